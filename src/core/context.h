@@ -1,0 +1,55 @@
+#pragma once
+/// @file context.h
+/// The run's Context: which device computes (chosen at run time) and how many CPU threads.
+
+#include <string>
+
+namespace recforge {
+
+/// A compute device: the CPU or one CUDA GPU.
+struct Device {
+  enum class Kind { kCpu, kCuda };
+  Kind kind = Kind::kCpu;  ///< CPU or CUDA
+  int ordinal = 0;         ///< CUDA device number (0 for the CPU)
+  /// "cpu" or "cuda:N".
+  std::string name() const;
+};
+
+/// What `train.device` asked for: "auto", "cpu", "cuda" (= cuda:0) or "cuda:N".
+struct DeviceRequest {
+  bool is_auto = true;  ///< "auto": first GPU that answers, else the CPU
+  Device device;        ///< the explicit device when !is_auto
+};
+
+/// Parses a device string; throws recforge::Error for anything else.
+DeviceRequest parse_device(const std::string& spec);
+
+/// Chooses the device and thread count for a run. CUDA is only touched when asked or when
+/// resolving "auto", and an absent driver means "no GPU", never an abort.
+class Context {
+ public:
+  /// Resolves `device_spec` (see parse_device) and `threads` (0: all cores). Throws
+  /// recforge::Error when CUDA is asked for but not built in, or the GPU does not exist.
+  static Context create(const std::string& device_spec, int threads);
+  /// The chosen device.
+  const Device& device() const { return device_; }
+  /// CPU threads used by OpenMP regions.
+  int threads() const { return threads_; }
+
+ private:
+  Device device_;
+  int threads_ = 1;
+};
+
+namespace backend {
+/// True when this binary was built with the CUDA backend.
+bool cuda_compiled();
+/// Number of CUDA devices that answer; 0 when CUDA is not built in, no driver or no device.
+int cuda_device_count() noexcept;
+/// Short description of CUDA device `ordinal` (name, memory, compute capability).
+std::string cuda_device_description(int ordinal);
+/// CUDA runtime and driver versions as text ("runtime 13.0, driver 13.0" or "not built").
+std::string cuda_version_text();
+}  // namespace backend
+
+}  // namespace recforge

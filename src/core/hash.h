@@ -1,0 +1,32 @@
+#pragma once
+/// @file hash.h
+/// SHA-256 of files and byte strings (OpenSSL), used for the data cache key and checksums.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace recforge {
+
+/// Incremental SHA-256; `hex()` finishes and returns the lowercase hex digest.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  /// Feeds bytes.
+  void update(const void* data, size_t size);
+  /// Feeds a string (length is not included; callers add separators where needed).
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  /// Finishes and returns the 64-character hex digest. Call once.
+  std::string hex();
+
+ private:
+  void* ctx_;
+};
+
+/// SHA-256 hex digest of a whole file; throws recforge::Error naming the file when unreadable.
+std::string sha256_file(const std::string& path);
+
+}  // namespace recforge

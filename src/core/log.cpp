@@ -1,0 +1,143 @@
+#include "core/log.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "core/error.h"
+
+namespace recforge {
+namespace {
+
+ProgressMode g_progress_mode = ProgressMode::kAuto;
+
+std::shared_ptr<spdlog::logger>& logger_ptr() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto l = std::make_shared<spdlog::logger>("recforge", sink);
+    l->set_pattern("%^[%H:%M:%S %L]%$ %v");
+    l->set_level(spdlog::level::info);
+    l->flush_on(spdlog::level::info);
+    return l;
+  }();
+  return logger;
+}
+
+ProgressMode effective_mode() {
+  if (g_progress_mode != ProgressMode::kAuto) return g_progress_mode;
+  return isatty(STDERR_FILENO) ? ProgressMode::kBar : ProgressMode::kLines;
+}
+
+}  // namespace
+
+spdlog::logger& log() { return *logger_ptr(); }
+
+void set_log_level(const std::string& level) {
+  auto lvl = spdlog::level::from_str(level);
+  if (lvl == spdlog::level::off && level != "off") fail("unknown log level \"{}\"", level);
+  log().set_level(lvl);
+}
+
+void log_to_file(const std::string& path) {
+  close_log_file();
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
+  sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e %l] %v");
+  log().sinks().push_back(sink);
+}
+
+void close_log_file() {
+  auto& sinks = log().sinks();
+  while (sinks.size() > 1) {
+    sinks.back()->flush();
+    sinks.pop_back();
+  }
+}
+
+void set_progress_mode(const std::string& mode) {
+  if (mode == "auto") g_progress_mode = ProgressMode::kAuto;
+  else if (mode == "bar") g_progress_mode = ProgressMode::kBar;
+  else if (mode == "lines") g_progress_mode = ProgressMode::kLines;
+  else if (mode == "off") g_progress_mode = ProgressMode::kOff;
+  else fail("unknown progress mode \"{}\" (expected auto, bar, lines or off)", mode);
+}
+
+std::string human_count(double v) {
+  const char* suffix[] = {"", "k", "M", "G", "T"};
+  int i = 0;
+  while (v >= 1000.0 && i < 4) {
+    v /= 1000.0;
+    ++i;
+  }
+  return i == 0 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}{}", v, suffix[i]);
+}
+
+Progress::Progress(std::string label, int64_t total, std::string unit)
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      mode_(effective_mode()),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
+
+Progress::~Progress() {
+  if (drew_bar_ && !finished_) std::fputs("\n", stderr);
+}
+
+double Progress::elapsed() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Progress::update(int64_t done) {
+  if (mode_ == ProgressMode::kOff) return;
+  const auto now = std::chrono::steady_clock::now();
+  const double since = std::chrono::duration<double>(now - last_).count();
+  // A bar redraws 10 times a second; plain lines appear every 5 seconds.
+  if (since < (mode_ == ProgressMode::kBar ? 0.1 : 5.0)) return;
+  last_ = now;
+  draw(done, false);
+}
+
+void Progress::finish(int64_t done) {
+  if (finished_) return;
+  finished_ = true;
+  if (drew_bar_) {
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+  }
+  const double secs = elapsed();
+  const double rate = secs > 0 ? done / secs : 0.0;
+  log().info("{}: {} {} in {:.2f} s ({} {}/s)", label_, human_count(done), unit_, secs,
+             human_count(rate), unit_);
+}
+
+void Progress::draw(int64_t done, bool) {
+  const double secs = elapsed();
+  const double rate = secs > 0 ? done / secs : 0.0;
+  std::string eta;
+  if (total_ > 0 && rate > 0 && done < total_) eta = fmt::format(" ETA {:.0f}s", (total_ - done) / rate);
+  if (mode_ == ProgressMode::kBar) {
+    std::string bar;
+    if (total_ > 0) {
+      const int width = 30;
+      const double frac = std::min(1.0, static_cast<double>(done) / total_);
+      const int fill = static_cast<int>(frac * width);
+      bar = fmt::format("[{}{}] {:3.0f}% ", std::string(fill, '#'), std::string(width - fill, '.'),
+                        100 * frac);
+    }
+    std::fprintf(stderr, "\r\033[K%s %s%s %s (%s/s)%s", label_.c_str(), bar.c_str(),
+                 human_count(done).c_str(), unit_.c_str(), human_count(rate).c_str(), eta.c_str());
+    std::fflush(stderr);
+    drew_bar_ = true;
+  } else {
+    if (total_ > 0)
+      log().info("{}: {}/{} {} ({:.0f}%, {} {}/s){}", label_, human_count(done),
+                 human_count(total_), unit_, 100.0 * done / total_, human_count(rate), unit_, eta);
+    else
+      log().info("{}: {} {} ({} {}/s)", label_, human_count(done), unit_, human_count(rate), unit_);
+  }
+}
+
+}  // namespace recforge

@@ -1,0 +1,59 @@
+#pragma once
+/// @file log.h
+/// Logging (spdlog) and progress display for long stages.
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace recforge {
+
+/// The process-wide logger: stderr always, plus a run directory's log file once one is opened.
+spdlog::logger& log();
+
+/// Sets the log level by name (trace, debug, info, warn, error, off).
+void set_log_level(const std::string& level);
+
+/// Adds a file sink (a run's `log.txt`); later messages go to stderr and the file.
+void log_to_file(const std::string& path);
+
+/// Removes any file sink (the file is closed).
+void close_log_file();
+
+/// How progress is shown: a live bar on a terminal, plain periodic log lines otherwise.
+enum class ProgressMode { kAuto, kBar, kLines, kOff };
+
+/// Sets the process-wide progress mode ("auto", "bar", "lines", "off").
+void set_progress_mode(const std::string& mode);
+
+/// Progress of one long stage. `update()` is cheap enough to call every few thousand items.
+class Progress {
+ public:
+  /// `total` may be 0 when unknown; `unit` names what is counted ("lines", "bytes", ...).
+  Progress(std::string label, int64_t total, std::string unit);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  /// Reports `done` units completed so far.
+  void update(int64_t done);
+  /// Ends the stage and logs a one-line summary with the rate.
+  void finish(int64_t done);
+  /// Seconds since construction.
+  double elapsed() const;
+
+ private:
+  void draw(int64_t done, bool final);
+  std::string label_, unit_;
+  int64_t total_;
+  ProgressMode mode_;
+  std::chrono::steady_clock::time_point start_, last_;
+  bool finished_ = false;
+  bool drew_bar_ = false;
+};
+
+/// Formats a count with a k/M/G suffix ("1.25M").
+std::string human_count(double value);
+
+}  // namespace recforge

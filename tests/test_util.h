@@ -1,0 +1,60 @@
+#pragma once
+// Helpers shared by the tests: temporary directories, file writing, the shared data location.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+namespace recforge::test {
+
+/// A fresh temporary directory, removed when the object goes out of scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("recforge-test-" + std::to_string(rd()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  /// Path of `name` inside the directory.
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  /// The directory itself.
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Writes `text` to `path`, returning the path.
+inline std::string write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+/// Reads a whole file.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// `../shared/data/<rel>` beside the repository, or "" when absent.
+inline std::string shared_data(const std::string& rel) {
+  const std::string p = std::string(RECFORGE_SHARED_DIR) + "/data/" + rel;
+  return std::filesystem::exists(p) ? p : std::string();
+}
+
+}  // namespace recforge::test
+
+/// Skips the test with a clear message when ../shared/data/<rel> is absent.
+#define RF_REQUIRE_SHARED(var, rel)                                                         \
+  const std::string var = ::recforge::test::shared_data(rel);                               \
+  if (var.empty())                                                                          \
+    GTEST_SKIP() << "../shared/data/" << (rel)                                              \
+                 << " is absent beside the repository; this test needs the shared data set"
