@@ -1,0 +1,779 @@
+/// @file config.cpp
+/// Validation, overrides, dumps and the Markdown reference, all driven by the parameter table.
+
+#include "config/config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <regex>
+
+#include "core/error.h"
+
+namespace recforge::config {
+namespace {
+
+// ---- Small helpers ----------------------------------------------------------------------------
+
+std::string section_of(const std::string& path) { return path.substr(0, path.find('.')); }
+std::string key_of(const std::string& path) { return path.substr(path.find('.') + 1); }
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+/// A string as a double-quoted YAML (and JSON) scalar.
+std::string quoted(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+/// Section names in order of first use in the table.
+std::vector<std::string> section_names(const std::vector<Param>& table) {
+  std::vector<std::string> out;
+  for (const Param& p : table) {
+    const std::string s = section_of(p.path);
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+const std::regex& int_re() {
+  static const std::regex re("[-+]?[0-9]+");
+  return re;
+}
+const std::regex& float_re() {
+  static const std::regex re("[-+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?");
+  return re;
+}
+
+bool is_null_word(const std::string& s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+
+/// YAML 1.1 boolean words (any case), or nullopt.
+std::optional<bool> bool_word(const std::string& s) {
+  const std::string l = lower(s);
+  if (l == "true" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "no" || l == "off") return false;
+  return std::nullopt;
+}
+
+/// Whether a plain scalar reads as a literal (number, bool, nan/inf) rather than as text.
+bool looks_literal(const std::string& s) {
+  if (std::regex_match(s, float_re()) || bool_word(s)) return true;
+  const std::string l = lower(s);
+  return l == ".nan" || l == "nan" || l == ".inf" || l == "+.inf" || l == "-.inf" || l == "inf" ||
+         l == "+inf" || l == "-inf";
+}
+
+bool is_plain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+/// "got ..." text for a node: null, a list, a mapping, a literal as written, or quoted text.
+std::string render(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "null";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  const std::string& s = n.Scalar();
+  return is_plain(n) && looks_literal(s) ? s : quoted(s);
+}
+
+std::string format_number(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
+  return fmt::format("{}", v);
+}
+
+/// Bounds in words: " >= 1", " in (0, 1)", "" when unbounded.
+std::string bounds_text(const Param& p) {
+  if (p.min && p.max)
+    return fmt::format(" in {}{}, {}{}", p.min_exclusive ? "(" : "[", format_number(*p.min),
+                       format_number(*p.max), p.max_exclusive ? ")" : "]");
+  if (p.min) return fmt::format(" {} {}", p.min_exclusive ? ">" : ">=", format_number(*p.min));
+  if (p.max) return fmt::format(" {} {}", p.max_exclusive ? "<" : "<=", format_number(*p.max));
+  return "";
+}
+
+bool in_bounds(const Param& p, double v) {
+  if (p.min && (p.min_exclusive ? !(v > *p.min) : !(v >= *p.min))) return false;
+  if (p.max && (p.max_exclusive ? !(v < *p.max) : !(v <= *p.max))) return false;
+  return true;
+}
+
+/// What a valid value looks like, for "expected ..." messages.
+std::string expected_text(const Param& p) {
+  switch (p.type) {
+    case Type::kInt:
+      return "an integer" + bounds_text(p);
+    case Type::kFloat:
+      return "a number" + bounds_text(p);
+    case Type::kBool:
+      return "true or false";
+    case Type::kString:
+      return "a string";
+    case Type::kEnum:
+      return "one of " + join(p.choices, ", ");
+    case Type::kIntList:
+      return "a list of integers" + bounds_text(p);
+  }
+  return "";
+}
+
+std::optional<int64_t> parse_int(const YAML::Node& n) {
+  if (!n.IsScalar() || !is_plain(n)) return std::nullopt;
+  std::string s = n.Scalar();
+  if (!std::regex_match(s, int_re())) return std::nullopt;
+  if (s[0] == '+') s.erase(0, 1);
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<double> parse_float(const YAML::Node& n) {
+  if (!n.IsScalar() || !is_plain(n)) return std::nullopt;
+  std::string s = n.Scalar();
+  if (!std::regex_match(s, float_re())) return std::nullopt;
+  if (s[0] == '+') s.erase(0, 1);
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+/// Converts a node to a value of `p`; returns "" on success, else "expected ..., got ...".
+std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
+  const std::string fail_text = "expected " + expected_text(p) + ", got " + render(n);
+  if (!n.IsDefined() || n.IsNull()) {
+    if (!p.optional) return fail_text;
+    out->set = false;
+    return "";
+  }
+  switch (p.type) {
+    case Type::kInt: {
+      const auto v = parse_int(n);
+      if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
+      out->i = *v;
+      break;
+    }
+    case Type::kFloat: {
+      const auto v = parse_float(n);
+      if (!v || !in_bounds(p, *v)) return fail_text;
+      out->f = *v;
+      break;
+    }
+    case Type::kBool: {
+      const auto v = n.IsScalar() && is_plain(n) ? bool_word(n.Scalar()) : std::nullopt;
+      if (!v) return fail_text;
+      out->b = *v;
+      break;
+    }
+    case Type::kString: {
+      if (!n.IsScalar()) return fail_text;
+      if (p.check) {
+        const std::string why = p.check(n.Scalar());
+        if (!why.empty()) return why + ", got " + render(n);
+      }
+      out->s = n.Scalar();
+      break;
+    }
+    case Type::kEnum: {
+      if (!n.IsScalar() ||
+          std::find(p.choices.begin(), p.choices.end(), n.Scalar()) == p.choices.end())
+        return fail_text;
+      out->s = n.Scalar();
+      break;
+    }
+    case Type::kIntList: {
+      std::vector<int64_t> list;
+      if (n.IsScalar()) {
+        const auto v = parse_int(n);
+        if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
+        list.push_back(*v);
+      } else if (n.IsSequence()) {
+        bool ok = true;
+        std::vector<std::string> shown;
+        for (const YAML::Node& e : n) {
+          const auto v = parse_int(e);
+          ok = ok && v && in_bounds(p, static_cast<double>(*v));
+          if (v) list.push_back(*v);
+          shown.push_back(render(e));
+        }
+        if (!ok) return "expected " + expected_text(p) + ", got [" + join(shown, ", ") + "]";
+      } else {
+        return fail_text;
+      }
+      out->list = std::move(list);
+      break;
+    }
+  }
+  out->set = true;
+  return "";
+}
+
+// ---- Output formatting ------------------------------------------------------------------------
+
+/// A string as a YAML scalar: plain when it reads back as the same string, quoted otherwise.
+/// `strict` also quotes words other YAML readers take for booleans or numbers ("off", "0").
+std::string yaml_string(const std::string& s, bool strict) {
+  bool plain = !s.empty() && !is_null_word(s) &&
+               std::all_of(s.begin(), s.end(),
+                           [](char c) {
+                             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                                    c == '.' || c == '/' || c == '-';
+                           }) &&
+               s[0] != '-' && s[0] != '.';
+  if (strict && plain)
+    plain = !std::isdigit(static_cast<unsigned char>(s[0])) && !bool_word(s) && lower(s) != "y" &&
+            lower(s) != "n";
+  return plain ? s : quoted(s);
+}
+
+std::string yaml_float(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_not_of("-0123456789") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string yaml_int_list(const std::vector<int64_t>& list) {
+  return fmt::format("[{}]", fmt::join(list, ", "));
+}
+
+/// A set value as YAML text.
+std::string yaml_value(const Param& p, const Config::Value& v) {
+  switch (p.type) {
+    case Type::kInt:
+      return std::to_string(v.i);
+    case Type::kFloat:
+      return yaml_float(v.f);
+    case Type::kBool:
+      return v.b ? "true" : "false";
+    case Type::kString:
+      return yaml_string(v.s, true);
+    case Type::kEnum:
+      return yaml_string(v.s, false);
+    case Type::kIntList:
+      return yaml_int_list(v.list);
+  }
+  return "";
+}
+
+// ---- Suggestions ------------------------------------------------------------------------------
+
+size_t suggestion_limit(const std::string& typed) { return std::max<size_t>(2, typed.size() / 3); }
+
+/// The known path nearest to section.key, or "" when none is near: keys of the same section by
+/// edit distance, then other sections' paths by whole-path distance (or key distance + 1, for a
+/// key put under the wrong section).
+std::string suggest_path(const std::vector<Param>& table, const std::string& section,
+                         const std::string& key) {
+  const std::string typed = section + "." + key;
+  size_t best = std::numeric_limits<size_t>::max();
+  std::string best_path;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Param& p : table) {
+      const bool same = section_of(p.path) == section;
+      if (same != (pass == 0)) continue;
+      const size_t d =
+          same ? edit_distance(key, key_of(p.path))
+               : std::min(edit_distance(typed, p.path), edit_distance(key, key_of(p.path)) + 1);
+      if (d < best) best = d, best_path = p.path;
+    }
+  }
+  return best <= suggestion_limit(key) ? best_path : "";
+}
+
+/// "unknown key; did you mean ...?" or "unknown key; known keys in <section>: ...".
+std::string unknown_key_text(const std::vector<Param>& table, const std::string& section,
+                             const std::string& key) {
+  const std::string near = suggest_path(table, section, key);
+  if (!near.empty()) return fmt::format("unknown key; did you mean \"{}\"?", near);
+  std::vector<std::string> keys;
+  for (const Param& p : table)
+    if (section_of(p.path) == section) keys.push_back(key_of(p.path));
+  if (keys.empty()) return "unknown key; known sections: " + join(section_names(table), ", ");
+  return fmt::format("unknown key; known keys in {}: {}", section, join(keys, ", "));
+}
+
+std::string unknown_section_text(const std::vector<Param>& table, const std::string& name) {
+  const std::vector<std::string> names = section_names(table);
+  size_t best = std::numeric_limits<size_t>::max();
+  std::string near;
+  for (const std::string& s : names) {
+    const size_t d = edit_distance(name, s);
+    if (d < best) best = d, near = s;
+  }
+  if (best > suggestion_limit(name)) {
+    // A key written at the top level ("seed: 1") suggests its full path.
+    near.clear();
+    for (const Param& p : table)
+      if (key_of(p.path) == name) {
+        near = p.path;
+        break;
+      }
+  }
+  if (!near.empty()) return fmt::format("unknown section; did you mean \"{}\"?", near);
+  return "unknown section; known sections: " + join(names, ", ");
+}
+
+// ---- Table checks and defaults ----------------------------------------------------------------
+
+void validate_table(const std::vector<Param>& table) {
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Param& p = table[i];
+    const size_t dot = p.path.find('.');
+    RF_ASSERT(dot != std::string::npos && dot > 0 && dot + 1 < p.path.size() &&
+                  p.path.find('.', dot + 1) == std::string::npos,
+              "config parameter path '" + p.path + "' is not section.key");
+    for (size_t j = 0; j < i; ++j)
+      RF_ASSERT(table[j].path != p.path, "config parameter '" + p.path + "' declared twice");
+    RF_ASSERT((p.type == Type::kEnum) == !p.choices.empty(),
+              "config parameter '" + p.path + "': choices are for (and required by) enums");
+    RF_ASSERT(!p.check || p.type == Type::kString,
+              "config parameter '" + p.path + "': check is for strings only");
+    RF_ASSERT(!p.description.empty(), "config parameter '" + p.path + "' has no description");
+    RF_ASSERT(!p.default_yaml.empty() || p.optional,
+              "config parameter '" + p.path + "' has no default and is not optional");
+  }
+}
+
+Config::Value default_value(const Param& p) {
+  Config::Value v;
+  if (p.default_yaml.empty()) return v;  // optional without default: unset
+  YAML::Node n;
+  try {
+    n = YAML::Load(p.default_yaml);
+  } catch (const YAML::Exception& e) {
+    RF_ASSERT(false, "default of config parameter '" + p.path + "' is not YAML: " + e.msg);
+  }
+  const std::string err = convert(p, n, &v);
+  RF_ASSERT(err.empty(), "default of config parameter '" + p.path + "' is invalid: " + err);
+  return v;
+}
+
+std::string location(const std::string& name, const YAML::Mark& m) {
+  if (m.is_null()) return name;
+  return fmt::format("{}:{}:{}", name, m.line + 1, m.column + 1);
+}
+
+}  // namespace
+
+// ---- Public helpers ---------------------------------------------------------------------------
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+const Param* find_param(const std::string& path) {
+  for (const Param& p : params())
+    if (p.path == path) return &p;
+  return nullptr;
+}
+
+/// Implementation of Config's construction and parsing (a friend of Config).
+struct ConfigBuilder {
+  /// Defaults of a table, after checking the table itself.
+  static Config defaults(const std::vector<Param>& table) {
+    validate_table(table);
+    Config c(&table);
+    c.values_.reserve(table.size());
+    for (const Param& p : table) c.values_.push_back(default_value(p));
+    return c;
+  }
+
+  /// Reads YAML text and overrides on top of `c` (the table's defaults).
+  static Config parse_into(Config c, const std::string& yaml_text, const std::string& name,
+                           const std::vector<std::string>& overrides) {
+    c.source_ = name;
+    YAML::Node root;
+    try {
+      root = YAML::Load(yaml_text);
+    } catch (const YAML::Exception& e) {
+      fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
+    }
+    apply_document(c, root, name);
+    for (const std::string& o : overrides) c.set(o);
+    return c;
+  }
+
+  /// Applies a parsed YAML document (the whole file) to `c`.
+  static void apply_document(Config& c, const YAML::Node& root, const std::string& name) {
+    const std::vector<Param>& table = *c.table_;
+    if (!root.IsDefined() || root.IsNull()) return;  // empty file: all defaults
+    if (!root.IsMap())
+      fail("{}: expected a mapping of sections, got {}", location(name, root.Mark()), render(root));
+    std::map<std::string, int> seen_sections;
+    for (const auto& sec : root) {
+      const YAML::Node& sk = sec.first;
+      const std::string at = location(name, sk.Mark());
+      if (!sk.IsScalar()) fail("{}: expected a section name, got {}", at, render(sk));
+      const std::string section = sk.Scalar();
+      const auto names = section_names(table);
+      if (std::find(names.begin(), names.end(), section) == names.end())
+        fail("{}: {}: {}", at, section, unknown_section_text(table, section));
+      if (!seen_sections.emplace(section, sk.Mark().line + 1).second)
+        fail("{}: {}: duplicate section, first given at line {}", at, section,
+             seen_sections[section]);
+      const YAML::Node& body = sec.second;
+      if (body.IsNull()) continue;  // "data:" with everything commented out
+      if (!body.IsMap())
+        fail("{}: {}: expected a mapping of {} settings, got {}", at, section, section,
+             render(body));
+      std::map<std::string, int> seen_keys;
+      for (const auto& kv : body) {
+        const YAML::Node& k = kv.first;
+        const std::string kat = location(name, k.Mark());
+        if (!k.IsScalar()) fail("{}: {}: expected a key name, got {}", kat, section, render(k));
+        const std::string path = section + "." + k.Scalar();
+        const size_t idx = find_index(table, path);
+        if (idx == table.size())
+          fail("{}: {}: {}", kat, path, unknown_key_text(table, section, k.Scalar()));
+        if (!seen_keys.emplace(path, k.Mark().line + 1).second)
+          fail("{}: {}: duplicate key, first given at line {}", kat, path, seen_keys[path]);
+        store(c, idx, kv.second, kat, kat);
+      }
+    }
+  }
+
+  /// Value `idx` of `c`.
+  static const Config::Value& value(const Config& c, size_t idx) { return c.values_[idx]; }
+
+  /// Index of `path` in `table`, or table.size() when absent.
+  static size_t find_index(const std::vector<Param>& table, const std::string& path) {
+    for (size_t i = 0; i < table.size(); ++i)
+      if (table[i].path == path) return i;
+    return table.size();
+  }
+
+  /// Validates `node` for parameter `idx` and stores it; `prefix` starts error messages.
+  static void store(Config& c, size_t idx, const YAML::Node& node, const std::string& prefix,
+                    const std::string& where) {
+    const Param& p = (*c.table_)[idx];
+    Config::Value v;
+    const std::string err = convert(p, node, &v);
+    if (!err.empty()) fail("{}: {}: {}", prefix, p.path, err);
+    v.where = where;
+    c.values_[idx] = std::move(v);
+  }
+};
+
+// ---- Config -----------------------------------------------------------------------------------
+
+Config Config::defaults() {
+  static const Config builtin = ConfigBuilder::defaults(params());
+  return builtin;
+}
+
+Config Config::defaults(const std::vector<Param>& table) { return ConfigBuilder::defaults(table); }
+
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("{}: cannot open config file: {}", path, std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const int read_errno = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (read_errno) fail("{}: cannot read config file: {}", path, std::strerror(read_errno));
+  return parse(text, path, overrides);
+}
+
+Config Config::parse(const std::string& yaml_text, const std::string& name,
+                     const std::vector<std::string>& overrides) {
+  return ConfigBuilder::parse_into(defaults(), yaml_text, name, overrides);
+}
+
+Config Config::parse(const std::vector<Param>& table, const std::string& yaml_text,
+                     const std::string& name, const std::vector<std::string>& overrides) {
+  return ConfigBuilder::parse_into(defaults(table), yaml_text, name, overrides);
+}
+
+void Config::set(const std::string& assignment) {
+  const std::string prefix = "--set " + assignment;
+  const size_t eq = assignment.find('=');
+  const std::string path = eq == std::string::npos ? "" : trim(assignment.substr(0, eq));
+  const size_t dot = path.find('.');
+  if (path.empty() || dot == std::string::npos || dot == 0 || dot + 1 == path.size())
+    fail("{}: expected section.key=value", prefix);
+  const size_t idx = ConfigBuilder::find_index(*table_, path);
+  if (idx == table_->size())
+    fail("{}: {}: {}", prefix, path,
+         unknown_key_text(*table_, path.substr(0, dot), path.substr(dot + 1)));
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    fail("{}: {}: invalid YAML value: {}", prefix, path, e.msg);
+  }
+  ConfigBuilder::store(*this, idx, value, prefix, prefix);
+}
+
+size_t Config::index_of(const std::string& path, std::optional<Type> type) const {
+  const size_t idx = ConfigBuilder::find_index(*table_, path);
+  RF_ASSERT(idx < table_->size(), "unknown config parameter '" + path + "'");
+  if (type) {
+    const Type t = (*table_)[idx].type;
+    const bool ok = t == *type || (*type == Type::kString && t == Type::kEnum);
+    RF_ASSERT(ok, "config parameter '" + path + "' read with a getter of the wrong type");
+  }
+  return idx;
+}
+
+const Config::Value& Config::checked(const std::string& path, Type type) const {
+  const Value& v = values_[index_of(path, type)];
+  RF_ASSERT(v.set, "config parameter '" + path + "' is unset; check is_set() first");
+  return v;
+}
+
+int64_t Config::get_int(const std::string& path) const { return checked(path, Type::kInt).i; }
+double Config::get_float(const std::string& path) const { return checked(path, Type::kFloat).f; }
+bool Config::get_bool(const std::string& path) const { return checked(path, Type::kBool).b; }
+const std::string& Config::get_string(const std::string& path) const {
+  return checked(path, Type::kString).s;
+}
+std::vector<int64_t> Config::get_int_list(const std::string& path) const {
+  return checked(path, Type::kIntList).list;
+}
+bool Config::is_set(const std::string& path) const {
+  return values_[index_of(path, std::nullopt)].set;
+}
+std::string Config::where(const std::string& path) const {
+  return values_[index_of(path, std::nullopt)].where;
+}
+
+std::string Config::to_yaml() const {
+  std::string out = "# Resolved recforge configuration";
+  out += source_.empty() ? ".\n" : " (from " + source_ + ").\n";
+  std::string section;
+  for (size_t i = 0; i < table_->size(); ++i) {
+    const Param& p = (*table_)[i];
+    const Value& v = values_[i];
+    if (section_of(p.path) != section) {
+      section = section_of(p.path);
+      out += section + ":\n";
+    }
+    if (!v.set) {
+      out += fmt::format("  # {}: (unset)\n", key_of(p.path));
+      continue;
+    }
+    out += fmt::format("  {}: {}", key_of(p.path), yaml_value(p, v));
+    if (v.where != "default") {
+      std::string origin = v.where;
+      std::replace(origin.begin(), origin.end(), '\n', ' ');
+      std::replace(origin.begin(), origin.end(), '\r', ' ');
+      out += "  # " + origin;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+nlohmann::json Config::to_json() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t i = 0; i < table_->size(); ++i) {
+    const Param& p = (*table_)[i];
+    const Value& v = values_[i];
+    nlohmann::json& slot = out[section_of(p.path)][key_of(p.path)];
+    if (!v.set) {
+      slot = nullptr;
+      continue;
+    }
+    switch (p.type) {
+      case Type::kInt:
+        slot = v.i;
+        break;
+      case Type::kFloat:
+        slot = v.f;
+        break;
+      case Type::kBool:
+        slot = v.b;
+        break;
+      case Type::kString:
+      case Type::kEnum:
+        slot = v.s;
+        break;
+      case Type::kIntList:
+        slot = v.list;
+        break;
+    }
+  }
+  return out;
+}
+
+bool Config::operator==(const Config& other) const {
+  if (table_ != other.table_) return false;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    const Value& a = values_[i];
+    const Value& b = other.values_[i];
+    if (a.set != b.set) return false;
+    if (!a.set) continue;
+    bool same = true;
+    switch ((*table_)[i].type) {
+      case Type::kInt:
+        same = a.i == b.i;
+        break;
+      case Type::kFloat:
+        same = a.f == b.f;
+        break;
+      case Type::kBool:
+        same = a.b == b.b;
+        break;
+      case Type::kString:
+      case Type::kEnum:
+        same = a.s == b.s;
+        break;
+      case Type::kIntList:
+        same = a.list == b.list;
+        break;
+    }
+    if (!same) return false;
+  }
+  return true;
+}
+
+// ---- Markdown reference -----------------------------------------------------------------------
+
+namespace {
+
+std::string type_name(Type t) {
+  switch (t) {
+    case Type::kInt:
+      return "integer";
+    case Type::kFloat:
+      return "number";
+    case Type::kBool:
+      return "boolean";
+    case Type::kString:
+      return "string";
+    case Type::kEnum:
+      return "enum";
+    case Type::kIntList:
+      return "integer list";
+  }
+  return "";
+}
+
+std::string allowed_markdown(const Param& p) {
+  std::string bounds = bounds_text(p);
+  if (!bounds.empty()) bounds.erase(0, 1);  // leading space
+  if (bounds.rfind("in ", 0) == 0) bounds.erase(0, 3);
+  switch (p.type) {
+    case Type::kInt:
+    case Type::kFloat:
+      return bounds.empty() ? "any" : bounds;
+    case Type::kBool:
+      return "`true`, `false`";
+    case Type::kString:
+      return p.allowed.empty() ? "any" : p.allowed;
+    case Type::kEnum: {
+      std::vector<std::string> c;
+      for (const std::string& s : p.choices) c.push_back("`" + s + "`");
+      return join(c, ", ");
+    }
+    case Type::kIntList:
+      return bounds.empty() ? "any" : "each " + bounds;
+  }
+  return "";
+}
+
+std::string cell(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c == '\n' ? ' ' : c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string markdown_reference(const std::vector<Param>& table,
+                               const std::vector<Section>& section_list) {
+  const Config defaults = Config::defaults(table);
+  std::string out;
+  out +=
+      "# Configuration reference\n"
+      "\n"
+      "<!-- Generated from src/config/params.cpp by `recforge config --markdown`; "
+      "do not edit by hand. -->\n"
+      "\n"
+      "recforge reads its settings from a YAML file made of sections, each a mapping of keys to "
+      "values:\n"
+      "\n"
+      "```yaml\n"
+      "data:\n"
+      "  path: data/ratings.csv\n"
+      "  header: true\n"
+      "  user_col: userId\n"
+      "  item_col: movieId\n"
+      "split:\n"
+      "  method: leave_last\n"
+      "```\n"
+      "\n"
+      "- Every setting has a default, so a file lists only the settings it changes; an empty "
+      "file is valid.\n"
+      "- `--set section.key=value` on the command line overrides one setting and may be "
+      "repeated. Overrides are applied after the file, in order, and the value is read as YAML: "
+      "`--set split.method=time`, `--set split.test_fraction=0.1`.\n"
+      "- Unknown keys and invalid values are errors that name the file, line and column (or the "
+      "`--set` argument) and what was expected.\n"
+      "- Settings whose default is *unset* are optional: leave them out, or write `null` or `~`.\n"
+      "- Types: *integer* is a whole number; *number* is an integer or a decimal "
+      "(`0.5`, `1e-3`); *boolean* is `true` or `false` (`yes`/`no` and `on`/`off` also work); "
+      "*string* is any text (quote it only when YAML requires); *enum* is one of the listed "
+      "words; *integer list* is `[20, 50]` or a single integer.\n"
+      "- Ranges: `[a, b]` includes both ends, `(a, b)` excludes them.\n";
+  for (const std::string& name : section_names(table)) {
+    out += "\n## " + name + "\n\n";
+    for (const Section& s : section_list)
+      if (s.name == name && !s.description.empty()) out += cell(s.description) + "\n\n";
+    out += "| Key | Type | Default | Allowed | Description |\n";
+    out += "|-----|------|---------|---------|-------------|\n";
+    for (size_t i = 0; i < table.size(); ++i) {
+      const Param& p = table[i];
+      if (section_of(p.path) != name) continue;
+      const std::string def = defaults.is_set(p.path)
+                                  ? "`" + yaml_value(p, ConfigBuilder::value(defaults, i)) + "`"
+                                  : "*unset*";
+      out += fmt::format("| `{}` | {} | {} | {} | {} |\n", p.path, type_name(p.type), cell(def),
+                         cell(allowed_markdown(p)), cell(p.description));
+    }
+  }
+  return out;
+}
+
+std::string markdown_reference() { return markdown_reference(params(), sections()); }
+
+}  // namespace recforge::config

@@ -1,0 +1,157 @@
+#pragma once
+/// @file config.h
+/// The configuration system. Every parameter is declared once, in the table of params.cpp; YAML
+/// validation, `--set` overrides, the resolved-config dump and the Markdown reference
+/// (docs/configuration.md) are all derived from that table.
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace recforge::config {
+
+/// Value type of a parameter.
+enum class Type { kInt, kFloat, kBool, kString, kEnum, kIntList };
+
+/// One declared parameter.
+struct Param {
+  /// Dotted path "section.key" (exactly one dot), e.g. "model.factors".
+  std::string path;
+  /// Value type.
+  Type type;
+  /// Default as YAML text ("42", "0.5", "true", "sum", "[20, 50]"); empty with `optional` means
+  /// "no default" (the parameter starts unset).
+  std::string default_yaml;
+  /// May be left unset (omitted, or `null`/`~`); getters then throw InternalError, see is_set().
+  bool optional = false;
+  /// Numeric lower bound (ints, floats, each element of int lists).
+  std::optional<double> min;
+  /// Numeric upper bound (ints, floats, each element of int lists).
+  std::optional<double> max;
+  /// Whether `min` itself is excluded.
+  bool min_exclusive = false;
+  /// Whether `max` itself is excluded.
+  bool max_exclusive = false;
+  /// Allowed values of a kEnum parameter.
+  std::vector<std::string> choices;
+  /// One or two sentences for the reference documentation.
+  std::string description;
+  /// Optional extra check of a kString value: returns "" when valid, else the "expected ..." text.
+  std::function<std::string(const std::string&)> check;
+  /// Text of the reference's "allowed" column for a parameter with `check` (e.g. "`auto`, `cpu`").
+  std::string allowed;
+};
+
+/// One configuration section (the part of a path before the dot), for the reference docs.
+struct Section {
+  /// Section name, e.g. "data".
+  std::string name;
+  /// One sentence describing the section.
+  std::string description;
+};
+
+/// The parameter table, in documentation order (sections appear in first-use order).
+const std::vector<Param>& params();
+
+/// Descriptions of the sections used by params(), in the same order.
+const std::vector<Section>& sections();
+
+/// The parameter with this path, or nullptr if unknown.
+const Param* find_param(const std::string& path);
+
+/// A complete, validated set of parameter values with the origin of each value.
+///
+/// A Config refers to the parameter table it was built from: params() for defaults(), load() and
+/// parse(), or a caller's table (which must outlive the Config) for the table overloads.
+class Config {
+ public:
+  /// All parameters at their defaults (optionals without default unset).
+  static Config defaults();
+  /// Defaults of a caller-supplied table (validated; throws InternalError on a bad table).
+  static Config defaults(const std::vector<Param>& table);
+
+  /// Loads a YAML file, applies overrides ("section.key=value"), validates. Throws recforge::Error.
+  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+
+  /// Same from YAML text; `name` is used as the file name in messages.
+  static Config parse(const std::string& yaml_text, const std::string& name,
+                      const std::vector<std::string>& overrides = {});
+  /// Same against a caller-supplied table.
+  static Config parse(const std::vector<Param>& table, const std::string& yaml_text,
+                      const std::string& name, const std::vector<std::string>& overrides = {});
+
+  /// Applies one override "section.key=value" (value parsed as a YAML scalar or flow sequence;
+  /// an empty value is YAML null, which unsets an optional parameter). Throws recforge::Error.
+  void set(const std::string& assignment);
+
+  /// Value of a kInt parameter.
+  int64_t get_int(const std::string& path) const;
+  /// Value of a kFloat parameter.
+  double get_float(const std::string& path) const;
+  /// Value of a kBool parameter.
+  bool get_bool(const std::string& path) const;
+  /// Value of a kString or kEnum parameter.
+  const std::string& get_string(const std::string& path) const;
+  /// Value of a kIntList parameter.
+  std::vector<int64_t> get_int_list(const std::string& path) const;
+  /// False only for optional parameters left unset.
+  bool is_set(const std::string& path) const;
+
+  /// Where a value came from, for error messages: "configs/x.yaml:7:3", "--set data.path=foo",
+  /// or "default".
+  std::string where(const std::string& path) const;
+
+  /// The source file name given to load/parse ("" for defaults()).
+  const std::string& source() const { return source_; }
+
+  /// Fully resolved config as YAML: every parameter, sections in table order, strings quoted
+  /// where needed, unset optionals as comment lines `# key: (unset)`. parse() of the result gives
+  /// an equal Config.
+  std::string to_yaml() const;
+
+  /// Same as a JSON object nested by section (unset optionals are null), for manifests.
+  nlohmann::json to_json() const;
+
+  /// True when both have the same table and equal values (origins and source are ignored).
+  bool operator==(const Config& other) const;
+  /// Negation of operator==.
+  bool operator!=(const Config& other) const { return !(*this == other); }
+
+  /// One parameter's value; only the member matching the parameter's type is meaningful.
+  struct Value {
+    bool set = false;               ///< false for an unset optional
+    int64_t i = 0;                  ///< kInt
+    double f = 0;                   ///< kFloat
+    bool b = false;                 ///< kBool
+    std::string s;                  ///< kString, kEnum
+    std::vector<int64_t> list;      ///< kIntList
+    std::string where = "default";  ///< origin, see where()
+  };
+
+ private:
+  explicit Config(const std::vector<Param>* table) : table_(table) {}
+  size_t index_of(const std::string& path, std::optional<Type> type) const;
+  const Value& checked(const std::string& path, Type type) const;
+
+  const std::vector<Param>* table_;
+  std::vector<Value> values_;  // parallel to *table_
+  std::string source_;
+
+  friend struct ConfigBuilder;
+};
+
+/// The Markdown reference: title, how to set values (YAML file, --set), then one section per
+/// config section with a table: key | type | default | allowed | description.
+std::string markdown_reference();
+
+/// The Markdown reference of a caller-supplied table and section list.
+std::string markdown_reference(const std::vector<Param>& table,
+                               const std::vector<Section>& section_list);
+
+/// Levenshtein (edit) distance between two strings, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace recforge::config

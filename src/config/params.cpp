@@ -1,0 +1,230 @@
+/// @file params.cpp
+/// THE parameter table: every configuration parameter is declared here and nowhere else.
+/// Validation, `--set`, the resolved-config dump and docs/configuration.md derive from it.
+/// To add a parameter or a section, add rows below (and a line to kSections for a new section),
+/// then regenerate docs/configuration.md (see the ConfigDoc test).
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace recforge::config {
+namespace {
+
+/// Fluent construction of one table row.
+struct Row {
+  Param p;
+  Row(std::string path, Type type, std::string default_yaml, std::string description) {
+    p.path = std::move(path);
+    p.type = type;
+    p.default_yaml = std::move(default_yaml);
+    p.description = std::move(description);
+  }
+  Row& ge(double v) {
+    p.min = v;
+    p.min_exclusive = false;
+    return *this;
+  }
+  Row& gt(double v) {
+    p.min = v;
+    p.min_exclusive = true;
+    return *this;
+  }
+  Row& le(double v) {
+    p.max = v;
+    p.max_exclusive = false;
+    return *this;
+  }
+  Row& lt(double v) {
+    p.max = v;
+    p.max_exclusive = true;
+    return *this;
+  }
+  Row& optional() {
+    p.optional = true;
+    return *this;
+  }
+  Row& check(std::function<std::string(const std::string&)> f, std::string allowed) {
+    p.check = std::move(f);
+    p.allowed = std::move(allowed);
+    return *this;
+  }
+  operator Param() const { return p; }  // NOLINT: rows convert implicitly into the table
+};
+
+Row Int(std::string path, std::string def, std::string desc) {
+  return Row(std::move(path), Type::kInt, std::move(def), std::move(desc));
+}
+Row Float(std::string path, std::string def, std::string desc) {
+  return Row(std::move(path), Type::kFloat, std::move(def), std::move(desc));
+}
+Row Bool(std::string path, std::string def, std::string desc) {
+  return Row(std::move(path), Type::kBool, std::move(def), std::move(desc));
+}
+Row String(std::string path, std::string def, std::string desc) {
+  return Row(std::move(path), Type::kString, std::move(def), std::move(desc));
+}
+Row Enum(std::string path, std::vector<std::string> choices, std::string def, std::string desc) {
+  Row r(std::move(path), Type::kEnum, std::move(def), std::move(desc));
+  r.p.choices = std::move(choices);
+  return r;
+}
+
+/// train.device: auto, cpu, cuda or cuda:N.
+std::string check_device(const std::string& v) {
+  if (v == "auto" || v == "cpu" || v == "cuda") return "";
+  if (v.size() > 5 && v.compare(0, 5, "cuda:") == 0 && v.size() <= 9 &&
+      v.find_first_not_of("0123456789", 5) == std::string::npos)
+    return "";
+  return "expected auto, cpu, cuda or cuda:N";
+}
+
+const std::vector<Section> kSections = {
+    {"run", "Naming of the run, its output directory, randomness and logging."},
+    {"train", "Hardware used for training."},
+    {"data", "The interactions file and how it is read, combined and filtered."},
+    {"synthetic", "The generator used when `data.format` is `synthetic`."},
+    {"split", "How interactions are divided into training, validation and test sets."},
+    {"weighting", "How raw interaction weights are turned into confidences before training."},
+};
+
+}  // namespace
+
+const std::vector<Section>& sections() { return kSections; }
+
+const std::vector<Param>& params() {
+  static const std::vector<Param> table = {
+      // ---- run --------------------------------------------------------------------------------
+      String("run.name", "\"\"",
+             "Name of the run and of its directory under `run.dir`; empty means the config "
+             "file's name without extension."),
+      String("run.dir", "runs", "Directory in which run directories are created."),
+      Enum("run.exists", {"suffix", "overwrite", "error"}, "suffix",
+           "What to do when `<run.dir>/<run.name>` already exists: `suffix` appends `.1`, `.2`, "
+           "... to the name, `overwrite` replaces it, `error` stops."),
+      Int("run.seed", "42", "Master seed of the run's random number generators.").ge(0),
+      Enum("run.log_level", {"trace", "debug", "info", "warn", "error"}, "info",
+           "Least severe level of log messages that are shown and written to the run's log."),
+      Enum("run.progress", {"auto", "bar", "lines", "off"}, "auto",
+           "How progress of long stages is shown: `auto` draws a live bar on a terminal and "
+           "periodic log lines otherwise, `bar` and `lines` force one of them, `off` hides it."),
+
+      // ---- train ------------------------------------------------------------------------------
+      String("train.device", "auto",
+             "Where to train: `auto` uses a CUDA GPU when one is available and the CPU "
+             "otherwise; `cuda:N` selects GPU number N.")
+          .check(check_device, "`auto`, `cpu`, `cuda`, `cuda:N`"),
+      Int("train.threads", "0", "Number of CPU threads; 0 uses all cores.").ge(0),
+
+      // ---- data -------------------------------------------------------------------------------
+      Enum("data.format", {"delimited", "adjacency", "synthetic"}, "delimited",
+           "Input format: `delimited` has one interaction per line in columns, `adjacency` one "
+           "user per line followed by the user's items, `synthetic` generates data as set in "
+           "the `synthetic` section."),
+      String("data.path", "", "Interactions file; with `split.method: given`, the training file.")
+          .optional(),
+      String("data.test_path", "", "Test interactions file, used with `split.method: given`.")
+          .optional(),
+      Enum("data.delimiter", {"auto", "comma", "tab", "space", "whitespace", "semicolon", "pipe"},
+           "auto",
+           "Column separator: `auto` detects it from the first lines, `space` is one space, "
+           "`whitespace` any run of spaces and tabs."),
+      Bool("data.header", "false", "Whether the first line holds column names."),
+      String("data.user_col", "\"0\"",
+             "User id column: a column name (when `data.header` is true) or a 0-based index."),
+      String("data.item_col", "\"1\"", "Item id column, given like `data.user_col`."),
+      String("data.weight_col", "",
+             "Weight column, given like `data.user_col`; unset gives every interaction weight 1.")
+          .optional(),
+      String("data.time_col", "",
+             "Timestamp column (integer), given like `data.user_col`; unset means no timestamps.")
+          .optional(),
+      Enum("data.id_type", {"int", "string"}, "int",
+           "User and item ids: `int` requires integers, `string` accepts any text."),
+      Enum("data.duplicates", {"sum", "max", "last"}, "sum",
+           "How repeated (user, item) pairs are combined: sum or maximum of their weights, or "
+           "the last one (latest timestamp, else latest in the file)."),
+      Float("data.min_weight", "0", "Interactions with a weight below this are dropped."),
+      Int("data.min_user_interactions", "1",
+          "Users with fewer interactions are dropped; the user and item filters are applied "
+          "repeatedly until both hold.")
+          .ge(1),
+      Int("data.min_item_interactions", "1",
+          "Items with fewer interactions are dropped (see `data.min_user_interactions`).")
+          .ge(1),
+      Enum("data.on_error", {"fail", "skip"}, "fail",
+           "A malformed line: `fail` stops with its file and line, `skip` drops it and goes on."),
+      Bool("data.cache", "true",
+           "Keep the parsed data in a binary cache so that later runs with the same input and "
+           "`data` settings skip parsing."),
+      String("data.cache_dir", "\"\"",
+             "Cache directory; empty means `$XDG_CACHE_HOME/recforge`, or `~/.cache/recforge` "
+             "when XDG_CACHE_HOME is unset."),
+
+      // ---- synthetic --------------------------------------------------------------------------
+      Int("synthetic.users", "20000", "Number of users.").ge(1),
+      Int("synthetic.items", "10000", "Number of items.").ge(2),
+      Int("synthetic.interactions", "1000000",
+          "Target number of interactions before duplicates are combined.")
+          .ge(1),
+      Int("synthetic.communities", "16",
+          "Number of communities that users and items are divided into.")
+          .ge(1),
+      Float("synthetic.community_strength", "0.8",
+            "Probability that an interaction stays in the user's community.")
+          .ge(0)
+          .le(1),
+      Float("synthetic.popularity_exponent", "1.0",
+            "Zipf exponent of item popularity; 0 makes all items equally popular.")
+          .ge(0),
+      Float("synthetic.activity_sigma", "1.0",
+            "Sigma of the log-normal distribution of per-user activity; 0 gives all users the "
+            "same expected activity.")
+          .ge(0),
+      Int("synthetic.days", "365", "Time span of the generated timestamps, in days.").ge(1),
+      Enum("synthetic.weights", {"binary", "counts"}, "counts",
+           "Interaction weights: `binary` is 1 per (user, item) pair, `counts` the number of "
+           "times the pair was drawn."),
+      Int("synthetic.seed", "1", "Seed of the generator, independent of `run.seed`.").ge(0),
+
+      // ---- split ------------------------------------------------------------------------------
+      Enum("split.method", {"given", "random", "leave_last", "time", "users", "none"}, "random",
+           "How the test set is chosen: `given` reads `data.test_path`, `random` holds out a "
+           "fraction of each user's interactions, `leave_last` each user's last `leave_k`, "
+           "`time` those after a cutoff, `users` part of the interactions of held-out users, "
+           "`none` has no test set."),
+      Float("split.test_fraction", "0.2",
+            "Fraction held out of each user's interactions by `random`, and of each held-out "
+            "user's interactions by `users`.")
+          .gt(0)
+          .lt(1),
+      Int("split.leave_k", "1", "Number of interactions per user held out by `leave_last`.").ge(1),
+      Float("split.cutoff", "",
+            "Timestamp that separates training from test for `time`; unset uses "
+            "`split.cutoff_quantile`.")
+          .optional(),
+      Float("split.cutoff_quantile", "0.8",
+            "Quantile of all timestamps used as the cutoff when `split.cutoff` is unset.")
+          .gt(0)
+          .lt(1),
+      Float("split.heldout_users", "0.1", "Fraction of users held out by `users`.").gt(0).lt(1),
+      Float("split.validation_fraction", "0",
+            "When above 0, a validation set of this fraction is carved from the training part "
+            "by the same method.")
+          .ge(0)
+          .lt(1),
+
+      // ---- weighting --------------------------------------------------------------------------
+      Enum("weighting.scheme", {"none", "linear", "log", "bm25"}, "none",
+           "Confidence from a raw weight w: `none` keeps w, `linear` is 1 + alpha * w, `log` is "
+           "1 + alpha * log(1 + w / eps), `bm25` is BM25 weighting with `bm25_k1` and `bm25_b`."),
+      Float("weighting.alpha", "1.0", "Scale `alpha` of the `linear` and `log` schemes.").ge(0),
+      Float("weighting.eps", "1.0", "Divisor `eps` of the `log` scheme.").gt(0),
+      Float("weighting.bm25_k1", "100", "BM25 k1: saturation of repeated interactions.").ge(0),
+      Float("weighting.bm25_b", "0.8", "BM25 b: strength of the length normalization.").ge(0).le(1),
+  };
+  return table;
+}
+
+}  // namespace recforge::config

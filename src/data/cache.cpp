@@ -1,0 +1,187 @@
+#include "data/cache.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "core/log.h"
+
+namespace recforge::data {
+namespace {
+
+constexpr char kMagic[8] = {'R', 'F', 'C', 'A', 'C', 'H', 'E', '\0'};
+constexpr uint64_t kTrailer = 0x454E4F4448434652ULL;  // "RFCHDONE"
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+class Writer {
+ public:
+  explicit Writer(std::FILE* f) : f_(f) {}
+  void bytes(const void* p, size_t n) { ok_ = ok_ && (n == 0 || std::fwrite(p, 1, n, f_) == n); }
+  template <typename T>
+  void pod(const T& v) { bytes(&v, sizeof v); }
+  template <typename T>
+  void vec(const std::vector<T>& v) {
+    pod(static_cast<uint64_t>(v.size()));
+    bytes(v.data(), v.size() * sizeof(T));
+  }
+  void str(const std::string& s) {
+    pod(static_cast<uint32_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::FILE* f_;
+  bool ok_ = true;
+};
+
+class Reader {
+ public:
+  Reader(std::FILE* f, uint64_t size) : f_(f), left_(size) {}
+  bool bytes(void* p, size_t n) {
+    if (n > left_) return false;
+    if (n && std::fread(p, 1, n, f_) != n) return false;
+    left_ -= n;
+    return true;
+  }
+  template <typename T>
+  bool pod(T& v) { return bytes(&v, sizeof v); }
+  template <typename T>
+  bool vec(std::vector<T>& v) {
+    uint64_t n;
+    if (!pod(n) || n > left_ / sizeof(T)) return false;
+    v.resize(n);
+    return bytes(v.data(), n * sizeof(T));
+  }
+  bool str(std::string& s) {
+    uint32_t n;
+    if (!pod(n) || n > left_) return false;
+    s.resize(n);
+    return bytes(s.data(), n);
+  }
+
+ private:
+  std::FILE* f_;
+  uint64_t left_;
+};
+
+void write_ids(Writer& w, const IdMap& m) {
+  w.pod(static_cast<uint64_t>(m.size()));
+  for (const auto& s : m.ids()) w.str(s);
+}
+
+bool read_ids(Reader& r, IdMap& m) {
+  uint64_t n;
+  if (!r.pod(n)) return false;
+  std::vector<std::string> ids(n);
+  for (auto& s : ids)
+    if (!r.str(s)) return false;
+  m = IdMap(std::move(ids));
+  return true;
+}
+
+}  // namespace
+
+std::optional<Loaded> read_cache(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return std::nullopt;
+  File f(std::fopen(path.c_str(), "rb"));
+  if (!f) return std::nullopt;
+  Reader r(f.get(), size);
+  auto damaged = [&](const char* why) -> std::optional<Loaded> {
+    log().warn("cache file {} is unusable ({}); re-parsing the source", path, why);
+    return std::nullopt;
+  };
+  char magic[8];
+  int32_t version;
+  if (!r.bytes(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return damaged("bad magic");
+  if (!r.pod(version) || version != kCacheVersion) return damaged("other version");
+  Loaded d;
+  if (!read_ids(r, d.users) || !read_ids(r, d.items)) return damaged("truncated id maps");
+  uint64_t parts;
+  if (!r.pod(parts) || parts > 16) return damaged("bad part count");
+  d.parts.resize(parts);
+  for (auto& p : d.parts) {
+    uint8_t has_times;
+    if (!r.pod(has_times) || !r.vec(p.users) || !r.vec(p.items) || !r.vec(p.weights))
+      return damaged("truncated interactions");
+    if (has_times) {
+      p.enable_times();
+      if (!r.vec(p.times)) return damaged("truncated timestamps");
+    }
+    if (p.items.size() != p.users.size() || p.weights.size() != p.users.size() ||
+        (has_times && p.times.size() != p.users.size()))
+      return damaged("inconsistent sizes");
+    for (size_t k = 0; k < p.users.size(); ++k)
+      if (p.users[k] < 0 || p.users[k] >= d.users.size() || p.items[k] < 0 ||
+          p.items[k] >= d.items.size())
+        return damaged("index out of range");
+  }
+  {
+    LoadReport& rep = d.report;
+    int32_t rounds = 0;
+    double secs = 0, rate = 0;
+    for (auto* v : {&rep.lines, &rep.skipped_lines, &rep.raw_interactions, &rep.duplicates_combined,
+                    &rep.below_min_weight, &rep.filtered_interactions, &rep.filtered_users,
+                    &rep.filtered_items})
+      if (!r.pod(*v)) return damaged("truncated report");
+    if (!r.pod(rounds) || !r.pod(secs) || !r.pod(rate)) return damaged("truncated report");
+    rep.filter_rounds = rounds;
+    rep.parse_seconds = secs;
+    rep.lines_per_second = rate;
+  }
+  uint64_t trailer;
+  if (!r.pod(trailer) || trailer != kTrailer) return damaged("missing trailer");
+  return d;
+}
+
+void write_cache(const std::string& path, const Loaded& d) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  bool ok = false;
+  {
+    File f(std::fopen(tmp.c_str(), "wb"));
+    if (f) {
+      Writer w(f.get());
+      w.bytes(kMagic, 8);
+      w.pod(static_cast<int32_t>(kCacheVersion));
+      write_ids(w, d.users);
+      write_ids(w, d.items);
+      w.pod(static_cast<uint64_t>(d.parts.size()));
+      for (const auto& p : d.parts) {
+        w.pod(static_cast<uint8_t>(p.has_times()));
+        w.vec(p.users);
+        w.vec(p.items);
+        w.vec(p.weights);
+        if (p.has_times()) w.vec(p.times);
+      }
+      const LoadReport& rep = d.report;
+      for (int64_t v : {rep.lines, rep.skipped_lines, rep.raw_interactions,
+                        rep.duplicates_combined, rep.below_min_weight, rep.filtered_interactions,
+                        rep.filtered_users, rep.filtered_items})
+        w.pod(v);
+      w.pod(static_cast<int32_t>(rep.filter_rounds));
+      w.pod(rep.parse_seconds);
+      w.pod(rep.lines_per_second);
+      w.pod(kTrailer);
+      ok = w.ok() && std::fflush(f.get()) == 0;
+    }
+  }
+  if (ok) fs::rename(tmp, path, ec);
+  if (!ok || ec) {
+    fs::remove(tmp, ec);
+    log().warn("could not write the data cache {} (continuing without it)", path);
+  }
+}
+
+}  // namespace recforge::data

@@ -1,0 +1,474 @@
+#include "data/load.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <numeric>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "data/cache.h"
+
+namespace recforge::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_whole_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail("{}: is a directory, expected an interaction file", path);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("{}: cannot open data file: {}", path, std::strerror(errno));
+  std::string buf;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long size = std::ftell(f);
+    if (size > 0) buf.reserve(static_cast<size_t>(size));
+    std::fseek(f, 0, SEEK_SET);
+  }
+  char chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) buf.append(chunk, n);
+  const bool bad = std::ferror(f);
+  std::fclose(f);
+  if (bad) fail("{}: read error", path);
+  return buf;
+}
+
+const char* delimiter_name(char d) {
+  switch (d) {
+    case ',': return "\",\"";
+    case '\t': return "tabs";
+    case ' ': return "spaces";
+    case ';': return "\";\"";
+    case '|': return "\"|\"";
+    default: return "the delimiter";
+  }
+}
+
+// Splits one line into fields. Whitespace mode (' ') splits on runs of spaces/tabs; other
+// delimiters split exactly and honour double-quoted fields ("a,b" and "" escapes are kept raw
+// except for the outer quotes). Returns false on an unterminated quote.
+bool split_fields(std::string_view line, char delim, std::vector<std::string_view>& out) {
+  out.clear();
+  size_t i = 0;
+  const size_t n = line.size();
+  if (delim == ' ') {
+    while (i < n) {
+      while (i < n && (line[i] == ' ' || line[i] == '\t')) ++i;
+      if (i >= n) break;
+      const size_t b = i;
+      while (i < n && line[i] != ' ' && line[i] != '\t') ++i;
+      out.push_back(line.substr(b, i - b));
+    }
+    return true;
+  }
+  while (true) {
+    if (i < n && line[i] == '"') {
+      size_t j = i + 1;
+      while (true) {
+        if (j >= n) return false;
+        if (line[j] == '"') {
+          if (j + 1 < n && line[j + 1] == '"') {
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        ++j;
+      }
+      out.push_back(line.substr(i + 1, j - i - 1));
+      i = j + 1;
+      if (i < n && line[i] != delim) return false;
+    } else {
+      const size_t b = i;
+      while (i < n && line[i] != delim) ++i;
+      out.push_back(line.substr(b, i - b));
+    }
+    if (i >= n) break;
+    ++i;  // skip delimiter
+    if (i == n) {
+      out.push_back(std::string_view());
+      break;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+bool parse_int(std::string_view s, int64_t& v) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+bool parse_double(std::string_view s, double& v) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+bool is_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Assigns temporary indices to ids in order of first appearance; `finish` sorts the ids
+// (numerically or as text) and returns the temporary→final renumbering.
+class Interner {
+ public:
+  explicit Interner(bool strings) : strings_(strings) {}
+  index_t intern(int64_t id) {
+    auto [it, inserted] = ints_.try_emplace(id, static_cast<index_t>(int_ids_.size()));
+    if (inserted) int_ids_.push_back(id);
+    return it->second;
+  }
+  index_t intern(std::string_view id) {
+    auto it = strs_.find(id);
+    if (it != strs_.end()) return it->second;
+    storage_.emplace_back(id);
+    const index_t idx = static_cast<index_t>(str_ids_.size());
+    str_ids_.push_back(storage_.back());
+    strs_.emplace(storage_.back(), idx);
+    return idx;
+  }
+  int64_t size() const { return strings_ ? static_cast<int64_t>(str_ids_.size()) : static_cast<int64_t>(int_ids_.size()); }
+  IdMap finish(std::vector<index_t>& renumber) const {
+    const size_t n = static_cast<size_t>(size());
+    std::vector<index_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    if (strings_)
+      std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return str_ids_[a] < str_ids_[b]; });
+    else
+      std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return int_ids_[a] < int_ids_[b]; });
+    renumber.assign(n, 0);
+    std::vector<std::string> ids(n);
+    for (size_t k = 0; k < n; ++k) {
+      renumber[order[k]] = static_cast<index_t>(k);
+      ids[k] = strings_ ? std::string(str_ids_[order[k]]) : std::to_string(int_ids_[order[k]]);
+    }
+    return IdMap(std::move(ids));
+  }
+
+ private:
+  bool strings_;
+  std::unordered_map<int64_t, index_t> ints_;
+  std::vector<int64_t> int_ids_;
+  std::deque<std::string> storage_;
+  std::unordered_map<std::string_view, index_t> strs_;
+  std::vector<std::string_view> str_ids_;
+};
+
+// Parses one file into `out`, interning ids. Malformed lines throw or are counted.
+class FileParser {
+ public:
+  FileParser(const std::string& path, const LoadOptions& o, Interner& users, Interner& items,
+             LoadReport& report)
+      : path_(path), o_(o), users_(users), items_(items), report_(report) {}
+
+  void parse(Interactions& out) {
+    const std::string text = read_whole_file(path_);
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+      fail("{}: the file is empty, expected interactions", path_);
+    Progress progress("loading " + fs::path(path_).filename().string(),
+                      static_cast<int64_t>(text.size()), "bytes");
+    const auto t0 = std::chrono::steady_clock::now();
+    size_t pos = 0;
+    int64_t line_no = 0, data_lines = 0;
+    bool first = true;
+    if (o_.time_col) out.enable_times();
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + pos, end - pos);
+      pos = end + 1;
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (trim(line).empty()) continue;
+      if (first) {
+        first = false;
+        setup(line, line_no);
+        if (o_.format == Format::kDelimited && o_.header) continue;
+      }
+      ++data_lines;
+      if (o_.format == Format::kAdjacency) parse_adjacency(line, line_no, out);
+      else parse_delimited(line, line_no, out);
+      if ((data_lines & 0xFFFF) == 0) progress.update(static_cast<int64_t>(pos));
+    }
+    progress.finish(static_cast<int64_t>(text.size()));
+    report_.lines += data_lines;
+    report_.parse_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (out.size() == 0 && data_lines > 0)
+      fail("{}: no valid interactions in {} line(s){}", path_, data_lines,
+           report_.skipped_lines ? " (every line was malformed and skipped)" : "");
+    if (data_lines == 0) fail("{}: no data lines after the header, expected interactions", path_);
+  }
+
+ private:
+  void setup(std::string_view first_line, int64_t line_no) {
+    delim_ = o_.delimiter;
+    if (o_.format == Format::kAdjacency) {
+      if (delim_ == 0) delim_ = ' ';
+      return;
+    }
+    if (delim_ == 0) {
+      if (first_line.find('\t') != std::string_view::npos) delim_ = '\t';
+      else if (first_line.find(',') != std::string_view::npos) delim_ = ',';
+      else if (first_line.find(';') != std::string_view::npos) delim_ = ';';
+      else if (first_line.find('|') != std::string_view::npos) delim_ = '|';
+      else delim_ = ' ';
+    }
+    std::vector<std::string_view> header;
+    if (o_.header) split_fields(first_line, delim_, header);
+    auto resolve = [&](const std::string& spec, const char* key) -> int {
+      if (is_index(spec)) return std::atoi(spec.c_str());
+      if (!o_.header)
+        fail("data.{}: column \"{}\" is a name, which needs data.header: true (or give a 0-based "
+             "column index)",
+             key, spec);
+      for (size_t k = 0; k < header.size(); ++k)
+        if (trim(header[k]) == spec) return static_cast<int>(k);
+      std::string names;
+      for (auto h : header) names += (names.empty() ? "" : ", ") + std::string(trim(h));
+      fail("{}:{}: data.{}: no column named \"{}\" in the header (columns: {})", path_, line_no,
+           key, spec, names);
+    };
+    user_col_ = resolve(o_.user_col, "user_col");
+    item_col_ = resolve(o_.item_col, "item_col");
+    weight_col_ = o_.weight_col ? resolve(*o_.weight_col, "weight_col") : -1;
+    time_col_ = o_.time_col ? resolve(*o_.time_col, "time_col") : -1;
+    min_fields_ = 1 + std::max({user_col_, item_col_, weight_col_, time_col_});
+  }
+
+  void bad(int64_t line_no, std::string_view line, const std::string& what) {
+    std::string shown(line.substr(0, 200));
+    if (line.size() > 200) shown += "...";
+    const std::string msg = fmt::format("{}:{}: {}: \"{}\"", path_, line_no, what, shown);
+    if (!o_.skip_errors) throw Error(msg + " (set data.on_error: skip to skip such lines)");
+    if (report_.skipped_lines < 5) log().warn("skipping malformed line {}", msg);
+    ++report_.skipped_lines;
+  }
+
+  bool id(std::string_view field, Interner& in, index_t& out, const char* what, int64_t line_no,
+          std::string_view line) {
+    field = trim(field);
+    if (field.empty()) {
+      bad(line_no, line, fmt::format("empty {} id", what));
+      return false;
+    }
+    if (o_.string_ids) {
+      out = in.intern(field);
+      return true;
+    }
+    int64_t v;
+    if (!parse_int(field, v)) {
+      bad(line_no, line,
+          fmt::format("{} id \"{}\" is not an integer (set data.id_type: string for text ids{})",
+                      what, field, line_no == 1 && !o_.header ? ", or data.header: true" : ""));
+      return false;
+    }
+    out = in.intern(v);
+    return true;
+  }
+
+  void parse_delimited(std::string_view line, int64_t line_no, Interactions& out) {
+    if (!split_fields(line, delim_, fields_)) {
+      bad(line_no, line, "unterminated quoted field");
+      return;
+    }
+    if (static_cast<int>(fields_.size()) < min_fields_) {
+      bad(line_no, line, fmt::format("expected at least {} fields separated by {}, got {}",
+                                     min_fields_, delimiter_name(delim_), fields_.size()));
+      return;
+    }
+    index_t u, i;
+    if (!id(fields_[user_col_], users_, u, "user", line_no, line)) return;
+    if (!id(fields_[item_col_], items_, i, "item", line_no, line)) return;
+    double w = 1.0;
+    if (weight_col_ >= 0) {
+      const std::string_view f = trim(fields_[weight_col_]);
+      if (!parse_double(f, w) || !std::isfinite(w)) {
+        bad(line_no, line, fmt::format("weight \"{}\" is not a finite number", f));
+        return;
+      }
+      if (w < 0) {
+        bad(line_no, line, fmt::format("weight {} is negative, expected a weight >= 0", f));
+        return;
+      }
+    }
+    int64_t t = 0;
+    if (time_col_ >= 0) {
+      const std::string_view f = trim(fields_[time_col_]);
+      if (!parse_int(f, t)) {
+        bad(line_no, line, fmt::format("timestamp \"{}\" is not an integer", f));
+        return;
+      }
+    }
+    out.push(u, i, static_cast<float>(w), t);
+    ++report_.raw_interactions;
+  }
+
+  void parse_adjacency(std::string_view line, int64_t line_no, Interactions& out) {
+    split_fields(line, delim_, fields_);
+    index_t u;
+    if (!id(fields_[0], users_, u, "user", line_no, line)) return;
+    // Validate the whole line first so a bad item skips the line, not half of it.
+    items_buf_.clear();
+    for (size_t k = 1; k < fields_.size(); ++k) {
+      index_t i;
+      if (!id(fields_[k], items_, i, "item", line_no, line)) return;
+      items_buf_.push_back(i);
+    }
+    for (index_t i : items_buf_) out.push(u, i, 1.0f, 0);
+    report_.raw_interactions += static_cast<int64_t>(items_buf_.size());
+  }
+
+  const std::string& path_;
+  const LoadOptions& o_;
+  Interner& users_;
+  Interner& items_;
+  LoadReport& report_;
+  char delim_ = ' ';
+  int user_col_ = 0, item_col_ = 1, weight_col_ = -1, time_col_ = -1, min_fields_ = 2;
+  std::vector<std::string_view> fields_;
+  std::vector<index_t> items_buf_;
+};
+
+}  // namespace
+
+std::string LoadOptions::fingerprint() const {
+  return fmt::format(
+      "format={};delim={};header={};user={};item={};weight={};time={};string_ids={};dup={};"
+      "min_weight={:.17g};min_user={};min_item={};skip={}",
+      static_cast<int>(format), static_cast<int>(delimiter), header, user_col, item_col,
+      weight_col.value_or("<none>"), time_col.value_or("<none>"), string_ids,
+      static_cast<int>(duplicates), min_weight, min_user_interactions, min_item_interactions,
+      skip_errors);
+}
+
+std::string default_cache_dir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/recforge";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/recforge";
+  return ".recforge-cache";
+}
+
+void clean(Loaded& d, const LoadOptions& o) {
+  LoadReport& r = d.report;
+  const int64_t n_users = d.users.size(), n_items = d.items.size();
+  for (auto& part : d.parts) {
+    r.duplicates_combined += combine_duplicates(part, n_users, o.duplicates);
+    if (o.min_weight > 0) {
+      const offset_t before = part.size();
+      offset_t w = 0;
+      for (offset_t k = 0; k < part.size(); ++k) {
+        if (part.weights[k] < o.min_weight) continue;
+        part.users[w] = part.users[k];
+        part.items[w] = part.items[k];
+        part.weights[w] = part.weights[k];
+        if (part.has_times()) part.times[w] = part.times[k];
+        ++w;
+      }
+      part.users.resize(w);
+      part.items.resize(w);
+      part.weights.resize(w);
+      if (part.has_times()) part.times.resize(w);
+      r.below_min_weight += before - w;
+    }
+  }
+  // Per-user and per-item minimums on the first part, repeated until nothing changes.
+  Interactions& train = d.parts.front();
+  std::vector<uint8_t> keep_u(n_users, 1), keep_i(n_items, 1);
+  std::vector<int64_t> cu(n_users), ci(n_items);
+  const offset_t before = train.size();
+  for (;;) {
+    ++r.filter_rounds;
+    std::fill(cu.begin(), cu.end(), 0);
+    std::fill(ci.begin(), ci.end(), 0);
+    for (offset_t k = 0; k < train.size(); ++k) {
+      if (keep_u[train.users[k]] && keep_i[train.items[k]]) {
+        ++cu[train.users[k]];
+        ++ci[train.items[k]];
+      }
+    }
+    bool changed = false;
+    for (int64_t u = 0; u < n_users; ++u)
+      if (keep_u[u] && cu[u] < o.min_user_interactions) keep_u[u] = 0, changed = true;
+    for (int64_t i = 0; i < n_items; ++i)
+      if (keep_i[i] && ci[i] < o.min_item_interactions) keep_i[i] = 0, changed = true;
+    if (!changed) break;
+  }
+  const auto user_map = d.users.compact(keep_u);
+  const auto item_map = d.items.compact(keep_i);
+  for (auto& part : d.parts) part.remap(user_map, item_map);
+  r.filtered_users = n_users - d.users.size();
+  r.filtered_items = n_items - d.items.size();
+  r.filtered_interactions = before - train.size();
+}
+
+Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
+  RF_ASSERT(!paths.empty(), "load: no paths");
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (!fs::exists(p, ec)) fail("{}: data file not found", p);
+  }
+  std::string cache_path;
+  if (o.use_cache && !o.cache_dir.empty()) {
+    Sha256 key;
+    key.update(fmt::format("recforge-cache-v{};", kCacheVersion));
+    for (const auto& p : paths) key.update(sha256_file(p) + ";");
+    key.update(o.fingerprint());
+    cache_path = o.cache_dir + "/" + key.hex() + ".rfcache";
+    if (auto cached = read_cache(cache_path)) {
+      cached->report.from_cache = true;
+      cached->report.cache_file = cache_path;
+      log().info("loaded {} from cache {}", paths.front(), cache_path);
+      return std::move(*cached);
+    }
+  }
+
+  Loaded d;
+  Interner users(o.string_ids), items(o.string_ids);
+  for (const auto& p : paths) {
+    d.parts.emplace_back();
+    FileParser(p, o, users, items, d.report).parse(d.parts.back());
+  }
+  d.report.lines_per_second = d.report.parse_seconds > 0 ? d.report.lines / d.report.parse_seconds : 0;
+  std::vector<index_t> user_renumber, item_renumber;
+  d.users = users.finish(user_renumber);
+  d.items = items.finish(item_renumber);
+  for (auto& part : d.parts) {
+    for (auto& u : part.users) u = user_renumber[u];
+    for (auto& i : part.items) i = item_renumber[i];
+  }
+  if (d.report.skipped_lines > 0)
+    log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
+  clean(d, o);
+  if (d.parts.front().size() == 0)
+    fail("{}: no interactions left after filtering (min_weight {}, min_user_interactions {}, "
+         "min_item_interactions {})",
+         paths.front(), o.min_weight, o.min_user_interactions, o.min_item_interactions);
+  log().info("parsed {} line(s) in {:.2f} s ({} lines/s): {} users, {} items, {} interactions",
+             d.report.lines, d.report.parse_seconds, human_count(d.report.lines_per_second),
+             d.users.size(), d.items.size(), d.parts.front().size());
+  if (!cache_path.empty()) {
+    d.report.cache_file = cache_path;
+    write_cache(cache_path, d);
+  }
+  return d;
+}
+
+}  // namespace recforge::data

@@ -1,0 +1,79 @@
+#pragma once
+/// @file load.h
+/// Loading interaction files: delimited text (CSV/TSV/space) and adjacency lists
+/// (`user item item ...`), external ids mapped to dense indices, duplicates combined, filters
+/// applied until stable, malformed lines reported or skipped, and a binary cache.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/interactions.h"
+
+namespace recforge::data {
+
+/// File layout.
+enum class Format { kDelimited, kAdjacency };
+
+/// Everything that decides what `load` produces (all of it is part of the cache key).
+struct LoadOptions {
+  Format format = Format::kDelimited;
+  /// Field separator: 0 = detect from the first line, ' ' = runs of spaces/tabs, else the byte.
+  char delimiter = 0;
+  bool header = false;                    ///< the first line names the columns
+  std::string user_col = "0";             ///< column name (with header) or 0-based index
+  std::string item_col = "1";             ///< column name (with header) or 0-based index
+  std::optional<std::string> weight_col;  ///< weight column; weight 1 when absent
+  std::optional<std::string> time_col;    ///< integer timestamp column
+  bool string_ids = false;                ///< ids are text (else 64-bit integers)
+  Duplicates duplicates = Duplicates::kSum;  ///< how repeated (user, item) pairs combine
+  double min_weight = 0.0;                ///< combined weights below this are dropped
+  int64_t min_user_interactions = 1;      ///< users with fewer (in the first file) are dropped
+  int64_t min_item_interactions = 1;      ///< items with fewer (in the first file) are dropped
+  bool skip_errors = false;               ///< on_error: skip (count) instead of fail
+  bool use_cache = true;                  ///< reuse/write the binary cache
+  std::string cache_dir;                  ///< where cache files live ("" = no cache)
+
+  /// A canonical text of the options, hashed into the cache key.
+  std::string fingerprint() const;
+};
+
+/// What happened while loading.
+struct LoadReport {
+  int64_t lines = 0;                 ///< data lines read (all files, header excluded)
+  int64_t skipped_lines = 0;         ///< malformed lines skipped (on_error: skip)
+  int64_t raw_interactions = 0;      ///< interactions parsed before combining/filtering
+  int64_t duplicates_combined = 0;   ///< interactions merged into an earlier (user, item)
+  int64_t below_min_weight = 0;      ///< interactions dropped by min_weight
+  int64_t filtered_interactions = 0; ///< interactions dropped by the per-user/item minimums
+  int64_t filtered_users = 0;        ///< users dropped (no or too few training interactions)
+  int64_t filtered_items = 0;        ///< items dropped (no or too few training interactions)
+  int filter_rounds = 0;             ///< passes until the minimums were stable
+  double parse_seconds = 0;          ///< time spent parsing text
+  double lines_per_second = 0;       ///< parse speed
+  bool from_cache = false;           ///< loaded from the binary cache
+  std::string cache_file;            ///< cache file used or written ("" when off)
+};
+
+/// Loaded interactions: one part per input file, sharing the id maps.
+struct Loaded {
+  IdMap users, items;
+  std::vector<Interactions> parts;
+  LoadReport report;
+};
+
+/// Loads `paths` (e.g. {train} or {train, test}) with shared id maps. Filters are computed on the
+/// first file; ids removed there are removed from every part. Throws recforge::Error with
+/// "file:line: what is wrong: \"the line\"" for malformed input when skip_errors is false.
+Loaded load(const std::vector<std::string>& paths, const LoadOptions& options);
+
+/// Applies duplicate combining, min_weight and the per-user/item minimums to already-mapped
+/// interactions (used by `load` and by in-memory data such as the synthetic generator).
+void clean(Loaded& data, const LoadOptions& options);
+
+/// The cache directory used when `data.cache_dir` is empty: $XDG_CACHE_HOME/recforge or
+/// ~/.cache/recforge.
+std::string default_cache_dir();
+
+}  // namespace recforge::data

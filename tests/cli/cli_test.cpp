@@ -1,0 +1,197 @@
+// End-to-end tests of the recforge binary: what a user sees for good and bad input.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+using test::write_file;
+
+struct Result {
+  int rc;
+  std::string out;  // stdout and stderr together
+  std::vector<std::string> lines() const {
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) v.push_back(l);
+    return v;
+  }
+};
+
+// Runs `recforge ARGS` in directory `cwd`.
+Result run(const std::string& cwd, const std::string& args) {
+  const std::string cmd = "cd '" + cwd + "' && '" + RECFORGE_BINARY + "' " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Small synthetic config that trains in well under a second.
+std::string small_config(const std::string& extra = "") {
+  return "run:\n  name: small\n  progress: lines\n"
+         "data:\n  format: synthetic\n  cache: false\n"
+         "synthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
+         "split:\n  method: leave_last\n" + extra;
+}
+
+// The YAML text without comments (they record where each value came from, which differs).
+std::string without_comments(const std::string& yaml) {
+  std::istringstream in(yaml);
+  std::string out;
+  for (std::string l; std::getline(in, l);) {
+    const auto hash = l.find("  #");
+    if (l.rfind("#", 0) == 0 || l.find_first_not_of(' ') == l.find('#')) continue;
+    out += (hash == std::string::npos ? l : l.substr(0, hash)) + "\n";
+  }
+  return out;
+}
+
+bool runs_dir_has_no_run(const std::string& dir) {
+  if (!fs::exists(dir + "/runs")) return true;
+  return fs::is_empty(dir + "/runs");
+}
+
+// A user mistake: exit status 1, exactly one line, the expected message, no run left behind.
+void expect_one_line_error(const TempDir& t, const std::string& args, const std::string& expected) {
+  const Result r = run(t.str(), args);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  const auto lines = r.lines();
+  std::vector<std::string> errors;
+  for (const auto& l : lines)
+    if (l.rfind("recforge: error: ", 0) == 0) errors.push_back(l);
+  ASSERT_EQ(errors.size(), 1u) << r.out;
+  EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
+  EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+}
+
+TEST(Cli, HelpForEveryVerb) {
+  TempDir t;
+  for (const char* verb : {"datagen", "train", "evaluate", "recommend", "export", "info", "config"}) {
+    const Result r = run(t.str(), std::string(verb) + " --help");
+    EXPECT_EQ(r.rc, 0) << verb;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << verb << ": " << r.out;
+  }
+  EXPECT_NE(run(t.str(), "").rc, 0);  // a verb is required
+}
+
+TEST(Cli, TrainWritesACompleteRunDirectory) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  const Result r = run(t.str(), "train small.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const std::string dir = t.file("runs/small");
+  for (const char* f : {"config.yaml", "log.txt", "stats.json", "run.json"})
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  // The resolved config is complete and loads back to the same values.
+  const Result again = run(t.str(), "config runs/small/config.yaml");
+  ASSERT_EQ(again.rc, 0) << again.out;
+  EXPECT_EQ(without_comments(again.out), without_comments(test::read_file(dir + "/config.yaml")));
+  EXPECT_NE(again.out.find("users: 300"), std::string::npos);
+  const auto stats = nlohmann::json::parse(test::read_file(dir + "/stats.json"));
+  EXPECT_GT(stats["users"].get<int>(), 250);
+  EXPECT_EQ(stats["train"]["interactions"].get<int64_t>() + stats["test"]["interactions"].get<int64_t>(),
+            stats["load"]["raw_interactions"].get<int64_t>() - stats["load"]["duplicates_combined"].get<int64_t>());
+  EXPECT_TRUE(stats["train"]["item_popularity"].contains("p99"));
+  const auto runj = nlohmann::json::parse(test::read_file(dir + "/run.json"));
+  EXPECT_EQ(runj["status"], "complete");
+  EXPECT_NE(test::read_file(dir + "/log.txt").find("run complete"), std::string::npos);
+  // A second run with the same name gets a suffix instead of replacing the first.
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  EXPECT_TRUE(fs::exists(t.file("runs/small.1/run.json")));
+  // The same config and seed give the same statistics.
+  EXPECT_EQ(test::read_file(t.file("runs/small.1/stats.json")).size(),
+            test::read_file(dir + "/stats.json").size());
+}
+
+TEST(Cli, SetOverridesAndInfo) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  const Result r = run(t.str(), "train small.yaml --name other --set synthetic.users=100");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto stats = nlohmann::json::parse(test::read_file(t.file("runs/other/stats.json")));
+  EXPECT_LE(stats["users"].get<int>(), 100);
+  const Result info = run(t.str(), "info runs/other");
+  EXPECT_EQ(info.rc, 0);
+  EXPECT_NE(info.out.find("model      none"), std::string::npos) << info.out;
+  EXPECT_EQ(run(t.str(), "info").rc, 0);
+}
+
+TEST(Cli, DatagenThenTrainOnTheCsv) {
+  TempDir t;
+  const Result g = run(t.str(), "datagen --out syn.csv --users 500 --items 300 --interactions 20000 --seed 3");
+  ASSERT_EQ(g.rc, 0) << g.out;
+  const std::string csv = test::read_file(t.file("syn.csv"));
+  EXPECT_EQ(csv.rfind("user,item,weight,timestamp\n", 0), 0u);
+  write_file(t.file("csv.yaml"),
+             "data:\n  path: syn.csv\n  header: true\n  user_col: user\n  item_col: item\n"
+             "  weight_col: weight\n  time_col: timestamp\n  cache_dir: cache\n"
+             "split:\n  method: time\n  cutoff_quantile: 0.9\n");
+  const Result r = run(t.str(), "train csv.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(fs::exists(t.file("runs/csv/stats.json")));
+  // Second run reuses the binary cache.
+  ASSERT_EQ(run(t.str(), "train csv.yaml").rc, 0);
+  EXPECT_NE(test::read_file(t.file("runs/csv.1/log.txt")).find("from cache"), std::string::npos);
+}
+
+TEST(Cli, BadInputGetsOneClearSentence) {
+  TempDir t;
+  write_file(t.file("bad.csv"), "1,2,1\n1,3,1\n2,3\n2,4,1\n");
+  write_file(t.file("neg.csv"), "1,2,1\n1,3,-4\n");
+  write_file(t.file("empty.csv"), "");
+  const std::string data = "data:\n  weight_col: \"2\"\n  cache: false\n  path: ";
+  write_file(t.file("malformed.yaml"), data + "bad.csv\n");
+  expect_one_line_error(t, "train malformed.yaml",
+                        "bad.csv:3: expected at least 3 fields separated by \",\", got 2: \"2,3\"");
+  write_file(t.file("negative.yaml"), data + "neg.csv\n");
+  expect_one_line_error(t, "train negative.yaml",
+                        "neg.csv:2: weight -4 is negative, expected a weight >= 0: \"1,3,-4\"");
+  write_file(t.file("empty.yaml"), data + "empty.csv\n");
+  expect_one_line_error(t, "train empty.yaml", "empty.csv: the file is empty, expected interactions");
+  write_file(t.file("missing.yaml"), data + "nope.csv\n");
+  expect_one_line_error(t, "train missing.yaml", "nope.csv: data file not found");
+  write_file(t.file("type.yaml"), "run:\n  seed: 1\nsynthetic:\n  users: abc\n");
+  expect_one_line_error(t, "train type.yaml",
+                        "type.yaml:4:3: synthetic.users: expected an integer >= 1, got \"abc\"");
+  write_file(t.file("unknown.yaml"), "data:\n  delimter: tab\n");
+  expect_one_line_error(t, "train unknown.yaml",
+                        "unknown.yaml:2:3: data.delimter: unknown key; did you mean \"data.delimiter\"?");
+  expect_one_line_error(t, "train nothere.yaml", "nothere.yaml: cannot open config file");
+  write_file(t.file("ok.yaml"), small_config());
+  expect_one_line_error(t, "train ok.yaml --set split.method=sideways",
+                        "split.method: expected one of given, random, leave_last, time, users, none, got \"sideways\"");
+  expect_one_line_error(t, "train ok.yaml --set split.method=given",
+                        "split.method given needs data files");
+  expect_one_line_error(t, "train ok.yaml --device cuda:7", "cuda:7");
+  write_file(t.file("nodata.yaml"), "data:\n  format: delimited\n");
+  expect_one_line_error(t, "train nodata.yaml", "data.path is not set");
+}
+
+TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  const Result r = run(t.str(), "evaluate runs/small");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("runs/small: this run has no trained model"), std::string::npos) << r.out;
+  const Result missing = run(t.str(), "evaluate runs/none");
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_NE(missing.out.find("runs/none: no such run directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace recforge

@@ -1,0 +1,665 @@
+// Tests of the configuration system: the table, YAML validation and its messages, --set
+// overrides, the dumps, and the checked-in reference docs/configuration.md.
+
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "test_util.h"
+
+namespace recforge::config {
+namespace {
+
+/// The message of the recforge::Error thrown by parse(), or "" when it succeeds.
+std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    Config::parse(yaml, "x.yaml", overrides);
+  } catch (const recforge::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// The message of the recforge::Error thrown by Config::set on defaults, or "".
+std::string set_error(const std::string& assignment) {
+  Config c = Config::defaults();
+  try {
+    c.set(assignment);
+  } catch (const recforge::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// A table with an int list and other shapes the built-in table does not have (yet).
+const std::vector<Param>& test_table() {
+  static const std::vector<Param> table = [] {
+    std::vector<Param> t(4);
+    t[0].path = "eval.cutoffs";
+    t[0].type = Type::kIntList;
+    t[0].default_yaml = "[20, 50]";
+    t[0].min = 1;
+    t[0].description = "Cutoffs.";
+    t[1].path = "eval.extra";
+    t[1].type = Type::kIntList;
+    t[1].optional = true;
+    t[1].description = "Optional list.";
+    t[2].path = "eval.ratio";
+    t[2].type = Type::kFloat;
+    t[2].default_yaml = "0.5";
+    t[2].max = 1;
+    t[2].max_exclusive = true;
+    t[2].description = "Ratio.";
+    t[3].path = "index.kind";
+    t[3].type = Type::kEnum;
+    t[3].default_yaml = "flat";
+    t[3].choices = {"flat", "hnsw", "off"};
+    t[3].description = "Kind.";
+    return t;
+  }();
+  return table;
+}
+
+// ---- Table ----------------------------------------------------------------------------------
+
+TEST(ConfigTable, PathsAreSectionKeyAndUnique) {
+  std::set<std::string> seen;
+  for (const Param& p : params()) {
+    EXPECT_EQ(std::count(p.path.begin(), p.path.end(), '.'), 1) << p.path;
+    EXPECT_TRUE(seen.insert(p.path).second) << p.path;
+    EXPECT_FALSE(p.description.empty()) << p.path;
+    EXPECT_EQ(find_param(p.path), &p);
+  }
+  EXPECT_EQ(find_param("data.nope"), nullptr);
+  EXPECT_EQ(find_param("data"), nullptr);
+}
+
+TEST(ConfigTable, EverySectionIsDescribedOnceInTableOrder) {
+  std::vector<std::string> used;
+  for (const Param& p : params()) {
+    const std::string s = p.path.substr(0, p.path.find('.'));
+    if (used.empty() || used.back() != s) used.push_back(s);
+  }
+  std::vector<std::string> described;
+  for (const Section& s : sections()) {
+    described.push_back(s.name);
+    EXPECT_FALSE(s.description.empty()) << s.name;
+  }
+  EXPECT_EQ(used, described) << "sections() must list the table's sections in order, and a "
+                                "section's parameters must be contiguous";
+}
+
+TEST(ConfigTable, HasTheExpectedSections) {
+  for (const char* path : {"run.name",
+                           "run.dir",
+                           "run.exists",
+                           "run.seed",
+                           "run.log_level",
+                           "run.progress",
+                           "train.device",
+                           "train.threads",
+                           "data.format",
+                           "data.path",
+                           "data.test_path",
+                           "data.delimiter",
+                           "data.header",
+                           "data.user_col",
+                           "data.item_col",
+                           "data.weight_col",
+                           "data.time_col",
+                           "data.id_type",
+                           "data.duplicates",
+                           "data.min_weight",
+                           "data.min_user_interactions",
+                           "data.min_item_interactions",
+                           "data.on_error",
+                           "data.cache",
+                           "data.cache_dir",
+                           "synthetic.users",
+                           "synthetic.items",
+                           "synthetic.interactions",
+                           "synthetic.communities",
+                           "synthetic.community_strength",
+                           "synthetic.popularity_exponent",
+                           "synthetic.activity_sigma",
+                           "synthetic.days",
+                           "synthetic.weights",
+                           "synthetic.seed",
+                           "split.method",
+                           "split.test_fraction",
+                           "split.leave_k",
+                           "split.cutoff",
+                           "split.cutoff_quantile",
+                           "split.heldout_users",
+                           "split.validation_fraction",
+                           "weighting.scheme",
+                           "weighting.alpha",
+                           "weighting.eps",
+                           "weighting.bm25_k1",
+                           "weighting.bm25_b"})
+    EXPECT_NE(find_param(path), nullptr) << path;
+  EXPECT_EQ(params().size(), 47u);
+}
+
+// ---- Defaults -------------------------------------------------------------------------------
+
+TEST(ConfigDefaults, HaveTheDeclaredValues) {
+  const Config c = Config::defaults();
+  EXPECT_EQ(c.source(), "");
+  EXPECT_EQ(c.get_string("run.name"), "");
+  EXPECT_EQ(c.get_string("run.dir"), "runs");
+  EXPECT_EQ(c.get_string("run.exists"), "suffix");
+  EXPECT_EQ(c.get_int("run.seed"), 42);
+  EXPECT_EQ(c.get_string("train.device"), "auto");
+  EXPECT_EQ(c.get_int("train.threads"), 0);
+  EXPECT_FALSE(c.is_set("data.path"));
+  EXPECT_FALSE(c.is_set("data.weight_col"));
+  EXPECT_FALSE(c.is_set("split.cutoff"));
+  EXPECT_TRUE(c.is_set("data.user_col"));
+  EXPECT_EQ(c.get_string("data.user_col"), "0");
+  EXPECT_EQ(c.get_string("data.item_col"), "1");
+  EXPECT_FALSE(c.get_bool("data.header"));
+  EXPECT_TRUE(c.get_bool("data.cache"));
+  EXPECT_EQ(c.get_float("data.min_weight"), 0.0);
+  EXPECT_EQ(c.get_int("synthetic.interactions"), 1000000);
+  EXPECT_DOUBLE_EQ(c.get_float("synthetic.community_strength"), 0.8);
+  EXPECT_EQ(c.get_string("split.method"), "random");
+  EXPECT_DOUBLE_EQ(c.get_float("split.test_fraction"), 0.2);
+  EXPECT_EQ(c.get_float("weighting.bm25_k1"), 100.0);
+  EXPECT_EQ(c.where("run.seed"), "default");
+}
+
+TEST(ConfigDefaults, EveryDefaultPassesItsOwnValidation) {
+  // Each default, given as an override and as a file entry, validates and changes nothing.
+  const Config d = Config::defaults();
+  std::string file;
+  std::string section;
+  for (const Param& p : params()) {
+    if (p.default_yaml.empty()) continue;
+    Config c = Config::defaults();
+    EXPECT_NO_THROW(c.set(p.path + "=" + p.default_yaml)) << p.path;
+    EXPECT_EQ(c, d) << p.path;
+    const std::string s = p.path.substr(0, p.path.find('.'));
+    if (s != section) file += (section = s) + ":\n";
+    file += "  " + p.path.substr(p.path.find('.') + 1) + ": " + p.default_yaml + "\n";
+  }
+  EXPECT_EQ(Config::parse(file, "all.yaml"), d);
+}
+
+TEST(ConfigDefaults, EmptyAndCommentOnlyFilesGiveDefaults) {
+  EXPECT_EQ(Config::parse("", "x.yaml"), Config::defaults());
+  EXPECT_EQ(Config::parse("# nothing\n\n", "x.yaml"), Config::defaults());
+  EXPECT_EQ(Config::parse("data:\n  # path: x\nsplit:\n", "x.yaml"), Config::defaults());
+  EXPECT_EQ(Config::parse("", "x.yaml").source(), "x.yaml");
+}
+
+TEST(ConfigDefaults, ShippedQuickstartLoads) {
+  const Config c = Config::load(RECFORGE_SOURCE_DIR "/configs/quickstart.yaml");
+  EXPECT_EQ(c.get_string("data.format"), "synthetic");
+}
+
+// ---- Reading values -------------------------------------------------------------------------
+
+TEST(ConfigParse, ReadsEveryTypeAndRecordsWhere) {
+  const Config c = Config::parse(
+      "run:\n"
+      "  seed: 7\n"
+      "  name: \"007\"\n"
+      "data:\n"
+      "  path: data/x.tsv\n"
+      "  header: yes\n"
+      "  user_col: 0\n"
+      "  delimiter: tab\n"
+      "  min_weight: -2\n"
+      "  time_col: ts\n"
+      "train:\n"
+      "  device: cuda:1\n"
+      "split:\n"
+      "  cutoff: 1.5e9\n",
+      "configs/x.yaml");
+  EXPECT_EQ(c.get_int("run.seed"), 7);
+  EXPECT_EQ(c.where("run.seed"), "configs/x.yaml:2:3");
+  EXPECT_EQ(c.get_string("run.name"), "007");
+  EXPECT_EQ(c.get_string("data.path"), "data/x.tsv");
+  EXPECT_EQ(c.where("data.path"), "configs/x.yaml:5:3");
+  EXPECT_TRUE(c.get_bool("data.header"));
+  EXPECT_EQ(c.get_string("data.user_col"), "0");
+  EXPECT_EQ(c.get_string("data.delimiter"), "tab");
+  EXPECT_EQ(c.get_float("data.min_weight"), -2.0);
+  EXPECT_EQ(c.get_string("data.time_col"), "ts");
+  EXPECT_EQ(c.get_string("train.device"), "cuda:1");
+  EXPECT_EQ(c.get_float("split.cutoff"), 1.5e9);
+  EXPECT_EQ(c.where("data.item_col"), "default");
+  EXPECT_EQ(c.source(), "configs/x.yaml");
+}
+
+TEST(ConfigParse, BooleansAcceptYamlWords) {
+  for (const char* t : {"true", "True", "yes", "on", "ON"})
+    EXPECT_TRUE(Config::parse(std::string("data:\n  header: ") + t, "x").get_bool("data.header"))
+        << t;
+  for (const char* f : {"false", "no", "off", "Off"})
+    EXPECT_FALSE(Config::parse(std::string("data:\n  cache: ") + f, "x").get_bool("data.cache"))
+        << f;
+}
+
+TEST(ConfigParse, FloatsAcceptIntegers) {
+  EXPECT_EQ(Config::parse("weighting:\n  alpha: 40", "x").get_float("weighting.alpha"), 40.0);
+  EXPECT_EQ(Config::parse("weighting:\n  alpha: .5", "x").get_float("weighting.alpha"), 0.5);
+  EXPECT_EQ(Config::parse("weighting:\n  alpha: 1e-3", "x").get_float("weighting.alpha"), 1e-3);
+}
+
+TEST(ConfigParse, NullUnsetsOptionalsOnly) {
+  const Config c = Config::parse("data:\n  path: ~\n  weight_col: null\n  time_col:\n", "x.yaml");
+  EXPECT_FALSE(c.is_set("data.path"));
+  EXPECT_FALSE(c.is_set("data.weight_col"));
+  EXPECT_FALSE(c.is_set("data.time_col"));
+  EXPECT_EQ(c.where("data.path"), "x.yaml:2:3");
+  EXPECT_EQ(error_of("run:\n  seed: ~\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got null");
+  EXPECT_EQ(error_of("run:\n  name:\n"), "x.yaml:2:3: run.name: expected a string, got null");
+  // A quoted "null" is a string.
+  EXPECT_EQ(Config::parse("data:\n  path: \"null\"\n", "x").get_string("data.path"), "null");
+}
+
+TEST(ConfigParse, DeviceCheck) {
+  for (const char* ok : {"auto", "cpu", "cuda", "cuda:0", "cuda:12"})
+    EXPECT_EQ(error_of(std::string("train:\n  device: ") + ok), "") << ok;
+  EXPECT_EQ(error_of("train:\n  device: gpu\n"),
+            "x.yaml:2:3: train.device: expected auto, cpu, cuda or cuda:N, got \"gpu\"");
+  EXPECT_EQ(error_of("train:\n  device: \"cuda:\"\n"),
+            "x.yaml:2:3: train.device: expected auto, cpu, cuda or cuda:N, got \"cuda:\"");
+  EXPECT_EQ(error_of("train:\n  device: cuda:-1\n"),
+            "x.yaml:2:3: train.device: expected auto, cpu, cuda or cuda:N, got \"cuda:-1\"");
+}
+
+// ---- Error messages -------------------------------------------------------------------------
+
+TEST(ConfigErrors, UnknownKeySuggestsNearest) {
+  EXPECT_EQ(error_of("data:\n  path: x\n  delimter: tab\n"),
+            "x.yaml:3:3: data.delimter: unknown key; did you mean \"data.delimiter\"?");
+  // A key under the wrong section suggests where it belongs.
+  EXPECT_EQ(error_of("split:\n  test_path: t.tsv\n"),
+            "x.yaml:2:3: split.test_path: unknown key; did you mean \"data.test_path\"?");
+}
+
+TEST(ConfigErrors, UnknownKeyListsKnownKeysWhenNothingIsNear) {
+  EXPECT_EQ(error_of("weighting:\n  confidence: 3\n"),
+            "x.yaml:2:3: weighting.confidence: unknown key; known keys in weighting: scheme, "
+            "alpha, eps, bm25_k1, bm25_b");
+}
+
+TEST(ConfigErrors, UnknownSection) {
+  EXPECT_EQ(error_of("dta:\n  path: x\n"),
+            "x.yaml:1:1: dta: unknown section; did you mean \"data\"?");
+  EXPECT_EQ(error_of("run: {}\nmodels:\n  factors: 3\n"),
+            "x.yaml:2:1: models: unknown section; known sections: run, train, data, synthetic, "
+            "split, weighting");
+  EXPECT_EQ(error_of("seed: 3\n"), "x.yaml:1:1: seed: unknown section; did you mean \"run.seed\"?");
+}
+
+TEST(ConfigErrors, Integers) {
+  EXPECT_EQ(error_of("run:\n  seed: abc\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got \"abc\"");
+  EXPECT_EQ(error_of("run:\n  seed: 1.5\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got 1.5");
+  EXPECT_EQ(error_of("run:\n  seed: true\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got true");
+  EXPECT_EQ(error_of("run:\n  seed: -1\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got -1");
+  EXPECT_EQ(error_of("run:\n  seed: \"42\"\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got \"42\"");
+  EXPECT_EQ(error_of("run:\n  seed: 99999999999999999999\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got 99999999999999999999");
+  EXPECT_EQ(error_of("data:\n  min_user_interactions: 0\n"),
+            "x.yaml:2:3: data.min_user_interactions: expected an integer >= 1, got 0");
+  EXPECT_EQ(error_of("synthetic:\n  items: 1\n"),
+            "x.yaml:2:3: synthetic.items: expected an integer >= 2, got 1");
+  EXPECT_EQ(error_of("run:\n  seed: +5\n"), "");
+}
+
+TEST(ConfigErrors, Floats) {
+  EXPECT_EQ(error_of("weighting:\n  alpha: abc\n"),
+            "x.yaml:2:3: weighting.alpha: expected a number >= 0, got \"abc\"");
+  EXPECT_EQ(error_of("weighting:\n  alpha: .nan\n"),
+            "x.yaml:2:3: weighting.alpha: expected a number >= 0, got .nan");
+  EXPECT_EQ(error_of("weighting:\n  alpha: nan\n"),
+            "x.yaml:2:3: weighting.alpha: expected a number >= 0, got nan");
+  EXPECT_EQ(error_of("weighting:\n  alpha: .inf\n"),
+            "x.yaml:2:3: weighting.alpha: expected a number >= 0, got .inf");
+  EXPECT_EQ(error_of("weighting:\n  alpha: 1e999\n"),
+            "x.yaml:2:3: weighting.alpha: expected a number >= 0, got 1e999");
+  EXPECT_EQ(error_of("weighting:\n  eps: 0\n"),
+            "x.yaml:2:3: weighting.eps: expected a number > 0, got 0");
+  EXPECT_EQ(error_of("split:\n  test_fraction: 1\n"),
+            "x.yaml:2:3: split.test_fraction: expected a number in (0, 1), got 1");
+  EXPECT_EQ(error_of("split:\n  test_fraction: 0.0\n"),
+            "x.yaml:2:3: split.test_fraction: expected a number in (0, 1), got 0.0");
+  EXPECT_EQ(error_of("split:\n  validation_fraction: 1\n"),
+            "x.yaml:2:3: split.validation_fraction: expected a number in [0, 1), got 1");
+  EXPECT_EQ(error_of("synthetic:\n  community_strength: 1.01\n"),
+            "x.yaml:2:3: synthetic.community_strength: expected a number in [0, 1], got 1.01");
+  EXPECT_EQ(error_of("split:\n  validation_fraction: 0\nsynthetic:\n  community_strength: 1\n"),
+            "");
+}
+
+TEST(ConfigErrors, BooleansAndEnums) {
+  EXPECT_EQ(error_of("data:\n  header: maybe\n"),
+            "x.yaml:2:3: data.header: expected true or false, got \"maybe\"");
+  EXPECT_EQ(error_of("data:\n  header: 1\n"),
+            "x.yaml:2:3: data.header: expected true or false, got 1");
+  EXPECT_EQ(error_of("data:\n  duplicates: avg\n"),
+            "x.yaml:2:3: data.duplicates: expected one of sum, max, last, got \"avg\"");
+  EXPECT_EQ(error_of("data:\n  duplicates: Sum\n"),
+            "x.yaml:2:3: data.duplicates: expected one of sum, max, last, got \"Sum\"");
+}
+
+TEST(ConfigErrors, WrongShapes) {
+  EXPECT_EQ(error_of("data: foo\n"),
+            "x.yaml:1:1: data: expected a mapping of data settings, got \"foo\"");
+  EXPECT_EQ(error_of("data:\n  - path\n"),
+            "x.yaml:1:1: data: expected a mapping of data settings, got a list");
+  EXPECT_EQ(error_of("data:\n  delimiter: [tab]\n"),
+            "x.yaml:2:3: data.delimiter: expected one of auto, comma, tab, space, whitespace, "
+            "semicolon, pipe, got a list");
+  EXPECT_EQ(error_of("data:\n  path: {a: 1}\n"),
+            "x.yaml:2:3: data.path: expected a string, got a mapping");
+  EXPECT_EQ(error_of("- run\n- data\n"), "x.yaml:1:1: expected a mapping of sections, got a list");
+  EXPECT_EQ(error_of("just text\n"),
+            "x.yaml:1:1: expected a mapping of sections, got \"just text\"");
+}
+
+TEST(ConfigErrors, DuplicateKeys) {
+  EXPECT_EQ(error_of("data:\n  header: true\n  path: x\n  header: false\n"),
+            "x.yaml:4:3: data.header: duplicate key, first given at line 2");
+  EXPECT_EQ(error_of("data:\n  path: x\nrun:\n  seed: 1\ndata:\n  header: true\n"),
+            "x.yaml:5:1: data: duplicate section, first given at line 1");
+}
+
+TEST(ConfigErrors, InvalidYaml) {
+  EXPECT_EQ(error_of("data:\n  path: [a, b\n"),
+            "x.yaml:3:1: invalid YAML: end of sequence flow not found");
+  EXPECT_EQ(error_of("data:\n  path: x\n bad: y\n"),
+            "x.yaml:3:2: invalid YAML: end of map not found");
+  EXPECT_EQ(error_of("run:\n  name: a: b\n"), "x.yaml:2:10: invalid YAML: illegal map value");
+}
+
+TEST(ConfigErrors, MissingOrUnreadableFile) {
+  test::TempDir dir;
+  const std::string path = dir.file("nope.yaml");
+  try {
+    Config::load(path);
+    FAIL() << "no error";
+  } catch (const recforge::Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": cannot open config file: No such file or directory");
+  }
+  try {
+    Config::load(dir.str());
+    FAIL() << "no error";
+  } catch (const recforge::Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir.str() + ": cannot read config file: Is a directory");
+  }
+}
+
+// ---- Overrides ------------------------------------------------------------------------------
+
+TEST(ConfigSet, ErrorsNameTheArgument) {
+  EXPECT_EQ(set_error("data.delimiter=foo"),
+            "--set data.delimiter=foo: data.delimiter: expected one of auto, comma, tab, space, "
+            "whitespace, semicolon, pipe, got \"foo\"");
+  EXPECT_EQ(set_error("foo"), "--set foo: expected section.key=value");
+  EXPECT_EQ(set_error("=3"), "--set =3: expected section.key=value");
+  EXPECT_EQ(set_error("seed=3"), "--set seed=3: expected section.key=value");
+  EXPECT_EQ(set_error("run.=3"), "--set run.=3: expected section.key=value");
+  EXPECT_EQ(
+      set_error("data.delimter=tab"),
+      "--set data.delimter=tab: data.delimter: unknown key; did you mean \"data.delimiter\"?");
+  EXPECT_EQ(set_error("dta.path=x"),
+            "--set dta.path=x: dta.path: unknown key; did you mean \"data.path\"?");
+  EXPECT_EQ(set_error("model.factors=64"),
+            "--set model.factors=64: model.factors: unknown key; known sections: run, train, data, "
+            "synthetic, split, weighting");
+  EXPECT_EQ(set_error("run.seed=[1, 2]"),
+            "--set run.seed=[1, 2]: run.seed: expected an integer >= 0, got a list");
+  EXPECT_EQ(set_error("run.seed="),
+            "--set run.seed=: run.seed: expected an integer >= 0, got null");
+  EXPECT_EQ(set_error("data.path=[a"),
+            "--set data.path=[a: data.path: invalid YAML value: end of sequence flow not found");
+}
+
+TEST(ConfigSet, OverridesApplyAfterTheFileInOrder) {
+  test::TempDir dir;
+  const std::string file =
+      test::write_file(dir.file("x.yaml"), "run:\n  seed: 7\ndata:\n  path: a.tsv\n");
+  const Config c = Config::load(file, {"run.seed=8", "data.delimiter=comma", "run.seed=9",
+                                       "data.path=", "split.cutoff = 100"});
+  EXPECT_EQ(c.get_int("run.seed"), 9);
+  EXPECT_EQ(c.where("run.seed"), "--set run.seed=9");
+  EXPECT_EQ(c.get_string("data.delimiter"), "comma");
+  EXPECT_EQ(c.where("data.delimiter"), "--set data.delimiter=comma");
+  EXPECT_FALSE(c.is_set("data.path"));  // an empty value is YAML null
+  EXPECT_EQ(c.where("data.path"), "--set data.path=");
+  EXPECT_EQ(c.get_float("split.cutoff"), 100.0);
+  EXPECT_EQ(c.where("data.header"), "default");
+  EXPECT_EQ(c.source(), file);
+
+  const Config d = Config::load(file);
+  EXPECT_EQ(d.get_int("run.seed"), 7);
+  EXPECT_EQ(d.where("run.seed"), file + ":2:3");
+
+  // Override values are validated like file values, and errors stop at the first bad one.
+  try {
+    Config::load(file, {"run.seed=1", "synthetic.items=1"});
+    FAIL() << "no error";
+  } catch (const recforge::Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--set synthetic.items=1: synthetic.items: expected an integer >= 2, got 1");
+  }
+}
+
+TEST(ConfigSet, StringsKeepTheirText) {
+  Config c = Config::defaults();
+  c.set("data.user_col=007");
+  EXPECT_EQ(c.get_string("data.user_col"), "007");
+  c.set("data.path=my data/x #1.tsv");  // " #" starts a YAML comment
+  EXPECT_EQ(c.get_string("data.path"), "my data/x");
+  c.set("data.path=\"a: b #c\"");
+  EXPECT_EQ(c.get_string("data.path"), "a: b #c");
+  c.set("run.name=true");
+  EXPECT_EQ(c.get_string("run.name"), "true");
+}
+
+// ---- Getters --------------------------------------------------------------------------------
+
+TEST(ConfigGetters, MisuseIsAnInternalError) {
+  const Config c = Config::defaults();
+  EXPECT_THROW(c.get_int("run.nope"), recforge::InternalError);
+  EXPECT_THROW(c.get_float("run.seed"), recforge::InternalError);
+  EXPECT_THROW(c.get_int("weighting.alpha"), recforge::InternalError);
+  EXPECT_THROW(c.get_bool("run.name"), recforge::InternalError);
+  EXPECT_THROW(c.get_string("run.seed"), recforge::InternalError);
+  EXPECT_THROW(c.get_int_list("run.seed"), recforge::InternalError);
+  EXPECT_THROW(c.get_string("data.path"), recforge::InternalError);  // unset optional
+  EXPECT_THROW(c.is_set("nope"), recforge::InternalError);
+  EXPECT_THROW(c.where("nope"), recforge::InternalError);
+  EXPECT_EQ(c.get_string("data.format"), "delimited");  // enums read as strings
+}
+
+TEST(ConfigGetters, BadTableIsAnInternalError) {
+  std::vector<Param> t(1);
+  t[0].path = "nodot";
+  t[0].type = Type::kInt;
+  t[0].default_yaml = "1";
+  t[0].description = "x";
+  EXPECT_THROW(Config::defaults(t), recforge::InternalError);
+  t[0].path = "a.b";
+  t[0].default_yaml = "x";
+  EXPECT_THROW(Config::defaults(t), recforge::InternalError);  // default fails validation
+  t[0].default_yaml = "1";
+  t[0].min = 2;
+  EXPECT_THROW(Config::defaults(t), recforge::InternalError);
+  t[0].min.reset();
+  EXPECT_NO_THROW(Config::defaults(t));
+  t.push_back(t[0]);
+  EXPECT_THROW(Config::defaults(t), recforge::InternalError);  // duplicate path
+}
+
+// ---- Int lists (custom table) ---------------------------------------------------------------
+
+TEST(ConfigIntList, AcceptsListsAndSingleIntegers) {
+  const auto& t = test_table();
+  const Config d = Config::defaults(t);
+  EXPECT_EQ(d.get_int_list("eval.cutoffs"), (std::vector<int64_t>{20, 50}));
+  EXPECT_FALSE(d.is_set("eval.extra"));
+  EXPECT_EQ(Config::parse(t, "eval:\n  cutoffs: 7\n", "x").get_int_list("eval.cutoffs"),
+            (std::vector<int64_t>{7}));
+  EXPECT_EQ(
+      Config::parse(t, "eval:\n  cutoffs:\n    - 1\n    - 2\n", "x").get_int_list("eval.cutoffs"),
+      (std::vector<int64_t>{1, 2}));
+  Config c = Config::parse(t, "", "x", {"eval.cutoffs=[5,10, 100]", "eval.extra=[]"});
+  EXPECT_EQ(c.get_int_list("eval.cutoffs"), (std::vector<int64_t>{5, 10, 100}));
+  EXPECT_TRUE(c.is_set("eval.extra"));
+  EXPECT_TRUE(c.get_int_list("eval.extra").empty());
+}
+
+TEST(ConfigIntList, Errors) {
+  const auto& t = test_table();
+  auto err = [&](const std::string& yaml) {
+    try {
+      Config::parse(t, yaml, "x.yaml");
+    } catch (const recforge::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(err("eval:\n  cutoffs: [20, 0]\n"),
+            "x.yaml:2:3: eval.cutoffs: expected a list of integers >= 1, got [20, 0]");
+  EXPECT_EQ(err("eval:\n  cutoffs: [20, abc, 1.5]\n"),
+            "x.yaml:2:3: eval.cutoffs: expected a list of integers >= 1, got [20, \"abc\", 1.5]");
+  EXPECT_EQ(err("eval:\n  cutoffs: abc\n"),
+            "x.yaml:2:3: eval.cutoffs: expected a list of integers >= 1, got \"abc\"");
+  EXPECT_EQ(err("eval:\n  cutoffs: {a: 1}\n"),
+            "x.yaml:2:3: eval.cutoffs: expected a list of integers >= 1, got a mapping");
+  EXPECT_EQ(err("eval:\n  ratio: 1\n"), "x.yaml:2:3: eval.ratio: expected a number < 1, got 1");
+  EXPECT_EQ(err("eval:\n  cutofs: 3\n"),
+            "x.yaml:2:3: eval.cutofs: unknown key; did you mean \"eval.cutoffs\"?");
+}
+
+// ---- Dumps ----------------------------------------------------------------------------------
+
+TEST(ConfigDump, YamlRoundTripsDefaults) {
+  const Config d = Config::defaults();
+  const std::string yaml = d.to_yaml();
+  EXPECT_NE(yaml.find("  user_col: \"0\"\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("  name: \"\"\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("  # path: (unset)\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("  progress: auto\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("  alpha: 1.0\n"), std::string::npos) << yaml;
+  EXPECT_EQ(Config::parse(yaml, "dump.yaml"), d);
+  // Every parameter appears, set or not.
+  for (const Param& p : params()) {
+    const std::string key = p.path.substr(p.path.find('.') + 1);
+    EXPECT_NE(yaml.find((d.is_set(p.path) ? "\n  " + key + ": " : "\n  # " + key + ": (unset)")),
+              std::string::npos)
+        << p.path;
+  }
+}
+
+TEST(ConfigDump, YamlRoundTripsTrickyValues) {
+  const Config c = Config::parse(
+      "run:\n  name: \"true\"\n  dir: \"/tmp/my runs/#1\"\n  progress: \"off\"\n"
+      "train:\n  device: cuda:3\n"
+      "data:\n  path: \"a: b\"\n  test_path: \"\"\n  user_col: 0\n  item_col: \"1.5\"\n"
+      "  weight_col: \"null\"\n  time_col: \"-x\"\n  cache_dir: \"~\"\n  min_weight: 0.1\n"
+      "split:\n  cutoff: 1e-7\n  test_fraction: 0.30000000000000004\n"
+      "weighting:\n  bm25_k1: 123456789012345678\n",
+      "x.yaml", {"run.seed=9223372036854775807", "data.delimiter=pipe"});
+  const std::string yaml = c.to_yaml();
+  const Config back = Config::parse(yaml, "back.yaml");
+  EXPECT_EQ(back, c) << yaml;
+  EXPECT_EQ(back.get_string("run.name"), "true");
+  EXPECT_EQ(back.get_string("data.test_path"), "");
+  EXPECT_EQ(back.get_string("data.weight_col"), "null");
+  EXPECT_EQ(back.get_string("data.cache_dir"), "~");
+  EXPECT_EQ(back.get_float("split.test_fraction"), 0.30000000000000004);
+  EXPECT_NE(yaml.find("  seed: 9223372036854775807  # --set run.seed=9223372036854775807\n"),
+            std::string::npos)
+      << yaml;
+}
+
+TEST(ConfigDump, YamlRoundTripsIntListsAndUnsetOptionals) {
+  const auto& t = test_table();
+  for (const std::vector<std::string>& o : {std::vector<std::string>{},
+                                            {"eval.extra=[3]", "eval.cutoffs=[1, 2, 3]"},
+                                            {"eval.extra=[]", "index.kind=off"}}) {
+    const Config c = Config::parse(t, "", "x", o);
+    const std::string yaml = c.to_yaml();
+    EXPECT_EQ(Config::parse(t, yaml, "back"), c) << yaml;
+  }
+  EXPECT_NE(Config::defaults(t).to_yaml().find("  cutoffs: [20, 50]\n"), std::string::npos);
+  EXPECT_NE(Config::defaults(t).to_yaml().find("  # extra: (unset)\n"), std::string::npos);
+}
+
+TEST(ConfigDump, EqualityComparesValuesOnly) {
+  const Config a = Config::parse("run:\n  seed: 42\n", "a.yaml");
+  EXPECT_EQ(a, Config::defaults());  // same values, different origin
+  Config b = Config::defaults();
+  b.set("data.path=x");
+  EXPECT_NE(b, Config::defaults());
+  EXPECT_NE(Config::defaults(test_table()), Config::defaults());
+}
+
+TEST(ConfigDump, JsonIsNestedBySection) {
+  Config c = Config::defaults();
+  c.set("data.path=x.tsv");
+  const nlohmann::json j = c.to_json();
+  EXPECT_EQ(j["run"]["seed"], 42);
+  EXPECT_EQ(j["run"]["name"], "");
+  EXPECT_EQ(j["data"]["path"], "x.tsv");
+  EXPECT_TRUE(j["data"]["test_path"].is_null());
+  EXPECT_EQ(j["data"]["header"], false);
+  EXPECT_EQ(j["data"]["user_col"], "0");
+  EXPECT_DOUBLE_EQ(j["split"]["test_fraction"].get<double>(), 0.2);
+  EXPECT_EQ(j.size(), sections().size());
+  EXPECT_EQ(Config::defaults(test_table()).to_json()["eval"]["cutoffs"],
+            nlohmann::json::array({20, 50}));
+}
+
+// ---- Reference documentation ----------------------------------------------------------------
+
+TEST(ConfigDoc, MarkdownListsEveryParameter) {
+  const std::string md = markdown_reference();
+  for (const Param& p : params())
+    EXPECT_NE(md.find("| `" + p.path + "` |"), std::string::npos) << p.path;
+  for (const Section& s : sections())
+    EXPECT_NE(md.find("\n## " + s.name + "\n"), std::string::npos);
+  EXPECT_NE(md.find("| `split.test_fraction` | number | `0.2` | (0, 1) |"), std::string::npos);
+  EXPECT_NE(md.find("| `data.user_col` | string | `\"0\"` | any |"), std::string::npos);
+  EXPECT_NE(md.find("| `data.path` | string | *unset* | any |"), std::string::npos);
+  EXPECT_NE(md.find("| `run.seed` | integer | `42` | >= 0 |"), std::string::npos);
+  EXPECT_NE(md.find("| `data.duplicates` | enum | `sum` | `sum`, `max`, `last` |"),
+            std::string::npos);
+  EXPECT_NE(md.find("--set section.key=value"), std::string::npos);
+}
+
+TEST(ConfigDoc, CheckedInReferenceIsCurrent) {
+  const std::string path = RECFORGE_SOURCE_DIR "/docs/configuration.md";
+  const std::string expected = markdown_reference();
+  const char* write = std::getenv("RECFORGE_WRITE_DOCS");
+  if (write && std::string(write) == "1") {
+    test::write_file(path, expected);
+    GTEST_SKIP() << "wrote " << path;
+  }
+  if (test::read_file(path) != expected)
+    ADD_FAILURE() << "docs/configuration.md is stale: regenerate it with "
+                     "`build/release/recforge config --markdown > docs/configuration.md`";
+}
+
+}  // namespace
+}  // namespace recforge::config

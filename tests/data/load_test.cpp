@@ -1,0 +1,260 @@
+#include "data/load.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "test_util.h"
+
+namespace recforge::data {
+namespace {
+
+using test::TempDir;
+using test::write_file;
+
+LoadOptions no_cache() {
+  LoadOptions o;
+  o.use_cache = false;
+  return o;
+}
+
+// Returns the message of the recforge::Error thrown by load(), or "" when none was thrown.
+std::string load_error(const std::vector<std::string>& paths, const LoadOptions& o) {
+  try {
+    load(paths, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::vector<std::tuple<std::string, std::string, float>> triples(const Loaded& d, int part = 0) {
+  std::vector<std::tuple<std::string, std::string, float>> out;
+  const auto& x = d.parts[part];
+  for (offset_t k = 0; k < x.size(); ++k)
+    out.emplace_back(d.users.external(x.users[k]), d.items.external(x.items[k]), x.weights[k]);
+  return out;
+}
+
+TEST(Load, CsvWithHeaderNamedColumnsWeightsAndTimes) {
+  TempDir t;
+  const auto p = write_file(t.file("r.csv"),
+                            "userId,movieId,rating,timestamp\n"
+                            "10,7,4.0,100\n"
+                            "2,7,3.5,200\n"
+                            "10,3,5,300\n");
+  LoadOptions o = no_cache();
+  o.header = true;
+  o.user_col = "userId";
+  o.item_col = "movieId";
+  o.weight_col = "rating";
+  o.time_col = "timestamp";
+  const Loaded d = load({p}, o);
+  // Integer ids are numbered in numeric order: users 2 < 10, items 3 < 7.
+  EXPECT_EQ(d.users.ids(), (std::vector<std::string>{"2", "10"}));
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"3", "7"}));
+  using T = std::tuple<std::string, std::string, float>;
+  EXPECT_EQ(triples(d), (std::vector<T>{T{"2", "7", 3.5f}, T{"10", "3", 5.f}, T{"10", "7", 4.f}}));
+  ASSERT_TRUE(d.parts[0].has_times());
+  EXPECT_EQ(d.parts[0].times, (std::vector<int64_t>{200, 300, 100}));
+  EXPECT_EQ(d.report.lines, 3);
+}
+
+TEST(Load, DetectsTabsAndSpacesAndStringIds) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  const Loaded tsv = load({write_file(t.file("a.tsv"), "bob\tx\nann\ty\nbob\ty\n")}, o);
+  EXPECT_EQ(tsv.users.ids(), (std::vector<std::string>{"ann", "bob"}));
+  EXPECT_EQ(tsv.parts[0].size(), 3);
+  const Loaded sp = load({write_file(t.file("a.txt"), "bob   x\n  ann y  \n")}, o);
+  EXPECT_EQ(sp.parts[0].size(), 2);
+  EXPECT_EQ(sp.items.ids(), (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Load, QuotedFieldsKeepDelimiters) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  const Loaded d = load({write_file(t.file("q.csv"), "\"smith, j\",\"a \"\"b\"\"\"\nann,c\n")}, o);
+  EXPECT_TRUE(d.users.find("smith, j").has_value());
+  EXPECT_EQ(d.parts[0].size(), 2);
+}
+
+TEST(Load, AdjacencyListsWithUsersWithoutItems) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.format = Format::kAdjacency;
+  const Loaded d = load({write_file(t.file("adj.txt"), "0 5 6 7\n1 5\n2\n")}, o);
+  // User 2 has no interactions and is dropped by the minimum of one interaction.
+  EXPECT_EQ(d.users.size(), 2);
+  EXPECT_EQ(d.items.size(), 3);
+  EXPECT_EQ(d.parts[0].size(), 4);
+  EXPECT_EQ(d.report.filtered_users, 1);
+}
+
+TEST(Load, DuplicatesCombinedBySumMaxLast) {
+  TempDir t;
+  const auto p = write_file(t.file("d.csv"), "1,1,2,10\n1,1,5,30\n1,1,3,20\n2,1,1,5\n");
+  LoadOptions o = no_cache();
+  o.weight_col = "2";
+  o.time_col = "3";
+  o.duplicates = Duplicates::kSum;
+  Loaded d = load({p}, o);
+  EXPECT_EQ(d.parts[0].size(), 2);
+  EXPECT_FLOAT_EQ(d.parts[0].weights[0], 10.f);
+  EXPECT_EQ(d.parts[0].times[0], 30);  // combined pairs keep the latest time
+  EXPECT_EQ(d.report.duplicates_combined, 2);
+  o.duplicates = Duplicates::kMax;
+  EXPECT_FLOAT_EQ(load({p}, o).parts[0].weights[0], 5.f);
+  o.duplicates = Duplicates::kLast;  // latest timestamp wins (30 → weight 5), not file order
+  EXPECT_FLOAT_EQ(load({p}, o).parts[0].weights[0], 5.f);
+  o.time_col.reset();  // without timestamps, the last line wins
+  EXPECT_FLOAT_EQ(load({p}, o).parts[0].weights[0], 3.f);
+}
+
+TEST(Load, MinWeightAndIterativeMinimumsUntilStable) {
+  TempDir t;
+  // Users a,b,c each with items; item z is rare. After dropping z, user c has 1 item left and
+  // is dropped in the second round, which in turn makes item y rare.
+  const auto p = write_file(t.file("f.csv"),
+                            "a,x,1\na,y,1\na,w,1\n"
+                            "b,x,1\nb,w,1\nb,v,0.1\n"
+                            "c,y,1\nc,z,1\n"
+                            "d,x,1\nd,w,1\n");
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  o.weight_col = "2";
+  o.min_weight = 0.5;
+  o.min_user_interactions = 2;
+  o.min_item_interactions = 2;
+  const Loaded d = load({p}, o);
+  EXPECT_EQ(d.report.below_min_weight, 1);  // b,v
+  EXPECT_EQ(d.users.ids(), (std::vector<std::string>{"a", "b", "d"}));
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"w", "x"}));
+  EXPECT_EQ(d.parts[0].size(), 6);
+  EXPECT_GE(d.report.filter_rounds, 3);
+}
+
+TEST(Load, TwoFilesShareIdMapsAndFiltersFollowTheFirst) {
+  TempDir t;
+  const auto train = write_file(t.file("train.txt"), "0 1 2\n1 2 3\n");
+  const auto test = write_file(t.file("test.txt"), "0 3\n1 1\n7 1\n0 9\n");
+  LoadOptions o = no_cache();
+  o.format = Format::kAdjacency;
+  const Loaded d = load({train, test}, o);
+  ASSERT_EQ(d.parts.size(), 2u);
+  EXPECT_EQ(d.users.size(), 2);  // user 7 has no training data
+  EXPECT_EQ(d.items.size(), 3);  // item 9 has no training data
+  EXPECT_EQ(d.parts[1].size(), 2);
+}
+
+TEST(Load, MalformedLinesFailWithFileLineAndText) {
+  TempDir t;
+  const auto p = write_file(t.file("bad.csv"), "1,2,1\n3,4,1\n5\n6,7,1\n");
+  LoadOptions o = no_cache();
+  o.weight_col = "2";
+  const std::string msg = load_error({p}, o);
+  EXPECT_NE(msg.find("bad.csv:3: expected at least 3 fields separated by \",\", got 1: \"5\""),
+            std::string::npos)
+      << msg;
+  o.skip_errors = true;
+  const Loaded d = load({p}, o);
+  EXPECT_EQ(d.report.skipped_lines, 1);
+  EXPECT_EQ(d.parts[0].size(), 3);
+}
+
+TEST(Load, BadValuesAreNamed) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.weight_col = "2";
+  EXPECT_NE(load_error({write_file(t.file("n.csv"), "1,2,1\n1,3,-2\n")}, o)
+                .find("n.csv:2: weight -2 is negative, expected a weight >= 0: \"1,3,-2\""),
+            std::string::npos);
+  EXPECT_NE(load_error({write_file(t.file("w.csv"), "1,2,abc\n")}, o)
+                .find("w.csv:1: weight \"abc\" is not a finite number"),
+            std::string::npos);
+  EXPECT_NE(load_error({write_file(t.file("i.csv"), "1,2,1\nx,2,1\n")}, o)
+                .find("i.csv:2: user id \"x\" is not an integer (set data.id_type: string"),
+            std::string::npos);
+  EXPECT_NE(load_error({write_file(t.file("h.csv"), "user,item,w\n1,2,1\n")}, o)
+                .find("h.csv:1: user id \"user\" is not an integer (set data.id_type: string for "
+                      "text ids, or data.header: true)"),
+            std::string::npos);
+  o.time_col = "3";
+  EXPECT_NE(load_error({write_file(t.file("t.csv"), "1,2,1,2020-01-01\n")}, o)
+                .find("t.csv:1: timestamp \"2020-01-01\" is not an integer"),
+            std::string::npos);
+}
+
+TEST(Load, MissingEmptyAndHeaderOnlyFiles) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  EXPECT_EQ(load_error({t.file("nope.csv")}, o), t.file("nope.csv") + ": data file not found");
+  EXPECT_EQ(load_error({write_file(t.file("e.csv"), "")}, o),
+            t.file("e.csv") + ": the file is empty, expected interactions");
+  EXPECT_EQ(load_error({write_file(t.file("blank.csv"), "\n  \n")}, o),
+            t.file("blank.csv") + ": the file is empty, expected interactions");
+  o.header = true;
+  EXPECT_EQ(load_error({write_file(t.file("ho.csv"), "u,i\n")}, o),
+            t.file("ho.csv") + ": no data lines after the header, expected interactions");
+}
+
+TEST(Load, UnknownColumnNameListsTheHeader) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.header = true;
+  o.user_col = "user";
+  const std::string msg = load_error({write_file(t.file("c.csv"), "uid,iid\n1,2\n")}, o);
+  EXPECT_NE(msg.find("c.csv:1: data.user_col: no column named \"user\" in the header (columns: "
+                     "uid, iid)"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Load, EverythingFilteredIsAnError) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.min_user_interactions = 5;
+  const std::string msg = load_error({write_file(t.file("s.csv"), "1,2\n1,3\n")}, o);
+  EXPECT_NE(msg.find("no interactions left after filtering"), std::string::npos) << msg;
+}
+
+TEST(Load, GowallaLightGcnSplitCounts) {
+  RF_REQUIRE_SHARED(dir, "gowalla");
+  TempDir t;
+  LoadOptions o;
+  o.format = Format::kAdjacency;
+  o.cache_dir = t.str();
+  const Loaded d = load({dir + "/train.txt", dir + "/test.txt"}, o);
+  EXPECT_EQ(d.users.size(), 29858);
+  EXPECT_EQ(d.items.size(), 40981);
+  EXPECT_EQ(d.parts[0].size(), 810128);
+  EXPECT_EQ(d.parts[1].size(), 217242);
+  EXPECT_EQ(d.report.duplicates_combined, 0);
+  // Ids 0..n-1 map to themselves.
+  EXPECT_EQ(d.users.external(12345), "12345");
+  EXPECT_EQ(d.items.external(40980), "40980");
+  EXPECT_FALSE(d.report.from_cache);
+  const Loaded again = load({dir + "/train.txt", dir + "/test.txt"}, o);
+  EXPECT_TRUE(again.report.from_cache);
+  EXPECT_EQ(again.parts[1].items, d.parts[1].items);
+}
+
+TEST(Load, MovieLensRatingsWithHeader) {
+  RF_REQUIRE_SHARED(dir, "ml-latest-small");
+  LoadOptions o = no_cache();
+  o.header = true;
+  o.user_col = "userId";
+  o.item_col = "movieId";
+  o.weight_col = "rating";
+  o.time_col = "timestamp";
+  const Loaded d = load({dir + "/ratings.csv"}, o);
+  EXPECT_EQ(d.users.size(), 610);
+  EXPECT_EQ(d.items.size(), 9724);
+  EXPECT_EQ(d.parts[0].size(), 100836);
+}
+
+}  // namespace
+}  // namespace recforge::data

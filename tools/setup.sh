@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what recforge needs to build and test on Debian/Ubuntu. Idempotent: packages already
+# present are not touched, and apt is not even updated when nothing is missing.
+#   tools/setup.sh            build dependencies (compiler, CMake, Ninja, libraries)
+# The CUDA toolkit is optional and not installed here: with nvcc on PATH (or in /usr/local/cuda)
+# the CUDA backend is built too (RECFORGE_CUDA=AUTO).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config python3 python3-venv
+  libyaml-cpp-dev        # YAML configs
+  libfaiss-dev           # Faiss indices (CPU; GPU Faiss comes from tools/build-faiss-gpu.sh)
+  libopenblas-dev liblapack-dev  # BLAS/LAPACK
+  libgtest-dev libgmock-dev      # tests
+  libcli11-dev           # command line
+  libfmt-dev libspdlog-dev       # formatting, logging
+  nlohmann-json3-dev     # JSON (run metadata, manifests)
+  libssl-dev             # SHA-256 (data cache keys, artifact checksums)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all build dependencies present"
+fi
+
+# nvcc is often installed outside PATH; CMake finds it through CUDACXX.
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  echo "setup: CUDA found at /usr/local/cuda (add /usr/local/cuda/bin to PATH to build the CUDA backend)"
+fi
