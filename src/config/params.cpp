@@ -128,8 +128,8 @@ const std::vector<Param>& params() {
           .optional(),
       Enum("data.delimiter", {"auto", "comma", "tab", "space", "whitespace", "semicolon", "pipe"},
            "auto",
-           "Column separator: `auto` detects it from the first lines, `space` is one space, "
-           "`whitespace` any run of spaces and tabs."),
+           "Column separator: `auto` picks tab, comma, semicolon, pipe or whitespace from the first "
+           "line; `space` and `whitespace` both split on runs of spaces and tabs."),
       Bool("data.header", "false", "Whether the first line holds column names."),
       String("data.user_col", "\"0\"",
              "User id column: a column name (when `data.header` is true) or a 0-based index."),
@@ -145,16 +145,17 @@ const std::vector<Param>& params() {
       Enum("data.duplicates", {"sum", "max", "last"}, "sum",
            "How repeated (user, item) pairs are combined: sum or maximum of their weights, or "
            "the last one (latest timestamp, else latest in the file)."),
-      Float("data.min_weight", "0", "Interactions with a weight below this are dropped."),
+      Float("data.min_weight", "0", "Interactions whose weight (after combining duplicates) is below this are dropped."),
       Int("data.min_user_interactions", "1",
-          "Users with fewer interactions are dropped; the user and item filters are applied "
-          "repeatedly until both hold.")
+          "Users with fewer interactions (in the training file) are dropped; the user and item "
+          "filters are applied repeatedly until both hold.")
           .ge(1),
       Int("data.min_item_interactions", "1",
           "Items with fewer interactions are dropped (see `data.min_user_interactions`).")
           .ge(1),
       Enum("data.on_error", {"fail", "skip"}, "fail",
-           "A malformed line: `fail` stops with its file and line, `skip` drops it and goes on."),
+           "A malformed line: `fail` stops with its file, line and text; `skip` drops it, counts it "
+           "and reports the count."),
       Bool("data.cache", "true",
            "Keep the parsed data in a binary cache so that later runs with the same input and "
            "`data` settings skip parsing."),
@@ -210,8 +211,9 @@ const std::vector<Param>& params() {
           .lt(1),
       Float("split.heldout_users", "0.1", "Fraction of users held out by `users`.").gt(0).lt(1),
       Float("split.validation_fraction", "0",
-            "When above 0, a validation set of this fraction is carved from the training part "
-            "by the same method.")
+            "When above 0, a validation set is carved from the training part by the same method "
+            "(a per-user fraction for random/given/none, the last `leave_k` for leave_last, a "
+            "time quantile for time, held-out users for users; see docs/data.md).")
           .ge(0)
           .lt(1),
 
