@@ -17,7 +17,13 @@
 #include "core/log.h"
 #include "data/synthetic.h"
 #include "pipeline/dataset.h"
+#include "pipeline/evaluate.h"
+#include "pipeline/run.h"
 #include "pipeline/train.h"
+#include "core/fs.h"
+#include "data/weight.h"
+#include "eval/topk.h"
+#include <cmath>
 
 namespace recforge::cli {
 namespace {
@@ -27,7 +33,8 @@ namespace fs = std::filesystem;
 struct Options {
   std::string config_path;
   std::vector<std::string> sets;
-  std::string run_dir, out, user, name, device;
+  std::string run_dir, out, user, item_list, name, device;
+  bool all = false;
   int64_t k = 10;
   int64_t users = 0, items = 0, interactions = 0, seed = -1;
   bool markdown = false;
@@ -53,23 +60,6 @@ nlohmann::json read_json(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("{}: not valid JSON ({})", path, e.what());
   }
-}
-
-// A finished run directory: run.json must exist and say "complete".
-nlohmann::json open_run(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("{}: no such run directory", dir);
-  const std::string run = dir + "/run.json";
-  if (!fs::exists(run)) fail("{}: not a recforge run directory (run.json is missing)", dir);
-  return read_json(run);
-}
-
-// Verbs that need trained factors refuse runs that have none, naming what is missing.
-void require_model(const std::string& dir, const char* verb) {
-  const nlohmann::json run = open_run(dir);
-  if (run["model"].is_null())
-    fail("{}: this run has no trained model, so there is nothing to {} (it was made before any "
-         "model type existed, or with no model configured)",
-         dir, verb);
 }
 
 int cmd_train() {
@@ -109,7 +99,7 @@ int cmd_config() {
 
 int cmd_info() {
   if (!g.run_dir.empty()) {
-    const nlohmann::json run = open_run(g.run_dir);
+    const nlohmann::json run = pipeline::read_run_json(g.run_dir);
     std::printf("run        %s\n", g.run_dir.c_str());
     std::printf("created    %s with recforge %s\n", run.value("created", "?").c_str(),
                 run.value("recforge_version", "?").c_str());
@@ -142,18 +132,103 @@ int cmd_info() {
 }
 
 int cmd_evaluate() {
-  require_model(g.run_dir, "evaluate");
+  pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "evaluate");
+  const std::vector<int> ks = pipeline::eval_ks(r.config);
+  nlohmann::json saved;
+  if (fs::exists(g.run_dir + "/metrics.json")) saved = read_json(g.run_dir + "/metrics.json");
+  nlohmann::json out = nlohmann::json::object();
+  for (pipeline::Part part : {pipeline::Part::kValidation, pipeline::Part::kTest}) {
+    const eval::Metrics m = pipeline::evaluate(*r.model, r.data, part, ks);
+    if (m.users == 0) continue;
+    const char* name = pipeline::part_name(part);
+    out[name] = m.to_json();
+    std::printf("%s (%lld users)\n", name, static_cast<long long>(m.users));
+    for (const std::string& metric : m.names()) {
+      const double v = m.get(metric);
+      std::string note;
+      if (saved.contains(name) && saved[name].contains(metric))
+        note = std::fabs(saved[name][metric].get<double>() - v) <= 1e-6 ? "  (= saved)"
+                                                                        : "  (saved: " + saved[name][metric].dump() + ")";
+      std::printf("  %-14s %.6f%s\n", metric.c_str(), v, note.c_str());
+    }
+  }
+  if (!g.out.empty()) write_file_atomic(g.out, out.dump(2) + "\n");
   return 0;
 }
 
+// Parses "a,b,c" into external ids.
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= s.size()) {
+    const size_t e = std::min(s.find(',', b), s.size());
+    if (e > b) out.push_back(s.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
 int cmd_recommend() {
-  require_model(g.run_dir, "recommend from");
+  const int modes = !g.user.empty() + !g.item_list.empty() + g.all;
+  if (modes != 1) fail("recommend: give exactly one of --user ID, --items ID,ID,... or --all --out FILE");
+  if (g.all && g.out.empty()) fail("recommend --all needs --out FILE (a CSV of user,rank,item,score)");
+  pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "recommend from");
+  const auto& d = r.data;
+  const Matrix& items = r.model->item_factors();
+  const int dim = static_cast<int>(items.cols);
+  const int k = static_cast<int>(std::min<int64_t>(g.k, d.items.size()));
+  if (!g.item_list.empty()) {
+    // Fold-in: a user who was not in training, from their items (weight 1 each).
+    data::Interactions x;
+    for (const auto& id : split_list(g.item_list)) {
+      const auto i = d.items.find(id);
+      if (!i) fail("recommend --items: item \"{}\" is not in this run's data", id);
+      x.push(0, *i, 1.f);
+    }
+    data::Interactions combined = x;
+    data::combine_duplicates(combined, 1, data::Duplicates::kMax);
+    const data::Csr row = data::Csr::from_interactions(1, d.items.size(), combined,
+        data::confidence(combined, 1, d.items.size(), d.weighting));
+    const Matrix q = r.model->fold_in(row);
+    const eval::TopK top = eval::topk(q.data.data(), 1, items.data.data(), items.rows, dim, k, &row);
+    for (int j = 0; j < k && top.items[j] >= 0; ++j)
+      std::printf("%d\t%s\t%.6f\n", j + 1, d.items.external(top.items[j]).c_str(), top.scores[j]);
+    return 0;
+  }
+  const Matrix& users = r.model->user_factors();
+  if (!g.user.empty()) {
+    const auto u = d.users.find(g.user);
+    if (!u) fail("recommend --user: user \"{}\" is not in this run's data", g.user);
+    const std::vector<data::index_t> rows{*u};
+    const eval::TopK top = eval::topk(users.row(*u), 1, items.data.data(), items.rows, dim, k,
+                                      &d.user_items, rows);
+    for (int j = 0; j < k && top.items[j] >= 0; ++j)
+      std::printf("%d\t%s\t%.6f\n", j + 1, d.items.external(top.items[j]).c_str(), top.scores[j]);
+    return 0;
+  }
+  const eval::TopK top = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,
+                                    dim, k, &d.user_items);
+  std::string csv = "user,rank,item,score\n";
+  for (int64_t u = 0; u < users.rows; ++u)
+    for (int j = 0; j < k; ++j) {
+      const data::index_t i = top.items[u * k + j];
+      if (i < 0) break;
+      csv += fmt::format("{},{},{},{:.6g}\n", d.users.external(static_cast<data::index_t>(u)), j + 1,
+                         d.items.external(i), top.scores[u * k + j]);
+    }
+  write_file_atomic(g.out, csv);
+  log().info("wrote top-{} lists of {} users to {}", k, users.rows, g.out);
   return 0;
 }
 
 int cmd_export() {
-  require_model(g.run_dir, "export");
-  return 0;
+  const nlohmann::json run = pipeline::read_run_json(g.run_dir);
+  if (run["model"].is_null())
+    fail("{}: this run has no trained model, so there is nothing to export", g.run_dir);
+  fail("export: the serving artifact (Faiss index, .npy embeddings, id maps, manifest) is not "
+       "implemented in this version; the run's factors are in {}/user_factors.npy and "
+       "item_factors.npy",
+       g.run_dir);
 }
 
 void add_sets(CLI::App* c) {
@@ -186,12 +261,17 @@ void register_commands(CLI::App& app) {
 
   auto* evaluate = app.add_subcommand("evaluate", "Recompute a run's metrics from its saved factors");
   evaluate->add_option("run_dir", g.run_dir, "Run directory")->required();
+  evaluate->add_option("--out", g.out, "Also write the metrics as JSON to this file");
   g_actions["evaluate"] = cmd_evaluate;
 
   auto* recommend = app.add_subcommand("recommend", "Top-k items for a user of a trained run");
   recommend->add_option("run_dir", g.run_dir, "Run directory")->required();
-  recommend->add_option("--user", g.user, "External user id");
-  recommend->add_option("--k", g.k, "Number of items")->check(CLI::PositiveNumber);
+  recommend->add_option("--user", g.user, "External user id: top-k for this training user");
+  recommend->add_option("--items", g.item_list,
+                        "Comma-separated external item ids: fold in a new user with these items");
+  recommend->add_flag("--all", g.all, "Top-k for every user, written as CSV to --out");
+  recommend->add_option("--out", g.out, "CSV output for --all (user,rank,item,score)");
+  recommend->add_option("--k", g.k, "Number of items (default 10)")->check(CLI::PositiveNumber);
   g_actions["recommend"] = cmd_recommend;
 
   auto* exp = app.add_subcommand("export", "Write the serving artifact of a trained run");

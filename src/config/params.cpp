@@ -65,6 +65,9 @@ Row Bool(std::string path, std::string def, std::string desc) {
 Row String(std::string path, std::string def, std::string desc) {
   return Row(std::move(path), Type::kString, std::move(def), std::move(desc));
 }
+Row IntList(std::string path, std::string def, std::string desc) {
+  return Row(std::move(path), Type::kIntList, std::move(def), std::move(desc));
+}
 Row Enum(std::string path, std::vector<std::string> choices, std::string def, std::string desc) {
   Row r(std::move(path), Type::kEnum, std::move(def), std::move(desc));
   r.p.choices = std::move(choices);
@@ -87,7 +90,22 @@ const std::vector<Section> kSections = {
     {"synthetic", "The generator used when `data.format` is `synthetic`."},
     {"split", "How interactions are divided into training, validation and test sets."},
     {"weighting", "How raw interaction weights are turned into confidences before training."},
+    {"model", "The model trained on the training interactions and its hyperparameters."},
+    {"eval", "How trained models are evaluated: exact top-k over all items with training items "
+             "masked (see docs/metrics.md)."},
 };
+
+/// eval.metric: NAME@K with a known metric name.
+std::string check_metric(const std::string& v) {
+  const auto at = v.find('@');
+  if (at != std::string::npos && at + 1 < v.size() &&
+      v.find_first_not_of("0123456789", at + 1) == std::string::npos) {
+    const std::string name = v.substr(0, at);
+    for (const char* m : {"recall", "precision", "ndcg", "map", "hit_rate", "coverage"})
+      if (name == m) return "";
+  }
+  return "expected NAME@K with NAME one of recall, precision, ndcg, map, hit_rate, coverage";
+}
 
 }  // namespace
 
@@ -225,6 +243,54 @@ const std::vector<Param>& params() {
       Float("weighting.eps", "1.0", "Divisor `eps` of the `log` scheme.").gt(0),
       Float("weighting.bm25_k1", "100", "BM25 k1: saturation of repeated interactions.").ge(0),
       Float("weighting.bm25_b", "0.8", "BM25 b: strength of the length normalization.").ge(0).le(1),
+
+      // ---- model ------------------------------------------------------------------------------
+      Enum("model.type", {"ials", "none"}, "ials",
+           "`ials`: implicit-feedback ALS (Hu et al. 2008, in the formulation of Rendle et al. "
+           "2022); `none` only prepares the data."),
+      Int("model.factors", "64", "Embedding dimension (any size; above 1024 works too).").ge(1),
+      Int("model.iterations", "15",
+          "Training iterations; one iteration solves all users, then all items.")
+          .ge(1),
+      Float("model.regularization", "0.01",
+            "L2 strength lambda; each row's penalty is lambda * (n + reg_offset)^reg_exp * "
+            "||row||^2, n being the row's number of observed interactions.")
+          .ge(0),
+      Float("model.reg_exp", "1.0",
+            "Frequency-scaling exponent of the regularization (0: the same lambda for every row).")
+          .ge(0),
+      Float("model.reg_offset", "1.0", "Offset added to n in the frequency scaling.").ge(0),
+      Float("model.unobserved_weight", "0.05",
+            "Weight alpha0 of the squared score of every (user, item) pair, observed or not "
+            "(the implicit-feedback term, computed through the Gram matrix).")
+          .ge(0),
+      Float("model.alpha", "1.0",
+            "Confidence scale: an observed pair's loss weight is alpha times its confidence "
+            "from the `weighting` section.")
+          .gt(0),
+      Float("model.init_std", "0.1",
+            "Factors start from N(0, (init_std / sqrt(factors))^2).")
+          .ge(0),
+      Int("model.seed", "", "Seed of the initial factors; unset uses `run.seed`.").ge(0).optional(),
+      Enum("model.solver", {"cg", "cholesky"}, "cg",
+           "Per-row solve: `cg` runs `cg_steps` conjugate-gradient steps warm-started from the "
+           "previous factors; `cholesky` solves each row's normal equations exactly."),
+      Int("model.cg_steps", "3", "Conjugate-gradient steps per row and half-iteration.").ge(1),
+      Enum("model.dtype", {"float32"}, "float32", "Storage type of the factors."),
+      Int("model.eval_every", "0",
+          "Evaluate on the validation set every N iterations (0: only after training).")
+          .ge(0),
+      Int("model.patience", "0",
+          "Stop after this many validation evaluations without improvement of `eval.metric`, "
+          "keeping the best factors (0: never stop early; needs eval_every > 0).")
+          .ge(0),
+
+      // ---- eval -------------------------------------------------------------------------------
+      IntList("eval.ks", "[10, 20, 50]", "Cutoffs K at which every metric is computed.").ge(1),
+      String("eval.metric", "ndcg@20",
+             "Metric used for early stopping and model selection, as NAME@K; K must be in "
+             "`eval.ks`.")
+          .check(check_metric, "`NAME@K`"),
   };
   return table;
 }

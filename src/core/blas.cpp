@@ -15,7 +15,7 @@ BlasThreads::BlasThreads(int n) : previous_(openblas_get_num_threads()) {
 BlasThreads::~BlasThreads() { openblas_set_num_threads(previous_); }
 
 bool cholesky_solve(float* a, float* b, int k) {
-  const char uplo = 'L';
+  const char uplo = 'U';  // row-major lower == column-major upper
   const int one = 1;
   int info = 0;
   spotrf_(&uplo, &k, a, &k, &info);

@@ -21,9 +21,10 @@ class BlasThreads {
   int previous_;
 };
 
-/// LAPACK Cholesky solve of the symmetric positive definite k×k system A x = b (row-major or
-/// column-major: A is symmetric). A is overwritten by its factor and b by x. Returns false when
-/// A is not positive definite.
+/// LAPACK Cholesky solve of the symmetric positive definite k×k system A x = b, reading only
+/// the lower triangle of the row-major `a` (what cblas_ssyrk(CblasRowMajor, CblasLower, ...)
+/// fills). `a` is overwritten by its factor and `b` by x. Returns false when A is not positive
+/// definite.
 bool cholesky_solve(float* a, float* b, int k);
 
 }  // namespace recforge

@@ -109,8 +109,9 @@ void Progress::finish(int64_t done) {
   }
   const double secs = elapsed();
   const double rate = secs > 0 ? done / secs : 0.0;
-  log().info("{}: {} {} in {:.2f} s ({} {}/s)", label_, human_count(done), unit_, secs,
-             human_count(rate), unit_);
+  // Short stages log their summary at debug level only, to keep the log readable.
+  log().log(secs >= 1.0 ? spdlog::level::info : spdlog::level::debug, "{}: {} {} in {:.2f} s ({} {}/s)",
+            label_, human_count(done), unit_, secs, human_count(rate), unit_);
 }
 
 void Progress::draw(int64_t done, bool) {

@@ -1,6 +1,7 @@
 #include "pipeline/dataset.h"
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "data/stats.h"
 #include "data/weight.h"
@@ -148,7 +149,8 @@ Dataset prepare_dataset(const config::Config& cfg) {
   log().info("split ({}): {} train, {} validation, {} test interactions",
              cfg.get_string("split.method"), d.split.train.size(), d.split.validation.size(),
              d.split.test.size());
-  d.confidence = data::confidence(d.split.train, nu, ni, weight_options(cfg));
+  d.weighting = weight_options(cfg);
+  d.confidence = data::confidence(d.split.train, nu, ni, d.weighting);
   d.user_items = data::Csr::from_interactions(nu, ni, d.split.train, d.confidence);
   d.item_users = d.user_items.transpose();
   return d;
@@ -181,6 +183,28 @@ nlohmann::json Dataset::stats() const {
                {"lines_per_second", r.lines_per_second},
                {"from_cache", r.from_cache}};
   return s;
+}
+
+}  // namespace recforge::pipeline
+
+namespace recforge::pipeline {
+
+std::string Dataset::fingerprint() const {
+  Sha256 h;
+  for (const auto* ids : {&users.ids(), &items.ids()}) {
+    for (const auto& s : *ids) {
+      h.update(s);
+      h.update("\n", 1);
+    }
+    h.update("--\n", 3);
+  }
+  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
+                        &split.test_foldin}) {
+    h.update(x->users.data(), x->users.size() * sizeof(data::index_t));
+    h.update(x->items.data(), x->items.size() * sizeof(data::index_t));
+    h.update("|", 1);
+  }
+  return h.hex();
 }
 
 }  // namespace recforge::pipeline

@@ -19,11 +19,14 @@ struct Dataset {
   data::IdMap users, items;            ///< external ↔ dense ids (shared by all parts)
   data::Split split;                   ///< train / validation / test (and fold-in parts)
   data::LoadReport load_report;        ///< what loading did (lines, skips, filters, cache)
+  data::WeightOptions weighting;       ///< how confidences were computed (for fold-in rows)
   std::vector<float> confidence;       ///< confidence of each training interaction
   data::Csr user_items;                ///< train users × items, values = confidence
   data::Csr item_users;                ///< its transpose
   /// Dataset statistics (stats.json): counts, density, quantiles, load report.
   nlohmann::json stats() const;
+  /// SHA-256 of the id maps and the split, to check that a saved run still matches its data.
+  std::string fingerprint() const;
 };
 
 /// Loader options from the `data` section. Errors name the config location of the bad key.

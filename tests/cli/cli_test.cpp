@@ -126,7 +126,7 @@ TEST(Cli, SetOverridesAndInfo) {
   EXPECT_LE(stats["users"].get<int>(), 100);
   const Result info = run(t.str(), "info runs/other");
   EXPECT_EQ(info.rc, 0);
-  EXPECT_NE(info.out.find("model      none"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("model      {\"alpha\""), std::string::npos) << info.out;
   EXPECT_EQ(run(t.str(), "info").rc, 0);
 }
 
@@ -183,7 +183,7 @@ TEST(Cli, BadInputGetsOneClearSentence) {
 
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   TempDir t;
-  write_file(t.file("small.yaml"), small_config());
+  write_file(t.file("small.yaml"), small_config("model:\n  type: none\n"));
   ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
   const Result r = run(t.str(), "evaluate runs/small");
   EXPECT_EQ(r.rc, 1);
@@ -191,6 +191,41 @@ TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   const Result missing = run(t.str(), "evaluate runs/none");
   EXPECT_EQ(missing.rc, 1);
   EXPECT_NE(missing.out.find("runs/none: no such run directory"), std::string::npos);
+}
+
+TEST(Cli, EvaluateAndRecommendFromASavedRun) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config("model:\n  factors: 8\n  iterations: 4\n"));
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  const std::string dir = t.file("runs/small");
+  for (const char* f : {"user_factors.npy", "item_factors.npy", "metrics.json"})
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  // evaluate recomputes the saved test metrics from the factors.
+  const Result ev = run(t.str(), "evaluate runs/small --out again.json");
+  ASSERT_EQ(ev.rc, 0) << ev.out;
+  const auto saved = nlohmann::json::parse(test::read_file(dir + "/metrics.json"));
+  const auto again = nlohmann::json::parse(test::read_file(t.file("again.json")));
+  EXPECT_NEAR(saved["test"]["recall@20"].get<double>(), again["test"]["recall@20"].get<double>(), 1e-9);
+  EXPECT_GT(saved["test"]["recall@20"].get<double>(), 0.0);
+  EXPECT_NE(ev.out.find("(= saved)"), std::string::npos);
+  // recommend prints k ranked lines "rank<TAB>item<TAB>score" with decreasing scores.
+  const Result rec = run(t.str(), "recommend runs/small --user 5 --k 4");
+  ASSERT_EQ(rec.rc, 0) << rec.out;
+  std::vector<std::string> ranked;
+  for (const auto& l : rec.lines())
+    if (!l.empty() && l[0] >= '1' && l[0] <= '9' && l.find('\t') != std::string::npos) ranked.push_back(l);
+  ASSERT_EQ(ranked.size(), 4u) << rec.out;
+  EXPECT_EQ(ranked[0].rfind("1\t", 0), 0u);
+  const Result fold = run(t.str(), "recommend runs/small --items 1,2,3 --k 3");
+  EXPECT_EQ(fold.rc, 0) << fold.out;
+  const Result all = run(t.str(), "recommend runs/small --all --out recs.csv --k 2");
+  ASSERT_EQ(all.rc, 0) << all.out;
+  const std::string csv = test::read_file(t.file("recs.csv"));
+  EXPECT_EQ(csv.rfind("user,rank,item,score\n", 0), 0u);
+  const Result nobody = run(t.str(), "recommend runs/small --user nobody");
+  EXPECT_EQ(nobody.rc, 1);
+  EXPECT_NE(nobody.out.find("recforge: error: recommend --user: user \"nobody\" is not in this run's data"),
+            std::string::npos) << nobody.out;
 }
 
 }  // namespace

@@ -145,7 +145,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "weighting.bm25_k1",
                            "weighting.bm25_b"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 47u);
+  EXPECT_EQ(params().size(), 64u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------
@@ -298,9 +298,9 @@ TEST(ConfigErrors, UnknownKeyListsKnownKeysWhenNothingIsNear) {
 TEST(ConfigErrors, UnknownSection) {
   EXPECT_EQ(error_of("dta:\n  path: x\n"),
             "x.yaml:1:1: dta: unknown section; did you mean \"data\"?");
-  EXPECT_EQ(error_of("run: {}\nmodels:\n  factors: 3\n"),
-            "x.yaml:2:1: models: unknown section; known sections: run, train, data, synthetic, "
-            "split, weighting");
+  EXPECT_EQ(error_of("run: {}\ncolour:\n  factors: 3\n"),
+            "x.yaml:2:1: colour: unknown section; known sections: run, train, data, synthetic, "
+            "split, weighting, model, eval");
   EXPECT_EQ(error_of("seed: 3\n"), "x.yaml:1:1: seed: unknown section; did you mean \"run.seed\"?");
 }
 
@@ -422,9 +422,12 @@ TEST(ConfigSet, ErrorsNameTheArgument) {
       "--set data.delimter=tab: data.delimter: unknown key; did you mean \"data.delimiter\"?");
   EXPECT_EQ(set_error("dta.path=x"),
             "--set dta.path=x: dta.path: unknown key; did you mean \"data.path\"?");
-  EXPECT_EQ(set_error("model.factors=64"),
-            "--set model.factors=64: model.factors: unknown key; known sections: run, train, data, "
-            "synthetic, split, weighting");
+  EXPECT_EQ(set_error("colour.factors=64"),
+            "--set colour.factors=64: colour.factors: unknown key; did you mean "
+            "\"model.factors\"?");
+  EXPECT_EQ(set_error("colour.hue=64"),
+            "--set colour.hue=64: colour.hue: unknown key; known sections: run, train, data, "
+            "synthetic, split, weighting, model, eval");
   EXPECT_EQ(set_error("run.seed=[1, 2]"),
             "--set run.seed=[1, 2]: run.seed: expected an integer >= 0, got a list");
   EXPECT_EQ(set_error("run.seed="),

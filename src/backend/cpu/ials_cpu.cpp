@@ -1,0 +1,223 @@
+#include "backend/cpu/ials_cpu.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/blas.h"
+#include "core/error.h"
+
+namespace recforge::backend::cpu {
+namespace {
+
+using data::index_t;
+using data::offset_t;
+
+inline float dot(const float* a, const float* b, int k) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int j = 0; j < k; ++j) s += a[j] * b[j];
+  return s;
+}
+
+inline void axpy(float a, const float* x, float* y, int k) {
+#pragma omp simd
+  for (int j = 0; j < k; ++j) y[j] += a * x[j];
+}
+
+// Rows solved together: their Gram products become one GEMM (BLAS-3) instead of one
+// matrix-vector product per row.
+constexpr int kBlock = 64;
+
+// Per-thread scratch, allocated once per solve (no allocation per row).
+struct CgScratch {
+  explicit CgScratch(int k) : p(kBlock * k), r(kBlock * k), ap(kBlock * k), rs(kBlock), lam(kBlock) {}
+  std::vector<float> p, r, ap;
+  std::vector<double> rs, lam;
+};
+
+// Blocked CG for rows [r0, r1) of `r`: x ← x + steps of CG on
+// (G + Σ w y yᵀ + λ_u I) x = Σ w y, warm-started from x.
+void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, int64_t r0,
+              int64_t r1, const IalsSolveParams& p, CgScratch& s) {
+  const int k = static_cast<int>(y.cols);
+  const int nb = static_cast<int>(r1 - r0);
+  const float alpha = static_cast<float>(p.alpha);
+  float* xb = x.row(r0);
+  // A·x for the Gram part: AX = X_b · G (G symmetric).
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, g, k, 0.f,
+              s.ap.data(), k);
+  for (int j = 0; j < nb; ++j) {
+    const int64_t u = r0 + j;
+    float* xu = xb + static_cast<int64_t>(j) * k;
+    float* ru = s.r.data() + static_cast<int64_t>(j) * k;
+    float* pu = s.p.data() + static_cast<int64_t>(j) * k;
+    const float* axu = s.ap.data() + static_cast<int64_t>(j) * k;
+    const int64_t n = r.row_size(u);
+    if (n == 0) {  // no interactions: the optimum is exactly zero
+      std::fill(xu, xu + k, 0.f);
+      std::fill(pu, pu + k, 0.f);
+      s.rs[j] = 0;
+      continue;
+    }
+    s.lam[j] = row_regularization(p, n);
+    const float lam = static_cast<float>(s.lam[j]);
+    // r = b − A x = Σ w (1 − y·x) y − AX − λ x
+    for (int c = 0; c < k; ++c) ru[c] = -axu[c] - lam * xu[c];
+    for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+      const float* yi = y.row(r.indices[e]);
+      const float w = alpha * r.data[e];
+      axpy(w * (1.f - dot(yi, xu, k)), yi, ru, k);
+    }
+    std::copy(ru, ru + k, pu);
+    s.rs[j] = dot(ru, ru, k);
+  }
+  for (int step = 0; step < p.cg_steps; ++step) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, s.p.data(), k, g, k,
+                0.f, s.ap.data(), k);
+    for (int j = 0; j < nb; ++j) {
+      if (s.rs[j] < 1e-20) continue;  // converged (or an empty row)
+      const int64_t u = r0 + j;
+      float* xu = xb + static_cast<int64_t>(j) * k;
+      float* ru = s.r.data() + static_cast<int64_t>(j) * k;
+      float* pu = s.p.data() + static_cast<int64_t>(j) * k;
+      float* apu = s.ap.data() + static_cast<int64_t>(j) * k;
+      axpy(static_cast<float>(s.lam[j]), pu, apu, k);
+      for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+        const float* yi = y.row(r.indices[e]);
+        axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
+      }
+      const double pap = dot(pu, apu, k);
+      if (!(pap > 0)) {
+        s.rs[j] = 0;
+        continue;
+      }
+      const float a = static_cast<float>(s.rs[j] / pap);
+      axpy(a, pu, xu, k);
+      axpy(-a, apu, ru, k);
+      const double rs_new = dot(ru, ru, k);
+      const float beta = static_cast<float>(rs_new / s.rs[j]);
+#pragma omp simd
+      for (int c = 0; c < k; ++c) pu[c] = ru[c] + beta * pu[c];
+      s.rs[j] = rs_new;
+    }
+  }
+}
+
+// Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows), b = Σ w y.
+struct CholScratch {
+  explicit CholScratch(int k) : a(static_cast<size_t>(k) * k), b(k), rows(kChunk * static_cast<size_t>(k)) {}
+  static constexpr int kChunk = 256;
+  std::vector<float> a, b, rows;
+};
+
+void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g, float* xu,
+                  const IalsSolveParams& p, CholScratch& s) {
+  const int k = static_cast<int>(y.cols);
+  const int64_t n = r.row_size(u);
+  if (n == 0) {
+    std::fill(xu, xu + k, 0.f);
+    return;
+  }
+  std::copy(g, g + static_cast<size_t>(k) * k, s.a.begin());
+  const float lam = static_cast<float>(row_regularization(p, n));
+  for (int c = 0; c < k; ++c) s.a[static_cast<size_t>(c) * k + c] += lam;
+  std::fill(s.b.begin(), s.b.end(), 0.f);
+  const float alpha = static_cast<float>(p.alpha);
+  for (offset_t e0 = r.indptr[u]; e0 < r.indptr[u + 1]; e0 += CholScratch::kChunk) {
+    const offset_t e1 = std::min<offset_t>(e0 + CholScratch::kChunk, r.indptr[u + 1]);
+    const int m = static_cast<int>(e1 - e0);
+    for (offset_t e = e0; e < e1; ++e) {
+      const float* yi = y.row(r.indices[e]);
+      const float w = alpha * r.data[e];
+      axpy(w, yi, s.b.data(), k);
+      const float sw = std::sqrt(w);
+      float* dst = s.rows.data() + (e - e0) * k;
+      for (int c = 0; c < k; ++c) dst[c] = sw * yi[c];
+    }
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, 1.f, s.rows.data(), k, 1.f,
+                s.a.data(), k);
+  }
+  if (!cholesky_solve(s.a.data(), s.b.data(), k))
+    throw InternalError("iALS: a row's system is not positive definite (regularization 0 with "
+                        "too few interactions?)",
+                        __FILE__, __LINE__);
+  std::copy(s.b.begin(), s.b.end(), xu);
+}
+
+}  // namespace
+
+double row_regularization(const IalsSolveParams& p, int64_t n) {
+  return p.regularization * std::pow(static_cast<double>(n) + p.reg_offset, p.reg_exp);
+}
+
+std::vector<float> weighted_gram(const Matrix& y, double alpha0) {
+  const int k = static_cast<int>(y.cols);
+  std::vector<float> g(static_cast<size_t>(k) * k, 0.f);
+  cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, static_cast<int>(y.rows),
+              static_cast<float>(alpha0), y.data.data(), k, 0.f, g.data(), k);
+  for (int i = 0; i < k; ++i)
+    for (int j = i + 1; j < k; ++j) g[static_cast<size_t>(i) * k + j] = g[static_cast<size_t>(j) * k + i];
+  return g;
+}
+
+void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                int threads) {
+  RF_ASSERT(r.rows == x.rows && r.cols == y.rows && x.cols == y.cols, "solve_side: shapes");
+  const int k = static_cast<int>(y.cols);
+  const std::vector<float> g = weighted_gram(y, p.unobserved_weight);
+  BlasThreads one(1);
+  if (p.cholesky) {
+#pragma omp parallel num_threads(threads)
+    {
+      CholScratch s(k);
+#pragma omp for schedule(dynamic, 16)
+      for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, y, g.data(), x.row(u), p, s);
+    }
+    return;
+  }
+  const int64_t blocks = (r.rows + kBlock - 1) / kBlock;
+#pragma omp parallel num_threads(threads)
+  {
+    CgScratch s(k);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < blocks; ++b)
+      cg_block(r, y, g.data(), x, b * kBlock, std::min(r.rows, (b + 1) * kBlock), p, s);
+  }
+}
+
+Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads) {
+  Matrix x;
+  x.rows = rows.rows;
+  x.cols = y.cols;
+  x.data.assign(static_cast<size_t>(x.rows * x.cols), 0.f);
+  if (x.rows == 0) return x;
+  solve_side(rows, y, x, p, threads);
+  return x;
+}
+
+double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
+                 const IalsSolveParams& p) {
+  const int k = static_cast<int>(y.cols);
+  // α0 Σ_all (x·y)² = α0 ⟨XᵀX, YᵀY⟩.
+  const std::vector<float> gx = weighted_gram(x, 1.0), gy = weighted_gram(y, 1.0);
+  double all = 0;
+  for (size_t j = 0; j < gx.size(); ++j) all += static_cast<double>(gx[j]) * gy[j];
+  double observed = 0, reg = 0;
+#pragma omp parallel for reduction(+ : observed, reg) schedule(dynamic, 256)
+  for (int64_t u = 0; u < r.rows; ++u) {
+    const float* xu = x.row(u);
+    for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+      const double err = 1.0 - dot(xu, y.row(r.indices[e]), k);
+      observed += p.alpha * r.data[e] * err * err;
+    }
+    reg += row_regularization(p, r.row_size(u)) * dot(xu, xu, k);
+  }
+#pragma omp parallel for reduction(+ : reg) schedule(static)
+  for (int64_t i = 0; i < rt.rows; ++i)
+    reg += row_regularization(p, rt.row_size(i)) * dot(y.row(i), y.row(i), k);
+  return observed + p.unobserved_weight * all + reg;
+}
+
+}  // namespace recforge::backend::cpu

@@ -1,0 +1,48 @@
+#pragma once
+/// @file ials_cpu.h
+/// iALS on the CPU: Gram matrix with BLAS, per-row solves by blocked conjugate gradient or
+/// exact Cholesky, OpenMP over rows, and the full weighted objective.
+///
+/// Objective (Rendle et al. 2022): for observed pairs S with weights w_ui,
+///   L = Σ_S w_ui (1 − x_u·y_i)² + α0 Σ_{all u,i} (x_u·y_i)²
+///       + λ Σ_u (n_u + ν)^e ‖x_u‖² + λ Σ_i (n_i + ν)^e ‖y_i‖².
+/// With Y fixed, row u's optimum solves (α0 YᵀY + Σ_{i∈S_u} w_ui y_i y_iᵀ + λ_u I) x = Σ w_ui y_i.
+
+#include <vector>
+
+#include "core/npy.h"
+#include "data/csr.h"
+
+namespace recforge::backend::cpu {
+
+/// Hyperparameters of one iALS solve.
+struct IalsSolveParams {
+  double regularization = 0.01;     ///< λ
+  double reg_exp = 1.0;             ///< e in λ (n + ν)^e
+  double reg_offset = 1.0;          ///< ν
+  double unobserved_weight = 0.05;  ///< α0
+  double alpha = 1.0;               ///< observed weight = alpha × CSR value
+  bool cholesky = false;            ///< exact solve instead of CG
+  int cg_steps = 3;                 ///< CG steps per row (warm-started)
+};
+
+/// λ (n + ν)^e for a row with n observed interactions.
+double row_regularization(const IalsSolveParams& p, int64_t n);
+
+/// G = α0 · YᵀY as a full symmetric k×k row-major matrix (multithreaded BLAS).
+std::vector<float> weighted_gram(const Matrix& y, double alpha0);
+
+/// Solves every row of `r` (rows × cols, values = confidences) against the fixed `y`
+/// (cols × k), updating `x` (rows × k) in place (CG warm-starts from it). Rows without
+/// interactions get zero factors. `threads` OpenMP threads.
+void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p, int threads);
+
+/// Solves rows given as a CSR against `y` exactly as training does, starting from zero factors
+/// (fold-in of users not seen in training). Returns rows × k factors.
+Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads);
+
+/// The full objective L above (user rows of `r`, user factors `x`, item factors `y`).
+double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
+                 const IalsSolveParams& p);
+
+}  // namespace recforge::backend::cpu

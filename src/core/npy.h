@@ -1,0 +1,30 @@
+#pragma once
+/// @file npy.h
+/// NumPy `.npy` files (format 1.0): float32, C order, 2-D — what `numpy.load` reads directly.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace recforge {
+
+/// A 2-D float32 matrix, row-major.
+struct Matrix {
+  int64_t rows = 0;         ///< number of rows
+  int64_t cols = 0;         ///< number of columns
+  std::vector<float> data;  ///< rows × cols values, row-major
+  /// Pointer to row r.
+  float* row(int64_t r) { return data.data() + r * cols; }
+  /// Pointer to row r.
+  const float* row(int64_t r) const { return data.data() + r * cols; }
+};
+
+/// Writes `m` as `<f4`, C order, shape (rows, cols), atomically (temporary file + rename).
+/// Throws recforge::Error naming the path on failure.
+void write_npy(const std::string& path, const Matrix& m);
+
+/// Reads a 2-D `<f4` C-order `.npy` file. Throws recforge::Error naming the file and what is
+/// wrong (missing, not .npy, other dtype, Fortran order, not 2-D, truncated).
+Matrix read_npy(const std::string& path);
+
+}  // namespace recforge

@@ -1,0 +1,269 @@
+#include "eval/topk.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/blas.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace recforge::eval {
+
+using data::index_t;
+using data::offset_t;
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+/// Queries per GEMM tile (reduced for very large k so the candidate buffers stay bounded).
+constexpr int64_t kQueryBlock = 128;
+/// Items per GEMM tile: a 128 × 8192 float tile is 4 MiB per thread.
+constexpr int64_t kItemTile = 8192;
+/// Upper bound on one thread's candidate buffers, in bytes.
+constexpr int64_t kCandidateBytes = int64_t{64} << 20;
+
+/// A candidate item and its score.
+struct Cand {
+  float score;
+  index_t item;
+};
+
+/// Ranking order: higher score first, then lower item index.
+inline bool better(const Cand& a, const Cand& b) {
+  return a.score > b.score || (a.score == b.score && a.item < b.item);
+}
+
+/// The items masked for one query: its exclusion row (sorted) or nothing.
+struct RowMask {
+  const index_t* begin = nullptr;
+  const index_t* end = nullptr;
+};
+
+/// Checks the arguments shared by topk and topk_naive.
+void validate(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
+              const data::Csr* exclude, const std::vector<index_t>& query_rows,
+              const std::vector<index_t>* global_exclude) {
+  if (n_q < 0) fail("top-k: the number of queries is {}; expected a count >= 0", n_q);
+  if (n_items < 0) fail("top-k: the number of items is {}; expected a count >= 0", n_items);
+  if (n_items > std::numeric_limits<index_t>::max())
+    fail("top-k: the number of items is {}; expected at most {} (32-bit item indices)", n_items,
+         std::numeric_limits<index_t>::max());
+  if (d < 1) fail("top-k: the factor dimension is {}; expected d >= 1", d);
+  if (k < 1) fail("top-k: k is {}; expected k >= 1", k);
+  RF_ASSERT(n_q == 0 || queries != nullptr, "top-k: null query matrix");
+  RF_ASSERT(n_items == 0 || items != nullptr, "top-k: null item matrix");
+  if (!query_rows.empty() && static_cast<int64_t>(query_rows.size()) != n_q)
+    fail("top-k: query_rows has {} entries; expected one per query ({})", query_rows.size(), n_q);
+  if (exclude != nullptr) {
+    if (exclude->cols != n_items)
+      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})",
+           exclude->cols, n_items);
+    RF_ASSERT(static_cast<int64_t>(exclude->indptr.size()) == exclude->rows + 1,
+              "top-k: exclusion matrix indptr does not have rows + 1 entries");
+    if (query_rows.empty()) {
+      if (n_q > exclude->rows)
+        fail("top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
+             "per query (or query_rows)",
+             n_q, exclude->rows);
+    } else {
+      for (size_t q = 0; q < query_rows.size(); ++q)
+        if (query_rows[q] < 0 || query_rows[q] >= exclude->rows)
+          fail("top-k: query_rows[{}] is {}; expected a row of the exclusion matrix (0 to {})", q,
+               query_rows[q], exclude->rows - 1);
+    }
+  }
+  if (global_exclude != nullptr) {
+    const auto& g = *global_exclude;
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (g[i] < 0 || g[i] >= n_items)
+        fail("top-k: global_exclude[{}] is {}; expected an item index from 0 to {}", i, g[i],
+             n_items - 1);
+      if (i > 0 && g[i] < g[i - 1])
+        fail("top-k: global_exclude[{}] is {} after {}; expected sorted item indices", i, g[i],
+             g[i - 1]);
+    }
+  }
+}
+
+/// The exclusion row of query q (empty without an exclusion matrix).
+RowMask row_mask(const data::Csr* exclude, const std::vector<index_t>& query_rows, int64_t q) {
+  RowMask m;
+  if (exclude == nullptr) return m;
+  const int64_t r = query_rows.empty() ? q : query_rows[static_cast<size_t>(q)];
+  m.begin = exclude->indices.data() + exclude->indptr[r];
+  m.end = exclude->indices.data() + exclude->indptr[r + 1];
+  return m;
+}
+
+/// Sorts the best min(k, n) of `c[0..n)` to the front and writes them, padded, into `items` and
+/// `scores` (k entries each).
+void write_row(Cand* c, int64_t n, int k, index_t* items, float* scores) {
+  const int64_t take = std::min<int64_t>(n, k);
+  if (n > take) std::nth_element(c, c + take - 1, c + n, better);
+  std::sort(c, c + take, better);
+  for (int64_t j = 0; j < take; ++j) {
+    items[j] = c[j].item;
+    scores[j] = c[j].score;
+  }
+  for (int64_t j = take; j < k; ++j) {
+    items[j] = -1;
+    scores[j] = kNegInf;
+  }
+}
+
+/// Running top-k selection of one query over item tiles visited in increasing item order.
+/// Candidates accumulate in a buffer of `cap` >= 2k entries; when it fills, it is cut to the
+/// best k and the k-th score becomes a threshold. Later items have higher indices than every
+/// kept one, so they lose ties and need a strictly higher score.
+struct Selector {
+  Cand* buf = nullptr;
+  int64_t size = 0;
+  int64_t cap = 0;
+  int k = 0;
+  bool full = false;  // set once the buffer has been cut to k: `thr` is then meaningful
+  float thr = kNegInf;
+
+  void prune() {
+    std::nth_element(buf, buf + k - 1, buf + size, better);
+    size = k;
+    thr = buf[k - 1].score;
+    full = true;
+  }
+
+  /// Offers items [j0, j1) whose scores are row[j0 .. j1).
+  void scan(const float* row, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      float s = row[j];
+      // NaN fails `s > thr`; before the first cut everything is kept, NaN as -inf.
+      if (s > thr || !full) {
+        if (std::isnan(s)) s = kNegInf;
+        buf[size++] = Cand{s, static_cast<index_t>(j)};
+        if (size == cap) prune();
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
+          const data::Csr* exclude, const std::vector<index_t>& query_rows,
+          const std::vector<index_t>* global_exclude) {
+  validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
+  TopK out;
+  out.n = n_q;
+  out.k = k;
+  out.items.assign(static_cast<size_t>(n_q * k), -1);
+  out.scores.assign(static_cast<size_t>(n_q * k), kNegInf);
+  if (n_q == 0 || n_items == 0) return out;
+
+  const int64_t cap = static_cast<int64_t>(k) + std::max<int64_t>(k, 256);
+  const int64_t qb = std::clamp<int64_t>(
+      kCandidateBytes / (cap * static_cast<int64_t>(sizeof(Cand))), 1, kQueryBlock);
+  const int64_t tw = std::min(kItemTile, n_items);
+  const int64_t n_blocks = (n_q + qb - 1) / qb;
+  const index_t* g_begin = global_exclude ? global_exclude->data() : nullptr;
+  const index_t* g_end = global_exclude ? global_exclude->data() + global_exclude->size() : nullptr;
+
+  Progress progress("top-k", n_q, "users");
+  std::atomic<int64_t> done{0};
+  BlasThreads one(1);
+#pragma omp parallel
+  {
+    std::vector<float> tile(static_cast<size_t>(qb * tw));
+    std::vector<Cand> cand(static_cast<size_t>(qb * cap));
+    std::vector<Selector> sel(static_cast<size_t>(qb));
+    std::vector<RowMask> masks(static_cast<size_t>(qb));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t q0 = b * qb;
+      const int64_t nb = std::min(qb, n_q - q0);
+      for (int64_t i = 0; i < nb; ++i) {
+        sel[i] = Selector{cand.data() + i * cap, 0, cap, k, false, kNegInf};
+        masks[i] = row_mask(exclude, query_rows, q0 + i);
+      }
+      const index_t* g = g_begin;
+      for (int64_t t0 = 0; t0 < n_items; t0 += tw) {
+        const int64_t t1 = std::min(n_items, t0 + tw);
+        const int64_t w = t1 - t0;
+        // tile[i][j] = query (q0 + i) · item (t0 + j)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
+                    static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,
+                    tile.data(), static_cast<int>(w));
+        while (g != g_end && *g < t0) ++g;
+        for (int64_t i = 0; i < nb; ++i) {
+          const float* row = tile.data() + i * w - t0;  // row[j] is the score of item j
+          RowMask& m = masks[i];
+          const index_t* gi = g;
+          int64_t j = t0;
+          while (j < t1) {
+            // Scan up to the next masked item (from either list), then skip it.
+            while (m.begin != m.end && *m.begin < j) ++m.begin;
+            while (gi != g_end && *gi < j) ++gi;
+            int64_t next = t1;
+            if (m.begin != m.end) next = std::min<int64_t>(next, *m.begin);
+            if (gi != g_end) next = std::min<int64_t>(next, *gi);
+            sel[i].scan(row, j, next);
+            j = next + 1;
+          }
+        }
+      }
+      for (int64_t i = 0; i < nb; ++i) {
+        const size_t o = static_cast<size_t>((q0 + i) * k);
+        write_row(sel[i].buf, sel[i].size, k, out.items.data() + o, out.scores.data() + o);
+      }
+      const int64_t now = done.fetch_add(nb, std::memory_order_relaxed) + nb;
+#ifdef _OPENMP
+      if (omp_get_thread_num() == 0) progress.update(now);
+#else
+      progress.update(now);
+#endif
+    }
+  }
+  progress.finish(n_q);
+  return out;
+}
+
+TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
+                int k, const data::Csr* exclude, const std::vector<index_t>& query_rows,
+                const std::vector<index_t>* global_exclude) {
+  validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
+  TopK out;
+  out.n = n_q;
+  out.k = k;
+  out.items.assign(static_cast<size_t>(n_q * k), -1);
+  out.scores.assign(static_cast<size_t>(n_q * k), kNegInf);
+  std::vector<uint8_t> masked(static_cast<size_t>(n_items));
+  std::vector<Cand> all;
+  for (int64_t q = 0; q < n_q; ++q) {
+    std::fill(masked.begin(), masked.end(), 0);
+    const RowMask m = row_mask(exclude, query_rows, q);
+    for (const index_t* p = m.begin; p != m.end; ++p) masked[*p] = 1;
+    if (global_exclude)
+      for (index_t i : *global_exclude) masked[i] = 1;
+    all.clear();
+    for (int64_t i = 0; i < n_items; ++i) {
+      if (masked[i]) continue;
+      double s = 0;
+      for (int c = 0; c < d; ++c)
+        s += static_cast<double>(queries[q * d + c]) * static_cast<double>(items[i * d + c]);
+      float f = static_cast<float>(s);
+      if (std::isnan(f)) f = kNegInf;
+      all.push_back(Cand{f, static_cast<index_t>(i)});
+    }
+    std::sort(all.begin(), all.end(), better);
+    for (int64_t j = 0; j < std::min<int64_t>(k, static_cast<int64_t>(all.size())); ++j) {
+      out.items[static_cast<size_t>(q * k + j)] = all[j].item;
+      out.scores[static_cast<size_t>(q * k + j)] = all[j].score;
+    }
+  }
+  return out;
+}
+
+}  // namespace recforge::eval

@@ -1,0 +1,47 @@
+#pragma once
+/// @file topk.h
+/// Exact top-k retrieval by inner product over all items, with per-query and global masks. This
+/// is the reference that every faster retrieval (GPU, Faiss) is tested against.
+
+#include <cstdint>
+#include <vector>
+
+#include "data/csr.h"
+#include "data/interactions.h"
+
+namespace recforge::eval {
+
+/// Top-k result for n queries: row q holds k item indices (best first) and their scores; when
+/// fewer than k items are eligible the row is padded with item -1 and score -inf.
+struct TopK {
+  int64_t n = 0;                      ///< number of queries (rows)
+  int k = 0;                          ///< entries per row
+  std::vector<data::index_t> items;   ///< n × k item indices, row-major; -1 pads a row
+  std::vector<float> scores;          ///< n × k scores, row-major; -inf pads a row
+
+  /// Item at rank `j` (0-based) of query `q`.
+  data::index_t item(int64_t q, int j) const { return items[static_cast<size_t>(q * k + j)]; }
+  /// Score at rank `j` (0-based) of query `q`.
+  float score(int64_t q, int j) const { return scores[static_cast<size_t>(q * k + j)]; }
+};
+
+/// Exact top-k of query·item inner products. queries: n_q × d row-major; items: n_items × d
+/// row-major. exclude (optional): a CSR with one column per item whose row query_rows[q] (or q
+/// when query_rows is empty) lists items to mask for query q (columns sorted). global_exclude
+/// (optional, sorted item indices) is masked for every query. Ties are broken by lower item index
+/// (deterministic); NaN scores count as -inf (eligible, but never above a finite score). k >= 1;
+/// k > n_items is allowed (rows are padded). Memory is bounded independently of n_items: scores
+/// are computed in tiles of queries × items with cblas_sgemm and merged per query.
+TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
+          const data::Csr* exclude = nullptr, const std::vector<data::index_t>& query_rows = {},
+          const std::vector<data::index_t>* global_exclude = nullptr);
+
+/// The naive reference for `topk` (same contract): every score computed in double precision and
+/// rounded to float, masked, then fully sorted. Scores can differ from `topk`'s by float rounding
+/// (exactly equal on integer-valued factors). O(n_items) memory per query and slow; for tests.
+TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
+                int k, const data::Csr* exclude = nullptr,
+                const std::vector<data::index_t>& query_rows = {},
+                const std::vector<data::index_t>* global_exclude = nullptr);
+
+}  // namespace recforge::eval

@@ -1,0 +1,49 @@
+#pragma once
+/// @file model.h
+/// The interface every model implements, whatever the device: initialise, run iterations
+/// (iALS half-iteration pairs, or epochs for batch models), report the objective, expose the
+/// factors, and fold in rows that were not trained on.
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "config/config.h"
+#include "core/context.h"
+#include "core/npy.h"
+#include "data/csr.h"
+
+namespace recforge::models {
+
+/// An embedding model: score(u, i) = user_factors[u] · item_factors[i].
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// "ials", ...
+  virtual std::string type() const = 0;
+  /// Number of iterations the config asks for.
+  virtual int iterations() const = 0;
+  /// Random initial factors for n_users × n_items.
+  virtual void init(int64_t n_users, int64_t n_items) = 0;
+  /// One training iteration on user×item confidences and their transpose.
+  virtual void iterate(const data::Csr& user_items, const data::Csr& item_users) = 0;
+  /// The training objective at the current factors.
+  virtual double loss(const data::Csr& user_items, const data::Csr& item_users) const = 0;
+  /// User factors (n_users × factors).
+  virtual const Matrix& user_factors() const = 0;
+  /// Item factors (n_items × factors).
+  virtual const Matrix& item_factors() const = 0;
+  /// Replaces both factor matrices (restoring a checkpoint or loading a run).
+  virtual void set_factors(Matrix users, Matrix items) = 0;
+  /// Factors for rows of interactions (confidences) not seen in training, computed by the same
+  /// solve as training.
+  virtual Matrix fold_in(const data::Csr& rows) const = 0;
+  /// Hyperparameters as JSON (for run.json and manifests).
+  virtual nlohmann::json describe() const = 0;
+};
+
+/// Builds the model named by `model.type` (nullptr for `none`). Throws recforge::Error when the
+/// chosen device has no implementation of it.
+std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx);
+
+}  // namespace recforge::models

@@ -1,0 +1,96 @@
+#include "pipeline/evaluate.h"
+
+#include <algorithm>
+
+#include "core/log.h"
+#include "data/weight.h"
+
+namespace recforge::pipeline {
+
+const char* part_name(Part p) { return p == Part::kTest ? "test" : "validation"; }
+
+std::vector<int> eval_ks(const config::Config& cfg) {
+  std::vector<int> ks;
+  for (int64_t k : cfg.get_int_list("eval.ks")) ks.push_back(static_cast<int>(k));
+  return ks;
+}
+
+namespace {
+
+// CSR of an interaction set with all values 1 (membership only).
+data::Csr membership(int64_t n_users, int64_t n_items, const data::Interactions& x) {
+  return data::Csr::from_interactions(n_users, n_items, x, std::vector<float>(x.size(), 1.f));
+}
+
+// Concatenation of two interaction sets (users/items/weights only).
+data::Interactions concat(const data::Interactions& a, const data::Interactions& b) {
+  data::Interactions out;
+  out.reserve(a.size() + b.size(), false);
+  for (data::offset_t k = 0; k < a.size(); ++k) out.push(a.users[k], a.items[k], a.weights[k]);
+  for (data::offset_t k = 0; k < b.size(); ++k) out.push(b.users[k], b.items[k], b.weights[k]);
+  return out;
+}
+
+}  // namespace
+
+eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
+                       const std::vector<int>& ks) {
+  const int64_t nu = data.users.size(), ni = data.items.size();
+  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
+  const data::Interactions& foldin_x =
+      part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
+  eval::MetricsOptions mo;
+  mo.ks = ks;
+  if (truth_x.size() == 0) {  // nothing held out: no users evaluated
+    eval::Metrics none;
+    none.ks = ks;
+    for (auto* v : {&none.recall, &none.precision, &none.ndcg, &none.map, &none.hit_rate, &none.coverage})
+      v->assign(ks.size(), 0.0);
+    return none;
+  }
+  const data::Csr truth = membership(nu, ni, truth_x);
+  std::vector<data::index_t> query_users;
+  for (int64_t u = 0; u < nu; ++u)
+    if (truth.row_size(u) > 0) query_users.push_back(static_cast<data::index_t>(u));
+  const int k = *std::max_element(ks.begin(), ks.end());
+  const Matrix& items = model.item_factors();
+  const int d = static_cast<int>(items.cols);
+
+  Matrix queries;
+  data::Csr mask;
+  if (foldin_x.size() > 0) {
+    // Held-out users: factors from their fold-in interactions, by the training solve.
+    const std::vector<float> conf = data::confidence(foldin_x, nu, ni, data.weighting);
+    const data::Csr foldin = data::Csr::from_interactions(nu, ni, foldin_x, conf);
+    data::Csr rows;  // the query users' fold-in rows only
+    rows.rows = static_cast<int64_t>(query_users.size());
+    rows.cols = ni;
+    rows.indptr.push_back(0);
+    for (data::index_t u : query_users) {
+      for (data::offset_t e = foldin.indptr[u]; e < foldin.indptr[u + 1]; ++e) {
+        rows.indices.push_back(foldin.indices[e]);
+        rows.data.push_back(foldin.data[e]);
+      }
+      rows.indptr.push_back(static_cast<data::offset_t>(rows.indices.size()));
+    }
+    queries = model.fold_in(rows);
+    mask = rows;
+    const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(),
+                                      items.rows, d, k, &mask, {});
+    return eval::compute_metrics(top, query_users, truth, ni, mo);
+  }
+  const Matrix& users = model.user_factors();
+  queries.rows = static_cast<int64_t>(query_users.size());
+  queries.cols = d;
+  queries.data.resize(static_cast<size_t>(queries.rows * d));
+  for (size_t q = 0; q < query_users.size(); ++q)
+    std::copy(users.row(query_users[q]), users.row(query_users[q]) + d, queries.row(static_cast<int64_t>(q)));
+  if (part == Part::kTest && data.split.validation.size() > 0)
+    mask = membership(nu, ni, concat(data.split.train, data.split.validation));
+  const data::Csr& m = mask.indptr.empty() ? data.user_items : mask;
+  const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(),
+                                    items.rows, d, k, &m, query_users);
+  return eval::compute_metrics(top, query_users, truth, ni, mo);
+}
+
+}  // namespace recforge::pipeline

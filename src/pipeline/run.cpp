@@ -1,0 +1,52 @@
+#include "pipeline/run.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/npy.h"
+
+namespace recforge::pipeline {
+namespace fs = std::filesystem;
+
+nlohmann::json read_run_json(const std::string& dir) {
+  if (!fs::is_directory(dir)) fail("{}: no such run directory", dir);
+  const std::string path = dir + "/run.json";
+  if (!fs::exists(path)) fail("{}: not a recforge run directory (run.json is missing)", dir);
+  std::ifstream in(path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON ({})", path, e.what());
+  }
+}
+
+OpenedRun open_run(const std::string& dir, const std::string& verb) {
+  OpenedRun r{dir, config::Config::defaults(), read_run_json(dir), {}, nullptr};
+  if (r.run["model"].is_null())
+    fail("{}: this run has no trained model, so there is nothing to {} (it was trained with "
+         "model.type: none)",
+         dir, verb);
+  r.config = config::Config::load(dir + "/config.yaml");
+  set_progress_mode(r.config.get_string("run.progress"));
+  const Context ctx = Context::create("cpu", static_cast<int>(r.config.get_int("train.threads")));
+  r.data = prepare_dataset(r.config);
+  const std::string expected = r.run.value("data_fingerprint", "");
+  if (r.data.fingerprint() != expected)
+    fail("{}: the data named in config.yaml is no longer what this run was trained on (its "
+         "fingerprint changed); retrain, or restore the original files",
+         dir);
+  r.model = models::make_model(r.config, ctx);
+  Matrix users = read_npy(dir + "/user_factors.npy");
+  Matrix items = read_npy(dir + "/item_factors.npy");
+  if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||
+      users.cols != items.cols || users.cols != r.config.get_int("model.factors"))
+    fail("{}: factor files have shapes ({}, {}) and ({}, {}), expected ({}, {}) and ({}, {})", dir,
+         users.rows, users.cols, items.rows, items.cols, r.data.users.size(),
+         r.config.get_int("model.factors"), r.data.items.size(), r.config.get_int("model.factors"));
+  r.model->set_factors(std::move(users), std::move(items));
+  return r;
+}
+
+}  // namespace recforge::pipeline

@@ -1,0 +1,34 @@
+#pragma once
+/// @file run.h
+/// Reopening a finished run directory: its resolved config, its data (re-prepared from the
+/// config and checked against the fingerprint saved at training time) and its factors.
+/// Raw ids are not stored in run directories; they come back from the data itself.
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "config/config.h"
+#include "models/model.h"
+#include "pipeline/dataset.h"
+
+namespace recforge::pipeline {
+
+/// A reopened run.
+struct OpenedRun {
+  std::string dir;                        ///< the run directory
+  config::Config config;                  ///< its config.yaml
+  nlohmann::json run;                     ///< its run.json
+  Dataset data;                           ///< the data, re-prepared and verified
+  std::unique_ptr<models::Model> model;   ///< the model with the saved factors
+};
+
+/// Reads `dir/run.json`; throws recforge::Error when `dir` is not a finished run.
+nlohmann::json read_run_json(const std::string& dir);
+
+/// Reopens a run that has a trained model. `verb` names what the caller wants to do, for the
+/// error message when the run has no model. Data paths in config.yaml are relative to the
+/// directory recforge runs in, as at training time.
+OpenedRun open_run(const std::string& dir, const std::string& verb);
+
+}  // namespace recforge::pipeline

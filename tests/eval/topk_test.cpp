@@ -1,0 +1,285 @@
+#include "eval/topk.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace recforge::eval {
+namespace {
+
+using data::Csr;
+using data::index_t;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+/// top-k logs one summary line per call; keep the test output readable.
+const bool kQuiet = (set_log_level("warn"), true);
+
+/// n × d factors with small integer values: every inner product is exact in float whatever the
+/// summation order, so topk and topk_naive must agree bit for bit, and ties are frequent.
+std::vector<float> int_factors(int64_t n, int d, uint64_t seed, int range = 3) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n * d));
+  for (auto& x : v) x = static_cast<float>(static_cast<int>(rng.below(2 * range + 1)) - range);
+  return v;
+}
+
+/// n × d factors uniform in [-1, 1).
+std::vector<float> float_factors(int64_t n, int d, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n * d));
+  for (auto& x : v) x = static_cast<float>(2 * rng.uniform() - 1);
+  return v;
+}
+
+/// rows × cols mask keeping each entry with probability `density`.
+Csr random_mask(int64_t rows, int64_t cols, double density, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<index_t> r, c;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      if (rng.uniform() < density) {
+        r.push_back(static_cast<index_t>(i));
+        c.push_back(static_cast<index_t>(j));
+      }
+  return Csr::from_coo(rows, cols, r, c, std::vector<float>(r.size(), 1.0f));
+}
+
+void expect_same(const TopK& got, const TopK& want, const std::string& what) {
+  ASSERT_EQ(got.n, want.n) << what;
+  ASSERT_EQ(got.k, want.k) << what;
+  ASSERT_EQ(got.items.size(), want.items.size()) << what;
+  for (size_t i = 0; i < got.items.size(); ++i) {
+    ASSERT_EQ(got.items[i], want.items[i])
+        << what << ": query " << i / got.k << " rank " << i % got.k;
+    ASSERT_EQ(got.scores[i], want.scores[i])
+        << what << ": query " << i / got.k << " rank " << i % got.k;
+  }
+}
+
+struct Case {
+  int64_t n_q, n_items;
+  int d, k;
+};
+
+TEST(TopK, MatchesNaiveOnIntegerFactorsWithAndWithoutMasks) {
+  const std::vector<Case> cases = {
+      {1, 1, 1, 1},        {5, 10, 3, 1},        {7, 10, 4, 10},  // k = n_items
+      {7, 10, 4, 15},                                              // k > n_items: padded
+      {300, 20000, 16, 20},                                        // several tiles and blocks
+      {130, 9000, 8, 100},   {3, 17000, 5, 9000},                  // k >= tile width
+      {20, 10000, 8, 4096},                                        // large k
+      {129, 8193, 2, 7},                                           // one past the tile sizes
+  };
+  uint64_t seed = 1;
+  for (const Case& c : cases) {
+    const auto q = int_factors(c.n_q, c.d, seed++);
+    const auto it = int_factors(c.n_items, c.d, seed++);
+    const Csr mask = random_mask(c.n_q, c.n_items, 0.2, seed++);
+    std::vector<index_t> global;
+    for (index_t i = 3; i < c.n_items; i += 7) global.push_back(i);
+    const std::string what = "n_q=" + std::to_string(c.n_q) + " n_items=" +
+                             std::to_string(c.n_items) + " d=" + std::to_string(c.d) +
+                             " k=" + std::to_string(c.k);
+    expect_same(topk(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k),
+                topk_naive(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k), what);
+    expect_same(topk(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k, &mask, {}, &global),
+                topk_naive(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k, &mask, {}, &global),
+                what + " masked");
+  }
+}
+
+TEST(TopK, MatchesNaiveOnRandomFloatsUpToRounding) {
+  const int64_t n_q = 257, n_items = 17000;
+  const int d = 64, k = 50;
+  const auto q = float_factors(n_q, d, 11);
+  const auto it = float_factors(n_items, d, 12);
+  const Csr mask = random_mask(n_q, n_items, 0.01, 13);
+  const TopK got = topk(q.data(), n_q, it.data(), n_items, d, k, &mask);
+  const TopK want = topk_naive(q.data(), n_q, it.data(), n_items, d, k, &mask);
+  int64_t same = 0;
+  for (int64_t u = 0; u < n_q; ++u) {
+    for (int j = 0; j < k; ++j) {
+      // The j-th score agrees; the item returned has that score (exact product in double).
+      ASSERT_NEAR(got.score(u, j), want.score(u, j), 1e-4f);
+      const index_t i = got.item(u, j);
+      double s = 0;
+      for (int c = 0; c < d; ++c) s += static_cast<double>(q[u * d + c]) * it[i * d + c];
+      ASSERT_NEAR(got.score(u, j), s, 1e-4);
+      ASSERT_FALSE(std::binary_search(mask.indices.begin() + mask.indptr[u],
+                                       mask.indices.begin() + mask.indptr[u + 1], i));
+      if (j > 0) {
+        ASSERT_GE(got.score(u, j - 1), got.score(u, j));
+      }
+      same += i == want.item(u, j);
+    }
+  }
+  EXPECT_GT(same, n_q * k * 99 / 100);  // rounding can only swap near-equal neighbours
+}
+
+TEST(TopK, MasksThatRemoveAlmostEverythingPadTheRows) {
+  const int64_t n_q = 40, n_items = 9000;
+  const int d = 4, k = 10;
+  const auto q = int_factors(n_q, d, 21);
+  const auto it = int_factors(n_items, d, 22);
+  // Query u may only see items u, u + 1, u + 2 (row masks everything else but those and the
+  // globally excluded ones); items 1, 5 and 9 are masked for everyone.
+  std::vector<index_t> r, c;
+  const std::vector<index_t> global = {1, 5, 9};
+  for (int64_t u = 0; u < n_q; ++u)
+    for (int64_t i = 0; i < n_items; ++i)
+      if ((i < u || i > u + 2) && i != 1 && i != 5 && i != 9) {
+        r.push_back(static_cast<index_t>(u));
+        c.push_back(static_cast<index_t>(i));
+      }
+  const Csr mask = Csr::from_coo(n_q, n_items, r, c, std::vector<float>(r.size(), 1.0f));
+  const TopK got = topk(q.data(), n_q, it.data(), n_items, d, k, &mask, {}, &global);
+  expect_same(got, topk_naive(q.data(), n_q, it.data(), n_items, d, k, &mask, {}, &global),
+              "nearly all masked");
+  for (int64_t u = 0; u < n_q; ++u) {
+    int eligible = 0;
+    for (int64_t i = u; i <= u + 2; ++i) eligible += (i != 1 && i != 5 && i != 9);
+    for (int j = 0; j < k; ++j) {
+      if (j < eligible) {
+        EXPECT_GE(got.item(u, j), u);
+        EXPECT_LE(got.item(u, j), u + 2);
+      } else {
+        EXPECT_EQ(got.item(u, j), -1);
+        EXPECT_EQ(got.score(u, j), -kInf);
+      }
+    }
+  }
+  // Everything masked: rows are all padding.
+  std::vector<index_t> all(static_cast<size_t>(n_items));
+  for (index_t i = 0; i < n_items; ++i) all[i] = i;
+  const TopK none = topk(q.data(), n_q, it.data(), n_items, d, k, nullptr, {}, &all);
+  for (size_t i = 0; i < none.items.size(); ++i) {
+    EXPECT_EQ(none.items[i], -1);
+    EXPECT_EQ(none.scores[i], -kInf);
+  }
+}
+
+TEST(TopK, QueryRowsSelectTheExclusionRow) {
+  // 2 queries, 4 items, d = 1: scores are q · item = q * (1, 2, 3, 4).
+  const std::vector<float> q = {1, 1};
+  const std::vector<float> it = {1, 2, 3, 4};
+  // Exclusion row 0 masks item 3, row 1 masks items 2 and 3, row 2 masks nothing.
+  const Csr ex = Csr::from_coo(3, 4, {0, 1, 1}, {3, 2, 3}, {1, 1, 1});
+  const TopK a = topk(q.data(), 2, it.data(), 4, 1, 2, &ex, {2, 1});
+  EXPECT_EQ(a.items, (std::vector<index_t>{3, 2, 1, 0}));  // query 0 ← row 2, query 1 ← row 1
+  EXPECT_EQ(a.scores, (std::vector<float>{4, 3, 2, 1}));
+  const TopK b = topk(q.data(), 2, it.data(), 4, 1, 2, &ex);  // rows 0 and 1
+  EXPECT_EQ(b.items, (std::vector<index_t>{2, 1, 1, 0}));
+  expect_same(topk_naive(q.data(), 2, it.data(), 4, 1, 2, &ex, {2, 1}), a, "query_rows");
+}
+
+TEST(TopK, TiesGoToTheLowerItemIndex) {
+  // All items score 0 (zero query), then two pairs of equal scores.
+  const std::vector<float> zero = {0, 0};
+  const std::vector<float> it = {1, 0, 2, 0, 2, 0, 1, 0, 3, 0};  // scores 1, 2, 2, 1, 3 for q=(1,0)
+  const TopK z = topk(zero.data(), 1, it.data(), 5, 2, 5);
+  EXPECT_EQ(z.items, (std::vector<index_t>{0, 1, 2, 3, 4}));
+  const std::vector<float> q = {1, 0};
+  const TopK t = topk(q.data(), 1, it.data(), 5, 2, 4);
+  EXPECT_EQ(t.items, (std::vector<index_t>{4, 1, 2, 0}));
+  EXPECT_EQ(t.scores, (std::vector<float>{3, 2, 2, 1}));
+  // Many equal scores across several tiles: the lowest indices win.
+  const int64_t n_items = 20000;
+  const std::vector<float> ones(static_cast<size_t>(n_items), 1.0f);
+  const std::vector<float> one = {1};
+  const TopK many = topk(one.data(), 1, ones.data(), n_items, 1, 300);
+  for (int j = 0; j < 300; ++j) ASSERT_EQ(many.item(0, j), j);
+}
+
+TEST(TopK, NanScoresRankAsMinusInfinityAndNeverAboveFiniteOnes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // d = 1; item 1 is NaN, item 3 is -inf, others finite (negative to put them near the bottom).
+  const std::vector<float> it = {-5, nan, -7, -kInf, -6};
+  const std::vector<float> q = {1};
+  const TopK t = topk(q.data(), 1, it.data(), 5, 1, 5);
+  // -5, -6, -7 then NaN (as -inf) and -inf tie, broken by index: 1 before 3.
+  EXPECT_EQ(t.items, (std::vector<index_t>{0, 4, 2, 1, 3}));
+  EXPECT_EQ(t.scores, (std::vector<float>{-5, -6, -7, -kInf, -kInf}));
+  expect_same(topk_naive(q.data(), 1, it.data(), 5, 1, 5), t, "nan");
+  // NaN everywhere in a large problem: every item eligible, ranked by index.
+  const std::vector<float> qn = {nan, nan};
+  const auto big = int_factors(10000, 2, 31);
+  const TopK all_nan = topk(qn.data(), 1, big.data(), 10000, 2, 3);
+  EXPECT_EQ(all_nan.items, (std::vector<index_t>{0, 1, 2}));
+  // k = 1 and the NaN item masked: the best finite item.
+  const std::vector<index_t> g = {0};
+  const TopK best = topk(q.data(), 1, it.data(), 5, 1, 1, nullptr, {}, &g);
+  EXPECT_EQ(best.items, (std::vector<index_t>{4}));
+}
+
+TEST(TopK, EmptyProblems) {
+  const std::vector<float> q = {1, 2};
+  const TopK no_items = topk(q.data(), 1, nullptr, 0, 2, 3);
+  EXPECT_EQ(no_items.items, (std::vector<index_t>{-1, -1, -1}));
+  EXPECT_EQ(no_items.scores, (std::vector<float>{-kInf, -kInf, -kInf}));
+  const TopK no_queries = topk(nullptr, 0, q.data(), 1, 2, 3);
+  EXPECT_EQ(no_queries.n, 0);
+  EXPECT_TRUE(no_queries.items.empty());
+}
+
+TEST(TopK, SameResultWithAnyThreadCount) {
+  const auto q = float_factors(600, 32, 41);
+  const auto it = float_factors(12000, 32, 42);
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const TopK a = topk(q.data(), 600, it.data(), 12000, 32, 20);
+  omp_set_num_threads(3);
+  const TopK b = topk(q.data(), 600, it.data(), 12000, 32, 20);
+  omp_set_num_threads(threads);
+  expect_same(a, b, "1 thread vs 3 threads");
+#else
+  GTEST_SKIP() << "built without OpenMP";
+#endif
+}
+
+void expect_error(const std::function<void()>& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected recforge::Error containing \"" << part << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+TEST(TopK, RejectsBadArgumentsWithClearMessages) {
+  const std::vector<float> q = {1, 2, 3, 4};
+  const std::vector<float> it = {1, 2, 3, 4, 5, 6};
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 0); }, "k is 0");
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 0, 1); }, "dimension is 0");
+  expect_error([&] { topk(q.data(), -1, it.data(), 3, 2, 1); }, "number of queries is -1");
+  const Csr ex = Csr::from_coo(2, 4, {0}, {1}, {1});
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex); }, "has 4 columns");
+  const Csr ex3 = Csr::from_coo(1, 3, {0}, {1}, {1});
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3); }, "has 1 rows");
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3, {0}); }, "query_rows has 1");
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3, {0, 1}); },
+               "query_rows[1] is 1");
+  const std::vector<index_t> unsorted = {2, 0};
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, nullptr, {}, &unsorted); },
+               "expected sorted");
+  const std::vector<index_t> outside = {3};
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, nullptr, {}, &outside); },
+               "global_exclude[0] is 3");
+}
+
+}  // namespace
+}  // namespace recforge::eval

@@ -1,0 +1,268 @@
+#include "models/ials.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backend/cpu/ials_cpu.h"
+#include "core/rng.h"
+#include "eval/topk.h"
+
+namespace recforge::models {
+namespace {
+
+using backend::cpu::IalsSolveParams;
+using data::Csr;
+using data::index_t;
+
+// A random sparse matrix with about `per_row` entries per row and confidences in [1, 5).
+Csr random_csr(int rows, int cols, int per_row, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<index_t> r, c;
+  std::vector<float> v;
+  for (int i = 0; i < rows; ++i) {
+    std::vector<bool> used(cols, false);
+    const int n = static_cast<int>(rng.below(2 * per_row));  // some rows stay empty
+    for (int e = 0; e < n; ++e) {
+      const int j = static_cast<int>(rng.below(cols));
+      if (used[j]) continue;
+      used[j] = true;
+      r.push_back(i);
+      c.push_back(j);
+      v.push_back(1.f + 4.f * static_cast<float>(rng.uniform()));
+    }
+  }
+  return Csr::from_coo(rows, cols, r, c, v);
+}
+
+Matrix random_matrix(int64_t rows, int k, uint64_t seed, double scale = 0.3) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = k;
+  Rng rng(seed);
+  for (int64_t j = 0; j < rows * k; ++j) m.data.push_back(static_cast<float>(scale * rng.normal()));
+  return m;
+}
+
+// Dense reference: solves (α0 YᵀY + Σ w y yᵀ + λ_u I) x = Σ w y in double by Gaussian elimination.
+std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p) {
+  const int k = static_cast<int>(y.cols);
+  std::vector<double> a(k * k, 0.0), b(k, 0.0);
+  for (int64_t i = 0; i < y.rows; ++i)
+    for (int s = 0; s < k; ++s)
+      for (int t = 0; t < k; ++t) a[s * k + t] += p.unobserved_weight * y.row(i)[s] * y.row(i)[t];
+  for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+    const float* yi = y.row(r.indices[e]);
+    const double w = p.alpha * r.data[e];
+    for (int s = 0; s < k; ++s) {
+      b[s] += w * yi[s];
+      for (int t = 0; t < k; ++t) a[s * k + t] += w * yi[s] * yi[t];
+    }
+  }
+  const double lam = backend::cpu::row_regularization(p, r.row_size(u));
+  for (int s = 0; s < k; ++s) a[s * k + s] += lam;
+  for (int col = 0; col < k; ++col) {  // elimination with partial pivoting
+    int piv = col;
+    for (int row = col + 1; row < k; ++row)
+      if (std::fabs(a[row * k + col]) > std::fabs(a[piv * k + col])) piv = row;
+    for (int t = 0; t < k; ++t) std::swap(a[col * k + t], a[piv * k + t]);
+    std::swap(b[col], b[piv]);
+    for (int row = col + 1; row < k; ++row) {
+      const double f = a[row * k + col] / a[col * k + col];
+      for (int t = col; t < k; ++t) a[row * k + t] -= f * a[col * k + t];
+      b[row] -= f * b[col];
+    }
+  }
+  std::vector<double> x(k);
+  for (int row = k - 1; row >= 0; --row) {
+    double s = b[row];
+    for (int t = row + 1; t < k; ++t) s -= a[row * k + t] * x[t];
+    x[row] = s / a[row * k + row];
+  }
+  return x;
+}
+
+IalsSolveParams params(bool cholesky, int cg_steps = 3) {
+  IalsSolveParams p;
+  p.regularization = 0.05;
+  p.reg_exp = 1.0;
+  p.reg_offset = 1.0;
+  p.unobserved_weight = 0.1;
+  p.alpha = 1.5;
+  p.cholesky = cholesky;
+  p.cg_steps = cg_steps;
+  return p;
+}
+
+TEST(IalsSolve, CholeskyEqualsDenseNormalEquations) {
+  for (int k : {1, 5, 16}) {
+    const Csr r = random_csr(30, 25, 6, 100 + k);
+    const Matrix y = random_matrix(25, k, 200 + k);
+    Matrix x = random_matrix(30, k, 300 + k);
+    const IalsSolveParams p = params(true);
+    backend::cpu::solve_side(r, y, x, p, 2);
+    for (int64_t u = 0; u < r.rows; ++u) {
+      const auto ref = dense_solve(r, u, y, p);
+      for (int c = 0; c < k; ++c) {
+        if (r.row_size(u) == 0) {
+          EXPECT_EQ(x.row(u)[c], 0.f) << "empty rows get zero factors";
+          continue;
+        }
+        EXPECT_NEAR(x.row(u)[c], ref[c], 1e-4 * (1 + std::fabs(ref[c]))) << "k=" << k << " u=" << u;
+      }
+    }
+  }
+}
+
+TEST(IalsSolve, ConjugateGradientWithManyStepsEqualsCholesky) {
+  const int k = 24;
+  const Csr r = random_csr(200, 80, 10, 7);
+  const Matrix y = random_matrix(80, k, 8);
+  Matrix exact = random_matrix(200, k, 9);
+  Matrix cg = exact;  // same warm start
+  backend::cpu::solve_side(r, y, exact, params(true), 2);
+  backend::cpu::solve_side(r, y, cg, params(false, 60), 2);
+  double max_err = 0;
+  for (size_t j = 0; j < exact.data.size(); ++j)
+    max_err = std::max(max_err, static_cast<double>(std::fabs(exact.data[j] - cg.data[j])));
+  EXPECT_LT(max_err, 1e-4);
+  // And three warm-started steps already get close; one step is further away.
+  Matrix few = random_matrix(200, k, 9), one = few;
+  backend::cpu::solve_side(r, y, few, params(false, 3), 2);
+  backend::cpu::solve_side(r, y, one, params(false, 1), 2);
+  double err3 = 0, err1 = 0;
+  for (size_t j = 0; j < exact.data.size(); ++j) {
+    err3 += std::pow(exact.data[j] - few.data[j], 2);
+    err1 += std::pow(exact.data[j] - one.data[j], 2);
+  }
+  EXPECT_LT(err3, err1);
+}
+
+TEST(IalsSolve, ObjectiveMatchesBruteForce) {
+  const int k = 6;
+  const Csr r = random_csr(15, 12, 4, 21);
+  const Csr rt = r.transpose();
+  const Matrix x = random_matrix(15, k, 22), y = random_matrix(12, k, 23);
+  const IalsSolveParams p = params(true);
+  double ref = 0;
+  std::vector<std::vector<float>> w(15, std::vector<float>(12, 0.f));
+  for (int u = 0; u < 15; ++u)
+    for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) w[u][r.indices[e]] = r.data[e];
+  for (int u = 0; u < 15; ++u)
+    for (int i = 0; i < 12; ++i) {
+      double s = 0;
+      for (int c = 0; c < k; ++c) s += x.row(u)[c] * y.row(i)[c];
+      if (w[u][i] > 0) ref += p.alpha * w[u][i] * (1 - s) * (1 - s);
+      ref += p.unobserved_weight * s * s;
+    }
+  auto norm2 = [&](const float* v) {
+    double s = 0;
+    for (int c = 0; c < k; ++c) s += v[c] * v[c];
+    return s;
+  };
+  for (int u = 0; u < 15; ++u) ref += backend::cpu::row_regularization(p, r.row_size(u)) * norm2(x.row(u));
+  for (int i = 0; i < 12; ++i) ref += backend::cpu::row_regularization(p, rt.row_size(i)) * norm2(y.row(i));
+  EXPECT_NEAR(backend::cpu::objective(r, rt, x, y, p), ref, 1e-4 * ref);
+}
+
+IalsOptions options(int factors, bool cholesky, int iterations) {
+  IalsOptions o;
+  o.factors = factors;
+  o.iterations = iterations;
+  o.seed = 5;
+  o.solve = params(cholesky);
+  return o;
+}
+
+TEST(Ials, LossNeverIncreasesWithTheExactSolver) {
+  const Csr r = random_csr(300, 120, 12, 31);
+  const Csr rt = r.transpose();
+  Ials m(options(16, true, 10), 2);
+  m.init(r.rows, r.cols);
+  double prev = m.loss(r, rt);
+  for (int it = 0; it < 10; ++it) {
+    m.iterate(r, rt);
+    const double l = m.loss(r, rt);
+    EXPECT_LE(l, prev * (1 + 1e-6)) << "iteration " << it;
+    prev = l;
+  }
+}
+
+// Implicit's checkerboard: users and items in blocks, each user interacts with every item of
+// its block but one; that held-out item must then rank first for every user.
+TEST(Ials, CheckerboardHeldOutItemRanksFirst) {
+  const int blocks = 4, per = 12;  // 48 users × 48 items
+  const int n = blocks * per;
+  std::vector<index_t> ru, ri;
+  std::vector<index_t> held(n);
+  for (int u = 0; u < n; ++u) {
+    const int b = u / per;
+    held[u] = b * per + (u % per);  // a different held-out item per user of the block
+    for (int i = b * per; i < (b + 1) * per; ++i)
+      if (i != held[u]) {
+        ru.push_back(u);
+        ri.push_back(i);
+      }
+  }
+  const Csr r = Csr::from_coo(n, n, ru, ri, std::vector<float>(ru.size(), 1.f));
+  const Csr rt = r.transpose();
+  for (bool cholesky : {true, false}) {
+    IalsOptions o = options(8, cholesky, 15);
+    o.solve.unobserved_weight = 0.1;
+    o.solve.regularization = 0.01;
+    Ials m(o, 2);
+    m.init(n, n);
+    for (int it = 0; it < o.iterations; ++it) m.iterate(r, rt);
+    const eval::TopK top = eval::topk(m.user_factors().data.data(), n, m.item_factors().data.data(),
+                                      n, 8, 1, &r);
+    for (int u = 0; u < n; ++u) EXPECT_EQ(top.items[u], held[u]) << "user " << u << (cholesky ? " cholesky" : " cg");
+  }
+}
+
+TEST(Ials, MoreThan1024FactorsTrain) {
+  const Csr r = random_csr(60, 50, 8, 41);
+  const Csr rt = r.transpose();
+  for (bool cholesky : {false, true}) {
+    Ials m(options(1100, cholesky, 2), 2);
+    m.init(r.rows, r.cols);
+    const double l0 = m.loss(r, rt);
+    m.iterate(r, rt);
+    m.iterate(r, rt);
+    const double l2 = m.loss(r, rt);
+    EXPECT_TRUE(std::isfinite(l2));
+    EXPECT_LT(l2, 0.5 * l0) << (cholesky ? "cholesky" : "cg");
+    EXPECT_EQ(m.user_factors().cols, 1100);
+  }
+}
+
+TEST(Ials, FoldInIsTheTrainingSolve) {
+  const Csr r = random_csr(80, 40, 6, 51);
+  const Csr rt = r.transpose();
+  Ials m(options(10, true, 4), 2);
+  m.init(r.rows, r.cols);
+  for (int it = 0; it < 4; ++it) m.iterate(r, rt);
+  // Re-solving users against the final items (what a user half-step does) must equal fold-in.
+  Matrix resolved = m.user_factors();
+  backend::cpu::solve_side(r, m.item_factors(), resolved, m.options().solve, 2);
+  const Matrix folded = m.fold_in(r);
+  ASSERT_EQ(folded.rows, r.rows);
+  for (size_t j = 0; j < folded.data.size(); ++j) EXPECT_NEAR(folded.data[j], resolved.data[j], 1e-5);
+}
+
+TEST(Ials, DeterministicForASeedAndThreadCount) {
+  const Csr r = random_csr(100, 60, 8, 61);
+  const Csr rt = r.transpose();
+  Ials a(options(12, false, 3), 1), b(options(12, false, 3), 2);
+  a.init(r.rows, r.cols);
+  b.init(r.rows, r.cols);
+  EXPECT_EQ(a.user_factors().data, b.user_factors().data);
+  for (int it = 0; it < 3; ++it) {
+    a.iterate(r, rt);
+    b.iterate(r, rt);
+  }
+  // Rows are solved independently, so the thread count does not change any value.
+  EXPECT_EQ(a.item_factors().data, b.item_factors().data);
+}
+
+}  // namespace
+}  // namespace recforge::models
