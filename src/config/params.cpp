@@ -264,6 +264,12 @@ const std::vector<Param>& params() {
             "Weight alpha0 of the squared score of every (user, item) pair, observed or not "
             "(the implicit-feedback term, computed through the Gram matrix).")
           .ge(0),
+      Float("model.unobserved_exp", "0",
+            "Exponent beta of per-item unobserved weights (eALS, He et al. 2016): item i's "
+            "unobserved weight is unobserved_weight * c_i with c_i proportional to "
+            "popularity^beta and mean 1; 0 weights all items alike.")
+          .ge(0)
+          .le(2),
       Float("model.alpha", "1.0",
             "Confidence scale: an observed pair's loss weight is alpha times its confidence "
             "from the `weighting` section.")

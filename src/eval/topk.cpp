@@ -136,17 +136,31 @@ struct Selector {
     full = true;
   }
 
+  /// Keeps item j with score s (NaN counts as -inf).
+  void push(float s, int64_t j) {
+    if (std::isnan(s)) s = kNegInf;
+    buf[size++] = Cand{s, static_cast<index_t>(j)};
+    if (size == cap) prune();
+  }
+
   /// Offers items [j0, j1) whose scores are row[j0 .. j1).
   void scan(const float* row, int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      float s = row[j];
-      // NaN fails `s > thr`; before the first cut everything is kept, NaN as -inf.
-      if (s > thr || !full) {
-        if (std::isnan(s)) s = kNegInf;
-        buf[size++] = Cand{s, static_cast<index_t>(j)};
-        if (size == cap) prune();
-      }
+    int64_t j = j0;
+    for (; j < j1 && !full; ++j) push(row[j], j);  // before the first cut everything is kept
+    // Then only scores strictly above the threshold (NaN never is). Most chunks hold none: a
+    // branch-free (vectorisable) test skips them.
+    constexpr int64_t kChunk = 16;
+    for (; j + kChunk <= j1; j += kChunk) {
+      const float* r = row + j;
+      const float t = thr;
+      int any = 0;
+      for (int64_t c = 0; c < kChunk; ++c) any |= r[c] > t;
+      if (!any) continue;
+      for (int64_t c = 0; c < kChunk; ++c)
+        if (r[c] > thr) push(r[c], j + c);
     }
+    for (; j < j1; ++j)
+      if (row[j] > thr) push(row[j], j);
   }
 };
 

@@ -35,12 +35,14 @@ void Ials::init(int64_t n_users, int64_t n_items) {
 }
 
 void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
-  backend::cpu::solve_side(user_items, items_, users_, o_.solve, threads_);
-  backend::cpu::solve_side(item_users, users_, items_, o_.solve, threads_);
+  if (o_.unobserved_exp != 0 && item_weights_.empty())
+    item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
+  backend::cpu::solve_side(user_items, items_, users_, o_.solve, threads_, item_weights_);
+  backend::cpu::solve_side(item_users, users_, items_, o_.solve, threads_, {}, item_weights_);
 }
 
 double Ials::loss(const data::Csr& user_items, const data::Csr& item_users) const {
-  return backend::cpu::objective(user_items, item_users, users_, items_, o_.solve);
+  return backend::cpu::objective(user_items, item_users, users_, items_, o_.solve, item_weights_);
 }
 
 void Ials::set_factors(Matrix users, Matrix items) {
@@ -50,7 +52,7 @@ void Ials::set_factors(Matrix users, Matrix items) {
 }
 
 Matrix Ials::fold_in(const data::Csr& rows) const {
-  return backend::cpu::fold_in(rows, items_, o_.solve, threads_);
+  return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_);
 }
 
 nlohmann::json Ials::describe() const {
@@ -62,6 +64,7 @@ nlohmann::json Ials::describe() const {
           {"reg_exp", s.reg_exp},
           {"reg_offset", s.reg_offset},
           {"unobserved_weight", s.unobserved_weight},
+          {"unobserved_exp", o_.unobserved_exp},
           {"alpha", s.alpha},
           {"init_std", o_.init_std},
           {"seed", o_.seed},
@@ -75,6 +78,7 @@ IalsOptions ials_options(const config::Config& cfg) {
   o.factors = static_cast<int>(cfg.get_int("model.factors"));
   o.iterations = static_cast<int>(cfg.get_int("model.iterations"));
   o.init_std = cfg.get_float("model.init_std");
+  o.unobserved_exp = cfg.get_float("model.unobserved_exp");
   o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
                                                           : cfg.get_int("run.seed"));
   auto& s = o.solve;

@@ -15,6 +15,7 @@ struct IalsOptions {
   int iterations = 15;                    ///< iterations (users then items)
   double init_std = 0.1;                  ///< initial factors ~ N(0, (init_std/√factors)²)
   uint64_t seed = 42;                     ///< seed of the initial factors
+  double unobserved_exp = 0.0;            ///< β of the per-item unobserved weights (0: uniform)
   backend::cpu::IalsSolveParams solve;    ///< λ, exponent, offset, α0, alpha, solver
 };
 
@@ -40,6 +41,7 @@ class Ials : public Model {
   IalsOptions o_;
   int threads_;
   Matrix users_, items_;
+  std::vector<float> item_weights_;  // per-item unobserved weights (empty: uniform)
 };
 
 /// Options from the `model` section (model.seed falls back to run.seed).

@@ -45,12 +45,17 @@ Matrix random_matrix(int64_t rows, int k, uint64_t seed, double scale = 0.3) {
 }
 
 // Dense reference: solves (α0 YᵀY + Σ w y yᵀ + λ_u I) x = Σ w y in double by Gaussian elimination.
-std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p) {
+// With `col_w`, the unobserved term of column i is weighted by col_w[i]; `row_scale` multiplies
+// the whole unobserved term of this row.
+std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p,
+                                const std::vector<float>& col_w = {}, double row_scale = 1.0) {
   const int k = static_cast<int>(y.cols);
   std::vector<double> a(k * k, 0.0), b(k, 0.0);
-  for (int64_t i = 0; i < y.rows; ++i)
+  for (int64_t i = 0; i < y.rows; ++i) {
+    const double c = row_scale * p.unobserved_weight * (col_w.empty() ? 1.0 : col_w[i]);
     for (int s = 0; s < k; ++s)
-      for (int t = 0; t < k; ++t) a[s * k + t] += p.unobserved_weight * y.row(i)[s] * y.row(i)[t];
+      for (int t = 0; t < k; ++t) a[s * k + t] += c * y.row(i)[s] * y.row(i)[t];
+  }
   for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
     const float* yi = y.row(r.indices[e]);
     const double w = p.alpha * r.data[e];
@@ -110,6 +115,37 @@ TEST(IalsSolve, CholeskyEqualsDenseNormalEquations) {
         }
         EXPECT_NEAR(x.row(u)[c], ref[c], 1e-4 * (1 + std::fabs(ref[c]))) << "k=" << k << " u=" << u;
       }
+    }
+  }
+}
+
+TEST(IalsSolve, PopularityWeightedUnobservedTermMatchesDense) {
+  const int k = 6;
+  const Csr r = random_csr(40, 30, 6, 71);
+  const Csr rt = r.transpose();
+  const std::vector<float> c = backend::cpu::popularity_weights(rt, 0.7);
+  ASSERT_EQ(c.size(), 30u);
+  double mean = 0;
+  for (float v : c) mean += v / 30.0;
+  EXPECT_NEAR(mean, 1.0, 1e-5);
+  const Matrix y = random_matrix(30, k, 72);
+  for (bool cholesky : {true, false}) {
+    // User side: the Gram matrix is weighted per item.
+    Matrix x = random_matrix(40, k, 73);
+    backend::cpu::solve_side(r, y, x, params(cholesky, 50), 2, c);
+    for (int64_t u = 0; u < r.rows; ++u) {
+      if (r.row_size(u) == 0) continue;
+      const auto ref = dense_solve(r, u, y, params(true), c);
+      for (int j = 0; j < k; ++j) EXPECT_NEAR(x.row(u)[j], ref[j], 2e-4 * (1 + std::fabs(ref[j])));
+    }
+    // Item side: each item's unobserved term is scaled by its own weight.
+    const Matrix xu = random_matrix(40, k, 74);
+    Matrix yi = random_matrix(30, k, 75);
+    backend::cpu::solve_side(rt, xu, yi, params(cholesky, 50), 2, {}, c);
+    for (int64_t i = 0; i < rt.rows; ++i) {
+      if (rt.row_size(i) == 0) continue;
+      const auto ref = dense_solve(rt, i, xu, params(true), {}, c[i]);
+      for (int j = 0; j < k; ++j) EXPECT_NEAR(yi.row(i)[j], ref[j], 2e-4 * (1 + std::fabs(ref[j])));
     }
   }
 }

@@ -32,15 +32,16 @@ constexpr int kBlock = 64;
 
 // Per-thread scratch, allocated once per solve (no allocation per row).
 struct CgScratch {
-  explicit CgScratch(int k) : p(kBlock * k), r(kBlock * k), ap(kBlock * k), rs(kBlock), lam(kBlock) {}
-  std::vector<float> p, r, ap;
+  explicit CgScratch(int k)
+      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), gscale(kBlock), rs(kBlock), lam(kBlock) {}
+  std::vector<float> p, r, ap, gscale;
   std::vector<double> rs, lam;
 };
 
 // Blocked CG for rows [r0, r1) of `r`: x ← x + steps of CG on
 // (G + Σ w y yᵀ + λ_u I) x = Σ w y, warm-started from x.
 void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, int64_t r0,
-              int64_t r1, const IalsSolveParams& p, CgScratch& s) {
+              int64_t r1, const IalsSolveParams& p, const float* row_w, CgScratch& s) {
   const int k = static_cast<int>(y.cols);
   const int nb = static_cast<int>(r1 - r0);
   const float alpha = static_cast<float>(p.alpha);
@@ -62,9 +63,10 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
       continue;
     }
     s.lam[j] = row_regularization(p, n);
-    const float lam = static_cast<float>(s.lam[j]);
-    // r = b − A x = Σ w (1 − y·x) y − AX − λ x
-    for (int c = 0; c < k; ++c) ru[c] = -axu[c] - lam * xu[c];
+    s.gscale[j] = row_w ? row_w[u] : 1.f;
+    const float lam = static_cast<float>(s.lam[j]), gs = s.gscale[j];
+    // r = b − A x = Σ w (1 − y·x) y − c·AX − λ x
+    for (int c = 0; c < k; ++c) ru[c] = -gs * axu[c] - lam * xu[c];
     for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
       const float* yi = y.row(r.indices[e]);
       const float w = alpha * r.data[e];
@@ -83,6 +85,11 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
       float* ru = s.r.data() + static_cast<int64_t>(j) * k;
       float* pu = s.p.data() + static_cast<int64_t>(j) * k;
       float* apu = s.ap.data() + static_cast<int64_t>(j) * k;
+      if (s.gscale[j] != 1.f) {
+        const float gs = s.gscale[j];
+#pragma omp simd
+        for (int c = 0; c < k; ++c) apu[c] *= gs;
+      }
       axpy(static_cast<float>(s.lam[j]), pu, apu, k);
       for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
         const float* yi = y.row(r.indices[e]);
@@ -113,14 +120,15 @@ struct CholScratch {
 };
 
 void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g, float* xu,
-                  const IalsSolveParams& p, CholScratch& s) {
+                  const IalsSolveParams& p, const float* row_w, CholScratch& s) {
   const int k = static_cast<int>(y.cols);
   const int64_t n = r.row_size(u);
   if (n == 0) {
     std::fill(xu, xu + k, 0.f);
     return;
   }
-  std::copy(g, g + static_cast<size_t>(k) * k, s.a.begin());
+  const float gs = row_w ? row_w[u] : 1.f;
+  for (size_t j = 0; j < static_cast<size_t>(k) * k; ++j) s.a[j] = gs * g[j];
   const float lam = static_cast<float>(row_regularization(p, n));
   for (int c = 0; c < k; ++c) s.a[static_cast<size_t>(c) * k + c] += lam;
   std::fill(s.b.begin(), s.b.end(), 0.f);
@@ -152,28 +160,58 @@ double row_regularization(const IalsSolveParams& p, int64_t n) {
   return p.regularization * std::pow(static_cast<double>(n) + p.reg_offset, p.reg_exp);
 }
 
-std::vector<float> weighted_gram(const Matrix& y, double alpha0) {
+std::vector<float> weighted_gram(const Matrix& y, double alpha0, const std::vector<float>& weights) {
   const int k = static_cast<int>(y.cols);
   std::vector<float> g(static_cast<size_t>(k) * k, 0.f);
+  const float* src = y.data.data();
+  std::vector<float> scaled;
+  if (!weights.empty()) {  // Σ c_j y_j y_jᵀ = (√c ∘ Y)ᵀ (√c ∘ Y)
+    RF_ASSERT(static_cast<int64_t>(weights.size()) == y.rows, "weighted_gram: weights size");
+    scaled.resize(y.data.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < y.rows; ++j) {
+      const float sw = std::sqrt(weights[j]);
+      for (int c = 0; c < k; ++c) scaled[j * k + c] = sw * y.row(j)[c];
+    }
+    src = scaled.data();
+  }
   cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, static_cast<int>(y.rows),
-              static_cast<float>(alpha0), y.data.data(), k, 0.f, g.data(), k);
+              static_cast<float>(alpha0), src, k, 0.f, g.data(), k);
   for (int i = 0; i < k; ++i)
     for (int j = i + 1; j < k; ++j) g[static_cast<size_t>(i) * k + j] = g[static_cast<size_t>(j) * k + i];
   return g;
 }
 
+std::vector<float> popularity_weights(const data::Csr& item_users, double beta) {
+  if (beta == 0) return {};
+  std::vector<float> c(static_cast<size_t>(item_users.rows));
+  double total = 0;
+  for (int64_t i = 0; i < item_users.rows; ++i) {
+    const double f = static_cast<double>(item_users.row_size(i));
+    c[i] = static_cast<float>(f > 0 ? std::pow(f, beta) : 0.0);
+    total += c[i];
+  }
+  const double scale = total > 0 ? static_cast<double>(item_users.rows) / total : 0.0;
+  for (auto& v : c) v = static_cast<float>(v * scale);
+  return c;
+}
+
 void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
-                int threads) {
+                int threads, const std::vector<float>& col_weights,
+                const std::vector<float>& row_weights) {
   RF_ASSERT(r.rows == x.rows && r.cols == y.rows && x.cols == y.cols, "solve_side: shapes");
+  RF_ASSERT(row_weights.empty() || static_cast<int64_t>(row_weights.size()) == r.rows,
+            "solve_side: row weights size");
   const int k = static_cast<int>(y.cols);
-  const std::vector<float> g = weighted_gram(y, p.unobserved_weight);
+  const std::vector<float> g = weighted_gram(y, p.unobserved_weight, col_weights);
+  const float* row_w = row_weights.empty() ? nullptr : row_weights.data();
   BlasThreads one(1);
   if (p.cholesky) {
 #pragma omp parallel num_threads(threads)
     {
       CholScratch s(k);
 #pragma omp for schedule(dynamic, 16)
-      for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, y, g.data(), x.row(u), p, s);
+      for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, y, g.data(), x.row(u), p, row_w, s);
     }
     return;
   }
@@ -183,25 +221,26 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
     CgScratch s(k);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < blocks; ++b)
-      cg_block(r, y, g.data(), x, b * kBlock, std::min(r.rows, (b + 1) * kBlock), p, s);
+      cg_block(r, y, g.data(), x, b * kBlock, std::min(r.rows, (b + 1) * kBlock), p, row_w, s);
   }
 }
 
-Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads) {
+Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,
+               const std::vector<float>& col_weights) {
   Matrix x;
   x.rows = rows.rows;
   x.cols = y.cols;
   x.data.assign(static_cast<size_t>(x.rows * x.cols), 0.f);
   if (x.rows == 0) return x;
-  solve_side(rows, y, x, p, threads);
+  solve_side(rows, y, x, p, threads, col_weights);
   return x;
 }
 
 double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
-                 const IalsSolveParams& p) {
+                 const IalsSolveParams& p, const std::vector<float>& item_weights) {
   const int k = static_cast<int>(y.cols);
-  // α0 Σ_all (x·y)² = α0 ⟨XᵀX, YᵀY⟩.
-  const std::vector<float> gx = weighted_gram(x, 1.0), gy = weighted_gram(y, 1.0);
+  // α0 Σ_all c_i (x·y)² = α0 ⟨XᵀX, YᵀCY⟩.
+  const std::vector<float> gx = weighted_gram(x, 1.0), gy = weighted_gram(y, 1.0, item_weights);
   double all = 0;
   for (size_t j = 0; j < gx.size(); ++j) all += static_cast<double>(gx[j]) * gy[j];
   double observed = 0, reg = 0;

@@ -29,20 +29,33 @@ struct IalsSolveParams {
 /// λ (n + ν)^e for a row with n observed interactions.
 double row_regularization(const IalsSolveParams& p, int64_t n);
 
-/// G = α0 · YᵀY as a full symmetric k×k row-major matrix (multithreaded BLAS).
-std::vector<float> weighted_gram(const Matrix& y, double alpha0);
+/// G = α0 · Σ_j c_j y_j y_jᵀ as a full symmetric k×k row-major matrix (multithreaded BLAS);
+/// c_j = 1 when `weights` is empty.
+std::vector<float> weighted_gram(const Matrix& y, double alpha0,
+                                 const std::vector<float>& weights = {});
+
+/// Per-item unobserved weights (eALS, He et al. 2016): c_i = n_items · f_i^β / Σ_j f_j^β, f_i the
+/// item's number of interactions, so the mean weight is 1 and β = 0 gives uniform weights.
+/// Empty when β = 0.
+std::vector<float> popularity_weights(const data::Csr& item_users, double beta);
 
 /// Solves every row of `r` (rows × cols, values = confidences) against the fixed `y`
 /// (cols × k), updating `x` (rows × k) in place (CG warm-starts from it). Rows without
-/// interactions get zero factors. `threads` OpenMP threads.
-void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p, int threads);
+/// interactions get zero factors. With item weights c (see popularity_weights), the user side
+/// passes them as `col_weights` (G = α0 Σ c_j y_j y_jᵀ) and the item side as `row_weights`
+/// (row i's Gram term is scaled by c_i). `threads` OpenMP threads.
+void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                int threads, const std::vector<float>& col_weights = {},
+                const std::vector<float>& row_weights = {});
 
 /// Solves rows given as a CSR against `y` exactly as training does, starting from zero factors
 /// (fold-in of users not seen in training). Returns rows × k factors.
-Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads);
+Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,
+               const std::vector<float>& col_weights = {});
 
-/// The full objective L above (user rows of `r`, user factors `x`, item factors `y`).
+/// The full objective L above (user rows of `r`, user factors `x`, item factors `y`), with the
+/// unobserved term weighted by `item_weights` when given.
 double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
-                 const IalsSolveParams& p);
+                 const IalsSolveParams& p, const std::vector<float>& item_weights = {});
 
 }  // namespace recforge::backend::cpu
