@@ -2,6 +2,8 @@
 # Installs what recforge needs to build and test on Debian/Ubuntu. Idempotent: packages already
 # present are not touched, and apt is not even updated when nothing is missing.
 #   tools/setup.sh            build dependencies (compiler, CMake, Ninja, libraries)
+#   tools/setup.sh --python   also the Python helpers' virtual environment (.venv) from
+#                             tools/requirements.txt (pinned), for benchmarks against peers
 # The CUDA toolkit is optional and not installed here: with nvcc on PATH (or in /usr/local/cuda)
 # the CUDA backend is built too (RECFORGE_CUDA=AUTO).
 set -euo pipefail
@@ -40,4 +42,22 @@ fi
 # nvcc is often installed outside PATH; CMake finds it through CUDACXX.
 if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   echo "setup: CUDA found at /usr/local/cuda (add /usr/local/cuda/bin to PATH to build the CUDA backend)"
+fi
+
+# The Python virtual environment, rebuilt only when tools/requirements.txt changes.
+if [[ "${1:-}" == "--python" ]]; then
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  req="$root/tools/requirements.txt"
+  stamp="$root/.venv/.requirements.sha256"
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    echo "setup: creating $root/.venv from tools/requirements.txt"
+    rm -rf "$root/.venv"
+    python3 -m venv "$root/.venv"
+    "$root/.venv/bin/pip" install -q --upgrade pip
+    "$root/.venv/bin/pip" install -q -r "$req"
+    echo "$want" > "$stamp"
+  else
+    echo "setup: .venv is up to date"
+  fi
 fi

@@ -297,6 +297,9 @@ const std::vector<Param>& params() {
              "Metric used for early stopping and model selection, as NAME@K; K must be in "
              "`eval.ks`.")
           .check(check_metric, "`NAME@K`"),
+      Bool("eval.test", "true",
+           "Evaluate on the test part after training. Tuning runs set it to false so that "
+           "hyperparameters are chosen on validation without ever looking at test."),
   };
   return table;
 }

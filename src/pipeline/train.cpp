@@ -149,6 +149,7 @@ std::string train(const config::Config& cfg) {
     write_npy(dir.file("item_factors.npy"), model->item_factors());
     nlohmann::json metrics = nlohmann::json::object();
     for (Part part : {Part::kValidation, Part::kTest}) {
+      if (part == Part::kTest && !cfg.get_bool("eval.test")) continue;
       const auto te = Clock::now();
       const eval::Metrics m = evaluate(*model, data, part, ks);
       if (m.users == 0) continue;

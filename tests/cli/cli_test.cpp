@@ -228,5 +228,34 @@ TEST(Cli, EvaluateAndRecommendFromASavedRun) {
             std::string::npos) << nobody.out;
 }
 
+TEST(Cli, EarlyStoppingKeepsTheBestValidationFactors) {
+  TempDir t;
+  // Many factors and almost no regularization overfit this small set, so validation NDCG peaks
+  // early; whatever happens, the saved factors must be those of the best evaluated iteration.
+  write_file(t.file("es.yaml"),
+             small_config("  validation_fraction: 0.2\n"
+                          "model:\n  factors: 64\n  iterations: 12\n  regularization: 0.0001\n"
+                          "  eval_every: 1\n  patience: 2\neval:\n  ks: [10]\n  metric: ndcg@10\n"));
+  const Result r = run(t.str(), "train es.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto runj = nlohmann::json::parse(test::read_file(t.file("runs/small/run.json")));
+  const auto metrics = nlohmann::json::parse(test::read_file(t.file("runs/small/metrics.json")));
+  double best = -1;
+  for (const auto& h : runj["history"]) {
+    ASSERT_TRUE(h.contains("validation"));
+    best = std::max(best, h["validation"]["ndcg@10"].get<double>());
+  }
+  EXPECT_NEAR(metrics["validation"]["ndcg@10"].get<double>(), best, 1e-9);
+  const size_t n = runj["history"].size();
+  if (n < 12) {
+    EXPECT_NE(r.out.find("no improvement in 2 evaluations, stopping"), std::string::npos);
+  }
+  // Patience without periodic evaluation is refused before training.
+  write_file(t.file("bad.yaml"), small_config("model:\n  patience: 2\n"));
+  const Result bad = run(t.str(), "train bad.yaml");
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_NE(bad.out.find("model.patience needs model.eval_every > 0"), std::string::npos) << bad.out;
+}
+
 }  // namespace
 }  // namespace recforge

@@ -145,7 +145,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "weighting.bm25_k1",
                            "weighting.bm25_b"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 65u);
+  EXPECT_EQ(params().size(), 66u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

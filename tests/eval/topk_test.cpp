@@ -82,7 +82,7 @@ TEST(TopK, MatchesNaiveOnIntegerFactorsWithAndWithoutMasks) {
       {300, 20000, 16, 20},                                        // several tiles and blocks
       {130, 9000, 8, 100},   {3, 17000, 5, 9000},                  // k >= tile width
       {20, 10000, 8, 4096},                                        // large k
-      {129, 8193, 2, 7},                                           // one past the tile sizes
+      {129, 2049, 2, 7},   {129, 8193, 2, 7},                       // one past tile sizes
   };
   uint64_t seed = 1;
   for (const Case& c : cases) {

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""iALS speed and quality against implicit's CPU ALS, on the same data and settings.
+
+Both models train on the same training matrix with the same factors, iterations, CG steps and
+an equivalent objective: recforge with unobserved weight a0, constant regularization lam
+(reg_exp 0) and observed weight 1; implicit with alpha = 1/a0 and regularization = lam/a0, which
+is recforge's objective divided by a0 (observed pairs weigh 1/a0 against 1 for the rest in both,
+up to implicit's "confidence - 1" in the Gram term). Both are scored by the same exact Recall@20
+(all items ranked, training items masked). Run through tools/bench-ials.sh.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+
+def read_adjacency(path):
+    rows, cols = [], []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            u = int(parts[0])
+            rows.extend([u] * (len(parts) - 1))
+            cols.extend(int(x) for x in parts[1:])
+    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+
+
+def recall_at(user_f, item_f, train, test, k=20, batch=2048):
+    users = np.flatnonzero(np.diff(test.indptr))
+    total = 0.0
+    for s in range(0, len(users), batch):
+        ub = users[s:s + batch]
+        scores = user_f[ub] @ item_f.T
+        tr = train[ub]
+        scores[np.repeat(np.arange(len(ub)), np.diff(tr.indptr)), tr.indices] = -np.inf
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        te = test[ub]
+        for j in range(len(ub)):
+            truth = te.indices[te.indptr[j]:te.indptr[j + 1]]
+            total += np.isin(top[j], truth).sum() / len(truth)
+    return total / len(users)
+
+
+def write_pairs(path, m):
+    coo = m.tocoo()
+    np.savetxt(path, np.stack([coo.row, coo.col], 1), fmt="%d", delimiter=",")
+
+
+def run_recforge(args, train_path, test_path, fmt, factors, work):
+    cfg = {
+        "run": {"name": f"bench-{factors}", "dir": os.path.join(work, "runs"), "progress": "off",
+                "exists": "overwrite"},
+        "train": {"threads": args.threads},
+        "data": {"format": fmt, "path": train_path, "test_path": test_path, "cache": False},
+        "split": {"method": "given"},
+        "model": {"type": "ials", "factors": factors, "iterations": args.iterations,
+                  "regularization": args.reg, "reg_exp": 0.0, "unobserved_weight": args.a0,
+                  "solver": "cg", "cg_steps": 3},
+        "eval": {"test": False},
+    }
+    path = os.path.join(work, f"bench-{factors}.yaml")
+    with open(path, "w") as f:
+        json.dump(cfg, f)  # JSON is YAML
+    out = subprocess.run([args.recforge, "train", path], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stderr)
+    run_dir = out.stdout.strip().splitlines()[-1]
+    hist = json.load(open(os.path.join(run_dir, "run.json")))["history"]
+    secs = [h["seconds"] for h in hist]
+    uf = np.load(os.path.join(run_dir, "user_factors.npy"))
+    itf = np.load(os.path.join(run_dir, "item_factors.npy"))
+    return float(np.median(secs)), uf, itf
+
+
+def run_implicit(args, train, factors):
+    from implicit.cpu.als import AlternatingLeastSquares
+    times = []
+    last = [time.perf_counter()]
+
+    def cb(iteration, elapsed, loss):
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    model = AlternatingLeastSquares(factors=factors, regularization=args.reg / args.a0,
+                                    alpha=1.0 / args.a0, iterations=args.iterations, use_cg=True,
+                                    calculate_training_loss=False, num_threads=args.threads,
+                                    random_state=args.seed)
+    with threadpool_limits(1, "blas"):
+        last[0] = time.perf_counter()
+        model.fit(train, show_progress=False, callback=cb)
+    return float(np.median(times)), np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--recforge", required=True)
+    p.add_argument("--dataset", choices=["gowalla", "synthetic"], required=True)
+    p.add_argument("--shared", default="../shared/data")
+    p.add_argument("--factors", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--reg", type=float, default=0.02)
+    p.add_argument("--a0", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic", default="500000,100000,15000000",
+                   help="users,items,draws for the synthetic set")
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-ials-")
+    if args.dataset == "gowalla":
+        tr = os.path.abspath(os.path.join(args.shared, "gowalla/train.txt"))
+        te = os.path.abspath(os.path.join(args.shared, "gowalla/test.txt"))
+        r, c = read_adjacency(tr)
+        rt, ct = read_adjacency(te)
+        n_u, n_i = max(r.max(), rt.max()) + 1, max(c.max(), ct.max()) + 1
+        fmt, train_path, test_path = "adjacency", tr, te
+    else:
+        users, items, draws = (int(x) for x in args.synthetic.split(","))
+        csv = os.path.join(work, "syn.csv")
+        subprocess.run([args.recforge, "datagen", "--out", csv, "--users", str(users), "--items",
+                        str(items), "--interactions", str(draws), "--seed", "11",
+                        "--set", "run.progress=off"], check=True, capture_output=True)
+        data = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=np.int64, usecols=(0, 1))
+        rng = np.random.default_rng(args.seed)
+        is_test = rng.random(len(data)) < 0.2
+        r, c = data[~is_test, 0], data[~is_test, 1]
+        rt, ct = data[is_test, 0], data[is_test, 1]
+        n_u, n_i = users, items
+        fmt = "delimited"
+        train_path, test_path = os.path.join(work, "train.csv"), os.path.join(work, "test.csv")
+    train = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n_u, n_i))
+    test = sp.csr_matrix((np.ones(len(rt), np.float32), (rt, ct)), shape=(n_u, n_i))
+    train.sum_duplicates(); train.data[:] = 1
+    test.sum_duplicates(); test.data[:] = 1
+    test = test - test.multiply(train)  # test pairs also in train cannot be recommended
+    test.eliminate_zeros()
+    if args.dataset == "synthetic":
+        write_pairs(train_path, train)
+        write_pairs(test_path, test)
+    print(f"| data | factors | recforge s/iter | implicit s/iter | speed-up | recforge Recall@20 | "
+          f"implicit Recall@20 |")
+    print("|---|---|---|---|---|---|---|")
+    for f in args.factors:
+        rs, ruf, rif = run_recforge(args, train_path, test_path, fmt, f, work)
+        is_, iuf, iif = run_implicit(args, train, f)
+        rr = recall_at(*expand(ruf, rif, train), train, test)
+        ir = recall_at(iuf, iif, train, test)
+        print(f"| {args.dataset} ({train.nnz:,} train) | {f} | {rs:.3f} | {is_:.3f} | "
+              f"{is_ / rs:.2f}x | {rr:.4f} | {ir:.4f} |", flush=True)
+
+
+def expand(uf, itf, train):
+    """recforge drops users/items without training interactions and numbers the rest in order;
+    put its factors back at the original indices (zeros for the dropped ones)."""
+    users = np.flatnonzero(np.diff(train.indptr))
+    items = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1]))
+    U = np.zeros((train.shape[0], uf.shape[1]), np.float32)
+    V = np.zeros((train.shape[1], itf.shape[1]), np.float32)
+    U[users] = uf
+    V[items] = itf
+    return U, V
+
+
+if __name__ == "__main__":
+    main()
