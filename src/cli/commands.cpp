@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "core/blas.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -125,6 +126,7 @@ int cmd_info() {
   std::printf("gpus       %d\n", n);
   for (int d = 0; d < n; ++d) std::printf("           %s\n", backend::cuda_device_description(d).c_str());
   std::printf("cpu        %d threads (OpenMP)\n", omp_get_num_procs());
+  std::printf("blas       OpenBLAS, %s kernels\n", blas_core_name());
   std::printf("faiss      %d.%d.%d (CPU)\n", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
               FAISS_VERSION_PATCH);
   std::printf("cache dir  %s\n", data::default_cache_dir().c_str());

@@ -4,9 +4,11 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/blas.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  recforge::ensure_blas_kernels(argv);
   CLI::App app{"recforge: train recommendation embedding models and serve candidates from them"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("recforge ") + RECFORGE_VERSION);

@@ -1,12 +1,36 @@
 #include "core/blas.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
 extern "C" {
+char* openblas_get_corename(void);
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void spotrs_(const char* uplo, const int* n, const int* nrhs, const float* a, const int* lda,
              float* b, const int* ldb, int* info);
 }
 
 namespace recforge {
+
+const char* blas_core_name() { return openblas_get_corename(); }
+
+void ensure_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("RECFORGE_KEEP_BLAS")) return;
+  const char* core = openblas_get_corename();
+  if (!core || std::strcmp(core, "Prescott") != 0) return;
+  __builtin_cpu_init();
+  const char* want = nullptr;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    want = "SkylakeX";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    want = "Haswell";
+  if (!want) return;
+  setenv("OPENBLAS_CORETYPE", want, 1);
+  execv("/proc/self/exe", argv);  // only returns on failure: keep running with Prescott
+}
 
 BlasThreads::BlasThreads(int n) : previous_(openblas_get_num_threads()) {
   openblas_set_num_threads(n);

@@ -21,6 +21,17 @@ class BlasThreads {
   int previous_;
 };
 
+/// OpenBLAS picks its kernels from the CPU model at load time; a build older than the CPU (for
+/// example Debian 12's 0.3.21 on Emerald Rapids) falls back to SSE3 "Prescott" kernels that are
+/// 4–5× slower. When OPENBLAS_CORETYPE is unset and that fallback happened on a CPU with AVX2,
+/// this re-executes the program with OPENBLAS_CORETYPE set to SkylakeX (AVX-512) or Haswell
+/// (AVX2) — the variable is only read at load time. Call first thing in main(); returns normally
+/// when nothing needs to change. RECFORGE_KEEP_BLAS=1 disables it.
+void ensure_blas_kernels(char** argv);
+
+/// The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...).
+const char* blas_core_name();
+
 /// LAPACK Cholesky solve of the symmetric positive definite k×k system A x = b, reading only
 /// the lower triangle of the row-major `a` (what cblas_ssyrk(CblasRowMajor, CblasLower, ...)
 /// fills). `a` is overwritten by its factor and `b` by x. Returns false when A is not positive

@@ -20,8 +20,8 @@ struct Field {
   std::vector<double> Metrics::*values;
 };
 constexpr Field kFields[] = {
-    {"recall", &Metrics::recall}, {"precision", &Metrics::precision},
-    {"ndcg", &Metrics::ndcg},     {"map", &Metrics::map},
+    {"recall", &Metrics::recall},     {"precision", &Metrics::precision},
+    {"ndcg", &Metrics::ndcg},         {"map", &Metrics::map},
     {"hit_rate", &Metrics::hit_rate}, {"coverage", &Metrics::coverage},
 };
 
@@ -38,7 +38,8 @@ nlohmann::json Metrics::to_json() const {
   nlohmann::json j = nlohmann::json::object();
   j["users"] = users;
   for (const Field& f : kFields)
-    for (size_t c = 0; c < ks.size(); ++c) j[fmt::format("{}@{}", f.name, ks[c])] = (this->*f.values)[c];
+    for (size_t c = 0; c < ks.size(); ++c)
+      j[fmt::format("{}@{}", f.name, ks[c])] = (this->*f.values)[c];
   return j;
 }
 
@@ -55,13 +56,15 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
   for (size_t c = 0; c < o.ks.size(); ++c) {
     if (o.ks[c] < 1) fail("metrics: cutoff ks[{}] is {}; expected K >= 1", c, o.ks[c]);
     for (size_t e = 0; e < c; ++e)
-      if (o.ks[e] == o.ks[c]) fail("metrics: cutoff {} is listed twice in ks; expected distinct K", o.ks[c]);
+      if (o.ks[e] == o.ks[c])
+        fail("metrics: cutoff {} is listed twice in ks; expected distinct K", o.ks[c]);
   }
   const int max_k = *std::max_element(o.ks.begin(), o.ks.end());
   if (ranked.k < max_k)
-    fail("metrics: the ranked lists hold {} items per user; expected at least the largest cutoff "
-         "({})",
-         ranked.k, max_k);
+    fail(
+        "metrics: the ranked lists hold {} items per user; expected at least the largest cutoff "
+        "({})",
+        ranked.k, max_k);
   RF_ASSERT(static_cast<int64_t>(ranked.items.size()) == ranked.n * ranked.k,
             "metrics: ranked.items does not hold n × k entries");
   if (n_items < 1) fail("metrics: n_items is {}; expected the number of items (>= 1)", n_items);
@@ -69,12 +72,13 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
     fail("metrics: the truth matrix has {} columns; expected at most n_items ({})", truth.cols,
          n_items);
   if (!query_rows.empty() && static_cast<int64_t>(query_rows.size()) != ranked.n)
-    fail("metrics: query_rows has {} entries; expected one per ranked list ({})",
-         query_rows.size(), ranked.n);
+    fail("metrics: query_rows has {} entries; expected one per ranked list ({})", query_rows.size(),
+         ranked.n);
   if (query_rows.empty() && ranked.n > truth.rows)
-    fail("metrics: {} ranked lists but the truth matrix has {} rows; expected at least one row "
-         "per list (or query_rows)",
-         ranked.n, truth.rows);
+    fail(
+        "metrics: {} ranked lists but the truth matrix has {} rows; expected at least one row "
+        "per list (or query_rows)",
+        ranked.n, truth.rows);
 
   const size_t nk = o.ks.size();
   Metrics m;
@@ -108,9 +112,10 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
     for (int j = 0; j < max_k; ++j) {
       const index_t item = ranked.item(q, j);
       if (item < -1 || item >= n_items)
-        fail("metrics: ranked item {} (list {}, rank {}) is outside 0 to {}; expected an item "
-             "index or -1 padding",
-             item, q, j + 1, n_items - 1);
+        fail(
+            "metrics: ranked item {} (list {}, rank {}) is outside 0 to {}; expected an item "
+            "index or -1 padding",
+            item, q, j + 1, n_items - 1);
       rel[j] = item >= 0 && std::binary_search(t_begin, t_end, item);
       if (item >= 0) first_rank[item] = std::min(first_rank[item], j);
     }

@@ -3,9 +3,8 @@
 /// Ranking metrics at several cutoffs (recall, precision, NDCG, MAP, hit rate, coverage) under
 /// the LightGCN/BARS protocol. Definitions and formulas: docs/metrics.md.
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -22,14 +21,14 @@ struct MetricsOptions {
 /// Per cutoff K: recall, precision, ndcg, map, hit_rate, coverage; plus `users` evaluated.
 /// Vectors are parallel to `ks`.
 struct Metrics {
-  int64_t users = 0;               ///< users with >= 1 truth item (the averaging population)
-  std::vector<int> ks;             ///< the cutoffs, in the order of MetricsOptions::ks
-  std::vector<double> recall;      ///< mean hits@K / |T_u|
-  std::vector<double> precision;   ///< mean hits@K / K
-  std::vector<double> ndcg;        ///< mean DCG@K / IDCG@K (binary relevance)
-  std::vector<double> map;         ///< mean AP@K
-  std::vector<double> hit_rate;    ///< fraction of users with hits@K > 0
-  std::vector<double> coverage;    ///< |union of top-K lists| / n_items
+  int64_t users = 0;              ///< users with >= 1 truth item (the averaging population)
+  std::vector<int> ks;            ///< the cutoffs, in the order of MetricsOptions::ks
+  std::vector<double> recall;     ///< mean hits@K / |T_u|
+  std::vector<double> precision;  ///< mean hits@K / K
+  std::vector<double> ndcg;       ///< mean DCG@K / IDCG@K (binary relevance)
+  std::vector<double> map;        ///< mean AP@K
+  std::vector<double> hit_rate;   ///< fraction of users with hits@K > 0
+  std::vector<double> coverage;   ///< |union of top-K lists| / n_items
 
   /// {"users": n, "recall@20": .., "precision@20": .., "ndcg@20": .., "map@20": ..,
   /// "hit_rate@20": .., "coverage@20": .., ...} with one entry per metric and cutoff.

@@ -63,15 +63,16 @@ void validate(const float* queries, int64_t n_q, const float* items, int64_t n_i
     fail("top-k: query_rows has {} entries; expected one per query ({})", query_rows.size(), n_q);
   if (exclude != nullptr) {
     if (exclude->cols != n_items)
-      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})",
-           exclude->cols, n_items);
+      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})", exclude->cols,
+           n_items);
     RF_ASSERT(static_cast<int64_t>(exclude->indptr.size()) == exclude->rows + 1,
               "top-k: exclusion matrix indptr does not have rows + 1 entries");
     if (query_rows.empty()) {
       if (n_q > exclude->rows)
-        fail("top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
-             "per query (or query_rows)",
-             n_q, exclude->rows);
+        fail(
+            "top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
+            "per query (or query_rows)",
+            n_q, exclude->rows);
     } else {
       for (size_t q = 0; q < query_rows.size(); ++q)
         if (query_rows[q] < 0 || query_rows[q] >= exclude->rows)

@@ -14,10 +14,10 @@ namespace recforge::eval {
 /// Top-k result for n queries: row q holds k item indices (best first) and their scores; when
 /// fewer than k items are eligible the row is padded with item -1 and score -inf.
 struct TopK {
-  int64_t n = 0;                      ///< number of queries (rows)
-  int k = 0;                          ///< entries per row
-  std::vector<data::index_t> items;   ///< n × k item indices, row-major; -1 pads a row
-  std::vector<float> scores;          ///< n × k scores, row-major; -inf pads a row
+  int64_t n = 0;                     ///< number of queries (rows)
+  int k = 0;                         ///< entries per row
+  std::vector<data::index_t> items;  ///< n × k item indices, row-major; -1 pads a row
+  std::vector<float> scores;         ///< n × k scores, row-major; -inf pads a row
 
   /// Item at rank `j` (0-based) of query `q`.
   data::index_t item(int64_t q, int j) const { return items[static_cast<size_t>(q * k + j)]; }

@@ -126,8 +126,8 @@ TEST(Metrics, QueryRowsMapListsToTruthRows) {
   MetricsOptions o;
   o.ks = {5};
   // Lists of B then A, pointing at truth rows 1 and 0: same averages as in natural order.
-  const Metrics m = compute_metrics(lists({{0, 4, 3, 2, 6}, {1, 2, 5, 7, 8}}), {1, 0}, e.truth,
-                                    20, o);
+  const Metrics m =
+      compute_metrics(lists({{0, 4, 3, 2, 6}, {1, 2, 5, 7, 8}}), {1, 0}, e.truth, 20, o);
   EXPECT_EQ(m.users, 2);
   EXPECT_DOUBLE_EQ(m.recall[0], (1 + 2.0 / 3) / 2);
 }
@@ -136,15 +136,16 @@ TEST(Metrics, PaddingCountsAsMissesAndIsNotCovered) {
   // Truth {3, 7}; list 3, -1, -1 (only one eligible item): K = 3.
   const Metrics m =
       compute_metrics(lists({{3, -1, -1}}), {}, truth_rows(10, {{3, 7}}), 10, MetricsOptions{{3}});
-  EXPECT_DOUBLE_EQ(m.recall[0], 0.5);             // 1 of 2
-  EXPECT_DOUBLE_EQ(m.precision[0], 1.0 / 3);      // 1 of K = 3
+  EXPECT_DOUBLE_EQ(m.recall[0], 0.5);                // 1 of 2
+  EXPECT_DOUBLE_EQ(m.precision[0], 1.0 / 3);         // 1 of K = 3
   EXPECT_DOUBLE_EQ(m.ndcg[0], 1 / (1 + 1 / kLog3));  // DCG 1; IDCG over min(2, 3) = 2 ranks
-  EXPECT_DOUBLE_EQ(m.map[0], 1.0 / 2);             // P@1 / min(2, 3)
-  EXPECT_DOUBLE_EQ(m.coverage[0], 1.0 / 10);       // item 3 only
+  EXPECT_DOUBLE_EQ(m.map[0], 1.0 / 2);               // P@1 / min(2, 3)
+  EXPECT_DOUBLE_EQ(m.coverage[0], 1.0 / 10);         // item 3 only
 }
 
 TEST(Metrics, NoUserWithTestItemsGivesZeros) {
-  const Metrics m = compute_metrics(lists({{1, 2}}), {}, truth_rows(5, {{}}), 5, MetricsOptions{{2}});
+  const Metrics m =
+      compute_metrics(lists({{1, 2}}), {}, truth_rows(5, {{}}), 5, MetricsOptions{{2}});
   EXPECT_EQ(m.users, 0);
   EXPECT_EQ(m.recall[0], 0.0);
   EXPECT_EQ(m.ndcg[0], 0.0);

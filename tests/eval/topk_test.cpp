@@ -77,12 +77,12 @@ struct Case {
 
 TEST(TopK, MatchesNaiveOnIntegerFactorsWithAndWithoutMasks) {
   const std::vector<Case> cases = {
-      {1, 1, 1, 1},        {5, 10, 3, 1},        {7, 10, 4, 10},  // k = n_items
-      {7, 10, 4, 15},                                              // k > n_items: padded
-      {300, 20000, 16, 20},                                        // several tiles and blocks
-      {130, 9000, 8, 100},   {3, 17000, 5, 9000},                  // k >= tile width
-      {20, 10000, 8, 4096},                                        // large k
-      {129, 2049, 2, 7},   {129, 8193, 2, 7},                       // one past tile sizes
+      {1, 1, 1, 1},         {5, 10, 3, 1},       {7, 10, 4, 10},  // k = n_items
+      {7, 10, 4, 15},                                             // k > n_items: padded
+      {300, 20000, 16, 20},                                       // several tiles and blocks
+      {130, 9000, 8, 100},  {3, 17000, 5, 9000},                  // k >= tile width
+      {20, 10000, 8, 4096},                                       // large k
+      {129, 2049, 2, 7},    {129, 8193, 2, 7},                    // one past tile sizes
   };
   uint64_t seed = 1;
   for (const Case& c : cases) {
@@ -91,8 +91,8 @@ TEST(TopK, MatchesNaiveOnIntegerFactorsWithAndWithoutMasks) {
     const Csr mask = random_mask(c.n_q, c.n_items, 0.2, seed++);
     std::vector<index_t> global;
     for (index_t i = 3; i < c.n_items; i += 7) global.push_back(i);
-    const std::string what = "n_q=" + std::to_string(c.n_q) + " n_items=" +
-                             std::to_string(c.n_items) + " d=" + std::to_string(c.d) +
+    const std::string what = "n_q=" + std::to_string(c.n_q) +
+                             " n_items=" + std::to_string(c.n_items) + " d=" + std::to_string(c.d) +
                              " k=" + std::to_string(c.k);
     expect_same(topk(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k),
                 topk_naive(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k), what);
@@ -120,7 +120,7 @@ TEST(TopK, MatchesNaiveOnRandomFloatsUpToRounding) {
       for (int c = 0; c < d; ++c) s += static_cast<double>(q[u * d + c]) * it[i * d + c];
       ASSERT_NEAR(got.score(u, j), s, 1e-4);
       ASSERT_FALSE(std::binary_search(mask.indices.begin() + mask.indptr[u],
-                                       mask.indices.begin() + mask.indptr[u + 1], i));
+                                      mask.indices.begin() + mask.indptr[u + 1], i));
       if (j > 0) {
         ASSERT_GE(got.score(u, j - 1), got.score(u, j));
       }
@@ -271,8 +271,7 @@ TEST(TopK, RejectsBadArgumentsWithClearMessages) {
   const Csr ex3 = Csr::from_coo(1, 3, {0}, {1}, {1});
   expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3); }, "has 1 rows");
   expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3, {0}); }, "query_rows has 1");
-  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3, {0, 1}); },
-               "query_rows[1] is 1");
+  expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, &ex3, {0, 1}); }, "query_rows[1] is 1");
   const std::vector<index_t> unsorted = {2, 0};
   expect_error([&] { topk(q.data(), 2, it.data(), 3, 2, 1, nullptr, {}, &unsorted); },
                "expected sorted");
