@@ -112,9 +112,11 @@ TEST(Cli, TrainWritesACompleteRunDirectory) {
   // A second run with the same name gets a suffix instead of replacing the first.
   ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
   EXPECT_TRUE(fs::exists(t.file("runs/small.1/run.json")));
-  // The same config and seed give the same statistics.
-  EXPECT_EQ(test::read_file(t.file("runs/small.1/stats.json")).size(),
-            test::read_file(dir + "/stats.json").size());
+  // The same config and seed give the same data, statistics, factors and metrics.
+  EXPECT_EQ(test::read_file(t.file("runs/small.1/stats.json")), test::read_file(dir + "/stats.json"));
+  EXPECT_EQ(test::read_file(t.file("runs/small.1/item_factors.npy")),
+            test::read_file(dir + "/item_factors.npy"));
+  EXPECT_EQ(test::read_file(t.file("runs/small.1/metrics.json")), test::read_file(dir + "/metrics.json"));
 }
 
 TEST(Cli, SetOverridesAndInfo) {
