@@ -53,13 +53,14 @@ config::Config load_config(const std::string& path, std::vector<std::string> set
                       : config::Config::load(path, sets);
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON ({})", path, e.what());
+using pipeline::read_json;
+
+// Prints a top-k list as "rank<TAB>item<TAB>score" lines.
+void print_ranked(const eval::TopK& top, int64_t q, const data::IdMap& items) {
+  for (int j = 0; j < top.k; ++j) {
+    const data::index_t i = top.items[q * top.k + j];
+    if (i < 0) break;
+    std::printf("%d\t%s\t%.6f\n", j + 1, items.external(i).c_str(), top.scores[q * top.k + j]);
   }
 }
 
@@ -187,14 +188,12 @@ int cmd_recommend() {
       if (!i) fail("recommend --items: item \"{}\" is not in this run's data", id);
       x.push(0, *i, 1.f);
     }
-    data::Interactions combined = x;
-    data::combine_duplicates(combined, 1, data::Duplicates::kMax);
-    const data::Csr row = data::Csr::from_interactions(1, d.items.size(), combined,
-        data::confidence(combined, 1, d.items.size(), d.weighting));
+    data::combine_duplicates(x, 1, data::Duplicates::kMax);  // an item listed twice counts once
+    const data::Csr row = data::Csr::from_interactions(
+        1, d.items.size(), x, data::confidence(x, 1, d.items.size(), d.weighting));
     const Matrix q = r.model->fold_in(row);
     const eval::TopK top = eval::topk(q.data.data(), 1, items.data.data(), items.rows, dim, k, &row);
-    for (int j = 0; j < k && top.items[j] >= 0; ++j)
-      std::printf("%d\t%s\t%.6f\n", j + 1, d.items.external(top.items[j]).c_str(), top.scores[j]);
+    print_ranked(top, 0, d.items);
     return 0;
   }
   const Matrix& users = r.model->user_factors();
@@ -204,8 +203,7 @@ int cmd_recommend() {
     const std::vector<data::index_t> rows{*u};
     const eval::TopK top = eval::topk(users.row(*u), 1, items.data.data(), items.rows, dim, k,
                                       &d.user_items, rows);
-    for (int j = 0; j < k && top.items[j] >= 0; ++j)
-      std::printf("%d\t%s\t%.6f\n", j + 1, d.items.external(top.items[j]).c_str(), top.scores[j]);
+    print_ranked(top, 0, d.items);
     return 0;
   }
   const eval::TopK top = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,

@@ -97,7 +97,7 @@ void Progress::update(int64_t done) {
   // A bar redraws 10 times a second; plain lines appear every 5 seconds.
   if (since < (mode_ == ProgressMode::kBar ? 0.1 : 5.0)) return;
   last_ = now;
-  draw(done, false);
+  draw(done);
 }
 
 void Progress::finish(int64_t done) {
@@ -114,7 +114,7 @@ void Progress::finish(int64_t done) {
             label_, human_count(done), unit_, secs, human_count(rate), unit_);
 }
 
-void Progress::draw(int64_t done, bool) {
+void Progress::draw(int64_t done) {
   const double secs = elapsed();
   const double rate = secs > 0 ? done / secs : 0.0;
   std::string eta;

@@ -44,7 +44,7 @@ class Progress {
   double elapsed() const;
 
  private:
-  void draw(int64_t done, bool final);
+  void draw(int64_t done);
   std::string label_, unit_;
   int64_t total_;
   ProgressMode mode_;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -87,6 +88,12 @@ bool read_ids(Reader& r, IdMap& m) {
   return true;
 }
 
+// The report's counters in their on-disk order: the one list both read and write use.
+std::array<int64_t*, 8> report_counts(LoadReport& r) {
+  return {&r.lines,           &r.skipped_lines,         &r.raw_interactions, &r.duplicates_combined,
+          &r.below_min_weight, &r.filtered_interactions, &r.filtered_users,   &r.filtered_items};
+}
+
 }  // namespace
 
 std::optional<Loaded> read_cache(const std::string& path) {
@@ -126,17 +133,12 @@ std::optional<Loaded> read_cache(const std::string& path) {
         return damaged("index out of range");
   }
   {
-    LoadReport& rep = d.report;
     int32_t rounds = 0;
-    double secs = 0, rate = 0;
-    for (auto* v : {&rep.lines, &rep.skipped_lines, &rep.raw_interactions, &rep.duplicates_combined,
-                    &rep.below_min_weight, &rep.filtered_interactions, &rep.filtered_users,
-                    &rep.filtered_items})
+    for (int64_t* v : report_counts(d.report))
       if (!r.pod(*v)) return damaged("truncated report");
-    if (!r.pod(rounds) || !r.pod(secs) || !r.pod(rate)) return damaged("truncated report");
-    rep.filter_rounds = rounds;
-    rep.parse_seconds = secs;
-    rep.lines_per_second = rate;
+    if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second))
+      return damaged("truncated report");
+    d.report.filter_rounds = rounds;
   }
   uint64_t trailer;
   if (!r.pod(trailer) || trailer != kTrailer) return damaged("missing trailer");
@@ -165,11 +167,8 @@ void write_cache(const std::string& path, const Loaded& d) {
         w.vec(p.weights);
         if (p.has_times()) w.vec(p.times);
       }
-      const LoadReport& rep = d.report;
-      for (int64_t v : {rep.lines, rep.skipped_lines, rep.raw_interactions,
-                        rep.duplicates_combined, rep.below_min_weight, rep.filtered_interactions,
-                        rep.filtered_users, rep.filtered_items})
-        w.pod(v);
+      LoadReport rep = d.report;
+      for (const int64_t* v : report_counts(rep)) w.pod(*v);
       w.pod(static_cast<int32_t>(rep.filter_rounds));
       w.pod(rep.parse_seconds);
       w.pod(rep.lines_per_second);

@@ -166,17 +166,23 @@ struct Selector {
   }
 };
 
+// n_q lists of k padding entries (item -1, score -inf), to be filled.
+TopK padded(int64_t n_q, int k) {
+  TopK out;
+  out.n = n_q;
+  out.k = k;
+  out.items.assign(static_cast<size_t>(n_q * k), -1);
+  out.scores.assign(static_cast<size_t>(n_q * k), kNegInf);
+  return out;
+}
+
 }  // namespace
 
 TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
           const data::Csr* exclude, const std::vector<index_t>& query_rows,
           const std::vector<index_t>* global_exclude) {
   validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
-  TopK out;
-  out.n = n_q;
-  out.k = k;
-  out.items.assign(static_cast<size_t>(n_q * k), -1);
-  out.scores.assign(static_cast<size_t>(n_q * k), kNegInf);
+  TopK out = padded(n_q, k);
   if (n_q == 0 || n_items == 0) return out;
 
   const int64_t cap = static_cast<int64_t>(k) + std::max<int64_t>(k, 256);
@@ -250,11 +256,7 @@ TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n
                 int k, const data::Csr* exclude, const std::vector<index_t>& query_rows,
                 const std::vector<index_t>* global_exclude) {
   validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
-  TopK out;
-  out.n = n_q;
-  out.k = k;
-  out.items.assign(static_cast<size_t>(n_q * k), -1);
-  out.scores.assign(static_cast<size_t>(n_q * k), kNegInf);
+  TopK out = padded(n_q, k);
   std::vector<uint8_t> masked(static_cast<size_t>(n_items));
   std::vector<Cand> all;
   for (int64_t q = 0; q < n_q; ++q) {

@@ -10,16 +10,21 @@
 namespace recforge::pipeline {
 namespace fs = std::filesystem;
 
-nlohmann::json read_run_json(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("{}: no such run directory", dir);
-  const std::string path = dir + "/run.json";
-  if (!fs::exists(path)) fail("{}: not a recforge run directory (run.json is missing)", dir);
+nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: not valid JSON ({})", path, e.what());
   }
+}
+
+nlohmann::json read_run_json(const std::string& dir) {
+  if (!fs::is_directory(dir)) fail("{}: no such run directory", dir);
+  const std::string path = dir + "/run.json";
+  if (!fs::exists(path)) fail("{}: not a recforge run directory (run.json is missing)", dir);
+  return read_json(path);
 }
 
 OpenedRun open_run(const std::string& dir, const std::string& verb) {

@@ -23,6 +23,9 @@ struct OpenedRun {
   std::unique_ptr<models::Model> model;   ///< the model with the saved factors
 };
 
+/// Parses a JSON file; throws recforge::Error naming the file when it is missing or invalid.
+nlohmann::json read_json(const std::string& path);
+
 /// Reads `dir/run.json`; throws recforge::Error when `dir` is not a finished run.
 nlohmann::json read_run_json(const std::string& dir);
 
