@@ -174,6 +174,27 @@ TEST(IalsSolve, ConjugateGradientWithManyStepsEqualsCholesky) {
   EXPECT_LT(err3, err1);
 }
 
+// Rows with up to ~3,000 interactions at 160 factors: a block's gathered rows (1 MiB per thread) hold
+// one such row, so the others are read in place; both paths must solve the same systems.
+TEST(IalsSolve, LongRowsBeyondTheGatherBufferEqualCholesky) {
+  const int k = 160;
+  const Csr r = random_csr(12, 5000, 1500, 21);
+  int64_t longest = 0;
+  for (int64_t u = 0; u < r.rows; ++u) longest = std::max(longest, r.row_size(u));
+  ASSERT_GT(longest * k, int64_t{1} << 18);  // at least one row cannot be gathered
+  const Matrix y = random_matrix(5000, k, 22, 0.1);
+  Matrix exact = random_matrix(12, k, 23), cg = exact;
+  backend::cpu::solve_side(r, y, exact, params(true), 2);
+  backend::cpu::solve_side(r, y, cg, params(false, 150), 2);
+  double max_err = 0, max_abs = 0;
+  for (size_t j = 0; j < exact.data.size(); ++j) {
+    max_err = std::max(max_err, static_cast<double>(std::fabs(exact.data[j] - cg.data[j])));
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(exact.data[j])));
+  }
+  EXPECT_GT(max_abs, 1e-3);  // a non-trivial solution
+  EXPECT_LT(max_err, 1e-4 * std::max(1.0, max_abs));
+}
+
 TEST(IalsSolve, ObjectiveMatchesBruteForce) {
   const int k = 6;
   const Csr r = random_csr(15, 12, 4, 21);

@@ -14,10 +14,20 @@ namespace {
 using data::index_t;
 using data::offset_t;
 
+// Four independent vector accumulators (32 lanes): one accumulator would chain every FMA on
+// the previous one's latency, which made this loop the hottest of the solve.
 inline float dot(const float* a, const float* b, int k) {
+  constexpr int kLanes = 32;
+  float acc[kLanes] = {};
+  int j = 0;
+  for (; j + kLanes <= k; j += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
+  }
   float s = 0.f;
+  for (; j < k; ++j) s += a[j] * b[j];
 #pragma omp simd reduction(+ : s)
-  for (int j = 0; j < k; ++j) s += a[j] * b[j];
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
   return s;
 }
 
@@ -39,12 +49,20 @@ inline void axpy(float a, const float* x, float* y, int k) {
 // matrix-vector product per row.
 constexpr int kBlock = 64;
 
+// Observed factor rows gathered per block, in floats (1 MiB): the rows of a block's first rows
+// are copied once into this contiguous buffer, so the CG steps re-read them from the core's
+// cache instead of gathering them again from random places in memory. Rows that no longer fit
+// are read in place.
+constexpr int64_t kGatherFloats = int64_t{1} << 18;
+
 // Per-thread scratch, allocated once per solve (no allocation per row).
 struct CgScratch {
   explicit CgScratch(int k)
-      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), gscale(kBlock), rs(kBlock), lam(kBlock) {}
-  std::vector<float> p, r, ap, gscale;
+      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), gscale(kBlock), gathered(kGatherFloats),
+        rs(kBlock), lam(kBlock), start(kBlock) {}
+  std::vector<float> p, r, ap, gscale, gathered;
   std::vector<double> rs, lam;
+  std::vector<int64_t> start;  ///< row j's offset in `gathered`, or −1 when read in place
 };
 
 // Blocked CG for rows [r0, r1) of `r`: x ← x + steps of CG on
@@ -55,6 +73,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
   const int nb = static_cast<int>(r1 - r0);
   const float alpha = static_cast<float>(p.alpha);
   float* xb = x.row(r0);
+  int64_t used = 0;  // floats of s.gathered in use
   // A·x for the Gram part: AX = X_b · G (G symmetric).
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, g, k, 0.f,
               s.ap.data(), k);
@@ -76,11 +95,23 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
     const float lam = static_cast<float>(s.lam[j]), gs = s.gscale[j];
     // r = b − A x = Σ w (1 − y·x) y − c·AX − λ x
     for (int c = 0; c < k; ++c) ru[c] = -gs * axu[c] - lam * xu[c];
+    float* dst = nullptr;
+    if (used + n * k <= kGatherFloats) {
+      s.start[j] = used;
+      dst = s.gathered.data() + used;
+      used += n * k;
+    } else {
+      s.start[j] = -1;
+    }
     for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e) {
       prefetch_row(r, y, e, end, k);
       const float* yi = y.row(r.indices[e]);
       const float w = alpha * r.data[e];
       axpy(w * (1.f - dot(yi, xu, k)), yi, ru, k);
+      if (dst) {
+        std::copy(yi, yi + k, dst);
+        dst += k;
+      }
     }
     std::copy(ru, ru + k, pu);
     s.rs[j] = dot(ru, ru, k);
@@ -101,10 +132,16 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
         for (int c = 0; c < k; ++c) apu[c] *= gs;
       }
       axpy(static_cast<float>(s.lam[j]), pu, apu, k);
-      for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e) {
-        prefetch_row(r, y, e, end, k);
-        const float* yi = y.row(r.indices[e]);
-        axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
+      if (s.start[j] >= 0) {
+        const float* yi = s.gathered.data() + s.start[j];
+        for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e, yi += k)
+          axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
+      } else {
+        for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e) {
+          prefetch_row(r, y, e, end, k);
+          const float* yi = y.row(r.indices[e]);
+          axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
+        }
       }
       const double pap = dot(pu, apu, k);
       if (!(pap > 0)) {
