@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what recforge needs to build and test on Debian/Ubuntu. Idempotent: packages already
 # present are not touched, and apt is not even updated when nothing is missing.
-#   tools/setup.sh            build dependencies (compiler, CMake, Ninja, libraries)
-#   tools/setup.sh --python   also the Python helpers' virtual environment (.venv) from
-#                             tools/requirements.txt (pinned), for benchmarks against peers
+#   tools/setup.sh            build dependencies (compiler, CMake, Ninja, libraries), then the
+#                             Python virtual environment .venv from tools/requirements.txt
+#                             (pinned: NumPy, faiss-cpu and matplotlib for the artifact client
+#                             test and plots, implicit for peer benchmarks); pip runs only when
+#                             the requirements changed since the last setup
+#   tools/setup.sh --python   the same (accepted for older instructions)
 # The CUDA toolkit is optional and not installed here: with nvcc on PATH (or in /usr/local/cuda)
 # the CUDA backend is built too (RECFORGE_CUDA=AUTO).
 set -euo pipefail
@@ -44,20 +47,29 @@ if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   echo "setup: CUDA found at /usr/local/cuda (add /usr/local/cuda/bin to PATH to build the CUDA backend)"
 fi
 
-# The Python virtual environment, rebuilt only when tools/requirements.txt changes.
-if [[ "${1:-}" == "--python" ]]; then
-  root=$(cd "$(dirname "$0")/.." && pwd)
-  req="$root/tools/requirements.txt"
-  stamp="$root/.venv/.requirements.sha256"
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    echo "setup: creating $root/.venv from tools/requirements.txt"
-    rm -rf "$root/.venv"
-    python3 -m venv "$root/.venv"
-    "$root/.venv/bin/pip" install -q --upgrade pip
-    "$root/.venv/bin/pip" install -q -r "$req"
-    echo "$want" > "$stamp"
-  else
-    echo "setup: .venv is up to date"
-  fi
+# The Python virtual environment, brought up to date only when tools/requirements.txt changed
+# (the test suite's `client` test runs tools/check_artifact.py with .venv/bin/python). Updated in
+# place, so that a helper running from .venv meanwhile keeps its files.
+for arg in "$@"; do
+  case "$arg" in
+    --python) ;;  # the default now; kept so that older instructions still work
+    *) echo "setup: unknown option $arg (usage: tools/setup.sh [--python])" >&2; exit 2 ;;
+  esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+req="$root/tools/requirements.txt"
+stamp="$root/.venv/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [[ ! -x "$root/.venv/bin/python" ]] || ! "$root/.venv/bin/python" -c "" 2>/dev/null; then
+  echo "setup: creating $root/.venv"
+  rm -rf "$root/.venv"
+  python3 -m venv "$root/.venv"
+  "$root/.venv/bin/pip" install -q --upgrade pip
+fi
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  echo "setup: installing tools/requirements.txt into $root/.venv"
+  "$root/.venv/bin/pip" install -q -r "$req"
+  echo "$want" > "$stamp"
+else
+  echo "setup: .venv is up to date"
 fi

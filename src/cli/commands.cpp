@@ -1,8 +1,10 @@
 #include "cli/commands.h"
+#include "cli/sweep_commands.h"
 
 #include <omp.h>
 
 #include <faiss/Index.h>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,7 +12,9 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "artifact/artifact.h"
 #include "config/config.h"
 #include "core/blas.h"
 #include "core/context.h"
@@ -24,6 +28,9 @@
 #include "core/fs.h"
 #include "data/weight.h"
 #include "eval/topk.h"
+#include "index/bench.h"
+#include "index/filtered_search.h"
+#include "pipeline/export.h"
 #include <cmath>
 
 namespace recforge::cli {
@@ -34,8 +41,10 @@ namespace fs = std::filesystem;
 struct Options {
   std::string config_path;
   std::vector<std::string> sets;
-  std::string run_dir, out, user, item_list, name, device;
-  bool all = false;
+  std::string run_dir, out, user, item_list, name, device, exclude;
+  bool all = false, exact = false;
+  std::string nprobe_list, ef_list;
+  int64_t bench_users = 0;
   int64_t k = 10;
   int64_t users = 0, items = 0, interactions = 0, seed = -1;
   bool markdown = false;
@@ -100,6 +109,18 @@ int cmd_config() {
 }
 
 int cmd_info() {
+  if (!g.run_dir.empty() && artifact::is_artifact(g.run_dir)) {
+    // An export: its manifest (recommend verifies the files; this only describes them).
+    const nlohmann::json m = read_json(g.run_dir + "/manifest.json");
+    std::printf("export     %s (%s version %s)\n", g.run_dir.c_str(), m.value("format", "?").c_str(),
+                m.value("format_version", nlohmann::json()).dump().c_str());
+    std::printf("created    %s with recforge %s\n", m.value("created", "?").c_str(),
+                m.value("recforge_version", "?").c_str());
+    std::printf("model      %s\n", m.value("model", nlohmann::json()).dump().c_str());
+    std::printf("counts     %s\n", m.value("counts", nlohmann::json()).dump().c_str());
+    std::printf("index      %s\n", m.value("index", nlohmann::json()).dump().c_str());
+    return 0;
+  }
   if (!g.run_dir.empty()) {
     const nlohmann::json run = pipeline::read_run_json(g.run_dir);
     std::printf("run        %s\n", g.run_dir.c_str());
@@ -171,15 +192,93 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// Item rows of the --exclude list (sorted); an unknown id is an error.
+std::vector<data::index_t> exclude_rows(const data::IdMap& items) {
+  std::vector<data::index_t> rows;
+  for (const auto& id : split_list(g.exclude)) {
+    const auto i = items.find(id);
+    if (!i) fail("recommend --exclude: item \"{}\" is not in {}", id, g.run_dir);
+    rows.push_back(*i);
+  }
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+// Writes top-k lists of users `rows` as CSV user,rank,item,score.
+void write_csv(const eval::TopK& top, const std::vector<data::index_t>& rows,
+               const data::IdMap& users, const data::IdMap& items) {
+  std::string csv = "user,rank,item,score\n";
+  for (int64_t q = 0; q < top.n; ++q)
+    for (int j = 0; j < top.k; ++j) {
+      const data::index_t i = top.item(q, j);
+      if (i < 0) break;
+      csv += fmt::format("{},{},{},{:.6g}\n", users.external(rows[static_cast<size_t>(q)]), j + 1,
+                         items.external(i), top.score(q, j));
+    }
+  write_file_atomic(g.out, csv);
+  log().info("wrote top-{} lists of {} users to {}", top.k, top.n, g.out);
+}
+
+// recommend from an export directory: no training data, no config; the artifact alone.
+int recommend_artifact() {
+  if (!g.item_list.empty())
+    fail("recommend --items: {} is an export; folding in a new user needs the run directory "
+         "(its training data and solver)",
+         g.run_dir);
+  const artifact::Artifact a = artifact::load(g.run_dir);
+  const int dim = static_cast<int>(a.items.cols);
+  const int k = static_cast<int>(std::min<int64_t>(g.k, a.items.rows));
+  const std::vector<data::index_t> global = exclude_rows(a.item_ids);
+  std::vector<data::index_t> rows;
+  if (!g.user.empty()) {
+    const auto u = a.user_ids.find(g.user);
+    if (!u) fail("recommend --user: user \"{}\" is not in {}", g.user, g.run_dir);
+    rows.push_back(*u);
+  } else {
+    rows.resize(static_cast<size_t>(a.users.rows));
+    for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
+  }
+  std::vector<float> q(rows.size() * static_cast<size_t>(dim));
+  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(a.users.row(rows[i]), dim, q.data() + i * dim);
+  eval::TopK top;
+  if (g.exact) {
+    // Direct scoring of every item, with the artifact's metric.
+    const float* items = a.items.data.data();
+    std::vector<float> unit;
+    if (a.metric == index::Metric::kCosine) {
+      unit = a.items.data;
+      index::normalize_rows(unit.data(), a.items.rows, dim);
+      items = unit.data();
+      index::normalize_rows(q.data(), static_cast<int64_t>(rows.size()), dim);
+    }
+    top = eval::topk(q.data(), static_cast<int64_t>(rows.size()), items, a.items.rows, dim, k,
+                     &a.seen, rows, &global);
+  } else {
+    const index::SearchFn search = [&](const float* x, int64_t n, int kk, float* s, int64_t* l) {
+      a.index.search(x, n, kk, s, l);
+    };
+    top = index::search_filtered(search, q.data(), static_cast<int64_t>(rows.size()), dim,
+                                 a.items.rows, k, &a.seen, rows, &global);
+  }
+  if (!g.user.empty())
+    print_ranked(top, 0, a.item_ids);
+  else
+    write_csv(top, rows, a.user_ids, a.item_ids);
+  return 0;
+}
+
 int cmd_recommend() {
   const int modes = !g.user.empty() + !g.item_list.empty() + g.all;
   if (modes != 1) fail("recommend: give exactly one of --user ID, --items ID,ID,... or --all --out FILE");
   if (g.all && g.out.empty()) fail("recommend --all needs --out FILE (a CSV of user,rank,item,score)");
+  if (artifact::is_artifact(g.run_dir)) return recommend_artifact();
   pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "recommend from");
   const auto& d = r.data;
   const Matrix& items = r.model->item_factors();
   const int dim = static_cast<int>(items.cols);
   const int k = static_cast<int>(std::min<int64_t>(g.k, d.items.size()));
+  const std::vector<data::index_t> global = exclude_rows(d.items);
   if (!g.item_list.empty()) {
     // Fold-in: a user who was not in training, from their items (weight 1 each).
     data::Interactions x;
@@ -192,7 +291,8 @@ int cmd_recommend() {
     const data::Csr row = data::Csr::from_interactions(
         1, d.items.size(), x, data::confidence(x, 1, d.items.size(), d.weighting));
     const Matrix q = r.model->fold_in(row);
-    const eval::TopK top = eval::topk(q.data.data(), 1, items.data.data(), items.rows, dim, k, &row);
+    const eval::TopK top =
+        eval::topk(q.data.data(), 1, items.data.data(), items.rows, dim, k, &row, {}, &global);
     print_ranked(top, 0, d.items);
     return 0;
   }
@@ -202,33 +302,104 @@ int cmd_recommend() {
     if (!u) fail("recommend --user: user \"{}\" is not in this run's data", g.user);
     const std::vector<data::index_t> rows{*u};
     const eval::TopK top = eval::topk(users.row(*u), 1, items.data.data(), items.rows, dim, k,
-                                      &d.user_items, rows);
+                                      &d.user_items, rows, &global);
     print_ranked(top, 0, d.items);
     return 0;
   }
   const eval::TopK top = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,
-                                    dim, k, &d.user_items);
-  std::string csv = "user,rank,item,score\n";
-  for (int64_t u = 0; u < users.rows; ++u)
-    for (int j = 0; j < k; ++j) {
-      const data::index_t i = top.items[u * k + j];
-      if (i < 0) break;
-      csv += fmt::format("{},{},{},{:.6g}\n", d.users.external(static_cast<data::index_t>(u)), j + 1,
-                         d.items.external(i), top.scores[u * k + j]);
-    }
-  write_file_atomic(g.out, csv);
-  log().info("wrote top-{} lists of {} users to {}", k, users.rows, g.out);
+                                    dim, k, &d.user_items, {}, &global);
+  std::vector<data::index_t> rows(static_cast<size_t>(users.rows));
+  for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
+  write_csv(top, rows, d.users, d.items);
   return 0;
 }
 
 int cmd_export() {
-  const nlohmann::json run = pipeline::read_run_json(g.run_dir);
-  if (run["model"].is_null())
-    fail("{}: this run has no trained model, so there is nothing to export", g.run_dir);
-  fail("export: the serving artifact (Faiss index, .npy embeddings, id maps, manifest) is not "
-       "implemented in this version; the run's factors are in {}/user_factors.npy and "
-       "item_factors.npy",
-       g.run_dir);
+  const std::string out = pipeline::export_run(g.run_dir, g.out, g.sets);
+  std::printf("%s\n", out.c_str());
+  return 0;
+}
+
+// Parses "1,2,4" into positive integers for --nprobe / --ef-search.
+std::vector<int64_t> int_list(const std::string& text, const char* option) {
+  std::vector<int64_t> v;
+  for (const std::string& s : split_list(text)) {
+    size_t used = 0;
+    int64_t x = 0;
+    try {
+      x = std::stoll(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || x < 1)
+      fail("{} {}: \"{}\" is not a positive integer; expected a list like 1,2,4,8", option, text, s);
+    v.push_back(x);
+  }
+  return v;
+}
+
+int cmd_index_bench() {
+  if (!g.nprobe_list.empty() && !g.ef_list.empty())
+    fail("index-bench: give --nprobe (IVF) or --ef-search (HNSW), not both");
+  Matrix users, items;
+  data::Csr seen;
+  index::ItemIndex idx;
+  std::optional<artifact::Artifact> a;
+  if (artifact::is_artifact(g.run_dir)) {
+    if (!g.sets.empty())
+      fail("index-bench --set: {} is an export whose index is fixed; pass a run directory to "
+           "build other indices",
+           g.run_dir);
+    a.emplace(artifact::load(g.run_dir));
+  } else {
+    for (const std::string& s : g.sets)
+      if (s.rfind("index.", 0) != 0)
+        fail("--set {}: only index.* settings can be changed here; the model and data are those "
+             "of the run",
+             s);
+    pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "benchmark an index of");
+    for (const std::string& s : g.sets) r.config.set(s);
+    const auto t0 = std::chrono::steady_clock::now();
+    idx = index::ItemIndex::build(r.model->item_factors(), index::options_from_config(r.config));
+    log().info("built the {} index of {} items in {:.2f} s", index::type_name(idx.type()),
+               idx.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    users = r.model->user_factors();
+    items = r.model->item_factors();
+    seen = std::move(r.data.user_items);
+  }
+  index::BenchInput in;
+  in.users = a ? &a->users : &users;
+  in.items = a ? &a->items : &items;
+  in.seen = a ? &a->seen : &seen;
+  in.index = a ? &a->index : &idx;
+  in.k = static_cast<int>(g.k);
+  in.max_users = g.bench_users;
+  const bool ivf = in.index->type() == index::Type::kIvfFlat || in.index->type() == index::Type::kIvfPq;
+  if (!g.nprobe_list.empty()) {
+    if (!ivf) fail("index-bench --nprobe: the index is {}, expected ivf_flat or ivf_pq", index::type_name(in.index->type()));
+    in.values = int_list(g.nprobe_list, "--nprobe");
+  }
+  if (!g.ef_list.empty()) {
+    if (in.index->type() != index::Type::kHnsw)
+      fail("index-bench --ef-search: the index is {}, expected hnsw", index::type_name(in.index->type()));
+    in.values = int_list(g.ef_list, "--ef-search");
+  }
+  int64_t n_users = 0;
+  const std::vector<index::BenchRow> rows = index::bench(in, &n_users);
+  const nlohmann::json desc = in.index->describe();
+  std::printf("index %s (%s), %lld items, k %lld, %lld users\n", index::type_name(in.index->type()),
+              index::metric_name(in.index->metric()), static_cast<long long>(in.index->size()),
+              static_cast<long long>(g.k), static_cast<long long>(n_users));
+  std::printf("%-10s %-10s %8s %10s %12s\n", "method", "param", "value",
+              fmt::format("recall@{}", g.k).c_str(), "queries/s");
+  for (const index::BenchRow& r : rows)
+    std::printf("%-10s %-10s %8s %10.4f %12.1f\n", r.method.c_str(), r.param.c_str(),
+                r.param == "-" ? "-" : std::to_string(r.value).c_str(), r.recall, r.qps);
+  if (!g.out.empty()) {
+    write_file_atomic(g.out, index::bench_csv(rows, static_cast<int>(g.k), n_users));
+    log().info("wrote {}", g.out);
+  }
+  return 0;
 }
 
 void add_sets(CLI::App* c) {
@@ -264,23 +435,57 @@ void register_commands(CLI::App& app) {
   evaluate->add_option("--out", g.out, "Also write the metrics as JSON to this file");
   g_actions["evaluate"] = cmd_evaluate;
 
-  auto* recommend = app.add_subcommand("recommend", "Top-k items for a user of a trained run");
-  recommend->add_option("run_dir", g.run_dir, "Run directory")->required();
+  auto* recommend = app.add_subcommand(
+      "recommend", "Top-k items for a user of a trained run, or of an export directory (one "
+                   "holding manifest.json: served from the artifact alone)");
+  recommend->add_option("run_dir", g.run_dir, "Run directory or export directory")->required();
   recommend->add_option("--user", g.user, "External user id: top-k for this training user");
   recommend->add_option("--items", g.item_list,
                         "Comma-separated external item ids: fold in a new user with these items");
   recommend->add_flag("--all", g.all, "Top-k for every user, written as CSV to --out");
   recommend->add_option("--out", g.out, "CSV output for --all (user,rank,item,score)");
   recommend->add_option("--k", g.k, "Number of items (default 10)")->check(CLI::PositiveNumber);
+  recommend->add_option("--exclude", g.exclude,
+                        "Comma-separated external item ids never to recommend (a global "
+                        "exclusion list, besides each user's training items)");
+  recommend->add_flag("--exact", g.exact,
+                      "Export directories: score every item directly instead of searching the "
+                      "Faiss index (run directories are always exact)");
   g_actions["recommend"] = cmd_recommend;
 
   auto* exp = app.add_subcommand("export", "Write the serving artifact of a trained run");
   exp->add_option("run_dir", g.run_dir, "Run directory")->required();
-  exp->add_option("--out", g.out, "Export directory")->required();
+  exp->add_option("--out", g.out,
+                  "Export directory; an earlier export there is replaced atomically")
+      ->required();
+  exp->add_option("--set", g.sets,
+                  "Override an index setting of the run's config, e.g. --set index.type=hnsw "
+                  "(repeatable)")
+      ->type_name("KEY=VALUE");
   g_actions["export"] = cmd_export;
 
-  auto* info = app.add_subcommand("info", "Show this build (CUDA, GPUs, Faiss) or a run directory");
-  info->add_option("run_dir", g.run_dir, "Run directory to describe");
+  auto* bench = app.add_subcommand(
+      "index-bench", "Recall@k against exact top-k and queries/s of an ANN index, for a sweep of "
+                     "nprobe (IVF) or efSearch (HNSW)");
+  bench->add_option("run_dir", g.run_dir,
+                    "Run directory (the index is built from its config and --set) or export "
+                    "directory (its index)")
+      ->required();
+  bench->add_option("--k", g.k, "List length (default 10)")->check(CLI::PositiveNumber);
+  bench->add_option("--nprobe", g.nprobe_list, "IVF cells probed, e.g. 1,2,4,8 (default: powers "
+                                               "of two up to nlist)");
+  bench->add_option("--ef-search", g.ef_list, "HNSW efSearch values, e.g. 16,32,64 (default: "
+                                              "16 to 1024)");
+  bench->add_option("--users", g.bench_users, "Measure a seeded sample of this many users "
+                                              "(default: all)")
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--out", g.out, "Also write the table as CSV (for tools/plot_index_bench.py)");
+  add_sets(bench);
+  g_actions["index-bench"] = cmd_index_bench;
+
+  auto* info = app.add_subcommand(
+      "info", "Show this build (CUDA, GPUs, Faiss), a run directory or an export directory");
+  info->add_option("run_dir", g.run_dir, "Run or export directory to describe");
   g_actions["info"] = cmd_info;
 
   auto* cfg = app.add_subcommand("config", "Print the fully resolved config, or the parameter reference");
@@ -288,6 +493,8 @@ void register_commands(CLI::App& app) {
   add_sets(cfg);
   cfg->add_flag("--markdown", g.markdown, "Print docs/configuration.md (the parameter reference)");
   g_actions["config"] = cmd_config;
+
+  register_sweep_commands(app, g_actions);
 }
 
 int run_selected(CLI::App& app) {

@@ -93,6 +93,10 @@ const std::vector<Section> kSections = {
     {"model", "The model trained on the training interactions and its hyperparameters."},
     {"eval", "How trained models are evaluated: exact top-k over all items with training items "
              "masked (see docs/metrics.md)."},
+    {"index", "The Faiss index built over the item factors for retrieval and export (see "
+              "docs/export.md)."},
+    {"export", "Writing the serving artifact (manifest, Faiss index, embeddings, id maps, seen "
+               "items) at the end of a training run."},
 };
 
 /// eval.metric: NAME@K with a known metric name.
@@ -300,6 +304,51 @@ const std::vector<Param>& params() {
       Bool("eval.test", "true",
            "Evaluate on the test part after training. Tuning runs set it to false so that "
            "hyperparameters are chosen on validation without ever looking at test."),
+
+      // ---- index ------------------------------------------------------------------------------
+      Enum("index.type", {"flat", "ivf_flat", "ivf_pq", "hnsw"}, "flat",
+           "Faiss index over the item factors: `flat` scores every item (exact), `ivf_flat` "
+           "probes `nprobe` of `nlist` k-means cells, `ivf_pq` does the same over "
+           "product-quantized vectors, `hnsw` walks a navigable small-world graph."),
+      Enum("index.metric", {"inner_product", "cosine"}, "inner_product",
+           "Similarity: `inner_product` is the model's score; `cosine` normalizes item and query "
+           "vectors to unit length first (the index then holds normalized vectors)."),
+      Int("index.nlist", "0",
+          "Number of IVF cells (`ivf_flat`, `ivf_pq`); 0 picks 4 * sqrt(items), at most the "
+          "number of training vectors.")
+          .ge(0),
+      Int("index.nprobe", "16",
+          "IVF cells visited per query (stored in the index file; at most `nlist` are used).")
+          .ge(1),
+      Int("index.pq_m", "0",
+          "Sub-quantizers of `ivf_pq` (bytes per vector at 8 bits); must divide the factor "
+          "dimension; 0 picks the largest divisor that leaves at least 4 dimensions each.")
+          .ge(0),
+      Int("index.pq_nbits", "8",
+          "Bits per sub-quantizer code of `ivf_pq`; training needs at least 2^pq_nbits vectors.")
+          .ge(1)
+          .le(16),
+      Int("index.hnsw_m", "32", "Graph neighbours per node of `hnsw`.").ge(2).le(1024),
+      Int("index.ef_construction", "200", "Candidate list size while building `hnsw`.").ge(1),
+      Int("index.ef_search", "128",
+          "Candidate list size while searching `hnsw` (stored in the index file; a query for "
+          "more than ef_search results uses its k instead).")
+          .ge(1),
+      Int("index.train_sample", "100000",
+          "Item vectors sampled (seeded) to train the IVF cells and the product quantizer; all "
+          "items when there are fewer.")
+          .ge(1),
+      Int("index.seed", "", "Seed of the index training (k-means, sampling, HNSW levels); unset "
+                            "uses `run.seed`.")
+          .ge(0)
+          .optional(),
+
+      // ---- export -----------------------------------------------------------------------------
+      Bool("export.enabled", "false",
+           "Write the serving artifact (docs/export.md) at the end of `recforge train`."),
+      String("export.out", "\"\"",
+             "Directory of the artifact written by `export.enabled`; empty means `export/` "
+             "inside the run directory. An existing export there is replaced atomically."),
   };
   return table;
 }

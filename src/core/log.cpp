@@ -1,11 +1,15 @@
 #include "core/log.h"
 
+#include <spdlog/details/os.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <mutex>
 
 #include "core/error.h"
 
@@ -14,10 +18,52 @@ namespace {
 
 ProgressMode g_progress_mode = ProgressMode::kAuto;
 
+// The log files of runs, each owned by the thread that opened it. A message from an owning
+// thread goes to that thread's file only; a message from any other thread (an OpenMP worker) goes
+// to every open file. With one run at a time this is a plain file sink; runs trained side by side
+// on threads (`recforge sweep --parallel`) keep separate logs. The sink list of the logger itself
+// never changes after construction, so opening and closing files is safe while others log.
+class FileRouter final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  void open(size_t thread, std::shared_ptr<spdlog::sinks::sink> file) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    files_[thread] = std::move(file);
+  }
+  void close(size_t thread) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = files_.find(thread);
+    if (it == files_.end()) return;
+    it->second->flush();
+    files_.erase(it);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    const auto it = files_.find(msg.thread_id);
+    if (it != files_.end()) {
+      it->second->log(msg);
+      return;
+    }
+    for (auto& file : files_) file.second->log(msg);
+  }
+  void flush_() override {
+    for (auto& file : files_) file.second->flush();
+  }
+
+ private:
+  std::map<size_t, std::shared_ptr<spdlog::sinks::sink>> files_;
+};
+
+const std::shared_ptr<FileRouter>& file_router() {
+  static const auto router = std::make_shared<FileRouter>();
+  return router;
+}
+
 std::shared_ptr<spdlog::logger>& logger_ptr() {
   static std::shared_ptr<spdlog::logger> logger = [] {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    auto l = std::make_shared<spdlog::logger>("recforge", sink);
+    auto l = std::make_shared<spdlog::logger>("recforge",
+                                              spdlog::sinks_init_list{sink, file_router()});
     l->set_pattern("%^[%H:%M:%S %L]%$ %v");
     l->set_level(spdlog::level::info);
     l->flush_on(spdlog::level::info);
@@ -42,19 +88,13 @@ void set_log_level(const std::string& level) {
 }
 
 void log_to_file(const std::string& path) {
-  close_log_file();
+  log();  // the logger (and its router) exist before the first file
   auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e %l] %v");
-  log().sinks().push_back(sink);
+  file_router()->open(spdlog::details::os::thread_id(), std::move(sink));
 }
 
-void close_log_file() {
-  auto& sinks = log().sinks();
-  while (sinks.size() > 1) {
-    sinks.back()->flush();
-    sinks.pop_back();
-  }
-}
+void close_log_file() { file_router()->close(spdlog::details::os::thread_id()); }
 
 void set_progress_mode(const std::string& mode) {
   if (mode == "auto") g_progress_mode = ProgressMode::kAuto;

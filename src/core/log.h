@@ -16,10 +16,12 @@ spdlog::logger& log();
 /// Sets the log level by name (trace, debug, info, warn, error, off).
 void set_log_level(const std::string& level);
 
-/// Adds a file sink (a run's `log.txt`); later messages go to stderr and the file.
+/// Opens the calling thread's log file (a run's `log.txt`), replacing one it had open: later
+/// messages of this thread go to stderr and the file; those of threads without a file of their
+/// own (OpenMP workers) go to every open file. Runs on different threads keep separate files.
 void log_to_file(const std::string& path);
 
-/// Removes any file sink (the file is closed).
+/// Closes the calling thread's log file, if any.
 void close_log_file();
 
 /// How progress is shown: a live bar on a terminal, plain periodic log lines otherwise.

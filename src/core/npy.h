@@ -1,6 +1,7 @@
 #pragma once
 /// @file npy.h
-/// NumPy `.npy` files (format 1.0): float32, C order, 2-D — what `numpy.load` reads directly.
+/// NumPy `.npy` files (format 1.0): float32 C-order 2-D matrices, and 1-D int64 / int32 vectors
+/// (CSR offsets and indices) — what `numpy.load` reads directly.
 
 #include <cstdint>
 #include <string>
@@ -26,5 +27,17 @@ void write_npy(const std::string& path, const Matrix& m);
 /// Reads a 2-D `<f4` C-order `.npy` file. Throws recforge::Error naming the file and what is
 /// wrong (missing, not .npy, other dtype, Fortran order, not 2-D, truncated).
 Matrix read_npy(const std::string& path);
+
+/// Writes a 1-D `<i8` array of shape (n,), atomically. Throws recforge::Error on failure.
+void write_npy(const std::string& path, const std::vector<int64_t>& v);
+
+/// Writes a 1-D `<i4` array of shape (n,), atomically. Throws recforge::Error on failure.
+void write_npy(const std::string& path, const std::vector<int32_t>& v);
+
+/// Reads a 1-D `<i8` `.npy` file; errors as read_npy.
+std::vector<int64_t> read_npy_i64(const std::string& path);
+
+/// Reads a 1-D `<i4` `.npy` file; errors as read_npy.
+std::vector<int32_t> read_npy_i32(const std::string& path);
 
 }  // namespace recforge

@@ -4,12 +4,14 @@
 #include <ctime>
 #include <filesystem>
 
+#include "core/clock.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
+#include "pipeline/export.h"
 
 namespace recforge::pipeline {
 
@@ -28,13 +30,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 // Closes the run's log file when the run ends, whichever way.
 struct LogFileGuard {
   ~LogFileGuard() { close_log_file(); }
@@ -51,7 +46,8 @@ void check_metric(const config::Config& cfg, const std::vector<int>& ks) {
 
 // Trains `model`, evaluating on validation every eval_every iterations and stopping after
 // `patience` evaluations without improvement (restoring the best factors). Returns the history.
-nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg) {
+nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
+                   const TrainOptions& options) {
   const std::vector<int> ks = eval_ks(cfg);
   const std::string& metric = cfg.get_string("eval.metric");
   const int64_t every = cfg.get_int("model.eval_every");
@@ -95,6 +91,14 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
         model.set_factors(std::move(best_users), std::move(best_items));
         return history;
       }
+      if (options.on_validation && !options.on_validation(it, h["validation"]) && it < iterations) {
+        h["stopped_early"] = true;
+        history.push_back(h);
+        log().info("{} — stopped early by the caller", line);
+        if (patience > 0 && best_iter != it)
+          model.set_factors(std::move(best_users), std::move(best_items));
+        return history;
+      }
     }
     log().info("{}", line);
     history.push_back(h);
@@ -108,7 +112,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
 
 }  // namespace
 
-std::string train(const config::Config& cfg) {
+std::string train(const config::Config& cfg, const TrainOptions& options) {
   const auto t0 = Clock::now();
   set_log_level(cfg.get_string("run.log_level"));
   set_progress_mode(cfg.get_string("run.progress"));
@@ -117,6 +121,8 @@ std::string train(const config::Config& cfg) {
   const std::vector<int> ks = eval_ks(cfg);
   check_metric(cfg, ks);
   auto model = models::make_model(cfg, ctx);
+  if (model && cfg.get_bool("export.enabled"))  // refuse index settings before training, not after
+    index::check_dimension(index::options_from_config(cfg), cfg.get_int("model.factors"));
   StagedDir dir(cfg.get_string("run.dir"), run_name(cfg), cfg.get_string("run.exists"));
   LogFileGuard guard;
   log_to_file(dir.file("log.txt"));
@@ -142,7 +148,7 @@ std::string train(const config::Config& cfg) {
   if (model) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
-    run["history"] = fit(*model, data, cfg);
+    run["history"] = fit(*model, data, cfg, options);
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
     write_npy(dir.file("user_factors.npy"), model->user_factors());
@@ -161,6 +167,13 @@ std::string train(const config::Config& cfg) {
       log().info("{} ({} users, {:.2f} s):{}", part_name(part), m.users, seconds_since(te), shown);
     }
     write_file_atomic(dir.file("metrics.json"), metrics.dump(2) + "\n");
+    if (cfg.get_bool("export.enabled")) {
+      // Inside the run directory (staged with it) unless export.out names another place.
+      const std::string& out = cfg.get_string("export.out");
+      run["export"] = out.empty() ? dir.final_path() + "/export" : out;
+      artifact::write(export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint()),
+                      out.empty() ? dir.file("export") : out);
+    }
   }
   run["seconds"] = seconds_since(t0);
   run["status"] = "complete";

@@ -2,16 +2,28 @@
 /// @file train.h
 /// `recforge train`: one run from a validated config to a complete run directory.
 
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "config/config.h"
 
 namespace recforge::pipeline {
 
+/// What a caller (a sweep) can add to a run; the defaults change nothing.
+struct TrainOptions {
+  /// Called after each validation evaluation during training (model.eval_every > 0) with the
+  /// iteration and the validation metrics (eval::Metrics::to_json), unless model.patience
+  /// stopped training first. Returning false before the last iteration stops training there:
+  /// the run completes with the factors of that iteration (the best ones with model.patience),
+  /// and its last history entry has "stopped_early": true.
+  std::function<bool(int iteration, const nlohmann::json& validation)> on_validation;
+};
+
 /// Runs the pipeline and returns the final run directory. The directory holds config.yaml
 /// (fully resolved), log.txt, stats.json (dataset statistics) and run.json (timings, versions),
 /// and appears only once everything succeeded.
-std::string train(const config::Config& cfg);
+std::string train(const config::Config& cfg, const TrainOptions& options = {});
 
 /// The run name: run.name, else the config file's name without extension, else "run".
 std::string run_name(const config::Config& cfg);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <fstream>
 #include <sstream>
 
 #include "test_util.h"
@@ -65,8 +66,10 @@ bool runs_dir_has_no_run(const std::string& dir) {
   return fs::is_empty(dir + "/runs");
 }
 
-// A user mistake: exit status 1, exactly one line, the expected message, no run left behind.
-void expect_one_line_error(const TempDir& t, const std::string& args, const std::string& expected) {
+// A user mistake: exit status 1, exactly one line, the expected message, and (unless
+// `runs_may_exist`) no run left behind.
+void expect_one_line_error(const TempDir& t, const std::string& args, const std::string& expected,
+                           bool runs_may_exist = false) {
   const Result r = run(t.str(), args);
   EXPECT_EQ(r.rc, 1) << r.out;
   const auto lines = r.lines();
@@ -75,12 +78,15 @@ void expect_one_line_error(const TempDir& t, const std::string& args, const std:
     if (l.rfind("recforge: error: ", 0) == 0) errors.push_back(l);
   ASSERT_EQ(errors.size(), 1u) << r.out;
   EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
-  EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+  if (!runs_may_exist) {
+    EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+  }
 }
 
 TEST(Cli, HelpForEveryVerb) {
   TempDir t;
-  for (const char* verb : {"datagen", "train", "evaluate", "recommend", "export", "info", "config"}) {
+  for (const char* verb :
+       {"datagen", "train", "evaluate", "recommend", "export", "index-bench", "info", "config"}) {
     const Result r = run(t.str(), std::string(verb) + " --help");
     EXPECT_EQ(r.rc, 0) << verb;
     EXPECT_NE(r.out.find("Usage:"), std::string::npos) << verb << ": " << r.out;
@@ -228,6 +234,162 @@ TEST(Cli, EvaluateAndRecommendFromASavedRun) {
   EXPECT_EQ(nobody.rc, 1);
   EXPECT_NE(nobody.out.find("recforge: error: recommend --user: user \"nobody\" is not in this run's data"),
             std::string::npos) << nobody.out;
+}
+
+// The "rank<TAB>item<TAB>score" lines of a recommend output.
+std::vector<std::array<std::string, 3>> ranked_lines(const Result& r) {
+  std::vector<std::array<std::string, 3>> out;
+  for (const auto& l : r.lines()) {
+    const auto a = l.find('\t'), b = l.find('\t', a + 1);
+    if (l.empty() || a == std::string::npos || b == std::string::npos) continue;
+    out.push_back({l.substr(0, a), l.substr(a + 1, b - a - 1), l.substr(b + 1)});
+  }
+  return out;
+}
+
+// Same ranks and items, scores equal to 1e-5 (Faiss and the GEMM round differently).
+void expect_same_recommendations(const Result& got, const Result& want) {
+  const auto g = ranked_lines(got), w = ranked_lines(want);
+  ASSERT_EQ(g.size(), w.size()) << got.out << "\n---\n" << want.out;
+  ASSERT_FALSE(w.empty());
+  for (size_t i = 0; i < w.size(); ++i) {
+    EXPECT_EQ(g[i][0], w[i][0]);
+    EXPECT_EQ(g[i][1], w[i][1]) << "rank " << w[i][0];
+    EXPECT_NEAR(std::stod(g[i][2]), std::stod(w[i][2]), 1e-5);
+  }
+}
+
+TEST(Cli, ExportThenRecommendFromTheArtifactAlone) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config("model:\n  factors: 8\n  iterations: 4\n"));
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  const Result ex = run(t.str(), "export runs/small --out exp");
+  ASSERT_EQ(ex.rc, 0) << ex.out;
+  EXPECT_EQ(ex.lines().back(), "exp");
+  const auto m = nlohmann::json::parse(test::read_file(t.file("exp/manifest.json")));
+  EXPECT_EQ(m["index"]["type"], "flat");
+  EXPECT_EQ(m["metrics"], nlohmann::json::parse(test::read_file(t.file("runs/small/metrics.json"))));
+  // The artifact needs nothing else: move it away from the run and its config.
+  fs::rename(t.file("exp"), t.file("elsewhere"));
+  fs::remove_all(t.file("runs"));
+  write_file(t.file("small.yaml"), "garbage: [");
+  TempDir t2;
+  ASSERT_EQ(run(t2.str(), "train " + t.file("small.yaml")).rc, 1);  // the config is really gone
+  write_file(t2.file("small.yaml"), small_config("model:\n  factors: 8\n  iterations: 4\n"));
+  ASSERT_EQ(run(t2.str(), "train small.yaml").rc, 0);  // the same run again, for reference
+  for (const char* user : {"5", "17", "250"}) {
+    const std::string args = std::string(" --user ") + user + " --k 7";
+    const Result want = run(t2.str(), "recommend runs/small" + args);
+    ASSERT_EQ(want.rc, 0) << want.out;
+    const Result ann = run(t.str(), "recommend elsewhere" + args);
+    ASSERT_EQ(ann.rc, 0) << ann.out;
+    expect_same_recommendations(ann, want);
+    const Result exact = run(t.str(), "recommend elsewhere" + args + " --exact");
+    ASSERT_EQ(exact.rc, 0) << exact.out;
+    expect_same_recommendations(exact, want);
+    // A global exclusion list removes those items and the list closes up.
+    const auto w = ranked_lines(want);
+    const Result excl = run(t.str(), "recommend elsewhere" + args + " --exclude " + w[0][1] + "," + w[2][1]);
+    const auto e = ranked_lines(excl);
+    ASSERT_EQ(e.size(), 7u) << excl.out;
+    EXPECT_EQ(e[0][1], w[1][1]);
+    EXPECT_EQ(e[1][1], w[3][1]);
+  }
+  const Result info = run(t.str(), "info elsewhere");
+  EXPECT_EQ(info.rc, 0) << info.out;
+  EXPECT_NE(info.out.find("export     elsewhere (recforge-export version 1)"), std::string::npos)
+      << info.out;
+  // --all writes the same CSV shape from the artifact (every user, k lines each).
+  const Result all = run(t.str(), "recommend elsewhere --all --out recs.csv --k 3");
+  ASSERT_EQ(all.rc, 0) << all.out;
+  const Result all_run = run(t2.str(), "recommend runs/small --all --out recs.csv --k 3");
+  ASSERT_EQ(all_run.rc, 0) << all_run.out;
+  auto items_of = [](const std::string& csv) {  // user,rank,item without the score column
+    std::string out;
+    std::istringstream in(csv);
+    for (std::string l; std::getline(in, l);) out += l.substr(0, l.rfind(',')) + "\n";
+    return out;
+  };
+  EXPECT_EQ(items_of(test::read_file(t.file("recs.csv"))), items_of(test::read_file(t2.file("recs.csv"))));
+  // Mistakes.
+  const Result fold = run(t.str(), "recommend elsewhere --items 1,2");
+  EXPECT_EQ(fold.rc, 1);
+  EXPECT_NE(fold.out.find("recforge: error: recommend --items: elsewhere is an export; folding in "
+                          "a new user needs the run directory"),
+            std::string::npos) << fold.out;
+  const Result nobody = run(t.str(), "recommend elsewhere --user nobody");
+  EXPECT_NE(nobody.out.find("recforge: error: recommend --user: user \"nobody\" is not in elsewhere"),
+            std::string::npos) << nobody.out;
+  const Result bad_item = run(t.str(), "recommend elsewhere --user 5 --exclude 5,nothing");
+  EXPECT_NE(bad_item.out.find("recommend --exclude: item \"nothing\" is not in elsewhere"),
+            std::string::npos) << bad_item.out;
+  // A damaged artifact is refused with one line naming the file.
+  {
+    std::fstream io(t.file("elsewhere/user_factors.npy"), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-1, std::ios::end);
+    io.put('\x01');
+  }
+  const Result broken = run(t.str(), "recommend elsewhere --user 5");
+  EXPECT_EQ(broken.rc, 1);
+  EXPECT_EQ(broken.lines().size(), 1u) << broken.out;
+  EXPECT_EQ(broken.out.rfind("recforge: error: elsewhere/user_factors.npy: SHA-256 ", 0), 0u) << broken.out;
+}
+
+TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {
+  TempDir t;
+  write_file(t.file("small.yaml"),
+             small_config("model:\n  factors: 8\n  iterations: 4\nindex:\n  type: ivf_flat\n"
+                          "  nlist: 8\n  nprobe: 2\nexport:\n  enabled: true\n"));
+  const Result r = run(t.str(), "train small.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto m = nlohmann::json::parse(test::read_file(t.file("runs/small/export/manifest.json")));
+  EXPECT_EQ(m["index"]["type"], "ivf_flat");
+  EXPECT_EQ(m["index"]["nlist"], 8);
+  EXPECT_EQ(m["index"]["nprobe"], 2);
+  EXPECT_EQ(m["source"]["run_dir"], "runs/small");
+  const auto runj = nlohmann::json::parse(test::read_file(t.file("runs/small/run.json")));
+  EXPECT_EQ(runj["export"], "runs/small/export");
+  EXPECT_EQ(run(t.str(), "recommend runs/small/export --user 5 --k 3").rc, 0);
+
+  const Result b = run(t.str(), "index-bench runs/small --k 10 --nprobe 1,2,8 --out bench.csv");
+  ASSERT_EQ(b.rc, 0) << b.out;
+  EXPECT_NE(b.out.find("recall@10"), std::string::npos) << b.out;
+  std::istringstream csv(test::read_file(t.file("bench.csv")));
+  std::vector<std::string> rows;
+  for (std::string l; std::getline(csv, l);) rows.push_back(l);
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0], "index,param,value,k,users,recall,qps,seconds");
+  EXPECT_EQ(rows[1].rfind("exact,-,0,10,", 0), 0u);
+  EXPECT_EQ(rows[2].rfind("ivf_flat,nprobe,1,10,", 0), 0u);
+  EXPECT_EQ(rows[4].rfind("ivf_flat,nprobe,8,10,", 0), 0u);
+  auto recall = [](const std::string& row) {  // 6th column
+    size_t p = 0;
+    for (int c = 0; c < 5; ++c) p = row.find(',', p) + 1;
+    return std::stod(row.substr(p, row.find(',', p) - p));
+  };
+  EXPECT_LT(recall(rows[2]), 1.0);     // one cell of 8
+  EXPECT_DOUBLE_EQ(recall(rows[4]), 1.0);  // all cells: exhaustive
+  // From the export (its index as written), HNSW from --set, and mistakes.
+  EXPECT_EQ(run(t.str(), "index-bench runs/small/export --k 5 --users 50").rc, 0);
+  const Result h = run(t.str(), "index-bench runs/small --k 5 --set index.type=hnsw --ef-search 16,64");
+  EXPECT_EQ(h.rc, 0) << h.out;
+  EXPECT_NE(h.out.find("hnsw       ef_search        64"), std::string::npos) << h.out;
+  expect_one_line_error(t, "index-bench runs/small --set index.type=flat --nprobe 4",
+                        "index-bench --nprobe: the index is flat, expected ivf_flat or ivf_pq", true);
+  expect_one_line_error(t, "index-bench runs/small --nprobe 1,x",
+                        "--nprobe 1,x: \"x\" is not a positive integer; expected a list like 1,2,4,8",
+                        true);
+  expect_one_line_error(t, "export runs/small --out e2 --set index.type=ivf",
+                        "--set index.type=ivf: index.type: expected one of flat, ivf_flat, ivf_pq, "
+                        "hnsw, got \"ivf\"",
+                        true);
+  EXPECT_FALSE(fs::exists(t.file("e2")));
+  // An index setting that cannot fit the factors is refused before training starts.
+  write_file(t.file("pq.yaml"), small_config("model:\n  factors: 8\nindex:\n  type: ivf_pq\n  "
+                                             "pq_m: 3\nexport:\n  enabled: true\n"));
+  fs::remove_all(t.file("runs"));
+  expect_one_line_error(t, "train pq.yaml",
+                        "index.pq_m 3: expected a divisor of the factor dimension 8 (or 0 to choose one)");
 }
 
 TEST(Cli, EarlyStoppingKeepsTheBestValidationFactors) {

@@ -143,9 +143,22 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "weighting.alpha",
                            "weighting.eps",
                            "weighting.bm25_k1",
-                           "weighting.bm25_b"})
+                           "weighting.bm25_b",
+                           "index.type",
+                           "index.metric",
+                           "index.nlist",
+                           "index.nprobe",
+                           "index.pq_m",
+                           "index.pq_nbits",
+                           "index.hnsw_m",
+                           "index.ef_construction",
+                           "index.ef_search",
+                           "index.train_sample",
+                           "index.seed",
+                           "export.enabled",
+                           "export.out"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 66u);
+  EXPECT_EQ(params().size(), 79u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------
@@ -300,7 +313,7 @@ TEST(ConfigErrors, UnknownSection) {
             "x.yaml:1:1: dta: unknown section; did you mean \"data\"?");
   EXPECT_EQ(error_of("run: {}\ncolour:\n  factors: 3\n"),
             "x.yaml:2:1: colour: unknown section; known sections: run, train, data, synthetic, "
-            "split, weighting, model, eval");
+            "split, weighting, model, eval, index, export");
   EXPECT_EQ(error_of("seed: 3\n"), "x.yaml:1:1: seed: unknown section; did you mean \"run.seed\"?");
 }
 
@@ -375,6 +388,30 @@ TEST(ConfigErrors, WrongShapes) {
             "x.yaml:1:1: expected a mapping of sections, got \"just text\"");
 }
 
+TEST(ConfigErrors, IndexAndExportSections) {
+  EXPECT_EQ(error_of("index:\n  type: ivf\n"),
+            "x.yaml:2:3: index.type: expected one of flat, ivf_flat, ivf_pq, hnsw, got \"ivf\"");
+  EXPECT_EQ(error_of("index:\n  metric: l2\n"),
+            "x.yaml:2:3: index.metric: expected one of inner_product, cosine, got \"l2\"");
+  EXPECT_EQ(error_of("index:\n  pq_nbits: 17\n"),
+            "x.yaml:2:3: index.pq_nbits: expected an integer in [1, 16], got 17");
+  EXPECT_EQ(error_of("index:\n  nprobe: 0\n"),
+            "x.yaml:2:3: index.nprobe: expected an integer >= 1, got 0");
+  EXPECT_EQ(error_of("index:\n  nprob: 4\n"),
+            "x.yaml:2:3: index.nprob: unknown key; did you mean \"index.nprobe\"?");
+  EXPECT_EQ(error_of("export:\n  enabled: yes please\n"),
+            "x.yaml:2:3: export.enabled: expected true or false, got \"yes please\"");
+  const Config c = Config::parse("index:\n  type: hnsw\n  ef_search: 64\nexport:\n  enabled: true\n",
+                                 "x.yaml");
+  EXPECT_EQ(c.get_string("index.type"), "hnsw");
+  EXPECT_EQ(c.get_int("index.ef_search"), 64);
+  EXPECT_EQ(c.get_string("index.metric"), "inner_product");
+  EXPECT_EQ(c.get_int("index.nlist"), 0);
+  EXPECT_FALSE(c.is_set("index.seed"));
+  EXPECT_TRUE(c.get_bool("export.enabled"));
+  EXPECT_EQ(c.get_string("export.out"), "");
+}
+
 TEST(ConfigErrors, DuplicateKeys) {
   EXPECT_EQ(error_of("data:\n  header: true\n  path: x\n  header: false\n"),
             "x.yaml:4:3: data.header: duplicate key, first given at line 2");
@@ -427,7 +464,7 @@ TEST(ConfigSet, ErrorsNameTheArgument) {
             "\"model.factors\"?");
   EXPECT_EQ(set_error("colour.hue=64"),
             "--set colour.hue=64: colour.hue: unknown key; known sections: run, train, data, "
-            "synthetic, split, weighting, model, eval");
+            "synthetic, split, weighting, model, eval, index, export");
   EXPECT_EQ(set_error("run.seed=[1, 2]"),
             "--set run.seed=[1, 2]: run.seed: expected an integer >= 0, got a list");
   EXPECT_EQ(set_error("run.seed="),

@@ -1,0 +1,80 @@
+#pragma once
+/// @file artifact.h
+/// The export artifact: a versioned directory that serving fleets load with stock tools
+/// (`numpy.load`, `faiss.read_index`) and that `recforge recommend` serves from alone.
+///
+///   manifest.json      format, format_version, model, counts, dtype, metric, index, metrics,
+///                      config, created, and the size and SHA-256 of every other file
+///   index.faiss        the Faiss index of the item vectors (faiss::write_index)
+///   item_factors.npy   float32 (items × dim), C order; row i is item_ids.txt line i + 1
+///   user_factors.npy   float32 (users × dim), C order; row u is user_ids.txt line u + 1
+///   item_ids.txt       raw item ids, one per line, in factor-row order
+///   user_ids.txt       raw user ids, one per line, in factor-row order
+///   seen_indptr.npy    int64 (users + 1): CSR offsets of each user's training items
+///   seen_indices.npy   int32 (nnz): item rows, sorted within each user
+///
+/// The layout and the crash-safety guarantee are described in docs/export.md.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/npy.h"
+#include "data/csr.h"
+#include "data/interactions.h"
+#include "index/index.h"
+
+namespace recforge::artifact {
+
+/// The format version this recforge writes and reads. Bump it for any change that an older
+/// reader would misread; readers refuse other versions.
+constexpr int kFormatVersion = 1;
+/// The value of the manifest's "format" field.
+constexpr const char* kFormatName = "recforge-export";
+/// The files of a version-1 artifact besides manifest.json, in the order they are written.
+const std::vector<std::string>& data_files();
+
+/// What an export holds; the pointers must stay valid during write().
+struct ExportInput {
+  std::string model_type;                             ///< "ials", ...
+  nlohmann::json model_parameters;                    ///< Model::describe()
+  const Matrix* users = nullptr;                      ///< user factors
+  const Matrix* items = nullptr;                      ///< item factors
+  const data::IdMap* user_ids = nullptr;              ///< raw user ids by row
+  const data::IdMap* item_ids = nullptr;              ///< raw item ids by row
+  const data::Csr* seen = nullptr;                    ///< users × items training items
+  index::Options index;                               ///< how to build index.faiss
+  nlohmann::json metrics = nlohmann::json::object();  ///< the run's metrics.json
+  nlohmann::json config = nlohmann::json::object();   ///< the resolved config (to_json)
+  nlohmann::json source = nlohmann::json::object();   ///< run directory, data fingerprint
+};
+
+/// Writes an artifact to `out` and returns `out`. Files go to the sibling `out.tmp-<pid>`
+/// first (manifest.json last); then an existing export at `out` is swapped with it in one
+/// atomic rename (renameat2 RENAME_EXCHANGE; where the file system lacks it, `out` is renamed
+/// to `out.old-<pid>` and the new one renamed in, a window in which `out` is absent) and the old
+/// one removed. A kill at any moment leaves `out` holding the complete old export or the
+/// complete new one. Refuses an `out` that exists and is not a recforge export. Throws
+/// recforge::Error.
+std::string write(const ExportInput& in, const std::string& out);
+
+/// A loaded and verified artifact.
+struct Artifact {
+  std::string dir;                                      ///< the export directory
+  nlohmann::json manifest;                              ///< manifest.json
+  Matrix users, items;                                  ///< the factors
+  data::IdMap user_ids, item_ids;                       ///< raw ids by row
+  data::Csr seen;                                       ///< training items per user (no values)
+  index::ItemIndex index;                               ///< index.faiss
+  index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
+};
+
+/// True when `dir` holds a manifest.json (an artifact rather than a run directory).
+bool is_artifact(const std::string& dir);
+
+/// Loads `dir`, verifying the format version, every file's size and SHA-256, and the shapes of
+/// all arrays and lists against the manifest. Throws recforge::Error with one sentence naming
+/// the file and what is wrong.
+Artifact load(const std::string& dir);
+
+}  // namespace recforge::artifact

@@ -1,0 +1,262 @@
+// Writing an export: stage every file in a sibling directory, then swap it into place.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "artifact/artifact.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/hash.h"
+#include "core/log.h"
+
+namespace recforge::artifact {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& data_files() {
+  static const std::vector<std::string> files = {
+      "item_factors.npy", "user_factors.npy", "item_ids.txt", "user_ids.txt",
+      "seen_indptr.npy",  "seen_indices.npy", "index.faiss"};
+  return files;
+}
+
+bool is_artifact(const std::string& dir) {
+  return fs::is_regular_file(fs::path(dir) / "manifest.json");
+}
+
+namespace {
+
+/// Test hook: RECFORGE_TEST_EXPORT_PAUSE_AFTER=<step> makes the writer announce the step on
+/// stderr and sleep there, so that a test can kill it at a known point. Steps are the file
+/// names (written into the staging directory), "moved-aside" and "swapped".
+void maybe_pause(const std::string& step) {
+  const char* want = std::getenv("RECFORGE_TEST_EXPORT_PAUSE_AFTER");
+  if (want == nullptr || step != want) return;
+  std::fprintf(stderr, "export: paused after %s\n", step.c_str());
+  std::fflush(stderr);
+  for (;;) pause();
+}
+
+/// Flushes a file or directory to disk (a crash of the machine, not only of the process, must
+/// not leave a renamed directory with empty files).
+void sync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) fail("{}: cannot open to flush it to disk: {}", path, std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) fail("{}: cannot flush to disk: {}", path, std::strerror(errno));
+}
+
+/// Whether process `pid` is gone (its staging directories are stale).
+bool process_gone(long pid) { return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH; }
+
+/// The pid in "<name>.<tag>-<pid>", or -1 when `entry` is not such a name.
+long sibling_pid(const std::string& entry, const std::string& name, const std::string& tag) {
+  const std::string prefix = name + "." + tag + "-";
+  if (entry.compare(0, prefix.size(), prefix) != 0 || entry.size() == prefix.size()) return -1;
+  const std::string digits = entry.substr(prefix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) return -1;
+  return std::stol(digits);
+}
+
+/// Tidies what interrupted exports of dead processes left beside `out`: an old export moved
+/// aside while `out` is absent is moved back; staging directories are removed.
+void recover_siblings(const fs::path& out) {
+  const std::string name = out.filename().string();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string entry = e.path().filename().string();
+    const long old_pid = sibling_pid(entry, name, "old");
+    if (old_pid > 0 && process_gone(old_pid)) {
+      if (!fs::exists(out) && is_artifact(e.path().string())) {
+        fs::rename(e.path(), out, ec);
+        log().warn("export: restored {} from {} (left by an interrupted export)", out.string(),
+                   e.path().string());
+      } else {
+        fs::remove_all(e.path(), ec);
+      }
+    }
+    const long tmp_pid = sibling_pid(entry, name, "tmp");
+    if (tmp_pid > 0 && process_gone(tmp_pid)) fs::remove_all(e.path(), ec);
+  }
+}
+
+/// Writes raw ids one per line; ids with line breaks cannot be represented.
+void write_ids(const std::string& path, const data::IdMap& ids, const char* what) {
+  std::string text;
+  for (const std::string& id : ids.ids()) {
+    if (id.find_first_of("\r\n") != std::string::npos)
+      fail("export: {} id \"{}\" contains a line break; expected ids without line breaks", what,
+           id);
+    text += id;
+    text += '\n';
+  }
+  write_file_atomic(path, text);
+}
+
+/// The manifest's shape field of a 2-D matrix.
+nlohmann::json shape_of(const Matrix& m) { return {m.rows, m.cols}; }
+
+}  // namespace
+
+std::string write(const ExportInput& in, const std::string& out_arg) {
+  RF_ASSERT(in.users && in.items && in.user_ids && in.item_ids && in.seen,
+            "artifact::write: missing input");
+  const Matrix& users = *in.users;
+  const Matrix& items = *in.items;
+  const data::Csr& seen = *in.seen;
+  if (users.cols != items.cols || users.rows != in.user_ids->size() ||
+      items.rows != in.item_ids->size() || seen.rows != users.rows || seen.cols != items.rows)
+    throw InternalError("artifact::write: inconsistent shapes", __FILE__, __LINE__);
+  if (out_arg.empty()) fail("export: the output directory is empty; expected a path");
+  fs::path out = fs::path(out_arg).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "dir/" → "dir"
+  if (out.filename() == "." || out.filename() == "..")
+    fail("{}: expected a directory name for the export, not \".\" or \"..\"", out_arg);
+  const std::string out_s = out.string();
+  if (out.parent_path().empty()) out = fs::path(".") / out;
+
+  // Refuse to replace anything that is not an earlier export.
+  if (fs::exists(out)) {
+    if (!fs::is_directory(out))
+      fail("{}: exists and is not a directory; expected a new path or an earlier recforge export",
+           out_s);
+    const bool empty = fs::is_empty(out);
+    bool ours = false;
+    if (is_artifact(out.string())) {
+      std::ifstream mf(out / "manifest.json");
+      const auto j = nlohmann::json::parse(mf, nullptr, false);
+      ours = j.is_object() && j.value("format", "") == kFormatName;
+    }
+    if (!empty && !ours)
+      fail(
+          "{}: exists and is not a recforge export (no recforge manifest.json); choose another "
+          "--out or remove it",
+          out_s);
+  }
+  std::error_code ec;
+  fs::create_directories(out.parent_path(), ec);
+  if (ec)
+    fail("{}: cannot create the parent directory: {}", out.parent_path().string(), ec.message());
+  recover_siblings(out);
+
+  const std::string name = out.filename().string();
+  const fs::path staging = out.parent_path() / fmt::format("{}.tmp-{}", name, getpid());
+  fs::remove_all(staging, ec);
+  if (!fs::create_directory(staging, ec) || ec)
+    fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
+  struct Cleanup {  // removes the staging directory unless it was moved into place
+    fs::path p;
+    ~Cleanup() {
+      if (p.empty()) return;
+      std::error_code e;
+      fs::remove_all(p, e);
+    }
+  } cleanup{staging};
+
+  nlohmann::json files = nlohmann::json::object();
+  auto written = [&](const std::string& file, nlohmann::json extra) {
+    const std::string path = (staging / file).string();
+    sync_path(path, false);
+    extra["bytes"] = fs::file_size(path);
+    extra["sha256"] = sha256_file(path);
+    files[file] = std::move(extra);
+    maybe_pause(file);
+  };
+  const std::string S = staging.string() + "/";
+
+  write_npy(S + "item_factors.npy", items);
+  written("item_factors.npy", {{"dtype", "float32"}, {"shape", shape_of(items)}});
+  write_npy(S + "user_factors.npy", users);
+  written("user_factors.npy", {{"dtype", "float32"}, {"shape", shape_of(users)}});
+  write_ids(S + "item_ids.txt", *in.item_ids, "item");
+  written("item_ids.txt", {{"lines", items.rows}});
+  write_ids(S + "user_ids.txt", *in.user_ids, "user");
+  written("user_ids.txt", {{"lines", users.rows}});
+  write_npy(S + "seen_indptr.npy", std::vector<int64_t>(seen.indptr.begin(), seen.indptr.end()));
+  written("seen_indptr.npy", {{"dtype", "int64"}, {"shape", {seen.rows + 1}}});
+  write_npy(S + "seen_indices.npy", std::vector<int32_t>(seen.indices.begin(), seen.indices.end()));
+  written("seen_indices.npy", {{"dtype", "int32"}, {"shape", {seen.nnz()}}});
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const index::ItemIndex idx = index::ItemIndex::build(items, in.index);
+  const double build_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  idx.write(S + "index.faiss");
+  written("index.faiss", {{"format", "faiss"}});
+  nlohmann::json index_json = idx.describe();
+  index_json["file"] = "index.faiss";
+  index_json["build_seconds"] = build_seconds;
+
+  // Written in this order (ordered_json) so that the file reads top-down: identity, shapes,
+  // index, metrics, config, checksums.
+  auto ordered = [](const nlohmann::json& j) { return nlohmann::ordered_json::parse(j.dump()); };
+  const nlohmann::ordered_json manifest = {
+      {"format", kFormatName},
+      {"format_version", kFormatVersion},
+      {"created", utc_now()},
+      {"recforge_version", RECFORGE_VERSION},
+      {"source", ordered(in.source)},
+      {"model", {{"type", in.model_type}, {"parameters", ordered(in.model_parameters)}}},
+      {"counts",
+       {{"users", users.rows}, {"items", items.rows}, {"dim", items.cols}, {"seen", seen.nnz()}}},
+      {"dtype", "float32"},
+      {"metric", index::metric_name(in.index.metric)},
+      {"index", ordered(index_json)},
+      {"metrics", ordered(in.metrics)},
+      {"config", ordered(in.config)},
+      {"files", ordered(files)},
+  };
+  write_file_atomic(S + "manifest.json", manifest.dump(2) + "\n");
+  sync_path(S + "manifest.json", false);
+  sync_path(staging.string(), true);
+  maybe_pause("manifest.json");
+
+  // Swap into place.
+  if (fs::exists(out)) {
+    // RECFORGE_TEST_EXPORT_NO_EXCHANGE forces the fallback below, for its test.
+    bool exchanged = false;
+    if (std::getenv("RECFORGE_TEST_EXPORT_NO_EXCHANGE") == nullptr) {
+      if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0)
+        exchanged = true;
+      else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        fail("{}: cannot replace the existing export: {}", out_s, std::strerror(errno));
+    }
+    if (exchanged) {
+      maybe_pause("swapped");  // staging now holds the old export; Cleanup removes it
+    } else {
+      // No atomic exchange here: move the old export aside, then the new one in.
+      const fs::path old = out.parent_path() / fmt::format("{}.old-{}", name, getpid());
+      fs::remove_all(old, ec);
+      fs::rename(out, old, ec);
+      if (ec) fail("{}: cannot move the existing export aside: {}", out_s, ec.message());
+      maybe_pause("moved-aside");
+      fs::rename(staging, out, ec);
+      if (ec) {
+        std::error_code back;
+        fs::rename(old, out, back);
+        fail("{}: cannot move the new export into place: {}", out_s, ec.message());
+      }
+      cleanup.p = old;
+    }
+  } else {
+    fs::rename(staging, out, ec);
+    if (ec) fail("{}: cannot move the new export into place: {}", out_s, ec.message());
+    cleanup.p.clear();
+  }
+  sync_path(out.parent_path().string(), true);
+  log().info("exported {} users, {} items ({} index, {}) to {}", users.rows, items.rows,
+             index::type_name(in.index.type), index::metric_name(in.index.metric), out_s);
+  return out_s;
+}
+
+}  // namespace recforge::artifact

@@ -1,0 +1,156 @@
+/// @file sweep_commands.cpp
+/// `recforge sweep` and `recforge compare`.
+
+#include "cli/sweep_commands.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "sweep/compare.h"
+#include "sweep/spec.h"
+#include "sweep/sweep.h"
+
+extern char** environ;
+
+namespace recforge::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SweepArgs {
+  std::string file;
+  int parallel = 1;
+  std::vector<std::string> sets;
+} g_sweep;
+
+struct CompareArgs {
+  std::vector<std::string> dirs;
+  std::string out = "compare";
+  std::string metric;
+} g_compare;
+
+int cmd_sweep() {
+  const sweep::SweepSpec spec = sweep::load_sweep(g_sweep.file, g_sweep.sets);
+  sweep::SweepOptions options;
+  options.parallel = g_sweep.parallel;
+  const sweep::SweepResult r = sweep::run_sweep(spec, options);
+  std::printf("%s\n", r.dir.c_str());
+  return 0;
+}
+
+/// The directory holding tools/plot_curves.py: the current directory, else the nearest
+/// directory above the recforge binary (build/release/recforge → the repository); "" if none.
+std::string tools_root() {
+  std::vector<fs::path> candidates{fs::current_path()};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
+      candidates.push_back(p);
+  for (const fs::path& c : candidates)
+    if (fs::exists(c / "tools" / "plot_curves.py", ec)) return c.string();
+  return "";
+}
+
+/// Runs `argv` and returns its exit status (-1 when it could not be started or was killed).
+int run_program(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Plots curves.csv with tools/plot_curves.py in the project's .venv; a missing venv or
+// matplotlib skips the plot with one line saying how to get it.
+void plot(const std::string& csv, const std::string& png, const std::string& metric) {
+  const std::string root = tools_root();
+  if (root.empty()) {
+    std::printf(
+        "plot skipped: tools/plot_curves.py was not found; run compare from the recforge "
+        "repository (or next to a recforge built in it)\n");
+    return;
+  }
+  const char* env = std::getenv("RECFORGE_PYTHON");
+  const std::string python = env && *env ? env : root + "/.venv/bin/python";
+  if (::access(python.c_str(), X_OK) != 0) {
+    std::printf(
+        "plot skipped: %s is missing; run tools/setup.sh (it creates .venv with "
+        "matplotlib), then compare again\n",
+        python.c_str());
+    return;
+  }
+  const int rc = run_program({python, root + "/tools/plot_curves.py", csv, "--out", png, "--metric",
+                              metric, "--quiet-missing"});
+  if (rc == 3) {
+    std::printf(
+        "plot skipped: matplotlib is not installed in %s; run tools/setup.sh, then "
+        "compare again\n",
+        python.c_str());
+    return;
+  }
+  if (rc != 0)
+    fail("tools/plot_curves.py failed (exit status {}) on {}; the table and the CSV are complete",
+         rc, csv);
+  std::printf("plot: %s\n", png.c_str());
+}
+
+int cmd_compare() {
+  const std::vector<sweep::RunInfo> runs = sweep::read_runs(g_compare.dirs);
+  const std::string metric =
+      g_compare.metric.empty() ? runs.front().config.get_string("eval.metric") : g_compare.metric;
+  const std::string why = config::find_param("eval.metric")->check(metric);
+  if (!why.empty()) fail("--metric {}: {}", metric, why);
+  std::fputs(sweep::format_comparison(sweep::compare(runs, metric)).c_str(), stdout);
+  std::error_code ec;
+  fs::create_directories(g_compare.out, ec);
+  if (ec) fail("--out {}: cannot create the directory: {}", g_compare.out, ec.message());
+  const std::string csv = g_compare.out + "/curves.csv";
+  write_file_atomic(csv, sweep::curves_csv(runs));
+  std::printf("curves: %s\n", csv.c_str());
+  plot(csv, g_compare.out + "/curves.png", metric);
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+void register_sweep_commands(CLI::App& app, std::map<std::string, std::function<int()>>& actions) {
+  auto* sw = app.add_subcommand(
+      "sweep",
+      "Tune hyperparameters: run the trials of a sweep file (grid or random search, "
+      "scored on validation) and train the best config once with test evaluation; "
+      "running it again resumes (docs/sweeps.md)");
+  sw->add_option("sweep_file", g_sweep.file, "Sweep YAML file")->required();
+  sw->add_option("--parallel", g_sweep.parallel,
+                 "Trials run at once on the CPU, train.threads split between them (default 1)")
+      ->check(CLI::PositiveNumber);
+  sw->add_option("--set", g_sweep.sets,
+                 "Override a value of the base config, e.g. --set model.iterations=5 (repeatable)")
+      ->type_name("KEY=VALUE");
+  actions["sweep"] = cmd_sweep;
+
+  auto* cmp = app.add_subcommand(
+      "compare",
+      "Compare runs: the config keys that differ and the metrics side by side, the "
+      "metric-per-iteration curves as CSV and a PNG plot");
+  cmp->add_option("run_dirs", g_compare.dirs, "Run directories")->required();
+  cmp->add_option("--out", g_compare.out,
+                  "Directory for curves.csv and curves.png (default: compare)");
+  cmp->add_option("--metric", g_compare.metric,
+                  "Validation metric NAME@K to plot (default: the first run's eval.metric)");
+  actions["compare"] = cmd_compare;
+}
+
+}  // namespace recforge::cli

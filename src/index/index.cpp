@@ -1,0 +1,315 @@
+#include "index/index.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_io.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+
+namespace recforge::index {
+
+namespace {
+
+/// The IVF part of an index, or nullptr.
+faiss::IndexIVF* as_ivf(faiss::Index* i) { return dynamic_cast<faiss::IndexIVF*>(i); }
+/// The HNSW part of an index, or nullptr.
+faiss::IndexHNSW* as_hnsw(faiss::Index* i) { return dynamic_cast<faiss::IndexHNSW*>(i); }
+
+/// `n_train` distinct rows of `x` (n × d) chosen by a seeded partial Fisher-Yates shuffle, in
+/// increasing row order; all rows when n_train >= n.
+std::vector<float> sample_rows(const std::vector<float>& x, int64_t n, int d, int64_t n_train,
+                               uint64_t seed) {
+  if (n_train >= n) return x;
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  Rng rng(derive_seed(seed, 0x1d3e));
+  for (int64_t i = 0; i < n_train; ++i) {
+    const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n - i)));
+    std::swap(rows[static_cast<size_t>(i)], rows[static_cast<size_t>(j)]);
+  }
+  rows.resize(static_cast<size_t>(n_train));
+  std::sort(rows.begin(), rows.end());
+  std::vector<float> out(static_cast<size_t>(n_train) * d);
+  for (int64_t i = 0; i < n_train; ++i)
+    std::copy_n(x.data() + rows[static_cast<size_t>(i)] * d, d, out.data() + i * d);
+  return out;
+}
+
+}  // namespace
+
+const char* type_name(Type t) {
+  switch (t) {
+    case Type::kFlat:
+      return "flat";
+    case Type::kIvfFlat:
+      return "ivf_flat";
+    case Type::kIvfPq:
+      return "ivf_pq";
+    case Type::kHnsw:
+      return "hnsw";
+  }
+  return "?";
+}
+
+Type parse_type(const std::string& name, const std::string& what) {
+  for (Type t : {Type::kFlat, Type::kIvfFlat, Type::kIvfPq, Type::kHnsw})
+    if (name == type_name(t)) return t;
+  fail("{}: index type \"{}\" is unknown; expected flat, ivf_flat, ivf_pq or hnsw", what, name);
+}
+
+const char* metric_name(Metric m) { return m == Metric::kCosine ? "cosine" : "inner_product"; }
+
+Metric parse_metric(const std::string& name, const std::string& what) {
+  if (name == "inner_product") return Metric::kInnerProduct;
+  if (name == "cosine") return Metric::kCosine;
+  fail("{}: metric \"{}\" is unknown; expected inner_product or cosine", what, name);
+}
+
+Options options_from_config(const config::Config& cfg) {
+  Options o;
+  o.type = parse_type(cfg.get_string("index.type"), "index.type");
+  o.metric = parse_metric(cfg.get_string("index.metric"), "index.metric");
+  o.nlist = cfg.get_int("index.nlist");
+  o.nprobe = cfg.get_int("index.nprobe");
+  o.pq_m = cfg.get_int("index.pq_m");
+  o.pq_nbits = cfg.get_int("index.pq_nbits");
+  o.hnsw_m = cfg.get_int("index.hnsw_m");
+  o.ef_construction = cfg.get_int("index.ef_construction");
+  o.ef_search = cfg.get_int("index.ef_search");
+  o.train_sample = cfg.get_int("index.train_sample");
+  o.seed = static_cast<uint64_t>(cfg.is_set("index.seed") ? cfg.get_int("index.seed")
+                                                          : cfg.get_int("run.seed"));
+  return o;
+}
+
+int64_t resolve_pq_m(int64_t d) {
+  for (int64_t m = d / 4; m > 1; --m)
+    if (d % m == 0) return m;
+  return 1;
+}
+
+void check_dimension(const Options& o, int64_t d) {
+  if (o.type != Type::kIvfPq) return;
+  const int64_t m = o.pq_m > 0 ? o.pq_m : resolve_pq_m(d);
+  if (d % m != 0)
+    fail("index.pq_m {}: expected a divisor of the factor dimension {} (or 0 to choose one)", m, d);
+}
+
+void normalize_rows(float* x, int64_t n, int d) {
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = x + r * d;
+    double s = 0;
+    for (int j = 0; j < d; ++j) s += static_cast<double>(row[j]) * row[j];
+    if (s <= 0) continue;
+    const float inv = static_cast<float>(1.0 / std::sqrt(s));
+    for (int j = 0; j < d; ++j) row[j] *= inv;
+  }
+}
+
+ItemIndex::ItemIndex() = default;
+ItemIndex::~ItemIndex() = default;
+ItemIndex::ItemIndex(ItemIndex&&) noexcept = default;
+ItemIndex& ItemIndex::operator=(ItemIndex&&) noexcept = default;
+
+ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
+  const int64_t n = items.rows;
+  const int d = static_cast<int>(items.cols);
+  if (n < 1 || d < 1)
+    fail(
+        "index: the item factors have shape ({}, {}); expected at least one item and one "
+        "dimension",
+        n, d);
+  std::vector<float> x = items.data;
+  if (o.metric == Metric::kCosine) normalize_rows(x.data(), n, d);
+  ItemIndex out;
+  out.type_ = o.type;
+  out.metric_ = o.metric;
+  out.build_info_ = {{"seed", o.seed}};
+  try {
+    if (o.type == Type::kFlat) {
+      out.index_ = std::make_unique<faiss::IndexFlatIP>(d);
+    } else if (o.type == Type::kHnsw) {
+      auto h = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(o.hnsw_m),
+                                                      faiss::METRIC_INNER_PRODUCT);
+      h->hnsw.efConstruction = static_cast<int>(o.ef_construction);
+      h->hnsw.efSearch = static_cast<int>(o.ef_search);
+      h->hnsw.rng = faiss::RandomGenerator(static_cast<int64_t>(o.seed & 0x7fffffffffffffffULL));
+      out.index_ = std::move(h);
+    } else {
+      const int64_t n_train = std::min(n, o.train_sample);
+      const int64_t nlist =
+          o.nlist > 0 ? o.nlist
+                      : std::clamp<int64_t>(std::llround(4 * std::sqrt(static_cast<double>(n))), 1,
+                                            n_train);
+      if (nlist > n_train)
+        fail(
+            "index.nlist {}: expected at most the number of training vectors, {} (the items, or "
+            "index.train_sample when smaller)",
+            nlist, n_train);
+      check_dimension(o, d);
+      auto* quantizer = new faiss::IndexFlatIP(d);
+      std::unique_ptr<faiss::IndexIVF> ivf;
+      if (o.type == Type::kIvfFlat) {
+        ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer, d, static_cast<size_t>(nlist),
+                                                    faiss::METRIC_INNER_PRODUCT);
+      } else {
+        const int64_t m = o.pq_m > 0 ? o.pq_m : resolve_pq_m(d);
+        if ((int64_t{1} << o.pq_nbits) > n_train) {
+          delete quantizer;
+          fail(
+              "index.pq_nbits {}: the product quantizer needs at least 2^{} = {} training "
+              "vectors, there are {}; expected a smaller index.pq_nbits",
+              o.pq_nbits, o.pq_nbits, int64_t{1} << o.pq_nbits, n_train);
+        }
+        auto pq = std::make_unique<faiss::IndexIVFPQ>(
+            quantizer, d, static_cast<size_t>(nlist), static_cast<size_t>(m),
+            static_cast<size_t>(o.pq_nbits), faiss::METRIC_INNER_PRODUCT);
+        pq->pq.cp.seed = static_cast<int>(derive_seed(o.seed, 2) & 0x7fffffff);
+        pq->pq.cp.min_points_per_centroid = 1;  // we warn ourselves, below
+        ivf = std::move(pq);
+      }
+      ivf->own_fields = true;
+      ivf->cp.seed = static_cast<int>(derive_seed(o.seed, 1) & 0x7fffffff);
+      ivf->cp.min_points_per_centroid = 1;
+      if (n_train < 39 * nlist)
+        log().warn(
+            "index: {} training vectors for {} IVF cells; Faiss suggests at least 39 per "
+            "cell (lower index.nlist or raise index.train_sample)",
+            n_train, nlist);
+      const std::vector<float> sample = sample_rows(x, n, d, n_train, o.seed);
+      ivf->train(n_train, sample.data());
+      ivf->nprobe = static_cast<size_t>(std::min(o.nprobe, nlist));
+      out.build_info_["train_vectors"] = n_train;
+      out.index_ = std::move(ivf);
+    }
+    out.index_->add(n, x.data());
+  } catch (const faiss::FaissException& e) {
+    fail("index: Faiss could not build the {} index over ({}, {}) item factors: {}",
+         type_name(o.type), n, d, e.what());
+  }
+  return out;
+}
+
+ItemIndex ItemIndex::read(const std::string& path, Type type, Metric metric) {
+  ItemIndex out;
+  out.type_ = type;
+  out.metric_ = metric;
+  try {
+    out.index_.reset(faiss::read_index(path.c_str()));
+  } catch (const faiss::FaissException& e) {
+    std::string what = e.what();
+    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    fail("{}: not a readable Faiss index ({})", path, what);
+  }
+  faiss::Index* i = out.index_.get();
+  bool kind_ok = false;
+  switch (type) {
+    case Type::kFlat:
+      kind_ok = dynamic_cast<faiss::IndexFlat*>(i) != nullptr;
+      break;
+    case Type::kIvfFlat:
+      kind_ok = dynamic_cast<faiss::IndexIVFFlat*>(i) != nullptr;
+      break;
+    case Type::kIvfPq:
+      kind_ok = dynamic_cast<faiss::IndexIVFPQ*>(i) != nullptr;
+      break;
+    case Type::kHnsw:
+      kind_ok = dynamic_cast<faiss::IndexHNSWFlat*>(i) != nullptr;
+      break;
+  }
+  if (!kind_ok)
+    fail("{}: the Faiss index is not of type {} as the manifest says", path, type_name(type));
+  if (i->metric_type != faiss::METRIC_INNER_PRODUCT)
+    fail("{}: the Faiss index does not use the inner-product metric", path);
+  return out;
+}
+
+void ItemIndex::write(const std::string& path) const {
+  RF_ASSERT(index_ != nullptr, "ItemIndex::write: no index");
+  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  std::error_code ec;
+  try {
+    faiss::write_index(index_.get(), tmp.c_str());
+  } catch (const faiss::FaissException& e) {
+    std::filesystem::remove(tmp, ec);
+    fail("{}: cannot write the Faiss index (disk full or no permission?)", path);
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    fail("{}: cannot move the finished index into place: {}", path, ec.message());
+  }
+}
+
+void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
+                       int64_t* labels) const {
+  RF_ASSERT(index_ != nullptr, "ItemIndex::search: no index");
+  RF_ASSERT(k >= 1, "ItemIndex::search: k must be >= 1");
+  if (n == 0) return;
+  const int d = dim();
+  const float* x = queries;
+  std::vector<float> normalized;
+  if (metric_ == Metric::kCosine) {
+    normalized.assign(queries, queries + n * d);
+    normalize_rows(normalized.data(), n, d);
+    x = normalized.data();
+  }
+  try {
+    index_->search(n, x, k, scores, labels);
+  } catch (const faiss::FaissException& e) {
+    throw InternalError(fmt::format("Faiss search failed: {}", e.what()), __FILE__, __LINE__);
+  }
+}
+
+void ItemIndex::set_nprobe(int64_t nprobe) {
+  if (auto* ivf = as_ivf(index_.get()))
+    ivf->nprobe = static_cast<size_t>(std::clamp<int64_t>(nprobe, 1, ivf->nlist));
+}
+
+void ItemIndex::set_ef_search(int64_t ef) {
+  if (auto* h = as_hnsw(index_.get()))
+    h->hnsw.efSearch = static_cast<int>(std::max<int64_t>(ef, 1));
+}
+
+int64_t ItemIndex::size() const { return index_ ? index_->ntotal : 0; }
+
+int ItemIndex::dim() const { return index_ ? static_cast<int>(index_->d) : 0; }
+
+nlohmann::json ItemIndex::describe() const {
+  nlohmann::json j = build_info_;
+  j["type"] = type_name(type_);
+  j["metric"] = metric_name(metric_);
+  j["normalized"] = metric_ == Metric::kCosine;
+  j["faiss_metric"] = "inner_product";
+  j["faiss_version"] =
+      fmt::format("{}.{}.{}", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR, FAISS_VERSION_PATCH);
+  j["ntotal"] = size();
+  j["dim"] = dim();
+  if (auto* ivf = as_ivf(index_.get())) {
+    j["nlist"] = ivf->nlist;
+    j["nprobe"] = ivf->nprobe;
+    if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(ivf)) {
+      j["pq_m"] = pq->pq.M;
+      j["pq_nbits"] = pq->pq.nbits;
+    }
+  }
+  if (auto* h = as_hnsw(index_.get())) {
+    j["hnsw_m"] = h->hnsw.nb_neighbors(1);
+    j["ef_construction"] = h->hnsw.efConstruction;
+    j["ef_search"] = h->hnsw.efSearch;
+  }
+  return j;
+}
+
+}  // namespace recforge::index

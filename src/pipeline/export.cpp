@@ -1,0 +1,46 @@
+#include "pipeline/export.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "pipeline/run.h"
+
+namespace recforge::pipeline {
+
+artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
+                                   const models::Model& model, const nlohmann::json& metrics,
+                                   const std::string& run_dir, const std::string& fingerprint) {
+  artifact::ExportInput in;
+  in.model_type = model.type();
+  in.model_parameters = model.describe();
+  in.users = &model.user_factors();
+  in.items = &model.item_factors();
+  in.user_ids = &data.users;
+  in.item_ids = &data.items;
+  in.seen = &data.user_items;
+  in.index = index::options_from_config(cfg);
+  in.metrics = metrics;
+  in.config = cfg.to_json();
+  in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}};
+  return in;
+}
+
+std::string export_run(const std::string& run_dir, const std::string& out,
+                       const std::vector<std::string>& overrides) {
+  for (const std::string& s : overrides)
+    if (s.rfind("index.", 0) != 0)
+      fail(
+          "--set {}: only index.* settings can be changed at export time; the model and data "
+          "are those of the run",
+          s);
+  OpenedRun r = open_run(run_dir, "export");
+  for (const std::string& s : overrides) r.config.set(s);
+  nlohmann::json metrics = nlohmann::json::object();
+  if (std::filesystem::exists(run_dir + "/metrics.json"))
+    metrics = read_json(run_dir + "/metrics.json");
+  const artifact::ExportInput in =
+      export_input(r.config, r.data, *r.model, metrics, run_dir, r.data.fingerprint());
+  return artifact::write(in, out);
+}
+
+}  // namespace recforge::pipeline

@@ -1,0 +1,28 @@
+#pragma once
+/// @file export.h
+/// `recforge export` and `export.enabled`: from a trained run to the serving artifact.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "artifact/artifact.h"
+#include "config/config.h"
+#include "models/model.h"
+#include "pipeline/dataset.h"
+
+namespace recforge::pipeline {
+
+/// The artifact contents of a trained model: its factors, the data's id maps and training items,
+/// the `index` section of `cfg`, the run's metrics and the resolved config. The result points
+/// into `model` and `data`.
+artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
+                                   const models::Model& model, const nlohmann::json& metrics,
+                                   const std::string& run_dir, const std::string& fingerprint);
+
+/// Exports the run in `run_dir` to `out`. `overrides` ("index.key=value") change the index
+/// settings of the run's config; other sections cannot be changed at export time. Returns `out`.
+std::string export_run(const std::string& run_dir, const std::string& out,
+                       const std::vector<std::string>& overrides);
+
+}  // namespace recforge::pipeline

@@ -1,0 +1,49 @@
+#pragma once
+/// @file compare.h
+/// `recforge compare`: runs side by side (the config keys that differ, and the metrics) and
+/// their metric-per-iteration curves as CSV for tools/plot_curves.py.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace recforge::sweep {
+
+/// One run directory, read for comparison.
+struct RunInfo {
+  std::string dir;                                     ///< as given
+  std::string label;                                   ///< column title (directory name)
+  config::Config config = config::Config::defaults();  ///< its config.yaml
+  nlohmann::json run;                                  ///< its run.json
+  nlohmann::json metrics;                              ///< its metrics.json (null when absent)
+};
+
+/// Reads run directories; labels are the directory names, or the paths as given when two names
+/// are equal. Throws recforge::Error naming a directory that is not a finished run.
+std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs);
+
+/// The comparison table: rows of (name, one cell per run).
+struct Comparison {
+  std::vector<std::string> labels;  ///< one per run
+  /// Config keys whose values differ between the runs (run.name excluded: the column titles
+  /// name the runs), in the order of the parameter table.
+  std::vector<std::pair<std::string, std::vector<std::string>>> config;
+  /// Training summary rows (iterations, seconds, best validation iteration).
+  std::vector<std::pair<std::string, std::vector<std::string>>> training;
+  /// "validation NAME@K" / "test NAME@K" rows, for every metric any run has.
+  std::vector<std::pair<std::string, std::vector<std::string>>> metrics;
+};
+
+/// Builds the comparison; `metric` (NAME@K) picks the best-iteration row.
+Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric);
+
+/// The comparison as an aligned text table.
+std::string format_comparison(const Comparison& c);
+
+/// The curves of every run's run.json history: run,iteration,seconds,loss and one column per
+/// validation metric (empty where an iteration was not evaluated).
+std::string curves_csv(const std::vector<RunInfo>& runs);
+
+}  // namespace recforge::sweep

@@ -1,0 +1,173 @@
+/// @file report.cpp
+/// results.csv and results.md of a sweep.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "eval/metrics.h"
+#include "sweep/sweep.h"
+
+namespace recforge::sweep {
+namespace {
+
+/// Every validation metric name of the trials (NAME@K for each K of the base's eval.ks), in the
+/// order of metrics.json.
+std::vector<std::string> metric_names(const SweepSpec& spec) {
+  eval::Metrics m;
+  for (int64_t k : spec.base.get_int_list("eval.ks")) m.ks.push_back(static_cast<int>(k));
+  return m.names();
+}
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c == '\n' ? ' ' : c;
+  }
+  return out;
+}
+
+std::string metric_value(const nlohmann::json& metrics, const std::string& name, bool exact) {
+  if (!metrics.is_object() || !metrics.contains(name) || !metrics[name].is_number()) return "";
+  const double v = metrics[name].get<double>();
+  return exact ? fmt::format("{}", v) : fmt::format("{:.4f}", v);
+}
+
+/// Trials with a score first (best first, then by id), then the others by id.
+std::vector<const TrialRecord*> ranked(const SweepSpec& spec,
+                                       const std::vector<TrialRecord>& trials) {
+  std::vector<const TrialRecord*> out;
+  for (const TrialRecord& t : trials) out.push_back(&t);
+  std::stable_sort(out.begin(), out.end(), [&](const TrialRecord* a, const TrialRecord* b) {
+    if (a->score.has_value() != b->score.has_value()) return a->score.has_value();
+    if (!a->score) return false;
+    return spec.maximize ? *a->score > *b->score : *a->score < *b->score;
+  });
+  return out;
+}
+
+std::string status_text(const std::string& s) { return s == "stopped_early" ? "stopped early" : s; }
+
+}  // namespace
+
+std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& trials) {
+  const std::vector<std::string> names = metric_names(spec);
+  std::string out = "trial,status";
+  for (const Dimension& d : spec.space) out += "," + csv_cell(d.path);
+  for (const std::string& n : names) out += "," + n;
+  out += ",best_iteration,iterations,seconds,error\n";
+  for (const TrialRecord& t : trials) {
+    out += t.name + "," + t.status;
+    for (size_t i = 0; i < spec.space.size(); ++i)
+      out += "," + csv_cell(i < t.values.size() ? value_label(t.values[i]) : "");
+    for (const std::string& n : names) out += "," + metric_value(t.validation, n, true);
+    const bool done = t.status == "finished" || t.status == "stopped_early";
+    out += "," + (done ? std::to_string(t.best_iteration) : std::string());
+    out += "," + (done ? std::to_string(t.iterations) : std::string());
+    out +=
+        "," + (t.status == "pending" || t.status == "running" ? std::string()
+                                                              : fmt::format("{:.2f}", t.seconds));
+    out += "," + csv_cell(t.error) + "\n";
+  }
+  return out;
+}
+
+std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& trials,
+                       const nlohmann::json& best_test) {
+  int finished = 0, stopped = 0, failed = 0, waiting = 0;
+  for (const TrialRecord& t : trials) {
+    if (t.status == "finished")
+      ++finished;
+    else if (t.status == "stopped_early")
+      ++stopped;
+    else if (t.status == "failed")
+      ++failed;
+    else
+      ++waiting;
+  }
+  const std::string k = spec.metric.substr(spec.metric.find('@') + 1);
+  std::vector<std::string> shown = {spec.metric};
+  for (const std::string& m : {"recall@" + k, "ndcg@" + k})
+    if (std::find(shown.begin(), shown.end(), m) == shown.end()) shown.push_back(m);
+
+  std::string out = fmt::format("# Sweep {}\n\n", spec.file);
+  out += fmt::format(
+      "- search: {}, {} trials: {} finished, {} stopped early, {} failed{}\n",
+      spec.search == Search::kGrid ? "grid" : fmt::format("random (seed {})", spec.seed),
+      trials.size(), finished, stopped, failed,
+      waiting ? fmt::format(", {} not run yet", waiting) : "");
+  out += fmt::format(
+      "- metric: {} on the validation split ({} is better); the test split is "
+      "evaluated once, for the best config only\n",
+      spec.metric, spec.maximize ? "higher" : "lower");
+  const EarlyStop& es = spec.early_stop;
+  out += "- early stop: " + es.name();
+  if (es.rule == EarlyStop::Rule::kMedian)
+    out += fmt::format(" (min_trials {}, grace {})", es.min_trials, es.grace);
+  if (es.rule == EarlyStop::Rule::kHalving)
+    out += fmt::format(" (eta {}, min_trials {}, grace {})", es.eta, es.min_trials, es.grace);
+  out += "\n";
+  out += "- base: " + (spec.base.source().empty() ? spec.base_where : spec.base.source()) + "\n";
+
+  out += "\n## Trials, best first\n\n| rank | trial | status |";
+  std::string rule = "|---:|---|---|";
+  for (const Dimension& d : spec.space) {
+    out += " " + md_cell(d.path) + " |";
+    rule += "---:|";
+  }
+  for (const std::string& m : shown) {
+    out += " " + m + " |";
+    rule += "---:|";
+  }
+  out += " best iteration | iterations | seconds |\n" + rule + "---:|---:|---:|\n";
+  int rank = 0;
+  for (const TrialRecord* t : ranked(spec, trials)) {
+    out += fmt::format("| {} | {} | {} |", t->score ? std::to_string(++rank) : "", t->name,
+                       status_text(t->status));
+    for (size_t i = 0; i < spec.space.size(); ++i)
+      out += " " + md_cell(i < t->values.size() ? value_label(t->values[i]) : "") + " |";
+    for (const std::string& m : shown) out += " " + metric_value(t->validation, m, false) + " |";
+    const bool done = t->status == "finished" || t->status == "stopped_early";
+    out += fmt::format(" {} | {} | {} |\n", done ? std::to_string(t->best_iteration) : "",
+                       done ? std::to_string(t->iterations) : "",
+                       done || t->status == "failed" ? fmt::format("{:.1f}", t->seconds) : "");
+  }
+  for (const TrialRecord& t : trials)
+    if (t.status == "failed") out += fmt::format("\n- {} failed: {}", t.name, md_cell(t.error));
+  if (failed) out += "\n";
+
+  out += "\n## Best config\n\n";
+  if (!best_test.is_object()) {
+    out +=
+        "Not chosen yet: the best finished trial is chosen, and its config evaluated on test "
+        "once, when every trial has run.\n";
+    return out;
+  }
+  const std::string trial = best_test.value("trial", "");
+  std::string params;
+  const nlohmann::json parameters = best_test.value("parameters", nlohmann::json::object());
+  for (const auto& [path, v] : parameters.items())
+    params += (params.empty() ? "" : ", ") + path + " " + value_label(v);
+  out += fmt::format(
+      "{} ({}), written to `best.yaml`. Its test metrics were measured once, by training "
+      "`best.yaml` (the trial's config with `eval.test: true`, the same split) into `best/`; "
+      "`recforge train best.yaml` reproduces them.\n\n",
+      trial, params);
+  out += "| metric | validation | test |\n|---|---:|---:|\n";
+  const nlohmann::json& val = best_test["validation"];
+  const nlohmann::json& test = best_test["test"];
+  for (const std::string& m : metric_names(spec))
+    out += fmt::format("| {} | {} | {} |\n", m, metric_value(val, m, false),
+                       metric_value(test, m, false));
+  return out;
+}
+
+}  // namespace recforge::sweep

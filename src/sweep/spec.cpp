@@ -1,0 +1,614 @@
+/// @file spec.cpp
+/// Reading and checking sweep files. Parameter values are checked by the config itself (a
+/// value goes through Config::set, so the sweep accepts exactly what a config accepts), and
+/// each error is re-anchored at the value's location in the sweep file.
+
+#include "sweep/spec.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "core/error.h"
+
+namespace recforge::sweep {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kTopKeys = {"base",   "space",     "search",     "trials", "seed",
+                                           "metric", "direction", "early_stop", "out"};
+const std::vector<std::string> kEarlyStopKeys = {"rule", "min_trials", "eta", "grace"};
+
+/// Settings a sweep sets itself in every trial, or that would give trials different validation
+/// sets (so that their scores could not be compared): refused in `space`.
+std::string refused_reason(const std::string& path) {
+  const std::string section = path.substr(0, path.find('.'));
+  if (path == "run.name" || path == "run.dir" || path == "run.exists")
+    return "the sweep names and places the trial runs itself";
+  if (path == "eval.test" || path == "eval.metric" || path == "eval.ks")
+    return "the sweep sets it (trials never evaluate on test, and the metric is the sweep's "
+           "`metric:`)";
+  if (section == "export")
+    return "trials do not export; best.yaml keeps the base's export settings";
+  if (path == "run.seed")
+    return "run.seed also seeds the split, so trials would be scored on different validation "
+           "sets; vary model.seed instead";
+  if (section == "data" || section == "synthetic" || section == "split")
+    return "it changes the data or the split, so trials would be scored on different validation "
+           "sets";
+  return "";
+}
+
+std::string location(const std::string& name, const YAML::Mark& m) {
+  if (m.is_null()) return name;
+  return fmt::format("{}:{}:{}", name, m.line + 1, m.column + 1);
+}
+
+bool is_plain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+/// A node as shown in "got ..." texts.
+std::string render(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "null";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return is_plain(n) ? n.Scalar() : nlohmann::json(n.Scalar()).dump();
+}
+
+/// A node as the value text of a Config::set assignment (flow YAML).
+std::string node_text(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "";
+  if (n.IsSequence()) {
+    std::string out = "[";
+    for (size_t i = 0; i < n.size(); ++i) out += (i ? ", " : "") + node_text(n[i]);
+    return out + "]";
+  }
+  if (is_plain(n)) return n.Scalar();
+  return nlohmann::json(n.Scalar()).dump();
+}
+
+std::string suggestion(const std::string& word, const std::vector<std::string>& options) {
+  size_t best = std::string::npos;
+  std::string near;
+  for (const std::string& o : options) {
+    const size_t d = config::edit_distance(word, o);
+    if (d < best) best = d, near = o;
+  }
+  if (best <= std::max<size_t>(2, word.size() / 3))
+    return fmt::format("; did you mean \"{}\"?", near);
+  std::string all;
+  for (const std::string& o : options) all += (all.empty() ? "" : ", ") + o;
+  return "; expected one of " + all;
+}
+
+std::string type_text(const config::Param& p) {
+  switch (p.type) {
+    case config::Type::kInt:
+      return "an integer";
+    case config::Type::kFloat:
+      return "a number";
+    case config::Type::kBool:
+      return "a boolean";
+    case config::Type::kString:
+      return "a string";
+    case config::Type::kEnum: {
+      std::string c;
+      for (const std::string& s : p.choices) c += (c.empty() ? "" : ", ") + s;
+      return "one of " + c;
+    }
+    case config::Type::kIntList:
+      return "a list of integers";
+  }
+  return "";
+}
+
+/// The value of parameter `p` in `c`, as JSON (null when unset).
+nlohmann::json read_value(const config::Config& c, const config::Param& p) {
+  if (!c.is_set(p.path)) return nullptr;
+  switch (p.type) {
+    case config::Type::kInt:
+      return c.get_int(p.path);
+    case config::Type::kFloat:
+      return c.get_float(p.path);
+    case config::Type::kBool:
+      return c.get_bool(p.path);
+    case config::Type::kString:
+    case config::Type::kEnum:
+      return c.get_string(p.path);
+    case config::Type::kIntList:
+      return c.get_int_list(p.path);
+  }
+  return nullptr;
+}
+
+/// Applies `path=text` to `c`, re-anchoring the config's error message at `where`.
+void set_at(config::Config& c, const std::string& path, const std::string& text,
+            const std::string& where) {
+  const std::string assignment = path + "=" + text;
+  try {
+    c.set(assignment);
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    const std::string prefix = "--set " + assignment + ": ";
+    if (msg.rfind(prefix, 0) == 0) msg.erase(0, prefix.size());
+    throw Error(where + ": " + msg);
+  }
+}
+
+/// Checks one value node against parameter `p` (through the config's own validation) and returns
+/// it typed.
+nlohmann::json typed_value(const config::Config& base, const config::Param& p, const YAML::Node& n,
+                           const std::string& name) {
+  const std::string where = location(name, n.Mark());
+  if (n.IsMap()) fail("{}: {}: expected a value, got a mapping", where, p.path);
+  config::Config c = base;
+  set_at(c, p.path, node_text(n), where);
+  return read_value(c, p);
+}
+
+/// Parses a number node (a distribution bound).
+double number(const YAML::Node& n, const std::string& name, const std::string& path,
+              const std::string& dist) {
+  static const std::regex re("[-+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?");
+  if (!n.IsScalar() || !is_plain(n) || !std::regex_match(n.Scalar(), re))
+    fail("{}: {}: {} bounds must be numbers, got {}", location(name, n.Mark()), path, dist,
+         render(n));
+  return std::stod(n.Scalar());
+}
+
+int64_t integer_field(const YAML::Node& n, const std::string& name, const std::string& key,
+                      int64_t min) {
+  static const std::regex re("[-+]?[0-9]+");
+  if (!n.IsScalar() || !is_plain(n) || !std::regex_match(n.Scalar(), re))
+    fail("{}: {}: expected an integer >= {}, got {}", location(name, n.Mark()), key, min,
+         render(n));
+  int64_t v = 0;
+  try {
+    v = std::stoll(n.Scalar());
+  } catch (const std::exception&) {
+    fail("{}: {}: expected an integer >= {}, got {}", location(name, n.Mark()), key, min,
+         render(n));
+  }
+  if (v < min)
+    fail("{}: {}: expected an integer >= {}, got {}", location(name, n.Mark()), key, min, v);
+  return v;
+}
+
+std::string word(const YAML::Node& n, const std::string& name, const std::string& key,
+                 const std::vector<std::string>& choices) {
+  if (!n.IsScalar() || std::find(choices.begin(), choices.end(), n.Scalar()) == choices.end()) {
+    std::string c;
+    for (const std::string& s : choices) c += (c.empty() ? "" : ", ") + s;
+    fail("{}: {}: expected one of {}, got {}", location(name, n.Mark()), key, c, render(n));
+  }
+  return n.Scalar();
+}
+
+/// The values listed for `p` (a list, or the argument of `choice`); each is checked.
+std::vector<nlohmann::json> list_values(const config::Config& base, const config::Param& p,
+                                        const YAML::Node& list, const std::string& name,
+                                        const std::string& where) {
+  if (!list.IsSequence())
+    fail("{}: {}: expected a list of values, got {}", where, p.path, render(list));
+  if (list.size() == 0)
+    fail("{}: {}: the list of values is empty; expected at least one value", where, p.path);
+  std::vector<nlohmann::json> out;
+  for (const YAML::Node& e : list) {
+    nlohmann::json v = typed_value(base, p, e, name);
+    for (const nlohmann::json& prev : out)
+      if (prev.dump() == v.dump())
+        fail("{}: {}: the value {} is listed twice", location(name, e.Mark()), p.path,
+             value_label(v));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+/// One `space:` entry.
+Dimension parse_dimension(const config::Config& base, const YAML::Node& key,
+                          const YAML::Node& value, const std::string& name, Search search) {
+  Dimension d;
+  d.where = location(name, key.Mark());
+  if (!key.IsScalar()) fail("{}: space: expected a parameter path, got {}", d.where, render(key));
+  d.path = key.Scalar();
+  const config::Param* p = config::find_param(d.path);
+  if (!p) {
+    if (d.path.find('.') == std::string::npos) {
+      for (const config::Param& q : config::params())
+        if (q.path.substr(q.path.find('.') + 1) == d.path)
+          fail("{}: {}: expected a parameter path section.key; did you mean \"{}\"?", d.where,
+               d.path, q.path);
+      fail("{}: {}: expected a parameter path section.key (see docs/configuration.md)", d.where,
+           d.path);
+    }
+    config::Config c = base;
+    set_at(c, d.path, "", d.where);  // throws the config's "unknown key; did you mean" sentence
+    fail("{}: {}: unknown key", d.where, d.path);
+  }
+  d.type = p->type;
+  const std::string why = refused_reason(d.path);
+  if (!why.empty()) fail("{}: {}: cannot be searched: {}", d.where, d.path, why);
+
+  if (value.IsSequence()) {
+    d.values = list_values(base, *p, value, name, d.where);
+    return d;
+  }
+  if (!value.IsMap() || value.size() != 1)
+    fail(
+        "{}: {}: expected a list of values ([a, b, ...]) or one distribution ({{uniform: [a, b]}}, "
+        "{{log_uniform: [a, b]}}, {{int_range: [a, b]}}, {{choice: [...]}}), got {}; a fixed "
+        "value belongs in the base config",
+        d.where, d.path, render(value));
+  const YAML::Node dist_key = value.begin()->first;
+  const YAML::Node arg = value.begin()->second;
+  const std::string dist = dist_key.IsScalar() ? dist_key.Scalar() : "";
+  const std::string at = location(name, dist_key.Mark());
+  if (dist == "choice") {
+    d.values = list_values(base, *p, arg, name, at);
+    return d;
+  }
+  if (dist != "uniform" && dist != "log_uniform" && dist != "int_range")
+    fail("{}: {}: unknown distribution {}{}", at, d.path, render(dist_key),
+         suggestion(dist, {"uniform", "log_uniform", "int_range", "choice"}));
+  d.kind = dist == "uniform"       ? Dimension::Kind::kUniform
+           : dist == "log_uniform" ? Dimension::Kind::kLogUniform
+                                   : Dimension::Kind::kIntRange;
+  if (p->type != config::Type::kInt && p->type != config::Type::kFloat)
+    fail("{}: {}: {} needs a numeric parameter, but {} is {}; list its values instead", at, d.path,
+         dist, d.path, type_text(*p));
+  if (!arg.IsSequence() || arg.size() != 2)
+    fail("{}: {}: {} expects [low, high], got {}", at, d.path, dist,
+         arg.IsSequence() ? fmt::format("a list of {}", arg.size()) : render(arg));
+  d.low = number(arg[0], name, d.path, dist);
+  d.high = number(arg[1], name, d.path, dist);
+  if (d.kind == Dimension::Kind::kIntRange)
+    for (int i = 0; i < 2; ++i)
+      if (!std::regex_match(arg[i].Scalar(), std::regex("[-+]?[0-9]+")))
+        fail("{}: {}: int_range bounds must be integers, got {}", location(name, arg[i].Mark()),
+             d.path, arg[i].Scalar());
+  if (d.low > d.high)
+    fail("{}: {}: {} low {} is above high {}; expected [low, high] with low <= high", at, d.path,
+         dist, arg[0].Scalar(), arg[1].Scalar());
+  if (d.kind == Dimension::Kind::kLogUniform && d.low <= 0)
+    fail("{}: {}: log_uniform needs low > 0, got {}", at, d.path, arg[0].Scalar());
+  // Both ends must be valid values of the parameter (its type and bounds).
+  typed_value(base, *p, arg[0], name);
+  typed_value(base, *p, arg[1], name);
+  if (search == Search::kGrid && d.kind != Dimension::Kind::kIntRange)
+    fail(
+        "{}: {}: grid search enumerates values and {} has infinitely many; give a list, or set "
+        "search: random",
+        at, d.path, dist);
+  if (d.kind == Dimension::Kind::kIntRange && d.high - d.low >= 1e6)
+    fail("{}: {}: int_range [{}, {}] has more than a million values", at, d.path, arg[0].Scalar(),
+         arg[1].Scalar());
+  return d;
+}
+
+EarlyStop parse_early_stop(const YAML::Node& n, const std::string& name) {
+  EarlyStop e;
+  const std::vector<std::string> rules = {"none", "median", "halving"};
+  auto rule = [&](const YAML::Node& r, const std::string& key) {
+    const std::string w = word(r, name, key, rules);
+    return w == "median"    ? EarlyStop::Rule::kMedian
+           : w == "halving" ? EarlyStop::Rule::kHalving
+                            : EarlyStop::Rule::kNone;
+  };
+  if (n.IsScalar()) {
+    e.rule = rule(n, "early_stop");
+    return e;
+  }
+  if (!n.IsMap())
+    fail(
+        "{}: early_stop: expected none, median, halving or a mapping {{rule: ..., min_trials: "
+        "..., eta: ..., grace: ...}}, got {}",
+        location(name, n.Mark()), render(n));
+  bool has_rule = false;
+  for (const auto& kv : n) {
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    const std::string at = location(name, kv.first.Mark());
+    if (k == "rule") {
+      e.rule = rule(kv.second, "early_stop.rule");
+      has_rule = true;
+    } else if (k == "min_trials") {
+      e.min_trials = integer_field(kv.second, name, "early_stop.min_trials", 1);
+    } else if (k == "eta") {
+      e.eta = integer_field(kv.second, name, "early_stop.eta", 2);
+    } else if (k == "grace") {
+      e.grace = integer_field(kv.second, name, "early_stop.grace", 0);
+    } else {
+      fail("{}: early_stop.{}: unknown key{}", at, k, suggestion(k, kEarlyStopKeys));
+    }
+  }
+  if (!has_rule)
+    fail("{}: early_stop: the rule is missing; add rule: median or rule: halving",
+         location(name, n.Mark()));
+  return e;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open sweep file: {}", path, std::strerror(errno));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// The base config written inline in the sweep file, parsed from the sweep file's own text with
+/// everything but the base's block blanked out, so that errors keep their line and column.
+config::Config inline_base(const std::string& text, const YAML::Node& root, const YAML::Node& base,
+                           const std::string& name, const std::vector<std::string>& sets) {
+  const size_t start = static_cast<size_t>(std::max(0, base.Mark().pos));
+  size_t end = text.size();
+  for (const auto& kv : root) {
+    const int pos = kv.first.Mark().pos;
+    if (pos > static_cast<int>(start)) end = std::min(end, static_cast<size_t>(pos));
+  }
+  const size_t line_start = text.rfind('\n', end == 0 ? 0 : end - 1);
+  if (end < text.size()) end = line_start == std::string::npos ? 0 : line_start + 1;
+  std::string masked = text;
+  for (size_t i = 0; i < masked.size(); ++i)
+    if ((i < start || i >= end) && masked[i] != '\n') masked[i] = ' ';
+  return config::Config::parse(masked, name, sets);
+}
+
+}  // namespace
+
+// ---- Dimension, EarlyStop, SweepSpec ------------------------------------------------------------
+
+std::vector<nlohmann::json> Dimension::enumerate() const {
+  if (kind == Kind::kValues) return values;
+  std::vector<nlohmann::json> out;
+  if (kind == Kind::kIntRange)
+    for (int64_t v = static_cast<int64_t>(low); v <= static_cast<int64_t>(high); ++v)
+      out.push_back(type == config::Type::kFloat ? nlohmann::json(static_cast<double>(v))
+                                                 : nlohmann::json(v));
+  return out;
+}
+
+nlohmann::json Dimension::to_json() const {
+  if (kind == Kind::kValues) return {{"path", path}, {"values", values}};
+  const char* k = kind == Kind::kUniform      ? "uniform"
+                  : kind == Kind::kLogUniform ? "log_uniform"
+                                              : "int_range";
+  return {{"path", path}, {"kind", k}, {"low", low}, {"high", high}};
+}
+
+std::string EarlyStop::name() const {
+  return rule == Rule::kMedian ? "median" : rule == Rule::kHalving ? "halving" : "none";
+}
+
+nlohmann::json EarlyStop::to_json() const {
+  if (rule == Rule::kNone) return "none";
+  nlohmann::json j = {{"rule", name()}, {"min_trials", min_trials}, {"grace", grace}};
+  if (rule == Rule::kHalving) j["eta"] = eta;
+  return j;
+}
+
+nlohmann::json SweepSpec::definition() const {
+  nlohmann::json dims = nlohmann::json::array();
+  for (const Dimension& d : space) dims.push_back(d.to_json());
+  nlohmann::json base_json = base.to_json();
+  base_json["run"].erase("log_level");  // cosmetic: may change between runs of one sweep
+  base_json["run"].erase("progress");
+  return {{"base", base_json},
+          {"space", dims},
+          {"search", search == Search::kGrid ? "grid" : "random"},
+          {"trials", trials},
+          {"seed", seed},
+          {"metric", metric},
+          {"direction", maximize ? "max" : "min"},
+          {"early_stop", early_stop.to_json()}};
+}
+
+// ---- Parsing ----------------------------------------------------------------------------------
+
+SweepSpec load_sweep(const std::string& path, const std::vector<std::string>& sets) {
+  return parse_sweep(read_text(path), path, sets);
+}
+
+SweepSpec parse_sweep(const std::string& text, const std::string& name,
+                      const std::vector<std::string>& sets) {
+  SweepSpec s;
+  s.file = name;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
+  }
+  if (!root.IsMap())
+    fail(
+        "{}: expected a mapping with base:, space:, search:, metric: ... (see docs/sweeps.md), "
+        "got {}",
+        name, render(root));
+  std::map<std::string, YAML::Node> top;
+  std::map<std::string, std::string> where;
+  for (const auto& kv : root) {
+    const std::string at = location(name, kv.first.Mark());
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    if (std::find(kTopKeys.begin(), kTopKeys.end(), k) == kTopKeys.end())
+      fail("{}: {}: unknown key{}", at, k.empty() ? render(kv.first) : k, suggestion(k, kTopKeys));
+    if (top.count(k)) fail("{}: {}: duplicate key, first given at {}", at, k, where[k]);
+    top[k] = kv.second;
+    where[k] = at;
+  }
+
+  // base: a config file (relative to the sweep file) or an inline config.
+  if (!top.count("base"))
+    fail("{}: base: missing; expected the path of a config file or an inline config mapping", name);
+  const YAML::Node base = top["base"];
+  s.base_where = where["base"];
+  if (base.IsScalar()) {
+    fs::path p(base.Scalar());
+    if (p.is_relative()) p = fs::path(name).parent_path() / p;
+    const std::string path = p.lexically_normal().string();
+    if (!fs::is_regular_file(path))
+      fail(
+          "{}: base: {} does not exist (a relative base is read from the sweep file's "
+          "directory)",
+          location(name, base.Mark()), path);
+    s.base = config::Config::load(path, sets);
+  } else if (base.IsMap()) {
+    s.base = inline_base(text, root, base, name, sets);
+  } else {
+    fail("{}: base: expected the path of a config file or an inline config mapping, got {}",
+         location(name, base.Mark()), render(base));
+  }
+  auto base_loc = [&](const std::string& path) {
+    const std::string w = s.base.where(path);
+    return w == "default" ? s.base_where + ": base" : w;
+  };
+  if (s.base.get_string("model.type") == "none")
+    fail("{}: model.type is none, so there is nothing to tune; set a model in the base config",
+         base_loc("model.type"));
+  if (!(s.base.get_float("split.validation_fraction") > 0))
+    fail(
+        "{}: split.validation_fraction is 0, so trials would have no validation set to be "
+        "scored on; set it above 0 in the base config (a sweep never scores trials on test)",
+        base_loc("split.validation_fraction"));
+
+  if (top.count("search"))
+    s.search = word(top["search"], name, "search", {"grid", "random"}) == "grid" ? Search::kGrid
+                                                                                 : Search::kRandom;
+  if (top.count("trials")) s.trials = integer_field(top["trials"], name, "trials", 1);
+  if (top.count("seed"))
+    s.seed = static_cast<uint64_t>(integer_field(top["seed"], name, "seed", 0));
+  if (s.search == Search::kRandom && s.trials == 0)
+    fail("{}: trials: random search needs a budget; add trials: N",
+         top.count("search") ? where["search"] : name);
+
+  // space
+  if (!top.count("space"))
+    fail("{}: space: missing; expected a mapping of parameter paths to lists or distributions",
+         name);
+  const YAML::Node space = top["space"];
+  if (!space.IsMap() || space.size() == 0)
+    fail(
+        "{}: space: expected a non-empty mapping of parameter paths to lists or distributions, "
+        "got {}",
+        location(name, space.Mark()), space.IsMap() ? "an empty mapping" : render(space));
+  std::set<std::string> seen;
+  for (const auto& kv : space) {
+    Dimension d = parse_dimension(s.base, kv.first, kv.second, name, s.search);
+    if (!seen.insert(d.path).second) fail("{}: {}: duplicate key", d.where, d.path);
+    s.space.push_back(std::move(d));
+  }
+
+  // metric and direction
+  const config::Param* metric_param = config::find_param("eval.metric");
+  if (top.count("metric")) {
+    const YAML::Node m = top["metric"];
+    const std::string why = m.IsScalar() ? metric_param->check(m.Scalar()) : "expected NAME@K";
+    if (!why.empty()) fail("{}: metric: {}, got {}", location(name, m.Mark()), why, render(m));
+    s.metric = m.Scalar();
+  } else {
+    s.metric = s.base.get_string("eval.metric");
+  }
+  const int k = std::stoi(s.metric.substr(s.metric.find('@') + 1));
+  const std::vector<int64_t> ks = s.base.get_int_list("eval.ks");
+  if (std::find(ks.begin(), ks.end(), k) == ks.end()) {
+    std::string list;
+    for (int64_t x : ks) list += (list.empty() ? "" : ", ") + std::to_string(x);
+    fail("{}: metric: {} uses K = {}, which is not in the base config's eval.ks [{}]",
+         top.count("metric") ? where["metric"] : base_loc("eval.metric"), s.metric, k, list);
+  }
+  if (top.count("direction"))
+    s.maximize = word(top["direction"], name, "direction", {"max", "min"}) == "max";
+
+  // early stopping needs per-iteration validation metrics
+  if (top.count("early_stop")) s.early_stop = parse_early_stop(top["early_stop"], name);
+  if (s.early_stop.rule != EarlyStop::Rule::kNone) {
+    const auto* every = [&]() -> const Dimension* {
+      for (const Dimension& d : s.space)
+        if (d.path == "model.eval_every") return &d;
+      return nullptr;
+    }();
+    if (every) {
+      const bool zero = every->kind == Dimension::Kind::kValues
+                            ? std::any_of(every->values.begin(), every->values.end(),
+                                          [](const nlohmann::json& v) { return v == 0; })
+                            : every->low < 1;
+      if (zero)
+        fail("{}: model.eval_every: early_stop {} needs model.eval_every > 0 in every trial",
+             every->where, s.early_stop.name());
+    } else if (s.base.get_int("model.eval_every") == 0) {
+      fail(
+          "{}: early_stop: {} needs per-iteration validation metrics, but the base config has "
+          "model.eval_every 0; set it above 0 (e.g. 1) in the base config",
+          where["early_stop"], s.early_stop.name());
+    }
+  }
+
+  if (top.count("out")) {
+    const YAML::Node o = top["out"];
+    if (!o.IsScalar() || o.Scalar().empty())
+      fail("{}: out: expected a directory path, got {}", location(name, o.Mark()), render(o));
+    s.out = o.Scalar();
+  } else {
+    s.out = "sweeps/" + fs::path(name).stem().string();
+  }
+  return s;
+}
+
+// ---- Values and trial configs -----------------------------------------------------------------
+
+std::string value_text(const nlohmann::json& v) {
+  if (v.is_null()) return "";
+  if (v.is_string()) return v.dump();
+  if (v.is_array()) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + value_text(v[i]);
+    return out + "]";
+  }
+  return v.dump();
+}
+
+std::string value_label(const nlohmann::json& v) {
+  if (v.is_null()) return "unset";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + value_label(v[i]);
+    return out + "]";
+  }
+  if (v.is_number_float()) return fmt::format("{}", v.get<double>());
+  return v.dump();
+}
+
+config::Config trial_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point,
+                            const std::string& dir, const std::string& name, int threads) {
+  config::Config c = spec.base;
+  for (size_t i = 0; i < spec.space.size(); ++i)
+    set_at(c, spec.space[i].path, value_text(point.at(i)), spec.space[i].where);
+  c.set("eval.test=false");
+  c.set("eval.metric=" + spec.metric);
+  c.set("export.enabled=false");
+  c.set("run.dir=" + value_text(dir));
+  c.set("run.name=" + value_text(name));
+  c.set("run.exists=overwrite");
+  if (threads > 0) c.set("train.threads=" + std::to_string(threads));
+  return c;
+}
+
+config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point) {
+  config::Config c = spec.base;
+  for (size_t i = 0; i < spec.space.size(); ++i)
+    set_at(c, spec.space[i].path, value_text(point.at(i)), spec.space[i].where);
+  c.set("eval.test=true");
+  c.set("eval.metric=" + spec.metric);
+  const std::string& base_name = spec.base.get_string("run.name");
+  c.set(
+      "run.name=" +
+      value_text((base_name.empty() ? fs::path(spec.file).stem().string() : base_name) + "-best"));
+  return c;
+}
+
+}  // namespace recforge::sweep

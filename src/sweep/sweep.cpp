@@ -1,0 +1,543 @@
+/// @file sweep.cpp
+/// The sweep runner: state (sweep.json), trials on worker threads, early stopping through
+/// pipeline::TrainOptions, the best config and its one test evaluation.
+
+#include "sweep/sweep.h"
+
+#include <fcntl.h>
+#include <fmt/ranges.h>
+#include <omp.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "core/blas.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "pipeline/dataset.h"
+#include "pipeline/run.h"
+#include "pipeline/train.h"
+
+namespace recforge::sweep {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+/// The sweep's own messages: the process logger's sinks (stderr, and the calling thread's log
+/// file) at info level whatever level the trials' configs set on the process logger.
+spdlog::logger& slog() {
+  static spdlog::logger logger = [] {
+    spdlog::logger l("sweep", log().sinks().begin(), log().sinks().end());
+    l.set_level(spdlog::level::info);
+    l.flush_on(spdlog::level::info);
+    return l;
+  }();
+  return logger;
+}
+
+/// "trial-007" (at least three digits).
+std::string trial_name(int id, size_t total) {
+  const int width = std::max<int>(3, static_cast<int>(std::to_string(total).size()));
+  return fmt::format("trial-{:0{}}", id, width);
+}
+
+std::string point_text(const SweepSpec& spec, const Point& p) {
+  std::string out;
+  for (size_t i = 0; i < spec.space.size(); ++i)
+    out += fmt::format("{}{} {}", i ? ", " : "", spec.space[i].path, value_label(p[i]));
+  return out;
+}
+
+/// Holds an exclusive lock on the sweep directory while the sweep runs.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir) {
+    const std::string path = dir + "/.sweep.lock";
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("{}: cannot create the sweep's lock file", path);
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fail("{}: another recforge sweep is running in this directory; wait for it or stop it", dir);
+    }
+  }
+  ~DirLock() { ::close(fd_); }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// Runs `f` on a new thread whose log messages go to the sweep's log file (a trial's own log
+/// replaces it while the trial trains); rethrows what `f` throws.
+template <typename F>
+void on_thread(const std::string& sweep_log, F f) {
+  std::exception_ptr error;
+  std::thread t([&] {
+    try {
+      log_to_file(sweep_log);
+      f();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    close_log_file();
+  });
+  t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+class Runner {
+ public:
+  Runner(const SweepSpec& spec, const SweepOptions& options) : spec_(spec), options_(options) {}
+
+  SweepResult run();
+
+ private:
+  void prepare_state();
+  void save_locked();
+  void worker();
+  void run_trial(size_t i);
+  bool keep_going(size_t i, int iteration, const nlohmann::json& validation, int64_t eval_every);
+  void record_run(TrialRecord& t, const std::string& dir) const;
+  int choose_best() const;
+  void evaluate_best(int best);
+
+  const SweepSpec& spec_;
+  SweepOptions options_;
+  std::string state_path_, sweep_log_;
+  std::vector<Point> points_;
+  std::vector<TrialRecord> trials_;
+  nlohmann::json best_test_;
+  std::mutex mu_;
+  size_t next_ = 0;
+  int threads_ = 0;          // per trial; 0: the base config's
+  int64_t kill_after_ = -1;  // test hook: RECFORGE_TEST_SWEEP_KILL_AFTER
+  int64_t started_here_ = 0;
+};
+
+// ---- State ------------------------------------------------------------------------------------
+
+void Runner::prepare_state() {
+  nlohmann::json old;
+  if (fs::exists(state_path_)) old = pipeline::read_json(state_path_);
+  trials_.clear();
+  for (size_t i = 0; i < points_.size(); ++i) {
+    TrialRecord t;
+    t.id = static_cast<int>(i) + 1;
+    t.name = trial_name(t.id, points_.size());
+    t.values = points_[i];
+    trials_.push_back(std::move(t));
+  }
+  if (old.is_object() && old.contains("trials")) {
+    for (const nlohmann::json& j : old["trials"]) {
+      TrialRecord t = TrialRecord::from_json(j);
+      if (t.id < 1 || t.id > static_cast<int>(trials_.size())) continue;
+      TrialRecord& now = trials_[t.id - 1];
+      if (nlohmann::json(t.values).dump() != nlohmann::json(now.values).dump())
+        fail(
+            "{}: {} was run with {}, but the sweep file now gives {}; choose another out: to "
+            "start a new sweep",
+            state_path_, now.name, point_text(spec_, t.values), point_text(spec_, now.values));
+      const bool done = t.status == "finished" || t.status == "stopped_early";
+      if (done && !fs::exists(spec_.out + "/" + t.name + "/run.json")) {
+        slog().warn("{}: the run directory of {} is missing; running it again", spec_.out, t.name);
+        continue;
+      }
+      if (done) now = std::move(t);  // running (killed) and failed trials run again
+    }
+    if (old.contains("best") && old["best"].is_object()) best_test_ = old["best"];
+  }
+}
+
+void Runner::save_locked() {
+  nlohmann::json trials = nlohmann::json::array();
+  for (const TrialRecord& t : trials_) trials.push_back(t.to_json());
+  const nlohmann::json def = spec_.definition();
+  Sha256 h;
+  h.update(def.dump());
+  const nlohmann::json state = {{"recforge_version", RECFORGE_VERSION},
+                                {"sweep_file", spec_.file},
+                                {"updated", utc_now()},
+                                {"definition", def},
+                                {"hash", h.hex()},
+                                {"trials", trials},
+                                {"best", best_test_}};
+  write_file_atomic(state_path_, state.dump(2) + "\n");
+  write_file_atomic(spec_.out + "/results.csv", results_csv(spec_, trials_));
+  write_file_atomic(spec_.out + "/results.md", results_md(spec_, trials_, best_test_));
+}
+
+// ---- Trials -----------------------------------------------------------------------------------
+
+void Runner::record_run(TrialRecord& t, const std::string& dir) const {
+  const nlohmann::json run = pipeline::read_json(dir + "/run.json");
+  const nlohmann::json metrics = pipeline::read_json(dir + "/metrics.json");
+  t.validation = metrics.value("validation", nlohmann::json());
+  t.score.reset();
+  if (t.validation.is_object() && t.validation.contains(spec_.metric) &&
+      t.validation[spec_.metric].is_number())
+    t.score = t.validation[spec_.metric].get<double>();
+  const nlohmann::json history = run.value("history", nlohmann::json::array());
+  t.iterations = static_cast<int>(history.size());
+  t.curve.clear();
+  for (const nlohmann::json& h : history)
+    if (h.contains("validation") && h["validation"].contains(spec_.metric))
+      t.curve.emplace_back(h["iteration"].get<int>(), h["validation"][spec_.metric].get<double>());
+  t.best_iteration = t.iterations;
+  double best = 0;
+  for (size_t k = 0; k < t.curve.size(); ++k)
+    if (k == 0 || (spec_.maximize ? t.curve[k].second > best : t.curve[k].second < best)) {
+      best = t.curve[k].second;
+      t.best_iteration = t.curve[k].first;
+    }
+  const bool stopped = !history.empty() && history.back().value("stopped_early", false);
+  t.status = stopped ? "stopped_early" : "finished";
+  t.error.clear();
+}
+
+bool Runner::keep_going(size_t i, int iteration, const nlohmann::json& validation,
+                        int64_t eval_every) {
+  if (!validation.contains(spec_.metric)) return true;
+  const double v = validation[spec_.metric].get<double>();
+  std::lock_guard<std::mutex> lock(mu_);
+  TrialRecord& t = trials_[i];
+  t.curve.emplace_back(iteration, v);
+  if (spec_.early_stop.rule == EarlyStop::Rule::kNone) return true;
+  std::vector<Curve> others;
+  for (const TrialRecord& o : trials_) {
+    if (o.id == t.id || o.curve.empty()) continue;
+    const bool use =
+        spec_.early_stop.rule == EarlyStop::Rule::kMedian
+            ? o.status == "finished"
+            : o.status == "finished" || o.status == "stopped_early" || o.status == "running";
+    if (use) others.push_back(o.curve);
+  }
+  const bool stop =
+      spec_.early_stop.rule == EarlyStop::Rule::kMedian
+          ? median_stop(t.curve, others, spec_.early_stop, spec_.maximize)
+          : halving_stop(t.curve, others, spec_.early_stop, eval_every, spec_.maximize);
+  if (stop)
+    slog().info("sweep: {} is stopped early at iteration {} ({} {:.4f}; rule {})", t.name,
+                iteration, spec_.metric, v, spec_.early_stop.name());
+  return !stop;
+}
+
+void Runner::run_trial(size_t i) {
+  std::string name;
+  bool kill = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    TrialRecord& t = trials_[i];
+    t.status = "running";
+    t.curve.clear();
+    name = t.name;
+    kill = kill_after_ >= 0 && started_here_ >= kill_after_;
+    ++started_here_;
+    save_locked();
+  }
+  slog().info("sweep: {} of {} starts: {}", name, trials_.size(), point_text(spec_, points_[i]));
+  const auto t0 = Clock::now();
+  TrialRecord result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    result = trials_[i];
+  }
+  try {
+    config::Config cfg = trial_config(spec_, points_[i], spec_.out, name, threads_);
+    if (options_.parallel > 1) cfg.set("train.device=cpu");
+    // The test hook simulates a kill in the middle of a trial (after its staging directory
+    // exists), to test resuming.
+    if (kill && cfg.get_int("model.eval_every") == 0) std::_Exit(137);
+    pipeline::TrainOptions to;
+    const int64_t every = cfg.get_int("model.eval_every");
+    to.on_validation = [&](int it, const nlohmann::json& v) {
+      if (kill) std::_Exit(137);
+      return keep_going(i, it, v, every);
+    };
+    const std::string dir = pipeline::train(cfg, to);
+    log_to_file(sweep_log_);  // train closed this thread's log file (its run's)
+    record_run(result, dir);
+  } catch (const std::exception& e) {
+    log_to_file(sweep_log_);
+    result.status = "failed";
+    result.error = e.what();
+    result.validation = nullptr;
+    result.score.reset();
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  trials_[i] = std::move(result);
+  const TrialRecord& t = trials_[i];
+  if (t.status == "failed")
+    slog().warn("sweep: {} failed: {}", t.name, t.error);
+  else
+    slog().info("sweep: {} {} after {} iterations in {:.1f} s: validation {} {}", t.name,
+                t.status == "finished" ? "finished" : "stopped early", t.iterations, t.seconds,
+                spec_.metric, t.score ? fmt::format("{:.4f}", *t.score) : "n/a");
+  save_locked();
+}
+
+void Runner::worker() {
+  for (;;) {
+    size_t i;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (next_ < trials_.size() &&
+             (trials_[next_].status == "finished" || trials_[next_].status == "stopped_early"))
+        ++next_;
+      if (next_ >= trials_.size()) return;
+      i = next_++;
+    }
+    run_trial(i);
+  }
+}
+
+int Runner::choose_best() const {
+  int best = 0;
+  double value = 0;
+  for (const TrialRecord& t : trials_) {
+    if (t.status != "finished" || !t.score) continue;
+    if (best == 0 || (spec_.maximize ? *t.score > value : *t.score < value)) {
+      best = t.id;
+      value = *t.score;
+    }
+  }
+  return best;
+}
+
+// The best config, written to best.yaml, trained once with test evaluation into <out>/best.
+void Runner::evaluate_best(int best) {
+  const TrialRecord& t = trials_[best - 1];
+  const std::string best_yaml = spec_.out + "/best.yaml";
+  const config::Config cfg = best_config(spec_, t.values);
+  write_file_atomic(
+      best_yaml,
+      fmt::format("# Best trial of the sweep {} ({}: validation {} {}), written by recforge "
+                  "sweep.\n"
+                  "# The trial's own config with eval.test: true: `recforge train` of this file "
+                  "trains the same\n"
+                  "# model on the same split (validation carved from train as in the base) and "
+                  "reproduces\n"
+                  "# best_test_metrics.json.\n",
+                  spec_.file, t.name, spec_.metric, t.score ? fmt::format("{}", *t.score) : "n/a") +
+          cfg.to_yaml());
+  const std::string run_dir = spec_.out + "/best";
+  if (best_test_.is_object() && best_test_.value("trial", "") == t.name &&
+      fs::exists(run_dir + "/metrics.json")) {
+    slog().info("sweep: the best config ({}) was already evaluated on test", t.name);
+    return;
+  }
+  slog().info("sweep: training the best config ({}) once with test evaluation into {}", t.name,
+              run_dir);
+  on_thread(sweep_log_, [&] {
+    const config::Config final_cfg =
+        config::Config::load(best_yaml, {"run.dir=" + value_text(spec_.out), "run.name=best",
+                                         "run.exists=overwrite", "export.enabled=false"});
+    pipeline::train(final_cfg);
+  });
+  const nlohmann::json metrics = pipeline::read_json(run_dir + "/metrics.json");
+  const nlohmann::json validation = metrics.value("validation", nlohmann::json());
+  const double v = validation.value(spec_.metric, std::nan(""));
+  const bool same = t.score && std::fabs(v - *t.score) <= 1e-9 * std::max(1.0, std::fabs(v));
+  if (!same)
+    slog().warn(
+        "sweep: the best config's validation {} is {} now and was {} in {} (a different "
+        "thread count can change the last digits)",
+        spec_.metric, v, t.score ? *t.score : std::nan(""), t.name);
+  best_test_ = {{"trial", t.name},
+                {"parameters", nullptr},
+                {"config", best_yaml},
+                {"run_dir", run_dir},
+                {"metric", spec_.metric},
+                {"trial_validation", t.score ? nlohmann::json(*t.score) : nlohmann::json()},
+                {"validation", validation},
+                {"validation_matches_trial", same},
+                {"test", metrics.value("test", nlohmann::json())},
+                {"how", "best.yaml trained once into best/ with eval.test: true"}};
+  nlohmann::json params = nlohmann::json::object();
+  for (size_t i = 0; i < spec_.space.size(); ++i) params[spec_.space[i].path] = t.values[i];
+  best_test_["parameters"] = params;
+}
+
+SweepResult Runner::run() {
+  if (options_.parallel < 1)
+    fail("--parallel {}: expected a number of trials >= 1", options_.parallel);
+  const std::string& device = spec_.base.get_string("train.device");
+  if (options_.parallel > 1 && device != "auto" && device != "cpu")
+    fail(
+        "--parallel {}: trials run side by side on the CPU, but the base config asks for "
+        "train.device {}; use --parallel 1, or train.device: cpu",
+        options_.parallel, device);
+  if (options_.parallel > 1)
+    for (const Dimension& d : spec_.space)
+      if (d.path == "train.threads" || d.path == "train.device")
+        fail("{}: {}: --parallel {} sets the trials' {} itself; search it without --parallel",
+             d.where, d.path, options_.parallel, d.path);
+  points_ = expand(spec_);
+  if (points_.empty()) fail("{}: the sweep has no trials", spec_.file);
+  state_path_ = spec_.out + "/sweep.json";
+  sweep_log_ = spec_.out + "/sweep.log";
+
+  // Refuse a directory that is not this sweep's before anything runs.
+  if (fs::exists(state_path_)) {
+    const nlohmann::json old = pipeline::read_json(state_path_);
+    const nlohmann::json def = spec_.definition();
+    std::vector<std::string> changed;
+    for (const auto& [key, value] : def.items())
+      if (!old.contains("definition") || !old["definition"].contains(key) ||
+          old["definition"][key].dump() != value.dump())
+        changed.push_back(key == "base" ? "base config" : key);
+    if (!changed.empty())
+      fail(
+          "{}: the sweep in {} was started with a different {} (sweep.json keeps the definition "
+          "it was made with); restore the sweep file, or choose another out: to start a new "
+          "sweep",
+          spec_.file, spec_.out, fmt::format("{}", fmt::join(changed, ", ")));
+  } else if (fs::exists(spec_.out) && !fs::is_empty(spec_.out)) {
+    fail(
+        "{}: out: {} exists and is not a sweep directory (it has no sweep.json); choose another "
+        "out:",
+        spec_.file, spec_.out);
+  }
+  const int total = spec_.base.get_int("train.threads") > 0
+                        ? static_cast<int>(spec_.base.get_int("train.threads"))
+                        : omp_get_num_procs();
+  threads_ = options_.parallel > 1 ? std::max(1, total / options_.parallel) : 0;
+  if (const char* k = std::getenv("RECFORGE_TEST_SWEEP_KILL_AFTER")) kill_after_ = std::atoll(k);
+
+  // The data must give a validation set; checked once, before any trial.
+  {
+    const config::Config probe = trial_config(spec_, points_[0], spec_.out, "probe", threads_);
+    const pipeline::Dataset data = pipeline::prepare_dataset(probe);
+    if (data.split.validation.size() == 0)
+      fail(
+          "{}: the base config's split (split.method {}, split.validation_fraction {}) gives no "
+          "validation interactions, so trials could not be scored",
+          spec_.base_where, spec_.base.get_string("split.method"),
+          spec_.base.get_float("split.validation_fraction"));
+  }
+
+  std::error_code ec;
+  fs::create_directories(spec_.out, ec);
+  if (ec) fail("{}: cannot create the sweep directory: {}", spec_.out, ec.message());
+  DirLock lock(spec_.out);
+  for (const auto& e : fs::directory_iterator(spec_.out)) {  // runs killed while staged
+    const std::string f = e.path().filename().string();
+    if (f[0] == '.' &&
+        (f.find(".partial-") != std::string::npos || f.find(".old-") != std::string::npos))
+      fs::remove_all(e.path(), ec);
+  }
+  log_to_file(sweep_log_);
+  struct CloseLog {
+    ~CloseLog() { close_log_file(); }
+  } close_log;
+  prepare_state();
+  const size_t done = std::count_if(trials_.begin(), trials_.end(), [](const TrialRecord& t) {
+    return t.status == "finished" || t.status == "stopped_early";
+  });
+  slog().info(
+      "sweep {}: {} trials ({} search), {} already done; metric {} ({}) on validation, "
+      "early stop {}, {} at a time; directory {}",
+      spec_.file, trials_.size(), spec_.search == Search::kGrid ? "grid" : "random", done,
+      spec_.metric, spec_.maximize ? "max" : "min", spec_.early_stop.name(), options_.parallel,
+      spec_.out);
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    save_locked();
+  }
+
+  const int blas_threads = openblas_get_num_threads();
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(options_.parallel));
+  for (int w = 0; w < options_.parallel; ++w)
+    workers.emplace_back([this, w, &errors] {
+      try {
+        log_to_file(sweep_log_);
+        worker();
+      } catch (...) {
+        errors[static_cast<size_t>(w)] = std::current_exception();
+      }
+      close_log_file();
+    });
+  for (std::thread& t : workers) t.join();
+  openblas_set_num_threads(blas_threads);
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  const int best = choose_best();
+  if (best == 0) {
+    std::lock_guard<std::mutex> guard(mu_);
+    save_locked();
+    fail("{}: no trial finished (see {}/results.md), so there is no best config", spec_.file,
+         spec_.out);
+  }
+  evaluate_best(best);
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    save_locked();
+  }
+  write_file_atomic(spec_.out + "/best_test_metrics.json", best_test_.dump(2) + "\n");
+  const nlohmann::json& test = best_test_["test"];
+  slog().info("sweep: best {} (validation {} {:.4f}); test {} {}; results in {}/results.md",
+              trials_[best - 1].name, spec_.metric, *trials_[best - 1].score, spec_.metric,
+              test.is_object() && test.contains(spec_.metric)
+                  ? fmt::format("{:.4f}", test[spec_.metric].get<double>())
+                  : "n/a",
+              spec_.out);
+  return SweepResult{spec_.out, trials_, best, best_test_};
+}
+
+}  // namespace
+
+// ---- TrialRecord ------------------------------------------------------------------------------
+
+nlohmann::json TrialRecord::to_json() const {
+  nlohmann::json curve_json = nlohmann::json::array();
+  for (const auto& [it, v] : curve) curve_json.push_back({it, v});
+  return {{"id", id},
+          {"name", name},
+          {"values", values},
+          {"status", status},
+          {"validation", validation},
+          {"score", score ? nlohmann::json(*score) : nlohmann::json()},
+          {"best_iteration", best_iteration},
+          {"iterations", iterations},
+          {"seconds", seconds},
+          {"error", error},
+          {"curve", curve_json}};
+}
+
+TrialRecord TrialRecord::from_json(const nlohmann::json& j) {
+  TrialRecord t;
+  t.id = j.value("id", 0);
+  t.name = j.value("name", "");
+  for (const nlohmann::json& v : j.value("values", nlohmann::json::array())) t.values.push_back(v);
+  t.status = j.value("status", "pending");
+  t.validation = j.value("validation", nlohmann::json());
+  if (j.contains("score") && j["score"].is_number()) t.score = j["score"].get<double>();
+  t.best_iteration = j.value("best_iteration", 0);
+  t.iterations = j.value("iterations", 0);
+  t.seconds = j.value("seconds", 0.0);
+  t.error = j.value("error", "");
+  for (const nlohmann::json& p : j.value("curve", nlohmann::json::array()))
+    t.curve.emplace_back(p[0].get<int>(), p[1].get<double>());
+  return t;
+}
+
+SweepResult run_sweep(const SweepSpec& spec, const SweepOptions& options) {
+  return Runner(spec, options).run();
+}
+
+}  // namespace recforge::sweep

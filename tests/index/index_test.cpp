@@ -1,0 +1,401 @@
+// Faiss indices over item factors and per-user filtering inside batched queries, against the
+// exact masked top-k of eval::topk.
+#include "index/index.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "eval/topk.h"
+#include "index/bench.h"
+#include "index/filtered_search.h"
+#include "test_util.h"
+
+namespace recforge::index {
+namespace {
+
+using data::index_t;
+
+/// n × d N(0, 1) matrix from a seed.
+Matrix gaussian(int64_t n, int d, uint64_t seed) {
+  Rng rng(seed);
+  Matrix m;
+  m.rows = n;
+  m.cols = d;
+  m.data.resize(static_cast<size_t>(n * d));
+  for (float& v : m.data) v = static_cast<float>(rng.normal());
+  return m;
+}
+
+/// Items in `clusters` well-separated groups (so that IVF cells mean something).
+Matrix clustered(int64_t n, int d, int clusters, uint64_t seed) {
+  const Matrix centers = gaussian(clusters, d, seed + 1);
+  Matrix m = gaussian(n, d, seed);
+  for (int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j)
+      m.row(i)[j] = 0.3f * m.row(i)[j] + 2.f * centers.row(i % clusters)[j];
+  return m;
+}
+
+/// A CSR from per-row sorted item lists.
+data::Csr csr(const std::vector<std::vector<index_t>>& rows, int64_t n_items) {
+  data::Csr c;
+  c.rows = static_cast<int64_t>(rows.size());
+  c.cols = n_items;
+  c.indptr.push_back(0);
+  for (auto r : rows) {
+    std::sort(r.begin(), r.end());
+    r.erase(std::unique(r.begin(), r.end()), r.end());
+    c.indices.insert(c.indices.end(), r.begin(), r.end());
+    c.indptr.push_back(static_cast<data::offset_t>(c.indices.size()));
+  }
+  c.data.assign(c.indices.size(), 1.f);
+  return c;
+}
+
+/// Same ranked items; scores equal within `tol`. Where items differ, the two candidates must
+/// be tied within `tol` (float rounding may order exact ties either way).
+void expect_same_lists(const eval::TopK& got, const eval::TopK& want, float tol = 1e-4f) {
+  ASSERT_EQ(got.n, want.n);
+  ASSERT_EQ(got.k, want.k);
+  for (int64_t q = 0; q < want.n; ++q)
+    for (int j = 0; j < want.k; ++j) {
+      if (want.item(q, j) < 0) {
+        EXPECT_EQ(got.item(q, j), -1) << "query " << q << " rank " << j;
+        continue;
+      }
+      EXPECT_NEAR(got.score(q, j), want.score(q, j), tol) << "query " << q << " rank " << j;
+      if (got.item(q, j) != want.item(q, j)) {
+        EXPECT_NEAR(got.score(q, j), want.score(q, j), 1e-5f)
+            << "query " << q << " rank " << j << ": item " << got.item(q, j) << " instead of "
+            << want.item(q, j);
+      }
+    }
+}
+
+/// Seen lists with some heavy users: user 0 has seen its own 150 best items, user 1 all but
+/// three items, user 2 every item, user 3 nothing; the rest 0..29 random items.
+data::Csr seen_lists(const Matrix& users, const Matrix& items) {
+  const int64_t ni = items.rows;
+  std::vector<std::vector<index_t>> rows(static_cast<size_t>(users.rows));
+  const eval::TopK best =
+      eval::topk(users.row(0), 1, items.data.data(), ni, static_cast<int>(items.cols), 150);
+  for (int j = 0; j < 150; ++j) rows[0].push_back(best.item(0, j));
+  for (index_t i = 3; i < ni; ++i) rows[1].push_back(i);
+  for (index_t i = 0; i < ni; ++i) rows[2].push_back(i);
+  Rng rng(7);
+  for (size_t u = 4; u < rows.size(); ++u) {
+    const int n = static_cast<int>(rng.below(30));
+    for (int t = 0; t < n; ++t)
+      rows[u].push_back(static_cast<index_t>(rng.below(static_cast<uint64_t>(ni))));
+  }
+  return csr(rows, ni);
+}
+
+TEST(FilteredSearch, FlatIndexEqualsExactMaskedTopK) {
+  const Matrix items = gaussian(500, 16, 1);
+  const Matrix users = gaussian(200, 16, 2);
+  const data::Csr seen = seen_lists(users, items);
+  const std::vector<index_t> global = {499, 7, 250, 7, 13, 42, 100, 101, 102, 103};
+  Options o;
+  o.type = Type::kFlat;
+  const ItemIndex idx = ItemIndex::build(items, o);
+  ASSERT_EQ(idx.size(), 500);
+  const SearchFn search = [&](const float* x, int64_t n, int k, float* s, int64_t* l) {
+    idx.search(x, n, k, s, l);
+  };
+  for (int k : {1, 10, 37}) {
+    FilterStats st;
+    const eval::TopK got = search_filtered(search, users.data.data(), users.rows, 16, items.rows, k,
+                                           &seen, {}, &global, &st, 64);
+    std::vector<index_t> sorted_global = global;
+    std::sort(sorted_global.begin(), sorted_global.end());
+    sorted_global.erase(std::unique(sorted_global.begin(), sorted_global.end()),
+                        sorted_global.end());
+    const eval::TopK want = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,
+                                       16, k, &seen, {}, &sorted_global);
+    SCOPED_TRACE("k = " + std::to_string(k));
+    expect_same_lists(got, want);
+    // The heavy users: user 0 gets items outside its 150 best; user 1 only items 0..2 minus the
+    // global list (none of 0..2 is global) padded; user 2 nothing.
+    EXPECT_GE(got.item(0, 0), 0);
+    for (int j = 0; j < k; ++j) {
+      if (j < 3) {
+        EXPECT_GE(got.item(1, j), 0);
+        EXPECT_LT(got.item(1, j), 3);
+      } else {
+        EXPECT_EQ(got.item(1, j), -1);
+      }
+      EXPECT_EQ(got.item(2, j), -1);
+    }
+    // Over-fetch was adaptive: pass 1 asked for far less than k + |global| + the largest seen
+    // count (500), and the heavy users were searched again.
+    EXPECT_LT(st.first_fetch, k + 9 + 150);
+    EXPECT_GE(st.retried_users, 1);
+    EXPECT_LE(st.retried_users, 3);
+    EXPECT_GT(st.max_fetch, st.first_fetch);
+  }
+}
+
+TEST(FilteredSearch, RowsSelectSeenListsAndShortAnnListsStayShort) {
+  const Matrix items = gaussian(300, 8, 3);
+  const Matrix users = gaussian(50, 8, 4);
+  const data::Csr seen = seen_lists(users, items);
+  // Queries: users 4..23 (0-29 seen items each), then user 0 (its 150 best seen) and user 2
+  // (everything seen), through a row list.
+  std::vector<index_t> rows;
+  for (index_t u = 4; u < 24; ++u) rows.push_back(u);
+  rows.push_back(0);
+  rows.push_back(2);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  Matrix q;
+  q.rows = n;
+  q.cols = 8;
+  for (index_t r : rows) q.data.insert(q.data.end(), users.row(r), users.row(r) + 8);
+  // An exact search function built on eval::topk (no Faiss), counting calls and sizes.
+  std::vector<int> fetches;
+  const SearchFn exact = [&](const float* x, int64_t nq, int k, float* s, int64_t* l) {
+    fetches.push_back(k);
+    const eval::TopK t = eval::topk(x, nq, items.data.data(), items.rows, 8, k);
+    for (size_t e = 0; e < t.items.size(); ++e) {
+      l[e] = t.items[e];
+      s[e] = t.scores[e];
+    }
+  };
+  FilterStats st;
+  const eval::TopK got =
+      search_filtered(exact, q.data.data(), n, 8, items.rows, 20, &seen, rows, nullptr, &st);
+  const eval::TopK want =
+      eval::topk(q.data.data(), n, items.data.data(), items.rows, 8, 20, &seen, rows);
+  expect_same_lists(got, want, 0);
+  // One batched pass at 20 + the 90th percentile of seen counts (below 50), then one retry per
+  // group: user 0 at 256 (the power of two above 20 + 150), user 2 at all 300 items.
+  ASSERT_EQ(fetches.size(), 3u);
+  EXPECT_LT(fetches[0], 50);
+  EXPECT_EQ(fetches[1], 256);
+  EXPECT_EQ(fetches[2], 300);
+  EXPECT_EQ(st.retried_users, 2);
+  for (int j = 0; j < 20; ++j) EXPECT_EQ(got.item(n - 1, j), -1);
+
+  // An "ANN" search that never returns more than 25 results: each list is the eligible part of
+  // those 25 (user 0 gets nothing: its 25 best are seen), and short lists are not retried.
+  fetches.clear();
+  const SearchFn capped = [&](const float* x, int64_t nq, int k, float* s, int64_t* l) {
+    exact(x, nq, k, s, l);
+    for (int64_t r = 0; r < nq; ++r)
+      for (int j = 25; j < k; ++j) l[r * k + j] = -1;
+  };
+  const eval::TopK ann = search_filtered(capped, q.data.data(), n, 8, items.rows, 20, &seen, rows);
+  EXPECT_EQ(fetches.size(), 1u);
+  const eval::TopK top25 = eval::topk(q.data.data(), n, items.data.data(), items.rows, 8, 25);
+  for (int64_t r = 0; r < n; ++r) {
+    std::vector<index_t> expect;
+    for (int j = 0; j < 25 && expect.size() < 20; ++j) {
+      const index_t i = top25.item(r, j);
+      const auto b = seen.indices.begin() + seen.indptr[rows[r]];
+      const auto e = seen.indices.begin() + seen.indptr[rows[r] + 1];
+      if (!std::binary_search(b, e, i)) expect.push_back(i);
+    }
+    expect.resize(20, -1);
+    for (int j = 0; j < 20; ++j)
+      EXPECT_EQ(ann.item(r, j), expect[j]) << "query " << r << " rank " << j;
+  }
+  EXPECT_EQ(ann.item(n - 2, 0), -1);
+}
+
+TEST(FilteredSearch, RejectsBadArguments) {
+  const Matrix items = gaussian(10, 4, 5);
+  const SearchFn none = [](const float*, int64_t, int, float*, int64_t*) {};
+  const data::Csr seen = csr({{1}, {2}}, 10);
+  EXPECT_THROW(search_filtered(none, items.data.data(), 1, 4, 10, 0, &seen), Error);
+  try {
+    search_filtered(none, items.data.data(), 3, 4, 10, 5, &seen);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "filtered search: query 2 uses seen-items row 2; expected a row from 0 to 1");
+  }
+}
+
+TEST(ItemIndex, CosineFlatEqualsExactOnUnitVectors) {
+  Matrix items = gaussian(400, 12, 6);
+  for (int64_t i = 0; i < items.rows; ++i)  // very different norms: cosine must ignore them
+    for (int j = 0; j < 12; ++j) items.row(i)[j] *= static_cast<float>(1 + i % 7);
+  const Matrix users = gaussian(60, 12, 7);
+  Options o;
+  o.metric = Metric::kCosine;
+  const ItemIndex idx = ItemIndex::build(items, o);
+  std::vector<float> s(60 * 10);
+  std::vector<int64_t> l(60 * 10);
+  idx.search(users.data.data(), 60, 10, s.data(), l.data());
+  Matrix ui = items, uu = users;
+  normalize_rows(ui.data.data(), ui.rows, 12);
+  normalize_rows(uu.data.data(), uu.rows, 12);
+  const eval::TopK want = eval::topk(uu.data.data(), 60, ui.data.data(), ui.rows, 12, 10);
+  eval::TopK got{60, 10, {}, s};
+  got.items.assign(l.begin(), l.end());
+  expect_same_lists(got, want);
+  for (float v : s) {
+    EXPECT_LE(v, 1.0001f);
+    EXPECT_GE(v, -1.0001f);
+  }
+}
+
+TEST(ItemIndex, IvfProbingEveryCellIsExactAndRecallGrowsWithNprobe) {
+  const Matrix items = clustered(2000, 16, 20, 8);
+  const Matrix users = gaussian(100, 16, 9);
+  const data::Csr seen = seen_lists(users, items);
+  Options o;
+  o.type = Type::kIvfFlat;
+  o.nlist = 32;
+  o.nprobe = 32;
+  ItemIndex idx = ItemIndex::build(items, o);
+  EXPECT_EQ(idx.describe()["nlist"], 32);
+  const SearchFn search = [&](const float* x, int64_t n, int k, float* s, int64_t* l) {
+    idx.search(x, n, k, s, l);
+  };
+  const eval::TopK got = search_filtered(search, users.data.data(), 100, 16, 2000, 10, &seen);
+  const eval::TopK want =
+      eval::topk(users.data.data(), 100, items.data.data(), 2000, 16, 10, &seen);
+  expect_same_lists(got, want);
+
+  BenchInput in;
+  in.users = &users;
+  in.items = &items;
+  in.seen = &seen;
+  in.index = &idx;
+  in.k = 10;
+  in.min_seconds = 0;  // recall only; one timing each
+  in.values = {1, 2, 4, 8, 32, 64};
+  const std::vector<BenchRow> rows = bench(in);
+  ASSERT_EQ(rows.size(), 7u);
+  EXPECT_EQ(rows[0].method, "exact");
+  EXPECT_DOUBLE_EQ(rows[0].recall, 1.0);
+  EXPECT_LT(rows[1].recall, 0.9);  // one cell of 32 misses much
+  for (size_t r = 2; r < rows.size(); ++r) EXPECT_GE(rows[r].recall, rows[r - 1].recall);
+  EXPECT_DOUBLE_EQ(rows[5].recall, 1.0);
+  EXPECT_EQ(rows[6].value, 32);  // clamped to nlist
+  for (const BenchRow& r : rows) EXPECT_GT(r.qps, 0);
+  const std::string csv = bench_csv(rows, 10, 100);
+  EXPECT_EQ(
+      csv.rfind("index,param,value,k,users,recall,qps,seconds\nexact,-,0,10,100,1.000000,", 0), 0u)
+      << csv;
+  EXPECT_NE(csv.find("\nivf_flat,nprobe,32,10,100,1.000000,"), std::string::npos) << csv;
+}
+
+TEST(ItemIndex, HnswAndIvfPqFindMostOfTheExactLists) {
+  const Matrix items = clustered(3000, 32, 30, 10);
+  const Matrix users = gaussian(100, 32, 11);
+  const data::Csr seen = csr(std::vector<std::vector<index_t>>(100), 3000);
+  auto recall_of = [&](ItemIndex& idx, int64_t value) {
+    BenchInput in;
+    in.users = &users;
+    in.items = &items;
+    in.seen = &seen;
+    in.index = &idx;
+    in.k = 10;
+    in.min_seconds = 0;
+    in.values = {value};
+    return bench(in).at(1).recall;
+  };
+  Options h;
+  h.type = Type::kHnsw;
+  h.hnsw_m = 16;
+  ItemIndex hnsw = ItemIndex::build(items, h);
+  EXPECT_EQ(hnsw.describe()["hnsw_m"], 16);
+  // Inner product is not a metric, so HNSW needs a long candidate list here (measured: 0.61 at
+  // ef 8, 0.83 at 64, 0.98 at 1024).
+  const double h8 = recall_of(hnsw, 8), h64 = recall_of(hnsw, 64), h1024 = recall_of(hnsw, 1024);
+  EXPECT_LT(h8, h64);
+  EXPECT_LT(h64, h1024);
+  EXPECT_GE(h1024, 0.95);
+  Options p;
+  p.type = Type::kIvfPq;
+  p.nlist = 16;
+  ItemIndex pq = ItemIndex::build(items, p);
+  EXPECT_EQ(pq.describe()["pq_m"], 8);  // largest divisor of 32 that is <= 32 / 4
+  EXPECT_EQ(pq.describe()["pq_nbits"], 8);
+  // Quantized scores are approximate (measured 0.37 at nprobe 1, 0.53 at 16) but far above
+  // chance (10 / 3000).
+  const double p1 = recall_of(pq, 1), p16 = recall_of(pq, 16);
+  EXPECT_LT(p1, p16);
+  EXPECT_GE(p16, 0.45);
+}
+
+TEST(ItemIndex, ParametersThatDoNotFitTheDataAreRefusedByKey) {
+  const Matrix items = gaussian(100, 12, 12);
+  auto error_of = [&](Options o) {
+    try {
+      ItemIndex::build(items, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Options o;
+  o.type = Type::kIvfPq;
+  o.pq_m = 5;
+  o.nlist = 4;
+  EXPECT_EQ(error_of(o),
+            "index.pq_m 5: expected a divisor of the factor dimension 12 (or 0 to choose one)");
+  o.pq_m = 3;
+  EXPECT_EQ(error_of(o),
+            "index.pq_nbits 8: the product quantizer needs at least 2^8 = 256 training vectors, "
+            "there are 100; expected a smaller index.pq_nbits");
+  o.type = Type::kIvfFlat;
+  o.nlist = 101;
+  EXPECT_EQ(error_of(o),
+            "index.nlist 101: expected at most the number of training vectors, 100 (the items, or "
+            "index.train_sample when smaller)");
+  o.nlist = 0;
+  o.train_sample = 50;
+  ItemIndex auto_nlist = ItemIndex::build(items, o);  // 4 * sqrt(100) = 40 cells from 50 vectors
+  EXPECT_EQ(auto_nlist.describe()["nlist"], 40);
+  EXPECT_EQ(auto_nlist.describe()["train_vectors"], 50);
+  EXPECT_EQ(auto_nlist.size(), 100);
+  EXPECT_EQ(resolve_pq_m(64), 16);
+  EXPECT_EQ(resolve_pq_m(7), 1);
+  EXPECT_EQ(resolve_pq_m(12), 3);
+}
+
+TEST(ItemIndex, WriteAndReadBackGiveTheSameResults) {
+  test::TempDir t;
+  const Matrix items = clustered(500, 8, 10, 13);
+  const Matrix users = gaussian(20, 8, 14);
+  Options o;
+  o.type = Type::kIvfFlat;
+  o.nlist = 10;
+  o.nprobe = 3;
+  const ItemIndex idx = ItemIndex::build(items, o);
+  idx.write(t.file("i.faiss"));
+  const ItemIndex back = ItemIndex::read(t.file("i.faiss"), Type::kIvfFlat, Metric::kInnerProduct);
+  EXPECT_EQ(back.describe()["nprobe"], 3);  // search settings travel in the file
+  std::vector<float> s1(200), s2(200);
+  std::vector<int64_t> l1(200), l2(200);
+  idx.search(users.data.data(), 20, 10, s1.data(), l1.data());
+  back.search(users.data.data(), 20, 10, s2.data(), l2.data());
+  EXPECT_EQ(l1, l2);
+  EXPECT_EQ(s1, s2);
+  try {
+    ItemIndex::read(t.file("i.faiss"), Type::kHnsw, Metric::kInnerProduct);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              t.file("i.faiss") + ": the Faiss index is not of type hnsw as the manifest says");
+  }
+  test::write_file(t.file("junk.faiss"), "not an index at all");
+  try {
+    ItemIndex::read(t.file("junk.faiss"), Type::kFlat, Metric::kInnerProduct);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(
+        std::string(e.what()).rfind(t.file("junk.faiss") + ": not a readable Faiss index (", 0), 0u)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace recforge::index

@@ -1,0 +1,155 @@
+// `recforge compare`: the keys that differ, the metrics side by side, the curves CSV and the plot.
+#include "sweep/compare.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+#include <sstream>
+
+#include "core/error.h"
+#include "helpers.h"
+
+namespace recforge::sweep {
+namespace {
+
+namespace fs = std::filesystem;
+using test::read_json_file;
+using test::run_recforge;
+using test::TempDir;
+using test::write_file;
+
+const std::string kSmall =
+    "run:\n  progress: off\n  log_level: warn\n"
+    "data:\n  format: synthetic\n"
+    "synthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
+    "split:\n  method: leave_last\n  validation_fraction: 0.1\n"
+    "model:\n  factors: 8\n  iterations: 3\n  eval_every: 1\n"
+    "eval:\n  ks: [10, 20]\n";
+
+// Two runs that differ in factors and regularization, and a third equal to the first.
+struct Runs {
+  TempDir t;
+  Runs() {
+    write_file(t.file("small.yaml"), kSmall);
+    EXPECT_EQ(run_recforge(t.str(), "train small.yaml --name a").rc, 0);
+    EXPECT_EQ(run_recforge(t.str(),
+                           "train small.yaml --name b --set model.factors=16 "
+                           "--set model.regularization=0.1 --set model.iterations=4")
+                  .rc,
+              0);
+    EXPECT_EQ(run_recforge(t.str(), "train small.yaml --name c").rc, 0);
+  }
+  std::string dir(const char* name) const { return t.file(std::string("runs/") + name); }
+};
+
+std::vector<std::string> row(const Comparison& c, const std::string& name) {
+  for (const auto* rows : {&c.config, &c.training, &c.metrics})
+    for (const auto& [n, cells] : *rows)
+      if (n == name) return cells;
+  return {};
+}
+
+TEST(Compare, DifferingKeysMetricsAndCurves) {
+  const Runs r;
+  const std::vector<RunInfo> runs = read_runs({r.dir("a"), r.dir("b")});
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].label, "a");
+  const Comparison c = compare(runs, "ndcg@20");
+  std::vector<std::string> keys;
+  for (const auto& [k, cells] : c.config) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"model.factors", "model.iterations",
+                                            "model.regularization"}));
+  EXPECT_EQ(row(c, "model.factors"), (std::vector<std::string>{"8", "16"}));
+  EXPECT_EQ(row(c, "model.regularization"), (std::vector<std::string>{"0.01", "0.1"}));
+  EXPECT_EQ(row(c, "iterations trained"), (std::vector<std::string>{"3", "4"}));
+  const nlohmann::json ma = read_json_file(r.dir("a") + "/metrics.json");
+  const nlohmann::json mb = read_json_file(r.dir("b") + "/metrics.json");
+  EXPECT_EQ(
+      row(c, "validation ndcg@20"),
+      (std::vector<std::string>{fmt::format("{:.4f}", ma["validation"]["ndcg@20"].get<double>()),
+                                fmt::format("{:.4f}", mb["validation"]["ndcg@20"].get<double>())}));
+  EXPECT_EQ(row(c, "test recall@10").size(), 2u);
+  // The best-iteration row names the iteration with the highest validation value.
+  const auto hb = read_json_file(r.dir("b") + "/run.json")["history"];
+  int best_it = 0;
+  double best = -1;
+  for (const auto& e : hb)
+    if (e["validation"]["ndcg@20"].get<double>() > best)
+      best = e["validation"]["ndcg@20"].get<double>(), best_it = e["iteration"].get<int>();
+  EXPECT_EQ(row(c, "best validation ndcg@20 at iteration")[1],
+            fmt::format("{} ({:.4f})", best_it, best));
+
+  const std::string table = format_comparison(c);
+  EXPECT_TRUE(std::regex_search(table, std::regex("\n  model\\.factors +8 +16\n"))) << table;
+  EXPECT_EQ(table.find("run.name"), std::string::npos) << table;
+  EXPECT_EQ(table.find("model.solver"), std::string::npos) << table;  // equal keys are not shown
+
+  // curves.csv: one row per iteration of each run, with the validation metrics.
+  const std::string csv = curves_csv(runs);
+  std::vector<std::string> lines;
+  std::istringstream in(csv);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 1u + 3 + 4);
+  EXPECT_EQ(lines[0].rfind("run,iteration,seconds,loss,recall@10,recall@20,", 0), 0u) << lines[0];
+  const auto header = test::parse_csv(csv);
+  const size_t col = std::find(header[0].begin(), header[0].end(), "ndcg@20") - header[0].begin();
+  EXPECT_EQ(header[6][0], "b");
+  EXPECT_EQ(header[6][1], "3");
+  EXPECT_EQ(std::stod(header[6][col]), hb[2]["validation"]["ndcg@20"].get<double>());
+}
+
+TEST(Compare, EqualConfigsAndBadInput) {
+  const Runs r;
+  const Comparison c = compare(read_runs({r.dir("a"), r.dir("c")}), "ndcg@20");
+  EXPECT_TRUE(c.config.empty());
+  EXPECT_NE(format_comparison(c).find("(none: the configs are equal but for run.name)"),
+            std::string::npos);
+  EXPECT_EQ(row(c, "validation ndcg@20")[0], row(c, "validation ndcg@20")[1]);
+  try {
+    read_runs({r.dir("a"), r.dir("nope")});
+    FAIL() << "a missing run was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), r.dir("nope") + ": no such run directory");
+  }
+}
+
+TEST(Compare, CliWritesTheCsvAndSaysWhenThePlotIsSkipped) {
+  const Runs r;
+  const test::Result out = run_recforge(r.t.str(), "compare runs/a runs/b --out cmp",
+                                        "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  EXPECT_TRUE(std::regex_search(out.out, std::regex("\n  model\\.factors +8 +16\n"))) << out.out;
+  EXPECT_TRUE(fs::exists(r.t.file("cmp/curves.csv")));
+  EXPECT_FALSE(fs::exists(r.t.file("cmp/curves.png")));
+  EXPECT_NE(out.out.find("\nplot skipped: /nonexistent/python is missing; run tools/setup.sh (it "
+                         "creates .venv with matplotlib), then compare again\n"),
+            std::string::npos)
+      << out.out;
+  // A python without matplotlib is told apart from a missing one.
+  if (std::system("python3 -c 'import matplotlib' 2>/dev/null") != 0) {
+    const test::Result no_mpl = run_recforge(r.t.str(), "compare runs/a runs/b --out cmp2",
+                                             "RECFORGE_PYTHON=$(command -v python3)");
+    ASSERT_EQ(no_mpl.rc, 0) << no_mpl.out;
+    EXPECT_NE(no_mpl.out.find("plot skipped: matplotlib is not installed in"), std::string::npos)
+        << no_mpl.out;
+  }
+}
+
+TEST(Compare, CliPlotsWithTheProjectVenv) {
+  const std::string python = std::string(RECFORGE_SOURCE_DIR) + "/.venv/bin/python";
+  if (std::system(("'" + python + "' -c 'import matplotlib' 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << python << " with matplotlib is missing; run tools/setup.sh";
+  const Runs r;
+  const test::Result out = run_recforge(r.t.str(), "compare runs/a runs/b --out cmp");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  EXPECT_NE(out.out.find("plot: cmp/curves.png"), std::string::npos) << out.out;
+  const std::string png = test::read_file(r.t.file("cmp/curves.png"));
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+}
+
+}  // namespace
+}  // namespace recforge::sweep

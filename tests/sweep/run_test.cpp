@@ -1,0 +1,329 @@
+// Running sweeps end to end through the recforge binary: resuming after a kill, early stopping,
+// the best config's test metrics, refusals before any trial runs, --parallel.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "config/config.h"
+#include "helpers.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::read_csv;
+using test::read_json_file;
+using test::run_recforge;
+using test::TempDir;
+using test::tiny_base;
+using test::write_file;
+
+const std::string kRandom =
+    "space:\n  model.factors: [4, 8, 16]\n  model.regularization: {log_uniform: [0.001, 1]}\n"
+    "search: random\ntrials: 5\nseed: 3\n";
+
+fs::file_time_type mtime(const std::string& p) { return fs::last_write_time(p); }
+
+std::vector<std::string> statuses(const std::string& sweep_dir) {
+  std::vector<std::string> out;
+  const nlohmann::json state = read_json_file(sweep_dir + "/sweep.json");
+  for (const auto& t : state["trials"]) out.push_back(t["status"].get<std::string>());
+  return out;
+}
+
+bool has_partial(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".partial-") != std::string::npos) return true;
+  return false;
+}
+
+TEST(SweepRun, ResumesAfterAKillWithoutRerunningFinishedTrials) {
+  TempDir t;
+  write_file(t.file("a.yaml"), tiny_base() + kRandom + "out: a\n");
+  write_file(t.file("b.yaml"), tiny_base() + kRandom + "out: b\n");
+
+  // Killed (as by SIGKILL) in the middle of the third trial.
+  const test::Result killed =
+      run_recforge(t.str(), "sweep a.yaml", "RECFORGE_TEST_SWEEP_KILL_AFTER=2");
+  ASSERT_EQ(killed.rc, 137) << killed.out;
+  EXPECT_EQ(statuses(t.file("a")),
+            (std::vector<std::string>{"finished", "finished", "running", "pending", "pending"}));
+  EXPECT_TRUE(fs::exists(t.file("a/trial-002/run.json")));
+  EXPECT_FALSE(fs::exists(t.file("a/trial-003")));  // staged, so no final directory
+  EXPECT_TRUE(has_partial(t.file("a")));
+  EXPECT_FALSE(fs::exists(t.file("a/best.yaml")));
+  const auto t1 = mtime(t.file("a/trial-001/run.json"));
+  const auto t2 = mtime(t.file("a/trial-002/metrics.json"));
+  const std::string log1 = test::read_file(t.file("a/trial-001/log.txt"));
+
+  // The same command continues: trials 1 and 2 are kept, 3 runs again, then 4 and 5.
+  const test::Result resumed = run_recforge(t.str(), "sweep a.yaml");
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("5 trials (random search), 2 already done"), std::string::npos)
+      << resumed.out;
+  EXPECT_EQ(resumed.out.find("trial-001 of 5 starts"), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.out.find("trial-003 of 5 starts"), std::string::npos) << resumed.out;
+  EXPECT_EQ(mtime(t.file("a/trial-001/run.json")), t1);
+  EXPECT_EQ(mtime(t.file("a/trial-002/metrics.json")), t2);
+  EXPECT_EQ(test::read_file(t.file("a/trial-001/log.txt")), log1);
+  EXPECT_EQ(statuses(t.file("a")), std::vector<std::string>(5, "finished"));
+  EXPECT_FALSE(has_partial(t.file("a")));
+  EXPECT_TRUE(fs::exists(t.file("a/best_test_metrics.json")));
+
+  // A third run has nothing left to do.
+  const test::Result again = run_recforge(t.str(), "sweep a.yaml");
+  ASSERT_EQ(again.rc, 0) << again.out;
+  EXPECT_NE(again.out.find("5 already done"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("already evaluated on test"), std::string::npos) << again.out;
+  EXPECT_EQ(mtime(t.file("a/trial-001/run.json")), t1);
+
+  // An uninterrupted sweep draws the same trials and gets the same results.
+  const test::Result whole = run_recforge(t.str(), "sweep b.yaml");
+  ASSERT_EQ(whole.rc, 0) << whole.out;
+  const auto ra = test::without_column(read_csv(t.file("a/results.csv")), "seconds");
+  const auto rb = test::without_column(read_csv(t.file("b/results.csv")), "seconds");
+  ASSERT_EQ(ra.size(), 6u);
+  EXPECT_EQ(ra, rb);
+  EXPECT_EQ(read_json_file(t.file("a/best_test_metrics.json"))["test"],
+            read_json_file(t.file("b/best_test_metrics.json"))["test"]);
+  // The drawn values are those of the random search (seed 3), not placeholders.
+  std::set<std::string> regs;
+  for (size_t i = 1; i < ra.size(); ++i) regs.insert(ra[i][3]);
+  EXPECT_EQ(regs.size(), 5u);
+}
+
+TEST(SweepRun, BestYamlRetrainsToTheReportedTestMetrics) {
+  TempDir t;
+  write_file(t.file("s.yaml"), tiny_base() + kRandom + "out: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("\nsw\n"), std::string::npos) << r.out;  // stdout: the sweep directory
+
+  // The best trial is the one with the highest validation ndcg@20 in results.csv.
+  const auto rows = read_csv(t.file("sw/results.csv"));
+  const size_t col = std::find(rows[0].begin(), rows[0].end(), "ndcg@20") - rows[0].begin();
+  ASSERT_LT(col, rows[0].size());
+  std::string best;
+  double best_v = -1;
+  for (size_t i = 1; i < rows.size(); ++i)
+    if (std::stod(rows[i][col]) > best_v) best_v = std::stod(rows[i][col]), best = rows[i][0];
+  const nlohmann::json report = read_json_file(t.file("sw/best_test_metrics.json"));
+  EXPECT_EQ(report["trial"], best);
+  EXPECT_DOUBLE_EQ(report["trial_validation"].get<double>(), best_v);
+  EXPECT_EQ(report["validation_matches_trial"], true);
+  EXPECT_GT(report["test"]["ndcg@20"].get<double>(), 0.05);
+  EXPECT_GT(report["test"]["users"].get<int>(), 200);
+
+  // best.yaml: the trial's config with eval.test restored and the base's split.
+  const config::Config best_cfg = config::Config::load(t.file("sw/best.yaml"));
+  EXPECT_TRUE(best_cfg.get_bool("eval.test"));
+  EXPECT_DOUBLE_EQ(best_cfg.get_float("split.validation_fraction"), 0.1);
+  const config::Config trial_cfg = config::Config::load(t.file("sw/" + best + "/config.yaml"));
+  EXPECT_EQ(best_cfg.get_int("model.factors"), trial_cfg.get_int("model.factors"));
+  EXPECT_EQ(best_cfg.get_float("model.regularization"),
+            trial_cfg.get_float("model.regularization"));
+  EXPECT_FALSE(trial_cfg.get_bool("eval.test"));
+
+  // A fresh `recforge train` of best.yaml gives the same test metrics, to the last digit.
+  const test::Result train = run_recforge(t.str(), "train sw/best.yaml");
+  ASSERT_EQ(train.rc, 0) << train.out;
+  const nlohmann::json m = read_json_file(t.file("runs/s-best/metrics.json"));
+  ASSERT_TRUE(m.contains("test"));
+  for (const auto& [name, v] : report["test"].items())
+    EXPECT_EQ(m["test"][name].get<double>(), v.get<double>()) << name;
+  EXPECT_EQ(m["validation"]["ndcg@20"].get<double>(), best_v);
+
+  // results.md shows the trials best first and the test figure once.
+  const std::string md = test::read_file(t.file("sw/results.md"));
+  EXPECT_NE(md.find(fmt::format("| 1 | {} | finished |", best)), std::string::npos) << md;
+  EXPECT_NE(md.find(fmt::format("| ndcg@20 | {:.4f} | {:.4f} |", best_v,
+                                report["test"]["ndcg@20"].get<double>())),
+            std::string::npos)
+      << md;
+}
+
+// The median of the finished trials' best values up to iteration `it`.
+double median_at(const std::vector<nlohmann::json>& histories, int it) {
+  std::vector<double> best;
+  for (const auto& h : histories) {
+    double b = -1;
+    for (const auto& e : h)
+      if (e["iteration"].get<int>() <= it)
+        b = std::max(b, e["validation"]["ndcg@20"].get<double>());
+    best.push_back(b);
+  }
+  std::sort(best.begin(), best.end());
+  return best.size() % 2 ? best[best.size() / 2]
+                         : 0.5 * (best[best.size() / 2 - 1] + best[best.size() / 2]);
+}
+
+TEST(SweepRun, MedianRuleStopsABadTrial) {
+  TempDir t;
+  // Heavy regularization (1000) is the bad trial; it runs after three finished ones.
+  write_file(t.file("s.yaml"), tiny_base(6) +
+                                   "space:\n  model.regularization: [0.01, 0.03, 0.1, 1000]\n"
+                                   "early_stop: median\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(statuses(t.file("sw")),
+            (std::vector<std::string>{"finished", "finished", "finished", "stopped_early"}));
+  std::vector<nlohmann::json> finished;
+  for (int i = 1; i <= 3; ++i) {
+    const auto h = read_json_file(t.file(fmt::format("sw/trial-00{}/run.json", i)))["history"];
+    EXPECT_EQ(h.size(), 6u);
+    finished.push_back(h);
+  }
+  const auto bad = read_json_file(t.file("sw/trial-004/run.json"))["history"];
+  ASSERT_GE(bad.size(), 1u);
+  ASSERT_LT(bad.size(), 6u);  // it did stop
+  EXPECT_EQ(bad.back()["stopped_early"], true);
+  // It stopped at the first iteration where its best so far fell below the median.
+  double best = -1;
+  for (const auto& e : bad) {
+    const int it = e["iteration"].get<int>();
+    best = std::max(best, e["validation"]["ndcg@20"].get<double>());
+    if (it < static_cast<int>(bad.size())) {
+      EXPECT_GE(best, median_at(finished, it)) << it;
+    } else {
+      EXPECT_LT(best, median_at(finished, it)) << it;
+    }
+  }
+  const auto rows = read_csv(t.file("sw/results.csv"));
+  EXPECT_EQ(rows[4][0], "trial-004");
+  EXPECT_EQ(rows[4][1], "stopped_early");
+  EXPECT_NE(read_json_file(t.file("sw/best_test_metrics.json"))["trial"], "trial-004");
+}
+
+TEST(SweepRun, HalvingStopsTheWorseTrialAtARung) {
+  TempDir t;
+  write_file(t.file("s.yaml"), tiny_base(6) +
+                                   "space:\n  model.regularization: [0.1, 1000]\n"
+                                   "early_stop: {rule: halving, eta: 2, min_trials: 1}\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(statuses(t.file("sw")), (std::vector<std::string>{"finished", "stopped_early"}));
+  const auto good = read_json_file(t.file("sw/trial-001/run.json"))["history"];
+  const auto bad = read_json_file(t.file("sw/trial-002/run.json"))["history"];
+  ASSERT_LT(bad.size(), 6u);
+  const size_t it = bad.size();  // rungs at 1, 2, 4: it stopped at one of them
+  EXPECT_TRUE(it == 1 || it == 2 || it == 4) << it;
+  EXPECT_LT(bad.back()["validation"]["ndcg@20"].get<double>(),
+            good[it - 1]["validation"]["ndcg@20"].get<double>());
+  for (size_t rung = 1; rung < it; rung *= 2)  // and it was ahead at the earlier rungs
+    EXPECT_GE(bad[rung - 1]["validation"]["ndcg@20"].get<double>(),
+              good[rung - 1]["validation"]["ndcg@20"].get<double>());
+}
+
+TEST(SweepRun, RefusalsComeBeforeAnyTrial) {
+  TempDir t;
+  // An invalid space: one error line with the location, nothing written.
+  write_file(t.file("bad.yaml"), tiny_base() + "space:\n  model.factors: [8, 0]\nout: sw\n");
+  test::Result r = run_recforge(t.str(), "sweep bad.yaml");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.out,
+            "recforge: error: bad.yaml:9:22: model.factors: expected an integer >= 1, got 0\n");
+  EXPECT_FALSE(fs::exists(t.file("sw")));
+  EXPECT_FALSE(fs::exists(t.file("sweeps")));
+
+  // A finished sweep refuses to continue under a changed definition.
+  write_file(t.file("s.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nseed: 1\nout: sw\n");
+  ASSERT_EQ(run_recforge(t.str(), "sweep s.yaml").rc, 0);
+  const std::string state = test::read_file(t.file("sw/sweep.json"));
+  write_file(t.file("s.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nseed: 2\nout: sw\n");
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("recforge: error: s.yaml: the sweep in sw was started with a different "
+                       "seed (sweep.json keeps the definition it was made with)"),
+            std::string::npos)
+      << r.out;
+  write_file(t.file("s.yaml"),
+             tiny_base() + "space:\n  model.factors: [4, 16]\nseed: 1\nout: sw\n");
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_NE(r.out.find("was started with a different space"), std::string::npos) << r.out;
+  write_file(t.file("s.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nseed: 1\nout: sw\n");
+  r = run_recforge(t.str(), "sweep s.yaml --set model.iterations=2");
+  EXPECT_NE(r.out.find("was started with a different base config"), std::string::npos) << r.out;
+  EXPECT_EQ(test::read_file(t.file("sw/sweep.json")), state);  // untouched by the refusals
+  // Log settings are not part of the definition.
+  r = run_recforge(t.str(), "sweep s.yaml --set run.log_level=error");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("2 already done"), std::string::npos) << r.out;
+
+  // A directory that is not a sweep's is not used.
+  fs::create_directories(t.file("other"));
+  write_file(t.file("other/keep.txt"), "x");
+  write_file(t.file("o.yaml"), tiny_base() + "space:\n  model.factors: [4]\nout: other\n");
+  r = run_recforge(t.str(), "sweep o.yaml");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("o.yaml: out: other exists and is not a sweep directory"), std::string::npos)
+      << r.out;
+}
+
+TEST(SweepRun, HelpAndCommandLineMistakes) {
+  TempDir t;
+  for (const char* verb : {"sweep", "compare"}) {
+    const test::Result r = run_recforge(t.str(), std::string(verb) + " --help");
+    EXPECT_EQ(r.rc, 0) << verb;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << r.out;
+  }
+  write_file(t.file("s.yaml"), tiny_base() + "space:\n  train.threads: [1, 2]\nout: sw\n");
+  EXPECT_NE(run_recforge(t.str(), "sweep s.yaml --parallel 0").rc, 0);
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml --parallel 2");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.out,
+            "recforge: error: s.yaml:9:3: train.threads: --parallel 2 sets the trials' "
+            "train.threads itself; search it without --parallel\n");
+  EXPECT_FALSE(fs::exists(t.file("sw")));
+  const test::Result missing = run_recforge(t.str(), "sweep nothere.yaml");
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_EQ(missing.out.rfind("recforge: error: nothere.yaml: cannot open sweep file", 0), 0u)
+      << missing.out;
+}
+
+TEST(SweepRun, ParallelSplitsThreadsKeepsLogsApartAndMatchesSequential) {
+  TempDir t;
+  const std::string space =
+      "space:\n  model.factors: [4, 8]\n  model.regularization: [0.01, 0.1]\n";
+  write_file(t.file("p.yaml"), tiny_base() + space + "out: par\n");
+  write_file(t.file("q.yaml"), tiny_base() + space + "out: seq\n");
+  const std::string sets = " --set train.threads=4 --set run.log_level=info";
+  const test::Result p = run_recforge(t.str(), "sweep p.yaml --parallel 2" + sets);
+  ASSERT_EQ(p.rc, 0) << p.out;
+  const test::Result q = run_recforge(t.str(), "sweep q.yaml" + sets);
+  ASSERT_EQ(q.rc, 0) << q.out;
+  for (int i = 1; i <= 4; ++i) {
+    const std::string name = fmt::format("trial-00{}", i);
+    const config::Config c = config::Config::load(t.file("par/" + name + "/config.yaml"));
+    EXPECT_EQ(c.get_int("train.threads"), 2);  // 4 threads / 2 trials
+    EXPECT_EQ(c.get_string("train.device"), "cpu");
+    EXPECT_EQ(config::Config::load(t.file("seq/" + name + "/config.yaml")).get_int("train.threads"),
+              4);
+    // Each trial's log holds its own run only.
+    const std::string log = test::read_file(t.file("par/" + name + "/log.txt"));
+    EXPECT_NE(log.find("run directory par/" + name), std::string::npos) << log;
+    for (int j = 1; j <= 4; ++j)
+      if (j != i) {
+        EXPECT_EQ(log.find(fmt::format("trial-00{}", j)), std::string::npos) << log;
+      }
+    EXPECT_EQ(log.find("run complete"), log.rfind("run complete"));  // exactly one run
+    EXPECT_NE(log.find("run complete"), std::string::npos);
+  }
+  const std::string sweep_log = test::read_file(t.file("par/sweep.log"));
+  EXPECT_NE(sweep_log.find("trial-004 finished"), std::string::npos) << sweep_log;
+  EXPECT_EQ(sweep_log.find("iteration 1/4"), std::string::npos) << sweep_log;  // trials' lines
+  const auto a = read_csv(t.file("par/results.csv"));
+  const auto b = read_csv(t.file("seq/results.csv"));
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(b.size(), 5u);
+  const size_t col = std::find(a[0].begin(), a[0].end(), "ndcg@20") - a[0].begin();
+  for (size_t i = 1; i < a.size(); ++i) {
+    EXPECT_EQ(a[i][1], "finished");
+    EXPECT_NEAR(std::stod(a[i][col]), std::stod(b[i][col]), 1e-6) << a[i][0];
+  }
+}
+
+}  // namespace
+}  // namespace recforge

@@ -1,0 +1,351 @@
+// Sweep files: grid and random expansion, refusal of invalid search spaces with their location,
+// and the early-stopping rules.
+#include "sweep/spec.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "sweep/search.h"
+#include "test_util.h"
+
+namespace recforge::sweep {
+namespace {
+
+// An inline base of 7 lines (the space starts at line 8): tiny synthetic data with a
+// validation part and per-iteration evaluation.
+const std::string kBase =
+    "base:\n"
+    "  run: {progress: off, log_level: warn}\n"
+    "  data: {format: synthetic}\n"
+    "  synthetic: {users: 300, items: 200, interactions: 6000}\n"
+    "  split: {method: leave_last, validation_fraction: 0.1}\n"
+    "  model: {factors: 8, iterations: 4, eval_every: 1}\n"
+    "  eval: {ks: [10, 20]}\n";
+
+SweepSpec parse(const std::string& rest, const std::vector<std::string>& sets = {}) {
+  return parse_sweep(kBase + rest, "t.yaml", sets);
+}
+
+// The message of the recforge::Error thrown by parsing, or "" when none.
+std::string error_of(const std::string& rest, const std::vector<std::string>& sets = {}) {
+  try {
+    parse(rest, sets);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string parse_sweep_error(const std::string& text) {
+  try {
+    parse_sweep(text, "s.yaml");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::vector<std::string> labels(const std::vector<Point>& points) {
+  std::vector<std::string> out;
+  for (const Point& p : points) {
+    std::string s;
+    for (const nlohmann::json& v : p) s += (s.empty() ? "" : " ") + value_label(v);
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(SweepSpec, ReadsEveryFieldAndTheInlineBase) {
+  const SweepSpec s = parse(
+      "space:\n  model.factors: [4, 8]\n  model.regularization: {log_uniform: [1e-4, 1e-1]}\n"
+      "search: random\ntrials: 5\nseed: 9\nmetric: recall@10\ndirection: min\n"
+      "early_stop: {rule: halving, eta: 2, min_trials: 1, grace: 2}\nout: here\n");
+  EXPECT_EQ(s.base.get_int("synthetic.users"), 300);
+  EXPECT_DOUBLE_EQ(s.base.get_float("split.validation_fraction"), 0.1);
+  EXPECT_EQ(s.base.where("model.factors"), "t.yaml:6:11");  // inline base keeps its locations
+  ASSERT_EQ(s.space.size(), 2u);
+  EXPECT_EQ(s.space[0].kind, Dimension::Kind::kValues);
+  EXPECT_EQ(s.space[1].kind, Dimension::Kind::kLogUniform);
+  EXPECT_DOUBLE_EQ(s.space[1].low, 1e-4);
+  EXPECT_EQ(s.search, Search::kRandom);
+  EXPECT_EQ(s.trials, 5);
+  EXPECT_EQ(s.seed, 9u);
+  EXPECT_EQ(s.metric, "recall@10");
+  EXPECT_FALSE(s.maximize);
+  EXPECT_EQ(s.early_stop.rule, EarlyStop::Rule::kHalving);
+  EXPECT_EQ(s.early_stop.eta, 2);
+  EXPECT_EQ(s.early_stop.grace, 2);
+  EXPECT_EQ(s.out, "here");
+  // Defaults: grid, the base's eval.metric, max, no early stop, sweeps/<file stem>.
+  const SweepSpec d = parse("space:\n  model.factors: [4]\n");
+  EXPECT_EQ(d.search, Search::kGrid);
+  EXPECT_EQ(d.metric, "ndcg@20");
+  EXPECT_TRUE(d.maximize);
+  EXPECT_EQ(d.early_stop.rule, EarlyStop::Rule::kNone);
+  EXPECT_EQ(d.out, "sweeps/t");
+}
+
+TEST(SweepSpec, BaseFileIsRelativeToTheSweepFile) {
+  test::TempDir t;
+  std::filesystem::create_directories(t.file("sub/configs"));
+  test::write_file(
+      t.file("sub/configs/b.yaml"),
+      "split:\n  method: leave_last\n  validation_fraction: 0.2\nmodel:\n  factors: 12\n");
+  test::write_file(t.file("sub/s.yaml"),
+                   "base: configs/b.yaml\nspace:\n  model.iterations: [2, 3]\n");
+  const SweepSpec s = load_sweep(t.file("sub/s.yaml"), {"model.factors=6"});
+  EXPECT_EQ(s.base.get_int("model.factors"), 6);  // --set applies to the base
+  EXPECT_DOUBLE_EQ(s.base.get_float("split.validation_fraction"), 0.2);
+}
+
+TEST(SweepSearch, GridIsEveryCombinationFirstKeySlowest) {
+  const SweepSpec s = parse(
+      "space:\n  model.factors: [4, 8]\n  model.cg_steps: {int_range: [1, 3]}\n"
+      "  model.solver: {choice: [cg, cholesky]}\n");
+  const std::vector<std::string> got = labels(expand(s));
+  const std::vector<std::string> want = {"4 1 cg", "4 1 cholesky", "4 2 cg", "4 2 cholesky",
+                                         "4 3 cg", "4 3 cholesky", "8 1 cg", "8 1 cholesky",
+                                         "8 2 cg", "8 2 cholesky", "8 3 cg", "8 3 cholesky"};
+  EXPECT_EQ(got, want);
+  // Values are typed like the parameter.
+  const Point p = expand(s)[0];
+  EXPECT_TRUE(p[0].is_number_integer());
+  EXPECT_TRUE(p[2].is_string());
+}
+
+TEST(SweepSearch, CappedGridIsASeededPrefixOfAShuffle) {
+  const std::string space =
+      "space:\n  model.factors: [4, 8, 16]\n  model.cg_steps: {int_range: [1, 3]}\n";
+  const std::vector<std::string> all = labels(expand(parse(space)));
+  ASSERT_EQ(all.size(), 9u);
+  const std::vector<std::string> a = labels(expand(parse(space + "trials: 4\nseed: 5\n")));
+  const std::vector<std::string> again = labels(expand(parse(space + "trials: 4\nseed: 5\n")));
+  const std::vector<std::string> six = labels(expand(parse(space + "trials: 6\nseed: 5\n")));
+  const std::vector<std::string> other = labels(expand(parse(space + "trials: 4\nseed: 6\n")));
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_EQ(a, again);
+  EXPECT_EQ(std::vector<std::string>(six.begin(), six.begin() + 4), a);  // a larger budget extends
+  EXPECT_NE(a, other);
+  EXPECT_EQ(std::set<std::string>(a.begin(), a.end()).size(), 4u);  // distinct grid points
+  for (const std::string& x : a) EXPECT_NE(std::find(all.begin(), all.end(), x), all.end()) << x;
+}
+
+TEST(SweepSearch, RandomIsSeededReproducibleAndInBounds) {
+  const std::string space =
+      "space:\n  model.regularization: {log_uniform: [0.001, 10]}\n"
+      "  model.unobserved_weight: {uniform: [0.01, 0.2]}\n"
+      "  model.cg_steps: {int_range: [1, 8]}\n  model.factors: {log_uniform: [4, 256]}\n"
+      "  model.solver: [cg, cholesky]\nsearch: random\nseed: 7\n";
+  const std::vector<Point> p = expand(parse(space + "trials: 30\n"));
+  ASSERT_EQ(p.size(), 30u);
+  EXPECT_EQ(labels(p), labels(expand(parse(space + "trials: 30\n"))));
+  const std::vector<Point> few = expand(parse(space + "trials: 10\n"));
+  EXPECT_EQ(labels(few), labels(std::vector<Point>(p.begin(), p.begin() + 10)));
+  std::string s2 = space;
+  s2.replace(s2.find("seed: 7"), 7, "seed: 8");
+  EXPECT_NE(labels(expand(parse(s2 + "trials: 30\n"))), labels(p));
+  std::set<std::string> solvers;
+  double lo_reg = 1e9, hi_reg = 0;
+  for (const Point& x : p) {
+    const double reg = x[0].get<double>();
+    EXPECT_GE(reg, 0.001);
+    EXPECT_LE(reg, 10.0);
+    lo_reg = std::min(lo_reg, reg);
+    hi_reg = std::max(hi_reg, reg);
+    EXPECT_EQ(std::stod(fmt::format("{:.4g}", reg)), reg);  // 4 significant digits
+    EXPECT_GE(x[1].get<double>(), 0.01);
+    EXPECT_LE(x[1].get<double>(), 0.2);
+    ASSERT_TRUE(x[2].is_number_integer());
+    EXPECT_GE(x[2].get<int64_t>(), 1);
+    EXPECT_LE(x[2].get<int64_t>(), 8);
+    ASSERT_TRUE(x[3].is_number_integer());  // log_uniform over an integer parameter
+    EXPECT_GE(x[3].get<int64_t>(), 4);
+    EXPECT_LE(x[3].get<int64_t>(), 256);
+    solvers.insert(x[4].get<std::string>());
+  }
+  // Log-uniform over four decades reaches both ends' decades in 30 draws.
+  EXPECT_LT(lo_reg, 0.01);
+  EXPECT_GT(hi_reg, 1.0);
+  EXPECT_EQ(solvers.size(), 2u);
+}
+
+TEST(SweepSearch, RandomOverASmallFiniteSpaceTriesEachPointOnce) {
+  const std::vector<std::string> p =
+      labels(expand(parse("space:\n  model.factors: [4, 8]\n  model.cg_steps: [1, 2, 3]\n"
+                          "search: random\ntrials: 20\nseed: 1\n")));
+  ASSERT_EQ(p.size(), 6u);
+  EXPECT_EQ(std::set<std::string>(p.begin(), p.end()).size(), 6u);
+}
+
+TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"space:\n  model.factrs: [4]\n",
+       "t.yaml:9:3: model.factrs: unknown key; did you mean \"model.factors\"?"},
+      {"space:\n  factors: [4]\n",
+       "t.yaml:9:3: factors: expected a parameter path section.key; did you mean "
+       "\"model.factors\"?"},
+      {"space:\n  model.factors: []\n",
+       "t.yaml:9:3: model.factors: the list of values is empty; expected at least one value"},
+      {"space:\n  model.factors: {choice: []}\n",
+       "t.yaml:9:19: model.factors: the list of values is empty"},
+      {"space:\n  model.regularization: {uniform: [1, 0.5]}\nsearch: random\ntrials: 2\n",
+       "t.yaml:9:26: model.regularization: uniform low 1 is above high 0.5; expected [low, high] "
+       "with low <= high"},
+      {"space:\n  model.cg_steps: {int_range: [5, 2]}\n",
+       "t.yaml:9:20: model.cg_steps: int_range low 5 is above high 2"},
+      {"space:\n  model.regularization: {log_uniform: [0, 0.5]}\nsearch: random\ntrials: 2\n",
+       "t.yaml:9:26: model.regularization: log_uniform needs low > 0, got 0"},
+      {"space:\n  model.solver: {int_range: [1, 2]}\n",
+       "t.yaml:9:18: model.solver: int_range needs a numeric parameter, but model.solver is one "
+       "of cg, cholesky; list its values instead"},
+      {"space:\n  train.device: {uniform: [0, 1]}\nsearch: random\ntrials: 2\n",
+       "t.yaml:9:18: train.device: uniform needs a numeric parameter, but train.device is a "
+       "string"},
+      {"space:\n  model.factors: [8, 0]\n",
+       "t.yaml:9:22: model.factors: expected an integer >= 1, got 0"},
+      {"space:\n  model.solver: [cg, qr]\n",
+       "t.yaml:9:22: model.solver: expected one of cg, cholesky, got \"qr\""},
+      {"space:\n  model.cg_steps: {int_range: [0, 3]}\n",
+       "t.yaml:9:32: model.cg_steps: expected an integer >= 1, got 0"},
+      {"space:\n  model.factors: [4, 4]\n",
+       "t.yaml:9:22: model.factors: the value 4 is listed twice"},
+      {"space:\n  model.regularization: {uniform: [0.1, 1]}\n",
+       "t.yaml:9:26: model.regularization: grid search enumerates values and uniform has "
+       "infinitely many; give a list, or set search: random"},
+      {"space:\n  model.factors: {unifrm: [1, 2]}\n",
+       "t.yaml:9:19: model.factors: unknown distribution unifrm; did you mean \"uniform\"?"},
+      {"space:\n  model.factors: 8\n",
+       "t.yaml:9:3: model.factors: expected a list of values ([a, b, ...]) or one distribution"},
+      {"space:\n  split.validation_fraction: [0.1, 0.2]\n",
+       "t.yaml:9:3: split.validation_fraction: cannot be searched: it changes the data or the "
+       "split"},
+      {"space:\n  eval.test: [true, false]\n", "t.yaml:9:3: eval.test: cannot be searched"},
+      {"space: {}\n", "t.yaml:8:8: space: expected a non-empty mapping"},
+      {"spce:\n  model.factors: [4]\n", "t.yaml:8:1: spce: unknown key; did you mean \"space\"?"},
+      {"space:\n  model.factors: [4]\nsearch: random\n",
+       "t.yaml:10:1: trials: random search needs a budget; add trials: N"},
+      {"space:\n  model.factors: [4]\nmetric: ndcg@30\n",
+       "t.yaml:10:1: metric: ndcg@30 uses K = 30, which is not in the base config's eval.ks [10, "
+       "20]"},
+      {"space:\n  model.factors: [4]\nearly_stop: {rule: median, etaa: 2}\n",
+       "t.yaml:10:28: early_stop.etaa: unknown key; did you mean \"eta\"?"},
+      {"space:\n  model.eval_every: [0, 1]\nearly_stop: median\n",
+       "t.yaml:9:3: model.eval_every: early_stop median needs model.eval_every > 0 in every trial"},
+  };
+  for (const auto& [text, want] : cases) {
+    const std::string got = error_of(text);
+    EXPECT_EQ(got.rfind(want, 0), 0u) << "sweep text:\n"
+                                      << text << "got:  " << got << "\nwant: " << want;
+  }
+}
+
+TEST(SweepSpec, BaseWithoutValidationOrPerIterationMetricsIsRefused) {
+  EXPECT_EQ(error_of("space:\n  model.factors: [4]\n", {"split.validation_fraction=0"}),
+            "--set split.validation_fraction=0: split.validation_fraction is 0, so trials would "
+            "have no validation set to be scored on; set it above 0 in the base config (a sweep "
+            "never scores trials on test)");
+  EXPECT_EQ(error_of("space:\n  model.factors: [4]\nearly_stop: halving\n", {"model.eval_every=0"}),
+            "t.yaml:10:1: early_stop: halving needs per-iteration validation metrics, but the base "
+            "config has model.eval_every 0; set it above 0 (e.g. 1) in the base config");
+  EXPECT_EQ(error_of("space:\n  model.factors: [4]\n", {"model.type=none"}),
+            "--set model.type=none: model.type is none, so there is nothing to tune; set a model "
+            "in the base config");
+  // An inline base's own mistakes keep the sweep file's line and column.
+  EXPECT_EQ(parse_sweep_error("base:\n  model:\n    factors: 0\nspace:\n  model.iterations: [1]\n"),
+            "s.yaml:3:5: model.factors: expected an integer >= 1, got 0");
+}
+
+TEST(SweepSpec, TrialAndBestConfigs) {
+  const SweepSpec s = parse("space:\n  model.factors: [4, 16]\nmetric: recall@10\n");
+  const config::Config t = trial_config(s, {16}, "/tmp/x y", "trial-002", 3);
+  EXPECT_EQ(t.get_int("model.factors"), 16);
+  EXPECT_FALSE(t.get_bool("eval.test"));
+  EXPECT_EQ(t.get_string("eval.metric"), "recall@10");
+  EXPECT_EQ(t.get_string("run.dir"), "/tmp/x y");
+  EXPECT_EQ(t.get_string("run.name"), "trial-002");
+  EXPECT_EQ(t.get_int("train.threads"), 3);
+  EXPECT_DOUBLE_EQ(t.get_float("split.validation_fraction"), 0.1);
+  const config::Config b = best_config(s, {16});
+  EXPECT_TRUE(b.get_bool("eval.test"));
+  EXPECT_EQ(b.get_int("model.factors"), 16);
+  EXPECT_EQ(b.get_string("run.name"), "t-best");
+  EXPECT_EQ(b.get_string("run.dir"), "runs");
+  EXPECT_DOUBLE_EQ(b.get_float("split.validation_fraction"), 0.1);
+  // best.yaml loads back to the same config.
+  EXPECT_TRUE(config::Config::parse(b.to_yaml(), "best.yaml") == b);
+}
+
+TEST(SweepSpec, ShippedGowallaSweepIsValid) {
+  const SweepSpec s =
+      load_sweep(std::string(RECFORGE_SOURCE_DIR) + "/configs/gowalla-ials-sweep.yaml");
+  const std::vector<Point> trials = expand(s);
+  EXPECT_GE(trials.size(), 20u);
+  EXPECT_EQ(s.metric, "ndcg@20");
+  EXPECT_EQ(s.base.get_string("data.format"), "adjacency");
+  EXPECT_EQ(s.base.get_string("split.method"), "given");
+  EXPECT_DOUBLE_EQ(s.base.get_float("split.validation_fraction"), 0.2);
+  std::set<std::string> paths;
+  for (const Dimension& d : s.space) paths.insert(d.path);
+  for (const char* p : {"model.factors", "model.regularization", "model.reg_exp",
+                        "model.unobserved_weight", "model.iterations"})
+    EXPECT_TRUE(paths.count(p)) << p;
+}
+
+// ---- Early-stopping rules -----------------------------------------------------------------------
+
+TEST(SweepEarlyStop, MedianRule) {
+  EarlyStop r;
+  r.rule = EarlyStop::Rule::kMedian;
+  r.min_trials = 3;
+  const std::vector<Curve> finished = {
+      {{1, 0.3}, {2, 0.5}}, {{1, 0.2}, {2, 0.4}}, {{1, 0.1}, {2, 0.35}}};
+  EXPECT_TRUE(median_stop({{1, 0.15}}, finished, r, true));  // median at 1 is 0.2
+  EXPECT_FALSE(median_stop({{1, 0.25}}, finished, r, true));
+  EXPECT_FALSE(median_stop({{1, 0.2}}, finished, r, true));            // equal is not below
+  EXPECT_TRUE(median_stop({{1, 0.25}, {2, 0.3}}, finished, r, true));  // best 0.3 < median 0.4
+  EXPECT_FALSE(median_stop({{1, 0.25}, {2, 0.45}}, finished, r, true));
+  EXPECT_FALSE(median_stop({{1, 0.45}, {2, 0.3}}, finished, r, true));  // best so far counts
+  EXPECT_TRUE(median_stop({{1, 0.25}}, finished, r, false));  // lower is better: 0.25 > 0.2
+  r.min_trials = 4;
+  EXPECT_FALSE(median_stop({{1, 0.15}}, finished, r, true));  // too few finished trials
+  r.min_trials = 2;
+  const std::vector<Curve> two = {{{1, 0.3}}, {{1, 0.2}}};  // even count: mean of the middle two
+  EXPECT_TRUE(median_stop({{1, 0.24}}, two, r, true));
+  EXPECT_FALSE(median_stop({{1, 0.26}}, two, r, true));
+  r.grace = 2;
+  EXPECT_FALSE(median_stop({{1, 0.01}}, two, r, true));  // before the grace iteration
+}
+
+TEST(SweepEarlyStop, SuccessiveHalving) {
+  EarlyStop r;
+  r.rule = EarlyStop::Rule::kHalving;
+  r.min_trials = 1;
+  r.eta = 2;  // rungs at 1, 2, 4, 8 with eval_every 1
+  const std::vector<Curve> others = {{{1, 0.5}, {2, 0.6}, {3, 0.62}, {4, 0.65}}};
+  EXPECT_TRUE(halving_stop({{1, 0.4}}, others, r, 1, true));  // worse of two at rung 1
+  EXPECT_FALSE(halving_stop({{1, 0.55}}, others, r, 1, true));
+  EXPECT_TRUE(halving_stop({{1, 0.55}, {2, 0.58}}, others, r, 1, true));  // rung 2: 0.58 < 0.6
+  EXPECT_FALSE(halving_stop({{1, 0.55}, {2, 0.58}, {3, 0.5}}, others, r, 1, true));  // no rung at 3
+  EXPECT_TRUE(halving_stop({{1, 0.55}, {2, 0.61}, {3, 0.7}, {4, 0.6}}, others, r, 1, true));
+  EXPECT_FALSE(halving_stop({{1, 0.4}}, others, r, 1, false));  // lower is better
+  // eval_every 2: rungs at 2, 4, 8; a trial's rung value is its first value at or after it.
+  EXPECT_TRUE(halving_stop({{2, 0.59}}, others, r, 2, true));
+  EXPECT_FALSE(halving_stop({{2, 0.61}}, others, r, 2, true));
+  r.min_trials = 2;
+  EXPECT_FALSE(halving_stop({{1, 0.4}}, others, r, 1, true));  // too few trials at the rung
+  // eta 3: the best ceil(n / 3) of n go on.
+  r.eta = 3;
+  r.min_trials = 3;
+  const std::vector<Curve> three = {{{1, 0.5}}, {{1, 0.6}}, {{1, 0.7}}};
+  EXPECT_FALSE(halving_stop({{1, 0.65}}, three, r, 1, true));  // 2nd of 4: ceil(4/3) = 2 go on
+  EXPECT_TRUE(halving_stop({{1, 0.55}}, three, r, 1, true));   // 3rd of 4
+}
+
+}  // namespace
+}  // namespace recforge::sweep
