@@ -149,8 +149,8 @@ int cmd_info() {
   for (int d = 0; d < n; ++d) std::printf("           %s\n", backend::cuda_device_description(d).c_str());
   std::printf("cpu        %d threads (OpenMP)\n", omp_get_num_procs());
   std::printf("blas       OpenBLAS, %s kernels\n", blas_core_name());
-  std::printf("faiss      %d.%d.%d (CPU)\n", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
-              FAISS_VERSION_PATCH);
+  std::printf("faiss      %d.%d.%d (%s)\n", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
+              FAISS_VERSION_PATCH, index::faiss_gpu_compiled() ? "GPU and CPU" : "CPU");
   std::printf("cache dir  %s\n", data::default_cache_dir().c_str());
   return 0;
 }

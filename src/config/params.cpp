@@ -138,6 +138,10 @@ const std::vector<Param>& params() {
              "otherwise; `cuda:N` selects GPU number N.")
           .check(check_device, "`auto`, `cpu`, `cuda`, `cuda:N`"),
       Int("train.threads", "0", "Number of CPU threads; 0 uses all cores.").ge(0),
+      Enum("train.gpu_streaming", {"auto", "on", "off"}, "auto",
+           "GPU training: `auto` keeps the interactions in GPU memory when they fit and streams "
+           "them from pinned host memory in row batches otherwise; `on` always streams; `off` "
+           "never does (and refuses data that does not fit)."),
 
       // ---- data -------------------------------------------------------------------------------
       Enum("data.format", {"delimited", "adjacency", "synthetic"}, "delimited",
@@ -286,7 +290,9 @@ const std::vector<Param>& params() {
            "Per-row solve: `cg` runs `cg_steps` conjugate-gradient steps warm-started from the "
            "previous factors; `cholesky` solves each row's normal equations exactly."),
       Int("model.cg_steps", "3", "Conjugate-gradient steps per row and half-iteration.").ge(1),
-      Enum("model.dtype", {"float32"}, "float32", "Storage type of the factors."),
+      Enum("model.dtype", {"float32", "float16", "bfloat16"}, "float32",
+           "Storage type of the factors on the GPU (arithmetic is float32 either way); the CPU "
+           "stores float32 only. Saved factors are float32."),
       Int("model.eval_every", "0",
           "Evaluate on the validation set every N iterations (0: only after training).")
           .ge(0),
@@ -313,6 +319,11 @@ const std::vector<Param>& params() {
       Enum("index.metric", {"inner_product", "cosine"}, "inner_product",
            "Similarity: `inner_product` is the model's score; `cosine` normalizes item and query "
            "vectors to unit length first (the index then holds normalized vectors)."),
+      Enum("index.device", {"auto", "cpu", "cuda"}, "auto",
+           "Where `flat`, `ivf_flat` and `ivf_pq` indices are searched: `cuda` on GPU 0 through "
+           "GPU Faiss (a build with `RECFORGE_FAISS_GPU=ON`, see docs/export.md), `cpu` on the "
+           "CPU, `auto` on the GPU when the build has GPU Faiss and a GPU answers. `hnsw` stays on "
+           "the CPU; the exported index file is a CPU index either way."),
       Int("index.nlist", "0",
           "Number of IVF cells (`ivf_flat`, `ivf_pq`); 0 picks 4 * sqrt(items), at most the "
           "number of training vectors.")

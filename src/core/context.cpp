@@ -3,11 +3,25 @@
 #include <omp.h>
 
 #include <cctype>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/log.h"
 
 namespace recforge {
+
+struct Context::GpuSlot {
+  std::mutex mutex;
+  std::shared_ptr<backend::cuda::GpuResources> resources;
+};
+
+std::shared_ptr<backend::cuda::GpuResources> Context::gpu() const {
+  RF_ASSERT(device_.kind == Device::Kind::kCuda && gpu_slot_,
+            "Context::gpu() called for a context whose device is not a GPU");
+  std::lock_guard<std::mutex> lock(gpu_slot_->mutex);
+  if (!gpu_slot_->resources) gpu_slot_->resources = backend::cuda::create_resources(device_.ordinal);
+  return gpu_slot_->resources;
+}
 
 std::string Device::name() const {
   return kind == Kind::kCpu ? "cpu" : fmt::format("cuda:{}", ordinal);
@@ -48,6 +62,7 @@ Context Context::create(const std::string& device_spec, int threads) {
       fail("device \"{}\": {} CUDA device(s) answer on this machine", device_spec, n);
     ctx.device_ = req.device;
   }
+  if (ctx.device_.kind == Device::Kind::kCuda) ctx.gpu_slot_ = std::make_shared<GpuSlot>();
   ctx.threads_ = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(ctx.threads_);
   log().debug("context: device {}, {} CPU threads", ctx.device_.name(), ctx.threads_);

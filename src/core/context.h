@@ -1,10 +1,16 @@
 #pragma once
 /// @file context.h
-/// The run's Context: which device computes (chosen at run time) and how many CPU threads.
+/// The run's Context: which device computes (chosen at run time), how many CPU threads, and the
+/// GPU resources (streams, handles, memory pool) when the device is a GPU.
 
+#include <memory>
 #include <string>
 
 namespace recforge {
+
+namespace backend::cuda {
+class GpuResources;  // backend/cuda/gpu_resources.h (CUDA builds only)
+}  // namespace backend::cuda
 
 /// A compute device: the CPU or one CUDA GPU.
 struct Device {
@@ -35,10 +41,16 @@ class Context {
   const Device& device() const { return device_; }
   /// CPU threads used by OpenMP regions.
   int threads() const { return threads_; }
+  /// The resources of the chosen GPU (streams, cuBLAS/cuRAND handles, temporary-memory pool),
+  /// created on first use and shared by every copy of this Context, so CUDA is initialised only
+  /// when GPU work starts. Throws InternalError when the device is the CPU.
+  std::shared_ptr<backend::cuda::GpuResources> gpu() const;
 
  private:
+  struct GpuSlot;  // the lazily created resources, shared by copies
   Device device_;
   int threads_ = 1;
+  std::shared_ptr<GpuSlot> gpu_slot_;
 };
 
 namespace backend {
@@ -50,6 +62,12 @@ int cuda_device_count() noexcept;
 std::string cuda_device_description(int ordinal);
 /// CUDA runtime and driver versions as text ("runtime 13.0, driver 13.0" or "not built").
 std::string cuda_version_text();
+
+namespace cuda {
+/// Creates the resources of CUDA device `ordinal` (see Context::gpu). Throws recforge::Error in a
+/// build without CUDA, InternalError with the CUDA error text when the device cannot be used.
+std::shared_ptr<GpuResources> create_resources(int ordinal);
+}  // namespace cuda
 }  // namespace backend
 
 }  // namespace recforge

@@ -13,13 +13,86 @@
 #include <filesystem>
 #include <numeric>
 
+#include "core/context.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "index/gpu_faiss.h"
 
 namespace recforge::index {
 
+#if !defined(RECFORGE_WITH_FAISS_GPU)
+// A build without GPU Faiss: choose_gpu() below never returns a GPU, so these are unreachable.
+namespace detail {
+std::unique_ptr<GpuIndex> copy_to_gpu(faiss::Index&, int, int64_t) {
+  throw InternalError("copy_to_gpu: this recforge has no GPU Faiss", __FILE__, __LINE__);
+}
+void gpu_flat_l2_search(int, const float*, int64_t, int, const float*, int64_t, int, float*,
+                        int64_t*) {
+  throw InternalError("gpu_flat_l2_search: this recforge has no GPU Faiss", __FILE__, __LINE__);
+}
+}  // namespace detail
+#endif
+
+bool faiss_gpu_compiled() {
+#if defined(RECFORGE_WITH_FAISS_GPU)
+  return true;
+#else
+  return false;
+#endif
+}
+
 namespace {
+
+/// Why GPU Faiss 1.7.3 has no version of an index ("" when it has one): HNSW, or an IVF-PQ shape
+/// that its kernels do not handle (8-bit codes only; the sub-quantizer counts it instantiates
+/// with float32 lookup tables, which must also fit in 48 KiB of shared memory).
+std::string gpu_unsupported(Type type, int64_t pq_m, int64_t pq_nbits) {
+  if (type == Type::kHnsw) return "Faiss has no GPU HNSW index";
+  if (type == Type::kIvfPq) {
+    if (pq_nbits != 8) return fmt::format("GPU IVF-PQ needs index.pq_nbits 8 (it is {})", pq_nbits);
+    static const int64_t kGpuPqM[] = {1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48};
+    if (std::find(std::begin(kGpuPqM), std::end(kGpuPqM), pq_m) == std::end(kGpuPqM))
+      return fmt::format(
+          "GPU IVF-PQ needs index.pq_m (sub-quantizers) of 1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, "
+          "40 or 48 (it is {})",
+          pq_m);
+  }
+  return "";
+}
+
+/// The GPU that an index of this kind is searched on, or -1 for the CPU. `auto` asks recforge's
+/// own device check first and touches nothing of GPU Faiss unless a GPU answers (1.7.3's
+/// getNumDevices() aborts without a driver). Throws recforge::Error for `cuda` when impossible.
+int choose_gpu(IndexDevice device, Type type, int64_t pq_m, int64_t pq_nbits) {
+  if (device == IndexDevice::kCpu) return -1;
+  const std::string why = gpu_unsupported(type, pq_m, pq_nbits);
+  if (device == IndexDevice::kCuda) {
+    if (!faiss_gpu_compiled())
+      fail(
+          "index.device cuda: this recforge was built without GPU Faiss; run "
+          "tools/build-faiss-gpu.sh and configure with -DRECFORGE_FAISS_GPU=ON (docs/export.md), "
+          "or set index.device to auto or cpu");
+    if (!why.empty())
+      fail(
+          "index.device cuda: {}; set index.device to auto or cpu to keep this {} index on the CPU",
+          why, type_name(type));
+    if (backend::cuda_device_count() < 1)
+      fail(
+          "index.device cuda: no CUDA device answers on this machine; set index.device to auto "
+          "or cpu");
+    return 0;
+  }
+  if (!faiss_gpu_compiled() || backend::cuda_device_count() < 1) return -1;
+  if (!why.empty()) {
+    if (type == Type::kHnsw)
+      log().debug("index: {}; the hnsw index stays on the CPU", why);
+    else
+      log().info("index: {}; the {} index stays on the CPU", why, type_name(type));
+    return -1;
+  }
+  return 0;
+}
 
 /// The IVF part of an index, or nullptr.
 faiss::IndexIVF* as_ivf(faiss::Index* i) { return dynamic_cast<faiss::IndexIVF*>(i); }
@@ -76,10 +149,29 @@ Metric parse_metric(const std::string& name, const std::string& what) {
   fail("{}: metric \"{}\" is unknown; expected inner_product or cosine", what, name);
 }
 
+const char* device_name(IndexDevice d) {
+  switch (d) {
+    case IndexDevice::kAuto:
+      return "auto";
+    case IndexDevice::kCpu:
+      return "cpu";
+    case IndexDevice::kCuda:
+      return "cuda";
+  }
+  return "?";
+}
+
+IndexDevice parse_index_device(const std::string& name, const std::string& what) {
+  for (IndexDevice d : {IndexDevice::kAuto, IndexDevice::kCpu, IndexDevice::kCuda})
+    if (name == device_name(d)) return d;
+  fail("{}: device \"{}\" is unknown; expected auto, cpu or cuda", what, name);
+}
+
 Options options_from_config(const config::Config& cfg) {
   Options o;
   o.type = parse_type(cfg.get_string("index.type"), "index.type");
   o.metric = parse_metric(cfg.get_string("index.metric"), "index.metric");
+  o.device = parse_index_device(cfg.get_string("index.device"), "index.device");
   o.nlist = cfg.get_int("index.nlist");
   o.nprobe = cfg.get_int("index.nprobe");
   o.pq_m = cfg.get_int("index.pq_m");
@@ -100,10 +192,10 @@ int64_t resolve_pq_m(int64_t d) {
 }
 
 void check_dimension(const Options& o, int64_t d) {
-  if (o.type != Type::kIvfPq) return;
   const int64_t m = o.pq_m > 0 ? o.pq_m : resolve_pq_m(d);
-  if (d % m != 0)
+  if (o.type == Type::kIvfPq && d % m != 0)
     fail("index.pq_m {}: expected a divisor of the factor dimension {} (or 0 to choose one)", m, d);
+  if (o.device == IndexDevice::kCuda) choose_gpu(o.device, o.type, m, o.pq_nbits);
 }
 
 void normalize_rows(float* x, int64_t n, int d) {
@@ -130,6 +222,8 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
         "index: the item factors have shape ({}, {}); expected at least one item and one "
         "dimension",
         n, d);
+  // Where it will be searched, decided (and a `cuda` that cannot be honoured refused) first.
+  const int gpu = choose_gpu(o.device, o.type, o.pq_m > 0 ? o.pq_m : resolve_pq_m(d), o.pq_nbits);
   std::vector<float> x = items.data;
   if (o.metric == Metric::kCosine) normalize_rows(x.data(), n, d);
   ItemIndex out;
@@ -193,7 +287,19 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
       out.build_info_["train_vectors"] = n_train;
       out.index_ = std::move(ivf);
     }
-    out.index_->add(n, x.data());
+    if (gpu >= 0) {
+      // Trained on the CPU above (seeded, as in a CPU build; 1.7.3 would train the PQ codebooks
+      // with L2 k-means on the GPU over 4-16-dimensional sub-vectors). The vectors are added on
+      // the GPU, and the CPU copy taken from there is what write() exports and what searches
+      // beyond the GPU's k / nprobe limit use.
+      out.gpu_ = detail::copy_to_gpu(*out.index_, gpu, n);
+      out.gpu_->add(n, x.data());
+      std::unique_ptr<faiss::Index> cpu = out.gpu_->to_cpu();
+      if (auto* ivf = as_ivf(cpu.get())) ivf->nprobe = as_ivf(out.index_.get())->nprobe;
+      out.index_ = std::move(cpu);
+    } else {
+      out.index_->add(n, x.data());
+    }
   } catch (const faiss::FaissException& e) {
     fail("index: Faiss could not build the {} index over ({}, {}) item factors: {}",
          type_name(o.type), n, d, e.what());
@@ -265,11 +371,46 @@ void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
     normalize_rows(normalized.data(), n, d);
     x = normalized.data();
   }
+  if (gpu_) {
+    const faiss::IndexIVF* ivf = as_ivf(index_.get());
+    const int64_t nprobe =
+        ivf ? static_cast<int64_t>(std::min(ivf->nprobe, std::max<size_t>(ivf->nlist, 1))) : 1;
+    if (k <= kGpuMaxSelect && nprobe <= kGpuMaxSelect) {
+      gpu_->search(x, n, k, nprobe, scores, labels);
+      return;
+    }
+    if (!gpu_->fallback_logged.exchange(true))
+      log().info(
+          "index: searches for k = {}{} exceed GPU Faiss 1.7.3's limit of {}; they run on the "
+          "CPU copy of the index",
+          k, ivf ? fmt::format(" with nprobe {}", nprobe) : std::string(), kGpuMaxSelect);
+  }
   try {
     index_->search(n, x, k, scores, labels);
   } catch (const faiss::FaissException& e) {
     throw InternalError(fmt::format("Faiss search failed: {}", e.what()), __FILE__, __LINE__);
   }
+}
+
+void ItemIndex::place(IndexDevice device) {
+  RF_ASSERT(index_ != nullptr, "ItemIndex::place: no index");
+  int64_t m = 0, nbits = 8;
+  if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(index_.get())) {
+    m = static_cast<int64_t>(pq->pq.M);
+    nbits = static_cast<int64_t>(pq->pq.nbits);
+  }
+  const int gpu = choose_gpu(device, type_, m, nbits);
+  if (gpu < 0) {
+    gpu_.reset();
+    return;
+  }
+  if (gpu_ && gpu_->ordinal() == gpu) return;
+  gpu_.reset();
+  gpu_ = detail::copy_to_gpu(*index_, gpu, 0);
+}
+
+std::string ItemIndex::device() const {
+  return gpu_ ? fmt::format("cuda:{}", gpu_->ordinal()) : std::string("cpu");
 }
 
 void ItemIndex::set_nprobe(int64_t nprobe) {
@@ -292,6 +433,7 @@ nlohmann::json ItemIndex::describe() const {
   j["metric"] = metric_name(metric_);
   j["normalized"] = metric_ == Metric::kCosine;
   j["faiss_metric"] = "inner_product";
+  j["device"] = device();
   j["faiss_version"] =
       fmt::format("{}.{}.{}", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR, FAISS_VERSION_PATCH);
   j["ntotal"] = size();

@@ -5,9 +5,9 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "models/ials_cuda.h"
 
 namespace recforge::models {
-namespace {
 
 Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   Matrix m;
@@ -24,21 +24,47 @@ Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   return m;
 }
 
+std::pair<Matrix, Matrix> initial_factors(const IalsOptions& o, int64_t n_users, int64_t n_items) {
+  // Users and items draw from separate streams of the same seed.
+  return {random_factors(n_users, o.factors, o.init_std, derive_seed(o.seed, 1)),
+          random_factors(n_items, o.factors, o.init_std, derive_seed(o.seed, 2))};
+}
+
+namespace {
+
+// Throws recforge::Error naming the side and iteration when `m` holds a NaN or an infinity.
+void check_finite(const Matrix& m, const char* side, int iteration) {
+  bool finite = true;
+#pragma omp parallel for reduction(&& : finite) schedule(static)
+  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j) finite = finite && std::isfinite(m.data[j]);
+  if (!finite)
+    fail("iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
+         "interaction weights and lower model.alpha or raise model.regularization",
+         iteration, side);
+}
+
 }  // namespace
 
-Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {}
+Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
+  if (o_.dtype != backend::cuda::Storage::kFloat32)
+    fail("model.dtype {} needs a CUDA device (train.device: cuda); the CPU backend stores "
+         "factors in float32 only",
+         backend::cuda::storage_name(o_.dtype));
+}
 
 void Ials::init(int64_t n_users, int64_t n_items) {
-  // Users and items draw from separate streams of the same seed.
-  users_ = random_factors(n_users, o_.factors, o_.init_std, derive_seed(o_.seed, 1));
-  items_ = random_factors(n_items, o_.factors, o_.init_std, derive_seed(o_.seed, 2));
+  std::tie(users_, items_) = initial_factors(o_, n_users, n_items);
+  iterations_done_ = 0;
 }
 
 void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
   if (o_.unobserved_exp != 0 && item_weights_.empty())
     item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
+  ++iterations_done_;
   backend::cpu::solve_side(user_items, items_, users_, o_.solve, threads_, item_weights_);
+  check_finite(users_, "user", iterations_done_);
   backend::cpu::solve_side(item_users, users_, items_, o_.solve, threads_, {}, item_weights_);
+  check_finite(items_, "item", iterations_done_);
 }
 
 double Ials::loss(const data::Csr& user_items, const data::Csr& item_users) const {
@@ -55,7 +81,9 @@ Matrix Ials::fold_in(const data::Csr& rows) const {
   return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_);
 }
 
-nlohmann::json Ials::describe() const {
+nlohmann::json Ials::describe() const { return describe_ials(o_); }
+
+nlohmann::json describe_ials(const IalsOptions& o_) {
   const auto& s = o_.solve;
   return {{"type", "ials"},
           {"factors", o_.factors},
@@ -70,7 +98,7 @@ nlohmann::json Ials::describe() const {
           {"seed", o_.seed},
           {"solver", s.cholesky ? "cholesky" : "cg"},
           {"cg_steps", s.cg_steps},
-          {"dtype", "float32"}};
+          {"dtype", backend::cuda::storage_name(o_.dtype)}};
 }
 
 IalsOptions ials_options(const config::Config& cfg) {
@@ -89,6 +117,9 @@ IalsOptions ials_options(const config::Config& cfg) {
   s.alpha = cfg.get_float("model.alpha");
   s.cholesky = cfg.get_string("model.solver") == "cholesky";
   s.cg_steps = static_cast<int>(cfg.get_int("model.cg_steps"));
+  o.dtype = backend::cuda::parse_storage(cfg.get_string("model.dtype"), cfg.where("model.dtype"));
+  o.streaming = backend::cuda::parse_streaming(cfg.get_string("train.gpu_streaming"),
+                                               cfg.where("train.gpu_streaming"));
   if (s.regularization == 0 && s.unobserved_weight == 0)
     fail("{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
          "interactions than factors have no unique solution; set either above 0",
@@ -99,13 +130,17 @@ IalsOptions ials_options(const config::Config& cfg) {
 std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx) {
   const std::string& type = cfg.get_string("model.type");
   if (type == "none") return nullptr;
-  if (ctx.device().kind == Device::Kind::kCuda) {
-    if (!parse_device(cfg.get_string("train.device")).is_auto)
-      fail("{}: model.type {} has no CUDA implementation yet; use train.device: cpu",
-           cfg.where("train.device"), type);
-    log().info("model {} runs on the CPU (no CUDA implementation yet)", type);
-  }
-  return std::make_unique<Ials>(ials_options(cfg), ctx.threads());
+  const IalsOptions o = ials_options(cfg);
+  if (ctx.device().kind == Device::Kind::kCpu && o.dtype != backend::cuda::Storage::kFloat32)
+    fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
+         "factors in float32 only; set model.dtype: float32 or train.device: cuda",
+         cfg.where("model.dtype"), backend::cuda::storage_name(o.dtype));
+  return make_ials(o, ctx);
+}
+
+std::unique_ptr<Model> make_ials(const IalsOptions& options, const Context& ctx) {
+  if (ctx.device().kind == Device::Kind::kCuda) return std::make_unique<IalsCuda>(options, ctx);
+  return std::make_unique<Ials>(options, ctx.threads());
 }
 
 }  // namespace recforge::models

@@ -4,7 +4,10 @@
 /// unobserved weight α0 on all pairs through the Gram matrix, frequency-scaled L2, CG or
 /// Cholesky row solves. See backend/cpu/ials_cpu.h for the objective.
 
+#include <utility>
+
 #include "backend/cpu/ials_cpu.h"
+#include "backend/cuda/ials_gpu.h"
 #include "models/model.h"
 
 namespace recforge::models {
@@ -17,12 +20,29 @@ struct IalsOptions {
   uint64_t seed = 42;                     ///< seed of the initial factors
   double unobserved_exp = 0.0;            ///< β of the per-item unobserved weights (0: uniform)
   backend::cpu::IalsSolveParams solve;    ///< λ, exponent, offset, α0, alpha, solver
+  /// Factor storage type (`model.dtype`); the CPU stores float32 only.
+  backend::cuda::Storage dtype = backend::cuda::Storage::kFloat32;
+  /// GPU only: whether interactions stream from pinned host memory (`train.gpu_streaming`).
+  backend::cuda::Streaming streaming = backend::cuda::Streaming::kAuto;
+  /// GPU only: interactions per streamed batch (0: chosen from free memory; tests set it small).
+  int64_t stream_batch_nnz = 0;
 };
+
+/// rows × k factors drawn from N(0, (stddev/√k)²), row r from its own stream of `seed`, so the
+/// values do not depend on the thread count or the device that trains them.
+Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed);
+
+/// The initial user and item factors of a model with these options (what init() draws).
+std::pair<Matrix, Matrix> initial_factors(const IalsOptions& o, int64_t n_users, int64_t n_items);
+
+/// The hyperparameters as JSON, shared by the CPU and GPU models (run.json, manifests).
+nlohmann::json describe_ials(const IalsOptions& o);
 
 /// iALS on the CPU (OpenMP + BLAS/LAPACK).
 class Ials : public Model {
  public:
-  /// A model with `threads` CPU threads.
+  /// A model with `threads` CPU threads. Throws recforge::Error when options.dtype is not
+  /// float32 (the CPU stores float32 factors only).
   Ials(IalsOptions options, int threads);
   std::string type() const override { return "ials"; }
   int iterations() const override { return o_.iterations; }
@@ -42,9 +62,15 @@ class Ials : public Model {
   int threads_;
   Matrix users_, items_;
   std::vector<float> item_weights_;  // per-item unobserved weights (empty: uniform)
+  int iterations_done_ = 0;          // names the iteration in errors
 };
 
-/// Options from the `model` section (model.seed falls back to run.seed).
+/// iALS with these options on the Context's device: models::Ials on the CPU, models::IalsCuda
+/// on a GPU. Throws recforge::Error when the CPU is asked for a dtype other than float32.
+std::unique_ptr<Model> make_ials(const IalsOptions& options, const Context& ctx);
+
+/// Options from the `model` section (model.seed falls back to run.seed) and
+/// `train.gpu_streaming`.
 IalsOptions ials_options(const config::Config& cfg);
 
 }  // namespace recforge::models

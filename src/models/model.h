@@ -13,6 +13,10 @@
 #include "core/npy.h"
 #include "data/csr.h"
 
+namespace recforge::backend::cuda {
+class GpuResources;  // backend/cuda/gpu_resources.h (CUDA builds only)
+}  // namespace recforge::backend::cuda
+
 namespace recforge::models {
 
 /// An embedding model: score(u, i) = user_factors[u] · item_factors[i].
@@ -40,6 +44,9 @@ class Model {
   virtual Matrix fold_in(const data::Csr& rows) const = 0;
   /// Hyperparameters as JSON (for run.json and manifests).
   virtual nlohmann::json describe() const = 0;
+  /// The GPU the model computes on, or nullptr for a CPU model. Evaluation (exact top-k and the
+  /// metrics) runs where the model does.
+  virtual std::shared_ptr<backend::cuda::GpuResources> gpu() const { return nullptr; }
 };
 
 /// Builds the model named by `model.type` (nullptr for `none`). Throws recforge::Error when the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/cuda/topk_gpu.h"
 #include "core/log.h"
 #include "data/weight.h"
 
@@ -29,6 +30,30 @@ data::Interactions concat(const data::Interactions& a, const data::Interactions&
   for (data::offset_t k = 0; k < a.size(); ++k) out.push(a.users[k], a.items[k], a.weights[k]);
   for (data::offset_t k = 0; k < b.size(); ++k) out.push(b.users[k], b.items[k], b.weights[k]);
   return out;
+}
+
+// Top-k over all items and the metrics, where the model computes: on its GPU when it has one and
+// the work fits there, else on the CPU. Masks: rows `mask_rows` of `mask` (identity when empty);
+// truth: rows `query_users` of `truth`.
+eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, const Matrix& items,
+                             int k, const data::Csr& mask, const std::vector<data::index_t>& mask_rows,
+                             const std::vector<data::index_t>& query_users, const data::Csr& truth,
+                             const eval::MetricsOptions& mo) {
+  const int d = static_cast<int>(items.cols);
+  if (const auto gpu = model.gpu()) {
+    const int64_t need = backend::cuda::topk_memory_bytes(queries.rows, items.rows, d, k, mask.nnz(),
+                                                          truth.nnz());
+    const int64_t free = backend::cuda::free_memory(*gpu);
+    if (k <= backend::cuda::max_topk() && need <= free)
+      return backend::cuda::topk_metrics(*gpu, queries.data.data(), queries.rows, items.data.data(),
+                                         items.rows, d, &mask, mask_rows, truth, query_users, mo);
+    log().info("evaluation runs on the CPU: top-{} needs {:.2f} GiB of GPU memory with {:.2f} GiB "
+               "free, and the GPU selection handles k up to {}",
+               k, need / 1073741824.0, free / 1073741824.0, backend::cuda::max_topk());
+  }
+  const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(), items.rows,
+                                    d, k, &mask, mask_rows);
+  return eval::compute_metrics(top, query_users, truth, items.rows, mo);
 }
 
 }  // namespace
@@ -74,10 +99,7 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
       rows.indptr.push_back(static_cast<data::offset_t>(rows.indices.size()));
     }
     queries = model.fold_in(rows);
-    mask = rows;
-    const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(),
-                                      items.rows, d, k, &mask, {});
-    return eval::compute_metrics(top, query_users, truth, ni, mo);
+    return rank_and_score(model, queries, items, k, rows, {}, query_users, truth, mo);
   }
   const Matrix& users = model.user_factors();
   queries.rows = static_cast<int64_t>(query_users.size());
@@ -88,9 +110,7 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
   if (part == Part::kTest && data.split.validation.size() > 0)
     mask = membership(nu, ni, concat(data.split.train, data.split.validation));
   const data::Csr& m = mask.indptr.empty() ? data.user_items : mask;
-  const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(),
-                                    items.rows, d, k, &m, query_users);
-  return eval::compute_metrics(top, query_users, truth, ni, mo);
+  return rank_and_score(model, queries, items, k, m, query_users, query_users, truth, mo);
 }
 
 }  // namespace recforge::pipeline

@@ -42,7 +42,15 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
     fail("{}: the data named in config.yaml is no longer what this run was trained on (its "
          "fingerprint changed); retrain, or restore the original files",
          dir);
-  r.model = models::make_model(r.config, ctx);
+  // Reopened runs compute on the CPU, which holds float32 factors: a run trained on a GPU with
+  // float16 or bfloat16 storage saved its factors as float32 (the stored values, exactly).
+  config::Config cpu_config = r.config;
+  if (cpu_config.get_string("model.dtype") != "float32") {
+    log().debug("{}: factors were stored as {} on the GPU; reopened as float32 on the CPU", dir,
+                cpu_config.get_string("model.dtype"));
+    cpu_config.set("model.dtype=float32");
+  }
+  r.model = models::make_model(cpu_config, ctx);
   Matrix users = read_npy(dir + "/user_factors.npy");
   Matrix items = read_npy(dir + "/item_factors.npy");
   if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||

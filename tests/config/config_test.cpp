@@ -146,6 +146,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "weighting.bm25_b",
                            "index.type",
                            "index.metric",
+                           "index.device",
                            "index.nlist",
                            "index.nprobe",
                            "index.pq_m",
@@ -158,7 +159,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "export.enabled",
                            "export.out"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 79u);
+  EXPECT_EQ(params().size(), 81u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

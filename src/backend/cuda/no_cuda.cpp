@@ -1,5 +1,13 @@
-// Stand-ins used when recforge is built without CUDA (RECFORGE_CUDA=OFF or no nvcc).
+// Stand-ins used when recforge is built without CUDA (RECFORGE_CUDA=OFF or no nvcc). Discovery
+// answers "no GPU"; everything that would compute on a GPU refuses with one sentence saying how
+// to rebuild. Context::create already refuses `cuda` devices, so these are reached only by
+// direct calls.
+#include "backend/cuda/bench_gpu.h"
+#include "backend/cuda/csr_gpu.h"
+#include "backend/cuda/ials_gpu.h"
+#include "backend/cuda/topk_gpu.h"
 #include "core/context.h"
+#include "core/error.h"
 
 namespace recforge::backend {
 
@@ -8,4 +16,51 @@ int cuda_device_count() noexcept { return 0; }
 std::string cuda_device_description(int) { return "CUDA not built in"; }
 std::string cuda_version_text() { return "not built (RECFORGE_CUDA=OFF or no nvcc at build time)"; }
 
+namespace cuda {
+namespace {
+
+[[noreturn]] void refuse(const char* what) {
+  fail("{} needs the CUDA backend, but this recforge was built without it; rebuild with "
+       "`cmake --preset release -DRECFORGE_CUDA=ON` on a machine with the CUDA toolkit",
+       what);
+}
+
+}  // namespace
+
+std::shared_ptr<GpuResources> create_resources(int) { refuse("a CUDA device"); }
+
+int max_factors() { return 0; }
+std::unique_ptr<IalsGpu> make_ials_gpu(std::shared_ptr<GpuResources>, int64_t, int64_t, int,
+                                       const IalsGpuOptions&) {
+  refuse("iALS on a GPU");
+}
+
+int max_topk() { return 0; }
+eval::TopK topk(GpuResources&, const float*, int64_t, const float*, int64_t, int, int,
+                const data::Csr*, const std::vector<data::index_t>&) {
+  refuse("top-k on a GPU");
+}
+eval::Metrics compute_metrics(GpuResources&, const eval::TopK&, const std::vector<data::index_t>&,
+                              const data::Csr&, int64_t, const eval::MetricsOptions&) {
+  refuse("metrics on a GPU");
+}
+eval::Metrics topk_metrics(GpuResources&, const float*, int64_t, const float*, int64_t, int,
+                           const data::Csr*, const std::vector<data::index_t>&, const data::Csr&,
+                           const std::vector<data::index_t>&, const eval::MetricsOptions&) {
+  refuse("evaluation on a GPU");
+}
+int64_t topk_memory_bytes(int64_t, int64_t, int, int, int64_t, int64_t) { return 0; }
+int64_t free_memory(GpuResources&) { return 0; }
+
+data::Csr transpose_on_gpu(GpuResources&, const data::Csr&) { refuse("a CSR transpose on a GPU"); }
+data::Csr csr_from_coo_on_gpu(GpuResources&, int64_t, int64_t, const std::vector<data::index_t>&,
+                              const std::vector<data::index_t>&, const std::vector<float>&) {
+  refuse("a CSR build on a GPU");
+}
+
+Ceilings measure_ceilings(GpuResources&, int64_t, int) { refuse("the GPU benchmark"); }
+TopkTiming time_topk(GpuResources&, int64_t, int64_t, int, int) { refuse("the GPU benchmark"); }
+std::string describe(GpuResources&) { refuse("a GPU description"); }
+
+}  // namespace cuda
 }  // namespace recforge::backend

@@ -1,0 +1,180 @@
+#pragma once
+/// @file launch.h
+/// Host-side declarations of the kernel launchers defined in kernels/*.cu (CUDA builds only).
+/// Every launcher enqueues on the given stream and checks the launch (RF_CHECK_LAUNCH); none
+/// synchronises. Arguments are plain device pointers and sizes; factor matrices are passed as
+/// `const void*` with their Storage type and a padded row length `kp` (a multiple of 32; the
+/// padding columns hold zeros and stay zero through every solve).
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/ials_gpu.h"
+
+namespace recforge::backend::cuda {
+
+// ---- iALS ----------------------------------------------------------------------------------
+
+/// Interactions a row solve may read are split into segments of at most this many, each one
+/// thread block's work, so that a row with 100,000 interactions spreads over many blocks.
+constexpr int kSegmentItems = 512;
+
+/// One chunk of rows of one side (users or items) and its interactions.
+struct RowsView {
+  const int64_t* indptr = nullptr;   ///< absolute offsets of every row of the side (rows + 1)
+  const int32_t* indices = nullptr;  ///< columns of interactions base, base + 1, ...
+  const float* values = nullptr;     ///< confidences of the same interactions
+  int64_t base = 0;                  ///< absolute offset of indices[0]
+  int64_t row0 = 0;                  ///< first row of the chunk
+  int64_t nrows = 0;                 ///< rows in the chunk
+};
+
+/// The chunk's segments: segment s (absolute index) covers interactions
+/// [begin[s], min(begin[s] + kSegmentItems, indptr[row[s] + 1])) of row row[s].
+struct Segments {
+  const int32_t* row = nullptr;    ///< absolute row of each segment of the side
+  const int64_t* begin = nullptr;  ///< absolute offset of each segment's first interaction
+  const int64_t* ptr = nullptr;    ///< per row of the side (rows + 1): its first segment
+  int64_t seg0 = 0;                ///< first segment of the chunk
+  int64_t nseg = 0;                ///< segments in the chunk
+};
+
+/// Row-solve hyperparameters as the kernels see them.
+struct SolveArgs {
+  float alpha = 1;                    ///< observed weight = alpha × confidence
+  double reg = 0, reg_exp = 1, reg_offset = 1;  ///< λ (n + ν)^e
+  const float* row_scale = nullptr;   ///< per-row scale of the Gram term (absolute row), or null
+};
+
+/// CG workspace of a chunk, chunk-local rows of kp floats.
+struct CgBuffers {
+  float* x = nullptr;        ///< factors being solved (float32 copy, or the storage itself)
+  float* r = nullptr;        ///< residuals
+  float* p = nullptr;        ///< search directions
+  float* ap = nullptr;       ///< G·x or G·p from cuBLAS, then A·p
+  float* rs = nullptr;       ///< per row: r·r (0 once converged or empty)
+  float* seg_obs = nullptr;  ///< per segment: its share of Σ c_i y_i (nseg × kp)
+  int kp = 0;                ///< padded factor count
+  int k = 0;                 ///< true factor count: the update touches columns below k only
+};
+
+/// Per segment: Σ_i c_i y_i with c_i = w_i (1 − y_i·x) (residual) or w_i (y_i·p) (step), w_i =
+/// alpha × confidence, into seg_obs. Step mode skips rows whose rs is below 1e-20.
+void launch_cg_observed(Storage st, bool residual, const RowsView& rows, const Segments& seg,
+                        const void* y, const CgBuffers& b, float alpha, cudaStream_t stream);
+/// Per row: residual mode sets r = p = b − A x (zero x, r, p and rs for rows without
+/// interactions); step mode finishes A p = s·(G p) + λ p + Σ segments and takes one CG step.
+void launch_cg_update(bool residual, const RowsView& rows, const Segments& seg, const CgBuffers& b,
+                      const SolveArgs& args, cudaStream_t stream);
+/// x32[e] = float(x[e]) for n elements.
+void launch_load_rows(Storage st, const void* x, float* x32, int64_t n, cudaStream_t stream);
+/// Checks n float32 values and writes them to storage (`write` false: check only, x32 is the
+/// storage); sets *flag to 1 when one of them (after rounding to storage) is not finite.
+void launch_store_rows(Storage st, const float* x32, void* x, int64_t n, bool write, int* flag,
+                       cudaStream_t stream);
+/// Exact solves of the chunk's rows, one block per row in `order` (chunk-local rows, longest
+/// first): A = s·G + λI + Σ w y yᵀ, b = Σ w y, Cholesky, x written to storage `x` (absolute
+/// rows). `slots` (nslots × k × k floats) holds the matrices when they do not fit in shared
+/// memory (launch_cholesky_slot_floats tells). flags[1] is set when a row's matrix is not
+/// positive definite, flags[0] when a solution is not finite.
+void launch_cholesky(Storage st, const RowsView& rows, const int32_t* order, const void* y,
+                     const float* g, int kp, int k, const SolveArgs& args, void* x, float* slots,
+                     int nslots, int* flags, cudaStream_t stream);
+/// Floats of global workspace one Cholesky block needs (0 when its matrix fits in shared memory).
+int64_t cholesky_slot_floats(int k);
+/// Writes rows × k float32 (compact) as rows × kp storage, zero padding.
+void launch_pack(Storage st, const float* src, int64_t rows, int k, int kp, void* dst,
+                 cudaStream_t stream);
+/// Reads rows × kp storage into rows × k float32 (compact).
+void launch_unpack(Storage st, const void* src, int64_t rows, int k, int kp, float* dst,
+                   cudaStream_t stream);
+/// dst = √w[r] · float(src[r]) row by row (w may be null: 1), rows × kp.
+void launch_convert_scale(Storage st, const void* src, int64_t rows, int kp, const float* w,
+                          float* dst, cudaStream_t stream);
+/// Copies the lower triangle of the column-major kp × kp `g` onto its upper triangle.
+void launch_symmetrize(float* g, int kp, cudaStream_t stream);
+/// Per block b: partials[b] = Σ over the chunk's segments of alpha·w·(1 − x_u·y_i)².
+void launch_loss_observed(Storage st, const RowsView& rows, const Segments& seg, const void* x,
+                          const void* y, int kp, double alpha, double* partials, int blocks,
+                          cudaStream_t stream);
+/// partials[b] = Σ over rows of λ (n + ν)^e ‖x_r‖² (n from indptr).
+void launch_loss_reg(Storage st, const void* x, const int64_t* indptr, int64_t rows, int kp,
+                     double reg, double reg_exp, double reg_offset, double* partials, int blocks,
+                     cudaStream_t stream);
+/// partials[b] = Σ a[i] b[i] (double) over n elements.
+void launch_dot(const float* a, const float* b, int64_t n, double* partials, int blocks,
+                cudaStream_t stream);
+
+// ---- CSR -----------------------------------------------------------------------------------
+
+/// keys[e] = (column << 32) | row of every interaction of a CSR (the transpose's sort keys).
+void launch_transpose_keys(const int64_t* indptr, int64_t rows, const int32_t* indices,
+                           int64_t nnz, uint64_t* keys, cudaStream_t stream);
+/// keys[e] = (row[e] << 32) | col[e].
+void launch_coo_keys(const int32_t* row, const int32_t* col, int64_t nnz, uint64_t* keys,
+                     cudaStream_t stream);
+/// Temporary bytes of sort_pairs for nnz pairs.
+size_t sort_pairs_temp_bytes(int64_t nnz, int end_bit);
+/// Stable radix sort of (key, value) pairs on bits [0, end_bit) of the keys (CUB).
+void sort_pairs(void* temp, size_t temp_bytes, const uint64_t* keys_in, uint64_t* keys_out,
+                const float* values_in, float* values_out, int64_t nnz, int end_bit,
+                cudaStream_t stream);
+/// From keys sorted by (row << 32 | column): indptr (rows + 1 entries) and column indices.
+void launch_csr_from_sorted_keys(const uint64_t* keys, int64_t nnz, int64_t rows, int64_t* indptr,
+                                 int32_t* indices, cudaStream_t stream);
+
+// ---- top-k ---------------------------------------------------------------------------------
+
+/// Threads of a selection block and scores each one reads per step.
+constexpr int kSelectThreads = 256;
+constexpr int kSelectChunk = kSelectThreads * 4;
+
+/// A batch of queries' running selection state: query q keeps up to k keys (score, item)
+/// packed so that a smaller key ranks higher, their count, and a threshold key (only keys below
+/// it can enter).
+struct SelectState {
+  uint64_t* kept = nullptr;       ///< batch × k keys
+  int32_t* count = nullptr;       ///< batch
+  uint64_t* threshold = nullptr;  ///< batch (all ones: none yet)
+};
+
+/// Masks (optional): query q of the batch masks row mask_rows[q0 + q] (or q0 + q) of the CSR.
+struct MaskView {
+  const int64_t* indptr = nullptr;  ///< null: no mask
+  const int32_t* indices = nullptr;
+  const int32_t* rows = nullptr;    ///< per query (global index), or null for the identity
+};
+
+/// Shared memory bytes of the selection kernel for k and an item tile of `tile` items.
+size_t select_smem_bytes(int k, int tile);
+/// Merges the tile of scores (nq × w, row stride ld, items t0 .. t0 + w) into the batch's state.
+void launch_topk_select(const float* scores, int64_t ld, int64_t nq, int64_t q0, int64_t t0,
+                        int w, int tile, int k, const SelectState& state, const MaskView& mask,
+                        cudaStream_t stream);
+/// Sorts each query's kept keys and writes k items and scores per query (padding -1 / -inf)
+/// to items/scores rows q0 ...
+void launch_topk_finalize(const SelectState& state, int64_t nq, int k, int32_t* items,
+                          float* scores, cudaStream_t stream);
+
+// ---- metrics -------------------------------------------------------------------------------
+
+/// Most cutoffs the GPU metrics handle in one pass.
+constexpr int kMaxCutoffs = 32;
+
+/// Per query q: values[q * (1 + 5 nk) + ...] = (evaluated?, then recall, precision, ndcg, map,
+/// hit for each cutoff in `ks_sorted` order); first_rank[item] = min rank over evaluated queries.
+void launch_metrics_users(const int32_t* lists, int64_t nq, int k, const int64_t* truth_indptr,
+                          const int32_t* truth_indices, const int32_t* truth_rows, int nk,
+                          const int* ks_sorted, int max_k, int32_t* first_rank, double* values,
+                          cudaStream_t stream);
+/// partials[c * blocks + b] = Σ over queries q of block b's share of values[q * ncols + c].
+void launch_column_sums(const double* values, int64_t n, int ncols, double* partials, int blocks,
+                        cudaStream_t stream);
+/// partials[c * blocks + b] = number of items of block b's share with first_rank < ks[c].
+void launch_coverage(const int32_t* first_rank, int64_t n_items, int nk, const int* ks,
+                     long long* partials, int blocks, cudaStream_t stream);
+/// Fills n ints with v.
+void launch_fill(int32_t* p, int64_t n, int32_t v, cudaStream_t stream);
+
+}  // namespace recforge::backend::cuda

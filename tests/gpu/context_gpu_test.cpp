@@ -1,0 +1,64 @@
+// The Context's GPU resources and the CSR built on the device.
+#include <gtest/gtest.h>
+
+#include "backend/cuda/csr_gpu.h"
+#include "core/error.h"
+#include "device_test.h"
+
+namespace recforge::test {
+namespace {
+
+class ContextOnDevice : public DeviceTest {};
+INSTANTIATE_TEST_SUITE_P(Devices, ContextOnDevice, devices(), device_name);
+
+TEST_P(ContextOnDevice, GpuResourcesAreCreatedOnceAndSharedByCopies) {
+  if (!on_gpu()) {
+    EXPECT_THROW(ctx_.gpu(), InternalError) << "a CPU context has no GPU resources";
+    return;
+  }
+  const Context copy = ctx_;
+  const auto a = ctx_.gpu();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a, copy.gpu());
+  EXPECT_EQ(a, ctx_.gpu());
+}
+
+TEST_P(ContextOnDevice, AutoPicksAGpuOnlyWhenOneAnswers) {
+  const Context a = Context::create("auto", 1);
+  EXPECT_EQ(a.device().kind == Device::Kind::kCuda, backend::cuda_device_count() > 0);
+}
+
+TEST_P(ContextOnDevice, CsrTransposeAndBuildFromCooEqualTheHostOnes) {
+  if (!on_gpu()) GTEST_SKIP() << "the CSR construction on the device exists on GPUs only";
+  auto& gpu = *ctx_.gpu();
+  for (int rows : {1, 37, 3000}) {
+    const data::Csr m = random_csr(rows, 517, 9, static_cast<uint64_t>(rows));
+    const data::Csr want = m.transpose();
+    const data::Csr got = backend::cuda::transpose_on_gpu(gpu, m);
+    EXPECT_EQ(got.rows, want.rows);
+    EXPECT_EQ(got.cols, want.cols);
+    EXPECT_EQ(got.indptr, want.indptr);
+    EXPECT_EQ(got.indices, want.indices);
+    EXPECT_EQ(got.data, want.data);
+  }
+  // COO with repeated pairs (kept, in input order) and empty rows.
+  Rng rng(5);
+  std::vector<data::index_t> r, c;
+  std::vector<float> v;
+  for (int e = 0; e < 20000; ++e) {
+    r.push_back(static_cast<data::index_t>(2 * rng.below(500)));  // odd rows stay empty
+    c.push_back(static_cast<data::index_t>(rng.below(50)));
+    v.push_back(static_cast<float>(e));
+  }
+  const data::Csr want = data::Csr::from_coo(1001, 50, r, c, v);
+  const data::Csr got = backend::cuda::csr_from_coo_on_gpu(gpu, 1001, 50, r, c, v);
+  EXPECT_EQ(got.indptr, want.indptr);
+  EXPECT_EQ(got.indices, want.indices);
+  EXPECT_EQ(got.data, want.data);
+  // Empty matrices.
+  const data::Csr empty = data::Csr::from_coo(4, 3, {}, {}, {});
+  EXPECT_EQ(backend::cuda::transpose_on_gpu(gpu, empty).indptr, std::vector<int64_t>(4, 0));
+}
+
+}  // namespace
+}  // namespace recforge::test
