@@ -50,8 +50,7 @@ double Metrics::get(const std::string& name) const {
   fail("metric \"{}\" was not computed; expected one of {}", name, fmt::join(names(), ", "));
 }
 
-Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_rows,
-                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o) {
+int validate_cutoffs(const MetricsOptions& o) {
   if (o.ks.empty()) fail("metrics: the list of cutoffs ks is empty; expected at least one K");
   for (size_t c = 0; c < o.ks.size(); ++c) {
     if (o.ks[c] < 1) fail("metrics: cutoff ks[{}] is {}; expected K >= 1", c, o.ks[c]);
@@ -59,7 +58,12 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
       if (o.ks[e] == o.ks[c])
         fail("metrics: cutoff {} is listed twice in ks; expected distinct K", o.ks[c]);
   }
-  const int max_k = *std::max_element(o.ks.begin(), o.ks.end());
+  return *std::max_element(o.ks.begin(), o.ks.end());
+}
+
+Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_rows,
+                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o) {
+  const int max_k = validate_cutoffs(o);
   if (ranked.k < max_k)
     fail(
         "metrics: the ranked lists hold {} items per user; expected at least the largest cutoff "

@@ -44,6 +44,10 @@ struct Metrics {
 /// padding); `query_rows[q]` the row of `truth` (held-out items, CSR, one column per item) for
 /// query q, or q itself when query_rows is empty; n_items for coverage. Users whose truth row is
 /// empty are skipped; averages are over users with >= 1 truth item (all 0 when there are none).
+/// Checks the cutoffs (non-empty, each >= 1, distinct) and returns the largest; throws
+/// recforge::Error. Shared by compute_metrics and the GPU metrics.
+int validate_cutoffs(const MetricsOptions& o);
+
 Metrics compute_metrics(const TopK& ranked, const std::vector<data::index_t>& query_rows,
                         const data::Csr& truth, int64_t n_items, const MetricsOptions& o);
 

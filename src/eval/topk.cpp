@@ -46,52 +46,6 @@ struct RowMask {
   const index_t* end = nullptr;
 };
 
-/// Checks the arguments shared by topk and topk_naive.
-void validate(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
-              const data::Csr* exclude, const std::vector<index_t>& query_rows,
-              const std::vector<index_t>* global_exclude) {
-  if (n_q < 0) fail("top-k: the number of queries is {}; expected a count >= 0", n_q);
-  if (n_items < 0) fail("top-k: the number of items is {}; expected a count >= 0", n_items);
-  if (n_items > std::numeric_limits<index_t>::max())
-    fail("top-k: the number of items is {}; expected at most {} (32-bit item indices)", n_items,
-         std::numeric_limits<index_t>::max());
-  if (d < 1) fail("top-k: the factor dimension is {}; expected d >= 1", d);
-  if (k < 1) fail("top-k: k is {}; expected k >= 1", k);
-  RF_ASSERT(n_q == 0 || queries != nullptr, "top-k: null query matrix");
-  RF_ASSERT(n_items == 0 || items != nullptr, "top-k: null item matrix");
-  if (!query_rows.empty() && static_cast<int64_t>(query_rows.size()) != n_q)
-    fail("top-k: query_rows has {} entries; expected one per query ({})", query_rows.size(), n_q);
-  if (exclude != nullptr) {
-    if (exclude->cols != n_items)
-      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})", exclude->cols,
-           n_items);
-    RF_ASSERT(static_cast<int64_t>(exclude->indptr.size()) == exclude->rows + 1,
-              "top-k: exclusion matrix indptr does not have rows + 1 entries");
-    if (query_rows.empty()) {
-      if (n_q > exclude->rows)
-        fail(
-            "top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
-            "per query (or query_rows)",
-            n_q, exclude->rows);
-    } else {
-      for (size_t q = 0; q < query_rows.size(); ++q)
-        if (query_rows[q] < 0 || query_rows[q] >= exclude->rows)
-          fail("top-k: query_rows[{}] is {}; expected a row of the exclusion matrix (0 to {})", q,
-               query_rows[q], exclude->rows - 1);
-    }
-  }
-  if (global_exclude != nullptr) {
-    const auto& g = *global_exclude;
-    for (size_t i = 0; i < g.size(); ++i) {
-      if (g[i] < 0 || g[i] >= n_items)
-        fail("top-k: global_exclude[{}] is {}; expected an item index from 0 to {}", i, g[i],
-             n_items - 1);
-      if (i > 0 && g[i] < g[i - 1])
-        fail("top-k: global_exclude[{}] is {} after {}; expected sorted item indices", i, g[i],
-             g[i - 1]);
-    }
-  }
-}
 
 /// The exclusion row of query q (empty without an exclusion matrix).
 RowMask row_mask(const data::Csr* exclude, const std::vector<index_t>& query_rows, int64_t q) {
@@ -178,10 +132,57 @@ TopK padded(int64_t n_q, int k) {
 
 }  // namespace
 
+void validate_topk_arguments(const float* queries, int64_t n_q, const float* items,
+                             int64_t n_items, int d, int k, const data::Csr* exclude,
+                             const std::vector<index_t>& query_rows,
+                             const std::vector<index_t>* global_exclude) {
+  if (n_q < 0) fail("top-k: the number of queries is {}; expected a count >= 0", n_q);
+  if (n_items < 0) fail("top-k: the number of items is {}; expected a count >= 0", n_items);
+  if (n_items > std::numeric_limits<index_t>::max())
+    fail("top-k: the number of items is {}; expected at most {} (32-bit item indices)", n_items,
+         std::numeric_limits<index_t>::max());
+  if (d < 1) fail("top-k: the factor dimension is {}; expected d >= 1", d);
+  if (k < 1) fail("top-k: k is {}; expected k >= 1", k);
+  RF_ASSERT(n_q == 0 || queries != nullptr, "top-k: null query matrix");
+  RF_ASSERT(n_items == 0 || items != nullptr, "top-k: null item matrix");
+  if (!query_rows.empty() && static_cast<int64_t>(query_rows.size()) != n_q)
+    fail("top-k: query_rows has {} entries; expected one per query ({})", query_rows.size(), n_q);
+  if (exclude != nullptr) {
+    if (exclude->cols != n_items)
+      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})", exclude->cols,
+           n_items);
+    RF_ASSERT(static_cast<int64_t>(exclude->indptr.size()) == exclude->rows + 1,
+              "top-k: exclusion matrix indptr does not have rows + 1 entries");
+    if (query_rows.empty()) {
+      if (n_q > exclude->rows)
+        fail(
+            "top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
+            "per query (or query_rows)",
+            n_q, exclude->rows);
+    } else {
+      for (size_t q = 0; q < query_rows.size(); ++q)
+        if (query_rows[q] < 0 || query_rows[q] >= exclude->rows)
+          fail("top-k: query_rows[{}] is {}; expected a row of the exclusion matrix (0 to {})", q,
+               query_rows[q], exclude->rows - 1);
+    }
+  }
+  if (global_exclude != nullptr) {
+    const auto& g = *global_exclude;
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (g[i] < 0 || g[i] >= n_items)
+        fail("top-k: global_exclude[{}] is {}; expected an item index from 0 to {}", i, g[i],
+             n_items - 1);
+      if (i > 0 && g[i] < g[i - 1])
+        fail("top-k: global_exclude[{}] is {} after {}; expected sorted item indices", i, g[i],
+             g[i - 1]);
+    }
+  }
+}
+
 TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
           const data::Csr* exclude, const std::vector<index_t>& query_rows,
           const std::vector<index_t>* global_exclude) {
-  validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
+  validate_topk_arguments(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
   TopK out = padded(n_q, k);
   if (n_q == 0 || n_items == 0) return out;
 
@@ -255,7 +256,7 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
 TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
                 int k, const data::Csr* exclude, const std::vector<index_t>& query_rows,
                 const std::vector<index_t>* global_exclude) {
-  validate(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
+  validate_topk_arguments(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
   TopK out = padded(n_q, k);
   std::vector<uint8_t> masked(static_cast<size_t>(n_items));
   std::vector<Cand> all;

@@ -36,6 +36,13 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
           const data::Csr* exclude = nullptr, const std::vector<data::index_t>& query_rows = {},
           const std::vector<data::index_t>* global_exclude = nullptr);
 
+/// Checks `topk`'s arguments (shared by every top-k implementation, CPU and GPU, so that bad
+/// input gets the same sentence on each device); throws recforge::Error.
+void validate_topk_arguments(const float* queries, int64_t n_q, const float* items,
+                             int64_t n_items, int d, int k, const data::Csr* exclude,
+                             const std::vector<data::index_t>& query_rows,
+                             const std::vector<data::index_t>* global_exclude);
+
 /// The naive reference for `topk` (same contract): every score computed in double precision and
 /// rounded to float, masked, then fully sorted. Scores can differ from `topk`'s by float rounding
 /// (exactly equal on integer-valued factors). O(n_items) memory per query and slow; for tests.

@@ -38,54 +38,15 @@ TopkPlan plan_topk(int64_t n_q, int64_t n_items, int k) {
   return p;
 }
 
-// The argument checks of eval::topk (same messages).
+// eval::topk's argument checks (same messages), plus this implementation's limit on k.
 void validate_topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
                    int k, const data::Csr* exclude, const std::vector<index_t>& query_rows) {
-  if (n_q < 0) fail("top-k: the number of queries is {}; expected a count >= 0", n_q);
-  if (n_items < 0) fail("top-k: the number of items is {}; expected a count >= 0", n_items);
-  if (n_items > std::numeric_limits<index_t>::max())
-    fail("top-k: the number of items is {}; expected at most {} (32-bit item indices)", n_items,
-         std::numeric_limits<index_t>::max());
-  if (d < 1) fail("top-k: the factor dimension is {}; expected d >= 1", d);
-  if (k < 1) fail("top-k: k is {}; expected k >= 1", k);
+  eval::validate_topk_arguments(queries, n_q, items, n_items, d, k, exclude, query_rows, nullptr);
   if (k > kMaxTopK)
     fail("top-k on the GPU: k is {}; expected at most {} (use the CPU for longer lists)", k,
          kMaxTopK);
-  RF_ASSERT(n_q == 0 || queries != nullptr, "top-k: null query matrix");
-  RF_ASSERT(n_items == 0 || items != nullptr, "top-k: null item matrix");
-  if (!query_rows.empty() && static_cast<int64_t>(query_rows.size()) != n_q)
-    fail("top-k: query_rows has {} entries; expected one per query ({})", query_rows.size(), n_q);
-  if (exclude != nullptr) {
-    if (exclude->cols != n_items)
-      fail("top-k: the exclusion matrix has {} columns; expected one per item ({})", exclude->cols,
-           n_items);
-    RF_ASSERT(static_cast<int64_t>(exclude->indptr.size()) == exclude->rows + 1,
-              "top-k: exclusion matrix indptr does not have rows + 1 entries");
-    if (query_rows.empty()) {
-      if (n_q > exclude->rows)
-        fail("top-k: {} queries but the exclusion matrix has {} rows; expected at least one row "
-             "per query (or query_rows)",
-             n_q, exclude->rows);
-    } else {
-      for (size_t q = 0; q < query_rows.size(); ++q)
-        if (query_rows[q] < 0 || query_rows[q] >= exclude->rows)
-          fail("top-k: query_rows[{}] is {}; expected a row of the exclusion matrix (0 to {})", q,
-               query_rows[q], exclude->rows - 1);
-    }
-  }
 }
 
-// The option checks of eval::compute_metrics (same messages); returns the largest cutoff.
-int validate_ks(const eval::MetricsOptions& o) {
-  if (o.ks.empty()) fail("metrics: the list of cutoffs ks is empty; expected at least one K");
-  for (size_t c = 0; c < o.ks.size(); ++c) {
-    if (o.ks[c] < 1) fail("metrics: cutoff ks[{}] is {}; expected K >= 1", c, o.ks[c]);
-    for (size_t e = 0; e < c; ++e)
-      if (o.ks[e] == o.ks[c])
-        fail("metrics: cutoff {} is listed twice in ks; expected distinct K", o.ks[c]);
-  }
-  return *std::max_element(o.ks.begin(), o.ks.end());
-}
 
 void validate_truth(const std::vector<index_t>& truth_rows, int64_t n_lists, const data::Csr& truth,
                     int64_t n_items) {
@@ -171,7 +132,7 @@ void run_topk(GpuResources& g, const float* queries, int64_t n_q, const float* i
 eval::Metrics run_metrics(GpuResources& g, const int32_t* lists, int64_t n_q, int k,
                           const DeviceRows& truth, int64_t n_items, const eval::MetricsOptions& o) {
   const cudaStream_t s = g.stream();
-  const int max_k = validate_ks(o);
+  const int max_k = eval::validate_cutoffs(o);
   const int nk = static_cast<int>(o.ks.size());
   RF_ASSERT(nk <= kMaxCutoffs, "GPU metrics: too many cutoffs");
   std::vector<int> sorted = o.ks;
@@ -273,7 +234,7 @@ eval::TopK topk(GpuResources& gpu, const float* queries, int64_t n_q, const floa
 eval::Metrics compute_metrics(GpuResources& gpu, const eval::TopK& ranked,
                               const std::vector<index_t>& query_rows, const data::Csr& truth,
                               int64_t n_items, const eval::MetricsOptions& options) {
-  const int max_k = validate_ks(options);
+  const int max_k = eval::validate_cutoffs(options);
   if (ranked.k < max_k)
     fail("metrics: the ranked lists hold {} items per user; expected at least the largest cutoff "
          "({})",
@@ -302,7 +263,7 @@ eval::Metrics topk_metrics(GpuResources& gpu, const float* queries, int64_t n_q,
                            const std::vector<index_t>& exclude_rows, const data::Csr& truth,
                            const std::vector<index_t>& truth_rows,
                            const eval::MetricsOptions& options) {
-  const int k = validate_ks(options);
+  const int k = eval::validate_cutoffs(options);
   validate_topk(queries, n_q, items, n_items, d, k, exclude, exclude_rows);
   validate_truth(truth_rows, n_q, truth, n_items);
   if (static_cast<int>(options.ks.size()) > kMaxCutoffs) {  // rare: lists to the host
