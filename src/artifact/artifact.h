@@ -55,8 +55,9 @@ struct ExportInput {
 /// to `out.old-<pid>` and the new one renamed in, a window in which `out` is absent) and the old
 /// one removed. A kill at any moment leaves `out` holding the complete old export or the
 /// complete new one. Refuses an `out` that exists and is not a recforge export. Throws
-/// recforge::Error.
-std::string write(const ExportInput& in, const std::string& out);
+/// recforge::Error. `shown_as` (when not empty) is the path the log line names instead of `out`:
+/// a training run writes its export inside its staging directory, under another final name.
+std::string write(const ExportInput& in, const std::string& out, const std::string& shown_as = {});
 
 /// A loaded and verified artifact.
 struct Artifact {

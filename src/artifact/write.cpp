@@ -108,7 +108,7 @@ nlohmann::json shape_of(const Matrix& m) { return {m.rows, m.cols}; }
 
 }  // namespace
 
-std::string write(const ExportInput& in, const std::string& out_arg) {
+std::string write(const ExportInput& in, const std::string& out_arg, const std::string& shown_as) {
   RF_ASSERT(in.users && in.items && in.user_ids && in.item_ids && in.seen,
             "artifact::write: missing input");
   const Matrix& users = *in.users;
@@ -255,7 +255,8 @@ std::string write(const ExportInput& in, const std::string& out_arg) {
   }
   sync_path(out.parent_path().string(), true);
   log().info("exported {} users, {} items ({} index, {}) to {}", users.rows, items.rows,
-             index::type_name(in.index.type), index::metric_name(in.index.metric), out_s);
+             index::type_name(in.index.type), index::metric_name(in.index.metric),
+             shown_as.empty() ? out_s : shown_as);
   return out_s;
 }
 

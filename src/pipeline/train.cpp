@@ -172,7 +172,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       const std::string& out = cfg.get_string("export.out");
       run["export"] = out.empty() ? dir.final_path() + "/export" : out;
       artifact::write(export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint()),
-                      out.empty() ? dir.file("export") : out);
+                      out.empty() ? dir.file("export") : out, run["export"].get<std::string>());
     }
   }
   run["seconds"] = seconds_since(t0);
