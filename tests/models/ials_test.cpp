@@ -7,6 +7,7 @@
 #include "backend/cpu/ials_cpu.h"
 #include "core/rng.h"
 #include "eval/topk.h"
+#include "random_data.h"
 
 namespace recforge::models {
 namespace {
@@ -15,34 +16,8 @@ using backend::cpu::IalsSolveParams;
 using data::Csr;
 using data::index_t;
 
-// A random sparse matrix with about `per_row` entries per row and confidences in [1, 5).
-Csr random_csr(int rows, int cols, int per_row, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<index_t> r, c;
-  std::vector<float> v;
-  for (int i = 0; i < rows; ++i) {
-    std::vector<bool> used(cols, false);
-    const int n = static_cast<int>(rng.below(2 * per_row));  // some rows stay empty
-    for (int e = 0; e < n; ++e) {
-      const int j = static_cast<int>(rng.below(cols));
-      if (used[j]) continue;
-      used[j] = true;
-      r.push_back(i);
-      c.push_back(j);
-      v.push_back(1.f + 4.f * static_cast<float>(rng.uniform()));
-    }
-  }
-  return Csr::from_coo(rows, cols, r, c, v);
-}
-
-Matrix random_matrix(int64_t rows, int k, uint64_t seed, double scale = 0.3) {
-  Matrix m;
-  m.rows = rows;
-  m.cols = k;
-  Rng rng(seed);
-  for (int64_t j = 0; j < rows * k; ++j) m.data.push_back(static_cast<float>(scale * rng.normal()));
-  return m;
-}
+using test::random_csr;
+using test::random_matrix;
 
 // Dense reference: solves (α0 YᵀY + Σ w y yᵀ + λ_u I) x = Σ w y in double by Gaussian elimination.
 // With `col_w`, the unobserved term of column i is weighted by col_w[i]; `row_scale` multiplies
