@@ -253,16 +253,23 @@ const std::vector<Param>& params() {
       Float("weighting.bm25_b", "0.8", "BM25 b: strength of the length normalization.").ge(0).le(1),
 
       // ---- model ------------------------------------------------------------------------------
-      Enum("model.type", {"ials", "none"}, "ials",
+      Enum("model.type", {"ials", "bpr", "softmax", "none"}, "ials",
            "`ials`: implicit-feedback ALS (Hu et al. 2008, in the formulation of Rendle et al. "
-           "2022); `none` only prepares the data."),
+           "2022); `bpr`: Bayesian personalised ranking (Rendle et al. 2009) on sampled "
+           "(user, positive, negative) triples; `softmax`: sampled softmax over in-batch and "
+           "sampled negatives with the log-Q correction (Yi et al. 2019); `none` only prepares "
+           "the data."),
       Int("model.factors", "64", "Embedding dimension (any size; above 1024 works too).").ge(1),
       Int("model.iterations", "15",
-          "Training iterations; one iteration solves all users, then all items.")
+          "Training iterations; for `ials` one iteration solves all users, then all items; for "
+          "`bpr` and `softmax` one iteration is one epoch (as many sampled positives as there "
+          "are training interactions).")
           .ge(1),
       Float("model.regularization", "0.01",
-            "L2 strength lambda; each row's penalty is lambda * (n + reg_offset)^reg_exp * "
-            "||row||^2, n being the row's number of observed interactions.")
+            "L2 strength lambda; for ials each row's penalty is lambda * (n + "
+            "reg_offset)^reg_exp * ||row||^2, n being the row's number of observed "
+            "interactions; for bpr and softmax lambda * row is added to the gradient of every "
+            "row a step touches.")
           .ge(0),
       Float("model.reg_exp", "1.0",
             "Frequency-scaling exponent of the regularization (0: the same lambda for every row).")
@@ -293,6 +300,43 @@ const std::vector<Param>& params() {
       Enum("model.dtype", {"float32", "float16", "bfloat16"}, "float32",
            "Storage type of the factors on the GPU (arithmetic is float32 either way); the CPU "
            "stores float32 only. Saved factors are float32."),
+      Int("model.batch_size", "1024",
+          "bpr, softmax: samples per optimiser step (softmax: positives per batch, each batch "
+          "one set of GEMMs).")
+          .ge(1),
+      Float("model.learning_rate", "0.01",
+            "bpr, softmax: step size of the first epoch.")
+          .gt(0),
+      Float("model.lr_decay", "1.0",
+            "bpr, softmax: epoch e trains at learning_rate * lr_decay^(e-1).")
+          .gt(0)
+          .le(1),
+      Enum("model.optimizer", {"sgd", "adagrad", "adam"}, "adam",
+           "bpr, softmax: `sgd`, `adagrad` or `adam` (beta1 0.9, beta2 0.999, eps 1e-8); adagrad "
+           "and adam keep per-weight state and update only the rows a batch touches."),
+      Int("model.negatives", "1",
+          "bpr: negatives drawn per positive (each makes one triple); softmax: negatives drawn "
+          "per batch and shared by its rows (added to the in-batch ones).")
+          .ge(0),
+      Float("model.negative_exp", "0",
+            "bpr, softmax: negatives are drawn with probability proportional to "
+            "(interactions + 1)^negative_exp; 0 draws uniformly.")
+          .ge(0)
+          .le(2),
+      Bool("model.reject_seen", "true",
+           "bpr: redraw a negative the user has interacted with (checked against the training "
+           "CSR, up to 16 draws)."),
+      Bool("model.item_bias", "false",
+           "bpr, softmax: learn an item bias, stored as one more column of the factors (users "
+           "hold 1 there), so exports and indexes score it with a plain inner product."),
+      Float("model.temperature", "1.0",
+            "softmax: logits are scores divided by this temperature.")
+          .gt(0),
+      Bool("model.in_batch", "true",
+           "softmax: the batch's other positives count as negatives of each row."),
+      Bool("model.logq", "true",
+           "softmax: subtract from each candidate's logit the log of its expected count among "
+           "the batch's candidates (the sampling-bias correction)."),
       Int("model.eval_every", "0",
           "Evaluate on the validation set every N iterations (0: only after training).")
           .ge(0),

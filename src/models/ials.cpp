@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "models/embedding.h"
 #include "models/ials_cuda.h"
 
 namespace recforge::models {
@@ -130,6 +131,7 @@ IalsOptions ials_options(const config::Config& cfg) {
 std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx) {
   const std::string& type = cfg.get_string("model.type");
   if (type == "none") return nullptr;
+  if (type == "bpr" || type == "softmax") return make_embedding(embedding_options(cfg), ctx);
   const IalsOptions o = ials_options(cfg);
   if (ctx.device().kind == Device::Kind::kCpu && o.dtype != backend::cuda::Storage::kFloat32)
     fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "

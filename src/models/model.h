@@ -53,4 +53,8 @@ class Model {
 /// chosen device has no implementation of it.
 std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx);
 
+/// Columns of the factor matrices the config's model produces: model.factors, plus one for the
+/// item bias of a bpr or softmax model with model.item_bias.
+int embedding_dimension(const config::Config& cfg);
+
 }  // namespace recforge::models

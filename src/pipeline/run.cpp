@@ -53,11 +53,12 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   r.model = models::make_model(cpu_config, ctx);
   Matrix users = read_npy(dir + "/user_factors.npy");
   Matrix items = read_npy(dir + "/item_factors.npy");
+  const int dim = models::embedding_dimension(r.config);
   if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||
-      users.cols != items.cols || users.cols != r.config.get_int("model.factors"))
+      users.cols != items.cols || users.cols != dim)
     fail("{}: factor files have shapes ({}, {}) and ({}, {}), expected ({}, {}) and ({}, {})", dir,
-         users.rows, users.cols, items.rows, items.cols, r.data.users.size(),
-         r.config.get_int("model.factors"), r.data.items.size(), r.config.get_int("model.factors"));
+         users.rows, users.cols, items.rows, items.cols, r.data.users.size(), dim,
+         r.data.items.size(), dim);
   r.model->set_factors(std::move(users), std::move(items));
   return r;
 }

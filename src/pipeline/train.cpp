@@ -122,7 +122,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   check_metric(cfg, ks);
   auto model = models::make_model(cfg, ctx);
   if (model && cfg.get_bool("export.enabled"))  // refuse index settings before training, not after
-    index::check_dimension(index::options_from_config(cfg), cfg.get_int("model.factors"));
+    index::check_dimension(index::options_from_config(cfg), models::embedding_dimension(cfg));
   StagedDir dir(cfg.get_string("run.dir"), run_name(cfg), cfg.get_string("run.exists"));
   LogFileGuard guard;
   log_to_file(dir.file("log.txt"));

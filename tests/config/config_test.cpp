@@ -159,7 +159,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "export.enabled",
                            "export.out"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 81u);
+  EXPECT_EQ(params().size(), 92u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

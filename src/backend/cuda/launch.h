@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "backend/batch_math.h"
 #include "backend/cuda/ials_gpu.h"
 
 namespace recforge::backend::cuda {
@@ -176,5 +177,94 @@ void launch_coverage(const int32_t* first_rank, int64_t n_items, int nk, const i
                      long long* partials, int blocks, cudaStream_t stream);
 /// Fills n ints with v.
 void launch_fill(int32_t* p, int64_t n, int32_t v, cudaStream_t stream);
+
+// ---- BPR and sampled softmax (kernels/bpr.cu, kernels/softmax.cu) ----------------------------
+
+/// A batch model's factors on the device: compact row-major float32 rows of `dim` columns
+/// (64-bit row offsets), with their optimiser state (same shape; null when the optimiser keeps
+/// none: m for SGD and Adagrad, v for SGD). With item_bias the last column is the bias: users
+/// hold 1 there, and no kernel writes it.
+struct BatchFactorsView {
+  float* users = nullptr;
+  float* items = nullptr;
+  float* user_m = nullptr;
+  float* user_v = nullptr;
+  float* item_m = nullptr;
+  float* item_v = nullptr;
+  int64_t n_users = 0;
+  int64_t n_items = 0;
+  int dim = 0;             ///< stored columns (factors + item bias)
+  bool item_bias = false;  ///< the last column is the item bias
+};
+
+/// The positives and the negative sampler on the device.
+struct BatchDataView {
+  const int64_t* indptr = nullptr;   ///< user × item CSR offsets (n_users + 1)
+  const int32_t* indices = nullptr;  ///< items of every interaction, sorted within rows
+  const int32_t* row_of = nullptr;   ///< user of every interaction
+  int64_t nnz = 0;                   ///< interactions (> 0)
+  const float* accept = nullptr;     ///< alias table: keep column j with probability accept[j]
+  const int32_t* alias = nullptr;    ///< alias table: the item drawn otherwise (null: uniform)
+  int64_t n_items = 0;
+};
+
+/// Random numbers of one epoch: Philox seeded with `seed`; sample s of step `step` uses
+/// subsequence step × stride + s (so every sample of an epoch has its own stream).
+struct PhiloxPlan {
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  uint64_t stride = 0;
+};
+
+/// row_of[e] = r for every interaction e of row r (a warp per row).
+void launch_row_of(const int64_t* indptr, int64_t rows, int32_t* row_of, cudaStream_t stream);
+
+/// One BPR step of `samples` positives, each with `negatives` triples (u, i, j) applied one after
+/// the other by one warp (lanes over columns); warps run Hogwild on shared item rows. A negative
+/// is redrawn when it is the positive or (reject_seen) in the user's row, up to 16 draws, else
+/// the triple is skipped. Adds the step's summed −log σ(x_ui − x_uj) (no L2) to sums[0] and its
+/// number of triples to sums[1].
+void launch_bpr_step(const BatchFactorsView& f, const BatchDataView& d, const PhiloxPlan& rng,
+                     int64_t samples, int negatives, bool reject_seen, float regularization,
+                     const OptimizerStep& step, double* sums, cudaStream_t stream);
+
+/// Sets *flag to 1 when one of the n floats of x is NaN or infinite (never clears it).
+void launch_count_nonfinite(const float* x, int64_t n, int* flag, cudaStream_t stream);
+
+/// Softmax step, sampling: for k < batch + negatives (subsequence rng.step × rng.stride + k),
+/// k < batch draws an interaction (users[k], candidates[k]) uniformly; k ≥ batch draws a negative
+/// candidates[k] from the sampler. log_expected (null: no logq) receives log E_c of every
+/// candidate, E_c = batch · pos_rate[c] + negatives · neg_prob[c] (pos_rate null: no in-batch
+/// term); 0 where E_c is 0.
+void launch_softmax_sample(const BatchDataView& d, const PhiloxPlan& rng, int64_t batch,
+                           int negatives, const float* pos_rate, const float* neg_prob,
+                           int32_t* users, int32_t* candidates, float* log_expected,
+                           cudaStream_t stream);
+/// dst row r = src row ids[r] (n rows of dim floats).
+void launch_gather_rows(const float* src, int dim, const int32_t* ids, int64_t n, float* dst,
+                        cudaStream_t stream);
+/// In place on the row-major batch × cands score matrix s (already u·v / temperature): row b's
+/// logits s − log_expected (when not null), columns masked (not own column b, and: c < batch
+/// when !in_batch, or candidates[c] == candidates[b]); adds Σ_b −log softmax(row b)[b] to
+/// *loss_sum and leaves G = (softmax − onehot(b)) / batch, 0 at masked columns.
+void launch_softmax_rows(float* s, int64_t batch, int64_t cands, const int32_t* candidates,
+                         const float* log_expected, bool in_batch, double* loss_sum,
+                         cudaStream_t stream);
+/// Temporary bytes of sort_row_ids for n ids.
+size_t sort_row_ids_temp_bytes(int64_t n, int end_bit);
+/// Sorts (row id, position) pairs by row id on bits [0, end_bit) (CUB radix sort; stable).
+void sort_row_ids(void* temp, size_t temp_bytes, const int32_t* ids_in, int32_t* ids_out,
+                  const int32_t* pos_in, int32_t* pos_out, int64_t n, int end_bit,
+                  cudaStream_t stream);
+/// positions[k] = k for n values.
+void launch_iota(int32_t* p, int64_t n, cudaStream_t stream);
+/// Sparse optimiser update of the unique rows among n sorted (row id, position) pairs: a warp
+/// per run of equal ids sums the gradient rows grad[position] (row-major, dim columns), adds
+/// regularization × w once, and applies the optimiser to row id of w (state m, v may be null).
+/// Columns ≥ update_cols are left alone (the users' bias column).
+void launch_apply_rows(float* w, float* m, float* v, int dim, int update_cols,
+                       const int32_t* sorted_ids, const int32_t* sorted_pos, int64_t n,
+                       const float* grad, float regularization, const OptimizerStep& step,
+                       cudaStream_t stream);
 
 }  // namespace recforge::backend::cuda

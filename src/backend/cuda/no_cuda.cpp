@@ -2,6 +2,7 @@
 // answers "no GPU"; everything that would compute on a GPU refuses with one sentence saying how
 // to rebuild. Context::create already refuses `cuda` devices, so these are reached only by
 // direct calls.
+#include "backend/cuda/batch_gpu.h"
 #include "backend/cuda/bench_gpu.h"
 #include "backend/cuda/csr_gpu.h"
 #include "backend/cuda/ials_gpu.h"
@@ -61,6 +62,11 @@ data::Csr csr_from_coo_on_gpu(GpuResources&, int64_t, int64_t, const std::vector
 Ceilings measure_ceilings(GpuResources&, int64_t, int) { refuse("the GPU benchmark"); }
 TopkTiming time_topk(GpuResources&, int64_t, int64_t, int, int) { refuse("the GPU benchmark"); }
 std::string describe(GpuResources&) { refuse("a GPU description"); }
+
+std::unique_ptr<BatchGpu> make_batch_gpu(std::shared_ptr<GpuResources>, int64_t, int64_t,
+                                         const BatchParams&) {
+  refuse("BPR and sampled softmax on a GPU");
+}
 
 }  // namespace cuda
 }  // namespace recforge::backend

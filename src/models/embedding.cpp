@@ -1,0 +1,172 @@
+#include "models/embedding.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "models/embedding_cuda.h"
+#include "models/ials.h"
+
+namespace recforge::models {
+
+using backend::BatchLoss;
+using backend::Optimizer;
+
+const char* loss_name(BatchLoss loss) { return loss == BatchLoss::kBpr ? "bpr" : "softmax"; }
+
+namespace {
+
+const char* optimizer_name(Optimizer o) {
+  return o == Optimizer::kSgd ? "sgd" : o == Optimizer::kAdagrad ? "adagrad" : "adam";
+}
+
+}  // namespace
+
+std::pair<Matrix, Matrix> initial_embeddings(const EmbeddingOptions& o, int64_t n_users,
+                                             int64_t n_items) {
+  const int k = o.params.factors;
+  Matrix users = random_factors(n_users, k, o.init_std, derive_seed(o.seed, 1));
+  Matrix items = random_factors(n_items, k, o.init_std, derive_seed(o.seed, 2));
+  if (!o.params.item_bias) return {std::move(users), std::move(items)};
+  // One more column: users hold 1 (so that score = u·v + bias), items start with bias 0.
+  auto widen = [k](const Matrix& m, float last) {
+    Matrix w;
+    w.rows = m.rows;
+    w.cols = k + 1;
+    w.data.resize(static_cast<size_t>(m.rows * (k + 1)));
+    for (int64_t r = 0; r < m.rows; ++r) {
+      std::copy_n(m.row(r), k, w.row(r));
+      w.row(r)[k] = last;
+    }
+    return w;
+  };
+  return {widen(users, 1.f), widen(items, 0.f)};
+}
+
+nlohmann::json describe_embedding(const EmbeddingOptions& o) {
+  const auto& p = o.params;
+  nlohmann::json j = {{"type", loss_name(p.loss)},
+                      {"factors", p.factors},
+                      {"item_bias", p.item_bias},
+                      {"dimension", p.dim()},
+                      {"iterations", o.epochs},
+                      {"batch_size", p.batch_size},
+                      {"learning_rate", p.learning_rate},
+                      {"lr_decay", p.lr_decay},
+                      {"regularization", p.regularization},
+                      {"optimizer", optimizer_name(p.optimizer)},
+                      {"negatives", p.negatives},
+                      {"negative_exp", p.negative_exp},
+                      {"init_std", o.init_std},
+                      {"seed", o.seed}};
+  if (p.loss == BatchLoss::kBpr) {
+    j["reject_seen"] = p.reject_seen;
+  } else {
+    j["temperature"] = p.temperature;
+    j["in_batch"] = p.in_batch;
+    j["logq"] = p.logq;
+  }
+  return j;
+}
+
+void check_finite_factors(const Matrix& m, const char* side, int epoch) {
+  bool finite = true;
+#pragma omp parallel for reduction(&& : finite) schedule(static)
+  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j)
+    finite = finite && std::isfinite(m.data[j]);
+  if (!finite)
+    fail("epoch {} produced non-finite {} factors (NaN or infinity); lower model.learning_rate "
+         "or raise model.regularization",
+         epoch, side);
+}
+
+Embedding::Embedding(EmbeddingOptions options, int threads)
+    : o_(std::move(options)), threads_(threads) {}
+
+Embedding::~Embedding() = default;
+
+void Embedding::init(int64_t n_users, int64_t n_items) {
+  std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
+  if (trainer_) trainer_->reset_state();
+  epochs_done_ = 0;
+  last_loss_ = 0;
+}
+
+void Embedding::iterate(const data::Csr& user_items, const data::Csr&) {
+  if (!trainer_ || trained_on_ != &user_items) {
+    if (user_items.nnz() == 0) fail("{} needs at least one training interaction", type());
+    trainer_ = std::make_unique<backend::cpu::BatchTrainerCpu>(o_.params, user_items, threads_);
+    trained_on_ = &user_items;
+  }
+  ++epochs_done_;
+  last_loss_ = trainer_->epoch(users_, items_, epochs_done_, o_.seed).loss;
+  check_finite_factors(users_, "user", epochs_done_);
+  check_finite_factors(items_, "item", epochs_done_);
+}
+
+double Embedding::loss(const data::Csr&, const data::Csr&) const { return last_loss_; }
+
+void Embedding::set_factors(Matrix users, Matrix items) {
+  RF_ASSERT(users.cols == o_.params.dim() && items.cols == o_.params.dim(),
+            "set_factors: factor count differs from the model's dimension");
+  users_ = std::move(users);
+  items_ = std::move(items);
+  if (trainer_) trainer_->reset_state();
+}
+
+Matrix Embedding::fold_in(const data::Csr& rows) const {
+  // The sampler of the training data when there is one, else uniform over the items.
+  if (trainer_) return backend::cpu::fold_in(o_.params, rows, items_, trainer_->sampler(), o_.seed, threads_);
+  const backend::cpu::ItemSampler uniform(std::vector<int64_t>(static_cast<size_t>(items_.rows), 0), 0.0);
+  return backend::cpu::fold_in(o_.params, rows, items_, uniform, o_.seed, threads_);
+}
+
+nlohmann::json Embedding::describe() const { return describe_embedding(o_); }
+
+EmbeddingOptions embedding_options(const config::Config& cfg) {
+  EmbeddingOptions o;
+  auto& p = o.params;
+  const std::string& type = cfg.get_string("model.type");
+  p.loss = type == "bpr" ? BatchLoss::kBpr : BatchLoss::kSoftmax;
+  p.factors = static_cast<int>(cfg.get_int("model.factors"));
+  p.item_bias = cfg.get_bool("model.item_bias");
+  p.batch_size = cfg.get_int("model.batch_size");
+  p.learning_rate = cfg.get_float("model.learning_rate");
+  p.lr_decay = cfg.get_float("model.lr_decay");
+  p.regularization = cfg.get_float("model.regularization");
+  const std::string& opt = cfg.get_string("model.optimizer");
+  p.optimizer = opt == "sgd" ? Optimizer::kSgd : opt == "adagrad" ? Optimizer::kAdagrad : Optimizer::kAdam;
+  p.negatives = static_cast<int>(cfg.get_int("model.negatives"));
+  p.negative_exp = cfg.get_float("model.negative_exp");
+  p.reject_seen = cfg.get_bool("model.reject_seen");
+  p.temperature = cfg.get_float("model.temperature");
+  p.in_batch = cfg.get_bool("model.in_batch");
+  p.logq = cfg.get_bool("model.logq");
+  o.epochs = static_cast<int>(cfg.get_int("model.iterations"));
+  o.init_std = cfg.get_float("model.init_std");
+  o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
+                                                          : cfg.get_int("run.seed"));
+  if (p.loss == BatchLoss::kSoftmax && p.negatives == 0 && !p.in_batch)
+    fail("{}: model.negatives is 0 and model.in_batch is false, so the softmax has no negatives "
+         "to compare each positive with; set model.negatives above 0 or model.in_batch: true",
+         cfg.where("model.negatives"));
+  if (p.loss == BatchLoss::kBpr && p.negatives == 0)
+    fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
+         cfg.where("model.negatives"));
+  if (cfg.get_string("model.dtype") != "float32")
+    fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
+         cfg.where("model.dtype"), cfg.get_string("model.dtype"), type);
+  return o;
+}
+
+std::unique_ptr<Model> make_embedding(const EmbeddingOptions& options, const Context& ctx) {
+  if (ctx.device().kind == Device::Kind::kCuda) return std::make_unique<EmbeddingCuda>(options, ctx);
+  return std::make_unique<Embedding>(options, ctx.threads());
+}
+
+int embedding_dimension(const config::Config& cfg) {
+  const std::string& type = cfg.get_string("model.type");
+  const int k = static_cast<int>(cfg.get_int("model.factors"));
+  return (type == "bpr" || type == "softmax") && cfg.get_bool("model.item_bias") ? k + 1 : k;
+}
+
+}  // namespace recforge::models

@@ -1,0 +1,81 @@
+#pragma once
+/// @file embedding.h
+/// The batch-trained embedding models, `model.type: bpr` (Rendle et al. 2009) and
+/// `model.type: softmax` (sampled softmax with in-batch and sampled negatives, log-Q corrected;
+/// Yi et al. 2019): the same models::Model interface, evaluation and export as iALS. One
+/// iteration is one epoch. The losses are defined in backend/cpu/batch_cpu.h; the CUDA model is
+/// models/embedding_cuda.h.
+
+#include <memory>
+#include <utility>
+
+#include "backend/batch_math.h"
+#include "backend/cpu/batch_cpu.h"
+#include "models/model.h"
+
+namespace recforge::models {
+
+/// Options of a batch model (the `model` section).
+struct EmbeddingOptions {
+  backend::BatchParams params;  ///< loss, factors, batch, optimiser, negatives, ...
+  int epochs = 20;              ///< `model.iterations`
+  double init_std = 0.1;        ///< initial factors ~ N(0, (init_std/√factors)²); item bias 0
+  uint64_t seed = 42;           ///< seed of the initial factors and of every sample
+};
+
+/// "bpr" or "softmax".
+const char* loss_name(backend::BatchLoss loss);
+
+/// The initial user and item factors (n × dim; with item_bias, users hold 1 and items 0 in the
+/// last column). The same on every device.
+std::pair<Matrix, Matrix> initial_embeddings(const EmbeddingOptions& o, int64_t n_users,
+                                             int64_t n_items);
+
+/// The hyperparameters as JSON, shared by the CPU and GPU models.
+nlohmann::json describe_embedding(const EmbeddingOptions& o);
+
+/// Throws recforge::Error naming the side and epoch when `m` holds a NaN or an infinity.
+void check_finite_factors(const Matrix& m, const char* side, int epoch);
+
+/// BPR or sampled softmax on the CPU (backend::cpu::BatchTrainerCpu).
+class Embedding : public Model {
+ public:
+  /// A model with `threads` CPU threads.
+  Embedding(EmbeddingOptions options, int threads);
+  ~Embedding() override;
+  std::string type() const override { return loss_name(o_.params.loss); }
+  int iterations() const override { return o_.epochs; }
+  void init(int64_t n_users, int64_t n_items) override;
+  /// One epoch. The first call prepares the sampler for `user_items`, which must not change
+  /// between calls.
+  void iterate(const data::Csr& user_items, const data::Csr& item_users) override;
+  /// The mean sample loss of the last epoch (0 before the first).
+  double loss(const data::Csr& user_items, const data::Csr& item_users) const override;
+  const Matrix& user_factors() const override { return users_; }
+  const Matrix& item_factors() const override { return items_; }
+  void set_factors(Matrix users, Matrix items) override;
+  /// backend::cpu::fold_in with this model's items.
+  Matrix fold_in(const data::Csr& rows) const override;
+  nlohmann::json describe() const override;
+  /// The options in use.
+  const EmbeddingOptions& options() const { return o_; }
+
+ private:
+  EmbeddingOptions o_;
+  int threads_;
+  Matrix users_, items_;
+  std::unique_ptr<backend::cpu::BatchTrainerCpu> trainer_;
+  const data::Csr* trained_on_ = nullptr;  // the matrix trainer_ was built for
+  double last_loss_ = 0;
+  int epochs_done_ = 0;
+};
+
+/// Options from the `model` section (model.seed falls back to run.seed). Throws
+/// recforge::Error naming the key for combinations that cannot train.
+EmbeddingOptions embedding_options(const config::Config& cfg);
+
+/// A batch model on the Context's device: models::Embedding on the CPU, models::EmbeddingCuda
+/// on a GPU.
+std::unique_ptr<Model> make_embedding(const EmbeddingOptions& options, const Context& ctx);
+
+}  // namespace recforge::models

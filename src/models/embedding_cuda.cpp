@@ -1,0 +1,94 @@
+#include "models/embedding_cuda.h"
+
+#include <vector>
+
+#include "core/error.h"
+
+namespace recforge::models {
+
+EmbeddingCuda::EmbeddingCuda(EmbeddingOptions options, const Context& ctx)
+    : o_(std::move(options)), device_name_(ctx.device().name()), threads_(ctx.threads()) {
+  RF_ASSERT(ctx.device().kind == Device::Kind::kCuda, "EmbeddingCuda needs a CUDA context");
+  gpu_ = ctx.gpu();
+}
+
+EmbeddingCuda::~EmbeddingCuda() = default;
+
+void EmbeddingCuda::create_state(int64_t n_users, int64_t n_items) {
+  state_.reset();  // free the old state's GPU memory before allocating the new one
+  state_ = backend::cuda::make_batch_gpu(gpu_, n_users, n_items, o_.params);
+}
+
+void EmbeddingCuda::init(int64_t n_users, int64_t n_items) {
+  // The same host draw as the CPU model, so both devices start from identical factors.
+  auto [users, items] = initial_embeddings(o_, n_users, n_items);
+  create_state(n_users, n_items);
+  epochs_done_ = 0;
+  last_loss_ = 0;
+  set_factors(std::move(users), std::move(items));
+}
+
+void EmbeddingCuda::iterate(const data::Csr& user_items, const data::Csr&) {
+  RF_ASSERT(state_, "EmbeddingCuda::iterate before init");
+  if (!sampler_ || trained_on_ != &user_items) {
+    if (user_items.nnz() == 0) fail("{} needs at least one training interaction", type());
+    sampler_ = std::make_unique<backend::cpu::ItemSampler>(backend::cpu::item_counts(user_items),
+                                                           o_.params.negative_exp);
+    trained_on_ = &user_items;
+  }
+  stale_ = true;  // also when the epoch fails half-way
+  ++epochs_done_;
+  last_loss_ = state_->epoch(user_items, *sampler_, epochs_done_, o_.seed).loss;
+  if (const int bad = state_->nonfinite()) {
+    refresh();
+    if (bad & 1) check_finite_factors(users_, "user", epochs_done_);
+    check_finite_factors(items_, "item", epochs_done_);
+  }
+}
+
+double EmbeddingCuda::loss(const data::Csr&, const data::Csr&) const { return last_loss_; }
+
+void EmbeddingCuda::refresh() const {
+  if (!stale_) return;
+  state_->get_factors(users_, items_);
+  stale_ = false;
+}
+
+const Matrix& EmbeddingCuda::user_factors() const {
+  refresh();
+  return users_;
+}
+
+const Matrix& EmbeddingCuda::item_factors() const {
+  refresh();
+  return items_;
+}
+
+void EmbeddingCuda::set_factors(Matrix users, Matrix items) {
+  RF_ASSERT(users.cols == o_.params.dim() && items.cols == o_.params.dim(),
+            "set_factors: factor count differs from the model's dimension");
+  if (!state_) create_state(users.rows, items.rows);
+  state_->set_factors(users, items);  // also drops the optimiser state, as the CPU model does
+  users_ = std::move(users);
+  items_ = std::move(items);
+  stale_ = false;
+}
+
+Matrix EmbeddingCuda::fold_in(const data::Csr& rows) const {
+  RF_ASSERT(state_, "EmbeddingCuda::fold_in before init or set_factors");
+  const Matrix& items = item_factors();
+  // The sampler of the training data when there is one, else uniform over the items (as the
+  // CPU model does).
+  if (sampler_) return backend::cpu::fold_in(o_.params, rows, items, *sampler_, o_.seed, threads_);
+  const backend::cpu::ItemSampler uniform(std::vector<int64_t>(static_cast<size_t>(items.rows), 0),
+                                          0.0);
+  return backend::cpu::fold_in(o_.params, rows, items, uniform, o_.seed, threads_);
+}
+
+nlohmann::json EmbeddingCuda::describe() const {
+  nlohmann::json j = describe_embedding(o_);
+  j["device"] = device_name_;
+  return j;
+}
+
+}  // namespace recforge::models
