@@ -43,7 +43,7 @@ __global__ void row_of_kernel(const int64_t* __restrict__ indptr, int64_t rows,
 // pointers, and other warps of the step write them too (Hogwild).
 __global__ void __launch_bounds__(kThreads)
     bpr_step(BatchFactorsView f, BatchDataView d, PhiloxPlan rng, int64_t samples, int negatives,
-             bool reject_seen, float reg, OptimizerStep s, double* sums) {
+             int hard_negatives, bool reject_seen, float reg, OptimizerStep s, double* sums) {
   __shared__ double scratch[kWarps];
   const int lane = threadIdx.x % kWarp;
   const int dim = f.dim;
@@ -76,6 +76,33 @@ __global__ void __launch_bounds__(kThreads)
       }
       j = __shfl_sync(0xffffffffu, j, 0);
       if (j < 0) continue;  // 16 draws failed (a user who has seen nearly every item): skipped
+      if (hard_negatives > 1) {
+        // Dynamic negative sampling: of hard_negatives draws, the one the user scores highest
+        // (warp-uniform: every lane takes part in the dot products).
+        float best = 0.f;
+        for (int c = lane; c < dim; c += kWarp) best += ur[c] * f.items[static_cast<int64_t>(j) * dim + c];
+        best = warp_sum(best);
+        for (int h = 1; h < hard_negatives; ++h) {
+          int32_t other = -1;
+          if (lane == 0) {
+            for (int attempt = 0; attempt < kMaxDraws; ++attempt) {
+              const int32_t draw = draw_item(d, &st);
+              if (draw == i || (reject_seen && is_seen(d, u, draw))) continue;
+              other = draw;
+              break;
+            }
+          }
+          other = __shfl_sync(0xffffffffu, other, 0);
+          if (other < 0) continue;
+          float score = 0.f;
+          for (int c = lane; c < dim; c += kWarp) score += ur[c] * f.items[static_cast<int64_t>(other) * dim + c];
+          score = warp_sum(score);
+          if (score > best) {  // the same on every lane (warp_sum broadcasts)
+            best = score;
+            j = other;
+          }
+        }
+      }
       float* nr = f.items + static_cast<int64_t>(j) * dim;
       float x = 0.f;
       for (int c = lane; c < dim; c += kWarp) x += ur[c] * (pr[c] - nr[c]);
@@ -125,11 +152,12 @@ void launch_row_of(const int64_t* indptr, int64_t rows, int32_t* row_of, cudaStr
 }
 
 void launch_bpr_step(const BatchFactorsView& f, const BatchDataView& d, const PhiloxPlan& rng,
-                     int64_t samples, int negatives, bool reject_seen, float regularization,
-                     const OptimizerStep& step, double* sums, cudaStream_t stream) {
+                     int64_t samples, int negatives, int hard_negatives, bool reject_seen,
+                     float regularization, const OptimizerStep& step, double* sums,
+                     cudaStream_t stream) {
   if (samples <= 0 || negatives <= 0 || d.nnz <= 0) return;
   kernels::bpr_step<<<grid_for(samples, kernels::kWarps), kernels::kThreads, 0, stream>>>(
-      f, d, rng, samples, negatives, reject_seen, regularization, step, sums);
+      f, d, rng, samples, negatives, hard_negatives, reject_seen, regularization, step, sums);
   RF_CHECK_LAUNCH();
 }
 

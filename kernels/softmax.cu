@@ -119,7 +119,7 @@ __global__ void iota(int32_t* __restrict__ p, int64_t n) {
 __global__ void __launch_bounds__(kThreads)
     apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                const int32_t* __restrict__ ids, const int32_t* __restrict__ pos, int64_t n,
-               const float* __restrict__ grad, float reg, OptimizerStep s) {
+               const float* __restrict__ grad, float reg, bool normalize, OptimizerStep s) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(kWarps) + threadIdx.x / kWarp; k < n;
@@ -129,6 +129,28 @@ __global__ void __launch_bounds__(kThreads)
     int64_t end = k + 1;
     while (end < n && ids[end] == id) ++end;
     const int64_t base = static_cast<int64_t>(id) * dim;
+    if (normalize) {
+      // Unit-norm rows (as the CPU's apply_rows): the summed gradient projected onto the row's
+      // tangent space (the radial L2 term drops out), the step, then the row rescaled to norm 1.
+      float dot = 0.f;
+      for (int c = lane; c < dim; c += kWarp) {
+        float g = 0.f;
+        for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
+        dot += g * w[base + c];
+      }
+      dot = warp_sum(dot);
+      float norm = 0.f;
+      for (int c = lane; c < dim; c += kWarp) {
+        float g = -dot * w[base + c];
+        for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
+        if (c < update_cols) apply_one(w, m, v, base + c, g, s);
+        norm += w[base + c] * w[base + c];
+      }
+      norm = warp_sum(norm);
+      const float inv = norm > 0.f ? rsqrtf(norm) : 0.f;
+      for (int c = lane; c < dim; c += kWarp) w[base + c] *= inv;
+      continue;
+    }
     for (int c = lane; c < update_cols; c += kWarp) {
       float g = reg * w[base + c];  // L2 once per touched row
       for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
@@ -199,11 +221,11 @@ void launch_iota(int32_t* p, int64_t n, cudaStream_t stream) {
 
 void launch_apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                        const int32_t* sorted_ids, const int32_t* sorted_pos, int64_t n,
-                       const float* grad, float regularization, const OptimizerStep& step,
-                       cudaStream_t stream) {
+                       const float* grad, float regularization, bool normalize,
+                       const OptimizerStep& step, cudaStream_t stream) {
   if (n <= 0 || update_cols <= 0) return;
   kernels::apply_rows<<<grid_for(n, kernels::kWarps), kernels::kThreads, 0, stream>>>(
-      w, m, v, dim, update_cols, sorted_ids, sorted_pos, n, grad, regularization, step);
+      w, m, v, dim, update_cols, sorted_ids, sorted_pos, n, grad, regularization, normalize, step);
   RF_CHECK_LAUNCH();
 }
 

@@ -83,6 +83,34 @@ train_rc=$?
 tail -8 "$LOG/train.log"
 train_line="rc=$train_rc; $(grep -E "iALS on|^.*test \(" "$LOG/train.log" | sed 's/^.*\] //' | tr '\n' ' ' | cut -c1-300)"
 
+# 3b. BPR and sampled softmax on cuda, 128 factors, on a synthetic set of ~16M training
+# interactions: samples (positives) per second from run.json's epoch times.
+echo "== 3b. BPR / softmax on cuda ($(elapsed) s)"
+batch_line=""
+for m in "bpr --set model.optimizer=sgd --set model.learning_rate=0.05" \
+         "bpr --set model.optimizer=adam --set model.hard_negatives=32" \
+         "softmax --set model.normalize=true --set model.temperature=0.1 --set model.negatives=1024"; do
+  rm -rf /tmp/rf-batch
+  timeout 60 "$D/recforge" train configs/quickstart.yaml --device cuda \
+    --set run.dir=/tmp/rf-batch --set run.name=b --set run.progress=lines --set export.enabled=false \
+    --set synthetic.users=500000 --set synthetic.items=200000 --set synthetic.interactions=20000000 \
+    --set model.factors=128 --set model.iterations=3 --set model.type=$m \
+    >>"$LOG/batch.log" 2>&1
+  rc=$?
+  rate=$(python3 - /tmp/rf-batch/b <<'PY' 2>/dev/null
+import json, sys
+d = sys.argv[1]
+run = json.load(open(d + "/run.json")); stats = json.load(open(d + "/stats.json"))
+nnz = stats["train"]["interactions"]
+secs = sorted(h["seconds"] for h in run["history"])[len(run["history"]) // 2]
+print(f"{nnz / secs / 1e6:.1f}M samples/s ({secs:.3f} s/epoch, {nnz:,} train)")
+PY
+)
+  batch_line="$batch_line
+  ${m%% *} $(echo "$m" | grep -oE "(sgd|adam|hard_negatives=[0-9]+|normalize=true)" | tr '\n' ' '): rc=$rc ${rate:-no figure}"
+done
+tail -5 "$LOG/batch.log"
+
 # 4. The benchmark: ML-20M shape and top-k; then the 10x data set when at least 150 s are left.
 echo "== 4. benchmark ($(elapsed) s)"
 remaining=$((340 - $(elapsed)))
@@ -107,6 +135,7 @@ echo "tests:     rc=$tests_rc $tests_line"
 grep -E "^\[  FAILED  \] [A-Za-z]" "$LOG/tests.log" | head -12
 echo "sanitizer: $san_line"
 echo "train:     $train_line"
+echo "bpr/softmax (128 factors):$batch_line"
 echo "bench:     rc=$bench_rc; 10x data: rc=$large_rc (124: out of time)"
 [ $bench_rc -ne 0 ] && tail -4 "$LOG/bench.log"
 sed -n '/^data  *factors/,$p' "$LOG/bench.log"

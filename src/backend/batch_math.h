@@ -39,9 +39,11 @@ struct BatchParams {
   int negatives = 1;                ///< BPR: negatives per positive; softmax: shared per batch
   double negative_exp = 0.0;        ///< negatives ~ (item popularity)^negative_exp; 0: uniform
   bool reject_seen = false;         ///< BPR: redraw negatives the user has interacted with
+  int hard_negatives = 1;           ///< BPR: draw this many, train on the highest-scored (DNS)
   double temperature = 1.0;         ///< softmax: logits are scores / temperature
   bool in_batch = true;             ///< softmax: the batch's other positives are negatives too
   bool logq = true;                 ///< softmax: subtract log of each candidate's expected count
+  bool normalize = false;           ///< softmax: rows kept at unit norm, so scores are cosines
   int fold_in_steps = 50;           ///< optimiser steps of fold_in (new rows, items fixed)
 
   /// Columns of the stored factor matrices: factors, plus one for the item bias.

@@ -326,6 +326,12 @@ const std::vector<Param>& params() {
       Bool("model.reject_seen", "true",
            "bpr: redraw a negative the user has interacted with (checked against the training "
            "CSR, up to 16 draws)."),
+      Int("model.hard_negatives", "1",
+          "bpr: draw this many candidates for each negative and train on the one the user "
+          "currently scores highest (dynamic negative sampling, Zhang et al. 2013); 1 is plain "
+          "BPR.")
+          .ge(1)
+          .le(1024),
       Bool("model.item_bias", "false",
            "bpr, softmax: learn an item bias, stored as one more column of the factors (users "
            "hold 1 there), so exports and indexes score it with a plain inner product."),
@@ -337,6 +343,10 @@ const std::vector<Param>& params() {
       Bool("model.logq", "true",
            "softmax: subtract from each candidate's logit the log of its expected count among "
            "the batch's candidates (the sampling-bias correction)."),
+      Bool("model.normalize", "false",
+           "softmax: keep every user and item row at unit norm (gradients projected onto the "
+           "sphere, rows rescaled after each step), so scores are cosine similarities; pair "
+           "with a temperature around 0.05 to 0.2."),
       Int("model.eval_every", "0",
           "Evaluate on the validation set every N iterations (0: only after training).")
           .ge(0),

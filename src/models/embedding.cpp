@@ -26,6 +26,16 @@ std::pair<Matrix, Matrix> initial_embeddings(const EmbeddingOptions& o, int64_t 
   const int k = o.params.factors;
   Matrix users = random_factors(n_users, k, o.init_std, derive_seed(o.seed, 1));
   Matrix items = random_factors(n_items, k, o.init_std, derive_seed(o.seed, 2));
+  if (o.params.normalize) {
+    for (Matrix* m : {&users, &items})
+      for (int64_t r = 0; r < m->rows; ++r) {
+        float* row = m->row(r);
+        double norm = 0;
+        for (int c = 0; c < k; ++c) norm += static_cast<double>(row[c]) * row[c];
+        const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+        for (int c = 0; c < k; ++c) row[c] *= inv;
+      }
+  }
   if (!o.params.item_bias) return {std::move(users), std::move(items)};
   // One more column: users hold 1 (so that score = u·v + bias), items start with bias 0.
   auto widen = [k](const Matrix& m, float last) {
@@ -60,10 +70,12 @@ nlohmann::json describe_embedding(const EmbeddingOptions& o) {
                       {"seed", o.seed}};
   if (p.loss == BatchLoss::kBpr) {
     j["reject_seen"] = p.reject_seen;
+    j["hard_negatives"] = p.hard_negatives;
   } else {
     j["temperature"] = p.temperature;
     j["in_batch"] = p.in_batch;
     j["logq"] = p.logq;
+    j["normalize"] = p.normalize;
   }
   return j;
 }
@@ -138,9 +150,11 @@ EmbeddingOptions embedding_options(const config::Config& cfg) {
   p.negatives = static_cast<int>(cfg.get_int("model.negatives"));
   p.negative_exp = cfg.get_float("model.negative_exp");
   p.reject_seen = cfg.get_bool("model.reject_seen");
+  p.hard_negatives = static_cast<int>(cfg.get_int("model.hard_negatives"));
   p.temperature = cfg.get_float("model.temperature");
   p.in_batch = cfg.get_bool("model.in_batch");
   p.logq = cfg.get_bool("model.logq");
+  p.normalize = cfg.get_bool("model.normalize");
   o.epochs = static_cast<int>(cfg.get_int("model.iterations"));
   o.init_std = cfg.get_float("model.init_std");
   o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
@@ -152,6 +166,14 @@ EmbeddingOptions embedding_options(const config::Config& cfg) {
   if (p.loss == BatchLoss::kBpr && p.negatives == 0)
     fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
          cfg.where("model.negatives"));
+  if (p.normalize && p.loss == BatchLoss::kBpr)
+    fail("{}: model.normalize applies to softmax only (BPR has no temperature to scale cosines "
+         "with); set it to false or use model.type: softmax",
+         cfg.where("model.normalize"));
+  if (p.normalize && p.item_bias)
+    fail("{}: model.normalize keeps every row at unit norm, which leaves no room for the bias "
+         "column of model.item_bias; set one of them to false",
+         cfg.where("model.normalize"));
   if (cfg.get_string("model.dtype") != "float32")
     fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
          cfg.where("model.dtype"), cfg.get_string("model.dtype"), type);

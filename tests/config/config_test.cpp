@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <algorithm>
 #include <cstdlib>
 #include <set>
@@ -159,7 +162,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "export.enabled",
                            "export.out"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 92u);
+  EXPECT_EQ(params().size(), 94u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------
@@ -217,6 +220,23 @@ TEST(ConfigDefaults, EmptyAndCommentOnlyFilesGiveDefaults) {
 TEST(ConfigDefaults, ShippedQuickstartLoads) {
   const Config c = Config::load(RECFORGE_SOURCE_DIR "/configs/quickstart.yaml");
   EXPECT_EQ(c.get_string("data.format"), "synthetic");
+}
+
+TEST(ConfigDefaults, EveryShippedConfigValidates) {
+  // Each configs/*.yaml must load against the parameter table (unknown keys, types, bounds).
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(RECFORGE_SOURCE_DIR "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    const std::string text = [&] {
+      std::ifstream in(e.path());
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    // Sweep files (a `base:` config plus a search space) are checked by the sweep tests.
+    if (text.find("\nbase:") != std::string::npos || text.rfind("base:", 0) == 0) continue;
+    EXPECT_NO_THROW(Config::load(e.path().string())) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 5);
 }
 
 // ---- Reading values -------------------------------------------------------------------------

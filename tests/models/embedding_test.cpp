@@ -223,6 +223,63 @@ TEST(BatchStep, SoftmaxStepMovesEachWeightByItsGradient) {
     }
 }
 
+TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
+  // Unit rows, scores are cosines: a small SGD step moves each touched row by −lr times the
+  // gradient projected onto the row's tangent space (to first order in lr) and keeps it unit.
+  BatchParams p = params(BatchLoss::kSoftmax, 6, false);
+  p.normalize = true;
+  p.negatives = 3;
+  p.temperature = 0.2;
+  const Csr x = test::random_csr(8, 10, 4, 4);
+  auto [u0, v0] = factors(8, 10, p);
+  for (Matrix* m : {&u0, &v0})
+    for (int64_t r = 0; r < m->rows; ++r) {
+      double n = 0;
+      for (int c = 0; c < p.dim(); ++c) n += static_cast<double>(m->row(r)[c]) * m->row(r)[c];
+      for (int c = 0; c < p.dim(); ++c) m->row(r)[c] = static_cast<float>(m->row(r)[c] / std::sqrt(n));
+    }
+  const std::vector<index_t> us = {1, 4, 6}, ps = {2, 5, 8}, ns = {3, 9, 0};
+  const std::vector<int64_t> counts = backend::cpu::item_counts(x);
+  std::vector<double> log_e;
+  for (index_t c : {2, 5, 8, 3, 9, 0})
+    log_e.push_back(std::log(3.0 * counts[c] / static_cast<double>(x.nnz()) + 3.0 / 10.0));
+  Matrix u1 = u0, v1 = v0;
+  BatchTrainerCpu t(p, x, 1);
+  const double lr = 1e-3;
+  t.step(u1, v1, us, ps, ns, lr);
+  BatchParams no_reg = p;
+  no_reg.regularization = 0;  // radial: no effect on the sphere
+  auto loss = [&](const Matrix& u, const Matrix& v) { return softmax_loss(no_reg, u, v, us, ps, ns, log_e); };
+  const double h = 1e-3;
+  int moved_rows = 0;
+  for (bool user_side : {true, false}) {
+    const Matrix& before = user_side ? u0 : v0;
+    const Matrix& after = user_side ? u1 : v1;
+    for (int64_t r = 0; r < before.rows; ++r) {
+      std::vector<double> g(p.dim());
+      double dot = 0, norm = 0, shift = 0;
+      for (int c = 0; c < p.dim(); ++c) {
+        Matrix up = before, dn = before;
+        up.row(r)[c] += static_cast<float>(h);
+        dn.row(r)[c] -= static_cast<float>(h);
+        const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
+        g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
+        dot += g[c] * before.row(r)[c];
+        norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
+        shift += std::abs(after.row(r)[c] - before.row(r)[c]);
+      }
+      EXPECT_NEAR(norm, 1.0, 1e-5) << "row " << r;
+      moved_rows += shift > 0;
+      for (int c = 0; c < p.dim(); ++c) {
+        const double want = -lr * (g[c] - dot * before.row(r)[c]);
+        EXPECT_NEAR(after.row(r)[c] - before.row(r)[c], want, 2e-6 + 0.02 * std::abs(want))
+            << (user_side ? "user " : "item ") << r << " column " << c;
+      }
+    }
+  }
+  EXPECT_EQ(moved_rows, 3 + 6) << "the batch touches 3 users and 6 items";
+}
+
 TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {
   // One Adam step from zero state moves each weight by lr · sign(g) (up to ε); one Adagrad step
   // by lr · g / |g|: the same first step, the optimisers' defining property.
@@ -239,6 +296,27 @@ TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {
       EXPECT_NEAR(std::abs(u1.row(0)[c] - u0.row(0)[c]), 0.01, 1e-5);
       EXPECT_NEAR(std::abs(v1.row(1)[c] - v0.row(1)[c]), 0.01, 1e-5);
       EXPECT_EQ(v1.row(3)[c], v0.row(3)[c]) << "untouched rows do not move";
+    }
+  }
+}
+
+TEST(BatchEpoch, HardNegativesTrainOnTheHighestScoredDraw) {
+  // One user who likes item 0 of 10; item 7 has the highest score. With 64 draws per negative
+  // (each of the 9 candidates missed with probability (8/9)^64 < 1e-3) the epoch's single triple
+  // uses item 7, so only items 0 and 7 move.
+  BatchParams p = params(BatchLoss::kBpr, 4, false);
+  p.batch_size = 1;
+  p.hard_negatives = 64;
+  const Csr x = Csr::from_coo(1, 10, {0}, {0}, {1.f});
+  for (uint64_t seed : {1, 2, 3, 4, 5}) {
+    Matrix u = test::random_matrix(1, 4, 1, 0.5), v = test::random_matrix(10, 4, 2, 0.1);
+    for (int c = 0; c < 4; ++c) v.row(7)[c] = u.row(0)[c];  // score ‖u‖², far above the rest
+    const Matrix v0 = v;
+    BatchTrainerCpu t(p, x, 1);
+    t.epoch(u, v, 1, seed);
+    for (int i = 0; i < 10; ++i) {
+      const bool moved = !std::equal(v.row(i), v.row(i) + 4, v0.row(i));
+      EXPECT_EQ(moved, i == 0 || i == 7) << "item " << i << " seed " << seed;
     }
   }
 }
@@ -351,6 +429,16 @@ TEST(Embedding, ConfigCombinationsThatCannotTrainAreRefused) {
   }
   cfg.set("model.type=bpr");
   EXPECT_THROW(embedding_options(cfg), Error);
+  cfg.set("model.negatives=1");
+  cfg.set("model.normalize=true");
+  EXPECT_THROW(embedding_options(cfg), Error) << "normalize is for softmax";
+  cfg.set("model.type=softmax");
+  EXPECT_NO_THROW(embedding_options(cfg));
+  cfg.set("model.item_bias=true");
+  EXPECT_THROW(embedding_options(cfg), Error) << "normalize leaves no room for a bias";
+  cfg.set("model.item_bias=false");
+  cfg.set("model.normalize=false");
+  cfg.set("model.type=bpr");
   cfg.set("model.negatives=1");
   cfg.set("model.dtype=float16");
   EXPECT_THROW(embedding_options(cfg), Error);

@@ -297,6 +297,20 @@ TEST(SweepSpec, ShippedGowallaSweepIsValid) {
     EXPECT_TRUE(paths.count(p)) << p;
 }
 
+TEST(SweepSpec, ShippedBprAndSoftmaxSweepsAreValid) {
+  for (const char* name : {"gowalla-bpr-sweep.yaml", "gowalla-softmax-sweep.yaml"}) {
+    const SweepSpec s = load_sweep(std::string(RECFORGE_SOURCE_DIR) + "/configs/" + name);
+    EXPECT_GE(expand(s).size(), 16u) << name;
+    EXPECT_EQ(s.base.get_string("split.method"), "given") << name;
+    EXPECT_FALSE(s.base.get_bool("eval.test") && s.base.get_float("split.validation_fraction") == 0)
+        << name << " must score trials on validation";
+    std::set<std::string> paths;
+    for (const Dimension& d : s.space) paths.insert(d.path);
+    EXPECT_TRUE(paths.count("model.factors")) << name;
+    EXPECT_TRUE(paths.count("model.learning_rate")) << name;
+  }
+}
+
 // ---- Early-stopping rules -----------------------------------------------------------------------
 
 TEST(SweepEarlyStop, MedianRule) {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/log.h"
 
 namespace recforge::backend::cpu {
 
@@ -95,6 +97,13 @@ inline float fast_exp(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return x < -87.f ? 0.f : p * scale;
+}
+
+inline float dot(const float* a, const float* b, int d) {
+  float x = 0;
+#pragma omp simd reduction(+ : x)
+  for (int c = 0; c < d; ++c) x += a[c] * b[c];
+  return x;
 }
 
 // Row r's optimiser state in a flat array of rows × d values (nullptr when there is none).
@@ -204,11 +213,16 @@ EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint6
   ensure_state(users, items);
   const double lr = p_.learning_rate * std::pow(p_.lr_decay, epoch - 1);
   const uint64_t epoch_seed = derive_seed(seed, static_cast<uint64_t>(epoch));
-  return p_.loss == BatchLoss::kBpr ? bpr_epoch(users, items, lr, epoch_seed)
-                                    : softmax_epoch(users, items, lr, epoch_seed);
+  Progress progress(fmt::format("epoch {}", epoch), x_.nnz(), "samples");
+  const EpochStats stats = p_.loss == BatchLoss::kBpr
+                               ? bpr_epoch(users, items, lr, epoch_seed, progress)
+                               : softmax_epoch(users, items, lr, epoch_seed, progress);
+  progress.finish(stats.samples);
+  return stats;
 }
 
-EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed) {
+EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed,
+                                      Progress& progress) {
   const int64_t n = x_.nnz();
   const int64_t batch = p_.batch_size;
   const int64_t batches = (n + batch - 1) / batch;
@@ -218,8 +232,10 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
   double loss = 0;
   int64_t triples = 0;
   const int64_t step0 = step_;
+  std::atomic<int64_t> batches_done{0};
 #pragma omp parallel num_threads(threads_) reduction(+ : loss, triples)
   {
+    const bool reporter = omp_get_thread_num() == 0;  // Progress is not thread-safe
     std::vector<float> none;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < batches; ++b) {
@@ -231,15 +247,31 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
         const data::index_t u = row_of_[e], pos = x_.indices[e];
         const data::index_t* rb = x_.indices.data() + x_.indptr[u];
         const data::index_t* re = x_.indices.data() + x_.indptr[u + 1];
+        const float* ur = users.row(u);
         for (int t = 0; t < p_.negatives; ++t) {
-          const data::index_t neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+          data::index_t neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
           if (neg < 0) continue;
+          if (p_.hard_negatives > 1) {
+            // Dynamic negative sampling: of hard_negatives draws, the one the user scores highest.
+            float best = dot(ur, items.row(neg), d);
+            for (int h = 1; h < p_.hard_negatives; ++h) {
+              const data::index_t other = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+              if (other < 0) continue;
+              const float score = dot(ur, items.row(other), d);
+              if (score > best) {
+                best = score;
+                neg = other;
+              }
+            }
+          }
           loss += triple(users.row(u), items.row(pos), items.row(neg), d, ku, reg,
                          state_row(um_, u, d), state_row(uv_, u, d), state_row(im_, pos, d),
                          state_row(iv_, pos, d), state_row(im_, neg, d), state_row(iv_, neg, d), s);
           ++triples;
         }
       }
+      const int64_t done = batches_done.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (reporter) progress.update(std::min(n, done * batch));
     }
   }
   step_ += batches;
@@ -247,7 +279,7 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
 }
 
 EpochStats BatchTrainerCpu::softmax_epoch(Matrix& users, Matrix& items, double lr,
-                                          uint64_t seed) {
+                                          uint64_t seed, Progress& progress) {
   const int64_t n = x_.nnz();
   const int64_t batch = p_.batch_size;
   const int64_t batches = (n + batch - 1) / batch;
@@ -268,6 +300,7 @@ EpochStats BatchTrainerCpu::softmax_epoch(Matrix& users, Matrix& items, double l
     ++step_;
     loss += softmax_step(users, items, bu, bp, neg, optimizer_step(p_, lr, step_)) *
             static_cast<double>(count);
+    progress.update(b * batch + count);
   }
   return {loss / static_cast<double>(n), n, batches};
 }
@@ -300,10 +333,13 @@ namespace {
 
 // Applies summed gradients `g` (one row per unique id) plus λ·w to the rows of `w`, the first
 // `trained` columns of each.
+// With `normalize` the rows live on the unit sphere: the gradient is projected onto the row's
+// tangent space (which also removes the L2 term, a radial direction) and the row is rescaled to
+// unit norm after the step.
 template <int Kind>
 void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
-                const std::vector<data::index_t>& ids, const std::vector<float>& g, int trained,
-                float reg, const OptimizerStep& s, int threads) {
+                const std::vector<data::index_t>& ids, std::vector<float>& g, int trained,
+                float reg, bool normalize, const OptimizerStep& s, int threads) {
   const int d = static_cast<int>(w.cols);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t q = 0; q < static_cast<int64_t>(ids.size()); ++q) {
@@ -311,18 +347,29 @@ void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
     float* row = w.row(r);
     float* mr = state_row(m, r, d);
     float* vr = state_row(v, r, d);
-    const float* gr = g.data() + q * d;
-    for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
+    float* gr = g.data() + q * d;
+    if (normalize) {
+      float dot = 0;
+      for (int c = 0; c < d; ++c) dot += gr[c] * row[c];
+      for (int c = 0; c < d; ++c) gr[c] -= dot * row[c];
+      for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c], mr, vr, c, s);
+      float norm = 0;
+      for (int c = 0; c < d; ++c) norm += row[c] * row[c];
+      const float inv = norm > 0 ? 1.f / std::sqrt(norm) : 0.f;
+      for (int c = 0; c < d; ++c) row[c] *= inv;
+    } else {
+      for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
+    }
   }
 }
 
 void apply(Matrix& w, std::vector<float>& m, std::vector<float>& v,
-           const std::vector<data::index_t>& ids, const std::vector<float>& g, int trained,
-           float reg, const OptimizerStep& s, int threads) {
+           const std::vector<data::index_t>& ids, std::vector<float>& g, int trained, float reg,
+           bool normalize, const OptimizerStep& s, int threads) {
   switch (s.kind) {
-    case 0: return apply_rows<0>(w, m, v, ids, g, trained, reg, s, threads);
-    case 1: return apply_rows<1>(w, m, v, ids, g, trained, reg, s, threads);
-    default: return apply_rows<2>(w, m, v, ids, g, trained, reg, s, threads);
+    case 0: return apply_rows<0>(w, m, v, ids, g, trained, reg, normalize, s, threads);
+    case 1: return apply_rows<1>(w, m, v, ids, g, trained, reg, normalize, s, threads);
+    default: return apply_rows<2>(w, m, v, ids, g, trained, reg, normalize, s, threads);
   }
 }
 
@@ -376,8 +423,11 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
   // One parallel region: each thread owns a range of batch rows for the scores, the softmax
   // and dU, then a range of candidates for dV; every GEMM is a single-threaded BLAS call on its
   // slice (OpenBLAS's own thread pool would compete with OpenMP's for the same cores).
+  // A small batch (below ~4M multiply-adds per GEMM) runs on one thread: waking the team and
+  // its barriers would cost more than the arithmetic, and much more when the cores are shared.
+  const int threads = B * C * d < (int64_t{1} << 22) ? 1 : threads_;
   BlasThreads blas(1);
-#pragma omp parallel num_threads(threads_) reduction(+ : loss)
+#pragma omp parallel num_threads(threads) reduction(+ : loss)
   {
     const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t b0 = B * tid / nt, b1 = B * (tid + 1) / nt;
@@ -438,8 +488,8 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
   unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
   unique_sum(cand, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
   const float reg = static_cast<float>(p_.regularization);
-  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, reg, s, threads_);
-  apply(items, im_, iv_, w.unique_items, w.gi, d, reg, s, threads_);
+  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, reg, p_.normalize, s, threads);
+  apply(items, im_, iv_, w.unique_items, w.gi, d, reg, p_.normalize, s, threads);
   return loss / static_cast<double>(B);
 }
 
@@ -523,6 +573,12 @@ Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& i
         }
         const OptimizerStep s = optimizer_step(adam, 0.01, t);
         for (int c = 0; c < ku; ++c) update<2>(u[c], g[c], m.data(), v.data(), c, s);
+      }
+      if (params.normalize) {
+        float norm = 0;
+        for (int c = 0; c < d; ++c) norm += u[c] * u[c];
+        const float inv = norm > 0 ? 1.f / std::sqrt(norm) : 0.f;
+        for (int c = 0; c < d; ++c) u[c] *= inv;
       }
     }
   }

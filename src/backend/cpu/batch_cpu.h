@@ -8,6 +8,9 @@
 /// step; threads take whole batches and update the shared factors without locks (Hogwild,
 /// Recht et al. 2011), so results with more than one thread vary slightly between runs.
 ///
+/// Dynamic negative sampling (Zhang et al. 2013, `hard_negatives` > 1): each negative is the
+/// highest-scored of that many draws under the current factors.
+///
 /// Sampled softmax: a batch is `batch_size` training interactions (u_b, i_b) drawn uniformly.
 /// Its candidates are the batch's positives (when in_batch) and `negatives` items drawn from the
 /// negative distribution, shared by the batch. Row b's logits are s_bc = u_b·v_c / temperature
@@ -27,6 +30,10 @@
 #include "core/npy.h"
 #include "core/rng.h"
 #include "data/csr.h"
+
+namespace recforge {
+class Progress;
+}  // namespace recforge
 
 namespace recforge::backend::cpu {
 
@@ -87,7 +94,8 @@ class BatchTrainerCpu {
   BatchTrainerCpu(const BatchParams& params, const data::Csr& user_items, int threads);
   ~BatchTrainerCpu();
   /// One epoch (1-based `epoch`): nnz positives in batches, updating both factor matrices
-  /// (n_users × dim and n_items × dim). `seed` and `epoch` fix the samples.
+  /// (n_users × dim and n_items × dim). `seed` and `epoch` fix the samples. Progress (samples)
+  /// is shown as for other long stages, and epochs over a second log their rate.
   EpochStats epoch(Matrix& users, Matrix& items, int epoch, uint64_t seed);
   /// One optimiser step on the given samples, the same code the epochs run (tests call it with
   /// chosen samples). BPR: triples (batch_users[s], positives[s], negatives[s]), applied one
@@ -105,8 +113,9 @@ class BatchTrainerCpu {
   const ItemSampler& sampler() const { return sampler_; }
 
  private:
-  EpochStats bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed);
-  EpochStats softmax_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed);
+  EpochStats bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed, Progress& progress);
+  EpochStats softmax_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed,
+                           Progress& progress);
   double softmax_step(Matrix& users, Matrix& items, const std::vector<data::index_t>& batch_users,
                       const std::vector<data::index_t>& positives,
                       const std::vector<data::index_t>& negatives, const OptimizerStep& s);

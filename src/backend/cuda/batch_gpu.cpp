@@ -185,7 +185,7 @@ class BatchGpuImpl final : public BatchGpu {
       if (softmax_)
         softmax_step(bs, rng, os);
       else
-        launch_bpr_step(factors_view(), data_view(), rng, bs, p_.negatives, p_.reject_seen,
+        launch_bpr_step(factors_view(), data_view(), rng, bs, p_.negatives, p_.hard_negatives, p_.reject_seen,
                         static_cast<float>(p_.regularization), os, loss_.data(), s);
     }
     launch_count_nonfinite(users_.data(), nu_ * dim_, flags_.data(), s);
@@ -353,11 +353,11 @@ class BatchGpuImpl final : public BatchGpu {
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), bs, sort_bits_, s);
     launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, user_cols,
-                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, os, s);
+                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, p_.normalize, os, s);
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cand_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), c, sort_bits_, s);
     launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
-                      pos_out_.data(), c, dv_.data(), reg, os, s);
+                      pos_out_.data(), c, dv_.data(), reg, p_.normalize, os, s);
   }
 
   std::shared_ptr<GpuResources> gpu_;

@@ -225,8 +225,9 @@ void launch_row_of(const int64_t* indptr, int64_t rows, int32_t* row_of, cudaStr
 /// the triple is skipped. Adds the step's summed −log σ(x_ui − x_uj) (no L2) to sums[0] and its
 /// number of triples to sums[1].
 void launch_bpr_step(const BatchFactorsView& f, const BatchDataView& d, const PhiloxPlan& rng,
-                     int64_t samples, int negatives, bool reject_seen, float regularization,
-                     const OptimizerStep& step, double* sums, cudaStream_t stream);
+                     int64_t samples, int negatives, int hard_negatives, bool reject_seen,
+                     float regularization, const OptimizerStep& step, double* sums,
+                     cudaStream_t stream);
 
 /// Sets *flag to 1 when one of the n floats of x is NaN or infinite (never clears it).
 void launch_count_nonfinite(const float* x, int64_t n, int* flag, cudaStream_t stream);
@@ -264,7 +265,7 @@ void launch_iota(int32_t* p, int64_t n, cudaStream_t stream);
 /// Columns ≥ update_cols are left alone (the users' bias column).
 void launch_apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                        const int32_t* sorted_ids, const int32_t* sorted_pos, int64_t n,
-                       const float* grad, float regularization, const OptimizerStep& step,
-                       cudaStream_t stream);
+                       const float* grad, float regularization, bool normalize,
+                       const OptimizerStep& step, cudaStream_t stream);
 
 }  // namespace recforge::backend::cuda
