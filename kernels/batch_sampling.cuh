@@ -11,6 +11,16 @@
 
 namespace recforge::kernels {
 
+/// Threads per block of the batch-model kernels (a warp per sample, row or run of ids).
+constexpr int kThreads = 256;
+/// Warps per block.
+constexpr int kWarps = kThreads / 32;
+
+/// Grid-stride loop over [0, n) with 64-bit indices.
+#define RF_GRID_STRIDE(e, n)                                                          \
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < (n); \
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
 /// Draws of a BPR negative (one that is not the positive and, with reject_seen, not in the
 /// user's row) before the triple is skipped, as on the CPU.
 constexpr int kMaxDraws = 16;

@@ -21,12 +21,6 @@ using backend::cuda::BatchDataView;
 using backend::cuda::BatchFactorsView;
 using backend::cuda::PhiloxPlan;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / kWarp;
-
-#define RF_GRID_STRIDE(e, n)                                                          \
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < (n); \
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void row_of_kernel(const int64_t* __restrict__ indptr, int64_t rows,
                               int32_t* __restrict__ row_of) {
@@ -37,6 +31,30 @@ __global__ void row_of_kernel(const int64_t* __restrict__ indptr, int64_t rows,
     const int64_t end = indptr[r + 1];
     for (int64_t e = indptr[r] + lane; e < end; e += kWarp) row_of[e] = static_cast<int32_t>(r);
   }
+}
+
+// A negative for the positive (u, i), drawn by lane 0 (whose `st` is the sample's stream) and
+// broadcast: not i and, with reject_seen, not in u's row; -1 after kMaxDraws failed draws.
+__device__ __forceinline__ int32_t warp_negative(const BatchDataView& d,
+                                                 curandStatePhilox4_32_10_t* st, int lane,
+                                                 int32_t u, int32_t i, bool reject_seen) {
+  int32_t j = -1;
+  if (lane == 0) {
+    for (int attempt = 0; attempt < kMaxDraws; ++attempt) {
+      const int32_t draw = draw_item(d, st);
+      if (draw == i || (reject_seen && is_seen(d, u, draw))) continue;
+      j = draw;
+      break;
+    }
+  }
+  return __shfl_sync(0xffffffffu, j, 0);
+}
+
+// a · b over dim columns, lanes over the columns; every lane gets the sum.
+__device__ __forceinline__ float warp_dot(const float* a, const float* b, int dim, int lane) {
+  float x = 0.f;
+  for (int c = lane; c < dim; c += kWarp) x += a[c] * b[c];
+  return warp_sum(x);
 }
 
 // Factor pointers are not __restrict__: the three rows of a triple are written through the same
@@ -65,38 +83,16 @@ __global__ void __launch_bounds__(kThreads)
     float* ur = f.users + static_cast<int64_t>(u) * dim;
     float* pr = f.items + static_cast<int64_t>(i) * dim;
     for (int t = 0; t < negatives; ++t) {
-      int32_t j = -1;
-      if (lane == 0) {
-        for (int attempt = 0; attempt < kMaxDraws; ++attempt) {
-          const int32_t draw = draw_item(d, &st);
-          if (draw == i || (reject_seen && is_seen(d, u, draw))) continue;
-          j = draw;
-          break;
-        }
-      }
-      j = __shfl_sync(0xffffffffu, j, 0);
+      int32_t j = warp_negative(d, &st, lane, u, i, reject_seen);
       if (j < 0) continue;  // 16 draws failed (a user who has seen nearly every item): skipped
       if (hard_negatives > 1) {
         // Dynamic negative sampling: of hard_negatives draws, the one the user scores highest
         // (warp-uniform: every lane takes part in the dot products).
-        float best = 0.f;
-        for (int c = lane; c < dim; c += kWarp) best += ur[c] * f.items[static_cast<int64_t>(j) * dim + c];
-        best = warp_sum(best);
+        float best = warp_dot(ur, f.items + static_cast<int64_t>(j) * dim, dim, lane);
         for (int h = 1; h < hard_negatives; ++h) {
-          int32_t other = -1;
-          if (lane == 0) {
-            for (int attempt = 0; attempt < kMaxDraws; ++attempt) {
-              const int32_t draw = draw_item(d, &st);
-              if (draw == i || (reject_seen && is_seen(d, u, draw))) continue;
-              other = draw;
-              break;
-            }
-          }
-          other = __shfl_sync(0xffffffffu, other, 0);
+          const int32_t other = warp_negative(d, &st, lane, u, i, reject_seen);
           if (other < 0) continue;
-          float score = 0.f;
-          for (int c = lane; c < dim; c += kWarp) score += ur[c] * f.items[static_cast<int64_t>(other) * dim + c];
-          score = warp_sum(score);
+          const float score = warp_dot(ur, f.items + static_cast<int64_t>(other) * dim, dim, lane);
           if (score > best) {  // the same on every lane (warp_sum broadcasts)
             best = score;
             j = other;

@@ -21,12 +21,6 @@ using backend::OptimizerStep;
 using backend::cuda::BatchDataView;
 using backend::cuda::PhiloxPlan;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / kWarp;
-
-#define RF_GRID_STRIDE(e, n)                                                          \
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < (n); \
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void sample(BatchDataView d, PhiloxPlan rng, int64_t batch, int negatives,
                        const float* __restrict__ pos_rate, const float* __restrict__ neg_prob,

@@ -8,19 +8,16 @@ per epoch as training interactions. Both are scored by the same exact Recall@20 
 ranked, training items masked; tools/bench_ials.py). Run through tools/bench-bpr.sh.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ials import expand, read_adjacency, recall_at, write_pairs  # noqa: E402
+from bench_ials import expand, prepare_data, recall_at, train_config  # noqa: E402
 
 
 def run_recforge(args, train_path, test_path, fmt, factors, work):
@@ -36,18 +33,7 @@ def run_recforge(args, train_path, test_path, fmt, factors, work):
                   "batch_size": 1024, "seed": args.seed},
         "eval": {"test": False},
     }
-    path = os.path.join(work, f"bench-bpr-{factors}.yaml")
-    with open(path, "w") as f:
-        json.dump(cfg, f)  # JSON is YAML
-    out = subprocess.run([args.recforge, "train", path], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(out.stderr)
-    run_dir = out.stdout.strip().splitlines()[-1]
-    hist = json.load(open(os.path.join(run_dir, "run.json")))["history"]
-    secs = [h["seconds"] for h in hist]
-    uf = np.load(os.path.join(run_dir, "user_factors.npy"))
-    itf = np.load(os.path.join(run_dir, "item_factors.npy"))
-    return float(np.median(secs)), uf, itf
+    return train_config(args.recforge, cfg, os.path.join(work, f"bench-bpr-{factors}.yaml"))
 
 
 def run_implicit(args, train, factors):
@@ -85,36 +71,8 @@ def main():
                    help="users,items,draws for the synthetic set")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="bench-bpr-")
-    if args.dataset == "gowalla":
-        tr = os.path.abspath(os.path.join(args.shared, "gowalla/train.txt"))
-        te = os.path.abspath(os.path.join(args.shared, "gowalla/test.txt"))
-        r, c = read_adjacency(tr)
-        rt, ct = read_adjacency(te)
-        n_u, n_i = max(r.max(), rt.max()) + 1, max(c.max(), ct.max()) + 1
-        fmt, train_path, test_path = "adjacency", tr, te
-    else:
-        users, items, draws = (int(x) for x in args.synthetic.split(","))
-        csv = os.path.join(work, "syn.csv")
-        subprocess.run([args.recforge, "datagen", "--out", csv, "--users", str(users), "--items",
-                        str(items), "--interactions", str(draws), "--seed", "11",
-                        "--set", "run.progress=off"], check=True, capture_output=True)
-        data = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=np.int64, usecols=(0, 1))
-        rng = np.random.default_rng(args.seed)
-        is_test = rng.random(len(data)) < 0.2
-        r, c = data[~is_test, 0], data[~is_test, 1]
-        rt, ct = data[is_test, 0], data[is_test, 1]
-        n_u, n_i = users, items
-        fmt = "delimited"
-        train_path, test_path = os.path.join(work, "train.csv"), os.path.join(work, "test.csv")
-    train = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n_u, n_i))
-    test = sp.csr_matrix((np.ones(len(rt), np.float32), (rt, ct)), shape=(n_u, n_i))
-    train.sum_duplicates(); train.data[:] = 1
-    test.sum_duplicates(); test.data[:] = 1
-    test = test - test.multiply(train)
-    test.eliminate_zeros()
-    if args.dataset == "synthetic":
-        write_pairs(train_path, train)
-        write_pairs(test_path, test)
+    train, test, fmt, train_path, test_path = prepare_data(args, work)
+    n_u = train.shape[0]
     print(f"BPR, SGD lr {args.lr}, regularization {args.reg}, {args.epochs} epochs, "
           f"{args.threads} threads; Recall@20 over "
           f"{'all test users' if n_u <= 30000 else 'a fixed sample of 30,000 test users'}.")

@@ -71,10 +71,15 @@ def run_recforge(args, train_path, test_path, fmt, factors, work):
                   "solver": "cg", "cg_steps": 3},
         "eval": {"test": False},
     }
-    path = os.path.join(work, f"bench-{factors}.yaml")
+    return train_config(args.recforge, cfg, os.path.join(work, f"bench-{factors}.yaml"))
+
+
+def train_config(recforge, cfg, path):
+    """Writes `cfg` to `path`, runs `recforge train` on it and returns the median seconds per
+    iteration and both factor matrices of the run."""
     with open(path, "w") as f:
         json.dump(cfg, f)  # JSON is YAML
-    out = subprocess.run([args.recforge, "train", path], capture_output=True, text=True)
+    out = subprocess.run([recforge, "train", path], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(out.stderr)
     run_dir = out.stdout.strip().splitlines()[-1]
@@ -105,21 +110,11 @@ def run_implicit(args, train, factors):
     return float(np.median(times)), np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--recforge", required=True)
-    p.add_argument("--dataset", choices=["gowalla", "synthetic"], required=True)
-    p.add_argument("--shared", default="../shared/data")
-    p.add_argument("--factors", type=int, nargs="+", default=[64, 128, 256])
-    p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--reg", type=float, default=0.02)
-    p.add_argument("--a0", type=float, default=0.02)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synthetic", default="500000,100000,15000000",
-                   help="users,items,draws for the synthetic set")
-    args = p.parse_args()
-    work = tempfile.mkdtemp(prefix="bench-ials-")
+def prepare_data(args, work):
+    """The benchmark's data: Gowalla's LightGCN split from ../shared, or a synthetic set made by
+    `recforge datagen` with 20% of it held out at random. Returns the binary train and test
+    matrices (test pairs also in train removed) and what recforge reads: the format and the
+    train and test paths (written into `work` for the synthetic set)."""
     if args.dataset == "gowalla":
         tr = os.path.abspath(os.path.join(args.shared, "gowalla/train.txt"))
         te = os.path.abspath(os.path.join(args.shared, "gowalla/test.txt"))
@@ -150,6 +145,26 @@ def main():
     if args.dataset == "synthetic":
         write_pairs(train_path, train)
         write_pairs(test_path, test)
+    return train, test, fmt, train_path, test_path
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--recforge", required=True)
+    p.add_argument("--dataset", choices=["gowalla", "synthetic"], required=True)
+    p.add_argument("--shared", default="../shared/data")
+    p.add_argument("--factors", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--reg", type=float, default=0.02)
+    p.add_argument("--a0", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic", default="500000,100000,15000000",
+                   help="users,items,draws for the synthetic set")
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-ials-")
+    train, test, fmt, train_path, test_path = prepare_data(args, work)
+    n_u = train.shape[0]
     print(f"Recall@20 over {'all test users' if n_u <= 30000 else 'a fixed sample of 30,000 test users'}.")
     print(f"| data | factors | recforge s/iter | implicit s/iter | speed-up | recforge Recall@20 | "
           f"implicit Recall@20 |")
