@@ -3,8 +3,10 @@
 
 Both train plain BPR with SGD on the same training matrix: the same factors plus an item bias
 (implicit always learns one; recforge with model.item_bias), learning rate, regularization,
-epochs, one uniformly drawn negative per positive with seen items rejected, and as many samples
-per epoch as training interactions. Both are scored by the same exact Recall@20 (all items
+epochs, one negative per positive with seen items rejected, and as many samples per epoch as
+training interactions. implicit draws a negative as the item of a random training interaction,
+i.e. in proportion to popularity; recforge is run with the same distribution
+(model.negative_exp 1: proportional to interactions + 1). Both are scored by the same exact Recall@20 (all items
 ranked, training items masked; tools/bench_ials.py). Run through tools/bench-bpr.sh.
 """
 import argparse
@@ -30,6 +32,7 @@ def run_recforge(args, train_path, test_path, fmt, factors, work):
         "model": {"type": "bpr", "factors": factors, "iterations": args.epochs,
                   "item_bias": True, "optimizer": "sgd", "learning_rate": args.lr,
                   "regularization": args.reg, "negatives": 1, "reject_seen": True,
+                  "negative_exp": 1.0,
                   "batch_size": 1024, "seed": args.seed},
         "eval": {"test": False},
     }
