@@ -26,16 +26,9 @@ std::pair<Matrix, Matrix> initial_embeddings(const EmbeddingOptions& o, int64_t 
   const int k = o.params.factors;
   Matrix users = random_factors(n_users, k, o.init_std, derive_seed(o.seed, 1));
   Matrix items = random_factors(n_items, k, o.init_std, derive_seed(o.seed, 2));
-  if (o.params.normalize) {
+  if (o.params.normalize)
     for (Matrix* m : {&users, &items})
-      for (int64_t r = 0; r < m->rows; ++r) {
-        float* row = m->row(r);
-        double norm = 0;
-        for (int c = 0; c < k; ++c) norm += static_cast<double>(row[c]) * row[c];
-        const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
-        for (int c = 0; c < k; ++c) row[c] *= inv;
-      }
-  }
+      for (int64_t r = 0; r < m->rows; ++r) backend::cpu::normalize_row(m->row(r), k);
   if (!o.params.item_bias) return {std::move(users), std::move(items)};
   // One more column: users hold 1 (so that score = u·v + bias), items start with bias 0.
   auto widen = [k](const Matrix& m, float last) {
@@ -81,11 +74,7 @@ nlohmann::json describe_embedding(const EmbeddingOptions& o) {
 }
 
 void check_finite_factors(const Matrix& m, const char* side, int epoch) {
-  bool finite = true;
-#pragma omp parallel for reduction(&& : finite) schedule(static)
-  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j)
-    finite = finite && std::isfinite(m.data[j]);
-  if (!finite)
+  if (!all_finite(m))
     fail("epoch {} produced non-finite {} factors (NaN or infinity); lower model.learning_rate "
          "or raise model.regularization",
          epoch, side);

@@ -10,6 +10,13 @@
 
 namespace recforge::models {
 
+bool all_finite(const Matrix& m) {
+  bool finite = true;
+#pragma omp parallel for reduction(&& : finite) schedule(static)
+  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j) finite = finite && std::isfinite(m.data[j]);
+  return finite;
+}
+
 Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   Matrix m;
   m.rows = rows;
@@ -35,10 +42,7 @@ namespace {
 
 // Throws recforge::Error naming the side and iteration when `m` holds a NaN or an infinity.
 void check_finite(const Matrix& m, const char* side, int iteration) {
-  bool finite = true;
-#pragma omp parallel for reduction(&& : finite) schedule(static)
-  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j) finite = finite && std::isfinite(m.data[j]);
-  if (!finite)
+  if (!all_finite(m))
     fail("iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
          "interaction weights and lower model.alpha or raise model.regularization",
          iteration, side);

@@ -53,6 +53,10 @@ class Model {
 /// chosen device has no implementation of it.
 std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx);
 
+/// Whether every value of `m` is finite (no NaN, no infinity); the models' check after each
+/// iteration or epoch.
+bool all_finite(const Matrix& m);
+
 /// Columns of the factor matrices the config's model produces: model.factors, plus one for the
 /// item bias of a bpr or softmax model with model.item_bias.
 int embedding_dimension(const config::Config& cfg);

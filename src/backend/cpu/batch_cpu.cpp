@@ -353,10 +353,7 @@ void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
       for (int c = 0; c < d; ++c) dot += gr[c] * row[c];
       for (int c = 0; c < d; ++c) gr[c] -= dot * row[c];
       for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c], mr, vr, c, s);
-      float norm = 0;
-      for (int c = 0; c < d; ++c) norm += row[c] * row[c];
-      const float inv = norm > 0 ? 1.f / std::sqrt(norm) : 0.f;
-      for (int c = 0; c < d; ++c) row[c] *= inv;
+      normalize_row(row, d);
     } else {
       for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
     }
@@ -574,12 +571,7 @@ Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& i
         const OptimizerStep s = optimizer_step(adam, 0.01, t);
         for (int c = 0; c < ku; ++c) update<2>(u[c], g[c], m.data(), v.data(), c, s);
       }
-      if (params.normalize) {
-        float norm = 0;
-        for (int c = 0; c < d; ++c) norm += u[c] * u[c];
-        const float inv = norm > 0 ? 1.f / std::sqrt(norm) : 0.f;
-        for (int c = 0; c < d; ++c) u[c] *= inv;
-      }
+      if (params.normalize) normalize_row(u, d);
     }
   }
   return out;

@@ -22,6 +22,7 @@
 /// Negatives: item j is drawn with probability ∝ (n_j + 1)^negative_exp, n_j its training
 /// interactions (0: uniform), through Walker's alias table.
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -67,6 +68,14 @@ class ItemSampler {
   std::vector<float> accept_;
   std::vector<data::index_t> alias_;
 };
+
+/// Scales row[0..d) to unit Euclidean norm (a zero row stays zero).
+inline void normalize_row(float* row, int d) {
+  double norm = 0;
+  for (int c = 0; c < d; ++c) norm += static_cast<double>(row[c]) * row[c];
+  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+  for (int c = 0; c < d; ++c) row[c] *= inv;
+}
 
 /// Items' training interaction counts (column counts of a user×item CSR).
 std::vector<int64_t> item_counts(const data::Csr& user_items);

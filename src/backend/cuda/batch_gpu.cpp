@@ -302,8 +302,7 @@ class BatchGpuImpl final : public BatchGpu {
     std::vector<float> rate, prob;
     if (softmax_) {
       // logq: E_c = B·n_c/nnz (in-batch) + N·q_c, computed per candidate by the sampling kernel.
-      std::vector<int64_t> counts(static_cast<size_t>(ni_), 0);
-      for (int64_t e = 0; e < nnz; ++e) ++counts[static_cast<size_t>(ui.indices[static_cast<size_t>(e)])];
+      const std::vector<int64_t> counts = cpu::item_counts(ui);
       rate.resize(static_cast<size_t>(ni_));
       prob.resize(static_cast<size_t>(ni_));
       const double inv_nnz = 1.0 / static_cast<double>(std::max<int64_t>(nnz, 1));
