@@ -110,10 +110,13 @@ __global__ void iota(int32_t* __restrict__ p, int64_t n) {
 }
 
 // A warp per sorted position; the first position of each run of equal ids updates that row.
+// With `sphere` > 0 the first `sphere` columns are a unit vector (as the CPU's apply_rows): the
+// summed gradient projected onto its tangent space (the radial L2 term drops out), the step,
+// then those columns rescaled to norm 1. Later columns (the item bias) take a plain L2 step.
 __global__ void __launch_bounds__(kThreads)
     apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                const int32_t* __restrict__ ids, const int32_t* __restrict__ pos, int64_t n,
-               const float* __restrict__ grad, float reg, bool normalize, OptimizerStep s) {
+               const float* __restrict__ grad, float reg, int sphere, OptimizerStep s) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(kWarps) + threadIdx.x / kWarp; k < n;
@@ -123,18 +126,16 @@ __global__ void __launch_bounds__(kThreads)
     int64_t end = k + 1;
     while (end < n && ids[end] == id) ++end;
     const int64_t base = static_cast<int64_t>(id) * dim;
-    if (normalize) {
-      // Unit-norm rows (as the CPU's apply_rows): the summed gradient projected onto the row's
-      // tangent space (the radial L2 term drops out), the step, then the row rescaled to norm 1.
+    if (sphere > 0) {
       float dot = 0.f;
-      for (int c = lane; c < dim; c += kWarp) {
+      for (int c = lane; c < sphere; c += kWarp) {
         float g = 0.f;
         for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
         dot += g * w[base + c];
       }
       dot = warp_sum(dot);
       float norm = 0.f;
-      for (int c = lane; c < dim; c += kWarp) {
+      for (int c = lane; c < sphere; c += kWarp) {
         float g = -dot * w[base + c];
         for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
         if (c < update_cols) apply_one(w, m, v, base + c, g, s);
@@ -142,10 +143,9 @@ __global__ void __launch_bounds__(kThreads)
       }
       norm = warp_sum(norm);
       const float inv = norm > 0.f ? rsqrtf(norm) : 0.f;
-      for (int c = lane; c < dim; c += kWarp) w[base + c] *= inv;
-      continue;
+      for (int c = lane; c < sphere; c += kWarp) w[base + c] *= inv;
     }
-    for (int c = lane; c < update_cols; c += kWarp) {
+    for (int c = sphere + lane; c < update_cols; c += kWarp) {
       float g = reg * w[base + c];  // L2 once per touched row
       for (int64_t q = k; q < end; ++q) g += grad[static_cast<int64_t>(pos[q]) * dim + c];
       apply_one(w, m, v, base + c, g, s);
@@ -215,11 +215,11 @@ void launch_iota(int32_t* p, int64_t n, cudaStream_t stream) {
 
 void launch_apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                        const int32_t* sorted_ids, const int32_t* sorted_pos, int64_t n,
-                       const float* grad, float regularization, bool normalize,
+                       const float* grad, float regularization, int sphere,
                        const OptimizerStep& step, cudaStream_t stream) {
   if (n <= 0 || update_cols <= 0) return;
   kernels::apply_rows<<<grid_for(n, kernels::kWarps), kernels::kThreads, 0, stream>>>(
-      w, m, v, dim, update_cols, sorted_ids, sorted_pos, n, grad, regularization, normalize, step);
+      w, m, v, dim, update_cols, sorted_ids, sorted_pos, n, grad, regularization, sphere, step);
   RF_CHECK_LAUNCH();
 }
 

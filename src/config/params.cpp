@@ -346,7 +346,8 @@ const std::vector<Param>& params() {
       Bool("model.normalize", "false",
            "softmax: keep every user and item row at unit norm (gradients projected onto the "
            "sphere, rows rescaled after each step), so scores are cosine similarities; pair "
-           "with a temperature around 0.05 to 0.2."),
+           "with a temperature around 0.05 to 0.2. With model.item_bias the bias column stays "
+           "outside the sphere: score = cosine + item bias."),
       Int("model.eval_every", "0",
           "Evaluate on the validation set every N iterations (0: only after training).")
           .ge(0),

@@ -159,10 +159,6 @@ EmbeddingOptions embedding_options(const config::Config& cfg) {
     fail("{}: model.normalize applies to softmax only (BPR has no temperature to scale cosines "
          "with); set it to false or use model.type: softmax",
          cfg.where("model.normalize"));
-  if (p.normalize && p.item_bias)
-    fail("{}: model.normalize keeps every row at unit norm, which leaves no room for the bias "
-         "column of model.item_bias; set one of them to false",
-         cfg.where("model.normalize"));
   if (cfg.get_string("model.dtype") != "float32")
     fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
          cfg.where("model.dtype"), cfg.get_string("model.dtype"), type);

@@ -333,13 +333,14 @@ namespace {
 
 // Applies summed gradients `g` (one row per unique id) plus λ·w to the rows of `w`, the first
 // `trained` columns of each.
-// With `normalize` the rows live on the unit sphere: the gradient is projected onto the row's
-// tangent space (which also removes the L2 term, a radial direction) and the row is rescaled to
-// unit norm after the step.
+// With `sphere` > 0 the first `sphere` columns of each row live on the unit sphere (cosine
+// scores): their gradient is projected onto the tangent space (which also removes the L2 term,
+// a radial direction) and they are rescaled to unit norm after the step. Columns past `sphere`
+// (the item-bias column) take a plain step with L2.
 template <int Kind>
 void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
                 const std::vector<data::index_t>& ids, std::vector<float>& g, int trained,
-                float reg, bool normalize, const OptimizerStep& s, int threads) {
+                int sphere, float reg, const OptimizerStep& s, int threads) {
   const int d = static_cast<int>(w.cols);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t q = 0; q < static_cast<int64_t>(ids.size()); ++q) {
@@ -348,25 +349,25 @@ void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
     float* mr = state_row(m, r, d);
     float* vr = state_row(v, r, d);
     float* gr = g.data() + q * d;
-    if (normalize) {
+    int c = 0;
+    if (sphere > 0) {
       float dot = 0;
-      for (int c = 0; c < d; ++c) dot += gr[c] * row[c];
-      for (int c = 0; c < d; ++c) gr[c] -= dot * row[c];
-      for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c], mr, vr, c, s);
-      normalize_row(row, d);
-    } else {
-      for (int c = 0; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
+      for (int k = 0; k < sphere; ++k) dot += gr[k] * row[k];
+      for (; c < std::min(sphere, trained); ++c) update<Kind>(row[c], gr[c] - dot * row[c], mr, vr, c, s);
+      normalize_row(row, sphere);
+      c = sphere;
     }
+    for (; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
   }
 }
 
 void apply(Matrix& w, std::vector<float>& m, std::vector<float>& v,
-           const std::vector<data::index_t>& ids, std::vector<float>& g, int trained, float reg,
-           bool normalize, const OptimizerStep& s, int threads) {
+           const std::vector<data::index_t>& ids, std::vector<float>& g, int trained, int sphere,
+           float reg, const OptimizerStep& s, int threads) {
   switch (s.kind) {
-    case 0: return apply_rows<0>(w, m, v, ids, g, trained, reg, normalize, s, threads);
-    case 1: return apply_rows<1>(w, m, v, ids, g, trained, reg, normalize, s, threads);
-    default: return apply_rows<2>(w, m, v, ids, g, trained, reg, normalize, s, threads);
+    case 0: return apply_rows<0>(w, m, v, ids, g, trained, sphere, reg, s, threads);
+    case 1: return apply_rows<1>(w, m, v, ids, g, trained, sphere, reg, s, threads);
+    default: return apply_rows<2>(w, m, v, ids, g, trained, sphere, reg, s, threads);
   }
 }
 
@@ -485,8 +486,9 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
   unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
   unique_sum(cand, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
   const float reg = static_cast<float>(p_.regularization);
-  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, reg, p_.normalize, s, threads);
-  apply(items, im_, iv_, w.unique_items, w.gi, d, reg, p_.normalize, s, threads);
+  const int sphere = p_.normalize ? p_.factors : 0;
+  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, sphere, reg, s, threads);
+  apply(items, im_, iv_, w.unique_items, w.gi, d, sphere, reg, s, threads);
   return loss / static_cast<double>(B);
 }
 
@@ -571,7 +573,7 @@ Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& i
         const OptimizerStep s = optimizer_step(adam, 0.01, t);
         for (int c = 0; c < ku; ++c) update<2>(u[c], g[c], m.data(), v.data(), c, s);
       }
-      if (params.normalize) normalize_row(u, d);
+      if (params.normalize) normalize_row(u, ku);
     }
   }
   return out;

@@ -349,14 +349,15 @@ class BatchGpuImpl final : public BatchGpu {
                                 ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
     const float reg = static_cast<float>(p_.regularization);
     const int user_cols = p_.item_bias ? dim_ - 1 : dim_;  // the users' bias column stays 1
+    const int sphere = p_.normalize ? p_.factors : 0;       // cosine part; the bias is outside
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), bs, sort_bits_, s);
     launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, user_cols,
-                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, p_.normalize, os, s);
+                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, sphere, os, s);
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cand_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), c, sort_bits_, s);
     launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
-                      pos_out_.data(), c, dv_.data(), reg, p_.normalize, os, s);
+                      pos_out_.data(), c, dv_.data(), reg, sphere, os, s);
   }
 
   std::shared_ptr<GpuResources> gpu_;

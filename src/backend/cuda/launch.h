@@ -262,10 +262,11 @@ void launch_iota(int32_t* p, int64_t n, cudaStream_t stream);
 /// Sparse optimiser update of the unique rows among n sorted (row id, position) pairs: a warp
 /// per run of equal ids sums the gradient rows grad[position] (row-major, dim columns), adds
 /// regularization × w once, and applies the optimiser to row id of w (state m, v may be null).
-/// Columns ≥ update_cols are left alone (the users' bias column).
+/// Columns ≥ update_cols are left alone (the users' bias column). With sphere > 0 the first
+/// `sphere` columns stay a unit vector (cosine scores: projected step, then rescaled).
 void launch_apply_rows(float* w, float* m, float* v, int dim, int update_cols,
                        const int32_t* sorted_ids, const int32_t* sorted_pos, int64_t n,
-                       const float* grad, float regularization, bool normalize,
+                       const float* grad, float regularization, int sphere,
                        const OptimizerStep& step, cudaStream_t stream);
 
 }  // namespace recforge::backend::cuda
