@@ -4,12 +4,16 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
+#include <algorithm>
 
 extern "C" {
 char* openblas_get_corename(void);
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void spotrs_(const char* uplo, const int* n, const int* nrhs, const float* a, const int* lda,
              float* b, const int* ldb, int* info);
+void ssyevd_(const char* jobz, const char* uplo, const int* n, float* a, const int* lda, float* w,
+             float* work, const int* lwork, int* iwork, const int* liwork, int* info);
 }
 
 namespace recforge {
@@ -45,6 +49,22 @@ bool cholesky_solve(float* a, float* b, int k) {
   spotrf_(&uplo, &k, a, &k, &info);
   if (info != 0) return false;
   spotrs_(&uplo, &k, &one, a, &k, b, &k, &info);
+  return info == 0;
+}
+
+bool symmetric_eigen(float* a, float* eigenvalues, int k) {
+  // Column-major LAPACK sees the transpose, which is the same symmetric matrix; it returns the
+  // eigenvectors as columns, i.e. as rows of the row-major array.
+  const char jobz = 'V', uplo = 'U';
+  int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
+  float work_query = 0;
+  ssyevd_(&jobz, &uplo, &k, a, &k, eigenvalues, &work_query, &lwork, &iwork_query, &liwork, &info);
+  if (info != 0) return false;
+  lwork = static_cast<int>(work_query) + 1;
+  liwork = iwork_query;
+  std::vector<float> work(static_cast<size_t>(lwork));
+  std::vector<int> iwork(static_cast<size_t>(std::max(liwork, 1)));
+  ssyevd_(&jobz, &uplo, &k, a, &k, eigenvalues, work.data(), &lwork, iwork.data(), &liwork, &info);
   return info == 0;
 }
 

@@ -38,4 +38,10 @@ const char* blas_core_name();
 /// definite.
 bool cholesky_solve(float* a, float* b, int k);
 
+/// LAPACK eigendecomposition of the symmetric k×k row-major matrix `a` (both triangles set):
+/// on return `eigenvalues` holds the k eigenvalues in ascending order and row j of `a` the
+/// unit eigenvector of eigenvalue j, so that A = aᵀ · diag(eigenvalues) · a. Returns false when
+/// LAPACK does not converge.
+bool symmetric_eigen(float* a, float* eigenvalues, int k);
+
 }  // namespace recforge

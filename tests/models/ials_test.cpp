@@ -62,8 +62,10 @@ std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const 
   return x;
 }
 
-IalsSolveParams params(bool cholesky, int cg_steps = 3) {
+IalsSolveParams params(bool cholesky, int cg_steps = 3,
+                       backend::cpu::CgBasis basis = backend::cpu::CgBasis::kDense) {
   IalsSolveParams p;
+  p.cg_basis = basis;
   p.regularization = 0.05;
   p.reg_exp = 1.0;
   p.reg_offset = 1.0;
@@ -104,10 +106,13 @@ TEST(IalsSolve, PopularityWeightedUnobservedTermMatchesDense) {
   for (float v : c) mean += v / 30.0;
   EXPECT_NEAR(mean, 1.0, 1e-5);
   const Matrix y = random_matrix(30, k, 72);
-  for (bool cholesky : {true, false}) {
+  // Cholesky, then CG with G dense and in its eigenbasis.
+  for (int mode = 0; mode < 3; ++mode) {
+    const bool cholesky = mode == 0;
+    const auto basis = mode == 2 ? backend::cpu::CgBasis::kEigen : backend::cpu::CgBasis::kDense;
     // User side: the Gram matrix is weighted per item.
     Matrix x = random_matrix(40, k, 73);
-    backend::cpu::solve_side(r, y, x, params(cholesky, 50), 2, c);
+    backend::cpu::solve_side(r, y, x, params(cholesky, 50, basis), 2, c);
     for (int64_t u = 0; u < r.rows; ++u) {
       if (r.row_size(u) == 0) continue;
       const auto ref = dense_solve(r, u, y, params(true), c);
@@ -116,7 +121,7 @@ TEST(IalsSolve, PopularityWeightedUnobservedTermMatchesDense) {
     // Item side: each item's unobserved term is scaled by its own weight.
     const Matrix xu = random_matrix(40, k, 74);
     Matrix yi = random_matrix(30, k, 75);
-    backend::cpu::solve_side(rt, xu, yi, params(cholesky, 50), 2, {}, c);
+    backend::cpu::solve_side(rt, xu, yi, params(cholesky, 50, basis), 2, {}, c);
     for (int64_t i = 0; i < rt.rows; ++i) {
       if (rt.row_size(i) == 0) continue;
       const auto ref = dense_solve(rt, i, xu, params(true), {}, c[i]);
@@ -130,13 +135,15 @@ TEST(IalsSolve, ConjugateGradientWithManyStepsEqualsCholesky) {
   const Csr r = random_csr(200, 80, 10, 7);
   const Matrix y = random_matrix(80, k, 8);
   Matrix exact = random_matrix(200, k, 9);
-  Matrix cg = exact;  // same warm start
   backend::cpu::solve_side(r, y, exact, params(true), 2);
-  backend::cpu::solve_side(r, y, cg, params(false, 60), 2);
-  double max_err = 0;
-  for (size_t j = 0; j < exact.data.size(); ++j)
-    max_err = std::max(max_err, static_cast<double>(std::fabs(exact.data[j] - cg.data[j])));
-  EXPECT_LT(max_err, 1e-4);
+  for (auto basis : {backend::cpu::CgBasis::kDense, backend::cpu::CgBasis::kEigen}) {
+    Matrix cg = random_matrix(200, k, 9);  // the same warm start as the exact solve
+    backend::cpu::solve_side(r, y, cg, params(false, 60, basis), 2);
+    double max_err = 0;
+    for (size_t j = 0; j < exact.data.size(); ++j)
+      max_err = std::max(max_err, static_cast<double>(std::fabs(exact.data[j] - cg.data[j])));
+    EXPECT_LT(max_err, 1e-4) << "eigenbasis " << (basis == backend::cpu::CgBasis::kEigen);
+  }
   // And three warm-started steps already get close; one step is further away.
   Matrix few = random_matrix(200, k, 9), one = few;
   backend::cpu::solve_side(r, y, few, params(false, 3), 2);
@@ -149,8 +156,41 @@ TEST(IalsSolve, ConjugateGradientWithManyStepsEqualsCholesky) {
   EXPECT_LT(err3, err1);
 }
 
-// Rows with up to ~3,000 interactions at 160 factors: a block's gathered rows (1 MiB per thread) hold
-// one such row, so the others are read in place; both paths must solve the same systems.
+// In exact arithmetic CG is the same in any orthonormal basis: three warm-started steps in G's
+// eigenbasis (G diagonal there) land where three steps with the dense G do, on both sides of
+// the problem (the item side scales each row's Gram term by its popularity weight), with empty
+// rows, and for more rows than one block.
+TEST(IalsSolve, EigenbasisConjugateGradientEqualsDense) {
+  const int k = 40;
+  const Csr r = random_csr(300, 120, 8, 31);  // some rows empty
+  const Csr rt = r.transpose();
+  const std::vector<float> c = backend::cpu::popularity_weights(rt, 0.5);
+  const Matrix y = random_matrix(120, k, 32), xu = random_matrix(300, k, 33);
+  for (int side = 0; side < 2; ++side) {
+    const Csr& rows = side == 0 ? r : rt;
+    const Matrix& other = side == 0 ? y : xu;
+    Matrix dense = random_matrix(rows.rows, k, 34), eigen = dense, start = dense;
+    auto solve = [&](Matrix& x, backend::cpu::CgBasis b) {
+      if (side == 0)
+        backend::cpu::solve_side(rows, other, x, params(false, 3, b), 2, c);
+      else
+        backend::cpu::solve_side(rows, other, x, params(false, 3, b), 2, {}, c);
+    };
+    solve(dense, backend::cpu::CgBasis::kDense);
+    solve(eigen, backend::cpu::CgBasis::kEigen);
+    double max_err = 0, max_move = 0;
+    for (size_t j = 0; j < dense.data.size(); ++j) {
+      max_err = std::max(max_err, static_cast<double>(std::fabs(dense.data[j] - eigen.data[j])));
+      max_move = std::max(max_move, static_cast<double>(std::fabs(dense.data[j] - start.data[j])));
+    }
+    EXPECT_GT(max_move, 0.05) << "side " << side << ": the three steps moved the factors";
+    EXPECT_LT(max_err, 2e-5 * std::max(1.0, max_move)) << "side " << side;
+  }
+}
+
+// Rows with up to ~3,000 interactions at 160 factors: blocks are cut so that their rows fit the
+// gather buffer (1 MiB per thread), and a row longer than the whole buffer is read in place;
+// gathered and in-place rows must solve the same systems (here in the eigenbasis).
 TEST(IalsSolve, LongRowsBeyondTheGatherBufferEqualCholesky) {
   const int k = 160;
   const Csr r = random_csr(12, 5000, 1500, 21);
@@ -160,7 +200,7 @@ TEST(IalsSolve, LongRowsBeyondTheGatherBufferEqualCholesky) {
   const Matrix y = random_matrix(5000, k, 22, 0.1);
   Matrix exact = random_matrix(12, k, 23), cg = exact;
   backend::cpu::solve_side(r, y, exact, params(true), 2);
-  backend::cpu::solve_side(r, y, cg, params(false, 150), 2);
+  backend::cpu::solve_side(r, y, cg, params(false, 150, backend::cpu::CgBasis::kEigen), 2);
   double max_err = 0, max_abs = 0;
   for (size_t j = 0; j < exact.data.size(); ++j) {
     max_err = std::max(max_err, static_cast<double>(std::fabs(exact.data[j] - cg.data[j])));

@@ -45,38 +45,87 @@ inline void axpy(float a, const float* x, float* y, int k) {
   for (int j = 0; j < k; ++j) y[j] += a * x[j];
 }
 
-// Rows solved together: their Gram products become one GEMM (BLAS-3) instead of one
+// Rows solved together (at most): their Gram products become one GEMM (BLAS-3) instead of one
 // matrix-vector product per row.
 constexpr int kBlock = 64;
 
-// Observed factor rows gathered per block, in floats (1 MiB): the rows of a block's first rows
-// are copied once into this contiguous buffer, so the CG steps re-read them from the core's
-// cache instead of gathering them again from random places in memory. Rows that no longer fit
-// are read in place.
+// Observed factor rows gathered per block, in floats (1 MiB): a block's observed rows are
+// copied once into this contiguous buffer, so the CG steps re-read them from the core's cache
+// instead of gathering them again from random places in memory. Blocks are cut so that their
+// rows fit (see block_starts); only a single row longer than the buffer is read in place.
 constexpr int64_t kGatherFloats = int64_t{1} << 18;
+
+// Block boundaries over the rows of `r`: up to kBlock rows, fewer where their observed rows
+// (n_u · k floats each) would overflow the gather buffer. Without that cut, a block of long
+// rows (items with many users) re-fetched most of its factor rows from memory at every CG
+// step, which cost more than all the arithmetic.
+std::vector<int64_t> block_starts(const data::Csr& r, int k) {
+  std::vector<int64_t> starts;
+  int64_t rows = 0, floats = 0;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    const int64_t need = r.row_size(u) * k;
+    if (rows == 0 || rows == kBlock || floats + need > kGatherFloats) {
+      starts.push_back(u);
+      rows = 0;
+      floats = 0;
+    }
+    ++rows;
+    floats += need;
+  }
+  starts.push_back(r.rows);
+  return starts;
+}
 
 // Per-thread scratch, allocated once per solve (no allocation per row).
 struct CgScratch {
   explicit CgScratch(int k)
-      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), gscale(kBlock), gathered(kGatherFloats),
-        rs(kBlock), lam(kBlock), start(kBlock) {}
-  std::vector<float> p, r, ap, gscale, gathered;
+      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), xt(kBlock * k), gscale(kBlock),
+        gathered(kGatherFloats), rs(kBlock), lam(kBlock), start(kBlock) {}
+  std::vector<float> p, r, ap, xt, gscale, gathered;
   std::vector<double> rs, lam;
   std::vector<int64_t> start;  ///< row j's offset in `gathered`, or −1 when read in place
 };
 
+// The Gram matrix as CG applies it: the dense k×k G, or (eig set) the diagonal of eigenvalues
+// in G's eigenbasis, whose vectors are the rows of `basis`.
+struct GramOp {
+  const float* g = nullptr;
+  const float* eig = nullptr;
+  const float* basis = nullptr;
+};
+
+// out = in · G for the nb rows of a block (G symmetric): a GEMM, or a diagonal scaling.
+void gram_times(const GramOp& op, const float* in, float* out, int nb, int k) {
+  if (!op.eig) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, in, k, op.g, k, 0.f,
+                out, k);
+    return;
+  }
+  for (int j = 0; j < nb; ++j) {
+    const float* a = in + static_cast<int64_t>(j) * k;
+    float* b = out + static_cast<int64_t>(j) * k;
+#pragma omp simd
+    for (int c = 0; c < k; ++c) b[c] = op.eig[c] * a[c];
+  }
+}
+
 // Blocked CG for rows [r0, r1) of `r`: x ← x + steps of CG on
-// (G + Σ w y yᵀ + λ_u I) x = Σ w y, warm-started from x.
-void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, int64_t r0,
+// (G + Σ w y yᵀ + λ_u I) x = Σ w y, warm-started from x. With an eigenbasis `y` is the other
+// side already rotated into it, and the block's rows are rotated in here and back at the end.
+void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x, int64_t r0,
               int64_t r1, const IalsSolveParams& p, const float* row_w, CgScratch& s) {
   const int k = static_cast<int>(y.cols);
   const int nb = static_cast<int>(r1 - r0);
   const float alpha = static_cast<float>(p.alpha);
   float* xb = x.row(r0);
+  if (gram.eig) {  // x̃ = x Q, Q's columns the eigenvectors (the rows of `basis`)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, k, 1.f, xb, k, gram.basis, k,
+                0.f, s.xt.data(), k);
+    xb = s.xt.data();
+  }
   int64_t used = 0;  // floats of s.gathered in use
-  // A·x for the Gram part: AX = X_b · G (G symmetric).
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, g, k, 0.f,
-              s.ap.data(), k);
+  // A·x for the Gram part: AX = X_b · G.
+  gram_times(gram, xb, s.ap.data(), nb, k);
   for (int j = 0; j < nb; ++j) {
     const int64_t u = r0 + j;
     float* xu = xb + static_cast<int64_t>(j) * k;
@@ -117,8 +166,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
     s.rs[j] = dot(ru, ru, k);
   }
   for (int step = 0; step < p.cg_steps; ++step) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, s.p.data(), k, g, k,
-                0.f, s.ap.data(), k);
+    gram_times(gram, s.p.data(), s.ap.data(), nb, k);
     for (int j = 0; j < nb; ++j) {
       if (s.rs[j] < 1e-20) continue;  // converged (or an empty row)
       const int64_t u = r0 + j;
@@ -158,6 +206,22 @@ void cg_block(const data::Csr& r, const Matrix& y, const float* g, Matrix& x, in
       s.rs[j] = rs_new;
     }
   }
+  if (gram.eig)  // x = x̃ Qᵀ
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, gram.basis, k,
+                0.f, x.row(r0), k);
+}
+
+// Whether CG should run in G's eigenbasis, counting k² products: dense CG multiplies each row
+// by G once for the initial residual and once per step; the eigenbasis rotates each row in and
+// out, rotates the other side's rows once, and pays the decomposition (about 30 k³, counted
+// generously, as k rows' worth). The other side's rotation is one large GEMM that streams the
+// whole matrix through memory; measured at about half the speed of the blocked products, it
+// counts twice.
+bool use_eigenbasis(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
+  if (p.cg_basis != CgBasis::kAuto) return p.cg_basis == CgBasis::kEigen;
+  const double dense = (1.0 + p.cg_steps) * static_cast<double>(rows);
+  const double eigen = 2.0 * static_cast<double>(rows) + 2.0 * static_cast<double>(other_rows) + 30.0 * k;
+  return eigen < 0.8 * dense;
 }
 
 // Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows), b = Σ w y.
@@ -263,13 +327,32 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
     }
     return;
   }
-  const int64_t blocks = (r.rows + kBlock - 1) / kBlock;
+  GramOp op{g.data(), nullptr, nullptr};
+  std::vector<float> eig, basis;
+  Matrix rotated;  // the other side in G's eigenbasis: Y Q
+  if (use_eigenbasis(p, k, r.rows, y.rows)) {
+    basis = g;
+    eig.resize(static_cast<size_t>(k));
+    if (!symmetric_eigen(basis.data(), eig.data(), k))
+      throw InternalError("iALS: LAPACK's eigendecomposition of the Gram matrix did not converge",
+                          __FILE__, __LINE__);
+    rotated.rows = y.rows;
+    rotated.cols = k;
+    rotated.data.resize(y.data.size());
+    BlasThreads all(threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(y.rows), k, k, 1.f,
+                y.data.data(), k, basis.data(), k, 0.f, rotated.data.data(), k);
+    op = GramOp{nullptr, eig.data(), basis.data()};
+  }
+  const Matrix& other = op.eig ? rotated : y;
+  const std::vector<int64_t> starts = block_starts(r, k);
+  const int64_t blocks = static_cast<int64_t>(starts.size()) - 1;
 #pragma omp parallel num_threads(threads)
   {
     CgScratch s(k);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < blocks; ++b)
-      cg_block(r, y, g.data(), x, b * kBlock, std::min(r.rows, (b + 1) * kBlock), p, row_w, s);
+      cg_block(r, other, op, x, starts[b], starts[b + 1], p, row_w, s);
   }
 }
 

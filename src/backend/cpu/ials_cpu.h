@@ -15,6 +15,13 @@
 
 namespace recforge::backend::cpu {
 
+/// How CG applies the Gram matrix G. `kDense`: one GEMM with G per block of rows and CG step
+/// (plus one for the initial residual). `kEigen`: in G's eigenbasis, where G is diagonal: each
+/// row is rotated into the basis and back (two GEMMs per block) and the other side's factors
+/// once per solve, so the Gram product per step costs k instead of k². The two are the same CG
+/// in exact arithmetic. `kAuto` picks the cheaper by a count of k² products.
+enum class CgBasis { kAuto, kDense, kEigen };
+
 /// Hyperparameters of one iALS solve.
 struct IalsSolveParams {
   double regularization = 0.01;     ///< λ
@@ -24,6 +31,7 @@ struct IalsSolveParams {
   double alpha = 1.0;               ///< observed weight = alpha × CSR value
   bool cholesky = false;            ///< exact solve instead of CG
   int cg_steps = 3;                 ///< CG steps per row (warm-started)
+  CgBasis cg_basis = CgBasis::kAuto;
 };
 
 /// λ (n + ν)^e for a row with n observed interactions.
