@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: recforge's CPU iALS against implicit's CPU ALS (seconds per iteration, Recall@20),
 # on Gowalla (../shared/data) and a synthetic set of ~10M training interactions, at factors
-# 64, 128 and 256. Prints Markdown tables for docs/benchmarks.md.
+# 64, 128 and 256 (3 iterations on the synthetic set). Prints Markdown tables for
+# docs/benchmarks.md.
 #   tools/bench-ials.sh [BUILD_DIR]
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-build/release}
-"$root/tools/setup.sh" --python >/dev/null
-py="$root/.venv/bin/python"
-bin="$root/$build/recforge"
-cd "$root"
-if [[ -d ../shared/data/gowalla ]]; then
-  "$py" tools/bench_ials.py --recforge "$bin" --dataset gowalla --factors 64 128 256
-else
-  echo "(Gowalla skipped: ../shared/data/gowalla is absent)"
-fi
-"$py" tools/bench_ials.py --recforge "$bin" --dataset synthetic --factors 64 128 256 --iterations 3
+exec "$(dirname "$0")/bench-vs-implicit.sh" ials "$@"

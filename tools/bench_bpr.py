@@ -9,17 +9,15 @@ i.e. in proportion to popularity; recforge is run with the same distribution
 (model.negative_exp 1: proportional to interactions + 1). Both are scored by the same exact Recall@20 (all items
 ranked, training items masked; tools/bench_ials.py). Run through tools/bench-bpr.sh.
 """
-import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ials import expand, prepare_data, recall_at, train_config  # noqa: E402
+from bench_ials import common_parser, measure, scored_users, train_config  # noqa: E402
 
 
 def run_recforge(args, train_path, test_path, fmt, factors, work):
@@ -60,33 +58,19 @@ def run_implicit(args, train, factors):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--recforge", required=True)
-    p.add_argument("--dataset", choices=["gowalla", "synthetic"], required=True)
-    p.add_argument("--shared", default="../shared/data")
-    p.add_argument("--factors", type=int, nargs="+", default=[64, 128, 256])
+    p = common_parser(__doc__)
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--reg", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synthetic", default="500000,100000,15000000",
-                   help="users,items,draws for the synthetic set")
     args = p.parse_args()
-    work = tempfile.mkdtemp(prefix="bench-bpr-")
-    train, test, fmt, train_path, test_path = prepare_data(args, work)
-    n_u = train.shape[0]
+    rows = measure(args, "bench-bpr-", run_recforge, run_implicit)
+    train = next(rows)
     print(f"BPR, SGD lr {args.lr}, regularization {args.reg}, {args.epochs} epochs, "
-          f"{args.threads} threads; Recall@20 over "
-          f"{'all test users' if n_u <= 30000 else 'a fixed sample of 30,000 test users'}.")
+          f"{args.threads} threads; Recall@20 over {scored_users(train)}.")
     print("| data | factors | recforge s/epoch | implicit s/epoch | speed-up | recforge samples/s | "
           "recforge Recall@20 | implicit Recall@20 |")
     print("|---|---|---|---|---|---|---|---|")
-    for f in args.factors:
-        rs, ruf, rif = run_recforge(args, train_path, test_path, fmt, f, work)
-        is_, iuf, iif = run_implicit(args, train, f)
-        rr = recall_at(*expand(ruf, rif, train), train, test)
-        ir = recall_at(iuf, iif, train, test)
+    for f, rs, is_, rr, ir in rows:
         print(f"| {args.dataset} ({train.nnz:,} train) | {f} | {rs:.3f} | {is_:.3f} | "
               f"{is_ / rs:.2f}x | {train.nnz / rs / 1e6:.1f}M | {rr:.4f} | {ir:.4f} |", flush=True)
 
