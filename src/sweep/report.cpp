@@ -63,12 +63,15 @@ std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& t
   std::string out = "trial,status";
   for (const Dimension& d : spec.space) out += "," + csv_cell(d.path);
   for (const std::string& n : names) out += "," + n;
+  const bool peak = spec.score == Score::kBestIteration;
+  if (peak) out += ",score";
   out += ",best_iteration,iterations,seconds,error\n";
   for (const TrialRecord& t : trials) {
     out += t.name + "," + t.status;
     for (size_t i = 0; i < spec.space.size(); ++i)
       out += "," + csv_cell(i < t.values.size() ? value_label(t.values[i]) : "");
     for (const std::string& n : names) out += "," + metric_value(t.validation, n, true);
+    if (peak) out += "," + (t.score ? fmt::format("{}", *t.score) : std::string());
     const bool done = t.status == "finished" || t.status == "stopped_early";
     out += "," + (done ? std::to_string(t.best_iteration) : std::string());
     out += "," + (done ? std::to_string(t.iterations) : std::string());
@@ -99,15 +102,21 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
     if (std::find(shown.begin(), shown.end(), m) == shown.end()) shown.push_back(m);
 
   std::string out = fmt::format("# Sweep {}\n\n", spec.file);
-  out += fmt::format(
-      "- search: {}, {} trials: {} finished, {} stopped early, {} failed{}\n",
-      spec.search == Search::kGrid ? "grid" : fmt::format("random (seed {})", spec.seed),
-      trials.size(), finished, stopped, failed,
-      waiting ? fmt::format(", {} not run yet", waiting) : "");
+  out += fmt::format("- search: {}, {} trials: {} finished, {} stopped early, {} failed{}\n",
+                     spec.search == Search::kGrid     ? "grid"
+                     : spec.search == Search::kRandom ? fmt::format("random (seed {})", spec.seed)
+                                                      : "list",
+                     trials.size(), finished, stopped, failed,
+                     waiting ? fmt::format(", {} not run yet", waiting) : "");
   out += fmt::format(
       "- metric: {} on the validation split ({} is better); the test split is "
       "evaluated once, for the best config only\n",
       spec.metric, spec.maximize ? "higher" : "lower");
+  if (spec.score == Score::kBestIteration)
+    out +=
+        "- score: a trial's best per-iteration value of the metric (the `score` column; the "
+        "metric columns are its final model's); the best config trains its best iteration "
+        "count\n";
   const EarlyStop& es = spec.early_stop;
   out += "- early stop: " + es.name();
   if (es.rule == EarlyStop::Rule::kMedian)
@@ -123,6 +132,11 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
     out += " " + md_cell(d.path) + " |";
     rule += "---:|";
   }
+  const bool peak = spec.score == Score::kBestIteration;
+  if (peak) {
+    out += " score |";
+    rule += "---:|";
+  }
   for (const std::string& m : shown) {
     out += " " + m + " |";
     rule += "---:|";
@@ -134,6 +148,7 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
                        status_text(t->status));
     for (size_t i = 0; i < spec.space.size(); ++i)
       out += " " + md_cell(i < t->values.size() ? value_label(t->values[i]) : "") + " |";
+    if (peak) out += " " + (t->score ? fmt::format("{:.4f}", *t->score) : std::string()) + " |";
     for (const std::string& m : shown) out += " " + metric_value(t->validation, m, false) + " |";
     const bool done = t->status == "finished" || t->status == "stopped_early";
     out += fmt::format(" {} | {} | {} |\n", done ? std::to_string(t->best_iteration) : "",
@@ -156,6 +171,9 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
   const nlohmann::json parameters = best_test.value("parameters", nlohmann::json::object());
   for (const auto& [path, v] : parameters.items())
     params += (params.empty() ? "" : ", ") + path + " " + value_label(v);
+  if (best_test.contains("iterations") && best_test["iterations"].is_number())
+    params += fmt::format(", model.iterations {} (its best iteration)",
+                          best_test["iterations"].get<int64_t>());
   out += fmt::format(
       "{} ({}), written to `best.yaml`. Its test metrics were measured once, by training "
       "`best.yaml` (the trial's config with `eval.test: true`, the same split) into `best/`; "

@@ -102,6 +102,10 @@ std::vector<Point> expand(const SweepSpec& spec) {
   std::vector<std::vector<nlohmann::json>> axes;
   for (const Dimension& d : spec.space) axes.push_back(d.enumerate());
   std::vector<Point> out;
+  if (spec.search == Search::kList) {  // the listed trials in order, cut to the budget
+    const size_t n = budget > 0 ? std::min<size_t>(budget, spec.points.size()) : spec.points.size();
+    return std::vector<Point>(spec.points.begin(), spec.points.begin() + static_cast<long>(n));
+  }
   if (spec.search == Search::kGrid) {
     if (size > kMaxGrid)
       fail("{}: space: the grid has more than {} points; use search: random with a trials: budget",

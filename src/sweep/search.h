@@ -21,6 +21,7 @@ using Point = std::vector<nlohmann::json>;
 /// n points do not depend on the budget; a point equal to an earlier one is drawn again; when the
 /// space is finite and not larger than the budget, each point is tried once (seeded order).
 /// Continuous values are rounded to 4 significant digits (integers to the nearest integer).
+/// List: the points as listed, the first `trials` of them when a budget is given.
 /// Throws recforge::Error when a grid has more than a million points.
 std::vector<Point> expand(const SweepSpec& spec);
 

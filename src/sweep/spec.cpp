@@ -25,8 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kTopKeys = {"base",   "space",     "search",     "trials", "seed",
-                                           "metric", "direction", "early_stop", "out"};
+const std::vector<std::string> kTopKeys = {"base",   "space",      "points", "search",
+                                           "trials", "seed",       "metric", "direction",
+                                           "score",  "early_stop", "out"};
 const std::vector<std::string> kEarlyStopKeys = {"rule", "min_trials", "eta", "grace"};
 
 /// Settings a sweep sets itself in every trial, or that would give trials different validation
@@ -213,30 +214,42 @@ std::vector<nlohmann::json> list_values(const config::Config& base, const config
   return out;
 }
 
+/// The declared, searchable parameter named by `key` (a `space:` or `points:` key); `section` is
+/// "space" or "points", for messages.
+const config::Param& searchable(const config::Config& base, const YAML::Node& key,
+                                const std::string& name, const std::string& section) {
+  const std::string where = location(name, key.Mark());
+  if (!key.IsScalar())
+    fail("{}: {}: expected a parameter path, got {}", where, section, render(key));
+  const std::string path = key.Scalar();
+  const config::Param* p = config::find_param(path);
+  if (!p) {
+    if (path.find('.') == std::string::npos) {
+      for (const config::Param& q : config::params())
+        if (q.path.substr(q.path.find('.') + 1) == path)
+          fail("{}: {}: expected a parameter path section.key; did you mean \"{}\"?", where, path,
+               q.path);
+      fail("{}: {}: expected a parameter path section.key (see docs/configuration.md)", where,
+           path);
+    }
+    config::Config c = base;
+    set_at(c, path, "", where);  // throws the config's "unknown key; did you mean" sentence
+    fail("{}: {}: unknown key", where, path);
+  }
+  const std::string why = refused_reason(path);
+  if (!why.empty()) fail("{}: {}: cannot be searched: {}", where, path, why);
+  return *p;
+}
+
 /// One `space:` entry.
 Dimension parse_dimension(const config::Config& base, const YAML::Node& key,
                           const YAML::Node& value, const std::string& name, Search search) {
+  const config::Param& param = searchable(base, key, name, "space");
+  const config::Param* p = &param;
   Dimension d;
   d.where = location(name, key.Mark());
-  if (!key.IsScalar()) fail("{}: space: expected a parameter path, got {}", d.where, render(key));
-  d.path = key.Scalar();
-  const config::Param* p = config::find_param(d.path);
-  if (!p) {
-    if (d.path.find('.') == std::string::npos) {
-      for (const config::Param& q : config::params())
-        if (q.path.substr(q.path.find('.') + 1) == d.path)
-          fail("{}: {}: expected a parameter path section.key; did you mean \"{}\"?", d.where,
-               d.path, q.path);
-      fail("{}: {}: expected a parameter path section.key (see docs/configuration.md)", d.where,
-           d.path);
-    }
-    config::Config c = base;
-    set_at(c, d.path, "", d.where);  // throws the config's "unknown key; did you mean" sentence
-    fail("{}: {}: unknown key", d.where, d.path);
-  }
+  d.path = p->path;
   d.type = p->type;
-  const std::string why = refused_reason(d.path);
-  if (!why.empty()) fail("{}: {}: cannot be searched: {}", d.where, d.path, why);
 
   if (value.IsSequence()) {
     d.values = list_values(base, *p, value, name, d.where);
@@ -292,6 +305,60 @@ Dimension parse_dimension(const config::Config& base, const YAML::Node& key,
     fail("{}: {}: int_range [{}, {}] has more than a million values", at, d.path, arg[0].Scalar(),
          arg[1].Scalar());
   return d;
+}
+
+/// `points:` of a list search: each entry a mapping of parameters to one value each. Fills
+/// `s.space` (a kValues dimension per parameter, in order of first appearance, holding the
+/// distinct values) and `s.points` (a parameter a point leaves out keeps the base's value).
+void parse_points(SweepSpec& s, const YAML::Node& list, const std::string& name) {
+  const std::string at = location(name, list.Mark());
+  if (!list.IsSequence() || list.size() == 0)
+    fail(
+        "{}: points: expected a non-empty list of trials, each a mapping of parameter paths to "
+        "one value ({{model.factors: 64, model.regularization: 0.1}}), got {}",
+        at, list.IsSequence() ? "an empty list" : render(list));
+  std::vector<std::map<size_t, nlohmann::json>> given;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node entry = list[i];
+    const std::string where = location(name, entry.Mark());
+    if (!entry.IsMap() || entry.size() == 0)
+      fail("{}: points: trial {} must be a non-empty mapping of parameter paths to values, got {}",
+           where, i + 1, entry.IsMap() ? "an empty mapping" : render(entry));
+    std::map<size_t, nlohmann::json> values;
+    for (const auto& kv : entry) {
+      const config::Param& p = searchable(s.base, kv.first, name, "points");
+      size_t dim = 0;
+      while (dim < s.space.size() && s.space[dim].path != p.path) ++dim;
+      if (dim == s.space.size()) {
+        Dimension d;
+        d.path = p.path;
+        d.type = p.type;
+        d.where = location(name, kv.first.Mark());
+        s.space.push_back(std::move(d));
+      }
+      if (values.count(dim)) fail("{}: {}: duplicate key", location(name, kv.first.Mark()), p.path);
+      values[dim] = typed_value(s.base, p, kv.second, name);
+    }
+    given.push_back(std::move(values));
+  }
+  for (size_t i = 0; i < given.size(); ++i) {
+    std::vector<nlohmann::json> point;
+    for (size_t dim = 0; dim < s.space.size(); ++dim) {
+      Dimension& d = s.space[dim];
+      const auto it = given[i].find(dim);
+      nlohmann::json v =
+          it != given[i].end() ? it->second : read_value(s.base, *config::find_param(d.path));
+      if (std::none_of(d.values.begin(), d.values.end(),
+                       [&](const nlohmann::json& u) { return u.dump() == v.dump(); }))
+        d.values.push_back(v);
+      point.push_back(std::move(v));
+    }
+    for (size_t j = 0; j < s.points.size(); ++j)
+      if (nlohmann::json(s.points[j]).dump() == nlohmann::json(point).dump())
+        fail("{}: points: trial {} is the same as trial {}", location(name, list[i].Mark()), i + 1,
+             j + 1);
+    s.points.push_back(std::move(point));
+  }
 }
 
 EarlyStop parse_early_stop(const YAML::Node& n, const std::string& name) {
@@ -398,14 +465,20 @@ nlohmann::json SweepSpec::definition() const {
   nlohmann::json base_json = base.to_json();
   base_json["run"].erase("log_level");  // cosmetic: may change between runs of one sweep
   base_json["run"].erase("progress");
-  return {{"base", base_json},
-          {"space", dims},
-          {"search", search == Search::kGrid ? "grid" : "random"},
-          {"trials", trials},
-          {"seed", seed},
-          {"metric", metric},
-          {"direction", maximize ? "max" : "min"},
-          {"early_stop", early_stop.to_json()}};
+  nlohmann::json def = {{"base", base_json},
+                        {"space", dims},
+                        {"search", search == Search::kGrid     ? "grid"
+                                   : search == Search::kRandom ? "random"
+                                                               : "list"},
+                        {"trials", trials},
+                        {"seed", seed},
+                        {"metric", metric},
+                        {"direction", maximize ? "max" : "min"},
+                        {"early_stop", early_stop.to_json()}};
+  // Only when not the defaults, so that sweeps started before these keys existed still resume.
+  if (search == Search::kList) def["points"] = points;
+  if (score == Score::kBestIteration) def["score"] = "best_iteration";
+  return def;
 }
 
 // ---- Parsing ----------------------------------------------------------------------------------
@@ -475,9 +548,10 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
         "scored on; set it above 0 in the base config (a sweep never scores trials on test)",
         base_loc("split.validation_fraction"));
 
-  if (top.count("search"))
-    s.search = word(top["search"], name, "search", {"grid", "random"}) == "grid" ? Search::kGrid
-                                                                                 : Search::kRandom;
+  if (top.count("search")) {
+    const std::string w = word(top["search"], name, "search", {"grid", "random", "list"});
+    s.search = w == "grid" ? Search::kGrid : w == "random" ? Search::kRandom : Search::kList;
+  }
   if (top.count("trials")) s.trials = integer_field(top["trials"], name, "trials", 1);
   if (top.count("seed"))
     s.seed = static_cast<uint64_t>(integer_field(top["seed"], name, "seed", 0));
@@ -485,12 +559,29 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     fail("{}: trials: random search needs a budget; add trials: N",
          top.count("search") ? where["search"] : name);
 
-  // space
-  if (!top.count("space"))
+  // space, or the points of a list search
+  if (s.search == Search::kList) {
+    if (top.count("space"))
+      fail(
+          "{}: space: a list search runs the trials under points: and has no space; write each "
+          "trial under points:, or use search: grid",
+          where["space"]);
+    if (!top.count("points"))
+      fail(
+          "{}: points: missing; search: list needs a list of trials, each a mapping of parameter "
+          "paths to one value",
+          where["search"]);
+    parse_points(s, top["points"], name);
+  } else if (top.count("points")) {
+    fail("{}: points: only a list search takes points; set search: list (and no space:)",
+         where["points"]);
+  }
+  if (s.search != Search::kList && !top.count("space"))
     fail("{}: space: missing; expected a mapping of parameter paths to lists or distributions",
          name);
-  const YAML::Node space = top["space"];
-  if (!space.IsMap() || space.size() == 0)
+  const YAML::Node space =
+      s.search == Search::kList ? YAML::Node(YAML::NodeType::Map) : top["space"];
+  if (s.search != Search::kList && (!space.IsMap() || space.size() == 0))
     fail(
         "{}: space: expected a non-empty mapping of parameter paths to lists or distributions, "
         "got {}",
@@ -523,9 +614,22 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
   if (top.count("direction"))
     s.maximize = word(top["direction"], name, "direction", {"max", "min"}) == "max";
 
-  // early stopping needs per-iteration validation metrics
+  if (top.count("score"))
+    s.score = word(top["score"], name, "score", {"final", "best_iteration"}) == "final"
+                  ? Score::kFinal
+                  : Score::kBestIteration;
+
+  // early stopping and scoring by the best iteration need per-iteration validation metrics
   if (top.count("early_stop")) s.early_stop = parse_early_stop(top["early_stop"], name);
-  if (s.early_stop.rule != EarlyStop::Rule::kNone) {
+  const std::string needs = s.early_stop.rule != EarlyStop::Rule::kNone
+                                ? "early_stop " + s.early_stop.name()
+                                : "score: best_iteration";
+  const std::string needs_base = s.early_stop.rule != EarlyStop::Rule::kNone
+                                     ? "early_stop: " + s.early_stop.name()
+                                     : "score: best_iteration";
+  const std::string needs_at =
+      s.early_stop.rule != EarlyStop::Rule::kNone ? where["early_stop"] : where["score"];
+  if (s.early_stop.rule != EarlyStop::Rule::kNone || s.score == Score::kBestIteration) {
     const auto* every = [&]() -> const Dimension* {
       for (const Dimension& d : s.space)
         if (d.path == "model.eval_every") return &d;
@@ -537,13 +641,13 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
                                           [](const nlohmann::json& v) { return v == 0; })
                             : every->low < 1;
       if (zero)
-        fail("{}: model.eval_every: early_stop {} needs model.eval_every > 0 in every trial",
-             every->where, s.early_stop.name());
+        fail("{}: model.eval_every: {} needs model.eval_every > 0 in every trial", every->where,
+             needs);
     } else if (s.base.get_int("model.eval_every") == 0) {
       fail(
-          "{}: early_stop: {} needs per-iteration validation metrics, but the base config has "
+          "{}: {} needs per-iteration validation metrics, but the base config has "
           "model.eval_every 0; set it above 0 (e.g. 1) in the base config",
-          where["early_stop"], s.early_stop.name());
+          needs_at, needs_base);
     }
   }
 
@@ -598,10 +702,12 @@ config::Config trial_config(const SweepSpec& spec, const std::vector<nlohmann::j
   return c;
 }
 
-config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point) {
+config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point,
+                           int64_t iterations) {
   config::Config c = spec.base;
   for (size_t i = 0; i < spec.space.size(); ++i)
     set_at(c, spec.space[i].path, value_text(point.at(i)), spec.space[i].where);
+  if (iterations > 0) c.set("model.iterations=" + std::to_string(iterations));
   c.set("eval.test=true");
   c.set("eval.metric=" + spec.metric);
   const std::string& base_name = spec.base.get_string("run.name");

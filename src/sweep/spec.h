@@ -55,24 +55,41 @@ struct EarlyStop {
 };
 
 /// Search strategy.
-enum class Search { kGrid, kRandom };
+enum class Search {
+  kGrid,    ///< every combination of the space
+  kRandom,  ///< seeded random draws from the space
+  kList,    ///< the trials listed under `points:`, in order
+};
+
+/// What a trial's score is, and so what iteration count best.yaml trains.
+enum class Score {
+  kFinal,          ///< the validation metric of the trial's final model
+  kBestIteration,  ///< its best per-iteration value; best.yaml trains that many iterations
+};
 
 /// A validated sweep file.
 struct SweepSpec {
   std::string file;                                  ///< the sweep file, as given
   config::Config base = config::Config::defaults();  ///< resolved base config (+ --set)
   std::string base_where;                            ///< location of `base:`
-  std::vector<Dimension> space;                      ///< in file order
-  Search search = Search::kGrid;                     ///< grid or random
-  int64_t trials = 0;                                ///< budget; 0: none (grid only)
-  uint64_t seed = 0;                                 ///< seed of random search and capped grids
-  std::string metric;                                ///< validation metric NAME@K
-  bool maximize = true;                              ///< direction
-  EarlyStop early_stop;                              ///< early stopping of trials
-  std::string out;                                   ///< sweep directory
+  /// Grid and random: the space in file order. List: one kValues dimension per parameter
+  /// named by any point (in order of first appearance), holding the distinct values listed.
+  std::vector<Dimension> space;
+  /// List search: each trial's values, parallel to `space` (a parameter a point does not name
+  /// has the base config's value).
+  std::vector<std::vector<nlohmann::json>> points;
+  Search search = Search::kGrid;  ///< grid, random or list
+  Score score = Score::kFinal;    ///< final or best_iteration
+  int64_t trials = 0;             ///< budget; 0: none (grid only)
+  uint64_t seed = 0;              ///< seed of random search and capped grids
+  std::string metric;             ///< validation metric NAME@K
+  bool maximize = true;           ///< direction
+  EarlyStop early_stop;           ///< early stopping of trials
+  std::string out;                ///< sweep directory
   /// What determines the trials and their scores (base, space, search, trials, seed, metric,
-  /// direction, early_stop), as stored in sweep.json and compared on resume; the base's
-  /// run.log_level and run.progress are left out (they change no result).
+  /// direction, early_stop; points and score when not the defaults), as stored in sweep.json and
+  /// compared on resume; the base's run.log_level and run.progress are left out (they change no
+  /// result).
   nlohmann::json definition() const;
 };
 
@@ -98,7 +115,9 @@ config::Config trial_config(const SweepSpec& spec, const std::vector<nlohmann::j
                             const std::string& dir, const std::string& name, int threads);
 
 /// The config written to best.yaml: the trial's config with eval.test true and the run
-/// settings, threads and export settings of the base (run.name: `<base name or sweep>-best`).
-config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point);
+/// settings, threads and export settings of the base (run.name: `<base name or sweep>-best`);
+/// `iterations` > 0 sets model.iterations (the best iteration under `score: best_iteration`).
+config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point,
+                           int64_t iterations = 0);
 
 }  // namespace recforge::sweep

@@ -202,6 +202,7 @@ void Runner::record_run(TrialRecord& t, const std::string& dir) const {
       best = t.curve[k].second;
       t.best_iteration = t.curve[k].first;
     }
+  if (spec_.score == Score::kBestIteration && !t.curve.empty()) t.score = best;
   const bool stopped = !history.empty() && history.back().value("stopped_early", false);
   t.status = stopped ? "stopped_early" : "finished";
   t.error.clear();
@@ -321,17 +322,22 @@ int Runner::choose_best() const {
 void Runner::evaluate_best(int best) {
   const TrialRecord& t = trials_[best - 1];
   const std::string best_yaml = spec_.out + "/best.yaml";
-  const config::Config cfg = best_config(spec_, t.values);
+  const int64_t iterations = spec_.score == Score::kBestIteration ? t.best_iteration : 0;
+  const config::Config cfg = best_config(spec_, t.values, iterations);
   write_file_atomic(
       best_yaml,
-      fmt::format("# Best trial of the sweep {} ({}: validation {} {}), written by recforge "
+      fmt::format("# Best trial of the sweep {} ({}: validation {} {}{}), written by recforge "
                   "sweep.\n"
-                  "# The trial's own config with eval.test: true: `recforge train` of this file "
-                  "trains the same\n"
+                  "# The trial's own config with eval.test: true{}: `recforge train` of this "
+                  "file trains the same\n"
                   "# model on the same split (validation carved from train as in the base) and "
                   "reproduces\n"
                   "# best_test_metrics.json.\n",
-                  spec_.file, t.name, spec_.metric, t.score ? fmt::format("{}", *t.score) : "n/a") +
+                  spec_.file, t.name, spec_.metric, t.score ? fmt::format("{}", *t.score) : "n/a",
+                  iterations > 0 ? fmt::format(" at iteration {}", iterations) : "",
+                  iterations > 0
+                      ? fmt::format(" and model.iterations: {}, its best iteration", iterations)
+                      : "") +
           cfg.to_yaml());
   const std::string run_dir = spec_.out + "/best";
   if (best_test_.is_object() && best_test_.value("trial", "") == t.name &&
@@ -369,6 +375,7 @@ void Runner::evaluate_best(int best) {
   nlohmann::json params = nlohmann::json::object();
   for (size_t i = 0; i < spec_.space.size(); ++i) params[spec_.space[i].path] = t.values[i];
   best_test_["parameters"] = params;
+  if (iterations > 0) best_test_["iterations"] = iterations;
 }
 
 SweepResult Runner::run() {
@@ -450,9 +457,12 @@ SweepResult Runner::run() {
   slog().info(
       "sweep {}: {} trials ({} search), {} already done; metric {} ({}) on validation, "
       "early stop {}, {} at a time; directory {}",
-      spec_.file, trials_.size(), spec_.search == Search::kGrid ? "grid" : "random", done,
-      spec_.metric, spec_.maximize ? "max" : "min", spec_.early_stop.name(), options_.parallel,
-      spec_.out);
+      spec_.file, trials_.size(),
+      spec_.search == Search::kGrid     ? "grid"
+      : spec_.search == Search::kRandom ? "random"
+                                        : "list",
+      done, spec_.metric, spec_.maximize ? "max" : "min", spec_.early_stop.name(),
+      options_.parallel, spec_.out);
   {
     std::lock_guard<std::mutex> guard(mu_);
     save_locked();

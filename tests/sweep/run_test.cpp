@@ -145,6 +145,68 @@ TEST(SweepRun, BestYamlRetrainsToTheReportedTestMetrics) {
       << md;
 }
 
+TEST(SweepRun, ListSearchScoredByTheBestIterationRetrainsThatIterationCount) {
+  TempDir t;
+  // Trial 1 (32 factors, almost no L2, heavy unobserved weight) peaks early and then overfits.
+  const std::string points =
+      "search: list\npoints:\n"
+      "  - {model.factors: 32, model.regularization: 0.0001, model.unobserved_weight: 1.0}\n"
+      "  - {model.factors: 4, model.regularization: 0.1}\n"
+      "  - {model.factors: 16, model.regularization: 0.001}\n";
+  write_file(t.file("peak.yaml"), tiny_base(8) + points + "score: best_iteration\nout: peak\n");
+  write_file(t.file("final.yaml"), tiny_base(8) + points + "out: final\n");
+  const test::Result r = run_recforge(t.str(), "sweep peak.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("3 trials (list search)"), std::string::npos) << r.out;
+  const nlohmann::json state = read_json_file(t.file("peak/sweep.json"));
+  ASSERT_EQ(state["trials"].size(), 3u);
+
+  // Each trial's score is the best value of its curve; the best trial has the best score.
+  std::string best;
+  double best_score = -1;
+  int best_iteration = 0;
+  for (const auto& tr : state["trials"]) {
+    double peak = -1;
+    int at = 0;
+    for (const auto& p : tr["curve"])
+      if (p[1].get<double>() > peak) peak = p[1].get<double>(), at = p[0].get<int>();
+    EXPECT_EQ(tr["score"].get<double>(), peak) << tr["name"];
+    EXPECT_EQ(tr["best_iteration"].get<int>(), at) << tr["name"];
+    EXPECT_EQ(tr["iterations"].get<int>(), 8);
+    if (peak > best_score) best_score = peak, best = tr["name"], best_iteration = at;
+  }
+  const nlohmann::json report = read_json_file(t.file("peak/best_test_metrics.json"));
+  EXPECT_EQ(report["trial"], best);
+  EXPECT_EQ(report["iterations"].get<int>(), best_iteration);
+  ASSERT_LT(best_iteration, 8) << "the case needs a trial that peaks before its last iteration";
+  // best.yaml trains the best iteration count, and that model's validation value is the score.
+  const config::Config best_cfg = config::Config::load(t.file("peak/best.yaml"));
+  EXPECT_EQ(best_cfg.get_int("model.iterations"), best_iteration);
+  EXPECT_EQ(report["validation_matches_trial"], true);
+  EXPECT_EQ(report["validation"]["ndcg@20"].get<double>(), best_score);
+  const auto rows = read_csv(t.file("peak/results.csv"));
+  EXPECT_NE(std::find(rows[0].begin(), rows[0].end(), "score"), rows[0].end());
+  const std::string md = test::read_file(t.file("peak/results.md"));
+  EXPECT_NE(md.find(fmt::format("model.iterations {} (its best iteration)", best_iteration)),
+            std::string::npos)
+      << md;
+
+  // Scored by the final model instead, the same points rank by their last validation value,
+  // and best.yaml keeps the trials' 8 iterations.
+  const test::Result f = run_recforge(t.str(), "sweep final.yaml");
+  ASSERT_EQ(f.rc, 0) << f.out;
+  const auto frows = read_csv(t.file("final/results.csv"));
+  EXPECT_EQ(std::find(frows[0].begin(), frows[0].end(), "score"), frows[0].end());
+  const size_t col = std::find(frows[0].begin(), frows[0].end(), "ndcg@20") - frows[0].begin();
+  std::string final_best;
+  double final_v = -1;
+  for (size_t i = 1; i < frows.size(); ++i)
+    if (std::stod(frows[i][col]) > final_v)
+      final_v = std::stod(frows[i][col]), final_best = frows[i][0];
+  EXPECT_EQ(read_json_file(t.file("final/best_test_metrics.json"))["trial"], final_best);
+  EXPECT_EQ(config::Config::load(t.file("final/best.yaml")).get_int("model.iterations"), 8);
+}
+
 // The median of the finished trials' best values up to iteration `it`.
 double median_at(const std::vector<nlohmann::json>& histories, int it) {
   std::vector<double> best;

@@ -183,6 +183,99 @@ TEST(SweepSearch, RandomOverASmallFiniteSpaceTriesEachPointOnce) {
   EXPECT_EQ(std::set<std::string>(p.begin(), p.end()).size(), 6u);
 }
 
+TEST(SweepSpec, ListSearchRunsThePointsAsListedWithTheBaseFillingGaps) {
+  // Line 8 on: the points. The second point leaves model.regularization out (base value), the
+  // third names model.solver, which the others leave at the base's cg.
+  const SweepSpec s = parse(
+      "search: list\n"
+      "points:\n"
+      "  - {model.factors: 16, model.regularization: 0.5}\n"
+      "  - {model.factors: 4}\n"
+      "  - {model.regularization: 0.5, model.solver: cholesky}\n"
+      "score: best_iteration\n");
+  EXPECT_EQ(s.search, Search::kList);
+  EXPECT_EQ(s.score, Score::kBestIteration);
+  ASSERT_EQ(s.space.size(), 3u);
+  EXPECT_EQ(s.space[0].path, "model.factors");
+  EXPECT_EQ(s.space[1].path, "model.regularization");
+  EXPECT_EQ(s.space[2].path, "model.solver");
+  EXPECT_EQ(s.space[0].where, "t.yaml:10:6");
+  const double base_reg = s.base.get_float("model.regularization");
+  ASSERT_NE(base_reg, 0.5);
+  EXPECT_EQ(
+      labels(expand(s)),
+      (std::vector<std::string>{fmt::format("16 0.5 cg"),
+                                fmt::format("4 {} cg", value_label(base_reg)), "8 0.5 cholesky"}));
+  // A dimension holds the distinct values, in order: factors 16, 4 and the base's 8.
+  EXPECT_EQ(s.space[0].values.size(), 3u);
+  // The trial configs carry exactly those values.
+  const config::Config c = trial_config(s, expand(s)[2], "d", "trial-003", 0);
+  EXPECT_EQ(c.get_int("model.factors"), 8);
+  EXPECT_EQ(c.get_string("model.solver"), "cholesky");
+  EXPECT_DOUBLE_EQ(c.get_float("model.regularization"), 0.5);
+  // trials: caps a list to its first points; the list and the score are part of the
+  // definition (a changed point or score cannot resume an old sweep), absent otherwise.
+  const SweepSpec two = parse(
+      "search: list\npoints:\n  - {model.factors: 16}\n  - {model.factors: 4}\n"
+      "  - {model.factors: 32}\ntrials: 2\n");
+  EXPECT_EQ(labels(expand(two)), (std::vector<std::string>{"16", "4"}));
+  EXPECT_EQ(two.definition()["search"], "list");
+  EXPECT_EQ(two.definition()["points"].size(), 3u);
+  EXPECT_FALSE(two.definition().contains("score"));
+  EXPECT_EQ(s.definition()["score"], "best_iteration");
+  const SweepSpec grid = parse("space:\n  model.factors: [4]\n");
+  EXPECT_FALSE(grid.definition().contains("points"));
+  EXPECT_FALSE(grid.definition().contains("score"));
+  EXPECT_EQ(grid.score, Score::kFinal);
+  // best.yaml under best_iteration trains the trial's best iteration count.
+  EXPECT_EQ(best_config(s, expand(s)[0], 3).get_int("model.iterations"), 3);
+  EXPECT_EQ(best_config(s, expand(s)[0]).get_int("model.iterations"), 4);
+}
+
+TEST(SweepSpec, InvalidPointsAndScoresAreRefusedWithTheirLocation) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"search: list\nspace:\n  model.factors: [4]\npoints:\n  - {model.factors: 4}\n",
+       "t.yaml:9:1: space: a list search runs the trials under points: and has no space"},
+      {"search: list\n", "t.yaml:8:1: points: missing; search: list needs a list of trials"},
+      {"space:\n  model.factors: [4]\npoints:\n  - {model.factors: 4}\n",
+       "t.yaml:10:1: points: only a list search takes points; set search: list"},
+      {"search: list\npoints: []\n", "t.yaml:9:9: points: expected a non-empty list of trials"},
+      {"search: list\npoints:\n  - 4\n",
+       "t.yaml:10:5: points: trial 1 must be a non-empty mapping of parameter paths to values, "
+       "got 4"},
+      {"search: list\npoints:\n  - {model.factors: 4}\n  - {}\n",
+       "t.yaml:11:5: points: trial 2 must be a non-empty mapping of parameter paths to values, "
+       "got an empty mapping"},
+      {"search: list\npoints:\n  - {model.factrs: 4}\n",
+       "t.yaml:10:6: model.factrs: unknown key; did you mean \"model.factors\"?"},
+      {"search: list\npoints:\n  - {model.factors: 0}\n",
+       "t.yaml:10:21: model.factors: expected an integer >= 1, got 0"},
+      {"search: list\npoints:\n  - {model.factors: [4, 8]}\n",
+       "t.yaml:10:21: model.factors: expected an integer"},
+      {"search: list\npoints:\n  - {split.validation_fraction: 0.3}\n",
+       "t.yaml:10:6: split.validation_fraction: cannot be searched"},
+      {"search: list\npoints:\n  - {model.factors: 4}\n  - {model.factors: 4}\n",
+       "t.yaml:11:5: points: trial 2 is the same as trial 1"},
+      // The base's factors are 8: naming them or leaving them out is the same trial.
+      {"search: list\npoints:\n  - {model.factors: 8, model.solver: cg}\n  - {model.solver: cg}\n",
+       "t.yaml:11:5: points: trial 2 is the same as trial 1"},
+      {"space:\n  model.factors: [4]\nscore: peak\n",
+       "t.yaml:10:8: score: expected one of final, best_iteration, got peak"},
+      {"space:\n  model.eval_every: [0, 1]\nscore: best_iteration\n",
+       "t.yaml:9:3: model.eval_every: score: best_iteration needs model.eval_every > 0 in every "
+       "trial"},
+  };
+  for (const auto& [text, want] : cases) {
+    const std::string got = error_of(text);
+    EXPECT_EQ(got.rfind(want, 0), 0u) << "sweep text:\n"
+                                      << text << "got:  " << got << "\nwant: " << want;
+  }
+  EXPECT_EQ(
+      error_of("space:\n  model.factors: [4]\nscore: best_iteration\n", {"model.eval_every=0"}),
+      "t.yaml:10:1: score: best_iteration needs per-iteration validation metrics, but the "
+      "base config has model.eval_every 0; set it above 0 (e.g. 1) in the base config");
+}
+
 TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"space:\n  model.factrs: [4]\n",
@@ -281,14 +374,12 @@ TEST(SweepSpec, TrialAndBestConfigs) {
   EXPECT_TRUE(config::Config::parse(b.to_yaml(), "best.yaml") == b);
 }
 
-TEST(SweepSpec, ShippedGowallaSweepIsValid) {
+TEST(SweepSpec, ShippedQuickGowallaSweepIsARandomSearchOfTwentyTrials) {
   const SweepSpec s =
-      load_sweep(std::string(RECFORGE_SOURCE_DIR) + "/configs/gowalla-ials-sweep.yaml");
-  const std::vector<Point> trials = expand(s);
-  EXPECT_GE(trials.size(), 20u);
+      load_sweep(std::string(RECFORGE_SOURCE_DIR) + "/configs/gowalla-ials-sweep-quick.yaml");
+  EXPECT_EQ(s.search, Search::kRandom);
+  EXPECT_GE(expand(s).size(), 20u);
   EXPECT_EQ(s.metric, "ndcg@20");
-  EXPECT_EQ(s.base.get_string("data.format"), "adjacency");
-  EXPECT_EQ(s.base.get_string("split.method"), "given");
   EXPECT_DOUBLE_EQ(s.base.get_float("split.validation_fraction"), 0.2);
   std::set<std::string> paths;
   for (const Dimension& d : s.space) paths.insert(d.path);
@@ -297,21 +388,40 @@ TEST(SweepSpec, ShippedGowallaSweepIsValid) {
     EXPECT_TRUE(paths.count(p)) << p;
 }
 
-TEST(SweepSpec, ShippedBprAndSoftmaxSweepsAreValid) {
-  // BPR: a random search of 16 trials; softmax: the grid of its two full-size trials.
-  for (const char* name : {"gowalla-bpr-sweep.yaml", "gowalla-softmax-sweep.yaml"}) {
-    const bool bpr = std::string(name).find("bpr") != std::string::npos;
-    const SweepSpec s = load_sweep(std::string(RECFORGE_SOURCE_DIR) + "/configs/" + name);
-    EXPECT_EQ(expand(s).size(), bpr ? 16u : 2u) << name;
-    EXPECT_EQ(s.base.get_string("split.method"), "given") << name;
-    EXPECT_FALSE(s.base.get_bool("eval.test") && s.base.get_float("split.validation_fraction") == 0)
-        << name << " must score trials on validation";
-    std::set<std::string> paths;
-    for (const Dimension& d : s.space) paths.insert(d.path);
-    EXPECT_TRUE(paths.count("model.factors")) << name;
-    if (bpr) {
-      EXPECT_TRUE(paths.count("model.learning_rate")) << name;
+// Each tuned Gowalla config is its sweep's best.yaml retrained on all of train: one of the
+// sweep's trials has exactly the config's model settings (the config's iteration count is at
+// most the trial's, since the sweep keeps the best iteration), with the same data and metric.
+TEST(SweepSpec, EachTunedGowallaConfigIsATrialOfItsShippedSweep) {
+  const std::string dir = std::string(RECFORGE_SOURCE_DIR) + "/configs/";
+  const std::vector<std::pair<std::string, size_t>> models = {
+      {"ials", 13}, {"bpr", 15}, {"softmax", 2}};
+  for (const auto& [model, count] : models) {
+    const SweepSpec s = load_sweep(dir + "gowalla-" + model + "-sweep.yaml");
+    const config::Config tuned = config::Config::load(dir + "gowalla-" + model + ".yaml");
+    EXPECT_EQ(s.search, Search::kList) << model;
+    EXPECT_EQ(s.score, Score::kBestIteration) << model;
+    EXPECT_EQ(s.metric, tuned.get_string("eval.metric")) << model;
+    EXPECT_DOUBLE_EQ(s.base.get_float("split.validation_fraction"), 0.2) << model;
+    EXPECT_DOUBLE_EQ(tuned.get_float("split.validation_fraction"), 0.0) << model;
+    EXPECT_EQ(s.base.get_string("data.path"), tuned.get_string("data.path")) << model;
+    EXPECT_EQ(s.base.get_string("data.test_path"), tuned.get_string("data.test_path")) << model;
+    const std::vector<Point> points = expand(s);
+    EXPECT_EQ(points.size(), count) << model;
+    nlohmann::json want = tuned.to_json()["model"];
+    want.erase("eval_every");
+    const int64_t iterations = want["iterations"].get<int64_t>();
+    want.erase("iterations");
+    int matches = 0;
+    for (const Point& p : points) {
+      const config::Config c = trial_config(s, p, "d", "t", 0);
+      nlohmann::json got = c.to_json()["model"];
+      got.erase("eval_every");
+      const int64_t trial_iterations = got["iterations"].get<int64_t>();
+      got.erase("iterations");
+      if (got == want && iterations <= trial_iterations) ++matches;
     }
+    EXPECT_EQ(matches, 1) << model << ": configs/gowalla-" << model
+                          << ".yaml is not one trial of its sweep";
   }
 }
 
