@@ -210,6 +210,33 @@ TEST(IalsSolve, LongRowsBeyondTheGatherBufferEqualCholesky) {
   EXPECT_LT(max_err, 1e-4 * std::max(1.0, max_abs));
 }
 
+// At 512 factors, rows of ~80 interactions: six fit the gather buffer, and the block goes on
+// with rows read in place (up to a Gram matrix's worth of floats) rather than being cut after
+// six rows. Blocks that mix gathered and in-place rows must solve the same systems, in the
+// dense basis and in the eigenbasis.
+TEST(IalsSolve, BlocksMixingGatheredAndInPlaceRowsEqualCholesky) {
+  const int k = 512;
+  const Csr r = random_csr(40, 3000, 80, 31);
+  int64_t total = 0;
+  for (int64_t u = 0; u < r.rows; ++u) total += r.row_size(u);
+  ASSERT_GT(total * k, 3 * (int64_t{1} << 18));  // far more than one buffer's worth
+  const Matrix y = random_matrix(3000, k, 32, 0.1);
+  Matrix exact = random_matrix(40, k, 33);
+  Matrix dense = exact, eigen = exact;
+  backend::cpu::solve_side(r, y, exact, params(true), 2);
+  backend::cpu::solve_side(r, y, dense, params(false, 120, backend::cpu::CgBasis::kDense), 2);
+  backend::cpu::solve_side(r, y, eigen, params(false, 120, backend::cpu::CgBasis::kEigen), 2);
+  double err_dense = 0, err_eigen = 0, max_abs = 0;
+  for (size_t j = 0; j < exact.data.size(); ++j) {
+    err_dense = std::max(err_dense, static_cast<double>(std::fabs(exact.data[j] - dense.data[j])));
+    err_eigen = std::max(err_eigen, static_cast<double>(std::fabs(exact.data[j] - eigen.data[j])));
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(exact.data[j])));
+  }
+  EXPECT_GT(max_abs, 1e-3);
+  EXPECT_LT(err_dense, 1e-4 * std::max(1.0, max_abs));
+  EXPECT_LT(err_eigen, 1e-4 * std::max(1.0, max_abs));
+}
+
 TEST(IalsSolve, ObjectiveMatchesBruteForce) {
   const int k = 6;
   const Csr r = random_csr(15, 12, 4, 21);
@@ -232,8 +259,10 @@ TEST(IalsSolve, ObjectiveMatchesBruteForce) {
     for (int c = 0; c < k; ++c) s += v[c] * v[c];
     return s;
   };
-  for (int u = 0; u < 15; ++u) ref += backend::cpu::row_regularization(p, r.row_size(u)) * norm2(x.row(u));
-  for (int i = 0; i < 12; ++i) ref += backend::cpu::row_regularization(p, rt.row_size(i)) * norm2(y.row(i));
+  for (int u = 0; u < 15; ++u)
+    ref += backend::cpu::row_regularization(p, r.row_size(u)) * norm2(x.row(u));
+  for (int i = 0; i < 12; ++i)
+    ref += backend::cpu::row_regularization(p, rt.row_size(i)) * norm2(y.row(i));
   EXPECT_NEAR(backend::cpu::objective(r, rt, x, y, p), ref, 1e-4 * ref);
 }
 
@@ -285,9 +314,10 @@ TEST(Ials, CheckerboardHeldOutItemRanksFirst) {
     Ials m(o, 2);
     m.init(n, n);
     for (int it = 0; it < o.iterations; ++it) m.iterate(r, rt);
-    const eval::TopK top = eval::topk(m.user_factors().data.data(), n, m.item_factors().data.data(),
-                                      n, 8, 1, &r);
-    for (int u = 0; u < n; ++u) EXPECT_EQ(top.items[u], held[u]) << "user " << u << (cholesky ? " cholesky" : " cg");
+    const eval::TopK top =
+        eval::topk(m.user_factors().data.data(), n, m.item_factors().data.data(), n, 8, 1, &r);
+    for (int u = 0; u < n; ++u)
+      EXPECT_EQ(top.items[u], held[u]) << "user " << u << (cholesky ? " cholesky" : " cg");
   }
 }
 
@@ -318,7 +348,8 @@ TEST(Ials, FoldInIsTheTrainingSolve) {
   backend::cpu::solve_side(r, m.item_factors(), resolved, m.options().solve, 2);
   const Matrix folded = m.fold_in(r);
   ASSERT_EQ(folded.rows, r.rows);
-  for (size_t j = 0; j < folded.data.size(); ++j) EXPECT_NEAR(folded.data[j], resolved.data[j], 1e-5);
+  for (size_t j = 0; j < folded.data.size(); ++j)
+    EXPECT_NEAR(folded.data[j], resolved.data[j], 1e-5);
 }
 
 TEST(Ials, DeterministicForASeedAndThreadCount) {

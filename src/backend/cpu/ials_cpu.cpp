@@ -51,26 +51,37 @@ constexpr int kBlock = 64;
 
 // Observed factor rows gathered per block, in floats (1 MiB): a block's observed rows are
 // copied once into this contiguous buffer, so the CG steps re-read them from the core's cache
-// instead of gathering them again from random places in memory. Blocks are cut so that their
-// rows fit (see block_starts); only a single row longer than the buffer is read in place.
+// instead of gathering them again from random places in memory. Rows that do not fit are read in
+// place at every step (see block_starts).
 constexpr int64_t kGatherFloats = int64_t{1} << 18;
 
-// Block boundaries over the rows of `r`: up to kBlock rows, fewer where their observed rows
-// (n_u · k floats each) would overflow the gather buffer. Without that cut, a block of long
-// rows (items with many users) re-fetched most of its factor rows from memory at every CG
-// step, which cost more than all the arithmetic.
+// Block boundaries over the rows of `r`: up to kBlock rows, cut early where re-reading observed
+// rows from memory would cost more than one more block. Each CG step of a block streams the
+// k×k Gram matrix once (its GEMM) and the block's observed rows (n_u · k floats each), from the
+// gather buffer for the rows that fit and from memory for the others. A row that would overflow
+// the buffer joins the block, read in place, while the block's in-place floats stay within one
+// Gram matrix (k² floats); past that, a new block starts. Without the cut, a block of long rows
+// (items with many users) re-fetched most of its factor rows at every step; with only the
+// buffer's cut, blocks of short rows at large k (1024 factors: about 11 users of Gowalla) made
+// the Gram GEMM re-read 4 MB per handful of rows.
 std::vector<int64_t> block_starts(const data::Csr& r, int k) {
   std::vector<int64_t> starts;
-  int64_t rows = 0, floats = 0;
+  const int64_t gram_floats = static_cast<int64_t>(k) * k;
+  int64_t rows = 0, floats = 0, spill = 0;
   for (int64_t u = 0; u < r.rows; ++u) {
     const int64_t need = r.row_size(u) * k;
-    if (rows == 0 || rows == kBlock || floats + need > kGatherFloats) {
+    const bool fits = floats + need <= kGatherFloats;
+    if (rows == 0 || rows == kBlock || (!fits && spill + need > gram_floats)) {
       starts.push_back(u);
       rows = 0;
       floats = 0;
+      spill = 0;
     }
     ++rows;
-    floats += need;
+    if (floats + need <= kGatherFloats)
+      floats += need;
+    else
+      spill += need;
   }
   starts.push_back(r.rows);
   return starts;
@@ -79,8 +90,15 @@ std::vector<int64_t> block_starts(const data::Csr& r, int k) {
 // Per-thread scratch, allocated once per solve (no allocation per row).
 struct CgScratch {
   explicit CgScratch(int k)
-      : p(kBlock * k), r(kBlock * k), ap(kBlock * k), xt(kBlock * k), gscale(kBlock),
-        gathered(kGatherFloats), rs(kBlock), lam(kBlock), start(kBlock) {}
+      : p(kBlock * k),
+        r(kBlock * k),
+        ap(kBlock * k),
+        xt(kBlock * k),
+        gscale(kBlock),
+        gathered(kGatherFloats),
+        rs(kBlock),
+        lam(kBlock),
+        start(kBlock) {}
   std::vector<float> p, r, ap, xt, gscale, gathered;
   std::vector<double> rs, lam;
   std::vector<int64_t> start;  ///< row j's offset in `gathered`, or −1 when read in place
@@ -97,8 +115,8 @@ struct GramOp {
 // out = in · G for the nb rows of a block (G symmetric): a GEMM, or a diagonal scaling.
 void gram_times(const GramOp& op, const float* in, float* out, int nb, int k) {
   if (!op.eig) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, in, k, op.g, k, 0.f,
-                out, k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, in, k, op.g, k, 0.f, out,
+                k);
     return;
   }
   for (int j = 0; j < nb; ++j) {
@@ -119,8 +137,8 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
   const float alpha = static_cast<float>(p.alpha);
   float* xb = x.row(r0);
   if (gram.eig) {  // x̃ = x Q, Q's columns the eigenvectors (the rows of `basis`)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, k, 1.f, xb, k, gram.basis, k,
-                0.f, s.xt.data(), k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, k, 1.f, xb, k, gram.basis, k, 0.f,
+                s.xt.data(), k);
     xb = s.xt.data();
   }
   int64_t used = 0;  // floats of s.gathered in use
@@ -207,8 +225,8 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
     }
   }
   if (gram.eig)  // x = x̃ Qᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, gram.basis, k,
-                0.f, x.row(r0), k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, gram.basis, k, 0.f,
+                x.row(r0), k);
 }
 
 // Whether CG should run in G's eigenbasis, counting k² products: dense CG multiplies each row
@@ -224,7 +242,8 @@ bool use_eigenbasis(const IalsSolveParams& p, int k, int64_t rows, int64_t other
 
 // Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows), b = Σ w y.
 struct CholScratch {
-  explicit CholScratch(int k) : a(static_cast<size_t>(k) * k), b(k), rows(kChunk * static_cast<size_t>(k)) {}
+  explicit CholScratch(int k)
+      : a(static_cast<size_t>(k) * k), b(k), rows(kChunk * static_cast<size_t>(k)) {}
   static constexpr int kChunk = 256;
   std::vector<float> a, b, rows;
 };
@@ -254,13 +273,14 @@ void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
       float* dst = s.rows.data() + (e - e0) * k;
       for (int c = 0; c < k; ++c) dst[c] = sw * yi[c];
     }
-    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, 1.f, s.rows.data(), k, 1.f,
-                s.a.data(), k);
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, 1.f, s.rows.data(), k, 1.f, s.a.data(),
+                k);
   }
   if (!cholesky_solve(s.a.data(), s.b.data(), k))
-    throw InternalError("iALS: a row's system is not positive definite (regularization 0 with "
-                        "too few interactions?)",
-                        __FILE__, __LINE__);
+    throw InternalError(
+        "iALS: a row's system is not positive definite (regularization 0 with "
+        "too few interactions?)",
+        __FILE__, __LINE__);
   std::copy(s.b.begin(), s.b.end(), xu);
 }
 
@@ -270,7 +290,8 @@ double row_regularization(const IalsSolveParams& p, int64_t n) {
   return p.regularization * std::pow(static_cast<double>(n) + p.reg_offset, p.reg_exp);
 }
 
-std::vector<float> weighted_gram(const Matrix& y, double alpha0, const std::vector<float>& weights) {
+std::vector<float> weighted_gram(const Matrix& y, double alpha0,
+                                 const std::vector<float>& weights) {
   const int k = static_cast<int>(y.cols);
   std::vector<float> g(static_cast<size_t>(k) * k, 0.f);
   const float* src = y.data.data();
@@ -288,7 +309,8 @@ std::vector<float> weighted_gram(const Matrix& y, double alpha0, const std::vect
   cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, static_cast<int>(y.rows),
               static_cast<float>(alpha0), src, k, 0.f, g.data(), k);
   for (int i = 0; i < k; ++i)
-    for (int j = i + 1; j < k; ++j) g[static_cast<size_t>(i) * k + j] = g[static_cast<size_t>(j) * k + i];
+    for (int j = i + 1; j < k; ++j)
+      g[static_cast<size_t>(i) * k + j] = g[static_cast<size_t>(j) * k + i];
   return g;
 }
 
@@ -343,8 +365,8 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t c0 = 0; c0 < y.rows; c0 += kChunk) {
       const int n = static_cast<int>(std::min(kChunk, y.rows - c0));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, k, 1.f, y.row(c0), k,
-                  basis.data(), k, 0.f, rotated.row(c0), k);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, k, 1.f, y.row(c0), k, basis.data(),
+                  k, 0.f, rotated.row(c0), k);
     }
     op = GramOp{nullptr, eig.data(), basis.data()};
   }
