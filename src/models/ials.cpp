@@ -13,7 +13,8 @@ namespace recforge::models {
 bool all_finite(const Matrix& m) {
   bool finite = true;
 #pragma omp parallel for reduction(&& : finite) schedule(static)
-  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j) finite = finite && std::isfinite(m.data[j]);
+  for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j)
+    finite = finite && std::isfinite(m.data[j]);
   return finite;
 }
 
@@ -43,18 +44,20 @@ namespace {
 // Throws recforge::Error naming the side and iteration when `m` holds a NaN or an infinity.
 void check_finite(const Matrix& m, const char* side, int iteration) {
   if (!all_finite(m))
-    fail("iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
-         "interaction weights and lower model.alpha or raise model.regularization",
-         iteration, side);
+    fail(
+        "iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
+        "interaction weights and lower model.alpha or raise model.regularization",
+        iteration, side);
 }
 
 }  // namespace
 
 Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
   if (o_.dtype != backend::cuda::Storage::kFloat32)
-    fail("model.dtype {} needs a CUDA device (train.device: cuda); the CPU backend stores "
-         "factors in float32 only",
-         backend::cuda::storage_name(o_.dtype));
+    fail(
+        "model.dtype {} needs a CUDA device (train.device: cuda); the CPU backend stores "
+        "factors in float32 only",
+        backend::cuda::storage_name(o_.dtype));
 }
 
 void Ials::init(int64_t n_users, int64_t n_items) {
@@ -66,9 +69,9 @@ void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
   if (o_.unobserved_exp != 0 && item_weights_.empty())
     item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
   ++iterations_done_;
-  backend::cpu::solve_side(user_items, items_, users_, o_.solve, threads_, item_weights_);
+  backend::cpu::solve_half(user_items, items_, users_, o_.solve, threads_, item_weights_);
   check_finite(users_, "user", iterations_done_);
-  backend::cpu::solve_side(item_users, users_, items_, o_.solve, threads_, {}, item_weights_);
+  backend::cpu::solve_half(item_users, users_, items_, o_.solve, threads_, {}, item_weights_);
   check_finite(items_, "item", iterations_done_);
 }
 
@@ -126,9 +129,10 @@ IalsOptions ials_options(const config::Config& cfg) {
   o.streaming = backend::cuda::parse_streaming(cfg.get_string("train.gpu_streaming"),
                                                cfg.where("train.gpu_streaming"));
   if (s.regularization == 0 && s.unobserved_weight == 0)
-    fail("{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
-         "interactions than factors have no unique solution; set either above 0",
-         cfg.where("model.regularization"));
+    fail(
+        "{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
+        "interactions than factors have no unique solution; set either above 0",
+        cfg.where("model.regularization"));
   return o;
 }
 
@@ -138,9 +142,10 @@ std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx)
   if (type == "bpr" || type == "softmax") return make_embedding(embedding_options(cfg), ctx);
   const IalsOptions o = ials_options(cfg);
   if (ctx.device().kind == Device::Kind::kCpu && o.dtype != backend::cuda::Storage::kFloat32)
-    fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
-         "factors in float32 only; set model.dtype: float32 or train.device: cuda",
-         cfg.where("model.dtype"), backend::cuda::storage_name(o.dtype));
+    fail(
+        "{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
+        "factors in float32 only; set model.dtype: float32 or train.device: cuda",
+        cfg.where("model.dtype"), backend::cuda::storage_name(o.dtype));
   return make_ials(o, ctx);
 }
 

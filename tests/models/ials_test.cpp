@@ -237,6 +237,70 @@ TEST(IalsSolve, BlocksMixingGatheredAndInPlaceRowsEqualCholesky) {
   EXPECT_LT(err_eigen, 1e-4 * std::max(1.0, max_abs));
 }
 
+// Training's half-iterations in the rotated frame (both sides turned by the Gram matrix's
+// eigenvectors, CG with a diagonal Gram) against the dense solve: two full iterations, with
+// popularity weights on both sides. The factors differ by a rotation; every score x·y, the
+// Gram matrix of the item rows and the objective agree.
+TEST(IalsSolve, EigenframeHalvesEqualDenseUpToARotation) {
+  const int k = 24;
+  const Csr r = random_csr(70, 50, 9, 41);
+  const Csr rt = r.transpose();
+  const std::vector<float> w = backend::cpu::popularity_weights(rt, 0.4);
+  Matrix xf = random_matrix(70, k, 42), yf = random_matrix(50, k, 43);
+  Matrix xd = xf, yd = yf;
+  const IalsSolveParams frame = params(false, 3, backend::cpu::CgBasis::kEigen);
+  const IalsSolveParams dense = params(false, 3, backend::cpu::CgBasis::kDense);
+  for (int it = 0; it < 2; ++it) {
+    backend::cpu::solve_half(r, yf, xf, frame, 2, w);
+    backend::cpu::solve_half(rt, xf, yf, frame, 2, {}, w);
+    backend::cpu::solve_half(r, yd, xd, dense, 2, w);
+    backend::cpu::solve_half(rt, xd, yd, dense, 2, {}, w);
+  }
+  double moved = 0, score_err = 0, score_max = 0, gram_err = 0;
+  for (size_t j = 0; j < yf.data.size(); ++j)
+    moved = std::max(moved, static_cast<double>(std::fabs(yf.data[j] - yd.data[j])));
+  EXPECT_GT(moved, 0.05) << "the frame was rotated";
+  for (int64_t u = 0; u < xf.rows; ++u)
+    for (int64_t i = 0; i < yf.rows; ++i) {
+      double sf = 0, sd = 0;
+      for (int c = 0; c < k; ++c) {
+        sf += static_cast<double>(xf.row(u)[c]) * yf.row(i)[c];
+        sd += static_cast<double>(xd.row(u)[c]) * yd.row(i)[c];
+      }
+      score_err = std::max(score_err, std::fabs(sf - sd));
+      score_max = std::max(score_max, std::fabs(sd));
+    }
+  for (int64_t i = 0; i < yf.rows; ++i)
+    for (int64_t j = 0; j < yf.rows; ++j) {
+      double gf = 0, gd = 0;
+      for (int c = 0; c < k; ++c) {
+        gf += static_cast<double>(yf.row(i)[c]) * yf.row(j)[c];
+        gd += static_cast<double>(yd.row(i)[c]) * yd.row(j)[c];
+      }
+      gram_err = std::max(gram_err, std::fabs(gf - gd));
+    }
+  EXPECT_GT(score_max, 0.1);
+  EXPECT_LT(score_err, 1e-4 * score_max);
+  EXPECT_LT(gram_err, 1e-4);
+  const double lf = backend::cpu::objective(r, rt, xf, yf, frame, w);
+  const double ld = backend::cpu::objective(r, rt, xd, yd, dense, w);
+  EXPECT_NEAR(lf, ld, 1e-5 * ld);
+}
+
+// The choice of frame or dense per half, by the count of k² products.
+TEST(IalsSolve, EigenframeIsChosenWhereItSavesProducts) {
+  const IalsSolveParams p = params(false, 3, backend::cpu::CgBasis::kAuto);  // dense: 4 per row
+  using backend::cpu::use_eigenframe;
+  EXPECT_TRUE(use_eigenframe(p, 256, 29858, 40981));  // Gowalla users: 71k+7.7k < 0.8 x 119k
+  EXPECT_TRUE(use_eigenframe(p, 256, 40981, 29858));  // Gowalla items
+  EXPECT_TRUE(use_eigenframe(p, 256, 500000, 100000));
+  EXPECT_FALSE(use_eigenframe(p, 256, 100000, 500000));           // the short side stays dense
+  EXPECT_FALSE(use_eigenframe(p, 1024, 2000, 3000));              // the decomposition does not pay
+  EXPECT_FALSE(use_eigenframe(params(true), 256, 29858, 40981));  // Cholesky never
+  EXPECT_TRUE(use_eigenframe(params(false, 3, backend::cpu::CgBasis::kEigen), 1024, 10, 10));
+  EXPECT_FALSE(use_eigenframe(params(false, 3, backend::cpu::CgBasis::kDense), 256, 29858, 40981));
+}
+
 TEST(IalsSolve, ObjectiveMatchesBruteForce) {
   const int k = 6;
   const Csr r = random_csr(15, 12, 4, 21);

@@ -105,7 +105,8 @@ struct CgScratch {
 };
 
 // The Gram matrix as CG applies it: the dense k×k G, or (eig set) the diagonal of eigenvalues
-// in G's eigenbasis, whose vectors are the rows of `basis`.
+// in G's eigenbasis, whose vectors are the rows of `basis`. With eig set and no basis, the rows
+// are already in the eigenbasis (solve_half) and are neither rotated in nor out.
 struct GramOp {
   const float* g = nullptr;
   const float* eig = nullptr;
@@ -136,7 +137,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
   const int nb = static_cast<int>(r1 - r0);
   const float alpha = static_cast<float>(p.alpha);
   float* xb = x.row(r0);
-  if (gram.eig) {  // x̃ = x Q, Q's columns the eigenvectors (the rows of `basis`)
+  if (gram.basis) {  // x̃ = x Q, Q's columns the eigenvectors (the rows of `basis`)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, k, 1.f, xb, k, gram.basis, k, 0.f,
                 s.xt.data(), k);
     xb = s.xt.data();
@@ -224,7 +225,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
       s.rs[j] = rs_new;
     }
   }
-  if (gram.eig)  // x = x̃ Qᵀ
+  if (gram.basis)  // x = x̃ Qᵀ
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k, 1.f, xb, k, gram.basis, k, 0.f,
                 x.row(r0), k);
 }
@@ -328,12 +329,69 @@ std::vector<float> popularity_weights(const data::Csr& item_users, double beta) 
   return c;
 }
 
+namespace {
+
+// G's eigendecomposition in place: `basis` (G on entry) gets the eigenvectors as rows.
+std::vector<float> eigen_of(std::vector<float>& basis, int k) {
+  std::vector<float> eig(static_cast<size_t>(k));
+  if (!symmetric_eigen(basis.data(), eig.data(), k))
+    throw InternalError("iALS: LAPACK's eigendecomposition of the Gram matrix did not converge",
+                        __FILE__, __LINE__);
+  return eig;
+}
+
+// out = m Q (Q's columns the rows of `basis`), in chunks of rows: single-threaded GEMMs under
+// OpenMP (one multithreaded GEMM over the whole matrix ran at about half the speed of these).
+// `out` may be `m` (each chunk goes through a per-thread buffer).
+void rotate_rows(const Matrix& m, const std::vector<float>& basis, Matrix& out, int threads) {
+  const int k = static_cast<int>(m.cols);
+  if (&out != &m) {
+    out.rows = m.rows;
+    out.cols = m.cols;
+    out.data.resize(m.data.size());
+  }
+  constexpr int64_t kChunk = 256;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> tmp(static_cast<size_t>(kChunk) * k);
+#pragma omp for schedule(static)
+    for (int64_t c0 = 0; c0 < m.rows; c0 += kChunk) {
+      const int n = static_cast<int>(std::min(kChunk, m.rows - c0));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, k, 1.f, m.row(c0), k, basis.data(),
+                  k, 0.f, tmp.data(), k);
+      std::copy(tmp.begin(), tmp.begin() + static_cast<int64_t>(n) * k, out.row(c0));
+    }
+  }
+}
+
+// Blocked CG over all rows of `r` against `other` with the Gram operator `op`.
+void run_cg(const data::Csr& r, const Matrix& other, const GramOp& op, Matrix& x,
+            const IalsSolveParams& p, int threads, const float* row_w) {
+  const int k = static_cast<int>(other.cols);
+  const std::vector<int64_t> starts = block_starts(r, k);
+  const int64_t blocks = static_cast<int64_t>(starts.size()) - 1;
+#pragma omp parallel num_threads(threads)
+  {
+    CgScratch s(k);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < blocks; ++b)
+      cg_block(r, other, op, x, starts[b], starts[b + 1], p, row_w, s);
+  }
+}
+
+void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
+                  const std::vector<float>& row_weights) {
+  RF_ASSERT(r.rows == x.rows && r.cols == y.rows && x.cols == y.cols, "iALS solve: shapes");
+  RF_ASSERT(row_weights.empty() || static_cast<int64_t>(row_weights.size()) == r.rows,
+            "iALS solve: row weights size");
+}
+
+}  // namespace
+
 void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
                 int threads, const std::vector<float>& col_weights,
                 const std::vector<float>& row_weights) {
-  RF_ASSERT(r.rows == x.rows && r.cols == y.rows && x.cols == y.cols, "solve_side: shapes");
-  RF_ASSERT(row_weights.empty() || static_cast<int64_t>(row_weights.size()) == r.rows,
-            "solve_side: row weights size");
+  check_shapes(r, y, x, row_weights);
   const int k = static_cast<int>(y.cols);
   const std::vector<float> g = weighted_gram(y, p.unobserved_weight, col_weights);
   const float* row_w = row_weights.empty() ? nullptr : row_weights.data();
@@ -347,39 +405,43 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
     }
     return;
   }
-  GramOp op{g.data(), nullptr, nullptr};
-  std::vector<float> eig, basis;
+  if (!use_eigenbasis(p, k, r.rows, y.rows)) {
+    run_cg(r, y, GramOp{g.data(), nullptr, nullptr}, x, p, threads, row_w);
+    return;
+  }
+  std::vector<float> basis = g;
+  const std::vector<float> eig = eigen_of(basis, k);
   Matrix rotated;  // the other side in G's eigenbasis: Y Q
-  if (use_eigenbasis(p, k, r.rows, y.rows)) {
-    basis = g;
-    eig.resize(static_cast<size_t>(k));
-    if (!symmetric_eigen(basis.data(), eig.data(), k))
-      throw InternalError("iALS: LAPACK's eigendecomposition of the Gram matrix did not converge",
-                          __FILE__, __LINE__);
-    rotated.rows = y.rows;
-    rotated.cols = k;
-    rotated.data.resize(y.data.size());
-    // In chunks of rows, single-threaded GEMMs under OpenMP: one multithreaded GEMM over the
-    // whole matrix ran at about half the speed of these.
-    constexpr int64_t kChunk = 256;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t c0 = 0; c0 < y.rows; c0 += kChunk) {
-      const int n = static_cast<int>(std::min(kChunk, y.rows - c0));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, k, 1.f, y.row(c0), k, basis.data(),
-                  k, 0.f, rotated.row(c0), k);
-    }
-    op = GramOp{nullptr, eig.data(), basis.data()};
+  rotate_rows(y, basis, rotated, threads);
+  run_cg(r, rotated, GramOp{nullptr, eig.data(), basis.data()}, x, p, threads, row_w);
+}
+
+bool use_eigenframe(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
+  if (p.cholesky) return false;
+  if (p.cg_basis != CgBasis::kAuto) return p.cg_basis == CgBasis::kEigen;
+  const double dense = (1.0 + p.cg_steps) * static_cast<double>(rows);
+  const double frame = static_cast<double>(rows + other_rows) + 30.0 * k;
+  return frame < 0.8 * dense;
+}
+
+void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams& p, int threads,
+                const std::vector<float>& col_weights, const std::vector<float>& row_weights) {
+  check_shapes(r, y, x, row_weights);
+  const int k = static_cast<int>(y.cols);
+  if (!use_eigenframe(p, k, r.rows, y.rows)) {
+    IalsSolveParams dense = p;
+    if (dense.cg_basis == CgBasis::kAuto) dense.cg_basis = CgBasis::kDense;
+    solve_side(r, y, x, dense, threads, col_weights, row_weights);
+    return;
   }
-  const Matrix& other = op.eig ? rotated : y;
-  const std::vector<int64_t> starts = block_starts(r, k);
-  const int64_t blocks = static_cast<int64_t>(starts.size()) - 1;
-#pragma omp parallel num_threads(threads)
-  {
-    CgScratch s(k);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < blocks; ++b)
-      cg_block(r, other, op, x, starts[b], starts[b + 1], p, row_w, s);
-  }
+  std::vector<float> basis = weighted_gram(y, p.unobserved_weight, col_weights);
+  BlasThreads one(1);  // a multithreaded ssyevd: 34 s instead of 10 for one iteration next to
+                       // another busy process (1024 factors, Gowalla)
+  const std::vector<float> eig = eigen_of(basis, k);
+  rotate_rows(y, basis, y, threads);
+  rotate_rows(x, basis, x, threads);
+  run_cg(r, y, GramOp{nullptr, eig.data(), nullptr}, x, p, threads,
+         row_weights.empty() ? nullptr : row_weights.data());
 }
 
 Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,

@@ -56,6 +56,23 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
                 int threads, const std::vector<float>& col_weights = {},
                 const std::vector<float>& row_weights = {});
 
+/// Whether solve_half rotates both sides into the Gram matrix's eigenbasis (else it solves with
+/// the dense G): by a count of k² products, dense CG costs (cg_steps + 1)·rows, the rotation
+/// rows + other_rows plus the decomposition (about 30·k³, counted as 30·k rows); the eigenbasis
+/// is taken below 0.8× the dense count. `kDense` / `kEigen` force the choice; never for Cholesky.
+bool use_eigenframe(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows);
+
+/// One half-iteration of training: solves every row of `r` as solve_side does, but may first
+/// rotate both sides by the eigenvectors Q of G (y ← yQ, x ← xQ; see use_eigenframe), so that CG
+/// applies a diagonal G at O(k) per row and step. An orthogonal Q changes no score x·y, norm,
+/// regulariser or loss, so the factors simply stay in the rotated frame: only the user and
+/// item factors together are meaningful, as for any factorization. Compared with solve_side's
+/// eigenbasis, which rotates each solved row in and back out and a copy of `y`, this saves the
+/// rotation back and the copy. Same CG in exact arithmetic as the dense solve.
+void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams& p, int threads,
+                const std::vector<float>& col_weights = {},
+                const std::vector<float>& row_weights = {});
+
 /// Solves rows given as a CSR against `y` exactly as training does, starting from zero factors
 /// (fold-in of users not seen in training). Returns rows × k factors.
 Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,
