@@ -260,25 +260,20 @@ TEST(IalsSolve, EigenframeHalvesEqualDenseUpToARotation) {
   for (size_t j = 0; j < yf.data.size(); ++j)
     moved = std::max(moved, static_cast<double>(std::fabs(yf.data[j] - yd.data[j])));
   EXPECT_GT(moved, 0.05) << "the frame was rotated";
+  auto dot_rows = [k](const Matrix& a, int64_t i, const Matrix& b, int64_t j) {
+    double s = 0;
+    for (int c = 0; c < k; ++c) s += static_cast<double>(a.row(i)[c]) * b.row(j)[c];
+    return s;
+  };
   for (int64_t u = 0; u < xf.rows; ++u)
     for (int64_t i = 0; i < yf.rows; ++i) {
-      double sf = 0, sd = 0;
-      for (int c = 0; c < k; ++c) {
-        sf += static_cast<double>(xf.row(u)[c]) * yf.row(i)[c];
-        sd += static_cast<double>(xd.row(u)[c]) * yd.row(i)[c];
-      }
-      score_err = std::max(score_err, std::fabs(sf - sd));
+      const double sd = dot_rows(xd, u, yd, i);
+      score_err = std::max(score_err, std::fabs(dot_rows(xf, u, yf, i) - sd));
       score_max = std::max(score_max, std::fabs(sd));
     }
   for (int64_t i = 0; i < yf.rows; ++i)
-    for (int64_t j = 0; j < yf.rows; ++j) {
-      double gf = 0, gd = 0;
-      for (int c = 0; c < k; ++c) {
-        gf += static_cast<double>(yf.row(i)[c]) * yf.row(j)[c];
-        gd += static_cast<double>(yd.row(i)[c]) * yd.row(j)[c];
-      }
-      gram_err = std::max(gram_err, std::fabs(gf - gd));
-    }
+    for (int64_t j = 0; j < yf.rows; ++j)
+      gram_err = std::max(gram_err, std::fabs(dot_rows(yf, i, yf, j) - dot_rows(yd, i, yd, j)));
   EXPECT_GT(score_max, 0.1);
   EXPECT_LT(score_err, 1e-4 * score_max);
   EXPECT_LT(gram_err, 1e-4);
