@@ -129,8 +129,9 @@ int cmd_compare() {
 void register_sweep_commands(CLI::App& app, std::map<std::string, std::function<int()>>& actions) {
   auto* sw = app.add_subcommand(
       "sweep",
-      "Tune hyperparameters: run the trials of a sweep file (grid or random search, "
-      "scored on validation) and train the best config once with test evaluation; "
+      "Tune hyperparameters: run the trials of a sweep file (grid or random search, or a "
+      "list of trials, scored on validation) and train the best config once with test "
+      "evaluation; "
       "running it again resumes (docs/sweeps.md)");
   sw->add_option("sweep_file", g_sweep.file, "Sweep YAML file")->required();
   sw->add_option("--parallel", g_sweep.parallel,
