@@ -68,7 +68,7 @@ def run_recforge(args, train_path, test_path, fmt, factors, work):
         "split": {"method": "given"},
         "model": {"type": "ials", "factors": factors, "iterations": args.iterations,
                   "regularization": args.reg, "reg_exp": 0.0, "unobserved_weight": args.a0,
-                  "solver": "cg", "cg_steps": 3},
+                  "solver": "cg", "cg_steps": 3, "seed": args.recforge_seed},
         "eval": {"test": False},
     }
     return train_config(args.recforge, cfg, os.path.join(work, f"bench-{factors}.yaml"))
@@ -165,6 +165,9 @@ def common_parser(description):
 def main():
     p = common_parser(__doc__)
     p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--recforge-seed", type=int, default=42,
+                   help="seed of recforge's initial factors (default 42, recforge's own default; "
+                        "--seed seeds implicit and the synthetic split)")
     p.add_argument("--reg", type=float, default=0.02)
     p.add_argument("--a0", type=float, default=0.02)
     args = p.parse_args()
