@@ -103,9 +103,8 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
 
   std::string out = fmt::format("# Sweep {}\n\n", spec.file);
   out += fmt::format("- search: {}, {} trials: {} finished, {} stopped early, {} failed{}\n",
-                     spec.search == Search::kGrid     ? "grid"
-                     : spec.search == Search::kRandom ? fmt::format("random (seed {})", spec.seed)
-                                                      : "list",
+                     spec.search == Search::kRandom ? fmt::format("random (seed {})", spec.seed)
+                                                    : std::string(search_name(spec.search)),
                      trials.size(), finished, stopped, failed,
                      waiting ? fmt::format(", {} not run yet", waiting) : "");
   out += fmt::format(

@@ -244,8 +244,7 @@ const config::Param& searchable(const config::Config& base, const YAML::Node& ke
 /// One `space:` entry.
 Dimension parse_dimension(const config::Config& base, const YAML::Node& key,
                           const YAML::Node& value, const std::string& name, Search search) {
-  const config::Param& param = searchable(base, key, name, "space");
-  const config::Param* p = &param;
+  const config::Param* p = &searchable(base, key, name, "space");
   Dimension d;
   d.where = location(name, key.Mark());
   d.path = p->path;
@@ -448,6 +447,10 @@ nlohmann::json Dimension::to_json() const {
   return {{"path", path}, {"kind", k}, {"low", low}, {"high", high}};
 }
 
+const char* search_name(Search s) {
+  return s == Search::kGrid ? "grid" : s == Search::kRandom ? "random" : "list";
+}
+
 std::string EarlyStop::name() const {
   return rule == Rule::kMedian ? "median" : rule == Rule::kHalving ? "halving" : "none";
 }
@@ -467,9 +470,7 @@ nlohmann::json SweepSpec::definition() const {
   base_json["run"].erase("progress");
   nlohmann::json def = {{"base", base_json},
                         {"space", dims},
-                        {"search", search == Search::kGrid     ? "grid"
-                                   : search == Search::kRandom ? "random"
-                                                               : "list"},
+                        {"search", search_name(search)},
                         {"trials", trials},
                         {"seed", seed},
                         {"metric", metric},

@@ -61,6 +61,9 @@ enum class Search {
   kList,    ///< the trials listed under `points:`, in order
 };
 
+/// "grid", "random" or "list".
+const char* search_name(Search s);
+
 /// What a trial's score is, and so what iteration count best.yaml trains.
 enum class Score {
   kFinal,          ///< the validation metric of the trial's final model

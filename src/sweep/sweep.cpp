@@ -457,12 +457,8 @@ SweepResult Runner::run() {
   slog().info(
       "sweep {}: {} trials ({} search), {} already done; metric {} ({}) on validation, "
       "early stop {}, {} at a time; directory {}",
-      spec_.file, trials_.size(),
-      spec_.search == Search::kGrid     ? "grid"
-      : spec_.search == Search::kRandom ? "random"
-                                        : "list",
-      done, spec_.metric, spec_.maximize ? "max" : "min", spec_.early_stop.name(),
-      options_.parallel, spec_.out);
+      spec_.file, trials_.size(), search_name(spec_.search), done, spec_.metric,
+      spec_.maximize ? "max" : "min", spec_.early_stop.name(), options_.parallel, spec_.out);
   {
     std::lock_guard<std::mutex> guard(mu_);
     save_locked();
