@@ -234,11 +234,15 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
 // by G once for the initial residual and once per step; the eigenbasis rotates each row in and
 // out, rotates the other side's rows once, and pays the decomposition (about 30 k³, counted
 // generously, as k rows' worth). The 0.8 margin leaves the near-ties dense.
-bool use_eigenbasis(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
+// `rotated_rows`: the rows the eigenbasis rotates (in k² products each).
+bool eigen_pays(const IalsSolveParams& p, int k, int64_t rows, int64_t rotated_rows) {
   if (p.cg_basis != CgBasis::kAuto) return p.cg_basis == CgBasis::kEigen;
   const double dense = (1.0 + p.cg_steps) * static_cast<double>(rows);
-  const double eigen = 2.0 * static_cast<double>(rows) + static_cast<double>(other_rows) + 30.0 * k;
-  return eigen < 0.8 * dense;
+  return static_cast<double>(rotated_rows) + 30.0 * k < 0.8 * dense;
+}
+
+bool use_eigenbasis(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
+  return eigen_pays(p, k, rows, 2 * rows + other_rows);
 }
 
 // Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows), b = Σ w y.
@@ -417,11 +421,7 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
 }
 
 bool use_eigenframe(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
-  if (p.cholesky) return false;
-  if (p.cg_basis != CgBasis::kAuto) return p.cg_basis == CgBasis::kEigen;
-  const double dense = (1.0 + p.cg_steps) * static_cast<double>(rows);
-  const double frame = static_cast<double>(rows + other_rows) + 30.0 * k;
-  return frame < 0.8 * dense;
+  return !p.cholesky && eigen_pays(p, k, rows, rows + other_rows);
 }
 
 void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams& p, int threads,
@@ -430,7 +430,7 @@ void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams&
   const int k = static_cast<int>(y.cols);
   if (!use_eigenframe(p, k, r.rows, y.rows)) {
     IalsSolveParams dense = p;
-    if (dense.cg_basis == CgBasis::kAuto) dense.cg_basis = CgBasis::kDense;
+    dense.cg_basis = CgBasis::kDense;
     solve_side(r, y, x, dense, threads, col_weights, row_weights);
     return;
   }
