@@ -16,7 +16,7 @@ using data::offset_t;
 
 // Four independent vector accumulators (32 lanes): one accumulator would chain every FMA on
 // the previous one's latency, which made this loop the hottest of the solve.
-inline float dot(const float* a, const float* b, int k) {
+[[gnu::always_inline]] inline float dot(const float* a, const float* b, int k) {
   constexpr int kLanes = 32;
   float acc[kLanes] = {};
   int j = 0;
@@ -32,7 +32,8 @@ inline float dot(const float* a, const float* b, int k) {
 }
 
 // Starts loading the factor row of the interaction `ahead` positions later: rows are gathered
-// at random, which the hardware prefetcher cannot predict.
+// at random, which the hardware prefetcher cannot predict. `end` is the end of the block's
+// interactions, not of the row's: the next row's first factors load while this one finishes.
 inline void prefetch_row(const data::Csr& r, const Matrix& y, offset_t e, offset_t end, int k) {
   constexpr offset_t kAhead = 4;
   if (e + kAhead >= end) return;
@@ -43,6 +44,36 @@ inline void prefetch_row(const data::Csr& r, const Matrix& y, offset_t e, offset
 inline void axpy(float a, const float* x, float* y, int k) {
 #pragma omp simd
   for (int j = 0; j < k; ++j) y[j] += a * x[j];
+}
+
+// out += Σ_e c_e y_e over the interactions [begin, end) of one row, with
+// c_e = α·data_e·(target − sign·(y_e·v)) and y_e = row_of(e). A chunk's dot products come first,
+// independent of each other, then its updates, four rows per pass over `out`: one row's update
+// no longer waits for the reduction of its own dot product (with the prefetch across rows, about
+// 10% less time per iteration at 64 and 256 factors on the benchmark's synthetic set).
+template <typename RowOf>
+inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, float alpha,
+                              float target, float sign, const float* v, float* out, int k,
+                              RowOf row_of) {
+  constexpr int kChunk = 16;
+  const float* rows[kChunk];
+  float coef[kChunk];
+  for (offset_t e0 = begin; e0 < end; e0 += kChunk) {
+    const int m = static_cast<int>(std::min<offset_t>(kChunk, end - e0));
+    for (int i = 0; i < m; ++i) {
+      rows[i] = row_of(e0 + i);
+      coef[i] = alpha * r.data[e0 + i] * (target - sign * dot(rows[i], v, k));
+    }
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {  // added in the order of the rows, as one axpy after another
+      const float c0 = coef[i], c1 = coef[i + 1], c2 = coef[i + 2], c3 = coef[i + 3];
+      const float *y0 = rows[i], *y1 = rows[i + 1], *y2 = rows[i + 2], *y3 = rows[i + 3];
+#pragma omp simd
+      for (int j = 0; j < k; ++j)
+        out[j] = out[j] + c0 * y0[j] + c1 * y1[j] + c2 * y2[j] + c3 * y3[j];
+    }
+    for (; i < m; ++i) axpy(coef[i], rows[i], out, k);
+  }
 }
 
 // Rows solved together (at most): their Gram products become one GEMM (BLAS-3) instead of one
@@ -143,6 +174,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
     xb = s.xt.data();
   }
   int64_t used = 0;  // floats of s.gathered in use
+  const offset_t block_end = r.indptr[r1];
   // A·x for the Gram part: AX = X_b · G.
   gram_times(gram, xb, s.ap.data(), nb, k);
   for (int j = 0; j < nb; ++j) {
@@ -171,16 +203,14 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
     } else {
       s.start[j] = -1;
     }
-    for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e) {
-      prefetch_row(r, y, e, end, k);
+    add_weighted_rows(r, r.indptr[u], r.indptr[u + 1], alpha, 1.f, 1.f, xu, ru, k, [&](offset_t e) {
+      prefetch_row(r, y, e, block_end, k);
       const float* yi = y.row(r.indices[e]);
-      const float w = alpha * r.data[e];
-      axpy(w * (1.f - dot(yi, xu, k)), yi, ru, k);
-      if (dst) {
-        std::copy(yi, yi + k, dst);
-        dst += k;
-      }
-    }
+      if (!dst) return yi;
+      const float* copy = dst;
+      dst = std::copy(yi, yi + k, dst);
+      return copy;
+    });
     std::copy(ru, ru + k, pu);
     s.rs[j] = dot(ru, ru, k);
   }
@@ -199,16 +229,16 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
         for (int c = 0; c < k; ++c) apu[c] *= gs;
       }
       axpy(static_cast<float>(s.lam[j]), pu, apu, k);
+      const offset_t first = r.indptr[u];
       if (s.start[j] >= 0) {
-        const float* yi = s.gathered.data() + s.start[j];
-        for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e, yi += k)
-          axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
+        const float* g = s.gathered.data() + s.start[j];
+        add_weighted_rows(r, first, r.indptr[u + 1], alpha, 0.f, -1.f, pu, apu, k,
+                          [&](offset_t e) { return g + (e - first) * k; });
       } else {
-        for (offset_t e = r.indptr[u], end = r.indptr[u + 1]; e < end; ++e) {
-          prefetch_row(r, y, e, end, k);
-          const float* yi = y.row(r.indices[e]);
-          axpy(alpha * r.data[e] * dot(yi, pu, k), yi, apu, k);
-        }
+        add_weighted_rows(r, first, r.indptr[u + 1], alpha, 0.f, -1.f, pu, apu, k, [&](offset_t e) {
+          prefetch_row(r, y, e, block_end, k);
+          return y.row(r.indices[e]);
+        });
       }
       const double pap = dot(pu, apu, k);
       if (!(pap > 0)) {
