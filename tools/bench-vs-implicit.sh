@@ -6,7 +6,7 @@
 set -euo pipefail
 model=${1:?usage: tools/bench-vs-implicit.sh ials|bpr [BUILD_DIR]}
 case "$model" in
-  ials) synthetic_length=(--iterations 3) ;;
+  ials) synthetic_length=(--iterations 10) ;;
   bpr) synthetic_length=(--epochs 5) ;;
   *) echo "tools/bench-vs-implicit.sh: unknown model '$model' (expected ials or bpr)" >&2; exit 2 ;;
 esac
