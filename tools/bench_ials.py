@@ -71,6 +71,8 @@ def run_recforge(args, train_path, test_path, fmt, factors, work):
                   "solver": "cg", "cg_steps": 3, "seed": args.recforge_seed},
         "eval": {"test": False},
     }
+    if args.recforge_init_std is not None:
+        cfg["model"]["init_std"] = args.recforge_init_std
     return train_config(args.recforge, cfg, os.path.join(work, f"bench-{factors}.yaml"))
 
 
@@ -104,6 +106,11 @@ def run_implicit(args, train, factors):
                                     alpha=1.0 / args.a0, iterations=args.iterations, use_cg=True,
                                     calculate_training_loss=False, num_threads=args.threads,
                                     random_state=args.seed)
+    if args.implicit_init == "normal":  # recforge's initial distribution, N(0, (0.1/sqrt(k))^2)
+        rng = np.random.default_rng(args.seed)
+        model.user_factors, model.item_factors = (
+            (rng.standard_normal((n, factors)) * 0.1 / np.sqrt(factors)).astype(np.float32)
+            for n in train.shape)
     with threadpool_limits(1, "blas"):
         last[0] = time.perf_counter()
         model.fit(train, show_progress=False, callback=cb)
@@ -168,6 +175,11 @@ def main():
     p.add_argument("--recforge-seed", type=int, default=42,
                    help="seed of recforge's initial factors (default 42, recforge's own default; "
                         "--seed seeds implicit and the synthetic split)")
+    p.add_argument("--recforge-init-std", type=float,
+                   help="recforge's model.init_std (default: recforge's own, 0.1)")
+    p.add_argument("--implicit-init", choices=["own", "normal"], default="own",
+                   help="implicit's initial factors: its own (uniform on [0, 0.01)) or recforge's "
+                        "distribution N(0, (0.1/sqrt(factors))^2), drawn with --seed")
     p.add_argument("--reg", type=float, default=0.02)
     p.add_argument("--a0", type=float, default=0.02)
     args = p.parse_args()
