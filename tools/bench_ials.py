@@ -106,10 +106,11 @@ def run_implicit(args, train, factors):
                                     alpha=1.0 / args.a0, iterations=args.iterations, use_cg=True,
                                     calculate_training_loss=False, num_threads=args.threads,
                                     random_state=args.seed)
-    if args.implicit_init == "normal":  # recforge's initial distribution, N(0, (0.1/sqrt(k))^2)
+    if args.implicit_init == "normal":  # recforge's initial distribution, N(0, (std/sqrt(k))^2)
+        std = 0.1 if args.recforge_init_std is None else args.recforge_init_std
         rng = np.random.default_rng(args.seed)
         model.user_factors, model.item_factors = (
-            (rng.standard_normal((n, factors)) * 0.1 / np.sqrt(factors)).astype(np.float32)
+            (rng.standard_normal((n, factors)) * std / np.sqrt(factors)).astype(np.float32)
             for n in train.shape)
     with threadpool_limits(1, "blas"):
         last[0] = time.perf_counter()
@@ -179,7 +180,8 @@ def main():
                    help="recforge's model.init_std (default: recforge's own, 0.1)")
     p.add_argument("--implicit-init", choices=["own", "normal"], default="own",
                    help="implicit's initial factors: its own (uniform on [0, 0.01)) or recforge's "
-                        "distribution N(0, (0.1/sqrt(factors))^2), drawn with --seed")
+                        "distribution N(0, (init_std/sqrt(factors))^2) with recforge's init_std "
+                        "(--recforge-init-std, else 0.1), drawn with --seed")
     p.add_argument("--reg", type=float, default=0.02)
     p.add_argument("--a0", type=float, default=0.02)
     args = p.parse_args()
