@@ -236,38 +236,94 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
 #pragma omp parallel num_threads(threads_) reduction(+ : loss, triples)
   {
     const bool reporter = omp_get_thread_num() == 0;  // Progress is not thread-safe
-    std::vector<float> none;
+    // Each sample touches rows at random (its interaction, the user's row and CSR row, the
+    // positive's and negative's rows, the alias table): one dependent cache miss after another
+    // when taken one sample at a time. So samples go in chunks, in passes that each prefetch what
+    // the next pass reads: draws → user and positive → their rows and the first negative's → the
+    // user's items (for rejecting seen negatives) → the triples.
+    constexpr int kChunk = 32;
+    int64_t es[kChunk];
+    ItemSampler::Column cols[kChunk];
+    data::index_t us[kChunk], ps[kChunk], ns[kChunk];
+    const bool one_negative = p_.negatives == 1 && p_.hard_negatives <= 1;
+    const int row_bytes = d * static_cast<int>(sizeof(float));
+    const auto prefetch_rows = [&](const float* a, const float* b, const float* c) {
+      for (int o = 0; o < row_bytes; o += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(a) + o, 1);
+        __builtin_prefetch(reinterpret_cast<const char*>(b) + o, 1);
+        if (c) __builtin_prefetch(reinterpret_cast<const char*>(c) + o, 1);
+      }
+    };
+    const auto apply = [&](data::index_t u, data::index_t pos, data::index_t neg,
+                           const OptimizerStep& s) {
+      return triple(users.row(u), items.row(pos), items.row(neg), d, ku, reg,
+                    state_row(um_, u, d), state_row(uv_, u, d), state_row(im_, pos, d),
+                    state_row(iv_, pos, d), state_row(im_, neg, d), state_row(iv_, neg, d), s);
+    };
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < batches; ++b) {
       Rng rng(derive_seed(seed, static_cast<uint64_t>(b)));
       const OptimizerStep s = optimizer_step(p_, lr, step0 + b + 1);
       const int64_t count = std::min(batch, n - b * batch);
-      for (int64_t i = 0; i < count; ++i) {
-        const int64_t e = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)));
-        const data::index_t u = row_of_[e], pos = x_.indices[e];
-        const data::index_t* rb = x_.indices.data() + x_.indptr[u];
-        const data::index_t* re = x_.indices.data() + x_.indptr[u + 1];
-        const float* ur = users.row(u);
-        for (int t = 0; t < p_.negatives; ++t) {
-          data::index_t neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
-          if (neg < 0) continue;
-          if (p_.hard_negatives > 1) {
-            // Dynamic negative sampling: of hard_negatives draws, the one the user scores highest.
-            float best = dot(ur, items.row(neg), d);
-            for (int h = 1; h < p_.hard_negatives; ++h) {
-              const data::index_t other = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
-              if (other < 0) continue;
-              const float score = dot(ur, items.row(other), d);
-              if (score > best) {
-                best = score;
-                neg = other;
+      for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
+        const int m = static_cast<int>(std::min<int64_t>(kChunk, count - i0));
+        for (int k = 0; k < m; ++k) {
+          es[k] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)));
+          __builtin_prefetch(row_of_.data() + es[k]);
+          __builtin_prefetch(x_.indices.data() + es[k]);
+          if (one_negative) {
+            cols[k] = sampler_.column(rng);
+            sampler_.prefetch(cols[k]);
+          }
+        }
+        for (int k = 0; k < m; ++k) {
+          us[k] = row_of_[es[k]];
+          ps[k] = x_.indices[es[k]];
+          __builtin_prefetch(x_.indptr.data() + us[k]);
+          ns[k] = one_negative ? sampler_.resolve(cols[k]) : -1;
+          prefetch_rows(users.row(us[k]), items.row(ps[k]),
+                        ns[k] >= 0 ? items.row(ns[k]) : nullptr);
+        }
+        if (p_.reject_seen)
+          for (int k = 0; k < m; ++k) {
+            const data::offset_t mid = (x_.indptr[us[k]] + x_.indptr[us[k] + 1]) / 2;
+            __builtin_prefetch(x_.indices.data() + mid);
+          }
+        for (int k = 0; k < m; ++k) {
+          const data::index_t u = us[k], pos = ps[k];
+          const data::index_t* rb = x_.indices.data() + x_.indptr[u];
+          const data::index_t* re = x_.indices.data() + x_.indptr[u + 1];
+          if (one_negative) {
+            data::index_t neg = ns[k];
+            if (neg == pos || (p_.reject_seen && row_has(rb, re, neg)))
+              neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+            if (neg < 0) continue;
+            loss += apply(u, pos, neg, s);
+            ++triples;
+            continue;
+          }
+          const float* ur = users.row(u);
+          for (int t = 0; t < p_.negatives; ++t) {
+            data::index_t neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+            if (neg < 0) continue;
+            if (p_.hard_negatives > 1) {
+              // Dynamic negative sampling: of hard_negatives draws, the one the user scores
+              // highest.
+              float best = dot(ur, items.row(neg), d);
+              for (int h = 1; h < p_.hard_negatives; ++h) {
+                const data::index_t other =
+                    draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+                if (other < 0) continue;
+                const float score = dot(ur, items.row(other), d);
+                if (score > best) {
+                  best = score;
+                  neg = other;
+                }
               }
             }
+            loss += apply(u, pos, neg, s);
+            ++triples;
           }
-          loss += triple(users.row(u), items.row(pos), items.row(neg), d, ku, reg,
-                         state_row(um_, u, d), state_row(uv_, u, d), state_row(im_, pos, d),
-                         state_row(iv_, pos, d), state_row(im_, neg, d), state_row(iv_, neg, d), s);
-          ++triples;
         }
       }
       const int64_t done = batches_done.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -50,6 +50,25 @@ class ItemSampler {
     if (uniform_) return static_cast<data::index_t>(j);
     return rng.uniform() < accept_[j] ? static_cast<data::index_t>(j) : alias_[j];
   }
+  /// The same draw in two halves, so that a caller can prefetch the table entry in between:
+  /// `column` takes the random numbers, `resolve` reads the table (draw() == resolve(column())).
+  struct Column {
+    uint64_t j;
+    double coin;
+  };
+  Column column(Rng& rng) const {
+    const uint64_t j = rng.below(n_);
+    return {j, uniform_ ? 0.0 : rng.uniform()};
+  }
+  void prefetch(const Column& c) const {
+    if (uniform_) return;
+    __builtin_prefetch(accept_.data() + c.j);
+    __builtin_prefetch(alias_.data() + c.j);
+  }
+  data::index_t resolve(const Column& c) const {
+    if (uniform_) return static_cast<data::index_t>(c.j);
+    return c.coin < accept_[c.j] ? static_cast<data::index_t>(c.j) : alias_[c.j];
+  }
   /// Probability of drawing item j.
   double probability(data::index_t j) const { return uniform_ ? 1.0 / n_ : prob_[j]; }
   /// Number of items.
