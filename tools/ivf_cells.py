@@ -53,8 +53,10 @@ def main():
         dtype=np.float32)
 
     norms = np.linalg.norm(items, axis=1)
-    scores = queries @ items.T
-    top = np.argpartition(-scores, args.k, axis=1)[:, :args.k]
+    # Exact top-k, 64 users at a time (a whole score matrix of 500 users × 1.3M items is 2.6 GB).
+    top = np.concatenate([
+        np.argpartition(-(queries[i:i + 64] @ items.T), args.k, axis=1)[:, :args.k]
+        for i in range(0, queries.shape[0], 64)])
     top_norms = norms[top]
     share_below = float(np.mean(norms < np.median(top_norms)) * 100)
     pct = [50, 90, 99, 99.9]
