@@ -47,7 +47,8 @@ TEST(ItemSampler, DrawsInProportionToPopularityToTheExponent) {
 
 TEST(ItemSampler, TwoHalfDrawIsTheSameDraw) {
   // The BPR epoch draws a column, prefetches its table entry, and resolves it later: the same
-  // random numbers must give the same item as one draw().
+  // random numbers must give the same item as one draw() (whose distribution the test above
+  // checks), whatever the two become.
   const std::vector<int64_t> counts = {0, 1, 3, 7, 15, 0, 63, 2};
   for (double beta : {0.0, 0.75}) {
     const ItemSampler s(counts, beta);

@@ -150,8 +150,8 @@ TripleFn triple_fn(Optimizer o) {
 
 data::index_t draw_negative(const ItemSampler& sampler, Rng& rng, data::index_t positive,
                             bool reject_seen, const data::index_t* row_begin,
-                            const data::index_t* row_end) {
-  for (int attempt = 0; attempt < 16; ++attempt) {
+                            const data::index_t* row_end, int attempts) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     const data::index_t j = sampler.draw(rng);
     if (j == positive) continue;
     if (reject_seen && row_has(row_begin, row_end, j)) continue;
@@ -296,7 +296,8 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
           if (one_negative) {
             data::index_t neg = ns[k];
             if (neg == pos || (p_.reject_seen && row_has(rb, re, neg)))
-              neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+              neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re,
+                                  kNegativeAttempts - 1);
             if (neg < 0) continue;
             loss += apply(u, pos, neg, s);
             ++triples;

@@ -45,13 +45,9 @@ class ItemSampler {
   /// A sampler over counts.size() items.
   ItemSampler(const std::vector<int64_t>& counts, double exponent);
   /// One draw.
-  data::index_t draw(Rng& rng) const {
-    const uint64_t j = rng.below(n_);
-    if (uniform_) return static_cast<data::index_t>(j);
-    return rng.uniform() < accept_[j] ? static_cast<data::index_t>(j) : alias_[j];
-  }
+  data::index_t draw(Rng& rng) const { return resolve(column(rng)); }
   /// The same draw in two halves, so that a caller can prefetch the table entry in between:
-  /// `column` takes the random numbers, `resolve` reads the table (draw() == resolve(column())).
+  /// `column` takes the random numbers, `resolve` reads the table.
   struct Column {
     uint64_t j;
     double coin;
@@ -100,11 +96,13 @@ inline void normalize_row(float* row, int d) {
 std::vector<int64_t> item_counts(const data::Csr& user_items);
 
 /// A draw from `sampler` that is not `positive` and, with reject_seen, not in the sorted row
-/// [row_begin, row_end) (the user's training items); -1 when 16 draws all failed (a user who
-/// has seen nearly every item), and the sample is then skipped.
+/// [row_begin, row_end) (the user's training items); -1 when `attempts` draws all failed (a
+/// user who has seen nearly every item), and the sample is then skipped. A caller that already
+/// made one draw of its own passes kNegativeAttempts − 1, so that every negative gets 16 draws.
+constexpr int kNegativeAttempts = 16;
 data::index_t draw_negative(const ItemSampler& sampler, Rng& rng, data::index_t positive,
                             bool reject_seen, const data::index_t* row_begin,
-                            const data::index_t* row_end);
+                            const data::index_t* row_end, int attempts = kNegativeAttempts);
 
 /// What one epoch did.
 struct EpochStats {
