@@ -49,6 +49,11 @@ struct ExportInput {
   nlohmann::json source = nlohmann::json::object();   ///< run directory, data fingerprint
 };
 
+/// Checks, without writing anything, that `out` may receive an export: a new path, an empty
+/// directory or an earlier recforge export, below a writable directory. Returns `out`
+/// normalized; throws recforge::Error naming it otherwise. `write` checks the same first.
+std::string check_target(const std::string& out);
+
 /// Writes an artifact to `out` and returns `out`. Files go to the sibling `out.tmp-<pid>`
 /// first (manifest.json last); then an existing export at `out` is swapped with it in one
 /// atomic rename (renameat2 RENAME_EXCHANGE; where the file system lacks it, `out` is renamed

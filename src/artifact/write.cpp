@@ -46,16 +46,6 @@ void maybe_pause(const std::string& step) {
   for (;;) pause();
 }
 
-/// Flushes a file or directory to disk (a crash of the machine, not only of the process, must
-/// not leave a renamed directory with empty files).
-void sync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail("{}: cannot open to flush it to disk: {}", path, std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) fail("{}: cannot flush to disk: {}", path, std::strerror(errno));
-}
-
 /// Whether process `pid` is gone (its staging directories are stale).
 bool process_gone(long pid) { return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH; }
 
@@ -108,15 +98,7 @@ nlohmann::json shape_of(const Matrix& m) { return {m.rows, m.cols}; }
 
 }  // namespace
 
-std::string write(const ExportInput& in, const std::string& out_arg, const std::string& shown_as) {
-  RF_ASSERT(in.users && in.items && in.user_ids && in.item_ids && in.seen,
-            "artifact::write: missing input");
-  const Matrix& users = *in.users;
-  const Matrix& items = *in.items;
-  const data::Csr& seen = *in.seen;
-  if (users.cols != items.cols || users.rows != in.user_ids->size() ||
-      items.rows != in.item_ids->size() || seen.rows != users.rows || seen.cols != items.rows)
-    throw InternalError("artifact::write: inconsistent shapes", __FILE__, __LINE__);
+std::string check_target(const std::string& out_arg) {
   if (out_arg.empty()) fail("export: the output directory is empty; expected a path");
   fs::path out = fs::path(out_arg).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "dir/" → "dir"
@@ -143,6 +125,29 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
           "--out or remove it",
           out_s);
   }
+  // The nearest existing folder above it must take new entries.
+  fs::path above = out.parent_path();
+  std::error_code ec;
+  while (!above.empty() && !fs::exists(above, ec)) above = above.parent_path();
+  if (above.empty()) above = ".";
+  if (!fs::is_directory(above, ec) || ::access(above.c_str(), W_OK | X_OK) != 0)
+    fail("{}: cannot write the export there: {} is not a writable directory", out_s,
+         above.string());
+  return out_s;
+}
+
+std::string write(const ExportInput& in, const std::string& out_arg, const std::string& shown_as) {
+  RF_ASSERT(in.users && in.items && in.user_ids && in.item_ids && in.seen,
+            "artifact::write: missing input");
+  const Matrix& users = *in.users;
+  const Matrix& items = *in.items;
+  const data::Csr& seen = *in.seen;
+  if (users.cols != items.cols || users.rows != in.user_ids->size() ||
+      items.rows != in.item_ids->size() || seen.rows != users.rows || seen.cols != items.rows)
+    throw InternalError("artifact::write: inconsistent shapes", __FILE__, __LINE__);
+  const std::string out_s = check_target(out_arg);
+  fs::path out = fs::path(out_s);
+  if (out.parent_path().empty()) out = fs::path(".") / out;
   std::error_code ec;
   fs::create_directories(out.parent_path(), ec);
   if (ec)

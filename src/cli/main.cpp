@@ -6,9 +6,13 @@
 #include "cli/commands.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/fs.h"
 
 int main(int argc, char** argv) {
   recforge::ensure_blas_kernels(argv);
+  // INT and TERM remove unfinished run directories (and other registered paths), then exit
+  // with 128 + the signal number.
+  recforge::install_interrupt_cleanup();
   CLI::App app{"recforge: train recommendation embedding models and serve candidates from them"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("recforge ") + RECFORGE_VERSION);

@@ -123,8 +123,9 @@ const std::vector<Param>& params() {
              "file's name without extension."),
       String("run.dir", "runs", "Directory in which run directories are created."),
       Enum("run.exists", {"suffix", "overwrite", "error"}, "suffix",
-           "What to do when `<run.dir>/<run.name>` already exists: `suffix` appends `.1`, `.2`, "
-           "... to the name, `overwrite` replaces it, `error` stops."),
+           "What to do when `<run.dir>/<run.name>` already exists (or another run is writing "
+           "it): `suffix` appends `.1`, `.2`, ... to the name, `overwrite` replaces it if it is "
+           "an earlier recforge run (anything else is refused before training), `error` stops."),
       Int("run.seed", "42", "Master seed of the run's random number generators.").ge(0),
       Enum("run.log_level", {"trace", "debug", "info", "warn", "error"}, "info",
            "Least severe level of log messages that are shown and written to the run's log."),

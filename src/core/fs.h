@@ -1,22 +1,46 @@
 #pragma once
 /// @file fs.h
-/// File-system helpers: atomic file writes and run directories that appear whole or not at all.
+/// File-system helpers: durable atomic file writes, run directories that appear whole or not at
+/// all, and the process-wide list of temporary paths removed when SIGINT or SIGTERM stops it.
 
+#include <functional>
 #include <string>
 
 namespace recforge {
 
-/// Writes `text` to `path` atomically (temporary file in the same directory, then rename).
+/// Flushes a file, or a directory's entries when `directory` is true, to disk (fsync), so that a
+/// crash of the machine cannot leave a renamed file or directory with missing contents.
 /// Throws recforge::Error naming the path on failure.
+void sync_path(const std::string& path, bool directory);
+
+/// Writes `text` to `path` atomically and durably (temporary file in the same directory,
+/// flushed to disk, then renamed). Throws recforge::Error naming the path on failure.
 void write_file_atomic(const std::string& path, const std::string& text);
 
-/// A run directory under construction. Files are written into a hidden staging directory beside
-/// the final one; `commit()` renames it into place. If the object is destroyed uncommitted
-/// (an error), the staging directory is removed, so no partial run is left behind as complete.
+/// Whether `dir` is a recforge run directory: a directory holding a run.json object with the
+/// "recforge_version" and "status" fields that `recforge train` writes.
+bool is_run_directory(const std::string& dir);
+
+/// Removes what interrupted runs of processes that no longer exist left under `root`:
+/// staging directories `.<name>.partial-<pid>` holding only files a run writes, and earlier
+/// runs moved aside as `.<name>.old-<pid>` (moved back to `<name>` when that is absent, removed
+/// otherwise). Anything else (other folders, `.<name>.checkpoint/`, what live processes are
+/// writing) is kept. Returns how many entries were tidied.
+int remove_stale_run_debris(const std::string& root);
+
+/// A run directory under construction. Files are written into the hidden staging directory
+/// `root/.<final name>.partial-<pid>`, created when the object is: it claims the final name
+/// (`name`, or `name.1`, ... in suffix mode) at once, so a concurrent run sees it taken and the
+/// name recorded in the run is the name it lands in. `commit()` moves it into place. If the
+/// object is destroyed uncommitted (an error), the staging directory is removed, so no partial
+/// run is left behind; it is also removed when SIGINT or SIGTERM stops the process (see
+/// install_interrupt_cleanup).
 class StagedDir {
  public:
-  /// Reserves `root/name`. `exists` decides what happens when it already exists: "suffix"
-  /// (use name.1, name.2, ...), "overwrite" (replace it at commit) or "error".
+  /// Claims `root/name`. `exists` decides what happens when it already exists or another live
+  /// run claims it: "suffix" (use name.1, name.2, ...), "overwrite" (replace it at commit;
+  /// refused unless it is a recforge run directory and no other run claims it) or "error".
+  /// Stale debris of dead processes under `root` is removed first (remove_stale_run_debris).
   StagedDir(const std::string& root, const std::string& name, const std::string& exists);
   ~StagedDir();
   StagedDir(const StagedDir&) = delete;
@@ -25,14 +49,36 @@ class StagedDir {
   std::string file(const std::string& name) const;
   /// The staging directory.
   const std::string& staging() const { return staging_; }
-  /// Where the directory will be after commit.
+  /// Where the directory will be after commit; fixed when the object is created.
   const std::string& final_path() const { return final_; }
-  /// Moves the staging directory into place; returns the final path.
+  /// Flushes the staging directory to disk and moves it into place (swapped atomically with
+  /// the earlier run it replaces); returns the final path.
   const std::string& commit();
 
  private:
-  std::string root_, name_, exists_, staging_, final_;
+  void abandon();  // removes the staging directory
+  std::string root_, exists_, staging_, final_;
+  bool replace_ = false;  // final_ held an earlier run when the object was created
   bool committed_ = false;
 };
+
+// ---- Cleanup on SIGINT / SIGTERM ---------------------------------------------------------------
+
+/// Registers `path` to be removed if SIGINT or SIGTERM stops the process: recursively when
+/// `recursive`, else only if it is a file or an empty directory. Paths are removed last
+/// registered first.
+void add_interrupt_cleanup(const std::string& path, bool recursive = true);
+/// Forgets `path` (it was moved into place or removed normally); false when it was not
+/// registered.
+bool remove_interrupt_cleanup(const std::string& path);
+/// Runs `f` (e.g. a rename that moves a registered path into place) while no interrupt cleanup
+/// can run, so that the cleanup never removes half of something that is being moved.
+void without_interrupt_cleanup(const std::function<void()>& f);
+/// Removes every registered path now and forgets them (what the signal thread does).
+void run_interrupt_cleanup();
+/// Makes SIGINT and SIGTERM (unless ignored on entry) remove the registered paths and exit with
+/// status 128 + the signal number. The handler only writes the signal number to a pipe
+/// (async-signal-safe); a dedicated thread reads it and does the removal. Call once, early.
+void install_interrupt_cleanup();
 
 }  // namespace recforge

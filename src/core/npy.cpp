@@ -41,6 +41,8 @@ void write_raw(const std::string& path, const char* descr, const std::string& sh
   bool ok = std::fwrite(pre, 1, 10, f) == 10 &&
             std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
             (bytes == 0 || std::fwrite(data, 1, bytes, f) == bytes);
+  // On disk before the name: a crash must not leave a renamed file without its contents.
+  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
   ok = (std::fclose(f) == 0) && ok;
   std::error_code ec;
   if (ok) std::filesystem::rename(tmp, path, ec);

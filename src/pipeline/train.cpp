@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "artifact/artifact.h"
 #include "core/clock.h"
 #include "core/context.h"
 #include "core/error.h"
@@ -28,6 +29,16 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// `s` as one word for a POSIX shell (quoted when it holds anything but safe characters).
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_./:@%+=,-") == std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 // Closes the run's log file when the run ends, whichever way.
@@ -121,8 +132,13 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   const std::vector<int> ks = eval_ks(cfg);
   check_metric(cfg, ks);
   auto model = models::make_model(cfg, ctx);
-  if (model && cfg.get_bool("export.enabled"))  // refuse index settings before training, not after
+  const bool exporting = model && cfg.get_bool("export.enabled");
+  const std::string& export_out = cfg.get_string("export.out");
+  if (exporting) {  // refuse what would fail the export before training, not after
     index::check_dimension(index::options_from_config(cfg), models::embedding_dimension(cfg));
+    if (!export_out.empty()) artifact::check_target(export_out);
+  }
+  // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(cfg.get_string("run.dir"), run_name(cfg), cfg.get_string("run.exists"));
   LogFileGuard guard;
   log_to_file(dir.file("log.txt"));
@@ -145,6 +161,8 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
                         {"threads", ctx.threads()},
                         {"data_fingerprint", data.fingerprint()},
                         {"model", nullptr}};
+  std::string export_to, export_error;  // where the export goes; why it failed
+  bool export_error_is_users = false;
   if (model) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
@@ -167,20 +185,41 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       log().info("{} ({} users, {:.2f} s):{}", part_name(part), m.users, seconds_since(te), shown);
     }
     write_file_atomic(dir.file("metrics.json"), metrics.dump(2) + "\n");
-    if (cfg.get_bool("export.enabled")) {
+    if (exporting) {
       // Inside the run directory (staged with it) unless export.out names another place.
-      const std::string& out = cfg.get_string("export.out");
-      run["export"] = out.empty() ? dir.final_path() + "/export" : out;
-      artifact::write(export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint()),
-                      out.empty() ? dir.file("export") : out, run["export"].get<std::string>());
+      export_to = export_out.empty() ? dir.final_path() + "/export" : export_out;
+      try {
+        artifact::write(
+            export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint()),
+            export_out.empty() ? dir.file("export") : export_out, export_to);
+        run["export"] = export_to;
+      } catch (const std::exception& e) {
+        // The trained run is kept: it can be exported again without training again.
+        export_error = e.what();
+        export_error_is_users = dynamic_cast<const Error*>(&e) != nullptr;
+        run["export_error"] = export_error;
+        log().error("export to {} failed: {}", export_to, export_error);
+      }
     }
   }
   run["seconds"] = seconds_since(t0);
-  run["status"] = "complete";
+  run["status"] = export_error.empty() ? "complete" : "export_failed";
   write_file_atomic(dir.file("run.json"), run.dump(2) + "\n");
-  log().info("run complete in {:.2f} s", run["seconds"].get<double>());
+  if (export_error.empty())
+    log().info("run complete in {:.2f} s", run["seconds"].get<double>());
+  else
+    log().warn("run saved without its export in {:.2f} s", run["seconds"].get<double>());
   close_log_file();
-  return dir.commit();
+  const std::string final_dir = dir.commit();
+  if (!export_error.empty()) {
+    const std::string message = fmt::format(
+        "export to {} failed after training: {}; the trained run is kept in {}, export it again "
+        "with: recforge export {} --out {}",
+        export_to, export_error, final_dir, shell_word(final_dir), shell_word(export_to));
+    if (export_error_is_users) throw Error(message);
+    throw std::runtime_error(message);  // an internal error (exit status 3)
+  }
+  return final_dir;
 }
 
 }  // namespace recforge::pipeline

@@ -81,6 +81,7 @@ TEST(StagedDir, AppearsOnlyOnCommitAndVanishesOnError) {
   {
     StagedDir d(root, "exp", "suffix");
     write_file_atomic(d.file("x"), "1");
+    EXPECT_EQ(d.final_path(), root + "/exp");
     EXPECT_FALSE(fs::exists(root + "/exp"));
     // Destroyed without commit: as if an error was thrown.
   }
@@ -89,6 +90,7 @@ TEST(StagedDir, AppearsOnlyOnCommitAndVanishesOnError) {
   {
     StagedDir d(root, "exp", "suffix");
     write_file_atomic(d.file("x"), "1");
+    write_file_atomic(d.file("run.json"), R"({"recforge_version": "0", "status": "complete"})");
     EXPECT_EQ(d.commit(), root + "/exp");
   }
   EXPECT_EQ(test::read_file(root + "/exp/x"), "1");
@@ -96,18 +98,62 @@ TEST(StagedDir, AppearsOnlyOnCommitAndVanishesOnError) {
     StagedDir d(root, "exp", "suffix");
     EXPECT_EQ(d.commit(), root + "/exp.1");
   }
-  {
+  {  // exp is a run (it has recforge's run.json), so it may be replaced
     StagedDir d(root, "exp", "overwrite");
     write_file_atomic(d.file("x"), "2");
     EXPECT_EQ(d.commit(), root + "/exp");
   }
   EXPECT_EQ(test::read_file(root + "/exp/x"), "2");
+  EXPECT_FALSE(fs::exists(root + "/exp/run.json"));
+  // exp is no longer a run: overwrite refuses it before anything is written, naming it.
+  try {
+    StagedDir d(root, "exp", "overwrite");
+    ADD_FAILURE() << "overwrote a directory that is not a recforge run";
+  } catch (const Error& e) {
+    const std::string expected = root + "/exp: exists and is not a recforge run directory";
+    EXPECT_EQ(std::string(e.what()).rfind(expected, 0), 0u) << e.what();
+  }
+  EXPECT_EQ(test::read_file(root + "/exp/x"), "2");
   EXPECT_THROW(StagedDir(root, "exp", "error"), Error);
   EXPECT_THROW(StagedDir(root, "../evil", "suffix"), Error);
+  // The final name is claimed when the object is created: a second one gets the next name,
+  // "error" fails at once, and each lands where it said, whichever commits first.
+  {
+    StagedDir a(root, "new", "suffix");
+    EXPECT_EQ(a.final_path(), root + "/new");
+    StagedDir b(root, "new", "suffix");
+    EXPECT_EQ(b.final_path(), root + "/new.1");
+    EXPECT_THROW(StagedDir(root, "new", "error"), Error);
+    EXPECT_EQ(b.commit(), root + "/new.1");
+    EXPECT_EQ(a.commit(), root + "/new");
+  }
+  EXPECT_TRUE(fs::is_empty(root + "/new"));
+  fs::remove(root + "/new");
+  fs::remove(root + "/new.1");
   // Only the finished runs remain: no staging or old directories.
   int entries = 0;
   for (auto& e : fs::directory_iterator(root)) (void)e, ++entries;
   EXPECT_EQ(entries, 2);
+}
+
+TEST(InterruptCleanup, RemovesRegisteredPathsOnlyAsAsked) {
+  TempDir t;
+  fs::create_directories(t.file("tree/sub"));
+  test::write_file(t.file("tree/sub/f"), "x");
+  fs::create_directories(t.file("full"));
+  test::write_file(t.file("full/f"), "x");
+  fs::create_directories(t.file("forgotten"));
+  add_interrupt_cleanup(t.file("tree"));
+  add_interrupt_cleanup(t.file("full"), false);  // not empty: kept
+  add_interrupt_cleanup(t.file("forgotten"));
+  EXPECT_TRUE(remove_interrupt_cleanup(t.file("forgotten")));
+  EXPECT_FALSE(remove_interrupt_cleanup(t.file("never")));
+  run_interrupt_cleanup();
+  EXPECT_FALSE(fs::exists(t.file("tree")));
+  EXPECT_EQ(test::read_file(t.file("full/f")), "x");
+  EXPECT_TRUE(fs::exists(t.file("forgotten")));
+  run_interrupt_cleanup();  // the list was emptied
+  EXPECT_TRUE(fs::exists(t.file("full/f")));
 }
 
 }  // namespace
