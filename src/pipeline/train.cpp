@@ -1,5 +1,6 @@
 #include "pipeline/train.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -140,6 +141,16 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   }
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(cfg.get_string("run.dir"), run_name(cfg), cfg.get_string("run.exists"));
+  if (exporting && !export_out.empty()) {  // an export there would take the run's place
+    namespace fs = std::filesystem;
+    const fs::path out = fs::weakly_canonical(fs::absolute(export_out));
+    const fs::path run_dir = fs::weakly_canonical(fs::absolute(dir.final_path()));
+    const auto [r, o] = std::mismatch(run_dir.begin(), run_dir.end(), out.begin(), out.end());
+    if (r == run_dir.end())
+      fail("{}: export.out {} is inside the run directory {}; leave export.out empty to export "
+           "into the run directory, or choose a path outside it",
+           cfg.where("export.out"), export_out, dir.final_path());
+  }
   LogFileGuard guard;
   log_to_file(dir.file("log.txt"));
   log().info("recforge {} train: config {}, run directory {}, device {}, {} threads",

@@ -276,6 +276,14 @@ TEST(RunDir, AnExportTargetThatIsNotAnExportIsRefusedBeforeTraining) {
   EXPECT_EQ(out.find("dataset:"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(t.file("runs")) && !fs::is_empty(t.file("runs")));
   EXPECT_EQ(read_file(t.file("mine/notes.txt")), "keep");
+  // An export inside the run's own directory would take its place before the run lands.
+  const auto [rc2, out2] = run(t.str(), "train small.yaml --set export.out=runs/small/exp");
+  EXPECT_EQ(rc2, 1);
+  EXPECT_NE(out2.find("export.out runs/small/exp is inside the run directory runs/small; "),
+            std::string::npos)
+      << out2;
+  EXPECT_EQ(out2.find("dataset:"), std::string::npos) << out2;
+  EXPECT_TRUE(fs::is_empty(t.file("runs")));
 }
 
 TEST(RunDir, AnExportThatFailsAfterTrainingKeepsTheRunAndSaysHowToExportIt) {
