@@ -161,12 +161,15 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
   struct Cleanup {  // removes the staging directory unless it was moved into place
     fs::path p;
+    std::string on_signal;  // registered for removal on SIGINT/SIGTERM while being written
     ~Cleanup() {
+      if (!on_signal.empty()) remove_interrupt_cleanup(on_signal);
       if (p.empty()) return;
       std::error_code e;
       fs::remove_all(p, e);
     }
-  } cleanup{staging};
+  } cleanup{staging, staging.string()};
+  add_interrupt_cleanup(cleanup.on_signal);
 
   nlohmann::json files = nlohmann::json::object();
   auto written = [&](const std::string& file, nlohmann::json extra) {
@@ -226,7 +229,10 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   sync_path(staging.string(), true);
   maybe_pause("manifest.json");
 
-  // Swap into place.
+  // Swap into place. From here a stop by a signal leaves the staging directory (or the old
+  // export) to the next export's recover_siblings, never half of a directory being renamed.
+  remove_interrupt_cleanup(cleanup.on_signal);
+  cleanup.on_signal.clear();
   if (fs::exists(out)) {
     // RECFORGE_TEST_EXPORT_NO_EXCHANGE forces the fallback below, for its test.
     bool exchanged = false;

@@ -152,6 +152,24 @@ TEST(RunDir, InterruptedTrainingRemovesItsStagingDirectory) {
   }
 }
 
+TEST(RunDir, InterruptedExportRemovesItsStagingDirectory) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  ASSERT_EQ(run(t.str(), "train small.yaml").first, 0);
+  // The export's test hook stops it (for good) after its first file.
+  const Child c = start(t.str(), "export runs/small --out exp",
+                        "export RECFORGE_TEST_EXPORT_PAUSE_AFTER=item_factors.npy && exec");
+  ASSERT_TRUE(wait_until([&] {
+    return c.output().find("export: paused after item_factors.npy") != std::string::npos;
+  })) << c.output();
+  EXPECT_TRUE(fs::exists(t.file("exp.tmp-" + std::to_string(c.pid) + "/item_factors.npy")));
+  ASSERT_EQ(kill(c.pid, SIGTERM), 0);
+  const int status = finish(c);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+  for (const auto& e : entries(t.str())) EXPECT_EQ(e.rfind("exp", 0), std::string::npos) << e;
+}
+
 TEST(RunDir, StaleDebrisOfDeadProcessesIsRemovedAndNothingElse) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config());
