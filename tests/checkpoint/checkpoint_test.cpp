@@ -371,12 +371,20 @@ void expect_error(const Result& r, const std::string& expected) {
   EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
 }
 
-TEST(CheckpointKill, ACheckpointOfOtherSettingsIsRefusedAndKept) {
+TEST(CheckpointKill, ACheckpointOfOtherSettingsOrDataIsRefusedAndKept) {
   TempDir t;
-  write_file(t.file("ck.yaml"), config_text("  type: ials\n  factors: 16\n  iterations: 30\n"));
+  const Result gen = run(t.str(), "datagen --out data.csv --users 2000 --items 1500 "
+                                  "--interactions 60000");
+  ASSERT_EQ(gen.rc, 0) << gen.out;
+  write_file(t.file("ck.yaml"),
+             "run:\n  name: ck\n  progress: lines\n"
+             "data:\n  path: data.csv\n  header: true\n  time_col: \"3\"\n  cache: false\n"
+             "split:\n  method: leave_last\n"
+             "train:\n  threads: 1\n  checkpoint_every: 1\n"
+             "model:\n  type: ials\n  factors: 16\n  iterations: 30\n");
   const std::string ckpt = t.file("runs/.ck.checkpoint");
   {
-    Background p(t.str(), "train ck.yaml --set train.checkpoint_every=1", t.file("killed.log"));
+    Background p(t.str(), "train ck.yaml", t.file("killed.log"));
     ASSERT_TRUE(wait_for(ckpt + "/checkpoint.json", p)) << read_file(t.file("killed.log"));
     ASSERT_TRUE(p.kill9());
   }
@@ -386,9 +394,17 @@ TEST(CheckpointKill, ACheckpointOfOtherSettingsIsRefusedAndKept) {
                "but this run has model.regularization 0.5 (--set model.regularization=0.5); run "
                "with the settings it was written with, or remove runs/.ck.checkpoint to start "
                "the run over");
+  // The same config on changed data (one interaction fewer).
+  const std::string data = read_file(t.file("data.csv"));
+  write_file(t.file("data.csv"), data.substr(0, data.rfind('\n', data.size() - 2) + 1));
+  expect_error(run(t.str(), "train ck.yaml"),
+               "runs/.ck.checkpoint: this checkpoint was written from different data (data "
+               "fingerprint ");
   EXPECT_EQ(read_file(ckpt + "/checkpoint.json"), before);
   EXPECT_FALSE(fs::exists(t.file("runs/ck")));
-  // Thread count and logging may change; the run then completes and the checkpoint goes.
+  // With the data restored, thread count and logging may change; the run then completes and
+  // the checkpoint goes.
+  write_file(t.file("data.csv"), data);
   const Result ok = run(t.str(), "train ck.yaml --set train.threads=2 --set run.log_level=info");
   ASSERT_EQ(ok.rc, 0) << ok.out;
   EXPECT_GE(resumed_from(ok.out), 1) << ok.out;
