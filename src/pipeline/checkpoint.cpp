@@ -26,10 +26,10 @@ constexpr const char* kMeta = "checkpoint.json";
 
 // Parameters that do not change what training computes (see checkpoint_config).
 bool outside_training(const std::string& path) {
-  static const char* const kKeys[] = {"run.name",   "run.dir",        "run.exists",
-                                      "run.log_level", "run.progress", "train.threads",
-                                      "train.checkpoint_every", "data.cache", "data.cache_dir",
-                                      "eval.test"};
+  static const char* const kKeys[] = {
+      "run.name",   "run.dir",        "run.exists",             "run.log_level",
+      "run.progress", "train.threads", "train.checkpoint_every", "data.cache",
+      "data.cache_dir", "eval.test"};
   for (const char* k : kKeys)
     if (path == k) return true;
   return path.rfind("index.", 0) == 0 || path.rfind("export.", 0) == 0;
@@ -126,7 +126,8 @@ bool has_checkpoint(const std::string& dir) { return fs::exists(fs::path(dir) / 
 void write_checkpoint(const std::string& dir, const Checkpoint& c) {
   static std::atomic<int> counter{0};
   std::error_code ec;
-  if (!fs::exists(dir)) {
+  const bool created = !fs::exists(dir);
+  if (created) {
     fs::create_directories(dir, ec);
     if (ec) fail("{}: cannot create the checkpoint directory: {}", dir, ec.message());
     sync_path(fs::path(dir).parent_path().string(), true);
@@ -135,26 +136,32 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
   const std::string arrays =
       fmt::format("arrays-{:06}-{}-{}", c.iteration, getpid(), counter.fetch_add(1));
   const std::string tmp = dir + "/.tmp-" + arrays;
-  fs::remove_all(tmp, ec);
-  fs::create_directory(tmp, ec);
-  if (ec) fail("{}: cannot create the checkpoint's array directory: {}", tmp, ec.message());
   nlohmann::json names = nlohmann::json::array();
-  const auto put = [&](const std::string& name, const Matrix& m) {
-    write_array(tmp, name, m);
-    names.push_back(name);
-  };
-  put("users", c.users);
-  put("items", c.items);
-  const bool best = c.fit.best_users.rows > 0;
-  if (best) {
-    put("best_users", c.fit.best_users);
-    put("best_items", c.fit.best_items);
+  try {
+    fs::remove_all(tmp, ec);
+    fs::create_directory(tmp, ec);
+    if (ec) fail("{}: cannot create the checkpoint's array directory: {}", tmp, ec.message());
+    const auto put = [&](const std::string& name, const Matrix& m) {
+      write_array(tmp, name, m);
+      names.push_back(name);
+    };
+    put("users", c.users);
+    put("items", c.items);
+    if (c.fit.best_users.rows > 0) {
+      put("best_users", c.fit.best_users);
+      put("best_items", c.fit.best_items);
+    }
+    for (const auto& [name, m] : c.model.arrays) put("model." + name, m);
+    sync_path(tmp, true);
+    fs::rename(tmp, dir + "/" + arrays, ec);
+    if (ec) fail("{}: cannot move the checkpoint's arrays into place: {}", dir, ec.message());
+    sync_path(dir, true);
+  } catch (...) {
+    // Leave the previous checkpoint as it was, and no half-written arrays beside it.
+    fs::remove_all(tmp, ec);
+    if (created) fs::remove_all(dir, ec);
+    throw;
   }
-  for (const auto& [name, m] : c.model.arrays) put("model." + name, m);
-  sync_path(tmp, true);
-  fs::rename(tmp, dir + "/" + arrays, ec);
-  if (ec) fail("{}: cannot move the checkpoint's arrays into place: {}", dir, ec.message());
-  sync_path(dir, true);
 
   const nlohmann::json meta = {
       {"format", kFormat},
@@ -176,7 +183,13 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
         {"best", c.fit.best},
         {"best_iteration", c.fit.best_iter},
         {"since_best", c.fit.since_best}}}};
-  write_synced(dir + "/" + kMeta, meta.dump(1) + "\n");
+  try {
+    write_synced(dir + "/" + kMeta, meta.dump(1) + "\n");
+  } catch (...) {
+    fs::remove_all(dir + "/" + arrays, ec);  // the previous checkpoint.json still holds
+    if (created) fs::remove_all(dir, ec);
+    throw;
+  }
   sync_path(dir, true);
   remove_stale(dir, arrays);
 }
@@ -218,7 +231,12 @@ Checkpoint read_checkpoint(const std::string& dir) {
   const std::string arrays = dir + "/" + j.value("arrays_dir", "");
   for (const nlohmann::json& n : j.value("arrays", nlohmann::json::array())) {
     const std::string name = n.get<std::string>();
-    Matrix m = read_npy(arrays + "/" + name + ".npy");
+    Matrix m;
+    try {
+      m = read_npy(arrays + "/" + name + ".npy");
+    } catch (const Error& e) {
+      damaged(dir, e.what());
+    }
     if (name == "users") c.users = std::move(m);
     else if (name == "items") c.items = std::move(m);
     else if (name == "best_users") c.fit.best_users = std::move(m);

@@ -77,6 +77,10 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
   if (!has_checkpoint(dir)) return 0;
   Checkpoint c = read_checkpoint(dir);
   check_checkpoint(c, cfg, data.fingerprint(), dir);
+  if (!model.can_checkpoint())
+    fail("{}: {} models on this device cannot resume from a checkpoint; remove {} to start the "
+         "run over",
+         dir, model.type(), dir);
   if (c.users.rows != static_cast<int64_t>(data.users.size()) ||
       c.items.rows != static_cast<int64_t>(data.items.size()) ||
       c.users.cols != models::embedding_dimension(cfg) || c.model_type != model.type() ||

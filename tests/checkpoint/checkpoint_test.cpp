@@ -158,6 +158,23 @@ TEST(CheckpointFiles, ReplacingKeepsOneWholeCheckpointAndOnlyRemovesItsOwnFiles)
   EXPECT_TRUE(fs::exists(t.file("runs")));
 }
 
+TEST(CheckpointFiles, AMissingArrayIsADamagedCheckpointToRemove) {
+  TempDir t;
+  const std::string dir = t.file(".r.checkpoint");
+  pipeline::write_checkpoint(dir, small_checkpoint(2, 2.f));
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory()) fs::remove(e.path() / "items.npy");
+  try {
+    pipeline::read_checkpoint(dir);
+    ADD_FAILURE() << "a checkpoint without its item factors was read";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.rfind(dir + ": the checkpoint is damaged (", 0), 0u) << m;
+    EXPECT_NE(m.find("items.npy"), std::string::npos) << m;
+    EXPECT_NE(m.find("remove " + dir + " to start the run over"), std::string::npos) << m;
+  }
+}
+
 TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
   const config::Config cfg = config::Config::defaults();
   Checkpoint c;
