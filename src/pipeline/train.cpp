@@ -99,9 +99,9 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
 // Trains `model`, evaluating on validation every eval_every iterations and stopping after
 // `patience` evaluations without improvement (restoring the best factors). With
 // train.checkpoint_every, writes a checkpoint every that many iterations and continues from
-// the run's checkpoint when there is one. Returns the history.
+// the run's checkpoint when there is one (noting that in `run`). Returns the history.
 nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
-                   const TrainOptions& options) {
+                   const TrainOptions& options, nlohmann::json& run) {
   const std::vector<int> ks = eval_ks(cfg);
   const std::string& metric = cfg.get_string("eval.metric");
   const int64_t every = cfg.get_int("model.eval_every");
@@ -120,6 +120,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
   const std::string checkpoint = checkpoint_dir(cfg);
   FitProgress p;
   const int start = resume_from(checkpoint, model, data, cfg, p, options);
+  if (start > 0) run["resumed_from_iteration"] = start;  // train_seconds are this process's
   nlohmann::json& history = p.history;
   const int iterations = model.iterations();
   for (int it = start + 1; it <= iterations; ++it) {
@@ -209,7 +210,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   if (model) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
-    run["history"] = fit(*model, data, cfg, options);
+    run["history"] = fit(*model, data, cfg, options, run);
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
     write_npy(dir.file("user_factors.npy"), model->user_factors());

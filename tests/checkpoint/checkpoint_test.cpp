@@ -356,6 +356,10 @@ void kill_and_rerun(const std::string& model, int every, const std::string& resu
   EXPECT_EQ(redone.front(), checkpointed + 1);
   expect_same_factors(t.file("runs/whole"), t.file("runs/ck"));
   EXPECT_EQ(losses(t.file("runs/whole")), losses(t.file("runs/ck")));
+  EXPECT_EQ(nlohmann::json::parse(read_file(t.file("runs/ck/run.json")))["resumed_from_iteration"],
+            checkpointed);
+  EXPECT_FALSE(nlohmann::json::parse(read_file(t.file("runs/whole/run.json")))
+                   .contains("resumed_from_iteration"));
   EXPECT_FALSE(fs::exists(ckpt)) << "the checkpoint outlived its complete run";
 }
 
