@@ -90,7 +90,9 @@ bool resume_matches(const MakeModel& make, bool keep_state) {
   second->resume(std::move(back.users), std::move(back.items), back.iteration,
                  keep_state ? std::move(back.model) : models::TrainingState{});
   for (int it = 0; it < 2; ++it) second->iterate(x, xt);
-  if (keep_state) EXPECT_EQ(second->loss(x, xt), whole->loss(x, xt));
+  if (keep_state) {
+    EXPECT_EQ(second->loss(x, xt), whole->loss(x, xt));
+  }
   return second->user_factors().data == whole->user_factors().data &&
          second->item_factors().data == whole->item_factors().data;
 }
@@ -235,7 +237,7 @@ class Background {
   Background& operator=(const Background&) = delete;
   // Whether the process has ended (and is reaped).
   bool ended() {
-    if (reaped_) return true;
+    if (reaped_ || pid_ <= 0) return true;  // reaped, or fork failed
     reaped_ = waitpid(pid_, &status_, WNOHANG) == pid_;
     return reaped_;
   }
