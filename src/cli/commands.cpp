@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/synthetic.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/run.h"
@@ -41,7 +42,7 @@ namespace fs = std::filesystem;
 struct Options {
   std::string config_path;
   std::vector<std::string> sets;
-  std::string run_dir, out, user, item_list, name, device, exclude;
+  std::string run_dir, out, user, item_list, name, device, exclude, resume;
   bool all = false, exact = false;
   std::string nprobe_list, ef_list;
   int64_t bench_users = 0;
@@ -73,11 +74,36 @@ void print_ranked(const eval::TopK& top, int64_t q, const data::IdMap& items) {
   }
 }
 
+// train --resume RUN: the config of RUN's checkpoint (or the given one), with run.dir and
+// run.name of RUN.
+config::Config resume_config(std::vector<std::string> sets) {
+  std::string run = g.resume;
+  while (run.size() > 1 && run.back() == '/') run.pop_back();
+  const fs::path path(run);
+  const std::string name = path.filename().string();
+  const std::string parent = path.has_parent_path() ? path.parent_path().string() : ".";
+  if (!g.name.empty())
+    fail("train --resume {}: the run's name is {}; leave out --name {}", g.resume, name, g.name);
+  const std::string ckpt = pipeline::checkpoint_dir(parent, name);
+  if (!pipeline::has_checkpoint(ckpt))
+    fail("train --resume {}: there is no checkpoint {} to continue from (one is written every "
+         "train.checkpoint_every iterations and removed when the run completes)",
+         g.resume, ckpt);
+  sets.push_back("run.dir=" + nlohmann::json(parent).dump());
+  sets.push_back("run.name=" + nlohmann::json(name).dump());
+  if (!g.config_path.empty()) return config::Config::load(g.config_path, sets);
+  const nlohmann::json meta = pipeline::read_checkpoint_json(ckpt);
+  return config::Config::parse(meta.value("config_yaml", ""), ckpt + "/checkpoint.json", sets);
+}
+
 int cmd_train() {
   std::vector<std::string> sets = g.sets;
-  if (!g.name.empty()) sets.push_back("run.name=" + g.name);
+  if (!g.name.empty() && g.resume.empty()) sets.push_back("run.name=" + g.name);
   if (!g.device.empty()) sets.push_back("train.device=" + g.device);
-  const config::Config cfg = config::Config::load(g.config_path, sets);
+  if (g.resume.empty() && g.config_path.empty())
+    fail("train: give a YAML config file, or --resume RUN to continue a run from its checkpoint");
+  const config::Config cfg = g.resume.empty() ? config::Config::load(g.config_path, sets)
+                                              : resume_config(sets);
   const std::string dir = pipeline::train(cfg);
   std::printf("%s\n", dir.c_str());
   return 0;
@@ -412,10 +438,16 @@ void add_sets(CLI::App* c) {
 
 void register_commands(CLI::App& app) {
   auto* train = app.add_subcommand("train", "Train a model from a YAML config into runs/<name>/");
-  train->add_option("config", g.config_path, "YAML config file")->required();
+  train->add_option("config", g.config_path,
+                    "YAML config file (optional with --resume: the checkpoint's config)");
   add_sets(train);
   train->add_option("--name", g.name, "Run name (same as --set run.name=NAME)");
   train->add_option("--device", g.device, "auto, cpu, cuda or cuda:N (same as --set train.device=...)");
+  train->add_option("--resume", g.resume,
+                    "Continue the run RUN (its path, e.g. runs/NAME) from its checkpoint "
+                    "(runs/.NAME.checkpoint), with the config saved there unless a config file "
+                    "is given")
+      ->type_name("RUN");
   g_actions["train"] = cmd_train;
 
   auto* datagen = app.add_subcommand(

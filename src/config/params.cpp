@@ -85,7 +85,7 @@ std::string check_device(const std::string& v) {
 
 const std::vector<Section> kSections = {
     {"run", "Naming of the run, its output directory, randomness and logging."},
-    {"train", "Hardware used for training."},
+    {"train", "Hardware used for training, and checkpoints."},
     {"data", "The interactions file and how it is read, combined and filtered."},
     {"synthetic", "The generator used when `data.format` is `synthetic`."},
     {"split", "How interactions are divided into training, validation and test sets."},
@@ -143,6 +143,12 @@ const std::vector<Param>& params() {
            "GPU training: `auto` keeps the interactions in GPU memory when they fit and streams "
            "them from pinned host memory in row batches otherwise; `on` always streams; `off` "
            "never does (and refuses data that does not fit)."),
+      Int("train.checkpoint_every", "0",
+          "Write a checkpoint every N iterations (epochs for `bpr` and `softmax`) to "
+          "`<run.dir>/.<run.name>.checkpoint/`, atomically; running the same command again "
+          "after a crash or kill, or `recforge train --resume <run.dir>/<run.name>`, continues "
+          "from it, and it is removed when the run completes. 0 writes none.")
+          .ge(0),
 
       // ---- data -------------------------------------------------------------------------------
       Enum("data.format", {"delimited", "adjacency", "synthetic"}, "delimited",

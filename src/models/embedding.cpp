@@ -80,6 +80,42 @@ void check_finite_factors(const Matrix& m, const char* side, int epoch) {
          epoch, side);
 }
 
+namespace {
+
+const char* const kStateArrays[] = {"user_m", "user_v", "item_m", "item_v"};
+
+std::vector<float>& state_array(backend::cpu::OptimizerState& s, int k) {
+  return k == 0 ? s.user_m : k == 1 ? s.user_v : k == 2 ? s.item_m : s.item_v;
+}
+
+}  // namespace
+
+TrainingState embedding_state(int epochs_done, double last_loss,
+                              backend::cpu::OptimizerState optimizer, int dim) {
+  TrainingState s;
+  s.values = {{"epochs_done", epochs_done}, {"last_loss", last_loss}, {"steps", optimizer.steps}};
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float>& a = state_array(optimizer, k);
+    if (a.empty()) continue;
+    Matrix m;
+    m.cols = dim;
+    m.rows = static_cast<int64_t>(a.size()) / dim;
+    m.data = std::move(a);
+    s.arrays[kStateArrays[k]] = std::move(m);
+  }
+  return s;
+}
+
+backend::cpu::OptimizerState optimizer_state(TrainingState state) {
+  backend::cpu::OptimizerState o;
+  o.steps = state.values.value("steps", int64_t{0});
+  for (int k = 0; k < 4; ++k) {
+    const auto it = state.arrays.find(kStateArrays[k]);
+    if (it != state.arrays.end()) state_array(o, k) = std::move(it->second.data);
+  }
+  return o;
+}
+
 Embedding::Embedding(EmbeddingOptions options, int threads)
     : o_(std::move(options)), threads_(threads) {}
 
@@ -88,8 +124,26 @@ Embedding::~Embedding() = default;
 void Embedding::init(int64_t n_users, int64_t n_items) {
   std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
   if (trainer_) trainer_->reset_state();
+  resumed_state_.reset();
   epochs_done_ = 0;
   last_loss_ = 0;
+}
+
+TrainingState Embedding::training_state() const {
+  return embedding_state(epochs_done_, last_loss_,
+                         trainer_ ? trainer_->optimizer_state() : backend::cpu::OptimizerState{},
+                         o_.params.dim());
+}
+
+void Embedding::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  set_factors(std::move(users), std::move(items));
+  epochs_done_ = iterations_done;
+  last_loss_ = state.values.value("last_loss", 0.0);
+  resumed_state_ = std::make_unique<backend::cpu::OptimizerState>(optimizer_state(std::move(state)));
+  if (trainer_) {
+    trainer_->set_optimizer_state(std::move(*resumed_state_), users_.rows, items_.rows);
+    resumed_state_.reset();
+  }
 }
 
 void Embedding::iterate(const data::Csr& user_items, const data::Csr&) {
@@ -97,6 +151,10 @@ void Embedding::iterate(const data::Csr& user_items, const data::Csr&) {
     if (user_items.nnz() == 0) fail("{} needs at least one training interaction", type());
     trainer_ = std::make_unique<backend::cpu::BatchTrainerCpu>(o_.params, user_items, threads_);
     trained_on_ = &user_items;
+    if (resumed_state_) {
+      trainer_->set_optimizer_state(std::move(*resumed_state_), users_.rows, items_.rows);
+      resumed_state_.reset();
+    }
   }
   ++epochs_done_;
   last_loss_ = trainer_->epoch(users_, items_, epochs_done_, o_.seed).loss;
@@ -112,6 +170,7 @@ void Embedding::set_factors(Matrix users, Matrix items) {
   users_ = std::move(users);
   items_ = std::move(items);
   if (trainer_) trainer_->reset_state();
+  resumed_state_.reset();
 }
 
 Matrix Embedding::fold_in(const data::Csr& rows) const {

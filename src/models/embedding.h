@@ -37,6 +37,14 @@ nlohmann::json describe_embedding(const EmbeddingOptions& o);
 /// Throws recforge::Error naming the side and epoch when `m` holds a NaN or an infinity.
 void check_finite_factors(const Matrix& m, const char* side, int epoch);
 
+/// A batch model's TrainingState (shared by the CPU and GPU models): epochs done, the last
+/// epoch's loss and the optimiser state, its arrays as n × `dim` matrices.
+TrainingState embedding_state(int epochs_done, double last_loss,
+                              backend::cpu::OptimizerState optimizer, int dim);
+
+/// The optimiser state of a TrainingState that embedding_state() made.
+backend::cpu::OptimizerState optimizer_state(TrainingState state);
+
 /// BPR or sampled softmax on the CPU (backend::cpu::BatchTrainerCpu).
 class Embedding : public Model {
  public:
@@ -57,6 +65,11 @@ class Embedding : public Model {
   /// backend::cpu::fold_in with this model's items.
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
+  /// The state: epochs done, the last loss, the optimiser's steps and moments (the samples of
+  /// an epoch depend only on the seed and the epoch number).
+  bool can_checkpoint() const override { return true; }
+  TrainingState training_state() const override;
+  void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) override;
   /// The options in use.
   const EmbeddingOptions& options() const { return o_; }
 
@@ -65,6 +78,8 @@ class Embedding : public Model {
   int threads_;
   Matrix users_, items_;
   std::unique_ptr<backend::cpu::BatchTrainerCpu> trainer_;
+  // Optimiser state of a checkpoint, for the trainer that the next iterate() creates.
+  std::unique_ptr<backend::cpu::OptimizerState> resumed_state_;
   const data::Csr* trained_on_ = nullptr;  // the matrix trainer_ was built for
   double last_loss_ = 0;
   int epochs_done_ = 0;

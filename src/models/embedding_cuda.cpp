@@ -74,6 +74,18 @@ void EmbeddingCuda::set_factors(Matrix users, Matrix items) {
   stale_ = false;
 }
 
+TrainingState EmbeddingCuda::training_state() const {
+  RF_ASSERT(state_, "EmbeddingCuda::training_state before init");
+  return embedding_state(epochs_done_, last_loss_, state_->optimizer_state(), o_.params.dim());
+}
+
+void EmbeddingCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  set_factors(std::move(users), std::move(items));  // creates the GPU state, zeroes the optimiser's
+  epochs_done_ = iterations_done;
+  last_loss_ = state.values.value("last_loss", 0.0);
+  state_->set_optimizer_state(optimizer_state(std::move(state)));
+}
+
 Matrix EmbeddingCuda::fold_in(const data::Csr& rows) const {
   RF_ASSERT(state_, "EmbeddingCuda::fold_in before init or set_factors");
   const Matrix& items = item_factors();

@@ -39,6 +39,10 @@ class EmbeddingCuda : public Model {
   /// backend::cpu::fold_in with this model's items (downloaded), on the host.
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
+  /// As the CPU model's (embedding_state); the optimiser state is downloaded from the GPU.
+  bool can_checkpoint() const override { return true; }
+  TrainingState training_state() const override;
+  void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) override;
   std::shared_ptr<backend::cuda::GpuResources> gpu() const override { return gpu_; }
   /// The options in use.
   const EmbeddingOptions& options() const { return o_; }

@@ -85,6 +85,17 @@ void Ials::set_factors(Matrix users, Matrix items) {
   items_ = std::move(items);
 }
 
+TrainingState Ials::training_state() const {
+  TrainingState s;
+  s.values["iterations_done"] = iterations_done_;
+  return s;
+}
+
+void Ials::resume(Matrix users, Matrix items, int iterations_done, TrainingState) {
+  set_factors(std::move(users), std::move(items));
+  iterations_done_ = iterations_done;
+}
+
 Matrix Ials::fold_in(const data::Csr& rows) const {
   return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_);
 }

@@ -54,6 +54,11 @@ class Ials : public Model {
   void set_factors(Matrix users, Matrix items) override;
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
+  /// iALS needs nothing besides the factors (the item weights are recomputed); the state holds
+  /// the iteration count only.
+  bool can_checkpoint() const override { return true; }
+  TrainingState training_state() const override;
+  void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) override;
   /// The options in use.
   const IalsOptions& options() const { return o_; }
 

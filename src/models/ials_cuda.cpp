@@ -88,6 +88,18 @@ void IalsCuda::set_factors(Matrix users, Matrix items) {
   }
 }
 
+TrainingState IalsCuda::training_state() const {
+  TrainingState s;
+  s.values["iterations_done"] = iterations_done_;
+  return s;
+}
+
+void IalsCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingState) {
+  set_factors(std::move(users), std::move(items));  // creates the GPU state when needed
+  item_weights_.clear();  // recomputed from the interactions by the next iterate()
+  iterations_done_ = iterations_done;
+}
+
 Matrix IalsCuda::fold_in(const data::Csr& rows) const {
   RF_ASSERT(state_, "IalsCuda::fold_in before init or set_factors");
   return state_->fold_in(rows, item_weights_);

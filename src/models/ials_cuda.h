@@ -30,6 +30,10 @@ class IalsCuda : public Model {
   void set_factors(Matrix users, Matrix items) override;
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
+  /// As the CPU model's: the factors and the iteration count.
+  bool can_checkpoint() const override { return true; }
+  TrainingState training_state() const override;
+  void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) override;
   std::shared_ptr<backend::cuda::GpuResources> gpu() const override { return gpu_; }
   /// The options in use.
   const IalsOptions& options() const { return o_; }

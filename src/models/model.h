@@ -4,12 +4,14 @@
 /// (iALS half-iteration pairs, or epochs for batch models), report the objective, expose the
 /// factors, and fold in rows that were not trained on.
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "config/config.h"
 #include "core/context.h"
+#include "core/error.h"
 #include "core/npy.h"
 #include "data/csr.h"
 
@@ -18,6 +20,13 @@ class GpuResources;  // backend/cuda/gpu_resources.h (CUDA builds only)
 }  // namespace recforge::backend::cuda
 
 namespace recforge::models {
+
+/// What a model needs besides its factors to continue training exactly where it stopped
+/// (pipeline/checkpoint.h): optimiser moments, step counters, the last loss.
+struct TrainingState {
+  nlohmann::json values = nlohmann::json::object();  ///< small values, by name
+  std::map<std::string, Matrix> arrays;              ///< arrays (optimiser moments), by name
+};
 
 /// An embedding model: score(u, i) = user_factors[u] · item_factors[i].
 class Model {
@@ -44,6 +53,20 @@ class Model {
   virtual Matrix fold_in(const data::Csr& rows) const = 0;
   /// Hyperparameters as JSON (for run.json and manifests).
   virtual nlohmann::json describe() const = 0;
+  /// Whether training_state() and resume() are implemented, so that train.checkpoint_every can
+  /// checkpoint this model.
+  virtual bool can_checkpoint() const { return false; }
+  /// What, besides the factors, training after `iterations done` depends on (a model that
+  /// cannot checkpoint returns nothing).
+  virtual TrainingState training_state() const { return {}; }
+  /// Continues from a checkpoint instead of init(): the factors and training state after
+  /// `iterations_done` iterations, as training_state() and the factor accessors gave them.
+  /// The next iterate() then computes what it would have computed then. Models that cannot
+  /// checkpoint throw InternalError.
+  virtual void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+    (void)users, (void)items, (void)iterations_done, (void)state;
+    throw InternalError(type() + " models cannot resume from a checkpoint", __FILE__, __LINE__);
+  }
   /// The GPU the model computes on, or nullptr for a CPU model. Evaluation (exact top-k and the
   /// metrics) runs where the model does.
   virtual std::shared_ptr<backend::cuda::GpuResources> gpu() const { return nullptr; }

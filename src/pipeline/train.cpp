@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/export.h"
@@ -56,27 +57,85 @@ void check_metric(const config::Config& cfg, const std::vector<int>& ks) {
          metric, k);
 }
 
+// Writes the checkpoint of the training state after iteration `it`.
+void save_checkpoint(const std::string& dir, const models::Model& model, const Dataset& data,
+                     const config::Config& cfg, int it, const FitProgress& p) {
+  const auto t0 = Clock::now();
+  Checkpoint c;
+  c.iteration = it;
+  c.iterations = model.iterations();
+  c.model_type = model.type();
+  c.config_hash = config_hash(cfg);
+  c.config = checkpoint_config(cfg);
+  c.config_yaml = cfg.to_yaml();
+  c.data_fingerprint = data.fingerprint();
+  c.users = model.user_factors();
+  c.items = model.item_factors();
+  c.model = model.training_state();
+  c.fit.history = p.history;
+  c.fit.best = p.best;
+  c.fit.best_iter = p.best_iter;
+  c.fit.since_best = p.since_best;
+  c.fit.best_users = p.best_users;
+  c.fit.best_items = p.best_items;
+  write_checkpoint(dir, c);
+  log().debug("checkpoint of iteration {} written to {} in {:.3f} s", it, dir, seconds_since(t0));
+}
+
+// Restores model and progress from the checkpoint in `dir` when there is one; returns the
+// iteration it reached (0 without a checkpoint).
+int resume_from(const std::string& dir, models::Model& model, const Dataset& data,
+                const config::Config& cfg, FitProgress& p, const TrainOptions& options) {
+  if (!has_checkpoint(dir)) return 0;
+  Checkpoint c = read_checkpoint(dir);
+  check_checkpoint(c, cfg, data.fingerprint(), dir);
+  if (!model.can_checkpoint())
+    fail("{}: {} models on this device cannot resume from a checkpoint; remove {} to start the "
+         "run over",
+         dir, model.type(), dir);
+  if (c.users.rows != static_cast<int64_t>(data.users.size()) ||
+      c.items.rows != static_cast<int64_t>(data.items.size()) ||
+      c.users.cols != models::embedding_dimension(cfg) || c.model_type != model.type() ||
+      c.iterations != model.iterations())
+    fail("{}: the checkpoint is damaged (its factors do not fit this run's data and model); "
+         "remove {} to start the run over",
+         dir, dir);
+  const int it = c.iteration;
+  model.resume(std::move(c.users), std::move(c.items), it, std::move(c.model));
+  p = std::move(c.fit);
+  log().info("resuming from iteration {} of {} (checkpoint {})", it, model.iterations(), dir);
+  if (options.on_resume) options.on_resume(it, p.history);
+  return it;
+}
+
 // Trains `model`, evaluating on validation every eval_every iterations and stopping after
-// `patience` evaluations without improvement (restoring the best factors). Returns the history.
+// `patience` evaluations without improvement (restoring the best factors). With
+// train.checkpoint_every, writes a checkpoint every that many iterations and continues from
+// the run's checkpoint when there is one (noting that in `run`). Returns the history.
 nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
-                   const TrainOptions& options) {
+                   const TrainOptions& options, nlohmann::json& run) {
   const std::vector<int> ks = eval_ks(cfg);
   const std::string& metric = cfg.get_string("eval.metric");
   const int64_t every = cfg.get_int("model.eval_every");
   const int64_t patience = cfg.get_int("model.patience");
+  const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
   const bool has_validation = data.split.validation.size() > 0;
   if (every > 0 && !has_validation)
     fail("{}: model.eval_every needs a validation set; set split.validation_fraction above 0",
          cfg.where("model.eval_every"));
   if (patience > 0 && every == 0)
     fail("{}: model.patience needs model.eval_every > 0", cfg.where("model.patience"));
-  nlohmann::json history = nlohmann::json::array();
-  double best = -1;
-  int best_iter = 0;
-  int64_t since_best = 0;
-  Matrix best_users, best_items;
+  if (checkpoint_every > 0 && !model.can_checkpoint())
+    fail("{}: train.checkpoint_every is {}, but {} models on this device cannot write "
+         "checkpoints; set it to 0",
+         cfg.where("train.checkpoint_every"), checkpoint_every, model.type());
+  const std::string checkpoint = checkpoint_dir(cfg);
+  FitProgress p;
+  const int start = resume_from(checkpoint, model, data, cfg, p, options);
+  if (start > 0) run["resumed_from_iteration"] = start;  // train_seconds are this process's
+  nlohmann::json& history = p.history;
   const int iterations = model.iterations();
-  for (int it = 1; it <= iterations; ++it) {
+  for (int it = start + 1; it <= iterations; ++it) {
     const auto t0 = Clock::now();
     model.iterate(data.user_items, data.item_users);
     const double secs = seconds_since(t0);
@@ -88,36 +147,39 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
       const double v = m.get(metric);
       h["validation"] = m.to_json();
       line += fmt::format(", validation {} {:.4f}", metric, v);
-      if (v > best) {
-        best = v;
-        best_iter = it;
-        since_best = 0;
+      if (v > p.best) {
+        p.best = v;
+        p.best_iter = it;
+        p.since_best = 0;
         if (patience > 0) {
-          best_users = model.user_factors();
-          best_items = model.item_factors();
+          p.best_users = model.user_factors();
+          p.best_items = model.item_factors();
         }
-      } else if (patience > 0 && ++since_best >= patience) {
+      } else if (patience > 0 && ++p.since_best >= patience) {
         history.push_back(h);
         log().info("{} — no improvement in {} evaluations, stopping; keeping iteration {}", line,
-                   patience, best_iter);
-        model.set_factors(std::move(best_users), std::move(best_items));
+                   patience, p.best_iter);
+        model.set_factors(std::move(p.best_users), std::move(p.best_items));
         return history;
       }
       if (options.on_validation && !options.on_validation(it, h["validation"]) && it < iterations) {
         h["stopped_early"] = true;
         history.push_back(h);
         log().info("{} — stopped early by the caller", line);
-        if (patience > 0 && best_iter != it)
-          model.set_factors(std::move(best_users), std::move(best_items));
+        if (patience > 0 && p.best_iter != it)
+          model.set_factors(std::move(p.best_users), std::move(p.best_items));
         return history;
       }
     }
     log().info("{}", line);
     history.push_back(h);
+    if (checkpoint_every > 0 && it % checkpoint_every == 0 && it < iterations)
+      save_checkpoint(checkpoint, model, data, cfg, it, p);
   }
-  if (patience > 0 && best_iter > 0 && best_iter != iterations) {
-    log().info("keeping the factors of iteration {} (best validation {} {:.4f})", best_iter, metric, best);
-    model.set_factors(std::move(best_users), std::move(best_items));
+  if (patience > 0 && p.best_iter > 0 && p.best_iter != iterations) {
+    log().info("keeping the factors of iteration {} (best validation {} {:.4f})", p.best_iter,
+               metric, p.best);
+    model.set_factors(std::move(p.best_users), std::move(p.best_items));
   }
   return history;
 }
@@ -177,7 +239,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   if (model) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
-    run["history"] = fit(*model, data, cfg, options);
+    run["history"] = fit(*model, data, cfg, options, run);
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
     write_npy(dir.file("user_factors.npy"), model->user_factors());
@@ -222,6 +284,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     log().warn("run saved without its export in {:.2f} s", run["seconds"].get<double>());
   close_log_file();
   const std::string final_dir = dir.commit();
+  remove_checkpoint(checkpoint_dir(cfg));  // the run is complete: nothing to resume
   if (!export_error.empty()) {
     const std::string message = fmt::format(
         "export to {} failed after training: {}; the trained run is kept in {}, export it again "

@@ -18,11 +18,17 @@ struct TrainOptions {
   /// the run completes with the factors of that iteration (the best ones with model.patience),
   /// and its last history entry has "stopped_early": true.
   std::function<bool(int iteration, const nlohmann::json& validation)> on_validation;
+  /// Called once when training continues from a checkpoint (train.checkpoint_every), before
+  /// the next iteration, with the iteration reached and the history of the iterations before
+  /// it (as run.json keeps it), whose validations on_validation saw in the earlier process.
+  std::function<void(int iteration, const nlohmann::json& history)> on_resume;
 };
 
 /// Runs the pipeline and returns the final run directory. The directory holds config.yaml
 /// (fully resolved), log.txt, stats.json (dataset statistics) and run.json (timings, versions),
-/// and appears only once everything succeeded.
+/// and appears only once everything succeeded. With a checkpoint of the run (pipeline/
+/// checkpoint.h) training continues from it, or stops with an error when it was written with
+/// other settings or data; the checkpoint is removed once the run directory is in place.
 std::string train(const config::Config& cfg, const TrainOptions& options = {});
 
 /// The run name: run.name, else the config file's name without extension, else "run".

@@ -267,6 +267,17 @@ void Runner::run_trial(size_t i) {
       if (kill) std::_Exit(137);
       return keep_going(i, it, v, every);
     };
+    // A trial killed mid-training continues from its checkpoint: its curve so far is that of
+    // the iterations before it, which the early-stopping rules compare.
+    to.on_resume = [&](int it, const nlohmann::json& history) {
+      std::lock_guard<std::mutex> lock(mu_);
+      TrialRecord& t = trials_[i];
+      t.curve.clear();
+      for (const nlohmann::json& h : history)
+        if (h.contains("validation") && h["validation"].contains(spec_.metric))
+          t.curve.emplace_back(h["iteration"].get<int>(), h["validation"][spec_.metric].get<double>());
+      slog().info("sweep: {} continues from its checkpoint at iteration {}", t.name, it);
+    };
     const std::string dir = pipeline::train(cfg, to);
     log_to_file(sweep_log_);  // train closed this thread's log file (its run's)
     record_run(result, dir);

@@ -108,6 +108,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "run.progress",
                            "train.device",
                            "train.threads",
+                           "train.checkpoint_every",
                            "data.format",
                            "data.path",
                            "data.test_path",
@@ -162,7 +163,7 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "export.enabled",
                            "export.out"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 94u);
+  EXPECT_EQ(params().size(), 95u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -197,6 +197,25 @@ void BatchTrainerCpu::reset_state() {
   step_ = 0;
 }
 
+void BatchTrainerCpu::set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items) {
+  const size_t nu = static_cast<size_t>(n_users * p_.dim()), ni = static_cast<size_t>(n_items * p_.dim());
+  const bool v = p_.optimizer != Optimizer::kSgd, m = p_.optimizer == Optimizer::kAdam;
+  // All arrays absent (no step yet), or exactly those of this optimiser with the factors' sizes.
+  const bool none = s.user_m.empty() && s.item_m.empty() && s.user_v.empty() && s.item_v.empty();
+  const auto fits = [](const std::vector<float>& a, bool used, size_t n) {
+    return a.size() == (used ? n : 0);
+  };
+  const bool full = fits(s.user_m, m, nu) && fits(s.item_m, m, ni) && fits(s.user_v, v, nu) &&
+                    fits(s.item_v, v, ni);
+  RF_ASSERT((none || full) && s.steps >= 0,
+            "BatchTrainerCpu::set_optimizer_state: state does not match the optimiser or shapes");
+  um_ = std::move(s.user_m);
+  uv_ = std::move(s.user_v);
+  im_ = std::move(s.item_m);
+  iv_ = std::move(s.item_v);
+  step_ = s.steps;
+}
+
 void BatchTrainerCpu::ensure_state(const Matrix& users, const Matrix& items) {
   RF_ASSERT(users.cols == p_.dim() && items.cols == p_.dim(),
             "BatchTrainerCpu: factor matrices must have params.dim() columns");

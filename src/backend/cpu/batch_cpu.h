@@ -111,6 +111,14 @@ struct EpochStats {
   int64_t steps = 0;    ///< optimiser steps (batches)
 };
 
+/// An optimiser's state (for checkpoints): Adam's first (m) and second (v) moments or
+/// Adagrad's sums (v) per factor matrix, row-major like the factors (empty when the optimiser
+/// keeps none, SGD, or before the first step), and the steps taken (Adam's t).
+struct OptimizerState {
+  std::vector<float> user_m, user_v, item_m, item_v;
+  int64_t steps = 0;
+};
+
 /// Trains BPR or sampled softmax on the CPU. Holds what every epoch reuses: the row of each
 /// interaction, the negative sampler, the optimiser state.
 class BatchTrainerCpu {
@@ -133,6 +141,11 @@ class BatchTrainerCpu {
               const std::vector<data::index_t>& negatives, double lr);
   /// Drops the optimiser state (new factors, e.g. after set_factors).
   void reset_state();
+  /// The optimiser state, for a checkpoint.
+  OptimizerState optimizer_state() const { return {um_, uv_, im_, iv_, step_}; }
+  /// Replaces the optimiser state with one optimizer_state() gave (resuming a checkpoint); the
+  /// arrays must be empty or match factors of `n_users` and `n_items` rows for this optimiser.
+  void set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items);
   /// Optimiser steps taken so far.
   int64_t steps() const { return step_; }
   /// The negative sampler.

@@ -161,6 +161,41 @@ class BatchGpuImpl final : public BatchGpu {
     g().synchronize();
   }
 
+  cpu::OptimizerState optimizer_state() override {
+    DeviceScope scope(g().device());
+    cpu::OptimizerState s;
+    s.steps = step_;
+    const auto get = [&](std::vector<float>& dst, DeviceBuffer<float>& src) {
+      dst.resize(static_cast<size_t>(src.size()));
+      if (src.size() > 0) copy_to_host(dst.data(), src.data(), src.size(), g().stream());
+    };
+    get(s.user_m, user_m_);
+    get(s.user_v, user_v_);
+    get(s.item_m, item_m_);
+    get(s.item_v, item_v_);
+    g().synchronize();
+    return s;
+  }
+
+  void set_optimizer_state(const cpu::OptimizerState& state) override {
+    const auto fits = [](const std::vector<float>& a, const DeviceBuffer<float>& b) {
+      return a.empty() || static_cast<int64_t>(a.size()) == b.size();
+    };
+    RF_ASSERT(fits(state.user_m, user_m_) && fits(state.user_v, user_v_) &&
+                  fits(state.item_m, item_m_) && fits(state.item_v, item_v_) && state.steps >= 0,
+              "BatchGpu::set_optimizer_state: shapes differ from the model's");
+    DeviceScope scope(g().device());
+    const auto put = [&](DeviceBuffer<float>& dst, const std::vector<float>& src) {
+      if (!src.empty()) copy_to_device(dst.data(), src.data(), dst.size(), g().stream());
+    };
+    put(user_m_, state.user_m);
+    put(user_v_, state.user_v);
+    put(item_m_, state.item_m);
+    put(item_v_, state.item_v);
+    step_ = state.steps;
+    g().synchronize();
+  }
+
   cpu::EpochStats epoch(const data::Csr& ui, const cpu::ItemSampler& sampler, int epoch,
                         uint64_t seed) override {
     RF_ASSERT(epoch >= 1, "BatchGpu::epoch: epochs are 1-based");

@@ -30,6 +30,11 @@ class BatchGpu {
   virtual void set_factors(const Matrix& users, const Matrix& items) = 0;
   /// Downloads both factor matrices.
   virtual void get_factors(Matrix& users, Matrix& items) = 0;
+  /// Downloads the optimiser state and step count (for a checkpoint).
+  virtual cpu::OptimizerState optimizer_state() = 0;
+  /// Uploads an optimiser state that optimizer_state() gave, after set_factors (which zeroes
+  /// it): resuming a checkpoint. Empty arrays leave the state zero.
+  virtual void set_optimizer_state(const cpu::OptimizerState& state) = 0;
   /// One epoch (1-based): nnz positives in batches of params.batch_size, as
   /// cpu::BatchTrainerCpu::epoch does. The first call uploads `user_items` (every stored entry is
   /// a positive) and the sampler's alias table; later calls reuse them, so the matrix must not
