@@ -85,6 +85,7 @@ if [ $rc -eq 124 ]; then
   line="TIMEOUT after ${CAP_TESTS} s while running $running; $line"
 fi
 note tests "rc=$rc $line"
+tests_rc=$rc
 grep -E "^\[  FAILED  \] [A-Za-z]" "$LOG/tests.log" | grep -vE "\([0-9]+ ms\)$" | sort -u | head -12 |
   tee -a "$SUMMARY"
 
@@ -164,3 +165,5 @@ note total "$(elapsed) s"
 echo
 echo "================ recforge device check ================"
 cat "$SUMMARY"
+# The call's exit status: 1 when the GPU tests did not all pass (the rest are measurements).
+[ "$tests_rc" -eq 0 ] || exit 1
