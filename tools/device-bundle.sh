@@ -9,10 +9,11 @@
 # (/opt/torch/.venv/.../nvidia/*/lib) or its toolkit at run time. The bundle must stay under
 # 64 MiB with the working tree; its size is printed last.
 #
-#   tools/device-bundle.sh            # build in build/device (JOBS=1 by default)
-#   BUILD=build/h4cuda tools/device-bundle.sh   # reuse an existing sm_90 CUDA build
+#   tools/device-bundle.sh                        # build in build/device (JOBS=1 by default)
+#   BUILD=build/release tools/device-bundle.sh    # reuse an sm_90 CUDA build (release preset)
 #
-# Then, through the device tool: command `bash tools/device-check.sh`, carry [".device"].
+# Then, through the device tool, one call (docs/cuda.md, "The device check"):
+#   run(command="bash tools/device-check.sh", carry=[".device"], timeout_s=330)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/device}
@@ -24,10 +25,16 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRECFORGE_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_EXE_LINKER_FLAGS="-Wl,--as-needed" >/dev/null
 fi
-grep -q 'RECFORGE_CUDA:STRING=ON' "$BUILD/CMakeCache.txt" ||
-  { echo "device-bundle: $BUILD is not a RECFORGE_CUDA=ON build" >&2; exit 1; }
-grep -qE '^CMAKE_CUDA_ARCHITECTURES:[A-Z]+=90$' "$BUILD/CMakeCache.txt" ||
+# A CUDA build: RECFORGE_CUDA=ON, or AUTO where configure found nvcc (the release preset here).
+grep -q '^RECFORGE_CUDA:STRING=ON$' "$BUILD/CMakeCache.txt" ||
+  { grep -q '^RECFORGE_CUDA:STRING=AUTO$' "$BUILD/CMakeCache.txt" &&
+    grep -qE '^CMAKE_CUDA_COMPILER:[A-Z]+=.+' "$BUILD/CMakeCache.txt"; } ||
+  { echo "device-bundle: $BUILD is not a CUDA build (RECFORGE_CUDA=ON, or AUTO with nvcc found)" >&2; exit 1; }
+# sm_90: CMakeLists.txt's default when CMAKE_CUDA_ARCHITECTURES is not in the cache.
+if grep -qE '^CMAKE_CUDA_ARCHITECTURES:' "$BUILD/CMakeCache.txt" &&
+   ! grep -qE '^CMAKE_CUDA_ARCHITECTURES:[A-Z]+=90$' "$BUILD/CMakeCache.txt"; then
   echo "device-bundle: warning: $BUILD is not built for sm_90 only" >&2
+fi
 cmake --build "$BUILD" -j "$JOBS" --target recforge test_gpu bench-gpu
 
 rm -rf "$OUT"

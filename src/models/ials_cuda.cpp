@@ -24,6 +24,7 @@ IalsCuda::IalsCuda(IalsOptions options, const Context& ctx)
     fail("model.factors is {}; the GPU solver supports at most {} factors (use "
          "train.device: cpu for more)",
          o_.factors, backend::cuda::max_factors());
+  backend::cuda::check_gpu_solver(o_.factors, o_.solve);  // before any GPU work
   gpu_ = ctx.gpu();
 }
 

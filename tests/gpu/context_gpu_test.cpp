@@ -1,5 +1,10 @@
 // The Context's GPU resources and the CSR built on the device.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "backend/cuda/csr_gpu.h"
 #include "core/error.h"
@@ -7,6 +12,52 @@
 
 namespace recforge::test {
 namespace {
+
+// One GPU instance of this very binary, run with RECFORGE_REQUIRE_GPU set or unset: its exit
+// status and output.
+struct Child {
+  int status = -1;
+  std::string output;
+};
+
+Child run_gpu_instance(bool require) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string cmd =
+      std::string("env -u GTEST_OUTPUT -u RECFORGE_REQUIRE_GPU ") +
+      (require ? "RECFORGE_REQUIRE_GPU=1 " : "") + "'" + self +
+      "' --gtest_filter=Devices/ContextOnDevice.GpuResourcesAreCreatedOnceAndSharedByCopies/cuda0 2>&1";
+  Child c;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return c;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) c.output.append(buf, n);
+  const int st = pclose(p);
+  c.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return c;
+}
+
+// The device check sets RECFORGE_REQUIRE_GPU so that a machine where no GPU answers (a driver
+// too old for CUDA 13, say) fails instead of skipping every GPU instance. Here, without a GPU,
+// the instance fails with the variable and skips without it; with a GPU it passes either way.
+TEST(RequireGpu, TurnsTheNoGpuSkipIntoAFailure) {
+  const bool gpu = backend::cuda_compiled() && backend::cuda_device_count() > 0;
+  const Child required = run_gpu_instance(true);
+  const Child plain = run_gpu_instance(false);
+  if (gpu) {
+    EXPECT_EQ(required.status, 0) << required.output;
+    EXPECT_NE(required.output.find("[  PASSED  ] 1 test"), std::string::npos) << required.output;
+    EXPECT_EQ(required.output.find("SKIPPED"), std::string::npos) << required.output;
+  } else {
+    EXPECT_EQ(required.status, 1) << required.output;
+    EXPECT_NE(required.output.find("RECFORGE_REQUIRE_GPU is set, but cuda:0: "), std::string::npos)
+        << required.output;
+    EXPECT_NE(required.output.find("[  FAILED  ] 1 test"), std::string::npos) << required.output;
+    EXPECT_EQ(plain.status, 0) << plain.output;
+    EXPECT_NE(plain.output.find("[  SKIPPED ] 1 test"), std::string::npos) << plain.output;
+  }
+  EXPECT_EQ(plain.status, 0) << plain.output;
+}
 
 class ContextOnDevice : public DeviceTest {};
 INSTANTIATE_TEST_SUITE_P(Devices, ContextOnDevice, devices(), device_name);

@@ -1,7 +1,9 @@
 // Exact top-k, metrics and evaluation on every device against the CPU reference (eval/).
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/topk_gpu.h"
 #include "config/config.h"
@@ -182,6 +184,68 @@ TEST_P(TopkOnDevice, EvaluationRunsWhereTheModelDoesAndAgrees) {
     for (const std::string& name : want.names())
       EXPECT_NEAR(got.get(name), want.get(name), kMetricsAbsTol) << pipeline::part_name(part) << " " << name;
   }
+}
+
+// ---- thresholds of the kernels ---------------------------------------------------------------
+// The reference lists are built (and checked) on every machine before the GPU starts
+// (RF_START_GPU): where no GPU answers, the test skips there.
+
+class TopkThresholds : public GpuHalfTest {};
+
+TEST_F(TopkThresholds, MoreQueriesThanOneBatch) {
+  // backend/cuda/topk_gpu.cpp, plan_topk: tiles of 16,384 items for k ≤ 1024 and at most
+  // 256 MiB of scores per GEMM, so 2^28 / (4 · 16,384) = 4,096 queries per batch: 4,500 queries
+  // make two batches (the second of 404), each over two item tiles (16,384 + 116).
+  const int64_t n_q = 4500, n_items = 16500;
+  const int d = 4, k = 20;
+  ASSERT_GT(n_q, (int64_t{256} << 20) / (4 * 16384));
+  const auto q = int_factors(n_q, d, 51);
+  const auto it = int_factors(n_items, d, 52);
+  const Csr mask = random_mask(n_q, n_items, 0.002, 53);
+  // The reference: the CPU's eval::topk (exact on integer factors), checked against the naive
+  // sort on the first and the last 64 queries.
+  const TopK want = eval::topk(q.data(), n_q, it.data(), n_items, d, k, &mask);
+  for (int64_t q0 : {int64_t{0}, n_q - 64}) {
+    std::vector<index_t> rows;
+    for (int64_t r = q0; r < q0 + 64; ++r) rows.push_back(static_cast<index_t>(r));
+    const TopK naive = eval::topk_naive(q.data() + q0 * d, 64, it.data(), n_items, d, k, &mask, rows);
+    for (int64_t r = 0; r < 64; ++r)
+      for (int j = 0; j < k; ++j) {
+        ASSERT_EQ(want.item(q0 + r, j), naive.item(r, j)) << "query " << q0 + r << " rank " << j;
+        ASSERT_EQ(want.score(q0 + r, j), naive.score(r, j)) << "query " << q0 + r << " rank " << j;
+      }
+  }
+  RF_START_GPU(gpu_);
+  expect_same(backend::cuda::topk(*gpu_.gpu(), q.data(), n_q, it.data(), n_items, d, k, &mask, {}),
+              want, "two query batches");
+}
+
+TEST_F(TopkThresholds, KAbove4096SortsInOptInSharedMemory) {
+  // kernels/topk.cu, topk_finalize: next_pow2(k) keys of 8 bytes in shared memory, above
+  // 48 KiB for k > 4,096 (opt-in); topk_select's buffer holds next_pow2(2k + 1024) keys (128 KiB
+  // up to k = 7,680, the GPU's limit, kMaxTopK in backend/cuda/topk_gpu.cpp).
+  const int64_t n_q = 3, n_items = 9000;
+  const int d = 4;
+  const int ks[] = {4097, 5000, 7680};
+  std::vector<std::vector<float>> qs, its;
+  std::vector<TopK> want;
+  const Csr mask = random_mask(n_q, n_items, 0.05, 63);
+  for (int k : ks) {
+    int p = 1;
+    while (p < k) p *= 2;
+    ASSERT_GT(p * 8, 48 * 1024) << "k=" << k;
+    qs.push_back(int_factors(n_q, d, 61 + static_cast<uint64_t>(k)));
+    its.push_back(int_factors(n_items, d, 62 + static_cast<uint64_t>(k)));
+    want.push_back(eval::topk_naive(qs.back().data(), n_q, its.back().data(), n_items, d, k, &mask));
+    expect_same(eval::topk(qs.back().data(), n_q, its.back().data(), n_items, d, k, &mask),
+                want.back(), "cpu k=" + std::to_string(k));
+  }
+  RF_START_GPU(gpu_);
+  EXPECT_EQ(backend::cuda::max_topk(), 7680);
+  for (size_t j = 0; j < std::size(ks); ++j)
+    expect_same(backend::cuda::topk(*gpu_.gpu(), qs[j].data(), n_q, its[j].data(), n_items, d,
+                                    ks[j], &mask, {}),
+                want[j], "k=" + std::to_string(ks[j]));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "core/context.h"
 #include "core/error.h"
 #include "eval/topk.h"
+#include "gpu/require_gpu.h"
 #include "index/filtered_search.h"
 #include "index/gpu_faiss.h"
 #include "index/index.h"
@@ -32,13 +33,16 @@ constexpr float kGpuScoreTol = 1e-3f;
 
 bool gpu_faiss_answers() { return faiss_gpu_compiled() && backend::cuda_device_count() > 0; }
 
+// A build without GPU Faiss (an option, off by default) skips; a build with it where no CUDA
+// device answers skips too, or fails when RECFORGE_REQUIRE_GPU is set (gpu/require_gpu.h).
 #define SKIP_WITHOUT_GPU_FAISS()                                                               \
   do {                                                                                         \
     if (!faiss_gpu_compiled())                                                                 \
       GTEST_SKIP() << "this build has no GPU Faiss (tools/build-faiss-gpu.sh, then configure " \
                       "with -DRECFORGE_FAISS_GPU=ON)";                                         \
     if (backend::cuda_device_count() < 1)                                                      \
-      GTEST_SKIP() << "GPU Faiss is built in, but no CUDA device answers on this machine";     \
+      RF_SKIP_UNLESS_GPU_REQUIRED(                                                             \
+          "GPU Faiss is built in, but no CUDA device answers on this machine");                \
   } while (0)
 
 /// All queries of `q` through idx.search, as an eval::TopK.
@@ -118,6 +122,9 @@ TEST(IndexDevice, CudaThatCannotBeHonouredIsRefusedBeforeAnythingIsBuilt) {
     EXPECT_EQ(error_of(o),
               "index.device cuda: no CUDA device answers on this machine; set index.device to "
               "auto or cpu");
+    EXPECT_FALSE(test::gpu_required())
+        << test::kRequireGpuVariable << " is set, but GPU Faiss is built in and no CUDA device "
+        << "answers on this machine; the GPU half of this test did not run";
   } else {
     EXPECT_EQ(error_of(o), "no error");
   }

@@ -17,7 +17,6 @@ namespace recforge::backend::cuda {
 namespace {
 
 constexpr int kMaxFactors = 16384;          // cg_observed_large: 2 kp floats of shared memory
-constexpr int kMaxCholeskyFactors = 4096;   // a k × k matrix per block in global memory
 constexpr int kLossBlocks = 256;            // partial sums per objective term
 constexpr double kGiB = 1073741824.0;
 
@@ -602,10 +601,7 @@ std::unique_ptr<IalsGpu> make_ials_gpu(std::shared_ptr<GpuResources> gpu, int64_
   RF_ASSERT(gpu != nullptr, "make_ials_gpu: no GPU resources");
   if (factors < 1 || factors > kMaxFactors)
     fail("model.factors is {}; the GPU solver supports 1 to {} factors", factors, kMaxFactors);
-  if (options.solve.cholesky && factors > kMaxCholeskyFactors)
-    fail("model.solver cholesky on the GPU supports up to {} factors (model.factors is {}); use "
-         "model.solver: cg",
-         kMaxCholeskyFactors, factors);
+  check_gpu_solver(factors, options.solve);
   if (n_users > INT32_MAX || n_items > INT32_MAX)
     fail("iALS on the GPU: {} users and {} items; expected at most {} of each", n_users, n_items,
          INT32_MAX);

@@ -63,6 +63,28 @@ struct IalsGpuOptions {
 /// Largest factor count the GPU solver accepts (bounded by shared memory per block).
 int max_factors();
 
+/// Largest factor count of `model.solver: cholesky` on the GPU. kernels/ials_cholesky.cu factors
+/// one row's k × k matrix per thread block, above 90 factors in a per-block slot of global
+/// memory, right-looking, reading column j of L at stride k: k³/3 multiply-adds per row, each
+/// touching about 40 bytes (an entry of column j at stride k, a 32-byte sector per thread, and a
+/// coalesced read-modify-write; the other column entry is a broadcast), so an H200 (4.8 TB/s)
+/// manages about 1.2e11 of them per second over all its blocks. At k = 512 that is 4.5e7 per row, 0.37 ms of the whole GPU: a MovieLens-20M-sized
+/// iteration (165k users + items) takes about a minute, already ~100× CG's time. Every doubling
+/// of k costs 8×: 8 minutes at 1,024, 9 hours at 4,096. Above 512 the GPU refuses (CG, or the
+/// CPU's LAPACK-backed Cholesky, remain).
+constexpr int kMaxCholeskyFactors = 512;
+
+/// Refuses, before any GPU work, options the GPU solver cannot run in reasonable time: throws
+/// recforge::Error when `solve.cholesky` is set with more than kMaxCholeskyFactors factors.
+/// CUDA-free (checked by models::IalsCuda's constructor, testable in every build).
+inline void check_gpu_solver(int factors, const cpu::IalsSolveParams& solve) {
+  if (solve.cholesky && factors > kMaxCholeskyFactors)
+    fail("model.factors is {} with model.solver cholesky; the GPU's exact solve supports at most "
+         "{} factors (its cost grows as k³ per row), so set model.solver: cg or "
+         "train.device: cpu",
+         factors, kMaxCholeskyFactors);
+}
+
 /// One iALS model's state on a GPU: both factor matrices, the interactions (or their streaming
 /// buffers) and the solver workspace.
 class IalsGpu {
