@@ -520,6 +520,13 @@ void clean(Loaded& d, const LoadOptions& o) {
   }
   const auto user_map = d.users.compact(keep_u);
   const auto item_map = d.items.compact(keep_i);
+  for (size_t k = 1; k < d.parts.size(); ++k) {
+    const Interactions& x = d.parts[k];
+    for (offset_t j = 0; j < x.size(); ++j) {
+      if (user_map[x.users[j]] < 0) ++r.test_unknown_user_interactions;
+      else if (item_map[x.items[j]] < 0) ++r.test_unknown_item_interactions;
+    }
+  }
   for (auto& part : d.parts) part.remap(user_map, item_map);
   r.filtered_users = n_users - d.users.size();
   r.filtered_items = n_items - d.items.size();

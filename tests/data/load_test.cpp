@@ -258,6 +258,21 @@ TEST(Load, TwoFilesShareIdMapsAndFiltersFollowTheFirst) {
   EXPECT_EQ(d.parts[1].size(), 2);
 }
 
+TEST(Load, TestRowsOfUnknownUsersAndItemsAreCounted) {
+  TempDir t;
+  // User 2 has one training interaction and is removed by min_user_interactions 2; user 7 and
+  // item 9 are not in the training file at all.
+  const auto train = write_file(t.file("train.csv"), "0,1\n0,2\n1,1\n1,2\n2,1\n");
+  const auto test = write_file(t.file("test.csv"), "0,2\n7,1\n2,2\n0,9\n7,9\n1,1\n");
+  LoadOptions o = no_cache();
+  o.min_user_interactions = 2;
+  const Loaded d = load({train, test}, o);
+  EXPECT_EQ(d.parts[1].size(), 2);
+  EXPECT_EQ(d.report.test_unknown_user_interactions, 3);  // 7,1  2,2  7,9
+  EXPECT_EQ(d.report.test_unknown_item_interactions, 1);  // 0,9
+  EXPECT_EQ(d.report.filtered_interactions, 1);           // 2,1 in the training file
+}
+
 TEST(Load, MalformedLinesFailWithFileLineAndText) {
   TempDir t;
   const auto p = write_file(t.file("bad.csv"), "1,2,1\n3,4,1\n5\n6,7,1\n");
