@@ -329,7 +329,8 @@ class FileParser {
       constexpr size_t kListed = 20;
       for (size_t k = 0; k < std::min(header.size(), kListed); ++k)
         names += (k ? ", " : "") + shown(trim(header[k]));
-      if (header.size() > kListed) names += fmt::format(", \xE2\x80\xA6 ({} columns)", header.size());
+      if (header.size() > kListed)
+        names += fmt::format(", \xE2\x80\xA6 ({} columns)", header.size());
       fail("{}:{}: data.{}: no column named \"{}\" in the header (columns: {})", path_, line_no,
            key, shown(spec), names);
     };
@@ -385,7 +386,8 @@ class FileParser {
     if (!parse_int(field, v)) {
       bad(line_no, line,
           fmt::format("{} id \"{}\" is not an integer (set data.id_type: string for text ids{})",
-                      what, shown(field), line_no == 1 && !o_.header ? ", or data.header: true" : ""));
+                      what, shown(field),
+                      line_no == 1 && !o_.header ? ", or data.header: true" : ""));
       return false;
     }
     out = in.intern(v);
@@ -549,7 +551,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     for (const auto& p : paths) key.update(sha256_file(p) + ";");
     key.update(o.fingerprint());
     cache_path = o.cache_dir + "/" + key.hex() + ".rfcache";
-    if (auto cached = read_cache(cache_path)) {
+    if (auto cached = read_cache(cache_path, o, paths.size())) {
       cached->report.from_cache = true;
       cached->report.cache_file = cache_path;
       log().info("loaded {} from cache {}", paths.front(), cache_path);
