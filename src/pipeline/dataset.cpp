@@ -138,6 +138,10 @@ Dataset prepare_dataset(const config::Config& cfg) {
     }
     loaded = data::load(paths, load_options(cfg));
     const auto& r = loaded.report;
+    if (given && loaded.parts[1].size() == 0)
+      fail("{}: no test interactions left for split.method given: {} have a user and {} an item "
+           "that is not in the (filtered) training data {}; expected at least one",
+           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
     if (given && r.test_unknown_user_interactions + r.test_unknown_item_interactions > 0)
       log().warn(
           "{}: dropped {} test interaction(s) whose user and {} whose item is not in the "
