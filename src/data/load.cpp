@@ -322,7 +322,7 @@ class FileParser {
       if (!o_.header)
         fail("data.{}: column \"{}\" is a name, which needs data.header: true (or give a 0-based "
              "column index)",
-             key, spec);
+             key, shown(spec));
       for (size_t k = 0; k < header.size(); ++k)
         if (trim(header[k]) == spec) return static_cast<int>(k);
       std::string names;
