@@ -292,7 +292,7 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, 
     if (errno == ENOENT) return std::nullopt;
     return damaged(std::strerror(errno));
   }
-  struct stat st;
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return damaged("not a regular file");

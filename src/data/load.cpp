@@ -46,7 +46,7 @@ std::string read_whole_file(const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open data file: {}", path, std::strerror(errno));
-  struct stat st;
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     const mode_t mode = st.st_mode;
     ::close(fd);
@@ -541,7 +541,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     std::error_code ec;
     if (!fs::exists(p, ec)) fail("{}: data file not found", p);
     // Before hashing for the cache key: /dev/zero or a FIFO would never end.
-    struct stat st;
+    struct stat st {};
     if (::stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) not_regular(p, st.st_mode);
   }
   std::string cache_path;
