@@ -1,32 +1,57 @@
 #include "data/cache.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 
+#include "core/hash.h"
 #include "core/log.h"
 
 namespace recforge::data {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr char kMagic[8] = {'R', 'F', 'C', 'A', 'C', 'H', 'E', '\0'};
 constexpr uint64_t kTrailer = 0x454E4F4448434652ULL;  // "RFCHDONE"
+constexpr uint64_t kHeaderBytes = 8 + 4 + 8;          // magic, version, payload size
+constexpr uint64_t kDigestBytes = 64;                 // SHA-256 of the payload, hex
+constexpr uint64_t kTrailerBytes = kDigestBytes + 8;  // digest, "RFCHDONE"
+constexpr uint64_t kMaxParts = 16;
+constexpr const char* kTempTag = ".rfcache.tmp.";
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
+// Writes the payload, hashing every byte.
 class Writer {
  public:
   explicit Writer(std::FILE* f) : f_(f) {}
-  void bytes(const void* p, size_t n) { ok_ = ok_ && (n == 0 || std::fwrite(p, 1, n, f_) == n); }
+  void bytes(const void* p, size_t n) {
+    if (!ok_ || n == 0) return;
+    ok_ = std::fwrite(p, 1, n, f_) == n;
+    hash_.update(p, n);
+    size_ += n;
+  }
   template <typename T>
-  void pod(const T& v) { bytes(&v, sizeof v); }
+  void pod(const T& v) {
+    bytes(&v, sizeof v);
+  }
   template <typename T>
   void vec(const std::vector<T>& v) {
     pod(static_cast<uint64_t>(v.size()));
@@ -37,23 +62,33 @@ class Writer {
     bytes(s.data(), s.size());
   }
   bool ok() const { return ok_; }
+  uint64_t size() const { return size_; }
+  std::string digest() { return hash_.hex(); }
 
  private:
   std::FILE* f_;
   bool ok_ = true;
+  uint64_t size_ = 0;
+  Sha256 hash_;
 };
 
+// Reads the payload, hashing every byte. Every length is checked against the bytes left in the
+// payload before anything is allocated, so a damaged count cannot ask for more memory than the
+// file holds.
 class Reader {
  public:
   Reader(std::FILE* f, uint64_t size) : f_(f), left_(size) {}
   bool bytes(void* p, size_t n) {
     if (n > left_) return false;
     if (n && std::fread(p, 1, n, f_) != n) return false;
+    hash_.update(p, n);
     left_ -= n;
     return true;
   }
   template <typename T>
-  bool pod(T& v) { return bytes(&v, sizeof v); }
+  bool pod(T& v) {
+    return bytes(&v, sizeof v);
+  }
   template <typename T>
   bool vec(std::vector<T>& v) {
     uint64_t n;
@@ -67,10 +102,13 @@ class Reader {
     s.resize(n);
     return bytes(s.data(), n);
   }
+  uint64_t left() const { return left_; }
+  std::string digest() { return hash_.hex(); }
 
  private:
   std::FILE* f_;
   uint64_t left_;
+  Sha256 hash_;
 };
 
 void write_ids(Writer& w, const IdMap& m) {
@@ -80,83 +118,259 @@ void write_ids(Writer& w, const IdMap& m) {
 
 bool read_ids(Reader& r, IdMap& m) {
   uint64_t n;
-  if (!r.pod(n)) return false;
-  std::vector<std::string> ids(n);
-  for (auto& s : ids)
-    if (!r.str(s)) return false;
+  // Each id takes at least 5 bytes: its 4-byte length and one byte (ids are never empty).
+  if (!r.pod(n) || n > r.left() / 5) return false;
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (uint64_t k = 0; k < n; ++k)
+    if (!r.str(ids.emplace_back())) return false;
   m = IdMap(std::move(ids));
   return true;
 }
 
 // The report's counters in their on-disk order: the one list both read and write use.
-std::array<int64_t*, 8> report_counts(LoadReport& r) {
-  return {&r.lines,           &r.skipped_lines,         &r.raw_interactions, &r.duplicates_combined,
-          &r.below_min_weight, &r.filtered_interactions, &r.filtered_users,   &r.filtered_items};
+std::array<int64_t*, 10> report_counts(LoadReport& r) {
+  return {&r.lines,
+          &r.skipped_lines,
+          &r.raw_interactions,
+          &r.duplicates_combined,
+          &r.below_min_weight,
+          &r.filtered_interactions,
+          &r.filtered_users,
+          &r.filtered_items,
+          &r.test_unknown_user_interactions,
+          &r.test_unknown_item_interactions};
+}
+
+bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; }
+
+// Why the id map is not one the loader produces (sorted, unique, canonical), or nullptr.
+const char* check_ids(const IdMap& m, bool string_ids) {
+  const auto& ids = m.ids();
+  int64_t prev = 0;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const std::string& s = ids[k];
+    if (s.empty()) return "an empty id";
+    if (string_ids) {
+      if (std::any_of(s.begin(), s.end(), is_control) || s.front() == ' ' || s.back() == ' ')
+        return "an id the parser would not produce";
+      if (k > 0 && !(ids[k - 1] < s)) return "ids not sorted and unique";
+    } else {
+      int64_t v;
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || p != s.data() + s.size() || std::to_string(v) != s)
+        return "an integer id that is not canonical";
+      if (k > 0 && v <= prev) return "ids not sorted and unique";
+      prev = v;
+    }
+  }
+  return nullptr;
+}
+
+// Why the parts are not what `load` produces with options `o`, or nullptr: indices in range,
+// pairs sorted and unique (combined), weights as parsed and filtered, timestamps as configured,
+// the per-user/item minimums holding on the first part.
+const char* check_parts(const Loaded& d, const LoadOptions& o) {
+  const int64_t nu = d.users.size(), ni = d.items.size();
+  for (size_t k = 0; k < d.parts.size(); ++k) {
+    const Interactions& p = d.parts[k];
+    if (p.has_times() && !o.time_col) return "timestamps without data.time_col";
+    if (!p.has_times() && o.time_col && p.size() > 0) return "no timestamps with data.time_col";
+    for (offset_t j = 0; j < p.size(); ++j) {
+      const index_t u = p.users[j], i = p.items[j];
+      if (u < 0 || u >= nu || i < 0 || i >= ni) return "index out of range";
+      if (j > 0 && !(p.users[j - 1] < u || (p.users[j - 1] == u && p.items[j - 1] < i)))
+        return "interactions not sorted and combined";
+      const float w = p.weights[j];
+      if (!std::isfinite(w) || w < 0) return "a weight that is not finite and >= 0";
+      if (o.min_weight > 0 && w < o.min_weight) return "a weight below data.min_weight";
+      if (!o.weight_col &&
+          (o.duplicates == Duplicates::kSum ? (w < 1 || w != std::floor(w)) : w != 1))
+        return "a weight other than a count without data.weight_col";
+    }
+  }
+  const Interactions& train = d.parts.front();
+  if (train.size() == 0) return "no training interactions";
+  std::vector<int64_t> cu(static_cast<size_t>(nu), 0), ci(static_cast<size_t>(ni), 0);
+  for (offset_t j = 0; j < train.size(); ++j) ++cu[train.users[j]], ++ci[train.items[j]];
+  for (int64_t c : cu)
+    if (c < o.min_user_interactions) return "a user below data.min_user_interactions";
+  for (int64_t c : ci)
+    if (c < o.min_item_interactions) return "an item below data.min_item_interactions";
+  return nullptr;
+}
+
+const char* check_report(LoadReport& r) {
+  for (const int64_t* v : report_counts(r))
+    if (*v < 0) return "a negative count in the load report";
+  if (r.filter_rounds < 1 || !std::isfinite(r.parse_seconds) || r.parse_seconds < 0 ||
+      !std::isfinite(r.lines_per_second) || r.lines_per_second < 0)
+    return "a bad value in the load report";
+  return nullptr;
+}
+
+// This host's name as used in temporary file names: [A-Za-z0-9.-], others replaced by '_'.
+std::string host_tag() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  std::string h(buf);
+  for (char& c : h)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') c = '_';
+  return h;
+}
+
+// The pid in `name` when it is a temporary cache file written on this host
+// (`<64 lowercase hex>.rfcache.tmp.<host>.<pid>`), else 0.
+pid_t temp_file_pid(const std::string& name, const std::string& host) {
+  const size_t tag = std::strlen(kTempTag);
+  if (name.size() < 64 + tag || name.compare(64, tag, kTempTag) != 0) return 0;
+  if (!std::all_of(name.begin(), name.begin() + 64,
+                   [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+    return 0;
+  const std::string rest = name.substr(64 + tag);  // <host>.<pid>
+  const size_t dot = rest.rfind('.');
+  if (dot == std::string::npos || rest.compare(0, dot, host) != 0 || dot != host.size()) return 0;
+  const std::string digits = rest.substr(dot + 1);
+  if (digits.empty() || digits.size() > 10 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return 0;
+  const long long pid = std::stoll(digits);
+  return pid > 0 && pid <= INT_MAX ? static_cast<pid_t>(pid) : 0;
+}
+
+// fsyncs a directory so a rename inside it survives a crash; false on failure.
+bool sync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::string parent_dir(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
 }
 
 }  // namespace
 
-std::optional<Loaded> read_cache(const std::string& path) {
+std::string cache_temp_path(const std::string& path, int64_t pid) {
+  return fmt::format("{}.tmp.{}.{}", path, host_tag(), pid);
+}
+
+int sweep_stale_cache_temps(const std::string& dir) {
+  const std::string host = host_tag();
+  int removed = 0;
   std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return std::nullopt;
-  File f(std::fopen(path.c_str(), "rb"));
-  if (!f) return std::nullopt;
-  Reader r(f.get(), size);
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const pid_t pid = temp_file_pid(name, host);
+    if (pid == 0) continue;
+    std::error_code sec;
+    if (!it->is_regular_file(sec) || it->is_symlink(sec)) continue;
+    // Only a pid that does not exist: EPERM means alive (another user's process).
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(it->path(), sec)) {
+      ++removed;
+      log().info("removed {}, a temporary cache file left by process {} that no longer runs",
+                 it->path().string(), pid);
+    }
+  }
+  return removed;
+}
+
+std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, size_t n_parts) {
+  sweep_stale_cache_temps(parent_dir(path));
   auto damaged = [&](const char* why) -> std::optional<Loaded> {
     log().warn("cache file {} is unusable ({}); re-parsing the source", path, why);
     return std::nullopt;
   };
+  // O_NONBLOCK: a FIFO in the cache directory must not block the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return damaged(std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return damaged("not a regular file");
+  }
+  File f(::fdopen(fd, "rb"));
+  if (!f) {
+    ::close(fd);
+    return damaged("cannot read it");
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
   char magic[8];
   int32_t version;
-  if (!r.bytes(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return damaged("bad magic");
-  if (!r.pod(version) || version != kCacheVersion) return damaged("other version");
+  uint64_t payload;
+  if (size < kHeaderBytes + kTrailerBytes || std::fread(magic, 1, 8, f.get()) != 8 ||
+      std::memcmp(magic, kMagic, 8) != 0)
+    return damaged("bad magic");
+  if (std::fread(&version, sizeof version, 1, f.get()) != 1 || version != kCacheVersion)
+    return damaged("other version");
+  if (std::fread(&payload, sizeof payload, 1, f.get()) != 1 ||
+      payload != size - kHeaderBytes - kTrailerBytes)
+    return damaged("payload size does not match the file size");
+
+  Reader r(f.get(), payload);
   Loaded d;
   if (!read_ids(r, d.users) || !read_ids(r, d.items)) return damaged("truncated id maps");
   uint64_t parts;
-  if (!r.pod(parts) || parts > 16) return damaged("bad part count");
+  if (!r.pod(parts) || parts < 1 || parts > kMaxParts || (n_parts && parts != n_parts))
+    return damaged("bad part count");
   d.parts.resize(parts);
   for (auto& p : d.parts) {
     uint8_t has_times;
-    if (!r.pod(has_times) || !r.vec(p.users) || !r.vec(p.items) || !r.vec(p.weights))
+    if (!r.pod(has_times) || has_times > 1 || !r.vec(p.users) || !r.vec(p.items) ||
+        !r.vec(p.weights))
       return damaged("truncated interactions");
-    if (has_times) {
-      p.enable_times();
-      if (!r.vec(p.times)) return damaged("truncated timestamps");
-    }
+    if (has_times && !r.vec(p.times)) return damaged("truncated timestamps");
+    if (has_times || o.time_col) p.enable_times();
     if (p.items.size() != p.users.size() || p.weights.size() != p.users.size() ||
         (has_times && p.times.size() != p.users.size()))
       return damaged("inconsistent sizes");
-    for (size_t k = 0; k < p.users.size(); ++k)
-      if (p.users[k] < 0 || p.users[k] >= d.users.size() || p.items[k] < 0 ||
-          p.items[k] >= d.items.size())
-        return damaged("index out of range");
   }
-  {
-    int32_t rounds = 0;
-    for (int64_t* v : report_counts(d.report))
-      if (!r.pod(*v)) return damaged("truncated report");
-    if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second))
-      return damaged("truncated report");
-    d.report.filter_rounds = rounds;
-  }
+  int32_t rounds = 0;
+  for (int64_t* v : report_counts(d.report))
+    if (!r.pod(*v)) return damaged("truncated report");
+  if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second))
+    return damaged("truncated report");
+  d.report.filter_rounds = rounds;
+  if (r.left() != 0) return damaged("bytes after the report");
+  char stored[kDigestBytes];
   uint64_t trailer;
-  if (!r.pod(trailer) || trailer != kTrailer) return damaged("missing trailer");
+  if (std::fread(stored, 1, kDigestBytes, f.get()) != kDigestBytes ||
+      std::fread(&trailer, sizeof trailer, 1, f.get()) != 1 || trailer != kTrailer)
+    return damaged("missing trailer");
+  if (r.digest() != std::string_view(stored, kDigestBytes)) return damaged("checksum mismatch");
+  // The checksum catches damage; these catch a well-formed file with values the loader would
+  // not produce (another writer, a bug), before they reach training.
+  if (const char* why = check_ids(d.users, o.string_ids)) return damaged(why);
+  if (const char* why = check_ids(d.items, o.string_ids)) return damaged(why);
+  if (const char* why = check_parts(d, o)) return damaged(why);
+  if (const char* why = check_report(d.report)) return damaged(why);
   return d;
 }
 
 void write_cache(const std::string& path, const Loaded& d) {
-  namespace fs = std::filesystem;
   std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  const std::string dir = parent_dir(path);
+  fs::create_directories(dir, ec);
+  sweep_stale_cache_temps(dir);
+  const std::string tmp = cache_temp_path(path, getpid());
   bool ok = false;
   {
     File f(std::fopen(tmp.c_str(), "wb"));
     if (f) {
+      uint64_t payload = 0;  // rewritten once known
+      bool head = std::fwrite(kMagic, 1, 8, f.get()) == 8;
+      const int32_t version = kCacheVersion;
+      head = head && std::fwrite(&version, sizeof version, 1, f.get()) == 1;
+      head = head && std::fwrite(&payload, sizeof payload, 1, f.get()) == 1;
       Writer w(f.get());
-      w.bytes(kMagic, 8);
-      w.pod(static_cast<int32_t>(kCacheVersion));
       write_ids(w, d.users);
       write_ids(w, d.items);
       w.pod(static_cast<uint64_t>(d.parts.size()));
@@ -172,15 +386,26 @@ void write_cache(const std::string& path, const Loaded& d) {
       w.pod(static_cast<int32_t>(rep.filter_rounds));
       w.pod(rep.parse_seconds);
       w.pod(rep.lines_per_second);
-      w.pod(kTrailer);
-      ok = w.ok() && std::fflush(f.get()) == 0;
+      payload = w.size();
+      const std::string digest = w.digest();
+      ok = head && w.ok() &&
+           std::fwrite(digest.data(), 1, digest.size(), f.get()) == kDigestBytes &&
+           std::fwrite(&kTrailer, sizeof kTrailer, 1, f.get()) == 1 &&
+           std::fseek(f.get(), 8 + 4, SEEK_SET) == 0 &&
+           std::fwrite(&payload, sizeof payload, 1, f.get()) == 1;
+      // The data must be on disk before the rename makes the file visible under its final name.
+      ok = ok && std::fflush(f.get()) == 0 && ::fsync(fileno(f.get())) == 0;
+      ok = (std::fclose(f.release()) == 0) && ok;
     }
   }
   if (ok) fs::rename(tmp, path, ec);
   if (!ok || ec) {
     fs::remove(tmp, ec);
     log().warn("could not write the data cache {} (continuing without it)", path);
+    return;
   }
+  if (!sync_directory(dir))
+    log().warn("could not fsync the cache directory {} after writing {}", dir, path);
 }
 
 }  // namespace recforge::data

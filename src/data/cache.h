@@ -2,7 +2,14 @@
 /// @file cache.h
 /// Binary cache of loaded, mapped and cleaned interactions. The file name is a SHA-256 of the
 /// source files' contents and the load options, so any change to either rebuilds it.
+///
+/// Layout (little-endian, native sizes): magic "RFCACHE\0", int32 version, uint64 payload size;
+/// the payload (id maps, parts, report); then the SHA-256 of the payload (64 hex characters) and
+/// the trailer "RFCHDONE". A file is used only when every size agrees with the file size, the
+/// checksum matches and every value is one the loader could have produced (`read_cache`).
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -11,14 +18,30 @@
 namespace recforge::data {
 
 /// Bumped whenever the cache layout or the loader's output changes.
-inline constexpr int kCacheVersion = 1;
+inline constexpr int kCacheVersion = 2;
 
-/// Reads a cache file; returns nullopt (after a warning for a damaged file) when it is absent,
-/// truncated, of another version or otherwise unreadable, so the caller re-parses the source.
-std::optional<Loaded> read_cache(const std::string& path);
+/// Reads a cache file written for `options` and `parts` input files (0: any number). Returns
+/// nullopt when it is absent, and (after a warning) when it is not a regular file, truncated, of
+/// another version, fails its checksum, or holds a value the loader would not produce with these
+/// options (a non-finite or negative weight, an index out of range, unsorted or repeated ids or
+/// pairs, a control character in an id, ...): the caller then re-parses the source. Never
+/// throws for a damaged file, and allocates no more than the file's size justifies. Also removes
+/// stale temporary files of dead writers beside it (see `sweep_stale_cache_temps`).
+std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& options = {},
+                                 size_t parts = 0);
 
-/// Writes a cache file atomically (temporary file, then rename). Failure to write only warns:
-/// the cache is an optimisation, never a reason to fail a run.
+/// Writes a cache file atomically: a temporary file `<path>.tmp.<host>.<pid>` is written,
+/// fsync'ed, renamed into place, and the directory fsync'ed. Failure to write only warns: the
+/// cache is an optimisation, never a reason to fail a run.
 void write_cache(const std::string& path, const Loaded& data);
+
+/// The temporary file `write_cache` writes `path` through in process `pid`:
+/// `<path>.tmp.<host>.<pid>`, so a later run can tell a dead writer's leftover from a live one's.
+std::string cache_temp_path(const std::string& path, int64_t pid);
+
+/// Removes the temporary cache files in `dir` that a recforge process on this host left behind
+/// when it died (`<64 hex>.rfcache.tmp.<host>.<pid>` whose pid no longer exists). Files of live
+/// processes, of other hosts and every other file are left alone. Returns the number removed.
+int sweep_stale_cache_temps(const std::string& dir);
 
 }  // namespace recforge::data

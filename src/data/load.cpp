@@ -14,6 +14,10 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -24,24 +28,70 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// What a non-regular file is, for "expected a regular file" errors.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+[[noreturn]] void not_regular(const std::string& path, mode_t mode) {
+  fail("{}: is {}, expected a regular file of interactions", path, file_kind(mode));
+}
+
 std::string read_whole_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail("{}: is a directory, expected an interaction file", path);
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail("{}: cannot open data file: {}", path, std::strerror(errno));
-  std::string buf;
-  if (std::fseek(f, 0, SEEK_END) == 0) {
-    const long size = std::ftell(f);
-    if (size > 0) buf.reserve(static_cast<size_t>(size));
-    std::fseek(f, 0, SEEK_SET);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail("{}: cannot open data file: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const mode_t mode = st.st_mode;
+    ::close(fd);
+    not_regular(path, mode);
   }
+  std::string buf;
+  if (st.st_size > 0) buf.reserve(static_cast<size_t>(st.st_size));
   char chunk[1 << 16];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) buf.append(chunk, n);
-  const bool bad = std::ferror(f);
-  std::fclose(f);
-  if (bad) fail("{}: read error", path);
+  bool bad = false;
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n > 0) buf.append(chunk, static_cast<size_t>(n));
+    else if (n == 0) break;
+    else if (errno != EINTR) {
+      bad = true;
+      break;
+    }
+  }
+  const int err = errno;
+  ::close(fd);
+  if (bad) fail("{}: read error: {}", path, std::strerror(err));
   return buf;
+}
+
+// Input quoted in a message: control characters escaped, and at most kShownBytes bytes (cut at a
+// UTF-8 character boundary) followed by "… (N bytes)", so a 20 MB field is not echoed whole.
+constexpr size_t kShownBytes = 60;
+std::string shown(std::string_view s) {
+  size_t cut = s.size();
+  if (cut > kShownBytes) {
+    cut = kShownBytes;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  }
+  std::string out;
+  out.reserve(cut + 16);
+  for (size_t k = 0; k < cut; ++k) {
+    const unsigned char c = static_cast<unsigned char>(s[k]);
+    if (c == '\r') out += "\\r";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
+  }
+  if (cut < s.size()) out += fmt::format("\xE2\x80\xA6 ({} bytes)", s.size());
+  return out;
 }
 
 const char* delimiter_name(char d) {
@@ -55,10 +105,27 @@ const char* delimiter_name(char d) {
   }
 }
 
+// The fields of one line: `value` is what a field means (outer quotes removed, "" unescaped to
+// "), `raw` the bytes it came from inside the line (for column numbers in messages).
+struct Fields {
+  std::vector<std::string_view> value, raw;
+  std::deque<std::string> unescaped;  // storage of fields that contained ""; stable addresses
+  void clear() {
+    value.clear();
+    raw.clear();
+    unescaped.clear();
+  }
+  void push(std::string_view v, std::string_view r) {
+    value.push_back(v);
+    raw.push_back(r);
+  }
+  size_t size() const { return value.size(); }
+};
+
 // Splits one line into fields. Whitespace mode (' ') splits on runs of spaces/tabs; other
-// delimiters split exactly and honour double-quoted fields ("a,b" and "" escapes are kept raw
-// except for the outer quotes). Returns false on an unterminated quote.
-bool split_fields(std::string_view line, char delim, std::vector<std::string_view>& out) {
+// delimiters split exactly and honour double-quoted fields ("a,b"; "" inside quotes is one ").
+// Returns false on an unterminated quote.
+bool split_fields(std::string_view line, char delim, Fields& out) {
   out.clear();
   size_t i = 0;
   const size_t n = line.size();
@@ -68,17 +135,19 @@ bool split_fields(std::string_view line, char delim, std::vector<std::string_vie
       if (i >= n) break;
       const size_t b = i;
       while (i < n && line[i] != ' ' && line[i] != '\t') ++i;
-      out.push_back(line.substr(b, i - b));
+      out.push(line.substr(b, i - b), line.substr(b, i - b));
     }
     return true;
   }
   while (true) {
     if (i < n && line[i] == '"') {
       size_t j = i + 1;
+      bool escaped = false;
       while (true) {
         if (j >= n) return false;
         if (line[j] == '"') {
           if (j + 1 < n && line[j + 1] == '"') {
+            escaped = true;
             j += 2;
             continue;
           }
@@ -86,18 +155,29 @@ bool split_fields(std::string_view line, char delim, std::vector<std::string_vie
         }
         ++j;
       }
-      out.push_back(line.substr(i + 1, j - i - 1));
+      const std::string_view raw = line.substr(i + 1, j - i - 1);
+      if (escaped) {
+        std::string& v = out.unescaped.emplace_back();
+        v.reserve(raw.size());
+        for (size_t k = 0; k < raw.size(); ++k) {
+          v += raw[k];
+          if (raw[k] == '"') ++k;  // the second quote of ""
+        }
+        out.push(v, raw);
+      } else {
+        out.push(raw, raw);
+      }
       i = j + 1;
       if (i < n && line[i] != delim) return false;
     } else {
       const size_t b = i;
       while (i < n && line[i] != delim) ++i;
-      out.push_back(line.substr(b, i - b));
+      out.push(line.substr(b, i - b), line.substr(b, i - b));
     }
     if (i >= n) break;
     ++i;  // skip delimiter
     if (i == n) {
-      out.push_back(std::string_view());
+      out.push(std::string_view(), line.substr(n));
       break;
     }
   }
@@ -181,12 +261,14 @@ class FileParser {
 
   void parse(Interactions& out) {
     const std::string text = read_whole_file(path_);
-    if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    // A UTF-8 byte order mark (as spreadsheet programs write) is not part of the first field.
+    const size_t bom = std::string_view(text).substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+    if (text.find_first_not_of(" \t\r\n", bom) == std::string::npos)
       fail("{}: the file is empty, expected interactions", path_);
     Progress progress("loading " + fs::path(path_).filename().string(),
                       static_cast<int64_t>(text.size()), "bytes");
     const auto t0 = std::chrono::steady_clock::now();
-    size_t pos = 0;
+    size_t pos = bom;
     int64_t line_no = 0, data_lines = 0;
     bool first = true;
     if (o_.time_col) out.enable_times();
@@ -232,20 +314,25 @@ class FileParser {
       else if (first_line.find('|') != std::string_view::npos) delim_ = '|';
       else delim_ = ' ';
     }
-    std::vector<std::string_view> header;
-    if (o_.header) split_fields(first_line, delim_, header);
+    Fields fields;
+    if (o_.header) split_fields(first_line, delim_, fields);
+    const std::vector<std::string_view>& header = fields.value;
     auto resolve = [&](const std::string& spec, const char* key) -> int {
       if (is_index(spec)) return std::atoi(spec.c_str());
       if (!o_.header)
         fail("data.{}: column \"{}\" is a name, which needs data.header: true (or give a 0-based "
              "column index)",
-             key, spec);
+             key, shown(spec));
       for (size_t k = 0; k < header.size(); ++k)
         if (trim(header[k]) == spec) return static_cast<int>(k);
       std::string names;
-      for (auto h : header) names += (names.empty() ? "" : ", ") + std::string(trim(h));
+      constexpr size_t kListed = 20;
+      for (size_t k = 0; k < std::min(header.size(), kListed); ++k)
+        names += (k ? ", " : "") + shown(trim(header[k]));
+      if (header.size() > kListed)
+        names += fmt::format(", \xE2\x80\xA6 ({} columns)", header.size());
       fail("{}:{}: data.{}: no column named \"{}\" in the header (columns: {})", path_, line_no,
-           key, spec, names);
+           key, shown(spec), names);
     };
     user_col_ = resolve(o_.user_col, "user_col");
     item_col_ = resolve(o_.item_col, "item_col");
@@ -254,23 +341,44 @@ class FileParser {
     min_fields_ = 1 + std::max({user_col_, item_col_, weight_col_, time_col_});
   }
 
-  void bad(int64_t line_no, std::string_view line, const std::string& what) {
-    std::string shown(line.substr(0, 200));
-    if (line.size() > 200) shown += "...";
-    const std::string msg = fmt::format("{}:{}: {}: \"{}\"", path_, line_no, what, shown);
+  // A malformed line; `column` (1-based, 0 = none) points at the offending byte.
+  void bad(int64_t line_no, std::string_view line, const std::string& what, size_t column = 0) {
+    const std::string where = column ? fmt::format("{}:{}:{}", path_, line_no, column)
+                                     : fmt::format("{}:{}", path_, line_no);
+    const std::string msg = fmt::format("{}: {}: \"{}\"", where, what, shown(line));
     if (!o_.skip_errors) throw Error(msg + " (set data.on_error: skip to skip such lines)");
     if (report_.skipped_lines < 5) log().warn("skipping malformed line {}", msg);
     ++report_.skipped_lines;
   }
 
-  bool id(std::string_view field, Interner& in, index_t& out, const char* what, int64_t line_no,
+  // Interns field `k` of the current line as a user or item id.
+  bool id(size_t k, Interner& in, index_t& out, const char* what, int64_t line_no,
           std::string_view line) {
-    field = trim(field);
+    const std::string_view field = trim(fields_.value[k]);
     if (field.empty()) {
       bad(line_no, line, fmt::format("empty {} id", what));
       return false;
     }
     if (o_.string_ids) {
+      // A control character (a stray \r, a tab inside a comma-separated field, ...) would reach
+      // the exported id maps; refuse it here, pointing at the byte. The trailing \r of a CRLF
+      // line end is not part of the field (trimmed above).
+      auto is_control = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; };
+      if (std::any_of(field.begin(), field.end(), is_control)) {
+        // Leading spaces/tabs are trimmed alike from the raw bytes and the (unescaped) value.
+        const std::string_view raw = fields_.raw[k];
+        size_t lead = 0;
+        while (lead < raw.size() && (raw[lead] == ' ' || raw[lead] == '\t')) ++lead;
+        const size_t at = static_cast<size_t>(
+            std::find_if(raw.begin() + static_cast<std::ptrdiff_t>(lead), raw.end(), is_control) -
+            raw.begin());
+        bad(line_no, line,
+            fmt::format("{} id \"{}\" contains the control character 0x{:02x}, expected "
+                        "printable text",
+                        what, shown(field), static_cast<unsigned char>(raw[at])),
+            static_cast<size_t>(raw.data() - line.data()) + at + 1);
+        return false;
+      }
       out = in.intern(field);
       return true;
     }
@@ -278,7 +386,8 @@ class FileParser {
     if (!parse_int(field, v)) {
       bad(line_no, line,
           fmt::format("{} id \"{}\" is not an integer (set data.id_type: string for text ids{})",
-                      what, field, line_no == 1 && !o_.header ? ", or data.header: true" : ""));
+                      what, shown(field),
+                      line_no == 1 && !o_.header ? ", or data.header: true" : ""));
       return false;
     }
     out = in.intern(v);
@@ -296,25 +405,25 @@ class FileParser {
       return;
     }
     index_t u, i;
-    if (!id(fields_[user_col_], users_, u, "user", line_no, line)) return;
-    if (!id(fields_[item_col_], items_, i, "item", line_no, line)) return;
+    if (!id(static_cast<size_t>(user_col_), users_, u, "user", line_no, line)) return;
+    if (!id(static_cast<size_t>(item_col_), items_, i, "item", line_no, line)) return;
     double w = 1.0;
     if (weight_col_ >= 0) {
-      const std::string_view f = trim(fields_[weight_col_]);
+      const std::string_view f = trim(fields_.value[weight_col_]);
       if (!parse_double(f, w) || !std::isfinite(w)) {
-        bad(line_no, line, fmt::format("weight \"{}\" is not a finite number", f));
+        bad(line_no, line, fmt::format("weight \"{}\" is not a finite number", shown(f)));
         return;
       }
       if (w < 0) {
-        bad(line_no, line, fmt::format("weight {} is negative, expected a weight >= 0", f));
+        bad(line_no, line, fmt::format("weight {} is negative, expected a weight >= 0", shown(f)));
         return;
       }
     }
     int64_t t = 0;
     if (time_col_ >= 0) {
-      const std::string_view f = trim(fields_[time_col_]);
+      const std::string_view f = trim(fields_.value[time_col_]);
       if (!parse_int(f, t)) {
-        bad(line_no, line, fmt::format("timestamp \"{}\" is not an integer", f));
+        bad(line_no, line, fmt::format("timestamp \"{}\" is not an integer", shown(f)));
         return;
       }
     }
@@ -325,12 +434,12 @@ class FileParser {
   void parse_adjacency(std::string_view line, int64_t line_no, Interactions& out) {
     split_fields(line, delim_, fields_);
     index_t u;
-    if (!id(fields_[0], users_, u, "user", line_no, line)) return;
+    if (!id(0, users_, u, "user", line_no, line)) return;
     // Validate the whole line first so a bad item skips the line, not half of it.
     items_buf_.clear();
     for (size_t k = 1; k < fields_.size(); ++k) {
       index_t i;
-      if (!id(fields_[k], items_, i, "item", line_no, line)) return;
+      if (!id(k, items_, i, "item", line_no, line)) return;
       items_buf_.push_back(i);
     }
     for (index_t i : items_buf_) out.push(u, i, 1.0f, 0);
@@ -344,7 +453,7 @@ class FileParser {
   LoadReport& report_;
   char delim_ = ' ';
   int user_col_ = 0, item_col_ = 1, weight_col_ = -1, time_col_ = -1, min_fields_ = 2;
-  std::vector<std::string_view> fields_;
+  Fields fields_;
   std::vector<index_t> items_buf_;
 };
 
@@ -413,6 +522,13 @@ void clean(Loaded& d, const LoadOptions& o) {
   }
   const auto user_map = d.users.compact(keep_u);
   const auto item_map = d.items.compact(keep_i);
+  for (size_t k = 1; k < d.parts.size(); ++k) {
+    const Interactions& x = d.parts[k];
+    for (offset_t j = 0; j < x.size(); ++j) {
+      if (user_map[x.users[j]] < 0) ++r.test_unknown_user_interactions;
+      else if (item_map[x.items[j]] < 0) ++r.test_unknown_item_interactions;
+    }
+  }
   for (auto& part : d.parts) part.remap(user_map, item_map);
   r.filtered_users = n_users - d.users.size();
   r.filtered_items = n_items - d.items.size();
@@ -424,6 +540,9 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   for (const auto& p : paths) {
     std::error_code ec;
     if (!fs::exists(p, ec)) fail("{}: data file not found", p);
+    // Before hashing for the cache key: /dev/zero or a FIFO would never end.
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) not_regular(p, st.st_mode);
   }
   std::string cache_path;
   if (o.use_cache && !o.cache_dir.empty()) {
@@ -432,7 +551,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     for (const auto& p : paths) key.update(sha256_file(p) + ";");
     key.update(o.fingerprint());
     cache_path = o.cache_dir + "/" + key.hex() + ".rfcache";
-    if (auto cached = read_cache(cache_path)) {
+    if (auto cached = read_cache(cache_path, o, paths.size())) {
       cached->report.from_cache = true;
       cached->report.cache_file = cache_path;
       log().info("loaded {} from cache {}", paths.front(), cache_path);

@@ -49,6 +49,11 @@ struct LoadReport {
   int64_t filtered_interactions = 0; ///< interactions dropped by the per-user/item minimums
   int64_t filtered_users = 0;        ///< users dropped (no or too few training interactions)
   int64_t filtered_items = 0;        ///< items dropped (no or too few training interactions)
+  /// Interactions of the later files (a given test set) dropped because their user is not in
+  /// the training data (absent from the first file, or removed by the filters).
+  int64_t test_unknown_user_interactions = 0;
+  /// ... because their user is known but their item is not.
+  int64_t test_unknown_item_interactions = 0;
   int filter_rounds = 0;             ///< passes until the minimums were stable
   double parse_seconds = 0;          ///< time spent parsing text
   double lines_per_second = 0;       ///< parse speed

@@ -240,6 +240,53 @@ void check_options(const Interactions& all, const SplitOptions& o) {
     check_fraction("split.validation_fraction", o.validation_fraction, false);
 }
 
+// Fails when a part the options ask for came out empty: a test set for every method but none,
+// a validation set when validation_fraction > 0 (0 means "no validation set" and is allowed).
+void require_parts(const Split& out, const SplitOptions& o) {
+  if (o.method != SplitMethod::kNone && out.test.size() == 0) {
+    switch (o.method) {
+      case SplitMethod::kGiven:
+        fail("split.method given: the test file (data.test_path) has no interactions left after "
+             "dropping those whose user or item is not in the training data; expected at least "
+             "one test interaction");
+      case SplitMethod::kRandom:
+        fail("split.test_fraction {} left the test set empty: no user has enough interactions "
+             "for round(n * {}) >= 1 with one kept in train; expected a larger "
+             "split.test_fraction or users with more interactions",
+             o.test_fraction, o.test_fraction);
+      case SplitMethod::kLeaveLast:
+        fail("split.leave_k {} left the test set empty: no user has more than {} interaction(s), "
+             "and split.method leave_last keeps such users in train",
+             o.leave_k, o.leave_k);
+      case SplitMethod::kTime:
+        if (o.cutoff)
+          fail("split.cutoff {} left the test set empty: no interaction has a timestamp at or "
+               "after it; expected a cutoff at or before the latest timestamp",
+               *o.cutoff);
+        fail("split.cutoff_quantile {} left the test set empty; expected a quantile below 1",
+             o.cutoff_quantile);
+      case SplitMethod::kUsers:
+        fail("split.test_fraction {} left the test set of the held-out users empty "
+             "(split.heldout_users {}): none of them has enough interactions for "
+             "round(n * {}) >= 1 with one kept as fold-in",
+             o.test_fraction, o.heldout_users, o.test_fraction);
+      case SplitMethod::kNone:
+        break;
+    }
+  }
+  if (o.validation_fraction > 0 && out.validation.size() == 0) {
+    if (o.method == SplitMethod::kLeaveLast)
+      fail("split.validation_fraction {} left the validation set empty: with split.method "
+           "leave_last no user has more than split.leave_k {} train interaction(s) left; set "
+           "split.validation_fraction: 0 for no validation set",
+           o.validation_fraction, o.leave_k);
+    fail("split.validation_fraction {} left the validation set empty: the training part has too "
+         "few interactions per user (or distinct timestamps) to hold any out; expected a larger "
+         "fraction, or split.validation_fraction: 0 for no validation set",
+         o.validation_fraction);
+  }
+}
+
 }  // namespace
 
 Split split_interactions(const Interactions& all, int64_t n_users, const SplitOptions& o,
@@ -323,6 +370,7 @@ Split split_interactions(const Interactions& all, int64_t n_users, const SplitOp
   out.test = o.method == SplitMethod::kGiven ? *given_test : s.collect(kTest);
   out.validation_foldin = s.collect(kValidationFoldin);
   out.test_foldin = s.collect(kTestFoldin);
+  if (all.size() > 0) require_parts(out, o);
   return out;
 }
 

@@ -137,6 +137,16 @@ Dataset prepare_dataset(const config::Config& cfg) {
            cfg.where("data.test_path"), cfg.get_string("split.method"));
     }
     loaded = data::load(paths, load_options(cfg));
+    const auto& r = loaded.report;
+    if (given && loaded.parts[1].size() == 0)
+      fail("{}: no test interactions left for split.method given: {} have a user and {} an item "
+           "that is not in the (filtered) training data {}; expected at least one",
+           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
+    if (given && r.test_unknown_user_interactions + r.test_unknown_item_interactions > 0)
+      log().warn(
+          "{}: dropped {} test interaction(s) whose user and {} whose item is not in the "
+          "(filtered) training data {}",
+          paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
   }
 
   Dataset d;
@@ -178,6 +188,8 @@ nlohmann::json Dataset::stats() const {
                {"filtered_interactions", r.filtered_interactions},
                {"filtered_users", r.filtered_users},
                {"filtered_items", r.filtered_items},
+               {"test_unknown_user_interactions", r.test_unknown_user_interactions},
+               {"test_unknown_item_interactions", r.test_unknown_item_interactions},
                {"filter_rounds", r.filter_rounds},
                {"parse_seconds", r.parse_seconds},
                {"lines_per_second", r.lines_per_second},

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 
 #include "core/error.h"
@@ -82,6 +84,112 @@ TEST(Load, QuotedFieldsKeepDelimiters) {
   EXPECT_EQ(d.parts[0].size(), 2);
 }
 
+TEST(Load, DoubledQuotesInsideQuotedFieldsAreOneQuote) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  const Loaded d =
+      load({write_file(t.file("q.csv"), "ann,\"a \"\"b\"\"\"\nann,\"\"\"\"\nbob,\"plain\"\n")}, o);
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"\"", "a \"b\"", "plain"}));
+}
+
+TEST(Load, Utf8ByteOrderMarkBeforeTheFirstLineIsStripped) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.header = true;
+  o.user_col = "userId";
+  o.item_col = "itemId";
+  const Loaded h =
+      load({write_file(t.file("h.csv"), "\xEF\xBB\xBFuserId,itemId\r\n5,7\r\n6,7\r\n")}, o);
+  EXPECT_EQ(h.users.ids(), (std::vector<std::string>{"5", "6"}));
+  const Loaded n = load({write_file(t.file("n.csv"), "\xEF\xBB\xBF" "5,7\n6,8\n")}, no_cache());
+  EXPECT_EQ(n.users.ids(), (std::vector<std::string>{"5", "6"}));
+  EXPECT_EQ(n.items.ids(), (std::vector<std::string>{"7", "8"}));
+  EXPECT_EQ(load_error({write_file(t.file("b.csv"), "\xEF\xBB\xBF\n")}, no_cache()),
+            t.file("b.csv") + ": the file is empty, expected interactions");
+}
+
+TEST(Load, CrlfLineEndsAreStrippedFromStringIds) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  const Loaded d = load({write_file(t.file("c.csv"), "ann,x\r\nbob,\"y\"\r\n")}, o);
+  EXPECT_EQ(d.users.ids(), (std::vector<std::string>{"ann", "bob"}));
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"x", "y"}));
+  o.format = Format::kAdjacency;
+  const Loaded a = load({write_file(t.file("a.txt"), "ann x y\r\nbob y\r\n")}, o);
+  EXPECT_EQ(a.items.ids(), (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Load, ControlCharactersInStringIdsAreRefusedAtFileLineColumn) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  // A lone \r inside a field (not a CRLF line end) at byte 5 of line 2.
+  const auto p = write_file(t.file("c.csv"), "ann,x\r\nbob,y\rz\r\ncid,x\r\n");
+  EXPECT_EQ(load_error({p}, o),
+            t.file("c.csv") + ":2:6: item id \"y\\rz\" contains the control character 0x0d, "
+                              "expected printable text: \"bob,y\\rz\" (set data.on_error: skip "
+                              "to skip such lines)");
+  // A tab inside a quoted field, after a doubled quote: the column is that of the raw byte.
+  EXPECT_EQ(load_error({write_file(t.file("q.csv"), "ann,x\n\"b\"\"o\tb\",x\n")}, o),
+            t.file("q.csv") + ":2:6: user id \"b\"o\\tb\" contains the control character 0x09, "
+                              "expected printable text: \"\"b\"\"o\\tb\",x\" (set data.on_error: "
+                              "skip to skip such lines)");
+  o.format = Format::kAdjacency;
+  EXPECT_NE(load_error({write_file(t.file("a.txt"), "ann x\nbob y\x01 z\n")}, o)
+                .find("a.txt:2:6: item id \"y\\x01\" contains the control character 0x01"),
+            std::string::npos);
+  o.format = Format::kDelimited;
+  o.skip_errors = true;
+  const Loaded d = load({p}, o);
+  EXPECT_EQ(d.report.skipped_lines, 1);
+  EXPECT_EQ(d.users.ids(), (std::vector<std::string>{"ann", "cid"}));
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"x"}));
+}
+
+TEST(Load, EchoedInputIsTruncatedToSixtyBytes) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.weight_col = "2";
+  const std::string big(1000000, '7');
+  const std::string msg = load_error({write_file(t.file("l.csv"), "1,2,1\n1," + big + "x,1\n")}, o);
+  const std::string field_shown = std::string(60, '7') + "\xE2\x80\xA6 (1000001 bytes)";
+  const std::string line_shown = "1," + std::string(58, '7') + "\xE2\x80\xA6 (1000005 bytes)";
+  EXPECT_EQ(msg, t.file("l.csv") + ":2: item id \"" + field_shown +
+                     "\" is not an integer (set data.id_type: string for text ids): \"" +
+                     line_shown + "\" (set data.on_error: skip to skip such lines)");
+  // Weights, and a cut that would split a UTF-8 character (é is 2 bytes) keeps it whole.
+  std::string w = "x";
+  for (int k = 0; k < 40; ++k) w += "\xC3\xA9";
+  const std::string wmsg = load_error({write_file(t.file("w.csv"), "1,2," + w + "\n")}, o);
+  std::string w_shown = "x";
+  for (int k = 0; k < 29; ++k) w_shown += "\xC3\xA9";
+  EXPECT_NE(wmsg.find("weight \"" + w_shown + "\xE2\x80\xA6 (81 bytes)\" is not a finite number"),
+            std::string::npos)
+      << wmsg;
+}
+
+TEST(Load, NonRegularFilesAreRefusedNotRead) {
+  TempDir t;
+  LoadOptions o;
+  o.cache_dir = t.file("cache");  // the cache key hashes the file: /dev/zero would never end
+  EXPECT_EQ(load_error({"/dev/zero"}, o),
+            "/dev/zero: is a character device, expected a regular file of interactions");
+  EXPECT_EQ(load_error({t.str()}, o),
+            t.str() + ": is a directory, expected a regular file of interactions");
+  const std::string fifo = t.file("pipe");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(load_error({fifo}, no_cache()),
+            fifo + ": is a FIFO (named pipe), expected a regular file of interactions");
+  // As the test file of a given split, too; a symbolic link to a regular file is fine.
+  const auto train = write_file(t.file("train.csv"), "1,2\n");
+  EXPECT_EQ(load_error({train, fifo}, o),
+            fifo + ": is a FIFO (named pipe), expected a regular file of interactions");
+  std::filesystem::create_symlink(train, t.file("link.csv"));
+  EXPECT_EQ(load({t.file("link.csv")}, o).parts[0].size(), 1);
+}
+
 TEST(Load, AdjacencyListsWithUsersWithoutItems) {
   TempDir t;
   LoadOptions o = no_cache();
@@ -148,6 +256,21 @@ TEST(Load, TwoFilesShareIdMapsAndFiltersFollowTheFirst) {
   EXPECT_EQ(d.users.size(), 2);  // user 7 has no training data
   EXPECT_EQ(d.items.size(), 3);  // item 9 has no training data
   EXPECT_EQ(d.parts[1].size(), 2);
+}
+
+TEST(Load, TestRowsOfUnknownUsersAndItemsAreCounted) {
+  TempDir t;
+  // User 2 has one training interaction and is removed by min_user_interactions 2; user 7 and
+  // item 9 are not in the training file at all.
+  const auto train = write_file(t.file("train.csv"), "0,1\n0,2\n1,1\n1,2\n2,1\n");
+  const auto test = write_file(t.file("test.csv"), "0,2\n7,1\n2,2\n0,9\n7,9\n1,1\n");
+  LoadOptions o = no_cache();
+  o.min_user_interactions = 2;
+  const Loaded d = load({train, test}, o);
+  EXPECT_EQ(d.parts[1].size(), 2);
+  EXPECT_EQ(d.report.test_unknown_user_interactions, 3);  // 7,1  2,2  7,9
+  EXPECT_EQ(d.report.test_unknown_item_interactions, 1);  // 0,9
+  EXPECT_EQ(d.report.filtered_interactions, 1);           // 2,1 in the training file
 }
 
 TEST(Load, MalformedLinesFailWithFileLineAndText) {

@@ -201,19 +201,100 @@ TEST(Split, UsersHoldsOutWholeUsersWithFoldIn) {
   EXPECT_EQ(users_of(split_interactions(x, 11, o).test_foldin).size(), 1u);
   o.heldout_users = 0.99;
   EXPECT_EQ(users_of(split_interactions(x, 11, o).test_foldin).size(), 9u);
-  // A held-out user with one interaction keeps it in fold-in.
+  // A held-out user with one interaction keeps it in fold-in (2 of these 3 users are held out).
+  Interactions three;
+  three.push(0, 0, 1);
+  add_user(three, 1, 4);
+  add_user(three, 2, 4);
+  o.heldout_users = 0.99;
+  o.test_fraction = 0.5;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    o.seed = seed;
+    s = split_interactions(three, 3, o);
+    expect_partition(three, s);
+    EXPECT_TRUE(items_of(s.test, 0).empty());
+    EXPECT_EQ(items_of(s.train, 0).size() + items_of(s.test_foldin, 0).size(), 1u);
+    EXPECT_EQ(s.test.size(), 2 * static_cast<offset_t>(users_of(s.test).size()));
+  }
+  // When that leaves no test interaction at all, the split is an error.
   Interactions two;
   two.push(0, 0, 1);
   two.push(1, 0, 1);
   o.heldout_users = 0.5;
-  s = split_interactions(two, 2, o);
-  expect_partition(two, s);
-  EXPECT_EQ(s.test.size(), 0);
-  EXPECT_EQ(s.test_foldin.size(), 1);
+  EXPECT_EQ(error_of(two, 2, o),
+            "split.test_fraction 0.5 left the test set of the held-out users empty "
+            "(split.heldout_users 0.5): none of them has enough interactions for round(n * 0.5) "
+            ">= 1 with one kept as fold-in");
   // Fewer than two users cannot be split by users.
   Interactions one;
   one.push(0, 0, 1);
   EXPECT_NE(error_of(one, 1, o).find("split.method users"), std::string::npos);
+}
+
+TEST(Split, EmptyTestOrValidationPartIsAnErrorNamingTheSetting) {
+  Interactions singles;  // three users with one interaction each
+  singles.enable_times();
+  for (index_t u = 0; u < 3; ++u) add_user(singles, u, 1, 0, 10 * u);
+  SplitOptions o;
+  o.method = SplitMethod::kRandom;
+  EXPECT_EQ(error_of(singles, 3, o),
+            "split.test_fraction 0.2 left the test set empty: no user has enough interactions for "
+            "round(n * 0.2) >= 1 with one kept in train; expected a larger split.test_fraction or "
+            "users with more interactions");
+  o.method = SplitMethod::kLeaveLast;
+  EXPECT_EQ(error_of(singles, 3, o),
+            "split.leave_k 1 left the test set empty: no user has more than 1 interaction(s), and "
+            "split.method leave_last keeps such users in train");
+  o.method = SplitMethod::kTime;
+  o.cutoff = 21;  // times 0, 10, 20
+  EXPECT_EQ(error_of(singles, 3, o),
+            "split.cutoff 21 left the test set empty: no interaction has a timestamp at or after "
+            "it; expected a cutoff at or before the latest timestamp");
+  o.cutoff = 20;
+  EXPECT_EQ(split_interactions(singles, 3, o).test.size(), 1);
+  o.cutoff.reset();
+  Interactions train, none;
+  add_user(train, 0, 3);
+  o.method = SplitMethod::kGiven;
+  try {
+    split_interactions(train, 1, o, &none);
+    ADD_FAILURE() << "an empty given test set was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "split.method given: the test file (data.test_path) has no interactions left after "
+              "dropping those whose user or item is not in the training data; expected at least "
+              "one test interaction");
+  }
+  // No test set is asked for: none is fine.
+  o.method = SplitMethod::kNone;
+  EXPECT_EQ(split_interactions(singles, 3, o).test.size(), 0);
+
+  // Validation: a fraction > 0 asks for a validation set; 0 means none.
+  Interactions x;
+  x.enable_times();
+  for (index_t u = 0; u < 4; ++u) add_user(x, u, 4, 0, 10 * u);
+  o.method = SplitMethod::kRandom;
+  o.test_fraction = 0.25;      // 1 of 4 per user to test, 3 left in train
+  o.validation_fraction = 0.1;  // round(3 * 0.1) = 0
+  EXPECT_EQ(error_of(x, 4, o),
+            "split.validation_fraction 0.1 left the validation set empty: the training part has "
+            "too few interactions per user (or distinct timestamps) to hold any out; expected a "
+            "larger fraction, or split.validation_fraction: 0 for no validation set");
+  o.method = SplitMethod::kNone;
+  EXPECT_NE(error_of(x, 4, o).find("split.validation_fraction 0.1 left the validation set empty"),
+            std::string::npos);
+  o.validation_fraction = 0.2;  // round(4 * 0.2) = 1
+  EXPECT_EQ(split_interactions(x, 4, o).validation.size(), 4);
+  o.method = SplitMethod::kLeaveLast;
+  o.leave_k = 2;  // 2 of 4 to test, the 2 left are not more than leave_k
+  EXPECT_EQ(error_of(x, 4, o),
+            "split.validation_fraction 0.2 left the validation set empty: with split.method "
+            "leave_last no user has more than split.leave_k 2 train interaction(s) left; set "
+            "split.validation_fraction: 0 for no validation set");
+  o.validation_fraction = 0;
+  const Split s = split_interactions(x, 4, o);
+  EXPECT_EQ(s.validation.size(), 0);
+  EXPECT_EQ(s.test.size(), 8);
 }
 
 TEST(Split, GivenAndNone) {
