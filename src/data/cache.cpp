@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -238,13 +239,15 @@ pid_t temp_file_pid(const std::string& name, const std::string& host) {
   return pid > 0 && pid <= INT_MAX ? static_cast<pid_t>(pid) : 0;
 }
 
-// fsyncs a directory so a rename inside it survives a crash; false on failure.
+// fsyncs a directory so a rename inside it survives a crash; false on failure (the cache is
+// an optimisation: a failure is a warning, not an error).
 bool sync_directory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
+  try {
+    sync_path(dir, /*directory=*/true);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 std::string parent_dir(const std::string& path) {
@@ -361,6 +364,7 @@ void write_cache(const std::string& path, const Loaded& d) {
   fs::create_directories(dir, ec);
   sweep_stale_cache_temps(dir);
   const std::string tmp = cache_temp_path(path, getpid());
+  add_interrupt_cleanup(tmp, /*recursive=*/false);  // INT / TERM while writing: no debris
   bool ok = false;
   {
     File f(std::fopen(tmp.c_str(), "wb"));
@@ -398,7 +402,8 @@ void write_cache(const std::string& path, const Loaded& d) {
       ok = (std::fclose(f.release()) == 0) && ok;
     }
   }
-  if (ok) fs::rename(tmp, path, ec);
+  if (ok) without_interrupt_cleanup([&] { fs::rename(tmp, path, ec); });
+  remove_interrupt_cleanup(tmp);
   if (!ok || ec) {
     fs::remove(tmp, ec);
     log().warn("could not write the data cache {} (continuing without it)", path);
