@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <strings.h>
 #include <vector>
 #include <algorithm>
 
@@ -19,6 +21,44 @@ void ssyevd_(const char* jobz, const char* uplo, const int* n, float* a, const i
 namespace recforge {
 
 const char* blas_core_name() { return openblas_get_corename(); }
+
+std::string blas_core_unsupported(const std::string& core) {
+  // The instruction sets of OpenBLAS's x86-64 kernel families (its driver/others/dynamic.c).
+  struct Family {
+    const char* name;
+    std::vector<const char*> features;
+  };
+  static const std::vector<Family> families = {
+      {"SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}},
+      {"Haswell", {"avx2", "fma"}},
+      {"Zen", {"avx2", "fma"}},
+      {"Sandybridge", {"avx"}},
+      {"Nehalem", {"sse4.2"}},
+      {"Prescott", {"sse3"}},
+  };
+  __builtin_cpu_init();
+  for (const Family& f : families) {
+    if (strcasecmp(f.name, core.c_str()) != 0) continue;
+    for (const char* feature : f.features) {
+      bool has = false;
+      // __builtin_cpu_supports needs a literal: one comparison per feature named above.
+      if (!std::strcmp(feature, "avx512f")) has = __builtin_cpu_supports("avx512f");
+      else if (!std::strcmp(feature, "avx512cd")) has = __builtin_cpu_supports("avx512cd");
+      else if (!std::strcmp(feature, "avx512bw")) has = __builtin_cpu_supports("avx512bw");
+      else if (!std::strcmp(feature, "avx512dq")) has = __builtin_cpu_supports("avx512dq");
+      else if (!std::strcmp(feature, "avx512vl")) has = __builtin_cpu_supports("avx512vl");
+      else if (!std::strcmp(feature, "avx2")) has = __builtin_cpu_supports("avx2");
+      else if (!std::strcmp(feature, "fma")) has = __builtin_cpu_supports("fma");
+      else if (!std::strcmp(feature, "avx")) has = __builtin_cpu_supports("avx");
+      else if (!std::strcmp(feature, "sse4.2")) has = __builtin_cpu_supports("sse4.2");
+      else if (!std::strcmp(feature, "sse3")) has = __builtin_cpu_supports("sse3");
+      if (!has)
+        return std::string("OPENBLAS_CORETYPE=") + core + " needs the CPU feature " + feature +
+               ", which this CPU lacks";
+    }
+  }
+  return "";
+}
 
 void ensure_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("RECFORGE_KEEP_BLAS")) return;
