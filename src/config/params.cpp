@@ -336,8 +336,10 @@ const std::vector<Param>& params() {
            "bpr, softmax: learn an item bias, stored as one more column of the factors (users "
            "hold 1 there), so exports and indexes score it with a plain inner product."),
       Float("model.temperature", "1.0",
-            "softmax: logits are scores divided by this temperature.")
-          .gt(0),
+            "softmax: logits are scores divided by this temperature; at least 1e-18, since the "
+            "gradients grow as 1/temperature and Adam and Adagrad square them, which overflows "
+            "float32 (3.4e38) below about 1e-19.")
+          .ge(1e-18),
       Bool("model.in_batch", "true",
            "softmax: the batch's other positives count as negatives of each row."),
       Bool("model.logq", "true",

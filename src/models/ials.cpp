@@ -18,6 +18,33 @@ bool all_finite(const Matrix& m) {
   return finite;
 }
 
+std::string nonfinite_loss_cause(const config::Config& cfg, const data::Csr& user_items) {
+  float largest = 0;
+  for (const float c : user_items.data)
+    if (!(std::fabs(c) <= largest)) largest = std::fabs(c);  // NaN and inf win
+  const std::string& type = cfg.get_string("model.type");
+  if (!std::isfinite(largest))
+    return fmt::format(
+        "an interaction confidence is {} (float32 holds at most 3.4e38): a weight, a sum of "
+        "duplicate weights (data.duplicates: sum) or the weighting scheme overflows; lower the "
+        "weights, use data.duplicates: max, or set weighting.scheme",
+        largest);
+  if (type == "ials")
+    return fmt::format(
+        "the largest interaction confidence is {:.3g} and model.alpha {}; lower them, or "
+        "model.init_std ({}), or raise model.regularization",
+        largest, cfg.get_float("model.alpha"), cfg.get_float("model.init_std"));
+  if (type == "softmax")
+    return fmt::format(
+        "scores divided by model.temperature {} overflow float32; raise model.temperature or "
+        "lower model.learning_rate ({}) or model.init_std ({})",
+        cfg.get_float("model.temperature"), cfg.get_float("model.learning_rate"),
+        cfg.get_float("model.init_std"));
+  return fmt::format("the factors diverged; lower model.learning_rate ({}) or model.init_std "
+                     "({}), or raise model.regularization",
+                     cfg.get_float("model.learning_rate"), cfg.get_float("model.init_std"));
+}
+
 Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   Matrix m;
   m.rows = rows;

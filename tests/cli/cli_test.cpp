@@ -189,6 +189,25 @@ TEST(Cli, BadInputGetsOneClearSentence) {
   expect_one_line_error(t, "train nodata.yaml", "data.path is not set");
 }
 
+// Values beyond float32: refused with their setting or line, or, where only their sum or the
+// training overflows, the first non-finite loss stops the run naming the cause (no run left).
+TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
+  TempDir t;
+  // Each weight fits float32 (3.4e38); their sum as duplicates does not.
+  write_file(t.file("dup.csv"), "u,i,w\n1,1,3e38\n1,1,3e38\n1,2,1\n2,1,1\n2,2,1\n3,3,1\n");
+  write_file(t.file("big.csv"), "u,i,w\n1,1,1e39\n1,2,1\n");
+  write_file(t.file("dup.yaml"), "run:\n  progress: lines\ndata:\n  path: dup.csv\n  header: true\n"
+                                 "  weight_col: w\n  cache: false\nsplit:\n  method: none\n"
+                                 "model:\n  factors: 4\n  iterations: 2\n");
+  expect_one_line_error(t, "train dup.yaml",
+                        "loss became inf at iteration 1: an interaction confidence is inf");
+  expect_one_line_error(t, "train dup.yaml --set data.path=big.csv",
+                        "big.csv:2: weight \"1e39\" is not a finite number in float32's range");
+  write_file(t.file("ok.yaml"), small_config());
+  expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.temperature=1e-30",
+                        "model.temperature: expected a number >= 1e-18, got 1e-30");
+}
+
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config("model:\n  type: none\n"));
