@@ -290,8 +290,11 @@ const std::vector<Param>& params() {
             "from the `weighting` section.")
           .gt(0),
       Float("model.init_std", "0.1",
-            "Factors start from N(0, (init_std / sqrt(factors))^2).")
-          .ge(0),
+            "Factors start from N(0, (init_std / sqrt(factors))^2); at most 100, since scores "
+            "start near init_std^2 (the models aim at about 1) and the solvers' squared terms, "
+            "about init_std^4 times the interactions, must stay within float32.")
+          .ge(0)
+          .le(100),
       Int("model.seed", "", "Seed of the initial factors; unset uses `run.seed`.").ge(0).optional(),
       Enum("model.solver", {"cg", "cholesky"}, "cg",
            "Per-row solve: `cg` runs `cg_steps` conjugate-gradient steps warm-started from the "

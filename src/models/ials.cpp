@@ -73,7 +73,8 @@ void check_finite(const Matrix& m, const char* side, int iteration) {
   if (!all_finite(m))
     fail(
         "iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
-        "interaction weights and lower model.alpha or raise model.regularization",
+        "interaction weights and lower model.alpha or model.init_std, or raise "
+        "model.regularization",
         iteration, side);
 }
 

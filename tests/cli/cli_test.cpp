@@ -206,6 +206,8 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
   write_file(t.file("ok.yaml"), small_config());
   expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.temperature=1e-30",
                         "model.temperature: expected a number >= 1e-18, got 1e-30");
+  expect_one_line_error(t, "train ok.yaml --set model.init_std=1e30",
+                        "model.init_std: expected a number in [0, 100], got 1e30");
 }
 
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {

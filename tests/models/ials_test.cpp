@@ -401,6 +401,23 @@ TEST(IalsSolve, EigenframeHalvesEqualDenseUpToARotation) {
   EXPECT_NEAR(lf, ld, 1e-5 * ld);
 }
 
+// Factors whose squares overflow float32 (1e20² > 3.4e38) make the Gram matrix infinite: the
+// eigenframe refuses it as the settings' fault (recforge::Error naming model.init_std) instead of
+// handing it to LAPACK, whose failure was reported as an internal error (exit 3).
+TEST(IalsSolve, OverflowingGramMatrixIsAUserError) {
+  const int k = 8;
+  const Csr r = random_csr(20, 15, 4, 51);
+  Matrix x = random_matrix(20, k, 52), y = random_matrix(15, k, 53);
+  y.row(3)[2] = 1e20f;
+  try {
+    backend::cpu::solve_half(r, y, x, params(false, 3, backend::cpu::CgBasis::kEigen), 2);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("overflowed float32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.init_std"), std::string::npos) << e.what();
+  }
+}
+
 // The choice of frame or dense per half, by the count of k² products.
 TEST(IalsSolve, EigenframeIsChosenWhereItSavesProducts) {
   const IalsSolveParams p = params(false, 3, backend::cpu::CgBasis::kAuto);  // dense: 4 per row
