@@ -1,12 +1,15 @@
 #include "models/ials.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "models/embedding.h"
 #include "models/ials_cuda.h"
+#include "models/memory.h"
 
 namespace recforge::models {
 
@@ -88,7 +91,25 @@ Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
         backend::cuda::storage_name(o_.dtype));
 }
 
+std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64_t n_items,
+                                    int threads) {
+  const double k = o.factors, f = sizeof(float), rows = static_cast<double>(n_users + n_items);
+  const double longer = static_cast<double>(std::max(n_users, n_items));
+  const double per_thread =
+      f * (5 * 64 * k + (1 << 18) + 256 * k +                     // CG blocks, gather, rotation
+           (o.solve.cholesky ? k * k + 257 * k : 0) +              // Cholesky systems
+           128 * 2048 + 128 * k + 128 * 1024) +                    // evaluation tiles
+      kPerThreadReserve;                                           // BLAS buffer, malloc arena
+  threads = std::max(threads, openblas_get_num_threads());        // OpenBLAS's pool threads too
+  return {{"factors", rows * k * f},
+          {"Gram and eigenvector matrices", 4 * k * k * f},       // G, basis, LAPACK work
+          {"rotated and weighted copies", 2 * longer * k * f},
+          {fmt::format("buffers of {} threads", threads), threads * per_thread}};
+}
+
 void Ials::init(int64_t n_users, int64_t n_items) {
+  check_memory(fmt::format("iALS with model.factors {}", o_.factors),
+               ials_memory(o_, n_users, n_items, threads_), "model.factors or train.threads");
   std::tie(users_, items_) = initial_factors(o_, n_users, n_items);
   iterations_done_ = 0;
 }

@@ -210,6 +210,37 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
                         "model.init_std: expected a number in [0, 100], got 1e30");
 }
 
+// Memory: a model far beyond the machine is refused before it allocates, with its estimated
+// size and the setting to lower; under an address-space limit (ulimit -v) the run ends at once
+// with exit status 1 and one sentence. It used to print bad_alloc and hang at exit, OpenBLAS
+// joining a pool thread that retried its buffer allocation forever (`timeout` turns a hang into
+// status 124).
+TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
+  TempDir t;
+  write_file(t.file("ok.yaml"), small_config());
+  expect_one_line_error(t, "train ok.yaml --set model.factors=10000000",
+                        "iALS with model.factors 10000000 needs about");
+  expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.factors=10000000",
+                        "softmax with model.factors 10000000 needs about");
+  for (const char* limit : {"150000", "300000"}) {
+    const std::string cmd = "cd '" + t.str() + "' && timeout 120 bash -c \"ulimit -v " + limit +
+                            "; exec '" + RECFORGE_BINARY +
+                            "' train ok.yaml --set train.threads=2\" 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf;
+    for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+    const int status = pclose(p);
+    ASSERT_TRUE(WIFEXITED(status)) << out;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << "ulimit -v " << limit << ": " << out;
+    const bool said = out.find("is available (ulimit -v); lower model.factors") != std::string::npos ||
+                      out.find("recforge: error: out of memory while running recforge train") !=
+                          std::string::npos;
+    EXPECT_TRUE(said) << out;
+    EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+  }
+}
+
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config("model:\n  type: none\n"));
