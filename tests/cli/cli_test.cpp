@@ -241,6 +241,43 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
   }
 }
 
+// Integer options state their range; --k above the number of items is clamped with a warning;
+// recommend --all announces a large CSV (over 100 MiB) and refuses one that the memory holding the
+// lists and their text cannot take, before computing anything or creating the file.
+TEST(Cli, RecommendBoundsKAndItsOutput) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  Result r = run(t.str(), "recommend runs/small --all --out a.csv --k 0");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--k: must be an integer from 1 to 2147483647, got \"0\""), std::string::npos)
+      << r.out;
+  r = run(t.str(), "datagen --out d.csv --users 0");
+  EXPECT_NE(r.out.find("--users: must be an integer from 1 to 2147483647, got \"0\""),
+            std::string::npos) << r.out;
+  r = run(t.str(), "recommend runs/small --user 3 --k 500");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--k 500 is above the number of items, 200"), std::string::npos) << r.out;
+  write_file(t.file("wide.yaml"),
+             "run:\n  name: wide\n  progress: lines\ndata:\n  format: synthetic\n  cache: false\n"
+             "synthetic:\n  users: 60000\n  items: 2000\n  interactions: 200000\n"
+             "split:\n  method: none\nmodel:\n  factors: 4\n  iterations: 1\n");
+  ASSERT_EQ(run(t.str(), "train wide.yaml").rc, 0);
+  // 60000 users x 2000 items: about 2.7 GiB of CSV, 3.5 GiB with the lists, under a 1.4 GiB limit.
+  const std::string cmd = "cd '" + t.str() + "' && bash -c \"ulimit -v 1500000; exec '" +
+                          RECFORGE_BINARY +
+                          "' recommend runs/wide --all --out wide.csv --k 5000\" 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << out;
+  EXPECT_NE(out.find("recommend --all: writing about 2."), std::string::npos) << out;
+  EXPECT_NE(out.find("is available (ulimit -v); lower --k"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(t.file("wide.csv")));
+}
+
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config("model:\n  type: none\n"));
