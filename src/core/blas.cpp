@@ -24,39 +24,27 @@ const char* blas_core_name() { return openblas_get_corename(); }
 
 std::string blas_core_unsupported(const std::string& core) {
   // The instruction sets of OpenBLAS's x86-64 kernel families (its driver/others/dynamic.c).
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   struct Family {
     const char* name;
-    std::vector<const char*> features;
+    bool runs;
+    const char* needs;
   };
-  static const std::vector<Family> families = {
-      {"SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}},
-      {"Haswell", {"avx2", "fma"}},
-      {"Zen", {"avx2", "fma"}},
-      {"Sandybridge", {"avx"}},
-      {"Nehalem", {"sse4.2"}},
-      {"Prescott", {"sse3"}},
+  const Family families[] = {
+      {"SkylakeX", avx512, "AVX-512 (F, CD, BW, DQ, VL)"},
+      {"Haswell", avx2, "AVX2 and FMA"},
+      {"Zen", avx2, "AVX2 and FMA"},
+      {"Sandybridge", __builtin_cpu_supports("avx") != 0, "AVX"},
+      {"Nehalem", __builtin_cpu_supports("sse4.2") != 0, "SSE4.2"},
+      {"Prescott", __builtin_cpu_supports("sse3") != 0, "SSE3"},
   };
-  __builtin_cpu_init();
-  for (const Family& f : families) {
-    if (strcasecmp(f.name, core.c_str()) != 0) continue;
-    for (const char* feature : f.features) {
-      bool has = false;
-      // __builtin_cpu_supports needs a literal: one comparison per feature named above.
-      if (!std::strcmp(feature, "avx512f")) has = __builtin_cpu_supports("avx512f");
-      else if (!std::strcmp(feature, "avx512cd")) has = __builtin_cpu_supports("avx512cd");
-      else if (!std::strcmp(feature, "avx512bw")) has = __builtin_cpu_supports("avx512bw");
-      else if (!std::strcmp(feature, "avx512dq")) has = __builtin_cpu_supports("avx512dq");
-      else if (!std::strcmp(feature, "avx512vl")) has = __builtin_cpu_supports("avx512vl");
-      else if (!std::strcmp(feature, "avx2")) has = __builtin_cpu_supports("avx2");
-      else if (!std::strcmp(feature, "fma")) has = __builtin_cpu_supports("fma");
-      else if (!std::strcmp(feature, "avx")) has = __builtin_cpu_supports("avx");
-      else if (!std::strcmp(feature, "sse4.2")) has = __builtin_cpu_supports("sse4.2");
-      else if (!std::strcmp(feature, "sse3")) has = __builtin_cpu_supports("sse3");
-      if (!has)
-        return std::string("OPENBLAS_CORETYPE=") + core + " needs the CPU feature " + feature +
-               ", which this CPU lacks";
-    }
-  }
+  for (const Family& f : families)
+    if (strcasecmp(f.name, core.c_str()) == 0 && !f.runs)
+      return "OPENBLAS_CORETYPE=" + core + " needs " + f.needs + ", which this CPU lacks";
   return "";
 }
 

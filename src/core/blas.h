@@ -36,7 +36,7 @@ const char* blas_core_name();
 
 /// Why this CPU cannot run OpenBLAS's kernel family `core` (an OPENBLAS_CORETYPE value such as
 /// "SkylakeX", "Haswell", "Zen", "Sandybridge", "Prescott"): "OPENBLAS_CORETYPE=SkylakeX needs
-/// the CPU feature avx512bw, which this CPU lacks", or "" when it can (unknown names: "").
+/// AVX-512 (F, CD, BW, DQ, VL), which this CPU lacks", or "" when it can (unknown names: "").
 /// Forcing a family whose instructions the CPU lacks ends in SIGILL; the tests registered once
 /// per kernel family skip instead (tests/gtest_main_blas.cpp).
 std::string blas_core_unsupported(const std::string& core);
