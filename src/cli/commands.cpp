@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <optional>
 
 #include "artifact/artifact.h"
@@ -31,6 +32,7 @@
 #include "eval/topk.h"
 #include "index/bench.h"
 #include "index/filtered_search.h"
+#include "models/memory.h"
 #include "pipeline/export.h"
 #include <cmath>
 
@@ -94,6 +96,70 @@ config::Config resume_config(std::vector<std::string> sets) {
   if (!g.config_path.empty()) return config::Config::load(g.config_path, sets);
   const nlohmann::json meta = pipeline::read_checkpoint_json(ckpt);
   return config::Config::parse(meta.value("config_yaml", ""), ckpt + "/checkpoint.json", sets);
+}
+
+// An integer option's range in words (CLI11's PositiveNumber said "not in range 0.000000 to
+// 1.797693e+308"): "--k: must be an integer from 1 to 2147483647, got \"0\"".
+CLI::Validator int_range(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) -> std::string {
+        size_t used = 0;
+        long long x = 0;
+        try {
+          x = std::stoll(v, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == v.size() && !v.empty() && x >= lo && x <= hi) return "";
+        return fmt::format("must be an integer from {} to {}, got \"{}\"", lo, hi, v);
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
+
+constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+
+// The list length for `n_items` items: --k, or all items (with a warning) when --k is larger.
+int list_length(int64_t n_items) {
+  if (g.k > n_items)
+    log().warn("--k {} is above the number of items, {}; the lists hold at most {} items", g.k,
+               n_items, n_items);
+  return static_cast<int>(std::min<int64_t>(g.k, n_items));
+}
+
+// Outputs of recommend --all above this size are announced before they are computed.
+constexpr double kLargeOutputBytes = 100.0 * 1024 * 1024;
+
+// recommend --all: the CSV's estimated size (users × k lines; ids measured on up to 1000 users
+// and items), announced above kLargeOutputBytes and refused when the file's disk or the memory
+// that holds the lists and the text cannot take it.
+void check_output_size(int64_t n_users, int k, const data::IdMap& users, const data::IdMap& items) {
+  auto mean_length = [](const data::IdMap& ids) {
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(ids.size()), 1000);
+    double total = 0;
+    for (int64_t j = 0; j < n; ++j) total += static_cast<double>(ids.external(static_cast<data::index_t>(j)).size());
+    return n > 0 ? total / static_cast<double>(n) : 1.0;
+  };
+  // user,rank,item,score: three commas, a newline, the rank's digits and a %.6g score (~10).
+  const double line = mean_length(users) + mean_length(items) + std::to_string(k).size() + 14;
+  const double lines = static_cast<double>(n_users) * k;
+  const double bytes = lines * line;
+  if (bytes < kLargeOutputBytes) return;
+  log().info("recommend --all: writing about {} ({} users x {} items) to {}",
+             models::format_bytes(bytes), n_users, k, g.out);
+  std::error_code ec;
+  const fs::path dir = fs::absolute(g.out).parent_path();
+  const fs::space_info space = fs::space(dir, ec);
+  if (!ec && bytes > static_cast<double>(space.available))
+    fail("recommend --all --k {}: the CSV would take about {}, but {} has {} free; lower --k",
+         g.k, models::format_bytes(bytes), dir.string(),
+         models::format_bytes(static_cast<double>(space.available)));
+  std::string source;
+  const double memory = lines * 8 + bytes;  // the lists (item, score) and the text
+  const double available = models::available_memory(&source);
+  if (available >= 0 && memory > available)
+    fail("recommend --all --k {}: the lists and the CSV text need about {} of memory, but only "
+         "{} is available ({}); lower --k",
+         g.k, models::format_bytes(memory), models::format_bytes(available), source);
 }
 
 int cmd_train() {
@@ -254,7 +320,7 @@ int recommend_artifact() {
          g.run_dir);
   const artifact::Artifact a = artifact::load(g.run_dir);
   const int dim = static_cast<int>(a.items.cols);
-  const int k = static_cast<int>(std::min<int64_t>(g.k, a.items.rows));
+  const int k = list_length(a.items.rows);
   const std::vector<data::index_t> global = exclude_rows(a.item_ids);
   std::vector<data::index_t> rows;
   if (!g.user.empty()) {
@@ -262,6 +328,7 @@ int recommend_artifact() {
     if (!u) fail("recommend --user: user \"{}\" is not in {}", g.user, g.run_dir);
     rows.push_back(*u);
   } else {
+    check_output_size(a.users.rows, k, a.user_ids, a.item_ids);
     rows.resize(static_cast<size_t>(a.users.rows));
     for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
   }
@@ -303,7 +370,7 @@ int cmd_recommend() {
   const auto& d = r.data;
   const Matrix& items = r.model->item_factors();
   const int dim = static_cast<int>(items.cols);
-  const int k = static_cast<int>(std::min<int64_t>(g.k, d.items.size()));
+  const int k = list_length(d.items.size());
   const std::vector<data::index_t> global = exclude_rows(d.items);
   if (!g.item_list.empty()) {
     // Fold-in: a user who was not in training, from their items (weight 1 each).
@@ -332,6 +399,7 @@ int cmd_recommend() {
     print_ranked(top, 0, d.items);
     return 0;
   }
+  check_output_size(users.rows, k, d.users, d.items);
   const eval::TopK top = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,
                                     dim, k, &d.user_items, {}, &global);
   std::vector<data::index_t> rows(static_cast<size_t>(users.rows));
@@ -455,10 +523,14 @@ void register_commands(CLI::App& app) {
                  "popularity, activity skew, timestamps) as CSV");
   datagen->add_option("--out", g.out, "Output CSV file (user,item,weight,timestamp)")->required();
   datagen->add_option("--config", g.config_path, "Take the synthetic: section from this config");
-  datagen->add_option("--users", g.users, "Number of users (synthetic.users)");
-  datagen->add_option("--items", g.items, "Number of items (synthetic.items)");
-  datagen->add_option("--interactions", g.interactions, "Target interactions (synthetic.interactions)");
-  datagen->add_option("--seed", g.seed, "Random seed (synthetic.seed)");
+  datagen->add_option("--users", g.users, "Number of users (synthetic.users)")
+      ->check(int_range(1, kMaxInt));
+  datagen->add_option("--items", g.items, "Number of items (synthetic.items)")
+      ->check(int_range(2, kMaxInt));
+  datagen->add_option("--interactions", g.interactions, "Target interactions (synthetic.interactions)")
+      ->check(int_range(1, std::numeric_limits<int64_t>::max()));
+  datagen->add_option("--seed", g.seed, "Random seed (synthetic.seed)")
+      ->check(int_range(0, std::numeric_limits<int64_t>::max()));
   add_sets(datagen);
   g_actions["datagen"] = cmd_datagen;
 
@@ -476,7 +548,10 @@ void register_commands(CLI::App& app) {
                         "Comma-separated external item ids: fold in a new user with these items");
   recommend->add_flag("--all", g.all, "Top-k for every user, written as CSV to --out");
   recommend->add_option("--out", g.out, "CSV output for --all (user,rank,item,score)");
-  recommend->add_option("--k", g.k, "Number of items (default 10)")->check(CLI::PositiveNumber);
+  recommend->add_option("--k", g.k,
+                        "Number of items (default 10; at most the number of items, with a warning "
+                        "above it)")
+      ->check(int_range(1, kMaxInt));
   recommend->add_option("--exclude", g.exclude,
                         "Comma-separated external item ids never to recommend (a global "
                         "exclusion list, besides each user's training items)");
@@ -503,14 +578,14 @@ void register_commands(CLI::App& app) {
                     "Run directory (the index is built from its config and --set) or export "
                     "directory (its index)")
       ->required();
-  bench->add_option("--k", g.k, "List length (default 10)")->check(CLI::PositiveNumber);
+  bench->add_option("--k", g.k, "List length (default 10)")->check(int_range(1, kMaxInt));
   bench->add_option("--nprobe", g.nprobe_list, "IVF cells probed, e.g. 1,2,4,8 (default: powers "
                                                "of two up to nlist)");
   bench->add_option("--ef-search", g.ef_list, "HNSW efSearch values, e.g. 16,32,64 (default: "
                                               "16 to 1024)");
   bench->add_option("--users", g.bench_users, "Measure a seeded sample of this many users "
                                               "(default: all)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, std::numeric_limits<int64_t>::max()));
   bench->add_option("--out", g.out, "Also write the table as CSV (for tools/plot_index_bench.py)");
   add_sets(bench);
   g_actions["index-bench"] = cmd_index_bench;

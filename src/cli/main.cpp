@@ -2,14 +2,56 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/fs.h"
 
+namespace {
+
+std::string g_verb = "recforge";  // "recforge train", ... once parsed, for the out-of-memory line
+
+// Ends a failed run without exit-time destructors. A normal exit runs OpenBLAS's shutdown,
+// which joins its thread pool; when memory ran out (ulimit -v), a pool thread may be retrying a
+// buffer allocation forever (OpenBLAS never gives up), and the process printed its error and
+// then never ended. Every run's own cleanup (staged run directories, the log file) has happened
+// by then, during unwinding.
+[[noreturn]] void exit_now(int status) {
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
+
+[[noreturn]] void exit_out_of_memory() {
+  std::fprintf(stderr,
+               "recforge: error: out of memory while running %s; lower model.factors, "
+               "train.threads or the data size, or raise the memory limit (ulimit -v)\n",
+               g_verb.c_str());
+  exit_now(1);
+}
+
+// A bad_alloc inside an OpenMP region cannot reach main's catch: it calls std::terminate.
+void on_terminate() {
+  if (const std::exception_ptr e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::bad_alloc&) {
+      exit_out_of_memory();
+    } catch (...) {
+    }
+  }
+  std::abort();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   recforge::ensure_blas_kernels(argv);
+  std::set_terminate(on_terminate);
   // INT and TERM remove unfinished run directories (and other registered paths), then exit
   // with 128 + the signal number.
   recforge::install_interrupt_cleanup();
@@ -22,13 +64,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  for (const auto* sub : app.get_subcommands()) g_verb = "recforge " + sub->get_name();
   try {
     return recforge::cli::run_selected(app);
   } catch (const recforge::Error& e) {
     std::fprintf(stderr, "recforge: error: %s\n", e.what());
-    return 1;
+    exit_now(1);
+  } catch (const std::bad_alloc&) {
+    exit_out_of_memory();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "recforge: internal error: %s\n", e.what());
-    return 3;
+    exit_now(3);
   }
 }

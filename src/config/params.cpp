@@ -297,8 +297,11 @@ const std::vector<Param>& params() {
             "from the `weighting` section.")
           .gt(0),
       Float("model.init_std", "0.1",
-            "Factors start from N(0, (init_std / sqrt(factors))^2).")
-          .ge(0),
+            "Factors start from N(0, (init_std / sqrt(factors))^2); at most 100, since scores "
+            "start near init_std^2 (the models aim at about 1) and the solvers' squared terms, "
+            "about init_std^4 times the interactions, must stay within float32.")
+          .ge(0)
+          .le(100),
       Int("model.seed", "", "Seed of the initial factors; unset uses `run.seed`.").ge(0).optional(),
       Enum("model.solver", {"cg", "cholesky"}, "cg",
            "Per-row solve: `cg` runs `cg_steps` conjugate-gradient steps warm-started from the "
@@ -343,8 +346,10 @@ const std::vector<Param>& params() {
            "bpr, softmax: learn an item bias, stored as one more column of the factors (users "
            "hold 1 there), so exports and indexes score it with a plain inner product."),
       Float("model.temperature", "1.0",
-            "softmax: logits are scores divided by this temperature.")
-          .gt(0),
+            "softmax: logits are scores divided by this temperature; at least 1e-18, since the "
+            "gradients grow as 1/temperature and Adam and Adagrad square them, which overflows "
+            "float32 (3.4e38) below about 1e-19.")
+          .ge(1e-18),
       Bool("model.in_batch", "true",
            "softmax: the batch's other positives count as negatives of each row."),
       Bool("model.logq", "true",

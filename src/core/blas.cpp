@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <strings.h>
 #include <vector>
 #include <algorithm>
 
@@ -19,6 +21,32 @@ void ssyevd_(const char* jobz, const char* uplo, const int* n, float* a, const i
 namespace recforge {
 
 const char* blas_core_name() { return openblas_get_corename(); }
+
+std::string blas_core_unsupported(const std::string& core) {
+  // The instruction sets of OpenBLAS's x86-64 kernel families (its driver/others/dynamic.c).
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  struct Family {
+    const char* name;
+    bool runs;
+    const char* needs;
+  };
+  const Family families[] = {
+      {"SkylakeX", avx512, "AVX-512 (F, CD, BW, DQ, VL)"},
+      {"Haswell", avx2, "AVX2 and FMA"},
+      {"Zen", avx2, "AVX2 and FMA"},
+      {"Sandybridge", __builtin_cpu_supports("avx") != 0, "AVX"},
+      {"Nehalem", __builtin_cpu_supports("sse4.2") != 0, "SSE4.2"},
+      {"Prescott", __builtin_cpu_supports("sse3") != 0, "SSE3"},
+  };
+  for (const Family& f : families)
+    if (strcasecmp(f.name, core.c_str()) == 0 && !f.runs)
+      return "OPENBLAS_CORETYPE=" + core + " needs " + f.needs + ", which this CPU lacks";
+  return "";
+}
 
 void ensure_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("RECFORGE_KEEP_BLAS")) return;

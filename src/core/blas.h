@@ -6,6 +6,8 @@
 
 #include <cblas.h>
 
+#include <string>
+
 namespace recforge {
 
 /// Sets OpenBLAS's thread count for the lifetime of the object, restoring it afterwards.
@@ -31,6 +33,13 @@ void ensure_blas_kernels(char** argv);
 
 /// The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...).
 const char* blas_core_name();
+
+/// Why this CPU cannot run OpenBLAS's kernel family `core` (an OPENBLAS_CORETYPE value such as
+/// "SkylakeX", "Haswell", "Zen", "Sandybridge", "Prescott"): "OPENBLAS_CORETYPE=SkylakeX needs
+/// AVX-512 (F, CD, BW, DQ, VL), which this CPU lacks", or "" when it can (unknown names: "").
+/// Forcing a family whose instructions the CPU lacks ends in SIGILL; the tests registered once
+/// per kernel family skip instead (tests/gtest_main_blas.cpp).
+std::string blas_core_unsupported(const std::string& core);
 
 /// LAPACK Cholesky solve of the symmetric positive definite k×k system A x = b, reading only
 /// the lower triangle of the row-major `a` (what cblas_ssyrk(CblasRowMajor, CblasLower, ...)

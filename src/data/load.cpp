@@ -410,8 +410,10 @@ class FileParser {
     double w = 1.0;
     if (weight_col_ >= 0) {
       const std::string_view f = trim(fields_.value[weight_col_]);
-      if (!parse_double(f, w) || !std::isfinite(w)) {
-        bad(line_no, line, fmt::format("weight \"{}\" is not a finite number", shown(f)));
+      if (!parse_double(f, w) || !(std::fabs(w) <= std::numeric_limits<float>::max())) {
+        bad(line_no, line,
+            fmt::format("weight \"{}\" is not a finite number in float32's range (at most 3.4e38)",
+                        shown(f)));
         return;
       }
       if (w < 0) {

@@ -1,10 +1,13 @@
 #include "models/embedding.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "models/embedding_cuda.h"
 #include "models/ials.h"
+#include "models/memory.h"
 
 namespace recforge::models {
 
@@ -122,6 +125,22 @@ Embedding::Embedding(EmbeddingOptions options, int threads)
 Embedding::~Embedding() = default;
 
 void Embedding::init(int64_t n_users, int64_t n_items) {
+  {
+    const auto& p = o_.params;
+    const double d = p.dim(), f = sizeof(float), rows = static_cast<double>(n_users + n_items);
+    const double state = p.optimizer == backend::Optimizer::kAdam      ? 2
+                         : p.optimizer == backend::Optimizer::kAdagrad ? 1
+                                                                       : 0;
+    const double b = static_cast<double>(p.batch_size), c = b + p.negatives;
+    const int threads = std::max(threads_, openblas_get_num_threads());  // and OpenBLAS's pool
+    check_memory(fmt::format("{} with model.factors {}", type(), p.factors),
+                 {{"factors", rows * d * f},
+                  {"optimizer state", state * rows * d * f},
+                  {"batch buffers", f * (b * c + 2 * (b + c) * d)},
+                  {fmt::format("buffers of {} threads", threads),
+                   threads * (kPerThreadReserve + f * (128 * 2048 + 128 * d + 128 * 1024))}},
+                 "model.factors, model.batch_size or train.threads");
+  }
   std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
   if (trainer_) trainer_->reset_state();
   resumed_state_.reset();

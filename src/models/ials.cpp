@@ -1,12 +1,15 @@
 #include "models/ials.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "models/embedding.h"
 #include "models/ials_cuda.h"
+#include "models/memory.h"
 
 namespace recforge::models {
 
@@ -16,6 +19,33 @@ bool all_finite(const Matrix& m) {
   for (int64_t j = 0; j < static_cast<int64_t>(m.data.size()); ++j)
     finite = finite && std::isfinite(m.data[j]);
   return finite;
+}
+
+std::string nonfinite_loss_cause(const config::Config& cfg, const data::Csr& user_items) {
+  float largest = 0;
+  for (const float c : user_items.data)
+    if (!(std::fabs(c) <= largest)) largest = std::fabs(c);  // NaN and inf win
+  const std::string& type = cfg.get_string("model.type");
+  if (!std::isfinite(largest))
+    return fmt::format(
+        "an interaction confidence is {} (float32 holds at most 3.4e38): a weight, a sum of "
+        "duplicate weights (data.duplicates: sum) or the weighting scheme overflows; lower the "
+        "weights, use data.duplicates: max, or set weighting.scheme",
+        largest);
+  if (type == "ials")
+    return fmt::format(
+        "the largest interaction confidence is {:.3g} and model.alpha {}; lower them, or "
+        "model.init_std ({}), or raise model.regularization",
+        largest, cfg.get_float("model.alpha"), cfg.get_float("model.init_std"));
+  if (type == "softmax")
+    return fmt::format(
+        "scores divided by model.temperature {} overflow float32; raise model.temperature or "
+        "lower model.learning_rate ({}) or model.init_std ({})",
+        cfg.get_float("model.temperature"), cfg.get_float("model.learning_rate"),
+        cfg.get_float("model.init_std"));
+  return fmt::format("the factors diverged; lower model.learning_rate ({}) or model.init_std "
+                     "({}), or raise model.regularization",
+                     cfg.get_float("model.learning_rate"), cfg.get_float("model.init_std"));
 }
 
 Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
@@ -46,7 +76,8 @@ void check_finite(const Matrix& m, const char* side, int iteration) {
   if (!all_finite(m))
     fail(
         "iALS iteration {} produced non-finite {} factors (NaN or infinity); check the "
-        "interaction weights and lower model.alpha or raise model.regularization",
+        "interaction weights and lower model.alpha or model.init_std, or raise "
+        "model.regularization",
         iteration, side);
 }
 
@@ -60,7 +91,25 @@ Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
         backend::cuda::storage_name(o_.dtype));
 }
 
+std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64_t n_items,
+                                    int threads) {
+  const double k = o.factors, f = sizeof(float), rows = static_cast<double>(n_users + n_items);
+  const double longer = static_cast<double>(std::max(n_users, n_items));
+  const double per_thread =
+      f * (5 * 64 * k + (1 << 18) + 256 * k +                     // CG blocks, gather, rotation
+           (o.solve.cholesky ? k * k + 257 * k : 0) +              // Cholesky systems
+           128 * 2048 + 128 * k + 128 * 1024) +                    // evaluation tiles
+      kPerThreadReserve;                                           // BLAS buffer, malloc arena
+  threads = std::max(threads, openblas_get_num_threads());        // OpenBLAS's pool threads too
+  return {{"factors", rows * k * f},
+          {"Gram and eigenvector matrices", 4 * k * k * f},       // G, basis, LAPACK work
+          {"rotated and weighted copies", 2 * longer * k * f},
+          {fmt::format("buffers of {} threads", threads), threads * per_thread}};
+}
+
 void Ials::init(int64_t n_users, int64_t n_items) {
+  check_memory(fmt::format("iALS with model.factors {}", o_.factors),
+               ials_memory(o_, n_users, n_items, threads_), "model.factors or train.threads");
   std::tie(users_, items_) = initial_factors(o_, n_users, n_items);
   iterations_done_ = 0;
 }

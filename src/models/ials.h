@@ -8,6 +8,7 @@
 
 #include "backend/cpu/ials_cpu.h"
 #include "backend/cuda/ials_gpu.h"
+#include "models/memory.h"
 #include "models/model.h"
 
 namespace recforge::models {
@@ -77,5 +78,11 @@ std::unique_ptr<Model> make_ials(const IalsOptions& options, const Context& ctx)
 /// Options from the `model` section (model.seed falls back to run.seed) and
 /// `train.gpu_streaming`.
 IalsOptions ials_options(const config::Config& cfg);
+
+/// The memory iALS on the CPU allocates for n_users × n_items with `threads` threads, by part
+/// (factors, k×k matrices, copies, per-thread buffers); Ials::init refuses to start when it
+/// exceeds the memory available (models/memory.h).
+std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64_t n_items,
+                                    int threads);
 
 }  // namespace recforge::models

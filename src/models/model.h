@@ -80,6 +80,11 @@ std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx)
 /// iteration or epoch.
 bool all_finite(const Matrix& m);
 
+/// Why the training loss of the config's model on `user_items` (confidences) became NaN or
+/// infinite, as the end of the error that stops the run: an interaction confidence beyond
+/// float32's range, the softmax temperature, or diverging factors, with the setting to change.
+std::string nonfinite_loss_cause(const config::Config& cfg, const data::Csr& user_items);
+
 /// Columns of the factor matrices the config's model produces: model.factors, plus one for the
 /// item bias of a bpr or softmax model with model.item_bias.
 int embedding_dimension(const config::Config& cfg);

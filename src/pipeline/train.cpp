@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 
@@ -140,6 +141,9 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
     model.iterate(data.user_items, data.item_users);
     const double secs = seconds_since(t0);
     const double loss = model.loss(data.user_items, data.item_users);
+    if (!std::isfinite(loss))  // a run with an overflowed objective is not a result
+      fail("loss became {} at iteration {}: {}", loss, it,
+           models::nonfinite_loss_cause(cfg, data.user_items));
     nlohmann::json h = {{"iteration", it}, {"seconds", secs}, {"loss", loss}};
     std::string line = fmt::format("iteration {}/{}: loss {:.6g}, {:.3f} s", it, iterations, loss, secs);
     if (every > 0 && (it % every == 0 || it == iterations)) {

@@ -189,6 +189,95 @@ TEST(Cli, BadInputGetsOneClearSentence) {
   expect_one_line_error(t, "train nodata.yaml", "data.path is not set");
 }
 
+// Values beyond float32: refused with their setting or line, or, where only their sum or the
+// training overflows, the first non-finite loss stops the run naming the cause (no run left).
+TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
+  TempDir t;
+  // Each weight fits float32 (3.4e38); their sum as duplicates does not.
+  write_file(t.file("dup.csv"), "u,i,w\n1,1,3e38\n1,1,3e38\n1,2,1\n2,1,1\n2,2,1\n3,3,1\n");
+  write_file(t.file("big.csv"), "u,i,w\n1,1,1e39\n1,2,1\n");
+  write_file(t.file("dup.yaml"), "run:\n  progress: lines\ndata:\n  path: dup.csv\n  header: true\n"
+                                 "  weight_col: w\n  cache: false\nsplit:\n  method: none\n"
+                                 "model:\n  factors: 4\n  iterations: 2\n");
+  expect_one_line_error(t, "train dup.yaml",
+                        "loss became inf at iteration 1: an interaction confidence is inf");
+  expect_one_line_error(t, "train dup.yaml --set data.path=big.csv",
+                        "big.csv:2: weight \"1e39\" is not a finite number in float32's range");
+  write_file(t.file("ok.yaml"), small_config());
+  expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.temperature=1e-30",
+                        "model.temperature: expected a number >= 1e-18, got 1e-30");
+  expect_one_line_error(t, "train ok.yaml --set model.init_std=1e30",
+                        "model.init_std: expected a number in [0, 100], got 1e30");
+}
+
+// Memory: a model far beyond the machine is refused before it allocates, with its estimated
+// size and the setting to lower; under an address-space limit (ulimit -v) the run ends at once
+// with exit status 1 and one sentence. It used to print bad_alloc and hang at exit, OpenBLAS
+// joining a pool thread that retried its buffer allocation forever (`timeout` turns a hang into
+// status 124).
+TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
+  TempDir t;
+  write_file(t.file("ok.yaml"), small_config());
+  expect_one_line_error(t, "train ok.yaml --set model.factors=10000000",
+                        "iALS with model.factors 10000000 needs about");
+  expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.factors=10000000",
+                        "softmax with model.factors 10000000 needs about");
+  for (const char* limit : {"150000", "300000"}) {
+    const std::string cmd = "cd '" + t.str() + "' && timeout 120 bash -c \"ulimit -v " + limit +
+                            "; exec '" + RECFORGE_BINARY +
+                            "' train ok.yaml --set train.threads=2\" 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf;
+    for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+    const int status = pclose(p);
+    ASSERT_TRUE(WIFEXITED(status)) << out;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << "ulimit -v " << limit << ": " << out;
+    const bool said = out.find("is available (ulimit -v); lower model.factors") != std::string::npos ||
+                      out.find("recforge: error: out of memory while running recforge train") !=
+                          std::string::npos;
+    EXPECT_TRUE(said) << out;
+    EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+  }
+}
+
+// Integer options state their range; --k above the number of items is clamped with a warning;
+// recommend --all announces a large CSV (over 100 MiB) and refuses one that the memory holding the
+// lists and their text cannot take, before computing anything or creating the file.
+TEST(Cli, RecommendBoundsKAndItsOutput) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  Result r = run(t.str(), "recommend runs/small --all --out a.csv --k 0");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--k: must be an integer from 1 to 2147483647, got \"0\""), std::string::npos)
+      << r.out;
+  r = run(t.str(), "datagen --out d.csv --users 0");
+  EXPECT_NE(r.out.find("--users: must be an integer from 1 to 2147483647, got \"0\""),
+            std::string::npos) << r.out;
+  r = run(t.str(), "recommend runs/small --user 3 --k 500");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--k 500 is above the number of items, 200"), std::string::npos) << r.out;
+  write_file(t.file("wide.yaml"),
+             "run:\n  name: wide\n  progress: lines\ndata:\n  format: synthetic\n  cache: false\n"
+             "synthetic:\n  users: 60000\n  items: 2000\n  interactions: 200000\n"
+             "split:\n  method: none\nmodel:\n  factors: 4\n  iterations: 1\n");
+  ASSERT_EQ(run(t.str(), "train wide.yaml").rc, 0);
+  // 60000 users x 2000 items: about 2.7 GiB of CSV, 3.5 GiB with the lists, under a 1.4 GiB limit.
+  const std::string cmd = "cd '" + t.str() + "' && bash -c \"ulimit -v 1500000; exec '" +
+                          RECFORGE_BINARY +
+                          "' recommend runs/wide --all --out wide.csv --k 5000\" 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << out;
+  EXPECT_NE(out.find("recommend --all: writing about 2."), std::string::npos) << out;
+  EXPECT_NE(out.find("is available (ulimit -v); lower --k"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(t.file("wide.csv")));
+}
+
 TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config("model:\n  type: none\n"));

@@ -244,6 +244,50 @@ TEST(BatchStep, SoftmaxStepMovesEachWeightByItsGradient) {
     }
 }
 
+// At a low temperature the positive's softmax probability underflows float32 (logit gaps above
+// ~87 were clamped, above ~104 they give 0): the reported loss must still be −log softmax,
+// mx − z_b + log Σ exp(z_c − mx), not a clamped or infinite value.
+TEST(BatchStep, SoftmaxLossIsExactWhereTheProbabilityUnderflows) {
+  BatchParams p = params(BatchLoss::kSoftmax, 4, true);
+  p.temperature = 0.005;
+  p.negatives = 3;
+  p.regularization = 0;
+  const Csr x = test::random_csr(8, 10, 4, 2);
+  auto [u0, v0] = factors(8, 10, p);
+  const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0};
+  const std::vector<int64_t> counts = backend::cpu::item_counts(x);
+  std::vector<index_t> cand(ps);
+  cand.insert(cand.end(), ns.begin(), ns.end());
+  std::vector<double> log_e;
+  for (index_t c : cand) log_e.push_back(std::log(4.0 * counts[c] / x.nnz() + 3.0 / 10.0));
+  // Each float32 logit z = (u·v)·(1/T) − log E carries an error of at most (d + 2)·u·(Σ|u_k v_k|/T
+  // + |log E|) (d products, the scaling, the subtraction); the loss adds two logits (z_b, mx)
+  // and log Σ, whose fast_exp terms keep the 1e-5 of SoftmaxStepMovesEachWeightByItsGradient.
+  double z_err = 0, widest_gap = 0;
+  for (size_t b = 0; b < ps.size(); ++b) {
+    double own = 0, mx = -1e300;
+    for (size_t c = 0; c < cand.size(); ++c) {
+      double s = 0, a = 0;
+      for (int k = 0; k < p.dim(); ++k) {
+        s += static_cast<double>(u0.row(us[b])[k]) * v0.row(cand[c])[k];
+        a += std::fabs(static_cast<double>(u0.row(us[b])[k]) * v0.row(cand[c])[k]);
+      }
+      z_err = std::max(z_err, (p.dim() + 2) * 0x1p-24 * (a / p.temperature + std::fabs(log_e[c])));
+      const bool keep = c == b || cand[c] != ps[b];  // in_batch: every other candidate
+      if (!keep) continue;
+      const double z = s / p.temperature - log_e[c];
+      if (c == b) own = z;
+      mx = std::max(mx, z);
+    }
+    widest_gap = std::max(widest_gap, mx - own);
+  }
+  ASSERT_GT(widest_gap, 104) << "a positive whose probability underflows float32";
+  BatchTrainerCpu t(p, x, 1);
+  Matrix u1 = u0, v1 = v0;
+  const double reported = t.step(u1, v1, us, ps, ns, 1e-3);
+  EXPECT_NEAR(reported, softmax_loss(p, u0, v0, us, ps, ns, log_e), 2 * z_err + 1e-5);
+}
+
 TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
   // Unit rows, scores are cosines: a small SGD step moves each touched row by −lr times the
   // gradient projected onto the row's tangent space (to first order in lr) and keeps it unit.

@@ -532,6 +532,7 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
                         : -std::numeric_limits<float>::infinity();
           mx = std::max(mx, row[c]);
         }
+        const float own = row[b];
         float sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int64_t c = 0; c < C; ++c) {
@@ -539,7 +540,10 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
           sum += row[c];
         }
         const float inv = 1.f / sum;
-        loss += -std::log(static_cast<double>(row[b]) * inv);
+        // −log softmax = mx − z_b + log Σ exp(z_c − mx), not −log(exp(z_b − mx) / sum): the
+        // positive's probability underflows to 0 (a logit gap above ~104) at low temperatures,
+        // which made the loss inf while the gradients stayed finite.
+        loss += static_cast<double>(mx) - own + std::log(static_cast<double>(sum));
         // d mean-loss / d (u_b · v_c) = (P_bc − [c = b]) / (B · temperature).
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) row[c] *= inv * grad_scale;

@@ -365,8 +365,13 @@ std::vector<float> popularity_weights(const data::Csr& item_users, double beta) 
 
 namespace {
 
-// G's eigendecomposition in place: `basis` (G on entry) gets the eigenvectors as rows.
+// G's eigendecomposition in place: `basis` (G on entry) gets the eigenvectors as rows. A Gram
+// matrix whose sums of squared factors overflowed float32 is the settings' fault, not LAPACK's.
 std::vector<float> eigen_of(std::vector<float>& basis, int k) {
+  for (const float v : basis)
+    if (!std::isfinite(v))
+      fail("iALS: the Gram matrix of the factors overflowed float32 (it sums squared factors, "
+           "at most 3.4e38); lower model.init_std or model.alpha, or raise model.regularization");
   std::vector<float> eig(static_cast<size_t>(k));
   if (!symmetric_eigen(basis.data(), eig.data(), k))
     throw InternalError("iALS: LAPACK's eigendecomposition of the Gram matrix did not converge",
