@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/error.h"
 #include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
