@@ -12,6 +12,7 @@
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/export.h"
+#include "pipeline/run.h"
 
 namespace recforge::pipeline {
 
@@ -177,6 +178,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   }
   run["seconds"] = seconds_since(t0);
   run["status"] = "complete";
+  run["files"] = run_file_checksums(dir.staging());  // verified by open_run
   write_file_atomic(dir.file("run.json"), run.dump(2) + "\n");
   log().info("run complete in {:.2f} s", run["seconds"].get<double>());
   close_log_file();
