@@ -5,7 +5,7 @@
 ///
 ///   current            symbolic link to the version directory in service, e.g. "v-3"
 ///   v-<N>/             one complete export (the files below); the one `current` names and the
-///                      newest older one are kept, older ones removed
+///                      one it named before are kept, others removed
 ///   manifest.json ...  symbolic links current/<file>, for clients that open files by path
 ///
 /// and in each version directory:
@@ -67,10 +67,10 @@ struct ExportInput {
 ///
 /// Into an export of the versioned layout: the files go to `out/.staging-<pid>` (each flushed,
 /// manifest.json last), which is renamed to the next `out/v-<N>`; then `current` is replaced by
-/// a new link to it in one rename, and the versions other than the new one and the newest older
-/// one are removed (each renamed away first, so that a reader notices). Writers of one `out`
-/// take turns (flock on `out`). Readers that resolved `current` to the previous version keep
-/// reading it.
+/// a new link to it in one rename, and the versions other than the new one and the one `current`
+/// named before are removed (each renamed away first, so that a reader notices). Writers of one
+/// `out` take turns (flock on `out`). Readers that resolved `current` to the previous version
+/// keep reading it.
 ///
 /// A new `out`, an empty directory or an export of the flat layout: the whole directory (v-1,
 /// `current`, the links) is staged in the sibling `out.tmp-<pid>` and swapped with `out` in one

@@ -43,7 +43,8 @@ namespace {
 
 /// Test hook: RECFORGE_TEST_EXPORT_PAUSE_AFTER=<step> makes the writer announce the step on
 /// stderr and sleep there, so that a test can kill it at a known point. Steps are the file
-/// names (written into the staging directory), "moved-aside" and "swapped".
+/// names (written into the staging directory), "version" (renamed to v-<N>, `current` not yet
+/// replaced), "moved-aside" and "swapped".
 void maybe_pause(const std::string& step) {
   const char* want = std::getenv("RECFORGE_TEST_EXPORT_PAUSE_AFTER");
   if (want == nullptr || step != want) return;
@@ -352,6 +353,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
 
   if (layout == Layout::kVersioned) {
     // The next version number, the complete files renamed to it, then `current` swapped.
+    const long previous = version_number(fs::read_symlink(out / kCurrentLink, ec).string());
     const std::vector<long> before = versions_in(out);
     long n = before.empty() ? 1 : before.back() + 1;
     fs::path version;
@@ -363,6 +365,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
              std::strerror(errno));
     }
     cleanup.p.clear();
+    maybe_pause("version");
     const fs::path link = out / fmt::format(".current-{}", getpid());
     fs::remove(link, ec);
     fs::create_symlink(version.filename(), link, ec);
@@ -377,11 +380,9 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     sync_path(out.string(), true);
     maybe_pause("swapped");
     link_files(out);
-    // Keep the new version and the newest older one; the others are renamed away first (a
-    // reader in one of them sees its directory gone and starts over) and removed.
-    long previous = 0;
-    for (long v : before)
-      if (v < n) previous = v;
+    // Keep the new version and the one `current` named before (the previous export, which
+    // readers may still be reading); the others are renamed away first (a reader in one of them
+    // sees its directory gone and starts over) and removed.
     for (long v : versions_in(out)) {
       if (v == n || v == previous) continue;
       const fs::path old = out / fmt::format("v-{}", v);

@@ -620,6 +620,25 @@ TEST(ArtifactCrash, KilledWhileWritingLeavesThePreviousExportWhole) {
   EXPECT_EQ(f.entries(), (std::vector<std::string>{"exp", "runs", "small.yaml"}));
 }
 
+TEST(ArtifactCrash, AVersionThatCurrentNeverNamedIsRemovedAndThePreviousKept) {
+  CrashFixture f;  // exp: v-1 (flat index)
+  ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp --set index.type=hnsw"), 0);  // v-2
+  // Killed after its files became v-3 but before `current` named it: v-2 stays in service.
+  auto [pid, fd] =
+      start_export(f.t.str(), "ivf_flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=version"});
+  ASSERT_TRUE(wait_for_line(fd, "export: paused after version"));
+  kill_and_reap(pid, fd);
+  EXPECT_EQ(export_type(f.t.file("exp")), "hnsw");
+  EXPECT_EQ(export_type(f.t.file("exp/v-3")), "ivf_flat");
+  // The next export (v-4) keeps the one `current` named (v-2), not the newer orphan v-3.
+  ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp --set index.type=flat"), 0);
+  EXPECT_EQ(export_type(f.t.file("exp")), "flat");
+  EXPECT_EQ(load(f.t.file("exp")).version, "v-4");
+  EXPECT_EQ(export_type(f.t.file("exp/v-2")), "hnsw");
+  EXPECT_FALSE(fs::exists(f.t.file("exp/v-3")));
+  EXPECT_FALSE(fs::exists(f.t.file("exp/v-1")));
+}
+
 TEST(ArtifactCrash, KilledAtRandomMomentsNeverLeavesAMix) {
   CrashFixture f;
   // Time one whole export, then kill writers at moments spread over that span.
