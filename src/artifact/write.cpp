@@ -134,7 +134,8 @@ long hidden_pid(const std::string& entry, const std::string& prefix) {
   if (entry.compare(0, prefix.size(), prefix) != 0) return -1;
   const std::string rest = entry.substr(prefix.size());
   const std::string digits = rest.substr(0, rest.find('-'));
-  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
     return -1;
   return std::stol(digits);
 }
@@ -187,8 +188,12 @@ class DirLock {
   explicit DirLock(const fs::path& dir) {
     fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_ < 0) fail("{}: cannot open to lock it: {}", dir.string(), std::strerror(errno));
-    while (::flock(fd_, LOCK_EX) != 0)
-      if (errno != EINTR) fail("{}: cannot lock: {}", dir.string(), std::strerror(errno));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd_);
+      fail("{}: cannot lock: {}", dir.string(), std::strerror(err));
+    }
   }
   ~DirLock() { ::close(fd_); }
   DirLock(const DirLock&) = delete;
