@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Open a recforge export exactly as a serving fleet would, and check it against recforge.
 
+The files are read from the version directory that EXPORT/current names, resolved once (an
+export written meanwhile replaces `current` but cannot mix its files into this read); an export
+of the flat layout of earlier recforge builds is read from EXPORT itself.
+
 Only NumPy and stock faiss-cpu from PyPI are used to read the artifact: the manifest's SHA-256
 and sizes are verified with hashlib, the embeddings and seen lists are read with numpy.load, the
 index with faiss.read_index. Every user's top-k is then computed twice in Python, through the
@@ -17,6 +21,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +40,17 @@ ATOL, RTOL = 1e-4, 1e-5
 def fail(message):
     print(f"check_artifact: FAIL: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def resolve(export):
+    """The directory that holds the export's files: EXPORT/<target of current>, read once."""
+    link = export / "current"
+    if link.is_symlink():
+        target = os.readlink(link)
+        if "/" in target:
+            fail(f"{link}: points to {target!r}, expected a version directory v-<N> beside it")
+        return export / target
+    return export
 
 
 def read_manifest(root):
@@ -144,8 +160,9 @@ def main():
     args = ap.parse_args()
 
     root = args.export
-    manifest = read_manifest(root)
-    items, users, indptr, indices, user_ids, item_ids, index = load(root, manifest)
+    files = resolve(root)
+    manifest = read_manifest(files)
+    items, users, indptr, indices, user_ids, item_ids, index = load(files, manifest)
     cosine = manifest["metric"] == "cosine"
     kind = manifest["index"]["type"]
     ann, exact = python_lists(items, users, indptr, indices, index, args.k, cosine)
@@ -169,7 +186,7 @@ def main():
     overlap = np.mean([len({i for i, _ in a} & {i for i, _ in e}) / max(1, len(e))
                        for a, e in zip(ann, exact)])
     compared = "exact and index" if kind != "hnsw" else "exact; HNSW lists depend on k, not compared"
-    print(f"check_artifact: OK: {root} ({kind}, {manifest['metric']}, faiss {faiss.__version__}): "
+    print(f"check_artifact: OK: {files} ({kind}, {manifest['metric']}, faiss {faiss.__version__}): "
           f"{len(user_ids)} users x top-{args.k} equal to recforge ({compared}); "
           f"index recall@{args.k} vs exact {overlap:.4f}")
 

@@ -1,7 +1,14 @@
 #pragma once
 /// @file artifact.h
-/// The export artifact: a versioned directory that serving fleets load with stock tools
-/// (`numpy.load`, `faiss.read_index`) and that `recforge recommend` serves from alone.
+/// The export artifact: a directory that serving fleets load with stock tools (`numpy.load`,
+/// `faiss.read_index`) and that `recforge recommend` serves from alone.
+///
+///   current            symbolic link to the version directory in service, e.g. "v-3"
+///   v-<N>/             one complete export (the files below); the one `current` names and the
+///                      one it named before are kept, others removed
+///   manifest.json ...  symbolic links current/<file>, for clients that open files by path
+///
+/// and in each version directory:
 ///
 ///   manifest.json      format, format_version, model, counts, dtype, metric, index, metrics,
 ///                      config, created, and the size and SHA-256 of every other file
@@ -13,7 +20,9 @@
 ///   seen_indptr.npy    int64 (users + 1): CSR offsets of each user's training items
 ///   seen_indices.npy   int32 (nnz): item rows, sorted within each user
 ///
-/// The layout and the crash-safety guarantee are described in docs/export.md.
+/// Exports of earlier recforge builds hold these files directly in the directory ("flat"); they
+/// still load, and the next export to such a directory replaces it with the versioned layout.
+/// The layout and the guarantees to readers and after crashes are described in docs/export.md.
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +42,10 @@ constexpr int kFormatVersion = 1;
 constexpr const char* kFormatName = "recforge-export";
 /// The files of a version-1 artifact besides manifest.json, in the order they are written.
 const std::vector<std::string>& data_files();
+/// The symbolic link naming the version in service.
+constexpr const char* kCurrentLink = "current";
+/// N of a version directory name "v-<N>" (N ≥ 1, no leading zero), or -1 for any other name.
+long version_number(const std::string& name);
 
 /// What an export holds; the pointers must stay valid during write().
 struct ExportInput {
@@ -54,19 +67,29 @@ struct ExportInput {
 /// normalized; throws recforge::Error naming it otherwise. `write` checks the same first.
 std::string check_target(const std::string& out);
 
-/// Writes an artifact to `out` and returns `out`. Files go to the sibling `out.tmp-<pid>`
-/// first (manifest.json last); then an existing export at `out` is swapped with it in one
-/// atomic rename (renameat2 RENAME_EXCHANGE; where the file system lacks it, `out` is renamed
-/// to `out.old-<pid>` and the new one renamed in, a window in which `out` is absent) and the old
+/// Writes an artifact to `out` and returns `out`. Refuses non-finite factors, and an `out` that
+/// exists and is not a recforge export (an empty directory is fine). Throws recforge::Error.
+///
+/// Into an export of the versioned layout: the files go to `out/.staging-<pid>` (each flushed,
+/// manifest.json last), which is renamed to the next `out/v-<N>`; then `current` is replaced by
+/// a new link to it in one rename, and the versions other than the new one and the one `current`
+/// named before are removed (each renamed away first, so that a reader notices). Writers of one
+/// `out` take turns (flock on `out`). Readers that resolved `current` to the previous version
+/// keep reading it.
+///
+/// A new `out`, an empty directory or an export of the flat layout: the whole directory (v-1,
+/// `current`, the links) is staged in the sibling `out.tmp-<pid>` and swapped with `out` in one
+/// atomic rename (renameat2 RENAME_EXCHANGE; where the file system lacks it, `out` is renamed to
+/// `out.old-<pid>` and the new one renamed in, a window in which `out` is absent), and the old
 /// one removed. A kill at any moment leaves `out` holding the complete old export or the
-/// complete new one. Refuses an `out` that exists and is not a recforge export. Throws
-/// recforge::Error. `shown_as` (when not empty) is the path the log line names instead of `out`:
-/// a training run writes its export inside its staging directory, under another final name.
+/// complete new one. `shown_as` (when not empty) is the path the log line names instead of
+/// `out`: a training run writes its export inside its staging directory, under another name.
 std::string write(const ExportInput& in, const std::string& out, const std::string& shown_as = {});
 
 /// A loaded and verified artifact.
 struct Artifact {
   std::string dir;                                      ///< the export directory
+  std::string version;                                  ///< "v-<N>" read, "" for a flat export
   nlohmann::json manifest;                              ///< manifest.json
   Matrix users, items;                                  ///< the factors
   data::IdMap user_ids, item_ids;                       ///< raw ids by row
@@ -75,12 +98,16 @@ struct Artifact {
   index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
 };
 
-/// True when `dir` holds a manifest.json (an artifact rather than a run directory).
+/// True when `dir` holds a `current` link or a manifest.json (an artifact rather than a run
+/// directory).
 bool is_artifact(const std::string& dir);
 
-/// Loads `dir`, verifying the format version, every file's size and SHA-256, and the shapes of
-/// all arrays and lists against the manifest. Throws recforge::Error with one sentence naming
-/// the file and what is wrong.
+/// Loads `dir`: resolves `current` once and reads every file of that version once, through one
+/// descriptor of its directory (a flat export: of `dir`), verifying the format version, every
+/// file's size and SHA-256 on the bytes it then parses, the shapes of all arrays and lists
+/// against the manifest, and that the factors are finite. A version removed while it is read
+/// (two exports within one load) is read again from `current`. Throws recforge::Error with one
+/// sentence naming the file and what is wrong.
 Artifact load(const std::string& dir);
 
 }  // namespace recforge::artifact

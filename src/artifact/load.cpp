@@ -1,11 +1,21 @@
 // Loading an export: every check names the file and what is wrong, in one sentence.
+//
+// The export directory is opened once, `current` is resolved once to a version directory, and
+// that directory is opened once; every file is then opened relative to it (openat), read whole,
+// and checked (size, SHA-256) on the very bytes that are parsed. A writer that installs a new
+// version meanwhile cannot mix its files into this load; a version removed while it was being
+// read (two exports in the time of one load) is noticed and the load starts over.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <unordered_set>
 
 #include "artifact/artifact.h"
+#include "artifact/files.h"
 #include "core/error.h"
-#include "core/hash.h"
 
 namespace recforge::artifact {
 
@@ -13,34 +23,54 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// The version directory being read was removed or replaced meanwhile: read `current` again.
+struct Vanished {};
+
+/// Loads read again at most this many times when writers keep replacing the export.
+constexpr int kAttempts = 20;
+
+/// A manifest field by path ("counts", "users"), or nullptr when absent.
+const nlohmann::json* field(const nlohmann::json& m, const char* a, const char* b = nullptr) {
+  if (!m.is_object() || !m.contains(a)) return nullptr;
+  const nlohmann::json* j = &m[a];
+  if (b == nullptr) return j;
+  return j->is_object() && j->contains(b) ? &(*j)[b] : nullptr;
+}
+
+std::string field_name(const char* a, const char* b) {
+  return b ? fmt::format("{}.{}", a, b) : std::string(a);
+}
+
 /// An integer field of the manifest ("counts.users"), or an error naming it.
 int64_t int_field(const nlohmann::json& m, const std::string& mpath, const char* a,
                   const char* b = nullptr) {
-  const nlohmann::json* j = m.contains(a) ? &m[a] : nullptr;
-  if (j && b) j = j->is_object() && j->contains(b) ? &(*j)[b] : nullptr;
-  const std::string name = b ? fmt::format("{}.{}", a, b) : a;
+  const nlohmann::json* j = field(m, a, b);
   if (!j || !j->is_number_integer() || j->get<int64_t>() < 0)
     fail("{}: field \"{}\" is missing or not a count; expected a non-negative integer", mpath,
-         name);
+         field_name(a, b));
   return j->get<int64_t>();
 }
 
 /// A string field of the manifest, or an error naming it.
 std::string string_field(const nlohmann::json& m, const std::string& mpath, const char* a,
                          const char* b = nullptr) {
-  const nlohmann::json* j = m.contains(a) ? &m[a] : nullptr;
-  if (j && b) j = j->is_object() && j->contains(b) ? &(*j)[b] : nullptr;
-  const std::string name = b ? fmt::format("{}.{}", a, b) : a;
-  if (!j || !j->is_string()) fail("{}: field \"{}\" is missing or not a string", mpath, name);
+  const nlohmann::json* j = field(m, a, b);
+  if (!j || !j->is_string())
+    fail("{}: field \"{}\" is missing or not a string; expected a string", mpath,
+         field_name(a, b));
   return j->get<std::string>();
 }
 
-/// Reads an id list (one per line) and checks its length and uniqueness.
-data::IdMap read_ids(const std::string& path, int64_t expected) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
+/// Parses an id list (one per line) and checks its length and uniqueness.
+data::IdMap parse_ids(const std::string& bytes, const std::string& path, int64_t expected) {
   std::vector<std::string> ids;
-  for (std::string line; std::getline(in, line);) ids.push_back(line);
+  size_t start = 0;
+  while (start < bytes.size()) {
+    size_t end = bytes.find('\n', start);
+    if (end == std::string::npos) end = bytes.size();
+    ids.emplace_back(bytes, start, end - start);
+    start = end + 1;
+  }
   if (static_cast<int64_t>(ids.size()) != expected)
     fail("{}: {} ids, expected {} as manifest.json counts", path, ids.size(), expected);
   std::unordered_set<std::string_view> unique;
@@ -51,136 +81,198 @@ data::IdMap read_ids(const std::string& path, int64_t expected) {
   return data::IdMap(std::move(ids));
 }
 
-/// Checks that a factor matrix has the manifest's shape.
-void check_shape(const std::string& path, const Matrix& m, int64_t rows, int64_t cols) {
+/// Checks that a factor matrix has the manifest's shape and finite values.
+void check_factors(const std::string& path, const Matrix& m, int64_t rows, int64_t cols) {
   if (m.rows != rows || m.cols != cols)
     fail("{}: shape ({}, {}), expected ({}, {}) as manifest.json counts", path, m.rows, m.cols,
          rows, cols);
+  check_finite(m, path);
 }
 
-}  // namespace
-
-Artifact load(const std::string& dir) {
-  const fs::path root(dir);
-  if (!fs::is_directory(root)) {
-    // An export interrupted between moving the old one aside and the new one in (only on file
-    // systems without atomic exchange) leaves the old one at <dir>.old-<pid>.
-    std::error_code ec;
-    const fs::path abs = fs::absolute(root, ec).lexically_normal();
-    const std::string prefix =
-        (abs.has_filename() ? abs.filename() : abs.parent_path().filename()).string() + ".old-";
-    for (const auto& e : fs::directory_iterator(abs.parent_path(), ec))
-      if (e.path().filename().string().rfind(prefix, 0) == 0 && is_artifact(e.path().string()))
-        fail(
-            "{}: no such export directory; an interrupted export left the previous one at {} "
-            "(rename it back, or export again)",
-            dir, e.path().string());
-    fail("{}: no such export directory", dir);
-  }
+/// Reads one version directory (or a flat export): manifest, then each file once.
+Artifact load_version(const DirReader& v, const std::string& dir, const std::string& version) {
   Artifact a;
   a.dir = dir;
-  const std::string mpath = (root / "manifest.json").string();
+  a.version = version;
+  const std::string mpath = v.shown("manifest.json");
   {
-    std::ifstream in(mpath);
-    if (!in) fail("{}: missing; {} is not a recforge export", mpath, dir);
+    std::optional<std::string> text = v.read("manifest.json");
+    if (!text) {
+      if (!v.still_in_place()) throw Vanished{};
+      fail("{}: missing; {} is not a recforge export", mpath, dir);
+    }
     try {
-      a.manifest = nlohmann::json::parse(in);
+      a.manifest = nlohmann::json::parse(*text);
     } catch (const nlohmann::json::exception& e) {
       fail("{}: not valid JSON ({})", mpath, e.what());
     }
   }
   const nlohmann::json& m = a.manifest;
-  if (!m.is_object() || m.value("format", "") != kFormatName)
+  if (!m.is_object())
+    fail("{}: the manifest is a JSON {}; expected an object with \"format\": \"{}\"", mpath,
+         m.type_name(), kFormatName);
+  const nlohmann::json* format = field(m, "format");
+  if (!format || !format->is_string() || format->get<std::string>() != kFormatName)
     fail("{}: \"format\" is not \"{}\"; this is not a recforge export manifest", mpath,
          kFormatName);
-  if (!m.contains("format_version") || !m["format_version"].is_number_integer())
+  const nlohmann::json* fv = field(m, "format_version");
+  if (!fv || !fv->is_number_integer())
     fail("{}: field \"format_version\" is missing or not an integer", mpath);
-  const int64_t version = m["format_version"].get<int64_t>();
-  if (version != kFormatVersion)
+  const int64_t version_number = fv->get<int64_t>();
+  if (version_number != kFormatVersion)
     fail(
         "{}: format_version {} is not supported; this recforge {} reads format_version {} "
         "(export again, or use a matching recforge)",
-        mpath, version, RECFORGE_VERSION, kFormatVersion);
-  if (m.value("dtype", "") != "float32")
-    fail("{}: dtype is {}, expected \"float32\"", mpath,
-         m.contains("dtype") ? m["dtype"].dump() : "missing");
+        mpath, version_number, RECFORGE_VERSION, kFormatVersion);
+  const nlohmann::json* dtype = field(m, "dtype");
+  if (!dtype || !dtype->is_string() || dtype->get<std::string>() != "float32")
+    fail("{}: dtype is {}, expected \"float32\"", mpath, dtype ? dtype->dump() : "missing");
 
-  // Every file: listed, present, of the listed size and SHA-256.
-  if (!m.contains("files") || !m["files"].is_object())
-    fail("{}: field \"files\" is missing or not an object", mpath);
+  // Every file listed, with a plain name; the files of this format all listed.
+  const nlohmann::json* files = field(m, "files");
+  if (!files || !files->is_object())
+    fail("{}: field \"files\" is missing or not an object; expected an object of file entries",
+         mpath);
   for (const std::string& f : data_files())
-    if (!m["files"].contains(f)) fail("{}: no entry for {} in \"files\"", mpath, f);
-  for (const auto& [name, entry] : m["files"].items()) {
-    const std::string path = (root / name).string();
-    if (name.find('/') != std::string::npos || name == "manifest.json")
+    if (!files->contains(f)) fail("{}: no entry for {} in \"files\"", mpath, f);
+  for (const auto& [name, entry] : files->items())
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
+        name == "manifest.json")
       fail("{}: \"files\" lists \"{}\"; expected plain file names other than manifest.json", mpath,
            name);
-    if (!entry.is_object() || !entry.contains("bytes") || !entry["bytes"].is_number_unsigned() ||
-        !entry.contains("sha256") || !entry["sha256"].is_string())
-      fail("{}: the entry of {} in \"files\" lacks bytes or sha256", mpath, name);
-    const uint64_t want = entry["bytes"].get<uint64_t>();
-    std::error_code ec;
-    if (!fs::is_regular_file(path, ec))
-      fail("{}: missing (manifest.json lists it with {} bytes)", path, want);
-    const uint64_t have = fs::file_size(path, ec);
-    if (have != want)
-      fail("{}: {} bytes, but manifest.json says {} (the file is truncated or was replaced)", path,
-           have, want);
-    const std::string sha = sha256_file(path);
-    if (sha != entry["sha256"].get<std::string>())
-      fail("{}: SHA-256 {} does not match manifest.json's {} (the file is corrupt or was modified)",
-           path, sha, entry["sha256"].get<std::string>());
-  }
-
-  // Shapes and contents against the counts.
   const int64_t n_users = int_field(m, mpath, "counts", "users");
   const int64_t n_items = int_field(m, mpath, "counts", "items");
   const int64_t dim = int_field(m, mpath, "counts", "dim");
   const int64_t nnz = int_field(m, mpath, "counts", "seen");
-  const std::string S = dir + "/";
-  a.items = read_npy(S + "item_factors.npy");
-  check_shape(S + "item_factors.npy", a.items, n_items, dim);
-  a.users = read_npy(S + "user_factors.npy");
-  check_shape(S + "user_factors.npy", a.users, n_users, dim);
-  a.item_ids = read_ids(S + "item_ids.txt", n_items);
-  a.user_ids = read_ids(S + "user_ids.txt", n_users);
+  a.metric = index::parse_metric(string_field(m, mpath, "metric"), mpath);
+  const index::Type type = index::parse_type(string_field(m, mpath, "index", "type"), mpath);
 
-  std::vector<int64_t> indptr = read_npy_i64(S + "seen_indptr.npy");
+  // Each file: read once, its size and SHA-256 checked, then those bytes parsed.
+  // A file missing because its directory was removed meanwhile is not a defect of the export:
+  // the caller reads `current` again.
+  auto verified = [&](const std::string& name) {
+    std::optional<std::string> bytes = v.read(name);
+    const std::string path = v.shown(name);
+    const nlohmann::json& entry = (*files)[name];
+    if (!bytes) {
+      if (!v.still_in_place()) throw Vanished{};
+      const nlohmann::json* want = field(entry, "bytes");
+      fail("{}: missing (manifest.json lists it with {} bytes)", path,
+           want ? want->dump() : "unknown");
+    }
+    verify_entry(path, *bytes, entry, "manifest.json");
+    return std::move(*bytes);
+  };
+  a.items = parse_npy(verified("item_factors.npy"), v.shown("item_factors.npy"));
+  check_factors(v.shown("item_factors.npy"), a.items, n_items, dim);
+  a.users = parse_npy(verified("user_factors.npy"), v.shown("user_factors.npy"));
+  check_factors(v.shown("user_factors.npy"), a.users, n_users, dim);
+  a.item_ids = parse_ids(verified("item_ids.txt"), v.shown("item_ids.txt"), n_items);
+  a.user_ids = parse_ids(verified("user_ids.txt"), v.shown("user_ids.txt"), n_users);
+
+  const std::string indptr_path = v.shown("seen_indptr.npy");
+  const std::string indices_path = v.shown("seen_indices.npy");
+  std::vector<int64_t> indptr = parse_npy_i64(verified("seen_indptr.npy"), indptr_path);
   if (static_cast<int64_t>(indptr.size()) != n_users + 1)
-    fail("{}seen_indptr.npy: {} offsets, expected users + 1 = {} as manifest.json counts", S,
+    fail("{}: {} offsets, expected users + 1 = {} as manifest.json counts", indptr_path,
          indptr.size(), n_users + 1);
   if (indptr.front() != 0 || indptr.back() != nnz)
-    fail("{}seen_indptr.npy: offsets run from {} to {}, expected 0 to {} (counts.seen)", S,
+    fail("{}: offsets run from {} to {}, expected 0 to {} (counts.seen)", indptr_path,
          indptr.front(), indptr.back(), nnz);
-  std::vector<int32_t> indices = read_npy_i32(S + "seen_indices.npy");
+  std::vector<int32_t> indices = parse_npy_i32(verified("seen_indices.npy"), indices_path);
   if (static_cast<int64_t>(indices.size()) != nnz)
-    fail("{}seen_indices.npy: {} entries, expected {} (counts.seen in manifest.json)", S,
+    fail("{}: {} entries, expected {} (counts.seen in manifest.json)", indices_path,
          indices.size(), nnz);
   for (int64_t u = 0; u < n_users; ++u) {
-    if (indptr[u + 1] < indptr[u])
-      fail("{}seen_indptr.npy: offset {} decreases; expected non-decreasing offsets", S, u + 1);
+    if (indptr[u + 1] < indptr[u] || indptr[u + 1] > nnz)
+      fail("{}: offset {} is out of order; expected non-decreasing offsets", indptr_path, u + 1);
     for (int64_t e = indptr[u]; e < indptr[u + 1]; ++e)
       if (indices[e] < 0 || indices[e] >= n_items ||
           (e > indptr[u] && indices[e] <= indices[e - 1]))
         fail(
-            "{}seen_indices.npy: entry {} (user row {}) is {}; expected increasing item rows "
-            "from 0 to {} within a user",
-            S, e, u, indices[e], n_items - 1);
+            "{}: entry {} (user row {}) is {}; expected increasing item rows from 0 to {} within "
+            "a user",
+            indices_path, e, u, indices[e], n_items - 1);
   }
   a.seen.rows = n_users;
   a.seen.cols = n_items;
   a.seen.indptr.assign(indptr.begin(), indptr.end());
   a.seen.indices.assign(indices.begin(), indices.end());
 
-  a.metric = index::parse_metric(string_field(m, mpath, "metric"), mpath);
-  const index::Type type = index::parse_type(string_field(m, mpath, "index", "type"), mpath);
-  a.index = index::ItemIndex::read(S + "index.faiss", type, a.metric);
+  const std::string index_path = v.shown("index.faiss");
+  a.index = index::ItemIndex::from_bytes(verified("index.faiss"), index_path, type, a.metric);
   if (a.index.size() != n_items || a.index.dim() != dim)
-    fail(
-        "{}index.faiss: {} vectors of dimension {}, expected {} of dimension {} as manifest.json "
-        "counts",
-        S, a.index.size(), a.index.dim(), n_items, dim);
+    fail("{}: {} vectors of dimension {}, expected {} of dimension {} as manifest.json counts",
+         index_path, a.index.size(), a.index.dim(), n_items, dim);
+
+  // Files listed beyond those of the format are checked too.
+  for (const auto& [name, entry] : files->items()) {
+    const auto& known = data_files();
+    if (std::find(known.begin(), known.end(), name) == known.end()) verified(name);
+  }
   return a;
+}
+
+/// The target of `dir/current`, or nullopt when `dir` has no `current` (a flat export).
+std::optional<std::string> read_current(const DirReader& root) {
+  std::string target(4096, '\0');
+  const ssize_t n = ::readlinkat(root.fd(), kCurrentLink, target.data(), target.size());
+  if (n < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    if (errno == EINVAL)
+      fail("{}: is not a symbolic link; expected a link to the export's current version "
+           "directory (v-<N>)",
+           root.shown(kCurrentLink));
+    fail("{}: cannot read the link: {}", root.shown(kCurrentLink), std::strerror(errno));
+  }
+  target.resize(static_cast<size_t>(n));
+  if (version_number(target) < 0)
+    fail("{}: points to \"{}\"; expected a version directory v-<N> beside it",
+         root.shown(kCurrentLink), target);
+  return target;
+}
+
+}  // namespace
+
+long version_number(const std::string& name) {
+  if (name.size() < 3 || name.size() > 11 || name.compare(0, 2, "v-") != 0) return -1;
+  if (name.find_first_not_of("0123456789", 2) != std::string::npos) return -1;
+  if (name[2] == '0') return -1;
+  return std::stol(name.substr(2));
+}
+
+Artifact load(const std::string& dir) {
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::optional<DirReader> root = DirReader::open(dir, dir);
+    if (!root) {
+      // An export interrupted between moving the old one aside and the new one in (only on
+      // file systems without atomic exchange) leaves the old one at <dir>.old-<pid>.
+      std::error_code ec;
+      const fs::path abs = fs::absolute(fs::path(dir), ec).lexically_normal();
+      const std::string prefix =
+          (abs.has_filename() ? abs.filename() : abs.parent_path().filename()).string() + ".old-";
+      for (const auto& e : fs::directory_iterator(abs.parent_path(), ec))
+        if (e.path().filename().string().rfind(prefix, 0) == 0 && is_artifact(e.path().string()))
+          fail(
+              "{}: no such export directory; an interrupted export left the previous one at {} "
+              "(rename it back, or export again)",
+              dir, e.path().string());
+      fail("{}: no such export directory", dir);
+    }
+    const std::optional<std::string> target = read_current(*root);
+    try {
+      if (!target) return load_version(*root, dir, "");  // the flat layout of earlier recforge
+      const std::optional<DirReader> v = DirReader::open(*target, dir + "/" + *target, root->fd());
+      if (!v) continue;  // removed since `current` was read: read it again
+      return load_version(*v, dir, *target);
+    } catch (const Vanished&) {
+      continue;
+    }
+  }
+  fail(
+      "{}: the export was replaced {} times while it was being read; expected the writers to "
+      "leave it alone for the time of one load",
+      dir, kAttempts);
 }
 
 }  // namespace recforge::artifact

@@ -1,15 +1,19 @@
 // Writing an export: stage every file in a sibling directory, then swap it into place.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "artifact/artifact.h"
 #include "core/clock.h"
@@ -30,14 +34,17 @@ const std::vector<std::string>& data_files() {
 }
 
 bool is_artifact(const std::string& dir) {
-  return fs::is_regular_file(fs::path(dir) / "manifest.json");
+  std::error_code ec;
+  return fs::is_regular_file(fs::path(dir) / "manifest.json", ec) ||
+         fs::is_symlink(fs::path(dir) / kCurrentLink, ec);
 }
 
 namespace {
 
 /// Test hook: RECFORGE_TEST_EXPORT_PAUSE_AFTER=<step> makes the writer announce the step on
 /// stderr and sleep there, so that a test can kill it at a known point. Steps are the file
-/// names (written into the staging directory), "moved-aside" and "swapped".
+/// names (written into the staging directory), "version" (renamed to v-<N>, `current` not yet
+/// replaced), "moved-aside" and "swapped".
 void maybe_pause(const std::string& step) {
   const char* want = std::getenv("RECFORGE_TEST_EXPORT_PAUSE_AFTER");
   if (want == nullptr || step != want) return;
@@ -96,35 +103,159 @@ void write_ids(const std::string& path, const data::IdMap& ids, const char* what
 /// The manifest's shape field of a 2-D matrix.
 nlohmann::json shape_of(const Matrix& m) { return {m.rows, m.cols}; }
 
-}  // namespace
+/// Refuses factors with a NaN or an infinity: they would be served as nonsense scores.
+void check_finite_input(const Matrix& m, const char* what) {
+  for (size_t i = 0; i < m.data.size(); ++i)
+    if (!std::isfinite(m.data[i]))
+      fail("export: {} hold {} at row {}, column {}; expected finite values (the model diverged, "
+           "or its factor files are damaged)",
+           what, m.data[i], static_cast<int64_t>(i) / m.cols, static_cast<int64_t>(i) % m.cols);
+}
 
-std::string check_target(const std::string& out_arg) {
+/// What is at the export path before writing.
+enum class Layout {
+  kNone,       // nothing, or an empty directory
+  kFlat,       // an export of earlier recforge builds: the files directly in the directory
+  kVersioned,  // `current` and v-<N> directories
+};
+
+/// The pid in "<prefix><pid>" or "<prefix><pid>-<anything>", or -1.
+long hidden_pid(const std::string& entry, const std::string& prefix) {
+  if (entry.compare(0, prefix.size(), prefix) != 0) return -1;
+  const std::string rest = entry.substr(prefix.size());
+  const std::string digits = rest.substr(0, rest.find('-'));
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return -1;
+  return std::stol(digits);
+}
+
+/// Removes what writers that died left inside a versioned export: staging directories, links
+/// being made, versions being removed.
+void tidy_inside(const fs::path& out) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string entry = e.path().filename().string();
+    for (const char* prefix : {".staging-", ".current-", ".removing-"}) {
+      const long pid = hidden_pid(entry, prefix);
+      if (pid > 0 && (pid == getpid() || process_gone(pid))) {
+        std::error_code e2;
+        fs::remove_all(e.path(), e2);
+      }
+    }
+  }
+}
+
+/// Makes the links `<file>` → `current/<file>` in `dir` that are missing (an entry of that name,
+/// whatever it is, is left alone).
+void link_files(const fs::path& dir) {
+  std::vector<std::string> names = data_files();
+  names.insert(names.begin(), "manifest.json");
+  for (const std::string& f : names) {
+    std::error_code ec;
+    if (fs::symlink_status(dir / f, ec).type() != fs::file_type::not_found) continue;
+    fs::create_symlink(fs::path(kCurrentLink) / f, dir / f, ec);
+    if (ec) fail("{}: cannot create the link to {}/{}: {}", (dir / f).string(), kCurrentLink, f,
+                 ec.message());
+  }
+}
+
+/// The version numbers of the v-<N> directories in `dir`, ascending.
+std::vector<long> versions_in(const fs::path& dir) {
+  std::vector<long> v;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const long n = version_number(e.path().filename().string());
+    if (n > 0 && e.is_directory(ec)) v.push_back(n);
+  }
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+/// Holds an exclusive flock on a directory while alive.
+class DirLock {
+ public:
+  explicit DirLock(const fs::path& dir) {
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) fail("{}: cannot open to lock it: {}", dir.string(), std::strerror(errno));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd_);
+      fail("{}: cannot lock: {}", dir.string(), std::strerror(err));
+    }
+  }
+  ~DirLock() { ::close(fd_); }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// `out_arg` without a trailing '/' or '.' parts; refuses an empty path, "." and "..".
+std::string normalized_target(const std::string& out_arg) {
   if (out_arg.empty()) fail("export: the output directory is empty; expected a path");
   fs::path out = fs::path(out_arg).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "dir/" → "dir"
   if (out.filename() == "." || out.filename() == "..")
     fail("{}: expected a directory name for the export, not \".\" or \"..\"", out_arg);
-  const std::string out_s = out.string();
-  if (out.parent_path().empty()) out = fs::path(".") / out;
+  return out.string();
+}
 
-  // Refuse to replace anything that is not an earlier export.
-  if (fs::exists(out)) {
-    if (!fs::is_directory(out))
+/// What is at the export path `out` (shown as `out_s`); refuses anything that is not an
+/// earlier export (or nothing, or an empty directory).
+Layout inspect_target(const fs::path& out, const std::string& out_s) {
+  std::error_code ec;
+  Layout layout = Layout::kNone;
+  if (fs::exists(fs::symlink_status(out, ec))) {
+    if (!fs::is_directory(out, ec))
       fail("{}: exists and is not a directory; expected a new path or an earlier recforge export",
            out_s);
-    const bool empty = fs::is_empty(out);
-    bool ours = false;
-    if (is_artifact(out.string())) {
-      std::ifstream mf(out / "manifest.json");
-      const auto j = nlohmann::json::parse(mf, nullptr, false);
-      ours = j.is_object() && j.value("format", "") == kFormatName;
+    if (fs::is_symlink(out / kCurrentLink, ec)) {
+      const std::string target = fs::read_symlink(out / kCurrentLink, ec).string();
+      if (ec || version_number(target) < 0)
+        fail("{}/{}: does not point to a version directory v-<N>; expected a recforge export at "
+             "{} (choose another --out or remove it)",
+             out_s, kCurrentLink, out_s);
+      layout = Layout::kVersioned;
+    } else if (!fs::is_empty(out, ec)) {
+      bool ours = false;
+      if (fs::is_regular_file(fs::symlink_status(out / "manifest.json", ec))) {
+        std::ifstream mf(out / "manifest.json");
+        const auto j = nlohmann::json::parse(mf, nullptr, false);
+        ours = j.is_object() && j.contains("format") && j["format"] == kFormatName;
+      }
+      if (!ours)
+        fail(
+            "{}: exists and is not a recforge export (no recforge manifest.json); choose another "
+            "--out or remove it",
+            out_s);
+      // The whole directory is replaced: it must hold nothing but the export.
+      std::vector<std::string> known = data_files();
+      known.push_back("manifest.json");
+      for (const auto& e : fs::directory_iterator(out, ec)) {
+        const std::string entry = e.path().filename().string();
+        if (std::find(known.begin(), known.end(), entry) == known.end())
+          fail(
+              "{}: holds {}, which is not part of a recforge export; move it elsewhere first "
+              "(an export of this earlier layout is replaced as a whole)",
+              out_s, entry);
+      }
+      layout = Layout::kFlat;
     }
-    if (!empty && !ours)
-      fail(
-          "{}: exists and is not a recforge export (no recforge manifest.json); choose another "
-          "--out or remove it",
-          out_s);
   }
+
+  return layout;
+}
+
+}  // namespace
+
+std::string check_target(const std::string& out_arg) {
+  const std::string out_s = normalized_target(out_arg);
+  fs::path out(out_s);
+  if (out.parent_path().empty()) out = fs::path(".") / out;
+  inspect_target(out, out_s);
   // The nearest existing folder above it must take new entries.
   fs::path above = out.parent_path();
   std::error_code ec;
@@ -145,20 +276,39 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   if (users.cols != items.cols || users.rows != in.user_ids->size() ||
       items.rows != in.item_ids->size() || seen.rows != users.rows || seen.cols != items.rows)
     throw InternalError("artifact::write: inconsistent shapes", __FILE__, __LINE__);
-  const std::string out_s = check_target(out_arg);
-  fs::path out = fs::path(out_s);
+  const std::string out_s = normalized_target(out_arg);
+  fs::path out(out_s);
   if (out.parent_path().empty()) out = fs::path(".") / out;
+
+  check_finite_input(users, "the user factors");
+  check_finite_input(items, "the item factors");
+
   std::error_code ec;
   fs::create_directories(out.parent_path(), ec);
   if (ec)
     fail("{}: cannot create the parent directory: {}", out.parent_path().string(), ec.message());
   recover_siblings(out);
 
+  const Layout layout = inspect_target(out, out_s);
+
+  // Where the files go: a new version inside a versioned export, or v-1 of a whole new export
+  // directory staged beside `out`.
   const std::string name = out.filename().string();
-  const fs::path staging = out.parent_path() / fmt::format("{}.tmp-{}", name, getpid());
+  std::optional<DirLock> lock;
+  fs::path staging;
+  fs::path files_dir;
+  if (layout == Layout::kVersioned) {
+    lock.emplace(out);
+    tidy_inside(out);
+    staging = out / fmt::format(".staging-{}", getpid());
+    files_dir = staging;
+  } else {
+    staging = out.parent_path() / fmt::format("{}.tmp-{}", name, getpid());
+    files_dir = staging / "v-1";
+  }
   fs::remove_all(staging, ec);
-  if (!fs::create_directory(staging, ec) || ec)
-    fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
+  fs::create_directories(files_dir, ec);
+  if (ec) fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
   struct Cleanup {  // removes the staging directory unless it was moved into place
     fs::path p;
     std::string on_signal;  // registered for removal on SIGINT/SIGTERM while being written
@@ -173,14 +323,14 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
 
   nlohmann::json files = nlohmann::json::object();
   auto written = [&](const std::string& file, nlohmann::json extra) {
-    const std::string path = (staging / file).string();
+    const std::string path = (files_dir / file).string();
     sync_path(path, false);
     extra["bytes"] = fs::file_size(path);
     extra["sha256"] = sha256_file(path);
     files[file] = std::move(extra);
     maybe_pause(file);
   };
-  const std::string S = staging.string() + "/";
+  const std::string S = files_dir.string() + "/";
 
   write_npy(S + "item_factors.npy", items);
   written("item_factors.npy", {{"dtype", "float32"}, {"shape", shape_of(items)}});
@@ -226,45 +376,90 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   };
   write_file_atomic(S + "manifest.json", manifest.dump(2) + "\n");
   sync_path(S + "manifest.json", false);
-  sync_path(staging.string(), true);
+  sync_path(files_dir.string(), true);
   maybe_pause("manifest.json");
 
-  // Swap into place. From here a stop by a signal leaves the staging directory (or the old
-  // export) to the next export's recover_siblings, never half of a directory being renamed.
+  // Into place. From here a stop by a signal leaves the staging directory (or the old export)
+  // to the next export's tidying, never half of a directory being renamed.
   remove_interrupt_cleanup(cleanup.on_signal);
   cleanup.on_signal.clear();
-  if (fs::exists(out)) {
-    // RECFORGE_TEST_EXPORT_NO_EXCHANGE forces the fallback below, for its test.
-    bool exchanged = false;
-    if (std::getenv("RECFORGE_TEST_EXPORT_NO_EXCHANGE") == nullptr) {
-      if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0)
-        exchanged = true;
-      else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
-        fail("{}: cannot replace the existing export: {}", out_s, std::strerror(errno));
+  if (layout == Layout::kVersioned) {
+    // The next version number, the complete files renamed to it, then `current` swapped.
+    const long previous = version_number(fs::read_symlink(out / kCurrentLink, ec).string());
+    const std::vector<long> before = versions_in(out);
+    long n = before.empty() ? 1 : before.back() + 1;
+    fs::path version;
+    for (;; ++n) {
+      version = out / fmt::format("v-{}", n);
+      if (::rename(staging.c_str(), version.c_str()) == 0) break;
+      if (errno != EEXIST && errno != ENOTEMPTY)
+        fail("{}: cannot move the new version into place: {}", version.string(),
+             std::strerror(errno));
     }
-    if (exchanged) {
-      maybe_pause("swapped");  // staging now holds the old export; Cleanup removes it
-    } else {
-      // No atomic exchange here: move the old export aside, then the new one in.
-      const fs::path old = out.parent_path() / fmt::format("{}.old-{}", name, getpid());
-      fs::remove_all(old, ec);
-      fs::rename(out, old, ec);
-      if (ec) fail("{}: cannot move the existing export aside: {}", out_s, ec.message());
-      maybe_pause("moved-aside");
-      fs::rename(staging, out, ec);
-      if (ec) {
-        std::error_code back;
-        fs::rename(old, out, back);
-        fail("{}: cannot move the new export into place: {}", out_s, ec.message());
-      }
-      cleanup.p = old;
+    cleanup.p.clear();
+    maybe_pause("version");
+    const fs::path link = out / fmt::format(".current-{}", getpid());
+    fs::remove(link, ec);
+    fs::create_symlink(version.filename(), link, ec);
+    if (ec) fail("{}: cannot create the link to {}: {}", link.string(), version.string(), ec.message());
+    sync_path(out.string(), true);
+    if (::rename(link.c_str(), (out / kCurrentLink).c_str()) != 0) {
+      const int err = errno;
+      fs::remove(link, ec);
+      fail("{}/{}: cannot point it to {}: {}", out_s, kCurrentLink, version.filename().string(),
+           std::strerror(err));
+    }
+    sync_path(out.string(), true);
+    maybe_pause("swapped");
+    link_files(out);
+    // Keep the new version and the one `current` named before (the previous export, which
+    // readers may still be reading); the others are renamed away first (a reader in one of them
+    // sees its directory gone and starts over) and removed.
+    for (long v : versions_in(out)) {
+      if (v == n || v == previous) continue;
+      const fs::path old = out / fmt::format("v-{}", v);
+      const fs::path away = out / fmt::format(".removing-{}-v-{}", getpid(), v);
+      if (::rename(old.c_str(), away.c_str()) == 0) fs::remove_all(away, ec);
     }
   } else {
-    fs::rename(staging, out, ec);
-    if (ec) fail("{}: cannot move the new export into place: {}", out_s, ec.message());
-    cleanup.p.clear();
+    // A whole new export directory: `current`, the links, then into place.
+    fs::create_symlink("v-1", staging / kCurrentLink, ec);
+    if (!ec) link_files(staging);
+    if (ec) fail("{}: cannot create the link to v-1: {}", (staging / kCurrentLink).string(), ec.message());
+    sync_path(staging.string(), true);
+    if (layout != Layout::kNone || fs::exists(out)) {
+      // RECFORGE_TEST_EXPORT_NO_EXCHANGE forces the fallback below, for its test.
+      bool exchanged = false;
+      if (std::getenv("RECFORGE_TEST_EXPORT_NO_EXCHANGE") == nullptr) {
+        if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0)
+          exchanged = true;
+        else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+          fail("{}: cannot replace the existing export: {}", out_s, std::strerror(errno));
+      }
+      if (exchanged) {
+        maybe_pause("swapped");  // staging now holds the old export; Cleanup removes it
+      } else {
+        // No atomic exchange here: move the old export aside, then the new one in.
+        const fs::path old = out.parent_path() / fmt::format("{}.old-{}", name, getpid());
+        fs::remove_all(old, ec);
+        fs::rename(out, old, ec);
+        if (ec) fail("{}: cannot move the existing export aside: {}", out_s, ec.message());
+        maybe_pause("moved-aside");
+        fs::rename(staging, out, ec);
+        if (ec) {
+          std::error_code back;
+          fs::rename(old, out, back);
+          fail("{}: cannot move the new export into place: {}", out_s, ec.message());
+        }
+        cleanup.p = old;
+      }
+    } else {
+      fs::rename(staging, out, ec);
+      if (ec) fail("{}: cannot move the new export into place: {}", out_s, ec.message());
+      cleanup.p.clear();
+    }
+    sync_path(out.parent_path().string(), true);
   }
-  sync_path(out.parent_path().string(), true);
   log().info("exported {} users, {} items ({} index, {}) to {}", users.rows, items.rows,
              index::type_name(in.index.type), index::metric_name(in.index.metric),
              shown_as.empty() ? out_s : shown_as);

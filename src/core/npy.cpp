@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -52,52 +55,58 @@ void write_raw(const std::string& path, const char* descr, const std::string& sh
   }
 }
 
-/// An opened .npy file positioned at its data, with its header text and data size.
-struct NpyFile {
-  std::ifstream in;
+/// The header of a .npy file held in memory, and where its data starts.
+struct NpyView {
   std::string header;
-  uint64_t data_bytes = 0;
+  std::string_view data;
 };
 
-/// Opens a .npy file and checks the magic, version, dtype `descr` (with `dtype_name` for the
-/// message) and C order.
-NpyFile open_npy(const std::string& path, const char* descr, const char* dtype_name) {
-  NpyFile f;
-  f.in.open(path, std::ios::binary);
-  if (!f.in) fail("{}: cannot open: {}", path, std::strerror(errno));
-  unsigned char pre[10];
-  if (!f.in.read(reinterpret_cast<char*>(pre), 10) || std::memcmp(pre, "\x93NUMPY", 6) != 0)
-    fail("{}: not a .npy file (bad magic)", path);
+/// Checks the magic, version, dtype `descr` (with `dtype_name` for the message) and C order of
+/// the .npy bytes `bytes` of `name`.
+NpyView parse_header(std::string_view bytes, const std::string& name, const char* descr,
+                     const char* dtype_name) {
+  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
+    fail("{}: not a .npy file (bad magic)", name);
+  const auto* pre = reinterpret_cast<const unsigned char*>(bytes.data());
   if (pre[6] != 1)
-    fail("{}: .npy format version {}.{} is not supported (expected 1.0)", path, pre[6], pre[7]);
+    fail("{}: .npy format version {}.{} is not supported (expected 1.0)", name, pre[6], pre[7]);
   const size_t hlen = pre[8] | (static_cast<size_t>(pre[9]) << 8);
-  f.header.assign(hlen, '\0');
-  if (!f.in.read(f.header.data(), static_cast<std::streamsize>(hlen)))
-    fail("{}: truncated .npy header", path);
-  if (f.header.find(fmt::format("'descr': '{}'", descr)) == std::string::npos)
-    fail("{}: expected dtype {} ('{}') in the .npy header", path, dtype_name, descr);
-  if (f.header.find("'fortran_order': False") == std::string::npos)
-    fail("{}: expected C order (fortran_order False) in the .npy header", path);
-  f.data_bytes = std::filesystem::file_size(path) - 10 - hlen;
-  return f;
+  if (bytes.size() - 10 < hlen) fail("{}: truncated .npy header", name);
+  NpyView v;
+  v.header.assign(bytes.substr(10, hlen));
+  v.data = bytes.substr(10 + hlen);
+  if (v.header.find(fmt::format("'descr': '{}'", descr)) == std::string::npos)
+    fail("{}: expected dtype {} ('{}') in the .npy header", name, dtype_name, descr);
+  if (v.header.find("'fortran_order': False") == std::string::npos)
+    fail("{}: expected C order (fortran_order False) in the .npy header", name);
+  return v;
 }
 
-/// Reads a 1-D array of T with dtype `descr`.
+/// A 1-D array of T with dtype `descr` from .npy bytes.
 template <typename T>
-std::vector<T> read_vector(const std::string& path, const char* descr, const char* dtype_name) {
-  NpyFile f = open_npy(path, descr, dtype_name);
+std::vector<T> parse_vector(std::string_view bytes, const std::string& name, const char* descr,
+                            const char* dtype_name) {
+  const NpyView f = parse_header(bytes, name, descr, dtype_name);
   std::smatch sm;
   static const std::regex shape_re("'shape': \\((\\d+),\\)");
-  if (!std::regex_search(f.header, sm, shape_re))
-    fail("{}: expected a 1-D shape in the .npy header", path);
+  if (!std::regex_search(f.header, sm, shape_re) || sm[1].length() > 18)
+    fail("{}: expected a 1-D shape in the .npy header", name);
   const uint64_t n = std::stoull(sm[1]);
-  if (f.data_bytes != n * sizeof(T))
-    fail("{}: truncated or padded: shape ({},) needs {} data bytes, the file has {}", path, n,
-         n * sizeof(T), f.data_bytes);
+  if (f.data.size() != n * sizeof(T))
+    fail("{}: truncated or padded: shape ({},) needs {} data bytes, the file has {}", name, n,
+         n * sizeof(T), f.data.size());
   std::vector<T> v(static_cast<size_t>(n));
-  if (!f.in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T))))
-    fail("{}: read error", path);
+  if (n > 0) std::memcpy(v.data(), f.data.data(), f.data.size());
   return v;
+}
+
+/// The whole content of the file at `path`.
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open: {}", path, std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail("{}: read error", path);
+  return bytes;
 }
 
 }  // namespace
@@ -116,31 +125,51 @@ void write_npy(const std::string& path, const std::vector<int32_t>& v) {
   write_raw(path, "<i4", fmt::format("({},)", v.size()), v.data(), v.size() * sizeof(int32_t));
 }
 
-Matrix read_npy(const std::string& path) {
-  NpyFile f = open_npy(path, "<f4", "float32");
+Matrix parse_npy(std::string_view bytes, const std::string& name) {
+  const NpyView f = parse_header(bytes, name, "<f4", "float32");
   std::smatch sm;
   static const std::regex shape_re("'shape': \\((\\d+), (\\d+)\\)");
-  if (!std::regex_search(f.header, sm, shape_re))
-    fail("{}: expected a 2-D shape in the .npy header", path);
+  if (!std::regex_search(f.header, sm, shape_re) || sm[1].length() > 12 || sm[2].length() > 6)
+    fail("{}: expected a 2-D shape in the .npy header", name);
   Matrix m;
   m.rows = std::stoll(sm[1]);
   m.cols = std::stoll(sm[2]);
-  const uint64_t bytes = static_cast<uint64_t>(m.rows) * m.cols * sizeof(float);
-  if (f.data_bytes != bytes)
-    fail("{}: truncated or padded: shape ({}, {}) needs {} data bytes, the file has {}", path,
-         m.rows, m.cols, bytes, f.data_bytes);
+  const uint64_t bytes_needed = static_cast<uint64_t>(m.rows) * m.cols * sizeof(float);
+  if (f.data.size() != bytes_needed)
+    fail("{}: truncated or padded: shape ({}, {}) needs {} data bytes, the file has {}", name,
+         m.rows, m.cols, bytes_needed, f.data.size());
   m.data.resize(static_cast<size_t>(m.rows * m.cols));
-  if (!f.in.read(reinterpret_cast<char*>(m.data.data()), static_cast<std::streamsize>(bytes)))
-    fail("{}: read error", path);
+  if (bytes_needed > 0) std::memcpy(m.data.data(), f.data.data(), bytes_needed);
   return m;
 }
 
+std::vector<int64_t> parse_npy_i64(std::string_view bytes, const std::string& name) {
+  return parse_vector<int64_t>(bytes, name, "<i8", "int64");
+}
+
+std::vector<int32_t> parse_npy_i32(std::string_view bytes, const std::string& name) {
+  return parse_vector<int32_t>(bytes, name, "<i4", "int32");
+}
+
+Matrix read_npy(const std::string& path) { return parse_npy(read_bytes(path), path); }
+
 std::vector<int64_t> read_npy_i64(const std::string& path) {
-  return read_vector<int64_t>(path, "<i8", "int64");
+  return parse_npy_i64(read_bytes(path), path);
 }
 
 std::vector<int32_t> read_npy_i32(const std::string& path) {
-  return read_vector<int32_t>(path, "<i4", "int32");
+  return parse_npy_i32(read_bytes(path), path);
+}
+
+void check_finite(const Matrix& m, const std::string& name) {
+  for (size_t i = 0; i < m.data.size(); ++i) {
+    if (std::isfinite(m.data[i])) continue;
+    const int64_t r = m.cols > 0 ? static_cast<int64_t>(i) / m.cols : 0;
+    const int64_t c = m.cols > 0 ? static_cast<int64_t>(i) % m.cols : 0;
+    fail("{}: row {}, column {} is {}; expected finite float32 values (the file is corrupt, or "
+         "the model diverged)",
+         name, r, c, m.data[i]);
+  }
 }
 
 }  // namespace recforge

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace recforge {
@@ -39,5 +40,17 @@ std::vector<int64_t> read_npy_i64(const std::string& path);
 
 /// Reads a 1-D `<i4` `.npy` file; errors as read_npy.
 std::vector<int32_t> read_npy_i32(const std::string& path);
+
+/// The same three from the bytes of a whole `.npy` file already in memory (a reader that hashes
+/// a file parses the very bytes it hashed); `name` is the file named in errors.
+Matrix parse_npy(std::string_view bytes, const std::string& name);
+/// 1-D `<i8` from bytes; errors as read_npy.
+std::vector<int64_t> parse_npy_i64(std::string_view bytes, const std::string& name);
+/// 1-D `<i4` from bytes; errors as read_npy.
+std::vector<int32_t> parse_npy_i32(std::string_view bytes, const std::string& name);
+
+/// Throws recforge::Error naming `name`, the row and the column of the first NaN or infinity in
+/// `m`: factors that are not finite give scores of nonsense and are never served or exported.
+void check_finite(const Matrix& m, const std::string& name);
 
 }  // namespace recforge

@@ -5,12 +5,17 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 
 #include "core/context.h"
@@ -312,19 +317,306 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
   return out;
 }
 
+namespace {
+
+/// A Faiss index file in memory that could not be read; `why` says what is wrong.
+struct Malformed {
+  std::string why;
+};
+
+/// The four-character code that Faiss writes before each index ("IxFI" and so on).
+constexpr uint32_t fourcc(const char (&s)[5]) {
+  return static_cast<uint32_t>(static_cast<unsigned char>(s[0])) |
+         static_cast<uint32_t>(static_cast<unsigned char>(s[1])) << 8 |
+         static_cast<uint32_t>(static_cast<unsigned char>(s[2])) << 16 |
+         static_cast<uint32_t>(static_cast<unsigned char>(s[3])) << 24;
+}
+
+/// The top-level code of each index type recforge writes.
+uint32_t fourcc_of(Type t) {
+  switch (t) {
+    case Type::kFlat:
+      return fourcc("IxFI");
+    case Type::kIvfFlat:
+      return fourcc("IwFl");
+    case Type::kIvfPq:
+      return fourcc("IwPQ");
+    case Type::kHnsw:
+      return fourcc("IHNf");
+  }
+  return 0;
+}
+
+/// Walks a Faiss 1.7.3 index file in memory exactly as faiss::read_index will read it, for the
+/// index kinds recforge writes, and throws Malformed unless read_index can read it through.
+///
+/// Why: every branch of read_index (faiss/impl/index_read.cpp in 1.7.3) creates its index with
+/// a plain `new` and then reads into it with macros that throw on a short read or an
+/// inconsistent size (READANDCHECK, READVECTOR, FAISS_THROW_IF_NOT); nothing frees the index
+/// being read, so each rejected file leaks all it had allocated, vectors sized from the file
+/// included (READXBVECTOR resizes the codes of a flat index to the length the file claims
+/// before reading them). Faiss is only ever given a file that has passed this walk. The walk
+/// also checks what read_index does not and a search relies on: shapes that agree with each
+/// other, and labels and neighbours that are rows of the index.
+class FaissScan {
+ public:
+  explicit FaissScan(std::string_view bytes) : b_(bytes) {}
+
+  /// The shape of one index read.
+  struct Info {
+    uint32_t kind = 0;
+    int64_t d = 0;
+    int64_t ntotal = 0;
+  };
+
+  /// Scans the whole file, whose top-level index must be of type `type` (`kind_ok` false when
+  /// it is another kind recforge writes).
+  Info scan(Type type, bool* kind_ok) {
+    const uint32_t kind = peek_u32("the index kind");
+    *kind_ok = true;
+    if (kind != fourcc_of(type)) {
+      for (Type t : {Type::kFlat, Type::kIvfFlat, Type::kIvfPq, Type::kHnsw})
+        if (kind == fourcc_of(t)) {
+          *kind_ok = false;
+          return {};
+        }
+    }
+    const Info info = index(0);
+    if (pos_ != b_.size())
+      throw Malformed{fmt::format("{} bytes after the end of the index", b_.size() - pos_)};
+    return info;
+  }
+
+ private:
+  template <typename T>
+  T get(const char* what) {
+    if (b_.size() - pos_ < sizeof(T))
+      throw Malformed{fmt::format("the file ends in {} at byte {}", what, pos_)};
+    T v;
+    std::memcpy(&v, b_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+
+  uint32_t peek_u32(const char* what) {
+    const uint32_t v = get<uint32_t>(what);
+    pos_ -= sizeof(uint32_t);
+    return v;
+  }
+
+  /// A vector (size_t count, then count elements of `elem` bytes): returns the count and where
+  /// the elements start, and skips them.
+  std::pair<uint64_t, size_t> vec(size_t elem, const char* what) {
+    const uint64_t n = get<uint64_t>(what);
+    if (n >= (uint64_t{1} << 40) || n > (b_.size() - pos_) / elem)
+      throw Malformed{fmt::format("{} claims {} elements, more than the file holds", what, n)};
+    const size_t at = pos_;
+    pos_ += static_cast<size_t>(n) * elem;
+    return {n, at};
+  }
+
+  template <typename T>
+  T element(size_t at, uint64_t i) const {
+    T v;
+    std::memcpy(&v, b_.data() + at + i * sizeof(T), sizeof(T));
+    return v;
+  }
+
+  /// read_index_header: d, ntotal, two dummies, is_trained, metric (and its argument).
+  Info header(uint32_t kind) {
+    Info h;
+    h.kind = kind;
+    h.d = get<int32_t>("the index header");
+    h.ntotal = get<int64_t>("the index header");
+    get<int64_t>("the index header");
+    get<int64_t>("the index header");
+    get<uint8_t>("the index header");
+    const int32_t metric = get<int32_t>("the index header");
+    if (metric > 1) get<float>("the index header");
+    if (h.d < 1 || h.ntotal < 0)
+      throw Malformed{fmt::format("dimension {} and {} vectors in an index header", h.d, h.ntotal)};
+    return h;
+  }
+
+  Info index(int depth) {
+    if (depth > 1) throw Malformed{"indices nested deeper than recforge writes them"};
+    const uint32_t kind = get<uint32_t>("the index kind");
+    if (kind == fourcc("IxFI")) {
+      const Info h = header(kind);
+      const uint64_t n = vec(sizeof(float), "the flat index's vectors").first;
+      if (n != static_cast<uint64_t>(h.ntotal) * static_cast<uint64_t>(h.d))
+        throw Malformed{fmt::format("a flat index of {} vectors of dimension {} holds {} floats",
+                                    h.ntotal, h.d, n)};
+      return h;
+    }
+    if (kind == fourcc("IwFl") || kind == fourcc("IwPQ")) {
+      const Info h = header(kind);
+      const uint64_t nlist = get<uint64_t>("the IVF header");
+      get<uint64_t>("the IVF header");  // nprobe
+      const Info q = index(depth + 1);
+      if (q.kind != fourcc("IxFI") || q.d != h.d || static_cast<uint64_t>(q.ntotal) != nlist)
+        throw Malformed{fmt::format(
+            "the IVF index of {} cells in dimension {} has a quantizer of {} vectors of "
+            "dimension {}",
+            nlist, h.d, q.ntotal, q.d)};
+      const uint8_t map_type = get<uint8_t>("the direct map");
+      if (map_type > 2) throw Malformed{fmt::format("direct map type {}", map_type)};
+      vec(sizeof(int64_t), "the direct map");
+      if (map_type == 2) vec(2 * sizeof(int64_t), "the direct map");
+      uint64_t code_size = static_cast<uint64_t>(h.d) * sizeof(float);
+      if (kind == fourcc("IwPQ")) {
+        get<uint8_t>("the IVF-PQ header");  // by_residual
+        code_size = get<uint64_t>("the IVF-PQ header");
+        const uint64_t pq_d = get<uint64_t>("the product quantizer");
+        const uint64_t m = get<uint64_t>("the product quantizer");
+        const uint64_t nbits = get<uint64_t>("the product quantizer");
+        if (pq_d != static_cast<uint64_t>(h.d) || m < 1 || pq_d % m != 0 || nbits < 1 ||
+            nbits > 16 || code_size != (nbits * m + 7) / 8)
+          throw Malformed{fmt::format(
+              "a product quantizer of dimension {}, {} sub-quantizers of {} bits and {}-byte "
+              "codes in an index of dimension {}",
+              pq_d, m, nbits, code_size, h.d)};
+        if (vec(sizeof(float), "the product quantizer's centroids").first != pq_d << nbits)
+          throw Malformed{"the product quantizer's centroids do not match its shape"};
+      }
+      inverted_lists(nlist, code_size, h.ntotal);
+      return h;
+    }
+    if (kind == fourcc("IHNf")) {
+      const Info h = header(kind);
+      const uint64_t n = static_cast<uint64_t>(h.ntotal);
+      vec(sizeof(double), "the HNSW level probabilities");
+      vec(sizeof(int32_t), "the HNSW neighbours per level");
+      if (vec(sizeof(int32_t), "the HNSW levels").first != n)
+        throw Malformed{"the HNSW levels do not cover the vectors"};
+      const auto [n_off, off] = vec(sizeof(uint64_t), "the HNSW offsets");
+      if (n_off != n + 1) throw Malformed{"the HNSW offsets do not cover the vectors"};
+      const auto [n_nb, nb] = vec(sizeof(int32_t), "the HNSW neighbours");
+      uint64_t prev = 0;
+      for (uint64_t i = 0; i <= n; ++i) {
+        const uint64_t o = element<uint64_t>(off, i);
+        if (o < prev || (i == 0 && o != 0)) throw Malformed{"the HNSW offsets decrease"};
+        prev = o;
+      }
+      if (prev != n_nb) throw Malformed{"the HNSW offsets do not end at the neighbour count"};
+      for (uint64_t i = 0; i < n_nb; ++i) {
+        const int32_t v = element<int32_t>(nb, i);
+        if (v < -1 || v >= h.ntotal)
+          throw Malformed{fmt::format("an HNSW neighbour is {}, not a vector of the index", v)};
+      }
+      const int32_t entry = get<int32_t>("the HNSW parameters");
+      if (entry < -1 || entry >= h.ntotal || (entry < 0 && h.ntotal > 0))
+        throw Malformed{fmt::format("the HNSW entry point is {}", entry)};
+      for (int k = 0; k < 4; ++k) get<int32_t>("the HNSW parameters");
+      const Info storage = index(depth + 1);
+      if (storage.kind != fourcc("IxFI") || storage.d != h.d || storage.ntotal != h.ntotal)
+        throw Malformed{"the HNSW storage does not hold the index's vectors"};
+      return h;
+    }
+    throw Malformed{fmt::format("index kind 0x{:08x} at byte {} is not one recforge writes", kind,
+                                pos_ - 4)};
+  }
+
+  /// write_InvertedLists of ArrayInvertedLists ("ilar"): list sizes ("full" or "sprs"), then
+  /// each non-empty list's codes and ids.
+  void inverted_lists(uint64_t nlist, uint64_t code_size, int64_t ntotal) {
+    if (get<uint32_t>("the inverted lists") != fourcc("ilar"))
+      throw Malformed{"the inverted lists are not stored in the index"};
+    if (get<uint64_t>("the inverted lists") != nlist ||
+        get<uint64_t>("the inverted lists") != code_size)
+      throw Malformed{"the inverted lists do not match the IVF header"};
+    std::vector<uint64_t> sizes(static_cast<size_t>(nlist), 0);
+    const uint32_t list_type = get<uint32_t>("the inverted lists");
+    if (list_type == fourcc("full")) {
+      const auto [n, at] = vec(sizeof(uint64_t), "the inverted list sizes");
+      if (n != nlist) throw Malformed{"the inverted list sizes do not cover the cells"};
+      for (uint64_t i = 0; i < n; ++i) sizes[i] = element<uint64_t>(at, i);
+    } else if (list_type == fourcc("sprs")) {
+      const auto [n, at] = vec(sizeof(uint64_t), "the inverted list sizes");
+      if (n % 2 != 0) throw Malformed{"the sparse inverted list sizes are not pairs"};
+      for (uint64_t j = 0; j < n; j += 2) {
+        const uint64_t list = element<uint64_t>(at, j);
+        if (list >= nlist) throw Malformed{fmt::format("inverted list {} of {}", list, nlist)};
+        sizes[list] = element<uint64_t>(at, j + 1);
+      }
+    } else {
+      throw Malformed{"the inverted list sizes are of an unknown kind"};
+    }
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < nlist; ++i) {
+      const uint64_t n = sizes[i];
+      if (n == 0) continue;
+      if (n > (b_.size() - pos_) / (code_size + sizeof(int64_t)))
+        throw Malformed{fmt::format("inverted list {} claims {} entries, more than the file holds",
+                                    i, n)};
+      pos_ += n * code_size;
+      const size_t ids = pos_;
+      pos_ += n * sizeof(int64_t);
+      for (uint64_t e = 0; e < n; ++e) {
+        const int64_t id = element<int64_t>(ids, e);
+        if (id < 0 || id >= ntotal)
+          throw Malformed{fmt::format("inverted list {} holds label {}, not a row of the {} items",
+                                      i, id, ntotal)};
+      }
+      total += n;
+    }
+    if (total != static_cast<uint64_t>(ntotal))
+      throw Malformed{fmt::format("the inverted lists hold {} entries, the index {}", total,
+                                  ntotal)};
+  }
+
+  std::string_view b_;
+  size_t pos_ = 0;
+};
+
+/// faiss::IOReader over bytes in memory.
+struct ViewReader : faiss::IOReader {
+  std::string_view bytes;
+  size_t pos = 0;
+  size_t operator()(void* ptr, size_t size, size_t nitems) override {
+    if (size == 0 || nitems == 0) return 0;
+    const size_t n = std::min(nitems, (bytes.size() - pos) / size);
+    if (n > 0) std::memcpy(ptr, bytes.data() + pos, n * size);
+    pos += n * size;
+    return n;
+  }
+};
+
+}  // namespace
+
 ItemIndex ItemIndex::read(const std::string& path, Type type, Metric metric) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open: {}", path, std::strerror(errno));
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail("{}: read error", path);
+  return from_bytes(bytes, path, type, metric);
+}
+
+ItemIndex ItemIndex::from_bytes(std::string_view bytes, const std::string& path, Type type,
+                                Metric metric) {
   ItemIndex out;
   out.type_ = type;
   out.metric_ = metric;
+  bool kind_ok = true;
   try {
-    out.index_.reset(faiss::read_index(path.c_str()));
+    FaissScan(bytes).scan(type, &kind_ok);
+  } catch (const Malformed& e) {
+    fail("{}: not a readable Faiss index ({})", path, e.why);
+  }
+  if (!kind_ok)
+    fail("{}: the Faiss index is not of type {} as the manifest says", path, type_name(type));
+  try {
+    ViewReader reader;
+    reader.bytes = bytes;
+    reader.name = path;
+    out.index_.reset(faiss::read_index(&reader));
   } catch (const faiss::FaissException& e) {
     std::string what = e.what();
     if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
     fail("{}: not a readable Faiss index ({})", path, what);
   }
   faiss::Index* i = out.index_.get();
-  bool kind_ok = false;
+  kind_ok = false;
   switch (type) {
     case Type::kFlat:
       kind_ok = dynamic_cast<faiss::IndexFlat*>(i) != nullptr;

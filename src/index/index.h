@@ -10,6 +10,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "config/config.h"
 #include "core/npy.h"
@@ -106,6 +107,11 @@ class ItemIndex {
   /// Reads a Faiss index file written by write(); `type` and `metric` come from the manifest.
   /// Throws recforge::Error naming the file when Faiss cannot read it or its kind differs.
   static ItemIndex read(const std::string& path, Type type, Metric metric);
+  /// The same from the bytes of a whole index file already in memory, named `path` in errors.
+  /// The bytes are checked to be an index of the kinds recforge writes, with consistent shapes,
+  /// before Faiss reads them (Faiss 1.7.3 leaks what it allocated when it rejects a file).
+  static ItemIndex from_bytes(std::string_view bytes, const std::string& path, Type type,
+                              Metric metric);
 
   /// Writes the index with faiss::write_index, atomically (temporary file + rename).
   void write(const std::string& path) const;

@@ -35,11 +35,9 @@ std::string export_run(const std::string& run_dir, const std::string& out,
           s);
   OpenedRun r = open_run(run_dir, "export");
   for (const std::string& s : overrides) r.config.set(s);
-  nlohmann::json metrics = nlohmann::json::object();
-  if (std::filesystem::exists(run_dir + "/metrics.json"))
-    metrics = read_json(run_dir + "/metrics.json");
+  // The run's metrics as open_run verified them (not read again).
   const artifact::ExportInput in =
-      export_input(r.config, r.data, *r.model, metrics, run_dir, r.data.fingerprint());
+      export_input(r.config, r.data, *r.model, r.metrics, run_dir, r.data.fingerprint());
   return artifact::write(in, out);
 }
 

@@ -2,8 +2,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
+
+#include "artifact/files.h"
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/npy.h"
 
@@ -27,13 +31,83 @@ nlohmann::json read_run_json(const std::string& dir) {
   return read_json(path);
 }
 
+const std::vector<std::string>& checksummed_run_files() {
+  static const std::vector<std::string> files = {"config.yaml", "stats.json", "metrics.json",
+                                                 "user_factors.npy", "item_factors.npy"};
+  return files;
+}
+
+nlohmann::json run_file_checksums(const std::string& dir) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const std::string& f : checksummed_run_files()) {
+    const std::string path = dir + "/" + f;
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) continue;
+    files[f] = {{"bytes", fs::file_size(path)}, {"sha256", sha256_file(path)}};
+  }
+  return files;
+}
+
 OpenedRun open_run(const std::string& dir, const std::string& verb) {
-  OpenedRun r{dir, config::Config::defaults(), read_run_json(dir), {}, nullptr};
-  if (r.run["model"].is_null())
+  // The directory is opened once and each file read once: its size and SHA-256 (recorded by
+  // train in run.json "files") are checked on the bytes that are then parsed.
+  const std::optional<artifact::DirReader> d = artifact::DirReader::open(dir, dir);
+  if (!d) fail("{}: no such run directory", dir);
+  const std::optional<std::string> run_text = d->read("run.json");
+  if (!run_text) fail("{}: not a recforge run directory (run.json is missing)", dir);
+  OpenedRun r{dir, config::Config::defaults(), {}, {}, nullptr, nlohmann::json::object()};
+  try {
+    r.run = nlohmann::json::parse(*run_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON ({})", d->shown("run.json"), e.what());
+  }
+  if (!r.run.is_object())
+    fail("{}: the file is a JSON {}; expected an object", d->shown("run.json"), r.run.type_name());
+  if (!r.run.contains("model") || r.run["model"].is_null())
     fail("{}: this run has no trained model, so there is nothing to {} (it was trained with "
          "model.type: none)",
          dir, verb);
-  r.config = config::Config::load(dir + "/config.yaml");
+  const nlohmann::json* files = r.run.contains("files") ? &r.run["files"] : nullptr;
+  if (files && !files->is_object())
+    fail("{}: field \"files\" is a JSON {}; expected an object with the size and SHA-256 of the "
+         "run's files",
+         d->shown("run.json"), files->type_name());
+  if (!files)
+    log().warn(
+        "{}: run.json has no checksums of the run's files (written by an earlier recforge); "
+        "its factors and config are used unverified",
+        dir);
+  // A file's bytes, checked against run.json when it lists checksums. The factors and the
+  // config must be listed there.
+  auto read = [&](const std::string& name, bool required) -> std::optional<std::string> {
+    std::optional<std::string> bytes = d->read(name);
+    const std::string shown = d->shown(name);
+    if (files && files->contains(name)) {
+      if (!bytes)
+        fail("{}: missing (run.json lists it with {} bytes)", shown,
+             (*files)[name].is_object() && (*files)[name].contains("bytes")
+                 ? (*files)[name]["bytes"].dump()
+                 : "unknown");
+      artifact::verify_entry(shown, *bytes, (*files)[name], "run.json");
+    } else if (files && required) {
+      fail("{}: has no checksum in run.json \"files\"; expected the run's checksums to cover it",
+           shown);
+    }
+    if (!bytes && required) fail("{}: missing; expected the file that training wrote", shown);
+    return bytes;
+  };
+  const std::string config_text = *read("config.yaml", true);
+  std::string user_bytes = *read("user_factors.npy", true);
+  std::string item_bytes = *read("item_factors.npy", true);
+  if (const std::optional<std::string> metrics = read("metrics.json", false)) {
+    try {
+      r.metrics = nlohmann::json::parse(*metrics);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: not valid JSON ({})", d->shown("metrics.json"), e.what());
+    }
+  }
+
+  r.config = config::Config::parse(config_text, d->shown("config.yaml"));
   set_progress_mode(r.config.get_string("run.progress"));
   const Context ctx = Context::create("cpu", static_cast<int>(r.config.get_int("train.threads")));
   r.data = prepare_dataset(r.config);
@@ -51,14 +125,18 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
     cpu_config.set("model.dtype=float32");
   }
   r.model = models::make_model(cpu_config, ctx);
-  Matrix users = read_npy(dir + "/user_factors.npy");
-  Matrix items = read_npy(dir + "/item_factors.npy");
+  Matrix users = parse_npy(user_bytes, d->shown("user_factors.npy"));
+  std::string().swap(user_bytes);
+  Matrix items = parse_npy(item_bytes, d->shown("item_factors.npy"));
+  std::string().swap(item_bytes);
   const int dim = models::embedding_dimension(r.config);
   if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||
       users.cols != items.cols || users.cols != dim)
     fail("{}: factor files have shapes ({}, {}) and ({}, {}), expected ({}, {}) and ({}, {})", dir,
          users.rows, users.cols, items.rows, items.cols, r.data.users.size(), dim,
          r.data.items.size(), dim);
+  check_finite(users, d->shown("user_factors.npy"));
+  check_finite(items, d->shown("item_factors.npy"));
   r.model->set_factors(std::move(users), std::move(items));
   return r;
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "models/model.h"
@@ -21,6 +22,7 @@ struct OpenedRun {
   nlohmann::json run;                     ///< its run.json
   Dataset data;                           ///< the data, re-prepared and verified
   std::unique_ptr<models::Model> model;   ///< the model with the saved factors
+  nlohmann::json metrics;                 ///< its metrics.json (verified), or an empty object
 };
 
 /// Parses a JSON file; throws recforge::Error naming the file when it is missing or invalid.
@@ -29,7 +31,17 @@ nlohmann::json read_json(const std::string& path);
 /// Reads `dir/run.json`; throws recforge::Error when `dir` is not a finished run.
 nlohmann::json read_run_json(const std::string& dir);
 
-/// Reopens a run that has a trained model. `verb` names what the caller wants to do, for the
+/// The files of a run directory whose size and SHA-256 run.json records in "files".
+const std::vector<std::string>& checksummed_run_files();
+
+/// {"file": {"bytes", "sha256"}} of those of checksummed_run_files() that exist in `dir`: what
+/// train stores in run.json "files" once the files are written.
+nlohmann::json run_file_checksums(const std::string& dir);
+
+/// Reopens a run that has a trained model. The directory is opened once and each file read
+/// once; when run.json lists checksums ("files"), config.yaml, the factors and metrics.json must
+/// match them (a run written before recforge recorded them opens with a warning). Factors with
+/// a NaN or an infinity are refused, naming the file. `verb` names what the caller wants to do, for the
 /// error message when the run has no model. Data paths in config.yaml are relative to the
 /// directory recforge runs in, as at training time.
 OpenedRun open_run(const std::string& dir, const std::string& verb);

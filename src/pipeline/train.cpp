@@ -16,6 +16,7 @@
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/export.h"
+#include "pipeline/run.h"
 
 namespace recforge::pipeline {
 
@@ -281,6 +282,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   }
   run["seconds"] = seconds_since(t0);
   run["status"] = export_error.empty() ? "complete" : "export_failed";
+  run["files"] = run_file_checksums(dir.staging());  // verified by open_run
   write_file_atomic(dir.file("run.json"), run.dump(2) + "\n");
   if (export_error.empty())
     log().info("run complete in {:.2f} s", run["seconds"].get<double>());

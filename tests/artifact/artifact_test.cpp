@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <limits>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -87,14 +89,21 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   Fixture f;
   const std::string dir = t.file("exp");
   EXPECT_EQ(write(f.in, dir + "/"), dir);  // a trailing slash names the same directory
+  // The versioned layout: `current` → v-1 holding the files, and links to current/<file>.
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"index.faiss", "item_factors.npy", "item_ids.txt",
-                                             "manifest.json", "seen_indices.npy", "seen_indptr.npy",
-                                             "user_factors.npy", "user_ids.txt"}));
-  for (const auto& e : fs::directory_iterator(t.str()))  // no staging directory is left behind
-    EXPECT_EQ(e.path().filename().string(), "exp");
+  EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
+                                             "item_ids.txt", "manifest.json", "seen_indices.npy",
+                                             "seen_indptr.npy", "user_factors.npy", "user_ids.txt",
+                                             "v-1"}));
+  EXPECT_EQ(fs::read_symlink(dir + "/current"), "v-1");
+  for (const std::string& f : names)
+    if (f != "current" && f != "v-1") {
+      EXPECT_EQ(fs::read_symlink(dir + "/" + f), "current/" + f);
+      EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir + "/v-1/" + f))) << f;
+    }
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 8);
   const nlohmann::json m = manifest_of(dir);
   EXPECT_EQ(m["format"], "recforge-export");
   EXPECT_EQ(m["format_version"], 1);
@@ -123,6 +132,7 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
             std::vector<int64_t>(f.seen.indptr.begin(), f.seen.indptr.end()));
 
   const Artifact a = load(dir);
+  EXPECT_EQ(a.version, "v-1");
   EXPECT_EQ(a.items.data, f.items.data);
   EXPECT_EQ(a.users.data, f.users.data);
   EXPECT_EQ(a.user_ids.ids(), f.user_ids.ids());
@@ -161,41 +171,42 @@ TEST(Artifact, LoadingRefusesDamageWithOneSentenceNamingTheFile) {
     ASSERT_EQ(load_error(dir), "loaded");
   };
   const nlohmann::json m0 = (fresh(), manifest_of(dir));
+  const std::string v = dir + "/v-1";  // the version directory, which errors name
   const std::string sha = m0["files"]["item_factors.npy"]["sha256"];
 
   // One byte corrupted (in the data, past the .npy header).
   {
-    std::fstream io(dir + "/item_factors.npy", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream io(v + "/item_factors.npy", std::ios::in | std::ios::out | std::ios::binary);
     io.seekp(200);
     io.put('\x7f');
   }
   std::string e = load_error(dir);
-  EXPECT_EQ(e.rfind(dir + "/item_factors.npy: SHA-256 ", 0), 0u) << e;
+  EXPECT_EQ(e.rfind(v + "/item_factors.npy: SHA-256 ", 0), 0u) << e;
   EXPECT_NE(
       e.find("does not match manifest.json's " + sha + " (the file is corrupt or was modified)"),
       std::string::npos)
       << e;
 
   fresh();
-  fs::resize_file(dir + "/index.faiss", fs::file_size(dir + "/index.faiss") - 10);
+  fs::resize_file(v + "/index.faiss", fs::file_size(v + "/index.faiss") - 10);
   EXPECT_EQ(load_error(dir),
             fmt::format("{}/index.faiss: {} bytes, but manifest.json says {} (the file is "
                         "truncated or was replaced)",
-                        dir, m0["files"]["index.faiss"]["bytes"].get<uint64_t>() - 10,
+                        v, m0["files"]["index.faiss"]["bytes"].get<uint64_t>() - 10,
                         m0["files"]["index.faiss"]["bytes"].get<uint64_t>()));
 
   fresh();
-  fs::remove(dir + "/seen_indices.npy");
+  fs::remove(v + "/seen_indices.npy");
   EXPECT_EQ(load_error(dir),
             fmt::format("{}/seen_indices.npy: missing (manifest.json lists it "
                         "with {} bytes)",
-                        dir, m0["files"]["seen_indices.npy"]["bytes"].get<uint64_t>()));
+                        v, m0["files"]["seen_indices.npy"]["bytes"].get<uint64_t>()));
 
   fresh();
   nlohmann::json m = manifest_of(dir);
   m["format_version"] = 2;
   test::write_file(dir + "/manifest.json", m.dump(2));
-  EXPECT_EQ(load_error(dir), dir +
+  EXPECT_EQ(load_error(dir), v +
                                  "/manifest.json: format_version 2 is not supported; this "
                                  "recforge " RECFORGE_VERSION
                                  " reads format_version 1 (export "
@@ -206,27 +217,72 @@ TEST(Artifact, LoadingRefusesDamageWithOneSentenceNamingTheFile) {
   m = manifest_of(dir);
   m["counts"]["users"] = 41;
   test::write_file(dir + "/manifest.json", m.dump(2));
-  EXPECT_EQ(load_error(dir), dir +
+  EXPECT_EQ(load_error(dir), v +
                                  "/user_factors.npy: shape (40, 6), expected (41, 6) as "
                                  "manifest.json counts");
 
   fresh();
   test::write_file(dir + "/manifest.json", "{\"format\": \"recforge-export\", ");
-  EXPECT_EQ(load_error(dir).rfind(dir + "/manifest.json: not valid JSON (", 0), 0u);
-  fs::remove(dir + "/manifest.json");
-  EXPECT_EQ(load_error(dir), dir + "/manifest.json: missing; " + dir + " is not a recforge export");
+  EXPECT_EQ(load_error(dir).rfind(v + "/manifest.json: not valid JSON (", 0), 0u);
+  // Malformed manifests are refused with a sentence, never an internal error.
+  test::write_file(v + "/manifest.json", "[1, 2]");
+  EXPECT_EQ(load_error(dir), v + "/manifest.json: the manifest is a JSON array; expected an object "
+                                 "with \"format\": \"recforge-export\"");
+  test::write_file(v + "/manifest.json",
+                   "{\"format\": \"recforge-export\", \"format_version\": 1, \"dtype\": 4}");
+  EXPECT_EQ(load_error(dir), v + "/manifest.json: dtype is 4, expected \"float32\"");
+  test::write_file(v + "/manifest.json",
+                   "{\"format\": \"recforge-export\", \"format_version\": 1, \"dtype\": "
+                   "\"float32\", \"files\": []}");
+  EXPECT_EQ(load_error(dir), v + "/manifest.json: field \"files\" is missing or not an object; "
+                                 "expected an object of file entries");
+  m = m0;
+  m["counts"] = "many";
+  test::write_file(v + "/manifest.json", m.dump());
+  EXPECT_EQ(load_error(dir), v + "/manifest.json: field \"counts.users\" is missing or not a "
+                                 "count; expected a non-negative integer");
+  m = m0;
+  m["files"]["index.faiss"] = 7;
+  test::write_file(v + "/manifest.json", m.dump());
+  EXPECT_EQ(load_error(dir), v + "/index.faiss: its entry in manifest.json \"files\" lacks bytes "
+                                 "or sha256; expected both");
+  fs::remove(v + "/manifest.json");
+  EXPECT_EQ(load_error(dir), v + "/manifest.json: missing; " + dir + " is not a recforge export");
+  fs::remove(dir + "/current");
+  fs::create_directory(dir + "/current");
+  EXPECT_EQ(load_error(dir), dir + "/current: is not a symbolic link; expected a link to the "
+                                   "export's current version directory (v-<N>)");
   EXPECT_EQ(load_error(t.file("nothing")), t.file("nothing") + ": no such export directory");
 }
 
 TEST(Artifact, ReplacesAnEarlierExportButNothingElse) {
   test::TempDir t;
-  Fixture a(40, 30, 6, 1), b(50, 20, 4, 2);
+  Fixture a(40, 30, 6, 1), b(50, 20, 4, 2), c(40, 30, 6, 3);
   const std::string dir = t.file("exp");
   write(a.in, dir);
+  test::write_file(dir + "/notes.txt", "mine");  // not recforge's: never touched
   write(b.in, dir);
-  const Artifact got = load(dir);
+  Artifact got = load(dir);
+  EXPECT_EQ(got.version, "v-2");
   EXPECT_EQ(got.users.rows, 50);
   EXPECT_EQ(got.items.data, b.items.data);
+  // The previous version is kept, complete (a version directory loads on its own too).
+  EXPECT_EQ(load(dir + "/v-1").items.data, a.items.data);
+  // A third export removes the oldest: the newest two remain.
+  write(c.in, dir);
+  got = load(dir);
+  EXPECT_EQ(got.version, "v-3");
+  EXPECT_EQ(got.items.data, c.items.data);
+  EXPECT_FALSE(fs::exists(dir + "/v-1"));
+  EXPECT_EQ(load(dir + "/v-2").items.data, b.items.data);
+  EXPECT_EQ(test::read_file(dir + "/notes.txt"), "mine");
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
+                                             "item_ids.txt", "manifest.json", "notes.txt",
+                                             "seen_indices.npy", "seen_indptr.npy",
+                                             "user_factors.npy", "user_ids.txt", "v-2", "v-3"}));
   for (const auto& e : fs::directory_iterator(t.str()))
     EXPECT_EQ(e.path().filename().string(), "exp") << "left behind";
 
@@ -249,6 +305,153 @@ TEST(Artifact, ReplacesAnEarlierExportButNothingElse) {
   fs::create_directories(t.file("empty"));
   write(a.in, t.file("empty"));
   EXPECT_EQ(load_error(t.file("empty")), "loaded");
+}
+
+/// The labels of the top 5 items of users 0..4 through the artifact's index.
+std::vector<int64_t> index_top5(const Artifact& a) {
+  std::vector<float> s(25);
+  std::vector<int64_t> l(25);
+  a.index.search(a.users.data.data(), 5, 5, s.data(), l.data());
+  return l;
+}
+
+/// True when `a` is exactly the export of `f` (factors, ids, seen lists) and its index answers
+/// as `top5` (that export's index, loaded on its own).
+bool is_export_of(const Artifact& a, const Fixture& f, const std::vector<int64_t>& top5) {
+  return a.users.data == f.users.data && a.items.data == f.items.data &&
+         a.user_ids.ids() == f.user_ids.ids() && a.item_ids.ids() == f.item_ids.ids() &&
+         a.seen.indptr == f.seen.indptr && a.seen.indices == f.seen.indices &&
+         index_top5(a) == top5;
+}
+
+TEST(Artifact, ReadersWhileAWriterReplacesTheExportGetTheOldOrTheNewNeverAMix) {
+  // Two models of the same shapes (a mix of their files would pass every shape check): a
+  // reader loads in a loop while a writer replaces the export with one and the other.
+  test::TempDir t;
+  Fixture a(60, 40, 8, 11), b(60, 40, 8, 12);
+  const std::string dir = t.file("exp");
+  write(b.in, t.file("b"));
+  const std::vector<int64_t> top_b = index_top5(load(t.file("b")));
+  write(a.in, dir);
+  const std::vector<int64_t> top_a = index_top5(load(dir));
+  ASSERT_NE(top_a, top_b);
+  constexpr int kWrites = 40;
+  std::atomic<int> loads{0};
+  std::atomic<bool> done{false};
+  std::vector<std::string> problems;
+  int saw_a = 0, saw_b = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      try {
+        const Artifact got = load(dir);
+        if (is_export_of(got, a, top_a))
+          ++saw_a;
+        else if (is_export_of(got, b, top_b))
+          ++saw_b;
+        else
+          problems.push_back("a mix of the two exports (" + got.version + ")");
+      } catch (const Error& e) {
+        problems.push_back(e.what());
+      }
+      loads.fetch_add(1);
+    }
+  });
+  for (int w = 0; w < kWrites; ++w) {
+    // At least one load completes between writes, so loads run while versions come and go.
+    const int before = loads.load();
+    write((w % 2 == 0 ? b : a).in, dir);
+    while (loads.load() == before) std::this_thread::yield();
+  }
+  done = true;
+  reader.join();
+  EXPECT_TRUE(problems.empty()) << problems.size() << " bad loads, first: " << problems.front();
+  EXPECT_GE(saw_a + saw_b, kWrites);
+  EXPECT_GT(saw_a, 0);
+  EXPECT_GT(saw_b, 0);
+  // The newest two versions are kept; nothing staged is left behind.
+  std::vector<std::string> versions;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory() && !fs::is_symlink(e.symlink_status()))
+      versions.push_back(e.path().filename().string());
+  std::sort(versions.begin(), versions.end());
+  EXPECT_EQ(versions, (std::vector<std::string>{fmt::format("v-{}", kWrites),
+                                                fmt::format("v-{}", kWrites + 1)}));
+}
+
+TEST(Artifact, FlatExportsOfEarlierBuildsLoadAndTheNextExportConvertsThem) {
+  test::TempDir t;
+  Fixture a(40, 30, 6, 1), b(40, 30, 6, 2);
+  const std::string dir = t.file("exp");
+  write(a.in, dir);
+  // The flat layout: the files directly in the directory, no `current`.
+  const fs::path v1 = fs::path(dir) / "v-1";
+  for (const auto& e : fs::directory_iterator(dir))
+    if (fs::is_symlink(e.symlink_status())) fs::remove(e.path());
+  for (const auto& e : fs::directory_iterator(v1))
+    fs::rename(e.path(), fs::path(dir) / e.path().filename());
+  fs::remove(v1);
+  const Artifact flat = load(dir);
+  EXPECT_EQ(flat.version, "");
+  EXPECT_EQ(flat.items.data, a.items.data);
+  // Errors name the files where they are.
+  nlohmann::json m = manifest_of(dir);
+  m["counts"]["items"] = 31;
+  test::write_file(dir + "/manifest.json", m.dump());
+  EXPECT_EQ(load_error(dir),
+            dir + "/item_factors.npy: shape (30, 6), expected (31, 6) as manifest.json counts");
+  m["counts"]["items"] = 30;
+  test::write_file(dir + "/manifest.json", m.dump());
+  // A stray file in it stops the conversion (the directory is replaced as a whole)...
+  test::write_file(dir + "/notes.txt", "mine");
+  try {
+    write(b.in, dir);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              dir + ": holds notes.txt, which is not part of a recforge export; move it elsewhere "
+                    "first (an export of this earlier layout is replaced as a whole)");
+  }
+  EXPECT_EQ(test::read_file(dir + "/notes.txt"), "mine");
+  EXPECT_EQ(load(dir).items.data, a.items.data);
+  // ...and without it, the next export replaces it with the versioned layout.
+  fs::remove(dir + "/notes.txt");
+  write(b.in, dir);
+  const Artifact got = load(dir);
+  EXPECT_EQ(got.version, "v-1");
+  EXPECT_EQ(got.items.data, b.items.data);
+  EXPECT_TRUE(fs::is_symlink(dir + "/current"));
+  EXPECT_TRUE(fs::is_symlink(dir + "/item_factors.npy"));
+}
+
+TEST(Artifact, NonFiniteFactorsAreNeitherExportedNorLoaded) {
+  test::TempDir t;
+  Fixture f;
+  f.users.data[3 * 6 + 2] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    write(f.in, t.file("exp"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "export: the user factors hold nan at row 3, column 2; expected finite values (the "
+              "model diverged, or its factor files are damaged)");
+  }
+  EXPECT_FALSE(fs::exists(t.file("exp")));
+  for (const auto& e : fs::directory_iterator(t.str())) ADD_FAILURE() << "left " << e.path();
+  // An export whose factors became infinite, with checksums that match (rewritten by hand).
+  Fixture g;
+  const std::string dir = t.file("exp");
+  write(g.in, dir);
+  Matrix items = g.items;
+  items.data[7 * 6 + 5] = -std::numeric_limits<float>::infinity();
+  write_npy(dir + "/v-1/item_factors.npy", items);
+  nlohmann::json m = manifest_of(dir);
+  const std::string bytes = test::read_file(dir + "/v-1/item_factors.npy");
+  m["files"]["item_factors.npy"]["sha256"] = sha256_file(dir + "/v-1/item_factors.npy");
+  m["files"]["item_factors.npy"]["bytes"] = bytes.size();
+  test::write_file(dir + "/v-1/manifest.json", m.dump(2));
+  EXPECT_EQ(load_error(dir), dir + "/v-1/item_factors.npy: row 7, column 5 is -inf; expected "
+                                   "finite float32 values (the file is corrupt, or the model "
+                                   "diverged)");
 }
 
 TEST(Npy, IntegerVectorsRoundTripAndWrongDtypesAreNamed) {
@@ -366,7 +569,26 @@ struct CrashFixture {
     std::sort(v.begin(), v.end());
     return v;
   }
+  /// Entries of exp/ whose names start with '.' (what writers stage there).
+  size_t hidden_in_export() const {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(t.file("exp")))
+      n += e.path().filename().string()[0] == '.';
+    return n;
+  }
 };
+
+/// Turns the versioned export `dir` into the flat layout of earlier recforge builds: the files
+/// of its current version directly in `dir`.
+void flatten(const std::string& dir) {
+  const fs::path version = fs::path(dir) / fs::read_symlink(fs::path(dir) / "current");
+  for (const auto& e : fs::directory_iterator(dir))
+    if (fs::is_symlink(e.symlink_status())) fs::remove(e.path());
+  for (const auto& e : fs::directory_iterator(version))
+    fs::rename(e.path(), fs::path(dir) / e.path().filename());
+  fs::remove(version);
+  for (const auto& e : fs::directory_iterator(dir)) ASSERT_TRUE(fs::is_regular_file(e.path()));
+}
 
 TEST(ArtifactCrash, KilledWhileWritingLeavesThePreviousExportWhole) {
   CrashFixture f;
@@ -378,22 +600,43 @@ TEST(ArtifactCrash, KilledWhileWritingLeavesThePreviousExportWhole) {
     auto [pid, fd] =
         start_export(f.t.str(), "ivf_flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=" + step});
     ASSERT_TRUE(wait_for_line(fd, "export: paused after " + step));
-    // The staging directory holds the new export's files so far.
-    EXPECT_TRUE(fs::exists(f.t.file(fmt::format("exp.tmp-{}/{}", pid, step))));
+    // The staging directory inside the export holds the new version's files so far.
+    EXPECT_TRUE(fs::exists(f.t.file(fmt::format("exp/.staging-{}/{}", pid, step))));
     kill_and_reap(pid, fd);
     EXPECT_EQ(export_type(f.t.file("exp")), "flat");
   }
+  // Each writer removed the staging directories of those killed before it: the last one's is left.
+  EXPECT_EQ(f.hidden_in_export(), 1u);
   // Killed just after the atomic swap: the new export is in place, complete.
   auto [pid, fd] =
       start_export(f.t.str(), "ivf_flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=swapped"});
   ASSERT_TRUE(wait_for_line(fd, "export: paused after swapped"));
   kill_and_reap(pid, fd);
   EXPECT_EQ(export_type(f.t.file("exp")), "ivf_flat");
-  // The next export tidies the staging directories of the killed writers.
-  EXPECT_GT(f.entries().size(), 3u);
+  // Each export tidies the staging directories of killed writers.
   ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp --set index.type=hnsw"), 0);
   EXPECT_EQ(export_type(f.t.file("exp")), "hnsw");
+  EXPECT_EQ(f.hidden_in_export(), 0u);
   EXPECT_EQ(f.entries(), (std::vector<std::string>{"exp", "runs", "small.yaml"}));
+}
+
+TEST(ArtifactCrash, AVersionThatCurrentNeverNamedIsRemovedAndThePreviousKept) {
+  CrashFixture f;  // exp: v-1 (flat index)
+  ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp --set index.type=hnsw"), 0);  // v-2
+  // Killed after its files became v-3 but before `current` named it: v-2 stays in service.
+  auto [pid, fd] =
+      start_export(f.t.str(), "ivf_flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=version"});
+  ASSERT_TRUE(wait_for_line(fd, "export: paused after version"));
+  kill_and_reap(pid, fd);
+  EXPECT_EQ(export_type(f.t.file("exp")), "hnsw");
+  EXPECT_EQ(export_type(f.t.file("exp/v-3")), "ivf_flat");
+  // The next export (v-4) keeps the one `current` named (v-2), not the newer orphan v-3.
+  ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp --set index.type=flat"), 0);
+  EXPECT_EQ(export_type(f.t.file("exp")), "flat");
+  EXPECT_EQ(load(f.t.file("exp")).version, "v-4");
+  EXPECT_EQ(export_type(f.t.file("exp/v-2")), "hnsw");
+  EXPECT_FALSE(fs::exists(f.t.file("exp/v-3")));
+  EXPECT_FALSE(fs::exists(f.t.file("exp/v-1")));
 }
 
 TEST(ArtifactCrash, KilledAtRandomMomentsNeverLeavesAMix) {
@@ -419,6 +662,9 @@ TEST(ArtifactCrash, KilledAtRandomMomentsNeverLeavesAMix) {
 
 TEST(ArtifactCrash, WithoutAtomicExchangeTheOldExportIsRecoverable) {
   CrashFixture f;
+  // The whole directory is swapped when it holds an export of the flat layout (or is new).
+  flatten(f.t.file("exp"));
+  EXPECT_EQ(export_type(f.t.file("exp")), "flat");
   // Forced fallback (file systems without RENAME_EXCHANGE), killed between its two renames:
   // exp/ is absent, the old export lies complete at exp.old-<pid>, and loading says so.
   auto [pid, fd] = start_export(
@@ -445,6 +691,7 @@ TEST(ArtifactCrash, WithoutAtomicExchangeTheOldExportIsRecoverable) {
                     "RECFORGE_TEST_EXPORT_NO_EXCHANGE=1"),
             0);
   EXPECT_EQ(export_type(f.t.file("exp")), "ivf_flat");
+  EXPECT_EQ(load(f.t.file("exp")).version, "v-1");  // now of the versioned layout
   EXPECT_EQ(f.entries(), (std::vector<std::string>{"exp", "runs", "small.yaml"}));
 }
 

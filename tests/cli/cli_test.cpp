@@ -421,7 +421,7 @@ TEST(Cli, ExportThenRecommendFromTheArtifactAlone) {
   const Result broken = run(t.str(), "recommend elsewhere --user 5");
   EXPECT_EQ(broken.rc, 1);
   EXPECT_EQ(broken.lines().size(), 1u) << broken.out;
-  EXPECT_EQ(broken.out.rfind("recforge: error: elsewhere/user_factors.npy: SHA-256 ", 0), 0u) << broken.out;
+  EXPECT_EQ(broken.out.rfind("recforge: error: elsewhere/v-1/user_factors.npy: SHA-256 ", 0), 0u) << broken.out;
 }
 
 TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {

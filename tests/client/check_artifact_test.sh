@@ -55,6 +55,9 @@ check exp-ivf index.type=ivf_flat index.nlist=16 index.nprobe=3
 check exp-cosine index.type=ivf_flat index.nlist=16 index.nprobe=4 index.metric=cosine
 check exp-pq index.type=ivf_pq index.nlist=8 index.nprobe=2
 check exp-hnsw index.type=hnsw index.hnsw_m=8 index.ef_search=32
+# A second export into the same directory: the client reads the new version through `current`.
+check exp-flat index.type=ivf_flat index.nlist=16 index.nprobe=5
+[[ "$(readlink exp-flat/current)" == v-2 ]] || { echo "client test: exp-flat/current is not v-2" >&2; exit 1; }
 
 # The plot of an nprobe sweep.
 "$bin" index-bench runs/small --k 10 --set index.type=ivf_flat --set index.nlist=16 \

@@ -1,0 +1,234 @@
+// Run directories are verified when reopened (run.json records the size and SHA-256 of their
+// files), factors with a NaN or an infinity are never served or exported, and `info EXPORT`
+// verifies an export. The real binary, as a user runs it.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/hash.h"
+#include "core/npy.h"
+#include "test_util.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int rc = -1;
+  std::string out;  // stdout and stderr
+};
+
+/// Runs `recforge ARGS` in `cwd`.
+Result run(const std::string& cwd, const std::string& args) {
+  const std::string cmd = "cd '" + cwd + "' && '" + RECFORGE_BINARY + "' " + args + " 2>&1";
+  Result r;
+  std::FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+/// The lines of the output that are errors.
+std::vector<std::string> error_lines(const Result& r) {
+  std::vector<std::string> v;
+  std::istringstream in(r.out);
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("recforge: ", 0) == 0) v.push_back(l);
+  return v;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(test::read_file(path));
+}
+
+/// A trained tiny run at runs/small.
+struct RunFixture {
+  test::TempDir t;
+  std::string dir;
+  RunFixture() {
+    test::write_file(t.file("small.yaml"),
+                     "run:\n  name: small\n  progress: off\ndata:\n  format: synthetic\n  cache: "
+                     "false\nsynthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
+                     "split:\n  method: leave_last\nmodel:\n  factors: 8\n  iterations: 2\n");
+    const Result r = run(t.str(), "train small.yaml");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    dir = t.file("runs/small");
+  }
+  /// Runs each verb that reopens the run; returns their results.
+  std::vector<Result> every_verb() const {
+    return {run(t.str(), "evaluate runs/small"),
+            run(t.str(), "recommend runs/small --all --out recs.csv --k 3"),
+            run(t.str(), "export runs/small --out exp"),
+            run(t.str(), "index-bench runs/small --k 5 --users 20")};
+  }
+  /// Rewrites run.json's checksum of `file` to match what is there now (a hand "fix").
+  void recompute_checksum(const std::string& file) const {
+    nlohmann::json runj = read_json(dir + "/run.json");
+    runj["files"][file] = {{"bytes", fs::file_size(dir + "/" + file)},
+                           {"sha256", sha256_file(dir + "/" + file)}};
+    test::write_file(dir + "/run.json", runj.dump(2));
+  }
+};
+
+TEST(RunDir, TrainRecordsTheChecksumsOfTheRunFiles) {
+  RunFixture f;
+  const nlohmann::json files = read_json(f.dir + "/run.json")["files"];
+  ASSERT_EQ(files.size(), 5u) << files.dump();
+  for (const char* name :
+       {"config.yaml", "stats.json", "metrics.json", "user_factors.npy", "item_factors.npy"}) {
+    EXPECT_EQ(files[name]["bytes"], fs::file_size(f.dir + "/" + name)) << name;
+    EXPECT_EQ(files[name]["sha256"], sha256_file(f.dir + "/" + name)) << name;
+  }
+  const Result ok = run(f.t.str(), "evaluate runs/small");
+  EXPECT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("(= saved)"), std::string::npos) << ok.out;
+}
+
+TEST(RunDir, ACorruptedFactorFileIsRefusedByEveryVerb) {
+  RunFixture f;
+  const std::string path = f.dir + "/user_factors.npy";
+  const std::string original = test::read_file(path);
+  const std::string want = read_json(f.dir + "/run.json")["files"]["user_factors.npy"]["sha256"];
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(300);
+    io.put('\x7f');
+  }
+  const std::string sha = sha256_file(path);
+  for (const Result& r : f.every_verb()) {
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_EQ(error_lines(r),
+              std::vector<std::string>{"recforge: error: runs/small/user_factors.npy: SHA-256 " +
+                                       sha + " does not match run.json's " + want +
+                                       " (the file is corrupt or was modified)"})
+        << r.out;
+  }
+  EXPECT_FALSE(fs::exists(f.t.file("exp")));  // nothing re-packaged
+  EXPECT_FALSE(fs::exists(f.t.file("recs.csv")));
+  // An edited config.yaml is refused the same way.
+  test::write_file(path, original);
+  const uintmax_t size = fs::file_size(f.dir + "/config.yaml");
+  std::ofstream(f.dir + "/config.yaml", std::ios::app) << "# edited\n";
+  const Result cfg = run(f.t.str(), "evaluate runs/small");
+  EXPECT_EQ(cfg.rc, 1);
+  EXPECT_EQ(error_lines(cfg),
+            std::vector<std::string>{fmt::format(
+                "recforge: error: runs/small/config.yaml: {} bytes, but run.json says {} (the file "
+                "is truncated or was replaced)",
+                size + 9, size)})
+      << cfg.out;
+}
+
+TEST(RunDir, NonFiniteFactorsAreRefusedEvenWithMatchingChecksums) {
+  RunFixture f;
+  Matrix items = read_npy(f.dir + "/item_factors.npy");
+  items.row(3)[1] = std::numeric_limits<float>::quiet_NaN();
+  write_npy(f.dir + "/item_factors.npy", items);
+  f.recompute_checksum("item_factors.npy");
+  for (const Result& r : f.every_verb()) {
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_EQ(error_lines(r), std::vector<std::string>{
+                                  "recforge: error: runs/small/item_factors.npy: row 3, column 1 "
+                                  "is nan; expected finite float32 values (the file is corrupt, "
+                                  "or the model diverged)"})
+        << r.out;
+  }
+  EXPECT_FALSE(fs::exists(f.t.file("exp")));
+}
+
+TEST(RunDir, RunsWrittenBeforeChecksumsOpenWithAWarning) {
+  RunFixture f;
+  nlohmann::json runj = read_json(f.dir + "/run.json");
+  runj.erase("files");
+  test::write_file(f.dir + "/run.json", runj.dump(2));
+  const Result ok = run(f.t.str(), "evaluate runs/small");
+  EXPECT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("runs/small: run.json has no checksums of the run's files (written by an "
+                        "earlier recforge); its factors and config are used unverified"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_NE(ok.out.find("(= saved)"), std::string::npos) << ok.out;
+  // Without checksums, non-finite factors are still refused.
+  Matrix users = read_npy(f.dir + "/user_factors.npy");
+  users.row(7)[0] = std::numeric_limits<float>::infinity();
+  write_npy(f.dir + "/user_factors.npy", users);
+  const Result bad = run(f.t.str(), "export runs/small --out exp");
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_NE(bad.out.find("recforge: error: runs/small/user_factors.npy: row 7, column 0 is inf; "
+                         "expected finite float32 values"),
+            std::string::npos)
+      << bad.out;
+  // A "files" that is not an object is a sentence, not an internal error.
+  runj["files"] = nlohmann::json::array();
+  test::write_file(f.dir + "/run.json", runj.dump(2));
+  const Result arr = run(f.t.str(), "evaluate runs/small");
+  EXPECT_EQ(arr.rc, 1);
+  EXPECT_EQ(error_lines(arr),
+            std::vector<std::string>{"recforge: error: runs/small/run.json: field \"files\" is a "
+                                     "JSON array; expected an object with the size and SHA-256 of "
+                                     "the run's files"})
+      << arr.out;
+}
+
+TEST(Info, VerifiesAnExportAndRefusesMalformedManifestsAsUserErrors) {
+  RunFixture f;
+  ASSERT_EQ(run(f.t.str(), "export runs/small --out exp").rc, 0);
+  const Result ok = run(f.t.str(), "info exp");
+  EXPECT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("export     exp (recforge-export version 1)\nversion    v-1\n"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_NE(ok.out.find("verified   7 files: sizes and SHA-256 as manifest.json lists them, "
+                        "shapes as its counts, finite factors"),
+            std::string::npos)
+      << ok.out;
+  // A damaged file: info says so (it only described the manifest before).
+  const std::string index = f.t.file("exp/v-1/index.faiss");
+  const std::string original = test::read_file(index);
+  {
+    std::fstream io(index, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-5, std::ios::end);
+    io.put('\x55');
+  }
+  const Result bad = run(f.t.str(), "info exp");
+  EXPECT_EQ(bad.rc, 1);
+  ASSERT_EQ(error_lines(bad).size(), 1u) << bad.out;
+  EXPECT_EQ(error_lines(bad)[0].rfind("recforge: error: exp/v-1/index.faiss: SHA-256 ", 0), 0u)
+      << bad.out;
+  test::write_file(index, original);
+  // A manifest that is a JSON array exited 3 (internal error); it is a user error naming the file.
+  const std::string manifest = test::read_file(f.t.file("exp/v-1/manifest.json"));
+  test::write_file(f.t.file("exp/v-1/manifest.json"), "[\"recforge-export\", 1]");
+  const Result arr = run(f.t.str(), "info exp");
+  EXPECT_EQ(arr.rc, 1) << arr.out;
+  EXPECT_EQ(error_lines(arr),
+            std::vector<std::string>{"recforge: error: exp/v-1/manifest.json: the manifest is a "
+                                     "JSON array; expected an object with \"format\": "
+                                     "\"recforge-export\""})
+      << arr.out;
+  nlohmann::json m = nlohmann::json::parse(manifest);
+  m["created"] = 5;
+  m["counts"]["users"] = "300";
+  test::write_file(f.t.file("exp/v-1/manifest.json"), m.dump());
+  const Result typed = run(f.t.str(), "info exp");
+  EXPECT_EQ(typed.rc, 1) << typed.out;
+  EXPECT_EQ(error_lines(typed), std::vector<std::string>{
+                                    "recforge: error: exp/v-1/manifest.json: field "
+                                    "\"counts.users\" is missing or not a count; expected a "
+                                    "non-negative integer"})
+      << typed.out;
+}
+
+}  // namespace
+}  // namespace recforge
