@@ -98,10 +98,10 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
                                              "seen_indptr.npy", "user_factors.npy", "user_ids.txt",
                                              "v-1"}));
   EXPECT_EQ(fs::read_symlink(dir + "/current"), "v-1");
-  for (const std::string& f : names)
-    if (f != "current" && f != "v-1") {
-      EXPECT_EQ(fs::read_symlink(dir + "/" + f), "current/" + f);
-      EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir + "/v-1/" + f))) << f;
+  for (const std::string& name : names)
+    if (name != "current" && name != "v-1") {
+      EXPECT_EQ(fs::read_symlink(dir + "/" + name), "current/" + name);
+      EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir + "/v-1/" + name))) << name;
     }
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 8);
   const nlohmann::json m = manifest_of(dir);

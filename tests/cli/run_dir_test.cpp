@@ -162,7 +162,7 @@ TEST(RunDir, InterruptedExportRemovesItsStagingDirectory) {
   ASSERT_TRUE(wait_until([&] {
     return c.output().find("export: paused after item_factors.npy") != std::string::npos;
   })) << c.output();
-  EXPECT_TRUE(fs::exists(t.file("exp.tmp-" + std::to_string(c.pid) + "/item_factors.npy")));
+  EXPECT_TRUE(fs::exists(t.file("exp.tmp-" + std::to_string(c.pid) + "/v-1/item_factors.npy")));
   ASSERT_EQ(kill(c.pid, SIGTERM), 0);
   const int status = finish(c);
   ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
