@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 
 #include "core/error.h"
@@ -80,6 +83,38 @@ NpyFile open_npy(const std::string& path, const char* descr, const char* dtype_n
   return f;
 }
 
+/// A dimension of the header's shape (its digits), or an error naming the file when it does not
+/// fit in int64.
+int64_t shape_dim(const std::string& path, const std::string& digits) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc() || end != digits.data() + digits.size())
+    fail("{}: shape dimension {} in the .npy header is too large", path, digits);
+  return v;
+}
+
+/// Checks that `dims` values of `item` bytes fill exactly the file's `data_bytes`. A shape whose
+/// byte count does not fit in 64 bits is refused before multiplying, so that it cannot wrap round
+/// to a small product (which then matched the file and was allocated in full).
+void check_data_size(const std::string& path, const std::vector<int64_t>& dims, uint64_t item,
+                     uint64_t data_bytes) {
+  const std::string shape = dims.size() == 1 ? fmt::format("({},)", dims[0])
+                                             : fmt::format("({}, {})", dims[0], dims[1]);
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() / item;  // most values countable
+  const bool empty = std::find(dims.begin(), dims.end(), 0) != dims.end();
+  uint64_t count = empty ? 0 : 1;
+  for (const int64_t d : dims) {
+    if (empty) break;
+    if (count > limit / static_cast<uint64_t>(d))
+      fail("{}: truncated or padded: shape {} needs more data than the file's {} bytes", path,
+           shape, data_bytes);
+    count *= static_cast<uint64_t>(d);
+  }
+  if (count * item != data_bytes)
+    fail("{}: truncated or padded: shape {} needs {} data bytes, the file has {}", path, shape,
+         count * item, data_bytes);
+}
+
 /// Reads a 1-D array of T with dtype `descr`.
 template <typename T>
 std::vector<T> read_vector(const std::string& path, const char* descr, const char* dtype_name) {
@@ -88,10 +123,8 @@ std::vector<T> read_vector(const std::string& path, const char* descr, const cha
   static const std::regex shape_re("'shape': \\((\\d+),\\)");
   if (!std::regex_search(f.header, sm, shape_re))
     fail("{}: expected a 1-D shape in the .npy header", path);
-  const uint64_t n = std::stoull(sm[1]);
-  if (f.data_bytes != n * sizeof(T))
-    fail("{}: truncated or padded: shape ({},) needs {} data bytes, the file has {}", path, n,
-         n * sizeof(T), f.data_bytes);
+  const int64_t n = shape_dim(path, sm[1]);
+  check_data_size(path, {n}, sizeof(T), f.data_bytes);
   std::vector<T> v(static_cast<size_t>(n));
   if (!f.in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T))))
     fail("{}: read error", path);
@@ -121,12 +154,10 @@ Matrix read_npy(const std::string& path) {
   if (!std::regex_search(f.header, sm, shape_re))
     fail("{}: expected a 2-D shape in the .npy header", path);
   Matrix m;
-  m.rows = std::stoll(sm[1]);
-  m.cols = std::stoll(sm[2]);
-  const uint64_t bytes = static_cast<uint64_t>(m.rows) * m.cols * sizeof(float);
-  if (f.data_bytes != bytes)
-    fail("{}: truncated or padded: shape ({}, {}) needs {} data bytes, the file has {}", path,
-         m.rows, m.cols, bytes, f.data_bytes);
+  m.rows = shape_dim(path, sm[1]);
+  m.cols = shape_dim(path, sm[2]);
+  check_data_size(path, {m.rows, m.cols}, sizeof(float), f.data_bytes);
+  const uint64_t bytes = f.data_bytes;
   m.data.resize(static_cast<size_t>(m.rows * m.cols));
   if (!f.in.read(reinterpret_cast<char*>(m.data.data()), static_cast<std::streamsize>(bytes)))
     fail("{}: read error", path);
