@@ -7,6 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <string_view>
+#include <unordered_set>
 
 #include "core/log.h"
 
@@ -67,6 +69,8 @@ class Reader {
     s.resize(n);
     return bytes(s.data(), n);
   }
+  /// Bytes not read yet.
+  uint64_t left() const { return left_; }
 
  private:
   std::FILE* f_;
@@ -78,14 +82,21 @@ void write_ids(Writer& w, const IdMap& m) {
   for (const auto& s : m.ids()) w.str(s);
 }
 
-bool read_ids(Reader& r, IdMap& m) {
+/// Reads an id map; nullptr on success, else why the file is unusable. The count is checked
+/// against the bytes left (each id takes at least its 4-byte length) before anything is
+/// allocated, and the ids must be unique, as IdMap requires.
+const char* read_ids(Reader& r, IdMap& m) {
   uint64_t n;
-  if (!r.pod(n)) return false;
+  if (!r.pod(n) || n > r.left() / sizeof(uint32_t)) return "truncated id maps";
   std::vector<std::string> ids(n);
   for (auto& s : ids)
-    if (!r.str(s)) return false;
+    if (!r.str(s)) return "truncated id maps";
+  std::unordered_set<std::string_view> unique;
+  unique.reserve(ids.size());
+  for (const auto& s : ids)
+    if (!unique.insert(s).second) return "an id map lists an id twice";
   m = IdMap(std::move(ids));
-  return true;
+  return nullptr;
 }
 
 // The report's counters in their on-disk order: the one list both read and write use.
@@ -112,9 +123,10 @@ std::optional<Loaded> read_cache(const std::string& path) {
   if (!r.bytes(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return damaged("bad magic");
   if (!r.pod(version) || version != kCacheVersion) return damaged("other version");
   Loaded d;
-  if (!read_ids(r, d.users) || !read_ids(r, d.items)) return damaged("truncated id maps");
-  uint64_t parts;
-  if (!r.pod(parts) || parts > 16) return damaged("bad part count");
+  if (const char* why = read_ids(r, d.users)) return damaged(why);
+  if (const char* why = read_ids(r, d.items)) return damaged(why);
+  uint64_t parts;  // load() writes one per input file: at least the training file
+  if (!r.pod(parts) || parts == 0 || parts > 16) return damaged("bad part count");
   d.parts.resize(parts);
   for (auto& p : d.parts) {
     uint8_t has_times;
