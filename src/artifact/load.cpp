@@ -90,7 +90,11 @@ Artifact load(const std::string& dir) {
     }
   }
   const nlohmann::json& m = a.manifest;
-  if (!m.is_object() || m.value("format", "") != kFormatName)
+  // value(key, default) throws nlohmann's type_error when the key holds another type.
+  auto is_text = [&](const char* key, const char* want) {
+    return m.contains(key) && m[key].is_string() && m[key].get<std::string>() == want;
+  };
+  if (!m.is_object() || !is_text("format", kFormatName))
     fail("{}: \"format\" is not \"{}\"; this is not a recforge export manifest", mpath,
          kFormatName);
   if (!m.contains("format_version") || !m["format_version"].is_number_integer())
@@ -101,7 +105,7 @@ Artifact load(const std::string& dir) {
         "{}: format_version {} is not supported; this recforge {} reads format_version {} "
         "(export again, or use a matching recforge)",
         mpath, version, RECFORGE_VERSION, kFormatVersion);
-  if (m.value("dtype", "") != "float32")
+  if (!is_text("dtype", "float32"))
     fail("{}: dtype is {}, expected \"float32\"", mpath,
          m.contains("dtype") ? m["dtype"].dump() : "missing");
 
