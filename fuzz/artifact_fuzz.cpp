@@ -83,8 +83,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A fresh copy of the valid export, then the input's manifest and files.
   const fs::path dir = fuzz::scratch() / "export";
   std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::copy(b.dir, dir, ec);
+  // libFuzzer's -timeout alarm can interrupt the copy (EINTR): try again.
+  for (int attempt = 0; attempt == 0 || (ec == std::errc::interrupted && attempt < 100);
+       ++attempt) {
+    fs::remove_all(dir, ec);
+    fs::copy(b.dir, dir, ec);
+  }
   if (ec) {
     std::fprintf(stderr, "recforge fuzz: copying %s: %s\n", b.dir.c_str(), ec.message().c_str());
     std::abort();

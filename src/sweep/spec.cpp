@@ -540,11 +540,15 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     fs::path p(base.Scalar());
     if (p.is_relative()) p = fs::path(name).parent_path() / p;
     const std::string path = p.lexically_normal().string();
-    if (!fs::is_regular_file(path))
+    std::error_code ec;  // e.g. a name too long for the file system: no filesystem_error
+    if (!fs::is_regular_file(path, ec)) {
+      if (ec && ec != std::errc::no_such_file_or_directory)
+        fail("{}: base: cannot read {}: {}", location(name, base.Mark()), path, ec.message());
       fail(
           "{}: base: {} does not exist (a relative base is read from the sweep file's "
           "directory)",
           location(name, base.Mark()), path);
+    }
     s.base = config::Config::load(path, sets);
   } else if (base.IsMap()) {
     s.base = inline_base(text, root, base, name, sets);
