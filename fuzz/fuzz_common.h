@@ -32,12 +32,17 @@ inline const std::filesystem::path& scratch() {
       std::abort();
     }
     set_log_level("off");  // warnings about damaged input would flood the fuzzer's output
+    return std::filesystem::path(tmpl);
+  }();
+  // Registered after `dir` is constructed, so that it runs before `dir` is destroyed.
+  static const bool cleanup = [] {
     std::atexit([] {
       std::error_code e;
       std::filesystem::remove_all(scratch(), e);
     });
-    return std::filesystem::path(tmpl);
+    return true;
   }();
+  (void)cleanup;
   return dir;
 }
 

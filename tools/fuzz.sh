@@ -67,8 +67,10 @@ for t in "${targets[@]}"; do
   dict=()
   if [[ -f "fuzz/$t.dict" ]]; then dict=("-dict=$root/fuzz/$t.dict"); fi
   status=0
-  # timeout: a last guard should libFuzzer itself hang (it stops at -max_total_time).
-  timeout $((seconds + 300)) "build/fuzz/fuzz/fuzz-$t" -max_total_time="$seconds" \
+  # timeout: a last guard should libFuzzer itself hang (it stops at -max_total_time). TMPDIR:
+  # the target's scratch directory goes under $dir, so that a crash (which skips the target's
+  # own clean-up at exit) leaves nothing outside the work directory.
+  TMPDIR="$dir" timeout $((seconds + 300)) "build/fuzz/fuzz/fuzz-$t" -max_total_time="$seconds" \
     -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$dir/findings/" "${dict[@]}" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
   runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$dir/log" | grep -oE "[0-9]+$" | tail -n 1 || true)
