@@ -21,6 +21,7 @@ packages=(
   libfmt-dev libspdlog-dev       # formatting, logging
   nlohmann-json3-dev     # JSON (run metadata, manifests)
   libssl-dev             # SHA-256 (data cache keys, artifact checksums)
+  clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/fuzz.sh)
 )
 
 missing=()

@@ -18,6 +18,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace recforge::config {
 namespace {
@@ -416,6 +417,7 @@ struct ConfigBuilder {
   static Config parse_into(Config c, const std::string& yaml_text, const std::string& name,
                            const std::vector<std::string>& overrides) {
     c.source_ = name;
+    require_utf8(yaml_text, name);
     YAML::Node root;
     try {
       root = YAML::Load(yaml_text);
@@ -521,6 +523,7 @@ Config Config::parse(const std::vector<Param>& table, const std::string& yaml_te
 }
 
 void Config::set(const std::string& assignment) {
+  require_utf8(assignment, "--set");
   const std::string prefix = "--set " + assignment;
   const size_t eq = assignment.find('=');
   const std::string path = eq == std::string::npos ? "" : trim(assignment.substr(0, eq));

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -318,7 +319,16 @@ class FileParser {
     if (o_.header) split_fields(first_line, delim_, fields);
     const std::vector<std::string_view>& header = fields.value;
     auto resolve = [&](const std::string& spec, const char* key) -> int {
-      if (is_index(spec)) return std::atoi(spec.c_str());
+      if (is_index(spec)) {
+        // Range-checked: an index beyond int must not wrap round to a negative column.
+        int k = 0;
+        const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), k);
+        if (ec != std::errc() || end != spec.data() + spec.size() ||
+            k == std::numeric_limits<int>::max())
+          fail("data.{}: column index {} is too large; expected a 0-based column index below {}",
+               key, spec, std::numeric_limits<int>::max());
+        return k;
+      }
       if (!o_.header)
         fail("data.{}: column \"{}\" is a name, which needs data.header: true (or give a 0-based "
              "column index)",
@@ -420,6 +430,14 @@ class FileParser {
         bad(line_no, line, fmt::format("weight {} is negative, expected a weight >= 0", shown(f)));
         return;
       }
+      // Weights are stored as float: a larger double would become infinite (and its conversion
+      // is undefined behaviour).
+      if (w > std::numeric_limits<float>::max()) {
+        bad(line_no, line,
+            fmt::format("weight {} is too large, expected at most {} (weights are 32-bit floats)",
+                        f, std::numeric_limits<float>::max()));
+        return;
+      }
     }
     int64_t t = 0;
     if (time_col_ >= 0) {
@@ -434,7 +452,11 @@ class FileParser {
   }
 
   void parse_adjacency(std::string_view line, int64_t line_no, Interactions& out) {
-    split_fields(line, delim_, fields_);
+    // A quote left open leaves no fields (and fields_[0] below would be out of bounds).
+    if (!split_fields(line, delim_, fields_)) {
+      bad(line_no, line, "unterminated quoted field");
+      return;
+    }
     index_t u;
     if (!id(0, users_, u, "user", line_no, line)) return;
     // Validate the whole line first so a bad item skips the line, not half of it.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace recforge::sweep {
 namespace {
@@ -163,7 +165,14 @@ double number(const YAML::Node& n, const std::string& name, const std::string& p
   if (!n.IsScalar() || !is_plain(n) || !std::regex_match(n.Scalar(), re))
     fail("{}: {}: {} bounds must be numbers, got {}", location(name, n.Mark()), path, dist,
          render(n));
-  return std::stod(n.Scalar());
+  // from_chars, not std::stod: that throws std::out_of_range (no user error) beyond a double.
+  const std::string& s = n.Scalar();
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data() + (s[0] == '+'), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v))
+    fail("{}: {}: {} bound {} is out of the range of a double", location(name, n.Mark()), path,
+         dist, s);
+  return v;
 }
 
 int64_t integer_field(const YAML::Node& n, const std::string& name, const std::string& key,
@@ -287,6 +296,12 @@ Dimension parse_dimension(const config::Config& base, const YAML::Node& key,
       if (!std::regex_match(arg[i].Scalar(), std::regex("[-+]?[0-9]+")))
         fail("{}: {}: int_range bounds must be integers, got {}", location(name, arg[i].Mark()),
              d.path, arg[i].Scalar());
+  // enumerate() counts in int64 from the bounds, which are doubles: keep them exact.
+  if (d.kind == Dimension::Kind::kIntRange)
+    for (int i = 0; i < 2; ++i)
+      if (std::fabs(i == 0 ? d.low : d.high) > 9007199254740992.0)
+        fail("{}: {}: int_range bound {} is too large; expected integers between -2^53 and 2^53",
+             location(name, arg[i].Mark()), d.path, arg[i].Scalar());
   if (d.low > d.high)
     fail("{}: {}: {} low {} is above high {}; expected [low, high] with low <= high", at, d.path,
          dist, arg[0].Scalar(), arg[1].Scalar());
@@ -492,6 +507,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
                       const std::vector<std::string>& sets) {
   SweepSpec s;
   s.file = name;
+  require_utf8(text, name);  // values and messages are rendered through JSON
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -524,11 +540,15 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     fs::path p(base.Scalar());
     if (p.is_relative()) p = fs::path(name).parent_path() / p;
     const std::string path = p.lexically_normal().string();
-    if (!fs::is_regular_file(path))
+    std::error_code ec;  // e.g. a name too long for the file system: no filesystem_error
+    if (!fs::is_regular_file(path, ec)) {
+      if (ec && ec != std::errc::no_such_file_or_directory)
+        fail("{}: base: cannot read {}: {}", location(name, base.Mark()), path, ec.message());
       fail(
           "{}: base: {} does not exist (a relative base is read from the sweep file's "
           "directory)",
           location(name, base.Mark()), path);
+    }
     s.base = config::Config::load(path, sets);
   } else if (base.IsMap()) {
     s.base = inline_base(text, root, base, name, sets);

@@ -1,0 +1,15 @@
+#pragma once
+/// @file utf8.h
+/// Checking that text read from the user (YAML configs, sweep files, --set) is UTF-8.
+
+#include <string>
+
+namespace recforge {
+
+/// Throws recforge::Error naming `name`, the line and column of the first byte of `text` that is
+/// not part of valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF included).
+/// YAML is Unicode text; a string holding other bytes could not be written back into a resolved
+/// config or into JSON. `name` is a file name, or e.g. "--set".
+void require_utf8(const std::string& text, const std::string& name);
+
+}  // namespace recforge
