@@ -10,6 +10,21 @@
 
 namespace recforge::test {
 
+/// Whether this build runs under AddressSanitizer (the `debug` preset), whose shadow memory
+/// reserves terabytes of address space (so `ulimit -v` cannot apply) and whose leak check cannot
+/// run under ptrace (strace).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 /// A fresh temporary directory, removed when the object goes out of scope.
 class TempDir {
  public:

@@ -319,7 +319,9 @@ void expect_same_factors(const std::string& a, const std::string& b) {
 
 std::vector<double> losses(const std::string& run_dir) {
   std::vector<double> out;
-  for (const auto& h : nlohmann::json::parse(read_file(run_dir + "/run.json"))["history"])
+  // Held in a variable: a range-for over a member of a temporary would read freed memory.
+  const nlohmann::json run = nlohmann::json::parse(read_file(run_dir + "/run.json"));
+  for (const auto& h : run["history"])
     out.push_back(h["loss"].get<double>());
   return out;
 }
