@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    exit_now(app.exit(e));  // --help, --version, syntax errors: no exit-time joins either
   }
   for (const auto* sub : app.get_subcommands()) g_verb = "recforge " + sub->get_name();
   try {

@@ -210,6 +210,18 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
                         "model.init_std: expected a number in [0, 100], got 1e30");
 }
 
+// The smallest address-space limit (ulimit -v, KiB, in steps of 50 MiB) under which the binary
+// starts at all: a CUDA build maps cuBLAS and cuRAND (about 1.1 GiB), a CPU build far less. The
+// limits of these tests are set above it, so that they bind on the run, not on the loader.
+long startup_address_space_kb() {
+  for (long kb = 51200; kb <= 16L * 1024 * 1024; kb += 51200) {
+    const std::string cmd = "timeout 20 bash -c \"ulimit -v " + std::to_string(kb) + "; exec '" +
+                            RECFORGE_BINARY + "' --version\" >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return kb;
+  }
+  return -1;
+}
+
 // Memory: a model far beyond the machine is refused before it allocates, with its estimated
 // size and the setting to lower; under an address-space limit (ulimit -v) the run ends at once
 // with exit status 1 and one sentence. It used to print bad_alloc and hang at exit, OpenBLAS
@@ -225,8 +237,12 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
   if (test::kAddressSanitizer)
     GTEST_SKIP() << "ulimit -v cannot apply under AddressSanitizer (its shadow memory reserves "
                     "terabytes of address space); the estimates above were checked";
-  for (const char* limit : {"150000", "300000"}) {
-    const std::string cmd = "cd '" + t.str() + "' && timeout 120 bash -c \"ulimit -v " + limit +
+  const long base = startup_address_space_kb();
+  ASSERT_GT(base, 0) << "recforge --version did not start under any limit up to 16 GiB";
+  // 50 and 200 MiB above what starting takes: too little for 2 threads' OpenBLAS buffers.
+  for (const long limit : {base + 51200, base + 204800}) {
+    const std::string cmd = "cd '" + t.str() + "' && timeout 120 bash -c \"ulimit -v " +
+                            std::to_string(limit) +
                             "; exec '" + RECFORGE_BINARY +
                             "' train ok.yaml --set train.threads=2\" 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
@@ -269,8 +285,12 @@ TEST(Cli, RecommendBoundsKAndItsOutput) {
   if (test::kAddressSanitizer)
     GTEST_SKIP() << "ulimit -v cannot apply under AddressSanitizer (its shadow memory reserves "
                     "terabytes of address space); the bounds on --k above were checked";
-  // 60000 users x 2000 items: about 2.7 GiB of CSV, 3.5 GiB with the lists, under a 1.4 GiB limit.
-  const std::string cmd = "cd '" + t.str() + "' && bash -c \"ulimit -v 1500000; exec '" +
+  // 60000 users x 2000 items: about 2.7 GiB of CSV, 3.5 GiB with the lists, under that limit.
+  const long base = startup_address_space_kb();
+  ASSERT_GT(base, 0) << "recforge --version did not start under any limit up to 16 GiB";
+  // 1 GiB above what starting takes: room to load the run, far from the 3.5 GiB needed below.
+  const std::string cmd = "cd '" + t.str() + "' && bash -c \"ulimit -v " +
+                          std::to_string(base + 1048576) + "; exec '" +
                           RECFORGE_BINARY +
                           "' recommend runs/wide --all --out wide.csv --k 5000\" 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
