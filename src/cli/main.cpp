@@ -34,6 +34,22 @@ std::string g_verb = "recforge";  // "recforge train", ... once parsed, for the 
   exit_now(1);
 }
 
+bool g_main_returned = false;  // set when main returns normally: exit() is then ours
+
+// exit() called by a library in the middle of a run (libgomp's "Thread creation failed" when
+// memory is short calls exit(1)) would run OpenBLAS's shutdown and hang as above, and leave the
+// run's staging directory: remove the registered paths, say so, and end now.
+void on_foreign_exit() {
+  if (g_main_returned) return;
+  recforge::run_interrupt_cleanup();
+  std::fprintf(stderr,
+               "recforge: error: out of memory or threads while running %s (a library gave up: "
+               "see the line above); lower model.factors, train.threads or the data size, or "
+               "raise the memory limit (ulimit -v)\n",
+               g_verb.c_str());
+  exit_now(1);
+}
+
 // A bad_alloc inside an OpenMP region cannot reach main's catch: it calls std::terminate.
 void on_terminate() {
   if (const std::exception_ptr e = std::current_exception()) {
@@ -55,6 +71,7 @@ int main(int argc, char** argv) {
   // INT and TERM remove unfinished run directories (and other registered paths), then exit
   // with 128 + the signal number.
   recforge::install_interrupt_cleanup();
+  std::atexit(on_foreign_exit);
   CLI::App app{"recforge: train recommendation embedding models and serve candidates from them"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("recforge ") + RECFORGE_VERSION);
@@ -66,7 +83,9 @@ int main(int argc, char** argv) {
   }
   for (const auto* sub : app.get_subcommands()) g_verb = "recforge " + sub->get_name();
   try {
-    return recforge::cli::run_selected(app);
+    const int rc = recforge::cli::run_selected(app);
+    g_main_returned = true;
+    return rc;
   } catch (const recforge::Error& e) {
     std::fprintf(stderr, "recforge: error: %s\n", e.what());
     exit_now(1);

@@ -253,7 +253,7 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
     ASSERT_TRUE(WIFEXITED(status)) << out;
     EXPECT_EQ(WEXITSTATUS(status), 1) << "ulimit -v " << limit << ": " << out;
     const bool said = out.find("is available (ulimit -v); lower model.factors") != std::string::npos ||
-                      out.find("recforge: error: out of memory while running recforge train") !=
+                      out.find("recforge: error: out of memory") !=
                           std::string::npos;
     EXPECT_TRUE(said) << out;
     EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
