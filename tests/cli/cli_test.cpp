@@ -210,6 +210,15 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
                         "model.init_std: expected a number in [0, 100], got 1e30");
 }
 
+// Runs `cmd` through the shell; its wait status and everything it printed.
+std::pair<int, std::string> shell(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  return {pclose(p), out};
+}
+
 // The smallest address-space limit (ulimit -v, KiB, in steps of 50 MiB) under which the binary
 // starts at all: a CUDA build maps cuBLAS and cuRAND (about 1.1 GiB), a CPU build far less. The
 // limits of these tests are set above it, so that they bind on the run, not on the loader.
@@ -245,11 +254,7 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
                             std::to_string(limit) +
                             "; exec '" + RECFORGE_BINARY +
                             "' train ok.yaml --set train.threads=2\" 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf;
-    for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-    const int status = pclose(p);
+    const auto [status, out] = shell(cmd);
     ASSERT_TRUE(WIFEXITED(status)) << out;
     EXPECT_EQ(WEXITSTATUS(status), 1) << "ulimit -v " << limit << ": " << out;
     const bool said = out.find("is available (ulimit -v); lower model.factors") != std::string::npos ||
@@ -293,11 +298,7 @@ TEST(Cli, RecommendBoundsKAndItsOutput) {
                           std::to_string(base + 1048576) + "; exec '" +
                           RECFORGE_BINARY +
                           "' recommend runs/wide --all --out wide.csv --k 5000\" 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = pclose(p);
+  const auto [status, out] = shell(cmd);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << out;
   EXPECT_NE(out.find("recommend --all: writing about 2."), std::string::npos) << out;
   EXPECT_NE(out.find("is available (ulimit -v); lower --k"), std::string::npos) << out;
