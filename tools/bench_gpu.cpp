@@ -37,15 +37,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/cuda/bench_gpu.h"
-#include "backend/cuda/ials_gpu.h"
+#include "bench_gpu_support.h"
+#include "models/ials/ials_cuda_solver.h"
 #include "core/blas.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "data/csr.h"
 #include "data/synthetic.h"
-#include "models/ials.h"
+#include "models/ials/ials.h"
 
 using namespace recforge;
 
@@ -112,7 +112,7 @@ struct Row {
   double bytes_s = 0, flops_s = 0, floor_x = 0;
 };
 
-Row time_ials(const std::shared_ptr<backend::cuda::GpuResources>& gpu, const std::string& name,
+Row time_ials(const std::shared_ptr<backend::cuda::CudaResources>& gpu, const std::string& name,
               const Data& d, int k, backend::cuda::Storage st, backend::cuda::Streaming mode,
               int iters, const backend::cuda::Ceilings& c, int64_t batch_nnz = 0) {
   models::IalsOptions o;
@@ -121,12 +121,12 @@ Row time_ials(const std::shared_ptr<backend::cuda::GpuResources>& gpu, const std
   o.solve.regularization = 0.05;
   o.solve.unobserved_weight = 0.05;
   o.solve.cg_steps = 3;
-  backend::cuda::IalsGpuOptions g;
+  backend::cuda::IalsCudaSolverOptions g;
   g.solve = o.solve;
   g.storage = st;
   g.streaming = mode;
   g.stream_batch_nnz = batch_nnz;
-  auto state = backend::cuda::make_ials_gpu(gpu, d.ui.rows, d.ui.cols, k, g);
+  auto state = backend::cuda::make_ials_cuda_solver(gpu, d.ui.rows, d.ui.cols, k, g);
   const auto [users, items] = models::initial_factors(o, d.ui.rows, d.ui.cols);
   state->set_factors(users, items);
   state->iterate(d.ui, d.iu, {}, 1);  // warm-up; moves the data to the GPU
@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
     set_log_level("warn");
     set_progress_mode("off");
     const Context ctx = Context::create("cuda:0", 0);
-    const auto gpu = ctx.gpu();
+    const auto gpu = ctx.cuda();
     std::printf("device: %s\n", backend::cuda::describe(*gpu).c_str());
     nlohmann::json report = {{"device", backend::cuda::describe(*gpu)}};
 

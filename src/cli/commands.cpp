@@ -30,7 +30,7 @@
 #include "core/fs.h"
 #include "data/weight.h"
 #include "eval/topk.h"
-#include "index/bench.h"
+#include "cli/index_bench.h"
 #include "index/filtered_search.h"
 #include "models/memory.h"
 #include "pipeline/export.h"

@@ -10,14 +10,14 @@
 
 namespace recforge {
 
-struct Context::GpuSlot {
+struct Context::CudaSlot {
   std::mutex mutex;
-  std::shared_ptr<backend::cuda::GpuResources> resources;
+  std::shared_ptr<backend::cuda::CudaResources> resources;
 };
 
-std::shared_ptr<backend::cuda::GpuResources> Context::gpu() const {
+std::shared_ptr<backend::cuda::CudaResources> Context::cuda() const {
   RF_ASSERT(device_.kind == Device::Kind::kCuda && gpu_slot_,
-            "Context::gpu() called for a context whose device is not a GPU");
+            "Context::cuda() called for a context whose device is not a GPU");
   std::lock_guard<std::mutex> lock(gpu_slot_->mutex);
   if (!gpu_slot_->resources) gpu_slot_->resources = backend::cuda::create_resources(device_.ordinal);
   return gpu_slot_->resources;
@@ -62,7 +62,7 @@ Context Context::create(const std::string& device_spec, int threads) {
       fail("device \"{}\": {} CUDA device(s) answer on this machine", device_spec, n);
     ctx.device_ = req.device;
   }
-  if (ctx.device_.kind == Device::Kind::kCuda) ctx.gpu_slot_ = std::make_shared<GpuSlot>();
+  if (ctx.device_.kind == Device::Kind::kCuda) ctx.gpu_slot_ = std::make_shared<CudaSlot>();
   ctx.threads_ = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(ctx.threads_);
   log().debug("context: device {}, {} CPU threads", ctx.device_.name(), ctx.threads_);

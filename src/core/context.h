@@ -9,7 +9,7 @@
 namespace recforge {
 
 namespace backend::cuda {
-class GpuResources;  // backend/cuda/gpu_resources.h (CUDA builds only)
+class CudaResources;  // backend/cuda/cuda_resources.h (CUDA builds only)
 }  // namespace backend::cuda
 
 /// A compute device: the CPU or one CUDA GPU.
@@ -44,13 +44,29 @@ class Context {
   /// The resources of the chosen GPU (streams, cuBLAS/cuRAND handles, temporary-memory pool),
   /// created on first use and shared by every copy of this Context, so CUDA is initialised only
   /// when GPU work starts. Throws InternalError when the device is the CPU.
-  std::shared_ptr<backend::cuda::GpuResources> gpu() const;
+  std::shared_ptr<backend::cuda::CudaResources> cuda() const;
+
+  /// The one idiom by which recforge picks an algorithm's half for the chosen device: calls
+  /// `on_cpu()` when the device is the CPU and `on_cuda()` when it is a CUDA GPU, and returns
+  /// what it returns (both must return the same type). Models are created through it
+  /// (models::make_ials, models::make_batch_model); code that already holds a model asks the
+  /// model where it computes (models::Model::cuda).
+  template <class OnCpu, class OnCuda>
+  auto dispatch(OnCpu&& on_cpu, OnCuda&& on_cuda) const -> decltype(on_cpu()) {
+    switch (device_.kind) {
+      case Device::Kind::kCuda:
+        return on_cuda();
+      case Device::Kind::kCpu:
+        break;
+    }
+    return on_cpu();
+  }
 
  private:
-  struct GpuSlot;  // the lazily created resources, shared by copies
+  struct CudaSlot;  // the lazily created resources, shared by copies
   Device device_;
   int threads_ = 1;
-  std::shared_ptr<GpuSlot> gpu_slot_;
+  std::shared_ptr<CudaSlot> gpu_slot_;
 };
 
 namespace backend {
@@ -66,7 +82,7 @@ std::string cuda_version_text();
 namespace cuda {
 /// Creates the resources of CUDA device `ordinal` (see Context::gpu). Throws recforge::Error in a
 /// build without CUDA, InternalError with the CUDA error text when the device cannot be used.
-std::shared_ptr<GpuResources> create_resources(int ordinal);
+std::shared_ptr<CudaResources> create_resources(int ordinal);
 }  // namespace cuda
 }  // namespace backend
 

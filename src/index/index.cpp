@@ -22,7 +22,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
-#include "index/gpu_faiss.h"
+#include "index/faiss_cuda.h"
 
 namespace recforge::index {
 

@@ -22,7 +22,7 @@ struct Index;
 namespace recforge::index {
 
 namespace detail {
-class GpuIndex;  // index/gpu_faiss.h: the GPU copy (GPU Faiss builds only)
+class GpuIndex;  // index/faiss_cuda.h: the GPU copy (GPU Faiss builds only)
 }  // namespace detail
 
 /// The kind of Faiss index (`index.type`).

@@ -16,7 +16,7 @@
 #include "data/csr.h"
 
 namespace recforge::backend::cuda {
-class GpuResources;  // backend/cuda/gpu_resources.h (CUDA builds only)
+class CudaResources;  // backend/cuda/cuda_resources.h (CUDA builds only)
 }  // namespace recforge::backend::cuda
 
 namespace recforge::models {
@@ -69,7 +69,7 @@ class Model {
   }
   /// The GPU the model computes on, or nullptr for a CPU model. Evaluation (exact top-k and the
   /// metrics) runs where the model does.
-  virtual std::shared_ptr<backend::cuda::GpuResources> gpu() const { return nullptr; }
+  virtual std::shared_ptr<backend::cuda::CudaResources> cuda() const { return nullptr; }
 };
 
 /// Builds the model named by `model.type` (nullptr for `none`). Throws recforge::Error when the

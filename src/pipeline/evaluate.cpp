@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "backend/cuda/topk_gpu.h"
+#include "eval/topk_cuda.h"
 #include "core/log.h"
 #include "data/weight.h"
 
@@ -40,7 +40,7 @@ eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, 
                              const std::vector<data::index_t>& query_users, const data::Csr& truth,
                              const eval::MetricsOptions& mo) {
   const int d = static_cast<int>(items.cols);
-  if (const auto gpu = model.gpu()) {
+  if (const auto gpu = model.cuda()) {
     const int64_t need = backend::cuda::topk_memory_bytes(queries.rows, items.rows, d, k, mask.nnz(),
                                                           truth.nnz());
     const int64_t free = backend::cuda::free_memory(*gpu);

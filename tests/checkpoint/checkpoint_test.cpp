@@ -16,8 +16,8 @@
 
 #include "config/config.h"
 #include "core/error.h"
-#include "models/embedding.h"
-#include "models/ials.h"
+#include "models/batch/batch.h"
+#include "models/ials/ials.h"
 #include "pipeline/checkpoint.h"
 #include "random_data.h"
 #include "test_util.h"
@@ -43,8 +43,8 @@ models::IalsOptions ials_options() {
   return o;
 }
 
-models::EmbeddingOptions embedding_options(backend::BatchLoss loss, backend::Optimizer opt) {
-  models::EmbeddingOptions o;
+models::BatchOptions batch_options(backend::BatchLoss loss, backend::Optimizer opt) {
+  models::BatchOptions o;
   o.params.loss = loss;
   o.params.optimizer = opt;
   o.params.factors = 8;
@@ -107,7 +107,7 @@ TEST(CheckpointModels, BatchModelsResumeBitwiseOnlyWithTheirOptimizerState) {
   for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax})
     for (Optimizer opt : {Optimizer::kAdam, Optimizer::kAdagrad, Optimizer::kSgd}) {
       const MakeModel make = [&] {
-        return std::make_unique<models::Embedding>(embedding_options(loss, opt), 1);
+        return std::make_unique<models::BatchModel>(batch_options(loss, opt), 1);
       };
       EXPECT_TRUE(resume_matches(make, true)) << models::loss_name(loss) << " " << int(opt);
       // The optimiser's moments and step count are part of the state: without them the

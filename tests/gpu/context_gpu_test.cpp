@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "backend/cuda/csr_gpu.h"
+#include "backend/cuda/csr_cuda.h"
 #include "core/error.h"
 #include "device_test.h"
 
@@ -64,14 +64,14 @@ INSTANTIATE_TEST_SUITE_P(Devices, ContextOnDevice, devices(), device_name);
 
 TEST_P(ContextOnDevice, GpuResourcesAreCreatedOnceAndSharedByCopies) {
   if (!on_gpu()) {
-    EXPECT_THROW(ctx_.gpu(), InternalError) << "a CPU context has no GPU resources";
+    EXPECT_THROW(ctx_.cuda(), InternalError) << "a CPU context has no GPU resources";
     return;
   }
   const Context copy = ctx_;
-  const auto a = ctx_.gpu();
+  const auto a = ctx_.cuda();
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(a, copy.gpu());
-  EXPECT_EQ(a, ctx_.gpu());
+  EXPECT_EQ(a, copy.cuda());
+  EXPECT_EQ(a, ctx_.cuda());
 }
 
 TEST_P(ContextOnDevice, AutoPicksAGpuOnlyWhenOneAnswers) {
@@ -81,7 +81,7 @@ TEST_P(ContextOnDevice, AutoPicksAGpuOnlyWhenOneAnswers) {
 
 TEST_P(ContextOnDevice, CsrTransposeAndBuildFromCooEqualTheHostOnes) {
   if (!on_gpu()) GTEST_SKIP() << "the CSR construction on the device exists on GPUs only";
-  auto& gpu = *ctx_.gpu();
+  auto& gpu = *ctx_.cuda();
   for (int rows : {1, 37, 3000}) {
     const data::Csr m = random_csr(rows, 517, 9, static_cast<uint64_t>(rows));
     const data::Csr want = m.transpose();

@@ -38,7 +38,7 @@
 
 #include "core/npy.h"
 #include "data/csr.h"
-#include "models/ials.h"
+#include "models/ials/ials.h"
 
 namespace recforge::test {
 
@@ -191,7 +191,7 @@ inline std::vector<double> rounding_errors(const Matrix& m, double start_u) {
   return e;
 }
 
-/// How far two devices' objectives (backend/cpu/ials_cpu.h) of the same float32 factors may
+/// How far two devices' objectives (models/ials/ials_cpu.h) of the same float32 factors may
 /// lie apart: both sum in double, so the float32 parts count: the Gram matrices XᵀX and YᵀCY
 /// (entrywise error γ(rows)·Σ‖row‖², so ‖δG‖_F ≤ γ(rows) Σ‖row‖²) in α0⟨XᵀX, YᵀCY⟩, and each
 /// observed dot product x·y (error γ(k)‖x‖‖y‖) in w(1 − x·y)²; twice the one-device bound.

@@ -1,4 +1,4 @@
-// iALS on every device against the CPU reference (backend/cpu/ials_cpu.cpp).
+// iALS on every device against the CPU reference (models/ials/ials_cpu.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/ials_cpu.h"
+#include "models/ials/ials_cpu.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "device_test.h"
 #include "ials_bounds.h"
-#include "models/ials.h"
-#include "models/ials_cuda.h"
+#include "models/ials/ials.h"
+#include "models/ials/ials_cuda.h"
 
 namespace recforge::test {
 namespace {
@@ -56,7 +56,7 @@ Trained one_iteration(const IalsOptions& o, const Context& ctx, const data::Csr&
 }
 
 // The reference as the GPU computes: G applied densely. At small k the CPU's automatic choice
-// solves in G's eigenbasis and leaves both factor matrices rotated (backend/cpu/ials_cpu.h,
+// solves in G's eigenbasis and leaves both factor matrices rotated (models/ials/ials_cpu.h,
 // solve_half): the same model, other factors.
 IalsOptions dense_basis(IalsOptions o) {
   o.solve.cg_basis = backend::cpu::CgBasis::kDense;
@@ -331,8 +331,8 @@ class IalsThresholds : public GpuHalfTest {};
 // backend/cuda/launch.h: kSegmentItems = 512 interactions per thread block of the CG and
 // objective kernels; a longer row spans several segments, summed per row.
 constexpr int64_t kSegmentItems = 512;
-// kernels/ials_cholesky.cu: above kSharedMax = 90 factors a row's matrix lives in a global slot;
-// backend/cuda/ials_gpu.cpp allocates at most 2 slots per SM (264 on an H200's 132 SMs) and a
+// models/ials/ials_cholesky.cu: above kSharedMax = 90 factors a row's matrix lives in a global slot;
+// models/ials/ials_cuda_solver.cpp allocates at most 2 slots per SM (264 on an H200's 132 SMs) and a
 // block moves on to its next row when one is done.
 constexpr int kSlotFactors = 100;
 constexpr int64_t kMaxSlots = 2 * 132;
@@ -424,7 +424,7 @@ TEST_F(IalsThresholds, RowsLongerThanOneSegment) {
 }
 
 TEST_F(IalsThresholds, ConjugateGradientAboveTheSharedMemoryOptIn) {
-  // kernels/ials_cg.cu, cg_observed_large: (2 kp + 2·64) floats of shared memory; above 48 KiB
+  // models/ials/ials_cg.cu, cg_observed_large: (2 kp + 2·64) floats of shared memory; above 48 KiB
   // (kp ≥ 6,144, k > 5,888) the launch must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize).
   const int k = 6000;
   const int64_t kp = (k + 255) / 256 * 256;

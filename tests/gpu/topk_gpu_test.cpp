@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda/topk_gpu.h"
+#include "eval/topk_cuda.h"
 #include "config/config.h"
 #include "device_test.h"
 #include "eval/metrics.h"
 #include "eval/topk.h"
-#include "models/ials.h"
+#include "models/ials/ials.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 
@@ -27,13 +27,13 @@ class TopkOnDevice : public DeviceTest {
   TopK topk(const std::vector<float>& q, int64_t n_q, const std::vector<float>& it, int64_t n_items,
             int d, int k, const Csr* mask = nullptr, const std::vector<index_t>& rows = {}) {
     if (on_gpu())
-      return backend::cuda::topk(*ctx_.gpu(), q.data(), n_q, it.data(), n_items, d, k, mask, rows);
+      return backend::cuda::topk(*ctx_.cuda(), q.data(), n_q, it.data(), n_items, d, k, mask, rows);
     return eval::topk(q.data(), n_q, it.data(), n_items, d, k, mask, rows);
   }
   // Metrics on the device under test.
   eval::Metrics metrics(const TopK& top, const std::vector<index_t>& rows, const Csr& truth,
                         int64_t n_items, const eval::MetricsOptions& o) {
-    if (on_gpu()) return backend::cuda::compute_metrics(*ctx_.gpu(), top, rows, truth, n_items, o);
+    if (on_gpu()) return backend::cuda::compute_metrics(*ctx_.cuda(), top, rows, truth, n_items, o);
     return eval::compute_metrics(top, rows, truth, n_items, o);
   }
 };
@@ -175,7 +175,7 @@ TEST_P(TopkOnDevice, EvaluationRunsWhereTheModelDoesAndAgrees) {
   Matrix users{data.users.size(), 8, u}, items{data.items.size(), 8, i};
   model->set_factors(users, items);
   reference->set_factors(users, items);
-  EXPECT_EQ(model->gpu() != nullptr, on_gpu());
+  EXPECT_EQ(model->cuda() != nullptr, on_gpu());
   for (pipeline::Part part : {pipeline::Part::kValidation, pipeline::Part::kTest}) {
     const eval::Metrics got = pipeline::evaluate(*model, data, part, {5, 20});
     const eval::Metrics want = pipeline::evaluate(*reference, data, part, {5, 20});
@@ -193,7 +193,7 @@ TEST_P(TopkOnDevice, EvaluationRunsWhereTheModelDoesAndAgrees) {
 class TopkThresholds : public GpuHalfTest {};
 
 TEST_F(TopkThresholds, MoreQueriesThanOneBatch) {
-  // backend/cuda/topk_gpu.cpp, plan_topk: tiles of 16,384 items for k ≤ 1024 and at most
+  // eval/topk_cuda.cpp, plan_topk: tiles of 16,384 items for k ≤ 1024 and at most
   // 256 MiB of scores per GEMM, so 2^28 / (4 · 16,384) = 4,096 queries per batch: 4,500 queries
   // make two batches (the second of 404), each over two item tiles (16,384 + 116).
   const int64_t n_q = 4500, n_items = 16500;
@@ -216,14 +216,14 @@ TEST_F(TopkThresholds, MoreQueriesThanOneBatch) {
       }
   }
   RF_START_GPU(gpu_);
-  expect_same(backend::cuda::topk(*gpu_.gpu(), q.data(), n_q, it.data(), n_items, d, k, &mask, {}),
+  expect_same(backend::cuda::topk(*gpu_.cuda(), q.data(), n_q, it.data(), n_items, d, k, &mask, {}),
               want, "two query batches");
 }
 
 TEST_F(TopkThresholds, KAbove4096SortsInOptInSharedMemory) {
-  // kernels/topk.cu, topk_finalize: next_pow2(k) keys of 8 bytes in shared memory, above
+  // eval/topk_cuda.cu, topk_finalize: next_pow2(k) keys of 8 bytes in shared memory, above
   // 48 KiB for k > 4,096 (opt-in); topk_select's buffer holds next_pow2(2k + 1024) keys (128 KiB
-  // up to k = 7,680, the GPU's limit, kMaxTopK in backend/cuda/topk_gpu.cpp).
+  // up to k = 7,680, the GPU's limit, kMaxTopK in eval/topk_cuda.cpp).
   const int64_t n_q = 3, n_items = 9000;
   const int d = 4;
   const int ks[] = {4097, 5000, 7680};
@@ -243,7 +243,7 @@ TEST_F(TopkThresholds, KAbove4096SortsInOptInSharedMemory) {
   RF_START_GPU(gpu_);
   EXPECT_EQ(backend::cuda::max_topk(), 7680);
   for (size_t j = 0; j < std::size(ks); ++j)
-    expect_same(backend::cuda::topk(*gpu_.gpu(), qs[j].data(), n_q, its[j].data(), n_items, d,
+    expect_same(backend::cuda::topk(*gpu_.cuda(), qs[j].data(), n_q, its[j].data(), n_items, d,
                                     ks[j], &mask, {}),
                 want[j], "k=" + std::to_string(ks[j]));
 }

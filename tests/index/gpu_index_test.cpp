@@ -14,7 +14,7 @@
 #include "eval/topk.h"
 #include "gpu/require_gpu.h"
 #include "index/filtered_search.h"
-#include "index/gpu_faiss.h"
+#include "index/faiss_cuda.h"
 #include "index/index.h"
 #include "index_fixtures.h"
 #include "test_util.h"

@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/topk.h"
-#include "index/bench.h"
+#include "cli/index_bench.h"
 #include "index/filtered_search.h"
 #include "index_fixtures.h"
 #include "test_util.h"

@@ -1,10 +1,10 @@
-#include "models/ials.h"
+#include "models/ials/ials.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "backend/cpu/ials_cpu.h"
+#include "models/ials/ials_cpu.h"
 #include "core/blas.h"
 #include "core/rng.h"
 #include "eval/topk.h"

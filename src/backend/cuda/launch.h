@@ -1,6 +1,6 @@
 #pragma once
 /// @file launch.h
-/// Host-side declarations of the kernel launchers defined in kernels/*.cu (CUDA builds only).
+/// Host-side declarations of the kernel launchers defined in *.cu files (CUDA builds only).
 /// Every launcher enqueues on the given stream and checks the launch (RF_CHECK_LAUNCH); none
 /// synchronises. Arguments are plain device pointers and sizes; factor matrices are passed as
 /// `const void*` with their Storage type and a padded row length `kp` (a multiple of 32; the
@@ -10,8 +10,8 @@
 
 #include <cstdint>
 
-#include "backend/batch_math.h"
-#include "backend/cuda/ials_gpu.h"
+#include "models/batch/batch_math.h"
+#include "models/ials/ials_cuda_solver.h"
 
 namespace recforge::backend::cuda {
 
@@ -178,7 +178,7 @@ void launch_coverage(const int32_t* first_rank, int64_t n_items, int nk, const i
 /// Fills n ints with v.
 void launch_fill(int32_t* p, int64_t n, int32_t v, cudaStream_t stream);
 
-// ---- BPR and sampled softmax (kernels/bpr.cu, kernels/softmax.cu) ----------------------------
+// ---- BPR and sampled softmax (models/batch/bpr.cu, models/batch/softmax.cu) ----------------------------
 
 /// A batch model's factors on the device: compact row-major float32 rows of `dim` columns
 /// (64-bit row offsets), with their optimiser state (same shape; null when the optimiser keeps

@@ -2,11 +2,10 @@
 // answers "no GPU"; everything that would compute on a GPU refuses with one sentence saying how
 // to rebuild. Context::create already refuses `cuda` devices, so these are reached only by
 // direct calls.
-#include "backend/cuda/batch_gpu.h"
-#include "backend/cuda/bench_gpu.h"
-#include "backend/cuda/csr_gpu.h"
-#include "backend/cuda/ials_gpu.h"
-#include "backend/cuda/topk_gpu.h"
+#include "models/batch/batch_cuda_trainer.h"
+#include "backend/cuda/csr_cuda.h"
+#include "models/ials/ials_cuda_solver.h"
+#include "eval/topk_cuda.h"
 #include "core/context.h"
 #include "core/error.h"
 
@@ -28,42 +27,40 @@ namespace {
 
 }  // namespace
 
-std::shared_ptr<GpuResources> create_resources(int) { refuse("a CUDA device"); }
+std::shared_ptr<CudaResources> create_resources(int) { refuse("a CUDA device"); }
 
 int max_factors() { return 0; }
-std::unique_ptr<IalsGpu> make_ials_gpu(std::shared_ptr<GpuResources>, int64_t, int64_t, int,
-                                       const IalsGpuOptions&) {
+std::unique_ptr<IalsCudaSolver> make_ials_cuda_solver(std::shared_ptr<CudaResources>, int64_t, int64_t, int,
+                                       const IalsCudaSolverOptions&) {
   refuse("iALS on a GPU");
 }
 
 int max_topk() { return 0; }
-eval::TopK topk(GpuResources&, const float*, int64_t, const float*, int64_t, int, int,
+eval::TopK topk(CudaResources&, const float*, int64_t, const float*, int64_t, int, int,
                 const data::Csr*, const std::vector<data::index_t>&) {
   refuse("top-k on a GPU");
 }
-eval::Metrics compute_metrics(GpuResources&, const eval::TopK&, const std::vector<data::index_t>&,
+eval::Metrics compute_metrics(CudaResources&, const eval::TopK&, const std::vector<data::index_t>&,
                               const data::Csr&, int64_t, const eval::MetricsOptions&) {
   refuse("metrics on a GPU");
 }
-eval::Metrics topk_metrics(GpuResources&, const float*, int64_t, const float*, int64_t, int,
+eval::Metrics topk_metrics(CudaResources&, const float*, int64_t, const float*, int64_t, int,
                            const data::Csr*, const std::vector<data::index_t>&, const data::Csr&,
                            const std::vector<data::index_t>&, const eval::MetricsOptions&) {
   refuse("evaluation on a GPU");
 }
 int64_t topk_memory_bytes(int64_t, int64_t, int, int, int64_t, int64_t) { return 0; }
-int64_t free_memory(GpuResources&) { return 0; }
+int64_t free_memory(CudaResources&) { return 0; }
 
-data::Csr transpose_on_gpu(GpuResources&, const data::Csr&) { refuse("a CSR transpose on a GPU"); }
-data::Csr csr_from_coo_on_gpu(GpuResources&, int64_t, int64_t, const std::vector<data::index_t>&,
+data::Csr transpose_on_gpu(CudaResources&, const data::Csr&) { refuse("a CSR transpose on a GPU"); }
+data::Csr csr_from_coo_on_gpu(CudaResources&, int64_t, int64_t, const std::vector<data::index_t>&,
                               const std::vector<data::index_t>&, const std::vector<float>&) {
   refuse("a CSR build on a GPU");
 }
 
-Ceilings measure_ceilings(GpuResources&, int64_t, int) { refuse("the GPU benchmark"); }
-TopkTiming time_topk(GpuResources&, int64_t, int64_t, int, int) { refuse("the GPU benchmark"); }
-std::string describe(GpuResources&) { refuse("a GPU description"); }
+TopkTiming time_topk(CudaResources&, int64_t, int64_t, int, int) { refuse("the GPU benchmark"); }
 
-std::unique_ptr<BatchGpu> make_batch_gpu(std::shared_ptr<GpuResources>, int64_t, int64_t,
+std::unique_ptr<BatchTrainerCuda> make_batch_trainer_cuda(std::shared_ptr<CudaResources>, int64_t, int64_t,
                                          const BatchParams&) {
   refuse("BPR and sampled softmax on a GPU");
 }

@@ -1,0 +1,260 @@
+#include "models/batch/batch.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/blas.h"
+#include "core/error.h"
+#include "models/batch/batch_cuda.h"
+#include "models/ials/ials.h"
+#include "models/memory.h"
+
+namespace recforge::models {
+
+using backend::BatchLoss;
+using backend::Optimizer;
+
+const char* loss_name(BatchLoss loss) { return loss == BatchLoss::kBpr ? "bpr" : "softmax"; }
+
+namespace {
+
+const char* optimizer_name(Optimizer o) {
+  return o == Optimizer::kSgd ? "sgd" : o == Optimizer::kAdagrad ? "adagrad" : "adam";
+}
+
+}  // namespace
+
+std::pair<Matrix, Matrix> initial_embeddings(const BatchOptions& o, int64_t n_users,
+                                             int64_t n_items) {
+  const int k = o.params.factors;
+  Matrix users = random_factors(n_users, k, o.init_std, derive_seed(o.seed, 1));
+  Matrix items = random_factors(n_items, k, o.init_std, derive_seed(o.seed, 2));
+  if (o.params.normalize)
+    for (Matrix* m : {&users, &items})
+      for (int64_t r = 0; r < m->rows; ++r) backend::cpu::normalize_row(m->row(r), k);
+  if (!o.params.item_bias) return {std::move(users), std::move(items)};
+  // One more column: users hold 1 (so that score = u·v + bias), items start with bias 0.
+  auto widen = [k](const Matrix& m, float last) {
+    Matrix w;
+    w.rows = m.rows;
+    w.cols = k + 1;
+    w.data.resize(static_cast<size_t>(m.rows * (k + 1)));
+    for (int64_t r = 0; r < m.rows; ++r) {
+      std::copy_n(m.row(r), k, w.row(r));
+      w.row(r)[k] = last;
+    }
+    return w;
+  };
+  return {widen(users, 1.f), widen(items, 0.f)};
+}
+
+nlohmann::json describe_batch(const BatchOptions& o) {
+  const auto& p = o.params;
+  nlohmann::json j = {{"type", loss_name(p.loss)},
+                      {"factors", p.factors},
+                      {"item_bias", p.item_bias},
+                      {"dimension", p.dim()},
+                      {"iterations", o.epochs},
+                      {"batch_size", p.batch_size},
+                      {"learning_rate", p.learning_rate},
+                      {"lr_decay", p.lr_decay},
+                      {"regularization", p.regularization},
+                      {"optimizer", optimizer_name(p.optimizer)},
+                      {"negatives", p.negatives},
+                      {"negative_exp", p.negative_exp},
+                      {"init_std", o.init_std},
+                      {"seed", o.seed}};
+  if (p.loss == BatchLoss::kBpr) {
+    j["reject_seen"] = p.reject_seen;
+    j["hard_negatives"] = p.hard_negatives;
+  } else {
+    j["temperature"] = p.temperature;
+    j["in_batch"] = p.in_batch;
+    j["logq"] = p.logq;
+    j["normalize"] = p.normalize;
+  }
+  return j;
+}
+
+void check_finite_factors(const Matrix& m, const char* side, int epoch) {
+  if (!all_finite(m))
+    fail("epoch {} produced non-finite {} factors (NaN or infinity); lower model.learning_rate "
+         "or raise model.regularization",
+         epoch, side);
+}
+
+namespace {
+
+const char* const kStateArrays[] = {"user_m", "user_v", "item_m", "item_v"};
+
+std::vector<float>& state_array(backend::cpu::OptimizerState& s, int k) {
+  return k == 0 ? s.user_m : k == 1 ? s.user_v : k == 2 ? s.item_m : s.item_v;
+}
+
+}  // namespace
+
+TrainingState batch_state(int epochs_done, double last_loss,
+                              backend::cpu::OptimizerState optimizer, int dim) {
+  TrainingState s;
+  s.values = {{"epochs_done", epochs_done}, {"last_loss", last_loss}, {"steps", optimizer.steps}};
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float>& a = state_array(optimizer, k);
+    if (a.empty()) continue;
+    Matrix m;
+    m.cols = dim;
+    m.rows = static_cast<int64_t>(a.size()) / dim;
+    m.data = std::move(a);
+    s.arrays[kStateArrays[k]] = std::move(m);
+  }
+  return s;
+}
+
+backend::cpu::OptimizerState optimizer_state(TrainingState state) {
+  backend::cpu::OptimizerState o;
+  o.steps = state.values.value("steps", int64_t{0});
+  for (int k = 0; k < 4; ++k) {
+    const auto it = state.arrays.find(kStateArrays[k]);
+    if (it != state.arrays.end()) state_array(o, k) = std::move(it->second.data);
+  }
+  return o;
+}
+
+BatchModel::BatchModel(BatchOptions options, int threads)
+    : o_(std::move(options)), threads_(threads) {}
+
+BatchModel::~BatchModel() = default;
+
+void BatchModel::init(int64_t n_users, int64_t n_items) {
+  {
+    const auto& p = o_.params;
+    const double d = p.dim(), f = sizeof(float), rows = static_cast<double>(n_users + n_items);
+    const double state = p.optimizer == backend::Optimizer::kAdam      ? 2
+                         : p.optimizer == backend::Optimizer::kAdagrad ? 1
+                                                                       : 0;
+    const double b = static_cast<double>(p.batch_size), c = b + p.negatives;
+    const int threads = std::max(threads_, openblas_get_num_threads());  // and OpenBLAS's pool
+    check_memory(fmt::format("{} with model.factors {}", type(), p.factors),
+                 {{"factors", rows * d * f},
+                  {"optimizer state", state * rows * d * f},
+                  {"batch buffers", f * (b * c + 2 * (b + c) * d)},
+                  {fmt::format("buffers of {} threads", threads),
+                   threads * (kPerThreadReserve + f * (128 * 2048 + 128 * d + 128 * 1024))}},
+                 "model.factors, model.batch_size or train.threads");
+  }
+  std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
+  if (trainer_) trainer_->reset_state();
+  resumed_state_.reset();
+  epochs_done_ = 0;
+  last_loss_ = 0;
+}
+
+TrainingState BatchModel::training_state() const {
+  return batch_state(epochs_done_, last_loss_,
+                         trainer_ ? trainer_->optimizer_state() : backend::cpu::OptimizerState{},
+                         o_.params.dim());
+}
+
+void BatchModel::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  set_factors(std::move(users), std::move(items));
+  epochs_done_ = iterations_done;
+  last_loss_ = state.values.value("last_loss", 0.0);
+  resumed_state_ = std::make_unique<backend::cpu::OptimizerState>(optimizer_state(std::move(state)));
+  if (trainer_) {
+    trainer_->set_optimizer_state(std::move(*resumed_state_), users_.rows, items_.rows);
+    resumed_state_.reset();
+  }
+}
+
+void BatchModel::iterate(const data::Csr& user_items, const data::Csr&) {
+  if (!trainer_ || trained_on_ != &user_items) {
+    if (user_items.nnz() == 0) fail("{} needs at least one training interaction", type());
+    trainer_ = std::make_unique<backend::cpu::BatchTrainerCpu>(o_.params, user_items, threads_);
+    trained_on_ = &user_items;
+    if (resumed_state_) {
+      trainer_->set_optimizer_state(std::move(*resumed_state_), users_.rows, items_.rows);
+      resumed_state_.reset();
+    }
+  }
+  ++epochs_done_;
+  last_loss_ = trainer_->epoch(users_, items_, epochs_done_, o_.seed).loss;
+  check_finite_factors(users_, "user", epochs_done_);
+  check_finite_factors(items_, "item", epochs_done_);
+}
+
+double BatchModel::loss(const data::Csr&, const data::Csr&) const { return last_loss_; }
+
+void BatchModel::set_factors(Matrix users, Matrix items) {
+  RF_ASSERT(users.cols == o_.params.dim() && items.cols == o_.params.dim(),
+            "set_factors: factor count differs from the model's dimension");
+  users_ = std::move(users);
+  items_ = std::move(items);
+  if (trainer_) trainer_->reset_state();
+  resumed_state_.reset();
+}
+
+Matrix BatchModel::fold_in(const data::Csr& rows) const {
+  // The sampler of the training data when there is one, else uniform over the items.
+  if (trainer_) return backend::cpu::fold_in(o_.params, rows, items_, trainer_->sampler(), o_.seed, threads_);
+  const backend::cpu::ItemSampler uniform(std::vector<int64_t>(static_cast<size_t>(items_.rows), 0), 0.0);
+  return backend::cpu::fold_in(o_.params, rows, items_, uniform, o_.seed, threads_);
+}
+
+nlohmann::json BatchModel::describe() const { return describe_batch(o_); }
+
+BatchOptions batch_options(const config::Config& cfg) {
+  BatchOptions o;
+  auto& p = o.params;
+  const std::string& type = cfg.get_string("model.type");
+  p.loss = type == "bpr" ? BatchLoss::kBpr : BatchLoss::kSoftmax;
+  p.factors = static_cast<int>(cfg.get_int("model.factors"));
+  p.item_bias = cfg.get_bool("model.item_bias");
+  p.batch_size = cfg.get_int("model.batch_size");
+  p.learning_rate = cfg.get_float("model.learning_rate");
+  p.lr_decay = cfg.get_float("model.lr_decay");
+  p.regularization = cfg.get_float("model.regularization");
+  const std::string& opt = cfg.get_string("model.optimizer");
+  p.optimizer = opt == "sgd" ? Optimizer::kSgd : opt == "adagrad" ? Optimizer::kAdagrad : Optimizer::kAdam;
+  p.negatives = static_cast<int>(cfg.get_int("model.negatives"));
+  p.negative_exp = cfg.get_float("model.negative_exp");
+  p.reject_seen = cfg.get_bool("model.reject_seen");
+  p.hard_negatives = static_cast<int>(cfg.get_int("model.hard_negatives"));
+  p.temperature = cfg.get_float("model.temperature");
+  p.in_batch = cfg.get_bool("model.in_batch");
+  p.logq = cfg.get_bool("model.logq");
+  p.normalize = cfg.get_bool("model.normalize");
+  o.epochs = static_cast<int>(cfg.get_int("model.iterations"));
+  o.init_std = cfg.get_float("model.init_std");
+  o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
+                                                          : cfg.get_int("run.seed"));
+  if (p.loss == BatchLoss::kSoftmax && p.negatives == 0 && !p.in_batch)
+    fail("{}: model.negatives is 0 and model.in_batch is false, so the softmax has no negatives "
+         "to compare each positive with; set model.negatives above 0 or model.in_batch: true",
+         cfg.where("model.negatives"));
+  if (p.loss == BatchLoss::kBpr && p.negatives == 0)
+    fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
+         cfg.where("model.negatives"));
+  if (p.normalize && p.loss == BatchLoss::kBpr)
+    fail("{}: model.normalize applies to softmax only (BPR has no temperature to scale cosines "
+         "with); set it to false or use model.type: softmax",
+         cfg.where("model.normalize"));
+  if (cfg.get_string("model.dtype") != "float32")
+    fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
+         cfg.where("model.dtype"), cfg.get_string("model.dtype"), type);
+  return o;
+}
+
+std::unique_ptr<Model> make_batch_model(const BatchOptions& options, const Context& ctx) {
+  return ctx.dispatch(
+      [&]() -> std::unique_ptr<Model> {
+        return std::make_unique<BatchModel>(options, ctx.threads());
+      },
+      [&]() -> std::unique_ptr<Model> { return std::make_unique<BatchModelCuda>(options, ctx); });
+}
+
+int embedding_dimension(const config::Config& cfg) {
+  const std::string& type = cfg.get_string("model.type");
+  const int k = static_cast<int>(cfg.get_int("model.factors"));
+  return (type == "bpr" || type == "softmax") && cfg.get_bool("model.item_bias") ? k + 1 : k;
+}
+
+}  // namespace recforge::models

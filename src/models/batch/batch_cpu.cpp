@@ -1,0 +1,662 @@
+#include "models/batch/batch_cpu.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <cstring>
+#include <numeric>
+
+#include "core/blas.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace recforge::backend::cpu {
+
+// ---- sampler -------------------------------------------------------------------------------
+
+ItemSampler::ItemSampler(const std::vector<int64_t>& counts, double exponent)
+    : n_(counts.size()), uniform_(exponent == 0.0) {
+  RF_ASSERT(n_ > 0, "ItemSampler: no items");
+  if (uniform_) return;
+  // Vose's alias method: split columns into those below and above the mean weight, then pair
+  // each small column with a large one.
+  prob_.resize(n_);
+  double total = 0;
+  for (uint64_t j = 0; j < n_; ++j) total += prob_[j] = std::pow(static_cast<double>(counts[j]) + 1.0, exponent);
+  for (double& p : prob_) p /= total;
+  std::vector<double> scaled(n_);
+  std::vector<data::index_t> small, large;
+  for (uint64_t j = 0; j < n_; ++j) {
+    scaled[j] = prob_[j] * static_cast<double>(n_);
+    (scaled[j] < 1.0 ? small : large).push_back(static_cast<data::index_t>(j));
+  }
+  accept_.assign(n_, 1.f);
+  alias_.resize(n_);
+  for (uint64_t j = 0; j < n_; ++j) alias_[j] = static_cast<data::index_t>(j);
+  while (!small.empty() && !large.empty()) {
+    const data::index_t s = small.back(), l = large.back();
+    small.pop_back();
+    accept_[s] = static_cast<float>(scaled[s]);
+    alias_[s] = l;
+    scaled[l] -= 1.0 - scaled[s];
+    if (scaled[l] < 1.0) {
+      large.pop_back();
+      small.push_back(l);
+    }
+  }
+  // What is left holds (up to rounding) exactly one column's weight: keep it always.
+}
+
+std::vector<int64_t> item_counts(const data::Csr& user_items) {
+  std::vector<int64_t> counts(static_cast<size_t>(user_items.cols), 0);
+  for (data::index_t j : user_items.indices) ++counts[j];
+  return counts;
+}
+
+namespace {
+
+// Whether the sorted row [begin, end) holds `item`.
+bool row_has(const data::index_t* begin, const data::index_t* end, data::index_t item) {
+  return std::binary_search(begin, end, item);
+}
+
+// One weight's optimiser step, the kind fixed at compile time so the row loops vectorise.
+template <int Kind>
+inline void update(float& w, float g, float* m, float* v, int64_t c, const OptimizerStep& s) {
+  if constexpr (Kind == 0) {
+    w -= s.lr * g;
+  } else if constexpr (Kind == 1) {
+    v[c] += g * g;
+    w -= s.lr * g / (std::sqrt(v[c]) + s.eps);
+  } else {
+    m[c] = s.beta1 * m[c] + (1.f - s.beta1) * g;
+    v[c] = s.beta2 * v[c] + (1.f - s.beta2) * g * g;
+    w -= s.lr * (m[c] * s.correction1) / (std::sqrt(v[c] * s.correction2) + s.eps);
+  }
+}
+
+// e^x to within a few float ulps, in plain arithmetic that vectorises (std::exp does not without
+// -ffast-math): 2^n · p(r) with n = round(x / ln 2), r = x − n ln 2 in two parts, p the degree-6
+// Taylor polynomial (|r| ≤ ln2/2, so its error is below 2e-8 relative). Below −87 (including
+// the −inf of a masked logit) the result is 0.
+inline float fast_exp(float x) {
+  const float xc = std::min(std::max(x, -87.f), 88.f);
+  const float n = std::nearbyint(xc * 1.44269504088896341f);
+  const float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -87.f ? 0.f : p * scale;
+}
+
+inline float dot(const float* a, const float* b, int d) {
+  float x = 0;
+#pragma omp simd reduction(+ : x)
+  for (int c = 0; c < d; ++c) x += a[c] * b[c];
+  return x;
+}
+
+// Row r's optimiser state in a flat array of rows × d values (nullptr when there is none).
+inline float* state_row(std::vector<float>& state, int64_t r, int d) {
+  return state.empty() ? nullptr : state.data() + r * d;
+}
+
+// One BPR triple: loss −log σ(u·(p − n)); the gradient of it plus λ/2 of the three squared
+// norms, applied to u (its first `ku` columns), p and n. Returns the loss.
+template <int Kind>
+float bpr_triple(float* u, float* p, float* n, int d, int ku, float reg, float* um, float* uv,
+                 float* pm, float* pv, float* nm, float* nv, const OptimizerStep& s) {
+  float x = 0;
+#pragma omp simd reduction(+ : x)
+  for (int c = 0; c < d; ++c) x += u[c] * (p[c] - n[c]);
+  const float g = -sigmoid(-x);  // d loss / d x
+  for (int c = 0; c < ku; ++c) {
+    const float uc = u[c], pc = p[c], nc = n[c];
+    update<Kind>(u[c], g * (pc - nc) + reg * uc, um, uv, c, s);
+    update<Kind>(p[c], g * uc + reg * pc, pm, pv, c, s);
+    update<Kind>(n[c], -g * uc + reg * nc, nm, nv, c, s);
+  }
+  for (int c = ku; c < d; ++c) {  // the item-bias column: users hold 1 there
+    const float uc = u[c], pc = p[c], nc = n[c];
+    update<Kind>(p[c], g * uc + reg * pc, pm, pv, c, s);
+    update<Kind>(n[c], -g * uc + reg * nc, nm, nv, c, s);
+  }
+  return neg_log_sigmoid(x);
+}
+
+using TripleFn = float (*)(float*, float*, float*, int, int, float, float*, float*, float*, float*,
+                           float*, float*, const OptimizerStep&);
+
+TripleFn triple_fn(Optimizer o) {
+  switch (o) {
+    case Optimizer::kSgd: return bpr_triple<0>;
+    case Optimizer::kAdagrad: return bpr_triple<1>;
+    case Optimizer::kAdam: break;
+  }
+  return bpr_triple<2>;
+}
+
+}  // namespace
+
+data::index_t draw_negative(const ItemSampler& sampler, Rng& rng, data::index_t positive,
+                            bool reject_seen, const data::index_t* row_begin,
+                            const data::index_t* row_end, int attempts) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    const data::index_t j = sampler.draw(rng);
+    if (j == positive) continue;
+    if (reject_seen && row_has(row_begin, row_end, j)) continue;
+    return j;
+  }
+  return -1;
+}
+
+
+// ---- trainer -------------------------------------------------------------------------------
+
+struct BatchTrainerCpu::Scratch {
+  std::vector<float> u, v, scores, du, dv;   // gathered rows, logits/gradients, row gradients
+  std::vector<double> log_expected;          // per candidate
+  std::vector<int32_t> user_slot, item_slot; // row → index in the unique lists, or -1
+  std::vector<data::index_t> unique_users, unique_items;
+  std::vector<float> gu, gi;                 // summed gradients of the unique rows
+};
+
+BatchTrainerCpu::BatchTrainerCpu(const BatchParams& params, const data::Csr& user_items,
+                                 int threads)
+    : p_(params),
+      x_(user_items),
+      threads_(std::max(1, threads)),
+      counts_(item_counts(user_items)),
+      sampler_(counts_, params.negative_exp),
+      scratch_(std::make_unique<Scratch>()) {
+  RF_ASSERT(user_items.nnz() > 0, "BatchTrainerCpu: no interactions");
+  row_of_.resize(static_cast<size_t>(user_items.nnz()));
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t r = 0; r < user_items.rows; ++r)
+    for (data::offset_t e = user_items.indptr[r]; e < user_items.indptr[r + 1]; ++e)
+      row_of_[e] = static_cast<data::index_t>(r);
+}
+
+BatchTrainerCpu::~BatchTrainerCpu() = default;
+
+void BatchTrainerCpu::reset_state() {
+  um_.clear();
+  uv_.clear();
+  im_.clear();
+  iv_.clear();
+  step_ = 0;
+}
+
+void BatchTrainerCpu::set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items) {
+  const size_t nu = static_cast<size_t>(n_users * p_.dim()), ni = static_cast<size_t>(n_items * p_.dim());
+  const bool v = p_.optimizer != Optimizer::kSgd, m = p_.optimizer == Optimizer::kAdam;
+  // All arrays absent (no step yet), or exactly those of this optimiser with the factors' sizes.
+  const bool none = s.user_m.empty() && s.item_m.empty() && s.user_v.empty() && s.item_v.empty();
+  const auto fits = [](const std::vector<float>& a, bool used, size_t n) {
+    return a.size() == (used ? n : 0);
+  };
+  const bool full = fits(s.user_m, m, nu) && fits(s.item_m, m, ni) && fits(s.user_v, v, nu) &&
+                    fits(s.item_v, v, ni);
+  RF_ASSERT((none || full) && s.steps >= 0,
+            "BatchTrainerCpu::set_optimizer_state: state does not match the optimiser or shapes");
+  um_ = std::move(s.user_m);
+  uv_ = std::move(s.user_v);
+  im_ = std::move(s.item_m);
+  iv_ = std::move(s.item_v);
+  step_ = s.steps;
+}
+
+void BatchTrainerCpu::ensure_state(const Matrix& users, const Matrix& items) {
+  RF_ASSERT(users.cols == p_.dim() && items.cols == p_.dim(),
+            "BatchTrainerCpu: factor matrices must have params.dim() columns");
+  if (p_.optimizer == Optimizer::kSgd || !uv_.empty()) return;
+  uv_.assign(users.data.size(), 0.f);
+  iv_.assign(items.data.size(), 0.f);
+  if (p_.optimizer == Optimizer::kAdam) {
+    um_.assign(users.data.size(), 0.f);
+    im_.assign(items.data.size(), 0.f);
+  }
+}
+
+EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint64_t seed) {
+  ensure_state(users, items);
+  const double lr = p_.learning_rate * std::pow(p_.lr_decay, epoch - 1);
+  const uint64_t epoch_seed = derive_seed(seed, static_cast<uint64_t>(epoch));
+  Progress progress(fmt::format("epoch {}", epoch), x_.nnz(), "samples");
+  const EpochStats stats = p_.loss == BatchLoss::kBpr
+                               ? bpr_epoch(users, items, lr, epoch_seed, progress)
+                               : softmax_epoch(users, items, lr, epoch_seed, progress);
+  progress.finish(stats.samples);
+  return stats;
+}
+
+EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed,
+                                      Progress& progress) {
+  const int64_t n = x_.nnz();
+  const int64_t batch = p_.batch_size;
+  const int64_t batches = (n + batch - 1) / batch;
+  const int d = p_.dim(), ku = p_.factors;
+  const float reg = static_cast<float>(p_.regularization);
+  const TripleFn triple = triple_fn(p_.optimizer);
+  double loss = 0;
+  int64_t triples = 0;
+  const int64_t step0 = step_;
+  std::atomic<int64_t> batches_done{0};
+#pragma omp parallel num_threads(threads_) reduction(+ : loss, triples)
+  {
+    const bool reporter = omp_get_thread_num() == 0;  // Progress is not thread-safe
+    // Each sample touches rows at random (its interaction, the user's row and CSR row, the
+    // positive's and negative's rows, the alias table): one dependent cache miss after another
+    // when taken one sample at a time. So samples go in chunks, in passes that each prefetch what
+    // the next pass reads: draws → user and positive → their rows and the first negative's → the
+    // user's items (for rejecting seen negatives) → the triples.
+    constexpr int kChunk = 32;
+    int64_t es[kChunk];
+    ItemSampler::Column cols[kChunk];
+    data::index_t us[kChunk], ps[kChunk], ns[kChunk];
+    const bool one_negative = p_.negatives == 1 && p_.hard_negatives <= 1;
+    const int row_bytes = d * static_cast<int>(sizeof(float));
+    const auto prefetch_rows = [&](const float* a, const float* b, const float* c) {
+      for (int o = 0; o < row_bytes; o += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(a) + o, 1);
+        __builtin_prefetch(reinterpret_cast<const char*>(b) + o, 1);
+        if (c) __builtin_prefetch(reinterpret_cast<const char*>(c) + o, 1);
+      }
+    };
+    const auto apply = [&](data::index_t u, data::index_t pos, data::index_t neg,
+                           const OptimizerStep& s) {
+      return triple(users.row(u), items.row(pos), items.row(neg), d, ku, reg,
+                    state_row(um_, u, d), state_row(uv_, u, d), state_row(im_, pos, d),
+                    state_row(iv_, pos, d), state_row(im_, neg, d), state_row(iv_, neg, d), s);
+    };
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < batches; ++b) {
+      Rng rng(derive_seed(seed, static_cast<uint64_t>(b)));
+      const OptimizerStep s = optimizer_step(p_, lr, step0 + b + 1);
+      const int64_t count = std::min(batch, n - b * batch);
+      for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
+        const int m = static_cast<int>(std::min<int64_t>(kChunk, count - i0));
+        for (int k = 0; k < m; ++k) {
+          es[k] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)));
+          __builtin_prefetch(row_of_.data() + es[k]);
+          __builtin_prefetch(x_.indices.data() + es[k]);
+          if (one_negative) {
+            cols[k] = sampler_.column(rng);
+            sampler_.prefetch(cols[k]);
+          }
+        }
+        for (int k = 0; k < m; ++k) {
+          us[k] = row_of_[es[k]];
+          ps[k] = x_.indices[es[k]];
+          __builtin_prefetch(x_.indptr.data() + us[k]);
+          ns[k] = one_negative ? sampler_.resolve(cols[k]) : -1;
+          prefetch_rows(users.row(us[k]), items.row(ps[k]),
+                        ns[k] >= 0 ? items.row(ns[k]) : nullptr);
+        }
+        if (p_.reject_seen)
+          for (int k = 0; k < m; ++k) {
+            const data::offset_t mid = (x_.indptr[us[k]] + x_.indptr[us[k] + 1]) / 2;
+            __builtin_prefetch(x_.indices.data() + mid);
+          }
+        for (int k = 0; k < m; ++k) {
+          const data::index_t u = us[k], pos = ps[k];
+          const data::index_t* rb = x_.indices.data() + x_.indptr[u];
+          const data::index_t* re = x_.indices.data() + x_.indptr[u + 1];
+          if (one_negative) {
+            data::index_t neg = ns[k];
+            if (neg == pos || (p_.reject_seen && row_has(rb, re, neg)))
+              neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re,
+                                  kNegativeAttempts - 1);
+            if (neg < 0) continue;
+            loss += apply(u, pos, neg, s);
+            ++triples;
+            continue;
+          }
+          const float* ur = users.row(u);
+          for (int t = 0; t < p_.negatives; ++t) {
+            data::index_t neg = draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+            if (neg < 0) continue;
+            if (p_.hard_negatives > 1) {
+              // Dynamic negative sampling: of hard_negatives draws, the one the user scores
+              // highest.
+              float best = dot(ur, items.row(neg), d);
+              for (int h = 1; h < p_.hard_negatives; ++h) {
+                const data::index_t other =
+                    draw_negative(sampler_, rng, pos, p_.reject_seen, rb, re);
+                if (other < 0) continue;
+                const float score = dot(ur, items.row(other), d);
+                if (score > best) {
+                  best = score;
+                  neg = other;
+                }
+              }
+            }
+            loss += apply(u, pos, neg, s);
+            ++triples;
+          }
+        }
+      }
+      const int64_t done = batches_done.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (reporter) progress.update(std::min(n, done * batch));
+    }
+  }
+  step_ += batches;
+  return {triples > 0 ? loss / static_cast<double>(triples) : 0.0, n, batches};
+}
+
+EpochStats BatchTrainerCpu::softmax_epoch(Matrix& users, Matrix& items, double lr,
+                                          uint64_t seed, Progress& progress) {
+  const int64_t n = x_.nnz();
+  const int64_t batch = p_.batch_size;
+  const int64_t batches = (n + batch - 1) / batch;
+  double loss = 0;
+  std::vector<data::index_t> bu, bp, neg;
+  for (int64_t b = 0; b < batches; ++b) {
+    Rng rng(derive_seed(seed, static_cast<uint64_t>(b)));
+    const int64_t count = std::min(batch, n - b * batch);
+    bu.resize(static_cast<size_t>(count));
+    bp.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t e = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)));
+      bu[i] = row_of_[e];
+      bp[i] = x_.indices[e];
+    }
+    neg.resize(static_cast<size_t>(p_.negatives));
+    for (auto& j : neg) j = sampler_.draw(rng);
+    ++step_;
+    loss += softmax_step(users, items, bu, bp, neg, optimizer_step(p_, lr, step_)) *
+            static_cast<double>(count);
+    progress.update(b * batch + count);
+  }
+  return {loss / static_cast<double>(n), n, batches};
+}
+
+double BatchTrainerCpu::step(Matrix& users, Matrix& items,
+                             const std::vector<data::index_t>& batch_users,
+                             const std::vector<data::index_t>& positives,
+                             const std::vector<data::index_t>& negatives, double lr) {
+  ensure_state(users, items);
+  ++step_;
+  const OptimizerStep s = optimizer_step(p_, lr, step_);
+  if (p_.loss == BatchLoss::kSoftmax)
+    return softmax_step(users, items, batch_users, positives, negatives, s);
+  RF_ASSERT(batch_users.size() == positives.size() && positives.size() == negatives.size(),
+            "BatchTrainerCpu::step: BPR needs one user, positive and negative per triple");
+  const int d = p_.dim();
+  const TripleFn triple = triple_fn(p_.optimizer);
+  double loss = 0;
+  for (size_t t = 0; t < batch_users.size(); ++t) {
+    const data::index_t u = batch_users[t], pos = positives[t], neg = negatives[t];
+    loss += triple(users.row(u), items.row(pos), items.row(neg), d, p_.factors,
+                   static_cast<float>(p_.regularization), state_row(um_, u, d),
+                   state_row(uv_, u, d), state_row(im_, pos, d), state_row(iv_, pos, d),
+                   state_row(im_, neg, d), state_row(iv_, neg, d), s);
+  }
+  return loss;
+}
+
+namespace {
+
+// Applies summed gradients `g` (one row per unique id) plus λ·w to the rows of `w`, the first
+// `trained` columns of each.
+// With `sphere` > 0 the first `sphere` columns of each row live on the unit sphere (cosine
+// scores): their gradient is projected onto the tangent space (which also removes the L2 term,
+// a radial direction) and they are rescaled to unit norm after the step. Columns past `sphere`
+// (the item-bias column) take a plain step with L2.
+template <int Kind>
+void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
+                const std::vector<data::index_t>& ids, std::vector<float>& g, int trained,
+                int sphere, float reg, const OptimizerStep& s, int threads) {
+  const int d = static_cast<int>(w.cols);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t q = 0; q < static_cast<int64_t>(ids.size()); ++q) {
+    const int64_t r = ids[q];
+    float* row = w.row(r);
+    float* mr = state_row(m, r, d);
+    float* vr = state_row(v, r, d);
+    float* gr = g.data() + q * d;
+    int c = 0;
+    if (sphere > 0) {
+      float dot = 0;
+      for (int k = 0; k < sphere; ++k) dot += gr[k] * row[k];
+      for (; c < std::min(sphere, trained); ++c) update<Kind>(row[c], gr[c] - dot * row[c], mr, vr, c, s);
+      normalize_row(row, sphere);
+      c = sphere;
+    }
+    for (; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
+  }
+}
+
+void apply(Matrix& w, std::vector<float>& m, std::vector<float>& v,
+           const std::vector<data::index_t>& ids, std::vector<float>& g, int trained, int sphere,
+           float reg, const OptimizerStep& s, int threads) {
+  switch (s.kind) {
+    case 0: return apply_rows<0>(w, m, v, ids, g, trained, sphere, reg, s, threads);
+    case 1: return apply_rows<1>(w, m, v, ids, g, trained, sphere, reg, s, threads);
+    default: return apply_rows<2>(w, m, v, ids, g, trained, sphere, reg, s, threads);
+  }
+}
+
+// Sums the rows of `grads` (one per occurrence in `ids`) into one row per distinct id.
+void unique_sum(const std::vector<data::index_t>& ids, const float* grads, int d,
+                std::vector<int32_t>& slot, std::vector<data::index_t>& unique,
+                std::vector<float>& sums) {
+  unique.clear();
+  sums.clear();
+  for (size_t q = 0; q < ids.size(); ++q) {
+    int32_t& sl = slot[ids[q]];
+    if (sl < 0) {
+      sl = static_cast<int32_t>(unique.size());
+      unique.push_back(ids[q]);
+      sums.insert(sums.end(), grads + q * d, grads + (q + 1) * d);
+    } else {
+      float* dst = sums.data() + static_cast<size_t>(sl) * d;
+      const float* src = grads + q * d;
+      for (int c = 0; c < d; ++c) dst[c] += src[c];
+    }
+  }
+  for (data::index_t id : unique) slot[id] = -1;
+}
+
+}  // namespace
+
+double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
+                                     const std::vector<data::index_t>& batch_users,
+                                     const std::vector<data::index_t>& positives,
+                                     const std::vector<data::index_t>& negatives,
+                                     const OptimizerStep& s) {
+  RF_ASSERT(batch_users.size() == positives.size(), "softmax_step: one positive per row");
+  Scratch& w = *scratch_;
+  const int d = p_.dim();
+  const int64_t B = static_cast<int64_t>(positives.size());
+  const int64_t N = static_cast<int64_t>(negatives.size());
+  const int64_t C = B + N;
+  const float inv_t = static_cast<float>(1.0 / p_.temperature);
+  std::vector<data::index_t> cand(positives);
+  cand.insert(cand.end(), negatives.begin(), negatives.end());
+
+  w.u.resize(static_cast<size_t>(B * d));
+  w.v.resize(static_cast<size_t>(C * d));
+  w.scores.resize(static_cast<size_t>(B * C));
+  w.du.resize(static_cast<size_t>(B * d));
+  w.dv.resize(static_cast<size_t>(C * d));
+  w.log_expected.assign(static_cast<size_t>(C), 0.0);
+  const double nnz = static_cast<double>(x_.nnz());
+  double loss = 0;
+  const float grad_scale = inv_t / static_cast<float>(B);
+  // One parallel region: each thread owns a range of batch rows for the scores, the softmax
+  // and dU, then a range of candidates for dV; every GEMM is a single-threaded BLAS call on its
+  // slice (OpenBLAS's own thread pool would compete with OpenMP's for the same cores).
+  // A small batch (below ~4M multiply-adds per GEMM) runs on one thread: waking the team and
+  // its barriers would cost more than the arithmetic, and much more when the cores are shared.
+  const int threads = B * C * d < (int64_t{1} << 22) ? 1 : threads_;
+  BlasThreads blas(1);
+#pragma omp parallel num_threads(threads) reduction(+ : loss)
+  {
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t b0 = B * tid / nt, b1 = B * (tid + 1) / nt;
+    const int64_t c0 = C * tid / nt, c1 = C * (tid + 1) / nt;
+    for (int64_t b = b0; b < b1; ++b) std::copy_n(users.row(batch_users[b]), d, w.u.data() + b * d);
+    for (int64_t c = c0; c < c1; ++c) {
+      std::copy_n(items.row(cand[c]), d, w.v.data() + c * d);
+      if (p_.logq) {
+        const double e = (p_.in_batch ? static_cast<double>(B) * static_cast<double>(counts_[cand[c]]) / nnz : 0.0) +
+                         static_cast<double>(N) * sampler_.probability(cand[c]);
+        w.log_expected[c] = e > 0 ? std::log(e) : 0.0;
+      }
+    }
+#pragma omp barrier
+    const int rows = static_cast<int>(b1 - b0);
+    if (rows > 0) {
+      // S = U Vᵀ / temperature (rows b0..b1 of B × C).
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, static_cast<int>(C), d, inv_t,
+                  w.u.data() + b0 * d, d, w.v.data(), d, 0.f, w.scores.data() + b0 * C,
+                  static_cast<int>(C));
+      for (int64_t b = b0; b < b1; ++b) {
+        float* row = w.scores.data() + b * C;
+        const data::index_t pos = positives[b];
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t c = 0; c < C; ++c) {
+          const bool keep = c == b || (c < B ? p_.in_batch && cand[c] != pos : cand[c] != pos);
+          row[c] = keep ? row[c] - static_cast<float>(w.log_expected[c])
+                        : -std::numeric_limits<float>::infinity();
+          mx = std::max(mx, row[c]);
+        }
+        const float own = row[b];
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < C; ++c) {
+          row[c] = fast_exp(row[c] - mx);  // 0 for masked columns
+          sum += row[c];
+        }
+        const float inv = 1.f / sum;
+        // −log softmax = mx − z_b + log Σ exp(z_c − mx), not −log(exp(z_b − mx) / sum): the
+        // positive's probability underflows to 0 (a logit gap above ~104) at low temperatures,
+        // which made the loss inf while the gradients stayed finite.
+        loss += static_cast<double>(mx) - own + std::log(static_cast<double>(sum));
+        // d mean-loss / d (u_b · v_c) = (P_bc − [c = b]) / (B · temperature).
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) row[c] *= inv * grad_scale;
+        row[b] -= grad_scale;
+      }
+      // dU = G V (rows b0..b1 of B × d).
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, static_cast<int>(C), 1.f,
+                  w.scores.data() + b0 * C, static_cast<int>(C), w.v.data(), d, 0.f,
+                  w.du.data() + b0 * d, d);
+    }
+#pragma omp barrier
+    // dV = Gᵀ U (candidates c0..c1 of C × d).
+    if (c1 > c0)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
+                  static_cast<int>(B), 1.f, w.scores.data() + c0, static_cast<int>(C), w.u.data(),
+                  d, 0.f, w.dv.data() + c0 * d, d);
+  }
+  if (w.user_slot.size() != static_cast<size_t>(users.rows)) w.user_slot.assign(users.rows, -1);
+  if (w.item_slot.size() != static_cast<size_t>(items.rows)) w.item_slot.assign(items.rows, -1);
+  unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
+  unique_sum(cand, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
+  const float reg = static_cast<float>(p_.regularization);
+  const int sphere = p_.normalize ? p_.factors : 0;
+  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, sphere, reg, s, threads);
+  apply(items, im_, iv_, w.unique_items, w.gi, d, sphere, reg, s, threads);
+  return loss / static_cast<double>(B);
+}
+
+// ---- fold-in -------------------------------------------------------------------------------
+
+Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& items,
+               const ItemSampler& sampler, uint64_t seed, int threads) {
+  const int d = params.dim(), ku = params.factors;
+  RF_ASSERT(items.cols == d && rows.cols == items.rows, "fold_in: shapes differ");
+  Matrix out;
+  out.rows = rows.rows;
+  out.cols = d;
+  out.data.assign(static_cast<size_t>(rows.rows * d), 0.f);
+  const int M = std::max(params.negatives, 64);
+  BatchParams adam = params;
+  adam.optimizer = Optimizer::kAdam;
+  const float reg = static_cast<float>(params.regularization);
+  const float inv_t = static_cast<float>(1.0 / params.temperature);
+#pragma omp parallel num_threads(std::max(1, threads))
+  {
+    std::vector<float> g(d), m(d), v(d), sp, sn, gp, gn;
+    std::vector<data::index_t> neg(M);
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < rows.rows; ++r) {
+      float* u = out.row(r);
+      if (params.item_bias) u[d - 1] = 1.f;
+      const data::index_t* pb = rows.indices.data() + rows.indptr[r];
+      const int64_t P = rows.row_size(r);
+      if (P == 0) continue;
+      Rng rng(derive_seed(seed, static_cast<uint64_t>(r)));
+      std::fill(m.begin(), m.end(), 0.f);
+      std::fill(v.begin(), v.end(), 0.f);
+      sp.resize(P);
+      sn.resize(M);
+      gp.resize(P);
+      gn.resize(M);
+      for (int t = 1; t <= params.fold_in_steps; ++t) {
+        for (auto& j : neg) j = sampler.draw(rng);
+        for (int64_t q = 0; q < P; ++q) sp[q] = std::inner_product(u, u + d, items.row(pb[q]), 0.f);
+        for (int q = 0; q < M; ++q) sn[q] = std::inner_product(u, u + d, items.row(neg[q]), 0.f);
+        std::fill(gp.begin(), gp.end(), 0.f);
+        std::fill(gn.begin(), gn.end(), 0.f);
+        if (params.loss == BatchLoss::kBpr) {
+          // Mean over pairs of −log σ(s_p − s_n).
+          const float scale = 1.f / static_cast<float>(P * M);
+          for (int64_t q = 0; q < P; ++q)
+            for (int j = 0; j < M; ++j) {
+              if (neg[j] == pb[q]) continue;
+              const float gx = -sigmoid(sn[j] - sp[q]) * scale;
+              gp[q] += gx;
+              gn[j] -= gx;
+            }
+        } else {
+          // Mean over positives of −log softmax against the negatives, log-Q corrected:
+          // corrected logits z = s / temperature − log(M q).
+          for (int64_t q = 0; q < P; ++q)
+            sp[q] = sp[q] * inv_t - std::log(M * static_cast<float>(sampler.probability(pb[q])));
+          for (int j = 0; j < M; ++j)
+            sn[j] = sn[j] * inv_t - std::log(M * static_cast<float>(sampler.probability(neg[j])));
+          const float scale = inv_t / static_cast<float>(P);
+          for (int64_t q = 0; q < P; ++q) {
+            float mx = sp[q];
+            for (int j = 0; j < M; ++j)
+              if (neg[j] != pb[q]) mx = std::max(mx, sn[j]);
+            double sum = std::exp(sp[q] - mx);
+            for (int j = 0; j < M; ++j)
+              if (neg[j] != pb[q]) sum += std::exp(sn[j] - mx);
+            gp[q] += (static_cast<float>(std::exp(sp[q] - mx) / sum) - 1.f) * scale;
+            for (int j = 0; j < M; ++j)
+              if (neg[j] != pb[q]) gn[j] += static_cast<float>(std::exp(sn[j] - mx) / sum) * scale;
+          }
+        }
+        for (int c = 0; c < d; ++c) g[c] = reg * u[c];
+        for (int64_t q = 0; q < P; ++q) {
+          const float* it = items.row(pb[q]);
+          for (int c = 0; c < d; ++c) g[c] += gp[q] * it[c];
+        }
+        for (int j = 0; j < M; ++j) {
+          const float* it = items.row(neg[j]);
+          for (int c = 0; c < d; ++c) g[c] += gn[j] * it[c];
+        }
+        const OptimizerStep s = optimizer_step(adam, 0.01, t);
+        for (int c = 0; c < ku; ++c) update<2>(u[c], g[c], m.data(), v.data(), c, s);
+      }
+      if (params.normalize) normalize_row(u, ku);
+    }
+  }
+  return out;
+}
+
+}  // namespace recforge::backend::cpu

@@ -1,0 +1,455 @@
+// BPR and sampled softmax on the GPU: the host side. Both factor matrices (compact row-major
+// float32, dim columns) and their optimiser state live on the device for the model's lifetime;
+// the interactions (offsets, items, the user of every interaction) and the sampler tables are
+// uploaded by the first epoch. An epoch enqueues all of its steps on the compute stream without
+// waiting: BPR one fused kernel per step (models/batch/bpr.cu); softmax per step the sampling and
+// gathers, three cuBLAS GEMMs, the row softmax and two sparse optimiser updates
+// (models/batch/softmax.cu). The loss is summed on the GPU and read, with the non-finite flags, once
+// at the end of the epoch.
+#include "models/batch/batch_cuda_trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "backend/cuda/cuda_resources.h"
+#include "backend/cuda/launch.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace recforge::backend::cuda {
+namespace {
+
+constexpr double kGiB = 1073741824.0;
+
+static_assert(std::is_same_v<data::index_t, int32_t>, "device code reads int32 item ids");
+static_assert(std::is_same_v<data::offset_t, int64_t>, "device code reads int64 offsets");
+
+// Bits of the row ids below n (at least 1), the radix sort's end bit.
+int id_bits(int64_t n) {
+  int b = 1;
+  while (b < 31 && (int64_t{1} << b) < n) ++b;
+  return b;
+}
+
+const char* optimizer_name(Optimizer o) {
+  switch (o) {
+    case Optimizer::kSgd: return "sgd";
+    case Optimizer::kAdagrad: return "adagrad";
+    case Optimizer::kAdam: return "adam";
+  }
+  return "?";
+}
+
+// Optimiser state arrays per factor matrix: Adam m and v, Adagrad v, SGD none.
+int state_arrays(Optimizer o) {
+  return o == Optimizer::kAdam ? 2 : o == Optimizer::kAdagrad ? 1 : 0;
+}
+
+// Identifies the host matrix and sampler an epoch uploaded.
+struct DataKey {
+  const void* indptr = nullptr;
+  const void* indices = nullptr;
+  const void* sampler = nullptr;
+  int64_t nnz = -1;
+  uint64_t sample = 0;
+  bool operator==(const DataKey& o) const {
+    return indptr == o.indptr && indices == o.indices && sampler == o.sampler && nnz == o.nnz &&
+           sample == o.sample;
+  }
+};
+
+DataKey key_of(const data::Csr& ui, const cpu::ItemSampler& sampler) {
+  DataKey k{ui.indptr.data(), ui.indices.data(), &sampler, ui.nnz(), 0};
+  const int64_t n = ui.nnz();
+  for (int s = 0; s < 64 && n > 0; ++s) {  // a cheap sample of the contents
+    const int64_t e = n * s / 64;
+    k.sample = k.sample * 1000003u + static_cast<uint64_t>(ui.indices[static_cast<size_t>(e)]);
+  }
+  return k;
+}
+
+class BatchTrainerCudaImpl final : public BatchTrainerCuda {
+ public:
+  BatchTrainerCudaImpl(std::shared_ptr<CudaResources> gpu, int64_t n_users, int64_t n_items,
+               const BatchParams& params)
+      : gpu_(std::move(gpu)), nu_(n_users), ni_(n_items), p_(params), dim_(params.dim()),
+        softmax_(params.loss == BatchLoss::kSoftmax),
+        cands_(params.batch_size + (softmax_ ? params.negatives : 0)) {
+    DeviceScope scope(g().device());
+    const int states = state_arrays(p_.optimizer);
+    const int64_t factors = (nu_ + ni_) * dim_ * 4 * (1 + states);
+    const int64_t scratch = softmax_ ? softmax_bytes() : 0;
+    const int64_t free = g().free_bytes();
+    if (factors + scratch > free * 9 / 10)
+      fail("the {} model needs {:.2f} GiB of GPU memory ({} users + {} items × {} columns of "
+           "float32 with {} {} state array(s){}) and {} has {:.2f} GiB free; lower model.factors{}",
+           loss_label(), (factors + scratch) / kGiB, nu_, ni_, dim_, states,
+           optimizer_name(p_.optimizer),
+           softmax_ ? fmt::format(", plus {:.2f} GiB of batch buffers", scratch / kGiB) : "",
+           g().description(), free / kGiB,
+           softmax_ ? ", model.batch_size or model.negatives" : " or use model.optimizer: sgd");
+    const cudaStream_t s = g().stream();
+    users_.reset(nu_ * dim_);
+    items_.reset(ni_ * dim_);
+    if (p_.optimizer == Optimizer::kAdam) {
+      user_m_.reset(nu_ * dim_);
+      item_m_.reset(ni_ * dim_);
+    }
+    if (p_.optimizer != Optimizer::kSgd) {
+      user_v_.reset(nu_ * dim_);
+      item_v_.reset(ni_ * dim_);
+    }
+    zero(users_);
+    zero(items_);
+    zero_state();
+    loss_.reset(2);
+    flags_.reset(2);
+    if (softmax_) {
+      const int64_t b = p_.batch_size, c = cands_;
+      batch_users_.reset(b);
+      cand_.reset(c);
+      log_expected_.reset(c);
+      ub_.reset(b * dim_);
+      cm_.reset(c * dim_);
+      scores_.reset(b * c);
+      du_.reset(b * dim_);
+      dv_.reset(c * dim_);
+      ids_out_.reset(c);
+      positions_.reset(c);
+      pos_out_.reset(c);
+      sort_bits_ = id_bits(std::max(nu_, ni_));
+      sort_temp_bytes_ = sort_row_ids_temp_bytes(c, sort_bits_);
+      sort_temp_.reset(static_cast<int64_t>(sort_temp_bytes_) + 1);
+      launch_iota(positions_.data(), c, s);
+    }
+    g().synchronize();
+  }
+
+  ~BatchTrainerCudaImpl() override {
+    // Wait for work that still reads the buffers (destructors never throw).
+    int previous = 0;
+    if (cudaGetDevice(&previous) == cudaSuccess && previous != g().device())
+      cudaSetDevice(g().device());
+    cudaStreamSynchronize(g().stream());
+    if (previous != g().device()) cudaSetDevice(previous);
+  }
+
+  void set_factors(const Matrix& users, const Matrix& items) override {
+    RF_ASSERT(users.rows == nu_ && items.rows == ni_ && users.cols == dim_ && items.cols == dim_,
+              "BatchTrainerCuda::set_factors: shapes differ from the model's");
+    DeviceScope scope(g().device());
+    copy_to_device(users_.data(), users.data.data(), nu_ * dim_, g().stream());
+    copy_to_device(items_.data(), items.data.data(), ni_ * dim_, g().stream());
+    zero_state();
+    step_ = 0;  // Adam's bias corrections restart with the zeroed moments
+    nonfinite_ = 0;
+    g().synchronize();
+  }
+
+  void get_factors(Matrix& users, Matrix& items) override {
+    DeviceScope scope(g().device());
+    users.rows = nu_;
+    users.cols = dim_;
+    users.data.resize(static_cast<size_t>(nu_ * dim_));
+    items.rows = ni_;
+    items.cols = dim_;
+    items.data.resize(static_cast<size_t>(ni_ * dim_));
+    copy_to_host(users.data.data(), users_.data(), nu_ * dim_, g().stream());
+    copy_to_host(items.data.data(), items_.data(), ni_ * dim_, g().stream());
+    g().synchronize();
+  }
+
+  cpu::OptimizerState optimizer_state() override {
+    DeviceScope scope(g().device());
+    cpu::OptimizerState s;
+    s.steps = step_;
+    const auto get = [&](std::vector<float>& dst, DeviceBuffer<float>& src) {
+      dst.resize(static_cast<size_t>(src.size()));
+      if (src.size() > 0) copy_to_host(dst.data(), src.data(), src.size(), g().stream());
+    };
+    get(s.user_m, user_m_);
+    get(s.user_v, user_v_);
+    get(s.item_m, item_m_);
+    get(s.item_v, item_v_);
+    g().synchronize();
+    return s;
+  }
+
+  void set_optimizer_state(const cpu::OptimizerState& state) override {
+    const auto fits = [](const std::vector<float>& a, const DeviceBuffer<float>& b) {
+      return a.empty() || static_cast<int64_t>(a.size()) == b.size();
+    };
+    RF_ASSERT(fits(state.user_m, user_m_) && fits(state.user_v, user_v_) &&
+                  fits(state.item_m, item_m_) && fits(state.item_v, item_v_) && state.steps >= 0,
+              "BatchTrainerCuda::set_optimizer_state: shapes differ from the model's");
+    DeviceScope scope(g().device());
+    const auto put = [&](DeviceBuffer<float>& dst, const std::vector<float>& src) {
+      if (!src.empty()) copy_to_device(dst.data(), src.data(), dst.size(), g().stream());
+    };
+    put(user_m_, state.user_m);
+    put(user_v_, state.user_v);
+    put(item_m_, state.item_m);
+    put(item_v_, state.item_v);
+    step_ = state.steps;
+    g().synchronize();
+  }
+
+  cpu::EpochStats epoch(const data::Csr& ui, const cpu::ItemSampler& sampler, int epoch,
+                        uint64_t seed) override {
+    RF_ASSERT(epoch >= 1, "BatchTrainerCuda::epoch: epochs are 1-based");
+    DeviceScope scope(g().device());
+    ensure_data(ui, sampler);
+    cpu::EpochStats stats;
+    const int64_t nnz = ui.nnz();
+    if (nnz == 0) return stats;
+    const cudaStream_t s = g().stream();
+    const double lr = p_.learning_rate * std::pow(p_.lr_decay, static_cast<double>(epoch - 1));
+    const int64_t b = p_.batch_size;
+    const int64_t steps = (nnz + b - 1) / b;
+    PhiloxPlan rng;
+    rng.seed = derive_seed(seed, static_cast<uint64_t>(epoch));
+    rng.stride = static_cast<uint64_t>(cands_);  // BPR: b; softmax: b + negatives
+    RF_CHECK_CUDA(cudaMemsetAsync(loss_.data(), 0, 2 * sizeof(double), s));
+    RF_CHECK_CUDA(cudaMemsetAsync(flags_.data(), 0, 2 * sizeof(int), s));
+    for (int64_t st = 0; st < steps; ++st) {
+      const int64_t bs = std::min(b, nnz - st * b);
+      const OptimizerStep os = optimizer_step(p_, lr, ++step_);
+      rng.step = static_cast<uint64_t>(st);
+      if (softmax_)
+        softmax_step(bs, rng, os);
+      else
+        launch_bpr_step(factors_view(), data_view(), rng, bs, p_.negatives, p_.hard_negatives, p_.reject_seen,
+                        static_cast<float>(p_.regularization), os, loss_.data(), s);
+    }
+    launch_count_nonfinite(users_.data(), nu_ * dim_, flags_.data(), s);
+    launch_count_nonfinite(items_.data(), ni_ * dim_, flags_.data() + 1, s);
+    double sums[2] = {0, 0};
+    int flags[2] = {0, 0};
+    copy_to_host(sums, loss_.data(), 2, s);
+    copy_to_host(flags, flags_.data(), 2, s);
+    g().synchronize();
+    nonfinite_ = (flags[0] ? 1 : 0) | (flags[1] ? 2 : 0);
+    stats.samples = nnz;
+    stats.steps = steps;
+    // Softmax: mean over positives; BPR: mean over the triples trained (skipped ones excluded).
+    const double count = softmax_ ? static_cast<double>(nnz) : sums[1];
+    stats.loss = count > 0 ? sums[0] / count : 0.0;
+    return stats;
+  }
+
+  int nonfinite() const override { return nonfinite_; }
+
+ private:
+  CudaResources& g() const { return *gpu_; }
+
+  const char* loss_label() const { return softmax_ ? "softmax" : "bpr"; }
+
+  template <typename T>
+  void zero(DeviceBuffer<T>& b) {
+    if (b.bytes() > 0) RF_CHECK_CUDA(cudaMemsetAsync(b.data(), 0, b.bytes(), g().stream()));
+  }
+
+  void zero_state() {
+    zero(user_m_);
+    zero(user_v_);
+    zero(item_m_);
+    zero(item_v_);
+  }
+
+  // Bytes of the softmax batch buffers (B = batch_size, C = B + negatives): ids, log E, the
+  // gathered rows and their gradients (2 (B + C) dim floats), the B × C scores, the sort's
+  // buffers (CUB's temporary storage estimated at 16 bytes per id).
+  int64_t softmax_bytes() const {
+    const int64_t b = p_.batch_size, c = cands_;
+    return 4 * (b + 2 * c) + 4 * 2 * (b + c) * dim_ + 4 * b * c + 4 * 3 * c + 16 * c + (1 << 20);
+  }
+
+  BatchFactorsView factors_view() {
+    BatchFactorsView f;
+    f.users = users_.data();
+    f.items = items_.data();
+    f.user_m = user_m_.data();
+    f.user_v = user_v_.data();
+    f.item_m = item_m_.data();
+    f.item_v = item_v_.data();
+    f.n_users = nu_;
+    f.n_items = ni_;
+    f.dim = dim_;
+    f.item_bias = p_.item_bias;
+    return f;
+  }
+
+  BatchDataView data_view() const {
+    BatchDataView d;
+    d.indptr = indptr_.data();
+    d.indices = indices_.data();
+    d.row_of = row_of_.data();
+    d.nnz = nnz_;
+    d.accept = accept_.data();
+    d.alias = alias_.data();  // null for a uniform sampler
+    d.n_items = ni_;
+    return d;
+  }
+
+  // Uploads the interactions and the sampler tables unless these are already on the GPU.
+  void ensure_data(const data::Csr& ui, const cpu::ItemSampler& sampler) {
+    if (ui.rows != nu_ || ui.cols != ni_)
+      fail("{} on the GPU: the interaction matrix is {}×{}; the model is {} users × {} items",
+           loss_label(), ui.rows, ui.cols, nu_, ni_);
+    RF_ASSERT(sampler.size() == ni_, "BatchTrainerCuda::epoch: the sampler covers another item count");
+    const DataKey key = key_of(ui, sampler);
+    if (uploaded_ && key == key_) return;
+    uploaded_ = false;
+    const int64_t nnz = ui.nnz();
+    const bool table = !sampler.uniform();
+    // Offsets, items and the user of every interaction; alias table; logq rates.
+    const int64_t need = (nu_ + 1) * 8 + nnz * 8 + ni_ * 4 * ((table ? 2 : 0) + (softmax_ ? 2 : 0));
+    const int64_t held = indptr_.bytes() + indices_.bytes() + row_of_.bytes() + accept_.bytes() +
+                         alias_.bytes() + pos_rate_.bytes() + neg_prob_.bytes();
+    const int64_t free = g().free_bytes() + held;
+    if (need > free * 9 / 10)
+      fail("the {} interactions need {:.2f} GiB of GPU memory next to the factors and {} has "
+           "{:.2f} GiB free; train on the CPU (train.device: cpu) or lower model.factors",
+           nnz, need / kGiB, g().description(), free / kGiB);
+    const cudaStream_t s = g().stream();
+    indptr_ = DeviceBuffer<int64_t>();
+    indices_ = DeviceBuffer<int32_t>();
+    row_of_ = DeviceBuffer<int32_t>();
+    indptr_.reset(nu_ + 1);
+    indices_.reset(nnz);
+    row_of_.reset(nnz);
+    copy_to_device(indptr_.data(), ui.indptr.data(), nu_ + 1, s);
+    copy_to_device(indices_.data(), ui.indices.data(), nnz, s);
+    launch_row_of(indptr_.data(), nu_, row_of_.data(), s);
+    accept_ = DeviceBuffer<float>();
+    alias_ = DeviceBuffer<int32_t>();
+    if (table) {
+      RF_ASSERT(static_cast<int64_t>(sampler.accept().size()) == ni_ &&
+                    static_cast<int64_t>(sampler.alias().size()) == ni_,
+                "BatchTrainerCuda::epoch: the sampler's alias table has the wrong size");
+      accept_.reset(ni_);
+      alias_.reset(ni_);
+      copy_to_device(accept_.data(), sampler.accept().data(), ni_, s);
+      copy_to_device(alias_.data(), sampler.alias().data(), ni_, s);
+    }
+    std::vector<float> rate, prob;
+    if (softmax_) {
+      // logq: E_c = B·n_c/nnz (in-batch) + N·q_c, computed per candidate by the sampling kernel.
+      const std::vector<int64_t> counts = cpu::item_counts(ui);
+      rate.resize(static_cast<size_t>(ni_));
+      prob.resize(static_cast<size_t>(ni_));
+      const double inv_nnz = 1.0 / static_cast<double>(std::max<int64_t>(nnz, 1));
+      for (int64_t j = 0; j < ni_; ++j) {
+        const auto js = static_cast<size_t>(j);
+        rate[js] = static_cast<float>(static_cast<double>(counts[js]) * inv_nnz);
+        prob[js] = static_cast<float>(sampler.probability(static_cast<data::index_t>(j)));
+      }
+      pos_rate_.reset(ni_);
+      neg_prob_.reset(ni_);
+      copy_to_device(pos_rate_.data(), rate.data(), ni_, s);
+      copy_to_device(neg_prob_.data(), prob.data(), ni_, s);
+    }
+    g().synchronize();  // the host vectors above die here
+    nnz_ = nnz;
+    key_ = key;
+    uploaded_ = true;
+  }
+
+  // One softmax step on bs positives: candidates = the bs positives, then the negatives.
+  void softmax_step(int64_t bs, const PhiloxPlan& rng, const OptimizerStep& os) {
+    const cudaStream_t s = g().stream();
+    const int n = p_.negatives;
+    const int64_t c = bs + n;
+    launch_softmax_sample(data_view(), rng, bs, n, p_.in_batch ? pos_rate_.data() : nullptr,
+                          neg_prob_.data(), batch_users_.data(), cand_.data(),
+                          p_.logq ? log_expected_.data() : nullptr, s);
+    launch_gather_rows(users_.data(), dim_, batch_users_.data(), bs, ub_.data(), s);
+    launch_gather_rows(items_.data(), dim_, cand_.data(), c, cm_.data(), s);
+    // Row-major X (r × k) is column-major Xᵀ with leading dimension k, so each product below is
+    // written for the transposes. S (bs × c) = Ub Cmᵀ / τ: column-major Sᵀ = Cm Ubᵀ.
+    const float inv_tau = static_cast<float>(1.0 / p_.temperature);
+    const float zero = 0.f;
+    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, ic, ib, id, &inv_tau,
+                                cm_.data(), id, ub_.data(), id, &zero, scores_.data(), ic));
+    launch_softmax_rows(scores_.data(), bs, c, cand_.data(), p_.logq ? log_expected_.data() : nullptr,
+                        p_.in_batch, loss_.data(), s);
+    // dL/dscore = G / τ. dU (bs × dim) = G Cm / τ: column-major dUᵀ = Cmᵀ Gᵀ.
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, id, ib, ic, &inv_tau,
+                                cm_.data(), id, scores_.data(), ic, &zero, du_.data(), id));
+    // dV (c × dim) = Gᵀ Ub / τ: column-major dVᵀ = Ubᵀ G (G is the transpose of the stored Gᵀ).
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, id, ic, ib, &inv_tau,
+                                ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
+    const float reg = static_cast<float>(p_.regularization);
+    const int user_cols = p_.item_bias ? dim_ - 1 : dim_;  // the users' bias column stays 1
+    const int sphere = p_.normalize ? p_.factors : 0;       // cosine part; the bias is outside
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
+                 positions_.data(), pos_out_.data(), bs, sort_bits_, s);
+    launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, user_cols,
+                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, sphere, os, s);
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cand_.data(), ids_out_.data(),
+                 positions_.data(), pos_out_.data(), c, sort_bits_, s);
+    launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
+                      pos_out_.data(), c, dv_.data(), reg, sphere, os, s);
+  }
+
+  std::shared_ptr<CudaResources> gpu_;
+  int64_t nu_, ni_;
+  BatchParams p_;
+  int dim_;
+  bool softmax_;
+  int64_t cands_;  // BPR: batch_size; softmax: batch_size + negatives
+  DeviceBuffer<float> users_, items_;                    // n × dim, row-major
+  DeviceBuffer<float> user_m_, user_v_, item_m_, item_v_;  // optimiser state (may be empty)
+  DeviceBuffer<double> loss_;                            // the epoch's loss sum, BPR triples
+  DeviceBuffer<int> flags_;                              // non-finite users, items
+  int64_t step_ = 0;                                     // optimiser steps so far (Adam's t)
+  int nonfinite_ = 0;
+  // Interactions and sampler tables (ensure_data).
+  bool uploaded_ = false;
+  DataKey key_;
+  int64_t nnz_ = 0;
+  DeviceBuffer<int64_t> indptr_;
+  DeviceBuffer<int32_t> indices_, row_of_;
+  DeviceBuffer<float> accept_;
+  DeviceBuffer<int32_t> alias_;
+  DeviceBuffer<float> pos_rate_, neg_prob_;  // softmax: n_c / nnz and q_c per item
+  // Softmax batch buffers (B = batch_size, C = B + negatives).
+  DeviceBuffer<int32_t> batch_users_, cand_;  // B, C
+  DeviceBuffer<float> log_expected_;          // C
+  DeviceBuffer<float> ub_, cm_;               // B × dim, C × dim gathered rows
+  DeviceBuffer<float> scores_;                // B × C scores, then G
+  DeviceBuffer<float> du_, dv_;               // B × dim, C × dim gradients
+  DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;  // sort buffers, C each
+  DeviceBuffer<unsigned char> sort_temp_;
+  size_t sort_temp_bytes_ = 0;
+  int sort_bits_ = 1;  // radix bits of every row id (both sides, one temporary size)
+};
+
+}  // namespace
+
+std::unique_ptr<BatchTrainerCuda> make_batch_trainer_cuda(std::shared_ptr<CudaResources> gpu, int64_t n_users,
+                                         int64_t n_items, const BatchParams& params) {
+  RF_ASSERT(gpu != nullptr, "make_batch_trainer_cuda: no GPU resources");
+  const char* name = params.loss == BatchLoss::kSoftmax ? "softmax" : "bpr";
+  if (n_users > INT32_MAX || n_items > INT32_MAX)
+    fail("{} on the GPU: {} users and {} items; expected at most {} of each", name, n_users,
+         n_items, INT32_MAX);
+  if (n_items < 1) fail("{} on the GPU needs at least one item", name);
+  if (params.factors < 1) fail("model.factors is {}; expected at least 1", params.factors);
+  if (params.batch_size < 1) fail("model.batch_size is {}; expected at least 1", params.batch_size);
+  if (params.negatives < 0 || (params.loss == BatchLoss::kBpr && params.negatives < 1))
+    fail("model.negatives is {}; {} needs at least {}", params.negatives, name,
+         params.loss == BatchLoss::kBpr ? 1 : 0);
+  if (params.loss == BatchLoss::kSoftmax) {
+    if (params.batch_size + params.negatives > INT32_MAX / 2)
+      fail("model.batch_size + model.negatives is {}; the GPU softmax supports at most {}",
+           params.batch_size + params.negatives, INT32_MAX / 2);
+    if (!(params.temperature > 0)) fail("model.temperature is {}; expected > 0", params.temperature);
+  }
+  return std::make_unique<BatchTrainerCudaImpl>(std::move(gpu), n_users, n_items, params);
+}
+
+}  // namespace recforge::backend::cuda

@@ -1,0 +1,537 @@
+// BPR and sampled softmax on the CPU: the sampler, the gradients of one step against finite
+// differences of independently written losses, the bias column, fold-in, determinism and
+// configuration errors. Quality on planted data on every device: tests/gpu/embedding_gpu_test.cpp.
+#include "models/batch/batch.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "models/batch/batch_cpu.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "random_data.h"
+
+namespace recforge::models {
+namespace {
+
+using backend::BatchLoss;
+using backend::BatchParams;
+using backend::Optimizer;
+using backend::cpu::BatchTrainerCpu;
+using backend::cpu::ItemSampler;
+using data::Csr;
+using data::index_t;
+
+TEST(ItemSampler, DrawsInProportionToPopularityToTheExponent) {
+  const std::vector<int64_t> counts = {0, 1, 3, 7, 15, 0, 63};
+  for (double beta : {0.0, 0.5, 1.0}) {
+    const ItemSampler s(counts, beta);
+    double total = 0;
+    for (int64_t c : counts) total += std::pow(c + 1.0, beta);
+    std::vector<int64_t> seen(counts.size(), 0);
+    Rng rng(11);
+    const int draws = 400000;
+    for (int t = 0; t < draws; ++t) ++seen[s.draw(rng)];
+    for (size_t j = 0; j < counts.size(); ++j) {
+      const double want = std::pow(counts[j] + 1.0, beta) / total;
+      EXPECT_NEAR(s.probability(static_cast<index_t>(j)), want, 1e-12) << "beta " << beta;
+      // 400k draws: the standard error of a frequency is below 8e-4.
+      EXPECT_NEAR(static_cast<double>(seen[j]) / draws, want, 4e-3) << "item " << j << " beta " << beta;
+    }
+  }
+}
+
+TEST(ItemSampler, TwoHalfDrawIsTheSameDraw) {
+  // The BPR epoch draws a column, prefetches its table entry, and resolves it later: the same
+  // random numbers must give the same item as one draw() (whose distribution the test above
+  // checks), whatever the two become.
+  const std::vector<int64_t> counts = {0, 1, 3, 7, 15, 0, 63, 2};
+  for (double beta : {0.0, 0.75}) {
+    const ItemSampler s(counts, beta);
+    Rng a(5), b(5);
+    std::vector<int64_t> seen(counts.size(), 0);
+    for (int t = 0; t < 10000; ++t) {
+      const index_t whole = s.draw(a);
+      const ItemSampler::Column c = s.column(b);
+      s.prefetch(c);
+      ASSERT_EQ(s.resolve(c), whole) << "draw " << t << " beta " << beta;
+      ++seen[whole];
+    }
+    // Not a constant: every item came up.
+    for (size_t j = 0; j < counts.size(); ++j) EXPECT_GT(seen[j], 0) << "item " << j;
+  }
+}
+
+TEST(ItemSampler, RejectsTheUsersOwnItemsWhenAsked) {
+  const ItemSampler s(std::vector<int64_t>(10, 1), 0.0);
+  const std::vector<index_t> row = {0, 1, 2, 3, 4, 6, 7, 8};  // unseen: 5 and 9
+  Rng rng(3);
+  std::map<index_t, int> got;
+  for (int t = 0; t < 20000; ++t)
+    ++got[backend::cpu::draw_negative(s, rng, 2, true, row.data(), row.data() + row.size())];
+  // Each draw is unseen with probability 0.2; after 16 refused draws the sample is skipped (-1).
+  const double skipped = std::pow(0.8, 16);
+  ASSERT_EQ(got.size(), 3u) << "only items 5 and 9 are unseen";
+  EXPECT_NEAR(got[-1] / 20000.0, skipped, 0.006);
+  EXPECT_NEAR(got[5] / 20000.0, (1 - skipped) / 2, 0.02);
+  EXPECT_NEAR(got[9] / 20000.0, (1 - skipped) / 2, 0.02);
+  // Without rejection only the positive itself is refused.
+  std::set<index_t> any;
+  for (int t = 0; t < 20000; ++t)
+    any.insert(backend::cpu::draw_negative(s, rng, 2, false, row.data(), row.data() + row.size()));
+  EXPECT_EQ(any.size(), 9u);
+  EXPECT_EQ(any.count(2), 0u);
+  // A user who has seen everything but the positive gets no negative (-1, the sample is skipped).
+  const std::vector<index_t> all = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_EQ(backend::cpu::draw_negative(s, rng, 2, true, all.data(), all.data() + all.size()), -1);
+}
+
+BatchParams params(BatchLoss loss, int factors, bool bias) {
+  BatchParams p;
+  p.loss = loss;
+  p.factors = factors;
+  p.item_bias = bias;
+  p.optimizer = Optimizer::kSgd;
+  p.regularization = 0.07;
+  p.temperature = 0.6;
+  return p;
+}
+
+// Factors with the bias column convention: users hold 1 in the last column.
+std::pair<Matrix, Matrix> factors(int n_users, int n_items, const BatchParams& p) {
+  Matrix u = test::random_matrix(n_users, p.dim(), 5, 0.5);
+  Matrix v = test::random_matrix(n_items, p.dim(), 6, 0.5);
+  if (p.item_bias)
+    for (int64_t r = 0; r < u.rows; ++r) u.row(r)[p.dim() - 1] = 1.f;
+  return {u, v};
+}
+
+// BPR's loss written from its definition, in double: Σ −log σ(u·(p − n)) + λ/2 (‖u‖² + ‖p‖² +
+// ‖n‖²) over the triples, the users' bias column not penalised (it is not a parameter).
+double bpr_loss(const BatchParams& p, const Matrix& U, const Matrix& V, const std::vector<index_t>& us,
+                const std::vector<index_t>& ps, const std::vector<index_t>& ns) {
+  double l = 0;
+  for (size_t t = 0; t < us.size(); ++t) {
+    double x = 0, reg = 0;
+    for (int c = 0; c < p.dim(); ++c) {
+      const double u = U.row(us[t])[c], a = V.row(ps[t])[c], b = V.row(ns[t])[c];
+      x += u * (a - b);
+      reg += (c < p.factors ? u * u : 0.0) + a * a + b * b;
+    }
+    l += std::log1p(std::exp(-x)) + 0.5 * p.regularization * reg;
+  }
+  return l;
+}
+
+// The sampled softmax loss from its definition: mean over rows of −log softmax over the kept
+// candidates of z = u·v / T − log E, plus λ/2 of the squared norms of each distinct touched row.
+double softmax_loss(const BatchParams& p, const Matrix& U, const Matrix& V,
+                    const std::vector<index_t>& us, const std::vector<index_t>& ps,
+                    const std::vector<index_t>& ns, const std::vector<double>& log_e) {
+  std::vector<index_t> cand(ps);
+  cand.insert(cand.end(), ns.begin(), ns.end());
+  const size_t B = ps.size();
+  double l = 0;
+  for (size_t b = 0; b < B; ++b) {
+    std::vector<double> z;
+    double own = 0;
+    for (size_t c = 0; c < cand.size(); ++c) {
+      const bool keep = c == b || (c < B ? p.in_batch && cand[c] != ps[b] : cand[c] != ps[b]);
+      if (!keep) continue;
+      double s = 0;
+      for (int k = 0; k < p.dim(); ++k) s += static_cast<double>(U.row(us[b])[k]) * V.row(cand[c])[k];
+      const double zc = s / p.temperature - log_e[c];
+      if (c == b) own = zc;
+      z.push_back(zc);
+    }
+    double mx = -1e300, sum = 0;
+    for (double v : z) mx = std::max(mx, v);
+    for (double v : z) sum += std::exp(v - mx);
+    l += -(own - mx - std::log(sum));
+  }
+  l /= static_cast<double>(B);
+  double reg = 0;
+  for (index_t u : std::set<index_t>(us.begin(), us.end()))
+    for (int k = 0; k < p.factors; ++k) reg += static_cast<double>(U.row(u)[k]) * U.row(u)[k];
+  for (index_t i : std::set<index_t>(cand.begin(), cand.end()))
+    for (int k = 0; k < p.dim(); ++k) reg += static_cast<double>(V.row(i)[k]) * V.row(i)[k];
+  return l + 0.5 * p.regularization * reg;
+}
+
+// Checks that one SGD step at learning rate 1 moved every weight by minus the central finite
+// difference of `loss` (h = 1e-3 in double; the loss is smooth, so the error is O(h²)).
+template <class Loss>
+void expect_step_is_gradient(const Matrix& u0, const Matrix& v0, const Matrix& u1, const Matrix& v1,
+                             const BatchParams& p, Loss loss) {
+  const double h = 1e-3;
+  auto check = [&](bool user_side) {
+    const Matrix& before = user_side ? u0 : v0;
+    const Matrix& after = user_side ? u1 : v1;
+    for (int64_t r = 0; r < before.rows; ++r)
+      for (int c = 0; c < p.dim(); ++c) {
+        Matrix up = user_side ? u0 : v0, dn = up;
+        up.row(r)[c] = static_cast<float>(before.row(r)[c] + h);
+        dn.row(r)[c] = static_cast<float>(before.row(r)[c] - h);
+        const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
+        const double lp = user_side ? loss(up, v0) : loss(u0, up);
+        const double ln = user_side ? loss(dn, v0) : loss(u0, dn);
+        const double fd = (lp - ln) / step;
+        const double moved = static_cast<double>(before.row(r)[c]) - after.row(r)[c];
+        if (user_side && p.item_bias && c == p.dim() - 1) {
+          EXPECT_EQ(after.row(r)[c], 1.f) << "the users' bias column must stay 1";
+          continue;
+        }
+        EXPECT_NEAR(moved, fd, 2e-4 + 1e-3 * std::abs(fd))
+            << (user_side ? "user " : "item ") << r << " column " << c;
+      }
+  };
+  check(true);
+  check(false);
+}
+
+TEST(BatchStep, BprStepMovesEachWeightByItsGradient) {
+  for (bool bias : {false, true}) {
+    BatchParams p = params(BatchLoss::kBpr, 5, bias);
+    const Csr x = test::random_csr(6, 12, 3, 1);  // only the trainer's bookkeeping reads it
+    auto [u0, v0] = factors(6, 12, p);
+    // Triples touching distinct rows, so applying them one after the other equals one step on
+    // their summed loss.
+    const std::vector<index_t> us = {0, 2, 5}, ps = {1, 4, 7}, ns = {3, 9, 11};
+    Matrix u1 = u0, v1 = v0;
+    BatchTrainerCpu t(p, x, 1);
+    const double reported = t.step(u1, v1, us, ps, ns, 1.0);
+    BatchParams no_reg = p;
+    no_reg.regularization = 0;
+    EXPECT_NEAR(reported, bpr_loss(no_reg, u0, v0, us, ps, ns), 1e-5);
+    expect_step_is_gradient(u0, v0, u1, v1, p, [&](const Matrix& u, const Matrix& v) {
+      return bpr_loss(p, u, v, us, ps, ns);
+    });
+  }
+}
+
+TEST(BatchStep, SoftmaxStepMovesEachWeightByItsGradient) {
+  for (bool in_batch : {true, false})
+    for (bool logq : {true, false}) {
+      BatchParams p = params(BatchLoss::kSoftmax, 4, in_batch);  // bias with in-batch, for variety
+      p.in_batch = in_batch;
+      p.logq = logq;
+      p.negatives = 3;
+      const Csr x = test::random_csr(8, 10, 4, 2);
+      auto [u0, v0] = factors(8, 10, p);
+      // A repeated user (rows 0 and 3), a repeated positive (rows 1 and 2: accidental hits in
+      // the batch) and a negative equal to row 0's positive.
+      const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0};
+      Matrix u1 = u0, v1 = v0;
+      BatchTrainerCpu t(p, x, 1);
+      const double reported = t.step(u1, v1, us, ps, ns, 1.0);
+      // The expected counts the trainer corrects with: B·n_c/nnz (in-batch) + N·q_c.
+      const std::vector<int64_t> counts = backend::cpu::item_counts(x);
+      std::vector<double> log_e;
+      for (index_t c : {2, 5, 5, 8, 2, 9, 0}) {
+        const double e = (in_batch ? 4.0 * counts[c] / static_cast<double>(x.nnz()) : 0.0) + 3.0 / 10.0;
+        log_e.push_back(logq ? std::log(e) : 0.0);
+      }
+      BatchParams no_reg = p;
+      no_reg.regularization = 0;
+      EXPECT_NEAR(reported, softmax_loss(no_reg, u0, v0, us, ps, ns, log_e), 1e-5);
+      expect_step_is_gradient(u0, v0, u1, v1, p, [&](const Matrix& u, const Matrix& v) {
+        return softmax_loss(p, u, v, us, ps, ns, log_e);
+      });
+    }
+}
+
+// At a low temperature the positive's softmax probability underflows float32 (logit gaps above
+// ~87 were clamped, above ~104 they give 0): the reported loss must still be −log softmax,
+// mx − z_b + log Σ exp(z_c − mx), not a clamped or infinite value.
+TEST(BatchStep, SoftmaxLossIsExactWhereTheProbabilityUnderflows) {
+  BatchParams p = params(BatchLoss::kSoftmax, 4, true);
+  p.temperature = 0.005;
+  p.negatives = 3;
+  p.regularization = 0;
+  const Csr x = test::random_csr(8, 10, 4, 2);
+  auto [u0, v0] = factors(8, 10, p);
+  const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0};
+  const std::vector<int64_t> counts = backend::cpu::item_counts(x);
+  std::vector<index_t> cand(ps);
+  cand.insert(cand.end(), ns.begin(), ns.end());
+  std::vector<double> log_e;
+  for (index_t c : cand) log_e.push_back(std::log(4.0 * counts[c] / x.nnz() + 3.0 / 10.0));
+  // Each float32 logit z = (u·v)·(1/T) − log E carries an error of at most (d + 2)·u·(Σ|u_k v_k|/T
+  // + |log E|) (d products, the scaling, the subtraction); the loss adds two logits (z_b, mx)
+  // and log Σ, whose fast_exp terms keep the 1e-5 of SoftmaxStepMovesEachWeightByItsGradient.
+  double z_err = 0, widest_gap = 0;
+  for (size_t b = 0; b < ps.size(); ++b) {
+    double own = 0, mx = -1e300;
+    for (size_t c = 0; c < cand.size(); ++c) {
+      double s = 0, a = 0;
+      for (int k = 0; k < p.dim(); ++k) {
+        s += static_cast<double>(u0.row(us[b])[k]) * v0.row(cand[c])[k];
+        a += std::fabs(static_cast<double>(u0.row(us[b])[k]) * v0.row(cand[c])[k]);
+      }
+      z_err = std::max(z_err, (p.dim() + 2) * 0x1p-24 * (a / p.temperature + std::fabs(log_e[c])));
+      const bool keep = c == b || cand[c] != ps[b];  // in_batch: every other candidate
+      if (!keep) continue;
+      const double z = s / p.temperature - log_e[c];
+      if (c == b) own = z;
+      mx = std::max(mx, z);
+    }
+    widest_gap = std::max(widest_gap, mx - own);
+  }
+  ASSERT_GT(widest_gap, 104) << "a positive whose probability underflows float32";
+  BatchTrainerCpu t(p, x, 1);
+  Matrix u1 = u0, v1 = v0;
+  const double reported = t.step(u1, v1, us, ps, ns, 1e-3);
+  EXPECT_NEAR(reported, softmax_loss(p, u0, v0, us, ps, ns, log_e), 2 * z_err + 1e-5);
+}
+
+TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
+  // Unit rows, scores are cosines: a small SGD step moves each touched row by −lr times the
+  // gradient projected onto the row's tangent space (to first order in lr) and keeps it unit.
+  // With an item bias the bias column is outside the sphere (score = cosine + bias): it takes
+  // the plain step −lr (∂loss/∂b + λ b), and the users' 1 there stays 1.
+  for (bool bias : {false, true}) {
+    BatchParams p = params(BatchLoss::kSoftmax, 6, bias);
+    p.normalize = true;
+    p.negatives = 3;
+    p.temperature = 0.2;
+    const int k = p.factors;
+    const Csr x = test::random_csr(8, 10, 4, 4);
+    auto [u0, v0] = factors(8, 10, p);
+    for (Matrix* m : {&u0, &v0})
+      for (int64_t r = 0; r < m->rows; ++r) {
+        double n = 0;
+        for (int c = 0; c < k; ++c) n += static_cast<double>(m->row(r)[c]) * m->row(r)[c];
+        for (int c = 0; c < k; ++c) m->row(r)[c] = static_cast<float>(m->row(r)[c] / std::sqrt(n));
+      }
+    const std::vector<index_t> us = {1, 4, 6}, ps = {2, 5, 8}, ns = {3, 9, 0};
+    const std::vector<int64_t> counts = backend::cpu::item_counts(x);
+    std::vector<double> log_e;
+    for (index_t c : {2, 5, 8, 3, 9, 0})
+      log_e.push_back(std::log(3.0 * counts[c] / static_cast<double>(x.nnz()) + 3.0 / 10.0));
+    Matrix u1 = u0, v1 = v0;
+    BatchTrainerCpu t(p, x, 1);
+    const double lr = 1e-3;
+    t.step(u1, v1, us, ps, ns, lr);
+    BatchParams no_reg = p;
+    no_reg.regularization = 0;  // radial on the sphere; the bias's L2 is added below
+    auto loss = [&](const Matrix& u, const Matrix& v) { return softmax_loss(no_reg, u, v, us, ps, ns, log_e); };
+    const double h = 1e-3;
+    int moved_rows = 0;
+    for (bool user_side : {true, false}) {
+      const Matrix& before = user_side ? u0 : v0;
+      const Matrix& after = user_side ? u1 : v1;
+      for (int64_t r = 0; r < before.rows; ++r) {
+        std::vector<double> g(p.dim());
+        double dot = 0, norm = 0, shift = 0;
+        for (int c = 0; c < p.dim(); ++c) {
+          Matrix up = before, dn = before;
+          up.row(r)[c] += static_cast<float>(h);
+          dn.row(r)[c] -= static_cast<float>(h);
+          const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
+          g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
+          if (c < k) {
+            dot += g[c] * before.row(r)[c];
+            norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
+          }
+          shift += std::abs(after.row(r)[c] - before.row(r)[c]);
+        }
+        EXPECT_NEAR(norm, 1.0, 1e-5) << "row " << r << " bias " << bias;
+        moved_rows += shift > 0;
+        for (int c = 0; c < p.dim(); ++c) {
+          const bool touched = shift > 0;
+          double want = -lr * (g[c] - dot * before.row(r)[c]);
+          if (c == k) want = user_side || !touched ? 0.0 : -lr * (g[c] + p.regularization * before.row(r)[c]);
+          EXPECT_NEAR(after.row(r)[c] - before.row(r)[c], want, 2e-6 + 0.02 * std::abs(want))
+              << (user_side ? "user " : "item ") << r << " column " << c << " bias " << bias;
+        }
+        if (bias && user_side) {
+          EXPECT_EQ(after.row(r)[k], 1.f) << "user " << r;
+        }
+      }
+    }
+    EXPECT_EQ(moved_rows, 3 + 6) << "the batch touches 3 users and 6 items";
+    if (bias) {
+      // The biases of the six candidates moved, so the test above is not vacuous for them.
+      double bias_shift = 0;
+      for (index_t i : {2, 5, 8, 3, 9, 0}) bias_shift += std::abs(v1.row(i)[k] - v0.row(i)[k]);
+      EXPECT_GT(bias_shift, 1e-5);
+    }
+  }
+}
+
+TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {
+  // One Adam step from zero state moves each weight by lr · sign(g) (up to ε); one Adagrad step
+  // by lr · g / |g|: the same first step, the optimisers' defining property.
+  for (Optimizer o : {Optimizer::kAdagrad, Optimizer::kAdam}) {
+    BatchParams p = params(BatchLoss::kBpr, 6, false);
+    p.optimizer = o;
+    p.regularization = 0;
+    const Csr x = test::random_csr(4, 6, 2, 3);
+    auto [u0, v0] = factors(4, 6, p);
+    Matrix u1 = u0, v1 = v0;
+    BatchTrainerCpu t(p, x, 1);
+    t.step(u1, v1, {0}, {1}, {2}, 0.01);
+    for (int c = 0; c < p.dim(); ++c) {
+      EXPECT_NEAR(std::abs(u1.row(0)[c] - u0.row(0)[c]), 0.01, 1e-5);
+      EXPECT_NEAR(std::abs(v1.row(1)[c] - v0.row(1)[c]), 0.01, 1e-5);
+      EXPECT_EQ(v1.row(3)[c], v0.row(3)[c]) << "untouched rows do not move";
+    }
+  }
+}
+
+TEST(BatchEpoch, HardNegativesTrainOnTheHighestScoredDraw) {
+  // One user who likes item 0 of 10; item 7 has the highest score. With 64 draws per negative
+  // (each of the 9 candidates missed with probability (8/9)^64 < 1e-3) the epoch's single triple
+  // uses item 7, so only items 0 and 7 move.
+  BatchParams p = params(BatchLoss::kBpr, 4, false);
+  p.batch_size = 1;
+  p.hard_negatives = 64;
+  const Csr x = Csr::from_coo(1, 10, {0}, {0}, {1.f});
+  for (uint64_t seed : {1, 2, 3, 4, 5}) {
+    Matrix u = test::random_matrix(1, 4, 1, 0.5), v = test::random_matrix(10, 4, 2, 0.1);
+    for (int c = 0; c < 4; ++c) v.row(7)[c] = u.row(0)[c];  // score ‖u‖², far above the rest
+    const Matrix v0 = v;
+    BatchTrainerCpu t(p, x, 1);
+    t.epoch(u, v, 1, seed);
+    for (int i = 0; i < 10; ++i) {
+      const bool moved = !std::equal(v.row(i), v.row(i) + 4, v0.row(i));
+      EXPECT_EQ(moved, i == 0 || i == 7) << "item " << i << " seed " << seed;
+    }
+  }
+}
+
+// Planted structure: 6 groups of 40 users and 20 items; each user has 10 of its group's items.
+Csr planted(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<index_t> r, c;
+  for (int u = 0; u < 240; ++u) {
+    const int g = u / 40;
+    std::set<int> items;
+    while (items.size() < 10) items.insert(g * 20 + static_cast<int>(rng.below(20)));
+    for (int i : items) {
+      r.push_back(u);
+      c.push_back(i);
+    }
+  }
+  return Csr::from_coo(240, 120, r, c, std::vector<float>(r.size(), 1.f));
+}
+
+BatchOptions small_options(BatchLoss loss) {
+  BatchOptions o;
+  o.params.loss = loss;
+  o.params.factors = 16;
+  o.params.batch_size = 64;
+  o.params.learning_rate = 0.05;
+  o.params.regularization = 1e-4;
+  o.params.negatives = loss == BatchLoss::kBpr ? 1 : 16;
+  o.params.temperature = 0.5;
+  o.epochs = 30;
+  o.seed = 9;
+  return o;
+}
+
+TEST(BatchModel, SameSeedSameFactorsOnOneThread) {
+  const Csr x = planted(1);
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+    BatchOptions o = small_options(loss);
+    o.epochs = 3;
+    BatchModel a(o, 1), b(o, 1);
+    a.init(x.rows, x.cols);
+    b.init(x.rows, x.cols);
+    for (int e = 0; e < 3; ++e) {
+      a.iterate(x, x);
+      b.iterate(x, x);
+    }
+    EXPECT_EQ(a.user_factors().data, b.user_factors().data);
+    EXPECT_EQ(a.item_factors().data, b.item_factors().data);
+    o.seed = 10;
+    BatchModel c(o, 1);
+    c.init(x.rows, x.cols);
+    c.iterate(x, x);
+    EXPECT_NE(a.item_factors().data, c.item_factors().data);
+  }
+}
+
+TEST(BatchModel, ItemBiasIsTheLastColumnAndUsersKeepOne) {
+  const Csr x = planted(2);
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+    BatchOptions o = small_options(loss);
+    o.params.item_bias = true;
+    BatchModel m(o, 2);
+    m.init(x.rows, x.cols);
+    for (int e = 0; e < 5; ++e) m.iterate(x, x);
+    ASSERT_EQ(m.user_factors().cols, 17);
+    ASSERT_EQ(m.item_factors().cols, 17);
+    for (int64_t u = 0; u < m.user_factors().rows; ++u) ASSERT_EQ(m.user_factors().row(u)[16], 1.f);
+    // Biases were learned: not all still 0.
+    double spread = 0;
+    for (int64_t i = 0; i < m.item_factors().rows; ++i) spread += std::abs(m.item_factors().row(i)[16]);
+    EXPECT_GT(spread, 0.1);
+  }
+}
+
+TEST(BatchModel, FoldInRecoversTheGroupOfANewUser) {
+  const Csr x = planted(3);
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+    BatchModel m(small_options(loss), 2);
+    m.init(x.rows, x.cols);
+    for (int e = 0; e < 30; ++e) m.iterate(x, x);
+    // New users with 5 items of group g each: of the 115 items they did not list, 15 are in g,
+    // and at least 13 of the 15 best must be (by chance: below 1e-10).
+    for (int g = 0; g < 6; ++g) {
+      const std::vector<index_t> rr(5, 0), cc = {g * 20 + 1, g * 20 + 4, g * 20 + 9, g * 20 + 13, g * 20 + 17};
+      const Csr row = Csr::from_coo(1, 120, rr, cc, std::vector<float>(5, 1.f));
+      const Matrix q = m.fold_in(row);
+      std::vector<std::pair<float, int>> s;
+      for (int i = 0; i < 120; ++i) {
+        if (std::find(cc.begin(), cc.end(), i) != cc.end()) continue;
+        s.push_back({std::inner_product(q.row(0), q.row(0) + q.cols, m.item_factors().row(i), 0.f), i});
+      }
+      std::sort(s.rbegin(), s.rend());
+      int in_group = 0;
+      for (int t = 0; t < 15; ++t) in_group += s[t].second / 20 == g;
+      EXPECT_GE(in_group, 13) << loss_name(loss) << " group " << g;
+    }
+  }
+}
+
+TEST(BatchModel, ConfigCombinationsThatCannotTrainAreRefused) {
+  auto cfg = config::Config::defaults();
+  cfg.set("model.type=softmax");
+  cfg.set("model.negatives=0");
+  cfg.set("model.in_batch=false");
+  try {
+    batch_options(cfg);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.negatives"), std::string::npos) << e.what();
+  }
+  cfg.set("model.type=bpr");
+  EXPECT_THROW(batch_options(cfg), Error);
+  cfg.set("model.negatives=1");
+  cfg.set("model.normalize=true");
+  EXPECT_THROW(batch_options(cfg), Error) << "normalize is for softmax";
+  cfg.set("model.type=softmax");
+  EXPECT_NO_THROW(batch_options(cfg));
+  cfg.set("model.item_bias=true");
+  EXPECT_NO_THROW(batch_options(cfg)) << "the bias column lives outside the sphere";
+  cfg.set("model.item_bias=false");
+  cfg.set("model.normalize=false");
+  cfg.set("model.type=bpr");
+  cfg.set("model.negatives=1");
+  cfg.set("model.dtype=float16");
+  EXPECT_THROW(batch_options(cfg), Error);
+  cfg.set("model.dtype=float32");
+  cfg.set("model.item_bias=true");
+  cfg.set("model.factors=32");
+  EXPECT_EQ(embedding_dimension(cfg), 33);
+  cfg.set("model.type=ials");
+  EXPECT_EQ(embedding_dimension(cfg), 32);
+}
+
+}  // namespace
+}  // namespace recforge::models
