@@ -85,10 +85,6 @@ class Embedding : public Model {
   int epochs_done_ = 0;
 };
 
-/// Options from the `model` section (model.seed falls back to run.seed). Throws
-/// recforge::Error naming the key for combinations that cannot train.
-EmbeddingOptions embedding_options(const config::Config& cfg);
-
 /// A batch model on the Context's device: models::Embedding on the CPU, models::EmbeddingCuda
 /// on a GPU.
 std::unique_ptr<Model> make_embedding(const EmbeddingOptions& options, const Context& ctx);
