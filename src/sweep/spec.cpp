@@ -626,9 +626,14 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
   } else {
     s.metric = s.base.settings().eval.metric;
   }
-  const int k = std::stoi(s.metric.substr(s.metric.find('@') + 1));
+  // NAME@K with K made of digits (checked above or by the base config); a K beyond int64 is in
+  // no list either (and must not be an internal error).
+  const std::string k = s.metric.substr(s.metric.find('@') + 1);
+  int64_t k_value = 0;
+  const auto [k_end, k_ec] = std::from_chars(k.data(), k.data() + k.size(), k_value);
   const std::vector<int64_t> ks = s.base.settings().eval.ks;
-  if (std::find(ks.begin(), ks.end(), k) == ks.end()) {
+  if (k_ec != std::errc() || k_end != k.data() + k.size() ||
+      std::find(ks.begin(), ks.end(), k_value) == ks.end()) {
     std::string list;
     for (int64_t x : ks) list += (list.empty() ? "" : ", ") + std::to_string(x);
     fail("{}: metric: {} uses K = {}, which is not in the base config's eval.ks [{}]",
