@@ -107,9 +107,11 @@ void check_eval(const Config& cfg) {
   int64_t value = 0;
   const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), value);
   const bool parsed = ec == std::errc() && end == k.data() + k.size();
+  // Named where the metric was set, or where eval.ks was when the metric is the default.
+  const std::string at =
+      cfg.where(cfg.where("eval.metric") == "default" ? "eval.ks" : "eval.metric");
   if (!parsed || std::find(e.ks.begin(), e.ks.end(), value) == e.ks.end())
-    fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", cfg.where("eval.metric"),
-         e.metric, k);
+    fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", at, e.metric, k);
 }
 
 void check_export(const Config& cfg) {

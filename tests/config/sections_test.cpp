@@ -289,7 +289,9 @@ TEST(ConfigCheck, OverridesAreCheckedAfterTheLastOne) {
     Config::parse("", "x.yaml", {"eval.ks=[5]"});
     ADD_FAILURE() << "no error";
   } catch (const recforge::Error& e) {
-    EXPECT_STREQ(e.what(), "default: eval.metric ndcg@20 uses K = 20, which is not in eval.ks");
+    // The default metric: the sentence names the setting that made it fail.
+    EXPECT_STREQ(e.what(),
+                 "--set eval.ks=[5]: eval.metric ndcg@20 uses K = 20, which is not in eval.ks");
   }
 }
 
