@@ -471,7 +471,8 @@ int cmd_index_bench() {
     pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "benchmark an index of");
     for (const std::string& s : g.sets) r.config.set(s);
     const auto t0 = std::chrono::steady_clock::now();
-    idx = index::ItemIndex::build(r.model->item_factors(), pipeline::index_options(r.config.settings()));
+    idx = index::ItemIndex::build(r.model->item_factors(),
+                                  pipeline::index_options(r.config.settings()));
     log().info("built the {} index of {} items in {:.2f} s", index::type_name(idx.type()),
                idx.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     users = r.model->user_factors();

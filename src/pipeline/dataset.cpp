@@ -144,9 +144,8 @@ Dataset prepare_dataset(const config::Config& cfg) {
   const int64_t nu = d.users.size(), ni = d.items.size();
   d.split = data::split_interactions(loaded.parts[0], nu, so, given ? &loaded.parts[1] : nullptr);
   if (d.split.train.size() == 0) fail("the split left no training interactions");
-  log().info("split ({}): {} train, {} validation, {} test interactions",
-             s.split.method, d.split.train.size(), d.split.validation.size(),
-             d.split.test.size());
+  log().info("split ({}): {} train, {} validation, {} test interactions", s.split.method,
+             d.split.train.size(), d.split.validation.size(), d.split.test.size());
   d.weighting = weight_options(cfg);
   d.confidence = data::confidence(d.split.train, nu, ni, d.weighting);
   d.user_items = data::Csr::from_interactions(nu, ni, d.split.train, d.confidence);

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -343,6 +344,34 @@ TEST(ConfigCheck, RecforgeConfigAndTrainRefuseTheSameFilesWithTheSameSentence) {
   EXPECT_EQ(out,
             "recforge: error: --set model.patience=1: model.patience needs "
             "model.eval_every > 0\n");
+}
+
+// ---- Layering ---------------------------------------------------------------------------------
+
+TEST(ConfigLayering, ModelsAndIndicesNeverSeeTheConfigAndNobodyReadsByPath) {
+  // Models, backends and indices take option structs (pipeline/options.h); code outside
+  // src/config and the sweep (which varies parameters by path) reads Config::settings().
+  namespace fs = std::filesystem;
+  const fs::path src = fs::path(RECFORGE_SOURCE_DIR) / "src";
+  const std::vector<std::string> getters = {".get_int(", ".get_float(", ".get_string(",
+                                            ".get_bool(", ".get_int_list("};
+  size_t files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(src)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string rel = fs::relative(entry.path(), src).generic_string();
+    const std::string ext = entry.path().extension().string();
+    if (ext != ".h" && ext != ".cpp" && ext != ".cu" && ext != ".cuh") continue;
+    ++files;
+    const std::string text = test::read_file(entry.path().string());
+    const std::string top = rel.substr(0, rel.find('/'));
+    if (top == "models" || top == "index" || top == "backend") {
+      EXPECT_EQ(text.find("config/config.h"), std::string::npos) << rel;
+    }
+    if (top == "config" || top == "sweep") continue;
+    for (const std::string& g : getters)
+      EXPECT_EQ(text.find(g), std::string::npos) << rel << " reads a parameter by path: " << g;
+  }
+  EXPECT_GT(files, 50u) << "the sources were not found under " << src;
 }
 
 // ---- pipeline/options.h -----------------------------------------------------------------------
