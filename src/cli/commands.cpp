@@ -34,6 +34,7 @@
 #include "index/filtered_search.h"
 #include "models/memory.h"
 #include "pipeline/export.h"
+#include "pipeline/options.h"
 #include <cmath>
 
 namespace recforge::cli {
@@ -60,6 +61,7 @@ config::Config load_config(const std::string& path, std::vector<std::string> set
   return path.empty() ? [&] {
     config::Config c = config::Config::defaults();
     for (const auto& s : sets) c.set(s);
+    config::check(c);
     return c;
   }()
                       : config::Config::load(path, sets);
@@ -182,7 +184,7 @@ int cmd_datagen() {
   if (g.interactions > 0) sets.push_back("synthetic.interactions=" + std::to_string(g.interactions));
   if (g.seed >= 0) sets.push_back("synthetic.seed=" + std::to_string(g.seed));
   const config::Config cfg = load_config(g.config_path, sets);
-  set_progress_mode(cfg.get_string("run.progress"));
+  set_progress_mode(cfg.settings().run.progress);
   const auto data = data::generate_synthetic(pipeline::synthetic_options(cfg));
   data::write_synthetic_csv(data, g.out);
   log().info("wrote {} interactions ({} users, {} items) to {}", data.x.size(), data.users.size(),
@@ -469,7 +471,8 @@ int cmd_index_bench() {
     pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "benchmark an index of");
     for (const std::string& s : g.sets) r.config.set(s);
     const auto t0 = std::chrono::steady_clock::now();
-    idx = index::ItemIndex::build(r.model->item_factors(), index::options_from_config(r.config));
+    idx = index::ItemIndex::build(r.model->item_factors(),
+                                  pipeline::index_options(r.config.settings()));
     log().info("built the {} index of {} items in {:.2f} s", index::type_name(idx.type()),
                idx.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     users = r.model->user_factors();

@@ -109,7 +109,7 @@ void plot(const std::string& csv, const std::string& png, const std::string& met
 int cmd_compare() {
   const std::vector<sweep::RunInfo> runs = sweep::read_runs(g_compare.dirs);
   const std::string metric =
-      g_compare.metric.empty() ? runs.front().config.get_string("eval.metric") : g_compare.metric;
+      g_compare.metric.empty() ? runs.front().config.settings().eval.metric : g_compare.metric;
   const std::string why = config::find_param("eval.metric")->check(metric);
   if (!why.empty()) fail("--metric {}: {}", metric, why);
   std::fputs(sweep::format_comparison(sweep::compare(runs, metric)).c_str(), stdout);

@@ -1,5 +1,6 @@
 /// @file config.cpp
-/// Validation, overrides, dumps and the Markdown reference, all driven by the parameter table.
+/// Validation, overrides, dumps and the Markdown reference, all driven by the parameter table
+/// (generated from the declarations in sections.cpp).
 
 #include "config/config.h"
 
@@ -408,14 +409,21 @@ struct ConfigBuilder {
   static Config defaults(const std::vector<Param>& table) {
     validate_table(table);
     Config c(&table);
+    c.typed_ = &table == &params();
     c.values_.reserve(table.size());
     for (const Param& p : table) c.values_.push_back(default_value(p));
+    if (c.typed_) {
+      // The table's defaults are the Settings' member initializers by construction; filling
+      // settings_ from the values keeps the two views one.
+      for (size_t i = 0; i < table.size(); ++i) detail::store_field(c.settings_, i, c.values_[i]);
+    }
     return c;
   }
 
   /// Reads YAML text and overrides on top of `c` (the table's defaults).
   static Config parse_into(Config c, const std::string& yaml_text, const std::string& name,
-                           const std::vector<std::string>& overrides) {
+                           const std::vector<std::string>& overrides,
+                           Config::Checks checks = Config::Checks::kAll) {
     c.source_ = name;
     require_utf8(yaml_text, name);
     YAML::Node root;
@@ -426,6 +434,7 @@ struct ConfigBuilder {
     }
     apply_document(c, root, name);
     for (const std::string& o : overrides) c.set(o);
+    if (c.typed_ && checks == Config::Checks::kAll) check(c);
     return c;
   }
 
@@ -486,6 +495,7 @@ struct ConfigBuilder {
     const std::string err = convert(p, node, &v);
     if (!err.empty()) fail("{}: {}: {}", prefix, p.path, err);
     v.where = where;
+    if (c.typed_) detail::store_field(c.settings_, idx, v);
     c.values_[idx] = std::move(v);
   }
 };
@@ -499,7 +509,8 @@ Config Config::defaults() {
 
 Config Config::defaults(const std::vector<Param>& table) { return ConfigBuilder::defaults(table); }
 
-Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides,
+                    Checks checks) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) fail("{}: cannot open config file: {}", path, std::strerror(errno));
   std::string text;
@@ -509,12 +520,12 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
   const int read_errno = std::ferror(f) ? errno : 0;
   std::fclose(f);
   if (read_errno) fail("{}: cannot read config file: {}", path, std::strerror(read_errno));
-  return parse(text, path, overrides);
+  return parse(text, path, overrides, checks);
 }
 
 Config Config::parse(const std::string& yaml_text, const std::string& name,
-                     const std::vector<std::string>& overrides) {
-  return ConfigBuilder::parse_into(defaults(), yaml_text, name, overrides);
+                     const std::vector<std::string>& overrides, Checks checks) {
+  return ConfigBuilder::parse_into(defaults(), yaml_text, name, overrides, checks);
 }
 
 Config Config::parse(const std::vector<Param>& table, const std::string& yaml_text,
@@ -558,6 +569,11 @@ const Config::Value& Config::checked(const std::string& path, Type type) const {
   const Value& v = values_[index_of(path, type)];
   RF_ASSERT(v.set, "config parameter '" + path + "' is unset; check is_set() first");
   return v;
+}
+
+const Settings& Config::settings() const {
+  RF_ASSERT(typed_, "settings() of a config of a caller-supplied table");
+  return settings_;
 }
 
 int64_t Config::get_int(const std::string& path) const { return checked(path, Type::kInt).i; }
@@ -635,34 +651,41 @@ nlohmann::json Config::to_json() const {
   return out;
 }
 
+namespace {
+
+bool same_value(Type type, const Config::Value& a, const Config::Value& b) {
+  if (a.set != b.set) return false;
+  if (!a.set) return true;
+  switch (type) {
+    case Type::kInt:
+      return a.i == b.i;
+    case Type::kFloat:
+      return a.f == b.f;
+    case Type::kBool:
+      return a.b == b.b;
+    case Type::kString:
+    case Type::kEnum:
+      return a.s == b.s;
+    case Type::kIntList:
+      return a.list == b.list;
+  }
+  return false;
+}
+
+}  // namespace
+
 bool Config::operator==(const Config& other) const {
   if (table_ != other.table_) return false;
-  for (size_t i = 0; i < values_.size(); ++i) {
-    const Value& a = values_[i];
-    const Value& b = other.values_[i];
-    if (a.set != b.set) return false;
-    if (!a.set) continue;
-    bool same = true;
-    switch ((*table_)[i].type) {
-      case Type::kInt:
-        same = a.i == b.i;
-        break;
-      case Type::kFloat:
-        same = a.f == b.f;
-        break;
-      case Type::kBool:
-        same = a.b == b.b;
-        break;
-      case Type::kString:
-      case Type::kEnum:
-        same = a.s == b.s;
-        break;
-      case Type::kIntList:
-        same = a.list == b.list;
-        break;
-    }
-    if (!same) return false;
-  }
+  for (size_t i = 0; i < values_.size(); ++i)
+    if (!same_value((*table_)[i].type, values_[i], other.values_[i])) return false;
+  return true;
+}
+
+bool operator==(const Settings& a, const Settings& b) {
+  const std::vector<Param>& table = params();
+  for (size_t i = 0; i < table.size(); ++i)
+    if (!same_value(table[i].type, detail::load_field(a, i), detail::load_field(b, i)))
+      return false;
   return true;
 }
 
@@ -729,7 +752,8 @@ std::string markdown_reference(const std::vector<Param>& table,
   out +=
       "# Configuration reference\n"
       "\n"
-      "<!-- Generated from src/config/params.cpp by `recforge config --markdown`; "
+      "<!-- Generated from the declarations in src/config/sections.cpp by `recforge config "
+      "--markdown`; "
       "do not edit by hand. -->\n"
       "\n"
       "recforge reads its settings from a YAML file made of sections, each a mapping of keys to "
@@ -752,6 +776,9 @@ std::string markdown_reference(const std::vector<Param>& table,
       "`--set split.method=time`, `--set split.test_fraction=0.1`.\n"
       "- Unknown keys and invalid values are errors that name the file, line and column (or the "
       "`--set` argument) and what was expected.\n"
+      "- Combinations of settings that cannot work together (for example an `eval.metric` whose "
+      "K is not in `eval.ks`, or `model.patience` without `model.eval_every`) are refused the "
+      "same way, by `recforge config` as by `recforge train`.\n"
       "- Settings whose default is *unset* are optional: leave them out, or write `null` or `~`.\n"
       "- Types: *integer* is a whole number; *number* is an integer or a decimal "
       "(`0.5`, `1e-3`); *boolean* is `true` or `false` (`yes`/`no` and `on`/`off` also work); "

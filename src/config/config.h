@@ -1,8 +1,10 @@
 #pragma once
 /// @file config.h
-/// The configuration system. Every parameter is declared once, in the table of params.cpp; YAML
-/// validation, `--set` overrides, the resolved-config dump and the Markdown reference
-/// (docs/configuration.md) are all derived from that table.
+/// The configuration system. Every parameter is declared once, as a typed field of a section
+/// struct (sections.h) declared in sections.cpp; the parameter table params(), YAML validation,
+/// `--set` overrides, the resolved-config dump and the Markdown reference
+/// (docs/configuration.md) are all generated from those declarations. Config::settings() gives
+/// the values as those typed structs.
 
 #include <cstdint>
 #include <functional>
@@ -10,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "config/sections.h"
 
 namespace recforge::config {
 
@@ -53,7 +57,8 @@ struct Section {
   std::string description;
 };
 
-/// The parameter table, in documentation order (sections appear in first-use order).
+/// The parameter table, in documentation order (sections appear in first-use order), generated
+/// from the declarations in sections.cpp.
 const std::vector<Param>& params();
 
 /// Descriptions of the sections used by params(), in the same order.
@@ -73,21 +78,35 @@ class Config {
   /// Defaults of a caller-supplied table (validated; throws InternalError on a bad table).
   static Config defaults(const std::vector<Param>& table);
 
-  /// Loads a YAML file, applies overrides ("section.key=value"), validates. Throws recforge::Error.
-  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// What load() and parse() check: every value against its declaration and then the
+  /// combinations of values (config::check), or the values only (for a sweep's base config,
+  /// whose trials replace some values and are checked when they train).
+  enum class Checks { kAll, kValuesOnly };
+
+  /// Loads a YAML file, applies overrides ("section.key=value"), validates each value and then
+  /// (kAll) the combinations of values (config::check). Throws recforge::Error.
+  static Config load(const std::string& path, const std::vector<std::string>& overrides = {},
+                     Checks checks = Checks::kAll);
 
   /// Same from YAML text; `name` is used as the file name in messages.
   static Config parse(const std::string& yaml_text, const std::string& name,
-                      const std::vector<std::string>& overrides = {});
+                      const std::vector<std::string>& overrides = {},
+                      Checks checks = Checks::kAll);
   /// Same against a caller-supplied table.
   static Config parse(const std::vector<Param>& table, const std::string& yaml_text,
                       const std::string& name, const std::vector<std::string>& overrides = {});
 
   /// Applies one override "section.key=value" (value parsed as a YAML scalar or flow sequence;
   /// an empty value is YAML null, which unsets an optional parameter). Throws recforge::Error.
+  /// Checks the value, not its combination with others: call config::check() after the last.
   void set(const std::string& assignment);
 
-  /// Value of a kInt parameter.
+  /// Every value, typed (only for configs of the built-in table params(); the others throw
+  /// InternalError). Code outside src/config and the sweep reads parameters here, not by path.
+  const Settings& settings() const;
+
+  /// Value of a kInt parameter (by path: for code that handles parameters generically, such as
+  /// the sweep; everything else reads settings()).
   int64_t get_int(const std::string& path) const;
   /// Value of a kFloat parameter.
   double get_float(const std::string& path) const;
@@ -139,9 +158,26 @@ class Config {
   const std::vector<Param>* table_;
   std::vector<Value> values_;  // parallel to *table_
   std::string source_;
+  bool typed_ = false;  // table_ is params(): settings_ mirrors values_
+  Settings settings_;
 
   friend struct ConfigBuilder;
 };
+
+/// The checks that relate two or more parameters (eval.metric's K in eval.ks, model.patience
+/// needs model.eval_every, the data format's columns, the split's files, the model's option
+/// combinations, ...): throws recforge::Error naming the file:line of the offending key. load()
+/// and parse() run it after the overrides, and so does pipeline::train, so `recforge config`
+/// and `recforge train` refuse the same configs. Checks that need the device or the data stay
+/// where those are known. Only for configs of the built-in table.
+void check(const Config& cfg);
+
+namespace detail {
+/// Stores `v` into the field of params()[index] in `s` (sections.cpp).
+void store_field(Settings& s, size_t index, const Config::Value& v);
+/// The field of params()[index] in `s` as a Value (sections.cpp).
+Config::Value load_field(const Settings& s, size_t index);
+}  // namespace detail
 
 /// The Markdown reference: title, how to set values (YAML file, --set), then one section per
 /// config section with a table: key | type | default | allowed | description.

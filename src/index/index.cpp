@@ -172,24 +172,6 @@ IndexDevice parse_index_device(const std::string& name, const std::string& what)
   fail("{}: device \"{}\" is unknown; expected auto, cpu or cuda", what, name);
 }
 
-Options options_from_config(const config::Config& cfg) {
-  Options o;
-  o.type = parse_type(cfg.get_string("index.type"), "index.type");
-  o.metric = parse_metric(cfg.get_string("index.metric"), "index.metric");
-  o.device = parse_index_device(cfg.get_string("index.device"), "index.device");
-  o.nlist = cfg.get_int("index.nlist");
-  o.nprobe = cfg.get_int("index.nprobe");
-  o.pq_m = cfg.get_int("index.pq_m");
-  o.pq_nbits = cfg.get_int("index.pq_nbits");
-  o.hnsw_m = cfg.get_int("index.hnsw_m");
-  o.ef_construction = cfg.get_int("index.ef_construction");
-  o.ef_search = cfg.get_int("index.ef_search");
-  o.train_sample = cfg.get_int("index.train_sample");
-  o.seed = static_cast<uint64_t>(cfg.is_set("index.seed") ? cfg.get_int("index.seed")
-                                                          : cfg.get_int("run.seed"));
-  return o;
-}
-
 int64_t resolve_pq_m(int64_t d) {
   for (int64_t m = d / 4; m > 1; --m)
     if (d % m == 0) return m;

@@ -12,7 +12,6 @@
 #include <string>
 #include <string_view>
 
-#include "config/config.h"
 #include "core/npy.h"
 
 namespace faiss {
@@ -70,9 +69,6 @@ struct Options {
   /// index.device (whose config default is auto; a bare Options stays on the CPU).
   IndexDevice device = IndexDevice::kCpu;
 };
-
-/// Options from the `index` section of a config (index.seed unset → run.seed).
-Options options_from_config(const config::Config& cfg);
 
 /// The automatic number of PQ sub-quantizers for dimension d: the largest divisor of d that is
 /// at most d / 4 (at least 1).

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "config/config.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -72,21 +71,15 @@ class Model {
   virtual std::shared_ptr<backend::cuda::CudaResources> cuda() const { return nullptr; }
 };
 
-/// Builds the model named by `model.type` (nullptr for `none`). Throws recforge::Error when the
-/// chosen device has no implementation of it.
-std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx);
+struct ModelOptions;  // models/ials.h
+
+/// Builds the model `options` describe on the Context's device (nullptr for no model). Throws
+/// recforge::Error when the chosen device has no implementation of it. pipeline/options.h
+/// makes the options from a config.
+std::unique_ptr<Model> make_model(const ModelOptions& options, const Context& ctx);
 
 /// Whether every value of `m` is finite (no NaN, no infinity); the models' check after each
 /// iteration or epoch.
 bool all_finite(const Matrix& m);
-
-/// Why the training loss of the config's model on `user_items` (confidences) became NaN or
-/// infinite, as the end of the error that stops the run: an interaction confidence beyond
-/// float32's range, the softmax temperature, or diverging factors, with the setting to change.
-std::string nonfinite_loss_cause(const config::Config& cfg, const data::Csr& user_items);
-
-/// Columns of the factor matrices the config's model produces: model.factors, plus one for the
-/// item bias of a bpr or softmax model with model.item_bias.
-int embedding_dimension(const config::Config& cfg);
 
 }  // namespace recforge::models

@@ -101,7 +101,7 @@ std::string checkpoint_dir(const std::string& run_dir, const std::string& name) 
 }
 
 std::string checkpoint_dir(const config::Config& cfg) {
-  return checkpoint_dir(cfg.get_string("run.dir"), run_name(cfg));
+  return checkpoint_dir(cfg.settings().run.dir, run_name(cfg));
 }
 
 nlohmann::json checkpoint_config(const config::Config& cfg) {

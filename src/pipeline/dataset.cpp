@@ -25,57 +25,50 @@ data::Duplicates duplicates_from(const std::string& name) {
   return data::Duplicates::kLast;
 }
 
-std::optional<std::string> optional_string(const config::Config& cfg, const std::string& key) {
-  if (!cfg.is_set(key)) return std::nullopt;
-  return cfg.get_string(key);
-}
-
 }  // namespace
 
 data::LoadOptions load_options(const config::Config& cfg) {
+  const config::DataSection& d = cfg.settings().data;
   data::LoadOptions o;
-  const std::string& format = cfg.get_string("data.format");
-  o.format = format == "adjacency" ? data::Format::kAdjacency : data::Format::kDelimited;
-  o.delimiter = delimiter_from(cfg.get_string("data.delimiter"));
-  o.header = cfg.get_bool("data.header");
-  o.user_col = cfg.get_string("data.user_col");
-  o.item_col = cfg.get_string("data.item_col");
-  o.weight_col = optional_string(cfg, "data.weight_col");
-  o.time_col = optional_string(cfg, "data.time_col");
-  o.string_ids = cfg.get_string("data.id_type") == "string";
-  o.duplicates = duplicates_from(cfg.get_string("data.duplicates"));
-  o.min_weight = cfg.get_float("data.min_weight");
-  o.min_user_interactions = cfg.get_int("data.min_user_interactions");
-  o.min_item_interactions = cfg.get_int("data.min_item_interactions");
-  o.skip_errors = cfg.get_string("data.on_error") == "skip";
-  o.use_cache = cfg.get_bool("data.cache");
-  o.cache_dir = cfg.get_string("data.cache_dir");
+  o.format = d.format == "adjacency" ? data::Format::kAdjacency : data::Format::kDelimited;
+  o.delimiter = delimiter_from(d.delimiter);
+  o.header = d.header;
+  o.user_col = d.user_col;
+  o.item_col = d.item_col;
+  o.weight_col = d.weight_col;
+  o.time_col = d.time_col;
+  o.string_ids = d.id_type == "string";
+  o.duplicates = duplicates_from(d.duplicates);
+  o.min_weight = d.min_weight;
+  o.min_user_interactions = d.min_user_interactions;
+  o.min_item_interactions = d.min_item_interactions;
+  o.skip_errors = d.on_error == "skip";
+  o.use_cache = d.cache;
+  o.cache_dir = d.cache_dir;
   if (o.cache_dir.empty()) o.cache_dir = data::default_cache_dir();
-  if (o.format == data::Format::kAdjacency && (o.weight_col || o.time_col))
-    fail("{}: data.format adjacency has no weight or time columns; remove data.weight_col and "
-         "data.time_col",
-         cfg.where(o.weight_col ? "data.weight_col" : "data.time_col"));
   return o;
 }
 
 data::SyntheticOptions synthetic_options(const config::Config& cfg) {
+  const config::SyntheticSection& g = cfg.settings().synthetic;
   data::SyntheticOptions o;
-  o.users = cfg.get_int("synthetic.users");
-  o.items = cfg.get_int("synthetic.items");
-  o.interactions = cfg.get_int("synthetic.interactions");
-  o.communities = static_cast<int>(cfg.get_int("synthetic.communities"));
-  o.community_strength = cfg.get_float("synthetic.community_strength");
-  o.popularity_exponent = cfg.get_float("synthetic.popularity_exponent");
-  o.activity_sigma = cfg.get_float("synthetic.activity_sigma");
-  o.days = cfg.get_int("synthetic.days");
-  o.binary_weights = cfg.get_string("synthetic.weights") == "binary";
-  o.seed = static_cast<uint64_t>(cfg.get_int("synthetic.seed"));
+  o.users = g.users;
+  o.items = g.items;
+  o.interactions = g.interactions;
+  o.communities = static_cast<int>(g.communities);
+  o.community_strength = g.community_strength;
+  o.popularity_exponent = g.popularity_exponent;
+  o.activity_sigma = g.activity_sigma;
+  o.days = g.days;
+  o.binary_weights = g.weights == "binary";
+  o.seed = static_cast<uint64_t>(g.seed);
   return o;
 }
 
 data::SplitOptions split_options(const config::Config& cfg) {
+  const config::SplitSection& p = cfg.settings().split;
   data::SplitOptions o;
-  const std::string& m = cfg.get_string("split.method");
+  const std::string& m = p.method;
   using M = data::SplitMethod;
   o.method = m == "given" ? M::kGiven
              : m == "random" ? M::kRandom
@@ -83,38 +76,41 @@ data::SplitOptions split_options(const config::Config& cfg) {
              : m == "time" ? M::kTime
              : m == "users" ? M::kUsers
                             : M::kNone;
-  o.test_fraction = cfg.get_float("split.test_fraction");
-  o.leave_k = static_cast<int>(cfg.get_int("split.leave_k"));
-  if (cfg.is_set("split.cutoff")) o.cutoff = cfg.get_float("split.cutoff");
-  o.cutoff_quantile = cfg.get_float("split.cutoff_quantile");
-  o.heldout_users = cfg.get_float("split.heldout_users");
-  o.validation_fraction = cfg.get_float("split.validation_fraction");
-  o.seed = static_cast<uint64_t>(cfg.get_int("run.seed"));
+  o.test_fraction = p.test_fraction;
+  o.leave_k = static_cast<int>(p.leave_k);
+  o.cutoff = p.cutoff;
+  o.cutoff_quantile = p.cutoff_quantile;
+  o.heldout_users = p.heldout_users;
+  o.validation_fraction = p.validation_fraction;
+  o.seed = static_cast<uint64_t>(cfg.settings().run.seed);
   return o;
 }
 
 data::WeightOptions weight_options(const config::Config& cfg) {
+  const config::WeightingSection& w = cfg.settings().weighting;
   data::WeightOptions o;
-  const std::string& s = cfg.get_string("weighting.scheme");
   using W = data::WeightScheme;
-  o.scheme = s == "linear" ? W::kLinear : s == "log" ? W::kLog : s == "bm25" ? W::kBm25 : W::kNone;
-  o.alpha = cfg.get_float("weighting.alpha");
-  o.eps = cfg.get_float("weighting.eps");
-  o.bm25_k1 = cfg.get_float("weighting.bm25_k1");
-  o.bm25_b = cfg.get_float("weighting.bm25_b");
+  o.scheme = w.scheme == "linear" ? W::kLinear
+             : w.scheme == "log"  ? W::kLog
+             : w.scheme == "bm25" ? W::kBm25
+                                  : W::kNone;
+  o.alpha = w.alpha;
+  o.eps = w.eps;
+  o.bm25_k1 = w.bm25_k1;
+  o.bm25_b = w.bm25_b;
   return o;
 }
 
 Dataset prepare_dataset(const config::Config& cfg) {
-  const std::string& format = cfg.get_string("data.format");
+  config::check(cfg);  // a config made by Config::set may not have been checked yet
+  const config::Settings& s = cfg.settings();
   const data::SplitOptions so = split_options(cfg);
   const bool given = so.method == data::SplitMethod::kGiven;
   data::Loaded loaded;
-  if (format == "synthetic") {
-    if (given)
-      fail("{}: split.method given needs data files; data.format synthetic generates one set "
-           "(use random, leave_last, time or users)",
-           cfg.where("split.method"));
+  // config::check refused the combinations of data.format, split.method and the file and
+  // column settings that cannot work (so `given` has a data.test_path); what is left to check
+  // here is that a file is named.
+  if (s.data.format == "synthetic") {
     auto syn = data::generate_synthetic(synthetic_options(cfg));
     loaded.users = std::move(syn.users);
     loaded.items = std::move(syn.items);
@@ -123,19 +119,11 @@ Dataset prepare_dataset(const config::Config& cfg) {
     data::LoadOptions lo = load_options(cfg);
     data::clean(loaded, lo);
   } else {
-    if (!cfg.is_set("data.path"))
+    if (!s.data.path)
       fail("{}: data.path is not set; data.format {} reads interactions from a file",
-           cfg.source().empty() ? std::string("config") : cfg.source(), format);
-    std::vector<std::string> paths{cfg.get_string("data.path")};
-    if (given) {
-      if (!cfg.is_set("data.test_path"))
-        fail("{}: split.method given needs data.test_path (the test file)",
-             cfg.where("split.method"));
-      paths.push_back(cfg.get_string("data.test_path"));
-    } else if (cfg.is_set("data.test_path")) {
-      fail("{}: data.test_path is only read by split.method given (split.method is {})",
-           cfg.where("data.test_path"), cfg.get_string("split.method"));
-    }
+           cfg.source().empty() ? std::string("config") : cfg.source(), s.data.format);
+    std::vector<std::string> paths{*s.data.path};
+    if (given) paths.push_back(*s.data.test_path);
     loaded = data::load(paths, load_options(cfg));
     const auto& r = loaded.report;
     if (given && loaded.parts[1].size() == 0)
@@ -156,9 +144,8 @@ Dataset prepare_dataset(const config::Config& cfg) {
   const int64_t nu = d.users.size(), ni = d.items.size();
   d.split = data::split_interactions(loaded.parts[0], nu, so, given ? &loaded.parts[1] : nullptr);
   if (d.split.train.size() == 0) fail("the split left no training interactions");
-  log().info("split ({}): {} train, {} validation, {} test interactions",
-             cfg.get_string("split.method"), d.split.train.size(), d.split.validation.size(),
-             d.split.test.size());
+  log().info("split ({}): {} train, {} validation, {} test interactions", s.split.method,
+             d.split.train.size(), d.split.validation.size(), d.split.test.size());
   d.weighting = weight_options(cfg);
   d.confidence = data::confidence(d.split.train, nu, ni, d.weighting);
   d.user_items = data::Csr::from_interactions(nu, ni, d.split.train, d.confidence);

@@ -29,7 +29,7 @@ struct Dataset {
   std::string fingerprint() const;
 };
 
-/// Loader options from the `data` section. Errors name the config location of the bad key.
+/// Loader options from the `data` section.
 data::LoadOptions load_options(const config::Config& cfg);
 /// Synthetic generator options from the `synthetic` section.
 data::SyntheticOptions synthetic_options(const config::Config& cfg);
@@ -38,7 +38,8 @@ data::SplitOptions split_options(const config::Config& cfg);
 /// Weighting options from the `weighting` section.
 data::WeightOptions weight_options(const config::Config& cfg);
 
-/// Loads (or generates), cleans, splits, weights and builds the matrices.
+/// Checks `cfg` (config::check), then loads (or generates), cleans, splits, weights and builds
+/// the matrices.
 Dataset prepare_dataset(const config::Config& cfg);
 
 }  // namespace recforge::pipeline

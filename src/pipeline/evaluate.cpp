@@ -12,7 +12,7 @@ const char* part_name(Part p) { return p == Part::kTest ? "test" : "validation";
 
 std::vector<int> eval_ks(const config::Config& cfg) {
   std::vector<int> ks;
-  for (int64_t k : cfg.get_int_list("eval.ks")) ks.push_back(static_cast<int>(k));
+  for (int64_t k : cfg.settings().eval.ks) ks.push_back(static_cast<int>(k));
   return ks;
 }
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "pipeline/options.h"
 #include "pipeline/run.h"
 
 namespace recforge::pipeline {
@@ -18,7 +19,7 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.user_ids = &data.users;
   in.item_ids = &data.items;
   in.seen = &data.user_items;
-  in.index = index::options_from_config(cfg);
+  in.index = index_options(cfg.settings());
   in.metrics = metrics;
   in.config = cfg.to_json();
   in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}};

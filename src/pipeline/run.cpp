@@ -10,6 +10,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/npy.h"
+#include "pipeline/options.h"
 
 namespace recforge::pipeline {
 namespace fs = std::filesystem;
@@ -108,8 +109,8 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   }
 
   r.config = config::Config::parse(config_text, d->shown("config.yaml"));
-  set_progress_mode(r.config.get_string("run.progress"));
-  const Context ctx = Context::create("cpu", static_cast<int>(r.config.get_int("train.threads")));
+  set_progress_mode(r.config.settings().run.progress);
+  const Context ctx = Context::create("cpu", static_cast<int>(r.config.settings().train.threads));
   r.data = prepare_dataset(r.config);
   const std::string expected = r.run.value("data_fingerprint", "");
   if (r.data.fingerprint() != expected)
@@ -119,17 +120,17 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   // Reopened runs compute on the CPU, which holds float32 factors: a run trained on a GPU with
   // float16 or bfloat16 storage saved its factors as float32 (the stored values, exactly).
   config::Config cpu_config = r.config;
-  if (cpu_config.get_string("model.dtype") != "float32") {
+  if (cpu_config.settings().model.dtype != "float32") {
     log().debug("{}: factors were stored as {} on the GPU; reopened as float32 on the CPU", dir,
-                cpu_config.get_string("model.dtype"));
+                cpu_config.settings().model.dtype);
     cpu_config.set("model.dtype=float32");
   }
-  r.model = models::make_model(cpu_config, ctx);
+  r.model = make_model(cpu_config, ctx);
   Matrix users = parse_npy(user_bytes, d->shown("user_factors.npy"));
   std::string().swap(user_bytes);
   Matrix items = parse_npy(item_bytes, d->shown("item_factors.npy"));
   std::string().swap(item_bytes);
-  const int dim = models::embedding_dimension(r.config);
+  const int dim = embedding_dimension(r.config.settings());
   if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||
       users.cols != items.cols || users.cols != dim)
     fail("{}: factor files have shapes ({}, {}) and ({}, {}), expected ({}, {}) and ({}, {})", dir,

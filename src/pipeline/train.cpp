@@ -16,12 +16,13 @@
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/export.h"
+#include "pipeline/options.h"
 #include "pipeline/run.h"
 
 namespace recforge::pipeline {
 
 std::string run_name(const config::Config& cfg) {
-  const std::string& name = cfg.get_string("run.name");
+  const std::string& name = cfg.settings().run.name;
   if (!name.empty()) return name;
   if (!cfg.source().empty()) return std::filesystem::path(cfg.source()).stem().string();
   return "run";
@@ -49,15 +50,6 @@ std::string shell_word(const std::string& s) {
 struct LogFileGuard {
   ~LogFileGuard() { close_log_file(); }
 };
-
-// The validation metric must be computed at one of the configured cutoffs.
-void check_metric(const config::Config& cfg, const std::vector<int>& ks) {
-  const std::string& metric = cfg.get_string("eval.metric");
-  const int k = std::stoi(metric.substr(metric.find('@') + 1));
-  if (std::find(ks.begin(), ks.end(), k) == ks.end())
-    fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", cfg.where("eval.metric"),
-         metric, k);
-}
 
 // Writes the checkpoint of the training state after iteration `it`.
 void save_checkpoint(const std::string& dir, const models::Model& model, const Dataset& data,
@@ -97,7 +89,7 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
          dir, model.type(), dir);
   if (c.users.rows != static_cast<int64_t>(data.users.size()) ||
       c.items.rows != static_cast<int64_t>(data.items.size()) ||
-      c.users.cols != models::embedding_dimension(cfg) || c.model_type != model.type() ||
+      c.users.cols != embedding_dimension(cfg.settings()) || c.model_type != model.type() ||
       c.iterations != model.iterations())
     fail("{}: the checkpoint is damaged (its factors do not fit this run's data and model); "
          "remove {} to start the run over",
@@ -117,16 +109,17 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
 nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
                    const TrainOptions& options, nlohmann::json& run) {
   const std::vector<int> ks = eval_ks(cfg);
-  const std::string& metric = cfg.get_string("eval.metric");
-  const int64_t every = cfg.get_int("model.eval_every");
-  const int64_t patience = cfg.get_int("model.patience");
-  const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
+  const config::Settings& s = cfg.settings();
+  const std::string& metric = s.eval.metric;
+  const int64_t every = s.model.eval_every;
+  const int64_t patience = s.model.patience;
+  const int64_t checkpoint_every = s.train.checkpoint_every;
   const bool has_validation = data.split.validation.size() > 0;
+  // config::check refused eval_every without split.validation_fraction; a fraction can still
+  // leave the validation set empty only through the data, which the split reports itself.
   if (every > 0 && !has_validation)
     fail("{}: model.eval_every needs a validation set; set split.validation_fraction above 0",
          cfg.where("model.eval_every"));
-  if (patience > 0 && every == 0)
-    fail("{}: model.patience needs model.eval_every > 0", cfg.where("model.patience"));
   if (checkpoint_every > 0 && !model.can_checkpoint())
     fail("{}: train.checkpoint_every is {}, but {} models on this device cannot write "
          "checkpoints; set it to 0",
@@ -144,7 +137,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
     const double loss = model.loss(data.user_items, data.item_users);
     if (!std::isfinite(loss))  // a run with an overflowed objective is not a result
       fail("loss became {} at iteration {}: {}", loss, it,
-           models::nonfinite_loss_cause(cfg, data.user_items));
+           nonfinite_loss_cause(s, data.user_items));
     nlohmann::json h = {{"iteration", it}, {"seconds", secs}, {"loss", loss}};
     std::string line = fmt::format("iteration {}/{}: loss {:.6g}, {:.3f} s", it, iterations, loss, secs);
     if (every > 0 && (it % every == 0 || it == iterations)) {
@@ -193,21 +186,23 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
 
 std::string train(const config::Config& cfg, const TrainOptions& options) {
   const auto t0 = Clock::now();
-  set_log_level(cfg.get_string("run.log_level"));
-  set_progress_mode(cfg.get_string("run.progress"));
-  const Context ctx = Context::create(cfg.get_string("train.device"),
-                                      static_cast<int>(cfg.get_int("train.threads")));
+  // The same cross-field checks as `recforge config` (a config built by Config::set, such as
+  // a sweep's trial, has not been through them yet).
+  config::check(cfg);
+  const config::Settings& s = cfg.settings();
+  set_log_level(s.run.log_level);
+  set_progress_mode(s.run.progress);
+  const Context ctx = Context::create(s.train.device, static_cast<int>(s.train.threads));
   const std::vector<int> ks = eval_ks(cfg);
-  check_metric(cfg, ks);
-  auto model = models::make_model(cfg, ctx);
-  const bool exporting = model && cfg.get_bool("export.enabled");
-  const std::string& export_out = cfg.get_string("export.out");
+  auto model = make_model(cfg, ctx);
+  const bool exporting = model && s.export_.enabled;
+  const std::string& export_out = s.export_.out;
   if (exporting) {  // refuse what would fail the export before training, not after
-    index::check_dimension(index::options_from_config(cfg), models::embedding_dimension(cfg));
+    index::check_dimension(index_options(s), embedding_dimension(s));
     if (!export_out.empty()) artifact::check_target(export_out);
   }
   // Claims the final name by creating the staging directory (so run.dir must be writable).
-  StagedDir dir(cfg.get_string("run.dir"), run_name(cfg), cfg.get_string("run.exists"));
+  StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);
   if (exporting && !export_out.empty()) {  // an export there would take the run's place
     namespace fs = std::filesystem;
     const fs::path out = fs::weakly_canonical(fs::absolute(export_out));
@@ -251,7 +246,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     write_npy(dir.file("item_factors.npy"), model->item_factors());
     nlohmann::json metrics = nlohmann::json::object();
     for (Part part : {Part::kValidation, Part::kTest}) {
-      if (part == Part::kTest && !cfg.get_bool("eval.test")) continue;
+      if (part == Part::kTest && !s.eval.test) continue;
       const auto te = Clock::now();
       const eval::Metrics m = evaluate(*model, data, part, ks);
       if (m.users == 0) continue;

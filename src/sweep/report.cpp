@@ -15,7 +15,7 @@ namespace {
 /// order of metrics.json.
 std::vector<std::string> metric_names(const SweepSpec& spec) {
   eval::Metrics m;
-  for (int64_t k : spec.base.get_int_list("eval.ks")) m.ks.push_back(static_cast<int>(k));
+  for (int64_t k : spec.base.settings().eval.ks) m.ks.push_back(static_cast<int>(k));
   return m.names();
 }
 

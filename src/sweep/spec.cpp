@@ -437,7 +437,7 @@ config::Config inline_base(const std::string& text, const YAML::Node& root, cons
   std::string masked = text;
   for (size_t i = 0; i < masked.size(); ++i)
     if ((i < start || i >= end) && masked[i] != '\n') masked[i] = ' ';
-  return config::Config::parse(masked, name, sets);
+  return config::Config::parse(masked, name, sets, config::Config::Checks::kValuesOnly);
 }
 
 }  // namespace
@@ -531,7 +531,9 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     where[k] = at;
   }
 
-  // base: a config file (relative to the sweep file) or an inline config.
+  // base: a config file (relative to the sweep file) or an inline config. Its values are
+  // checked one by one, not their combinations: every trial replaces some of them (eval.metric,
+  // the searched parameters, ...) and pipeline::train runs config::check on each trial.
   if (!top.count("base"))
     fail("{}: base: missing; expected the path of a config file or an inline config mapping", name);
   const YAML::Node base = top["base"];
@@ -549,7 +551,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
           "directory)",
           location(name, base.Mark()), path);
     }
-    s.base = config::Config::load(path, sets);
+    s.base = config::Config::load(path, sets, config::Config::Checks::kValuesOnly);
   } else if (base.IsMap()) {
     s.base = inline_base(text, root, base, name, sets);
   } else {
@@ -560,10 +562,10 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     const std::string w = s.base.where(path);
     return w == "default" ? s.base_where + ": base" : w;
   };
-  if (s.base.get_string("model.type") == "none")
+  if (s.base.settings().model.type == "none")
     fail("{}: model.type is none, so there is nothing to tune; set a model in the base config",
          base_loc("model.type"));
-  if (!(s.base.get_float("split.validation_fraction") > 0))
+  if (!(s.base.settings().split.validation_fraction > 0))
     fail(
         "{}: split.validation_fraction is 0, so trials would have no validation set to be "
         "scored on; set it above 0 in the base config (a sweep never scores trials on test)",
@@ -622,11 +624,16 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     if (!why.empty()) fail("{}: metric: {}, got {}", location(name, m.Mark()), why, render(m));
     s.metric = m.Scalar();
   } else {
-    s.metric = s.base.get_string("eval.metric");
+    s.metric = s.base.settings().eval.metric;
   }
-  const int k = std::stoi(s.metric.substr(s.metric.find('@') + 1));
-  const std::vector<int64_t> ks = s.base.get_int_list("eval.ks");
-  if (std::find(ks.begin(), ks.end(), k) == ks.end()) {
+  // NAME@K with K made of digits (checked above or by the base config); a K beyond int64 is in
+  // no list either (and must not be an internal error).
+  const std::string k = s.metric.substr(s.metric.find('@') + 1);
+  int64_t k_value = 0;
+  const auto [k_end, k_ec] = std::from_chars(k.data(), k.data() + k.size(), k_value);
+  const std::vector<int64_t> ks = s.base.settings().eval.ks;
+  if (k_ec != std::errc() || k_end != k.data() + k.size() ||
+      std::find(ks.begin(), ks.end(), k_value) == ks.end()) {
     std::string list;
     for (int64_t x : ks) list += (list.empty() ? "" : ", ") + std::to_string(x);
     fail("{}: metric: {} uses K = {}, which is not in the base config's eval.ks [{}]",
@@ -664,7 +671,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
       if (zero)
         fail("{}: model.eval_every: {} needs model.eval_every > 0 in every trial", every->where,
              needs);
-    } else if (s.base.get_int("model.eval_every") == 0) {
+    } else if (s.base.settings().model.eval_every == 0) {
       fail(
           "{}: {} needs per-iteration validation metrics, but the base config has "
           "model.eval_every 0; set it above 0 (e.g. 1) in the base config",
@@ -731,7 +738,7 @@ config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::js
   if (iterations > 0) c.set("model.iterations=" + std::to_string(iterations));
   c.set("eval.test=true");
   c.set("eval.metric=" + spec.metric);
-  const std::string& base_name = spec.base.get_string("run.name");
+  const std::string& base_name = spec.base.settings().run.name;
   c.set(
       "run.name=" +
       value_text((base_name.empty() ? fs::path(spec.file).stem().string() : base_name) + "-best"));

@@ -260,9 +260,9 @@ void Runner::run_trial(size_t i) {
     if (options_.parallel > 1) cfg.set("train.device=cpu");
     // The test hook simulates a kill in the middle of a trial (after its staging directory
     // exists), to test resuming.
-    if (kill && cfg.get_int("model.eval_every") == 0) std::_Exit(137);
+    if (kill && cfg.settings().model.eval_every == 0) std::_Exit(137);
     pipeline::TrainOptions to;
-    const int64_t every = cfg.get_int("model.eval_every");
+    const int64_t every = cfg.settings().model.eval_every;
     to.on_validation = [&](int it, const nlohmann::json& v) {
       if (kill) std::_Exit(137);
       return keep_going(i, it, v, every);
@@ -392,7 +392,7 @@ void Runner::evaluate_best(int best) {
 SweepResult Runner::run() {
   if (options_.parallel < 1)
     fail("--parallel {}: expected a number of trials >= 1", options_.parallel);
-  const std::string& device = spec_.base.get_string("train.device");
+  const std::string& device = spec_.base.settings().train.device;
   if (options_.parallel > 1 && device != "auto" && device != "cpu")
     fail(
         "--parallel {}: trials run side by side on the CPU, but the base config asks for "
@@ -429,8 +429,8 @@ SweepResult Runner::run() {
         "out:",
         spec_.file, spec_.out);
   }
-  const int total = spec_.base.get_int("train.threads") > 0
-                        ? static_cast<int>(spec_.base.get_int("train.threads"))
+  const int total = spec_.base.settings().train.threads > 0
+                        ? static_cast<int>(spec_.base.settings().train.threads)
                         : omp_get_num_procs();
   threads_ = options_.parallel > 1 ? std::max(1, total / options_.parallel) : 0;
   if (const char* k = std::getenv("RECFORGE_TEST_SWEEP_KILL_AFTER")) kill_after_ = std::atoll(k);
@@ -443,8 +443,8 @@ SweepResult Runner::run() {
       fail(
           "{}: the base config's split (split.method {}, split.validation_fraction {}) gives no "
           "validation interactions, so trials could not be scored",
-          spec_.base_where, spec_.base.get_string("split.method"),
-          spec_.base.get_float("split.validation_fraction"));
+          spec_.base_where, spec_.base.settings().split.method,
+          spec_.base.settings().split.validation_fraction);
   }
 
   std::error_code ec;

@@ -223,7 +223,7 @@ TEST(RunDir, OverwriteReplacesOnlyARecforgeRun) {
   const auto [rc, out] = run(t.str(),
                              "train small.yaml --set data.format=delimited --set "
                              "data.path=dcopy/small.csv --set data.header=true --set run.dir=. "
-                             "--set run.exists=overwrite --name dcopy");
+                             "--set split.method=random --set run.exists=overwrite --name dcopy");
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("recforge: error: ./dcopy: exists and is not a recforge run directory"),
             std::string::npos)

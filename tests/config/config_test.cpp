@@ -639,7 +639,8 @@ TEST(ConfigDump, YamlRoundTripsTrickyValues) {
       "train:\n  device: cuda:3\n"
       "data:\n  path: \"a: b\"\n  test_path: \"\"\n  user_col: 0\n  item_col: \"1.5\"\n"
       "  weight_col: \"null\"\n  time_col: \"-x\"\n  cache_dir: \"~\"\n  min_weight: 0.1\n"
-      "split:\n  cutoff: 1e-7\n  test_fraction: 0.30000000000000004\n"
+      "  header: true\n"  // column names need a header line (config::check)
+      "split:\n  method: given\n  cutoff: 1e-7\n  test_fraction: 0.30000000000000004\n"
       "weighting:\n  bm25_k1: 123456789012345678\n",
       "x.yaml", {"run.seed=9223372036854775807", "data.delimiter=pipe"});
   const std::string yaml = c.to_yaml();

@@ -14,6 +14,7 @@
 #include "ials_bounds.h"
 #include "models/ials/ials.h"
 #include "models/ials/ials_cuda.h"
+#include "pipeline/options.h"
 
 namespace recforge::test {
 namespace {
@@ -485,7 +486,7 @@ TEST_F(IalsThresholds, CholeskyAboveItsLimitIsRefusedBeforeAnyGpuWork) {
   config::Config cfg = config::Config::defaults();
   cfg.set("model.solver=cholesky");
   cfg.set("model.factors=" + std::to_string(backend::cuda::kMaxCholeskyFactors + 1));
-  const IalsOptions o = models::ials_options(cfg);
+  const IalsOptions o = pipeline::ials_options(cfg.settings());
   try {
     backend::cuda::check_gpu_solver(o.factors, o.solve);
     ADD_FAILURE() << "no error";

@@ -13,6 +13,7 @@
 #include "models/ials/ials.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
+#include "pipeline/options.h"
 
 namespace recforge::test {
 namespace {
@@ -169,8 +170,8 @@ TEST_P(TopkOnDevice, EvaluationRunsWhereTheModelDoesAndAgrees) {
     cfg.set(s);
   cfg.set(std::string("train.device=") + GetParam());
   const pipeline::Dataset data = pipeline::prepare_dataset(cfg);
-  auto model = models::make_model(cfg, ctx_);
-  auto reference = models::make_model(cfg, cpu());
+  auto model = pipeline::make_model(cfg, ctx_);
+  auto reference = pipeline::make_model(cfg, cpu());
   const auto u = int_factors(data.users.size(), 8, 31), i = int_factors(data.items.size(), 8, 32);
   Matrix users{data.users.size(), 8, u}, items{data.items.size(), 8, i};
   model->set_factors(users, items);

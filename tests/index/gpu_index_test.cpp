@@ -17,6 +17,7 @@
 #include "index/faiss_cuda.h"
 #include "index/index.h"
 #include "index_fixtures.h"
+#include "pipeline/options.h"
 #include "test_util.h"
 
 namespace recforge::index {
@@ -75,7 +76,8 @@ double overlap(const eval::TopK& a, const eval::TopK& b) {
 // ---- Device choice (every build) ---------------------------------------------------------------
 
 TEST(IndexDevice, ComesFromTheConfigAndUnknownNamesAreRefused) {
-  EXPECT_EQ(options_from_config(config::Config::defaults()).device, IndexDevice::kAuto);
+  EXPECT_EQ(pipeline::index_options(config::Config::defaults().settings()).device,
+            IndexDevice::kAuto);
   EXPECT_EQ(Options{}.device, IndexDevice::kCpu);
   for (IndexDevice d : {IndexDevice::kAuto, IndexDevice::kCpu, IndexDevice::kCuda})
     EXPECT_EQ(parse_index_device(device_name(d), "index.device"), d);

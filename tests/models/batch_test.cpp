@@ -499,39 +499,5 @@ TEST(BatchModel, FoldInRecoversTheGroupOfANewUser) {
   }
 }
 
-TEST(BatchModel, ConfigCombinationsThatCannotTrainAreRefused) {
-  auto cfg = config::Config::defaults();
-  cfg.set("model.type=softmax");
-  cfg.set("model.negatives=0");
-  cfg.set("model.in_batch=false");
-  try {
-    batch_options(cfg);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.negatives"), std::string::npos) << e.what();
-  }
-  cfg.set("model.type=bpr");
-  EXPECT_THROW(batch_options(cfg), Error);
-  cfg.set("model.negatives=1");
-  cfg.set("model.normalize=true");
-  EXPECT_THROW(batch_options(cfg), Error) << "normalize is for softmax";
-  cfg.set("model.type=softmax");
-  EXPECT_NO_THROW(batch_options(cfg));
-  cfg.set("model.item_bias=true");
-  EXPECT_NO_THROW(batch_options(cfg)) << "the bias column lives outside the sphere";
-  cfg.set("model.item_bias=false");
-  cfg.set("model.normalize=false");
-  cfg.set("model.type=bpr");
-  cfg.set("model.negatives=1");
-  cfg.set("model.dtype=float16");
-  EXPECT_THROW(batch_options(cfg), Error);
-  cfg.set("model.dtype=float32");
-  cfg.set("model.item_bias=true");
-  cfg.set("model.factors=32");
-  EXPECT_EQ(embedding_dimension(cfg), 33);
-  cfg.set("model.type=ials");
-  EXPECT_EQ(embedding_dimension(cfg), 32);
-}
-
 }  // namespace
 }  // namespace recforge::models

@@ -326,6 +326,10 @@ TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
       {"space:\n  model.factors: [4]\nmetric: ndcg@30\n",
        "t.yaml:10:1: metric: ndcg@30 uses K = 30, which is not in the base config's eval.ks [10, "
        "20]"},
+      // K beyond int64 (was std::stoi's out_of_range, an internal error).
+      {"space:\n  model.factors: [4]\nmetric: ndcg@99999999999999999999\n",
+       "t.yaml:10:1: metric: ndcg@99999999999999999999 uses K = 99999999999999999999, which is "
+       "not in the base config's eval.ks [10, 20]"},
       {"space:\n  model.factors: [4]\nearly_stop: {rule: median, etaa: 2}\n",
        "t.yaml:10:28: early_stop.etaa: unknown key; did you mean \"eta\"?"},
       {"space:\n  model.eval_every: [0, 1]\nearly_stop: median\n",

@@ -201,60 +201,12 @@ Matrix BatchModel::fold_in(const data::Csr& rows) const {
 
 nlohmann::json BatchModel::describe() const { return describe_batch(o_); }
 
-BatchOptions batch_options(const config::Config& cfg) {
-  BatchOptions o;
-  auto& p = o.params;
-  const std::string& type = cfg.get_string("model.type");
-  p.loss = type == "bpr" ? BatchLoss::kBpr : BatchLoss::kSoftmax;
-  p.factors = static_cast<int>(cfg.get_int("model.factors"));
-  p.item_bias = cfg.get_bool("model.item_bias");
-  p.batch_size = cfg.get_int("model.batch_size");
-  p.learning_rate = cfg.get_float("model.learning_rate");
-  p.lr_decay = cfg.get_float("model.lr_decay");
-  p.regularization = cfg.get_float("model.regularization");
-  const std::string& opt = cfg.get_string("model.optimizer");
-  p.optimizer = opt == "sgd" ? Optimizer::kSgd : opt == "adagrad" ? Optimizer::kAdagrad : Optimizer::kAdam;
-  p.negatives = static_cast<int>(cfg.get_int("model.negatives"));
-  p.negative_exp = cfg.get_float("model.negative_exp");
-  p.reject_seen = cfg.get_bool("model.reject_seen");
-  p.hard_negatives = static_cast<int>(cfg.get_int("model.hard_negatives"));
-  p.temperature = cfg.get_float("model.temperature");
-  p.in_batch = cfg.get_bool("model.in_batch");
-  p.logq = cfg.get_bool("model.logq");
-  p.normalize = cfg.get_bool("model.normalize");
-  o.epochs = static_cast<int>(cfg.get_int("model.iterations"));
-  o.init_std = cfg.get_float("model.init_std");
-  o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
-                                                          : cfg.get_int("run.seed"));
-  if (p.loss == BatchLoss::kSoftmax && p.negatives == 0 && !p.in_batch)
-    fail("{}: model.negatives is 0 and model.in_batch is false, so the softmax has no negatives "
-         "to compare each positive with; set model.negatives above 0 or model.in_batch: true",
-         cfg.where("model.negatives"));
-  if (p.loss == BatchLoss::kBpr && p.negatives == 0)
-    fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
-         cfg.where("model.negatives"));
-  if (p.normalize && p.loss == BatchLoss::kBpr)
-    fail("{}: model.normalize applies to softmax only (BPR has no temperature to scale cosines "
-         "with); set it to false or use model.type: softmax",
-         cfg.where("model.normalize"));
-  if (cfg.get_string("model.dtype") != "float32")
-    fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
-         cfg.where("model.dtype"), cfg.get_string("model.dtype"), type);
-  return o;
-}
-
 std::unique_ptr<Model> make_batch_model(const BatchOptions& options, const Context& ctx) {
   return ctx.dispatch(
       [&]() -> std::unique_ptr<Model> {
         return std::make_unique<BatchModel>(options, ctx.threads());
       },
       [&]() -> std::unique_ptr<Model> { return std::make_unique<BatchModelCuda>(options, ctx); });
-}
-
-int embedding_dimension(const config::Config& cfg) {
-  const std::string& type = cfg.get_string("model.type");
-  const int k = static_cast<int>(cfg.get_int("model.factors"));
-  return (type == "bpr" || type == "softmax") && cfg.get_bool("model.item_bias") ? k + 1 : k;
 }
 
 }  // namespace recforge::models

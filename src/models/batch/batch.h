@@ -85,10 +85,6 @@ class BatchModel : public Model {
   int epochs_done_ = 0;
 };
 
-/// Options from the `model` section (model.seed falls back to run.seed). Throws
-/// recforge::Error naming the key for combinations that cannot train.
-BatchOptions batch_options(const config::Config& cfg);
-
 /// A batch model on the Context's device: models::BatchModel on the CPU, models::BatchModelCuda
 /// on a GPU.
 std::unique_ptr<Model> make_batch_model(const BatchOptions& options, const Context& ctx);

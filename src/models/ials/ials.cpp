@@ -21,33 +21,6 @@ bool all_finite(const Matrix& m) {
   return finite;
 }
 
-std::string nonfinite_loss_cause(const config::Config& cfg, const data::Csr& user_items) {
-  float largest = 0;
-  for (const float c : user_items.data)
-    if (!(std::fabs(c) <= largest)) largest = std::fabs(c);  // NaN and inf win
-  const std::string& type = cfg.get_string("model.type");
-  if (!std::isfinite(largest))
-    return fmt::format(
-        "an interaction confidence is {} (float32 holds at most 3.4e38): a weight, a sum of "
-        "duplicate weights (data.duplicates: sum) or the weighting scheme overflows; lower the "
-        "weights, use data.duplicates: max, or set weighting.scheme",
-        largest);
-  if (type == "ials")
-    return fmt::format(
-        "the largest interaction confidence is {:.3g} and model.alpha {}; lower them, or "
-        "model.init_std ({}), or raise model.regularization",
-        largest, cfg.get_float("model.alpha"), cfg.get_float("model.init_std"));
-  if (type == "softmax")
-    return fmt::format(
-        "scores divided by model.temperature {} overflow float32; raise model.temperature or "
-        "lower model.learning_rate ({}) or model.init_std ({})",
-        cfg.get_float("model.temperature"), cfg.get_float("model.learning_rate"),
-        cfg.get_float("model.init_std"));
-  return fmt::format("the factors diverged; lower model.learning_rate ({}) or model.init_std "
-                     "({}), or raise model.regularization",
-                     cfg.get_float("model.learning_rate"), cfg.get_float("model.init_std"));
-}
-
 Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   Matrix m;
   m.rows = rows;
@@ -169,64 +142,16 @@ nlohmann::json describe_ials(const IalsOptions& o_) {
           {"dtype", backend::cuda::storage_name(o_.dtype)}};
 }
 
-namespace {
-
-/// Parses a `model.dtype` value; throws recforge::Error naming `where` for anything else.
-backend::cuda::Storage parse_storage(const std::string& name, const std::string& where) {
-  if (name == "float32") return backend::cuda::Storage::kFloat32;
-  if (name == "float16") return backend::cuda::Storage::kFloat16;
-  if (name == "bfloat16") return backend::cuda::Storage::kBFloat16;
-  fail("{}: model.dtype is \"{}\"; expected float32, float16 or bfloat16", where, name);
-}
-
-/// Parses `auto`, `on` or `off`; throws recforge::Error naming `where` for anything else.
-backend::cuda::Streaming parse_streaming(const std::string& name, const std::string& where) {
-  if (name == "auto") return backend::cuda::Streaming::kAuto;
-  if (name == "on") return backend::cuda::Streaming::kOn;
-  if (name == "off") return backend::cuda::Streaming::kOff;
-  fail("{}: train.gpu_streaming is \"{}\"; expected auto, on or off", where, name);
-}
-
-}  // namespace
-
-IalsOptions ials_options(const config::Config& cfg) {
-  IalsOptions o;
-  o.factors = static_cast<int>(cfg.get_int("model.factors"));
-  o.iterations = static_cast<int>(cfg.get_int("model.iterations"));
-  o.init_std = cfg.get_float("model.init_std");
-  o.unobserved_exp = cfg.get_float("model.unobserved_exp");
-  o.seed = static_cast<uint64_t>(cfg.is_set("model.seed") ? cfg.get_int("model.seed")
-                                                          : cfg.get_int("run.seed"));
-  auto& s = o.solve;
-  s.regularization = cfg.get_float("model.regularization");
-  s.reg_exp = cfg.get_float("model.reg_exp");
-  s.reg_offset = cfg.get_float("model.reg_offset");
-  s.unobserved_weight = cfg.get_float("model.unobserved_weight");
-  s.alpha = cfg.get_float("model.alpha");
-  s.cholesky = cfg.get_string("model.solver") == "cholesky";
-  s.cg_steps = static_cast<int>(cfg.get_int("model.cg_steps"));
-  o.dtype = parse_storage(cfg.get_string("model.dtype"), cfg.where("model.dtype"));
-  o.streaming = parse_streaming(cfg.get_string("train.gpu_streaming"),
-                                               cfg.where("train.gpu_streaming"));
-  if (s.regularization == 0 && s.unobserved_weight == 0)
-    fail(
-        "{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
-        "interactions than factors have no unique solution; set either above 0",
-        cfg.where("model.regularization"));
-  return o;
-}
-
-std::unique_ptr<Model> make_model(const config::Config& cfg, const Context& ctx) {
-  const std::string& type = cfg.get_string("model.type");
-  if (type == "none") return nullptr;
-  if (type == "bpr" || type == "softmax") return make_batch_model(batch_options(cfg), ctx);
-  const IalsOptions o = ials_options(cfg);
-  if (ctx.device().kind == Device::Kind::kCpu && o.dtype != backend::cuda::Storage::kFloat32)
-    fail(
-        "{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
-        "factors in float32 only; set model.dtype: float32 or train.device: cuda",
-        cfg.where("model.dtype"), backend::cuda::storage_name(o.dtype));
-  return make_ials(o, ctx);
+std::unique_ptr<Model> make_model(const ModelOptions& options, const Context& ctx) {
+  switch (options.family) {
+    case ModelOptions::Family::kNone:
+      return nullptr;
+    case ModelOptions::Family::kBatch:
+      return make_batch_model(options.batch, ctx);
+    case ModelOptions::Family::kIals:
+      break;
+  }
+  return make_ials(options.ials, ctx);
 }
 
 std::unique_ptr<Model> make_ials(const IalsOptions& options, const Context& ctx) {

@@ -8,6 +8,7 @@
 
 #include "models/ials/ials_cpu.h"
 #include "models/ials/ials_storage.h"
+#include "models/batch/batch.h"
 #include "models/memory.h"
 #include "models/model.h"
 
@@ -75,9 +76,15 @@ class Ials : public Model {
 /// on a GPU. Throws recforge::Error when the CPU is asked for a dtype other than float32.
 std::unique_ptr<Model> make_ials(const IalsOptions& options, const Context& ctx);
 
-/// Options from the `model` section (model.seed falls back to run.seed) and
-/// `train.gpu_streaming`.
-IalsOptions ials_options(const config::Config& cfg);
+/// What models::make_model builds: no model, iALS, or a batch model (bpr or softmax, told
+/// apart by batch.params.loss); only the chosen family's options are read.
+struct ModelOptions {
+  /// The model family.
+  enum class Family { kNone, kIals, kBatch };
+  Family family = Family::kIals;  ///< which model
+  IalsOptions ials;               ///< options of kIals
+  BatchOptions batch;             ///< options of kBatch
+};
 
 /// The memory iALS on the CPU allocates for n_users × n_items with `threads` threads, by part
 /// (factors, k×k matrices, copies, per-thread buffers); Ials::init refuses to start when it

@@ -1,0 +1,138 @@
+/// @file check.cpp
+/// config::check: every check that relates two or more parameters, in one place, so that
+/// `recforge config FILE` refuses exactly what `recforge train` refuses, with the same sentence
+/// and the file:line of the offending key. Checks of a single value (type, bounds, enum names)
+/// come from the declarations in sections.cpp; checks that need the device or the data (a GPU
+/// dtype on the CPU, an empty validation set, a column missing from the file) stay where those
+/// facts are known.
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+
+#include "config/config.h"
+#include "core/error.h"
+
+namespace recforge::config {
+namespace {
+
+bool is_column_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void check_data(const Config& cfg) {
+  const Settings& s = cfg.settings();
+  const DataSection& d = s.data;
+  if (d.format == "adjacency" && (d.weight_col || d.time_col))
+    fail(
+        "{}: data.format adjacency has no weight or time columns; remove data.weight_col and "
+        "data.time_col",
+        cfg.where(d.weight_col ? "data.weight_col" : "data.time_col"));
+  if (d.format == "delimited" && !d.header) {
+    // A column given by name can only be found in a header line.
+    const std::pair<const char*, std::optional<std::string>> columns[] = {
+        {"user_col", d.user_col},
+        {"item_col", d.item_col},
+        {"weight_col", d.weight_col},
+        {"time_col", d.time_col}};
+    for (const auto& [key, spec] : columns)
+      if (spec && !is_column_index(*spec))
+        fail(
+            "{}: data.{}: column \"{}\" is a name, which needs data.header: true (or give a "
+            "0-based column index)",
+            cfg.where(std::string("data.") + key), key, *spec);
+  }
+}
+
+void check_split(const Config& cfg) {
+  const Settings& s = cfg.settings();
+  const std::string& method = s.split.method;
+  const bool given = method == "given";
+  if (s.data.format == "synthetic") {
+    if (given)
+      fail(
+          "{}: split.method given needs data files; data.format synthetic generates one set "
+          "(use random, leave_last, time or users)",
+          cfg.where("split.method"));
+    return;
+  }
+  if (given && !s.data.test_path)
+    fail("{}: split.method given needs data.test_path (the test file)", cfg.where("split.method"));
+  if (!given && s.data.test_path)
+    fail("{}: data.test_path is only read by split.method given (split.method is {})",
+         cfg.where("data.test_path"), method);
+  if (s.data.format == "delimited" && (method == "leave_last" || method == "time") &&
+      !s.data.time_col)
+    fail("{}: split.method {} needs timestamps: set data.time_col", cfg.where("split.method"),
+         method);
+}
+
+void check_model(const Config& cfg) {
+  const ModelSection& m = cfg.settings().model;
+  if (m.type == "none") return;  // nothing is trained
+  if (m.patience > 0 && m.eval_every == 0)
+    fail("{}: model.patience needs model.eval_every > 0", cfg.where("model.patience"));
+  if (m.eval_every > 0 && !(cfg.settings().split.validation_fraction > 0))
+    fail("{}: model.eval_every needs a validation set; set split.validation_fraction above 0",
+         cfg.where("model.eval_every"));
+  if (m.type == "ials" && m.regularization == 0 && m.unobserved_weight == 0)
+    fail(
+        "{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
+        "interactions than factors have no unique solution; set either above 0",
+        cfg.where("model.regularization"));
+  if (m.type != "bpr" && m.type != "softmax") return;
+  if (m.type == "softmax" && m.negatives == 0 && !m.in_batch)
+    fail(
+        "{}: model.negatives is 0 and model.in_batch is false, so the softmax has no negatives "
+        "to compare each positive with; set model.negatives above 0 or model.in_batch: true",
+        cfg.where("model.negatives"));
+  if (m.type == "bpr" && m.negatives == 0)
+    fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
+         cfg.where("model.negatives"));
+  if (m.normalize && m.type == "bpr")
+    fail(
+        "{}: model.normalize applies to softmax only (BPR has no temperature to scale cosines "
+        "with); set it to false or use model.type: softmax",
+        cfg.where("model.normalize"));
+  if (m.dtype != "float32")
+    fail("{}: model.dtype {} applies to iALS only; {} stores float32 factors",
+         cfg.where("model.dtype"), m.dtype, m.type);
+}
+
+void check_eval(const Config& cfg) {
+  const EvalSection& e = cfg.settings().eval;
+  // eval.metric's declaration guarantees NAME@K with K made of digits; a K beyond int64 is in
+  // no list either (and must not be an internal error).
+  const std::string k = e.metric.substr(e.metric.find('@') + 1);
+  int64_t value = 0;
+  const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), value);
+  const bool parsed = ec == std::errc() && end == k.data() + k.size();
+  // Named where the metric was set, or where eval.ks was when the metric is the default.
+  const std::string at =
+      cfg.where(cfg.where("eval.metric") == "default" ? "eval.ks" : "eval.metric");
+  if (!parsed || std::find(e.ks.begin(), e.ks.end(), value) == e.ks.end())
+    fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", at, e.metric, k);
+}
+
+void check_export(const Config& cfg) {
+  const Settings& s = cfg.settings();
+  if (!s.export_.enabled || s.model.type == "none") return;
+  // The exported index needs pq_m to divide the factor dimension (the item bias adds a column).
+  const bool bias = (s.model.type == "bpr" || s.model.type == "softmax") && s.model.item_bias;
+  const int64_t dim = s.model.factors + (bias ? 1 : 0);
+  if (s.index.type == "ivf_pq" && s.index.pq_m > 0 && dim % s.index.pq_m != 0)
+    fail("{}: index.pq_m {}: expected a divisor of the factor dimension {} (or 0 to choose one)",
+         cfg.where("index.pq_m"), s.index.pq_m, dim);
+}
+
+}  // namespace
+
+void check(const Config& cfg) {
+  check_data(cfg);
+  check_split(cfg);
+  check_model(cfg);
+  check_eval(cfg);
+  check_export(cfg);
+}
+
+}  // namespace recforge::config
