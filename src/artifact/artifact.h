@@ -11,7 +11,8 @@
 /// and in each version directory:
 ///
 ///   manifest.json      format, format_version, model, counts, dtype, metric, index, metrics,
-///                      config, created, and the size and SHA-256 of every other file
+///                      config, fold_in (what folding in new users needs), created, and the
+///                      size and SHA-256 of every other file
 ///   index.faiss        the Faiss index of the item vectors (faiss::write_index)
 ///   item_factors.npy   float32 (items × dim), C order; row i is item_ids.txt line i + 1
 ///   user_factors.npy   float32 (users × dim), C order; row u is user_ids.txt line u + 1
@@ -97,6 +98,13 @@ struct Artifact {
   index::ItemIndex index;                               ///< index.faiss
   index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
 };
+
+/// The manifest's "fold_in" section for a run's resolved config (config::Config::to_json):
+/// its `model` and `weighting` sections, `seed` (run.seed) and `threads` (train.threads), what
+/// recommend::Recommender needs to fold in new users from the export alone; null when `config`
+/// lacks a model or weighting section. Exports written before fold-in from exports existed lack
+/// it; they still load, and folding in from them is refused with a request to export again.
+nlohmann::json fold_in_section(const nlohmann::json& config);
 
 /// True when `dir` holds a `current` link or a manifest.json (an artifact rather than a run
 /// directory).
