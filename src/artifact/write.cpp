@@ -33,7 +33,7 @@ const std::vector<std::string>& data_files() {
   return files;
 }
 
-nlohmann::json fold_in_section(const nlohmann::json& config) {
+nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total) {
   auto section = [&](const char* name) -> const nlohmann::json* {
     const auto it = config.find(name);
     return it != config.end() && it->is_object() ? &*it : nullptr;
@@ -46,6 +46,7 @@ nlohmann::json fold_in_section(const nlohmann::json& config) {
     out["seed"] = (*run)["seed"];
   if (const nlohmann::json* train = section("train"); train && train->contains("threads"))
     out["threads"] = (*train)["threads"];
+  out["train_weight_total"] = train_weight_total;
   return out;
 }
 
@@ -389,7 +390,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
       {"metrics", ordered(in.metrics)},
       {"config", ordered(in.config)},
   };
-  if (const nlohmann::json fold = fold_in_section(in.config); !fold.is_null())
+  if (const nlohmann::json fold = fold_in_section(in.config, in.train_weight_total); !fold.is_null())
     manifest["fold_in"] = ordered(fold);
   manifest["files"] = ordered(files);
   write_file_atomic(S + "manifest.json", manifest.dump(2) + "\n");

@@ -50,6 +50,7 @@ struct Recommender::Impl {
   const models::Model* model = nullptr;         // fold-in; nullptr when the export lacks it
   std::unique_ptr<models::Model> export_model;  // owns the export's fold-in model
   data::WeightOptions weighting;
+  data::Bm25Corpus corpus;  // the training set's bm25 statistics, for fold-in rows
   mutable std::once_flag unit_items_once, unit_users_once;
   mutable Matrix unit_items_, unit_users_;
 
@@ -168,13 +169,23 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     m.index = &a.index;
     m.metric = a.metric == index::Metric::kCosine ? Metric::kCosine : Metric::kDot;
     const auto fold = a.manifest.find("fold_in");
-    if (fold != a.manifest.end() && !fold->is_null()) {
+    if (fold != a.manifest.end() && !fold->is_null() && fold->contains("train_weight_total")) {
       // The model holds the item factors; the artifact keeps none of its own.
       FoldInSetup s = fold_in_setup(*fold, std::move(a.items), path + "/manifest.json");
       a.items = Matrix();
       m.export_model = std::move(s.model);
       m.weighting = s.weighting;
       m.model = m.export_model.get();
+      // bm25's statistics of the training set: its users, each item's interactions (the seen
+      // lists are the training interactions) and the total raw weight.
+      m.corpus.users = a.users.rows;
+      m.corpus.item_counts.assign(static_cast<size_t>(a.seen.cols), 0);
+      for (data::index_t i : a.seen.indices) ++m.corpus.item_counts[static_cast<size_t>(i)];
+      const nlohmann::json& total = (*fold)["train_weight_total"];
+      if (!total.is_number())
+        fail("{}/manifest.json: fold_in.train_weight_total is {}; expected a number", path,
+             total.dump());
+      m.corpus.total_weight = total.get<double>();
       m.items = &m.model->item_factors();
     } else {
       m.items = &a.items;
@@ -189,6 +200,7 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     m.item_ids = &r.data.items;
     m.seen = &r.data.user_items;
     m.weighting = r.data.weighting;
+    m.corpus = data::bm25_corpus(r.data.split.train, r.data.users.size(), r.data.items.size());
     m.metric = Metric::kDot;
   }
   // IdMap builds its lookup table on the first find(), without a lock: built here, before the
@@ -291,7 +303,7 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
   data::combine_duplicates(x, 1, data::Duplicates::kMax);  // an item listed twice counts once
   const int64_t n_items = m.items->rows;
   const data::Csr row = data::Csr::from_interactions(
-      1, n_items, x, data::confidence(x, 1, n_items, m.weighting));
+      1, n_items, x, data::confidence(x, 1, n_items, m.weighting, m.corpus));
   if (seen) seen->assign(row.indices.begin(), row.indices.end());
   return m.model->fold_in(row);
 }

@@ -140,6 +140,8 @@ class RecommendTest : public testing::Test {
                       "model:\n  factors: 8\n  iterations: 4\n"
                       "weighting:\n  scheme: linear\n  alpha: 3.0\n");
     bpr_ = train_run(*dir_, "bpr", "model:\n  type: bpr\n  factors: 8\n  iterations: 3\n");
+    train_run(*dir_, "bm25", "model:\n  factors: 8\n  iterations: 4\n"
+                              "weighting:\n  scheme: bm25\n");
     ivf_ = train_run(*dir_, "ivf", "model:\n  factors: 8\n  iterations: 4\n",
                      {"index.type=ivf_flat", "index.nlist=8", "index.nprobe=2"});
   }
@@ -155,7 +157,7 @@ TempDir* RecommendTest::dir_ = nullptr;
 std::string RecommendTest::ials_, RecommendTest::bpr_, RecommendTest::ivf_;
 
 TEST_F(RecommendTest, FoldInFromAnExportEqualsFoldInFromTheRunDirectory) {
-  for (const std::string& name : {std::string("ials"), std::string("bpr")}) {
+  for (const std::string& name : {std::string("ials"), std::string("bpr"), std::string("bm25")}) {
     SCOPED_TRACE(name);
     const Recommender run = Recommender::open(dir_->file(name));
     const Recommender exp = Recommender::open(export_of(name));
@@ -167,11 +169,11 @@ TEST_F(RecommendTest, FoldInFromAnExportEqualsFoldInFromTheRunDirectory) {
     const Matrix b = run.fold_in(items, weights, nullptr);
     expect_same_factors(a, b);
     // The solve really ran, and for iALS the weights reach it through the training weighting
-    // (linear, alpha 3); BPR fits the positives whatever their weight.
+    // (linear, alpha 3; bm25); BPR fits the positives whatever their weight.
     double norm = 0;
     for (float x : a.data) norm += x * x;
     EXPECT_GT(norm, 1e-6);
-    if (name == "ials") {
+    if (name != "bpr") {
       const Matrix unweighted = exp.fold_in(items, {}, nullptr);
       double diff = 0;
       for (size_t i = 0; i < a.data.size(); ++i) diff = std::max(diff, std::fabs(double(a.data[i]) - unweighted.data[i]));
@@ -431,6 +433,48 @@ TEST_F(RecommendTest, SixteenThreadsOnOneExportGetTheAnswersOfOne) {
     ASSERT_EQ(got[t].size(), want.size());
     for (size_t a = 0; a < want.size(); ++a) expect_same(got[t][a], want[a]);
   }
+}
+
+// A folded-in user's bm25 confidences use the training set's idf and mean length: a training
+// user's own row weighted alone against the training statistics gets exactly the confidences
+// training gave it (weighted as a set of one row, every idf was log(1) - log1p(1) < 0).
+TEST(Bm25, ARowWeightedAgainstTheTrainingStatisticsGetsItsTrainingConfidences) {
+  data::Interactions train;
+  const int64_t nu = 6, ni = 5;
+  const float w[6][5] = {{1, 0, 3, 0, 0}, {2, 1, 0, 0, 5}, {0, 0, 1, 1, 0},
+                         {4, 0, 0, 2, 0}, {0, 0, 0, 0, 0}, {1, 1, 1, 0, 7}};
+  for (int u = 0; u < nu; ++u)
+    for (int i = 0; i < ni; ++i)
+      if (w[u][i] > 0) train.push(u, i, w[u][i]);
+  data::WeightOptions o;
+  o.scheme = data::WeightScheme::kBm25;
+  o.bm25_k1 = 1.2;
+  o.bm25_b = 0.75;
+  const std::vector<float> all = data::confidence(train, nu, ni, o);
+  const data::Bm25Corpus corpus = data::bm25_corpus(train, nu, ni);
+  EXPECT_EQ(corpus.users, nu);
+  EXPECT_EQ(corpus.total_weight, 30.0);
+  EXPECT_EQ(corpus.item_counts, (std::vector<int64_t>{4, 2, 3, 2, 2}));
+  for (int u : {0, 1, 5}) {
+    data::Interactions row;
+    std::vector<float> want;
+    for (data::offset_t e = 0; e < train.size(); ++e)
+      if (train.users[e] == u) {
+        row.push(0, train.items[e], train.weights[e]);
+        want.push_back(all[static_cast<size_t>(e)]);
+      }
+    EXPECT_EQ(data::confidence(row, 1, ni, o, corpus), want) << "user " << u;
+    for (float c : data::confidence(row, 1, ni, o, corpus)) EXPECT_GT(c, 0.f);
+  }
+  // Hand check of one value (user 1, item 4: w 5, row length 8, mean 30 / 6, count 2) in double.
+  const double idf = std::log(6.0) - std::log1p(2.0);
+  const double norm = 0.25 + 0.75 * 8.0 / 5.0;
+  const double c = 5.0 * 2.2 / (1.2 * norm + 5.0) * idf;
+  data::Interactions one;
+  one.push(0, 0, 2.f);
+  one.push(0, 1, 1.f);
+  one.push(0, 4, 5.f);
+  EXPECT_FLOAT_EQ(data::confidence(one, 1, ni, o, corpus)[2], static_cast<float>(c));
 }
 
 // BlasThreads objects alive at once (concurrent queries each set OpenBLAS to one thread) that
