@@ -20,6 +20,7 @@ Exits 0 when everything matches, 1 with the first difference otherwise.
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -137,8 +138,9 @@ def recforge_user(binary, root, user, k, exact):
     if exact:
         cmd.append("--exact")
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    lines = [line.split("\t") for line in res.stdout.splitlines() if line.count("\t") == 2]
-    return [(item, float(score)) for _, item, score in lines]
+    # stdout is CSV user,rank,item,score with a header (warnings go to stderr).
+    return [(row["item"], float(row["score"]))
+            for row in csv.DictReader(io.StringIO(res.stdout))]
 
 
 def compare(what, user, mine, theirs):

@@ -11,7 +11,8 @@
 /// and in each version directory:
 ///
 ///   manifest.json      format, format_version, model, counts, dtype, metric, index, metrics,
-///                      config, created, and the size and SHA-256 of every other file
+///                      config, fold_in (what folding in new users needs), created, and the
+///                      size and SHA-256 of every other file
 ///   index.faiss        the Faiss index of the item vectors (faiss::write_index)
 ///   item_factors.npy   float32 (items × dim), C order; row i is item_ids.txt line i + 1
 ///   user_factors.npy   float32 (users × dim), C order; row u is user_ids.txt line u + 1
@@ -60,6 +61,9 @@ struct ExportInput {
   nlohmann::json metrics = nlohmann::json::object();  ///< the run's metrics.json
   nlohmann::json config = nlohmann::json::object();   ///< the resolved config (to_json)
   nlohmann::json source = nlohmann::json::object();   ///< run directory, data fingerprint
+  /// Sum of the training interactions' raw weights (data::Bm25Corpus::total_weight): with the
+  /// seen lists, what bm25 weighting of a folded-in user needs.
+  double train_weight_total = 0;
 };
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty
@@ -97,6 +101,14 @@ struct Artifact {
   index::ItemIndex index;                               ///< index.faiss
   index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
 };
+
+/// The manifest's "fold_in" section for a run's resolved config (config::Config::to_json):
+/// its `model` and `weighting` sections, `seed` (run.seed), `threads` (train.threads) and
+/// `train_weight_total`, what recommend::Recommender needs to fold in new users from the export
+/// alone (with item_factors.npy, and the seen lists for bm25's item counts); null when `config`
+/// lacks a model or weighting section. Exports written before fold-in from exports existed lack
+/// it; they still load, and folding in from them is refused with a request to export again.
+nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total);
 
 /// True when `dir` holds a `current` link or a manifest.json (an artifact rather than a run
 /// directory).

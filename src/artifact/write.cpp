@@ -33,6 +33,23 @@ const std::vector<std::string>& data_files() {
   return files;
 }
 
+nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total) {
+  auto section = [&](const char* name) -> const nlohmann::json* {
+    const auto it = config.find(name);
+    return it != config.end() && it->is_object() ? &*it : nullptr;
+  };
+  const nlohmann::json* model = section("model");
+  const nlohmann::json* weighting = section("weighting");
+  if (!config.is_object() || !model || !weighting) return nullptr;
+  nlohmann::json out = {{"model", *model}, {"weighting", *weighting}};
+  if (const nlohmann::json* run = section("run"); run && run->contains("seed"))
+    out["seed"] = (*run)["seed"];
+  if (const nlohmann::json* train = section("train"); train && train->contains("threads"))
+    out["threads"] = (*train)["threads"];
+  out["train_weight_total"] = train_weight_total;
+  return out;
+}
+
 bool is_artifact(const std::string& dir) {
   std::error_code ec;
   return fs::is_regular_file(fs::path(dir) / "manifest.json", ec) ||
@@ -358,7 +375,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   // Written in this order (ordered_json) so that the file reads top-down: identity, shapes,
   // index, metrics, config, checksums.
   auto ordered = [](const nlohmann::json& j) { return nlohmann::ordered_json::parse(j.dump()); };
-  const nlohmann::ordered_json manifest = {
+  nlohmann::ordered_json manifest = {
       {"format", kFormatName},
       {"format_version", kFormatVersion},
       {"created", utc_now()},
@@ -372,8 +389,10 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
       {"index", ordered(index_json)},
       {"metrics", ordered(in.metrics)},
       {"config", ordered(in.config)},
-      {"files", ordered(files)},
   };
+  if (const nlohmann::json fold = fold_in_section(in.config, in.train_weight_total); !fold.is_null())
+    manifest["fold_in"] = ordered(fold);
+  manifest["files"] = ordered(files);
   write_file_atomic(S + "manifest.json", manifest.dump(2) + "\n");
   sync_path(S + "manifest.json", false);
   sync_path(files_dir.string(), true);

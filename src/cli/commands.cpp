@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <faiss/Index.h>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -35,6 +36,7 @@
 #include "models/memory.h"
 #include "pipeline/export.h"
 #include "pipeline/options.h"
+#include "recommend/recommend.h"
 #include <cmath>
 
 namespace recforge::cli {
@@ -46,7 +48,8 @@ struct Options {
   std::string config_path;
   std::vector<std::string> sets;
   std::string run_dir, out, user, item_list, name, device, exclude, resume;
-  bool all = false, exact = false;
+  std::string user_list, candidates, weights, format = "csv", metric = "default", item;
+  bool all = false, exact = false, include_seen = false;
   std::string nprobe_list, ef_list;
   int64_t bench_users = 0;
   int64_t k = 10;
@@ -68,15 +71,6 @@ config::Config load_config(const std::string& path, std::vector<std::string> set
 }
 
 using pipeline::read_json;
-
-// Prints a top-k list as "rank<TAB>item<TAB>score" lines.
-void print_ranked(const eval::TopK& top, int64_t q, const data::IdMap& items) {
-  for (int j = 0; j < top.k; ++j) {
-    const data::index_t i = top.items[q * top.k + j];
-    if (i < 0) break;
-    std::printf("%d\t%s\t%.6f\n", j + 1, items.external(i).c_str(), top.scores[q * top.k + j]);
-  }
-}
 
 // train --resume RUN: the config of RUN's checkpoint (or the given one), with run.dir and
 // run.name of RUN.
@@ -119,14 +113,6 @@ CLI::Validator int_range(int64_t lo, int64_t hi) {
 }
 
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
-
-// The list length for `n_items` items: --k, or all items (with a warning) when --k is larger.
-int list_length(int64_t n_items) {
-  if (g.k > n_items)
-    log().warn("--k {} is above the number of items, {}; the lists hold at most {} items", g.k,
-               n_items, n_items);
-  return static_cast<int>(std::min<int64_t>(g.k, n_items));
-}
 
 // Outputs of recommend --all above this size are announced before they are computed.
 constexpr double kLargeOutputBytes = 100.0 * 1024 * 1024;
@@ -301,127 +287,184 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-// Item rows of the --exclude list (sorted); an unknown id is an error.
-std::vector<data::index_t> exclude_rows(const data::IdMap& items) {
-  std::vector<data::index_t> rows;
-  for (const auto& id : split_list(g.exclude)) {
-    const auto i = items.find(id);
-    if (!i) fail("recommend --exclude: item \"{}\" is not in {}", id, g.run_dir);
-    rows.push_back(*i);
-  }
-  std::sort(rows.begin(), rows.end());
-  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-  return rows;
+// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
 }
 
-// Writes top-k lists of users `rows` as CSV user,rank,item,score.
-void write_csv(const eval::TopK& top, const std::vector<data::index_t>& rows,
-               const data::IdMap& users, const data::IdMap& items) {
-  std::string csv = "user,rank,item,score\n";
-  for (int64_t q = 0; q < top.n; ++q)
-    for (int j = 0; j < top.k; ++j) {
-      const data::index_t i = top.item(q, j);
-      if (i < 0) break;
-      csv += fmt::format("{},{},{},{:.6g}\n", users.external(rows[static_cast<size_t>(q)]), j + 1,
-                         items.external(i), top.score(q, j));
+// A JSON string.
+std::string json_string(const std::string& s) { return nlohmann::json(s).dump(); }
+
+// One ranked list of the output, whatever its source (a Result's List or a row of a TopK).
+struct OutList {
+  const std::string* query;  // nullptr: a folded-in new user (empty CSV field, JSON null)
+  std::vector<std::pair<const std::string*, float>> entries;
+};
+
+// The lists as CSV (header `columns`) or JSON (`query_key` and `list_key` per object; an array
+// unless `single`). Scores are written in full float precision (shortest round trip).
+std::string format_lists(const std::vector<OutList>& lists, const std::array<const char*, 4>& columns,
+                         const char* query_key, const char* list_key, const char* entry_key,
+                         bool single) {
+  std::string text;
+  if (g.format == "csv") {
+    text = fmt::format("{},{},{},{}\n", columns[0], columns[1], columns[2], columns[3]);
+    for (const OutList& l : lists) {
+      const std::string q = l.query ? csv_field(*l.query) : std::string();
+      for (size_t j = 0; j < l.entries.size(); ++j)
+        text += fmt::format("{},{},{},{}\n", q, j + 1, csv_field(*l.entries[j].first),
+                            l.entries[j].second);
     }
-  write_file_atomic(g.out, csv);
-  log().info("wrote top-{} lists of {} users to {}", top.k, top.n, g.out);
+    return text;
+  }
+  if (!single) text += "[";
+  for (size_t n = 0; n < lists.size(); ++n) {
+    const OutList& l = lists[n];
+    if (n) text += ",\n";
+    text += fmt::format("{{\"{}\":{},\"{}\":[", query_key,
+                        l.query ? json_string(*l.query) : std::string("null"), list_key);
+    for (size_t j = 0; j < l.entries.size(); ++j)
+      text += fmt::format("{}{{\"{}\":{},\"score\":{}}}", j ? "," : "", entry_key,
+                          json_string(*l.entries[j].first), l.entries[j].second);
+    text += "]}";
+  }
+  if (!single) text += "]";
+  return text + "\n";
 }
 
-// recommend from an export directory: no training data, no config; the artifact alone.
-int recommend_artifact() {
-  if (!g.item_list.empty())
-    fail("recommend --items: {} is an export; folding in a new user needs the run directory "
-         "(its training data and solver)",
-         g.run_dir);
-  const artifact::Artifact a = artifact::load(g.run_dir);
-  const int dim = static_cast<int>(a.items.cols);
-  const int k = list_length(a.items.rows);
-  const std::vector<data::index_t> global = exclude_rows(a.item_ids);
-  std::vector<data::index_t> rows;
-  if (!g.user.empty()) {
-    const auto u = a.user_ids.find(g.user);
-    if (!u) fail("recommend --user: user \"{}\" is not in {}", g.user, g.run_dir);
-    rows.push_back(*u);
-  } else {
-    check_output_size(a.users.rows, k, a.user_ids, a.item_ids);
-    rows.resize(static_cast<size_t>(a.users.rows));
-    for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
+// Writes the output to --out (atomically) or stdout.
+void emit(const std::string& text, const std::string& what) {
+  if (g.out.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return;
   }
-  std::vector<float> q(rows.size() * static_cast<size_t>(dim));
-  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(a.users.row(rows[i]), dim, q.data() + i * dim);
-  eval::TopK top;
-  if (g.exact) {
-    // Direct scoring of every item, with the artifact's metric.
-    const float* items = a.items.data.data();
-    std::vector<float> unit;
-    if (a.metric == index::Metric::kCosine) {
-      unit = a.items.data;
-      index::normalize_rows(unit.data(), a.items.rows, dim);
-      items = unit.data();
-      index::normalize_rows(q.data(), static_cast<int64_t>(rows.size()), dim);
+  write_file_atomic(g.out, text);
+  log().info("wrote {} to {}", what, g.out);
+}
+
+// Result lists as output lists.
+std::vector<OutList> out_lists(const recommend::Result& r, bool new_user) {
+  std::vector<OutList> out;
+  for (const recommend::List& l : r.lists) {
+    OutList o{new_user ? nullptr : &l.query, {}};
+    for (const recommend::Scored& s : l.items) o.entries.push_back({&s.id, s.score});
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+// One warning line on stderr per id that the request named and the source does not know.
+void warn_unknown(const char* verb, const std::vector<recommend::Unknown>& unknown) {
+  for (const recommend::Unknown& u : unknown) {
+    const std::string option = u.field == "users" ? (g.user.empty() ? "--users" : "--user")
+                                                  : "--" + u.field;
+    const char* kind = u.field == "users" || u.field == "user" ? "user" : "item";
+    log().warn("{} {}: {} \"{}\" is not in {}; skipped", verb, option, kind, u.id, g.run_dir);
+  }
+}
+
+// --weights w,w,...: finite numbers.
+std::vector<float> weight_list(const std::string& text) {
+  std::vector<float> w;
+  for (const std::string& s : split_list(text)) {
+    const std::string t = recommend::trim(s);
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
     }
-    top = eval::topk(q.data(), static_cast<int64_t>(rows.size()), items, a.items.rows, dim, k,
-                     &a.seen, rows, &global);
-  } else {
-    const index::SearchFn search = [&](const float* x, int64_t n, int kk, float* s, int64_t* l) {
-      a.index.search(x, n, kk, s, l);
-    };
-    top = index::search_filtered(search, q.data(), static_cast<int64_t>(rows.size()), dim,
-                                 a.items.rows, k, &a.seen, rows, &global);
+    if (t.empty() || used != t.size() || !std::isfinite(x) || x < 0 ||
+        x > std::numeric_limits<float>::max())
+      fail("recommend --weights {}: \"{}\" is not a weight; expected finite numbers >= 0 like "
+           "1,2.5,4",
+           text, s);
+    w.push_back(static_cast<float>(x));
   }
-  if (!g.user.empty())
-    print_ranked(top, 0, a.item_ids);
-  else
-    write_csv(top, rows, a.user_ids, a.item_ids);
-  return 0;
+  return w;
+}
+
+// Warns (once) when --k is above what a list can hold.
+void warn_k(int64_t available, const char* what) {
+  if (g.k > available)
+    log().warn("--k {} is above the number of {}, {}; the lists hold at most {}", g.k, what,
+               available, available);
 }
 
 int cmd_recommend() {
-  const int modes = !g.user.empty() + !g.item_list.empty() + g.all;
-  if (modes != 1) fail("recommend: give exactly one of --user ID, --items ID,ID,... or --all --out FILE");
-  if (g.all && g.out.empty()) fail("recommend --all needs --out FILE (a CSV of user,rank,item,score)");
-  if (artifact::is_artifact(g.run_dir)) return recommend_artifact();
-  pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "recommend from");
-  const auto& d = r.data;
-  const Matrix& items = r.model->item_factors();
-  const int dim = static_cast<int>(items.cols);
-  const int k = list_length(d.items.size());
-  const std::vector<data::index_t> global = exclude_rows(d.items);
-  if (!g.item_list.empty()) {
-    // Fold-in: a user who was not in training, from their items (weight 1 each).
-    data::Interactions x;
-    for (const auto& id : split_list(g.item_list)) {
-      const auto i = d.items.find(id);
-      if (!i) fail("recommend --items: item \"{}\" is not in this run's data", id);
-      x.push(0, *i, 1.f);
+  const int modes = !g.user.empty() + !g.user_list.empty() + !g.item_list.empty() + g.all;
+  if (modes != 1)
+    fail("recommend: give exactly one of --user ID, --users ID,ID,..., --items ID,ID,... or "
+         "--all --out FILE");
+  if (g.all && g.out.empty())
+    fail("recommend --all needs --out FILE (a CSV of user,rank,item,score, or JSON with "
+         "--format json)");
+  if (!g.weights.empty() && g.item_list.empty())
+    fail("recommend --weights: weights belong to the items of --items ID,ID,...; give --items");
+  const recommend::Recommender rec = recommend::Recommender::open(g.run_dir, "recommend from");
+  recommend::Options o;
+  o.k = static_cast<int>(g.k);
+  o.exclude = split_list(g.exclude);
+  if (!g.candidates.empty()) o.candidates = split_list(g.candidates);
+  o.include_seen = g.include_seen;
+  o.exact = g.exact;
+  const int64_t n_items = rec.item_ids().size();
+  warn_k(n_items, "items");
+  const std::array<const char*, 4> columns{"user", "rank", "item", "score"};
+  if (g.all) {
+    const int k = static_cast<int>(std::min<int64_t>(g.k, n_items));
+    check_output_size(rec.user_ids().size(), k, rec.user_ids(), rec.item_ids());
+    std::vector<recommend::Unknown> unknown;
+    const eval::TopK top = rec.recommend_rows({}, o, &unknown);
+    warn_unknown("recommend", unknown);
+    std::vector<OutList> lists(static_cast<size_t>(top.n));
+    for (int64_t q = 0; q < top.n; ++q) {
+      OutList& l = lists[static_cast<size_t>(q)];
+      l.query = &rec.user_ids().external(static_cast<data::index_t>(q));
+      for (int j = 0; j < top.k && top.item(q, j) >= 0; ++j)
+        l.entries.push_back({&rec.item_ids().external(top.item(q, j)), top.score(q, j)});
     }
-    data::combine_duplicates(x, 1, data::Duplicates::kMax);  // an item listed twice counts once
-    const data::Csr row = data::Csr::from_interactions(
-        1, d.items.size(), x, data::confidence(x, 1, d.items.size(), d.weighting));
-    const Matrix q = r.model->fold_in(row);
-    const eval::TopK top =
-        eval::topk(q.data.data(), 1, items.data.data(), items.rows, dim, k, &row, {}, &global);
-    print_ranked(top, 0, d.items);
+    emit(format_lists(lists, columns, "user", "items", "item", false),
+         fmt::format("top-{} lists of {} users", top.k, top.n));
     return 0;
   }
-  const Matrix& users = r.model->user_factors();
-  if (!g.user.empty()) {
-    const auto u = d.users.find(g.user);
-    if (!u) fail("recommend --user: user \"{}\" is not in this run's data", g.user);
-    const std::vector<data::index_t> rows{*u};
-    const eval::TopK top = eval::topk(users.row(*u), 1, items.data.data(), items.rows, dim, k,
-                                      &d.user_items, rows, &global);
-    print_ranked(top, 0, d.items);
-    return 0;
-  }
-  check_output_size(users.rows, k, d.users, d.items);
-  const eval::TopK top = eval::topk(users.data.data(), users.rows, items.data.data(), items.rows,
-                                    dim, k, &d.user_items, {}, &global);
-  std::vector<data::index_t> rows(static_cast<size_t>(users.rows));
-  for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
-  write_csv(top, rows, d.users, d.items);
+  recommend::Result r;
+  if (!g.item_list.empty())
+    r = rec.recommend_new_user(split_list(g.item_list), weight_list(g.weights), o);
+  else
+    r = rec.recommend(g.user.empty() ? split_list(g.user_list) : std::vector<std::string>{g.user}, o);
+  warn_unknown("recommend", r.unknown);
+  emit(format_lists(out_lists(r, !g.item_list.empty()), columns, "user", "items", "item",
+                    g.user_list.empty()),
+       fmt::format("top-{} lists of {} users", r.k, r.lists.size()));
+  return 0;
+}
+
+int cmd_similar() {
+  if (g.item.empty() == g.user.empty()) fail("similar: give exactly one of --item ID or --user ID");
+  const recommend::Recommender rec = recommend::Recommender::open(g.run_dir, "find similar items in");
+  recommend::SimilarOptions o;
+  o.metric = g.metric == "dot"      ? recommend::Metric::kDot
+             : g.metric == "cosine" ? recommend::Metric::kCosine
+                                    : recommend::Metric::kDefault;
+  o.exact = g.exact;
+  const bool items = !g.item.empty();
+  if (!items && g.exact)
+    log().warn("similar --user --exact: similar users are always scored exactly");
+  warn_k((items ? rec.item_ids().size() : rec.user_ids().size()) - 1,
+         items ? "other items" : "other users");
+  const recommend::Result r = items ? rec.similar_items(g.item, static_cast<int>(g.k), o)
+                                    : rec.similar_users(g.user, static_cast<int>(g.k), o);
+  const std::array<const char*, 4> columns =
+      items ? std::array<const char*, 4>{"item", "rank", "similar_item", "score"}
+            : std::array<const char*, 4>{"user", "rank", "similar_user", "score"};
+  emit(format_lists(out_lists(r, false), columns, items ? "item" : "user",
+                    items ? "items" : "users", items ? "item" : "user", true),
+       fmt::format("{} similar {}", r.k, items ? "items" : "users"));
   return 0;
 }
 
@@ -558,14 +601,28 @@ void register_commands(CLI::App& app) {
   g_actions["evaluate"] = cmd_evaluate;
 
   auto* recommend = app.add_subcommand(
-      "recommend", "Top-k items for a user of a trained run, or of an export directory (one "
-                   "holding manifest.json: served from the artifact alone)");
+      "recommend", "Top-k items for users of a trained run, or of an export directory (one "
+                   "holding manifest.json: served from the artifact alone), or for a new user "
+                   "folded in from their items");
   recommend->add_option("run_dir", g.run_dir, "Run directory or export directory")->required();
   recommend->add_option("--user", g.user, "External user id: top-k for this training user");
+  recommend->add_option("--users", g.user_list,
+                        "Comma-separated external user ids: top-k for each (one batch); unknown "
+                        "ids are skipped with a warning");
   recommend->add_option("--items", g.item_list,
-                        "Comma-separated external item ids: fold in a new user with these items");
-  recommend->add_flag("--all", g.all, "Top-k for every user, written as CSV to --out");
-  recommend->add_option("--out", g.out, "CSV output for --all (user,rank,item,score)");
+                        "Comma-separated external item ids: fold in a new user with these items "
+                        "(run directories, and exports written by this recforge)");
+  recommend->add_option("--weights", g.weights,
+                        "Comma-separated raw weights of the --items (default 1 each), "
+                        "turned into confidences by the run's weighting section");
+  recommend->add_flag("--all", g.all, "Top-k for every user, written to --out");
+  recommend->add_option("--out", g.out,
+                        "Write the output to this file instead of stdout (required by --all)");
+  recommend->add_option("--format", g.format,
+                        "csv (user,rank,item,score with a header; a new user's user column is "
+                        "empty) or json (one object {\"user\", \"items\": [{\"item\", "
+                        "\"score\"}]} per user; an array for --users and --all)")
+      ->check(CLI::IsMember({"csv", "json"}));
   recommend->add_option("--k", g.k,
                         "Number of items (default 10; at most the number of items, with a warning "
                         "above it)")
@@ -573,10 +630,36 @@ void register_commands(CLI::App& app) {
   recommend->add_option("--exclude", g.exclude,
                         "Comma-separated external item ids never to recommend (a global "
                         "exclusion list, besides each user's training items)");
+  recommend->add_option("--candidates", g.candidates,
+                        "Comma-separated external item ids: only these may be recommended "
+                        "(scored exactly); implicit's `items`");
+  recommend->add_flag("--include-seen", g.include_seen,
+                      "Keep the user's training items (or the --items of a new user) in the "
+                      "lists; they are masked by default");
   recommend->add_flag("--exact", g.exact,
                       "Export directories: score every item directly instead of searching the "
                       "Faiss index (run directories are always exact)");
   g_actions["recommend"] = cmd_recommend;
+
+  auto* similar = app.add_subcommand(
+      "similar", "The items most similar to an item, or the users most similar to a user, of a "
+                 "run or an export (the item or user itself is not listed)");
+  similar->add_option("run_dir", g.run_dir, "Run directory or export directory")->required();
+  similar->add_option("--item", g.item, "External item id: its most similar items");
+  similar->add_option("--user", g.user, "External user id: its most similar users (exact)");
+  similar->add_option("--k", g.k, "Number of results (default 10)")->check(int_range(1, kMaxInt));
+  similar->add_option("--metric", g.metric,
+                      "dot (the model's score), cosine, or default: an export's index metric, "
+                      "dot for run directories")
+      ->check(CLI::IsMember({"default", "dot", "cosine"}));
+  similar->add_flag("--exact", g.exact,
+                    "Score every item directly; without it an export's Faiss index is searched "
+                    "when its metric is the one asked for");
+  similar->add_option("--format", g.format,
+                      "csv (item,rank,similar_item,score or user,rank,similar_user,score) or json")
+      ->check(CLI::IsMember({"csv", "json"}));
+  similar->add_option("--out", g.out, "Write the output to this file instead of stdout");
+  g_actions["similar"] = cmd_similar;
 
   auto* exp = app.add_subcommand("export", "Write the serving artifact of a trained run");
   exp->add_option("run_dir", g.run_dir, "Run directory")->required();

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <vector>
 #include <algorithm>
+#include <mutex>
 
 extern "C" {
 char* openblas_get_corename(void);
@@ -64,11 +65,26 @@ void ensure_blas_kernels(char** argv) {
   execv("/proc/self/exe", argv);  // only returns on failure: keep running with Prescott
 }
 
-BlasThreads::BlasThreads(int n) : previous_(openblas_get_num_threads()) {
+namespace {
+// OpenBLAS's thread count is one global. Objects alive at once (nested, or on several threads
+// that query concurrently) share it: the first saves it, the last restores it. Restoring what
+// each one saw would leave 1 behind when they end out of order (B saw A's 1).
+std::mutex g_blas_threads_mutex;
+int g_blas_threads_alive = 0;
+int g_blas_threads_saved = 0;
+}  // namespace
+
+BlasThreads::BlasThreads(int n) {
+  std::lock_guard<std::mutex> lock(g_blas_threads_mutex);
+  if (g_blas_threads_alive++ == 0) g_blas_threads_saved = openblas_get_num_threads();
+  previous_ = g_blas_threads_saved;
   openblas_set_num_threads(n);
 }
 
-BlasThreads::~BlasThreads() { openblas_set_num_threads(previous_); }
+BlasThreads::~BlasThreads() {
+  std::lock_guard<std::mutex> lock(g_blas_threads_mutex);
+  if (--g_blas_threads_alive == 0) openblas_set_num_threads(g_blas_threads_saved);
+}
 
 bool cholesky_solve(float* a, float* b, int k) {
   const char uplo = 'U';  // row-major lower == column-major upper

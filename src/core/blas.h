@@ -10,7 +10,9 @@
 
 namespace recforge {
 
-/// Sets OpenBLAS's thread count for the lifetime of the object, restoring it afterwards.
+/// Sets OpenBLAS's thread count for the lifetime of the object. Objects alive at the same time
+/// (nested, or on concurrent threads) share OpenBLAS's one global count: the last to end
+/// restores the count from before the first, whatever order they end in.
 class BlasThreads {
  public:
   /// `n` threads for BLAS calls made while this object lives (1 inside OpenMP regions).

@@ -38,4 +38,25 @@ struct WeightOptions {
 std::vector<float> confidence(const Interactions& x, int64_t n_users, int64_t n_items,
                               const WeightOptions& o);
 
+/// What bm25 takes from the whole set it weights besides each row: the number of users (rows),
+/// the sum of all raw weights (the mean row length is total / users) and each item's number of
+/// interactions.
+struct Bm25Corpus {
+  int64_t users = 0;                 ///< rows of the set, empty ones included
+  double total_weight = 0;           ///< sum of the raw weights, added in order
+  std::vector<int64_t> item_counts;  ///< interactions per item
+};
+
+/// The bm25 statistics of `x` (n_users × n_items), summed in the order of `x` as confidence()
+/// sums them.
+Bm25Corpus bm25_corpus(const Interactions& x, int64_t n_users, int64_t n_items);
+
+/// Confidences of rows `x` that were not part of `corpus` (a new user folded in), as training
+/// weighted its rows: linear, log and none as confidence(); bm25 with the idf and mean row length
+/// of `corpus` and each row's own length. A row of the corpus weighted this way gets exactly the
+/// confidences confidence() gave it. (confidence() of a lone row would take that row as the whole
+/// set: idf log(1) - log1p(1) < 0.)
+std::vector<float> confidence(const Interactions& x, int64_t n_users, int64_t n_items,
+                              const WeightOptions& o, const Bm25Corpus& corpus);
+
 }  // namespace recforge::data

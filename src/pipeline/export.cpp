@@ -23,6 +23,8 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.metrics = metrics;
   in.config = cfg.to_json();
   in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}};
+  in.train_weight_total =  // what bm25 weighting of a user folded in from the export needs
+      data::bm25_corpus(data.split.train, data.users.size(), data.items.size()).total_weight;
   return in;
 }
 

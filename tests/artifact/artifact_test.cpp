@@ -145,6 +145,30 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   EXPECT_FALSE(is_artifact(t.str()));
 }
 
+// What fold-in from the export needs: the model and weighting sections of the config, run.seed,
+// train.threads and the training weights' total, in "fold_in"; a config without the sections gets
+// none.
+TEST(Artifact, TheManifestCarriesWhatFoldInNeeds) {
+  test::TempDir t;
+  Fixture f;
+  EXPECT_TRUE(fold_in_section(f.in.config, 1.0).is_null());  // no weighting section
+  write(f.in, t.file("plain"));
+  EXPECT_FALSE(load(t.file("plain")).manifest.contains("fold_in"));
+  f.in.config = {{"model", {{"type", "ials"}, {"factors", 6}, {"alpha", 2.5}}},
+                 {"weighting", {{"scheme", "log"}, {"eps", 0.5}}},
+                 {"run", {{"seed", 11}, {"name", "x"}}},
+                 {"train", {{"threads", 3}, {"device", "cuda"}}},
+                 {"data", {{"path", "somewhere.csv"}}}};
+  f.in.train_weight_total = 1234.5;
+  write(f.in, t.file("full"));
+  const nlohmann::json fold = load(t.file("full")).manifest.at("fold_in");
+  EXPECT_EQ(fold, nlohmann::json({{"model", f.in.config["model"]},
+                                  {"weighting", f.in.config["weighting"]},
+                                  {"seed", 11},
+                                  {"threads", 3},
+                                  {"train_weight_total", 1234.5}}));
+}
+
 TEST(Artifact, CosineExportHoldsUnitVectorsInTheIndexAndRawFactors) {
   test::TempDir t;
   Fixture f;

@@ -86,7 +86,8 @@ void expect_one_line_error(const TempDir& t, const std::string& args, const std:
 TEST(Cli, HelpForEveryVerb) {
   TempDir t;
   for (const char* verb :
-       {"datagen", "train", "evaluate", "recommend", "export", "index-bench", "info", "config"}) {
+       {"datagen", "train", "evaluate", "recommend", "similar", "export", "index-bench", "info",
+        "config"}) {
     const Result r = run(t.str(), std::string(verb) + " --help");
     EXPECT_EQ(r.rc, 0) << verb;
     EXPECT_NE(r.out.find("Usage:"), std::string::npos) << verb << ": " << r.out;
@@ -317,6 +318,25 @@ TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   EXPECT_NE(missing.out.find("runs/none: no such run directory"), std::string::npos);
 }
 
+// The rank, item and score of each CSV line "user,rank,item,score" of a recommend (or similar)
+// output; the header and log lines are left out.
+std::vector<std::array<std::string, 3>> ranked_lines(const Result& r) {
+  std::vector<std::array<std::string, 3>> out;
+  for (const auto& l : r.lines()) {
+    if (l.empty() || l[0] == '[' || l.rfind("recforge", 0) == 0) continue;
+    const auto c = l.rfind(',');
+    if (c == std::string::npos || c == 0) continue;
+    const auto b = l.rfind(',', c - 1);
+    if (b == std::string::npos || b == 0) continue;
+    const auto a = l.rfind(',', b - 1);
+    if (a == std::string::npos) continue;
+    const std::string rank = l.substr(a + 1, b - a - 1);
+    if (rank.empty() || rank.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.push_back({rank, l.substr(b + 1, c - b - 1), l.substr(c + 1)});
+  }
+  return out;
+}
+
 TEST(Cli, EvaluateAndRecommendFromASavedRun) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config("model:\n  factors: 8\n  iterations: 4\n"));
@@ -332,35 +352,27 @@ TEST(Cli, EvaluateAndRecommendFromASavedRun) {
   EXPECT_NEAR(saved["test"]["recall@20"].get<double>(), again["test"]["recall@20"].get<double>(), 1e-9);
   EXPECT_GT(saved["test"]["recall@20"].get<double>(), 0.0);
   EXPECT_NE(ev.out.find("(= saved)"), std::string::npos);
-  // recommend prints k ranked lines "rank<TAB>item<TAB>score" with decreasing scores.
+  // recommend prints CSV user,rank,item,score with a header, k lines with decreasing scores.
   const Result rec = run(t.str(), "recommend runs/small --user 5 --k 4");
   ASSERT_EQ(rec.rc, 0) << rec.out;
-  std::vector<std::string> ranked;
-  for (const auto& l : rec.lines())
-    if (!l.empty() && l[0] >= '1' && l[0] <= '9' && l.find('\t') != std::string::npos) ranked.push_back(l);
+  EXPECT_NE(rec.out.find("user,rank,item,score\n5,1,"), std::string::npos) << rec.out;
+  const auto ranked = ranked_lines(rec);
   ASSERT_EQ(ranked.size(), 4u) << rec.out;
-  EXPECT_EQ(ranked[0].rfind("1\t", 0), 0u);
+  EXPECT_EQ(ranked[0][0], "1");
+  for (size_t j = 1; j < ranked.size(); ++j) EXPECT_LE(std::stod(ranked[j][2]), std::stod(ranked[j - 1][2]));
+  // A folded-in new user has an empty user column.
   const Result fold = run(t.str(), "recommend runs/small --items 1,2,3 --k 3");
   EXPECT_EQ(fold.rc, 0) << fold.out;
+  EXPECT_NE(fold.out.find("user,rank,item,score\n,1,"), std::string::npos) << fold.out;
   const Result all = run(t.str(), "recommend runs/small --all --out recs.csv --k 2");
   ASSERT_EQ(all.rc, 0) << all.out;
   const std::string csv = test::read_file(t.file("recs.csv"));
   EXPECT_EQ(csv.rfind("user,rank,item,score\n", 0), 0u);
   const Result nobody = run(t.str(), "recommend runs/small --user nobody");
   EXPECT_EQ(nobody.rc, 1);
-  EXPECT_NE(nobody.out.find("recforge: error: recommend --user: user \"nobody\" is not in this run's data"),
+  EXPECT_NE(nobody.out.find("recforge: error: runs/small: user \"nobody\" is not in this run; "
+                            "expected a user id of its training data"),
             std::string::npos) << nobody.out;
-}
-
-// The "rank<TAB>item<TAB>score" lines of a recommend output.
-std::vector<std::array<std::string, 3>> ranked_lines(const Result& r) {
-  std::vector<std::array<std::string, 3>> out;
-  for (const auto& l : r.lines()) {
-    const auto a = l.find('\t'), b = l.find('\t', a + 1);
-    if (l.empty() || a == std::string::npos || b == std::string::npos) continue;
-    out.push_back({l.substr(0, a), l.substr(a + 1, b - a - 1), l.substr(b + 1)});
-  }
-  return out;
 }
 
 // Same ranks and items, scores equal to 1e-5 (Faiss and the GEMM round differently).
@@ -427,18 +439,58 @@ TEST(Cli, ExportThenRecommendFromTheArtifactAlone) {
     return out;
   };
   EXPECT_EQ(items_of(test::read_file(t.file("recs.csv"))), items_of(test::read_file(t2.file("recs.csv"))));
-  // Mistakes.
-  const Result fold = run(t.str(), "recommend elsewhere --items 1,2");
-  EXPECT_EQ(fold.rc, 1);
-  EXPECT_NE(fold.out.find("recforge: error: recommend --items: elsewhere is an export; folding in "
-                          "a new user needs the run directory"),
-            std::string::npos) << fold.out;
+  // Fold-in from the export alone gives the run's list (same solve, same weighting).
+  const Result fold = run(t.str(), "recommend elsewhere --items 1,2,7 --weights 1,3,2 --k 5 --exact");
+  ASSERT_EQ(fold.rc, 0) << fold.out;
+  const Result fold_run = run(t2.str(), "recommend runs/small --items 1,2,7 --weights 1,3,2 --k 5");
+  ASSERT_EQ(fold_run.rc, 0) << fold_run.out;
+  expect_same_recommendations(fold, fold_run);
+  // Unknown ids: a warning line each on stderr, the rest answered; only nothing answerable fails.
   const Result nobody = run(t.str(), "recommend elsewhere --user nobody");
-  EXPECT_NE(nobody.out.find("recforge: error: recommend --user: user \"nobody\" is not in elsewhere"),
+  EXPECT_EQ(nobody.rc, 1);
+  EXPECT_NE(nobody.out.find("recforge: error: elsewhere: user \"nobody\" is not in this export"),
             std::string::npos) << nobody.out;
-  const Result bad_item = run(t.str(), "recommend elsewhere --user 5 --exclude 5,nothing");
-  EXPECT_NE(bad_item.out.find("recommend --exclude: item \"nothing\" is not in elsewhere"),
+  const Result bad_item = run(t.str(), "recommend elsewhere --user 5 --k 7 --exclude 5,nothing");
+  EXPECT_EQ(bad_item.rc, 0) << bad_item.out;
+  EXPECT_NE(bad_item.out.find("recommend --exclude: item \"nothing\" is not in elsewhere; skipped"),
             std::string::npos) << bad_item.out;
+  EXPECT_EQ(ranked_lines(bad_item).size(), 7u) << bad_item.out;
+  for (const auto& l : ranked_lines(bad_item)) EXPECT_NE(l[1], "5");
+  {
+    // stdout alone stays parseable: JSON of the known users, warnings elsewhere.
+    const std::string cmd = "cd '" + t.str() + "' && '" + RECFORGE_BINARY +
+                            "' recommend elsewhere --users '5, ghost,17' --k 3 --format json "
+                            "2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf;
+    for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+    EXPECT_EQ(pclose(p), 0);
+    const auto j = nlohmann::json::parse(out);
+    ASSERT_TRUE(j.is_array()) << out;
+    ASSERT_EQ(j.size(), 2u) << out;
+    EXPECT_EQ(j[0]["user"], "5");
+    EXPECT_EQ(j[1]["user"], "17");
+    ASSERT_EQ(j[1]["items"].size(), 3u);
+    const auto w17 = ranked_lines(run(t2.str(), "recommend runs/small --user 17 --k 3"));
+    ASSERT_EQ(w17.size(), 3u);
+    EXPECT_EQ(j[1]["items"][0]["item"], w17[0][1]);
+    EXPECT_NEAR(j[1]["items"][0]["score"].get<double>(), std::stod(w17[0][2]), 1e-5);
+  }
+  // similar: the items nearest item 7, without item 7.
+  const Result sim = run(t.str(), "similar elsewhere --item 7 --k 4");
+  ASSERT_EQ(sim.rc, 0) << sim.out;
+  EXPECT_NE(sim.out.find("item,rank,similar_item,score\n7,1,"), std::string::npos) << sim.out;
+  const Result sim_exact = run(t.str(), "similar elsewhere --item 7 --k 4 --exact");
+  EXPECT_EQ(ranked_lines(sim).size(), 4u);
+  for (size_t j = 0; j < 4; ++j) {
+    EXPECT_NE(ranked_lines(sim)[j][1], "7");
+    EXPECT_EQ(ranked_lines(sim)[j][1], ranked_lines(sim_exact)[j][1]);  // flat index: exact
+  }
+  const Result sim_user = run(t.str(), "similar elsewhere --user 5 --k 2 --metric cosine --format json");
+  ASSERT_EQ(sim_user.rc, 0) << sim_user.out;
+  EXPECT_NE(sim_user.out.find("{\"user\":\"5\",\"users\":[{\"user\":"), std::string::npos)
+      << sim_user.out;
   // A damaged artifact is refused with one line naming the file.
   {
     std::fstream io(t.file("elsewhere/user_factors.npy"), std::ios::in | std::ios::out | std::ios::binary);

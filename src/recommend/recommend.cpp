@@ -1,0 +1,379 @@
+#include "recommend/recommend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "artifact/artifact.h"
+#include "core/error.h"
+#include "data/weight.h"
+#include "index/filtered_search.h"
+#include "index/index.h"
+#include "models/model.h"
+#include "pipeline/run.h"
+#include "recommend/fold_in_model.h"
+
+namespace recforge::recommend {
+
+const char* metric_name(Metric m) {
+  switch (m) {
+    case Metric::kDefault:
+      return "default";
+    case Metric::kDot:
+      return "dot";
+    case Metric::kCosine:
+      return "cosine";
+  }
+  return "?";
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const size_t e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+/// What a Recommender holds. Built completely in open(); afterwards only read, except the
+/// unit-length copies, each built once under its once_flag.
+struct Recommender::Impl {
+  std::string path;
+  std::unique_ptr<artifact::Artifact> artifact;  // an export
+  std::unique_ptr<pipeline::OpenedRun> run;      // or a run directory
+  const Matrix* users = nullptr;
+  const Matrix* items = nullptr;
+  const data::IdMap* user_ids = nullptr;
+  const data::IdMap* item_ids = nullptr;
+  const data::Csr* seen = nullptr;              // training items per user (values unused)
+  const index::ItemIndex* index = nullptr;      // exports only
+  Metric metric = Metric::kDot;                 // what kDefault means
+  const models::Model* model = nullptr;         // fold-in; nullptr when the export lacks it
+  std::unique_ptr<models::Model> export_model;  // owns the export's fold-in model
+  data::WeightOptions weighting;
+  data::Bm25Corpus corpus;  // the training set's bm25 statistics, for fold-in rows
+  mutable std::once_flag unit_items_once, unit_users_once;
+  mutable Matrix unit_items_, unit_users_;
+
+  const Matrix& unit(const Matrix& m, std::once_flag& once, Matrix& out) const {
+    std::call_once(once, [&] {
+      out = m;
+      index::normalize_rows(out.data.data(), out.rows, static_cast<int>(out.cols));
+    });
+    return out;
+  }
+  const Matrix& unit_items() const { return unit(*items, unit_items_once, unit_items_); }
+  const Matrix& unit_users() const { return unit(*users, unit_users_once, unit_users_); }
+
+  const char* kind() const { return artifact ? "export" : "run"; }
+
+  Metric resolve(Metric m) const { return m == Metric::kDefault ? metric : m; }
+
+  /// Item rows of trimmed ids, unknown ones reported under `field`.
+  std::vector<data::index_t> item_rows(const std::vector<std::string>& ids, const char* field,
+                                       std::vector<Unknown>* unknown) const {
+    std::vector<data::index_t> rows;
+    for (const std::string& raw : ids) {
+      const std::string id = trim(raw);
+      if (const auto i = item_ids->find(id))
+        rows.push_back(*i);
+      else if (unknown)
+        unknown->push_back({id, field});
+    }
+    return rows;
+  }
+
+  /// The list length: k, at most `available`.
+  static int list_length(int k, int64_t available) {
+    if (k < 1) fail("the list length k is {}; expected an integer of at least 1", k);
+    return static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(available, 0)));
+  }
+
+  /// The sorted items masked for everyone: `exclude`, and everything outside `candidates`.
+  std::vector<data::index_t> global_mask(const Options& o, std::vector<Unknown>* unknown) const {
+    std::vector<data::index_t> mask = item_rows(o.exclude, "exclude", unknown);
+    if (o.candidates) {
+      std::vector<data::index_t> keep = item_rows(*o.candidates, "candidates", unknown);
+      if (keep.empty())
+        fail("{}: none of the {} candidate items is in this {}; expected item ids of its "
+             "training data",
+             path, o.candidates->size(), kind());
+      std::vector<uint8_t> in(static_cast<size_t>(items->rows), 0);
+      for (data::index_t i : keep) in[static_cast<size_t>(i)] = 1;
+      for (data::index_t i = 0; i < items->rows; ++i)
+        if (!in[static_cast<size_t>(i)]) mask.push_back(i);
+    }
+    std::sort(mask.begin(), mask.end());
+    mask.erase(std::unique(mask.begin(), mask.end()), mask.end());
+    return mask;
+  }
+
+  /// Top-k of `n` queries over the items: through the index when allowed (an export, !exact,
+  /// no candidate subset, the index's metric), else exactly by `by`.
+  eval::TopK score_items(const float* q, int64_t n, Metric by, int k, const data::Csr* mask,
+                         const std::vector<data::index_t>& rows,
+                         const std::vector<data::index_t>& global, bool exact,
+                         bool* used_exact) const {
+    const int d = static_cast<int>(items->cols);
+    const bool cosine = by == Metric::kCosine;
+    const bool index_fits =
+        index && (index->metric() == index::Metric::kCosine) == cosine;
+    if (used_exact) *used_exact = exact || !index_fits;
+    if (n == 0) {
+      eval::TopK empty;
+      empty.k = k;
+      return empty;
+    }
+    if (!exact && index_fits) {
+      const index::SearchFn search = [this](const float* x, int64_t m, int kk, float* s,
+                                            int64_t* l) { index->search(x, m, kk, s, l); };
+      return index::search_filtered(search, q, n, d, items->rows, k, mask, rows, &global);
+    }
+    if (!cosine)
+      return eval::topk(q, n, items->data.data(), items->rows, d, k, mask, rows, &global);
+    std::vector<float> unit_q(q, q + n * d);
+    index::normalize_rows(unit_q.data(), n, d);
+    return eval::topk(unit_q.data(), n, unit_items().data.data(), items->rows, d, k, mask, rows,
+                      &global);
+  }
+
+  /// A TopK's row q as a List.
+  List to_list(const eval::TopK& top, int64_t q, const std::string& query,
+               const data::IdMap& ids) const {
+    List l;
+    l.query = query;
+    for (int j = 0; j < top.k; ++j) {
+      const data::index_t i = top.item(q, j);
+      if (i < 0) break;
+      l.items.push_back({ids.external(i), i, top.score(q, j)});
+    }
+    return l;
+  }
+};
+
+Recommender::Recommender(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Recommender::Recommender(Recommender&&) noexcept = default;
+Recommender& Recommender::operator=(Recommender&&) noexcept = default;
+Recommender::~Recommender() = default;
+
+Recommender Recommender::open(const std::string& path, const std::string& verb) {
+  auto impl = std::make_unique<Impl>();
+  Impl& m = *impl;
+  m.path = path;
+  if (artifact::is_artifact(path)) {
+    m.artifact = std::make_unique<artifact::Artifact>(artifact::load(path));
+    artifact::Artifact& a = *m.artifact;
+    m.users = &a.users;
+    m.user_ids = &a.user_ids;
+    m.item_ids = &a.item_ids;
+    m.seen = &a.seen;
+    m.index = &a.index;
+    m.metric = a.metric == index::Metric::kCosine ? Metric::kCosine : Metric::kDot;
+    const auto fold = a.manifest.find("fold_in");
+    if (fold != a.manifest.end() && !fold->is_null() && fold->contains("train_weight_total")) {
+      // The model holds the item factors; the artifact keeps none of its own.
+      FoldInSetup s = fold_in_setup(*fold, std::move(a.items), path + "/manifest.json");
+      a.items = Matrix();
+      m.export_model = std::move(s.model);
+      m.weighting = s.weighting;
+      m.model = m.export_model.get();
+      // bm25's statistics of the training set: its users, each item's interactions (the seen
+      // lists are the training interactions) and the total raw weight.
+      m.corpus.users = a.users.rows;
+      m.corpus.item_counts.assign(static_cast<size_t>(a.seen.cols), 0);
+      for (data::index_t i : a.seen.indices) ++m.corpus.item_counts[static_cast<size_t>(i)];
+      const nlohmann::json& total = (*fold)["train_weight_total"];
+      if (!total.is_number())
+        fail("{}/manifest.json: fold_in.train_weight_total is {}; expected a number", path,
+             total.dump());
+      m.corpus.total_weight = total.get<double>();
+      m.items = &m.model->item_factors();
+    } else {
+      m.items = &a.items;
+    }
+  } else {
+    m.run = std::make_unique<pipeline::OpenedRun>(pipeline::open_run(path, verb));
+    pipeline::OpenedRun& r = *m.run;
+    m.model = r.model.get();
+    m.users = &r.model->user_factors();
+    m.items = &r.model->item_factors();
+    m.user_ids = &r.data.users;
+    m.item_ids = &r.data.items;
+    m.seen = &r.data.user_items;
+    m.weighting = r.data.weighting;
+    m.corpus = data::bm25_corpus(r.data.split.train, r.data.users.size(), r.data.items.size());
+    m.metric = Metric::kDot;
+  }
+  // IdMap builds its lookup table on the first find(), without a lock: built here, before the
+  // Recommender is shared between threads.
+  m.user_ids->find("");
+  m.item_ids->find("");
+  return Recommender(std::move(impl));
+}
+
+const std::string& Recommender::path() const { return impl_->path; }
+bool Recommender::is_export() const { return impl_->artifact != nullptr; }
+Metric Recommender::default_metric() const { return impl_->metric; }
+const data::IdMap& Recommender::user_ids() const { return *impl_->user_ids; }
+const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }
+const Matrix& Recommender::user_factors() const { return *impl_->users; }
+const Matrix& Recommender::item_factors() const { return *impl_->items; }
+bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
+
+eval::TopK Recommender::recommend_rows(const std::vector<data::index_t>& rows_in,
+                                       const Options& o, std::vector<Unknown>* unknown,
+                                       bool* exact) const {
+  const Impl& m = *impl_;
+  const int k = Impl::list_length(o.k, m.items->rows);
+  const std::vector<data::index_t> global = m.global_mask(o, unknown);
+  std::vector<data::index_t> rows = rows_in;
+  if (rows.empty()) {
+    rows.resize(static_cast<size_t>(m.users->rows));
+    for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
+  }
+  const int d = static_cast<int>(m.users->cols);
+  std::vector<float> q(rows.size() * static_cast<size_t>(d));
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::copy_n(m.users->row(rows[i]), d, q.data() + i * static_cast<size_t>(d));
+  return m.score_items(q.data(), static_cast<int64_t>(rows.size()), m.metric, k,
+                       o.include_seen ? nullptr : m.seen, rows, global,
+                       o.exact || o.candidates.has_value(), exact);
+}
+
+Result Recommender::recommend(const std::vector<std::string>& users, const Options& o) const {
+  const Impl& m = *impl_;
+  Result res;
+  std::vector<data::index_t> rows;
+  std::vector<std::string> names;
+  for (const std::string& raw : users) {
+    const std::string id = trim(raw);
+    if (const auto u = m.user_ids->find(id)) {
+      rows.push_back(*u);
+      names.push_back(id);
+    } else {
+      res.unknown.push_back({id, "users"});
+    }
+  }
+  if (rows.empty()) {
+    if (users.size() == 1)
+      fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", m.path,
+           trim(users[0]), m.kind());
+    fail("{}: none of the {} users asked for is in this {}; expected user ids of its training "
+         "data",
+         m.path, users.size(), m.kind());
+  }
+  const eval::TopK top = recommend_rows(rows, o, &res.unknown, &res.exact);
+  res.k = top.k;
+  for (size_t q = 0; q < rows.size(); ++q)
+    res.lists.push_back(m.to_list(top, static_cast<int64_t>(q), names[q], *m.item_ids));
+  return res;
+}
+
+Matrix Recommender::fold_in(const std::vector<std::string>& items,
+                            const std::vector<float>& weights, std::vector<Unknown>* unknown,
+                            std::vector<data::index_t>* seen) const {
+  const Impl& m = *impl_;
+  if (!m.model)
+    fail("{}: this export predates fold-in support (its manifest.json has no \"fold_in\" "
+         "section with the model's hyperparameters); export the run again with this recforge",
+         m.path);
+  if (!weights.empty() && weights.size() != items.size())
+    fail("fold-in: {} weights for {} items; expected one weight per item", weights.size(),
+         items.size());
+  data::Interactions x;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const float w = weights.empty() ? 1.f : weights[j];
+    if (!std::isfinite(w) || w < 0)
+      fail("fold-in: the weight of item \"{}\" is {}; expected a finite weight >= 0",
+           trim(items[j]), w);
+    const std::string id = trim(items[j]);
+    if (const auto i = m.item_ids->find(id))
+      x.push(0, *i, w);
+    else if (unknown)
+      unknown->push_back({id, "items"});
+  }
+  if (x.size() == 0) {
+    if (items.size() == 1)
+      fail("{}: item \"{}\" is not in this {}; expected item ids of its training data to fold "
+           "in",
+           m.path, trim(items[0]), m.kind());
+    fail("{}: none of the {} items given to fold in is in this {}; expected item ids of its "
+         "training data",
+         m.path, items.size(), m.kind());
+  }
+  data::combine_duplicates(x, 1, data::Duplicates::kMax);  // an item listed twice counts once
+  const int64_t n_items = m.items->rows;
+  const data::Csr row = data::Csr::from_interactions(
+      1, n_items, x, data::confidence(x, 1, n_items, m.weighting, m.corpus));
+  if (seen) seen->assign(row.indices.begin(), row.indices.end());
+  return m.model->fold_in(row);
+}
+
+Result Recommender::recommend_new_user(const std::vector<std::string>& items,
+                                       const std::vector<float>& weights,
+                                       const Options& o) const {
+  const Impl& m = *impl_;
+  Result res;
+  std::vector<data::index_t> given;
+  const Matrix q = fold_in(items, weights, &res.unknown, &given);
+  const int k = Impl::list_length(o.k, m.items->rows);
+  const std::vector<data::index_t> global = m.global_mask(o, &res.unknown);
+  data::Csr mask;  // the given items, masked unless include_seen
+  mask.rows = 1;
+  mask.cols = m.items->rows;
+  mask.indptr = {0, static_cast<data::offset_t>(given.size())};
+  mask.indices = given;
+  mask.data.assign(given.size(), 1.f);
+  const eval::TopK top =
+      m.score_items(q.data.data(), 1, m.metric, k, o.include_seen ? nullptr : &mask, {}, global,
+                    o.exact || o.candidates.has_value(), &res.exact);
+  res.k = top.k;
+  res.lists.push_back(m.to_list(top, 0, "", *m.item_ids));
+  return res;
+}
+
+Result Recommender::similar_items(const std::string& item_raw, int k,
+                                  const SimilarOptions& o) const {
+  const Impl& m = *impl_;
+  const std::string item = trim(item_raw);
+  const auto i = m.item_ids->find(item);
+  if (!i)
+    fail("{}: item \"{}\" is not in this {}; expected an item id of its training data", m.path,
+         item, m.kind());
+  Result res;
+  res.k = Impl::list_length(k, m.items->rows - 1);
+  if (res.k == 0) {
+    res.lists.push_back({item, {}});
+    return res;
+  }
+  const std::vector<data::index_t> self{*i};
+  const eval::TopK top = m.score_items(m.items->row(*i), 1, m.resolve(o.metric), res.k, nullptr,
+                                       {}, self, o.exact, &res.exact);
+  res.lists.push_back(m.to_list(top, 0, item, *m.item_ids));
+  return res;
+}
+
+Result Recommender::similar_users(const std::string& user_raw, int k,
+                                  const SimilarOptions& o) const {
+  const Impl& m = *impl_;
+  const std::string user = trim(user_raw);
+  const auto u = m.user_ids->find(user);
+  if (!u)
+    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", m.path,
+         user, m.kind());
+  Result res;
+  res.k = Impl::list_length(k, m.users->rows - 1);
+  res.exact = true;
+  if (res.k == 0) {
+    res.lists.push_back({user, {}});
+    return res;
+  }
+  const std::vector<data::index_t> self{*u};
+  const int d = static_cast<int>(m.users->cols);
+  const Matrix& users = m.resolve(o.metric) == Metric::kCosine ? m.unit_users() : *m.users;
+  const eval::TopK top =
+      eval::topk(users.row(*u), 1, users.data.data(), users.rows, d, res.k, nullptr, {}, &self);
+  res.lists.push_back(m.to_list(top, 0, user, *m.user_ids));
+  return res;
+}
+
+}  // namespace recforge::recommend

@@ -1,0 +1,150 @@
+#pragma once
+/// @file recommend.h
+/// The query engine behind every front end (the CLI's recommend and similar verbs, the HTTP
+/// server, the Python package): a Recommender opens a run directory (pipeline::open_run) or an
+/// export (artifact::load) once and answers queries from it.
+///
+/// Every query method is const and safe to call from many threads at once on one Recommender:
+/// nothing is cached lazily except the unit-length copies of the factors that cosine scoring
+/// needs, which are built once under std::call_once. Searches go to the export's Faiss index on
+/// the CPU (concurrent const searches of a CPU Faiss index are safe); fold-in runs the model's
+/// own solve on the CPU (models::Model::fold_in is const).
+///
+/// Ids in a request are trimmed of surrounding spaces. Unknown ids are skipped and reported in
+/// Result::unknown with the field they came from; a request with nothing answerable (no known
+/// query id, no known fold-in item, no known candidate) throws recforge::Error with one sentence.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/npy.h"
+#include "data/csr.h"
+#include "data/interactions.h"
+#include "eval/topk.h"
+
+namespace recforge::recommend {
+
+/// How scores are computed.
+enum class Metric {
+  kDefault,  ///< the source's own: an export's manifest metric, the model's score (dot) for runs
+  kDot,      ///< the inner product (the model's score)
+  kCosine,   ///< the cosine of the two vectors
+};
+
+/// "default", "dot", "cosine".
+const char* metric_name(Metric m);
+
+/// An id of a request that the source does not know, and the request field it came from:
+/// "users", "items" (fold-in), "exclude", "candidates", "item" or "user" (similar).
+struct Unknown {
+  std::string id;
+  std::string field;
+};
+
+/// One entry of a list.
+struct Scored {
+  std::string id;           ///< external item (or user) id
+  data::index_t row = -1;   ///< its row in the factors
+  float score = 0;          ///< the score by the metric used
+};
+
+/// The answer for one query.
+struct List {
+  std::string query;          ///< the user (or item) asked about; "" for a folded-in new user
+  std::vector<Scored> items;  ///< best first; shorter than k when fewer are eligible
+};
+
+/// The answer to a request.
+struct Result {
+  std::vector<List> lists;       ///< one per known query id, in request order
+  std::vector<Unknown> unknown;  ///< ids skipped, in request order
+  int k = 0;                     ///< the list length asked for, clamped to what exists
+  bool exact = true;             ///< false when the Faiss index was searched
+};
+
+/// Options of recommend and fold-in requests.
+struct Options {
+  int k = 10;                            ///< list length (>= 1; clamped to the number of items)
+  std::vector<std::string> exclude;      ///< item ids never to return
+  /// When set, only these items may be returned (implicit's `items`); scored exactly.
+  std::optional<std::vector<std::string>> candidates;
+  bool include_seen = false;             ///< also return the user's training (or given) items
+  bool exact = false;                    ///< exports: score every item instead of the index
+};
+
+/// Options of similar_items and similar_users.
+struct SimilarOptions {
+  Metric metric = Metric::kDefault;  ///< dot, cosine, or the source's own
+  bool exact = false;                ///< items of exports: score all instead of the index
+};
+
+/// An opened run directory or export, ready to answer queries.
+class Recommender {
+ public:
+  /// Opens `path`: an export when it holds manifest.json or `current` (artifact::load), else a
+  /// run directory (pipeline::open_run, which re-prepares its data). `verb` names the caller's
+  /// purpose for the error when a run has no model ("recommend from"). Throws recforge::Error.
+  static Recommender open(const std::string& path, const std::string& verb = "recommend from");
+  Recommender(Recommender&&) noexcept;
+  Recommender& operator=(Recommender&&) noexcept;
+  ~Recommender();
+
+  /// The path given to open().
+  const std::string& path() const;
+  /// Whether it is an export (else a run directory).
+  bool is_export() const;
+  /// The metric of kDefault for recommend: an export's manifest metric, dot for runs.
+  Metric default_metric() const;
+  /// Raw ids by row.
+  const data::IdMap& user_ids() const;
+  const data::IdMap& item_ids() const;
+  /// Factor matrices (users × dim, items × dim).
+  const Matrix& user_factors() const;
+  const Matrix& item_factors() const;
+  /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
+  bool can_fold_in() const;
+
+  /// Top-k for each of `users` (one GEMM over the batch, or one batched index search), each
+  /// user's training items masked unless include_seen, `exclude` masked for all, only
+  /// `candidates` eligible when given (then scored exactly).
+  Result recommend(const std::vector<std::string>& users, const Options& o) const;
+
+  /// The same for user rows (every user when `rows` is empty), as a TopK (for large outputs:
+  /// `recommend --all`). Unknown exclude/candidate ids are appended to `unknown`.
+  eval::TopK recommend_rows(const std::vector<data::index_t>& rows, const Options& o,
+                            std::vector<Unknown>* unknown, bool* exact = nullptr) const;
+
+  /// A new user's factors from their items, by the model's own solve (models::Model::fold_in)
+  /// on confidences computed as in training (data::confidence with the run's weighting).
+  /// `weights` are raw interaction weights (finite, >= 0), one per item, or empty for 1 each;
+  /// an item listed twice counts once, with its largest weight. Returns a 1 × dim matrix; the
+  /// item rows used (sorted) go to `seen` when given.
+  Matrix fold_in(const std::vector<std::string>& items, const std::vector<float>& weights,
+                 std::vector<Unknown>* unknown, std::vector<data::index_t>* seen = nullptr) const;
+
+  /// Top-k for a new user folded in from `items` (and `weights`); the given items are masked
+  /// unless include_seen. Scored like recommend (index for exports unless exact).
+  Result recommend_new_user(const std::vector<std::string>& items,
+                            const std::vector<float>& weights, const Options& o) const;
+
+  /// The k items most similar to `item` (itself excluded) by dot or cosine, through the
+  /// export's index when its metric is the one asked for and !exact, else exactly.
+  Result similar_items(const std::string& item, int k, const SimilarOptions& o = {}) const;
+
+  /// The k users most similar to `user` (itself excluded), exactly over the user factors.
+  Result similar_users(const std::string& user, int k, const SimilarOptions& o = {}) const;
+
+  struct Impl;
+
+ private:
+  explicit Recommender(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// `s` without leading and trailing spaces and tabs.
+std::string trim(const std::string& s);
+
+}  // namespace recforge::recommend
