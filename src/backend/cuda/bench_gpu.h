@@ -1,6 +1,6 @@
 #pragma once
 /// @file bench_gpu.h
-/// Measurements for tools/bench_gpu.cpp: the device's ceilings (copy bandwidth, SGEMM rate)
+/// Measurements for tools/bench/bench_gpu.cpp: the device's ceilings (copy bandwidth, SGEMM rate)
 /// measured in the same run as the workloads, and the top-k throughput against the bare GEMM.
 
 #include <cstdint>
