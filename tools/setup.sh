@@ -14,14 +14,14 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config python3 python3-venv
   libyaml-cpp-dev        # YAML configs
-  libfaiss-dev           # Faiss indices (CPU; GPU Faiss comes from tools/build-faiss-gpu.sh)
+  libfaiss-dev           # Faiss indices (CPU; GPU Faiss comes from tools/faiss-gpu/build-faiss-gpu.sh)
   libopenblas-dev liblapack-dev  # BLAS/LAPACK
   libgtest-dev libgmock-dev      # tests
   libcli11-dev           # command line
   libfmt-dev libspdlog-dev       # formatting, logging
   nlohmann-json3-dev     # JSON (run metadata, manifests)
   libssl-dev             # SHA-256 (data cache keys, artifact checksums)
-  clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/fuzz.sh)
+  clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/ci/fuzz.sh)
 )
 
 missing=()
@@ -49,7 +49,7 @@ if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
 fi
 
 # The Python virtual environment, brought up to date only when tools/requirements.txt changed
-# (the test suite's `client` test runs tools/check_artifact.py with .venv/bin/python). Updated in
+# (the test suite's `client` test runs tools/client/check_artifact.py with .venv/bin/python). Updated in
 # place, so that a helper running from .venv meanwhile keeps its files.
 for arg in "$@"; do
   case "$arg" in

@@ -687,7 +687,8 @@ void register_commands(CLI::App& app) {
   bench->add_option("--users", g.bench_users, "Measure a seeded sample of this many users "
                                               "(default: all)")
       ->check(int_range(1, std::numeric_limits<int64_t>::max()));
-  bench->add_option("--out", g.out, "Also write the table as CSV (for tools/plot_index_bench.py)");
+  bench->add_option("--out", g.out,
+                    "Also write the table as CSV (for tools/plot/plot_index_bench.py)");
   add_sets(bench);
   g_actions["index-bench"] = cmd_index_bench;
 

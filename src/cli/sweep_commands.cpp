@@ -46,7 +46,7 @@ int cmd_sweep() {
   return 0;
 }
 
-/// The directory holding tools/plot_curves.py: the current directory, else the nearest
+/// The directory holding tools/plot/plot_curves.py: the current directory, else the nearest
 /// directory above the recforge binary (build/release/recforge → the repository); "" if none.
 std::string tools_root() {
   std::vector<fs::path> candidates{fs::current_path()};
@@ -56,7 +56,7 @@ std::string tools_root() {
     for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
       candidates.push_back(p);
   for (const fs::path& c : candidates)
-    if (fs::exists(c / "tools" / "plot_curves.py", ec)) return c.string();
+    if (fs::exists(c / "tools" / "plot" / "plot_curves.py", ec)) return c.string();
   return "";
 }
 
@@ -72,13 +72,13 @@ int run_program(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Plots curves.csv with tools/plot_curves.py in the project's .venv; a missing venv or
+// Plots curves.csv with tools/plot/plot_curves.py in the project's .venv; a missing venv or
 // matplotlib skips the plot with one line saying how to get it.
 void plot(const std::string& csv, const std::string& png, const std::string& metric) {
   const std::string root = tools_root();
   if (root.empty()) {
     std::printf(
-        "plot skipped: tools/plot_curves.py was not found; run compare from the recforge "
+        "plot skipped: tools/plot/plot_curves.py was not found; run compare from the recforge "
         "repository (or next to a recforge built in it)\n");
     return;
   }
@@ -91,8 +91,8 @@ void plot(const std::string& csv, const std::string& png, const std::string& met
         python.c_str());
     return;
   }
-  const int rc = run_program({python, root + "/tools/plot_curves.py", csv, "--out", png, "--metric",
-                              metric, "--quiet-missing"});
+  const int rc = run_program({python, root + "/tools/plot/plot_curves.py", csv, "--out", png,
+                              "--metric", metric, "--quiet-missing"});
   if (rc == 3) {
     std::printf(
         "plot skipped: matplotlib is not installed in %s; run tools/setup.sh, then "
@@ -101,7 +101,8 @@ void plot(const std::string& csv, const std::string& png, const std::string& met
     return;
   }
   if (rc != 0)
-    fail("tools/plot_curves.py failed (exit status {}) on {}; the table and the CSV are complete",
+    fail("tools/plot/plot_curves.py failed (exit status {}) on {}; the table and the CSV "
+         "are complete",
          rc, csv);
   std::printf("plot: %s\n", png.c_str());
 }

@@ -1,5 +1,5 @@
-// The GPU side of ItemIndex through GPU Faiss 1.7.3 (tools/build-faiss-gpu.sh). Compiled only in
-// builds with RECFORGE_FAISS_GPU=ON; the stubs of other builds are in index.cpp.
+// The GPU side of ItemIndex through GPU Faiss 1.7.3 (tools/faiss-gpu/build-faiss-gpu.sh). Compiled
+// only in builds with RECFORGE_FAISS_GPU=ON; the stubs of other builds are in index.cpp.
 #if defined(RECFORGE_WITH_FAISS_GPU)
 
 #include "index/faiss_cuda.h"

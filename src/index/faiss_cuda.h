@@ -46,7 +46,7 @@ std::unique_ptr<GpuIndex> copy_to_gpu(faiss::Index& cpu, int ordinal, int64_t re
 /// Exact L2 k-NN of `nq` queries among `nb` base vectors (d dimensions) on GPU `ordinal`,
 /// through GpuIndexFlatL2: squared distances ascending. recforge's indices use inner products;
 /// this exists so that tests can check the L2-norm kernel patch
-/// (tools/faiss-gpu-patches/0002-l2norm-partial-warp.patch).
+/// (tools/faiss-gpu/patches/0002-l2norm-partial-warp.patch).
 void gpu_flat_l2_search(int ordinal, const float* base, int64_t nb, int d, const float* queries,
                         int64_t nq, int k, float* distances, int64_t* labels);
 

@@ -76,8 +76,8 @@ int choose_gpu(IndexDevice device, Type type, int64_t pq_m, int64_t pq_nbits) {
     if (!faiss_gpu_compiled())
       fail(
           "index.device cuda: this recforge was built without GPU Faiss; run "
-          "tools/build-faiss-gpu.sh and configure with -DRECFORGE_FAISS_GPU=ON (docs/export.md), "
-          "or set index.device to auto or cpu");
+          "tools/faiss-gpu/build-faiss-gpu.sh and configure with -DRECFORGE_FAISS_GPU=ON "
+          "(docs/export.md), or set index.device to auto or cpu");
     if (!why.empty())
       fail(
           "index.device cuda: {}; set index.device to auto or cpu to keep this {} index on the CPU",

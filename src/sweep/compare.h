@@ -1,7 +1,7 @@
 #pragma once
 /// @file compare.h
 /// `recforge compare`: runs side by side (the config keys that differ, and the metrics) and
-/// their metric-per-iteration curves as CSV for tools/plot_curves.py.
+/// their metric-per-iteration curves as CSV for tools/plot/plot_curves.py.
 
 #include <nlohmann/json.hpp>
 #include <string>

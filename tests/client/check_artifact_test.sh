@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ctest `client.check_artifact` (label client): a real client of the export artifact.
 # Trains a tiny synthetic run, exports it with several index kinds and metrics, and runs
-# tools/check_artifact.py in .venv (NumPy + faiss-cpu from PyPI): it verifies the manifest's
+# tools/client/check_artifact.py in .venv (NumPy + faiss-cpu from PyPI): it verifies the manifest's
 # checksums, opens the files with numpy.load and faiss.read_index, and compares every user's
 # top-k with `recforge recommend` (index and exact). Then plots an index-bench CSV.
 #   usage: check_artifact_test.sh RECFORGE_BINARY SOURCE_DIR
@@ -48,7 +48,7 @@ check() {  # name, then --set overrides
   for s in "$@"; do sets+=(--set "$s"); done
   "$bin" export runs/small --out "$name" "${sets[@]}" >/dev/null 2>export.log ||
     { cat export.log >&2; exit 1; }
-  "$py" "$src/tools/check_artifact.py" "$name" --recforge "$bin" --k 10
+  "$py" "$src/tools/client/check_artifact.py" "$name" --recforge "$bin" --k 10
 }
 check exp-flat
 check exp-ivf index.type=ivf_flat index.nlist=16 index.nprobe=3
@@ -62,7 +62,7 @@ check exp-flat index.type=ivf_flat index.nlist=16 index.nprobe=5
 # The plot of an nprobe sweep.
 "$bin" index-bench runs/small --k 10 --set index.type=ivf_flat --set index.nlist=16 \
   --nprobe 1,2,4,8,16 --out bench.csv >/dev/null 2>bench.log || { cat bench.log >&2; exit 1; }
-"$py" "$src/tools/plot_index_bench.py" bench.csv --out bench.png
+"$py" "$src/tools/plot/plot_index_bench.py" bench.csv --out bench.png
 if [[ "$(head -c 8 bench.png | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]]; then
   echo "client test: bench.png is not a PNG" >&2
   exit 1

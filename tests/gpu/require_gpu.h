@@ -1,7 +1,7 @@
 #pragma once
 /// @file require_gpu.h
-/// RECFORGE_REQUIRE_GPU: set (to anything but "" or "0"; tools/device-check.sh sets 1), every
-/// test that would skip because no GPU answers fails instead, so that a machine whose driver
+/// RECFORGE_REQUIRE_GPU: set (to anything but "" or "0"; tools/device/device-check.sh sets 1),
+/// every test that would skip because no GPU answers fails instead, so that a machine whose driver
 /// cannot run this build (too old for CUDA 13, no device visible) cannot pass the device check
 /// by skipping everything. Used by tests/gpu (DeviceTest) and tests/index/gpu_index_test.cpp.
 

@@ -107,8 +107,8 @@ TEST_P(TopkOnDevice, ExactListsWithMasksForKOf1And100And4096) {
   }
 }
 
-// Small enough for compute-sanitizer (tools/device-check.sh): several flushes and merges of the
-// candidate buffer, ties, masks, one tile.
+// Small enough for compute-sanitizer (tools/device/device-check.sh): several flushes and merges of
+// the candidate buffer, ties, masks, one tile.
 TEST_P(TopkOnDevice, SmallMaskedListsWithTies) {
   const int64_t n_q = 20, n_items = 3000;
   const int d = 4, k = 37;

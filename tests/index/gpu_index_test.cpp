@@ -36,14 +36,15 @@ bool gpu_faiss_answers() { return faiss_gpu_compiled() && backend::cuda_device_c
 
 // A build without GPU Faiss (an option, off by default) skips; a build with it where no CUDA
 // device answers skips too, or fails when RECFORGE_REQUIRE_GPU is set (gpu/require_gpu.h).
-#define SKIP_WITHOUT_GPU_FAISS()                                                               \
-  do {                                                                                         \
-    if (!faiss_gpu_compiled())                                                                 \
-      GTEST_SKIP() << "this build has no GPU Faiss (tools/build-faiss-gpu.sh, then configure " \
-                      "with -DRECFORGE_FAISS_GPU=ON)";                                         \
-    if (backend::cuda_device_count() < 1)                                                      \
-      RF_SKIP_UNLESS_GPU_REQUIRED(                                                             \
-          "GPU Faiss is built in, but no CUDA device answers on this machine");                \
+#define SKIP_WITHOUT_GPU_FAISS()                                                                \
+  do {                                                                                          \
+    if (!faiss_gpu_compiled())                                                                  \
+      GTEST_SKIP()                                                                              \
+          << "this build has no GPU Faiss (tools/faiss-gpu/build-faiss-gpu.sh, then configure " \
+             "with -DRECFORGE_FAISS_GPU=ON)";                                                   \
+    if (backend::cuda_device_count() < 1)                                                       \
+      RF_SKIP_UNLESS_GPU_REQUIRED(                                                              \
+          "GPU Faiss is built in, but no CUDA device answers on this machine");                 \
   } while (0)
 
 /// All queries of `q` through idx.search, as an eval::TopK.
@@ -118,7 +119,7 @@ TEST(IndexDevice, CudaThatCannotBeHonouredIsRefusedBeforeAnythingIsBuilt) {
   if (!faiss_gpu_compiled()) {
     EXPECT_EQ(error_of(o),
               "index.device cuda: this recforge was built without GPU Faiss; run "
-              "tools/build-faiss-gpu.sh and configure with -DRECFORGE_FAISS_GPU=ON "
+              "tools/faiss-gpu/build-faiss-gpu.sh and configure with -DRECFORGE_FAISS_GPU=ON "
               "(docs/export.md), or set index.device to auto or cpu");
   } else if (backend::cuda_device_count() < 1) {
     EXPECT_EQ(error_of(o),
@@ -272,7 +273,7 @@ TEST(GpuFaiss, KAndNprobeAboveTheSelectionLimitRunOnTheCpuCopyAndStayExact) {
 
 TEST(GpuFaiss, L2DistancesOfDimensionsThatAreNotAMultipleOf32) {
   SKIP_WITHOUT_GPU_FAISS();
-  // tools/faiss-gpu-patches/0002: unpatched, 1.7.3's row norms are wrong for these under CUDA 12+.
+  // tools/faiss-gpu/patches/0002: unpatched, 1.7.3's row norms are wrong for these under CUDA 12+.
   for (int d : {100, 4, 31, 36, 64}) {
     SCOPED_TRACE("d = " + std::to_string(d));
     const Matrix base = gaussian(2000, d, 29);

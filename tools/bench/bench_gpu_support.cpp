@@ -1,4 +1,4 @@
-// The device's ceilings for tools/bench_gpu.cpp, timed with CUDA events after a warm-up
+// The device's ceilings for tools/bench/bench_gpu.cpp, timed with CUDA events after a warm-up
 // (median of the repetitions). Random inputs from cuRAND: never time on zeros.
 #include "bench_gpu_support.h"
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds a GPU-enabled Faiss 1.7.3 (sm_90) from Debian's source package, with recforge's patches
-# (tools/faiss-gpu-patches/), into a cache directory outside the source tree. recforge uses it
+# (tools/faiss-gpu/patches/), into a cache directory outside the source tree. recforge uses it
 # when configured with -DRECFORGE_FAISS_GPU=ON (docs/export.md, "GPU Faiss").
 #
-#   tools/build-faiss-gpu.sh [--cache DIR] [--jobs N] [--march ARCH] [--configure-only]
+#   tools/faiss-gpu/build-faiss-gpu.sh [--cache DIR] [--jobs N] [--march ARCH] [--configure-only]
 #
 #   --cache DIR        where everything goes (default
 #                      ${XDG_CACHE_HOME:-$HOME/.cache}/recforge/faiss-gpu-1.7.3-sm90):
@@ -51,8 +51,8 @@ done
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "--jobs $jobs: expected a positive integer"
 [[ -n "$cache" ]] || die "--cache: expected a directory"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-patch_dir="$root/tools/faiss-gpu-patches"
+root=$(cd "$(dirname "$0")/../.." && pwd)
+patch_dir="$root/tools/faiss-gpu/patches"
 cache=$(realpath -m "$cache")
 case "$cache/" in
   "$root"/*) die "--cache $cache is inside the source tree $root; choose a directory outside it" ;;

@@ -12,7 +12,7 @@ over the item factors, and prints:
 The exact lists here rank all items (training items are not masked, unlike recforge index-bench),
 so the figures describe the geometry, not the served lists.
 
-  .venv/bin/python tools/ivf_cells.py RUN_DIR [--nlist 2048] [--users 500] [--k 20]
+  .venv/bin/python tools/bench/ivf_cells.py RUN_DIR [--nlist 2048] [--users 500] [--k 20]
 """
 import argparse
 import os

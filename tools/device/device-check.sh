@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # The device check: ONE call on the lent H200 machine (CUDA 13 toolkit, CMake, ninja and the
-# torch venv there; nothing of recforge's) that runs, from the bundle of tools/device-bundle.sh:
+# torch venv there; nothing of recforge's) that runs, from the bundle of
+# tools/device/device-bundle.sh:
 #   1. the GPU tests (tests/gpu, every device instance) with RECFORGE_REQUIRE_GPU=1, so that a
 #      machine where no GPU answers (a driver too old for CUDA 13) fails instead of skipping,
 #   2. compute-sanitizer memcheck and racecheck on a few small GPU tests (when the tool works),
 #   3. an end-to-end training run (configs/quickstart.yaml on cuda, float16 factors) and BPR /
 #      sampled softmax on a synthetic set (samples per second),
-#   4. the benchmark (tools/bench_gpu.cpp) on the ML-20M shape, with top-k,
+#   4. the benchmark (tools/bench/bench_gpu.cpp) on the ML-20M shape, with top-k,
 # and writes one line per step to $OUT/summary.txt as each step ends (a call cut short still
 # brings back the steps done), then prints the summary. Every step has a cap (CAP_* below, in
 # seconds); the caps add up to 290 s, so the whole check fits in 5 minutes:
 #
-#   here:   tools/device-bundle.sh      (or BUILD=build/release tools/device-bundle.sh)
-#   device: run(command="bash tools/device-check.sh", carry=[".device"], timeout_s=330)
+#   here:   tools/device/device-bundle.sh      (or BUILD=build/release tools/device/device-bundle.sh)
+#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=330)
 #
 # `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=480). The files
 # under $OUT stay within the device tool's 8: summary.txt, gpu.txt, tests.log, sanitizer.log,
 # train.log, bench.log, bench.json (and bench-10x.log with --large).
 set -uo pipefail
-cd "$(dirname "$0")/.."
-B=.device                   # what tools/device-bundle.sh left (carried)
+cd "$(dirname "$0")/../.."
+B=.device                   # what tools/device/device-bundle.sh left (carried)
 D=/tmp/recforge-device      # the unpacked executables and libraries
 LOG=${OUT:-/tmp/recforge-device-check}
 mkdir -p "$LOG"
@@ -45,7 +46,7 @@ LARGE=no
 [ "${1:-}" = "--large" ] && LARGE=yes
 
 if [ ! -f "$B/bundle.tar.gz" ]; then
-  echo "device-check: no $B/bundle.tar.gz; run tools/device-bundle.sh here and carry .device" >&2
+  echo "device-check: no $B/bundle.tar.gz; run tools/device/device-bundle.sh here and carry .device" >&2
   exit 2
 fi
 rm -rf "$D" && mkdir -p "$D" && timeout $CAP_SETUP tar -xzf "$B/bundle.tar.gz" -C "$D" || {

@@ -12,7 +12,7 @@ index (over-fetch by the user's seen count, drop seen items) and by direct NumPy
 compared with `recforge recommend EXPORT --all` and `--all --exact` (ids equal, scores within
 1e-4), and for a few users with the `--user` output.
 
-usage: tools/check_artifact.py EXPORT_DIR --recforge build/release/recforge [--k 10]
+usage: tools/client/check_artifact.py EXPORT_DIR --recforge build/release/recforge [--k 10]
 
 Exits 0 when everything matches, 1 with the first difference otherwise.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plot the recall / speed trade-off written by `recforge index-bench ... --out bench.csv`.
 
-usage: tools/plot_index_bench.py bench.csv [more.csv ...] [--out bench.png] [--title TEXT]
+usage: tools/plot/plot_index_bench.py bench.csv [more.csv ...] [--out bench.png] [--title TEXT]
 
 One curve per CSV (queries/s against recall@k, each point labelled with its nprobe or
 efSearch), and the exact brute-force speed of each as a dashed line. Runs in .venv

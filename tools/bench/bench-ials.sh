@@ -3,5 +3,5 @@
 # on Gowalla (../shared/data) and a synthetic set of ~10M training interactions, at factors
 # 64, 128 and 256 (10 iterations on the synthetic set). Prints Markdown tables for
 # docs/benchmarks.md.
-#   tools/bench-ials.sh [BUILD_DIR]
+#   tools/bench/bench-ials.sh [BUILD_DIR]
 exec "$(dirname "$0")/bench-vs-implicit.sh" ials "$@"

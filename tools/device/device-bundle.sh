@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# Prepares what tools/device-check.sh runs on the lent GPU machine, which has the CUDA 13 toolkit,
-# CMake, ninja and a Python venv but none of recforge's libraries: builds recforge, the GPU test
-# executable (tests/gpu) and bench-gpu for sm_90 (cudart linked statically) and copies them into
-# .device/bundle.tar.gz (git-ignored) with every shared library they need that such a machine
-# lacks.
+# Prepares what tools/device/device-check.sh runs on the lent GPU machine, which has the CUDA 13
+# toolkit, CMake, ninja and a Python venv but none of recforge's libraries: builds recforge, the
+# GPU test executable (tests/gpu) and bench-gpu for sm_90 (cudart linked statically) and copies
+# them into .device/bundle.tar.gz (git-ignored) with every shared library they need that such a
+# machine lacks.
 # cuBLAS and cuRAND are not copied (libcublasLt alone is ~540 MB, far over the 64 MiB that a
 # device call may carry): device-check.sh finds the copies of the device's venv
 # (/opt/torch/.venv/.../nvidia/*/lib) or its toolkit at run time. The bundle must stay under
 # 64 MiB with the working tree; its size is printed last.
 #
-#   tools/device-bundle.sh                        # build in build/device (JOBS=1 by default)
-#   BUILD=build/release tools/device-bundle.sh    # reuse an sm_90 CUDA build (release preset)
+#   tools/device/device-bundle.sh                        # build in build/device (JOBS=1 by default)
+#   BUILD=build/release tools/device/device-bundle.sh    # reuse an sm_90 CUDA build (release preset)
 #
 # Then, through the device tool, one call (docs/cuda.md, "The device check"):
-#   run(command="bash tools/device-check.sh", carry=[".device"], timeout_s=330)
+#   run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=330)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/device}
 JOBS=${JOBS:-1}
 OUT=.device

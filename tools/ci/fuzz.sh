@@ -2,7 +2,7 @@
 # Fuzzing: builds the libFuzzer targets (preset `fuzz`: clang, ASan + UBSan, in build/fuzz) and
 # runs each one for a bounded time on a copy of its committed seed corpus fuzz/corpus/<target>/
 # (plus fuzz/regressions/<target>/), so the repository is never modified.
-#   tools/fuzz.sh [--seconds N] [TARGET...]   N seconds per target (default 45); all targets
+#   tools/ci/fuzz.sh [--seconds N] [TARGET...]   N seconds per target (default 45); all targets
 #                                             (fuzz/*_fuzz.cpp) unless some are named
 # A recforge::Error on bad input is the expected answer; a crash, sanitizer report, other
 # exception, leak, input slower than 10 s or heavier than 2 GB is a finding. Exit status 0: no
@@ -10,7 +10,7 @@
 # the reproducer to fuzz/regressions/<target>/ once fixed, and ctest replays it as fuzz.<target>);
 # 2: usage or build error. The last line is a one-line summary.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 seconds=45
@@ -20,7 +20,7 @@ while (($#)); do
     --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
     --seconds=*) seconds=${1#--seconds=}; shift ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    -*) echo "fuzz: unknown option $1 (usage: tools/fuzz.sh [--seconds N] [TARGET...])" >&2; exit 2 ;;
+    -*) echo "fuzz: unknown option $1 (usage: tools/ci/fuzz.sh [--seconds N] [TARGET...])" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -55,7 +55,7 @@ trap '((keep)) || rm -rf "$work"' EXIT
 # system libraries (see the file).
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-export LSAN_OPTIONS="suppressions=$root/tools/sanitizer-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$root/tools/ci/sanitizer-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1  # inputs are tiny; threads only add noise
 
 failed=()

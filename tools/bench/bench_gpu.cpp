@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_gpu_support.h"
+#include "eval/topk_cuda.h"
 #include "models/ials/ials_cuda_solver.h"
 #include "core/blas.h"
 #include "core/context.h"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plot the metric-per-iteration curves written by `recforge compare RUN_DIR... --out DIR`.
 
-usage: tools/plot_curves.py curves.csv [--out curves.png] [--metric ndcg@20] [--title TEXT]
+usage: tools/plot/plot_curves.py curves.csv [--out curves.png] [--metric ndcg@20] [--title TEXT]
 
 Left: the validation metric against the iteration, one line per run (runs trained without
 model.eval_every have no validation curve). Right: the training loss. `recforge compare` runs

@@ -6,7 +6,7 @@ an equivalent objective: recforge with unobserved weight a0, constant regulariza
 (reg_exp 0) and observed weight 1; implicit with alpha = 1/a0 and regularization = lam/a0, which
 is recforge's objective divided by a0 (observed pairs weigh 1/a0 against 1 for the rest in both,
 up to implicit's "confidence - 1" in the Gram term). Both are scored by the same exact Recall@20
-(all items ranked, training items masked). Run through tools/bench-ials.sh.
+(all items ranked, training items masked). Run through tools/bench/bench-ials.sh.
 """
 import argparse
 import json

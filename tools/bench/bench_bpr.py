@@ -7,7 +7,7 @@ epochs, one negative per positive with seen items rejected, and as many samples 
 training interactions. implicit draws a negative as the item of a random training interaction,
 i.e. in proportion to popularity; recforge is run with the same distribution
 (model.negative_exp 1: proportional to interactions + 1). Both are scored by the same exact Recall@20 (all items
-ranked, training items masked; tools/bench_ials.py). Run through tools/bench-bpr.sh.
+ranked, training items masked; tools/bench/bench_ials.py). Run through tools/bench/bench-bpr.sh.
 """
 import os
 import sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: synthetic data generation and loading speed of a ~1M-line CSV (parse, cache write,
-# cache read). Prints a Markdown table. Usage: tools/bench-load.sh [BUILD_DIR] [DRAWS]
+# cache read). Prints a Markdown table. Usage: tools/bench/bench-load.sh [BUILD_DIR] [DRAWS]
 set -euo pipefail
 build=${1:-build/release}
 draws=${2:-1700000}
