@@ -192,6 +192,12 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
     }
     case Type::kString: {
       if (!n.IsScalar()) return fail_text;
+      // The file is UTF-8 (checked before parsing), but yaml-cpp decodes the escapes "\_" and
+      // "\N" into the single bytes 0xA0 and 0x85, which are not: such a value could not be
+      // written back into the resolved config or a manifest.
+      if (first_non_utf8(n.Scalar()) != std::string::npos)
+        return "expected UTF-8 text, got a value that decodes to other bytes (the YAML escapes "
+               "\\_ and \\N are not supported; write the character itself)";
       if (p.check) {
         const std::string why = p.check(n.Scalar());
         if (!why.empty()) return why + ", got " + render(n);

@@ -7,7 +7,7 @@
 
 namespace recforge {
 
-void require_utf8(const std::string& text, const std::string& name) {
+size_t first_non_utf8(const std::string& text) {
   static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};  // shortest forms only
   for (size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -23,14 +23,20 @@ void require_utf8(const std::string& text, const std::string& name) {
       cp = (cp << 6) | (cc & 0x3F);
     }
     if (len > 1 && (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) len = 0;
-    if (len == 0) {
-      const size_t line = 1 + std::count(text.begin(), text.begin() + i, '\n');
-      const size_t newline = i == 0 ? std::string::npos : text.rfind('\n', i - 1);
-      const size_t col = newline == std::string::npos ? i + 1 : i - newline;
-      fail("{}:{}:{}: byte 0x{:02X} is not UTF-8; expected UTF-8 text", name, line, col, c);
-    }
+    if (len == 0) return i;
     i += len;
   }
+  return std::string::npos;
+}
+
+void require_utf8(const std::string& text, const std::string& name) {
+  const size_t i = first_non_utf8(text);
+  if (i == std::string::npos) return;
+  const auto c = static_cast<unsigned char>(text[i]);
+  const size_t line = 1 + std::count(text.begin(), text.begin() + i, '\n');
+  const size_t newline = i == 0 ? std::string::npos : text.rfind('\n', i - 1);
+  const size_t col = newline == std::string::npos ? i + 1 : i - newline;
+  fail("{}:{}:{}: byte 0x{:02X} is not UTF-8; expected UTF-8 text", name, line, col, c);
 }
 
 }  // namespace recforge

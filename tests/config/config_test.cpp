@@ -726,3 +726,25 @@ TEST(ConfigDoc, CheckedInReferenceIsCurrent) {
 
 }  // namespace
 }  // namespace recforge::config
+
+namespace recforge::config {
+namespace {
+
+// yaml-cpp decodes "\_" (U+00A0) and "\N" (U+0085) into the single bytes 0xA0 and 0x85, not
+// UTF-8: such a value used to be accepted, written back by to_yaml() as U+FFFD and so parsed
+// back into a different config (found by fuzz/config_fuzz.cpp). It is refused, naming the key.
+TEST(ConfigStrings, EscapesThatDecodeToNonUtf8BytesAreRefused) {
+  for (const char* escape : {"\\_", "\\N"}) {
+    const std::string e = error_of(std::string("data:\n  path: \"a") + escape + "b\"\n");
+    EXPECT_NE(e.find("x.yaml:2:3"), std::string::npos) << e;  // the key, as other value errors
+    EXPECT_NE(e.find("data.path"), std::string::npos) << e;
+    EXPECT_NE(e.find("expected UTF-8 text"), std::string::npos) << e;
+  }
+  // Escapes that yaml-cpp decodes into UTF-8 keep working and round-trip.
+  const Config c = Config::parse("data:\n  path: \"a\\xA0b\\u00e9\"\n", "x.yaml");
+  EXPECT_EQ(*c.settings().data.path, "a\xC2\xA0" "b\xC3\xA9");
+  EXPECT_EQ(Config::parse(c.to_yaml(), "back.yaml"), c);
+}
+
+}  // namespace
+}  // namespace recforge::config
