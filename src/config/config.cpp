@@ -192,12 +192,6 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
     }
     case Type::kString: {
       if (!n.IsScalar()) return fail_text;
-      // The file is UTF-8 (checked before parsing), but yaml-cpp decodes the escapes "\_" and
-      // "\N" into the single bytes 0xA0 and 0x85, which are not: such a value could not be
-      // written back into the resolved config or a manifest.
-      if (first_non_utf8(n.Scalar()) != std::string::npos)
-        return "expected UTF-8 text, got a value that decodes to other bytes (the YAML escapes "
-               "\\_ and \\N are not supported; write the character itself)";
       if (p.check) {
         const std::string why = p.check(n.Scalar());
         if (!why.empty()) return why + ", got " + render(n);
@@ -438,6 +432,7 @@ struct ConfigBuilder {
     } catch (const YAML::Exception& e) {
       fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
     }
+    require_utf8_scalars(root, name);
     apply_document(c, root, name);
     for (const std::string& o : overrides) c.set(o);
     if (c.typed_ && checks == Config::Checks::kAll) check(c);
@@ -557,6 +552,7 @@ void Config::set(const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     fail("{}: {}: invalid YAML value: {}", prefix, path, e.msg);
   }
+  require_utf8_scalars(value, prefix);
   ConfigBuilder::store(*this, idx, value, prefix, prefix);
 }
 
@@ -693,6 +689,24 @@ bool operator==(const Settings& a, const Settings& b) {
     if (!same_value(table[i].type, detail::load_field(a, i), detail::load_field(b, i)))
       return false;
   return true;
+}
+
+void require_utf8_scalars(const YAML::Node& node, const std::string& name) {
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    const size_t i = first_non_utf8(text);
+    if (i != std::string::npos)
+      fail("{}: this value decodes to byte 0x{:02X}, which is not UTF-8 (yaml-cpp turns the "
+           "escapes \\_ and \\N into single bytes); write the character itself",
+           location(name, node.Mark()), static_cast<unsigned char>(text[i]));
+  } else if (node.IsSequence()) {
+    for (const YAML::Node& e : node) require_utf8_scalars(e, name);
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      require_utf8_scalars(kv.first, name);
+      require_utf8_scalars(kv.second, name);
+    }
+  }
 }
 
 // ---- Markdown reference -----------------------------------------------------------------------

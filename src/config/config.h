@@ -15,6 +15,10 @@
 
 #include "config/sections.h"
 
+namespace YAML {
+class Node;  // yaml-cpp
+}  // namespace YAML
+
 namespace recforge::config {
 
 /// Value type of a parameter.
@@ -186,6 +190,12 @@ std::string markdown_reference();
 /// The Markdown reference of a caller-supplied table and section list.
 std::string markdown_reference(const std::vector<Param>& table,
                                const std::vector<Section>& section_list);
+
+/// Throws recforge::Error at the first scalar (key or value) of a parsed YAML document that is not
+/// UTF-8, naming `name`, its line and column. The text was checked before parsing (require_utf8),
+/// but yaml-cpp decodes the escapes "\\_" and "\\N" into the single bytes 0xA0 and 0x85; such a
+/// string could be neither written back into a resolved config nor put into JSON.
+void require_utf8_scalars(const YAML::Node& node, const std::string& name);
 
 /// Levenshtein (edit) distance between two strings, for "did you mean" suggestions.
 size_t edit_distance(const std::string& a, const std::string& b);

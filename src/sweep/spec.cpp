@@ -514,6 +514,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
   } catch (const YAML::Exception& e) {
     fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
   }
+  config::require_utf8_scalars(root, name);
   if (!root.IsMap())
     fail(
         "{}: expected a mapping with base:, space:, search:, metric: ... (see docs/sweeps.md), "

@@ -732,13 +732,21 @@ namespace {
 
 // yaml-cpp decodes "\_" (U+00A0) and "\N" (U+0085) into the single bytes 0xA0 and 0x85, not
 // UTF-8: such a value used to be accepted, written back by to_yaml() as U+FFFD and so parsed
-// back into a different config (found by fuzz/config_fuzz.cpp). It is refused, naming the key.
+// back into a different config (found by fuzz/config_fuzz.cpp; sweep_fuzz found the same in a
+// sweep file, where the JSON rendering threw). It is refused with the scalar's line and column.
 TEST(ConfigStrings, EscapesThatDecodeToNonUtf8BytesAreRefused) {
   for (const char* escape : {"\\_", "\\N"}) {
     const std::string e = error_of(std::string("data:\n  path: \"a") + escape + "b\"\n");
-    EXPECT_NE(e.find("x.yaml:2:3"), std::string::npos) << e;  // the key, as other value errors
-    EXPECT_NE(e.find("data.path"), std::string::npos) << e;
-    EXPECT_NE(e.find("expected UTF-8 text"), std::string::npos) << e;
+    EXPECT_NE(e.find("x.yaml:2:9"), std::string::npos) << e;  // the value
+    EXPECT_NE(e.find("is not UTF-8"), std::string::npos) << e;
+    EXPECT_NE(set_error(std::string("data.path=\"a") + escape + "\"").find("is not UTF-8"),
+              std::string::npos);
+  }
+  // ... and so is a key (it would be echoed in the unknown-key message).
+  {
+    const std::string e = error_of("data:\n  \"pa\\Nth\": x\n");
+    EXPECT_NE(e.find("x.yaml:2:3"), std::string::npos) << e;
+    EXPECT_NE(e.find("0x85"), std::string::npos) << e;
   }
   // Escapes that yaml-cpp decodes into UTF-8 keep working and round-trip.
   const Config c = Config::parse("data:\n  path: \"a\\xA0b\\u00e9\"\n", "x.yaml");

@@ -481,3 +481,21 @@ TEST(SweepEarlyStop, SuccessiveHalving) {
 
 }  // namespace
 }  // namespace recforge::sweep
+
+namespace recforge::sweep {
+namespace {
+
+// yaml-cpp decodes the escape "\N" into the single byte 0x85; in a sweep file's key it reached
+// the JSON rendering of an error message, which threw nlohmann's type_error (exit 3; found by
+// fuzz/sweep_fuzz.cpp). It is a user error naming the scalar's line and column.
+TEST(SweepSpec, EscapesThatDecodeToNonUtf8BytesAreAUserError) {
+  const std::string e = parse_sweep_error("\"sp\\Nace\": 1\n");
+  EXPECT_NE(e.find("s.yaml:1:1"), std::string::npos) << e;
+  EXPECT_NE(e.find("0x85"), std::string::npos) << e;
+  const std::string v = parse_sweep_error("space:\n  run.name: [\"a\\_b\"]\n");
+  EXPECT_NE(v.find("s.yaml:2:14"), std::string::npos) << v;
+  EXPECT_NE(v.find("0xA0"), std::string::npos) << v;
+}
+
+}  // namespace
+}  // namespace recforge::sweep
