@@ -9,11 +9,36 @@ namespace recforge::data {
 
 IdMap::IdMap(std::vector<std::string> ids) : ids_(std::move(ids)) {}
 
+IdMap::IdMap(IdMap&& other) noexcept
+    : ids_(std::move(other.ids_)),
+      lookup_(std::move(other.lookup_)),
+      built_(other.built_.exchange(false)) {
+  other.lookup_.clear();
+}
+
+IdMap& IdMap::operator=(const IdMap& other) {
+  if (this != &other) *this = IdMap(other);
+  return *this;
+}
+
+IdMap& IdMap::operator=(IdMap&& other) noexcept {
+  if (this != &other) {
+    ids_ = std::move(other.ids_);
+    lookup_ = std::move(other.lookup_);
+    built_.store(other.built_.exchange(false));
+    other.lookup_.clear();
+  }
+  return *this;
+}
+
 void IdMap::build_lookup() const {
-  if (lookup_.size() == ids_.size()) return;
+  if (built_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(build_mutex_);
+  if (built_.load(std::memory_order_relaxed)) return;
   lookup_.clear();
   lookup_.reserve(ids_.size());
   for (size_t i = 0; i < ids_.size(); ++i) lookup_.emplace(ids_[i], static_cast<index_t>(i));
+  built_.store(true, std::memory_order_release);
 }
 
 std::optional<index_t> IdMap::find(std::string_view id) const {
@@ -34,6 +59,7 @@ std::vector<index_t> IdMap::compact(const std::vector<uint8_t>& keep) {
   }
   ids_ = std::move(kept);
   lookup_.clear();
+  built_.store(false);
   return old_to_new;
 }
 

@@ -3,6 +3,8 @@
 /// In-memory interactions (COO) and the maps between external ids and dense indices.
 
 #include <cstdint>
+#include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,11 +24,18 @@ class IdMap {
   IdMap() = default;
   /// Builds a map from external ids listed in dense-index order (ids must be unique).
   explicit IdMap(std::vector<std::string> ids);
+  /// A copy builds its own lookup table (the original's points into the original's strings).
+  IdMap(const IdMap& other) : ids_(other.ids_) {}
+  /// A move keeps the table: the strings stay where they are.
+  IdMap(IdMap&& other) noexcept;
+  IdMap& operator=(const IdMap& other);
+  IdMap& operator=(IdMap&& other) noexcept;
   /// Number of ids.
   int64_t size() const { return static_cast<int64_t>(ids_.size()); }
   /// External id of dense index `i`.
   const std::string& external(index_t i) const { return ids_[static_cast<size_t>(i)]; }
-  /// Dense index of an external id, if present.
+  /// Dense index of an external id, if present. Safe to call from many threads at once: the
+  /// lookup table is built once, on the first call, under a lock.
   std::optional<index_t> find(std::string_view id) const;
   /// All external ids in dense-index order.
   const std::vector<std::string>& ids() const { return ids_; }
@@ -38,6 +47,8 @@ class IdMap {
   void build_lookup() const;
   std::vector<std::string> ids_;
   mutable std::unordered_map<std::string_view, index_t> lookup_;
+  mutable std::atomic<bool> built_{false};  // lookup_ holds every id of ids_
+  mutable std::mutex build_mutex_;
 };
 
 /// Interactions as parallel arrays (COO). `times` is empty when there are no timestamps.

@@ -203,10 +203,6 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     m.corpus = data::bm25_corpus(r.data.split.train, r.data.users.size(), r.data.items.size());
     m.metric = Metric::kDot;
   }
-  // IdMap builds its lookup table on the first find(), without a lock: built here, before the
-  // Recommender is shared between threads.
-  m.user_ids->find("");
-  m.item_ids->find("");
   return Recommender(std::move(impl));
 }
 

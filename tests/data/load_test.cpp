@@ -1,5 +1,6 @@
 #include "data/load.h"
 
+#include <thread>
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -377,6 +378,41 @@ TEST(Load, MovieLensRatingsWithHeader) {
   EXPECT_EQ(d.users.size(), 610);
   EXPECT_EQ(d.items.size(), 9724);
   EXPECT_EQ(d.parts[0].size(), 100836);
+}
+
+}  // namespace
+}  // namespace recforge::data
+
+namespace recforge::data {
+namespace {
+
+// A copy of an IdMap used to share the original's lookup table, whose keys point into the
+// original's strings: after the original was gone, find() on the copy read freed memory (ASan's
+// heap-use-after-free). The table was also built lazily without a lock, so two threads calling
+// find() first raced; the recommend library worked around it by calling find() before sharing.
+TEST(IdMapLookup, ACopyOutlivesItsOriginalAndManyThreadsFindAtOnce) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2000; ++i) ids.push_back("long-external-id-" + std::to_string(i));
+  std::optional<IdMap> original(IdMap{ids});
+  ASSERT_EQ(original->find("long-external-id-7"), 7);  // builds the original's table
+  IdMap copy = *original;
+  IdMap assigned;
+  assigned = *original;
+  original.reset();
+  EXPECT_EQ(copy.find("long-external-id-1999"), 1999);
+  EXPECT_EQ(assigned.find("long-external-id-3"), 3);
+  EXPECT_FALSE(copy.find("long-external-id-2000"));
+
+  const IdMap fresh{ids};  // table not built yet: the threads race to build it
+  std::vector<int> wrong(8, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i)
+        if (fresh.find(ids[static_cast<size_t>(i)]) != i) ++wrong[static_cast<size_t>(t)];
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 8; ++t) EXPECT_EQ(wrong[static_cast<size_t>(t)], 0) << "thread " << t;
 }
 
 }  // namespace
