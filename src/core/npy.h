@@ -20,7 +20,9 @@ namespace recforge {
 /// every copy of the store). Reading never copies. Every non-const access to a view (data(),
 /// operator[], begin(), resize(), ...) first copies the values into an owned vector and drops
 /// the view (copy-on-write), so no code can write into a mapping and nothing depends on who
-/// writes. Not thread-safe for concurrent non-const use, like std::vector.
+/// writes. Unlike a vector's, a view's non-const accessors modify the store (they may copy it):
+/// threads that share a store read it through const access only (as the recommend library and
+/// the models' const methods do); concurrent const use is safe.
 class FloatStore {
  public:
   using value_type = float;
