@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -63,8 +64,8 @@ struct SmallExport {
     std::vector<std::string> u, i;
     for (int r = 0; r < 12; ++r) u.push_back("u" + std::to_string(r));
     for (int r = 0; r < 9; ++r) i.push_back("i" + std::to_string(r));
-    const data::IdMap uid(u), iid(i);
-    data::Csr seen;
+    uid = data::IdMap(u);
+    iid = data::IdMap(i);
     seen.rows = 12;
     seen.cols = 9;
     seen.indptr.push_back(0);
@@ -73,7 +74,6 @@ struct SmallExport {
       seen.indptr.push_back(r + 1);
     }
     seen.data.assign(12, 1.f);
-    ExportInput in;
     in.model_type = "ials";
     in.model_parameters = {{"factors", 5}};
     in.users = &users;
@@ -83,6 +83,9 @@ struct SmallExport {
     in.seen = &seen;
     write(in, dir);
   }
+  data::IdMap uid, iid;
+  data::Csr seen;
+  ExportInput in;
   /// The canonical path of `file` in the version directory `current` names.
   std::string version_file(const std::string& file) const {
     return fs::canonical(dir + "/current/" + file).string();
@@ -168,6 +171,30 @@ TEST(MappedFactors, WritingThroughAMatrixCopiesItAndLeavesTheFileAndTheOtherCopi
   EXPECT_TRUE(shared.data.is_view());
   EXPECT_EQ(shared.data, e.items.data);
   EXPECT_EQ(read_npy(e.version_file("item_factors.npy")).data, e.items.data);
+}
+
+TEST(MappedFactors, ALoadedVersionKeepsItsValuesWhenNewerExportsRemoveItsFiles) {
+  SmallExport e;
+  const Artifact a = load(e.dir);
+  const FloatStore old_items = e.items.data;
+  // Two newer exports with other item factors: v-1 is removed (its files unlinked).
+  for (int round = 0; round < 2; ++round) {
+    for (float& x : e.items.data) x += 1.f;
+    write(e.in, e.dir);
+  }
+  ASSERT_FALSE(fs::exists(e.dir + "/v-1"));
+  ASSERT_EQ(e.version_file("item_factors.npy"), fs::canonical(e.dir + "/v-3/item_factors.npy"));
+  // The loaded version still views its (now unlinked) file, with its own values; a new load
+  // gets the newest.
+  EXPECT_TRUE(a.items.data.is_view());
+  // (The writer renames a version away before removing it: the kernel shows the last name.)
+  const std::string path = mapping_of(a.items.data.data()).path;
+  const std::string deleted = "/item_factors.npy (deleted)";
+  EXPECT_EQ(path.rfind(fs::canonical(e.dir).string() + "/", 0), 0u) << path;
+  EXPECT_EQ(path.size() - std::min(path.size(), deleted.size()), path.rfind(deleted)) << path;
+  EXPECT_EQ(a.items.data, old_items);
+  EXPECT_EQ(load(e.dir).items.data, e.items.data);
+  EXPECT_NE(e.items.data, old_items);
 }
 
 TEST(MappedFactors, ARecommenderOnAnExportKeepsTheMappingThroughItsFoldInModel) {
