@@ -2,8 +2,9 @@
 /// @file files.h
 /// Reading the files of a directory through one open descriptor of it: each file is opened once
 /// (openat), read whole or mapped read-only, and its size and SHA-256 are checked on the very
-/// bytes that are then parsed (or, mapped, used). A directory that is renamed or replaced meanwhile cannot mix its files with another's,
-/// and a file cannot change between being checked and being read.
+/// bytes that are then parsed (or, mapped, used). A directory that is renamed or replaced
+/// meanwhile cannot mix its files with another's, and a file cannot change between being checked
+/// and being read.
 
 #include <fcntl.h>
 

@@ -163,7 +163,8 @@ Matrix parse_npy_view(std::string_view bytes, std::shared_ptr<const void> keep,
   Matrix m = parse_shape(bytes, name, &values);
   // Format 1.0 pads the header so that the data starts at a multiple of 64 bytes; a writer that
   // did not leaves floats misaligned, which are then copied rather than viewed.
-  if (reinterpret_cast<uintptr_t>(values.data()) % alignof(float) != 0) return parse_npy(bytes, name);
+  if (reinterpret_cast<uintptr_t>(values.data()) % alignof(float) != 0)
+    return parse_npy(bytes, name);
   m.data = FloatStore::view(std::move(keep), reinterpret_cast<const float*>(values.data()),
                             static_cast<size_t>(m.rows * m.cols));
   return m;

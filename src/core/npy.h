@@ -136,9 +136,9 @@ class FloatStore {
     view_n_ = 0;
   }
 
-  std::vector<float> vec_;               // the values, when owned
-  std::shared_ptr<const void> keep_;     // the owner of the viewed memory, when a view
-  const float* view_ = nullptr;          // the viewed values
+  std::vector<float> vec_;            // the values, when owned
+  std::shared_ptr<const void> keep_;  // the owner of the viewed memory, when a view
+  const float* view_ = nullptr;       // the viewed values
   size_t view_n_ = 0;
 };
 

@@ -5,9 +5,9 @@
 
 #include <cstdint>
 #include <cstring>
-#include <string_view>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
