@@ -95,7 +95,7 @@ struct Artifact {
   std::string dir;                                      ///< the export directory
   std::string version;                                  ///< "v-<N>" read, "" for a flat export
   nlohmann::json manifest;                              ///< manifest.json
-  Matrix users, items;                                  ///< the factors
+  Matrix users, items;  ///< the factors: views of the mapped .npy files (copied if written to)
   data::IdMap user_ids, item_ids;                       ///< raw ids by row
   data::Csr seen;                                       ///< training items per user (no values)
   index::ItemIndex index;                               ///< index.faiss
@@ -114,12 +114,13 @@ nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight
 /// directory).
 bool is_artifact(const std::string& dir);
 
-/// Loads `dir`: resolves `current` once and reads every file of that version once, through one
-/// descriptor of its directory (a flat export: of `dir`), verifying the format version, every
-/// file's size and SHA-256 on the bytes it then parses, the shapes of all arrays and lists
-/// against the manifest, and that the factors are finite. A version removed while it is read
-/// (two exports within one load) is read again from `current`. Throws recforge::Error with one
-/// sentence naming the file and what is wrong.
+/// Loads `dir`: resolves `current` once and maps every file of that version read-only once,
+/// through one descriptor of its directory (a flat export: of `dir`), verifying the format
+/// version, every file's size and SHA-256 on the bytes it then parses (the factor matrices keep
+/// viewing their mapped files, shared with every process that loads the same version; see
+/// FloatStore), the shapes of all arrays and lists against the manifest, and that the factors
+/// are finite. A version removed while it is read (two exports within one load) is read again
+/// from `current`. Throws recforge::Error with one sentence naming the file and what is wrong.
 Artifact load(const std::string& dir);
 
 }  // namespace recforge::artifact

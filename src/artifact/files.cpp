@@ -1,6 +1,7 @@
 // Reading a directory's files once each, through one descriptor of the directory.
 #include "artifact/files.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,31 @@ std::optional<std::string> DirReader::read(const std::string& file) const {
   }
   bytes.resize(done);
   return bytes;
+}
+
+MappedFile::~MappedFile() {
+  if (size_ > 0) ::munmap(const_cast<char*>(data_), size_);
+}
+
+std::shared_ptr<const MappedFile> DirReader::map(const std::string& file) const {
+  const int fd = ::openat(fd_, file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return nullptr;
+    fail("{}: cannot open: {}", shown(file), std::strerror(errno));
+  }
+  struct Closer {  // the mapping outlives the descriptor
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("{}: cannot read: {}", shown(file), std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail("{}: is not a regular file", shown(file));
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) return std::make_shared<const MappedFile>(nullptr, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    fail("{}: cannot map the file read-only: {}", shown(file), std::strerror(errno));
+  return std::make_shared<const MappedFile>(static_cast<const char*>(p), size);
 }
 
 bool DirReader::still_in_place() const {

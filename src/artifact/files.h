@@ -1,13 +1,16 @@
 #pragma once
 /// @file files.h
 /// Reading the files of a directory through one open descriptor of it: each file is opened once
-/// (openat), read whole, and its size and SHA-256 are checked on the very bytes that are then
-/// parsed. A directory that is renamed or replaced meanwhile cannot mix its files with another's,
-/// and a file cannot change between being checked and being read.
+/// (openat), read whole or mapped read-only, and its size and SHA-256 are checked on the very
+/// bytes that are then parsed (or, mapped, used). A directory that is renamed or replaced
+/// meanwhile cannot mix its files with another's, and a file cannot change between being checked
+/// and being read.
 
 #include <fcntl.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -15,6 +18,26 @@
 #include <vector>
 
 namespace recforge::artifact {
+
+/// A whole file mapped read-only (mmap PROT_READ, MAP_SHARED): every process that maps the same
+/// file shares the page cache's one copy of its bytes. Unmapped when destroyed; hold it by
+/// shared_ptr to keep views of it (FloatStore::view) alive. The bytes stay those of the file's
+/// inode even when the file is renamed or removed meanwhile; they would change only if someone
+/// wrote into the file in place, which recforge's writers never do to a published version (they
+/// write new files and rename them in).
+class MappedFile {
+ public:
+  MappedFile(const char* data, size_t size) : data_(data), size_(size) {}
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  /// The file's bytes (empty for an empty file, which is not mapped).
+  std::string_view bytes() const { return {data_, size_}; }
+
+ private:
+  const char* data_;
+  size_t size_;
+};
 
 /// A directory opened once (an O_DIRECTORY descriptor), with the path that messages show for it.
 class DirReader {
@@ -40,6 +63,10 @@ class DirReader {
   /// The whole content of the regular file `file`, or nullopt when there is no such entry.
   /// Throws recforge::Error naming the file when it is not a regular file or cannot be read.
   std::optional<std::string> read(const std::string& file) const;
+
+  /// The regular file `file` mapped read-only, or nullptr when there is no such entry. Throws
+  /// recforge::Error naming the file when it is not a regular file or cannot be mapped.
+  std::shared_ptr<const MappedFile> map(const std::string& file) const;
 
   /// True while the directory that was opened is still the one at the path it was opened by
   /// (not removed, renamed or swapped for another since).

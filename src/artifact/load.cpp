@@ -1,16 +1,22 @@
 // Loading an export: every check names the file and what is wrong, in one sentence.
 //
 // The export directory is opened once, `current` is resolved once to a version directory, and
-// that directory is opened once; every file is then opened relative to it (openat), read whole,
-// and checked (size, SHA-256) on the very bytes that are parsed. A writer that installs a new
-// version meanwhile cannot mix its files into this load; a version removed while it was being
-// read (two exports in the time of one load) is noticed and the load starts over.
+// that directory is opened once; every file is then opened relative to it (openat) and mapped
+// read-only (manifest.json: read), and checked (size, SHA-256) on the very bytes that are
+// parsed. The factor matrices keep viewing their mappings (FloatStore::view), so server
+// processes that load one export share one copy of the factors in the page cache; that the
+// verified bytes stay the bytes used rests on writers never modifying a published version's
+// files in place (they write new files and rename them in; see write.cpp). A writer that
+// installs a new version meanwhile cannot mix its files into this load; a version removed while
+// it was being read (two exports in the time of one load) is noticed and the load starts over.
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <string_view>
 #include <unordered_set>
 
 #include "artifact/artifact.h"
@@ -62,13 +68,13 @@ std::string string_field(const nlohmann::json& m, const std::string& mpath, cons
 }
 
 /// Parses an id list (one per line) and checks its length and uniqueness.
-data::IdMap parse_ids(const std::string& bytes, const std::string& path, int64_t expected) {
+data::IdMap parse_ids(std::string_view bytes, const std::string& path, int64_t expected) {
   std::vector<std::string> ids;
   size_t start = 0;
   while (start < bytes.size()) {
     size_t end = bytes.find('\n', start);
-    if (end == std::string::npos) end = bytes.size();
-    ids.emplace_back(bytes, start, end - start);
+    if (end == std::string_view::npos) end = bytes.size();
+    ids.emplace_back(bytes.substr(start, end - start));
     start = end + 1;
   }
   if (static_cast<int64_t>(ids.size()) != expected)
@@ -147,39 +153,45 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   a.metric = index::parse_metric(string_field(m, mpath, "metric"), mpath);
   const index::Type type = index::parse_type(string_field(m, mpath, "index", "type"), mpath);
 
-  // Each file: read once, its size and SHA-256 checked, then those bytes parsed.
+  // Each file: mapped once, its size and SHA-256 checked, then those bytes parsed (the factors:
+  // viewed in place, so that the mapping stays and is shared with other processes).
   // A file missing because its directory was removed meanwhile is not a defect of the export:
   // the caller reads `current` again.
   auto verified = [&](const std::string& name) {
-    std::optional<std::string> bytes = v.read(name);
+    std::shared_ptr<const MappedFile> file = v.map(name);
     const std::string path = v.shown(name);
     const nlohmann::json& entry = (*files)[name];
-    if (!bytes) {
+    if (!file) {
       if (!v.still_in_place()) throw Vanished{};
       const nlohmann::json* want = field(entry, "bytes");
       fail("{}: missing (manifest.json lists it with {} bytes)", path,
            want ? want->dump() : "unknown");
     }
-    verify_entry(path, *bytes, entry, "manifest.json");
-    return std::move(*bytes);
+    verify_entry(path, file->bytes(), entry, "manifest.json");
+    return file;
   };
-  a.items = parse_npy(verified("item_factors.npy"), v.shown("item_factors.npy"));
+  auto factors = [&](const std::string& name) {
+    const std::shared_ptr<const MappedFile> file = verified(name);
+    return parse_npy_view(file->bytes(), file, v.shown(name));
+  };
+  a.items = factors("item_factors.npy");
   check_factors(v.shown("item_factors.npy"), a.items, n_items, dim);
-  a.users = parse_npy(verified("user_factors.npy"), v.shown("user_factors.npy"));
+  a.users = factors("user_factors.npy");
   check_factors(v.shown("user_factors.npy"), a.users, n_users, dim);
-  a.item_ids = parse_ids(verified("item_ids.txt"), v.shown("item_ids.txt"), n_items);
-  a.user_ids = parse_ids(verified("user_ids.txt"), v.shown("user_ids.txt"), n_users);
+  a.item_ids = parse_ids(verified("item_ids.txt")->bytes(), v.shown("item_ids.txt"), n_items);
+  a.user_ids = parse_ids(verified("user_ids.txt")->bytes(), v.shown("user_ids.txt"), n_users);
 
   const std::string indptr_path = v.shown("seen_indptr.npy");
   const std::string indices_path = v.shown("seen_indices.npy");
-  std::vector<int64_t> indptr = parse_npy_i64(verified("seen_indptr.npy"), indptr_path);
+  std::vector<int64_t> indptr = parse_npy_i64(verified("seen_indptr.npy")->bytes(), indptr_path);
   if (static_cast<int64_t>(indptr.size()) != n_users + 1)
     fail("{}: {} offsets, expected users + 1 = {} as manifest.json counts", indptr_path,
          indptr.size(), n_users + 1);
   if (indptr.front() != 0 || indptr.back() != nnz)
     fail("{}: offsets run from {} to {}, expected 0 to {} (counts.seen)", indptr_path,
          indptr.front(), indptr.back(), nnz);
-  std::vector<int32_t> indices = parse_npy_i32(verified("seen_indices.npy"), indices_path);
+  std::vector<int32_t> indices =
+      parse_npy_i32(verified("seen_indices.npy")->bytes(), indices_path);
   if (static_cast<int64_t>(indices.size()) != nnz)
     fail("{}: {} entries, expected {} (counts.seen in manifest.json)", indices_path,
          indices.size(), nnz);
@@ -196,11 +208,12 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   }
   a.seen.rows = n_users;
   a.seen.cols = n_items;
-  a.seen.indptr.assign(indptr.begin(), indptr.end());
-  a.seen.indices.assign(indices.begin(), indices.end());
+  a.seen.indptr = std::move(indptr);  // moved, not copied: the Csr's types are the file's
+  a.seen.indices = std::move(indices);
 
   const std::string index_path = v.shown("index.faiss");
-  a.index = index::ItemIndex::from_bytes(verified("index.faiss"), index_path, type, a.metric);
+  a.index =
+      index::ItemIndex::from_bytes(verified("index.faiss")->bytes(), index_path, type, a.metric);
   if (a.index.size() != n_items || a.index.dim() != dim)
     fail("{}: {} vectors of dimension {}, expected {} of dimension {} as manifest.json counts",
          index_path, a.index.size(), a.index.dim(), n_items, dim);

@@ -98,7 +98,7 @@ std::vector<BenchRow> bench(const BenchInput& in, int64_t* users_measured) {
   std::vector<float> normalized_items;
   if (in.index->metric() == Metric::kCosine) {
     normalize_rows(qe.data(), n, d);
-    normalized_items = items.data;
+    normalized_items = items.data.to_vector();
     normalize_rows(normalized_items.data(), items.rows, d);
     item_data = normalized_items.data();
   }

@@ -11,6 +11,7 @@
 #include <iterator>
 #include <regex>
 #include <string_view>
+#include <utility>
 
 #include "core/error.h"
 
@@ -113,7 +114,7 @@ std::string read_bytes(const std::string& path) {
 
 void write_npy(const std::string& path, const Matrix& m) {
   RF_ASSERT(static_cast<int64_t>(m.data.size()) == m.rows * m.cols, "write_npy: size mismatch");
-  write_raw(path, "<f4", fmt::format("({}, {})", m.rows, m.cols), m.data.data(),
+  write_raw(path, "<f4", fmt::format("({}, {})", m.rows, m.cols), std::as_const(m.data).data(),
             m.data.size() * sizeof(float));
 }
 
@@ -125,7 +126,10 @@ void write_npy(const std::string& path, const std::vector<int32_t>& v) {
   write_raw(path, "<i4", fmt::format("({},)", v.size()), v.data(), v.size() * sizeof(int32_t));
 }
 
-Matrix parse_npy(std::string_view bytes, const std::string& name) {
+namespace {
+
+/// The shape of a 2-D `<f4` .npy held in `bytes`, its size checked; `values` gets the data part.
+Matrix parse_shape(std::string_view bytes, const std::string& name, std::string_view* values) {
   const NpyView f = parse_header(bytes, name, "<f4", "float32");
   std::smatch sm;
   static const std::regex shape_re("'shape': \\((\\d+), (\\d+)\\)");
@@ -138,8 +142,31 @@ Matrix parse_npy(std::string_view bytes, const std::string& name) {
   if (f.data.size() != bytes_needed)
     fail("{}: truncated or padded: shape ({}, {}) needs {} data bytes, the file has {}", name,
          m.rows, m.cols, bytes_needed, f.data.size());
-  m.data.resize(static_cast<size_t>(m.rows * m.cols));
-  if (bytes_needed > 0) std::memcpy(m.data.data(), f.data.data(), bytes_needed);
+  *values = f.data;
+  return m;
+}
+
+}  // namespace
+
+Matrix parse_npy(std::string_view bytes, const std::string& name) {
+  std::string_view values;
+  Matrix m = parse_shape(bytes, name, &values);
+  std::vector<float> v(static_cast<size_t>(m.rows * m.cols));
+  if (!values.empty()) std::memcpy(v.data(), values.data(), values.size());
+  m.data = std::move(v);
+  return m;
+}
+
+Matrix parse_npy_view(std::string_view bytes, std::shared_ptr<const void> keep,
+                      const std::string& name) {
+  std::string_view values;
+  Matrix m = parse_shape(bytes, name, &values);
+  // Format 1.0 pads the header so that the data starts at a multiple of 64 bytes; a writer that
+  // did not leaves floats misaligned, which are then copied rather than viewed.
+  if (reinterpret_cast<uintptr_t>(values.data()) % alignof(float) != 0)
+    return parse_npy(bytes, name);
+  m.data = FloatStore::view(std::move(keep), reinterpret_cast<const float*>(values.data()),
+                            static_cast<size_t>(m.rows * m.cols));
   return m;
 }
 

@@ -216,7 +216,7 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
   if (o.type != Type::kFlat)
     log().info("index: building the {} index of {} items ({} dimensions) on the {}",
                type_name(o.type), n, d, gpu >= 0 ? "GPU" : "CPU");
-  std::vector<float> x = items.data;
+  std::vector<float> x = items.data.to_vector();
   if (o.metric == Metric::kCosine) normalize_rows(x.data(), n, d);
   ItemIndex out;
   out.type_ = o.type;

@@ -114,7 +114,7 @@ backend::cpu::OptimizerState optimizer_state(TrainingState state) {
   o.steps = state.values.value("steps", int64_t{0});
   for (int k = 0; k < 4; ++k) {
     const auto it = state.arrays.find(kStateArrays[k]);
-    if (it != state.arrays.end()) state_array(o, k) = std::move(it->second.data);
+    if (it != state.arrays.end()) state_array(o, k) = std::move(it->second.data).take();
   }
   return o;
 }
