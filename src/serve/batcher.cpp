@@ -1,0 +1,210 @@
+#include "serve/batcher.h"
+
+#include <algorithm>
+#include <future>
+
+#include "core/error.h"
+
+namespace recforge::serve {
+
+using Clock = std::chrono::steady_clock;
+
+struct Batcher::Pending {
+  std::shared_ptr<const recommend::Recommender> rec;
+  std::string user;
+  recommend::Options o;
+  Clock::time_point queued_at;
+  Clock::time_point deadline;
+  std::promise<recommend::Result> promise;
+};
+
+namespace {
+
+/// Whether an index search (not exact scoring) answers `o` from `rec`: its result depends on k.
+bool searches_index(const recommend::Recommender& rec, const recommend::Options& o) {
+  return rec.is_export() && !o.exact && !o.candidates.has_value();
+}
+
+/// Whether two requests can share one library call: the same source and options, k aside
+/// where the list for a smaller k is the prefix of the larger one's (exact scoring breaks ties
+/// by item row, so it is).
+bool compatible(const recommend::Recommender* ra,
+                const recommend::Options& a, const recommend::Recommender* rb,
+                const recommend::Options& b) {
+  if (ra != rb || a.include_seen != b.include_seen || a.exact != b.exact ||
+      a.exclude != b.exclude || a.candidates != b.candidates)
+    return false;
+  return a.k == b.k || !searches_index(*ra, a);
+}
+
+}  // namespace
+
+Batcher::Batcher(BatcherOptions o, std::function<void(size_t)> on_batch)
+    : o_(o), on_batch_(std::move(on_batch)) {
+  if (o_.max_batch < 1) fail("batcher: max_batch is {}; expected at least 1", o_.max_batch);
+  if (o_.workers < 1) fail("batcher: workers is {}; expected at least 1", o_.workers);
+  if (o_.max_wait.count() < 0)
+    fail("batcher: max_wait is {} us; expected 0 or more", o_.max_wait.count());
+  for (int w = 0; w < o_.workers; ++w) workers_.emplace_back([this] { work(); });
+}
+
+Batcher::~Batcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+size_t Batcher::queued() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+recommend::Result Batcher::recommend(std::shared_ptr<const recommend::Recommender> rec,
+                                     const std::string& user, const recommend::Options& o,
+                                     Clock::time_point deadline) {
+  // A k the library refuses gets its sentence alone, not the list length of a batch mate.
+  if (o.k < 1) return rec->recommend({user}, o);
+  auto p = std::make_shared<Pending>();
+  p->rec = std::move(rec);
+  p->user = user;
+  p->o = o;
+  p->queued_at = Clock::now();
+  p->deadline = deadline;
+  std::future<recommend::Result> answer = p->promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) fail("the server is stopping; no new request is taken");
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_all();
+  if (answer.wait_until(deadline) != std::future_status::ready)
+    throw TimedOut("the request timed out before its batch was answered");
+  return answer.get();
+}
+
+std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<std::mutex>& lock) {
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    // Requests whose callers have given up (TimedOut) are dropped: computing them would only
+    // delay the others, and waiting for company on their behalf would delay the next.
+    const Clock::time_point now = Clock::now();
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if ((*it)->deadline < now) {
+        (*it)->promise.set_exception(
+            std::make_exception_ptr(TimedOut("the request timed out in the queue")));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (queue_.empty()) {
+      if (stopping_) return {};
+      continue;
+    }
+    const std::shared_ptr<Pending> first = queue_.front();
+    auto mates = [&] {
+      size_t n = 0;
+      for (const auto& p : queue_)
+        if (p->deadline >= Clock::now() &&
+            compatible(first->rec.get(), first->o, p->rec.get(), p->o))
+          ++n;
+      return n;
+    };
+    // Wait for company until the oldest has waited max_wait or the batch is full; another
+    // worker may take `first` meanwhile, in which case start over.
+    cv_.wait_until(lock, first->queued_at + o_.max_wait, [&] {
+      return stopping_ || queue_.empty() || queue_.front() != first || mates() >= o_.max_batch;
+    });
+    if (queue_.empty() || queue_.front() != first) continue;
+    std::vector<std::shared_ptr<Pending>> batch;
+    const Clock::time_point taken = Clock::now();
+    for (auto it = queue_.begin(); it != queue_.end() && batch.size() < o_.max_batch;) {
+      if (!compatible(first->rec.get(), first->o, (*it)->rec.get(), (*it)->o)) {
+        ++it;
+        continue;
+      }
+      if ((*it)->deadline < taken)
+        (*it)->promise.set_exception(
+            std::make_exception_ptr(TimedOut("the request timed out in the queue")));
+      else
+        batch.push_back(*it);
+      it = queue_.erase(it);
+    }
+    if (!batch.empty()) return batch;
+  }
+}
+
+void Batcher::work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    std::vector<std::shared_ptr<Pending>> batch = take(lock);
+    if (batch.empty()) return;
+    lock.unlock();
+    answer(batch);
+    lock.lock();
+  }
+}
+
+void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
+  const recommend::Recommender& rec = *batch.front()->rec;
+  if (on_batch_) on_batch_(batch.size());  // before any caller can see its answer
+  // Unknown users are answered at once (their Result lists them); the others share one call.
+  std::vector<std::shared_ptr<Pending>> known;
+  std::vector<std::string> users;
+  for (const auto& p : batch) {
+    const std::string id = recommend::trim(p->user);
+    if (rec.user_ids().find(id)) {
+      known.push_back(p);
+      users.push_back(id);
+    } else {
+      recommend::Result r;
+      r.k = p->o.k;
+      r.exact = true;
+      r.unknown.push_back({id, "users"});
+      p->promise.set_value(std::move(r));
+    }
+  }
+  if (known.empty()) {
+    return;
+  }
+  recommend::Options o = known.front()->o;
+  for (const auto& p : known) o.k = std::max(o.k, p->o.k);
+  recommend::Result all;
+  try {
+    all = rec.recommend(users, o);
+  } catch (...) {
+    // With every user known, the call fails only for what is wrong with the shared options
+    // (no known candidate) or for an internal error: each request gets its own answer or
+    // sentence, as it would alone.
+    if (known.size() == 1) {
+      known.front()->promise.set_exception(std::current_exception());
+    } else {
+      for (const auto& p : known) {
+        try {
+          p->promise.set_value(rec.recommend({p->user}, p->o));
+        } catch (...) {
+          p->promise.set_exception(std::current_exception());
+        }
+      }
+    }
+    return;
+  }
+  // The unknown ids of the shared options (exclude, candidates) go to every request; the lists
+  // come in request order.
+  for (size_t i = 0; i < known.size(); ++i) {
+    recommend::Result r;
+    r.exact = all.exact;
+    r.unknown = all.unknown;
+    recommend::List list = std::move(all.lists[i]);
+    const int k = known[i]->o.k;
+    if (static_cast<int>(list.items.size()) > k) list.items.resize(static_cast<size_t>(k));
+    r.lists.push_back(std::move(list));
+    r.k = std::min(all.k, k);
+    known[i]->promise.set_value(std::move(r));
+  }
+}
+
+}  // namespace recforge::serve

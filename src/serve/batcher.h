@@ -1,0 +1,88 @@
+#pragma once
+/// @file batcher.h
+/// Dynamic batching for the server: concurrent single-user recommend requests are gathered for
+/// a bounded wait and answered by one Recommender::recommend call (one GEMM over the batch, or
+/// one batched Faiss search for an export's index), which is what makes `recommend --all` fast,
+/// now used online.
+///
+/// Requests are queued; `workers` threads each take the oldest request together with every
+/// queued request that can share its library call (the same Recommender, equal options apart
+/// from k, and for index searches equal k too, since an approximate search depends on it), up
+/// to `max_batch`, once the oldest has waited `max_wait` or the batch is full. A worker that is
+/// busy lets the queue grow, so batches grow with the load and a lone request waits at most
+/// `max_wait`. Every caller waits for its own answer until its deadline.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "recommend/recommend.h"
+
+namespace recforge::serve {
+
+/// The request's deadline passed before its answer was ready.
+struct TimedOut : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct BatcherOptions {
+  /// How long the oldest queued request waits for company before its batch is computed.
+  std::chrono::microseconds max_wait{2000};
+  /// Users per library call (>= 1).
+  size_t max_batch = 256;
+  /// Threads computing batches (>= 1). The library call itself is multi-threaded (BLAS,
+  /// OpenMP), so one is usually best: while it computes, the next batch gathers.
+  int workers = 1;
+};
+
+class Batcher {
+ public:
+  /// `on_batch(n)` is called for each batch taken, with its number of requests (for metrics),
+  /// before any of them is answered; it must be thread-safe when workers > 1.
+  explicit Batcher(BatcherOptions o, std::function<void(size_t)> on_batch = {});
+  /// Answers what is queued (without waiting for company), then joins the workers.
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  /// One user's answer: a Result with one list (none when the user is unknown to `rec`, which
+  /// is then in Result::unknown with field "users", as are unknown exclude and candidate ids
+  /// with theirs). Computed in one Recommender::recommend call together with concurrent
+  /// requests that can share it. With exact scoring (runs, `exact`, `candidates`) the list
+  /// equals what `rec->recommend({user}, o)` returns; an index search returns what the index
+  /// finds for the batch, which for an approximate index can differ from a lone search (the
+  /// first pass fetches for the batch's seen counts: index/filtered_search.h).
+  /// Throws recforge::Error as Recommender::recommend would for this request alone (e.g. none
+  /// of the candidates is known), and TimedOut when `deadline` passes first (the request is
+  /// then dropped unless already being computed).
+  recommend::Result recommend(std::shared_ptr<const recommend::Recommender> rec,
+                              const std::string& user, const recommend::Options& o,
+                              std::chrono::steady_clock::time_point deadline);
+
+  /// Requests queued and not yet taken by a worker (for tests and metrics).
+  size_t queued() const;
+
+ private:
+  struct Pending;
+  void work();
+  /// Takes the oldest request and those that can share its call; lock held.
+  std::vector<std::shared_ptr<Pending>> take(std::unique_lock<std::mutex>& lock);
+  void answer(const std::vector<std::shared_ptr<Pending>>& batch);
+
+  BatcherOptions o_;
+  std::function<void(size_t)> on_batch_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Pending>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace recforge::serve

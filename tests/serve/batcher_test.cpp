@@ -1,0 +1,226 @@
+// The server's dynamic batching: concurrent requests share one library call and each gets the
+// list it would get alone; incompatible options never share a call; unknown users, bad options
+// and deadlines are answered per request.
+#include "serve/batcher.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "pipeline/export.h"
+#include "pipeline/train.h"
+#include "test_util.h"
+
+namespace recforge::serve {
+namespace {
+
+using recommend::Options;
+using recommend::Recommender;
+using recommend::Result;
+using Clock = std::chrono::steady_clock;
+
+/// A small iALS run and its (flat index) export, shared by the tests.
+class BatcherTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const std::string yaml = "run:\n  name: b\n  dir: " + dir_->str() +
+                             "\n  progress: off\n  seed: 7\n"
+                             "data:\n  format: synthetic\n  cache: false\n"
+                             "synthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
+                             "split:\n  method: leave_last\n"
+                             "model:\n  type: ials\n  factors: 8\n  iterations: 3\n";
+    run_ = new std::string(pipeline::train(config::Config::parse(yaml, "b.yaml")));
+    pipeline::export_run(*run_, dir_->file("b-export"), {});
+  }
+  static void TearDownTestSuite() {
+    delete run_;
+    delete dir_;
+  }
+  static std::shared_ptr<const Recommender> open(const std::string& path) {
+    return std::make_shared<const Recommender>(Recommender::open(path));
+  }
+  static std::string export_dir() { return dir_->file("b-export"); }
+
+  static test::TempDir* dir_;
+  static std::string* run_;
+};
+test::TempDir* BatcherTest::dir_ = nullptr;
+std::string* BatcherTest::run_ = nullptr;
+
+/// Records the size of every library call.
+struct Sizes {
+  std::mutex mu;
+  std::vector<size_t> sizes;
+  std::function<void(size_t)> callback() {
+    return [this](size_t n) {
+      std::lock_guard<std::mutex> lock(mu);
+      sizes.push_back(n);
+    };
+  }
+  std::vector<size_t> sorted() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<size_t> s = sizes;
+    std::sort(s.begin(), s.end());
+    return s;
+  }
+};
+
+Clock::time_point far() { return Clock::now() + std::chrono::minutes(10); }
+
+void expect_same_list(const Result& got, const Result& alone) {
+  ASSERT_EQ(got.lists.size(), 1u);
+  ASSERT_EQ(alone.lists.size(), 1u);
+  EXPECT_EQ(got.lists[0].query, alone.lists[0].query);
+  ASSERT_EQ(got.lists[0].items.size(), alone.lists[0].items.size());
+  for (size_t j = 0; j < got.lists[0].items.size(); ++j) {
+    EXPECT_EQ(got.lists[0].items[j].id, alone.lists[0].items[j].id) << "rank " << j;
+    EXPECT_EQ(got.lists[0].items[j].score, alone.lists[0].items[j].score) << "rank " << j;
+  }
+}
+
+/// Runs `n` requests at once, request i built by make(i); returns their results in order.
+template <class Make>
+std::vector<Result> concurrently(Batcher& b, const std::shared_ptr<const Recommender>& rec, int n,
+                                 Make make) {
+  std::vector<Result> out(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      const auto [user, o] = make(i);
+      out[static_cast<size_t>(i)] = b.recommend(rec, user, o, far());
+    });
+  for (std::thread& t : threads) t.join();
+  return out;
+}
+
+TEST_F(BatcherTest, ConcurrentRequestsShareOneCallAndGetTheirOwnLists) {
+  for (const std::string& path : {*run_, export_dir()}) {
+    SCOPED_TRACE(path);
+    const auto rec = open(path);
+    // A long wait: the batch is computed only because it is full, so one call answers all.
+    Sizes sizes;
+    Batcher b({std::chrono::seconds(60), 8, 1}, sizes.callback());
+    const bool index = rec->is_export();
+    auto make = [&](int i) {
+      Options o;
+      o.k = index ? 6 : 3 + i;  // an index search shares a call only with the same k
+      o.exclude = {"4"};
+      return std::pair<std::string, Options>(std::to_string(10 * i + 1), o);
+    };
+    const std::vector<Result> got = concurrently(b, rec, 8, make);
+    EXPECT_EQ(sizes.sorted(), std::vector<size_t>{8});
+    for (int i = 0; i < 8; ++i) {
+      const auto [user, o] = make(i);
+      expect_same_list(got[static_cast<size_t>(i)], rec->recommend({user}, o));
+      EXPECT_EQ(got[static_cast<size_t>(i)].k, o.k);
+      for (const auto& s : got[static_cast<size_t>(i)].lists[0].items) EXPECT_NE(s.id, "4");
+    }
+  }
+}
+
+TEST_F(BatcherTest, RequestsWithOtherOptionsNeverShareACall) {
+  const auto rec = open(*run_);
+  Sizes sizes;
+  Batcher b({std::chrono::seconds(60), 4, 1}, sizes.callback());
+  auto make = [](int i) {
+    Options o;
+    o.k = 5;
+    o.include_seen = i % 2 == 1;  // two groups of four
+    return std::pair<std::string, Options>(std::to_string(i), o);
+  };
+  const std::vector<Result> got = concurrently(b, rec, 8, make);
+  EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{4, 4}));
+  for (int i = 0; i < 8; ++i) {
+    const auto [user, o] = make(i);
+    expect_same_list(got[static_cast<size_t>(i)], rec->recommend({user}, o));
+  }
+}
+
+TEST_F(BatcherTest, AnIndexSearchWithAnotherKGetsItsOwnCall) {
+  const auto rec = open(export_dir());
+  Sizes sizes;
+  // Never full (max_batch 4, two requests per k): each call waits its 200 ms for company.
+  Batcher b({std::chrono::milliseconds(200), 4, 1}, sizes.callback());
+  auto make = [](int i) {
+    Options o;
+    o.k = i < 2 ? 5 : 9;
+    return std::pair<std::string, Options>(std::to_string(i + 20), o);
+  };
+  const std::vector<Result> got = concurrently(b, rec, 4, make);
+  for (size_t n : sizes.sorted()) EXPECT_LE(n, 2u);  // never a 5 with a 9
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(got[static_cast<size_t>(i)].lists.at(0).items.size(),
+                                        static_cast<size_t>(make(i).second.k));
+}
+
+TEST_F(BatcherTest, UnknownUsersAreReportedAndTheirMatesAnswered) {
+  const auto rec = open(export_dir());
+  Sizes sizes;
+  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  auto make = [](int i) {
+    Options o;
+    o.k = 4;
+    o.exclude = {"nothing-like-this"};
+    return std::pair<std::string, Options>(i == 1 ? "nobody" : std::to_string(i), o);
+  };
+  const std::vector<Result> got = concurrently(b, rec, 3, make);
+  EXPECT_EQ(sizes.sorted(), std::vector<size_t>{3});
+  EXPECT_TRUE(got[1].lists.empty());
+  ASSERT_EQ(got[1].unknown.size(), 1u);
+  EXPECT_EQ(got[1].unknown[0].id, "nobody");
+  EXPECT_EQ(got[1].unknown[0].field, "users");
+  for (int i : {0, 2}) {
+    expect_same_list(got[static_cast<size_t>(i)], rec->recommend({make(i).first}, make(i).second));
+    ASSERT_EQ(got[static_cast<size_t>(i)].unknown.size(), 1u);
+    EXPECT_EQ(got[static_cast<size_t>(i)].unknown[0].field, "exclude");
+  }
+}
+
+TEST_F(BatcherTest, AFailedCallGivesEachRequestItsOwnSentence) {
+  const auto rec = open(*run_);
+  Batcher b({std::chrono::seconds(60), 2, 1});
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i)
+    threads.emplace_back([&, i] {
+      Options o;
+      o.candidates = std::vector<std::string>{"no-such-item"};
+      try {
+        b.recommend(rec, std::to_string(i), o, far());
+      } catch (const Error& e) {
+        errors[static_cast<size_t>(i)] = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) EXPECT_NE(e.find("candidate"), std::string::npos) << e;
+  // A k the library refuses is refused alone.
+  Options bad;
+  bad.k = 0;
+  EXPECT_THROW(b.recommend(rec, "1", bad, far()), Error);
+}
+
+TEST_F(BatcherTest, ARequestPastItsDeadlineTimesOutAndTheOthersGoOn) {
+  const auto rec = open(*run_);
+  Sizes sizes;
+  // The first request waits for company that never comes; its deadline passes first.
+  Batcher b({std::chrono::seconds(60), 2, 1}, sizes.callback());
+  Options o;
+  o.k = 3;
+  EXPECT_THROW(b.recommend(rec, "1", o, Clock::now() + std::chrono::milliseconds(50)), TimedOut);
+  // The next two fill a batch; the expired one is dropped, not computed with them.
+  const std::vector<Result> got = concurrently(b, rec, 2, [&](int i) {
+    return std::pair<std::string, Options>(std::to_string(i + 2), o);
+  });
+  for (int i = 0; i < 2; ++i)
+    expect_same_list(got[static_cast<size_t>(i)], rec->recommend({std::to_string(i + 2)}, o));
+  EXPECT_EQ(b.queued(), 0u);
+  for (size_t n : sizes.sorted()) EXPECT_LE(n, 2u);
+}
+
+}  // namespace
+}  // namespace recforge::serve
