@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "pipeline/run.h"
 #include "recommend/recommend.h"
+#include "serve/batcher.h"
 
 namespace recforge::serve {
 namespace {
@@ -214,15 +215,8 @@ struct Server::Impl {
     std::atomic_store(&state, std::move(s));
   }
 
-  // The one seam of single-user GET recommendations.
-  recommend::Result recommend_one(const std::shared_ptr<const recommend::Recommender>& rec,
-                                  const std::string& user, const recommend::Options& opts,
-                                  Clock::time_point deadline) {
-    recommend::Result r = rec->recommend({user}, opts);
-    metrics.observe_batch(1);
-    if (Clock::now() > deadline) throw DeadlinePassed{};
-    return r;
-  }
+  // Single-user GET recommendations: gathered with concurrent ones into one library call.
+  std::unique_ptr<Batcher> batcher;
 
   // ---- Endpoints ----
 
@@ -271,7 +265,7 @@ struct Server::Impl {
     if (p.count("include_seen")) opts.include_seen = parse_bool(p["include_seen"], "query parameter 'include_seen'");
     if (!s->rec->user_ids().find(user)) http_fail(404, fmt::format("unknown user '{}'", user));
     const json unknown = unknown_items(*s->rec, opts);
-    const recommend::Result r = recommend_one(s->rec, user, opts, deadline);
+    const recommend::Result r = batcher->recommend(s->rec, user, opts, deadline);
     if (r.lists.size() != 1) throw std::runtime_error("the library answered no list for a known user");
     json out = {{"user", user}, {"items", items_json(r.lists[0])}, {"export", s->version}};
     if (!unknown.empty()) out["unknown"] = unknown;
@@ -485,7 +479,6 @@ struct Server::Impl {
   void handle(const httplib::Request& req, httplib::Response& res, const std::string* body_error) {
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::milliseconds(o.timeout_ms);
-    metrics.begin_request();
     std::string endpoint = "other";
     json out;
     int status = 200;
@@ -515,6 +508,9 @@ struct Server::Impl {
     } catch (const HttpError& e) {
       status = e.status;
       out = {{"error", e.message}};
+    } catch (const TimedOut&) {
+      status = 503;
+      out = {{"error", fmt::format("the request ran past its timeout of {} ms (--timeout-ms)", o.timeout_ms)}};
     } catch (const DeadlinePassed&) {
       status = 503;
       out = {{"error", fmt::format("the request ran past its timeout of {} ms (--timeout-ms)", o.timeout_ms)}};
@@ -532,7 +528,6 @@ struct Server::Impl {
     }
     res.status = status;
     if (!out.is_null()) res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", "application/json");
-    metrics.end_request();
     metrics.observe_request(endpoint, req.method, status,
                             std::chrono::duration<double>(Clock::now() - start).count());
   }
@@ -577,6 +572,10 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
       {"/v1/similar-items", "GET", &Impl::similar_items, true},
       {"/admin/reload", "POST", &Impl::admin_reload, true},
   };
+  BatcherOptions bo;
+  bo.max_wait = o.batch_wait;
+  bo.max_batch = o.max_batch;
+  m.batcher = std::make_unique<Batcher>(bo, [&m](size_t n) { m.metrics.observe_batch(n); });
   const int threads = o.threads;
   m.svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   m.svr.set_keep_alive_max_count(10000);
@@ -586,11 +585,18 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
   m.svr.set_payload_max_length(o.max_body_bytes);
   m.svr.set_error_handler(httplib::Server::HandlerWithResponse(
       [&m](const httplib::Request& req, httplib::Response& res) { return m.library_error(req, res); }));
-  auto plain = [&m](const httplib::Request& req, httplib::Response& res) { m.handle(req, res, nullptr); };
+  // A request is in flight (recforge_requests_in_flight) from routing, body reading included,
+  // to its answer.
+  auto plain = [&m](const httplib::Request& req, httplib::Response& res) {
+    m.metrics.begin_request();
+    m.handle(req, res, nullptr);
+    m.metrics.end_request();
+  };
   // Bodies are read here, bounded by --max-body-bytes also when they come in chunks (the
   // library bounds only a declared Content-Length).
   auto with_body = [&m](const httplib::Request& req, httplib::Response& res,
                         const httplib::ContentReader& reader) {
+    m.metrics.begin_request();
     std::string body;
     bool over = false;
     // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 6.3);
@@ -613,6 +619,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     httplib::Request copy = req;
     copy.body = std::move(body);
     m.handle(copy, res, error.empty() ? nullptr : &error);
+    m.metrics.end_request();
   };
   m.svr.Get(".*", plain);
   m.svr.Options(".*", plain);
@@ -680,6 +687,7 @@ void Server::stop() {
     m.svr.stop();  // closes the listening socket; the workers finish what they have, then end
     if (m.listener.joinable()) m.listener.join();
     if (m.loader.joinable()) m.loader.join();
+    m.batcher.reset();  // after the workers: nothing is queued any more
   });
 }
 
