@@ -544,11 +544,15 @@ struct Server::Impl {
       case 414:
         message = fmt::format("the request URI is over the limit of {} bytes", CPPHTTPLIB_REQUEST_URI_MAX_LENGTH);
         break;
-      case 404:  // not reached: every path is routed to handle()
-        return httplib::Server::HandlerResponse::Unhandled;
-      default:
+      case 400:
         message = fmt::format("malformed HTTP request (bad request line or method, or a header line over {} bytes)",
                               CPPHTTPLIB_HEADER_MAX_LENGTH);
+        break;
+      default:  // e.g. 416 for a bad Range header: the library's status stays
+        message = fmt::format("the HTTP library refused the request with status {}", res.status);
+        res.set_content(json{{"error", message}}.dump() + "\n", "application/json");
+        metrics.observe_request("other", req.method, res.status, -1);
+        return httplib::Server::HandlerResponse::Handled;
     }
     res.status = 400;
     res.set_content(json{{"error", message}}.dump() + "\n", "application/json");

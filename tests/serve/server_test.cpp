@@ -5,7 +5,10 @@
 // the binary drains in-flight requests on SIGTERM and reloads on SIGHUP.
 #include "serve/server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -504,6 +507,30 @@ TEST_F(ServeTest, AdminTokenIsRequiredWhenGiven) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot read"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(ServeTest, APostWithoutContentLengthHasNoBody) {
+  // HTTP/1.1: a request with neither Content-Length nor Transfer-Encoding has an empty body
+  // (`curl -X POST .../admin/reload` sends such a request). cpp-httplib would read one until the
+  // connection closed, and the request ended in a read timeout. httplib::Client always sends
+  // Content-Length, so the request is written on a plain socket.
+  Running r(options(dir_->file("exp-a")));
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(r.server->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string request = "POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_EQ(response.rfind("HTTP/1.1 200 ", 0), 0u) << response;
+  EXPECT_NE(response.find("\"reloaded\":true"), std::string::npos) << response;
 }
 
 // ---- The binary -----------------------------------------------------------------------------
