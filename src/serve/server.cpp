@@ -587,6 +587,13 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
   m.svr.set_read_timeout(std::chrono::milliseconds(o.timeout_ms));
   m.svr.set_write_timeout(std::chrono::milliseconds(o.timeout_ms));
   m.svr.set_payload_max_length(o.max_body_bytes);
+  // SO_REUSEADDR only: a restart may bind while old connections are in TIME_WAIT, but a port
+  // that another server listens on is refused. The library's default, SO_REUSEPORT, let a
+  // second `recforge serve` bind the same port and take half of its connections.
+  m.svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   m.svr.set_error_handler(httplib::Server::HandlerWithResponse(
       [&m](const httplib::Request& req, httplib::Response& res) { return m.library_error(req, res); }));
   // A request is in flight (recforge_requests_in_flight) from routing, body reading included,

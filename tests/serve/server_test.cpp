@@ -533,6 +533,22 @@ TEST_F(ServeTest, APostWithoutContentLengthHasNoBody) {
   EXPECT_NE(response.find("\"reloaded\":true"), std::string::npos) << response;
 }
 
+TEST_F(ServeTest, APortInUseIsRefused) {
+  // cpp-httplib's default socket options set SO_REUSEPORT, with which a second server bound the
+  // same port and silently took a share of its connections.
+  Running first(options(dir_->file("exp-a")));
+  ServerOptions o = options(dir_->file("exp-a"));
+  o.host = "127.0.0.1";
+  o.port = first.server->port();
+  try {
+    Server second(o);
+    ADD_FAILURE() << "a second server bound port " << o.port;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen there"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(o.port)), std::string::npos) << e.what();
+  }
+}
+
 // ---- The binary -----------------------------------------------------------------------------
 
 /// `recforge serve ARGS` as a child process; its first stdout line gives the port. Killed (and
