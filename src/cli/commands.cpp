@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "cli/serve_command.h"
 #include "cli/sweep_commands.h"
 
 #include <omp.h>
@@ -704,6 +705,7 @@ void register_commands(CLI::App& app) {
   g_actions["config"] = cmd_config;
 
   register_sweep_commands(app, g_actions);
+  register_serve_command(app, g_actions);
 }
 
 int run_selected(CLI::App& app) {
