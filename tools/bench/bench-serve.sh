@@ -242,7 +242,7 @@ start_server() {  # EXPORT
   port=${BASH_REMATCH[1]}
   local code=""
   for _ in $(seq 600); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+    code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
     [[ $code == 200 ]] && return 0
     kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; die "recforge serve $1 exited before it was ready"; }
     sleep 0.1
@@ -280,21 +280,23 @@ if ((!offline_only)); then
   done
 
   # 6. Hot reloads under load: wrk at 64 connections on the flat export while the run is exported
-  # into it again and /admin/reload is posted, $reloads times, one every `gap` seconds.
+  # into it again and /admin/reload is posted, $reloads times, one every `gap` seconds. wrk runs
+  # with a long -d and is stopped with SIGINT (it then prints its summary) `gap` seconds after the
+  # last reload answered, so that the load covers every reload whatever the exports take.
   log "reload phase: $reloads re-exports + POST /admin/reload under 64 connections"
   start_server "$flat"
   auth=()
   [[ -n $admin_token ]] && auth=(-H "Authorization: Bearer $(tr -d '\n' <"$admin_token")")
   metrics_reloads() {  # prints "label value" per recforge_reloads_total series
-    curl -s "http://127.0.0.1:$port/metrics" | awk '/^recforge_reloads_total/ {print $1, $2}'
+    curl -s --max-time 10 "http://127.0.0.1:$port/metrics" | awk '/^recforge_reloads_total/ {print $1, $2}'
   }
   metrics_reloads >"$tmp/reloads-before.txt"
   gap=3
-  reload_seconds=$((gap * (reloads + 1)))
+  reload_seconds=$((gap * (reloads + 1) + 600))   # an upper bound; stopped earlier (below)
   rc_threads=$wrk_threads; ((64 >= rc_threads)) || rc_threads=64
   args=(wrk -t "$rc_threads" -c 64 -d "${reload_seconds}s" --timeout 2s -s "$lua"
         "http://127.0.0.1:$port" -- "$flat/user_ids.txt" "$k")
-  note_cmd "${args[*]}   # meanwhile, every ${gap} s: ${flat_export[*]} && curl -X POST http://127.0.0.1:PORT/admin/reload"
+  note_cmd "${args[*]}   # meanwhile, every ${gap} s: ${flat_export[*]} && curl -X POST http://127.0.0.1:PORT/admin/reload; SIGINT to wrk ${gap} s after the last"
   "${args[@]}" >"$tmp/wrk-reload.log" 2>&1 &
   wrk_pid=$!
   posts_ok=0 posts_late=0 reload_codes=()
@@ -304,11 +306,14 @@ if ((!offline_only)); then
     wait_s=$(calc "$start + $gap * $i - $(now)")
     if cond "$wait_s > 0"; then sleep "$wait_s"; fi
     "${flat_export[@]}" >"$tmp/export.log" 2>&1 || { cat "$tmp/export.log" >&2; die "re-export $i into $flat failed"; }
-    code=$(curl -s -o "$tmp/reload-$i.json" -w '%{http_code}' -X POST "${auth[@]}" "http://127.0.0.1:$port/admin/reload" || echo 000)
+    code=$(curl -s --max-time 300 -o "$tmp/reload-$i.json" -w '%{http_code}' -X POST "${auth[@]}" "http://127.0.0.1:$port/admin/reload" || true)
     reload_codes+=("$code")
     [[ $code == 2?? ]] && posts_ok=$((posts_ok + 1))
     kill -0 "$wrk_pid" 2>/dev/null || posts_late=$((posts_late + 1))
   done
+  sleep "$gap"
+  kill -0 "$wrk_pid" 2>/dev/null || posts_late=$((posts_late + 1))   # wrk ended early
+  kill -INT "$wrk_pid" 2>/dev/null || true
   wait "$wrk_pid" || { cat "$tmp/wrk-reload.log" >&2; wrk_pid=""; die "wrk failed in the reload phase"; }
   wrk_pid=""
   parse_wrk reload 64 "$tmp/wrk-reload.log"
@@ -371,7 +376,7 @@ cores=$(nproc)
       echo "- (the goals are stated at 64 connections, which --connections $conns does not include; last point: $last)"
     fi
     rerr=${res[reload,64,errors]}
-    echo "- $reloads hot reloads under 64 connections: $posts_ok of $reloads POST /admin/reload answered 2xx (codes ${reload_codes[*]}); wrk: ${res[reload,64,requests]} requests, $(fmt "${res[reload,64,rps]}") req/s, errors $rerr (connect ${res[reload,64,connect]}, read ${res[reload,64,read]}, write ${res[reload,64,write]}, timeout ${res[reload,64,timeout]}, non-2xx ${res[reload,64,non2xx]}); p99 $(fmt "${res[reload,64,p99_ms]}" 2) ms; /metrics recforge_reloads_total: ${reload_deltas:-no series}; reloads after the load ended: $posts_late"
+    echo "- $reloads hot reloads under 64 connections: $posts_ok of $reloads POST /admin/reload answered 2xx (codes ${reload_codes[*]}); wrk: ${res[reload,64,requests]} requests, $(fmt "${res[reload,64,rps]}") req/s, errors $rerr (connect ${res[reload,64,connect]}, read ${res[reload,64,read]}, write ${res[reload,64,write]}, timeout ${res[reload,64,timeout]}, non-2xx ${res[reload,64,non2xx]}); p99 $(fmt "${res[reload,64,p99_ms]}" 2) ms; /metrics recforge_reloads_total: ${reload_deltas:-no series}; reload answers after the load had ended: $posts_late"
     echo "  - zero failed requests across $reloads reloads: $(verdict "$rerr == 0 && $posts_ok == $reloads && $reload_ok_delta == $reloads && $reload_bad_delta == 0 && $posts_late == 0")"
   fi
   echo
