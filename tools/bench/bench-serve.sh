@@ -38,6 +38,7 @@ server_threads="" batch_wait="" max_batch="" hnsw_m=32 ef_construction=200 ef_se
 reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token=""
 
 die() { echo "bench-serve: $*" >&2; exit 1; }
+log() { echo "bench-serve: $*" >&2; }
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "option $1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -85,10 +86,12 @@ if ((!offline_only)); then command -v wrk >/dev/null || die "wrk not found (tool
 if [[ -z $work ]]; then
   work=$(mktemp -d /tmp/recforge-bench-serve.XXXXXX)
 else
-  mkdir -p "$work"
+  resolved=$(realpath -m "$work")
+  case "$resolved/" in "$(realpath "$root")/"*) die "--work $work is inside the repository $root; use a directory outside it" ;; esac
+  mkdir -p "$resolved"
 fi
 work=$(cd "$work" && pwd -P)
-case "$work/" in "$(cd "$root" && pwd -P)/"*) die "--work $work is inside the repository $root; use a directory outside it" ;; esac
+log "work directory $work"
 tmp=$(mktemp -d "$work/.tmp.XXXXXX")
 
 server_pid="" wrk_pid="" server_rc=""
@@ -116,7 +119,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 commands=()   # every measured command, printed in the report
-log() { echo "bench-serve: $*" >&2; }
 note_cmd() { commands+=("$*"); }
 now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"%.6f\", $1}"; }   # floating-point arithmetic
