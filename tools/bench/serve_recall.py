@@ -39,7 +39,7 @@ def read_lists(path, k):
 
 
 def recall(exact, approx):
-    """Mean recall over the users of `exact`, the count below `floor` is computed by the caller."""
+    """Recall of each user of `exact` (one with an empty exact list is left out)."""
     per_user = {}
     for user, truth in exact.items():
         if truth:
