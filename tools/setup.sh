@@ -22,6 +22,9 @@ packages=(
   nlohmann-json3-dev     # JSON (run metadata, manifests)
   libssl-dev             # SHA-256 (data cache keys, artifact checksums)
   clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/ci/fuzz.sh)
+  libcpp-httplib-dev     # HTTP server (recforge serve)
+  wrk                    # HTTP load generator (tools/bench/bench-serve.sh)
+  curl                   # HTTP client of tools/bench/bench-serve.sh (readiness, reloads, metrics)
 )
 
 missing=()

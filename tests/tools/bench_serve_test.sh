@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# ctest `tools.bench_serve` (label tools): the parsing logic of the serving benchmark's helpers.
+#  1. tools/bench/serve_recall.py on hand-made lists (recall per user, the k cutoff, a user missing
+#     from the approximate lists, --min's exit status).
+#  2. tools/bench/serve-recommend.lua under wrk against a small Python HTTP server on an ephemeral
+#     port: the users asked for are the file's (URL-encoded and decoded back), non-2xx answers are
+#     counted as errors and 2xx ones are not. No timing is asserted.
+#   usage: bench_serve_test.sh SOURCE_DIR
+set -euo pipefail
+src=$1
+py="$src/.venv/bin/python"
+[[ -x $py ]] || py=python3
+command -v wrk >/dev/null || { echo "bench_serve test: wrk is missing; run tools/setup.sh" >&2; exit 1; }
+
+work=$(mktemp -d)
+server=""
+cleanup() {
+  if [[ -n $server ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+fail() { echo "bench_serve test: $*" >&2; exit 1; }
+
+# --- 1. serve_recall.py -----------------------------------------------------------------------
+# Exact top-2: u1 {10, 11}, u2 {20, 21}, u3 {30, 31}. Approximate: u1 {10, 12} (1 of 2), u2 {21, 20}
+# (2 of 2, other order), u3 missing (0 of 2); u1's rank-3 item 11 lies beyond k = 2 and must not
+# count. Mean recall@2 = (0.5 + 1 + 0) / 3 = 0.5, with two users (u1, u3) below 0.95.
+cat > exact.csv <<'EOF'
+user,rank,item,score
+u1,1,10,0.9
+u1,2,11,0.8
+u1,3,12,0.7
+u2,1,20,0.9
+u2,2,21,0.8
+u3,1,30,0.9
+u3,2,31,0.8
+EOF
+cat > approx.csv <<'EOF'
+user,rank,item,score
+u1,1,10,0.9
+u1,2,12,0.7
+u1,3,11,0.6
+u2,1,21,0.8
+u2,2,20,0.9
+EOF
+out=$("$py" "$src/tools/bench/serve_recall.py" exact.csv approx.csv --k 2)
+[[ $out == "recall@2 0.5000 users 3 below_0.95 2 min 0.0000" ]] || fail "serve_recall.py --k 2 printed \"$out\""
+# At k = 3 u1 has {10, 11, 12} in both: (1 + 1 + 0) / 3.
+out=$("$py" "$src/tools/bench/serve_recall.py" exact.csv approx.csv --k 3)
+[[ $out == "recall@3 0.6667 users 3 below_0.95 1 min 0.0000" ]] || fail "serve_recall.py --k 3 printed \"$out\""
+if "$py" "$src/tools/bench/serve_recall.py" exact.csv approx.csv --k 2 --min 0.51 >/dev/null; then
+  fail "serve_recall.py --min 0.51 exited 0 for a mean recall of 0.5"
+fi
+"$py" "$src/tools/bench/serve_recall.py" exact.csv approx.csv --k 2 --min 0.5 >/dev/null ||
+  fail "serve_recall.py --min 0.5 failed for a mean recall of 0.5"
+printf 'u,r,i\n' > bad.csv
+if "$py" "$src/tools/bench/serve_recall.py" bad.csv approx.csv 2>err.txt; then fail "a bad header was accepted"; fi
+grep -q 'bad.csv: header' err.txt || fail "the bad-header message does not name the file: $(cat err.txt)"
+
+# --- 2. serve-recommend.lua under wrk ---------------------------------------------------------
+printf '1\n2\nuser a/b\n' > users.txt
+cat > server.py <<'EOF'
+# Answers GET /v1/recommend with 200 for users 1 and "user a/b" and 404 otherwise; GET /seen lists
+# the distinct (user, k) pairs asked for. Prints its port first.
+import http.server, json, sys, threading, urllib.parse
+seen, lock = set(), threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        q = urllib.parse.urlparse(self.path)
+        p = urllib.parse.parse_qs(q.query)
+        if q.path == "/seen":
+            with lock:
+                body = json.dumps(sorted(seen)).encode()
+            code = 200
+        else:
+            user, k = p.get("user", [""])[0], p.get("k", [""])[0]
+            with lock:
+                seen.add((user, k))
+            code = 200 if q.path == "/v1/recommend" and user in ("1", "user a/b") else 404
+            body = b'{"items": []}'
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+s.daemon_threads = True
+print(s.server_address[1], flush=True)
+s.serve_forever()
+EOF
+"$py" server.py > port.txt &
+server=$!
+for _ in $(seq 100); do [[ -s port.txt ]] && break; sleep 0.1; done
+port=$(head -n 1 port.txt)
+[[ $port =~ ^[0-9]+$ ]] || fail "the test server printed no port"
+
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+result=$(wrk -t 1 -c 2 -d 2s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- users.txt 7 |
+         grep '^WRK_RESULT ') || fail "wrk printed no WRK_RESULT line"
+requests=$(field requests "$result") non2xx=$(field non2xx "$result") errors=$(field errors "$result")
+status=$(field status "$result")
+((requests > 0)) || fail "no request completed: $result"
+# User 2 draws 404s, the others 200: some of each, and the errors are exactly the 404s.
+((non2xx > 0 && non2xx < requests)) || fail "non2xx $non2xx of $requests requests (1 of 3 users answers 404): $result"
+((errors == non2xx && status == non2xx)) || fail "errors $errors, status $status, non2xx $non2xx differ: $result"
+seen=$(curl -s "http://127.0.0.1:$port/seen")
+[[ $seen == '[["1", "7"], ["2", "7"], ["user a/b", "7"]]' ]] ||
+  fail "the server was asked for $seen; expected the three users of users.txt with k 7"
+
+# Every user answered 200: no errors at all.
+printf '1\nuser a/b\n' > ok_users.txt
+result=$(wrk -t 1 -c 2 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- ok_users.txt |
+         grep '^WRK_RESULT ') || fail "wrk printed no WRK_RESULT line"
+(($(field requests "$result") > 0 && $(field errors "$result") == 0)) || fail "errors with only 200 answers: $result"
+echo "bench_serve test: ok"

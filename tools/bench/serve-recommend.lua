@@ -1,0 +1,77 @@
+-- wrk script for `recforge serve`: each request asks GET /v1/recommend for a user drawn uniformly at
+-- random from an export's user_ids.txt, and done() prints one machine-readable result line.
+--
+--   wrk -t 1 -c 64 -d 20s -s tools/bench/serve-recommend.lua http://127.0.0.1:PORT \
+--       -- EXPORT/user_ids.txt [K] [SEED]
+--
+-- K is the list length (default 20); SEED (default 1) seeds each thread's generator (SEED + its
+-- number), so that two runs with the same arguments ask for the same user sequence.
+-- The last line of the output is
+--   WRK_RESULT requests=N duration_s=S rps=R p50_ms=A p99_ms=B p999_ms=C connect=E read=E
+--     write=E timeout=E status=E non2xx=E errors=E
+-- (one line): connect/read/write/timeout are wrk's socket errors, status its count of responses
+-- with a status above 399, non2xx every response outside 200-299 (counted here), and errors the
+-- failed requests: socket errors + non2xx. Latencies are wrk's (microseconds), printed in ms.
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+local function urlencode(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+-- Per thread (each wrk thread has its own Lua state and runs init with the arguments after --).
+local paths = {}
+non2xx = 0
+
+function init(args)
+  local file = args[1]
+  if file == nil then
+    error("serve-recommend.lua: pass the export's user_ids.txt after --")
+  end
+  local k = tonumber(args[2] or "20")
+  local seed = tonumber(args[3] or "1")
+  if k == nil or k < 1 then
+    error("serve-recommend.lua: K " .. tostring(args[2]) .. " is not a positive number")
+  end
+  for line in io.lines(file) do
+    if line ~= "" then
+      paths[#paths + 1] = "/v1/recommend?user=" .. urlencode(line) .. "&k=" .. k
+    end
+  end
+  if #paths == 0 then
+    error("serve-recommend.lua: " .. file .. " holds no user ids")
+  end
+  math.randomseed(seed + (thread_number or 0))
+end
+
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do
+    n = n + (t:get("non2xx") or 0)
+  end
+  local e = summary.errors
+  local seconds = summary.duration / 1e6
+  local socket = e.connect + e.read + e.write + e.timeout
+  io.write(string.format(
+    "WRK_RESULT requests=%d duration_s=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f " ..
+    "connect=%d read=%d write=%d timeout=%d status=%d non2xx=%d errors=%d\n",
+    summary.requests, seconds, summary.requests / seconds,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, e.connect, e.read, e.write, e.timeout, e.status, n,
+    socket + n))
+end
