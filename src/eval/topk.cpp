@@ -194,9 +194,91 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
   const index_t* g_begin = global_exclude ? global_exclude->data() : nullptr;
   const index_t* g_end = global_exclude ? global_exclude->data() + global_exclude->size() : nullptr;
 
+  // Offers items [i0, i1) to the selectors of queries q0 .. q0 + nb, tile by tile: one GEMM per
+  // tile, then each query's row scanned around its masked items. Any item range works: the
+  // masks and the global list are sorted and skipped forward from i0.
+  auto scan_items = [&](int64_t q0, int64_t nb, int64_t i0, int64_t i1, float* tile,
+                        Selector* sel, RowMask* masks) {
+    const index_t* g = g_begin;
+    for (int64_t t0 = i0; t0 < i1; t0 += tw) {
+      const int64_t t1 = std::min(i1, t0 + tw);
+      const int64_t w = t1 - t0;
+      // tile[i][j] = query (q0 + i) · item (t0 + j)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
+                  static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,
+                  tile, static_cast<int>(w));
+      while (g != g_end && *g < t0) ++g;
+      for (int64_t i = 0; i < nb; ++i) {
+        const float* row = tile + i * w - t0;  // row[j] is the score of item j
+        RowMask& m = masks[i];
+        const index_t* gi = g;
+        int64_t j = t0;
+        while (j < t1) {
+          // Scan up to the next masked item (from either list), then skip it.
+          while (m.begin != m.end && *m.begin < j) ++m.begin;
+          while (gi != g_end && *gi < j) ++gi;
+          int64_t next = t1;
+          if (m.begin != m.end) next = std::min<int64_t>(next, *m.begin);
+          if (gi != g_end) next = std::min<int64_t>(next, *gi);
+          sel[i].scan(row, j, next);
+          j = next + 1;
+        }
+      }
+    }
+  };
+
   Progress progress("top-k", n_q, "users");
   std::atomic<int64_t> done{0};
   BlasThreads one(1);
+  const int64_t n_tiles = (n_items + tw - 1) / tw;
+#ifdef _OPENMP
+  const int64_t threads = omp_get_max_threads();
+#else
+  const int64_t threads = 1;
+#endif
+  if (n_blocks < threads && n_tiles > 1) {
+    // Fewer query blocks than threads (a server's small batches, a single user): every thread
+    // takes a share of the item tiles for the whole block, and the shares' candidates are
+    // merged. Each share keeps at least its own top k, so the merge is the exact top k, with
+    // ties to the lower item index as in one pass.
+    const int64_t parts = std::min(threads, n_tiles);
+    std::vector<std::vector<Cand>> cand(static_cast<size_t>(parts));
+    std::vector<std::vector<Selector>> sel(static_cast<size_t>(parts));
+    std::vector<Cand> merged;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t q0 = b * qb;
+      const int64_t nb = std::min(qb, n_q - q0);
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+      for (int64_t t = 0; t < parts; ++t) {
+        std::vector<float> tile(static_cast<size_t>(nb * tw));
+        std::vector<Cand>& c = cand[static_cast<size_t>(t)];
+        std::vector<Selector>& s = sel[static_cast<size_t>(t)];
+        c.resize(static_cast<size_t>(nb * cap));
+        s.resize(static_cast<size_t>(nb));
+        std::vector<RowMask> masks(static_cast<size_t>(nb));
+        for (int64_t i = 0; i < nb; ++i) {
+          s[static_cast<size_t>(i)] = Selector{c.data() + i * cap, 0, cap, k, false, kNegInf};
+          masks[static_cast<size_t>(i)] = row_mask(exclude, query_rows, q0 + i);
+        }
+        const int64_t i0 = n_tiles * t / parts * tw;
+        const int64_t i1 = std::min(n_items, n_tiles * (t + 1) / parts * tw);
+        scan_items(q0, nb, i0, i1, tile.data(), s.data(), masks.data());
+      }
+      for (int64_t i = 0; i < nb; ++i) {
+        merged.clear();
+        for (int64_t t = 0; t < parts; ++t) {
+          const Selector& one_part = sel[static_cast<size_t>(t)][static_cast<size_t>(i)];
+          merged.insert(merged.end(), one_part.buf, one_part.buf + one_part.size);
+        }
+        const size_t o = static_cast<size_t>((q0 + i) * k);
+        write_row(merged.data(), static_cast<int64_t>(merged.size()), k, out.items.data() + o,
+                  out.scores.data() + o);
+      }
+      progress.update(q0 + nb);
+    }
+    progress.finish(n_q);
+    return out;
+  }
 #pragma omp parallel
   {
     std::vector<float> tile(static_cast<size_t>(qb * tw));
@@ -211,32 +293,7 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
         sel[i] = Selector{cand.data() + i * cap, 0, cap, k, false, kNegInf};
         masks[i] = row_mask(exclude, query_rows, q0 + i);
       }
-      const index_t* g = g_begin;
-      for (int64_t t0 = 0; t0 < n_items; t0 += tw) {
-        const int64_t t1 = std::min(n_items, t0 + tw);
-        const int64_t w = t1 - t0;
-        // tile[i][j] = query (q0 + i) · item (t0 + j)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
-                    static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,
-                    tile.data(), static_cast<int>(w));
-        while (g != g_end && *g < t0) ++g;
-        for (int64_t i = 0; i < nb; ++i) {
-          const float* row = tile.data() + i * w - t0;  // row[j] is the score of item j
-          RowMask& m = masks[i];
-          const index_t* gi = g;
-          int64_t j = t0;
-          while (j < t1) {
-            // Scan up to the next masked item (from either list), then skip it.
-            while (m.begin != m.end && *m.begin < j) ++m.begin;
-            while (gi != g_end && *gi < j) ++gi;
-            int64_t next = t1;
-            if (m.begin != m.end) next = std::min<int64_t>(next, *m.begin);
-            if (gi != g_end) next = std::min<int64_t>(next, *gi);
-            sel[i].scan(row, j, next);
-            j = next + 1;
-          }
-        }
-      }
+      scan_items(q0, nb, 0, n_items, tile.data(), sel.data(), masks.data());
       for (int64_t i = 0; i < nb; ++i) {
         const size_t o = static_cast<size_t>((q0 + i) * k);
         write_row(sel[i].buf, sel[i].size, k, out.items.data() + o, out.scores.data() + o);

@@ -251,6 +251,34 @@ TEST(TopK, SameResultWithAnyThreadCount) {
 #endif
 }
 
+TEST(TopK, SmallBatchesSplitTheItemsAcrossThreadsAndStayExact) {
+  // Fewer query blocks than threads: every thread scores a share of the item tiles and the
+  // shares are merged. Integer factors make many ties, which must still go to the lower index
+  // across the shares' boundaries; masks and the global list cross them too.
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+  uint64_t seed = 101;
+  for (const Case& c : std::vector<Case>{{1, 17000, 3, 20}, {3, 8193, 2, 300}, {100, 6000, 4, 7},
+                                         {2, 4097, 1, 5000}}) {
+    const auto q = int_factors(c.n_q, c.d, seed++);
+    const auto it = int_factors(c.n_items, c.d, seed++);
+    const Csr mask = random_mask(c.n_q, c.n_items, 0.3, seed++);
+    std::vector<index_t> global;
+    for (index_t i = 2047; i < c.n_items; i += 2048) global.push_back(i);  // tile edges
+    const TopK want = topk_naive(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k, &mask, {}, &global);
+    for (int t : {1, 2, 3, 5}) {
+      omp_set_num_threads(t);
+      const TopK got = topk(q.data(), c.n_q, it.data(), c.n_items, c.d, c.k, &mask, {}, &global);
+      omp_set_num_threads(threads);
+      expect_same(got, want, "n_q=" + std::to_string(c.n_q) + " n_items=" +
+                                 std::to_string(c.n_items) + " threads=" + std::to_string(t));
+    }
+  }
+#else
+  GTEST_SKIP() << "built without OpenMP";
+#endif
+}
+
 void expect_error(const std::function<void()>& f, const std::string& part) {
   try {
     f();
