@@ -167,6 +167,15 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     m.item_ids = &a.item_ids;
     m.seen = &a.seen;
     m.index = &a.index;
+    if (a.index.type() == index::Type::kFlat && a.metric == index::Metric::kInnerProduct) {
+      // A flat inner-product index is a copy of the item factors, so the exact top-k over those
+      // gives its answers; it is also much faster for the small batches of a server, which
+      // Faiss scans one query at a time (below 20 queries: 10 ms per user at 41k items × 256
+      // dimensions, against 0.3 ms in a GEMM). The index was verified by the load; its copy of
+      // the vectors is freed, so a replica holds only the shared, mapped factors.
+      a.index = index::ItemIndex();
+      m.index = nullptr;
+    }
     m.metric = a.metric == index::Metric::kCosine ? Metric::kCosine : Metric::kDot;
     const auto fold = a.manifest.find("fold_in");
     if (fold != a.manifest.end() && !fold->is_null() && fold->contains("train_weight_total")) {
