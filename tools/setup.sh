@@ -25,6 +25,7 @@ packages=(
   libcpp-httplib-dev     # HTTP server (recforge serve)
   wrk                    # HTTP load generator (tools/bench/bench-serve.sh)
   curl                   # HTTP client of tools/bench/bench-serve.sh (readiness, reloads, metrics)
+  iproute2               # ss: the server test reads the listening socket's backlog
 )
 
 missing=()

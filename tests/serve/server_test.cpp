@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <httplib.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -547,6 +549,67 @@ TEST_F(ServeTest, APortInUseIsRefused) {
     EXPECT_NE(std::string(e.what()).find("cannot listen there"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(std::to_string(o.port)), std::string::npos) << e.what();
   }
+}
+
+/// The sockets of this process whose local port is `port`: (fd, listening) pairs.
+std::vector<std::pair<int, bool>> sockets_on_port(int port) {
+  std::vector<std::pair<int, bool>> out;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || a.sin_family != AF_INET ||
+        ntohs(a.sin_port) != port)
+      continue;
+    int listening = 0;
+    socklen_t l2 = sizeof listening;
+    ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2);
+    out.emplace_back(fd, listening != 0);
+  }
+  return out;
+}
+
+TEST_F(ServeTest, ConnectionsHaveNoDelayAndTheBacklogIsRaised) {
+  // An answer's headers and body are separate writes: with Nagle's algorithm the body waited
+  // for the client's delayed ACK (40 ms per request). The server runs in this process, so its
+  // accepted socket is one of ours: it must have TCP_NODELAY.
+  Running r(options(dir_->file("exp-a")));
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  httplib::Client c = r.client();
+  c.set_keep_alive(true);  // the connection stays open after the answer
+  ASSERT_EQ(get(c, "/healthz").status, 200);
+  int accepted = 0;
+  for (const auto& [fd, listening] : sockets_on_port(r.server->port())) {
+    if (listening) continue;
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+    EXPECT_NE(nodelay, 0) << "accepted socket " << fd << " has Nagle's algorithm on";
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, 1);
+  // Debian's cpp-httplib listens with a backlog of 5; 64 clients connecting at once lost SYNs
+  // and waited a second for the retry. The backlog of a listening socket is visible through
+  // the kernel's socket diagnostics (`ss`, column Send-Q), not through getsockopt.
+  if (std::system("command -v ss >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "ss (iproute2) is not installed: the backlog cannot be read";
+  }
+  const std::string cmd = "ss -ltnH 'sport = :" + std::to_string(r.server->port()) + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[512] = {0};
+  const bool got = std::fgets(line, sizeof line, p) != nullptr;
+  pclose(p);
+  ASSERT_TRUE(got) << cmd << " printed nothing";
+  char state[64] = {0};
+  long recv_q = -1, backlog = -1;
+  ASSERT_EQ(std::sscanf(line, "%63s %ld %ld", state, &recv_q, &backlog), 3) << line;
+  EXPECT_GE(backlog, 64) << line;
 }
 
 // ---- The binary -----------------------------------------------------------------------------
