@@ -47,6 +47,11 @@ class Model {
   virtual const Matrix& item_factors() const = 0;
   /// Replaces both factor matrices (restoring a checkpoint or loading a run).
   virtual void set_factors(Matrix users, Matrix items) = 0;
+  /// The training interactions per item, for a model restored by set_factors without training
+  /// (a reopened run, an export's fold-in model) whose solve depends on them: iALS with
+  /// `model.unobserved_exp` != 0 weighs each item's unobserved term by its popularity. Others
+  /// ignore it.
+  virtual void set_item_counts(const std::vector<int64_t>& counts) { (void)counts; }
   /// Factors for rows of interactions (confidences) not seen in training, computed by the same
   /// solve as training.
   virtual Matrix fold_in(const data::Csr& rows) const = 0;

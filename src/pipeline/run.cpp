@@ -139,6 +139,10 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   check_finite(users, d->shown("user_factors.npy"));
   check_finite(items, d->shown("item_factors.npy"));
   r.model->set_factors(std::move(users), std::move(items));
+  // What the solve depends on besides the factors (iALS's per-item unobserved weights).
+  std::vector<int64_t> counts(static_cast<size_t>(r.data.user_items.cols), 0);
+  for (const data::index_t i : r.data.user_items.indices) ++counts[static_cast<size_t>(i)];
+  r.model->set_item_counts(counts);
   return r;
 }
 

@@ -190,6 +190,9 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
       m.corpus.users = a.users.rows;
       m.corpus.item_counts.assign(static_cast<size_t>(a.seen.cols), 0);
       for (data::index_t i : a.seen.indices) ++m.corpus.item_counts[static_cast<size_t>(i)];
+      // The seen lists are the training interactions: iALS's per-item unobserved weights
+      // (model.unobserved_exp) come from the same counts as in training.
+      m.export_model->set_item_counts(m.corpus.item_counts);
       const nlohmann::json& total = (*fold)["train_weight_total"];
       if (!total.is_number())
         fail("{}/manifest.json: fold_in.train_weight_total is {}; expected a number", path,

@@ -547,6 +547,33 @@ TEST(Ials, FoldInIsTheTrainingSolve) {
     EXPECT_NEAR(folded.data[j], resolved.data[j], 1e-5);
 }
 
+TEST(Ials, ARestoredModelFoldsInWithTheItemCountsItIsGiven) {
+  // With model.unobserved_exp the unobserved term of item i is weighted by its popularity. A
+  // model restored by set_factors (a reopened run, an export) has not seen the training data:
+  // set_item_counts gives it the counts, and its fold-in is then the trained model's.
+  const Csr r = random_csr(80, 40, 6, 53);
+  const Csr rt = r.transpose();
+  IalsOptions o = options(10, true, 3);
+  o.unobserved_exp = 0.8;
+  Ials trained(o, 2);
+  trained.init(r.rows, r.cols);
+  for (int it = 0; it < 3; ++it) trained.iterate(r, rt);
+  const Matrix want = trained.fold_in(r);
+  Ials restored(o, 2);
+  restored.set_factors(trained.user_factors(), trained.item_factors());
+  const Matrix uniform = restored.fold_in(r);
+  double diff = 0;
+  for (size_t j = 0; j < want.data.size(); ++j)
+    diff = std::max(diff, std::fabs(double(want.data[j]) - uniform.data[j]));
+  EXPECT_GT(diff, 1e-3) << "the item weights made no difference";
+  std::vector<int64_t> counts(static_cast<size_t>(rt.rows));
+  for (int64_t i = 0; i < rt.rows; ++i) counts[static_cast<size_t>(i)] = rt.row_size(i);
+  restored.set_item_counts(counts);
+  const Matrix got = restored.fold_in(r);
+  ASSERT_EQ(got.data.size(), want.data.size());
+  for (size_t j = 0; j < want.data.size(); ++j) EXPECT_EQ(got.data[j], want.data[j]) << j;
+}
+
 TEST(Ials, DeterministicForASeedAndThreadCount) {
   const Csr r = random_csr(100, 60, 8, 61);
   const Csr rt = r.transpose();

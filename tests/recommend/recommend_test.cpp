@@ -19,7 +19,11 @@
 #include "config/config.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/context.h"
+#include "models/model.h"
 #include "pipeline/export.h"
+#include "pipeline/options.h"
+#include "pipeline/run.h"
 #include "pipeline/train.h"
 #include "test_util.h"
 
@@ -142,6 +146,9 @@ class RecommendTest : public testing::Test {
     bpr_ = train_run(*dir_, "bpr", "model:\n  type: bpr\n  factors: 8\n  iterations: 3\n");
     train_run(*dir_, "bm25", "model:\n  factors: 8\n  iterations: 4\n"
                               "weighting:\n  scheme: bm25\n");
+    // Per-item unobserved weights (eALS): the fold-in solve depends on the training counts.
+    train_run(*dir_, "ials-exp", "model:\n  factors: 8\n  iterations: 4\n  unobserved_exp: 0.6\n"
+                                  "weighting:\n  scheme: linear\n  alpha: 3.0\n");
     ivf_ = train_run(*dir_, "ivf", "model:\n  factors: 8\n  iterations: 4\n",
                      {"index.type=ivf_flat", "index.nlist=8", "index.nprobe=2"});
   }
@@ -157,7 +164,8 @@ TempDir* RecommendTest::dir_ = nullptr;
 std::string RecommendTest::ials_, RecommendTest::bpr_, RecommendTest::ivf_;
 
 TEST_F(RecommendTest, FoldInFromAnExportEqualsFoldInFromTheRunDirectory) {
-  for (const std::string& name : {std::string("ials"), std::string("bpr"), std::string("bm25")}) {
+  for (const std::string& name :
+       {std::string("ials"), std::string("bpr"), std::string("bm25"), std::string("ials-exp")}) {
     SCOPED_TRACE(name);
     const Recommender run = Recommender::open(dir_->file(name));
     const Recommender exp = Recommender::open(export_of(name));
@@ -193,6 +201,27 @@ TEST_F(RecommendTest, FoldInFromAnExportEqualsFoldInFromTheRunDirectory) {
         EXPECT_NE(ra.lists[0].items[j].id, given) << "a given item was recommended";
     }
   }
+}
+
+TEST_F(RecommendTest, AReopenedRunFoldsInWithTheTrainingItemWeights) {
+  // model.unobserved_exp weighs each item's unobserved term by its training popularity. A run
+  // reopened from disk has no training pass to compute those weights in: open_run gives the
+  // model the training counts. Without them the fold-in solve would use uniform weights.
+  const pipeline::OpenedRun r = pipeline::open_run(dir_->file("ials-exp"), "fold in from");
+  const data::Csr& rows = r.data.user_items;  // every training user's confidences
+  const Matrix with_counts = r.model->fold_in(rows);
+  auto uniform = pipeline::make_model(r.config, Context::create("cpu", 2));
+  uniform->set_factors(r.model->user_factors(), r.model->item_factors());
+  const Matrix without = uniform->fold_in(rows);
+  double diff = 0;
+  for (size_t i = 0; i < with_counts.data.size(); ++i)
+    diff = std::max(diff, std::fabs(double(with_counts.data[i]) - without.data[i]));
+  EXPECT_GT(diff, 1e-3) << "the per-item weights made no difference to the fold-in solve";
+  // With the counts the restored model folds in as the reopened one does.
+  std::vector<int64_t> counts(static_cast<size_t>(rows.cols), 0);
+  for (data::index_t i : rows.indices) ++counts[static_cast<size_t>(i)];
+  uniform->set_item_counts(counts);
+  expect_same_factors(uniform->fold_in(rows), with_counts);
 }
 
 TEST_F(RecommendTest, AnExportWithoutFoldInDataSaysItMustBeExportedAgain) {

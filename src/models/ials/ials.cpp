@@ -107,6 +107,10 @@ void Ials::set_factors(Matrix users, Matrix items) {
   items_ = std::move(items);
 }
 
+void Ials::set_item_counts(const std::vector<int64_t>& counts) {
+  item_weights_ = backend::cpu::popularity_weights(counts, o_.unobserved_exp);
+}
+
 TrainingState Ials::training_state() const {
   TrainingState s;
   s.values["iterations_done"] = iterations_done_;

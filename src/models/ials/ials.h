@@ -54,6 +54,9 @@ class Ials : public Model {
   const Matrix& user_factors() const override { return users_; }
   const Matrix& item_factors() const override { return items_; }
   void set_factors(Matrix users, Matrix items) override;
+  /// The per-item unobserved weights of training (model.unobserved_exp), from each item's
+  /// number of training interactions.
+  void set_item_counts(const std::vector<int64_t>& counts) override;
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
   /// iALS needs nothing besides the factors (the item weights are recomputed); the state holds

@@ -351,14 +351,22 @@ std::vector<float> weighted_gram(const Matrix& y, double alpha0,
 
 std::vector<float> popularity_weights(const data::Csr& item_users, double beta) {
   if (beta == 0) return {};
-  std::vector<float> c(static_cast<size_t>(item_users.rows));
+  std::vector<int64_t> counts(static_cast<size_t>(item_users.rows));
+  for (int64_t i = 0; i < item_users.rows; ++i) counts[static_cast<size_t>(i)] = item_users.row_size(i);
+  return popularity_weights(counts, beta);
+}
+
+std::vector<float> popularity_weights(const std::vector<int64_t>& counts, double beta) {
+  if (beta == 0) return {};
+  const int64_t n = static_cast<int64_t>(counts.size());
+  std::vector<float> c(static_cast<size_t>(n));
   double total = 0;
-  for (int64_t i = 0; i < item_users.rows; ++i) {
-    const double f = static_cast<double>(item_users.row_size(i));
+  for (int64_t i = 0; i < n; ++i) {
+    const double f = static_cast<double>(counts[static_cast<size_t>(i)]);
     c[i] = static_cast<float>(f > 0 ? std::pow(f, beta) : 0.0);
     total += c[i];
   }
-  const double scale = total > 0 ? static_cast<double>(item_users.rows) / total : 0.0;
+  const double scale = total > 0 ? static_cast<double>(n) / total : 0.0;
   for (auto& v : c) v = static_cast<float>(v * scale);
   return c;
 }

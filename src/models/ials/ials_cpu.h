@@ -46,6 +46,8 @@ std::vector<float> weighted_gram(const Matrix& y, double alpha0,
 /// item's number of interactions, so the mean weight is 1 and β = 0 gives uniform weights.
 /// Empty when β = 0.
 std::vector<float> popularity_weights(const data::Csr& item_users, double beta);
+/// The same from each item's number of interactions.
+std::vector<float> popularity_weights(const std::vector<int64_t>& counts, double beta);
 
 /// Solves every row of `r` (rows × cols, values = confidences) against the fixed `y`
 /// (cols × k), updating `x` (rows × k) in place (CG warm-starts from it). Rows without

@@ -75,6 +75,10 @@ const Matrix& IalsCuda::item_factors() const {
   return items_;
 }
 
+void IalsCuda::set_item_counts(const std::vector<int64_t>& counts) {
+  item_weights_ = backend::cpu::popularity_weights(counts, o_.unobserved_exp);
+}
+
 void IalsCuda::set_factors(Matrix users, Matrix items) {
   RF_ASSERT(users.cols == items.cols, "set_factors: factor counts differ");
   RF_ASSERT(users.cols == o_.factors, "set_factors: factor count differs from model.factors");

@@ -28,6 +28,8 @@ class IalsCuda : public Model {
   const Matrix& user_factors() const override;
   const Matrix& item_factors() const override;
   void set_factors(Matrix users, Matrix items) override;
+  /// As the CPU model's: the per-item unobserved weights from training interaction counts.
+  void set_item_counts(const std::vector<int64_t>& counts) override;
   Matrix fold_in(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
   /// As the CPU model's: the factors and the iteration count.
