@@ -624,10 +624,16 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 6.3);
     // the library would read one until the connection closes.
     const bool has_body = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+    // A body over the limit is read on and dropped, up to a bound, before the 400 goes out: a
+    // client still sending it would otherwise meet a closed connection (a reset) instead of the
+    // answer.
+    const size_t drain = std::max<size_t>(4 * m.o.max_body_bytes, size_t{1} << 20);
+    size_t dropped = 0;
     const bool ok = !has_body || reader([&](const char* data, size_t n) {
-      if (body.size() + n > m.o.max_body_bytes) {
+      if (over || body.size() + n > m.o.max_body_bytes) {
         over = true;
-        return false;
+        dropped += n;
+        return dropped <= drain;
       }
       body.append(data, n);
       return true;
