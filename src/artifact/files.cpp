@@ -48,19 +48,36 @@ std::optional<DirReader> DirReader::open(const std::string& entry, const std::st
   return DirReader(fd, at, entry, shown);
 }
 
-std::optional<std::string> DirReader::read(const std::string& file) const {
+namespace {
+
+/// Closes a descriptor when it goes out of scope (a mapping outlives its descriptor).
+struct Closer {
+  int fd;
+  ~Closer() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+int DirReader::open_regular(const std::string& file, struct stat* st) const {
   const int fd = ::openat(fd_, file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
+    if (errno == ENOENT) return -1;
     fail("{}: cannot open: {}", shown(file), std::strerror(errno));
   }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  Closer on_error{fd};
+  if (::fstat(fd, st) != 0) fail("{}: cannot read: {}", shown(file), std::strerror(errno));
+  if (!S_ISREG(st->st_mode)) fail("{}: is not a regular file", shown(file));
+  on_error.fd = -1;  // the caller closes it
+  return fd;
+}
+
+std::optional<std::string> DirReader::read(const std::string& file) const {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) fail("{}: cannot read: {}", shown(file), std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail("{}: is not a regular file", shown(file));
+  const int fd = open_regular(file, &st);
+  if (fd < 0) return std::nullopt;
+  Closer closer{fd};
   std::string bytes;
   bytes.resize(static_cast<size_t>(st.st_size));
   size_t done = 0;
@@ -83,18 +100,10 @@ MappedFile::~MappedFile() {
 }
 
 std::shared_ptr<const MappedFile> DirReader::map(const std::string& file) const {
-  const int fd = ::openat(fd_, file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return nullptr;
-    fail("{}: cannot open: {}", shown(file), std::strerror(errno));
-  }
-  struct Closer {  // the mapping outlives the descriptor
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) fail("{}: cannot read: {}", shown(file), std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail("{}: is not a regular file", shown(file));
+  const int fd = open_regular(file, &st);
+  if (fd < 0) return nullptr;
+  Closer closer{fd};  // the mapping outlives the descriptor
   const size_t size = static_cast<size_t>(st.st_size);
   if (size == 0) return std::make_shared<const MappedFile>(nullptr, 0);
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);

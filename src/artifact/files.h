@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+struct stat;
+
 namespace recforge::artifact {
 
 /// A whole file mapped read-only (mmap PROT_READ, MAP_SHARED): every process that maps the same
@@ -74,6 +76,9 @@ class DirReader {
 
  private:
   DirReader(int fd, int at, std::string entry, std::string shown);
+  /// `file` opened read-only and checked to be a regular file (its stat in `st`), or -1 when
+  /// it does not exist; other failures throw recforge::Error naming it.
+  int open_regular(const std::string& file, struct stat* st) const;
   int fd_ = -1;
   int at_ = AT_FDCWD;
   std::string entry_, shown_;
