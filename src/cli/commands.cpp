@@ -23,6 +23,7 @@
 #include "core/context.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "data/synthetic.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/dataset.h"
@@ -100,14 +101,8 @@ config::Config resume_config(std::vector<std::string> sets) {
 CLI::Validator int_range(int64_t lo, int64_t hi) {
   return CLI::Validator(
       [lo, hi](std::string& v) -> std::string {
-        size_t used = 0;
-        long long x = 0;
-        try {
-          x = std::stoll(v, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == v.size() && !v.empty() && x >= lo && x <= hi) return "";
+        const std::optional<int64_t> x = parse_int64(v);
+        if (x && *x >= lo && *x <= hi) return "";
         return fmt::format("must be an integer from {} to {}, got \"{}\"", lo, hi, v);
       },
       fmt::format("INT in [{}, {}]", lo, hi));
@@ -479,16 +474,10 @@ int cmd_export() {
 std::vector<int64_t> int_list(const std::string& text, const char* option) {
   std::vector<int64_t> v;
   for (const std::string& s : split_list(text)) {
-    size_t used = 0;
-    int64_t x = 0;
-    try {
-      x = std::stoll(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || x < 1)
+    const std::optional<int64_t> x = parse_int64(s);
+    if (!x || *x < 1)
       fail("{} {}: \"{}\" is not a positive integer; expected a list like 1,2,4,8", option, text, s);
-    v.push_back(x);
+    v.push_back(*x);
   }
   return v;
 }

@@ -20,6 +20,7 @@
 #include "artifact/artifact.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "pipeline/run.h"
 #include "recommend/recommend.h"
 #include "serve/batcher.h"
@@ -123,17 +124,11 @@ std::map<std::string, std::string> query_params(const httplib::Request& req,
 }
 
 int parse_k(const std::string& v, int max_k, const char* where) {
-  size_t used = 0;
-  long long k = 0;
-  try {
-    k = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size() || k < 1 || k > max_k)
+  const std::optional<int64_t> k = parse_int64(v);
+  if (!k || *k < 1 || *k > max_k)
     http_fail(400, fmt::format("{} must be an integer from 1 to {} (--max-k), got \"{}\"", where,
                                max_k, v));
-  return static_cast<int>(k);
+  return static_cast<int>(*k);
 }
 
 bool parse_bool(const std::string& v, const char* where) {

@@ -1,0 +1,15 @@
+#pragma once
+/// @file text.h
+/// Small parsers of command-line and query-string text shared by the CLI and the server.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace recforge {
+
+/// `s` as a decimal integer (an optional leading '+' or '-', then digits only, within int64),
+/// or nullopt for anything else (empty, spaces, trailing characters, overflow).
+std::optional<int64_t> parse_int64(std::string_view s);
+
+}  // namespace recforge
