@@ -114,6 +114,42 @@ void check_eval(const Config& cfg) {
     fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", at, e.metric, k);
 }
 
+void check_privacy(const Config& cfg) {
+  const Settings& s = cfg.settings();
+  const ExportSection& e = s.export_;
+  if (e.pseudonymize && !e.pseudonym_key_file && !e.pseudonym_key_env)
+    fail("{}: export.pseudonymize needs a key: set export.pseudonym_key_file or "
+         "export.pseudonym_key_env",
+         cfg.where("export.pseudonymize"));
+  if (e.pseudonym_key_file && e.pseudonym_key_env)
+    fail("{}: set one of export.pseudonym_key_file and export.pseudonym_key_env, not both",
+         cfg.where("export.pseudonym_key_env"));
+  if (!e.pseudonymize && (e.pseudonym_key_file || e.pseudonym_key_env))
+    fail("{}: a pseudonymisation key is given but export.pseudonymize is false; set it to true "
+         "or remove the key setting",
+         cfg.where(e.pseudonym_key_file ? "export.pseudonym_key_file" : "export.pseudonym_key_env"));
+  const DataSection& d = s.data;
+  if (d.max_age_days > 0 && d.format != "synthetic" && !d.time_col)
+    fail("{}: data.max_age_days needs timestamps: set data.time_col", cfg.where("data.max_age_days"));
+  if (!d.max_age_from.empty() && d.max_age_days == 0)
+    fail("{}: data.max_age_from is only read with data.max_age_days > 0",
+         cfg.where("data.max_age_from"));
+  if (!d.max_age_from.empty()) {
+    const std::string& v = d.max_age_from;
+    const bool digits = std::all_of(v.begin() + (v[0] == '-' ? 1 : 0), v.end(),
+                                    [](char c) { return c >= '0' && c <= '9'; }) &&
+                        v != "-";
+    const bool date = v.size() == 10 && v[4] == '-' && v[7] == '-' &&
+                      std::all_of(v.begin(), v.end(), [](char c) {
+                        return (c >= '0' && c <= '9') || c == '-';
+                      });
+    if (!digits && !date)
+      fail("{}: data.max_age_from \"{}\": expected a UTC date YYYY-MM-DD or an integer "
+           "timestamp",
+           cfg.where("data.max_age_from"), v);
+  }
+}
+
 void check_export(const Config& cfg) {
   const Settings& s = cfg.settings();
   if (!s.export_.enabled || s.model.type == "none") return;
@@ -133,6 +169,7 @@ void check(const Config& cfg) {
   check_model(cfg);
   check_eval(cfg);
   check_export(cfg);
+  check_privacy(cfg);
 }
 
 }  // namespace recforge::config

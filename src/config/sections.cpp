@@ -293,6 +293,17 @@ void DataSection::declare(Fields<DataSection>& f) {
   f.field(&DataSection::cache_dir, "data.cache_dir",
           "Cache directory; empty means `$XDG_CACHE_HOME/recforge`, or `~/.cache/recforge` "
           "when XDG_CACHE_HOME is unset.");
+  f.field(&DataSection::max_age_days, "data.max_age_days",
+          "Retention: interactions older than this many days, counted back from "
+          "`data.max_age_from`, are dropped before anything else; the number dropped is in "
+          "stats.json. 0 keeps every interaction. Needs timestamps (`data.time_col`).")
+      .ge(0);
+  f.field(&DataSection::max_age_from, "data.max_age_from",
+          "The moment `data.max_age_days` counts back from: a UTC date `YYYY-MM-DD` or a "
+          "timestamp in `data.time_unit`; empty means the newest timestamp in the data.");
+  f.field(&DataSection::time_unit, "data.time_unit",
+          "Unit of the timestamps in `data.time_col`, used by `data.max_age_days`.")
+      .one_of({"seconds", "milliseconds", "microseconds", "days"});
 }
 
 void SyntheticSection::declare(Fields<SyntheticSection>& f) {
@@ -568,6 +579,28 @@ void ExportSection::declare(Fields<ExportSection>& f) {
   f.field(&ExportSection::out, "export.out",
           "Directory of the artifact written by `export.enabled`; empty means `export/` "
           "inside the run directory. An existing export there is replaced atomically.");
+  f.field(&ExportSection::pseudonymize, "export.pseudonymize",
+          "Write HMAC-SHA256(key, raw user id) instead of raw user ids into the export (user "
+          "ids and opt-out list); the key comes from `export.pseudonym_key_file` or "
+          "`export.pseudonym_key_env` and is never written anywhere (docs/privacy.md).");
+  f.field(&ExportSection::pseudonym_key_file, "export.pseudonym_key_file",
+          "File holding the pseudonymisation key (at least 16 bytes; one trailing newline is "
+          "ignored).");
+  f.field(&ExportSection::pseudonym_key_env, "export.pseudonym_key_env",
+          "Name of the environment variable holding the pseudonymisation key.");
+}
+
+void PrivacySection::declare(Fields<PrivacySection>& f) {
+  f.field(&PrivacySection::opt_out, "privacy.opt_out",
+          "File of user ids that opted out of personalisation, one per line (blank lines and "
+          "lines starting with `#` are ignored): their interactions are dropped before "
+          "training, and they are answered with the most popular items, marked "
+          "`personalised: false` (docs/privacy.md).");
+  f.field(&PrivacySection::file_mode, "privacy.file_mode",
+          "Who may read the files recforge writes (data cache, run directories, exports): "
+          "`owner` only (0600/0700), `group` too (0640/0750), or `umask` (the process's umask "
+          "decides).")
+      .one_of({"owner", "group", "umask"});
 }
 
 // ---- The generated table ----------------------------------------------------------------------
@@ -607,6 +640,9 @@ const detail::Declared& declared() {
     section(d, &Settings::export_, "export",
             "Writing the serving artifact (manifest, Faiss index, embeddings, id maps, seen "
             "items) at the end of a training run.");
+    section(d, &Settings::privacy, "privacy",
+            "User controls: opt-out of personalisation, and the modes of written files "
+            "(docs/privacy.md).");
     return d;
   }();
   return table;

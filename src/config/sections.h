@@ -62,6 +62,9 @@ struct DataSection {
   std::string on_error = "fail";
   bool cache = true;
   std::string cache_dir;
+  int64_t max_age_days = 0;
+  std::string max_age_from;
+  std::string time_unit = "seconds";
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
   static void declare(Fields<DataSection>& f);
 };
@@ -172,8 +175,19 @@ struct IndexSection {
 struct ExportSection {
   bool enabled = false;
   std::string out;
+  bool pseudonymize = false;
+  std::optional<std::string> pseudonym_key_file;
+  std::optional<std::string> pseudonym_key_env;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
   static void declare(Fields<ExportSection>& f);
+};
+
+/// `privacy`: opting users out of personalisation, and the modes of the files recforge writes.
+struct PrivacySection {
+  std::optional<std::string> opt_out;
+  std::string file_mode = "owner";
+  /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
+  static void declare(Fields<PrivacySection>& f);
 };
 
 /// Every parameter's value, by section. Default-constructed, it holds the defaults.
@@ -188,6 +202,7 @@ struct Settings {
   EvalSection eval;            ///< `eval`
   IndexSection index;          ///< `index`
   ExportSection export_;       ///< `export` (a C++ keyword, hence the underscore)
+  PrivacySection privacy;      ///< `privacy`
 };
 
 /// True when every declared field is equal.

@@ -1,6 +1,7 @@
 #include "core/hash.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -24,11 +25,9 @@ void Sha256::update(const void* data, size_t size) {
             "EVP_DigestUpdate failed");
 }
 
-std::string Sha256::hex() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  RF_ASSERT(EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len) == 1,
-            "EVP_DigestFinal_ex failed");
+namespace {
+
+std::string to_hex(const unsigned char* digest, unsigned int len) {
   static const char* kHex = "0123456789abcdef";
   std::string out(2 * len, '0');
   for (unsigned int i = 0; i < len; ++i) {
@@ -36,6 +35,30 @@ std::string Sha256::hex() {
     out[2 * i + 1] = kHex[digest[i] & 15];
   }
   return out;
+}
+
+}  // namespace
+
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  RF_ASSERT(EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len) == 1,
+            "EVP_DigestFinal_ex failed");
+  return to_hex(digest, len);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is a valid HMAC key; HMAC() wants a non-null pointer for it.
+  static const unsigned char kEmpty = 0;
+  const unsigned char* k = key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
+  const unsigned char* m =
+      message.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(message.data());
+  RF_ASSERT(HMAC(EVP_sha256(), k, static_cast<int>(key.size()), m, message.size(), digest, &len) !=
+                nullptr,
+            "HMAC-SHA256 failed");
+  return to_hex(digest, len);
 }
 
 std::string sha256_file(const std::string& path) {

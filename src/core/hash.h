@@ -1,6 +1,7 @@
 #pragma once
 /// @file hash.h
-/// SHA-256 of files and byte strings (OpenSSL), used for the data cache key and checksums.
+/// SHA-256 of files and byte strings and HMAC-SHA256 (OpenSSL), used for the data cache key,
+/// checksums and pseudonyms.
 
 #include <cstddef>
 #include <string>
@@ -28,5 +29,9 @@ class Sha256 {
 
 /// SHA-256 hex digest of a whole file; throws recforge::Error naming the file when unreadable.
 std::string sha256_file(const std::string& path);
+
+/// HMAC-SHA256 (RFC 2104, OpenSSL) of `message` under `key`, as 64 lowercase hex characters.
+/// Used for pseudonymised user ids (export.pseudonymize) and salted membership sets.
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 
 }  // namespace recforge

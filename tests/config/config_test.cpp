@@ -161,9 +161,17 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "index.train_sample",
                            "index.seed",
                            "export.enabled",
-                           "export.out"})
+                           "export.out",
+                           "export.pseudonymize",
+                           "export.pseudonym_key_file",
+                           "export.pseudonym_key_env",
+                           "data.max_age_days",
+                           "data.max_age_from",
+                           "data.time_unit",
+                           "privacy.opt_out",
+                           "privacy.file_mode"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 95u);
+  EXPECT_EQ(params().size(), 103u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------
@@ -335,8 +343,34 @@ TEST(ConfigErrors, UnknownSection) {
             "x.yaml:1:1: dta: unknown section; did you mean \"data\"?");
   EXPECT_EQ(error_of("run: {}\ncolour:\n  factors: 3\n"),
             "x.yaml:2:1: colour: unknown section; known sections: run, train, data, synthetic, "
-            "split, weighting, model, eval, index, export");
+            "split, weighting, model, eval, index, export, privacy");
   EXPECT_EQ(error_of("seed: 3\n"), "x.yaml:1:1: seed: unknown section; did you mean \"run.seed\"?");
+}
+
+TEST(ConfigErrors, PrivacySettingsThatCannotWorkTogether) {
+  EXPECT_EQ(error_of("export:\n  pseudonymize: true\n"),
+            "x.yaml:2:3: export.pseudonymize needs a key: set export.pseudonym_key_file or "
+            "export.pseudonym_key_env");
+  EXPECT_EQ(error_of("export:\n  pseudonymize: true\n  pseudonym_key_file: k\n  "
+                     "pseudonym_key_env: K\n"),
+            "x.yaml:4:3: set one of export.pseudonym_key_file and export.pseudonym_key_env, not "
+            "both");
+  EXPECT_EQ(error_of("export:\n  pseudonym_key_env: K\n"),
+            "x.yaml:2:3: a pseudonymisation key is given but export.pseudonymize is false; set "
+            "it to true or remove the key setting");
+  EXPECT_EQ(error_of("data:\n  path: x.csv\n  max_age_days: 30\n"),
+            "x.yaml:3:3: data.max_age_days needs timestamps: set data.time_col");
+  EXPECT_EQ(error_of("data:\n  path: x.csv\n  time_col: \"2\"\n  max_age_days: 30\n  "
+                     "max_age_from: 2024-13\n"),
+            "x.yaml:5:3: data.max_age_from \"2024-13\": expected a UTC date YYYY-MM-DD or an "
+            "integer timestamp");
+  EXPECT_EQ(error_of("data:\n  path: x.csv\n  time_col: \"2\"\n  max_age_days: 30\n  "
+                     "max_age_from: 2024-03-01\n"),
+            "");
+  EXPECT_EQ(error_of("privacy:\n  file_mode: everyone\n"),
+            error_of("privacy:\n  file_mode: everyone\n"));
+  EXPECT_NE(error_of("privacy:\n  file_mode: everyone\n").find("owner, group, umask"),
+            std::string::npos);
 }
 
 TEST(ConfigErrors, Integers) {
@@ -486,7 +520,7 @@ TEST(ConfigSet, ErrorsNameTheArgument) {
             "\"model.factors\"?");
   EXPECT_EQ(set_error("colour.hue=64"),
             "--set colour.hue=64: colour.hue: unknown key; known sections: run, train, data, "
-            "synthetic, split, weighting, model, eval, index, export");
+            "synthetic, split, weighting, model, eval, index, export, privacy");
   EXPECT_EQ(set_error("run.seed=[1, 2]"),
             "--set run.seed=[1, 2]: run.seed: expected an integer >= 0, got a list");
   EXPECT_EQ(set_error("run.seed="),

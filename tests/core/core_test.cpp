@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/hash.h"
+#include "core/secret.h"
 #include "test_util.h"
 
 namespace recforge {
@@ -24,6 +27,46 @@ TEST(Hash, KnownSha256Vectors) {
   test::write_file(t.file("abc"), "abc");
   EXPECT_EQ(sha256_file(t.file("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_THROW(sha256_file(t.file("missing")), Error);
+}
+
+TEST(Hash, HmacSha256MatchesRfc4231) {
+  // RFC 4231 test cases 1 and 2.
+  EXPECT_EQ(hmac_sha256_hex(std::string(20, '\x0b'), "Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(SecretKey, ReadsFileOrEnvironmentAndNeverPrintsTheKey) {
+  TempDir t;
+  const std::string key = "0123456789abcdef-secret-key";
+  test::write_file(t.file("key"), key + "\n");
+  const SecretKey k = SecretKey::from_file(t.file("key"), "export.pseudonym_key_file");
+  EXPECT_EQ(k.bytes(), key);  // the trailing newline is not part of it
+  EXPECT_EQ(k.pseudonym("user-1"), hmac_sha256_hex(key, "user-1"));
+  EXPECT_EQ(k.check_value(), hmac_sha256_hex(key, "recforge key check").substr(0, 16));
+  ::setenv("RECFORGE_TEST_KEY", key.c_str(), 1);
+  EXPECT_EQ(SecretKey::from_env("RECFORGE_TEST_KEY", "export.pseudonym_key_env").bytes(), key);
+  // Too short: the message names the file and the length, never the bytes.
+  const std::string short_key = "tiny-secret";
+  test::write_file(t.file("short"), short_key);
+  ::setenv("RECFORGE_TEST_KEY", short_key.c_str(), 1);
+  for (const auto& load : std::vector<std::function<void()>>{
+           [&] { SecretKey::from_file(t.file("short"), "export.pseudonym_key_file"); },
+           [&] { SecretKey::from_env("RECFORGE_TEST_KEY", "export.pseudonym_key_env"); }}) {
+    try {
+      load();
+      ADD_FAILURE() << "a short key was accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("11 byte(s) long, expected at least 16"), std::string::npos) << m;
+      EXPECT_EQ(m.find(short_key), std::string::npos) << m;
+    }
+  }
+  ::unsetenv("RECFORGE_TEST_KEY");
+  EXPECT_THROW(SecretKey::from_env("RECFORGE_TEST_KEY", "x"), Error);
+  EXPECT_THROW(SecretKey::from_file(t.file("missing"), "x"), Error);
+  EXPECT_THROW(SecretKey::from_file(t.str(), "x"), Error);  // a directory
 }
 
 TEST(Device, ParsesTheAcceptedSpellings) {
