@@ -131,7 +131,7 @@ bool read_ids(Reader& r, IdMap& m) {
 }
 
 // The report's counters in their on-disk order: the one list both read and write use.
-std::array<int64_t*, 10> report_counts(LoadReport& r) {
+std::array<int64_t*, 14> report_counts(LoadReport& r) {
   return {&r.lines,
           &r.skipped_lines,
           &r.raw_interactions,
@@ -141,7 +141,17 @@ std::array<int64_t*, 10> report_counts(LoadReport& r) {
           &r.filtered_users,
           &r.filtered_items,
           &r.test_unknown_user_interactions,
-          &r.test_unknown_item_interactions};
+          &r.test_unknown_item_interactions,
+          &r.opt_out_users,
+          &r.opt_out_interactions,
+          &r.forgotten_users,
+          &r.forgotten_interactions};
+}
+
+bool is_hex64(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; }
@@ -208,7 +218,59 @@ const char* check_report(LoadReport& r) {
   if (r.filter_rounds < 1 || !std::isfinite(r.parse_seconds) || r.parse_seconds < 0 ||
       !std::isfinite(r.lines_per_second) || r.lines_per_second < 0)
     return "a bad value in the load report";
+  if (static_cast<int64_t>(r.opt_out_matched.size()) != r.opt_out_users ||
+      static_cast<int64_t>(r.forgotten_matched.size()) != r.forgotten_users ||
+      (!r.exclusion_applied && r.opt_out_users + r.forgotten_users > 0))
+    return "excluded users that do not match their counts";
+  for (const auto* list : {&r.opt_out_matched, &r.forgotten_matched})
+    for (size_t k = 0; k < list->size(); ++k)
+      if (!is_hex64((*list)[k]) || (k > 0 && !((*list)[k - 1] < (*list)[k])))
+        return "an excluded user's hash that is not sorted hex";
   return nullptr;
+}
+
+// The source digests at the start of a cache file (`sources_at`), read without the payload:
+// nullopt when the file is not a cache file of this version or is too short to tell.
+std::optional<std::vector<std::string>> read_sources(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  File f(::fdopen(fd, "rb"));
+  if (!f) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  char magic[8];
+  int32_t version;
+  uint64_t payload;
+  uint32_t n;
+  if (std::fread(magic, 1, 8, f.get()) != 8 || std::memcmp(magic, kMagic, 8) != 0 ||
+      std::fread(&version, sizeof version, 1, f.get()) != 1 || version != kCacheVersion ||
+      std::fread(&payload, sizeof payload, 1, f.get()) != 1 ||
+      std::fread(&n, sizeof n, 1, f.get()) != 1 || n > kMaxParts)
+    return std::nullopt;
+  std::vector<std::string> out(n, std::string(kDigestBytes, '\0'));
+  for (auto& h : out)
+    if (std::fread(h.data(), 1, kDigestBytes, f.get()) != kDigestBytes || !is_hex64(h))
+      return std::nullopt;
+  return out;
+}
+
+// The version of a file that starts with the cache magic, or 0.
+int32_t cache_file_version(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+  if (fd < 0) return 0;
+  char head[12];
+  const ssize_t n = ::read(fd, head, sizeof head);
+  ::close(fd);
+  if (n != 12 || std::memcmp(head, kMagic, 8) != 0) return 0;
+  int32_t v;
+  std::memcpy(&v, head + 8, 4);
+  return v;
 }
 
 // This host's name as used in temporary file names: [A-Za-z0-9.-], others replaced by '_'.
@@ -321,9 +383,16 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, 
 
   Reader r(f.get(), payload);
   Loaded d;
+  uint32_t n_sources;
+  if (!r.pod(n_sources) || n_sources > kMaxParts) return damaged("bad source count");
+  for (uint32_t k = 0; k < n_sources; ++k) {
+    std::string h(kDigestBytes, '\0');
+    if (!r.bytes(h.data(), kDigestBytes) || !is_hex64(h)) return damaged("bad source digest");
+  }
   if (!read_ids(r, d.users) || !read_ids(r, d.items)) return damaged("truncated id maps");
   uint64_t parts;
-  if (!r.pod(parts) || parts < 1 || parts > kMaxParts || (n_parts && parts != n_parts))
+  if (!r.pod(parts) || parts < 1 || parts > kMaxParts || (n_parts && parts != n_parts) ||
+      (n_sources != 0 && n_sources != parts))
     return damaged("bad part count");
   d.parts.resize(parts);
   for (auto& p : d.parts) {
@@ -343,6 +412,17 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, 
   if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second))
     return damaged("truncated report");
   d.report.filter_rounds = rounds;
+  uint8_t applied;
+  if (!r.pod(applied) || applied > 1) return damaged("truncated report");
+  d.report.exclusion_applied = applied != 0;
+  for (auto* list : {&d.report.opt_out_matched, &d.report.forgotten_matched}) {
+    uint64_t n;
+    // Each entry takes at least 5 bytes: its 4-byte length and one byte.
+    if (!r.pod(n) || n > r.left() / 5) return damaged("truncated excluded users");
+    list->resize(n);
+    for (auto& h : *list)
+      if (!r.str(h)) return damaged("truncated excluded users");
+  }
   if (r.left() != 0) return damaged("bytes after the report");
   char stored[kDigestBytes];
   uint64_t trailer;
@@ -359,7 +439,10 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, 
   return d;
 }
 
-void write_cache(const std::string& path, const Loaded& d) {
+void write_cache(const std::string& path, const Loaded& d, const std::vector<std::string>& sources) {
+  RF_ASSERT(sources.size() <= kMaxParts && (sources.empty() || sources.size() == d.parts.size()),
+            "write_cache: one source digest per part");
+  for (const auto& h : sources) RF_ASSERT(is_hex64(h), "write_cache: a source digest is not hex");
   std::error_code ec;
   const std::string dir = parent_dir(path);
   fs::create_directories(dir, ec);
@@ -376,6 +459,11 @@ void write_cache(const std::string& path, const Loaded& d) {
       head = head && std::fwrite(&version, sizeof version, 1, f.get()) == 1;
       head = head && std::fwrite(&payload, sizeof payload, 1, f.get()) == 1;
       Writer w(f.get());
+      // The source digests first, flushed at once, so that purge_cache_for_sources can tell
+      // what this file is made from while it is being written.
+      w.pod(static_cast<uint32_t>(sources.size()));
+      for (const auto& h : sources) w.bytes(h.data(), h.size());
+      head = head && std::fflush(f.get()) == 0;
       write_ids(w, d.users);
       write_ids(w, d.items);
       w.pod(static_cast<uint64_t>(d.parts.size()));
@@ -391,6 +479,11 @@ void write_cache(const std::string& path, const Loaded& d) {
       w.pod(static_cast<int32_t>(rep.filter_rounds));
       w.pod(rep.parse_seconds);
       w.pod(rep.lines_per_second);
+      w.pod(static_cast<uint8_t>(rep.exclusion_applied));
+      for (const auto* list : {&rep.opt_out_matched, &rep.forgotten_matched}) {
+        w.pod(static_cast<uint64_t>(list->size()));
+        for (const auto& h : *list) w.str(h);
+      }
       payload = w.size();
       const std::string digest = w.digest();
       ok = head && w.ok() &&
@@ -412,6 +505,65 @@ void write_cache(const std::string& path, const Loaded& d) {
   }
   if (!sync_directory(dir))
     log().warn("could not fsync the cache directory {} after writing {}", dir, path);
+}
+
+}  // namespace recforge::data
+
+namespace recforge::data {
+
+int purge_cache_for_sources(const std::string& dir, const std::vector<std::string>& hashes,
+                            int* unattributed) {
+  if (unattributed) *unattributed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  sweep_stale_cache_temps(dir);  // dead writers' temporaries, whatever they were made from
+  auto hex64 = [](const std::string& name) {
+    return name.size() >= 64 && is_hex64(std::string_view(name).substr(0, 64));
+  };
+  std::vector<fs::path> entries, temps;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code sec;
+    if (!hex64(name) || it->is_symlink(sec) || !it->is_regular_file(sec)) continue;
+    if (name.size() == 64 + std::strlen(".rfcache") && name.compare(64, std::string::npos, ".rfcache") == 0)
+      entries.push_back(it->path());
+    else if (name.compare(64, std::strlen(kTempTag), kTempTag) == 0)
+      temps.push_back(it->path());
+  }
+  auto made_from = [&](const fs::path& p) {
+    const auto sources = read_sources(p.string());
+    if (!sources) return false;
+    for (const auto& h : *sources)
+      if (std::find(hashes.begin(), hashes.end(), h) != hashes.end()) return true;
+    return false;
+  };
+  int removed = 0;
+  std::vector<std::string> removed_keys;
+  for (const fs::path& p : entries) {
+    if (made_from(p)) {
+      std::error_code rec;
+      if (fs::remove(p, rec)) {
+        ++removed;
+        removed_keys.push_back(p.filename().string().substr(0, 64));
+      } else {
+        fail("{}: cannot remove the data cache file made from the forgotten data: {}",
+             p.string(), rec.message());
+      }
+    } else if (unattributed) {
+      const int32_t v = cache_file_version(p.string());
+      if (v != 0 && v != kCacheVersion) ++*unattributed;  // an earlier layout: no sources
+    }
+  }
+  for (const fs::path& p : temps) {
+    const std::string key = p.filename().string().substr(0, 64);
+    const bool of_removed =
+        std::find(removed_keys.begin(), removed_keys.end(), key) != removed_keys.end();
+    if (!of_removed && !made_from(p)) continue;
+    std::error_code rec;
+    if (fs::remove(p, rec)) ++removed;
+  }
+  if (removed > 0) sync_directory(dir);
+  return removed;
 }
 
 }  // namespace recforge::data

@@ -4,7 +4,8 @@
 /// source files' contents and the load options, so any change to either rebuilds it.
 ///
 /// Layout (little-endian, native sizes): magic "RFCACHE\0", int32 version, uint64 payload size;
-/// the payload (id maps, parts, report); then the SHA-256 of the payload (64 hex characters) and
+/// the payload (uint32 count and the 64 hex characters of each source file's content SHA-256,
+/// id maps, parts, report, excluded users' counts and hashes); then the SHA-256 of the payload (64 hex characters) and
 /// the trailer "RFCHDONE". A file is used only when every size agrees with the file size, the
 /// checksum matches and every value is one the loader could have produced (`read_cache`).
 
@@ -12,13 +13,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/load.h"
 
 namespace recforge::data {
 
 /// Bumped whenever the cache layout or the loader's output changes.
-inline constexpr int kCacheVersion = 2;
+inline constexpr int kCacheVersion = 3;
 
 /// Reads a cache file written for `options` and `parts` input files (0: any number). Returns
 /// nullopt when it is absent, and (after a warning) when it is not a regular file, truncated, of
@@ -33,7 +35,20 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& opt
 /// Writes a cache file atomically: a temporary file `<path>.tmp.<host>.<pid>` is written,
 /// fsync'ed, renamed into place, and the directory fsync'ed. Failure to write only warns: the
 /// cache is an optimisation, never a reason to fail a run.
-void write_cache(const std::string& path, const Loaded& data);
+/// `sources` are the content SHA-256 of the files `data` was loaded from (one per part, or none),
+/// recorded at the start of the file so that `purge_cache_for_sources` can find it.
+void write_cache(const std::string& path, const Loaded& data,
+                 const std::vector<std::string>& sources = {});
+
+/// Removes from `dir` every cache file (`<64 hex>.rfcache`) made from a file whose content
+/// SHA-256 is in `hashes`, the temporary files being written for them (`<key>.rfcache.tmp.*`,
+/// and temporaries whose own header names such a source), and the temporaries of dead writers
+/// (sweep_stale_cache_temps). No other file is touched. Returns the number of files removed;
+/// `unattributed` (optional) receives the number of cache files of earlier layouts, which
+/// record no sources and are left in place. Throws recforge::Error naming a matching file that
+/// cannot be removed.
+int purge_cache_for_sources(const std::string& dir, const std::vector<std::string>& hashes,
+                            int* unattributed = nullptr);
 
 /// The temporary file `write_cache` writes `path` through in process `pid`:
 /// `<path>.tmp.<host>.<pid>`, so a later run can tell a dead writer's leftover from a live one's.

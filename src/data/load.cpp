@@ -43,6 +43,17 @@ const char* file_kind(mode_t mode) {
   fail("{}: is {}, expected a regular file of interactions", path, file_kind(mode));
 }
 
+// Each data file exists and is a regular file (checked before hashing or reading: /dev/zero or
+// a FIFO would never end).
+void check_sources(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (!fs::exists(p, ec)) fail("{}: data file not found", p);
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) not_regular(p, st.st_mode);
+  }
+}
+
 std::string read_whole_file(const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -490,7 +501,60 @@ std::string LoadOptions::fingerprint() const {
       static_cast<int>(format), static_cast<int>(delimiter), header, user_col, item_col,
       weight_col.value_or("<none>"), time_col.value_or("<none>"), string_ids,
       static_cast<int>(duplicates), min_weight, min_user_interactions, min_item_interactions,
-      skip_errors);
+      skip_errors) +
+         (exclusion ? ";exclusion=" + exclusion->fingerprint() : std::string());
+}
+
+std::vector<std::string> source_hashes(const std::vector<std::string>& paths) {
+  check_sources(paths);
+  std::vector<std::string> out;
+  for (const auto& p : paths) out.push_back(sha256_file(p));
+  return out;
+}
+
+void exclude_users(Loaded& d, const UserExclusion& e) {
+  LoadReport& r = d.report;
+  r.exclusion_applied = true;
+  if (e.empty()) return;
+  using Set = UserExclusion::Set;
+  const int64_t nu = d.users.size(), ni = d.items.size();
+  // Each distinct user is hashed once (not each line).
+  std::vector<uint8_t> in_opt(static_cast<size_t>(nu), 0), in_forgot(static_cast<size_t>(nu), 0);
+  std::vector<std::string> hashes(static_cast<size_t>(nu));
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < nu; ++u) {
+    std::string h = e.hash(d.users.external(static_cast<index_t>(u)));
+    in_opt[u] = e.in(Set::kOptOut, h);
+    in_forgot[u] = e.in(Set::kForgotten, h);
+    if (in_opt[u] || in_forgot[u]) hashes[u] = std::move(h);
+  }
+  std::vector<uint8_t> keep_u(static_cast<size_t>(nu), 1), keep_i(static_cast<size_t>(ni), 1);
+  for (int64_t u = 0; u < nu; ++u) {
+    if (!in_opt[u] && !in_forgot[u]) continue;
+    keep_u[u] = 0;
+    if (in_opt[u]) ++r.opt_out_users, r.opt_out_matched.push_back(hashes[u]);
+    if (in_forgot[u]) ++r.forgotten_users, r.forgotten_matched.push_back(hashes[u]);
+  }
+  if (r.opt_out_users + r.forgotten_users == 0) return;
+  std::sort(r.opt_out_matched.begin(), r.opt_out_matched.end());
+  std::sort(r.forgotten_matched.begin(), r.forgotten_matched.end());
+  // Items are removed only when every occurrence belonged to an excluded user: an item that
+  // occurs in no interaction at all (interned from a skipped line) is left as it was.
+  std::vector<int64_t> before(static_cast<size_t>(ni), 0), after(static_cast<size_t>(ni), 0);
+  for (const auto& part : d.parts) {
+    for (offset_t k = 0; k < part.size(); ++k) {
+      const index_t u = part.users[k], i = part.items[k];
+      ++before[i];
+      if (keep_u[u]) ++after[i];
+      r.opt_out_interactions += in_opt[u];
+      r.forgotten_interactions += in_forgot[u];
+    }
+  }
+  for (int64_t i = 0; i < ni; ++i)
+    if (before[i] > 0 && after[i] == 0) keep_i[i] = 0;
+  const auto user_map = d.users.compact(keep_u);
+  const auto item_map = d.items.compact(keep_i);
+  for (auto& part : d.parts) part.remap(user_map, item_map);
 }
 
 std::string default_cache_dir() {
@@ -561,18 +625,13 @@ void clean(Loaded& d, const LoadOptions& o) {
 
 Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   RF_ASSERT(!paths.empty(), "load: no paths");
-  for (const auto& p : paths) {
-    std::error_code ec;
-    if (!fs::exists(p, ec)) fail("{}: data file not found", p);
-    // Before hashing for the cache key: /dev/zero or a FIFO would never end.
-    struct stat st {};
-    if (::stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) not_regular(p, st.st_mode);
-  }
   std::string cache_path;
+  std::vector<std::string> sources;
   if (o.use_cache && !o.cache_dir.empty()) {
+    sources = source_hashes(paths);
     Sha256 key;
     key.update(fmt::format("recforge-cache-v{};", kCacheVersion));
-    for (const auto& p : paths) key.update(sha256_file(p) + ";");
+    for (const auto& h : sources) key.update(h + ";");
     key.update(o.fingerprint());
     cache_path = o.cache_dir + "/" + key.hex() + ".rfcache";
     if (auto cached = read_cache(cache_path, o, paths.size())) {
@@ -583,6 +642,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     }
   }
 
+  if (sources.empty()) check_sources(paths);
   Loaded d;
   Interner users(o.string_ids), items(o.string_ids);
   for (const auto& p : paths) {
@@ -599,6 +659,8 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   }
   if (d.report.skipped_lines > 0)
     log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
+  // Excluded users go before any filter, so that the rest is what files without them give.
+  if (o.exclusion) exclude_users(d, *o.exclusion);
   clean(d, o);
   if (d.parts.front().size() == 0)
     fail("{}: no interactions left after filtering (min_weight {}, min_user_interactions {}, "
@@ -609,7 +671,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
              d.users.size(), d.items.size(), d.parts.front().size());
   if (!cache_path.empty()) {
     d.report.cache_file = cache_path;
-    write_cache(cache_path, d);
+    write_cache(cache_path, d, sources);
   }
   return d;
 }

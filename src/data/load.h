@@ -5,10 +5,12 @@
 /// applied until stable, malformed lines reported or skipped, and a binary cache.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "data/exclusion.h"
 #include "data/interactions.h"
 
 namespace recforge::data {
@@ -34,6 +36,9 @@ struct LoadOptions {
   bool skip_errors = false;               ///< on_error: skip (count) instead of fail
   bool use_cache = true;                  ///< reuse/write the binary cache
   std::string cache_dir;                  ///< where cache files live ("" = no cache)
+  /// Users whose interactions are dropped from every file before anything else
+  /// (`exclude_users`); part of the cache key through its fingerprint. nullptr: none.
+  std::shared_ptr<const UserExclusion> exclusion;
 
   /// A canonical text of the options, hashed into the cache key.
   std::string fingerprint() const;
@@ -58,6 +63,13 @@ struct LoadReport {
   double parse_seconds = 0;          ///< time spent parsing text
   double lines_per_second = 0;       ///< parse speed
   bool from_cache = false;           ///< loaded from the binary cache
+  bool exclusion_applied = false;    ///< LoadOptions::exclusion was given (even if empty)
+  /// Users (distinct, in any file) and interactions (all files) dropped by the exclusion, per
+  /// set: a user in both sets is counted in both.
+  int64_t opt_out_users = 0, opt_out_interactions = 0;
+  int64_t forgotten_users = 0, forgotten_interactions = 0;
+  /// The exclusion's hashes that matched a user of the data, sorted (what run.json stores).
+  std::vector<std::string> opt_out_matched, forgotten_matched;
   std::string cache_file;            ///< cache file used or written ("" when off)
 };
 
@@ -72,6 +84,16 @@ struct Loaded {
 /// first file; ids removed there are removed from every part. Throws recforge::Error with
 /// "file:line: what is wrong: \"the line\"" for malformed input when skip_errors is false.
 Loaded load(const std::vector<std::string>& paths, const LoadOptions& options);
+
+/// Drops every interaction of the users `exclusion` excludes from every part (hashing each
+/// distinct user once), and removes those users, and the items left with no interaction in any
+/// part, from the id maps (the rest keep their order): the result is what parsing files without
+/// those lines gives. Fills the report's exclusion counts and matched hashes.
+void exclude_users(Loaded& data, const UserExclusion& exclusion);
+
+/// The content SHA-256 of each file, after checking that each exists and is a regular file (a
+/// FIFO or /dev/zero would never end): the cache key and UserExclusion's salt derive from it.
+std::vector<std::string> source_hashes(const std::vector<std::string>& paths);
 
 /// Applies duplicate combining, min_weight and the per-user/item minimums to already-mapped
 /// interactions (used by `load` and by in-memory data such as the synthetic generator).

@@ -1,8 +1,12 @@
 #include "pipeline/dataset.h"
 
+#include <algorithm>
+#include <set>
+
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "data/stats.h"
 #include "data/weight.h"
 
@@ -25,7 +29,68 @@ data::Duplicates duplicates_from(const std::string& name) {
   return data::Duplicates::kLast;
 }
 
+// The data files of `cfg` (data.path, and data.test_path with split.method given).
+std::vector<std::string> data_paths(const config::Config& cfg) {
+  const config::Settings& s = cfg.settings();
+  std::vector<std::string> paths;
+  if (s.data.format == "synthetic" || !s.data.path) return paths;
+  paths.push_back(*s.data.path);
+  if (split_options(cfg).method == data::SplitMethod::kGiven && s.data.test_path)
+    paths.push_back(*s.data.test_path);
+  return paths;
+}
+
+// A description of the synthetic generator's options: what the salt of synthetic data derives
+// from (there are no files to hash).
+std::string synthetic_source(const data::SyntheticOptions& o) {
+  Sha256 h;
+  h.update(fmt::format("synthetic;users={};items={};interactions={};communities={};"
+                       "strength={:.17g};popularity={:.17g};activity={:.17g};days={};binary={};"
+                       "seed={}",
+                       o.users, o.items, o.interactions, o.communities, o.community_strength,
+                       o.popularity_exponent, o.activity_sigma, o.days, o.binary_weights, o.seed));
+  return h.hex();
+}
+
+// The exclusion prepare_dataset applies (see its comment), or nullptr for none.
+std::shared_ptr<const data::UserExclusion> build_exclusion(
+    const config::Config& cfg, const std::shared_ptr<const data::UserExclusion>& given,
+    bool read_opt_out, std::vector<std::string>& listed) {
+  const config::Settings& s = cfg.settings();
+  listed.clear();
+  const bool opt_out = read_opt_out && s.privacy.opt_out.has_value();
+  if (!given && !opt_out) return nullptr;
+  auto e = std::make_shared<data::UserExclusion>();
+  if (given) {
+    *e = *given;
+  } else {
+    std::vector<std::string> sources = data_source_hashes(cfg);
+    if (s.data.format == "synthetic") sources = {synthetic_source(synthetic_options(cfg))};
+    *e = data::UserExclusion(data::UserExclusion::salt_for_sources(sources));
+  }
+  if (opt_out) {
+    const std::string setting = fmt::format("privacy.opt_out (set at {})", cfg.where("privacy.opt_out"));
+    const bool string_ids = s.data.id_type == "string" && s.data.format != "synthetic";
+    std::set<std::string> ids;
+    for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting)) {
+      if (!string_ids) {  // integer ids are compared as the loader writes them
+        std::string_view v = id;
+        if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
+        if (const std::optional<int64_t> x = parse_int64(v)) id = std::to_string(*x);
+      }
+      ids.insert(std::move(id));
+    }
+    for (const std::string& id : ids) listed.push_back(e->hash(id));
+    for (const std::string& h : listed) e->add_hash(data::UserExclusion::Set::kOptOut, h);
+  }
+  return e;
+}
+
 }  // namespace
+
+std::vector<std::string> data_source_hashes(const config::Config& cfg) {
+  return data::source_hashes(data_paths(cfg));
+}
 
 data::LoadOptions load_options(const config::Config& cfg) {
   const config::DataSection& d = cfg.settings().data;
@@ -101,11 +166,15 @@ data::WeightOptions weight_options(const config::Config& cfg) {
   return o;
 }
 
-Dataset prepare_dataset(const config::Config& cfg) {
+Dataset prepare_dataset(const config::Config& cfg,
+                        std::shared_ptr<const data::UserExclusion> exclusion, bool read_opt_out) {
   config::check(cfg);  // a config made by Config::set may not have been checked yet
   const config::Settings& s = cfg.settings();
   const data::SplitOptions so = split_options(cfg);
   const bool given = so.method == data::SplitMethod::kGiven;
+  std::vector<std::string> opt_out_listed;  // hashes of the ids in the privacy.opt_out file
+  const std::shared_ptr<const data::UserExclusion> excl =
+      build_exclusion(cfg, exclusion, read_opt_out, opt_out_listed);
   data::Loaded loaded;
   // config::check refused the combinations of data.format, split.method and the file and
   // column settings that cannot work (so `given` has a data.test_path); what is left to check
@@ -117,6 +186,7 @@ Dataset prepare_dataset(const config::Config& cfg) {
     loaded.parts.push_back(std::move(syn.x));
     loaded.report.raw_interactions = loaded.parts.front().size();
     data::LoadOptions lo = load_options(cfg);
+    if (excl) data::exclude_users(loaded, *excl);
     data::clean(loaded, lo);
   } else {
     if (!s.data.path)
@@ -124,7 +194,9 @@ Dataset prepare_dataset(const config::Config& cfg) {
            cfg.source().empty() ? std::string("config") : cfg.source(), s.data.format);
     std::vector<std::string> paths{*s.data.path};
     if (given) paths.push_back(*s.data.test_path);
-    loaded = data::load(paths, load_options(cfg));
+    data::LoadOptions lo = load_options(cfg);
+    lo.exclusion = excl;
+    loaded = data::load(paths, lo);
     const auto& r = loaded.report;
     if (given && loaded.parts[1].size() == 0)
       fail("{}: no test interactions left for split.method given: {} have a user and {} an item "
@@ -141,6 +213,28 @@ Dataset prepare_dataset(const config::Config& cfg) {
   d.users = std::move(loaded.users);
   d.items = std::move(loaded.items);
   d.load_report = loaded.report;
+  if (excl) {
+    const data::LoadReport& r = d.load_report;
+    data::UserExclusion matched(excl->salt());
+    for (const auto& h : r.opt_out_matched) matched.add_hash(data::UserExclusion::Set::kOptOut, h);
+    for (const auto& h : r.forgotten_matched)
+      matched.add_hash(data::UserExclusion::Set::kForgotten, h);
+    d.excluded = std::move(matched);
+    d.opt_out_listed = static_cast<int64_t>(opt_out_listed.size());
+    const int64_t not_found = std::count_if(
+        opt_out_listed.begin(), opt_out_listed.end(), [&](const std::string& h) {
+          return !std::binary_search(r.opt_out_matched.begin(), r.opt_out_matched.end(), h);
+        });
+    // Counts only: never an id.
+    log().info("privacy: dropped {} opted-out user(s) ({} interactions) and {} forgotten user(s) "
+               "({} interactions) from the data{}",
+               r.opt_out_users, r.opt_out_interactions, r.forgotten_users,
+               r.forgotten_interactions,
+               not_found > 0
+                   ? fmt::format("; {} id(s) listed in privacy.opt_out are not in the data",
+                                 not_found)
+                   : std::string());
+  }
   const int64_t nu = d.users.size(), ni = d.items.size();
   d.split = data::split_interactions(loaded.parts[0], nu, so, given ? &loaded.parts[1] : nullptr);
   if (d.split.train.size() == 0) fail("the split left no training interactions");
@@ -181,6 +275,11 @@ nlohmann::json Dataset::stats() const {
                {"parse_seconds", r.parse_seconds},
                {"lines_per_second", r.lines_per_second},
                {"from_cache", r.from_cache}};
+  if (excluded)  // counts only, never ids
+    s["privacy"] = {{"opt_out_users", r.opt_out_users},
+                    {"opt_out_interactions", r.opt_out_interactions},
+                    {"forgotten_users", r.forgotten_users},
+                    {"forgotten_interactions", r.forgotten_interactions}};
   return s;
 }
 

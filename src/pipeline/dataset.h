@@ -3,10 +3,13 @@
 /// From a validated config to model-ready data: load (file or synthetic), clean, split,
 /// weight, and build the user×item CSR and its transpose.
 
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "config/config.h"
 #include "data/csr.h"
+#include "data/exclusion.h"
 #include "data/load.h"
 #include "data/split.h"
 #include "data/synthetic.h"
@@ -23,6 +26,11 @@ struct Dataset {
   std::vector<float> confidence;       ///< confidence of each training interaction
   data::Csr user_items;                ///< train users × items, values = confidence
   data::Csr item_users;                ///< its transpose
+  /// When users were excluded (privacy.opt_out, or a given exclusion): the salt and the hashes
+  /// of the excluded users that occurred in the data (run.json's "excluded_users"); else empty.
+  std::optional<data::UserExclusion> excluded;
+  /// Distinct ids listed in the privacy.opt_out file when it was read (0 otherwise).
+  int64_t opt_out_listed = 0;
   /// Dataset statistics (stats.json): counts, density, quantiles, load report.
   nlohmann::json stats() const;
   /// SHA-256 of the id maps and the split, to check that a saved run still matches its data.
@@ -40,6 +48,19 @@ data::WeightOptions weight_options(const config::Config& cfg);
 
 /// Checks `cfg` (config::check), then loads (or generates), cleans, splits, weights and builds
 /// the matrices.
-Dataset prepare_dataset(const config::Config& cfg);
+///
+/// Users are excluded from the data (before ids are numbered and any filter, data::load) when
+/// `exclusion` is given (its salt and hashes: a run's stored "excluded_users", or forget's) or
+/// when `read_opt_out` and privacy.opt_out names a file, whose ids are added to the opt-out set
+/// (hashed with `exclusion`'s salt, or with the salt of the data files' content,
+/// data::UserExclusion::salt_for_sources). The file is read as data::read_user_id_file reads it;
+/// with integer ids, its entries are compared in canonical form ("+042" is 42).
+Dataset prepare_dataset(const config::Config& cfg,
+                        std::shared_ptr<const data::UserExclusion> exclusion = nullptr,
+                        bool read_opt_out = true);
+
+/// The content SHA-256 of the data files `cfg` names (data.path, and data.test_path with
+/// split.method given); empty for synthetic data.
+std::vector<std::string> data_source_hashes(const config::Config& cfg);
 
 }  // namespace recforge::pipeline

@@ -111,7 +111,13 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   r.config = config::Config::parse(config_text, d->shown("config.yaml"));
   set_progress_mode(r.config.settings().run.progress);
   const Context ctx = Context::create("cpu", static_cast<int>(r.config.settings().train.threads));
-  r.data = prepare_dataset(r.config);
+  // The users excluded at training time, as run.json stores them (not the opt-out file now,
+  // which may have changed since: users who opted out later are answered at query time).
+  std::shared_ptr<const data::UserExclusion> excluded;
+  if (r.run.contains("excluded_users"))
+    excluded = std::make_shared<const data::UserExclusion>(
+        data::UserExclusion::from_json(r.run["excluded_users"], d->shown("run.json")));
+  r.data = prepare_dataset(r.config, excluded, /*read_opt_out=*/false);
   const std::string expected = r.run.value("data_fingerprint", "");
   if (r.data.fingerprint() != expected)
     fail("{}: the data named in config.yaml is no longer what this run was trained on (its "

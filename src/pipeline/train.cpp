@@ -220,7 +220,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
              dir.final_path(), ctx.device().name(), ctx.threads());
   write_file_atomic(dir.file("config.yaml"), cfg.to_yaml());
 
-  const Dataset data = prepare_dataset(cfg);
+  const Dataset data = prepare_dataset(cfg, options.exclusion);
   nlohmann::json stats = data.stats();
   write_file_atomic(dir.file("stats.json"), stats.dump(2) + "\n");
   log().info("dataset: {} users, {} items, {} train interactions (density {:.3g})",
@@ -234,6 +234,9 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
                         {"threads", ctx.threads()},
                         {"data_fingerprint", data.fingerprint()},
                         {"model", nullptr}};
+  // Who was excluded, as salted hashes only, so that open_run re-prepares the same data.
+  if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();
+  if (options.on_dataset) options.on_dataset(data, run);
   std::string export_to, export_error;  // where the export goes; why it failed
   bool export_error_is_users = false;
   if (model) {

@@ -3,12 +3,16 @@
 /// `recforge train`: one run from a validated config to a complete run directory.
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "config/config.h"
+#include "data/exclusion.h"
 
 namespace recforge::pipeline {
+
+struct Dataset;  // pipeline/dataset.h
 
 /// What a caller (a sweep) can add to a run; the defaults change nothing.
 struct TrainOptions {
@@ -22,11 +26,18 @@ struct TrainOptions {
   /// the next iteration, with the iteration reached and the history of the iterations before
   /// it (as run.json keeps it), whose validations on_validation saw in the earlier process.
   std::function<void(int iteration, const nlohmann::json& history)> on_resume;
+  /// Users to exclude from the data besides those of privacy.opt_out (whose ids are hashed with
+  /// this exclusion's salt): what `recforge forget` passes (pipeline::prepare_dataset).
+  std::shared_ptr<const data::UserExclusion> exclusion;
+  /// Called once the data is prepared, with the dataset and run.json's object being built, to
+  /// which it may add fields.
+  std::function<void(const Dataset& data, nlohmann::json& run)> on_dataset;
 };
 
 /// Runs the pipeline and returns the final run directory. The directory holds config.yaml
-/// (fully resolved), log.txt, stats.json (dataset statistics) and run.json (timings, versions),
-/// and appears only once everything succeeded. With a checkpoint of the run (pipeline/
+/// (fully resolved), log.txt, stats.json (dataset statistics) and run.json (timings, versions;
+/// "excluded_users" when users were excluded from the data: the salt and the hashes of those
+/// that occurred, never a raw id), and appears only once everything succeeded. With a checkpoint of the run (pipeline/
 /// checkpoint.h) training continues from it, or stops with an error when it was written with
 /// other settings or data; the checkpoint is removed once the run directory is in place.
 std::string train(const config::Config& cfg, const TrainOptions& options = {});

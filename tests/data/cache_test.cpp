@@ -193,6 +193,12 @@ std::vector<Field> layout(const std::string& b) {
   };
   std::vector<Field> out{{"magic", 0, 8}, {"version", 8, 4}, {"payload size", 12, 8}};
   size_t p = 20;
+  uint32_t sources;
+  std::memcpy(&sources, b.data() + p, 4);
+  out.push_back({"source count", p, 4});
+  p += 4;
+  for (uint32_t k = 0; k < sources; ++k) out.push_back({"source " + std::to_string(k), p + 64 * k, 64});
+  p += 64 * sources;
   for (const char* map : {"user", "item"}) {
     const uint64_t n = u64(p);
     out.push_back({std::string(map) + " id count", p, 8});
@@ -224,12 +230,23 @@ std::vector<Field> layout(const std::string& b) {
       p += 8 + n * arrays[a].second;
     }
   }
-  for (int k = 0; k < 10; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
-  p += 80;
+  for (int k = 0; k < 14; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
+  p += 112;
   out.push_back({"report rounds", p, 4});
   out.push_back({"report seconds", p + 4, 8});
   out.push_back({"report rate", p + 12, 8});
-  p += 20;
+  out.push_back({"report exclusion applied", p + 20, 1});
+  p += 21;
+  for (const char* list : {"opt-out matched", "forgotten matched"}) {
+    const uint64_t n = u64(p);
+    out.push_back({std::string(list) + " count", p, 8});
+    p += 8;
+    for (uint64_t k = 0; k < n; ++k) {
+      uint32_t len;
+      std::memcpy(&len, b.data() + p, 4);
+      p += 4 + len;
+    }
+  }
   out.push_back({"digest", p, 64});
   out.push_back({"trailer", p + 64, 8});
   EXPECT_EQ(p + 72, b.size()) << "the walk does not match the file";
