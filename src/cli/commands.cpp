@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "cli/forget_command.h"
 #include "cli/serve_command.h"
 #include "cli/sweep_commands.h"
 
@@ -695,6 +696,7 @@ void register_commands(CLI::App& app) {
 
   register_sweep_commands(app, g_actions);
   register_serve_command(app, g_actions);
+  register_forget_command(app, g_actions);
 }
 
 int run_selected(CLI::App& app) {

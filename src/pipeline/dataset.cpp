@@ -61,25 +61,12 @@ std::shared_ptr<const data::UserExclusion> build_exclusion(
   const bool opt_out = read_opt_out && s.privacy.opt_out.has_value();
   if (!given && !opt_out) return nullptr;
   auto e = std::make_shared<data::UserExclusion>();
-  if (given) {
-    *e = *given;
-  } else {
-    std::vector<std::string> sources = data_source_hashes(cfg);
-    if (s.data.format == "synthetic") sources = {synthetic_source(synthetic_options(cfg))};
-    *e = data::UserExclusion(data::UserExclusion::salt_for_sources(sources));
-  }
+  *e = given ? *given : data::UserExclusion(exclusion_salt(cfg));
   if (opt_out) {
     const std::string setting = fmt::format("privacy.opt_out (set at {})", cfg.where("privacy.opt_out"));
-    const bool string_ids = s.data.id_type == "string" && s.data.format != "synthetic";
     std::set<std::string> ids;
-    for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting)) {
-      if (!string_ids) {  // integer ids are compared as the loader writes them
-        std::string_view v = id;
-        if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
-        if (const std::optional<int64_t> x = parse_int64(v)) id = std::to_string(*x);
-      }
-      ids.insert(std::move(id));
-    }
+    for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting))
+      ids.insert(canonical_user_id(cfg, std::move(id)));
     for (const std::string& id : ids) listed.push_back(e->hash(id));
     for (const std::string& h : listed) e->add_hash(data::UserExclusion::Set::kOptOut, h);
   }
@@ -87,6 +74,21 @@ std::shared_ptr<const data::UserExclusion> build_exclusion(
 }
 
 }  // namespace
+
+std::string exclusion_salt(const config::Config& cfg) {
+  if (cfg.settings().data.format == "synthetic")
+    return data::UserExclusion::salt_for_sources({synthetic_source(synthetic_options(cfg))});
+  return data::UserExclusion::salt_for_sources(data_source_hashes(cfg));
+}
+
+std::string canonical_user_id(const config::Config& cfg, std::string id) {
+  const config::Settings& s = cfg.settings();
+  if (s.data.id_type == "string" && s.data.format != "synthetic") return id;
+  std::string_view v = id;
+  if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
+  if (const std::optional<int64_t> x = parse_int64(v)) return std::to_string(*x);
+  return id;
+}
 
 std::vector<std::string> data_source_hashes(const config::Config& cfg) {
   return data::source_hashes(data_paths(cfg));

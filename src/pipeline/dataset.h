@@ -59,6 +59,14 @@ Dataset prepare_dataset(const config::Config& cfg,
                         std::shared_ptr<const data::UserExclusion> exclusion = nullptr,
                         bool read_opt_out = true);
 
+/// The salt of a new user exclusion for `cfg`'s data: data::UserExclusion::salt_for_sources of
+/// the data files' content SHA-256 (for synthetic data, of the generator's options).
+std::string exclusion_salt(const config::Config& cfg);
+
+/// A user id as the loader of `cfg`'s data writes it: integer ids in canonical form ("+042" is
+/// "42"), text ids as they are.
+std::string canonical_user_id(const config::Config& cfg, std::string id);
+
 /// The content SHA-256 of the data files `cfg` names (data.path, and data.test_path with
 /// split.method given); empty for synthetic data.
 std::vector<std::string> data_source_hashes(const config::Config& cfg);

@@ -1,0 +1,229 @@
+// `recforge forget` end to end (issue 19, part A): the forgotten run equals a training without
+// the users' lines, no byte of the user is left in the new run, its export or the data cache,
+// forgetting accumulates, and bad input is one sentence.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "core/npy.h"
+#include "test_util.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+using test::write_file;
+
+struct Result {
+  int rc;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs `recforge ARGS` in directory `cwd`.
+Result run(const std::string& cwd, const std::string& args) {
+  const std::string cmd = "cd '" + cwd + "' && '" + RECFORGE_BINARY + "' " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+constexpr const char* kErased = "erase-me-7f3a9c";
+
+// A string-id data set: 60 users u00..u59 and 40 items, plus the user kErased with three rows;
+// `stripped` is the same without the lines of kErased and u07.
+struct Data {
+  TempDir t;
+  std::vector<std::string> erased_rows;  // kErased's lines as they appear in the source text
+  Data() {
+    std::mt19937 rng(11);
+    std::string all, stripped;
+    for (int n = 0; n < 1500; ++n) {
+      const std::string user = fmt::format("u{:02}", rng() % 60);
+      const std::string line = fmt::format("{},i{:02},{}", user, rng() % 40, 1 + rng() % 3);
+      all += line + "\n";
+      if (user != "u07") stripped += line + "\n";
+    }
+    for (const char* item : {"i03", "i11", "i29"}) {
+      erased_rows.push_back(fmt::format("{},{},2", kErased, item));
+      all += erased_rows.back() + "\n";
+    }
+    write_file(t.file("data.csv"), all);
+    write_file(t.file("stripped.csv"), stripped);
+  }
+  // A config named `name` over `data` (relative to the temp dir); `extra` is appended YAML.
+  std::string config(const std::string& name, const std::string& data,
+                     const std::string& extra = "") const {
+    const std::string path = t.file(name + ".yaml");
+    write_file(path, "run:\n  name: " + name + "\n  progress: off\n"
+                     "data:\n  path: " + data + "\n  id_type: string\n  weight_col: \"2\"\n"
+                     "  cache_dir: cache\n"
+                     "split:\n  method: random\n"
+                     "model:\n  type: ials\n  factors: 8\n  iterations: 3\n"
+                     "train:\n  threads: 2\n" + extra);
+    return path;
+  }
+};
+
+// Every regular file under `root` (following no links) whose bytes contain `needle`.
+std::vector<std::string> files_holding(const std::string& root, const std::string& needle) {
+  std::vector<std::string> hits;
+  std::error_code ec;
+  if (!fs::exists(root, ec)) return hits;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_symlink() || !it->is_regular_file()) continue;
+    if (test::read_file(it->path().string()).find(needle) != std::string::npos)
+      hits.push_back(it->path().string());
+  }
+  return hits;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+void expect_equal_matrices(const Matrix& a, const Matrix& b) {
+  ASSERT_EQ(a.rows, b.rows);
+  ASSERT_EQ(a.cols, b.cols);
+  const size_t n = static_cast<size_t>(a.rows * a.cols);
+  EXPECT_TRUE(std::equal(a.data.data(), a.data.data() + n, b.data.data()));
+}
+
+TEST(Forget, TheNewRunEqualsATrainingWithoutTheUsersLines) {
+  Data d;
+  d.config("src", "data.csv");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  const Result f = run(d.t.str(), std::string("forget runs/src --users u07,") + kErased);
+  ASSERT_EQ(f.rc, 0) << f.out;
+  ASSERT_EQ(run(d.t.str(), "train " + d.config("plain", "stripped.csv")).rc, 0);
+  // The same data, split and seed: the same operations, so bitwise equal factors.
+  expect_equal_matrices(read_npy(d.t.file("runs/src-forget/item_factors.npy")),
+                        read_npy(d.t.file("runs/plain/item_factors.npy")));
+  expect_equal_matrices(read_npy(d.t.file("runs/src-forget/user_factors.npy")),
+                        read_npy(d.t.file("runs/plain/user_factors.npy")));
+  const auto forgot = nlohmann::json::parse(test::read_file(d.t.file("runs/src-forget/run.json")));
+  const auto plain = nlohmann::json::parse(test::read_file(d.t.file("runs/plain/run.json")));
+  EXPECT_EQ(forgot["data_fingerprint"], plain["data_fingerprint"]);
+  EXPECT_EQ(forgot["forgotten_from"], fs::weakly_canonical(d.t.file("runs/src")).string());
+  EXPECT_EQ(forgot["forget"]["found_users"], 2);
+  EXPECT_EQ(forgot["excluded_users"]["forgotten"].size(), 2u);
+  // The new run reopens (its stored exclusion re-prepares the same data).
+  const Result rec = run(d.t.str(), "recommend runs/src-forget --user u08 --k 3");
+  EXPECT_EQ(rec.rc, 0) << rec.out;
+  const Result gone = run(d.t.str(), "recommend runs/src-forget --user u07 --k 3");
+  EXPECT_NE(gone.out.find("user \"u07\" is not in this run"), std::string::npos) << gone.out;
+}
+
+TEST(Forget, NoByteOfTheUserIsLeftInTheNewRunItsExportOrTheCache) {
+  Data d;
+  d.config("src", "data.csv", "export:\n  enabled: true\n  out: ext\n");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  // A second export of the source makes ext hold two versions, both with the user.
+  ASSERT_EQ(run(d.t.str(), "export runs/src --out ext").rc, 0);
+  ASSERT_TRUE(fs::exists(d.t.file("ext/v-1")) && fs::exists(d.t.file("ext/v-2")));
+  // Positive controls: the scan finds the user in the source's export and in the cache.
+  EXPECT_FALSE(files_holding(d.t.file("ext"), kErased).empty());
+  EXPECT_FALSE(files_holding(d.t.file("cache"), kErased).empty());
+  const std::string ids = test::read_file(d.t.file("ext/user_ids.txt"));
+  EXPECT_NE(ids.find(kErased), std::string::npos);
+  write_file(d.t.file("forget.txt"), std::string("# erasure request\n") + kErased + "\n");
+  const Result f = run(d.t.str(), "forget runs/src --users forget.txt --export ext");
+  ASSERT_EQ(f.rc, 0) << f.out;
+  EXPECT_EQ(f.out.find(kErased), std::string::npos) << "the id was echoed: " << f.out;
+  for (const std::string& root : {d.t.file("runs/src-forget"), d.t.file("ext"), d.t.file("cache")}) {
+    EXPECT_EQ(files_holding(root, kErased), std::vector<std::string>{}) << root;
+    for (const std::string& row : d.erased_rows)
+      EXPECT_EQ(files_holding(root, row), std::vector<std::string>{}) << root << ": " << row;
+  }
+  // Only the new version is left in the export; the cache was rebuilt without the user.
+  std::vector<std::string> versions;
+  for (const auto& e : fs::directory_iterator(d.t.file("ext")))
+    if (e.path().filename().string().rfind("v-", 0) == 0) versions.push_back(e.path().filename());
+  EXPECT_EQ(versions, (std::vector<std::string>{"v-3"}));
+  EXPECT_FALSE(fs::is_empty(d.t.file("cache")));
+  const auto runj = nlohmann::json::parse(test::read_file(d.t.file("runs/src-forget/run.json")));
+  EXPECT_EQ(runj["forget"]["requested_users"], 1);
+  EXPECT_EQ(runj["forget"]["not_found_users"], 0);
+  // The source still holds the user, and forget says so.
+  EXPECT_NE(f.out.find("the source run runs/src still holds the forgotten users"), std::string::npos)
+      << f.out;
+  EXPECT_TRUE(fs::exists(d.t.file("runs/src/item_factors.npy")));
+}
+
+TEST(Forget, ASecondForgetAccumulatesAndRemoveSourceRemovesOnlyTheSource) {
+  Data d;
+  d.config("src", "data.csv", "export:\n  enabled: true\n");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  const Result first = run(d.t.str(), "forget runs/src --users u07 --name one");
+  ASSERT_EQ(first.rc, 0) << first.out;
+  const Result second =
+      run(d.t.str(), std::string("forget runs/one --users ' ") + kErased + " ,ghost-user' --name two --remove-source");
+  ASSERT_EQ(second.rc, 0) << second.out;
+  EXPECT_EQ(second.out.find("ghost-user"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("1 do not occur in it"), std::string::npos) << second.out;
+  EXPECT_FALSE(fs::exists(d.t.file("runs/one")));
+  EXPECT_TRUE(fs::exists(d.t.file("runs/src")));
+  const auto src = nlohmann::json::parse(test::read_file(d.t.file("runs/src/run.json")));
+  const auto two = nlohmann::json::parse(test::read_file(d.t.file("runs/two/run.json")));
+  EXPECT_FALSE(src.contains("excluded_users"));
+  ASSERT_TRUE(two.contains("excluded_users"));
+  EXPECT_EQ(two["excluded_users"]["forgotten"].size(), 2u);
+  EXPECT_EQ(two["forget"]["not_found_users"], 1);
+  const std::vector<std::string> users = lines_of(test::read_file(d.t.file("runs/two/export/user_ids.txt")));
+  EXPECT_EQ(std::count(users.begin(), users.end(), "u07"), 0);
+  EXPECT_EQ(std::count(users.begin(), users.end(), kErased), 0);
+  EXPECT_EQ(std::count(users.begin(), users.end(), "u08"), 1);
+  const auto stats = nlohmann::json::parse(test::read_file(d.t.file("runs/two/stats.json")));
+  EXPECT_EQ(stats["privacy"]["forgotten_users"], 2);
+}
+
+// A user mistake: exit status 1, exactly one error line containing `expected`, no new run.
+void expect_one_line_error(const Data& d, const std::string& args, const std::string& expected) {
+  const Result r = run(d.t.str(), args);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  std::vector<std::string> errors;
+  for (const auto& l : lines_of(r.out))
+    if (l.rfind("recforge: error: ", 0) == 0) errors.push_back(l);
+  ASSERT_EQ(errors.size(), 1u) << r.out;
+  EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
+}
+
+TEST(Forget, BadInputIsOneSentenceAndExitStatusOne) {
+  Data d;
+  expect_one_line_error(d, "forget runs/nowhere --users u01",
+                        "forget runs/nowhere: no such run directory");
+  fs::create_directories(d.t.file("plain-dir"));
+  expect_one_line_error(d, "forget plain-dir --users u01",
+                        "forget plain-dir: not a recforge run directory");
+  d.config("src", "data.csv");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  expect_one_line_error(d, "forget runs/src --users ''", "forget --users: no user ids given");
+  expect_one_line_error(d, "forget runs/src --users ' , '", "forget --users: no user ids given");
+  expect_one_line_error(d, "forget runs/src", "forget --users: no user ids given");
+  write_file(d.t.file("empty.txt"), "# nobody\n\n");
+  expect_one_line_error(d, "forget runs/src --users empty.txt", "forget --users: no user ids given");
+  expect_one_line_error(d, "forget runs/src --users u01 --name src", "that is the source run's own name");
+  std::vector<std::string> runs;
+  for (const auto& e : fs::directory_iterator(d.t.file("runs"))) runs.push_back(e.path().filename());
+  EXPECT_EQ(runs, (std::vector<std::string>{"src"})) << "a run was left behind";
+}
+
+}  // namespace
+}  // namespace recforge
