@@ -662,6 +662,11 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   // Excluded users go before any filter, so that the rest is what files without them give.
   if (o.exclusion) exclude_users(d, *o.exclusion);
   clean(d, o);
+  if (d.parts.front().size() == 0 && d.report.opt_out_users + d.report.forgotten_users > 0)
+    fail("{}: no interactions left after excluding {} opted-out and {} forgotten user(s) and "
+         "filtering (min_weight {}, min_user_interactions {}, min_item_interactions {})",
+         paths.front(), d.report.opt_out_users, d.report.forgotten_users, o.min_weight,
+         o.min_user_interactions, o.min_item_interactions);
   if (d.parts.front().size() == 0)
     fail("{}: no interactions left after filtering (min_weight {}, min_user_interactions {}, "
          "min_item_interactions {})",

@@ -221,6 +221,20 @@ TEST(Exclusion, IntegerIdsAndMinimumFiltersBehaveAsWithoutTheLines) {
   EXPECT_EQ(excluded.report.opt_out_interactions, 2);
 }
 
+TEST(Exclusion, ExcludingEveryUserIsAnErrorSayingSo) {
+  TempDir t;
+  const auto p = write_file(t.file("two.csv"), "1,10\n2,10\n");
+  LoadOptions o;
+  o.use_cache = false;
+  auto e = std::make_shared<UserExclusion>(UserExclusion::salt_for_sources(source_hashes({p})));
+  e->add(Set::kOptOut, "1");
+  e->add(Set::kForgotten, "2");
+  o.exclusion = e;
+  EXPECT_EQ(error_of([&] { load({p}, o); }),
+            p + ": no interactions left after excluding 1 opted-out and 1 forgotten user(s) and "
+                "filtering (min_weight 0, min_user_interactions 1, min_item_interactions 1)");
+}
+
 std::vector<fs::path> files_in(const std::string& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
