@@ -207,6 +207,9 @@ void expect_one_line_error(const Data& d, const std::string& args, const std::st
 
 TEST(Forget, BadInputIsOneSentenceAndExitStatusOne) {
   Data d;
+  const Result help = run(d.t.str(), "forget --help");
+  EXPECT_EQ(help.rc, 0);
+  EXPECT_NE(help.out.find("--remove-source"), std::string::npos) << help.out;
   expect_one_line_error(d, "forget runs/nowhere --users u01",
                         "forget runs/nowhere: no such run directory");
   fs::create_directories(d.t.file("plain-dir"));
