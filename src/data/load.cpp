@@ -486,11 +486,12 @@ class FileParser {
 std::string LoadOptions::fingerprint() const {
   return fmt::format(
       "format={};delim={};header={};user={};item={};weight={};time={};string_ids={};dup={};"
-      "min_weight={:.17g};min_user={};min_item={};skip={}",
+      "min_weight={:.17g};min_user={};min_item={};skip={};max_age_days={};max_age_from={};"
+      "time_unit={}",
       static_cast<int>(format), static_cast<int>(delimiter), header, user_col, item_col,
       weight_col.value_or("<none>"), time_col.value_or("<none>"), string_ids,
       static_cast<int>(duplicates), min_weight, min_user_interactions, min_item_interactions,
-      skip_errors);
+      skip_errors, max_age_days, max_age_from, static_cast<int>(time_unit));
 }
 
 std::string default_cache_dir() {
@@ -599,6 +600,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   }
   if (d.report.skipped_lines > 0)
     log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
+  apply_retention(d, o, paths.front());  // data.max_age_days: before any cleaning
   clean(d, o);
   if (d.parts.front().size() == 0)
     fail("{}: no interactions left after filtering (min_weight {}, min_user_interactions {}, "

@@ -1,6 +1,7 @@
 #include "pipeline/dataset.h"
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "data/stats.h"
@@ -43,6 +44,10 @@ data::LoadOptions load_options(const config::Config& cfg) {
   o.min_user_interactions = d.min_user_interactions;
   o.min_item_interactions = d.min_item_interactions;
   o.skip_errors = d.on_error == "skip";
+  o.max_age_days = d.max_age_days;
+  o.max_age_from = d.max_age_from;
+  // Synthetic timestamps are unix seconds, whatever data.time_unit says.
+  o.time_unit = d.format == "synthetic" ? data::TimeUnit::kSeconds : data::time_unit_from(d.time_unit);
   o.use_cache = d.cache;
   o.cache_dir = d.cache_dir;
   if (o.cache_dir.empty()) o.cache_dir = data::default_cache_dir();
@@ -104,6 +109,7 @@ data::WeightOptions weight_options(const config::Config& cfg) {
 Dataset prepare_dataset(const config::Config& cfg) {
   config::check(cfg);  // a config made by Config::set may not have been checked yet
   const config::Settings& s = cfg.settings();
+  set_file_mode(file_mode_from(s.privacy.file_mode));  // of the data cache it may write
   const data::SplitOptions so = split_options(cfg);
   const bool given = so.method == data::SplitMethod::kGiven;
   data::Loaded loaded;
@@ -117,6 +123,7 @@ Dataset prepare_dataset(const config::Config& cfg) {
     loaded.parts.push_back(std::move(syn.x));
     loaded.report.raw_interactions = loaded.parts.front().size();
     data::LoadOptions lo = load_options(cfg);
+    data::apply_retention(loaded, lo, "synthetic data");  // data.max_age_days
     data::clean(loaded, lo);
   } else {
     if (!s.data.path)
@@ -136,6 +143,12 @@ Dataset prepare_dataset(const config::Config& cfg) {
           "(filtered) training data {}",
           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
   }
+
+  if (const auto& r = loaded.report; r.retention_max_age_days > 0)
+    log().info("retention: dropped {} interaction(s) with a timestamp before {} ({} days before "
+               "{}, data.max_age_days)",
+               r.retention_dropped, r.retention_cutoff, r.retention_max_age_days,
+               r.retention_reference);
 
   Dataset d;
   d.users = std::move(loaded.users);
@@ -181,6 +194,11 @@ nlohmann::json Dataset::stats() const {
                {"parse_seconds", r.parse_seconds},
                {"lines_per_second", r.lines_per_second},
                {"from_cache", r.from_cache}};
+  if (r.retention_max_age_days > 0)
+    s["retention"] = {{"max_age_days", r.retention_max_age_days},
+                      {"reference", r.retention_reference},
+                      {"cutoff", r.retention_cutoff},
+                      {"dropped_interactions", r.retention_dropped}};
   return s;
 }
 

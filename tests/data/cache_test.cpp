@@ -224,12 +224,14 @@ std::vector<Field> layout(const std::string& b) {
       p += 8 + n * arrays[a].second;
     }
   }
-  for (int k = 0; k < 10; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
-  p += 80;
+  for (int k = 0; k < 12; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
+  p += 96;
   out.push_back({"report rounds", p, 4});
   out.push_back({"report seconds", p + 4, 8});
   out.push_back({"report rate", p + 12, 8});
-  p += 20;
+  out.push_back({"retention reference", p + 20, 8});
+  out.push_back({"retention cutoff", p + 28, 8});
+  p += 36;
   out.push_back({"digest", p, 64});
   out.push_back({"trailer", p + 64, 8});
   EXPECT_EQ(p + 72, b.size()) << "the walk does not match the file";
