@@ -135,8 +135,13 @@ Dataset prepare_dataset(const config::Config& cfg) {
     const auto& r = loaded.report;
     if (given && loaded.parts[1].size() == 0)
       fail("{}: no test interactions left for split.method given: {} have a user and {} an item "
-           "that is not in the (filtered) training data {}; expected at least one",
-           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
+           "that is not in the (filtered) training data {}{}; expected at least one",
+           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0],
+           r.retention_max_age_days > 0
+               ? fmt::format(", and data.max_age_days dropped {} interaction(s) of the files "
+                             "before the cutoff {}",
+                             r.retention_dropped, r.retention_cutoff)
+               : std::string());
     if (given && r.test_unknown_user_interactions + r.test_unknown_item_interactions > 0)
       log().warn(
           "{}: dropped {} test interaction(s) whose user and {} whose item is not in the "

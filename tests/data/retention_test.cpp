@@ -159,6 +159,28 @@ TEST(Retention, AGivenTestFileIsCutToo) {
   EXPECT_EQ(stats["load"]["test_unknown_user_interactions"].get<int64_t>(), 1);
 }
 
+TEST(Retention, AGivenTestFileItEmptiesIsAnErrorThatSaysSo) {
+  TempDir t;
+  const std::string train = write_file(t.file("train.csv"), "1,10,9\n2,10,10\n");
+  const std::string test = write_file(t.file("test.csv"), "1,10,2\n2,10,3\n");
+  config::Config cfg = config::Config::defaults();
+  for (const std::string& s : std::vector<std::string>{
+           "split.method=given", "data.path=" + train, "data.test_path=" + test,
+           "data.cache=false", "run.progress=off", "data.time_col=2", "data.max_age_days=3",
+           "data.time_unit=days"})
+    cfg.set(s);
+  try {
+    pipeline::prepare_dataset(cfg);
+    ADD_FAILURE() << "an empty test set was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              test + ": no test interactions left for split.method given: 0 have a user and 0 an "
+                     "item that is not in the (filtered) training data " + train +
+                  ", and data.max_age_days dropped 2 interaction(s) of the files before the "
+                  "cutoff 7; expected at least one");
+  }
+}
+
 TEST(Retention, TheSettingsArePartOfTheCacheKeyAndTheCountSurvivesTheCache) {
   TempDir t;
   const std::string p = write_file(t.file("x.csv"), kFile);
