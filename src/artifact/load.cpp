@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "artifact/artifact.h"
@@ -79,11 +80,13 @@ data::IdMap parse_ids(std::string_view bytes, const std::string& path, int64_t e
   }
   if (static_cast<int64_t>(ids.size()) != expected)
     fail("{}: {} ids, expected {} as manifest.json counts", path, ids.size(), expected);
-  std::unordered_set<std::string_view> unique;
+  std::unordered_map<std::string_view, size_t> unique;  // id → its first line
   unique.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)
-    if (!unique.insert(ids[i]).second)
-      fail("{}: line {}: id \"{}\" appears twice; expected unique ids", path, i + 1, ids[i]);
+    if (const auto [it, fresh] = unique.emplace(ids[i], i); !fresh)
+      // Not quoted: the file may hold user ids, which stay out of logs (a refused reload).
+      fail("{}: line {} repeats the id of line {}; expected unique ids", path, i + 1,
+           it->second + 1);
   return data::IdMap(std::move(ids));
 }
 

@@ -301,7 +301,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   check_finite_input(items, "the item factors");
 
   std::error_code ec;
-  fs::create_directories(out.parent_path(), ec);
+  recforge::create_directories(out.parent_path().string(), ec);  // existing ones untouched
   if (ec)
     fail("{}: cannot create the parent directory: {}", out.parent_path().string(), ec.message());
   recover_siblings(out);
@@ -324,7 +324,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     files_dir = staging / "v-1";
   }
   fs::remove_all(staging, ec);
-  fs::create_directories(files_dir, ec);
+  recforge::create_directories(files_dir.string(), ec);  // privacy.file_mode
   if (ec) fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
   struct Cleanup {  // removes the staging directory unless it was moved into place
     fs::path p;
@@ -367,6 +367,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   const double build_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   idx.write(S + "index.faiss");
+  apply_file_mode(S + "index.faiss", false);  // Faiss created it with the umask's mode
   written("index.faiss", {{"format", "faiss"}});
   nlohmann::json index_json = idx.describe();
   index_json["file"] = "index.faiss";

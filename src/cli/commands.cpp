@@ -358,8 +358,12 @@ void warn_unknown(const char* verb, const std::vector<recommend::Unknown>& unkno
   for (const recommend::Unknown& u : unknown) {
     const std::string option = u.field == "users" ? (g.user.empty() ? "--users" : "--user")
                                                   : "--" + u.field;
-    const char* kind = u.field == "users" || u.field == "user" ? "user" : "item";
-    log().warn("{} {}: {} \"{}\" is not in {}; skipped", verb, option, kind, u.id, g.run_dir);
+    if (u.field == "users" || u.field == "user") {  // user ids stay out of logs: its length
+      log().warn("{} {}: a user id of {} byte{} is not in {}; skipped", verb, option, u.id.size(),
+                 u.id.size() == 1 ? "" : "s", g.run_dir);
+      continue;
+    }
+    log().warn("{} {}: item \"{}\" is not in {}; skipped", verb, option, u.id, g.run_dir);
   }
 }
 

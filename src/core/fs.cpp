@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,90 @@
 namespace recforge {
 namespace fs = std::filesystem;
 
+namespace {
+std::atomic<FileMode> g_file_mode{FileMode::kUmask};
+
+mode_t file_bits(FileMode m) { return m == FileMode::kOwner ? 0600 : m == FileMode::kGroup ? 0640 : 0666; }
+mode_t dir_bits(FileMode m) { return m == FileMode::kOwner ? 0700 : m == FileMode::kGroup ? 0750 : 0777; }
+}  // namespace
+
+FileMode file_mode_from(const std::string& name) {
+  if (name == "owner") return FileMode::kOwner;
+  if (name == "group") return FileMode::kGroup;
+  if (name == "umask") return FileMode::kUmask;
+  fail("privacy.file_mode \"{}\": expected owner, group or umask", name);
+}
+
+void set_file_mode(FileMode mode) { g_file_mode.store(mode); }
+
+FileMode file_mode() { return g_file_mode.load(); }
+
+int create_file(const std::string& path, int flags) {
+  const FileMode m = file_mode();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, file_bits(m));
+  if (fd < 0 || m == FileMode::kUmask) return fd;
+  // The umask may have removed bits that the setting grants (group read with umask 077).
+  if (::fchmod(fd, file_bits(m)) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+std::FILE* create_file_stream(const std::string& path) {
+  const int fd = create_file(path);
+  if (fd < 0) return nullptr;
+  std::FILE* f = ::fdopen(fd, "wb");
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+  }
+  return f;
+}
+
+int make_directory(const std::string& path) {
+  const FileMode m = file_mode();
+  if (::mkdir(path.c_str(), dir_bits(m)) != 0) return -1;
+  if (m != FileMode::kUmask && ::chmod(path.c_str(), dir_bits(m)) != 0) return -1;
+  return 0;
+}
+
+bool create_directories(const std::string& path, std::error_code& ec) {
+  ec.clear();
+  if (path.empty()) return true;
+  // The missing directories, deepest first; existing ones are never touched.
+  std::vector<fs::path> missing;
+  for (fs::path p = fs::path(path).lexically_normal(); !p.empty() && p != p.root_path();
+       p = p.parent_path()) {
+    if (p.filename().empty()) continue;  // "a/b/" → "a/b"
+    if (fs::exists(p, ec)) break;
+    ec.clear();
+    missing.push_back(p);
+    if (!p.has_parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (make_directory(it->string()) != 0 && errno != EEXIST) {
+      ec = std::error_code(errno, std::generic_category());
+      return false;
+    }
+  }
+  if (!fs::is_directory(path, ec)) {
+    if (!ec) ec = std::make_error_code(std::errc::not_a_directory);
+    return false;
+  }
+  return true;
+}
+
+void apply_file_mode(const std::string& path, bool directory) {
+  const FileMode m = file_mode();
+  if (m == FileMode::kUmask) return;
+  if (::chmod(path.c_str(), directory ? dir_bits(m) : file_bits(m)) != 0)
+    fail("{}: cannot set its mode (privacy.file_mode): {}", path, std::strerror(errno));
+}
+
 void sync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
   if (fd < 0) fail("{}: cannot open to flush it to disk: {}", path, std::strerror(errno));
@@ -33,7 +118,7 @@ void sync_path(const std::string& path, bool directory) {
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  const int fd = create_file(tmp);
   if (fd < 0) fail("{}: cannot write file: {}", path, std::strerror(errno));
   int err = 0;
   for (size_t done = 0; done < text.size();) {
@@ -175,7 +260,7 @@ StagedDir::StagedDir(const std::string& root, const std::string& name, const std
     fail("run.name \"{}\": expected a non-empty name without '/' that does not start with '.'",
          name);
   std::error_code ec;
-  fs::create_directories(root, ec);
+  create_directories(root, ec);
   if (ec) fail("{}: cannot create the runs directory: {}", root, ec.message());
   if (const int n = remove_stale_run_debris(root); n > 0)
     log().info("{}: tidied {} unfinished run director{} left by processes that no longer exist",
@@ -203,7 +288,7 @@ StagedDir::StagedDir(const std::string& root, const std::string& name, const std
         (fs::path(root) / fmt::format(".{}.partial-{}", leaf, getpid())).string();
     add_interrupt_cleanup(staging, true);
     long other = -1;
-    if (::mkdir(staging.c_str(), 0777) != 0) {
+    if (make_directory(staging) != 0) {
       const int err = errno;
       remove_interrupt_cleanup(staging);
       if (err != EEXIST)

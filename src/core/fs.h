@@ -3,10 +3,48 @@
 /// File-system helpers: durable atomic file writes, run directories that appear whole or not at
 /// all, and the process-wide list of temporary paths removed when SIGINT or SIGTERM stops it.
 
+#include <fcntl.h>
+
+#include <cstdio>
 #include <functional>
 #include <string>
+#include <system_error>
 
 namespace recforge {
+
+// ---- Modes of the files and directories recforge creates ---------------------------------------
+
+/// Who may read what recforge creates (`privacy.file_mode`): kOwner = files 0600, directories
+/// 0700; kGroup = 0640 / 0750; kUmask = 0666 / 0777 less the process's umask (what plain
+/// open/mkdir give).
+enum class FileMode { kOwner, kGroup, kUmask };
+
+/// The mode named by `privacy.file_mode` ("owner", "group" or "umask").
+FileMode file_mode_from(const std::string& name);
+/// Sets the process-wide mode of the files and directories created from now on: data cache
+/// files, run directories and everything in them, checkpoints, exports. The pipeline sets it
+/// from `privacy.file_mode` when it starts (train, prepare_dataset, export); before that it is
+/// kUmask. The umask itself is never changed (the library shares its process, e.g. Python).
+void set_file_mode(FileMode mode);
+/// The process-wide mode.
+FileMode file_mode();
+/// Creates (or truncates a temporary of recforge's own) file `path` for writing with the
+/// process-wide mode: opened with that mode, then fchmod to exactly 0600/0640 (umask: left as
+/// the umask made it). `flags` are added to O_WRONLY | O_CREAT | O_CLOEXEC. Returns the fd, or -1
+/// with errno set.
+int create_file(const std::string& path, int flags = O_TRUNC);
+/// create_file as a stdio stream ("wb"); nullptr with errno set on failure.
+std::FILE* create_file_stream(const std::string& path);
+/// Creates the directory `path` and any missing directories above it with the process-wide
+/// mode (0700/0750, or the umask's). Directories that already exist are left exactly as they are.
+/// Returns false with `ec` set on failure.
+bool create_directories(const std::string& path, std::error_code& ec);
+/// Creates one directory with the process-wide mode; returns mkdir's result (errno set on -1).
+int make_directory(const std::string& path);
+/// Gives `path`, a file or directory that recforge itself has just created but could not create
+/// with the mode (Faiss's index file, a file a library opened), the process-wide mode; nothing
+/// in umask mode. Throws recforge::Error naming the path on failure.
+void apply_file_mode(const std::string& path, bool directory);
 
 /// Flushes a file, or a directory's entries when `directory` is true, to disk (fsync), so that a
 /// crash of the machine cannot leave a renamed file or directory with missing contents.

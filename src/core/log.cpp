@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace recforge {
 namespace {
@@ -89,6 +90,10 @@ void set_log_level(const std::string& level) {
 
 void log_to_file(const std::string& path) {
   log();  // the logger (and its router) exist before the first file
+  // A new log file is created with privacy.file_mode's mode (spdlog would use the umask's); an
+  // existing one is appended to as it is.
+  const int fd = create_file(path, O_EXCL);
+  if (fd >= 0) ::close(fd);
   auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e %l] %v");
   file_router()->open(spdlog::details::os::thread_id(), std::move(sink));

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace recforge {
 
@@ -30,7 +31,7 @@ void write_raw(const std::string& path, const char* descr, const std::string& sh
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  std::FILE* f = create_file_stream(tmp);  // privacy.file_mode
   if (!f) fail("{}: cannot write: {}", path, std::strerror(errno));
   const unsigned char pre[10] = {0x93,
                                  'N',

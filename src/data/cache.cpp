@@ -131,7 +131,7 @@ bool read_ids(Reader& r, IdMap& m) {
 }
 
 // The report's counters in their on-disk order: the one list both read and write use.
-std::array<int64_t*, 14> report_counts(LoadReport& r) {
+std::array<int64_t*, 16> report_counts(LoadReport& r) {
   return {&r.lines,
           &r.skipped_lines,
           &r.raw_interactions,
@@ -145,7 +145,9 @@ std::array<int64_t*, 14> report_counts(LoadReport& r) {
           &r.opt_out_users,
           &r.opt_out_interactions,
           &r.forgotten_users,
-          &r.forgotten_interactions};
+          &r.forgotten_interactions,
+          &r.retention_max_age_days,
+          &r.retention_dropped};
 }
 
 bool is_hex64(std::string_view s) {
@@ -409,7 +411,8 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& o, 
   int32_t rounds = 0;
   for (int64_t* v : report_counts(d.report))
     if (!r.pod(*v)) return damaged("truncated report");
-  if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second))
+  if (!r.pod(rounds) || !r.pod(d.report.parse_seconds) || !r.pod(d.report.lines_per_second) ||
+      !r.pod(d.report.retention_reference) || !r.pod(d.report.retention_cutoff))
     return damaged("truncated report");
   d.report.filter_rounds = rounds;
   uint8_t applied;
@@ -445,13 +448,13 @@ void write_cache(const std::string& path, const Loaded& d, const std::vector<std
   for (const auto& h : sources) RF_ASSERT(is_hex64(h), "write_cache: a source digest is not hex");
   std::error_code ec;
   const std::string dir = parent_dir(path);
-  fs::create_directories(dir, ec);
+  recforge::create_directories(dir, ec);  // privacy.file_mode for what it creates
   sweep_stale_cache_temps(dir);
   const std::string tmp = cache_temp_path(path, getpid());
   add_interrupt_cleanup(tmp, /*recursive=*/false);  // INT / TERM while writing: no debris
   bool ok = false;
   {
-    File f(std::fopen(tmp.c_str(), "wb"));
+    File f(create_file_stream(tmp));
     if (f) {
       uint64_t payload = 0;  // rewritten once known
       bool head = std::fwrite(kMagic, 1, 8, f.get()) == 8;
@@ -479,6 +482,8 @@ void write_cache(const std::string& path, const Loaded& d, const std::vector<std
       w.pod(static_cast<int32_t>(rep.filter_rounds));
       w.pod(rep.parse_seconds);
       w.pod(rep.lines_per_second);
+      w.pod(rep.retention_reference);
+      w.pod(rep.retention_cutoff);
       w.pod(static_cast<uint8_t>(rep.exclusion_applied));
       for (const auto* list : {&rep.opt_out_matched, &rep.forgotten_matched}) {
         w.pod(static_cast<uint64_t>(list->size()));

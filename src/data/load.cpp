@@ -85,8 +85,9 @@ std::string read_whole_file(const std::string& path) {
 
 // Input quoted in a message: control characters escaped, and at most kShownBytes bytes (cut at a
 // UTF-8 character boundary) followed by "… (N bytes)", so a 20 MB field is not echoed whole.
+// `total` is the length named after the cut (default: that of `s`).
 constexpr size_t kShownBytes = 60;
-std::string shown(std::string_view s) {
+std::string shown(std::string_view s, size_t total = std::string_view::npos) {
   size_t cut = s.size();
   if (cut > kShownBytes) {
     cut = kShownBytes;
@@ -102,7 +103,8 @@ std::string shown(std::string_view s) {
     else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
     else out += static_cast<char>(c);
   }
-  if (cut < s.size()) out += fmt::format("\xE2\x80\xA6 ({} bytes)", s.size());
+  if (cut < s.size())
+    out += fmt::format("\xE2\x80\xA6 ({} bytes)", total == std::string_view::npos ? s.size() : total);
   return out;
 }
 
@@ -362,11 +364,25 @@ class FileParser {
     min_fields_ = 1 + std::max({user_col_, item_col_, weight_col_, time_col_});
   }
 
+  // The current line as messages quote it: user ids stay out of logs and errors, so the user
+  // field (as split into fields_) is replaced by <user id>; a line not split as far as its user
+  // field is not quoted at all, only its length.
+  std::string shown_line(std::string_view line) const {
+    const size_t k = o_.format == Format::kAdjacency ? 0 : static_cast<size_t>(user_col_);
+    if (k >= fields_.raw.size())
+      return fmt::format("(the line's {} bytes are not shown: it may hold a user id)", line.size());
+    const std::string_view raw = fields_.raw[k];
+    const size_t at = static_cast<size_t>(raw.data() - line.data());
+    const std::string redacted = fmt::format("{}<user id>{}", line.substr(0, at),
+                                             line.substr(std::min(line.size(), at + raw.size())));
+    return fmt::format("\"{}\"", shown(redacted, line.size()));
+  }
+
   // A malformed line; `column` (1-based, 0 = none) points at the offending byte.
   void bad(int64_t line_no, std::string_view line, const std::string& what, size_t column = 0) {
     const std::string where = column ? fmt::format("{}:{}:{}", path_, line_no, column)
                                      : fmt::format("{}:{}", path_, line_no);
-    const std::string msg = fmt::format("{}: {}: \"{}\"", where, what, shown(line));
+    const std::string msg = fmt::format("{}: {}: {}", where, what, shown_line(line));
     if (!o_.skip_errors) throw Error(msg + " (set data.on_error: skip to skip such lines)");
     if (report_.skipped_lines < 5) log().warn("skipping malformed line {}", msg);
     ++report_.skipped_lines;
@@ -376,6 +392,11 @@ class FileParser {
   bool id(size_t k, Interner& in, index_t& out, const char* what, int64_t line_no,
           std::string_view line) {
     const std::string_view field = trim(fields_.value[k]);
+    // A user id is never quoted (user ids stay out of logs and errors): its length is.
+    const bool user = std::string_view(what) == "user";
+    const std::string quoted =
+        user ? fmt::format("of {} byte{}", field.size(), field.size() == 1 ? "" : "s")
+             : fmt::format("\"{}\"", shown(field));
     if (field.empty()) {
       bad(line_no, line, fmt::format("empty {} id", what));
       return false;
@@ -394,9 +415,9 @@ class FileParser {
             std::find_if(raw.begin() + static_cast<std::ptrdiff_t>(lead), raw.end(), is_control) -
             raw.begin());
         bad(line_no, line,
-            fmt::format("{} id \"{}\" contains the control character 0x{:02x}, expected "
+            fmt::format("{} id {} contains the control character 0x{:02x}, expected "
                         "printable text",
-                        what, shown(field), static_cast<unsigned char>(raw[at])),
+                        what, quoted, static_cast<unsigned char>(raw[at])),
             static_cast<size_t>(raw.data() - line.data()) + at + 1);
         return false;
       }
@@ -406,8 +427,8 @@ class FileParser {
     int64_t v;
     if (!parse_int(field, v)) {
       bad(line_no, line,
-          fmt::format("{} id \"{}\" is not an integer (set data.id_type: string for text ids{})",
-                      what, shown(field),
+          fmt::format("{} id {} is not an integer (set data.id_type: string for text ids{})",
+                      what, quoted,
                       line_no == 1 && !o_.header ? ", or data.header: true" : ""));
       return false;
     }
@@ -497,11 +518,12 @@ class FileParser {
 std::string LoadOptions::fingerprint() const {
   return fmt::format(
       "format={};delim={};header={};user={};item={};weight={};time={};string_ids={};dup={};"
-      "min_weight={:.17g};min_user={};min_item={};skip={}",
+      "min_weight={:.17g};min_user={};min_item={};skip={};max_age_days={};max_age_from={};"
+      "time_unit={}",
       static_cast<int>(format), static_cast<int>(delimiter), header, user_col, item_col,
       weight_col.value_or("<none>"), time_col.value_or("<none>"), string_ids,
       static_cast<int>(duplicates), min_weight, min_user_interactions, min_item_interactions,
-      skip_errors) +
+      skip_errors, max_age_days, max_age_from, static_cast<int>(time_unit)) +
          (exclusion ? ";exclusion=" + exclusion->fingerprint() : std::string());
 }
 
@@ -661,6 +683,8 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
   // Excluded users go before any filter, so that the rest is what files without them give.
   if (o.exclusion) exclude_users(d, *o.exclusion);
+  apply_retention(d, o, paths.front());  // data.max_age_days: after the exclusion (an excluded user's
+  // newest timestamp must not set the reference), before any cleaning
   clean(d, o);
   if (d.parts.front().size() == 0 && d.report.opt_out_users + d.report.forgotten_users > 0)
     fail("{}: no interactions left after excluding {} opted-out and {} forgotten user(s) and "

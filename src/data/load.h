@@ -12,6 +12,7 @@
 
 #include "data/exclusion.h"
 #include "data/interactions.h"
+#include "data/retention.h"
 
 namespace recforge::data {
 
@@ -34,6 +35,11 @@ struct LoadOptions {
   int64_t min_user_interactions = 1;      ///< users with fewer (in the first file) are dropped
   int64_t min_item_interactions = 1;      ///< items with fewer (in the first file) are dropped
   bool skip_errors = false;               ///< on_error: skip (count) instead of fail
+  /// Retention: interactions older than this many days before the reference are dropped from
+  /// every file after numbering, before cleaning (0 = keep all; data/retention.h).
+  int64_t max_age_days = 0;
+  std::string max_age_from;               ///< reference: "" = newest timestamp, a date or a time
+  TimeUnit time_unit = TimeUnit::kSeconds;  ///< unit of the timestamps
   bool use_cache = true;                  ///< reuse/write the binary cache
   std::string cache_dir;                  ///< where cache files live ("" = no cache)
   /// Users whose interactions are dropped from every file before anything else
@@ -60,6 +66,10 @@ struct LoadReport {
   /// ... because their user is known but their item is not.
   int64_t test_unknown_item_interactions = 0;
   int filter_rounds = 0;             ///< passes until the minimums were stable
+  int64_t retention_max_age_days = 0;  ///< data.max_age_days applied (0 = no retention)
+  int64_t retention_reference = 0;     ///< the moment counted back from (timestamp units)
+  int64_t retention_cutoff = 0;        ///< interactions before this timestamp were dropped
+  int64_t retention_dropped = 0;       ///< interactions dropped by retention (all files)
   double parse_seconds = 0;          ///< time spent parsing text
   double lines_per_second = 0;       ///< parse speed
   bool from_cache = false;           ///< loaded from the binary cache

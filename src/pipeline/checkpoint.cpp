@@ -11,6 +11,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "pipeline/train.h"
@@ -51,6 +52,9 @@ void sync_path(const std::string& path, bool directory) {
 void write_synced(const std::string& path, const std::string& text) {
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
   {
+    const int fd = create_file(tmp);  // privacy.file_mode; the stream below reopens it
+    if (fd < 0) fail("{}: cannot write the checkpoint file: {}", tmp, std::strerror(errno));
+    ::close(fd);
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) fail("{}: cannot write the checkpoint file", tmp);
     out << text;
@@ -128,7 +132,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
   std::error_code ec;
   const bool created = !fs::exists(dir);
   if (created) {
-    fs::create_directories(dir, ec);
+    recforge::create_directories(dir, ec);
     if (ec) fail("{}: cannot create the checkpoint directory: {}", dir, ec.message());
     sync_path(fs::path(dir).parent_path().string(), true);
   }
@@ -139,7 +143,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
   nlohmann::json names = nlohmann::json::array();
   try {
     fs::remove_all(tmp, ec);
-    fs::create_directory(tmp, ec);
+    if (make_directory(tmp) != 0) ec = std::error_code(errno, std::generic_category());
     if (ec) fail("{}: cannot create the checkpoint's array directory: {}", tmp, ec.message());
     const auto put = [&](const std::string& name, const Matrix& m) {
       write_array(tmp, name, m);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/text.h"
@@ -110,6 +111,10 @@ data::LoadOptions load_options(const config::Config& cfg) {
   o.min_user_interactions = d.min_user_interactions;
   o.min_item_interactions = d.min_item_interactions;
   o.skip_errors = d.on_error == "skip";
+  o.max_age_days = d.max_age_days;
+  o.max_age_from = d.max_age_from;
+  // Synthetic timestamps are unix seconds, whatever data.time_unit says.
+  o.time_unit = d.format == "synthetic" ? data::TimeUnit::kSeconds : data::time_unit_from(d.time_unit);
   o.use_cache = d.cache;
   o.cache_dir = d.cache_dir;
   if (o.cache_dir.empty()) o.cache_dir = data::default_cache_dir();
@@ -172,6 +177,7 @@ Dataset prepare_dataset(const config::Config& cfg,
                         std::shared_ptr<const data::UserExclusion> exclusion, bool read_opt_out) {
   config::check(cfg);  // a config made by Config::set may not have been checked yet
   const config::Settings& s = cfg.settings();
+  set_file_mode(file_mode_from(s.privacy.file_mode));  // of the data cache it may write
   const data::SplitOptions so = split_options(cfg);
   const bool given = so.method == data::SplitMethod::kGiven;
   std::vector<std::string> opt_out_listed;  // hashes of the ids in the privacy.opt_out file
@@ -189,6 +195,7 @@ Dataset prepare_dataset(const config::Config& cfg,
     loaded.report.raw_interactions = loaded.parts.front().size();
     data::LoadOptions lo = load_options(cfg);
     if (excl) data::exclude_users(loaded, *excl);
+    data::apply_retention(loaded, lo, "synthetic data");  // data.max_age_days
     data::clean(loaded, lo);
   } else {
     if (!s.data.path)
@@ -202,14 +209,25 @@ Dataset prepare_dataset(const config::Config& cfg,
     const auto& r = loaded.report;
     if (given && loaded.parts[1].size() == 0)
       fail("{}: no test interactions left for split.method given: {} have a user and {} an item "
-           "that is not in the (filtered) training data {}; expected at least one",
-           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
+           "that is not in the (filtered) training data {}{}; expected at least one",
+           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0],
+           r.retention_max_age_days > 0
+               ? fmt::format(", and data.max_age_days dropped {} interaction(s) of the files "
+                             "before the cutoff {}",
+                             r.retention_dropped, r.retention_cutoff)
+               : std::string());
     if (given && r.test_unknown_user_interactions + r.test_unknown_item_interactions > 0)
       log().warn(
           "{}: dropped {} test interaction(s) whose user and {} whose item is not in the "
           "(filtered) training data {}",
           paths[1], r.test_unknown_user_interactions, r.test_unknown_item_interactions, paths[0]);
   }
+
+  if (const auto& r = loaded.report; r.retention_max_age_days > 0)
+    log().info("retention: dropped {} interaction(s) with a timestamp before {} ({} days before "
+               "{}, data.max_age_days)",
+               r.retention_dropped, r.retention_cutoff, r.retention_max_age_days,
+               r.retention_reference);
 
   Dataset d;
   d.users = std::move(loaded.users);
@@ -282,6 +300,11 @@ nlohmann::json Dataset::stats() const {
                     {"opt_out_interactions", r.opt_out_interactions},
                     {"forgotten_users", r.forgotten_users},
                     {"forgotten_interactions", r.forgotten_interactions}};
+  if (r.retention_max_age_days > 0)
+    s["retention"] = {{"max_age_days", r.retention_max_age_days},
+                      {"reference", r.retention_reference},
+                      {"cutoff", r.retention_cutoff},
+                      {"dropped_interactions", r.retention_dropped}};
   return s;
 }
 

@@ -190,6 +190,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   // a sweep's trial, has not been through them yet).
   config::check(cfg);
   const config::Settings& s = cfg.settings();
+  set_file_mode(file_mode_from(s.privacy.file_mode));  // of the run directory, checkpoints, export
   set_log_level(s.run.log_level);
   set_progress_mode(s.run.progress);
   const Context ctx = Context::create(s.train.device, static_cast<int>(s.train.threads));

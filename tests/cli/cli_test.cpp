@@ -165,10 +165,10 @@ TEST(Cli, BadInputGetsOneClearSentence) {
   const std::string data = "data:\n  weight_col: \"2\"\n  cache: false\n  path: ";
   write_file(t.file("malformed.yaml"), data + "bad.csv\n");
   expect_one_line_error(t, "train malformed.yaml",
-                        "bad.csv:3: expected at least 3 fields separated by \",\", got 2: \"2,3\"");
+                        "bad.csv:3: expected at least 3 fields separated by \",\", got 2: \"<user id>,3\"");
   write_file(t.file("negative.yaml"), data + "neg.csv\n");
   expect_one_line_error(t, "train negative.yaml",
-                        "neg.csv:2: weight -4 is negative, expected a weight >= 0: \"1,3,-4\"");
+                        "neg.csv:2: weight -4 is negative, expected a weight >= 0: \"<user id>,3,-4\"");
   write_file(t.file("empty.yaml"), data + "empty.csv\n");
   expect_one_line_error(t, "train empty.yaml", "empty.csv: the file is empty, expected interactions");
   write_file(t.file("missing.yaml"), data + "nope.csv\n");

@@ -230,13 +230,15 @@ std::vector<Field> layout(const std::string& b) {
       p += 8 + n * arrays[a].second;
     }
   }
-  for (int k = 0; k < 14; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
-  p += 112;
+  for (int k = 0; k < 16; ++k) out.push_back({"report count " + std::to_string(k), p + 8 * k, 8});
+  p += 128;
   out.push_back({"report rounds", p, 4});
   out.push_back({"report seconds", p + 4, 8});
   out.push_back({"report rate", p + 12, 8});
-  out.push_back({"report exclusion applied", p + 20, 1});
-  p += 21;
+  out.push_back({"retention reference", p + 20, 8});
+  out.push_back({"retention cutoff", p + 28, 8});
+  out.push_back({"report exclusion applied", p + 36, 1});
+  p += 37;
   for (const char* list : {"opt-out matched", "forgotten matched"}) {
     const uint64_t n = u64(p);
     out.push_back({std::string(list) + " count", p, 8});

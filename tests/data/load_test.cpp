@@ -130,12 +130,12 @@ TEST(Load, ControlCharactersInStringIdsAreRefusedAtFileLineColumn) {
   const auto p = write_file(t.file("c.csv"), "ann,x\r\nbob,y\rz\r\ncid,x\r\n");
   EXPECT_EQ(load_error({p}, o),
             t.file("c.csv") + ":2:6: item id \"y\\rz\" contains the control character 0x0d, "
-                              "expected printable text: \"bob,y\\rz\" (set data.on_error: skip "
+                              "expected printable text: \"<user id>,y\\rz\" (set data.on_error: skip "
                               "to skip such lines)");
   // A tab inside a quoted field, after a doubled quote: the column is that of the raw byte.
   EXPECT_EQ(load_error({write_file(t.file("q.csv"), "ann,x\n\"b\"\"o\tb\",x\n")}, o),
-            t.file("q.csv") + ":2:6: user id \"b\"o\\tb\" contains the control character 0x09, "
-                              "expected printable text: \"\"b\"\"o\\tb\",x\" (set data.on_error: "
+            t.file("q.csv") + ":2:6: user id of 5 bytes contains the control character 0x09, "
+                              "expected printable text: \"\"<user id>\",x\" (set data.on_error: "
                               "skip to skip such lines)");
   o.format = Format::kAdjacency;
   EXPECT_NE(load_error({write_file(t.file("a.txt"), "ann x\nbob y\x01 z\n")}, o)
@@ -156,7 +156,9 @@ TEST(Load, EchoedInputIsTruncatedToSixtyBytes) {
   const std::string big(1000000, '7');
   const std::string msg = load_error({write_file(t.file("l.csv"), "1,2,1\n1," + big + "x,1\n")}, o);
   const std::string field_shown = std::string(60, '7') + "\xE2\x80\xA6 (1000001 bytes)";
-  const std::string line_shown = "1," + std::string(58, '7') + "\xE2\x80\xA6 (1000005 bytes)";
+  // The user id is replaced by <user id>; the length is that of the line in the file.
+  const std::string line_shown =
+      "<user id>," + std::string(50, '7') + "\xE2\x80\xA6 (1000005 bytes)";
   EXPECT_EQ(msg, t.file("l.csv") + ":2: item id \"" + field_shown +
                      "\" is not an integer (set data.id_type: string for text ids): \"" +
                      line_shown + "\" (set data.on_error: skip to skip such lines)");
@@ -280,7 +282,7 @@ TEST(Load, MalformedLinesFailWithFileLineAndText) {
   LoadOptions o = no_cache();
   o.weight_col = "2";
   const std::string msg = load_error({p}, o);
-  EXPECT_NE(msg.find("bad.csv:3: expected at least 3 fields separated by \",\", got 1: \"5\""),
+  EXPECT_NE(msg.find("bad.csv:3: expected at least 3 fields separated by \",\", got 1: \"<user id>\""),
             std::string::npos)
       << msg;
   o.skip_errors = true;
@@ -294,22 +296,68 @@ TEST(Load, BadValuesAreNamed) {
   LoadOptions o = no_cache();
   o.weight_col = "2";
   EXPECT_NE(load_error({write_file(t.file("n.csv"), "1,2,1\n1,3,-2\n")}, o)
-                .find("n.csv:2: weight -2 is negative, expected a weight >= 0: \"1,3,-2\""),
+                .find("n.csv:2: weight -2 is negative, expected a weight >= 0: \"<user id>,3,-2\""),
             std::string::npos);
   EXPECT_NE(load_error({write_file(t.file("w.csv"), "1,2,abc\n")}, o)
                 .find("w.csv:1: weight \"abc\" is not a finite number"),
             std::string::npos);
   EXPECT_NE(load_error({write_file(t.file("i.csv"), "1,2,1\nx,2,1\n")}, o)
-                .find("i.csv:2: user id \"x\" is not an integer (set data.id_type: string"),
+                .find("i.csv:2: user id of 1 byte is not an integer (set data.id_type: string"),
             std::string::npos);
   EXPECT_NE(load_error({write_file(t.file("h.csv"), "user,item,w\n1,2,1\n")}, o)
-                .find("h.csv:1: user id \"user\" is not an integer (set data.id_type: string for "
+                .find("h.csv:1: user id of 4 bytes is not an integer (set data.id_type: string for "
                       "text ids, or data.header: true)"),
             std::string::npos);
   o.time_col = "3";
   EXPECT_NE(load_error({write_file(t.file("t.csv"), "1,2,1,2020-01-01\n")}, o)
                 .find("t.csv:1: timestamp \"2020-01-01\" is not an integer"),
             std::string::npos);
+}
+
+TEST(Load, MalformedLinesAreQuotedWithTheirUserIdReplaced) {
+  // User ids stay out of logs and errors: the user field of a quoted line reads <user id>, a
+  // user id itself is named by its length, and a line not split as far as its user field is
+  // not quoted at all. Everything else (file:line:column, the other fields) is shown.
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  o.delimiter = ',';
+  o.weight_col = "2";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"hygiene-user-0001,item1,abc\n",
+       ":1: weight \"abc\" is not a finite number in float32's range (at most 3.4e38): "
+       "\"<user id>,item1,abc\""},
+      {"hygiene-user-0002\n",
+       ":1: expected at least 3 fields separated by \",\", got 1: \"<user id>\""},
+      {"hygiene-user-0003,\"item1,1\n", ":1: unterminated quoted field: \"<user id>,\"item1,1\""},
+      {"\"hygiene-user-0004,item1,1\n",
+       ":1: unterminated quoted field: (the line's 26 bytes are not shown: it may hold a user id)"},
+      {"hygiene\x02user-0005,item1,1\n",
+       ":1:8: user id of 17 bytes contains the control character 0x02, expected printable text: "
+       "\"<user id>,item1,1\""},
+  };
+  int k = 0;
+  for (const auto& [text, expected] : cases) {
+    const std::string p = write_file(t.file(fmt::format("m{}.csv", k++)), text);
+    const std::string msg = load_error({p}, o);
+    EXPECT_EQ(msg.find("hygiene"), std::string::npos) << msg;
+    EXPECT_EQ(msg, p + expected + " (set data.on_error: skip to skip such lines)");
+  }
+  // The user in another column; adjacency lists (the user first).
+  o.user_col = "1";
+  o.item_col = "0";
+  const std::string c = write_file(t.file("c.csv"), "item1,hygiene-user-0006,x\n");
+  EXPECT_EQ(load_error({c}, o), c + ":1: weight \"x\" is not a finite number in float32's range "
+                                    "(at most 3.4e38): \"item1,<user id>,x\" (set data.on_error: "
+                                    "skip to skip such lines)");
+  LoadOptions a = no_cache();
+  a.string_ids = true;
+  a.format = Format::kAdjacency;
+  const std::string adj = write_file(t.file("a.txt"), "hygiene-user-0007 item1 it\x01zz\n");
+  EXPECT_EQ(load_error({adj}, a),
+            adj + ":1:27: item id \"it\\x01zz\" contains the control character 0x01, expected "
+                  "printable text: \"<user id> item1 it\\x01zz\" (set data.on_error: skip to "
+                  "skip such lines)");
 }
 
 TEST(Load, MissingEmptyAndHeaderOnlyFiles) {
