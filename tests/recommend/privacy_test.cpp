@@ -174,8 +174,9 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
     const Result r = rec.recommend({"9"}, o);
     EXPECT_TRUE(r.lists[0].personalised);
   }
-  // "9" opts out after training: answered with popularity from the training matrix.
-  test::write_file(opt, "5\n9\n");
+  // "9" opts out after training: answered with popularity from the training matrix; so is
+  // "ghost", who has no row (as a user whose lines were dropped at training).
+  test::write_file(opt, "5\n9\nghost\n");
   const Recommender rec = Recommender::open(run);
   Options o;
   o.k = 10;
@@ -185,6 +186,11 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
   EXPECT_EQ(entries(r.lists[0]),
             expected_popularity(train, opened.data.items, opened.data.users.find("9"), 10));
   EXPECT_TRUE(r.lists[1].personalised);
+  const Result ghost = rec.recommend({"ghost"}, o);
+  ASSERT_EQ(ghost.lists.size(), 1u);
+  EXPECT_FALSE(ghost.lists[0].personalised);
+  EXPECT_EQ(entries(ghost.lists[0]),
+            expected_popularity(train, opened.data.items, std::nullopt, 10));
   for (const Scored& x : rec.similar_users("3", 299).lists[0].items) {
     EXPECT_NE(x.id, "9");
     EXPECT_NE(x.id, "5");
