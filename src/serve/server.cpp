@@ -251,6 +251,8 @@ struct Server::Impl {
                 {"format_version", m.value("format_version", 0)},
                 {"created", m.value("created", "")},
                 {"fold_in", s->rec->can_fold_in()},
+                {"pseudonymized", m.contains("user_ids") && m["user_ids"].value("pseudonymized", false)},
+                {"opted_out", s->rec->opt_out_size()},
                 {"load_seconds", s->load_seconds},
                 {"loaded_at", s->loaded_unix}};
     return out;

@@ -131,6 +131,10 @@ TEST(ServePrivacy, OptedOutUsersGetPopularityFlaggedAndCounted) {
   ASSERT_EQ(batch["body"]["unknown"].size(), 1u);
   EXPECT_EQ(batch["body"]["unknown"][0]["id"], "nobody");
 
+  const json info = s.get("/v1/info");
+  EXPECT_EQ(info["body"]["pseudonymized"], true) << info;
+  EXPECT_EQ(info["body"]["opted_out"], 2) << info;
+
   // Three lists were not personalised: one GET, two in the POST.
   const json metrics = s.get("/metrics");
   EXPECT_NE(metrics["text"].get<std::string>().find("\nrecforge_not_personalised_lists_total 3\n"),
