@@ -17,7 +17,12 @@
 ///   item_factors.npy   float32 (items × dim), C order; row i is item_ids.txt line i + 1
 ///   user_factors.npy   float32 (users × dim), C order; row u is user_ids.txt line u + 1
 ///   item_ids.txt       raw item ids, one per line, in factor-row order
-///   user_ids.txt       raw user ids, one per line, in factor-row order
+///   user_ids.txt       raw user ids, one per line, in factor-row order; with
+///                      export.pseudonymize, HMAC-SHA256(key, raw id) in hex instead (the
+///                      manifest's "user_ids" says which, with the key's check value)
+///   opt_out.txt        the user ids of privacy.opt_out at export time, sorted, one per line
+///                      (pseudonyms when the export is pseudonymised); absent in exports of
+///                      earlier recforge, which load with an empty list
 ///   seen_indptr.npy    int64 (users + 1): CSR offsets of each user's training items
 ///   seen_indices.npy   int32 (nnz): item rows, sorted within each user
 ///
@@ -26,10 +31,12 @@
 /// The layout and the guarantees to readers and after crashes are described in docs/export.md.
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/npy.h"
+#include "core/secret.h"
 #include "data/csr.h"
 #include "data/interactions.h"
 #include "index/index.h"
@@ -43,6 +50,11 @@ constexpr int kFormatVersion = 1;
 constexpr const char* kFormatName = "recforge-export";
 /// The files of a version-1 artifact besides manifest.json, in the order they are written.
 const std::vector<std::string>& data_files();
+/// Files that exports written by this recforge hold besides data_files(), but that exports of
+/// earlier builds lack: listed and checksummed in the manifest when present, optional to load.
+const std::vector<std::string>& optional_files();
+/// The scheme of pseudonymised user ids (manifest "user_ids": {"scheme"}).
+constexpr const char* kPseudonymScheme = "hmac-sha256";
 /// The symbolic link naming the version in service.
 constexpr const char* kCurrentLink = "current";
 /// N of a version directory name "v-<N>" (N ≥ 1, no leading zero), or -1 for any other name.
@@ -64,7 +76,18 @@ struct ExportInput {
   /// Sum of the training interactions' raw weights (data::Bm25Corpus::total_weight): with the
   /// seen lists, what bm25 weighting of a folded-in user needs.
   double train_weight_total = 0;
+  /// export.pseudonymize: user_ids.txt and opt_out.txt hold key.pseudonym(raw id); the manifest
+  /// records the scheme and key.check_value(), never the key.
+  std::optional<SecretKey> pseudonym_key;
+  /// The raw user ids of privacy.opt_out at export time (read_opt_out), written to opt_out.txt.
+  std::vector<std::string> opt_out;
 };
+
+/// The user ids of an opt-out file (privacy.opt_out): one per line, surrounding spaces, tabs
+/// and a carriage return removed, blank lines and lines starting with '#' skipped; sorted and
+/// unique. `where` names the setting or option in errors ("config.yaml:3:12: privacy.opt_out").
+/// Throws recforge::Error naming the file when it is missing or unreadable.
+std::vector<std::string> read_opt_out(const std::string& path, const std::string& where);
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty
 /// directory or an earlier recforge export, below a writable directory. Returns `out`
@@ -100,6 +123,12 @@ struct Artifact {
   data::Csr seen;                                       ///< training items per user (no values)
   index::ItemIndex index;                               ///< index.faiss
   index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
+  /// opt_out.txt: the opted-out user ids (pseudonyms when pseudonymised), sorted; empty for
+  /// exports without the file.
+  std::vector<std::string> opt_out;
+  /// The manifest's "user_ids": {"key_check"} of a pseudonymised export; "" when its user ids
+  /// are raw.
+  std::string key_check;
 };
 
 /// The manifest's "fold_in" section for a run's resolved config (config::Config::to_json):

@@ -183,6 +183,36 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   check_factors(v.shown("user_factors.npy"), a.users, n_users, dim);
   a.item_ids = parse_ids(verified("item_ids.txt")->bytes(), v.shown("item_ids.txt"), n_items);
   a.user_ids = parse_ids(verified("user_ids.txt")->bytes(), v.shown("user_ids.txt"), n_users);
+  if (const nlohmann::json* u = field(m, "user_ids"); u && field(*u, "pseudonymized") &&
+                                                      (*u)["pseudonymized"] == true) {
+    const nlohmann::json* scheme = field(*u, "scheme");
+    if (!scheme || *scheme != kPseudonymScheme)
+      fail("{}: user_ids.scheme is {}; expected \"{}\" (pseudonymised by another program?)", mpath,
+           scheme ? scheme->dump() : "missing", kPseudonymScheme);
+    const nlohmann::json* check = field(*u, "key_check");
+    if (!check || !check->is_string() || check->get<std::string>().empty())
+      fail("{}: user_ids.key_check is {}; expected the key's check value (a hex string)", mpath,
+           check ? check->dump() : "missing");
+    a.key_check = check->get<std::string>();
+  }
+  // The opt-out list: absent in exports of earlier recforge (an empty list).
+  if (files->contains("opt_out.txt")) {
+    const std::string path = v.shown("opt_out.txt");
+    const std::shared_ptr<const MappedFile> file = verified("opt_out.txt");  // mapped while read
+    const std::string_view bytes = file->bytes();
+    size_t start = 0;
+    while (start < bytes.size()) {
+      size_t end = bytes.find('\n', start);
+      if (end == std::string_view::npos) end = bytes.size();
+      a.opt_out.emplace_back(bytes.substr(start, end - start));
+      if (a.opt_out.back().empty() ||
+          (a.opt_out.size() > 1 && a.opt_out.back() <= a.opt_out[a.opt_out.size() - 2]))
+        fail("{}: line {} is empty or out of order; expected non-empty ids in increasing order, "
+             "each once",
+             path, a.opt_out.size());
+      start = end + 1;
+    }
+  }
 
   const std::string indptr_path = v.shown("seen_indptr.npy");
   const std::string indices_path = v.shown("seen_indices.npy");
@@ -224,7 +254,8 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   // Files listed beyond those of the format are checked too.
   for (const auto& [name, entry] : files->items()) {
     const auto& known = data_files();
-    if (std::find(known.begin(), known.end(), name) == known.end()) verified(name);
+    if (std::find(known.begin(), known.end(), name) == known.end() && name != "opt_out.txt")
+      verified(name);
   }
   return a;
 }

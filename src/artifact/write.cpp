@@ -33,6 +33,11 @@ const std::vector<std::string>& data_files() {
   return files;
 }
 
+const std::vector<std::string>& optional_files() {
+  static const std::vector<std::string> files = {"opt_out.txt"};
+  return files;
+}
+
 nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total) {
   auto section = [&](const char* name) -> const nlohmann::json* {
     const auto it = config.find(name);
@@ -104,10 +109,10 @@ void recover_siblings(const fs::path& out) {
   }
 }
 
-/// Writes raw ids one per line; ids with line breaks cannot be represented.
-void write_ids(const std::string& path, const data::IdMap& ids, const char* what) {
+/// Writes ids one per line; ids with line breaks cannot be represented.
+void write_ids(const std::string& path, const std::vector<std::string>& ids, const char* what) {
   std::string text;
-  for (const std::string& id : ids.ids()) {
+  for (const std::string& id : ids) {
     if (id.find_first_of("\r\n") != std::string::npos)
       fail("export: {} id \"{}\" contains a line break; expected ids without line breaks", what,
            id);
@@ -168,6 +173,7 @@ void tidy_inside(const fs::path& out) {
 void link_files(const fs::path& dir) {
   std::vector<std::string> names = data_files();
   names.insert(names.begin(), "manifest.json");
+  names.insert(names.end(), optional_files().begin(), optional_files().end());
   for (const std::string& f : names) {
     std::error_code ec;
     if (fs::symlink_status(dir / f, ec).type() != fs::file_type::not_found) continue;
@@ -251,6 +257,7 @@ Layout inspect_target(const fs::path& out, const std::string& out_s) {
       // The whole directory is replaced: it must hold nothing but the export.
       std::vector<std::string> known = data_files();
       known.push_back("manifest.json");
+      known.insert(known.end(), optional_files().begin(), optional_files().end());
       for (const auto& e : fs::directory_iterator(out, ec)) {
         const std::string entry = e.path().filename().string();
         if (std::find(known.begin(), known.end(), entry) == known.end())
@@ -353,10 +360,23 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   written("item_factors.npy", {{"dtype", "float32"}, {"shape", shape_of(items)}});
   write_npy(S + "user_factors.npy", users);
   written("user_factors.npy", {{"dtype", "float32"}, {"shape", shape_of(users)}});
-  write_ids(S + "item_ids.txt", *in.item_ids, "item");
+  write_ids(S + "item_ids.txt", in.item_ids->ids(), "item");
   written("item_ids.txt", {{"lines", items.rows}});
-  write_ids(S + "user_ids.txt", *in.user_ids, "user");
+  // export.pseudonymize: HMAC-SHA256(key, raw id) in place of each user id, in the same rows.
+  const SecretKey* key = in.pseudonym_key ? &*in.pseudonym_key : nullptr;
+  auto pseudonyms = [key](const std::vector<std::string>& raw) {
+    std::vector<std::string> hashed;
+    hashed.reserve(raw.size());
+    for (const std::string& id : raw) hashed.push_back(key->pseudonym(id));
+    return hashed;
+  };
+  write_ids(S + "user_ids.txt", key ? pseudonyms(in.user_ids->ids()) : in.user_ids->ids(), "user");
   written("user_ids.txt", {{"lines", users.rows}});
+  std::vector<std::string> opt_out = key ? pseudonyms(in.opt_out) : in.opt_out;
+  std::sort(opt_out.begin(), opt_out.end());
+  opt_out.erase(std::unique(opt_out.begin(), opt_out.end()), opt_out.end());
+  write_ids(S + "opt_out.txt", opt_out, "opted-out user");
+  written("opt_out.txt", {{"lines", opt_out.size()}});
   write_npy(S + "seen_indptr.npy", std::vector<int64_t>(seen.indptr.begin(), seen.indptr.end()));
   written("seen_indptr.npy", {{"dtype", "int64"}, {"shape", {seen.rows + 1}}});
   write_npy(S + "seen_indices.npy", std::vector<int32_t>(seen.indices.begin(), seen.indices.end()));
@@ -391,6 +411,11 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
       {"metrics", ordered(in.metrics)},
       {"config", ordered(in.config)},
   };
+  manifest["user_ids"] = {{"pseudonymized", key != nullptr}};
+  if (key) {
+    manifest["user_ids"]["scheme"] = kPseudonymScheme;
+    manifest["user_ids"]["key_check"] = key->check_value();
+  }
   if (const nlohmann::json fold = fold_in_section(in.config, in.train_weight_total); !fold.is_null())
     manifest["fold_in"] = ordered(fold);
   manifest["files"] = ordered(files);

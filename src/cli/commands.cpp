@@ -52,6 +52,7 @@ struct Options {
   std::vector<std::string> sets;
   std::string run_dir, out, user, item_list, name, device, exclude, resume;
   std::string user_list, candidates, weights, format = "csv", metric = "default", item;
+  std::string key_file, key_env;  // --pseudonym-key-file / --pseudonym-key-env
   bool all = false, exact = false, include_seen = false;
   std::string nprobe_list, ef_list;
   int64_t bench_users = 0;
@@ -299,21 +300,25 @@ std::string json_string(const std::string& s) { return nlohmann::json(s).dump();
 struct OutList {
   const std::string* query;  // nullptr: a folded-in new user (empty CSV field, JSON null)
   std::vector<std::pair<const std::string*, float>> entries;
+  bool personalised = true;  // false: an opted-out user's popularity list
 };
 
-// The lists as CSV (header `columns`) or JSON (`query_key` and `list_key` per object; an array
-// unless `single`). Scores are written in full float precision (shortest round trip).
+// The lists as CSV (header `columns`, and a trailing column `personalised` when
+// `personalised_column`) or JSON (`query_key`, `list_key` and "personalised" per object; an
+// array unless `single`). Scores are written in full float precision (shortest round trip).
 std::string format_lists(const std::vector<OutList>& lists, const std::array<const char*, 4>& columns,
                          const char* query_key, const char* list_key, const char* entry_key,
-                         bool single) {
+                         bool single, bool personalised_column = false) {
   std::string text;
   if (g.format == "csv") {
-    text = fmt::format("{},{},{},{}\n", columns[0], columns[1], columns[2], columns[3]);
+    text = fmt::format("{},{},{},{}{}\n", columns[0], columns[1], columns[2], columns[3],
+                       personalised_column ? ",personalised" : "");
     for (const OutList& l : lists) {
       const std::string q = l.query ? csv_field(*l.query) : std::string();
+      const char* tail = !personalised_column ? "" : l.personalised ? ",true" : ",false";
       for (size_t j = 0; j < l.entries.size(); ++j)
-        text += fmt::format("{},{},{},{}\n", q, j + 1, csv_field(*l.entries[j].first),
-                            l.entries[j].second);
+        text += fmt::format("{},{},{},{}{}\n", q, j + 1, csv_field(*l.entries[j].first),
+                            l.entries[j].second, tail);
     }
     return text;
   }
@@ -326,7 +331,7 @@ std::string format_lists(const std::vector<OutList>& lists, const std::array<con
     for (size_t j = 0; j < l.entries.size(); ++j)
       text += fmt::format("{}{{\"{}\":{},\"score\":{}}}", j ? "," : "", entry_key,
                           json_string(*l.entries[j].first), l.entries[j].second);
-    text += "]}";
+    text += fmt::format("],\"personalised\":{}}}", l.personalised ? "true" : "false");
   }
   if (!single) text += "]";
   return text + "\n";
@@ -346,7 +351,7 @@ void emit(const std::string& text, const std::string& what) {
 std::vector<OutList> out_lists(const recommend::Result& r, bool new_user) {
   std::vector<OutList> out;
   for (const recommend::List& l : r.lists) {
-    OutList o{new_user ? nullptr : &l.query, {}};
+    OutList o{new_user ? nullptr : &l.query, {}, l.personalised};
     for (const recommend::Scored& s : l.items) o.entries.push_back({&s.id, s.score});
     out.push_back(std::move(o));
   }
@@ -396,6 +401,31 @@ void warn_k(int64_t available, const char* what) {
                available, available);
 }
 
+// How recommend and similar open their source: --pseudonym-key-file / --pseudonym-key-env.
+recommend::OpenOptions open_options(const char* verb) {
+  recommend::OpenOptions o;
+  o.verb = verb;
+  if (!g.key_file.empty() && !g.key_env.empty())
+    fail("--pseudonym-key-file and --pseudonym-key-env: give one of them, not both");
+  if (!g.key_file.empty()) {
+    o.pseudonym_key = SecretKey::from_file(g.key_file, "--pseudonym-key-file");
+    o.key_where = "--pseudonym-key-file " + g.key_file;
+  } else if (!g.key_env.empty()) {
+    o.pseudonym_key = SecretKey::from_env(g.key_env, "--pseudonym-key-env");
+    o.key_where = "--pseudonym-key-env " + g.key_env;
+  }
+  return o;
+}
+
+// Adds --pseudonym-key-file and --pseudonym-key-env to a verb that answers for users.
+void add_key_options(CLI::App* app) {
+  app->add_option("--pseudonym-key-file", g.key_file,
+                  "File holding the key of a pseudonymised export (export.pseudonymize), so that "
+                  "raw user ids may be given; pseudonyms are accepted without it");
+  app->add_option("--pseudonym-key-env", g.key_env,
+                  "Environment variable holding that key (instead of --pseudonym-key-file)");
+}
+
 int cmd_recommend() {
   const int modes = !g.user.empty() + !g.user_list.empty() + !g.item_list.empty() + g.all;
   if (modes != 1)
@@ -406,7 +436,10 @@ int cmd_recommend() {
          "--format json)");
   if (!g.weights.empty() && g.item_list.empty())
     fail("recommend --weights: weights belong to the items of --items ID,ID,...; give --items");
-  const recommend::Recommender rec = recommend::Recommender::open(g.run_dir, "recommend from");
+  const recommend::Recommender rec =
+      recommend::Recommender::open(g.run_dir, open_options("recommend from"));
+  // CSV: the trailing `personalised` column when the source has users who opted out.
+  const bool personalised_column = rec.opt_out_size() > 0;
   recommend::Options o;
   o.k = static_cast<int>(g.k);
   o.exclude = split_list(g.exclude);
@@ -426,10 +459,11 @@ int cmd_recommend() {
     for (int64_t q = 0; q < top.n; ++q) {
       OutList& l = lists[static_cast<size_t>(q)];
       l.query = &rec.user_ids().external(static_cast<data::index_t>(q));
+      l.personalised = !rec.row_opted_out(static_cast<data::index_t>(q));
       for (int j = 0; j < top.k && top.item(q, j) >= 0; ++j)
         l.entries.push_back({&rec.item_ids().external(top.item(q, j)), top.score(q, j)});
     }
-    emit(format_lists(lists, columns, "user", "items", "item", false),
+    emit(format_lists(lists, columns, "user", "items", "item", false, personalised_column),
          fmt::format("top-{} lists of {} users", top.k, top.n));
     return 0;
   }
@@ -440,14 +474,15 @@ int cmd_recommend() {
     r = rec.recommend(g.user.empty() ? split_list(g.user_list) : std::vector<std::string>{g.user}, o);
   warn_unknown("recommend", r.unknown);
   emit(format_lists(out_lists(r, !g.item_list.empty()), columns, "user", "items", "item",
-                    g.user_list.empty()),
+                    g.user_list.empty(), personalised_column),
        fmt::format("top-{} lists of {} users", r.k, r.lists.size()));
   return 0;
 }
 
 int cmd_similar() {
   if (g.item.empty() == g.user.empty()) fail("similar: give exactly one of --item ID or --user ID");
-  const recommend::Recommender rec = recommend::Recommender::open(g.run_dir, "find similar items in");
+  const recommend::Recommender rec =
+      recommend::Recommender::open(g.run_dir, open_options("find similar items in"));
   recommend::SimilarOptions o;
   o.metric = g.metric == "dot"      ? recommend::Metric::kDot
              : g.metric == "cosine" ? recommend::Metric::kCosine
@@ -634,6 +669,7 @@ void register_commands(CLI::App& app) {
   recommend->add_flag("--exact", g.exact,
                       "Export directories: score every item directly instead of searching the "
                       "Faiss index (run directories are always exact)");
+  add_key_options(recommend);
   g_actions["recommend"] = cmd_recommend;
 
   auto* similar = app.add_subcommand(
@@ -654,6 +690,7 @@ void register_commands(CLI::App& app) {
                       "csv (item,rank,similar_item,score or user,rank,similar_user,score) or json")
       ->check(CLI::IsMember({"csv", "json"}));
   similar->add_option("--out", g.out, "Write the output to this file instead of stdout");
+  add_key_options(similar);
   g_actions["similar"] = cmd_similar;
 
   auto* exp = app.add_subcommand("export", "Write the serving artifact of a trained run");

@@ -20,6 +20,7 @@ namespace {
 
 struct ServeArgs {
   std::string export_dir, listen = "127.0.0.1:8080", admin_token_file;
+  std::string key_file, key_env;  // --pseudonym-key-file / --pseudonym-key-env
   int threads = 128;
   double batch_wait_ms = 2.0;
   int64_t max_batch = 256, timeout_ms = 5000, max_body_bytes = 1 << 20, max_k = 1000,
@@ -85,6 +86,15 @@ int cmd_serve() {
   o.max_users = static_cast<size_t>(a.max_users);
   o.max_items = static_cast<size_t>(a.max_items);
   if (!a.admin_token_file.empty()) o.admin_token = serve::read_admin_token(a.admin_token_file);
+  if (!a.key_file.empty() && !a.key_env.empty())
+    fail("--pseudonym-key-file and --pseudonym-key-env: give one of them, not both");
+  if (!a.key_file.empty()) {
+    o.pseudonym_key = SecretKey::from_file(a.key_file, "--pseudonym-key-file");
+    o.key_where = "--pseudonym-key-file " + a.key_file;
+  } else if (!a.key_env.empty()) {
+    o.pseudonym_key = SecretKey::from_env(a.key_env, "--pseudonym-key-env");
+    o.key_where = "--pseudonym-key-env " + a.key_env;
+  }
   install_serve_signals();
 
   serve::Server server(o);
@@ -170,6 +180,11 @@ void register_serve_command(CLI::App& app, std::map<std::string, std::function<i
   s->add_option("--max-items", a.max_items, "Most items of one new (fold-in) user")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+  s->add_option("--pseudonym-key-file", a.key_file,
+                "File holding the key of a pseudonymised export, so that requests may name users "
+                "by raw id (pseudonyms are accepted without it)");
+  s->add_option("--pseudonym-key-env", a.key_env,
+                "Environment variable holding that key (instead of --pseudonym-key-file)");
   actions["serve"] = cmd_serve;
 }
 

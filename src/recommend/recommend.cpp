@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
+#include <numeric>
+#include <unordered_set>
 
 #include "artifact/artifact.h"
 #include "core/error.h"
@@ -51,6 +54,11 @@ struct Recommender::Impl {
   std::unique_ptr<models::Model> export_model;  // owns the export's fold-in model
   data::WeightOptions weighting;
   data::Bm25Corpus corpus;  // the training set's bm25 statistics, for fold-in rows
+  std::optional<SecretKey> key;                   // a pseudonymised export's key, if given
+  std::unordered_set<std::string> opt_out;        // opted-out ids, as user_ids names users
+  std::vector<uint8_t> opted_row;                 // per user row: 1 when opted out
+  std::vector<int64_t> popularity;                // per item row: number of training users
+  std::vector<data::index_t> by_popularity;       // item rows, most training users first
   mutable std::once_flag unit_items_once, unit_users_once;
   mutable Matrix unit_items_, unit_users_;
 
@@ -136,6 +144,85 @@ struct Recommender::Impl {
                       &global);
   }
 
+  /// A user of a request: their row (none for one opted out at training time) and whether
+  /// they opted out; neither = unknown.
+  struct Who {
+    std::optional<data::index_t> row;
+    bool opted_out = false;
+    bool known() const { return row || opted_out; }
+  };
+
+  /// Resolves a trimmed id: exact match first, else (with the key) its pseudonym.
+  Who resolve_user(const std::string& id) const {
+    Who w;
+    w.row = user_ids->find(id);
+    w.opted_out = opt_out.count(id) > 0;
+    if (!w.known() && key) {
+      const std::string p = key->pseudonym(id);
+      w.row = user_ids->find(p);
+      w.opted_out = opt_out.count(p) > 0;
+    }
+    if (w.row && opted_row[static_cast<size_t>(*w.row)]) w.opted_out = true;
+    return w;
+  }
+
+  /// What to add to "user X is not in this export" when its user ids are pseudonyms.
+  std::string pseudonym_hint() const {
+    if (!artifact || artifact->key_check.empty() || key) return "";
+    return " (its user ids are pseudonymised: give the pseudonym, or the raw id with the key "
+           "it was exported with, e.g. --pseudonym-key-file)";
+  }
+
+  /// Fills the opt-out tables from the opted-out ids and the training items per user.
+  void index_opt_out_and_popularity() {
+    opted_row.assign(static_cast<size_t>(user_ids->size()), 0);
+    for (const std::string& id : opt_out)
+      if (const auto u = user_ids->find(id)) opted_row[static_cast<size_t>(*u)] = 1;
+    popularity.assign(static_cast<size_t>(seen->cols), 0);
+    for (data::index_t i : seen->indices) ++popularity[static_cast<size_t>(i)];
+    by_popularity.resize(popularity.size());
+    std::iota(by_popularity.begin(), by_popularity.end(), 0);
+    std::stable_sort(by_popularity.begin(), by_popularity.end(),
+                     [&](data::index_t a, data::index_t b) {
+                       return popularity[static_cast<size_t>(a)] > popularity[static_cast<size_t>(b)];
+                     });
+  }
+
+  /// The popularity list of an opted-out user: the k most popular items not in `global`
+  /// (sorted) nor, unless include_seen, in the training items of `row` (when they have one).
+  List popularity_list(const std::string& query, std::optional<data::index_t> row, int k,
+                       const std::vector<data::index_t>& global, bool include_seen) const {
+    List l;
+    l.query = query;
+    l.personalised = false;
+    std::vector<data::index_t> own;
+    if (row && !include_seen)
+      own.assign(seen->indices.begin() + seen->indptr[static_cast<size_t>(*row)],
+                 seen->indices.begin() + seen->indptr[static_cast<size_t>(*row) + 1]);
+    for (data::index_t i : by_popularity) {
+      if (static_cast<int>(l.items.size()) >= k) break;
+      if (std::binary_search(global.begin(), global.end(), i) ||
+          std::binary_search(own.begin(), own.end(), i))
+        continue;
+      l.items.push_back(
+          {item_ids->external(i), i, static_cast<float>(popularity[static_cast<size_t>(i)])});
+    }
+    return l;
+  }
+
+  /// Top-k of user rows (their training items masked unless include_seen), scored as
+  /// recommend scores them.
+  eval::TopK rows_topk(const std::vector<data::index_t>& rows, const Options& o, int k,
+                       const std::vector<data::index_t>& global, bool* exact) const {
+    const int d = static_cast<int>(users->cols);
+    std::vector<float> q(rows.size() * static_cast<size_t>(d));
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::copy_n(users->row(rows[i]), d, q.data() + i * static_cast<size_t>(d));
+    return score_items(q.data(), static_cast<int64_t>(rows.size()), metric, k,
+                       o.include_seen ? nullptr : seen, rows, global,
+                       o.exact || o.candidates.has_value(), exact);
+  }
+
   /// A TopK's row q as a List.
   List to_list(const eval::TopK& top, int64_t q, const std::string& query,
                const data::IdMap& ids) const {
@@ -156,6 +243,13 @@ Recommender& Recommender::operator=(Recommender&&) noexcept = default;
 Recommender::~Recommender() = default;
 
 Recommender Recommender::open(const std::string& path, const std::string& verb) {
+  OpenOptions o;
+  o.verb = verb;
+  return open(path, o);
+}
+
+Recommender Recommender::open(const std::string& path, const OpenOptions& opts) {
+  const std::string& verb = opts.verb;
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
   m.path = path;
@@ -202,7 +296,24 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     } else {
       m.items = &a.items;
     }
+    m.opt_out.insert(a.opt_out.begin(), a.opt_out.end());
+    if (opts.pseudonym_key) {
+      if (a.key_check.empty())
+        fail("{}: {} is not pseudonymised (its user ids are raw, manifest.json has no "
+             "user_ids.key_check); give user ids without a key",
+             opts.key_where, path);
+      if (opts.pseudonym_key->check_value() != a.key_check)
+        fail("{}: the key is not the one {} was pseudonymised with (its check value differs from "
+             "manifest.json user_ids.key_check); give the key of export.pseudonym_key_file or "
+             "export.pseudonym_key_env at export time",
+             opts.key_where, path);
+      m.key = opts.pseudonym_key;
+    }
   } else {
+    if (opts.pseudonym_key)
+      fail("{}: {} is a run directory, whose user ids are raw; a pseudonymisation key is for "
+           "pseudonymised exports only",
+           opts.key_where, path);
     m.run = std::make_unique<pipeline::OpenedRun>(pipeline::open_run(path, verb));
     pipeline::OpenedRun& r = *m.run;
     m.model = r.model.get();
@@ -214,7 +325,15 @@ Recommender Recommender::open(const std::string& path, const std::string& verb) 
     m.weighting = r.data.weighting;
     m.corpus = data::bm25_corpus(r.data.split.train, r.data.users.size(), r.data.items.size());
     m.metric = Metric::kDot;
+    // Opted out now: the file the run's config names, read as it is today (it may have gained
+    // users since training).
+    if (const auto& file = r.config.settings().privacy.opt_out) {
+      const std::vector<std::string> ids = artifact::read_opt_out(
+          *file, fmt::format("{}: privacy.opt_out", r.config.where("privacy.opt_out")));
+      m.opt_out.insert(ids.begin(), ids.end());
+    }
   }
+  m.index_opt_out_and_popularity();
   return Recommender(std::move(impl));
 }
 
@@ -226,6 +345,17 @@ const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }
 const Matrix& Recommender::user_factors() const { return *impl_->users; }
 const Matrix& Recommender::item_factors() const { return *impl_->items; }
 bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
+bool Recommender::knows_user(const std::string& id) const {
+  return impl_->resolve_user(trim(id)).known();
+}
+bool Recommender::opted_out(const std::string& id) const {
+  return impl_->resolve_user(trim(id)).opted_out;
+}
+bool Recommender::row_opted_out(data::index_t row) const {
+  return impl_->opted_row.at(static_cast<size_t>(row)) != 0;
+}
+size_t Recommender::opt_out_size() const { return impl_->opt_out.size(); }
+const std::vector<int64_t>& Recommender::item_popularity() const { return impl_->popularity; }
 
 eval::TopK Recommender::recommend_rows(const std::vector<data::index_t>& rows_in,
                                        const Options& o, std::vector<Unknown>* unknown,
@@ -238,41 +368,61 @@ eval::TopK Recommender::recommend_rows(const std::vector<data::index_t>& rows_in
     rows.resize(static_cast<size_t>(m.users->rows));
     for (size_t u = 0; u < rows.size(); ++u) rows[u] = static_cast<data::index_t>(u);
   }
-  const int d = static_cast<int>(m.users->cols);
-  std::vector<float> q(rows.size() * static_cast<size_t>(d));
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::copy_n(m.users->row(rows[i]), d, q.data() + i * static_cast<size_t>(d));
-  return m.score_items(q.data(), static_cast<int64_t>(rows.size()), m.metric, k,
-                       o.include_seen ? nullptr : m.seen, rows, global,
-                       o.exact || o.candidates.has_value(), exact);
+  eval::TopK top = m.rows_topk(rows, o, k, global, exact);
+  // Opted-out users: their row holds the popularity list instead.
+  for (size_t q = 0; q < rows.size(); ++q) {
+    if (!m.opted_row[static_cast<size_t>(rows[q])]) continue;
+    const List l = m.popularity_list("", rows[q], top.k, global, o.include_seen);
+    const size_t at = q * static_cast<size_t>(top.k);
+    for (int j = 0; j < top.k; ++j) {
+      const bool has = j < static_cast<int>(l.items.size());
+      top.items[at + static_cast<size_t>(j)] = has ? l.items[static_cast<size_t>(j)].row : -1;
+      top.scores[at + static_cast<size_t>(j)] =
+          has ? l.items[static_cast<size_t>(j)].score : -std::numeric_limits<float>::infinity();
+    }
+  }
+  return top;
 }
 
 Result Recommender::recommend(const std::vector<std::string>& users, const Options& o) const {
   const Impl& m = *impl_;
   Result res;
-  std::vector<data::index_t> rows;
+  std::vector<Impl::Who> who;
   std::vector<std::string> names;
+  std::vector<data::index_t> rows;  // of the users answered personally
   for (const std::string& raw : users) {
     const std::string id = trim(raw);
-    if (const auto u = m.user_ids->find(id)) {
-      rows.push_back(*u);
+    const Impl::Who w = m.resolve_user(id);
+    if (w.known()) {
+      who.push_back(w);
       names.push_back(id);
+      if (!w.opted_out) rows.push_back(*w.row);
     } else {
       res.unknown.push_back({id, "users"});
     }
   }
-  if (rows.empty()) {
+  if (who.empty()) {
     if (users.size() == 1)
-      fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", m.path,
-           trim(users[0]), m.kind());
+      fail("{}: user \"{}\" is not in this {}; expected a user id of its training data{}", m.path,
+           trim(users[0]), m.kind(), m.pseudonym_hint());
     fail("{}: none of the {} users asked for is in this {}; expected user ids of its training "
-         "data",
-         m.path, users.size(), m.kind());
+         "data{}",
+         m.path, users.size(), m.kind(), m.pseudonym_hint());
   }
-  const eval::TopK top = recommend_rows(rows, o, &res.unknown, &res.exact);
-  res.k = top.k;
-  for (size_t q = 0; q < rows.size(); ++q)
-    res.lists.push_back(m.to_list(top, static_cast<int64_t>(q), names[q], *m.item_ids));
+  const int k = Impl::list_length(o.k, m.items->rows);
+  const std::vector<data::index_t> global = m.global_mask(o, &res.unknown);
+  res.k = k;
+  res.exact = true;
+  eval::TopK top;
+  if (!rows.empty()) top = m.rows_topk(rows, o, k, global, &res.exact);
+  // In request order: personal lists from the TopK, popularity lists for opted-out users.
+  int64_t q = 0;
+  for (size_t n = 0; n < who.size(); ++n) {
+    if (who[n].opted_out)
+      res.lists.push_back(m.popularity_list(names[n], who[n].row, k, global, o.include_seen));
+    else
+      res.lists.push_back(m.to_list(top, q++, names[n], *m.item_ids));
+  }
   return res;
 }
 
@@ -364,18 +514,26 @@ Result Recommender::similar_users(const std::string& user_raw, int k,
                                   const SimilarOptions& o) const {
   const Impl& m = *impl_;
   const std::string user = trim(user_raw);
-  const auto u = m.user_ids->find(user);
-  if (!u)
-    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", m.path,
-         user, m.kind());
+  const Impl::Who w = m.resolve_user(user);
+  if (!w.known())
+    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data{}", m.path,
+         user, m.kind(), m.pseudonym_hint());
   Result res;
   res.k = Impl::list_length(k, m.users->rows - 1);
   res.exact = true;
+  if (w.opted_out) {  // their factors are not used to personalise anything
+    res.lists.push_back({user, {}, false});
+    return res;
+  }
   if (res.k == 0) {
     res.lists.push_back({user, {}});
     return res;
   }
-  const std::vector<data::index_t> self{*u};
+  const std::optional<data::index_t> u = w.row;
+  std::vector<data::index_t> self{*u};  // itself and every opted-out user
+  for (size_t r = 0; r < m.opted_row.size(); ++r)
+    if (m.opted_row[r]) self.push_back(static_cast<data::index_t>(r));
+  std::sort(self.begin(), self.end());
   const int d = static_cast<int>(m.users->cols);
   const Matrix& users = m.resolve(o.metric) == Metric::kCosine ? m.unit_users() : *m.users;
   const eval::TopK top =

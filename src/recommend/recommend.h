@@ -13,6 +13,16 @@
 /// Ids in a request are trimmed of surrounding spaces. Unknown ids are skipped and reported in
 /// Result::unknown with the field they came from; a request with nothing answerable (no known
 /// query id, no known fold-in item, no known candidate) throws recforge::Error with one sentence.
+///
+/// Users who opted out of personalisation (an export's opt_out.txt; for a run directory, the
+/// file its config names in privacy.opt_out, read at open) are answered with the popularity of
+/// the training data: items by their number of training users, the request's filters applied as
+/// usual, score = that count, List::personalised false. They need no row (a user opted out at
+/// training time has none). similar_users never returns them.
+///
+/// A user id is resolved by exact match first; when the Recommender was given the key of a
+/// pseudonymised export (OpenOptions::pseudonym_key), else by its pseudonym HMAC-SHA256(key,
+/// id). Lists name users as the caller gave them.
 
 #include <cstdint>
 #include <memory>
@@ -21,6 +31,7 @@
 #include <vector>
 
 #include "core/npy.h"
+#include "core/secret.h"
 #include "data/csr.h"
 #include "data/interactions.h"
 #include "eval/topk.h"
@@ -55,6 +66,9 @@ struct Scored {
 struct List {
   std::string query;          ///< the user (or item) asked about; "" for a folded-in new user
   std::vector<Scored> items;  ///< best first; shorter than k when fewer are eligible
+  /// False for a user who opted out of personalisation: `items` are then the most popular
+  /// training items, scored by their number of training users.
+  bool personalised = true;
 };
 
 /// The answer to a request.
@@ -81,9 +95,23 @@ struct SimilarOptions {
   bool exact = false;                ///< items of exports: score all instead of the index
 };
 
+/// How to open a source.
+struct OpenOptions {
+  /// Names the caller's purpose for the error when a run has no model ("recommend from").
+  std::string verb = "recommend from";
+  /// The key of a pseudonymised export, so that callers may give raw user ids. Refused at open
+  /// when its check value differs from the manifest's user_ids.key_check, and for sources
+  /// whose user ids are raw.
+  std::optional<SecretKey> pseudonym_key;
+  /// Where the key came from, for those errors ("--pseudonym-key-file").
+  std::string key_where = "pseudonym key";
+};
+
 /// An opened run directory or export, ready to answer queries.
 class Recommender {
  public:
+  /// The same with OpenOptions (a pseudonymisation key).
+  static Recommender open(const std::string& path, const OpenOptions& o);
   /// Opens `path`: an export when it holds manifest.json or `current` (artifact::load), else a
   /// run directory (pipeline::open_run, which re-prepares its data). `verb` names the caller's
   /// purpose for the error when a run has no model ("recommend from"). Throws recforge::Error.
@@ -107,13 +135,26 @@ class Recommender {
   /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
   bool can_fold_in() const;
 
+  /// Whether `id` (trimmed; raw with the key, or as the source names it) can be answered: a
+  /// user with a row, or one who opted out.
+  bool knows_user(const std::string& id) const;
+  /// Whether `id` (same resolution) opted out of personalisation.
+  bool opted_out(const std::string& id) const;
+  /// Whether the user of row `row` opted out.
+  bool row_opted_out(data::index_t row) const;
+  /// The number of opted-out ids the source lists (rows or not).
+  size_t opt_out_size() const;
+  /// Each item row's number of training users (the popularity that opted-out users get).
+  const std::vector<int64_t>& item_popularity() const;
+
   /// Top-k for each of `users` (one GEMM over the batch, or one batched index search), each
   /// user's training items masked unless include_seen, `exclude` masked for all, only
   /// `candidates` eligible when given (then scored exactly).
   Result recommend(const std::vector<std::string>& users, const Options& o) const;
 
   /// The same for user rows (every user when `rows` is empty), as a TopK (for large outputs:
-  /// `recommend --all`). Unknown exclude/candidate ids are appended to `unknown`.
+  /// `recommend --all`); the rows of opted-out users hold the popularity list (row_opted_out).
+  /// Unknown exclude/candidate ids are appended to `unknown`.
   eval::TopK recommend_rows(const std::vector<data::index_t>& rows, const Options& o,
                             std::vector<Unknown>* unknown, bool* exact = nullptr) const;
 
@@ -134,7 +175,8 @@ class Recommender {
   /// export's index when its metric is the one asked for and !exact, else exactly.
   Result similar_items(const std::string& item, int k, const SimilarOptions& o = {}) const;
 
-  /// The k users most similar to `user` (itself excluded), exactly over the user factors.
+  /// The k users most similar to `user` (itself and opted-out users excluded), exactly over the
+  /// user factors; for an opted-out `user`, an empty list with personalised false.
   Result similar_users(const std::string& user, int k, const SimilarOptions& o = {}) const;
 
   struct Impl;

@@ -156,7 +156,7 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   std::vector<std::string> users;
   for (const auto& p : batch) {
     const std::string id = recommend::trim(p->user);
-    if (rec.user_ids().find(id)) {
+    if (rec.knows_user(id)) {
       known.push_back(p);
       users.push_back(id);
     } else {

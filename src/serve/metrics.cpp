@@ -102,6 +102,12 @@ void render_histogram(std::string& out, const std::string& name, const std::stri
 
 }  // namespace
 
+void Metrics::count_not_personalised(size_t n) {
+  if (n == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  not_personalised_ += n;
+}
+
 std::string Metrics::render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -140,6 +146,10 @@ std::string Metrics::render() const {
   out += "# TYPE recforge_reloads_total counter\n";
   out += fmt::format("recforge_reloads_total{{result=\"ok\"}} {}\n", reloads_ok_);
   out += fmt::format("recforge_reloads_total{{result=\"refused\"}} {}\n", reloads_refused_);
+  out += "# HELP recforge_not_personalised_lists_total Lists answered with the popularity of the "
+         "training data to users who opted out of personalisation.\n";
+  out += "# TYPE recforge_not_personalised_lists_total counter\n";
+  out += fmt::format("recforge_not_personalised_lists_total {}\n", not_personalised_);
   return out;
 }
 

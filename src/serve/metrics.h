@@ -47,6 +47,8 @@ class Metrics {
   void set_export(const std::string& version, double load_seconds, double loaded_unix);
   /// A reload's outcome: true "ok", false "refused".
   void count_reload(bool ok);
+  /// `n` lists answered without personalisation (users who opted out: popularity lists).
+  void count_not_personalised(size_t n);
 
   /// Everything in the text format 0.0.4.
   std::string render() const;
@@ -61,6 +63,7 @@ class Metrics {
   bool has_export_ = false;
   double load_seconds_ = 0, loaded_unix_ = 0;
   uint64_t reloads_ok_ = 0, reloads_refused_ = 0;
+  uint64_t not_personalised_ = 0;
 };
 
 }  // namespace recforge::serve

@@ -65,7 +65,7 @@ std::string current_version(const std::string& dir) {
 /// Loads and verifies the export in `dir` (recommend::Recommender::open), with its version and
 /// manifest. `current` is read before and after the load; versions only grow, so equal reads
 /// mean the load read that version. Throws recforge::Error.
-std::shared_ptr<const State> load_state(const std::string& dir) {
+std::shared_ptr<const State> load_state(const std::string& dir, const ServerOptions& o) {
   if (!artifact::is_artifact(dir))
     fail("{} is not an export (it holds neither manifest.json nor a `current` link); recforge "
          "serve answers from exports only: write one with `recforge export RUN_DIR --out EXPORT_DIR`",
@@ -73,7 +73,10 @@ std::shared_ptr<const State> load_state(const std::string& dir) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     const std::string before = current_version(dir);
     const auto t0 = Clock::now();
-    auto rec = std::make_shared<const recommend::Recommender>(recommend::Recommender::open(dir));
+    recommend::OpenOptions open;
+    open.pseudonym_key = o.pseudonym_key;
+    open.key_where = o.key_where;
+    auto rec = std::make_shared<const recommend::Recommender>(recommend::Recommender::open(dir, open));
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (current_version(dir) != before) continue;  // a newer export arrived meanwhile
     auto s = std::make_shared<State>();
@@ -248,6 +251,8 @@ struct Server::Impl {
                 {"format_version", m.value("format_version", 0)},
                 {"created", m.value("created", "")},
                 {"fold_in", s->rec->can_fold_in()},
+                {"pseudonymized", m.contains("user_ids") && m["user_ids"].value("pseudonymized", false)},
+                {"opted_out", s->rec->opt_out_size()},
                 {"load_seconds", s->load_seconds},
                 {"loaded_at", s->loaded_unix}};
     return out;
@@ -263,11 +268,15 @@ struct Server::Impl {
     if (p.count("exclude")) opts.exclude = split_list(p["exclude"]);
     if (p.count("items")) opts.candidates = split_list(p["items"]);
     if (p.count("include_seen")) opts.include_seen = parse_bool(p["include_seen"], "query parameter 'include_seen'");
-    if (!s->rec->user_ids().find(user)) http_fail(404, fmt::format("unknown user '{}'", user));
+    if (!s->rec->knows_user(user)) http_fail(404, fmt::format("unknown user '{}'", user));
     const json unknown = unknown_items(*s->rec, opts);
     const recommend::Result r = batcher->recommend(s->rec, user, opts, deadline);
     if (r.lists.size() != 1) throw std::runtime_error("the library answered no list for a known user");
-    json out = {{"user", user}, {"items", items_json(r.lists[0])}, {"export", s->version}};
+    json out = {{"user", user},
+                {"personalised", r.lists[0].personalised},
+                {"items", items_json(r.lists[0])},
+                {"export", s->version}};
+    if (!r.lists[0].personalised) metrics.count_not_personalised(1);
     if (!unknown.empty()) out["unknown"] = unknown;
     return out;
   }
@@ -374,7 +383,7 @@ struct Server::Impl {
     std::vector<std::string> known;
     for (const auto& u : users) {
       const std::string id = recommend::trim(u);
-      if (s->rec->user_ids().find(id))
+      if (s->rec->knows_user(id))
         known.push_back(id);
       else
         unknown.push_back({{"id", id}, {"field", "users"}});
@@ -385,8 +394,13 @@ struct Server::Impl {
     if (!known.empty()) {
       const recommend::Result r = s->rec->recommend(known, opts);
       metrics.observe_batch(known.size());
-      for (const auto& list : r.lists)
-        results.push_back({{"user", list.query}, {"items", items_json(list)}, {"export", s->version}});
+      for (const auto& list : r.lists) {
+        results.push_back({{"user", list.query},
+                           {"personalised", list.personalised},
+                           {"items", items_json(list)},
+                           {"export", s->version}});
+        if (!list.personalised) metrics.count_not_personalised(1);
+      }
     }
     for (size_t i = 0; i < new_users.size(); ++i) {
       const NewUser& u = new_users[i];
@@ -400,7 +414,10 @@ struct Server::Impl {
       if (!any) continue;
       const recommend::Result r = s->rec->recommend_new_user(u.items, u.weights, opts);
       for (const auto& list : r.lists)
-        results.push_back({{"user", nullptr}, {"items", items_json(list)}, {"export", s->version}});
+        results.push_back({{"user", nullptr},
+                           {"personalised", list.personalised},
+                           {"items", items_json(list)},
+                           {"export", s->version}});
     }
     if (Clock::now() > deadline) throw DeadlinePassed{};
     if (results.empty())
@@ -444,7 +461,7 @@ struct Server::Impl {
     const auto old = current();
     out.previous = old ? old->version : "";
     try {
-      auto s = load_state(o.export_dir);
+      auto s = load_state(o.export_dir, o);
       out.ok = true;
       out.version = s->version;
       out.load_seconds = s->load_seconds;
@@ -676,7 +693,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
   m.loader = std::thread([&m] {
     std::string error;
     try {
-      m.install(load_state(m.o.export_dir));
+      m.install(load_state(m.o.export_dir, m.o));
       const auto s = m.current();
       log().info("serve: loaded {} ({}) in {:.2f} s: {} users, {} items", m.o.export_dir,
                  s->version.empty() ? "flat" : s->version, s->load_seconds, s->rec->user_ids().size(),

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "core/secret.h"
 #include "serve/metrics.h"
 
 namespace recforge::serve {
@@ -28,6 +30,10 @@ struct ServerOptions {
   size_t max_users = 1000;                    ///< --max-users: users + new users per POST
   size_t max_items = 10000;                   ///< --max-items: items per fold-in user
   int keep_alive_seconds = 5;                 ///< idle time before a keep-alive connection closes
+  /// --pseudonym-key-file / --pseudonym-key-env: the key of a pseudonymised export, so that
+  /// requests may name users by raw id; checked against the manifest at each load.
+  std::optional<SecretKey> pseudonym_key;
+  std::string key_where = "pseudonym key";    ///< the key's source, for the refusal
 };
 
 /// What a reload did.
