@@ -168,6 +168,7 @@ void tidy_inside(const fs::path& out) {
 void link_files(const fs::path& dir) {
   std::vector<std::string> names = data_files();
   names.insert(names.begin(), "manifest.json");
+  names.push_back(kSeenDataFile);
   for (const std::string& f : names) {
     std::error_code ec;
     if (fs::symlink_status(dir / f, ec).type() != fs::file_type::not_found) continue;
@@ -251,6 +252,7 @@ Layout inspect_target(const fs::path& out, const std::string& out_s) {
       // The whole directory is replaced: it must hold nothing but the export.
       std::vector<std::string> known = data_files();
       known.push_back("manifest.json");
+      known.push_back(kSeenDataFile);
       for (const auto& e : fs::directory_iterator(out, ec)) {
         const std::string entry = e.path().filename().string();
         if (std::find(known.begin(), known.end(), entry) == known.end())
@@ -361,6 +363,9 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   written("seen_indptr.npy", {{"dtype", "int64"}, {"shape", {seen.rows + 1}}});
   write_npy(S + "seen_indices.npy", std::vector<int32_t>(seen.indices.begin(), seen.indices.end()));
   written("seen_indices.npy", {{"dtype", "int32"}, {"shape", {seen.nnz()}}});
+  // The confidences the model trained on, parallel to seen_indices (explanations need them).
+  write_npy(S + kSeenDataFile, std::vector<float>(seen.data.begin(), seen.data.end()));
+  written(kSeenDataFile, {{"dtype", "float32"}, {"shape", {seen.nnz()}}});
 
   const auto t0 = std::chrono::steady_clock::now();
   const index::ItemIndex idx = index::ItemIndex::build(items, in.index);

@@ -57,7 +57,8 @@ struct Fixture {
         if (rng.uniform() < 0.2) seen.indices.push_back(c);
       seen.indptr.push_back(static_cast<data::offset_t>(seen.indices.size()));
     }
-    seen.data.assign(seen.indices.size(), 1.f);
+    for (size_t e = 0; e < seen.indices.size(); ++e)  // distinct confidences (seen_data.npy)
+      seen.data.push_back(1.f + 0.25f * static_cast<float>(e % 7));
     in.model_type = "ials";
     in.model_parameters = {{"factors", d}};
     in.users = &users;
@@ -94,16 +95,16 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
-                                             "item_ids.txt", "manifest.json", "seen_indices.npy",
-                                             "seen_indptr.npy", "user_factors.npy", "user_ids.txt",
-                                             "v-1"}));
+                                             "item_ids.txt", "manifest.json", "seen_data.npy",
+                                             "seen_indices.npy", "seen_indptr.npy",
+                                             "user_factors.npy", "user_ids.txt", "v-1"}));
   EXPECT_EQ(fs::read_symlink(dir + "/current"), "v-1");
   for (const std::string& name : names)
     if (name != "current" && name != "v-1") {
       EXPECT_EQ(fs::read_symlink(dir + "/" + name), "current/" + name);
       EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir + "/v-1/" + name))) << name;
     }
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 8);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 9);
   const nlohmann::json m = manifest_of(dir);
   EXPECT_EQ(m["format"], "recforge-export");
   EXPECT_EQ(m["format_version"], 1);
@@ -119,7 +120,7 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   EXPECT_EQ(m["metrics"]["test"]["recall@10"], 0.25);
   EXPECT_EQ(m["config"]["model"]["factors"], 6);
   EXPECT_EQ(m["created"].get<std::string>().size(), 20u);  // 2025-01-31T12:00:00Z
-  EXPECT_EQ(m["files"].size(), 7u);
+  EXPECT_EQ(m["files"].size(), 8u);
   for (const auto& [name, entry] : m["files"].items()) {
     EXPECT_EQ(entry["sha256"], sha256_file(dir + "/" + name)) << name;
     EXPECT_EQ(entry["bytes"], fs::file_size(dir + "/" + name)) << name;
@@ -133,6 +134,9 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
 
   const Artifact a = load(dir);
   EXPECT_EQ(a.version, "v-1");
+  // seen_data.npy: the training confidences, parallel to seen_indices.
+  ASSERT_FALSE(f.seen.data.empty());
+  EXPECT_EQ(a.seen.data, f.seen.data);
   EXPECT_EQ(a.items.data, f.items.data);
   EXPECT_EQ(a.users.data, f.users.data);
   EXPECT_EQ(a.user_ids.ids(), f.user_ids.ids());
@@ -305,7 +309,7 @@ TEST(Artifact, ReplacesAnEarlierExportButNothingElse) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
                                              "item_ids.txt", "manifest.json", "notes.txt",
-                                             "seen_indices.npy", "seen_indptr.npy",
+                                             "seen_data.npy", "seen_indices.npy", "seen_indptr.npy",
                                              "user_factors.npy", "user_ids.txt", "v-2", "v-3"}));
   for (const auto& e : fs::directory_iterator(t.str()))
     EXPECT_EQ(e.path().filename().string(), "exp") << "left behind";
