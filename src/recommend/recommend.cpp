@@ -226,6 +226,9 @@ const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }
 const Matrix& Recommender::user_factors() const { return *impl_->users; }
 const Matrix& Recommender::item_factors() const { return *impl_->items; }
 bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
+const models::Model* Recommender::model() const { return impl_->model; }
+const data::Csr& Recommender::seen() const { return *impl_->seen; }
+const pipeline::OpenedRun* Recommender::run() const { return impl_->run.get(); }
 
 eval::TopK Recommender::recommend_rows(const std::vector<data::index_t>& rows_in,
                                        const Options& o, std::vector<Unknown>* unknown,

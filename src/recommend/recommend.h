@@ -25,6 +25,13 @@
 #include "data/interactions.h"
 #include "eval/topk.h"
 
+namespace recforge::models {
+class Model;
+}  // namespace recforge::models
+namespace recforge::pipeline {
+struct OpenedRun;
+}  // namespace recforge::pipeline
+
 namespace recforge::recommend {
 
 /// How scores are computed.
@@ -106,6 +113,12 @@ class Recommender {
   const Matrix& item_factors() const;
   /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
   bool can_fold_in() const;
+  /// For explain.h: the model (nullptr for an export without "fold_in"), the training rows
+  /// (values: the confidences; an export without seen_data.npy has none), and the opened run
+  /// (nullptr for an export).
+  const models::Model* model() const;
+  const data::Csr& seen() const;
+  const pipeline::OpenedRun* run() const;
 
   /// Top-k for each of `users` (one GEMM over the batch, or one batched index search), each
   /// user's training items masked unless include_seen, `exclude` masked for all, only
