@@ -95,6 +95,7 @@ std::vector<ItemExplanation> explain(const Recommender& r, const std::string& us
     x.score = e.score;
     x.model_score = e.model_score;
     x.tolerance = e.tolerance;
+    x.condition_bound = e.condition_bound;
     for (const models::Contribution& c : e.contributions)
       x.contributions.push_back(
           {r.item_ids().external(static_cast<data::index_t>(c.item)), c.value, c.confidence,
@@ -111,7 +112,10 @@ nlohmann::ordered_json to_json(const ItemExplanation& e, int top) {
                               {"sums_to_score", e.sums_to_score},
                               {"score", e.score},
                               {"model_score", e.model_score}};
-  if (e.sums_to_score) j["tolerance"] = e.tolerance;
+  if (e.sums_to_score) {
+    j["tolerance"] = e.tolerance;
+    j["condition_bound"] = e.condition_bound;
+  }
   j["training_items"] = e.contributions.size();
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   const size_t n = top < 0 ? e.contributions.size()

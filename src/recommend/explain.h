@@ -34,6 +34,7 @@ struct ItemExplanation {
   double score = 0;         ///< exact: the score of the exact user solve; else the model score
   double model_score = 0;   ///< the stored (exported) user factors · item factors
   double tolerance = 0;     ///< exact: bound on |Σ contributions − score| (double rounding)
+  double condition_bound = 0;  ///< exact: trace(A) / λ_u ≥ the condition number of A
   std::vector<ExplainedItem> contributions;  ///< every training item of the user, largest first
 };
 
@@ -44,7 +45,8 @@ struct ItemExplanation {
 std::vector<ItemExplanation> explain(const Recommender& r, const std::string& user,
                                      const std::vector<std::string>& items);
 
-/// As JSON: user, item, method, sums_to_score, score, model_score, tolerance (exact only),
+/// As JSON: user, item, method, sums_to_score, score, model_score, tolerance and
+/// condition_bound (exact only),
 /// the number of training items and the `top` largest contributions (all when top < 0), each
 /// with item, value, confidence, contribution and share (contribution / score, exact only).
 nlohmann::ordered_json to_json(const ItemExplanation& e, int top);
