@@ -25,6 +25,8 @@
 ///                      earlier recforge, which load with an empty list
 ///   seen_indptr.npy    int64 (users + 1): CSR offsets of each user's training items
 ///   seen_indices.npy   int32 (nnz): item rows, sorted within each user
+///   seen_data.npy      float32 (nnz): the confidences the model trained on, parallel to
+///                      seen_indices (explanations); optional: exports before it lack it
 ///
 /// Exports of earlier recforge builds hold these files directly in the directory ("flat"); they
 /// still load, and the next export to such a directory replaces it with the versioned layout.
@@ -55,6 +57,8 @@ const std::vector<std::string>& data_files();
 const std::vector<std::string>& optional_files();
 /// The scheme of pseudonymised user ids (manifest "user_ids": {"scheme"}).
 constexpr const char* kPseudonymScheme = "hmac-sha256";
+/// The optional file of the training confidences (written since explain; not in data_files()).
+constexpr const char* kSeenDataFile = "seen_data.npy";
 /// The symbolic link naming the version in service.
 constexpr const char* kCurrentLink = "current";
 /// N of a version directory name "v-<N>" (N ≥ 1, no leading zero), or -1 for any other name.
@@ -120,7 +124,8 @@ struct Artifact {
   nlohmann::json manifest;                              ///< manifest.json
   Matrix users, items;  ///< the factors: views of the mapped .npy files (copied if written to)
   data::IdMap user_ids, item_ids;                       ///< raw ids by row
-  data::Csr seen;                                       ///< training items per user (no values)
+  /// Training items per user; values: seen_data.npy's confidences, or empty when it is absent.
+  data::Csr seen;
   index::ItemIndex index;                               ///< index.faiss
   index::Metric metric = index::Metric::kInnerProduct;  ///< the manifest's metric
   /// opt_out.txt: the opted-out user ids (pseudonyms when pseudonymised), sorted; empty for

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -243,6 +244,17 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   a.seen.cols = n_items;
   a.seen.indptr = std::move(indptr);  // moved, not copied: the Csr's types are the file's
   a.seen.indices = std::move(indices);
+  if (files->contains(kSeenDataFile)) {  // optional: exports before it lack it
+    const std::string data_path = v.shown(kSeenDataFile);
+    std::vector<float> data = parse_npy_f32_vector(verified(kSeenDataFile)->bytes(), data_path);
+    if (static_cast<int64_t>(data.size()) != nnz)
+      fail("{}: {} entries, expected {} (counts.seen in manifest.json)", data_path, data.size(),
+           nnz);
+    for (size_t e = 0; e < data.size(); ++e)
+      if (!std::isfinite(data[e]) || data[e] < 0)
+        fail("{}: entry {} is {}; expected finite confidences >= 0", data_path, e, data[e]);
+    a.seen.data = std::move(data);
+  }
 
   const std::string index_path = v.shown("index.faiss");
   a.index =
@@ -254,7 +266,9 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   // Files listed beyond those of the format are checked too.
   for (const auto& [name, entry] : files->items()) {
     const auto& known = data_files();
-    if (std::find(known.begin(), known.end(), name) == known.end() && name != "opt_out.txt")
+    const auto& optional = optional_files();
+    if (std::find(known.begin(), known.end(), name) == known.end() &&
+        std::find(optional.begin(), optional.end(), name) == optional.end())
       verified(name);
   }
   return a;

@@ -34,7 +34,7 @@ const std::vector<std::string>& data_files() {
 }
 
 const std::vector<std::string>& optional_files() {
-  static const std::vector<std::string> files = {"opt_out.txt"};
+  static const std::vector<std::string> files = {"opt_out.txt", kSeenDataFile};
   return files;
 }
 
@@ -381,6 +381,9 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   written("seen_indptr.npy", {{"dtype", "int64"}, {"shape", {seen.rows + 1}}});
   write_npy(S + "seen_indices.npy", std::vector<int32_t>(seen.indices.begin(), seen.indices.end()));
   written("seen_indices.npy", {{"dtype", "int32"}, {"shape", {seen.nnz()}}});
+  // The confidences the model trained on, parallel to seen_indices (explanations need them).
+  write_npy(S + kSeenDataFile, std::vector<float>(seen.data.begin(), seen.data.end()));
+  written(kSeenDataFile, {{"dtype", "float32"}, {"shape", {seen.nnz()}}});
 
   const auto t0 = std::chrono::steady_clock::now();
   const index::ItemIndex idx = index::ItemIndex::build(items, in.index);

@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 #include "cli/forget_command.h"
+#include "cli/explain_command.h"
+#include "cli/report_user_command.h"
 #include "cli/serve_command.h"
 #include "cli/sweep_commands.h"
 
@@ -738,6 +740,8 @@ void register_commands(CLI::App& app) {
   register_sweep_commands(app, g_actions);
   register_serve_command(app, g_actions);
   register_forget_command(app, g_actions);
+  register_explain_command(app, g_actions);
+  register_report_user_command(app, g_actions);
 }
 
 int run_selected(CLI::App& app) {

@@ -127,6 +127,10 @@ void write_npy(const std::string& path, const std::vector<int32_t>& v) {
   write_raw(path, "<i4", fmt::format("({},)", v.size()), v.data(), v.size() * sizeof(int32_t));
 }
 
+void write_npy(const std::string& path, const std::vector<float>& v) {
+  write_raw(path, "<f4", fmt::format("({},)", v.size()), v.data(), v.size() * sizeof(float));
+}
+
 namespace {
 
 /// The shape of a 2-D `<f4` .npy held in `bytes`, its size checked; `values` gets the data part.
@@ -177,6 +181,10 @@ std::vector<int64_t> parse_npy_i64(std::string_view bytes, const std::string& na
 
 std::vector<int32_t> parse_npy_i32(std::string_view bytes, const std::string& name) {
   return parse_vector<int32_t>(bytes, name, "<i4", "int32");
+}
+
+std::vector<float> parse_npy_f32_vector(std::string_view bytes, const std::string& name) {
+  return parse_vector<float>(bytes, name, "<f4", "float32");
 }
 
 Matrix read_npy(const std::string& path) { return parse_npy(read_bytes(path), path); }

@@ -167,6 +167,9 @@ void write_npy(const std::string& path, const std::vector<int64_t>& v);
 /// Writes a 1-D `<i4` array of shape (n,), atomically. Throws recforge::Error on failure.
 void write_npy(const std::string& path, const std::vector<int32_t>& v);
 
+/// Writes a 1-D `<f4` array of shape (n,), atomically. Throws recforge::Error on failure.
+void write_npy(const std::string& path, const std::vector<float>& v);
+
 /// Reads a 1-D `<i8` `.npy` file; errors as read_npy.
 std::vector<int64_t> read_npy_i64(const std::string& path);
 
@@ -185,6 +188,8 @@ Matrix parse_npy_view(std::string_view bytes, std::shared_ptr<const void> keep,
 std::vector<int64_t> parse_npy_i64(std::string_view bytes, const std::string& name);
 /// 1-D `<i4` from bytes; errors as read_npy.
 std::vector<int32_t> parse_npy_i32(std::string_view bytes, const std::string& name);
+/// 1-D `<f4` from bytes; errors as read_npy.
+std::vector<float> parse_npy_f32_vector(std::string_view bytes, const std::string& name);
 
 /// Throws recforge::Error naming `name`, the row and the column of the first NaN or infinity in
 /// `m`: factors that are not finite give scores of nonsense and are never served or exported.

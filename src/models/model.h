@@ -7,7 +7,9 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -25,6 +27,29 @@ namespace recforge::models {
 struct TrainingState {
   nlohmann::json values = nlohmann::json::object();  ///< small values, by name
   std::map<std::string, Matrix> arrays;              ///< arrays (optimiser moments), by name
+};
+
+/// One training item's part in an explanation.
+struct Contribution {
+  int64_t item = 0;         ///< the training item's row
+  double value = 0;         ///< its value in the training matrix (the confidence of weighting)
+  double confidence = 0;    ///< its weight in the model's solve (iALS: model.alpha × value)
+  double contribution = 0;  ///< exact: its term of the score; item_similarity: the cosine
+};
+
+/// Why a model scores item i for a user (Model::explain).
+struct Explanation {
+  /// "exact_decomposition" (the contributions sum to `score`) or "item_similarity" (the cosine
+  /// of each training item's factors to item i's; they do not sum to any score).
+  std::string method;
+  double score = 0;        ///< exact: y_iᵀA⁻¹b of the exact user solve; else the model score
+  double model_score = 0;  ///< y_i · x_u with the stored user factors
+  /// exact only: a bound on |Σ contributions − score| from the rounding of the double sums.
+  double tolerance = 0;
+  /// exact only: an upper bound on the condition number of the user's system A,
+  /// trace(A) / λ_u (A − λ_u I is positive semidefinite), for bounding float solves against it.
+  double condition_bound = 0;
+  std::vector<Contribution> contributions;  ///< one per training item, largest first
 };
 
 /// An embedding model: score(u, i) = user_factors[u] · item_factors[i].
@@ -55,6 +80,13 @@ class Model {
   /// Factors for rows of interactions (confidences) not seen in training, computed by the same
   /// solve as training.
   virtual Matrix fold_in(const data::Csr& rows) const = 0;
+  /// Why each of `items` scores as it does for a user with training row `row` (a 1-row CSR of
+  /// confidences over the items, as in training) and stored factors `user` (k floats, or
+  /// nullptr: model score 0), one Explanation per item. The default, for models without an
+  /// exact decomposition (bpr, softmax): the training items ranked by the cosine of their item
+  /// factors to the item's. iALS overrides it with the exact decomposition of its user solve.
+  virtual std::vector<Explanation> explain(const data::Csr& row, const float* user,
+                                           const std::vector<int64_t>& items) const;
   /// Hyperparameters as JSON (for run.json and manifests).
   virtual nlohmann::json describe() const = 0;
   /// Whether training_state() and resume() are implemented, so that train.checkpoint_every can

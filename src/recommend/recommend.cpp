@@ -356,6 +356,9 @@ bool Recommender::row_opted_out(data::index_t row) const {
 }
 size_t Recommender::opt_out_size() const { return impl_->opt_out.size(); }
 const std::vector<int64_t>& Recommender::item_popularity() const { return impl_->popularity; }
+const models::Model* Recommender::model() const { return impl_->model; }
+const data::Csr& Recommender::seen() const { return *impl_->seen; }
+const pipeline::OpenedRun* Recommender::run() const { return impl_->run.get(); }
 
 eval::TopK Recommender::recommend_rows(const std::vector<data::index_t>& rows_in,
                                        const Options& o, std::vector<Unknown>* unknown,

@@ -36,6 +36,13 @@
 #include "data/interactions.h"
 #include "eval/topk.h"
 
+namespace recforge::models {
+class Model;
+}  // namespace recforge::models
+namespace recforge::pipeline {
+struct OpenedRun;
+}  // namespace recforge::pipeline
+
 namespace recforge::recommend {
 
 /// How scores are computed.
@@ -134,6 +141,12 @@ class Recommender {
   const Matrix& item_factors() const;
   /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
   bool can_fold_in() const;
+  /// For explain.h: the model (nullptr for an export without "fold_in"), the training rows
+  /// (values: the confidences; an export without seen_data.npy has none), and the opened run
+  /// (nullptr for an export).
+  const models::Model* model() const;
+  const data::Csr& seen() const;
+  const pipeline::OpenedRun* run() const;
 
   /// Whether `id` (trimmed; raw with the key, or as the source names it) can be answered: a
   /// user with a row, or one who opted out.

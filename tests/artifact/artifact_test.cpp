@@ -57,7 +57,8 @@ struct Fixture {
         if (rng.uniform() < 0.2) seen.indices.push_back(c);
       seen.indptr.push_back(static_cast<data::offset_t>(seen.indices.size()));
     }
-    seen.data.assign(seen.indices.size(), 1.f);
+    for (size_t e = 0; e < seen.indices.size(); ++e)  // distinct confidences (seen_data.npy)
+      seen.data.push_back(1.f + 0.25f * static_cast<float>(e % 7));
     in.model_type = "ials";
     in.model_parameters = {{"factors", d}};
     in.users = &users;
@@ -95,6 +96,7 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
                                              "item_ids.txt", "manifest.json", "opt_out.txt",
+                                             "seen_data.npy",
                                              "seen_indices.npy", "seen_indptr.npy",
                                              "user_factors.npy", "user_ids.txt", "v-1"}));
   EXPECT_EQ(fs::read_symlink(dir + "/current"), "v-1");
@@ -119,7 +121,7 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
   EXPECT_EQ(m["metrics"]["test"]["recall@10"], 0.25);
   EXPECT_EQ(m["config"]["model"]["factors"], 6);
   EXPECT_EQ(m["created"].get<std::string>().size(), 20u);  // 2025-01-31T12:00:00Z
-  EXPECT_EQ(m["files"].size(), 8u);  // with opt_out.txt, empty without privacy.opt_out
+  EXPECT_EQ(m["files"].size(), 9u);  // with opt_out.txt and seen_data.npy, empty without privacy.opt_out
   EXPECT_EQ(test::read_file(dir + "/opt_out.txt"), "");
   EXPECT_EQ(m["user_ids"], nlohmann::json({{"pseudonymized", false}}));
   for (const auto& [name, entry] : m["files"].items()) {
@@ -135,6 +137,9 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
 
   const Artifact a = load(dir);
   EXPECT_EQ(a.version, "v-1");
+  // seen_data.npy: the training confidences, parallel to seen_indices.
+  ASSERT_FALSE(f.seen.data.empty());
+  EXPECT_EQ(a.seen.data, f.seen.data);
   EXPECT_EQ(a.items.data, f.items.data);
   EXPECT_EQ(a.users.data, f.users.data);
   EXPECT_EQ(a.user_ids.ids(), f.user_ids.ids());
@@ -307,7 +312,8 @@ TEST(Artifact, ReplacesAnEarlierExportButNothingElse) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"current", "index.faiss", "item_factors.npy",
                                              "item_ids.txt", "manifest.json", "notes.txt",
-                                             "opt_out.txt", "seen_indices.npy", "seen_indptr.npy",
+                                             "opt_out.txt", "seen_data.npy", "seen_indices.npy",
+                                             "seen_indptr.npy",
                                              "user_factors.npy", "user_ids.txt", "v-2", "v-3"}));
   for (const auto& e : fs::directory_iterator(t.str()))
     EXPECT_EQ(e.path().filename().string(), "exp") << "left behind";

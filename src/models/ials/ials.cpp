@@ -126,6 +126,11 @@ Matrix Ials::fold_in(const data::Csr& rows) const {
   return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_);
 }
 
+std::vector<Explanation> Ials::explain(const data::Csr& row, const float* user,
+                                       const std::vector<int64_t>& items) const {
+  return backend::cpu::explain_user(row, items_, o_.solve, item_weights_, user, items);
+}
+
 nlohmann::json Ials::describe() const { return describe_ials(o_); }
 
 nlohmann::json describe_ials(const IalsOptions& o_) {

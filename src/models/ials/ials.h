@@ -58,6 +58,9 @@ class Ials : public Model {
   /// number of training interactions.
   void set_item_counts(const std::vector<int64_t>& counts) override;
   Matrix fold_in(const data::Csr& rows) const override;
+  /// The exact decomposition of the user solve (backend::cpu::explain_user).
+  std::vector<Explanation> explain(const data::Csr& row, const float* user,
+                                   const std::vector<int64_t>& items) const override;
   nlohmann::json describe() const override;
   /// iALS needs nothing besides the factors (the item weights are recomputed); the state holds
   /// the iteration count only.

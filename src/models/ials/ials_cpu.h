@@ -86,3 +86,27 @@ double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const
                  const IalsSolveParams& p, const std::vector<float>& item_weights = {});
 
 }  // namespace recforge::backend::cpu
+
+namespace recforge::models {
+struct Explanation;
+}  // namespace recforge::models
+
+namespace recforge::backend::cpu {
+
+/// The exact decomposition of one user's iALS solve, in double. With t_j = alpha · r_uj the
+/// confidences of the user's training items I_u (the values of the 1-row CSR `row`), c_j the
+/// per-item unobserved weights (`col_weights`, 1 when empty), n = |I_u| and λ_u = λ (n + ν)^e:
+///   A = α0 Σ_{all j} c_j y_j y_jᵀ + Σ_{j∈I_u} t_j y_j y_jᵀ + λ_u I,   b = Σ_{j∈I_u} t_j y_j,
+/// the system that solve_side's Cholesky and CG (approximately) solve for x_u. Then
+///   score(u, i) = y_iᵀ A⁻¹ b = Σ_{j∈I_u} t_j · y_iᵀ A⁻¹ y_j,
+/// and item j contributes t_j · y_iᵀ A⁻¹ y_j = t_j · w·y_j with w = A⁻¹ y_i (A symmetric),
+/// computed from one Cholesky factorisation of A per user and one solve per explained item.
+/// `user` (k floats, or nullptr) gives model_score = y_i · x_u. A user without training items
+/// has x_u = 0: score 0, no contributions.
+std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix& y,
+                                              const IalsSolveParams& p,
+                                              const std::vector<float>& col_weights,
+                                              const float* user,
+                                              const std::vector<int64_t>& items);
+
+}  // namespace recforge::backend::cpu

@@ -105,6 +105,11 @@ void IalsCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingS
   iterations_done_ = iterations_done;
 }
 
+std::vector<Explanation> IalsCuda::explain(const data::Csr& row, const float* user,
+                                           const std::vector<int64_t>& items) const {
+  return backend::cpu::explain_user(row, item_factors(), o_.solve, item_weights_, user, items);
+}
+
 Matrix IalsCuda::fold_in(const data::Csr& rows) const {
   RF_ASSERT(state_, "IalsCuda::fold_in before init or set_factors");
   return state_->fold_in(rows, item_weights_);

@@ -31,6 +31,9 @@ class IalsCuda : public Model {
   /// As the CPU model's: the per-item unobserved weights from training interaction counts.
   void set_item_counts(const std::vector<int64_t>& counts) override;
   Matrix fold_in(const data::Csr& rows) const override;
+  /// The CPU's exact decomposition of the user solve over the host copy of the factors.
+  std::vector<Explanation> explain(const data::Csr& row, const float* user,
+                                   const std::vector<int64_t>& items) const override;
   nlohmann::json describe() const override;
   /// As the CPU model's: the factors and the iteration count.
   bool can_checkpoint() const override { return true; }

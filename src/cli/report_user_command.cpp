@@ -1,0 +1,94 @@
+// `recforge report-user`: the data-access report of one user of a run or an export.
+#include "cli/report_user_command.h"
+
+#include <cstdio>
+#include <limits>
+
+#include "cli/explain_command.h"
+#include "core/error.h"
+#include "recommend/explain.h"
+
+namespace recforge::cli {
+namespace {
+
+struct ReportArgs {
+  std::string path, user, format = "text";
+  int k = 10;
+};
+ReportArgs g_args;
+
+std::string scalar(const nlohmann::ordered_json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+int cmd_report_user() {
+  const recommend::Recommender rec = recommend::Recommender::open(g_args.path, "report on");
+  const nlohmann::ordered_json j = recommend::report_user(rec, g_args.user, g_args.k);
+  if (g_args.format == "json") {
+    std::fputs((j.dump(2) + "\n").c_str(), stdout);
+    return 0;
+  }
+  std::string out = fmt::format("user {} in {} {}\n", scalar(j["user"]), scalar(j["source"]),
+                                scalar(j["path"]));
+  const auto& t = j["training"];
+  out += fmt::format("training interactions: {}\n", t["count"].get<int64_t>());
+  for (const auto& x : t["interactions"]) {
+    out += fmt::format("  {}\tconfidence {}", scalar(x["item"]), scalar(x["confidence"]));
+    if (x.contains("raw"))
+      for (const auto& ev : x["raw"]) {
+        out += fmt::format("\tweight {}", scalar(ev["weight"]));
+        if (ev.contains("timestamp")) out += fmt::format(" at {}", scalar(ev["timestamp"]));
+      }
+    out += "\n";
+  }
+  for (const char* part : {"validation", "test"}) {
+    const auto& p = j[part];
+    if (p.is_null()) continue;
+    out += fmt::format("{}: {} interactions", part, p["count"].get<int64_t>());
+    for (const auto& x : p["interactions"]) out += " " + scalar(x["item"]);
+    out += "\n";
+  }
+  if (j.contains("held_out_note")) out += scalar(j["held_out_note"]) + "\n";
+  const auto& e = j["embedding"];
+  out += fmt::format("embedding: {} dimensions, norm {:.6g}; stored in an export: {}{}\n",
+                     e["dim"].get<int64_t>(), e["norm"].get<double>(),
+                     e["in_export"].get<bool>() ? "yes" : "no",
+                     e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
+  const auto& r = j["recommendations"];
+  out += fmt::format("top {} recommendations{}:\n", r["k"].get<int64_t>(),
+                     r.contains("method") ? " (explained by " + scalar(r["method"]) + ")" : "");
+  int rank = 0;
+  for (const auto& x : r["items"]) {
+    out += fmt::format("  {}\t{}\tscore {:.6g}", ++rank, scalar(x["item"]),
+                       x["score"].get<double>());
+    if (x.contains("explained_by")) {
+      out += "\tbecause of";
+      for (const auto& c : x["explained_by"])
+        out += fmt::format(" {} ({:.4g})", scalar(c["item"]), c["contribution"].get<double>());
+    }
+    out += "\n";
+  }
+  if (r.contains("explanations_unavailable"))
+    out += "no explanations: " + scalar(r["explanations_unavailable"]) + "\n";
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+void register_report_user_command(CLI::App& app,
+                                  std::map<std::string, std::function<int()>>& actions) {
+  auto* c = app.add_subcommand(
+      "report-user",
+      "What a run or an export holds about one user: training interactions, validation/test "
+      "presence, the embedding, and the top-k recommendations with their explanations");
+  c->add_option("path", g_args.path, "Run directory or export directory")->required();
+  c->add_option("--user", g_args.user, "External user id")->required();
+  c->add_option("--k", g_args.k, "Number of recommendations (default 10)")
+      ->check(explain_int_range(1, std::numeric_limits<int>::max()));
+  c->add_option("--format", g_args.format, "text (default) or json (every field)")
+      ->check(CLI::IsMember({"text", "json"}));
+  actions["report-user"] = cmd_report_user;
+}
+
+}  // namespace recforge::cli

@@ -1,0 +1,235 @@
+#include "recommend/explain.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "models/model.h"
+#include "pipeline/run.h"
+
+namespace recforge::recommend {
+namespace {
+
+const char* kind(const Recommender& r) { return r.is_export() ? "export" : "run"; }
+
+data::index_t user_row(const Recommender& r, const std::string& raw) {
+  const std::string user = trim(raw);
+  const auto u = r.user_ids().find(user);
+  if (!u)
+    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", r.path(),
+         user, kind(r));
+  return *u;
+}
+
+// The user's training row as a 1-row CSR over all items, values = confidences.
+data::Csr training_row(const data::Csr& seen, data::index_t u) {
+  data::Csr row;
+  row.rows = 1;
+  row.cols = seen.cols;
+  const data::offset_t b = seen.indptr[static_cast<size_t>(u)];
+  const data::offset_t e = seen.indptr[static_cast<size_t>(u) + 1];
+  row.indptr = {0, e - b};
+  row.indices.assign(seen.indices.begin() + b, seen.indices.begin() + e);
+  row.data.assign(seen.data.begin() + b, seen.data.begin() + e);
+  return row;
+}
+
+// The interactions of user `u` in `part`, as {item, weight[, timestamp]}.
+nlohmann::ordered_json interactions_of(const data::Interactions& part, data::index_t u,
+                                       const data::IdMap& items) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (data::offset_t k = 0; k < part.size(); ++k) {
+    if (part.users[static_cast<size_t>(k)] != u) continue;
+    nlohmann::ordered_json x = {{"item", items.external(part.items[static_cast<size_t>(k)])},
+                                {"weight", part.weights[static_cast<size_t>(k)]}};
+    if (part.has_times()) x["timestamp"] = part.times[static_cast<size_t>(k)];
+    list.push_back(std::move(x));
+  }
+  return list;
+}
+
+// Whether the user_ids.txt of the export at `dir` holds `user` (false when it cannot be read).
+bool export_holds(const std::string& dir, const std::string& user) {
+  std::ifstream in(dir + "/user_ids.txt");
+  std::string line;
+  while (std::getline(in, line))
+    if (line == user) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<ItemExplanation> explain(const Recommender& r, const std::string& user_raw,
+                                     const std::vector<std::string>& items_raw) {
+  const data::index_t u = user_row(r, user_raw);
+  std::vector<int64_t> rows;
+  for (const std::string& raw : items_raw) {
+    const std::string item = trim(raw);
+    const auto i = r.item_ids().find(item);
+    if (!i)
+      fail("{}: item \"{}\" is not in this {}; expected an item id of its training data",
+           r.path(), item, kind(r));
+    rows.push_back(*i);
+  }
+  const models::Model* model = r.model();
+  if (!model)
+    fail("{}: this export predates explanations (its manifest.json has no \"fold_in\" section "
+         "with the model's hyperparameters); export the run again with this recforge",
+         r.path());
+  const data::Csr& seen = r.seen();
+  if (seen.data.size() != seen.indices.size())
+    fail("{}: this export has no seen_data.npy (the training confidences that explanations "
+         "need); export the run again with this recforge",
+         r.path());
+  const data::Csr row = training_row(seen, u);
+  const std::vector<models::Explanation> ex = model->explain(row, r.user_factors().row(u), rows);
+  std::vector<ItemExplanation> out;
+  for (size_t q = 0; q < ex.size(); ++q) {
+    const models::Explanation& e = ex[q];
+    ItemExplanation x;
+    x.user = trim(user_raw);
+    x.item = trim(items_raw[q]);
+    x.method = e.method;
+    x.sums_to_score = e.method == "exact_decomposition";
+    x.score = e.score;
+    x.model_score = e.model_score;
+    x.tolerance = e.tolerance;
+    x.condition_bound = e.condition_bound;
+    for (const models::Contribution& c : e.contributions)
+      x.contributions.push_back(
+          {r.item_ids().external(static_cast<data::index_t>(c.item)), c.value, c.confidence,
+           c.contribution});
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const ItemExplanation& e, int top) {
+  nlohmann::ordered_json j = {{"user", e.user},
+                              {"item", e.item},
+                              {"method", e.method},
+                              {"sums_to_score", e.sums_to_score},
+                              {"score", e.score},
+                              {"model_score", e.model_score}};
+  if (e.sums_to_score) {
+    j["tolerance"] = e.tolerance;
+    j["condition_bound"] = e.condition_bound;
+  }
+  j["training_items"] = e.contributions.size();
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  const size_t n = top < 0 ? e.contributions.size()
+                           : std::min(e.contributions.size(), static_cast<size_t>(top));
+  for (size_t q = 0; q < n; ++q) {
+    const ExplainedItem& c = e.contributions[q];
+    nlohmann::ordered_json x = {{"item", c.item},
+                                {"value", c.value},
+                                {"confidence", c.confidence},
+                                {"contribution", c.contribution}};
+    if (e.sums_to_score) x["share"] = e.score != 0 ? c.contribution / e.score : 0.0;
+    list.push_back(std::move(x));
+  }
+  j["contributions"] = std::move(list);
+  return j;
+}
+
+nlohmann::ordered_json report_user(const Recommender& r, const std::string& user_raw, int k) {
+  const data::index_t u = user_row(r, user_raw);
+  const std::string user = trim(user_raw);
+  nlohmann::ordered_json j = {{"user", user}, {"source", kind(r)}, {"path", r.path()}};
+
+  // Training interactions: the training matrix's rows (duplicates combined, values after
+  // weighting), with each raw interaction's weight and timestamp where the run has them.
+  const data::Csr& seen = r.seen();
+  const data::offset_t b = seen.indptr[static_cast<size_t>(u)];
+  const data::offset_t e = seen.indptr[static_cast<size_t>(u) + 1];
+  const pipeline::OpenedRun* run = r.run();
+  nlohmann::ordered_json raw;
+  if (run) raw = interactions_of(run->data.split.train, u, r.item_ids());
+  nlohmann::ordered_json train = nlohmann::ordered_json::array();
+  for (data::offset_t el = b; el < e; ++el) {
+    const std::string item = r.item_ids().external(seen.indices[static_cast<size_t>(el)]);
+    nlohmann::ordered_json x = {{"item", item}};
+    x["confidence"] = seen.data.size() == seen.indices.size()
+                          ? nlohmann::ordered_json(seen.data[static_cast<size_t>(el)])
+                          : nlohmann::ordered_json(nullptr);  // an export before seen_data.npy
+    if (run) {
+      nlohmann::ordered_json events = nlohmann::ordered_json::array();
+      for (const auto& ev : raw)
+        if (ev["item"] == item) {
+          nlohmann::ordered_json copy = ev;
+          copy.erase("item");
+          events.push_back(std::move(copy));
+        }
+      x["raw"] = std::move(events);
+    }
+    train.push_back(std::move(x));
+  }
+  j["training"] = {{"count", e - b}, {"interactions", std::move(train)}};
+
+  if (run) {
+    const data::Split& s = run->data.split;
+    auto part = [&](const data::Interactions& p, const data::Interactions& history) {
+      nlohmann::ordered_json list = interactions_of(p, u, r.item_ids());
+      nlohmann::ordered_json out = {{"present", !list.empty()}, {"count", list.size()},
+                                    {"interactions", std::move(list)}};
+      const size_t h = interactions_of(history, u, r.item_ids()).size();
+      if (h > 0) out["history_count"] = h;  // the `users` split's given history
+      return out;
+    };
+    j["validation"] = part(s.validation, s.validation_foldin);
+    j["test"] = part(s.test, s.test_foldin);
+  } else {
+    j["validation"] = nullptr;
+    j["test"] = nullptr;
+    j["held_out_note"] = "an export holds no validation or test data";
+  }
+
+  double norm = 0;
+  const float* xu = r.user_factors().row(u);
+  for (int64_t c = 0; c < r.user_factors().cols; ++c) norm += static_cast<double>(xu[c]) * xu[c];
+  nlohmann::ordered_json emb = {{"dim", r.user_factors().cols}, {"norm", std::sqrt(norm)}};
+  if (r.is_export()) {
+    emb["in_export"] = true;
+    emb["export"] = r.path();
+  } else {
+    const auto it = run->run.find("export");
+    if (it != run->run.end() && it->is_string()) {
+      const std::string dir = it->get<std::string>();
+      std::error_code ec;
+      emb["export"] = dir;
+      emb["export_exists"] = std::filesystem::exists(dir, ec);
+      emb["in_export"] = export_holds(dir, user);
+    } else {
+      emb["export"] = nullptr;
+      emb["in_export"] = false;
+    }
+  }
+  j["embedding"] = std::move(emb);
+
+  Options o;
+  o.k = k;
+  o.exact = true;
+  const Result res = r.recommend({user}, o);
+  std::vector<std::string> ids;
+  for (const Scored& s : res.lists.at(0).items) ids.push_back(s.id);
+  std::vector<ItemExplanation> why;
+  std::string why_not;
+  try {
+    if (!ids.empty()) why = explain(r, user, ids);
+  } catch (const Error& err) {
+    why_not = err.what();
+  }
+  nlohmann::ordered_json recs = nlohmann::ordered_json::array();
+  for (size_t q = 0; q < ids.size(); ++q) {
+    nlohmann::ordered_json x = {{"item", ids[q]}, {"score", res.lists[0].items[q].score}};
+    if (!why.empty()) x["explained_by"] = to_json(why[q], 3)["contributions"];
+    recs.push_back(std::move(x));
+  }
+  j["recommendations"] = {{"k", res.k}, {"items", std::move(recs)}};
+  if (!why.empty()) j["recommendations"]["method"] = why[0].method;
+  if (!why_not.empty()) j["recommendations"]["explanations_unavailable"] = why_not;
+  return j;
+}
+
+}  // namespace recforge::recommend
