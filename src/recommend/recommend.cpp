@@ -9,6 +9,7 @@
 
 #include "artifact/artifact.h"
 #include "core/error.h"
+#include "data/exclusion.h"
 #include "data/weight.h"
 #include "index/filtered_search.h"
 #include "index/index.h"
@@ -57,6 +58,9 @@ struct Recommender::Impl {
   std::optional<SecretKey> key;                   // a pseudonymised export's key, if given
   std::unordered_set<std::string> opt_out;        // opted-out ids, as user_ids names users
   std::vector<uint8_t> opted_row;                 // per user row: 1 when opted out
+  // A run's users excluded at training (run.json "excluded_users"): those of its opt-out set
+  // stay opted out (they have no row) even when the file no longer lists them.
+  std::shared_ptr<const data::UserExclusion> excluded_at_training;
   std::vector<int64_t> popularity;                // per item row: number of training users
   std::vector<data::index_t> by_popularity;       // item rows, most training users first
   mutable std::once_flag unit_items_once, unit_users_once;
@@ -162,6 +166,10 @@ struct Recommender::Impl {
       w.row = user_ids->find(p);
       w.opted_out = opt_out.count(p) > 0;
     }
+    if (!w.known() && excluded_at_training &&
+        excluded_at_training->in(data::UserExclusion::Set::kOptOut,
+                                 excluded_at_training->hash(id)))
+      w.opted_out = true;
     if (w.row && opted_row[static_cast<size_t>(*w.row)]) w.opted_out = true;
     return w;
   }
@@ -332,6 +340,8 @@ Recommender Recommender::open(const std::string& path, const OpenOptions& opts) 
           *file, fmt::format("{}: privacy.opt_out", r.config.where("privacy.opt_out")));
       m.opt_out.insert(ids.begin(), ids.end());
     }
+    if (r.data.excluded)
+      m.excluded_at_training = std::make_shared<const data::UserExclusion>(*r.data.excluded);
   }
   m.index_opt_out_and_popularity();
   return Recommender(std::move(impl));

@@ -105,7 +105,7 @@ TEST(Artifact, WritesWhatStockReadersNeedAndLoadsBack) {
       EXPECT_EQ(fs::read_symlink(dir + "/" + name), "current/" + name);
       EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir + "/v-1/" + name))) << name;
     }
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 9);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/v-1"), fs::directory_iterator()), 10);
   const nlohmann::json m = manifest_of(dir);
   EXPECT_EQ(m["format"], "recforge-export");
   EXPECT_EQ(m["format_version"], 1);

@@ -189,7 +189,7 @@ TEST(Info, VerifiesAnExportAndRefusesMalformedManifestsAsUserErrors) {
   EXPECT_NE(ok.out.find("export     exp (recforge-export version 1)\nversion    v-1\n"),
             std::string::npos)
       << ok.out;
-  EXPECT_NE(ok.out.find("verified   8 files: sizes and SHA-256 as manifest.json lists them, "
+  EXPECT_NE(ok.out.find("verified   9 files: sizes and SHA-256 as manifest.json lists them, "
                         "shapes as its counts, finite factors"),
             std::string::npos)
       << ok.out;

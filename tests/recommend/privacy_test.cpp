@@ -200,6 +200,21 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
   const std::string err = error_of([&] { Recommender::open(run); });
   EXPECT_NE(err.find("privacy.opt_out"), std::string::npos) << err;
   EXPECT_NE(err.find(opt), std::string::npos) << err;
+  // "5" opted out at training (no row) and the file lists them no more: run.json's stored
+  // opt-out set still answers them with popularity (no embedding until trained again), while
+  // an id that was never in the data stays unknown.
+  ASSERT_TRUE(opened.run.contains("excluded_users"));
+  EXPECT_FALSE(opened.data.users.find("5").has_value());
+  test::write_file(opt, "# nobody\n");
+  {
+    const Recommender again = Recommender::open(run);
+    const Result five = again.recommend({"5"}, o);
+    ASSERT_EQ(five.lists.size(), 1u);
+    EXPECT_FALSE(five.lists[0].personalised);
+    EXPECT_EQ(entries(five.lists[0]),
+              expected_popularity(train, opened.data.items, std::nullopt, 10));
+    EXPECT_FALSE(again.knows_user("ghost"));
+  }
   // A key is for pseudonymised exports only.
   test::write_file(opt, "5\n");
   OpenOptions k;
