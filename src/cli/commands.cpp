@@ -403,31 +403,6 @@ void warn_k(int64_t available, const char* what) {
                available, available);
 }
 
-// How recommend and similar open their source: --pseudonym-key-file / --pseudonym-key-env.
-recommend::OpenOptions open_options(const char* verb) {
-  recommend::OpenOptions o;
-  o.verb = verb;
-  if (!g.key_file.empty() && !g.key_env.empty())
-    fail("--pseudonym-key-file and --pseudonym-key-env: give one of them, not both");
-  if (!g.key_file.empty()) {
-    o.pseudonym_key = SecretKey::from_file(g.key_file, "--pseudonym-key-file");
-    o.key_where = "--pseudonym-key-file " + g.key_file;
-  } else if (!g.key_env.empty()) {
-    o.pseudonym_key = SecretKey::from_env(g.key_env, "--pseudonym-key-env");
-    o.key_where = "--pseudonym-key-env " + g.key_env;
-  }
-  return o;
-}
-
-// Adds --pseudonym-key-file and --pseudonym-key-env to a verb that answers for users.
-void add_key_options(CLI::App* app) {
-  app->add_option("--pseudonym-key-file", g.key_file,
-                  "File holding the key of a pseudonymised export (export.pseudonymize), so that "
-                  "raw user ids may be given; pseudonyms are accepted without it");
-  app->add_option("--pseudonym-key-env", g.key_env,
-                  "Environment variable holding that key (instead of --pseudonym-key-file)");
-}
-
 int cmd_recommend() {
   const int modes = !g.user.empty() + !g.user_list.empty() + !g.item_list.empty() + g.all;
   if (modes != 1)
@@ -596,6 +571,32 @@ void add_sets(CLI::App* c) {
 }
 
 }  // namespace
+
+// How recommend and similar open their source: --pseudonym-key-file / --pseudonym-key-env.
+recommend::OpenOptions open_options(const char* verb) {
+  recommend::OpenOptions o;
+  o.verb = verb;
+  if (!g.key_file.empty() && !g.key_env.empty())
+    fail("--pseudonym-key-file and --pseudonym-key-env: give one of them, not both");
+  if (!g.key_file.empty()) {
+    o.pseudonym_key = SecretKey::from_file(g.key_file, "--pseudonym-key-file");
+    o.key_where = "--pseudonym-key-file " + g.key_file;
+  } else if (!g.key_env.empty()) {
+    o.pseudonym_key = SecretKey::from_env(g.key_env, "--pseudonym-key-env");
+    o.key_where = "--pseudonym-key-env " + g.key_env;
+  }
+  return o;
+}
+
+// Adds --pseudonym-key-file and --pseudonym-key-env to a verb that answers for users.
+void add_key_options(CLI::App* app) {
+  app->add_option("--pseudonym-key-file", g.key_file,
+                  "File holding the key of a pseudonymised export (export.pseudonymize), so that "
+                  "raw user ids may be given; pseudonyms are accepted without it");
+  app->add_option("--pseudonym-key-env", g.key_env,
+                  "Environment variable holding that key (instead of --pseudonym-key-file)");
+}
+
 
 void register_commands(CLI::App& app) {
   auto* train = app.add_subcommand("train", "Train a model from a YAML config into runs/<name>/");

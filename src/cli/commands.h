@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "recommend/recommend.h"
+
 namespace recforge::cli {
 
 /// Adds every verb with its options and help to `app`.
@@ -11,5 +13,13 @@ void register_commands(CLI::App& app);
 
 /// Runs the verb that was parsed; returns the process exit code.
 int run_selected(CLI::App& app);
+
+/// Adds --pseudonym-key-file and --pseudonym-key-env to a verb that answers for users (one
+/// pair of values for the whole process: one verb runs).
+void add_key_options(CLI::App* app);
+
+/// How a verb opens its source (`verb` for its messages): the pseudonymisation key from those
+/// options, when given.
+recommend::OpenOptions open_options(const char* verb);
 
 }  // namespace recforge::cli

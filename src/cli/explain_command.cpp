@@ -2,6 +2,8 @@
 // user's training items (exact for iALS, item similarity for bpr and softmax).
 #include "cli/explain_command.h"
 
+#include "cli/commands.h"
+
 #include <cstdio>
 #include <limits>
 #include <optional>
@@ -20,7 +22,8 @@ struct ExplainArgs {
 ExplainArgs g_args;
 
 int cmd_explain() {
-  const recommend::Recommender rec = recommend::Recommender::open(g_args.path, "explain");
+  const recommend::Recommender rec =
+      recommend::Recommender::open(g_args.path, open_options("explain"));
   const recommend::ItemExplanation e = recommend::explain(rec, g_args.user, {g_args.item}).at(0);
   if (g_args.format == "json") {
     std::fputs((to_json(e, g_args.top).dump(2) + "\n").c_str(), stdout);
@@ -81,6 +84,7 @@ void register_explain_command(CLI::App& app,
       ->check(explain_int_range(1, std::numeric_limits<int>::max()));
   c->add_option("--format", g_args.format, "text (default) or json (every field)")
       ->check(CLI::IsMember({"text", "json"}));
+  add_key_options(c);
   actions["explain"] = cmd_explain;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "cli/commands.h"
 #include "cli/explain_command.h"
 #include "core/error.h"
 #include "recommend/explain.h"
@@ -22,7 +23,8 @@ std::string scalar(const nlohmann::ordered_json& v) {
 }
 
 int cmd_report_user() {
-  const recommend::Recommender rec = recommend::Recommender::open(g_args.path, "report on");
+  const recommend::Recommender rec =
+      recommend::Recommender::open(g_args.path, open_options("report on"));
   const nlohmann::ordered_json j = recommend::report_user(rec, g_args.user, g_args.k);
   if (g_args.format == "json") {
     std::fputs((j.dump(2) + "\n").c_str(), stdout);
@@ -30,6 +32,8 @@ int cmd_report_user() {
   }
   std::string out = fmt::format("user {} in {} {}\n", scalar(j["user"]), scalar(j["source"]),
                                 scalar(j["path"]));
+  out += fmt::format("opted out of personalisation: {}\n", j["opted_out"].get<bool>() ? "yes" : "no");
+  if (j.contains("held_note")) out += scalar(j["held_note"]) + "\n";
   const auto& t = j["training"];
   out += fmt::format("training interactions: {}\n", t["count"].get<int64_t>());
   for (const auto& x : t["interactions"]) {
@@ -50,12 +54,17 @@ int cmd_report_user() {
   }
   if (j.contains("held_out_note")) out += scalar(j["held_out_note"]) + "\n";
   const auto& e = j["embedding"];
-  out += fmt::format("embedding: {} dimensions, norm {:.6g}; stored in an export: {}{}\n",
-                     e["dim"].get<int64_t>(), e["norm"].get<double>(),
-                     e["in_export"].get<bool>() ? "yes" : "no",
-                     e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
+  if (e.is_null())
+    out += "embedding: none\n";
+  else
+    out += fmt::format("embedding: {} dimensions, norm {:.6g}; stored in an export: {}{}\n",
+                       e["dim"].get<int64_t>(), e["norm"].get<double>(),
+                       e["in_export"].is_null() ? "unknown" : e["in_export"].get<bool>() ? "yes" : "no",
+                       e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
+  if (!e.is_null() && e.contains("in_export_note")) out += scalar(e["in_export_note"]) + "\n";
   const auto& r = j["recommendations"];
-  out += fmt::format("top {} recommendations{}:\n", r["k"].get<int64_t>(),
+  out += fmt::format("top {} recommendations{}{}:\n", r["k"].get<int64_t>(),
+                     r["personalised"].get<bool>() ? "" : " (not personalised: popularity)",
                      r.contains("method") ? " (explained by " + scalar(r["method"]) + ")" : "");
   int rank = 0;
   for (const auto& x : r["items"]) {
@@ -88,6 +97,7 @@ void register_report_user_command(CLI::App& app,
       ->check(explain_int_range(1, std::numeric_limits<int>::max()));
   c->add_option("--format", g_args.format, "text (default) or json (every field)")
       ->check(CLI::IsMember({"text", "json"}));
+  add_key_options(c);
   actions["report-user"] = cmd_report_user;
 }
 

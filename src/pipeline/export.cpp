@@ -8,6 +8,23 @@
 
 namespace recforge::pipeline {
 
+std::optional<SecretKey> pseudonym_key(const config::Config& cfg) {
+  const config::ExportSection& e = cfg.settings().export_;
+  if (!e.pseudonymize) return std::nullopt;
+  // Errors name the setting and the file or variable, never the key.
+  if (e.pseudonym_key_file)
+    return SecretKey::from_file(
+        *e.pseudonym_key_file,
+        fmt::format("{}: export.pseudonym_key_file", cfg.where("export.pseudonym_key_file")));
+  if (e.pseudonym_key_env)
+    return SecretKey::from_env(
+        *e.pseudonym_key_env,
+        fmt::format("{}: export.pseudonym_key_env", cfg.where("export.pseudonym_key_env")));
+  fail("{}: export.pseudonymize needs a key: set export.pseudonym_key_file or "
+       "export.pseudonym_key_env",
+       cfg.where("export.pseudonymize"));
+}
+
 artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
                                    const models::Model& model, const nlohmann::json& metrics,
                                    const std::string& run_dir, const std::string& fingerprint) {
@@ -26,22 +43,7 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.train_weight_total =  // what bm25 weighting of a user folded in from the export needs
       data::bm25_corpus(data.split.train, data.users.size(), data.items.size()).total_weight;
   const config::Settings& st = cfg.settings();
-  if (st.export_.pseudonymize) {
-    // Read now, for this export only; errors name the setting and the file or variable, never
-    // the key.
-    if (st.export_.pseudonym_key_file)
-      in.pseudonym_key = SecretKey::from_file(
-          *st.export_.pseudonym_key_file,
-          fmt::format("{}: export.pseudonym_key_file", cfg.where("export.pseudonym_key_file")));
-    else if (st.export_.pseudonym_key_env)
-      in.pseudonym_key = SecretKey::from_env(
-          *st.export_.pseudonym_key_env,
-          fmt::format("{}: export.pseudonym_key_env", cfg.where("export.pseudonym_key_env")));
-    else
-      fail("{}: export.pseudonymize needs a key: set export.pseudonym_key_file or "
-           "export.pseudonym_key_env",
-           cfg.where("export.pseudonymize"));
-  }
+  in.pseudonym_key = pseudonym_key(cfg);
   if (st.privacy.opt_out)
     in.opt_out = artifact::read_opt_out(
         *st.privacy.opt_out, fmt::format("{}: privacy.opt_out", cfg.where("privacy.opt_out")));

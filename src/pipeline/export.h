@@ -3,15 +3,23 @@
 /// `recforge export` and `export.enabled`: from a trained run to the serving artifact.
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "artifact/artifact.h"
 #include "config/config.h"
+#include "core/secret.h"
 #include "models/model.h"
 #include "pipeline/dataset.h"
 
 namespace recforge::pipeline {
+
+/// The pseudonymisation key of `cfg` (export.pseudonymize), read from the file or environment
+/// variable it names; nullopt when exports are not pseudonymised. Read for each export and never
+/// stored; errors name the setting, never the key. `train` reads it once before training too,
+/// so that a missing key fails the run at once rather than after training.
+std::optional<SecretKey> pseudonym_key(const config::Config& cfg);
 
 /// The artifact contents of a trained model: its factors, the data's id maps and training items,
 /// the `index` section of `cfg`, the run's metrics and the resolved config. The result points

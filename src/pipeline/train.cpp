@@ -201,6 +201,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   if (exporting) {  // refuse what would fail the export before training, not after
     index::check_dimension(index_options(s), embedding_dimension(s));
     if (!export_out.empty()) artifact::check_target(export_out);
+    pseudonym_key(cfg);  // a missing or short key fails now, not after training
   }
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);

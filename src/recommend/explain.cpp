@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/secret.h"
 #include "models/model.h"
 #include "pipeline/run.h"
 
@@ -13,9 +14,11 @@ namespace {
 
 const char* kind(const Recommender& r) { return r.is_export() ? "export" : "run"; }
 
+// The user's row; an unknown user is one sentence. (A user opted out at training time has no
+// row: callers handle opted-out users first.)
 data::index_t user_row(const Recommender& r, const std::string& raw) {
   const std::string user = trim(raw);
-  const auto u = r.user_ids().find(user);
+  const auto u = r.user_row(user);
   if (!u)
     fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", r.path(),
          user, kind(r));
@@ -62,6 +65,10 @@ bool export_holds(const std::string& dir, const std::string& user) {
 
 std::vector<ItemExplanation> explain(const Recommender& r, const std::string& user_raw,
                                      const std::vector<std::string>& items_raw) {
+  if (r.opted_out(user_raw))
+    fail("{}: user \"{}\" opted out of personalisation (privacy.opt_out): they are answered with "
+         "the most popular items, which nothing of theirs explains",
+         r.path(), trim(user_raw));
   const data::index_t u = user_row(r, user_raw);
   std::vector<int64_t> rows;
   for (const std::string& raw : items_raw) {
@@ -133,10 +140,83 @@ nlohmann::ordered_json to_json(const ItemExplanation& e, int top) {
   return j;
 }
 
+namespace {
+
+// The top-k answer of the report: personalised (each with its 3 largest contributions) or, for
+// an opted-out user, the popularity list.
+nlohmann::ordered_json report_recommendations(const Recommender& r, const std::string& user,
+                                              int k) {
+  Options o;
+  o.k = k;
+  o.exact = true;
+  const Result res = r.recommend({user}, o);
+  const List& list = res.lists.at(0);
+  std::vector<std::string> ids;
+  for (const Scored& s : list.items) ids.push_back(s.id);
+  std::vector<ItemExplanation> why;
+  std::string why_not;
+  if (!list.personalised)
+    why_not = "the user opted out of personalisation: these are the most popular items of the "
+              "training data (score: their number of training users)";
+  else
+    try {
+      if (!ids.empty()) why = explain(r, user, ids);
+    } catch (const Error& err) {
+      why_not = err.what();
+    }
+  nlohmann::ordered_json recs = nlohmann::ordered_json::array();
+  for (size_t q = 0; q < ids.size(); ++q) {
+    nlohmann::ordered_json x = {{"item", ids[q]}, {"score", list.items[q].score}};
+    if (!why.empty()) x["explained_by"] = to_json(why[q], 3)["contributions"];
+    recs.push_back(std::move(x));
+  }
+  nlohmann::ordered_json out = {
+      {"k", res.k}, {"personalised", list.personalised}, {"items", std::move(recs)}};
+  if (!why.empty()) out["method"] = why[0].method;
+  if (!why_not.empty()) out["explanations_unavailable"] = why_not;
+  return out;
+}
+
+// Whether the export at `dir` (written from run `run`) holds `user`: its user_ids.txt lists the
+// raw id, or, when the run's config pseudonymises exports and its key can be read here, the
+// pseudonym. nullopt when that cannot be told (the key is unavailable).
+std::optional<bool> run_export_holds(const pipeline::OpenedRun& run, const std::string& dir,
+                                     const std::string& user, std::string& note) {
+  const config::ExportSection& e = run.config.settings().export_;
+  if (!e.pseudonymize) return export_holds(dir, user);
+  try {
+    const SecretKey key =
+        e.pseudonym_key_file
+            ? SecretKey::from_file(*e.pseudonym_key_file, run.config.where("export.pseudonym_key_file"))
+            : SecretKey::from_env(*e.pseudonym_key_env, run.config.where("export.pseudonym_key_env"));
+    return export_holds(dir, key.pseudonym(user));
+  } catch (const Error& err) {
+    note = std::string("the export is pseudonymised and its key cannot be read here: ") + err.what();
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
 nlohmann::ordered_json report_user(const Recommender& r, const std::string& user_raw, int k) {
-  const data::index_t u = user_row(r, user_raw);
   const std::string user = trim(user_raw);
-  nlohmann::ordered_json j = {{"user", user}, {"source", kind(r)}, {"path", r.path()}};
+  const bool opted = r.opted_out(user);
+  const std::optional<data::index_t> row = r.user_row(user);
+  if (!row && !opted) user_row(r, user);  // the unknown-user sentence
+  nlohmann::ordered_json j = {
+      {"user", user}, {"source", kind(r)}, {"path", r.path()}, {"opted_out", opted}};
+  if (!row) {
+    // Opted out before training: their lines were dropped, so nothing of theirs is held here.
+    j["training"] = {{"count", 0}, {"interactions", nlohmann::ordered_json::array()}};
+    j["validation"] = nullptr;
+    j["test"] = nullptr;
+    j["held_note"] = "the user opted out before training: their interactions were dropped from "
+                     "every part of the data, and no embedding was made";
+    j["embedding"] = nullptr;
+    j["recommendations"] = report_recommendations(r, user, k);
+    return j;
+  }
+  const data::index_t u = *row;
 
   // Training interactions: the training matrix's rows (duplicates combined, values after
   // weighting), with each raw interaction's weight and timestamp where the run has them.
@@ -199,7 +279,10 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
       std::error_code ec;
       emb["export"] = dir;
       emb["export_exists"] = std::filesystem::exists(dir, ec);
-      emb["in_export"] = export_holds(dir, user);
+      std::string note;
+      const std::optional<bool> held = run_export_holds(*run, dir, user, note);
+      emb["in_export"] = held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr);
+      if (!note.empty()) emb["in_export_note"] = note;
     } else {
       emb["export"] = nullptr;
       emb["in_export"] = false;
@@ -207,28 +290,7 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   }
   j["embedding"] = std::move(emb);
 
-  Options o;
-  o.k = k;
-  o.exact = true;
-  const Result res = r.recommend({user}, o);
-  std::vector<std::string> ids;
-  for (const Scored& s : res.lists.at(0).items) ids.push_back(s.id);
-  std::vector<ItemExplanation> why;
-  std::string why_not;
-  try {
-    if (!ids.empty()) why = explain(r, user, ids);
-  } catch (const Error& err) {
-    why_not = err.what();
-  }
-  nlohmann::ordered_json recs = nlohmann::ordered_json::array();
-  for (size_t q = 0; q < ids.size(); ++q) {
-    nlohmann::ordered_json x = {{"item", ids[q]}, {"score", res.lists[0].items[q].score}};
-    if (!why.empty()) x["explained_by"] = to_json(why[q], 3)["contributions"];
-    recs.push_back(std::move(x));
-  }
-  j["recommendations"] = {{"k", res.k}, {"items", std::move(recs)}};
-  if (!why.empty()) j["recommendations"]["method"] = why[0].method;
-  if (!why_not.empty()) j["recommendations"]["explanations_unavailable"] = why_not;
+  j["recommendations"] = report_recommendations(r, user, k);
   return j;
 }
 

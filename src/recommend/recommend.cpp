@@ -358,6 +358,9 @@ bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
 bool Recommender::knows_user(const std::string& id) const {
   return impl_->resolve_user(trim(id)).known();
 }
+std::optional<data::index_t> Recommender::user_row(const std::string& id) const {
+  return impl_->resolve_user(trim(id)).row;
+}
 bool Recommender::opted_out(const std::string& id) const {
   return impl_->resolve_user(trim(id)).opted_out;
 }

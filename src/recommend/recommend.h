@@ -151,6 +151,9 @@ class Recommender {
   /// Whether `id` (trimmed; raw with the key, or as the source names it) can be answered: a
   /// user with a row, or one who opted out.
   bool knows_user(const std::string& id) const;
+  /// The factor row of `id` (same resolution), or nullopt for an unknown user or one opted out
+  /// at training time (who has no row).
+  std::optional<data::index_t> user_row(const std::string& id) const;
   /// Whether `id` (same resolution) opted out of personalisation.
   bool opted_out(const std::string& id) const;
   /// Whether the user of row `row` opted out.

@@ -243,6 +243,22 @@ TEST(ArtifactPrivacy, PseudonymisedExportsHoldNoRawIdAndTheKeyNowhere) {
   for (const std::string& out : printed) EXPECT_EQ(out.find(kKey), std::string::npos) << out;
 }
 
+TEST(ArtifactPrivacy, AMissingKeyStopsTrainingBeforeItStarts) {
+  test::TempDir t;
+  test::write_file(t.file("opt-out.txt"), "7\n");
+  test::write_file(t.file("c.yaml"), config(t, "pseudonym_key_file: " + t.file("no-key")));
+  const Ran train = run(t.str(), "train c.yaml");
+  EXPECT_EQ(train.rc, 1) << train.out;
+  EXPECT_NE(train.out.find("c.yaml:24:3: export.pseudonym_key_file: cannot read the key file " +
+                           t.file("no-key")),
+            std::string::npos)
+      << train.out;
+  // Refused before any data was read or any iteration ran, and no run directory remains.
+  EXPECT_EQ(train.out.find("iteration"), std::string::npos) << train.out;
+  EXPECT_EQ(train.out.find("split"), std::string::npos) << train.out;
+  EXPECT_FALSE(fs::exists(t.file("runs/small")));
+}
+
 TEST(ArtifactPrivacy, ExportsWithoutTheOptOutListOrUserIdsSectionStillLoad) {
   test::TempDir t;
   test::write_file(t.file("opt-out.txt"), "7\n12\n");

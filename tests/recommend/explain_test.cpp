@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/context.h"
 #include "core/error.h"
+#include "core/secret.h"
 #include "models/model.h"
 #include "pipeline/export.h"
 #include "pipeline/options.h"
@@ -301,6 +302,57 @@ TEST(Explain, ReportUserListsWhatTheRunHoldsAboutTheUser) {
   EXPECT_TRUE(rep2["test"].is_null());
   EXPECT_EQ(rep2["embedding"]["in_export"], true);
   EXPECT_EQ(rep2["training"]["count"], row.nnz());
+}
+
+TEST(Explain, OptedOutUsersAreReportedAsSuchAndNotExplained) {
+  TempDir t;
+  const std::string key = "report-user-test-key-0123456789";
+  const std::string key_file = test::write_file(t.file("key"), key + "\n");
+  const std::string opt = test::write_file(t.file("opt-out.txt"), "7\n");
+  const std::string run = train_run(t, "o",
+                                    "model:\n  factors: 8\n  iterations: 3\n"
+                                    "privacy:\n  opt_out: " + opt + "\n"
+                                    "export:\n  enabled: true\n  pseudonymize: true\n"
+                                    "  pseudonym_key_file: " + key_file + "\n");
+  {
+    const Recommender rec = Recommender::open(run);
+    ASSERT_FALSE(rec.user_row("7").has_value());  // dropped before training
+    const nlohmann::ordered_json rep = report_user(rec, "7", 5);
+    EXPECT_EQ(rep["opted_out"], true);
+    EXPECT_EQ(rep["training"]["count"], 0);
+    EXPECT_TRUE(rep["embedding"].is_null());
+    EXPECT_EQ(rep["recommendations"]["personalised"], false);
+    EXPECT_EQ(rep["recommendations"]["items"].size(), 5u);
+    EXPECT_FALSE(rep["recommendations"]["items"][0].contains("explained_by"));
+    const std::string item = rec.item_ids().external(0);
+    EXPECT_NE(error_of([&] { explain(rec, "7", {item}); }).find("opted out of personalisation"),
+              std::string::npos);
+    // A user with a row: the run's export is pseudonymised, found through the config's key.
+    const nlohmann::ordered_json three = report_user(rec, "3", 5);
+    EXPECT_EQ(three["opted_out"], false);
+    EXPECT_EQ(three["embedding"]["in_export"], true);
+    EXPECT_EQ(three["recommendations"]["personalised"], true);
+  }
+  // "9" opts out after training: what is held about them is still reported (their
+  // interactions and embedding), and their answers are the popularity list, unexplained.
+  test::write_file(opt, "7\n9\n");
+  const Recommender rec = Recommender::open(run);
+  const nlohmann::ordered_json nine = report_user(rec, "9", 5);
+  EXPECT_EQ(nine["opted_out"], true);
+  EXPECT_GT(nine["training"]["count"].get<int64_t>(), 0);
+  EXPECT_FALSE(nine["embedding"].is_null());
+  EXPECT_EQ(nine["recommendations"]["personalised"], false);
+  EXPECT_NE(nine["recommendations"]["explanations_unavailable"].get<std::string>().find("opted out"),
+            std::string::npos);
+  // The pseudonymised export answers the raw id only with the key.
+  const std::string exp = run + "/export";
+  EXPECT_NE(error_of([&] { report_user(Recommender::open(exp), "3", 5); }).find("not in this export"),
+            std::string::npos);
+  OpenOptions k;
+  k.pseudonym_key = SecretKey::from_file(key_file, "--pseudonym-key-file");
+  const nlohmann::ordered_json keyed = report_user(Recommender::open(exp, k), "3", 5);
+  EXPECT_EQ(keyed["embedding"]["in_export"], true);
+  EXPECT_EQ(keyed["training"]["count"], report_user(rec, "3", 5)["training"]["count"]);
 }
 
 }  // namespace
