@@ -87,7 +87,7 @@ TEST(Cli, HelpForEveryVerb) {
   TempDir t;
   for (const char* verb :
        {"datagen", "train", "evaluate", "recommend", "similar", "export", "index-bench", "info",
-        "config"}) {
+        "config", "serve", "sweep", "compare", "forget", "explain", "report-user"}) {
     const Result r = run(t.str(), std::string(verb) + " --help");
     EXPECT_EQ(r.rc, 0) << verb;
     EXPECT_NE(r.out.find("Usage:"), std::string::npos) << verb << ": " << r.out;
