@@ -46,6 +46,9 @@ std::string refused_reason(const std::string& path) {
   if (path == "run.seed")
     return "run.seed also seeds the split, so trials would be scored on different validation "
            "sets; vary model.seed instead";
+  if (section == "privacy")
+    return "privacy settings are the base's for every trial (an opt-out list that differed "
+           "between trials would change the data they are scored on)";
   if (section == "data" || section == "synthetic" || section == "split")
     return "it changes the data or the split, so trials would be scored on different validation "
            "sets";

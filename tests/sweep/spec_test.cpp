@@ -319,6 +319,9 @@ TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
        "t.yaml:9:3: split.validation_fraction: cannot be searched: it changes the data or the "
        "split"},
       {"space:\n  eval.test: [true, false]\n", "t.yaml:9:3: eval.test: cannot be searched"},
+      {"space:\n  privacy.opt_out: [a.txt, b.txt]\n",
+       "t.yaml:9:3: privacy.opt_out: cannot be searched: privacy settings are the base's for "
+       "every trial"},
       {"space: {}\n", "t.yaml:8:8: space: expected a non-empty mapping"},
       {"spce:\n  model.factors: [4]\n", "t.yaml:8:1: spce: unknown key; did you mean \"space\"?"},
       {"space:\n  model.factors: [4]\nsearch: random\n",
