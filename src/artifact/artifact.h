@@ -83,15 +83,10 @@ struct ExportInput {
   /// export.pseudonymize: user_ids.txt and opt_out.txt hold key.pseudonym(raw id); the manifest
   /// records the scheme and key.check_value(), never the key.
   std::optional<SecretKey> pseudonym_key;
-  /// The raw user ids of privacy.opt_out at export time (read_opt_out), written to opt_out.txt.
+  /// The user ids of privacy.opt_out at export time (pipeline::opt_out_ids), written to
+  /// opt_out.txt.
   std::vector<std::string> opt_out;
 };
-
-/// The user ids of an opt-out file (privacy.opt_out): one per line, surrounding spaces, tabs
-/// and a carriage return removed, blank lines and lines starting with '#' skipped; sorted and
-/// unique. `where` names the setting or option in errors ("config.yaml:3:12: privacy.opt_out").
-/// Throws recforge::Error naming the file when it is missing or unreadable.
-std::vector<std::string> read_opt_out(const std::string& path, const std::string& where);
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty
 /// directory or an earlier recforge export, below a writable directory. Returns `out`

@@ -100,17 +100,6 @@ config::Config resume_config(std::vector<std::string> sets) {
   return config::Config::parse(meta.value("config_yaml", ""), ckpt + "/checkpoint.json", sets);
 }
 
-// An integer option's range in words (CLI11's PositiveNumber said "not in range 0.000000 to
-// 1.797693e+308"): "--k: must be an integer from 1 to 2147483647, got \"0\"".
-CLI::Validator int_range(int64_t lo, int64_t hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& v) -> std::string {
-        const std::optional<int64_t> x = parse_int64(v);
-        if (x && *x >= lo && *x <= hi) return "";
-        return fmt::format("must be an integer from {} to {}, got \"{}\"", lo, hi, v);
-      },
-      fmt::format("INT in [{}, {}]", lo, hi));
-}
 
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
 
@@ -571,6 +560,18 @@ void add_sets(CLI::App* c) {
 }
 
 }  // namespace
+
+// An integer option's range in words (CLI11's PositiveNumber said "not in range 0.000000 to
+// 1.797693e+308"): "--k: must be an integer from 1 to 2147483647, got \"0\"".
+CLI::Validator int_range(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) -> std::string {
+        const std::optional<int64_t> x = parse_int64(v);
+        if (x && *x >= lo && *x <= hi) return "";
+        return fmt::format("must be an integer from {} to {}, got \"{}\"", lo, hi, v);
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
 
 // How recommend and similar open their source: --pseudonym-key-file / --pseudonym-key-env.
 recommend::OpenOptions open_options(const char* verb) {

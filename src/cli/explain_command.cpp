@@ -61,16 +61,6 @@ int cmd_explain() {
 
 }  // namespace
 
-CLI::Validator explain_int_range(int64_t lo, int64_t hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& v) -> std::string {
-        const std::optional<int64_t> x = parse_int64(v);
-        if (x && *x >= lo && *x <= hi) return "";
-        return fmt::format("must be an integer from {} to {}, got \"{}\"", lo, hi, v);
-      },
-      fmt::format("INT in [{}, {}]", lo, hi));
-}
-
 void register_explain_command(CLI::App& app,
                               std::map<std::string, std::function<int()>>& actions) {
   auto* c = app.add_subcommand(
@@ -81,7 +71,7 @@ void register_explain_command(CLI::App& app,
   c->add_option("--user", g_args.user, "External user id")->required();
   c->add_option("--item", g_args.item, "External item id")->required();
   c->add_option("--top", g_args.top, "Contributions to list, largest first (default 10)")
-      ->check(explain_int_range(1, std::numeric_limits<int>::max()));
+      ->check(int_range(1, std::numeric_limits<int>::max()));
   c->add_option("--format", g_args.format, "text (default) or json (every field)")
       ->check(CLI::IsMember({"text", "json"}));
   add_key_options(c);

@@ -14,7 +14,4 @@ namespace recforge::cli {
 void register_explain_command(CLI::App& app,
                               std::map<std::string, std::function<int()>>& actions);
 
-/// An integer option's range in words: "must be an integer from 1 to 2147483647, got \"0\"".
-CLI::Validator explain_int_range(int64_t lo, int64_t hi);
-
 }  // namespace recforge::cli

@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "cli/commands.h"
-#include "cli/explain_command.h"
 #include "core/error.h"
 #include "recommend/explain.h"
 
@@ -94,7 +93,7 @@ void register_report_user_command(CLI::App& app,
   c->add_option("path", g_args.path, "Run directory or export directory")->required();
   c->add_option("--user", g_args.user, "External user id")->required();
   c->add_option("--k", g_args.k, "Number of recommendations (default 10)")
-      ->check(explain_int_range(1, std::numeric_limits<int>::max()));
+      ->check(int_range(1, std::numeric_limits<int>::max()));
   c->add_option("--format", g_args.format, "text (default) or json (every field)")
       ->check(CLI::IsMember({"text", "json"}));
   add_key_options(c);

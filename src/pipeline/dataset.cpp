@@ -64,11 +64,7 @@ std::shared_ptr<const data::UserExclusion> build_exclusion(
   auto e = std::make_shared<data::UserExclusion>();
   *e = given ? *given : data::UserExclusion(exclusion_salt(cfg));
   if (opt_out) {
-    const std::string setting = fmt::format("privacy.opt_out (set at {})", cfg.where("privacy.opt_out"));
-    std::set<std::string> ids;
-    for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting))
-      ids.insert(canonical_user_id(cfg, std::move(id)));
-    for (const std::string& id : ids) listed.push_back(e->hash(id));
+    for (const std::string& id : opt_out_ids(cfg)) listed.push_back(e->hash(id));
     for (const std::string& h : listed) e->add_hash(data::UserExclusion::Set::kOptOut, h);
   }
   return e;
@@ -89,6 +85,17 @@ std::string canonical_user_id(const config::Config& cfg, std::string id) {
   if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
   if (const std::optional<int64_t> x = parse_int64(v)) return std::to_string(*x);
   return id;
+}
+
+std::vector<std::string> opt_out_ids(const config::Config& cfg) {
+  const config::Settings& s = cfg.settings();
+  if (!s.privacy.opt_out) return {};
+  const std::string setting =
+      fmt::format("privacy.opt_out (set at {})", cfg.where("privacy.opt_out"));
+  std::set<std::string> ids;
+  for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting))
+    ids.insert(canonical_user_id(cfg, std::move(id)));
+  return {ids.begin(), ids.end()};
 }
 
 std::vector<std::string> data_source_hashes(const config::Config& cfg) {

@@ -67,6 +67,11 @@ std::string exclusion_salt(const config::Config& cfg);
 /// "42"), text ids as they are.
 std::string canonical_user_id(const config::Config& cfg, std::string id);
 
+/// The ids of the file privacy.opt_out names, as they are now (data::read_user_id_file's rules),
+/// each in canonical form (canonical_user_id), sorted and unique; empty without the setting. The
+/// one reader of the list: training, exports (opt_out.txt) and the Recommender of a run use it.
+std::vector<std::string> opt_out_ids(const config::Config& cfg);
+
 /// The content SHA-256 of the data files `cfg` names (data.path, and data.test_path with
 /// split.method given); empty for synthetic data.
 std::vector<std::string> data_source_hashes(const config::Config& cfg);

@@ -42,11 +42,8 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}};
   in.train_weight_total =  // what bm25 weighting of a user folded in from the export needs
       data::bm25_corpus(data.split.train, data.users.size(), data.items.size()).total_weight;
-  const config::Settings& st = cfg.settings();
   in.pseudonym_key = pseudonym_key(cfg);
-  if (st.privacy.opt_out)
-    in.opt_out = artifact::read_opt_out(
-        *st.privacy.opt_out, fmt::format("{}: privacy.opt_out", cfg.where("privacy.opt_out")));
+  in.opt_out = opt_out_ids(cfg);
   return in;
 }
 

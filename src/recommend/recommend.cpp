@@ -335,11 +335,8 @@ Recommender Recommender::open(const std::string& path, const OpenOptions& opts) 
     m.metric = Metric::kDot;
     // Opted out now: the file the run's config names, read as it is today (it may have gained
     // users since training).
-    if (const auto& file = r.config.settings().privacy.opt_out) {
-      const std::vector<std::string> ids = artifact::read_opt_out(
-          *file, fmt::format("{}: privacy.opt_out", r.config.where("privacy.opt_out")));
-      m.opt_out.insert(ids.begin(), ids.end());
-    }
+    const std::vector<std::string> ids = pipeline::opt_out_ids(r.config);
+    m.opt_out.insert(ids.begin(), ids.end());
     if (r.data.excluded)
       m.excluded_at_training = std::make_shared<const data::UserExclusion>(*r.data.excluded);
   }

@@ -225,6 +225,28 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
   EXPECT_EQ(key_err.find(kKey), std::string::npos) << key_err;
 }
 
+TEST(RecommendPrivacy, IntegerIdsOfTheOptOutFileAreCanonicalEverywhere) {
+  // Training drops "+05" as user 5; the export's list and the run's answers must name the same
+  // user (they once read the file as raw text, so "+05" matched no row and no query for "5").
+  TempDir t;
+  const std::string opt = test::write_file(t.file("opt-out.txt"), "  +05\n# a comment\n007\n");
+  const std::string run = train_run(t, "c", "privacy:\n  opt_out: " + opt + "\n");
+  const pipeline::OpenedRun opened = pipeline::open_run(run, "test");
+  EXPECT_FALSE(opened.data.users.find("5").has_value());
+  EXPECT_FALSE(opened.data.users.find("7").has_value());
+  pipeline::export_run(run, t.file("exp"), {});
+  EXPECT_EQ(artifact::load(t.file("exp")).opt_out, (std::vector<std::string>{"5", "7"}));
+  Options o;
+  o.k = 5;
+  for (const std::string& source : {run, t.file("exp")}) {
+    const Recommender rec = Recommender::open(source);
+    const Result r = rec.recommend({"5", "7"}, o);
+    ASSERT_EQ(r.lists.size(), 2u) << source;
+    EXPECT_FALSE(r.lists[0].personalised) << source;
+    EXPECT_FALSE(r.lists[1].personalised) << source;
+  }
+}
+
 TEST(RecommendPrivacy, RawIdsWithTheKeyResolveLikeThePseudonyms) {
   TempDir t;
   const std::string key_file = test::write_file(t.file("key"), std::string(kKey) + "\n");
