@@ -191,7 +191,9 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
   EXPECT_FALSE(ghost.lists[0].personalised);
   EXPECT_EQ(entries(ghost.lists[0]),
             expected_popularity(train, opened.data.items, std::nullopt, 10));
-  for (const Scored& x : rec.similar_users("3", 299).lists[0].items) {
+  // (Held in a variable: a range-for over a member of a temporary Result reads freed memory.)
+  const Result similar = rec.similar_users("3", 299);
+  for (const Scored& x : similar.lists[0].items) {
     EXPECT_NE(x.id, "9");
     EXPECT_NE(x.id, "5");
   }
