@@ -269,10 +269,15 @@ void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std:
     fail("{}: this checkpoint was written with a different config (config hash {}, now {}); {}",
          dir, short_hash(c.config_hash), short_hash(config_hash(cfg)), how);
   }
-  if (c.data_fingerprint != fingerprint)
+  if (c.data_fingerprint != fingerprint) {
+    // The opt-out list is read again when training resumes: a user added to it (or removed)
+    // since the checkpoint changes the data as much as an edited data file does.
+    const auto& opt_out = cfg.settings().privacy.opt_out;
     fail("{}: this checkpoint was written from different data (data fingerprint {}, now {}): "
-         "the data files changed; restore them, or remove {} to start the run over",
-         dir, short_hash(c.data_fingerprint), short_hash(fingerprint), dir);
+         "the data files {}changed; restore them, or remove {} to start the run over",
+         dir, short_hash(c.data_fingerprint), short_hash(fingerprint),
+         opt_out ? fmt::format("or the opt-out list {} (privacy.opt_out) ", *opt_out) : "", dir);
+  }
 }
 
 void remove_checkpoint(const std::string& dir) {

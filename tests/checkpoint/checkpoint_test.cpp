@@ -213,6 +213,21 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
               std::string::npos)
         << e.what();
   }
+  // With an opt-out list, the message names it too: it is read again when training resumes.
+  config::Config opted = cfg;
+  opted.set("privacy.opt_out=opt-out.txt");
+  Checkpoint co = c;
+  co.config_hash = pipeline::config_hash(opted);
+  co.config = pipeline::checkpoint_config(opted);
+  try {
+    pipeline::check_checkpoint(co, opted, "fedcba9876543210fedc", "runs/.r.checkpoint");
+    ADD_FAILURE() << "a checkpoint of other data was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the data files or the opt-out list opt-out.txt "
+                                         "(privacy.opt_out) changed; restore them"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // ---- End to end, with a real kill -------------------------------------------------------------
