@@ -365,7 +365,6 @@ bool Recommender::row_opted_out(data::index_t row) const {
   return impl_->opted_row.at(static_cast<size_t>(row)) != 0;
 }
 size_t Recommender::opt_out_size() const { return impl_->opt_out.size(); }
-const std::vector<int64_t>& Recommender::item_popularity() const { return impl_->popularity; }
 const models::Model* Recommender::model() const { return impl_->model; }
 const data::Csr& Recommender::seen() const { return *impl_->seen; }
 const pipeline::OpenedRun* Recommender::run() const { return impl_->run.get(); }

@@ -160,8 +160,6 @@ class Recommender {
   bool row_opted_out(data::index_t row) const;
   /// The number of opted-out ids the source lists (rows or not).
   size_t opt_out_size() const;
-  /// Each item row's number of training users (the popularity that opted-out users get).
-  const std::vector<int64_t>& item_popularity() const;
 
   /// Top-k for each of `users` (one GEMM over the batch, or one batched index search), each
   /// user's training items masked unless include_seen, `exclude` masked for all, only
