@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -63,6 +67,30 @@ inline std::string read_file(const std::string& path) {
 inline std::string shared_data(const std::string& rel) {
   const std::string p = std::string(RECFORGE_SHARED_DIR) + "/data/" + rel;
   return std::filesystem::exists(p) ? p : std::string();
+}
+
+/// What one run of the recforge binary printed (stdout and stderr together) and its exit status
+/// (-1 when it did not exit normally).
+struct Result {
+  int rc = -1;
+  std::string out;
+};
+
+/// Runs `recforge ARGS` (the binary of this build) in directory `cwd`, with `env`
+/// ("NAME=value ..." or "") in its environment.
+inline Result run_recforge(const std::string& cwd, const std::string& args,
+                           const std::string& env = "") {
+  const std::string cmd = "cd '" + cwd + "' && env " + env + " '" + RECFORGE_BINARY + "' " +
+                          args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r;
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace recforge::test

@@ -33,23 +33,11 @@ using json = nlohmann::json;
 /// The key: a value distinctive enough that finding it anywhere means it leaked.
 const std::string kKey = "Kq7-secret-pseudonym-key-9xW2-never-printed";
 
-struct Ran {
-  int rc;
-  std::string out;  // stdout and stderr together
-};
+using Ran = test::Result;
 
 /// Runs `recforge ARGS` in `cwd` with `env` ("NAME=value ..." or "").
 Ran run(const std::string& cwd, const std::string& args, const std::string& env = "") {
-  const std::string cmd = "cd '" + cwd + "' && env " + env + " '" + RECFORGE_BINARY + "' " +
-                          args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Ran r{-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_recforge(cwd, args, env);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {

@@ -23,22 +23,11 @@ namespace fs = std::filesystem;
 using test::TempDir;
 using test::write_file;
 
-struct Result {
-  int rc;
-  std::string out;  // stdout and stderr together
-};
+using Result = test::Result;
 
 // Runs `recforge ARGS` in directory `cwd`.
 Result run(const std::string& cwd, const std::string& args) {
-  const std::string cmd = "cd '" + cwd + "' && '" + RECFORGE_BINARY + "' " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_recforge(cwd, args);
 }
 
 constexpr const char* kErased = "erase-me-7f3a9c";

@@ -16,27 +16,6 @@
 
 namespace recforge::test {
 
-/// Exit status and output (stdout and stderr together) of one recforge command.
-struct Result {
-  int rc = -1;
-  std::string out;
-};
-
-/// Runs `ENV recforge ARGS` in `cwd`.
-inline Result run_recforge(const std::string& cwd, const std::string& args,
-                           const std::string& env = "") {
-  const std::string cmd =
-      "cd '" + cwd + "' && " + env + " '" + RECFORGE_BINARY + "' " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 /// A JSON file.
 inline nlohmann::json read_json_file(const std::string& path) {
   return nlohmann::json::parse(read_file(path));
