@@ -7,12 +7,17 @@
 #                             test and plots, implicit for peer benchmarks); pip runs only when
 #                             the requirements changed since the last setup
 #   tools/setup.sh --python   the same (accepted for older instructions)
+# Last, the Python package (python/, docs/python.md) is built and installed into .venv, in the
+# release preset's build directory build/release, so that the CLI and the package share one
+# compiled engine (the README's next command builds the rest there); only when a file it is
+# built from changed since the last install.
 # The CUDA toolkit is optional and not installed here: with nvcc on PATH (or in /usr/local/cuda)
 # the CUDA backend is built too (RECFORGE_CUDA=AUTO).
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config python3 python3-venv
+  python3-dev            # Python headers for the package's extension module (python/)
   libyaml-cpp-dev        # YAML configs
   libfaiss-dev           # Faiss indices (CPU; GPU Faiss comes from tools/faiss-gpu/build-faiss-gpu.sh)
   libopenblas-dev liblapack-dev  # BLAS/LAPACK
@@ -77,4 +82,22 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" > "$stamp"
 else
   echo "setup: .venv is up to date"
+fi
+
+# The Python package: scikit-build-core (pinned in tools/requirements.txt, hence no build
+# isolation) configures the whole repository in build/release like `cmake --preset release`,
+# builds the target _recforge and installs it with the package's Python files into .venv.
+pkg_stamp="$root/.venv/.recforge-package.sha256"
+pkg_want=$(cd "$root" && find CMakeLists.txt CMakePresets.json src python -type f \
+             ! -name '*.pyc' ! -path 'python/build/*' -print0 | sort -z | xargs -0 sha256sum |
+             sha256sum | cut -d' ' -f1)
+if [[ ! -f "$pkg_stamp" || "$(cat "$pkg_stamp")" != "$pkg_want" ]] ||
+   ! (cd / && "$root/.venv/bin/python" -c "import recforge" 2>/dev/null); then
+  echo "setup: building the Python package (python/) in $root/build/release and installing it into .venv"
+  rm -f "$pkg_stamp"
+  CMAKE_GENERATOR=Ninja "$root/.venv/bin/pip" install -q --no-build-isolation --no-deps \
+    --config-settings=build-dir="$root/build/release" "$root/python"
+  echo "$pkg_want" > "$pkg_stamp"
+else
+  echo "setup: the Python package in .venv is up to date"
 fi
