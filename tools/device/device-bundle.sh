@@ -37,16 +37,41 @@ if grep -qE '^CMAKE_CUDA_ARCHITECTURES:' "$BUILD/CMakeCache.txt" &&
 fi
 cmake --build "$BUILD" -j "$JOBS" --target recforge test_gpu bench-gpu
 
+# The Python package for the device's python3 (3.12 there): its module built in a build
+# directory of its own ($PY_BUILD, CUDA, sm_90) with a local Python 3.12 ($PY_DEVICE, default:
+# python3.12 on PATH or pyenv's) and this .venv's pybind11; ccache makes the engine's objects
+# the release build's. Skipped, with a line saying so, where no Python 3.12 is found.
+PY_DEVICE=${PY_DEVICE:-$(command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1 || true)}
+PY_BUILD=${PY_BUILD:-build/py312}
+py_module=""
+if [ -n "$PY_DEVICE" ] && [ -x .venv/bin/python ]; then
+  if [ ! -f "$PY_BUILD/CMakeCache.txt" ]; then
+    cmake -S . -B "$PY_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRECFORGE_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=OFF -DRECFORGE_PYTHON=ON \
+      -DPython_EXECUTABLE="$PY_DEVICE" -Dpybind11_DIR="$(.venv/bin/python -m pybind11 --cmakedir)" >/dev/null
+  fi
+  cmake --build "$PY_BUILD" -j "$JOBS" --target _recforge
+  py_module=$(ls "$PY_BUILD"/python/recforge/_recforge.cpython-312-*.so)
+else
+  echo "device-bundle: no Python 3.12 here (PY_DEVICE): the bundle has no Python package"
+fi
+
 rm -rf "$OUT"
 mkdir -p "$OUT/lib"
 cp "$BUILD/recforge" "$BUILD/tests/test_gpu" "$BUILD/bench-gpu" "$OUT/"
 strip --strip-unneeded "$OUT/recforge" "$OUT/test_gpu" "$OUT/bench-gpu"
+if [ -n "$py_module" ]; then
+  mkdir -p "$OUT/python/recforge"
+  cp python/recforge/*.py "$OUT/python/recforge/"
+  cp "$py_module" "$OUT/python/recforge/"
+  strip --strip-unneeded "$OUT"/python/recforge/*.so
+fi
 
 # Shared libraries: everything ldd resolves except the C runtime, the C++ runtime (libstdc++ and
 # libgcc_s are on every such machine, newer there, and a carried older libstdc++ on
 # LD_LIBRARY_PATH would be forced on the device's own C++ tools such as compute-sanitizer), the
 # driver (libcuda comes with the device's driver) and the CUDA math libraries found there.
-needed=$(for e in "$OUT/recforge" "$OUT/test_gpu" "$OUT/bench-gpu"; do ldd "$e"; done |
+needed=$(for e in "$OUT/recforge" "$OUT/test_gpu" "$OUT/bench-gpu" ${py_module:+"$OUT"/python/recforge/*.so}; do ldd "$e"; done |
   awk '/=> \// {print $1 " " $3}' | sort -u)
 device_side=""
 while read -r soname path; do
@@ -75,8 +100,8 @@ ls -la "$OUT" "$OUT/lib"
 echo "uncompressed: $(($(du -sb "$OUT" | cut -f1) / 1048576)) MiB"
 # OpenBLAS alone is ~36 MB: the executables and libraries travel as one gzip tarball (gzip is on
 # every machine) that device-check.sh unpacks to /tmp.
-tar -czf "$OUT/bundle.tar.gz" -C "$OUT" recforge test_gpu bench-gpu lib
-rm -rf "$OUT/recforge" "$OUT/test_gpu" "$OUT/bench-gpu" "$OUT/lib"
+tar -czf "$OUT/bundle.tar.gz" -C "$OUT" recforge test_gpu bench-gpu lib ${py_module:+python}
+rm -rf "$OUT/recforge" "$OUT/test_gpu" "$OUT/bench-gpu" "$OUT/lib" "$OUT/python"
 ls -la "$OUT"
 bytes=$(du -sb "$OUT" | cut -f1)
 echo "bundle: $OUT, $((bytes / 1048576)) MiB ($bytes bytes; the device call carries at most 64 MiB with the tree)"

@@ -8,16 +8,18 @@
 #   3. an end-to-end training run (configs/quickstart.yaml on cuda, float16 factors) and BPR /
 #      sampled softmax on a synthetic set (samples per second),
 #   4. the benchmark (tools/bench/bench_gpu.cpp) on the ML-20M shape, with top-k,
+#   5. the Python package on cuda and cpu (tools/device/python_check.py) when the bundle has it,
 # and writes one line per step to $OUT/summary.txt as each step ends (a call cut short still
 # brings back the steps done), then prints the summary. Every step has a cap (CAP_* below, in
-# seconds); the caps add up to 290 s, so the whole check fits in 5 minutes:
+# seconds); the caps add up to 350 s, so the whole check fits in 6 minutes:
 #
 #   here:   tools/device/device-bundle.sh      (or BUILD=build/release tools/device/device-bundle.sh)
-#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=330)
+#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=390)
 #
-# `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=480). The files
-# under $OUT stay within the device tool's 8: summary.txt, gpu.txt, tests.log, sanitizer.log,
-# train.log, bench.log, bench.json (and bench-10x.log with --large).
+# `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=540). The files
+# under $OUT stay within the device tool's 8: summary.txt, tests.log, sanitizer.log, train.log,
+# bench.log, bench.json, python.log (and bench-10x.log with --large); the GPU's nvidia-smi line
+# is in the summary.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=.device                   # what tools/device/device-bundle.sh left (carried)
@@ -32,7 +34,7 @@ elapsed() { echo $(($(date +%s) - T0)); }
 note() { printf '%-10s %s\n' "$1" "$2" | tee -a "$SUMMARY"; }
 
 # Step caps (seconds). Setup 10 + tests 120 + memcheck 30 + racecheck 20 + train 20
-# + 3 × batch 15 + bench 45 = 290. The tests take the most: every GPU instance computes its CPU
+# + 3 × batch 15 + bench 45 + python 60 = 350 (the first run took 58 s in all). The tests take the most: every GPU instance computes its CPU
 # reference on the host too (about 35 s of CPU instances on a shared 2-core machine here).
 CAP_SETUP=10
 CAP_TESTS=120
@@ -42,6 +44,7 @@ CAP_TRAIN=20
 CAP_BATCH=15
 CAP_BENCH=45
 CAP_LARGE=150
+CAP_PYTHON=60
 LARGE=no
 [ "${1:-}" = "--large" ] && LARGE=yes
 
@@ -70,8 +73,8 @@ if [ -n "$missing" ]; then
 fi
 note commit "$(tr '\n' ' ' <"$B/commit.txt" 2>/dev/null)"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 |
-  tee "$LOG/gpu.txt"
-note gpu "$(tail -1 "$LOG/gpu.txt")"
+  tee /tmp/recforge-gpu.txt
+note gpu "$(tail -1 /tmp/recforge-gpu.txt)"
 note recforge "$("$D/recforge" info 2>&1 | grep -iE "cuda|gpu" | head -2 | tr '\n' ' ')"
 export RECFORGE_REQUIRE_GPU=1  # every "no GPU answers" skip is a failure from here on
 
@@ -160,6 +163,19 @@ if [ "$LARGE" = yes ]; then
   rc=$?
   note bench-10x "rc=$rc"
   { grep "^data 10x" "$LOG/bench-10x.log"; grep "^10x " "$LOG/bench-10x.log"; } | tee -a "$SUMMARY"
+fi
+
+# 5. The Python package on cuda and cpu (tools/device/python_check.py), when the bundle has it.
+if [ -d "$D/python/recforge" ]; then
+  echo "== 5. Python package ($(elapsed) s)"
+  PYTHONPATH="$D/python" PYTHONUNBUFFERED=1 timeout $CAP_PYTHON python3 tools/device/python_check.py \
+    >"$LOG/python.log" 2>&1
+  rc=$?
+  cat "$LOG/python.log"
+  note python "rc=$rc; $(tail -1 "$LOG/python.log")"
+  grep -E "^(als|bpr|softmax) " "$LOG/python.log" | tee -a "$SUMMARY"
+else
+  note python "not in the bundle (no Python 3.12 where it was made)"
 fi
 
 note total "$(elapsed) s"
