@@ -83,8 +83,8 @@ def train(config, *, overrides=(), device=None, show_progress=None):
     ----------
     config : str, os.PathLike or dict
         A YAML config file, or a dict equal to one: sections of keys, e.g.
-        ``{"data": {"format": "synthetic"}, "model": {"factors": 64}}`` (docs/config.md lists
-        every key). A dict is validated exactly like a file; errors name ``config dict`` and the
+        ``{"data": {"format": "synthetic"}, "model": {"factors": 64}}`` (docs/configuration.md
+        lists every key). A dict is validated exactly like a file; errors name ``config dict`` and the
         key. Relative paths (``data.path``, ``run.dir``, ...) are relative to the current
         working directory, for a dict as for a file (as with the CLI).
     overrides : str or sequence of str, optional
@@ -316,7 +316,8 @@ class Export:
     Notes
     -----
     Ids are strings as the data names them (integer ids as their canonical text). An id the
-    source does not know, in any argument, raises ValueError naming it. Users who opted out of
+    source does not know raises ValueError naming it (the engine's sentence when nothing in the
+    request is known), except in ``filter_items``, where it is ignored. Users who opted out of
     personalisation (``privacy.opt_out``) get the most popular training items, scored by their
     number of training users; :meth:`opted_out` and :meth:`recommend_lists` tell them apart.
     """
@@ -397,6 +398,8 @@ class Export:
     # ---- Queries ----------------------------------------------------------------------------
 
     def _check_unknown(self, method, unknown):
+        # Unknown filter_items cannot be recommended anyway: they are ignored.
+        unknown = [u for u in unknown if u[1] != "exclude"]
         if unknown:
             ident, field = unknown[0]
             more = f" (and {len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""
