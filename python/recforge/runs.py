@@ -409,7 +409,7 @@ class Export:
                 f"expected {kind} ids of its training data"
             )
 
-    def _lists(self, method, result, single, n):
+    def _lists(self, method, result, single):
         lists, unknown, k, _ = result
         self._check_unknown(method, unknown)
         if single:
@@ -458,7 +458,7 @@ class Export:
         single = isinstance(user, (str, np.str_))
         users = _strings(user, "user")
         result = self._request(users, N, filter_items, items, filter_already_liked_items, exact)
-        return self._lists("recommend", result, single, N)
+        return self._lists("recommend", result, single)
 
     def recommend_lists(self, users, N=10, filter_items=None, items=None,
                         filter_already_liked_items=True, exact=False):
@@ -529,11 +529,11 @@ class Export:
             not filter_already_liked_items,
             bool(exact),
         )
-        return self._lists("recommend_new_user", result, True, N)
+        return self._lists("recommend_new_user", result, True)
 
     def _similar(self, method, query, N, metric, exact):
         single = isinstance(query, (str, np.str_))
-        queries = _strings(query, method == "similar_items" and "item" or "user")
+        queries = _strings(query, "item" if method == "similar_items" else "user")
         if not isinstance(metric, str):
             raise ValueError(f'metric: expected "default", "dot" or "cosine", got {metric!r}')
         call = getattr(self._s, method)
