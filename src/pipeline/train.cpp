@@ -102,6 +102,10 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
   return it;
 }
 
+void stop_if_interrupted(const TrainOptions& options) {
+  if (options.interrupted && options.interrupted()) throw Interrupted();
+}
+
 // Trains `model`, evaluating on validation every eval_every iterations and stopping after
 // `patience` evaluations without improvement (restoring the best factors). With
 // train.checkpoint_every, writes a checkpoint every that many iterations and continues from
@@ -131,6 +135,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
   nlohmann::json& history = p.history;
   const int iterations = model.iterations();
   for (int it = start + 1; it <= iterations; ++it) {
+    stop_if_interrupted(options);
     const auto t0 = Clock::now();
     model.iterate(data.user_items, data.item_users);
     const double secs = seconds_since(t0);
@@ -222,6 +227,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
              dir.final_path(), ctx.device().name(), ctx.threads());
   write_file_atomic(dir.file("config.yaml"), cfg.to_yaml());
 
+  stop_if_interrupted(options);
   const Dataset data = prepare_dataset(cfg, options.exclusion);
   nlohmann::json stats = data.stats();
   write_file_atomic(dir.file("stats.json"), stats.dump(2) + "\n");
@@ -245,6 +251,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
     run["history"] = fit(*model, data, cfg, options, run);
+    stop_if_interrupted(options);
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
     write_npy(dir.file("user_factors.npy"), model->user_factors());

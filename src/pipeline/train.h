@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 
 #include "config/config.h"
@@ -32,6 +33,16 @@ struct TrainOptions {
   /// Called once the data is prepared, with the dataset and run.json's object being built, to
   /// which it may add fields.
   std::function<void(const Dataset& data, nlohmann::json& run)> on_dataset;
+  /// Asked before the data is prepared, before each iteration and before the results are
+  /// written: returning true stops train with Interrupted, and the staged run directory is
+  /// removed (a checkpoint already written is kept, as after a kill). The Python package's
+  /// Ctrl-C (it checks for a pending signal here).
+  std::function<bool()> interrupted;
+};
+
+/// What train throws when TrainOptions::interrupted asked it to stop.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("training was interrupted") {}
 };
 
 /// Runs the pipeline and returns the final run directory. The directory holds config.yaml

@@ -346,6 +346,9 @@ Recommender Recommender::open(const std::string& path, const OpenOptions& opts) 
 
 const std::string& Recommender::path() const { return impl_->path; }
 bool Recommender::is_export() const { return impl_->artifact != nullptr; }
+const nlohmann::json* Recommender::manifest() const {
+  return impl_->artifact ? &impl_->artifact->manifest : nullptr;
+}
 Metric Recommender::default_metric() const { return impl_->metric; }
 const data::IdMap& Recommender::user_ids() const { return *impl_->user_ids; }
 const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -131,6 +132,9 @@ class Recommender {
   const std::string& path() const;
   /// Whether it is an export (else a run directory).
   bool is_export() const;
+  /// An export's manifest.json as loaded at open (of the version `current` named then);
+  /// nullptr for a run directory.
+  const nlohmann::json* manifest() const;
   /// The metric of kDefault for recommend: an export's manifest metric, dot for runs.
   Metric default_metric() const;
   /// Raw ids by row.

@@ -1,0 +1,637 @@
+"""Runs and exports: ``recforge.train(config)``, ``recforge.Run`` and ``recforge.Export``.
+
+``train`` runs recforge's training pipeline (as ``recforge train``) and returns a ``Run``;
+``Export`` answers queries from an export directory or a run directory through the engine's
+query engine (as ``recforge recommend``, ``similar`` and ``explain``). Nothing here needs SciPy.
+"""
+
+import collections.abc
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+
+from . import _recforge
+
+__all__ = ["train", "Run", "Export", "RecommendationList"]
+
+
+def _strings(value, name, *, allow_none=False):
+    """``value`` (one str or an iterable of str) as a list of str, naming ``name`` if not."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (str, np.str_)):
+        return [str(value)]
+    if isinstance(value, (bytes, collections.abc.Mapping)) or not isinstance(
+        value, collections.abc.Iterable
+    ):
+        raise ValueError(f"{name}: expected a str or a list of str, got {type(value).__name__}")
+    out = []
+    for v in value:
+        if not isinstance(v, (str, np.str_)):
+            raise ValueError(
+                f"{name}: expected a str or a list of str, got an element of type "
+                f"{type(v).__name__} ({v!r})"
+            )
+        out.append(str(v))
+    return out
+
+
+def _yaml_value(value, key):
+    """One config value as YAML flow text (JSON is YAML); the engine checks its type."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (tuple, np.ndarray)):
+        value = list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"config dict: {key}: expected a finite number, got {value!r}")
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        raise ValueError(
+            f"config dict: {key}: expected a number, str, bool, None or list, got "
+            f"{type(value).__name__}"
+        ) from None
+
+
+def _dict_to_yaml(config):
+    """A config dict (sections of keys, like the YAML file) as YAML text, one key a line."""
+    lines = []
+    for section, values in config.items():
+        name = json.dumps(str(section), ensure_ascii=False)
+        if not isinstance(values, collections.abc.Mapping):
+            lines.append(f"{name}: {_yaml_value(values, section)}")
+            continue
+        if not values:
+            lines.append(f"{name}: {{}}")
+            continue
+        lines.append(f"{name}:")
+        for key, value in values.items():
+            k = json.dumps(str(key), ensure_ascii=False)
+            lines.append(f"  {k}: {_yaml_value(value, f'{section}.{key}')}")
+    return "\n".join(lines) + "\n"
+
+
+def train(config, *, overrides=(), device=None, show_progress=None):
+    """Train a model from a config and write a run directory, as ``recforge train`` does.
+
+    Parameters
+    ----------
+    config : str, os.PathLike or dict
+        A YAML config file, or a dict equal to one: sections of keys, e.g.
+        ``{"data": {"format": "synthetic"}, "model": {"factors": 64}}`` (docs/configuration.md
+        lists every key). A dict is validated exactly like a file; errors name ``config dict`` and the
+        key. Relative paths (``data.path``, ``run.dir``, ...) are relative to the current
+        working directory, for a dict as for a file (as with the CLI).
+    overrides : str or sequence of str, optional
+        ``"section.key=value"`` assignments applied after the config, like the CLI's ``--set``.
+    device : str, optional
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; sets ``train.device`` (after
+        ``overrides``, like the CLI's ``--device``).
+    show_progress : bool, optional
+        True shows progress (``run.progress=auto``), False hides it (``off``); None keeps the
+        config's ``run.progress``.
+
+    Returns
+    -------
+    Run
+        The finished run directory (``<run.dir>/<run.name>``).
+
+    Raises
+    ------
+    ValueError
+        For a bad config, key, value or data file, with the engine's sentence naming it.
+    KeyboardInterrupt
+        On Ctrl-C, checked before each iteration: the unfinished run directory is removed (a
+        checkpoint written by ``train.checkpoint_every`` is kept, and a rerun continues from it).
+    """
+    sets = _strings(overrides, "overrides")
+    if device is not None:
+        if not isinstance(device, str):
+            raise ValueError(f"device: expected a str such as \"cpu\", got {type(device).__name__}")
+        sets.append(f"train.device={device}")
+    if show_progress is not None:
+        sets.append(f"run.progress={'auto' if show_progress else 'off'}")
+    if isinstance(config, collections.abc.Mapping):
+        directory = _recforge._train(None, _dict_to_yaml(config), sets)
+    elif isinstance(config, (str, os.PathLike)):
+        directory = _recforge._train(os.fspath(config), "", sets)
+    else:
+        raise ValueError(
+            f"config: expected a path to a YAML file or a dict, got {type(config).__name__}"
+        )
+    return Run(directory)
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class Run:
+    """A finished run directory, as ``recforge train`` (or :func:`train`) wrote it.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The run directory (it holds run.json).
+
+    Attributes
+    ----------
+    directory : pathlib.Path
+        The run directory.
+    info : dict
+        run.json: timings, device, ``history``, ``model``, ``status``, ``files``, ...
+    metrics : dict
+        metrics.json: ``{"validation": {...}, "test": {...}}`` (each ``recall@10``, ``ndcg@10``,
+        ..., ``users``), the metrics ``recforge compare`` shows; empty when the run has none.
+    stats : dict
+        stats.json: the dataset's statistics.
+
+    Notes
+    -----
+    ``user_ids`` and ``item_ids`` are not stored in a run directory: the first access re-prepares
+    the run's data (like ``recforge recommend RUN``), through :meth:`open`.
+    """
+
+    def __init__(self, directory):
+        self.directory = pathlib.Path(directory)
+        run_json = self.directory / "run.json"
+        if not run_json.is_file():
+            raise ValueError(f"{self.directory}: not a finished recforge run (no run.json)")
+        self.info = _read_json(run_json)
+        metrics = self.directory / "metrics.json"
+        self.metrics = _read_json(metrics) if metrics.is_file() else {}
+        stats = self.directory / "stats.json"
+        self.stats = _read_json(stats) if stats.is_file() else {}
+        self._config = None
+        self._source = None
+
+    def __repr__(self):
+        return f"Run({str(self.directory)!r})"
+
+    @property
+    def name(self):
+        """str: The run's name (its directory's name)."""
+        return self.directory.name
+
+    @property
+    def config(self):
+        """dict: The resolved config (config.yaml), nested by section; unset keys are None."""
+        if self._config is None:
+            self._config = json.loads(_recforge._config_json(str(self.directory / "config.yaml")))
+        return self._config
+
+    @property
+    def flat_config(self):
+        """dict: The resolved config as ``{"section.key": value}``, handy to compare runs."""
+        return {f"{s}.{k}": v for s, keys in self.config.items() for k, v in keys.items()}
+
+    @property
+    def history(self):
+        """list of dict: One entry per iteration: ``iteration``, ``seconds``, ``loss`` and, when
+        evaluated (``model.eval_every``), ``validation`` metrics."""
+        return self.info.get("history", [])
+
+    @property
+    def model(self):
+        """dict: The model's type and hyperparameters, as run.json records them."""
+        return self.info.get("model")
+
+    @property
+    def train_seconds(self):
+        """float: Seconds spent training (None for a run without a model)."""
+        return self.info.get("train_seconds")
+
+    @property
+    def export(self):
+        """pathlib.Path or None: The run's export (``export.enabled``), if it made one."""
+        inside = self.directory / "export"
+        if inside.is_dir():
+            return inside
+        where = self.info.get("export")
+        return pathlib.Path(where) if where else None
+
+    def _factors(self, name):
+        path = self.directory / name
+        if not path.is_file():
+            raise ValueError(f"{self.directory}: the run has no {name} (it trained no model)")
+        return np.load(path, mmap_mode="r")
+
+    @property
+    def user_factors(self):
+        """numpy.ndarray: users x factors float32, a read-only memory map of user_factors.npy."""
+        return self._factors("user_factors.npy")
+
+    @property
+    def item_factors(self):
+        """numpy.ndarray: items x factors float32, a read-only memory map of item_factors.npy."""
+        return self._factors("item_factors.npy")
+
+    def open(self):
+        """Open the run for queries (opened once, then reused).
+
+        Returns
+        -------
+        Export
+            An :class:`Export` over the run directory: its data is re-prepared from the
+            config and checked against the fingerprint saved at training time.
+        """
+        if self._source is None:
+            self._source = Export(self.directory)
+        return self._source
+
+    @property
+    def user_ids(self):
+        """numpy.ndarray of str: The user id of each row of ``user_factors`` (see Notes)."""
+        return self.open().user_ids
+
+    @property
+    def item_ids(self):
+        """numpy.ndarray of str: The item id of each row of ``item_factors`` (see Notes)."""
+        return self.open().item_ids
+
+
+RecommendationList = collections.namedtuple(
+    "RecommendationList", ["user", "ids", "scores", "personalised"]
+)
+RecommendationList.__doc__ = """One user's list from :meth:`Export.recommend_lists`.
+
+Attributes
+----------
+user : str
+    The user as asked.
+ids : numpy.ndarray of str
+    Item ids, best first (shorter than N when fewer items are eligible).
+scores : numpy.ndarray of float32
+    Their scores.
+personalised : bool
+    False for a user who opted out of personalisation: the list is then the most popular
+    training items, scored by their number of training users.
+"""
+
+# The request fields the engine reports unknown ids for, by the argument they came from.
+_ARGUMENT = {
+    "users": "user",
+    "user": "user",
+    "item": "item",
+    "items": "liked_items",
+    "exclude": "filter_items",
+    "candidates": "items",
+}
+
+
+def _pad(lists, n):
+    """Lists of (ids, scores) as 2-D arrays of width n: short rows padded with "" and -inf."""
+    ids = np.full((len(lists), n), "", dtype=object)
+    scores = np.full((len(lists), n), -np.inf, dtype=np.float32)
+    for row, (i, s) in enumerate(lists):
+        ids[row, : len(i)] = i
+        scores[row, : len(s)] = s
+    return ids.astype(str), scores
+
+
+class Export:
+    """Answers queries from an export or a run directory, like ``recforge recommend``.
+
+    Opens the directory once (an export: its ``current`` version, memory-mapped; a run
+    directory: its data re-prepared from its config) and answers with the engine's query
+    engine; NumPy is the only Python dependency. Every method releases the GIL and may be called
+    from many threads at once.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An export directory (docs/export.md) or a run directory.
+    pseudonym_key_file : str or os.PathLike, optional
+        The key file of a pseudonymised export (``export.pseudonymize``), so that raw user ids
+        may be given (pseudonyms are accepted without it).
+    pseudonym_key_env : str, optional
+        The name of an environment variable holding that key instead.
+
+    Notes
+    -----
+    Ids are strings as the data names them (integer ids as their canonical text). An id the
+    source does not know raises ValueError naming it (the engine's sentence when nothing in the
+    request is known), except in ``filter_items``, where it is ignored. Users who opted out of
+    personalisation (``privacy.opt_out``) get the most popular training items, scored by their
+    number of training users; :meth:`opted_out` and :meth:`recommend_lists` tell them apart.
+    """
+
+    def __init__(self, path, *, pseudonym_key_file=None, pseudonym_key_env=None):
+        if pseudonym_key_file is not None:
+            pseudonym_key_file = os.fspath(pseudonym_key_file)
+        self._s = _recforge._Source(os.fspath(path), pseudonym_key_file, pseudonym_key_env)
+        self.path = pathlib.Path(path)
+        manifest = self._s.manifest_json
+        self._manifest = json.loads(manifest) if manifest is not None else None
+        self._user_ids = None
+        self._item_ids = None
+
+    def __repr__(self):
+        return f"Export({str(self.path)!r})"
+
+    # ---- What it holds ----------------------------------------------------------------------
+
+    @property
+    def is_export(self):
+        """bool: True for an export, False for a run directory."""
+        return self._s.is_export
+
+    @property
+    def manifest(self):
+        """dict or None: The export's manifest.json as opened (None for a run directory)."""
+        return self._manifest
+
+    @property
+    def metric(self):
+        """str: How ``recommend`` scores: the export's metric, ``"dot"`` for a run directory."""
+        return self._s.metric
+
+    @property
+    def can_fold_in(self):
+        """bool: Whether :meth:`fold_in` and :meth:`recommend_new_user` can run."""
+        return self._s.can_fold_in
+
+    @property
+    def user_ids(self):
+        """numpy.ndarray of str: The user id of each row of ``user_factors``."""
+        if self._user_ids is None:
+            self._user_ids = np.array(self._s.user_ids, dtype=str)
+        return self._user_ids
+
+    @property
+    def item_ids(self):
+        """numpy.ndarray of str: The item id of each row of ``item_factors``."""
+        if self._item_ids is None:
+            self._item_ids = np.array(self._s.item_ids, dtype=str)
+        return self._item_ids
+
+    @property
+    def user_factors(self):
+        """numpy.ndarray: users x factors float32, a read-only view without a copy."""
+        return self._s.user_factors
+
+    @property
+    def item_factors(self):
+        """numpy.ndarray: items x factors float32, a read-only view without a copy."""
+        return self._s.item_factors
+
+    def opted_out(self, user):
+        """Whether ``user`` opted out of personalisation.
+
+        Parameters
+        ----------
+        user : str
+            A user id (raw with the pseudonym key, or as the export names it).
+
+        Returns
+        -------
+        bool
+        """
+        return self._s.opted_out(_one(user, "user"))
+
+    # ---- Queries ----------------------------------------------------------------------------
+
+    def _check_unknown(self, method, unknown):
+        # Unknown filter_items cannot be recommended anyway: they are ignored.
+        unknown = [u for u in unknown if u[1] != "exclude"]
+        if unknown:
+            ident, field = unknown[0]
+            more = f" (and {len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""
+            kind = "user" if field in ("users", "user") else "item"
+            raise ValueError(
+                f'{method}: {_ARGUMENT.get(field, field)} "{ident}" is not in {self.path}{more}; '
+                f"expected {kind} ids of its training data"
+            )
+
+    def _lists(self, method, result, single):
+        lists, unknown, k, _ = result
+        self._check_unknown(method, unknown)
+        if single:
+            _, ids, scores, _ = lists[0]
+            return np.array(ids, dtype=str), scores
+        return _pad([(ids, scores) for _, ids, scores, _ in lists], k)
+
+    def _request(self, users, N, filter_items, items, filter_already_liked_items, exact):
+        return self._s.recommend(
+            users,
+            _count(N),
+            _strings(filter_items, "filter_items", allow_none=True) or [],
+            _strings(items, "items", allow_none=True),
+            not filter_already_liked_items,
+            bool(exact),
+        )
+
+    def recommend(self, user, N=10, filter_items=None, items=None,
+                  filter_already_liked_items=True, exact=False):
+        """Recommend items to one user or to a batch of users.
+
+        Parameters
+        ----------
+        user : str or list of str
+            A user id, or a list of them for a batch (scored together).
+        N : int, optional
+            The number of items per user (clamped to the number of items).
+        filter_items : list of str, optional
+            Item ids never to recommend.
+        items : list of str, optional
+            When given, only these items may be recommended (scored exactly).
+        filter_already_liked_items : bool, optional
+            Leave out the user's training items (default True).
+        exact : bool, optional
+            Score every item instead of searching an export's index (a run directory is always
+            exact).
+
+        Returns
+        -------
+        ids : numpy.ndarray of str
+            For one user, 1-D, best first (shorter than N when fewer items are eligible); for a
+            list, 2-D (users x N), rows shorter than N padded with ``""``.
+        scores : numpy.ndarray of float32
+            Their scores, the same shape; padding is ``-inf``.
+        """
+        single = isinstance(user, (str, np.str_))
+        users = _strings(user, "user")
+        result = self._request(users, N, filter_items, items, filter_already_liked_items, exact)
+        return self._lists("recommend", result, single)
+
+    def recommend_lists(self, users, N=10, filter_items=None, items=None,
+                        filter_already_liked_items=True, exact=False):
+        """Recommend to users, with whether each list is personalised.
+
+        Parameters are those of :meth:`recommend`.
+
+        Returns
+        -------
+        list of RecommendationList
+            One per user, in order: ``user``, ``ids``, ``scores``, ``personalised`` (False for
+            an opted-out user, whose list holds the most popular training items).
+        """
+        users = _strings(users, "users")
+        result = self._request(users, N, filter_items, items, filter_already_liked_items, exact)
+        lists, unknown, _, _ = result
+        self._check_unknown("recommend_lists", unknown)
+        return [RecommendationList(q, np.array(i, dtype=str), s, p) for q, i, s, p in lists]
+
+    def fold_in(self, liked_items, weights=None):
+        """The factors of a new user from their items, by the model's own solve.
+
+        Parameters
+        ----------
+        liked_items : list of str
+            The new user's item ids.
+        weights : list of float, optional
+            Their raw interaction weights (finite, >= 0), weighted as in training; 1 each by
+            default.
+
+        Returns
+        -------
+        numpy.ndarray
+            The user's factors (float32, 1-D).
+        """
+        vector, unknown = self._s.fold_in(_strings(liked_items, "liked_items"),
+                                          _weights(weights, liked_items))
+        self._check_unknown("fold_in", unknown)
+        return vector
+
+    def recommend_new_user(self, liked_items, weights=None, N=10, filter_items=None, items=None,
+                           filter_already_liked_items=True, exact=False):
+        """Recommend to a new user folded in from their items (see :meth:`fold_in`).
+
+        Parameters
+        ----------
+        liked_items : list of str
+            The new user's item ids.
+        weights : list of float, optional
+            Their raw interaction weights; 1 each by default.
+        N, filter_items, items, exact
+            As in :meth:`recommend`.
+        filter_already_liked_items : bool, optional
+            Leave out ``liked_items`` (default True).
+
+        Returns
+        -------
+        ids : numpy.ndarray of str
+        scores : numpy.ndarray of float32
+        """
+        liked = _strings(liked_items, "liked_items")
+        result = self._s.recommend_new_user(
+            liked,
+            _weights(weights, liked),
+            _count(N),
+            _strings(filter_items, "filter_items", allow_none=True) or [],
+            _strings(items, "items", allow_none=True),
+            not filter_already_liked_items,
+            bool(exact),
+        )
+        return self._lists("recommend_new_user", result, True)
+
+    def _similar(self, method, query, N, metric, exact):
+        single = isinstance(query, (str, np.str_))
+        queries = _strings(query, "item" if method == "similar_items" else "user")
+        if not isinstance(metric, str):
+            raise ValueError(f'metric: expected "default", "dot" or "cosine", got {metric!r}')
+        call = getattr(self._s, method)
+        results = [call(q, _count(N), metric, bool(exact)) for q in queries]
+        for r in results:
+            self._check_unknown(method, r[1])
+        if single:
+            _, ids, scores, _ = results[0][0][0]
+            return np.array(ids, dtype=str), scores
+        width = max((r[2] for r in results), default=0)
+        return _pad([(r[0][0][1], r[0][0][2]) for r in results], width)
+
+    def similar_items(self, item, N=10, metric="default", exact=False):
+        """The items most similar to an item (itself left out).
+
+        Parameters
+        ----------
+        item : str or list of str
+            An item id, or a list of them (then 2-D results, padded as in :meth:`recommend`).
+        N : int, optional
+            The number of items.
+        metric : {"default", "dot", "cosine"}, optional
+            ``"default"`` is the source's own (an export's metric, dot for a run directory).
+        exact : bool, optional
+            Score every item instead of searching an export's index.
+
+        Returns
+        -------
+        ids : numpy.ndarray of str
+        scores : numpy.ndarray of float32
+        """
+        return self._similar("similar_items", item, N, metric, exact)
+
+    def similar_users(self, user, N=10, metric="default", exact=False):
+        """The users most similar to a user (itself and opted-out users left out).
+
+        Parameters
+        ----------
+        user : str or list of str
+            A user id, or a list of them (then 2-D results, padded as in :meth:`recommend`).
+            An opted-out user gets an empty list.
+        N : int, optional
+            The number of users.
+        metric : {"default", "dot", "cosine"}, optional
+            ``"default"`` is the dot product.
+        exact : bool, optional
+            Accepted for symmetry; users are always scored exactly.
+
+        Returns
+        -------
+        ids : numpy.ndarray of str
+        scores : numpy.ndarray of float32
+        """
+        return self._similar("similar_users", user, N, metric, exact)
+
+    def explain(self, user, item, N=10):
+        """Why the model scores an item for a user, as ``recforge explain --format json``.
+
+        Parameters
+        ----------
+        user : str
+            A user id.
+        item : str or list of str
+            An item id, or a list of them (then a list of results).
+        N : int, optional
+            The number of contributions to list, largest first.
+
+        Returns
+        -------
+        dict
+            ``user``, ``item``, ``method`` (``"exact_decomposition"`` for iALS, whose
+            contributions sum to ``score``; ``"item_similarity"`` for bpr and softmax),
+            ``sums_to_score``, ``score``, ``model_score``, ``training_items`` and
+            ``contributions`` (each ``item``, ``value``, ``confidence``, ``contribution``).
+        """
+        single = isinstance(item, (str, np.str_))
+        out = [json.loads(e) for e in
+               self._s.explain(_one(user, "user"), _strings(item, "item"), _count(N))]
+        return out[0] if single else out
+
+
+def _one(value, name):
+    if not isinstance(value, (str, np.str_)):
+        raise ValueError(f"{name}: expected a str, got {type(value).__name__}")
+    return str(value)
+
+
+def _count(n):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"N: expected an integer >= 1, got {n!r}")
+    return int(n)
+
+
+def _weights(weights, items):
+    if weights is None:
+        return []
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    n = 1 if isinstance(items, (str, np.str_)) else len(items)
+    if w.size != n:
+        raise ValueError(f"weights: expected one weight per item ({n}), got {w.size}")
+    return [float(x) for x in w]
