@@ -9,5 +9,7 @@ See docs/python.md.
 """
 
 from ._recforge import __version__, cuda_compiled, cuda_device_count
+from .models import AlternatingLeastSquares, BayesianPersonalizedRanking, SampledSoftmax
 
 __all__ = ["__version__", "cuda_compiled", "cuda_device_count"]
+__all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax"]
