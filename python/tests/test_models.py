@@ -281,12 +281,16 @@ def test_explain_contributions_sum_to_the_score_and_match_implicit(als, data):
     row = data[u]
     total, top, _ = als.explain(u, data, i, N=row.nnz)
     assert len(top) == row.nnz
-    # The engine sums the contributions in double, NumPy too (in another order): each sum is
-    # within γ_n Σ|c_j| of the exact one (u = 2⁻⁵³), so they differ by at most twice that.
+    # The engine's score is w·b (w = A⁻¹y_i) and each contribution t_j w·y_j, all in double:
+    # it bounds |Σ_j contributions − score| by its `tolerance` (2γ_{k+n+1} Σ|t_j||w||y_j|,
+    # ials_explain.cpp); NumPy's sum of the n rounded contributions adds γ_n Σ|c_j|.
     contributions = np.array([c for _, c in top])
     n = row.nnz
-    assert abs(contributions.sum() - total) <= 2 * n * 2.0 ** -53 / (1 - n * 2.0 ** -53) * \
-        np.abs(contributions).sum()
+    details = als._engine.explain(np.array([0, n], np.int64), row.indices, row.data,
+                                  als.user_factors[u], [i])[0]
+    assert details["score"] == total and details["method"] == "exact_decomposition"
+    assert abs(contributions.sum() - total) <= details["tolerance"] + \
+        n * 2.0 ** -53 / (1 - n * 2.0 ** -53) * np.abs(contributions).sum()
     # implicit on the same item factors (float64), with the mapping of check_explain.py: each
     # training item twice, confidence t_j then −2 (A gets (t_j − 1) + 1 = t_j y_j y_jᵀ).
     Y = als.item_factors.astype(np.float64)
