@@ -775,9 +775,10 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
             The users' confidences (the training matrix, or one row when it has one row).
         itemid : int
             The item to explain.
-        user_weights : object, optional
-            Accepted for implicit compatibility and ignored (the engine solves the user's
-            system again; it is small).
+        user_weights : tuple, optional
+            A ``user_weights`` returned by an earlier call, accepted for implicit
+            compatibility; the engine factors the user's small k × k system again either way
+            (it is exact and cheap next to building the system), so it does not speed calls up.
         N : int, optional
             Number of contributions returned.
 
@@ -787,8 +788,12 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
             The score of the user's exact solve for the item (the contributions' sum).
         top_contributions : list of (int, float)
             The N largest (itemid, contribution) pairs, largest first.
-        user_weights : None
-            implicit returns the user's Cholesky factor here; recforge returns None.
+        user_weights : tuple of (numpy.ndarray, bool)
+            The Cholesky factor of the user's system A in ``scipy.linalg.cho_factor``'s form
+            ``(L, True)``: L lower triangular (k × k, float64) with A = L Lᵀ, so that
+            ``scipy.linalg.cho_solve(user_weights, y)`` gives A⁻¹y. implicit returns
+            ``cho_factor(A)`` (the upper factor, ``lower=False``); both solve the same A.
+            ``None`` for a user without training items.
         """
         self._need_fit()
         n_items = self.item_factors.shape[0]
@@ -801,7 +806,8 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
             user = np.ascontiguousarray(self.user_factors[uid])
         ex = self._engine.explain(*_csr_arrays(row), user, [iid])[0]
         top = [(int(i), float(c)) for i, c, _, _ in ex["contributions"][:N]]
-        return float(ex["score"]), top, None
+        weights = None if ex["cholesky"] is None else (ex["cholesky"], True)
+        return float(ex["score"]), top, weights
 
     def _saved(self):
         return {"factors": self.factors, "regularization": self.regularization,

@@ -285,6 +285,14 @@ class Engine {
       d["tolerance"] = e.tolerance;
       d["condition_bound"] = e.condition_bound;
       d["contributions"] = contributions;
+      if (!e.cholesky.empty()) {
+        const auto k = static_cast<py::ssize_t>(model_->item_factors().cols);
+        py::array_t<double> l({k, k});
+        std::memcpy(l.mutable_data(), e.cholesky.data(), e.cholesky.size() * sizeof(double));
+        d["cholesky"] = l;
+      } else {
+        d["cholesky"] = py::none();
+      }
       out.append(d);
     }
     return out;

@@ -318,6 +318,37 @@ def test_explain_contributions_sum_to_the_score_and_match_implicit(als, data):
     assert abs(total - t_total) <= bound_sum + 2 * row.nnz * 2.0 ** -53 * np.abs(contributions).sum()
 
 
+def test_explain_returns_the_cholesky_factor_of_the_users_system(als, data):
+    """user_weights = (L, True) with L Lᵀ = A, A = YᵀY + Σ t_j y_j y_jᵀ + λI built in double.
+    Cholesky's backward error: L Lᵀ = A + ΔA with |ΔA| ≤ γ_{k+1} |L||Lᵀ| (Higham, Thm 10.3);
+    the engine and NumPy sum A's m = n_items + n terms in different orders: each entry within
+    2γ_m of the sum of the terms' magnitudes."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    u, i = 21, 2
+    row = data[u]
+    total, _, weights = als.explain(u, data, i)
+    L, lower = weights
+    assert lower is True and L.shape == (16, 16) and L.dtype == np.float64
+    assert np.all(np.triu(L, 1) == 0) and np.all(np.diag(L) > 0)
+    Y = als.item_factors.astype(np.float64)
+    terms = [np.outer(Y[j], Y[j]) for j in range(len(Y))]
+    terms += [c * np.outer(Y[j], Y[j]) for j, c in zip(row.indices, row.data.astype(np.float64))]
+    A = sum(terms) + 0.1 * np.eye(16)
+    magnitude = sum(np.abs(t) for t in terms) + 0.1 * np.eye(16)
+    g = lambda n: n * 2.0 ** -53 / (1 - n * 2.0 ** -53)  # noqa: E731
+    bound = g(17) * np.abs(L) @ np.abs(L).T + 2 * g(len(terms)) * magnitude
+    assert np.all(np.abs(L @ L.T - A) <= bound)
+    # and it reproduces the score: y_iᵀA⁻¹b
+    b = sum(c * Y[j] for j, c in zip(row.indices, row.data.astype(np.float64)))
+    w = scipy_linalg.cho_solve(weights, Y[i])
+    kappa = np.trace(A) / 0.1
+    assert abs(w @ b - total) <= 4 * kappa * 16 * (g(len(terms)) + 3 * g(17)) * \
+        np.linalg.norm(Y[i]) * np.linalg.norm(b) / 0.1
+    # passed back in, it changes nothing
+    again = als.explain(u, data, i, user_weights=weights)
+    assert again[0] == total
+
+
 # (e) save / load ----------------------------------------------------------------------------
 
 
