@@ -125,7 +125,9 @@ class MatrixFactorizationBase:
     user_factors : numpy.ndarray
         (users, factors) float32 array that shares memory with the engine's matrix: training
         updates it in place and writing to it changes what the model scores. Assigning an array
-        copies it in. ``None`` before ``fit``.
+        copies it in. An array taken before a new ``fit`` (or a partial fit that adds rows)
+        keeps the old values, detached from the model. On a GPU it is a read-only copy (assign
+        to change the factors). ``None`` before ``fit``.
     item_factors : numpy.ndarray
         The same for the items.
     num_threads : int

@@ -156,8 +156,17 @@ class Engine {
     return model_->loss(user_items_, item_users_);
   }
 
-  py::array_t<float> user_view(py::object self) { return view(users_slot_, user_matrix(), self); }
-  py::array_t<float> item_view(py::object self) { return view(items_slot_, item_matrix(), self); }
+  // On a GPU the model's host matrices are mirrors that it refreshes (and may reallocate)
+  // itself, and writes to them never reach the GPU: the arrays are read-only copies there.
+  py::array_t<float> user_view(py::object self) {
+    if (on_gpu()) return read_only_copy(model_->user_factors());
+    return view(users_slot_, user_matrix(), self);
+  }
+  py::array_t<float> item_view(py::object self) {
+    if (on_gpu()) return read_only_copy(model_->item_factors());
+    return view(items_slot_, item_matrix(), self);
+  }
+  bool on_gpu() const { return model_->cuda() != nullptr; }
   /// Address of the engine's factor storage, for tests of the zero-copy views.
   uintptr_t user_address() const {
     return reinterpret_cast<uintptr_t>(model_->user_factors().data.data());
@@ -175,8 +184,8 @@ class Engine {
            i.cols);
     Matrix& mu = user_matrix();
     Matrix& mi = item_matrix();
-    if (mu.rows == u.rows && mu.cols == u.cols && mi.rows == i.rows && mi.cols == i.cols &&
-        !mu.data.empty() && !mi.data.empty()) {
+    if (!on_gpu() && mu.rows == u.rows && mu.cols == u.cols && mi.rows == i.rows &&
+        mi.cols == i.cols && !mu.data.empty() && !mi.data.empty()) {
       std::memcpy(mu.data.data(), u.data.data(), u.data.size() * sizeof(float));
       std::memcpy(mi.data.data(), i.data.data(), i.data.size() * sizeof(float));
       return;
@@ -319,7 +328,17 @@ class Engine {
 
   /// Rows `rows` of the user (or item) factors set to `values` (one row each), in place.
   void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
-    Matrix& m = users ? user_matrix() : item_matrix();
+    if (on_gpu()) {  // on copies, handed to the GPU by set_factors
+      Matrix u = model_->user_factors(), i = model_->item_factors();
+      set_rows_of(users ? u : i, rows, values);
+      model_->set_factors(std::move(u), std::move(i));
+      return;
+    }
+    set_rows_of(users ? user_matrix() : item_matrix(), rows, values);
+  }
+
+ private:
+  static void set_rows_of(Matrix& m, const Int64Array& rows, const FloatArray& values) {
     if (values.ndim() != 2 || values.shape(0) != rows.size() || values.shape(1) != m.cols)
       throw InternalError("set_rows: shape mismatch", __FILE__, __LINE__);
     for (py::ssize_t r = 0; r < rows.size(); ++r) {
@@ -329,7 +348,13 @@ class Engine {
     }
   }
 
- private:
+  static py::array_t<float> read_only_copy(const Matrix& m) {
+    Matrix c = m;
+    py::array_t<float> a = to_array(std::move(c));
+    py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+    return a;
+  }
+
   // The model's matrices, writable: they are members of the (non-const) model, which updates
   // them in place; the views and set_factors/set_rows write them directly.
   Matrix& user_matrix() { return const_cast<Matrix&>(model_->user_factors()); }
