@@ -316,22 +316,21 @@ class MatrixFactorizationBase:
         ui = _csr(user_items, "user_items")
         engine = self._build_engine()
         engine.set_data(*_csr_arrays(ui), ui.shape[0], ui.shape[1])
-        previous, previous_pending, previous_done = self._engine, dict(self._pending), self.iterations_done
-        self._pending = {}
-        engine.init()
-        self._engine = engine
-        self.iterations_done = 0
+        previous, previous_pending, previous_done = self._engine, self._pending, self.iterations_done
         if callback is None:
             callback = self.fit_callback
         show_loss = bool(getattr(self, "calculate_training_loss", False))
         bar = None
-        if show_progress and _tqdm is not None:
-            bar = _tqdm(total=engine.iterations)
+        done = 0
         try:
+            engine.init()
+            self._engine, self._pending, self.iterations_done = engine, {}, 0
+            if show_progress and _tqdm is not None:
+                bar = _tqdm(total=engine.iterations)
             for it in range(engine.iterations):
                 start = time.time()
                 engine.iterate()
-                self.iterations_done = it + 1
+                done = self.iterations_done = it + 1
                 loss = engine.loss() if show_loss else None
                 if bar is not None:
                     bar.update(1)
@@ -340,7 +339,7 @@ class MatrixFactorizationBase:
                 if callback is not None:
                     callback(it, time.time() - start, loss)
         except BaseException:
-            if self.iterations_done == 0:
+            if done == 0:  # nothing complete: the model as it was before this call
                 self._engine, self._pending = previous, previous_pending
                 self.iterations_done = previous_done
             raise

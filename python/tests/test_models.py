@@ -496,12 +496,31 @@ def test_sigint_before_the_first_iteration_leaves_the_previous_model(data):
         m.fit(data, show_progress=False, callback=interrupt)
     # interrupted in the callback of iteration 1: one iteration complete
     assert m.iterations_done == 1 and m.user_factors is not None
+
+    class InterruptedInFirstIteration:  # the engine, with Ctrl-C arriving in iterate()
+        def __init__(self, engine):
+            self.engine = engine
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def iterate(self):
+            raise KeyboardInterrupt
+
     fresh = recforge.AlternatingLeastSquares(factors=4, iterations=2)
-    original = fresh._engine
-    fresh._build_engine = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # interrupted before
+    build = fresh._build_engine
+    fresh._build_engine = lambda: InterruptedInFirstIteration(build())
     with pytest.raises(KeyboardInterrupt):
         fresh.fit(data, show_progress=False)
-    assert fresh.user_factors is None and fresh._engine is original
+    assert fresh.user_factors is None and fresh.iterations_done == 0  # clearly unfitted
+    # a fitted model interrupted in its next fit's first iteration keeps its factors
+    before = m.user_factors.copy()
+    build = m._build_engine
+    m._build_engine = lambda: InterruptedInFirstIteration(build())
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(data, show_progress=False)
+    assert m.iterations_done == 1
+    np.testing.assert_array_equal(m.user_factors, before)
 
 
 # (h) the GIL is released during an iteration ------------------------------------------------
