@@ -642,6 +642,11 @@ class MatrixFactorizationBase:
                              f"{cls.__name__}; expected a file saved by {cls.__name__}.save")
         if "user_factors" in factors:
             dim = factors["user_factors"].shape[1]
+            if ("item_bias" in known and "item_bias" not in kwargs
+                    and kwargs.get("factors") == dim - 1):
+                # implicit's BPR layout: its item bias is the last column (users hold 1 there),
+                # which is recforge's item_bias layout
+                kwargs["item_bias"] = True
             kwargs["factors"] = dim - (1 if kwargs.get("item_bias", False) else 0)
         model = cls(**kwargs)
         if factors:
@@ -763,6 +768,12 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         self.cg_steps = cg_steps
         super().__init__(num_threads=num_threads, random_state=random_state, device=device,
                          use_gpu=use_gpu)
+
+    def _config_items(self):
+        items = super()._config_items()
+        if self.solver is not None:  # name the argument the value came from
+            items = [("solver", k, v) if a == "use_cg" else (a, k, v) for a, k, v in items]
+        return items
 
     def explain(self, userid, user_items, itemid, user_weights=None, N=10):
         """Why the model scores ``itemid`` for ``userid``: the exact decomposition of the score

@@ -150,3 +150,36 @@ def test_load_refuses_a_file_of_another_class(tmp_path, data):
     a.save(tmp_path / "als.npz")
     with pytest.raises(ValueError, match=r"alpha, .* is not an argument of BayesianPersonalizedRanking"):
         recforge.BayesianPersonalizedRanking.load(str(tmp_path / "als.npz"))
+
+
+def test_load_reads_an_implicit_saved_bpr_model(tmp_path, data):
+    """implicit's BPR keeps its item bias as a last factor column with 1 in every user row:
+    recforge's item_bias layout, so the loaded model scores and ranks like implicit's."""
+    implicit_bpr = pytest.importorskip("implicit.cpu.bpr")
+    ref = implicit_bpr.BayesianPersonalizedRanking(factors=4, iterations=3, random_state=0)
+    ref.fit(data, show_progress=False)
+    ref.save(str(tmp_path / "bpr"))
+    m = recforge.BayesianPersonalizedRanking.load(str(tmp_path / "bpr"))
+    assert m.item_bias is True and m.factors == 4 and m.user_factors.shape == (80, 5)
+    np.testing.assert_array_equal(m.item_factors, ref.item_factors)
+    ids, scores = m.recommend(np.arange(10), data[:10], N=5)
+    r_ids, r_scores = ref.recommend(np.arange(10), data[:10], N=5)
+    np.testing.assert_array_equal(ids, r_ids)
+    # both are float32 dot products of 5 terms: within 2γ_5 Σ|x||y| of each other
+    k = 5
+    g = k * 2.0 ** -24 / (1 - k * 2.0 ** -24)
+    mag = np.abs(m.user_factors[:10, None, :] * m.item_factors[ids]).sum(-1)
+    assert np.all(np.abs(scores - r_scores) <= 2 * g * mag)
+
+
+def test_input_values_are_converted_to_float32(data):
+    a = fitted(data)
+    b = fitted(data.astype(np.float64))
+    c = fitted(sp.csr_matrix(data.toarray().astype(np.int64)))
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.user_factors, c.user_factors)
+
+
+def test_an_explicit_solver_is_named_in_its_error():
+    with pytest.raises(ValueError, match=r"argument 'solver' \(model.solver\)"):
+        recforge.AlternatingLeastSquares(solver="lu")
