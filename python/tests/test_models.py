@@ -464,7 +464,8 @@ def test_bad_hyperparameters_name_the_argument():
 def test_sigint_during_fit_raises_keyboardinterrupt_after_a_complete_iteration(data):
     """After the callback of iteration 2 a timer thread sends SIGINT. The main thread is in
     Python or inside iteration 3 (GIL released); either way KeyboardInterrupt surfaces when
-    control is back in Python, so 2 or 3 iterations are complete and the factors are exactly
+    control is back in Python, so 2 or 3 iterations (more if the OS runs the timer thread late)
+    are complete and the factors are exactly
     those of a fit with that many iterations (deterministic CPU solves, same threads)."""
     big = sp.vstack([data] * 8).tocsr()
     m = recforge.AlternatingLeastSquares(factors=32, iterations=200, random_state=4,
@@ -476,7 +477,8 @@ def test_sigint_during_fit_raises_keyboardinterrupt_after_a_complete_iteration(d
 
     with pytest.raises(KeyboardInterrupt):
         m.fit(big, show_progress=False, callback=callback)
-    assert m.iterations_done in (2, 3)
+    # 2 or 3 unless the OS ran the timer thread late; never all 200, never a partial one
+    assert 2 <= m.iterations_done < 200
     assert np.isfinite(m.user_factors).all()
     ids, _ = m.recommend(0, big[0], N=3)
     assert ids.shape == (3,)
@@ -529,9 +531,9 @@ def test_sigint_before_the_first_iteration_leaves_the_previous_model(data):
 def test_an_iteration_releases_the_gil(data):
     """With a switch interval of 100 s the worker thread keeps the GIL unless it releases it
     itself. The main thread waits (GIL released) for `started`, which the worker sets just
-    before iterate(); the main thread can then only set `seen` while the worker is inside
-    iterate() if iterate() released the GIL. The worker reads `seen` right after iterate()
-    returns, before it could give the GIL away."""
+    before its iterate() calls; the main thread can then only set `seen` while the worker is
+    inside iterate() if iterate() released the GIL (between calls the worker keeps it). Checked:
+    a worker running a pure-Python loop instead never sees `seen`."""
     big = sp.vstack([data] * 20).tocsr()
     m = recforge.AlternatingLeastSquares(factors=64, iterations=1, use_cg=False, num_threads=1,
                                          random_state=0)
@@ -544,9 +546,15 @@ def test_an_iteration_releases_the_gil(data):
     result = {}
 
     def worker():
+        # Several iterations, so that a main thread the OS schedules late still finds one in
+        # progress; `seen` is read right after each returns, before the GIL could change hands.
         started.set()
-        engine.iterate()
-        result["seen"] = seen.is_set()
+        result["seen"] = False
+        for _ in range(30):
+            engine.iterate()
+            if seen.is_set():
+                result["seen"] = True
+                break
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(100.0)
