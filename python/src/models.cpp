@@ -1,8 +1,417 @@
 /// @file models.cpp
+/// The engine side of recforge's in-memory model classes (python/recforge/models.py): one
+/// `_Engine` per model object, which holds the config, the Context, the engine model
+/// (models::Model), and the training matrix as a data::Csr and its transpose, built once in C++.
+/// Everything that can take long (building the CSR, an iteration, the loss, top-k, fold-in,
+/// explain) runs with the GIL released.
+///
+/// Factor views. user_view()/item_view() are writable float32 NumPy arrays over the engine's
+/// own matrices (no copy): an iteration updates them in place, and a write through them changes
+/// what the engine scores. When the engine must replace a matrix (init for a new shape, factors
+/// of another shape assigned, rows added by a partial fit, the engine destroyed), the buffer
+/// that outstanding views point to is first moved out of the model into a holder those views
+/// own ("retired"): old arrays stay valid (detached, as implicit's arrays are after a new fit),
+/// never dangling.
+
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "common.h"
+#include "config/config.h"
+#include "core/context.h"
+#include "core/error.h"
+#include "data/csr.h"
+#include "eval/topk.h"
+#include "models/model.h"
+#include "pipeline/options.h"
 
 namespace recforge::python {
+namespace {
 
-void bind_models(py::module_& m) { (void)m; }
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+/// What views of one generation of a factor matrix own: the buffer once it is retired.
+struct Slot {
+  std::vector<float> retired;
+};
+
+/// A CSR from scipy's three arrays, checked: indptr monotone from 0 to nnz, columns in
+/// [0, cols) and sorted within rows, values finite and >= 0 (named by (row, column) of `what`).
+data::Csr make_csr(const std::string& what, const Int64Array& indptr, const Int32Array& indices,
+                   const FloatArray& values, int64_t rows, int64_t cols) {
+  if (indptr.ndim() != 1 || indptr.shape(0) != rows + 1)
+    fail("{}: indptr has {} entries; expected rows + 1 = {}", what, indptr.size(), rows + 1);
+  if (indices.ndim() != 1 || values.ndim() != 1 || indices.shape(0) != values.shape(0))
+    fail("{}: indices ({}) and data ({}) must be 1-D arrays of the same length", what,
+         indices.size(), values.size());
+  data::Csr c;
+  c.rows = rows;
+  c.cols = cols;
+  const int64_t* p = indptr.data();
+  const int32_t* ix = indices.data();
+  const float* v = values.data();
+  const int64_t nnz = indices.shape(0);
+  {
+    py::gil_scoped_release nogil;
+    if (p[0] != 0 || p[rows] != nnz)
+      fail("{}: indptr runs from {} to {}; expected 0 to the number of stored values {}", what,
+           p[0], p[rows], nnz);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (p[r + 1] < p[r]) fail("{}: indptr decreases at row {}; expected a CSR matrix", what, r);
+      for (int64_t e = p[r]; e < p[r + 1]; ++e) {
+        if (ix[e] < 0 || ix[e] >= cols)
+          fail("{}: column {} in row {} is outside [0, {})", what, ix[e], r, cols);
+        if (e > p[r] && ix[e] <= ix[e - 1])
+          fail("{}: row {} has columns out of order or repeated ({} after {}); expected a "
+               "canonical CSR matrix (call sum_duplicates())",
+               what, r, ix[e], ix[e - 1]);
+        if (!std::isfinite(v[e]) || v[e] < 0)
+          fail("{} has the value {} at (row {}, column {}); expected finite values >= 0", what,
+               v[e], r, ix[e]);
+      }
+    }
+    c.indptr.assign(p, p + rows + 1);
+    c.indices.assign(ix, ix + nnz);
+    c.data.assign(v, v + nnz);
+  }
+  return c;
+}
+
+Matrix to_matrix(const FloatArray& a, const std::string& what) {
+  if (a.ndim() != 2) fail("{} must be a 2-D array; it has {} dimensions", what, a.ndim());
+  Matrix m;
+  m.rows = a.shape(0);
+  m.cols = a.shape(1);
+  m.data.assign(a.data(), a.data() + a.size());
+  return m;
+}
+
+py::array_t<float> to_array(Matrix&& m) {
+  auto* v = new std::vector<float>(std::move(m.data).take());
+  py::capsule owner(v, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+  return py::array_t<float>({m.rows, m.cols}, v->data(), owner);
+}
+
+class Engine {
+ public:
+  /// The config text (a YAML document with the `model` and `train` sections), checked by
+  /// config::parse and config::check; `name` stands for the file name in its sentences.
+  Engine(const std::string& yaml, const std::string& name)
+      : cfg_(config::Config::parse(yaml, name)),
+        ctx_(Context::create(cfg_.settings().train.device,
+                             static_cast<int>(cfg_.settings().train.threads))),
+        model_(pipeline::make_model(cfg_, ctx_)) {
+    if (!model_) fail("{}: model.type none has no model", name);
+  }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine() {
+    retire(users_slot_, user_matrix());
+    retire(items_slot_, item_matrix());
+  }
+
+  std::string describe() const { return model_->describe().dump(); }
+  std::string type() const { return model_->type(); }
+  int iterations() const { return model_->iterations(); }
+  std::string device() const { return ctx_.device().name(); }
+  int threads() const { return ctx_.threads(); }
+  bool initialized() const { return model_->item_factors().rows > 0 || model_->user_factors().rows > 0; }
+
+  /// The training matrix (users × items confidences) and its transpose, built once.
+  void set_data(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
+                int64_t rows, int64_t cols) {
+    data::Csr ui = make_csr("user_items", indptr, indices, values, rows, cols);
+    py::gil_scoped_release nogil;
+    item_users_ = ui.transpose();
+    user_items_ = std::move(ui);
+  }
+  void drop_data() {
+    user_items_ = data::Csr();
+    item_users_ = data::Csr();
+  }
+
+  /// Fresh random factors for the training matrix's shape.
+  void init() {
+    retire(users_slot_, user_matrix());
+    retire(items_slot_, item_matrix());
+    py::gil_scoped_release nogil;
+    model_->init(user_items_.rows, user_items_.cols);
+  }
+
+  /// One iteration (iALS: all users then all items; bpr, softmax: one epoch).
+  void iterate() {
+    py::gil_scoped_release nogil;
+    model_->iterate(user_items_, item_users_);
+  }
+
+  double loss() const {
+    py::gil_scoped_release nogil;
+    return model_->loss(user_items_, item_users_);
+  }
+
+  // On a GPU the model's host matrices are mirrors that it refreshes (and may reallocate)
+  // itself, and writes to them never reach the GPU: the arrays are read-only copies there.
+  py::array_t<float> user_view(py::object self) {
+    if (on_gpu()) return read_only_copy(model_->user_factors());
+    return view(users_slot_, user_matrix(), self);
+  }
+  py::array_t<float> item_view(py::object self) {
+    if (on_gpu()) return read_only_copy(model_->item_factors());
+    return view(items_slot_, item_matrix(), self);
+  }
+  bool on_gpu() const { return model_->cuda() != nullptr; }
+  /// Address of the engine's factor storage, for tests of the zero-copy views.
+  uintptr_t user_address() const {
+    return reinterpret_cast<uintptr_t>(model_->user_factors().data.data());
+  }
+  uintptr_t item_address() const {
+    return reinterpret_cast<uintptr_t>(model_->item_factors().data.data());
+  }
+
+  /// Copies both matrices in; into the existing storage when the shapes are unchanged (views
+  /// then see the new values), else into new storage (views of the old one are retired).
+  void set_factors(const FloatArray& users, const FloatArray& items) {
+    Matrix u = to_matrix(users, "user_factors"), i = to_matrix(items, "item_factors");
+    if (u.cols != i.cols)
+      fail("user_factors has {} columns and item_factors {}; expected the same number", u.cols,
+           i.cols);
+    Matrix& mu = user_matrix();
+    Matrix& mi = item_matrix();
+    if (!on_gpu() && mu.rows == u.rows && mu.cols == u.cols && mi.rows == i.rows &&
+        mi.cols == i.cols && !mu.data.empty() && !mi.data.empty()) {
+      std::memcpy(mu.data.data(), u.data.data(), u.data.size() * sizeof(float));
+      std::memcpy(mi.data.data(), i.data.data(), i.data.size() * sizeof(float));
+      return;
+    }
+    retire(users_slot_, mu);
+    retire(items_slot_, mi);
+    model_->set_factors(std::move(u), std::move(i));
+  }
+
+  /// Exact top-k of queries · items (eval::topk), masking per query row `exclude_rows[q]` of
+  /// the CSR (exclude_indptr, exclude_indices) and the sorted `global_exclude`.
+  py::tuple topk(const FloatArray& queries, const FloatArray& items, int k,
+                 std::optional<Int64Array> exclude_indptr,
+                 std::optional<Int32Array> exclude_indices, std::optional<Int32Array> query_rows,
+                 std::optional<Int32Array> global_exclude) const {
+    if (queries.ndim() != 2 || items.ndim() != 2 || queries.shape(1) != items.shape(1))
+      throw InternalError("topk: queries and items must be 2-D with equal columns", __FILE__,
+                          __LINE__);
+    const int64_t nq = queries.shape(0), ni = items.shape(0);
+    const int d = static_cast<int>(items.shape(1));
+    data::Csr ex;
+    const data::Csr* exp = nullptr;
+    std::vector<data::index_t> rows, global;
+    if (exclude_indptr && exclude_indices) {
+      ex.rows = exclude_indptr->shape(0) - 1;
+      ex.cols = ni;
+      ex.indptr.assign(exclude_indptr->data(), exclude_indptr->data() + exclude_indptr->size());
+      ex.indices.assign(exclude_indices->data(),
+                        exclude_indices->data() + exclude_indices->size());
+      ex.data.assign(ex.indices.size(), 1.0f);
+      exp = &ex;
+      if (query_rows) rows.assign(query_rows->data(), query_rows->data() + query_rows->size());
+    }
+    if (global_exclude)
+      global.assign(global_exclude->data(), global_exclude->data() + global_exclude->size());
+    eval::TopK r;
+    {
+      py::gil_scoped_release nogil;
+      r = eval::topk(queries.data(), nq, items.data(), ni, d, k, exp, rows,
+                     global_exclude ? &global : nullptr);
+    }
+    py::array_t<int32_t> ids({nq, static_cast<int64_t>(k)});
+    py::array_t<float> scores({nq, static_cast<int64_t>(k)});
+    std::memcpy(ids.mutable_data(), r.items.data(), r.items.size() * sizeof(int32_t));
+    std::memcpy(scores.mutable_data(), r.scores.data(), r.scores.size() * sizeof(float));
+    return py::make_tuple(ids, scores);
+  }
+
+  /// Factors of user rows (confidences over the items) by the model's own solve, items fixed.
+  py::array_t<float> fold_in_users(const Int64Array& indptr, const Int32Array& indices,
+                                   const FloatArray& values) const {
+    data::Csr rows = make_csr("user_items", indptr, indices, values, indptr.shape(0) - 1,
+                              model_->item_factors().rows);
+    Matrix m;
+    {
+      py::gil_scoped_release nogil;
+      m = model_->fold_in(rows);
+    }
+    return to_array(std::move(m));
+  }
+
+  /// Factors of item rows (confidences over the users) by the same solve with the roles of
+  /// users and items exchanged: a second model of the same config holding the item factors as
+  /// its users and the user factors as its items folds the rows in.
+  py::array_t<float> fold_in_items(const Int64Array& indptr, const Int32Array& indices,
+                                   const FloatArray& values) const {
+    data::Csr rows = make_csr("item_users", indptr, indices, values, indptr.shape(0) - 1,
+                              model_->user_factors().rows);
+    if (cfg_.settings().model.type == "ials" && cfg_.settings().model.unobserved_exp != 0)
+      fail("partial_fit_items needs unobserved_exp 0 (per-item unobserved weights have no "
+           "counterpart for users); it is {}",
+           cfg_.settings().model.unobserved_exp);
+    Matrix m;
+    {
+      py::gil_scoped_release nogil;
+      std::unique_ptr<models::Model> swapped = pipeline::make_model(cfg_, ctx_);
+      swapped->set_factors(model_->item_factors(), model_->user_factors());
+      m = swapped->fold_in(rows);
+    }
+    return to_array(std::move(m));
+  }
+
+  /// The engine's explanation (models::Model::explain) of `items` for a user with training
+  /// row (indptr, indices, values) and stored factors `user` (or none).
+  py::list explain(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
+                   std::optional<FloatArray> user, const std::vector<int64_t>& items) const {
+    data::Csr row = make_csr("user_items", indptr, indices, values, 1,
+                             model_->item_factors().rows);
+    if (user && user->size() != model_->item_factors().cols)
+      fail("user factors have {} values; expected {}", user->size(),
+           model_->item_factors().cols);
+    std::vector<models::Explanation> ex;
+    {
+      py::gil_scoped_release nogil;
+      ex = model_->explain(row, user ? user->data() : nullptr, items);
+    }
+    py::list out;
+    for (const auto& e : ex) {
+      py::list contributions;
+      for (const auto& c : e.contributions)
+        contributions.append(py::make_tuple(c.item, c.contribution, c.value, c.confidence));
+      py::dict d;
+      d["method"] = e.method;
+      d["score"] = e.score;
+      d["model_score"] = e.model_score;
+      d["tolerance"] = e.tolerance;
+      d["condition_bound"] = e.condition_bound;
+      d["contributions"] = contributions;
+      if (!e.cholesky.empty()) {
+        const auto k = static_cast<py::ssize_t>(model_->item_factors().cols);
+        py::array_t<double> l({k, k});
+        std::memcpy(l.mutable_data(), e.cholesky.data(), e.cholesky.size() * sizeof(double));
+        d["cholesky"] = l;
+      } else {
+        d["cholesky"] = py::none();
+      }
+      out.append(d);
+    }
+    return out;
+  }
+
+  /// The rows of both matrices grown to (n_users, n_items), new rows zero; only grows.
+  void grow(int64_t n_users, int64_t n_items) {
+    const Matrix& u = model_->user_factors();
+    const Matrix& i = model_->item_factors();
+    if (n_users <= u.rows && n_items <= i.rows) return;
+    auto grown = [](const Matrix& m, int64_t rows) {
+      Matrix g;
+      g.rows = std::max(rows, m.rows);
+      g.cols = m.cols;
+      g.data.assign(static_cast<size_t>(g.rows * g.cols), 0.0f);
+      std::memcpy(g.data.data(), m.data.data(), m.data.size() * sizeof(float));
+      return g;
+    };
+    Matrix gu = grown(u, n_users), gi = grown(i, n_items);
+    retire(users_slot_, user_matrix());
+    retire(items_slot_, item_matrix());
+    model_->set_factors(std::move(gu), std::move(gi));
+  }
+
+  /// Rows `rows` of the user (or item) factors set to `values` (one row each), in place.
+  void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
+    if (on_gpu()) {  // on copies, handed to the GPU by set_factors
+      Matrix u = model_->user_factors(), i = model_->item_factors();
+      set_rows_of(users ? u : i, rows, values);
+      model_->set_factors(std::move(u), std::move(i));
+      return;
+    }
+    set_rows_of(users ? user_matrix() : item_matrix(), rows, values);
+  }
+
+ private:
+  static void set_rows_of(Matrix& m, const Int64Array& rows, const FloatArray& values) {
+    if (values.ndim() != 2 || values.shape(0) != rows.size() || values.shape(1) != m.cols)
+      throw InternalError("set_rows: shape mismatch", __FILE__, __LINE__);
+    for (py::ssize_t r = 0; r < rows.size(); ++r) {
+      const int64_t row = rows.data()[r];
+      if (row < 0 || row >= m.rows) throw InternalError("set_rows: row out of range", __FILE__, __LINE__);
+      std::memcpy(m.row(row), values.data() + r * m.cols, m.cols * sizeof(float));
+    }
+  }
+
+  static py::array_t<float> read_only_copy(const Matrix& m) {
+    Matrix c = m;
+    py::array_t<float> a = to_array(std::move(c));
+    py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+    return a;
+  }
+
+  // The model's matrices, writable: they are members of the (non-const) model, which updates
+  // them in place; the views and set_factors/set_rows write them directly.
+  Matrix& user_matrix() { return const_cast<Matrix&>(model_->user_factors()); }
+  Matrix& item_matrix() { return const_cast<Matrix&>(model_->item_factors()); }
+
+  static py::array_t<float> view(std::shared_ptr<Slot>& slot, const Matrix& m, py::object self) {
+    (void)self;
+    auto* keep = new std::shared_ptr<Slot>(slot);
+    py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<Slot>*>(p); });
+    // The engine must outlive the views of its current storage: the capsule keeps the slot,
+    // and the engine retires the storage into the slot before it replaces or frees it.
+    return matrix_view(m, owner, true);
+  }
+
+  /// Moves `m`'s buffer into `slot` when views of it exist, and starts a new generation.
+  static void retire(std::shared_ptr<Slot>& slot, Matrix& m) {
+    if (slot.use_count() > 1) slot->retired = std::move(m.data).take();
+    slot = std::make_shared<Slot>();
+  }
+
+  config::Config cfg_;
+  Context ctx_;
+  std::unique_ptr<models::Model> model_;
+  data::Csr user_items_, item_users_;
+  std::shared_ptr<Slot> users_slot_ = std::make_shared<Slot>();
+  std::shared_ptr<Slot> items_slot_ = std::make_shared<Slot>();
+};
+
+}  // namespace
+
+void bind_models(py::module_& m) {
+  py::class_<Engine>(m, "_Engine", "An engine model (use recforge.AlternatingLeastSquares, ...).")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("yaml"), py::arg("name"))
+      .def("describe", &Engine::describe)
+      .def_property_readonly("type", &Engine::type)
+      .def_property_readonly("iterations", &Engine::iterations)
+      .def_property_readonly("device", &Engine::device)
+      .def_property_readonly("threads", &Engine::threads)
+      .def_property_readonly("initialized", &Engine::initialized)
+      .def("set_data", &Engine::set_data)
+      .def("drop_data", &Engine::drop_data)
+      .def("init", &Engine::init)
+      .def("iterate", &Engine::iterate)
+      .def("loss", &Engine::loss)
+      .def("user_view", [](Engine& e, py::object self) { return e.user_view(self); })
+      .def("item_view", [](Engine& e, py::object self) { return e.item_view(self); })
+      .def("user_address", &Engine::user_address)
+      .def("item_address", &Engine::item_address)
+      .def("set_factors", &Engine::set_factors)
+      .def("topk", &Engine::topk, py::arg("queries"), py::arg("items"), py::arg("k"),
+           py::arg("exclude_indptr") = py::none(), py::arg("exclude_indices") = py::none(),
+           py::arg("query_rows") = py::none(), py::arg("global_exclude") = py::none())
+      .def("fold_in_users", &Engine::fold_in_users)
+      .def("fold_in_items", &Engine::fold_in_items)
+      .def("explain", &Engine::explain)
+      .def("grow", &Engine::grow)
+      .def("set_rows", &Engine::set_rows);
+}
 
 }  // namespace recforge::python

@@ -50,6 +50,9 @@ struct Explanation {
   /// trace(A) / λ_u (A − λ_u I is positive semidefinite), for bounding float solves against it.
   double condition_bound = 0;
   std::vector<Contribution> contributions;  ///< one per training item, largest first
+  /// exact only: the Cholesky factor L of the user's system A = L Lᵀ (k × k, row-major, zero
+  /// above the diagonal), in double; empty for a user without training items.
+  std::vector<double> cholesky;
 };
 
 /// An embedding model: score(u, i) = user_factors[u] · item_factors[i].

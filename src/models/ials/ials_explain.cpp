@@ -136,6 +136,7 @@ std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix
                                  t[el] * dot});
     }
     e.tolerance = 2 * gamma(static_cast<double>(k + n + 1)) * magnitude;
+    e.cholesky = a;  // L in the lower triangle; add_outer never wrote above the diagonal
     sort_contributions(e.contributions);
     out.push_back(std::move(e));
   }

@@ -1,0 +1,977 @@
+"""implicit 0.7's model classes over recforge's engine.
+
+``AlternatingLeastSquares``, ``BayesianPersonalizedRanking`` and ``SampledSoftmax`` take
+implicit's constructor arguments (same names, order and defaults where they mean the same) and
+offer implicit's methods (``fit``, ``recommend``, ``similar_items``, ``similar_users``,
+``explain``, ``partial_fit_users``, ``partial_fit_items``, ``save``, ``load``) with the same
+argument order and return types. Training, top-k retrieval and fold-in run in the engine
+(recforge's C++/CUDA code), with the GIL released.
+
+Each constructor argument becomes one key of the engine's config (docs/configuration.md, the
+``model`` and ``train`` sections); a value the engine refuses raises ``ValueError`` naming the
+argument and its config key.
+"""
+
+import json
+import re
+import time
+import warnings
+
+import numpy as np
+
+from . import _recforge
+
+try:  # optional, as in implicit: without tqdm, fit shows no progress bar
+    from tqdm.auto import tqdm as _tqdm
+except ImportError:  # pragma: no cover - depends on the environment
+    _tqdm = None
+
+__all__ = [
+    "AlternatingLeastSquares",
+    "BayesianPersonalizedRanking",
+    "SampledSoftmax",
+    "MatrixFactorizationBase",
+    "ParameterWarning",
+]
+
+
+class ParameterWarning(Warning):
+    """Warned when an argument is converted (e.g. a sparse matrix that is not CSR)."""
+
+
+def _scipy_sparse():
+    import scipy.sparse  # only the methods that take sparse matrices need SciPy
+
+    return scipy.sparse
+
+
+def _yaml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return json.dumps(str(v))  # a JSON string is a YAML string
+
+
+def _csr(matrix, name, rows=None, cols=None):
+    """`matrix` as a canonical float32 CSR matrix (converted with a warning when another sparse
+    format, refused with ValueError when not sparse), with (rows, cols) checked when given."""
+    sparse = _scipy_sparse()
+    if not sparse.issparse(matrix):
+        raise ValueError(
+            f"{name} must be a scipy.sparse CSR matrix (users × items for user_items, items × "
+            f"users for item_users); got {type(matrix).__name__}"
+        )
+    if matrix.format != "csr":
+        start = time.time()
+        kind = type(matrix).__name__
+        matrix = sparse.csr_matrix(matrix)
+        warnings.warn(
+            f"{name}: expected a CSR matrix, got {kind}; converting it to CSR took "
+            f"{time.time() - start:.3g} seconds",
+            ParameterWarning,
+            stacklevel=3,
+        )
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be 2-D; it has shape {matrix.shape}")
+    if rows is not None and matrix.shape[0] != rows:
+        raise ValueError(f"{name} has {matrix.shape[0]} rows; expected {rows}")
+    if cols is not None and matrix.shape[1] != cols:
+        raise ValueError(f"{name} has {matrix.shape[1]} columns; expected {cols}")
+    if matrix.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has values of type {matrix.dtype}; expected real numbers")
+    if matrix.dtype != np.float32:
+        matrix = matrix.astype(np.float32)
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    return matrix
+
+
+def _csr_arrays(matrix):
+    return (
+        np.asarray(matrix.indptr, dtype=np.int64),
+        np.asarray(matrix.indices, dtype=np.int32),
+        np.asarray(matrix.data, dtype=np.float32),
+    )
+
+
+def _ids(ids, name, limit, allow_new=False):
+    """Integer ids as an int64 array (a scalar stays a scalar), checked against [0, limit)."""
+    scalar = np.isscalar(ids)
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu":
+        if a.size == 0:
+            a = a.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must be an integer or an array of integers; got {a.dtype}")
+    if a.ndim > 1:
+        raise ValueError(f"{name} must be an integer or a 1-D array; it has shape {a.shape}")
+    a = a.astype(np.int64)
+    if a.size and a.min() < 0:
+        raise IndexError(f"{name} {int(a.min())} is negative; expected ids in [0, {limit})")
+    if not allow_new and a.size and a.max() >= limit:
+        raise IndexError(f"{name} {int(a.max())} is not in the model; expected ids in [0, {limit})")
+    return (int(a), True) if scalar else (a, False)
+
+
+class MatrixFactorizationBase:
+    """Shared base of recforge's implicit-compatible models.
+
+    Attributes
+    ----------
+    user_factors : numpy.ndarray
+        (users, factors) float32 array that shares memory with the engine's matrix: training
+        updates it in place and writing to it changes what the model scores. Assigning an array
+        copies it in. An array taken before a new ``fit`` (or a partial fit that adds rows)
+        keeps the old values, detached from the model. On a GPU it is a read-only copy (assign
+        to change the factors). ``None`` before ``fit``.
+    item_factors : numpy.ndarray
+        The same for the items.
+    num_threads : int
+        CPU threads for training and queries (0: all cores).
+    iterations_done : int
+        Iterations completed by the last ``fit`` (fewer than ``iterations`` after an interrupt).
+    """
+
+    # (argument, config key) of the common arguments; subclasses add theirs.
+    _model_type = None
+    _keys = ()
+
+    def __init__(self, num_threads=0, random_state=None, device="auto", use_gpu=None):
+        self.num_threads = num_threads
+        self.random_state = random_state
+        if use_gpu is not None:
+            wanted = "cuda" if use_gpu else "cpu"
+            if device not in ("auto", wanted) and not (use_gpu and str(device).startswith("cuda")):
+                raise ValueError(
+                    f"use_gpu={use_gpu!r} contradicts device={device!r}; give one of them"
+                )
+            device = wanted if device == "auto" else device
+        self.device = device
+        self.fit_callback = None
+        self.iterations_done = 0
+        self._engine = None
+        self._pending = {}  # factors assigned before the engine holds both
+        self._seed = None
+        self._check_config()
+
+    # -- the engine -----------------------------------------------------------------------
+
+    def _config_items(self):
+        """(argument, config key, value) for every setting the engine gets."""
+        items = [(arg, key, getattr(self, arg) if getter is None else getter(self))
+                 for arg, key, getter in self._keys]
+        items.append(("random_state", "model.seed", self._resolved_seed()))
+        items.append(("num_threads", "train.threads", int(self.num_threads)))
+        items.append(("device", "train.device", str(self.device)))
+        return items
+
+    def _resolved_seed(self):
+        """An int seed from random_state (int, None, RandomState or Generator), drawn once."""
+        rs = self.random_state
+        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+            return int(rs)
+        if self._seed is None:
+            if isinstance(rs, np.random.RandomState):
+                self._seed = int(rs.randint(2**31))
+            else:
+                self._seed = int(np.random.default_rng(rs).integers(2**31))
+        return self._seed
+
+    def _build_engine(self):
+        lines = ["model:", f"  type: {self._model_type}"]
+        origin = {}
+        section = "model"
+        for arg, key, value in self._config_items():
+            sec, name = key.split(".")
+            if sec != section:
+                lines.append(f"{sec}:")
+                section = sec
+            lines.append(f"  {name}: {_yaml_value(value)}")
+            origin[len(lines)] = (arg, key)
+        cls = type(self).__name__
+        try:
+            return _recforge._Engine("\n".join(lines) + "\n", cls)
+        except ValueError as e:
+            raise ValueError(self._rewrite(str(e), cls, origin)) from None
+
+    @staticmethod
+    def _rewrite(message, cls, origin):
+        """The engine's "Class:LINE:COL: model.key: ..." as "Class argument 'arg' (model.key): ...",
+        and any other mention of a config key with its argument."""
+        m = re.match(rf"{re.escape(cls)}:(\d+):\d+: ", message)
+        if m and int(m.group(1)) in origin:
+            arg, key = origin[int(m.group(1))]
+            rest = message[m.end():]
+            if rest.startswith(key):
+                rest = rest[len(key):]
+            return f"{cls} argument {arg!r} ({key}){rest}"
+        for arg, key in origin.values():
+            message = re.sub(rf"(?<![\w.]){re.escape(key)}\b", f"{key} (argument {arg!r})", message)
+        return message if message.startswith(cls) else f"{cls}: {message}"
+
+    def _check_config(self):
+        self._build_engine()
+
+    def _need_fit(self):
+        self._sync()
+        if self._engine is None:
+            raise ValueError(f"this {type(self).__name__} has no factors yet; call fit() first")
+
+    def _sync(self):
+        """Hands factors assigned before the engine existed to the engine."""
+        if "user_factors" in self._pending and "item_factors" in self._pending:
+            users = self._pending.pop("user_factors")
+            items = self._pending.pop("item_factors")
+            if users.shape[1] != self.factors_dim():
+                self.factors = users.shape[1] - (self.factors_dim() - self.factors)
+            engine = self._build_engine()
+            engine.set_factors(users, items)
+            self._engine = engine
+
+    def factors_dim(self):
+        """Columns of the factor matrices (``factors``, + 1 with ``item_bias``)."""
+        return int(self.factors) + (1 if getattr(self, "item_bias", False) else 0)
+
+    # -- factors --------------------------------------------------------------------------
+
+    def _get(self, which):
+        if which in self._pending:
+            return self._pending[which]
+        if self._engine is None:
+            return None
+        return self._engine.user_view(self) if which == "user_factors" else self._engine.item_view(self)
+
+    def _set(self, which, value):
+        if value is None:
+            self._pending.pop(which, None)
+            if self._engine is not None:
+                other = "item_factors" if which == "user_factors" else "user_factors"
+                self._pending[other] = np.array(self._get(other))
+                self._engine = None
+            return
+        a = np.asarray(value)
+        if a.ndim != 2 or a.dtype.kind not in "biuf":
+            raise ValueError(f"{which} must be a 2-D array of numbers; got {a.dtype} with shape "
+                             f"{a.shape}")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if self._engine is None:
+            self._pending[which] = a.copy()
+            self._sync()
+            return
+        other = "item_factors" if which == "user_factors" else "user_factors"
+        if a.shape[1] != self.factors_dim():
+            self._pending = {which: a.copy(), other: np.array(self._get(other))}
+            self._engine = None
+            self._sync()
+            return
+        users = a if which == "user_factors" else self._engine.user_view(self)
+        items = a if which == "item_factors" else self._engine.item_view(self)
+        self._engine.set_factors(users, items)
+
+    user_factors = property(lambda self: self._get("user_factors"),
+                            lambda self, v: self._set("user_factors", v),
+                            doc="(users, factors) float32 factors sharing the engine's memory.")
+    item_factors = property(lambda self: self._get("item_factors"),
+                            lambda self, v: self._set("item_factors", v),
+                            doc="(items, factors) float32 factors sharing the engine's memory.")
+
+    @property
+    def user_norms(self):
+        """Euclidean norm of each user's factors (0 replaced by 1e-10, as implicit does)."""
+        return _norms(self.user_factors)
+
+    @property
+    def item_norms(self):
+        """Euclidean norm of each item's factors (0 replaced by 1e-10, as implicit does)."""
+        return _norms(self.item_factors)
+
+    # -- training -------------------------------------------------------------------------
+
+    def fit(self, user_items, show_progress=True, callback=None):
+        """Trains the model on a users × items matrix of interactions.
+
+        Parameters
+        ----------
+        user_items : scipy.sparse.csr_matrix
+            (users, items) matrix of confidences (finite, >= 0). Other sparse formats are
+            converted with a ``ParameterWarning``; values of other types become float32.
+        show_progress : bool, optional
+            Show a tqdm progress bar (with the loss when ``calculate_training_loss``); nothing is
+            shown when tqdm is not installed.
+        callback : callable, optional
+            Called after every iteration as ``callback(iteration, seconds, loss)`` (iteration from
+            0, the iteration's seconds, the loss or ``None``); ``fit_callback`` when not given.
+
+        Notes
+        -----
+        Each iteration runs in the engine with the GIL released. Ctrl-C (SIGINT) raises
+        ``KeyboardInterrupt`` at the end of the iteration in progress: the model then holds the
+        factors of the last complete iteration (``iterations_done`` says how many), or, when no
+        iteration completed, the factors it had before this call (``None`` if it was unfitted).
+        """
+        ui = _csr(user_items, "user_items")
+        engine = self._build_engine()
+        engine.set_data(*_csr_arrays(ui), ui.shape[0], ui.shape[1])
+        previous, previous_pending, previous_done = self._engine, self._pending, self.iterations_done
+        if callback is None:
+            callback = self.fit_callback
+        show_loss = bool(getattr(self, "calculate_training_loss", False))
+        bar = None
+        done = 0
+        try:
+            engine.init()
+            self._engine, self._pending, self.iterations_done = engine, {}, 0
+            if show_progress and _tqdm is not None:
+                bar = _tqdm(total=engine.iterations)
+            for it in range(engine.iterations):
+                start = time.time()
+                engine.iterate()
+                done = self.iterations_done = it + 1
+                loss = engine.loss() if show_loss else None
+                if bar is not None:
+                    bar.update(1)
+                    if loss is not None:
+                        bar.set_postfix({"loss": loss})
+                if callback is not None:
+                    callback(it, time.time() - start, loss)
+        except BaseException:
+            if done == 0:  # nothing complete: the model as it was before this call
+                self._engine, self._pending = previous, previous_pending
+                self.iterations_done = previous_done
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            engine.drop_data()
+        return None
+
+    def _fold_in_users(self, user_items):
+        return self._engine.fold_in_users(*_csr_arrays(user_items))
+
+    def recalculate_user(self, userid, user_items):
+        """Factors of user(s) computed from ``user_items`` by the model's own solve.
+
+        Parameters
+        ----------
+        userid : int or array_like
+            The user or users (only their number matters).
+        user_items : scipy.sparse.csr_matrix
+            One row of item confidences per user.
+
+        Returns
+        -------
+        numpy.ndarray
+            (factors,) for an int ``userid``, else (len(userid), factors).
+        """
+        self._need_fit()
+        n = 1 if np.isscalar(userid) else len(userid)
+        ui = _csr(user_items, "user_items", rows=n, cols=self.item_factors.shape[0])
+        f = self._fold_in_users(ui)
+        return f[0] if np.isscalar(userid) else f
+
+    def recalculate_item(self, itemid, item_users):
+        """Factors of item(s) computed from ``item_users`` (one row of user confidences per
+        item) by the model's solve with users and items exchanged; see ``recalculate_user``."""
+        self._need_fit()
+        n = 1 if np.isscalar(itemid) else len(itemid)
+        iu = _csr(item_users, "item_users", rows=n, cols=self.user_factors.shape[0])
+        f = self._engine.fold_in_items(*_csr_arrays(iu))
+        return f[0] if np.isscalar(itemid) else f
+
+    def partial_fit_users(self, userids, user_items):
+        """Recomputes the factors of ``userids`` from their rows of ``user_items``.
+
+        Ids beyond the model's users grow ``user_factors`` (new rows start at zero; rows not
+        in ``userids`` keep zero). The items stay fixed.
+
+        Parameters
+        ----------
+        userids : array_like of int
+            The users to recompute.
+        user_items : scipy.sparse.csr_matrix
+            (len(userids), items) confidences, row i for userids[i].
+        """
+        self._partial_fit(userids, user_items, users=True)
+
+    def partial_fit_items(self, itemids, item_users):
+        """Recomputes the factors of ``itemids`` from their rows of ``item_users`` (items ×
+        users confidences), growing ``item_factors`` for new ids; the users stay fixed."""
+        self._partial_fit(itemids, item_users, users=False)
+
+    def _partial_fit(self, ids, matrix, users):
+        self._need_fit()
+        name = "userids" if users else "itemids"
+        mname = "user_items" if users else "item_users"
+        n_own = self.user_factors.shape[0] if users else self.item_factors.shape[0]
+        n_other = self.item_factors.shape[0] if users else self.user_factors.shape[0]
+        ids, scalar = _ids(ids, name, n_own, allow_new=True)
+        ids = np.atleast_1d(ids)
+        m = _csr(matrix, mname, cols=n_other)
+        if m.shape[0] != len(ids):
+            raise ValueError(f"{mname} has {m.shape[0]} rows; expected one for each of the "
+                             f"{len(ids)} {name}")
+        f = self._fold_in_users(m) if users else self._engine.fold_in_items(*_csr_arrays(m))
+        top = int(ids.max()) + 1 if len(ids) else 0
+        if users:
+            self._engine.grow(top, 0)
+        else:
+            self._engine.grow(0, top)
+        self._engine.set_rows(users, ids, np.ascontiguousarray(f, dtype=np.float32))
+
+    # -- queries --------------------------------------------------------------------------
+
+    def recommend(self, userid, user_items, N=10, filter_already_liked_items=True,
+                  filter_items=None, recalculate_user=False, items=None):
+        """The top ``N`` items for a user or users.
+
+        Parameters
+        ----------
+        userid : int or array_like of int
+            A user, or an array of users (row i of the result for userid[i]).
+        user_items : scipy.sparse.csr_matrix
+            One row per user (``len(userid)`` rows, or 1) of item confidences: filtered when
+            ``filter_already_liked_items``, the input of ``recalculate_user``. Unused otherwise.
+        N : int, optional
+            Number of results per user.
+        filter_already_liked_items : bool, optional
+            Leave out the items of the user's row of ``user_items``.
+        filter_items : array_like of int, optional
+            Items left out for every user.
+        recalculate_user : bool, optional
+            Compute the user's factors from ``user_items`` (``recalculate_user``) instead of
+            using the stored ones.
+        items : array_like of int, optional
+            Rank only these items (then at most ``len(items)`` results; not with
+            ``filter_items``).
+
+        Returns
+        -------
+        ids : numpy.ndarray
+            (N,) item ids for an int ``userid``, (len(userid), N) for an array, best first.
+            Where fewer than N items are eligible the row ends with id -1 and score -inf.
+        scores : numpy.ndarray
+            float32 scores (user factors · item factors) of the same shape.
+        """
+        self._need_fit()
+        n_users, n_items = self.user_factors.shape[0], self.item_factors.shape[0]
+        N = _count(N, "N")
+        scalar = np.isscalar(userid)
+        n_q = 1 if scalar else len(np.atleast_1d(userid))
+        if filter_already_liked_items or recalculate_user:
+            ui = _csr(user_items, "user_items", cols=n_items)
+            if ui.shape[0] != n_q:
+                raise ValueError(f"user_items has {ui.shape[0]} rows; expected one for each of "
+                                 f"the {n_q} users in userid")
+        if recalculate_user:
+            queries = np.ascontiguousarray(self._fold_in_users(ui))
+        else:
+            uid, _ = _ids(userid, "userid", n_users)
+            queries = np.ascontiguousarray(self.user_factors[np.atleast_1d(uid)])
+        item_matrix = self.item_factors
+        global_exclude = None
+        if items is not None:
+            if filter_items is not None and len(filter_items):
+                raise ValueError("give items or filter_items, not both")
+            sel, _ = _ids(items, "items", n_items)
+            sel = np.unique(np.atleast_1d(sel))
+            N = min(N, len(sel))
+            mask = np.ones(n_items, dtype=bool)
+            mask[sel] = False
+            global_exclude = np.flatnonzero(mask).astype(np.int32)
+        elif filter_items is not None:
+            f, _ = _ids(filter_items, "filter_items", n_items)
+            global_exclude = np.unique(np.atleast_1d(f)).astype(np.int32)
+        ex_ptr = ex_ind = None
+        if filter_already_liked_items:
+            ex_ptr, ex_ind, _ = _csr_arrays(ui)
+        if N == 0:
+            ids = np.zeros((n_q, 0), dtype=np.int32)
+            scores = np.zeros((n_q, 0), dtype=np.float32)
+        else:
+            ids, scores = self._engine.topk(queries, item_matrix, N, ex_ptr, ex_ind, None,
+                                            global_exclude)
+        if scalar:
+            return ids[0], scores[0]
+        return ids, scores
+
+    def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
+                      filter_items=None, items=None):
+        """The ``N`` items most similar to an item or items, by cosine of their factors.
+
+        Parameters
+        ----------
+        itemid : int or array_like of int
+            An item or an array of items. The item itself is among the results (cosine 1).
+        N : int, optional
+            Number of results per item.
+        recalculate_item : bool, optional
+            Compute the item's factors from ``item_users`` (``recalculate_item``).
+        item_users : scipy.sparse.csr_matrix, optional
+            One row of user confidences per item, for ``recalculate_item``.
+        filter_items : array_like of int, optional
+            Items never returned.
+        items : array_like of int, optional
+            Return only these items (not with ``filter_items``).
+
+        Returns
+        -------
+        ids, scores : numpy.ndarray
+            (N,) or (len(itemid), N) item ids and cosine similarities, best first.
+        """
+        self._need_fit()
+        n_items = self.item_factors.shape[0]
+        if recalculate_item:
+            q = self.recalculate_item(itemid, item_users)
+            scalar = np.isscalar(itemid)
+        else:
+            iid, scalar = _ids(itemid, "itemid", n_items)
+            q = self.item_factors[np.atleast_1d(iid)]
+        return self._similar(np.atleast_2d(q), self.item_factors, N, filter_items, items,
+                             "filter_items", "items", scalar)
+
+    def similar_users(self, userid, N=10, filter_users=None, users=None):
+        """The ``N`` users most similar to a user or users, by cosine of their factors.
+
+        Parameters
+        ----------
+        userid : int or array_like of int
+            A user or an array of users. The user itself is among the results (cosine 1).
+        N : int, optional
+            Number of results per user.
+        filter_users : array_like of int, optional
+            Users never returned.
+        users : array_like of int, optional
+            Return only these users (not with ``filter_users``).
+
+        Returns
+        -------
+        ids, scores : numpy.ndarray
+            (N,) or (len(userid), N) user ids and cosine similarities, best first.
+        """
+        self._need_fit()
+        uid, scalar = _ids(userid, "userid", self.user_factors.shape[0])
+        q = self.user_factors[np.atleast_1d(uid)]
+        return self._similar(q, self.user_factors, N, filter_users, users, "filter_users",
+                             "users", scalar)
+
+    def _similar(self, q, matrix, N, filter_ids, only, filter_name, only_name, scalar):
+        N = _count(N, "N")
+        n = matrix.shape[0]
+        unit = np.ascontiguousarray(matrix / _norms(matrix)[:, None], dtype=np.float32)
+        qn = np.ascontiguousarray(q / _norms(q)[:, None], dtype=np.float32)
+        global_exclude = None
+        if only is not None:
+            if filter_ids is not None and len(filter_ids):
+                raise ValueError(f"give {only_name} or {filter_name}, not both")
+            sel, _ = _ids(only, only_name, n)
+            sel = np.unique(np.atleast_1d(sel))
+            N = min(N, len(sel))
+            mask = np.ones(n, dtype=bool)
+            mask[sel] = False
+            global_exclude = np.flatnonzero(mask).astype(np.int32)
+        elif filter_ids is not None:
+            f, _ = _ids(filter_ids, filter_name, n)
+            global_exclude = np.unique(np.atleast_1d(f)).astype(np.int32)
+        if N == 0:
+            ids = np.zeros((len(qn), 0), dtype=np.int32)
+            scores = np.zeros((len(qn), 0), dtype=np.float32)
+        else:
+            ids, scores = self._engine.topk(qn, unit, N, None, None, None, global_exclude)
+        if scalar:
+            return ids[0], scores[0]
+        return ids, scores
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def _saved(self):
+        """The constructor arguments to save (implicit's names)."""
+        raise NotImplementedError
+
+    def save(self, fileobj_or_path):
+        """Saves the factors and the arguments to a NumPy ``.npz`` file (implicit's layout).
+
+        Parameters
+        ----------
+        fileobj_or_path : str or file-like
+            Path (``.npz`` is appended by NumPy when missing) or open binary file.
+        """
+        args = dict(self._saved())
+        args["num_threads"] = self.num_threads
+        args["device"] = str(self.device)
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
+            args["random_state"] = int(self.random_state)
+        if self.user_factors is not None:
+            args["user_factors"] = np.asarray(self.user_factors)
+        if self.item_factors is not None:
+            args["item_factors"] = np.asarray(self.item_factors)
+        np.savez(fileobj_or_path, **{k: v for k, v in args.items() if v is not None})
+
+    @classmethod
+    def load(cls, fileobj_or_path):
+        """Loads a model saved by ``save``, or by implicit's ``save`` of the same model class.
+
+        Parameters
+        ----------
+        fileobj_or_path : str or file-like
+            The ``.npz`` file (``.npz`` is appended to a path without it).
+
+        Returns
+        -------
+        The model, with its factors; keys that this class does not know are refused.
+        """
+        if isinstance(fileobj_or_path, str) and not fileobj_or_path.endswith(".npz"):
+            fileobj_or_path += ".npz"
+        kwargs, factors = {}, {}
+        ignored = {"use_native", "calculate_training_loss"} & set()
+        with np.load(fileobj_or_path, allow_pickle=False) as data:
+            for key in data.files:
+                v = data[key]
+                if key in ("user_factors", "item_factors"):
+                    factors[key] = v
+                    continue
+                v = str(v) if key == "dtype" else v.item()
+                kwargs[key] = v
+        known = cls._init_names()
+        unknown = sorted(set(kwargs) - known - ignored)
+        if unknown:
+            raise ValueError(f"{fileobj_or_path}: {', '.join(unknown)} is not an argument of "
+                             f"{cls.__name__}; expected a file saved by {cls.__name__}.save")
+        if "user_factors" in factors:
+            dim = factors["user_factors"].shape[1]
+            if ("item_bias" in known and "item_bias" not in kwargs
+                    and kwargs.get("factors") == dim - 1):
+                # implicit's BPR layout: its item bias is the last column (users hold 1 there),
+                # which is recforge's item_bias layout
+                kwargs["item_bias"] = True
+            kwargs["factors"] = dim - (1 if kwargs.get("item_bias", False) else 0)
+        model = cls(**kwargs)
+        if factors:
+            model.user_factors = factors.get("user_factors")
+            model.item_factors = factors.get("item_factors")
+        return model
+
+    @classmethod
+    def _init_names(cls):
+        import inspect
+
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{a}={getattr(self, a)!r}' for a, _, _ in self._keys)})"
+
+
+def _norms(m):
+    n = np.linalg.norm(np.asarray(m, dtype=np.float32), axis=-1)
+    n[n == 0] = 1e-10
+    return n
+
+
+def _count(N, name):
+    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 0:
+        raise ValueError(f"{name} must be an integer >= 0; got {N!r}")
+    return int(N)
+
+
+def _dtype_name(self):
+    try:
+        d = np.dtype(self.dtype)
+        name = d.name
+    except TypeError:
+        name = str(self.dtype)
+    return name
+
+
+def _solver(self):
+    if self.solver is not None:
+        return self.solver
+    return "cg" if self.use_cg else "cholesky"
+
+
+class AlternatingLeastSquares(MatrixFactorizationBase):
+    """Implicit-feedback alternating least squares (iALS, Hu et al. 2008) in recforge's engine.
+
+    Minimises Σ_observed alpha·c_ui (1 − x_uᵀy_i)² + unobserved_weight Σ_all (x_uᵀy_i)² +
+    regularization Σ (‖x_u‖² + ‖y_i‖²) (with ``reg_exp`` 0). implicit's loss weighs an observed
+    pair by alpha·c_ui alone; recforge adds the unobserved term over every pair, so an observed
+    pair weighs alpha·c_ui + unobserved_weight (docs/models.md).
+
+    Parameters
+    ----------
+    factors : int, optional
+        Number of latent factors (``model.factors``).
+    regularization : float, optional
+        L2 strength λ (``model.regularization``).
+    alpha : float, optional
+        Scale of the confidences (``model.alpha``).
+    dtype : numpy dtype, optional
+        Storage type of the factors (``model.dtype``): float32; float16 or bfloat16 on a GPU.
+    use_native : bool, optional
+        Accepted for implicit compatibility; recforge always runs its native engine.
+    use_cg : bool, optional
+        Conjugate gradient (True) or exact Cholesky solves (``model.solver``); ``solver``
+        overrides it.
+    use_gpu : bool, optional
+        implicit's GPU switch: True means ``device="cuda"``, False ``device="cpu"``; None
+        (default) leaves ``device`` as given.
+    iterations : int, optional
+        Iterations of ``fit`` (``model.iterations``).
+    calculate_training_loss : bool, optional
+        Compute the loss after every iteration (progress bar, callback).
+    num_threads : int, optional
+        CPU threads, 0 for all cores (``train.threads``).
+    random_state : int, numpy.random.Generator, RandomState or None, optional
+        Seed of the initial factors (``model.seed``); a Generator or RandomState gives one draw.
+    unobserved_weight : float, keyword only
+        Weight of every pair's squared score (``model.unobserved_weight``); 1.0 is implicit's.
+    reg_exp : float, keyword only
+        Frequency scaling of λ, λ·(n + 1)^reg_exp (``model.reg_exp``); 0.0 is implicit's.
+    solver : {"cg", "cholesky"} or None, keyword only
+        The per-row solve (``model.solver``); None follows ``use_cg``.
+    cg_steps : int, keyword only
+        Conjugate-gradient steps per row (``model.cg_steps``), 3 as in implicit.
+    device : str, keyword only
+        "auto", "cpu", "cuda" or "cuda:N" (``train.device``).
+    """
+
+    _model_type = "ials"
+    _keys = (
+        ("factors", "model.factors", None),
+        ("regularization", "model.regularization", None),
+        ("alpha", "model.alpha", None),
+        ("dtype", "model.dtype", _dtype_name),
+        ("use_cg", "model.solver", _solver),
+        ("iterations", "model.iterations", None),
+        ("unobserved_weight", "model.unobserved_weight", None),
+        ("reg_exp", "model.reg_exp", None),
+        ("cg_steps", "model.cg_steps", None),
+    )
+
+    def __init__(self, factors=100, regularization=0.01, alpha=1.0, dtype=np.float32,
+                 use_native=True, use_cg=True, use_gpu=None, iterations=15,
+                 calculate_training_loss=False, num_threads=0, random_state=None, *,
+                 unobserved_weight=1.0, reg_exp=0.0, solver=None, cg_steps=3, device="auto"):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.dtype = dtype
+        self.use_native = use_native
+        self.use_cg = use_cg
+        self.iterations = iterations
+        self.calculate_training_loss = calculate_training_loss
+        self.unobserved_weight = unobserved_weight
+        self.reg_exp = reg_exp
+        self.solver = solver
+        self.cg_steps = cg_steps
+        super().__init__(num_threads=num_threads, random_state=random_state, device=device,
+                         use_gpu=use_gpu)
+
+    def _config_items(self):
+        items = super()._config_items()
+        if self.solver is not None:  # name the argument the value came from
+            items = [("solver", k, v) if a == "use_cg" else (a, k, v) for a, k, v in items]
+        return items
+
+    def explain(self, userid, user_items, itemid, user_weights=None, N=10):
+        """Why the model scores ``itemid`` for ``userid``: the exact decomposition of the score
+        of the user's least-squares solve into one term per training item.
+
+        Parameters
+        ----------
+        userid : int
+            The user (a row of ``user_items``).
+        user_items : scipy.sparse.csr_matrix
+            The users' confidences (the training matrix, or one row when it has one row).
+        itemid : int
+            The item to explain.
+        user_weights : tuple, optional
+            A ``user_weights`` returned by an earlier call, accepted for implicit
+            compatibility; the engine factors the user's small k × k system again either way
+            (it is exact and cheap next to building the system), so it does not speed calls up.
+        N : int, optional
+            Number of contributions returned.
+
+        Returns
+        -------
+        total_score : float
+            The score of the user's exact solve for the item (the contributions' sum).
+        top_contributions : list of (int, float)
+            The N largest (itemid, contribution) pairs, largest first.
+        user_weights : tuple of (numpy.ndarray, bool)
+            The Cholesky factor of the user's system A in ``scipy.linalg.cho_factor``'s form
+            ``(L, True)``: L lower triangular (k × k, float64) with A = L Lᵀ, so that
+            ``scipy.linalg.cho_solve(user_weights, y)`` gives A⁻¹y. implicit returns
+            ``cho_factor(A)`` (the upper factor, ``lower=False``); both solve the same A.
+            ``None`` for a user without training items.
+        """
+        self._need_fit()
+        n_items = self.item_factors.shape[0]
+        ui = _csr(user_items, "user_items", cols=n_items)
+        uid, _ = _ids(userid, "userid", ui.shape[0] if ui.shape[0] > 1 else userid + 1)
+        iid, _ = _ids(itemid, "itemid", n_items)
+        row = ui[uid] if ui.shape[0] > 1 else ui
+        user = None
+        if uid < self.user_factors.shape[0]:
+            user = np.ascontiguousarray(self.user_factors[uid])
+        ex = self._engine.explain(*_csr_arrays(row), user, [iid])[0]
+        top = [(int(i), float(c)) for i, c, _, _ in ex["contributions"][:N]]
+        weights = None if ex["cholesky"] is None else (ex["cholesky"], True)
+        return float(ex["score"]), top, weights
+
+    def _saved(self):
+        return {"factors": self.factors, "regularization": self.regularization,
+                "alpha": self.alpha, "dtype": _dtype_name(self), "use_native": self.use_native,
+                "use_cg": self.use_cg, "iterations": self.iterations,
+                "calculate_training_loss": self.calculate_training_loss,
+                "unobserved_weight": self.unobserved_weight, "reg_exp": self.reg_exp,
+                "solver": self.solver, "cg_steps": self.cg_steps}
+
+
+class BayesianPersonalizedRanking(MatrixFactorizationBase):
+    """Bayesian personalised ranking (Rendle et al. 2009) in recforge's engine.
+
+    Parameters
+    ----------
+    factors : int, optional
+        Number of latent factors (``model.factors``).
+    learning_rate : float, optional
+        Step size of the first epoch (``model.learning_rate``).
+    regularization : float, optional
+        L2 strength (``model.regularization``).
+    dtype : numpy dtype, optional
+        Storage type of the factors (``model.dtype``): float32; float16 or bfloat16 on a GPU.
+    iterations : int, optional
+        Epochs of ``fit`` (``model.iterations``).
+    use_gpu : bool, optional
+        True means ``device="cuda"``, False ``device="cpu"``; None leaves ``device``.
+    num_threads : int, optional
+        CPU threads, 0 for all cores (``train.threads``).
+    verify_negative_samples : bool, optional
+        Redraw negatives the user has interacted with (``model.reject_seen``).
+    random_state : int, numpy.random.Generator, RandomState or None, optional
+        Seed of the initial factors and the sampling (``model.seed``).
+    optimizer : {"sgd", "adagrad", "adam"}, keyword only
+        ``model.optimizer``; implicit uses plain SGD, recforge's default is Adam.
+    batch_size, negatives, hard_negatives, negative_exp, lr_decay, item_bias : keyword only
+        The engine's ``model.*`` options of the same names (docs/configuration.md).
+    device : str, keyword only
+        "auto", "cpu", "cuda" or "cuda:N" (``train.device``).
+    """
+
+    _model_type = "bpr"
+    _keys = (
+        ("factors", "model.factors", None),
+        ("learning_rate", "model.learning_rate", None),
+        ("regularization", "model.regularization", None),
+        ("dtype", "model.dtype", _dtype_name),
+        ("iterations", "model.iterations", None),
+        ("verify_negative_samples", "model.reject_seen", None),
+        ("optimizer", "model.optimizer", None),
+        ("batch_size", "model.batch_size", None),
+        ("negatives", "model.negatives", None),
+        ("hard_negatives", "model.hard_negatives", None),
+        ("negative_exp", "model.negative_exp", None),
+        ("lr_decay", "model.lr_decay", None),
+        ("item_bias", "model.item_bias", None),
+    )
+
+    def __init__(self, factors=100, learning_rate=0.01, regularization=0.01, dtype=np.float32,
+                 iterations=100, use_gpu=None, num_threads=0, verify_negative_samples=True,
+                 random_state=None, *, optimizer="adam", batch_size=1024, negatives=1,
+                 hard_negatives=1, negative_exp=0.0, lr_decay=1.0, item_bias=False,
+                 device="auto"):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.dtype = dtype
+        self.iterations = iterations
+        self.verify_negative_samples = verify_negative_samples
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.negatives = negatives
+        self.hard_negatives = hard_negatives
+        self.negative_exp = negative_exp
+        self.lr_decay = lr_decay
+        self.item_bias = item_bias
+        super().__init__(num_threads=num_threads, random_state=random_state, device=device,
+                         use_gpu=use_gpu)
+
+    def _saved(self):
+        return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
+                for a, _, _ in self._keys}
+
+
+class SampledSoftmax(MatrixFactorizationBase):
+    """Sampled softmax over items (recforge's ``softmax`` model; not in implicit).
+
+    Parameters
+    ----------
+    factors : int, optional
+        Number of latent factors (``model.factors``).
+    learning_rate : float, optional
+        Step size of the first epoch (``model.learning_rate``).
+    regularization : float, optional
+        L2 strength (``model.regularization``).
+    dtype : numpy dtype, optional
+        Storage type of the factors (``model.dtype``).
+    iterations : int, optional
+        Epochs of ``fit`` (``model.iterations``).
+    num_threads : int, optional
+        CPU threads, 0 for all cores (``train.threads``).
+    random_state : int, numpy.random.Generator, RandomState or None, optional
+        Seed (``model.seed``).
+    negatives, temperature, normalize, in_batch, logq, batch_size, optimizer, negative_exp,
+    lr_decay, item_bias : keyword only
+        The engine's ``model.*`` options of the same names (docs/configuration.md).
+    device : str, keyword only
+        "auto", "cpu", "cuda" or "cuda:N" (``train.device``).
+    """
+
+    _model_type = "softmax"
+    _keys = (
+        ("factors", "model.factors", None),
+        ("learning_rate", "model.learning_rate", None),
+        ("regularization", "model.regularization", None),
+        ("dtype", "model.dtype", _dtype_name),
+        ("iterations", "model.iterations", None),
+        ("negatives", "model.negatives", None),
+        ("temperature", "model.temperature", None),
+        ("normalize", "model.normalize", None),
+        ("in_batch", "model.in_batch", None),
+        ("logq", "model.logq", None),
+        ("batch_size", "model.batch_size", None),
+        ("optimizer", "model.optimizer", None),
+        ("negative_exp", "model.negative_exp", None),
+        ("lr_decay", "model.lr_decay", None),
+        ("item_bias", "model.item_bias", None),
+    )
+
+    def __init__(self, factors=100, learning_rate=0.01, regularization=0.0001, dtype=np.float32,
+                 iterations=15, num_threads=0, random_state=None, *, negatives=64,
+                 temperature=1.0, normalize=False, in_batch=True, logq=True, batch_size=1024,
+                 optimizer="adam", negative_exp=0.0, lr_decay=1.0, item_bias=False,
+                 device="auto", use_gpu=None):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.dtype = dtype
+        self.iterations = iterations
+        self.negatives = negatives
+        self.temperature = temperature
+        self.normalize = normalize
+        self.in_batch = in_batch
+        self.logq = logq
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.negative_exp = negative_exp
+        self.lr_decay = lr_decay
+        self.item_bias = item_bias
+        super().__init__(num_threads=num_threads, random_state=random_state, device=device,
+                         use_gpu=use_gpu)
+
+    def _saved(self):
+        return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
+                for a, _, _ in self._keys}

@@ -1,0 +1,185 @@
+"""The parts of implicit 0.7's API beyond the numbers: partial fits, progress, callbacks,
+argument mapping, and the other model classes' save/load."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import recforge
+import recforge.models
+
+
+def matrix(n_users=80, n_items=40, per_user=6, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n_users), per_user)
+    cols = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    m = sp.csr_matrix((rng.integers(1, 4, len(rows)).astype(np.float32), (rows, cols)),
+                      shape=(n_users, n_items))
+    m.sum_duplicates()
+    return m
+
+
+@pytest.fixture(scope="module")
+def data():
+    return matrix()
+
+
+def fitted(data, **kw):
+    args = dict(factors=6, iterations=3, regularization=0.1, random_state=1, num_threads=1,
+                use_cg=False)
+    args.update(kw)
+    m = recforge.AlternatingLeastSquares(**args)
+    m.fit(data, show_progress=False)
+    return m
+
+
+def test_partial_fit_users_recomputes_rows_and_grows(data):
+    m = fitted(data)
+    n_users = m.user_factors.shape[0]
+    other = m.user_factors[1].copy()
+    rows = data[[3, 4]]
+    m.partial_fit_users([0, n_users + 2], rows)
+    assert m.user_factors.shape == (n_users + 3, 6)
+    # the rows are the model's own solve (recalculate_user), the skipped new row is zero
+    want = m.recalculate_user([0, 1], rows)
+    np.testing.assert_array_equal(m.user_factors[0], want[0])
+    np.testing.assert_array_equal(m.user_factors[n_users + 2], want[1])
+    assert not m.user_factors[n_users + 1].any()
+    np.testing.assert_array_equal(m.user_factors[1], other)
+    ids, _ = m.recommend(n_users + 2, rows[1], N=3)
+    assert ids.shape == (3,) and (ids >= 0).all()
+
+
+def test_partial_fit_items_solves_against_fixed_users(data):
+    """An item's row is solved like a user's with the roles exchanged: with the Cholesky solver
+    it satisfies (XᵀX + Σ c_u x_u x_uᵀ + λI) y = Σ c_u x_u (unobserved weight 1, reg_exp 0)."""
+    m = fitted(data)
+    n_items = m.item_factors.shape[0]
+    item_users = data.T.tocsr()
+    m.partial_fit_items([n_items], item_users[[7]])
+    assert m.item_factors.shape == (n_items + 1, 6)
+    X = m.user_factors.astype(np.float64)
+    row = item_users[7]
+    A = X.T @ X + 0.1 * np.eye(6)
+    b = np.zeros(6)
+    for u, c in zip(row.indices, row.data):
+        A += c * np.outer(X[u], X[u])
+        b += c * X[u]
+    y = np.linalg.solve(A, b)
+    # float32 Cholesky of a k×k system built from m terms: relative error ≤ c κ (k + m) u
+    kappa = np.linalg.cond(A)
+    u32 = 2.0 ** -24
+    err = np.linalg.norm(m.item_factors[n_items] - y) / np.linalg.norm(y)
+    assert err <= 4 * kappa * (6 + X.shape[0]) * u32
+
+
+def test_partial_fit_refuses_mismatched_rows(data):
+    m = fitted(data)
+    with pytest.raises(ValueError, match="user_items has 2 rows; expected one for each of the 1 userids"):
+        m.partial_fit_users([0], data[[0, 1]])
+
+
+def test_callback_and_fit_callback_get_implicits_arguments(data):
+    calls = []
+    m = recforge.AlternatingLeastSquares(factors=4, iterations=3, calculate_training_loss=True,
+                                         random_state=0, num_threads=1)
+    m.fit(data, show_progress=False, callback=lambda *a: calls.append(a))
+    assert [c[0] for c in calls] == [0, 1, 2]
+    assert all(c[1] >= 0 and np.isfinite(c[2]) for c in calls)
+    # iALS decreases its objective (each half-iteration minimises it exactly with Cholesky)
+    m2 = recforge.AlternatingLeastSquares(factors=4, iterations=3, calculate_training_loss=True,
+                                          random_state=0, num_threads=1, use_cg=False)
+    losses = []
+    m2.fit_callback = lambda it, s, loss: losses.append(loss)
+    m2.fit(data, show_progress=False)
+    assert len(losses) == 3 and losses[0] >= losses[1] >= losses[2]
+    quiet = []
+    recforge.AlternatingLeastSquares(factors=4, iterations=2, random_state=0).fit(
+        data, show_progress=False, callback=lambda *a: quiet.append(a[2]))
+    assert quiet == [None, None]
+
+
+def test_progress_bar_shows_the_loss_and_is_optional(data, capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    m = recforge.AlternatingLeastSquares(factors=4, iterations=2, calculate_training_loss=True,
+                                         random_state=0, num_threads=1)
+    m.fit(data, show_progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "loss=" in err
+    monkeypatch.setattr(recforge.models, "_tqdm", None)  # as without tqdm installed
+    m.fit(data, show_progress=True)
+    assert capsys.readouterr().err == ""
+    assert m.iterations_done == 2
+
+
+def test_argument_mapping():
+    m = recforge.AlternatingLeastSquares(use_gpu=False)
+    assert m.device == "cpu"
+    with pytest.raises(ValueError, match=r"use_gpu=False contradicts device='cuda'"):
+        recforge.AlternatingLeastSquares(use_gpu=False, device="cuda")
+    desc = recforge.models._recforge._Engine(
+        "model:\n  type: ials\n", "x").describe()
+    assert "ials" in desc
+    # implicit's defaults
+    a = recforge.AlternatingLeastSquares()
+    assert (a.factors, a.regularization, a.alpha, a.iterations, a.use_cg) == (100, 0.01, 1.0, 15, True)
+    b = recforge.BayesianPersonalizedRanking()
+    assert (b.factors, b.learning_rate, b.regularization, b.iterations,
+            b.verify_negative_samples) == (100, 0.01, 0.01, 100, True)
+
+
+@pytest.mark.parametrize("cls", [recforge.BayesianPersonalizedRanking, recforge.SampledSoftmax])
+def test_batch_models_save_load_and_are_seeded(tmp_path, data, cls):
+    a = cls(factors=5, iterations=2, random_state=7, num_threads=1)
+    a.fit(data, show_progress=False)
+    b = cls(factors=5, iterations=2, random_state=7, num_threads=1)
+    b.fit(data, show_progress=False)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    a.save(tmp_path / "m.npz")
+    c = cls.load(str(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(c.user_factors, a.user_factors)
+    np.testing.assert_array_equal(c.item_factors, a.item_factors)
+    assert c.iterations == 2 and c.factors == 5
+    x = a.recommend(np.arange(5), data[:5], N=4)
+    y = c.recommend(np.arange(5), data[:5], N=4)
+    np.testing.assert_array_equal(x[0], y[0])
+
+
+def test_load_refuses_a_file_of_another_class(tmp_path, data):
+    a = fitted(data)
+    a.save(tmp_path / "als.npz")
+    with pytest.raises(ValueError, match=r"alpha, .* is not an argument of BayesianPersonalizedRanking"):
+        recforge.BayesianPersonalizedRanking.load(str(tmp_path / "als.npz"))
+
+
+def test_load_reads_an_implicit_saved_bpr_model(tmp_path, data):
+    """implicit's BPR keeps its item bias as a last factor column with 1 in every user row:
+    recforge's item_bias layout, so the loaded model scores and ranks like implicit's."""
+    implicit_bpr = pytest.importorskip("implicit.cpu.bpr")
+    ref = implicit_bpr.BayesianPersonalizedRanking(factors=4, iterations=3, random_state=0)
+    ref.fit(data, show_progress=False)
+    ref.save(str(tmp_path / "bpr"))
+    m = recforge.BayesianPersonalizedRanking.load(str(tmp_path / "bpr"))
+    assert m.item_bias is True and m.factors == 4 and m.user_factors.shape == (80, 5)
+    np.testing.assert_array_equal(m.item_factors, ref.item_factors)
+    ids, scores = m.recommend(np.arange(10), data[:10], N=5)
+    r_ids, r_scores = ref.recommend(np.arange(10), data[:10], N=5)
+    np.testing.assert_array_equal(ids, r_ids)
+    # both are float32 dot products of 5 terms: within 2γ_5 Σ|x||y| of each other
+    k = 5
+    g = k * 2.0 ** -24 / (1 - k * 2.0 ** -24)
+    mag = np.abs(m.user_factors[:10, None, :] * m.item_factors[ids]).sum(-1)
+    assert np.all(np.abs(scores - r_scores) <= 2 * g * mag)
+
+
+def test_input_values_are_converted_to_float32(data):
+    a = fitted(data)
+    b = fitted(data.astype(np.float64))
+    c = fitted(sp.csr_matrix(data.toarray().astype(np.int64)))
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.user_factors, c.user_factors)
+
+
+def test_an_explicit_solver_is_named_in_its_error():
+    with pytest.raises(ValueError, match=r"argument 'solver' \(model.solver\)"):
+        recforge.AlternatingLeastSquares(solver="lu")
