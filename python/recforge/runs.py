@@ -117,6 +117,11 @@ def train(config, *, overrides=(), device=None, show_progress=None):
     if show_progress is not None:
         sets.append(f"run.progress={'auto' if show_progress else 'off'}")
     if isinstance(config, collections.abc.Mapping):
+        # A dict has no file name to name the run after: "run", as the CLI's fallback.
+        run_section = config.get("run")
+        if not (isinstance(run_section, collections.abc.Mapping) and "name" in run_section) and \
+                not any(s.startswith("run.name=") for s in sets):
+            sets.insert(0, "run.name=run")
         directory = _recforge._train(None, _dict_to_yaml(config), sets)
     elif isinstance(config, (str, os.PathLike)):
         directory = _recforge._train(os.fspath(config), "", sets)

@@ -192,3 +192,12 @@ def test_ctrl_c_during_training_raises_keyboard_interrupt_and_leaves_no_run(tmp_
     # The process goes on normally: a next run trains to the end.
     c["model"]["iterations"] = 2
     assert recforge.train(c).history[-1]["iteration"] == 2
+
+
+def test_a_dict_without_run_name_makes_a_run_named_run(tmp_path):
+    c = config(tmp_path)
+    del c["run"]["name"]
+    assert recforge.train(c).directory == tmp_path / "runs" / "run"
+    # A second one follows run.exists like any other run, and an override names it.
+    assert recforge.train(c).directory == tmp_path / "runs" / "run.1"
+    assert recforge.train(c, overrides=["run.name=x"]).directory == tmp_path / "runs" / "x"
