@@ -146,6 +146,22 @@ class Source {
 
 }  // namespace
 
+// similar_items or similar_users of `s` (a Recommender member) without the GIL.
+py::tuple similar(const Source& s,
+                  recommend::Result (recommend::Recommender::*query)(
+                      const std::string&, int, const recommend::SimilarOptions&) const,
+                  const std::string& id, int k, const std::string& metric, bool exact) {
+  recommend::SimilarOptions o;
+  o.metric = parse_metric(metric);
+  o.exact = exact;
+  recommend::Result r;
+  {
+    py::gil_scoped_release release;
+    r = (s.r().*query)(id, k, o);
+  }
+  return to_python(r);
+}
+
 void bind_runs(py::module_& m) {
   m.def("_train", &train, py::arg("path"), py::arg("yaml"), py::arg("overrides"),
         "pipeline::train on a config file (path) or YAML text (yaml, named \"config dict\"); "
@@ -227,28 +243,12 @@ void bind_runs(py::module_& m) {
       .def("similar_items",
            [](const Source& s, const std::string& item, int k, const std::string& metric,
               bool exact) {
-             recommend::SimilarOptions o;
-             o.metric = parse_metric(metric);
-             o.exact = exact;
-             recommend::Result r;
-             {
-               py::gil_scoped_release release;
-               r = s.r().similar_items(item, k, o);
-             }
-             return to_python(r);
+             return similar(s, &recommend::Recommender::similar_items, item, k, metric, exact);
            })
       .def("similar_users",
            [](const Source& s, const std::string& user, int k, const std::string& metric,
               bool exact) {
-             recommend::SimilarOptions o;
-             o.metric = parse_metric(metric);
-             o.exact = exact;
-             recommend::Result r;
-             {
-               py::gil_scoped_release release;
-               r = s.r().similar_users(user, k, o);
-             }
-             return to_python(r);
+             return similar(s, &recommend::Recommender::similar_users, user, k, metric, exact);
            })
       .def("explain", [](const Source& s, const std::string& user,
                          const std::vector<std::string>& items, int top) {

@@ -35,20 +35,8 @@ import scipy.sparse
 import recforge
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def read_adjacency(path):
-    users, items = [], []
-    with open(path) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 2:
-                continue
-            u = int(parts[0])
-            for i in parts[1:]:
-                users.append(u)
-                items.append(int(i))
-    return np.asarray(users), np.asarray(items)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ials import read_adjacency  # noqa: E402  (the peer benchmark's Gowalla reader)
 
 
 def main():
