@@ -16,7 +16,7 @@ The id numbering is the CLI's (integer ids in numeric order, docs/data.md), so t
 on the same matrix.
 
 usage: .venv/bin/python tools/bench/bench_python.py --recforge build/release/recforge
-           [--data ../shared/data/gowalla] [--reps 3] [--factors 1024] [--threads 2]
+           [--data ../shared/data/gowalla] [--reps 3] [--threads 2] [--skip-train]
 """
 
 import argparse
