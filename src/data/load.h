@@ -95,6 +95,24 @@ struct Loaded {
 /// "file:line: what is wrong: \"the line\"" for malformed input when skip_errors is false.
 Loaded load(const std::vector<std::string>& paths, const LoadOptions& options);
 
+/// One process's share of the input files in a distributed run: shard `index` of `count`.
+struct Shard {
+  int index = 0;  ///< 0 .. count - 1
+  int count = 1;  ///< number of shards
+};
+
+/// Shard `shard` of `paths`: of each file of size S, the lines whose first byte lies in
+/// [S·index/count, S·(index+1)/count) (a line starts at byte 0 and after every '\n'), so every
+/// line belongs to exactly one shard and shards 0, 1, ... in order give the file in order. Only
+/// those bytes are read (plus the file's first line, which every shard reads to detect the
+/// delimiter and the header), never the whole file. The ids found in the shard are numbered in
+/// sorted order as `load` numbers them (numeric for integer ids), `options.exclusion` is applied
+/// as `load` applies it, and nothing else: no cache, no retention, no duplicate combining, no
+/// filters (the caller does those across shards). An empty shard is not an error, and neither
+/// are files without data lines (the caller checks the totals); malformed lines throw (or are
+/// skipped) naming the file and the line's true line number.
+Loaded load_shard(const std::vector<std::string>& paths, const LoadOptions& options, Shard shard);
+
 /// Drops every interaction of the users `exclusion` excludes from every part (hashing each
 /// distinct user once), and removes those users, and the items left with no interaction in any
 /// part, from the id maps (the rest keep their order): the result is what parsing files without
