@@ -83,6 +83,68 @@ std::string read_whole_file(const std::string& path) {
   return buf;
 }
 
+// A regular file read by byte ranges with pread (load_shard reads its range, never the whole
+// file).
+class RangeFile {
+ public:
+  explicit RangeFile(const std::string& path) : path_(path) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd_ < 0) fail("{}: cannot open data file: {}", path, std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      const mode_t mode = st.st_mode;
+      ::close(fd_);
+      not_regular(path, mode);
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  ~RangeFile() { ::close(fd_); }
+  RangeFile(const RangeFile&) = delete;
+  RangeFile& operator=(const RangeFile&) = delete;
+
+  uint64_t size() const { return size_; }
+
+  // Appends the bytes [at, at + n) to `out` (fewer at the end of the file); returns how many.
+  size_t read(uint64_t at, size_t n, std::string& out) const {
+    const size_t old = out.size();
+    out.resize(old + n);
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd_, out.data() + old + got, n - got, static_cast<off_t>(at + got));
+      if (r > 0) got += static_cast<size_t>(r);
+      else if (r == 0) break;
+      else if (errno != EINTR) {
+        const int err = errno;
+        out.resize(old);
+        fail("{}: read error: {}", path_, std::strerror(err));
+      }
+    }
+    out.resize(old + got);
+    return got;
+  }
+
+  // The number of '\n' bytes in [0, end), read in 1 MiB blocks.
+  int64_t count_newlines(uint64_t end) const {
+    constexpr size_t kBlock = size_t{1} << 20;
+    std::string block;
+    int64_t count = 0;
+    for (uint64_t at = 0; at < end;) {
+      block.clear();
+      const size_t got = read(at, static_cast<size_t>(std::min<uint64_t>(kBlock, end - at)), block);
+      if (got == 0) break;
+      count += std::count(block.begin(), block.end(), '\n');
+      at += got;
+    }
+    return count;
+  }
+
+ private:
+  const std::string& path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
 // Input quoted in a message: control characters escaped, and at most kShownBytes bytes (cut at a
 // UTF-8 character boundary) followed by "… (N bytes)", so a 20 MB field is not echoed whole.
 // `total` is the length named after the cut (default: that of `s`).
@@ -273,6 +335,7 @@ class FileParser {
              LoadReport& report)
       : path_(path), o_(o), users_(users), items_(items), report_(report) {}
 
+  // The whole file (load).
   void parse(Interactions& out) {
     const std::string text = read_whole_file(path_);
     // A UTF-8 byte order mark (as spreadsheet programs write) is not part of the first field.
@@ -282,28 +345,8 @@ class FileParser {
     Progress progress("loading " + fs::path(path_).filename().string(),
                       static_cast<int64_t>(text.size()), "bytes");
     const auto t0 = std::chrono::steady_clock::now();
-    size_t pos = bom;
-    int64_t line_no = 0, data_lines = 0;
-    bool first = true;
     if (o_.time_col) out.enable_times();
-    while (pos < text.size()) {
-      size_t end = text.find('\n', pos);
-      if (end == std::string::npos) end = text.size();
-      std::string_view line(text.data() + pos, end - pos);
-      pos = end + 1;
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (trim(line).empty()) continue;
-      if (first) {
-        first = false;
-        setup(line, line_no);
-        if (o_.format == Format::kDelimited && o_.header) continue;
-      }
-      ++data_lines;
-      if (o_.format == Format::kAdjacency) parse_adjacency(line, line_no, out);
-      else parse_delimited(line, line_no, out);
-      if ((data_lines & 0xFFFF) == 0) progress.update(static_cast<int64_t>(pos));
-    }
+    const int64_t data_lines = parse_lines(text, bom, /*first=*/true, out, progress);
     progress.finish(static_cast<int64_t>(text.size()));
     report_.lines += data_lines;
     report_.parse_seconds +=
@@ -314,8 +357,147 @@ class FileParser {
     if (data_lines == 0) fail("{}: no data lines after the header, expected interactions", path_);
   }
 
+  // The lines that start in shard `shard`'s byte range [S·index/count, S·(index+1)/count) of the
+  // file (load_shard); the last one is read whole, also past the range's end. The file's first
+  // non-blank line is read first (delimiter, header). No lines at all is not an error here.
+  void parse_shard(Shard shard, Interactions& out) {
+    const RangeFile file(path_);
+    const uint64_t size = file.size();
+    // floor(S·k/count) without overflowing S·k: with S = q·count + r, it is q·k + floor(r·k/count)
+    // (r·k < count² < 2^62).
+    const auto bound = [&](int k) {
+      const uint64_t n = static_cast<uint64_t>(shard.count), kk = static_cast<uint64_t>(k);
+      return size / n * kk + size % n * kk / n;
+    };
+    const uint64_t begin = bound(shard.index), end = bound(shard.index + 1);
+    if (o_.time_col) out.enable_times();
+    uint64_t first_line = 0;
+    if (!setup_from_first_line(file, first_line)) return;  // only blank lines: no data lines
+    if (begin >= end) return;
+    // A line starts in the range at `begin` when begin is 0 or byte begin - 1 is '\n', else
+    // after the first '\n' at or after `begin`: read from begin - 1 to see which.
+    const uint64_t at = begin == 0 ? 0 : begin - 1;
+    std::string text;
+    file.read(at, static_cast<size_t>(end - at), text);
+    size_t start = 0;
+    if (begin > 0) {
+      const size_t nl = text.find('\n');
+      if (nl == std::string::npos || nl + 1 >= text.size()) return;  // inside one line
+      start = nl + 1;
+    }
+    // The last line that starts in the range is read to its end.
+    constexpr size_t kBlock = size_t{1} << 16;
+    if (!text.empty() && text.back() != '\n') {
+      for (;;) {
+        const size_t old = text.size();
+        if (file.read(at + old, kBlock, text) == 0) break;
+        const size_t nl = text.find('\n', old);
+        if (nl != std::string::npos) {
+          text.resize(nl + 1);
+          break;
+        }
+      }
+    }
+    if (begin == 0 && std::string_view(text).substr(0, 3) == "\xEF\xBB\xBF") start = 3;
+    file_ = &file;
+    text_begin_ = at + start;
+    lines_before_known_ = false;
+    Progress progress(fmt::format("loading {} (shard {} of {})",
+                                  fs::path(path_).filename().string(), shard.index + 1, shard.count),
+                      static_cast<int64_t>(text.size()), "bytes");
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t data_lines =
+        parse_lines(text, start, /*first=*/first_line >= begin && first_line < end, out, progress);
+    progress.finish(static_cast<int64_t>(text.size()));
+    file_ = nullptr;
+    report_.lines += data_lines;
+    report_.parse_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+ private:
+  // The one parsing loop (load and load_shard): the lines of `text` from byte `pos` on. `first`:
+  // the first non-blank line is the file's first (set up from it unless done, skipped as the
+  // header). Line numbers are counted from the start of `text` (line_number() makes them the
+  // file's). Returns the number of data lines.
+  int64_t parse_lines(std::string_view text, size_t pos, bool first, Interactions& out,
+                      Progress& progress) {
+    int64_t line_no = 0, data_lines = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + pos, end - pos);
+      pos = end + 1;
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (trim(line).empty()) continue;
+      if (first) {
+        first = false;
+        if (!set_up_) setup(line, line_number(line_no));
+        if (o_.format == Format::kDelimited && o_.header) continue;
+      }
+      ++data_lines;
+      if (o_.format == Format::kAdjacency) parse_adjacency(line, line_no, out);
+      else parse_delimited(line, line_no, out);
+      if ((data_lines & 0xFFFF) == 0) progress.update(static_cast<int64_t>(pos));
+    }
+    return data_lines;
+  }
+
+  // The true line number in the file of line `line_no` of the text being parsed: for a shard,
+  // the '\n' bytes before the shard's first line are counted, once, when a message first needs
+  // them (a run without messages never reads that prefix).
+  int64_t line_number(int64_t line_no) {
+    if (!lines_before_known_) {
+      lines_before_ = file_->count_newlines(text_begin_);
+      lines_before_known_ = true;
+    }
+    return lines_before_ + line_no;
+  }
+
+  // Reads the file from its start to its first non-blank line (after a UTF-8 byte order mark)
+  // and sets up the columns from it, with its true line number. `first_line`: the byte where
+  // that line starts (0 for the first line, byte order mark included). False when the file has
+  // only blank lines.
+  bool setup_from_first_line(const RangeFile& file, uint64_t& first_line) {
+    constexpr size_t kBlock = size_t{1} << 16;
+    std::string buf;
+    uint64_t buf_at = 0;  // file offset of buf[0]
+    bool eof = file.read(0, kBlock, buf) == 0;
+    const size_t bom = std::string_view(buf).substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+    size_t pos = bom;
+    int64_t line_no = 0;
+    for (;;) {
+      size_t nl = buf.find('\n', pos);
+      while (nl == std::string::npos && !eof) {
+        const size_t old = buf.size();
+        eof = file.read(buf_at + old, kBlock, buf) == 0;
+        nl = buf.find('\n', old);
+      }
+      if (nl == std::string::npos) {
+        if (pos >= buf.size()) return false;
+        nl = buf.size();
+      }
+      ++line_no;
+      std::string_view line(buf.data() + pos, nl - pos);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!trim(line).empty()) {
+        setup(line, line_no);
+        first_line = buf_at == 0 && pos == bom ? 0 : buf_at + pos;
+        return true;
+      }
+      pos = nl + 1;
+      if (pos >= kBlock) {  // drop the blank lines read so far
+        buf.erase(0, pos);
+        buf_at += pos;
+        pos = 0;
+      }
+    }
+  }
+
  private:
   void setup(std::string_view first_line, int64_t line_no) {
+    set_up_ = true;
     delim_ = o_.delimiter;
     if (o_.format == Format::kAdjacency) {
       if (delim_ == 0) delim_ = ' ';
@@ -380,8 +562,9 @@ class FileParser {
 
   // A malformed line; `column` (1-based, 0 = none) points at the offending byte.
   void bad(int64_t line_no, std::string_view line, const std::string& what, size_t column = 0) {
-    const std::string where = column ? fmt::format("{}:{}:{}", path_, line_no, column)
-                                     : fmt::format("{}:{}", path_, line_no);
+    const int64_t at = line_number(line_no);
+    const std::string where = column ? fmt::format("{}:{}:{}", path_, at, column)
+                                     : fmt::format("{}:{}", path_, at);
     const std::string msg = fmt::format("{}: {}: {}", where, what, shown_line(line));
     if (!o_.skip_errors) throw Error(msg + " (set data.on_error: skip to skip such lines)");
     if (report_.skipped_lines < 5) log().warn("skipping malformed line {}", msg);
@@ -429,7 +612,7 @@ class FileParser {
       bad(line_no, line,
           fmt::format("{} id {} is not an integer (set data.id_type: string for text ids{})",
                       what, quoted,
-                      line_no == 1 && !o_.header ? ", or data.header: true" : ""));
+                      line_number(line_no) == 1 && !o_.header ? ", or data.header: true" : ""));
       return false;
     }
     out = in.intern(v);
@@ -507,11 +690,33 @@ class FileParser {
   Interner& users_;
   Interner& items_;
   LoadReport& report_;
+  bool set_up_ = false;  // setup() ran
+  // Line numbers of a shard (parse_shard): its first line starts at byte text_begin_ of file_;
+  // lines_before_ ('\n' bytes before it) is counted on first use.
+  const RangeFile* file_ = nullptr;
+  uint64_t text_begin_ = 0;
+  int64_t lines_before_ = 0;
+  bool lines_before_known_ = true;
   char delim_ = ' ';
   int user_col_ = 0, item_col_ = 1, weight_col_ = -1, time_col_ = -1, min_fields_ = 2;
   Fields fields_;
   std::vector<index_t> items_buf_;
 };
+
+// After parsing: the parse rate, the ids numbered in sorted order (Interner::finish) and the
+// skipped-lines warning.
+void number_ids(Loaded& d, const Interner& users, const Interner& items) {
+  d.report.lines_per_second = d.report.parse_seconds > 0 ? d.report.lines / d.report.parse_seconds : 0;
+  std::vector<index_t> user_renumber, item_renumber;
+  d.users = users.finish(user_renumber);
+  d.items = items.finish(item_renumber);
+  for (auto& part : d.parts) {
+    for (auto& u : part.users) u = user_renumber[u];
+    for (auto& i : part.items) i = item_renumber[i];
+  }
+  if (d.report.skipped_lines > 0)
+    log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
+}
 
 }  // namespace
 
@@ -671,16 +876,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     d.parts.emplace_back();
     FileParser(p, o, users, items, d.report).parse(d.parts.back());
   }
-  d.report.lines_per_second = d.report.parse_seconds > 0 ? d.report.lines / d.report.parse_seconds : 0;
-  std::vector<index_t> user_renumber, item_renumber;
-  d.users = users.finish(user_renumber);
-  d.items = items.finish(item_renumber);
-  for (auto& part : d.parts) {
-    for (auto& u : part.users) u = user_renumber[u];
-    for (auto& i : part.items) i = item_renumber[i];
-  }
-  if (d.report.skipped_lines > 0)
-    log().warn("skipped {} malformed line(s) (data.on_error: skip)", d.report.skipped_lines);
+  number_ids(d, users, items);
   // Excluded users go before any filter, so that the rest is what files without them give.
   if (o.exclusion) exclude_users(d, *o.exclusion);
   apply_retention(d, o, paths.front());  // data.max_age_days: after the exclusion (an excluded user's
@@ -702,6 +898,25 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
     d.report.cache_file = cache_path;
     write_cache(cache_path, d, sources);
   }
+  return d;
+}
+
+Loaded load_shard(const std::vector<std::string>& paths, const LoadOptions& o, Shard shard) {
+  RF_ASSERT(!paths.empty(), "load_shard: no paths");
+  RF_ASSERT(shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,
+            "load_shard: shard index outside 0 .. count - 1");
+  check_sources(paths);
+  Loaded d;
+  Interner users(o.string_ids), items(o.string_ids);
+  for (const auto& p : paths) {
+    d.parts.emplace_back();
+    FileParser(p, o, users, items, d.report).parse_shard(shard, d.parts.back());
+  }
+  number_ids(d, users, items);
+  if (o.exclusion) exclude_users(d, *o.exclusion);
+  log().debug("shard {} of {}: parsed {} line(s) in {:.2f} s: {} users, {} items, {} interactions",
+              shard.index + 1, shard.count, d.report.lines, d.report.parse_seconds, d.users.size(),
+              d.items.size(), d.parts.front().size());
   return d;
 }
 
