@@ -105,7 +105,8 @@ struct Shard {
 /// [S·index/count, S·(index+1)/count) (a line starts at byte 0 and after every '\n'), so every
 /// line belongs to exactly one shard and shards 0, 1, ... in order give the file in order. Only
 /// those bytes are read (plus the file's first line, which every shard reads to detect the
-/// delimiter and the header), never the whole file. The ids found in the shard are numbered in
+/// delimiter and the header, and the bytes before the range only when a message needs a line
+/// number), never the whole file. The ids found in the shard are numbered in
 /// sorted order as `load` numbers them (numeric for integer ids), `options.exclusion` is applied
 /// as `load` applies it, and nothing else: no cache, no retention, no duplicate combining, no
 /// filters (the caller does those across shards). An empty shard is not an error, and neither
