@@ -31,6 +31,7 @@ packages=(
   wrk                    # HTTP load generator (tools/bench/bench-serve.sh)
   curl                   # HTTP client of tools/bench/bench-serve.sh (readiness, reloads, metrics)
   iproute2               # ss: the server test reads the listening socket's backlog
+  openmpi-bin libopenmpi-dev  # MPI: mpirun and the collectives of distributed training (src/dist/)
 )
 
 missing=()

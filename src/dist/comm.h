@@ -11,8 +11,13 @@
 ///
 /// Accounting: each collective adds the bytes this rank sends to `bytes_sent()` (payload only,
 /// as the algorithm needs them: an all-reduce counts its whole buffer, an all-gather the
-/// rank's own block once per other rank, an all-to-all what goes to other ranks), the figure
-/// docs/distributed.md reports per iteration.
+/// rank's own block once per other rank, an all-to-all what goes to other ranks, a broadcast
+/// the buffer once per other rank at the root, a gather the rank's block at every rank but the
+/// root; the element counts exchanged first are not counted; a world of one sends nothing), the
+/// figure docs/distributed.md reports per iteration.
+///
+/// Errors of MPI calls are not returned: MPI's default handler (MPI_ERRORS_ARE_FATAL) ends the
+/// whole job, which is what a distributed run needs (no rank can continue alone).
 
 #include <cstddef>
 #include <cstdint>
@@ -161,5 +166,10 @@ class Comm {
 
 /// The job's processes (after init; before it, a world of one).
 Comm& world();
+
+/// The most bytes one message carries (default and upper limit 1 GiB); returns the previous
+/// value. For tests, which set a few bytes so that small data goes in several pieces; every
+/// rank must set the same value, outside any collective.
+int64_t set_max_piece_bytes(int64_t bytes);
 
 }  // namespace recforge::dist

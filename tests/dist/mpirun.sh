@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The one mpirun command line of recforge's tests: tests/dist/mpirun.sh -np P PROGRAM [ARGS...]
+# runs P processes of PROGRAM on this machine, e.g.
+#   tests/dist/mpirun.sh -np 3 build/cpu/recforge train CONFIG
+# ctest runs the MPI tests through it (tests/CMakeLists.txt: RECFORGE_MPIRUN, and
+# RECFORGE_MPIRUN_ENVIRONMENT for the test's environment); so should any later test that
+# launches processes. Open MPI (4.1, Debian's) settings, each needed to run reliably in a
+# container on a small machine:
+#   --oversubscribe           more ranks than cores (the tests run 3 ranks on 2 cores)
+#   --bind-to none            no pinning: oversubscribed ranks pinned to one core would starve
+#   --mca pml ob1 --mca btl self,vader
+#                             shared memory and loopback only: no network, InfiniBand or UCX
+#                             device probing (warnings, or hangs where a device is half-present)
+#   --mca btl_vader_single_copy_mechanism none
+#                             copy through the shared segment: the default, CMA
+#                             (process_vm_readv), fails where the container forbids ptrace
+# RECFORGE_MPIEXEC names the launcher (CMake's MPIEXEC_EXECUTABLE; default: mpirun on PATH).
+# Open MPI refuses to run as root unless told; containers often run as root.
+set -euo pipefail
+if [[ $(id -u) -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT="${OMPI_ALLOW_RUN_AS_ROOT:-1}"
+  export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}"
+fi
+exec "${RECFORGE_MPIEXEC:-mpirun}" --oversubscribe --bind-to none \
+  --mca pml ob1 --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$@"
