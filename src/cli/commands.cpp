@@ -28,6 +28,9 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "data/synthetic.h"
+#include "dist/comm.h"
+#include "dist/errors.h"
+#include "dist/train_dist.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
@@ -61,6 +64,7 @@ struct Options {
   int64_t k = 10;
   int64_t users = 0, items = 0, interactions = 0, seed = -1;
   bool markdown = false;
+  bool distributed = false;  // train --distributed
 };
 
 Options g;
@@ -145,6 +149,20 @@ int cmd_train() {
   if (!g.device.empty()) sets.push_back("train.device=" + g.device);
   if (g.resume.empty() && g.config_path.empty())
     fail("train: give a YAML config file, or --resume RUN to continue a run from its checkpoint");
+  // One process of `mpirun -np P recforge train CONFIG` (P > 1), or --distributed.
+  if (dist::world().distributed() || g.distributed) {
+    std::optional<config::Config> cfg;
+    try {
+      if (!g.resume.empty())
+        fail("train --resume: a distributed run writes no checkpoints yet; run without --resume");
+      cfg = config::Config::load(g.config_path, sets);
+    } catch (const Error& e) {  // every process reads the same config
+      throw dist::CollectiveError(e.what());
+    }
+    const std::string dir = dist::train_distributed(*cfg, dist::world());
+    if (dist::world().rank() == 0) std::printf("%s\n", dir.c_str());
+    return 0;
+  }
   const config::Config cfg = g.resume.empty() ? config::Config::load(g.config_path, sets)
                                               : resume_config(sets);
   const std::string dir = pipeline::train(cfg);
@@ -611,6 +629,9 @@ void register_commands(CLI::App& app) {
                     "(runs/.NAME.checkpoint), with the config saved there unless a config file "
                     "is given")
       ->type_name("RUN");
+  train->add_flag("--distributed", g.distributed,
+                  "Train through the distributed path (sharded data, collectives) even as one "
+                  "process; `mpirun -np P` with P > 1 takes it anyway (docs/distributed.md)");
   g_actions["train"] = cmd_train;
 
   auto* datagen = app.add_subcommand(

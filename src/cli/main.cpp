@@ -11,6 +11,8 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "dist/comm.h"
+#include "dist/errors.h"
 
 namespace {
 
@@ -82,16 +84,53 @@ int main(int argc, char** argv) {
     exit_now(app.exit(e));  // --help, --version, syntax errors: no exit-time joins either
   }
   for (const auto* sub : app.get_subcommands()) g_verb = "recforge " + sub->get_name();
+  // One process of an mpirun job (`mpirun -np P recforge train CONFIG`): MPI starts here, after
+  // the re-execution of ensure_blas_kernels and the parsing of the command line.
   try {
-    const int rc = recforge::cli::run_selected(app);
-    g_main_returned = true;
-    return rc;
+    recforge::dist::init(&argc, &argv);
   } catch (const recforge::Error& e) {
     std::fprintf(stderr, "recforge: error: %s\n", e.what());
     exit_now(1);
+  }
+  const recforge::dist::Comm& world = recforge::dist::world();
+  try {
+    if (world.distributed() && g_verb != "recforge train")
+      throw recforge::dist::CollectiveError(
+          g_verb + " runs as one process; only `recforge train` runs across the processes of "
+                   "mpirun (mpirun -np P recforge train CONFIG)");
+    const int rc = recforge::cli::run_selected(app);
+    recforge::dist::finalize();
+    g_main_returned = true;
+    return rc;
+  } catch (const recforge::dist::CollectiveError& e) {
+    // Raised by every rank alike: said once.
+    if (world.rank() == 0) std::fprintf(stderr, "recforge: error: %s\n", e.what());
+    recforge::dist::finalize();
+    exit_now(1);
+  } catch (const recforge::Error& e) {
+    if (world.distributed()) {  // this rank's alone: the others may wait for it, so end the job
+      std::fprintf(stderr, "recforge: error: process %d of %d: %s\n", world.rank(), world.size(),
+                   e.what());
+      std::fflush(nullptr);
+      recforge::dist::abort(1);
+    }
+    std::fprintf(stderr, "recforge: error: %s\n", e.what());
+    exit_now(1);
   } catch (const std::bad_alloc&) {
+    if (world.distributed()) {
+      std::fprintf(stderr, "recforge: error: process %d of %d ran out of memory while running %s\n",
+                   world.rank(), world.size(), g_verb.c_str());
+      std::fflush(nullptr);
+      recforge::dist::abort(1);
+    }
     exit_out_of_memory();
   } catch (const std::exception& e) {
+    if (world.distributed()) {
+      std::fprintf(stderr, "recforge: internal error: process %d of %d: %s\n", world.rank(),
+                   world.size(), e.what());
+      std::fflush(nullptr);
+      recforge::dist::abort(3);
+    }
     std::fprintf(stderr, "recforge: internal error: %s\n", e.what());
     exit_now(3);
   }

@@ -30,7 +30,8 @@ data::Duplicates duplicates_from(const std::string& name) {
   return data::Duplicates::kLast;
 }
 
-// The data files of `cfg` (data.path, and data.test_path with split.method given).
+}  // namespace
+
 std::vector<std::string> data_paths(const config::Config& cfg) {
   const config::Settings& s = cfg.settings();
   std::vector<std::string> paths;
@@ -40,6 +41,8 @@ std::vector<std::string> data_paths(const config::Config& cfg) {
     paths.push_back(*s.data.test_path);
   return paths;
 }
+
+namespace {
 
 // A description of the synthetic generator's options: what the salt of synthetic data derives
 // from (there are no files to hash).
@@ -53,8 +56,9 @@ std::string synthetic_source(const data::SyntheticOptions& o) {
   return h.hex();
 }
 
-// The exclusion prepare_dataset applies (see its comment), or nullptr for none.
-std::shared_ptr<const data::UserExclusion> build_exclusion(
+}  // namespace
+
+std::shared_ptr<const data::UserExclusion> user_exclusion(
     const config::Config& cfg, const std::shared_ptr<const data::UserExclusion>& given,
     bool read_opt_out, std::vector<std::string>& listed) {
   const config::Settings& s = cfg.settings();
@@ -69,8 +73,6 @@ std::shared_ptr<const data::UserExclusion> build_exclusion(
   }
   return e;
 }
-
-}  // namespace
 
 std::string exclusion_salt(const config::Config& cfg) {
   if (cfg.settings().data.format == "synthetic")
@@ -189,7 +191,7 @@ Dataset prepare_dataset(const config::Config& cfg,
   const bool given = so.method == data::SplitMethod::kGiven;
   std::vector<std::string> opt_out_listed;  // hashes of the ids in the privacy.opt_out file
   const std::shared_ptr<const data::UserExclusion> excl =
-      build_exclusion(cfg, exclusion, read_opt_out, opt_out_listed);
+      user_exclusion(cfg, exclusion, read_opt_out, opt_out_listed);
   data::Loaded loaded;
   // config::check refused the combinations of data.format, split.method and the file and
   // column settings that cannot work (so `given` has a data.test_path); what is left to check
@@ -335,6 +337,56 @@ std::string Dataset::fingerprint() const {
     h.update("|", 1);
   }
   return h.hex();
+}
+
+}  // namespace recforge::pipeline
+
+namespace recforge::pipeline {
+
+namespace {
+// splitmix64's finaliser: a bijective mix of 64 bits.
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+void PairDigest::add(int part, data::index_t user, data::index_t item) {
+  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(user)) << 32) |
+                       static_cast<uint32_t>(item);
+  const uint64_t h = mix64(key ^ mix64(static_cast<uint64_t>(part) + 1));
+  sum[0] += h;
+  sum[1] += mix64(h ^ 0xD1B54A32D192ED03ULL);
+}
+
+void PairDigest::add(int part, const data::Interactions& x) {
+  for (data::offset_t k = 0; k < x.size(); ++k) add(part, x.users[k], x.items[k]);
+}
+
+std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& items,
+                                  const PairDigest& digest) {
+  Sha256 h;
+  h.update("unordered-v1\n", 13);
+  for (const auto* ids : {&users.ids(), &items.ids()}) {
+    for (const auto& s : *ids) {
+      h.update(s);
+      h.update("\n", 1);
+    }
+    h.update("--\n", 3);
+  }
+  h.update(fmt::format("{:016x}{:016x}", digest.sum[0], digest.sum[1]));
+  return h.hex();
+}
+
+std::string Dataset::unordered_fingerprint() const {
+  PairDigest d;
+  int part = 0;
+  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
+                        &split.test_foldin})
+    d.add(part++, *x);
+  return pipeline::unordered_fingerprint(users, items, d);
 }
 
 }  // namespace recforge::pipeline

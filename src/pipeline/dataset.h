@@ -35,7 +35,30 @@ struct Dataset {
   nlohmann::json stats() const;
   /// SHA-256 of the id maps and the split, to check that a saved run still matches its data.
   std::string fingerprint() const;
+  /// The same check without the order of the interactions: SHA-256 of the id maps and of a
+  /// PairDigest of the split's parts. What a distributed run, which holds the split in pieces,
+  /// writes (run.json "data_fingerprint_kind": "unordered").
+  std::string unordered_fingerprint() const;
 };
+
+/// An order-free digest of the (part, user, item) triples of a split: two 64-bit sums of a
+/// mixing hash of each triple, modulo 2^64, so pieces digested apart (the ranks of a
+/// distributed run) add up to the digest of the whole. `part`: 0 train, 1 validation, 2 test,
+/// 3 validation fold-in, 4 test fold-in.
+struct PairDigest {
+  uint64_t sum[2] = {0, 0};
+  void add(int part, data::index_t user, data::index_t item);
+  void add(int part, const data::Interactions& x);
+  /// Adds another digest (of other pieces).
+  void merge(const PairDigest& other) {
+    sum[0] += other.sum[0];
+    sum[1] += other.sum[1];
+  }
+};
+
+/// The unordered fingerprint (Dataset::unordered_fingerprint) of id maps and a split's digest.
+std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& items,
+                                  const PairDigest& digest);
 
 /// Loader options from the `data` section.
 data::LoadOptions load_options(const config::Config& cfg);
@@ -58,6 +81,17 @@ data::WeightOptions weight_options(const config::Config& cfg);
 Dataset prepare_dataset(const config::Config& cfg,
                         std::shared_ptr<const data::UserExclusion> exclusion = nullptr,
                         bool read_opt_out = true);
+
+/// The exclusion prepare_dataset applies: `given` (or a new one salted for the data) with the
+/// ids of the privacy.opt_out file added when `read_opt_out`; nullptr when there is neither.
+/// `listed` gets the hashes of the file's ids.
+std::shared_ptr<const data::UserExclusion> user_exclusion(
+    const config::Config& cfg, const std::shared_ptr<const data::UserExclusion>& given,
+    bool read_opt_out, std::vector<std::string>& listed);
+
+/// The data files of `cfg`: data.path, and data.test_path with split.method given (none for
+/// synthetic data).
+std::vector<std::string> data_paths(const config::Config& cfg);
 
 /// The salt of a new user exclusion for `cfg`'s data: data::UserExclusion::salt_for_sources of
 /// the data files' content SHA-256 (for synthetic data, of the generator's options).

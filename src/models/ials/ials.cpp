@@ -21,7 +21,7 @@ bool all_finite(const Matrix& m) {
   return finite;
 }
 
-Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
+Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed, int64_t first_row) {
   Matrix m;
   m.rows = rows;
   m.cols = k;
@@ -29,7 +29,7 @@ Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed) {
   const double s = stddev / std::sqrt(static_cast<double>(k));
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    Rng rng(derive_seed(seed, static_cast<uint64_t>(r)));
+    Rng rng(derive_seed(seed, static_cast<uint64_t>(first_row + r)));
     float* row = m.row(r);
     for (int c = 0; c < k; ++c) row[c] = static_cast<float>(s * rng.normal());
   }

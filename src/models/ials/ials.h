@@ -31,8 +31,10 @@ struct IalsOptions {
 };
 
 /// rows × k factors drawn from N(0, (stddev/√k)²), row r from its own stream of `seed`, so the
-/// values do not depend on the thread count or the device that trains them.
-Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed);
+/// values do not depend on the thread count or the device that trains them. `first_row`: the
+/// rows are rows first_row .. first_row + rows - 1 of a larger matrix (a distributed run's
+/// shard draws exactly the rows that one process would draw for it).
+Matrix random_factors(int64_t rows, int k, double stddev, uint64_t seed, int64_t first_row = 0);
 
 /// The initial user and item factors of a model with these options (what init() draws).
 std::pair<Matrix, Matrix> initial_factors(const IalsOptions& o, int64_t n_users, int64_t n_items);

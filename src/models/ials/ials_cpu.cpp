@@ -376,6 +376,8 @@ namespace {
 // G's eigendecomposition in place: `basis` (G on entry) gets the eigenvectors as rows. A Gram
 // matrix whose sums of squared factors overflowed float32 is the settings' fault, not LAPACK's.
 std::vector<float> eigen_of(std::vector<float>& basis, int k) {
+  BlasThreads one(1);  // a multithreaded ssyevd: 34 s instead of 10 for one iteration next to
+                       // another busy process (1024 factors, Gowalla)
   for (const float v : basis)
     if (!std::isfinite(v))
       fail("iALS: the Gram matrix of the factors overflowed float32 (it sums squared factors, "
@@ -426,6 +428,18 @@ void run_cg(const data::Csr& r, const Matrix& other, const GramOp& op, Matrix& x
   }
 }
 
+// Exact solves of all rows of `r` against `other` with the dense Gram matrix `g`.
+void run_cholesky(const data::Csr& r, const Matrix& other, const float* g, Matrix& x,
+                  const IalsSolveParams& p, int threads, const float* row_w) {
+  const int k = static_cast<int>(other.cols);
+#pragma omp parallel num_threads(threads)
+  {
+    CholScratch s(k);
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, other, g, x.row(u), p, row_w, s);
+  }
+}
+
 void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
                   const std::vector<float>& row_weights) {
   RF_ASSERT(r.rows == x.rows && r.cols == y.rows && x.cols == y.cols, "iALS solve: shapes");
@@ -434,6 +448,28 @@ void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
 }
 
 }  // namespace
+
+std::vector<float> gram_eigen(std::vector<float>& basis, int k) { return eigen_of(basis, k); }
+
+void rotate_rows(Matrix& m, const std::vector<float>& basis, int threads) {
+  BlasThreads one(1);
+  rotate_rows(m, basis, m, threads);
+}
+
+void solve_rows(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                int threads, GramView gram, const std::vector<float>& row_weights) {
+  check_shapes(r, y, x, row_weights);
+  const float* row_w = row_weights.empty() ? nullptr : row_weights.data();
+  BlasThreads one(1);
+  if (p.cholesky) {
+    RF_ASSERT(gram.g && !gram.eig, "solve_rows: Cholesky needs the dense Gram matrix");
+    run_cholesky(r, y, gram.g, x, p, threads, row_w);
+    return;
+  }
+  RF_ASSERT(gram.g || gram.eig, "solve_rows: no Gram matrix");
+  run_cg(r, y, gram.eig ? GramOp{nullptr, gram.eig, nullptr} : GramOp{gram.g, nullptr, nullptr},
+         x, p, threads, row_w);
+}
 
 void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
                 int threads, const std::vector<float>& col_weights,
@@ -444,12 +480,7 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
   const float* row_w = row_weights.empty() ? nullptr : row_weights.data();
   BlasThreads one(1);
   if (p.cholesky) {
-#pragma omp parallel num_threads(threads)
-    {
-      CholScratch s(k);
-#pragma omp for schedule(dynamic, 16)
-      for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, y, g.data(), x.row(u), p, row_w, s);
-    }
+    run_cholesky(r, y, g.data(), x, p, threads, row_w);
     return;
   }
   if (!use_eigenbasis(p, k, r.rows, y.rows)) {
@@ -478,8 +509,7 @@ void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams&
     return;
   }
   std::vector<float> basis = weighted_gram(y, p.unobserved_weight, col_weights);
-  BlasThreads one(1);  // a multithreaded ssyevd: 34 s instead of 10 for one iteration next to
-                       // another busy process (1024 factors, Gowalla)
+  BlasThreads one(1);  // single-threaded GEMMs under OpenMP (rotate_rows, run_cg)
   const std::vector<float> eig = eigen_of(basis, k);
   rotate_rows(y, basis, y, threads);
   rotate_rows(x, basis, x, threads);
@@ -498,27 +528,38 @@ Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p,
   return x;
 }
 
-double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
-                 const IalsSolveParams& p, const std::vector<float>& item_weights) {
+double observed_term(const data::Csr& r, const Matrix& x, const Matrix& y,
+                     const IalsSolveParams& p) {
   const int k = static_cast<int>(y.cols);
-  // α0 Σ_all c_i (x·y)² = α0 ⟨XᵀX, YᵀCY⟩.
-  const std::vector<float> gx = weighted_gram(x, 1.0), gy = weighted_gram(y, 1.0, item_weights);
-  double all = 0;
-  for (size_t j = 0; j < gx.size(); ++j) all += static_cast<double>(gx[j]) * gy[j];
-  double observed = 0, reg = 0;
-#pragma omp parallel for reduction(+ : observed, reg) schedule(dynamic, 256)
+  double observed = 0;
+#pragma omp parallel for reduction(+ : observed) schedule(dynamic, 256)
   for (int64_t u = 0; u < r.rows; ++u) {
     const float* xu = x.row(u);
     for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
       const double err = 1.0 - dot(xu, y.row(r.indices[e]), k);
       observed += p.alpha * r.data[e] * err * err;
     }
-    reg += row_regularization(p, r.row_size(u)) * dot(xu, xu, k);
   }
+  return observed;
+}
+
+double regularization_term(const data::Csr& r, const Matrix& x, const IalsSolveParams& p) {
+  const int k = static_cast<int>(x.cols);
+  double reg = 0;
 #pragma omp parallel for reduction(+ : reg) schedule(static)
-  for (int64_t i = 0; i < rt.rows; ++i)
-    reg += row_regularization(p, rt.row_size(i)) * dot(y.row(i), y.row(i), k);
-  return observed + p.unobserved_weight * all + reg;
+  for (int64_t u = 0; u < r.rows; ++u)
+    reg += row_regularization(p, r.row_size(u)) * dot(x.row(u), x.row(u), k);
+  return reg;
+}
+
+double objective(const data::Csr& r, const data::Csr& rt, const Matrix& x, const Matrix& y,
+                 const IalsSolveParams& p, const std::vector<float>& item_weights) {
+  // α0 Σ_all c_i (x·y)² = α0 ⟨XᵀX, YᵀCY⟩.
+  const std::vector<float> gx = weighted_gram(x, 1.0), gy = weighted_gram(y, 1.0, item_weights);
+  double all = 0;
+  for (size_t j = 0; j < gx.size(); ++j) all += static_cast<double>(gx[j]) * gy[j];
+  return observed_term(r, x, y, p) + p.unobserved_weight * all + regularization_term(r, x, p) +
+         regularization_term(rt, y, p);
 }
 
 }  // namespace recforge::backend::cpu

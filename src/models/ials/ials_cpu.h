@@ -75,6 +75,35 @@ void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams&
                 const std::vector<float>& col_weights = {},
                 const std::vector<float>& row_weights = {});
 
+/// The Gram matrix as solve_rows applies it: the dense k×k G (row-major, symmetric), or, with
+/// `eig` set, the diagonal of its eigenvalues, the rows of x and y being in G's eigenbasis.
+struct GramView {
+  const float* g = nullptr;    ///< dense G (when eig is null)
+  const float* eig = nullptr;  ///< G's eigenvalues (x and y rotated into its eigenbasis)
+};
+
+/// The row solves of solve_side / solve_half with the Gram matrix given instead of computed from
+/// `y`: for callers that hold only the rows of the other side that `r`'s columns index (a
+/// distributed run, src/dist), whose G is a sum over processes. CG by default, Cholesky with
+/// p.cholesky (which needs the dense G). `row_weights` as in solve_side.
+void solve_rows(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                int threads, GramView gram, const std::vector<float>& row_weights = {});
+
+/// G's eigendecomposition in place: `basis` (G on entry, k×k) gets the eigenvectors as rows;
+/// returns the eigenvalues. Throws recforge::Error when G is not finite (float32 overflow of
+/// the squared factors).
+std::vector<float> gram_eigen(std::vector<float>& basis, int k);
+
+/// m ← m Q in place, Q's columns the rows of `basis` (into G's eigenbasis), `threads` threads.
+void rotate_rows(Matrix& m, const std::vector<float>& basis, int threads);
+
+/// The observed part of the objective over the rows of `r`: Σ_rows Σ_e alpha·r_e·(1 − x_row·y_col)²
+/// (x: r.rows × k, y: the rows that r's columns index).
+double observed_term(const data::Csr& r, const Matrix& x, const Matrix& y, const IalsSolveParams& p);
+
+/// The regularisation of the rows of `r`'s matrix: Σ_rows λ (n_row + ν)^e ‖x_row‖².
+double regularization_term(const data::Csr& r, const Matrix& x, const IalsSolveParams& p);
+
 /// Solves rows given as a CSR against `y` exactly as training does, starting from zero factors
 /// (fold-in of users not seen in training). Returns rows × k factors.
 Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,

@@ -1,0 +1,30 @@
+#pragma once
+// Launching recforge as several processes in tests: the one mpirun command line of the tests
+// (tests/dist/mpirun.sh: local ranks over shared memory, oversubscribed, root allowed).
+
+#include <string>
+
+namespace recforge::test {
+
+/// Whether this build was linked with MPI (recforge_dist's RECFORGE_WITH_MPI).
+inline bool mpi_built() {
+#ifdef RECFORGE_WITH_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// Why a test that needs several processes is skipped in a build without MPI.
+inline std::string mpi_skip_reason() {
+  return "this build has no MPI (RECFORGE_MPI=OFF, or Open MPI was not found: tools/setup.sh "
+         "installs it), so recforge cannot run as several processes";
+}
+
+/// The shell words that start `np` processes of a program given after them.
+inline std::string mpirun_command(int np) {
+  return std::string("bash '") + RECFORGE_SOURCE_DIR + "/tests/dist/mpirun.sh' -np " +
+         std::to_string(np);
+}
+
+}  // namespace recforge::test

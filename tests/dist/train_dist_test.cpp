@@ -1,0 +1,236 @@
+// `mpirun -np P recforge train CONFIG` against one process: the same per-iteration loss and test
+// metrics within 1e-3 relative at P = 2 and 3 (uneven shards), on a synthetic set and on
+// Gowalla; a killed rank, a bad line in one rank's shard and a bad config end the whole job
+// with one clear sentence and leave no run directory. The job is started by the test, on this
+// machine (shared memory), and always ends.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "dist_launch.h"
+#include "test_util.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Result;
+using test::TempDir;
+
+nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(test::read_file(path));
+}
+
+// `recforge ARGS` as P processes of one mpirun job (P = 0: one process, no mpirun).
+Result run_ranks(int P, const std::string& cwd, const std::string& args) {
+  if (P == 0) return test::run_recforge(cwd, args);
+  const std::string cmd = "cd '" + cwd + "' && " + test::mpirun_command(P) + " '" +
+                          RECFORGE_BINARY + "' " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r;
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The config of the synthetic comparison: `data` lines, iALS with 16 factors.
+std::string config(const std::string& runs, const std::string& data, int iterations = 5,
+                   const std::string& extra = "") {
+  return "run:\n  dir: " + runs + "\n  progress: off\n" + data +
+         "model:\n  type: ials\n  factors: 16\n  iterations: " + std::to_string(iterations) +
+         "\n  regularization: 0.1\n  unobserved_weight: 0.1\n  cg_steps: 3\n"
+         "train:\n  threads: 1\neval:\n  ks: [10, 20]\n" + extra;
+}
+
+std::string synthetic_data(const TempDir& dir) {
+  const Result g = test::run_recforge(dir.str(), "datagen --users 2000 --items 900 "
+                                                 "--interactions 40000 --seed 5 --out syn.csv");
+  EXPECT_EQ(g.rc, 0) << g.out;
+  return "data:\n  format: delimited\n  path: syn.csv\n  header: true\n  user_col: user\n"
+         "  item_col: item\n  weight_col: weight\n  time_col: timestamp\n"
+         "  min_user_interactions: 2\n  min_item_interactions: 2\n"
+         "split:\n  method: random\n  test_fraction: 0.2\n"
+         "weighting:\n  scheme: log\n  alpha: 1.0\n";
+}
+
+// Runs the config as one process and as 2 and 3, and compares the runs.
+void expect_same_as_one_process(const TempDir& dir, const std::string& yaml) {
+  test::write_file(dir.file("c.yaml"), yaml);
+  std::map<int, std::string> runs;
+  for (int P : {0, 2, 3}) {
+    const std::string name = "p" + std::to_string(P);
+    const Result r = run_ranks(P, dir.str(), "train c.yaml --set run.name=" + name);
+    ASSERT_EQ(r.rc, 0) << "P=" << P << "\n" << r.out;
+    runs[P] = dir.file("runs/" + name);
+  }
+  const nlohmann::json one = read_json(runs[0] + "/run.json");
+  const nlohmann::json m1 = read_json(runs[0] + "/metrics.json");
+  for (int P : {2, 3}) {
+    const nlohmann::json run = read_json(runs[P] + "/run.json");
+    ASSERT_EQ(run["distributed"]["ranks"], P);
+    ASSERT_EQ(run["history"].size(), one["history"].size());
+    for (size_t it = 0; it < one["history"].size(); ++it) {
+      const double a = one["history"][it]["loss"], b = run["history"][it]["loss"];
+      // The ranks add the Gram matrices' float32 partial sums in another order (relative
+      // rounding ~1e-7 per sum), which three CG steps carry into the factors at that scale;
+      // 1e-3 is the bound.
+      EXPECT_NEAR(b, a, 1e-3 * a) << "P=" << P << " iteration " << it + 1;
+    }
+    const nlohmann::json m = read_json(runs[P] + "/metrics.json");
+    EXPECT_EQ(m["test"]["users"], m1["test"]["users"]);
+    for (const char* key : {"recall@10", "ndcg@10", "recall@20", "ndcg@20", "precision@20",
+                            "map@20", "hit_rate@20", "coverage@20"}) {
+      const double a = m1["test"][key], b = m["test"][key];
+      EXPECT_NEAR(b, a, 1e-3 * a) << "P=" << P << " " << key;
+    }
+    // One process reopens the distributed run: the same data (unordered fingerprint).
+    const Result ev = test::run_recforge(dir.str(), "evaluate " + runs[P]);
+    EXPECT_EQ(ev.rc, 0) << ev.out;
+  }
+}
+
+TEST(DistTrain, SyntheticSetAtTwoAndThreeRanksEqualsOneProcess) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  expect_same_as_one_process(dir, config(dir.file("runs"), synthetic_data(dir)));
+}
+
+TEST(DistTrain, GowallaAtTwoAndThreeRanksEqualsOneProcess) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  RF_REQUIRE_SHARED(gowalla, "gowalla/train.txt");
+  TempDir dir;
+  const std::string data = "data:\n  format: adjacency\n  path: " + gowalla +
+                           "\n  test_path: " + test::shared_data("gowalla/test.txt") +
+                           "\n  cache: false\nsplit:\n  method: given\n";
+  expect_same_as_one_process(dir, config(dir.file("runs"), data, 3));
+}
+
+TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), synthetic_data(dir), 2, "") + "");
+  const Result r = run_ranks(3, dir.str(), "train c.yaml --set model.type=bpr");
+  EXPECT_NE(r.rc, 0);
+  const std::string sentence = "only ials trains across processes";
+  ASSERT_NE(r.out.find(sentence), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(sentence), r.out.rfind(sentence)) << "said more than once:\n" << r.out;
+  EXPECT_FALSE(fs::exists(dir.file("runs/c")));
+}
+
+TEST(DistTrain, AMalformedLineInOneShardNamesItsLineAndEndsTheJob) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string text = "user,item\n";
+  for (int j = 0; j < 3000; ++j) text += std::to_string(j % 97) + "," + std::to_string(j % 41) + "\n";
+  text += "12,oops\n";  // line 3002, in the last third of the file
+  for (int j = 0; j < 1000; ++j) text += std::to_string(j % 89) + "," + std::to_string(j % 37) + "\n";
+  test::write_file(dir.file("bad.csv"), text);
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), "data:\n  format: delimited\n  path: bad.csv\n  header: "
+                                            "true\nsplit:\n  method: random\n", 2));
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = run_ranks(3, dir.str(), "train c.yaml");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("process 2 of 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bad.csv:3002"), std::string::npos) << r.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  // Nothing half-written: no run, no staging directory.
+  if (fs::exists(dir.file("runs")))
+    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+}
+
+// The pids of the ranks of the mpirun job `mpirun_pid` (its children that hold
+// OMPI_COMM_WORLD_RANK), by rank.
+std::map<int, pid_t> rank_pids(pid_t mpirun_pid) {
+  std::map<int, pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != mpirun_pid) continue;
+    const std::string env = test::read_file((e.path() / "environ").string());
+    const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
+    const size_t at = env.find(key);
+    if (at == std::string::npos) continue;
+    out[std::stoi(env.substr(at + key.size()))] = static_cast<pid_t>(std::stol(name));
+  }
+  return out;
+}
+
+TEST(DistTrain, ARankKilledMidTrainingEndsTheJobNamingTheCause) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  test::write_file(dir.file("c.yaml"), config(dir.file("runs"), synthetic_data(dir), 100000));
+  const std::string log = dir.file("out.txt");
+  const std::string cmd = "cd '" + dir.str() + "' && exec " + test::mpirun_command(3) + " '" +
+                          RECFORGE_BINARY + "' train c.yaml --set run.progress=off > '" + log +
+                          "' 2>&1";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until training is under way (rank 0 logged an iteration), then kill rank 1.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool training = false;
+  while (!training && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    training = test::read_file(log).find("iteration 2/") != std::string::npos;
+  }
+  std::map<int, pid_t> ranks = rank_pids(pid);
+  if (!training || ranks.count(1) == 0) {
+    kill(-pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    FAIL() << "the job did not start training with rank 1 visible:\n" << test::read_file(log);
+  }
+  ASSERT_EQ(kill(ranks[1], SIGKILL), 0);
+  const auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  pid_t done = 0;
+  while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (done == 0) {  // still running after a minute: a hang
+    kill(-pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    FAIL() << "the job did not end within 60 s of the kill:\n" << test::read_file(log);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  EXPECT_LT(seconds, 30.0);  // "within seconds"; generous for a loaded 2-core machine
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string out = test::read_file(log);
+  EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
+  for (const auto& [rank, p] : rank_pids(pid)) ADD_FAILURE() << "rank " << rank << " still runs";
+  // The other ranks were stopped by mpirun's SIGTERM: rank 0 removed its staging directory.
+  if (fs::exists(dir.file("runs")))
+    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+}
+
+}  // namespace
+}  // namespace recforge
