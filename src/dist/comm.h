@@ -139,6 +139,26 @@ class Comm {
     return out;
   }
 
+  /// allgatherv and alltoallv from `n` elements at `mine` / `send`, into the buffer that
+  /// `into(total)` returns (called once with the total element count received; T*): the
+  /// caller reuses its own storage and keeps no second copy of what it sends or receives.
+  template <typename T, typename Into>
+  void allgatherv_into(const T* mine, int64_t n, Into&& into,
+                       std::vector<int64_t>* counts = nullptr) const {
+    std::vector<int64_t> c;
+    allgatherv_bytes(mine, n * static_cast<int64_t>(sizeof(T)), sizeof(T),
+                     [&](int64_t total) { return static_cast<void*>(into(total)); }, c);
+    if (counts) *counts = std::move(c);
+  }
+  template <typename T, typename Into>
+  void alltoallv_into(const T* send, const std::vector<int64_t>& send_counts, Into&& into,
+                      std::vector<int64_t>* recv_counts = nullptr) const {
+    std::vector<int64_t> rc;
+    alltoallv_bytes(send, send_counts, sizeof(T),
+                    [&](int64_t total) { return static_cast<void*>(into(total)); }, rc);
+    if (recv_counts) *recv_counts = std::move(rc);
+  }
+
   /// Bytes this rank has sent through the collectives since the start (see the file comment).
   int64_t bytes_sent() const { return bytes_sent_; }
 

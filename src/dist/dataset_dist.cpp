@@ -101,8 +101,8 @@ std::vector<index_t> to_global(const data::IdMap& local, const data::IdMap& glob
 // Sends each interaction of `x` to the rank that owns its user (or item, by_item) under
 // `parts`; returns what this rank receives, in rank order (so in file order when the ranks
 // hold consecutive pieces of the file in rank order).
-data::Interactions redistribute(const Comm& comm, const data::Interactions& x,
-                                const Partition& parts, bool by_item) {
+data::Interactions redistribute(const Comm& comm, data::Interactions&& x, const Partition& parts,
+                                bool by_item) {
   const int P = comm.size();
   const bool times = x.has_times();
   std::vector<int64_t> counts(static_cast<size_t>(P), 0);
@@ -118,9 +118,10 @@ data::Interactions redistribute(const Comm& comm, const data::Interactions& x,
     send[static_cast<size_t>(at[owner[static_cast<size_t>(k)]]++)] =
         Rec{x.users[k], x.items[k], x.weights[k], 0, times ? x.times[k] : 0};
   owner = {};
-  const std::vector<Rec> got = comm.alltoallv(send, counts);
-  send = {};
   data::Interactions out = x.empty_like();
+  x = data::Interactions();  // at most two copies of the shard at any moment
+  std::vector<Rec> got = comm.alltoallv(send, counts);
+  send = {};
   out.reserve(static_cast<offset_t>(got.size()), times);
   for (const Rec& r : got) out.push(r.user, r.item, r.weight, r.time);
   return out;
@@ -240,6 +241,8 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   {
     const std::vector<index_t> um = to_global(local.users, users), im = to_global(local.items, items);
     for (data::Interactions& x : local.parts) x.remap(um, im);
+    local.users = data::IdMap();
+    local.items = data::IdMap();
   }
   const int64_t nu0 = users.size(), ni0 = items.size();
 
@@ -247,10 +250,8 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   const Partition pre_users = Partition::even(nu0, P);
   const Range pre_own = pre_users.range(me);
   std::vector<data::Interactions> parts;
-  for (data::Interactions& x : local.parts) {
-    parts.push_back(redistribute(comm, x, pre_users, false));
-    x = data::Interactions();
-  }
+  for (data::Interactions& x : local.parts) parts.push_back(redistribute(comm, std::move(x), pre_users, false));
+  local.parts.clear();
   int64_t duplicates = 0, light = 0;
   for (data::Interactions& x : parts) {
     duplicates += data::combine_duplicates(x, nu0, lo.duplicates);
@@ -351,7 +352,7 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   {
     data::Interactions weighted = split.train;
     for (offset_t k = 0; k < weighted.size(); ++k) weighted.weights[k] = conf[k];
-    data::Interactions mine = redistribute(comm, weighted, d.ials.item_parts, true);
+    data::Interactions mine = redistribute(comm, std::move(weighted), d.ials.item_parts, true);
     d.ials.item_users = local_csr(mine, d.ials.items, nu, mine.weights, true);
   }
   std::vector<int64_t> own_counts(static_cast<size_t>(d.ials.items.size()));

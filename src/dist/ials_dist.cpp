@@ -91,11 +91,14 @@ void RowExchange::exchange(const Matrix& own, Matrix& out) const {
   const int64_t k = own.cols;
   out.cols = k;
   out.rows = rows_;
+  // The rows land in out's own storage (reused from the last exchange: no second table).
+  auto into = [&](int64_t total) {
+    RF_ASSERT(total == rows_ * k, "RowExchange: received another number of values");
+    out.data.resize(static_cast<size_t>(total));
+    return out.data.data();
+  };
   if (!targeted_) {
-    std::vector<float> mine(own.data.begin(), own.data.end());
-    std::vector<float> all = comm_->allgatherv(mine);
-    RF_ASSERT(static_cast<int64_t>(all.size()) == rows_ * k, "RowExchange: all-gather size");
-    out.data = std::move(all);
+    comm_->allgatherv_into(own.data.data(), static_cast<int64_t>(own.data.size()), into);
     return;
   }
   std::vector<float> send(send_rows_.size() * static_cast<size_t>(k));
@@ -104,9 +107,7 @@ void RowExchange::exchange(const Matrix& own, Matrix& out) const {
     std::copy(own.row(send_rows_[j]), own.row(send_rows_[j]) + k, send.begin() + j * k);
   std::vector<int64_t> counts(send_counts_.size());
   for (size_t r = 0; r < counts.size(); ++r) counts[r] = send_counts_[r] * k;
-  std::vector<float> got = comm_->alltoallv(send, counts);
-  RF_ASSERT(static_cast<int64_t>(got.size()) == rows_ * k, "RowExchange: all-to-all size");
-  out.data = std::move(got);
+  comm_->alltoallv_into(send.data(), counts, into);
 }
 
 IalsDist::IalsDist(const models::IalsOptions& options, int threads, const Comm& comm,
@@ -189,6 +190,7 @@ void IalsDist::iterate() {
   ++iterations_done_;
   half(shard_.user_items, for_users_, items_, users_, items_needed_, item_w_own_, {},
        shard_.n_users, shard_.n_items);
+  release(items_needed_);  // not needed before the next iteration: one other table at a time
   check_finite(comm_, users_, "user", iterations_done_);
   half(shard_.item_users, for_items_, users_, items_, users_needed_, {}, item_w_own_,
        shard_.n_items, shard_.n_users);
@@ -211,7 +213,14 @@ double IalsDist::loss() {
       cpu::regularization_term(shard_.user_items, users_, o_.solve) +
           cpu::regularization_term(shard_.item_users, items_, o_.solve)};
   comm_.allreduce_sum(parts, 2);
+  release(users_needed_);
+  users_needed_fresh_ = false;
   return parts[0] + o_.solve.unobserved_weight * all + parts[1];
+}
+
+void IalsDist::release(Matrix& m) {
+  m.data = FloatStore();
+  m.rows = 0;
 }
 
 void IalsDist::set_own(Matrix users, Matrix items) {
@@ -235,12 +244,14 @@ Matrix IalsDist::gather_users(int root) const { return gather(users_, root); }
 Matrix IalsDist::gather_items(int root) const { return gather(items_, root); }
 
 Matrix IalsDist::allgather_items() const {
-  std::vector<float> mine(items_.data.begin(), items_.data.end());
-  std::vector<float> all = comm_.allgatherv(mine);
   Matrix m;
   m.cols = items_.cols;
-  m.rows = static_cast<int64_t>(all.size()) / std::max<int64_t>(items_.cols, 1);
-  m.data = std::move(all);
+  comm_.allgatherv_into(items_.data.data(), static_cast<int64_t>(items_.data.size()),
+                        [&](int64_t total) {
+                          m.data.resize(static_cast<size_t>(total));
+                          return m.data.data();
+                        });
+  m.rows = static_cast<int64_t>(m.data.size()) / std::max<int64_t>(items_.cols, 1);
   return m;
 }
 

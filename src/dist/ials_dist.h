@@ -149,6 +149,8 @@ class IalsDist {
             Matrix& other_needed, const std::vector<float>& other_w,
             const std::vector<float>& mine_w, int64_t rows_global, int64_t other_global);
   Matrix gather(const Matrix& own, int root) const;
+  // Frees the memory of a table of fetched rows.
+  static void release(Matrix& m);
 
   models::IalsOptions o_;
   int threads_;

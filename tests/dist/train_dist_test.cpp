@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "dist_launch.h"
@@ -116,6 +117,55 @@ TEST(DistTrain, GowallaAtTwoAndThreeRanksEqualsOneProcess) {
                            "\n  test_path: " + test::shared_data("gowalla/test.txt") +
                            "\n  cache: false\nsplit:\n  method: given\n";
   expect_same_as_one_process(dir, config(dir.file("runs"), data, 3));
+}
+
+// Opted-out users are dropped on every rank before anything else, as one process drops them
+// (run.json keeps the same salted hashes); the export rank 0 writes verifies and holds the
+// same users, items and seen lists as one process's.
+TEST(DistTrain, OptOutAndExportMatchOneProcess) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  const std::string data = synthetic_data(dir);
+  // Three users of the file (the first three distinct ones), one listed twice, one absent.
+  std::ifstream csv(dir.file("syn.csv"));
+  std::string line, ids;
+  std::set<std::string> seen;
+  std::getline(csv, line);
+  while (seen.size() < 3 && std::getline(csv, line))
+    if (seen.insert(line.substr(0, line.find(','))).second) ids += *seen.find(line.substr(0, line.find(','))) + "\n";
+  test::write_file(dir.file("opt-out.txt"), ids + ids.substr(0, ids.find('\n') + 1) + "no-such-user\n");
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), data, 3,
+                          "privacy:\n  opt_out: opt-out.txt\nexport:\n  enabled: true\n"));
+  for (int P : {0, 3}) {
+    const Result r = run_ranks(P, dir.str(), "train c.yaml --set run.name=p" + std::to_string(P));
+    ASSERT_EQ(r.rc, 0) << "P=" << P << "\n" << r.out;
+  }
+  const nlohmann::json one = read_json(dir.file("runs/p0/run.json"));
+  const nlohmann::json three = read_json(dir.file("runs/p3/run.json"));
+  ASSERT_TRUE(one.contains("excluded_users"));
+  EXPECT_EQ(three["excluded_users"], one["excluded_users"]);
+  EXPECT_EQ(three["excluded_users"]["opt_out"].size(), 3u);
+  const nlohmann::json s1 = read_json(dir.file("runs/p0/stats.json"));
+  const nlohmann::json s3 = read_json(dir.file("runs/p3/stats.json"));
+  EXPECT_EQ(s3["users"], s1["users"]);
+  EXPECT_EQ(s3["items"], s1["items"]);
+  EXPECT_EQ(s3["privacy"]["opt_out_users"], s1["privacy"]["opt_out_users"]);
+  EXPECT_EQ(s3["privacy"]["opt_out_interactions"], s1["privacy"]["opt_out_interactions"]);
+  const Result info = test::run_recforge(dir.str(), "info runs/p3/export");
+  ASSERT_EQ(info.rc, 0) << info.out;
+  for (const char* f : {"user_ids.txt", "item_ids.txt", "seen_indptr.npy", "seen_indices.npy",
+                        "opt_out.txt"})
+    EXPECT_EQ(test::read_file(dir.file(std::string("runs/p3/export/") + f)),
+              test::read_file(dir.file(std::string("runs/p0/export/") + f)))
+        << f;
+  // An opted-out user is answered from popularity by the distributed run's export too.
+  const std::string user = ids.substr(0, ids.find('\n'));
+  const Result rec = test::run_recforge(dir.str(), "recommend runs/p3/export --user " + user);
+  EXPECT_EQ(rec.rc, 0) << rec.out;
+  // CSV rows end in the personalised column: false for every row of an opted-out user.
+  EXPECT_NE(rec.out.find(",false\n"), std::string::npos) << rec.out;
+  EXPECT_EQ(rec.out.find(",true\n"), std::string::npos) << rec.out;
 }
 
 TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {

@@ -112,9 +112,11 @@ eval:
             "wall_seconds": wall,
         })
         print(f"P={p}: done in {wall:.0f} s", file=sys.stderr)
+    stats = json.loads((work / "runs" / f"p{args.ranks[0]}" / "stats.json").read_text())
     info = {"interactions_requested": args.interactions, "users": args.users,
-            "items": args.items, "factors": args.factors, "threads_per_rank": args.threads,
-            "cpus": os.cpu_count(), "rows": rows}
+            "items": args.items, "users_kept": stats["users"], "items_kept": stats["items"],
+            "train_interactions": stats["train"]["interactions"], "factors": args.factors,
+            "threads_per_rank": args.threads, "cpus": os.cpu_count(), "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     mib = 1 << 20
