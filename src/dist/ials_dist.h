@@ -131,6 +131,11 @@ class IalsDist {
   const Matrix& items() const { return items_; }
   /// Replaces the rank's rows (e.g. the best ones of model.patience).
   void set_own(Matrix users, Matrix items);
+  /// Continues from a checkpoint: the rank's rows after `iterations_done` iterations.
+  void resume(Matrix users, Matrix items, int iterations_done) {
+    set_own(std::move(users), std::move(items));
+    iterations_done_ = iterations_done;
+  }
   /// The whole user / item table at `root` (empty elsewhere). Collective.
   Matrix gather_users(int root) const;
   Matrix gather_items(int root) const;

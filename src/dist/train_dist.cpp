@@ -12,7 +12,9 @@
 #include "core/context.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "dist/checkpoint_dist.h"
 #include "dist/dataset_dist.h"
+#include "pipeline/checkpoint.h"
 #include "dist/ials_dist.h"
 #include "eval/metrics.h"
 #include "eval/topk.h"
@@ -143,10 +145,6 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   try {  // decided alike on every rank from the config
     config::check(cfg);
     check_distributable(cfg);
-    if (s.train.checkpoint_every > 0)
-      fail("{}: train.checkpoint_every is {}, but checkpoints of a distributed run are not "
-           "written yet; set it to 0 or train without mpirun",
-           cfg.where("train.checkpoint_every"), s.train.checkpoint_every);
     if (s.train.device != "cpu" && s.train.device != "auto")
       fail("{}: train.device is {}, but a distributed run trains on the CPU only for now; set "
            "train.device: cpu",
@@ -225,7 +223,27 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   int64_t since_best = 0;
   Matrix best_users, best_items;
   std::vector<int64_t> iteration_bytes;
-  for (int it = 1; it <= io.iterations; ++it) {
+  // A checkpoint of this run (the same number of processes, config and data) continues it.
+  const std::string checkpoint = pipeline::checkpoint_dir(cfg);
+  const int64_t checkpoint_every = s.train.checkpoint_every;
+  int start = 0;
+  {
+    DistCheckpoint c;
+    if (read_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, data.ials.users.size(),
+                             data.ials.items.size(), io.factors, c)) {
+      start = c.iteration;
+      model.resume(std::move(c.users), std::move(c.items), start);
+      history = std::move(c.history);
+      best = c.best;
+      best_iter = c.best_iter;
+      since_best = c.since_best;
+      best_users = std::move(c.best_users);
+      best_items = std::move(c.best_items);
+      log().info("resuming from iteration {} of {} (checkpoint {})", start, io.iterations,
+                 checkpoint);
+    }
+  }
+  for (int it = start + 1; it <= io.iterations; ++it) {
     const auto ti = Clock::now();
     const int64_t b0 = comm.bytes_sent();
     model.iterate();
@@ -264,6 +282,19 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     }
     log().info("{}", line);
     history.push_back(h);
+    if (checkpoint_every > 0 && it % checkpoint_every == 0 && it < io.iterations) {
+      DistCheckpoint c;
+      c.iteration = it;
+      c.users = model.users();
+      c.items = model.items();
+      c.best_users = best_users;
+      c.best_items = best_items;
+      c.history = history;
+      c.best = best;
+      c.best_iter = best_iter;
+      c.since_best = since_best;
+      write_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, c);
+    }
   }
   if (patience > 0 && best_iter > 0 && best_iter != io.iterations) {
     log().info("keeping the factors of iteration {} (best validation {} {:.4f})", best_iter,
@@ -328,6 +359,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
                           {"model", models::describe_ials(io)},
                           {"history", history},
                           {"train_seconds", train_seconds}};
+    if (start > 0) run["resumed_from_iteration"] = start;
     run["distributed"] = {
         {"ranks", P},
         {"exchange",
@@ -374,6 +406,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     log().info("run complete in {:.2f} s", run["seconds"].get<double>());
     close_log_file();
     final_dir = dir->commit();
+    pipeline::remove_checkpoint(checkpoint);  // the run is complete: nothing to resume
     if (!export_error.empty())
       fail("export to {} failed after training: {}; the trained run is kept in {}, export it "
            "again with: recforge export {} --out {}",

@@ -203,6 +203,11 @@ nlohmann::json read_checkpoint_json(const std::string& dir) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: there is no checkpoint here (no {})", dir, kMeta);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_discarded() && j.is_object() &&
+      j.value("format", "") == "recforge-distributed-checkpoint")  // dist/checkpoint_dist.h
+    fail("{}: this checkpoint was written by a distributed run of {} processes; resume it with "
+         "mpirun -np {}, or remove {} to start the run over",
+         dir, j.value("ranks", 0), j.value("ranks", 0), dir);
   if (j.is_discarded() || !j.is_object() || j.value("format", "") != kFormat)
     damaged(dir, fmt::format("{} is not a recforge checkpoint", kMeta));
   if (j.value("version", 0) != kVersion)

@@ -14,10 +14,11 @@
 #   --mca btl_vader_single_copy_mechanism none
 #                             copy through the shared segment: the default, CMA
 #                             (process_vm_readv), fails where the container forbids ptrace
-#   --mca odls_base_sigkill_timeout 10
+#   --mca odls_base_sigkill_timeout 3
 #                             when a rank fails, mpirun sends the others SIGTERM and, by default
 #                             1 s later, SIGKILL; rank 0 removes its staging directory on SIGTERM,
-#                             which on a loaded 2-core machine can take longer than 1 s
+#                             which on a loaded 2-core machine can take longer than 1 s (mpirun waits this
+#                             long also when the ranks end at once: 3 s, not more)
 # RECFORGE_MPIEXEC names the launcher (CMake's MPIEXEC_EXECUTABLE; default: mpirun on PATH).
 # Open MPI refuses to run as root unless told; containers often run as root.
 set -euo pipefail
@@ -27,4 +28,4 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 exec "${RECFORGE_MPIEXEC:-mpirun}" --oversubscribe --bind-to none \
   --mca pml ob1 --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-  --mca odls_base_sigkill_timeout 10 "$@"
+  --mca odls_base_sigkill_timeout 3 "$@"

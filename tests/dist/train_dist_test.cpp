@@ -27,6 +27,8 @@ namespace fs = std::filesystem;
 using test::Result;
 using test::TempDir;
 
+std::map<int, pid_t> rank_pids(pid_t mpirun_pid);  // below
+
 nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(test::read_file(path));
 }
@@ -166,6 +168,68 @@ TEST(DistTrain, OptOutAndExportMatchOneProcess) {
   // CSV rows end in the personalised column: false for every row of an opted-out user.
   EXPECT_NE(rec.out.find(",false\n"), std::string::npos) << rec.out;
   EXPECT_EQ(rec.out.find(",true\n"), std::string::npos) << rec.out;
+}
+
+// Checkpoints of a distributed run: each rank writes its rows, rank 0 commits. A job killed
+// after a checkpoint continues from it when the same command runs again, and ends with the
+// factors of an uninterrupted run, bit for bit (1 thread per rank: the same arithmetic in the
+// same order). Another number of processes is refused with a sentence saying which.
+TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), synthetic_data(dir), 400));
+  const Result ref = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=ref");
+  ASSERT_EQ(ref.rc, 0) << ref.out;
+  EXPECT_FALSE(fs::exists(dir.file("runs/.ref.checkpoint")));  // removed once complete
+
+  const std::string log = dir.file("out.txt");
+  const std::string cmd = "cd '" + dir.str() + "' && exec " + test::mpirun_command(2) + " '" +
+                          RECFORGE_BINARY + "' train c.yaml --set train.checkpoint_every=3 --set run.name=b > '" + log + "' 2>&1";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const std::string meta = dir.file("runs/.b.checkpoint/checkpoint.json");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(meta) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::map<int, pid_t> ranks = rank_pids(pid);
+  if (ranks.count(1)) kill(ranks[1], SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(fs::exists(meta)) << test::read_file(log);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    GTEST_SKIP() << "the job finished before it could be killed; nothing to resume";
+  const int reached = read_json(meta)["iteration"];
+  ASSERT_GE(reached, 3);
+  EXPECT_EQ(reached % 3, 0);
+
+  // Another number of processes: refused, the checkpoint kept.
+  const Result three = run_ranks(3, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
+  EXPECT_NE(three.rc, 0);
+  EXPECT_NE(three.out.find("written by 2 processes, and this job has 3"), std::string::npos)
+      << three.out;
+  EXPECT_TRUE(fs::exists(meta));
+  // One process: refused too.
+  const Result one = test::run_recforge(dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
+  EXPECT_NE(one.rc, 0);
+  EXPECT_NE(one.out.find("written by a distributed run of 2 processes"), std::string::npos)
+      << one.out;
+
+  const Result again = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
+  ASSERT_EQ(again.rc, 0) << again.out;
+  EXPECT_NE(again.out.find("resuming from iteration"), std::string::npos) << again.out;
+  EXPECT_EQ(read_json(dir.file("runs/b/run.json"))["resumed_from_iteration"], reached);
+  EXPECT_EQ(test::read_file(dir.file("runs/b/user_factors.npy")),
+            test::read_file(dir.file("runs/ref/user_factors.npy")));
+  EXPECT_EQ(test::read_file(dir.file("runs/b/item_factors.npy")),
+            test::read_file(dir.file("runs/ref/item_factors.npy")));
+  EXPECT_EQ(read_json(dir.file("runs/b/run.json"))["history"].size(), 400u);
+  EXPECT_FALSE(fs::exists(dir.file("runs/.b.checkpoint")));
 }
 
 TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {
