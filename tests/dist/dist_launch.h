@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "test_util.h"
+
 namespace recforge::test {
 
 /// Whether this build was linked with MPI (recforge_dist's RECFORGE_WITH_MPI).
@@ -21,9 +23,15 @@ inline std::string mpi_skip_reason() {
          "installs it), so recforge cannot run as several processes";
 }
 
-/// The shell words that start `np` processes of a program given after them.
+/// The shell words that start `np` processes of a program given after them. In a sanitizer
+/// build (preset debug), Open MPI's allocations that live until exit are suppressed by library
+/// as for the dist.mpi tests (tools/ci/sanitizer-lsan.supp, tests/CMakeLists.txt).
 inline std::string mpirun_command(int np) {
-  return std::string("bash '") + RECFORGE_SOURCE_DIR + "/tests/dist/mpirun.sh' -np " +
+  std::string env;
+  if (kAddressSanitizer)
+    env = std::string("env OMPI_MCA_mca_base_component_disable_dlclose=1 LSAN_OPTIONS=suppressions=") +
+          RECFORGE_SOURCE_DIR + "/tools/ci/sanitizer-lsan.supp:fast_unwind_on_malloc=0 ";
+  return env + "bash '" + RECFORGE_SOURCE_DIR + "/tests/dist/mpirun.sh' -np " +
          std::to_string(np);
 }
 
