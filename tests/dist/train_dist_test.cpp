@@ -232,6 +232,58 @@ TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
   EXPECT_FALSE(fs::exists(dir.file("runs/.b.checkpoint")));
 }
 
+// Block-structured data (users of block b only touch items of block b, ids in block order):
+// each rank's users need only their block's items, so the targeted exchange moves a fraction
+// of what an all-gather would, and is the one taken; the run still equals one process's.
+TEST(DistTrain, TheTargetedExchangeIsTakenWhereItMovesLessAndGivesTheSameRun) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string text = "user,item\n";
+  constexpr int kBlocks = 6, kUsers = 150, kItems = 40;  // per block
+  for (int b = 0; b < kBlocks; ++b)
+    for (int u = 0; u < kUsers; ++u)
+      for (int j = 0; j < 9; ++j) {
+        // Eight items of the user's block and one of the next block (so rows do move).
+        const int block = j < 8 ? b : (b + 1) % kBlocks;
+        const int item = block * kItems + (u * 7 + j * 13) % kItems;
+        text += std::to_string(b * kUsers + u) + "," + std::to_string(item) + "\n";
+      }
+  test::write_file(dir.file("blocks.csv"), text);
+  const std::string data =
+      "data:\n  format: delimited\n  path: blocks.csv\n  header: true\n"
+      "split:\n  method: random\n  test_fraction: 0.25\n";
+  test::write_file(dir.file("c.yaml"), config(dir.file("runs"), data, 4));
+  const Result one = run_ranks(0, dir.str(), "train c.yaml --set run.name=p0");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  const Result three = run_ranks(3, dir.str(), "train c.yaml --set run.name=p3");
+  ASSERT_EQ(three.rc, 0) << three.out;
+  const nlohmann::json r1 = read_json(dir.file("runs/p0/run.json"));
+  const nlohmann::json r3 = read_json(dir.file("runs/p3/run.json"));
+  EXPECT_EQ(r3["distributed"]["exchange"]["user_half"], "targeted");
+  EXPECT_EQ(r3["distributed"]["exchange"]["item_half"], "targeted");
+  // Rank r's users (blocks 2r, 2r+1) need their 80 item rows and up to 40 of the next rank's;
+  // its items are also touched by the 150 users of the block before. An all-gather would send
+  // each rank's 80 item rows and 300 user rows to the 2 others every iteration: the targeted
+  // exchange sends at most (40 + 150) rows, plus the same k×k all-reduces (4 KiB) as before.
+  const int64_t row = 16 * 4, gram = 4 * 16 * 16 * 4;
+  const int64_t allgather_bytes = 2 * (80 + 300) * row + gram;
+  for (const auto& b : r3["distributed"]["bytes_sent_per_iteration"]) {
+    EXPECT_GT(b.get<int64_t>(), gram) << r3["distributed"].dump();  // rows did move
+    EXPECT_LE(b.get<int64_t>(), (40 + 150) * row + 2 * gram) << r3["distributed"].dump();
+    EXPECT_LT(b.get<int64_t>(), allgather_bytes / 2) << r3["distributed"].dump();
+  }
+  for (size_t it = 0; it < r1["history"].size(); ++it) {
+    const double a = r1["history"][it]["loss"], b = r3["history"][it]["loss"];
+    EXPECT_NEAR(b, a, 1e-3 * a) << "iteration " << it + 1;
+  }
+  const nlohmann::json m1 = read_json(dir.file("runs/p0/metrics.json"));
+  const nlohmann::json m3 = read_json(dir.file("runs/p3/metrics.json"));
+  for (const char* key : {"recall@20", "ndcg@20"}) {
+    const double a = m1["test"][key], b = m3["test"][key];
+    EXPECT_NEAR(b, a, 1e-3 * a) << key;
+  }
+}
+
 TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {
   if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
   TempDir dir;
