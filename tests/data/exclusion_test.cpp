@@ -109,15 +109,6 @@ TEST(UserExclusion, IdFileTrimsSkipsCommentsAndRefusesControlCharactersByLine) {
             std::string::npos);
 }
 
-// (user, item, weight) rows of part `k`, by external id.
-std::vector<std::tuple<std::string, std::string, float>> rows(const Loaded& d, int k) {
-  std::vector<std::tuple<std::string, std::string, float>> out;
-  const Interactions& x = d.parts[k];
-  for (offset_t j = 0; j < x.size(); ++j)
-    out.emplace_back(d.users.external(x.users[j]), d.items.external(x.items[j]), x.weights[j]);
-  return out;
-}
-
 void expect_same_data(const Loaded& a, const Loaded& b) {
   EXPECT_EQ(a.users.ids(), b.users.ids());
   EXPECT_EQ(a.items.ids(), b.items.ids());

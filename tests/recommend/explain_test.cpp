@@ -125,7 +125,9 @@ TEST(Explain, IalsContributionsSumToTheExactSolveWhichIsTheTrainingCholeskySolve
         double sum = 0;
         for (size_t q = 0; q < e.contributions.size(); ++q) {
           sum += e.contributions[q].contribution;
-          if (q > 0) EXPECT_GE(e.contributions[q - 1].contribution, e.contributions[q].contribution);
+          if (q > 0) {
+            EXPECT_GE(e.contributions[q - 1].contribution, e.contributions[q].contribution);
+          }
           const auto j = rec.item_ids().find(e.contributions[q].item);
           ASSERT_TRUE(j);
           const auto pos = std::find(row.indices.begin(), row.indices.end(), *j) - row.indices.begin();
@@ -244,7 +246,9 @@ TEST(Explain, BprRanksTheTrainingItemsByCosineAndDoesNotClaimASum) {
       const double cosine = dot(y.row(i), y.row(j), k) /
                             std::sqrt(dot(y.row(i), y.row(i), k) * dot(y.row(j), y.row(j), k));
       EXPECT_NEAR(e.contributions[q].contribution, cosine, 1e-12);
-      if (q > 0) EXPECT_GE(e.contributions[q - 1].contribution, e.contributions[q].contribution);
+      if (q > 0) {
+        EXPECT_GE(e.contributions[q - 1].contribution, e.contributions[q].contribution);
+      }
     }
     const nlohmann::ordered_json j = to_json(e, 2);
     EXPECT_EQ(j["method"], "item_similarity");
