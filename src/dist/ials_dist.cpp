@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "dist/errors.h"
+#include "dist/ials_dist_cuda.h"
 #include "models/ials/ials_cpu.h"
 
 namespace recforge::dist {
@@ -39,6 +40,7 @@ RowExchange::RowExchange(const Comm& comm, data::Csr& r, const Partition& other,
   RF_ASSERT(other.ranks() == P, "RowExchange: partition of another job size");
   const int64_t n_other = other.rows();
   const Range own = other.range(me);
+  other_starts_ = other.starts();
   // The distinct columns of r, sorted.
   std::vector<uint8_t> used(static_cast<size_t>(n_other), 0);
   for (const data::index_t c : r.indices) used[static_cast<size_t>(c)] = 1;
@@ -111,7 +113,7 @@ void RowExchange::exchange(const Matrix& own, Matrix& out) const {
 }
 
 IalsDist::IalsDist(const models::IalsOptions& options, int threads, const Comm& comm,
-                   IalsShard& shard)
+                   IalsShard& shard, const Context* gpu)
     : o_(options),
       threads_(threads),
       comm_(comm),
@@ -124,7 +126,30 @@ IalsDist::IalsDist(const models::IalsOptions& options, int threads, const Comm& 
     const std::vector<float> all = cpu::popularity_weights(shard.item_counts, o_.unobserved_exp);
     item_w_own_.assign(all.begin() + shard.items.begin, all.begin() + shard.items.end);
   }
+  if (gpu) gpu_ = IalsDistGpu::make(o_, *gpu, comm, shard_, for_users_, for_items_, item_w_own_);
 }
+
+IalsDist::~IalsDist() = default;
+
+void IalsDist::sync() const {
+  if (!gpu_ || !stale_) return;
+  gpu_->get_rows(users_, items_);
+  stale_ = false;
+}
+
+const Matrix& IalsDist::users() const {
+  sync();
+  return users_;
+}
+
+const Matrix& IalsDist::items() const {
+  sync();
+  return items_;
+}
+
+int64_t IalsDist::device_bytes_sent() const { return gpu_ ? gpu_->bytes_sent() : 0; }
+
+std::string IalsDist::device() const { return gpu_ ? gpu_->description() : std::string("cpu"); }
 
 void IalsDist::init() {
   const int k = o_.factors;
@@ -134,6 +159,7 @@ void IalsDist::init() {
                                   shard_.items.begin);
   iterations_done_ = 0;
   users_needed_fresh_ = false;
+  if (gpu_) gpu_->set_rows(users_, items_);
 }
 
 namespace {
@@ -188,6 +214,11 @@ void IalsDist::half(const data::Csr& r, const RowExchange& ex, Matrix& other_own
 
 void IalsDist::iterate() {
   ++iterations_done_;
+  if (gpu_) {
+    gpu_->iterate(iterations_done_);
+    stale_ = true;
+    return;
+  }
   half(shard_.user_items, for_users_, items_, users_, items_needed_, item_w_own_, {},
        shard_.n_users, shard_.n_items);
   release(items_needed_);  // not needed before the next iteration: one other table at a time
@@ -199,6 +230,7 @@ void IalsDist::iterate() {
 }
 
 double IalsDist::loss() {
+  if (gpu_) return gpu_->loss();
   const int k = o_.factors;
   if (!users_needed_fresh_) {
     for_items_.exchange(users_, users_needed_);
@@ -227,6 +259,8 @@ void IalsDist::set_own(Matrix users, Matrix items) {
   users_ = std::move(users);
   items_ = std::move(items);
   users_needed_fresh_ = false;
+  stale_ = false;
+  if (gpu_) gpu_->set_rows(users_, items_);
 }
 
 Matrix IalsDist::gather(const Matrix& own, int root) const {
@@ -240,10 +274,11 @@ Matrix IalsDist::gather(const Matrix& own, int root) const {
   return m;
 }
 
-Matrix IalsDist::gather_users(int root) const { return gather(users_, root); }
-Matrix IalsDist::gather_items(int root) const { return gather(items_, root); }
+Matrix IalsDist::gather_users(int root) const { return gather(users(), root); }
+Matrix IalsDist::gather_items(int root) const { return gather(items(), root); }
 
 Matrix IalsDist::allgather_items() const {
+  sync();
   Matrix m;
   m.cols = items_.cols;
   comm_.allgatherv_into(items_.data.data(), static_cast<int64_t>(items_.data.size()),

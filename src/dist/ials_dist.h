@@ -20,6 +20,8 @@
 /// its shard of the interactions twice (as user rows and as item rows), and k×k matrices.
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "core/npy.h"
@@ -27,7 +29,13 @@
 #include "dist/comm.h"
 #include "models/ials/ials.h"
 
+namespace recforge {
+class Context;
+}  // namespace recforge
+
 namespace recforge::dist {
+
+class IalsDistGpu;  // dist/ials_dist_cuda.h
 
 /// A contiguous range of rows [begin, end).
 struct Range {
@@ -94,6 +102,13 @@ class RowExchange {
   data::Csr with_global_columns(const data::Csr& r) const;
 
   bool targeted() const { return targeted_; }
+  /// The plan, for an exchange done elsewhere (on GPUs): targeted, the own rows (local index)
+  /// sent to each rank in rank order, how many rows go to and come from each rank; all-gather,
+  /// the other side's partition (its rows per rank).
+  const std::vector<int64_t>& send_rows() const { return send_rows_; }
+  const std::vector<int64_t>& send_counts() const { return send_counts_; }
+  const std::vector<int64_t>& recv_counts() const { return recv_counts_; }
+  const std::vector<int64_t>& other_starts() const { return other_starts_; }
   /// Number of rows `exchange` delivers to this rank.
   int64_t rows() const { return rows_; }
   /// Both volumes (the same on every rank).
@@ -109,14 +124,19 @@ class RowExchange {
   std::vector<int64_t> send_rows_;     // targeted: own row (local index) of each row sent
   std::vector<int64_t> recv_counts_;   // targeted: rows from each rank
   std::vector<int64_t> needed_;        // targeted: the global row of each row received
+  std::vector<int64_t> other_starts_;  // the other side's partition
 };
 
 /// Distributed iALS on the CPU: the rank's part of one model.
 class IalsDist {
  public:
   /// `shard`'s CSRs are rewritten by the two RowExchanges (their columns) and must live as
-  /// long as this object.
-  IalsDist(const models::IalsOptions& options, int threads, const Comm& comm, IalsShard& shard);
+  /// long as this object. With `gpu` (a Context on a CUDA device), the rows and solves live on
+  /// that GPU and the collectives of training run through NCCL (dist/ials_dist_cuda.h);
+  /// collective then.
+  IalsDist(const models::IalsOptions& options, int threads, const Comm& comm, IalsShard& shard,
+           const Context* gpu = nullptr);
+  ~IalsDist();
 
   /// Draws the rank's rows of the initial factors: exactly the rows a single process draws.
   void init();
@@ -126,9 +146,13 @@ class IalsDist {
   /// The objective (ials_cpu.h), the same on every rank. Collective.
   double loss();
 
-  /// The rank's own rows.
-  const Matrix& users() const { return users_; }
-  const Matrix& items() const { return items_; }
+  /// The rank's own rows (downloaded from the GPU when they changed there).
+  const Matrix& users() const;
+  const Matrix& items() const;
+  /// Bytes this rank sent through the GPU's collectives (NCCL), 0 on the CPU.
+  int64_t device_bytes_sent() const;
+  /// Where it trains: "cpu", or the GPU in words.
+  std::string device() const;
   /// Replaces the rank's rows (e.g. the best ones of model.patience).
   void set_own(Matrix users, Matrix items);
   /// Continues from a checkpoint: the rank's rows after `iterations_done` iterations.
@@ -162,7 +186,10 @@ class IalsDist {
   const Comm& comm_;
   IalsShard& shard_;
   RowExchange for_users_, for_items_;
-  Matrix users_, items_;
+  std::unique_ptr<IalsDistGpu> gpu_;  // the GPU side, or null on the CPU
+  void sync() const;                  // downloads the rows when the GPU changed them
+  mutable bool stale_ = false;
+  mutable Matrix users_, items_;
   Matrix items_needed_, users_needed_;  // the other side's rows of the last halves
   std::vector<float> item_w_own_;       // per-item unobserved weights of the rank's items
   int iterations_done_ = 0;

@@ -1,6 +1,7 @@
 #include "dist/train_dist.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "dist/dataset_dist.h"
 #include "pipeline/checkpoint.h"
 #include "dist/ials_dist.h"
+#include "dist/nccl_comm.h"
 #include "eval/metrics.h"
 #include "eval/topk.h"
 #include "index/index.h"
@@ -33,6 +35,28 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The device spec of this rank: train.device cpu stays on the CPU; auto takes a GPU when every
+// rank has one and NCCL is built in, else the CPU; cuda takes GPU (local rank mod the GPUs this
+// machine has), so that ranks on one machine use different GPUs; cuda:N takes GPU N.
+std::string rank_device(const std::string& spec, const Comm& comm) {
+  if (spec == "cpu") return spec;
+  const int gpus = backend::cuda_device_count();
+  if (spec == "auto") {
+    const bool everywhere = !comm.any(gpus == 0 || !nccl_available());
+    if (!everywhere) return "cpu";
+  } else if (spec != "cuda") {
+    return spec;  // cuda:N
+  }
+  if (gpus == 0) return "cuda";  // Context::create says why there is none
+  int local = comm.rank();
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* v = std::getenv(name)) {
+      local = std::atoi(v);
+      break;
+    }
+  return "cuda:" + std::to_string(local % gpus);
 }
 
 // Runs `fn` on rank 0 only and shares how it went: an Error there becomes the same
@@ -145,15 +169,11 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   try {  // decided alike on every rank from the config
     config::check(cfg);
     check_distributable(cfg);
-    if (s.train.device != "cpu" && s.train.device != "auto")
-      fail("{}: train.device is {}, but a distributed run trains on the CPU only for now; set "
-           "train.device: cpu",
-           cfg.where("train.device"), s.train.device);
     io = pipeline::ials_options(s);
     ks = pipeline::eval_ks(cfg);
     if (io.dtype != backend::cuda::Storage::kFloat32)
-      fail("{}: model.dtype {} needs a CUDA device; a distributed run trains on the CPU, which "
-           "stores factors in float32 only",
+      fail("{}: model.dtype is {}; a distributed run stores float32 factors (on CPUs and GPUs); "
+           "set model.dtype: float32",
            cfg.where("model.dtype"), backend::cuda::storage_name(io.dtype));
   } catch (const CollectiveError&) {
     throw;
@@ -165,7 +185,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const std::string level = s.run.log_level;
   set_log_level(me == 0 || level == "warn" || level == "error" ? level : std::string("warn"));
   set_progress_mode(me == 0 ? s.run.progress : std::string("off"));
-  const Context ctx = Context::create("cpu", static_cast<int>(s.train.threads));
+  const Context ctx = Context::create(rank_device(s.train.device, comm), static_cast<int>(s.train.threads));
+  const bool on_gpu = ctx.device().kind == Device::Kind::kCuda;
   const bool exporting = s.export_.enabled;
   const std::string& export_out = s.export_.out;
 
@@ -184,10 +205,10 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     write_file_atomic(dir->file("config.yaml"), cfg.to_yaml());
   });
   log().info("recforge {} train: config {}, run directory {}, distributed over {} process{}, "
-             "each on the CPU with {} thread{}",
+             "each on {} with {} thread{}",
              RECFORGE_VERSION, cfg.source().empty() ? "(defaults)" : cfg.source(),
-             dir ? dir->final_path() : std::string(), P, P == 1 ? "" : "es", ctx.threads(),
-             ctx.threads() == 1 ? "" : "s");
+             dir ? dir->final_path() : std::string(), P, P == 1 ? "" : "es",
+             on_gpu ? "a GPU (NCCL)" : "the CPU", ctx.threads(), ctx.threads() == 1 ? "" : "s");
 
   const int64_t bytes0 = comm.bytes_sent();
   ShardedDataset data = prepare_sharded(cfg, comm);
@@ -197,7 +218,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
              data.users.size(), data.items.size(), data.train_size,
              data.stats["train"]["density"].get<double>(), data.validation_size, data.test_size);
 
-  IalsDist model(io, ctx.threads(), comm, data.ials);
+  IalsDist model(io, ctx.threads(), comm, data.ials, on_gpu ? &ctx : nullptr);
+  if (on_gpu) log().info("rank 0 trains on {}", model.device());
   const data::Csr user_mask = model.user_exchange().with_global_columns(data.ials.user_items);
   for (const auto* side : {&model.user_exchange(), &model.item_exchange()}) {
     const char* name = side == &model.user_exchange() ? "item rows for the user half"
@@ -245,11 +267,11 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   }
   for (int it = start + 1; it <= io.iterations; ++it) {
     const auto ti = Clock::now();
-    const int64_t b0 = comm.bytes_sent();
+    const int64_t b0 = comm.bytes_sent() + model.device_bytes_sent();
     model.iterate();
     const double secs = seconds_since(ti);
     const double loss = model.loss();
-    iteration_bytes.push_back(comm.bytes_sent() - b0);
+    iteration_bytes.push_back(comm.bytes_sent() + model.device_bytes_sent() - b0);
     if (!std::isfinite(loss))
       fail_collective("loss became {} at iteration {}; lower model.alpha or model.init_std, or "
                       "raise model.regularization",
@@ -352,7 +374,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     nlohmann::json run = {{"recforge_version", RECFORGE_VERSION},
                           {"created", utc_now()},
                           {"config_source", cfg.source()},
-                          {"device", "cpu"},
+                          {"device", on_gpu ? ctx.device().name() : std::string("cpu")},
                           {"threads", ctx.threads()},
                           {"data_fingerprint", data.fingerprint},
                           {"data_fingerprint_kind", "unordered"},

@@ -79,7 +79,7 @@ while read -r soname path; do
   case "$soname" in
     linux-vdso*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
     libstdc++.so*|libgcc_s.so*) ;;
-    libcublas.so*|libcublasLt.so*|libcurand.so*|libcusolver.so*|libcusparse.so*|libnvJitLink.so*)
+    libcublas.so*|libcublasLt.so*|libcurand.so*|libcusolver.so*|libcusparse.so*|libnvJitLink.so*|libnccl.so*)
       device_side="$device_side $soname" ;;
     *) cp -L "$path" "$OUT/lib/$soname" ;;
   esac

@@ -9,14 +9,16 @@
 #      sampled softmax on a synthetic set (samples per second),
 #   4. the benchmark (tools/bench/bench_gpu.cpp) on the ML-20M shape, with top-k,
 #   5. the Python package on cuda and cpu (tools/device/python_check.py) when the bundle has it,
+#   6. distributed iALS on the GPU through NCCL as one process (--distributed) against the
+#      single-GPU model (train.log; summary line "dist"),
 # and writes one line per step to $OUT/summary.txt as each step ends (a call cut short still
 # brings back the steps done), then prints the summary. Every step has a cap (CAP_* below, in
-# seconds); the caps add up to 350 s, so the whole check fits in 6 minutes:
+# seconds); the caps add up to 410 s, so the whole check fits in 7 minutes:
 #
 #   here:   tools/device/device-bundle.sh      (or BUILD=build/release tools/device/device-bundle.sh)
-#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=390)
+#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=450)
 #
-# `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=540). The files
+# `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=600). The files
 # under $OUT stay within the device tool's 8: summary.txt, tests.log, sanitizer.log, train.log,
 # bench.log, bench.json, python.log (and bench-10x.log with --large); the GPU's nvidia-smi line
 # is in the summary.
@@ -45,6 +47,7 @@ CAP_BATCH=15
 CAP_BENCH=45
 CAP_LARGE=150
 CAP_PYTHON=60
+CAP_DIST=30
 LARGE=no
 [ "${1:-}" = "--large" ] && LARGE=yes
 
@@ -177,6 +180,58 @@ if [ -d "$D/python/recforge" ]; then
 else
   note python "not in the bundle (no Python 3.12 where it was made)"
 fi
+
+# 6. Distributed iALS on the GPU through NCCL as one process (`train --distributed`): the NCCL
+# communicator of one rank, the GPU shard solver, the Gram all-reduce and the row all-gather,
+# against the single-GPU model on the same data (the same dense-Gram CG: the losses agree to
+# float rounding). Appended to train.log (the files under $OUT stay within 8).
+{
+  "$D/recforge" datagen --users 20000 --items 5000 --interactions 600000 --seed 3 \
+    --out /tmp/recforge-dist.csv
+  cat >/tmp/recforge-dist.yaml <<'YAML'
+run:
+  dir: /tmp/recforge-dist-runs
+  exists: overwrite
+  progress: off
+data:
+  format: delimited
+  path: /tmp/recforge-dist.csv
+  header: true
+  user_col: user
+  item_col: item
+  weight_col: weight
+split:
+  method: random
+  test_fraction: 0.2
+model:
+  type: ials
+  factors: 64
+  iterations: 5
+eval:
+  ks: [20]
+YAML
+  timeout $CAP_DIST "$D/recforge" train /tmp/recforge-dist.yaml --device cuda --set run.name=one
+  timeout $CAP_DIST "$D/recforge" train /tmp/recforge-dist.yaml --device cuda --distributed \
+    --set run.name=nccl
+} >>"$LOG/train.log" 2>&1
+rc=$?
+note dist "rc=$rc; $(python3 - <<'PY' 2>&1
+import json
+try:
+    a = json.load(open("/tmp/recforge-dist-runs/one/run.json"))
+    b = json.load(open("/tmp/recforge-dist-runs/nccl/run.json"))
+    la = [h["loss"] for h in a["history"]]
+    lb = [h["loss"] for h in b["history"]]
+    rel = max(abs(x - y) / abs(x) for x, y in zip(la, lb))
+    ma = json.load(open("/tmp/recforge-dist-runs/one/metrics.json"))["test"]["recall@20"]
+    mb = json.load(open("/tmp/recforge-dist-runs/nccl/metrics.json"))["test"]["recall@20"]
+    print(f"device {b['device']}; losses {la[-1]:.6g} vs {lb[-1]:.6g} (max relative difference {rel:.2e}); "
+          f"recall@20 {ma:.4f} vs {mb:.4f}; s/iteration {a['history'][-1]['seconds']:.4f} vs {b['history'][-1]['seconds']:.4f}; "
+          + ("PASS" if rel < 1e-3 and abs(ma - mb) < 1e-3 else "FAIL"))
+except Exception as e:
+    print(f"no comparison: {e}")
+PY
+)"
 
 note total "$(elapsed) s"
 echo

@@ -35,6 +35,12 @@ std::unique_ptr<IalsCudaSolver> make_ials_cuda_solver(std::shared_ptr<CudaResour
   refuse("iALS on a GPU");
 }
 
+std::unique_ptr<IalsCudaShard> make_ials_cuda_shard(std::shared_ptr<CudaResources>, const data::Csr&,
+                                                   const data::Csr&, int, const IalsCudaSolverOptions&,
+                                                   const std::vector<float>&) {
+  refuse("distributed iALS on GPUs");
+}
+
 int max_topk() { return 0; }
 eval::TopK topk(CudaResources&, const float*, int64_t, const float*, int64_t, int, int,
                 const data::Csr*, const std::vector<data::index_t>&) {

@@ -79,7 +79,7 @@ DataKey key_of(const data::Csr& ui, const data::Csr& iu) {
   return k;
 }
 
-class IalsCudaSolverImpl final : public IalsCudaSolver {
+class IalsCudaSolverImpl : public IalsCudaSolver {
  public:
   IalsCudaSolverImpl(std::shared_ptr<CudaResources> gpu, int64_t n_users, int64_t n_items, int factors,
               const IalsCudaSolverOptions& o)
@@ -201,7 +201,7 @@ class IalsCudaSolverImpl final : public IalsCudaSolver {
 
   std::string data_mode() const override { return mode_; }
 
- private:
+ protected:
   CudaResources& g() const { return *gpu_; }
 
   // ---- factors -------------------------------------------------------------------------------
@@ -498,10 +498,16 @@ class IalsCudaSolverImpl final : public IalsCudaSolver {
   // col_w: per-row weights of y in the Gram matrix; row_w: per-row scale of the Gram term.
   void solve(Side& s, const void* y, int64_t ny, void* x, const float* col_w, const float* row_w,
              const std::string& nonfinite) {
+    TempBuffer<float> gm(g(), int64_t{kp_} * kp_);
+    gram(y, ny, col_w, o_.solve.unobserved_weight, gm.data());
+    solve_with_gram(s, y, x, gm.data(), row_w, nonfinite);
+  }
+
+  // The solves of `solve` with the Gram matrix `gm` (kp × kp, device) given.
+  void solve_with_gram(Side& s, const void* y, void* x, const float* gm, const float* row_w,
+                       const std::string& nonfinite) {
     const cudaStream_t st = g().stream();
     const auto& p = o_.solve;
-    TempBuffer<float> gm(g(), int64_t{kp_} * kp_);
-    gram(y, ny, col_w, p.unobserved_weight, gm.data());
     RF_CHECK_CUDA(cudaMemsetAsync(flags_.data(), 0, 2 * sizeof(int), st));
     SolveArgs args;
     args.alpha = static_cast<float>(p.alpha);
@@ -518,7 +524,7 @@ class IalsCudaSolverImpl final : public IalsCudaSolver {
       TempBuffer<float> slots(g(), slot * nslots);
       for (const Chunk& c : s.chunks) {
         const Staged d = stage(s, c);
-        launch_cholesky(o_.storage, rows_view(s, c, d), s.order.data() + c.row0, y, gm.data(), kp_,
+        launch_cholesky(o_.storage, rows_view(s, c, d), s.order.data() + c.row0, y, gm, kp_,
                         k_, args, x, slots.data(),
                         static_cast<int>(std::min<int64_t>(nslots, c.nrows)), flags_.data(), st);
         release(d);
@@ -543,11 +549,11 @@ class IalsCudaSolverImpl final : public IalsCudaSolver {
         b.kp = kp_;
         b.k = k_;
         if (!alias) launch_load_rows(o_.storage, xc, b.x, c.nrows * kp_, st);
-        times_gram(b.x, gm.data(), b.ap, c.nrows);
+        times_gram(b.x, gm, b.ap, c.nrows);
         launch_cg_observed(o_.storage, true, rv, sg, y, b, args.alpha, st);
         launch_cg_update(true, rv, sg, b, args, st);
         for (int step = 0; step < p.cg_steps; ++step) {
-          times_gram(b.p, gm.data(), b.ap, c.nrows);
+          times_gram(b.p, gm, b.ap, c.nrows);
           launch_cg_observed(o_.storage, false, rv, sg, y, b, args.alpha, st);
           launch_cg_update(false, rv, sg, b, args, st);
         }
@@ -592,7 +598,129 @@ class IalsCudaSolverImpl final : public IalsCudaSolver {
   std::string mode_;
 };
 
+// One rank's share of a distributed model (IalsCudaShard): the single-GPU solver over the
+// rank's own rows (users_, items_ hold them), with the fetched rows of the other side in
+// needed_items_ / needed_users_ and the rank's two CSRs uploaded as they are (no transpose).
+class IalsCudaShardImpl final : public IalsCudaSolverImpl, public IalsCudaShard {
+ public:
+  IalsCudaShardImpl(std::shared_ptr<CudaResources> gpu, const data::Csr& ui, const data::Csr& iu,
+                    int factors, const IalsCudaSolverOptions& o, const std::vector<float>& w)
+      : IalsCudaSolverImpl(std::move(gpu), ui.rows, iu.rows, factors, o), w_host_(w) {
+    if (o.storage != Storage::kFloat32)
+      fail("model.dtype {} across processes: a distributed run on GPUs stores float32 factors; "
+           "set model.dtype: float32",
+           storage_name(o.storage));
+    DeviceScope scope(g().device());
+    needed_items_.reset(ui.cols * kp_);
+    needed_users_.reset(iu.cols * kp_);
+    for (auto* b : {&needed_items_, &needed_users_})
+      if (b->bytes() > 0) RF_CHECK_CUDA(cudaMemsetAsync(b->data(), 0, b->bytes(), g().stream()));
+    take(ui_, ui.indptr, upload_csr(g(), ui));
+    take(iu_, iu.indptr, upload_csr(g(), iu));
+    const int64_t budget = workspace_budget();
+    plan(ui_, budget, 0);
+    plan(iu_, budget, 0);
+    mode_ = "resident in GPU memory (a distributed run's shard)";
+    g().synchronize();
+  }
+
+  void set_rows(const Matrix& users, const Matrix& items) override {
+    set_factors(users, items);
+    users_fresh_ = false;
+  }
+  void get_rows(Matrix& users, Matrix& items) override { get_factors(users, items); }
+
+  void half(bool user_half, Collectives& c, int iteration) override {
+    DeviceScope scope(g().device());
+    const float* w = ensure_weights(w_host_);
+    void* stream = g().stream();
+    TempBuffer<float> gm(g(), int64_t{kp_} * kp_);
+    if (user_half) {
+      gram(items_.data(), ni_, w, o_.solve.unobserved_weight, gm.data());
+      c.allreduce_sum(gm.data(), int64_t{kp_} * kp_, stream);
+      c.exchange(true, static_cast<const float*>(static_cast<const void*>(items_.data())),
+                 needed_items_.data(), kp_, stream);
+      solve_with_gram(ui_, needed_items_.data(), users_.data(), gm.data(), nullptr,
+                      fmt::format("iteration {} produced non-finite user factors", iteration));
+      users_fresh_ = false;
+    } else {
+      gram(users_.data(), nu_, nullptr, o_.solve.unobserved_weight, gm.data());
+      c.allreduce_sum(gm.data(), int64_t{kp_} * kp_, stream);
+      c.exchange(false, static_cast<const float*>(static_cast<const void*>(users_.data())),
+                 needed_users_.data(), kp_, stream);
+      solve_with_gram(iu_, needed_users_.data(), items_.data(), gm.data(), w,
+                      fmt::format("iteration {} produced non-finite item factors", iteration));
+      users_fresh_ = true;  // needed_users_ holds the rows the items were solved against
+    }
+  }
+
+  void loss_terms(Collectives& c, double terms[3]) override {
+    DeviceScope scope(g().device());
+    const float* w = ensure_weights(w_host_);
+    const cudaStream_t s = g().stream();
+    if (!users_fresh_) {
+      c.exchange(false, static_cast<const float*>(static_cast<const void*>(users_.data())),
+                 needed_users_.data(), kp_, s);
+      users_fresh_ = true;
+    }
+    TempBuffer<float> gx(g(), int64_t{kp_} * kp_), gy(g(), int64_t{kp_} * kp_);
+    gram(users_.data(), nu_, nullptr, 1.0, gx.data());
+    gram(items_.data(), ni_, w, 1.0, gy.data());
+    c.allreduce_sum(gx.data(), int64_t{kp_} * kp_, s);
+    c.allreduce_sum(gy.data(), int64_t{kp_} * kp_, s);
+    const int64_t slices = 3 + static_cast<int64_t>(iu_.chunks.size());
+    TempBuffer<double> part(g(), slices * kLossBlocks);
+    launch_dot(gx.data(), gy.data(), int64_t{kp_} * kp_, part.data(), kLossBlocks, s);
+    const auto& p = o_.solve;
+    launch_loss_reg(o_.storage, users_.data(), ui_.indptr.data(), nu_, kp_, p.regularization,
+                    p.reg_exp, p.reg_offset, part.data() + kLossBlocks, kLossBlocks, s);
+    launch_loss_reg(o_.storage, items_.data(), iu_.indptr.data(), ni_, kp_, p.regularization,
+                    p.reg_exp, p.reg_offset, part.data() + 2 * kLossBlocks, kLossBlocks, s);
+    for (size_t ch = 0; ch < iu_.chunks.size(); ++ch) {  // over the rank's item rows
+      const Chunk& chunk = iu_.chunks[ch];
+      const Staged d = stage(iu_, chunk);
+      launch_loss_observed(o_.storage, rows_view(iu_, chunk, d), segments(iu_, chunk),
+                           items_.data(), needed_users_.data(), kp_, p.alpha,
+                           part.data() + (3 + ch) * kLossBlocks, kLossBlocks, s);
+      release(d);
+    }
+    std::vector<double> h(static_cast<size_t>(slices * kLossBlocks));
+    copy_to_host(h.data(), part.data(), slices * kLossBlocks, s);
+    g().synchronize();
+    auto slice = [&](int64_t i) {
+      double t = 0;
+      for (int b = 0; b < kLossBlocks; ++b) t += h[static_cast<size_t>(i * kLossBlocks + b)];
+      return t;
+    };
+    double observed = 0;
+    for (int64_t i = 3; i < slices; ++i) observed += slice(i);
+    terms[0] = observed;
+    terms[1] = slice(1) + slice(2);
+    terms[2] = p.unobserved_weight * slice(0);
+  }
+
+  int row_floats() const override { return kp_; }
+  std::string description() const override { return gpu_->description(); }
+
+ private:
+  std::vector<float> w_host_;                       // the rank's items' unobserved weights
+  DeviceBuffer<float> needed_items_, needed_users_;  // the other side's fetched rows
+  bool users_fresh_ = false;                        // needed_users_ matches users_
+};
+
 }  // namespace
+
+std::unique_ptr<IalsCudaShard> make_ials_cuda_shard(std::shared_ptr<CudaResources> gpu,
+                                                   const data::Csr& user_items,
+                                                   const data::Csr& item_users, int factors,
+                                                   const IalsCudaSolverOptions& options,
+                                                   const std::vector<float>& item_weights) {
+  check_gpu_solver(factors, options.solve);
+  if (factors > kMaxFactors)
+    fail("model.factors is {}; the GPU solver supports at most {}", factors, kMaxFactors);
+  return std::make_unique<IalsCudaShardImpl>(std::move(gpu), user_items, item_users, factors,
+                                             options, item_weights);
+}
 
 int max_factors() { return kMaxFactors; }
 

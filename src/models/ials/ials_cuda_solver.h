@@ -88,4 +88,53 @@ class IalsCudaSolver {
 std::unique_ptr<IalsCudaSolver> make_ials_cuda_solver(std::shared_ptr<CudaResources> gpu, int64_t n_users,
                                        int64_t n_items, int factors, const IalsCudaSolverOptions& options);
 
+/// One rank's share of a distributed iALS model on its GPU (src/dist, `mpirun` with
+/// train.device cuda): the rank's own user and item rows, the other side's rows its solves need
+/// (fetched by the caller's collectives into the shard's buffers), and its users' and items'
+/// interactions, whose columns index those fetched rows. float32 factors, interactions resident.
+/// A half-iteration computes the Gram matrix of the rank's own rows of the other side, has the
+/// caller sum it over ranks, has the caller fetch the rows, and solves (the single-GPU solver's
+/// CG or Cholesky, with the summed Gram matrix).
+class IalsCudaShard {
+ public:
+  /// What a half-iteration asks of the caller, on device pointers, on the shard's stream
+  /// (`stream` is a cudaStream_t).
+  struct Collectives {
+    virtual ~Collectives() = default;
+    /// In place: data (n floats on the device) ← its sum over ranks, the same on every rank.
+    virtual void allreduce_sum(float* data, int64_t n, void* stream) = 0;
+    /// The other side's rows this rank's `user_half` (else item half) solves need, from every
+    /// rank's own rows `own` (rows of `row_floats` floats, device) into `needed` (device).
+    virtual void exchange(bool user_half, const float* own, float* needed, int row_floats,
+                          void* stream) = 0;
+  };
+  virtual ~IalsCudaShard() = default;
+  /// Uploads the rank's own rows (float32, k columns).
+  virtual void set_rows(const Matrix& users, const Matrix& items) = 0;
+  /// Downloads them.
+  virtual void get_rows(Matrix& users, Matrix& items) = 0;
+  /// One half-iteration: the rank's users against the items (user_half), or its items against
+  /// the users. `iteration` names the iteration in errors (non-finite factors throw Error).
+  virtual void half(bool user_half, Collectives& c, int iteration) = 0;
+  /// The rank's terms of the objective: [0] the observed term over its item rows, [1] the
+  /// regularisation of its rows, [2] the unobserved term α0 ⟨XᵀX, YᵀCY⟩ of the Gram matrices
+  /// summed over ranks (the same on every rank). Collective (through `c`).
+  virtual void loss_terms(Collectives& c, double terms[3]) = 0;
+  /// Device padding of a row: rows on the device are `row_floats()` floats apart.
+  virtual int row_floats() const = 0;
+  /// The GPU, in words.
+  virtual std::string description() const = 0;
+};
+
+/// Creates a rank's shard on `gpu`: `user_items` (the rank's users × the fetched item rows,
+/// columns rewritten by the caller's exchange plan), `item_users` (its items × the fetched user
+/// rows), `item_weights` (the per-item unobserved weights of the rank's items, or empty), and
+/// `factors`. Throws recforge::Error as make_ials_cuda_solver does, and for storage types other
+/// than float32; in a build without CUDA, says how to rebuild.
+std::unique_ptr<IalsCudaShard> make_ials_cuda_shard(std::shared_ptr<CudaResources> gpu,
+                                                   const data::Csr& user_items,
+                                                   const data::Csr& item_users, int factors,
+                                                   const IalsCudaSolverOptions& options,
+                                                   const std::vector<float>& item_weights);
+
 }  // namespace recforge::backend::cuda
