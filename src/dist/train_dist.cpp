@@ -213,6 +213,13 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const int64_t bytes0 = comm.bytes_sent();
   ShardedDataset data = prepare_sharded(cfg, comm);
   const int64_t data_bytes = comm.bytes_sent() - bytes0;
+  if (data.stats.contains("privacy")) {  // counts only, never ids
+    const nlohmann::json& p = data.stats["privacy"];
+    log().info("privacy: dropped {} opted-out user(s) ({} interactions) and {} forgotten user(s) "
+               "({} interactions) from the data, in every process's shard",
+               p["opt_out_users"].get<int64_t>(), p["opt_out_interactions"].get<int64_t>(),
+               p["forgotten_users"].get<int64_t>(), p["forgotten_interactions"].get<int64_t>());
+  }
   log().info("dataset: {} users, {} items, {} train interactions (density {:.3g}); "
              "{} validation, {} test",
              data.users.size(), data.items.size(), data.train_size,
