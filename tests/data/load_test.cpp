@@ -3,6 +3,8 @@
 #include <thread>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -62,6 +64,31 @@ TEST(Load, CsvWithHeaderNamedColumnsWeightsAndTimes) {
   ASSERT_TRUE(d.parts[0].has_times());
   EXPECT_EQ(d.parts[0].times, (std::vector<int64_t>{200, 300, 100}));
   EXPECT_EQ(d.report.lines, 3);
+}
+
+// Integer ids below 2^24 are interned through a direct table, the others (negative, large)
+// through a hash map; both share one numbering, so the ids still come out in numeric order and
+// every interaction keeps its pair, wherever each id was interned.
+TEST(Load, SmallLargeAndNegativeIntegerIdsAreNumberedInNumericOrder) {
+  TempDir t;
+  const auto p = write_file(t.file("r.csv"),
+                            "16777216,5\n"
+                            "5,-7\n"
+                            "-3,16777215\n"
+                            "20000000000,5\n"
+                            "16777215,9000000000000000000\n"
+                            "5,5\n");
+  const Loaded d = load({p}, no_cache());
+  EXPECT_EQ(d.users.ids(),
+            (std::vector<std::string>{"-3", "5", "16777215", "16777216", "20000000000"}));
+  EXPECT_EQ(d.items.ids(),
+            (std::vector<std::string>{"-7", "5", "16777215", "9000000000000000000"}));
+  using T = std::tuple<std::string, std::string, float>;
+  std::vector<T> got = triples(d);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<T>{T{"-3", "16777215", 1.f}, T{"16777215", "9000000000000000000", 1.f},
+                                 T{"16777216", "5", 1.f}, T{"20000000000", "5", 1.f},
+                                 T{"5", "-7", 1.f}, T{"5", "5", 1.f}}));
 }
 
 TEST(Load, DetectsTabsAndSpacesAndStringIds) {
