@@ -25,6 +25,7 @@ data:
   time_col: timestamp
   cache_dir: cache
 split: {method: none}
+model: {type: none}
 YAML
 
 stage() {  # one train run; prints wall seconds
