@@ -76,13 +76,9 @@ struct Result {
   std::string out;
 };
 
-/// Runs `recforge ARGS` (the binary of this build) in directory `cwd`, with `env`
-/// ("NAME=value ..." or "") in its environment.
-inline Result run_recforge(const std::string& cwd, const std::string& args,
-                           const std::string& env = "") {
-  const std::string cmd = "cd '" + cwd + "' && env " + env + " '" + RECFORGE_BINARY + "' " +
-                          args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+/// Runs the shell command `cmd` (stdout and stderr together).
+inline Result run_shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   Result r;
   if (p == nullptr) return r;
   std::array<char, 4096> buf;
@@ -91,6 +87,13 @@ inline Result run_recforge(const std::string& cwd, const std::string& args,
   const int status = pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+/// Runs `recforge ARGS` (the binary of this build) in directory `cwd`, with `env`
+/// ("NAME=value ..." or "") in its environment.
+inline Result run_recforge(const std::string& cwd, const std::string& args,
+                           const std::string& env = "") {
+  return run_shell("cd '" + cwd + "' && env " + env + " '" + RECFORGE_BINARY + "' " + args);
 }
 
 }  // namespace recforge::test

@@ -36,17 +36,8 @@ nlohmann::json read_json(const std::string& path) {
 // `recforge ARGS` as P processes of one mpirun job (P = 0: one process, no mpirun).
 Result run_ranks(int P, const std::string& cwd, const std::string& args) {
   if (P == 0) return test::run_recforge(cwd, args);
-  const std::string cmd = "cd '" + cwd + "' && " + test::mpirun_command(P) + " '" +
-                          RECFORGE_BINARY + "' " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r;
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_shell("cd '" + cwd + "' && " + test::mpirun_command(P) + " '" +
+                         RECFORGE_BINARY + "' " + args);
 }
 
 // The config of the synthetic comparison: `data` lines, iALS with 16 factors.
@@ -199,6 +190,7 @@ TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::map<int, pid_t> ranks = rank_pids(pid);
   if (ranks.count(1)) kill(ranks[1], SIGKILL);
+  else kill(-pid, SIGKILL);  // no rank 1 to kill: end the whole job, never wait on it
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(fs::exists(meta)) << test::read_file(log);
