@@ -276,6 +276,63 @@ TEST(SweepSpec, InvalidPointsAndScoresAreRefusedWithTheirLocation) {
       "base config has model.eval_every 0; set it above 0 (e.g. 1) in the base config");
 }
 
+TEST(SweepSpec, SeedsAreReadAndEnterTheDefinitionOnlyWhenGiven) {
+  const SweepSpec s = parse("space:\n  model.factors: [4, 8]\nseeds: [3, 0, 17]\n");
+  EXPECT_EQ(s.seeds, (std::vector<int64_t>{3, 0, 17}));
+  EXPECT_EQ(s.seeds_where, "t.yaml:10:1");
+  EXPECT_EQ(s.definition()["seeds"], nlohmann::json::parse("[3, 0, 17]"));
+  // best.yaml's model.seed is the first seed; trial configs get theirs from the runner.
+  EXPECT_EQ(best_config(s, {8}).get_int("model.seed"), 3);
+  // Without seeds: the definition (and so the hash of existing sweep directories) is unchanged.
+  const SweepSpec d = parse("space:\n  model.factors: [4, 8]\n");
+  EXPECT_TRUE(d.seeds.empty());
+  EXPECT_FALSE(d.definition().contains("seeds"));
+  EXPECT_FALSE(best_config(d, {8}).is_set("model.seed"));
+  // A list search takes seeds too.
+  const SweepSpec l =
+      parse("search: list\npoints:\n  - {model.factors: 4}\n  - {model.factors: 16}\nseeds: [1]\n");
+  EXPECT_EQ(l.seeds, (std::vector<int64_t>{1}));
+}
+
+TEST(SweepSpec, InvalidSeedsAreRefusedWithTheirLocation) {
+  std::string twenty_one = "[";
+  for (int i = 0; i < 21; ++i) twenty_one += (i ? ", " : "") + std::to_string(i);
+  twenty_one += "]";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"space:\n  model.factors: [4]\nseeds: []\n",
+       "t.yaml:10:8: seeds: the list is empty; expected at least one model.seed value, or no "
+       "seeds: key"},
+      {"space:\n  model.factors: [4]\nseeds: [1, 2, 1]\n",
+       "t.yaml:10:15: seeds: the seed 1 is listed twice (first at t.yaml:10:9); expected distinct "
+       "seeds"},
+      {"space:\n  model.factors: [4]\nseeds: [1, -2]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got -2"},
+      {"space:\n  model.factors: [4]\nseeds: [1, 2.5]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got 2.5"},
+      {"space:\n  model.factors: [4]\nseeds: [1, [2]]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got a list"},
+      {"space:\n  model.factors: [4]\nseeds: 3\n",
+       "t.yaml:10:8: seeds: expected a list of model.seed values ([1, 2, 3]), got 3"},
+      {"space:\n  model.factors: [4]\nseeds: {a: 1}\n",
+       "t.yaml:10:8: seeds: expected a list of model.seed values ([1, 2, 3]), got a mapping"},
+      {"space:\n  model.factors: [4]\nseeds: " + twenty_one + "\n",
+       "t.yaml:10:8: seeds: 21 seeds listed; expected at most 20"},
+      {"space:\n  model.seed: [1, 2]\nseeds: [1, 2]\n",
+       "t.yaml:9:3: model.seed: the sweep lists seeds: (at t.yaml:10:1) and also searches "
+       "model.seed; list the seeds under seeds: or search model.seed, not both"},
+      {"search: list\npoints:\n  - {model.factors: 4, model.seed: 1}\n  - {model.seed: 2}\n"
+       "seeds: [3]\n",
+       "t.yaml:10:24: model.seed: the sweep lists seeds: (at t.yaml:12:1) and also searches "
+       "model.seed; list the seeds under seeds: or search model.seed, not both"},
+      {"space:\n  model.factors: [4]\nseed: 1\nseeds: [1]\nseeds: [2]\n",
+       "t.yaml:12:1: seeds: duplicate key, first given at t.yaml:11:1"},
+  };
+  for (const auto& [text, want] : cases) {
+    const std::string got = error_of(text);
+    EXPECT_EQ(got, want) << "sweep text:\n" << text;
+  }
+}
+
 TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"space:\n  model.factrs: [4]\n",
