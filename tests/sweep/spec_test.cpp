@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "sweep/search.h"
+#include "sweep/sweep.h"
 #include "test_util.h"
 
 namespace recforge::sweep {
@@ -331,6 +332,39 @@ TEST(SweepSpec, InvalidSeedsAreRefusedWithTheirLocation) {
     const std::string got = error_of(text);
     EXPECT_EQ(got, want) << "sweep text:\n" << text;
   }
+}
+
+TEST(SweepSeeds, MeanCurveStdAndMeanMetrics) {
+  // Two finished seeds and a running third one at iteration 2: the running mean covers the
+  // iterations the running seed reached.
+  const Curve a = {{1, 0.1}, {2, 0.2}, {3, 0.3}};
+  const Curve b = {{1, 0.3}, {2, 0.4}, {3, 0.5}};
+  const Curve c = {{1, 0.5}, {2, 0.9}};
+  const Curve running = mean_curve({&a, &b, &c});
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].first, 1);
+  EXPECT_DOUBLE_EQ(running[0].second, 0.3);
+  EXPECT_EQ(running[1].first, 2);
+  EXPECT_DOUBLE_EQ(running[1].second, 0.5);
+  const Curve finished = mean_curve({&a, &b});
+  ASSERT_EQ(finished.size(), 3u);
+  EXPECT_DOUBLE_EQ(finished[2].second, 0.4);
+  EXPECT_TRUE(mean_curve({}).empty());
+
+  EXPECT_FALSE(sample_std({0.5}).has_value());
+  EXPECT_DOUBLE_EQ(*sample_std({1.0, 2.0, 3.0, 4.0}), std::sqrt(5.0 / 3.0));  // n - 1
+  EXPECT_DOUBLE_EQ(*sample_std({2.0, 2.0}), 0.0);
+
+  const std::vector<nlohmann::json> m = {{{"ndcg@10", 0.2}, {"users", 30}, {"k", "x"}},
+                                         {{"ndcg@10", 0.4}, {"users", 30}, {"k", "x"}}};
+  const nlohmann::json mean = mean_metrics(m);
+  EXPECT_DOUBLE_EQ(mean["ndcg@10"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(mean["users"].get<double>(), 30);
+  EXPECT_EQ(mean["k"], "x");
+  const nlohmann::json std = mean_metrics(m, true);
+  EXPECT_DOUBLE_EQ(std["ndcg@10"].get<double>(), std::sqrt(0.02));
+  EXPECT_FALSE(std.contains("k"));
+  EXPECT_TRUE(mean_metrics({}).is_null());
 }
 
 TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
