@@ -388,11 +388,7 @@ void Runner::run_trial(size_t i) {
       to.on_resume = [&](int it, const nlohmann::json& history) {
         std::lock_guard<std::mutex> lock(mu_);
         TrialRecord& t = trials_[i];
-        t.curve.clear();
-        for (const nlohmann::json& h : history)
-          if (h.contains("validation") && h["validation"].contains(spec_.metric))
-            t.curve.emplace_back(h["iteration"].get<int>(),
-                                 h["validation"][spec_.metric].get<double>());
+        t.curve = curve_of(history, spec_.metric);
         slog().info("sweep: {} continues from its checkpoint at iteration {}", t.name, it);
       };
       const std::string dir = pipeline::train(cfg, to);
