@@ -1,8 +1,9 @@
 // Fuzz target: the sweep file (src/sweep/spec.cpp), from text, next to a valid base config
 // `base.yaml` that `base: base.yaml` names. Lines starting with "#set " (YAML comments) are
 // applied as --set overrides of the base. A sweep that parses must describe itself
-// (definition()), enumerate int_range values inside their bounds, and give a config for its
-// first trial.
+// (definition()), enumerate int_range values inside their bounds, keep only distinct seeds >= 0
+// (at most kMaxSeeds), and give a config for its first trial (best.yaml's model.seed: the first
+// seed).
 #include <sstream>
 
 #include "fuzz_common.h"
@@ -28,6 +29,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::expect_user_errors_only([&] {
     const sweep::SweepSpec s = sweep::parse_sweep(text, dir + "/sweep.yaml", sets);
     (void)s.definition().dump();
+    RF_ASSERT(s.seeds.size() <= sweep::kMaxSeeds, "SweepSpec: more seeds than kMaxSeeds");
+    for (size_t i = 0; i < s.seeds.size(); ++i) {
+      RF_ASSERT(s.seeds[i] >= 0, "SweepSpec: a negative seed");
+      for (size_t j = 0; j < i; ++j) RF_ASSERT(s.seeds[i] != s.seeds[j], "SweepSpec: a seed twice");
+    }
     std::vector<nlohmann::json> point;
     if (s.search == sweep::Search::kList && !s.points.empty()) {
       point = s.points.front();
@@ -43,7 +49,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (point.size() == s.space.size()) {
       (void)sweep::trial_config(s, point, dir, "t0", 1).to_yaml();
-      (void)sweep::best_config(s, point).to_yaml();
+      const config::Config best = sweep::best_config(s, point);
+      (void)best.to_yaml();
+      if (!s.seeds.empty())
+        RF_ASSERT(best.get_int("model.seed") == s.seeds.front(),
+                  "best_config: model.seed is not the first seed");
     }
   });
   return 0;

@@ -63,8 +63,10 @@ std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& t
   std::string out = "trial,status";
   for (const Dimension& d : spec.space) out += "," + csv_cell(d.path);
   for (const std::string& n : names) out += "," + n;
-  const bool peak = spec.score == Score::kBestIteration;
+  const bool seeded = !spec.seeds.empty();
+  const bool peak = spec.score == Score::kBestIteration || seeded;
   if (peak) out += ",score";
+  if (seeded) out += ",score_std,seeds";
   out += ",best_iteration,iterations,seconds,error\n";
   for (const TrialRecord& t : trials) {
     out += t.name + "," + t.status;
@@ -73,6 +75,10 @@ std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& t
     for (const std::string& n : names) out += "," + metric_value(t.validation, n, true);
     if (peak) out += "," + (t.score ? fmt::format("{}", *t.score) : std::string());
     const bool done = t.status == "finished" || t.status == "stopped_early";
+    if (seeded) {
+      out += "," + (t.score_std ? fmt::format("{}", *t.score_std) : std::string());
+      out += "," + (done || t.status == "failed" ? std::to_string(t.seed_runs.size()) : "");
+    }
     out += "," + (done ? std::to_string(t.best_iteration) : std::string());
     out += "," + (done ? std::to_string(t.iterations) : std::string());
     out +=
@@ -116,6 +122,14 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
         "- score: a trial's best per-iteration value of the metric (the `score` column; the "
         "metric columns are its final model's); the best config trains its best iteration "
         "count\n";
+  if (!spec.seeds.empty()) {
+    std::string list;
+    for (int64_t x : spec.seeds) list += (list.empty() ? "" : ", ") + std::to_string(x);
+    out += fmt::format(
+        "- seeds: [{}]: each trial trains once per model.seed; its score, metrics and curve are "
+        "the means over its seeds (score ± sample std, n - 1)\n",
+        list);
+  }
   const EarlyStop& es = spec.early_stop;
   out += "- early stop: " + es.name();
   if (es.rule == EarlyStop::Rule::kMedian)
@@ -131,10 +145,11 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
     out += " " + md_cell(d.path) + " |";
     rule += "---:|";
   }
-  const bool peak = spec.score == Score::kBestIteration;
+  const bool seeded = !spec.seeds.empty();
+  const bool peak = spec.score == Score::kBestIteration || seeded;
   if (peak) {
-    out += " score |";
-    rule += "---:|";
+    out += seeded ? " score (mean ± std) | seeds |" : " score |";
+    rule += seeded ? "---:|---:|" : "---:|";
   }
   for (const std::string& m : shown) {
     out += " " + m + " |";
@@ -147,7 +162,15 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
                        status_text(t->status));
     for (size_t i = 0; i < spec.space.size(); ++i)
       out += " " + md_cell(i < t->values.size() ? value_label(t->values[i]) : "") + " |";
-    if (peak) out += " " + (t->score ? fmt::format("{:.4f}", *t->score) : std::string()) + " |";
+    if (peak && seeded) {
+      std::string score;
+      if (t->score)
+        score = t->score_std ? fmt::format("{:.4f} ± {:.4f}", *t->score, *t->score_std)
+                             : fmt::format("{:.4f}", *t->score);
+      out += fmt::format(" {} | {} |", score, t->seed_runs.size());
+    } else if (peak) {
+      out += " " + (t->score ? fmt::format("{:.4f}", *t->score) : std::string()) + " |";
+    }
     for (const std::string& m : shown) out += " " + metric_value(t->validation, m, false) + " |";
     const bool done = t->status == "finished" || t->status == "stopped_early";
     out += fmt::format(" {} | {} | {} |\n", done ? std::to_string(t->best_iteration) : "",
@@ -173,14 +196,37 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
   if (best_test.contains("iterations") && best_test["iterations"].is_number())
     params += fmt::format(", model.iterations {} (its best iteration)",
                           best_test["iterations"].get<int64_t>());
-  out += fmt::format(
-      "{} ({}), written to `best.yaml`. Its test metrics were measured once, by training "
-      "`best.yaml` (the trial's config with `eval.test: true`, the same split) into `best/`; "
-      "`recforge train best.yaml` reproduces them.\n\n",
-      trial, params);
-  out += "| metric | validation | test |\n|---|---:|---:|\n";
+  if (seeded)
+    out += fmt::format(
+        "{} ({}), written to `best.yaml` (model.seed: the first seed). Its test metrics were "
+        "measured by training `best.yaml` (the trial's config with `eval.test: true`, the same "
+        "split) once per seed into `best/seed-S`; `recforge train best.yaml --set model.seed=S` "
+        "reproduces seed S's run.\n\n",
+        trial, params);
+  else
+    out += fmt::format(
+        "{} ({}), written to `best.yaml`. Its test metrics were measured once, by training "
+        "`best.yaml` (the trial's config with `eval.test: true`, the same split) into `best/`; "
+        "`recforge train best.yaml` reproduces them.\n\n",
+        trial, params);
   const nlohmann::json& val = best_test["validation"];
   const nlohmann::json& test = best_test["test"];
+  if (seeded) {
+    const nlohmann::json val_std = best_test.value("validation_std", nlohmann::json());
+    const nlohmann::json test_std = best_test.value("test_std", nlohmann::json());
+    auto cell = [](const nlohmann::json& mean, const nlohmann::json& std, const std::string& m) {
+      const std::string v = metric_value(mean, m, false);
+      const std::string s = metric_value(std, m, false);
+      return v.empty() || s.empty() ? v : v + " ± " + s;
+    };
+    out += fmt::format("The means over the {} seeds ± their sample standard deviation:\n\n",
+                       spec.seeds.size());
+    out += "| metric | validation | test |\n|---|---:|---:|\n";
+    for (const std::string& m : metric_names(spec))
+      out += fmt::format("| {} | {} | {} |\n", m, cell(val, val_std, m), cell(test, test_std, m));
+    return out;
+  }
+  out += "| metric | validation | test |\n|---|---:|---:|\n";
   for (const std::string& m : metric_names(spec))
     out += fmt::format("| {} | {} | {} |\n", m, metric_value(val, m, false),
                        metric_value(test, m, false));

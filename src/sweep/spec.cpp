@@ -27,9 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kTopKeys = {"base",   "space",      "points", "search",
-                                           "trials", "seed",       "metric", "direction",
-                                           "score",  "early_stop", "out"};
+const std::vector<std::string> kTopKeys = {"base",      "space", "points",     "search",
+                                           "trials",    "seed",  "seeds",      "metric",
+                                           "direction", "score", "early_stop", "out"};
 const std::vector<std::string> kEarlyStopKeys = {"rule", "min_trials", "eta", "grace"};
 
 /// Settings a sweep sets itself in every trial, or that would give trials different validation
@@ -378,6 +378,33 @@ void parse_points(SweepSpec& s, const YAML::Node& list, const std::string& name)
   }
 }
 
+/// `seeds:`: a non-empty list of distinct integers >= 0 (at most kMaxSeeds), the model.seed
+/// values each trial trains with.
+std::vector<int64_t> parse_seeds(const YAML::Node& n, const std::string& name) {
+  const std::string at = location(name, n.Mark());
+  if (!n.IsSequence())
+    fail("{}: seeds: expected a list of model.seed values ([1, 2, 3]), got {}", at, render(n));
+  if (n.size() == 0)
+    fail("{}: seeds: the list is empty; expected at least one model.seed value, or no seeds: key",
+         at);
+  if (n.size() > kMaxSeeds)
+    fail("{}: seeds: {} seeds listed; expected at most {}", at, n.size(), kMaxSeeds);
+  std::vector<int64_t> out;
+  std::vector<std::string> where;
+  for (const YAML::Node& e : n) {
+    if (e.IsSequence() || e.IsMap())
+      fail("{}: seeds: expected an integer >= 0, got {}", location(name, e.Mark()), render(e));
+    const int64_t v = integer_field(e, name, "seeds", 0);
+    const auto dup = std::find(out.begin(), out.end(), v);
+    if (dup != out.end())
+      fail("{}: seeds: the seed {} is listed twice (first at {}); expected distinct seeds",
+           location(name, e.Mark()), v, where[static_cast<size_t>(dup - out.begin())]);
+    out.push_back(v);
+    where.push_back(location(name, e.Mark()));
+  }
+  return out;
+}
+
 EarlyStop parse_early_stop(const YAML::Node& n, const std::string& name) {
   EarlyStop e;
   const std::vector<std::string> rules = {"none", "median", "halving"};
@@ -497,6 +524,7 @@ nlohmann::json SweepSpec::definition() const {
   // Only when not the defaults, so that sweeps started before these keys existed still resume.
   if (search == Search::kList) def["points"] = points;
   if (score == Score::kBestIteration) def["score"] = "best_iteration";
+  if (!seeds.empty()) def["seeds"] = seeds;
   return def;
 }
 
@@ -620,6 +648,18 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     s.space.push_back(std::move(d));
   }
 
+  // seeds: one run per model.seed value, so model.seed is not searched as well
+  if (top.count("seeds")) {
+    s.seeds = parse_seeds(top["seeds"], name);
+    s.seeds_where = where["seeds"];
+    for (const Dimension& d : s.space)
+      if (d.path == "model.seed")
+        fail(
+            "{}: model.seed: the sweep lists seeds: (at {}) and also searches model.seed; list the "
+            "seeds under seeds: or search model.seed, not both",
+            d.where, s.seeds_where);
+  }
+
   // metric and direction
   const config::Param* metric_param = config::find_param("eval.metric");
   if (top.count("metric")) {
@@ -740,6 +780,7 @@ config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::js
   for (size_t i = 0; i < spec.space.size(); ++i)
     set_at(c, spec.space[i].path, value_text(point.at(i)), spec.space[i].where);
   if (iterations > 0) c.set("model.iterations=" + std::to_string(iterations));
+  if (!spec.seeds.empty()) c.set("model.seed=" + std::to_string(spec.seeds.front()));
   c.set("eval.test=true");
   c.set("eval.metric=" + spec.metric);
   const std::string& base_name = spec.base.settings().run.name;

@@ -70,6 +70,9 @@ enum class Score {
   kBestIteration,  ///< its best per-iteration value; best.yaml trains that many iterations
 };
 
+/// The most values `seeds:` may list.
+constexpr size_t kMaxSeeds = 20;
+
 /// A validated sweep file.
 struct SweepSpec {
   std::string file;                                  ///< the sweep file, as given
@@ -89,9 +92,13 @@ struct SweepSpec {
   bool maximize = true;           ///< direction
   EarlyStop early_stop;           ///< early stopping of trials
   std::string out;                ///< sweep directory
+  /// `seeds:`: each trial trains once per model.seed listed (distinct, >= 0, at most
+  /// kMaxSeeds) and is scored by the mean over them; empty: one run with the config's seed.
+  std::vector<int64_t> seeds;
+  std::string seeds_where;  ///< location of `seeds:`, for messages
   /// What determines the trials and their scores (base, space, search, trials, seed, metric,
-  /// direction, early_stop; points and score when not the defaults), as stored in sweep.json and
-  /// compared on resume; the base's run.log_level and run.progress are left out (they change no
+  /// direction, early_stop; points, score and seeds when not the defaults), as stored in sweep.json
+  /// and compared on resume; the base's run.log_level and run.progress are left out (they change no
   /// result).
   nlohmann::json definition() const;
 };
@@ -119,7 +126,8 @@ config::Config trial_config(const SweepSpec& spec, const std::vector<nlohmann::j
 
 /// The config written to best.yaml: the trial's config with eval.test true and the run
 /// settings, threads and export settings of the base (run.name: `<base name or sweep>-best`);
-/// `iterations` > 0 sets model.iterations (the best iteration under `score: best_iteration`).
+/// `iterations` > 0 sets model.iterations (the best iteration under `score: best_iteration`);
+/// with `seeds:`, model.seed is the first seed.
 config::Config best_config(const SweepSpec& spec, const std::vector<nlohmann::json>& point,
                            int64_t iterations = 0);
 

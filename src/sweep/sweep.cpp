@@ -98,6 +98,57 @@ void on_thread(const std::string& sweep_log, F f) {
   if (error) std::rethrow_exception(error);
 }
 
+/// What a finished run directory holds for the sweep: its final validation metrics, its
+/// curve of `metric`, its iteration count and whether it was stopped early.
+struct RunReadout {
+  nlohmann::json validation;
+  Curve curve;
+  int iterations = 0;
+  bool stopped = false;
+};
+
+Curve curve_of(const nlohmann::json& history, const std::string& metric) {
+  Curve c;
+  for (const nlohmann::json& h : history)
+    if (h.contains("validation") && h["validation"].contains(metric))
+      c.emplace_back(h["iteration"].get<int>(), h["validation"][metric].get<double>());
+  return c;
+}
+
+RunReadout read_run(const std::string& dir, const std::string& metric) {
+  const nlohmann::json run = pipeline::read_json(dir + "/run.json");
+  const nlohmann::json metrics = pipeline::read_json(dir + "/metrics.json");
+  RunReadout r;
+  r.validation = metrics.value("validation", nlohmann::json());
+  const nlohmann::json history = run.value("history", nlohmann::json::array());
+  r.iterations = static_cast<int>(history.size());
+  r.curve = curve_of(history, metric);
+  r.stopped = !history.empty() && history.back().value("stopped_early", false);
+  return r;
+}
+
+std::optional<double> metric_of(const nlohmann::json& metrics, const std::string& metric) {
+  if (metrics.is_object() && metrics.contains(metric) && metrics[metric].is_number())
+    return metrics[metric].get<double>();
+  return std::nullopt;
+}
+
+/// The iteration of the best value of `c` (the first on a tie), and that value.
+std::optional<std::pair<int, double>> best_point(const Curve& c, bool maximize) {
+  std::optional<std::pair<int, double>> best;
+  for (const auto& p : c)
+    if (!best || (maximize ? p.second > best->second : p.second < best->second)) best = p;
+  return best;
+}
+
+/// "seed-7".
+std::string seed_name(int64_t seed) { return fmt::format("seed-{}", seed); }
+
+/// "0.1234 ± 0.0056" (the std left out when there is none).
+std::string mean_std_text(double mean, const std::optional<double>& std) {
+  return std ? fmt::format("{:.4f} ± {:.4f}", mean, *std) : fmt::format("{:.4f}", mean);
+}
+
 class Runner {
  public:
   Runner(const SweepSpec& spec, const SweepOptions& options) : spec_(spec), options_(options) {}
@@ -109,10 +160,14 @@ class Runner {
   void save_locked();
   void worker();
   void run_trial(size_t i);
-  bool keep_going(size_t i, int iteration, const nlohmann::json& validation, int64_t eval_every);
+  void run_seeds(size_t i, bool kill, TrialRecord& result);
+  bool keep_going(size_t i, int iteration, const nlohmann::json& validation, int64_t eval_every,
+                  Curve* seed_curve = nullptr, const std::vector<Curve>* done = nullptr);
   void record_run(TrialRecord& t, const std::string& dir) const;
+  void summarize_seeds(TrialRecord& t) const;
   int choose_best() const;
   void evaluate_best(int best);
+  void evaluate_best_seeds(const TrialRecord& t, const std::string& best_yaml, int64_t iterations);
 
   const SweepSpec& spec_;
   SweepOptions options_;
@@ -151,7 +206,16 @@ void Runner::prepare_state() {
             "start a new sweep",
             state_path_, now.name, point_text(spec_, t.values), point_text(spec_, now.values));
       const bool done = t.status == "finished" || t.status == "stopped_early";
-      if (done && !fs::exists(spec_.out + "/" + t.name + "/run.json")) {
+      bool missing = false;
+      if (spec_.seeds.empty()) {
+        missing = !fs::exists(spec_.out + "/" + t.name + "/run.json");
+      } else {
+        missing = t.seed_runs.empty();
+        for (const SeedRun& r : t.seed_runs)
+          missing = missing ||
+                    !fs::exists(spec_.out + "/" + t.name + "/" + seed_name(r.seed) + "/run.json");
+      }
+      if (done && missing) {
         slog().warn("{}: the run directory of {} is missing; running it again", spec_.out, t.name);
         continue;
       }
@@ -182,39 +246,82 @@ void Runner::save_locked() {
 // ---- Trials -----------------------------------------------------------------------------------
 
 void Runner::record_run(TrialRecord& t, const std::string& dir) const {
-  const nlohmann::json run = pipeline::read_json(dir + "/run.json");
-  const nlohmann::json metrics = pipeline::read_json(dir + "/metrics.json");
-  t.validation = metrics.value("validation", nlohmann::json());
-  t.score.reset();
-  if (t.validation.is_object() && t.validation.contains(spec_.metric) &&
-      t.validation[spec_.metric].is_number())
-    t.score = t.validation[spec_.metric].get<double>();
-  const nlohmann::json history = run.value("history", nlohmann::json::array());
-  t.iterations = static_cast<int>(history.size());
-  t.curve.clear();
-  for (const nlohmann::json& h : history)
-    if (h.contains("validation") && h["validation"].contains(spec_.metric))
-      t.curve.emplace_back(h["iteration"].get<int>(), h["validation"][spec_.metric].get<double>());
+  RunReadout r = read_run(dir, spec_.metric);
+  t.validation = r.validation;
+  t.score = metric_of(t.validation, spec_.metric);
+  t.iterations = r.iterations;
+  t.curve = std::move(r.curve);
   t.best_iteration = t.iterations;
-  double best = 0;
-  for (size_t k = 0; k < t.curve.size(); ++k)
-    if (k == 0 || (spec_.maximize ? t.curve[k].second > best : t.curve[k].second < best)) {
-      best = t.curve[k].second;
-      t.best_iteration = t.curve[k].first;
-    }
-  if (spec_.score == Score::kBestIteration && !t.curve.empty()) t.score = best;
-  const bool stopped = !history.empty() && history.back().value("stopped_early", false);
-  t.status = stopped ? "stopped_early" : "finished";
+  const auto best = best_point(t.curve, spec_.maximize);
+  if (best) t.best_iteration = best->first;
+  if (spec_.score == Score::kBestIteration && best) t.score = best->second;
+  t.status = r.stopped ? "stopped_early" : "finished";
   t.error.clear();
 }
 
+// A seeded trial's record from its seed runs: the status of the last one (a stopped or failed
+// seed ends the trial), the mean curve and its best iteration, each seed's score (its final
+// metric, or its value at that best iteration), their mean and sample std, the mean metrics.
+void Runner::summarize_seeds(TrialRecord& t) const {
+  t.score.reset();
+  t.score_std.reset();
+  t.validation = nullptr;
+  t.error.clear();
+  if (t.seed_runs.empty()) return;
+  const SeedRun& last = t.seed_runs.back();
+  std::vector<const Curve*> curves;
+  for (const SeedRun& r : t.seed_runs)
+    if (r.status != "failed") curves.push_back(&r.curve);
+  t.curve = curves.empty() ? Curve() : mean_curve(curves);
+  if (last.status == "failed") {
+    t.status = "failed";
+    t.error = fmt::format("seed {}: {}", last.seed, last.error);
+    t.curve.clear();
+    return;
+  }
+  t.status = last.status;
+  t.iterations = last.iterations;
+  t.best_iteration = t.iterations;
+  const auto best = best_point(t.curve, spec_.maximize);
+  if (best) t.best_iteration = best->first;
+  std::vector<double> scores;
+  std::vector<nlohmann::json> validations;
+  for (SeedRun& r : t.seed_runs) {
+    r.score = metric_of(r.validation, spec_.metric);
+    if (spec_.score == Score::kBestIteration && best) {
+      r.score.reset();
+      for (const auto& [it, v] : r.curve)
+        if (it == best->first) r.score = v;
+    }
+    if (r.score) scores.push_back(*r.score);
+    validations.push_back(r.validation);
+  }
+  t.validation = mean_metrics(validations);
+  if (scores.size() == t.seed_runs.size()) {
+    double sum = 0;
+    for (double v : scores) sum += v;
+    t.score = sum / static_cast<double>(scores.size());
+    t.score_std = sample_std(scores);
+  }
+}
+
 bool Runner::keep_going(size_t i, int iteration, const nlohmann::json& validation,
-                        int64_t eval_every) {
+                        int64_t eval_every, Curve* seed_curve, const std::vector<Curve>* done) {
   if (!validation.contains(spec_.metric)) return true;
   const double v = validation[spec_.metric].get<double>();
   std::lock_guard<std::mutex> lock(mu_);
   TrialRecord& t = trials_[i];
-  t.curve.emplace_back(iteration, v);
+  if (seed_curve) {
+    // The trial's curve is the mean over its seeds so far: the finished seeds' values and the
+    // running seed's, at each iteration the running seed reached.
+    seed_curve->emplace_back(iteration, v);
+    std::vector<const Curve*> curves;
+    for (const Curve& c : *done) curves.push_back(&c);
+    curves.push_back(seed_curve);
+    t.curve = mean_curve(curves);
+  } else {
+    t.curve.emplace_back(iteration, v);
+  }
   if (spec_.early_stop.rule == EarlyStop::Rule::kNone) return true;
   std::vector<Curve> others;
   for (const TrialRecord& o : trials_) {
@@ -229,7 +336,13 @@ bool Runner::keep_going(size_t i, int iteration, const nlohmann::json& validatio
       spec_.early_stop.rule == EarlyStop::Rule::kMedian
           ? median_stop(t.curve, others, spec_.early_stop, spec_.maximize)
           : halving_stop(t.curve, others, spec_.early_stop, eval_every, spec_.maximize);
-  if (stop)
+  if (stop && seed_curve)
+    slog().info(
+        "sweep: {} is stopped early at iteration {} of seed {} of {} (mean {} over its seeds "
+        "{:.4f}; rule {})",
+        t.name, iteration, done->size() + 1, spec_.seeds.size(), spec_.metric,
+        t.curve.back().second, spec_.early_stop.name());
+  else if (stop)
     slog().info("sweep: {} is stopped early at iteration {} ({} {:.4f}; rule {})", t.name,
                 iteration, spec_.metric, v, spec_.early_stop.name());
   return !stop;
@@ -255,38 +368,39 @@ void Runner::run_trial(size_t i) {
     std::lock_guard<std::mutex> lock(mu_);
     result = trials_[i];
   }
-  try {
-    config::Config cfg = trial_config(spec_, points_[i], spec_.out, name, threads_);
-    if (options_.parallel > 1) cfg.set("train.device=cpu");
-    // The test hook simulates a kill in the middle of a trial (after its staging directory
-    // exists), to test resuming.
-    if (kill && cfg.settings().model.eval_every == 0) std::_Exit(137);
-    pipeline::TrainOptions to;
-    const int64_t every = cfg.settings().model.eval_every;
-    to.on_validation = [&](int it, const nlohmann::json& v) {
-      if (kill) std::_Exit(137);
-      return keep_going(i, it, v, every);
-    };
-    // A trial killed mid-training continues from its checkpoint: its curve so far is that of
-    // the iterations before it, which the early-stopping rules compare.
-    to.on_resume = [&](int it, const nlohmann::json& history) {
-      std::lock_guard<std::mutex> lock(mu_);
-      TrialRecord& t = trials_[i];
-      t.curve.clear();
-      for (const nlohmann::json& h : history)
-        if (h.contains("validation") && h["validation"].contains(spec_.metric))
-          t.curve.emplace_back(h["iteration"].get<int>(), h["validation"][spec_.metric].get<double>());
-      slog().info("sweep: {} continues from its checkpoint at iteration {}", t.name, it);
-    };
-    const std::string dir = pipeline::train(cfg, to);
-    log_to_file(sweep_log_);  // train closed this thread's log file (its run's)
-    record_run(result, dir);
-  } catch (const std::exception& e) {
-    log_to_file(sweep_log_);
-    result.status = "failed";
-    result.error = e.what();
-    result.validation = nullptr;
-    result.score.reset();
+  if (!spec_.seeds.empty()) {
+    run_seeds(i, kill, result);
+  } else {
+    try {
+      config::Config cfg = trial_config(spec_, points_[i], spec_.out, name, threads_);
+      if (options_.parallel > 1) cfg.set("train.device=cpu");
+      // The test hook simulates a kill in the middle of a trial (after its staging directory
+      // exists), to test resuming.
+      if (kill && cfg.settings().model.eval_every == 0) std::_Exit(137);
+      pipeline::TrainOptions to;
+      const int64_t every = cfg.settings().model.eval_every;
+      to.on_validation = [&](int it, const nlohmann::json& v) {
+        if (kill) std::_Exit(137);
+        return keep_going(i, it, v, every);
+      };
+      // A trial killed mid-training continues from its checkpoint: its curve so far is that of
+      // the iterations before it, which the early-stopping rules compare.
+      to.on_resume = [&](int it, const nlohmann::json& history) {
+        std::lock_guard<std::mutex> lock(mu_);
+        TrialRecord& t = trials_[i];
+        t.curve = curve_of(history, spec_.metric);
+        slog().info("sweep: {} continues from its checkpoint at iteration {}", t.name, it);
+      };
+      const std::string dir = pipeline::train(cfg, to);
+      log_to_file(sweep_log_);  // train closed this thread's log file (its run's)
+      record_run(result, dir);
+    } catch (const std::exception& e) {
+      log_to_file(sweep_log_);
+      result.status = "failed";
+      result.error = e.what();
+      result.validation = nullptr;
+      result.score.reset();
+    }
   }
   result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   std::lock_guard<std::mutex> lock(mu_);
@@ -294,11 +408,80 @@ void Runner::run_trial(size_t i) {
   const TrialRecord& t = trials_[i];
   if (t.status == "failed")
     slog().warn("sweep: {} failed: {}", t.name, t.error);
+  else if (!spec_.seeds.empty())
+    slog().info(
+        "sweep: {} {} after {} seed run{} in {:.1f} s: validation {} {} (mean over its seeds)",
+        t.name, t.status == "finished" ? "finished" : "stopped early", t.seed_runs.size(),
+        t.seed_runs.size() == 1 ? "" : "s", t.seconds, spec_.metric,
+        t.score ? mean_std_text(*t.score, t.score_std) : "n/a");
   else
     slog().info("sweep: {} {} after {} iterations in {:.1f} s: validation {} {}", t.name,
                 t.status == "finished" ? "finished" : "stopped early", t.iterations, t.seconds,
                 spec_.metric, t.score ? fmt::format("{:.4f}", *t.score) : "n/a");
   save_locked();
+}
+
+// A trial of a sweep with seeds: one run per seed, one after the other, into
+// OUT/trial-NNN/seed-S with model.seed S. The early-stopping rules see the trial's mean curve
+// over its seeds so far; a stopped or failed seed ends the trial (later seeds do not run).
+void Runner::run_seeds(size_t i, bool kill, TrialRecord& result) {
+  const std::string trial_dir = spec_.out + "/" + result.name;
+  result.seed_runs.clear();
+  std::vector<Curve> done;  // the finished seeds' curves
+  for (size_t s = 0; s < spec_.seeds.size(); ++s) {
+    const int64_t seed = spec_.seeds[s];
+    SeedRun run;
+    run.seed = seed;
+    Curve current;
+    const auto s0 = Clock::now();
+    slog().info("sweep: {} seed {} ({} of {})", result.name, seed, s + 1, spec_.seeds.size());
+    try {
+      config::Config cfg = trial_config(spec_, points_[i], trial_dir, seed_name(seed), threads_);
+      cfg.set("model.seed=" + std::to_string(seed));
+      if (options_.parallel > 1) cfg.set("train.device=cpu");
+      // The test hook kills the process in the middle of the trial's last seed, so that the
+      // finished seed runs of an unfinished trial exist when the sweep resumes.
+      const bool kill_here = kill && s + 1 == spec_.seeds.size();
+      if (kill_here && cfg.settings().model.eval_every == 0) std::_Exit(137);
+      pipeline::TrainOptions to;
+      const int64_t every = cfg.settings().model.eval_every;
+      to.on_validation = [&](int it, const nlohmann::json& v) {
+        if (kill_here) std::_Exit(137);
+        return keep_going(i, it, v, every, &current, &done);
+      };
+      to.on_resume = [&](int it, const nlohmann::json& history) {
+        std::lock_guard<std::mutex> lock(mu_);
+        current = curve_of(history, spec_.metric);
+        std::vector<const Curve*> curves;
+        for (const Curve& c : done) curves.push_back(&c);
+        curves.push_back(&current);
+        trials_[i].curve = mean_curve(curves);
+        slog().info("sweep: {} seed {} continues from its checkpoint at iteration {}", result.name,
+                    seed, it);
+      };
+      const std::string dir = pipeline::train(cfg, to);
+      log_to_file(sweep_log_);  // train closed this thread's log file (its run's)
+      RunReadout r = read_run(dir, spec_.metric);
+      run.validation = std::move(r.validation);
+      run.curve = std::move(r.curve);
+      run.iterations = r.iterations;
+      run.status = r.stopped ? "stopped_early" : "finished";
+    } catch (const std::exception& e) {
+      log_to_file(sweep_log_);
+      run.status = "failed";
+      run.error = e.what();
+    }
+    run.seconds = std::chrono::duration<double>(Clock::now() - s0).count();
+    result.seed_runs.push_back(std::move(run));
+    const SeedRun& last = result.seed_runs.back();
+    if (last.status != "finished") break;
+    done.push_back(last.curve);
+    std::lock_guard<std::mutex> lock(mu_);  // between seeds, others see the finished seeds' mean
+    std::vector<const Curve*> curves;
+    for (const Curve& c : done) curves.push_back(&c);
+    trials_[i].curve = mean_curve(curves);
+  }
+  summarize_seeds(result);
 }
 
 void Runner::worker() {
@@ -337,19 +520,36 @@ void Runner::evaluate_best(int best) {
   const config::Config cfg = best_config(spec_, t.values, iterations);
   write_file_atomic(
       best_yaml,
-      fmt::format("# Best trial of the sweep {} ({}: validation {} {}{}), written by recforge "
-                  "sweep.\n"
-                  "# The trial's own config with eval.test: true{}: `recforge train` of this "
-                  "file trains the same\n"
-                  "# model on the same split (validation carved from train as in the base) and "
-                  "reproduces\n"
-                  "# best_test_metrics.json.\n",
-                  spec_.file, t.name, spec_.metric, t.score ? fmt::format("{}", *t.score) : "n/a",
-                  iterations > 0 ? fmt::format(" at iteration {}", iterations) : "",
-                  iterations > 0
-                      ? fmt::format(" and model.iterations: {}, its best iteration", iterations)
-                      : "") +
+      fmt::format(
+          "# Best trial of the sweep {} ({}: validation {} {}{}), written by recforge "
+          "sweep.\n"
+          "# The trial's own config with eval.test: true{}: `recforge train` of this "
+          "file trains the same\n"
+          "# model on the same split (validation carved from train as in the base) and "
+          "reproduces\n"
+          "# {}.\n{}",
+          spec_.file, t.name, spec_.metric, t.score ? fmt::format("{}", *t.score) : "n/a",
+          iterations > 0 ? fmt::format(" at iteration {}", iterations) : "",
+          iterations > 0 ? fmt::format(" and model.iterations: {}, its best iteration", iterations)
+                         : "",
+          spec_.seeds.empty() ? "best_test_metrics.json"
+                              : "best/" + seed_name(spec_.seeds.front()) +
+                                    " (--set model.seed=S: "
+                                    "best/seed-S)",
+          spec_.seeds.empty()
+              ? std::string()
+              : fmt::format("# The trial's score is its mean over the sweep's seeds {}; "
+                            "model.seed here is the first\n"
+                            "# of them. The sweep trained this file once per seed (best/seed-S, "
+                            "model.seed S) and\n"
+                            "# best_test_metrics.json holds each seed's metrics and their mean "
+                            "and std.\n",
+                            nlohmann::json(spec_.seeds).dump())) +
           cfg.to_yaml());
+  if (!spec_.seeds.empty()) {
+    evaluate_best_seeds(t, best_yaml, iterations);
+    return;
+  }
   const std::string run_dir = spec_.out + "/best";
   if (best_test_.is_object() && best_test_.value("trial", "") == t.name &&
       fs::exists(run_dir + "/metrics.json")) {
@@ -386,6 +586,73 @@ void Runner::evaluate_best(int best) {
   nlohmann::json params = nlohmann::json::object();
   for (size_t i = 0; i < spec_.space.size(); ++i) params[spec_.space[i].path] = t.values[i];
   best_test_["parameters"] = params;
+  if (iterations > 0) best_test_["iterations"] = iterations;
+}
+
+// With seeds: best.yaml trained once per seed into OUT/best/seed-S (model.seed S); the report
+// holds each seed's validation and test metrics and their means and sample stds.
+void Runner::evaluate_best_seeds(const TrialRecord& t, const std::string& best_yaml,
+                                 int64_t iterations) {
+  const std::string run_dir = spec_.out + "/best";
+  bool evaluated = best_test_.is_object() && best_test_.value("trial", "") == t.name;
+  for (int64_t seed : spec_.seeds)
+    evaluated = evaluated && fs::exists(run_dir + "/" + seed_name(seed) + "/metrics.json");
+  if (evaluated) {
+    slog().info("sweep: the best config ({}) was already evaluated on test", t.name);
+    return;
+  }
+  slog().info(
+      "sweep: training the best config ({}) once per seed ({} seeds) with test evaluation into "
+      "{}/seed-S",
+      t.name, spec_.seeds.size(), run_dir);
+  std::vector<nlohmann::json> validations, tests;
+  nlohmann::json per_seed = nlohmann::json::array();
+  for (int64_t seed : spec_.seeds) {
+    on_thread(sweep_log_, [&] {
+      const config::Config final_cfg = config::Config::load(
+          best_yaml,
+          {"run.dir=" + value_text(run_dir), "run.name=" + seed_name(seed), "run.exists=overwrite",
+           "export.enabled=false", "model.seed=" + std::to_string(seed)});
+      pipeline::train(final_cfg);
+    });
+    const std::string dir = run_dir + "/" + seed_name(seed);
+    const nlohmann::json metrics = pipeline::read_json(dir + "/metrics.json");
+    validations.push_back(metrics.value("validation", nlohmann::json()));
+    tests.push_back(metrics.value("test", nlohmann::json()));
+    per_seed.push_back({{"seed", seed},
+                        {"run_dir", dir},
+                        {"validation", validations.back()},
+                        {"test", tests.back()}});
+  }
+  const nlohmann::json validation = mean_metrics(validations);
+  const double v = validation.value(spec_.metric, std::nan(""));
+  const bool same = t.score && std::fabs(v - *t.score) <= 1e-9 * std::max(1.0, std::fabs(v));
+  if (!same)
+    slog().warn(
+        "sweep: the best config's mean validation {} over its seeds is {} now and was {} in {} "
+        "(a different thread count, or Hogwild training, can change the last digits)",
+        spec_.metric, v, t.score ? *t.score : std::nan(""), t.name);
+  nlohmann::json params = nlohmann::json::object();
+  for (size_t i = 0; i < spec_.space.size(); ++i) params[spec_.space[i].path] = t.values[i];
+  best_test_ = {
+      {"trial", t.name},
+      {"parameters", params},
+      {"config", best_yaml},
+      {"run_dir", run_dir},
+      {"metric", spec_.metric},
+      {"seeds", spec_.seeds},
+      {"trial_validation", t.score ? nlohmann::json(*t.score) : nlohmann::json()},
+      {"trial_validation_std", t.score_std ? nlohmann::json(*t.score_std) : nlohmann::json()},
+      {"validation", validation},
+      {"validation_std", mean_metrics(validations, true)},
+      {"validation_matches_trial", same},
+      {"test", mean_metrics(tests)},
+      {"test_std", mean_metrics(tests, true)},
+      {"per_seed", per_seed},
+      {"how",
+       "best.yaml trained once per seed into best/seed-S (model.seed S) with "
+       "eval.test: true; validation and test are the means over the seeds, *_std the "
+       "sample standard deviations (n - 1)"}};
   if (iterations > 0) best_test_["iterations"] = iterations;
 }
 
@@ -451,12 +718,22 @@ SweepResult Runner::run() {
   fs::create_directories(spec_.out, ec);
   if (ec) fail("{}: cannot create the sweep directory: {}", spec_.out, ec.message());
   DirLock lock(spec_.out);
-  for (const auto& e : fs::directory_iterator(spec_.out)) {  // runs killed while staged
-    const std::string f = e.path().filename().string();
-    if (f[0] == '.' &&
-        (f.find(".partial-") != std::string::npos || f.find(".old-") != std::string::npos))
-      fs::remove_all(e.path(), ec);
-  }
+  auto remove_staged = [&](const fs::path& dir) {  // runs killed while staged
+    std::vector<fs::path> stale;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string f = e.path().filename().string();
+      if (f[0] == '.' &&
+          (f.find(".partial-") != std::string::npos || f.find(".old-") != std::string::npos))
+        stale.push_back(e.path());
+    }
+    for (const fs::path& p : stale) fs::remove_all(p, ec);
+  };
+  remove_staged(spec_.out);
+  if (!spec_.seeds.empty())  // seed runs are staged inside their trial's directory (and best/)
+    for (const auto& e : fs::directory_iterator(spec_.out)) {
+      const std::string f = e.path().filename().string();
+      if (e.is_directory() && (f.rfind("trial-", 0) == 0 || f == "best")) remove_staged(e.path());
+    }
   log_to_file(sweep_log_);
   struct CloseLog {
     ~CloseLog() { close_log_file(); }
@@ -507,6 +784,18 @@ SweepResult Runner::run() {
   }
   write_file_atomic(spec_.out + "/best_test_metrics.json", best_test_.dump(2) + "\n");
   const nlohmann::json& test = best_test_["test"];
+  if (!spec_.seeds.empty()) {
+    const TrialRecord& b = trials_[best - 1];
+    const nlohmann::json& test_std = best_test_["test_std"];
+    const std::optional<double> tm = metric_of(test, spec_.metric);
+    const std::optional<double> ts = metric_of(test_std, spec_.metric);
+    slog().info(
+        "sweep: best {} (validation {} {} over {} seeds); test {} {} over {} seeds; results in "
+        "{}/results.md",
+        b.name, spec_.metric, mean_std_text(*b.score, b.score_std), b.seed_runs.size(),
+        spec_.metric, tm ? mean_std_text(*tm, ts) : "n/a", spec_.seeds.size(), spec_.out);
+    return SweepResult{spec_.out, trials_, best, best_test_};
+  }
   slog().info("sweep: best {} (validation {} {:.4f}); test {} {}; results in {}/results.md",
               trials_[best - 1].name, spec_.metric, *trials_[best - 1].score, spec_.metric,
               test.is_object() && test.contains(spec_.metric)
@@ -520,20 +809,121 @@ SweepResult Runner::run() {
 
 // ---- TrialRecord ------------------------------------------------------------------------------
 
-nlohmann::json TrialRecord::to_json() const {
-  nlohmann::json curve_json = nlohmann::json::array();
-  for (const auto& [it, v] : curve) curve_json.push_back({it, v});
-  return {{"id", id},
-          {"name", name},
-          {"values", values},
+namespace {
+nlohmann::json curve_to_json(const Curve& c) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [it, v] : c) out.push_back({it, v});
+  return out;
+}
+Curve curve_from_json(const nlohmann::json& j) {
+  Curve c;
+  for (const nlohmann::json& p : j) c.emplace_back(p[0].get<int>(), p[1].get<double>());
+  return c;
+}
+nlohmann::json optional_json(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+}  // namespace
+
+nlohmann::json SeedRun::to_json() const {
+  return {{"seed", seed},
           {"status", status},
+          {"score", optional_json(score)},
           {"validation", validation},
-          {"score", score ? nlohmann::json(*score) : nlohmann::json()},
-          {"best_iteration", best_iteration},
           {"iterations", iterations},
           {"seconds", seconds},
           {"error", error},
-          {"curve", curve_json}};
+          {"curve", curve_to_json(curve)}};
+}
+
+SeedRun SeedRun::from_json(const nlohmann::json& j) {
+  SeedRun r;
+  r.seed = j.value("seed", int64_t{0});
+  r.status = j.value("status", "");
+  if (j.contains("score") && j["score"].is_number()) r.score = j["score"].get<double>();
+  r.validation = j.value("validation", nlohmann::json());
+  r.iterations = j.value("iterations", 0);
+  r.seconds = j.value("seconds", 0.0);
+  r.error = j.value("error", "");
+  r.curve = curve_from_json(j.value("curve", nlohmann::json::array()));
+  return r;
+}
+
+Curve mean_curve(const std::vector<const Curve*>& curves) {
+  Curve out;
+  if (curves.empty()) return out;
+  for (const auto& [it, last_value] : *curves.back()) {
+    double sum = 0;
+    int n = 0;
+    for (const Curve* c : curves) {
+      const auto p =
+          std::find_if(c->begin(), c->end(), [it = it](const auto& q) { return q.first == it; });
+      if (p == c->end()) continue;
+      sum += p->second;
+      ++n;
+    }
+    out.emplace_back(it, sum / n);
+  }
+  return out;
+}
+
+std::optional<double> sample_std(const std::vector<double>& values) {
+  if (values.size() < 2) return std::nullopt;
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  double ss = 0;
+  for (double v : values) ss += (v - mean) * (v - mean);
+  return std::sqrt(ss / static_cast<double>(values.size() - 1));
+}
+
+nlohmann::json mean_metrics(const std::vector<nlohmann::json>& metrics, bool std) {
+  if (metrics.empty() || !metrics.front().is_object()) return nullptr;
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, first] : metrics.front().items()) {
+    if (!first.is_number()) {
+      if (!std) out[name] = first;
+      continue;
+    }
+    std::vector<double> values;
+    for (const nlohmann::json& m : metrics)
+      if (m.is_object() && m.contains(name) && m[name].is_number())
+        values.push_back(m[name].get<double>());
+    if (std) {
+      out[name] = optional_json(sample_std(values));
+    } else {
+      double sum = 0;
+      for (double v : values) sum += v;
+      out[name] = sum / static_cast<double>(values.size());
+    }
+  }
+  return out;
+}
+
+nlohmann::json TrialRecord::to_json() const {
+  nlohmann::json curve_json = curve_to_json(curve);
+  nlohmann::json j = {{"id", id},
+                      {"name", name},
+                      {"values", values},
+                      {"status", status},
+                      {"validation", validation},
+                      {"score", score ? nlohmann::json(*score) : nlohmann::json()},
+                      {"best_iteration", best_iteration},
+                      {"iterations", iterations},
+                      {"seconds", seconds},
+                      {"error", error},
+                      {"curve", curve_json}};
+  if (!seed_runs.empty()) {
+    nlohmann::json runs = nlohmann::json::array(), scores = nlohmann::json::array();
+    for (const SeedRun& r : seed_runs) {
+      runs.push_back(r.to_json());
+      scores.push_back(optional_json(r.score));
+    }
+    j["seeds"] = runs;
+    j["seed_scores"] = scores;
+    j["score_std"] = optional_json(score_std);
+  }
+  return j;
 }
 
 TrialRecord TrialRecord::from_json(const nlohmann::json& j) {
@@ -548,8 +938,11 @@ TrialRecord TrialRecord::from_json(const nlohmann::json& j) {
   t.iterations = j.value("iterations", 0);
   t.seconds = j.value("seconds", 0.0);
   t.error = j.value("error", "");
-  for (const nlohmann::json& p : j.value("curve", nlohmann::json::array()))
-    t.curve.emplace_back(p[0].get<int>(), p[1].get<double>());
+  t.curve = curve_from_json(j.value("curve", nlohmann::json::array()));
+  for (const nlohmann::json& r : j.value("seeds", nlohmann::json::array()))
+    t.seed_runs.push_back(SeedRun::from_json(r));
+  if (j.contains("score_std") && j["score_std"].is_number())
+    t.score_std = j["score_std"].get<double>();
   return t;
 }
 

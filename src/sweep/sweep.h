@@ -14,7 +14,26 @@
 
 namespace recforge::sweep {
 
-/// One trial's record in sweep.json and the results tables.
+/// One seed's run of a trial (sweeps with `seeds:`), in OUT/trial-NNN/seed-S.
+struct SeedRun {
+  int64_t seed = 0;             ///< its model.seed
+  std::string status;           ///< finished, stopped_early or failed
+  nlohmann::json validation;    ///< its final validation metrics (null when failed)
+  std::optional<double> score;  ///< its score: its final metric, or its value at the trial's
+                                ///< best iteration under `score: best_iteration`
+  Curve curve;                  ///< its validation metric per evaluated iteration
+  int iterations = 0;           ///< iterations trained
+  double seconds = 0;           ///< wall time
+  std::string error;            ///< why it failed
+  /// As stored in sweep.json.
+  nlohmann::json to_json() const;
+  /// From sweep.json.
+  static SeedRun from_json(const nlohmann::json& j);
+};
+
+/// One trial's record in sweep.json and the results tables. With `seeds:`, `validation`,
+/// `score` and `curve` are the means over the seed runs (`seed_runs`), and `score_std` their
+/// sample standard deviation.
 struct TrialRecord {
   int id = 0;        ///< 1-based
   std::string name;  ///< its run directory's name, "trial-001"
@@ -28,11 +47,29 @@ struct TrialRecord {
   double seconds = 0;           ///< wall time of the trial
   std::string error;            ///< why it failed
   Curve curve;                  ///< the sweep metric per evaluated iteration
-  /// As stored in sweep.json.
+  /// `seeds:`: the seed runs so far, in the order of the sweep's seeds (a stopped or failed
+  /// seed ends the trial, so later seeds have no entry).
+  std::vector<SeedRun> seed_runs;
+  /// `seeds:`: sample standard deviation (n - 1) of the seed runs' scores (two or more).
+  std::optional<double> score_std;
+  /// As stored in sweep.json (`seeds`, `seed_scores` and `score_std` only with seed runs).
   nlohmann::json to_json() const;
   /// From sweep.json.
   static TrialRecord from_json(const nlohmann::json& j);
 };
+
+/// The mean over seed runs, point by point at the iterations of the last curve in `curves`
+/// (earlier curves, finished seeds, cover it); a curve without a point there is left out of
+/// that point's mean. Values are summed in the order of `curves`.
+Curve mean_curve(const std::vector<const Curve*>& curves);
+
+/// Sample standard deviation (n - 1) of `values`; nullopt below two values.
+std::optional<double> sample_std(const std::vector<double>& values);
+
+/// The mean of each numeric metric over `metrics` (objects as in metrics.json; non-numeric
+/// entries are taken from the first); null when `metrics` is empty. With `std`, the sample
+/// standard deviation of each numeric metric instead (null values below two).
+nlohmann::json mean_metrics(const std::vector<nlohmann::json>& metrics, bool std = false);
 
 /// How to run a sweep.
 struct SweepOptions {

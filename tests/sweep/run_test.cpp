@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -385,6 +386,261 @@ TEST(SweepRun, ParallelSplitsThreadsKeepsLogsApartAndMatchesSequential) {
     EXPECT_EQ(a[i][1], "finished");
     EXPECT_NEAR(std::stod(a[i][col]), std::stod(b[i][col]), 1e-6) << a[i][0];
   }
+}
+
+// ---- seeds: ----------------------------------------------------------------------------------
+
+// Sample standard deviation (n - 1).
+double sample_sd(const std::vector<double>& v) {
+  double mean = 0;
+  for (double x : v) mean += x;
+  mean /= static_cast<double>(v.size());
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return std::sqrt(ss / static_cast<double>(v.size() - 1));
+}
+
+void expect_rel_near(double got, double want, const std::string& what) {
+  EXPECT_LE(std::fabs(got - want), 1e-12 * std::max(1e-300, std::fabs(want)))
+      << what << ": got " << got << ", want " << want;
+}
+
+// The per-iteration validation ndcg@20 of a run, from its run.json history.
+std::vector<std::pair<int, double>> history_curve(const std::string& run_dir) {
+  std::vector<std::pair<int, double>> out;
+  const nlohmann::json run = read_json_file(run_dir + "/run.json");
+  for (const auto& h : run["history"])
+    if (h.contains("validation"))
+      out.emplace_back(h["iteration"].get<int>(), h["validation"]["ndcg@20"].get<double>());
+  return out;
+}
+
+TEST(SweepSeeds, EachTrialIsScoredByTheMeanOverItsSeedRuns) {
+  TempDir t;
+  write_file(t.file("s.yaml"),
+             tiny_base() + "space:\n  model.factors: [4, 8]\nseeds: [1, 2, 3]\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json state = read_json_file(t.file("sw/sweep.json"));
+  EXPECT_EQ(state["definition"]["seeds"], nlohmann::json::parse("[1, 2, 3]"));
+  ASSERT_EQ(state["trials"].size(), 2u);
+  for (const auto& tr : state["trials"]) {
+    const std::string name = tr["name"];
+    EXPECT_EQ(tr["status"], "finished") << name;
+    ASSERT_EQ(tr["seeds"].size(), 3u) << name;
+    std::vector<double> scores;
+    std::vector<double> recalls;
+    for (int seed = 1; seed <= 3; ++seed) {
+      const std::string dir = t.file(fmt::format("sw/{}/seed-{}", name, seed));
+      ASSERT_TRUE(fs::exists(dir + "/run.json")) << dir;
+      EXPECT_EQ(config::Config::load(dir + "/config.yaml").get_int("model.seed"), seed);
+      const nlohmann::json m = read_json_file(dir + "/metrics.json");
+      EXPECT_FALSE(m.contains("test"));  // trials never look at test
+      scores.push_back(m["validation"]["ndcg@20"].get<double>());
+      recalls.push_back(m["validation"]["recall@10"].get<double>());
+      EXPECT_EQ(tr["seeds"][seed - 1]["seed"], seed);
+      EXPECT_EQ(tr["seed_scores"][seed - 1].get<double>(), scores.back());
+    }
+    // Different seeds give different models.
+    EXPECT_EQ(std::set<double>(scores.begin(), scores.end()).size(), 3u) << name;
+    const double mean = (scores[0] + scores[1] + scores[2]) / 3;
+    expect_rel_near(tr["score"].get<double>(), mean, name + " score");
+    expect_rel_near(tr["validation"]["ndcg@20"].get<double>(), mean, name + " ndcg@20");
+    expect_rel_near(tr["validation"]["recall@10"].get<double>(),
+                    (recalls[0] + recalls[1] + recalls[2]) / 3, name + " recall@10");
+    expect_rel_near(tr["score_std"].get<double>(), sample_sd(scores), name + " std");
+    EXPECT_GT(tr["score_std"].get<double>(), 0);
+    // The curve is the mean of the seeds' curves, point by point.
+    const auto c1 = history_curve(t.file("sw/" + name + "/seed-1"));
+    const auto c2 = history_curve(t.file("sw/" + name + "/seed-2"));
+    const auto c3 = history_curve(t.file("sw/" + name + "/seed-3"));
+    ASSERT_EQ(tr["curve"].size(), 4u);
+    for (size_t k = 0; k < 4; ++k) {
+      EXPECT_EQ(tr["curve"][k][0].get<int>(), c1[k].first);
+      expect_rel_near(tr["curve"][k][1].get<double>(),
+                      (c1[k].second + c2[k].second + c3[k].second) / 3, name + " curve");
+    }
+  }
+
+  // results.csv: the mean score, its std and the number of seeds.
+  const auto rows = read_csv(t.file("sw/results.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  const auto col = [&](const std::string& n) {
+    return static_cast<size_t>(std::find(rows[0].begin(), rows[0].end(), n) - rows[0].begin());
+  };
+  ASSERT_LT(col("score_std"), rows[0].size());
+  ASSERT_LT(col("seeds"), rows[0].size());
+  for (size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][col("seeds")], "3");
+    EXPECT_EQ(std::stod(rows[i][col("score")]), state["trials"][i - 1]["score"].get<double>());
+  }
+  const std::string md = test::read_file(t.file("sw/results.md"));
+  EXPECT_NE(md.find("- seeds: [1, 2, 3]"), std::string::npos) << md;
+  EXPECT_NE(md.find(" ± "), std::string::npos) << md;
+
+  // The best trial (highest mean) trained once per seed on test.
+  const nlohmann::json report = read_json_file(t.file("sw/best_test_metrics.json"));
+  const int best =
+      state["trials"][0]["score"].get<double>() >= state["trials"][1]["score"].get<double>() ? 0
+                                                                                             : 1;
+  EXPECT_EQ(report["trial"], state["trials"][best]["name"]);
+  EXPECT_EQ(report["seeds"], nlohmann::json::parse("[1, 2, 3]"));
+  ASSERT_EQ(report["per_seed"].size(), 3u);
+  std::vector<double> tests;
+  double val_sum = 0;
+  for (int seed = 1; seed <= 3; ++seed) {
+    const nlohmann::json m =
+        read_json_file(t.file(fmt::format("sw/best/seed-{}/metrics.json", seed)));
+    ASSERT_TRUE(m.contains("test"));
+    tests.push_back(m["test"]["ndcg@20"].get<double>());
+    val_sum += m["validation"]["ndcg@20"].get<double>();
+    EXPECT_EQ(report["per_seed"][seed - 1]["seed"], seed);
+    EXPECT_EQ(report["per_seed"][seed - 1]["test"]["ndcg@20"].get<double>(), tests.back());
+    EXPECT_EQ(config::Config::load(t.file(fmt::format("sw/best/seed-{}/config.yaml", seed)))
+                  .get_int("model.seed"),
+              seed);
+  }
+  EXPECT_EQ(std::set<double>(tests.begin(), tests.end()).size(), 3u);
+  expect_rel_near(report["test"]["ndcg@20"].get<double>(), (tests[0] + tests[1] + tests[2]) / 3,
+                  "test mean");
+  expect_rel_near(report["test_std"]["ndcg@20"].get<double>(), sample_sd(tests), "test std");
+  // The retrained seeds reproduce the trial's mean validation score.
+  expect_rel_near(report["validation"]["ndcg@20"].get<double>(), val_sum / 3, "validation mean");
+  EXPECT_EQ(report["validation_matches_trial"], true);
+  EXPECT_GT(report["test"]["ndcg@20"].get<double>(), 0.05);
+  EXPECT_NE(r.out.find(fmt::format("test ndcg@20 {:.4f} ± {:.4f} over 3 seeds",
+                                   report["test"]["ndcg@20"].get<double>(),
+                                   report["test_std"]["ndcg@20"].get<double>())),
+            std::string::npos)
+      << r.out;
+  // best.yaml: model.seed is the first seed, and its header says so.
+  EXPECT_EQ(config::Config::load(t.file("sw/best.yaml")).get_int("model.seed"), 1);
+  EXPECT_NE(test::read_file(t.file("sw/best.yaml")).find("model.seed here is the first"),
+            std::string::npos);
+}
+
+TEST(SweepSeeds, BestIterationIsTheArgmaxOfTheMeanCurve) {
+  TempDir t;
+  const std::string points =
+      "search: list\npoints:\n"
+      "  - {model.factors: 32, model.regularization: 0.0001, model.unobserved_weight: 1.0}\n"
+      "  - {model.factors: 16, model.regularization: 0.001}\n";
+  // Trial 1 (as in ListSearchScoredByTheBestIteration...) peaks early and then overfits.
+  write_file(t.file("s.yaml"),
+             tiny_base(8) + points + "seeds: [5, 6]\nscore: best_iteration\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json state = read_json_file(t.file("sw/sweep.json"));
+  std::string best;
+  double best_score = -1;
+  int best_at = 0;
+  for (const auto& tr : state["trials"]) {
+    const std::string name = tr["name"];
+    const auto a = history_curve(t.file("sw/" + name + "/seed-5"));
+    const auto b = history_curve(t.file("sw/" + name + "/seed-6"));
+    ASSERT_EQ(a.size(), 8u);
+    ASSERT_EQ(b.size(), 8u);
+    double peak = -1;
+    int at = 0;
+    size_t k_at = 0;
+    for (size_t k = 0; k < a.size(); ++k) {
+      const double m = (a[k].second + b[k].second) / 2;
+      if (m > peak) peak = m, at = a[k].first, k_at = k;
+    }
+    EXPECT_EQ(tr["best_iteration"].get<int>(), at) << name;
+    expect_rel_near(tr["score"].get<double>(), peak, name + " score");
+    // Each seed's score is its value at the mean curve's best iteration.
+    EXPECT_EQ(tr["seed_scores"][0].get<double>(), a[k_at].second);
+    EXPECT_EQ(tr["seed_scores"][1].get<double>(), b[k_at].second);
+    if (peak > best_score) best_score = peak, best = name, best_at = at;
+  }
+  const nlohmann::json report = read_json_file(t.file("sw/best_test_metrics.json"));
+  EXPECT_EQ(report["trial"], best);
+  EXPECT_EQ(report["iterations"].get<int>(), best_at);
+  ASSERT_LT(best_at, 8) << "the case needs a best trial whose mean curve peaks early";
+  EXPECT_EQ(config::Config::load(t.file("sw/best.yaml")).get_int("model.iterations"), best_at);
+  // The best config trained best_at iterations per seed reproduces the mean at that iteration.
+  expect_rel_near(report["validation"]["ndcg@20"].get<double>(), best_score, "best validation");
+  EXPECT_EQ(report["validation_matches_trial"], true);
+}
+
+TEST(SweepSeeds, ABadTrialIsStoppedOnItsMeanCurveAndSkipsItsLaterSeeds) {
+  TempDir t;
+  write_file(t.file("s.yaml"), tiny_base(6) +
+                                   "space:\n  model.regularization: [0.01, 0.03, 0.1, 1000]\n"
+                                   "seeds: [1, 2, 3]\nearly_stop: median\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(statuses(t.file("sw")),
+            (std::vector<std::string>{"finished", "finished", "finished", "stopped_early"}));
+  // The finished trials' mean curves, as the rule compares them.
+  std::vector<nlohmann::json> finished;
+  for (int i = 1; i <= 3; ++i) {
+    std::vector<std::vector<std::pair<int, double>>> c;
+    for (int seed = 1; seed <= 3; ++seed)
+      c.push_back(history_curve(t.file(fmt::format("sw/trial-00{}/seed-{}", i, seed))));
+    nlohmann::json h = nlohmann::json::array();
+    for (size_t k = 0; k < c[0].size(); ++k)
+      h.push_back(
+          {{"iteration", c[0][k].first},
+           {"validation", {{"ndcg@20", (c[0][k].second + c[1][k].second + c[2][k].second) / 3}}}});
+    ASSERT_EQ(h.size(), 6u);
+    finished.push_back(h);
+  }
+  // The bad trial stopped during its first seed, and its later seeds never ran.
+  const auto bad = read_json_file(t.file("sw/trial-004/seed-1/run.json"))["history"];
+  ASSERT_GE(bad.size(), 1u);
+  ASSERT_LT(bad.size(), 6u);
+  EXPECT_EQ(bad.back()["stopped_early"], true);
+  EXPECT_FALSE(fs::exists(t.file("sw/trial-004/seed-2")));
+  EXPECT_FALSE(fs::exists(t.file("sw/trial-004/seed-3")));
+  const nlohmann::json state = read_json_file(t.file("sw/sweep.json"));
+  EXPECT_EQ(state["trials"][3]["seeds"].size(), 1u);
+  double best = -1;
+  for (const auto& e : bad) {
+    const int it = e["iteration"].get<int>();
+    best = std::max(best, e["validation"]["ndcg@20"].get<double>());
+    if (it < static_cast<int>(bad.size())) {
+      EXPECT_GE(best, median_at(finished, it)) << it;
+    } else {
+      EXPECT_LT(best, median_at(finished, it)) << it;
+    }
+  }
+  EXPECT_NE(read_json_file(t.file("sw/best_test_metrics.json"))["trial"], "trial-004");
+}
+
+TEST(SweepSeeds, ResumesAfterAKillInTheMiddleOfATrialsSeeds) {
+  TempDir t;
+  const std::string body = "space:\n  model.factors: [4, 8, 16]\nseeds: [1, 2]\n";
+  write_file(t.file("a.yaml"), tiny_base() + body + "out: a\n");
+  write_file(t.file("b.yaml"), tiny_base() + body + "out: b\n");
+  // Killed in the second trial's last seed: its first seed run is complete, the second staged.
+  const test::Result killed =
+      run_recforge(t.str(), "sweep a.yaml", "RECFORGE_TEST_SWEEP_KILL_AFTER=1");
+  ASSERT_EQ(killed.rc, 137) << killed.out;
+  EXPECT_EQ(statuses(t.file("a")), (std::vector<std::string>{"finished", "running", "pending"}));
+  EXPECT_TRUE(fs::exists(t.file("a/trial-002/seed-1/run.json")));
+  EXPECT_FALSE(fs::exists(t.file("a/trial-002/seed-2")));
+  EXPECT_TRUE(has_partial(t.file("a/trial-002")));
+  const auto t1 = mtime(t.file("a/trial-001/seed-2/run.json"));
+
+  const test::Result resumed = run_recforge(t.str(), "sweep a.yaml");
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("3 trials (grid search), 1 already done"), std::string::npos)
+      << resumed.out;
+  EXPECT_EQ(mtime(t.file("a/trial-001/seed-2/run.json")), t1);
+  EXPECT_EQ(statuses(t.file("a")), std::vector<std::string>(3, "finished"));
+  EXPECT_FALSE(has_partial(t.file("a/trial-002")));
+  EXPECT_TRUE(fs::exists(t.file("a/trial-002/seed-2/run.json")));
+
+  // The same results as an uninterrupted sweep.
+  ASSERT_EQ(run_recforge(t.str(), "sweep b.yaml").rc, 0);
+  const auto ra = test::without_column(read_csv(t.file("a/results.csv")), "seconds");
+  const auto rb = test::without_column(read_csv(t.file("b/results.csv")), "seconds");
+  ASSERT_EQ(ra.size(), 4u);
+  EXPECT_EQ(ra, rb);
+  EXPECT_EQ(read_json_file(t.file("a/best_test_metrics.json"))["test"],
+            read_json_file(t.file("b/best_test_metrics.json"))["test"]);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "sweep/search.h"
+#include "sweep/sweep.h"
 #include "test_util.h"
 
 namespace recforge::sweep {
@@ -274,6 +275,96 @@ TEST(SweepSpec, InvalidPointsAndScoresAreRefusedWithTheirLocation) {
       error_of("space:\n  model.factors: [4]\nscore: best_iteration\n", {"model.eval_every=0"}),
       "t.yaml:10:1: score: best_iteration needs per-iteration validation metrics, but the "
       "base config has model.eval_every 0; set it above 0 (e.g. 1) in the base config");
+}
+
+TEST(SweepSpec, SeedsAreReadAndEnterTheDefinitionOnlyWhenGiven) {
+  const SweepSpec s = parse("space:\n  model.factors: [4, 8]\nseeds: [3, 0, 17]\n");
+  EXPECT_EQ(s.seeds, (std::vector<int64_t>{3, 0, 17}));
+  EXPECT_EQ(s.seeds_where, "t.yaml:10:1");
+  EXPECT_EQ(s.definition()["seeds"], nlohmann::json::parse("[3, 0, 17]"));
+  // best.yaml's model.seed is the first seed; trial configs get theirs from the runner.
+  EXPECT_EQ(best_config(s, {8}).get_int("model.seed"), 3);
+  // Without seeds: the definition (and so the hash of existing sweep directories) is unchanged.
+  const SweepSpec d = parse("space:\n  model.factors: [4, 8]\n");
+  EXPECT_TRUE(d.seeds.empty());
+  EXPECT_FALSE(d.definition().contains("seeds"));
+  EXPECT_FALSE(best_config(d, {8}).is_set("model.seed"));
+  // A list search takes seeds too.
+  const SweepSpec l =
+      parse("search: list\npoints:\n  - {model.factors: 4}\n  - {model.factors: 16}\nseeds: [1]\n");
+  EXPECT_EQ(l.seeds, (std::vector<int64_t>{1}));
+}
+
+TEST(SweepSpec, InvalidSeedsAreRefusedWithTheirLocation) {
+  std::string twenty_one = "[";
+  for (int i = 0; i < 21; ++i) twenty_one += (i ? ", " : "") + std::to_string(i);
+  twenty_one += "]";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"space:\n  model.factors: [4]\nseeds: []\n",
+       "t.yaml:10:8: seeds: the list is empty; expected at least one model.seed value, or no "
+       "seeds: key"},
+      {"space:\n  model.factors: [4]\nseeds: [1, 2, 1]\n",
+       "t.yaml:10:15: seeds: the seed 1 is listed twice (first at t.yaml:10:9); expected distinct "
+       "seeds"},
+      {"space:\n  model.factors: [4]\nseeds: [1, -2]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got -2"},
+      {"space:\n  model.factors: [4]\nseeds: [1, 2.5]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got 2.5"},
+      {"space:\n  model.factors: [4]\nseeds: [1, [2]]\n",
+       "t.yaml:10:12: seeds: expected an integer >= 0, got a list"},
+      {"space:\n  model.factors: [4]\nseeds: 3\n",
+       "t.yaml:10:8: seeds: expected a list of model.seed values ([1, 2, 3]), got 3"},
+      {"space:\n  model.factors: [4]\nseeds: {a: 1}\n",
+       "t.yaml:10:8: seeds: expected a list of model.seed values ([1, 2, 3]), got a mapping"},
+      {"space:\n  model.factors: [4]\nseeds: " + twenty_one + "\n",
+       "t.yaml:10:8: seeds: 21 seeds listed; expected at most 20"},
+      {"space:\n  model.seed: [1, 2]\nseeds: [1, 2]\n",
+       "t.yaml:9:3: model.seed: the sweep lists seeds: (at t.yaml:10:1) and also searches "
+       "model.seed; list the seeds under seeds: or search model.seed, not both"},
+      {"search: list\npoints:\n  - {model.factors: 4, model.seed: 1}\n  - {model.seed: 2}\n"
+       "seeds: [3]\n",
+       "t.yaml:10:24: model.seed: the sweep lists seeds: (at t.yaml:12:1) and also searches "
+       "model.seed; list the seeds under seeds: or search model.seed, not both"},
+      {"space:\n  model.factors: [4]\nseed: 1\nseeds: [1]\nseeds: [2]\n",
+       "t.yaml:12:1: seeds: duplicate key, first given at t.yaml:11:1"},
+  };
+  for (const auto& [text, want] : cases) {
+    const std::string got = error_of(text);
+    EXPECT_EQ(got, want) << "sweep text:\n" << text;
+  }
+}
+
+TEST(SweepSeeds, MeanCurveStdAndMeanMetrics) {
+  // Two finished seeds and a running third one at iteration 2: the running mean covers the
+  // iterations the running seed reached.
+  const Curve a = {{1, 0.1}, {2, 0.2}, {3, 0.3}};
+  const Curve b = {{1, 0.3}, {2, 0.4}, {3, 0.5}};
+  const Curve c = {{1, 0.5}, {2, 0.9}};
+  const Curve running = mean_curve({&a, &b, &c});
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].first, 1);
+  EXPECT_DOUBLE_EQ(running[0].second, 0.3);
+  EXPECT_EQ(running[1].first, 2);
+  EXPECT_DOUBLE_EQ(running[1].second, 0.5);
+  const Curve finished = mean_curve({&a, &b});
+  ASSERT_EQ(finished.size(), 3u);
+  EXPECT_DOUBLE_EQ(finished[2].second, 0.4);
+  EXPECT_TRUE(mean_curve({}).empty());
+
+  EXPECT_FALSE(sample_std({0.5}).has_value());
+  EXPECT_DOUBLE_EQ(*sample_std({1.0, 2.0, 3.0, 4.0}), std::sqrt(5.0 / 3.0));  // n - 1
+  EXPECT_DOUBLE_EQ(*sample_std({2.0, 2.0}), 0.0);
+
+  const std::vector<nlohmann::json> m = {{{"ndcg@10", 0.2}, {"users", 30}, {"k", "x"}},
+                                         {{"ndcg@10", 0.4}, {"users", 30}, {"k", "x"}}};
+  const nlohmann::json mean = mean_metrics(m);
+  EXPECT_DOUBLE_EQ(mean["ndcg@10"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(mean["users"].get<double>(), 30);
+  EXPECT_EQ(mean["k"], "x");
+  const nlohmann::json std = mean_metrics(m, true);
+  EXPECT_DOUBLE_EQ(std["ndcg@10"].get<double>(), std::sqrt(0.02));
+  EXPECT_FALSE(std.contains("k"));
+  EXPECT_TRUE(mean_metrics({}).is_null());
 }
 
 TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
