@@ -80,12 +80,18 @@ void check_model(const Config& cfg) {
         "{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
         "interactions than factors have no unique solution; set either above 0",
         cfg.where("model.regularization"));
-  if (m.type != "bpr" && m.type != "softmax") return;
-  if (m.type == "softmax" && m.negatives == 0 && !m.in_batch)
+  if (m.type != "bpr" && m.type != "softmax" && m.type != "ccl") return;
+  if ((m.type == "softmax" || m.type == "ccl") && m.negatives == 0 && !m.in_batch)
     fail(
-        "{}: model.negatives is 0 and model.in_batch is false, so the softmax has no negatives "
+        "{}: model.negatives is 0 and model.in_batch is false, so the {} has no negatives "
         "to compare each positive with; set model.negatives above 0 or model.in_batch: true",
-        cfg.where("model.negatives"));
+        cfg.where("model.negatives"), m.type);
+  if (m.type == "ccl" && m.item_bias)
+    fail(
+        "{}: model.item_bias does not apply to ccl, whose scores are cosines (its margin is a "
+        "cosine); set it to false, or use model.type: softmax with model.normalize for a "
+        "cosine plus an item bias",
+        cfg.where("model.item_bias"));
   if (m.type == "bpr" && m.negatives == 0)
     fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
          cfg.where("model.negatives"));

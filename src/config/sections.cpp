@@ -395,22 +395,25 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "`ials`: implicit-feedback ALS (Hu et al. 2008, in the formulation of Rendle et al. "
           "2022); `bpr`: Bayesian personalised ranking (Rendle et al. 2009) on sampled "
           "(user, positive, negative) triples; `softmax`: sampled softmax over in-batch and "
-          "sampled negatives with the log-Q correction (Yi et al. 2019); `none` only prepares "
-          "the data.")
-      .one_of({"ials", "bpr", "softmax", "none"});
+          "sampled negatives with the log-Q correction (Yi et al. 2019); `ccl`: the cosine "
+          "contrastive loss of SimpleX (Mao et al. 2021), unit-norm rows scored by cosine, each "
+          "positive pulled towards cosine 1 and many shared negatives pushed below "
+          "`model.margin`; `none` only prepares the data.")
+      .one_of({"ials", "bpr", "softmax", "ccl", "none"});
   f.field(&ModelSection::factors, "model.factors",
           "Embedding dimension (any size; above 1024 works too).")
       .ge(1);
   f.field(&ModelSection::iterations, "model.iterations",
           "Training iterations; for `ials` one iteration solves all users, then all items; for "
-          "`bpr` and `softmax` one iteration is one epoch (as many sampled positives as there "
+          "`bpr`, `softmax` and `ccl` one iteration is one epoch (as many sampled positives as there "
           "are training interactions).")
       .ge(1);
   f.field(&ModelSection::regularization, "model.regularization",
           "L2 strength lambda; for ials each row's penalty is lambda * (n + "
           "reg_offset)^reg_exp * ||row||^2, n being the row's number of observed "
           "interactions; for bpr and softmax lambda * row is added to the gradient of every "
-          "row a step touches.")
+          "row a step touches; ccl keeps rows at unit norm, where this L2 term is constant, so "
+          "it has no effect there.")
       .ge(0);
   f.field(&ModelSection::reg_exp, "model.reg_exp",
           "Frequency-scaling exponent of the regularization (0: the same lambda for every row).")
@@ -452,26 +455,27 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "stores float32 only. Saved factors are float32.")
       .one_of({"float32", "float16", "bfloat16"});
   f.field(&ModelSection::batch_size, "model.batch_size",
-          "bpr, softmax: samples per optimiser step (softmax: positives per batch, each batch "
-          "one set of GEMMs).")
+          "bpr, softmax, ccl: samples per optimiser step (softmax, ccl: positives per batch, "
+          "each batch one set of GEMMs).")
       .ge(1);
   f.field(&ModelSection::learning_rate, "model.learning_rate",
-          "bpr, softmax: step size of the first epoch.")
+          "bpr, softmax, ccl: step size of the first epoch.")
       .gt(0);
   f.field(&ModelSection::lr_decay, "model.lr_decay",
-          "bpr, softmax: epoch e trains at learning_rate * lr_decay^(e-1).")
+          "bpr, softmax, ccl: epoch e trains at learning_rate * lr_decay^(e-1).")
       .gt(0)
       .le(1);
   f.field(&ModelSection::optimizer, "model.optimizer",
-          "bpr, softmax: `sgd`, `adagrad` or `adam` (beta1 0.9, beta2 0.999, eps 1e-8); adagrad "
+          "bpr, softmax, ccl: `sgd`, `adagrad` or `adam` (beta1 0.9, beta2 0.999, eps 1e-8); adagrad "
           "and adam keep per-weight state and update only the rows a batch touches.")
       .one_of({"sgd", "adagrad", "adam"});
   f.field(&ModelSection::negatives, "model.negatives",
-          "bpr: negatives drawn per positive (each makes one triple); softmax: negatives drawn "
-          "per batch and shared by its rows (added to the in-batch ones).")
+          "bpr: negatives drawn per positive (each makes one triple); softmax, ccl: negatives "
+          "drawn per batch and shared by its rows (added to the in-batch ones); ccl wants "
+          "hundreds.")
       .ge(0);
   f.field(&ModelSection::negative_exp, "model.negative_exp",
-          "bpr, softmax: negatives are drawn with probability proportional to "
+          "bpr, softmax, ccl: negatives are drawn with probability proportional to "
           "(interactions + 1)^negative_exp; 0 draws uniformly.")
       .ge(0)
       .le(2);
@@ -493,7 +497,7 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "float32 (3.4e38) below about 1e-19.")
       .ge(1e-18);
   f.field(&ModelSection::in_batch, "model.in_batch",
-          "softmax: the batch's other positives count as negatives of each row.");
+          "softmax, ccl: the batch's other positives count as negatives of each row.");
   f.field(&ModelSection::logq, "model.logq",
           "softmax: subtract from each candidate's logit the log of its expected count among "
           "the batch's candidates (the sampling-bias correction).");
@@ -502,6 +506,15 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "sphere, rows rescaled after each step), so scores are cosine similarities; pair "
           "with a temperature around 0.05 to 0.2. With model.item_bias the bias column stays "
           "outside the sphere: score = cosine + item bias.");
+  f.field(&ModelSection::margin, "model.margin",
+          "ccl: a negative adds to the loss only while its cosine with the user is above this "
+          "margin (the loss is max(0, cos - margin)).")
+      .ge(-1)
+      .le(1);
+  f.field(&ModelSection::negative_weight, "model.negative_weight",
+          "ccl: weight of the negative term, the mean of max(0, cos - margin) over the row's "
+          "negatives; a row's loss is (1 - cos of its positive) + negative_weight * that mean.")
+      .ge(0);
   f.field(&ModelSection::eval_every, "model.eval_every",
           "Evaluate on the validation set every N iterations (0: only after training).")
       .ge(0);

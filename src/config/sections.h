@@ -138,6 +138,8 @@ struct ModelSection {
   bool in_batch = true;
   bool logq = true;
   bool normalize = false;
+  double margin = 0.9;
+  double negative_weight = 150.0;
   int64_t eval_every = 0;
   int64_t patience = 0;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).

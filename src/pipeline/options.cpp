@@ -51,7 +51,9 @@ models::BatchOptions batch_options(const config::Settings& s) {
   using backend::Optimizer;
   models::BatchOptions o;
   auto& p = o.params;
-  p.loss = s.model.type == "bpr" ? BatchLoss::kBpr : BatchLoss::kSoftmax;
+  p.loss = s.model.type == "bpr"   ? BatchLoss::kBpr
+           : s.model.type == "ccl" ? BatchLoss::kCcl
+                                   : BatchLoss::kSoftmax;
   p.factors = static_cast<int>(s.model.factors);
   p.item_bias = s.model.item_bias;
   p.batch_size = s.model.batch_size;
@@ -69,7 +71,9 @@ models::BatchOptions batch_options(const config::Settings& s) {
   p.temperature = s.model.temperature;
   p.in_batch = s.model.in_batch;
   p.logq = s.model.logq;
-  p.normalize = s.model.normalize;
+  p.normalize = s.model.normalize || p.loss == BatchLoss::kCcl;  // ccl: always cosines
+  p.margin = s.model.margin;
+  p.negative_weight = s.model.negative_weight;
   o.epochs = static_cast<int>(s.model.iterations);
   o.init_std = s.model.init_std;
   o.seed = model_seed(s);
@@ -82,7 +86,7 @@ models::ModelOptions model_options(const config::Settings& s) {
   const std::string& type = s.model.type;
   if (type == "none") {
     o.family = Family::kNone;
-  } else if (type == "bpr" || type == "softmax") {
+  } else if (type == "bpr" || type == "softmax" || type == "ccl") {
     o.family = Family::kBatch;
     o.batch = batch_options(s);
   } else {

@@ -169,9 +169,11 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "data.max_age_from",
                            "data.time_unit",
                            "privacy.opt_out",
-                           "privacy.file_mode"})
+                           "privacy.file_mode",
+                           "model.margin",
+                           "model.negative_weight"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 103u);
+  EXPECT_EQ(params().size(), 105u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -219,6 +219,14 @@ const std::vector<CrossCase>& cross_cases() {
        "x.yaml:3:3: model.negatives is 0 and model.in_batch is false, so the softmax has no "
        "negatives to compare each positive with; set model.negatives above 0 or model.in_batch: "
        "true"},
+      {"model:\n  type: ccl\n  negatives: 0\n  in_batch: false\n",
+       "x.yaml:3:3: model.negatives is 0 and model.in_batch is false, so the ccl has no "
+       "negatives to compare each positive with; set model.negatives above 0 or model.in_batch: "
+       "true"},
+      {"model:\n  type: ccl\n  negatives: 100\n  item_bias: true\n",
+       "x.yaml:4:3: model.item_bias does not apply to ccl, whose scores are cosines (its margin "
+       "is a cosine); set it to false, or use model.type: softmax with model.normalize for a "
+       "cosine plus an item bias"},
       {"model:\n  type: bpr\n  negatives: 0\n",
        "x.yaml:3:3: model.negatives is 0, but BPR needs at least one negative per positive"},
       {"model:\n  type: bpr\n  normalize: true\n",

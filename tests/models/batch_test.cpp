@@ -1,4 +1,4 @@
-// BPR and sampled softmax on the CPU: the sampler, the gradients of one step against finite
+// BPR, sampled softmax and CCL on the CPU: the sampler, the gradients of one step against finite
 // differences of independently written losses, the bias column, fold-in, determinism and
 // configuration errors. Quality on planted data on every device: tests/gpu/embedding_gpu_test.cpp.
 #include "models/batch/batch.h"
@@ -363,6 +363,111 @@ TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
   }
 }
 
+// SimpleX's cosine contrastive loss from its definition, in double: mean over rows of
+// (1 − cos(u_b, i_b)) + w · mean over the row's negatives c (the shared candidates other than
+// its positive) of max(0, cos(u_b, c) − margin). Cosines are computed from the rows as given
+// (unit rows in the tests, so cos = u·v; the finite differences below step off the sphere and
+// the projection removes the radial part).
+double ccl_loss(const BatchParams& p, const Matrix& U, const Matrix& V,
+                const std::vector<index_t>& us, const std::vector<index_t>& ps,
+                const std::vector<index_t>& ns) {
+  std::vector<index_t> cand;
+  if (p.in_batch) cand = ps;
+  cand.insert(cand.end(), ns.begin(), ns.end());
+  auto score = [&](index_t u, index_t i) {
+    double s = 0;
+    for (int k = 0; k < p.dim(); ++k) s += static_cast<double>(U.row(u)[k]) * V.row(i)[k];
+    return s;
+  };
+  double l = 0;
+  for (size_t b = 0; b < ps.size(); ++b) {
+    double above = 0;
+    int kept = 0;
+    for (index_t c : cand) {
+      if (c == ps[b]) continue;
+      ++kept;
+      above += std::max(0.0, score(us[b], c) - p.margin);
+    }
+    l += 1.0 - score(us[b], ps[b]) + (kept > 0 ? p.negative_weight * above / kept : 0.0);
+  }
+  return l / static_cast<double>(ps.size());
+}
+
+// Scales every row of m to unit norm.
+void unit_rows(Matrix& m) {
+  for (int64_t r = 0; r < m.rows; ++r) backend::cpu::normalize_row(m.row(r), static_cast<int>(m.cols));
+}
+
+TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
+  // One small SGD step moves each touched row by −lr times the gradient of the batch's mean
+  // CCL loss projected onto the row's tangent space (to first order in lr; the O(lr²) rest is
+  // the rescaling, below the tolerance), and keeps the row unit. A repeated user (rows 0 and 3),
+  // a repeated positive (rows 1 and 2) and a negative equal to row 0's positive cover the
+  // deduplicated updates and the left-out accidental hits.
+  for (bool in_batch : {false, true}) {
+    BatchParams p = params(BatchLoss::kCcl, 6, false);
+    p.normalize = true;
+    p.in_batch = in_batch;
+    p.negatives = 4;
+    p.margin = 0.05;
+    p.negative_weight = 3.0;
+    const Csr x = test::random_csr(8, 10, 4, 4);
+    auto [u0, v0] = factors(8, 10, p);
+    unit_rows(u0);
+    unit_rows(v0);
+    const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+    // The loss has kinks where a cosine equals the margin: the finite differences (h = 1e-3 on
+    // unit rows moves a cosine by at most 2e-3) must not straddle one, and some negatives must
+    // be above the margin, else the negative term would be untested.
+    int above = 0;
+    for (size_t b = 0; b < us.size(); ++b)
+      for (index_t c : {2, 5, 8, 9, 0, 3}) {
+        double cos = 0;
+        for (int k = 0; k < p.dim(); ++k) cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
+        ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << us[b] << " item " << c;
+        above += cos > p.margin;
+      }
+    ASSERT_GE(above, 4);
+    Matrix u1 = u0, v1 = v0;
+    BatchTrainerCpu t(p, x, 1);
+    const double lr = 1e-3;
+    const double reported = t.step(u1, v1, us, ps, ns, lr);
+    // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
+    EXPECT_NEAR(reported, ccl_loss(p, u0, v0, us, ps, ns), 1e-5) << "in_batch " << in_batch;
+    auto loss = [&](const Matrix& u, const Matrix& v) { return ccl_loss(p, u, v, us, ps, ns); };
+    const double h = 1e-3;
+    int moved_rows = 0;
+    for (bool user_side : {true, false}) {
+      const Matrix& before = user_side ? u0 : v0;
+      const Matrix& after = user_side ? u1 : v1;
+      for (int64_t r = 0; r < before.rows; ++r) {
+        std::vector<double> g(p.dim());
+        double dot = 0, norm = 0, shift = 0;
+        for (int c = 0; c < p.dim(); ++c) {
+          Matrix up = before, dn = before;
+          up.row(r)[c] += static_cast<float>(h);
+          dn.row(r)[c] -= static_cast<float>(h);
+          const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
+          g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
+          dot += g[c] * before.row(r)[c];
+          norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
+          shift += std::abs(after.row(r)[c] - before.row(r)[c]);
+        }
+        EXPECT_NEAR(norm, 1.0, 1e-5) << "row " << r;
+        moved_rows += shift > 0;
+        for (int c = 0; c < p.dim(); ++c) {
+          const double want = -lr * (g[c] - dot * before.row(r)[c]);
+          EXPECT_NEAR(after.row(r)[c] - before.row(r)[c], want, 2e-6 + 0.02 * std::abs(want))
+              << (user_side ? "user " : "item ") << r << " column " << c << " in_batch " << in_batch;
+        }
+      }
+    }
+    // At least the 3 users and the 3 positives moved (a negative moves only when some row's
+    // cosine with it is above the margin), so the checks above are not vacuous.
+    EXPECT_GE(moved_rows, 3 + 3) << "in_batch " << in_batch;
+  }
+}
+
 TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {
   // One Adam step from zero state moves each weight by lr · sign(g) (up to ε); one Adagrad step
   // by lr · g / |g|: the same first step, the optimisers' defining property.
@@ -429,6 +534,14 @@ BatchOptions small_options(BatchLoss loss) {
   o.params.regularization = 1e-4;
   o.params.negatives = loss == BatchLoss::kBpr ? 1 : 16;
   o.params.temperature = 0.5;
+  if (loss == BatchLoss::kCcl) {
+    o.params.normalize = true;
+    o.params.in_batch = false;
+    o.params.negatives = 32;
+    o.params.margin = 0.5;
+    o.params.negative_weight = 2;
+    o.params.learning_rate = 0.02;
+  }
   o.epochs = 30;
   o.seed = 9;
   return o;
@@ -436,7 +549,7 @@ BatchOptions small_options(BatchLoss loss) {
 
 TEST(BatchModel, SameSeedSameFactorsOnOneThread) {
   const Csr x = planted(1);
-  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax, BatchLoss::kCcl}) {
     BatchOptions o = small_options(loss);
     o.epochs = 3;
     BatchModel a(o, 1), b(o, 1);
@@ -476,7 +589,7 @@ TEST(BatchModel, ItemBiasIsTheLastColumnAndUsersKeepOne) {
 
 TEST(BatchModel, FoldInRecoversTheGroupOfANewUser) {
   const Csr x = planted(3);
-  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax, BatchLoss::kCcl}) {
     BatchModel m(small_options(loss), 2);
     m.init(x.rows, x.cols);
     for (int e = 0; e < 30; ++e) m.iterate(x, x);

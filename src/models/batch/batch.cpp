@@ -14,7 +14,9 @@ namespace recforge::models {
 using backend::BatchLoss;
 using backend::Optimizer;
 
-const char* loss_name(BatchLoss loss) { return loss == BatchLoss::kBpr ? "bpr" : "softmax"; }
+const char* loss_name(BatchLoss loss) {
+  return loss == BatchLoss::kBpr ? "bpr" : loss == BatchLoss::kCcl ? "ccl" : "softmax";
+}
 
 namespace {
 
@@ -67,6 +69,10 @@ nlohmann::json describe_batch(const BatchOptions& o) {
   if (p.loss == BatchLoss::kBpr) {
     j["reject_seen"] = p.reject_seen;
     j["hard_negatives"] = p.hard_negatives;
+  } else if (p.loss == BatchLoss::kCcl) {
+    j["margin"] = p.margin;
+    j["negative_weight"] = p.negative_weight;
+    j["in_batch"] = p.in_batch;
   } else {
     j["temperature"] = p.temperature;
     j["in_batch"] = p.in_batch;

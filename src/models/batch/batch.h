@@ -2,7 +2,8 @@
 /// @file batch.h
 /// The batch-trained embedding models, `model.type: bpr` (Rendle et al. 2009) and
 /// `model.type: softmax` (sampled softmax with in-batch and sampled negatives, log-Q corrected;
-/// Yi et al. 2019): the same models::Model interface, evaluation and export as iALS. One
+/// Yi et al. 2019) and `model.type: ccl` (SimpleX's cosine contrastive loss, Mao et al. 2021):
+/// the same models::Model interface, evaluation and export as iALS. One
 /// iteration is one epoch. The losses are defined in models/batch/batch_cpu.h; the CUDA model is
 /// models/batch/batch_cuda.h.
 
@@ -23,7 +24,7 @@ struct BatchOptions {
   uint64_t seed = 42;           ///< seed of the initial factors and of every sample
 };
 
-/// "bpr" or "softmax".
+/// "bpr", "softmax" or "ccl".
 const char* loss_name(backend::BatchLoss loss);
 
 /// The initial user and item factors (n × dim; with item_bias, users hold 1 and items 0 in the
@@ -45,7 +46,7 @@ TrainingState batch_state(int epochs_done, double last_loss,
 /// The optimiser state of a TrainingState that batch_state() made.
 backend::cpu::OptimizerState optimizer_state(TrainingState state);
 
-/// BPR or sampled softmax on the CPU (backend::cpu::BatchTrainerCpu).
+/// BPR, sampled softmax or CCL on the CPU (backend::cpu::BatchTrainerCpu).
 class BatchModel : public Model {
  public:
   /// A model with `threads` CPU threads.

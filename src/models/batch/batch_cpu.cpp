@@ -165,6 +165,7 @@ data::index_t draw_negative(const ItemSampler& sampler, Rng& rng, data::index_t 
 
 struct BatchTrainerCpu::Scratch {
   std::vector<float> u, v, scores, du, dv;   // gathered rows, logits/gradients, row gradients
+  std::vector<float> vp;                     // CCL: the positives' rows
   std::vector<double> log_expected;          // per candidate
   std::vector<int32_t> user_slot, item_slot; // row → index in the unique lists, or -1
   std::vector<data::index_t> unique_users, unique_items;
@@ -235,7 +236,7 @@ EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint6
   Progress progress(fmt::format("epoch {}", epoch), x_.nnz(), "samples");
   const EpochStats stats = p_.loss == BatchLoss::kBpr
                                ? bpr_epoch(users, items, lr, epoch_seed, progress)
-                               : softmax_epoch(users, items, lr, epoch_seed, progress);
+                               : shared_epoch(users, items, lr, epoch_seed, progress);
   progress.finish(stats.samples);
   return stats;
 }
@@ -354,8 +355,8 @@ EpochStats BatchTrainerCpu::bpr_epoch(Matrix& users, Matrix& items, double lr, u
   return {triples > 0 ? loss / static_cast<double>(triples) : 0.0, n, batches};
 }
 
-EpochStats BatchTrainerCpu::softmax_epoch(Matrix& users, Matrix& items, double lr,
-                                          uint64_t seed, Progress& progress) {
+EpochStats BatchTrainerCpu::shared_epoch(Matrix& users, Matrix& items, double lr,
+                                         uint64_t seed, Progress& progress) {
   const int64_t n = x_.nnz();
   const int64_t batch = p_.batch_size;
   const int64_t batches = (n + batch - 1) / batch;
@@ -374,7 +375,9 @@ EpochStats BatchTrainerCpu::softmax_epoch(Matrix& users, Matrix& items, double l
     neg.resize(static_cast<size_t>(p_.negatives));
     for (auto& j : neg) j = sampler_.draw(rng);
     ++step_;
-    loss += softmax_step(users, items, bu, bp, neg, optimizer_step(p_, lr, step_)) *
+    const OptimizerStep os = optimizer_step(p_, lr, step_);
+    loss += (p_.loss == BatchLoss::kCcl ? ccl_step(users, items, bu, bp, neg, os)
+                                        : softmax_step(users, items, bu, bp, neg, os)) *
             static_cast<double>(count);
     progress.update(b * batch + count);
   }
@@ -390,6 +393,7 @@ double BatchTrainerCpu::step(Matrix& users, Matrix& items,
   const OptimizerStep s = optimizer_step(p_, lr, step_);
   if (p_.loss == BatchLoss::kSoftmax)
     return softmax_step(users, items, batch_users, positives, negatives, s);
+  if (p_.loss == BatchLoss::kCcl) return ccl_step(users, items, batch_users, positives, negatives, s);
   RF_ASSERT(batch_users.size() == positives.size() && positives.size() == negatives.size(),
             "BatchTrainerCpu::step: BPR needs one user, positive and negative per triple");
   const int d = p_.dim();
@@ -572,6 +576,110 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
   return loss / static_cast<double>(B);
 }
 
+double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
+                                 const std::vector<data::index_t>& batch_users,
+                                 const std::vector<data::index_t>& positives,
+                                 const std::vector<data::index_t>& negatives,
+                                 const OptimizerStep& s) {
+  RF_ASSERT(batch_users.size() == positives.size(), "ccl_step: one positive per row");
+  RF_ASSERT(!p_.item_bias, "ccl_step: CCL has no item bias");
+  Scratch& w = *scratch_;
+  const int d = p_.dim();
+  const int64_t B = static_cast<int64_t>(positives.size());
+  // The shared candidates: the batch's positives (in_batch) then the negatives. Each row's own
+  // positive is scored on its own (a dot with its row), so without in_batch the B × B block of
+  // the other rows' positives is never computed.
+  std::vector<data::index_t> cand;
+  if (p_.in_batch) cand = positives;
+  cand.insert(cand.end(), negatives.begin(), negatives.end());
+  const int64_t C = static_cast<int64_t>(cand.size());
+  w.u.resize(static_cast<size_t>(B * d));
+  w.vp.resize(static_cast<size_t>(B * d));
+  w.v.resize(static_cast<size_t>(C * d));
+  w.scores.resize(static_cast<size_t>(B * C));
+  w.du.resize(static_cast<size_t>(B * d));
+  w.dv.resize(static_cast<size_t>((C + B) * d));  // candidates' gradients, then the positives'
+  const float margin = static_cast<float>(p_.margin);
+  const float weight = static_cast<float>(p_.negative_weight);
+  const float pos_grad = -1.f / static_cast<float>(B);  // d mean-loss / d cos(u_b, i_b)
+  double loss = 0;
+  // One parallel region as in softmax_step: rows b0..b1 for the scores, the row gradients and
+  // dU; candidates c0..c1 for dV; single-threaded BLAS calls on the slices.
+  const int threads = B * (C + 1) * d < (int64_t{1} << 22) ? 1 : threads_;
+  BlasThreads blas(1);
+#pragma omp parallel num_threads(threads) reduction(+ : loss)
+  {
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t b0 = B * tid / nt, b1 = B * (tid + 1) / nt;
+    const int64_t c0 = C * tid / nt, c1 = C * (tid + 1) / nt;
+    for (int64_t b = b0; b < b1; ++b) {
+      std::copy_n(users.row(batch_users[b]), d, w.u.data() + b * d);
+      std::copy_n(items.row(positives[b]), d, w.vp.data() + b * d);
+    }
+    for (int64_t c = c0; c < c1; ++c) std::copy_n(items.row(cand[c]), d, w.v.data() + c * d);
+#pragma omp barrier
+    const int rows = static_cast<int>(b1 - b0);
+    if (rows > 0 && C > 0)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, static_cast<int>(C), d, 1.f,
+                  w.u.data() + b0 * d, d, w.v.data(), d, 0.f, w.scores.data() + b0 * C,
+                  static_cast<int>(C));
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* ub = w.u.data() + b * d;
+      const float* vb = w.vp.data() + b * d;
+      float* row = w.scores.data() + b * C;
+      const data::index_t pos = positives[b];
+      // The row's negatives: every candidate but its positive (its own column with in_batch,
+      // and accidental hits).
+      int64_t kept = 0;
+      double above = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        if (cand[c] == pos) continue;
+        ++kept;
+        if (row[c] > margin) above += static_cast<double>(row[c]) - margin;
+      }
+      const float scale = kept > 0 ? weight / static_cast<float>(kept) / static_cast<float>(B) : 0.f;
+      for (int64_t c = 0; c < C; ++c) row[c] = cand[c] != pos && row[c] > margin ? scale : 0.f;
+      loss += 1.0 - static_cast<double>(dot(ub, vb, d)) +
+              (kept > 0 ? static_cast<double>(weight) * above / static_cast<double>(kept) : 0.0);
+    }
+    if (rows > 0) {
+      // dU = G V over the candidates, plus the positive's term.
+      if (C > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, static_cast<int>(C), 1.f,
+                    w.scores.data() + b0 * C, static_cast<int>(C), w.v.data(), d, 0.f,
+                    w.du.data() + b0 * d, d);
+      else
+        std::fill(w.du.begin() + b0 * d, w.du.begin() + b1 * d, 0.f);
+      for (int64_t b = b0; b < b1; ++b) {
+        float* du = w.du.data() + b * d;
+        float* dp = w.dv.data() + (C + b) * d;
+        const float* ub = w.u.data() + b * d;
+        const float* vb = w.vp.data() + b * d;
+        for (int c = 0; c < d; ++c) {
+          du[c] += pos_grad * vb[c];
+          dp[c] = pos_grad * ub[c];
+        }
+      }
+    }
+#pragma omp barrier
+    // dV = Gᵀ U over the candidates c0..c1.
+    if (c1 > c0)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
+                  static_cast<int>(B), 1.f, w.scores.data() + c0, static_cast<int>(C), w.u.data(),
+                  d, 0.f, w.dv.data() + c0 * d, d);
+  }
+  std::vector<data::index_t> item_ids(cand);
+  item_ids.insert(item_ids.end(), positives.begin(), positives.end());
+  if (w.user_slot.size() != static_cast<size_t>(users.rows)) w.user_slot.assign(users.rows, -1);
+  if (w.item_slot.size() != static_cast<size_t>(items.rows)) w.item_slot.assign(items.rows, -1);
+  unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
+  unique_sum(item_ids, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
+  const float reg = static_cast<float>(p_.regularization);
+  apply(users, um_, uv_, w.unique_users, w.gu, d, d, reg, s, threads);
+  apply(items, im_, iv_, w.unique_items, w.gi, d, d, reg, s, threads);
+  return loss / static_cast<double>(B);
+}
+
 // ---- fold-in -------------------------------------------------------------------------------
 
 Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& items,
@@ -601,6 +709,39 @@ Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& i
       Rng rng(derive_seed(seed, static_cast<uint64_t>(r)));
       std::fill(m.begin(), m.end(), 0.f);
       std::fill(v.begin(), v.end(), 0.f);
+      if (params.loss == BatchLoss::kCcl) {
+        // From the normalised sum of the row's items, projected steps on the sphere.
+        for (int64_t q = 0; q < P; ++q) {
+          const float* it = items.row(pb[q]);
+          for (int c = 0; c < d; ++c) u[c] += it[c];
+        }
+        normalize_row(u, d);
+        const float margin = static_cast<float>(params.margin);
+        const float weight = static_cast<float>(params.negative_weight);
+        for (int t = 1; t <= params.fold_in_steps; ++t) {
+          for (auto& j : neg) j = sampler.draw(rng);
+          for (int c = 0; c < d; ++c) g[c] = 0.f;
+          // Mean over the positives of (1 − cos): −1/P times each positive's row.
+          for (int64_t q = 0; q < P; ++q) {
+            const float* it = items.row(pb[q]);
+            for (int c = 0; c < d; ++c) g[c] -= it[c] / static_cast<float>(P);
+          }
+          int kept = 0;
+          for (int j = 0; j < M; ++j) kept += !std::binary_search(pb, pb + P, neg[j]);
+          for (int j = 0; j < M && kept > 0; ++j) {
+            if (std::binary_search(pb, pb + P, neg[j])) continue;
+            const float* it = items.row(neg[j]);
+            if (dot(u, it, d) <= margin) continue;
+            for (int c = 0; c < d; ++c) g[c] += weight / static_cast<float>(kept) * it[c];
+          }
+          float radial = 0;
+          for (int c = 0; c < d; ++c) radial += g[c] * u[c];
+          const OptimizerStep s = optimizer_step(adam, 0.01, t);
+          for (int c = 0; c < d; ++c) update<2>(u[c], g[c] - radial * u[c], m.data(), v.data(), c, s);
+          normalize_row(u, d);
+        }
+        continue;
+      }
       sp.resize(P);
       sn.resize(M);
       gp.resize(P);

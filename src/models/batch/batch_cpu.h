@@ -19,6 +19,14 @@
 /// norms. Candidates equal to the row's own positive other than its own column ("accidental
 /// hits") are left out of that row. Scores and gradients are three GEMMs per batch.
 ///
+/// Cosine contrastive loss (SimpleX, Mao et al. 2021; `model.type: ccl`): every user and item
+/// row is kept at unit norm, so a score is a cosine. A batch is `batch_size` training
+/// interactions (u_b, i_b) and `negatives` items shared by the batch (plus, with in_batch, the
+/// batch's positives); row b's loss is (1 − cos(u_b, i_b)) + w · mean over its negatives c of
+/// max(0, cos(u_b, c) − margin), w the negative weight, candidates equal to the row's positive
+/// left out. The step follows the gradient of the batch's mean loss projected onto the sphere,
+/// then rescales the rows (as the normalised softmax); scores and gradients are three GEMMs.
+///
 /// Negatives: item j is drawn with probability ∝ (n_j + 1)^negative_exp, n_j its training
 /// interactions (0: uniform), through Walker's alias table.
 
@@ -133,9 +141,10 @@ class BatchTrainerCpu {
   EpochStats epoch(Matrix& users, Matrix& items, int epoch, uint64_t seed);
   /// One optimiser step on the given samples, the same code the epochs run (tests call it with
   /// chosen samples). BPR: triples (batch_users[s], positives[s], negatives[s]), applied one
-  /// after the other, each with the gradient of its own loss; softmax: rows (batch_users[b],
-  /// positives[b]) against the candidates positives ++ negatives, the gradient of the batch's
-  /// mean loss. Returns the summed (BPR) or mean (softmax) loss before the update.
+  /// after the other, each with the gradient of its own loss; softmax and CCL: rows
+  /// (batch_users[b], positives[b]) against the shared candidates (softmax: positives ++
+  /// negatives; CCL: the negatives, after the positives when in_batch), the gradient of the
+  /// batch's mean loss. Returns the summed (BPR) or mean (softmax, CCL) loss before the update.
   double step(Matrix& users, Matrix& items, const std::vector<data::index_t>& batch_users,
               const std::vector<data::index_t>& positives,
               const std::vector<data::index_t>& negatives, double lr);
@@ -153,11 +162,15 @@ class BatchTrainerCpu {
 
  private:
   EpochStats bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed, Progress& progress);
-  EpochStats softmax_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed,
-                           Progress& progress);
+  // Softmax and CCL: batches of positives with negatives shared by the batch.
+  EpochStats shared_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed,
+                          Progress& progress);
   double softmax_step(Matrix& users, Matrix& items, const std::vector<data::index_t>& batch_users,
                       const std::vector<data::index_t>& positives,
                       const std::vector<data::index_t>& negatives, const OptimizerStep& s);
+  double ccl_step(Matrix& users, Matrix& items, const std::vector<data::index_t>& batch_users,
+                  const std::vector<data::index_t>& positives,
+                  const std::vector<data::index_t>& negatives, const OptimizerStep& s);
   void ensure_state(const Matrix& users, const Matrix& items);
 
   BatchParams p_;
@@ -175,8 +188,10 @@ class BatchTrainerCpu {
 /// Factors of new rows (positives: every stored entry of each row), the item factors fixed:
 /// `fold_in_steps` Adam steps (learning rate 0.01) from zero on the row's loss against all its positives and
 /// `max(negatives, 64)` negatives per step (BPR: every positive against every negative; softmax:
-/// each positive against the row's positives and the negatives, logq corrected). The bias
-/// column of the result holds 1. Rows with no entries come out 0 (and 1 in the bias column).
+/// each positive against the row's positives and the negatives, logq corrected). CCL starts
+/// from the normalised sum of the row's items and takes projected steps on the unit sphere on
+/// its loss (negatives that are among the row's items left out). The bias column of the result
+/// holds 1. Rows with no entries come out 0 (and 1 in the bias column).
 Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& items,
                const ItemSampler& sampler, uint64_t seed, int threads);
 

@@ -1,6 +1,7 @@
 #pragma once
 /// @file batch_math.h
-/// The math shared by the CPU and CUDA paths of the batch-trained models (BPR, sampled softmax):
+/// The math shared by the CPU and CUDA paths of the batch-trained models (BPR, sampled softmax,
+/// the cosine contrastive loss):
 /// the options both devices read, stable sigmoid terms, and one optimiser step on one weight.
 /// Plain C++ that nvcc compiles for the device too (`RF_HD`); no CUDA types.
 
@@ -21,7 +22,7 @@ namespace recforge::backend {
 enum class Optimizer : int { kSgd = 0, kAdagrad = 1, kAdam = 2 };
 
 /// Which loss a batch model trains (`model.type`).
-enum class BatchLoss : int { kBpr = 0, kSoftmax = 1 };
+enum class BatchLoss : int { kBpr = 0, kSoftmax = 1, kCcl = 2 };
 
 /// Hyperparameters of one batch-model training run, read by both devices.
 struct BatchParams {
@@ -44,6 +45,9 @@ struct BatchParams {
   bool in_batch = true;             ///< softmax: the batch's other positives are negatives too
   bool logq = true;                 ///< softmax: subtract log of each candidate's expected count
   bool normalize = false;           ///< softmax: rows kept at unit norm, so scores are cosines
+                                    ///< (ccl: always)
+  double margin = 0.9;              ///< ccl: negatives count only above this cosine
+  double negative_weight = 150.0;   ///< ccl: weight of the mean negative term
   int fold_in_steps = 50;           ///< optimiser steps of fold_in (new rows, items fixed)
 
   /// Columns of the stored factor matrices: factors, plus one for the item bias.
