@@ -1,4 +1,4 @@
-// BPR and sampled softmax on every device (models/batch/batch_cpu.h, models/batch/batch_cuda_trainer.h).
+// BPR, sampled softmax and CCL on every device (models/batch/batch_cpu.h, models/batch/batch_cuda_trainer.h).
 // The devices draw different samples (xoshiro on the CPU, Philox on the GPU) and run Hogwild in
 // different orders, so they are compared through what training achieves, not factor by factor.
 #include <gtest/gtest.h>
@@ -24,7 +24,8 @@ using models::BatchOptions;
 /// Loss decrease: the last epoch's mean loss must be at most this fraction of the first's. One
 /// epoch's mean over 4,400 samples carries about 1 % sampling noise; on the planted set every
 /// configuration below lowers the loss by 45 % or more in 6 epochs on the CPU (BPR 0.69 → 0.10,
-/// softmax 4.5 → 2.4), so 0.9 fails only when training does not work.
+/// softmax 4.5 → 2.4; CCL: see LossDecreasesForEveryLossAndOptimizer's log), so 0.9 fails only
+/// when training does not work.
 constexpr double kLossDropFactor = 0.9;
 /// Planted groups: Recall@10 of each user's held-out item. A model that has learnt the groups
 /// ranks the user's 9 unseen group items above all others, so recall is ~1 (the CPU reaches
@@ -65,6 +66,12 @@ BatchOptions options(BatchLoss loss, Optimizer opt) {
     p.learning_rate = 0.1;
   else
     p.learning_rate = 0.02;
+  if (loss == BatchLoss::kCcl) {  // unit rows, cosine scores, many shared negatives
+    p.normalize = true;
+    p.in_batch = false;
+    p.margin = 0.3;
+    p.negative_weight = 5;
+  }
   o.epochs = 6;
   o.seed = 5;
   o.init_std = 0.1;
@@ -141,7 +148,7 @@ double recall_at_10(const models::Model& m, const Planted& p) {
 TEST_P(EmbeddingOnDevice, LossDecreasesForEveryLossAndOptimizer) {
   const data::Csr r = planted(31).train;
   const data::Csr rt = r.transpose();
-  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {
+  for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax, BatchLoss::kCcl}) {
     for (Optimizer opt : {Optimizer::kSgd, Optimizer::kAdagrad, Optimizer::kAdam}) {
       const BatchOptions o = options(loss, opt);
       auto m = models::make_batch_model(o, ctx_);
@@ -172,14 +179,17 @@ TEST_P(EmbeddingOnDevice, SoftmaxVariantsLowerTheLoss) {
 TEST_P(EmbeddingOnDevice, PlantedGroupsAreRecovered) {
   const Planted p = planted(77);
   const data::Csr rt = p.train.transpose();
-  // Plain BPR and softmax, BPR with dynamic negative sampling, the cosine softmax, and the
-  // cosine softmax with an item bias outside the sphere.
-  for (int variant = 0; variant < 5; ++variant) {
-    const BatchLoss loss = variant == 0 || variant == 2 ? BatchLoss::kBpr : BatchLoss::kSoftmax;
+  // Plain BPR and softmax, BPR with dynamic negative sampling, the cosine softmax, the cosine
+  // softmax with an item bias outside the sphere, and CCL without and with in-batch negatives.
+  for (int variant = 0; variant < 7; ++variant) {
+    const BatchLoss loss = variant == 0 || variant == 2 ? BatchLoss::kBpr
+                           : variant >= 5           ? BatchLoss::kCcl
+                                                    : BatchLoss::kSoftmax;
     BatchOptions o = options(loss, Optimizer::kAdam);
     o.epochs = 20;
     if (variant == 2) o.params.hard_negatives = 8;
-    if (variant >= 3) {
+    if (variant == 6) o.params.in_batch = true;
+    if (variant == 3 || variant == 4) {
       o.params.normalize = true;
       o.params.item_bias = variant == 4;
       o.params.temperature = 0.2;

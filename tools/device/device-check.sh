@@ -6,17 +6,17 @@
 #      machine where no GPU answers (a driver too old for CUDA 13) fails instead of skipping,
 #   2. compute-sanitizer memcheck and racecheck on a few small GPU tests (when the tool works),
 #   3. an end-to-end training run (configs/quickstart.yaml on cuda, float16 factors) and BPR /
-#      sampled softmax on a synthetic set (samples per second),
+#      sampled softmax / CCL on a synthetic set (samples per second),
 #   4. the benchmark (tools/bench/bench_gpu.cpp) on the ML-20M shape, with top-k,
 #   5. the Python package on cuda and cpu (tools/device/python_check.py) when the bundle has it,
 #   6. distributed iALS on the GPU through NCCL as one process (--distributed) against the
 #      single-GPU model (train.log; summary line "dist"),
 # and writes one line per step to $OUT/summary.txt as each step ends (a call cut short still
 # brings back the steps done), then prints the summary. Every step has a cap (CAP_* below, in
-# seconds); the caps add up to 410 s, so the whole check fits in 7 minutes:
+# seconds); the caps add up to 425 s, so the whole check fits in 8 minutes:
 #
 #   here:   tools/device/device-bundle.sh      (or BUILD=build/release tools/device/device-bundle.sh)
-#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=450)
+#   device: run(command="bash tools/device/device-check.sh", carry=[".device"], timeout_s=480)
 #
 # `--large` adds the 10x data set to the benchmark (another 150 s: timeout_s=600). The files
 # under $OUT stay within the device tool's 8: summary.txt, tests.log, sanitizer.log, train.log,
@@ -119,7 +119,7 @@ else
   note sanitizer "not run: no compute-sanitizer"
 fi
 
-# 3. An end-to-end run on the GPU, then BPR and sampled softmax at 128 factors on a synthetic
+# 3. An end-to-end run on the GPU, then BPR, sampled softmax and CCL at 128 factors on a synthetic
 # set: samples (positives) per second from run.json's epoch times.
 echo "== 3. recforge train on cuda ($(elapsed) s)"
 rm -rf /tmp/rf-runs
@@ -132,7 +132,8 @@ tail -8 "$LOG/train.log"
 note train "rc=$rc; $(grep -E "iALS on|^.*test \(" "$LOG/train.log" | sed 's/^.*\] //' | tr '\n' ' ' | cut -c1-300)"
 for m in "bpr --set model.optimizer=sgd --set model.learning_rate=0.05" \
          "bpr --set model.optimizer=adam --set model.hard_negatives=32" \
-         "softmax --set model.normalize=true --set model.temperature=0.1 --set model.negatives=1024"; do
+         "softmax --set model.normalize=true --set model.temperature=0.1 --set model.negatives=1024" \
+         "ccl --set model.negatives=1024 --set model.in_batch=false --set model.margin=0.9 --set model.negative_weight=150"; do
   rm -rf /tmp/rf-batch
   echo "== $m" >>"$LOG/train.log"
   timeout $CAP_BATCH "$D/recforge" train configs/quickstart.yaml --device cuda \
@@ -150,7 +151,7 @@ secs = sorted(h["seconds"] for h in run["history"])[len(run["history"]) // 2]
 print(f"{nnz / secs / 1e6:.1f}M samples/s ({secs:.3f} s/epoch, {nnz:,} train)")
 PY
 )
-  note "${m%% *}" "$(echo "$m" | grep -oE "(sgd|adam|hard_negatives=[0-9]+|normalize=true)" | tr '\n' ' ')rc=$rc ${rate:-no figure}"
+  note "${m%% *}" "$(echo "$m" | grep -oE "(sgd|adam|hard_negatives=[0-9]+|normalize=true|negatives=1024)" | tr '\n' ' ')rc=$rc ${rate:-no figure}"
 done
 
 # 4. The benchmark: ML-20M shape and top-k (one timed iteration after the warm-up).

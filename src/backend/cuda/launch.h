@@ -178,7 +178,7 @@ void launch_coverage(const int32_t* first_rank, int64_t n_items, int nk, const i
 /// Fills n ints with v.
 void launch_fill(int32_t* p, int64_t n, int32_t v, cudaStream_t stream);
 
-// ---- BPR and sampled softmax (models/batch/bpr.cu, models/batch/softmax.cu) ----------------------------
+// ---- BPR, sampled softmax and CCL (models/batch/bpr.cu, models/batch/softmax.cu) ------------------------
 
 /// A batch model's factors on the device: compact row-major float32 rows of `dim` columns
 /// (64-bit row offsets), with their optimiser state (same shape; null when the optimiser keeps
@@ -251,6 +251,18 @@ void launch_gather_rows(const float* src, int dim, const int32_t* ids, int64_t n
 void launch_softmax_rows(float* s, int64_t batch, int64_t cands, const int32_t* candidates,
                          const float* log_expected, bool in_batch, double* loss_sum,
                          cudaStream_t stream);
+/// CCL on the row-major batch × cands cosine matrix s (u·v of unit rows), in place: row b's
+/// negatives are the candidates other than positives[b]; adds Σ_b (1 − ub_b·vp_b) + weight ·
+/// mean over b's negatives of max(0, s − margin) to *loss_sum and leaves G = d mean-loss / d s
+/// (weight / (negatives · batch) where s > margin, else 0). ub, vp: the rows' user and positive
+/// vectors (batch × dim).
+void launch_ccl_rows(float* s, int64_t batch, int64_t cands, const int32_t* candidates,
+                     const int32_t* positives, const float* ub, const float* vp, int dim,
+                     float margin, float weight, double* loss_sum, cudaStream_t stream);
+/// CCL's positive terms (g = d mean-loss / d cos⁺ = −1 / batch): du += g·vp, dvp = g·ub
+/// (batch × dim each).
+void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, int dim, float g,
+                               float* du, float* dvp, cudaStream_t stream);
 /// Temporary bytes of sort_row_ids for n ids.
 size_t sort_row_ids_temp_bytes(int64_t n, int end_bit);
 /// Sorts (row id, position) pairs by row id on bits [0, end_bit) (CUB radix sort; stable).

@@ -75,8 +75,10 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   BatchTrainerCudaImpl(std::shared_ptr<CudaResources> gpu, int64_t n_users, int64_t n_items,
                const BatchParams& params)
       : gpu_(std::move(gpu)), nu_(n_users), ni_(n_items), p_(params), dim_(params.dim()),
-        softmax_(params.loss == BatchLoss::kSoftmax),
-        cands_(params.batch_size + (softmax_ ? params.negatives : 0)) {
+        softmax_(params.loss != BatchLoss::kBpr),
+        ccl_(params.loss == BatchLoss::kCcl),
+        cands_(params.batch_size + (softmax_ ? params.negatives : 0)),
+        ids_(cands_ + (ccl_ ? params.batch_size : 0)) {
     DeviceScope scope(g().device());
     const int states = state_arrays(p_.optimizer);
     const int64_t factors = (nu_ + ni_) * dim_ * 4 * (1 + states);
@@ -107,22 +109,25 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     loss_.reset(2);
     flags_.reset(2);
     if (softmax_) {
-      const int64_t b = p_.batch_size, c = cands_;
+      // CCL: ids_ = C + B ids (the positives once more after the candidates, for their own
+      // gradient rows) and the positives' rows vp.
+      const int64_t b = p_.batch_size, c = cands_, n = ids_;
       batch_users_.reset(b);
-      cand_.reset(c);
+      cand_.reset(n);
       log_expected_.reset(c);
       ub_.reset(b * dim_);
+      if (ccl_) vp_.reset(b * dim_);
       cm_.reset(c * dim_);
       scores_.reset(b * c);
       du_.reset(b * dim_);
-      dv_.reset(c * dim_);
-      ids_out_.reset(c);
-      positions_.reset(c);
-      pos_out_.reset(c);
+      dv_.reset(n * dim_);
+      ids_out_.reset(n);
+      positions_.reset(n);
+      pos_out_.reset(n);
       sort_bits_ = id_bits(std::max(nu_, ni_));
-      sort_temp_bytes_ = sort_row_ids_temp_bytes(c, sort_bits_);
+      sort_temp_bytes_ = sort_row_ids_temp_bytes(n, sort_bits_);
       sort_temp_.reset(static_cast<int64_t>(sort_temp_bytes_) + 1);
-      launch_iota(positions_.data(), c, s);
+      launch_iota(positions_.data(), n, s);
     }
     g().synchronize();
   }
@@ -217,7 +222,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       const int64_t bs = std::min(b, nnz - st * b);
       const OptimizerStep os = optimizer_step(p_, lr, ++step_);
       rng.step = static_cast<uint64_t>(st);
-      if (softmax_)
+      if (ccl_)
+        ccl_step(bs, rng, os);
+      else if (softmax_)
         softmax_step(bs, rng, os);
       else
         launch_bpr_step(factors_view(), data_view(), rng, bs, p_.negatives, p_.hard_negatives, p_.reject_seen,
@@ -233,7 +240,8 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     nonfinite_ = (flags[0] ? 1 : 0) | (flags[1] ? 2 : 0);
     stats.samples = nnz;
     stats.steps = steps;
-    // Softmax: mean over positives; BPR: mean over the triples trained (skipped ones excluded).
+    // Softmax, CCL: mean over positives; BPR: mean over the triples trained (skipped ones
+    // excluded).
     const double count = softmax_ ? static_cast<double>(nnz) : sums[1];
     stats.loss = count > 0 ? sums[0] / count : 0.0;
     return stats;
@@ -244,7 +252,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
  private:
   CudaResources& g() const { return *gpu_; }
 
-  const char* loss_label() const { return softmax_ ? "softmax" : "bpr"; }
+  const char* loss_label() const { return ccl_ ? "ccl" : softmax_ ? "softmax" : "bpr"; }
 
   template <typename T>
   void zero(DeviceBuffer<T>& b) {
@@ -262,8 +270,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   // gathered rows and their gradients (2 (B + C) dim floats), the B × C scores, the sort's
   // buffers (CUB's temporary storage estimated at 16 bytes per id).
   int64_t softmax_bytes() const {
-    const int64_t b = p_.batch_size, c = cands_;
-    return 4 * (b + 2 * c) + 4 * 2 * (b + c) * dim_ + 4 * b * c + 4 * 3 * c + 16 * c + (1 << 20);
+    const int64_t b = p_.batch_size, c = cands_, n = ids_;
+    return 4 * (b + n + c) + 4 * (b + c + n + (ccl_ ? b : 0) + b) * dim_ + 4 * b * c + 4 * 3 * n +
+           16 * n + (1 << 20);
   }
 
   BatchFactorsView factors_view() {
@@ -395,12 +404,62 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
                       pos_out_.data(), c, dv_.data(), reg, sphere, os, s);
   }
 
+  // One CCL step on bs positives. cand_ holds [positives (bs) | negatives (n) | positives
+  // again (bs)]; the score matrix's candidates start at the positives with in_batch, else at
+  // the negatives, and each row's own positive is scored by its own dot (ccl_rows). The items'
+  // gradient rows follow the same ids: the candidates', then the positives'.
+  void ccl_step(int64_t bs, const PhiloxPlan& rng, const OptimizerStep& os) {
+    const cudaStream_t s = g().stream();
+    const int n = p_.negatives;
+    launch_softmax_sample(data_view(), rng, bs, n, nullptr, nullptr, batch_users_.data(),
+                          cand_.data(), nullptr, s);
+    RF_CHECK_CUDA(cudaMemcpyAsync(cand_.data() + bs + n, cand_.data(), bs * sizeof(int32_t),
+                                  cudaMemcpyDeviceToDevice, s));
+    const int64_t first = p_.in_batch ? 0 : bs;  // the score matrix's first candidate
+    const int64_t c = bs + n - first;
+    const int32_t* cands = cand_.data() + first;
+    launch_gather_rows(users_.data(), dim_, batch_users_.data(), bs, ub_.data(), s);
+    launch_gather_rows(items_.data(), dim_, cand_.data(), bs, vp_.data(), s);
+    launch_gather_rows(items_.data(), dim_, cands, c, cm_.data(), s);
+    const float one = 1.f, zero = 0.f;
+    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
+    // As in softmax_step: S (bs × c) = Ub Cmᵀ, stored row-major (column-major Sᵀ = Cm Ubᵀ).
+    if (c > 0)
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, ic, ib, id, &one,
+                                  cm_.data(), id, ub_.data(), id, &zero, scores_.data(), ic));
+    launch_ccl_rows(scores_.data(), bs, c, cands, cand_.data(), ub_.data(), vp_.data(), dim_,
+                    static_cast<float>(p_.margin), static_cast<float>(p_.negative_weight),
+                    loss_.data(), s);
+    if (c > 0) {
+      // dU = G Cm; dV (the candidates' rows) = Gᵀ Ub.
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, id, ib, ic, &one,
+                                  cm_.data(), id, scores_.data(), ic, &zero, du_.data(), id));
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, id, ic, ib, &one,
+                                  ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
+    } else {
+      RF_CHECK_CUDA(cudaMemsetAsync(du_.data(), 0, bs * dim_ * sizeof(float), s));
+    }
+    launch_ccl_positive_grads(ub_.data(), vp_.data(), bs, dim_, -1.f / static_cast<float>(bs),
+                              du_.data(), dv_.data() + c * dim_, s);
+    const float reg = static_cast<float>(p_.regularization);
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
+                 positions_.data(), pos_out_.data(), bs, sort_bits_, s);
+    launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, dim_, ids_out_.data(),
+                      pos_out_.data(), bs, du_.data(), reg, dim_, os, s);
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cands, ids_out_.data(), positions_.data(),
+                 pos_out_.data(), c + bs, sort_bits_, s);
+    launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
+                      pos_out_.data(), c + bs, dv_.data(), reg, dim_, os, s);
+  }
+
   std::shared_ptr<CudaResources> gpu_;
   int64_t nu_, ni_;
   BatchParams p_;
   int dim_;
-  bool softmax_;
-  int64_t cands_;  // BPR: batch_size; softmax: batch_size + negatives
+  bool softmax_;   // softmax or CCL: batches with shared candidates
+  bool ccl_;
+  int64_t cands_;  // BPR: batch_size; softmax, CCL: batch_size + negatives (the draws)
+  int64_t ids_;    // item ids of a step: cands_, plus batch_size for CCL
   DeviceBuffer<float> users_, items_;                    // n × dim, row-major
   DeviceBuffer<float> user_m_, user_v_, item_m_, item_v_;  // optimiser state (may be empty)
   DeviceBuffer<double> loss_;                            // the epoch's loss sum, BPR triples
@@ -420,8 +479,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   DeviceBuffer<int32_t> batch_users_, cand_;  // B, C
   DeviceBuffer<float> log_expected_;          // C
   DeviceBuffer<float> ub_, cm_;               // B × dim, C × dim gathered rows
+  DeviceBuffer<float> vp_;                    // CCL: B × dim positives' rows
   DeviceBuffer<float> scores_;                // B × C scores, then G
-  DeviceBuffer<float> du_, dv_;               // B × dim, C × dim gradients
+  DeviceBuffer<float> du_, dv_;               // B × dim, C × dim (CCL: C + B) gradients
   DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;  // sort buffers, C each
   DeviceBuffer<unsigned char> sort_temp_;
   size_t sort_temp_bytes_ = 0;
@@ -433,7 +493,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
 std::unique_ptr<BatchTrainerCuda> make_batch_trainer_cuda(std::shared_ptr<CudaResources> gpu, int64_t n_users,
                                          int64_t n_items, const BatchParams& params) {
   RF_ASSERT(gpu != nullptr, "make_batch_trainer_cuda: no GPU resources");
-  const char* name = params.loss == BatchLoss::kSoftmax ? "softmax" : "bpr";
+  const char* name = params.loss == BatchLoss::kSoftmax ? "softmax"
+                     : params.loss == BatchLoss::kCcl   ? "ccl"
+                                                        : "bpr";
   if (n_users > INT32_MAX || n_items > INT32_MAX)
     fail("{} on the GPU: {} users and {} items; expected at most {} of each", name, n_users,
          n_items, INT32_MAX);
@@ -443,10 +505,13 @@ std::unique_ptr<BatchTrainerCuda> make_batch_trainer_cuda(std::shared_ptr<CudaRe
   if (params.negatives < 0 || (params.loss == BatchLoss::kBpr && params.negatives < 1))
     fail("model.negatives is {}; {} needs at least {}", params.negatives, name,
          params.loss == BatchLoss::kBpr ? 1 : 0);
+  if (params.loss != BatchLoss::kBpr &&
+      2 * params.batch_size + params.negatives > INT32_MAX / 2)
+    fail("model.batch_size + model.negatives is {}; the GPU {} supports at most {}",
+         params.batch_size + params.negatives, name, INT32_MAX / 2 - params.batch_size);
+  if (params.loss == BatchLoss::kCcl && params.item_bias)
+    fail("ccl has no item bias (its scores are cosines); set model.item_bias: false");
   if (params.loss == BatchLoss::kSoftmax) {
-    if (params.batch_size + params.negatives > INT32_MAX / 2)
-      fail("model.batch_size + model.negatives is {}; the GPU softmax supports at most {}",
-           params.batch_size + params.negatives, INT32_MAX / 2);
     if (!(params.temperature > 0)) fail("model.temperature is {}; expected > 0", params.temperature);
   }
   return std::make_unique<BatchTrainerCudaImpl>(std::move(gpu), n_users, n_items, params);

@@ -1,4 +1,4 @@
-// Sampled softmax on the GPU, the kernels around the three cuBLAS GEMMs of a step
+// Sampled softmax and CCL on the GPU, the kernels around the three cuBLAS GEMMs of a step
 // (models/batch/batch_cuda_trainer.cpp): Philox draws of the batch's positives and shared negatives with
 // each candidate's log expected count (logq), the gather of factor rows, the row softmax that
 // turns the B × C score matrix into the loss and G = (P − Y)/B in place, and the sparse
@@ -105,6 +105,51 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// CCL: a block per row b of the batch × cands cosine matrix s. Row b's positive scores
+// cos(ub_b, vp_b); every candidate other than its positive is a negative. Adds row b's loss
+// (1 − cos⁺) + weight · mean over its negatives of max(0, cos − margin) to *loss_sum and leaves
+// in s the gradient of the batch's mean loss with respect to each negative's cosine.
+__global__ void __launch_bounds__(kThreads)
+    ccl_rows(float* __restrict__ s, int64_t batch, int64_t cands, const int32_t* __restrict__ cand,
+             const int32_t* __restrict__ positives, const float* __restrict__ ub,
+             const float* __restrict__ vp, int dim, float margin, float weight,
+             double* loss_sum) {
+  __shared__ float scratch[kWarps];
+  for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
+    float* row = s + b * cands;
+    const int32_t pos = positives[b];
+    float own = 0.f;
+    for (int c = threadIdx.x; c < dim; c += kThreads)
+      own += ub[b * dim + c] * vp[b * dim + c];
+    own = block_sum<kThreads>(own, scratch);
+    float kept = 0.f, above = 0.f;
+    for (int64_t c = threadIdx.x; c < cands; c += kThreads) {
+      if (cand[c] == pos) continue;
+      kept += 1.f;
+      if (row[c] > margin) above += row[c] - margin;
+    }
+    kept = block_sum<kThreads>(kept, scratch);
+    above = block_sum<kThreads>(above, scratch);
+    const float scale = kept > 0.f ? weight / kept / static_cast<float>(batch) : 0.f;
+    for (int64_t c = threadIdx.x; c < cands; c += kThreads)
+      row[c] = cand[c] != pos && row[c] > margin ? scale : 0.f;
+    if (threadIdx.x == 0)
+      atomicAdd(loss_sum, 1.0 - static_cast<double>(own) +
+                              (kept > 0.f ? static_cast<double>(weight) * above / kept : 0.0));
+  }
+}
+
+// CCL: the positives' terms of the gradient, d mean-loss / d cos⁺ = g for every row:
+// du_b += g · vp_b and dvp_b = g · ub_b.
+__global__ void ccl_positive_grads(const float* __restrict__ ub, const float* __restrict__ vp,
+                                   int64_t n, float g, float* __restrict__ du,
+                                   float* __restrict__ dvp) {
+  RF_GRID_STRIDE(e, n) {
+    du[e] += g * vp[e];
+    dvp[e] = g * ub[e];
+  }
+}
+
 __global__ void iota(int32_t* __restrict__ p, int64_t n) {
   RF_GRID_STRIDE(e, n) p[e] = static_cast<int32_t>(e);
 }
@@ -185,6 +230,24 @@ void launch_softmax_rows(float* s, int64_t batch, int64_t cands, const int32_t* 
   if (batch <= 0) return;
   kernels::softmax_rows<<<grid_for(batch, 1), kernels::kThreads, 0, stream>>>(
       s, batch, cands, candidates, log_expected, in_batch, loss_sum);
+  RF_CHECK_LAUNCH();
+}
+
+void launch_ccl_rows(float* s, int64_t batch, int64_t cands, const int32_t* candidates,
+                     const int32_t* positives, const float* ub, const float* vp, int dim,
+                     float margin, float weight, double* loss_sum, cudaStream_t stream) {
+  if (batch <= 0) return;
+  kernels::ccl_rows<<<grid_for(batch, 1), kernels::kThreads, 0, stream>>>(
+      s, batch, cands, candidates, positives, ub, vp, dim, margin, weight, loss_sum);
+  RF_CHECK_LAUNCH();
+}
+
+void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, int dim, float g,
+                               float* du, float* dvp, cudaStream_t stream) {
+  const int64_t n = batch * dim;
+  if (n <= 0) return;
+  kernels::ccl_positive_grads<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(
+      ub, vp, n, g, du, dvp);
   RF_CHECK_LAUNCH();
 }
 
