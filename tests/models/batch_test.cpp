@@ -288,6 +288,23 @@ TEST(BatchStep, SoftmaxLossIsExactWhereTheProbabilityUnderflows) {
   EXPECT_NEAR(reported, softmax_loss(p, u0, v0, us, ps, ns, log_e), 2 * z_err + 1e-5);
 }
 
+// The central finite difference (h in each column, in double) of `loss(users, items)` with
+// respect to row r of the user (user_side) or item factors, the other matrix held at its value.
+template <class Loss>
+std::vector<double> row_gradient(const Matrix& u0, const Matrix& v0, bool user_side, int64_t r,
+                                 double h, Loss loss) {
+  const Matrix& before = user_side ? u0 : v0;
+  std::vector<double> g(static_cast<size_t>(before.cols));
+  for (int64_t c = 0; c < before.cols; ++c) {
+    Matrix up = before, dn = before;
+    up.row(r)[c] += static_cast<float>(h);
+    dn.row(r)[c] -= static_cast<float>(h);
+    const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
+    g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
+  }
+  return g;
+}
+
 TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
   // Unit rows, scores are cosines: a small SGD step moves each touched row by −lr times the
   // gradient projected onto the row's tangent space (to first order in lr) and keeps it unit.
@@ -325,14 +342,9 @@ TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
       const Matrix& before = user_side ? u0 : v0;
       const Matrix& after = user_side ? u1 : v1;
       for (int64_t r = 0; r < before.rows; ++r) {
-        std::vector<double> g(p.dim());
+        const std::vector<double> g = row_gradient(u0, v0, user_side, r, h, loss);
         double dot = 0, norm = 0, shift = 0;
         for (int c = 0; c < p.dim(); ++c) {
-          Matrix up = before, dn = before;
-          up.row(r)[c] += static_cast<float>(h);
-          dn.row(r)[c] -= static_cast<float>(h);
-          const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
-          g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
           if (c < k) {
             dot += g[c] * before.row(r)[c];
             norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
@@ -441,14 +453,9 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
       const Matrix& before = user_side ? u0 : v0;
       const Matrix& after = user_side ? u1 : v1;
       for (int64_t r = 0; r < before.rows; ++r) {
-        std::vector<double> g(p.dim());
+        const std::vector<double> g = row_gradient(u0, v0, user_side, r, h, loss);
         double dot = 0, norm = 0, shift = 0;
         for (int c = 0; c < p.dim(); ++c) {
-          Matrix up = before, dn = before;
-          up.row(r)[c] += static_cast<float>(h);
-          dn.row(r)[c] -= static_cast<float>(h);
-          const double step = static_cast<double>(up.row(r)[c]) - dn.row(r)[c];
-          g[c] = user_side ? (loss(up, v0) - loss(dn, v0)) / step : (loss(u0, up) - loss(u0, dn)) / step;
           dot += g[c] * before.row(r)[c];
           norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
           shift += std::abs(after.row(r)[c] - before.row(r)[c]);
