@@ -92,6 +92,25 @@ void check_model(const Config& cfg) {
         "cosine); set it to false, or use model.type: softmax with model.normalize for a "
         "cosine plus an item bias",
         cfg.where("model.item_bias"));
+  if (m.history_weight > 0 && m.type != "ccl")
+    fail("{}: model.history_weight (user-side aggregation) applies to ccl only (model.type is "
+         "{}); remove it or set model.type: ccl",
+         cfg.where("model.history_weight"), m.type);
+  if (m.type == "ccl" && m.history_weight >= 1)
+    fail("{}: model.history_weight is {}, but a user's own row must keep some weight; expected "
+         "a value in [0, 1)",
+         cfg.where("model.history_weight"), m.history_weight);
+  if (m.type == "ccl") {
+    // Softmax keys that CCL does not read: a value other than the default is said, not silently
+    // ignored (by value: a run's resolved config.yaml spells every default out).
+    if (m.temperature != 1.0)
+      fail("{}: model.temperature {} applies to softmax only; ccl has no logits to scale (its "
+           "margin and negative_weight shape the loss); remove the key",
+           cfg.where("model.temperature"), m.temperature);
+    if (!m.logq)
+      fail("{}: model.logq applies to softmax only; ccl has no logits to correct; remove the key",
+           cfg.where("model.logq"));
+  }
   if (m.type == "bpr" && m.negatives == 0)
     fail("{}: model.negatives is 0, but BPR needs at least one negative per positive",
          cfg.where("model.negatives"));

@@ -515,6 +515,14 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "ccl: weight of the negative term, the mean of max(0, cos - margin) over the row's "
           "negatives; a row's loss is (1 - cos of its positive) + negative_weight * that mean.")
       .ge(0);
+  f.field(&ModelSection::history_weight, "model.history_weight",
+          "ccl: SimpleX's user-side aggregation. A user's vector is the unit-norm "
+          "(1 - h) * own row + h * W * mean of the item rows of the user's training history, h "
+          "this weight and W a learned factors x factors matrix (starting as the identity); the "
+          "exported and evaluated user factors are these vectors. 0 (the default): the user's "
+          "own row. CPU only.")
+      .ge(0)
+      .le(1);
   f.field(&ModelSection::eval_every, "model.eval_every",
           "Evaluate on the validation set every N iterations (0: only after training).")
       .ge(0);

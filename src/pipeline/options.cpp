@@ -74,6 +74,7 @@ models::BatchOptions batch_options(const config::Settings& s) {
   p.normalize = s.model.normalize || p.loss == BatchLoss::kCcl;  // ccl: always cosines
   p.margin = s.model.margin;
   p.negative_weight = s.model.negative_weight;
+  p.history_weight = s.model.history_weight;
   o.epochs = static_cast<int>(s.model.iterations);
   o.init_std = s.model.init_std;
   o.seed = model_seed(s);

@@ -117,6 +117,29 @@ TEST(CheckpointModels, BatchModelsResumeBitwiseOnlyWithTheirOptimizerState) {
     }
 }
 
+TEST(CheckpointModels, CclResumesBitwiseWithAndWithoutHistoryAggregation) {
+  // With user-side aggregation the checkpoint's user factors are the served (aggregated)
+  // vectors; the users' own rows and the history map W are part of the training state, so
+  // without it even SGD continues differently.
+  using backend::BatchLoss;
+  using backend::Optimizer;
+  for (double h : {0.0, 0.5})
+    for (Optimizer opt : {Optimizer::kAdam, Optimizer::kSgd}) {
+      models::BatchOptions o = batch_options(BatchLoss::kCcl, opt);
+      o.params.item_bias = false;
+      o.params.normalize = true;
+      o.params.in_batch = false;
+      o.params.margin = 0.5;
+      o.params.negative_weight = 2;
+      o.params.history_weight = h;
+      if (opt == Optimizer::kSgd) o.params.learning_rate = 1.0;
+      const MakeModel make = [&] { return std::make_unique<models::BatchModel>(o, 1); };
+      EXPECT_TRUE(resume_matches(make, true)) << "h " << h << " " << int(opt);
+      EXPECT_EQ(resume_matches(make, false), opt == Optimizer::kSgd && h == 0)
+          << "h " << h << " " << int(opt);
+    }
+}
+
 // ---- Checkpoint files -----------------------------------------------------------------------
 
 Checkpoint small_checkpoint(int iteration, float value) {

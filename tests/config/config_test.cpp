@@ -171,9 +171,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "privacy.opt_out",
                            "privacy.file_mode",
                            "model.margin",
-                           "model.negative_weight"})
+                           "model.negative_weight",
+                           "model.history_weight"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 105u);
+  EXPECT_EQ(params().size(), 106u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -227,6 +227,18 @@ const std::vector<CrossCase>& cross_cases() {
        "x.yaml:4:3: model.item_bias does not apply to ccl, whose scores are cosines (its margin "
        "is a cosine); set it to false, or use model.type: softmax with model.normalize for a "
        "cosine plus an item bias"},
+      {"model:\n  type: softmax\n  history_weight: 0.5\n",
+       "x.yaml:3:3: model.history_weight (user-side aggregation) applies to ccl only (model.type "
+       "is softmax); remove it or set model.type: ccl"},
+      {"model:\n  type: ccl\n  history_weight: 1\n",
+       "x.yaml:3:3: model.history_weight is 1, but a user's own row must keep some weight; "
+       "expected a value in [0, 1)"},
+      {"model:\n  type: ccl\n  temperature: 0.1\n",
+       "x.yaml:3:3: model.temperature 0.1 applies to softmax only; ccl has no logits to scale "
+       "(its margin and negative_weight shape the loss); remove the key"},
+      {"model:\n  type: ccl\n  logq: false\n",
+       "x.yaml:3:3: model.logq applies to softmax only; ccl has no logits to correct; remove the "
+       "key"},
       {"model:\n  type: bpr\n  negatives: 0\n",
        "x.yaml:3:3: model.negatives is 0, but BPR needs at least one negative per positive"},
       {"model:\n  type: bpr\n  normalize: true\n",

@@ -180,8 +180,9 @@ TEST_P(EmbeddingOnDevice, PlantedGroupsAreRecovered) {
   const Planted p = planted(77);
   const data::Csr rt = p.train.transpose();
   // Plain BPR and softmax, BPR with dynamic negative sampling, the cosine softmax, the cosine
-  // softmax with an item bias outside the sphere, and CCL without and with in-batch negatives.
-  for (int variant = 0; variant < 7; ++variant) {
+  // softmax with an item bias outside the sphere, CCL without and with in-batch negatives, and
+  // CCL with SimpleX's user-side aggregation (CPU only: the GPU model refuses it).
+  for (int variant = 0; variant < 8; ++variant) {
     const BatchLoss loss = variant == 0 || variant == 2 ? BatchLoss::kBpr
                            : variant >= 5           ? BatchLoss::kCcl
                                                     : BatchLoss::kSoftmax;
@@ -189,6 +190,13 @@ TEST_P(EmbeddingOnDevice, PlantedGroupsAreRecovered) {
     o.epochs = 20;
     if (variant == 2) o.params.hard_negatives = 8;
     if (variant == 6) o.params.in_batch = true;
+    if (variant == 7) {
+      o.params.history_weight = 0.5;
+      if (on_gpu()) {
+        EXPECT_THROW(models::make_batch_model(o, ctx_), Error) << "aggregation on the GPU";
+        continue;
+      }
+    }
     if (variant == 3 || variant == 4) {
       o.params.normalize = true;
       o.params.item_bias = variant == 4;

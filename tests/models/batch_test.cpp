@@ -380,15 +380,15 @@ TEST(BatchStep, NormalizedSoftmaxStepFollowsTheGradientOnTheSphere) {
 // its positive) of max(0, cos(u_b, c) − margin). Cosines are computed from the rows as given
 // (unit rows in the tests, so cos = u·v; the finite differences below step off the sphere and
 // the projection removes the radial part).
-double ccl_loss(const BatchParams& p, const Matrix& U, const Matrix& V,
-                const std::vector<index_t>& us, const std::vector<index_t>& ps,
-                const std::vector<index_t>& ns) {
+// The same loss with row b's user vector given as user_vecs[b].
+double ccl_loss_of(const BatchParams& p, const std::vector<std::vector<double>>& user_vecs,
+                   const Matrix& V, const std::vector<index_t>& ps, const std::vector<index_t>& ns) {
   std::vector<index_t> cand;
   if (p.in_batch) cand = ps;
   cand.insert(cand.end(), ns.begin(), ns.end());
-  auto score = [&](index_t u, index_t i) {
+  auto score = [&](size_t b, index_t i) {
     double s = 0;
-    for (int k = 0; k < p.dim(); ++k) s += static_cast<double>(U.row(u)[k]) * V.row(i)[k];
+    for (int k = 0; k < p.dim(); ++k) s += user_vecs[b][static_cast<size_t>(k)] * V.row(i)[k];
     return s;
   };
   double l = 0;
@@ -398,16 +398,79 @@ double ccl_loss(const BatchParams& p, const Matrix& U, const Matrix& V,
     for (index_t c : cand) {
       if (c == ps[b]) continue;
       ++kept;
-      above += std::max(0.0, score(us[b], c) - p.margin);
+      above += std::max(0.0, score(b, c) - p.margin);
     }
-    l += 1.0 - score(us[b], ps[b]) + (kept > 0 ? p.negative_weight * above / kept : 0.0);
+    l += 1.0 - score(b, ps[b]) + (kept > 0 ? p.negative_weight * above / kept : 0.0);
   }
   return l / static_cast<double>(ps.size());
+}
+
+double ccl_loss(const BatchParams& p, const Matrix& U, const Matrix& V,
+                const std::vector<index_t>& us, const std::vector<index_t>& ps,
+                const std::vector<index_t>& ns) {
+  std::vector<std::vector<double>> vecs;
+  for (index_t u : us) vecs.emplace_back(U.row(u), U.row(u) + p.dim());
+  return ccl_loss_of(p, vecs, V, ps, ns);
+}
+
+// SimpleX's aggregated user vector from its definition, in double: z / ‖z‖ with
+// z = (1 − h) e_u + h W m_u, m_u the mean of the item rows of u's row of x, W row-major.
+std::vector<double> aggregated_user(const BatchParams& p, const Matrix& U, const Matrix& V,
+                                    const std::vector<double>& W, const Csr& x, index_t u) {
+  const int d = p.factors;
+  const double h = p.history_weight;
+  std::vector<double> m(static_cast<size_t>(d), 0.0), z(static_cast<size_t>(d), 0.0);
+  const int64_t n = x.row_size(u);
+  for (auto e = x.indptr[u]; e < x.indptr[u + 1]; ++e)
+    for (int c = 0; c < d; ++c) m[c] += V.row(x.indices[e])[c] / static_cast<double>(n);
+  double norm = 0;
+  for (int r = 0; r < d; ++r) {
+    double a = 0;
+    for (int c = 0; c < d; ++c) a += W[static_cast<size_t>(r * d + c)] * m[c];
+    z[r] = (1 - h) * U.row(u)[r] + h * a;
+    norm += z[r] * z[r];
+  }
+  for (double& v : z) v /= std::sqrt(norm);
+  return z;
 }
 
 // Scales every row of m to unit norm.
 void unit_rows(Matrix& m) {
   for (int64_t r = 0; r < m.rows; ++r) backend::cpu::normalize_row(m.row(r), static_cast<int>(m.cols));
+}
+
+// Checks one small SGD step of unit rows (u0, v0 → u1, v1, learning rate lr) against the central
+// differences of `loss`: every row stays unit and moved by −lr times the gradient projected onto
+// its tangent space (to first order in lr; the O(lr²) rest is the rescaling, below the
+// tolerance). Returns the user rows and the item rows that moved.
+template <class Loss>
+std::pair<std::set<int64_t>, std::set<int64_t>> expect_sphere_step(const Matrix& u0, const Matrix& v0,
+                                                                   const Matrix& u1, const Matrix& v1,
+                                                                   double lr, Loss loss,
+                                                                   const std::string& label) {
+  const double h = 1e-3;
+  std::pair<std::set<int64_t>, std::set<int64_t>> moved;
+  for (bool user_side : {true, false}) {
+    const Matrix& before = user_side ? u0 : v0;
+    const Matrix& after = user_side ? u1 : v1;
+    for (int64_t r = 0; r < before.rows; ++r) {
+      const std::vector<double> g = row_gradient(u0, v0, user_side, r, h, loss);
+      double dot = 0, norm = 0, shift = 0;
+      for (int64_t c = 0; c < before.cols; ++c) {
+        dot += g[c] * before.row(r)[c];
+        norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
+        shift += std::abs(after.row(r)[c] - before.row(r)[c]);
+      }
+      EXPECT_NEAR(norm, 1.0, 1e-5) << "row " << r << " " << label;
+      if (shift > 0) (user_side ? moved.first : moved.second).insert(r);
+      for (int64_t c = 0; c < before.cols; ++c) {
+        const double want = -lr * (g[c] - dot * before.row(r)[c]);
+        EXPECT_NEAR(after.row(r)[c] - before.row(r)[c], want, 2e-6 + 0.02 * std::abs(want))
+            << (user_side ? "user " : "item ") << r << " column " << c << " " << label;
+      }
+    }
+  }
+  return moved;
 }
 
 TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
@@ -447,32 +510,140 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
     // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
     EXPECT_NEAR(reported, ccl_loss(p, u0, v0, us, ps, ns), 1e-5) << "in_batch " << in_batch;
     auto loss = [&](const Matrix& u, const Matrix& v) { return ccl_loss(p, u, v, us, ps, ns); };
-    const double h = 1e-3;
-    int moved_rows = 0;
-    for (bool user_side : {true, false}) {
-      const Matrix& before = user_side ? u0 : v0;
-      const Matrix& after = user_side ? u1 : v1;
-      for (int64_t r = 0; r < before.rows; ++r) {
-        const std::vector<double> g = row_gradient(u0, v0, user_side, r, h, loss);
-        double dot = 0, norm = 0, shift = 0;
-        for (int c = 0; c < p.dim(); ++c) {
-          dot += g[c] * before.row(r)[c];
-          norm += static_cast<double>(after.row(r)[c]) * after.row(r)[c];
-          shift += std::abs(after.row(r)[c] - before.row(r)[c]);
-        }
-        EXPECT_NEAR(norm, 1.0, 1e-5) << "row " << r;
-        moved_rows += shift > 0;
-        for (int c = 0; c < p.dim(); ++c) {
-          const double want = -lr * (g[c] - dot * before.row(r)[c]);
-          EXPECT_NEAR(after.row(r)[c] - before.row(r)[c], want, 2e-6 + 0.02 * std::abs(want))
-              << (user_side ? "user " : "item ") << r << " column " << c << " in_batch " << in_batch;
-        }
-      }
-    }
+    const auto [users_moved, items_moved] =
+        expect_sphere_step(u0, v0, u1, v1, lr, loss, in_batch ? "in_batch" : "no in_batch");
     // At least the 3 users and the 3 positives moved (a negative moves only when some row's
     // cosine with it is above the margin), so the checks above are not vacuous.
-    EXPECT_GE(moved_rows, 3 + 3) << "in_batch " << in_batch;
+    EXPECT_GE(users_moved.size() + items_moved.size(), 3u + 3u) << "in_batch " << in_batch;
   }
+}
+
+TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
+  // SimpleX's user-side aggregation (history_weight h): row b scores with u' = z / ‖z‖,
+  // z = (1 − h) e_u + h W m_u, m_u the mean of the user's history items. One small SGD step
+  // moves each user's own row and each item row (the candidates, the positives and every
+  // history item of a batch user) by −lr times the gradient projected onto the row's tangent
+  // space, and W, a free matrix, by −lr times its gradient: all against central differences of
+  // the loss written in double (tolerances as in CclStepFollowsTheGradientOnTheSphere).
+  BatchParams p = params(BatchLoss::kCcl, 6, false);
+  p.normalize = true;
+  p.in_batch = false;
+  p.negatives = 4;
+  p.margin = 0.05;
+  p.negative_weight = 3.0;
+  p.history_weight = 0.4;
+  const int d = p.factors;
+  const Csr x = test::random_csr(8, 10, 4, 4);
+  auto [u0, v0] = factors(8, 10, p);
+  unit_rows(u0);
+  unit_rows(v0);
+  // W: the identity plus noise, so that a transposed W or gradient would show.
+  std::vector<float> w0(static_cast<size_t>(d * d));
+  Rng rng(17);
+  for (int r = 0; r < d; ++r)
+    for (int c = 0; c < d; ++c) w0[r * d + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(rng.uniform() - 0.5);
+  const std::vector<double> w0d(w0.begin(), w0.end());
+  const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+  auto loss_w = [&](const Matrix& u, const Matrix& v, const std::vector<double>& w) {
+    std::vector<std::vector<double>> vecs;
+    for (index_t b : us) vecs.push_back(aggregated_user(p, u, v, w, x, b));
+    return ccl_loss_of(p, vecs, v, ps, ns);
+  };
+  auto loss = [&](const Matrix& u, const Matrix& v) { return loss_w(u, v, w0d); };
+  // No cosine within 5e-3 of the margin's kink (a finite difference moves one by < 2e-3), and
+  // some negatives above it.
+  int above = 0;
+  for (index_t b : us) {
+    const std::vector<double> ub = aggregated_user(p, u0, v0, w0d, x, b);
+    for (index_t c : {2, 5, 8, 9, 0, 3}) {
+      double cos = 0;
+      for (int k = 0; k < d; ++k) cos += ub[k] * v0.row(c)[k];
+      ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << b << " item " << c;
+      above += cos > p.margin;
+    }
+  }
+  ASSERT_GE(above, 4);
+  // The exported vectors are the same u', for every user.
+  const Matrix agg = backend::cpu::aggregate_users(p, u0, w0, v0, x, 2);
+  for (index_t u = 0; u < 8; ++u) {
+    const std::vector<double> want = aggregated_user(p, u0, v0, w0d, x, u);
+    for (int c = 0; c < d; ++c) EXPECT_NEAR(agg.row(u)[c], want[c], 1e-6) << "user " << u;
+  }
+
+  BatchTrainerCpu t(p, x, 1);
+  backend::cpu::OptimizerState state;
+  state.map = w0;
+  t.set_optimizer_state(state, 8, 10);
+  Matrix u1 = u0, v1 = v0;
+  const double lr = 1e-3;
+  const double reported = t.step(u1, v1, us, ps, ns, lr);
+  EXPECT_NEAR(reported, loss(u0, v0), 1e-5);
+  const auto [users_moved, items_moved] = expect_sphere_step(u0, v0, u1, v1, lr, loss, "aggregated");
+  std::set<index_t> history_items;
+  for (index_t b : us)
+    for (auto e = x.indptr[b]; e < x.indptr[b + 1]; ++e) history_items.insert(x.indices[e]);
+  for (index_t i : history_items) EXPECT_TRUE(items_moved.count(i)) << "history item " << i << " did not move";
+  const double h = 1e-3;
+  // Items that only the history path moves, so the checks above cover it.
+  int history_only = 0;
+  for (index_t i : history_items) history_only += !std::set<index_t>{2, 5, 8, 9, 0, 3}.count(i);
+  ASSERT_GE(history_only, 2) << "the batch users' histories reach beyond the candidates";
+  const std::vector<float>& w1 = t.history_map();
+  double moved = 0;
+  for (int e = 0; e < d * d; ++e) {
+    std::vector<double> up = w0d, dn = w0d;
+    up[e] += h;
+    dn[e] -= h;
+    const double g = (loss_w(u0, v0, up) - loss_w(u0, v0, dn)) / (2 * h);
+    EXPECT_NEAR(w1[e] - w0[e], -lr * g, 2e-6 + 0.02 * std::abs(lr * g)) << "W entry " << e;
+    moved += std::abs(w1[e] - w0[e]);
+  }
+  EXPECT_GT(moved, 1e-5) << "W moved";
+}
+
+TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
+  // A batch large enough for the threaded path (B·(C+1)·d above 2^22): two threads split the
+  // rows, candidates, W's rows and the history items' slots between them; the result must be
+  // the one-thread step's up to float rounding (the GEMM slices sum in another order). Adam, so
+  // that the moments of every touched row and of W are exercised too.
+  BatchParams p = params(BatchLoss::kCcl, 32, false);
+  p.optimizer = Optimizer::kAdam;
+  p.normalize = true;
+  p.in_batch = true;
+  p.negatives = 512;
+  p.margin = 0.1;
+  p.negative_weight = 5.0;
+  p.history_weight = 0.5;
+  const Csr x = test::random_csr(300, 600, 20, 8);
+  auto [u0, v0] = factors(300, 600, p);
+  unit_rows(u0);
+  unit_rows(v0);
+  Rng rng(3);
+  std::vector<index_t> us, ps, ns;
+  for (int b = 0; b < 256; ++b) {
+    const index_t u = static_cast<index_t>(rng.below(300));
+    us.push_back(u);
+    ps.push_back(x.indices[x.indptr[u] + static_cast<int64_t>(rng.below(20))]);
+  }
+  for (int n = 0; n < 512; ++n) ns.push_back(static_cast<index_t>(rng.below(600)));
+  ASSERT_GE(static_cast<int64_t>(us.size()) * (256 + 512 + 1) * 32, int64_t{1} << 22);
+  Matrix u1 = u0, v1 = v0, u2 = u0, v2 = v0;
+  BatchTrainerCpu one(p, x, 1), two(p, x, 2);
+  const double l1 = one.step(u1, v1, us, ps, ns, 1e-2);
+  const double l2 = two.step(u2, v2, us, ps, ns, 1e-2);
+  EXPECT_NEAR(l1, l2, 1e-6 * std::abs(l1));
+  // Adam's first step moves a weight by about lr, so 1e-5 is far below any missed or doubled
+  // update while above the rounding of reordered float sums (~1e-7 relative).
+  double moved = 0;
+  for (size_t e = 0; e < u1.data.size(); ++e) {
+    ASSERT_NEAR(u1.data[e], u2.data[e], 1e-5) << "user value " << e;
+    moved += std::abs(u1.data[e] - u0.data[e]);
+  }
+  for (size_t e = 0; e < v1.data.size(); ++e) ASSERT_NEAR(v1.data[e], v2.data[e], 1e-5) << "item value " << e;
+  const std::vector<float>& w1 = one.history_map();
+  const std::vector<float>& w2 = two.history_map();
+  for (size_t e = 0; e < w1.size(); ++e) ASSERT_NEAR(w1[e], w2[e], 1e-5) << "W entry " << e;
+  EXPECT_GT(moved, 0.1);
 }
 
 TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {

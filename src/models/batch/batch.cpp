@@ -72,6 +72,7 @@ nlohmann::json describe_batch(const BatchOptions& o) {
   } else if (p.loss == BatchLoss::kCcl) {
     j["margin"] = p.margin;
     j["negative_weight"] = p.negative_weight;
+    j["history_weight"] = p.history_weight;
     j["in_batch"] = p.in_batch;
   } else {
     j["temperature"] = p.temperature;
@@ -91,10 +92,21 @@ void check_finite_factors(const Matrix& m, const char* side, int epoch) {
 
 namespace {
 
-const char* const kStateArrays[] = {"user_m", "user_v", "item_m", "item_v"};
+// The optimiser's arrays, then CCL's history map and its moments (factors × factors).
+const char* const kStateArrays[] = {"user_m", "user_v", "item_m", "item_v",
+                                    "history_map", "history_map_m", "history_map_v"};
+constexpr int kNumStateArrays = 7;
 
 std::vector<float>& state_array(backend::cpu::OptimizerState& s, int k) {
-  return k == 0 ? s.user_m : k == 1 ? s.user_v : k == 2 ? s.item_m : s.item_v;
+  switch (k) {
+    case 0: return s.user_m;
+    case 1: return s.user_v;
+    case 2: return s.item_m;
+    case 3: return s.item_v;
+    case 4: return s.map;
+    case 5: return s.map_m;
+    default: return s.map_v;
+  }
 }
 
 }  // namespace
@@ -103,7 +115,7 @@ TrainingState batch_state(int epochs_done, double last_loss,
                               backend::cpu::OptimizerState optimizer, int dim) {
   TrainingState s;
   s.values = {{"epochs_done", epochs_done}, {"last_loss", last_loss}, {"steps", optimizer.steps}};
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < kNumStateArrays; ++k) {
     std::vector<float>& a = state_array(optimizer, k);
     if (a.empty()) continue;
     Matrix m;
@@ -118,7 +130,7 @@ TrainingState batch_state(int epochs_done, double last_loss,
 backend::cpu::OptimizerState optimizer_state(TrainingState state) {
   backend::cpu::OptimizerState o;
   o.steps = state.values.value("steps", int64_t{0});
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < kNumStateArrays; ++k) {
     const auto it = state.arrays.find(kStateArrays[k]);
     if (it != state.arrays.end()) state_array(o, k) = std::move(it->second.data).take();
   }
@@ -140,7 +152,7 @@ void BatchModel::init(int64_t n_users, int64_t n_items) {
     const double b = static_cast<double>(p.batch_size), c = b + p.negatives;
     const int threads = std::max(threads_, openblas_get_num_threads());  // and OpenBLAS's pool
     check_memory(fmt::format("{} with model.factors {}", type(), p.factors),
-                 {{"factors", rows * d * f},
+                 {{"factors", (rows + (aggregating() ? static_cast<double>(n_users) : 0.0)) * d * f},
                   {"optimizer state", state * rows * d * f},
                   {"batch buffers", f * (b * c + 2 * (b + c) * d)},
                   {fmt::format("buffers of {} threads", threads),
@@ -148,6 +160,7 @@ void BatchModel::init(int64_t n_users, int64_t n_items) {
                  "model.factors, model.batch_size or train.threads");
   }
   std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
+  if (aggregating()) rows_ = users_;  // the served vectors are aggregated after each epoch
   if (trainer_) trainer_->reset_state();
   resumed_state_.reset();
   epochs_done_ = 0;
@@ -155,13 +168,31 @@ void BatchModel::init(int64_t n_users, int64_t n_items) {
 }
 
 TrainingState BatchModel::training_state() const {
-  return batch_state(epochs_done_, last_loss_,
-                         trainer_ ? trainer_->optimizer_state() : backend::cpu::OptimizerState{},
-                         o_.params.dim());
+  TrainingState s =
+      batch_state(epochs_done_, last_loss_,
+                  trainer_          ? trainer_->optimizer_state()
+                  : resumed_state_ ? *resumed_state_
+                                   : backend::cpu::OptimizerState{},
+                  o_.params.dim());
+  // With aggregation the checkpoint's user factors are the served vectors; the users' own rows
+  // are what training continues from.
+  if (aggregating()) s.arrays["user_rows"] = rows_;
+  return s;
 }
 
 void BatchModel::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  // Aggregating: the users' own rows from the state (without them, as set_factors: the served
+  // vectors, and a fresh history map).
+  Matrix rows;
+  const auto it = state.arrays.find("user_rows");
+  if (it != state.arrays.end()) {
+    RF_ASSERT(aggregating() && it->second.rows == users.rows && it->second.cols == users.cols,
+              "BatchModel::resume: the checkpoint's user rows do not fit the model");
+    rows = std::move(it->second);
+    state.arrays.erase(it);
+  }
   set_factors(std::move(users), std::move(items));
+  if (rows.rows > 0) rows_ = std::move(rows);
   epochs_done_ = iterations_done;
   last_loss_ = state.values.value("last_loss", 0.0);
   resumed_state_ = std::make_unique<backend::cpu::OptimizerState>(optimizer_state(std::move(state)));
@@ -182,9 +213,14 @@ void BatchModel::iterate(const data::Csr& user_items, const data::Csr&) {
     }
   }
   ++epochs_done_;
-  last_loss_ = trainer_->epoch(users_, items_, epochs_done_, o_.seed).loss;
-  check_finite_factors(users_, "user", epochs_done_);
+  last_loss_ = trainer_->epoch(aggregating() ? rows_ : users_, items_, epochs_done_, o_.seed).loss;
+  check_finite_factors(aggregating() ? rows_ : users_, "user", epochs_done_);
   check_finite_factors(items_, "item", epochs_done_);
+  if (aggregating()) {
+    users_ = backend::cpu::aggregate_users(o_.params, rows_, trainer_->history_map(), items_,
+                                           user_items, threads_);
+    check_finite_factors(users_, "aggregated user", epochs_done_);
+  }
 }
 
 double BatchModel::loss(const data::Csr&, const data::Csr&) const { return last_loss_; }
@@ -194,6 +230,9 @@ void BatchModel::set_factors(Matrix users, Matrix items) {
             "set_factors: factor count differs from the model's dimension");
   users_ = std::move(users);
   items_ = std::move(items);
+  // Aggregating: training continues from the given (served) vectors as the users' own rows,
+  // with a fresh history map.
+  if (aggregating()) rows_ = users_;
   if (trainer_) trainer_->reset_state();
   resumed_state_.reset();
 }

@@ -75,9 +75,15 @@ class BatchModel : public Model {
   const BatchOptions& options() const { return o_; }
 
  private:
+  // CCL with user-side aggregation: users_ are the aggregated (served) vectors, rows_ the
+  // users' own trained rows.
+  bool aggregating() const {
+    return o_.params.loss == backend::BatchLoss::kCcl && o_.params.history_weight > 0;
+  }
   BatchOptions o_;
   int threads_;
   Matrix users_, items_;
+  Matrix rows_;
   std::unique_ptr<backend::cpu::BatchTrainerCpu> trainer_;
   // Optimiser state of a checkpoint, for the trainer that the next iterate() creates.
   std::unique_ptr<backend::cpu::OptimizerState> resumed_state_;

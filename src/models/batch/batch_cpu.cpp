@@ -170,6 +170,8 @@ struct BatchTrainerCpu::Scratch {
   std::vector<int32_t> user_slot, item_slot; // row → index in the unique lists, or -1
   std::vector<data::index_t> unique_users, unique_items;
   std::vector<float> gu, gi;                 // summed gradients of the unique rows
+  // CCL with aggregation: history means m_b, then z_b and dL/dz_b; ‖z_b‖; dL/dm_b; dL/dW.
+  std::vector<float> hm, z, znorm, gm, gmap;
 };
 
 BatchTrainerCpu::BatchTrainerCpu(const BatchParams& params, const data::Csr& user_items,
@@ -196,6 +198,18 @@ void BatchTrainerCpu::reset_state() {
   im_.clear();
   iv_.clear();
   step_ = 0;
+  map_.clear();
+  mm_.clear();
+  mv_.clear();
+}
+
+const std::vector<float>& BatchTrainerCpu::history_map() {
+  const int k = p_.factors;
+  if (map_.empty()) {
+    map_.assign(static_cast<size_t>(k) * k, 0.f);
+    for (int c = 0; c < k; ++c) map_[static_cast<size_t>(c) * k + c] = 1.f;
+  }
+  return map_;
 }
 
 void BatchTrainerCpu::set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items) {
@@ -210,6 +224,14 @@ void BatchTrainerCpu::set_optimizer_state(OptimizerState s, int64_t n_users, int
                     fits(s.item_v, v, ni);
   RF_ASSERT((none || full) && s.steps >= 0,
             "BatchTrainerCpu::set_optimizer_state: state does not match the optimiser or shapes");
+  const size_t nm = static_cast<size_t>(p_.factors) * p_.factors;
+  const bool agg = p_.loss == BatchLoss::kCcl && p_.history_weight > 0;
+  RF_ASSERT((s.map.empty() && s.map_m.empty() && s.map_v.empty()) ||
+                (agg && s.map.size() == nm && fits(s.map_m, m, nm) && fits(s.map_v, v, nm)),
+            "BatchTrainerCpu::set_optimizer_state: history map does not match the model");
+  map_ = std::move(s.map);
+  mm_ = std::move(s.map_m);
+  mv_ = std::move(s.map_v);
   um_ = std::move(s.user_m);
   uv_ = std::move(s.user_v);
   im_ = std::move(s.item_m);
@@ -220,6 +242,12 @@ void BatchTrainerCpu::set_optimizer_state(OptimizerState s, int64_t n_users, int
 void BatchTrainerCpu::ensure_state(const Matrix& users, const Matrix& items) {
   RF_ASSERT(users.cols == p_.dim() && items.cols == p_.dim(),
             "BatchTrainerCpu: factor matrices must have params.dim() columns");
+  if (p_.loss == BatchLoss::kCcl && p_.history_weight > 0) {
+    history_map();
+    const size_t nm = map_.size();
+    if (p_.optimizer != Optimizer::kSgd && mv_.size() != nm) mv_.assign(nm, 0.f);
+    if (p_.optimizer == Optimizer::kAdam && mm_.size() != nm) mm_.assign(nm, 0.f);
+  }
   if (p_.optimizer == Optimizer::kSgd || !uv_.empty()) return;
   uv_.assign(users.data.size(), 0.f);
   iv_.assign(items.data.size(), 0.f);
@@ -452,9 +480,11 @@ void apply(Matrix& w, std::vector<float>& m, std::vector<float>& v,
 }
 
 // Sums the rows of `grads` (one per occurrence in `ids`) into one row per distinct id.
+// With keep_slots, `slot` still maps each id to its row of `sums` on return (the caller adds
+// more rows, then resets the slots of `unique` to −1).
 void unique_sum(const std::vector<data::index_t>& ids, const float* grads, int d,
                 std::vector<int32_t>& slot, std::vector<data::index_t>& unique,
-                std::vector<float>& sums) {
+                std::vector<float>& sums, bool keep_slots = false) {
   unique.clear();
   sums.clear();
   for (size_t q = 0; q < ids.size(); ++q) {
@@ -469,7 +499,8 @@ void unique_sum(const std::vector<data::index_t>& ids, const float* grads, int d
       for (int c = 0; c < d; ++c) dst[c] += src[c];
     }
   }
-  for (data::index_t id : unique) slot[id] = -1;
+  if (!keep_slots)
+    for (data::index_t id : unique) slot[id] = -1;
 }
 
 }  // namespace
@@ -602,6 +633,20 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
   const float margin = static_cast<float>(p_.margin);
   const float weight = static_cast<float>(p_.negative_weight);
   const float pos_grad = -1.f / static_cast<float>(B);  // d mean-loss / d cos(u_b, i_b)
+  // User-side aggregation: row b scores with u'_b = z_b / ‖z_b‖, z_b = (1 − h) e_b + h W m_b.
+  const bool agg = p_.history_weight > 0;
+  const float h = static_cast<float>(p_.history_weight);
+  if (agg) {
+    history_map();
+    w.hm.resize(static_cast<size_t>(B * d));
+    w.z.resize(static_cast<size_t>(B * d));
+    w.znorm.resize(static_cast<size_t>(B));
+    w.gm.resize(static_cast<size_t>(B * d));
+    w.gmap.resize(static_cast<size_t>(d) * d);
+  }
+  const auto history = [this](data::index_t u) {
+    return std::pair{x_.indices.data() + x_.indptr[u], x_.indices.data() + x_.indptr[u + 1]};
+  };
   double loss = 0;
   // One parallel region as in softmax_step: rows b0..b1 for the scores, the row gradients and
   // dU; candidates c0..c1 for dV; single-threaded BLAS calls on the slices.
@@ -615,6 +660,35 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     for (int64_t b = b0; b < b1; ++b) {
       std::copy_n(users.row(batch_users[b]), d, w.u.data() + b * d);
       std::copy_n(items.row(positives[b]), d, w.vp.data() + b * d);
+      if (!agg) continue;
+      float* mb = w.hm.data() + b * d;
+      std::fill_n(mb, d, 0.f);
+      const auto [hb, he] = history(batch_users[b]);
+      for (const data::index_t* j = hb; j != he; ++j) {
+        const float* it = items.row(*j);
+#pragma omp simd
+        for (int c = 0; c < d; ++c) mb[c] += it[c];
+      }
+      const float inv_n = he > hb ? 1.f / static_cast<float>(he - hb) : 0.f;
+      for (int c = 0; c < d; ++c) mb[c] *= inv_n;
+    }
+    if (agg && b1 > b0) {
+      // z = (1 − h) E + h M Wᵀ over rows b0..b1; the rows of U become z / ‖z‖.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b1 - b0), d, d, h,
+                  w.hm.data() + b0 * d, d, map_.data(), d, 0.f, w.z.data() + b0 * d, d);
+      for (int64_t b = b0; b < b1; ++b) {
+        float* zb = w.z.data() + b * d;
+        float* ub = w.u.data() + b * d;
+        double norm = 0;
+        for (int c = 0; c < d; ++c) {
+          zb[c] += (1.f - h) * ub[c];
+          norm += static_cast<double>(zb[c]) * zb[c];
+        }
+        const float len = static_cast<float>(std::sqrt(norm));
+        w.znorm[b] = len;
+        const float inv = len > 0 ? 1.f / len : 0.f;
+        for (int c = 0; c < d; ++c) ub[c] = zb[c] * inv;
+      }
     }
     for (int64_t c = c0; c < c1; ++c) std::copy_n(items.row(cand[c]), d, w.v.data() + c * d);
 #pragma omp barrier
@@ -660,6 +734,23 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
           dp[c] = pos_grad * ub[c];
         }
       }
+      if (agg) {
+        // Through u' = z / ‖z‖: dz = (du − (du·u') u') / ‖z‖, kept in w.z; the user's own row
+        // gets (1 − h) dz, the history mean h Wᵀ dz (w.gm, rows b0..b1).
+        for (int64_t b = b0; b < b1; ++b) {
+          float* du = w.du.data() + b * d;
+          float* dz = w.z.data() + b * d;
+          const float* ub = w.u.data() + b * d;
+          const float radial = dot(du, ub, d);
+          const float inv = w.znorm[b] > 0 ? 1.f / w.znorm[b] : 0.f;
+          for (int c = 0; c < d; ++c) {
+            dz[c] = (du[c] - radial * ub[c]) * inv;
+            du[c] = (1.f - h) * dz[c];
+          }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, d, h,
+                    w.z.data() + b0 * d, d, map_.data(), d, 0.f, w.gm.data() + b0 * d, d);
+      }
     }
 #pragma omp barrier
     // dV = Gᵀ U over the candidates c0..c1.
@@ -667,17 +758,116 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
                   static_cast<int>(B), 1.f, w.scores.data() + c0, static_cast<int>(C), w.u.data(),
                   d, 0.f, w.dv.data() + c0 * d, d);
+    // dW = h dZᵀ M, rows r0..r1 of factors × factors.
+    const int64_t r0 = d * tid / nt, r1 = d * (tid + 1) / nt;
+    if (agg && r1 > r0)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(r1 - r0), d,
+                  static_cast<int>(B), h, w.z.data() + r0, d, w.hm.data(), d, 0.f,
+                  w.gmap.data() + r0 * d, d);
   }
   std::vector<data::index_t> item_ids(cand);
   item_ids.insert(item_ids.end(), positives.begin(), positives.end());
   if (w.user_slot.size() != static_cast<size_t>(users.rows)) w.user_slot.assign(users.rows, -1);
   if (w.item_slot.size() != static_cast<size_t>(items.rows)) w.item_slot.assign(items.rows, -1);
   unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
-  unique_sum(item_ids, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
+  unique_sum(item_ids, w.dv.data(), d, w.item_slot, w.unique_items, w.gi, agg);
+  if (agg) {
+    // Every history item j of row b gets dL/dm_b / n_b. Slots first (one pass), then each
+    // thread adds into its own range of slots.
+    for (int64_t b = 0; b < B; ++b) {
+      const auto [hb, he] = history(batch_users[b]);
+      for (const data::index_t* j = hb; j != he; ++j)
+        if (w.item_slot[*j] < 0) {
+          w.item_slot[*j] = static_cast<int32_t>(w.unique_items.size());
+          w.unique_items.push_back(*j);
+        }
+    }
+    w.gi.resize(w.unique_items.size() * static_cast<size_t>(d), 0.f);
+    const int64_t U = static_cast<int64_t>(w.unique_items.size());
+#pragma omp parallel num_threads(threads)
+    {
+      const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+      const int64_t s0 = U * tid / nt, s1 = U * (tid + 1) / nt;
+      for (int64_t b = 0; b < B; ++b) {
+        const auto [hb, he] = history(batch_users[b]);
+        if (he == hb) continue;
+        const float inv_n = 1.f / static_cast<float>(he - hb);
+        const float* g = w.gm.data() + b * d;
+        for (const data::index_t* j = hb; j != he; ++j) {
+          const int64_t sl = w.item_slot[*j];
+          if (sl < s0 || sl >= s1) continue;
+          float* dst = w.gi.data() + sl * d;
+#pragma omp simd
+          for (int c = 0; c < d; ++c) dst[c] += inv_n * g[c];
+        }
+      }
+    }
+    for (data::index_t id : w.unique_items) w.item_slot[id] = -1;
+  }
   const float reg = static_cast<float>(p_.regularization);
   apply(users, um_, uv_, w.unique_users, w.gu, d, d, reg, s, threads);
   apply(items, im_, iv_, w.unique_items, w.gi, d, d, reg, s, threads);
+  if (agg) {
+    // W is a free matrix: a plain step, without L2 (model.regularization has no effect on ccl).
+    Matrix map;
+    map.rows = d;
+    map.cols = d;
+    map.data = std::move(map_);
+    std::vector<data::index_t> rows_of_map(static_cast<size_t>(d));
+    std::iota(rows_of_map.begin(), rows_of_map.end(), data::index_t{0});
+    apply(map, mm_, mv_, rows_of_map, w.gmap, d, 0, 0.f, s, threads);
+    map_ = std::move(map.data).take();
+  }
   return loss / static_cast<double>(B);
+}
+
+Matrix aggregate_users(const BatchParams& params, const Matrix& users,
+                       const std::vector<float>& map, const Matrix& items,
+                       const data::Csr& user_items, int threads) {
+  const int d = params.factors;
+  RF_ASSERT(params.loss == BatchLoss::kCcl && params.history_weight > 0 && !params.item_bias,
+            "aggregate_users: only ccl with a history weight aggregates");
+  RF_ASSERT(users.cols == d && items.cols == d && users.rows == user_items.rows &&
+                items.rows == user_items.cols && map.size() == static_cast<size_t>(d) * d,
+            "aggregate_users: shapes differ");
+  const float h = static_cast<float>(params.history_weight);
+  Matrix out;
+  out.rows = users.rows;
+  out.cols = d;
+  out.data.assign(static_cast<size_t>(users.rows * d), 0.f);
+  // Blocks of rows: history means into `out`, then z = (1 − h) E + h M Wᵀ, normalised.
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (users.rows + kBlock - 1) / kBlock;
+  BlasThreads blas(1);
+#pragma omp parallel num_threads(std::max(1, threads))
+  {
+    std::vector<float> z(static_cast<size_t>(kBlock * d));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t r0 = blk * kBlock, r1 = std::min(users.rows, r0 + kBlock);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* m = out.row(r);
+        const int64_t n = user_items.row_size(r);
+        for (data::offset_t e = user_items.indptr[r]; e < user_items.indptr[r + 1]; ++e) {
+          const float* it = items.row(user_items.indices[e]);
+#pragma omp simd
+          for (int c = 0; c < d; ++c) m[c] += it[c];
+        }
+        const float inv_n = n > 0 ? 1.f / static_cast<float>(n) : 0.f;
+        for (int c = 0; c < d; ++c) m[c] *= inv_n;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0), d, d, h,
+                  out.row(r0), d, map.data(), d, 0.f, z.data(), d);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* o = out.row(r);
+        const float* zr = z.data() + (r - r0) * d;
+        const float* e = users.row(r);
+        for (int c = 0; c < d; ++c) o[c] = zr[c] + (1.f - h) * e[c];
+        normalize_row(o, d);
+      }
+    }
+  }
+  return out;
 }
 
 // ---- fold-in -------------------------------------------------------------------------------

@@ -27,6 +27,14 @@
 /// left out. The step follows the gradient of the batch's mean loss projected onto the sphere,
 /// then rescales the rows (as the normalised softmax); scores and gradients are three GEMMs.
 ///
+/// User-side aggregation (SimpleX; ccl with history_weight h > 0): the user vector a row scores
+/// with is u' = z / ‖z‖, z = (1 − h)·e_u + h·W·m_u, where e_u is the user's own unit row, m_u the
+/// mean of the item rows of the user's training history (the matrix the trainer was built for)
+/// and W a learned factors × factors matrix (the "history map", the identity at the start). The
+/// step back-propagates through the normalisation into e_u (on the sphere), W (a free matrix)
+/// and every history item's row. aggregate_users() gives the u' of every user, the factors a
+/// model exports.
+///
 /// Negatives: item j is drawn with probability ∝ (n_j + 1)^negative_exp, n_j its training
 /// interactions (0: uniform), through Walker's alias table.
 
@@ -125,7 +133,15 @@ struct EpochStats {
 struct OptimizerState {
   std::vector<float> user_m, user_v, item_m, item_v;
   int64_t steps = 0;
+  /// CCL with history_weight > 0: the history map W (factors × factors, row-major) and its
+  /// moments (empty otherwise, and before the first step).
+  std::vector<float> map, map_m, map_v;
 };
+
+/// The aggregated user vectors u' (see the file comment) of every row of `user_items`, given the
+/// users' own rows, the history map W (factors × factors) and the item rows.
+Matrix aggregate_users(const BatchParams& params, const Matrix& users, const std::vector<float>& map,
+                       const Matrix& items, const data::Csr& user_items, int threads);
 
 /// Trains BPR or sampled softmax on the CPU. Holds what every epoch reuses: the row of each
 /// interaction, the negative sampler, the optimiser state.
@@ -151,7 +167,10 @@ class BatchTrainerCpu {
   /// Drops the optimiser state (new factors, e.g. after set_factors).
   void reset_state();
   /// The optimiser state, for a checkpoint.
-  OptimizerState optimizer_state() const { return {um_, uv_, im_, iv_, step_}; }
+  OptimizerState optimizer_state() const { return {um_, uv_, im_, iv_, step_, map_, mm_, mv_}; }
+  /// CCL with history_weight > 0: the history map W (factors × factors; the identity before the
+  /// first step).
+  const std::vector<float>& history_map();
   /// Replaces the optimiser state with one optimizer_state() gave (resuming a checkpoint); the
   /// arrays must be empty or match factors of `n_users` and `n_items` rows for this optimiser.
   void set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items);
@@ -181,6 +200,7 @@ class BatchTrainerCpu {
   ItemSampler sampler_;
   std::vector<float> um_, uv_, im_, iv_;  // optimiser state (empty for SGD)
   int64_t step_ = 0;
+  std::vector<float> map_, mm_, mv_;      // history map W and its moments (aggregation only)
   struct Scratch;                    // softmax batch buffers
   std::unique_ptr<Scratch> scratch_;
 };

@@ -9,6 +9,10 @@ namespace recforge::models {
 BatchModelCuda::BatchModelCuda(BatchOptions options, const Context& ctx)
     : o_(std::move(options)), device_name_(ctx.device().name()), threads_(ctx.threads()) {
   RF_ASSERT(ctx.device().kind == Device::Kind::kCuda, "BatchModelCuda needs a CUDA context");
+  if (o_.params.loss == backend::BatchLoss::kCcl && o_.params.history_weight > 0)
+    fail("model.history_weight {} (SimpleX's user-side aggregation) trains on the CPU only, and "
+         "this run's device is {}; set train.device: cpu, or model.history_weight: 0",
+         o_.params.history_weight, device_name_);
   gpu_ = ctx.cuda();
 }
 

@@ -114,7 +114,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       const int64_t b = p_.batch_size, c = cands_, n = ids_;
       batch_users_.reset(b);
       cand_.reset(n);
-      log_expected_.reset(c);
+      if (!ccl_) log_expected_.reset(c);  // logq: the softmax only
       ub_.reset(b * dim_);
       if (ccl_) vp_.reset(b * dim_);
       cm_.reset(c * dim_);
@@ -271,7 +271,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   // buffers (CUB's temporary storage estimated at 16 bytes per id).
   int64_t softmax_bytes() const {
     const int64_t b = p_.batch_size, c = cands_, n = ids_;
-    return 4 * (b + n + c) + 4 * (b + c + n + (ccl_ ? b : 0) + b) * dim_ + 4 * b * c + 4 * 3 * n +
+    return 4 * (b + n + (ccl_ ? 0 : c)) + 4 * (b + c + n + (ccl_ ? b : 0) + b) * dim_ + 4 * b * c + 4 * 3 * n +
            16 * n + (1 << 20);
   }
 
@@ -314,7 +314,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     const int64_t nnz = ui.nnz();
     const bool table = !sampler.uniform();
     // Offsets, items and the user of every interaction; alias table; logq rates.
-    const int64_t need = (nu_ + 1) * 8 + nnz * 8 + ni_ * 4 * ((table ? 2 : 0) + (softmax_ ? 2 : 0));
+    const bool logq_tables = softmax_ && !ccl_;  // the softmax's rates; CCL reads none
+    const int64_t need =
+        (nu_ + 1) * 8 + nnz * 8 + ni_ * 4 * ((table ? 2 : 0) + (logq_tables ? 2 : 0));
     const int64_t held = indptr_.bytes() + indices_.bytes() + row_of_.bytes() + accept_.bytes() +
                          alias_.bytes() + pos_rate_.bytes() + neg_prob_.bytes();
     const int64_t free = g().free_bytes() + held;
@@ -344,7 +346,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       copy_to_device(alias_.data(), sampler.alias().data(), ni_, s);
     }
     std::vector<float> rate, prob;
-    if (softmax_) {
+    pos_rate_ = DeviceBuffer<float>();
+    neg_prob_ = DeviceBuffer<float>();
+    if (logq_tables) {
       // logq: E_c = B·n_c/nnz (in-batch) + N·q_c, computed per candidate by the sampling kernel.
       const std::vector<int64_t> counts = cpu::item_counts(ui);
       rate.resize(static_cast<size_t>(ni_));

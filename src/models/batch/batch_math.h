@@ -48,6 +48,8 @@ struct BatchParams {
                                     ///< (ccl: always)
   double margin = 0.9;              ///< ccl: negatives count only above this cosine
   double negative_weight = 150.0;   ///< ccl: weight of the mean negative term
+  double history_weight = 0.0;      ///< ccl: weight h of the user's aggregated history in the
+                                    ///< user vector (SimpleX's 1 − g); 0: the user's own row
   int fold_in_steps = 50;           ///< optimiser steps of fold_in (new rows, items fixed)
 
   /// Columns of the stored factor matrices: factors, plus one for the item bias.
