@@ -1,7 +1,8 @@
 """recforge: recommendation embedding models (iALS, BPR, sampled softmax) on CPU and CUDA.
 
-- ``recforge.AlternatingLeastSquares``, ``recforge.BayesianPersonalizedRanking`` and
-  ``recforge.SampledSoftmax``: implicit 0.7's classes and methods over recforge's engine.
+- ``recforge.AlternatingLeastSquares``, ``recforge.BayesianPersonalizedRanking``,
+  ``recforge.SampledSoftmax`` and ``recforge.CosineContrastive``: implicit 0.7's classes and
+  methods over recforge's engine.
 - ``recforge.train(config)``: a run from a YAML config (a path or a dict), as ``recforge train``.
 - ``recforge.Export(path)``: answers queries from an export or a run directory (no SciPy needed).
 
@@ -38,9 +39,11 @@ def _choose_blas_kernels():
 _choose_blas_kernels()
 
 from ._recforge import __version__, cuda_compiled, cuda_device_count  # noqa: E402
-from .models import AlternatingLeastSquares, BayesianPersonalizedRanking, SampledSoftmax  # noqa: E402
+from .models import (  # noqa: E402
+    AlternatingLeastSquares, BayesianPersonalizedRanking, CosineContrastive, SampledSoftmax)
 from .runs import Export, RecommendationList, Run, train  # noqa: E402
 
 __all__ = ["__version__", "cuda_compiled", "cuda_device_count"]
-__all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax"]
+__all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax",
+            "CosineContrastive"]
 __all__ += ["train", "Run", "Export", "RecommendationList"]

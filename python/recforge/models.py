@@ -30,6 +30,7 @@ __all__ = [
     "AlternatingLeastSquares",
     "BayesianPersonalizedRanking",
     "SampledSoftmax",
+    "CosineContrastive",
     "MatrixFactorizationBase",
     "ParameterWarning",
 ]
@@ -975,3 +976,69 @@ class SampledSoftmax(MatrixFactorizationBase):
     def _saved(self):
         return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
                 for a, _, _ in self._keys}
+
+
+class CosineContrastive(MatrixFactorizationBase):
+    """SimpleX's cosine contrastive loss (recforge's ``ccl`` model; not in implicit).
+
+    Unit-norm user and item rows scored by cosine; a positive's loss is ``1 - cos`` plus
+    ``negative_weight`` times the mean over many sampled negatives of ``max(0, cos - margin)``
+    (docs/models.md).
+
+    Parameters
+    ----------
+    factors : int, optional
+        Number of latent factors (``model.factors``).
+    learning_rate : float, optional
+        Step size of the first epoch (``model.learning_rate``).
+    iterations : int, optional
+        Epochs of ``fit`` (``model.iterations``).
+    num_threads : int, optional
+        CPU threads, 0 for all cores (``train.threads``).
+    random_state : int, numpy.random.Generator, RandomState or None, optional
+        Seed (``model.seed``).
+    negatives, margin, negative_weight, history_weight, in_batch, batch_size, optimizer,
+    negative_exp, lr_decay : keyword only
+        The engine's ``model.*`` options of the same names (docs/configuration.md);
+        ``history_weight`` > 0 is SimpleX's user-side aggregation (CPU only).
+    device : str, keyword only
+        "auto", "cpu", "cuda" or "cuda:N" (``train.device``).
+    """
+
+    _model_type = "ccl"
+    _keys = (
+        ("factors", "model.factors", None),
+        ("learning_rate", "model.learning_rate", None),
+        ("iterations", "model.iterations", None),
+        ("negatives", "model.negatives", None),
+        ("margin", "model.margin", None),
+        ("negative_weight", "model.negative_weight", None),
+        ("history_weight", "model.history_weight", None),
+        ("in_batch", "model.in_batch", None),
+        ("batch_size", "model.batch_size", None),
+        ("optimizer", "model.optimizer", None),
+        ("negative_exp", "model.negative_exp", None),
+        ("lr_decay", "model.lr_decay", None),
+    )
+
+    def __init__(self, factors=64, learning_rate=0.004, iterations=40, num_threads=0,
+                 random_state=None, *, negatives=1000, margin=0.7, negative_weight=150.0,
+                 history_weight=0.0, in_batch=False, batch_size=512, optimizer="adam",
+                 negative_exp=0.0, lr_decay=0.92, device="auto", use_gpu=None):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.iterations = iterations
+        self.negatives = negatives
+        self.margin = margin
+        self.negative_weight = negative_weight
+        self.history_weight = history_weight
+        self.in_batch = in_batch
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.negative_exp = negative_exp
+        self.lr_decay = lr_decay
+        super().__init__(num_threads=num_threads, random_state=random_state, device=device,
+                         use_gpu=use_gpu)
+
+    def _saved(self):
+        return {a: getattr(self, a) for a, _, _ in self._keys}

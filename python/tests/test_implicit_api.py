@@ -128,7 +128,8 @@ def test_argument_mapping():
             b.verify_negative_samples) == (100, 0.01, 0.01, 100, True)
 
 
-@pytest.mark.parametrize("cls", [recforge.BayesianPersonalizedRanking, recforge.SampledSoftmax])
+@pytest.mark.parametrize("cls", [recforge.BayesianPersonalizedRanking, recforge.SampledSoftmax,
+                                 recforge.CosineContrastive])
 def test_batch_models_save_load_and_are_seeded(tmp_path, data, cls):
     a = cls(factors=5, iterations=2, random_state=7, num_threads=1)
     a.fit(data, show_progress=False)
