@@ -620,10 +620,12 @@ TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
   unit_rows(v0);
   Rng rng(3);
   std::vector<index_t> us, ps, ns;
-  for (int b = 0; b < 256; ++b) {
+  while (us.size() < 256) {  // users with a history (random_csr rows hold 0 to 39 items)
     const index_t u = static_cast<index_t>(rng.below(300));
+    const int64_t n = x.row_size(u);
+    if (n == 0) continue;
     us.push_back(u);
-    ps.push_back(x.indices[x.indptr[u] + static_cast<int64_t>(rng.below(20))]);
+    ps.push_back(x.indices[x.indptr[u] + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)))]);
   }
   for (int n = 0; n < 512; ++n) ns.push_back(static_cast<index_t>(rng.below(600)));
   ASSERT_GE(static_cast<int64_t>(us.size()) * (256 + 512 + 1) * 32, int64_t{1} << 22);
