@@ -96,6 +96,10 @@ void check_model(const Config& cfg) {
     fail("{}: model.history_weight (user-side aggregation) applies to ccl only (model.type is "
          "{}); remove it or set model.type: ccl",
          cfg.where("model.history_weight"), m.type);
+  if (m.dropout > 0 && m.type != "ccl")
+    fail("{}: model.dropout applies to ccl only (model.type is {}); remove it or set "
+         "model.type: ccl",
+         cfg.where("model.dropout"), m.type);
   if (m.type == "ccl" && m.history_weight >= 1)
     fail("{}: model.history_weight is {}, but a user's own row must keep some weight; expected "
          "a value in [0, 1)",

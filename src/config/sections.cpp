@@ -523,6 +523,13 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "own row. CPU only.")
       .ge(0)
       .le(1);
+  f.field(&ModelSection::dropout, "model.dropout",
+          "ccl: dropout on the user vector in training (SimpleX's): each coordinate of a "
+          "batch row's user vector is zeroed with this probability and the rest scaled by "
+          "1 / (1 - p), a new mask per row and step; evaluation and export use the whole "
+          "vector. 0 (the default): none. CPU only.")
+      .ge(0)
+      .le(0.9);
   f.field(&ModelSection::eval_every, "model.eval_every",
           "Evaluate on the validation set every N iterations (0: only after training).")
       .ge(0);

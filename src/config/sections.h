@@ -141,6 +141,7 @@ struct ModelSection {
   double margin = 0.9;
   double negative_weight = 150.0;
   double history_weight = 0.0;
+  double dropout = 0.0;
   int64_t eval_every = 0;
   int64_t patience = 0;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).

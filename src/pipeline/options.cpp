@@ -75,6 +75,7 @@ models::BatchOptions batch_options(const config::Settings& s) {
   p.margin = s.model.margin;
   p.negative_weight = s.model.negative_weight;
   p.history_weight = s.model.history_weight;
+  p.dropout = s.model.dropout;
   o.epochs = static_cast<int>(s.model.iterations);
   o.init_std = s.model.init_std;
   o.seed = model_seed(s);

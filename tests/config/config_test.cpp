@@ -172,9 +172,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "privacy.file_mode",
                            "model.margin",
                            "model.negative_weight",
-                           "model.history_weight"})
+                           "model.history_weight",
+                           "model.dropout"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 106u);
+  EXPECT_EQ(params().size(), 107u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -230,6 +230,9 @@ const std::vector<CrossCase>& cross_cases() {
       {"model:\n  type: softmax\n  history_weight: 0.5\n",
        "x.yaml:3:3: model.history_weight (user-side aggregation) applies to ccl only (model.type "
        "is softmax); remove it or set model.type: ccl"},
+      {"model:\n  type: bpr\n  dropout: 0.1\n",
+       "x.yaml:3:3: model.dropout applies to ccl only (model.type is bpr); remove it or set "
+       "model.type: ccl"},
       {"model:\n  type: ccl\n  history_weight: 1\n",
        "x.yaml:3:3: model.history_weight is 1, but a user's own row must keep some weight; "
        "expected a value in [0, 1)"},

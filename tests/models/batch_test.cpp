@@ -601,6 +601,90 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
   EXPECT_GT(moved, 1e-5) << "W moved";
 }
 
+TEST(BatchStep, CclDropoutMaskDropsItsShareAndKeepsTheMean) {
+  // Each value is 0 with probability p, else 1/(1 − p): over 200 rows × 50 values at p 0.3 the
+  // zero share is within 5 binomial standard deviations (sqrt(0.21/10000) ≈ 0.0046) of 0.3; the
+  // same seed and row give the same mask, another row another one.
+  const int d = 50;
+  std::vector<float> m(d), again(d);
+  int zeros = 0;
+  for (int r = 0; r < 200; ++r) {
+    backend::cpu::dropout_mask(77, r, d, 0.3, m.data());
+    for (float v : m) {
+      ASSERT_TRUE(v == 0.f || std::abs(v - 1.f / 0.7f) < 1e-6f) << v;
+      zeros += v == 0.f;
+    }
+  }
+  EXPECT_NEAR(zeros / 10000.0, 0.3, 5 * 0.0046);
+  backend::cpu::dropout_mask(77, 5, d, 0.3, m.data());
+  backend::cpu::dropout_mask(77, 5, d, 0.3, again.data());
+  EXPECT_EQ(m, again);
+  backend::cpu::dropout_mask(77, 6, d, 0.3, again.data());
+  EXPECT_NE(m, again);
+}
+
+TEST(BatchStep, CclDropoutStepFollowsTheGradient) {
+  // With model.dropout p, row b scores with its user vector (the own row, or u' with
+  // aggregation) times its mask (dropout_mask of the step's seed): one small SGD step against
+  // central differences of that loss, written in double with the same masks, as in the tests
+  // above. User 1 is in rows 0 and 3 with different masks.
+  for (double hw : {0.0, 0.4}) {
+    BatchParams p = params(BatchLoss::kCcl, 6, false);
+    p.normalize = true;
+    p.in_batch = false;
+    p.negatives = 4;
+    p.margin = 0.05;
+    p.negative_weight = 3.0;
+    p.history_weight = hw;
+    p.dropout = 0.3;
+    const int d = p.factors;
+    const Csr x = test::random_csr(8, 10, 4, 4);
+    auto [u0, v0] = factors(8, 10, p);
+    unit_rows(u0);
+    unit_rows(v0);
+    std::vector<float> w0(static_cast<size_t>(d * d), 0.f);
+    for (int c = 0; c < d; ++c) w0[c * d + c] = 1.f;
+    const std::vector<double> w0d(w0.begin(), w0.end());
+    const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+    BatchTrainerCpu t(p, x, 1);
+    Matrix u1 = u0, v1 = v0;
+    const double lr = 1e-3;
+    const double reported = t.step(u1, v1, us, ps, ns, lr);
+    std::vector<std::vector<float>> masks(us.size(), std::vector<float>(d));
+    int dropped = 0;
+    for (size_t b = 0; b < us.size(); ++b) {
+      backend::cpu::dropout_mask(t.dropout_seed(), static_cast<int64_t>(b), d, p.dropout, masks[b].data());
+      for (float m : masks[b]) dropped += m == 0.f;
+    }
+    ASSERT_GT(dropped, 0) << "some coordinates are dropped";
+    ASSERT_NE(masks[0], masks[3]) << "a repeated user gets another mask";
+    auto loss = [&](const Matrix& u, const Matrix& v) {
+      std::vector<std::vector<double>> vecs;
+      for (size_t b = 0; b < us.size(); ++b) {
+        std::vector<double> ub = hw > 0 ? aggregated_user(p, u, v, w0d, x, us[b])
+                                        : std::vector<double>(u.row(us[b]), u.row(us[b]) + d);
+        for (int c = 0; c < d; ++c) ub[c] *= masks[b][c];
+        vecs.push_back(ub);
+      }
+      return ccl_loss_of(p, vecs, v, ps, ns);
+    };
+    // No masked cosine within 5e-3 of the margin's kink.
+    for (size_t b = 0; b < us.size(); ++b) {
+      std::vector<double> ub = hw > 0 ? aggregated_user(p, u0, v0, w0d, x, us[b])
+                                      : std::vector<double>(u0.row(us[b]), u0.row(us[b]) + d);
+      for (index_t c : {2, 5, 8, 9, 0, 3}) {
+        double cos = 0;
+        for (int k = 0; k < d; ++k) cos += ub[k] * masks[b][k] * v0.row(c)[k];
+        ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "row " << b << " item " << c << " h " << hw;
+      }
+    }
+    EXPECT_NEAR(reported, loss(u0, v0), 1e-5) << "h " << hw;
+    const auto [users_moved, items_moved] =
+        expect_sphere_step(u0, v0, u1, v1, lr, loss, hw > 0 ? "dropout, aggregated" : "dropout");
+    EXPECT_EQ(users_moved.size(), 3u) << "h " << hw;
+  }
+}
+
 TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
   // A batch large enough for the threaded path (B·(C+1)·d above 2^22): two threads split the
   // rows, candidates, W's rows and the history items' slots between them; the result must be

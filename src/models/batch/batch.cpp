@@ -73,6 +73,7 @@ nlohmann::json describe_batch(const BatchOptions& o) {
     j["margin"] = p.margin;
     j["negative_weight"] = p.negative_weight;
     j["history_weight"] = p.history_weight;
+    j["dropout"] = p.dropout;
     j["in_batch"] = p.in_batch;
   } else {
     j["temperature"] = p.temperature;

@@ -172,6 +172,7 @@ struct BatchTrainerCpu::Scratch {
   std::vector<float> gu, gi;                 // summed gradients of the unique rows
   // CCL with aggregation: history means m_b, then z_b and dL/dz_b; ‖z_b‖; dL/dm_b; dL/dW.
   std::vector<float> hm, z, znorm, gm, gmap;
+  std::vector<float> mask;  // CCL dropout: B × d
 };
 
 BatchTrainerCpu::BatchTrainerCpu(const BatchParams& params, const data::Csr& user_items,
@@ -402,6 +403,7 @@ EpochStats BatchTrainerCpu::shared_epoch(Matrix& users, Matrix& items, double lr
     }
     neg.resize(static_cast<size_t>(p_.negatives));
     for (auto& j : neg) j = sampler_.draw(rng);
+    mask_seed_ = rng.next();
     ++step_;
     const OptimizerStep os = optimizer_step(p_, lr, step_);
     loss += (p_.loss == BatchLoss::kCcl ? ccl_step(users, items, bu, bp, neg, os)
@@ -418,6 +420,7 @@ double BatchTrainerCpu::step(Matrix& users, Matrix& items,
                              const std::vector<data::index_t>& negatives, double lr) {
   ensure_state(users, items);
   ++step_;
+  mask_seed_ = derive_seed(0xd70u, static_cast<uint64_t>(step_));
   const OptimizerStep s = optimizer_step(p_, lr, step_);
   if (p_.loss == BatchLoss::kSoftmax)
     return softmax_step(users, items, batch_users, positives, negatives, s);
@@ -644,6 +647,8 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     w.gm.resize(static_cast<size_t>(B * d));
     w.gmap.resize(static_cast<size_t>(d) * d);
   }
+  const bool drop = p_.dropout > 0;
+  if (drop) w.mask.resize(static_cast<size_t>(B * d));
   const auto history = [this](data::index_t u) {
     return std::pair{x_.indices.data() + x_.indptr[u], x_.indices.data() + x_.indptr[u + 1]};
   };
@@ -690,6 +695,13 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
         for (int c = 0; c < d; ++c) ub[c] = zb[c] * inv;
       }
     }
+    if (drop)  // the scored vectors are the masked ones
+      for (int64_t b = b0; b < b1; ++b) {
+        float* mb = w.mask.data() + b * d;
+        dropout_mask(mask_seed_, b, d, p_.dropout, mb);
+        float* ub = w.u.data() + b * d;
+        for (int c = 0; c < d; ++c) ub[c] *= mb[c];
+      }
     for (int64_t c = c0; c < c1; ++c) std::copy_n(items.row(cand[c]), d, w.v.data() + c * d);
 #pragma omp barrier
     const int rows = static_cast<int>(b1 - b0);
@@ -733,18 +745,22 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
           du[c] += pos_grad * vb[c];
           dp[c] = pos_grad * ub[c];
         }
+        if (drop) {  // through the mask: d loss / d (unmasked vector)
+          const float* mb = w.mask.data() + b * d;
+          for (int c = 0; c < d; ++c) du[c] *= mb[c];
+        }
       }
       if (agg) {
-        // Through u' = z / ‖z‖: dz = (du − (du·u') u') / ‖z‖, kept in w.z; the user's own row
-        // gets (1 − h) dz, the history mean h Wᵀ dz (w.gm, rows b0..b1).
+        // Through u' = z / ‖z‖: dz = (du − (du·u') u') / ‖z‖, kept in w.z (u' from z, since w.u
+        // may hold the masked vector); the user's own row gets (1 − h) dz, the history mean
+        // h Wᵀ dz (w.gm, rows b0..b1).
         for (int64_t b = b0; b < b1; ++b) {
           float* du = w.du.data() + b * d;
           float* dz = w.z.data() + b * d;
-          const float* ub = w.u.data() + b * d;
-          const float radial = dot(du, ub, d);
           const float inv = w.znorm[b] > 0 ? 1.f / w.znorm[b] : 0.f;
+          const float radial = dot(du, dz, d) * inv;
           for (int c = 0; c < d; ++c) {
-            dz[c] = (du[c] - radial * ub[c]) * inv;
+            dz[c] = (du[c] - radial * dz[c] * inv) * inv;
             du[c] = (1.f - h) * dz[c];
           }
         }
@@ -819,6 +835,12 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     map_ = std::move(map.data).take();
   }
   return loss / static_cast<double>(B);
+}
+
+void dropout_mask(uint64_t seed, int64_t row, int d, double p, float* mask) {
+  Rng rng(derive_seed(seed, static_cast<uint64_t>(row)));
+  const float keep = static_cast<float>(1.0 / (1.0 - p));
+  for (int c = 0; c < d; ++c) mask[c] = rng.uniform() < p ? 0.f : keep;
 }
 
 Matrix aggregate_users(const BatchParams& params, const Matrix& users,

@@ -35,6 +35,11 @@
 /// and every history item's row. aggregate_users() gives the u' of every user, the factors a
 /// model exports.
 ///
+/// Dropout (ccl with dropout p > 0, SimpleX's): the user vector a batch row scores with (u_b, or
+/// u' with aggregation) is multiplied coordinate-wise by a mask of 0 (probability p) and
+/// 1/(1 − p) (dropout_mask(), a new mask per row and step); the gradient flows through the mask.
+/// Evaluation and export use the whole vector.
+///
 /// Negatives: item j is drawn with probability ∝ (n_j + 1)^negative_exp, n_j its training
 /// interactions (0: uniform), through Walker's alias table.
 
@@ -138,6 +143,10 @@ struct OptimizerState {
   std::vector<float> map, map_m, map_v;
 };
 
+/// The dropout mask of batch row `row` under `seed` (BatchTrainerCpu::dropout_seed() of the
+/// step): d values, each 0 with probability p, else 1/(1 − p).
+void dropout_mask(uint64_t seed, int64_t row, int d, double p, float* mask);
+
 /// The aggregated user vectors u' (see the file comment) of every row of `user_items`, given the
 /// users' own rows, the history map W (factors × factors) and the item rows.
 Matrix aggregate_users(const BatchParams& params, const Matrix& users, const std::vector<float>& map,
@@ -176,6 +185,8 @@ class BatchTrainerCpu {
   void set_optimizer_state(OptimizerState s, int64_t n_users, int64_t n_items);
   /// Optimiser steps taken so far.
   int64_t steps() const { return step_; }
+  /// The seed of the last step's dropout masks (dropout_mask()).
+  uint64_t dropout_seed() const { return mask_seed_; }
   /// The negative sampler.
   const ItemSampler& sampler() const { return sampler_; }
 
@@ -201,6 +212,7 @@ class BatchTrainerCpu {
   std::vector<float> um_, uv_, im_, iv_;  // optimiser state (empty for SGD)
   int64_t step_ = 0;
   std::vector<float> map_, mm_, mv_;      // history map W and its moments (aggregation only)
+  uint64_t mask_seed_ = 0;                // seed of the current step's dropout masks
   struct Scratch;                    // softmax batch buffers
   std::unique_ptr<Scratch> scratch_;
 };

@@ -50,6 +50,8 @@ struct BatchParams {
   double negative_weight = 150.0;   ///< ccl: weight of the mean negative term
   double history_weight = 0.0;      ///< ccl: weight h of the user's aggregated history in the
                                     ///< user vector (SimpleX's 1 − g); 0: the user's own row
+  double dropout = 0.0;             ///< ccl: probability of zeroing each coordinate of a scored
+                                    ///< user vector in training (the rest scaled by 1/(1 − p))
   int fold_in_steps = 50;           ///< optimiser steps of fold_in (new rows, items fixed)
 
   /// Columns of the stored factor matrices: factors, plus one for the item bias.
