@@ -120,7 +120,8 @@ TEST(CheckpointModels, BatchModelsResumeBitwiseOnlyWithTheirOptimizerState) {
 TEST(CheckpointModels, CclResumesBitwiseWithAndWithoutHistoryAggregation) {
   // With user-side aggregation the checkpoint's user factors are the served (aggregated)
   // vectors; the users' own rows and the history map W are part of the training state, so
-  // without it even SGD continues differently.
+  // without it even SGD continues differently. The aggregated case also uses dropout, whose
+  // masks come from the batch seeds and so are the same after a resume.
   using backend::BatchLoss;
   using backend::Optimizer;
   for (double h : {0.0, 0.5})
@@ -132,6 +133,7 @@ TEST(CheckpointModels, CclResumesBitwiseWithAndWithoutHistoryAggregation) {
       o.params.margin = 0.5;
       o.params.negative_weight = 2;
       o.params.history_weight = h;
+      o.params.dropout = h > 0 ? 0.2 : 0.0;
       if (opt == Optimizer::kSgd) o.params.learning_rate = 1.0;
       const MakeModel make = [&] { return std::make_unique<models::BatchModel>(o, 1); };
       EXPECT_TRUE(resume_matches(make, true)) << "h " << h << " " << int(opt);
