@@ -106,6 +106,20 @@ inline float dot(const float* a, const float* b, int d) {
   return x;
 }
 
+// The mean of the item rows listed in [begin, end) into out[0..d) (0 for an empty list): a
+// user's history mean m_u of the aggregation.
+inline void history_mean(const Matrix& items, const data::index_t* begin,
+                         const data::index_t* end, int d, float* out) {
+  std::fill_n(out, d, 0.f);
+  for (const data::index_t* j = begin; j != end; ++j) {
+    const float* it = items.row(*j);
+#pragma omp simd
+    for (int c = 0; c < d; ++c) out[c] += it[c];
+  }
+  const float inv_n = end > begin ? 1.f / static_cast<float>(end - begin) : 0.f;
+  for (int c = 0; c < d; ++c) out[c] *= inv_n;
+}
+
 // Row r's optimiser state in a flat array of rows × d values (nullptr when there is none).
 inline float* state_row(std::vector<float>& state, int64_t r, int d) {
   return state.empty() ? nullptr : state.data() + r * d;
@@ -173,6 +187,7 @@ struct BatchTrainerCpu::Scratch {
   // CCL with aggregation: history means m_b, then z_b and dL/dz_b; ‖z_b‖; dL/dm_b; dL/dW.
   std::vector<float> hm, z, znorm, gm, gmap;
   std::vector<float> mask;  // CCL dropout: B × d
+  std::vector<data::index_t> map_rows;  // 0..factors−1, W's row ids for apply()
 };
 
 BatchTrainerCpu::BatchTrainerCpu(const BatchParams& params, const data::Csr& user_items,
@@ -666,16 +681,8 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
       std::copy_n(users.row(batch_users[b]), d, w.u.data() + b * d);
       std::copy_n(items.row(positives[b]), d, w.vp.data() + b * d);
       if (!agg) continue;
-      float* mb = w.hm.data() + b * d;
-      std::fill_n(mb, d, 0.f);
       const auto [hb, he] = history(batch_users[b]);
-      for (const data::index_t* j = hb; j != he; ++j) {
-        const float* it = items.row(*j);
-#pragma omp simd
-        for (int c = 0; c < d; ++c) mb[c] += it[c];
-      }
-      const float inv_n = he > hb ? 1.f / static_cast<float>(he - hb) : 0.f;
-      for (int c = 0; c < d; ++c) mb[c] *= inv_n;
+      history_mean(items, hb, he, d, w.hm.data() + b * d);
     }
     if (agg && b1 > b0) {
       // z = (1 − h) E + h M Wᵀ over rows b0..b1; the rows of U become z / ‖z‖.
@@ -829,9 +836,11 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     map.rows = d;
     map.cols = d;
     map.data = std::move(map_);
-    std::vector<data::index_t> rows_of_map(static_cast<size_t>(d));
-    std::iota(rows_of_map.begin(), rows_of_map.end(), data::index_t{0});
-    apply(map, mm_, mv_, rows_of_map, w.gmap, d, 0, 0.f, s, threads);
+    if (w.map_rows.size() != static_cast<size_t>(d)) {
+      w.map_rows.resize(static_cast<size_t>(d));
+      std::iota(w.map_rows.begin(), w.map_rows.end(), data::index_t{0});
+    }
+    apply(map, mm_, mv_, w.map_rows, w.gmap, d, 0, 0.f, s, threads);
     map_ = std::move(map.data).take();
   }
   return loss / static_cast<double>(B);
@@ -867,17 +876,9 @@ Matrix aggregate_users(const BatchParams& params, const Matrix& users,
 #pragma omp for schedule(dynamic, 4)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t r0 = blk * kBlock, r1 = std::min(users.rows, r0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r) {
-        float* m = out.row(r);
-        const int64_t n = user_items.row_size(r);
-        for (data::offset_t e = user_items.indptr[r]; e < user_items.indptr[r + 1]; ++e) {
-          const float* it = items.row(user_items.indices[e]);
-#pragma omp simd
-          for (int c = 0; c < d; ++c) m[c] += it[c];
-        }
-        const float inv_n = n > 0 ? 1.f / static_cast<float>(n) : 0.f;
-        for (int c = 0; c < d; ++c) m[c] *= inv_n;
-      }
+      for (int64_t r = r0; r < r1; ++r)
+        history_mean(items, user_items.indices.data() + user_items.indptr[r],
+                     user_items.indices.data() + user_items.indptr[r + 1], d, out.row(r));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0), d, d, h,
                   out.row(r0), d, map.data(), d, 0.f, z.data(), d);
       for (int64_t r = r0; r < r1; ++r) {
