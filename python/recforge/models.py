@@ -997,10 +997,11 @@ class CosineContrastive(MatrixFactorizationBase):
         CPU threads, 0 for all cores (``train.threads``).
     random_state : int, numpy.random.Generator, RandomState or None, optional
         Seed (``model.seed``).
-    negatives, margin, negative_weight, history_weight, in_batch, batch_size, optimizer,
-    negative_exp, lr_decay : keyword only
+    negatives, margin, negative_weight, history_weight, dropout, in_batch, batch_size,
+    optimizer, negative_exp, lr_decay : keyword only
         The engine's ``model.*`` options of the same names (docs/configuration.md);
-        ``history_weight`` > 0 is SimpleX's user-side aggregation (CPU only).
+        ``history_weight`` > 0 is SimpleX's user-side aggregation and ``dropout`` > 0 its
+        dropout on the user vector in training (both CPU only).
     device : str, keyword only
         "auto", "cpu", "cuda" or "cuda:N" (``train.device``).
     """
@@ -1014,6 +1015,7 @@ class CosineContrastive(MatrixFactorizationBase):
         ("margin", "model.margin", None),
         ("negative_weight", "model.negative_weight", None),
         ("history_weight", "model.history_weight", None),
+        ("dropout", "model.dropout", None),
         ("in_batch", "model.in_batch", None),
         ("batch_size", "model.batch_size", None),
         ("optimizer", "model.optimizer", None),
@@ -1023,8 +1025,9 @@ class CosineContrastive(MatrixFactorizationBase):
 
     def __init__(self, factors=64, learning_rate=0.004, iterations=40, num_threads=0,
                  random_state=None, *, negatives=1000, margin=0.7, negative_weight=150.0,
-                 history_weight=0.0, in_batch=False, batch_size=512, optimizer="adam",
-                 negative_exp=0.0, lr_decay=0.92, device="auto", use_gpu=None):
+                 history_weight=0.0, dropout=0.0, in_batch=False, batch_size=512,
+                 optimizer="adam", negative_exp=0.0, lr_decay=0.92, device="auto",
+                 use_gpu=None):
         self.factors = factors
         self.learning_rate = learning_rate
         self.iterations = iterations
@@ -1032,6 +1035,7 @@ class CosineContrastive(MatrixFactorizationBase):
         self.margin = margin
         self.negative_weight = negative_weight
         self.history_weight = history_weight
+        self.dropout = dropout
         self.in_batch = in_batch
         self.batch_size = batch_size
         self.optimizer = optimizer

@@ -600,7 +600,11 @@ def recall(ids, rows, cols):
                                        negatives=64, margin=0.5, negative_weight=2.0,
                                        history_weight=0.5, lr_decay=1.0, random_state=0,
                                        num_threads=2, device="cpu"),
-], ids=["bpr", "softmax", "ccl", "ccl-aggregated"])
+    lambda: recforge.CosineContrastive(factors=16, iterations=30, learning_rate=0.02,
+                                       negatives=64, margin=0.5, negative_weight=2.0,
+                                       dropout=0.1, lr_decay=1.0, random_state=0,
+                                       num_threads=2, device="cpu"),
+], ids=["bpr", "softmax", "ccl", "ccl-aggregated", "ccl-dropout"])
 def test_batch_models_learn_a_planted_structure_better_than_popularity(data, make):
     """Users pick 10 of their 30 community items and 2 random ones: recall@10 of the held-out
     items is about 10/30·(10/12) ≈ 0.28 for a model that finds the communities, about 10/120
