@@ -28,6 +28,9 @@ MODELS = {
                                              "model.negatives=1024", "model.in_batch=true"],
     "ccl (1,000 negatives)": ["model.type=ccl", "model.batch_size=512", "model.negatives=1000",
                               "model.in_batch=false"],
+    "ccl (2,000 negatives, dropout 0.2)": ["model.type=ccl", "model.batch_size=512",
+                                           "model.negatives=2000", "model.in_batch=false",
+                                           "model.dropout=0.2"],
 }
 
 
