@@ -527,7 +527,7 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "ccl: dropout on the user vector in training (SimpleX's): each coordinate of a "
           "batch row's user vector is zeroed with this probability and the rest scaled by "
           "1 / (1 - p), a new mask per row and step; evaluation and export use the whole "
-          "vector. 0 (the default): none. CPU only.")
+          "vector. 0 (the default): none.")
       .ge(0)
       .le(0.9);
   f.field(&ModelSection::eval_every, "model.eval_every",

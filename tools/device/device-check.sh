@@ -119,8 +119,9 @@ else
   note sanitizer "not run: no compute-sanitizer"
 fi
 
-# 3. An end-to-end run on the GPU, then BPR, sampled softmax and CCL at 128 factors on a synthetic
-# set: samples (positives) per second from run.json's epoch times.
+# 3. An end-to-end run on the GPU, then BPR, sampled softmax and CCL (also with the shipped Gowalla
+# config's 2,000 negatives and dropout) at 128 factors on a synthetic set: samples (positives) per
+# second from run.json's epoch times.
 echo "== 3. recforge train on cuda ($(elapsed) s)"
 rm -rf /tmp/rf-runs
 echo "== quickstart, float16" >"$LOG/train.log"
@@ -133,7 +134,8 @@ note train "rc=$rc; $(grep -E "iALS on|^.*test \(" "$LOG/train.log" | sed 's/^.*
 for m in "bpr --set model.optimizer=sgd --set model.learning_rate=0.05" \
          "bpr --set model.optimizer=adam --set model.hard_negatives=32" \
          "softmax --set model.normalize=true --set model.temperature=0.1 --set model.negatives=1024" \
-         "ccl --set model.negatives=1024 --set model.in_batch=false --set model.margin=0.9 --set model.negative_weight=150"; do
+         "ccl --set model.negatives=1024 --set model.in_batch=false --set model.margin=0.9 --set model.negative_weight=150" \
+         "ccl --set model.negatives=2000 --set model.in_batch=false --set model.margin=0.7 --set model.negative_weight=150 --set model.dropout=0.2"; do
   rm -rf /tmp/rf-batch
   echo "== $m" >>"$LOG/train.log"
   timeout $CAP_BATCH "$D/recforge" train configs/quickstart.yaml --device cuda \
@@ -151,7 +153,7 @@ secs = sorted(h["seconds"] for h in run["history"])[len(run["history"]) // 2]
 print(f"{nnz / secs / 1e6:.1f}M samples/s ({secs:.3f} s/epoch, {nnz:,} train)")
 PY
 )
-  note "${m%% *}" "$(echo "$m" | grep -oE "(sgd|adam|hard_negatives=[0-9]+|normalize=true|negatives=1024)" | tr '\n' ' ')rc=$rc ${rate:-no figure}"
+  note "${m%% *}" "$(echo "$m" | grep -oE "(sgd|adam|hard_negatives=[0-9]+|normalize=true|negatives=[0-9]+|dropout=[0-9.]+)" | tr '\n' ' ')rc=$rc ${rate:-no figure}"
 done
 
 # 4. The benchmark: ML-20M shape and top-k (one timed iteration after the warm-up).

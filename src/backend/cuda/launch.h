@@ -263,6 +263,12 @@ void launch_ccl_rows(float* s, int64_t batch, int64_t cands, const int32_t* cand
 /// (batch × dim each).
 void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, int dim, float g,
                                float* du, float* dvp, cudaStream_t stream);
+/// CCL's dropout on the user vectors `ub` (batch × dim): mask = 0 with probability p, else
+/// 1/(1 − p), drawn from Philox (a stream of its own under rng's seed and step); ub *= mask.
+void launch_ccl_dropout(const PhiloxPlan& rng, int64_t batch, int dim, double p, float* mask,
+                        float* ub, cudaStream_t stream);
+/// x *= y elementwise (n values).
+void launch_multiply(float* x, const float* y, int64_t n, cudaStream_t stream);
 /// Temporary bytes of sort_row_ids for n ids.
 size_t sort_row_ids_temp_bytes(int64_t n, int end_bit);
 /// Sorts (row id, position) pairs by row id on bits [0, end_bit) (CUB radix sort; stable).

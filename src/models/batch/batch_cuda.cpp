@@ -13,10 +13,6 @@ BatchModelCuda::BatchModelCuda(BatchOptions options, const Context& ctx)
     fail("model.history_weight {} (SimpleX's user-side aggregation) trains on the CPU only, and "
          "this run's device is {}; set train.device: cpu, or model.history_weight: 0",
          o_.params.history_weight, device_name_);
-  if (o_.params.loss == backend::BatchLoss::kCcl && o_.params.dropout > 0)
-    fail("model.dropout {} trains on the CPU only, and this run's device is {}; set "
-         "train.device: cpu, or model.dropout: 0",
-         o_.params.dropout, device_name_);
   gpu_ = ctx.cuda();
 }
 

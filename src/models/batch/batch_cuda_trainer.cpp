@@ -117,6 +117,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       if (!ccl_) log_expected_.reset(c);  // logq: the softmax only
       ub_.reset(b * dim_);
       if (ccl_) vp_.reset(b * dim_);
+      if (ccl_ && p_.dropout > 0) mask_.reset(b * dim_);
       cm_.reset(c * dim_);
       scores_.reset(b * c);
       du_.reset(b * dim_);
@@ -425,6 +426,9 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     launch_gather_rows(users_.data(), dim_, batch_users_.data(), bs, ub_.data(), s);
     launch_gather_rows(items_.data(), dim_, cand_.data(), bs, vp_.data(), s);
     launch_gather_rows(items_.data(), dim_, cands, c, cm_.data(), s);
+    // Dropout: the rows score, and reach the items' gradients, masked (as on the CPU).
+    const bool drop = p_.dropout > 0;
+    if (drop) launch_ccl_dropout(rng, bs, dim_, p_.dropout, mask_.data(), ub_.data(), s);
     const float one = 1.f, zero = 0.f;
     const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
     // As in softmax_step: S (bs × c) = Ub Cmᵀ, stored row-major (column-major Sᵀ = Cm Ubᵀ).
@@ -445,6 +449,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     }
     launch_ccl_positive_grads(ub_.data(), vp_.data(), bs, dim_, -1.f / static_cast<float>(bs),
                               du_.data(), dv_.data() + c * dim_, s);
+    if (drop) launch_multiply(du_.data(), mask_.data(), bs * dim_, s);  // through the mask
     const float reg = static_cast<float>(p_.regularization);
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), bs, sort_bits_, s);
@@ -483,6 +488,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   DeviceBuffer<int32_t> batch_users_, cand_;  // B, C
   DeviceBuffer<float> log_expected_;          // C
   DeviceBuffer<float> ub_, cm_;               // B × dim, C × dim gathered rows
+  DeviceBuffer<float> mask_;                  // CCL dropout: the step's B × dim mask
   DeviceBuffer<float> vp_;                    // CCL: B × dim positives' rows
   DeviceBuffer<float> scores_;                // B × C scores, then G
   DeviceBuffer<float> du_, dv_;               // B × dim, C × dim (CCL: C + B) gradients

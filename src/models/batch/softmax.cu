@@ -150,6 +150,24 @@ __global__ void ccl_positive_grads(const float* __restrict__ ub, const float* __
   }
 }
 
+// CCL's dropout on the user vector: mask[e] = 0 with probability p, else 1/(1 − p), from a
+// Philox stream of its own (the step's seed, mixed, subsequence = the step, offset = e, so no
+// draw is shared with the sampler's), and ub[e] *= mask[e].
+__global__ void ccl_dropout(PhiloxPlan rng, int64_t n, float p, float keep,
+                            float* __restrict__ mask, float* __restrict__ ub) {
+  RF_GRID_STRIDE(e, n) {
+    curandStatePhilox4_32_10_t st;
+    curand_init(rng.seed ^ 0xd1b54a32d192ed03ULL, rng.step, static_cast<uint64_t>(e), &st);
+    const float m = curand_uniform(&st) <= p ? 0.f : keep;  // uniform in (0, 1]
+    mask[e] = m;
+    ub[e] *= m;
+  }
+}
+
+__global__ void multiply(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+  RF_GRID_STRIDE(e, n) x[e] *= y[e];
+}
+
 __global__ void iota(int32_t* __restrict__ p, int64_t n) {
   RF_GRID_STRIDE(e, n) p[e] = static_cast<int32_t>(e);
 }
@@ -248,6 +266,21 @@ void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, 
   if (n <= 0) return;
   kernels::ccl_positive_grads<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(
       ub, vp, n, g, du, dvp);
+  RF_CHECK_LAUNCH();
+}
+
+void launch_ccl_dropout(const PhiloxPlan& rng, int64_t batch, int dim, double p, float* mask,
+                        float* ub, cudaStream_t stream) {
+  const int64_t n = batch * dim;
+  if (n <= 0) return;
+  kernels::ccl_dropout<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(
+      rng, n, static_cast<float>(p), static_cast<float>(1.0 / (1.0 - p)), mask, ub);
+  RF_CHECK_LAUNCH();
+}
+
+void launch_multiply(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  kernels::multiply<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(x, y, n);
   RF_CHECK_LAUNCH();
 }
 
