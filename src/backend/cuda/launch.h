@@ -260,15 +260,14 @@ void launch_ccl_rows(float* s, int64_t batch, int64_t cands, const int32_t* cand
                      const int32_t* positives, const float* ub, const float* vp, int dim,
                      float margin, float weight, double* loss_sum, cudaStream_t stream);
 /// CCL's positive terms (g = d mean-loss / d cos⁺ = −1 / batch): du += g·vp, dvp = g·ub
-/// (batch × dim each).
-void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, int dim, float g,
-                               float* du, float* dvp, cudaStream_t stream);
+/// (batch × dim each); with dropout, `mask` (else null) then multiplies du (the gradient of the
+/// unmasked vectors).
+void launch_ccl_positive_grads(const float* ub, const float* vp, const float* mask, int64_t batch,
+                               int dim, float g, float* du, float* dvp, cudaStream_t stream);
 /// CCL's dropout on the user vectors `ub` (batch × dim): mask = 0 with probability p, else
 /// 1/(1 − p), drawn from Philox (a stream of its own under rng's seed and step); ub *= mask.
 void launch_ccl_dropout(const PhiloxPlan& rng, int64_t batch, int dim, double p, float* mask,
                         float* ub, cudaStream_t stream);
-/// x *= y elementwise (n values).
-void launch_multiply(float* x, const float* y, int64_t n, cudaStream_t stream);
 /// Temporary bytes of sort_row_ids for n ids.
 size_t sort_row_ids_temp_bytes(int64_t n, int end_bit);
 /// Sorts (row id, position) pairs by row id on bits [0, end_bit) (CUB radix sort; stable).

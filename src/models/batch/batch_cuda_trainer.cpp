@@ -447,9 +447,8 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     } else {
       RF_CHECK_CUDA(cudaMemsetAsync(du_.data(), 0, bs * dim_ * sizeof(float), s));
     }
-    launch_ccl_positive_grads(ub_.data(), vp_.data(), bs, dim_, -1.f / static_cast<float>(bs),
-                              du_.data(), dv_.data() + c * dim_, s);
-    if (drop) launch_multiply(du_.data(), mask_.data(), bs * dim_, s);  // through the mask
+    launch_ccl_positive_grads(ub_.data(), vp_.data(), drop ? mask_.data() : nullptr, bs, dim_,
+                              -1.f / static_cast<float>(bs), du_.data(), dv_.data() + c * dim_, s);
     const float reg = static_cast<float>(p_.regularization);
     sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
                  positions_.data(), pos_out_.data(), bs, sort_bits_, s);

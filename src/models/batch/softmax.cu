@@ -140,12 +140,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // CCL: the positives' terms of the gradient, d mean-loss / d cos⁺ = g for every row:
-// du_b += g · vp_b and dvp_b = g · ub_b.
+// du_b += g · vp_b and dvp_b = g · ub_b; with dropout (mask not null) du_b then goes back
+// through the mask, du_b *= mask_b (ub holds the masked vectors).
 __global__ void ccl_positive_grads(const float* __restrict__ ub, const float* __restrict__ vp,
-                                   int64_t n, float g, float* __restrict__ du,
-                                   float* __restrict__ dvp) {
+                                   const float* __restrict__ mask, int64_t n, float g,
+                                   float* __restrict__ du, float* __restrict__ dvp) {
   RF_GRID_STRIDE(e, n) {
-    du[e] += g * vp[e];
+    const float d = du[e] + g * vp[e];
+    du[e] = mask ? d * mask[e] : d;
     dvp[e] = g * ub[e];
   }
 }
@@ -162,10 +164,6 @@ __global__ void ccl_dropout(PhiloxPlan rng, int64_t n, float p, float keep,
     mask[e] = m;
     ub[e] *= m;
   }
-}
-
-__global__ void multiply(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
-  RF_GRID_STRIDE(e, n) x[e] *= y[e];
 }
 
 __global__ void iota(int32_t* __restrict__ p, int64_t n) {
@@ -260,12 +258,12 @@ void launch_ccl_rows(float* s, int64_t batch, int64_t cands, const int32_t* cand
   RF_CHECK_LAUNCH();
 }
 
-void launch_ccl_positive_grads(const float* ub, const float* vp, int64_t batch, int dim, float g,
-                               float* du, float* dvp, cudaStream_t stream) {
+void launch_ccl_positive_grads(const float* ub, const float* vp, const float* mask, int64_t batch,
+                               int dim, float g, float* du, float* dvp, cudaStream_t stream) {
   const int64_t n = batch * dim;
   if (n <= 0) return;
   kernels::ccl_positive_grads<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(
-      ub, vp, n, g, du, dvp);
+      ub, vp, mask, n, g, du, dvp);
   RF_CHECK_LAUNCH();
 }
 
@@ -275,12 +273,6 @@ void launch_ccl_dropout(const PhiloxPlan& rng, int64_t batch, int dim, double p,
   if (n <= 0) return;
   kernels::ccl_dropout<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(
       rng, n, static_cast<float>(p), static_cast<float>(1.0 / (1.0 - p)), mask, ub);
-  RF_CHECK_LAUNCH();
-}
-
-void launch_multiply(float* x, const float* y, int64_t n, cudaStream_t stream) {
-  if (n <= 0) return;
-  kernels::multiply<<<grid_for(n, kernels::kThreads), kernels::kThreads, 0, stream>>>(x, y, n);
   RF_CHECK_LAUNCH();
 }
 
