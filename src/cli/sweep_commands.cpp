@@ -34,6 +34,7 @@ struct SweepArgs {
 struct CompareArgs {
   std::vector<std::string> dirs;
   std::string out = "compare";
+  bool each = false;
   std::string metric;
 } g_compare;
 
@@ -101,9 +102,10 @@ void plot(const std::string& csv, const std::string& png, const std::string& met
     return;
   }
   if (rc != 0)
-    fail("tools/plot/plot_curves.py failed (exit status {}) on {}; the table and the CSV "
-         "are complete",
-         rc, csv);
+    fail(
+        "tools/plot/plot_curves.py failed (exit status {}) on {}; the table and the CSV "
+        "are complete",
+        rc, csv);
   std::printf("plot: %s\n", png.c_str());
 }
 
@@ -113,7 +115,8 @@ int cmd_compare() {
       g_compare.metric.empty() ? runs.front().config.settings().eval.metric : g_compare.metric;
   const std::string why = config::find_param("eval.metric")->check(metric);
   if (!why.empty()) fail("--metric {}: {}", metric, why);
-  std::fputs(sweep::format_comparison(sweep::compare(runs, metric)).c_str(), stdout);
+  std::fputs(sweep::format_comparison(sweep::compare(runs, metric, !g_compare.each)).c_str(),
+             stdout);
   std::error_code ec;
   fs::create_directories(g_compare.out, ec);
   if (ec) fail("--out {}: cannot create the directory: {}", g_compare.out, ec.message());
@@ -145,13 +148,18 @@ void register_sweep_commands(CLI::App& app, std::map<std::string, std::function<
 
   auto* cmp = app.add_subcommand(
       "compare",
-      "Compare runs: the config keys that differ and the metrics side by side, the "
-      "metric-per-iteration curves as CSV and a PNG plot");
+      "Compare runs: the config keys that differ and the metrics side by side (seed runs of "
+      "one config as one column: mean ± std), the metric-per-iteration curves as CSV and a PNG "
+      "plot");
   cmp->add_option("run_dirs", g_compare.dirs, "Run directories")->required();
   cmp->add_option("--out", g_compare.out,
                   "Directory for curves.csv and curves.png (default: compare)");
   cmp->add_option("--metric", g_compare.metric,
                   "Validation metric NAME@K to plot (default: the first run's eval.metric)");
+  cmp->add_flag("--each", g_compare.each,
+                "One column per run; by default runs whose configs are equal but for model.seed "
+                "and the run.* keys that name or show a run are one column of means ± sample "
+                "standard deviations (docs/sweeps.md)");
   actions["compare"] = cmd_compare;
 }
 

@@ -4,14 +4,18 @@
 #include "sweep/compare.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
+#include <string_view>
 
 #include "core/error.h"
 #include "pipeline/run.h"
 #include "sweep/spec.h"
+#include "sweep/sweep.h"
 
 namespace recforge::sweep {
 namespace {
@@ -69,9 +73,97 @@ std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs) {
   return runs;
 }
 
-Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric) {
+std::vector<std::vector<size_t>> seed_groups(const std::vector<RunInfo>& runs) {
+  static const char* const kIgnored[][2] = {{"model", "seed"},    {"run", "name"},
+                                            {"run", "dir"},       {"run", "exists"},
+                                            {"run", "log_level"}, {"run", "progress"}};
+  std::vector<std::string> keys;
+  for (const RunInfo& r : runs) {
+    nlohmann::json j = r.config.to_json();
+    for (const auto& k : kIgnored)
+      if (j.contains(k[0])) j[k[0]].erase(k[1]);
+    keys.push_back(j.dump());
+  }
+  std::vector<std::vector<size_t>> groups;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto g = std::find_if(groups.begin(), groups.end(),
+                                [&](const auto& m) { return keys[m.front()] == keys[i]; });
+    if (g == groups.end())
+      groups.push_back({i});
+    else
+      g->push_back(i);
+  }
+  return groups;
+}
+
+namespace {
+
+/// A group's column title: the common start of its runs' labels without a trailing separator
+/// or "seed" ("ccl-seed-1", "ccl-seed-2" give "ccl"), else the first run's parent directory
+/// ("trial-003" for trial-003/seed-1, ...), else the first label; then " ×N".
+std::string group_label(const std::vector<RunInfo>& runs, const std::vector<size_t>& group) {
+  if (group.size() == 1) return runs[group.front()].label;
+  std::string prefix = runs[group.front()].label;
+  for (size_t i : group) {
+    const std::string& l = runs[i].label;
+    size_t n = 0;
+    while (n < prefix.size() && n < l.size() && prefix[n] == l[n]) ++n;
+    prefix.resize(n);
+  }
+  auto trim = [&] {
+    while (!prefix.empty() && std::string_view("-_. /").find(prefix.back()) != std::string::npos)
+      prefix.pop_back();
+  };
+  trim();
+  if (prefix.size() >= 4) {
+    std::string tail = prefix.substr(prefix.size() - 4);
+    std::transform(tail.begin(), tail.end(), tail.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (tail == "seed") prefix.resize(prefix.size() - 4), trim();
+  }
+  if (prefix.empty())
+    prefix = fs::path(runs[group.front()].dir).lexically_normal().parent_path().filename().string();
+  if (prefix.empty()) prefix = runs[group.front()].label;
+  return fmt::format("{} ×{}", prefix, group.size());
+}
+
+/// The iteration and value of the best point of `curve` (the first of equal ones).
+std::string best_point(const Curve& curve) {
+  const auto best = std::max_element(
+      curve.begin(), curve.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  return best == curve.end() ? "-" : fmt::format("{} ({:.4f})", best->first, best->second);
+}
+
+/// "mean ± std" of `values` over a group of `size` runs ("-" for none; " (n of N)" when some
+/// runs have no value).
+std::string group_cell(const std::vector<double>& values, size_t size, int decimals) {
+  if (values.empty()) return "-";
+  double sum = 0;
+  for (double v : values) sum += v;
+  std::string s =
+      mean_std_text(sum / static_cast<double>(values.size()), sample_std(values), decimals);
+  if (values.size() < size) s += fmt::format(" ({} of {})", values.size(), size);
+  return s;
+}
+
+}  // namespace
+
+Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric, bool group_seeds) {
+  std::vector<std::vector<size_t>> groups;
+  if (group_seeds) {
+    groups = seed_groups(runs);
+  } else {
+    for (size_t i = 0; i < runs.size(); ++i) groups.push_back({i});
+  }
   Comparison c;
-  for (const RunInfo& r : runs) c.labels.push_back(r.label);
+  for (const auto& g : groups) {
+    std::string label = group_label(runs, g);
+    if (std::count(c.labels.begin(), c.labels.end(), label) > 0)
+      label = fmt::format("{} ×{}", runs[g.front()].label, g.size());
+    c.labels.push_back(std::move(label));
+    c.members.emplace_back();
+    for (size_t i : g) c.members.back().push_back(runs[i].dir);
+  }
   std::vector<nlohmann::json> configs;
   for (const RunInfo& r : runs) configs.push_back(r.config.to_json());
   for (const config::Param& p : config::params()) {
@@ -79,34 +171,58 @@ Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric) 
     const std::string section = p.path.substr(0, p.path.find('.'));
     const std::string key = p.path.substr(p.path.find('.') + 1);
     std::vector<std::string> cells;
-    bool differ = false;
-    for (const nlohmann::json& j : configs) {
-      const nlohmann::json& v = j[section][key];
-      differ = differ || v.dump() != configs.front()[section][key].dump();
-      cells.push_back(json_label(v));
+    bool show = false;
+    for (const auto& g : groups) {
+      std::vector<std::string> values;
+      for (size_t i : g) {
+        const std::string v = json_label(configs[i][section][key]);
+        if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
+      }
+      show = show || values.size() > 1;
+      cells.push_back(fmt::format("{}", fmt::join(values, ", ")));
     }
-    if (differ) c.config.emplace_back(p.path, std::move(cells));
+    show = show || std::any_of(cells.begin(), cells.end(),
+                               [&](const std::string& x) { return x != cells.front(); });
+    if (show) c.config.emplace_back(p.path, std::move(cells));
   }
 
   std::vector<std::string> iterations, seconds, best;
-  for (const RunInfo& r : runs) {
-    const nlohmann::json h = r.run.value("history", nlohmann::json::array());
-    iterations.push_back(r.run["model"].is_null() ? "-" : std::to_string(h.size()));
-    seconds.push_back(r.run.contains("train_seconds") && r.run["train_seconds"].is_number()
-                          ? fmt::format("{:.2f}", r.run["train_seconds"].get<double>())
-                          : "-");
-    int best_it = 0;
-    double best_v = 0;
-    for (const nlohmann::json& e : h)
-      if (e.contains("validation") && e["validation"].contains(metric)) {
-        const double v = e["validation"][metric].get<double>();
-        if (best_it == 0 || v > best_v) best_it = e["iteration"].get<int>(), best_v = v;
-      }
-    best.push_back(best_it ? fmt::format("{} ({:.4f})", best_it, best_v) : "-");
+  for (const auto& g : groups) {
+    std::vector<int> its;
+    std::vector<double> secs;
+    std::vector<Curve> curves;
+    for (size_t i : g) {
+      const nlohmann::json& run = runs[i].run;
+      const nlohmann::json h = run.value("history", nlohmann::json::array());
+      if (!run["model"].is_null()) its.push_back(static_cast<int>(h.size()));
+      if (run.contains("train_seconds") && run["train_seconds"].is_number())
+        secs.push_back(run["train_seconds"].get<double>());
+      Curve curve;
+      for (const nlohmann::json& e : h)
+        if (e.contains("validation") && e["validation"].contains(metric))
+          curve.emplace_back(e["iteration"].get<int>(), e["validation"][metric].get<double>());
+      if (!curve.empty()) curves.push_back(std::move(curve));
+    }
+    if (its.empty()) {
+      iterations.push_back("-");
+    } else {
+      const auto [lo, hi] = std::minmax_element(its.begin(), its.end());
+      iterations.push_back(*lo == *hi ? std::to_string(*lo) : fmt::format("{}–{}", *lo, *hi));
+    }
+    seconds.push_back(group_cell(secs, g.size(), 2));
+    // The best point of the mean curve, over the iterations of the longest curve.
+    std::stable_sort(curves.begin(), curves.end(),
+                     [](const Curve& a, const Curve& b) { return a.size() < b.size(); });
+    std::vector<const Curve*> ptrs;
+    for (const Curve& cv : curves) ptrs.push_back(&cv);
+    best.push_back(best_point(mean_curve(ptrs)));
   }
   c.training.emplace_back("iterations trained", iterations);
   c.training.emplace_back("train seconds", seconds);
-  c.training.emplace_back("best validation " + metric + " at iteration", best);
+  c.training.emplace_back(
+      (groups.size() < runs.size() ? "best mean validation " : "best validation ") + metric +
+          " at iteration",
+      best);
 
   for (const char* part : {"validation", "test"}) {
     std::vector<const nlohmann::json*> parts;
@@ -115,9 +231,13 @@ Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric) 
                                                                         : nullptr);
     for (const std::string& name : metric_names(parts)) {
       std::vector<std::string> cells;
-      for (const nlohmann::json* p : parts)
-        cells.push_back(p && p->contains(name) ? fmt::format("{:.4f}", (*p)[name].get<double>())
-                                               : "-");
+      for (const auto& g : groups) {
+        std::vector<double> values;
+        for (size_t i : g)
+          if (parts[i] && parts[i]->contains(name))
+            values.push_back((*parts[i])[name].get<double>());
+        cells.push_back(group_cell(values, g.size(), 4));
+      }
       c.metrics.emplace_back(std::string(part) + " " + name, std::move(cells));
     }
   }
@@ -126,18 +246,28 @@ Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric) 
 
 std::string format_comparison(const Comparison& c) {
   using Rows = std::vector<std::pair<std::string, std::vector<std::string>>>;
+  // Columns on a terminal: UTF-8 code points (cells hold "±", "×" and "–").
+  auto columns = [](const std::string& s) {
+    return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char ch) {
+      return (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+    }));
+  };
+  auto pad = [&](const std::string& s, size_t width, bool right) {
+    const std::string fill(width > columns(s) ? width - columns(s) : 0, ' ');
+    return right ? fill + s : s + fill;
+  };
   size_t first = 0;
   std::vector<size_t> width(c.labels.size());
-  for (size_t j = 0; j < c.labels.size(); ++j) width[j] = c.labels[j].size();
+  for (size_t j = 0; j < c.labels.size(); ++j) width[j] = columns(c.labels[j]);
   for (const Rows* rows : {&c.config, &c.training, &c.metrics})
     for (const auto& [name, cells] : *rows) {
-      first = std::max(first, name.size() + 2);
-      for (size_t j = 0; j < cells.size(); ++j) width[j] = std::max(width[j], cells[j].size());
+      first = std::max(first, columns(name) + 2);
+      for (size_t j = 0; j < cells.size(); ++j) width[j] = std::max(width[j], columns(cells[j]));
     }
   first = std::max<size_t>(first, 8);
   auto line = [&](const std::string& name, const std::vector<std::string>& cells) {
-    std::string s = fmt::format("{:<{}}", name, first);
-    for (size_t j = 0; j < cells.size(); ++j) s += fmt::format("  {:>{}}", cells[j], width[j]);
+    std::string s = pad(name, first, false);
+    for (size_t j = 0; j < cells.size(); ++j) s += "  " + pad(cells[j], width[j], true);
     return s + "\n";
   };
   std::string out = line("", c.labels);
@@ -149,6 +279,14 @@ std::string format_comparison(const Comparison& c) {
   section("config (keys that differ)", c.config, "(none: the configs are equal but for run.name)");
   section("training", c.training, "");
   section("metrics", c.metrics, "(no metrics.json)");
+  bool grouped = false;
+  for (size_t j = 0; j < c.labels.size(); ++j)
+    if (c.members.size() > j && c.members[j].size() > 1) {
+      if (!grouped)
+        out += "seed runs (one column each: mean ± sample standard deviation (n - 1))\n";
+      grouped = true;
+      out += fmt::format("  {}: {}\n", c.labels[j], fmt::join(c.members[j], ", "));
+    }
   return out;
 }
 

@@ -24,11 +24,21 @@ struct RunInfo {
 /// are equal. Throws recforge::Error naming a directory that is not a finished run.
 std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs);
 
-/// The comparison table: rows of (name, one cell per run).
+/// Runs that are one experiment under different seeds: their configs are equal but for
+/// model.seed and the keys that only name or show a run (run.name, run.dir, run.exists,
+/// run.log_level, run.progress). Groups of indices into `runs`, each in the order given, the
+/// groups in the order of their first run.
+std::vector<std::vector<size_t>> seed_groups(const std::vector<RunInfo>& runs);
+
+/// The comparison table: rows of (name, one cell per column). A column is one run, or a group
+/// of seed runs whose numbers are "mean ± sample standard deviation (n - 1)" over its runs.
 struct Comparison {
-  std::vector<std::string> labels;  ///< one per run
-  /// Config keys whose values differ between the runs (run.name excluded: the column titles
-  /// name the runs), in the order of the parameter table.
+  std::vector<std::string> labels;  ///< one per column
+  /// The run directories of each column (one unless it groups seed runs).
+  std::vector<std::vector<std::string>> members;
+  /// Config keys whose values differ between the columns or within one (run.name excluded: the
+  /// column titles name the runs), in the order of the parameter table; a cell lists a group's
+  /// distinct values, comma-separated.
   std::vector<std::pair<std::string, std::vector<std::string>>> config;
   /// Training summary rows (iterations, seconds, best validation iteration).
   std::vector<std::pair<std::string, std::vector<std::string>>> training;
@@ -36,8 +46,10 @@ struct Comparison {
   std::vector<std::pair<std::string, std::vector<std::string>>> metrics;
 };
 
-/// Builds the comparison; `metric` (NAME@K) picks the best-iteration row.
-Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric);
+/// Builds the comparison; `metric` (NAME@K) picks the best-iteration row. With `group_seeds`,
+/// each of seed_groups() is one column; without, each run is.
+Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric,
+                   bool group_seeds = true);
 
 /// The comparison as an aligned text table.
 std::string format_comparison(const Comparison& c);

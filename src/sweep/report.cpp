@@ -164,9 +164,7 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
       out += " " + md_cell(i < t->values.size() ? value_label(t->values[i]) : "") + " |";
     if (peak && seeded) {
       std::string score;
-      if (t->score)
-        score = t->score_std ? fmt::format("{:.4f} ± {:.4f}", *t->score, *t->score_std)
-                             : fmt::format("{:.4f}", *t->score);
+      if (t->score) score = mean_std_text(*t->score, t->score_std);
       out += fmt::format(" {} | {} |", score, t->seed_runs.size());
     } else if (peak) {
       out += " " + (t->score ? fmt::format("{:.4f}", *t->score) : std::string()) + " |";

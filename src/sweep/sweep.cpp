@@ -144,11 +144,6 @@ std::optional<std::pair<int, double>> best_point(const Curve& c, bool maximize) 
 /// "seed-7".
 std::string seed_name(int64_t seed) { return fmt::format("seed-{}", seed); }
 
-/// "0.1234 ± 0.0056" (the std left out when there is none).
-std::string mean_std_text(double mean, const std::optional<double>& std) {
-  return std ? fmt::format("{:.4f} ± {:.4f}", mean, *std) : fmt::format("{:.4f}", mean);
-}
-
 class Runner {
  public:
   Runner(const SweepSpec& spec, const SweepOptions& options) : spec_(spec), options_(options) {}
@@ -865,6 +860,11 @@ Curve mean_curve(const std::vector<const Curve*>& curves) {
     out.emplace_back(it, sum / n);
   }
   return out;
+}
+
+std::string mean_std_text(double mean, const std::optional<double>& std, int decimals) {
+  return std ? fmt::format("{:.{}f} ± {:.{}f}", mean, decimals, *std, decimals)
+             : fmt::format("{:.{}f}", mean, decimals);
 }
 
 std::optional<double> sample_std(const std::vector<double>& values) {

@@ -66,6 +66,9 @@ Curve mean_curve(const std::vector<const Curve*>& curves);
 /// Sample standard deviation (n - 1) of `values`; nullopt below two values.
 std::optional<double> sample_std(const std::vector<double>& values);
 
+/// "0.1234 ± 0.0056" with `decimals` places (the std left out when there is none).
+std::string mean_std_text(double mean, const std::optional<double>& std, int decimals = 4);
+
 /// The mean of each numeric metric over `metrics` (objects as in metrics.json; non-numeric
 /// entries are taken from the first); null when `metrics` is empty. With `std`, the sample
 /// standard deviation of each numeric metric instead (null values below two).

@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -103,17 +105,119 @@ TEST(Compare, DifferingKeysMetricsAndCurves) {
 
 TEST(Compare, EqualConfigsAndBadInput) {
   const Runs r;
-  const Comparison c = compare(read_runs({r.dir("a"), r.dir("c")}), "ndcg@20");
+  const Comparison c = compare(read_runs({r.dir("a"), r.dir("c")}), "ndcg@20", false);
   EXPECT_TRUE(c.config.empty());
   EXPECT_NE(format_comparison(c).find("(none: the configs are equal but for run.name)"),
             std::string::npos);
   EXPECT_EQ(row(c, "validation ndcg@20")[0], row(c, "validation ndcg@20")[1]);
+  // Grouped (the default), two runs of one config are one column with a spread of zero: iALS
+  // on one seed is deterministic.
+  const Comparison g = compare(read_runs({r.dir("a"), r.dir("c")}), "ndcg@20");
+  EXPECT_EQ(g.labels, (std::vector<std::string>{"runs ×2"}));
+  EXPECT_EQ(row(g, "validation ndcg@20"),
+            (std::vector<std::string>{row(c, "validation ndcg@20")[0] + " ± 0.0000"}));
   try {
     read_runs({r.dir("a"), r.dir("nope")});
     FAIL() << "a missing run was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), r.dir("nope") + ": no such run directory");
   }
+}
+
+// Seed runs of two configs: each config is one column, its numbers the mean and the sample
+// standard deviation over its runs' own figures.
+TEST(Compare, SeedRunsOfOneConfigAreOneColumn) {
+  TempDir t;
+  write_file(t.file("small.yaml"), kSmall);
+  const std::vector<std::pair<std::string, std::string>> runs_made = {
+      {"ials-seed-1", "--set model.seed=1"},
+      {"ials-seed-2", "--set model.seed=2"},
+      {"ials-seed-3", "--set model.seed=3 --set run.log_level=error"},
+      {"wide-1", "--set model.seed=1 --set model.factors=16"},
+      {"wide-2", "--set model.seed=2 --set model.factors=16"},
+      {"single", "--set model.seed=1 --set model.regularization=0.1"}};
+  std::vector<std::string> dirs;
+  for (const auto& [name, sets] : runs_made) {
+    ASSERT_EQ(run_recforge(t.str(), "train small.yaml --name " + name + " " + sets).rc, 0);
+    dirs.push_back(t.file("runs/" + name));
+  }
+  const std::vector<RunInfo> runs = read_runs(dirs);
+  EXPECT_EQ(seed_groups(runs), (std::vector<std::vector<size_t>>{{0, 1, 2}, {3, 4}, {5}}));
+  const Comparison c = compare(runs, "ndcg@20");
+  EXPECT_EQ(c.labels, (std::vector<std::string>{"ials ×3", "wide ×2", "single"}));
+  EXPECT_EQ(c.members[0], (std::vector<std::string>{dirs[0], dirs[1], dirs[2]}));
+  EXPECT_EQ(row(c, "model.seed"), (std::vector<std::string>{"1, 2, 3", "1, 2", "1"}));
+  EXPECT_EQ(row(c, "model.factors"), (std::vector<std::string>{"8", "16", "8"}));
+  EXPECT_EQ(row(c, "run.log_level"), (std::vector<std::string>{"warn, error", "warn", "warn"}));
+  EXPECT_EQ(row(c, "iterations trained"), (std::vector<std::string>{"3", "3", "3"}));
+
+  // Every metric cell from the runs' metrics.json, computed here in double.
+  auto cell = [&](std::initializer_list<size_t> members, const char* part, const char* name) {
+    std::vector<double> v;
+    for (size_t i : members)
+      v.push_back(read_json_file(dirs[i] + "/metrics.json")[part][name].get<double>());
+    double mean = 0, ss = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    for (double x : v) ss += (x - mean) * (x - mean);
+    return v.size() == 1 ? fmt::format("{:.4f}", mean)
+                         : fmt::format("{:.4f} ± {:.4f}", mean, std::sqrt(ss / (v.size() - 1.0)));
+  };
+  for (const char* part : {"validation", "test"})
+    for (const char* name : {"recall@10", "ndcg@20"})
+      EXPECT_EQ(row(c, std::string(part) + " " + name),
+                (std::vector<std::string>{cell({0, 1, 2}, part, name), cell({3, 4}, part, name),
+                                          cell({5}, part, name)}))
+          << part << " " << name;
+  // The seeds do move the figures, so the spread is not zero.
+  EXPECT_EQ(row(c, "test ndcg@20")[0].find("± 0.0000"), std::string::npos);
+
+  // The best point of the mean validation curve.
+  std::map<int, double> mean_curve;
+  for (size_t i : {3, 4}) {
+    const nlohmann::json run = read_json_file(dirs[i] + "/run.json");
+    for (const auto& e : run["history"])
+      mean_curve[e["iteration"].get<int>()] += e["validation"]["ndcg@20"].get<double>() / 2;
+  }
+  const auto best = std::max_element(mean_curve.begin(), mean_curve.end(),
+                                     [](auto& a, auto& b) { return a.second < b.second; });
+  EXPECT_EQ(row(c, "best mean validation ndcg@20 at iteration")[1],
+            fmt::format("{} ({:.4f})", best->first, best->second));
+
+  // The table aligns by terminal columns and names each group's runs.
+  const std::string table = format_comparison(c);
+  EXPECT_TRUE(std::regex_search(table, std::regex("\n  model\\.factors +8 +16 +8\n"))) << table;
+  EXPECT_NE(table.find("seed runs (one column each: mean ± sample standard deviation (n - 1))\n"
+                       "  ials ×3: " +
+                       dirs[0] + ", " + dirs[1] + ", " + dirs[2] + "\n  wide ×2: "),
+            std::string::npos)
+      << table;
+  std::istringstream lines(table);
+  size_t header_end = 0;
+  for (std::string l; std::getline(lines, l);)
+    if (l.find("validation recall@10") != std::string::npos) {
+      // The last cell ends where the header's last label ends.
+      size_t cols = 0;
+      for (char ch : l) cols += (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+      if (header_end == 0) {
+        std::string h = table.substr(0, table.find('\n'));
+        for (char ch : h) header_end += (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+      }
+      EXPECT_EQ(cols, header_end) << table;
+    }
+
+  // --each: one column per run, as before.
+  const Comparison each = compare(runs, "ndcg@20", false);
+  EXPECT_EQ(each.labels.size(), 6u);
+  EXPECT_EQ(row(each, "model.seed"), (std::vector<std::string>{"1", "2", "3", "1", "2", "1"}));
+  const test::Result cli = run_recforge(t.str(), "compare runs/wide-1 runs/wide-2 --each --out cmp",
+                                        "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(cli.rc, 0) << cli.out;
+  EXPECT_TRUE(std::regex_search(cli.out, std::regex("\n  model\\.seed +1 +2\n"))) << cli.out;
+  const test::Result grouped = run_recforge(t.str(), "compare runs/wide-1 runs/wide-2 --out cmp",
+                                            "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(grouped.rc, 0) << grouped.out;
+  EXPECT_TRUE(std::regex_search(grouped.out, std::regex("\n  model\\.seed +1, 2\n")))
+      << grouped.out;
 }
 
 TEST(Compare, CliWritesTheCsvAndSaysWhenThePlotIsSkipped) {
