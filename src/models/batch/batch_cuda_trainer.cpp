@@ -267,13 +267,15 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     zero(item_v_);
   }
 
-  // Bytes of the softmax batch buffers (B = batch_size, C = B + negatives): ids, log E, the
-  // gathered rows and their gradients (2 (B + C) dim floats), the B × C scores, the sort's
-  // buffers (CUB's temporary storage estimated at 16 bytes per id).
+  // Bytes of the softmax batch buffers (B = batch_size, C = B + negatives, N = ids_): ids, log E
+  // (softmax), the gathered rows and their gradients (ub, cm, du, dv; CCL also the positives'
+  // rows vp and, with dropout, the B × dim mask), the B × C scores, the sort's buffers (CUB's
+  // temporary storage estimated at 16 bytes per id).
   int64_t softmax_bytes() const {
     const int64_t b = p_.batch_size, c = cands_, n = ids_;
-    return 4 * (b + n + (ccl_ ? 0 : c)) + 4 * (b + c + n + (ccl_ ? b : 0) + b) * dim_ + 4 * b * c + 4 * 3 * n +
-           16 * n + (1 << 20);
+    const int64_t rows = b + c + b + n + (ccl_ ? b : 0) + (ccl_ && p_.dropout > 0 ? b : 0);
+    return 4 * (b + n + (ccl_ ? 0 : c)) + 4 * rows * dim_ + 4 * b * c + 4 * 3 * n + 16 * n +
+           (1 << 20);
   }
 
   BatchFactorsView factors_view() {
