@@ -521,7 +521,66 @@ void unique_sum(const std::vector<data::index_t>& ids, const float* grads, int d
     for (data::index_t id : unique) slot[id] = -1;
 }
 
+// The shared-candidate products of softmax_step and ccl_step (row-major: U is B × d, V is
+// C × d, S and its gradient G are B × C), each a single-threaded BLAS call on one thread's
+// slice: rows r0..r1 of S = alpha U Vᵀ; rows r0..r1 of dU = G V; candidates c0..c1 of
+// dV = Gᵀ U.
+void slice_scores(const float* u, const float* v, float* scores, int64_t r0, int64_t r1,
+                  int64_t C, int d, float alpha) {
+  if (r1 <= r0 || C == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0),
+              static_cast<int>(C), d, alpha, u + r0 * d, d, v, d, 0.f, scores + r0 * C,
+              static_cast<int>(C));
+}
+
+void slice_row_grads(const float* g, const float* v, float* du, int64_t r0, int64_t r1,
+                     int64_t C, int d) {
+  if (r1 <= r0) return;
+  if (C == 0) {
+    std::fill(du + r0 * d, du + r1 * d, 0.f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(r1 - r0), d,
+              static_cast<int>(C), 1.f, g + r0 * C, static_cast<int>(C), v, d, 0.f, du + r0 * d,
+              d);
+}
+
+void slice_cand_grads(const float* g, const float* u, float* dv, int64_t c0, int64_t c1,
+                      int64_t B, int64_t C, int d) {
+  if (c1 <= c0) return;
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
+              static_cast<int>(B), 1.f, g + c0, static_cast<int>(C), u, d, 0.f, dv + c0 * d, d);
+}
+
 }  // namespace
+
+// One parallel region per step: each thread owns a range of batch rows for the scores, their
+// gradients and dU, then a range of candidates for dV, with single-threaded BLAS calls on its
+// slices (OpenBLAS's own thread pool would compete with OpenMP's for the same cores). A small
+// step (below ~4M multiply-adds per GEMM) runs on one thread: waking the team and its barriers
+// would cost more than the arithmetic, and much more when the cores are shared.
+int BatchTrainerCpu::step_threads(int64_t multiply_adds) const {
+  return multiply_adds < (int64_t{1} << 22) ? 1 : threads_;
+}
+
+void BatchTrainerCpu::sum_grads(const std::vector<data::index_t>& batch_users,
+                                const std::vector<data::index_t>& item_ids, bool keep_item_slots,
+                                int64_t users_rows, int64_t items_rows) {
+  Scratch& w = *scratch_;
+  const int d = p_.dim();
+  if (w.user_slot.size() != static_cast<size_t>(users_rows)) w.user_slot.assign(users_rows, -1);
+  if (w.item_slot.size() != static_cast<size_t>(items_rows)) w.item_slot.assign(items_rows, -1);
+  unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
+  unique_sum(item_ids, w.dv.data(), d, w.item_slot, w.unique_items, w.gi, keep_item_slots);
+}
+
+void BatchTrainerCpu::apply_grads(Matrix& users, Matrix& items, int user_cols, int sphere,
+                                  const OptimizerStep& s, int threads) {
+  Scratch& w = *scratch_;
+  const float reg = static_cast<float>(p_.regularization);
+  apply(users, um_, uv_, w.unique_users, w.gu, user_cols, sphere, reg, s, threads);
+  apply(items, im_, iv_, w.unique_items, w.gi, p_.dim(), sphere, reg, s, threads);
+}
 
 double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
                                      const std::vector<data::index_t>& batch_users,
@@ -547,12 +606,7 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
   const double nnz = static_cast<double>(x_.nnz());
   double loss = 0;
   const float grad_scale = inv_t / static_cast<float>(B);
-  // One parallel region: each thread owns a range of batch rows for the scores, the softmax
-  // and dU, then a range of candidates for dV; every GEMM is a single-threaded BLAS call on its
-  // slice (OpenBLAS's own thread pool would compete with OpenMP's for the same cores).
-  // A small batch (below ~4M multiply-adds per GEMM) runs on one thread: waking the team and
-  // its barriers would cost more than the arithmetic, and much more when the cores are shared.
-  const int threads = B * C * d < (int64_t{1} << 22) ? 1 : threads_;
+  const int threads = step_threads(B * C * d);  // one parallel region (step_threads())
   BlasThreads blas(1);
 #pragma omp parallel num_threads(threads) reduction(+ : loss)
   {
@@ -569,59 +623,41 @@ double BatchTrainerCpu::softmax_step(Matrix& users, Matrix& items,
       }
     }
 #pragma omp barrier
-    const int rows = static_cast<int>(b1 - b0);
-    if (rows > 0) {
-      // S = U Vᵀ / temperature (rows b0..b1 of B × C).
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, static_cast<int>(C), d, inv_t,
-                  w.u.data() + b0 * d, d, w.v.data(), d, 0.f, w.scores.data() + b0 * C,
-                  static_cast<int>(C));
-      for (int64_t b = b0; b < b1; ++b) {
-        float* row = w.scores.data() + b * C;
-        const data::index_t pos = positives[b];
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t c = 0; c < C; ++c) {
-          const bool keep = c == b || (c < B ? p_.in_batch && cand[c] != pos : cand[c] != pos);
-          row[c] = keep ? row[c] - static_cast<float>(w.log_expected[c])
-                        : -std::numeric_limits<float>::infinity();
-          mx = std::max(mx, row[c]);
-        }
-        const float own = row[b];
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; ++c) {
-          row[c] = fast_exp(row[c] - mx);  // 0 for masked columns
-          sum += row[c];
-        }
-        const float inv = 1.f / sum;
-        // −log softmax = mx − z_b + log Σ exp(z_c − mx), not −log(exp(z_b − mx) / sum): the
-        // positive's probability underflows to 0 (a logit gap above ~104) at low temperatures,
-        // which made the loss inf while the gradients stayed finite.
-        loss += static_cast<double>(mx) - own + std::log(static_cast<double>(sum));
-        // d mean-loss / d (u_b · v_c) = (P_bc − [c = b]) / (B · temperature).
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) row[c] *= inv * grad_scale;
-        row[b] -= grad_scale;
+    slice_scores(w.u.data(), w.v.data(), w.scores.data(), b0, b1, C, d, inv_t);  // U Vᵀ / τ
+    for (int64_t b = b0; b < b1; ++b) {
+      float* row = w.scores.data() + b * C;
+      const data::index_t pos = positives[b];
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t c = 0; c < C; ++c) {
+        const bool keep = c == b || (c < B ? p_.in_batch && cand[c] != pos : cand[c] != pos);
+        row[c] = keep ? row[c] - static_cast<float>(w.log_expected[c])
+                      : -std::numeric_limits<float>::infinity();
+        mx = std::max(mx, row[c]);
       }
-      // dU = G V (rows b0..b1 of B × d).
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, static_cast<int>(C), 1.f,
-                  w.scores.data() + b0 * C, static_cast<int>(C), w.v.data(), d, 0.f,
-                  w.du.data() + b0 * d, d);
+      const float own = row[b];
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < C; ++c) {
+        row[c] = fast_exp(row[c] - mx);  // 0 for masked columns
+        sum += row[c];
+      }
+      const float inv = 1.f / sum;
+      // −log softmax = mx − z_b + log Σ exp(z_c − mx), not −log(exp(z_b − mx) / sum): the
+      // positive's probability underflows to 0 (a logit gap above ~104) at low temperatures,
+      // which made the loss inf while the gradients stayed finite.
+      loss += static_cast<double>(mx) - own + std::log(static_cast<double>(sum));
+      // d mean-loss / d (u_b · v_c) = (P_bc − [c = b]) / (B · temperature).
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) row[c] *= inv * grad_scale;
+      row[b] -= grad_scale;
     }
+    slice_row_grads(w.scores.data(), w.v.data(), w.du.data(), b0, b1, C, d);  // dU = G V
 #pragma omp barrier
-    // dV = Gᵀ U (candidates c0..c1 of C × d).
-    if (c1 > c0)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
-                  static_cast<int>(B), 1.f, w.scores.data() + c0, static_cast<int>(C), w.u.data(),
-                  d, 0.f, w.dv.data() + c0 * d, d);
+    slice_cand_grads(w.scores.data(), w.u.data(), w.dv.data(), c0, c1, B, C, d);  // dV = Gᵀ U
   }
-  if (w.user_slot.size() != static_cast<size_t>(users.rows)) w.user_slot.assign(users.rows, -1);
-  if (w.item_slot.size() != static_cast<size_t>(items.rows)) w.item_slot.assign(items.rows, -1);
-  unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
-  unique_sum(cand, w.dv.data(), d, w.item_slot, w.unique_items, w.gi);
-  const float reg = static_cast<float>(p_.regularization);
-  const int sphere = p_.normalize ? p_.factors : 0;
-  apply(users, um_, uv_, w.unique_users, w.gu, p_.factors, sphere, reg, s, threads);
-  apply(items, im_, iv_, w.unique_items, w.gi, d, sphere, reg, s, threads);
+  sum_grads(batch_users, cand, false, users.rows, items.rows);
+  // The users' bias column (item_bias) stays 1; with normalize, the cosine part is on the sphere.
+  apply_grads(users, items, p_.factors, p_.normalize ? p_.factors : 0, s, threads);
   return loss / static_cast<double>(B);
 }
 
@@ -668,9 +704,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     return std::pair{x_.indices.data() + x_.indptr[u], x_.indices.data() + x_.indptr[u + 1]};
   };
   double loss = 0;
-  // One parallel region as in softmax_step: rows b0..b1 for the scores, the row gradients and
-  // dU; candidates c0..c1 for dV; single-threaded BLAS calls on the slices.
-  const int threads = B * (C + 1) * d < (int64_t{1} << 22) ? 1 : threads_;
+  const int threads = step_threads(B * (C + 1) * d);  // one parallel region (step_threads())
   BlasThreads blas(1);
 #pragma omp parallel num_threads(threads) reduction(+ : loss)
   {
@@ -712,10 +746,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     for (int64_t c = c0; c < c1; ++c) std::copy_n(items.row(cand[c]), d, w.v.data() + c * d);
 #pragma omp barrier
     const int rows = static_cast<int>(b1 - b0);
-    if (rows > 0 && C > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, static_cast<int>(C), d, 1.f,
-                  w.u.data() + b0 * d, d, w.v.data(), d, 0.f, w.scores.data() + b0 * C,
-                  static_cast<int>(C));
+    slice_scores(w.u.data(), w.v.data(), w.scores.data(), b0, b1, C, d, 1.f);  // cosines
     for (int64_t b = b0; b < b1; ++b) {
       const float* ub = w.u.data() + b * d;
       const float* vb = w.vp.data() + b * d;
@@ -737,12 +768,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     }
     if (rows > 0) {
       // dU = G V over the candidates, plus the positive's term.
-      if (C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, static_cast<int>(C), 1.f,
-                    w.scores.data() + b0 * C, static_cast<int>(C), w.v.data(), d, 0.f,
-                    w.du.data() + b0 * d, d);
-      else
-        std::fill(w.du.begin() + b0 * d, w.du.begin() + b1 * d, 0.f);
+      slice_row_grads(w.scores.data(), w.v.data(), w.du.data(), b0, b1, C, d);
       for (int64_t b = b0; b < b1; ++b) {
         float* du = w.du.data() + b * d;
         float* dp = w.dv.data() + (C + b) * d;
@@ -776,11 +802,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
       }
     }
 #pragma omp barrier
-    // dV = Gᵀ U over the candidates c0..c1.
-    if (c1 > c0)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c1 - c0), d,
-                  static_cast<int>(B), 1.f, w.scores.data() + c0, static_cast<int>(C), w.u.data(),
-                  d, 0.f, w.dv.data() + c0 * d, d);
+    slice_cand_grads(w.scores.data(), w.u.data(), w.dv.data(), c0, c1, B, C, d);  // dV = Gᵀ U
     // dW = h dZᵀ M, rows r0..r1 of factors × factors.
     const int64_t r0 = d * tid / nt, r1 = d * (tid + 1) / nt;
     if (agg && r1 > r0)
@@ -790,10 +812,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
   }
   std::vector<data::index_t> item_ids(cand);
   item_ids.insert(item_ids.end(), positives.begin(), positives.end());
-  if (w.user_slot.size() != static_cast<size_t>(users.rows)) w.user_slot.assign(users.rows, -1);
-  if (w.item_slot.size() != static_cast<size_t>(items.rows)) w.item_slot.assign(items.rows, -1);
-  unique_sum(batch_users, w.du.data(), d, w.user_slot, w.unique_users, w.gu);
-  unique_sum(item_ids, w.dv.data(), d, w.item_slot, w.unique_items, w.gi, agg);
+  sum_grads(batch_users, item_ids, agg, users.rows, items.rows);
   if (agg) {
     // Every history item j of row b gets dL/dm_b / n_b. Slots first (one pass), then each
     // thread adds into its own range of slots.
@@ -827,9 +846,7 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
     }
     for (data::index_t id : w.unique_items) w.item_slot[id] = -1;
   }
-  const float reg = static_cast<float>(p_.regularization);
-  apply(users, um_, uv_, w.unique_users, w.gu, d, d, reg, s, threads);
-  apply(items, im_, iv_, w.unique_items, w.gi, d, d, reg, s, threads);
+  apply_grads(users, items, d, d, s, threads);  // every column on the sphere
   if (agg) {
     // W is a free matrix: a plain step, without L2 (model.regularization has no effect on ccl).
     Matrix map;

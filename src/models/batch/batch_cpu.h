@@ -202,6 +202,16 @@ class BatchTrainerCpu {
                   const std::vector<data::index_t>& positives,
                   const std::vector<data::index_t>& negatives, const OptimizerStep& s);
   void ensure_state(const Matrix& users, const Matrix& items);
+  // The parts softmax_step and ccl_step share: the threads of a step of `multiply_adds` per
+  // GEMM; the gradient rows du (over batch_users) and dv (over item_ids) summed per unique row
+  // (keep_item_slots: see unique_sum); those sums applied, the users' first user_cols columns
+  // and every item column, the first `sphere` columns on the unit sphere.
+  int step_threads(int64_t multiply_adds) const;
+  void sum_grads(const std::vector<data::index_t>& batch_users,
+                 const std::vector<data::index_t>& item_ids, bool keep_item_slots,
+                 int64_t users_rows, int64_t items_rows);
+  void apply_grads(Matrix& users, Matrix& items, int user_cols, int sphere,
+                   const OptimizerStep& s, int threads);
 
   BatchParams p_;
   const data::Csr& x_;

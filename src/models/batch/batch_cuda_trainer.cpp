@@ -373,6 +373,45 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     uploaded_ = true;
   }
 
+  // The shared-candidate products of softmax_step and ccl_step. Row-major X (r × k) is
+  // column-major Xᵀ with leading dimension k, so each product is written for the transposes.
+  // S (bs × c) = alpha Ub Cmᵀ, stored row-major: column-major Sᵀ = Cm Ubᵀ.
+  void gemm_scores(int64_t bs, int64_t c, float alpha) {
+    if (c == 0) return;
+    const float zero = 0.f;
+    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, ic, ib, id, &alpha,
+                                cm_.data(), id, ub_.data(), id, &zero, scores_.data(), ic));
+  }
+
+  // From G (the gradient of the scores, in scores_): dU (bs × dim) = alpha G Cm, column-major
+  // dUᵀ = Cmᵀ Gᵀ; and dV's first c rows = alpha Gᵀ Ub, column-major dVᵀ = Ubᵀ G (G being the
+  // transpose of the stored Gᵀ). Without candidates dU is zero.
+  void gemm_grads(int64_t bs, int64_t c, float alpha) {
+    if (c == 0) {
+      RF_CHECK_CUDA(cudaMemsetAsync(du_.data(), 0, bs * dim_ * sizeof(float), g().stream()));
+      return;
+    }
+    const float zero = 0.f;
+    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, id, ib, ic, &alpha,
+                                cm_.data(), id, scores_.data(), ic, &zero, du_.data(), id));
+    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, id, ic, ib, &alpha,
+                                ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
+  }
+
+  // Applies `count` gradient rows (grads) to the rows `ids` of w (users or items, with their
+  // optimiser state): sorted by id so that repeats are summed, then one step per distinct row
+  // on its first `cols` columns, the first `sphere` on the unit sphere.
+  void apply_rows(float* w, float* m, float* v, int cols, const int32_t* ids, int64_t count,
+                  const float* grads, int sphere, const OptimizerStep& os) {
+    const cudaStream_t s = g().stream();
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, ids, ids_out_.data(), positions_.data(),
+                 pos_out_.data(), count, sort_bits_, s);
+    launch_apply_rows(w, m, v, dim_, cols, ids_out_.data(), pos_out_.data(), count, grads,
+                      static_cast<float>(p_.regularization), sphere, os, s);
+  }
+
   // One softmax step on bs positives: candidates = the bs positives, then the negatives.
   void softmax_step(int64_t bs, const PhiloxPlan& rng, const OptimizerStep& os) {
     const cudaStream_t s = g().stream();
@@ -383,32 +422,17 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
                           p_.logq ? log_expected_.data() : nullptr, s);
     launch_gather_rows(users_.data(), dim_, batch_users_.data(), bs, ub_.data(), s);
     launch_gather_rows(items_.data(), dim_, cand_.data(), c, cm_.data(), s);
-    // Row-major X (r × k) is column-major Xᵀ with leading dimension k, so each product below is
-    // written for the transposes. S (bs × c) = Ub Cmᵀ / τ: column-major Sᵀ = Cm Ubᵀ.
     const float inv_tau = static_cast<float>(1.0 / p_.temperature);
-    const float zero = 0.f;
-    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
-    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, ic, ib, id, &inv_tau,
-                                cm_.data(), id, ub_.data(), id, &zero, scores_.data(), ic));
+    gemm_scores(bs, c, inv_tau);  // S = Ub Cmᵀ / τ
     launch_softmax_rows(scores_.data(), bs, c, cand_.data(), p_.logq ? log_expected_.data() : nullptr,
                         p_.in_batch, loss_.data(), s);
-    // dL/dscore = G / τ. dU (bs × dim) = G Cm / τ: column-major dUᵀ = Cmᵀ Gᵀ.
-    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, id, ib, ic, &inv_tau,
-                                cm_.data(), id, scores_.data(), ic, &zero, du_.data(), id));
-    // dV (c × dim) = Gᵀ Ub / τ: column-major dVᵀ = Ubᵀ G (G is the transpose of the stored Gᵀ).
-    RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, id, ic, ib, &inv_tau,
-                                ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
-    const float reg = static_cast<float>(p_.regularization);
+    gemm_grads(bs, c, inv_tau);  // dL/dscore = G / τ
     const int user_cols = p_.item_bias ? dim_ - 1 : dim_;  // the users' bias column stays 1
     const int sphere = p_.normalize ? p_.factors : 0;       // cosine part; the bias is outside
-    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
-                 positions_.data(), pos_out_.data(), bs, sort_bits_, s);
-    launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, user_cols,
-                      ids_out_.data(), pos_out_.data(), bs, du_.data(), reg, sphere, os, s);
-    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cand_.data(), ids_out_.data(),
-                 positions_.data(), pos_out_.data(), c, sort_bits_, s);
-    launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
-                      pos_out_.data(), c, dv_.data(), reg, sphere, os, s);
+    apply_rows(users_.data(), user_m_.data(), user_v_.data(), user_cols, batch_users_.data(), bs,
+               du_.data(), sphere, os);
+    apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, cand_.data(), c, dv_.data(),
+               sphere, os);
   }
 
   // One CCL step on bs positives. cand_ holds [positives (bs) | negatives (n) | positives
@@ -431,35 +455,18 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     // Dropout: the rows score, and reach the items' gradients, masked (as on the CPU).
     const bool drop = p_.dropout > 0;
     if (drop) launch_ccl_dropout(rng, bs, dim_, p_.dropout, mask_.data(), ub_.data(), s);
-    const float one = 1.f, zero = 0.f;
-    const int ic = static_cast<int>(c), ib = static_cast<int>(bs), id = dim_;
-    // As in softmax_step: S (bs × c) = Ub Cmᵀ, stored row-major (column-major Sᵀ = Cm Ubᵀ).
-    if (c > 0)
-      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, ic, ib, id, &one,
-                                  cm_.data(), id, ub_.data(), id, &zero, scores_.data(), ic));
+    gemm_scores(bs, c, 1.f);  // the cosines
     launch_ccl_rows(scores_.data(), bs, c, cands, cand_.data(), ub_.data(), vp_.data(), dim_,
                     static_cast<float>(p_.margin), static_cast<float>(p_.negative_weight),
                     loss_.data(), s);
-    if (c > 0) {
-      // dU = G Cm; dV (the candidates' rows) = Gᵀ Ub.
-      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, id, ib, ic, &one,
-                                  cm_.data(), id, scores_.data(), ic, &zero, du_.data(), id));
-      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, id, ic, ib, &one,
-                                  ub_.data(), id, scores_.data(), ic, &zero, dv_.data(), id));
-    } else {
-      RF_CHECK_CUDA(cudaMemsetAsync(du_.data(), 0, bs * dim_ * sizeof(float), s));
-    }
+    gemm_grads(bs, c, 1.f);  // dU = G Cm; dV's candidate rows = Gᵀ Ub
     launch_ccl_positive_grads(ub_.data(), vp_.data(), drop ? mask_.data() : nullptr, bs, dim_,
                               -1.f / static_cast<float>(bs), du_.data(), dv_.data() + c * dim_, s);
-    const float reg = static_cast<float>(p_.regularization);
-    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, batch_users_.data(), ids_out_.data(),
-                 positions_.data(), pos_out_.data(), bs, sort_bits_, s);
-    launch_apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, dim_, ids_out_.data(),
-                      pos_out_.data(), bs, du_.data(), reg, dim_, os, s);
-    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, cands, ids_out_.data(), positions_.data(),
-                 pos_out_.data(), c + bs, sort_bits_, s);
-    launch_apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, dim_, ids_out_.data(),
-                      pos_out_.data(), c + bs, dv_.data(), reg, dim_, os, s);
+    // Every column on the unit sphere; the items' rows: the candidates', then the positives'.
+    apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, batch_users_.data(), bs,
+               du_.data(), dim_, os);
+    apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, cands, c + bs, dv_.data(),
+               dim_, os);
   }
 
   std::shared_ptr<CudaResources> gpu_;
