@@ -590,11 +590,13 @@ class FileParser {
   bool id(size_t k, Interner& in, index_t& out, const char* what, int64_t line_no,
           std::string_view line) {
     const std::string_view field = trim(fields_.value[k]);
-    // A user id is never quoted (user ids stay out of logs and errors): its length is.
-    const bool user = std::string_view(what) == "user";
-    const std::string quoted =
-        user ? fmt::format("of {} byte{}", field.size(), field.size() == 1 ? "" : "s")
-             : fmt::format("\"{}\"", shown(field));
+    // A user id is never quoted (user ids stay out of logs and errors): its length is. Made
+    // only for a message: formatting it for every field halved the parser's speed.
+    const auto quoted = [&] {
+      return std::string_view(what) == "user"
+                 ? fmt::format("of {} byte{}", field.size(), field.size() == 1 ? "" : "s")
+                 : fmt::format("\"{}\"", shown(field));
+    };
     if (field.empty()) {
       bad(line_no, line, fmt::format("empty {} id", what));
       return false;
@@ -615,7 +617,7 @@ class FileParser {
         bad(line_no, line,
             fmt::format("{} id {} contains the control character 0x{:02x}, expected "
                         "printable text",
-                        what, quoted, static_cast<unsigned char>(raw[at])),
+                        what, quoted(), static_cast<unsigned char>(raw[at])),
             static_cast<size_t>(raw.data() - line.data()) + at + 1);
         return false;
       }
@@ -626,7 +628,7 @@ class FileParser {
     if (!parse_int(field, v)) {
       bad(line_no, line,
           fmt::format("{} id {} is not an integer (set data.id_type: string for text ids{})",
-                      what, quoted,
+                      what, quoted(),
                       line_number(line_no) == 1 && !o_.header ? ", or data.header: true" : ""));
       return false;
     }
