@@ -11,6 +11,7 @@
 // the same tag in order, so the pieces arrive in sequence). Their 64-bit counts are exchanged
 // first, so every rank knows how many pieces to expect.
 #include "dist/comm.h"
+#include "dist/comm_common.h"
 
 // MPI's C API only: without these, mpi.h (included from C++) declares the C++ bindings that
 // MPI-3 removed, which need libmpi_cxx.
@@ -28,26 +29,16 @@
 namespace recforge::dist {
 namespace {
 
-constexpr int64_t kMaxPieceBytes = int64_t{1} << 30;
-int64_t g_piece_bytes = kMaxPieceBytes;
+using detail::copy_bytes;
+using detail::piece_bytes;
+using detail::whole_elements;
+
 bool g_initialized = false;
 bool g_mpi_started = false;  // init called MPI_Init_thread (finalize ends it)
 bool g_mpi_finalized = false;
 
 enum Tag : int { kTagAllgatherv = 101, kTagGatherv = 102, kTagAlltoallv = 103 };
 
-// A positive integer from the environment, or 0.
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return 0;
-  char* end = nullptr;
-  const long n = std::strtol(v, &end, 10);
-  return (*end == '\0' && n > 0 && n <= (1L << 30)) ? static_cast<int>(n) : 0;
-}
-
-void copy_bytes(void* dst, const void* src, int64_t bytes) {
-  if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
-}
 
 template <typename T>
 MPI_Datatype mpi_type();
@@ -64,7 +55,7 @@ MPI_Datatype mpi_type<uint8_t>() { return MPI_UINT8_T; }
 // rank holds the same bits (MPI_Allreduce may round differently on different ranks).
 template <typename T>
 void reduce_bcast(T* data, int64_t n, MPI_Op op, int rank) {
-  const int64_t piece = std::max<int64_t>(1, g_piece_bytes / static_cast<int64_t>(sizeof(T)));
+  const int64_t piece = std::max<int64_t>(1, piece_bytes() / static_cast<int64_t>(sizeof(T)));
   for (int64_t off = 0; off < n; off += piece) {
     const int count = static_cast<int>(std::min(piece, n - off));
     T* p = data + off;
@@ -80,16 +71,16 @@ void reduce_bcast(T* data, int64_t n, MPI_Op op, int rank) {
 // Posts the sends or receives of `bytes` bytes to/from `peer` in pieces.
 void post_send(const void* data, int64_t bytes, int peer, int tag, std::vector<MPI_Request>& reqs) {
   const auto* p = static_cast<const char*>(data);
-  for (int64_t off = 0; off < bytes; off += g_piece_bytes) {
-    const int count = static_cast<int>(std::min(g_piece_bytes, bytes - off));
+  for (int64_t off = 0; off < bytes; off += piece_bytes()) {
+    const int count = static_cast<int>(std::min(piece_bytes(), bytes - off));
     reqs.emplace_back();
     MPI_Isend(p + off, count, MPI_BYTE, peer, tag, MPI_COMM_WORLD, &reqs.back());
   }
 }
 void post_recv(void* data, int64_t bytes, int peer, int tag, std::vector<MPI_Request>& reqs) {
   auto* p = static_cast<char*>(data);
-  for (int64_t off = 0; off < bytes; off += g_piece_bytes) {
-    const int count = static_cast<int>(std::min(g_piece_bytes, bytes - off));
+  for (int64_t off = 0; off < bytes; off += piece_bytes()) {
+    const int count = static_cast<int>(std::min(piece_bytes(), bytes - off));
     reqs.emplace_back();
     MPI_Irecv(p + off, count, MPI_BYTE, peer, tag, MPI_COMM_WORLD, &reqs.back());
   }
@@ -100,40 +91,10 @@ void wait_all(std::vector<MPI_Request>& reqs) {
   }
 }
 
-int64_t whole_elements(int64_t bytes, size_t elem) {
-  RF_ASSERT(bytes >= 0 && bytes % static_cast<int64_t>(elem) == 0,
-            "dist: a block's size is not a whole number of elements");
-  return bytes / static_cast<int64_t>(elem);
-}
 
 }  // namespace
 
-bool launched_by_mpi() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") ||
-         std::getenv("PMI_RANK");
-}
-
-int launched_size() {
-  if (!launched_by_mpi()) return 1;
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}) {
-    if (const int n = env_int(name)) return n;
-  }
-  return 1;
-}
-
 bool mpi_available() { return true; }
-
-Comm& world() {
-  static Comm w;
-  return w;
-}
-
-int64_t set_max_piece_bytes(int64_t bytes) {
-  RF_ASSERT(bytes >= 1 && bytes <= kMaxPieceBytes, "dist: piece size outside 1 byte .. 1 GiB");
-  const int64_t previous = g_piece_bytes;
-  g_piece_bytes = bytes;
-  return previous;
-}
 
 void init(int* argc, char*** argv) {
   if (g_initialized) return;
@@ -231,8 +192,8 @@ void Comm::broadcast(void* data, int64_t bytes, int root) const {
   RF_ASSERT(root >= 0 && root < size_, "dist: broadcast root outside the world");
   if (size_ == 1 || bytes <= 0) return;
   auto* p = static_cast<char*>(data);
-  for (int64_t off = 0; off < bytes; off += g_piece_bytes) {
-    const int count = static_cast<int>(std::min(g_piece_bytes, bytes - off));
+  for (int64_t off = 0; off < bytes; off += piece_bytes()) {
+    const int count = static_cast<int>(std::min(piece_bytes(), bytes - off));
     MPI_Bcast(p + off, count, MPI_BYTE, root, MPI_COMM_WORLD);
   }
   if (rank_ == root) bytes_sent_ += bytes * (size_ - 1);

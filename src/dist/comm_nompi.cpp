@@ -6,61 +6,22 @@
 
 #include "core/error.h"
 #include "dist/comm.h"
+#include "dist/comm_common.h"
 
 namespace recforge::dist {
 namespace {
 
-constexpr int64_t kMaxPieceBytes = int64_t{1} << 30;
-int64_t g_piece_bytes = kMaxPieceBytes;  // kept for the interface; nothing is sent in pieces
+using detail::copy_bytes;
+using detail::piece_bytes;
+using detail::whole_elements;
+
 bool g_initialized = false;
 
-// A positive integer from the environment, or 0.
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return 0;
-  char* end = nullptr;
-  const long n = std::strtol(v, &end, 10);
-  return (*end == '\0' && n > 0 && n <= (1L << 30)) ? static_cast<int>(n) : 0;
-}
 
-void copy_bytes(void* dst, const void* src, int64_t bytes) {
-  if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
-}
-
-int64_t whole_elements(int64_t bytes, size_t elem) {
-  RF_ASSERT(bytes >= 0 && bytes % static_cast<int64_t>(elem) == 0,
-            "dist: a block's size is not a whole number of elements");
-  return bytes / static_cast<int64_t>(elem);
-}
 
 }  // namespace
 
-bool launched_by_mpi() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") ||
-         std::getenv("PMI_RANK");
-}
-
-int launched_size() {
-  if (!launched_by_mpi()) return 1;
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}) {
-    if (const int n = env_int(name)) return n;
-  }
-  return 1;
-}
-
 bool mpi_available() { return false; }
-
-Comm& world() {
-  static Comm w;
-  return w;
-}
-
-int64_t set_max_piece_bytes(int64_t bytes) {
-  RF_ASSERT(bytes >= 1 && bytes <= kMaxPieceBytes, "dist: piece size outside 1 byte .. 1 GiB");
-  const int64_t previous = g_piece_bytes;
-  g_piece_bytes = bytes;
-  return previous;
-}
 
 void init(int* argc, char*** argv) {
   if (g_initialized) return;
