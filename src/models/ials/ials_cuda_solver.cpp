@@ -140,37 +140,11 @@ class IalsCudaSolverImpl : public IalsCudaSolver {
     DeviceScope scope(g().device());
     ensure_data(ui, iu);
     const float* w = ensure_weights(item_weights);
-    const cudaStream_t s = g().stream();
     TempBuffer<float> gx(g(), int64_t{kp_} * kp_), gy(g(), int64_t{kp_} * kp_);
     gram(users_.data(), nu_, nullptr, 1.0, gx.data());
     gram(items_.data(), ni_, w, 1.0, gy.data());
-    const int64_t slices = 3 + static_cast<int64_t>(ui_.chunks.size());
-    TempBuffer<double> part(g(), slices * kLossBlocks);
-    launch_dot(gx.data(), gy.data(), int64_t{kp_} * kp_, part.data(), kLossBlocks, s);
-    const auto& p = o_.solve;
-    launch_loss_reg(o_.storage, users_.data(), ui_.indptr.data(), nu_, kp_, p.regularization,
-                    p.reg_exp, p.reg_offset, part.data() + kLossBlocks, kLossBlocks, s);
-    launch_loss_reg(o_.storage, items_.data(), iu_.indptr.data(), ni_, kp_, p.regularization,
-                    p.reg_exp, p.reg_offset, part.data() + 2 * kLossBlocks, kLossBlocks, s);
-    for (size_t c = 0; c < ui_.chunks.size(); ++c) {
-      const Chunk& ch = ui_.chunks[c];
-      const Staged d = stage(ui_, ch);
-      launch_loss_observed(o_.storage, rows_view(ui_, ch, d), segments(ui_, ch), users_.data(),
-                           items_.data(), kp_, p.alpha, part.data() + (3 + c) * kLossBlocks,
-                           kLossBlocks, s);
-      release(d);
-    }
-    std::vector<double> h(static_cast<size_t>(slices * kLossBlocks));
-    copy_to_host(h.data(), part.data(), slices * kLossBlocks, s);
-    g().synchronize();
-    auto slice = [&](int64_t i) {
-      double t = 0;
-      for (int b = 0; b < kLossBlocks; ++b) t += h[static_cast<size_t>(i * kLossBlocks + b)];
-      return t;
-    };
-    double observed = 0;
-    for (int64_t i = 3; i < slices; ++i) observed += slice(i);
-    return observed + p.unobserved_weight * slice(0) + slice(1) + slice(2);
+    const LossParts l = loss_parts(gx.data(), gy.data(), ui_, users_.data(), items_.data());
+    return l.observed + o_.solve.unobserved_weight * l.unobserved + l.reg_users + l.reg_items;
   }
 
   Matrix fold_in(const data::Csr& rows, const std::vector<float>& item_weights) override {
@@ -459,6 +433,49 @@ class IalsCudaSolverImpl : public IalsCudaSolver {
     return sg;
   }
 
+  // The loss's parts on this GPU, each the sum of kLossBlocks partials.
+  struct LossParts {
+    double observed = 0;    // over `side`'s rows (launch_loss_observed)
+    double unobserved = 0;  // ⟨gx, gy⟩, before the unobserved weight
+    double reg_users = 0, reg_items = 0;
+  };
+
+  // gx, gy: the users' and the (weighted) items' Gram matrices (kp × kp, reduced over the ranks
+  // when distributed); `side`'s rows have the factors x, the other side's y.
+  LossParts loss_parts(const float* gx, const float* gy, Side& side, const void* x,
+                       const void* y) {
+    const cudaStream_t s = g().stream();
+    const int64_t slices = 3 + static_cast<int64_t>(side.chunks.size());
+    TempBuffer<double> part(g(), slices * kLossBlocks);
+    launch_dot(gx, gy, int64_t{kp_} * kp_, part.data(), kLossBlocks, s);
+    const auto& p = o_.solve;
+    launch_loss_reg(o_.storage, users_.data(), ui_.indptr.data(), nu_, kp_, p.regularization,
+                    p.reg_exp, p.reg_offset, part.data() + kLossBlocks, kLossBlocks, s);
+    launch_loss_reg(o_.storage, items_.data(), iu_.indptr.data(), ni_, kp_, p.regularization,
+                    p.reg_exp, p.reg_offset, part.data() + 2 * kLossBlocks, kLossBlocks, s);
+    for (size_t c = 0; c < side.chunks.size(); ++c) {
+      const Chunk& ch = side.chunks[c];
+      const Staged d = stage(side, ch);
+      launch_loss_observed(o_.storage, rows_view(side, ch, d), segments(side, ch), x, y, kp_,
+                           p.alpha, part.data() + (3 + c) * kLossBlocks, kLossBlocks, s);
+      release(d);
+    }
+    std::vector<double> h(static_cast<size_t>(slices * kLossBlocks));
+    copy_to_host(h.data(), part.data(), slices * kLossBlocks, s);
+    g().synchronize();
+    auto slice = [&](int64_t i) {
+      double t = 0;
+      for (int b = 0; b < kLossBlocks; ++b) t += h[static_cast<size_t>(i * kLossBlocks + b)];
+      return t;
+    };
+    LossParts out;
+    for (int64_t i = 3; i < slices; ++i) out.observed += slice(i);
+    out.unobserved = slice(0);
+    out.reg_users = slice(1);
+    out.reg_items = slice(2);
+    return out;
+  }
+
   // ---- solves --------------------------------------------------------------------------------
 
   // out (kp × kp, symmetric) = alpha · Σ_r w_r y_r y_rᵀ over the rows of y (w = 1 when null).
@@ -668,35 +685,11 @@ class IalsCudaShardImpl final : public IalsCudaSolverImpl, public IalsCudaShard 
     gram(items_.data(), ni_, w, 1.0, gy.data());
     c.allreduce_sum(gx.data(), int64_t{kp_} * kp_, s);
     c.allreduce_sum(gy.data(), int64_t{kp_} * kp_, s);
-    const int64_t slices = 3 + static_cast<int64_t>(iu_.chunks.size());
-    TempBuffer<double> part(g(), slices * kLossBlocks);
-    launch_dot(gx.data(), gy.data(), int64_t{kp_} * kp_, part.data(), kLossBlocks, s);
-    const auto& p = o_.solve;
-    launch_loss_reg(o_.storage, users_.data(), ui_.indptr.data(), nu_, kp_, p.regularization,
-                    p.reg_exp, p.reg_offset, part.data() + kLossBlocks, kLossBlocks, s);
-    launch_loss_reg(o_.storage, items_.data(), iu_.indptr.data(), ni_, kp_, p.regularization,
-                    p.reg_exp, p.reg_offset, part.data() + 2 * kLossBlocks, kLossBlocks, s);
-    for (size_t ch = 0; ch < iu_.chunks.size(); ++ch) {  // over the rank's item rows
-      const Chunk& chunk = iu_.chunks[ch];
-      const Staged d = stage(iu_, chunk);
-      launch_loss_observed(o_.storage, rows_view(iu_, chunk, d), segments(iu_, chunk),
-                           items_.data(), needed_users_.data(), kp_, p.alpha,
-                           part.data() + (3 + ch) * kLossBlocks, kLossBlocks, s);
-      release(d);
-    }
-    std::vector<double> h(static_cast<size_t>(slices * kLossBlocks));
-    copy_to_host(h.data(), part.data(), slices * kLossBlocks, s);
-    g().synchronize();
-    auto slice = [&](int64_t i) {
-      double t = 0;
-      for (int b = 0; b < kLossBlocks; ++b) t += h[static_cast<size_t>(i * kLossBlocks + b)];
-      return t;
-    };
-    double observed = 0;
-    for (int64_t i = 3; i < slices; ++i) observed += slice(i);
-    terms[0] = observed;
-    terms[1] = slice(1) + slice(2);
-    terms[2] = p.unobserved_weight * slice(0);
+    // Over the rank's item rows, against the users they need.
+    const LossParts l = loss_parts(gx.data(), gy.data(), iu_, items_.data(), needed_users_.data());
+    terms[0] = l.observed;
+    terms[1] = l.reg_users + l.reg_items;
+    terms[2] = o_.solve.unobserved_weight * l.unobserved;
   }
 
   int row_floats() const override { return kp_; }
