@@ -41,7 +41,18 @@ cmake --build "$BUILD" -j "$JOBS" --target recforge test_gpu bench-gpu
 # directory of its own ($PY_BUILD, CUDA, sm_90) with a local Python 3.12 ($PY_DEVICE, default:
 # python3.12 on PATH or pyenv's) and this .venv's pybind11; ccache makes the engine's objects
 # the release build's. Skipped, with a line saying so, where no Python 3.12 is found.
-PY_DEVICE=${PY_DEVICE:-$(command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1 || true)}
+# The first candidate that runs as Python 3.12 (a pyenv shim on PATH may exist and refuse to run
+# when 3.12 is not pyenv's selected version).
+find_py312() {
+  local p
+  for p in ${PY_DEVICE:-} $(command -v python3.12 || true) /root/.pyenv/versions/3.12*/bin/python3.12; do
+    if [ -x "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+}
+PY_DEVICE=$(find_py312)
 PY_BUILD=${PY_BUILD:-build/py312}
 py_module=""
 if [ -n "$PY_DEVICE" ] && [ -x .venv/bin/python ]; then
