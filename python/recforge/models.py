@@ -589,8 +589,10 @@ class MatrixFactorizationBase:
     # -- saving ---------------------------------------------------------------------------
 
     def _saved(self):
-        """The constructor arguments to save (implicit's names)."""
-        raise NotImplementedError
+        """The constructor arguments to save (implicit's names): by default those of ``_keys``,
+        the dtype by its name."""
+        return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
+                for a, _, _ in self._keys}
 
     def save(self, fileobj_or_path):
         """Saves the factors and the arguments to a NumPy ``.npz`` file (implicit's layout).
@@ -900,10 +902,6 @@ class BayesianPersonalizedRanking(MatrixFactorizationBase):
         super().__init__(num_threads=num_threads, random_state=random_state, device=device,
                          use_gpu=use_gpu)
 
-    def _saved(self):
-        return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
-                for a, _, _ in self._keys}
-
 
 class SampledSoftmax(MatrixFactorizationBase):
     """Sampled softmax over items (recforge's ``softmax`` model; not in implicit).
@@ -973,10 +971,6 @@ class SampledSoftmax(MatrixFactorizationBase):
         super().__init__(num_threads=num_threads, random_state=random_state, device=device,
                          use_gpu=use_gpu)
 
-    def _saved(self):
-        return {a: (_dtype_name(self) if a == "dtype" else getattr(self, a))
-                for a, _, _ in self._keys}
-
 
 class CosineContrastive(MatrixFactorizationBase):
     """SimpleX's cosine contrastive loss (recforge's ``ccl`` model; not in implicit).
@@ -1043,6 +1037,3 @@ class CosineContrastive(MatrixFactorizationBase):
         self.lr_decay = lr_decay
         super().__init__(num_threads=num_threads, random_state=random_state, device=device,
                          use_gpu=use_gpu)
-
-    def _saved(self):
-        return {a: getattr(self, a) for a, _, _ in self._keys}
