@@ -15,6 +15,8 @@
 
 #include <pybind11/stl.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -99,6 +101,25 @@ py::array_t<float> to_array(Matrix&& m) {
   return py::array_t<float>({m.rows, m.cols}, v->data(), owner);
 }
 
+/// What an engine's computation holds: the GIL released, and the engine's thread count as the
+/// calling thread's OpenMP default for its parallel regions, the previous one restored after.
+/// OpenMP keeps that default per OS thread, so without this a model's calls from another Python
+/// thread (a thread pool answering queries) ran on every core whatever its num_threads, and
+/// on the thread that built it, on the num_threads of the model built there last.
+class Compute {
+ public:
+  explicit Compute(int threads) : previous_(omp_get_max_threads()) {
+    omp_set_num_threads(threads);
+  }
+  ~Compute() { omp_set_num_threads(previous_); }
+  Compute(const Compute&) = delete;
+  Compute& operator=(const Compute&) = delete;
+
+ private:
+  py::gil_scoped_release nogil_;
+  int previous_;
+};
+
 class Engine {
  public:
   /// The config text (a YAML document with the `model` and `train` sections), checked by
@@ -128,7 +149,7 @@ class Engine {
   void set_data(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
                 int64_t rows, int64_t cols) {
     data::Csr ui = make_csr("user_items", indptr, indices, values, rows, cols);
-    py::gil_scoped_release nogil;
+    const Compute compute(ctx_.threads());
     item_users_ = ui.transpose();
     user_items_ = std::move(ui);
   }
@@ -141,18 +162,18 @@ class Engine {
   void init() {
     retire(users_slot_, user_matrix());
     retire(items_slot_, item_matrix());
-    py::gil_scoped_release nogil;
+    const Compute compute(ctx_.threads());
     model_->init(user_items_.rows, user_items_.cols);
   }
 
   /// One iteration (iALS: all users then all items; bpr, softmax: one epoch).
   void iterate() {
-    py::gil_scoped_release nogil;
+    const Compute compute(ctx_.threads());
     model_->iterate(user_items_, item_users_);
   }
 
   double loss() const {
-    py::gil_scoped_release nogil;
+    const Compute compute(ctx_.threads());
     return model_->loss(user_items_, item_users_);
   }
 
@@ -223,7 +244,7 @@ class Engine {
       global.assign(global_exclude->data(), global_exclude->data() + global_exclude->size());
     eval::TopK r;
     {
-      py::gil_scoped_release nogil;
+      const Compute compute(ctx_.threads());
       r = eval::topk(queries.data(), nq, items.data(), ni, d, k, exp, rows,
                      global_exclude ? &global : nullptr);
     }
@@ -241,7 +262,7 @@ class Engine {
                               model_->item_factors().rows);
     Matrix m;
     {
-      py::gil_scoped_release nogil;
+      const Compute compute(ctx_.threads());
       m = model_->fold_in(rows);
     }
     return to_array(std::move(m));
@@ -260,7 +281,7 @@ class Engine {
            cfg_.settings().model.unobserved_exp);
     Matrix m;
     {
-      py::gil_scoped_release nogil;
+      const Compute compute(ctx_.threads());
       std::unique_ptr<models::Model> swapped = pipeline::make_model(cfg_, ctx_);
       swapped->set_factors(model_->item_factors(), model_->user_factors());
       m = swapped->fold_in(rows);
@@ -279,7 +300,7 @@ class Engine {
            model_->item_factors().cols);
     std::vector<models::Explanation> ex;
     {
-      py::gil_scoped_release nogil;
+      const Compute compute(ctx_.threads());
       ex = model_->explain(row, user ? user->data() : nullptr, items);
     }
     py::list out;

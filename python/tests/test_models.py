@@ -619,3 +619,56 @@ def test_batch_models_learn_a_planted_structure_better_than_popularity(data, mak
                         for u in range(train.shape[0])])
     r_model, r_pop = recall(ids, rows, cols), recall(pop_ids, rows, cols)
     assert r_model > 2 * r_pop, (r_model, r_pop)
+
+
+_THREADS_CHILD = r"""
+import os, sys, threading
+import numpy as np, scipy.sparse as sp, recforge
+
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+x = sp.random(300, 200, density=0.05, format="csr", random_state=1, dtype=np.float32)
+x.data[:] = 1
+out = {}
+models = {}
+for name, n in (("one", 1), ("two", 2)):  # built and fitted on this thread
+    models[name] = recforge.AlternatingLeastSquares(factors=8, iterations=2, num_threads=n,
+                                                    random_state=1)
+    models[name].fit(x, show_progress=False)
+
+def calls(name):
+    # On a new Python thread, whose OpenMP default team is every core: the model's queries and
+    # a fold-in, then the OS threads that this thread's OpenMP team added.
+    before = os_threads()
+    m = models[name]
+    m.recommend(np.arange(300), x, N=5)
+    m.partial_fit_users(np.arange(3), x[:3])
+    m.fit(x, show_progress=False)
+    out[name] = os_threads() - before
+
+for name in ("one", "two"):
+    t = threading.Thread(target=calls, args=(name,))
+    t.start()
+    t.join()
+print(out["one"], out["two"])
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc/self/task")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                    reason="one core: OpenMP's default team is one thread, as num_threads=1")
+def test_num_threads_holds_on_every_calling_thread():
+    """A model's calls use its num_threads OpenMP threads from whichever Python thread makes
+    them. OpenMP keeps its default team size per OS thread, and a new thread starts with every
+    core: a query from a thread pool ran on all cores whatever num_threads said. Counted as the
+    OS threads the calls add (libgomp starts num_threads - 1 workers for a thread's team), in a
+    fresh interpreter with OpenBLAS's own pool off; the model with num_threads=2 shows that the
+    count sees a worker when there is one."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="")
+    env.pop("OMP_NUM_THREADS")
+    proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    one, two = (int(v) for v in proc.stdout.split())
+    assert (one, two) == (0, 1), f"OS threads added: num_threads=1: {one}, num_threads=2: {two}"
