@@ -665,8 +665,8 @@ def test_num_threads_holds_on_every_calling_thread():
     OS threads the calls add (libgomp starts num_threads - 1 workers for a thread's team), in a
     fresh interpreter with OpenBLAS's own pool off; the model with num_threads=2 shows that the
     count sees a worker when there is one."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="")
-    env.pop("OMP_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["OPENBLAS_NUM_THREADS"] = "1"
     proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD], capture_output=True,
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
