@@ -491,7 +491,11 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
   // the rescaling, below the tolerance), and keeps the row unit. A repeated user (rows 0 and 3),
   // a repeated positive (rows 1 and 2) and a negative equal to row 0's positive cover the
   // deduplicated updates and the left-out accidental hits.
-  for (bool in_batch : {false, true}) {
+  // Both ways of forming the gradient products (dense GEMMs, and pair by pair over the
+  // negatives above the margin: set_sparse_share) are checked.
+  for (bool in_batch : {false, true})
+    for (double share : {0.0, 1.0}) {
+    SCOPED_TRACE(testing::Message() << "sparse share " << share);
     BatchParams p = small_ccl_params();
     p.in_batch = in_batch;
     const Csr x = test::random_csr(8, 10, 4, 4);
@@ -513,8 +517,22 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
     ASSERT_GE(above, 4);
     Matrix u1 = u0, v1 = v0;
     BatchTrainerCpu t(p, x, 1);
+    t.set_sparse_share(share);
     const double lr = 1e-3;
     const double reported = t.step(u1, v1, us, ps, ns, lr);
+    EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
+    // The nonzero entries of G: each row's candidates, but its positive, above the margin.
+    std::vector<index_t> cand = in_batch ? ps : std::vector<index_t>{};
+    cand.insert(cand.end(), ns.begin(), ns.end());
+    int64_t active = 0;
+    for (size_t b = 0; b < us.size(); ++b)
+      for (index_t c : cand) {
+        double cos = 0;
+        for (int k = 0; k < p.dim(); ++k) cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
+        active += c != ps[b] && cos > p.margin;
+      }
+    EXPECT_EQ(t.hinge_counts().active, active);
+    EXPECT_EQ(t.hinge_counts().pairs, static_cast<int64_t>(us.size() * cand.size()));
     // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
     EXPECT_NEAR(reported, ccl_loss(p, u0, v0, us, ps, ns), 1e-5) << "in_batch " << in_batch;
     auto loss = [&](const Matrix& u, const Matrix& v) { return ccl_loss(p, u, v, us, ps, ns); };
@@ -573,13 +591,17 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
     for (int c = 0; c < d; ++c) EXPECT_NEAR(agg.row(u)[c], want[c], 1e-6) << "user " << u;
   }
 
+  for (double share : {0.0, 1.0}) {  // dense and pair-by-pair gradient products
+  SCOPED_TRACE(testing::Message() << "sparse share " << share);
   BatchTrainerCpu t(p, x, 1);
+  t.set_sparse_share(share);
   backend::cpu::OptimizerState state;
   state.map = w0;
   t.set_optimizer_state(state, 8, 10);
   Matrix u1 = u0, v1 = v0;
   const double lr = 1e-3;
   const double reported = t.step(u1, v1, us, ps, ns, lr);
+  EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
   EXPECT_NEAR(reported, loss(u0, v0), 1e-5);
   const auto [users_moved, items_moved] = expect_sphere_step(u0, v0, u1, v1, lr, loss, "aggregated");
   std::set<index_t> history_items;
@@ -602,6 +624,7 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
     moved += std::abs(w1[e] - w0[e]);
   }
   EXPECT_GT(moved, 1e-5) << "W moved";
+  }
 }
 
 TEST(BatchStep, CclDropoutMaskDropsItsShareAndKeepsTheMean) {
@@ -631,7 +654,9 @@ TEST(BatchStep, CclDropoutStepFollowsTheGradient) {
   // aggregation) times its mask (dropout_mask of the step's seed): one small SGD step against
   // central differences of that loss, written in double with the same masks, as in the tests
   // above. User 1 is in rows 0 and 3 with different masks.
-  for (double hw : {0.0, 0.4}) {
+  for (double hw : {0.0, 0.4})
+    for (double share : {0.0, 1.0}) {  // dense and pair-by-pair gradient products
+    SCOPED_TRACE(testing::Message() << "sparse share " << share);
     BatchParams p = small_ccl_params();
     p.history_weight = hw;
     p.dropout = 0.3;
@@ -645,9 +670,11 @@ TEST(BatchStep, CclDropoutStepFollowsTheGradient) {
     const std::vector<double> w0d(w0.begin(), w0.end());
     const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
     BatchTrainerCpu t(p, x, 1);
+    t.set_sparse_share(share);
     Matrix u1 = u0, v1 = v0;
     const double lr = 1e-3;
     const double reported = t.step(u1, v1, us, ps, ns, lr);
+    EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
     std::vector<std::vector<float>> masks(us.size(), std::vector<float>(d));
     int dropped = 0;
     for (size_t b = 0; b < us.size(); ++b) {
@@ -715,10 +742,25 @@ TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
   }
   for (int n = 0; n < 512; ++n) ns.push_back(static_cast<index_t>(rng.below(600)));
   ASSERT_GE(static_cast<int64_t>(us.size()) * (256 + 512 + 1) * 32, int64_t{1} << 22);
+  for (double share : {0.05, 1.0}) {
+  // The default share keeps this batch's dense G (every pair above the margin) on the GEMMs;
+  // share 1 runs the two threads' pair-by-pair products against the one-thread GEMMs.
+  SCOPED_TRACE(testing::Message() << "sparse share " << share);
   Matrix u1 = u0, v1 = v0, u2 = u0, v2 = v0;
   BatchTrainerCpu one(p, x, 1), two(p, x, 2);
+  two.set_sparse_share(share);
   const double l1 = one.step(u1, v1, us, ps, ns, 1.0);
   const double l2 = two.step(u2, v2, us, ps, ns, 1.0);
+  int64_t pairs = 0;  // every candidate of every row but the row's positive
+  for (size_t b = 0; b < us.size(); ++b) {
+    for (index_t c : ps) pairs += c != ps[b];
+    for (index_t c : ns) pairs += c != ps[b];
+  }
+  EXPECT_EQ(one.hinge_counts().active, pairs);
+  EXPECT_EQ(two.hinge_counts().active, pairs);
+  EXPECT_EQ(one.hinge_counts().pairs, 256 * 768);
+  EXPECT_EQ(one.hinge_counts().sparse_steps, 0);
+  EXPECT_EQ(two.hinge_counts().sparse_steps, share >= 1 ? 1 : 0);
   // The loss is 1 − cos⁺ + weight · mean(cos⁻ − margin) per row (every hinge active), averaged.
   // With γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴), to first order: u' is the normalised z, a 32-term GEMM per
   // element that the two runs slice differently, so the two u' differ by at most 2γ_32 in norm;
@@ -741,6 +783,7 @@ TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
   const std::vector<float>& w2 = two.history_map();
   for (size_t e = 0; e < w1.size(); ++e) ASSERT_NEAR(w1[e], w2[e], 1e-5) << "W entry " << e;
   EXPECT_GT(moved, 0.1) << "the step moved the users: " << moved;
+  }
 }
 
 TEST(BatchStep, AdagradAndAdamScaleEachWeightsStep) {

@@ -187,6 +187,10 @@ struct BatchTrainerCpu::Scratch {
   // CCL with aggregation: history means m_b, then z_b and dL/dz_b; ‖z_b‖; dL/dm_b; dL/dW.
   std::vector<float> hm, z, znorm, gm, gmap;
   std::vector<float> mask;  // CCL dropout: B × d
+  // CCL: row b's candidates above the margin (the nonzero columns of its row of G, each equal
+  // to act_scale[b]).
+  std::vector<std::vector<int32_t>> active;
+  std::vector<float> act_scale;
   std::vector<data::index_t> map_rows;  // 0..factors−1, W's row ids for apply()
 };
 
@@ -278,10 +282,18 @@ EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint6
   const double lr = p_.learning_rate * std::pow(p_.lr_decay, epoch - 1);
   const uint64_t epoch_seed = derive_seed(seed, static_cast<uint64_t>(epoch));
   Progress progress(fmt::format("epoch {}", epoch), x_.nnz(), "samples");
+  const HingeCounts before = hinge_;
   const EpochStats stats = p_.loss == BatchLoss::kBpr
                                ? bpr_epoch(users, items, lr, epoch_seed, progress)
                                : shared_epoch(users, items, lr, epoch_seed, progress);
   progress.finish(stats.samples);
+  if (p_.loss == BatchLoss::kCcl && hinge_.pairs > before.pairs)
+    log().debug("epoch {}: {:.3f}% of row-candidate pairs above the margin; {} of {} steps took "
+                "the pair-by-pair gradient products",
+                epoch,
+                100.0 * static_cast<double>(hinge_.active - before.active) /
+                    static_cast<double>(hinge_.pairs - before.pairs),
+                hinge_.sparse_steps - before.sparse_steps, hinge_.steps - before.steps);
   return stats;
 }
 
@@ -457,6 +469,31 @@ double BatchTrainerCpu::step(Matrix& users, Matrix& items,
 
 namespace {
 
+// update<Kind> of columns [c0, c1) of one row with gradient g[c] + a·w[c] (a = λ for the L2
+// term, or minus the radial part on the sphere), as one element-wise loop that vectorises: the
+// rows of a shared-candidate step (~3,000 of them, each with its Adam moments) cost as much as
+// the step's GEMMs when updated one scalar at a time. The arithmetic per element is update<Kind>'s.
+template <int Kind>
+inline void update_span(float* __restrict w, const float* __restrict g, float* __restrict m,
+                        float* __restrict v, int c0, int c1, float a, const OptimizerStep& s) {
+  const float lr = s.lr, b1 = s.beta1, b2 = s.beta2, eps = s.eps;
+  const float k1 = s.correction1, k2 = s.correction2;
+#pragma omp simd
+  for (int c = c0; c < c1; ++c) {
+    const float gc = g[c] + a * w[c];
+    if constexpr (Kind == 0) {
+      w[c] -= lr * gc;
+    } else if constexpr (Kind == 1) {
+      v[c] += gc * gc;
+      w[c] -= lr * gc / (std::sqrt(v[c]) + eps);
+    } else {
+      m[c] = b1 * m[c] + (1.f - b1) * gc;
+      v[c] = b2 * v[c] + (1.f - b2) * gc * gc;
+      w[c] -= lr * (m[c] * k1) / (std::sqrt(v[c] * k2) + eps);
+    }
+  }
+}
+
 // Applies summed gradients `g` (one row per unique id) plus λ·w to the rows of `w`, the first
 // `trained` columns of each.
 // With `sphere` > 0 the first `sphere` columns of each row live on the unit sphere (cosine
@@ -475,15 +512,25 @@ void apply_rows(Matrix& w, std::vector<float>& m, std::vector<float>& v,
     float* mr = state_row(m, r, d);
     float* vr = state_row(v, r, d);
     float* gr = g.data() + q * d;
+    if (q + 1 < static_cast<int64_t>(ids.size())) {
+      // The rows are scattered over tables far larger than the caches: fetch the next row and
+      // its moments while this one is updated.
+      const int64_t nr = ids[q + 1];
+      const float* next[3] = {w.row(nr), state_row(m, nr, d), state_row(v, nr, d)};
+      for (const float* p : next)
+        if (p)
+          for (int o = 0; o < d; o += 16) __builtin_prefetch(p + o, 1);
+    }
     int c = 0;
     if (sphere > 0) {
       float dot = 0;
+#pragma omp simd reduction(+ : dot)
       for (int k = 0; k < sphere; ++k) dot += gr[k] * row[k];
-      for (; c < std::min(sphere, trained); ++c) update<Kind>(row[c], gr[c] - dot * row[c], mr, vr, c, s);
+      update_span<Kind>(row, gr, mr, vr, 0, std::min(sphere, trained), -dot, s);
       normalize_row(row, sphere);
       c = sphere;
     }
-    for (; c < trained; ++c) update<Kind>(row[c], gr[c] + reg * row[c], mr, vr, c, s);
+    update_span<Kind>(row, gr, mr, vr, c, trained, reg, s);
   }
 }
 
@@ -705,6 +752,8 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
   };
   double loss = 0;
   const int threads = step_threads(B * (C + 1) * d);  // one parallel region (step_threads())
+  if (w.active.size() < static_cast<size_t>(B)) w.active.resize(static_cast<size_t>(B));
+  w.act_scale.resize(static_cast<size_t>(B));
   BlasThreads blas(1);
 #pragma omp parallel num_threads(threads) reduction(+ : loss)
   {
@@ -762,13 +811,48 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
         if (row[c] > margin) above += static_cast<double>(row[c]) - margin;
       }
       const float scale = kept > 0 ? weight / static_cast<float>(kept) / static_cast<float>(B) : 0.f;
-      for (int64_t c = 0; c < C; ++c) row[c] = cand[c] != pos && row[c] > margin ? scale : 0.f;
+      std::vector<int32_t>& act = w.active[static_cast<size_t>(b)];
+      act.clear();
+      w.act_scale[b] = scale;
+      for (int64_t c = 0; c < C; ++c) {
+        const bool on = cand[c] != pos && row[c] > margin && scale > 0;
+        row[c] = on ? scale : 0.f;
+        if (on) act.push_back(static_cast<int32_t>(c));
+      }
       loss += 1.0 - static_cast<double>(dot(ub, vb, d)) +
               (kept > 0 ? static_cast<double>(weight) * above / static_cast<double>(kept) : 0.0);
     }
+#pragma omp barrier
+    // Past a trained model's first epochs only a few per mille of the row–negative pairs are
+    // above the margin, so G is nearly empty: its products then go pair by pair (each thread its
+    // own rows of dU, then its own candidates of dV) instead of as two dense GEMMs, the same sums
+    // in another order. Dense when more than sparse_share_ (set_sparse_share()) of G is nonzero.
+    int64_t nonzero = 0;
+    for (int64_t b = 0; b < B; ++b) nonzero += static_cast<int64_t>(w.active[b].size());
+    const bool sparse = static_cast<double>(nonzero) <= sparse_share_ * static_cast<double>(B * C);
+#pragma omp single nowait
+    {
+      hinge_.active += nonzero;
+      hinge_.pairs += B * C;
+      hinge_.sparse_steps += sparse ? 1 : 0;
+      ++hinge_.steps;
+    }
     if (rows > 0) {
       // dU = G V over the candidates, plus the positive's term.
-      slice_row_grads(w.scores.data(), w.v.data(), w.du.data(), b0, b1, C, d);
+      if (sparse) {
+        for (int64_t b = b0; b < b1; ++b) {
+          float* du = w.du.data() + b * d;
+          std::fill_n(du, d, 0.f);
+          const float g = w.act_scale[b];
+          for (const int32_t cand_c : w.active[b]) {
+            const float* vc = w.v.data() + static_cast<int64_t>(cand_c) * d;
+#pragma omp simd
+            for (int c = 0; c < d; ++c) du[c] += g * vc[c];
+          }
+        }
+      } else {
+        slice_row_grads(w.scores.data(), w.v.data(), w.du.data(), b0, b1, C, d);
+      }
       for (int64_t b = b0; b < b1; ++b) {
         float* du = w.du.data() + b * d;
         float* dp = w.dv.data() + (C + b) * d;
@@ -802,7 +886,21 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
       }
     }
 #pragma omp barrier
-    slice_cand_grads(w.scores.data(), w.u.data(), w.dv.data(), c0, c1, B, C, d);  // dV = Gᵀ U
+    if (sparse) {  // dV = Gᵀ U, candidates c0..c1
+      std::fill(w.dv.data() + c0 * d, w.dv.data() + c1 * d, 0.f);
+      for (int64_t b = 0; b < B; ++b) {
+        const float g = w.act_scale[b];
+        const float* ub = w.u.data() + b * d;
+        for (const int32_t cand_c : w.active[b]) {
+          if (cand_c < c0 || cand_c >= c1) continue;
+          float* dv = w.dv.data() + static_cast<int64_t>(cand_c) * d;
+#pragma omp simd
+          for (int c = 0; c < d; ++c) dv[c] += g * ub[c];
+        }
+      }
+    } else {
+      slice_cand_grads(w.scores.data(), w.u.data(), w.dv.data(), c0, c1, B, C, d);
+    }
     // dW = h dZᵀ M, rows r0..r1 of factors × factors.
     const int64_t r0 = d * tid / nt, r1 = d * (tid + 1) / nt;
     if (agg && r1 > r0)

@@ -108,8 +108,10 @@ class ItemSampler {
 /// Scales row[0..d) to unit Euclidean norm (a zero row stays zero).
 inline void normalize_row(float* row, int d) {
   double norm = 0;
+#pragma omp simd reduction(+ : norm)
   for (int c = 0; c < d; ++c) norm += static_cast<double>(row[c]) * row[c];
   const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+#pragma omp simd
   for (int c = 0; c < d; ++c) row[c] *= inv;
 }
 
@@ -189,6 +191,17 @@ class BatchTrainerCpu {
   uint64_t dropout_seed() const { return mask_seed_; }
   /// The negative sampler.
   const ItemSampler& sampler() const { return sampler_; }
+  /// CCL: the share of nonzero entries of a step's gradient matrix G (row–candidate pairs above
+  /// the margin) up to which its two products are computed pair by pair rather than as dense
+  /// GEMMs (default 0.05; 0 keeps them dense unless G is all zero, 1 always pair by pair). The same sums, in another
+  /// order; tests and benchmarks set it to compare the two.
+  void set_sparse_share(double share) { sparse_share_ = share; }
+  /// CCL: the nonzero entries of G and all its entries (B × candidates), summed over the steps
+  /// taken so far, and the steps that took the pair-by-pair products.
+  struct HingeCounts {
+    int64_t active = 0, pairs = 0, sparse_steps = 0, steps = 0;
+  };
+  const HingeCounts& hinge_counts() const { return hinge_; }
 
  private:
   EpochStats bpr_epoch(Matrix& users, Matrix& items, double lr, uint64_t seed, Progress& progress);
@@ -223,6 +236,8 @@ class BatchTrainerCpu {
   int64_t step_ = 0;
   std::vector<float> map_, mm_, mv_;      // history map W and its moments (aggregation only)
   uint64_t mask_seed_ = 0;                // seed of the current step's dropout masks
+  double sparse_share_ = 0.05;            // see set_sparse_share()
+  HingeCounts hinge_;
   struct Scratch;                    // softmax batch buffers
   std::unique_ptr<Scratch> scratch_;
 };
