@@ -495,53 +495,55 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
   // negatives above the margin: set_sparse_share) are checked.
   for (bool in_batch : {false, true})
     for (double share : {0.0, 1.0}) {
-    SCOPED_TRACE(testing::Message() << "sparse share " << share);
-    BatchParams p = small_ccl_params();
-    p.in_batch = in_batch;
-    const Csr x = test::random_csr(8, 10, 4, 4);
-    auto [u0, v0] = factors(8, 10, p);
-    unit_rows(u0);
-    unit_rows(v0);
-    const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
-    // The loss has kinks where a cosine equals the margin: the finite differences (h = 1e-3 on
-    // unit rows moves a cosine by at most 2e-3) must not straddle one, and some negatives must
-    // be above the margin, else the negative term would be untested.
-    int above = 0;
-    for (size_t b = 0; b < us.size(); ++b)
-      for (index_t c : {2, 5, 8, 9, 0, 3}) {
-        double cos = 0;
-        for (int k = 0; k < p.dim(); ++k) cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
-        ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << us[b] << " item " << c;
-        above += cos > p.margin;
-      }
-    ASSERT_GE(above, 4);
-    Matrix u1 = u0, v1 = v0;
-    BatchTrainerCpu t(p, x, 1);
-    t.set_sparse_share(share);
-    const double lr = 1e-3;
-    const double reported = t.step(u1, v1, us, ps, ns, lr);
-    EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
-    // The nonzero entries of G: each row's candidates, but its positive, above the margin.
-    std::vector<index_t> cand = in_batch ? ps : std::vector<index_t>{};
-    cand.insert(cand.end(), ns.begin(), ns.end());
-    int64_t active = 0;
-    for (size_t b = 0; b < us.size(); ++b)
-      for (index_t c : cand) {
-        double cos = 0;
-        for (int k = 0; k < p.dim(); ++k) cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
-        active += c != ps[b] && cos > p.margin;
-      }
-    EXPECT_EQ(t.hinge_counts().active, active);
-    EXPECT_EQ(t.hinge_counts().pairs, static_cast<int64_t>(us.size() * cand.size()));
-    // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
-    EXPECT_NEAR(reported, ccl_loss(p, u0, v0, us, ps, ns), 1e-5) << "in_batch " << in_batch;
-    auto loss = [&](const Matrix& u, const Matrix& v) { return ccl_loss(p, u, v, us, ps, ns); };
-    const auto [users_moved, items_moved] =
-        expect_sphere_step(u0, v0, u1, v1, lr, loss, in_batch ? "in_batch" : "no in_batch");
-    // At least the 3 users and the 3 positives moved (a negative moves only when some row's
-    // cosine with it is above the margin), so the checks above are not vacuous.
-    EXPECT_GE(users_moved.size() + items_moved.size(), 3u + 3u) << "in_batch " << in_batch;
-  }
+      SCOPED_TRACE(testing::Message() << "sparse share " << share);
+      BatchParams p = small_ccl_params();
+      p.in_batch = in_batch;
+      const Csr x = test::random_csr(8, 10, 4, 4);
+      auto [u0, v0] = factors(8, 10, p);
+      unit_rows(u0);
+      unit_rows(v0);
+      const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+      // The loss has kinks where a cosine equals the margin: the finite differences (h = 1e-3 on
+      // unit rows moves a cosine by at most 2e-3) must not straddle one, and some negatives must
+      // be above the margin, else the negative term would be untested.
+      int above = 0;
+      for (size_t b = 0; b < us.size(); ++b)
+        for (index_t c : {2, 5, 8, 9, 0, 3}) {
+          double cos = 0;
+          for (int k = 0; k < p.dim(); ++k)
+            cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
+          ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << us[b] << " item " << c;
+          above += cos > p.margin;
+        }
+      ASSERT_GE(above, 4);
+      Matrix u1 = u0, v1 = v0;
+      BatchTrainerCpu t(p, x, 1);
+      t.set_sparse_share(share);
+      const double lr = 1e-3;
+      const double reported = t.step(u1, v1, us, ps, ns, lr);
+      EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
+      // The nonzero entries of G: each row's candidates, but its positive, above the margin.
+      std::vector<index_t> cand = in_batch ? ps : std::vector<index_t>{};
+      cand.insert(cand.end(), ns.begin(), ns.end());
+      int64_t active = 0;
+      for (size_t b = 0; b < us.size(); ++b)
+        for (index_t c : cand) {
+          double cos = 0;
+          for (int k = 0; k < p.dim(); ++k)
+            cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
+          active += c != ps[b] && cos > p.margin;
+        }
+      EXPECT_EQ(t.hinge_counts().active, active);
+      EXPECT_EQ(t.hinge_counts().pairs, static_cast<int64_t>(us.size() * cand.size()));
+      // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
+      EXPECT_NEAR(reported, ccl_loss(p, u0, v0, us, ps, ns), 1e-5) << "in_batch " << in_batch;
+      auto loss = [&](const Matrix& u, const Matrix& v) { return ccl_loss(p, u, v, us, ps, ns); };
+      const auto [users_moved, items_moved] =
+          expect_sphere_step(u0, v0, u1, v1, lr, loss, in_batch ? "in_batch" : "no in_batch");
+      // At least the 3 users and the 3 positives moved (a negative moves only when some row's
+      // cosine with it is above the margin), so the checks above are not vacuous.
+      EXPECT_GE(users_moved.size() + items_moved.size(), 3u + 3u) << "in_batch " << in_batch;
+    }
 }
 
 TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
@@ -562,7 +564,8 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
   std::vector<float> w0(static_cast<size_t>(d * d));
   Rng rng(17);
   for (int r = 0; r < d; ++r)
-    for (int c = 0; c < d; ++c) w0[r * d + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(rng.uniform() - 0.5);
+    for (int c = 0; c < d; ++c)
+      w0[r * d + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(rng.uniform() - 0.5);
   const std::vector<double> w0d(w0.begin(), w0.end());
   const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
   auto loss_w = [&](const Matrix& u, const Matrix& v, const std::vector<double>& w) {
@@ -592,38 +595,40 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
   }
 
   for (double share : {0.0, 1.0}) {  // dense and pair-by-pair gradient products
-  SCOPED_TRACE(testing::Message() << "sparse share " << share);
-  BatchTrainerCpu t(p, x, 1);
-  t.set_sparse_share(share);
-  backend::cpu::OptimizerState state;
-  state.map = w0;
-  t.set_optimizer_state(state, 8, 10);
-  Matrix u1 = u0, v1 = v0;
-  const double lr = 1e-3;
-  const double reported = t.step(u1, v1, us, ps, ns, lr);
-  EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
-  EXPECT_NEAR(reported, loss(u0, v0), 1e-5);
-  const auto [users_moved, items_moved] = expect_sphere_step(u0, v0, u1, v1, lr, loss, "aggregated");
-  std::set<index_t> history_items;
-  for (index_t b : us)
-    for (auto e = x.indptr[b]; e < x.indptr[b + 1]; ++e) history_items.insert(x.indices[e]);
-  for (index_t i : history_items) EXPECT_TRUE(items_moved.count(i)) << "history item " << i << " did not move";
-  const double h = 1e-3;
-  // Items that only the history path moves, so the checks above cover it.
-  int history_only = 0;
-  for (index_t i : history_items) history_only += !std::set<index_t>{2, 5, 8, 9, 0, 3}.count(i);
-  ASSERT_GE(history_only, 2) << "the batch users' histories reach beyond the candidates";
-  const std::vector<float>& w1 = t.history_map();
-  double moved = 0;
-  for (int e = 0; e < d * d; ++e) {
-    std::vector<double> up = w0d, dn = w0d;
-    up[e] += h;
-    dn[e] -= h;
-    const double g = (loss_w(u0, v0, up) - loss_w(u0, v0, dn)) / (2 * h);
-    EXPECT_NEAR(w1[e] - w0[e], -lr * g, 2e-6 + 0.02 * std::abs(lr * g)) << "W entry " << e;
-    moved += std::abs(w1[e] - w0[e]);
-  }
-  EXPECT_GT(moved, 1e-5) << "W moved";
+    SCOPED_TRACE(testing::Message() << "sparse share " << share);
+    BatchTrainerCpu t(p, x, 1);
+    t.set_sparse_share(share);
+    backend::cpu::OptimizerState state;
+    state.map = w0;
+    t.set_optimizer_state(state, 8, 10);
+    Matrix u1 = u0, v1 = v0;
+    const double lr = 1e-3;
+    const double reported = t.step(u1, v1, us, ps, ns, lr);
+    EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
+    EXPECT_NEAR(reported, loss(u0, v0), 1e-5);
+    const auto [users_moved, items_moved] =
+        expect_sphere_step(u0, v0, u1, v1, lr, loss, "aggregated");
+    std::set<index_t> history_items;
+    for (index_t b : us)
+      for (auto e = x.indptr[b]; e < x.indptr[b + 1]; ++e) history_items.insert(x.indices[e]);
+    for (index_t i : history_items)
+      EXPECT_TRUE(items_moved.count(i)) << "history item " << i << " did not move";
+    const double h = 1e-3;
+    // Items that only the history path moves, so the checks above cover it.
+    int history_only = 0;
+    for (index_t i : history_items) history_only += !std::set<index_t>{2, 5, 8, 9, 0, 3}.count(i);
+    ASSERT_GE(history_only, 2) << "the batch users' histories reach beyond the candidates";
+    const std::vector<float>& w1 = t.history_map();
+    double moved = 0;
+    for (int e = 0; e < d * d; ++e) {
+      std::vector<double> up = w0d, dn = w0d;
+      up[e] += h;
+      dn[e] -= h;
+      const double g = (loss_w(u0, v0, up) - loss_w(u0, v0, dn)) / (2 * h);
+      EXPECT_NEAR(w1[e] - w0[e], -lr * g, 2e-6 + 0.02 * std::abs(lr * g)) << "W entry " << e;
+      moved += std::abs(w1[e] - w0[e]);
+    }
+    EXPECT_GT(moved, 1e-5) << "W moved";
   }
 }
 
@@ -656,58 +661,59 @@ TEST(BatchStep, CclDropoutStepFollowsTheGradient) {
   // above. User 1 is in rows 0 and 3 with different masks.
   for (double hw : {0.0, 0.4})
     for (double share : {0.0, 1.0}) {  // dense and pair-by-pair gradient products
-    SCOPED_TRACE(testing::Message() << "sparse share " << share);
-    BatchParams p = small_ccl_params();
-    p.history_weight = hw;
-    p.dropout = 0.3;
-    const int d = p.factors;
-    const Csr x = test::random_csr(8, 10, 4, 4);
-    auto [u0, v0] = factors(8, 10, p);
-    unit_rows(u0);
-    unit_rows(v0);
-    std::vector<float> w0(static_cast<size_t>(d * d), 0.f);
-    for (int c = 0; c < d; ++c) w0[c * d + c] = 1.f;
-    const std::vector<double> w0d(w0.begin(), w0.end());
-    const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
-    BatchTrainerCpu t(p, x, 1);
-    t.set_sparse_share(share);
-    Matrix u1 = u0, v1 = v0;
-    const double lr = 1e-3;
-    const double reported = t.step(u1, v1, us, ps, ns, lr);
-    EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
-    std::vector<std::vector<float>> masks(us.size(), std::vector<float>(d));
-    int dropped = 0;
-    for (size_t b = 0; b < us.size(); ++b) {
-      backend::cpu::dropout_mask(t.dropout_seed(), static_cast<int64_t>(b), d, p.dropout, masks[b].data());
-      for (float m : masks[b]) dropped += m == 0.f;
-    }
-    ASSERT_GT(dropped, 0) << "some coordinates are dropped";
-    ASSERT_NE(masks[0], masks[3]) << "a repeated user gets another mask";
-    auto loss = [&](const Matrix& u, const Matrix& v) {
-      std::vector<std::vector<double>> vecs;
+      SCOPED_TRACE(testing::Message() << "sparse share " << share);
+      BatchParams p = small_ccl_params();
+      p.history_weight = hw;
+      p.dropout = 0.3;
+      const int d = p.factors;
+      const Csr x = test::random_csr(8, 10, 4, 4);
+      auto [u0, v0] = factors(8, 10, p);
+      unit_rows(u0);
+      unit_rows(v0);
+      std::vector<float> w0(static_cast<size_t>(d * d), 0.f);
+      for (int c = 0; c < d; ++c) w0[c * d + c] = 1.f;
+      const std::vector<double> w0d(w0.begin(), w0.end());
+      const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+      BatchTrainerCpu t(p, x, 1);
+      t.set_sparse_share(share);
+      Matrix u1 = u0, v1 = v0;
+      const double lr = 1e-3;
+      const double reported = t.step(u1, v1, us, ps, ns, lr);
+      EXPECT_EQ(t.hinge_counts().sparse_steps, share > 0 ? 1 : 0);
+      std::vector<std::vector<float>> masks(us.size(), std::vector<float>(d));
+      int dropped = 0;
       for (size_t b = 0; b < us.size(); ++b) {
-        std::vector<double> ub = hw > 0 ? aggregated_user(p, u, v, w0d, x, us[b])
-                                        : std::vector<double>(u.row(us[b]), u.row(us[b]) + d);
-        for (int c = 0; c < d; ++c) ub[c] *= masks[b][c];
-        vecs.push_back(ub);
+        backend::cpu::dropout_mask(t.dropout_seed(), static_cast<int64_t>(b), d, p.dropout,
+                                   masks[b].data());
+        for (float m : masks[b]) dropped += m == 0.f;
       }
-      return ccl_loss_of(p, vecs, v, ps, ns);
-    };
-    // No masked cosine within 5e-3 of the margin's kink.
-    for (size_t b = 0; b < us.size(); ++b) {
-      std::vector<double> ub = hw > 0 ? aggregated_user(p, u0, v0, w0d, x, us[b])
-                                      : std::vector<double>(u0.row(us[b]), u0.row(us[b]) + d);
-      for (index_t c : {2, 5, 8, 9, 0, 3}) {
-        double cos = 0;
-        for (int k = 0; k < d; ++k) cos += ub[k] * masks[b][k] * v0.row(c)[k];
-        ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "row " << b << " item " << c << " h " << hw;
+      ASSERT_GT(dropped, 0) << "some coordinates are dropped";
+      ASSERT_NE(masks[0], masks[3]) << "a repeated user gets another mask";
+      auto loss = [&](const Matrix& u, const Matrix& v) {
+        std::vector<std::vector<double>> vecs;
+        for (size_t b = 0; b < us.size(); ++b) {
+          std::vector<double> ub = hw > 0 ? aggregated_user(p, u, v, w0d, x, us[b])
+                                          : std::vector<double>(u.row(us[b]), u.row(us[b]) + d);
+          for (int c = 0; c < d; ++c) ub[c] *= masks[b][c];
+          vecs.push_back(ub);
+        }
+        return ccl_loss_of(p, vecs, v, ps, ns);
+      };
+      // No masked cosine within 5e-3 of the margin's kink.
+      for (size_t b = 0; b < us.size(); ++b) {
+        std::vector<double> ub = hw > 0 ? aggregated_user(p, u0, v0, w0d, x, us[b])
+                                        : std::vector<double>(u0.row(us[b]), u0.row(us[b]) + d);
+        for (index_t c : {2, 5, 8, 9, 0, 3}) {
+          double cos = 0;
+          for (int k = 0; k < d; ++k) cos += ub[k] * masks[b][k] * v0.row(c)[k];
+          ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "row " << b << " item " << c << " h " << hw;
+        }
       }
+      EXPECT_NEAR(reported, loss(u0, v0), 1e-5) << "h " << hw;
+      const auto [users_moved, items_moved] =
+          expect_sphere_step(u0, v0, u1, v1, lr, loss, hw > 0 ? "dropout, aggregated" : "dropout");
+      EXPECT_EQ(users_moved.size(), 3u) << "h " << hw;
     }
-    EXPECT_NEAR(reported, loss(u0, v0), 1e-5) << "h " << hw;
-    const auto [users_moved, items_moved] =
-        expect_sphere_step(u0, v0, u1, v1, lr, loss, hw > 0 ? "dropout, aggregated" : "dropout");
-    EXPECT_EQ(users_moved.size(), 3u) << "h " << hw;
-  }
 }
 
 TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
@@ -738,51 +744,53 @@ TEST(BatchStep, CclHistoryAggregationStepIsTheSameOnTwoThreads) {
     const int64_t n = x.row_size(u);
     if (n == 0) continue;
     us.push_back(u);
-    ps.push_back(x.indices[x.indptr[u] + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)))]);
+    ps.push_back(
+        x.indices[x.indptr[u] + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)))]);
   }
   for (int n = 0; n < 512; ++n) ns.push_back(static_cast<index_t>(rng.below(600)));
   ASSERT_GE(static_cast<int64_t>(us.size()) * (256 + 512 + 1) * 32, int64_t{1} << 22);
   for (double share : {0.05, 1.0}) {
-  // The default share keeps this batch's dense G (every pair above the margin) on the GEMMs;
-  // share 1 runs the two threads' pair-by-pair products against the one-thread GEMMs.
-  SCOPED_TRACE(testing::Message() << "sparse share " << share);
-  Matrix u1 = u0, v1 = v0, u2 = u0, v2 = v0;
-  BatchTrainerCpu one(p, x, 1), two(p, x, 2);
-  two.set_sparse_share(share);
-  const double l1 = one.step(u1, v1, us, ps, ns, 1.0);
-  const double l2 = two.step(u2, v2, us, ps, ns, 1.0);
-  int64_t pairs = 0;  // every candidate of every row but the row's positive
-  for (size_t b = 0; b < us.size(); ++b) {
-    for (index_t c : ps) pairs += c != ps[b];
-    for (index_t c : ns) pairs += c != ps[b];
-  }
-  EXPECT_EQ(one.hinge_counts().active, pairs);
-  EXPECT_EQ(two.hinge_counts().active, pairs);
-  EXPECT_EQ(one.hinge_counts().pairs, 256 * 768);
-  EXPECT_EQ(one.hinge_counts().sparse_steps, 0);
-  EXPECT_EQ(two.hinge_counts().sparse_steps, share >= 1 ? 1 : 0);
-  // The loss is 1 − cos⁺ + weight · mean(cos⁻ − margin) per row (every hinge active), averaged.
-  // With γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴), to first order: u' is the normalised z, a 32-term GEMM per
-  // element that the two runs slice differently, so the two u' differ by at most 2γ_32 in norm;
-  // cos⁺ is the same scalar dot in both runs and moves only with u' (≤ 2γ_32); a cos⁻ is a GEMM
-  // entry of unit 32-vectors, its own rounding ≤ γ_32 per run, so ≤ 2γ_32 + 2γ_32 apart. A row's
-  // terms, and so their mean (summed in double), differ by at most (2 + 4·weight)·γ_32.
-  const double u = std::ldexp(1.0, -24), g32 = 32 * u / (1 - 32 * u);
-  EXPECT_NEAR(l1, l2, (2 + 4 * p.negative_weight) * g32);
-  // An SGD step at lr 1 moves a weight by its gradient: a sum of at most C = 768 terms of at
-  // most weight/(C·B) ≈ 2.5e-5 each, so reordering changes it by at most γ_768 · 0.02 ≈ 1e-6,
-  // and the rescaling to unit norm adds ~γ_32 ≈ 2e-6; 1e-5 is above both and far below a
-  // missed or doubled row (a touched user's weights move by ~1e-3 on average).
-  double moved = 0;
-  for (size_t e = 0; e < u1.data.size(); ++e) {
-    ASSERT_NEAR(u1.data[e], u2.data[e], 1e-5) << "user value " << e;
-    moved += std::abs(u1.data[e] - u0.data[e]);
-  }
-  for (size_t e = 0; e < v1.data.size(); ++e) ASSERT_NEAR(v1.data[e], v2.data[e], 1e-5) << "item value " << e;
-  const std::vector<float>& w1 = one.history_map();
-  const std::vector<float>& w2 = two.history_map();
-  for (size_t e = 0; e < w1.size(); ++e) ASSERT_NEAR(w1[e], w2[e], 1e-5) << "W entry " << e;
-  EXPECT_GT(moved, 0.1) << "the step moved the users: " << moved;
+    // The default share keeps this batch's dense G (every pair above the margin) on the GEMMs;
+    // share 1 runs the two threads' pair-by-pair products against the one-thread GEMMs.
+    SCOPED_TRACE(testing::Message() << "sparse share " << share);
+    Matrix u1 = u0, v1 = v0, u2 = u0, v2 = v0;
+    BatchTrainerCpu one(p, x, 1), two(p, x, 2);
+    two.set_sparse_share(share);
+    const double l1 = one.step(u1, v1, us, ps, ns, 1.0);
+    const double l2 = two.step(u2, v2, us, ps, ns, 1.0);
+    int64_t pairs = 0;  // every candidate of every row but the row's positive
+    for (size_t b = 0; b < us.size(); ++b) {
+      for (index_t c : ps) pairs += c != ps[b];
+      for (index_t c : ns) pairs += c != ps[b];
+    }
+    EXPECT_EQ(one.hinge_counts().active, pairs);
+    EXPECT_EQ(two.hinge_counts().active, pairs);
+    EXPECT_EQ(one.hinge_counts().pairs, 256 * 768);
+    EXPECT_EQ(one.hinge_counts().sparse_steps, 0);
+    EXPECT_EQ(two.hinge_counts().sparse_steps, share >= 1 ? 1 : 0);
+    // The loss is 1 − cos⁺ + weight · mean(cos⁻ − margin) per row (every hinge active), averaged.
+    // With γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴), to first order: u' is the normalised z, a 32-term GEMM per
+    // element that the two runs slice differently, so the two u' differ by at most 2γ_32 in norm;
+    // cos⁺ is the same scalar dot in both runs and moves only with u' (≤ 2γ_32); a cos⁻ is a GEMM
+    // entry of unit 32-vectors, its own rounding ≤ γ_32 per run, so ≤ 2γ_32 + 2γ_32 apart. A row's
+    // terms, and so their mean (summed in double), differ by at most (2 + 4·weight)·γ_32.
+    const double u = std::ldexp(1.0, -24), g32 = 32 * u / (1 - 32 * u);
+    EXPECT_NEAR(l1, l2, (2 + 4 * p.negative_weight) * g32);
+    // An SGD step at lr 1 moves a weight by its gradient: a sum of at most C = 768 terms of at
+    // most weight/(C·B) ≈ 2.5e-5 each, so reordering changes it by at most γ_768 · 0.02 ≈ 1e-6,
+    // and the rescaling to unit norm adds ~γ_32 ≈ 2e-6; 1e-5 is above both and far below a
+    // missed or doubled row (a touched user's weights move by ~1e-3 on average).
+    double moved = 0;
+    for (size_t e = 0; e < u1.data.size(); ++e) {
+      ASSERT_NEAR(u1.data[e], u2.data[e], 1e-5) << "user value " << e;
+      moved += std::abs(u1.data[e] - u0.data[e]);
+    }
+    for (size_t e = 0; e < v1.data.size(); ++e)
+      ASSERT_NEAR(v1.data[e], v2.data[e], 1e-5) << "item value " << e;
+    const std::vector<float>& w1 = one.history_map();
+    const std::vector<float>& w2 = two.history_map();
+    for (size_t e = 0; e < w1.size(); ++e) ASSERT_NEAR(w1[e], w2[e], 1e-5) << "W entry " << e;
+    EXPECT_GT(moved, 0.1) << "the step moved the users: " << moved;
   }
 }
 
