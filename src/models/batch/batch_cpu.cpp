@@ -288,12 +288,13 @@ EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint6
                                : shared_epoch(users, items, lr, epoch_seed, progress);
   progress.finish(stats.samples);
   if (p_.loss == BatchLoss::kCcl && hinge_.pairs > before.pairs)
-    log().debug("epoch {}: {:.3f}% of row-candidate pairs above the margin; {} of {} steps took "
-                "the pair-by-pair gradient products",
-                epoch,
-                100.0 * static_cast<double>(hinge_.active - before.active) /
-                    static_cast<double>(hinge_.pairs - before.pairs),
-                hinge_.sparse_steps - before.sparse_steps, hinge_.steps - before.steps);
+    log().debug(
+        "epoch {}: {:.3f}% of row-candidate pairs above the margin; {} of {} steps took "
+        "the pair-by-pair gradient products",
+        epoch,
+        100.0 * static_cast<double>(hinge_.active - before.active) /
+            static_cast<double>(hinge_.pairs - before.pairs),
+        hinge_.sparse_steps - before.sparse_steps, hinge_.steps - before.steps);
   return stats;
 }
 
@@ -810,7 +811,8 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
         ++kept;
         if (row[c] > margin) above += static_cast<double>(row[c]) - margin;
       }
-      const float scale = kept > 0 ? weight / static_cast<float>(kept) / static_cast<float>(B) : 0.f;
+      const float scale =
+          kept > 0 ? weight / static_cast<float>(kept) / static_cast<float>(B) : 0.f;
       std::vector<int32_t>& act = w.active[static_cast<size_t>(b)];
       act.clear();
       w.act_scale[b] = scale;

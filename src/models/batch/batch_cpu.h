@@ -193,8 +193,8 @@ class BatchTrainerCpu {
   const ItemSampler& sampler() const { return sampler_; }
   /// CCL: the share of nonzero entries of a step's gradient matrix G (row–candidate pairs above
   /// the margin) up to which its two products are computed pair by pair rather than as dense
-  /// GEMMs (default 0.05; 0 keeps them dense unless G is all zero, 1 always pair by pair). The same sums, in another
-  /// order; tests and benchmarks set it to compare the two.
+  /// GEMMs (default 0.05; 0 keeps them dense unless G is all zero, 1 always pair by pair). The same
+  /// sums, in another order; tests and benchmarks set it to compare the two.
   void set_sparse_share(double share) { sparse_share_ = share; }
   /// CCL: the nonzero entries of G and all its entries (B × candidates), summed over the steps
   /// taken so far, and the steps that took the pair-by-pair products.
