@@ -451,6 +451,28 @@ void unit_rows(Matrix& m) {
   for (int64_t r = 0; r < m.rows; ++r) backend::cpu::normalize_row(m.row(r), static_cast<int>(m.cols));
 }
 
+// The data and batch of the CCL finite-difference step tests: 8 users × 10 items, unit factor
+// rows, and a batch with a repeated user (rows 0 and 3), a repeated positive (rows 1 and 2) and a
+// negative equal to row 0's positive.
+struct SmallCclCase {
+  Csr x = test::random_csr(8, 10, 4, 4);
+  Matrix u0, v0;
+  std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+  explicit SmallCclCase(const BatchParams& p) {
+    std::tie(u0, v0) = factors(8, 10, p);
+    unit_rows(u0);
+    unit_rows(v0);
+  }
+};
+
+// Σ_k a[k]·b[k] in double.
+template <class A>
+double dot_double(const A* a, const float* b, int d) {
+  double x = 0;
+  for (int k = 0; k < d; ++k) x += static_cast<double>(a[k]) * b[k];
+  return x;
+}
+
 // Checks one small SGD step of unit rows (u0, v0 → u1, v1, learning rate lr) against the central
 // differences of `loss`: every row stays unit and moved by −lr times the gradient projected onto
 // its tangent space (to first order in lr; the O(lr²) rest is the rescaling, below the
@@ -498,20 +520,17 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
       SCOPED_TRACE(testing::Message() << "sparse share " << share);
       BatchParams p = small_ccl_params();
       p.in_batch = in_batch;
-      const Csr x = test::random_csr(8, 10, 4, 4);
-      auto [u0, v0] = factors(8, 10, p);
-      unit_rows(u0);
-      unit_rows(v0);
-      const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+      const SmallCclCase small(p);
+      const Csr& x = small.x;
+      const Matrix &u0 = small.u0, &v0 = small.v0;
+      const std::vector<index_t>&us = small.us, &ps = small.ps, &ns = small.ns;
       // The loss has kinks where a cosine equals the margin: the finite differences (h = 1e-3 on
       // unit rows moves a cosine by at most 2e-3) must not straddle one, and some negatives must
       // be above the margin, else the negative term would be untested.
       int above = 0;
       for (size_t b = 0; b < us.size(); ++b)
         for (index_t c : {2, 5, 8, 9, 0, 3}) {
-          double cos = 0;
-          for (int k = 0; k < p.dim(); ++k)
-            cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
+          const double cos = dot_double(u0.row(us[b]), v0.row(c), p.dim());
           ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << us[b] << " item " << c;
           above += cos > p.margin;
         }
@@ -527,12 +546,8 @@ TEST(BatchStep, CclStepFollowsTheGradientOnTheSphere) {
       cand.insert(cand.end(), ns.begin(), ns.end());
       int64_t active = 0;
       for (size_t b = 0; b < us.size(); ++b)
-        for (index_t c : cand) {
-          double cos = 0;
-          for (int k = 0; k < p.dim(); ++k)
-            cos += static_cast<double>(u0.row(us[b])[k]) * v0.row(c)[k];
-          active += c != ps[b] && cos > p.margin;
-        }
+        for (index_t c : cand)
+          active += c != ps[b] && dot_double(u0.row(us[b]), v0.row(c), p.dim()) > p.margin;
       EXPECT_EQ(t.hinge_counts().active, active);
       EXPECT_EQ(t.hinge_counts().pairs, static_cast<int64_t>(us.size() * cand.size()));
       // The reported loss: float32 cosines of unit rows (error ~ d·2^-24 each) against double.
@@ -556,10 +571,10 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
   BatchParams p = small_ccl_params();
   p.history_weight = 0.4;
   const int d = p.factors;
-  const Csr x = test::random_csr(8, 10, 4, 4);
-  auto [u0, v0] = factors(8, 10, p);
-  unit_rows(u0);
-  unit_rows(v0);
+  const SmallCclCase small(p);
+  const Csr& x = small.x;
+  const Matrix &u0 = small.u0, &v0 = small.v0;
+  const std::vector<index_t>&us = small.us, &ps = small.ps, &ns = small.ns;
   // W: the identity plus noise, so that a transposed W or gradient would show.
   std::vector<float> w0(static_cast<size_t>(d * d));
   Rng rng(17);
@@ -567,7 +582,6 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
     for (int c = 0; c < d; ++c)
       w0[r * d + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(rng.uniform() - 0.5);
   const std::vector<double> w0d(w0.begin(), w0.end());
-  const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
   auto loss_w = [&](const Matrix& u, const Matrix& v, const std::vector<double>& w) {
     std::vector<std::vector<double>> vecs;
     for (index_t b : us) vecs.push_back(aggregated_user(p, u, v, w, x, b));
@@ -580,8 +594,7 @@ TEST(BatchStep, CclHistoryAggregationFollowsTheGradient) {
   for (index_t b : us) {
     const std::vector<double> ub = aggregated_user(p, u0, v0, w0d, x, b);
     for (index_t c : {2, 5, 8, 9, 0, 3}) {
-      double cos = 0;
-      for (int k = 0; k < d; ++k) cos += ub[k] * v0.row(c)[k];
+      const double cos = dot_double(ub.data(), v0.row(c), d);
       ASSERT_GT(std::abs(cos - p.margin), 5e-3) << "user " << b << " item " << c;
       above += cos > p.margin;
     }
@@ -666,14 +679,13 @@ TEST(BatchStep, CclDropoutStepFollowsTheGradient) {
       p.history_weight = hw;
       p.dropout = 0.3;
       const int d = p.factors;
-      const Csr x = test::random_csr(8, 10, 4, 4);
-      auto [u0, v0] = factors(8, 10, p);
-      unit_rows(u0);
-      unit_rows(v0);
+      const SmallCclCase small(p);
+      const Csr& x = small.x;
+      const Matrix &u0 = small.u0, &v0 = small.v0;
+      const std::vector<index_t>&us = small.us, &ps = small.ps, &ns = small.ns;
       std::vector<float> w0(static_cast<size_t>(d * d), 0.f);
       for (int c = 0; c < d; ++c) w0[c * d + c] = 1.f;
       const std::vector<double> w0d(w0.begin(), w0.end());
-      const std::vector<index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
       BatchTrainerCpu t(p, x, 1);
       t.set_sparse_share(share);
       Matrix u1 = u0, v1 = v0;

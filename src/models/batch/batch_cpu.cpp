@@ -294,7 +294,7 @@ EpochStats BatchTrainerCpu::epoch(Matrix& users, Matrix& items, int epoch, uint6
         epoch,
         100.0 * static_cast<double>(hinge_.active - before.active) /
             static_cast<double>(hinge_.pairs - before.pairs),
-        hinge_.sparse_steps - before.sparse_steps, hinge_.steps - before.steps);
+        hinge_.sparse_steps - before.sparse_steps, stats.steps);
   return stats;
 }
 
@@ -471,28 +471,14 @@ double BatchTrainerCpu::step(Matrix& users, Matrix& items,
 namespace {
 
 // update<Kind> of columns [c0, c1) of one row with gradient g[c] + a·w[c] (a = λ for the L2
-// term, or minus the radial part on the sphere), as one element-wise loop that vectorises: the
-// rows of a shared-candidate step (~3,000 of them, each with its Adam moments) cost as much as
-// the step's GEMMs when updated one scalar at a time. The arithmetic per element is update<Kind>'s.
+// term, or minus the radial part on the sphere), as one element-wise loop that vectorises (the
+// pointers do not alias): the rows of a shared-candidate step (~3,000 of them, each with its
+// Adam moments) cost as much as the step's GEMMs when updated one scalar at a time.
 template <int Kind>
 inline void update_span(float* __restrict w, const float* __restrict g, float* __restrict m,
                         float* __restrict v, int c0, int c1, float a, const OptimizerStep& s) {
-  const float lr = s.lr, b1 = s.beta1, b2 = s.beta2, eps = s.eps;
-  const float k1 = s.correction1, k2 = s.correction2;
 #pragma omp simd
-  for (int c = c0; c < c1; ++c) {
-    const float gc = g[c] + a * w[c];
-    if constexpr (Kind == 0) {
-      w[c] -= lr * gc;
-    } else if constexpr (Kind == 1) {
-      v[c] += gc * gc;
-      w[c] -= lr * gc / (std::sqrt(v[c]) + eps);
-    } else {
-      m[c] = b1 * m[c] + (1.f - b1) * gc;
-      v[c] = b2 * v[c] + (1.f - b2) * gc * gc;
-      w[c] -= lr * (m[c] * k1) / (std::sqrt(v[c] * k2) + eps);
-    }
-  }
+  for (int c = c0; c < c1; ++c) update<Kind>(w[c], g[c] + a * w[c], m, v, c, s);
 }
 
 // Applies summed gradients `g` (one row per unique id) plus λ·w to the rows of `w`, the first
@@ -837,7 +823,6 @@ double BatchTrainerCpu::ccl_step(Matrix& users, Matrix& items,
       hinge_.active += nonzero;
       hinge_.pairs += B * C;
       hinge_.sparse_steps += sparse ? 1 : 0;
-      ++hinge_.steps;
     }
     if (rows > 0) {
       // dU = G V over the candidates, plus the positive's term.

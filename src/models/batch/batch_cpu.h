@@ -199,7 +199,7 @@ class BatchTrainerCpu {
   /// CCL: the nonzero entries of G and all its entries (B × candidates), summed over the steps
   /// taken so far, and the steps that took the pair-by-pair products.
   struct HingeCounts {
-    int64_t active = 0, pairs = 0, sparse_steps = 0, steps = 0;
+    int64_t active = 0, pairs = 0, sparse_steps = 0;
   };
   const HingeCounts& hinge_counts() const { return hinge_; }
 
