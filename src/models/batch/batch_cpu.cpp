@@ -63,19 +63,11 @@ bool row_has(const data::index_t* begin, const data::index_t* end, data::index_t
   return std::binary_search(begin, end, item);
 }
 
-// One weight's optimiser step, the kind fixed at compile time so the row loops vectorise.
+// One weight's optimiser step (column c of a row whose state rows are m and v), the kind fixed
+// at compile time so the row loops vectorise.
 template <int Kind>
 inline void update(float& w, float g, float* m, float* v, int64_t c, const OptimizerStep& s) {
-  if constexpr (Kind == 0) {
-    w -= s.lr * g;
-  } else if constexpr (Kind == 1) {
-    v[c] += g * g;
-    w -= s.lr * g / (std::sqrt(v[c]) + s.eps);
-  } else {
-    m[c] = s.beta1 * m[c] + (1.f - s.beta1) * g;
-    v[c] = s.beta2 * v[c] + (1.f - s.beta2) * g * g;
-    w -= s.lr * (m[c] * s.correction1) / (std::sqrt(v[c] * s.correction2) + s.eps);
-  }
+  optimizer_update_as<Kind>(w, g, Kind == 2 ? m + c : nullptr, Kind != 0 ? v + c : nullptr, s);
 }
 
 // e^x to within a few float ulps, in plain arithmetic that vectorises (std::exp does not without

@@ -84,18 +84,32 @@ inline OptimizerStep optimizer_step(const BatchParams& p, double lr, int64_t t) 
   return s;
 }
 
-/// Applies gradient g to weight w. m and v are the weight's optimiser state (Adagrad: v is the
-/// sum of squared gradients; Adam: m, v the moments); SGD ignores them.
+/// Applies gradient g to weight w with the optimiser `Kind` (an Optimizer as int), fixed at
+/// compile time so that the CPU's row loops vectorise. m and v point at the weight's optimiser
+/// state (Adagrad: *v is the sum of squared gradients; Adam: *m, *v the moments); SGD reads
+/// neither, Adagrad only v, so those may be null.
+template <int Kind>
+RF_HD void optimizer_update_as(float& w, float g, float* m, float* v, const OptimizerStep& s) {
+  if constexpr (Kind == 0) {
+    w -= s.lr * g;
+  } else if constexpr (Kind == 1) {
+    *v += g * g;
+    w -= s.lr * g / (sqrtf(*v) + s.eps);
+  } else {
+    *m = s.beta1 * *m + (1.f - s.beta1) * g;
+    *v = s.beta2 * *v + (1.f - s.beta2) * g * g;
+    w -= s.lr * (*m * s.correction1) / (sqrtf(*v * s.correction2) + s.eps);
+  }
+}
+
+/// optimizer_update_as with the kind read at run time (`s.kind`).
 RF_HD void optimizer_update(float& w, float g, float& m, float& v, const OptimizerStep& s) {
   if (s.kind == 0) {
-    w -= s.lr * g;
+    optimizer_update_as<0>(w, g, &m, &v, s);
   } else if (s.kind == 1) {
-    v += g * g;
-    w -= s.lr * g / (sqrtf(v) + s.eps);
+    optimizer_update_as<1>(w, g, &m, &v, s);
   } else {
-    m = s.beta1 * m + (1.f - s.beta1) * g;
-    v = s.beta2 * v + (1.f - s.beta2) * g * g;
-    w -= s.lr * (m * s.correction1) / (sqrtf(v * s.correction2) + s.eps);
+    optimizer_update_as<2>(w, g, &m, &v, s);
   }
 }
 
