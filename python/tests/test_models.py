@@ -674,3 +674,35 @@ def test_num_threads_holds_on_every_calling_thread():
     assert proc.returncode == 0, proc.stderr
     one, two = (int(v) for v in proc.stdout.split())
     assert (one, two) == (0, 1), f"OS threads added: num_threads=1: {one}, num_threads=2: {two}"
+
+
+# (k) the estimators' defaults are the engine's ----------------------------------------------
+
+# Defaults a Python estimator keeps on purpose where the engine (`recforge train`, a config that
+# leaves the key out) has another: implicit's factors=100 for the softmax, whose 64 negatives
+# are the Python API's own choice, and CosineContrastive's 40 epochs (the engine trains 15).
+_PYTHON_ONLY_DEFAULTS = {"softmax": {"factors", "negatives"}, "ccl": {"iterations"}}
+
+
+@pytest.mark.parametrize("cls", [recforge.SampledSoftmax, recforge.CosineContrastive],
+                         ids=["softmax", "ccl"])
+def test_batch_estimators_default_to_the_engines_per_model_defaults(tmp_path, cls):
+    """Every other setting an estimator passes equals what the engine uses for a config that
+    leaves it out: the model-dependent defaults (softmax λ 1e-4; ccl's 1,000 shared negatives,
+    no in-batch ones, batch 512, Adam 4e-3 × 0.92 per epoch, margin 0.7) are one set of numbers,
+    whichever way a model is trained."""
+    import json
+    from recforge import _recforge
+    kind = cls._model_type
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(f"model:\n  type: {kind}\n")
+    engine = json.loads(_recforge._config_json(str(path)))
+    compared = 0
+    for arg, key, value in cls()._config_items():
+        section, name = key.split(".")
+        if section != "model" or arg in _PYTHON_ONLY_DEFAULTS[kind] or arg == "random_state":
+            continue
+        assert value == engine[section][name], (arg, value, engine[section][name])
+        compared += 1
+    assert compared >= 10
+    assert _PYTHON_ONLY_DEFAULTS[kind] <= {a for a, _, _ in cls._keys}

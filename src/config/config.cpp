@@ -356,8 +356,23 @@ void validate_table(const std::vector<Param>& table) {
     RF_ASSERT(!p.description.empty(), "config parameter '" + p.path + "' has no description");
     RF_ASSERT(!p.default_yaml.empty() || p.optional,
               "config parameter '" + p.path + "' has no default and is not optional");
+    for (const auto& [type, yaml] : p.model_defaults) {
+      const auto model_type = std::find_if(table.begin(), table.end(),
+                                           [](const Param& q) { return q.path == "model.type"; });
+      RF_ASSERT(model_type != table.end() &&
+                    std::find(model_type->choices.begin(), model_type->choices.end(), type) !=
+                        model_type->choices.end(),
+                "config parameter '" + p.path + "': a default for unknown model.type '" + type +
+                    "'");
+      Config::Value v;
+      RF_ASSERT(convert(p, YAML::Load(yaml), &v).empty(),
+                "config parameter '" + p.path + "': its default for " + type + " is invalid");
+    }
   }
 }
+
+/// The origin (Config::Value::where) of a value at its model.type's own default.
+std::string model_default_origin(const std::string& type) { return "default for model.type " + type; }
 
 Config::Value default_value(const Param& p) {
   Config::Value v;
@@ -434,6 +449,7 @@ struct ConfigBuilder {
     }
     require_utf8_scalars(root, name);
     apply_document(c, root, name);
+    resolve_model_defaults(c);
     for (const std::string& o : overrides) c.set(o);
     if (c.typed_ && checks == Config::Checks::kAll) check(c);
     return c;
@@ -475,6 +491,27 @@ struct ConfigBuilder {
           fail("{}: {}: duplicate key, first given at line {}", kat, path, seen_keys[path]);
         store(c, idx, kv.second, kat, kat);
       }
+    }
+  }
+
+  /// Sets every parameter that is still at a default (its table default, or the default of an
+  /// earlier model.type) to the default of the current model.type (Param::model_defaults).
+  /// Called after the file and after every --set, so a default follows model.type wherever it
+  /// is given, and a value from the file or --set is never replaced.
+  static void resolve_model_defaults(Config& c) {
+    if (!c.typed_) return;
+    const std::vector<Param>& table = *c.table_;
+    const std::string type = c.values_[find_index(table, "model.type")].s;
+    for (size_t i = 0; i < table.size(); ++i) {
+      const Param& p = table[i];
+      if (p.model_defaults.empty()) continue;
+      const std::string& where = c.values_[i].where;
+      if (where != "default" && where.rfind(model_default_origin(""), 0) != 0) continue;
+      std::string yaml = p.default_yaml;
+      std::string origin = "default";
+      for (const auto& [t, y] : p.model_defaults)
+        if (t == type) yaml = y, origin = model_default_origin(t);
+      store(c, i, YAML::Load(yaml), origin, origin);
     }
   }
 
@@ -554,6 +591,7 @@ void Config::set(const std::string& assignment) {
   }
   require_utf8_scalars(value, prefix);
   ConfigBuilder::store(*this, idx, value, prefix, prefix);
+  ConfigBuilder::resolve_model_defaults(*this);
 }
 
 size_t Config::index_of(const std::string& path, std::optional<Type> type) const {
@@ -800,6 +838,10 @@ std::string markdown_reference(const std::vector<Param>& table,
       "K is not in `eval.ks`, or `model.patience` without `model.eval_every`) are refused the "
       "same way, by `recforge config` as by `recforge train`.\n"
       "- Settings whose default is *unset* are optional: leave them out, or write `null` or `~`.\n"
+      "- A few `model` settings have defaults that depend on `model.type`, listed after the "
+      "general default in the Default column (for example `model.negatives`): a setting left "
+      "out takes the default of the `model.type` in force, wherever that is given. `recforge "
+      "config FILE` prints every value with where it came from.\n"
       "- Types: *integer* is a whole number; *number* is an integer or a decimal "
       "(`0.5`, `1e-3`); *boolean* is `true` or `false` (`yes`/`no` and `on`/`off` also work); "
       "*string* is any text (quote it only when YAML requires); *enum* is one of the listed "
@@ -814,9 +856,10 @@ std::string markdown_reference(const std::vector<Param>& table,
     for (size_t i = 0; i < table.size(); ++i) {
       const Param& p = table[i];
       if (section_of(p.path) != name) continue;
-      const std::string def = defaults.is_set(p.path)
-                                  ? "`" + yaml_value(p, ConfigBuilder::value(defaults, i)) + "`"
-                                  : "*unset*";
+      std::string def = defaults.is_set(p.path)
+                            ? "`" + yaml_value(p, ConfigBuilder::value(defaults, i)) + "`"
+                            : "*unset*";
+      for (const auto& [type, yaml] : p.model_defaults) def += "; " + type + ": `" + yaml + "`";
       out += fmt::format("| `{}` | {} | {} | {} | {} |\n", p.path, type_name(p.type), cell(def),
                          cell(allowed_markdown(p)), cell(p.description));
     }

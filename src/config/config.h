@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/sections.h"
@@ -45,6 +46,10 @@ struct Param {
   bool max_exclusive = false;
   /// Allowed values of a kEnum parameter.
   std::vector<std::string> choices;
+  /// Defaults that depend on `model.type`: (type, YAML text) pairs. A value still at a default
+  /// takes the one of the current model.type, or `default_yaml` for other types, and follows
+  /// model.type when that changes; a value from the file or `--set` is kept.
+  std::vector<std::pair<std::string, std::string>> model_defaults;
   /// One or two sentences for the reference documentation.
   std::string description;
   /// Optional extra check of a kString value: returns "" when valid, else the "expected ..." text.

@@ -131,6 +131,13 @@ class Fields {
       p_.choices = std::move(names);
       return *this;
     }
+    /// The default when model.type is `model_type` (the member initializer stays the default
+    /// of the other types; see Param::model_defaults).
+    template <class V>
+    Decl& default_for(std::string model_type, V value) {
+      p_.model_defaults.emplace_back(std::move(model_type), fmt::format("{}", value));
+      return *this;
+    }
     /// An extra check of a string value ("" when valid, else "expected ..."), and the text of
     /// the reference's "allowed" column.
     Decl& check(std::function<std::string(const std::string&)> f, std::string allowed) {
@@ -413,8 +420,10 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "reg_offset)^reg_exp * ||row||^2, n being the row's number of observed "
           "interactions; for bpr and softmax lambda * row is added to the gradient of every "
           "row a step touches; ccl keeps rows at unit norm, where this L2 term is constant, so "
-          "it has no effect there.")
-      .ge(0);
+          "it has no effect there. softmax defaults to 1e-4: with Adam, 0.01 pulls the "
+          "dot-product factors to zero, where its gradients vanish and nothing is learnt.")
+      .ge(0)
+      .default_for("softmax", 0.0001);
   f.field(&ModelSection::reg_exp, "model.reg_exp",
           "Frequency-scaling exponent of the regularization (0: the same lambda for every row).")
       .ge(0);
@@ -457,14 +466,18 @@ void ModelSection::declare(Fields<ModelSection>& f) {
   f.field(&ModelSection::batch_size, "model.batch_size",
           "bpr, softmax, ccl: samples per optimiser step (softmax, ccl: positives per batch, "
           "each batch one set of GEMMs).")
-      .ge(1);
+      .ge(1)
+      .default_for("ccl", 512);
   f.field(&ModelSection::learning_rate, "model.learning_rate",
           "bpr, softmax, ccl: step size of the first epoch.")
-      .gt(0);
-  f.field(&ModelSection::lr_decay, "model.lr_decay",
-          "bpr, softmax, ccl: epoch e trains at learning_rate * lr_decay^(e-1).")
       .gt(0)
-      .le(1);
+      .default_for("ccl", 0.004);
+  f.field(&ModelSection::lr_decay, "model.lr_decay",
+          "bpr, softmax, ccl: epoch e trains at learning_rate * lr_decay^(e-1); ccl's rows live on "
+          "the unit sphere, where a constant step never shrinks, so it decays by default.")
+      .gt(0)
+      .le(1)
+      .default_for("ccl", 0.92);
   f.field(&ModelSection::optimizer, "model.optimizer",
           "bpr, softmax, ccl: `sgd`, `adagrad` or `adam` (beta1 0.9, beta2 0.999, eps 1e-8); adagrad "
           "and adam keep per-weight state and update only the rows a batch touches.")
@@ -473,7 +486,8 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "bpr: negatives drawn per positive (each makes one triple); softmax, ccl: negatives "
           "drawn per batch and shared by its rows (added to the in-batch ones); ccl wants "
           "hundreds.")
-      .ge(0);
+      .ge(0)
+      .default_for("ccl", 1000);
   f.field(&ModelSection::negative_exp, "model.negative_exp",
           "bpr, softmax, ccl: negatives are drawn with probability proportional to "
           "(interactions + 1)^negative_exp; 0 draws uniformly.")
@@ -497,7 +511,8 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "float32 (3.4e38) below about 1e-19.")
       .ge(1e-18);
   f.field(&ModelSection::in_batch, "model.in_batch",
-          "softmax, ccl: the batch's other positives count as negatives of each row.");
+          "softmax, ccl: the batch's other positives count as negatives of each row.")
+      .default_for("ccl", false);
   f.field(&ModelSection::logq, "model.logq",
           "softmax: subtract from each candidate's logit the log of its expected count among "
           "the batch's candidates (the sampling-bias correction).");

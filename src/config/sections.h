@@ -138,7 +138,7 @@ struct ModelSection {
   bool in_batch = true;
   bool logq = true;
   bool normalize = false;
-  double margin = 0.9;
+  double margin = 0.7;
   double negative_weight = 150.0;
   double history_weight = 0.0;
   double dropout = 0.0;
