@@ -2,6 +2,7 @@
 brute force, explanations decompose the score, factors are shared with the engine, and errors
 are one clear sentence."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 import recforge
+from recforge import _recforge
 
 U32 = 2.0 ** -24  # unit roundoff of float32
 
@@ -691,8 +693,6 @@ def test_batch_estimators_default_to_the_engines_per_model_defaults(tmp_path, cl
     leaves it out: the model-dependent defaults (softmax λ 1e-4; ccl's 1,000 shared negatives,
     no in-batch ones, batch 512, Adam 4e-3 × 0.92 per epoch, margin 0.7) are one set of numbers,
     whichever way a model is trained."""
-    import json
-    from recforge import _recforge
     kind = cls._model_type
     path = tmp_path / f"{kind}.yaml"
     path.write_text(f"model:\n  type: {kind}\n")

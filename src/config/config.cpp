@@ -341,6 +341,8 @@ std::string unknown_section_text(const std::vector<Param>& table, const std::str
 // ---- Table checks and defaults ----------------------------------------------------------------
 
 void validate_table(const std::vector<Param>& table) {
+  const auto model_type = std::find_if(table.begin(), table.end(),
+                                       [](const Param& q) { return q.path == "model.type"; });
   for (size_t i = 0; i < table.size(); ++i) {
     const Param& p = table[i];
     const size_t dot = p.path.find('.');
@@ -357,8 +359,6 @@ void validate_table(const std::vector<Param>& table) {
     RF_ASSERT(!p.default_yaml.empty() || p.optional,
               "config parameter '" + p.path + "' has no default and is not optional");
     for (const auto& [type, yaml] : p.model_defaults) {
-      const auto model_type = std::find_if(table.begin(), table.end(),
-                                           [](const Param& q) { return q.path == "model.type"; });
       RF_ASSERT(model_type != table.end() &&
                     std::find(model_type->choices.begin(), model_type->choices.end(), type) !=
                         model_type->choices.end(),

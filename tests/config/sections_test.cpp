@@ -251,7 +251,8 @@ TEST(ConfigModelDefaults, TheResolvedYamlRecordsThemAndReadsBackEqual) {
   EXPECT_EQ(back.settings().model.negatives, 1000);
 }
 
-/// Test NDCG@10 of one run of `yaml` (a small synthetic set, one thread) in `dir`.
+/// Test NDCG@10 of one run in `dir` of the model section `model` (YAML flow-mapping body) on a
+/// small synthetic set, one thread.
 double small_run_ndcg(const test::TempDir& dir, const std::string& name, const std::string& model) {
   const Config c = Config::parse(
       "run: {name: " + name + ", seed: 42, progress: \"off\", dir: " +
