@@ -322,7 +322,6 @@ class MatrixFactorizationBase:
             callback = self.fit_callback
         show_loss = bool(getattr(self, "calculate_training_loss", False))
         bar = None
-        done = 0
         try:
             engine.init()
             self._engine, self._pending, self.iterations_done = engine, {}, 0
@@ -331,7 +330,7 @@ class MatrixFactorizationBase:
             for it in range(engine.iterations):
                 start = time.time()
                 engine.iterate()
-                done = self.iterations_done = it + 1
+                self.iterations_done = engine.iterations_done
                 loss = engine.loss() if show_loss else None
                 if bar is not None:
                     bar.update(1)
@@ -340,9 +339,14 @@ class MatrixFactorizationBase:
                 if callback is not None:
                     callback(it, time.time() - start, loss)
         except BaseException:
+            # The engine's count, not the loop's: a Ctrl-C that arrived during iterate() is
+            # raised as the call returns, after that iteration completed.
+            done = engine.iterations_done
             if done == 0:  # nothing complete: the model as it was before this call
                 self._engine, self._pending = previous, previous_pending
                 self.iterations_done = previous_done
+            else:
+                self.iterations_done = done
             raise
         finally:
             if bar is not None:

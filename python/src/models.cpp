@@ -164,13 +164,19 @@ class Engine {
     retire(items_slot_, item_matrix());
     const Compute compute(ctx_.threads());
     model_->init(user_items_.rows, user_items_.cols);
+    iterations_done_ = 0;
   }
 
   /// One iteration (iALS: all users then all items; bpr, softmax: one epoch).
   void iterate() {
     const Compute compute(ctx_.threads());
     model_->iterate(user_items_, item_users_);
+    ++iterations_done_;
   }
+  /// Iterations completed since init(): the count the factors hold. Python cannot tell it
+  /// from the call alone, because a Ctrl-C that arrived during iterate() is raised as the call
+  /// returns, after the iteration completed.
+  int iterations_done() const { return iterations_done_; }
 
   double loss() const {
     const Compute compute(ctx_.threads());
@@ -400,6 +406,7 @@ class Engine {
   Context ctx_;
   std::unique_ptr<models::Model> model_;
   data::Csr user_items_, item_users_;
+  int iterations_done_ = 0;
   std::shared_ptr<Slot> users_slot_ = std::make_shared<Slot>();
   std::shared_ptr<Slot> items_slot_ = std::make_shared<Slot>();
 };
@@ -419,6 +426,7 @@ void bind_models(py::module_& m) {
       .def("drop_data", &Engine::drop_data)
       .def("init", &Engine::init)
       .def("iterate", &Engine::iterate)
+      .def_property_readonly("iterations_done", &Engine::iterations_done)
       .def("loss", &Engine::loss)
       .def("user_view", [](Engine& e, py::object self) { return e.user_view(self); })
       .def("item_view", [](Engine& e, py::object self) { return e.item_view(self); })

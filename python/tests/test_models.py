@@ -490,6 +490,44 @@ def test_sigint_during_fit_raises_keyboardinterrupt_after_a_complete_iteration(d
     np.testing.assert_array_equal(m.user_factors, ref.user_factors)
 
 
+def test_sigint_inside_an_iteration_counts_the_iteration_it_completed(data):
+    """Ctrl-C while the engine is inside iterate() (the usual case: that is where the time
+    goes): the iteration completes and KeyboardInterrupt is raised as the call returns, before
+    any Python line after it runs. The model must count that iteration, since its factors hold
+    it. The SIGINT comes from a thread that can take the GIL only while fit() is inside
+    iterate(): with a switch interval of 100 s the main thread keeps the GIL everywhere else (as
+    in the GIL test below). The callback after 2 iterations arms it, so it fires during the 3rd
+    (or a later one if the OS runs it late). Fails when the count comes from the Python loop
+    (2 counted, 3 in the factors)."""
+    big = sp.vstack([data] * 8).tocsr()
+    m = recforge.AlternatingLeastSquares(factors=32, iterations=200, random_state=4,
+                                         num_threads=2, use_cg=False)
+    go = threading.Event()
+
+    def kill():
+        go.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def callback(iteration, seconds, loss):
+        if iteration == 1:
+            threading.Thread(target=kill).start()
+            go.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(big, show_progress=False, callback=callback)
+    finally:
+        sys.setswitchinterval(old)
+    assert 3 <= m.iterations_done < 200
+    ref = recforge.AlternatingLeastSquares(factors=32, iterations=m.iterations_done,
+                                           random_state=4, num_threads=2, use_cg=False)
+    ref.fit(big, show_progress=False)
+    np.testing.assert_array_equal(m.user_factors, ref.user_factors)
+    np.testing.assert_array_equal(m.item_factors, ref.item_factors)
+
+
 def test_sigint_before_the_first_iteration_leaves_the_previous_model(data):
     m = recforge.AlternatingLeastSquares(factors=4, iterations=2, random_state=1, num_threads=1)
 
