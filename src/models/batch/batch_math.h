@@ -24,7 +24,10 @@ enum class Optimizer : int { kSgd = 0, kAdagrad = 1, kAdam = 2 };
 /// Which loss a batch model trains (`model.type`).
 enum class BatchLoss : int { kBpr = 0, kSoftmax = 1, kCcl = 2 };
 
-/// Hyperparameters of one batch-model training run, read by both devices.
+/// Hyperparameters of one batch-model training run, read by both devices. A run sets every field
+/// from its config (pipeline::batch_options); the defaults users see, per `model.type`, are the
+/// config's (config/sections.cpp, docs/models.md "Defaults per model"). The initialisers below
+/// only serve code that builds a BatchParams by hand (the model tests), and differ from them.
 struct BatchParams {
   BatchLoss loss = BatchLoss::kBpr;
   int factors = 64;                 ///< trained columns (item_bias adds one more, see below)
