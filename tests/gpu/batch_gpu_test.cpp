@@ -6,11 +6,15 @@
 #include <algorithm>
 #include <numeric>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "device_test.h"
 #include "models/batch/batch.h"
+#include "models/batch/batch_cpu.h"
+#include "models/batch/batch_cuda_trainer.h"
 
 namespace recforge::test {
 namespace {
@@ -280,6 +284,140 @@ TEST_P(EmbeddingOnDevice, UsersKeepOneInTheItemBiasColumn) {
       for (int64_t i = 0; i < v.rows; ++i) moved += v.row(i)[o.params.factors] != 0.f;
       EXPECT_GT(moved, 0) << what(o) << ": the item biases should train";
     }
+  }
+}
+
+// ---- one CCL step on chosen samples, CPU against CUDA ------------------------------------------
+// The tests above compare the devices only through what training achieves, which a wrong scale,
+// a row left out of the summed updates or an optimiser's state off by a step would pass. Here
+// both devices take the same two steps on chosen samples from the same unit rows
+// (cpu::BatchTrainerCpu::step against cuda::BatchTrainerCuda::step, the code an epoch runs after
+// its sampling), without dropout (the GPU draws its own mask).
+//
+// Bounds. B = 4 rows of a batch of 6 (a short batch), C = 4 negatives (plus the 4 positives with
+// in_batch), d = 16, negative weight w = 3, unit rows (every coordinate at most 1). A gradient
+// entry is a float32 sum of at most 2·(B + 2C) = 24 products whose magnitudes add up to at most
+// 2·(1 + w)/B = 2 (a row repeated twice, each occurrence −1/B for its positive and w/(kept·B)
+// per negative above the margin); the devices add them in other orders (OpenBLAS against cuBLAS,
+// per-row sums against a sort by id), so by the γ_n bound their gradients differ by at most
+// δg = 24 · 2⁻²⁴ · 2 ≈ 2.9e-6, and the projection onto the tangent space (g − (g·w)w) at most
+// doubles that. Step 1, SGD at lr 0.2: rows differ by at most 2·0.2·δg ≈ 1.2e-6 plus the
+// renormalisation's few ulps. Adagrad and Adam take lr·m̂/(√v̂ + ε), which moves by at most about
+// lr/ε per unit change of the gradient: ε = 0.1 (not 1e-8, where a coordinate with g near 0 would
+// amplify rounding a hundred-million-fold) and lr 0.01 make that 0.1. Step 2 starts from rows
+// that differ by those amounts, and its gradients move by at most about twice a row's change
+// (2 = the bound on Σ|terms| above), so after it rows differ by at most about
+// 1.2e-6 + 2·0.2·(2.9e-6 + 2·1.2e-6) ≈ 3.4e-6 (SGD; less for the adaptive ones).
+// kCclStepTol is three times that; what it must catch is of the order of a step: SGD moves rows
+// by 0.2·|g| ≈ 0.05–0.1, the adaptive ones about lr·|g|/(|g| + ε) ≈ 5e-3 per coordinate, and an
+// Adam bias correction one step off halves the first step. The losses (means of 1 − cos plus w
+// times a hinge mean) differ by about (1 + w)·d·2⁻²⁴ ≈ 4e-6 (step 2: plus about 2·(1 + w) times
+// the rows' differences). Hinge terms switch on at cos = margin: every score of both steps is at
+// least kMarginGap from it on the CPU, so that cosines within 16·2⁻²⁴ ≈ 1e-6 plus the rows'
+// differences of each other fall on the same side on both devices.
+constexpr double kCclStepTol = 1e-5;
+constexpr double kCclStepLossTol = 3e-5;
+constexpr double kMarginGap = 2e-3;
+
+struct CclStepCase {
+  const char* label;
+  Optimizer optimizer;
+  double lr;
+};
+
+class CclStepOnGpu : public GpuHalfTest {};
+
+TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
+  constexpr int64_t kUsers = 8, kItems = 12;
+  constexpr int kDim = 16;
+  const data::Csr x = random_csr(kUsers, kItems, 4, 21);  // the CPU trainer's matrix (not read)
+  Rng rng(20);
+  Matrix u0, v0;
+  for (auto [m, rows] : {std::pair<Matrix*, int64_t>{&u0, kUsers}, {&v0, kItems}}) {
+    m->rows = rows;
+    m->cols = kDim;
+    m->data.resize(static_cast<size_t>(rows * kDim));
+    for (float& e : m->data) e = static_cast<float>(rng.uniform() * 2 - 1);
+    for (int64_t r = 0; r < rows; ++r) backend::cpu::normalize_row(m->row(r), kDim);
+  }
+  // Step 1: a repeated user (rows 0 and 3), a repeated positive (rows 1 and 2), a negative equal
+  // to row 0's positive; step 2: other rows, items 5 and 11 on both sides.
+  const std::vector<std::vector<data::index_t>> us = {{1, 4, 6, 1}, {0, 3, 4, 7}};
+  const std::vector<std::vector<data::index_t>> ps = {{2, 5, 5, 8}, {8, 1, 5, 11}};
+  const std::vector<std::vector<data::index_t>> ns = {{2, 9, 0, 3}, {5, 10, 11, 6}};
+  const CclStepCase cases[] = {{"sgd", Optimizer::kSgd, 0.2},
+                               {"adagrad", Optimizer::kAdagrad, 0.01},
+                               {"adam", Optimizer::kAdam, 0.01}};
+  struct Result {
+    std::string label;
+    backend::BatchParams params;
+    double lr;
+    double loss[2];
+    Matrix users, items;
+  };
+  std::vector<Result> cpu_results;
+  for (bool in_batch : {false, true})
+    for (const CclStepCase& c : cases) {
+      Result res;
+      res.label = std::string(c.label) + (in_batch ? " in_batch" : "");
+      auto& p = res.params;
+      p.loss = BatchLoss::kCcl;
+      p.factors = kDim;
+      p.normalize = true;
+      p.batch_size = 6;
+      p.negatives = 4;
+      p.in_batch = in_batch;
+      p.margin = 0.05;
+      p.negative_weight = 3;
+      p.optimizer = c.optimizer;
+      p.epsilon = 0.1;
+      res.lr = c.lr;
+      backend::cpu::BatchTrainerCpu cpu(p, x, 1);
+      res.users = u0;
+      res.items = v0;
+      int above = 0, pairs = 0;  // negatives above the margin: both sides of the hinge are tested
+      for (int step = 0; step < 2; ++step) {
+        // The precondition on the margin, on the rows this step starts from.
+        for (size_t b = 0; b < us[step].size(); ++b) {
+          std::vector<data::index_t> cands = ns[step];
+          if (in_batch) cands.insert(cands.begin(), ps[step].begin(), ps[step].end());
+          for (data::index_t i : cands) {
+            double cos = 0;
+            for (int k = 0; k < kDim; ++k)
+              cos += static_cast<double>(res.users.row(us[step][b])[k]) * res.items.row(i)[k];
+            ASSERT_GT(std::abs(cos - p.margin), kMarginGap)
+                << res.label << " step " << step + 1 << " user " << us[step][b] << " item " << i;
+            if (i != ps[step][b]) {
+              above += cos > p.margin;
+              ++pairs;
+            }
+          }
+        }
+        res.loss[step] = cpu.step(res.users, res.items, us[step], ps[step], ns[step], res.lr);
+      }
+      EXPECT_GT(above, 0) << res.label;
+      EXPECT_LT(above, pairs) << res.label;
+      cpu_results.push_back(std::move(res));
+    }
+
+  RF_START_GPU(gpu_);
+  for (const Result& want : cpu_results) {
+    SCOPED_TRACE(want.label);
+    auto gpu = backend::cuda::make_batch_trainer_cuda(gpu_.cuda(), kUsers, kItems, want.params);
+    gpu->set_factors(u0, v0);
+    for (int step = 0; step < 2; ++step)
+      EXPECT_NEAR(gpu->step(us[step], ps[step], ns[step], want.lr, 1), want.loss[step],
+                  kCclStepLossTol)
+          << "loss of step " << step + 1;
+    Matrix users, items;
+    gpu->get_factors(users, items);
+    for (auto [got, ref, side] : {std::tuple<const Matrix*, const Matrix*, const char*>{
+                                      &users, &want.users, "user"},
+                                  {&items, &want.items, "item"}})
+      for (int64_t r = 0; r < ref->rows; ++r)
+        for (int k = 0; k < kDim; ++k)
+          ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kCclStepTol)
+              << side << " " << r << " column " << k;
   }
 }
 

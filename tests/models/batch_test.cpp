@@ -907,6 +907,23 @@ TEST(BatchModel, SameSeedSameFactorsOnOneThread) {
   }
 }
 
+TEST(BatchModel, CclStartsFromUnitRowsWhateverNormalizeSays) {
+  // CCL's scores are cosines and its steps keep rows on the sphere, which assumes rows start
+  // there. A config run always sets normalize for ccl; a hand-built BatchParams (the default
+  // normalize = false) started from the raw N(0, init_std²) draw instead.
+  BatchOptions o = small_options(BatchLoss::kCcl);
+  o.params.normalize = false;
+  BatchModel m(o, 1);
+  m.init(20, 30);
+  for (const Matrix* f : {&m.user_factors(), &m.item_factors()})
+    for (int64_t r = 0; r < f->rows; ++r) {
+      double norm = 0;
+      for (int64_t c = 0; c < f->cols; ++c) norm += static_cast<double>(f->row(r)[c]) * f->row(r)[c];
+      // A float32 row rescaled to unit norm: within a few ulps of 1 per coordinate summed.
+      ASSERT_NEAR(norm, 1.0, 1e-5) << (f == &m.user_factors() ? "user " : "item ") << r;
+    }
+}
+
 TEST(BatchModel, ItemBiasIsTheLastColumnAndUsersKeepOne) {
   const Csr x = planted(2);
   for (BatchLoss loss : {BatchLoss::kBpr, BatchLoss::kSoftmax}) {

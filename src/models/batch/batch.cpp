@@ -31,7 +31,7 @@ std::pair<Matrix, Matrix> initial_embeddings(const BatchOptions& o, int64_t n_us
   const int k = o.params.factors;
   Matrix users = random_factors(n_users, k, o.init_std, derive_seed(o.seed, 1));
   Matrix items = random_factors(n_items, k, o.init_std, derive_seed(o.seed, 2));
-  if (o.params.normalize)
+  if (o.params.normalize || o.params.loss == backend::BatchLoss::kCcl)  // ccl: always cosines
     for (Matrix* m : {&users, &items})
       for (int64_t r = 0; r < m->rows; ++r) backend::cpu::normalize_row(m->row(r), k);
   if (!o.params.item_bias) return {std::move(users), std::move(items)};

@@ -250,6 +250,36 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
 
   int nonfinite() const override { return nonfinite_; }
 
+  double step(const std::vector<data::index_t>& batch_users,
+              const std::vector<data::index_t>& positives,
+              const std::vector<data::index_t>& negatives, double lr, uint64_t seed) override {
+    RF_ASSERT(ccl_, "BatchTrainerCuda::step: CCL only (BPR and softmax sample inside their step)");
+    const auto bs = static_cast<int64_t>(batch_users.size());
+    RF_ASSERT(bs >= 1 && bs <= p_.batch_size && positives.size() == batch_users.size() &&
+                  static_cast<int64_t>(negatives.size()) == p_.negatives,
+              "BatchTrainerCuda::step: 1..batch_size rows, a positive per row and "
+              "model.negatives negatives");
+    for (const data::index_t u : batch_users)
+      RF_ASSERT(u >= 0 && u < nu_, "BatchTrainerCuda::step: user id out of range");
+    for (const auto* ids : {&positives, &negatives})
+      for (const data::index_t i : *ids)
+        RF_ASSERT(i >= 0 && i < ni_, "BatchTrainerCuda::step: item id out of range");
+    DeviceScope scope(g().device());
+    const cudaStream_t s = g().stream();
+    copy_to_device(batch_users_.data(), batch_users.data(), bs, s);
+    copy_to_device(cand_.data(), positives.data(), bs, s);
+    if (!negatives.empty()) copy_to_device(cand_.data() + bs, negatives.data(), p_.negatives, s);
+    RF_CHECK_CUDA(cudaMemsetAsync(loss_.data(), 0, 2 * sizeof(double), s));
+    PhiloxPlan rng;
+    rng.seed = seed;
+    rng.stride = static_cast<uint64_t>(cands_);
+    ccl_update(bs, rng, optimizer_step(p_, lr, ++step_));
+    double sums[2] = {0, 0};
+    copy_to_host(sums, loss_.data(), 2, s);
+    g().synchronize();  // the host vectors are read until here
+    return sums[0] / static_cast<double>(bs);
+  }
+
  private:
   CudaResources& g() const { return *gpu_; }
 
@@ -440,10 +470,16 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   // the negatives, and each row's own positive is scored by its own dot (ccl_rows). The items'
   // gradient rows follow the same ids: the candidates', then the positives'.
   void ccl_step(int64_t bs, const PhiloxPlan& rng, const OptimizerStep& os) {
+    launch_softmax_sample(data_view(), rng, bs, p_.negatives, nullptr, nullptr,
+                          batch_users_.data(), cand_.data(), nullptr, g().stream());
+    ccl_update(bs, rng, os);
+  }
+
+  // The rest of a CCL step, on the samples in batch_users_ and cand_'s first bs + negatives ids
+  // (the positives, then the negatives); rng draws the dropout mask.
+  void ccl_update(int64_t bs, const PhiloxPlan& rng, const OptimizerStep& os) {
     const cudaStream_t s = g().stream();
     const int n = p_.negatives;
-    launch_softmax_sample(data_view(), rng, bs, n, nullptr, nullptr, batch_users_.data(),
-                          cand_.data(), nullptr, s);
     RF_CHECK_CUDA(cudaMemcpyAsync(cand_.data() + bs + n, cand_.data(), bs * sizeof(int32_t),
                                   cudaMemcpyDeviceToDevice, s));
     const int64_t first = p_.in_batch ? 0 : bs;  // the score matrix's first candidate

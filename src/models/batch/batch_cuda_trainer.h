@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "models/batch/batch_math.h"
 #include "models/batch/batch_cpu.h"
@@ -45,6 +46,16 @@ class BatchTrainerCuda {
   /// bit 0 the user factors, bit 1 the item factors (0 when all finite or before any epoch).
   /// The caller downloads the factors only when this is set, to name the side in its error.
   virtual int nonfinite() const = 0;
+  /// CCL only: one optimiser step on the given samples, the code an epoch runs after it has
+  /// drawn them, as cpu::BatchTrainerCpu::step: rows (batch_users[b], positives[b]) against the
+  /// shared candidates (the negatives, after the positives when in_batch), at learning rate `lr`,
+  /// the step count advanced by one. 1 to batch_size rows and exactly model.negatives negatives.
+  /// Returns the batch's mean loss before the update. Tests call it with chosen samples to
+  /// compare the devices step by step; with dropout the mask is drawn on the GPU (Philox from
+  /// `seed`), so only a dropout-free step is the CPU's.
+  virtual double step(const std::vector<data::index_t>& batch_users,
+                      const std::vector<data::index_t>& positives,
+                      const std::vector<data::index_t>& negatives, double lr, uint64_t seed) = 0;
 };
 
 /// Creates the GPU state of an n_users × n_items batch model. Throws recforge::Error when the
