@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -327,19 +328,26 @@ struct CclStepCase {
 
 class CclStepOnGpu : public GpuHalfTest {};
 
+constexpr int64_t kStepUsers = 8, kStepItems = 12;
+constexpr int kStepDim = 16;
+
+// rows × kStepDim rows drawn uniformly in [−1, 1) and scaled to unit norm.
+Matrix unit_rows(int64_t rows, Rng& rng) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = kStepDim;
+  m.data.resize(static_cast<size_t>(rows * kStepDim));
+  for (float& e : m.data) e = static_cast<float>(rng.uniform() * 2 - 1);
+  for (int64_t r = 0; r < rows; ++r) backend::cpu::normalize_row(m.row(r), kStepDim);
+  return m;
+}
+
 TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
-  constexpr int64_t kUsers = 8, kItems = 12;
-  constexpr int kDim = 16;
+  constexpr int64_t kUsers = kStepUsers, kItems = kStepItems;
+  constexpr int kDim = kStepDim;
   const data::Csr x = random_csr(kUsers, kItems, 4, 21);  // the CPU trainer's matrix (not read)
   Rng rng(20);
-  Matrix u0, v0;
-  for (auto [m, rows] : {std::pair<Matrix*, int64_t>{&u0, kUsers}, {&v0, kItems}}) {
-    m->rows = rows;
-    m->cols = kDim;
-    m->data.resize(static_cast<size_t>(rows * kDim));
-    for (float& e : m->data) e = static_cast<float>(rng.uniform() * 2 - 1);
-    for (int64_t r = 0; r < rows; ++r) backend::cpu::normalize_row(m->row(r), kDim);
-  }
+  const Matrix u0 = unit_rows(kUsers, rng), v0 = unit_rows(kItems, rng);
   // Step 1: a repeated user (rows 0 and 3), a repeated positive (rows 1 and 2), a negative equal
   // to row 0's positive; step 2: other rows, items 5 and 11 on both sides.
   const std::vector<std::vector<data::index_t>> us = {{1, 4, 6, 1}, {0, 3, 4, 7}};
@@ -418,6 +426,166 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
         for (int k = 0; k < kDim; ++k)
           ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kCclStepTol)
               << side << " " << r << " column " << k;
+  }
+}
+
+// One CCL SGD step on the sphere written out in double, for the batch (us, ps) against the
+// shared candidates (ns, after ps with in_batch), with the given dropout masks (kStepDim values
+// per batch row): the loss before the step and the rows after it. The reference of the dropout
+// step below, where the GPU's masks are not the CPU's. Also returns the smallest distance of a
+// masked cosine to the margin (where a hinge switches), which the comparison needs large.
+struct CclReference {
+  double loss = 0, margin_gap = INFINITY;
+  Matrix users, items;
+};
+
+CclReference ccl_sgd_step(const backend::BatchParams& p, const Matrix& u, const Matrix& v,
+                          const std::vector<data::index_t>& us,
+                          const std::vector<data::index_t>& ps,
+                          const std::vector<data::index_t>& ns, const std::vector<float>& masks,
+                          double lr) {
+  const int d = kStepDim;
+  const auto b_count = static_cast<double>(us.size());
+  std::vector<data::index_t> cands = ns;
+  if (p.in_batch) cands.insert(cands.begin(), ps.begin(), ps.end());
+  std::vector<double> gu(u.data.size(), 0.0), gv(v.data.size(), 0.0);
+  std::vector<char> touched_u(static_cast<size_t>(u.rows), 0), touched_v(static_cast<size_t>(v.rows), 0);
+  CclReference out;
+  for (size_t b = 0; b < us.size(); ++b) {
+    std::vector<double> ub(d);
+    for (int k = 0; k < d; ++k) ub[k] = static_cast<double>(u.row(us[b])[k]) * masks[b * d + k];
+    const auto dot = [&](data::index_t i) {
+      double x = 0;
+      for (int k = 0; k < d; ++k) x += ub[k] * v.row(i)[k];
+      return x;
+    };
+    std::vector<data::index_t> above;
+    double kept = 0, hinge = 0;
+    for (data::index_t c : cands) {
+      if (c == ps[b]) continue;
+      kept += 1;
+      const double cos = dot(c);
+      out.margin_gap = std::min(out.margin_gap, std::abs(cos - p.margin));
+      if (cos > p.margin) {
+        hinge += cos - p.margin;
+        above.push_back(c);
+      }
+    }
+    out.loss += 1 - dot(ps[b]) + (kept > 0 ? p.negative_weight * hinge / kept : 0.0);
+    const double scale = kept > 0 ? p.negative_weight / kept / b_count : 0.0;
+    std::vector<double> dub(d);
+    for (int k = 0; k < d; ++k) dub[k] = -v.row(ps[b])[k] / b_count;
+    for (data::index_t c : above)
+      for (int k = 0; k < d; ++k) dub[k] += scale * v.row(c)[k];
+    for (int k = 0; k < d; ++k) {
+      gu[us[b] * d + k] += dub[k] * masks[b * d + k];  // through the mask
+      gv[ps[b] * d + k] -= ub[k] / b_count;
+      for (data::index_t c : above) gv[c * d + k] += scale * ub[k];
+    }
+    touched_u[static_cast<size_t>(us[b])] = 1;
+    touched_v[static_cast<size_t>(ps[b])] = 1;
+    for (data::index_t c : cands) touched_v[static_cast<size_t>(c)] = 1;
+  }
+  out.loss /= b_count;
+  // w ← (w − lr·(g − (g·w)w)) / ‖…‖ on every touched row.
+  const auto sgd = [&](const Matrix& w, const std::vector<double>& g,
+                       const std::vector<char>& touched) {
+    Matrix r = w;
+    for (int64_t row = 0; row < w.rows; ++row) {
+      if (!touched[static_cast<size_t>(row)]) continue;
+      double gw = 0, norm = 0;
+      for (int k = 0; k < d; ++k) gw += g[row * d + k] * w.row(row)[k];
+      std::vector<double> next(d);
+      for (int k = 0; k < d; ++k) {
+        next[k] = w.row(row)[k] - lr * (g[row * d + k] - gw * w.row(row)[k]);
+        norm += next[k] * next[k];
+      }
+      for (int k = 0; k < d; ++k) r.row(row)[k] = static_cast<float>(next[k] / std::sqrt(norm));
+    }
+    return r;
+  };
+  out.users = sgd(u, gu, touched_u);
+  out.items = sgd(v, gv, touched_v);
+  return out;
+}
+
+TEST_F(CclStepOnGpu, ADropoutStepFollowsItsMasks) {
+  // One SGD step with dropout 0.3, in_batch off and on, against ccl_sgd_step given the step's
+  // own masks: the CPU's (dropout_mask of its step seed) here, which also checks the reference,
+  // and the GPU's (downloaded) on a GPU. Bounds: the reference is double, each device float, so
+  // the gradients differ by at most δg ≈ 2.9e-6 and the rows by 2·lr·δg ≈ 1.2e-6 at lr 0.2 (as in
+  // TwoStepsOnChosenSamplesEqualTheCpus; masks of 1/0.7 raise the sums' bound by at most 1/0.7):
+  // kCclStepTol. A masked cosine this close to the margin (float against double: within 16·2⁻²⁴
+  // ·1/0.7 ≈ 1.4e-6) would make the hinge ambiguous, so each device's masks must keep every one
+  // at least kMaskedMarginGap away: the CPU's seed is fixed and checked here; on the GPU the first
+  // of 8 Philox seeds whose masks do is compared (each misses with probability about 0.2 %).
+  constexpr double kMaskedMarginGap = 2e-5;
+  constexpr double kDropout = 0.3, kLr = 0.2;
+  const data::Csr x = random_csr(kStepUsers, kStepItems, 4, 21);
+  Rng rng(20);
+  const Matrix u0 = unit_rows(kStepUsers, rng), v0 = unit_rows(kStepItems, rng);
+  const std::vector<data::index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
+  std::vector<backend::BatchParams> params;
+  for (bool in_batch : {false, true}) {
+    backend::BatchParams p;
+    p.loss = BatchLoss::kCcl;
+    p.factors = kStepDim;
+    p.normalize = true;
+    p.batch_size = 6;
+    p.negatives = 4;
+    p.in_batch = in_batch;
+    p.margin = 0.05;
+    p.negative_weight = 3;
+    p.optimizer = Optimizer::kSgd;
+    p.dropout = kDropout;
+    params.push_back(p);
+    SCOPED_TRACE(in_batch ? "cpu, in_batch" : "cpu");
+    backend::cpu::BatchTrainerCpu cpu(p, x, 1);
+    Matrix u = u0, v = v0;
+    const double loss = cpu.step(u, v, us, ps, ns, kLr);
+    std::vector<float> masks(us.size() * kStepDim);
+    for (size_t b = 0; b < us.size(); ++b)
+      backend::cpu::dropout_mask(cpu.dropout_seed(), static_cast<int64_t>(b), kStepDim, kDropout,
+                                 masks.data() + b * kStepDim);
+    const CclReference want = ccl_sgd_step(p, u0, v0, us, ps, ns, masks, kLr);
+    ASSERT_GT(want.margin_gap, kMaskedMarginGap) << "precondition on the CPU's masks";
+    EXPECT_NEAR(loss, want.loss, kCclStepLossTol);
+    for (int64_t i = 0; i < static_cast<int64_t>(u.data.size()); ++i)
+      ASSERT_NEAR(u.data[i], want.users.data[i], kCclStepTol) << "user value " << i;
+    for (int64_t i = 0; i < static_cast<int64_t>(v.data.size()); ++i)
+      ASSERT_NEAR(v.data[i], want.items.data[i], kCclStepTol) << "item value " << i;
+  }
+
+  RF_START_GPU(gpu_);
+  const float keep = static_cast<float>(1.0 / (1.0 - kDropout));
+  for (const backend::BatchParams& p : params) {
+    SCOPED_TRACE(p.in_batch ? "cuda, in_batch" : "cuda");
+    auto gpu = backend::cuda::make_batch_trainer_cuda(gpu_.cuda(), kStepUsers, kStepItems, p);
+    bool compared = false;
+    for (uint64_t seed = 1; seed <= 8 && !compared; ++seed) {
+      gpu->set_factors(u0, v0);  // also restarts the optimiser's state
+      const double loss = gpu->step(us, ps, ns, kLr, seed);
+      const std::vector<float> masks = gpu->dropout_mask();
+      ASSERT_EQ(masks.size(), us.size() * kStepDim);
+      int dropped = 0;
+      for (float m : masks) {
+        ASSERT_TRUE(m == 0.f || m == keep) << "a mask value is " << m;
+        dropped += m == 0.f;
+      }
+      ASSERT_GT(dropped, 0) << "seed " << seed;
+      ASSERT_LT(dropped, static_cast<int>(masks.size())) << "seed " << seed;
+      const CclReference want = ccl_sgd_step(p, u0, v0, us, ps, ns, masks, kLr);
+      if (want.margin_gap <= kMaskedMarginGap) continue;  // ambiguous hinge: another seed
+      compared = true;
+      EXPECT_NEAR(loss, want.loss, kCclStepLossTol) << "seed " << seed;
+      Matrix u, v;
+      gpu->get_factors(u, v);
+      for (int64_t i = 0; i < static_cast<int64_t>(u.data.size()); ++i)
+        ASSERT_NEAR(u.data[i], want.users.data[i], kCclStepTol) << "user value " << i;
+      for (int64_t i = 0; i < static_cast<int64_t>(v.data.size()); ++i)
+        ASSERT_NEAR(v.data[i], want.items.data[i], kCclStepTol) << "item value " << i;
+    }
+    EXPECT_TRUE(compared) << "no seed of 8 kept every masked cosine off the margin";
   }
 }
 

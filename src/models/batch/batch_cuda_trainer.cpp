@@ -280,6 +280,15 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     return sums[0] / static_cast<double>(bs);
   }
 
+  std::vector<float> dropout_mask() override {
+    std::vector<float> mask(static_cast<size_t>(mask_rows_ * dim_));
+    if (mask.empty()) return mask;
+    DeviceScope scope(g().device());
+    copy_to_host(mask.data(), mask_.data(), mask_rows_ * dim_, g().stream());
+    g().synchronize();
+    return mask;
+  }
+
  private:
   CudaResources& g() const { return *gpu_; }
 
@@ -491,6 +500,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     // Dropout: the rows score, and reach the items' gradients, masked (as on the CPU).
     const bool drop = p_.dropout > 0;
     if (drop) launch_ccl_dropout(rng, bs, dim_, p_.dropout, mask_.data(), ub_.data(), s);
+    mask_rows_ = drop ? bs : 0;
     gemm_scores(bs, c, 1.f);  // the cosines
     launch_ccl_rows(scores_.data(), bs, c, cands, cand_.data(), ub_.data(), vp_.data(), dim_,
                     static_cast<float>(p_.margin), static_cast<float>(p_.negative_weight),
@@ -533,6 +543,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   DeviceBuffer<float> log_expected_;          // C
   DeviceBuffer<float> ub_, cm_;               // B × dim, C × dim gathered rows
   DeviceBuffer<float> mask_;                  // CCL dropout: the step's B × dim mask
+  int64_t mask_rows_ = 0;                     // rows of mask_ the last step drew
   DeviceBuffer<float> vp_;                    // CCL: B × dim positives' rows
   DeviceBuffer<float> scores_;                // B × C scores, then G
   DeviceBuffer<float> du_, dv_;               // B × dim, C × dim (CCL: C + B) gradients

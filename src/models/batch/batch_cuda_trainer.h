@@ -56,6 +56,10 @@ class BatchTrainerCuda {
   virtual double step(const std::vector<data::index_t>& batch_users,
                       const std::vector<data::index_t>& positives,
                       const std::vector<data::index_t>& negatives, double lr, uint64_t seed) = 0;
+  /// CCL with dropout: the last step's masks, one row of dim values per batch row (0, or
+  /// 1/(1 − p)), for tests that check a step against the same masks; empty without dropout or
+  /// before the first step.
+  virtual std::vector<float> dropout_mask() = 0;
 };
 
 /// Creates the GPU state of an n_users × n_items batch model. Throws recforge::Error when the
