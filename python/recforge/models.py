@@ -313,6 +313,8 @@ class MatrixFactorizationBase:
         ``KeyboardInterrupt`` at the end of the iteration in progress: the model then holds the
         factors of the last complete iteration (``iterations_done`` says how many), or, when no
         iteration completed, the factors it had before this call (``None`` if it was unfitted).
+        An error raised by an iteration (for example non-finite factors) leaves the model as it
+        was before this call, since that iteration's factors are incomplete.
         """
         ui = _csr(user_items, "user_items")
         engine = self._build_engine()
@@ -342,7 +344,9 @@ class MatrixFactorizationBase:
             # The engine's count, not the loop's: a Ctrl-C that arrived during iterate() is
             # raised as the call returns, after that iteration completed.
             done = engine.iterations_done
-            if done == 0:  # nothing complete: the model as it was before this call
+            if done == 0 or engine.partial:
+                # Nothing complete, or an iteration that failed had already written to the
+                # factors: the model as it was before this call.
                 self._engine, self._pending = previous, previous_pending
                 self.iterations_done = previous_done
             else:

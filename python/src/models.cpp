@@ -12,6 +12,15 @@
 /// that outstanding views point to is first moved out of the model into a holder those views
 /// own ("retired"): old arrays stay valid (detached, as implicit's arrays are after a new fit),
 /// never dangling.
+///
+/// Threads. Calls on one engine from several Python threads are serialised where they must be:
+/// whatever replaces or writes the factors or the training matrix (set_data, init, iterate,
+/// set_factors, grow, set_rows) holds the engine's lock exclusively, whatever reads them (loss,
+/// top-k, fold-in, explain, the views) shares it. A call that releases the GIL takes the lock
+/// after releasing it and gives it back before taking the GIL again (Compute is built first), and
+/// no call waits for the GIL while it holds the lock, so the two cannot deadlock. Before, a
+/// partial_fit_users in one thread during a fit in another freed the matrix the iteration was
+/// writing (a segmentation fault).
 
 #include <pybind11/stl.h>
 
@@ -20,6 +29,8 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -150,29 +161,47 @@ class Engine {
                 int64_t rows, int64_t cols) {
     data::Csr ui = make_csr("user_items", indptr, indices, values, rows, cols);
     const Compute compute(ctx_.threads());
-    item_users_ = ui.transpose();
+    data::Csr iu = ui.transpose();
+    const std::unique_lock lock(mu_);
+    item_users_ = std::move(iu);
     user_items_ = std::move(ui);
   }
   void drop_data() {
+    const py::gil_scoped_release nogil;
+    const std::unique_lock lock(mu_);
     user_items_ = data::Csr();
     item_users_ = data::Csr();
   }
 
   /// Fresh random factors for the training matrix's shape.
   void init() {
+    const Compute compute(ctx_.threads());
+    const std::unique_lock lock(mu_);
     retire(users_slot_, user_matrix());
     retire(items_slot_, item_matrix());
-    const Compute compute(ctx_.threads());
     model_->init(user_items_.rows, user_items_.cols);
     iterations_done_ = 0;
+    partial_ = false;
   }
 
   /// One iteration (iALS: all users then all items; bpr, softmax: one epoch).
   void iterate() {
     const Compute compute(ctx_.threads());
+    const std::unique_lock lock(mu_);
+    // The factors must still fit the training matrix: a callback may have assigned others.
+    const Matrix& u = model_->user_factors();
+    const Matrix& i = model_->item_factors();
+    if (u.rows != user_items_.rows || i.rows != user_items_.cols)
+      fail("the factors are {} users × {} and {} items × {}, and the training matrix is {} × {}; "
+           "assign factors of the training matrix's shape during fit, or call fit again",
+           u.rows, u.cols, i.rows, i.cols, user_items_.rows, user_items_.cols);
+    partial_ = true;  // until the iteration completes: an error leaves its factors half-updated
     model_->iterate(user_items_, item_users_);
+    partial_ = false;
     ++iterations_done_;
   }
+  /// True when the last iterate() failed after it had started to update the factors.
+  bool partial() const { return partial_; }
   /// Iterations completed since init(): the count the factors hold. Python cannot tell it
   /// from the call alone, because a Ctrl-C that arrived during iterate() is raised as the call
   /// returns, after the iteration completed.
@@ -180,16 +209,19 @@ class Engine {
 
   double loss() const {
     const Compute compute(ctx_.threads());
+    const std::shared_lock lock(mu_);
     return model_->loss(user_items_, item_users_);
   }
 
   // On a GPU the model's host matrices are mirrors that it refreshes (and may reallocate)
   // itself, and writes to them never reach the GPU: the arrays are read-only copies there.
   py::array_t<float> user_view(py::object self) {
+    const std::shared_lock lock(mu_);
     if (on_gpu()) return read_only_copy(model_->user_factors());
     return view(users_slot_, user_matrix(), self);
   }
   py::array_t<float> item_view(py::object self) {
+    const std::shared_lock lock(mu_);
     if (on_gpu()) return read_only_copy(model_->item_factors());
     return view(items_slot_, item_matrix(), self);
   }
@@ -209,6 +241,7 @@ class Engine {
     if (u.cols != i.cols)
       fail("user_factors has {} columns and item_factors {}; expected the same number", u.cols,
            i.cols);
+    const std::unique_lock lock(mu_);
     Matrix& mu = user_matrix();
     Matrix& mi = item_matrix();
     if (!on_gpu() && mu.rows == u.rows && mu.cols == u.cols && mi.rows == i.rows &&
@@ -251,6 +284,7 @@ class Engine {
     eval::TopK r;
     {
       const Compute compute(ctx_.threads());
+      const std::shared_lock lock(mu_);  // the arrays may be views of the factors
       r = eval::topk(queries.data(), nq, items.data(), ni, d, k, exp, rows,
                      global_exclude ? &global : nullptr);
     }
@@ -269,6 +303,7 @@ class Engine {
     Matrix m;
     {
       const Compute compute(ctx_.threads());
+      const std::shared_lock lock(mu_);
       m = model_->fold_in(rows);
     }
     return to_array(std::move(m));
@@ -288,6 +323,7 @@ class Engine {
     Matrix m;
     {
       const Compute compute(ctx_.threads());
+      const std::shared_lock lock(mu_);
       std::unique_ptr<models::Model> swapped = pipeline::make_model(cfg_, ctx_);
       swapped->set_factors(model_->item_factors(), model_->user_factors());
       m = swapped->fold_in(rows);
@@ -307,6 +343,7 @@ class Engine {
     std::vector<models::Explanation> ex;
     {
       const Compute compute(ctx_.threads());
+      const std::shared_lock lock(mu_);
       ex = model_->explain(row, user ? user->data() : nullptr, items);
     }
     py::list out;
@@ -336,6 +373,7 @@ class Engine {
 
   /// The rows of both matrices grown to (n_users, n_items), new rows zero; only grows.
   void grow(int64_t n_users, int64_t n_items) {
+    const std::unique_lock lock(mu_);
     const Matrix& u = model_->user_factors();
     const Matrix& i = model_->item_factors();
     if (n_users <= u.rows && n_items <= i.rows) return;
@@ -355,6 +393,7 @@ class Engine {
 
   /// Rows `rows` of the user (or item) factors set to `values` (one row each), in place.
   void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
+    const std::unique_lock lock(mu_);
     if (on_gpu()) {  // on copies, handed to the GPU by set_factors
       Matrix u = model_->user_factors(), i = model_->item_factors();
       set_rows_of(users ? u : i, rows, values);
@@ -407,6 +446,8 @@ class Engine {
   std::unique_ptr<models::Model> model_;
   data::Csr user_items_, item_users_;
   int iterations_done_ = 0;
+  bool partial_ = false;
+  mutable std::shared_mutex mu_;  // see "Threads" at the top
   std::shared_ptr<Slot> users_slot_ = std::make_shared<Slot>();
   std::shared_ptr<Slot> items_slot_ = std::make_shared<Slot>();
 };
@@ -427,6 +468,7 @@ void bind_models(py::module_& m) {
       .def("init", &Engine::init)
       .def("iterate", &Engine::iterate)
       .def_property_readonly("iterations_done", &Engine::iterations_done)
+      .def_property_readonly("partial", &Engine::partial)
       .def("loss", &Engine::loss)
       .def("user_view", [](Engine& e, py::object self) { return e.user_view(self); })
       .def("item_view", [](Engine& e, py::object self) { return e.item_view(self); })

@@ -565,6 +565,110 @@ def test_sigint_before_the_first_iteration_leaves_the_previous_model(data):
     np.testing.assert_array_equal(m.user_factors, before)
 
 
+# (g2) errors, shapes and threads during fit ------------------------------------------------
+
+
+def test_an_error_inside_an_iteration_leaves_the_model_as_it_was(data):
+    """An iteration that fails (here: SGD at a step that overflows) has already written to the
+    factors, so fit() must not keep them: an unfitted model stays unfitted, a fitted one keeps
+    the factors it had before the call. Before, the model kept the failed iteration's NaNs and
+    recommend() returned -inf scores."""
+    def diverging():
+        return recforge.BayesianPersonalizedRanking(factors=8, iterations=20, learning_rate=3.0,
+                                                    optimizer="sgd", random_state=1,
+                                                    num_threads=1)
+    m = diverging()
+    with pytest.raises(ValueError, match="non-finite"):
+        m.fit(data, show_progress=False)
+    assert m.user_factors is None and m.iterations_done == 0
+    fitted = recforge.BayesianPersonalizedRanking(factors=8, iterations=2, random_state=1,
+                                                  num_threads=1)
+    fitted.fit(data, show_progress=False)
+    before = fitted.user_factors.copy(), fitted.item_factors.copy()
+    fitted.learning_rate, fitted.optimizer, fitted.iterations = 3.0, "sgd", 20
+    with pytest.raises(ValueError, match="non-finite"):
+        fitted.fit(data, show_progress=False)
+    assert fitted.iterations_done == 2
+    np.testing.assert_array_equal(fitted.user_factors, before[0])
+    np.testing.assert_array_equal(fitted.item_factors, before[1])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: recforge.AlternatingLeastSquares(factors=8, iterations=3, random_state=0,
+                                             num_threads=1),
+    lambda: recforge.BayesianPersonalizedRanking(factors=8, iterations=3, random_state=0,
+                                                 num_threads=1),
+    lambda: recforge.SampledSoftmax(factors=8, iterations=3, random_state=0, num_threads=1),
+], ids=["als", "bpr", "softmax"])
+def test_factors_of_another_shape_assigned_during_fit_are_refused(data, make):
+    """A callback that assigns user factors with fewer rows than the training matrix: the next
+    iteration refuses with a sentence naming both shapes. Before, BPR and softmax wrote past the
+    new, smaller matrix (a segmentation fault)."""
+    m = make()
+
+    def shrink(iteration, seconds, loss):
+        if iteration == 0:
+            m.user_factors = np.zeros((2, 8), dtype=np.float32)
+
+    with pytest.raises(ValueError, match="training matrix is"):
+        m.fit(data, show_progress=False, callback=shrink)
+
+
+_CONCURRENT_CHILD = r"""
+import threading
+import numpy as np, scipy.sparse as sp, recforge
+x = sp.random(3000, 800, density=0.02, format="csr", dtype=np.float32, random_state=1)
+m = recforge.AlternatingLeastSquares(factors=8, iterations=30, num_threads=1, random_state=0)
+m.fit(x, show_progress=False)
+errors = []
+
+def refit():
+    try:
+        m.fit(x, show_progress=False)
+    except ValueError as e:
+        errors.append(str(e))
+
+t = threading.Thread(target=refit)
+t.start()
+n = x.shape[0]
+while t.is_alive() and n < x.shape[0] + 200:
+    m.partial_fit_users([n], x[:1])
+    n += 1
+t.join()
+assert np.isfinite(m.user_factors).all() and m.user_factors.shape[0] >= x.shape[0]
+print(n - x.shape[0], len(errors), errors[0][:40] if errors else "")
+"""
+
+
+def test_partial_fit_in_one_thread_during_fit_in_another_does_not_crash():
+    """Rows added by partial_fit_users while another thread's fit is inside an iteration: the
+    engine serialises the two (its lock), and the fit's next iteration refuses the grown
+    factors with a sentence instead of writing into the freed matrix (before: a segmentation
+    fault, 3 runs of 3). In a child process, so that a crash fails this test only."""
+    proc = subprocess.run([sys.executable, "-c", _CONCURRENT_CHILD], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    fields = proc.stdout.split(maxsplit=2)
+    assert int(fields[0]) > 0, "no row was added while the fit ran"
+    if int(fields[1]):  # the fit saw the grown factors: refused with the sentence
+        assert fields[2].startswith("the factors are"), fields[2]
+
+
+def test_ccl_aggregation_updates_the_user_factors_in_place(data):
+    """With SimpleX's aggregation the served user vectors are recomputed after every epoch; they
+    must be written into the matrix that user_factors views, as every other model does. Before,
+    each epoch replaced the buffer without retiring it, so a view taken after epoch 1 pointed
+    at freed memory."""
+    m = recforge.CosineContrastive(factors=8, iterations=3, negatives=16, history_weight=0.5,
+                                   random_state=0, num_threads=1, device="cpu")
+    views = []
+    m.fit(data, show_progress=False, callback=lambda *_: views.append(m.user_factors))
+    final = m.user_factors
+    for v in views:
+        assert v.__array_interface__["data"][0] == final.__array_interface__["data"][0]
+        np.testing.assert_array_equal(v, final)
+
+
 # (h) the GIL is released during an iteration ------------------------------------------------
 
 

@@ -218,8 +218,14 @@ void BatchModel::iterate(const data::Csr& user_items, const data::Csr&) {
   check_finite_factors(aggregating() ? rows_ : users_, "user", epochs_done_);
   check_finite_factors(items_, "item", epochs_done_);
   if (aggregating()) {
-    users_ = backend::cpu::aggregate_users(o_.params, rows_, trainer_->history_map(), items_,
-                                           user_items, threads_);
+    Matrix served = backend::cpu::aggregate_users(o_.params, rows_, trainer_->history_map(),
+                                                  items_, user_items, threads_);
+    // Into the served matrix's own storage when the shape is unchanged: views of it (the Python
+    // package's user_factors) then see the new vectors rather than a freed buffer.
+    if (users_.rows == served.rows && users_.cols == served.cols && !users_.data.empty())
+      std::copy(served.data.begin(), served.data.end(), users_.data.begin());
+    else
+      users_ = std::move(served);
     check_finite_factors(users_, "aggregated user", epochs_done_);
   }
 }
