@@ -42,6 +42,60 @@ struct HttpError {
   throw HttpError{status, std::move(message)};
 }
 
+/// The deepest nesting a request body may have. The bodies this server reads are at most four
+/// levels deep (object, new_users array, object, items array); nlohmann's parser takes any depth,
+/// but its dump() recurses once per level, so a body nested 100,000 deep (200 KB) overflowed a
+/// worker thread's stack when a sentence quoted it, and took the server down.
+constexpr int kMaxBodyDepth = 16;
+
+/// A body parsed as JSON, refused (400, with a sentence) when it is not JSON, is nested deeper
+/// than kMaxBodyDepth, or gives one key twice in an object (nlohmann keeps the last silently).
+json parse_body(const std::string& text) {
+  std::vector<std::vector<std::string>> keys;  // the keys seen, per open object
+  const json::parser_callback_t check = [&keys](int depth, json::parse_event_t event,
+                                               json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        if (depth >= kMaxBodyDepth)
+          http_fail(400, fmt::format("the request body is nested deeper than {} levels",
+                                     kMaxBodyDepth));
+        if (event == json::parse_event_t::object_start) keys.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!keys.empty()) keys.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        const std::string& key = parsed.get_ref<const std::string&>();
+        if (!keys.empty()) {
+          std::vector<std::string>& seen = keys.back();
+          if (std::find(seen.begin(), seen.end(), key) != seen.end())
+            http_fail(400, fmt::format("body field '{}' is given twice", key));
+          seen.push_back(key);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, check);
+  } catch (const json::exception& e) {
+    std::string what = e.what();  // quotes the offending token, which may be long
+    if (what.size() > 160) what = what.substr(0, 157) + "...";
+    http_fail(400, fmt::format("the request body is not valid JSON ({})", what));
+  }
+}
+
+/// A JSON value as a sentence quotes it: its text, cut at 60 characters.
+std::string quoted(const json& v) {
+  std::string text = v.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text;
+}
+
 /// A request that ran past its deadline (--timeout-ms).
 struct DeadlinePassed {};
 
@@ -155,7 +209,7 @@ std::vector<std::string> string_array(const json& v, const std::string& field) {
   for (const json& x : v) {
     if (!x.is_string())
       http_fail(400, fmt::format("body field '{}' must be an array of strings, but holds {}", field,
-                                 x.dump()));
+                                 quoted(x)));
     out.push_back(x.get<std::string>());
   }
   return out;
@@ -304,12 +358,7 @@ struct Server::Impl {
 
   json recommend_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
     query_params(req, {});
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::exception& e) {
-      http_fail(400, fmt::format("the request body is not valid JSON ({})", e.what()));
-    }
+    const json body = parse_body(req.body);
     if (!body.is_object()) http_fail(400, "the request body must be a JSON object");
     static const std::vector<std::string> keys{"users", "new_users", "k", "exclude", "items", "include_seen"};
     for (const auto& [key, value] : body.items())
@@ -322,7 +371,7 @@ struct Server::Impl {
     if (body.contains("k")) {
       if (!body["k"].is_number_integer())
         http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
-                                   o.max_k, body["k"].dump()));
+                                   o.max_k, quoted(body["k"])));
       opts.k = parse_k(std::to_string(body["k"].get<int64_t>()), o.max_k, "body field 'k'");
     }
     if (body.contains("exclude")) opts.exclude = string_array(body["exclude"], "exclude");
@@ -330,7 +379,7 @@ struct Server::Impl {
     if (body.contains("include_seen")) {
       if (!body["include_seen"].is_boolean())
         http_fail(400, fmt::format("body field 'include_seen' must be true or false, got {}",
-                                   body["include_seen"].dump()));
+                                   quoted(body["include_seen"])));
       opts.include_seen = body["include_seen"].get<bool>();
     }
     struct NewUser {
@@ -351,6 +400,8 @@ struct Server::Impl {
         if (!nu[i].contains("items")) http_fail(400, fmt::format("{} has no 'items'", where));
         NewUser u;
         u.items = string_array(nu[i]["items"], where + ".items");
+        if (u.items.empty())
+          http_fail(400, fmt::format("{}.items is empty; a new user needs at least one item", where));
         if (u.items.size() > o.max_items)
           http_fail(400, fmt::format("{}.items has {} items, over the limit of {} (--max-items)", where,
                                      u.items.size(), o.max_items));
@@ -361,10 +412,10 @@ struct Server::Impl {
                                        u.items.size()));
           for (const json& x : w) {
             if (!x.is_number())
-              http_fail(400, fmt::format("{}.weights must hold numbers, but holds {}", where, x.dump()));
+              http_fail(400, fmt::format("{}.weights must hold numbers, but holds {}", where, quoted(x)));
             const double v = x.get<double>();
             if (!std::isfinite(v) || v < 0 || v > 3.4e38)
-              http_fail(400, fmt::format("{}.weights must be finite numbers >= 0, got {}", where, x.dump()));
+              http_fail(400, fmt::format("{}.weights must be finite numbers >= 0, got {}", where, quoted(x)));
             u.weights.push_back(static_cast<float>(v));
           }
         }
@@ -415,6 +466,7 @@ struct Server::Impl {
       const recommend::Result r = s->rec->recommend_new_user(u.items, u.weights, opts);
       for (const auto& list : r.lists)
         results.push_back({{"user", nullptr},
+                           {"new_user", i},
                            {"personalised", list.personalised},
                            {"items", items_json(list)},
                            {"export", s->version}});

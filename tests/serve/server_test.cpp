@@ -211,6 +211,7 @@ TEST_F(ServeTest, AnswersEqualTheLibrarys) {
     ASSERT_EQ(p.body["results"].size(), 2u);
     expect_list(p.body["results"][0]["items"], lib.recommend({u0}, o).lists.at(0), "POST known");
     EXPECT_TRUE(p.body["results"][1]["user"].is_null());
+    EXPECT_EQ(p.body["results"][1]["new_user"], 0) << "a new user's result names its index";
     expect_list(p.body["results"][1]["items"], lib.recommend_new_user(items, weights, o).lists.at(0), "fold-in");
     // Without weights: 1 each, a different answer.
     const Reply q = post(c, "/v1/recommend", json{{"new_users", {{{"items", items}}}}, {"k", 6}}.dump());
@@ -278,6 +279,12 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
       {"POST", "/v1/recommend", "{\"users\": \"" + u + "\"}", 400, "'users' must be an array of strings"},
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"weights\": [-1]}]}", 400, "finite numbers >= 0"},
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"weights\": [1, 2]}]}", 400, "an array of 1 numbers"},
+      {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": []}, {\"items\": [\"" + i + "\"]}]}", 400, "new_users[0].items is empty"},
+      {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": 3, \"k\": 5}", 400, "body field 'k' is given twice"},
+      {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"items\": [\"" + i2 + "\"]}]}", 400, "body field 'items' is given twice"},
+      {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": " + std::string(20, '[') + "1" + std::string(20, ']') + "}", 400, "nested deeper than 16 levels"},
+      {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": [" + std::string(500, '1') + "]}", 400, "not valid JSON ([json.exception.out_of_range.406] number overflow"},
+      {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": [" + [] { std::string a; for (int j = 0; j < 200; ++j) a += "1, "; return a; }() + "1]}", 400, "got [1,1,1,1,1"},
       {"GET", "/v1/similar-items?item=" + i + "&metric=l2", "", 400, "'metric' must be dot or cosine"},
       {"GET", "/v1/recommend?k=3", "", 400, "'user' is required"},
       {"POST", "/v1/recommend", "{}", 400, "names no user"},
@@ -304,6 +311,8 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
     EXPECT_EQ(rep.status, k.status) << rep.text;
     ASSERT_TRUE(rep.body.is_object() && rep.body.contains("error")) << rep.text;
     EXPECT_NE(rep.body["error"].get<std::string>().find(k.message), std::string::npos) << rep.text;
+    // A sentence quotes at most 60 characters of a bad value (the 500-digit k above).
+    EXPECT_LT(rep.body["error"].get<std::string>().size(), 400u) << rep.text;
   }
   // A header line over the library's 8192 bytes.
   {
@@ -325,6 +334,27 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
   // The server still answers normally afterwards.
   auto c2 = r.client();
   EXPECT_EQ(get(c2, "/v1/recommend?user=" + u).status, 200);
+}
+
+TEST_F(ServeTest, ADeeplyNestedBodyIsRefusedAndTheServerStaysUp) {
+  // 200,000 nested arrays in 400 KB, under the default 1 MiB body limit. The parser took them,
+  // and the sentence that quoted the value (dump(), one call per level) overflowed the worker
+  // thread's stack: the whole server died. Now the parse stops at 16 levels.
+  ServerOptions o = options(dir_->file("exp-a"));
+  Running r(o);
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  const std::string u = lib_a_->user_ids().external(0);
+  const int depth = 200000;
+  for (const std::string field : {"k", "exclude"}) {
+    const std::string body = "{\"users\": [\"" + u + "\"], \"" + field + "\": " +
+                             std::string(depth, '[') + std::string(depth, ']') + "}";
+    auto c = r.client();
+    const Reply rep = reply(c.Post("/v1/recommend", body, "application/json"));
+    EXPECT_EQ(rep.status, 400) << rep.text.substr(0, 300);
+    EXPECT_NE(rep.text.find("nested deeper than 16 levels"), std::string::npos) << rep.text.substr(0, 300);
+  }
+  auto c = r.client();
+  EXPECT_EQ(get(c, "/v1/recommend?user=" + u).status, 200);
 }
 
 TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
