@@ -220,17 +220,32 @@ class MatrixFactorizationBase:
     def _need_fit(self):
         self._sync()
         if self._engine is None:
+            p = self._pending
+            if "user_factors" in p and "item_factors" in p:
+                raise ValueError(f"user_factors has {p['user_factors'].shape[1]} columns and "
+                                 f"item_factors {p['item_factors'].shape[1]}; assign both with "
+                                 f"the same number of columns")
             raise ValueError(f"this {type(self).__name__} has no factors yet; call fit() first")
 
     def _sync(self):
-        """Hands factors assigned before the engine existed to the engine."""
-        if "user_factors" in self._pending and "item_factors" in self._pending:
-            users = self._pending.pop("user_factors")
-            items = self._pending.pop("item_factors")
+        """Hands factors assigned before the engine existed to the engine. Matrices of different
+        widths stay pending (a new width is assigned one matrix at a time), and a failure leaves
+        the model as it was."""
+        p = self._pending
+        if "user_factors" in p and "item_factors" in p:
+            users, items = p["user_factors"], p["item_factors"]
+            if users.shape[1] != items.shape[1]:
+                return
+            factors = self.factors
             if users.shape[1] != self.factors_dim():
                 self.factors = users.shape[1] - (self.factors_dim() - self.factors)
-            engine = self._build_engine()
-            engine.set_factors(users, items)
+            try:
+                engine = self._build_engine()
+                engine.set_factors(users, items)
+            except BaseException:
+                self.factors = factors
+                raise
+            del p["user_factors"], p["item_factors"]
             self._engine = engine
 
     def factors_dim(self):
@@ -622,13 +637,17 @@ class MatrixFactorizationBase:
         np.savez(fileobj_or_path, **{k: v for k, v in args.items() if v is not None})
 
     @classmethod
-    def load(cls, fileobj_or_path):
+    def load(cls, fileobj_or_path, **overrides):
         """Loads a model saved by ``save``, or by implicit's ``save`` of the same model class.
 
         Parameters
         ----------
         fileobj_or_path : str or file-like
             The ``.npz`` file (``.npz`` is appended to a path without it).
+        **overrides
+            Constructor arguments that replace the saved ones, for example ``device="cpu"``
+            (and ``dtype=np.float32`` for float16 factors) to load a model saved on a GPU
+            machine where there is none.
 
         Returns
         -------
@@ -651,6 +670,10 @@ class MatrixFactorizationBase:
         if unknown:
             raise ValueError(f"{fileobj_or_path}: {', '.join(unknown)} is not an argument of "
                              f"{cls.__name__}; expected a file saved by {cls.__name__}.save")
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ValueError(f"load: {', '.join(bad)} is not an argument of {cls.__name__}")
+        kwargs.update(overrides)
         if "user_factors" in factors:
             dim = factors["user_factors"].shape[1]
             if ("item_bias" in known and "item_bias" not in kwargs

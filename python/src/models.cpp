@@ -316,6 +316,10 @@ class Engine {
                                    const FloatArray& values) const {
     data::Csr rows = make_csr("item_users", indptr, indices, values, indptr.shape(0) - 1,
                               model_->user_factors().rows);
+    if (cfg_.settings().model.item_bias)
+      fail("recalculate_item and partial_fit_items cannot fold in items of a model with "
+           "item_bias: the fold-in solves for a row with the users' constant column, which would "
+           "set the new item's bias to 1; refit with the new items instead");
     if (cfg_.settings().model.type == "ials" && cfg_.settings().model.unobserved_exp != 0)
       fail("partial_fit_items needs unobserved_exp 0 (per-item unobserved weights have no "
            "counterpart for users); it is {}",

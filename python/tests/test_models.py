@@ -367,6 +367,66 @@ def test_save_load_round_trip(tmp_path, als, data):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_a_new_width_is_assigned_one_matrix_at_a_time(data):
+    """implicit lets a caller assign factors of a new width one matrix at a time. Before, the
+    first assignment raised (the widths differ) and had already dropped both matrices and set
+    `factors`; now it waits for the other matrix, and queries say why they cannot run."""
+    m = recforge.AlternatingLeastSquares(factors=4, iterations=2, random_state=0, num_threads=1)
+    m.fit(data, show_progress=False)
+    old_items = m.item_factors.copy()
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((data.shape[0], 6)).astype(np.float32)
+    items = rng.standard_normal((data.shape[1], 6)).astype(np.float32)
+    m.user_factors = users
+    assert m.factors == 4
+    np.testing.assert_array_equal(m.user_factors, users)
+    np.testing.assert_array_equal(m.item_factors, old_items)
+    with pytest.raises(ValueError, match="6 columns and item_factors 4"):
+        m.recommend(0, data[0], N=3)
+    m.item_factors = items
+    assert m.factors == 6
+    ids, scores = m.recommend(0, data[0], N=3, filter_already_liked_items=False)
+    np.testing.assert_allclose(scores, np.sort(items @ users[0])[::-1][:3], rtol=1e-5)
+
+
+def test_item_fold_in_with_an_item_bias_is_refused(data):
+    """recalculate_item / partial_fit_items fold an item in with the user-side solve, whose last
+    column is the users' constant 1: with item_bias the new item's bias came out as exactly 1
+    (every trained bias was far from it) and lifted it in every score. Refused now."""
+    m = recforge.BayesianPersonalizedRanking(factors=8, iterations=3, item_bias=True,
+                                             random_state=0, num_threads=1)
+    m.fit(data, show_progress=False)
+    item_users = data.T.tocsr()
+    with pytest.raises(ValueError, match="item_bias"):
+        m.recalculate_item(0, item_users[0])
+    before = m.item_factors.copy()
+    with pytest.raises(ValueError, match="item_bias"):
+        m.partial_fit_items([0], item_users[:1])
+    np.testing.assert_array_equal(m.item_factors, before)
+    # the user side is unaffected: its constant column is what the solve keeps
+    u = m.recalculate_user(0, data[0])
+    assert u[-1] == 1.0
+
+
+def test_load_takes_overrides_for_a_model_saved_on_a_gpu_machine(tmp_path, als):
+    """A file saved where a GPU was (device "cuda:7": no machine here has eight) cannot be loaded
+    as saved on a machine without it; load(..., device="cpu") can, with the same factors."""
+    path = str(tmp_path / "gpu.npz")
+    als.save(path)
+    with np.load(path) as f:
+        saved = {k: f[k] for k in f.files}
+    saved["device"] = np.array("cuda:7")
+    np.savez(path, **saved)
+    with pytest.raises(ValueError, match="cuda:7"):
+        recforge.AlternatingLeastSquares.load(path)
+    m = recforge.AlternatingLeastSquares.load(path, device="cpu")
+    assert m.device == "cpu"
+    np.testing.assert_array_equal(m.user_factors, als.user_factors)
+    np.testing.assert_array_equal(m.item_factors, als.item_factors)
+    with pytest.raises(ValueError, match="devise is not an argument"):
+        recforge.AlternatingLeastSquares.load(path, devise="cpu")
+
+
 def test_load_reads_an_implicit_saved_model(tmp_path, data):
     implicit_als = pytest.importorskip("implicit.cpu.als")
     ref = implicit_als.AlternatingLeastSquares(factors=6, iterations=2, random_state=0)
