@@ -171,7 +171,8 @@ class MatrixFactorizationBase:
         return items
 
     def _resolved_seed(self):
-        """An int seed from random_state (int, None, RandomState or Generator), drawn once."""
+        """An int seed from random_state (int, None, RandomState or Generator): an int as it is,
+        else drawn once per fit (fit() clears it), so refits differ as implicit's do."""
         rs = self.random_state
         if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
             return int(rs)
@@ -332,6 +333,7 @@ class MatrixFactorizationBase:
         was before this call, since that iteration's factors are incomplete.
         """
         ui = _csr(user_items, "user_items")
+        self._seed = None  # a new draw from a random_state that is not an int
         engine = self._build_engine()
         engine.set_data(*_csr_arrays(ui), ui.shape[0], ui.shape[1])
         previous, previous_pending, previous_done = self._engine, self._pending, self.iterations_done
@@ -498,7 +500,7 @@ class MatrixFactorizationBase:
         item_matrix = self.item_factors
         global_exclude = None
         if items is not None:
-            if filter_items is not None and len(filter_items):
+            if filter_items is not None and np.size(filter_items):
                 raise ValueError("give items or filter_items, not both")
             sel, _ = _ids(items, "items", n_items)
             sel = np.unique(np.atleast_1d(sel))

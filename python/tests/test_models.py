@@ -367,6 +367,35 @@ def test_save_load_round_trip(tmp_path, als, data):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_a_random_state_that_is_not_an_int_draws_a_new_seed_per_fit(data):
+    """As in implicit: random_state None or a generator gives each fit its own initial factors
+    (before, the seed was drawn once per object, so refits were identical); an int repeats."""
+    def fitted_twice(random_state):
+        m = recforge.AlternatingLeastSquares(factors=4, iterations=1, num_threads=1,
+                                             random_state=random_state)
+        m.fit(data, show_progress=False)
+        first = m.user_factors.copy()
+        m.fit(data, show_progress=False)
+        return first, m.user_factors.copy()
+
+    a, b = fitted_twice(None)
+    assert not np.array_equal(a, b)
+    a, b = fitted_twice(np.random.RandomState(0))
+    c, _ = fitted_twice(np.random.RandomState(0))
+    assert not np.array_equal(a, b) and np.array_equal(a, c)
+    a, b = fitted_twice(7)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_filter_items_may_be_a_single_id(als, data):
+    ids, _ = als.recommend(0, data[0], N=5, filter_items=3)
+    assert 3 not in ids.tolist()
+    ids, _ = als.recommend(0, data[0], N=2, items=[1, 2, 3], filter_items=[])
+    assert set(ids.tolist()) <= {1, 2, 3}
+    with pytest.raises(ValueError, match="not both"):  # before: TypeError from len(3)
+        als.recommend(0, data[0], N=2, items=[1, 2], filter_items=3)
+
+
 def test_a_new_width_is_assigned_one_matrix_at_a_time(data):
     """implicit lets a caller assign factors of a new width one matrix at a time. Before, the
     first assignment raised (the widths differ) and had already dropped both matrices and set
