@@ -475,10 +475,28 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
   }
   data::combine_duplicates(x, 1, data::Duplicates::kMax);  // an item listed twice counts once
   const int64_t n_items = m.items->rows;
-  const data::Csr row = data::Csr::from_interactions(
-      1, n_items, x, data::confidence(x, 1, n_items, m.weighting, m.corpus));
+  const std::vector<float> conf = data::confidence(x, 1, n_items, m.weighting, m.corpus);
+  // A weight near float's limit can overflow the model's confidence (alpha·w); the solve then
+  // gave zero or NaN factors and the answer was arbitrary items with score 0.
+  for (size_t j = 0; j < conf.size(); ++j)
+    if (!std::isfinite(conf[j]))
+      fail("fold-in: the weight {} of item \"{}\" gives a non-finite confidence under this {}'s "
+           "weighting; expected a smaller weight",
+           x.weights[j], m.item_ids->external(x.items[j]), m.kind());
+  const data::Csr row = data::Csr::from_interactions(1, n_items, x, conf);
   if (seen) seen->assign(row.indices.begin(), row.indices.end());
-  return m.model->fold_in(row);
+  Matrix q = m.model->fold_in(row);
+  // Finite but huge confidences (weights near 1e38) overflow inside the solve, which then gave
+  // NaN or all-zero factors (positive confidences never solve to exactly 0).
+  const float largest = *std::max_element(conf.begin(), conf.end());
+  const bool broke =
+      std::any_of(q.data.begin(), q.data.end(), [](float v) { return !std::isfinite(v); }) ||
+      (largest > 0 && std::all_of(q.data.begin(), q.data.end(), [](float v) { return v == 0.f; }));
+  if (broke)
+    fail("fold-in: the solve for the new user's factors broke down (non-finite or all-zero "
+         "factors, with confidences up to {}); expected smaller weights",
+         largest);
+  return q;
 }
 
 Result Recommender::recommend_new_user(const std::vector<std::string>& items,

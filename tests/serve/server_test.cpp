@@ -280,6 +280,7 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"weights\": [-1]}]}", 400, "finite numbers >= 0"},
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"weights\": [1, 2]}]}", 400, "an array of 1 numbers"},
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": []}, {\"items\": [\"" + i + "\"]}]}", 400, "new_users[0].items is empty"},
+      {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\", \"" + i2 + "\"], \"weights\": [1e38, 1e38]}]}", 400, "expected smaller weights"},
       {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": 3, \"k\": 5}", 400, "body field 'k' is given twice"},
       {"POST", "/v1/recommend", "{\"new_users\": [{\"items\": [\"" + i + "\"], \"items\": [\"" + i2 + "\"]}]}", 400, "body field 'items' is given twice"},
       {"POST", "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": " + std::string(20, '[') + "1" + std::string(20, ']') + "}", 400, "nested deeper than 16 levels"},
