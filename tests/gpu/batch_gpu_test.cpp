@@ -342,6 +342,22 @@ Matrix unit_rows(int64_t rows, Rng& rng) {
   return m;
 }
 
+// The CCL of the step tests: a batch of 6 (the tests give 4 rows), 4 shared negatives, margin
+// 0.05 (some cosines above it, some below), negative weight 3.
+backend::BatchParams ccl_step_params(bool in_batch, Optimizer optimizer) {
+  backend::BatchParams p;
+  p.loss = BatchLoss::kCcl;
+  p.factors = kStepDim;
+  p.normalize = true;
+  p.batch_size = 6;
+  p.negatives = 4;
+  p.in_batch = in_batch;
+  p.margin = 0.05;
+  p.negative_weight = 3;
+  p.optimizer = optimizer;
+  return p;
+}
+
 TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
   constexpr int64_t kUsers = kStepUsers, kItems = kStepItems;
   constexpr int kDim = kStepDim;
@@ -369,15 +385,7 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
       Result res;
       res.label = std::string(c.label) + (in_batch ? " in_batch" : "");
       auto& p = res.params;
-      p.loss = BatchLoss::kCcl;
-      p.factors = kDim;
-      p.normalize = true;
-      p.batch_size = 6;
-      p.negatives = 4;
-      p.in_batch = in_batch;
-      p.margin = 0.05;
-      p.negative_weight = 3;
-      p.optimizer = c.optimizer;
+      p = ccl_step_params(in_batch, c.optimizer);
       p.epsilon = 0.1;
       res.lr = c.lr;
       backend::cpu::BatchTrainerCpu cpu(p, x, 1);
@@ -527,16 +535,7 @@ TEST_F(CclStepOnGpu, ADropoutStepFollowsItsMasks) {
   const std::vector<data::index_t> us = {1, 4, 6, 1}, ps = {2, 5, 5, 8}, ns = {2, 9, 0, 3};
   std::vector<backend::BatchParams> params;
   for (bool in_batch : {false, true}) {
-    backend::BatchParams p;
-    p.loss = BatchLoss::kCcl;
-    p.factors = kStepDim;
-    p.normalize = true;
-    p.batch_size = 6;
-    p.negatives = 4;
-    p.in_batch = in_batch;
-    p.margin = 0.05;
-    p.negative_weight = 3;
-    p.optimizer = Optimizer::kSgd;
+    backend::BatchParams p = ccl_step_params(in_batch, Optimizer::kSgd);
     p.dropout = kDropout;
     params.push_back(p);
     SCOPED_TRACE(in_batch ? "cpu, in_batch" : "cpu");
