@@ -441,11 +441,7 @@ class MatrixFactorizationBase:
             raise ValueError(f"{mname} has {m.shape[0]} rows; expected one for each of the "
                              f"{len(ids)} {name}")
         f = self._fold_in_users(m) if users else self._engine.fold_in_items(*_csr_arrays(m))
-        top = int(ids.max()) + 1 if len(ids) else 0
-        if users:
-            self._engine.grow(top, 0)
-        else:
-            self._engine.grow(0, top)
+        # One engine call grows the matrix and sets the rows: a Ctrl-C cannot come between.
         self._engine.set_rows(users, ids, np.ascontiguousarray(f, dtype=np.float32))
 
     # -- queries --------------------------------------------------------------------------

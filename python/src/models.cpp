@@ -378,6 +378,28 @@ class Engine {
   /// The rows of both matrices grown to (n_users, n_items), new rows zero; only grows.
   void grow(int64_t n_users, int64_t n_items) {
     const std::unique_lock lock(mu_);
+    grow_locked(n_users, n_items);
+  }
+
+  /// Rows `rows` of the user (or item) factors set to `values` (one row each), the matrix first
+  /// grown (new rows zero) to hold the largest row: one call, so that neither a Ctrl-C nor
+  /// another thread can come between the growth and the rows (a partial fit).
+  void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
+    const std::unique_lock lock(mu_);
+    int64_t top = 0;
+    for (py::ssize_t r = 0; r < rows.size(); ++r) top = std::max(top, rows.data()[r] + 1);
+    grow_locked(users ? top : 0, users ? 0 : top);
+    if (on_gpu()) {  // on copies, handed to the GPU by set_factors
+      Matrix u = model_->user_factors(), i = model_->item_factors();
+      set_rows_of(users ? u : i, rows, values);
+      model_->set_factors(std::move(u), std::move(i));
+      return;
+    }
+    set_rows_of(users ? user_matrix() : item_matrix(), rows, values);
+  }
+
+ private:
+  void grow_locked(int64_t n_users, int64_t n_items) {
     const Matrix& u = model_->user_factors();
     const Matrix& i = model_->item_factors();
     if (n_users <= u.rows && n_items <= i.rows) return;
@@ -395,19 +417,7 @@ class Engine {
     model_->set_factors(std::move(gu), std::move(gi));
   }
 
-  /// Rows `rows` of the user (or item) factors set to `values` (one row each), in place.
-  void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
-    const std::unique_lock lock(mu_);
-    if (on_gpu()) {  // on copies, handed to the GPU by set_factors
-      Matrix u = model_->user_factors(), i = model_->item_factors();
-      set_rows_of(users ? u : i, rows, values);
-      model_->set_factors(std::move(u), std::move(i));
-      return;
-    }
-    set_rows_of(users ? user_matrix() : item_matrix(), rows, values);
-  }
 
- private:
   static void set_rows_of(Matrix& m, const Int64Array& rows, const FloatArray& values) {
     if (values.ndim() != 2 || values.shape(0) != rows.size() || values.shape(1) != m.cols)
       throw InternalError("set_rows: shape mismatch", __FILE__, __LINE__);

@@ -367,6 +367,37 @@ def test_save_load_round_trip(tmp_path, als, data):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_an_interrupted_partial_fit_adds_no_rows(data):
+    """partial_fit_users of a new user grows the factors and sets the row in one engine call, so
+    a Ctrl-C (here: raised as that call is made) leaves the model as it was. Before, the growth
+    was a call of its own, and an interrupt after it left rows of zeros."""
+    m = recforge.AlternatingLeastSquares(factors=4, iterations=2, random_state=0, num_threads=1)
+    m.fit(data, show_progress=False)
+    shape = m.user_factors.shape
+
+    class InterruptedAtSetRows:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def set_rows(self, *args):
+            raise KeyboardInterrupt
+
+    real = m._engine
+    m._engine = InterruptedAtSetRows(real)
+    with pytest.raises(KeyboardInterrupt):
+        m.partial_fit_users([shape[0] + 2], data[:1])
+    m._engine = real
+    assert m.user_factors.shape == shape
+    m.partial_fit_users([shape[0] + 2], data[:1])  # and uninterrupted: two zero rows, then it
+    assert m.user_factors.shape == (shape[0] + 3, shape[1])
+    assert not m.user_factors[shape[0]:shape[0] + 2].any()
+    np.testing.assert_allclose(m.user_factors[shape[0] + 2], m.recalculate_user(0, data[:1]),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_a_random_state_that_is_not_an_int_draws_a_new_seed_per_fit(data):
     """As in implicit: random_state None or a generator gives each fit its own initial factors
     (before, the seed was drawn once per object, so refits were identical); an int repeats."""

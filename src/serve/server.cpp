@@ -317,6 +317,7 @@ struct Server::Impl {
     const auto s = current();
     if (!p.count("user")) http_fail(400, "query parameter 'user' is required (the user's id)");
     const std::string user = recommend::trim(p["user"]);
+    if (user.empty()) http_fail(400, "query parameter 'user' is empty; expected the user's id");
     recommend::Options opts;
     opts.k = p.count("k") ? parse_k(p["k"], o.max_k, "query parameter 'k'") : 10;
     if (p.count("exclude")) opts.exclude = split_list(p["exclude"]);
@@ -342,6 +343,8 @@ struct Server::Impl {
     for (const auto& id : opts.exclude)
       if (!rec.item_ids().find(recommend::trim(id))) out.push_back({{"id", recommend::trim(id)}, {"field", "exclude"}});
     if (opts.candidates) {
+      if (opts.candidates->empty())
+        http_fail(400, "'items' (the candidate items) is empty; leave it out to rank all items");
       size_t known = 0;
       for (const auto& id : *opts.candidates) {
         if (rec.item_ids().find(recommend::trim(id)))
@@ -482,6 +485,7 @@ struct Server::Impl {
     const auto s = current();
     if (!p.count("item")) http_fail(400, "query parameter 'item' is required (the item's id)");
     const std::string item = recommend::trim(p["item"]);
+    if (item.empty()) http_fail(400, "query parameter 'item' is empty; expected the item's id");
     const int k = p.count("k") ? parse_k(p["k"], o.max_k, "query parameter 'k'") : 10;
     recommend::SimilarOptions so;
     if (p.count("metric")) {
