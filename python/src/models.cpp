@@ -15,7 +15,7 @@
 ///
 /// Threads. Calls on one engine from several Python threads are serialised where they must be:
 /// whatever replaces or writes the factors or the training matrix (set_data, init, iterate,
-/// set_factors, grow, set_rows) holds the engine's lock exclusively, whatever reads them (loss,
+/// set_factors, set_rows) holds the engine's lock exclusively, whatever reads them (loss,
 /// top-k, fold-in, explain, the views) shares it. A call that releases the GIL takes the lock
 /// after releasing it and gives it back before taking the GIL again (Compute is built first), and
 /// no call waits for the GIL while it holds the lock, so the two cannot deadlock. Before, a
@@ -375,12 +375,6 @@ class Engine {
     return out;
   }
 
-  /// The rows of both matrices grown to (n_users, n_items), new rows zero; only grows.
-  void grow(int64_t n_users, int64_t n_items) {
-    const std::unique_lock lock(mu_);
-    grow_locked(n_users, n_items);
-  }
-
   /// Rows `rows` of the user (or item) factors set to `values` (one row each), the matrix first
   /// grown (new rows zero) to hold the largest row: one call, so that neither a Ctrl-C nor
   /// another thread can come between the growth and the rows (a partial fit).
@@ -399,6 +393,8 @@ class Engine {
   }
 
  private:
+  /// The rows of both matrices grown to (n_users, n_items), new rows zero; only grows. The
+  /// caller holds the lock.
   void grow_locked(int64_t n_users, int64_t n_items) {
     const Matrix& u = model_->user_factors();
     const Matrix& i = model_->item_factors();
@@ -495,7 +491,6 @@ void bind_models(py::module_& m) {
       .def("fold_in_users", &Engine::fold_in_users)
       .def("fold_in_items", &Engine::fold_in_items)
       .def("explain", &Engine::explain)
-      .def("grow", &Engine::grow)
       .def("set_rows", &Engine::set_rows);
 }
 

@@ -81,8 +81,16 @@ class Model {
   /// ignore it.
   virtual void set_item_counts(const std::vector<int64_t>& counts) { (void)counts; }
   /// Factors for rows of interactions (confidences) not seen in training, computed by the same
-  /// solve as training.
-  virtual Matrix fold_in(const data::Csr& rows) const = 0;
+  /// solve as training (fold_in_rows). Throws recforge::Error when the solve broke down for a
+  /// row: non-finite factors, or all zero from positive confidences (huge confidences overflow
+  /// inside the solves, which then returned zeros: a served new user got arbitrary items).
+  Matrix fold_in(const data::Csr& rows) const;
+
+ protected:
+  /// The model's own fold-in solve, behind fold_in's check.
+  virtual Matrix fold_in_rows(const data::Csr& rows) const = 0;
+
+ public:
   /// Why each of `items` scores as it does for a user with training row `row` (a 1-row CSR of
   /// confidences over the items, as in training) and stored factors `user` (k floats, or
   /// nullptr: model score 0), one Explanation per item. The default, for models without an

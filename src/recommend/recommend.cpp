@@ -485,18 +485,7 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
            x.weights[j], m.item_ids->external(x.items[j]), m.kind());
   const data::Csr row = data::Csr::from_interactions(1, n_items, x, conf);
   if (seen) seen->assign(row.indices.begin(), row.indices.end());
-  Matrix q = m.model->fold_in(row);
-  // Finite but huge confidences (weights near 1e38) overflow inside the solve, which then gave
-  // NaN or all-zero factors (positive confidences never solve to exactly 0).
-  const float largest = *std::max_element(conf.begin(), conf.end());
-  const bool broke =
-      std::any_of(q.data.begin(), q.data.end(), [](float v) { return !std::isfinite(v); }) ||
-      (largest > 0 && std::all_of(q.data.begin(), q.data.end(), [](float v) { return v == 0.f; }));
-  if (broke)
-    fail("fold-in: the solve for the new user's factors broke down (non-finite or all-zero "
-         "factors, with confidences up to {}); expected smaller weights",
-         largest);
-  return q;
+  return m.model->fold_in(row);  // refuses a solve that broke down (Model::fold_in)
 }
 
 Result Recommender::recommend_new_user(const std::vector<std::string>& items,

@@ -547,6 +547,36 @@ TEST(Ials, FoldInIsTheTrainingSolve) {
     EXPECT_NEAR(folded.data[j], resolved.data[j], 1e-5);
 }
 
+TEST(Ials, AFoldInWhoseSolveBreaksDownIsRefused) {
+  // Confidences near float's limit overflow the user solve. The conjugate gradient returned
+  // all-zero factors (a served new user got arbitrary items at score 0): Model::fold_in refuses
+  // the row. The exact solve threw an internal error inside its parallel region, which ended
+  // the process: it is now the input's error, thrown from the calling thread.
+  const Csr r = random_csr(80, 40, 6, 51);
+  const Csr rt = r.transpose();
+  const Csr fine = Csr::from_coo(1, r.cols, {0, 0}, {1, 2}, {1.f, 3.f});
+  const Csr huge = Csr::from_coo(1, r.cols, {0, 0}, {1, 2}, {1e38f, 1e38f});
+  for (bool cholesky : {false, true}) {
+    SCOPED_TRACE(cholesky ? "cholesky" : "conjugate gradient");
+    Ials m(options(10, cholesky, 4), 2);
+    m.init(r.rows, r.cols);
+    for (int it = 0; it < 2; ++it) m.iterate(r, rt);
+    const Matrix q = m.fold_in(fine);
+    EXPECT_TRUE(std::any_of(q.data.begin(), q.data.end(), [](float v) { return v != 0.f; }));
+    try {
+      m.fold_in(huge);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(cholesky ? "a row's system overflowed float32"
+                                   : "fold-in of row 0: the solve for its factors broke down"),
+                std::string::npos)
+          << what;
+      EXPECT_NE(what.find("expected smaller weights"), std::string::npos) << what;
+    }
+  }
+}
+
 TEST(Ials, ARestoredModelFoldsInWithTheItemCountsItIsGiven) {
   // With model.unobserved_exp the unobserved term of item i is weighted by its popularity. A
   // model restored by set_factors (a reopened run, an export) has not seen the training data:

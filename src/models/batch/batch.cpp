@@ -244,7 +244,7 @@ void BatchModel::set_factors(Matrix users, Matrix items) {
   resumed_state_.reset();
 }
 
-Matrix BatchModel::fold_in(const data::Csr& rows) const {
+Matrix BatchModel::fold_in_rows(const data::Csr& rows) const {
   // The sampler of the training data when there is one, else uniform over the items.
   if (trainer_) return backend::cpu::fold_in(o_.params, rows, items_, trainer_->sampler(), o_.seed, threads_);
   const backend::cpu::ItemSampler uniform(std::vector<int64_t>(static_cast<size_t>(items_.rows), 0), 0.0);

@@ -64,7 +64,7 @@ class BatchModel : public Model {
   const Matrix& item_factors() const override { return items_; }
   void set_factors(Matrix users, Matrix items) override;
   /// backend::cpu::fold_in with this model's items.
-  Matrix fold_in(const data::Csr& rows) const override;
+  Matrix fold_in_rows(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
   /// The state: epochs done, the last loss, the optimiser's steps and moments (the samples of
   /// an epoch depend only on the seed and the epoch number).

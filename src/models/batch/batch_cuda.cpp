@@ -90,8 +90,8 @@ void BatchModelCuda::resume(Matrix users, Matrix items, int iterations_done, Tra
   state_->set_optimizer_state(optimizer_state(std::move(state)));
 }
 
-Matrix BatchModelCuda::fold_in(const data::Csr& rows) const {
-  RF_ASSERT(state_, "BatchModelCuda::fold_in before init or set_factors");
+Matrix BatchModelCuda::fold_in_rows(const data::Csr& rows) const {
+  RF_ASSERT(state_, "BatchModelCuda::fold_in_rows before init or set_factors");
   const Matrix& items = item_factors();
   // The sampler of the training data when there is one, else uniform over the items (as the
   // CPU model does).

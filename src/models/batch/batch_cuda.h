@@ -37,7 +37,7 @@ class BatchModelCuda : public Model {
   const Matrix& item_factors() const override;
   void set_factors(Matrix users, Matrix items) override;
   /// backend::cpu::fold_in with this model's items (downloaded), on the host.
-  Matrix fold_in(const data::Csr& rows) const override;
+  Matrix fold_in_rows(const data::Csr& rows) const override;
   nlohmann::json describe() const override;
   /// As the CPU model's (batch_state); the optimiser state is downloaded from the GPU.
   bool can_checkpoint() const override { return true; }

@@ -122,7 +122,7 @@ void Ials::resume(Matrix users, Matrix items, int iterations_done, TrainingState
   iterations_done_ = iterations_done;
 }
 
-Matrix Ials::fold_in(const data::Csr& rows) const {
+Matrix Ials::fold_in_rows(const data::Csr& rows) const {
   return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_);
 }
 

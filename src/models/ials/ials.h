@@ -59,7 +59,7 @@ class Ials : public Model {
   /// The per-item unobserved weights of training (model.unobserved_exp), from each item's
   /// number of training interactions.
   void set_item_counts(const std::vector<int64_t>& counts) override;
-  Matrix fold_in(const data::Csr& rows) const override;
+  Matrix fold_in_rows(const data::Csr& rows) const override;
   /// The exact decomposition of the user solve (backend::cpu::explain_user).
   std::vector<Explanation> explain(const data::Csr& row, const float* user,
                                    const std::vector<int64_t>& items) const override;

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <exception>
 #include <cmath>
 
 #include "core/blas.h"
@@ -311,11 +312,24 @@ void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, 1.f, s.rows.data(), k, 1.f, s.a.data(),
                 k);
   }
-  if (!cholesky_solve(s.a.data(), s.b.data(), k))
+  if (!cholesky_solve(s.a.data(), s.b.data(), k)) {
+    // Confidences near float's limit (a fold-in's raw weights) overflow the system: the input's
+    // fault, not the solver's. Looked for only after a failure, off the training's hot path.
+    // The factorisation multiplies entries of the system, alpha·c·y_i·y_j: past √FLT_MAX
+    // ≈ 1.8e19 the products overflow (b = Σ alpha·c·y is still the right-hand side: spotrf failed
+    // before the solve).
+    const float largest =
+        *std::max_element(r.data.begin() + r.indptr[u], r.data.begin() + r.indptr[u + 1]);
+    if (!std::all_of(s.b.begin(), s.b.end(), [](float v) { return std::isfinite(v); }) ||
+        static_cast<double>(alpha) * largest > 1e18)
+      fail("iALS: a row's system overflowed float32 (alpha {} times confidences up to {}); "
+           "expected smaller weights (confidences)",
+           alpha, largest);
     throw InternalError(
         "iALS: a row's system is not positive definite (regularization 0 with "
         "too few interactions?)",
         __FILE__, __LINE__);
+  }
   std::copy(s.b.begin(), s.b.end(), xu);
 }
 
@@ -432,12 +446,23 @@ void run_cg(const data::Csr& r, const Matrix& other, const GramOp& op, Matrix& x
 void run_cholesky(const data::Csr& r, const Matrix& other, const float* g, Matrix& x,
                   const IalsSolveParams& p, int threads, const float* row_w) {
   const int k = static_cast<int>(other.cols);
+  // A row's error (an overflowed or indefinite system) must leave the parallel region as an
+  // exception of this thread: thrown inside it, it ended the process (std::terminate).
+  std::exception_ptr error;
 #pragma omp parallel num_threads(threads)
   {
     CholScratch s(k);
 #pragma omp for schedule(dynamic, 16)
-    for (int64_t u = 0; u < r.rows; ++u) cholesky_row(r, u, other, g, x.row(u), p, row_w, s);
+    for (int64_t u = 0; u < r.rows; ++u) {
+      try {
+        cholesky_row(r, u, other, g, x.row(u), p, row_w, s);
+      } catch (...) {
+#pragma omp critical(rf_cholesky_error)
+        if (!error) error = std::current_exception();
+      }
+    }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,

@@ -110,8 +110,8 @@ std::vector<Explanation> IalsCuda::explain(const data::Csr& row, const float* us
   return backend::cpu::explain_user(row, item_factors(), o_.solve, item_weights_, user, items);
 }
 
-Matrix IalsCuda::fold_in(const data::Csr& rows) const {
-  RF_ASSERT(state_, "IalsCuda::fold_in before init or set_factors");
+Matrix IalsCuda::fold_in_rows(const data::Csr& rows) const {
+  RF_ASSERT(state_, "IalsCuda::fold_in_rows before init or set_factors");
   return state_->fold_in(rows, item_weights_);
 }
 

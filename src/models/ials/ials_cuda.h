@@ -30,7 +30,7 @@ class IalsCuda : public Model {
   void set_factors(Matrix users, Matrix items) override;
   /// As the CPU model's: the per-item unobserved weights from training interaction counts.
   void set_item_counts(const std::vector<int64_t>& counts) override;
-  Matrix fold_in(const data::Csr& rows) const override;
+  Matrix fold_in_rows(const data::Csr& rows) const override;
   /// The CPU's exact decomposition of the user solve over the host copy of the factors.
   std::vector<Explanation> explain(const data::Csr& row, const float* user,
                                    const std::vector<int64_t>& items) const override;
