@@ -39,7 +39,8 @@ std::string trim(const std::string& s) {
 }
 
 /// What a Recommender holds. Built completely in open(); afterwards only read, except the
-/// unit-length copies, each built once under its once_flag.
+/// unit-length copies and the model's precomputed query state, each built once under its
+/// once_flag.
 struct Recommender::Impl {
   std::string path;
   std::unique_ptr<artifact::Artifact> artifact;  // an export
@@ -51,7 +52,7 @@ struct Recommender::Impl {
   const data::Csr* seen = nullptr;              // training items per user (values unused)
   const index::ItemIndex* index = nullptr;      // exports only
   Metric metric = Metric::kDot;                 // what kDefault means
-  const models::Model* model = nullptr;         // fold-in; nullptr when the export lacks it
+  models::Model* model = nullptr;               // fold-in; nullptr when the export lacks it
   std::unique_ptr<models::Model> export_model;  // owns the export's fold-in model
   data::WeightOptions weighting;
   data::Bm25Corpus corpus;  // the training set's bm25 statistics, for fold-in rows
@@ -63,8 +64,15 @@ struct Recommender::Impl {
   std::shared_ptr<const data::UserExclusion> excluded_at_training;
   std::vector<int64_t> popularity;                // per item row: number of training users
   std::vector<data::index_t> by_popularity;       // item rows, most training users first
-  mutable std::once_flag unit_items_once, unit_users_once;
+  mutable std::once_flag unit_items_once, unit_users_once, queries_once;
   mutable Matrix unit_items_, unit_users_;
+
+  // The model for fold-in and explain, its query state prepared on first use (the factors
+  // never change here, and a fold-in then skips the items × k² Gram products).
+  const models::Model* queried() const {
+    if (model) std::call_once(queries_once, [&] { model->prepare_queries(); });
+    return model;
+  }
 
   const Matrix& unit(const Matrix& m, std::once_flag& once, Matrix& out) const {
     std::call_once(once, [&] {
@@ -368,7 +376,7 @@ bool Recommender::row_opted_out(data::index_t row) const {
   return impl_->opted_row.at(static_cast<size_t>(row)) != 0;
 }
 size_t Recommender::opt_out_size() const { return impl_->opt_out.size(); }
-const models::Model* Recommender::model() const { return impl_->model; }
+const models::Model* Recommender::model() const { return impl_->queried(); }
 const data::Csr& Recommender::seen() const { return *impl_->seen; }
 const pipeline::OpenedRun* Recommender::run() const { return impl_->run.get(); }
 
@@ -485,7 +493,7 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
            x.weights[j], m.item_ids->external(x.items[j]), m.kind());
   const data::Csr row = data::Csr::from_interactions(1, n_items, x, conf);
   if (seen) seen->assign(row.indices.begin(), row.indices.end());
-  return m.model->fold_in(row);  // refuses a solve that broke down (Model::fold_in)
+  return m.queried()->fold_in(row);  // refuses a solve that broke down (Model::fold_in)
 }
 
 Result Recommender::recommend_new_user(const std::vector<std::string>& items,

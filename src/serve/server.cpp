@@ -465,6 +465,7 @@ struct Server::Impl {
           unknown.push_back({{"id", recommend::trim(id)}, {"field", fmt::format("new_users[{}].items", i)}});
       }
       if (!any) continue;
+      if (Clock::now() > deadline) throw DeadlinePassed{};  // each fold-in is a solve
       const recommend::Result r = s->rec->recommend_new_user(u.items, u.weights, opts);
       for (const auto& list : r.lists)
         results.push_back({{"user", nullptr},

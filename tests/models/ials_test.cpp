@@ -604,6 +604,74 @@ TEST(Ials, ARestoredModelFoldsInWithTheItemCountsItIsGiven) {
   for (size_t j = 0; j < want.data.size(); ++j) EXPECT_EQ(got.data[j], want.data[j]) << j;
 }
 
+TEST(Ials, PreparedQueriesAnswerToTheBitUntilTheModelChanges) {
+  // prepare_queries keeps the weighted Gram matrix (fold-in) and its double twin (explain); the
+  // answers must not move by a bit, and every change of the model must drop what was kept: a
+  // stale Gram matrix would fold in against the items of before.
+  const Csr r = random_csr(80, 40, 6, 57);
+  const Csr rt = r.transpose();
+  const Csr rows = Csr::from_coo(3, r.cols, {0, 0, 1, 2, 2, 2}, {1, 7, 3, 0, 5, 9},
+                                 {1.f, 2.f, 1.f, 3.f, 1.f, 0.5f});
+  const Csr one = Csr::from_coo(1, r.cols, {0, 0, 0}, {0, 5, 9}, {3.f, 1.f, 0.5f});
+  const std::vector<int64_t> explained{2, 11, 30};
+  std::vector<int64_t> counts(static_cast<size_t>(rt.rows));
+  for (int64_t i = 0; i < rt.rows; ++i) counts[static_cast<size_t>(i)] = rt.row_size(i);
+  auto same = [](const Matrix& a, const Matrix& b) {
+    ASSERT_EQ(a.data.size(), b.data.size());
+    for (size_t j = 0; j < a.data.size(); ++j) ASSERT_EQ(a.data[j], b.data[j]) << j;
+  };
+  // What a model that never prepared anything answers with these factors and counts.
+  auto unprepared = [&](const IalsOptions& o, const Ials& m) {
+    Ials fresh(o, 2);
+    fresh.set_factors(m.user_factors(), m.item_factors());
+    fresh.set_item_counts(counts);
+    return fresh.fold_in(rows);
+  };
+  for (bool cholesky : {false, true}) {
+    SCOPED_TRACE(cholesky ? "cholesky" : "conjugate gradient");
+    IalsOptions o = options(10, cholesky, 3);
+    o.unobserved_exp = 0.5;  // the Gram matrix is weighted by item popularity
+    Ials m(o, 2);
+    m.init(r.rows, r.cols);
+    for (int it = 0; it < 2; ++it) m.iterate(r, rt);
+    const Matrix before = m.fold_in(rows);
+    const std::vector<Explanation> ex = m.explain(one, m.user_factors().row(0), explained);
+    m.prepare_queries();
+    same(m.fold_in(rows), before);
+    const std::vector<Explanation> ex2 = m.explain(one, m.user_factors().row(0), explained);
+    ASSERT_EQ(ex2.size(), ex.size());
+    for (size_t q = 0; q < ex.size(); ++q) {
+      EXPECT_EQ(ex2[q].score, ex[q].score);
+      EXPECT_EQ(ex2[q].tolerance, ex[q].tolerance);
+      EXPECT_EQ(ex2[q].cholesky, ex[q].cholesky);
+      ASSERT_EQ(ex2[q].contributions.size(), ex[q].contributions.size());
+      for (size_t c = 0; c < ex[q].contributions.size(); ++c)
+        EXPECT_EQ(ex2[q].contributions[c].contribution, ex[q].contributions[c].contribution);
+    }
+    // An iteration moves the items: the prepared answers must follow.
+    m.iterate(r, rt);
+    const Matrix after = m.fold_in(rows);
+    same(after, unprepared(o, m));
+    double moved = 0;
+    for (size_t j = 0; j < after.data.size(); ++j)
+      moved = std::max(moved, std::fabs(double(after.data[j]) - before.data[j]));
+    EXPECT_GT(moved, 1e-4) << "the iteration did not move the fold-in; the check proves nothing";
+    // New factors, and new item counts, each drop what was prepared.
+    m.prepare_queries();
+    Matrix items = m.item_factors();
+    for (auto& v : items.data) v *= 0.5f;
+    m.set_factors(m.user_factors(), items);
+    same(m.fold_in(rows), unprepared(o, m));
+    m.prepare_queries();
+    std::vector<int64_t> flat(counts.size(), 3);
+    m.set_item_counts(flat);
+    Ials fresh(o, 2);
+    fresh.set_factors(m.user_factors(), m.item_factors());
+    fresh.set_item_counts(flat);
+    same(m.fold_in(rows), fresh.fold_in(rows));
+  }
+}
+
 TEST(Ials, DeterministicForASeedAndThreadCount) {
   const Csr r = random_csr(100, 60, 8, 61);
   const Csr rt = r.transpose();

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The serving figures of issue 18: the Gowalla iALS model at 256 factors, exported as flat (exact)
-# and as HNSW, served by `recforge serve` and loaded with wrk at 1, 16 and 64 connections; the
-# offline batched throughput of `recommend --all` on the same export; HNSW's recall@20 against
+# and as HNSW, served by `recforge serve` and loaded with wrk at 1, 16 and 64 connections (GET
+# for known users; on the flat export also POSTs that fold in a new user); the offline batched
+# throughput of `recommend --all` on the same export; HNSW's recall@20 against
 # exact (training items masked); 10 hot reloads under load. Prints one Markdown report.
 #
 #   tools/bench/bench-serve.sh [--work DIR] [--run RUN_DIR] [--recforge BIN] [--connections 1,16,64]
 #                              [--duration 20] [--wrk-threads 1] [--server-threads N]
 #                              [--batch-wait-ms MS] [--max-batch N] [--hnsw-m 32]
 #                              [--ef-construction 200] [--ef-search 32] [--reloads 10]
-#                              [--data DIR] [--offline-only] [--out REPORT.md]
+#                              [--fold-in-items 20] [--data DIR] [--offline-only] [--out REPORT.md]
 #
 # --work DIR     where the run, the exports and the temporary files go (default: a new
 #                /tmp/recforge-bench-serve.XXXXXX); never inside the repository. A DIR of an
@@ -22,6 +23,8 @@
 # --duration S   seconds of wrk per point (default 20).
 # --wrk-threads  wrk's -t (default 1; at most the smallest connection count). wrk and the server
 #                share the machine's cores; the report says how many.
+# --fold-in-items N  items per new user in the fold-in points (POST /v1/recommend with one
+#                new user of N distinct items drawn uniformly; 0: no fold-in points).
 # --offline-only everything that needs no server: train, export, recall, offline throughput.
 #
 # Exit status 0 when everything was measured (the goals are reported, met or not), 1 when a step
@@ -35,7 +38,7 @@ recall_py="$root/tools/bench/serve_recall.py"
 
 work="" run="" bin="$root/build/release/recforge" conns="1,16,64" duration=20 wrk_threads=1
 server_threads="" batch_wait="" max_batch="" hnsw_m=32 ef_construction=200 ef_search=32
-reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token=""
+reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token="" fold_in_items=20
 
 die() { echo "bench-serve: $*" >&2; exit 1; }
 log() { echo "bench-serve: $*" >&2; }
@@ -56,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --ef-construction) need_value "$@"; ef_construction=$2; shift 2 ;;
     --ef-search) need_value "$@"; ef_search=$2; shift 2 ;;
     --reloads) need_value "$@"; reloads=$2; shift 2 ;;
+    --fold-in-items) need_value "$@"; fold_in_items=$2; shift 2 ;;
     --data) need_value "$@"; data=$2; shift 2 ;;
     --out) need_value "$@"; out=$2; shift 2 ;;
     --offline-only) offline_only=1; shift ;;
@@ -69,6 +73,8 @@ for pair in "--duration:$duration" "--wrk-threads:$wrk_threads" "--hnsw-m:$hnsw_
             "--ef-construction:$ef_construction" "--ef-search:$ef_search" "--reloads:$reloads"; do
   is_uint "${pair#*:}" && ((10#${pair#*:} >= 1)) || die "${pair%%:*} ${pair#*:}: expected a positive integer"
 done
+is_uint "$fold_in_items" || die "--fold-in-items $fold_in_items: expected an integer >= 0"
+fold_in_items=$((10#$fold_in_items))
 [[ $conns =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--connections $conns: expected a comma-separated list of positive integers, e.g. 1,16,64"
 IFS=, read -r -a conn_list <<<"$conns"
 for c in "${conn_list[@]}"; do
@@ -253,9 +259,11 @@ start_server() {  # EXPORT
 }
 
 declare -A res   # res[index,conns,field]
-run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE  (in the foreground unless wrk_pid is wanted)
+run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE [new-user:N]
+  local ids=$2/user_ids.txt mode=()
+  [[ $# -ge 6 ]] && ids=$2/item_ids.txt mode=(1 "$6")
   local args=(wrk -t "$wrk_threads" -c "$3" -d "${4}s" --timeout 2s -s "$lua"
-              "http://127.0.0.1:$port" -- "$2/user_ids.txt" "$k")
+              "http://127.0.0.1:$port" -- "$ids" "$k" "${mode[@]}")
   note_cmd "${args[*]}"
   "${args[@]}" >"$5" 2>&1
 }
@@ -277,6 +285,14 @@ if ((!offline_only)); then
       run_wrk "$index" "$dir" "$c" "$duration" "$tmp/wrk-$index-$c.log" || { cat "$tmp/wrk-$index-$c.log" >&2; die "wrk failed ($index, $c connections)"; }
       parse_wrk "$index" "$c" "$tmp/wrk-$index-$c.log"
     done
+    if [[ $index == flat ]] && ((fold_in_items > 0)); then
+      for c in "${conn_list[@]}"; do
+        log "wrk: fold-in of a new user of $fold_in_items items, flat, $c connections, $duration s"
+        run_wrk fold "$dir" "$c" "$duration" "$tmp/wrk-fold-$c.log" "new-user:$fold_in_items" ||
+          { cat "$tmp/wrk-fold-$c.log" >&2; die "wrk failed (fold-in, $c connections)"; }
+        parse_wrk fold "$c" "$tmp/wrk-fold-$c.log"
+      done
+    fi
     stop_server
     res[$index,server_rc]=$server_rc
   done
@@ -350,9 +366,13 @@ cores=$(nproc)
     echo
     echo "| index | connections | req/s | p50 ms | p99 ms | p99.9 ms | errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for index in flat hnsw; do
+    indexes=(flat hnsw)
+    ((fold_in_items > 0)) && indexes+=(fold)
+    for index in "${indexes[@]}"; do
+      label=$index
+      [[ $index == fold ]] && label="flat, POST fold-in of a new user ($fold_in_items items)"
       for c in "${conn_list[@]}"; do
-        echo "| $index | $c | $(fmt "${res[$index,$c,rps]}") | $(fmt "${res[$index,$c,p50_ms]}" 2) | $(fmt "${res[$index,$c,p99_ms]}" 2) | $(fmt "${res[$index,$c,p999_ms]}" 2) | ${res[$index,$c,errors]} |"
+        echo "| $label | $c | $(fmt "${res[$index,$c,rps]}") | $(fmt "${res[$index,$c,p50_ms]}" 2) | $(fmt "${res[$index,$c,p99_ms]}" 2) | $(fmt "${res[$index,$c,p999_ms]}" 2) | ${res[$index,$c,errors]} |"
       done
     done
     echo

@@ -3,9 +3,12 @@
 --
 --   wrk -t 1 -c 64 -d 20s -s tools/bench/serve-recommend.lua http://127.0.0.1:PORT \
 --       -- EXPORT/user_ids.txt [K] [SEED]
+--   wrk ... -- EXPORT/item_ids.txt K SEED new-user:N
 --
 -- K is the list length (default 20); SEED (default 1) seeds each thread's generator (SEED + its
--- number), so that two runs with the same arguments ask for the same user sequence.
+-- number), so that two runs with the same arguments ask for the same sequence.
+-- With new-user:N, the file lists item ids and each request POSTs /v1/recommend for one new user
+-- (fold-in) of N distinct items drawn uniformly from it.
 -- The last line of the output is
 --   WRK_RESULT requests=N duration_s=S rps=R p50_ms=A p99_ms=B p999_ms=C connect=E read=E
 --     write=E timeout=E status=E non2xx=E errors=E
@@ -26,31 +29,64 @@ end
 
 -- Per thread (each wrk thread has its own Lua state and runs init with the arguments after --).
 local paths = {}
+local items = {}
+local new_user = 0 -- items per new user; 0: GET known users
+local k = 20
 non2xx = 0
+
+-- A JSON string literal of s (ids are UTF-8 text; quotes, backslashes and control bytes escaped).
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", string.byte(c)) end) .. '"'
+end
 
 function init(args)
   local file = args[1]
   if file == nil then
     error("serve-recommend.lua: pass the export's user_ids.txt after --")
   end
-  local k = tonumber(args[2] or "20")
+  k = tonumber(args[2] or "20")
   local seed = tonumber(args[3] or "1")
   if k == nil or k < 1 then
     error("serve-recommend.lua: K " .. tostring(args[2]) .. " is not a positive number")
   end
-  for line in io.lines(file) do
-    if line ~= "" then
-      paths[#paths + 1] = "/v1/recommend?user=" .. urlencode(line) .. "&k=" .. k
+  if args[4] ~= nil then
+    new_user = tonumber(args[4]:match("^new%-user:(%d+)$") or "")
+    if new_user == nil or new_user < 1 then
+      error("serve-recommend.lua: mode " .. args[4] .. " is not new-user:N with N >= 1")
     end
   end
-  if #paths == 0 then
-    error("serve-recommend.lua: " .. file .. " holds no user ids")
+  for line in io.lines(file) do
+    if line ~= "" then
+      if new_user > 0 then
+        items[#items + 1] = line
+      else
+        paths[#paths + 1] = "/v1/recommend?user=" .. urlencode(line) .. "&k=" .. k
+      end
+    end
+  end
+  if #paths == 0 and #items == 0 then
+    error("serve-recommend.lua: " .. file .. " holds no ids")
+  end
+  if new_user > #items then
+    error("serve-recommend.lua: new-user:" .. new_user .. " asks for more items than " .. file .. " holds")
   end
   math.randomseed(seed + (thread_number or 0))
 end
 
 function request()
-  return wrk.format("GET", paths[math.random(#paths)])
+  if new_user == 0 then
+    return wrk.format("GET", paths[math.random(#paths)])
+  end
+  local chosen, list = {}, {}
+  while #list < new_user do
+    local i = math.random(#items)
+    if not chosen[i] then
+      chosen[i] = true
+      list[#list + 1] = json_string(items[i])
+    end
+  end
+  local body = '{"new_users": [{"items": [' .. table.concat(list, ", ") .. ']}], "k": ' .. k .. '}'
+  return wrk.format("POST", "/v1/recommend", {["Content-Type"] = "application/json"}, body)
 end
 
 function response(status, headers, body)

@@ -1002,7 +1002,10 @@ Matrix fold_in(const BatchParams& params, const data::Csr& rows, const Matrix& i
   adam.optimizer = Optimizer::kAdam;
   const float reg = static_cast<float>(params.regularization);
   const float inv_t = static_cast<float>(1.0 / params.temperature);
-#pragma omp parallel num_threads(std::max(1, threads))
+  // Each row draws from its own stream, so the team size changes no result; more threads than
+  // rows would only start idle ones (in a server, one team per concurrent request).
+  const int team = static_cast<int>(std::min<int64_t>(std::max(1, threads), std::max<int64_t>(rows.rows, 1)));
+#pragma omp parallel num_threads(team)
   {
     std::vector<float> g(d), m(d), v(d), sp, sn, gp, gn;
     std::vector<data::index_t> neg(M);

@@ -496,12 +496,15 @@ void solve_rows(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
          x, p, threads, row_w);
 }
 
-void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
-                int threads, const std::vector<float>& col_weights,
-                const std::vector<float>& row_weights) {
-  check_shapes(r, y, x, row_weights);
+namespace {
+
+// solve_side with its Gram matrix `g` (weighted_gram of y) given.
+void solve_side_with(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                     int threads, const std::vector<float>& g,
+                     const std::vector<float>& row_weights) {
   const int k = static_cast<int>(y.cols);
-  const std::vector<float> g = weighted_gram(y, p.unobserved_weight, col_weights);
+  RF_ASSERT(static_cast<int64_t>(g.size()) == static_cast<int64_t>(k) * k,
+            "iALS solve: Gram matrix size");
   const float* row_w = row_weights.empty() ? nullptr : row_weights.data();
   BlasThreads one(1);
   if (p.cholesky) {
@@ -517,6 +520,16 @@ void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
   Matrix rotated;  // the other side in G's eigenbasis: Y Q
   rotate_rows(y, basis, rotated, threads);
   run_cg(r, rotated, GramOp{nullptr, eig.data(), basis.data()}, x, p, threads, row_w);
+}
+
+}  // namespace
+
+void solve_side(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveParams& p,
+                int threads, const std::vector<float>& col_weights,
+                const std::vector<float>& row_weights) {
+  check_shapes(r, y, x, row_weights);
+  solve_side_with(r, y, x, p, threads, weighted_gram(y, p.unobserved_weight, col_weights),
+                  row_weights);
 }
 
 bool use_eigenframe(const IalsSolveParams& p, int k, int64_t rows, int64_t other_rows) {
@@ -543,13 +556,20 @@ void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams&
 }
 
 Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,
-               const std::vector<float>& col_weights) {
+               const std::vector<float>& col_weights, const std::vector<float>* gram) {
   Matrix x;
   x.rows = rows.rows;
   x.cols = y.cols;
   x.data.assign(static_cast<size_t>(x.rows * x.cols), 0.f);
   if (x.rows == 0) return x;
-  solve_side(rows, y, x, p, threads, col_weights);
+  check_shapes(rows, y, x, {});
+  // Rows are solved independently: more threads than rows only start idle ones (in a server,
+  // one team per concurrent request).
+  const int team = static_cast<int>(std::min<int64_t>(std::max(threads, 1), rows.rows));
+  if (gram)
+    solve_side_with(rows, y, x, p, team, *gram, {});
+  else
+    solve_side_with(rows, y, x, p, team, weighted_gram(y, p.unobserved_weight, col_weights), {});
   return x;
 }
 

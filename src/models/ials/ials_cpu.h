@@ -105,9 +105,13 @@ double observed_term(const data::Csr& r, const Matrix& x, const Matrix& y, const
 double regularization_term(const data::Csr& r, const Matrix& x, const IalsSolveParams& p);
 
 /// Solves rows given as a CSR against `y` exactly as training does, starting from zero factors
-/// (fold-in of users not seen in training). Returns rows × k factors.
+/// (fold-in of users not seen in training). Returns rows × k factors. `gram`, when given, is
+/// weighted_gram(y, p.unobserved_weight, col_weights) computed earlier (a served model's, kept
+/// across calls): the result is the same to the bit, without the items × k² products. At most
+/// one thread per row (a one-user fold-in starts no OpenMP team).
 Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p, int threads,
-               const std::vector<float>& col_weights = {});
+               const std::vector<float>& col_weights = {},
+               const std::vector<float>* gram = nullptr);
 
 /// The full objective L above (user rows of `r`, user factors `x`, item factors `y`), with the
 /// unobserved term weighted by `item_weights` when given.
@@ -132,10 +136,18 @@ namespace recforge::backend::cpu {
 /// computed from one Cholesky factorisation of A per user and one solve per explained item.
 /// `user` (k floats, or nullptr) gives model_score = y_i · x_u. A user without training items
 /// has x_u = 0: score 0, no contributions.
+/// `unobserved`, when given, is explain_unobserved(y, p, col_weights) computed earlier: the
+/// result is the same to the bit, without the items × k²/2 products.
 std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix& y,
                                               const IalsSolveParams& p,
                                               const std::vector<float>& col_weights,
                                               const float* user,
-                                              const std::vector<int64_t>& items);
+                                              const std::vector<int64_t>& items,
+                                              const std::vector<double>* unobserved = nullptr);
+
+/// The part of explain_user's A that does not depend on the user, in double: α0 Σ_j c_j y_j y_jᵀ
+/// (k×k row-major, lower triangle and diagonal; zeros above).
+std::vector<double> explain_unobserved(const Matrix& y, const IalsSolveParams& p,
+                                       const std::vector<float>& col_weights);
 
 }  // namespace recforge::backend::cpu

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "models/ials/ials_cpu.h"
 #include "models/model.h"
@@ -35,15 +36,48 @@ void check_row(const data::Csr& row, const Matrix& y, const std::vector<int64_t>
   for (int64_t i : items) RF_ASSERT(i >= 0 && i < y.rows, "explain: item row out of range");
 }
 
+// a += w v vᵀ on the lower triangle and diagonal of the k×k `a`.
+void add_outer(std::vector<double>& a, int64_t k, const float* v, double w) {
+  for (int64_t r = 0; r < k; ++r) {
+    const double wr = w * v[r];
+    double* ar = a.data() + r * k;
+    for (int64_t c = 0; c <= r; ++c) ar[c] += wr * v[c];
+  }
+}
+
 }  // namespace
 
 namespace backend::cpu {
+
+std::vector<double> explain_unobserved(const Matrix& y, const IalsSolveParams& p,
+                                       const std::vector<float>& col_weights) {
+  // Σ_j (√(α0 c_j) y_j)(√(α0 c_j) y_j)ᵀ by DSYRK on blocks of rows converted to double.
+  RF_ASSERT(col_weights.empty() || static_cast<int64_t>(col_weights.size()) == y.rows,
+            "explain: item weights size");
+  RF_ASSERT(p.unobserved_weight >= 0, "explain: negative unobserved weight");
+  const int64_t k = y.cols;
+  std::vector<double> a(static_cast<size_t>(k * k), 0.0);
+  constexpr int64_t kBlock = 1024;
+  std::vector<double> block(static_cast<size_t>(std::min(kBlock, y.rows) * k));
+  for (int64_t j0 = 0; j0 < y.rows; j0 += kBlock) {
+    const int64_t n = std::min(kBlock, y.rows - j0);
+    for (int64_t j = 0; j < n; ++j) {
+      const double c = col_weights.empty() ? 1.0 : col_weights[static_cast<size_t>(j0 + j)];
+      const double s = std::sqrt(p.unobserved_weight * c);
+      for (int64_t col = 0; col < k; ++col) block[j * k + col] = s * y.row(j0 + j)[col];
+    }
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(k), static_cast<int>(n),
+                1.0, block.data(), static_cast<int>(k), 1.0, a.data(), static_cast<int>(k));
+  }
+  return a;
+}
 
 std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix& y,
                                               const IalsSolveParams& p,
                                               const std::vector<float>& col_weights,
                                               const float* user,
-                                              const std::vector<int64_t>& items) {
+                                              const std::vector<int64_t>& items,
+                                              const std::vector<double>* unobserved) {
   check_row(row, y, items);
   const int64_t k = y.cols;
   const int64_t n = row.row_size(0);
@@ -57,24 +91,15 @@ std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix
     }
     return out;
   }
-  // A in double, lower and upper triangles.
-  std::vector<double> a(static_cast<size_t>(k * k), 0.0);
-  auto add_outer = [&](const float* v, double w) {
-    for (int64_t r = 0; r < k; ++r) {
-      const double wr = w * v[r];
-      double* ar = a.data() + r * k;
-      for (int64_t c = 0; c <= r; ++c) ar[c] += wr * v[c];
-    }
-  };
-  for (int64_t j = 0; j < y.rows; ++j) {
-    const double c = col_weights.empty() ? 1.0 : col_weights[static_cast<size_t>(j)];
-    if (c != 0) add_outer(y.row(j), p.unobserved_weight * c);
-  }
+  // A in double, its lower triangle: the unobserved part, then the user's items.
+  RF_ASSERT(!unobserved || static_cast<int64_t>(unobserved->size()) == k * k,
+            "explain: the precomputed unobserved part has the wrong size");
+  std::vector<double> a = unobserved ? *unobserved : explain_unobserved(y, p, col_weights);
   std::vector<double> t(static_cast<size_t>(n)), b(static_cast<size_t>(k), 0.0);
   for (int64_t e = 0; e < n; ++e) {
     const int64_t j = row.indices[e];
     t[e] = p.alpha * static_cast<double>(row.data[e]);
-    add_outer(y.row(j), t[e]);
+    add_outer(a, k, y.row(j), t[e]);
     for (int64_t c = 0; c < k; ++c) b[c] += t[e] * y.row(j)[c];
   }
   const double lambda = row_regularization(p, n);
