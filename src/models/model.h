@@ -85,14 +85,17 @@ class Model {
   /// row: non-finite factors, or all zero from positive confidences (huge confidences overflow
   /// inside the solves, which then returned zeros: a served new user got arbitrary items).
   Matrix fold_in(const data::Csr& rows) const;
+  /// The queries prepare_queries can prepare.
+  enum class Query { kFoldIn, kExplain };
   /// For a model whose factors will not change again (an export being served, a run being
-  /// queried): precomputes what every fold_in and explain would otherwise recompute from all
+  /// queried): precomputes what every fold_in (or explain) would otherwise recompute from all
   /// item factors (iALS: its weighted Gram matrix, items × k² work per call, the bulk of a
-  /// one-user fold-in). Their results stay the same to the bit. Any later change of the model
-  /// (init, iterate, set_factors, set_item_counts, resume) drops what was precomputed. Not
-  /// thread-safe with queries: call it before they start (recommend::Recommender calls it once,
-  /// under std::call_once). Models with nothing to precompute ignore it.
-  virtual void prepare_queries() {}
+  /// one-user fold-in; in double for explain). Their results stay the same to the bit. Any
+  /// later change of the model (init, iterate, set_factors, set_item_counts, resume) drops what
+  /// was precomputed. Not thread-safe with queries of that kind: call it before they start
+  /// (recommend::Recommender calls it once per kind, under std::call_once). Models with nothing
+  /// to precompute ignore it.
+  virtual void prepare_queries(Query which) { (void)which; }
 
  protected:
   /// The model's own fold-in solve, behind fold_in's check.

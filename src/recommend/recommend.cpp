@@ -64,13 +64,15 @@ struct Recommender::Impl {
   std::shared_ptr<const data::UserExclusion> excluded_at_training;
   std::vector<int64_t> popularity;                // per item row: number of training users
   std::vector<data::index_t> by_popularity;       // item rows, most training users first
-  mutable std::once_flag unit_items_once, unit_users_once, queries_once;
+  mutable std::once_flag unit_items_once, unit_users_once, fold_in_once, explain_once;
   mutable Matrix unit_items_, unit_users_;
 
-  // The model for fold-in and explain, its query state prepared on first use (the factors
-  // never change here, and a fold-in then skips the items × k² Gram products).
-  const models::Model* queried() const {
-    if (model) std::call_once(queries_once, [&] { model->prepare_queries(); });
+  // The model for fold-in or explain, prepared for that query on first use (the factors never
+  // change here, and a fold-in then skips the items × k² Gram products).
+  const models::Model* queried(models::Model::Query which) const {
+    if (model)
+      std::call_once(which == models::Model::Query::kFoldIn ? fold_in_once : explain_once,
+                     [&] { model->prepare_queries(which); });
     return model;
   }
 
@@ -376,7 +378,9 @@ bool Recommender::row_opted_out(data::index_t row) const {
   return impl_->opted_row.at(static_cast<size_t>(row)) != 0;
 }
 size_t Recommender::opt_out_size() const { return impl_->opt_out.size(); }
-const models::Model* Recommender::model() const { return impl_->queried(); }
+const models::Model* Recommender::model() const {
+  return impl_->queried(models::Model::Query::kExplain);
+}
 const data::Csr& Recommender::seen() const { return *impl_->seen; }
 const pipeline::OpenedRun* Recommender::run() const { return impl_->run.get(); }
 
@@ -493,7 +497,7 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
            x.weights[j], m.item_ids->external(x.items[j]), m.kind());
   const data::Csr row = data::Csr::from_interactions(1, n_items, x, conf);
   if (seen) seen->assign(row.indices.begin(), row.indices.end());
-  return m.queried()->fold_in(row);  // refuses a solve that broke down (Model::fold_in)
+  return m.queried(models::Model::Query::kFoldIn)->fold_in(row);  // refuses a solve that broke down (Model::fold_in)
 }
 
 Result Recommender::recommend_new_user(const std::vector<std::string>& items,

@@ -145,7 +145,8 @@ class Recommender {
   const Matrix& item_factors() const;
   /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
   bool can_fold_in() const;
-  /// For explain.h: the model (nullptr for an export without "fold_in"), the training rows
+  /// For explain.h: the model (nullptr for an export without "fold_in"), prepared for explain
+  /// (models::Model::prepare_queries) at the first call, the training rows
   /// (values: the confidences; an export without seen_data.npy has none), and the opened run
   /// (nullptr for an export).
   const models::Model* model() const;

@@ -627,6 +627,12 @@ TEST(Ials, PreparedQueriesAnswerToTheBitUntilTheModelChanges) {
     fresh.set_item_counts(counts);
     return fresh.fold_in(rows);
   };
+  auto explained_by = [&](const IalsOptions& o, const Ials& m) {
+    Ials fresh(o, 2);
+    fresh.set_factors(m.user_factors(), m.item_factors());
+    fresh.set_item_counts(counts);
+    return fresh.explain(one, m.user_factors().row(0), explained);
+  };
   for (bool cholesky : {false, true}) {
     SCOPED_TRACE(cholesky ? "cholesky" : "conjugate gradient");
     IalsOptions o = options(10, cholesky, 3);
@@ -636,7 +642,8 @@ TEST(Ials, PreparedQueriesAnswerToTheBitUntilTheModelChanges) {
     for (int it = 0; it < 2; ++it) m.iterate(r, rt);
     const Matrix before = m.fold_in(rows);
     const std::vector<Explanation> ex = m.explain(one, m.user_factors().row(0), explained);
-    m.prepare_queries();
+    m.prepare_queries(Model::Query::kFoldIn);
+    m.prepare_queries(Model::Query::kExplain);
     same(m.fold_in(rows), before);
     const std::vector<Explanation> ex2 = m.explain(one, m.user_factors().row(0), explained);
     ASSERT_EQ(ex2.size(), ex.size());
@@ -652,17 +659,22 @@ TEST(Ials, PreparedQueriesAnswerToTheBitUntilTheModelChanges) {
     m.iterate(r, rt);
     const Matrix after = m.fold_in(rows);
     same(after, unprepared(o, m));
+    const std::vector<Explanation> ex3 = m.explain(one, m.user_factors().row(0), explained);
+    const std::vector<Explanation> want3 = explained_by(o, m);
+    ASSERT_EQ(ex3.size(), want3.size());
+    for (size_t q = 0; q < ex3.size(); ++q) EXPECT_EQ(ex3[q].score, want3[q].score);
+    EXPECT_NE(ex3[0].score, ex[0].score) << "the iteration did not move the explanation";
     double moved = 0;
     for (size_t j = 0; j < after.data.size(); ++j)
       moved = std::max(moved, std::fabs(double(after.data[j]) - before.data[j]));
     EXPECT_GT(moved, 1e-4) << "the iteration did not move the fold-in; the check proves nothing";
     // New factors, and new item counts, each drop what was prepared.
-    m.prepare_queries();
+    m.prepare_queries(Model::Query::kFoldIn);
     Matrix items = m.item_factors();
     for (auto& v : items.data) v *= 0.5f;
     m.set_factors(m.user_factors(), items);
     same(m.fold_in(rows), unprepared(o, m));
-    m.prepare_queries();
+    m.prepare_queries(Model::Query::kFoldIn);
     std::vector<int64_t> flat(counts.size(), 3);
     m.set_item_counts(flat);
     Ials fresh(o, 2);

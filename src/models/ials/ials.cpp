@@ -83,13 +83,13 @@ std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64
 void Ials::init(int64_t n_users, int64_t n_items) {
   check_memory(fmt::format("iALS with model.factors {}", o_.factors),
                ials_memory(o_, n_users, n_items, threads_), "model.factors or train.threads");
-  queries_.reset();
+  drop_prepared();
   std::tie(users_, items_) = initial_factors(o_, n_users, n_items);
   iterations_done_ = 0;
 }
 
 void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
-  queries_.reset();
+  drop_prepared();
   if (o_.unobserved_exp != 0 && item_weights_.empty())
     item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
   ++iterations_done_;
@@ -105,13 +105,13 @@ double Ials::loss(const data::Csr& user_items, const data::Csr& item_users) cons
 
 void Ials::set_factors(Matrix users, Matrix items) {
   RF_ASSERT(users.cols == items.cols, "set_factors: factor counts differ");
-  queries_.reset();
+  drop_prepared();
   users_ = std::move(users);
   items_ = std::move(items);
 }
 
 void Ials::set_item_counts(const std::vector<int64_t>& counts) {
-  queries_.reset();
+  drop_prepared();
   item_weights_ = backend::cpu::popularity_weights(counts, o_.unobserved_exp);
 }
 
@@ -126,22 +126,24 @@ void Ials::resume(Matrix users, Matrix items, int iterations_done, TrainingState
   iterations_done_ = iterations_done;
 }
 
-void Ials::prepare_queries() {
-  auto q = std::make_shared<Prepared>();
-  q->gram = backend::cpu::weighted_gram(items_, o_.solve.unobserved_weight, item_weights_);
-  q->unobserved = backend::cpu::explain_unobserved(items_, o_.solve, item_weights_);
-  queries_ = std::move(q);
+void Ials::prepare_queries(Query which) {
+  if (which == Query::kFoldIn)
+    gram_ = std::make_shared<const std::vector<float>>(
+        backend::cpu::weighted_gram(items_, o_.solve.unobserved_weight, item_weights_));
+  else
+    unobserved_ = std::make_shared<const std::vector<double>>(
+        backend::cpu::explain_unobserved(items_, o_.solve, item_weights_));
 }
 
 Matrix Ials::fold_in_rows(const data::Csr& rows) const {
   return backend::cpu::fold_in(rows, items_, o_.solve, threads_, item_weights_,
-                               queries_ ? &queries_->gram : nullptr);
+                               gram_.get());
 }
 
 std::vector<Explanation> Ials::explain(const data::Csr& row, const float* user,
                                        const std::vector<int64_t>& items) const {
   return backend::cpu::explain_user(row, items_, o_.solve, item_weights_, user, items,
-                                    queries_ ? &queries_->unobserved : nullptr);
+                                    unobserved_.get());
 }
 
 nlohmann::json Ials::describe() const { return describe_ials(o_); }

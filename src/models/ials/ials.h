@@ -60,9 +60,9 @@ class Ials : public Model {
   /// number of training interactions.
   void set_item_counts(const std::vector<int64_t>& counts) override;
   Matrix fold_in_rows(const data::Csr& rows) const override;
-  /// Keeps the weighted Gram matrix of the item factors (fold-in, float) and its double twin
-  /// (explain) until the model changes.
-  void prepare_queries() override;
+  /// Keeps the weighted Gram matrix of the item factors (kFoldIn, float) or its double twin
+  /// (kExplain) until the model changes.
+  void prepare_queries(Query which) override;
   /// The exact decomposition of the user solve (backend::cpu::explain_user).
   std::vector<Explanation> explain(const data::Csr& row, const float* user,
                                    const std::vector<int64_t>& items) const override;
@@ -81,11 +81,10 @@ class Ials : public Model {
   Matrix users_, items_;
   std::vector<float> item_weights_;  // per-item unobserved weights (empty: uniform)
   int iterations_done_ = 0;          // names the iteration in errors
-  struct Prepared {                  // prepare_queries(): from items_ and item_weights_
-    std::vector<float> gram;         // weighted_gram, for fold_in
-    std::vector<double> unobserved;  // explain_unobserved, for explain
-  };
-  std::shared_ptr<const Prepared> queries_;  // reset by every change of the model
+  // prepare_queries(), from items_ and item_weights_; reset by every change of the model.
+  std::shared_ptr<const std::vector<float>> gram_;         // weighted_gram, for fold_in
+  std::shared_ptr<const std::vector<double>> unobserved_;  // explain_unobserved, for explain
+  void drop_prepared() { gram_.reset(), unobserved_.reset(); }
 };
 
 /// iALS with these options on the Context's device: models::Ials on the CPU, models::IalsCuda
