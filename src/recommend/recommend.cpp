@@ -503,23 +503,49 @@ Matrix Recommender::fold_in(const std::vector<std::string>& items,
 Result Recommender::recommend_new_user(const std::vector<std::string>& items,
                                        const std::vector<float>& weights,
                                        const Options& o) const {
+  std::vector<Unknown> unknown;
+  FoldedUser user;
+  const Matrix q = fold_in(items, weights, &unknown, &user.given);
+  user.factors.assign(q.data.begin(), q.data.end());
+  Result res = recommend_folded({user}, o);
+  res.unknown.insert(res.unknown.begin(), unknown.begin(), unknown.end());  // the items first
+  return res;
+}
+
+Result Recommender::recommend_folded(const std::vector<FoldedUser>& users,
+                                     const Options& o) const {
   const Impl& m = *impl_;
+  const int64_t d = m.items->cols, n_items = m.items->rows;
   Result res;
-  std::vector<data::index_t> given;
-  const Matrix q = fold_in(items, weights, &res.unknown, &given);
-  const int k = Impl::list_length(o.k, m.items->rows);
+  const int k = Impl::list_length(o.k, n_items);
   const std::vector<data::index_t> global = m.global_mask(o, &res.unknown);
+  std::vector<float> q;
+  q.reserve(users.size() * static_cast<size_t>(d));
   data::Csr mask;  // the given items, masked unless include_seen
-  mask.rows = 1;
-  mask.cols = m.items->rows;
-  mask.indptr = {0, static_cast<data::offset_t>(given.size())};
-  mask.indices = given;
-  mask.data.assign(given.size(), 1.f);
+  mask.rows = static_cast<int64_t>(users.size());
+  mask.cols = n_items;
+  mask.indptr = {0};
+  for (size_t u = 0; u < users.size(); ++u) {
+    const FoldedUser& f = users[u];
+    if (static_cast<int64_t>(f.factors.size()) != d)
+      fail("recommend: folded-in user {} has {} factors; expected {}, this {}'s dimension", u,
+           f.factors.size(), d, m.kind());
+    for (size_t j = 0; j < f.given.size(); ++j)
+      if (f.given[j] < 0 || f.given[j] >= n_items || (j > 0 && f.given[j] <= f.given[j - 1]))
+        fail("recommend: folded-in user {} gives item row {} at position {}; expected sorted "
+             "distinct item rows from 0 to {}",
+             u, f.given[j], j, n_items - 1);
+    q.insert(q.end(), f.factors.begin(), f.factors.end());
+    mask.indices.insert(mask.indices.end(), f.given.begin(), f.given.end());
+    mask.indptr.push_back(static_cast<data::offset_t>(mask.indices.size()));
+  }
+  mask.data.assign(mask.indices.size(), 1.f);
+  const int64_t n = static_cast<int64_t>(users.size());
   const eval::TopK top =
-      m.score_items(q.data.data(), 1, m.metric, k, o.include_seen ? nullptr : &mask, {}, global,
+      m.score_items(q.data(), n, m.metric, k, o.include_seen ? nullptr : &mask, {}, global,
                     o.exact || o.candidates.has_value(), &res.exact);
   res.k = top.k;
-  res.lists.push_back(m.to_list(top, 0, "", *m.item_ids));
+  for (int64_t u = 0; u < n; ++u) res.lists.push_back(m.to_list(top, u, "", *m.item_ids));
   return res;
 }
 

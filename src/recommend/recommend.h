@@ -97,6 +97,12 @@ struct Options {
   bool exact = false;                    ///< exports: score every item instead of the index
 };
 
+/// A new user folded in (Recommender::fold_in): their factors and the item rows they gave.
+struct FoldedUser {
+  std::vector<float> factors;          ///< the 1 × dim row fold_in returned
+  std::vector<data::index_t> given;    ///< fold_in's `seen` (sorted item rows), masked unless include_seen
+};
+
 /// Options of similar_items and similar_users.
 struct SimilarOptions {
   Metric metric = Metric::kDefault;  ///< dot, cosine, or the source's own
@@ -186,9 +192,16 @@ class Recommender {
                  std::vector<Unknown>* unknown, std::vector<data::index_t>* seen = nullptr) const;
 
   /// Top-k for a new user folded in from `items` (and `weights`); the given items are masked
-  /// unless include_seen. Scored like recommend (index for exports unless exact).
+  /// unless include_seen. Scored like recommend (index for exports unless exact): fold_in, then
+  /// recommend_folded for the one user.
   Result recommend_new_user(const std::vector<std::string>& items,
                             const std::vector<float>& weights, const Options& o) const;
+
+  /// Top-k for new users already folded in, one list per user in order, scored in one call as
+  /// recommend scores a batch (one GEMM, or one batched index search): with exact scoring each
+  /// list is the one the user gets alone. Throws recforge::Error for factors of another
+  /// dimension or given rows that are not sorted item rows.
+  Result recommend_folded(const std::vector<FoldedUser>& users, const Options& o) const;
 
   /// The k items most similar to `item` (itself excluded) by dot or cosine, through the
   /// export's index when its metric is the one asked for and !exact, else exactly.

@@ -11,7 +11,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Batcher::Pending {
   std::shared_ptr<const recommend::Recommender> rec;
-  std::string user;
+  std::string user;                            // a known user's id, or
+  std::vector<recommend::FoldedUser> folded;   // new users (then `fresh`)
+  bool fresh = false;
   recommend::Options o;
   Clock::time_point queued_at;
   Clock::time_point deadline;
@@ -28,10 +30,10 @@ bool searches_index(const recommend::Recommender& rec, const recommend::Options&
 /// Whether two requests can share one library call: the same source and options, k aside
 /// where the list for a smaller k is the prefix of the larger one's (exact scoring breaks ties
 /// by item row, so it is).
-bool compatible(const recommend::Recommender* ra,
-                const recommend::Options& a, const recommend::Recommender* rb,
-                const recommend::Options& b) {
-  if (ra != rb || a.include_seen != b.include_seen || a.exact != b.exact ||
+/// Known users and new users (`fresh`) never share one.
+bool compatible(const recommend::Recommender* ra, const recommend::Options& a, bool a_fresh,
+                const recommend::Recommender* rb, const recommend::Options& b, bool b_fresh) {
+  if (ra != rb || a_fresh != b_fresh || a.include_seen != b.include_seen || a.exact != b.exact ||
       a.exclude != b.exclude || a.candidates != b.candidates)
     return false;
   return a.k == b.k || !searches_index(*ra, a);
@@ -71,8 +73,27 @@ recommend::Result Batcher::recommend(std::shared_ptr<const recommend::Recommende
   p->rec = std::move(rec);
   p->user = user;
   p->o = o;
-  p->queued_at = Clock::now();
   p->deadline = deadline;
+  return submit(std::move(p));
+}
+
+recommend::Result Batcher::recommend_folded(std::shared_ptr<const recommend::Recommender> rec,
+                                            std::vector<recommend::FoldedUser> users,
+                                            const recommend::Options& o,
+                                            Clock::time_point deadline) {
+  if (o.k < 1 || users.empty()) return rec->recommend_folded(users, o);
+  auto p = std::make_shared<Pending>();
+  p->rec = std::move(rec);
+  p->folded = std::move(users);
+  p->fresh = true;
+  p->o = o;
+  p->deadline = deadline;
+  return submit(std::move(p));
+}
+
+recommend::Result Batcher::submit(std::shared_ptr<Pending> p) {
+  p->queued_at = Clock::now();
+  const Clock::time_point deadline = p->deadline;
   std::future<recommend::Result> answer = p->promise.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -109,7 +130,7 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
       size_t n = 0;
       for (const auto& p : queue_)
         if (p->deadline >= Clock::now() &&
-            compatible(first->rec.get(), first->o, p->rec.get(), p->o))
+            compatible(first->rec.get(), first->o, first->fresh, p->rec.get(), p->o, p->fresh))
           ++n;
       return n;
     };
@@ -122,7 +143,8 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
     std::vector<std::shared_ptr<Pending>> batch;
     const Clock::time_point taken = Clock::now();
     for (auto it = queue_.begin(); it != queue_.end() && batch.size() < o_.max_batch;) {
-      if (!compatible(first->rec.get(), first->o, (*it)->rec.get(), (*it)->o)) {
+      if (!compatible(first->rec.get(), first->o, first->fresh, (*it)->rec.get(), (*it)->o,
+                      (*it)->fresh)) {
         ++it;
         continue;
       }
@@ -151,6 +173,10 @@ void Batcher::work() {
 void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   const recommend::Recommender& rec = *batch.front()->rec;
   if (on_batch_) on_batch_(batch.size());  // before any caller can see its answer
+  if (batch.front()->fresh) {
+    answer_folded(batch);
+    return;
+  }
   // Unknown users are answered at once (their Result lists them); the others share one call.
   std::vector<std::shared_ptr<Pending>> known;
   std::vector<std::string> users;
@@ -204,6 +230,48 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
     r.lists.push_back(std::move(list));
     r.k = std::min(all.k, k);
     known[i]->promise.set_value(std::move(r));
+  }
+}
+
+void Batcher::answer_folded(const std::vector<std::shared_ptr<Pending>>& batch) {
+  const recommend::Recommender& rec = *batch.front()->rec;
+  std::vector<recommend::FoldedUser> users;
+  recommend::Options o = batch.front()->o;
+  for (const auto& p : batch) {
+    users.insert(users.end(), p->folded.begin(), p->folded.end());
+    o.k = std::max(o.k, p->o.k);
+  }
+  recommend::Result all;
+  try {
+    all = rec.recommend_folded(users, o);
+  } catch (...) {
+    // As in answer(): each request gets its own answer or sentence, as it would alone.
+    if (batch.size() == 1) {
+      batch.front()->promise.set_exception(std::current_exception());
+    } else {
+      for (const auto& p : batch) {
+        try {
+          p->promise.set_value(rec.recommend_folded(p->folded, p->o));
+        } catch (...) {
+          p->promise.set_exception(std::current_exception());
+        }
+      }
+    }
+    return;
+  }
+  // Each request takes its users' lists, in order, cut to its own k.
+  size_t next = 0;
+  for (const auto& p : batch) {
+    recommend::Result r;
+    r.exact = all.exact;
+    r.unknown = all.unknown;
+    r.k = std::min(all.k, p->o.k);
+    for (size_t u = 0; u < p->folded.size(); ++u) {
+      recommend::List list = std::move(all.lists[next++]);
+      if (static_cast<int>(list.items.size()) > p->o.k) list.items.resize(static_cast<size_t>(p->o.k));
+      r.lists.push_back(std::move(list));
+    }
+    p->promise.set_value(std::move(r));
   }
 }
 

@@ -3,7 +3,8 @@
 /// Dynamic batching for the server: concurrent single-user recommend requests are gathered for
 /// a bounded wait and answered by one Recommender::recommend call (one GEMM over the batch, or
 /// one batched Faiss search for an export's index), which is what makes `recommend --all` fast,
-/// now used online.
+/// now used online. New users folded in by concurrent POSTs are gathered the same way and
+/// scored by one Recommender::recommend_folded call.
 ///
 /// Requests are queued; `workers` threads each take the oldest request together with every
 /// queued request that can share its library call (the same Recommender, equal options apart
@@ -35,7 +36,7 @@ struct TimedOut : std::runtime_error {
 struct BatcherOptions {
   /// How long the oldest queued request waits for company before its batch is computed.
   std::chrono::microseconds max_wait{2000};
-  /// Users per library call (>= 1).
+  /// Requests per library call (>= 1): a known user's, or one request's new users.
   size_t max_batch = 256;
   /// Threads computing batches (>= 1). The library call itself is multi-threaded (BLAS,
   /// OpenMP), so one is usually best: while it computes, the next batch gathers.
@@ -66,15 +67,29 @@ class Batcher {
                               const std::string& user, const recommend::Options& o,
                               std::chrono::steady_clock::time_point deadline);
 
+  /// New users of one request, already folded in (Recommender::fold_in, on the caller's
+  /// thread): a Result with one list per user, in order, computed in one
+  /// Recommender::recommend_folded call together with concurrent new-user requests that can
+  /// share it (by the rules of recommend; known users and new users never share a call). With
+  /// exact scoring each list equals what `rec->recommend_folded({user}, o)` returns. Throws
+  /// recforge::Error as recommend_folded would for this request alone, and TimedOut.
+  recommend::Result recommend_folded(std::shared_ptr<const recommend::Recommender> rec,
+                                     std::vector<recommend::FoldedUser> users,
+                                     const recommend::Options& o,
+                                     std::chrono::steady_clock::time_point deadline);
+
   /// Requests queued and not yet taken by a worker (for tests and metrics).
   size_t queued() const;
 
  private:
   struct Pending;
+  /// Queues `p` and waits for its answer until its deadline.
+  recommend::Result submit(std::shared_ptr<Pending> p);
   void work();
   /// Takes the oldest request and those that can share its call; lock held.
   std::vector<std::shared_ptr<Pending>> take(std::unique_lock<std::mutex>& lock);
   void answer(const std::vector<std::shared_ptr<Pending>>& batch);
+  void answer_folded(const std::vector<std::shared_ptr<Pending>>& batch);
 
   BatcherOptions o_;
   std::function<void(size_t)> on_batch_;

@@ -455,6 +455,10 @@ struct Server::Impl {
         if (!list.personalised) metrics.count_not_personalised(1);
       }
     }
+    // New users are folded in here, one solve each, and scored through the batcher, which
+    // shares one scoring call among concurrent requests' new users.
+    std::vector<recommend::FoldedUser> folded;
+    std::vector<size_t> folded_index;  // their positions in new_users
     for (size_t i = 0; i < new_users.size(); ++i) {
       const NewUser& u = new_users[i];
       bool any = false;
@@ -466,12 +470,21 @@ struct Server::Impl {
       }
       if (!any) continue;
       if (Clock::now() > deadline) throw DeadlinePassed{};  // each fold-in is a solve
-      const recommend::Result r = s->rec->recommend_new_user(u.items, u.weights, opts);
-      for (const auto& list : r.lists)
+      recommend::FoldedUser f;
+      const Matrix q = s->rec->fold_in(u.items, u.weights, nullptr, &f.given);
+      f.factors.assign(q.data.begin(), q.data.end());
+      folded.push_back(std::move(f));
+      folded_index.push_back(i);
+    }
+    if (!folded.empty()) {
+      const recommend::Result r = batcher->recommend_folded(s->rec, std::move(folded), opts, deadline);
+      if (r.lists.size() != folded_index.size())
+        throw std::runtime_error("the library answered another number of lists than new users");
+      for (size_t j = 0; j < r.lists.size(); ++j)
         results.push_back({{"user", nullptr},
-                           {"new_user", i},
-                           {"personalised", list.personalised},
-                           {"items", items_json(list)},
+                           {"new_user", folded_index[j]},
+                           {"personalised", r.lists[j].personalised},
+                           {"items", items_json(r.lists[j])},
                            {"export", s->version}});
     }
     if (Clock::now() > deadline) throw DeadlinePassed{};

@@ -222,5 +222,90 @@ TEST_F(BatcherTest, ARequestPastItsDeadlineTimesOutAndTheOthersGoOn) {
   for (size_t n : sizes.sorted()) EXPECT_LE(n, 2u);
 }
 
+/// A new user of three items of the source, folded in as the server does.
+recommend::FoldedUser folded(const Recommender& rec, const std::vector<std::string>& items) {
+  recommend::FoldedUser f;
+  const Matrix q = rec.fold_in(items, {}, nullptr, &f.given);
+  f.factors.assign(q.data.begin(), q.data.end());
+  return f;
+}
+
+std::vector<std::string> items_of(int user) {
+  return {std::to_string(3 * user + 1), std::to_string(3 * user + 2), std::to_string(5 * user + 40)};
+}
+
+TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
+  // Four requests of new users (one or two each) and four of known users arrive together: the
+  // new users share one call, the known users another, and every list equals the one its user
+  // gets alone (recommend_new_user: fold-in and scoring of that user only), to the bit.
+  for (const std::string& path : {*run_, export_dir()}) {
+    SCOPED_TRACE(path);
+    const auto rec = open(path);
+    Sizes sizes;
+    Batcher b({std::chrono::seconds(60), 4, 1}, sizes.callback());
+    const bool index = rec->is_export();
+    auto options = [&](int i) {
+      Options o;
+      o.k = index ? 6 : 3 + i;  // an index search shares a call only with the same k
+      o.exclude = {"4"};
+      return o;
+    };
+    std::vector<Result> fresh(4), known(4);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        std::vector<recommend::FoldedUser> users{folded(*rec, items_of(2 * i))};
+        if (i % 2 == 1) users.push_back(folded(*rec, items_of(2 * i + 1)));
+        fresh[static_cast<size_t>(i)] = b.recommend_folded(rec, users, options(i), far());
+      });
+      threads.emplace_back([&, i] {
+        known[static_cast<size_t>(i)] = b.recommend(rec, std::to_string(i + 1), options(i), far());
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{4, 4}));
+    for (int i = 0; i < 4; ++i) {
+      const Result& got = fresh[static_cast<size_t>(i)];
+      ASSERT_EQ(got.lists.size(), i % 2 == 1 ? 2u : 1u);
+      EXPECT_EQ(got.k, options(i).k);
+      for (size_t u = 0; u < got.lists.size(); ++u) {
+        Result one;
+        one.lists.push_back(got.lists[u]);
+        const Result alone =
+            rec->recommend_new_user(items_of(2 * i + static_cast<int>(u)), {}, options(i));
+        expect_same_list(one, alone);
+        EXPECT_EQ(alone.lists[0].items.size(), static_cast<size_t>(options(i).k));
+      }
+      expect_same_list(known[static_cast<size_t>(i)],
+                       rec->recommend({std::to_string(i + 1)}, options(i)));
+    }
+  }
+}
+
+TEST_F(BatcherTest, ANewUserTheLibraryRefusesFailsAloneAndItsMatesAreAnswered) {
+  const auto rec = open(*run_);
+  Sizes sizes;
+  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  Options o;
+  o.k = 5;
+  std::vector<Result> got(3);
+  std::string error;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i)
+    threads.emplace_back([&, i] {
+      recommend::FoldedUser f = folded(*rec, items_of(i));
+      if (i == 1) f.factors.pop_back();  // one factor short
+      try {
+        got[static_cast<size_t>(i)] = b.recommend_folded(rec, {f}, o, far());
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(sizes.sorted(), std::vector<size_t>{3});
+  EXPECT_NE(error.find("folded-in user 0 has 7 factors; expected 8"), std::string::npos) << error;
+  for (int i : {0, 2}) expect_same_list(got[static_cast<size_t>(i)], rec->recommend_new_user(items_of(i), {}, o));
+}
+
 }  // namespace
 }  // namespace recforge::serve
