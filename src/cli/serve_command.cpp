@@ -160,7 +160,7 @@ void register_serve_command(CLI::App& app, std::map<std::string, std::function<i
                 "Longest wait to gather single-user GETs, or POSTs' new users, into one batch (ms)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60000.0));
-  s->add_option("--max-batch", a.max_batch, "Most requests answered by one batched library call (a GET's user, or a POST's new users)")
+  s->add_option("--max-batch", a.max_batch, "Most users answered by one batched library call (GETs' users, or POSTs' new users; one POST's new users are never split)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   s->add_option("--timeout-ms", a.timeout_ms, "Each request's timeout (ms)")

@@ -79,8 +79,7 @@ std::vector<ItemExplanation> explain(const Recommender& r, const std::string& us
            r.path(), item, kind(r));
     rows.push_back(*i);
   }
-  const models::Model* model = r.model();
-  if (!model)
+  if (!r.can_fold_in())
     fail("{}: this export predates explanations (its manifest.json has no \"fold_in\" section "
          "with the model's hyperparameters); export the run again with this recforge",
          r.path());
@@ -89,6 +88,7 @@ std::vector<ItemExplanation> explain(const Recommender& r, const std::string& us
     fail("{}: this export has no seen_data.npy (the training confidences that explanations "
          "need); export the run again with this recforge",
          r.path());
+  const models::Model* model = r.model();  // prepares explain's part on the first call
   const data::Csr row = training_row(seen, u);
   const std::vector<models::Explanation> ex = model->explain(row, r.user_factors().row(u), rows);
   std::vector<ItemExplanation> out;

@@ -22,6 +22,11 @@ struct Batcher::Pending {
 
 namespace {
 
+/// Users in a request: its known user, or its new users.
+size_t users_in(const std::vector<recommend::FoldedUser>& folded, bool fresh) {
+  return fresh ? folded.size() : 1;
+}
+
 /// Whether an index search (not exact scoring) answers `o` from `rec`: its result depends on k.
 bool searches_index(const recommend::Recommender& rec, const recommend::Options& o) {
   return rec.is_export() && !o.exact && !o.candidates.has_value();
@@ -126,12 +131,12 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
       continue;
     }
     const std::shared_ptr<Pending> first = queue_.front();
-    auto mates = [&] {
+    auto mates = [&] {  // users of the requests that could share the call
       size_t n = 0;
       for (const auto& p : queue_)
         if (p->deadline >= Clock::now() &&
             compatible(first->rec.get(), first->o, first->fresh, p->rec.get(), p->o, p->fresh))
-          ++n;
+          n += users_in(p->folded, p->fresh);
       return n;
     };
     // Wait for company until the oldest has waited max_wait or the batch is full; another
@@ -140,19 +145,24 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
       return stopping_ || queue_.empty() || queue_.front() != first || mates() >= o_.max_batch;
     });
     if (queue_.empty() || queue_.front() != first) continue;
+    // At most max_batch users per call, in queue order; the first request always goes, also a
+    // POST with more new users than that.
     std::vector<std::shared_ptr<Pending>> batch;
+    size_t users = 0;
     const Clock::time_point taken = Clock::now();
-    for (auto it = queue_.begin(); it != queue_.end() && batch.size() < o_.max_batch;) {
+    for (auto it = queue_.begin(); it != queue_.end() && users < o_.max_batch;) {
       if (!compatible(first->rec.get(), first->o, first->fresh, (*it)->rec.get(), (*it)->o,
                       (*it)->fresh)) {
         ++it;
         continue;
       }
+      const size_t n = users_in((*it)->folded, (*it)->fresh);
+      if (!batch.empty() && users + n > o_.max_batch) break;
       if ((*it)->deadline < taken)
         (*it)->promise.set_exception(
             std::make_exception_ptr(TimedOut("the request timed out in the queue")));
       else
-        batch.push_back(*it);
+        batch.push_back(*it), users += n;
       it = queue_.erase(it);
     }
     if (!batch.empty()) return batch;
@@ -172,7 +182,11 @@ void Batcher::work() {
 
 void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   const recommend::Recommender& rec = *batch.front()->rec;
-  if (on_batch_) on_batch_(batch.size());  // before any caller can see its answer
+  if (on_batch_) {  // users per call, before any caller can see its answer
+    size_t users = 0;
+    for (const auto& p : batch) users += users_in(p->folded, p->fresh);
+    on_batch_(users);
+  }
   if (batch.front()->fresh) {
     answer_folded(batch);
     return;

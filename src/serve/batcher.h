@@ -36,7 +36,8 @@ struct TimedOut : std::runtime_error {
 struct BatcherOptions {
   /// How long the oldest queued request waits for company before its batch is computed.
   std::chrono::microseconds max_wait{2000};
-  /// Requests per library call (>= 1): a known user's, or one request's new users.
+  /// Users per library call (>= 1): known users, or new users of POSTs (one request's new users
+  /// are never split; a request with more than this many is a call of its own).
   size_t max_batch = 256;
   /// Threads computing batches (>= 1). The library call itself is multi-threaded (BLAS,
   /// OpenMP), so one is usually best: while it computes, the next batch gathers.
@@ -45,7 +46,7 @@ struct BatcherOptions {
 
 class Batcher {
  public:
-  /// `on_batch(n)` is called for each batch taken, with its number of requests (for metrics),
+  /// `on_batch(n)` is called for each batch taken, with its number of users (for metrics),
   /// before any of them is answered; it must be thread-safe when workers > 1.
   explicit Batcher(BatcherOptions o, std::function<void(size_t)> on_batch = {});
   /// Answers what is queued (without waiting for company), then joins the workers.

@@ -235,14 +235,15 @@ std::vector<std::string> items_of(int user) {
 }
 
 TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
-  // Four requests of new users (one or two each) and four of known users arrive together: the
-  // new users share one call, the known users another, and every list equals the one its user
-  // gets alone (recommend_new_user: fold-in and scoring of that user only), to the bit.
+  // Four requests of new users (one or two each, six in all) and six of known users arrive
+  // together: the new users share one call, the known users another, and every list equals the
+  // one its user gets alone (recommend_new_user: fold-in and scoring of that user only), to the
+  // bit.
   for (const std::string& path : {*run_, export_dir()}) {
     SCOPED_TRACE(path);
     const auto rec = open(path);
     Sizes sizes;
-    Batcher b({std::chrono::seconds(60), 4, 1}, sizes.callback());
+    Batcher b({std::chrono::seconds(60), 6, 1}, sizes.callback());
     const bool index = rec->is_export();
     auto options = [&](int i) {
       Options o;
@@ -250,20 +251,21 @@ TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
       o.exclude = {"4"};
       return o;
     };
-    std::vector<Result> fresh(4), known(4);
+    std::vector<Result> fresh(4), known(6);
     std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i) {
-      threads.emplace_back([&, i] {
-        std::vector<recommend::FoldedUser> users{folded(*rec, items_of(2 * i))};
-        if (i % 2 == 1) users.push_back(folded(*rec, items_of(2 * i + 1)));
-        fresh[static_cast<size_t>(i)] = b.recommend_folded(rec, users, options(i), far());
-      });
+    for (int i = 0; i < 6; ++i) {
+      if (i < 4)
+        threads.emplace_back([&, i] {
+          std::vector<recommend::FoldedUser> users{folded(*rec, items_of(2 * i))};
+          if (i % 2 == 1) users.push_back(folded(*rec, items_of(2 * i + 1)));
+          fresh[static_cast<size_t>(i)] = b.recommend_folded(rec, users, options(i), far());
+        });
       threads.emplace_back([&, i] {
         known[static_cast<size_t>(i)] = b.recommend(rec, std::to_string(i + 1), options(i), far());
       });
     }
     for (std::thread& t : threads) t.join();
-    EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{4, 4}));
+    EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{6, 6}));  // users per call
     for (int i = 0; i < 4; ++i) {
       const Result& got = fresh[static_cast<size_t>(i)];
       ASSERT_EQ(got.lists.size(), i % 2 == 1 ? 2u : 1u);
@@ -276,10 +278,55 @@ TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
         expect_same_list(one, alone);
         EXPECT_EQ(alone.lists[0].items.size(), static_cast<size_t>(options(i).k));
       }
+    }
+    for (int i = 0; i < 6; ++i)
       expect_same_list(known[static_cast<size_t>(i)],
                        rec->recommend({std::to_string(i + 1)}, options(i)));
-    }
   }
+}
+
+TEST_F(BatcherTest, ACallHoldsAtMostMaxBatchUsersAndABiggerRequestGoesAlone) {
+  // max_batch 3 users (and a long wait, so that only a full batch is computed): a request of 5
+  // new users is a call of its own; three of one user share one; a request of 2 users does not
+  // fit beside another of 2, which then shares the next call with a request of 1. The lists
+  // are still each user's own.
+  const auto rec = open(*run_);
+  Sizes sizes;
+  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  Options o;
+  o.k = 4;
+  auto request = [&](int first, int n) {
+    std::vector<recommend::FoldedUser> users;
+    for (int u = 0; u < n; ++u) users.push_back(folded(*rec, items_of(first + u)));
+    const Result r = b.recommend_folded(rec, users, o, far());
+    ASSERT_EQ(r.lists.size(), static_cast<size_t>(n));
+    for (int u = 0; u < n; ++u) {
+      Result one;
+      one.lists.push_back(r.lists[static_cast<size_t>(u)]);
+      expect_same_list(one, rec->recommend_new_user(items_of(first + u), {}, o));
+    }
+  };
+  auto wait_queued = [&](size_t n) {  // up to 20 s
+    for (int t = 0; t < 20000 && b.queued() != n; ++t)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return b.queued() == n;
+  };
+  request(0, 5);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { request(5 + i, 1); });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{3, 5}));
+  std::thread a([&] { request(8, 2); });
+  EXPECT_TRUE(wait_queued(1));
+  std::thread second([&] { request(10, 2); });
+  a.join();  // answered alone: the second request did not fit beside it
+  const bool second_waits = wait_queued(1);
+  EXPECT_TRUE(second_waits) << "the second request shared the first one's call";
+  std::thread third;
+  if (second_waits) third = std::thread([&] { request(12, 1); });
+  second.join();
+  if (third.joinable()) third.join();
+  EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{2, 3, 3, 5}));
 }
 
 TEST_F(BatcherTest, ANewUserTheLibraryRefusesFailsAloneAndItsMatesAreAnswered) {
