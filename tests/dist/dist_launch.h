@@ -25,7 +25,7 @@ inline std::string mpi_skip_reason() {
 
 /// The shell words that start `np` processes of a program given after them. In a sanitizer
 /// build (preset debug), Open MPI's allocations that live until exit are suppressed by library
-/// as for the dist.mpi tests (tools/ci/sanitizer-lsan.supp, tests/CMakeLists.txt).
+/// (tools/ci/sanitizer-lsan.supp).
 inline std::string mpirun_command(int np) {
   std::string env;
   if (kAddressSanitizer)
