@@ -217,19 +217,8 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
     all = rec.recommend(users, o);
   } catch (...) {
     // With every user known, the call fails only for what is wrong with the shared options
-    // (no known candidate) or for an internal error: each request gets its own answer or
-    // sentence, as it would alone.
-    if (known.size() == 1) {
-      known.front()->promise.set_exception(std::current_exception());
-    } else {
-      for (const auto& p : known) {
-        try {
-          p->promise.set_value(rec.recommend({p->user}, p->o));
-        } catch (...) {
-          p->promise.set_exception(std::current_exception());
-        }
-      }
-    }
+    // (no known candidate) or for an internal error.
+    answer_alone(known, [&](const Pending& p) { return rec.recommend({p.user}, p.o); });
     return;
   }
   // The unknown ids of the shared options (exclude, candidates) go to every request; the lists
@@ -247,6 +236,21 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   }
 }
 
+void Batcher::answer_alone(const std::vector<std::shared_ptr<Pending>>& batch,
+                           const std::function<recommend::Result(const Pending&)>& alone) {
+  if (batch.size() == 1) {
+    batch.front()->promise.set_exception(std::current_exception());
+    return;
+  }
+  for (const auto& p : batch) {
+    try {
+      p->promise.set_value(alone(*p));
+    } catch (...) {
+      p->promise.set_exception(std::current_exception());
+    }
+  }
+}
+
 void Batcher::answer_folded(const std::vector<std::shared_ptr<Pending>>& batch) {
   const recommend::Recommender& rec = *batch.front()->rec;
   std::vector<recommend::FoldedUser> users;
@@ -259,18 +263,7 @@ void Batcher::answer_folded(const std::vector<std::shared_ptr<Pending>>& batch) 
   try {
     all = rec.recommend_folded(users, o);
   } catch (...) {
-    // As in answer(): each request gets its own answer or sentence, as it would alone.
-    if (batch.size() == 1) {
-      batch.front()->promise.set_exception(std::current_exception());
-    } else {
-      for (const auto& p : batch) {
-        try {
-          p->promise.set_value(rec.recommend_folded(p->folded, p->o));
-        } catch (...) {
-          p->promise.set_exception(std::current_exception());
-        }
-      }
-    }
+    answer_alone(batch, [&](const Pending& p) { return rec.recommend_folded(p.folded, p.o); });
     return;
   }
   // Each request takes its users' lists, in order, cut to its own k.

@@ -91,6 +91,10 @@ class Batcher {
   std::vector<std::shared_ptr<Pending>> take(std::unique_lock<std::mutex>& lock);
   void answer(const std::vector<std::shared_ptr<Pending>>& batch);
   void answer_folded(const std::vector<std::shared_ptr<Pending>>& batch);
+  /// After a shared call failed (called inside its catch block): a batch of one gets that error;
+  /// otherwise each request gets its own answer or sentence, from `alone`, as it would alone.
+  void answer_alone(const std::vector<std::shared_ptr<Pending>>& batch,
+                    const std::function<recommend::Result(const Pending&)>& alone);
 
   BatcherOptions o_;
   std::function<void(size_t)> on_batch_;
