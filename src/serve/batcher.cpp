@@ -12,20 +12,18 @@ using Clock = std::chrono::steady_clock;
 struct Batcher::Pending {
   std::shared_ptr<const recommend::Recommender> rec;
   std::string user;                            // a known user's id, or
-  std::vector<recommend::FoldedUser> folded;   // new users (then `fresh`)
-  bool fresh = false;
+  std::vector<recommend::FoldedUser> folded;   // new users (never empty for a new-user request)
   recommend::Options o;
   Clock::time_point queued_at;
   Clock::time_point deadline;
   std::promise<recommend::Result> promise;
+  /// Whether this is a request of new users.
+  bool fresh() const { return !folded.empty(); }
+  /// Users in the request: its known user, or its new users.
+  size_t users() const { return fresh() ? folded.size() : 1; }
 };
 
 namespace {
-
-/// Users in a request: its known user, or its new users.
-size_t users_in(const std::vector<recommend::FoldedUser>& folded, bool fresh) {
-  return fresh ? folded.size() : 1;
-}
 
 /// Whether an index search (not exact scoring) answers `o` from `rec`: its result depends on k.
 bool searches_index(const recommend::Recommender& rec, const recommend::Options& o) {
@@ -90,7 +88,6 @@ recommend::Result Batcher::recommend_folded(std::shared_ptr<const recommend::Rec
   auto p = std::make_shared<Pending>();
   p->rec = std::move(rec);
   p->folded = std::move(users);
-  p->fresh = true;
   p->o = o;
   p->deadline = deadline;
   return submit(std::move(p));
@@ -135,8 +132,8 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
       size_t n = 0;
       for (const auto& p : queue_)
         if (p->deadline >= Clock::now() &&
-            compatible(first->rec.get(), first->o, first->fresh, p->rec.get(), p->o, p->fresh))
-          n += users_in(p->folded, p->fresh);
+            compatible(first->rec.get(), first->o, first->fresh(), p->rec.get(), p->o, p->fresh()))
+          n += p->users();
       return n;
     };
     // Wait for company until the oldest has waited max_wait or the batch is full; another
@@ -151,12 +148,12 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
     size_t users = 0;
     const Clock::time_point taken = Clock::now();
     for (auto it = queue_.begin(); it != queue_.end() && users < o_.max_batch;) {
-      if (!compatible(first->rec.get(), first->o, first->fresh, (*it)->rec.get(), (*it)->o,
-                      (*it)->fresh)) {
+      if (!compatible(first->rec.get(), first->o, first->fresh(), (*it)->rec.get(), (*it)->o,
+                      (*it)->fresh())) {
         ++it;
         continue;
       }
-      const size_t n = users_in((*it)->folded, (*it)->fresh);
+      const size_t n = (*it)->users();
       if (!batch.empty() && users + n > o_.max_batch) break;
       if ((*it)->deadline < taken)
         (*it)->promise.set_exception(
@@ -184,11 +181,15 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   const recommend::Recommender& rec = *batch.front()->rec;
   if (on_batch_) {  // users per call, before any caller can see its answer
     size_t users = 0;
-    for (const auto& p : batch) users += users_in(p->folded, p->fresh);
+    for (const auto& p : batch) users += p->users();
     on_batch_(users);
   }
-  if (batch.front()->fresh) {
-    answer_folded(batch);
+  if (batch.front()->fresh()) {
+    std::vector<recommend::FoldedUser> users;
+    for (const auto& p : batch) users.insert(users.end(), p->folded.begin(), p->folded.end());
+    share(
+        batch, [&](const recommend::Options& o) { return rec.recommend_folded(users, o); },
+        [&](const Pending& p) { return rec.recommend_folded(p.folded, p.o); });
     return;
   }
   // Unknown users are answered at once (their Result lists them); the others share one call.
@@ -210,70 +211,46 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   if (known.empty()) {
     return;
   }
-  recommend::Options o = known.front()->o;
-  for (const auto& p : known) o.k = std::max(o.k, p->o.k);
-  recommend::Result all;
-  try {
-    all = rec.recommend(users, o);
-  } catch (...) {
-    // With every user known, the call fails only for what is wrong with the shared options
-    // (no known candidate) or for an internal error.
-    answer_alone(known, [&](const Pending& p) { return rec.recommend({p.user}, p.o); });
-    return;
-  }
-  // The unknown ids of the shared options (exclude, candidates) go to every request; the lists
-  // come in request order.
-  for (size_t i = 0; i < known.size(); ++i) {
-    recommend::Result r;
-    r.exact = all.exact;
-    r.unknown = all.unknown;
-    recommend::List list = std::move(all.lists[i]);
-    const int k = known[i]->o.k;
-    if (static_cast<int>(list.items.size()) > k) list.items.resize(static_cast<size_t>(k));
-    r.lists.push_back(std::move(list));
-    r.k = std::min(all.k, k);
-    known[i]->promise.set_value(std::move(r));
-  }
+  // With every user known, the call fails only for what is wrong with the shared options (no
+  // known candidate) or for an internal error.
+  share(
+      known, [&](const recommend::Options& o) { return rec.recommend(users, o); },
+      [&](const Pending& p) { return rec.recommend({p.user}, p.o); });
 }
 
-void Batcher::answer_alone(const std::vector<std::shared_ptr<Pending>>& batch,
-                           const std::function<recommend::Result(const Pending&)>& alone) {
-  if (batch.size() == 1) {
-    batch.front()->promise.set_exception(std::current_exception());
-    return;
-  }
-  for (const auto& p : batch) {
-    try {
-      p->promise.set_value(alone(*p));
-    } catch (...) {
-      p->promise.set_exception(std::current_exception());
-    }
-  }
-}
-
-void Batcher::answer_folded(const std::vector<std::shared_ptr<Pending>>& batch) {
-  const recommend::Recommender& rec = *batch.front()->rec;
-  std::vector<recommend::FoldedUser> users;
+void Batcher::share(const std::vector<std::shared_ptr<Pending>>& batch,
+                    const std::function<recommend::Result(const recommend::Options&)>& call,
+                    const std::function<recommend::Result(const Pending&)>& alone) {
   recommend::Options o = batch.front()->o;
-  for (const auto& p : batch) {
-    users.insert(users.end(), p->folded.begin(), p->folded.end());
-    o.k = std::max(o.k, p->o.k);
-  }
+  for (const auto& p : batch) o.k = std::max(o.k, p->o.k);
   recommend::Result all;
   try {
-    all = rec.recommend_folded(users, o);
+    all = call(o);
   } catch (...) {
-    answer_alone(batch, [&](const Pending& p) { return rec.recommend_folded(p.folded, p.o); });
+    // A batch of one gets the error; otherwise each request gets its own answer or sentence,
+    // as it would alone.
+    if (batch.size() == 1) {
+      batch.front()->promise.set_exception(std::current_exception());
+      return;
+    }
+    for (const auto& p : batch) {
+      try {
+        p->promise.set_value(alone(*p));
+      } catch (...) {
+        p->promise.set_exception(std::current_exception());
+      }
+    }
     return;
   }
-  // Each request takes its users' lists, in order, cut to its own k.
+  // The unknown ids of the shared options (exclude, candidates) go to every request; each takes
+  // its users' lists, in request order, cut to its own k.
   size_t next = 0;
   for (const auto& p : batch) {
     recommend::Result r;
     r.exact = all.exact;
     r.unknown = all.unknown;
     r.k = std::min(all.k, p->o.k);
-    for (size_t u = 0; u < p->folded.size(); ++u) {
+    for (size_t u = 0; u < p->users(); ++u) {
       recommend::List list = std::move(all.lists[next++]);
       if (static_cast<int>(list.items.size()) > p->o.k) list.items.resize(static_cast<size_t>(p->o.k));
       r.lists.push_back(std::move(list));

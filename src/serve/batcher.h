@@ -90,11 +90,12 @@ class Batcher {
   /// Takes the oldest request and those that can share its call; lock held.
   std::vector<std::shared_ptr<Pending>> take(std::unique_lock<std::mutex>& lock);
   void answer(const std::vector<std::shared_ptr<Pending>>& batch);
-  void answer_folded(const std::vector<std::shared_ptr<Pending>>& batch);
-  /// After a shared call failed (called inside its catch block): a batch of one gets that error;
-  /// otherwise each request gets its own answer or sentence, from `alone`, as it would alone.
-  void answer_alone(const std::vector<std::shared_ptr<Pending>>& batch,
-                    const std::function<recommend::Result(const Pending&)>& alone);
+  /// One library call for `batch`: `call` with the first request's options and the largest k,
+  /// its lists shared out in request order. When it fails, a batch of one gets the error and
+  /// otherwise each request its own answer or sentence from `alone`.
+  void share(const std::vector<std::shared_ptr<Pending>>& batch,
+             const std::function<recommend::Result(const recommend::Options&)>& call,
+             const std::function<recommend::Result(const Pending&)>& alone);
 
   BatcherOptions o_;
   std::function<void(size_t)> on_batch_;

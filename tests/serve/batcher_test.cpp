@@ -84,6 +84,15 @@ void expect_same_list(const Result& got, const Result& alone) {
   }
 }
 
+/// The options of request i of a batch on `rec`: item "4" excluded, k growing with i (an index
+/// search shares a call only with the same k, so there it is 6 for all).
+Options mixed_k(const Recommender& rec, int i) {
+  Options o;
+  o.k = rec.is_export() ? 6 : 3 + i;
+  o.exclude = {"4"};
+  return o;
+}
+
 /// Runs `n` requests at once, request i built by make(i); returns their results in order.
 template <class Make>
 std::vector<Result> concurrently(Batcher& b, const std::shared_ptr<const Recommender>& rec, int n,
@@ -106,12 +115,8 @@ TEST_F(BatcherTest, ConcurrentRequestsShareOneCallAndGetTheirOwnLists) {
     // A long wait: the batch is computed only because it is full, so one call answers all.
     Sizes sizes;
     Batcher b({std::chrono::seconds(60), 8, 1}, sizes.callback());
-    const bool index = rec->is_export();
     auto make = [&](int i) {
-      Options o;
-      o.k = index ? 6 : 3 + i;  // an index search shares a call only with the same k
-      o.exclude = {"4"};
-      return std::pair<std::string, Options>(std::to_string(10 * i + 1), o);
+      return std::pair<std::string, Options>(std::to_string(10 * i + 1), mixed_k(*rec, i));
     };
     const std::vector<Result> got = concurrently(b, rec, 8, make);
     EXPECT_EQ(sizes.sorted(), std::vector<size_t>{8});
@@ -244,13 +249,7 @@ TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
     const auto rec = open(path);
     Sizes sizes;
     Batcher b({std::chrono::seconds(60), 6, 1}, sizes.callback());
-    const bool index = rec->is_export();
-    auto options = [&](int i) {
-      Options o;
-      o.k = index ? 6 : 3 + i;  // an index search shares a call only with the same k
-      o.exclude = {"4"};
-      return o;
-    };
+    auto options = [&](int i) { return mixed_k(*rec, i); };
     std::vector<Result> fresh(4), known(6);
     std::vector<std::thread> threads;
     for (int i = 0; i < 6; ++i) {

@@ -566,10 +566,9 @@ Matrix fold_in(const data::Csr& rows, const Matrix& y, const IalsSolveParams& p,
   // Rows are solved independently: more threads than rows only start idle ones (in a server,
   // one team per concurrent request).
   const int team = static_cast<int>(std::min<int64_t>(std::max(threads, 1), rows.rows));
-  if (gram)
-    solve_side_with(rows, y, x, p, team, *gram, {});
-  else
-    solve_side_with(rows, y, x, p, team, weighted_gram(y, p.unobserved_weight, col_weights), {});
+  const std::vector<float> own =
+      gram ? std::vector<float>() : weighted_gram(y, p.unobserved_weight, col_weights);
+  solve_side_with(rows, y, x, p, team, gram ? *gram : own, {});
   return x;
 }
 
