@@ -20,7 +20,8 @@ using data::offset_t;
 
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNegInf = -kInf;
 /// Queries per GEMM tile (reduced for very large k so the candidate buffers stay bounded).
 constexpr int64_t kQueryBlock = 128;
 /// Items per GEMM tile: a 128 × 2048 float tile (1 MiB per thread) stays in L2 between the GEMM
@@ -38,6 +39,34 @@ struct Cand {
 /// Ranking order: higher score first, then lower item index.
 inline bool better(const Cand& a, const Cand& b) {
   return a.score > b.score || (a.score == b.score && a.item < b.item);
+}
+
+/// The most a float GEMM score of one query and item can differ from their exact_score, per unit
+/// of ‖query‖·‖item‖. A float sum of d products, in any order and with or without FMA, is within
+/// γ_d·Σ|q_c·x_c| of the exact sum (Higham, Accuracy and Stability of Numerical Algorithms, §3.1;
+/// u = 2^-24, γ_d = du / (1 - du)); exact_score is within u·|sum| + γ'_d·Σ|q_c·x_c| (its double
+/// sum, u' = 2^-53, then one rounding to float); and Σ|q_c·x_c| <= ‖q‖·‖x‖ (Cauchy–Schwarz).
+/// Doubled, for the rounding of the norms themselves. A larger slack only costs exact scores.
+/// Σ x_c² of one row, in double.
+double squared_norm(const float* x, int d) {
+  constexpr int kLanes = 16;
+  double acc[kLanes] = {};
+  int c = 0;
+  for (; c + kLanes <= d; c += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += static_cast<double>(x[c + l]) * x[c + l];
+  double s = 0;
+  for (; c < d; ++c) s += static_cast<double>(x[c]) * x[c];
+  for (double a : acc) s += a;
+  return s;
+}
+
+double slack_per_norm(int d) {
+  const double u = std::ldexp(1.0, -24);
+  const double u2 = std::ldexp(1.0, -53);
+  if (d * u >= 0.5) return std::numeric_limits<double>::infinity();
+  const double g = d * u / (1 - d * u);
+  const double g2 = d * u2 / (1 - d * u2);
+  return 2 * (g + u * (1 + g2) + g2);
 }
 
 /// The items masked for one query: its exclusion row (sorted) or nothing.
@@ -73,50 +102,129 @@ void write_row(Cand* c, int64_t n, int k, index_t* items, float* scores) {
   }
 }
 
-/// Running top-k selection of one query over item tiles visited in increasing item order.
-/// Candidates accumulate in a buffer of `cap` >= 2k entries; when it fills, it is cut to the
-/// best k and the k-th score becomes a threshold. Later items have higher indices than every
-/// kept one, so they lose ties and need a strictly higher score.
+/// The GEMM score lower bound below which an item cannot enter a top-k whose k-th exact score
+/// is `thr`, given that GEMM and exact scores differ by at most `slack`: thr - slack, rounded
+/// down to a float.
+float admit_below(float thr, double slack) {
+  const double t = static_cast<double>(thr) - slack;
+  float a = static_cast<float>(t);
+  if (static_cast<double>(a) > t) a = std::nextafter(a, kNegInf);
+  return a;
+}
+
+/// Running top-k selection of one query over item tiles visited in increasing item order, by
+/// exact_score. The tile's GEMM scores do the selection; exact scores are computed only for the
+/// items that can still be in the top k at the end (finish()).
+///
+/// The GEMM and exact scores of an item differ by at most `slack` (slack_per_norm). So if g_k is
+/// the k-th best GEMM score, every item of the exact top k has a GEMM score >= g_k - 2·slack (the
+/// k items with the best GEMM scores have exact scores >= g_k - slack, so the k-th best exact
+/// score is too). Candidates accumulate in a buffer of `cap` >= 2k entries by their GEMM score
+/// (NaN as +inf: its exact score decides); when it fills, it is cut to the best k plus those
+/// within 2·slack below the k-th, which becomes the admission threshold (it only rises, so every
+/// item dropped is below the final g_k - 2·slack). finish() scores the survivors exactly.
+///
+/// Near-ties (many items within 2·slack of the k-th GEMM score, e.g. identical rows) could fill
+/// the buffer without progress; then the selector scores its candidates exactly, keeps the best
+/// k as a heap (worst on top), and from there admits an item only if its GEMM score is within
+/// `slack` of the k-th exact score, and keeps it only if its exact score beats that. Either way,
+/// later items have higher indices than every kept one, so they lose ties.
 struct Selector {
-  Cand* buf = nullptr;
-  int64_t size = 0;
+  Cand* buf = nullptr;  // cap entries
   int64_t cap = 0;
   int k = 0;
-  bool full = false;  // set once the buffer has been cut to k: `thr` is then meaningful
-  float thr = kNegInf;
+  int64_t size = 0;
+  const float* query = nullptr;  // this query's row
+  const float* items = nullptr;  // all item rows
+  int d = 0;
+  double slack = 0;       // bound on |GEMM score - exact score| for this query
+  bool exact = false;     // buf is a heap of exact scores (see above)
+  float admit = kNegInf;  // GEMM scores below this are skipped
 
-  void prune() {
+  float exact_of(index_t j) const {
+    const float s = exact_score(query, items + static_cast<int64_t>(j) * d, d);
+    return std::isnan(s) ? kNegInf : s;
+  }
+
+  /// Keeps the best k of buf[0 .. size) and those whose key is within `margin` below the k-th;
+  /// returns the k-th key.
+  float cut(double margin) {
     std::nth_element(buf, buf + k - 1, buf + size, better);
-    size = k;
-    thr = buf[k - 1].score;
-    full = true;
+    const float kth = buf[k - 1].score;
+    const float keep = admit_below(kth, margin);
+    int64_t n = k;
+    for (int64_t i = k; i < size; ++i)
+      if (!(buf[i].score < keep)) buf[n++] = buf[i];
+    size = n;
+    return kth;
   }
 
-  /// Keeps item j with score s (NaN counts as -inf).
-  void push(float s, int64_t j) {
-    if (std::isnan(s)) s = kNegInf;
-    buf[size++] = Cand{s, static_cast<index_t>(j)};
-    if (size == cap) prune();
+  /// The buffer is full: cut it, or switch to exact scores when near-ties leave no room.
+  void prune() {
+    admit = admit_below(cut(2 * slack), 2 * slack);
+    if (size - k <= (cap - k) / 2) return;
+    for (int64_t i = 0; i < size; ++i) buf[i].score = exact_of(buf[i].item);
+    if (size > k) std::nth_element(buf, buf + k - 1, buf + size, better);
+    size = std::min<int64_t>(size, k);
+    std::make_heap(buf, buf + size, better);
+    exact = true;
+    admit = size == k ? admit_below(buf[0].score, slack) : kNegInf;
   }
 
-  /// Offers items [j0, j1) whose scores are row[j0 .. j1).
+  /// Offers item j whose GEMM score is g (admitted: not below `admit`).
+  void push(float g, int64_t j) {
+    if (!exact) {
+      buf[size++] = Cand{std::isnan(g) ? kInf : g, static_cast<index_t>(j)};
+      if (size == cap) prune();
+      return;
+    }
+    const Cand c{exact_of(static_cast<index_t>(j)), static_cast<index_t>(j)};
+    if (size == k) {
+      if (!better(c, buf[0])) return;
+      std::pop_heap(buf, buf + size, better);
+      buf[size - 1] = c;
+    } else {
+      buf[size++] = c;
+    }
+    std::push_heap(buf, buf + size, better);
+    if (size == k) admit = admit_below(buf[0].score, slack);
+  }
+
+  /// Offers items [j0, j1) whose GEMM scores are row[j0 .. j1). Most chunks hold no admitted
+  /// item: a branch-free (vectorisable) test skips them. A NaN GEMM score is admitted.
   void scan(const float* row, int64_t j0, int64_t j1) {
-    int64_t j = j0;
-    for (; j < j1 && !full; ++j) push(row[j], j);  // before the first cut everything is kept
-    // Then only scores strictly above the threshold (NaN never is). Most chunks hold none: a
-    // branch-free (vectorisable) test skips them.
     constexpr int64_t kChunk = 16;
+    int64_t j = j0;
     for (; j + kChunk <= j1; j += kChunk) {
       const float* r = row + j;
-      const float t = thr;
+      const float a = admit;
       int any = 0;
-      for (int64_t c = 0; c < kChunk; ++c) any |= r[c] > t;
+      for (int64_t c = 0; c < kChunk; ++c) any |= !(r[c] < a);
       if (!any) continue;
       for (int64_t c = 0; c < kChunk; ++c)
-        if (r[c] > thr) push(r[c], j + c);
+        if (!(r[c] < admit)) push(r[c], j + c);
     }
     for (; j < j1; ++j)
-      if (row[j] > thr) push(row[j], j);
+      if (!(row[j] < admit)) push(row[j], j);
+  }
+
+  /// Gives every candidate that can be in the top k its exact score: buf[0 .. size) then holds
+  /// the query's top k (and maybe a few more), for write_row.
+  void finish() {
+    if (exact) return;
+    if (size > k) cut(2 * slack);
+    // The candidates' rows are scattered over the item matrix: fetch a few rows ahead.
+    constexpr int64_t kAhead = 8;
+    const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
+    auto fetch = [&](int64_t i) {
+      const char* p = reinterpret_cast<const char*>(items + static_cast<int64_t>(buf[i].item) * d);
+      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(p + b);
+    };
+    for (int64_t i = 0; i < std::min(size, kAhead); ++i) fetch(i);
+    for (int64_t i = 0; i < size; ++i) {
+      if (i + kAhead < size) fetch(i + kAhead);
+      buf[i].score = exact_of(buf[i].item);
+    }
   }
 };
 
@@ -131,6 +239,46 @@ TopK padded(int64_t n_q, int k) {
 }
 
 }  // namespace
+
+float exact_score(const float* query, const float* item, int d) {
+  // Sixteen partial sums in a fixed order, combined pairwise: a product of two floats is exact in
+  // double, so neither FMA contraction nor vectorisation of the lanes changes a bit (and sixteen
+  // independent sums keep the FMA units busy).
+  constexpr int kLanes = 16;
+  double acc[kLanes] = {};
+  int c = 0;
+  for (; c + kLanes <= d; c += kLanes)
+    for (int l = 0; l < kLanes; ++l)
+      acc[l] += static_cast<double>(query[c + l]) * static_cast<double>(item[c + l]);
+  for (int l = 0; c + l < d; ++l)
+    acc[l] += static_cast<double>(query[c + l]) * static_cast<double>(item[c + l]);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return static_cast<float>(acc[0]);
+}
+
+double max_row_norm(const float* rows, int64_t n, int d) {
+  double best = 0;
+  bool nan = false;
+#pragma omp parallel
+  {
+    double mine = 0;
+    bool mine_nan = false;
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < n; ++i) {
+      const double s = squared_norm(rows + i * d, d);
+      if (std::isnan(s)) mine_nan = true;
+      else mine = std::max(mine, s);
+    }
+#pragma omp critical(recforge_max_row_norm)
+    {
+      best = std::max(best, mine);
+      nan = nan || mine_nan;
+    }
+  }
+  // NaN (its slack is NaN, and every item is then scored exactly).
+  return nan ? std::numeric_limits<double>::quiet_NaN() : std::sqrt(best);
+}
 
 void validate_topk_arguments(const float* queries, int64_t n_q, const float* items,
                              int64_t n_items, int d, int k, const data::Csr* exclude,
@@ -181,12 +329,26 @@ void validate_topk_arguments(const float* queries, int64_t n_q, const float* ite
 
 TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
           const data::Csr* exclude, const std::vector<index_t>& query_rows,
-          const std::vector<index_t>* global_exclude) {
+          const std::vector<index_t>* global_exclude, double max_item_norm) {
   validate_topk_arguments(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
   TopK out = padded(n_q, k);
   if (n_q == 0 || n_items == 0) return out;
-
+  if (max_item_norm < 0) max_item_norm = max_row_norm(items, n_items, d);
   const int64_t cap = static_cast<int64_t>(k) + std::max<int64_t>(k, 256);
+  // Query q's bound on |GEMM score - exact score| over all items.
+  const double per_norm = slack_per_norm(d) * max_item_norm;
+  auto selector = [&](Cand* buf, int64_t q) {
+    Selector s;
+    s.buf = buf;
+    s.cap = cap;
+    s.k = k;
+    s.query = queries + q * d;
+    s.items = items;
+    s.d = d;
+    s.slack = per_norm * std::sqrt(squared_norm(s.query, d));
+    return s;
+  };
+
   const int64_t qb = std::clamp<int64_t>(
       kCandidateBytes / (cap * static_cast<int64_t>(sizeof(Cand))), 1, kQueryBlock);
   const int64_t tw = std::min(kItemTile, n_items);
@@ -257,12 +419,13 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
         s.resize(static_cast<size_t>(nb));
         std::vector<RowMask> masks(static_cast<size_t>(nb));
         for (int64_t i = 0; i < nb; ++i) {
-          s[static_cast<size_t>(i)] = Selector{c.data() + i * cap, 0, cap, k, false, kNegInf};
+          s[static_cast<size_t>(i)] = selector(c.data() + i * cap, q0 + i);
           masks[static_cast<size_t>(i)] = row_mask(exclude, query_rows, q0 + i);
         }
         const int64_t i0 = n_tiles * t / parts * tw;
         const int64_t i1 = std::min(n_items, n_tiles * (t + 1) / parts * tw);
         scan_items(q0, nb, i0, i1, tile.data(), s.data(), masks.data());
+        for (Selector& query_sel : s) query_sel.finish();
       }
       for (int64_t i = 0; i < nb; ++i) {
         merged.clear();
@@ -290,12 +453,13 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
       const int64_t q0 = b * qb;
       const int64_t nb = std::min(qb, n_q - q0);
       for (int64_t i = 0; i < nb; ++i) {
-        sel[i] = Selector{cand.data() + i * cap, 0, cap, k, false, kNegInf};
+        sel[i] = selector(cand.data() + i * cap, q0 + i);
         masks[i] = row_mask(exclude, query_rows, q0 + i);
       }
       scan_items(q0, nb, 0, n_items, tile.data(), sel.data(), masks.data());
       for (int64_t i = 0; i < nb; ++i) {
         const size_t o = static_cast<size_t>((q0 + i) * k);
+        sel[i].finish();
         write_row(sel[i].buf, sel[i].size, k, out.items.data() + o, out.scores.data() + o);
       }
       const int64_t now = done.fetch_add(nb, std::memory_order_relaxed) + nb;
@@ -326,10 +490,7 @@ TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n
     all.clear();
     for (int64_t i = 0; i < n_items; ++i) {
       if (masked[i]) continue;
-      double s = 0;
-      for (int c = 0; c < d; ++c)
-        s += static_cast<double>(queries[q * d + c]) * static_cast<double>(items[i * d + c]);
-      float f = static_cast<float>(s);
+      float f = exact_score(queries + q * d, items + i * d, d);
       if (std::isnan(f)) f = kNegInf;
       all.push_back(Cand{f, static_cast<index_t>(i)});
     }

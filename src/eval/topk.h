@@ -32,9 +32,28 @@ struct TopK {
 /// (deterministic); NaN scores count as -inf (eligible, but never above a finite score). k >= 1;
 /// k > n_items is allowed (rows are padded). Memory is bounded independently of n_items: scores
 /// are computed in tiles of queries × items with cblas_sgemm and merged per query.
+///
+/// The reported scores are exact_score's, and so is the ranking: the GEMM's float scores only
+/// pick the items worth an exact score (those within the GEMM's rounding bound of the k-th
+/// best). A query's list and scores therefore do not depend on the other queries of the call,
+/// the thread count, the BLAS kernels or the CPU, and equal topk_naive's bit for bit.
+/// max_item_norm: the largest Euclidean norm of an item row (max_row_norm), which bounds that
+/// rounding; a caller that scores the same items many times passes it, else (< 0) it is
+/// computed here, one pass over the items.
 TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
           const data::Csr* exclude = nullptr, const std::vector<data::index_t>& query_rows = {},
-          const std::vector<data::index_t>* global_exclude = nullptr);
+          const std::vector<data::index_t>* global_exclude = nullptr,
+          double max_item_norm = -1);
+
+/// The score that `topk` and `topk_naive` report for a query and an item row of d floats:
+/// Σ query_c · item_c summed in double in a fixed order, then rounded to float. It does not
+/// depend on the CPU, the compiler's vectorisation or FMA contraction (products of floats are
+/// exact in double).
+float exact_score(const float* query, const float* item, int d);
+
+/// The largest Euclidean norm of the n rows of d floats (computed in double); NaN if a row
+/// holds NaN.
+double max_row_norm(const float* rows, int64_t n, int d);
 
 /// Checks `topk`'s arguments (shared by every top-k implementation, CPU and GPU, so that bad
 /// input gets the same sentence on each device); throws recforge::Error.
@@ -43,9 +62,8 @@ void validate_topk_arguments(const float* queries, int64_t n_q, const float* ite
                              const std::vector<data::index_t>& query_rows,
                              const std::vector<data::index_t>* global_exclude);
 
-/// The naive reference for `topk` (same contract): every score computed in double precision and
-/// rounded to float, masked, then fully sorted. Scores can differ from `topk`'s by float rounding
-/// (exactly equal on integer-valued factors). O(n_items) memory per query and slow; for tests.
+/// The naive reference for `topk` (same contract): every item's exact_score, masked, then fully
+/// sorted. O(n_items) memory per query and slow; for tests.
 TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
                 int k, const data::Csr* exclude = nullptr,
                 const std::vector<data::index_t>& query_rows = {},

@@ -66,6 +66,12 @@ struct Recommender::Impl {
   std::vector<data::index_t> by_popularity;       // item rows, most training users first
   mutable std::once_flag unit_items_once, unit_users_once, fold_in_once, explain_once;
   mutable Matrix unit_items_, unit_users_;
+  /// A matrix's largest row norm (eval::topk's rounding bound), computed on first use.
+  struct Norm {
+    std::once_flag once;
+    double value = 0;
+  };
+  mutable Norm items_norm_, unit_items_norm_, users_norm_, unit_users_norm_;
 
   // The model for fold-in or explain, prepared for that query on first use (the factors never
   // change here, and a fold-in then skips the items × k² Gram products).
@@ -85,6 +91,13 @@ struct Recommender::Impl {
   }
   const Matrix& unit_items() const { return unit(*items, unit_items_once, unit_items_); }
   const Matrix& unit_users() const { return unit(*users, unit_users_once, unit_users_); }
+
+  static double max_norm(const Matrix& m, Norm& n) {
+    std::call_once(n.once, [&] {
+      n.value = eval::max_row_norm(m.data.data(), m.rows, static_cast<int>(m.cols));
+    });
+    return n.value;
+  }
 
   const char* kind() const { return artifact ? "export" : "run"; }
 
@@ -151,11 +164,12 @@ struct Recommender::Impl {
       return index::search_filtered(search, q, n, d, items->rows, k, mask, rows, &global);
     }
     if (!cosine)
-      return eval::topk(q, n, items->data.data(), items->rows, d, k, mask, rows, &global);
+      return eval::topk(q, n, items->data.data(), items->rows, d, k, mask, rows, &global,
+                        max_norm(*items, items_norm_));
     std::vector<float> unit_q(q, q + n * d);
     index::normalize_rows(unit_q.data(), n, d);
     return eval::topk(unit_q.data(), n, unit_items().data.data(), items->rows, d, k, mask, rows,
-                      &global);
+                      &global, max_norm(unit_items(), unit_items_norm_));
   }
 
   /// A user of a request: their row (none for one opted out at training time) and whether
@@ -595,9 +609,11 @@ Result Recommender::similar_users(const std::string& user_raw, int k,
     if (m.opted_row[r]) self.push_back(static_cast<data::index_t>(r));
   std::sort(self.begin(), self.end());
   const int d = static_cast<int>(m.users->cols);
-  const Matrix& users = m.resolve(o.metric) == Metric::kCosine ? m.unit_users() : *m.users;
+  const bool cosine = m.resolve(o.metric) == Metric::kCosine;
+  const Matrix& users = cosine ? m.unit_users() : *m.users;
   const eval::TopK top =
-      eval::topk(users.row(*u), 1, users.data.data(), users.rows, d, res.k, nullptr, {}, &self);
+      eval::topk(users.row(*u), 1, users.data.data(), users.rows, d, res.k, nullptr, {}, &self,
+                 Impl::max_norm(users, cosine ? m.unit_users_norm_ : m.users_norm_));
   res.lists.push_back(m.to_list(top, 0, user, *m.user_ids));
   return res;
 }
