@@ -63,20 +63,32 @@ void gemm_tiles(const float* q, int64_t n, const float* items, int64_t n_items, 
   const int64_t threads = 1;
 #endif
   recforge::BlasThreads one(1);
-  const bool split = blocks < threads && tiles > 1;
-  const int64_t parts = split ? std::min(threads, tiles) : threads;
-#pragma omp parallel num_threads(static_cast<int>(parts))
+  auto tiles_of = [&](int64_t q0, int64_t nb, int64_t t_begin, int64_t t_end, float* tile) {
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      const int64_t t0 = t * kTw, w = std::min(kTw, n_items - t0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
+                  static_cast<int>(w), d, 1.0f, q + q0 * d, d, items + t0 * d, d, 0.0f, tile,
+                  static_cast<int>(w));
+    }
+  };
+  if (blocks < threads && tiles > 1) {
+    const int64_t parts = std::min(threads, tiles);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t q0 = b * kQb, nb = std::min(kQb, n - q0);
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+      for (int64_t p = 0; p < parts; ++p) {
+        std::vector<float> tile(static_cast<size_t>(nb * kTw));
+        tiles_of(q0, nb, tiles * p / parts, tiles * (p + 1) / parts, tile.data());
+      }
+    }
+    return;
+  }
+#pragma omp parallel
   {
     std::vector<float> tile(static_cast<size_t>(kQb * kTw));
-#pragma omp for schedule(dynamic, 1) collapse(2)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t q0 = b * kQb, nb = std::min(kQb, n - q0);
-        const int64_t t0 = t * kTw, w = std::min(kTw, n_items - t0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
-                    static_cast<int>(w), d, 1.0f, q + q0 * d, d, items + t0 * d, d, 0.0f,
-                    tile.data(), static_cast<int>(w));
-      }
+      tiles_of(b * kQb, std::min(kQb, n - b * kQb), 0, tiles, tile.data());
   }
 }
 
