@@ -41,12 +41,6 @@ inline bool better(const Cand& a, const Cand& b) {
   return a.score > b.score || (a.score == b.score && a.item < b.item);
 }
 
-/// The most a float GEMM score of one query and item can differ from their exact_score, per unit
-/// of ‖query‖·‖item‖. A float sum of d products, in any order and with or without FMA, is within
-/// γ_d·Σ|q_c·x_c| of the exact sum (Higham, Accuracy and Stability of Numerical Algorithms, §3.1;
-/// u = 2^-24, γ_d = du / (1 - du)); exact_score is within u·|sum| + γ'_d·Σ|q_c·x_c| (its double
-/// sum, u' = 2^-53, then one rounding to float); and Σ|q_c·x_c| <= ‖q‖·‖x‖ (Cauchy–Schwarz).
-/// Doubled, for the rounding of the norms themselves. A larger slack only costs exact scores.
 /// Σ x_c² of one row, in double.
 double squared_norm(const float* x, int d) {
   constexpr int kLanes = 16;
@@ -60,13 +54,25 @@ double squared_norm(const float* x, int d) {
   return s;
 }
 
-double slack_per_norm(int d) {
+/// The most a float GEMM score of a query q and an item x can differ from their exact_score,
+/// given n = ‖q‖·max‖x‖ (any item). Without overflow or underflow, a float sum of d products, in
+/// any order and with or without FMA, is within γ_d·Σ|q_c·x_c| of the exact sum (Higham,
+/// Accuracy and Stability of Numerical Algorithms, §3.1; u = 2^-24, γ_d = du / (1 - du));
+/// exact_score is within u·|sum| + γ'_d·Σ|q_c·x_c| (its double sum, u' = 2^-53, then one rounding
+/// to float); and Σ|q_c·x_c| <= n (Cauchy–Schwarz). Doubled, for the rounding of the norms. Below
+/// the normal range a product rounded to a subnormal float, and the final rounding, are each off
+/// by up to 2^-150 more (additions that give subnormals are exact): (d + 1)·2^-149 covers them.
+/// Above it, a product or partial sum may overflow (n >= 2^127 allows it): the slack is then
+/// infinite and every item gets its exact score. A larger slack only costs exact scores.
+/// Assumes IEEE arithmetic as configured by default (no flush-to-zero).
+double slack_for(int d, double n) {
   const double u = std::ldexp(1.0, -24);
   const double u2 = std::ldexp(1.0, -53);
-  if (d * u >= 0.5) return std::numeric_limits<double>::infinity();
+  const double inf = std::numeric_limits<double>::infinity();
+  if (d * u >= 0.5 || !(n < std::ldexp(1.0, 127))) return inf;  // also NaN
   const double g = d * u / (1 - d * u);
   const double g2 = d * u2 / (1 - d * u2);
-  return 2 * (g + u * (1 + g2) + g2);
+  return 2 * (g + u * (1 + g2) + g2) * n + (d + 1) * std::ldexp(1.0, -149);
 }
 
 /// The items masked for one query: its exclusion row (sorted) or nothing.
@@ -116,7 +122,7 @@ float admit_below(float thr, double slack) {
 /// exact_score. The tile's GEMM scores do the selection; exact scores are computed only for the
 /// items that can still be in the top k at the end (finish()).
 ///
-/// The GEMM and exact scores of an item differ by at most `slack` (slack_per_norm). So if g_k is
+/// The GEMM and exact scores of an item differ by at most `slack` (slack_for). So if g_k is
 /// the k-th best GEMM score, every item of the exact top k has a GEMM score >= g_k - 2·slack (the
 /// k items with the best GEMM scores have exact scores >= g_k - slack, so the k-th best exact
 /// score is too). Candidates accumulate in a buffer of `cap` >= 2k entries by their GEMM score
@@ -336,7 +342,6 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
   if (max_item_norm < 0) max_item_norm = max_row_norm(items, n_items, d);
   const int64_t cap = static_cast<int64_t>(k) + std::max<int64_t>(k, 256);
   // Query q's bound on |GEMM score - exact score| over all items.
-  const double per_norm = slack_per_norm(d) * max_item_norm;
   auto selector = [&](Cand* buf, int64_t q) {
     Selector s;
     s.buf = buf;
@@ -345,7 +350,7 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
     s.query = queries + q * d;
     s.items = items;
     s.d = d;
-    s.slack = per_norm * std::sqrt(squared_norm(s.query, d));
+    s.slack = slack_for(d, max_item_norm * std::sqrt(squared_norm(s.query, d)));
     return s;
   };
 

@@ -212,6 +212,59 @@ TEST(TopK, ExactTiesGoToTheLowerIndexWhateverTheFloatSumsGive) {
   expect_same(got, topk_naive(ones.data(), 2, it.data(), n_items, d, k), "ties");
 }
 
+TEST(TopK, FactorsAtTheEdgesOfFloatsRangeStillRankByExactScores) {
+  // Overflow: the float products of the first two items are ±1e40 (beyond float), so a GEMM
+  // gives them inf or NaN, while their exact scores are 0 and the third item's is 1e10.
+  {
+    const std::vector<float> q = {1e30f, 1e30f};
+    const std::vector<float> it = {1e10f, -1e10f, -1e10f, 1e10f, 1e-20f, 0.0f};
+    const TopK got = topk(q.data(), 1, it.data(), 3, 2, 1);
+    EXPECT_EQ(got.item(0, 0), 2);
+    expect_same(got, topk_naive(q.data(), 1, it.data(), 3, 2, 1), "overflow");
+  }
+  // Underflow: every product of the query with item 0 (1) is about 10.49 (10.51) times the
+  // smallest subnormal, rounded to 10 (11) of them in float, so a GEMM scores item 1 above
+  // item 0 by 4 subnormal steps; both exact sums (41.96 and 42.04 steps) round to 42 steps, and
+  // the tie goes to item 0.
+  {
+    const float step = std::ldexp(1.0f, -79);
+    const std::vector<float> q(4, std::ldexp(1.0f, -70));
+    std::vector<float> it(8);
+    for (int c = 0; c < 4; ++c) {
+      it[static_cast<size_t>(c)] = 10.49f * step;
+      it[static_cast<size_t>(4 + c)] = 10.51f * step;
+    }
+    const TopK got = topk(q.data(), 1, it.data(), 2, 4, 1);
+    EXPECT_EQ(got.item(0, 0), 0);
+    EXPECT_EQ(got.score(0, 0), 42 * std::ldexp(1.0f, -149));
+    expect_same(got, topk_naive(q.data(), 1, it.data(), 2, 4, 1), "underflow");
+  }
+}
+
+TEST(TopK, TheItemsLargestNormIsComputedOrTakenAsGiven) {
+  const std::vector<float> rows = {3, 4, 0, 1, -6, 8};  // norms 5, 1, 10
+  EXPECT_EQ(max_row_norm(rows.data(), 3, 2), 10.0);
+  EXPECT_EQ(max_row_norm(rows.data(), 0, 2), 0.0);
+  std::vector<float> many = float_factors(1001, 7, 5);
+  double want = 0;
+  for (int64_t i = 0; i < 1001; ++i) {
+    double s = 0;
+    for (int c = 0; c < 7; ++c) s += static_cast<double>(many[i * 7 + c]) * many[i * 7 + c];
+    want = std::max(want, std::sqrt(s));
+  }
+  EXPECT_NEAR(max_row_norm(many.data(), 1001, 7), want, 1e-15 * want);
+  many[500 * 7 + 3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(max_row_norm(many.data(), 1001, 7)));
+  many[500 * 7 + 3] = kInf;
+  EXPECT_EQ(max_row_norm(many.data(), 1001, 7), std::numeric_limits<double>::infinity());
+  // Passing the norm gives what computing it gives.
+  const auto q = float_factors(70, 16, 6);
+  const auto it = float_factors(5000, 16, 7);
+  const double norm = max_row_norm(it.data(), 5000, 16);
+  expect_same(topk(q.data(), 70, it.data(), 5000, 16, 25, nullptr, {}, nullptr, norm),
+              topk(q.data(), 70, it.data(), 5000, 16, 25), "norm given");
+}
+
 TEST(TopK, MasksThatRemoveAlmostEverythingPadTheRows) {
   const int64_t n_q = 40, n_items = 9000;
   const int d = 4, k = 10;
