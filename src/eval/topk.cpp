@@ -336,6 +336,15 @@ void validate_topk_arguments(const float* queries, int64_t n_q, const float* ite
 TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d, int k,
           const data::Csr* exclude, const std::vector<index_t>& query_rows,
           const std::vector<index_t>* global_exclude, double max_item_norm) {
+  return detail::topk_scored(queries, n_q, items, n_items, d, k, exclude, query_rows,
+                             global_exclude, max_item_norm, nullptr);
+}
+
+TopK detail::topk_scored(const float* queries, int64_t n_q, const float* items, int64_t n_items,
+                         int d, int k, const data::Csr* exclude,
+                         const std::vector<index_t>& query_rows,
+                         const std::vector<index_t>* global_exclude, double max_item_norm,
+                         const TileScores& tile_scores) {
   validate_topk_arguments(queries, n_q, items, n_items, d, k, exclude, query_rows, global_exclude);
   TopK out = padded(n_q, k);
   if (n_q == 0 || n_items == 0) return out;
@@ -371,9 +380,12 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
       const int64_t t1 = std::min(i1, t0 + tw);
       const int64_t w = t1 - t0;
       // tile[i][j] = query (q0 + i) · item (t0 + j)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
-                  static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,
-                  tile, static_cast<int>(w));
+      if (tile_scores)
+        tile_scores(q0, nb, t0, w, tile);
+      else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
+                    static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,
+                    tile, static_cast<int>(w));
       while (g != g_end && *g < t0) ++g;
       for (int64_t i = 0; i < nb; ++i) {
         const float* row = tile + i * w - t0;  // row[j] is the score of item j

@@ -4,6 +4,7 @@
 /// is the reference that every faster retrieval (GPU, Faiss) is tested against.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "data/csr.h"
@@ -61,6 +62,19 @@ void validate_topk_arguments(const float* queries, int64_t n_q, const float* ite
                              int64_t n_items, int d, int k, const data::Csr* exclude,
                              const std::vector<data::index_t>& query_rows,
                              const std::vector<data::index_t>* global_exclude);
+
+namespace detail {
+/// Fills tile[i * w + j] with the float score of query q0 + i and item t0 + j, for i < nb and
+/// j < w (what topk's GEMM computes).
+using TileScores =
+    std::function<void(int64_t q0, int64_t nb, int64_t t0, int64_t w, float* tile)>;
+/// `topk` with its GEMM tiles replaced by `tile_scores` (when set): for tests that feed it
+/// float scores as far from the exact ones as rounding may put them.
+TopK topk_scored(const float* queries, int64_t n_q, const float* items, int64_t n_items, int d,
+                 int k, const data::Csr* exclude, const std::vector<data::index_t>& query_rows,
+                 const std::vector<data::index_t>* global_exclude, double max_item_norm,
+                 const TileScores& tile_scores);
+}  // namespace detail
 
 /// The naive reference for `topk` (same contract): every item's exact_score, masked, then fully
 /// sorted. O(n_items) memory per query and slow; for tests.

@@ -265,6 +265,80 @@ TEST(TopK, TheItemsLargestNormIsComputedOrTakenAsGiven) {
               topk(q.data(), 70, it.data(), 5000, 16, 25), "norm given");
 }
 
+TEST(TopK, FloatScoresAsFarOffAsRoundingAllowsStillGiveTheExactList) {
+  // The margins of the selection, probed: a float sum of d products can be off the exact sum by
+  // γ_d·Σ|q_c·x_c| (Higham §3.1), so the tiles get each exact score moved by that much the
+  // wrong way: down for the items of the exact top k, up for all others. Near-tied clusters
+  // (C items within a few such errors of each other) make the float ranking wrong; topk must
+  // still return topk_naive's list. C = 60 stays in the GEMM-score buffer, C = 1500 fills it
+  // with near-ties and switches to exact scores; 1 query splits the items across threads, 150
+  // go block by block. A slack ten times too small fails this test.
+  const int d = 32, k = 25;
+  const int64_t n_items = 6000;
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = d * u / (1 - d * u);
+  for (const int64_t cluster : {int64_t{60}, int64_t{1500}}) {
+    for (const int64_t n_q : {int64_t{1}, int64_t{150}}) {
+      Rng rng(static_cast<uint64_t>(1000 * cluster + n_q));
+      std::vector<float> base(static_cast<size_t>(d));
+      for (auto& x : base) x = static_cast<float>(2 * rng.uniform() - 1);
+      std::vector<float> q(static_cast<size_t>(n_q * d));
+      for (int64_t i = 0; i < n_q; ++i)
+        for (int c = 0; c < d; ++c)
+          q[static_cast<size_t>(i * d + c)] =
+              base[static_cast<size_t>(c)] + static_cast<float>(0.01 * (2 * rng.uniform() - 1));
+      // Items: background rows in [-1, 1), and a cluster around `base` (the queries' direction)
+      // spread so that its scores differ by about 3 rounding errors.
+      std::vector<float> it = float_factors(n_items, d, static_cast<uint64_t>(cluster + n_q));
+      for (int64_t j = 0; j < cluster; ++j) {
+        const int64_t i = 7 + j * ((n_items - 7) / cluster);  // scattered over the tiles
+        for (int c = 0; c < d; ++c)
+          it[static_cast<size_t>(i * d + c)] =
+              base[static_cast<size_t>(c)] + static_cast<float>(2e-5 * (2 * rng.uniform() - 1));
+      }
+      const TopK want = topk_naive(q.data(), n_q, it.data(), n_items, d, k);
+      std::vector<std::vector<uint8_t>> top(static_cast<size_t>(n_q),
+                                            std::vector<uint8_t>(static_cast<size_t>(n_items)));
+      for (int64_t x = 0; x < n_q; ++x)
+        for (int j = 0; j < k; ++j) top[static_cast<size_t>(x)][want.item(x, j)] = 1;
+      auto off = [&](int64_t x, int64_t i) {
+        double exact = 0, abs_sum = 0;
+        for (int c = 0; c < d; ++c) {
+          const double p = static_cast<double>(q[static_cast<size_t>(x * d + c)]) *
+                           it[static_cast<size_t>(i * d + c)];
+          exact += p;
+          abs_sum += std::abs(p);
+        }
+        const double e = gamma * abs_sum;
+        return static_cast<float>(top[static_cast<size_t>(x)][static_cast<size_t>(i)] ? exact - e
+                                                                                       : exact + e);
+      };
+      const detail::TileScores adversary = [&](int64_t q0, int64_t nb, int64_t t0, int64_t w,
+                                               float* tile) {
+        for (int64_t a = 0; a < nb; ++a)
+          for (int64_t b = 0; b < w; ++b) tile[a * w + b] = off(q0 + a, t0 + b);
+      };
+      // The adversary's scores alone rank some query's top k wrongly (else this proves little).
+      int64_t wrong = 0;
+      for (int64_t x = 0; x < n_q; ++x) {
+        std::vector<float> row(static_cast<size_t>(n_items));
+        for (int64_t i = 0; i < n_items; ++i) row[static_cast<size_t>(i)] = off(x, i);
+        std::vector<int64_t> order(static_cast<size_t>(n_items));
+        for (int64_t i = 0; i < n_items; ++i) order[static_cast<size_t>(i)] = i;
+        std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+          return row[a] > row[b] || (row[a] == row[b] && a < b);
+        });
+        for (int j = 0; j < k; ++j) wrong += !top[static_cast<size_t>(x)][order[j]];
+      }
+      EXPECT_GT(wrong, 0) << "cluster " << cluster << ", " << n_q << " queries";
+      const TopK got = detail::topk_scored(q.data(), n_q, it.data(), n_items, d, k, nullptr, {},
+                                           nullptr, -1, adversary);
+      expect_same(got, want,
+                  "cluster " + std::to_string(cluster) + ", " + std::to_string(n_q) + " queries");
+    }
+  }
+}
+
 TEST(TopK, MasksThatRemoveAlmostEverythingPadTheRows) {
   const int64_t n_q = 40, n_items = 9000;
   const int d = 4, k = 10;
