@@ -41,17 +41,27 @@ inline bool better(const Cand& a, const Cand& b) {
   return a.score > b.score || (a.score == b.score && a.item < b.item);
 }
 
-/// Σ x_c² of one row, in double.
-double squared_norm(const float* x, int d) {
+/// Σ a_c·b_c in double: sixteen partial sums in a fixed order, combined pairwise. A product of
+/// two floats is exact in double, so neither FMA contraction nor vectorisation of the lanes
+/// changes a bit (and sixteen independent sums keep the FMA units busy).
+double lane_dot(const float* a, const float* b, int d) {
   constexpr int kLanes = 16;
   double acc[kLanes] = {};
   int c = 0;
   for (; c + kLanes <= d; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += static_cast<double>(x[c + l]) * x[c + l];
-  double s = 0;
-  for (; c < d; ++c) s += static_cast<double>(x[c]) * x[c];
-  for (double a : acc) s += a;
-  return s;
+    for (int l = 0; l < kLanes; ++l)
+      acc[l] += static_cast<double>(a[c + l]) * static_cast<double>(b[c + l]);
+  for (int l = 0; c + l < d; ++l)
+    acc[l] += static_cast<double>(a[c + l]) * static_cast<double>(b[c + l]);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+/// The score items are ranked by: exact_score, NaN counted as -inf.
+float ranking_score(const float* query, const float* item, int d) {
+  const float s = exact_score(query, item, d);
+  return std::isnan(s) ? kNegInf : s;
 }
 
 /// The most a float GEMM score of a query q and an item x can differ from their exact_score,
@@ -148,26 +158,24 @@ struct Selector {
   float admit = kNegInf;  // GEMM scores below this are skipped
 
   float exact_of(index_t j) const {
-    const float s = exact_score(query, items + static_cast<int64_t>(j) * d, d);
-    return std::isnan(s) ? kNegInf : s;
+    return ranking_score(query, items + static_cast<int64_t>(j) * d, d);
   }
 
   /// Keeps the best k of buf[0 .. size) and those whose key is within `margin` below the k-th;
-  /// returns the k-th key.
+  /// returns that lower bound on the keys kept.
   float cut(double margin) {
     std::nth_element(buf, buf + k - 1, buf + size, better);
-    const float kth = buf[k - 1].score;
-    const float keep = admit_below(kth, margin);
+    const float keep = admit_below(buf[k - 1].score, margin);
     int64_t n = k;
     for (int64_t i = k; i < size; ++i)
       if (!(buf[i].score < keep)) buf[n++] = buf[i];
     size = n;
-    return kth;
+    return keep;
   }
 
   /// The buffer is full: cut it, or switch to exact scores when near-ties leave no room.
   void prune() {
-    admit = admit_below(cut(2 * slack), 2 * slack);
+    admit = cut(2 * slack);
     if (size - k <= (cap - k) / 2) return;
     for (int64_t i = 0; i < size; ++i) buf[i].score = exact_of(buf[i].item);
     if (size > k) std::nth_element(buf, buf + k - 1, buf + size, better);
@@ -247,20 +255,7 @@ TopK padded(int64_t n_q, int k) {
 }  // namespace
 
 float exact_score(const float* query, const float* item, int d) {
-  // Sixteen partial sums in a fixed order, combined pairwise: a product of two floats is exact in
-  // double, so neither FMA contraction nor vectorisation of the lanes changes a bit (and sixteen
-  // independent sums keep the FMA units busy).
-  constexpr int kLanes = 16;
-  double acc[kLanes] = {};
-  int c = 0;
-  for (; c + kLanes <= d; c += kLanes)
-    for (int l = 0; l < kLanes; ++l)
-      acc[l] += static_cast<double>(query[c + l]) * static_cast<double>(item[c + l]);
-  for (int l = 0; c + l < d; ++l)
-    acc[l] += static_cast<double>(query[c + l]) * static_cast<double>(item[c + l]);
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return static_cast<float>(acc[0]);
+  return static_cast<float>(lane_dot(query, item, d));
 }
 
 double max_row_norm(const float* rows, int64_t n, int d) {
@@ -272,7 +267,7 @@ double max_row_norm(const float* rows, int64_t n, int d) {
     bool mine_nan = false;
 #pragma omp for schedule(static) nowait
     for (int64_t i = 0; i < n; ++i) {
-      const double s = squared_norm(rows + i * d, d);
+      const double s = lane_dot(rows + i * d, rows + i * d, d);
       if (std::isnan(s)) mine_nan = true;
       else mine = std::max(mine, s);
     }
@@ -359,7 +354,7 @@ TopK detail::topk_scored(const float* queries, int64_t n_q, const float* items, 
     s.query = queries + q * d;
     s.items = items;
     s.d = d;
-    s.slack = slack_for(d, max_item_norm * std::sqrt(squared_norm(s.query, d)));
+    s.slack = slack_for(d, max_item_norm * std::sqrt(lane_dot(s.query, s.query, d)));
     return s;
   };
 
@@ -507,9 +502,7 @@ TopK topk_naive(const float* queries, int64_t n_q, const float* items, int64_t n
     all.clear();
     for (int64_t i = 0; i < n_items; ++i) {
       if (masked[i]) continue;
-      float f = exact_score(queries + q * d, items + i * d, d);
-      if (std::isnan(f)) f = kNegInf;
-      all.push_back(Cand{f, static_cast<index_t>(i)});
+      all.push_back(Cand{ranking_score(queries + q * d, items + i * d, d), static_cast<index_t>(i)});
     }
     std::sort(all.begin(), all.end(), better);
     for (int64_t j = 0; j < std::min<int64_t>(k, static_cast<int64_t>(all.size())); ++j) {

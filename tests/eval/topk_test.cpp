@@ -114,17 +114,20 @@ TEST(TopK, MatchesNaiveToTheBitOnRandomFloats) {
   const TopK got = topk(q.data(), n_q, it.data(), n_items, d, k, &mask);
   expect_same(got, topk_naive(q.data(), n_q, it.data(), n_items, d, k, &mask), "floats");
   const double u = std::ldexp(1.0, -24);
+  const double gamma2 = d * std::ldexp(1.0, -53) / (1 - d * std::ldexp(1.0, -53));
   for (int64_t x = 0; x < n_q; ++x) {
     for (int j = 0; j < k; ++j) {
-      // The score is the item's inner product: a plain double sum s is within d·2^-53·Σ|q·x| of
-      // the exact one, and the float score within u·|s| of that (plus the same again).
+      // The score is the item's inner product. The products are exact in double, so this plain
+      // double sum s and the score's own double sum S are each within γ'_d·Σ|q·x| of the exact
+      // sum (u' = 2^-53); the score is S rounded to float, within u·|S| <= u·(|s| + 2γ'_d·Σ).
       const index_t i = got.item(x, j);
       double s = 0, abs_sum = 0;
       for (int c = 0; c < d; ++c) {
         s += static_cast<double>(q[x * d + c]) * it[i * d + c];
         abs_sum += std::abs(static_cast<double>(q[x * d + c]) * it[i * d + c]);
       }
-      ASSERT_LE(std::abs(got.score(x, j) - s), u * std::abs(s) + 2 * d * std::ldexp(abs_sum, -53));
+      ASSERT_LE(std::abs(got.score(x, j) - s),
+                u * std::abs(s) + 2 * gamma2 * (1 + u) * abs_sum);
       ASSERT_FALSE(std::binary_search(mask.indices.begin() + mask.indptr[x],
                                       mask.indices.begin() + mask.indptr[x + 1], i));
     }
@@ -252,7 +255,10 @@ TEST(TopK, TheItemsLargestNormIsComputedOrTakenAsGiven) {
     for (int c = 0; c < 7; ++c) s += static_cast<double>(many[i * 7 + c]) * many[i * 7 + c];
     want = std::max(want, std::sqrt(s));
   }
-  EXPECT_NEAR(max_row_norm(many.data(), 1001, 7), want, 1e-15 * want);
+  // Both squared sums (positive terms, exact products) are within γ'_7 of the exact one
+  // relatively (u' = 2^-53), so their square roots within about γ'_7 / 2 each, plus a rounding
+  // of u' each: 2·(7 + 1)·u' covers the difference.
+  EXPECT_NEAR(max_row_norm(many.data(), 1001, 7), want, 2 * (7 + 1) * std::ldexp(want, -53));
   many[500 * 7 + 3] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(std::isnan(max_row_norm(many.data(), 1001, 7)));
   many[500 * 7 + 3] = kInf;
