@@ -27,6 +27,12 @@ constexpr int64_t kQueryBlock = 128;
 /// Items per GEMM tile: a 128 × 2048 float tile (1 MiB per thread) stays in L2 between the GEMM
 /// that writes it and the selection that reads it (faster than 8192 by 10-20% on a Xeon).
 constexpr int64_t kItemTile = 2048;
+/// Blocks of at most this many queries are scored by one GEMV per query instead of a GEMM:
+/// OpenBLAS packs the item tile for a GEMM even of one row, and for 1-3 queries that packing
+/// costs more than reading the tile once per query (at 2048 items, one thread: 1.7x faster for
+/// one query at d 256, 3.5x at d 32-64; a tie at 4; tools/bench/bench_topk.cpp measures it). The
+/// candidates do not depend on the choice: the slack bounds any summation order.
+constexpr int64_t kGemvQueries = 3;
 /// Upper bound on one thread's candidate buffers, in bytes.
 constexpr int64_t kCandidateBytes = int64_t{64} << 20;
 
@@ -377,6 +383,10 @@ TopK detail::topk_scored(const float* queries, int64_t n_q, const float* items, 
       // tile[i][j] = query (q0 + i) · item (t0 + j)
       if (tile_scores)
         tile_scores(q0, nb, t0, w, tile);
+      else if (nb <= kGemvQueries)
+        for (int64_t i = 0; i < nb; ++i)
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(w), d, 1.0f, items + t0 * d,
+                      d, queries + (q0 + i) * d, 1, 0.0f, tile + i * w, 1);
       else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb),
                     static_cast<int>(w), d, 1.0f, queries + q0 * d, d, items + t0 * d, d, 0.0f,

@@ -138,7 +138,8 @@ TEST(TopK, AQueryGetsTheSameListAloneAndInAnyBatch) {
   // The GEMM's float scores of one query depend on the shape of the call and the query's place
   // in it (OpenBLAS's Haswell/Zen kernels, among others, round them differently), so a server
   // that batches concurrent users must not rank by them: the list and scores must be the ones
-  // the query gets alone, to the bit.
+  // the query gets alone, to the bit. Batches of 1-3 are scored by GEMVs and larger ones by a
+  // GEMM, so this also compares the two products' candidates.
   const int64_t n_items = 6000;
   const int d = 48, k = 30;
   const auto it = float_factors(n_items, d, 61);

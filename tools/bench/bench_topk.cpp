@@ -1,7 +1,10 @@
 // The CPU exact top-k (eval::topk) against the GEMM tiles alone, on random factors of a chosen
 // shape: milliseconds per query for batches of queries (a server's batches, an evaluation's
 // blocks) and several k. The difference is the selection, the exact scores of the candidates
-// and the per-query norms (docs/metrics.md, "Top-k retrieval"). Built with the CPU tool:
+// and the per-query norms (docs/metrics.md, "Top-k retrieval"), less what topk saves by scoring
+// blocks of 1-3 queries with one GEMV per query where the baseline runs a GEMM (so the overhead
+// is negative there). The header also gives the time of max_row_norm, which a caller that does
+// not pass the items' largest norm pays on every call. Built with the CPU tool:
 //   build/cpu/bench-topk [--items 40981] [--dim 256] [--batches 1,16,64,1024] [--ks 20,50,200,1000]
 //                        [--seconds 1.5]
 // Prints one line per (batch, k): batch, k, GEMM-only ms/query, top-k ms/query, overhead.
@@ -50,10 +53,11 @@ double per_call(F f, double seconds) {
   return s / reps;
 }
 
-/// The GEMM tiles eval::topk computes for n queries (128 queries × 2048 items per tile; the
-/// item tiles shared across the threads when there are fewer query blocks than threads, else
-/// one block per thread), without the selection. topk uses smaller query blocks when k is in
-/// the tens of thousands (its candidate memory bound), which this baseline does not follow.
+/// The GEMM tiles eval::topk computes for n queries, without the selection: 128 queries × 2048
+/// items per tile, the item tiles shared across the threads when there are fewer query blocks
+/// than threads, else one block per thread. Every block is a GEMM here, where topk scores
+/// blocks of 1-3 queries by GEMVs; and topk uses smaller query blocks when k is in the tens of
+/// thousands (its candidate memory bound), which this baseline does not follow.
 void gemm_tiles(const float* q, int64_t n, const float* items, int64_t n_items, int d) {
   constexpr int64_t kQb = 128, kTw = 2048;
   const int64_t blocks = (n + kQb - 1) / kQb;
@@ -133,8 +137,10 @@ int main(int argc, char** argv) {
   for (float& x : items) x = normal(gen);
   for (float& x : queries) x = normal(gen);
   const double norm = recforge::eval::max_row_norm(items.data(), n_items, d);
-  std::printf("# %lld items × %d factors, normal(0, 0.1); BLAS kernels %s\n",
-              static_cast<long long>(n_items), d, recforge::blas_core_name());
+  const double norm_seconds =
+      per_call([&] { (void)recforge::eval::max_row_norm(items.data(), n_items, d); }, seconds);
+  std::printf("# %lld items × %d factors, normal(0, 0.1); BLAS kernels %s; max_row_norm %.4f ms\n",
+              static_cast<long long>(n_items), d, recforge::blas_core_name(), 1e3 * norm_seconds);
   std::printf("%8s %6s %16s %16s %9s\n", "batch", "k", "gemm ms/query", "top-k ms/query",
               "overhead");
   for (int64_t n : batches) {
