@@ -157,7 +157,8 @@ void register_serve_command(CLI::App& app, std::map<std::string, std::function<i
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   s->add_option("--batch-wait-ms", a.batch_wait_ms,
-                "Longest wait to gather single-user GETs, or POSTs' new users, into one batch (ms)")
+                "Longest wait to gather single-user GETs, or POSTs' new users, into one batch "
+                "(ms); none while no other request is in the server")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60000.0));
   s->add_option("--max-batch", a.max_batch, "Most users answered by one batched library call (GETs' users, or POSTs' new users; one POST's new users are never split)")

@@ -136,10 +136,15 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
           n += p->users();
       return n;
     };
-    // Wait for company until the oldest has waited max_wait or the batch is full; another
-    // worker may take `first` meanwhile, in which case start over.
+    // Every request in the server is queued: nothing inside it can join the batch.
+    auto alone = [&] {
+      return o_.in_server && o_.in_server() <= static_cast<int64_t>(queue_.size());
+    };
+    // Wait for company until the oldest has waited max_wait or the batch is full, or no company
+    // can come; another worker may take `first` meanwhile, in which case start over.
     cv_.wait_until(lock, first->queued_at + o_.max_wait, [&] {
-      return stopping_ || queue_.empty() || queue_.front() != first || mates() >= o_.max_batch;
+      return stopping_ || queue_.empty() || queue_.front() != first || alone() ||
+             mates() >= o_.max_batch;
     });
     if (queue_.empty() || queue_.front() != first) continue;
     // At most max_batch users per call, in queue order; the first request always goes, also a

@@ -11,10 +11,12 @@
 /// from k, and for index searches equal k too, since an approximate search depends on it), up
 /// to `max_batch`, once the oldest has waited `max_wait` or the batch is full. A worker that is
 /// busy lets the queue grow, so batches grow with the load and a lone request waits at most
-/// `max_wait`. Every caller waits for its own answer until its deadline.
+/// `max_wait`, or not at all when no other request is in the server (`in_server`). Every
+/// caller waits for its own answer until its deadline.
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -42,6 +44,12 @@ struct BatcherOptions {
   /// Threads computing batches (>= 1). The library call itself is multi-threaded (BLAS,
   /// OpenMP), so one is usually best: while it computes, the next batch gathers.
   int workers = 1;
+  /// Requests the server is handling now, the queued ones included (optional, thread-safe).
+  /// While it equals the number of queued requests, no company can come from inside the
+  /// server, so the oldest does not wait for any: a request that reaches an idle server is
+  /// answered at once instead of after max_wait. Read when the wait begins and whenever a
+  /// request is queued during it.
+  std::function<int64_t()> in_server;
 };
 
 class Batcher {

@@ -58,15 +58,9 @@ void Metrics::observe_batch(size_t n) {
   batch_sizes_.observe(static_cast<double>(n));
 }
 
-void Metrics::begin_request() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++in_flight_;
-}
+void Metrics::begin_request() { ++in_flight_; }
 
-void Metrics::end_request() {
-  std::lock_guard<std::mutex> lock(mu_);
-  --in_flight_;
-}
+void Metrics::end_request() { --in_flight_; }
 
 void Metrics::set_export(const std::string& version, double load_seconds, double loaded_unix) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -130,7 +124,7 @@ std::string Metrics::render() const {
   render_histogram(out, "recforge_batch_size", "", batch_sizes_);
   out += "# HELP recforge_requests_in_flight Requests being handled now.\n";
   out += "# TYPE recforge_requests_in_flight gauge\n";
-  out += fmt::format("recforge_requests_in_flight {}\n", in_flight_);
+  out += fmt::format("recforge_requests_in_flight {}\n", in_flight_.load());
   if (has_export_) {
     out += "# HELP recforge_export_info The export version in service.\n";
     out += "# TYPE recforge_export_info gauge\n";

@@ -3,6 +3,7 @@
 /// The counters and histograms of `recforge serve`, rendered in the Prometheus text exposition
 /// format 0.0.4 for GET /metrics. Every method is safe to call from many threads at once.
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -42,6 +43,7 @@ class Metrics {
   /// Requests being handled now.
   void begin_request();
   void end_request();
+  int64_t in_flight() const { return in_flight_.load(); }
   /// The export in service: its version ("v-3"), load time in seconds, and when it was loaded
   /// (seconds since the Unix epoch).
   void set_export(const std::string& version, double load_seconds, double loaded_unix);
@@ -58,7 +60,7 @@ class Metrics {
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
   std::map<std::pair<std::string, std::string>, Histogram> durations_;
   Histogram batch_sizes_{batch_size_buckets()};
-  int64_t in_flight_ = 0;
+  std::atomic<int64_t> in_flight_{0};
   std::string version_;
   bool has_export_ = false;
   double load_seconds_ = 0, loaded_unix_ = 0;

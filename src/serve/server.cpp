@@ -665,6 +665,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
   BatcherOptions bo;
   bo.max_wait = o.batch_wait;
   bo.max_batch = o.max_batch;
+  bo.in_server = [&m] { return m.metrics.in_flight(); };
   m.batcher = std::make_unique<Batcher>(bo, [&m](size_t n) { m.metrics.observe_batch(n); });
   const int threads = o.threads;
   m.svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };

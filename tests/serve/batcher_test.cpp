@@ -71,6 +71,17 @@ struct Sizes {
   }
 };
 
+/// One worker waiting up to `wait` for company, at most `max_batch` users per call.
+BatcherOptions options(std::chrono::microseconds wait, size_t max_batch,
+                       std::function<int64_t()> in_server = {}) {
+  BatcherOptions o;
+  o.max_wait = wait;
+  o.max_batch = max_batch;
+  o.workers = 1;
+  o.in_server = std::move(in_server);
+  return o;
+}
+
 Clock::time_point far() { return Clock::now() + std::chrono::minutes(10); }
 
 void expect_same_list(const Result& got, const Result& alone) {
@@ -114,7 +125,7 @@ TEST_F(BatcherTest, ConcurrentRequestsShareOneCallAndGetTheirOwnLists) {
     const auto rec = open(path);
     // A long wait: the batch is computed only because it is full, so one call answers all.
     Sizes sizes;
-    Batcher b({std::chrono::seconds(60), 8, 1}, sizes.callback());
+    Batcher b(options(std::chrono::seconds(60), 8), sizes.callback());
     auto make = [&](int i) {
       return std::pair<std::string, Options>(std::to_string(10 * i + 1), mixed_k(*rec, i));
     };
@@ -132,7 +143,7 @@ TEST_F(BatcherTest, ConcurrentRequestsShareOneCallAndGetTheirOwnLists) {
 TEST_F(BatcherTest, RequestsWithOtherOptionsNeverShareACall) {
   const auto rec = open(*run_);
   Sizes sizes;
-  Batcher b({std::chrono::seconds(60), 4, 1}, sizes.callback());
+  Batcher b(options(std::chrono::seconds(60), 4), sizes.callback());
   auto make = [](int i) {
     Options o;
     o.k = 5;
@@ -151,7 +162,7 @@ TEST_F(BatcherTest, AnIndexSearchWithAnotherKGetsItsOwnCall) {
   const auto rec = open(export_dir());
   Sizes sizes;
   // Never full (max_batch 4, two requests per k): each call waits its 200 ms for company.
-  Batcher b({std::chrono::milliseconds(200), 4, 1}, sizes.callback());
+  Batcher b(options(std::chrono::milliseconds(200), 4), sizes.callback());
   auto make = [](int i) {
     Options o;
     o.k = i < 2 ? 5 : 9;
@@ -166,7 +177,7 @@ TEST_F(BatcherTest, AnIndexSearchWithAnotherKGetsItsOwnCall) {
 TEST_F(BatcherTest, UnknownUsersAreReportedAndTheirMatesAnswered) {
   const auto rec = open(export_dir());
   Sizes sizes;
-  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  Batcher b(options(std::chrono::seconds(60), 3), sizes.callback());
   auto make = [](int i) {
     Options o;
     o.k = 4;
@@ -188,7 +199,7 @@ TEST_F(BatcherTest, UnknownUsersAreReportedAndTheirMatesAnswered) {
 
 TEST_F(BatcherTest, AFailedCallGivesEachRequestItsOwnSentence) {
   const auto rec = open(*run_);
-  Batcher b({std::chrono::seconds(60), 2, 1});
+  Batcher b(options(std::chrono::seconds(60), 2));
   std::vector<std::string> errors(2);
   std::vector<std::thread> threads;
   for (int i = 0; i < 2; ++i)
@@ -213,7 +224,7 @@ TEST_F(BatcherTest, ARequestPastItsDeadlineTimesOutAndTheOthersGoOn) {
   const auto rec = open(*run_);
   Sizes sizes;
   // The first request waits for company that never comes; its deadline passes first.
-  Batcher b({std::chrono::seconds(60), 2, 1}, sizes.callback());
+  Batcher b(options(std::chrono::seconds(60), 2), sizes.callback());
   Options o;
   o.k = 3;
   EXPECT_THROW(b.recommend(rec, "1", o, Clock::now() + std::chrono::milliseconds(50)), TimedOut);
@@ -225,6 +236,55 @@ TEST_F(BatcherTest, ARequestPastItsDeadlineTimesOutAndTheOthersGoOn) {
     expect_same_list(got[static_cast<size_t>(i)], rec->recommend({std::to_string(i + 2)}, o));
   EXPECT_EQ(b.queued(), 0u);
   for (size_t n : sizes.sorted()) EXPECT_LE(n, 2u);
+}
+
+TEST_F(BatcherTest, ARequestAloneInTheServerIsAnsweredWithoutWaitingForCompany) {
+  const auto rec = open(*run_);
+  Sizes sizes;
+  // The server handles this request only: no company can come, so the 10-minute wait is
+  // skipped (waiting it would miss the 30-second deadline and throw TimedOut).
+  Batcher b(options(std::chrono::minutes(10), 8, [] { return int64_t{1}; }), sizes.callback());
+  Options o;
+  o.k = 4;
+  const Result got = b.recommend(rec, "5", o, Clock::now() + std::chrono::seconds(30));
+  expect_same_list(got, rec->recommend({"5"}, o));
+  EXPECT_EQ(sizes.sorted(), std::vector<size_t>{1});
+}
+
+TEST_F(BatcherTest, ARequestWaitsForCompanyWhileOtherRequestsAreInTheServer) {
+  const auto rec = open(*run_);
+  Sizes sizes;
+  // Three requests are in the server; the batch goes when the third is queued (then all the
+  // server's requests are in the queue), not when it is full (8) nor after the 10 minutes
+  // (each would miss its 30-second deadline and throw TimedOut).
+  Batcher b(options(std::chrono::minutes(10), 8, [] { return int64_t{3}; }), sizes.callback());
+  Options o;
+  o.k = 4;
+  std::vector<Result> got(3);
+  std::vector<std::thread> threads;
+  auto ask = [&](int i) {
+    threads.emplace_back([&, i] {
+      try {
+        got[static_cast<size_t>(i)] =
+            b.recommend(rec, std::to_string(i + 1), o, Clock::now() + std::chrono::seconds(30));
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "request " << i << ": " << e.what();
+      }
+    });
+  };
+  for (int i = 0; i < 2; ++i) {
+    ask(i);
+    while (b.queued() < static_cast<size_t>(i + 1)) std::this_thread::yield();
+  }
+  // Two of the three are queued and wait: nothing has been computed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(b.queued(), 2u);
+  EXPECT_TRUE(sizes.sorted().empty());
+  ask(2);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(sizes.sorted(), std::vector<size_t>{3});
+  for (int i = 0; i < 3; ++i)
+    expect_same_list(got[static_cast<size_t>(i)], rec->recommend({std::to_string(i + 1)}, o));
 }
 
 /// A new user of three items of the source, folded in as the server does.
@@ -248,7 +308,7 @@ TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
     SCOPED_TRACE(path);
     const auto rec = open(path);
     Sizes sizes;
-    Batcher b({std::chrono::seconds(60), 6, 1}, sizes.callback());
+    Batcher b(options(std::chrono::seconds(60), 6), sizes.callback());
     auto options = [&](int i) { return mixed_k(*rec, i); };
     std::vector<Result> fresh(4), known(6);
     std::vector<std::thread> threads;
@@ -291,7 +351,7 @@ TEST_F(BatcherTest, ACallHoldsAtMostMaxBatchUsersAndABiggerRequestGoesAlone) {
   // are still each user's own.
   const auto rec = open(*run_);
   Sizes sizes;
-  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  Batcher b(options(std::chrono::seconds(60), 3), sizes.callback());
   Options o;
   o.k = 4;
   auto request = [&](int first, int n) {
@@ -331,7 +391,7 @@ TEST_F(BatcherTest, ACallHoldsAtMostMaxBatchUsersAndABiggerRequestGoesAlone) {
 TEST_F(BatcherTest, ANewUserTheLibraryRefusesFailsAloneAndItsMatesAreAnswered) {
   const auto rec = open(*run_);
   Sizes sizes;
-  Batcher b({std::chrono::seconds(60), 3, 1}, sizes.callback());
+  Batcher b(options(std::chrono::seconds(60), 3), sizes.callback());
   Options o;
   o.k = 5;
   std::vector<Result> got(3);

@@ -361,6 +361,21 @@ TEST_F(ServeTest, ADeeplyNestedBodyIsRefusedAndTheServerStaysUp) {
   EXPECT_EQ(get(c, "/v1/recommend?user=" + u).status, 200);
 }
 
+/// A plain TCP socket connected to 127.0.0.1:port, or -1.
+int connect_to(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
   // An export that cannot be loaded: the first load fails, /healthz still answers, the rest 503.
   {
@@ -374,17 +389,43 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
       EXPECT_NE(rep.text.find("not loaded yet"), std::string::npos) << rep.text;
     }
   }
-  // A request whose batch waits longer than its timeout.
+  // A request whose batch waits longer than its timeout. It waits for company only while
+  // another request is in the server: a POST whose body is still coming, on a plain socket.
   {
     ServerOptions o = options(dir_->file("exp-a"));
     o.batch_wait = std::chrono::milliseconds(3000);
     o.timeout_ms = 100;
     Running r(o);
     ASSERT_EQ(r.server->wait_loaded(), "");
+    const int fd = connect_to(r.server->port());
+    ASSERT_GE(fd, 0);
+    const std::string partial = "POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    ASSERT_EQ(::send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
     auto c = r.client();
+    // Two in flight: the POST and this scrape of /metrics.
+    bool posting = false;
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+         !posting && std::chrono::steady_clock::now() < until;
+         std::this_thread::sleep_for(std::chrono::milliseconds(1)))
+      posting = get(c, "/metrics").text.find("recforge_requests_in_flight 2\n") != std::string::npos;
+    if (!posting) ::close(fd);
+    ASSERT_TRUE(posting) << "the POST was never in flight";
     const Reply rep = get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0));
+    ::close(fd);
     EXPECT_EQ(rep.status, 503) << rep.text;
     EXPECT_NE(rep.text.find("timeout of 100 ms (--timeout-ms)"), std::string::npos) << rep.text;
+  }
+  // Alone in the server, the same request does not wait for company and is answered (within
+  // a timeout that waiting for company would still exceed).
+  {
+    ServerOptions o = options(dir_->file("exp-a"));
+    o.batch_wait = std::chrono::milliseconds(3000);
+    o.timeout_ms = 2000;
+    Running r(o);
+    ASSERT_EQ(r.server->wait_loaded(), "");
+    auto c = r.client();
+    EXPECT_EQ(get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0)).status, 200);
   }
 }
 
@@ -552,13 +593,8 @@ TEST_F(ServeTest, APostWithoutContentLengthHasNoBody) {
   // Content-Length, so the request is written on a plain socket.
   Running r(options(dir_->file("exp-a")));
   ASSERT_EQ(r.server->wait_loaded(), "");
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_to(r.server->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(r.server->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string request = "POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
   std::string response;
@@ -742,19 +778,32 @@ TEST_F(ServeTest, SigtermDrainsTheRequestsInFlightAndExitsZero) {
       return true;
     }, "application/json"));
   });
-  // And a GET waiting in the batcher (1.5 s) when the signal comes.
+  // Whatever fails below, the POST's body is released before its future is waited for.
+  struct Release {
+    std::promise<void>& p;
+    bool done = false;
+    void now() {
+      if (!done) p.set_value(), done = true;
+    }
+    ~Release() { now(); }
+  } release_body{release};
+  // The POST is in flight (the metrics request itself is the second one) before the GET
+  // comes, so the GET waits in the batcher (1.5 s) for company when the signal comes: a request
+  // alone in the server would be answered at once.
+  ASSERT_TRUE(poll_until(child, "/metrics", [](const Reply& r) {
+    return r.text.find("recforge_requests_in_flight 2\n") != std::string::npos;
+  }));
   auto batched = std::async(std::launch::async, [&] {
     auto c = child.client();
     return get(c, "/v1/recommend?user=" + user + "&k=5");
   });
-  // The metrics request itself is the third one in flight.
   ASSERT_TRUE(poll_until(child, "/metrics", [](const Reply& r) {
     return r.text.find("recforge_requests_in_flight 3\n") != std::string::npos;
   }));
   child.signal(SIGTERM);
   // New connections are refused once the listening socket is closed.
   const bool refused = poll_until(child, "/healthz", [](const Reply& r) { return r.status == -1; });
-  release.set_value();
+  release_body.now();
   EXPECT_TRUE(refused) << "the server kept accepting connections after SIGTERM";
   Options o;
   o.k = 5;
