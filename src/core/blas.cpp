@@ -15,6 +15,9 @@ char* openblas_get_corename(void);
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void spotrs_(const char* uplo, const int* n, const int* nrhs, const float* a, const int* lda,
              float* b, const int* ldb, int* info);
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda,
+             double* b, const int* ldb, int* info);
 void ssyevd_(const char* jobz, const char* uplo, const int* n, float* a, const int* lda, float* w,
              float* work, const int* lwork, int* iwork, const int* liwork, int* info);
 }
@@ -93,6 +96,16 @@ bool cholesky_solve(float* a, float* b, int k) {
   spotrf_(&uplo, &k, a, &k, &info);
   if (info != 0) return false;
   spotrs_(&uplo, &k, &one, a, &k, b, &k, &info);
+  return info == 0;
+}
+
+bool cholesky_solve(double* a, double* b, int k) {
+  const char uplo = 'U';  // row-major lower == column-major upper
+  const int one = 1;
+  int info = 0;
+  dpotrf_(&uplo, &k, a, &k, &info);
+  if (info != 0) return false;
+  dpotrs_(&uplo, &k, &one, a, &k, b, &k, &info);
   return info == 0;
 }
 

@@ -48,6 +48,8 @@ std::string blas_core_unsupported(const std::string& core);
 /// fills). `a` is overwritten by its factor and `b` by x. Returns false when A is not positive
 /// definite.
 bool cholesky_solve(float* a, float* b, int k);
+/// The same in double (dpotrf/dpotrs).
+bool cholesky_solve(double* a, double* b, int k);
 
 /// LAPACK eigendecomposition of the symmetric k×k row-major matrix `a` (both triangles set):
 /// on return `eigenvalues` holds the k eigenvalues in ascending order and row j of `a` the

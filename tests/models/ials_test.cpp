@@ -20,13 +20,15 @@ using data::index_t;
 using test::random_csr;
 using test::random_matrix;
 
-// Dense reference: solves (α0 YᵀY + Σ w y yᵀ + λ_u I) x = Σ w y in double by Gaussian elimination.
-// With `col_w`, the unobserved term of column i is weighted by col_w[i]; `row_scale` multiplies
-// the whole unobserved term of this row.
-std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p,
-                                const std::vector<float>& col_w = {}, double row_scale = 1.0) {
+// The dense normal equations of row u in double: A = α0 YᵀY + Σ w y yᵀ + λ_u I (full k×k)
+// and b = Σ w y. With `col_w`, the unobserved term of column i is weighted by col_w[i];
+// `row_scale` multiplies the whole unobserved term of this row.
+void dense_system(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p,
+                  std::vector<double>& a, std::vector<double>& b,
+                  const std::vector<float>& col_w = {}, double row_scale = 1.0) {
   const int k = static_cast<int>(y.cols);
-  std::vector<double> a(k * k, 0.0), b(k, 0.0);
+  a.assign(static_cast<size_t>(k) * k, 0.0);
+  b.assign(static_cast<size_t>(k), 0.0);
   for (int64_t i = 0; i < y.rows; ++i) {
     const double c = row_scale * p.unobserved_weight * (col_w.empty() ? 1.0 : col_w[i]);
     for (int s = 0; s < k; ++s)
@@ -42,6 +44,15 @@ std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const 
   }
   const double lam = backend::cpu::row_regularization(p, r.row_size(u));
   for (int s = 0; s < k; ++s) a[s * k + s] += lam;
+}
+
+// Dense reference: solves row u's normal equations (dense_system) in double by Gaussian
+// elimination.
+std::vector<double> dense_solve(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParams& p,
+                                const std::vector<float>& col_w = {}, double row_scale = 1.0) {
+  const int k = static_cast<int>(y.cols);
+  std::vector<double> a, b;
+  dense_system(r, u, y, p, a, b, col_w, row_scale);
   for (int col = 0; col < k; ++col) {  // elimination with partial pivoting
     int piv = col;
     for (int row = col + 1; row < k; ++row)
@@ -94,6 +105,108 @@ TEST(IalsSolve, CholeskyEqualsDenseNormalEquations) {
         EXPECT_NEAR(x.row(u)[c], ref[c], 1e-4 * (1 + std::fabs(ref[c]))) << "k=" << k << " u=" << u;
       }
     }
+  }
+}
+
+// γ_n = n·u/(1 − n·u) for unit roundoff u.
+double gamma_n(double n, double u) { return n * u / (1 - n * u); }
+
+TEST(IalsSolve, ConfidencesFarAboveTheGramMatrixAreSolvedInDouble) {
+  // alpha·c of 1e8-1e14 (raw counts or durations as weights) against a Gram matrix and λ of
+  // order 1: float32 rounds A by more than its smallest eigenvalues, so spotrf finds it
+  // indefinite and the exact solve used to fail with an internal error. Such rows are solved
+  // in double and the answer rounded to float, so each row's residual is that of the exact
+  // solution rounded to float, plus the float32 Gram matrix's own rounding and double-level
+  // terms (derived below), whatever the CPU.
+  const int k = 16;
+  Csr r = random_csr(40, 30, 6, 91);
+  const Matrix y = random_matrix(30, k, 92);
+  const double big[] = {1e8, 1e10, 1e12, 1e14};
+  std::vector<bool> is_big(static_cast<size_t>(r.rows), false);
+  for (int64_t u = 0, j = 0; u < 12; ++u)
+    if (r.row_size(u) > 0) r.data[r.indptr[u]] = static_cast<float>(big[j++ % 4]), is_big[u] = true;
+  const IalsSolveParams p = params(true);
+  Matrix x = random_matrix(40, k, 93);
+  backend::cpu::solve_side(r, y, x, p, 2);
+  const double u32 = std::ldexp(1.0, -24), u64 = std::ldexp(1.0, -53);
+  const int64_t m = y.rows;
+  int checked = 0;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    if (!is_big[u]) continue;
+    ++checked;
+    std::vector<double> a, b;
+    dense_system(r, u, y, p, a, b);
+    const int64_t n = r.row_size(u);
+    const double lam = backend::cpu::row_regularization(p, n);
+    // Frobenius norms of A, of α0·|Y|ᵀ|Y| and Σ w·|y||y|ᵀ; the 2-norm of Σ |w·y|.
+    double norm_a = 0, s_g = 0, s_w = 0, s_b = 0;
+    for (int c1 = 0; c1 < k; ++c1) {
+      double bw = 0;
+      for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e)
+        bw += std::fabs(p.alpha * r.data[e] * y.row(r.indices[e])[c1]);
+      s_b += bw * bw;
+      for (int c2 = 0; c2 < k; ++c2) {
+        norm_a += a[c1 * k + c2] * a[c1 * k + c2];
+        double g = 0, w = 0;
+        for (int64_t i = 0; i < m; ++i) g += std::fabs(double{y.row(i)[c1]} * y.row(i)[c2]);
+        for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+          const float* yi = y.row(r.indices[e]);
+          w += p.alpha * r.data[e] * std::fabs(double{yi[c1]} * yi[c2]);
+        }
+        s_g += (p.unobserved_weight * g) * (p.unobserved_weight * g);
+        s_w += w * w;
+      }
+    }
+    norm_a = std::sqrt(norm_a), s_g = std::sqrt(s_g), s_w = std::sqrt(s_w), s_b = std::sqrt(s_b);
+    // The premise: float32 cannot hold A to within λ.
+    ASSERT_GT(u32 * s_w, 10 * lam) << "row " << u;
+    const float* xf = x.row(u);
+    double norm_x = 0, res = 0;
+    for (int c = 0; c < k; ++c) norm_x += double{xf[c]} * xf[c];
+    norm_x = std::sqrt(norm_x);
+    for (int c1 = 0; c1 < k; ++c1) {
+      double ri = -b[c1];
+      for (int c2 = 0; c2 < k; ++c2) ri += a[c1 * k + c2] * xf[c2];
+      res += ri * ri;
+    }
+    res = std::sqrt(res);
+    // ‖A·x_f − b‖ ≤ ‖A‖·‖x_f − x̂‖ + ‖A·x̂ − b‖, x̂ the double solution and x_f = fl(x̂):
+    // - rounding to float: ‖x_f − x̂‖ ≤ u·‖x̂‖;
+    // - the float32 Gram matrix α0·YᵀY (SSYRK with α0 as a float): γ_{m+2}(u)·α0·|Y|ᵀ|Y|;
+    // - λ as a float: u·λ;
+    // - A and b accumulated in double, by the solve and again by this test: 2γ_{m+n+3}(u')
+    //   times |A|'s parts, and 2γ_{n+1}(u')·Σ|w·y| for b;
+    // - Cholesky's backward error in double: γ_{3k+1}(u')·k·‖A‖.
+    const double tol =
+        norm_x * (1 + 2 * u32) *
+            (u32 / (1 - u32) * norm_a + gamma_n(m + 2, u32) * s_g + u32 * lam +
+             2 * gamma_n(m + n + 3, u64) * (s_g + s_w + std::sqrt(k) * lam) +
+             gamma_n(3 * k + 1, u64) * k * norm_a * (1 + 1e-6)) +
+        2 * gamma_n(n + 1, u64) * s_b;
+    EXPECT_LE(res, tol) << "row " << u << " (‖A‖ " << norm_a << ", ‖x‖ " << norm_x << ")";
+  }
+  EXPECT_GE(checked, 8);
+}
+
+TEST(IalsSolve, ASystemTooIllConditionedForDoubleIsTheInputsError) {
+  // alpha·c = 7.5e17 (still below float32 overflow of the products, 1e18): double's rounding
+  // of A (about 1e2) is far above λ, so no precision this solver has can solve the row.
+  Csr r = random_csr(20, 30, 6, 94);
+  const Matrix y = random_matrix(30, 16, 95);
+  int64_t row = 0;
+  while (r.row_size(row) == 0) ++row;
+  r.data[r.indptr[row]] = 5e17f;
+  Matrix x = random_matrix(20, 16, 96);
+  try {
+    backend::cpu::solve_side(r, y, x, params(true), 2);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too ill-conditioned to solve even in double precision"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected confidences spanning fewer orders of magnitude"),
+              std::string::npos)
+        << e.what();
   }
 }
 

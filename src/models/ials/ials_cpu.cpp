@@ -3,11 +3,15 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <exception>
+#include <atomic>
 #include <cmath>
+#include <exception>
+#include <limits>
+#include <vector>
 
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/log.h"
 
 namespace recforge::backend::cpu {
 namespace {
@@ -284,13 +288,48 @@ struct CholScratch {
   std::vector<float> a, b, rows;
 };
 
-void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g, float* xu,
+// Row u's system of cholesky_row accumulated and solved in double, for a row whose float32
+// factorisation failed although nothing overflowed: confidences many orders of magnitude above
+// the Gram matrix (raw counts or durations as weights; alpha·c from about 1e7 at 8-64 factors)
+// round A in float32 by more than its smallest eigenvalue (λ or more), so spotrf finds it
+// indefinite. Products of floats are exact in double and A's rounding there is 2^-29 times
+// smaller. The solution is rounded once to float. False when A is not positive definite in
+// double either, or x does not fit a float.
+bool cholesky_row_double(const data::Csr& r, int64_t u, const Matrix& y, const float* g,
+                         float gs, float lam, float alpha, float* xu) {
+  const int k = static_cast<int>(y.cols);
+  std::vector<double> a(static_cast<size_t>(k) * k, 0.0), b(static_cast<size_t>(k), 0.0);
+  for (int c1 = 0; c1 < k; ++c1) {  // the lower triangle, as in the float system
+    double* ar = a.data() + static_cast<size_t>(c1) * k;
+    const float* gr = g + static_cast<size_t>(c1) * k;
+    for (int c2 = 0; c2 <= c1; ++c2) ar[c2] = static_cast<double>(gs) * gr[c2];
+    ar[c1] += lam;
+  }
+  for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+    const float* yi = y.row(r.indices[e]);
+    const double w = static_cast<double>(alpha) * r.data[e];
+    for (int c1 = 0; c1 < k; ++c1) {
+      const double wy = w * yi[c1];
+      b[static_cast<size_t>(c1)] += wy;
+      double* ar = a.data() + static_cast<size_t>(c1) * k;
+      for (int c2 = 0; c2 <= c1; ++c2) ar[c2] += wy * yi[c2];
+    }
+  }
+  if (!cholesky_solve(a.data(), b.data(), k)) return false;
+  for (double v : b)
+    if (!(std::abs(v) <= std::numeric_limits<float>::max())) return false;
+  for (int c = 0; c < k; ++c) xu[c] = static_cast<float>(b[static_cast<size_t>(c)]);
+  return true;
+}
+
+// Returns true when the row was solved in double (cholesky_row_double).
+bool cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g, float* xu,
                   const IalsSolveParams& p, const float* row_w, CholScratch& s) {
   const int k = static_cast<int>(y.cols);
   const int64_t n = r.row_size(u);
   if (n == 0) {
     std::fill(xu, xu + k, 0.f);
-    return;
+    return false;
   }
   const float gs = row_w ? row_w[u] : 1.f;
   for (size_t j = 0; j < static_cast<size_t>(k) * k; ++j) s.a[j] = gs * g[j];
@@ -325,12 +364,22 @@ void cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
       fail("iALS: a row's system overflowed float32 (alpha {} times confidences up to {}); "
            "expected smaller weights (confidences)",
            alpha, largest);
+    if (cholesky_row_double(r, u, y, g, gs, lam, alpha, xu)) return true;
+    // With λ > 0 the exact A is positive definite: only its condition (the confidences'
+    // range against λ) defeats even double precision.
+    if (lam > 0)
+      fail("iALS: a row's system is too ill-conditioned to solve even in double precision "
+           "(alpha {} times confidences up to {}, against regularization {}); expected "
+           "confidences spanning fewer orders of magnitude (scale the values down, e.g. "
+           "log(1 + value))",
+           alpha, largest, lam);
     throw InternalError(
         "iALS: a row's system is not positive definite (regularization 0 with "
         "too few interactions?)",
         __FILE__, __LINE__);
   }
   std::copy(s.b.begin(), s.b.end(), xu);
+  return false;
 }
 
 }  // namespace
@@ -449,13 +498,14 @@ void run_cholesky(const data::Csr& r, const Matrix& other, const float* g, Matri
   // A row's error (an overflowed or indefinite system) must leave the parallel region as an
   // exception of this thread: thrown inside it, it ended the process (std::terminate).
   std::exception_ptr error;
-#pragma omp parallel num_threads(threads)
+  int64_t in_double = 0;  // rows solved by cholesky_row_double
+#pragma omp parallel num_threads(threads) reduction(+ : in_double)
   {
     CholScratch s(k);
 #pragma omp for schedule(dynamic, 16)
     for (int64_t u = 0; u < r.rows; ++u) {
       try {
-        cholesky_row(r, u, other, g, x.row(u), p, row_w, s);
+        in_double += cholesky_row(r, u, other, g, x.row(u), p, row_w, s) ? 1 : 0;
       } catch (...) {
 #pragma omp critical(rf_cholesky_error)
         if (!error) error = std::current_exception();
@@ -463,6 +513,16 @@ void run_cholesky(const data::Csr& r, const Matrix& other, const float* g, Matri
     }
   }
   if (error) std::rethrow_exception(error);
+  if (in_double > 0) {
+    // Once per process at warning level (a server folds in on every request), then at debug.
+    static std::atomic<bool> warned{false};
+    log().log(warned.exchange(true) ? spdlog::level::debug : spdlog::level::warn,
+              "iALS: {} of {} rows were solved in double precision: their float32 systems were "
+              "too ill-conditioned (confidences, alpha {} times the interaction values, span too "
+              "many orders of magnitude); scaling the values down (e.g. log(1 + value)) keeps "
+              "the faster float32 path",
+              in_double, r.rows, p.alpha);
+  }
 }
 
 void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
