@@ -682,11 +682,34 @@ TEST(Ials, AFoldInWhoseSolveBreaksDownIsRefused) {
     } catch (const Error& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find(cholesky ? "a row's system overflowed float32"
-                                   : "fold-in of row 0: the solve for its factors broke down"),
+                                   : "the conjugate gradient of 1 of 1 rows overflowed float32"),
                 std::string::npos)
           << what;
       EXPECT_NE(what.find("expected smaller weights"), std::string::npos) << what;
     }
+  }
+}
+
+TEST(Ials, AConjugateGradientThatOverflowsIsTheInputsErrorNotAKeptRow) {
+  // alpha·c = 1.5e25: the row's residual, about alpha·c·y, squares past float32's range. The
+  // conjugate gradient then left the row at its previous factors and the iteration "succeeded";
+  // it is refused, with the count of such rows and the largest confidence.
+  Csr r = random_csr(60, 40, 6, 57);
+  int64_t row = 0;
+  while (r.row_size(row) == 0) ++row;
+  r.data[r.indptr[row]] = 1e25f;
+  const Csr rt = r.transpose();
+  Ials m(options(10, false, 2), 2);
+  m.init(r.rows, r.cols);
+  try {
+    m.iterate(r, rt);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the conjugate gradient of 1 of 60 rows overflowed float32"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("confidences up to 1e+25"), std::string::npos) << what;
   }
 }
 

@@ -138,6 +138,19 @@ struct CgScratch {
   std::vector<float> p, r, ap, xt, gscale, gathered;
   std::vector<double> rs, lam;
   std::vector<int64_t> start;  ///< row j's offset in `gathered`, or −1 when read in place
+  /// Rows whose residual or curvature pᵀAp overflowed float32, and their largest confidence.
+  /// A row with an infinite confidence (duplicates summed past float32) is not counted: its
+  /// infinite loss names that cause (pipeline::train).
+  int64_t overflowed = 0;
+  float overflow_largest = 0;
+  void overflow(const data::Csr& rows, int64_t u) {
+    float largest = 0;
+    for (offset_t e = rows.indptr[u]; e < rows.indptr[u + 1]; ++e)
+      largest = std::max(largest, rows.data[e]);
+    if (!std::isfinite(largest)) return;
+    ++overflowed;
+    overflow_largest = std::max(overflow_largest, largest);
+  }
 };
 
 // The Gram matrix as CG applies it: the dense k×k G, or (eig set) the diagonal of eigenvalues
@@ -218,6 +231,10 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
     });
     std::copy(ru, ru + k, pu);
     s.rs[j] = dot(ru, ru, k);
+    if (!std::isfinite(s.rs[j])) {  // the row is left as it was; run_cg reports it
+      s.overflow(r, u);
+      s.rs[j] = 0;
+    }
   }
   for (int step = 0; step < p.cg_steps; ++step) {
     gram_times(gram, s.p.data(), s.ap.data(), nb, k);
@@ -246,6 +263,11 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
         });
       }
       const double pap = dot(pu, apu, k);
+      if (!std::isfinite(pap)) {  // before x moves; run_cg reports it
+        s.overflow(r, u);
+        s.rs[j] = 0;
+        continue;
+      }
       if (!(pap > 0)) {
         s.rs[j] = 0;
         continue;
@@ -254,6 +276,11 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
       axpy(a, pu, xu, k);
       axpy(-a, apu, ru, k);
       const double rs_new = dot(ru, ru, k);
+      if (!std::isfinite(rs_new)) {
+        s.overflow(r, u);
+        s.rs[j] = 0;
+        continue;
+      }
       const float beta = static_cast<float>(rs_new / s.rs[j]);
 #pragma omp simd
       for (int c = 0; c < k; ++c) pu[c] = ru[c] + beta * pu[c];
@@ -482,13 +509,24 @@ void run_cg(const data::Csr& r, const Matrix& other, const GramOp& op, Matrix& x
   const int k = static_cast<int>(other.cols);
   const std::vector<int64_t> starts = block_starts(r, k);
   const int64_t blocks = static_cast<int64_t>(starts.size()) - 1;
-#pragma omp parallel num_threads(threads)
+  int64_t overflowed = 0;
+  float largest = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : overflowed) reduction(max : largest)
   {
     CgScratch s(k);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < blocks; ++b)
       cg_block(r, other, op, x, starts[b], starts[b + 1], p, row_w, s);
+    overflowed += s.overflowed;
+    largest = std::max(largest, s.overflow_largest);
   }
+  // Those rows kept their previous factors; silently, the model would look trained.
+  if (overflowed > 0)
+    fail("iALS: the conjugate gradient of {} of {} rows overflowed float32 (a non-finite "
+         "residual or step; alpha {} times confidences up to {}); expected smaller weights "
+         "(confidences), e.g. log(1 + value), or model.solver: cholesky, which solves "
+         "ill-conditioned rows in double",
+         overflowed, r.rows, p.alpha, largest);
 }
 
 // Exact solves of all rows of `r` against `other` with the dense Gram matrix `g`.
