@@ -251,6 +251,29 @@ TEST_P(IalsOnDevice, NonFiniteFactorsAreAnErrorNamingTheIteration) {
   }
 }
 
+TEST_P(IalsOnDevice, ConfidencesFarAboveTheGramMatrixTrainOrAreRefusedWithASentence) {
+  // alpha·c = 1.5e10 against λ and a Gram matrix of order 1: float32 rounds the exact solver's
+  // systems past positive definiteness. The CPU solves those rows in double; the GPU has no
+  // such fallback, so where its factorisation fails it must refuse them with the input's
+  // sentence, not an internal error (an uncaught InternalError fails the test).
+  data::Csr r = random_csr(50, 40, 6, 57);
+  for (int64_t u = 0; u < 5; ++u)
+    if (r.row_size(u) > 0) r.data[r.indptr[u]] = 1e10f;
+  const data::Csr rt = r.transpose();
+  auto m = models::make_ials(options(16, true), ctx_);
+  m->init(r.rows, r.cols);
+  try {
+    m->iterate(r, rt);
+    for (const Matrix* f : {&m->user_factors(), &m->item_factors()})
+      for (float v : f->data) ASSERT_TRUE(std::isfinite(v));
+  } catch (const Error& e) {
+    EXPECT_TRUE(on_gpu()) << e.what();
+    EXPECT_NE(std::string(e.what()).find("span too many orders of magnitude for float32"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_P(IalsOnDevice, LossNeverIncreasesWithTheExactSolver) {
   const data::Csr r = random_csr(300, 120, 12, 61);
   const data::Csr rt = r.transpose();

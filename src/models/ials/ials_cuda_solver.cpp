@@ -581,10 +581,19 @@ class IalsCudaSolverImpl : public IalsCudaSolver {
     int flags[2] = {0, 0};
     copy_to_host(flags, flags_.data(), 2, st);
     g().synchronize();
-    if (flags[1])
+    if (flags[1]) {
+      // With λ > 0 the exact system is positive definite: float32 lost it to the confidences'
+      // range (the CPU solver solves such rows in double instead).
+      if (p.regularization > 0)
+        fail("iALS on {}: a row's system is not positive definite in float32 although "
+             "model.regularization is {}: its confidences (alpha {} times the interaction "
+             "values) span too many orders of magnitude for float32; expected smaller weights, "
+             "e.g. log(1 + value), or train on the CPU, which solves such rows in double",
+             g().description(), p.regularization, p.alpha);
       throw InternalError("iALS: a row's system is not positive definite (regularization 0 with "
                           "too few interactions?)",
                           __FILE__, __LINE__);
+    }
     if (flags[0])
       fail("iALS on {}: {} (NaN or infinity{}); check the interaction weights and lower "
            "model.alpha or raise model.regularization",
