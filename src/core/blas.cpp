@@ -89,25 +89,25 @@ BlasThreads::~BlasThreads() {
   if (--g_blas_threads_alive == 0) openblas_set_num_threads(g_blas_threads_saved);
 }
 
-bool cholesky_solve(float* a, float* b, int k) {
+namespace {
+
+// LAPACK's xPOTRF then xPOTRS on the row-major lower triangle (column-major upper).
+template <class T, class Potrf, class Potrs>
+bool potrf_potrs(T* a, T* b, int k, Potrf potrf, Potrs potrs) {
   const char uplo = 'U';  // row-major lower == column-major upper
   const int one = 1;
   int info = 0;
-  spotrf_(&uplo, &k, a, &k, &info);
+  potrf(&uplo, &k, a, &k, &info);
   if (info != 0) return false;
-  spotrs_(&uplo, &k, &one, a, &k, b, &k, &info);
+  potrs(&uplo, &k, &one, a, &k, b, &k, &info);
   return info == 0;
 }
 
-bool cholesky_solve(double* a, double* b, int k) {
-  const char uplo = 'U';  // row-major lower == column-major upper
-  const int one = 1;
-  int info = 0;
-  dpotrf_(&uplo, &k, a, &k, &info);
-  if (info != 0) return false;
-  dpotrs_(&uplo, &k, &one, a, &k, b, &k, &info);
-  return info == 0;
-}
+}  // namespace
+
+bool cholesky_solve(float* a, float* b, int k) { return potrf_potrs(a, b, k, spotrf_, spotrs_); }
+
+bool cholesky_solve(double* a, double* b, int k) { return potrf_potrs(a, b, k, dpotrf_, dpotrs_); }
 
 bool symmetric_eigen(float* a, float* eigenvalues, int k) {
   // Column-major LAPACK sees the transpose, which is the same symmetric matrix; it returns the

@@ -161,9 +161,9 @@ TEST(IalsSolve, ConfidencesFarAboveTheGramMatrixAreSolvedInDouble) {
     // The premise: float32 cannot hold A to within λ.
     ASSERT_GT(u32 * s_w, 10 * lam) << "row " << u;
     const float* xf = x.row(u);
-    double norm_x = 0, res = 0;
-    for (int c = 0; c < k; ++c) norm_x += double{xf[c]} * xf[c];
-    norm_x = std::sqrt(norm_x);
+    double norm_x = 0, norm_b = 0, res = 0;
+    for (int c = 0; c < k; ++c) norm_x += double{xf[c]} * xf[c], norm_b += b[c] * b[c];
+    norm_x = std::sqrt(norm_x), norm_b = std::sqrt(norm_b);
     for (int c1 = 0; c1 < k; ++c1) {
       double ri = -b[c1];
       for (int c2 = 0; c2 < k; ++c2) ri += a[c1 * k + c2] * xf[c2];
@@ -176,8 +176,9 @@ TEST(IalsSolve, ConfidencesFarAboveTheGramMatrixAreSolvedInDouble) {
     // - λ as a float: u·λ;
     // - A and b accumulated in double, by the solve and again by this test: 2γ_{m+n+3}(u')
     //   times |A|'s parts, and 2γ_{n+1}(u')·Σ|w·y| for b;
-    // - Cholesky's backward error in double: γ_{3k+1}(u')·k·‖A‖.
-    const double tol =
+    // - Cholesky's backward error in double: γ_{3k+1}(u')·k·‖A‖;
+    // - this residual's own double sums of k + 1 terms: γ_{k+1}(u')·(‖A‖·‖x_f‖ + ‖b‖).
+    const double tol = gamma_n(k + 1, u64) * (norm_a * norm_x + norm_b) +
         norm_x * (1 + 2 * u32) *
             (u32 / (1 - u32) * norm_a + gamma_n(m + 2, u32) * s_g + u32 * lam +
              2 * gamma_n(m + n + 3, u64) * (s_g + s_w + std::sqrt(k) * lam) +
