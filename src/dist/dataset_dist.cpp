@@ -347,6 +347,7 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   } else {
     conf = data::confidence(split.train, nu, ni, wo);
   }
+  pipeline::check_confidences(cfg, split.train, conf, users, items);  // this rank's own: it ends the job
   const Range own_u = d.ials.users;
   d.ials.user_items = local_csr(split.train, own_u, ni, conf, false);
   {

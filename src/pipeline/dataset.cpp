@@ -1,6 +1,7 @@
 #include "pipeline/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "core/error.h"
@@ -182,6 +183,27 @@ data::WeightOptions weight_options(const config::Config& cfg) {
   return o;
 }
 
+void check_confidences(const config::Config& cfg, const data::Interactions& x,
+                       const std::vector<float>& conf, const data::IdMap& users,
+                       const data::IdMap& items) {
+  data::offset_t k = 0;
+  while (k < static_cast<data::offset_t>(conf.size()) && std::isfinite(conf[k])) ++k;
+  if (k == static_cast<data::offset_t>(conf.size())) return;
+  const config::Settings& s = cfg.settings();
+  const std::string user = users.external(x.users[k]), item = items.external(x.items[k]);
+  if (!std::isfinite(x.weights[k]))  // each weight was read in range: a sum of duplicates
+    fail("{}: the weights of user \"{}\" and item \"{}\" sum to {}, past float32's largest "
+         "value 3.4e38 (data.duplicates: {} adds the weights of repeated pairs); lower the "
+         "weights or set data.duplicates: max",
+         s.data.path ? *s.data.path : std::string("the data"), user, item, x.weights[k],
+         s.data.duplicates);
+  fail("{}: weighting.scheme {} turns the weight {} of user \"{}\" and item \"{}\" into the "
+       "confidence {}, past float32's largest value 3.4e38; lower weighting.alpha ({}) or the "
+       "weights",
+       cfg.where("weighting.scheme"), s.weighting.scheme, x.weights[k], user, item, conf[k],
+       s.weighting.alpha);
+}
+
 Dataset prepare_dataset(const config::Config& cfg,
                         std::shared_ptr<const data::UserExclusion> exclusion, bool read_opt_out) {
   config::check(cfg);  // a config made by Config::set may not have been checked yet
@@ -271,6 +293,10 @@ Dataset prepare_dataset(const config::Config& cfg,
              d.split.train.size(), d.split.validation.size(), d.split.test.size());
   d.weighting = weight_options(cfg);
   d.confidence = data::confidence(d.split.train, nu, ni, d.weighting);
+  check_confidences(cfg, d.split.train, d.confidence, d.users, d.items);
+  for (const data::Interactions* x : {&d.split.validation_foldin, &d.split.test_foldin})
+    if (x->size() > 0)  // weighted as evaluate() weights them
+      check_confidences(cfg, *x, data::confidence(*x, nu, ni, d.weighting), d.users, d.items);
   d.user_items = data::Csr::from_interactions(nu, ni, d.split.train, d.confidence);
   d.item_users = d.user_items.transpose();
   return d;

@@ -68,6 +68,14 @@ data::SyntheticOptions synthetic_options(const config::Config& cfg);
 data::SplitOptions split_options(const config::Config& cfg);
 /// Weighting options from the `weighting` section.
 data::WeightOptions weight_options(const config::Config& cfg);
+/// Throws recforge::Error when a confidence of `conf` (the weighting of `x`, whose indices are
+/// those of `users` and `items`) is not finite, naming the first such interaction's user and
+/// item, its weight and what made it overflow: duplicate weights summed past float32
+/// (data.duplicates: sum) or the weighting scheme. Before training, so that no iteration runs
+/// on an input that cannot train.
+void check_confidences(const config::Config& cfg, const data::Interactions& x,
+                       const std::vector<float>& conf, const data::IdMap& users,
+                       const data::IdMap& items);
 
 /// Checks `cfg` (config::check), then loads (or generates), cleans, splits, weights and builds
 /// the matrices.

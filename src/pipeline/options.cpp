@@ -136,13 +136,7 @@ std::string nonfinite_loss_cause(const config::Settings& s, const data::Csr& use
   float largest = 0;
   for (const float c : user_items.data)
     if (!(std::fabs(c) <= largest)) largest = std::fabs(c);  // NaN and inf win
-  const std::string& type = s.model.type;
-  if (!std::isfinite(largest))
-    return fmt::format(
-        "an interaction confidence is {} (float32 holds at most 3.4e38): a weight, a sum of "
-        "duplicate weights (data.duplicates: sum) or the weighting scheme overflows; lower the "
-        "weights, use data.duplicates: max, or set weighting.scheme",
-        largest);
+  const std::string& type = s.model.type;  // (prepare_dataset refused infinite confidences)
   if (type == "ials")
     return fmt::format(
         "the largest interaction confidence is {:.3g} and model.alpha {}; lower them, or "

@@ -43,8 +43,8 @@ index::Options index_options(const config::Settings& s);
 int embedding_dimension(const config::Settings& s);
 
 /// Why the training loss of the config's model on `user_items` (confidences) became NaN or
-/// infinite, as the end of the error that stops the run: an interaction confidence beyond
-/// float32's range, the softmax temperature, or diverging factors, with the setting to change.
+/// infinite, as the end of the error that stops the run: iALS's largest confidence and alpha,
+/// the softmax temperature, or diverging factors, with the setting to change.
 std::string nonfinite_loss_cause(const config::Settings& s, const data::Csr& user_items);
 
 }  // namespace recforge::pipeline

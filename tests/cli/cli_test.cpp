@@ -201,7 +201,12 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
                                  "  weight_col: w\n  cache: false\nsplit:\n  method: none\n"
                                  "model:\n  factors: 4\n  iterations: 2\n");
   expect_one_line_error(t, "train dup.yaml",
-                        "loss became inf at iteration 1: an interaction confidence is inf");
+                        "dup.csv: the weights of user \"1\" and item \"1\" sum to inf");
+  expect_one_line_error(t,
+                        "train dup.yaml --set data.duplicates=max --set weighting.scheme=linear "
+                        "--set weighting.alpha=1e10",
+                        "--set weighting.scheme=linear: weighting.scheme linear turns the weight "
+                        "3e+38 of user \"1\" and item \"1\" into the confidence inf");
   expect_one_line_error(t, "train dup.yaml --set data.path=big.csv",
                         "big.csv:2: weight \"1e39\" is not a finite number in float32's range");
   write_file(t.file("ok.yaml"), small_config());

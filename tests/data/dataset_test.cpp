@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "test_util.h"
 
@@ -47,6 +49,76 @@ TEST(Dataset, GivenTestFileWithNoKnownUserOrItemIsAnErrorNamingIt) {
                   "item that is not in the (filtered) training data " +
                   train + "; expected at least one");
   }
+}
+
+
+config::Config weighted_config(const std::string& path, const std::vector<std::string>& more) {
+  config::Config cfg = config::Config::defaults();
+  std::vector<std::string> sets{"data.path=" + path, "data.header=true", "data.weight_col=w",
+                                "data.cache=false", "run.progress=off", "split.method=none"};
+  sets.insert(sets.end(), more.begin(), more.end());
+  for (const std::string& s : sets) cfg.set(s);
+  return cfg;
+}
+
+std::string error_of(const config::Config& cfg) {
+  try {
+    prepare_dataset(cfg);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Every weight fits float32, but the sum of user 2's two (2, 10) lines does not, and neither does
+// alpha times 3e38: refused when the data is prepared, naming the pair and the setting, before
+// any iteration could run on an infinite confidence.
+TEST(Dataset, ConfidencesPastFloat32AreRefusedNamingTheUserTheItemAndTheCause) {
+  TempDir t;
+  const auto path = write_file(t.file("x.csv"),
+                               "u,i,w\n1,10,1\n1,11,1\n2,10,3e38\n2,11,1\n2,10,3e38\n2,12,1\n"
+                               "3,11,1\n3,12,1\n");
+  EXPECT_EQ(error_of(weighted_config(path, {})),
+            path + ": the weights of user \"2\" and item \"10\" sum to inf, past float32's largest "
+                   "value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
+                   "the weights or set data.duplicates: max");
+  EXPECT_NO_THROW(prepare_dataset(weighted_config(path, {"data.duplicates=max"})));
+  const std::string linear = error_of(weighted_config(
+      path, {"data.duplicates=max", "weighting.scheme=linear", "weighting.alpha=1e10"}));
+  EXPECT_NE(linear.find("weighting.scheme linear turns the weight 3e+38 of user \"2\" and item "
+                        "\"10\" into the confidence inf, past float32's largest value 3.4e38; "
+                        "lower weighting.alpha (10000000000) or the weights"),
+            std::string::npos)
+      << linear;
+  EXPECT_NO_THROW(prepare_dataset(weighted_config(
+      path, {"data.duplicates=max", "weighting.scheme=linear", "weighting.alpha=1"})));
+
+  // A held-out user's history is weighted too, at evaluation: checked with the training data.
+  // A seed whose split holds user 2 out with (2, 10) in its visible history (the split does not
+  // depend on the weights, so data.duplicates: max shows where the pair goes).
+  const std::vector<std::string> users_split{"split.method=users", "split.heldout_users=0.34",
+                                             "split.test_fraction=0.34",
+                                             "split.validation_fraction=0"};
+  int seed = 0;
+  for (int s = 1; s <= 50 && seed == 0; ++s) {
+    std::vector<std::string> sets = users_split;
+    sets.push_back("run.seed=" + std::to_string(s));
+    sets.push_back("data.duplicates=max");
+    const Dataset d = prepare_dataset(weighted_config(path, sets));
+    const data::index_t u2 = *d.users.find("2"), i10 = *d.items.find("10");
+    const data::Interactions& f = d.split.test_foldin;
+    bool held = false;
+    for (data::offset_t k = 0; k < f.size(); ++k) held = held || (f.users[k] == u2 && f.items[k] == i10);
+    const auto& train_users = d.split.train.users;
+    if (held && std::find(train_users.begin(), train_users.end(), u2) == train_users.end()) seed = s;
+  }
+  ASSERT_NE(seed, 0) << "no seed of 1..50 holds user 2 out with (2, 10) visible";
+  std::vector<std::string> sets = users_split;
+  sets.push_back("run.seed=" + std::to_string(seed));
+  EXPECT_EQ(error_of(weighted_config(path, sets)),
+            path + ": the weights of user \"2\" and item \"10\" sum to inf, past float32's largest "
+                   "value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
+                   "the weights or set data.duplicates: max");
 }
 
 }  // namespace

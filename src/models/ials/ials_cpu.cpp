@@ -139,15 +139,12 @@ struct CgScratch {
   std::vector<double> rs, lam;
   std::vector<int64_t> start;  ///< row j's offset in `gathered`, or −1 when read in place
   /// Rows whose residual or curvature pᵀAp overflowed float32, and their largest confidence.
-  /// A row with an infinite confidence (duplicates summed past float32) is not counted: its
-  /// infinite loss names that cause (pipeline::train).
   int64_t overflowed = 0;
   float overflow_largest = 0;
   void overflow(const data::Csr& rows, int64_t u) {
     float largest = 0;
     for (offset_t e = rows.indptr[u]; e < rows.indptr[u + 1]; ++e)
       largest = std::max(largest, rows.data[e]);
-    if (!std::isfinite(largest)) return;
     ++overflowed;
     overflow_largest = std::max(overflow_largest, largest);
   }
