@@ -190,24 +190,27 @@ std::vector<float> global_gram(const Comm& comm, const Matrix& own, double alpha
 
 }  // namespace
 
-void IalsDist::half(const data::Csr& r, const RowExchange& ex, Matrix& other_own, Matrix& mine,
-                    Matrix& other_needed, const std::vector<float>& other_w,
-                    const std::vector<float>& mine_w, int64_t rows_global, int64_t other_global) {
+void IalsDist::half(const char* side, const data::Csr& r, const RowExchange& ex,
+                    Matrix& other_own, Matrix& mine, Matrix& other_needed,
+                    const std::vector<float>& other_w, const std::vector<float>& mine_w,
+                    int64_t rows_global, int64_t other_global) {
   const int k = o_.factors;
+  cpu::IalsSolveParams p = o_.solve;  // its errors name the iteration and the side
+  p.where = fmt::format("iALS iteration {}, {} factors", iterations_done_, side);
   std::vector<float> g = global_gram(comm_, other_own, o_.solve.unobserved_weight, other_w, k);
-  if (cpu::use_eigenframe(o_.solve, k, rows_global, other_global)) {
+  if (cpu::use_eigenframe(p, k, rows_global, other_global)) {
     std::vector<float> eig(static_cast<size_t>(k));
-    if (comm_.rank() == 0) eig = cpu::gram_eigen(g, k);  // g becomes the basis
+    if (comm_.rank() == 0) eig = cpu::gram_eigen(g, k, p.where);  // g becomes the basis
     comm_.broadcast(g.data(), static_cast<int64_t>(g.size() * sizeof(float)), 0);
     comm_.broadcast(eig.data(), static_cast<int64_t>(eig.size() * sizeof(float)), 0);
     cpu::rotate_rows(other_own, g, threads_);
     cpu::rotate_rows(mine, g, threads_);
     ex.exchange(other_own, other_needed);
-    cpu::solve_rows(r, other_needed, mine, o_.solve, threads_, cpu::GramView{nullptr, eig.data()},
+    cpu::solve_rows(r, other_needed, mine, p, threads_, cpu::GramView{nullptr, eig.data()},
                     mine_w);
   } else {
     ex.exchange(other_own, other_needed);
-    cpu::solve_rows(r, other_needed, mine, o_.solve, threads_, cpu::GramView{g.data(), nullptr},
+    cpu::solve_rows(r, other_needed, mine, p, threads_, cpu::GramView{g.data(), nullptr},
                     mine_w);
   }
 }
@@ -219,11 +222,11 @@ void IalsDist::iterate() {
     stale_ = true;
     return;
   }
-  half(shard_.user_items, for_users_, items_, users_, items_needed_, item_w_own_, {},
+  half("user", shard_.user_items, for_users_, items_, users_, items_needed_, item_w_own_, {},
        shard_.n_users, shard_.n_items);
   release(items_needed_);  // not needed before the next iteration: one other table at a time
   check_finite(comm_, users_, "user", iterations_done_);
-  half(shard_.item_users, for_items_, users_, items_, users_needed_, {}, item_w_own_,
+  half("item", shard_.item_users, for_items_, users_, items_, users_needed_, {}, item_w_own_,
        shard_.n_items, shard_.n_users);
   check_finite(comm_, items_, "item", iterations_done_);
   users_needed_fresh_ = true;

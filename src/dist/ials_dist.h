@@ -174,8 +174,8 @@ class IalsDist {
  private:
   // One half: solves `mine` (rows `r`, exchanged by `ex`) against the other side's rows
   // `other_own`, whose weights are `other_w` (Gram, may be empty) and `mine_w` (row weights).
-  void half(const data::Csr& r, const RowExchange& ex, Matrix& other_own, Matrix& mine,
-            Matrix& other_needed, const std::vector<float>& other_w,
+  void half(const char* side, const data::Csr& r, const RowExchange& ex, Matrix& other_own,
+            Matrix& mine, Matrix& other_needed, const std::vector<float>& other_w,
             const std::vector<float>& mine_w, int64_t rows_global, int64_t other_global);
   Matrix gather(const Matrix& own, int root) const;
   // Frees the memory of a table of fetched rows.

@@ -311,6 +311,30 @@ TEST(DistTrain, AMalformedLineInOneShardNamesItsLineAndEndsTheJob) {
     for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
 }
 
+// An input error met in one rank's solve (the conjugate gradient of a row with a confidence of
+// 1e25 overflows float32) names the rank, the iteration and the side, and ends the job.
+TEST(DistTrain, ASolveErrorOnOneRankNamesTheIterationAndEndsTheJob) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string text = "user,item,w\n";
+  for (int u = 0; u < 60; ++u)
+    for (int j = 0; j < 4; ++j) text += std::to_string(u) + "," + std::to_string((u * 7 + j * 3) % 40) + ",1\n";
+  text += "45,39,1e25\n";
+  test::write_file(dir.file("big.csv"), text);
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), "data:\n  format: delimited\n  path: big.csv\n  header: "
+                                            "true\n  weight_col: w\nsplit:\n  method: none\n", 2));
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = run_ranks(2, dir.str(), "train c.yaml");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find(" of 2: iALS iteration 1, user factors: the conjugate gradient of 1 of "),
+            std::string::npos)
+      << r.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  if (fs::exists(dir.file("runs")))
+    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+}
+
 // The pids of the ranks of the mpirun job `mpirun_pid` (its children that hold
 // OMPI_COMM_WORLD_RANK), by rank.
 std::map<int, pid_t> rank_pids(pid_t mpirun_pid) {

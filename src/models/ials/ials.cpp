@@ -55,16 +55,12 @@ void check_finite(const Matrix& m, const char* side, int iteration) {
         iteration, side);
 }
 
-// One half-iteration; an input error of its solve names the iteration and the side.
-template <class Solve>
-void solve_half_of(int iteration, const char* side, Solve&& solve) {
-  try {
-    solve();
-  } catch (const Error& e) {
-    std::string what = e.what();
-    if (what.rfind("iALS: ", 0) == 0) what.erase(0, 6);
-    fail("iALS iteration {}, {} factors: {}", iteration, side, what);
-  }
+// The solve parameters of a half-iteration: its input errors name the iteration and the side.
+backend::cpu::IalsSolveParams half_of(const backend::cpu::IalsSolveParams& p, int iteration,
+                                      const char* side) {
+  backend::cpu::IalsSolveParams h = p;
+  h.where = fmt::format("iALS iteration {}, {} factors", iteration, side);
+  return h;
 }
 
 }  // namespace
@@ -106,13 +102,11 @@ void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
   if (o_.unobserved_exp != 0 && item_weights_.empty())
     item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
   ++iterations_done_;
-  solve_half_of(iterations_done_, "user", [&] {
-    backend::cpu::solve_half(user_items, items_, users_, o_.solve, threads_, item_weights_);
-  });
+  backend::cpu::solve_half(user_items, items_, users_, half_of(o_.solve, iterations_done_, "user"),
+                           threads_, item_weights_);
   check_finite(users_, "user", iterations_done_);
-  solve_half_of(iterations_done_, "item", [&] {
-    backend::cpu::solve_half(item_users, users_, items_, o_.solve, threads_, {}, item_weights_);
-  });
+  backend::cpu::solve_half(item_users, users_, items_, half_of(o_.solve, iterations_done_, "item"),
+                           threads_, {}, item_weights_);
   check_finite(items_, "item", iterations_done_);
 }
 

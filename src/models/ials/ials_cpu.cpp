@@ -385,18 +385,18 @@ bool cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
         *std::max_element(r.data.begin() + r.indptr[u], r.data.begin() + r.indptr[u + 1]);
     if (!std::all_of(s.b.begin(), s.b.end(), [](float v) { return std::isfinite(v); }) ||
         static_cast<double>(alpha) * largest > 1e18)
-      fail("iALS: a row's system overflowed float32 (alpha {} times confidences up to {}); "
+      fail("{}: a row's system overflowed float32 (alpha {} times confidences up to {}); "
            "expected smaller weights (confidences)",
-           alpha, largest);
+           p.where, alpha, largest);
     if (cholesky_row_double(r, u, y, g, gs, lam, alpha, xu)) return true;
     // With λ > 0 the exact A is positive definite: only its condition (the confidences'
     // range against λ) defeats even double precision.
     if (lam > 0)
-      fail("iALS: a row's system is too ill-conditioned to solve even in double precision "
+      fail("{}: a row's system is too ill-conditioned to solve even in double precision "
            "(alpha {} times confidences up to {}, against regularization {}); expected "
            "confidences spanning fewer orders of magnitude (scale the values down, e.g. "
            "log(1 + value))",
-           alpha, largest, lam);
+           p.where, alpha, largest, lam);
     throw InternalError(
         "iALS: a row's system is not positive definite (regularization 0 with "
         "too few interactions?)",
@@ -462,13 +462,14 @@ namespace {
 
 // G's eigendecomposition in place: `basis` (G on entry) gets the eigenvectors as rows. A Gram
 // matrix whose sums of squared factors overflowed float32 is the settings' fault, not LAPACK's.
-std::vector<float> eigen_of(std::vector<float>& basis, int k) {
+std::vector<float> eigen_of(std::vector<float>& basis, int k, const std::string& where) {
   BlasThreads one(1);  // a multithreaded ssyevd: 34 s instead of 10 for one iteration next to
                        // another busy process (1024 factors, Gowalla)
   for (const float v : basis)
     if (!std::isfinite(v))
-      fail("iALS: the Gram matrix of the factors overflowed float32 (it sums squared factors, "
-           "at most 3.4e38); lower model.init_std or model.alpha, or raise model.regularization");
+      fail("{}: the Gram matrix of the factors overflowed float32 (it sums squared factors, "
+           "at most 3.4e38); lower model.init_std or model.alpha, or raise model.regularization",
+           where);
   std::vector<float> eig(static_cast<size_t>(k));
   if (!symmetric_eigen(basis.data(), eig.data(), k))
     throw InternalError("iALS: LAPACK's eigendecomposition of the Gram matrix did not converge",
@@ -519,11 +520,11 @@ void run_cg(const data::Csr& r, const Matrix& other, const GramOp& op, Matrix& x
   }
   // Those rows kept their previous factors; silently, the model would look trained.
   if (overflowed > 0)
-    fail("iALS: the conjugate gradient of {} of {} rows overflowed float32 (a non-finite "
+    fail("{}: the conjugate gradient of {} of {} rows overflowed float32 (a non-finite "
          "residual or step; alpha {} times confidences up to {}); expected smaller weights "
          "(confidences), e.g. log(1 + value), or model.solver: cholesky, which solves "
          "ill-conditioned rows in double",
-         overflowed, r.rows, p.alpha, largest);
+         p.where, overflowed, r.rows, p.alpha, largest);
 }
 
 // Exact solves of all rows of `r` against `other` with the dense Gram matrix `g`.
@@ -569,7 +570,9 @@ void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
 
 }  // namespace
 
-std::vector<float> gram_eigen(std::vector<float>& basis, int k) { return eigen_of(basis, k); }
+std::vector<float> gram_eigen(std::vector<float>& basis, int k, const std::string& where) {
+  return eigen_of(basis, k, where);
+}
 
 void rotate_rows(Matrix& m, const std::vector<float>& basis, int threads) {
   BlasThreads one(1);
@@ -611,7 +614,7 @@ void solve_side_with(const data::Csr& r, const Matrix& y, Matrix& x, const IalsS
     return;
   }
   std::vector<float> basis = g;
-  const std::vector<float> eig = eigen_of(basis, k);
+  const std::vector<float> eig = eigen_of(basis, k, p.where);
   Matrix rotated;  // the other side in G's eigenbasis: Y Q
   rotate_rows(y, basis, rotated, threads);
   run_cg(r, rotated, GramOp{nullptr, eig.data(), basis.data()}, x, p, threads, row_w);
@@ -643,7 +646,7 @@ void solve_half(const data::Csr& r, Matrix& y, Matrix& x, const IalsSolveParams&
   }
   std::vector<float> basis = weighted_gram(y, p.unobserved_weight, col_weights);
   BlasThreads one(1);  // single-threaded GEMMs under OpenMP (rotate_rows, run_cg)
-  const std::vector<float> eig = eigen_of(basis, k);
+  const std::vector<float> eig = eigen_of(basis, k, p.where);
   rotate_rows(y, basis, y, threads);
   rotate_rows(x, basis, x, threads);
   run_cg(r, y, GramOp{nullptr, eig.data(), nullptr}, x, p, threads,

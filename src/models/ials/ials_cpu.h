@@ -8,6 +8,7 @@
 ///       + λ Σ_u (n_u + ν)^e ‖x_u‖² + λ Σ_i (n_i + ν)^e ‖y_i‖².
 /// With Y fixed, row u's optimum solves (α0 YᵀY + Σ_{i∈S_u} w_ui y_i y_iᵀ + λ_u I) x = Σ w_ui y_i.
 
+#include <string>
 #include <vector>
 
 #include "core/npy.h"
@@ -32,6 +33,9 @@ struct IalsSolveParams {
   bool cholesky = false;            ///< exact solve instead of CG
   int cg_steps = 3;                 ///< CG steps per row (warm-started)
   CgBasis cg_basis = CgBasis::kAuto;
+  /// What a solve's input errors begin with: "iALS", or the iteration and the side that
+  /// training solves (e.g. "iALS iteration 3, item factors").
+  std::string where = "iALS";
 };
 
 /// λ (n + ν)^e for a row with n observed interactions.
@@ -91,8 +95,8 @@ void solve_rows(const data::Csr& r, const Matrix& y, Matrix& x, const IalsSolveP
 
 /// G's eigendecomposition in place: `basis` (G on entry, k×k) gets the eigenvectors as rows;
 /// returns the eigenvalues. Throws recforge::Error when G is not finite (float32 overflow of
-/// the squared factors).
-std::vector<float> gram_eigen(std::vector<float>& basis, int k);
+/// the squared factors), beginning with `where` (IalsSolveParams::where).
+std::vector<float> gram_eigen(std::vector<float>& basis, int k, const std::string& where = "iALS");
 
 /// m ← m Q in place, Q's columns the rows of `basis` (into G's eigenbasis), `threads` threads.
 void rotate_rows(Matrix& m, const std::vector<float>& basis, int threads);
