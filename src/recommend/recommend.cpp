@@ -379,6 +379,14 @@ const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }
 const Matrix& Recommender::user_factors() const { return *impl_->users; }
 const Matrix& Recommender::item_factors() const { return *impl_->items; }
 bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
+void Recommender::prepare() const {
+  const Impl& m = *impl_;
+  if (m.metric == Metric::kCosine)
+    Impl::max_norm(m.unit_items(), m.unit_items_norm_);
+  else
+    Impl::max_norm(*m.items, m.items_norm_);
+  m.queried(models::Model::Query::kFoldIn);
+}
 bool Recommender::knows_user(const std::string& id) const {
   return impl_->resolve_user(trim(id)).known();
 }

@@ -130,6 +130,7 @@ std::shared_ptr<const State> load_state(const std::string& dir, const ServerOpti
     open.pseudonym_key = o.pseudonym_key;
     open.key_where = o.key_where;
     auto rec = std::make_shared<const recommend::Recommender>(recommend::Recommender::open(dir, open));
+    rec->prepare();  // the first requests do not pay for the item norm or the fold-in Gram matrix
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (current_version(dir) != before) continue;  // a newer export arrived meanwhile
     auto s = std::make_shared<State>();

@@ -419,9 +419,9 @@ TEST_F(RecommendTest, ExcludeCandidatesAndIncludeSeenMaskAsSpecified) {
   }
 }
 
-TEST_F(RecommendTest, SixteenThreadsOnOneExportGetTheAnswersOfOne) {
-  const Recommender r = Recommender::open(export_of("ivf"));
-  ASSERT_TRUE(r.can_fold_in());
+// Every kind of query of one recommender: approximate and exact, fold-in, similar items and
+// users by dot and cosine.
+std::vector<Result> all_answers(const Recommender& r) {
   Options ann, exact;
   ann.k = exact.k = 8;
   exact.exact = true;
@@ -431,18 +431,43 @@ TEST_F(RecommendTest, SixteenThreadsOnOneExportGetTheAnswersOfOne) {
   sim_cos.metric = Metric::kCosine;
   const std::vector<std::string> users{"5", "17", "250"};
   const std::vector<std::string> fold{"3", "17", "42"};
-  auto answers = [&] {
-    std::vector<Result> v;
-    v.push_back(r.recommend(users, ann));
-    v.push_back(r.recommend(users, exact));
-    v.push_back(r.recommend_new_user(fold, {2.f, 1.f, 1.f}, ann));
-    v.push_back(r.recommend_new_user(fold, {}, exact));
-    v.push_back(r.similar_items("7", 8));
-    v.push_back(r.similar_items("7", 8, sim_exact));
-    v.push_back(r.similar_items("9", 8, sim_cos));
-    v.push_back(r.similar_users("5", 8, sim_cos));
-    return v;
-  };
+  std::vector<Result> v;
+  v.push_back(r.recommend(users, ann));
+  v.push_back(r.recommend(users, exact));
+  v.push_back(r.recommend_new_user(fold, {2.f, 1.f, 1.f}, ann));
+  v.push_back(r.recommend_new_user(fold, {}, exact));
+  v.push_back(r.similar_items("7", 8));
+  v.push_back(r.similar_items("7", 8, sim_exact));
+  v.push_back(r.similar_items("9", 8, sim_cos));
+  v.push_back(r.similar_users("5", 8, sim_cos));
+  return v;
+}
+
+// What a server prepares while loading (prepare(), from four threads at once) changes no
+// answer: an IVF export, flat iALS and BPR exports, and a flat cosine one (whose default
+// metric prepares the unit-length items).
+TEST_F(RecommendTest, PreparingOnLoadChangesNoAnswer) {
+  const std::string cosine = dir_->file("cosine-export");
+  pipeline::export_run(ials_, cosine, {"index.metric=cosine"});
+  ASSERT_EQ(Recommender::open(cosine).default_metric(), Metric::kCosine);
+  for (const std::string& path : {export_of("ivf"), export_of("ials"), export_of("bpr"), cosine}) {
+    SCOPED_TRACE(path);
+    const Recommender fresh = Recommender::open(path);
+    const Recommender prepared = Recommender::open(path);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back([&] { prepared.prepare(); });
+    for (auto& th : threads) th.join();
+    prepared.prepare();  // again: nothing left to do
+    const std::vector<Result> want = all_answers(fresh), got = all_answers(prepared);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t a = 0; a < want.size(); ++a) expect_same(got[a], want[a]);
+  }
+}
+
+TEST_F(RecommendTest, SixteenThreadsOnOneExportGetTheAnswersOfOne) {
+  const Recommender r = Recommender::open(export_of("ivf"));
+  ASSERT_TRUE(r.can_fold_in());
+  auto answers = [&] { return all_answers(r); };
   const std::vector<Result> want = answers();
   std::vector<std::vector<Result>> got(16);
   std::vector<std::string> errors(16);
