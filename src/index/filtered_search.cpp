@@ -82,11 +82,11 @@ eval::TopK search_filtered(const SearchFn& search, const float* queries, int64_t
     return placed;
   };
   // Searches the listed queries for `fetch` results each, in batches that bound the buffers,
-  // and fills their rows. Returns, per listed query, whether it came back short but full.
+  // and fills their rows.
   std::vector<float> sc;
   std::vector<int64_t> lab;
   std::vector<float> gathered;
-  auto run = [&](const std::vector<int64_t>& qs, int64_t fetch, std::vector<int64_t>* short_full) {
+  auto run = [&](const std::vector<int64_t>& qs, int64_t fetch) {
     const int64_t per_call = std::max<int64_t>(1, std::min(block, kMaxResultEntries / fetch));
     st.max_fetch = std::max(st.max_fetch, fetch);
     for (size_t b = 0; b < qs.size(); b += static_cast<size_t>(per_call)) {
@@ -98,44 +98,23 @@ eval::TopK search_filtered(const SearchFn& search, const float* queries, int64_t
       lab.resize(static_cast<size_t>(nb * fetch));
       search(gathered.data(), nb, static_cast<int>(fetch), sc.data(), lab.data());
       ++st.searches;
-      for (int64_t i = 0; i < nb; ++i) {
-        const int64_t q = qs[b + i];
-        const int placed = fill(q, sc.data() + i * fetch, lab.data() + i * fetch, fetch);
-        if (short_full && placed < k && lab[static_cast<size_t>(i * fetch + fetch - 1)] >= 0)
-          short_full->push_back(q);
-      }
+      for (int64_t i = 0; i < nb; ++i)
+        fill(qs[b + i], sc.data() + i * fetch, lab.data() + i * fetch, fetch);
     }
   };
 
-  // Pass 1: the whole batch at k + |global| + the 90th percentile of seen counts.
-  std::vector<int64_t> counts(static_cast<size_t>(n));
-  for (int64_t q = 0; q < n; ++q) counts[static_cast<size_t>(q)] = seen_count(q);
-  std::vector<int64_t> sorted = counts;
-  const size_t p90 = std::min(sorted.size() - 1, sorted.size() * 9 / 10);
-  std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(p90), sorted.end());
-  const int64_t first = std::min(n_items, k + n_global + sorted[p90]);
-  st.first_fetch = first;
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  for (int64_t q = 0; q < n; ++q) all[static_cast<size_t>(q)] = q;
-  std::vector<int64_t> short_full;
-  run(all, first, &short_full);
-
-  // Pass 2: short users whose bound k + |global| + seen(u) exceeds what was fetched, grouped by
-  // the power of two above their bound.
+  // Each query fetches the power of two at or above k + |global| + its own seen count (at most
+  // every item): enough that k survive its filter whenever the index holds them, and a number
+  // that depends on the query alone, so that its list does not depend on the other queries of
+  // the batch (an HNSW search explores max(ef_search, fetch) candidates). Queries of one fetch
+  // are searched together, in increasing order of fetch.
   std::map<int64_t, std::vector<int64_t>> groups;
-  for (int64_t q : short_full) {
-    const int64_t need = std::min(n_items, k + n_global + counts[static_cast<size_t>(q)]);
-    if (need <= first) continue;  // everything eligible was already returned
+  for (int64_t q = 0; q < n; ++q) {
+    const int64_t need = std::min(n_items, k + n_global + seen_count(q));
     groups[std::min(n_items, pow2_at_least(need))].push_back(q);
   }
-  for (const auto& [fetch, qs] : groups) {
-    for (int64_t q : qs) {  // start the row afresh: the longer list replaces the first one
-      std::fill_n(out.items.begin() + q * k, k, -1);
-      std::fill_n(out.scores.begin() + q * k, k, -std::numeric_limits<float>::infinity());
-    }
-    st.retried_users += static_cast<int64_t>(qs.size());
-    run(qs, fetch, nullptr);
-  }
+  st.groups = static_cast<int>(groups.size());
+  for (const auto& [fetch, qs] : groups) run(qs, fetch);
   return out;
 }
 

@@ -3,13 +3,14 @@
 /// Top-k for a batch of users with each user's seen items (and a global exclusion list) removed,
 /// through any k-nearest-neighbour search, without one query per user.
 ///
-/// Pass 1 searches the whole batch once for k + |global| + s results, s being the 90th
-/// percentile of the batch's seen counts, and filters. Users left with fewer than k results
-/// whose search came back full (so more may exist) are searched again for
-/// k + |global| + seen(u) results — enough that at least k survive the filter whenever the index
-/// holds them — grouped into batches by the power of two above that count. With an exact (flat)
-/// search the result therefore equals the exact masked top-k; with an ANN index it is the first
-/// k eligible items of what the index returns (fewer only when the index returns fewer).
+/// Each query is searched for k + |global| + seen(q) results, rounded up to a power of two (at
+/// most every item): enough that at least k survive the filter whenever the index holds them.
+/// Queries of the same count are searched together. With an exact (flat) search the result
+/// therefore equals the exact masked top-k; with an ANN index it is the first k eligible items
+/// of what the index returns (fewer only when the index returns fewer). Since the count depends
+/// on the query alone, so does its list: a query gets the same list alone and in any batch (an
+/// HNSW search explores max(ef_search, count) candidates, so a count shared by the batch would
+/// have made a light user's list depend on its heavy neighbours).
 
 #include <cstdint>
 #include <functional>
@@ -27,10 +28,9 @@ using SearchFn =
 
 /// What a filtered search did (for tests and logs).
 struct FilterStats {
-  int searches = 0;           ///< calls of the search function
-  int64_t first_fetch = 0;    ///< results asked per query in pass 1
-  int64_t retried_users = 0;  ///< queries searched again
-  int64_t max_fetch = 0;      ///< largest number of results asked for one query
+  int searches = 0;       ///< calls of the search function
+  int groups = 0;         ///< distinct numbers of results asked (one or more calls each)
+  int64_t max_fetch = 0;  ///< largest number of results asked for one query
 };
 
 /// Top-k of `n` queries (n × d) over `n_items` items through `search`, skipping for query q the
