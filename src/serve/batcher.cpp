@@ -11,7 +11,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Batcher::Pending {
   std::shared_ptr<const recommend::Recommender> rec;
-  std::string user;                            // a known user's id, or
+  std::vector<std::string> users_;             // user ids (one for a GET), or
   std::vector<recommend::FoldedUser> folded;   // new users (never empty for a new-user request)
   recommend::Options o;
   Clock::time_point queued_at;
@@ -19,8 +19,8 @@ struct Batcher::Pending {
   std::promise<recommend::Result> promise;
   /// Whether this is a request of new users.
   bool fresh() const { return !folded.empty(); }
-  /// Users in the request: its known user, or its new users.
-  size_t users() const { return fresh() ? folded.size() : 1; }
+  /// Users in the request: its user ids, or its new users.
+  size_t users() const { return fresh() ? folded.size() : users_.size(); }
 };
 
 namespace {
@@ -74,7 +74,20 @@ recommend::Result Batcher::recommend(std::shared_ptr<const recommend::Recommende
   if (o.k < 1) return rec->recommend({user}, o);
   auto p = std::make_shared<Pending>();
   p->rec = std::move(rec);
-  p->user = user;
+  p->users_ = {user};
+  p->o = o;
+  p->deadline = deadline;
+  return submit(std::move(p));
+}
+
+recommend::Result Batcher::recommend_users(std::shared_ptr<const recommend::Recommender> rec,
+                                           std::vector<std::string> users,
+                                           const recommend::Options& o,
+                                           Clock::time_point deadline) {
+  if (o.k < 1 || users.empty()) return rec->recommend(users, o);
+  auto p = std::make_shared<Pending>();
+  p->rec = std::move(rec);
+  p->users_ = std::move(users);
   p->o = o;
   p->deadline = deadline;
   return submit(std::move(p));
@@ -197,20 +210,37 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
         [&](const Pending& p) { return rec.recommend_folded(p.folded, p.o); });
     return;
   }
-  // Unknown users are answered at once (their Result lists them); the others share one call.
+  // A request with an unknown user is answered at once, alone: its Result lists the unknown
+  // ids (field "users") and has lists for its known users only. The others share one call.
   std::vector<std::shared_ptr<Pending>> known;
   std::vector<std::string> users;
   for (const auto& p : batch) {
-    const std::string id = recommend::trim(p->user);
-    if (rec.knows_user(id)) {
+    std::vector<std::string> mine;
+    std::vector<recommend::Unknown> unknown;
+    for (const std::string& u : p->users_) {
+      const std::string id = recommend::trim(u);
+      if (rec.knows_user(id))
+        mine.push_back(id);
+      else
+        unknown.push_back({id, "users"});
+    }
+    if (unknown.empty()) {
       known.push_back(p);
-      users.push_back(id);
-    } else {
+      users.insert(users.end(), mine.begin(), mine.end());
+      continue;
+    }
+    try {
       recommend::Result r;
-      r.k = p->o.k;
-      r.exact = true;
-      r.unknown.push_back({id, "users"});
+      if (!mine.empty()) {
+        r = rec.recommend(mine, p->o);
+      } else {
+        r.k = p->o.k;
+        r.exact = true;
+      }
+      r.unknown.insert(r.unknown.begin(), unknown.begin(), unknown.end());
       p->promise.set_value(std::move(r));
+    } catch (...) {
+      p->promise.set_exception(std::current_exception());
     }
   }
   if (known.empty()) {
@@ -220,7 +250,7 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   // known candidate) or for an internal error.
   share(
       known, [&](const recommend::Options& o) { return rec.recommend(users, o); },
-      [&](const Pending& p) { return rec.recommend({p.user}, p.o); });
+      [&](const Pending& p) { return rec.recommend(p.users_, p.o); });
 }
 
 void Batcher::share(const std::vector<std::shared_ptr<Pending>>& batch,

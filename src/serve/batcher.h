@@ -1,10 +1,10 @@
 #pragma once
 /// @file batcher.h
-/// Dynamic batching for the server: concurrent single-user recommend requests are gathered for
-/// a bounded wait and answered by one Recommender::recommend call (one GEMM over the batch, or
-/// one batched Faiss search for an export's index), which is what makes `recommend --all` fast,
-/// now used online. New users folded in by concurrent POSTs are gathered the same way and
-/// scored by one Recommender::recommend_folded call.
+/// Dynamic batching for the server: concurrent recommend requests (a GET's user, a POST's
+/// users) are gathered for a bounded wait and answered by one Recommender::recommend call (one
+/// GEMM over the batch, or one batched Faiss search for an export's index), which is what makes
+/// `recommend --all` fast, now used online. New users folded in by concurrent POSTs are gathered
+/// the same way and scored by one Recommender::recommend_folded call.
 ///
 /// Requests are queued; `workers` threads each take the oldest request together with every
 /// queued request that can share its library call (the same Recommender, equal options apart
@@ -66,15 +66,25 @@ class Batcher {
   /// is then in Result::unknown with field "users", as are unknown exclude and candidate ids
   /// with theirs). Computed in one Recommender::recommend call together with concurrent
   /// requests that can share it. With exact scoring (runs, `exact`, `candidates`) the list
-  /// equals what `rec->recommend({user}, o)` returns; an index search returns what the index
-  /// finds for the batch, which for an approximate index can differ from a lone search (the
-  /// first pass fetches for the batch's seen counts: index/filtered_search.h).
+  /// equals what `rec->recommend({user}, o)` returns; an index search's list too, since each
+  /// user fetches for their own seen count (index/filtered_search.h), except where an IVF
+  /// index's cell choice meets a near-tie that the batch's GEMM rounds otherwise.
   /// Throws recforge::Error as Recommender::recommend would for this request alone (e.g. none
   /// of the candidates is known), and TimedOut when `deadline` passes first (the request is
   /// then dropped unless already being computed).
   recommend::Result recommend(std::shared_ptr<const recommend::Recommender> rec,
                               const std::string& user, const recommend::Options& o,
                               std::chrono::steady_clock::time_point deadline);
+
+  /// The users of one request (a POST's "users"): a Result with one list per known user, in
+  /// order, computed in one Recommender::recommend call together with concurrent requests of
+  /// known users that can share it (a request's users are never split; a request with more
+  /// than max_batch is a call of its own). A request naming an unknown user is computed
+  /// alone, as `rec->recommend(users, o)` (whose Result lists that id in `unknown`). Otherwise
+  /// as recommend above.
+  recommend::Result recommend_users(std::shared_ptr<const recommend::Recommender> rec,
+                                    std::vector<std::string> users, const recommend::Options& o,
+                                    std::chrono::steady_clock::time_point deadline);
 
   /// New users of one request, already folded in (Recommender::fold_in, on the caller's
   /// thread): a Result with one list per user, in order, computed in one

@@ -446,8 +446,7 @@ struct Server::Impl {
 
     json results = json::array();
     if (!known.empty()) {
-      const recommend::Result r = s->rec->recommend(known, opts);
-      metrics.observe_batch(known.size());
+      const recommend::Result r = batcher->recommend_users(s->rec, known, opts, deadline);
       for (const auto& list : r.lists) {
         results.push_back({{"user", list.query},
                            {"personalised", list.personalised},

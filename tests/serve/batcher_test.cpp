@@ -344,6 +344,51 @@ TEST_F(BatcherTest, NewUsersShareOneScoringCallAndGetTheListsTheyGetAlone) {
   }
 }
 
+TEST_F(BatcherTest, APostsUsersShareOneCallWithOtherRequestsAndGetTheirOwnLists) {
+  // Two GETs and two POSTs of known users (three and two users) arrive together: their seven
+  // users share one call (max_batch 7 and a long wait: only a full batch is computed), and
+  // every list equals the one its user gets alone. A POST naming an unknown user is answered
+  // alone, as the library answers that request.
+  for (const std::string& path : {*run_, export_dir()}) {
+    SCOPED_TRACE(path);
+    const auto rec = open(path);
+    Sizes sizes;
+    Batcher b(options(std::chrono::seconds(60), 7), sizes.callback());
+    Options o;
+    o.k = 5;
+    o.exclude = {"4"};
+    const std::vector<std::vector<std::string>> posts{{"3", "17", "250"}, {"40", "8"}};
+    std::vector<Result> got_posts(2), got_gets(2);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < 2; ++i) {
+      threads.emplace_back([&, i] { got_posts[i] = b.recommend_users(rec, posts[i], o, far()); });
+      threads.emplace_back(
+          [&, i] { got_gets[i] = b.recommend(rec, std::to_string(100 + i), o, far()); });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(sizes.sorted(), std::vector<size_t>{7});
+    for (size_t i = 0; i < 2; ++i) {
+      ASSERT_EQ(got_posts[i].lists.size(), posts[i].size());
+      for (size_t u = 0; u < posts[i].size(); ++u) {
+        Result one;
+        one.lists.push_back(got_posts[i].lists[u]);
+        expect_same_list(one, rec->recommend({posts[i][u]}, o));
+      }
+      expect_same_list(got_gets[i], rec->recommend({std::to_string(100 + i)}, o));
+    }
+
+    Sizes alone_sizes;
+    Batcher lone(options(std::chrono::microseconds(0), 7), alone_sizes.callback());
+    const Result mixed = lone.recommend_users(rec, {"3", "no-such-user"}, o, far());
+    const Result want = rec->recommend({"3", "no-such-user"}, o);
+    ASSERT_EQ(mixed.lists.size(), 1u);
+    expect_same_list(mixed, want);
+    ASSERT_EQ(mixed.unknown.size(), 1u);
+    EXPECT_EQ(mixed.unknown[0].id, "no-such-user");
+    EXPECT_EQ(mixed.unknown[0].field, "users");
+  }
+}
+
 TEST_F(BatcherTest, ACallHoldsAtMostMaxBatchUsersAndABiggerRequestGoesAlone) {
   // max_batch 3 users (and a long wait, so that only a full batch is computed): a request of 5
   // new users is a call of its own; three of one user share one; a request of 2 users does not

@@ -62,18 +62,27 @@ grep -q 'bad.csv: header' err.txt || fail "the bad-header message does not name 
 printf '1\n2\nuser a/b\n' > users.txt
 cat > server.py <<'EOF'
 # Answers GET /v1/recommend with 200 for users 1 and "user a/b" and 404 otherwise; GET /seen lists
-# the distinct (user, k) pairs asked for. Prints its port first.
+# the distinct (user, k) pairs asked for. POST /v1/recommend records the JSON body's sorted
+# "users" and its k (GET /posts lists the distinct ones) and answers 200. Prints its port first.
 import http.server, json, sys, threading, urllib.parse
-seen, lock = set(), threading.Lock()
+seen, posts, lock = set(), set(), threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with lock:
+            posts.add((tuple(sorted(body["users"])), body["k"]))
+        self.send_response(200 if self.path == "/v1/recommend" else 404)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
     def do_GET(self):
         q = urllib.parse.urlparse(self.path)
         p = urllib.parse.parse_qs(q.query)
-        if q.path == "/seen":
+        if q.path in ("/seen", "/posts"):
             with lock:
-                body = json.dumps(sorted(seen)).encode()
+                body = json.dumps(sorted(seen if q.path == "/seen" else posts)).encode()
             code = 200
         else:
             user, k = p.get("user", [""])[0], p.get("k", [""])[0]
@@ -116,4 +125,12 @@ printf '1\nuser a/b\n' > ok_users.txt
 result=$(wrk -t 1 -c 2 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- ok_users.txt |
          grep '^WRK_RESULT ') || fail "wrk printed no WRK_RESULT line"
 (($(field requests "$result") > 0 && $(field errors "$result") == 0)) || fail "errors with only 200 answers: $result"
+# users:2 POSTs two distinct users of the file per request, with the k given: of the three
+# users, every pair (and no single user or repeated one) is asked for, each answered 200.
+result=$(wrk -t 1 -c 2 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- users.txt 5 1 users:2 |
+         grep '^WRK_RESULT ') || fail "wrk printed no WRK_RESULT line (users:2)"
+(($(field requests "$result") > 0 && $(field errors "$result") == 0)) || fail "users:2: $result"
+posts=$(curl -s "http://127.0.0.1:$port/posts")
+[[ $posts == '[[["1", "2"], 5], [["1", "user a/b"], 5], [["2", "user a/b"], 5]]' ]] ||
+  fail "users:2 POSTed $posts; expected every pair of the three users with k 5"
 echo "bench_serve test: ok"

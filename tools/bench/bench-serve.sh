@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The serving figures of issue 18: the Gowalla iALS model at 256 factors, exported as flat (exact)
 # and as HNSW, served by `recforge serve` and loaded with wrk at 1, 16 and 64 connections (GET
-# for known users; on the flat export also POSTs that fold in a new user); the offline batched
-# throughput of `recommend --all` on the same export; HNSW's recall@20 against
-# exact (training items masked); 10 hot reloads under load. Prints one Markdown report.
+# for known users; on the flat export also POSTs that fold in a new user and POSTs of several
+# known users); the offline batched throughput of `recommend --all` on the same export; HNSW's
+# recall@20 against exact (training items masked); 10 hot reloads under load. Prints one
+# Markdown report.
 #
 #   tools/bench/bench-serve.sh [--work DIR] [--run RUN_DIR] [--recforge BIN] [--connections 1,16,64]
 #                              [--duration 20] [--wrk-threads 1] [--server-threads N]
 #                              [--batch-wait-ms MS] [--max-batch N] [--hnsw-m 32]
 #                              [--ef-construction 200] [--ef-search 32] [--reloads 10]
-#                              [--fold-in-items 20] [--data DIR] [--offline-only] [--out REPORT.md]
+#                              [--fold-in-items 20] [--post-users 4] [--data DIR] [--offline-only]
+#                              [--out REPORT.md]
 #
 # --work DIR     where the run, the exports and the temporary files go (default: a new
 #                /tmp/recforge-bench-serve.XXXXXX); never inside the repository. A DIR of an
@@ -25,6 +27,8 @@
 #                share the machine's cores; the report says how many.
 # --fold-in-items N  items per new user in the fold-in points (POST /v1/recommend with one
 #                new user of N distinct items drawn uniformly; 0: no fold-in points).
+# --post-users N known users per request in the POST points (POST /v1/recommend with N distinct
+#                users drawn uniformly; 0: no such points).
 # --offline-only everything that needs no server: train, export, recall, offline throughput.
 #
 # Exit status 0 when everything was measured (the goals are reported, met or not), 1 when a step
@@ -38,7 +42,7 @@ recall_py="$root/tools/bench/serve_recall.py"
 
 work="" run="" bin="$root/build/release/recforge" conns="1,16,64" duration=20 wrk_threads=1
 server_threads="" batch_wait="" max_batch="" hnsw_m=32 ef_construction=200 ef_search=32
-reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token="" fold_in_items=20
+reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token="" fold_in_items=20 post_users=4
 
 die() { echo "bench-serve: $*" >&2; exit 1; }
 log() { echo "bench-serve: $*" >&2; }
@@ -60,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --ef-search) need_value "$@"; ef_search=$2; shift 2 ;;
     --reloads) need_value "$@"; reloads=$2; shift 2 ;;
     --fold-in-items) need_value "$@"; fold_in_items=$2; shift 2 ;;
+    --post-users) need_value "$@"; post_users=$2; shift 2 ;;
     --data) need_value "$@"; data=$2; shift 2 ;;
     --out) need_value "$@"; out=$2; shift 2 ;;
     --offline-only) offline_only=1; shift ;;
@@ -75,6 +80,8 @@ for pair in "--duration:$duration" "--wrk-threads:$wrk_threads" "--hnsw-m:$hnsw_
 done
 is_uint "$fold_in_items" || die "--fold-in-items $fold_in_items: expected an integer >= 0"
 fold_in_items=$((10#$fold_in_items))
+is_uint "$post_users" || die "--post-users $post_users: expected an integer >= 0"
+post_users=$((10#$post_users))
 [[ $conns =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--connections $conns: expected a comma-separated list of positive integers, e.g. 1,16,64"
 IFS=, read -r -a conn_list <<<"$conns"
 for c in "${conn_list[@]}"; do
@@ -259,9 +266,10 @@ start_server() {  # EXPORT
 }
 
 declare -A res   # res[index,conns,field]
-run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE [new-user:N]
+run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE [new-user:N | users:N]
   local ids=$2/user_ids.txt mode=()
-  [[ $# -ge 6 ]] && ids=$2/item_ids.txt mode=(1 "$6")
+  [[ $# -ge 6 ]] && mode=(1 "$6")
+  [[ $# -ge 6 && $6 == new-user:* ]] && ids=$2/item_ids.txt
   local args=(wrk -t "$wrk_threads" -c "$3" -d "${4}s" --timeout 2s -s "$lua"
               "http://127.0.0.1:$port" -- "$ids" "$k" "${mode[@]}")
   note_cmd "${args[*]}"
@@ -291,6 +299,14 @@ if ((!offline_only)); then
         run_wrk fold "$dir" "$c" "$duration" "$tmp/wrk-fold-$c.log" "new-user:$fold_in_items" ||
           { cat "$tmp/wrk-fold-$c.log" >&2; die "wrk failed (fold-in, $c connections)"; }
         parse_wrk fold "$c" "$tmp/wrk-fold-$c.log"
+      done
+    fi
+    if [[ $index == flat ]] && ((post_users > 0)); then
+      for c in "${conn_list[@]}"; do
+        log "wrk: POSTs of $post_users known users, flat, $c connections, $duration s"
+        run_wrk post "$dir" "$c" "$duration" "$tmp/wrk-post-$c.log" "users:$post_users" ||
+          { cat "$tmp/wrk-post-$c.log" >&2; die "wrk failed (POST users, $c connections)"; }
+        parse_wrk post "$c" "$tmp/wrk-post-$c.log"
       done
     fi
     stop_server
@@ -368,9 +384,11 @@ cores=$(nproc)
     echo "|---|---:|---:|---:|---:|---:|---:|"
     indexes=(flat hnsw)
     ((fold_in_items > 0)) && indexes+=(fold)
+    ((post_users > 0)) && indexes+=(post)
     for index in "${indexes[@]}"; do
       label=$index
       [[ $index == fold ]] && label="flat, POST fold-in of a new user ($fold_in_items items)"
+      [[ $index == post ]] && label="flat, POST of $post_users known users"
       for c in "${conn_list[@]}"; do
         echo "| $label | $c | $(fmt "${res[$index,$c,rps]}") | $(fmt "${res[$index,$c,p50_ms]}" 2) | $(fmt "${res[$index,$c,p99_ms]}" 2) | $(fmt "${res[$index,$c,p999_ms]}" 2) | ${res[$index,$c,errors]} |"
       done

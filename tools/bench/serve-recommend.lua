@@ -4,11 +4,13 @@
 --   wrk -t 1 -c 64 -d 20s -s tools/bench/serve-recommend.lua http://127.0.0.1:PORT \
 --       -- EXPORT/user_ids.txt [K] [SEED]
 --   wrk ... -- EXPORT/item_ids.txt K SEED new-user:N
+--   wrk ... -- EXPORT/user_ids.txt K SEED users:N
 --
 -- K is the list length (default 20); SEED (default 1) seeds each thread's generator (SEED + its
 -- number), so that two runs with the same arguments ask for the same sequence.
 -- With new-user:N, the file lists item ids and each request POSTs /v1/recommend for one new user
--- (fold-in) of N distinct items drawn uniformly from it.
+-- (fold-in) of N distinct items drawn uniformly from it. With users:N, each request POSTs
+-- /v1/recommend for N distinct known users drawn uniformly from user_ids.txt.
 -- The last line of the output is
 --   WRK_RESULT requests=N duration_s=S rps=R p50_ms=A p99_ms=B p999_ms=C connect=E read=E
 --     write=E timeout=E status=E non2xx=E errors=E
@@ -30,7 +32,9 @@ end
 -- Per thread (each wrk thread has its own Lua state and runs init with the arguments after --).
 local paths = {}
 local items = {}
-local new_user = 0 -- items per new user; 0: GET known users
+local new_user = 0 -- items per new user; 0: GET known users (or users:N)
+local post_users = 0 -- known users per POST; 0: GET one user
+local ids = {}
 local k = 20
 non2xx = 0
 
@@ -50,22 +54,28 @@ function init(args)
     error("serve-recommend.lua: K " .. tostring(args[2]) .. " is not a positive number")
   end
   if args[4] ~= nil then
-    new_user = tonumber(args[4]:match("^new%-user:(%d+)$") or "")
-    if new_user == nil or new_user < 1 then
-      error("serve-recommend.lua: mode " .. args[4] .. " is not new-user:N with N >= 1")
+    local nu, pu = args[4]:match("^new%-user:(%d+)$"), args[4]:match("^users:(%d+)$")
+    new_user, post_users = tonumber(nu or "0"), tonumber(pu or "0")
+    if new_user < 1 and post_users < 1 then
+      error("serve-recommend.lua: mode " .. args[4] .. " is not new-user:N or users:N with N >= 1")
     end
   end
   for line in io.lines(file) do
     if line ~= "" then
       if new_user > 0 then
         items[#items + 1] = line
+      elseif post_users > 0 then
+        ids[#ids + 1] = line
       else
         paths[#paths + 1] = "/v1/recommend?user=" .. urlencode(line) .. "&k=" .. k
       end
     end
   end
-  if #paths == 0 and #items == 0 then
+  if #paths == 0 and #items == 0 and #ids == 0 then
     error("serve-recommend.lua: " .. file .. " holds no ids")
+  end
+  if post_users > #ids then
+    error("serve-recommend.lua: users:" .. post_users .. " asks for more users than " .. file .. " holds")
   end
   if new_user > #items then
     error("serve-recommend.lua: new-user:" .. new_user .. " asks for more items than " .. file .. " holds")
@@ -73,18 +83,28 @@ function init(args)
   math.randomseed(seed + (thread_number or 0))
 end
 
+-- n distinct entries of `from`, drawn uniformly, as JSON string literals.
+local function draw(from, n)
+  local chosen, list = {}, {}
+  while #list < n do
+    local i = math.random(#from)
+    if not chosen[i] then
+      chosen[i] = true
+      list[#list + 1] = json_string(from[i])
+    end
+  end
+  return list
+end
+
 function request()
+  if post_users > 0 then
+    local body = '{"users": [' .. table.concat(draw(ids, post_users), ", ") .. '], "k": ' .. k .. '}'
+    return wrk.format("POST", "/v1/recommend", {["Content-Type"] = "application/json"}, body)
+  end
   if new_user == 0 then
     return wrk.format("GET", paths[math.random(#paths)])
   end
-  local chosen, list = {}, {}
-  while #list < new_user do
-    local i = math.random(#items)
-    if not chosen[i] then
-      chosen[i] = true
-      list[#list + 1] = json_string(items[i])
-    end
-  end
+  local list = draw(items, new_user)
   local body = '{"new_users": [{"items": [' .. table.concat(list, ", ") .. ']}], "k": ' .. k .. '}'
   return wrk.format("POST", "/v1/recommend", {["Content-Type"] = "application/json"}, body)
 end
