@@ -571,24 +571,49 @@ Result Recommender::recommend_folded(const std::vector<FoldedUser>& users,
   return res;
 }
 
-Result Recommender::similar_items(const std::string& item_raw, int k,
+Result Recommender::similar_items(const std::string& item, int k,
                                   const SimilarOptions& o) const {
+  return similar_items_batch({item}, k, o);
+}
+
+Result Recommender::similar_items_batch(const std::vector<std::string>& items_raw, int k,
+                                        const SimilarOptions& o) const {
   const Impl& m = *impl_;
-  const std::string item = trim(item_raw);
-  const auto i = m.item_ids->find(item);
-  if (!i)
-    fail("{}: item \"{}\" is not in this {}; expected an item id of its training data", m.path,
-         item, m.kind());
+  std::vector<std::string> items;
+  std::vector<data::index_t> rows;
+  for (const std::string& raw : items_raw) {
+    items.push_back(trim(raw));
+    const auto i = m.item_ids->find(items.back());
+    if (!i)
+      fail("{}: item \"{}\" is not in this {}; expected an item id of its training data", m.path,
+           items.back(), m.kind());
+    rows.push_back(*i);
+  }
   Result res;
   res.k = Impl::list_length(k, m.items->rows - 1);
-  if (res.k == 0) {
-    res.lists.push_back({item, {}});
+  if (res.k == 0 || items.empty()) {
+    for (const std::string& item : items) res.lists.push_back({item, {}});
     return res;
   }
-  const std::vector<data::index_t> self{*i};
-  const eval::TopK top = m.score_items(m.items->row(*i), 1, m.resolve(o.metric), res.k, nullptr,
-                                       {}, self, o.exact, &res.exact);
-  res.lists.push_back(m.to_list(top, 0, item, *m.item_ids));
+  // The queries are the items' own rows; each excludes itself (row j of the mask), so an
+  // item's list does not depend on the others in the call.
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int d = static_cast<int>(m.items->cols);
+  std::vector<float> q(static_cast<size_t>(n * d));
+  data::Csr self;
+  self.rows = n;
+  self.cols = m.items->rows;
+  self.indptr.push_back(0);
+  for (int64_t j = 0; j < n; ++j) {
+    std::copy_n(m.items->row(rows[static_cast<size_t>(j)]), d, q.data() + j * d);
+    self.indices.push_back(rows[static_cast<size_t>(j)]);
+    self.data.push_back(1.f);
+    self.indptr.push_back(j + 1);
+  }
+  const eval::TopK top = m.score_items(q.data(), n, m.resolve(o.metric), res.k, &self, {}, {},
+                                       o.exact, &res.exact);
+  for (int64_t j = 0; j < n; ++j)
+    res.lists.push_back(m.to_list(top, j, items[static_cast<size_t>(j)], *m.item_ids));
   return res;
 }
 

@@ -212,6 +212,11 @@ class Recommender {
   /// The k items most similar to `item` (itself excluded) by dot or cosine, through the
   /// export's index when its metric is the one asked for and !exact, else exactly.
   Result similar_items(const std::string& item, int k, const SimilarOptions& o = {}) const;
+  /// similar_items of several items in one call (one GEMM over their factor rows, or one
+  /// batched index search): a Result with one list per item, in order, each equal to what
+  /// similar_items gives that item alone. Throws recforge::Error naming the first unknown item.
+  Result similar_items_batch(const std::vector<std::string>& items, int k,
+                             const SimilarOptions& o = {}) const;
 
   /// The k users most similar to `user` (itself and opted-out users excluded), exactly over the
   /// user factors; for an opted-out `user`, an empty list with personalised false.

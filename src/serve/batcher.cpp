@@ -10,36 +10,41 @@ namespace recforge::serve {
 using Clock = std::chrono::steady_clock;
 
 struct Batcher::Pending {
+  enum class Kind { kUsers, kFresh, kSimilar };
+  Kind kind = Kind::kUsers;
   std::shared_ptr<const recommend::Recommender> rec;
-  std::vector<std::string> users_;             // user ids (one for a GET), or
-  std::vector<recommend::FoldedUser> folded;   // new users (never empty for a new-user request)
-  recommend::Options o;
+  std::vector<std::string> ids;                // user ids (kUsers) or item ids (kSimilar), or
+  std::vector<recommend::FoldedUser> folded;   // new users (kFresh, never empty)
+  recommend::Options o;                        // its k is a similar-items request's k too
+  recommend::SimilarOptions so;                // kSimilar
   Clock::time_point queued_at;
   Clock::time_point deadline;
   std::promise<recommend::Result> promise;
-  /// Whether this is a request of new users.
-  bool fresh() const { return !folded.empty(); }
-  /// Users in the request: its user ids, or its new users.
-  size_t users() const { return fresh() ? folded.size() : users_.size(); }
+  /// Queries in the request: its users or items, or its new users.
+  size_t users() const { return kind == Kind::kFresh ? folded.size() : ids.size(); }
 };
 
 namespace {
 
-/// Whether an index search (not exact scoring) answers `o` from `rec`: its result depends on k.
-bool searches_index(const recommend::Recommender& rec, const recommend::Options& o) {
-  return rec.is_export() && !o.exact && !o.candidates.has_value();
+/// Whether a request's answer comes from an index search (not exact scoring): it depends on k.
+bool searches_index(const Batcher::Pending& p) {
+  if (!p.rec->is_export()) return false;
+  return p.kind == Batcher::Pending::Kind::kSimilar ? !p.so.exact
+                                                    : !p.o.exact && !p.o.candidates.has_value();
 }
 
-/// Whether two requests can share one library call: the same source and options, k aside
+/// Whether two requests can share one library call: the same source, kind and options, k aside
 /// where the list for a smaller k is the prefix of the larger one's (exact scoring breaks ties
-/// by item row, so it is).
-/// Known users and new users (`fresh`) never share one.
-bool compatible(const recommend::Recommender* ra, const recommend::Options& a, bool a_fresh,
-                const recommend::Recommender* rb, const recommend::Options& b, bool b_fresh) {
-  if (ra != rb || a_fresh != b_fresh || a.include_seen != b.include_seen || a.exact != b.exact ||
-      a.exclude != b.exclude || a.candidates != b.candidates)
+/// by item row, so it is). Known users, new users and similar items never share one.
+bool compatible(const Batcher::Pending& a, const Batcher::Pending& b) {
+  if (a.rec != b.rec || a.kind != b.kind) return false;
+  if (a.kind == Batcher::Pending::Kind::kSimilar) {
+    if (a.so.metric != b.so.metric || a.so.exact != b.so.exact) return false;
+  } else if (a.o.include_seen != b.o.include_seen || a.o.exact != b.o.exact ||
+             a.o.exclude != b.o.exclude || a.o.candidates != b.o.candidates) {
     return false;
-  return a.k == b.k || !searches_index(*ra, a);
+  }
+  return a.o.k == b.o.k || !searches_index(a);
 }
 
 }  // namespace
@@ -74,7 +79,7 @@ recommend::Result Batcher::recommend(std::shared_ptr<const recommend::Recommende
   if (o.k < 1) return rec->recommend({user}, o);
   auto p = std::make_shared<Pending>();
   p->rec = std::move(rec);
-  p->users_ = {user};
+  p->ids = {user};
   p->o = o;
   p->deadline = deadline;
   return submit(std::move(p));
@@ -87,7 +92,7 @@ recommend::Result Batcher::recommend_users(std::shared_ptr<const recommend::Reco
   if (o.k < 1 || users.empty()) return rec->recommend(users, o);
   auto p = std::make_shared<Pending>();
   p->rec = std::move(rec);
-  p->users_ = std::move(users);
+  p->ids = std::move(users);
   p->o = o;
   p->deadline = deadline;
   return submit(std::move(p));
@@ -99,9 +104,25 @@ recommend::Result Batcher::recommend_folded(std::shared_ptr<const recommend::Rec
                                             Clock::time_point deadline) {
   if (o.k < 1 || users.empty()) return rec->recommend_folded(users, o);
   auto p = std::make_shared<Pending>();
+  p->kind = Pending::Kind::kFresh;
   p->rec = std::move(rec);
   p->folded = std::move(users);
   p->o = o;
+  p->deadline = deadline;
+  return submit(std::move(p));
+}
+
+recommend::Result Batcher::similar_items(std::shared_ptr<const recommend::Recommender> rec,
+                                         std::vector<std::string> items, int k,
+                                         const recommend::SimilarOptions& so,
+                                         Clock::time_point deadline) {
+  if (k < 1 || items.empty()) return rec->similar_items_batch(items, k, so);
+  auto p = std::make_shared<Pending>();
+  p->kind = Pending::Kind::kSimilar;
+  p->rec = std::move(rec);
+  p->ids = std::move(items);
+  p->o.k = k;
+  p->so = so;
   p->deadline = deadline;
   return submit(std::move(p));
 }
@@ -144,8 +165,7 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
     auto mates = [&] {  // users of the requests that could share the call
       size_t n = 0;
       for (const auto& p : queue_)
-        if (p->deadline >= Clock::now() &&
-            compatible(first->rec.get(), first->o, first->fresh(), p->rec.get(), p->o, p->fresh()))
+        if (p->deadline >= Clock::now() && compatible(*first, *p))
           n += p->users();
       return n;
     };
@@ -166,8 +186,7 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
     size_t users = 0;
     const Clock::time_point taken = Clock::now();
     for (auto it = queue_.begin(); it != queue_.end() && users < o_.max_batch;) {
-      if (!compatible(first->rec.get(), first->o, first->fresh(), (*it)->rec.get(), (*it)->o,
-                      (*it)->fresh())) {
+      if (!compatible(*first, **it)) {
         ++it;
         continue;
       }
@@ -202,7 +221,18 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
     for (const auto& p : batch) users += p->users();
     on_batch_(users);
   }
-  if (batch.front()->fresh()) {
+  if (batch.front()->kind == Pending::Kind::kSimilar) {
+    std::vector<std::string> items;
+    for (const auto& p : batch) items.insert(items.end(), p->ids.begin(), p->ids.end());
+    share(
+        batch,
+        [&](const recommend::Options& o) {
+          return rec.similar_items_batch(items, o.k, batch.front()->so);
+        },
+        [&](const Pending& p) { return rec.similar_items_batch(p.ids, p.o.k, p.so); });
+    return;
+  }
+  if (batch.front()->kind == Pending::Kind::kFresh) {
     std::vector<recommend::FoldedUser> users;
     for (const auto& p : batch) users.insert(users.end(), p->folded.begin(), p->folded.end());
     share(
@@ -217,7 +247,7 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   for (const auto& p : batch) {
     std::vector<std::string> mine;
     std::vector<recommend::Unknown> unknown;
-    for (const std::string& u : p->users_) {
+    for (const std::string& u : p->ids) {
       const std::string id = recommend::trim(u);
       if (rec.knows_user(id))
         mine.push_back(id);
@@ -250,7 +280,7 @@ void Batcher::answer(const std::vector<std::shared_ptr<Pending>>& batch) {
   // known candidate) or for an internal error.
   share(
       known, [&](const recommend::Options& o) { return rec.recommend(users, o); },
-      [&](const Pending& p) { return rec.recommend(p.users_, p.o); });
+      [&](const Pending& p) { return rec.recommend(p.ids, p.o); });
 }
 
 void Batcher::share(const std::vector<std::shared_ptr<Pending>>& batch,

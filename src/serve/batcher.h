@@ -4,7 +4,8 @@
 /// users) are gathered for a bounded wait and answered by one Recommender::recommend call (one
 /// GEMM over the batch, or one batched Faiss search for an export's index), which is what makes
 /// `recommend --all` fast, now used online. New users folded in by concurrent POSTs are gathered
-/// the same way and scored by one Recommender::recommend_folded call.
+/// the same way and scored by one Recommender::recommend_folded call, and similar-items
+/// requests by one Recommender::similar_items_batch call.
 ///
 /// Requests are queued; `workers` threads each take the oldest request together with every
 /// queued request that can share its library call (the same Recommender, equal options apart
@@ -97,11 +98,24 @@ class Batcher {
                                      const recommend::Options& o,
                                      std::chrono::steady_clock::time_point deadline);
 
+  /// Similar items of one request (the server's GET /v1/similar-items gives one item): a
+  /// Result with one list per item, in order, computed in one
+  /// Recommender::similar_items_batch call together with concurrent similar-items requests of
+  /// the same metric and `exact` (and equal k for an index search), each list equal to what
+  /// `rec->similar_items(item, k, so)` returns. Throws recforge::Error as similar_items_batch
+  /// would for this request alone (an unknown item), and TimedOut.
+  recommend::Result similar_items(std::shared_ptr<const recommend::Recommender> rec,
+                                  std::vector<std::string> items, int k,
+                                  const recommend::SimilarOptions& so,
+                                  std::chrono::steady_clock::time_point deadline);
+
   /// Requests queued and not yet taken by a worker (for tests and metrics).
   size_t queued() const;
 
- private:
+  /// A queued request (defined in batcher.cpp).
   struct Pending;
+
+ private:
   /// Queues `p` and waits for its answer until its deadline.
   recommend::Result submit(std::shared_ptr<Pending> p);
   void work();

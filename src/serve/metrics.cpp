@@ -119,7 +119,7 @@ std::string Metrics::render() const {
                      fmt::format("endpoint=\"{}\",method=\"{}\"", escape_label_value(key.first),
                                  escape_label_value(key.second)),
                      h);
-  out += "# HELP recforge_batch_size Users answered by one library call.\n";
+  out += "# HELP recforge_batch_size Users (or similar-items items) answered by one library call.\n";
   out += "# TYPE recforge_batch_size histogram\n";
   render_histogram(out, "recforge_batch_size", "", batch_sizes_);
   out += "# HELP recforge_requests_in_flight Requests being handled now.\n";

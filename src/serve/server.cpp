@@ -510,7 +510,7 @@ struct Server::Impl {
         http_fail(400, fmt::format("query parameter 'metric' must be dot or cosine, got \"{}\"", p["metric"]));
     }
     if (!s->rec->item_ids().find(item)) http_fail(404, fmt::format("unknown item '{}'", item));
-    const recommend::Result r = s->rec->similar_items(item, k, so);
+    const recommend::Result r = batcher->similar_items(s->rec, {item}, k, so, deadline);
     if (Clock::now() > deadline) throw DeadlinePassed{};
     if (r.lists.size() != 1) throw std::runtime_error("the library answered no list for a known item");
     return {{"item", item}, {"items", items_json(r.lists[0])}, {"export", s->version}};

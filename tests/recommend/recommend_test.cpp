@@ -273,6 +273,39 @@ TEST_F(RecommendTest, SimilarItemsAndUsersEqualBruteForce) {
   EXPECT_EQ(run.similar_items("3", 500).lists.at(0).items.size(), 199u);
 }
 
+TEST_F(RecommendTest, SimilarItemsOfABatchEqualEachItemAlone) {
+  // Exact and approximate (IVF), dot and cosine: each item's list in a batch of seven is the one
+  // it gets alone, to the bit, with the item itself never listed; an unknown item is refused by
+  // name.
+  for (const std::string& path : {export_of("ials"), export_of("ivf")}) {
+    const Recommender r = Recommender::open(path);
+    const std::vector<std::string> items{"7", "9", "0", "199", "42", "7", "13"};
+    for (const Metric metric : {Metric::kDot, Metric::kCosine})
+      for (const bool exact : {false, true}) {
+        SCOPED_TRACE(path + (metric == Metric::kCosine ? " cosine" : " dot") +
+                     (exact ? " exact" : ""));
+        SimilarOptions o;
+        o.metric = metric;
+        o.exact = exact;
+        const Result batch = r.similar_items_batch(items, 6, o);
+        ASSERT_EQ(batch.lists.size(), items.size());
+        EXPECT_EQ(batch.k, 6);
+        for (size_t j = 0; j < items.size(); ++j) {
+          const Result alone = r.similar_items(items[j], 6, o);
+          EXPECT_EQ(batch.exact, alone.exact);
+          Result one;
+          one.lists.push_back(batch.lists[j]);
+          expect_same(one, alone);
+          ASSERT_EQ(batch.lists[j].items.size(), 6u);
+          for (const Scored& s : batch.lists[j].items) EXPECT_NE(s.id, items[j]);
+        }
+      }
+    EXPECT_NE(error_of([&] { r.similar_items_batch({"7", "no-such-item"}, 6); })
+                  .find("item \"no-such-item\" is not in this"),
+              std::string::npos);
+  }
+}
+
 TEST_F(RecommendTest, ABatchEqualsOneQueryAtATime) {
   for (const std::string& path : {ials_, export_of("ials"), export_of("ivf")}) {
     SCOPED_TRACE(path);

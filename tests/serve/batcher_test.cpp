@@ -389,6 +389,45 @@ TEST_F(BatcherTest, APostsUsersShareOneCallWithOtherRequestsAndGetTheirOwnLists)
   }
 }
 
+TEST_F(BatcherTest, SimilarItemsRequestsShareOneCallAndGetTheListsTheyGetAlone) {
+  // Six requests for one item each by dot, six by cosine and six GETs arrive together: each
+  // kind fills a call of its own (max_batch 6 and a long wait: only a full batch is computed,
+  // so a call that mixed them would leave one short and wait out the minute), and every list
+  // equals the one its item or user gets alone.
+  for (const std::string& path : {*run_, export_dir()}) {
+    SCOPED_TRACE(path);
+    const auto rec = open(path);
+    Sizes sizes;
+    Batcher b(options(std::chrono::seconds(60), 6), sizes.callback());
+    recommend::SimilarOptions dot, cosine;
+    dot.metric = recommend::Metric::kDot;
+    cosine.metric = recommend::Metric::kCosine;
+    // An index search shares a call only with equal k; exact scoring with any.
+    auto k_of = [&](int i) { return rec->is_export() ? 5 : 3 + i % 6; };
+    auto item_of = [](int i) { return std::to_string(7 * i + 2); };
+    auto options_of = [&](int i) { return i < 6 ? dot : cosine; };
+    std::vector<Result> got(12), gets(6);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 12; ++i)
+      threads.emplace_back([&, i] {
+        got[static_cast<size_t>(i)] = b.similar_items(rec, {item_of(i)}, k_of(i), options_of(i), far());
+      });
+    Options o;
+    o.k = 4;
+    for (int i = 0; i < 6; ++i)
+      threads.emplace_back([&, i] {
+        gets[static_cast<size_t>(i)] = b.recommend(rec, std::to_string(i + 1), o, far());
+      });
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(sizes.sorted(), (std::vector<size_t>{6, 6, 6}));
+    for (int i = 0; i < 12; ++i)
+      expect_same_list(got[static_cast<size_t>(i)],
+                       rec->similar_items(item_of(i), k_of(i), options_of(i)));
+    for (int i = 0; i < 6; ++i)
+      expect_same_list(gets[static_cast<size_t>(i)], rec->recommend({std::to_string(i + 1)}, o));
+  }
+}
+
 TEST_F(BatcherTest, ACallHoldsAtMostMaxBatchUsersAndABiggerRequestGoesAlone) {
   // max_batch 3 users (and a long wait, so that only a full batch is computed): a request of 5
   // new users is a call of its own; three of one user share one; a request of 2 users does not
