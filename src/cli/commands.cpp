@@ -110,10 +110,12 @@ constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
 // Outputs of recommend --all above this size are announced before they are computed.
 constexpr double kLargeOutputBytes = 100.0 * 1024 * 1024;
 
-// recommend --all: the CSV's estimated size (users × k lines; ids measured on up to 1000 users
-// and items), announced above kLargeOutputBytes and refused when the file's disk or the memory
-// that holds the lists and the text cannot take it.
-void check_output_size(int64_t n_users, int k, const data::IdMap& users, const data::IdMap& items) {
+// recommend --all (similar --all): the CSV's estimated size (queries × k lines; ids measured on
+// up to 1000 queries and items), announced above kLargeOutputBytes and refused when the file's
+// disk or the memory that holds the lists and the text cannot take it. `verb` names the command
+// and `queries` what the queries are ("users").
+void check_output_size(int64_t n_users, int k, const data::IdMap& users, const data::IdMap& items,
+                       const char* verb = "recommend --all", const char* queries = "users") {
   auto mean_length = [](const data::IdMap& ids) {
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(ids.size()), 1000);
     double total = 0;
@@ -125,22 +127,22 @@ void check_output_size(int64_t n_users, int k, const data::IdMap& users, const d
   const double lines = static_cast<double>(n_users) * k;
   const double bytes = lines * line;
   if (bytes < kLargeOutputBytes) return;
-  log().info("recommend --all: writing about {} ({} users x {} items) to {}",
-             models::format_bytes(bytes), n_users, k, g.out);
+  log().info("{}: writing about {} ({} {} x {} items) to {}", verb, models::format_bytes(bytes),
+             n_users, queries, k, g.out);
   std::error_code ec;
   const fs::path dir = fs::absolute(g.out).parent_path();
   const fs::space_info space = fs::space(dir, ec);
   if (!ec && bytes > static_cast<double>(space.available))
-    fail("recommend --all --k {}: the CSV would take about {}, but {} has {} free; lower --k",
+    fail("{} --k {}: the CSV would take about {}, but {} has {} free; lower --k", verb,
          g.k, models::format_bytes(bytes), dir.string(),
          models::format_bytes(static_cast<double>(space.available)));
   std::string source;
   const double memory = lines * 8 + bytes;  // the lists (item, score) and the text
   const double available = models::available_memory(&source);
   if (available >= 0 && memory > available)
-    fail("recommend --all --k {}: the lists and the CSV text need about {} of memory, but only "
+    fail("{} --k {}: the lists and the CSV text need about {} of memory, but only "
          "{} is available ({}); lower --k",
-         g.k, models::format_bytes(memory), models::format_bytes(available), source);
+         verb, g.k, models::format_bytes(memory), models::format_bytes(available), source);
 }
 
 int cmd_train() {
@@ -464,7 +466,12 @@ int cmd_recommend() {
 }
 
 int cmd_similar() {
-  if (g.item.empty() == g.user.empty()) fail("similar: give exactly one of --item ID or --user ID");
+  const int modes = !g.item.empty() + !g.item_list.empty() + g.all + !g.user.empty();
+  if (modes != 1)
+    fail("similar: give exactly one of --item ID, --items ID,ID,..., --all --out FILE or --user ID");
+  if (g.all && g.out.empty())
+    fail("similar --all needs --out FILE (a CSV of item,rank,similar_item,score, or JSON with "
+         "--format json)");
   const recommend::Recommender rec =
       recommend::Recommender::open(g.run_dir, open_options("find similar items in"));
   recommend::SimilarOptions o;
@@ -472,16 +479,48 @@ int cmd_similar() {
              : g.metric == "cosine" ? recommend::Metric::kCosine
                                     : recommend::Metric::kDefault;
   o.exact = g.exact;
-  const bool items = !g.item.empty();
+  const bool items = g.user.empty();
   if (!items && g.exact)
     log().warn("similar --user --exact: similar users are always scored exactly");
   warn_k((items ? rec.item_ids().size() : rec.user_ids().size()) - 1,
          items ? "other items" : "other users");
-  const recommend::Result r = items ? rec.similar_items(g.item, static_cast<int>(g.k), o)
-                                    : rec.similar_users(g.user, static_cast<int>(g.k), o);
   const std::array<const char*, 4> columns =
       items ? std::array<const char*, 4>{"item", "rank", "similar_item", "score"}
             : std::array<const char*, 4>{"user", "rank", "similar_user", "score"};
+  if (g.all || !g.item_list.empty()) {
+    // Blocks of items, each one call (one GEMM or one batched index search); the lists keep
+    // pointers to the id map's strings, not copies.
+    const data::IdMap& ids = rec.item_ids();
+    std::vector<std::string> wanted = g.all ? std::vector<std::string>() : split_list(g.item_list);
+    const int64_t n = g.all ? ids.size() : static_cast<int64_t>(wanted.size());
+    if (g.all)
+      check_output_size(n, static_cast<int>(std::min<int64_t>(g.k, std::max<int64_t>(n - 1, 0))),
+                        ids, ids, "similar --all", "items");
+    constexpr int64_t kBlock = 1024;
+    std::vector<OutList> lists;
+    lists.reserve(static_cast<size_t>(n));
+    int k = 0;
+    for (int64_t b = 0; b < n; b += kBlock) {
+      std::vector<std::string> block;
+      for (int64_t j = b; j < std::min(n, b + kBlock); ++j)
+        block.push_back(g.all ? ids.external(static_cast<data::index_t>(j))
+                              : wanted[static_cast<size_t>(j)]);
+      const recommend::Result r = rec.similar_items_batch(block, static_cast<int>(g.k), o);
+      k = r.k;
+      for (const recommend::List& l : r.lists) {
+        OutList out;
+        out.query = &ids.external(*ids.find(l.query));
+        for (const recommend::Scored& e : l.items)
+          out.entries.push_back({&ids.external(e.row), e.score});
+        lists.push_back(std::move(out));
+      }
+    }
+    emit(format_lists(lists, columns, "item", "items", "item", false),
+         fmt::format("{} similar items of {} items", k, lists.size()));
+    return 0;
+  }
+  const recommend::Result r = items ? rec.similar_items(g.item, static_cast<int>(g.k), o)
+                                    : rec.similar_users(g.user, static_cast<int>(g.k), o);
   emit(format_lists(out_lists(r, false), columns, items ? "item" : "user",
                     items ? "items" : "users", items ? "item" : "user", true),
        fmt::format("{} similar {}", r.k, items ? "items" : "users"));
@@ -702,6 +741,12 @@ void register_commands(CLI::App& app) {
                  "run or an export (the item or user itself is not listed)");
   similar->add_option("run_dir", g.run_dir, "Run directory or export directory")->required();
   similar->add_option("--item", g.item, "External item id: its most similar items");
+  similar->add_option("--items", g.item_list,
+                      "Comma-separated external item ids: the most similar items of each, "
+                      "computed in blocks of 1024 items");
+  similar->add_flag("--all", g.all,
+                    "The most similar items of every item, written to --out (an item-to-item "
+                    "table)");
   similar->add_option("--user", g.user, "External user id: its most similar users (exact)");
   similar->add_option("--k", g.k, "Number of results (default 10)")->check(int_range(1, kMaxInt));
   similar->add_option("--metric", g.metric,

@@ -1,11 +1,13 @@
 // End-to-end tests of the recforge binary: what a user sees for good and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "test_util.h"
@@ -496,6 +498,37 @@ TEST(Cli, ExportThenRecommendFromTheArtifactAlone) {
   ASSERT_EQ(sim_user.rc, 0) << sim_user.out;
   EXPECT_NE(sim_user.out.find("{\"user\":\"5\",\"users\":[{\"user\":"), std::string::npos)
       << sim_user.out;
+  // similar --items and --all: the lines of each item are those of `similar --item` alone.
+  const Result sim2 = run(t.str(), "similar elsewhere --item 2 --k 4");
+  ASSERT_EQ(sim2.rc, 0) << sim2.out;
+  auto body = [](const std::string& csv) { return csv.substr(csv.find('\n') + 1); };
+  const Result sim_list = run(t.str(), "similar elsewhere --items 7,2 --k 4");
+  ASSERT_EQ(sim_list.rc, 0) << sim_list.out;
+  EXPECT_EQ(body(sim_list.out), body(sim.out) + body(sim2.out));
+  const Result sim_all = run(t.str(), "similar elsewhere --all --k 4 --out all.csv");
+  ASSERT_EQ(sim_all.rc, 0) << sim_all.out;
+  {
+    const std::string table = test::read_file(t.file("all.csv"));
+    EXPECT_EQ(table.rfind("item,rank,similar_item,score\n", 0), 0u);
+    std::set<std::string> queries;
+    size_t lines = 0;
+    std::istringstream in(body(table));
+    for (std::string l; std::getline(in, l); ++lines) queries.insert(l.substr(0, l.find(',')));
+    const std::string ids = test::read_file(t.file("elsewhere/item_ids.txt"));
+    const size_t n_items = static_cast<size_t>(std::count(ids.begin(), ids.end(), '\n'));
+    EXPECT_EQ(queries.size(), n_items);  // every item once, with 4 lines
+    EXPECT_EQ(lines, 4 * n_items);
+    for (const Result* one : {&sim, &sim2}) {
+      const std::string b = body(one->out);
+      EXPECT_NE(table.find("\n" + b), std::string::npos) << b;
+    }
+  }
+  expect_one_line_error(t, "similar elsewhere --all --k 4",
+                        "similar --all needs --out FILE", true);
+  expect_one_line_error(t, "similar elsewhere --item 7 --all --out x.csv",
+                        "similar: give exactly one of --item ID, --items ID,ID,..., --all --out "
+                        "FILE or --user ID", true);
+  EXPECT_FALSE(fs::exists(t.file("x.csv")));
   // A damaged artifact is refused with one line naming the file.
   {
     std::fstream io(t.file("elsewhere/user_factors.npy"), std::ios::in | std::ios::out | std::ios::binary);
