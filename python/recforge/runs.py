@@ -541,6 +541,12 @@ class Export:
         queries = _strings(query, "item" if method == "similar_items" else "user")
         if not isinstance(metric, str):
             raise ValueError(f'metric: expected "default", "dot" or "cosine", got {metric!r}')
+        if method == "similar_items" and not single and queries:
+            # One call for all the items (one GEMM, or one batched index search).
+            lists, unknown, k, _ = self._s.similar_items_batch(queries, _count(N), metric,
+                                                               bool(exact))
+            self._check_unknown(method, unknown)
+            return _pad([(l[1], l[2]) for l in lists], k)
         call = getattr(self._s, method)
         results = [call(q, _count(N), metric, bool(exact)) for q in queries]
         for r in results:

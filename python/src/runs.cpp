@@ -245,6 +245,19 @@ void bind_runs(py::module_& m) {
               bool exact) {
              return similar(s, &recommend::Recommender::similar_items, item, k, metric, exact);
            })
+      .def("similar_items_batch",
+           [](const Source& s, const std::vector<std::string>& items, int k,
+              const std::string& metric, bool exact) {
+             recommend::SimilarOptions o;
+             o.metric = parse_metric(metric);
+             o.exact = exact;
+             recommend::Result r;
+             {
+               py::gil_scoped_release release;
+               r = s.r().similar_items_batch(items, k, o);
+             }
+             return to_python(r);
+           })
       .def("similar_users",
            [](const Source& s, const std::string& user, int k, const std::string& metric,
               bool exact) {

@@ -190,10 +190,16 @@ def test_similar_items_and_users_equal_the_cli_and_brute_force(exp, trained):
         eligible[row] = False
         tol = d * EPS32 * (np.abs(users) @ np.abs(users[row])).max()
         assert_top_k(ids, scores, ref, eligible, tol, exp.user_ids)
-    # A list of items: 2-D, one row per item.
-    ids, scores = exp.similar_items(list(exp.item_ids[:3]), N=5)
-    assert ids.shape == (3, 5)
-    assert list(ids[2]) == list(exp.similar_items(exp.item_ids[2], N=5)[0])
+    # A list of items (one library call): 2-D, one row per item, each row the item's own list
+    # and scores, to the bit, through the index and exactly, by dot and cosine.
+    items = list(exp.item_ids[:7]) + [exp.item_ids[3]]
+    for metric, exact in [("default", False), ("cosine", False), ("dot", True)]:
+        ids, scores = exp.similar_items(items, N=5, metric=metric, exact=exact)
+        assert ids.shape == (8, 5) and scores.shape == (8, 5)
+        for row, item in enumerate(items):
+            one_ids, one_scores = exp.similar_items(item, N=5, metric=metric, exact=exact)
+            assert list(ids[row]) == list(one_ids)
+            assert scores[row].tobytes() == one_scores.tobytes()
 
 
 @needs_cli
