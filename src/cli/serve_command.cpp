@@ -157,11 +157,12 @@ void register_serve_command(CLI::App& app, std::map<std::string, std::function<i
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   s->add_option("--batch-wait-ms", a.batch_wait_ms,
-                "Longest wait to gather single-user GETs, or POSTs' new users, into one batch "
-                "(ms); none while no other request is in the server")
+                "Longest wait to gather batched requests (GETs, POSTs' users and new users, "
+                "similar-items) into one library call (ms); none while no other request is in "
+                "the server")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60000.0));
-  s->add_option("--max-batch", a.max_batch, "Most users answered by one batched library call (GETs' users, or POSTs' new users; one POST's new users are never split)")
+  s->add_option("--max-batch", a.max_batch, "Most users (or similar-items items) answered by one batched library call; one POST's users or new users are never split")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   s->add_option("--timeout-ms", a.timeout_ms, "Each request's timeout (ms)")
