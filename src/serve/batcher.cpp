@@ -72,29 +72,36 @@ size_t Batcher::queued() const {
   return queue_.size();
 }
 
+namespace {
+
+/// A request of `kind` on `rec` with options `o` and its deadline; the caller adds its queries.
+std::shared_ptr<Batcher::Pending> pending(Batcher::Pending::Kind kind,
+                                          std::shared_ptr<const recommend::Recommender> rec,
+                                          const recommend::Options& o, Clock::time_point deadline) {
+  auto p = std::make_shared<Batcher::Pending>();
+  p->kind = kind;
+  p->rec = std::move(rec);
+  p->o = o;
+  p->deadline = deadline;
+  return p;
+}
+
+}  // namespace
+
 recommend::Result Batcher::recommend(std::shared_ptr<const recommend::Recommender> rec,
                                      const std::string& user, const recommend::Options& o,
                                      Clock::time_point deadline) {
-  // A k the library refuses gets its sentence alone, not the list length of a batch mate.
-  if (o.k < 1) return rec->recommend({user}, o);
-  auto p = std::make_shared<Pending>();
-  p->rec = std::move(rec);
-  p->ids = {user};
-  p->o = o;
-  p->deadline = deadline;
-  return submit(std::move(p));
+  return recommend_users(std::move(rec), {user}, o, deadline);
 }
 
 recommend::Result Batcher::recommend_users(std::shared_ptr<const recommend::Recommender> rec,
                                            std::vector<std::string> users,
                                            const recommend::Options& o,
                                            Clock::time_point deadline) {
+  // A k the library refuses gets its sentence alone, not the list length of a batch mate.
   if (o.k < 1 || users.empty()) return rec->recommend(users, o);
-  auto p = std::make_shared<Pending>();
-  p->rec = std::move(rec);
+  auto p = pending(Pending::Kind::kUsers, std::move(rec), o, deadline);
   p->ids = std::move(users);
-  p->o = o;
-  p->deadline = deadline;
   return submit(std::move(p));
 }
 
@@ -103,12 +110,8 @@ recommend::Result Batcher::recommend_folded(std::shared_ptr<const recommend::Rec
                                             const recommend::Options& o,
                                             Clock::time_point deadline) {
   if (o.k < 1 || users.empty()) return rec->recommend_folded(users, o);
-  auto p = std::make_shared<Pending>();
-  p->kind = Pending::Kind::kFresh;
-  p->rec = std::move(rec);
+  auto p = pending(Pending::Kind::kFresh, std::move(rec), o, deadline);
   p->folded = std::move(users);
-  p->o = o;
-  p->deadline = deadline;
   return submit(std::move(p));
 }
 
@@ -117,13 +120,11 @@ recommend::Result Batcher::similar_items(std::shared_ptr<const recommend::Recomm
                                          const recommend::SimilarOptions& so,
                                          Clock::time_point deadline) {
   if (k < 1 || items.empty()) return rec->similar_items_batch(items, k, so);
-  auto p = std::make_shared<Pending>();
-  p->kind = Pending::Kind::kSimilar;
-  p->rec = std::move(rec);
+  recommend::Options o;
+  o.k = k;
+  auto p = pending(Pending::Kind::kSimilar, std::move(rec), o, deadline);
   p->ids = std::move(items);
-  p->o.k = k;
   p->so = so;
-  p->deadline = deadline;
   return submit(std::move(p));
 }
 

@@ -293,22 +293,19 @@ if ((!offline_only)); then
       run_wrk "$index" "$dir" "$c" "$duration" "$tmp/wrk-$index-$c.log" || { cat "$tmp/wrk-$index-$c.log" >&2; die "wrk failed ($index, $c connections)"; }
       parse_wrk "$index" "$c" "$tmp/wrk-$index-$c.log"
     done
-    if [[ $index == flat ]] && ((fold_in_items > 0)); then
+    # The POST points on the flat export: fold-ins of a new user, and batches of known users.
+    posts=()
+    [[ $index == flat ]] && ((fold_in_items > 0)) && posts+=("fold new-user:$fold_in_items")
+    [[ $index == flat ]] && ((post_users > 0)) && posts+=("post users:$post_users")
+    for point in "${posts[@]}"; do
+      name=${point%% *} mode=${point#* }
       for c in "${conn_list[@]}"; do
-        log "wrk: fold-in of a new user of $fold_in_items items, flat, $c connections, $duration s"
-        run_wrk fold "$dir" "$c" "$duration" "$tmp/wrk-fold-$c.log" "new-user:$fold_in_items" ||
-          { cat "$tmp/wrk-fold-$c.log" >&2; die "wrk failed (fold-in, $c connections)"; }
-        parse_wrk fold "$c" "$tmp/wrk-fold-$c.log"
+        log "wrk: POST $mode, flat, $c connections, $duration s"
+        run_wrk "$name" "$dir" "$c" "$duration" "$tmp/wrk-$name-$c.log" "$mode" ||
+          { cat "$tmp/wrk-$name-$c.log" >&2; die "wrk failed (POST $mode, $c connections)"; }
+        parse_wrk "$name" "$c" "$tmp/wrk-$name-$c.log"
       done
-    fi
-    if [[ $index == flat ]] && ((post_users > 0)); then
-      for c in "${conn_list[@]}"; do
-        log "wrk: POSTs of $post_users known users, flat, $c connections, $duration s"
-        run_wrk post "$dir" "$c" "$duration" "$tmp/wrk-post-$c.log" "users:$post_users" ||
-          { cat "$tmp/wrk-post-$c.log" >&2; die "wrk failed (POST users, $c connections)"; }
-        parse_wrk post "$c" "$tmp/wrk-post-$c.log"
-      done
-    fi
+    done
     stop_server
     res[$index,server_rc]=$server_rc
   done
