@@ -176,7 +176,7 @@ void register_serve_command(CLI::App& app, std::map<std::string, std::function<i
   s->add_option("--max-k", a.max_k, "Largest k of a request")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
-  s->add_option("--max-users", a.max_users, "Most users and new users in one POST")
+  s->add_option("--max-users", a.max_users, "Most users and new users in one POST to /v1/recommend, and most items in one POST to /v1/similar-items")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{10000000}));
   s->add_option("--max-items", a.max_items, "Most items of one new (fold-in) user")

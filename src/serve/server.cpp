@@ -501,19 +501,68 @@ struct Server::Impl {
     if (item.empty()) http_fail(400, "query parameter 'item' is empty; expected the item's id");
     const int k = p.count("k") ? parse_k(p["k"], o.max_k, "query parameter 'k'") : 10;
     recommend::SimilarOptions so;
-    if (p.count("metric")) {
-      if (p["metric"] == "dot")
-        so.metric = recommend::Metric::kDot;
-      else if (p["metric"] == "cosine")
-        so.metric = recommend::Metric::kCosine;
-      else
-        http_fail(400, fmt::format("query parameter 'metric' must be dot or cosine, got \"{}\"", p["metric"]));
-    }
+    if (p.count("metric")) so.metric = parse_metric(p["metric"], "query parameter 'metric'");
     if (!s->rec->item_ids().find(item)) http_fail(404, fmt::format("unknown item '{}'", item));
     const recommend::Result r = batcher->similar_items(s->rec, {item}, k, so, deadline);
     if (Clock::now() > deadline) throw DeadlinePassed{};
     if (r.lists.size() != 1) throw std::runtime_error("the library answered no list for a known item");
     return {{"item", item}, {"items", items_json(r.lists[0])}, {"export", s->version}};
+  }
+
+  static recommend::Metric parse_metric(const std::string& v, const std::string& what) {
+    if (v == "dot") return recommend::Metric::kDot;
+    if (v == "cosine") return recommend::Metric::kCosine;
+    http_fail(400, fmt::format("{} must be dot or cosine, got \"{}\"", what, v));
+  }
+
+  // Several items' similar items in one request, through the batcher with other similar-items
+  // requests: {"items": [...], "k": N, "metric": "dot"|"cosine"}.
+  json similar_items_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
+    query_params(req, {});
+    const json body = parse_body(req.body);
+    if (!body.is_object()) http_fail(400, "the request body must be a JSON object");
+    static const std::vector<std::string> keys{"items", "k", "metric"};
+    for (const auto& [key, value] : body.items())
+      if (std::find(keys.begin(), keys.end(), key) == keys.end())
+        http_fail(400, fmt::format("unknown body field '{}'; the fields are {}", key, method_list(keys)));
+    const auto s = current();
+    if (!body.contains("items")) http_fail(400, "body field 'items' is required (the items' ids)");
+    const std::vector<std::string> items = string_array(body["items"], "items");
+    if (items.empty()) http_fail(400, "body field 'items' is empty; expected at least one item id");
+    if (items.size() > o.max_users)
+      http_fail(400, fmt::format("the request has {} items, over the limit of {} (--max-users)",
+                                 items.size(), o.max_users));
+    int k = 10;
+    if (body.contains("k")) {
+      if (!body["k"].is_number_integer())
+        http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
+                                   o.max_k, quoted(body["k"])));
+      k = parse_k(std::to_string(body["k"].get<int64_t>()), o.max_k, "body field 'k'");
+    }
+    recommend::SimilarOptions so;
+    if (body.contains("metric")) {
+      if (!body["metric"].is_string())
+        http_fail(400, fmt::format("body field 'metric' must be dot or cosine, got {}", quoted(body["metric"])));
+      so.metric = parse_metric(body["metric"].get<std::string>(), "body field 'metric'");
+    }
+    json unknown = json::array();
+    std::vector<std::string> known;
+    for (const auto& raw : items) {
+      const std::string id = recommend::trim(raw);
+      if (s->rec->item_ids().find(id))
+        known.push_back(id);
+      else
+        unknown.push_back({{"id", id}, {"field", "items"}});
+    }
+    if (known.empty()) http_fail(404, fmt::format("none of the {} items is known", items.size()));
+    const recommend::Result r = batcher->similar_items(s->rec, known, k, so, deadline);
+    if (Clock::now() > deadline) throw DeadlinePassed{};
+    if (r.lists.size() != known.size())
+      throw std::runtime_error("the library answered another number of lists than known items");
+    json results = json::array();
+    for (const auto& list : r.lists)
+      results.push_back({{"item", list.query}, {"items", items_json(list)}, {"export", s->version}});
+    return {{"results", std::move(results)}, {"unknown", std::move(unknown)}, {"export", s->version}};
   }
 
   json admin_reload(const httplib::Request& req, httplib::Response&, Clock::time_point) {
@@ -660,6 +709,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
       {"/v1/recommend", "GET", &Impl::recommend_get, true},
       {"/v1/recommend", "POST", &Impl::recommend_post, true},
       {"/v1/similar-items", "GET", &Impl::similar_items, true},
+      {"/v1/similar-items", "POST", &Impl::similar_items_post, true},
       {"/admin/reload", "POST", &Impl::admin_reload, true},
   };
   BatcherOptions bo;

@@ -229,6 +229,17 @@ TEST_F(ServeTest, AnswersEqualTheLibrarys) {
     const Reply cs = get(c, "/v1/similar-items?item=" + i1 + "&k=8&metric=cosine");
     ASSERT_EQ(cs.status, 200) << cs.text;
     expect_list(cs.body["items"], lib.similar_items(i1, 8, so).lists.at(0), "similar cosine");
+    // POST: several items in one request, an unknown one reported, each list the item's own.
+    const Reply ps = post(c, "/v1/similar-items",
+                          json{{"items", {i1, "no-such-item", i2}}, {"k", 8}, {"metric", "cosine"}}.dump());
+    ASSERT_EQ(ps.status, 200) << ps.text;
+    ASSERT_EQ(ps.body["results"].size(), 2u) << ps.text;
+    EXPECT_EQ(ps.body["results"][0]["item"], i1);
+    EXPECT_EQ(ps.body["results"][1]["item"], i2);
+    expect_list(ps.body["results"][0]["items"], lib.similar_items(i1, 8, so).lists.at(0), "POST similar 0");
+    expect_list(ps.body["results"][1]["items"], lib.similar_items(i2, 8, so).lists.at(0), "POST similar 1");
+    EXPECT_EQ(ps.body["unknown"], (json{{{"id", "no-such-item"}, {"field", "items"}}}));
+    EXPECT_EQ(ps.body["export"], "v-1");
   }
   // Info: the manifest summary.
   {
@@ -303,7 +314,15 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
       {"GET", "/v2/recommend", "", 404, "no such path /v2/recommend"},
       {"DELETE", "/v1/recommend", "", 405, "/v1/recommend does not take DELETE; it takes GET, POST"},
       {"GET", "/admin/reload", "", 405, "it takes POST"},
-      {"POST", "/v1/similar-items?item=" + i, "", 405, "it takes GET"},
+      {"DELETE", "/v1/similar-items", "", 405, "/v1/similar-items does not take DELETE; it takes GET, POST"},
+      {"POST", "/v1/similar-items?item=" + i, "{\"items\": [\"" + i + "\"]}", 400, "unknown query parameter 'item'"},
+      {"POST", "/v1/similar-items", "{\"k\": 3}", 400, "body field 'items' is required"},
+      {"POST", "/v1/similar-items", "{\"items\": []}", 400, "body field 'items' is empty"},
+      {"POST", "/v1/similar-items", "{\"items\": [\"" + i + "\"], \"n\": 3}", 400, "unknown body field 'n'; the fields are items, k, metric"},
+      {"POST", "/v1/similar-items", "{\"items\": [\"" + i + "\"], \"metric\": \"l2\"}", 400, "body field 'metric' must be dot or cosine, got \"l2\""},
+      {"POST", "/v1/similar-items", "{\"items\": [\"" + i + "\"], \"k\": 0}", 400, "'k' must be an integer from 1 to 1000"},
+      {"POST", "/v1/similar-items", "{\"items\": [\"a\", \"b\", \"c\", \"d\"]}", 400, "4 items, over the limit of 3 (--max-users)"},
+      {"POST", "/v1/similar-items", "{\"items\": [\"x\", \"y\"]}", 404, "none of the 2 items is known"},
   };
   auto c = r.client();
   for (const Case& k : cases) {
