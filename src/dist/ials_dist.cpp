@@ -195,8 +195,7 @@ void IalsDist::half(const char* side, const data::Csr& r, const RowExchange& ex,
                     const std::vector<float>& other_w, const std::vector<float>& mine_w,
                     int64_t rows_global, int64_t other_global) {
   const int k = o_.factors;
-  cpu::IalsSolveParams p = o_.solve;  // its errors name the iteration and the side
-  p.where = fmt::format("iALS iteration {}, {} factors", iterations_done_, side);
+  const cpu::IalsSolveParams p = cpu::half_params(o_.solve, iterations_done_, side);
   std::vector<float> g = global_gram(comm_, other_own, o_.solve.unobserved_weight, other_w, k);
   if (cpu::use_eigenframe(p, k, rows_global, other_global)) {
     std::vector<float> eig(static_cast<size_t>(k));

@@ -68,7 +68,7 @@ eval::TopK search_filtered(const SearchFn& search, const float* queries, int64_t
     }
     return std::binary_search(global.begin(), global.end(), item);
   };
-  // Results for query q that survive the filter go into row q of `out`; returns how many.
+  // Results for query q that survive the filter go into row q of `out`.
   auto fill = [&](int64_t q, const float* sc, const int64_t* lab, int64_t fetched) {
     int placed = 0;
     for (int64_t j = 0; j < fetched && placed < k; ++j) {
@@ -79,7 +79,6 @@ eval::TopK search_filtered(const SearchFn& search, const float* queries, int64_t
       out.scores[static_cast<size_t>(q * k + placed)] = sc[j];
       ++placed;
     }
-    return placed;
   };
   // Searches the listed queries for `fetch` results each, in batches that bound the buffers,
   // and fills their rows.

@@ -381,10 +381,15 @@ const Matrix& Recommender::item_factors() const { return *impl_->items; }
 bool Recommender::can_fold_in() const { return impl_->model != nullptr; }
 void Recommender::prepare() const {
   const Impl& m = *impl_;
-  if (m.metric == Metric::kCosine)
-    Impl::max_norm(m.unit_items(), m.unit_items_norm_);
-  else
-    Impl::max_norm(*m.items, m.items_norm_);
+  // Exact scoring by the default metric: what requests use when no index answers them (an
+  // index's metric is the export's default metric). Not for an index: its exports would pay
+  // for a norm, or a unit copy of every item for cosine, that requests rarely need.
+  if (!m.index) {
+    if (m.metric == Metric::kCosine)
+      Impl::max_norm(m.unit_items(), m.unit_items_norm_);
+    else
+      Impl::max_norm(*m.items, m.items_norm_);
+  }
   m.queried(models::Model::Query::kFoldIn);
 }
 bool Recommender::knows_user(const std::string& id) const {

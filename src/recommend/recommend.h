@@ -151,9 +151,10 @@ class Recommender {
   const Matrix& item_factors() const;
   /// Whether fold_in can run: a run directory, or an export that carries its "fold_in" section.
   bool can_fold_in() const;
-  /// Computes now what the first queries would otherwise compute on their way: the largest
-  /// item norm of the default metric's exact scoring (and the unit-length items for cosine), and
-  /// the model's fold-in preparation (models::Model::prepare_queries, the Gram matrix of iALS).
+  /// Computes now what the first queries would otherwise compute on their way: without an
+  /// index, the largest item norm of the default metric's exact scoring (and the unit-length
+  /// items for cosine); and the model's fold-in preparation (models::Model::prepare_queries,
+  /// the Gram matrix of iALS).
   /// A server calls it while loading, so that no request pays for it. Safe to call from many
   /// threads, and more than once.
   void prepare() const;

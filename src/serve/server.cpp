@@ -359,24 +359,32 @@ struct Server::Impl {
     return out;
   }
 
-  json recommend_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
+  // A POST's JSON object body, with no query parameter and only the body fields `keys`.
+  static json post_body(const httplib::Request& req, const std::vector<std::string>& keys) {
     query_params(req, {});
-    const json body = parse_body(req.body);
+    json body = parse_body(req.body);
     if (!body.is_object()) http_fail(400, "the request body must be a JSON object");
-    static const std::vector<std::string> keys{"users", "new_users", "k", "exclude", "items", "include_seen"};
     for (const auto& [key, value] : body.items())
       if (std::find(keys.begin(), keys.end(), key) == keys.end())
         http_fail(400, fmt::format("unknown body field '{}'; the fields are {}", key, method_list(keys)));
+    return body;
+  }
+
+  // A body's "k": an integer from 1 to --max-k.
+  int body_k(const json& v) const {
+    if (!v.is_number_integer())
+      http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
+                                 o.max_k, quoted(v)));
+    return parse_k(std::to_string(v.get<int64_t>()), o.max_k, "body field 'k'");
+  }
+
+  json recommend_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
+    const json body = post_body(req, {"users", "new_users", "k", "exclude", "items", "include_seen"});
     const auto s = current();
     recommend::Options opts;
     std::vector<std::string> users;
     if (body.contains("users")) users = string_array(body["users"], "users");
-    if (body.contains("k")) {
-      if (!body["k"].is_number_integer())
-        http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
-                                   o.max_k, quoted(body["k"])));
-      opts.k = parse_k(std::to_string(body["k"].get<int64_t>()), o.max_k, "body field 'k'");
-    }
+    if (body.contains("k")) opts.k = body_k(body["k"]);
     if (body.contains("exclude")) opts.exclude = string_array(body["exclude"], "exclude");
     if (body.contains("items")) opts.candidates = string_array(body["items"], "items");
     if (body.contains("include_seen")) {
@@ -518,13 +526,7 @@ struct Server::Impl {
   // Several items' similar items in one request, through the batcher with other similar-items
   // requests: {"items": [...], "k": N, "metric": "dot"|"cosine"}.
   json similar_items_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
-    query_params(req, {});
-    const json body = parse_body(req.body);
-    if (!body.is_object()) http_fail(400, "the request body must be a JSON object");
-    static const std::vector<std::string> keys{"items", "k", "metric"};
-    for (const auto& [key, value] : body.items())
-      if (std::find(keys.begin(), keys.end(), key) == keys.end())
-        http_fail(400, fmt::format("unknown body field '{}'; the fields are {}", key, method_list(keys)));
+    const json body = post_body(req, {"items", "k", "metric"});
     const auto s = current();
     if (!body.contains("items")) http_fail(400, "body field 'items' is required (the items' ids)");
     const std::vector<std::string> items = string_array(body["items"], "items");
@@ -532,13 +534,7 @@ struct Server::Impl {
     if (items.size() > o.max_users)
       http_fail(400, fmt::format("the request has {} items, over the limit of {} (--max-users)",
                                  items.size(), o.max_users));
-    int k = 10;
-    if (body.contains("k")) {
-      if (!body["k"].is_number_integer())
-        http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
-                                   o.max_k, quoted(body["k"])));
-      k = parse_k(std::to_string(body["k"].get<int64_t>()), o.max_k, "body field 'k'");
-    }
+    const int k = body.contains("k") ? body_k(body["k"]) : 10;
     recommend::SimilarOptions so;
     if (body.contains("metric")) {
       if (!body["metric"].is_string())

@@ -289,6 +289,18 @@ TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {
   EXPECT_FALSE(fs::exists(dir.file("runs/c")));
 }
 
+// `train c.yaml` in `dir` as P ranks fails within 60 s, its output holding every one of `says`,
+// and leaves nothing half-written: no run, no staging directory.
+void expect_job_ends_saying(const TempDir& dir, int P, const std::vector<std::string>& says) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = run_ranks(P, dir.str(), "train c.yaml");
+  EXPECT_NE(r.rc, 0);
+  for (const std::string& s : says) EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  if (fs::exists(dir.file("runs")))
+    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+}
+
 TEST(DistTrain, AMalformedLineInOneShardNamesItsLineAndEndsTheJob) {
   if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
   TempDir dir;
@@ -300,15 +312,7 @@ TEST(DistTrain, AMalformedLineInOneShardNamesItsLineAndEndsTheJob) {
   test::write_file(dir.file("c.yaml"),
                    config(dir.file("runs"), "data:\n  format: delimited\n  path: bad.csv\n  header: "
                                             "true\nsplit:\n  method: random\n", 2));
-  const auto t0 = std::chrono::steady_clock::now();
-  const Result r = run_ranks(3, dir.str(), "train c.yaml");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find("process 2 of 3"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("bad.csv:3002"), std::string::npos) << r.out;
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
-  // Nothing half-written: no run, no staging directory.
-  if (fs::exists(dir.file("runs")))
-    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+  expect_job_ends_saying(dir, 3, {"process 2 of 3", "bad.csv:3002"});
 }
 
 // An input error met in one rank's solve (the conjugate gradient of a row with a confidence of
@@ -324,15 +328,8 @@ TEST(DistTrain, ASolveErrorOnOneRankNamesTheIterationAndEndsTheJob) {
   test::write_file(dir.file("c.yaml"),
                    config(dir.file("runs"), "data:\n  format: delimited\n  path: big.csv\n  header: "
                                             "true\n  weight_col: w\nsplit:\n  method: none\n", 2));
-  const auto t0 = std::chrono::steady_clock::now();
-  const Result r = run_ranks(2, dir.str(), "train c.yaml");
-  EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.out.find(" of 2: iALS iteration 1, user factors: the conjugate gradient of 1 of "),
-            std::string::npos)
-      << r.out;
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
-  if (fs::exists(dir.file("runs")))
-    for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+  expect_job_ends_saying(
+      dir, 2, {" of 2: iALS iteration 1, user factors: the conjugate gradient of 1 of "});
 }
 
 // The pids of the ranks of the mpirun job `mpirun_pid` (its children that hold

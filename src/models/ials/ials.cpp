@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 
 #include "core/blas.h"
 #include "core/error.h"
@@ -55,14 +54,6 @@ void check_finite(const Matrix& m, const char* side, int iteration) {
         iteration, side);
 }
 
-// The solve parameters of a half-iteration: its input errors name the iteration and the side.
-backend::cpu::IalsSolveParams half_of(const backend::cpu::IalsSolveParams& p, int iteration,
-                                      const char* side) {
-  backend::cpu::IalsSolveParams h = p;
-  h.where = fmt::format("iALS iteration {}, {} factors", iteration, side);
-  return h;
-}
-
 }  // namespace
 
 Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
@@ -102,11 +93,12 @@ void Ials::iterate(const data::Csr& user_items, const data::Csr& item_users) {
   if (o_.unobserved_exp != 0 && item_weights_.empty())
     item_weights_ = backend::cpu::popularity_weights(item_users, o_.unobserved_exp);
   ++iterations_done_;
-  backend::cpu::solve_half(user_items, items_, users_, half_of(o_.solve, iterations_done_, "user"),
-                           threads_, item_weights_);
+  namespace cpu = backend::cpu;
+  cpu::solve_half(user_items, items_, users_, cpu::half_params(o_.solve, iterations_done_, "user"),
+                  threads_, item_weights_);
   check_finite(users_, "user", iterations_done_);
-  backend::cpu::solve_half(item_users, users_, items_, half_of(o_.solve, iterations_done_, "item"),
-                           threads_, {}, item_weights_);
+  cpu::solve_half(item_users, users_, items_, cpu::half_params(o_.solve, iterations_done_, "item"),
+                  threads_, {}, item_weights_);
   check_finite(items_, "item", iterations_done_);
 }
 

@@ -570,6 +570,12 @@ void check_shapes(const data::Csr& r, const Matrix& y, const Matrix& x,
 
 }  // namespace
 
+IalsSolveParams half_params(const IalsSolveParams& p, int iteration, const char* side) {
+  IalsSolveParams h = p;
+  h.where = fmt::format("iALS iteration {}, {} factors", iteration, side);
+  return h;
+}
+
 std::vector<float> gram_eigen(std::vector<float>& basis, int k, const std::string& where) {
   return eigen_of(basis, k, where);
 }

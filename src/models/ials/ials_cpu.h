@@ -38,6 +38,10 @@ struct IalsSolveParams {
   std::string where = "iALS";
 };
 
+/// `p` for one half of training iteration `iteration`: its `where` names the iteration and the
+/// side ("iALS iteration 3, item factors"), so that a solve's input error says where it arose.
+IalsSolveParams half_params(const IalsSolveParams& p, int iteration, const char* side);
+
 /// λ (n + ν)^e for a row with n observed interactions.
 double row_regularization(const IalsSolveParams& p, int64_t n);
 
