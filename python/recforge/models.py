@@ -253,6 +253,11 @@ class MatrixFactorizationBase:
         """Columns of the factor matrices (``factors``, + 1 with ``item_bias``)."""
         return int(self.factors) + (1 if getattr(self, "item_bias", False) else 0)
 
+    def _sizes(self):
+        """(users, items) of the fitted model, without taking a view of the factors (a view
+        handed out stops the engine from keeping what queries derive from them)."""
+        return self._engine.sizes()
+
     # -- factors --------------------------------------------------------------------------
 
     def _get(self, which):
@@ -299,12 +304,14 @@ class MatrixFactorizationBase:
     @property
     def user_norms(self):
         """Euclidean norm of each user's factors (0 replaced by 1e-10, as implicit does)."""
-        return _norms(self.user_factors)
+        self._need_fit()
+        return self._engine.norms(True)
 
     @property
     def item_norms(self):
         """Euclidean norm of each item's factors (0 replaced by 1e-10, as implicit does)."""
-        return _norms(self.item_factors)
+        self._need_fit()
+        return self._engine.norms(False)
 
     # -- training -------------------------------------------------------------------------
 
@@ -395,7 +402,7 @@ class MatrixFactorizationBase:
         """
         self._need_fit()
         n = 1 if np.isscalar(userid) else len(userid)
-        ui = _csr(user_items, "user_items", rows=n, cols=self.item_factors.shape[0])
+        ui = _csr(user_items, "user_items", rows=n, cols=self._sizes()[1])
         f = self._fold_in_users(ui)
         return f[0] if np.isscalar(userid) else f
 
@@ -404,7 +411,7 @@ class MatrixFactorizationBase:
         item) by the model's solve with users and items exchanged; see ``recalculate_user``."""
         self._need_fit()
         n = 1 if np.isscalar(itemid) else len(itemid)
-        iu = _csr(item_users, "item_users", rows=n, cols=self.user_factors.shape[0])
+        iu = _csr(item_users, "item_users", rows=n, cols=self._sizes()[0])
         f = self._engine.fold_in_items(*_csr_arrays(iu))
         return f[0] if np.isscalar(itemid) else f
 
@@ -432,8 +439,8 @@ class MatrixFactorizationBase:
         self._need_fit()
         name = "userids" if users else "itemids"
         mname = "user_items" if users else "item_users"
-        n_own = self.user_factors.shape[0] if users else self.item_factors.shape[0]
-        n_other = self.item_factors.shape[0] if users else self.user_factors.shape[0]
+        n_users, n_items = self._sizes()
+        n_own, n_other = (n_users, n_items) if users else (n_items, n_users)
         ids, scalar = _ids(ids, name, n_own, allow_new=True)
         ids = np.atleast_1d(ids)
         m = _csr(matrix, mname, cols=n_other)
@@ -479,7 +486,7 @@ class MatrixFactorizationBase:
             float32 scores (user factors · item factors) of the same shape.
         """
         self._need_fit()
-        n_users, n_items = self.user_factors.shape[0], self.item_factors.shape[0]
+        n_users, n_items = self._sizes()
         N = _count(N, "N")
         scalar = np.isscalar(userid)
         n_q = 1 if scalar else len(np.atleast_1d(userid))
@@ -492,8 +499,7 @@ class MatrixFactorizationBase:
             queries = np.ascontiguousarray(self._fold_in_users(ui))
         else:
             uid, _ = _ids(userid, "userid", n_users)
-            queries = np.ascontiguousarray(self.user_factors[np.atleast_1d(uid)])
-        item_matrix = self.item_factors
+            queries = self._engine.rows(True, np.atleast_1d(uid))
         global_exclude = None
         if items is not None:
             if filter_items is not None and np.size(filter_items):
@@ -514,8 +520,8 @@ class MatrixFactorizationBase:
             ids = np.zeros((n_q, 0), dtype=np.int32)
             scores = np.zeros((n_q, 0), dtype=np.float32)
         else:
-            ids, scores = self._engine.topk(queries, item_matrix, N, ex_ptr, ex_ind, None,
-                                            global_exclude)
+            ids, scores = self._engine.recommend(np.ascontiguousarray(queries, dtype=np.float32),
+                                                 N, ex_ptr, ex_ind, global_exclude)
         if scalar:
             return ids[0], scores[0]
         return ids, scores
@@ -545,15 +551,15 @@ class MatrixFactorizationBase:
             (N,) or (len(itemid), N) item ids and cosine similarities, best first.
         """
         self._need_fit()
-        n_items = self.item_factors.shape[0]
+        n_items = self._sizes()[1]
         if recalculate_item:
             q = self.recalculate_item(itemid, item_users)
             scalar = np.isscalar(itemid)
         else:
             iid, scalar = _ids(itemid, "itemid", n_items)
-            q = self.item_factors[np.atleast_1d(iid)]
-        return self._similar(np.atleast_2d(q), self.item_factors, N, filter_items, items,
-                             "filter_items", "items", scalar)
+            q = self._engine.rows(False, np.atleast_1d(iid))
+        return self._similar(np.atleast_2d(q), False, N, filter_items, items, "filter_items",
+                             "items", scalar)
 
     def similar_users(self, userid, N=10, filter_users=None, users=None):
         """The ``N`` users most similar to a user or users, by cosine of their factors.
@@ -575,16 +581,15 @@ class MatrixFactorizationBase:
             (N,) or (len(userid), N) user ids and cosine similarities, best first.
         """
         self._need_fit()
-        uid, scalar = _ids(userid, "userid", self.user_factors.shape[0])
-        q = self.user_factors[np.atleast_1d(uid)]
-        return self._similar(q, self.user_factors, N, filter_users, users, "filter_users",
-                             "users", scalar)
+        uid, scalar = _ids(userid, "userid", self._sizes()[0])
+        q = self._engine.rows(True, np.atleast_1d(uid))
+        return self._similar(q, True, N, filter_users, users, "filter_users", "users", scalar)
 
-    def _similar(self, q, matrix, N, filter_ids, only, filter_name, only_name, scalar):
+    def _similar(self, q, users, N, filter_ids, only, filter_name, only_name, scalar):
+        """Cosine top N of the queries `q` among the user (or item) rows: the engine's exact
+        top-k over that side's unit rows, which it keeps while the factors are unchanged."""
         N = _count(N, "N")
-        n = matrix.shape[0]
-        unit = np.ascontiguousarray(matrix / _norms(matrix)[:, None], dtype=np.float32)
-        qn = np.ascontiguousarray(q / _norms(q)[:, None], dtype=np.float32)
+        n = self._sizes()[0 if users else 1]
         global_exclude = None
         if only is not None:
             if filter_ids is not None and len(filter_ids):
@@ -599,10 +604,11 @@ class MatrixFactorizationBase:
             f, _ = _ids(filter_ids, filter_name, n)
             global_exclude = np.unique(np.atleast_1d(f)).astype(np.int32)
         if N == 0:
-            ids = np.zeros((len(qn), 0), dtype=np.int32)
-            scores = np.zeros((len(qn), 0), dtype=np.float32)
+            ids = np.zeros((len(q), 0), dtype=np.int32)
+            scores = np.zeros((len(q), 0), dtype=np.float32)
         else:
-            ids, scores = self._engine.topk(qn, unit, N, None, None, None, global_exclude)
+            ids, scores = self._engine.similar(users, np.ascontiguousarray(q, dtype=np.float32),
+                                               N, global_exclude)
         if scalar:
             return ids[0], scores[0]
         return ids, scores
@@ -694,12 +700,6 @@ class MatrixFactorizationBase:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{a}={getattr(self, a)!r}' for a, _, _ in self._keys)})"
-
-
-def _norms(m):
-    n = np.linalg.norm(np.asarray(m, dtype=np.float32), axis=-1)
-    n[n == 0] = 1e-10
-    return n
 
 
 def _count(N, name):

@@ -526,6 +526,80 @@ def test_factor_arrays_share_the_engines_memory(data):
     assert not np.array_equal(m.item_factors, snapshot)
 
 
+def test_queries_keep_what_they_derive_until_the_factors_change(data):
+    """recommend, similar_* and the norms need values derived from every row of a side (the
+    largest norm, the unit rows): they are computed once and kept, and computed again after
+    each way the factors can change, which the next answers then show."""
+    m = recforge.AlternatingLeastSquares(factors=8, iterations=1, random_state=3, num_threads=1)
+    m.fit(data, show_progress=False)
+
+    def count():
+        return m._engine.derived_computations()
+
+    def check_items(q_item):
+        Y = m._engine.rows(False, np.arange(m._sizes()[1]))  # a copy: no view handed out
+        ids, scores = m.similar_items(q_item, N=6)
+        check_cosine(ids, scores, Y[q_item], Y, 6)
+        norms = np.linalg.norm(Y.astype(np.float64), axis=1)
+        np.testing.assert_allclose(m.item_norms, np.where(norms == 0, 1e-10, norms),
+                                   rtol=gamma(2))
+
+    n = count()
+    m.similar_items(4, N=5)
+    m.similar_items(np.array([5, 6]), N=5)
+    m.recommend(0, data[0], N=5)
+    m.item_norms
+    assert count() == n + 1  # the items' side, once
+    m.similar_users(3, N=5)
+    m.similar_users(2, N=5)
+    m.user_norms
+    assert count() == n + 2
+
+    # 1. written through a view taken and dropped at once
+    m.item_factors[7] = 50 * m.item_factors[4]
+    n = count()
+    ids, scores = m.similar_items(4, N=2)
+    assert set(ids.tolist()) == {4, 7} and abs(scores[1] - 1) < 8 * gamma(16)
+    check_items(4)
+    assert count() > n
+    # 2. a view held during a query and written after it
+    held = m.item_factors
+    m.similar_items(4, N=5)
+    held[9] = -3 * held[4]
+    del held
+    check_items(9)
+    ids, scores = m.similar_items(9, N=data.shape[1])
+    assert ids[-1] in (4, 7) and abs(scores[-1] + 1) < 8 * gamma(16)  # the opposite of 9
+    # 3. assigned
+    n = count()
+    m.similar_items(4, N=5)
+    assert count() == n  # (kept again once no view is alive)
+    rng = np.random.default_rng(5)
+    m.item_factors = rng.standard_normal(m.item_factors.shape).astype(np.float32)
+    n = count()
+    check_items(2)
+    m.recommend(0, data[0], N=5)
+    assert count() == n + 1
+    # 4. rows set by a partial fit (the matrix grows)
+    n_items = m.item_factors.shape[0]
+    m.similar_items(4, N=5)
+    m.partial_fit_items([n_items], data[:, 3].T.tocsr())
+    n = count()
+    ids, _ = m.similar_items(n_items, N=3)
+    assert ids[0] == n_items and count() == n + 1
+    check_items(n_items)
+    # 5. the users: written through a view, then refit (a new engine)
+    m.similar_users(3, N=5)
+    m.user_factors[8] = 2 * m.user_factors[3]
+    n = count()
+    ids, scores = m.similar_users(3, N=2)
+    assert set(ids.tolist()) == {3, 8} and count() == n + 1
+    m.fit(data, show_progress=False)
+    U = m._engine.rows(True, np.arange(m._sizes()[0]))
+    ids, scores = m.similar_users(3, N=6)
+    check_cosine(ids, scores, U[3], U, 6)
+
+
 # (f) errors ---------------------------------------------------------------------------------
 
 

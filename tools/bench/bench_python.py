@@ -11,12 +11,17 @@
 2. Recommending for every user in one call: `model.recommend(np.arange(n_users), user_items,
    N=20)` of recforge and of implicit 0.7's CPU ALS given the same factors (float32 copies),
    training items filtered by both, and the fraction of identical lists.
+3. One call per query (what a service or a notebook loop does): `recommend` of one user (their
+   row filtered), `similar_items` of one item and `similar_users` of one user, `--calls`
+   random queries each, run as blocks of every query per library, twice in turn, each block
+   after one warm-up call (implicit caches its norms; so does recforge, see docs/python.md);
+   median milliseconds per call.
 
 The id numbering is the CLI's (integer ids in numeric order, docs/data.md), so that both train
 on the same matrix.
 
 usage: .venv/bin/python tools/bench/bench_python.py --recforge build/release/recforge
-           [--data ../shared/data/gowalla] [--reps 3] [--threads 2] [--skip-train]
+           [--data ../shared/data/gowalla] [--reps 3] [--threads 2] [--skip-train] [--calls 200]
 """
 
 import argparse
@@ -45,7 +50,8 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/gowalla"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--skip-train", action="store_true", help="only the recommend comparison")
+    ap.add_argument("--skip-train", action="store_true", help="only the query comparisons")
+    ap.add_argument("--calls", type=int, default=200, help="queries per one-call-each comparison")
     args = ap.parse_args()
     config = ROOT / "configs/gowalla-ials.yaml"
     train = Path(args.data) / "train.txt"
@@ -111,6 +117,31 @@ def main():
           f"({t_i / t_r:.2f}x); identical lists {same:.4f}; max score difference "
           f"{np.max(np.abs(scores_r - scores_i)):.2e}")
 
+    # One query per call, alternating between the two libraries.
+    rng = np.random.default_rng(7)
+    qu = rng.integers(0, m.shape[0], args.calls)
+    qi = rng.integers(0, m.shape[1], args.calls)
+    cases = (("recommend(user, row, N=20)", lambda lib, q: lib.recommend(int(q), m[int(q)], N=20), qu),
+             ("similar_items(item, N=20)", lambda lib, q: lib.similar_items(int(q), N=20), qi),
+             ("similar_users(user, N=20)", lambda lib, q: lib.similar_users(int(q), N=20), qu))
+    for name, call, queries in cases:
+        times = {"recforge": [], "implicit": []}
+        lists = {}
+        # Blocks of every query per library, twice in turn (ABAB): interleaving single calls
+        # made each library's idle thread pool (OpenMP's or OpenBLAS's spinning workers) slow the
+        # other's next call on 2 cores.
+        for block in range(2):
+            for label, lib in (("recforge", model), ("implicit", imp)):
+                call(lib, queries[0])  # warm-up (norms, thread pools)
+                for q in queries:
+                    t0 = time.perf_counter()
+                    ids, _ = call(lib, q)
+                    times[label].append(time.perf_counter() - t0)
+                    lists.setdefault(label, []).append(ids)
+        agree = np.mean([np.array_equal(a, b) for a, b in zip(lists["recforge"], lists["implicit"])])
+        r, i = (statistics.median(times[k]) * 1e3 for k in ("recforge", "implicit"))
+        print(f"{name}, one per call, median of {len(times['recforge'])}: recforge {r:.2f} ms, "
+              f"implicit {i:.2f} ms ({i / r:.2f}x); identical lists {agree:.3f}")
 
 if __name__ == "__main__":
     main()
