@@ -61,8 +61,9 @@ grep -q 'bad.csv: header' err.txt || fail "the bad-header message does not name 
 # --- 2. serve-recommend.lua under wrk ---------------------------------------------------------
 printf '1\n2\nuser a/b\n' > users.txt
 cat > server.py <<'EOF'
-# Answers GET /v1/recommend with 200 for users 1 and "user a/b" and 404 otherwise; GET /seen lists
-# the distinct (user, k) pairs asked for. POST /v1/recommend records the JSON body's sorted
+# Answers GET /v1/recommend with 200 for users 1 and "user a/b" and 404 otherwise, GET
+# /v1/similar-items with 404 for item 2 and 200 otherwise; GET /seen lists the distinct (user, k)
+# pairs asked for (("item:ID", k) for similar items). POST /v1/recommend records the JSON body's sorted
 # "users" and its k (GET /posts lists the distinct ones) and answers 200. Prints its port first.
 import http.server, json, sys, threading, urllib.parse
 seen, posts, lock = set(), set(), threading.Lock()
@@ -80,15 +81,22 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         q = urllib.parse.urlparse(self.path)
         p = urllib.parse.parse_qs(q.query)
-        if q.path in ("/seen", "/posts"):
+        if q.path == "/reset":
+            with lock:
+                seen.clear()
+            body, code = b"{}", 200
+        elif q.path in ("/seen", "/posts"):
             with lock:
                 body = json.dumps(sorted(seen if q.path == "/seen" else posts)).encode()
             code = 200
         else:
             user, k = p.get("user", [""])[0], p.get("k", [""])[0]
+            if q.path == "/v1/similar-items":
+                user = "item:" + p.get("item", [""])[0]
             with lock:
                 seen.add((user, k))
             code = 200 if q.path == "/v1/recommend" and user in ("1", "user a/b") else 404
+            code = 200 if q.path == "/v1/similar-items" and user != "item:2" else code
             body = b'{"items": []}'
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -133,4 +141,18 @@ result=$(wrk -t 1 -c 2 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://1
 posts=$(curl -s "http://127.0.0.1:$port/posts")
 [[ $posts == '[[["1", "2"], 5], [["1", "user a/b"], 5], [["2", "user a/b"], 5]]' ]] ||
   fail "users:2 POSTed $posts; expected every pair of the three users with k 5"
+# similar: GET /v1/similar-items for the file's items (URL-encoded), item 2 answered 404.
+curl -s -o /dev/null "http://127.0.0.1:$port/reset"
+result=$(wrk -t 1 -c 2 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- users.txt 3 1 similar |
+         grep '^WRK_RESULT ') || fail "wrk printed no WRK_RESULT line (similar)"
+requests=$(field requests "$result") non2xx=$(field non2xx "$result")
+((requests > 0 && non2xx > 0 && non2xx < requests)) || fail "similar: non2xx $non2xx of $requests (1 of 3 items answers 404): $result"
+seen=$(curl -s "http://127.0.0.1:$port/seen")
+[[ $seen == '[["item:1", "3"], ["item:2", "3"], ["item:user a/b", "3"]]' ]] ||
+  fail "similar asked for $seen; expected the three items of the file with k 3"
+if wrk -t 1 -c 1 -d 1s -s "$src/tools/bench/serve-recommend.lua" "http://127.0.0.1:$port" -- users.txt 3 1 similars >out.txt 2>&1 &&
+   grep -q '^WRK_RESULT' out.txt; then
+  fail "an unknown mode was accepted"
+fi
+grep -q 'mode similars is not' out.txt || fail "an unknown mode's message: $(cat out.txt)"
 echo "bench_serve test: ok"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The serving figures of issue 18: the Gowalla iALS model at 256 factors, exported as flat (exact)
 # and as HNSW, served by `recforge serve` and loaded with wrk at 1, 16 and 64 connections (GET
-# for known users; on the flat export also POSTs that fold in a new user and POSTs of several
-# known users); the offline batched throughput of `recommend --all` on the same export; HNSW's
+# for known users; on the flat export also POSTs that fold in a new user, POSTs of several
+# known users and GETs of similar items); the offline batched throughput of `recommend --all` on the same export; HNSW's
 # recall@20 against exact (training items masked); 10 hot reloads under load. Prints one
 # Markdown report.
 #
@@ -10,7 +10,8 @@
 #                              [--duration 20] [--wrk-threads 1] [--server-threads N]
 #                              [--batch-wait-ms MS] [--max-batch N] [--hnsw-m 32]
 #                              [--ef-construction 200] [--ef-search 32] [--reloads 10]
-#                              [--fold-in-items 20] [--post-users 4] [--data DIR] [--offline-only]
+#                              [--fold-in-items 20] [--post-users 4] [--similar 1] [--data DIR]
+#                              [--offline-only]
 #                              [--out REPORT.md]
 #
 # --work DIR     where the run, the exports and the temporary files go (default: a new
@@ -29,6 +30,8 @@
 #                new user of N distinct items drawn uniformly; 0: no fold-in points).
 # --post-users N known users per request in the POST points (POST /v1/recommend with N distinct
 #                users drawn uniformly; 0: no such points).
+# --similar 0|1  the similar-items points (GET /v1/similar-items?item=ID&k=20 for an item drawn
+#                uniformly; default 1).
 # --offline-only everything that needs no server: train, export, recall, offline throughput.
 #
 # Exit status 0 when everything was measured (the goals are reported, met or not), 1 when a step
@@ -42,7 +45,7 @@ recall_py="$root/tools/bench/serve_recall.py"
 
 work="" run="" bin="$root/build/release/recforge" conns="1,16,64" duration=20 wrk_threads=1
 server_threads="" batch_wait="" max_batch="" hnsw_m=32 ef_construction=200 ef_search=32
-reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token="" fold_in_items=20 post_users=4
+reloads=10 data="$root/../shared/data/gowalla" offline_only=0 out="" k=20 admin_token="" fold_in_items=20 post_users=4 similar=1
 
 die() { echo "bench-serve: $*" >&2; exit 1; }
 log() { echo "bench-serve: $*" >&2; }
@@ -65,6 +68,7 @@ while [[ $# -gt 0 ]]; do
     --reloads) need_value "$@"; reloads=$2; shift 2 ;;
     --fold-in-items) need_value "$@"; fold_in_items=$2; shift 2 ;;
     --post-users) need_value "$@"; post_users=$2; shift 2 ;;
+    --similar) need_value "$@"; similar=$2; shift 2 ;;
     --data) need_value "$@"; data=$2; shift 2 ;;
     --out) need_value "$@"; out=$2; shift 2 ;;
     --offline-only) offline_only=1; shift ;;
@@ -82,6 +86,7 @@ is_uint "$fold_in_items" || die "--fold-in-items $fold_in_items: expected an int
 fold_in_items=$((10#$fold_in_items))
 is_uint "$post_users" || die "--post-users $post_users: expected an integer >= 0"
 post_users=$((10#$post_users))
+[[ $similar == 0 || $similar == 1 ]] || die "--similar $similar: expected 0 or 1"
 [[ $conns =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--connections $conns: expected a comma-separated list of positive integers, e.g. 1,16,64"
 IFS=, read -r -a conn_list <<<"$conns"
 for c in "${conn_list[@]}"; do
@@ -266,10 +271,10 @@ start_server() {  # EXPORT
 }
 
 declare -A res   # res[index,conns,field]
-run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE [new-user:N | users:N]
+run_wrk() {  # INDEX EXPORT CONNS DURATION LOGFILE [new-user:N | users:N | similar]
   local ids=$2/user_ids.txt mode=()
   [[ $# -ge 6 ]] && mode=(1 "$6")
-  [[ $# -ge 6 && $6 == new-user:* ]] && ids=$2/item_ids.txt
+  [[ $# -ge 6 && ( $6 == new-user:* || $6 == similar ) ]] && ids=$2/item_ids.txt
   local args=(wrk -t "$wrk_threads" -c "$3" -d "${4}s" --timeout 2s -s "$lua"
               "http://127.0.0.1:$port" -- "$ids" "$k" "${mode[@]}")
   note_cmd "${args[*]}"
@@ -293,16 +298,18 @@ if ((!offline_only)); then
       run_wrk "$index" "$dir" "$c" "$duration" "$tmp/wrk-$index-$c.log" || { cat "$tmp/wrk-$index-$c.log" >&2; die "wrk failed ($index, $c connections)"; }
       parse_wrk "$index" "$c" "$tmp/wrk-$index-$c.log"
     done
-    # The POST points on the flat export: fold-ins of a new user, and batches of known users.
+    # The other points on the flat export: POSTs folding in a new user, POSTs of several known
+    # users, GETs of similar items.
     posts=()
     [[ $index == flat ]] && ((fold_in_items > 0)) && posts+=("fold new-user:$fold_in_items")
     [[ $index == flat ]] && ((post_users > 0)) && posts+=("post users:$post_users")
+    [[ $index == flat ]] && ((similar)) && posts+=("similar similar")
     for point in "${posts[@]}"; do
       name=${point%% *} mode=${point#* }
       for c in "${conn_list[@]}"; do
-        log "wrk: POST $mode, flat, $c connections, $duration s"
+        log "wrk: $mode, flat, $c connections, $duration s"
         run_wrk "$name" "$dir" "$c" "$duration" "$tmp/wrk-$name-$c.log" "$mode" ||
-          { cat "$tmp/wrk-$name-$c.log" >&2; die "wrk failed (POST $mode, $c connections)"; }
+          { cat "$tmp/wrk-$name-$c.log" >&2; die "wrk failed ($mode, $c connections)"; }
         parse_wrk "$name" "$c" "$tmp/wrk-$name-$c.log"
       done
     done
@@ -382,10 +389,12 @@ cores=$(nproc)
     indexes=(flat hnsw)
     ((fold_in_items > 0)) && indexes+=(fold)
     ((post_users > 0)) && indexes+=(post)
+    ((similar)) && indexes+=(similar)
     for index in "${indexes[@]}"; do
       label=$index
       [[ $index == fold ]] && label="flat, POST fold-in of a new user ($fold_in_items items)"
       [[ $index == post ]] && label="flat, POST of $post_users known users"
+      [[ $index == similar ]] && label="flat, GET similar-items of an item"
       for c in "${conn_list[@]}"; do
         echo "| $label | $c | $(fmt "${res[$index,$c,rps]}") | $(fmt "${res[$index,$c,p50_ms]}" 2) | $(fmt "${res[$index,$c,p99_ms]}" 2) | $(fmt "${res[$index,$c,p999_ms]}" 2) | ${res[$index,$c,errors]} |"
       done

@@ -5,12 +5,14 @@
 --       -- EXPORT/user_ids.txt [K] [SEED]
 --   wrk ... -- EXPORT/item_ids.txt K SEED new-user:N
 --   wrk ... -- EXPORT/user_ids.txt K SEED users:N
+--   wrk ... -- EXPORT/item_ids.txt K SEED similar
 --
 -- K is the list length (default 20); SEED (default 1) seeds each thread's generator (SEED + its
 -- number), so that two runs with the same arguments ask for the same sequence.
 -- With new-user:N, the file lists item ids and each request POSTs /v1/recommend for one new user
 -- (fold-in) of N distinct items drawn uniformly from it. With users:N, each request POSTs
--- /v1/recommend for N distinct known users drawn uniformly from user_ids.txt.
+-- /v1/recommend for N distinct known users drawn uniformly from user_ids.txt. With similar, the
+-- file lists item ids and each request asks GET /v1/similar-items for one drawn uniformly.
 -- The last line of the output is
 --   WRK_RESULT requests=N duration_s=S rps=R p50_ms=A p99_ms=B p999_ms=C connect=E read=E
 --     write=E timeout=E status=E non2xx=E errors=E
@@ -34,6 +36,7 @@ local paths = {}
 local items = {}
 local new_user = 0 -- items per new user; 0: GET known users (or users:N)
 local post_users = 0 -- known users per POST; 0: GET one user
+local similar = false -- GET /v1/similar-items for one item of the file
 local ids = {}
 local k = 20
 non2xx = 0
@@ -56,8 +59,9 @@ function init(args)
   if args[4] ~= nil then
     local nu, pu = args[4]:match("^new%-user:(%d+)$"), args[4]:match("^users:(%d+)$")
     new_user, post_users = tonumber(nu or "0"), tonumber(pu or "0")
-    if new_user < 1 and post_users < 1 then
-      error("serve-recommend.lua: mode " .. args[4] .. " is not new-user:N or users:N with N >= 1")
+    similar = args[4] == "similar"
+    if new_user < 1 and post_users < 1 and not similar then
+      error("serve-recommend.lua: mode " .. args[4] .. " is not new-user:N, users:N with N >= 1 or similar")
     end
   end
   for line in io.lines(file) do
@@ -66,6 +70,8 @@ function init(args)
         items[#items + 1] = line
       elseif post_users > 0 then
         ids[#ids + 1] = line
+      elseif similar then
+        paths[#paths + 1] = "/v1/similar-items?item=" .. urlencode(line) .. "&k=" .. k
       else
         paths[#paths + 1] = "/v1/recommend?user=" .. urlencode(line) .. "&k=" .. k
       end
