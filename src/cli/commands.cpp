@@ -500,7 +500,11 @@ int cmd_similar() {
     std::vector<OutList> lists;
     lists.reserve(static_cast<size_t>(n));
     int k = 0;
+    // One line every 5 s (a bar on a terminal) over the whole table: each block's own top-k
+    // is too short to report, and an item-to-item table grows with the square of the items.
+    Progress progress("similar items", n, "items");
     for (int64_t b = 0; b < n; b += kBlock) {
+      progress.update(b);
       std::vector<std::string> block;
       for (int64_t j = b; j < std::min(n, b + kBlock); ++j)
         block.push_back(g.all ? ids.external(static_cast<data::index_t>(j))
@@ -515,6 +519,7 @@ int cmd_similar() {
         lists.push_back(std::move(out));
       }
     }
+    progress.finish(n);
     emit(format_lists(lists, columns, "item", "items", "item", false),
          fmt::format("{} similar items of {} items", k, lists.size()));
     return 0;
