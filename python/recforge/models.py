@@ -840,14 +840,14 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
             ``None`` for a user without training items.
         """
         self._need_fit()
-        n_items = self.item_factors.shape[0]
+        n_users, n_items = self._sizes()
         ui = _csr(user_items, "user_items", cols=n_items)
         uid, _ = _ids(userid, "userid", ui.shape[0] if ui.shape[0] > 1 else userid + 1)
         iid, _ = _ids(itemid, "itemid", n_items)
         row = ui[uid] if ui.shape[0] > 1 else ui
         user = None
-        if uid < self.user_factors.shape[0]:
-            user = np.ascontiguousarray(self.user_factors[uid])
+        if uid < n_users:
+            user = self._engine.rows(True, np.array([uid]))[0]
         ex = self._engine.explain(*_csr_arrays(row), user, [iid])[0]
         top = [(int(i), float(c)) for i, c, _, _ in ex["contributions"][:N]]
         weights = None if ex["cholesky"] is None else (ex["cholesky"], True)

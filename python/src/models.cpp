@@ -18,11 +18,15 @@
 /// rounding bound) and, for cosine, the rows at unit length. Computing them on every call cost
 /// a pass over the matrix (and for cosine a copy of it): 7.9 ms for one user's recommend and
 /// 72 ms for one item's similar_items with the 1024-factor Gowalla model, against implicit's
-/// 4.3 and 5.2 ms (docs/benchmarks.md, "Python package"). They are now kept (Derived) while the factors cannot have changed: no engine write since
-/// (init, iterate, set_factors, set_rows), no writable view handed out since, and no writable
-/// view alive (one could write at any time). A model whose views are held by the caller is
+/// 4.3 and 5.2 ms (docs/benchmarks.md, "Python package"). They are now kept (Derived) while
+/// the factors cannot have changed: no engine write since (init, iterate, set_factors,
+/// set_rows), no writable view handed out since, and no writable view alive (one could write
+/// at any time). A model whose views are held by the caller is
 /// therefore computed afresh per call, as before; the cost of a cache is one more matrix of the
-/// side's size once similar_* has asked for unit rows.
+/// side's size once similar_* has asked for unit rows. The model's own prepared query state
+/// (iALS's Gram matrix of the items for fold-in and explain, models::Model::prepare_queries)
+/// is kept by the same rule (prepare()): a recalculate_user at 1024 factors on Gowalla took 245
+/// ms computing it on every call, against implicit's 16 ms with its cached YtY.
 ///
 /// Threads. Calls on one engine from several Python threads are serialised where they must be:
 /// whatever replaces or writes the factors or the training matrix (set_data, init, iterate,
@@ -381,13 +385,15 @@ class Engine {
 
   /// Factors of user rows (confidences over the items) by the model's own solve, items fixed.
   py::array_t<float> fold_in_users(const Int64Array& indptr, const Int32Array& indices,
-                                   const FloatArray& values) const {
+                                   const FloatArray& values) {
     data::Csr rows = make_csr("user_items", indptr, indices, values, indptr.shape(0) - 1,
                               model_->item_factors().rows);
     Matrix m;
     {
       const Compute compute(ctx_.threads());
       const std::shared_lock lock(mu_);
+      prepare(models::Model::Query::kFoldIn);
+      const std::shared_lock prepared(prepared_mu_);
       m = model_->fold_in(rows);
     }
     return to_array(std::move(m));
@@ -422,7 +428,7 @@ class Engine {
   /// The engine's explanation (models::Model::explain) of `items` for a user with training
   /// row (indptr, indices, values) and stored factors `user` (or none).
   py::list explain(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
-                   std::optional<FloatArray> user, const std::vector<int64_t>& items) const {
+                   std::optional<FloatArray> user, const std::vector<int64_t>& items) {
     data::Csr row = make_csr("user_items", indptr, indices, values, 1,
                              model_->item_factors().rows);
     if (user && user->size() != model_->item_factors().cols)
@@ -432,6 +438,8 @@ class Engine {
     {
       const Compute compute(ctx_.threads());
       const std::shared_lock lock(mu_);
+      prepare(models::Model::Query::kExplain);
+      const std::shared_lock prepared(prepared_mu_);
       ex = model_->explain(row, user ? user->data() : nullptr, items);
     }
     py::list out;
@@ -558,6 +566,25 @@ class Engine {
     return d;
   }
 
+  /// Makes the model's prepared state for `which` (models::Model::prepare_queries: iALS's
+  /// weighted Gram matrix of the items for fold-in, its double counterpart for explain) current:
+  /// kept while the item rows cannot have changed since it was computed (the rule of derived()),
+  /// else computed again from the rows as they are now. The model drops it itself on each of
+  /// its own changes, all of which the engine counts as writes; a write through a view it cannot
+  /// see, hence this. Results are the same to the bit either way. The caller holds mu_ (shared
+  /// or exclusive), and then prepared_mu_ shared while the query reads the state.
+  void prepare(models::Model::Query which) {
+    const std::lock_guard guard(derived_mu_);
+    Prepared& p = prepared_[which == models::Model::Query::kFoldIn ? 0 : 1];
+    const uint64_t views = views_[1].load();
+    if (p.kept && p.writes == writes_[1] && p.views == views) return;
+    const bool no_view = items_slot_.use_count() == 1;
+    const std::unique_lock replacing(prepared_mu_);  // no query reads the state meanwhile
+    model_->prepare_queries(which);
+    ++derived_computations_;
+    p = {writes_[1], views, no_view};
+  }
+
   /// Divides the d floats at `row` by their Euclidean norm (summed in double; a zero norm is
   /// replaced by 1e-10, as implicit does) and returns that norm.
   static float to_unit(float* row, int d) {
@@ -622,7 +649,16 @@ class Engine {
   std::atomic<uint64_t> views_[2] = {0, 0};
   std::mutex derived_mu_;
   std::shared_ptr<const Derived> derived_[2];
-  uint64_t derived_computations_ = 0;  // under derived_mu_
+  uint64_t derived_computations_ = 0;  // under derived_mu_ (prepare() counts too)
+  // The stamps of the model's prepared fold-in [0] and explain [1] state (prepare()), under
+  // derived_mu_; prepared_mu_ is held exclusively while the model replaces that state, shared
+  // while a query reads it.
+  struct Prepared {
+    uint64_t writes = 0, views = 0;
+    bool kept = false;
+  };
+  Prepared prepared_[2];
+  std::shared_mutex prepared_mu_;
 };
 
 }  // namespace

@@ -600,6 +600,55 @@ def test_queries_keep_what_they_derive_until_the_factors_change(data):
     check_cosine(ids, scores, U[3], U, 6)
 
 
+def test_fold_in_and_explain_keep_the_prepared_gram_until_the_items_change(data):
+    """recalculate_user (and recommend with recalculate_user, partial_fit_users) and explain use
+    the model's Gram matrix of the items, computed once and kept like the query caches above:
+    the answers equal those of a fresh model holding the same factors, before and after each
+    way the items can change, to the bit."""
+    params = dict(factors=8, iterations=2, regularization=0.1, random_state=4, num_threads=1)
+    m = recforge.AlternatingLeastSquares(**params)
+    m.fit(data, show_progress=False)
+    rows = data[:6]
+
+    def fresh():
+        ref = recforge.AlternatingLeastSquares(**params)
+        n_users, n_items = m._sizes()
+        ref.user_factors = m._engine.rows(True, np.arange(n_users))
+        ref.item_factors = m._engine.rows(False, np.arange(n_items))
+        return ref
+
+    def count():
+        return m._engine.derived_computations()
+
+    def check(expect_new):
+        n = count()
+        got = m.recalculate_user(np.arange(6), rows)
+        assert count() == n + expect_new
+        np.testing.assert_array_equal(got, fresh().recalculate_user(np.arange(6), rows))
+        total, top, _ = m.explain(2, data, 5, N=3)
+        r_total, r_top, _ = fresh().explain(2, data, 5, N=3)
+        assert total == r_total and top == r_top
+        return got
+
+    first = check(1)
+    assert np.array_equal(check(0), first)  # kept: computed once for both calls
+    # written through a view taken and dropped at once
+    m.item_factors[3] = 2 * m.item_factors[3] + 1
+    assert not np.array_equal(check(1), first)
+    check(0)
+    # a view held during a fold-in and written after it
+    held = m.item_factors
+    m.recalculate_user(0, data[0])
+    held[5] += 1
+    del held
+    check(1)
+    # assigned, then refit
+    m.item_factors = np.random.default_rng(1).standard_normal(m.item_factors.shape).astype(np.float32)
+    check(1)
+    m.fit(data, show_progress=False)
+    check(1)
+
+
 # (f) errors ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@
    training items filtered by both, and the fraction of identical lists.
 3. One call per query (what a service or a notebook loop does): `recommend` of one user (their
    row filtered), `similar_items` of one item and `similar_users` of one user, `--calls`
-   random queries each, run as blocks of every query per library, twice in turn, each block
+   random queries each, and `recalculate_user` of one user's row (a fold-in: each library
+   solves its own objective, recforge's with the config's reg_exp and unobserved weight, so only
+   the times compare), run as blocks of every query per library, twice in turn, each block
    after one warm-up call (implicit caches its norms; so does recforge, see docs/python.md);
    median milliseconds per call.
 
@@ -123,7 +125,9 @@ def main():
     qi = rng.integers(0, m.shape[1], args.calls)
     cases = (("recommend(user, row, N=20)", lambda lib, q: lib.recommend(int(q), m[int(q)], N=20), qu),
              ("similar_items(item, N=20)", lambda lib, q: lib.similar_items(int(q), N=20), qi),
-             ("similar_users(user, N=20)", lambda lib, q: lib.similar_users(int(q), N=20), qu))
+             ("similar_users(user, N=20)", lambda lib, q: lib.similar_users(int(q), N=20), qu),
+             ("recalculate_user(user, row)",
+              lambda lib, q: (lib.recalculate_user(int(q), m[int(q)]), None), qu))
     for name, call, queries in cases:
         times = {"recforge": [], "implicit": []}
         lists = {}
@@ -141,7 +145,8 @@ def main():
         agree = np.mean([np.array_equal(a, b) for a, b in zip(lists["recforge"], lists["implicit"])])
         r, i = (statistics.median(times[k]) * 1e3 for k in ("recforge", "implicit"))
         print(f"{name}, one per call, median of {len(times['recforge'])}: recforge {r:.2f} ms, "
-              f"implicit {i:.2f} ms ({i / r:.2f}x); identical lists {agree:.3f}")
+              f"implicit {i:.2f} ms ({i / r:.2f}x)" +
+              ("" if name.startswith("recalculate") else f"; identical lists {agree:.3f}"))
 
 if __name__ == "__main__":
     main()
