@@ -547,7 +547,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   DeviceBuffer<float> vp_;                    // CCL: B × dim positives' rows
   DeviceBuffer<float> scores_;                // B × C scores, then G
   DeviceBuffer<float> du_, dv_;               // B × dim, C × dim (CCL: C + B) gradients
-  DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;  // sort buffers, C each
+  DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;  // sort buffers, C (CCL: C + B) each
   DeviceBuffer<unsigned char> sort_temp_;
   size_t sort_temp_bytes_ = 0;
   int sort_bits_ = 1;  // radix bits of every row id (both sides, one temporary size)

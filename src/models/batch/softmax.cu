@@ -106,9 +106,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // CCL: a block per row b of the batch × cands cosine matrix s. Row b's positive scores
-// cos(ub_b, vp_b); every candidate other than its positive is a negative. Adds row b's loss
-// (1 − cos⁺) + weight · mean over its negatives of max(0, cos − margin) to *loss_sum and leaves
-// in s the gradient of the batch's mean loss with respect to each negative's cosine.
+// ub_b · vp_b, every candidate other than its positive is a negative. (The rows are unit
+// length, so the scores are cosines; with dropout ub_b is the masked row and they are products
+// of it, as on the CPU.) Adds row b's loss (1 − cos⁺) + weight · mean over its negatives of
+// max(0, cos − margin) to *loss_sum and leaves in s the gradient of the batch's mean loss with
+// respect to each negative's score.
 __global__ void __launch_bounds__(kThreads)
     ccl_rows(float* __restrict__ s, int64_t batch, int64_t cands, const int32_t* __restrict__ cand,
              const int32_t* __restrict__ positives, const float* __restrict__ ub,
