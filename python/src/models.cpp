@@ -26,7 +26,9 @@
 /// side's size once similar_* has asked for unit rows. The model's own prepared query state
 /// (iALS's Gram matrix of the items for fold-in and explain, models::Model::prepare_queries)
 /// is kept by the same rule (prepare()): a recalculate_user at 1024 factors on Gowalla took 245
-/// ms computing it on every call, against implicit's 16 ms with its cached YtY.
+/// ms computing it on every call, against implicit's 16 ms with its cached YtY. recalculate_item
+/// keeps its model with the roles exchanged, and that model's Gram matrix of the users, likewise
+/// (swapped_model()).
 ///
 /// Threads. Calls on one engine from several Python threads are serialised where they must be:
 /// whatever replaces or writes the factors or the training matrix (set_data, init, iterate,
@@ -403,7 +405,7 @@ class Engine {
   /// users and items exchanged: a second model of the same config holding the item factors as
   /// its users and the user factors as its items folds the rows in.
   py::array_t<float> fold_in_items(const Int64Array& indptr, const Int32Array& indices,
-                                   const FloatArray& values) const {
+                                   const FloatArray& values) {
     data::Csr rows = make_csr("item_users", indptr, indices, values, indptr.shape(0) - 1,
                               model_->user_factors().rows);
     if (cfg_.settings().model.item_bias)
@@ -418,9 +420,7 @@ class Engine {
     {
       const Compute compute(ctx_.threads());
       const std::shared_lock lock(mu_);
-      std::unique_ptr<models::Model> swapped = pipeline::make_model(cfg_, ctx_);
-      swapped->set_factors(model_->item_factors(), model_->user_factors());
-      m = swapped->fold_in(rows);
+      m = swapped_model()->fold_in(rows);
     }
     return to_array(std::move(m));
   }
@@ -529,6 +529,10 @@ class Engine {
   void wrote() {
     ++writes_[0];
     ++writes_[1];
+    const std::lock_guard guard(derived_mu_);  // what is stale now need not wait to be freed
+    derived_[0].reset();
+    derived_[1].reset();
+    swapped_.reset();
   }
 
   /// What queries derive from side `s`'s rows (with unit rows when `unit`), from the cache when
@@ -583,6 +587,27 @@ class Engine {
     model_->prepare_queries(which);
     ++derived_computations_;
     p = {writes_[1], views, no_view};
+  }
+
+  /// A model of the same config holding the item factors as its users and the user factors as
+  /// its items (fold_in_items solves with it), prepared for fold-in: kept while neither side can
+  /// have changed (the rule of derived(), on both sides), so that recalculate_item does not
+  /// compute the users' Gram matrix again; while kept it holds a copy of both matrices. The
+  /// caller holds mu_.
+  std::shared_ptr<const models::Model> swapped_model() {
+    const std::lock_guard guard(derived_mu_);
+    const uint64_t views = views_[0].load() + views_[1].load();  // each only grows
+    if (swapped_ && swapped_stamp_.writes == writes_[0] && swapped_stamp_.views == views)
+      return swapped_;
+    const bool no_view = users_slot_.use_count() == 1 && items_slot_.use_count() == 1;
+    std::shared_ptr<models::Model> s = pipeline::make_model(cfg_, ctx_);
+    s->set_factors(model_->item_factors(), model_->user_factors());
+    s->prepare_queries(models::Model::Query::kFoldIn);
+    ++derived_computations_;
+    swapped_stamp_ = {writes_[0], views, no_view};
+    if (no_view) swapped_ = s;
+    else swapped_.reset();
+    return s;
   }
 
   /// Divides the d floats at `row` by their Euclidean norm (summed in double; a zero norm is
@@ -659,6 +684,8 @@ class Engine {
   };
   Prepared prepared_[2];
   std::shared_mutex prepared_mu_;
+  std::shared_ptr<const models::Model> swapped_;  // swapped_model(), under derived_mu_
+  Prepared swapped_stamp_;
 };
 
 }  // namespace

@@ -600,11 +600,12 @@ def test_queries_keep_what_they_derive_until_the_factors_change(data):
     check_cosine(ids, scores, U[3], U, 6)
 
 
-def test_fold_in_and_explain_keep_the_prepared_gram_until_the_items_change(data):
+def test_fold_ins_and_explain_keep_the_prepared_gram_until_the_factors_change(data):
     """recalculate_user (and recommend with recalculate_user, partial_fit_users) and explain use
-    the model's Gram matrix of the items, computed once and kept like the query caches above:
-    the answers equal those of a fresh model holding the same factors, before and after each
-    way the items can change, to the bit."""
+    the model's Gram matrix of the items, and recalculate_item (partial_fit_items) the users'
+    one, computed once and kept like the query caches above: the answers equal those of a
+    fresh model holding the same factors, before and after each way the factors can change, to
+    the bit."""
     params = dict(factors=8, iterations=2, regularization=0.1, random_state=4, num_threads=1)
     m = recforge.AlternatingLeastSquares(**params)
     m.fit(data, show_progress=False)
@@ -620,11 +621,18 @@ def test_fold_in_and_explain_keep_the_prepared_gram_until_the_items_change(data)
     def count():
         return m._engine.derived_computations()
 
-    def check(expect_new):
+    item_rows = data.T.tocsr()[:4]
+
+    def check(expect_new, expect_items=None):
         n = count()
         got = m.recalculate_user(np.arange(6), rows)
         assert count() == n + expect_new
         np.testing.assert_array_equal(got, fresh().recalculate_user(np.arange(6), rows))
+        # recalculate_item: its model with users and items exchanged, prepared, kept alike
+        n = count()
+        got_items = m.recalculate_item(np.arange(4), item_rows)
+        assert count() == n + (expect_new if expect_items is None else expect_items)
+        np.testing.assert_array_equal(got_items, fresh().recalculate_item(np.arange(4), item_rows))
         total, top, _ = m.explain(2, data, 5, N=3)
         r_total, r_top, _ = fresh().explain(2, data, 5, N=3)
         assert total == r_total and top == r_top
@@ -642,6 +650,10 @@ def test_fold_in_and_explain_keep_the_prepared_gram_until_the_items_change(data)
     held[5] += 1
     del held
     check(1)
+    # a user row written through a view: the users' Gram of recalculate_item only
+    m.user_factors[2] = 3 * m.user_factors[2]
+    check(0, expect_items=1)
+    check(0)
     # assigned, then refit
     m.item_factors = np.random.default_rng(1).standard_normal(m.item_factors.shape).astype(np.float32)
     check(1)

@@ -13,7 +13,8 @@
    training items filtered by both, and the fraction of identical lists.
 3. One call per query (what a service or a notebook loop does): `recommend` of one user (their
    row filtered), `similar_items` of one item and `similar_users` of one user, `--calls`
-   random queries each, and `recalculate_user` of one user's row (a fold-in: each library
+   random queries each, and `recalculate_user` of one user's row and `recalculate_item` of one
+   item's column (fold-ins: each library
    solves its own objective, recforge's with the config's reg_exp and unobserved weight, so only
    the times compare), run as blocks of every query per library, twice in turn, each block
    after one warm-up call (implicit caches its norms; so does recforge, see docs/python.md);
@@ -123,11 +124,14 @@ def main():
     rng = np.random.default_rng(7)
     qu = rng.integers(0, m.shape[0], args.calls)
     qi = rng.integers(0, m.shape[1], args.calls)
+    item_users = m.T.tocsr()
     cases = (("recommend(user, row, N=20)", lambda lib, q: lib.recommend(int(q), m[int(q)], N=20), qu),
              ("similar_items(item, N=20)", lambda lib, q: lib.similar_items(int(q), N=20), qi),
              ("similar_users(user, N=20)", lambda lib, q: lib.similar_users(int(q), N=20), qu),
              ("recalculate_user(user, row)",
-              lambda lib, q: (lib.recalculate_user(int(q), m[int(q)]), None), qu))
+              lambda lib, q: (lib.recalculate_user(int(q), m[int(q)]), None), qu),
+             ("recalculate_item(item, column)",
+              lambda lib, q: (lib.recalculate_item(int(q), item_users[int(q)]), None), qi))
     for name, call, queries in cases:
         times = {"recforge": [], "implicit": []}
         lists = {}
