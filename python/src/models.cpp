@@ -472,9 +472,13 @@ class Engine {
   /// another thread can come between the growth and the rows (a partial fit).
   void set_rows(bool users, const Int64Array& rows, const FloatArray& values) {
     const std::unique_lock lock(mu_);
-    wrote();
     int64_t top = 0;
     for (py::ssize_t r = 0; r < rows.size(); ++r) top = std::max(top, rows.data()[r] + 1);
+    // Only that side's rows change, unless the model is given new matrices (grown, or on a
+    // GPU), which drops its prepared state for both sides.
+    const int64_t had = users ? model_->user_factors().rows : model_->item_factors().rows;
+    if (top > had || on_gpu()) wrote();
+    else wrote(users, !users);
     grow_locked(users ? top : 0, users ? 0 : top);
     if (on_gpu()) {  // on copies, handed to the GPU by set_factors
       Matrix u = model_->user_factors(), i = model_->item_factors();
@@ -524,14 +528,16 @@ class Engine {
     return a;
   }
 
-  /// Counts a write of the factors (the caller holds the lock exclusively): what was derived
-  /// from them is stale.
-  void wrote() {
-    ++writes_[0];
-    ++writes_[1];
+  /// Counts a write of the user and/or item factors (the caller holds the lock exclusively):
+  /// what was derived from them is stale. A partial fit of existing users writes the users only,
+  /// so the items' Gram matrix of the next fold-in stays.
+  void wrote(bool users = true, bool items = true) {
     const std::lock_guard guard(derived_mu_);  // what is stale now need not wait to be freed
-    derived_[0].reset();
-    derived_[1].reset();
+    for (int s = 0; s < 2; ++s) {
+      if (s == 0 ? !users : !items) continue;
+      ++writes_[s];
+      derived_[s].reset();
+    }
     swapped_.reset();
   }
 
@@ -597,14 +603,15 @@ class Engine {
   std::shared_ptr<const models::Model> swapped_model() {
     const std::lock_guard guard(derived_mu_);
     const uint64_t views = views_[0].load() + views_[1].load();  // each only grows
-    if (swapped_ && swapped_stamp_.writes == writes_[0] && swapped_stamp_.views == views)
+    const uint64_t writes = writes_[0] + writes_[1];  // each only grows
+    if (swapped_ && swapped_stamp_.writes == writes && swapped_stamp_.views == views)
       return swapped_;
     const bool no_view = users_slot_.use_count() == 1 && items_slot_.use_count() == 1;
     std::shared_ptr<models::Model> s = pipeline::make_model(cfg_, ctx_);
     s->set_factors(model_->item_factors(), model_->user_factors());
     s->prepare_queries(models::Model::Query::kFoldIn);
     ++derived_computations_;
-    swapped_stamp_ = {writes_[0], views, no_view};
+    swapped_stamp_ = {writes, views, no_view};
     if (no_view) swapped_ = s;
     else swapped_.reset();
     return s;

@@ -594,6 +594,17 @@ def test_queries_keep_what_they_derive_until_the_factors_change(data):
     n = count()
     ids, scores = m.similar_users(3, N=2)
     assert set(ids.tolist()) == {3, 8} and count() == n + 1
+    # 6. a partial fit of existing users renews the users' side, not the items'
+    m.similar_items(4, N=5)
+    row = data[[30]].copy()
+    row.resize((1, m._sizes()[1]))  # the items grew in case 4
+    m.partial_fit_users([8], row)
+    n = count()
+    U = m._engine.rows(True, np.arange(m._sizes()[0]))
+    ids, scores = m.similar_users(8, N=6)
+    check_cosine(ids, scores, U[8], U, 6)
+    m.similar_items(4, N=5)
+    assert count() == n + 1
     m.fit(data, show_progress=False)
     U = m._engine.rows(True, np.arange(m._sizes()[0]))
     ids, scores = m.similar_users(3, N=6)
@@ -629,10 +640,12 @@ def test_fold_ins_and_explain_keep_the_prepared_gram_until_the_factors_change(da
         assert count() == n + expect_new
         np.testing.assert_array_equal(got, fresh().recalculate_user(np.arange(6), rows))
         # recalculate_item: its model with users and items exchanged, prepared, kept alike
+        columns = item_rows.copy()
+        columns.resize((4, m._sizes()[0]))  # one per user, after a partial fit grew them
         n = count()
-        got_items = m.recalculate_item(np.arange(4), item_rows)
+        got_items = m.recalculate_item(np.arange(4), columns)
         assert count() == n + (expect_new if expect_items is None else expect_items)
-        np.testing.assert_array_equal(got_items, fresh().recalculate_item(np.arange(4), item_rows))
+        np.testing.assert_array_equal(got_items, fresh().recalculate_item(np.arange(4), columns))
         total, top, _ = m.explain(2, data, 5, N=3)
         r_total, r_top, _ = fresh().explain(2, data, 5, N=3)
         assert total == r_total and top == r_top
@@ -654,6 +667,12 @@ def test_fold_ins_and_explain_keep_the_prepared_gram_until_the_factors_change(da
     m.user_factors[2] = 3 * m.user_factors[2]
     check(0, expect_items=1)
     check(0)
+    # a partial fit of existing users writes the users only: the items' Gram matrix stays
+    m.partial_fit_users([1, 2], data[[1, 2]])
+    check(0, expect_items=1)
+    # one of a new user grows the matrices, which the model takes as new factors
+    m.partial_fit_users([m._sizes()[0]], data[[3]])
+    check(1)
     # assigned, then refit
     m.item_factors = np.random.default_rng(1).standard_normal(m.item_factors.shape).astype(np.float32)
     check(1)
