@@ -73,10 +73,18 @@ struct Slot {
   std::vector<float> retired;
 };
 
-/// What queries derive from one side's factor rows (see "Query caches" at the top).
+/// When something derived from the factors was computed (see "Query caches" at the top): the
+/// engine's count of writes and of writable views handed out then, and whether it may be kept
+/// (no writable view was alive). It holds while both counts are unchanged.
+struct Stamp {
+  uint64_t writes = 0, views = 0;
+  bool kept = false;
+  bool holds(uint64_t w, uint64_t v) const { return kept && writes == w && views == v; }
+};
+
+/// What queries derive from one side's factor rows.
 struct Derived {
-  uint64_t writes = 0;  // the side's engine writes when computed
-  uint64_t views = 0;   // the side's writable views handed out when computed
+  Stamp stamp;
   double max_norm = 0;  // the largest row norm (eval::max_row_norm)
   bool has_unit = false;
   std::vector<float> norms;  // each row's norm, a zero norm replaced by 1e-10 (as implicit)
@@ -548,17 +556,11 @@ class Engine {
     const Matrix& m = s == 0 ? model_->user_factors() : model_->item_factors();
     const std::lock_guard guard(derived_mu_);
     const uint64_t views = views_[s].load();
-    // The engine's reference to the slot is the only one when no view of the rows is alive.
-    const bool no_view = (s == 0 ? users_slot_ : items_slot_).use_count() == 1;
     std::shared_ptr<const Derived>& kept = derived_[s];
-    // A view handed out since could have written the rows; one alive now could write them at
-    // any time, so nothing computed while one is alive is kept.
-    if (kept && kept->writes == writes_[s] && kept->views == views && (kept->has_unit || !unit))
-      return kept;
+    if (kept && kept->stamp.holds(writes_[s], views) && (kept->has_unit || !unit)) return kept;
     ++derived_computations_;
     auto d = std::make_shared<Derived>();
-    d->writes = writes_[s];
-    d->views = views;
+    d->stamp = {writes_[s], views, no_view(s == 0, s == 1)};
     d->max_norm = eval::max_row_norm(m.data.data(), m.rows, static_cast<int>(m.cols));
     if (unit) {
       const int64_t n = m.rows;
@@ -571,7 +573,7 @@ class Engine {
       d->unit_max_norm = eval::max_row_norm(d->unit.data(), n, static_cast<int>(w));
       d->has_unit = true;
     }
-    if (no_view) kept = d;
+    if (d->stamp.kept) kept = d;
     else kept.reset();
     return d;
   }
@@ -585,14 +587,13 @@ class Engine {
   /// or exclusive), and then prepared_mu_ shared while the query reads the state.
   void prepare(models::Model::Query which) {
     const std::lock_guard guard(derived_mu_);
-    Prepared& p = prepared_[which == models::Model::Query::kFoldIn ? 0 : 1];
+    Stamp& p = prepared_[which == models::Model::Query::kFoldIn ? 0 : 1];
     const uint64_t views = views_[1].load();
-    if (p.kept && p.writes == writes_[1] && p.views == views) return;
-    const bool no_view = items_slot_.use_count() == 1;
+    if (p.holds(writes_[1], views)) return;
     const std::unique_lock replacing(prepared_mu_);  // no query reads the state meanwhile
     model_->prepare_queries(which);
     ++derived_computations_;
-    p = {writes_[1], views, no_view};
+    p = {writes_[1], views, no_view(false, true)};
   }
 
   /// A model of the same config holding the item factors as its users and the user factors as
@@ -604,17 +605,23 @@ class Engine {
     const std::lock_guard guard(derived_mu_);
     const uint64_t views = views_[0].load() + views_[1].load();  // each only grows
     const uint64_t writes = writes_[0] + writes_[1];  // each only grows
-    if (swapped_ && swapped_stamp_.writes == writes && swapped_stamp_.views == views)
-      return swapped_;
-    const bool no_view = users_slot_.use_count() == 1 && items_slot_.use_count() == 1;
+    if (swapped_ && swapped_stamp_.holds(writes, views)) return swapped_;
     std::shared_ptr<models::Model> s = pipeline::make_model(cfg_, ctx_);
     s->set_factors(model_->item_factors(), model_->user_factors());
     s->prepare_queries(models::Model::Query::kFoldIn);
     ++derived_computations_;
-    swapped_stamp_ = {writes, views, no_view};
-    if (no_view) swapped_ = s;
+    swapped_stamp_ = {writes, views, no_view(true, true)};
+    if (swapped_stamp_.kept) swapped_ = s;
     else swapped_.reset();
     return s;
+  }
+
+  /// Whether no writable view of the user (`users`) and/or item (`items`) rows is alive: the
+  /// engine's reference to a side's slot is then the only one. A view handed out since a value
+  /// was derived could have written the rows; one alive now could write them at any time, so
+  /// nothing computed while one is alive is kept.
+  bool no_view(bool users, bool items) const {
+    return (!users || users_slot_.use_count() == 1) && (!items || items_slot_.use_count() == 1);
   }
 
   /// Divides the d floats at `row` by their Euclidean norm (summed in double; a zero norm is
@@ -685,14 +692,10 @@ class Engine {
   // The stamps of the model's prepared fold-in [0] and explain [1] state (prepare()), under
   // derived_mu_; prepared_mu_ is held exclusively while the model replaces that state, shared
   // while a query reads it.
-  struct Prepared {
-    uint64_t writes = 0, views = 0;
-    bool kept = false;
-  };
-  Prepared prepared_[2];
+  Stamp prepared_[2];
   std::shared_mutex prepared_mu_;
   std::shared_ptr<const models::Model> swapped_;  // swapped_model(), under derived_mu_
-  Prepared swapped_stamp_;
+  Stamp swapped_stamp_;
 };
 
 }  // namespace

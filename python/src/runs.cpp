@@ -147,10 +147,11 @@ class Source {
 }  // namespace
 
 // similar_items or similar_users of `s` (a Recommender member) without the GIL.
+template <typename Ids>  // one id (similar_items, similar_users) or several (similar_items_batch)
 py::tuple similar(const Source& s,
                   recommend::Result (recommend::Recommender::*query)(
-                      const std::string&, int, const recommend::SimilarOptions&) const,
-                  const std::string& id, int k, const std::string& metric, bool exact) {
+                      const Ids&, int, const recommend::SimilarOptions&) const,
+                  const Ids& id, int k, const std::string& metric, bool exact) {
   recommend::SimilarOptions o;
   o.metric = parse_metric(metric);
   o.exact = exact;
@@ -248,15 +249,8 @@ void bind_runs(py::module_& m) {
       .def("similar_items_batch",
            [](const Source& s, const std::vector<std::string>& items, int k,
               const std::string& metric, bool exact) {
-             recommend::SimilarOptions o;
-             o.metric = parse_metric(metric);
-             o.exact = exact;
-             recommend::Result r;
-             {
-               py::gil_scoped_release release;
-               r = s.r().similar_items_batch(items, k, o);
-             }
-             return to_python(r);
+             return similar(s, &recommend::Recommender::similar_items_batch, items, k, metric,
+                            exact);
            })
       .def("similar_users",
            [](const Source& s, const std::string& user, int k, const std::string& metric,

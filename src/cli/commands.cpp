@@ -511,9 +511,11 @@ int cmd_similar() {
                               : wanted[static_cast<size_t>(j)]);
       const recommend::Result r = rec.similar_items_batch(block, static_cast<int>(g.k), o);
       k = r.k;
-      for (const recommend::List& l : r.lists) {
+      for (size_t j = 0; j < r.lists.size(); ++j) {  // one list per item of the block, in order
+        const recommend::List& l = r.lists[j];
         OutList out;
-        out.query = &ids.external(*ids.find(l.query));
+        out.query = &ids.external(g.all ? static_cast<data::index_t>(b + static_cast<int64_t>(j))
+                                        : *ids.find(l.query));
         for (const recommend::Scored& e : l.items)
           out.entries.push_back({&ids.external(e.row), e.score});
         lists.push_back(std::move(out));
