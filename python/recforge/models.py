@@ -1023,7 +1023,7 @@ class CosineContrastive(MatrixFactorizationBase):
     negatives, margin, negative_weight, history_weight, dropout, in_batch, batch_size,
     optimizer, negative_exp, lr_decay : keyword only
         The engine's ``model.*`` options of the same names (docs/configuration.md);
-        ``history_weight`` > 0 is SimpleX's user-side aggregation (CPU only) and ``dropout``
+        ``history_weight`` > 0 is SimpleX's user-side aggregation and ``dropout``
         > 0 its dropout on the user vector in training.
     device : str, keyword only
         "auto", "cpu", "cuda" or "cuda:N" (``train.device``).

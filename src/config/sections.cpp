@@ -535,7 +535,7 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "(1 - h) * own row + h * W * mean of the item rows of the user's training history, h "
           "this weight and W a learned factors x factors matrix (starting as the identity); the "
           "exported and evaluated user factors are these vectors. 0 (the default): the user's "
-          "own row. CPU only.")
+          "own row.")
       .ge(0)
       .le(1);
   f.field(&ModelSection::dropout, "model.dropout",

@@ -186,10 +186,10 @@ TEST_P(EmbeddingOnDevice, PlantedGroupsAreRecovered) {
   const data::Csr rt = p.train.transpose();
   // Plain BPR and softmax, BPR with dynamic negative sampling, the cosine softmax, the cosine
   // softmax with an item bias outside the sphere, CCL without and with in-batch negatives,
-  // CCL with SimpleX's user-side aggregation (CPU only: the GPU model refuses it), and CCL with
-  // dropout on the user vector (on both; the GPU draws its masks from Philox, so CPU and GPU
-  // agree within the recall band, not bit for bit).
-  for (int variant = 0; variant < 9; ++variant) {
+  // CCL with SimpleX's user-side aggregation, CCL with dropout on the user vector (the GPU
+  // draws its masks from Philox, so CPU and GPU agree within the recall band, not bit for bit),
+  // and CCL with both.
+  for (int variant = 0; variant < 10; ++variant) {
     const BatchLoss loss = variant == 0 || variant == 2 ? BatchLoss::kBpr
                            : variant >= 5           ? BatchLoss::kCcl
                                                     : BatchLoss::kSoftmax;
@@ -198,13 +198,8 @@ TEST_P(EmbeddingOnDevice, PlantedGroupsAreRecovered) {
     if (variant == 2) o.params.hard_negatives = 8;
     if (variant == 6) o.params.in_batch = true;
     if (variant == 8) o.params.dropout = 0.2;
-    if (variant == 7) {
-      o.params.history_weight = 0.5;
-      if (on_gpu()) {
-        EXPECT_THROW(models::make_batch_model(o, ctx_), Error) << "aggregation on the GPU";
-        continue;
-      }
-    }
+    if (variant == 7 || variant == 9) o.params.history_weight = 0.5;
+    if (variant == 9) o.params.dropout = 0.2;  // both: the mask on the aggregated vector
     if (variant == 3 || variant == 4) {
       o.params.normalize = true;
       o.params.item_bias = variant == 4;
@@ -284,6 +279,55 @@ TEST_P(EmbeddingOnDevice, UsersKeepOneInTheItemBiasColumn) {
         ASSERT_EQ(u.row(row)[o.params.factors], 1.f) << what(o) << " user " << row;
       for (int64_t i = 0; i < v.rows; ++i) moved += v.row(i)[o.params.factors] != 0.f;
       EXPECT_GT(moved, 0) << what(o) << ": the item biases should train";
+    }
+  }
+}
+
+TEST_P(EmbeddingOnDevice, CclAggregationResumesFromItsTrainingState) {
+  // With user-side aggregation the served user vectors are not what training continues from:
+  // the users' own rows and the history map W are in the training state. Two epochs, a resume
+  // from the state into a new model, and a third epoch must give the factors of three epochs in
+  // one go; each device is deterministic on one problem (the CPU's sums split by its 2 threads
+  // the same way every run; the GPU sorts its updates, cuBLAS repeats its results), so the only
+  // slack is kResumeTol = 1e-6, far below what a lost state costs: without the own rows and W
+  // (the control below) the third epoch starts from other vectors and moves factors by 1e-3 or
+  // more.
+  constexpr double kResumeTol = 1e-6;
+  const Planted p = planted(91);
+  const data::Csr rt = p.train.transpose();
+  BatchOptions o = options(BatchLoss::kCcl, Optimizer::kAdam);
+  o.params.history_weight = 0.5;
+  auto straight = models::make_batch_model(o, ctx_);
+  train(*straight, p.train, rt, 3);
+  auto first = models::make_batch_model(o, ctx_);
+  train(*first, p.train, rt, 2);
+  const models::TrainingState state = first->training_state();
+  ASSERT_EQ(state.arrays.count("user_rows"), 1u);
+  ASSERT_EQ(state.arrays.count("history_map"), 1u);
+  const auto max_diff = [](const Matrix& a, const Matrix& b) {
+    double m = 0;
+    for (size_t e = 0; e < a.data.size(); ++e)
+      m = std::max(m, static_cast<double>(std::abs(a.data[e] - b.data[e])));
+    return m;
+  };
+  for (bool whole : {true, false}) {
+    models::TrainingState st = state;
+    if (!whole) {
+      st.arrays.erase("user_rows");
+      st.arrays.erase("history_map");
+      st.arrays.erase("history_map_m");
+      st.arrays.erase("history_map_v");
+    }
+    auto resumed = models::make_batch_model(o, ctx_);
+    resumed->resume(first->user_factors(), first->item_factors(), 2, std::move(st));
+    resumed->iterate(p.train, rt);
+    const double du = max_diff(resumed->user_factors(), straight->user_factors());
+    const double di = max_diff(resumed->item_factors(), straight->item_factors());
+    if (whole) {
+      EXPECT_LE(du, kResumeTol) << "served user vectors after the resume";
+      EXPECT_LE(di, kResumeTol) << "item rows after the resume";
+    } else {
+      EXPECT_GT(std::max(du, di), 1e-3) << "a resume without the own rows and W went unnoticed";
     }
   }
 }
@@ -434,6 +478,170 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
         for (int k = 0; k < kDim; ++k)
           ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kCclStepTol)
               << side << " " << r << " column " << k;
+  }
+}
+
+// SimpleX's user-side aggregation (history_weight h = 0.5): row b scores with u' = z / ‖z‖,
+// z = (1 − h)·e_u + h·W·m_u. The same two steps as TwoStepsOnChosenSamplesEqualTheCpus, from a
+// history map W = I + noise (so that a transposed W, dW or W·dZ shows in the first step), with
+// histories of 0 to 5 items that reach beyond the candidates (user 4, in both batches, has
+// none; the second batch has more history entries than the first, so the GPU's entry buffers
+// grow between the steps). The GPU's rows, items and W after the two steps must equal the CPU's, whose step
+// BatchStep.CclHistoryAggregationFollowsTheGradient checks against central differences.
+//
+// Bounds, on top of TwoStepsOnChosenSamplesEqualTheCpus's: the gradient reaching e_u, W and the
+// history items passes back through the normalisation, (g − (g·u')u') / ‖z‖, which scales a
+// difference in g by at most 1/‖z‖ ≤ 1/kMinZ = 2.5 (checked on the CPU), then through W (its
+// absolute row and column sums are at most 1 + 15·0.15 < 3.5) and h or 1 − h (≤ 1). The history means are
+// the same float sums in the same order on both devices; z, ‖z‖ and u' add a few ulps. So the
+// first step's gradients differ by at most about 2.5·3.5·δg ≈ 2.5e-5 and the rows by 2·0.2 of
+// that, 1e-5 (SGD; the adaptive ones: lr/ε·δ as before, less); the second step adds as much
+// again plus the first step's differences carried through gradients of slope up to
+// 2·2.5·3.5 ≈ 18 times a row's change (0.4·18·1e-5 ≈ 7e-5). kAggStepTol is 3e-4, about twice
+// that sum. What it must catch is of the order of a step: SGD at lr 0.2 moves a row by
+// 0.2·|g| ≈ 0.02–0.1, W by 0.2·h·|dZ|·|m| ≈ 1e-3–1e-2 per entry; a transposed W changes
+// z by h·|W − Wᵀ|·|m| ≈ 0.05 already before the step.
+constexpr double kAggStepTol = 3e-4;
+constexpr double kAggLossTol = 1e-3;
+constexpr double kMinZ = 0.4;
+
+// z = (1 − h)·e + h·W·m of user `u` in double, from the rows, the items, W (row-major) and the
+// history matrix x.
+std::vector<double> aggregate_z(double h, const Matrix& users, const Matrix& items,
+                                const std::vector<float>& w, const data::Csr& x,
+                                data::index_t u) {
+  const int d = static_cast<int>(users.cols);
+  std::vector<double> m(d, 0.0), z(d);
+  const int64_t n = x.indptr[u + 1] - x.indptr[u];
+  for (auto e = x.indptr[u]; e < x.indptr[u + 1]; ++e)
+    for (int c = 0; c < d; ++c) m[c] += items.row(x.indices[e])[c] / static_cast<double>(n);
+  for (int r = 0; r < d; ++r) {
+    double wm = 0;
+    for (int c = 0; c < d; ++c) wm += static_cast<double>(w[r * d + c]) * m[c];
+    z[r] = (1 - h) * users.row(u)[r] + h * wm;
+  }
+  return z;
+}
+
+TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
+  constexpr int64_t kUsers = kStepUsers, kItems = kStepItems;
+  constexpr int kDim = kStepDim;
+  constexpr double kH = 0.5;
+  const std::vector<std::vector<data::index_t>> histories = {
+      {0, 7}, {3, 10, 11}, {1}, {2, 4, 6, 9, 10}, {}, {5, 8}, {0, 7, 11}, {1, 2, 6, 8, 9}};
+  std::vector<data::index_t> hr, hc;
+  for (size_t u = 0; u < histories.size(); ++u)
+    for (data::index_t i : histories[u]) {
+      hr.push_back(static_cast<data::index_t>(u));
+      hc.push_back(i);
+    }
+  const data::Csr x =
+      data::Csr::from_coo(kUsers, kItems, hr, hc, std::vector<float>(hr.size(), 1.f));
+  Rng rng(20);
+  const Matrix u0 = unit_rows(kUsers, rng), v0 = unit_rows(kItems, rng);
+  std::vector<float> w0(static_cast<size_t>(kDim * kDim));
+  Rng wrng(18);  // a seed whose steps keep every cosine off the margin (checked below)
+  for (int r = 0; r < kDim; ++r)
+    for (int c = 0; c < kDim; ++c)
+      w0[r * kDim + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(wrng.uniform() - 0.5);
+  const std::vector<std::vector<data::index_t>> us = {{1, 4, 6, 1}, {0, 3, 4, 7}};
+  const std::vector<std::vector<data::index_t>> ps = {{2, 5, 5, 8}, {8, 1, 5, 11}};
+  const std::vector<std::vector<data::index_t>> ns = {{2, 9, 0, 3}, {5, 10, 11, 6}};
+  const CclStepCase cases[] = {{"sgd", Optimizer::kSgd, 0.2},
+                               {"adagrad", Optimizer::kAdagrad, 0.01},
+                               {"adam", Optimizer::kAdam, 0.01}};
+  // The starting state: W = w0 and zero moments of the optimiser's kind.
+  const auto start = [&](const backend::BatchParams& p) {
+    backend::cpu::OptimizerState st;
+    st.map = w0;
+    const size_t nm = w0.size();
+    if (p.optimizer == Optimizer::kAdam) st.map_m.assign(nm, 0.f);
+    if (p.optimizer != Optimizer::kSgd) st.map_v.assign(nm, 0.f);
+    return st;
+  };
+  struct Result {
+    std::string label;
+    backend::BatchParams params;
+    double lr;
+    double loss[2];
+    Matrix users, items;
+    std::vector<float> map;
+  };
+  std::vector<Result> cpu_results;
+  for (bool in_batch : {false, true})
+    for (const CclStepCase& c : cases) {
+      Result res;
+      res.label = std::string(c.label) + (in_batch ? " in_batch" : "");
+      auto& p = res.params;
+      p = ccl_step_params(in_batch, c.optimizer);
+      p.epsilon = 0.1;
+      p.history_weight = kH;
+      res.lr = c.lr;
+      backend::cpu::BatchTrainerCpu cpu(p, x, 1);
+      cpu.set_optimizer_state(start(p), kUsers, kItems);
+      res.users = u0;
+      res.items = v0;
+      int above = 0, pairs = 0;
+      for (int step = 0; step < 2; ++step) {
+        // Preconditions on the state this step starts from: ‖z‖ bounded below (the bounds
+        // above) and every aggregated cosine off the margin.
+        const std::vector<float> w = cpu.history_map();
+        for (size_t b = 0; b < us[step].size(); ++b) {
+          const std::vector<double> z = aggregate_z(kH, res.users, res.items, w, x, us[step][b]);
+          double norm = 0;
+          for (double e : z) norm += e * e;
+          norm = std::sqrt(norm);
+          ASSERT_GT(norm, kMinZ) << res.label << " step " << step + 1 << " row " << b;
+          std::vector<data::index_t> cands = ns[step];
+          if (in_batch) cands.insert(cands.begin(), ps[step].begin(), ps[step].end());
+          for (data::index_t i : cands) {
+            double cos = 0;
+            for (int k = 0; k < kDim; ++k) cos += z[k] / norm * res.items.row(i)[k];
+            ASSERT_GT(std::abs(cos - p.margin), kMarginGap)
+                << res.label << " step " << step + 1 << " user " << us[step][b] << " item " << i;
+            if (i != ps[step][b]) {
+              above += cos > p.margin;
+              ++pairs;
+            }
+          }
+        }
+        res.loss[step] = cpu.step(res.users, res.items, us[step], ps[step], ns[step], res.lr);
+      }
+      EXPECT_GT(above, 0) << res.label;
+      EXPECT_LT(above, pairs) << res.label;
+      res.map = cpu.history_map();
+      double moved = 0;  // W's largest change: a W left alone on the GPU must show
+      for (size_t e = 0; e < w0.size(); ++e)
+        moved = std::max(moved, static_cast<double>(std::abs(res.map[e] - w0[e])));
+      EXPECT_GT(moved, 10 * kAggStepTol) << res.label << ": W must move for the comparison";
+      cpu_results.push_back(std::move(res));
+    }
+
+  RF_START_GPU(gpu_);
+  const backend::cpu::ItemSampler sampler(backend::cpu::item_counts(x), 0.0);
+  for (const Result& want : cpu_results) {
+    SCOPED_TRACE(want.label);
+    auto gpu = backend::cuda::make_batch_trainer_cuda(gpu_.cuda(), kUsers, kItems, want.params);
+    gpu->set_factors(u0, v0);
+    gpu->use_interactions(x, sampler);
+    gpu->set_optimizer_state(start(want.params));
+    for (int step = 0; step < 2; ++step)
+      EXPECT_NEAR(gpu->step(us[step], ps[step], ns[step], want.lr, 1), want.loss[step],
+                  kAggLossTol)
+          << "loss of step " << step + 1;
+    Matrix users, items;
+    gpu->get_factors(users, items);
+    for (auto [got, ref, side] : {std::tuple<const Matrix*, const Matrix*, const char*>{
+                                      &users, &want.users, "user"},
+                                  {&items, &want.items, "item"}})
+      for (int64_t r = 0; r < ref->rows; ++r)
+        for (int k = 0; k < kDim; ++k)
+          ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kAggStepTol)
+              << side << " " << r << " column " << k;
+    const std::vector<float> map = gpu->history_map();
+    ASSERT_EQ(map.size(), want.map.size());
+    for (size_t e = 0; e < map.size(); ++e)
+      ASSERT_NEAR(map[e], want.map[e], kAggStepTol) << "W entry " << e;
   }
 }
 

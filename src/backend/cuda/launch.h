@@ -268,6 +268,31 @@ void launch_ccl_positive_grads(const float* ub, const float* vp, const float* ma
 /// 1/(1 − p), drawn from Philox (a stream of its own under rng's seed and step); ub *= mask.
 void launch_ccl_dropout(const PhiloxPlan& rng, int64_t batch, int dim, double p, float* mask,
                         float* ub, cudaStream_t stream);
+/// CCL's user-side aggregation (models/batch/ccl_history.cu), on a batch of `batch` rows whose
+/// users are `users`, with the interactions' CSR (indptr, indices). History sizes: off[b] = the
+/// history entries of rows before b, off[batch] their total (one block; off has batch + 1
+/// values).
+void launch_ccl_history_sizes(const int64_t* indptr, const int32_t* users, int64_t batch,
+                              int64_t* off, cudaStream_t stream);
+/// hm row b (batch × dim) = the mean of the item rows of users[b]'s history, 0 when empty.
+void launch_ccl_history_means(const float* items, int dim, const int64_t* indptr,
+                              const int32_t* indices, const int32_t* users, int64_t batch,
+                              float* hm, cudaStream_t stream);
+/// z (batch × dim, holding h·W·m) += (1 − h)·ub (the users' own rows); then ub = z / ‖z‖ and
+/// znorm[b] = ‖z_b‖.
+void launch_ccl_aggregate(float* z, float* ub, float* znorm, int64_t batch, int dim, float h,
+                          cudaStream_t stream);
+/// Back through the normalisation: z becomes dz = (du − (du·u') u') / ‖z‖ and du the own rows'
+/// gradient (1 − h)·dz.
+void launch_ccl_aggregate_backprop(float* du, float* z, const float* znorm, int64_t batch,
+                                   int dim, float h, cudaStream_t stream);
+/// Row b's history entries in off[b] .. off[b + 1] of ids (the history items) and pos (all
+/// first_pos + b: row b of the gradient rows that follow the candidates' and the positives'); gm
+/// row b (batch × dim) is divided by the history size n_b.
+void launch_ccl_history_entries(const int64_t* indptr, const int32_t* indices,
+                                const int32_t* users, int64_t batch, const int64_t* off,
+                                int32_t first_pos, float* gm, int dim, int32_t* ids, int32_t* pos,
+                                cudaStream_t stream);
 /// Temporary bytes of sort_row_ids for n ids.
 size_t sort_row_ids_temp_bytes(int64_t n, int end_bit);
 /// Sorts (row id, position) pairs by row id on bits [0, end_bit) (CUB radix sort; stable).

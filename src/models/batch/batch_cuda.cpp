@@ -1,5 +1,6 @@
 #include "models/batch/batch_cuda.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
@@ -9,10 +10,6 @@ namespace recforge::models {
 BatchModelCuda::BatchModelCuda(BatchOptions options, const Context& ctx)
     : o_(std::move(options)), device_name_(ctx.device().name()), threads_(ctx.threads()) {
   RF_ASSERT(ctx.device().kind == Device::Kind::kCuda, "BatchModelCuda needs a CUDA context");
-  if (o_.params.loss == backend::BatchLoss::kCcl && o_.params.history_weight > 0)
-    fail("model.history_weight {} (SimpleX's user-side aggregation) trains on the CPU only, and "
-         "this run's device is {}; set train.device: cpu, or model.history_weight: 0",
-         o_.params.history_weight, device_name_);
   gpu_ = ctx.cuda();
 }
 
@@ -45,8 +42,12 @@ void BatchModelCuda::iterate(const data::Csr& user_items, const data::Csr&) {
   last_loss_ = state_->epoch(user_items, *sampler_, epochs_done_, o_.seed).loss;
   if (const int bad = state_->nonfinite()) {
     refresh();
-    if (bad & 1) check_finite_factors(users_, "user", epochs_done_);
+    if (bad & 1) check_finite_factors(aggregating() ? rows_ : users_, "user", epochs_done_);
     check_finite_factors(items_, "item", epochs_done_);
+  }
+  if (aggregating()) {  // the served vectors, as the CPU model makes them after each epoch
+    refresh();
+    check_finite_factors(users_, "aggregated user", epochs_done_);
   }
 }
 
@@ -54,7 +55,20 @@ double BatchModelCuda::loss(const data::Csr&, const data::Csr&) const { return l
 
 void BatchModelCuda::refresh() const {
   if (!stale_) return;
-  state_->get_factors(users_, items_);
+  if (aggregating()) {
+    // The users' own rows and the history map from the GPU; the served vectors aggregated on the
+    // host by the CPU model's code (stale_ is set only by an epoch, so trained_on_ is known).
+    state_->get_factors(rows_, items_);
+    Matrix served = backend::cpu::aggregate_users(o_.params, rows_, state_->history_map(), items_,
+                                                  *trained_on_, threads_);
+    // Into the served matrix's own storage when the shape is unchanged (views of it stay valid).
+    if (users_.rows == served.rows && users_.cols == served.cols && !users_.data.empty())
+      std::copy(served.data.begin(), served.data.end(), users_.data.begin());
+    else
+      users_ = std::move(served);
+  } else {
+    state_->get_factors(users_, items_);
+  }
   stale_ = false;
 }
 
@@ -75,16 +89,41 @@ void BatchModelCuda::set_factors(Matrix users, Matrix items) {
   state_->set_factors(users, items);  // also drops the optimiser state, as the CPU model does
   users_ = std::move(users);
   items_ = std::move(items);
+  // Aggregating: training continues from the given (served) vectors as the users' own rows,
+  // with a fresh history map (set_factors above), as on the CPU.
+  if (aggregating()) rows_ = users_;
   stale_ = false;
 }
 
 TrainingState BatchModelCuda::training_state() const {
   RF_ASSERT(state_, "BatchModelCuda::training_state before init");
-  return batch_state(epochs_done_, last_loss_, state_->optimizer_state(), o_.params.dim());
+  TrainingState s =
+      batch_state(epochs_done_, last_loss_, state_->optimizer_state(), o_.params.dim());
+  // With aggregation the checkpoint's user factors are the served vectors; the users' own rows
+  // are what training continues from (as the CPU model's state).
+  if (aggregating()) {
+    refresh();
+    s.arrays["user_rows"] = rows_;
+  }
+  return s;
 }
 
 void BatchModelCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  // Aggregating: the users' own rows from the state (without them, as set_factors: the served
+  // vectors, and a fresh history map).
+  Matrix rows;
+  const auto it = state.arrays.find("user_rows");
+  if (it != state.arrays.end()) {
+    RF_ASSERT(aggregating() && it->second.rows == users.rows && it->second.cols == users.cols,
+              "BatchModelCuda::resume: the checkpoint's user rows do not fit the model");
+    rows = std::move(it->second);
+    state.arrays.erase(it);
+  }
   set_factors(std::move(users), std::move(items));  // creates the GPU state, zeroes the optimiser's
+  if (rows.rows > 0) {
+    state_->set_factors(rows, items_);  // the own rows on the GPU (the map stays the identity)
+    rows_ = std::move(rows);
+  }
   epochs_done_ = iterations_done;
   last_loss_ = state.values.value("last_loss", 0.0);
   state_->set_optimizer_state(optimizer_state(std::move(state)));

@@ -1,6 +1,6 @@
 #pragma once
 /// @file batch_cuda.h
-/// BPR and sampled softmax on a CUDA GPU: the models::Model of batch.h with its factors,
+/// BPR, sampled softmax and CCL on a CUDA GPU: the models::Model of batch.h with its factors,
 /// optimiser state, interactions and training on the Context's GPU (models/batch/batch_cuda_trainer.h).
 /// Same losses, samplers and optimisers as the CPU model and the same initial factors (drawn on
 /// the host from the same seed); the samples differ (Philox on the GPU, xoshiro on the CPU), so
@@ -50,6 +50,11 @@ class BatchModelCuda : public Model {
  private:
   void create_state(int64_t n_users, int64_t n_items);
   void refresh() const;  // downloads the factors when the GPU copy changed
+  // CCL with user-side aggregation: users_ are the served (aggregated) vectors, rows_ the users'
+  // own trained rows (on the GPU: the trainer's user matrix).
+  bool aggregating() const {
+    return o_.params.loss == backend::BatchLoss::kCcl && o_.params.history_weight > 0;
+  }
 
   BatchOptions o_;
   std::string device_name_;
@@ -59,6 +64,7 @@ class BatchModelCuda : public Model {
   std::unique_ptr<backend::cpu::ItemSampler> sampler_;  // of trained_on_
   const data::Csr* trained_on_ = nullptr;
   mutable Matrix users_, items_;  // host copies
+  mutable Matrix rows_;           // aggregating: the users' own rows (host copy)
   mutable bool stale_ = false;    // the GPU factors changed since the host copies were made
   double last_loss_ = 0;
   int epochs_done_ = 0;

@@ -1,11 +1,13 @@
-// BPR and sampled softmax on the GPU: the host side. Both factor matrices (compact row-major
+// BPR, sampled softmax and CCL on the GPU: the host side. Both factor matrices (compact row-major
 // float32, dim columns) and their optimiser state live on the device for the model's lifetime;
 // the interactions (offsets, items, the user of every interaction) and the sampler tables are
 // uploaded by the first epoch. An epoch enqueues all of its steps on the compute stream without
 // waiting: BPR one fused kernel per step (models/batch/bpr.cu); softmax per step the sampling and
 // gathers, three cuBLAS GEMMs, the row softmax and two sparse optimiser updates
-// (models/batch/softmax.cu). The loss is summed on the GPU and read, with the non-finite flags, once
-// at the end of the epoch.
+// (models/batch/softmax.cu); CCL as the softmax, and with user-side aggregation also the history
+// means, three more GEMMs and the history map's step (models/batch/ccl_history.cu). The loss is
+// summed on the GPU and read, with the non-finite flags, once at the end of the epoch; only
+// aggregation reads one number per step (the batch's history entries, which size the sort).
 #include "models/batch/batch_cuda_trainer.h"
 
 #include <algorithm>
@@ -77,11 +79,13 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       : gpu_(std::move(gpu)), nu_(n_users), ni_(n_items), p_(params), dim_(params.dim()),
         softmax_(params.loss != BatchLoss::kBpr),
         ccl_(params.loss == BatchLoss::kCcl),
+        agg_(ccl_ && params.history_weight > 0),
         cands_(params.batch_size + (softmax_ ? params.negatives : 0)),
         ids_(cands_ + (ccl_ ? params.batch_size : 0)) {
     DeviceScope scope(g().device());
     const int states = state_arrays(p_.optimizer);
-    const int64_t factors = (nu_ + ni_) * dim_ * 4 * (1 + states);
+    const int64_t factors = (nu_ + ni_) * dim_ * 4 * (1 + states) +
+                            (agg_ ? int64_t{dim_} * dim_ * 4 * (2 + states) : 0);  // W, dW
     const int64_t scratch = softmax_ ? softmax_bytes() : 0;
     const int64_t free = g().free_bytes();
     if (factors + scratch > free * 9 / 10)
@@ -103,6 +107,14 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       user_v_.reset(nu_ * dim_);
       item_v_.reset(ni_ * dim_);
     }
+    if (agg_) {  // the history map (zero_state() sets it to the identity) and its update's rows
+      map_.reset(int64_t{dim_} * dim_);
+      if (p_.optimizer == Optimizer::kAdam) map_m_.reset(int64_t{dim_} * dim_);
+      if (p_.optimizer != Optimizer::kSgd) map_v_.reset(int64_t{dim_} * dim_);
+      gmap_.reset(int64_t{dim_} * dim_);
+      map_ids_.reset(dim_);
+      launch_iota(map_ids_.data(), dim_, s);
+    }
     zero(users_);
     zero(items_);
     zero_state();
@@ -121,7 +133,13 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
       cm_.reset(c * dim_);
       scores_.reset(b * c);
       du_.reset(b * dim_);
-      dv_.reset(n * dim_);
+      dv_.reset((n + (agg_ ? b : 0)) * dim_);  // aggregation: the history means' rows after
+      if (agg_) {
+        hm_.reset(b * dim_);
+        z_.reset(b * dim_);
+        znorm_.reset(b);
+        hist_off_.reset(b + 1);
+      }
       ids_out_.reset(n);
       positions_.reset(n);
       pos_out_.reset(n);
@@ -179,6 +197,11 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     get(s.user_v, user_v_);
     get(s.item_m, item_m_);
     get(s.item_v, item_v_);
+    if (agg_) {
+      get(s.map, map_);
+      get(s.map_m, map_m_);
+      get(s.map_v, map_v_);
+    }
     g().synchronize();
     return s;
   }
@@ -190,6 +213,10 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     RF_ASSERT(fits(state.user_m, user_m_) && fits(state.user_v, user_v_) &&
                   fits(state.item_m, item_m_) && fits(state.item_v, item_v_) && state.steps >= 0,
               "BatchTrainerCuda::set_optimizer_state: shapes differ from the model's");
+    RF_ASSERT((state.map.empty() && state.map_m.empty() && state.map_v.empty()) ||
+                  (agg_ && static_cast<int64_t>(state.map.size()) == map_.size() &&
+                   fits(state.map_m, map_m_) && fits(state.map_v, map_v_)),
+              "BatchTrainerCuda::set_optimizer_state: the history map does not match the model");
     DeviceScope scope(g().device());
     const auto put = [&](DeviceBuffer<float>& dst, const std::vector<float>& src) {
       if (!src.empty()) copy_to_device(dst.data(), src.data(), dst.size(), g().stream());
@@ -198,6 +225,15 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     put(user_v_, state.user_v);
     put(item_m_, state.item_m);
     put(item_v_, state.item_v);
+    if (agg_ && state.map.empty()) {  // a fresh map, as the CPU's (the identity, no moments)
+      zero(map_m_);
+      zero(map_v_);
+      copy_to_device(map_.data(), identity_.data(), map_.size(), g().stream());
+    } else {
+      put(map_, state.map);
+      put(map_m_, state.map_m);
+      put(map_v_, state.map_v);
+    }
     step_ = state.steps;
     g().synchronize();
   }
@@ -250,6 +286,20 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
 
   int nonfinite() const override { return nonfinite_; }
 
+  void use_interactions(const data::Csr& ui, const cpu::ItemSampler& sampler) override {
+    DeviceScope scope(g().device());
+    ensure_data(ui, sampler);
+  }
+
+  std::vector<float> history_map() override {
+    RF_ASSERT(agg_, "BatchTrainerCuda::history_map: only ccl with a history weight has one");
+    std::vector<float> w(static_cast<size_t>(map_.size()));
+    DeviceScope scope(g().device());
+    copy_to_host(w.data(), map_.data(), map_.size(), g().stream());
+    g().synchronize();
+    return w;
+  }
+
   double step(const std::vector<data::index_t>& batch_users,
               const std::vector<data::index_t>& positives,
               const std::vector<data::index_t>& negatives, double lr, uint64_t seed) override {
@@ -264,6 +314,8 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     for (const auto* ids : {&positives, &negatives})
       for (const data::index_t i : *ids)
         RF_ASSERT(i >= 0 && i < ni_, "BatchTrainerCuda::step: item id out of range");
+    RF_ASSERT(!agg_ || uploaded_,
+              "BatchTrainerCuda::step: aggregation reads the histories; call use_interactions");
     DeviceScope scope(g().device());
     const cudaStream_t s = g().stream();
     copy_to_device(batch_users_.data(), batch_users.data(), bs, s);
@@ -304,6 +356,18 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     zero(user_v_);
     zero(item_m_);
     zero(item_v_);
+    if (agg_) {  // a fresh history map: the identity, no moments (as the CPU's reset_state)
+      zero(map_m_);
+      zero(map_v_);
+      if (identity_.empty()) identity_ = identity(dim_);
+      copy_to_device(map_.data(), identity_.data(), map_.size(), g().stream());
+    }
+  }
+
+  static std::vector<float> identity(int d) {
+    std::vector<float> w(static_cast<size_t>(d) * d, 0.f);
+    for (int c = 0; c < d; ++c) w[static_cast<size_t>(c) * d + c] = 1.f;
+    return w;
   }
 
   // Bytes of the softmax batch buffers (B = batch_size, C = B + negatives, N = ids_): ids, log E
@@ -312,9 +376,13 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   // temporary storage estimated at 16 bytes per id).
   int64_t softmax_bytes() const {
     const int64_t b = p_.batch_size, c = cands_, n = ids_;
-    const int64_t rows = b + c + b + n + (ccl_ ? b : 0) + (ccl_ && p_.dropout > 0 ? b : 0);
+    // Aggregation: the history means, z and the history means' gradient rows (B × dim each),
+    // ‖z‖ and the history offsets (the history entries' ids grow with the batches:
+    // reserve_history).
+    const int64_t rows = b + c + b + n + (ccl_ ? b : 0) + (ccl_ && p_.dropout > 0 ? b : 0) +
+                         (agg_ ? 3 * b : 0);
     return 4 * (b + n + (ccl_ ? 0 : c)) + 4 * rows * dim_ + 4 * b * c + 4 * 3 * n + 16 * n +
-           (1 << 20);
+           (agg_ ? 4 * b + 8 * (b + 1) : 0) + (1 << 20);
   }
 
   BatchFactorsView factors_view() {
@@ -441,12 +509,14 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
 
   // Applies `count` gradient rows (grads) to the rows `ids` of w (users or items, with their
   // optimiser state): sorted by id so that repeats are summed, then one step per distinct row
-  // on its first `cols` columns, the first `sphere` on the unit sphere.
+  // on its first `cols` columns, the first `sphere` on the unit sphere. Entry k's gradient row
+  // is row positions[k] of grads (default: row k).
   void apply_rows(float* w, float* m, float* v, int cols, const int32_t* ids, int64_t count,
-                  const float* grads, int sphere, const OptimizerStep& os) {
+                  const float* grads, int sphere, const OptimizerStep& os,
+                  const int32_t* positions = nullptr) {
     const cudaStream_t s = g().stream();
-    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, ids, ids_out_.data(), positions_.data(),
-                 pos_out_.data(), count, sort_bits_, s);
+    sort_row_ids(sort_temp_.data(), sort_temp_bytes_, ids, ids_out_.data(),
+                 positions ? positions : positions_.data(), pos_out_.data(), count, sort_bits_, s);
     launch_apply_rows(w, m, v, dim_, cols, ids_out_.data(), pos_out_.data(), count, grads,
                       static_cast<float>(p_.regularization), sphere, os, s);
   }
@@ -494,9 +564,31 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     const int64_t first = p_.in_batch ? 0 : bs;  // the score matrix's first candidate
     const int64_t c = bs + n - first;
     const int32_t* cands = cand_.data() + first;
+    // Aggregation: the batch's history entries size the items' sort (read first, so that the
+    // gathers below are enqueued while the host waits for nothing else).
+    const float h = static_cast<float>(p_.history_weight);
+    int64_t entries = 0;
+    if (agg_) {
+      launch_ccl_history_sizes(indptr_.data(), batch_users_.data(), bs, hist_off_.data(), s);
+      copy_to_host(&entries, hist_off_.data() + bs, 1, s);
+      g().synchronize();
+      reserve_history(c + bs + entries);
+    }
     launch_gather_rows(users_.data(), dim_, batch_users_.data(), bs, ub_.data(), s);
     launch_gather_rows(items_.data(), dim_, cand_.data(), bs, vp_.data(), s);
     launch_gather_rows(items_.data(), dim_, cands, c, cm_.data(), s);
+    // Aggregation: the rows score with u' = z / ‖z‖, z = (1 − h)·e + h·W·m (ub_ holds e, then u').
+    if (agg_) {
+      launch_ccl_history_means(items_.data(), dim_, indptr_.data(), indices_.data(),
+                               batch_users_.data(), bs, hm_.data(), s);
+      // Z = h·HM·Wᵀ (row-major bs × dim): column-major Zᵀ = h·W·HMᵀ, W being the transpose of
+      // the stored row-major W read column-major.
+      const float zero = 0.f;
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_T, CUBLAS_OP_N, dim_, static_cast<int>(bs),
+                                  dim_, &h, map_.data(), dim_, hm_.data(), dim_, &zero, z_.data(),
+                                  dim_));
+      launch_ccl_aggregate(z_.data(), ub_.data(), znorm_.data(), bs, dim_, h, s);
+    }
     // Dropout: the rows score, and reach the items' gradients, masked (as on the CPU).
     const bool drop = p_.dropout > 0;
     if (drop) launch_ccl_dropout(rng, bs, dim_, p_.dropout, mask_.data(), ub_.data(), s);
@@ -508,11 +600,77 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
     gemm_grads(bs, c, 1.f);  // dU = G Cm; dV's candidate rows = Gᵀ Ub
     launch_ccl_positive_grads(ub_.data(), vp_.data(), drop ? mask_.data() : nullptr, bs, dim_,
                               -1.f / static_cast<float>(bs), du_.data(), dv_.data() + c * dim_, s);
-    // Every column on the unit sphere; the items' rows: the candidates', then the positives'.
+    if (agg_) {
+      // du is d loss / d u'; back through the normalisation: z_ becomes dZ, du_ the own rows'
+      // (1 − h)·dZ. The history means get GM = h·dZ·W (rows c + bs .. of dv_, each later divided
+      // by its history's size) and W gets dW = h·dZᵀ·HM; column-major, GMᵀ = h·Wᵀ·dZᵀ and
+      // dWᵀ = h·HMᵀ·dZ.
+      launch_ccl_aggregate_backprop(du_.data(), z_.data(), znorm_.data(), bs, dim_, h, s);
+      const float zero = 0.f;
+      const int ib = static_cast<int>(bs);
+      float* gm = dv_.data() + (c + bs) * dim_;
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_N, dim_, ib, dim_, &h,
+                                  map_.data(), dim_, z_.data(), dim_, &zero, gm, dim_));
+      RF_CHECK_CUBLAS(cublasSgemm(g().cublas(), CUBLAS_OP_N, CUBLAS_OP_T, dim_, dim_, ib, &h,
+                                  hm_.data(), dim_, z_.data(), dim_, &zero, gmap_.data(), dim_));
+      // The items' entries: the candidates' and positives' rows (positions 0 .. c + bs), then
+      // every history item of row b pointing at gm row b.
+      RF_CHECK_CUDA(cudaMemcpyAsync(agg_ids_.data(), cands, (c + bs) * sizeof(int32_t),
+                                    cudaMemcpyDeviceToDevice, s));
+      launch_iota(agg_pos_.data(), c + bs, s);
+      launch_ccl_history_entries(indptr_.data(), indices_.data(), batch_users_.data(), bs,
+                                 hist_off_.data(), static_cast<int32_t>(c + bs), gm, dim_,
+                                 agg_ids_.data() + c + bs, agg_pos_.data() + c + bs, s);
+    }
+    // Every column on the unit sphere; the items' rows: the candidates', then the positives'
+    // (then, aggregating, the history items').
     apply_rows(users_.data(), user_m_.data(), user_v_.data(), dim_, batch_users_.data(), bs,
                du_.data(), dim_, os);
-    apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, cands, c + bs, dv_.data(),
-               dim_, os);
+    if (agg_) {
+      apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, agg_ids_.data(),
+                 c + bs + entries, dv_.data(), dim_, os, agg_pos_.data());
+      // W is a free matrix: a plain step without L2, as on the CPU (rows 0 .. dim, in order).
+      launch_apply_rows(map_.data(), map_m_.data(), map_v_.data(), dim_, dim_, map_ids_.data(),
+                        map_ids_.data(), dim_, gmap_.data(), 0.f, 0, os, s);
+    } else {
+      apply_rows(items_.data(), item_m_.data(), item_v_.data(), dim_, cands, c + bs, dv_.data(),
+                 dim_, os);
+    }
+  }
+
+  // Aggregation: room for n item entries of a step (the candidates', the positives' and the
+  // history items'), in the entry buffers and the sort's; grown to half as much again as asked,
+  // so that a few large batches do not reallocate every step.
+  void reserve_history(int64_t n) {
+    if (n <= hist_cap_) return;
+    if (n > INT32_MAX)
+      fail("ccl with model.history_weight on the GPU: a batch's item entries (candidates, "
+           "positives and the users' history items) number {}; at most {} fit; lower "
+           "model.batch_size",
+           n, INT32_MAX);
+    const int64_t cap = std::min<int64_t>(INT32_MAX, std::max(n, hist_cap_ + hist_cap_ / 2));
+    const size_t temp = sort_row_ids_temp_bytes(cap, sort_bits_);
+    const int64_t bytes = 4 * 4 * cap + static_cast<int64_t>(temp);
+    const int64_t free = g().free_bytes() + agg_ids_.bytes() + agg_pos_.bytes() +
+                         ids_out_.bytes() + pos_out_.bytes() + sort_temp_.bytes();
+    if (bytes > free * 9 / 10)
+      fail("ccl with model.history_weight on the GPU: a batch's {} item entries (candidates, "
+           "positives and the users' histories) need {:.2f} GiB of GPU memory and {} has {:.2f} "
+           "GiB free; lower model.batch_size or train on the CPU (train.device: cpu)",
+           n, bytes / kGiB, g().description(), free / kGiB);
+    g().synchronize();  // the buffers may still be read by the previous step
+    agg_ids_ = DeviceBuffer<int32_t>();
+    agg_pos_ = DeviceBuffer<int32_t>();
+    ids_out_ = DeviceBuffer<int32_t>();
+    pos_out_ = DeviceBuffer<int32_t>();
+    sort_temp_ = DeviceBuffer<unsigned char>();
+    agg_ids_.reset(cap);
+    agg_pos_.reset(cap);
+    ids_out_.reset(cap);
+    pos_out_.reset(cap);
+    sort_temp_bytes_ = temp;
+    sort_temp_.reset(static_cast<int64_t>(temp) + 1);
+    hist_cap_ = cap;
   }
 
   std::shared_ptr<CudaResources> gpu_;
@@ -521,6 +679,7 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   int dim_;
   bool softmax_;   // softmax or CCL: batches with shared candidates
   bool ccl_;
+  bool agg_;       // CCL with user-side aggregation (history_weight > 0)
   int64_t cands_;  // BPR: batch_size; softmax, CCL: batch_size + negatives (the draws)
   int64_t ids_;    // item ids of a step: cands_, plus batch_size for CCL
   DeviceBuffer<float> users_, items_;                    // n × dim, row-major
@@ -546,10 +705,22 @@ class BatchTrainerCudaImpl final : public BatchTrainerCuda {
   int64_t mask_rows_ = 0;                     // rows of mask_ the last step drew
   DeviceBuffer<float> vp_;                    // CCL: B × dim positives' rows
   DeviceBuffer<float> scores_;                // B × C scores, then G
-  DeviceBuffer<float> du_, dv_;               // B × dim, C × dim (CCL: C + B) gradients
-  DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;  // sort buffers, C (CCL: C + B) each
+  DeviceBuffer<float> du_, dv_;  // B × dim, C × dim gradients (CCL: C + B; aggregating: C + 2B)
+  // Sort buffers, C (CCL: C + B) each; aggregating, ids_out_ and pos_out_ hold hist_cap_.
+  DeviceBuffer<int32_t> ids_out_, positions_, pos_out_;
   DeviceBuffer<unsigned char> sort_temp_;
   size_t sort_temp_bytes_ = 0;
+  // CCL's user-side aggregation: the history map W (dim × dim, row-major), its moments and
+  // gradient, the row ids 0 .. dim of its update; per batch row the history mean, z (then dZ)
+  // and ‖z‖; the history offsets (B + 1); the item entries of a step and their gradient rows'
+  // positions (hist_cap_ each).
+  DeviceBuffer<float> map_, map_m_, map_v_, gmap_;
+  DeviceBuffer<int32_t> map_ids_;
+  DeviceBuffer<float> hm_, z_, znorm_;
+  DeviceBuffer<int64_t> hist_off_;
+  DeviceBuffer<int32_t> agg_ids_, agg_pos_;
+  int64_t hist_cap_ = 0;
+  std::vector<float> identity_;  // the host copy of the identity uploaded by zero_state()
   int sort_bits_ = 1;  // radix bits of every row id (both sides, one temporary size)
 };
 
