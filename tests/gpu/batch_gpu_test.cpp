@@ -402,6 +402,41 @@ backend::BatchParams ccl_step_params(bool in_batch, Optimizer optimizer) {
   return p;
 }
 
+// The precondition of the step comparisons on batch row b: the cosine of its user vector `u`
+// (unit, double) with each shared candidate (the negatives, after the batch's positives with
+// in_batch) lies at least kMarginGap from the margin, so both devices put each hinge on the same
+// side. Counts the row's negatives above the margin (`above`) and all of them (`pairs`).
+void check_margins(const std::vector<double>& u, const Matrix& items,
+                   const std::vector<data::index_t>& negatives,
+                   const std::vector<data::index_t>& positives, size_t b,
+                   const backend::BatchParams& p, const std::string& where, int& above,
+                   int& pairs) {
+  std::vector<data::index_t> cands = negatives;
+  if (p.in_batch) cands.insert(cands.begin(), positives.begin(), positives.end());
+  for (data::index_t i : cands) {
+    double cos = 0;
+    for (size_t k = 0; k < u.size(); ++k) cos += u[k] * items.row(i)[k];
+    ASSERT_GT(std::abs(cos - p.margin), kMarginGap) << where << " row " << b << " item " << i;
+    if (i != positives[b]) {
+      above += cos > p.margin;
+      ++pairs;
+    }
+  }
+}
+
+// The GPU trainer's users and items (downloaded) within `tol` of the CPU's, value by value.
+void expect_factors_near(backend::cuda::BatchTrainerCuda& gpu, const Matrix& want_users,
+                         const Matrix& want_items, double tol) {
+  Matrix users, items;
+  gpu.get_factors(users, items);
+  for (auto [got, ref, side] : {std::tuple<const Matrix*, const Matrix*, const char*>{
+                                    &users, &want_users, "user"},
+                                {&items, &want_items, "item"}})
+    for (int64_t r = 0; r < ref->rows; ++r)
+      for (int64_t k = 0; k < ref->cols; ++k)
+        ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], tol) << side << " " << r << " column " << k;
+}
+
 TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
   constexpr int64_t kUsers = kStepUsers, kItems = kStepItems;
   constexpr int kDim = kStepDim;
@@ -439,19 +474,9 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
       for (int step = 0; step < 2; ++step) {
         // The precondition on the margin, on the rows this step starts from.
         for (size_t b = 0; b < us[step].size(); ++b) {
-          std::vector<data::index_t> cands = ns[step];
-          if (in_batch) cands.insert(cands.begin(), ps[step].begin(), ps[step].end());
-          for (data::index_t i : cands) {
-            double cos = 0;
-            for (int k = 0; k < kDim; ++k)
-              cos += static_cast<double>(res.users.row(us[step][b])[k]) * res.items.row(i)[k];
-            ASSERT_GT(std::abs(cos - p.margin), kMarginGap)
-                << res.label << " step " << step + 1 << " user " << us[step][b] << " item " << i;
-            if (i != ps[step][b]) {
-              above += cos > p.margin;
-              ++pairs;
-            }
-          }
+          const float* row = res.users.row(us[step][b]);
+          check_margins(std::vector<double>(row, row + kDim), res.items, ns[step], ps[step], b,
+                        p, res.label + " step " + std::to_string(step + 1), above, pairs);
         }
         res.loss[step] = cpu.step(res.users, res.items, us[step], ps[step], ns[step], res.lr);
       }
@@ -469,15 +494,7 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
       EXPECT_NEAR(gpu->step(us[step], ps[step], ns[step], want.lr, 1), want.loss[step],
                   kCclStepLossTol)
           << "loss of step " << step + 1;
-    Matrix users, items;
-    gpu->get_factors(users, items);
-    for (auto [got, ref, side] : {std::tuple<const Matrix*, const Matrix*, const char*>{
-                                      &users, &want.users, "user"},
-                                  {&items, &want.items, "item"}})
-      for (int64_t r = 0; r < ref->rows; ++r)
-        for (int k = 0; k < kDim; ++k)
-          ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kCclStepTol)
-              << side << " " << r << " column " << k;
+    expect_factors_near(*gpu, want.users, want.items, kCclStepTol);
   }
 }
 
@@ -592,18 +609,10 @@ TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
           for (double e : z) norm += e * e;
           norm = std::sqrt(norm);
           ASSERT_GT(norm, kMinZ) << res.label << " step " << step + 1 << " row " << b;
-          std::vector<data::index_t> cands = ns[step];
-          if (in_batch) cands.insert(cands.begin(), ps[step].begin(), ps[step].end());
-          for (data::index_t i : cands) {
-            double cos = 0;
-            for (int k = 0; k < kDim; ++k) cos += z[k] / norm * res.items.row(i)[k];
-            ASSERT_GT(std::abs(cos - p.margin), kMarginGap)
-                << res.label << " step " << step + 1 << " user " << us[step][b] << " item " << i;
-            if (i != ps[step][b]) {
-              above += cos > p.margin;
-              ++pairs;
-            }
-          }
+          std::vector<double> u(z);
+          for (double& e : u) e /= norm;
+          check_margins(u, res.items, ns[step], ps[step], b, p,
+                        res.label + " step " + std::to_string(step + 1), above, pairs);
         }
         res.loss[step] = cpu.step(res.users, res.items, us[step], ps[step], ns[step], res.lr);
       }
@@ -629,15 +638,7 @@ TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
       EXPECT_NEAR(gpu->step(us[step], ps[step], ns[step], want.lr, 1), want.loss[step],
                   kAggLossTol)
           << "loss of step " << step + 1;
-    Matrix users, items;
-    gpu->get_factors(users, items);
-    for (auto [got, ref, side] : {std::tuple<const Matrix*, const Matrix*, const char*>{
-                                      &users, &want.users, "user"},
-                                  {&items, &want.items, "item"}})
-      for (int64_t r = 0; r < ref->rows; ++r)
-        for (int k = 0; k < kDim; ++k)
-          ASSERT_NEAR(got->row(r)[k], ref->row(r)[k], kAggStepTol)
-              << side << " " << r << " column " << k;
+    expect_factors_near(*gpu, want.users, want.items, kAggStepTol);
     const std::vector<float> map = gpu->history_map();
     ASSERT_EQ(map.size(), want.map.size());
     for (size_t e = 0; e < map.size(); ++e)
