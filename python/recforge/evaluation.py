@@ -24,8 +24,10 @@ import numpy as np
 __all__ = ["train_test_split", "leave_k_out_split", "precision_at_k",
            "mean_average_precision_at_k", "ndcg_at_k", "AUC_at_k", "ranking_metrics_at_k"]
 
-# Users per recommend call: bounds the score matrix the engine fills (users × items floats).
-_BLOCK_USERS = 4096
+# Users per recommend call (as implicit's 1,000): a call at 1,024 factors on 40k items takes about
+# 0.6 s, under the second past which the engine logs a stage's summary line, so that
+# show_progress=False stays quiet.
+_BLOCK_USERS = 1024
 
 
 def _sparse():

@@ -19,6 +19,10 @@
    the times compare), run as blocks of every query per library, twice in turn, each block
    after one warm-up call (implicit caches its norms; so does recforge, see docs/python.md);
    median milliseconds per call.
+4. Evaluation: `ranking_metrics_at_k(model, train, test, K=20)` of `recforge.evaluation` on the
+   recforge model against `implicit.evaluation`'s on implicit's model with the same factors, on
+   Gowalla's test split; the metrics of both and their times (implicit 0.7.2's function is given
+   a training matrix that accepts its memoryview index, which SciPy 1.17 refuses otherwise).
 
 The id numbering is the CLI's (integer ids in numeric order, docs/data.md), so that both train
 on the same matrix.
@@ -151,6 +155,36 @@ def main():
         print(f"{name}, one per call, median of {len(times['recforge'])}: recforge {r:.2f} ms, "
               f"implicit {i:.2f} ms ({i / r:.2f}x)" +
               ("" if name.startswith("recalculate") else f"; identical lists {agree:.3f}"))
+
+    # Evaluation on the test split, each library's function on its own model (same factors).
+    import implicit.evaluation
+    from recforge import evaluation
+
+    class MemoryviewIndexable(scipy.sparse.csr_matrix):
+        def __getitem__(self, key):
+            if type(key).__name__ == "_memoryviewslice":
+                key = np.asarray(key)
+            return super().__getitem__(key)
+
+    tu, ti = read_adjacency(Path(args.data) / "test.txt")
+    known = np.isin(tu, uids) & np.isin(ti, iids)
+    test = scipy.sparse.csr_matrix(
+        (np.ones(int(known.sum()), np.float32),
+         (np.searchsorted(uids, tu[known]), np.searchsorted(iids, ti[known]))), shape=m.shape)
+    test.sum_duplicates()
+    t0 = time.perf_counter()
+    ours = evaluation.ranking_metrics_at_k(model, m, test, K=20, show_progress=False)
+    t_r = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    theirs = implicit.evaluation.ranking_metrics_at_k(imp, MemoryviewIndexable(m), test, K=20,
+                                                      show_progress=False)
+    t_i = time.perf_counter() - t0
+    print(f"ranking_metrics_at_k K=20 on the {np.count_nonzero(np.diff(test.indptr))} test users "
+          f"({int((~known).sum())} test pairs outside train's ids left out): recforge {t_r:.2f} s, "
+          f"implicit {t_i:.2f} s ({t_i / t_r:.2f}x); recforge " +
+          ", ".join(f"{k} {v:.6f}" for k, v in ours.items()) + "; implicit " +
+          ", ".join(f"{k} {v:.6f}" for k, v in theirs.items()))
+
 
 if __name__ == "__main__":
     main()
