@@ -7,6 +7,8 @@
 - ``recforge.Export(path)``: answers queries from an export or a run directory (no SciPy needed).
 - ``recforge.evaluation``: implicit 0.7's ``implicit.evaluation`` (splits and ranking metrics).
 - ``recforge.nearest_neighbours``: implicit's ``bm25_weight``, ``tfidf_weight`` and ``normalize``.
+- ``recforge.als`` and ``recforge.bpr``: implicit's module paths of the two classes, so that
+  ``import recforge as implicit`` runs code written as ``implicit.als.AlternatingLeastSquares``.
 
 See docs/python.md.
 """
@@ -44,9 +46,10 @@ from ._recforge import __version__, cuda_compiled, cuda_device_count  # noqa: E4
 from .models import (  # noqa: E402
     AlternatingLeastSquares, BayesianPersonalizedRanking, CosineContrastive, SampledSoftmax)
 from .runs import Export, RecommendationList, Run, train  # noqa: E402
-from . import evaluation, nearest_neighbours  # noqa: E402
+from . import als, bpr, evaluation, nearest_neighbours  # noqa: E402
 
 __all__ = ["__version__", "cuda_compiled", "cuda_device_count"]
 __all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax",
             "CosineContrastive"]
-__all__ += ["train", "Run", "Export", "RecommendationList", "evaluation", "nearest_neighbours"]
+__all__ += ["train", "Run", "Export", "RecommendationList", "evaluation", "nearest_neighbours",
+            "als", "bpr"]

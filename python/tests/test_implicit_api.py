@@ -202,3 +202,29 @@ def test_input_values_are_converted_to_float32(data):
 def test_an_explicit_solver_is_named_in_its_error():
     with pytest.raises(ValueError, match=r"argument 'solver' \(model.solver\)"):
         recforge.AlternatingLeastSquares(solver="lu")
+
+
+def test_implicit_code_runs_after_import_recforge_as_implicit(data):
+    """implicit's README usage and the modules implicit code imports from, through
+    ``import recforge as implicit``: the module paths implicit.als, implicit.bpr,
+    implicit.evaluation and implicit.nearest_neighbours."""
+    import recforge as implicit
+    from recforge.als import AlternatingLeastSquares
+    from recforge.bpr import BayesianPersonalizedRanking
+    from recforge.evaluation import ndcg_at_k, train_test_split
+    from recforge.nearest_neighbours import bm25_weight
+
+    assert AlternatingLeastSquares is recforge.AlternatingLeastSquares
+    assert BayesianPersonalizedRanking is recforge.BayesianPersonalizedRanking
+    user_item_data = data
+    model = implicit.als.AlternatingLeastSquares(factors=8, random_state=3)
+    model.fit(user_item_data, show_progress=False)
+    userid, itemid = 5, 7
+    ids, scores = model.recommend(userid, user_item_data[userid])
+    assert ids.shape == (10,) and not np.isin(ids, user_item_data[userid].indices).any()
+    related, sims = model.similar_items(itemid)
+    assert related[0] == itemid and sims[0] == pytest.approx(1.0, abs=1e-5)
+    train, test = train_test_split(user_item_data, 0.8, random_state=1)
+    bpr = implicit.bpr.BayesianPersonalizedRanking(factors=8, iterations=5, random_state=3)
+    bpr.fit(bm25_weight(train).tocsr(), show_progress=False)
+    assert 0.0 < ndcg_at_k(bpr, train, test, K=10, show_progress=False) <= 1.0
