@@ -56,6 +56,7 @@
 #include "config/config.h"
 #include "core/context.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "data/csr.h"
 #include "eval/topk.h"
 #include "models/model.h"
@@ -152,7 +153,9 @@ py::array_t<float> to_array(Matrix&& m) {
   return py::array_t<float>({m.rows, m.cols}, v->data(), owner);
 }
 
-/// What an engine's computation holds: the GIL released, and the engine's thread count as the
+/// What an engine's computation holds: the GIL released, the engine's progress display and
+/// stage summaries off on this thread (the models are quiet, as implicit's; fit has its own
+/// tqdm bar), and the engine's thread count as the
 /// calling thread's OpenMP default for its parallel regions, the previous one restored after.
 /// OpenMP keeps that default per OS thread, so without this a model's calls from another Python
 /// thread (a thread pool answering queries) ran on every core whatever its num_threads, and
@@ -168,6 +171,7 @@ class Compute {
 
  private:
   py::gil_scoped_release nogil_;
+  QuietProgress quiet_;
   int previous_;
 };
 

@@ -73,6 +73,8 @@ std::shared_ptr<spdlog::logger>& logger_ptr() {
   return logger;
 }
 
+thread_local int g_quiet_depth = 0;  // QuietProgress objects alive on this thread
+
 ProgressMode effective_mode() {
   if (g_progress_mode != ProgressMode::kAuto) return g_progress_mode;
   return isatty(STDERR_FILENO) ? ProgressMode::kBar : ProgressMode::kLines;
@@ -119,13 +121,18 @@ std::string human_count(double v) {
   return i == 0 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}{}", v, suffix[i]);
 }
 
+QuietProgress::QuietProgress() { ++g_quiet_depth; }
+
+QuietProgress::~QuietProgress() { --g_quiet_depth; }
+
 Progress::Progress(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
-      mode_(effective_mode()),
+      mode_(g_quiet_depth > 0 ? ProgressMode::kOff : effective_mode()),
       start_(std::chrono::steady_clock::now()),
-      last_(start_) {}
+      last_(start_),
+      quiet_(g_quiet_depth > 0) {}
 
 Progress::~Progress() {
   if (drew_bar_ && !finished_) std::fputs("\n", stderr);
@@ -154,8 +161,10 @@ void Progress::finish(int64_t done) {
   }
   const double secs = elapsed();
   const double rate = secs > 0 ? done / secs : 0.0;
-  // Short stages log their summary at debug level only, to keep the log readable.
-  log().log(secs >= 1.0 ? spdlog::level::info : spdlog::level::debug, "{}: {} {} in {:.2f} s ({} {}/s)",
+  // Short stages (and quiet ones) log their summary at debug level only, to keep the log
+  // readable.
+  log().log(secs >= 1.0 && !quiet_ ? spdlog::level::info : spdlog::level::debug,
+            "{}: {} {} in {:.2f} s ({} {}/s)",
             label_, human_count(done), unit_, secs, human_count(rate), unit_);
 }
 

@@ -30,6 +30,18 @@ enum class ProgressMode { kAuto, kBar, kLines, kOff };
 /// Sets the process-wide progress mode ("auto", "bar", "lines", "off").
 void set_progress_mode(const std::string& mode);
 
+/// While one lives on a thread, the Progress objects that thread creates show nothing and log
+/// their summary at debug level: for a library call whose caller shows its own progress or
+/// none (the Python package's models, like implicit's, are quiet). Nests; other threads are
+/// unaffected.
+class QuietProgress {
+ public:
+  QuietProgress();
+  ~QuietProgress();
+  QuietProgress(const QuietProgress&) = delete;
+  QuietProgress& operator=(const QuietProgress&) = delete;
+};
+
 /// Progress of one long stage. `update()` is cheap enough to call every few thousand items.
 class Progress {
  public:
@@ -53,6 +65,7 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
   bool finished_ = false;
   bool drew_bar_ = false;
+  bool quiet_ = false;  // made under a QuietProgress
 };
 
 /// Formats a count with a k/M/G suffix ("1.25M").
