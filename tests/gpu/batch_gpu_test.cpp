@@ -402,6 +402,38 @@ backend::BatchParams ccl_step_params(bool in_batch, Optimizer optimizer) {
   return p;
 }
 
+// The two steps' samples of the step comparisons (4 rows of a batch of 6; one vector per step).
+// Step 1: a repeated user (rows 0 and 3), a repeated positive (rows 1 and 2), a negative equal
+// to row 0's positive; step 2: other rows, items 5 and 11 on both sides.
+const std::vector<std::vector<data::index_t>> kStepUsersOf = {{1, 4, 6, 1}, {0, 3, 4, 7}};
+const std::vector<std::vector<data::index_t>> kStepPositivesOf = {{2, 5, 5, 8}, {8, 1, 5, 11}};
+const std::vector<std::vector<data::index_t>> kStepNegativesOf = {{2, 9, 0, 3}, {5, 10, 11, 6}};
+// The optimisers of the comparisons, with the learning rates of the bounds.
+const CclStepCase kStepCases[] = {{"sgd", Optimizer::kSgd, 0.2},
+                                  {"adagrad", Optimizer::kAdagrad, 0.01},
+                                  {"adam", Optimizer::kAdam, 0.01}};
+
+// One case of the step comparisons and what the CPU's two steps gave (the GPU's reference).
+struct CclStepResult {
+  std::string label;
+  backend::BatchParams params;
+  double lr = 0;
+  double loss[2] = {0, 0};
+  Matrix users, items;
+  std::vector<float> map;  // with aggregation: W after the steps
+};
+
+// The case's label, parameters (ccl_step_params with Adagrad's and Adam's ε at 0.1, the bounds'
+// premise) and learning rate.
+CclStepResult step_case(bool in_batch, const CclStepCase& c) {
+  CclStepResult r;
+  r.label = std::string(c.label) + (in_batch ? " in_batch" : "");
+  r.params = ccl_step_params(in_batch, c.optimizer);
+  r.params.epsilon = 0.1;
+  r.lr = c.lr;
+  return r;
+}
+
 // The precondition of the step comparisons on batch row b: the cosine of its user vector `u`
 // (unit, double) with each shared candidate (the negatives, after the batch's positives with
 // in_batch) lies at least kMarginGap from the margin, so both devices put each hinge on the same
@@ -443,30 +475,14 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
   const data::Csr x = random_csr(kUsers, kItems, 4, 21);  // the CPU trainer's matrix (not read)
   Rng rng(20);
   const Matrix u0 = unit_rows(kUsers, rng), v0 = unit_rows(kItems, rng);
-  // Step 1: a repeated user (rows 0 and 3), a repeated positive (rows 1 and 2), a negative equal
-  // to row 0's positive; step 2: other rows, items 5 and 11 on both sides.
-  const std::vector<std::vector<data::index_t>> us = {{1, 4, 6, 1}, {0, 3, 4, 7}};
-  const std::vector<std::vector<data::index_t>> ps = {{2, 5, 5, 8}, {8, 1, 5, 11}};
-  const std::vector<std::vector<data::index_t>> ns = {{2, 9, 0, 3}, {5, 10, 11, 6}};
-  const CclStepCase cases[] = {{"sgd", Optimizer::kSgd, 0.2},
-                               {"adagrad", Optimizer::kAdagrad, 0.01},
-                               {"adam", Optimizer::kAdam, 0.01}};
-  struct Result {
-    std::string label;
-    backend::BatchParams params;
-    double lr;
-    double loss[2];
-    Matrix users, items;
-  };
-  std::vector<Result> cpu_results;
+  const auto& us = kStepUsersOf;
+  const auto& ps = kStepPositivesOf;
+  const auto& ns = kStepNegativesOf;
+  std::vector<CclStepResult> cpu_results;
   for (bool in_batch : {false, true})
-    for (const CclStepCase& c : cases) {
-      Result res;
-      res.label = std::string(c.label) + (in_batch ? " in_batch" : "");
-      auto& p = res.params;
-      p = ccl_step_params(in_batch, c.optimizer);
-      p.epsilon = 0.1;
-      res.lr = c.lr;
+    for (const CclStepCase& c : kStepCases) {
+      CclStepResult res = step_case(in_batch, c);
+      const backend::BatchParams& p = res.params;
       backend::cpu::BatchTrainerCpu cpu(p, x, 1);
       res.users = u0;
       res.items = v0;
@@ -486,7 +502,7 @@ TEST_F(CclStepOnGpu, TwoStepsOnChosenSamplesEqualTheCpus) {
     }
 
   RF_START_GPU(gpu_);
-  for (const Result& want : cpu_results) {
+  for (const CclStepResult& want : cpu_results) {
     SCOPED_TRACE(want.label);
     auto gpu = backend::cuda::make_batch_trainer_cuda(gpu_.cuda(), kUsers, kItems, want.params);
     gpu->set_factors(u0, v0);
@@ -561,12 +577,9 @@ TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
   for (int r = 0; r < kDim; ++r)
     for (int c = 0; c < kDim; ++c)
       w0[r * kDim + c] = (r == c ? 1.f : 0.f) + 0.3f * static_cast<float>(wrng.uniform() - 0.5);
-  const std::vector<std::vector<data::index_t>> us = {{1, 4, 6, 1}, {0, 3, 4, 7}};
-  const std::vector<std::vector<data::index_t>> ps = {{2, 5, 5, 8}, {8, 1, 5, 11}};
-  const std::vector<std::vector<data::index_t>> ns = {{2, 9, 0, 3}, {5, 10, 11, 6}};
-  const CclStepCase cases[] = {{"sgd", Optimizer::kSgd, 0.2},
-                               {"adagrad", Optimizer::kAdagrad, 0.01},
-                               {"adam", Optimizer::kAdam, 0.01}};
+  const auto& us = kStepUsersOf;
+  const auto& ps = kStepPositivesOf;
+  const auto& ns = kStepNegativesOf;
   // The starting state: W = w0 and zero moments of the optimiser's kind.
   const auto start = [&](const backend::BatchParams& p) {
     backend::cpu::OptimizerState st;
@@ -576,24 +589,12 @@ TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
     if (p.optimizer != Optimizer::kSgd) st.map_v.assign(nm, 0.f);
     return st;
   };
-  struct Result {
-    std::string label;
-    backend::BatchParams params;
-    double lr;
-    double loss[2];
-    Matrix users, items;
-    std::vector<float> map;
-  };
-  std::vector<Result> cpu_results;
+  std::vector<CclStepResult> cpu_results;
   for (bool in_batch : {false, true})
-    for (const CclStepCase& c : cases) {
-      Result res;
-      res.label = std::string(c.label) + (in_batch ? " in_batch" : "");
-      auto& p = res.params;
-      p = ccl_step_params(in_batch, c.optimizer);
-      p.epsilon = 0.1;
-      p.history_weight = kH;
-      res.lr = c.lr;
+    for (const CclStepCase& c : kStepCases) {
+      CclStepResult res = step_case(in_batch, c);
+      res.params.history_weight = kH;
+      const backend::BatchParams& p = res.params;
       backend::cpu::BatchTrainerCpu cpu(p, x, 1);
       cpu.set_optimizer_state(start(p), kUsers, kItems);
       res.users = u0;
@@ -628,7 +629,7 @@ TEST_F(CclStepOnGpu, AggregatingStepsEqualTheCpus) {
 
   RF_START_GPU(gpu_);
   const backend::cpu::ItemSampler sampler(backend::cpu::item_counts(x), 0.0);
-  for (const Result& want : cpu_results) {
+  for (const CclStepResult& want : cpu_results) {
     SCOPED_TRACE(want.label);
     auto gpu = backend::cuda::make_batch_trainer_cuda(gpu_.cuda(), kUsers, kItems, want.params);
     gpu->set_factors(u0, v0);
