@@ -53,8 +53,7 @@ def _rng(random_state):
 def _matrix(m, name):
     sparse = _sparse()
     if not sparse.issparse(m):
-        raise ValueError(f"{name} must be a scipy.sparse matrix (users × items); got "
-                         f"{type(m).__name__}")
+        raise ValueError(f"{name} must be a scipy.sparse matrix; got {type(m).__name__}")
     if m.ndim != 2:
         raise ValueError(f"{name} must be 2-D; it has shape {m.shape}")
     return m

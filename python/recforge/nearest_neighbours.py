@@ -11,21 +11,16 @@ item-item recommenders (``ItemItemRecommender``, ``CosineRecommender``, ``BM25Re
 
 import numpy as np
 
+from .evaluation import _matrix
+
 __all__ = ["bm25_weight", "tfidf_weight", "normalize"]
 
 
 def _coo(X, name):
-    try:
-        import scipy.sparse as sparse
-    except ImportError as e:  # pragma: no cover - scipy is an optional dependency
-        raise ImportError("recforge.nearest_neighbours needs SciPy (pip install scipy)") from e
-    if not sparse.issparse(X):
-        raise ValueError(f"{name} must be a scipy.sparse matrix; got {type(X).__name__}")
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D; it has shape {X.shape}")
+    X = _matrix(X, name)  # a 2-D SciPy sparse matrix, or ValueError
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name} has values of type {X.dtype}; expected real numbers")
-    return sparse.coo_matrix(X)
+    return X.tocoo(copy=True)
 
 
 def _idf(X):

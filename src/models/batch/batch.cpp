@@ -138,6 +138,24 @@ backend::cpu::OptimizerState optimizer_state(TrainingState state) {
   return o;
 }
 
+Matrix take_user_rows(TrainingState& state, const Matrix& users, bool aggregating) {
+  Matrix rows;
+  const auto it = state.arrays.find("user_rows");
+  if (it == state.arrays.end()) return rows;
+  RF_ASSERT(aggregating && it->second.rows == users.rows && it->second.cols == users.cols,
+            "resume: the checkpoint's user rows do not fit the model");
+  rows = std::move(it->second);
+  state.arrays.erase(it);
+  return rows;
+}
+
+void assign_keeping_storage(Matrix& users, Matrix served) {
+  if (users.rows == served.rows && users.cols == served.cols && !users.data.empty())
+    std::copy(served.data.begin(), served.data.end(), users.data.begin());
+  else
+    users = std::move(served);
+}
+
 BatchModel::BatchModel(BatchOptions options, int threads)
     : o_(std::move(options)), threads_(threads) {}
 
@@ -184,14 +202,7 @@ TrainingState BatchModel::training_state() const {
 void BatchModel::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
   // Aggregating: the users' own rows from the state (without them, as set_factors: the served
   // vectors, and a fresh history map).
-  Matrix rows;
-  const auto it = state.arrays.find("user_rows");
-  if (it != state.arrays.end()) {
-    RF_ASSERT(aggregating() && it->second.rows == users.rows && it->second.cols == users.cols,
-              "BatchModel::resume: the checkpoint's user rows do not fit the model");
-    rows = std::move(it->second);
-    state.arrays.erase(it);
-  }
+  Matrix rows = take_user_rows(state, users, aggregating());
   set_factors(std::move(users), std::move(items));
   if (rows.rows > 0) rows_ = std::move(rows);
   epochs_done_ = iterations_done;
@@ -218,14 +229,9 @@ void BatchModel::iterate(const data::Csr& user_items, const data::Csr&) {
   check_finite_factors(aggregating() ? rows_ : users_, "user", epochs_done_);
   check_finite_factors(items_, "item", epochs_done_);
   if (aggregating()) {
-    Matrix served = backend::cpu::aggregate_users(o_.params, rows_, trainer_->history_map(),
-                                                  items_, user_items, threads_);
-    // Into the served matrix's own storage when the shape is unchanged: views of it (the Python
-    // package's user_factors) then see the new vectors rather than a freed buffer.
-    if (users_.rows == served.rows && users_.cols == served.cols && !users_.data.empty())
-      std::copy(served.data.begin(), served.data.end(), users_.data.begin());
-    else
-      users_ = std::move(served);
+    assign_keeping_storage(users_, backend::cpu::aggregate_users(o_.params, rows_,
+                                                                 trainer_->history_map(), items_,
+                                                                 user_items, threads_));
     check_finite_factors(users_, "aggregated user", epochs_done_);
   }
 }

@@ -46,6 +46,15 @@ TrainingState batch_state(int epochs_done, double last_loss,
 /// The optimiser state of a TrainingState that batch_state() made.
 backend::cpu::OptimizerState optimizer_state(TrainingState state);
 
+/// CCL with user-side aggregation: takes the users' own rows ("user_rows", what training
+/// continues from) out of a checkpoint's state, checked against the served `users`; an empty
+/// matrix when the state has none (then training continues from the served vectors).
+Matrix take_user_rows(TrainingState& state, const Matrix& users, bool aggregating);
+
+/// `served` into `users`' own storage when the shapes agree, so that views of it (the Python
+/// package's user_factors) see the new vectors rather than a freed buffer; else replaces it.
+void assign_keeping_storage(Matrix& users, Matrix served);
+
 /// BPR, sampled softmax or CCL on the CPU (backend::cpu::BatchTrainerCpu).
 class BatchModel : public Model {
  public:

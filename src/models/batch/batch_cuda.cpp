@@ -1,6 +1,5 @@
 #include "models/batch/batch_cuda.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
@@ -59,13 +58,9 @@ void BatchModelCuda::refresh() const {
     // The users' own rows and the history map from the GPU; the served vectors aggregated on the
     // host by the CPU model's code (stale_ is set only by an epoch, so trained_on_ is known).
     state_->get_factors(rows_, items_);
-    Matrix served = backend::cpu::aggregate_users(o_.params, rows_, state_->history_map(), items_,
-                                                  *trained_on_, threads_);
-    // Into the served matrix's own storage when the shape is unchanged (views of it stay valid).
-    if (users_.rows == served.rows && users_.cols == served.cols && !users_.data.empty())
-      std::copy(served.data.begin(), served.data.end(), users_.data.begin());
-    else
-      users_ = std::move(served);
+    assign_keeping_storage(users_, backend::cpu::aggregate_users(o_.params, rows_,
+                                                                 state_->history_map(), items_,
+                                                                 *trained_on_, threads_));
   } else {
     state_->get_factors(users_, items_);
   }
@@ -111,14 +106,7 @@ TrainingState BatchModelCuda::training_state() const {
 void BatchModelCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
   // Aggregating: the users' own rows from the state (without them, as set_factors: the served
   // vectors, and a fresh history map).
-  Matrix rows;
-  const auto it = state.arrays.find("user_rows");
-  if (it != state.arrays.end()) {
-    RF_ASSERT(aggregating() && it->second.rows == users.rows && it->second.cols == users.cols,
-              "BatchModelCuda::resume: the checkpoint's user rows do not fit the model");
-    rows = std::move(it->second);
-    state.arrays.erase(it);
-  }
+  Matrix rows = take_user_rows(state, users, aggregating());
   set_factors(std::move(users), std::move(items));  // creates the GPU state, zeroes the optimiser's
   if (rows.rows > 0) {
     state_->set_factors(rows, items_);  // the own rows on the GPU (the map stays the identity)
