@@ -167,7 +167,9 @@ std::vector<std::string> split_list(const std::string& s) {
 std::map<std::string, std::string> query_params(const httplib::Request& req,
                                                 std::initializer_list<const char*> allowed) {
   std::map<std::string, std::string> out;
-  for (const auto& [key, value] : req.params) {
+  for (const auto& param : req.params) {
+    const std::string& key = param.first;  // a plain reference: lambdas capture it (C++17)
+    const std::string& value = param.second;
     if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
       std::string names;
       for (const char* a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
