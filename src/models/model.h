@@ -119,8 +119,9 @@ class Model {
   virtual TrainingState training_state() const { return {}; }
   /// Continues from a checkpoint instead of init(): the factors and training state after
   /// `iterations_done` iterations, as training_state() and the factor accessors gave them.
-  /// The next iterate() then computes what it would have computed then. Models that cannot
-  /// checkpoint throw InternalError.
+  /// The next iterate() then computes what it would have computed then. A state that does not
+  /// fit the model's settings (a damaged checkpoint) throws recforge::Error naming its part.
+  /// Models that cannot checkpoint throw InternalError.
   virtual void resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
     (void)users, (void)items, (void)iterations_done, (void)state;
     throw InternalError(type() + " models cannot resume from a checkpoint", __FILE__, __LINE__);

@@ -254,6 +254,13 @@ Checkpoint read_checkpoint(const std::string& dir) {
   }
   if (c.users.rows == 0 || c.items.rows == 0 || c.users.cols != c.items.cols)
     damaged(dir, "its factor matrices are missing or of different widths");
+  // Training writes finite factors only (it stops at a non-finite epoch), so these are damage;
+  // a model would resume from them and fail later with a sentence about its settings.
+  for (const auto& [what, m] : {std::pair<const char*, const Matrix*>{"user", &c.users},
+                                {"item", &c.items},
+                                {"best user", &c.fit.best_users},
+                                {"best item", &c.fit.best_items}})
+    if (!models::all_finite(*m)) damaged(dir, fmt::format("its {} factors hold NaN or infinity", what));
   if (c.iteration < 1 || c.iteration > c.iterations)
     damaged(dir, fmt::format("iteration {} of {}", c.iteration, c.iterations));
   return c;

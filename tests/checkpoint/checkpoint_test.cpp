@@ -4,6 +4,8 @@
 // with the factors of an uninterrupted run, bit for bit with one thread.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,6 +144,69 @@ TEST(CheckpointModels, CclResumesBitwiseWithAndWithoutHistoryAggregation) {
     }
 }
 
+TEST(CheckpointModels, BatchModelsRefuseAStateThatDoesNotFitTheirSettings) {
+  // What a damaged checkpoint can hand resume(): each variant of a real state (CCL with
+  // aggregation and Adam, one epoch) is refused with recforge::Error naming the part, before
+  // any of it reaches the trainer (whose own checks are internal errors).
+  using backend::BatchLoss;
+  using backend::Optimizer;
+  models::BatchOptions o = batch_options(BatchLoss::kCcl, Optimizer::kAdam);
+  o.params.item_bias = false;
+  o.params.normalize = true;
+  o.params.history_weight = 0.5;
+  const data::Csr x = test::random_csr(60, 40, 6, 3);
+  const data::Csr xt = x.transpose();
+  models::BatchModel trained(o, 1);
+  trained.init(x.rows, x.cols);
+  trained.iterate(x, xt);
+  const models::TrainingState good = trained.training_state();
+  ASSERT_EQ(good.arrays.size(), 8u);  // 4 moments, the map and its 2 moments, the own rows
+  const auto resume = [&](models::TrainingState s) {
+    models::BatchModel m(o, 1);
+    m.init(x.rows, x.cols);
+    m.resume(trained.user_factors(), trained.item_factors(), 1, std::move(s));
+    m.iterate(x, xt);
+  };
+  EXPECT_NO_THROW(resume(good));
+  const auto refused = [&](models::TrainingState s, const std::string& names) {
+    try {
+      resume(std::move(s));
+      ADD_FAILURE() << "resumed from a state with a damaged " << names;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(names), std::string::npos) << e.what();
+    }
+  };
+  models::TrainingState s = good;
+  s.arrays["user_m"].rows -= 1;
+  s.arrays["user_m"].data.resize(static_cast<size_t>(s.arrays["user_m"].rows * 8));
+  refused(s, "model.user_m.npy holds 472 values; this model's has 480");
+  s = good;
+  s.arrays.erase("item_v");
+  refused(s, "3 of the optimiser's 4 moment arrays");
+  s = good;
+  s.arrays["extra"] = test::random_matrix(2, 2, 1);
+  refused(s, "model.extra.npy that ccl models do not keep");
+  s = good;
+  s.arrays["history_map"] = test::random_matrix(8, 4, 1);
+  refused(s, "model.history_map.npy holds 32 values; this model's has 64");
+  s = good;
+  s.arrays.erase("history_map_v");
+  refused(s, "history map (model.history_map.npy) without its moments (model.history_map_v.npy)");
+  s = good;
+  s.arrays["user_rows"] = test::random_matrix(59, 8, 1);
+  refused(s, "own user rows (model.user_rows.npy, 59 × 8) do not fit this model (60 users");
+  s = good;
+  s.values["steps"] = -3;
+  refused(s, "steps is -3; expected a whole number >= 0");
+  s = good;
+  s.values["last_loss"] = "low";
+  refused(s, "last_loss is \"low\"; expected a number");
+  // A model without aggregation keeps neither the map nor own rows; SGD keeps no moments.
+  o.params.history_weight = 0;
+  o.params.optimizer = Optimizer::kSgd;
+  refused(good, "ccl with this optimiser and without model.history_weight does not keep");
+}
+
 // ---- Checkpoint files -----------------------------------------------------------------------
 
 Checkpoint small_checkpoint(int iteration, float value) {
@@ -200,6 +265,24 @@ TEST(CheckpointFiles, AMissingArrayIsADamagedCheckpointToRemove) {
     EXPECT_NE(m.find("items.npy"), std::string::npos) << m;
     EXPECT_NE(m.find("remove " + dir + " to start the run over"), std::string::npos) << m;
   }
+}
+
+TEST(CheckpointFiles, NonFiniteFactorsAreADamagedCheckpoint) {
+  // Training never checkpoints non-finite factors (it stops at such an epoch), so they are
+  // damage, refused before a model would resume from them.
+  TempDir t;
+  const std::string dir = t.file(".r.checkpoint");
+  pipeline::write_checkpoint(dir, small_checkpoint(2, std::numeric_limits<float>::quiet_NaN()));
+  try {
+    pipeline::read_checkpoint(dir);
+    ADD_FAILURE() << "a checkpoint with a NaN user factor was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              dir + ": the checkpoint is damaged (its user factors hold NaN or infinity); remove " +
+                  dir + " to start the run over");
+  }
+  pipeline::write_checkpoint(dir, small_checkpoint(2, 1.f));
+  EXPECT_EQ(pipeline::read_checkpoint(dir).users.data[0], 1.f);
 }
 
 TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {

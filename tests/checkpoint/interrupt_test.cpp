@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/train.h"
 #include "test_util.h"
@@ -79,6 +82,47 @@ TEST(TrainInterrupt, KeepsTheCheckpointWrittenBeforeAndTheRerunResumesFromIt) {
   const std::string dir = pipeline::train(cfg, again);
   EXPECT_EQ(resumed, 2);
   EXPECT_EQ(fs::path(dir).filename().string(), "r");
+}
+
+TEST(TrainInterrupt, ACheckpointWithDamagedProgressIsRefusedAndKept) {
+  // The training loop's progress in checkpoint.json: one history entry per iteration done, and
+  // a best validation no later than the checkpoint's iteration.
+  TempDir t;
+  config::Config cfg = small_config(t, true);
+  cfg.set("split.validation_fraction=0.2");
+  cfg.set("model.eval_every=1");
+  cfg.set("model.patience=3");
+  pipeline::TrainOptions options;
+  int asked = 0;
+  options.interrupted = [&] { return ++asked == 4; };  // before iteration 3
+  EXPECT_THROW(pipeline::train(cfg, options), pipeline::Interrupted);
+  const std::string dir = pipeline::checkpoint_dir(cfg);
+  const std::string meta = dir + "/checkpoint.json";
+  const std::string good = test::read_file(meta);
+  const auto refused = [&](const std::function<void(nlohmann::json&)>& damage,
+                           const std::string& what) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    damage(j);
+    test::write_file(meta, j.dump());
+    try {
+      pipeline::train(cfg);
+      ADD_FAILURE() << "resumed from a checkpoint whose " << what;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(m.rfind(dir + ": the checkpoint is damaged (" + what, 0), 0u) << m;
+    }
+    EXPECT_TRUE(pipeline::has_checkpoint(dir));
+  };
+  refused([](nlohmann::json& j) { j["fit"]["history"].erase(1); },
+          "its history is not one entry per iteration done, 2)");
+  refused([](nlohmann::json& j) { j["fit"]["history"][1]["iteration"] = 5; },
+          "its history is not one entry per iteration done, 2)");
+  refused([](nlohmann::json& j) { j["fit"]["best_iteration"] = 3; },
+          "its best validation, iteration 3 with");
+  refused([](nlohmann::json& j) { j["fit"]["since_best"] = -1; },
+          "its best validation, iteration");
+  test::write_file(meta, good);
+  EXPECT_EQ(fs::path(pipeline::train(cfg)).filename().string(), "r");
 }
 
 }  // namespace

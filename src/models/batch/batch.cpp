@@ -138,6 +138,62 @@ backend::cpu::OptimizerState optimizer_state(TrainingState state) {
   return o;
 }
 
+void check_batch_state(const backend::BatchParams& p, const TrainingState& state, int64_t n_users,
+                       int64_t n_items) {
+  const nlohmann::json& v = state.values;
+  if (!v.is_object()) fail("its model state is not a JSON object");
+  for (const char* name : {"epochs_done", "steps"})
+    if (v.contains(name) && !(v[name].is_number_integer() && v[name].get<int64_t>() >= 0))
+      fail("its model state's {} is {}; expected a whole number >= 0", name, v[name].dump());
+  if (v.contains("last_loss") && !v["last_loss"].is_number())
+    fail("its model state's last_loss is {}; expected a number", v["last_loss"].dump());
+  const bool agg = p.loss == BatchLoss::kCcl && p.history_weight > 0;
+  const bool uses_v = p.optimizer != Optimizer::kSgd, uses_m = p.optimizer == Optimizer::kAdam;
+  const int64_t d = p.dim(), nm = int64_t{p.factors} * p.factors;
+  // Expected sizes of the optimiser's arrays (-1: this model keeps no such array).
+  const int64_t sizes[kNumStateArrays] = {
+      uses_m ? n_users * d : -1, uses_v ? n_users * d : -1, uses_m ? n_items * d : -1,
+      uses_v ? n_items * d : -1, agg ? nm : -1, agg && uses_m ? nm : -1, agg && uses_v ? nm : -1};
+  for (const auto& [name, m] : state.arrays) {
+    if (name == "user_rows") {
+      if (!agg || m.rows != n_users || m.cols != d)
+        fail("its own user rows (model.user_rows.npy, {} × {}) do not fit this model{}", m.rows,
+             m.cols,
+             agg ? fmt::format(" ({} users × {} factors)", n_users, d)
+                 : " (only ccl with model.history_weight keeps them)");
+      continue;
+    }
+    const auto* known = std::find_if(std::begin(kStateArrays), std::end(kStateArrays),
+                                     [&name = name](const char* a) { return name == a; });
+    if (known == std::end(kStateArrays))
+      fail("it holds an array model.{}.npy that {} models do not keep", name, loss_name(p.loss));
+    const int k = static_cast<int>(known - std::begin(kStateArrays));
+    const int64_t size = m.rows * m.cols;
+    if (sizes[k] < 0)
+      fail("it holds model.{}.npy, which {} with this optimiser{} does not keep", name,
+           loss_name(p.loss), agg ? "" : " and without model.history_weight");
+    if (size != sizes[k] || static_cast<int64_t>(m.data.size()) != size)
+      fail("its model.{}.npy holds {} values; this model's has {}", name, size, sizes[k]);
+  }
+  // The moments: all of those the optimiser keeps, or none (a model that has not stepped).
+  int moments = 0, kept = 0;
+  for (int k = 0; k < 4; ++k)
+    if (sizes[k] >= 0) {
+      ++kept;
+      moments += state.arrays.count(kStateArrays[k]) > 0 ? 1 : 0;
+    }
+  if (moments != 0 && moments != kept)
+    fail("it holds {} of the optimiser's {} moment arrays (model.user_m.npy, ...); expected all "
+         "or none",
+         moments, kept);
+  // The history map: with all the moments its optimiser keeps, or absent with its moments.
+  const bool map = state.arrays.count("history_map") > 0;
+  for (int k = 5; k < 7; ++k)
+    if (sizes[k] >= 0 && (state.arrays.count(kStateArrays[k]) > 0) != map)
+      fail("it holds the history map (model.history_map.npy) {} its moments (model.{}.npy)",
+           map ? "without" : "not, but", kStateArrays[k]);
+}
+
 Matrix take_user_rows(TrainingState& state, const Matrix& users, bool aggregating) {
   Matrix rows;
   const auto it = state.arrays.find("user_rows");
@@ -200,6 +256,7 @@ TrainingState BatchModel::training_state() const {
 }
 
 void BatchModel::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  check_batch_state(o_.params, state, users.rows, items.rows);
   // Aggregating: the users' own rows from the state (without them, as set_factors: the served
   // vectors, and a fresh history map).
   Matrix rows = take_user_rows(state, users, aggregating());

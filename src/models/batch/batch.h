@@ -46,6 +46,17 @@ TrainingState batch_state(int epochs_done, double last_loss,
 /// The optimiser state of a TrainingState that batch_state() made.
 backend::cpu::OptimizerState optimizer_state(TrainingState state);
 
+/// Checks a TrainingState read back from a checkpoint against a model of `params` with
+/// `n_users` × `n_items` factors, before resume() hands it on. Throws recforge::Error naming
+/// the first part that does not fit: a value ("epochs_done", "last_loss", "steps") of the wrong
+/// type or a negative step count; an array it does not know; an optimiser array whose size is
+/// not the one the optimiser and the factors give (all absent is a model that has not stepped
+/// yet), or that this optimiser does not keep; a history map (or its moments) without
+/// aggregation, or not factors × factors; own user rows ("user_rows") without aggregation or not
+/// of the users' shape.
+void check_batch_state(const backend::BatchParams& params, const TrainingState& state, int64_t n_users,
+                       int64_t n_items);
+
 /// CCL with user-side aggregation: takes the users' own rows ("user_rows", what training
 /// continues from) out of a checkpoint's state, checked against the served `users`; an empty
 /// matrix when the state has none (then training continues from the served vectors).

@@ -104,6 +104,7 @@ TrainingState BatchModelCuda::training_state() const {
 }
 
 void BatchModelCuda::resume(Matrix users, Matrix items, int iterations_done, TrainingState state) {
+  check_batch_state(o_.params, state, users.rows, items.rows);
   // Aggregating: the users' own rows from the state (without them, as set_factors: the served
   // vectors, and a fresh history map).
   Matrix rows = take_user_rows(state, users, aggregating());
