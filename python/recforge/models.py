@@ -678,6 +678,10 @@ class MatrixFactorizationBase:
         if bad:
             raise ValueError(f"load: {', '.join(bad)} is not an argument of {cls.__name__}")
         kwargs.update(overrides)
+        for key, v in factors.items():
+            if v.ndim != 2:
+                raise ValueError(f"{fileobj_or_path}: {key} has shape {v.shape}; expected a 2-D "
+                                 f"array (one row per {key.split('_')[0]})")
         if "user_factors" in factors:
             dim = factors["user_factors"].shape[1]
             if ("item_bias" in known and "item_bias" not in kwargs

@@ -171,6 +171,14 @@ def test_load_refuses_a_file_of_another_class(tmp_path, data):
         recforge.BayesianPersonalizedRanking.load(str(tmp_path / "als.npz"))
 
 
+def test_load_refuses_factors_that_are_not_a_matrix(tmp_path):
+    path = str(tmp_path / "flat.npz")
+    np.savez(path, factors=4, user_factors=np.zeros(5, np.float32),
+             item_factors=np.zeros((7, 4), np.float32))
+    with pytest.raises(ValueError, match=r"flat.npz: user_factors has shape \(5,\); expected a 2-D array"):
+        recforge.AlternatingLeastSquares.load(path)
+
+
 def test_load_reads_an_implicit_saved_bpr_model(tmp_path, data):
     """implicit's BPR keeps its item bias as a last factor column with 1 in every user row:
     recforge's item_bias layout, so the loaded model scores and ranks like implicit's."""
