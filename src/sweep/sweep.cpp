@@ -192,7 +192,14 @@ void Runner::prepare_state() {
   }
   if (old.is_object() && old.contains("trials")) {
     for (const nlohmann::json& j : old["trials"]) {
-      TrialRecord t = TrialRecord::from_json(j);
+      TrialRecord t;
+      try {  // recforge writes it whole (atomically); a field of another type is damage
+        t = TrialRecord::from_json(j);
+      } catch (const nlohmann::json::exception& e) {
+        fail("{}: a trial's record is damaged ({}); restore the file, or choose another out: to "
+             "start a new sweep",
+             state_path_, e.what());
+      }
       if (t.id < 1 || t.id > static_cast<int>(trials_.size())) continue;
       TrialRecord& now = trials_[t.id - 1];
       if (nlohmann::json(t.values).dump() != nlohmann::json(now.values).dump())

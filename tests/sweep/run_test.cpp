@@ -327,6 +327,17 @@ TEST(SweepRun, RefusalsComeBeforeAnyTrial) {
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("2 already done"), std::string::npos) << r.out;
 
+  // A damaged record (a field of another type) is refused naming the file, which is kept.
+  nlohmann::json damaged = nlohmann::json::parse(state);
+  damaged["trials"][1]["curve"] = nlohmann::json::array({7});
+  write_file(t.file("sw/sweep.json"), damaged.dump());
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("recforge: error: sw/sweep.json: a trial's record is damaged ("),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(test::read_file(t.file("sw/sweep.json")), damaged.dump());
+
   // A directory that is not a sweep's is not used.
   fs::create_directories(t.file("other"));
   write_file(t.file("other/keep.txt"), "x");
