@@ -50,6 +50,39 @@ std::string json_label(const nlohmann::json& v) {
   return v.is_string() && v.get<std::string>().empty() ? "\"\"" : value_label(v);
 }
 
+/// Throws recforge::Error naming `file` unless `j` is an object of metric values (numbers), as
+/// recforge writes a metrics part ("test") or an iteration's "validation".
+void check_metric_object(const nlohmann::json& j, const std::string& file, const std::string& what) {
+  if (!j.is_object()) fail("{}: {} is {}; expected an object of metric values", file, what, j.dump());
+  for (const auto& [name, v] : j.items())
+    if (!v.is_number())
+      fail("{}: {}'s {} is {}; expected a number", file, what, name, v.dump());
+}
+
+/// The parts of run.json and metrics.json that compare reads, checked: a hand-edited or damaged
+/// file is refused with a sentence instead of failing on a value of another type.
+void check_run_files(const RunInfo& r) {
+  const std::string run_file = r.dir + "/run.json", metrics_file = r.dir + "/metrics.json";
+  if (!r.run.is_object()) fail("{}: expected a JSON object", run_file);
+  if (r.run.contains("history")) {
+    const nlohmann::json& h = r.run["history"];
+    if (!h.is_array()) fail("{}: history is {}; expected an array of iterations", run_file, h.dump());
+    for (size_t k = 0; k < h.size(); ++k) {
+      const nlohmann::json& e = h[k];
+      const std::string where = fmt::format("history[{}]", k);
+      if (!e.is_object() || !e.contains("iteration") || !e["iteration"].is_number_integer())
+        fail("{}: {} is not an object with an integer iteration", run_file, where);
+      for (const char* key : {"seconds", "loss"})
+        if (e.contains(key) && !e[key].is_number())
+          fail("{}: {}.{} is {}; expected a number", run_file, where, key, e[key].dump());
+      if (e.contains("validation")) check_metric_object(e["validation"], run_file, where + ".validation");
+    }
+  }
+  if (r.metrics.is_null()) return;
+  if (!r.metrics.is_object()) fail("{}: expected a JSON object of metric parts", metrics_file);
+  for (const auto& [part, m] : r.metrics.items()) check_metric_object(m, metrics_file, part);
+}
+
 }  // namespace
 
 std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs) {
@@ -62,6 +95,7 @@ std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs) {
     r.run = pipeline::read_run_json(d);
     r.config = config::Config::load(d + "/config.yaml");
     if (fs::exists(d + "/metrics.json")) r.metrics = pipeline::read_json(d + "/metrics.json");
+    check_run_files(r);
     std::string name = fs::path(d).lexically_normal().filename().string();
     if (name.empty()) name = fs::path(d).lexically_normal().parent_path().filename().string();
     r.label = name.empty() ? d : name;
@@ -194,7 +228,7 @@ Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric, 
     for (size_t i : g) {
       const nlohmann::json& run = runs[i].run;
       const nlohmann::json h = run.value("history", nlohmann::json::array());
-      if (!run["model"].is_null()) its.push_back(static_cast<int>(h.size()));
+      if (run.contains("model") && !run["model"].is_null()) its.push_back(static_cast<int>(h.size()));
       if (run.contains("train_seconds") && run["train_seconds"].is_number())
         secs.push_back(run["train_seconds"].get<double>());
       Curve curve;

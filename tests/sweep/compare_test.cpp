@@ -122,6 +122,30 @@ TEST(Compare, EqualConfigsAndBadInput) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), r.dir("nope") + ": no such run directory");
   }
+  // A hand-edited or damaged run.json or metrics.json: one sentence naming the file and the
+  // value (these reached nlohmann's type errors, "recforge: internal error: ...").
+  const auto refused = [&](const std::string& file, const std::string& text,
+                           const std::string& expected) {
+    const std::string path = r.dir("c") + "/" + file;
+    const std::string kept = test::read_file(path);
+    write_file(path, text);
+    try {
+      read_runs({r.dir("a"), r.dir("c")});
+      ADD_FAILURE() << file << " " << text << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": " + expected);
+    }
+    write_file(path, kept);
+  };
+  refused("metrics.json", R"({"test": {"recall@10": "x"}})", "test's recall@10 is \"x\"; expected a number");
+  refused("metrics.json", R"({"test": 5})", "test is 5; expected an object of metric values");
+  refused("metrics.json", "[1]", "expected a JSON object of metric parts");
+  refused("run.json", R"({"history": 5})", "history is 5; expected an array of iterations");
+  refused("run.json", R"({"history": [{"iteration": 1, "validation": {"ndcg@10": null}}]})",
+          "history[0].validation's ndcg@10 is null; expected a number");
+  refused("run.json", R"({"history": [{"loss": 1}]})",
+          "history[0] is not an object with an integer iteration");
+  EXPECT_EQ(read_runs({r.dir("a"), r.dir("c")}).size(), 2u);
 }
 
 // Seed runs of two configs: each config is one column, its numbers the mean and the sample
