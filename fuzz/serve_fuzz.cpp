@@ -21,6 +21,7 @@
 // RECFORGE_FUZZ_SEED_DIR=DIR writes one valid request per route to DIR (the seed corpus);
 // RECFORGE_FUZZ_VERBOSE=1 prints each response's status and body.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -251,6 +252,24 @@ void write_seeds(const std::string& out) {
            "GET /v1/info HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
            "chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
   };
+  // Longer inputs: libFuzzer grows its length limit from the longest seed, so these let it reach
+  // batches at --max-users and bodies over --max-body-bytes early.
+  std::string users = "\"0\"", items = "\"1\"", weights = "1";
+  for (int k = 1; k < 18; ++k) users += fmt::format(",\"{}\"", k * 13 % 300);
+  for (int k = 1; k < 30; ++k) {
+    items += fmt::format(",\"{}\"", k * 7 % 200);
+    weights += fmt::format(",{}", k % 4);
+  }
+  const std::string new_user = "{\"items\":[" + items + "],\"weights\":[" + weights + "]}";
+  std::vector<std::pair<std::string, std::string>> longer = {
+      {"recommend_post_batch", std::string(1, '\x05') + "\n{\"users\":[" + users +
+                                   "],\"new_users\":[" + new_user + "," + new_user +
+                                   "],\"k\":50,\"exclude\":[" + items + "]}"},
+      {"body_over_limit", std::string(1, '\x07') + "\n{\"items\":[" + items + "," + items + "," +
+                              items + "," + items + "," + items + "," + items + "," + items + "," +
+                              items + "," + items + "],\"k\":3," + "\"metric\":\"" +
+                              std::string(1200, 'x') + "\"}"}};
+  for (const auto& [name, bytes] : longer) fuzz::write_file(out + "/" + name, bytes);
   for (const auto& [name, bytes] : seeds) fuzz::write_file(out + "/" + name, bytes);
 }
 
