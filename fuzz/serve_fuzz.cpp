@@ -1,15 +1,18 @@
 // Fuzz target: `recforge serve` (src/serve/server.cpp), its request parsing, routing, query and
 // body checks and the library calls behind them, through a real loopback socket, so that the
 // HTTP library's own parsing of the request line, headers and body is fuzzed with it. At
-// start-up a small synthetic iALS run (300 users, 200 items, 8 factors; ids "0", "1", ...) is
-// trained and exported into the scratch directory, and a Server is started on 127.0.0.1, port 0,
-// with an admin token and small limits, and stopped at exit.
+// start-up two small synthetic iALS runs (300 users, 200 items, 8 factors; ids "0", "1", ...) are
+// trained and exported into the scratch directory, one plainly and one pseudonymised with users
+// "5" and "7" opted out (its server holds the key, so raw ids work besides the pseudonyms), and a
+// Server is started over each on 127.0.0.1, port 0, with an admin token and small limits; both
+// are stopped at exit.
 //
 // An input is one request. Its first byte picks the form: low nibble 0-8, a well-formed request
 // to that route (kRoutes: method and path), whose query string is the input up to its first
 // "\n" and whose body is the rest (with Content-Length when not empty), and which carries the
 // admin token when bit 0x10 is set; low nibble 9-15, the rest of the input is sent verbatim (any
-// bytes, pipelined requests included). The client reads until the server closes; it first shuts
+// bytes, pipelined requests included). Bit 0x20 sends it to the pseudonymised export's server.
+// The client reads until the server closes; it first shuts
 // its sending side when the request may be cut short (raw bytes, a query with a space or a
 // control byte), and the library then drops the answers (see exchange()), so only crashes,
 // sanitizer reports and hangs are found there.
@@ -23,6 +26,7 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -32,12 +36,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "core/secret.h"
 #include "fuzz_common.h"
 #include "pipeline/export.h"
 #include "pipeline/train.h"
@@ -82,39 +89,55 @@ struct Served {
   }
 };
 
-const serve::Server& server() {
-  static const Served s([] {
-    const std::string dir = fuzz::scratch().string();
-    const std::string yaml = "run:\n  name: serve-fuzz\n  dir: " + dir +
-                             "\n  progress: off\n  seed: 3\n"
-                             "data:\n  format: synthetic\n  cache: false\n"
-                             "synthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
-                             "split:\n  method: leave_last\n"
-                             "model:\n  type: ials\n  factors: 8\n  iterations: 2\n"
-                             "train:\n  threads: 1\n";
-    const std::string run = pipeline::train(config::Config::parse(yaml, "serve-fuzz.yaml"));
-    serve::ServerOptions o;
-    o.export_dir = pipeline::export_run(run, dir + "/export", {});
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.threads = 4;
-    o.batch_wait = std::chrono::microseconds(0);  // the fuzzer sends one request at a time
-    o.timeout_ms = 4000;
-    o.admin_token = kToken;
-    o.max_body_bytes = 2048;  // libFuzzer's inputs reach it (-max_len 4096 by default)
-    o.max_k = 50;
-    o.max_users = 20;
-    o.max_items = 50;
-    o.keep_alive_seconds = 1;
-    auto out = std::make_unique<serve::Server>(std::move(o));
-    const std::string failed = out->wait_loaded();
-    if (!failed.empty()) {
-      std::fprintf(stderr, "serve_fuzz: the export did not load: %s\n", failed.c_str());
-      std::abort();
-    }
-    return out;
-  }());
-  return *s.server;
+/// Starts a server over a freshly trained and exported small run `name`; `privacy` makes the
+/// export pseudonymised (its key given to the server, so that raw ids work too) with users "5"
+/// and "7" opted out.
+std::unique_ptr<serve::Server> start(const std::string& name, bool privacy) {
+  const std::string dir = fuzz::scratch().string();
+  std::string yaml = "run:\n  name: " + name + "\n  dir: " + dir +
+                     "\n  progress: off\n  seed: 3\n"
+                     "data:\n  format: synthetic\n  cache: false\n"
+                     "synthetic:\n  users: 300\n  items: 200\n  interactions: 6000\n"
+                     "split:\n  method: leave_last\n"
+                     "model:\n  type: ials\n  factors: 8\n  iterations: 2\n"
+                     "train:\n  threads: 1\n";
+  serve::ServerOptions o;
+  if (privacy) {
+    const std::string key = dir + "/pseudonym.key", opt_out = dir + "/opt-out.txt";
+    fuzz::write_file(key, "serve-fuzz-pseudonym-key-0123456789");
+    fuzz::write_file(opt_out, "5\n7\n");
+    yaml += "privacy:\n  opt_out: " + opt_out + "\nexport:\n  pseudonymize: true\n" +
+            "  pseudonym_key_file: " + key + "\n";
+    o.pseudonym_key = SecretKey::from_file(key, "the fuzz target's key");
+  }
+  const std::string run = pipeline::train(config::Config::parse(yaml, name + ".yaml"));
+  o.export_dir = pipeline::export_run(run, dir + "/" + name + "-export", {});
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.threads = 4;
+  o.batch_wait = std::chrono::microseconds(0);  // the fuzzer sends one request at a time
+  o.timeout_ms = 4000;
+  o.admin_token = kToken;
+  o.max_body_bytes = 2048;  // libFuzzer's inputs reach it (-max_len 4096 by default)
+  o.max_k = 50;
+  o.max_users = 20;
+  o.max_items = 50;
+  o.keep_alive_seconds = 1;
+  auto out = std::make_unique<serve::Server>(std::move(o));
+  const std::string failed = out->wait_loaded();
+  if (!failed.empty()) {
+    std::fprintf(stderr, "serve_fuzz: the export %s did not load: %s\n", name.c_str(),
+                 failed.c_str());
+    std::abort();
+  }
+  return out;
+}
+
+/// The plain server (`privacy` false) or the pseudonymised one, each started once.
+const serve::Server& server(bool privacy) {
+  static const Served plain(start("serve-fuzz", false));
+  static const Served pseudonymised(start("serve-fuzz-privacy", true));
+  return privacy ? *pseudonymised.server : *plain.server;
 }
 
 /// Sends `request` to the server and returns all it answered until it closed the connection (a
@@ -122,7 +145,7 @@ const serve::Server& server() {
 /// `half_close` the client then shuts its sending side, so that a request cut short ends at once
 /// instead of at the server's read timeout; the HTTP library then runs the handlers but drops
 /// their answers (it writes nothing to a peer that has closed its side).
-std::string exchange(const std::string& request, bool half_close) {
+std::string exchange(const std::string& request, bool half_close, bool privacy) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) {
     std::perror("serve_fuzz: socket");
@@ -133,15 +156,28 @@ std::string exchange(const std::string& request, bool half_close) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server().port()));
+  addr.sin_port = htons(static_cast<uint16_t>(server(privacy).port()));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // libFuzzer's -timeout alarm interrupts system calls (EINTR). An interrupted connect goes on
+  // in the background: wait until the socket is writable and read its outcome.
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    std::perror("serve_fuzz: connect");
-    std::abort();
+    int err = errno;
+    if (err == EINTR) {
+      pollfd p{fd, POLLOUT, 0};
+      while (::poll(&p, 1, 8000) < 0 && errno == EINTR) {
+      }
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+    if (err != 0) {
+      std::fprintf(stderr, "serve_fuzz: connect: %s\n", std::strerror(err));
+      std::abort();
+    }
   }
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server closed early (it answered a bad request): read its answer
     sent += static_cast<size_t>(n);
   }
@@ -270,6 +306,20 @@ void write_seeds(const std::string& out) {
                               items + "," + items + "],\"k\":3," + "\"metric\":\"" +
                               std::string(1200, 'x') + "\"}"}};
   for (const auto& [name, bytes] : longer) fuzz::write_file(out + "/" + name, bytes);
+  // The pseudonymised export: opted-out and other users by raw id, and one by its pseudonym (the
+  // first line of the export's user_ids.txt).
+  std::string pseudonym;
+  {
+    std::ifstream ids(fuzz::scratch() / "serve-fuzz-privacy-export" / "current" / "user_ids.txt");
+    std::getline(ids, pseudonym);
+  }
+  const std::vector<std::pair<std::string, std::string>> privacy = {
+      {"privacy_get_opted_out", std::string(1, '\x24') + "user=5&k=4\n"},
+      {"privacy_get_pseudonym", std::string(1, '\x24') + "user=" + pseudonym + "&k=4\n"},
+      {"privacy_post",
+       std::string(1, '\x25') + "\n" + R"({"users":["5","6","7",")" + pseudonym + R"("],"k":3})"},
+      {"privacy_info", std::string(1, '\x23') + "\n"}};
+  for (const auto& [name, bytes] : privacy) fuzz::write_file(out + "/" + name, bytes);
   for (const auto& [name, bytes] : seeds) fuzz::write_file(out + "/" + name, bytes);
 }
 
@@ -277,15 +327,19 @@ void write_seeds(const std::string& out) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const bool seeded = [] {
-    if (const char* dir = std::getenv("RECFORGE_FUZZ_SEED_DIR")) write_seeds(dir);
+    if (const char* dir = std::getenv("RECFORGE_FUZZ_SEED_DIR")) {
+      server(true);  // its export holds the pseudonym of a seed
+      write_seeds(dir);
+    }
     return true;
   }();
   (void)seeded;
   if (size == 0) return 0;
   const int form = data[0] & 0x0f;
+  const bool privacy = (data[0] & 0x20) != 0;
   const std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (form >= kRouteCount) {
-    check_responses(exchange(rest, true), rest);
+    check_responses(exchange(rest, true, privacy), rest);
     return 0;
   }
   const size_t nl = rest.find('\n');
@@ -296,7 +350,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // (other bytes may end the request line early, and the library may then close unanswered).
   const bool well_formed = std::all_of(query.begin(), query.end(),
                                        [](char c) { return c > 0x20 && c < 0x7f && c != '#'; });
-  if (check_responses(exchange(request, !well_formed), request) == 0 && well_formed)
+  if (check_responses(exchange(request, !well_formed, privacy), request) == 0 && well_formed)
     finding("a well-formed request got no response", request, "");
   return 0;
 }
