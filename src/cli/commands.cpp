@@ -227,23 +227,35 @@ int cmd_info() {
   }
   if (!g.run_dir.empty()) {
     const nlohmann::json run = pipeline::read_run_json(g.run_dir);
-    std::printf("run        %s\n", g.run_dir.c_str());
-    std::printf("created    %s with recforge %s\n", run.value("created", "?").c_str(),
-                run.value("recforge_version", "?").c_str());
-    std::printf("device     %s, %d threads\n", run.value("device", "?").c_str(),
-                run.value("threads", 0));
-    std::printf("model      %s\n", run["model"].is_null() ? "none" : run["model"].dump().c_str());
     const std::string stats_path = g.run_dir + "/stats.json";
-    if (fs::exists(stats_path)) {
-      const nlohmann::json s = read_json(stats_path);
-      std::printf("users      %lld\nitems      %lld\n", s["users"].get<long long>(),
-                  s["items"].get<long long>());
-      for (const char* part : {"train", "validation", "test"}) {
-        if (!s.contains(part)) continue;
-        std::printf("%-10s %lld interactions, density %.3g\n", part,
-                    s[part]["interactions"].get<long long>(), s[part]["density"].get<double>());
+    nlohmann::json stats;
+    if (fs::exists(stats_path)) stats = read_json(stats_path);
+    std::string text;
+    try {  // values of other types than recforge writes: a damaged or hand-edited file
+      text += fmt::format("run        {}\n", g.run_dir);
+      text += fmt::format("created    {} with recforge {}\n", run.value("created", "?"),
+                          run.value("recforge_version", "?"));
+      text += fmt::format("device     {}, {} threads\n", run.value("device", "?"),
+                          run.value("threads", 0));
+      text += fmt::format("model      {}\n", run.contains("model") && !run["model"].is_null()
+                                                   ? run["model"].dump()
+                                                   : "none");
+      if (!stats.is_null()) {
+        text += fmt::format("users      {}\nitems      {}\n", stats.at("users").get<long long>(),
+                            stats.at("items").get<long long>());
+        for (const char* part : {"train", "validation", "test"}) {
+          if (!stats.contains(part)) continue;
+          text += fmt::format("{:<10} {} interactions, density {:.3g}\n", part,
+                              stats[part].at("interactions").get<long long>(),
+                              stats[part].at("density").get<double>());
+        }
       }
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: run.json or stats.json holds a value that recforge does not write ({}); the run "
+           "directory is damaged",
+           g.run_dir, e.what());
     }
+    std::fputs(text.c_str(), stdout);
     return 0;
   }
   std::printf("recforge   %s\n", RECFORGE_VERSION);
@@ -274,7 +286,8 @@ int cmd_evaluate() {
     for (const std::string& metric : m.names()) {
       const double v = m.get(metric);
       std::string note;
-      if (saved.contains(name) && saved[name].contains(metric))
+      if (saved.is_object() && saved.contains(name) && saved[name].is_object() &&
+          saved[name].contains(metric) && saved[name][metric].is_number())
         note = std::fabs(saved[name][metric].get<double>() - v) <= 1e-6 ? "  (= saved)"
                                                                         : "  (saved: " + saved[name][metric].dump() + ")";
       std::printf("  %-14s %.6f%s\n", metric.c_str(), v, note.c_str());

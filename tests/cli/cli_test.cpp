@@ -139,6 +139,15 @@ TEST(Cli, SetOverridesAndInfo) {
   EXPECT_EQ(info.rc, 0);
   EXPECT_NE(info.out.find("model      {\"alpha\""), std::string::npos) << info.out;
   EXPECT_EQ(run(t.str(), "info").rc, 0);
+  // A stats.json with a value of another type is one sentence, not an internal error.
+  write_file(t.file("runs/other/stats.json"), R"({"users": "many", "items": 3})");
+  const Result damaged = run(t.str(), "info runs/other");
+  EXPECT_EQ(damaged.rc, 1);
+  EXPECT_EQ(damaged.out.rfind("recforge: error: runs/other: run.json or stats.json holds a value "
+                              "that recforge does not write (",
+                              0),
+            0u)
+      << damaged.out;
 }
 
 TEST(Cli, DatagenThenTrainOnTheCsv) {
