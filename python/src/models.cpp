@@ -283,10 +283,7 @@ class Engine {
   }
 
   /// How many times the query caches were computed (for tests that they are kept and renewed).
-  uint64_t derived_computations() {
-    const std::lock_guard guard(derived_mu_);
-    return derived_computations_;
-  }
+  uint64_t derived_computations() { return derived_computations_.load(); }
 
   /// Copies both matrices in; into the existing storage when the shapes are unchanged (views
   /// then see the new values), else into new storage (views of the old one are retired).
@@ -544,7 +541,9 @@ class Engine {
   /// what was derived from them is stale. A partial fit of existing users writes the users only,
   /// so the items' Gram matrix of the next fold-in stays.
   void wrote(bool users = true, bool items = true) {
-    const std::lock_guard guard(derived_mu_);  // what is stale now need not wait to be freed
+    // The caller holds mu_ exclusively, so no query is computing a cache; the locks order these
+    // writes before the next query's reads.
+    const std::scoped_lock guard(derived_mu_, swapped_mu_);
     for (int s = 0; s < 2; ++s) {
       if (s == 0 ? !users : !items) continue;
       ++writes_[s];
@@ -590,7 +589,7 @@ class Engine {
   /// see, hence this. Results are the same to the bit either way. The caller holds mu_ (shared
   /// or exclusive), and then prepared_mu_ shared while the query reads the state.
   void prepare(models::Model::Query which) {
-    const std::lock_guard guard(derived_mu_);
+    const std::lock_guard guard(prepare_mu_);
     Stamp& p = prepared_[which == models::Model::Query::kFoldIn ? 0 : 1];
     const uint64_t views = views_[1].load();
     if (p.holds(writes_[1], views)) return;
@@ -606,7 +605,7 @@ class Engine {
   /// compute the users' Gram matrix again; while kept it holds a copy of both matrices. The
   /// caller holds mu_.
   std::shared_ptr<const models::Model> swapped_model() {
-    const std::lock_guard guard(derived_mu_);
+    const std::lock_guard guard(swapped_mu_);
     const uint64_t views = views_[0].load() + views_[1].load();  // each only grows
     const uint64_t writes = writes_[0] + writes_[1];  // each only grows
     if (swapped_ && swapped_stamp_.holds(writes, views)) return swapped_;
@@ -690,16 +689,21 @@ class Engine {
   // views handed out (under mu_ shared, hence atomic), and the derived values.
   uint64_t writes_[2] = {0, 0};
   std::atomic<uint64_t> views_[2] = {0, 0};
+  // Each kind of cache has its own mutex, so that a query that needs one (a recommend: the
+  // items' largest norm) does not wait while another thread computes another (a fold-in's Gram
+  // matrix: tens of GFLOP at 1024 factors). A write (mu_ exclusive) takes them all.
   std::mutex derived_mu_;
-  std::shared_ptr<const Derived> derived_[2];
-  uint64_t derived_computations_ = 0;  // under derived_mu_ (prepare() counts too)
+  std::shared_ptr<const Derived> derived_[2];  // under derived_mu_
+  std::atomic<uint64_t> derived_computations_{0};  // every cache counts here
   // The stamps of the model's prepared fold-in [0] and explain [1] state (prepare()), under
-  // derived_mu_; prepared_mu_ is held exclusively while the model replaces that state, shared
+  // prepare_mu_; prepared_mu_ is held exclusively while the model replaces that state, shared
   // while a query reads it.
+  std::mutex prepare_mu_;
   Stamp prepared_[2];
   std::shared_mutex prepared_mu_;
-  std::shared_ptr<const models::Model> swapped_;  // swapped_model(), under derived_mu_
-  Stamp swapped_stamp_;
+  std::mutex swapped_mu_;
+  std::shared_ptr<const models::Model> swapped_;  // swapped_model(), under swapped_mu_
+  Stamp swapped_stamp_;                           // under swapped_mu_
 };
 
 }  // namespace

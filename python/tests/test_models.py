@@ -929,6 +929,69 @@ def test_partial_fit_in_one_thread_during_fit_in_another_does_not_crash():
         assert fields[2].startswith("the factors are"), fields[2]
 
 
+def test_concurrent_queries_and_writes_give_the_single_thread_answers(data):
+    """Each kind of query cache has its own lock (a recommend need not wait for another thread's
+    Gram matrix): recommend, similar_items, recalculate_user and explain from four threads, while
+    a fifth writes the same item factors again and again (each write voids every cache), give
+    exactly the answers of one thread without writes. In a child process, so that a crash fails
+    this test only."""
+    proc = subprocess.run([sys.executable, "-c", _CONCURRENT_QUERIES_CHILD], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    counts = [int(v) for v in proc.stdout.split()]
+    assert len(counts) == 5 and min(counts[:4]) >= 20 and counts[4] >= 20, counts
+
+
+_CONCURRENT_QUERIES_CHILD = """
+import sys, threading
+import numpy as np, scipy.sparse as sp
+sys.path[:0] = """ + repr(sys.path) + """
+import recforge
+rng = np.random.default_rng(5)
+x = sp.random(400, 300, density=0.05, format="csr", dtype=np.float32, random_state=5)
+x.data[:] = 1
+m = recforge.AlternatingLeastSquares(factors=32, iterations=3, random_state=1, num_threads=1)
+m.fit(x, show_progress=False)
+users = np.arange(40)
+ref_rec = m.recommend(users, x[users], N=10)
+ref_sim = m.similar_items(np.arange(20), N=5)
+ref_user = m.recalculate_user(3, x[3])
+ref_expl = m.explain(3, x[3], itemid=7)[0]
+items = np.array(m.item_factors)
+done = threading.Event()
+counts = [0] * 5
+errors = []
+def query(k):
+    try:
+        while not done.is_set() or counts[k] < 20:
+            if k == 0:
+                got = m.recommend(users, x[users], N=10)
+                assert all((a == b).all() for a, b in zip(got, ref_rec)), "recommend"
+            elif k == 1:
+                got = m.similar_items(np.arange(20), N=5)
+                assert all((a == b).all() for a, b in zip(got, ref_sim)), "similar_items"
+            elif k == 2:
+                assert (m.recalculate_user(3, x[3]) == ref_user).all(), "recalculate_user"
+            else:
+                assert m.explain(3, x[3], itemid=7)[0] == ref_expl, "explain"
+            counts[k] += 1
+    except Exception as e:
+        errors.append(repr(e))
+        done.set()
+threads = [threading.Thread(target=query, args=(k,)) for k in range(4)]
+for t in threads:
+    t.start()
+while not errors and min(counts[:4]) < 20 and counts[4] < 100000:  # queries between writes
+    m.item_factors = items  # the same values: every cache is void, every answer the same
+    counts[4] += 1
+done.set()
+for t in threads:
+    t.join()
+assert not errors, errors
+print(*counts)
+"""
+
+
 def test_ccl_aggregation_updates_the_user_factors_in_place(data):
     """With SimpleX's aggregation the served user vectors are recomputed after every epoch; they
     must be written into the matrix that user_factors views, as every other model does. Before,
