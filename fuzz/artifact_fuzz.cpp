@@ -63,19 +63,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace fs = std::filesystem;
   const Base& b = base();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const std::string_view marker = "\n--8<-- ";
   // The manifest, then the replaced files.
-  size_t cut = input.find(marker);
-  std::string manifest(input.substr(0, cut));
+  const fuzz::Sections sections = fuzz::split_sections(input);
+  std::string manifest(sections.head);
   std::vector<std::pair<std::string, std::string_view>> files;
-  while (cut != std::string_view::npos) {
-    const size_t name_at = cut + marker.size();
-    const size_t nl = input.find('\n', name_at);
-    if (nl == std::string_view::npos) break;
-    const std::string name(input.substr(name_at, nl - name_at));
-    cut = input.find(marker, nl);
-    const std::string_view body =
-        input.substr(nl + 1, cut == std::string_view::npos ? cut : cut - nl - 1);
+  for (const auto& [name, body] : sections.files) {
     const auto& known = artifact::data_files();
     if (name != "index.faiss" && std::find(known.begin(), known.end(), name) != known.end())
       files.emplace_back(name, body);

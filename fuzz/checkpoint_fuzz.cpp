@@ -115,21 +115,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const Run& run = rs[data[0] % kRuns];
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const std::string_view marker = "\n--8<-- ";
-  size_t cut = input.find(marker);
-  std::string meta(input.substr(0, cut));
+  const fuzz::Sections sections = fuzz::split_sections(input);
+  std::string meta(sections.head);
   if (meta.empty()) meta = run.meta;
   std::map<std::string, std::string> arrays = run.arrays;
-  while (cut != std::string_view::npos) {
-    const size_t name_at = cut + marker.size();
-    const size_t nl = input.find('\n', name_at);
-    if (nl == std::string_view::npos) break;
-    const std::string name(input.substr(name_at, nl - name_at));
-    cut = input.find(marker, nl);
-    const std::string_view body =
-        input.substr(nl + 1, cut == std::string_view::npos ? cut : cut - nl - 1);
+  for (const auto& [name, body] : sections.files)
     if (arrays.count(name)) arrays[name] = std::string(body);
-  }
   const fs::path dir = run.checkpoint_dir;
   std::error_code ec;
   // libFuzzer's -timeout alarm can interrupt the removal (EINTR): try again.

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -55,6 +57,31 @@ inline void write_file(const std::filesystem::path& path, std::string_view bytes
     std::perror(("recforge fuzz: writing " + path.string()).c_str());
     std::abort();
   }
+}
+
+/// An input of the form HEAD, then sections "\n--8<-- NAME\n<bytes>" (a file NAME replaced by
+/// <bytes>, as the artifact and checkpoint targets read it): HEAD and the sections in order. A
+/// marker without a newline after its name ends the input.
+struct Sections {
+  std::string_view head;
+  std::vector<std::pair<std::string, std::string_view>> files;
+};
+inline Sections split_sections(std::string_view input) {
+  constexpr std::string_view marker = "\n--8<-- ";
+  Sections out;
+  size_t cut = input.find(marker);
+  out.head = input.substr(0, cut);
+  while (cut != std::string_view::npos) {
+    const size_t name_at = cut + marker.size();
+    const size_t nl = input.find('\n', name_at);
+    if (nl == std::string_view::npos) break;
+    std::string name(input.substr(name_at, nl - name_at));
+    cut = input.find(marker, nl);
+    out.files.emplace_back(std::move(name), input.substr(nl + 1, cut == std::string_view::npos
+                                                                      ? cut
+                                                                      : cut - nl - 1));
+  }
+  return out;
 }
 
 /// Runs `body`; a recforge::Error is the expected outcome for bad input and is swallowed (shown
