@@ -111,8 +111,7 @@ bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config
       meta_text.assign(std::istreambuf_iterator<char>(in), {});
       const nlohmann::json j = nlohmann::json::parse(meta_text, nullptr, false);
       if (j.is_discarded() || !j.is_object())
-        fail("{}: the checkpoint is damaged ({} is not JSON); remove {} to start the run over",
-             dir, kMeta, dir);
+        pipeline::checkpoint_damaged(dir, fmt::format("{} is not JSON", kMeta));
       if (j.value("format", "") != kDistCheckpointFormat)
         fail("{}: this checkpoint was written by a run of one process; resume it without "
              "mpirun, or remove {} to start the run over",
@@ -166,10 +165,10 @@ bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config
       c.best_items = read_npy(mine + "/best_items.npy");
     }
     if (c.users.rows != users || c.items.rows != items || c.users.cols != k || c.items.cols != k)
-      fail("{}: the checkpoint is damaged (rank {}'s rows are {} × {} and {} × {}, expected {} × "
-           "{} and {} × {}); remove {} to start the run over",
-           dir, comm.rank(), c.users.rows, c.users.cols, c.items.rows, c.items.cols, users, k,
-           items, k, dir);
+      pipeline::checkpoint_damaged(
+          dir, fmt::format("rank {}'s rows are {} × {} and {} × {}, expected {} × {} and {} × {}",
+                           comm.rank(), c.users.rows, c.users.cols, c.items.rows, c.items.cols,
+                           users, k, items, k));
   } catch (const Error& e) {
     error = e.what();
   }

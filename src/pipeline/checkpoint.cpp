@@ -94,11 +94,11 @@ void remove_stale(const std::string& dir, const std::string& keep) {
 
 std::string short_hash(const std::string& h) { return h.substr(0, 12); }
 
-[[noreturn]] void damaged(const std::string& dir, const std::string& what) {
+}  // namespace
+
+void checkpoint_damaged(const std::string& dir, const std::string& what) {
   fail("{}: the checkpoint is damaged ({}); remove {} to start the run over", dir, what, dir);
 }
-
-}  // namespace
 
 std::string checkpoint_dir(const std::string& run_dir, const std::string& name) {
   return (fs::path(run_dir) / fmt::format(".{}.checkpoint", name)).string();
@@ -209,7 +209,7 @@ nlohmann::json read_checkpoint_json(const std::string& dir) {
          "mpirun -np {}, or remove {} to start the run over",
          dir, j.value("ranks", 0), j.value("ranks", 0), dir);
   if (j.is_discarded() || !j.is_object() || j.value("format", "") != kFormat)
-    damaged(dir, fmt::format("{} is not a recforge checkpoint", kMeta));
+    checkpoint_damaged(dir, fmt::format("{} is not a recforge checkpoint", kMeta));
   if (j.value("version", 0) != kVersion)
     fail("{}: the checkpoint has format version {}, this recforge reads version {}; finish the "
          "run with the recforge that started it, or remove {} to start over",
@@ -235,7 +235,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
     c.fit.best_iter = f.at("best_iteration").get<int>();
     c.fit.since_best = f.at("since_best").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
-    damaged(dir, fmt::format("{}: {}", kMeta, e.what()));
+    checkpoint_damaged(dir, fmt::format("{}: {}", kMeta, e.what()));
   }
   const std::string arrays = dir + "/" + j.value("arrays_dir", "");
   for (const nlohmann::json& n : j.value("arrays", nlohmann::json::array())) {
@@ -244,7 +244,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
     try {
       m = read_npy(arrays + "/" + name + ".npy");
     } catch (const Error& e) {
-      damaged(dir, e.what());
+      checkpoint_damaged(dir, e.what());
     }
     if (name == "users") c.users = std::move(m);
     else if (name == "items") c.items = std::move(m);
@@ -253,16 +253,38 @@ Checkpoint read_checkpoint(const std::string& dir) {
     else if (name.rfind("model.", 0) == 0) c.model.arrays[name.substr(6)] = std::move(m);
   }
   if (c.users.rows == 0 || c.items.rows == 0 || c.users.cols != c.items.cols)
-    damaged(dir, "its factor matrices are missing or of different widths");
+    checkpoint_damaged(dir, "its factor matrices are missing or of different widths");
   // Training writes finite factors only (it stops at a non-finite epoch), so these are damage;
   // a model would resume from them and fail later with a sentence about its settings.
   for (const auto& [what, m] : {std::pair<const char*, const Matrix*>{"user", &c.users},
                                 {"item", &c.items},
                                 {"best user", &c.fit.best_users},
                                 {"best item", &c.fit.best_items}})
-    if (!models::all_finite(*m)) damaged(dir, fmt::format("its {} factors hold NaN or infinity", what));
+    if (!models::all_finite(*m)) checkpoint_damaged(dir, fmt::format("its {} factors hold NaN or infinity", what));
   if (c.iteration < 1 || c.iteration > c.iterations)
-    damaged(dir, fmt::format("iteration {} of {}", c.iteration, c.iterations));
+    checkpoint_damaged(dir, fmt::format("iteration {} of {}", c.iteration, c.iterations));
+  // The training loop's progress: one history entry per iteration done, numbered from 1, and a
+  // best validation no later than the checkpoint, whose kept factors (model.patience) have the
+  // factors' shapes.
+  const FitProgress& f = c.fit;
+  bool history_fits = f.history.is_array() && f.history.size() == static_cast<size_t>(c.iteration);
+  for (size_t k = 0; history_fits && k < f.history.size(); ++k) {
+    const nlohmann::json& e = f.history[k];
+    history_fits = e.is_object() && e.contains("iteration") && e["iteration"].is_number_integer() &&
+                   e["iteration"].get<int64_t>() == static_cast<int64_t>(k) + 1;
+  }
+  if (!history_fits)
+    checkpoint_damaged(dir, fmt::format("its history is not one entry per iteration done, {}",
+                                        c.iteration));
+  const auto kept_fits = [](const Matrix& best, const Matrix& now) {
+    return best.rows == 0 || (best.rows == now.rows && best.cols == now.cols);
+  };
+  if (f.best_iter < 0 || f.best_iter > c.iteration || f.since_best < 0 ||
+      !kept_fits(f.best_users, c.users) || !kept_fits(f.best_items, c.items))
+    checkpoint_damaged(dir, fmt::format("its best validation, iteration {} with {} evaluations "
+                                        "since, and the factors kept for it do not fit a run at "
+                                        "iteration {}",
+                                        f.best_iter, f.since_best, c.iteration));
   return c;
 }
 

@@ -69,6 +69,10 @@ nlohmann::json read_checkpoint_json(const std::string& dir);
 /// damaged.
 Checkpoint read_checkpoint(const std::string& dir);
 
+/// Throws recforge::Error "DIR: the checkpoint is damaged (WHAT); remove DIR to start the run
+/// over": the one sentence for every damage found in a checkpoint.
+[[noreturn]] void checkpoint_damaged(const std::string& dir, const std::string& what);
+
 /// Throws recforge::Error, one sentence naming the first differing config key (or the data
 /// fingerprint), when checkpoint `c` in `dir` was not written by a run of `cfg` on data with
 /// `fingerprint`; the checkpoint is left in place.

@@ -91,39 +91,19 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
       c.items.rows != static_cast<int64_t>(data.items.size()) ||
       c.users.cols != embedding_dimension(cfg.settings()) || c.model_type != model.type() ||
       c.iterations != model.iterations())
-    fail("{}: the checkpoint is damaged (its factors do not fit this run's data and model); "
-         "remove {} to start the run over",
-         dir, dir);
+    checkpoint_damaged(dir, "its factors do not fit this run's data and model");
   const int it = c.iteration;
-  // The training loop's progress: one history entry per iteration done, and the best
-  // validation's factors (kept with model.patience once a validation has run) of the factors'
-  // shapes.
-  const FitProgress& f = c.fit;
-  bool history_fits = f.history.is_array() && f.history.size() == static_cast<size_t>(it);
-  for (size_t k = 0; history_fits && k < f.history.size(); ++k) {
-    const nlohmann::json& e = f.history[k];
-    history_fits = e.is_object() && e.contains("iteration") && e["iteration"].is_number_integer() &&
-                   e["iteration"].get<int64_t>() == static_cast<int64_t>(k) + 1;
-  }
-  if (!history_fits)
-    fail("{}: the checkpoint is damaged (its history is not one entry per iteration done, {}); "
-         "remove {} to start the run over",
-         dir, it, dir);
-  const bool keeps_best = cfg.settings().model.patience > 0 && f.best_iter > 0;
-  const auto same_shape = [](const Matrix& a, const Matrix& b) {
-    return a.rows == b.rows && a.cols == b.cols;
-  };
-  if (f.best_iter < 0 || f.best_iter > it || f.since_best < 0 ||
-      (keeps_best ? !same_shape(f.best_users, c.users) || !same_shape(f.best_items, c.items)
-                  : f.best_users.rows > 0 || f.best_items.rows > 0))
-    fail("{}: the checkpoint is damaged (its best validation, iteration {} with {} evaluations "
-         "since, and the factors kept for it do not fit a run at iteration {}); remove {} to "
-         "start the run over",
-         dir, f.best_iter, f.since_best, it, dir);
+  // read_checkpoint checked the progress in itself; with model.patience a best validation also
+  // needs the factors kept for it.
+  if (cfg.settings().model.patience > 0 && c.fit.best_iter > 0 &&
+      (c.fit.best_users.rows == 0 || c.fit.best_items.rows == 0))
+    checkpoint_damaged(dir, fmt::format("its best validation, iteration {}, has no factors kept "
+                                        "for it, which model.patience needs",
+                                        c.fit.best_iter));
   try {  // the model checks its state (optimiser arrays and values) against its settings
     model.resume(std::move(c.users), std::move(c.items), it, std::move(c.model));
   } catch (const Error& e) {
-    fail("{}: the checkpoint is damaged ({}); remove {} to start the run over", dir, e.what(), dir);
+    checkpoint_damaged(dir, e.what());
   }
   p = std::move(c.fit);
   log().info("resuming from iteration {} of {} (checkpoint {})", it, model.iterations(), dir);

@@ -217,6 +217,7 @@ Checkpoint small_checkpoint(int iteration, float value) {
   c.users = test::random_matrix(5, 3, 1);
   c.items = test::random_matrix(4, 3, 2);
   c.users.data[0] = value;
+  for (int k = 1; k <= iteration; ++k) c.fit.history.push_back({{"iteration", k}});
   return c;
 }
 

@@ -121,6 +121,15 @@ TEST(TrainInterrupt, ACheckpointWithDamagedProgressIsRefusedAndKept) {
           "its best validation, iteration 3 with");
   refused([](nlohmann::json& j) { j["fit"]["since_best"] = -1; },
           "its best validation, iteration");
+  refused(
+      [](nlohmann::json& j) {
+        nlohmann::json kept = nlohmann::json::array();
+        for (const auto& a : j["arrays"])
+          if (a != "best_users") kept.push_back(a);
+        j["arrays"] = kept;
+        j["fit"]["best_iteration"] = 2;
+      },
+      "its best validation, iteration 2, has no factors kept for it, which model.patience needs");
   test::write_file(meta, good);
   EXPECT_EQ(fs::path(pipeline::train(cfg)).filename().string(), "r");
 }
