@@ -219,13 +219,12 @@ size_t check_responses(const std::string& text, const std::string& request) {
     if (status < 100 || status > 599) finding("a response with an invalid status", request, text);
     if (status >= 500 && status != 503)
       finding("an internal error (status " + std::to_string(status) + ")", request, text);
-    size_t length = 0;
-    bool json_body = false;
     std::string lower = head;
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (const size_t cl = lower.find("\r\ncontent-length: "); cl != std::string::npos)
-      length = std::strtoull(lower.c_str() + cl + 18, nullptr, 10);
-    json_body = lower.find("\r\ncontent-type: application/json") != std::string::npos;
+    const size_t cl = lower.find("\r\ncontent-length: ");
+    const size_t length =
+        cl == std::string::npos ? 0 : std::strtoull(lower.c_str() + cl + 18, nullptr, 10);
+    const bool json_body = lower.find("\r\ncontent-type: application/json") != std::string::npos;
     const size_t body_at = head_end + 4;
     if (body_at + length > text.size()) {  // cut short by a reset
       ++count;
