@@ -181,6 +181,35 @@ TEST(RunDir, RunsWrittenBeforeChecksumsOpenWithAWarning) {
       << arr.out;
 }
 
+TEST(RunDir, AFingerprintOfAnotherTypeIsADamagedRunNotAnInternalError) {
+  // run.json is the one file its checksums do not cover. A data_fingerprint (or its kind) that
+  // is not a string exited 3 with nlohmann's type_error; each command that reopens the run
+  // names the field.
+  RunFixture f;
+  const nlohmann::json original = read_json(f.dir + "/run.json");
+  ASSERT_TRUE(original["data_fingerprint"].is_string());
+  for (const char* key : {"data_fingerprint", "data_fingerprint_kind"}) {
+    for (const nlohmann::json& v : {nlohmann::json(5), nlohmann::json(nullptr),
+                                    nlohmann::json::array()}) {
+      nlohmann::json runj = original;
+      runj[key] = v;
+      test::write_file(f.dir + "/run.json", runj.dump(2));
+      for (const char* cmd : {"evaluate runs/small", "recommend runs/small --user 0"}) {
+        const Result r = run(f.t.str(), cmd);
+        EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+        EXPECT_EQ(error_lines(r),
+                  std::vector<std::string>{fmt::format(
+                      "recforge: error: runs/small/run.json: field \"{}\" is a JSON {}; expected "
+                      "the string that training wrote (the run directory is damaged)",
+                      key, v.type_name())})
+            << cmd << "\n" << r.out;
+      }
+    }
+  }
+  test::write_file(f.dir + "/run.json", original.dump(2));
+  EXPECT_EQ(run(f.t.str(), "evaluate runs/small").rc, 0);
+}
+
 TEST(Info, VerifiesAnExportAndRefusesMalformedManifestsAsUserErrors) {
   RunFixture f;
   ASSERT_EQ(run(f.t.str(), "export runs/small --out exp").rc, 0);
