@@ -99,6 +99,10 @@ def _csr_arrays(matrix):
     )
 
 
+# Rows of a factor matrix that ids may reach: the engine's user and item indices are int32.
+_MAX_ROWS = 2**31 - 1
+
+
 def _ids(ids, name, limit, allow_new=False):
     """Integer ids as an int64 array (a scalar stays a scalar), checked against [0, limit)."""
     scalar = np.isscalar(ids)
@@ -115,6 +119,9 @@ def _ids(ids, name, limit, allow_new=False):
         raise IndexError(f"{name} {int(a.min())} is negative; expected ids in [0, {limit})")
     if not allow_new and a.size and a.max() >= limit:
         raise IndexError(f"{name} {int(a.max())} is not in the model; expected ids in [0, {limit})")
+    if allow_new and a.size and a.max() >= _MAX_ROWS:
+        raise IndexError(f"{name} {int(a.max())} is beyond the engine's ids; expected ids in "
+                         f"[0, {_MAX_ROWS}) (its user and item indices are 32-bit, as implicit's)")
     return (int(a), True) if scalar else (a, False)
 
 
@@ -449,7 +456,19 @@ class MatrixFactorizationBase:
                              f"{len(ids)} {name}")
         f = self._fold_in_users(m) if users else self._engine.fold_in_items(*_csr_arrays(m))
         # One engine call grows the matrix and sets the rows: a Ctrl-C cannot come between.
-        self._engine.set_rows(users, ids, np.ascontiguousarray(f, dtype=np.float32))
+        try:
+            self._engine.set_rows(users, ids, np.ascontiguousarray(f, dtype=np.float32))
+        except MemoryError:
+            top = int(ids.max()) + 1 if ids.size else 0
+            if top <= n_own:
+                raise
+            side = "user_factors" if users else "item_factors"
+            dim = self.factors_dim()
+            need = top * dim * 4
+            raise MemoryError(
+                f"{name} {top - 1}: growing {side} from {n_own:,} to {top:,} rows of "
+                f"{dim} float32 factors needs {need / 2**30:.1f} GiB, which could "
+                "not be allocated; the model is unchanged") from None
 
     # -- queries --------------------------------------------------------------------------
 

@@ -79,6 +79,34 @@ def test_partial_fit_refuses_mismatched_rows(data):
         m.partial_fit_users([0], data[[0, 1]])
 
 
+def test_partial_fit_refuses_ids_beyond_int32_and_a_table_too_large_to_allocate(data):
+    """An id past the engine's 32-bit indices is an IndexError (it was an internal error from
+    an overflowed row count), and growing a table that cannot be allocated is a MemoryError
+    sentence with the size (it was 'std::bad_alloc'); the model is unchanged either way."""
+    m = fitted(data)
+    before = m.user_factors.copy()
+    for bad in (2**31 - 1, 2**40, np.iinfo(np.int64).max):
+        with pytest.raises(IndexError, match=rf"userids {bad} is beyond the engine's ids; "
+                                             r"expected ids in \[0, 2147483647\)"):
+            m.partial_fit_users([0, bad], data[[0, 1]])
+    with pytest.raises(IndexError, match="itemids 2147483647 is beyond"):
+        m.partial_fit_items([2**31 - 1], data.T.tocsr()[[0]])
+    np.testing.assert_array_equal(m.user_factors, before)
+    # 2**31 - 1 rows of 32,767 float32 factors: 256 TiB, beyond any process's address space
+    # (2**47 bytes on x86-64 and AArch64), so the allocation fails even with overcommit.
+    wide = recforge.BayesianPersonalizedRanking(factors=32767, iterations=1, random_state=0,
+                                                num_threads=1)
+    wide.fit(data[:8], show_progress=False)
+    assert wide.factors_dim() == 32767
+    rows_before = wide.user_factors.shape[0]
+    with pytest.raises(MemoryError, match=r"^userids 2147483646: growing user_factors from 8 to "
+                                          r"2,147,483,647 rows of 32767 float32 factors needs "
+                                          r"262136\.0 GiB, which could not be allocated; the "
+                                          r"model is unchanged$"):
+        wide.partial_fit_users([2**31 - 2], data[[0]])
+    assert wide.user_factors.shape[0] == rows_before
+
+
 def test_callback_and_fit_callback_get_implicits_arguments(data):
     calls = []
     m = recforge.AlternatingLeastSquares(factors=4, iterations=3, calculate_training_loss=True,
