@@ -273,16 +273,15 @@ int cmd_info() {
 
 int cmd_evaluate() {
   pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "evaluate");
-  const std::vector<int> ks = pipeline::eval_ks(r.config);
   nlohmann::json saved;
   if (fs::exists(g.run_dir + "/metrics.json")) saved = read_json(g.run_dir + "/metrics.json");
   nlohmann::json out = nlohmann::json::object();
   for (pipeline::Part part : {pipeline::Part::kValidation, pipeline::Part::kTest}) {
-    const eval::Metrics m = pipeline::evaluate(*r.model, r.data, part, ks);
+    const eval::Metrics m = pipeline::evaluate(*r.model, r.data, part, r.config);
     if (m.users == 0) continue;
     const char* name = pipeline::part_name(part);
     out[name] = m.to_json();
-    std::printf("%s (%lld users)\n", name, static_cast<long long>(m.users));
+    std::printf("%s (%s)\n", name, pipeline::users_scored(m).c_str());
     for (const std::string& metric : m.names()) {
       const double v = m.get(metric);
       std::string note;

@@ -563,6 +563,15 @@ void EvalSection::declare(Fields<EvalSection>& f) {
   f.field(&EvalSection::test, "eval.test",
           "Evaluate on the test part after training. Tuning runs set it to false so that "
           "hyperparameters are chosen on validation without ever looking at test.");
+  f.field(&EvalSection::validation_sample, "eval.validation_sample",
+          "Share of the validation users that every validation evaluation scores (model."
+          "eval_every, early stopping, sweep trials, the validation figures in metrics.json): a "
+          "user is scored when a fixed hash of their id falls in this share of its range, so the "
+          "same users at every evaluation and in every run on the same ids, distributed runs "
+          "included. The cost of a validation evaluation falls in proportion; test always scores "
+          "every user. 1: every user.")
+      .gt(0)
+      .le(1);
 }
 
 void IndexSection::declare(Fields<IndexSection>& f) {

@@ -153,6 +153,7 @@ struct EvalSection {
   std::vector<int64_t> ks = {10, 20, 50};
   std::string metric = "ndcg@20";
   bool test = true;
+  double validation_sample = 1.0;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
   static void declare(Fields<EvalSection>& f);
 };

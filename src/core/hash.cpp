@@ -74,4 +74,17 @@ std::string sha256_file(const std::string& path) {
   return h.hex();
 }
 
+uint64_t stable_hash64(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a's offset basis and prime
+  for (const char ch : s) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 0x100000001b3ull;
+  }
+  h ^= h >> 30;  // splitmix64's finaliser
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  return h ^ (h >> 31);
+}
+
 }  // namespace recforge

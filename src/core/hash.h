@@ -4,6 +4,7 @@
 /// checksums and pseudonyms.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -33,5 +34,10 @@ std::string sha256_file(const std::string& path);
 /// HMAC-SHA256 (RFC 2104, OpenSSL) of `message` under `key`, as 64 lowercase hex characters.
 /// Used for pseudonymised user ids (export.pseudonymize) and salted membership sets.
 std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+
+/// A fixed 64-bit hash of a byte string: FNV-1a (64-bit), then splitmix64's finaliser to spread
+/// its bits. The same value on every platform and in every recforge version, for choices that
+/// must not change from run to run (eval.validation_sample's users). Not for secrets.
+uint64_t stable_hash64(std::string_view s);
 
 }  // namespace recforge

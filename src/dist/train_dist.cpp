@@ -80,17 +80,24 @@ void on_root(const Comm& comm, F&& fn) {
 
 // Ranking metrics over every rank's users: each rank ranks its own users against all items,
 // and the per-user sums and the items covered are added up over ranks.
+// `selected`: the rank's users (local rows) that a sample scores (eval.validation_sample), or
+// nullptr for all.
 eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Matrix& items,
                                const data::Csr& truth, const data::Csr& mask,
-                               const std::vector<int>& ks) {
+                               const std::vector<int>& ks,
+                               const std::vector<uint8_t>* selected = nullptr) {
   eval::MetricsOptions mo;
   mo.ks = ks;
   const int k = eval::validate_cutoffs(mo);
   const int64_t ni = items.rows;
   const int d = static_cast<int>(items.cols);
   std::vector<data::index_t> rows;
-  for (int64_t u = 0; u < truth.rows; ++u)
-    if (truth.row_size(u) > 0) rows.push_back(static_cast<data::index_t>(u));
+  int64_t population = 0;
+  for (int64_t u = 0; u < truth.rows; ++u) {
+    if (truth.row_size(u) == 0) continue;
+    ++population;
+    if (!selected || (*selected)[static_cast<size_t>(u)]) rows.push_back(static_cast<data::index_t>(u));
+  }
   const Matrix& users = model.users();
   Matrix queries;
   queries.rows = static_cast<int64_t>(rows.size());
@@ -99,8 +106,10 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   for (size_t q = 0; q < rows.size(); ++q)
     std::copy(users.row(rows[q]), users.row(rows[q]) + d, queries.row(static_cast<int64_t>(q)));
   const size_t nk = ks.size();
-  // Per cutoff: recall, precision, ndcg, map, hit_rate summed over users; then users.
-  std::vector<double> sums(5 * nk + 1, 0.0);
+  // Per cutoff: recall, precision, ndcg, map, hit_rate summed over users; then users, then the
+  // users with a truth item (sampled or not).
+  std::vector<double> sums(5 * nk + 2, 0.0);
+  sums[5 * nk + 1] = static_cast<double>(population);
   std::vector<uint8_t> covered(nk * static_cast<size_t>(ni), 0);
   if (!rows.empty()) {
     const eval::TopK top =
@@ -125,6 +134,7 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   eval::Metrics out;
   out.ks = ks;
   out.users = static_cast<int64_t>(std::llround(sums[5 * nk]));
+  if (selected) out.sampled_from = static_cast<int64_t>(std::llround(sums[5 * nk + 1]));
   const double n = std::max(1.0, sums[5 * nk]);
   for (size_t j = 0; j < nk; ++j) {
     out.recall.push_back(sums[5 * j + 0] / n);
@@ -225,6 +235,29 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
              data.users.size(), data.items.size(), data.train_size,
              data.stats["train"]["density"].get<double>(), data.validation_size, data.test_size);
 
+  // eval.validation_sample: which of the rank's users (local rows) validation evaluations score.
+  std::vector<uint8_t> validation_selected;
+  if (s.eval.validation_sample < 1) {
+    int64_t counts[2] = {0, 0};  // users with a validation item, and those selected
+    validation_selected.assign(static_cast<size_t>(data.validation.rows), 0);
+    for (int64_t u = 0; u < data.validation.rows; ++u) {
+      if (data.validation.row_size(u) == 0) continue;
+      ++counts[0];
+      const auto id = static_cast<data::index_t>(data.ials.users.begin + u);
+      if (pipeline::in_validation_sample(data.users.external(id), s.eval.validation_sample)) {
+        validation_selected[static_cast<size_t>(u)] = 1;
+        ++counts[1];
+      }
+    }
+    comm.allreduce_sum(counts, 2);
+    pipeline::check_validation_sample(cfg, counts[0], counts[1]);  // the same on every rank
+    if (counts[0] > 0)
+      log().info("validation evaluations score {} of the {} users with a validation item "
+                 "(eval.validation_sample {})",
+                 counts[1], counts[0], s.eval.validation_sample);
+  }
+  const std::vector<uint8_t>* sample = validation_selected.empty() ? nullptr : &validation_selected;
+
   IalsDist model(io, ctx.threads(), comm, data.ials, on_gpu ? &ctx : nullptr);
   if (on_gpu) log().info("rank 0 trains on {}", model.device());
   const data::Csr user_mask = model.user_exchange().with_global_columns(data.ials.user_items);
@@ -288,7 +321,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         fmt::format("iteration {}/{}: loss {:.6g}, {:.3f} s", it, io.iterations, loss, secs);
     if (every > 0 && (it % every == 0 || it == io.iterations)) {
       const Matrix items = model.allgather_items();
-      const eval::Metrics m = evaluate_sharded(comm, model, items, data.validation, user_mask, ks);
+      const eval::Metrics m =
+          evaluate_sharded(comm, model, items, data.validation, user_mask, ks, sample);
       const double v = m.get(metric);
       h["validation"] = m.to_json();
       line += fmt::format(", validation {} {:.4f}", metric, v);
@@ -344,7 +378,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
       const data::Csr& mask =
           test && data.validation_size > 0 ? data.train_and_validation : user_mask;
       const eval::Metrics m =
-          evaluate_sharded(comm, model, items, test ? data.test : data.validation, mask, ks);
+          evaluate_sharded(comm, model, items, test ? data.test : data.validation, mask, ks,
+                           test ? nullptr : sample);
       if (m.users == 0) continue;
       metrics[pipeline::part_name(part)] = m.to_json();
       std::string shown;
@@ -352,7 +387,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         shown += fmt::format(" recall@{} {:.4f} ndcg@{} {:.4f}", k,
                              m.get(fmt::format("recall@{}", k)), k,
                              m.get(fmt::format("ndcg@{}", k)));
-      log().info("{} ({} users, {:.2f} s):{}", pipeline::part_name(part), m.users,
+      log().info("{} ({}, {:.2f} s):{}", pipeline::part_name(part), pipeline::users_scored(m),
                  seconds_since(te), shown);
     }
   }

@@ -37,6 +37,7 @@ std::vector<std::string> Metrics::names() const {
 nlohmann::json Metrics::to_json() const {
   nlohmann::json j = nlohmann::json::object();
   j["users"] = users;
+  if (sampled_from > 0) j["sampled_from"] = sampled_from;
   for (const Field& f : kFields)
     for (size_t c = 0; c < ks.size(); ++c)
       j[fmt::format("{}@{}", f.name, ks[c])] = (this->*f.values)[c];

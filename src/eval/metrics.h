@@ -29,9 +29,13 @@ struct Metrics {
   std::vector<double> map;        ///< mean AP@K
   std::vector<double> hit_rate;   ///< fraction of users with hits@K > 0
   std::vector<double> coverage;   ///< |union of top-K lists| / n_items
+  /// When a sample of the part's users was scored (eval.validation_sample < 1): how many users
+  /// the part has (those with >= 1 truth item); `users` is the sample. 0: every user.
+  int64_t sampled_from = 0;
 
   /// {"users": n, "recall@20": .., "precision@20": .., "ndcg@20": .., "map@20": ..,
-  /// "hit_rate@20": .., "coverage@20": .., ...} with one entry per metric and cutoff.
+  /// "hit_rate@20": .., "coverage@20": .., ...} with one entry per metric and cutoff, and
+  /// "sampled_from" when it is not 0.
   nlohmann::json to_json() const;
   /// The value of a metric named NAME@K ("recall@20"); throws recforge::Error listing the valid
   /// names when there is no such metric or cutoff.

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 
+#include <cmath>
+
 #include "eval/topk_cuda.h"
+#include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "data/weight.h"
 
@@ -14,6 +18,11 @@ std::vector<int> eval_ks(const config::Config& cfg) {
   std::vector<int> ks;
   for (int64_t k : cfg.settings().eval.ks) ks.push_back(static_cast<int>(k));
   return ks;
+}
+
+std::string users_scored(const eval::Metrics& m) {
+  if (m.sampled_from > 0) return fmt::format("{} of {} users, a sample", m.users, m.sampled_from);
+  return fmt::format("{} users", m.users);
 }
 
 namespace {
@@ -56,27 +65,16 @@ eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, 
   return eval::compute_metrics(top, query_users, truth, items.rows, mo);
 }
 
-}  // namespace
-
-eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
-                       const std::vector<int>& ks) {
+// Ranks the users `query_users` (rows of `truth`, the part's held-out items) of `part` and scores
+// them.
+eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
+                    const std::vector<int>& ks, const std::vector<data::index_t>& query_users,
+                    const data::Csr& truth) {
   const int64_t nu = data.users.size(), ni = data.items.size();
-  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
   const data::Interactions& foldin_x =
       part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
   eval::MetricsOptions mo;
   mo.ks = ks;
-  if (truth_x.size() == 0) {  // nothing held out: no users evaluated
-    eval::Metrics none;
-    none.ks = ks;
-    for (auto* v : {&none.recall, &none.precision, &none.ndcg, &none.map, &none.hit_rate, &none.coverage})
-      v->assign(ks.size(), 0.0);
-    return none;
-  }
-  const data::Csr truth = membership(nu, ni, truth_x);
-  std::vector<data::index_t> query_users;
-  for (int64_t u = 0; u < nu; ++u)
-    if (truth.row_size(u) > 0) query_users.push_back(static_cast<data::index_t>(u));
   const int k = *std::max_element(ks.begin(), ks.end());
   const Matrix& items = model.item_factors();
   const int d = static_cast<int>(items.cols);
@@ -113,4 +111,74 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
   return rank_and_score(model, queries, items, k, m, query_users, query_users, truth, mo);
 }
 
+}  // namespace
+
+bool in_validation_sample(std::string_view id, double fraction) {
+  if (fraction >= 1) return true;
+  // A fraction below 1 times 2^64 is below 2^64 in double (at most 2^64 - 2^11).
+  const uint64_t below = static_cast<uint64_t>(std::ldexp(fraction, 64));
+  // Salted, so that the sample owes nothing to any other use of the hash.
+  std::string key = "recforge eval.validation_sample\x1f";
+  key.append(id);
+  return stable_hash64(key) < below;
+}
+
+void check_validation_sample(const config::Config& cfg, int64_t users, int64_t sampled) {
+  const double fraction = cfg.settings().eval.validation_sample;
+  if (users > 0 && sampled == 0)
+    fail("{}: eval.validation_sample {} selects none of the {} users with a validation item "
+         "(about {:.2g} on average); expected a share that selects some",
+         cfg.where("eval.validation_sample"), fraction, users, fraction * static_cast<double>(users));
+}
+
+std::pair<int64_t, int64_t> validation_sample_size(const Dataset& data,
+                                                   const config::Config& cfg) {
+  const double fraction = cfg.settings().eval.validation_sample;
+  std::vector<uint8_t> has(static_cast<size_t>(data.users.size()), 0);
+  for (data::offset_t e = 0; e < data.split.validation.size(); ++e)
+    has[static_cast<size_t>(data.split.validation.users[e])] = 1;
+  int64_t users = 0, sampled = 0;
+  for (size_t u = 0; u < has.size(); ++u) {
+    if (!has[u]) continue;
+    ++users;
+    if (in_validation_sample(data.users.external(static_cast<data::index_t>(u)), fraction))
+      ++sampled;
+  }
+  return {users, sampled};
+}
+
+eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
+                       const config::Config& cfg) {
+  return evaluate(model, data, part, eval_ks(cfg),
+                  part == Part::kValidation ? cfg.settings().eval.validation_sample : 1.0);
+}
+
+eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
+                       const std::vector<int>& ks, double sample) {
+  const int64_t nu = data.users.size(), ni = data.items.size();
+  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
+  if (truth_x.size() == 0) {  // nothing held out: no users evaluated
+    eval::Metrics none;
+    none.ks = ks;
+    for (auto* v : {&none.recall, &none.precision, &none.ndcg, &none.map, &none.hit_rate, &none.coverage})
+      v->assign(ks.size(), 0.0);
+    return none;
+  }
+  const data::Csr truth = membership(nu, ni, truth_x);
+  std::vector<data::index_t> query_users;
+  int64_t population = 0;
+  for (int64_t u = 0; u < nu; ++u) {
+    if (truth.row_size(u) == 0) continue;
+    ++population;
+    if (sample >= 1 || in_validation_sample(data.users.external(static_cast<data::index_t>(u)), sample))
+      query_users.push_back(static_cast<data::index_t>(u));
+  }
+  if (query_users.empty())
+    fail("eval.validation_sample {} selects none of the {} users with a {} item; expected a "
+         "share that leaves some",
+         sample, population, part_name(part));
+  eval::Metrics m = score(model, data, part, ks, query_users, truth);
+  if (sample < 1) m.sampled_from = population;
+  return m;
+}
 }  // namespace recforge::pipeline

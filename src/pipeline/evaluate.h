@@ -3,6 +3,9 @@
 /// Evaluation of a trained model on a held-out part of a Dataset: exact top-k over all items
 /// with the user's known items masked, then metrics at several cutoffs.
 
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "eval/metrics.h"
@@ -18,11 +21,36 @@ enum class Part { kValidation, kTest };
 const char* part_name(Part p);
 
 /// Metrics of `model` on `part`. Users with at least one held-out item are ranked against all
-/// items. Masked: the training items, and for the test part the validation items too. For the
-/// held-out-user split, each user's factors are folded in from their fold-in interactions, which
-/// are masked instead. Returns metrics with users == 0 when the part is empty.
+/// items; with `sample` < 1 only those in_validation_sample(id, sample) selects, and the result's
+/// sampled_from is how many the part has (throws recforge::Error naming eval.validation_sample
+/// when the part has users and the sample none). Masked: the training items, and for the test
+/// part the validation items too. For the held-out-user split, each user's factors are folded in
+/// from their fold-in interactions, which are masked instead. Returns metrics with users == 0
+/// when the part is empty.
 eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
-                       const std::vector<int>& ks);
+                       const std::vector<int>& ks, double sample = 1.0);
+
+/// evaluate() as the config asks: at eval.ks, and the validation part on the sample of
+/// eval.validation_sample (test: every user).
+eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
+                       const config::Config& cfg);
+
+/// Whether eval.validation_sample = `fraction` scores the user with external id `id`: when a
+/// fixed hash of the id (stable_hash64, salted) is below fraction × 2^64. So the same users at
+/// every evaluation and in every run on data with these ids, whatever order they are numbered
+/// in (distributed runs too), and the users of a smaller fraction are among those of a larger.
+bool in_validation_sample(std::string_view id, double fraction);
+
+/// Refuses, before training, an eval.validation_sample that selects none of the `users`
+/// validation users of which `sampled` are selected (the figures of a whole run, summed over
+/// ranks in a distributed one). One sentence naming the key.
+void check_validation_sample(const config::Config& cfg, int64_t users, int64_t sampled);
+
+/// How many of the users with a validation item eval.validation_sample selects: {users, sampled}.
+std::pair<int64_t, int64_t> validation_sample_size(const Dataset& data, const config::Config& cfg);
+
+/// "N users", or "N of M users (a sample)" when m is a sample: for log lines.
+std::string users_scored(const eval::Metrics& m);
 
 /// The cutoffs of `eval.ks` as ints.
 std::vector<int> eval_ks(const config::Config& cfg);

@@ -121,7 +121,6 @@ void stop_if_interrupted(const TrainOptions& options) {
 // the run's checkpoint when there is one (noting that in `run`). Returns the history.
 nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
                    const TrainOptions& options, nlohmann::json& run) {
-  const std::vector<int> ks = eval_ks(cfg);
   const config::Settings& s = cfg.settings();
   const std::string& metric = s.eval.metric;
   const int64_t every = s.model.eval_every;
@@ -155,7 +154,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
     nlohmann::json h = {{"iteration", it}, {"seconds", secs}, {"loss", loss}};
     std::string line = fmt::format("iteration {}/{}: loss {:.6g}, {:.3f} s", it, iterations, loss, secs);
     if (every > 0 && (it % every == 0 || it == iterations)) {
-      const eval::Metrics m = evaluate(model, data, Part::kValidation, ks);
+      const eval::Metrics m = evaluate(model, data, Part::kValidation, cfg);
       const double v = m.get(metric);
       h["validation"] = m.to_json();
       line += fmt::format(", validation {} {:.4f}", metric, v);
@@ -253,6 +252,14 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
                         {"model", nullptr}};
   // Who was excluded, as salted hashes only, so that open_run re-prepares the same data.
   if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();
+  if (model && cfg.settings().eval.validation_sample < 1) {
+    const auto [users, sampled] = validation_sample_size(data, cfg);
+    check_validation_sample(cfg, users, sampled);
+    if (users > 0)
+      log().info("validation evaluations score {} of the {} users with a validation item "
+                 "(eval.validation_sample {})",
+                 sampled, users, cfg.settings().eval.validation_sample);
+  }
   if (options.on_dataset) options.on_dataset(data, run);
   std::string export_to, export_error;  // where the export goes; why it failed
   bool export_error_is_users = false;
@@ -269,14 +276,14 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     for (Part part : {Part::kValidation, Part::kTest}) {
       if (part == Part::kTest && !s.eval.test) continue;
       const auto te = Clock::now();
-      const eval::Metrics m = evaluate(*model, data, part, ks);
+      const eval::Metrics m = evaluate(*model, data, part, cfg);
       if (m.users == 0) continue;
       metrics[part_name(part)] = m.to_json();
       std::string shown;
       for (int k : ks)
         shown += fmt::format(" recall@{} {:.4f} ndcg@{} {:.4f}", k, m.get(fmt::format("recall@{}", k)),
                              k, m.get(fmt::format("ndcg@{}", k)));
-      log().info("{} ({} users, {:.2f} s):{}", part_name(part), m.users, seconds_since(te), shown);
+      log().info("{} ({}, {:.2f} s):{}", part_name(part), users_scored(m), seconds_since(te), shown);
     }
     write_file_atomic(dir.file("metrics.json"), metrics.dump(2) + "\n");
     if (exporting) {

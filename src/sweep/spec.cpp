@@ -38,6 +38,9 @@ std::string refused_reason(const std::string& path) {
   const std::string section = path.substr(0, path.find('.'));
   if (path == "run.name" || path == "run.dir" || path == "run.exists")
     return "the sweep names and places the trial runs itself";
+  if (path == "eval.validation_sample")
+    return "trials would be scored on different samples of the validation users; set it in the "
+           "base config, where it applies to every trial";
   if (path == "eval.test" || path == "eval.metric" || path == "eval.ks")
     return "the sweep sets it (trials never evaluate on test, and the metric is the sweep's "
            "`metric:`)";

@@ -26,6 +26,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "pipeline/dataset.h"
+#include "pipeline/evaluate.h"
 #include "pipeline/run.h"
 #include "pipeline/train.h"
 
@@ -714,6 +715,8 @@ SweepResult Runner::run() {
           "validation interactions, so trials could not be scored",
           spec_.base_where, spec_.base.settings().split.method,
           spec_.base.settings().split.validation_fraction);
+    const auto [users, sampled] = pipeline::validation_sample_size(data, probe);
+    pipeline::check_validation_sample(probe, users, sampled);
   }
 
   std::error_code ec;

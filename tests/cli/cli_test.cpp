@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "test_util.h"
 
 namespace recforge {
@@ -605,6 +607,55 @@ TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {
   fs::remove_all(t.file("runs"));
   expect_one_line_error(t, "train pq.yaml",
                         "index.pq_m 3: expected a divisor of the factor dimension 8 (or 0 to choose one)");
+}
+
+TEST(Cli, AValidationSampleIsTheSameUsersAtEveryEvaluationAndWhenReevaluated) {
+  TempDir t;
+  write_file(t.file("vs.yaml"),
+             small_config("  validation_fraction: 0.5\n"
+                          "model:\n  factors: 8\n  iterations: 4\n  eval_every: 2\n"
+                          "eval:\n  validation_sample: 0.3\n"));
+  const Result r = run(t.str(), "train vs.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto runj = nlohmann::json::parse(test::read_file(t.file("runs/small/run.json")));
+  const auto metrics = nlohmann::json::parse(test::read_file(t.file("runs/small/metrics.json")));
+  const nlohmann::json& v = metrics["validation"];
+  const int64_t users = v["users"], of = v["sampled_from"];
+  EXPECT_GT(users, 0);
+  EXPECT_LT(users, of);
+  EXPECT_NE(r.out.find(fmt::format("validation evaluations score {} of the {} users with a "
+                                   "validation item (eval.validation_sample 0.3)",
+                                   users, of)),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(fmt::format("validation ({} of {} users, a sample, ", users, of)),
+            std::string::npos)
+      << r.out;
+  ASSERT_EQ(runj["history"].size(), 4u);
+  for (const size_t it : {1u, 3u}) {
+    EXPECT_EQ(runj["history"][it]["validation"]["users"], users) << it;
+    EXPECT_EQ(runj["history"][it]["validation"]["sampled_from"], of) << it;
+  }
+  EXPECT_EQ(runj["history"][3]["validation"]["ndcg@20"], v["ndcg@20"]);
+  // Test scores every user with a test item.
+  EXPECT_FALSE(metrics["test"].contains("sampled_from"));
+  EXPECT_GT(metrics["test"]["users"].get<int64_t>(), of / 2);
+  // evaluate draws the same sample from the saved config.
+  const Result ev = run(t.str(), "evaluate runs/small");
+  ASSERT_EQ(ev.rc, 0) << ev.out;
+  EXPECT_NE(ev.out.find(fmt::format("validation ({} of {} users, a sample)\n", users, of)),
+            std::string::npos)
+      << ev.out;
+  EXPECT_EQ(ev.out.find("(saved:"), std::string::npos) << ev.out;
+  EXPECT_NE(ev.out.find("(= saved)"), std::string::npos) << ev.out;
+  // A share that selects nobody is refused before training, naming where it was set.
+  expect_one_line_error(t, "train vs.yaml --set eval.validation_sample=1e-9 --set run.name=tiny",
+                        fmt::format("recforge: error: --set eval.validation_sample=1e-9: "
+                                    "eval.validation_sample 1e-09 selects none of the {} users "
+                                    "with a validation item",
+                                    of),
+                        /*runs_may_exist=*/true);
+  EXPECT_FALSE(fs::exists(t.file("runs/tiny")));
 }
 
 TEST(Cli, EarlyStoppingKeepsTheBestValidationFactors) {

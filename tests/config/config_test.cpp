@@ -173,9 +173,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "model.margin",
                            "model.negative_weight",
                            "model.history_weight",
-                           "model.dropout"})
+                           "model.dropout",
+                           "eval.validation_sample"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 107u);
+  EXPECT_EQ(params().size(), 108u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -37,6 +37,19 @@ TEST(Hash, HmacSha256MatchesRfc4231) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+TEST(Hash, StableHash64IsFnv1aThenTheSplitmixFinaliser) {
+  // Which users eval.validation_sample scores depends on these values: they must never change.
+  // Expected values from an independent implementation (Python integers: FNV-1a 64 with offset
+  // basis 0xcbf29ce484222325 and prime 0x100000001b3, then splitmix64's finaliser).
+  EXPECT_EQ(stable_hash64(""), 0xf52a15e9a9b5e89bull);
+  EXPECT_EQ(stable_hash64("a"), 0x02c0bdbf481420f8ull);
+  EXPECT_EQ(stable_hash64("user 42"), 0x56560ae22a6977a6ull);
+  EXPECT_EQ(stable_hash64(std::string("recforge eval.validation_sample\x1f" "17")),
+            0x5ab61417ffea5f4bull);
+  // Bytes above 0x7f are taken unsigned (a sign-extended char would change the value).
+  EXPECT_EQ(stable_hash64("\xe9"), 0x5ad2f93fc008067dull);
+}
+
 TEST(SecretKey, ReadsFileOrEnvironmentAndNeverPrintsTheKey) {
   TempDir t;
   const std::string key = "0123456789abcdef-secret-key";

@@ -102,6 +102,49 @@ TEST(DistTrain, SyntheticSetAtTwoAndThreeRanksEqualsOneProcess) {
   expect_same_as_one_process(dir, config(dir.file("runs"), synthetic_data(dir)));
 }
 
+TEST(DistTrain, AValidationSampleScoresTheSameUsersAsOneProcess) {
+  // eval.validation_sample picks users by a hash of their ids, so two ranks, each testing its
+  // own users, score the users one process scores: the same counts at every evaluation and
+  // metrics within the runs' 1e-3. Test scores every user.
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string data = synthetic_data(dir);
+  data.replace(data.find("  test_fraction: 0.2\n"), 21,
+               "  test_fraction: 0.2\n  validation_fraction: 0.2\n");
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), data, 4,
+                          "  validation_sample: 0.3\n  metric: ndcg@20\n"));
+  std::map<int, nlohmann::json> run, metrics;
+  for (int P : {0, 2}) {
+    const std::string name = "p" + std::to_string(P);
+    const Result r =
+        run_ranks(P, dir.str(), "train c.yaml --set model.eval_every=2 --set run.name=" + name);
+    ASSERT_EQ(r.rc, 0) << "P=" << P << "\n" << r.out;
+    run[P] = read_json(dir.file("runs/" + name + "/run.json"));
+    metrics[P] = read_json(dir.file("runs/" + name + "/metrics.json"));
+  }
+  const nlohmann::json& v1 = metrics[0]["validation"];
+  ASSERT_TRUE(v1.contains("sampled_from")) << v1.dump();
+  EXPECT_LT(v1["users"].get<int64_t>(), v1["sampled_from"].get<int64_t>());
+  EXPECT_GT(v1["users"].get<int64_t>(), 0);
+  EXPECT_EQ(metrics[2]["validation"]["users"], v1["users"]);
+  EXPECT_EQ(metrics[2]["validation"]["sampled_from"], v1["sampled_from"]);
+  for (const char* key : {"recall@20", "ndcg@20"}) {
+    const double a = v1[key], b = metrics[2]["validation"][key];
+    EXPECT_NEAR(b, a, 1e-3 * a) << key;
+  }
+  EXPECT_FALSE(metrics[0]["test"].contains("sampled_from"));
+  EXPECT_FALSE(metrics[2]["test"].contains("sampled_from"));
+  EXPECT_EQ(metrics[2]["test"]["users"], metrics[0]["test"]["users"]);
+  for (const int it : {1, 3}) {  // iterations 2 and 4 were evaluated
+    const nlohmann::json& a = run[0]["history"][static_cast<size_t>(it)]["validation"];
+    const nlohmann::json& b = run[2]["history"][static_cast<size_t>(it)]["validation"];
+    EXPECT_EQ(b["users"], v1["users"]) << it;
+    EXPECT_EQ(a["users"], v1["users"]) << it;
+    EXPECT_EQ(b["sampled_from"], v1["sampled_from"]) << it;
+  }
+}
+
 TEST(DistTrain, GowallaAtTwoAndThreeRanksEqualsOneProcess) {
   if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
   RF_REQUIRE_SHARED(gowalla, "gowalla/train.txt");

@@ -303,6 +303,17 @@ TEST(SweepRun, RefusalsComeBeforeAnyTrial) {
   EXPECT_FALSE(fs::exists(t.file("sw")));
   EXPECT_FALSE(fs::exists(t.file("sweeps")));
 
+  // A validation sample that selects none of the validation users, likewise.
+  write_file(t.file("vs.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nout: sw\n");
+  r = run_recforge(t.str(), "sweep vs.yaml --set eval.validation_sample=1e-9");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("recforge: error: --set eval.validation_sample=1e-9: "
+                       "eval.validation_sample 1e-09 selects none of the "),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("trial"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(t.file("sw")));
+
   // A finished sweep refuses to continue under a changed definition.
   write_file(t.file("s.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nseed: 1\nout: sw\n");
   ASSERT_EQ(run_recforge(t.str(), "sweep s.yaml").rc, 0);

@@ -410,6 +410,9 @@ TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
        "t.yaml:9:3: split.validation_fraction: cannot be searched: it changes the data or the "
        "split"},
       {"space:\n  eval.test: [true, false]\n", "t.yaml:9:3: eval.test: cannot be searched"},
+      {"space:\n  eval.validation_sample: [0.1, 0.5]\n",
+       "t.yaml:9:3: eval.validation_sample: cannot be searched: trials would be scored on "
+       "different samples of the validation users"},
       {"space:\n  privacy.opt_out: [a.txt, b.txt]\n",
        "t.yaml:9:3: privacy.opt_out: cannot be searched: privacy settings are the base's for "
        "every trial"},
