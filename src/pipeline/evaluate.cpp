@@ -175,7 +175,7 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
   }
   if (query_users.empty())
     fail("eval.validation_sample {} selects none of the {} users with a {} item; expected a "
-         "share that leaves some",
+         "share that selects some",
          sample, population, part_name(part));
   eval::Metrics m = score(model, data, part, ks, query_users, truth);
   if (sample < 1) m.sampled_from = population;

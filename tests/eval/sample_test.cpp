@@ -119,7 +119,7 @@ TEST(ValidationSample, TheConfigSamplesValidationOnlyAndAnEmptySampleIsRefused) 
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
               fmt::format("eval.validation_sample 1e-12 selects none of the {} users with a "
-                          "validation item; expected a share that leaves some",
+                          "validation item; expected a share that selects some",
                           users));
   }
 }
