@@ -80,24 +80,19 @@ void on_root(const Comm& comm, F&& fn) {
 
 // Ranking metrics over every rank's users: each rank ranks its own users against all items,
 // and the per-user sums and the items covered are added up over ranks.
-// `selected`: the rank's users (local rows) that a sample scores (eval.validation_sample), or
-// nullptr for all.
+// `sample`: eval.validation_sample for the validation part (1: every user), over the global
+// user ids of `data`'s rows, so that the ranks score the users one process scores.
 eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Matrix& items,
-                               const data::Csr& truth, const data::Csr& mask,
-                               const std::vector<int>& ks,
-                               const std::vector<uint8_t>* selected = nullptr) {
+                               const ShardedDataset& data, const data::Csr& truth,
+                               const data::Csr& mask, const std::vector<int>& ks, double sample) {
   eval::MetricsOptions mo;
   mo.ks = ks;
   const int k = eval::validate_cutoffs(mo);
   const int64_t ni = items.rows;
   const int d = static_cast<int>(items.cols);
-  std::vector<data::index_t> rows;
-  int64_t population = 0;
-  for (int64_t u = 0; u < truth.rows; ++u) {
-    if (truth.row_size(u) == 0) continue;
-    ++population;
-    if (!selected || (*selected)[static_cast<size_t>(u)]) rows.push_back(static_cast<data::index_t>(u));
-  }
+  const pipeline::ScoredRows scored =
+      pipeline::scored_rows(truth, data.users, data.ials.users.begin, sample);
+  const std::vector<data::index_t>& rows = scored.rows;
   const Matrix& users = model.users();
   Matrix queries;
   queries.rows = static_cast<int64_t>(rows.size());
@@ -109,7 +104,7 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   // Per cutoff: recall, precision, ndcg, map, hit_rate summed over users; then users, then the
   // users with a truth item (sampled or not).
   std::vector<double> sums(5 * nk + 2, 0.0);
-  sums[5 * nk + 1] = static_cast<double>(population);
+  sums[5 * nk + 1] = static_cast<double>(scored.population);
   std::vector<uint8_t> covered(nk * static_cast<size_t>(ni), 0);
   if (!rows.empty()) {
     const eval::TopK top =
@@ -134,7 +129,7 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   eval::Metrics out;
   out.ks = ks;
   out.users = static_cast<int64_t>(std::llround(sums[5 * nk]));
-  if (selected) out.sampled_from = static_cast<int64_t>(std::llround(sums[5 * nk + 1]));
+  if (sample < 1) out.sampled_from = static_cast<int64_t>(std::llround(sums[5 * nk + 1]));
   const double n = std::max(1.0, sums[5 * nk]);
   for (size_t j = 0; j < nk; ++j) {
     out.recall.push_back(sums[5 * j + 0] / n);
@@ -235,28 +230,15 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
              data.users.size(), data.items.size(), data.train_size,
              data.stats["train"]["density"].get<double>(), data.validation_size, data.test_size);
 
-  // eval.validation_sample: which of the rank's users (local rows) validation evaluations score.
-  std::vector<uint8_t> validation_selected;
-  if (s.eval.validation_sample < 1) {
-    int64_t counts[2] = {0, 0};  // users with a validation item, and those selected
-    validation_selected.assign(static_cast<size_t>(data.validation.rows), 0);
-    for (int64_t u = 0; u < data.validation.rows; ++u) {
-      if (data.validation.row_size(u) == 0) continue;
-      ++counts[0];
-      const auto id = static_cast<data::index_t>(data.ials.users.begin + u);
-      if (pipeline::in_validation_sample(data.users.external(id), s.eval.validation_sample)) {
-        validation_selected[static_cast<size_t>(u)] = 1;
-        ++counts[1];
-      }
-    }
+  // eval.validation_sample: the users of every rank that validation evaluations score.
+  const double sample = s.eval.validation_sample;
+  if (sample < 1) {
+    const pipeline::ScoredRows mine =
+        pipeline::scored_rows(data.validation, data.users, data.ials.users.begin, sample);
+    int64_t counts[2] = {mine.population, static_cast<int64_t>(mine.rows.size())};
     comm.allreduce_sum(counts, 2);
     pipeline::check_validation_sample(cfg, counts[0], counts[1]);  // the same on every rank
-    if (counts[0] > 0)
-      log().info("validation evaluations score {} of the {} users with a validation item "
-                 "(eval.validation_sample {})",
-                 counts[1], counts[0], s.eval.validation_sample);
   }
-  const std::vector<uint8_t>* sample = validation_selected.empty() ? nullptr : &validation_selected;
 
   IalsDist model(io, ctx.threads(), comm, data.ials, on_gpu ? &ctx : nullptr);
   if (on_gpu) log().info("rank 0 trains on {}", model.device());
@@ -322,7 +304,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     if (every > 0 && (it % every == 0 || it == io.iterations)) {
       const Matrix items = model.allgather_items();
       const eval::Metrics m =
-          evaluate_sharded(comm, model, items, data.validation, user_mask, ks, sample);
+          evaluate_sharded(comm, model, items, data, data.validation, user_mask, ks, sample);
       const double v = m.get(metric);
       h["validation"] = m.to_json();
       line += fmt::format(", validation {} {:.4f}", metric, v);
@@ -378,8 +360,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
       const data::Csr& mask =
           test && data.validation_size > 0 ? data.train_and_validation : user_mask;
       const eval::Metrics m =
-          evaluate_sharded(comm, model, items, test ? data.test : data.validation, mask, ks,
-                           test ? nullptr : sample);
+          evaluate_sharded(comm, model, items, data, test ? data.test : data.validation, mask,
+                           ks, test ? 1.0 : sample);
       if (m.users == 0) continue;
       metrics[pipeline::part_name(part)] = m.to_json();
       std::string shown;

@@ -125,26 +125,33 @@ bool in_validation_sample(std::string_view id, double fraction) {
 
 void check_validation_sample(const config::Config& cfg, int64_t users, int64_t sampled) {
   const double fraction = cfg.settings().eval.validation_sample;
-  if (users > 0 && sampled == 0)
+  if (fraction >= 1 || users == 0) return;
+  if (sampled == 0)
     fail("{}: eval.validation_sample {} selects none of the {} users with a validation item "
          "(about {:.2g} on average); expected a share that selects some",
          cfg.where("eval.validation_sample"), fraction, users, fraction * static_cast<double>(users));
+  log().info("validation evaluations score {} of the {} users with a validation item "
+             "(eval.validation_sample {})",
+             sampled, users, fraction);
+}
+
+ScoredRows scored_rows(const data::Csr& truth, const data::IdMap& users, int64_t first,
+                       double sample) {
+  ScoredRows out;
+  for (int64_t u = 0; u < truth.rows; ++u) {
+    if (truth.row_size(u) == 0) continue;
+    ++out.population;
+    if (in_validation_sample(users.external(static_cast<data::index_t>(first + u)), sample))
+      out.rows.push_back(static_cast<data::index_t>(u));
+  }
+  return out;
 }
 
 std::pair<int64_t, int64_t> validation_sample_size(const Dataset& data,
                                                    const config::Config& cfg) {
-  const double fraction = cfg.settings().eval.validation_sample;
-  std::vector<uint8_t> has(static_cast<size_t>(data.users.size()), 0);
-  for (data::offset_t e = 0; e < data.split.validation.size(); ++e)
-    has[static_cast<size_t>(data.split.validation.users[e])] = 1;
-  int64_t users = 0, sampled = 0;
-  for (size_t u = 0; u < has.size(); ++u) {
-    if (!has[u]) continue;
-    ++users;
-    if (in_validation_sample(data.users.external(static_cast<data::index_t>(u)), fraction))
-      ++sampled;
-  }
-  return {users, sampled};
+  const data::Csr truth = membership(data.users.size(), data.items.size(), data.split.validation);
+  const ScoredRows s = scored_rows(truth, data.users, 0, cfg.settings().eval.validation_sample);
+  return {s.population, static_cast<int64_t>(s.rows.size())};
 }
 
 eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
@@ -165,20 +172,13 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
     return none;
   }
   const data::Csr truth = membership(nu, ni, truth_x);
-  std::vector<data::index_t> query_users;
-  int64_t population = 0;
-  for (int64_t u = 0; u < nu; ++u) {
-    if (truth.row_size(u) == 0) continue;
-    ++population;
-    if (sample >= 1 || in_validation_sample(data.users.external(static_cast<data::index_t>(u)), sample))
-      query_users.push_back(static_cast<data::index_t>(u));
-  }
-  if (query_users.empty())
+  const ScoredRows s = scored_rows(truth, data.users, 0, sample);
+  if (s.rows.empty())
     fail("eval.validation_sample {} selects none of the {} users with a {} item; expected a "
          "share that selects some",
-         sample, population, part_name(part));
-  eval::Metrics m = score(model, data, part, ks, query_users, truth);
-  if (sample < 1) m.sampled_from = population;
+         sample, s.population, part_name(part));
+  eval::Metrics m = score(model, data, part, ks, s.rows, truth);
+  if (sample < 1) m.sampled_from = s.population;
   return m;
 }
 }  // namespace recforge::pipeline

@@ -41,9 +41,20 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
 /// in (distributed runs too), and the users of a smaller fraction are among those of a larger.
 bool in_validation_sample(std::string_view id, double fraction);
 
-/// Refuses, before training, an eval.validation_sample that selects none of the `users`
-/// validation users of which `sampled` are selected (the figures of a whole run, summed over
-/// ranks in a distributed one). One sentence naming the key.
+/// The rows of `truth` (held-out items of users first, first + 1, ... of `users`) that have a
+/// held-out item, as `population`, and of those the ones in_validation_sample(id, sample)
+/// selects, as `rows` (all of them for sample >= 1). Shared by evaluate, the distributed
+/// evaluation (its rank's users start at `first`) and the counts before training.
+struct ScoredRows {
+  std::vector<data::index_t> rows;
+  int64_t population = 0;
+};
+ScoredRows scored_rows(const data::Csr& truth, const data::IdMap& users, int64_t first,
+                       double sample);
+
+/// Before training, with eval.validation_sample < 1 and `users` users with a validation item of
+/// which it selects `sampled` (a whole run's figures, summed over ranks in a distributed one):
+/// refuses a sample of none, in one sentence naming the key, or logs the counts.
 void check_validation_sample(const config::Config& cfg, int64_t users, int64_t sampled);
 
 /// How many of the users with a validation item eval.validation_sample selects: {users, sampled}.

@@ -255,10 +255,6 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   if (model && cfg.settings().eval.validation_sample < 1) {
     const auto [users, sampled] = validation_sample_size(data, cfg);
     check_validation_sample(cfg, users, sampled);
-    if (users > 0)
-      log().info("validation evaluations score {} of the {} users with a validation item "
-                 "(eval.validation_sample {})",
-                 sampled, users, cfg.settings().eval.validation_sample);
   }
   if (options.on_dataset) options.on_dataset(data, run);
   std::string export_to, export_error;  // where the export goes; why it failed

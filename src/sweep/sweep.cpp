@@ -715,8 +715,10 @@ SweepResult Runner::run() {
           "validation interactions, so trials could not be scored",
           spec_.base_where, spec_.base.settings().split.method,
           spec_.base.settings().split.validation_fraction);
-    const auto [users, sampled] = pipeline::validation_sample_size(data, probe);
-    pipeline::check_validation_sample(probe, users, sampled);
+    if (probe.settings().eval.validation_sample < 1) {
+      const auto [users, sampled] = pipeline::validation_sample_size(data, probe);
+      pipeline::check_validation_sample(probe, users, sampled);
+    }
   }
 
   std::error_code ec;
