@@ -25,6 +25,7 @@ packages=(
   libcli11-dev           # command line
   libfmt-dev libspdlog-dev       # formatting, logging
   nlohmann-json3-dev     # JSON (run metadata, manifests)
+  libboost-dev           # Boost.Math headers: Student's t for the paired test (recforge compare --paired)
   libssl-dev             # SHA-256 (data cache keys, artifact checksums)
   clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/ci/fuzz.sh)
   libcpp-httplib-dev     # HTTP server (recforge serve)

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "config/config.h"
 #include "core/error.h"
@@ -35,6 +36,7 @@ struct CompareArgs {
   std::vector<std::string> dirs;
   std::string out = "compare";
   bool each = false;
+  bool paired = false;
   std::string metric;
 } g_compare;
 
@@ -115,11 +117,24 @@ int cmd_compare() {
       g_compare.metric.empty() ? runs.front().config.settings().eval.metric : g_compare.metric;
   const std::string why = config::find_param("eval.metric")->check(metric);
   if (!why.empty()) fail("--metric {}: {}", metric, why);
-  std::fputs(sweep::format_comparison(sweep::compare(runs, metric, !g_compare.each)).c_str(),
-             stdout);
+  const sweep::Comparison c = sweep::compare(runs, metric, !g_compare.each);
+  // The paired test reopens and scores every run first, so that a refusal comes before any output.
+  std::optional<sweep::PairedComparison> paired;
+  if (g_compare.paired) {
+    std::vector<int> ks;
+    for (int64_t k : runs.front().config.settings().eval.ks) ks.push_back(static_cast<int>(k));
+    paired = sweep::paired_comparison(c, ks);
+  }
+  std::fputs(sweep::format_comparison(c).c_str(), stdout);
+  if (paired) std::fputs(sweep::format_paired(*paired).c_str(), stdout);
   std::error_code ec;
   fs::create_directories(g_compare.out, ec);
   if (ec) fail("--out {}: cannot create the directory: {}", g_compare.out, ec.message());
+  if (paired) {
+    const std::string file = g_compare.out + "/paired.csv";
+    write_file_atomic(file, sweep::paired_csv(*paired));
+    std::printf("paired: %s\n", file.c_str());
+  }
   const std::string csv = g_compare.out + "/curves.csv";
   write_file_atomic(csv, sweep::curves_csv(runs));
   std::printf("curves: %s\n", csv.c_str());
@@ -160,6 +175,11 @@ void register_sweep_commands(CLI::App& app, std::map<std::string, std::function<
                 "One column per run; by default runs whose configs are equal but for model.seed "
                 "and the run.* keys that name or show a run are one column of means ± sample "
                 "standard deviations (docs/sweeps.md)");
+  cmp->add_flag("--paired", g_compare.paired,
+                "Also test each column against the first on the test users: reopens every run, "
+                "scores its test part per user (at the first run's eval.ks) and prints the mean "
+                "difference of each metric with its 95% interval and a paired t-test "
+                "(paired.csv; docs/sweeps.md)");
   actions["compare"] = cmd_compare;
 }
 

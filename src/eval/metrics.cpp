@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -63,7 +64,8 @@ int validate_cutoffs(const MetricsOptions& o) {
 }
 
 Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_rows,
-                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o) {
+                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o,
+                        PerUserMetrics* per_user) {
   const int max_k = validate_cutoffs(o);
   if (ranked.k < max_k)
     fail(
@@ -99,6 +101,15 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
   std::vector<std::pair<int, size_t>> order;  // (K, index in ks), increasing K
   for (size_t c = 0; c < nk; ++c) order.emplace_back(o.ks[c], c);
   std::sort(order.begin(), order.end());
+  // The per-user metrics, in kFields order; values[f * nk + c] for field f and cutoff index c.
+  constexpr size_t kPerUserFields = 5;  // all of kFields but coverage, the last
+  static_assert(std::size(kFields) == kPerUserFields + 1);
+  if (per_user) {
+    *per_user = PerUserMetrics{};
+    for (size_t f = 0; f < kPerUserFields; ++f)
+      for (int k : o.ks) per_user->names.push_back(fmt::format("{}@{}", kFields[f].name, k));
+    per_user->values.resize(per_user->names.size());
+  }
 
   for (int64_t q = 0; q < ranked.n; ++q) {
     const int64_t r = query_rows.empty() ? q : query_rows[static_cast<size_t>(q)];
@@ -113,6 +124,7 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
       if (p == t_begin || *p != p[-1]) ++n_truth;
     if (n_truth == 0) continue;
     ++m.users;
+    if (per_user) per_user->queries.push_back(q);
 
     for (int j = 0; j < max_k; ++j) {
       const index_t item = ranked.item(q, j);
@@ -138,11 +150,16 @@ Metrics compute_metrics(const TopK& ranked, const std::vector<index_t>& query_ro
           ap_sum += static_cast<double>(hits) / (j + 1);  // Precision@(j+1) · rel
         }
       }
-      recall[c] += static_cast<double>(hits) / n_truth;
-      precision[c] += static_cast<double>(hits) / K;
-      ndcg[c] += dcg / idcg;
-      map[c] += ap_sum / static_cast<double>(std::min<int64_t>(n_truth, K));
-      hit[c] += hits > 0 ? 1.0 : 0.0;
+      const double v[kPerUserFields] = {
+          static_cast<double>(hits) / n_truth, static_cast<double>(hits) / K, dcg / idcg,
+          ap_sum / static_cast<double>(std::min<int64_t>(n_truth, K)), hits > 0 ? 1.0 : 0.0};
+      recall[c] += v[0];
+      precision[c] += v[1];
+      ndcg[c] += v[2];
+      map[c] += v[3];
+      hit[c] += v[4];
+      if (per_user)
+        for (size_t f = 0; f < kPerUserFields; ++f) per_user->values[f * nk + c].push_back(v[f]);
     }
   }
 

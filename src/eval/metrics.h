@@ -44,15 +44,30 @@ struct Metrics {
   std::vector<std::string> names() const;
 };
 
+/// The per-user values behind the means of Metrics (every metric but coverage, which is not a
+/// mean over users), for a paired comparison of two models on the same users.
+struct PerUserMetrics {
+  /// The ranked list (query index q) of each scored user, in order: the users with >= 1 truth
+  /// item.
+  std::vector<int64_t> queries;
+  /// "recall@K", ... "hit_rate@K": Metrics::names() without coverage, in that order.
+  std::vector<std::string> names;
+  /// values[m][u]: metric names[m] of user queries[u]. Their mean (summed in this order, divided
+  /// by the count) is the Metrics value, to the bit.
+  std::vector<std::vector<double>> values;
+};
+
 /// `ranked`: top-k lists (k >= max ks) for the queries, as returned by `topk` (best first, -1
 /// padding); `query_rows[q]` the row of `truth` (held-out items, CSR, one column per item) for
 /// query q, or q itself when query_rows is empty; n_items for coverage. Users whose truth row is
 /// empty are skipped; averages are over users with >= 1 truth item (all 0 when there are none).
 /// Checks the cutoffs (non-empty, each >= 1, distinct) and returns the largest; throws
-/// recforge::Error. Shared by compute_metrics and the GPU metrics.
+/// recforge::Error. Shared by compute_metrics and the GPU metrics. With `per_user`,
+/// compute_metrics also fills it (replacing what it held).
 int validate_cutoffs(const MetricsOptions& o);
 
 Metrics compute_metrics(const TopK& ranked, const std::vector<data::index_t>& query_rows,
-                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o);
+                        const data::Csr& truth, int64_t n_items, const MetricsOptions& o,
+                        PerUserMetrics* per_user = nullptr);
 
 }  // namespace recforge::eval

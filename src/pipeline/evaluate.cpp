@@ -42,14 +42,15 @@ data::Interactions concat(const data::Interactions& a, const data::Interactions&
 }
 
 // Top-k over all items and the metrics, where the model computes: on its GPU when it has one and
-// the work fits there, else on the CPU. Masks: rows `mask_rows` of `mask` (identity when empty);
+// the work fits there, else on the CPU (always with `per_user`, which the GPU metrics do not
+// fill). Masks: rows `mask_rows` of `mask` (identity when empty);
 // truth: rows `query_users` of `truth`.
 eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, const Matrix& items,
                              int k, const data::Csr& mask, const std::vector<data::index_t>& mask_rows,
                              const std::vector<data::index_t>& query_users, const data::Csr& truth,
-                             const eval::MetricsOptions& mo) {
+                             const eval::MetricsOptions& mo, eval::PerUserMetrics* per_user) {
   const int d = static_cast<int>(items.cols);
-  if (const auto gpu = model.cuda()) {
+  if (const auto gpu = per_user ? nullptr : model.cuda()) {
     const int64_t need = backend::cuda::topk_memory_bytes(queries.rows, items.rows, d, k, mask.nnz(),
                                                           truth.nnz());
     const int64_t free = backend::cuda::free_memory(*gpu);
@@ -62,14 +63,14 @@ eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, 
   }
   const eval::TopK top = eval::topk(queries.data.data(), queries.rows, items.data.data(), items.rows,
                                     d, k, &mask, mask_rows);
-  return eval::compute_metrics(top, query_users, truth, items.rows, mo);
+  return eval::compute_metrics(top, query_users, truth, items.rows, mo, per_user);
 }
 
 // Ranks the users `query_users` (rows of `truth`, the part's held-out items) of `part` and scores
 // them.
 eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
                     const std::vector<int>& ks, const std::vector<data::index_t>& query_users,
-                    const data::Csr& truth) {
+                    const data::Csr& truth, eval::PerUserMetrics* per_user = nullptr) {
   const int64_t nu = data.users.size(), ni = data.items.size();
   const data::Interactions& foldin_x =
       part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
@@ -97,7 +98,7 @@ eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
       rows.indptr.push_back(static_cast<data::offset_t>(rows.indices.size()));
     }
     queries = model.fold_in(rows);
-    return rank_and_score(model, queries, items, k, rows, {}, query_users, truth, mo);
+    return rank_and_score(model, queries, items, k, rows, {}, query_users, truth, mo, per_user);
   }
   const Matrix& users = model.user_factors();
   queries.rows = static_cast<int64_t>(query_users.size());
@@ -108,7 +109,7 @@ eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
   if (part == Part::kTest && data.split.validation.size() > 0)
     mask = membership(nu, ni, concat(data.split.train, data.split.validation));
   const data::Csr& m = mask.indptr.empty() ? data.user_items : mask;
-  return rank_and_score(model, queries, items, k, m, query_users, query_users, truth, mo);
+  return rank_and_score(model, queries, items, k, m, query_users, query_users, truth, mo, per_user);
 }
 
 }  // namespace
@@ -181,4 +182,33 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
   if (sample < 1) m.sampled_from = s.population;
   return m;
 }
+
+UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, Part part,
+                              const std::vector<int>& ks) {
+  const int64_t nu = data.users.size(), ni = data.items.size();
+  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
+  UserMetrics out;
+  if (truth_x.size() == 0) {
+    out.metrics = evaluate(model, data, part, ks);  // the empty metrics
+    return out;
+  }
+  const data::Csr truth = membership(nu, ni, truth_x);
+  const ScoredRows s = scored_rows(truth, data.users, 0, 1.0);
+  out.metrics = score(model, data, part, ks, s.rows, truth, &out.per_user);
+  std::vector<std::string> items;
+  for (const int64_t q : out.per_user.queries) {
+    const data::index_t u = s.rows[static_cast<size_t>(q)];
+    out.users.push_back(data.users.external(u));
+    // The held-out items by external id, sorted, so that two numberings of one split agree.
+    items.clear();
+    for (data::offset_t e = truth.indptr[u]; e < truth.indptr[u + 1]; ++e)
+      items.push_back(data.items.external(truth.indices[e]));
+    std::sort(items.begin(), items.end());
+    std::string key;
+    for (const std::string& i : items) key.append(i).push_back('\x1f');
+    out.truth.push_back(stable_hash64(key));
+  }
+  return out;
+}
+
 }  // namespace recforge::pipeline

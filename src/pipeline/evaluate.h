@@ -3,6 +3,7 @@
 /// Evaluation of a trained model on a held-out part of a Dataset: exact top-k over all items
 /// with the user's known items masked, then metrics at several cutoffs.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -34,6 +35,19 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
 /// eval.validation_sample (test: every user).
 eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
                        const config::Config& cfg);
+
+/// A part's metrics with each user's values, for a paired comparison of two runs: every user
+/// with a held-out item (no sample), scored on the CPU.
+struct UserMetrics {
+  eval::Metrics metrics;         ///< as evaluate() gives them
+  eval::PerUserMetrics per_user;  ///< the values of each scored user
+  std::vector<std::string> users;  ///< the external id of each (per_user.queries order)
+  /// A hash (stable_hash64) of each one's held-out items by external id: equal in two runs
+  /// when they hold out the same items for the user.
+  std::vector<uint64_t> truth;
+};
+UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, Part part,
+                              const std::vector<int>& ks);
 
 /// Whether eval.validation_sample = `fraction` scores the user with external id `id`: when a
 /// fixed hash of the id (stable_hash64, salted) is below fraction × 2^64. So the same users at

@@ -11,8 +11,12 @@
 #include <filesystem>
 #include <map>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "pipeline/evaluate.h"
 #include "pipeline/run.h"
 #include "sweep/spec.h"
 #include "sweep/sweep.h"
@@ -44,6 +48,14 @@ std::vector<std::string> metric_names(const std::vector<const nlohmann::json*>& 
   std::vector<std::string> out;
   for (const auto& e : keyed) out.push_back(e.second);
   return out;
+}
+
+/// A CSV cell: quoted (with doubled quotes) when it holds a comma or a quote.
+std::string csv_cell(const std::string& text) {
+  if (text.find_first_of(",\"") == std::string::npos) return text;
+  std::string q = "\"";
+  for (char ch : text) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
 }
 
 std::string json_label(const nlohmann::json& v) {
@@ -337,13 +349,7 @@ std::string curves_csv(const std::vector<RunInfo>& runs) {
   out += "\n";
   for (const RunInfo& r : runs)
     for (const nlohmann::json& h : r.run.value("history", nlohmann::json::array())) {
-      std::string label = r.label;
-      if (label.find_first_of(",\"") != std::string::npos) {
-        std::string q = "\"";
-        for (char ch : label) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-        label = q + "\"";
-      }
-      out += fmt::format("{},{},{},{}", label, h.value("iteration", 0), h.value("seconds", 0.0),
+      out += fmt::format("{},{},{},{}", csv_cell(r.label), h.value("iteration", 0), h.value("seconds", 0.0),
                          h.value("loss", 0.0));
       for (const std::string& n : names)
         out += "," + (h.contains("validation") && h["validation"].contains(n)
@@ -351,6 +357,121 @@ std::string curves_csv(const std::vector<RunInfo>& runs) {
                           : std::string());
       out += "\n";
     }
+  return out;
+}
+
+PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& ks,
+                                   double level) {
+  if (c.labels.size() < 2)
+    fail("compare --paired: one column ({}); expected at least two runs or groups of seed runs "
+         "to compare",
+         c.labels.empty() ? "none" : c.labels[0]);
+  PairedComparison out;
+  out.labels = c.labels;
+  out.level = level;
+  // The first run's users (in its order) and held-out items; every run must have the same.
+  std::string first_dir;
+  std::vector<std::string> users;
+  std::vector<uint64_t> truth;
+  std::unordered_map<std::string, size_t> index;
+  std::vector<std::string> names;
+  // sums[column][metric][user]: the column's per-user values summed over its runs.
+  std::vector<std::vector<std::vector<double>>> sums(c.labels.size());
+  for (size_t col = 0; col < c.members.size(); ++col) {
+    for (const std::string& dir : c.members[col]) {
+      log().info("compare --paired: scoring the test users of {}", dir);
+      const pipeline::OpenedRun r = pipeline::open_run(dir, "compare --paired");
+      const pipeline::UserMetrics um =
+          pipeline::evaluate_per_user(*r.model, r.data, pipeline::Part::kTest, ks);
+      if (um.users.empty())
+        fail("compare --paired: {} has no test part (no user has a held-out test item); a paired "
+             "test compares the runs' metrics on the same test users",
+             dir);
+      if (first_dir.empty()) {
+        first_dir = dir;
+        users = um.users;
+        truth = um.truth;
+        names = um.per_user.names;
+        for (size_t u = 0; u < users.size(); ++u) index.emplace(users[u], u);
+      } else {
+        const auto differs = [&](const std::string& why) {
+          fail("compare --paired: {} holds out other test items than {} ({}); a paired test "
+               "needs runs on the same data and split (equal data.*, split.* and run.seed)",
+               dir, first_dir, why);
+        };
+        for (size_t u = 0; u < um.users.size(); ++u) {
+          const auto at = index.find(um.users[u]);
+          if (at == index.end())
+            differs(fmt::format("user \"{}\" is a test user of {} only", um.users[u], dir));
+          if (truth[at->second] != um.truth[u])
+            differs(fmt::format("user \"{}\" has other test items", um.users[u]));
+        }
+        if (um.users.size() != users.size()) {  // fewer: name one of the first run's missing
+          const std::unordered_set<std::string> have(um.users.begin(), um.users.end());
+          for (const std::string& id : users)
+            if (!have.count(id))
+              differs(fmt::format("user \"{}\" is a test user of {} only", id, first_dir));
+        }
+      }
+      std::vector<std::vector<double>>& sum = sums[col];
+      if (sum.empty()) sum.assign(names.size(), std::vector<double>(users.size(), 0.0));
+      for (size_t m = 0; m < names.size(); ++m)
+        for (size_t u = 0; u < um.users.size(); ++u)
+          sum[m][index.at(um.users[u])] += um.per_user.values[m][u];
+    }
+    const double runs = static_cast<double>(c.members[col].size());
+    if (runs > 1)
+      for (auto& v : sums[col])
+        for (double& x : v) x /= runs;
+  }
+  out.users = static_cast<int64_t>(users.size());
+  std::vector<double> p;
+  for (size_t col = 1; col < sums.size(); ++col)
+    for (size_t m = 0; m < names.size(); ++m) {
+      PairedComparison::Row row;
+      row.metric = names[m];
+      row.column = col;
+      row.d = eval::paired_difference(sums[0][m], sums[col][m], level);
+      p.push_back(row.d.p);
+      out.rows.push_back(row);
+    }
+  const std::vector<double> holm = eval::holm_adjust(p);
+  for (size_t i = 0; i < out.rows.size(); ++i) out.rows[i].p_holm = holm[i];
+  return out;
+}
+
+namespace {
+
+std::string p_label(double p) { return p < 1e-16 ? "<1e-16" : fmt::format("{:.2g}", p); }
+
+}  // namespace
+
+std::string format_paired(const PairedComparison& p) {
+  std::string out = fmt::format(
+      "paired test on the {} test users (each column minus {}; mean difference [{:g}% interval], "
+      "two-sided paired t-test p, and p adjusted by Holm's method over the {} tests)\n",
+      p.users, p.labels.at(0), p.level * 100, p.rows.size());
+  size_t width = 0;
+  for (const auto& r : p.rows) width = std::max(width, r.metric.size());
+  size_t column = 0;
+  for (const auto& r : p.rows) {
+    if (r.column != column) {
+      column = r.column;
+      out += fmt::format("  {} - {}\n", p.labels[column], p.labels[0]);
+    }
+    out += fmt::format("    test {:<{}}  {:+.4f}  [{:+.4f}, {:+.4f}]  p {:<7}  Holm {}\n", r.metric,
+                       width, r.d.mean, r.d.low, r.d.high, p_label(r.d.p), p_label(r.p_holm));
+  }
+  return out;
+}
+
+std::string paired_csv(const PairedComparison& p) {
+  std::string out = "column,baseline,metric,users,mean_difference,ci_low,ci_high,level,t,p,p_holm\n";
+  for (const auto& r : p.rows)
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{}\n", csv_cell(p.labels[r.column]),
+                       csv_cell(p.labels[0]),
+                       r.metric, r.d.n, r.d.mean, r.d.low, r.d.high, p.level, r.d.t, r.d.p,
+                       r.p_holm);
   return out;
 }
 

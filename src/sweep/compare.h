@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "eval/significance.h"
 
 namespace recforge::sweep {
 
@@ -57,5 +58,34 @@ std::string format_comparison(const Comparison& c);
 /// The curves of every run's run.json history: run,iteration,seconds,loss and one column per
 /// validation metric (empty where an iteration was not evaluated).
 std::string curves_csv(const std::vector<RunInfo>& runs);
+
+/// The paired test of `compare --paired`: every column against the first on the test users.
+struct PairedComparison {
+  std::vector<std::string> labels;  ///< the comparison's column titles; labels[0] is the baseline
+  int64_t users = 0;                ///< the test users (those with a held-out test item)
+  double level = 0.95;              ///< of the intervals
+  struct Row {
+    std::string metric;  ///< NAME@K
+    size_t column = 0;   ///< index into labels (>= 1): this column minus the first
+    eval::PairedDifference d;
+    double p_holm = 1;  ///< d.p adjusted by Holm's method over every row
+  };
+  std::vector<Row> rows;  ///< column-major: every metric of column 1, then of column 2, ...
+};
+
+/// Reopens every run of `c`'s columns (pipeline::open_run, so each one's data is re-prepared
+/// and verified), scores its test part per user at cutoffs `ks` (pipeline::evaluate_per_user),
+/// and tests each column against the first (eval::paired_difference at `level`; a column of
+/// seed runs contributes each user's mean over its runs). Throws recforge::Error naming the
+/// run when a run has no test part, or holds out other users or items than the first (a paired
+/// test needs the same data and split).
+PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& ks,
+                                   double level = 0.95);
+
+/// The paired test as text, one block per column.
+std::string format_paired(const PairedComparison& p);
+
+/// column,baseline,metric,users,mean_difference,ci_low,ci_high,level,t,p,p_holm; one line per row.
+std::string paired_csv(const PairedComparison& p);
 
 }  // namespace recforge::sweep

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -119,6 +120,72 @@ TEST(Metrics, SeveralCutoffsAveragedOverUsersWithTestItems) {
   EXPECT_DOUBLE_EQ(m.coverage[2], 6.0 / 20);
   EXPECT_DOUBLE_EQ(m.get("coverage@3"), 6.0 / 20);
   EXPECT_DOUBLE_EQ(m.get("map@1"), 0.5);
+}
+
+TEST(Metrics, PerUserValuesAreEachUsersAndAverageToTheMetricsToTheBit) {
+  Example e;
+  MetricsOptions o;
+  o.ks = {5, 1, 3};
+  PerUserMetrics pu;
+  pu.names = {"stale"};  // replaced, not appended to
+  const Metrics m = compute_metrics(e.ranked, {}, e.truth, 20, o, &pu);
+  EXPECT_EQ(pu.queries, (std::vector<int64_t>{0, 1}));  // user C (no truth) is not scored
+  EXPECT_EQ(pu.names, (std::vector<std::string>{"recall@5", "recall@1", "recall@3",
+                                                "precision@5", "precision@1", "precision@3",
+                                                "ndcg@5", "ndcg@1", "ndcg@3", "map@5", "map@1",
+                                                "map@3", "hit_rate@5", "hit_rate@1",
+                                                "hit_rate@3"}));
+  ASSERT_EQ(pu.values.size(), pu.names.size());
+  const auto value = [&](const std::string& name, size_t user) {
+    const size_t at = std::find(pu.names.begin(), pu.names.end(), name) - pu.names.begin();
+    return pu.values.at(at).at(user);
+  };
+  // The users' values of SeveralCutoffsAveragedOverUsersWithTestItems.
+  const double ndcg_a3 = 1.5 / (1 + 1 / kLog3 + 0.5);
+  EXPECT_DOUBLE_EQ(value("recall@5", 0), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(value("recall@5", 1), 1.0);
+  EXPECT_DOUBLE_EQ(value("precision@3", 0), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(value("precision@3", 1), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(value("ndcg@3", 0), ndcg_a3);
+  EXPECT_DOUBLE_EQ(value("ndcg@3", 1), 1 / kLog3);
+  EXPECT_DOUBLE_EQ(value("map@5", 0), 5.0 / 9);
+  EXPECT_DOUBLE_EQ(value("map@1", 1), 0.0);
+  EXPECT_DOUBLE_EQ(value("hit_rate@1", 0), 1.0);
+  EXPECT_DOUBLE_EQ(value("hit_rate@1", 1), 0.0);
+  // Their means, summed in user order, are the metrics exactly.
+  for (size_t n = 0; n < pu.names.size(); ++n) {
+    ASSERT_EQ(pu.values[n].size(), 2u);
+    EXPECT_EQ((pu.values[n][0] + pu.values[n][1]) / 2, m.get(pu.names[n])) << pu.names[n];
+  }
+  // Many users of random lists: still the metrics to the bit.
+  std::vector<std::vector<index_t>> ranked, truth;
+  uint64_t s = 12345;
+  const auto next = [&s](int64_t n) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<index_t>((s >> 33) % static_cast<uint64_t>(n));
+  };
+  for (int u = 0; u < 500; ++u) {
+    std::vector<index_t> r;
+    while (r.size() < 20) {
+      const index_t i = next(60);
+      if (std::find(r.begin(), r.end(), i) == r.end()) r.push_back(i);
+    }
+    ranked.push_back(r);
+    std::vector<index_t> t;
+    for (int j = next(4); j > 0; --j) t.push_back(next(60));  // 0 to 3 items, repeats allowed
+    std::sort(t.begin(), t.end());
+    truth.push_back(t);
+  }
+  o.ks = {20, 7};
+  const Metrics mr = compute_metrics(lists(ranked), {}, truth_rows(60, truth), 60, o, &pu);
+  ASSERT_EQ(static_cast<int64_t>(pu.queries.size()), mr.users);
+  EXPECT_GT(mr.users, 300);
+  EXPECT_LT(mr.users, 500);
+  for (size_t n = 0; n < pu.names.size(); ++n) {
+    double sum = 0;
+    for (double v : pu.values[n]) sum += v;
+    EXPECT_EQ(sum / static_cast<double>(mr.users), mr.get(pu.names[n])) << pu.names[n];
+  }
 }
 
 TEST(Metrics, QueryRowsMapListsToTruthRows) {

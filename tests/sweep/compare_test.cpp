@@ -244,6 +244,102 @@ TEST(Compare, SeedRunsOfOneConfigAreOneColumn) {
       << grouped.out;
 }
 
+// compare --paired: each column minus the first, per test user. The mean differences are the
+// differences of the runs' test metrics (metrics.json), a seed column is its runs' mean, and
+// runs that hold out other items are refused.
+TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
+  const Runs r;
+  ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name s-seed-1 --set model.seed=1 --set model.regularization=0.05").rc, 0);
+  ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name s-seed-2 --set model.seed=2 --set model.regularization=0.05").rc, 0);
+  ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name d --set split.leave_k=2").rc, 0);
+  const auto test_metric = [&](const char* run, const std::string& name) {
+    return read_json_file(r.dir(run) + "/metrics.json")["test"][name].get<double>();
+  };
+  const std::vector<RunInfo> runs =
+      read_runs({r.dir("a"), r.dir("b"), r.dir("s-seed-1"), r.dir("s-seed-2")});
+  const Comparison c = compare(runs, "ndcg@20");
+  ASSERT_EQ(c.labels.size(), 3u);  // a, b, and the two seed runs as one column
+  const PairedComparison p = paired_comparison(c, {10, 20});
+  EXPECT_EQ(p.labels, c.labels);
+  EXPECT_EQ(p.users, read_json_file(r.dir("a") + "/metrics.json")["test"]["users"].get<int64_t>());
+  EXPECT_GT(p.users, 250);
+  ASSERT_EQ(p.rows.size(), 20u);  // 5 per-user metrics × 2 cutoffs, for columns 1 and 2
+  std::vector<double> ps;
+  for (const PairedComparison::Row& row : p.rows) ps.push_back(row.d.p);
+  const std::vector<double> holm = eval::holm_adjust(ps);
+  int different = 0;
+  for (size_t i = 0; i < p.rows.size(); ++i) {
+    const PairedComparison::Row& row = p.rows[i];
+    SCOPED_TRACE(row.metric + " column " + std::to_string(row.column));
+    EXPECT_EQ(row.column, i < 10 ? 1u : 2u);
+    EXPECT_EQ(row.d.n, p.users);
+    const double base = test_metric("a", row.metric);
+    const double expected =
+        row.column == 1 ? test_metric("b", row.metric) - base
+                        : (test_metric("s-seed-1", row.metric) + test_metric("s-seed-2", row.metric)) / 2 - base;
+    // Means of values in [0, 1] over a few hundred users, summed in other orders: a few ulps.
+    EXPECT_NEAR(row.d.mean, expected, 1e-13);
+    EXPECT_LE(row.d.low, row.d.mean);
+    EXPECT_GE(row.d.high, row.d.mean);
+    EXPECT_GE(row.d.p, 0);
+    EXPECT_LE(row.d.p, 1);
+    EXPECT_EQ(row.p_holm, holm[i]);
+    // The interval excludes 0 exactly when p < 0.05.
+    if (row.d.sd > 0) {
+      EXPECT_EQ(row.d.low > 0 || row.d.high < 0, row.d.p < 0.05);
+    }
+    if (row.d.mean != 0) ++different;
+  }
+  EXPECT_GT(different, 10);  // other factors and seeds rank differently
+  const std::string text = format_paired(p);
+  EXPECT_NE(text.find(fmt::format("paired test on the {} test users (each column minus a;", p.users)),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\n  b - a\n    test recall@10 "), std::string::npos) << text;
+  const std::vector<std::vector<std::string>> csv = test::parse_csv(paired_csv(p));
+  ASSERT_EQ(csv.size(), 21u);
+  EXPECT_EQ(csv[0], (std::vector<std::string>{"column", "baseline", "metric", "users",
+                                              "mean_difference", "ci_low", "ci_high", "level", "t",
+                                              "p", "p_holm"}));
+  EXPECT_EQ(csv[1][0], "b");
+  EXPECT_EQ(csv[1][2], "recall@10");
+  EXPECT_EQ(std::stod(csv[1][4]), p.rows[0].d.mean);  // shortest round-trip form
+
+  // The same run twice: every difference 0, p 1.
+  const PairedComparison same =
+      paired_comparison(compare(read_runs({r.dir("a"), r.dir("a")}), "ndcg@20", false), {20});
+  for (const PairedComparison::Row& row : same.rows) {
+    EXPECT_EQ(row.d.mean, 0) << row.metric;
+    EXPECT_EQ(row.d.p, 1) << row.metric;
+  }
+  // Another split (leave_k) holds out other items: refused, naming both runs.
+  try {
+    paired_comparison(compare(read_runs({r.dir("a"), r.dir("d")}), "ndcg@20"), {20});
+    ADD_FAILURE() << "a run on another split was compared";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("compare --paired: " + r.dir("d") +
+                                         " holds out other test items than " + r.dir("a")),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(paired_comparison(compare(read_runs({r.dir("a")}), "ndcg@20"), {20}), Error);
+
+  // The CLI prints the block and writes paired.csv; a refusal writes nothing.
+  const test::Result out = run_recforge(r.t.str(), "compare runs/a runs/b --paired --out cmp",
+                                        "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  EXPECT_NE(out.out.find("paired test on the "), std::string::npos) << out.out;
+  EXPECT_NE(out.out.find("\npaired: cmp/paired.csv\n"), std::string::npos) << out.out;
+  EXPECT_EQ(test::read_csv(r.t.file("cmp/paired.csv")).size(), 11u);
+  const test::Result refused =
+      run_recforge(r.t.str(), "compare runs/a runs/d --paired --out cmp2");
+  EXPECT_NE(refused.rc, 0);
+  EXPECT_NE(refused.out.find("runs/d holds out other test items than runs/a (user \""),
+            std::string::npos)
+      << refused.out;
+  EXPECT_FALSE(fs::exists(r.t.file("cmp2")));
+}
+
 TEST(Compare, CliWritesTheCsvAndSaysWhenThePlotIsSkipped) {
   const Runs r;
   const test::Result out = run_recforge(r.t.str(), "compare runs/a runs/b --out cmp",
