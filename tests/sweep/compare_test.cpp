@@ -252,6 +252,10 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
   ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name s-seed-1 --set model.seed=1 --set model.regularization=0.05").rc, 0);
   ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name s-seed-2 --set model.seed=2 --set model.regularization=0.05").rc, 0);
   ASSERT_EQ(run_recforge(r.t.str(), "train small.yaml --name d --set split.leave_k=2").rc, 0);
+  // Fewer users (the others' held-out items unchanged).
+  ASSERT_EQ(
+      run_recforge(r.t.str(), "train small.yaml --name e --set data.min_user_interactions=25").rc,
+      0);
   const auto test_metric = [&](const char* run, const std::string& name) {
     return read_json_file(r.dir(run) + "/metrics.json")["test"][name].get<double>();
   };
@@ -318,9 +322,23 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
     ADD_FAILURE() << "a run on another split was compared";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("compare --paired: " + r.dir("d") +
-                                         " holds out other test items than " + r.dir("a")),
+                                         " holds out other test items than " + r.dir("a") +
+                                         " (user \""),
               std::string::npos)
         << e.what();
+    EXPECT_NE(std::string(e.what()).find("\" has other test items)"), std::string::npos)
+        << e.what();
+  }
+  // A run with fewer test users is refused in either order, naming a user only the other has.
+  for (const auto& [first, second] : {std::pair{"a", "e"}, std::pair{"e", "a"}}) {
+    try {
+      paired_comparison(compare(read_runs({r.dir(first), r.dir(second)}), "ndcg@20"), {20});
+      ADD_FAILURE() << "runs with other test users were compared";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("\" is a test user of " + r.dir("a") + " only)"),
+                std::string::npos)
+          << e.what();
+    }
   }
   EXPECT_THROW(paired_comparison(compare(read_runs({r.dir("a")}), "ndcg@20"), {20}), Error);
 
