@@ -380,7 +380,7 @@ PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& 
   for (size_t col = 0; col < c.members.size(); ++col) {
     for (const std::string& dir : c.members[col]) {
       log().info("compare --paired: scoring the test users of {}", dir);
-      const pipeline::OpenedRun r = pipeline::open_run(dir, "compare --paired");
+      const pipeline::OpenedRun r = pipeline::open_run(dir, "score for compare --paired");
       const pipeline::UserMetrics um =
           pipeline::evaluate_per_user(*r.model, r.data, pipeline::Part::kTest, ks);
       if (um.users.empty())
