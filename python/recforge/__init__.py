@@ -45,11 +45,11 @@ _choose_blas_kernels()
 from ._recforge import __version__, cuda_compiled, cuda_device_count  # noqa: E402
 from .models import (  # noqa: E402
     AlternatingLeastSquares, BayesianPersonalizedRanking, CosineContrastive, SampledSoftmax)
-from .runs import Export, RecommendationList, Run, train  # noqa: E402
+from .runs import Export, RecommendationList, Run, compare_paired, train  # noqa: E402
 from . import als, bpr, evaluation, nearest_neighbours  # noqa: E402
 
 __all__ = ["__version__", "cuda_compiled", "cuda_device_count"]
 __all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax",
             "CosineContrastive"]
-__all__ += ["train", "Run", "Export", "RecommendationList", "evaluation", "nearest_neighbours",
+__all__ += ["train", "Run", "compare_paired", "Export", "RecommendationList", "evaluation", "nearest_neighbours",
             "als", "bpr"]

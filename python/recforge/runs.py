@@ -132,6 +132,61 @@ def train(config, *, overrides=(), device=None, show_progress=None):
     return Run(directory)
 
 
+def compare_paired(runs, *, level=0.95, each=False):
+    """Test runs against the first on the same test users, as ``recforge compare --paired``.
+
+    Every run is reopened (its data re-prepared and checked, as ``recforge evaluate`` does) and
+    its test part scored again, per user, on the CPU at the first run's ``eval.ks``. Each other
+    column is compared with the first user by user: the mean difference of each per-user metric
+    (recall, precision, ndcg, map, hit_rate at each K), its confidence interval and a two-sided
+    paired t-test, with p adjusted by Holm's method over every row.
+
+    Parameters
+    ----------
+    runs : sequence of str, os.PathLike or Run
+        Run directories; the first is the baseline.
+    level : float, optional
+        Confidence level of the intervals, in (0, 1).
+    each : bool, optional
+        One column per run. By default runs whose configs differ only in ``model.seed`` (and the
+        ``run.*`` keys that name or show a run) are one column, each user's value their mean.
+
+    Returns
+    -------
+    list of dict
+        One per metric and column: ``column``, ``baseline``, ``metric`` (``"ndcg@20"``),
+        ``users``, ``mean_difference`` (column minus baseline), ``ci_low``, ``ci_high``,
+        ``level``, ``t``, ``p``, ``p_holm``: the rows of compare's paired.csv.
+
+    Raises
+    ------
+    ValueError
+        When a run is not a finished run with a model and a test part, when the runs hold out
+        other test items for some user (other data, split or run.seed), when there is one
+        column only, or for a level outside (0, 1).
+    """
+    if isinstance(runs, (str, bytes, os.PathLike, Run)) or not isinstance(
+        runs, collections.abc.Iterable
+    ):
+        raise ValueError(
+            f"runs: expected a list of run directories or Runs, got {type(runs).__name__}"
+        )
+    dirs = []
+    for r in runs:
+        if isinstance(r, Run):
+            dirs.append(str(r.directory))
+        elif isinstance(r, (str, os.PathLike)) and not isinstance(r, bytes):
+            dirs.append(os.fspath(r))
+        else:
+            raise ValueError(
+                f"runs: expected run directories (str or PathLike) or Runs, got an element of "
+                f"type {type(r).__name__} ({r!r})"
+            )
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)):
+        raise ValueError(f"level: expected a number in (0, 1), got {type(level).__name__}")
+    return _recforge._compare_paired(dirs, bool(each), float(level))
+
+
 def _read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -22,6 +22,7 @@
 #include "pipeline/train.h"
 #include "recommend/explain.h"
 #include "recommend/recommend.h"
+#include "sweep/compare.h"
 
 namespace recforge::python {
 
@@ -163,10 +164,44 @@ py::tuple similar(const Source& s,
   return to_python(r);
 }
 
+// sweep::paired_comparison of run directories (seed runs grouped unless `each`), at the first
+// run's eval.ks, without the GIL; one dict per row, as `recforge compare --paired` writes
+// paired.csv.
+py::list compare_paired(const std::vector<std::string>& dirs, bool each, double level) {
+  sweep::PairedComparison p;
+  {
+    py::gil_scoped_release release;
+    const std::vector<sweep::RunInfo> runs = sweep::read_runs(dirs);
+    std::vector<int> ks;
+    for (int64_t k : runs.front().config.settings().eval.ks) ks.push_back(static_cast<int>(k));
+    p = sweep::paired_comparison(
+        sweep::compare(runs, runs.front().config.settings().eval.metric, !each), ks, level);
+  }
+  py::list out;
+  for (const sweep::PairedComparison::Row& r : p.rows) {
+    py::dict d;
+    d["column"] = p.labels[r.column];
+    d["baseline"] = p.labels[0];
+    d["metric"] = r.metric;
+    d["users"] = r.d.n;
+    d["mean_difference"] = r.d.mean;
+    d["ci_low"] = r.d.low;
+    d["ci_high"] = r.d.high;
+    d["level"] = p.level;
+    d["t"] = r.d.t;
+    d["p"] = r.d.p;
+    d["p_holm"] = r.p_holm;
+    out.append(d);
+  }
+  return out;
+}
+
 void bind_runs(py::module_& m) {
   m.def("_train", &train, py::arg("path"), py::arg("yaml"), py::arg("overrides"),
         "pipeline::train on a config file (path) or YAML text (yaml, named \"config dict\"); "
         "returns the run directory.");
+  m.def("_compare_paired", &compare_paired, py::arg("dirs"), py::arg("each"), py::arg("level"),
+        "sweep::paired_comparison of run directories: one dict per metric and column.");
   m.def("_config_json", &config_json, py::arg("path"),
         "A run's config.yaml, resolved, as JSON text.");
 

@@ -201,3 +201,44 @@ def test_a_dict_without_run_name_makes_a_run_named_run(tmp_path):
     # A second one follows run.exists like any other run, and an override names it.
     assert recforge.train(c).directory == tmp_path / "runs" / "run.1"
     assert recforge.train(c, overrides=["run.name=x"]).directory == tmp_path / "runs" / "x"
+
+
+def test_compare_paired_tests_runs_user_by_user_and_refuses_another_split(tmp_path):
+    a = recforge.train(config(tmp_path, name="a"))
+    b = recforge.train(config(tmp_path, name="b", model={"factors": 12}))
+    rows = recforge.compare_paired([a, str(b.directory)])
+    assert [r["metric"] for r in rows] == [
+        f"{m}@{k}" for m in ("recall", "precision", "ndcg", "map", "hit_rate") for k in (5, 10)
+    ]
+    for r in rows:
+        assert set(r) == {"column", "baseline", "metric", "users", "mean_difference", "ci_low",
+                          "ci_high", "level", "t", "p", "p_holm"}
+        assert (r["column"], r["baseline"], r["level"]) == ("b", "a", 0.95)
+        assert r["users"] == a.metrics["test"]["users"]
+        # The mean per-user difference is the difference of the two test figures (values in
+        # [0, 1] averaged over a few hundred users in another order: a few ulps apart).
+        expected = b.metrics["test"][r["metric"]] - a.metrics["test"][r["metric"]]
+        assert abs(r["mean_difference"] - expected) < 1e-13
+        assert r["ci_low"] <= r["mean_difference"] <= r["ci_high"]
+        assert 0 <= r["p"] <= r["p_holm"] <= 1
+    # A wider interval at a higher level, around the same mean.
+    wide = recforge.compare_paired([a, b], level=0.99)
+    for r, w in zip(rows, wide):
+        assert w["mean_difference"] == r["mean_difference"] and w["p"] == r["p"]
+        if r["ci_high"] > r["ci_low"]:
+            assert w["ci_low"] < r["ci_low"] and w["ci_high"] > r["ci_high"]
+
+    other = recforge.train(config(tmp_path, name="other", split={"leave_k": 2}))
+    with pytest.raises(ValueError, match=r"runs/other holds out other test items than .*runs/a "
+                                         r"\(user \".*\" has other test items\)"):
+        recforge.compare_paired([a, other])
+    with pytest.raises(ValueError, match="one column"):
+        recforge.compare_paired([a])
+    with pytest.raises(ValueError, match=r"confidence level 1\.5; expected a value in \(0, 1\)"):
+        recforge.compare_paired([a, b], level=1.5)
+    with pytest.raises(ValueError, match="level: expected a number"):
+        recforge.compare_paired([a, b], level="0.9")
+    with pytest.raises(ValueError, match="runs: expected a list"):
+        recforge.compare_paired(str(a.directory))
+    with pytest.raises(ValueError, match="got an element of type int"):
+        recforge.compare_paired([a, 3])

@@ -366,6 +366,8 @@ PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& 
     fail("compare --paired: one column ({}); expected at least two runs or groups of seed runs "
          "to compare",
          c.labels.empty() ? "none" : c.labels[0]);
+  if (!(level > 0 && level < 1))
+    fail("compare --paired: confidence level {}; expected a value in (0, 1)", level);
   PairedComparison out;
   out.labels = c.labels;
   out.level = level;
