@@ -65,6 +65,9 @@ struct Options {
   int64_t users = 0, items = 0, interactions = 0, seed = -1;
   bool markdown = false;
   bool distributed = false;  // train --distributed
+  bool by_activity = false;  // evaluate --by-activity
+  std::string activity_edges = "5,10,20,50,100";
+  CLI::Option* activity_edges_option = nullptr;  // given: --by-activity too
 };
 
 Options g;
@@ -271,13 +274,78 @@ int cmd_info() {
   return 0;
 }
 
+// "5,10,20" as activity bucket edges; throws recforge::Error naming --activity-edges.
+std::vector<int64_t> activity_edges(const std::string& text) {
+  std::vector<int64_t> edges;
+  size_t at = 0;
+  while (true) {
+    const size_t comma = text.find(',', at);
+    const std::string cell = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(cell, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (cell.empty() || used != cell.size() || v < 1)
+      fail("--activity-edges {}: \"{}\" is not a whole number >= 1; expected increasing numbers "
+           "such as 5,10,20",
+           text, cell);
+    if (!edges.empty() && v <= edges.back())
+      fail("--activity-edges {}: {} does not exceed {}; expected increasing numbers such as "
+           "5,10,20",
+           text, v, edges.back());
+    edges.push_back(v);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return edges;
+}
+
+// The test metrics of `m` by activity bucket: printed as a table and returned as JSON.
+nlohmann::json print_by_activity(const pipeline::UserMetrics& m, const std::vector<int64_t>& edges) {
+  const std::vector<pipeline::ActivityBucket> buckets = pipeline::by_activity(m, edges);
+  std::vector<std::string> titles;
+  nlohmann::json out = nlohmann::json::array();
+  for (const pipeline::ActivityBucket& b : buckets) {
+    titles.push_back(b.high < 0 ? fmt::format("{}+", b.low) : fmt::format("{}-{}", b.low, b.high));
+    nlohmann::json j = {{"min", b.low}, {"max", b.high < 0 ? nlohmann::json(nullptr) : nlohmann::json(b.high)},
+                        {"users", b.users}};
+    for (size_t n = 0; n < m.per_user.names.size(); ++n)
+      j[m.per_user.names[n]] = b.users > 0 ? nlohmann::json(b.means[n]) : nlohmann::json(nullptr);
+    out.push_back(j);
+  }
+  std::printf("test by activity (users by the interactions their ranking came from: training, or "
+              "fold-in for held-out users)\n");
+  std::printf("  %-14s", "interactions");
+  for (const std::string& t : titles) std::printf(" %9s", t.c_str());
+  std::printf("\n  %-14s", "users");
+  for (const pipeline::ActivityBucket& b : buckets) std::printf(" %9lld", static_cast<long long>(b.users));
+  std::printf("\n");
+  for (size_t n = 0; n < m.per_user.names.size(); ++n) {
+    std::printf("  %-14s", m.per_user.names[n].c_str());
+    for (const pipeline::ActivityBucket& b : buckets)
+      std::printf(" %9s", b.users > 0 ? fmt::format("{:.6f}", b.means[n]).c_str() : "-");
+    std::printf("\n");
+  }
+  return out;
+}
+
 int cmd_evaluate() {
+  if (g.activity_edges_option && g.activity_edges_option->count() > 0) g.by_activity = true;
+  // Checked before the run is opened, so that a bad list costs nothing.
+  const std::vector<int64_t> edges = g.by_activity ? activity_edges(g.activity_edges) : std::vector<int64_t>{};
   pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "evaluate");
   nlohmann::json saved;
   if (fs::exists(g.run_dir + "/metrics.json")) saved = read_json(g.run_dir + "/metrics.json");
   nlohmann::json out = nlohmann::json::object();
   for (pipeline::Part part : {pipeline::Part::kValidation, pipeline::Part::kTest}) {
-    const eval::Metrics m = pipeline::evaluate(*r.model, r.data, part, r.config);
+    std::optional<pipeline::UserMetrics> per_user;
+    if (g.by_activity && part == pipeline::Part::kTest)
+      per_user = pipeline::evaluate_per_user(*r.model, r.data, part, pipeline::eval_ks(r.config));
+    const eval::Metrics m =
+        per_user ? per_user->metrics : pipeline::evaluate(*r.model, r.data, part, r.config);
     if (m.users == 0) continue;
     const char* name = pipeline::part_name(part);
     out[name] = m.to_json();
@@ -291,6 +359,7 @@ int cmd_evaluate() {
                                                                         : "  (saved: " + saved[name][metric].dump() + ")";
       std::printf("  %-14s %.6f%s\n", metric.c_str(), v, note.c_str());
     }
+    if (per_user) out["test_by_activity"] = print_by_activity(*per_user, edges);
   }
   if (!g.out.empty()) write_file_atomic(g.out, out.dump(2) + "\n");
   return 0;
@@ -711,6 +780,13 @@ void register_commands(CLI::App& app) {
   auto* evaluate = app.add_subcommand("evaluate", "Recompute a run's metrics from its saved factors");
   evaluate->add_option("run_dir", g.run_dir, "Run directory")->required();
   evaluate->add_option("--out", g.out, "Also write the metrics as JSON to this file");
+  evaluate->add_flag("--by-activity", g.by_activity,
+                     "Also the test metrics of users grouped by their number of training "
+                     "interactions (fold-in interactions for held-out users), scored on the CPU");
+  g.activity_edges_option = evaluate->add_option(
+      "--activity-edges", g.activity_edges,
+      "Upper ends of the --by-activity groups but the last, comma-separated (default "
+      "5,10,20,50,100: 0-5, 6-10, 11-20, 21-50, 51-100, 101+); implies --by-activity");
   g_actions["evaluate"] = cmd_evaluate;
 
   auto* recommend = app.add_subcommand(

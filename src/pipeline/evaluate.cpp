@@ -1,5 +1,7 @@
 #include "pipeline/evaluate.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 
 #include <cmath>
@@ -195,6 +197,13 @@ UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, P
   const data::Csr truth = membership(nu, ni, truth_x);
   const ScoredRows s = scored_rows(truth, data.users, 0, 1.0);
   out.metrics = score(model, data, part, ks, s.rows, truth, &out.per_user);
+  const data::Interactions& foldin_x =
+      part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
+  std::vector<int64_t> foldin_count;
+  if (foldin_x.size() > 0) {
+    foldin_count.assign(static_cast<size_t>(nu), 0);
+    for (data::offset_t e = 0; e < foldin_x.size(); ++e) ++foldin_count[static_cast<size_t>(foldin_x.users[e])];
+  }
   std::vector<std::string> items;
   for (const int64_t q : out.per_user.queries) {
     const data::index_t u = s.rows[static_cast<size_t>(q)];
@@ -207,7 +216,34 @@ UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, P
     std::string key;
     for (const std::string& i : items) key.append(i).push_back('\x1f');
     out.truth.push_back(stable_hash64(key));
+    out.activity.push_back(foldin_count.empty() ? data.user_items.row_size(u)
+                                                : foldin_count[static_cast<size_t>(u)]);
   }
+  return out;
+}
+
+std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<int64_t>& edges) {
+  for (size_t e = 0; e < edges.size(); ++e)
+    if (edges[e] < 1 || (e > 0 && edges[e] <= edges[e - 1]))
+      fail("activity bucket edges {}: expected increasing whole numbers >= 1, such as 5,10,20",
+           fmt::join(edges, ","));
+  std::vector<ActivityBucket> out(edges.size() + 1);
+  for (size_t b = 0; b < out.size(); ++b) {
+    out[b].low = b == 0 ? 0 : edges[b - 1] + 1;
+    out[b].high = b < edges.size() ? edges[b] : -1;
+    out[b].means.assign(m.per_user.names.size(), 0.0);
+  }
+  std::vector<size_t> bucket(m.activity.size());
+  for (size_t u = 0; u < m.activity.size(); ++u) {
+    bucket[u] = static_cast<size_t>(std::lower_bound(edges.begin(), edges.end(), m.activity[u]) -
+                                    edges.begin());
+    ++out[bucket[u]].users;
+  }
+  for (size_t n = 0; n < m.per_user.names.size(); ++n)
+    for (size_t u = 0; u < m.activity.size(); ++u) out[bucket[u]].means[n] += m.per_user.values[n][u];
+  for (ActivityBucket& b : out)
+    if (b.users > 0)
+      for (double& v : b.means) v /= static_cast<double>(b.users);
   return out;
 }
 

@@ -45,9 +45,28 @@ struct UserMetrics {
   /// A hash (stable_hash64) of each one's held-out items by external id: equal in two runs
   /// when they hold out the same items for the user.
   std::vector<uint64_t> truth;
+  /// Each one's activity: the interactions its ranking came from (its training interactions,
+  /// or for held-out users its fold-in interactions).
+  std::vector<int64_t> activity;
 };
 UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, Part part,
                               const std::vector<int>& ks);
+
+/// The users of a UserMetrics whose activity is in [low, high] (high -1: no upper bound), and
+/// the mean of each per-user metric over them (per_user.names order; 0 when users is 0).
+struct ActivityBucket {
+  int64_t low = 0;
+  int64_t high = -1;
+  int64_t users = 0;
+  std::vector<double> means;
+};
+
+/// Buckets of activity split after each of `edges` (increasing, each >= 1): [0, e0],
+/// [e0 + 1, e1], ..., [e_last + 1, no bound]; every bucket is returned, empty ones with 0 users.
+/// Each mean is summed in the users' order, so a bucket's means equal the metrics of an
+/// evaluation of its users alone, to the bit. Throws recforge::Error for edges that are not
+/// increasing positive integers.
+std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<int64_t>& edges);
 
 /// Whether eval.validation_sample = `fraction` scores the user with external id `id`: when a
 /// fixed hash of the id (stable_hash64, salted) is below fraction × 2^64. So the same users at

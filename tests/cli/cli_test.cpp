@@ -370,6 +370,34 @@ TEST(Cli, EvaluateAndRecommendFromASavedRun) {
   EXPECT_NEAR(saved["test"]["recall@20"].get<double>(), again["test"]["recall@20"].get<double>(), 1e-9);
   EXPECT_GT(saved["test"]["recall@20"].get<double>(), 0.0);
   EXPECT_NE(ev.out.find("(= saved)"), std::string::npos);
+  EXPECT_FALSE(again.contains("test_by_activity"));
+  // --activity-edges (implying --by-activity) adds the test metrics by user activity: groups
+  // whose users add up to the test users and whose user-weighted means are the test metrics.
+  const Result act = run(t.str(), "evaluate runs/small --activity-edges 15,25 --out act.json");
+  ASSERT_EQ(act.rc, 0) << act.out;
+  EXPECT_NE(act.out.find("\n  interactions        0-15     16-25       26+\n  users "),
+            std::string::npos)
+      << act.out;
+  const auto by = nlohmann::json::parse(test::read_file(t.file("act.json")));
+  EXPECT_EQ(by["test"], again["test"]);
+  ASSERT_EQ(by["test_by_activity"].size(), 3u);
+  EXPECT_EQ(by["test_by_activity"][2]["min"], 26);
+  EXPECT_TRUE(by["test_by_activity"][2]["max"].is_null());
+  int64_t users = 0;
+  double recall = 0;
+  for (const auto& g : by["test_by_activity"]) {
+    users += g["users"].get<int64_t>();
+    if (g["users"].get<int64_t>() > 0)
+      recall += g["users"].get<double>() * g["recall@20"].get<double>();
+  }
+  EXPECT_EQ(users, saved["test"]["users"].get<int64_t>());
+  EXPECT_NEAR(recall / static_cast<double>(users), saved["test"]["recall@20"].get<double>(), 1e-12);
+  for (const char* bad : {"5,x", "5,5", "0", "5,"}) {
+    const Result refused = run(t.str(), std::string("evaluate runs/small --activity-edges ") + bad);
+    EXPECT_NE(refused.rc, 0) << bad;
+    EXPECT_NE(refused.out.find(std::string("--activity-edges ") + bad + ": "), std::string::npos)
+        << refused.out;
+  }
   // recommend prints CSV user,rank,item,score with a header, k lines with decreasing scores.
   const Result rec = run(t.str(), "recommend runs/small --user 5 --k 4");
   ASSERT_EQ(rec.rc, 0) << rec.out;

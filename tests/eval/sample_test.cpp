@@ -1,6 +1,10 @@
-// eval.validation_sample: validation evaluations on a fixed sample of the users.
+// eval.validation_sample: validation evaluations on a fixed sample of the users; and the test
+// metrics by user activity (recforge evaluate --by-activity), which also score a subset of the
+// users.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -91,6 +95,58 @@ TEST(ValidationSample, ScoresExactlyTheValidationOfTheSampledUsersAlone) {
     EXPECT_EQ(sampled.to_json()["sampled_from"], population);
     EXPECT_FALSE(whole.to_json().contains("sampled_from"));
   }
+}
+
+TEST(ByActivity, EachGroupHasTheMetricsOfItsUsersEvaluatedAlone) {
+  // The users are grouped by the interactions their ranking came from, counted here from the
+  // split itself (training part; fold-in part for held-out users). Each group's means equal, to
+  // the bit, an evaluation of a test part that holds only that group's users' items.
+  for (const std::string& split : std::vector<std::string>{"leave_last", "users"}) {
+    SCOPED_TRACE(split);
+    const config::Config cfg = synthetic(split);
+    const Dataset data = prepare_dataset(cfg);
+    const auto model = random_model(cfg, data);
+    const UserMetrics um = evaluate_per_user(*model, data, Part::kTest, {5, 20});
+    const std::vector<int64_t> edges = {10, 20, 40};
+    const std::vector<ActivityBucket> buckets = by_activity(um, edges);
+    ASSERT_EQ(buckets.size(), 4u);
+    const data::Interactions& source =
+        split == "users" ? data.split.test_foldin : data.split.train;
+    std::vector<int64_t> activity(static_cast<size_t>(data.users.size()), 0);
+    for (data::offset_t e = 0; e < source.size(); ++e) ++activity[static_cast<size_t>(source.users[e])];
+    int64_t users = 0;
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      const ActivityBucket& g = buckets[b];
+      SCOPED_TRACE(fmt::format("{}-{}", g.low, g.high));
+      EXPECT_EQ(g.low, b == 0 ? 0 : edges[b - 1] + 1);
+      EXPECT_EQ(g.high, b < edges.size() ? edges[b] : -1);
+      const auto in = [&](data::index_t u) {
+        const int64_t a = activity[static_cast<size_t>(u)];
+        return a >= g.low && (g.high < 0 || a <= g.high);
+      };
+      Dataset restricted = data;
+      data::Interactions kept;
+      const data::Interactions& t = data.split.test;
+      for (data::offset_t e = 0; e < t.size(); ++e)
+        if (in(t.users[e])) kept.push(t.users[e], t.items[e], t.weights[e]);
+      EXPECT_EQ(g.users, users_with_items(kept, data.users.size()));
+      users += g.users;
+      if (g.users == 0) continue;
+      restricted.split.test = kept;
+      const eval::Metrics alone = evaluate(*model, restricted, Part::kTest, {5, 20});
+      ASSERT_EQ(g.means.size(), um.per_user.names.size());
+      for (size_t n = 0; n < g.means.size(); ++n)
+        EXPECT_EQ(g.means[n], alone.get(um.per_user.names[n])) << um.per_user.names[n];
+    }
+    EXPECT_EQ(users, um.metrics.users);
+    // The groups are not all alike: at least two hold users.
+    EXPECT_GE(std::count_if(buckets.begin(), buckets.end(),
+                            [](const ActivityBucket& g) { return g.users > 0; }),
+              2);
+  }
+  EXPECT_THROW(by_activity(UserMetrics{}, {10, 10}), Error);
+  EXPECT_THROW(by_activity(UserMetrics{}, {0, 10}), Error);
+  EXPECT_EQ(by_activity(UserMetrics{}, {}).size(), 1u);  // one group of everyone
 }
 
 TEST(ValidationSample, TheConfigSamplesValidationOnlyAndAnEmptySampleIsRefused) {
