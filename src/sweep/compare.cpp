@@ -405,7 +405,7 @@ PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& 
           const auto at = index.find(um.users[u]);
           if (at == index.end())
             differs(fmt::format("user \"{}\" is a test user of {} only", um.users[u], dir));
-          if (truth[at->second] != um.truth[u])
+          else if (truth[at->second] != um.truth[u])
             differs(fmt::format("user \"{}\" has other test items", um.users[u]));
         }
         if (um.users.size() != users.size()) {  // fewer: name one of the first run's missing
