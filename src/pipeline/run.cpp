@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <utility>
 
 #include "artifact/files.h"
 
@@ -117,6 +118,17 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   if (r.run.contains("excluded_users"))
     excluded = std::make_shared<const data::UserExclusion>(
         data::UserExclusion::from_json(r.run["excluded_users"], d->shown("run.json")));
+  // Data paths are relative to where training ran: a run reopened from elsewhere says so.
+  const config::DataSection& data_cfg = r.config.settings().data;
+  for (const auto& [key, path] : {std::pair{"data.path", &data_cfg.path},
+                                  std::pair{"data.test_path", &data_cfg.test_path}}) {
+    std::error_code ec;
+    if (*path && fs::path(**path).is_relative() && !fs::exists(**path, ec))
+      fail("{}: config.yaml's {} is {}, which is not found from the current directory ({}); a "
+           "run's relative data paths are read from the directory recforge runs in, as at "
+           "training time: run this command from there",
+           dir, key, **path, fs::current_path(ec).string());
+  }
   r.data = prepare_dataset(r.config, excluded, /*read_opt_out=*/false);
   // run.json is not covered by its own checksums: a field of another type is damage, not a bug.
   auto text_field = [&](const char* key) -> std::string {

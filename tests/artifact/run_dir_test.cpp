@@ -210,6 +210,45 @@ TEST(RunDir, AFingerprintOfAnotherTypeIsADamagedRunNotAnInternalError) {
   EXPECT_EQ(run(f.t.str(), "evaluate runs/small").rc, 0);
 }
 
+TEST(RunDir, ARunReopenedFromAnotherDirectorySaysWhereItsRelativeDataPathIsRead) {
+  // data.path and data.test_path are relative to the directory recforge runs in. Reopening a
+  // run from elsewhere said only "train.csv: data file not found"; it now names the run, the
+  // key and the directory the path was looked for in.
+  test::TempDir t;
+  std::string train = "user,item\n", test = "user,item\n";
+  for (int u = 0; u < 40; ++u)
+    for (int j = 0; j < 6; ++j) (j < 5 ? train : test) += fmt::format("{},{}\n", u, (u * 7 + j * 3) % 30);
+  test::write_file(t.file("train.csv"), train);
+  test::write_file(t.file("test.csv"), test);
+  test::write_file(t.file("g.yaml"),
+                   "run:\n  progress: off\ndata:\n  format: delimited\n  header: true\n  path: "
+                   "train.csv\n  test_path: test.csv\nsplit:\n  method: given\nmodel:\n  "
+                   "factors: 4\n  iterations: 1\n");
+  ASSERT_EQ(run(t.str(), "train g.yaml").rc, 0);
+  std::filesystem::create_directories(t.file("elsewhere"));
+  const std::string cwd = std::filesystem::canonical(t.file("elsewhere")).string();
+  for (const char* cmd : {"evaluate ../runs/g", "recommend ../runs/g --user 3"}) {
+    const Result r = run(t.file("elsewhere"), cmd);
+    EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+    EXPECT_EQ(error_lines(r),
+              std::vector<std::string>{fmt::format(
+                  "recforge: error: ../runs/g: config.yaml's data.path is train.csv, which is not "
+                  "found from the current directory ({}); a run's relative data paths are read "
+                  "from the directory recforge runs in, as at training time: run this command "
+                  "from there",
+                  cwd)})
+        << cmd << "\n" << r.out;
+  }
+  // Only the test file missing: named too.
+  test::write_file(t.file("elsewhere/train.csv"), train);
+  const Result r = run(t.file("elsewhere"), "evaluate ../runs/g");
+  EXPECT_NE(r.out.find("config.yaml's data.test_path is test.csv, which is not found"),
+            std::string::npos)
+      << r.out;
+  // From the training directory it opens.
+  EXPECT_EQ(run(t.str(), "evaluate runs/g").rc, 0);
+}
+
 TEST(Info, VerifiesAnExportAndRefusesMalformedManifestsAsUserErrors) {
   RunFixture f;
   ASSERT_EQ(run(f.t.str(), "export runs/small --out exp").rc, 0);
