@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/secret.h"
+#include "pipeline/evaluate.h"
 #include "pipeline/train.h"
 #include "recommend/explain.h"
 #include "recommend/recommend.h"
@@ -172,10 +173,9 @@ py::list compare_paired(const std::vector<std::string>& dirs, bool each, double 
   {
     py::gil_scoped_release release;
     const std::vector<sweep::RunInfo> runs = sweep::read_runs(dirs);
-    std::vector<int> ks;
-    for (int64_t k : runs.front().config.settings().eval.ks) ks.push_back(static_cast<int>(k));
     p = sweep::paired_comparison(
-        sweep::compare(runs, runs.front().config.settings().eval.metric, !each), ks, level);
+        sweep::compare(runs, runs.front().config.settings().eval.metric, !each),
+        pipeline::eval_ks(runs.front().config), level);
   }
   py::list out;
   for (const sweep::PairedComparison::Row& r : p.rows) {

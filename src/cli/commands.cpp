@@ -274,33 +274,32 @@ int cmd_info() {
   return 0;
 }
 
-// "5,10,20" as activity bucket edges; throws recforge::Error naming --activity-edges.
-std::vector<int64_t> activity_edges(const std::string& text) {
-  std::vector<int64_t> edges;
-  size_t at = 0;
-  while (true) {
-    const size_t comma = text.find(',', at);
-    const std::string cell = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(cell, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (cell.empty() || used != cell.size() || v < 1)
-      fail("--activity-edges {}: \"{}\" is not a whole number >= 1; expected increasing numbers "
-           "such as 5,10,20",
-           text, cell);
-    if (!edges.empty() && v <= edges.back())
-      fail("--activity-edges {}: {} does not exceed {}; expected increasing numbers such as "
-           "5,10,20",
-           text, v, edges.back());
-    edges.push_back(v);
-    if (comma == std::string::npos) break;
-    at = comma + 1;
+// Parses "a,b,c" into external ids.
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= s.size()) {
+    const size_t e = std::min(s.find(',', b), s.size());
+    if (e > b) out.push_back(s.substr(b, e - b));
+    b = e + 1;
   }
-  return edges;
+  return out;
+}
+
+// Parses "1,2,4" into positive integers for --nprobe, --ef-search and --activity-edges; an empty
+// entry ("1,,2", "1,") is refused too.
+std::vector<int64_t> int_list(const std::string& text, const char* option) {
+  if (text.empty() || text.front() == ',' || text.back() == ',' ||
+      text.find(",,") != std::string::npos)
+    fail("{} {}: an entry is empty; expected a list like 1,2,4,8", option, text);
+  std::vector<int64_t> v;
+  for (const std::string& s : split_list(text)) {
+    const std::optional<int64_t> x = parse_int64(s);
+    if (!x || *x < 1)
+      fail("{} {}: \"{}\" is not a positive integer; expected a list like 1,2,4,8", option, text, s);
+    v.push_back(*x);
+  }
+  return v;
 }
 
 // The test metrics of `m` by activity bucket: printed as a table and returned as JSON.
@@ -335,7 +334,11 @@ nlohmann::json print_by_activity(const pipeline::UserMetrics& m, const std::vect
 int cmd_evaluate() {
   if (g.activity_edges_option && g.activity_edges_option->count() > 0) g.by_activity = true;
   // Checked before the run is opened, so that a bad list costs nothing.
-  const std::vector<int64_t> edges = g.by_activity ? activity_edges(g.activity_edges) : std::vector<int64_t>{};
+  std::vector<int64_t> edges;
+  if (g.by_activity) {
+    edges = int_list(g.activity_edges, "--activity-edges");
+    pipeline::check_activity_edges(edges, "--activity-edges " + g.activity_edges);
+  }
   pipeline::OpenedRun r = pipeline::open_run(g.run_dir, "evaluate");
   nlohmann::json saved;
   if (fs::exists(g.run_dir + "/metrics.json")) saved = read_json(g.run_dir + "/metrics.json");
@@ -363,18 +366,6 @@ int cmd_evaluate() {
   }
   if (!g.out.empty()) write_file_atomic(g.out, out.dump(2) + "\n");
   return 0;
-}
-
-// Parses "a,b,c" into external ids.
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t b = 0;
-  while (b <= s.size()) {
-    const size_t e = std::min(s.find(',', b), s.size());
-    if (e > b) out.push_back(s.substr(b, e - b));
-    b = e + 1;
-  }
-  return out;
 }
 
 // A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
@@ -619,18 +610,6 @@ int cmd_export() {
   const std::string out = pipeline::export_run(g.run_dir, g.out, g.sets);
   std::printf("%s\n", out.c_str());
   return 0;
-}
-
-// Parses "1,2,4" into positive integers for --nprobe / --ef-search.
-std::vector<int64_t> int_list(const std::string& text, const char* option) {
-  std::vector<int64_t> v;
-  for (const std::string& s : split_list(text)) {
-    const std::optional<int64_t> x = parse_int64(s);
-    if (!x || *x < 1)
-      fail("{} {}: \"{}\" is not a positive integer; expected a list like 1,2,4,8", option, text, s);
-    v.push_back(*x);
-  }
-  return v;
 }
 
 int cmd_index_bench() {

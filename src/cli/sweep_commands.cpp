@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "pipeline/evaluate.h"
 #include "sweep/compare.h"
 #include "sweep/spec.h"
 #include "sweep/sweep.h"
@@ -121,9 +122,7 @@ int cmd_compare() {
   // The paired test reopens and scores every run first, so that a refusal comes before any output.
   std::optional<sweep::PairedComparison> paired;
   if (g_compare.paired) {
-    std::vector<int> ks;
-    for (int64_t k : runs.front().config.settings().eval.ks) ks.push_back(static_cast<int>(k));
-    paired = sweep::paired_comparison(c, ks);
+    paired = sweep::paired_comparison(c, pipeline::eval_ks(runs.front().config));
   }
   std::fputs(sweep::format_comparison(c).c_str(), stdout);
   if (paired) std::fputs(sweep::format_paired(*paired).c_str(), stdout);

@@ -43,6 +43,24 @@ data::Interactions concat(const data::Interactions& a, const data::Interactions&
   return out;
 }
 
+// The held-out interactions of `part`, and the fold-in interactions of its held-out users (empty
+// unless split.method is users).
+const data::Interactions& held_out(const Dataset& data, Part part) {
+  return part == Part::kTest ? data.split.test : data.split.validation;
+}
+const data::Interactions& foldin(const Dataset& data, Part part) {
+  return part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
+}
+
+// The metrics of no users (a part with nothing held out): every value 0.
+eval::Metrics no_users(const std::vector<int>& ks) {
+  eval::Metrics none;
+  none.ks = ks;
+  for (auto* v : {&none.recall, &none.precision, &none.ndcg, &none.map, &none.hit_rate, &none.coverage})
+    v->assign(ks.size(), 0.0);
+  return none;
+}
+
 // Top-k over all items and the metrics, where the model computes: on its GPU when it has one and
 // the work fits there, else on the CPU (always with `per_user`, which the GPU metrics do not
 // fill). Masks: rows `mask_rows` of `mask` (identity when empty);
@@ -74,8 +92,7 @@ eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
                     const std::vector<int>& ks, const std::vector<data::index_t>& query_users,
                     const data::Csr& truth, eval::PerUserMetrics* per_user = nullptr) {
   const int64_t nu = data.users.size(), ni = data.items.size();
-  const data::Interactions& foldin_x =
-      part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
+  const data::Interactions& foldin_x = foldin(data, part);
   eval::MetricsOptions mo;
   mo.ks = ks;
   const int k = *std::max_element(ks.begin(), ks.end());
@@ -166,14 +183,8 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
 eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part part,
                        const std::vector<int>& ks, double sample) {
   const int64_t nu = data.users.size(), ni = data.items.size();
-  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
-  if (truth_x.size() == 0) {  // nothing held out: no users evaluated
-    eval::Metrics none;
-    none.ks = ks;
-    for (auto* v : {&none.recall, &none.precision, &none.ndcg, &none.map, &none.hit_rate, &none.coverage})
-      v->assign(ks.size(), 0.0);
-    return none;
-  }
+  const data::Interactions& truth_x = held_out(data, part);
+  if (truth_x.size() == 0) return no_users(ks);  // nothing held out: no users evaluated
   const data::Csr truth = membership(nu, ni, truth_x);
   const ScoredRows s = scored_rows(truth, data.users, 0, sample);
   if (s.rows.empty())
@@ -188,17 +199,16 @@ eval::Metrics evaluate(const models::Model& model, const Dataset& data, Part par
 UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, Part part,
                               const std::vector<int>& ks) {
   const int64_t nu = data.users.size(), ni = data.items.size();
-  const data::Interactions& truth_x = part == Part::kTest ? data.split.test : data.split.validation;
+  const data::Interactions& truth_x = held_out(data, part);
   UserMetrics out;
   if (truth_x.size() == 0) {
-    out.metrics = evaluate(model, data, part, ks);  // the empty metrics
+    out.metrics = no_users(ks);
     return out;
   }
   const data::Csr truth = membership(nu, ni, truth_x);
   const ScoredRows s = scored_rows(truth, data.users, 0, 1.0);
   out.metrics = score(model, data, part, ks, s.rows, truth, &out.per_user);
-  const data::Interactions& foldin_x =
-      part == Part::kTest ? data.split.test_foldin : data.split.validation_foldin;
+  const data::Interactions& foldin_x = foldin(data, part);
   std::vector<int64_t> foldin_count;
   if (foldin_x.size() > 0) {
     foldin_count.assign(static_cast<size_t>(nu), 0);
@@ -222,11 +232,14 @@ UserMetrics evaluate_per_user(const models::Model& model, const Dataset& data, P
   return out;
 }
 
-std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<int64_t>& edges) {
+void check_activity_edges(const std::vector<int64_t>& edges, const std::string& what) {
   for (size_t e = 0; e < edges.size(); ++e)
     if (edges[e] < 1 || (e > 0 && edges[e] <= edges[e - 1]))
-      fail("activity bucket edges {}: expected increasing whole numbers >= 1, such as 5,10,20",
-           fmt::join(edges, ","));
+      fail("{}: expected increasing whole numbers >= 1, such as 5,10,20", what);
+}
+
+std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<int64_t>& edges) {
+  check_activity_edges(edges, fmt::format("activity bucket edges {}", fmt::join(edges, ",")));
   std::vector<ActivityBucket> out(edges.size() + 1);
   for (size_t b = 0; b < out.size(); ++b) {
     out[b].low = b == 0 ? 0 : edges[b - 1] + 1;

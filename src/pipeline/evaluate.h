@@ -61,6 +61,10 @@ struct ActivityBucket {
   std::vector<double> means;
 };
 
+/// Throws recforge::Error, in one sentence starting with `what`, unless `edges` are increasing
+/// whole numbers >= 1 (by_activity's edges).
+void check_activity_edges(const std::vector<int64_t>& edges, const std::string& what);
+
 /// Buckets of activity split after each of `edges` (increasing, each >= 1): [0, e0],
 /// [e0 + 1, e1], ..., [e_last + 1, no bound]; every bucket is returned, empty ones with 0 users.
 /// Each mean is summed in the users' order, so a bucket's means equal the metrics of an
@@ -93,7 +97,7 @@ void check_validation_sample(const config::Config& cfg, int64_t users, int64_t s
 /// How many of the users with a validation item eval.validation_sample selects: {users, sampled}.
 std::pair<int64_t, int64_t> validation_sample_size(const Dataset& data, const config::Config& cfg);
 
-/// "N users", or "N of M users (a sample)" when m is a sample: for log lines.
+/// "N users", or "N of M users, a sample" when m is a sample: for log lines.
 std::string users_scored(const eval::Metrics& m);
 
 /// The cutoffs of `eval.ks` as ints.

@@ -417,9 +417,10 @@ PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& 
       }
       std::vector<std::vector<double>>& sum = sums[col];
       if (sum.empty()) sum.assign(names.size(), std::vector<double>(users.size(), 0.0));
+      std::vector<size_t> slot(um.users.size());  // each user's place in the first run's order
+      for (size_t u = 0; u < um.users.size(); ++u) slot[u] = index.at(um.users[u]);
       for (size_t m = 0; m < names.size(); ++m)
-        for (size_t u = 0; u < um.users.size(); ++u)
-          sum[m][index.at(um.users[u])] += um.per_user.values[m][u];
+        for (size_t u = 0; u < um.users.size(); ++u) sum[m][slot[u]] += um.per_user.values[m][u];
     }
     const double runs = static_cast<double>(c.members[col].size());
     if (runs > 1)
