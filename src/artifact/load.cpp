@@ -100,7 +100,8 @@ void check_factors(const std::string& path, const Matrix& m, int64_t rows, int64
 }
 
 /// Reads one version directory (or a flat export): manifest, then each file once.
-Artifact load_version(const DirReader& v, const std::string& dir, const std::string& version) {
+Artifact load_version(const DirReader& v, const std::string& dir, const std::string& version,
+                      bool with_index) {
   Artifact a;
   a.dir = dir;
   a.version = version;
@@ -256,12 +257,14 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
     a.seen.data = std::move(data);
   }
 
-  const std::string index_path = v.shown("index.faiss");
-  a.index =
-      index::ItemIndex::from_bytes(verified("index.faiss")->bytes(), index_path, type, a.metric);
-  if (a.index.size() != n_items || a.index.dim() != dim)
-    fail("{}: {} vectors of dimension {}, expected {} of dimension {} as manifest.json counts",
-         index_path, a.index.size(), a.index.dim(), n_items, dim);
+  if (with_index) {
+    const std::string index_path = v.shown("index.faiss");
+    a.index =
+        index::ItemIndex::from_bytes(verified("index.faiss")->bytes(), index_path, type, a.metric);
+    if (a.index.size() != n_items || a.index.dim() != dim)
+      fail("{}: {} vectors of dimension {}, expected {} of dimension {} as manifest.json counts",
+           index_path, a.index.size(), a.index.dim(), n_items, dim);
+  }
 
   // Files listed beyond those of the format are checked too.
   for (const auto& [name, entry] : files->items()) {
@@ -302,7 +305,7 @@ long version_number(const std::string& name) {
   return std::stol(name.substr(2));
 }
 
-Artifact load(const std::string& dir) {
+Artifact load(const std::string& dir, bool with_index) {
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     std::optional<DirReader> root = DirReader::open(dir, dir);
     if (!root) {
@@ -322,10 +325,10 @@ Artifact load(const std::string& dir) {
     }
     const std::optional<std::string> target = read_current(*root);
     try {
-      if (!target) return load_version(*root, dir, "");  // the flat layout of earlier recforge
+      if (!target) return load_version(*root, dir, "", with_index);  // the flat layout of earlier recforge
       const std::optional<DirReader> v = DirReader::open(*target, dir + "/" + *target, root->fd());
       if (!v) continue;  // removed since `current` was read: read it again
-      return load_version(*v, dir, *target);
+      return load_version(*v, dir, *target, with_index);
     } catch (const Vanished&) {
       continue;
     }

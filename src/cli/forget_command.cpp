@@ -114,7 +114,14 @@ int cmd_forget() {
                                    "run.name=" + nlohmann::json(name).dump(),
                                    "export.enabled=true",
                                    "export.out=" + nlohmann::json(a.export_dir).dump()};
-  const config::Config cfg = config::Config::load(src + "/config.yaml", sets);
+  config::Config cfg = config::Config::load(src + "/config.yaml", sets);
+  if (!cfg.settings().model.init_from.empty()) {
+    // Its factors were trained on the users too: the retraining starts from random factors.
+    log().info("forget: the run was warm-started from {} (model.init_from), whose factors carry "
+               "the users' data; the retraining starts from random factors",
+               cfg.settings().model.init_from);
+    cfg.set("model.init_from=\"\"");
+  }
 
   // The source's exclusion (its salt, its opted-out and forgotten users) plus these users.
   auto exclusion = std::make_shared<data::UserExclusion>();

@@ -552,6 +552,11 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "Stop after this many validation evaluations without improvement of `eval.metric`, "
           "keeping the best factors (0: never stop early; needs eval_every > 0).")
       .ge(0);
+  f.field(&ModelSection::init_from, "model.init_from",
+          "Warm start: an export directory (or a run directory holding export/) of a model of "
+          "the same type and width; each user and item found there by id starts from its row, "
+          "the others from random factors (empty: all random). Refused when a user it was "
+          "trained on has opted out since; `recforge forget` ignores it.");
 }
 
 void EvalSection::declare(Fields<EvalSection>& f) {

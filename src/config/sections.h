@@ -144,6 +144,7 @@ struct ModelSection {
   double dropout = 0.0;
   int64_t eval_every = 0;
   int64_t patience = 0;
+  std::string init_from;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
   static void declare(Fields<ModelSection>& f);
 };

@@ -151,12 +151,13 @@ int64_t IalsDist::device_bytes_sent() const { return gpu_ ? gpu_->bytes_sent() :
 
 std::string IalsDist::device() const { return gpu_ ? gpu_->description() : std::string("cpu"); }
 
-void IalsDist::init() {
+void IalsDist::init(const Start& start) {
   const int k = o_.factors;
   users_ = models::random_factors(shard_.users.size(), k, o_.init_std, derive_seed(o_.seed, 1),
                                   shard_.users.begin);
   items_ = models::random_factors(shard_.items.size(), k, o_.init_std, derive_seed(o_.seed, 2),
                                   shard_.items.begin);
+  if (start) start(users_, shard_.users.begin, items_, shard_.items.begin);
   iterations_done_ = 0;
   users_needed_fresh_ = false;
   if (gpu_) gpu_->set_rows(users_, items_);

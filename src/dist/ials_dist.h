@@ -20,6 +20,7 @@
 /// its shard of the interactions twice (as user rows and as item rows), and k×k matrices.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,7 +140,11 @@ class IalsDist {
   ~IalsDist();
 
   /// Draws the rank's rows of the initial factors: exactly the rows a single process draws.
-  void init();
+  /// `start`, when given, then changes them (a warm start, model.init_from): it gets the rank's
+  /// user and item rows with the global index of their first row.
+  using Start = std::function<void(Matrix& users, int64_t first_user, Matrix& items,
+                                   int64_t first_item)>;
+  void init(const Start& start = {});
   /// One iteration (users, then items). Collective. Throws recforge::Error on every rank when
   /// any rank's factors became non-finite.
   void iterate();

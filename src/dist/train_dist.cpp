@@ -27,6 +27,7 @@
 #include "pipeline/options.h"
 #include "pipeline/run.h"
 #include "pipeline/train.h"
+#include "pipeline/warm_start.h"
 
 namespace recforge::dist {
 namespace {
@@ -253,8 +254,27 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
                side->volume().allgather);
   }
 
+  // model.init_from: opened and matched on rank 0 first (its error is every rank's), then on
+  // the others; each rank copies the export's rows of its own users and items.
+  std::optional<pipeline::InitSource> init_source;
+  std::optional<pipeline::WarmStart> warm;
+  auto open_warm = [&] {
+    init_source = pipeline::open_init_from(cfg);
+    if (init_source)
+      warm = pipeline::match_init_from(*init_source, cfg, data.users, data.items,
+                                       pipeline::opt_out_ids(cfg));
+  };
+  on_root(comm, open_warm);
+  if (comm.rank() != 0) open_warm();
+
   const auto tt = Clock::now();
-  model.init();
+  if (warm)
+    model.init([&](Matrix& users, int64_t first_user, Matrix& items, int64_t first_item) {
+      pipeline::warm_rows(init_source->export_.users, warm->user_rows, users, first_user);
+      pipeline::warm_rows(init_source->export_.items, warm->item_rows, items, first_item);
+    });
+  else
+    model.init();
   nlohmann::json history = nlohmann::json::array();
   const int64_t every = s.model.eval_every, patience = s.model.patience;
   const std::string& metric = s.eval.metric;
@@ -415,6 +435,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         {"bytes_sent_preparing_data", data_bytes_per_rank},
         {"peak_rss_bytes", peak_rss}};
     if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();
+    if (warm) run["init_from"] = warm->record;
     write_npy(dir->file("user_factors.npy"), whole.user_factors());
     write_npy(dir->file("item_factors.npy"), whole.item_factors());
     write_file_atomic(dir->file("metrics.json"), metrics.dump(2) + "\n");

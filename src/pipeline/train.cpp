@@ -18,6 +18,7 @@
 #include "pipeline/export.h"
 #include "pipeline/options.h"
 #include "pipeline/run.h"
+#include "pipeline/warm_start.h"
 
 namespace recforge::pipeline {
 
@@ -216,6 +217,11 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     if (!export_out.empty()) artifact::check_target(export_out);
     pseudonym_key(cfg);  // a missing or short key fails now, not after training
   }
+  if (!model && !s.model.init_from.empty())
+    fail("{}: model.init_from is set, but model.type none trains no model to start",
+         cfg.where("model.init_from"));
+  // model.init_from is opened and checked against the model before the data is read.
+  const std::optional<InitSource> init = model ? open_init_from(cfg) : std::nullopt;
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);
   if (exporting && !export_out.empty()) {  // an export there would take the run's place
@@ -257,11 +263,22 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     check_validation_sample(cfg, users, sampled);
   }
   if (options.on_dataset) options.on_dataset(data, run);
+  std::optional<WarmStart> warm;
+  if (init) {
+    warm = match_init_from(*init, cfg, data.users, data.items, opt_out_ids(cfg));
+    run["init_from"] = warm->record;
+  }
   std::string export_to, export_error;  // where the export goes; why it failed
   bool export_error_is_users = false;
   if (model) {
     const auto tt = Clock::now();
     model->init(data.users.size(), data.items.size());
+    if (warm) {  // the matched rows from the export, the others as init() drew them
+      Matrix users = model->user_factors(), items = model->item_factors();
+      warm_rows(init->export_.users, warm->user_rows, users);
+      warm_rows(init->export_.items, warm->item_rows, items);
+      model->set_factors(std::move(users), std::move(items));
+    }
     run["history"] = fit(*model, data, cfg, options, run);
     stop_if_interrupted(options);
     run["train_seconds"] = seconds_since(tt);

@@ -102,6 +102,34 @@ TEST(DistTrain, SyntheticSetAtTwoAndThreeRanksEqualsOneProcess) {
   expect_same_as_one_process(dir, config(dir.file("runs"), synthetic_data(dir)));
 }
 
+TEST(DistTrain, AWarmStartAtTwoAndThreeRanksEqualsOneProcess) {
+  // model.init_from: each rank copies the export's rows of its own users and items, so the
+  // runs start where one process starts (a cold start would be iterations 1-3 instead of 4-6,
+  // far outside the 1e-3).
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  const std::string data = synthetic_data(dir);
+  test::write_file(dir.file("base.yaml"), config(dir.file("runs"), data, 3,
+                                                 "export:\n  enabled: true\n"));
+  const Result base = run_ranks(0, dir.str(), "train base.yaml --set run.name=base");
+  ASSERT_EQ(base.rc, 0) << base.out;
+  std::string warm = config(dir.file("runs"), data, 3);
+  warm.replace(warm.find("model:\n"), 7, "model:\n  init_from: runs/base\n");
+  expect_same_as_one_process(dir, warm);
+  const nlohmann::json one = read_json(dir.file("runs/p0/run.json"));
+  ASSERT_TRUE(one.contains("init_from")) << one.dump();
+  EXPECT_EQ(one["init_from"]["users_matched"], one["init_from"]["users"]);
+  // Each CG step lowers its row's objective from where the row starts, so the first warm
+  // iteration ends no higher than the base run's last (within the runs' 1e-3); a cold first
+  // iteration ends far above it.
+  const double last = read_json(dir.file("runs/base/run.json"))["history"].back()["loss"];
+  for (const char* P : {"p0", "p2", "p3"}) {
+    const nlohmann::json run = read_json(dir.file(std::string("runs/") + P + "/run.json"));
+    EXPECT_EQ(run["init_from"], one["init_from"]) << P;
+    EXPECT_LE(run["history"][0]["loss"].get<double>(), last * (1 + 1e-3)) << P;
+  }
+}
+
 TEST(DistTrain, AValidationSampleScoresTheSameUsersAsOneProcess) {
   // eval.validation_sample picks users by a hash of their ids, so two ranks, each testing its
   // own users, score the users one process scores: the same counts at every evaluation and

@@ -1,0 +1,148 @@
+#include "pipeline/warm_start.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "pipeline/export.h"
+#include "pipeline/options.h"
+
+namespace recforge::pipeline {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The manifest's string at m[a][b], or "" when absent or not a string.
+std::string manifest_string(const nlohmann::json& m, const char* a, const char* b = nullptr) {
+  if (!m.contains(a)) return {};
+  const nlohmann::json& v = b ? (m[a].is_object() && m[a].contains(b) ? m[a][b] : nlohmann::json())
+                              : m[a];
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::optional<InitSource> open_init_from(const config::Config& cfg) {
+  const config::Settings& s = cfg.settings();
+  const std::string& from = s.model.init_from;
+  if (from.empty()) return std::nullopt;
+  const std::string where = cfg.where("model.init_from");
+  std::string dir = from;
+  if (!artifact::is_artifact(from)) {
+    std::error_code ec;
+    if (!fs::exists(from, ec))
+      fail("{}: model.init_from is {}, which does not exist; expected an export directory (or a "
+           "run directory holding export/)",
+           where, from);
+    dir = (fs::path(from) / "export").string();
+    if (!artifact::is_artifact(dir))
+      fail("{}: model.init_from is {}, which holds no export (no manifest.json or current link, "
+           "and no export/ inside); export the run first with `recforge export RUN --out DIR` "
+           "and name DIR",
+           where, from);
+  }
+  InitSource src;
+  src.dir = dir;
+  src.export_ = artifact::load(dir, /*with_index=*/false);
+  const nlohmann::json& m = src.export_.manifest;
+  const std::string type = manifest_string(m, "model", "type");
+  if (type != s.model.type)
+    fail("{}: model.init_from {} holds a{} {} model, but this run trains {} (model.type), whose "
+         "factors mean something else; start from an export of a {} model or leave "
+         "model.init_from empty",
+         where, dir, type.empty() || std::string("aeiou").find(type[0]) == std::string::npos ? "" : "n",
+         type.empty() ? "(unnamed)" : type, s.model.type, s.model.type);
+  const int dim = embedding_dimension(s);
+  const bool bias = s.model.item_bias && s.model.type != "ials" && s.model.type != "ccl";
+  const nlohmann::json* params = m["model"].contains("parameters") ? &m["model"]["parameters"] : nullptr;
+  const bool export_bias = params && params->is_object() && params->contains("item_bias") &&
+                           (*params)["item_bias"].is_boolean() && (*params)["item_bias"].get<bool>();
+  if (src.export_.items.cols != dim || export_bias != bias)
+    fail("{}: model.init_from {} has {} columns per item{}, but this run's model has {} "
+         "(model.factors {}{}); start from an export of the same width or leave model.init_from "
+         "empty",
+         where, dir, src.export_.items.cols, export_bias ? " (an item bias among them)" : "", dim,
+         s.model.factors, bias ? " and the item bias column" : "");
+  if (!src.export_.key_check.empty()) {
+    std::optional<SecretKey> key = pseudonym_key(cfg);
+    if (key && key->check_value() == src.export_.key_check) src.key = std::move(key);
+  }
+  return src;
+}
+
+WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
+                          const data::IdMap& users, const data::IdMap& items,
+                          const std::vector<std::string>& opt_out) {
+  const artifact::Artifact& a = source.export_;
+  const std::string where = cfg.where("model.init_from");
+  const bool pseudonyms = !a.key_check.empty();
+  const bool can_match_users = !pseudonyms || source.key.has_value();
+  // The export's id of a raw user id: itself, or its pseudonym under the export's key.
+  auto export_id = [&](const std::string& raw) {
+    return pseudonyms ? source.key->pseudonym(raw) : raw;
+  };
+  if (!opt_out.empty()) {
+    if (!can_match_users)
+      fail("{}: model.init_from {} holds pseudonymised user ids of a key this run does not have "
+           "(export.pseudonymize), so the {} user(s) of privacy.opt_out cannot be checked "
+           "against the users its factors were trained on; give the run the export's key or "
+           "leave model.init_from empty",
+           where, source.dir, opt_out.size());
+    int64_t trained_on = 0;
+    for (const std::string& id : opt_out) trained_on += a.user_ids.find(export_id(id)) ? 1 : 0;
+    if (trained_on > 0)
+      fail("{}: model.init_from {} was trained on {} user(s) now on the privacy.opt_out list, so "
+           "its factors carry their data; train this run from random factors (leave "
+           "model.init_from empty) and warm-start later runs from its export",
+           where, source.dir, trained_on);
+  }
+  WarmStart w;
+  w.user_rows.assign(static_cast<size_t>(users.size()), -1);
+  w.item_rows.assign(static_cast<size_t>(items.size()), -1);
+  for (int64_t i = 0; i < items.size(); ++i)
+    if (const auto row = a.item_ids.find(items.external(static_cast<data::index_t>(i)))) {
+      w.item_rows[static_cast<size_t>(i)] = *row;
+      ++w.items_matched;
+    }
+  if (can_match_users)
+    for (int64_t u = 0; u < users.size(); ++u)
+      if (const auto row = a.user_ids.find(export_id(users.external(static_cast<data::index_t>(u))))) {
+        w.user_rows[static_cast<size_t>(u)] = *row;
+        ++w.users_matched;
+      }
+  std::error_code ec;
+  const fs::path abs = fs::absolute(source.dir, ec).lexically_normal();
+  w.record = {{"export", ec ? source.dir : abs.string()},
+              {"version", a.version},
+              {"created", manifest_string(a.manifest, "created")},
+              {"source_run", manifest_string(a.manifest, "source", "run_dir")},
+              {"users", users.size()},
+              {"users_matched", w.users_matched},
+              {"items", items.size()},
+              {"items_matched", w.items_matched}};
+  if (!can_match_users)
+    log().warn("warm start from {}: its user ids are pseudonyms of a key this run does not have "
+               "(export.pseudonymize), so every user starts from random factors; only the "
+               "items start from the export",
+               source.dir);
+  log().info("warm start from {}{}: {} of {} users and {} of {} items start from its factors, "
+             "the others from random ones",
+             source.dir, a.version.empty() ? "" : " (" + a.version + ")", w.users_matched,
+             users.size(), w.items_matched, items.size());
+  return w;
+}
+
+void warm_rows(const Matrix& from, const std::vector<int64_t>& rows, Matrix& m,
+               int64_t first_row) {
+  RF_ASSERT(from.cols == m.cols, "warm_rows: the export's width differs from the model's");
+  RF_ASSERT(first_row + m.rows <= static_cast<int64_t>(rows.size()),
+            "warm_rows: more rows than matched ids");
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const int64_t src = rows[static_cast<size_t>(first_row + r)];
+    if (src >= 0) std::copy_n(from.row(src), m.cols, m.row(r));
+  }
+}
+
+}  // namespace recforge::pipeline

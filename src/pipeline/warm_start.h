@@ -1,0 +1,67 @@
+#pragma once
+/// @file warm_start.h
+/// model.init_from: a run that starts from the factors of an earlier export instead of random
+/// ones. Every user and item of this run's data found in the export by id starts from its row
+/// there; the others start from the random factors they would have had without it. Nightly
+/// retraining on today's interactions then needs fewer iterations than a cold start, and the
+/// embeddings of unchanged users and items move less from one export to the next.
+///
+/// The export's model type and dimension must be this run's. A warm-started model depends on
+/// the data its export was trained on, so a warm start is refused when a user that export
+/// trained on has opted out since (privacy.opt_out), and `recforge forget` always retrains from
+/// random factors (docs/privacy.md).
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "artifact/artifact.h"
+#include "config/config.h"
+#include "core/secret.h"
+#include "data/interactions.h"
+
+namespace recforge::pipeline {
+
+/// The export that model.init_from names, loaded (factors and ids; not its Faiss index) and
+/// checked against the run's model.
+struct InitSource {
+  std::string dir;           ///< the export directory read (model.init_from, or its export/)
+  artifact::Artifact export_;
+  /// The run's pseudonymisation key when the export's user ids are pseudonyms made with it;
+  /// nullopt for raw ids, or when the run has no such key (users are then not matched).
+  std::optional<SecretKey> key;
+};
+
+/// Opens model.init_from: an export directory, or a run directory holding one in export/.
+/// Returns nullopt when the setting is empty. Throws recforge::Error with one sentence naming
+/// the setting when the path holds no export, or the export's model type or dimension is not
+/// this run's (model.type, model.factors and model.item_bias).
+std::optional<InitSource> open_init_from(const config::Config& cfg);
+
+/// Where each row of this run's data starts: the export's row of the same id, or -1 (random).
+struct WarmStart {
+  std::vector<int64_t> user_rows;  ///< per user of the run: the export's row, or -1
+  std::vector<int64_t> item_rows;  ///< per item of the run: the export's row, or -1
+  int64_t users_matched = 0, items_matched = 0;
+  /// run.json's "init_from": the export, its version and creation time, the run it came from,
+  /// and the counts matched.
+  nlohmann::json record;
+};
+
+/// Matches this run's users and items (their external ids) against the export's. Users are
+/// matched by raw id, or by pseudonym when the export is pseudonymised with the run's key
+/// (export.pseudonymize); without that key users start at random (logged). Throws
+/// recforge::Error when the export holds a user who is on this run's opt-out list
+/// (`opt_out`: pipeline::opt_out_ids), since its factors carry that user's data; also when the
+/// list is not empty and the export's pseudonyms cannot be checked against it (no key).
+WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
+                          const data::IdMap& users, const data::IdMap& items,
+                          const std::vector<std::string>& opt_out);
+
+/// Copies into `m` (rows first_row.. of this run's side, e.g. a distributed rank's shard) the
+/// export's rows of the ids `rows` matched; the other rows keep their values.
+void warm_rows(const Matrix& from, const std::vector<int64_t>& rows, Matrix& m,
+               int64_t first_row = 0);
+
+}  // namespace recforge::pipeline

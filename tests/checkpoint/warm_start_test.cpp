@@ -1,0 +1,323 @@
+// Warm starts (model.init_from): each user and item of the new data found in an earlier export
+// by id starts from its row there, the others from the random factors they would have had; an
+// iALS run started from a run's export continues that run to the bit; a BPR run starts where
+// its export ended; pseudonymised exports match users only with their key; a warm start from an
+// export trained on a user who has opted out since is refused, and `recforge forget` retrains
+// from random factors. Through the library and the recforge binary.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "config/config.h"
+#include "core/npy.h"
+#include "pipeline/dataset.h"
+#include "pipeline/warm_start.h"
+#include "test_util.h"
+
+namespace recforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Result;
+using test::TempDir;
+
+nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(test::read_file(path));
+}
+
+// Interactions of users first_user..last_user with items first_item..last_item ("u12,i7"
+// lines, 12 distinct items per user, drawn with `seed`): day 1 and day 2 of the tests share
+// most ids.
+std::string interactions(int first_user, int last_user, int first_item, int last_item,
+                         unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> item(first_item, last_item);
+  std::ostringstream out;
+  for (int u = first_user; u <= last_user; ++u) {
+    std::set<int> items;
+    while (items.size() < 12) items.insert(item(rng));
+    for (int i : items) out << "u" << u << ",i" << i << "\n";
+  }
+  return out.str();
+}
+
+// A config over `path` (string ids, no split: every interaction trains), iALS with 8 factors
+// unless `model` says otherwise; `extra` adds sections.
+std::string config(const TempDir& t, const std::string& path, const std::string& model = "",
+                   const std::string& extra = "") {
+  return "run:\n  dir: " + t.file("runs") +
+         "\n  progress: off\n  seed: 5\n"
+         "data:\n  format: delimited\n  path: " + path +
+         "\n  id_type: string\n  cache: false\n"
+         "split:\n  method: none\n"
+         "model:\n" + (model.empty() ? "  type: ials\n  factors: 8\n  iterations: 4\n"
+                                       "  regularization: 0.05\n  solver: cholesky\n"
+                                     : model) +
+         "train:\n  threads: 1\n"
+         "export:\n  enabled: true\n" + extra;
+}
+
+Result recforge(const TempDir& t, const std::string& args, const std::string& env = "") {
+  return test::run_recforge(t.str(), args, env);
+}
+
+// Day 1: users u0-u59 and items i0-i39; day 2: u10-u69 and i5-i44 (users u10-u59 and items
+// i5-i39 in both).
+struct Days {
+  TempDir t;
+  std::string day1 = t.file("day1.csv"), day2 = t.file("day2.csv");
+  Days() {
+    test::write_file(day1, interactions(0, 59, 0, 39, 1));
+    test::write_file(day2, interactions(10, 69, 5, 44, 2));
+  }
+};
+
+TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
+  Days d;
+  test::write_file(d.t.file("day1.yaml"), config(d.t, d.day1));
+  const Result a = recforge(d.t, "train day1.yaml --set run.name=day1");
+  ASSERT_EQ(a.rc, 0) << a.out;
+
+  const config::Config cfg = config::Config::parse(
+      config(d.t, d.day2), "day2.yaml", {"model.init_from=" + d.t.file("runs/day1")});
+  const pipeline::Dataset data = pipeline::prepare_dataset(cfg);
+  const std::optional<pipeline::InitSource> src = pipeline::open_init_from(cfg);
+  ASSERT_TRUE(src.has_value());
+  EXPECT_EQ(src->dir, d.t.file("runs/day1") + "/export");  // the run's export
+  const pipeline::WarmStart w = pipeline::match_init_from(*src, cfg, data.users, data.items, {});
+  EXPECT_EQ(w.users_matched, 50);  // u10-u59
+  EXPECT_EQ(w.items_matched, 35);  // i5-i39
+  EXPECT_EQ(w.record["users_matched"], 50);
+  EXPECT_EQ(w.record["items"], data.items.size());
+  EXPECT_EQ(w.record["version"], "v-1");
+  EXPECT_EQ(w.record["source_run"], d.t.file("runs/day1"));
+
+  // The rows: the export's for ids it has (looked up here independently), the given ones else.
+  const Matrix from_users = read_npy(d.t.file("runs/day1/user_factors.npy"));
+  const Matrix from_items = read_npy(d.t.file("runs/day1/item_factors.npy"));
+  std::vector<std::string> export_users;
+  {
+    std::istringstream in(test::read_file(src->dir + "/user_ids.txt"));
+    for (std::string l; std::getline(in, l);) export_users.push_back(l);
+  }
+  for (bool users : {true, false}) {
+    const data::IdMap& ids = users ? data.users : data.items;
+    const std::vector<int64_t>& rows = users ? w.user_rows : w.item_rows;
+    const Matrix& from = users ? src->export_.users : src->export_.items;
+    Matrix m;
+    m.rows = ids.size();
+    m.cols = 8;
+    m.data.assign(static_cast<size_t>(m.rows * m.cols), -7.f);
+    pipeline::warm_rows(from, rows, m);
+    int64_t kept = 0;
+    for (int64_t r = 0; r < m.rows; ++r) {
+      const std::string& id = ids.external(static_cast<data::index_t>(r));
+      const int number = std::stoi(id.substr(1));
+      const bool shared = users ? number >= 10 && number <= 59 : number >= 5 && number <= 39;
+      if (!shared) {
+        ++kept;
+        for (int c = 0; c < 8; ++c) EXPECT_EQ(m.row(r)[c], -7.f) << id;
+        continue;
+      }
+      // Its row in the day-1 run: the position of the id in the export's id list.
+      const auto at = users ? std::find(export_users.begin(), export_users.end(), id) - export_users.begin()
+                            : *src->export_.item_ids.find(id);
+      const Matrix& run_rows = users ? from_users : from_items;
+      for (int c = 0; c < 8; ++c) EXPECT_EQ(m.row(r)[c], run_rows.row(at)[c]) << id;
+    }
+    EXPECT_EQ(kept, users ? 10 : 5);
+    // A slice (a distributed rank's rows) gets the same rows as the whole.
+    Matrix part;
+    part.rows = 20;
+    part.cols = 8;
+    part.data.assign(160, -7.f);
+    pipeline::warm_rows(from, rows, part, 15);
+    for (int64_t r = 0; r < 20; ++r)
+      for (int c = 0; c < 8; ++c) EXPECT_EQ(part.row(r)[c], m.row(15 + r)[c]);
+  }
+
+  // Through the binary: run.json records where the run started.
+  const Result b = recforge(d.t, "train day1.yaml --set run.name=day2 --set data.path=" + d.day2 +
+                                     " --set model.init_from=runs/day1");
+  ASSERT_EQ(b.rc, 0) << b.out;
+  EXPECT_NE(b.out.find("50 of 60 users and 35 of 40 items start from its factors"),
+            std::string::npos)
+      << b.out;
+  const nlohmann::json run = read_json(d.t.file("runs/day2/run.json"));
+  EXPECT_EQ(run["init_from"]["export"], d.t.file("runs/day1/export"));
+  EXPECT_EQ(run["init_from"]["users_matched"], 50);
+  EXPECT_EQ(run["init_from"]["items_matched"], 35);
+}
+
+// iALS keeps no state beyond its factors, which the export holds exactly: N iterations started
+// from the export of a K-iteration run are iterations K+1..K+N of that run, to the bit (one
+// thread: the same arithmetic in the same order), with the CG solver (which starts each row
+// from its current factors) and with Cholesky.
+TEST(WarmStart, AnIalsRunStartedFromARunsExportContinuesThatRunToTheBit) {
+  Days d;
+  for (const char* solver : {"cg", "cholesky"}) {
+    const std::string model = std::string("  type: ials\n  factors: 8\n  iterations: 3\n"
+                                          "  regularization: 0.05\n  unobserved_exp: 0.5\n"
+                                          "  solver: ") + solver + "\n";
+    test::write_file(d.t.file("c.yaml"), config(d.t, d.day1, model));
+    const std::string tag(solver);
+    ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first-" + tag).rc, 0);
+    const Result w = recforge(d.t, "train c.yaml --set run.name=warm-" + tag +
+                                       " --set model.iterations=2 --set model.init_from=runs/first-" + tag);
+    ASSERT_EQ(w.rc, 0) << w.out;
+    ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=whole-" + tag +
+                                " --set model.iterations=5").rc, 0);
+    for (const char* f : {"user_factors.npy", "item_factors.npy"}) {
+      const Matrix warm = read_npy(d.t.file("runs/warm-" + tag + "/" + f));
+      const Matrix whole = read_npy(d.t.file("runs/whole-" + tag + "/" + f));
+      ASSERT_EQ(warm.rows, whole.rows);
+      int64_t differ = 0;
+      for (size_t j = 0; j < warm.data.size(); ++j) differ += warm.data[j] != whole.data[j];
+      EXPECT_EQ(differ, 0) << solver << " " << f;
+    }
+    const nlohmann::json warm = read_json(d.t.file("runs/warm-" + tag + "/run.json"));
+    const nlohmann::json whole = read_json(d.t.file("runs/whole-" + tag + "/run.json"));
+    EXPECT_EQ(warm["history"][1]["loss"], whole["history"][4]["loss"]) << solver;
+  }
+}
+
+// A batch model's epochs sample anew and its optimiser starts afresh, so there is no bitwise
+// continuation; its first epoch starts from the export's factors: the mean sample loss of a
+// warm first epoch is that of a model already trained, far below a cold first epoch's (BPR's
+// loss at random factors is about ln 2 = 0.69 per sample).
+TEST(WarmStart, ABprRunStartsFromTheExportedModel) {
+  Days d;
+  const std::string model =
+      "  type: bpr\n  factors: 8\n  iterations: 30\n  learning_rate: 0.05\n"
+      "  batch_size: 64\n  item_bias: true\n";
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1, model));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first").rc, 0);
+  const Result w = recforge(d.t, "train c.yaml --set run.name=warm --set model.iterations=1 "
+                                 "--set model.init_from=runs/first");
+  ASSERT_EQ(w.rc, 0) << w.out;
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=cold --set model.iterations=1").rc, 0);
+  const nlohmann::json first = read_json(d.t.file("runs/first/run.json"));
+  const double trained = first["history"].back()["loss"];
+  const double warm = read_json(d.t.file("runs/warm/run.json"))["history"][0]["loss"];
+  const double cold = read_json(d.t.file("runs/cold/run.json"))["history"][0]["loss"];
+  EXPECT_GT(cold, 0.6);
+  EXPECT_LT(warm, 0.5 * cold) << "trained " << trained;
+  EXPECT_LT(warm, 1.5 * trained) << "cold " << cold;
+}
+
+TEST(WarmStart, PseudonymisedExportsMatchUsersOnlyWithTheirKey) {
+  Days d;
+  test::write_file(d.t.file("key"), "warm-start-test-key-0123456789");
+  test::write_file(d.t.file("other-key"), "another-key-of-someone-else-987");
+  const std::string pseudo = "  pseudonymize: true\n  pseudonym_key_file: key\n";
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1, "", pseudo));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first").rc, 0);
+  const std::string day2 = " --set data.path=" + d.day2 + " --set model.init_from=runs/first";
+  const Result same = recforge(d.t, "train c.yaml --set run.name=same" + day2);
+  ASSERT_EQ(same.rc, 0) << same.out;
+  EXPECT_EQ(read_json(d.t.file("runs/same/run.json"))["init_from"]["users_matched"], 50);
+  // Another key, or none: the items start from the export, every user at random (said).
+  for (const std::string& set : {std::string(" --set export.pseudonym_key_file=other-key"),
+                                 std::string(" --set export.pseudonymize=false --set export.pseudonym_key_file=")}) {
+    const Result r = recforge(d.t, "train c.yaml --set run.name=other" + day2 + set);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("every user starts from random factors"), std::string::npos) << r.out;
+    const nlohmann::json run = read_json(d.t.file("runs/other/run.json"));
+    EXPECT_EQ(run["init_from"]["users_matched"], 0);
+    EXPECT_EQ(run["init_from"]["items_matched"], 35);
+    fs::remove_all(d.t.file("runs/other"));
+  }
+  // An opt-out list cannot be checked against pseudonyms without their key: refused.
+  test::write_file(d.t.file("opt-out.txt"), "u3\n");
+  const Result r = recforge(d.t, "train c.yaml --set run.name=refused" + day2 +
+                                     " --set export.pseudonymize=false --set export.pseudonym_key_file= "
+                                     "--set privacy.opt_out=opt-out.txt");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("the 1 user(s) of privacy.opt_out cannot be checked"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(d.t.file("runs/refused")));
+}
+
+TEST(WarmStart, AnExportTrainedOnAUserWhoOptedOutSinceIsRefused) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first").rc, 0);
+  // u3 and u12 trained the day-1 model (u3 is not in day 2's data at all); u99 never occurred.
+  test::write_file(d.t.file("opt-out.txt"), "u3\nu12\nu99\n");
+  const std::string day2 = " --set data.path=" + d.day2 + " --set model.init_from=runs/first";
+  const Result r = recforge(d.t, "train c.yaml --set run.name=refused --set "
+                                 "privacy.opt_out=opt-out.txt" + day2);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("model.init_from runs/first/export was trained on 2 user(s) now on the "
+                       "privacy.opt_out list"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("u12"), std::string::npos) << r.out;  // ids are not echoed
+  EXPECT_FALSE(fs::exists(d.t.file("runs/refused")));
+  // Only a user it never trained on: the warm start goes ahead.
+  test::write_file(d.t.file("opt-out.txt"), "u99\nu65\n");
+  const Result ok = recforge(d.t, "train c.yaml --set run.name=ok --set "
+                                  "privacy.opt_out=opt-out.txt" + day2);
+  EXPECT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_EQ(read_json(d.t.file("runs/ok/run.json"))["init_from"]["users_matched"], 50);
+}
+
+TEST(WarmStart, ForgetRetrainsFromRandomFactors) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first").rc, 0);
+  const std::string day2 = " --set data.path=" + d.day2;
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=warm --set model.init_from=runs/first" +
+                              day2).rc, 0);
+  const Result f = recforge(d.t, "forget runs/warm --users u20");
+  ASSERT_EQ(f.rc, 0) << f.out;
+  EXPECT_NE(f.out.find("the retraining starts from random factors"), std::string::npos) << f.out;
+  EXPECT_EQ(read_json(d.t.file("runs/warm-forget/run.json")).count("init_from"), 0u);
+  const config::Config saved = config::Config::load(d.t.file("runs/warm-forget/config.yaml"));
+  EXPECT_EQ(saved.settings().model.init_from, "");
+  // The cold retraining is the one training gives with the user opted out (the same data,
+  // numbering and seed), to the bit.
+  test::write_file(d.t.file("opt-out.txt"), "u20\n");
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=cold --set privacy.opt_out=opt-out.txt" +
+                              day2).rc, 0);
+  for (const char* file : {"user_factors.npy", "item_factors.npy"})
+    EXPECT_EQ(test::read_file(d.t.file(std::string("runs/warm-forget/") + file)),
+              test::read_file(d.t.file(std::string("runs/cold/") + file)))
+        << file;
+}
+
+TEST(WarmStart, AnExportOfAnotherModelOrWidthOrNoExportIsRefused) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=first").rc, 0);
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=bare --set export.enabled=false").rc, 0);
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=bpr --set model.type=bpr "
+                          "--set model.iterations=1").rc, 0);
+  const struct {
+    std::string sets, says;
+  } cases[] = {
+      {"--set model.init_from=runs/first --set model.factors=16",
+       "runs/first/export has 8 columns per item, but this run's model has 16 (model.factors 16)"},
+      {"--set model.init_from=runs/first --set model.type=bpr",
+       "runs/first/export holds an ials model, but this run trains bpr (model.type)"},
+      {"--set model.init_from=runs/bpr --set model.type=bpr --set model.factors=7 "
+       "--set model.item_bias=true",
+       "runs/bpr/export has 8 columns per item, but this run's model has 8 (model.factors 7 "
+       "and the item bias column)"},
+      {"--set model.init_from=runs/bare", "model.init_from is runs/bare, which holds no export"},
+      {"--set model.init_from=runs/none", "model.init_from is runs/none, which does not exist"},
+  };
+  for (const auto& c : cases) {
+    const Result r = recforge(d.t, "train c.yaml --set run.name=refused " + c.sets);
+    EXPECT_EQ(r.rc, 1) << c.sets << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.says), std::string::npos) << c.sets << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d.t.file("runs/refused"))) << c.sets;
+  }
+}
+
+}  // namespace
+}  // namespace recforge
