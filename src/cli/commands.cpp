@@ -243,6 +243,13 @@ int cmd_info() {
       text += fmt::format("model      {}\n", run.contains("model") && !run["model"].is_null()
                                                    ? run["model"].dump()
                                                    : "none");
+      if (run.contains("init_from")) {  // a warm start (model.init_from)
+        const nlohmann::json& w = run["init_from"];
+        text += fmt::format("started    from {} ({}): {} of {} users, {} of {} items\n",
+                            w.at("export").get<std::string>(), w.at("version").get<std::string>(),
+                            w.at("users_matched").get<long long>(), w.at("users").get<long long>(),
+                            w.at("items_matched").get<long long>(), w.at("items").get<long long>());
+      }
       if (!stats.is_null()) {
         text += fmt::format("users      {}\nitems      {}\n", stats.at("users").get<long long>(),
                             stats.at("items").get<long long>());

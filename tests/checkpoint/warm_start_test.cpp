@@ -151,6 +151,11 @@ TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
   EXPECT_EQ(run["init_from"]["export"], d.t.file("runs/day1/export"));
   EXPECT_EQ(run["init_from"]["users_matched"], 50);
   EXPECT_EQ(run["init_from"]["items_matched"], 35);
+  const Result info = recforge(d.t, "info runs/day2");
+  EXPECT_NE(info.out.find("started    from " + d.t.file("runs/day1/export") +
+                          " (v-1): 50 of 60 users, 35 of 40 items"),
+            std::string::npos)
+      << info.out;
 }
 
 // iALS keeps no state beyond its factors, which the export holds exactly: N iterations started

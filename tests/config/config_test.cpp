@@ -174,9 +174,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "model.negative_weight",
                            "model.history_weight",
                            "model.dropout",
-                           "eval.validation_sample"})
+                           "eval.validation_sample",
+                           "model.init_from"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 108u);
+  EXPECT_EQ(params().size(), 109u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------
