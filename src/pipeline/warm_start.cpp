@@ -56,9 +56,13 @@ std::optional<InitSource> open_init_from(const config::Config& cfg) {
          type.empty() ? "(unnamed)" : type, s.model.type, s.model.type);
   const int dim = embedding_dimension(s);
   const bool bias = s.model.item_bias && s.model.type != "ials" && s.model.type != "ccl";
-  const nlohmann::json* params = m["model"].contains("parameters") ? &m["model"]["parameters"] : nullptr;
-  const bool export_bias = params && params->is_object() && params->contains("item_bias") &&
-                           (*params)["item_bias"].is_boolean() && (*params)["item_bias"].get<bool>();
+  // The manifest's model.parameters.item_bias (batch models write it; iALS has none).
+  bool export_bias = false;
+  if (m.contains("model") && m["model"].is_object() && m["model"].contains("parameters")) {
+    const nlohmann::json& params = m["model"]["parameters"];
+    export_bias = params.is_object() && params.contains("item_bias") &&
+                  params["item_bias"].is_boolean() && params["item_bias"].get<bool>();
+  }
   if (src.export_.items.cols != dim || export_bias != bias)
     fail("{}: model.init_from {} has {} columns per item{}, but this run's model has {} "
          "(model.factors {}{}); start from an export of the same width or leave model.init_from "
