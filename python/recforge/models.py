@@ -339,7 +339,11 @@ class MatrixFactorizationBase:
 
         Notes
         -----
-        Each iteration runs in the engine with the GIL released. Ctrl-C (SIGINT) raises
+        As in implicit, a model that already has factors (an earlier ``fit``, or factors
+        assigned) continues from them: each side whose width is ``factors`` starts from its
+        current rows, and rows for ids the new matrix adds start at random (set
+        ``user_factors`` and ``item_factors`` to ``None`` to start over). Each iteration runs in
+        the engine with the GIL released. Ctrl-C (SIGINT) raises
         ``KeyboardInterrupt`` at the end of the iteration in progress: the model then holds the
         factors of the last complete iteration (``iterations_done`` says how many), or, when no
         iteration completed, the factors it had before this call (``None`` if it was unfitted).
@@ -357,6 +361,7 @@ class MatrixFactorizationBase:
         bar = None
         try:
             engine.init()
+            self._continue_from(engine, previous, previous_pending)
             self._engine, self._pending, self.iterations_done = engine, {}, 0
             if show_progress and _tqdm is not None:
                 bar = _tqdm(total=engine.iterations)
@@ -388,6 +393,35 @@ class MatrixFactorizationBase:
                 bar.close()
             engine.drop_data()
         return None
+
+    def _continue_from(self, engine, previous, pending):
+        """As implicit's ``fit``, a side that already has factors (from an earlier fit, or
+        assigned) starts from them instead of random ones, when their width is the model's:
+        its rows 0..n-1 are copied over the engine's random initial rows; rows of ids the new
+        matrix adds keep their random start, and rows past its shape are dropped. A side set to
+        ``None``, or of another width, starts from random factors."""
+        users, items = engine.sizes()
+        dim = self.factors_dim()
+        start = {}
+        for which, rows, is_users in (("user_factors", users, True), ("item_factors", items, False)):
+            if which in pending:
+                old = pending[which]
+            elif previous is not None:
+                # Row copies, not views: a view handed out keeps the engine from caching.
+                old_rows = previous.sizes()[0 if is_users else 1]
+                old = previous.rows(is_users, np.arange(min(old_rows, rows), dtype=np.int64))
+            else:
+                old = None
+            if old is None or old.shape[1] != dim or old.shape[0] == 0:
+                continue
+            new = engine.rows(is_users, np.arange(rows, dtype=np.int64))
+            n = min(rows, old.shape[0])
+            new[:n] = old[:n]
+            start[which] = new
+        if start:
+            engine.set_factors(
+                start.get("user_factors", engine.rows(True, np.arange(users, dtype=np.int64))),
+                start.get("item_factors", engine.rows(False, np.arange(items, dtype=np.int64))))
 
     def _fold_in_users(self, user_items):
         return self._engine.fold_in_users(*_csr_arrays(user_items))

@@ -388,13 +388,16 @@ def test_an_interrupted_partial_fit_adds_no_rows(data):
 
 
 def test_a_random_state_that_is_not_an_int_draws_a_new_seed_per_fit(data):
-    """As in implicit: random_state None or a generator gives each fit its own initial factors
-    (before, the seed was drawn once per object, so refits were identical); an int repeats."""
+    """As in implicit: random_state None or a generator gives each fit from random factors its
+    own initial factors (before, the seed was drawn once per object, so refits were identical);
+    an int repeats. (A refit continues from the model's factors unless they are set to None.)"""
     def fitted_twice(random_state):
         m = recforge.AlternatingLeastSquares(factors=4, iterations=1, num_threads=1,
                                              random_state=random_state)
         m.fit(data, show_progress=False)
         first = m.user_factors.copy()
+        m.user_factors = None
+        m.item_factors = None
         m.fit(data, show_progress=False)
         return first, m.user_factors.copy()
 
@@ -1186,3 +1189,91 @@ def test_batch_estimators_default_to_the_engines_per_model_defaults(tmp_path, cl
         compared += 1
     assert compared >= 10
     assert _PYTHON_ONLY_DEFAULTS[kind] <= {a for a, _, _ in cls._keys}
+
+
+# (h) refitting continues, as implicit's fit ----------------------------------------------
+
+
+def test_a_refit_continues_from_the_models_factors_as_implicits_does(data):
+    """implicit's fit starts from the factors a model holds; ALS keeps no other state, so two
+    fits of N iterations are one fit of 2N, to the bit (one thread), with CG and Cholesky.
+    Setting both matrices to None starts over: the fit then equals a fresh model's."""
+    for solver in ("cg", "cholesky"):
+        def make(iterations):
+            return recforge.AlternatingLeastSquares(factors=8, iterations=iterations,
+                                                    regularization=0.1, random_state=5,
+                                                    num_threads=1, solver=solver)
+        twice = make(3)
+        twice.fit(data, show_progress=False)
+        twice.fit(data, show_progress=False)
+        once = make(6)
+        once.fit(data, show_progress=False)
+        np.testing.assert_array_equal(twice.user_factors, once.user_factors)
+        np.testing.assert_array_equal(twice.item_factors, once.item_factors)
+        assert twice.iterations_done == 3  # the last fit's
+        twice.user_factors = None
+        twice.item_factors = None
+        twice.fit(data, show_progress=False)
+        fresh = make(3)
+        fresh.fit(data, show_progress=False)
+        np.testing.assert_array_equal(twice.user_factors, fresh.user_factors)
+        np.testing.assert_array_equal(twice.item_factors, fresh.item_factors)
+
+
+def test_a_refit_on_a_grown_matrix_keeps_the_old_rows_and_draws_the_new(data):
+    """New users and items (the matrix grew, as implicit's fit does not allow: its factors no
+    longer fit) start from the fresh draw of a cold fit of the grown matrix, and the others from
+    the model's rows. Checked through Cholesky ALS: one iteration's user solve depends only on
+    the items' starting rows, so it equals a model assigned exactly those rows, and differs from
+    a cold fit's."""
+    rng = np.random.default_rng(4)
+    extra_users = sp.random(20, data.shape[1], density=0.1, random_state=rng, format="csr",
+                            dtype=np.float32)
+    new_items = sp.csr_matrix(([1.0, 1.0], ([0, 305], [0, 3])),
+                              shape=(data.shape[0] + 20, 5), dtype=np.float32)
+    grown = sp.hstack([sp.vstack([data, extra_users]), new_items]).tocsr()
+    grown.data[:] = 1
+    grown.sort_indices()
+
+    def make(iterations):
+        return recforge.AlternatingLeastSquares(factors=8, iterations=iterations,
+                                                regularization=0.1, random_state=5,
+                                                num_threads=1, solver="cholesky")
+    old = make(3)
+    old.fit(data, show_progress=False)
+    old_items = old.item_factors.copy()
+    old.iterations = 1
+    old.fit(grown, show_progress=False)
+    assert old.user_factors.shape == (grown.shape[0], 8)
+    assert old.item_factors.shape == (grown.shape[1], 8)
+
+    cold = make(1)
+    cold.fit(grown, show_progress=False)
+    # The expected start: the old rows for old ids, and for the new ones the rows a cold start
+    # of the grown matrix draws (engine.init, read without training).
+    probe = make(1)
+    engine = probe._build_engine()
+    engine.set_data(*recforge.models._csr_arrays(grown), grown.shape[0], grown.shape[1])
+    engine.init()
+    drawn_items = engine.rows(False, np.arange(grown.shape[1], dtype=np.int64))
+    drawn_users = engine.rows(True, np.arange(grown.shape[0], dtype=np.int64))
+    expected_items = drawn_items.copy()
+    expected_items[: data.shape[1]] = old_items
+    ref = make(1)
+    ref.user_factors = drawn_users
+    ref.item_factors = expected_items
+    ref.fit(grown, show_progress=False)
+    np.testing.assert_array_equal(old.user_factors, ref.user_factors)
+    np.testing.assert_array_equal(old.item_factors, ref.item_factors)
+    assert not np.array_equal(old.item_factors, cold.item_factors)
+
+
+def test_a_refit_at_another_width_starts_from_random_factors(data):
+    m = recforge.AlternatingLeastSquares(factors=8, iterations=2, random_state=5, num_threads=1)
+    m.fit(data, show_progress=False)
+    m.factors = 6
+    m.fit(data, show_progress=False)
+    fresh = recforge.AlternatingLeastSquares(factors=6, iterations=2, random_state=5,
+                                             num_threads=1)
+    fresh.fit(data, show_progress=False)
+    np.testing.assert_array_equal(m.item_factors, fresh.item_factors)

@@ -295,6 +295,31 @@ TEST(WarmStart, ForgetRetrainsFromRandomFactors) {
         << file;
 }
 
+// The nightly loop: each night trains on that day's data, starts from the serving export and
+// replaces it (export.out and model.init_from the same directory): the export being replaced
+// stays readable while the run trains (its files are mapped), and each run records the
+// version it started from.
+TEST(WarmStart, TheNightlyLoopStartsFromTheExportItReplaces) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  const std::string serving = " --set export.out=" + d.t.file("serving");
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=night1" + serving).rc, 0);
+  for (int night = 2; night <= 3; ++night) {
+    const std::string name = "night" + std::to_string(night);
+    const Result r = recforge(d.t, "train c.yaml --set run.name=" + name + serving +
+                                       " --set data.path=" + (night == 2 ? d.day2 : d.day1) +
+                                       " --set model.init_from=" + d.t.file("serving"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const nlohmann::json run = read_json(d.t.file("runs/" + name + "/run.json"));
+    EXPECT_EQ(run["init_from"]["version"], "v-" + std::to_string(night - 1));
+    EXPECT_EQ(run["init_from"]["source_run"], d.t.file("runs/night" + std::to_string(night - 1)));
+    EXPECT_EQ(fs::read_symlink(d.t.file("serving/current")).string(),
+              "v-" + std::to_string(night));
+  }
+  const Result rec = recforge(d.t, "recommend serving --user u3 --k 5");
+  EXPECT_EQ(rec.rc, 0) << rec.out;
+}
+
 TEST(WarmStart, AnExportOfAnotherModelOrWidthOrNoExportIsRefused) {
   Days d;
   test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));

@@ -158,6 +158,29 @@ TEST_P(IalsOnDevice, OneIterationMatchesTheCpuReference) {
   }
 }
 
+// A warm start (model.init_from, Python's refit) replaces a model's initial factors through
+// set_factors after init: the next iteration starts from the given factors on every device
+// (uploaded to the GPU), within the bounds of an iteration from them, and not from the model's
+// own draw.
+TEST_P(IalsOnDevice, AnIterationAfterSetFactorsStartsFromTheGivenFactors) {
+  const data::Csr r = random_csr(300, 200, 12, 164);
+  const data::Csr rt = r.transpose();
+  for (bool cholesky : {false, true}) {
+    const IalsOptions o = dense_basis(options(64, cholesky));
+    IalsOptions other = o;
+    other.seed = 1234;
+    const auto [xs, ys] = models::initial_factors(other, r.rows, r.cols);
+    auto m = models::make_ials(o, ctx_);
+    m->init(r.rows, r.cols);
+    m->set_factors(xs, ys);
+    m->iterate(r, rt);
+    const std::string what = cholesky ? "cholesky" : "cg";
+    expect_iteration_matches(r, rt, o, xs, ys, 0.0, m->user_factors(), m->item_factors(), what);
+    const Trained own = one_iteration(o, ctx_, r, rt);
+    EXPECT_GT(rel_error(m->item_factors(), own.items), 1e-2) << what;
+  }
+}
+
 TEST_P(IalsOnDevice, HalfPrecisionStorageWithinLooserTolerances) {
   const data::Csr r = random_csr(300, 200, 12, 11);
   const data::Csr rt = r.transpose();
