@@ -61,6 +61,15 @@ int cmd_report_user() {
                        e["in_export"].is_null() ? "unknown" : e["in_export"].get<bool>() ? "yes" : "no",
                        e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
   if (!e.is_null() && e.contains("in_export_note")) out += scalar(e["in_export_note"]) + "\n";
+  if (j.contains("warm_start")) {  // model.init_from: the model started from another export
+    const auto& w = j["warm_start"];
+    const auto& held = w["trained_on_user"];
+    out += fmt::format("the model started from the export {} ({}), which was trained on this "
+                       "user's data: {}\n",
+                       scalar(w["export"]), scalar(w["version"]),
+                       held.is_null() ? "unknown" : held.get<bool>() ? "yes" : "no");
+    if (w.contains("note")) out += scalar(w["note"]) + "\n";
+  }
   const auto& r = j["recommendations"];
   out += fmt::format("top {} recommendations{}{}:\n", r["k"].get<int64_t>(),
                      r["personalised"].get<bool>() ? "" : " (not personalised: popularity)",

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/secret.h"
 #include "models/model.h"
+#include "pipeline/export.h"
 #include "pipeline/run.h"
 
 namespace recforge::recommend {
@@ -196,6 +197,51 @@ std::optional<bool> run_export_holds(const pipeline::OpenedRun& run, const std::
   }
 }
 
+// For a run warm-started from an export (run.json "init_from"): that export and whether the
+// version it started from was trained on `user` (its user_ids.txt lists the raw id, or the
+// pseudonym under the run's key when it is the export's); null with a note when that cannot be
+// told (the version is gone, or its pseudonyms are of a key not available here). A warm-started
+// model depends on the data its export was trained on, whoever is in this run's data.
+nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::string& user) {
+  const auto it = run.run.find("init_from");
+  if (it == run.run.end() || !it->is_object()) return nullptr;
+  const std::string dir = it->value("export", std::string());
+  const std::string version = it->value("version", std::string());
+  nlohmann::ordered_json w = {{"export", dir}, {"version", version}};
+  const std::string vdir = version.empty() ? dir : dir + "/" + version;
+  std::error_code ec;
+  nlohmann::json manifest;
+  try {
+    std::ifstream in(vdir + "/manifest.json");
+    if (in) manifest = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (!manifest.is_object() || !std::filesystem::exists(vdir + "/user_ids.txt", ec)) {
+    w["trained_on_user"] = nullptr;
+    w["note"] = "the export version the run started from is no longer there, so whether it was "
+                "trained on this user cannot be told";
+    return w;
+  }
+  const nlohmann::json ids = manifest.value("user_ids", nlohmann::json::object());
+  const bool pseudonyms = ids.is_object() && ids.value("pseudonymized", false);
+  if (!pseudonyms) {
+    w["trained_on_user"] = export_holds(vdir, user);
+    return w;
+  }
+  try {
+    const std::optional<SecretKey> key = pipeline::pseudonym_key(run.config);
+    if (!key) fail("the run does not pseudonymise its exports");
+    if (key->check_value() != ids.value("key_check", std::string()))
+      fail("the run's key is not the export's");
+    w["trained_on_user"] = export_holds(vdir, key->pseudonym(user));
+  } catch (const Error& err) {
+    w["trained_on_user"] = nullptr;
+    w["note"] = std::string("the export it started from is pseudonymised and this user's "
+                            "pseudonym cannot be made here: ") + err.what();
+  }
+  return w;
+}
+
 }  // namespace
 
 nlohmann::ordered_json report_user(const Recommender& r, const std::string& user_raw, int k) {
@@ -289,6 +335,10 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
     }
   }
   j["embedding"] = std::move(emb);
+  if (run) {
+    nlohmann::ordered_json w = warm_start_of(*run, user);
+    if (!w.is_null()) j["warm_start"] = std::move(w);
+  }
 
   j["recommendations"] = report_recommendations(r, user, k);
   return j;

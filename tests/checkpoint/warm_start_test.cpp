@@ -65,6 +65,12 @@ Result recforge(const TempDir& t, const std::string& args, const std::string& en
   return test::run_recforge(t.str(), args, env);
 }
 
+// The JSON document of a command's output (stdout), without the log lines around it (stderr).
+nlohmann::json json_of(const std::string& out) {
+  const size_t b = out.find("\n{") == std::string::npos ? out.find('{') : out.find("\n{") + 1;
+  return nlohmann::json::parse(out.substr(b, out.rfind('}') + 1 - b));
+}
+
 // Day 1: users u0-u59 and items i0-i39; day 2: u10-u69 and i5-i44 (users u10-u59 and items
 // i5-i39 in both).
 struct Days {
@@ -151,6 +157,24 @@ TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
   EXPECT_EQ(run["init_from"]["export"], d.t.file("runs/day1/export"));
   EXPECT_EQ(run["init_from"]["users_matched"], 50);
   EXPECT_EQ(run["init_from"]["items_matched"], 35);
+  // The data-access report of a warm-started run says whether the export it started from was
+  // trained on the user: u20 was in day 1, u65 is new on day 2.
+  const Result old_user = recforge(d.t, "report-user runs/day2 --user u20");
+  EXPECT_EQ(old_user.rc, 0) << old_user.out;
+  EXPECT_NE(old_user.out.find("the model started from the export " + d.t.file("runs/day1/export") +
+                              " (v-1), which was trained on this user's data: yes"),
+            std::string::npos)
+      << old_user.out;
+  const Result new_user = recforge(d.t, "report-user runs/day2 --user u65 --format json");
+  ASSERT_EQ(new_user.rc, 0) << new_user.out;
+  const nlohmann::json report = json_of(new_user.out);
+  EXPECT_EQ(report["warm_start"]["trained_on_user"], false) << new_user.out;
+  fs::rename(d.t.file("runs/day1/export"), d.t.file("runs/day1/export-moved"));
+  const Result gone = recforge(d.t, "report-user runs/day2 --user u20 --format json");
+  ASSERT_EQ(gone.rc, 0) << gone.out;
+  EXPECT_TRUE(json_of(gone.out)["warm_start"]["trained_on_user"].is_null())
+      << gone.out;
+  fs::rename(d.t.file("runs/day1/export-moved"), d.t.file("runs/day1/export"));
   const Result info = recforge(d.t, "info runs/day2");
   EXPECT_NE(info.out.find("started    from " + d.t.file("runs/day1/export") +
                           " (v-1): 50 of 60 users, 35 of 40 items"),
@@ -225,6 +249,12 @@ TEST(WarmStart, PseudonymisedExportsMatchUsersOnlyWithTheirKey) {
   const Result same = recforge(d.t, "train c.yaml --set run.name=same" + day2);
   ASSERT_EQ(same.rc, 0) << same.out;
   EXPECT_EQ(read_json(d.t.file("runs/same/run.json"))["init_from"]["users_matched"], 50);
+  // The data-access report checks the starting export's pseudonyms with the run's key.
+  for (const auto& [user, held] : {std::pair<std::string, bool>{"u20", true}, {"u65", false}}) {
+    const Result rep = recforge(d.t, "report-user runs/same --format json --user " + user);
+    ASSERT_EQ(rep.rc, 0) << rep.out;
+    EXPECT_EQ(json_of(rep.out)["warm_start"]["trained_on_user"], held) << user;
+  }
   // Another key, or none: the items start from the export, every user at random (said).
   for (const std::string& set : {std::string(" --set export.pseudonym_key_file=other-key"),
                                  std::string(" --set export.pseudonymize=false --set export.pseudonym_key_file=")}) {
