@@ -400,28 +400,20 @@ class MatrixFactorizationBase:
         its rows 0..n-1 are copied over the engine's random initial rows; rows of ids the new
         matrix adds keep their random start, and rows past its shape are dropped. A side set to
         ``None``, or of another width, starts from random factors."""
-        users, items = engine.sizes()
         dim = self.factors_dim()
         start = {}
-        for which, rows, is_users in (("user_factors", users, True), ("item_factors", items, False)):
+        for which, is_users in (("user_factors", True), ("item_factors", False)):
             if which in pending:
                 old = pending[which]
             elif previous is not None:
-                # Row copies, not views: a view handed out keeps the engine from caching.
-                old_rows = previous.sizes()[0 if is_users else 1]
-                old = previous.rows(is_users, np.arange(min(old_rows, rows), dtype=np.int64))
+                # A view of the model being replaced (no copy; the engine copies the rows).
+                old = previous.user_view(self) if is_users else previous.item_view(self)
             else:
                 old = None
-            if old is None or old.shape[1] != dim or old.shape[0] == 0:
-                continue
-            new = engine.rows(is_users, np.arange(rows, dtype=np.int64))
-            n = min(rows, old.shape[0])
-            new[:n] = old[:n]
-            start[which] = new
+            if old is not None and old.shape[1] == dim and old.shape[0] > 0:
+                start[which] = old
         if start:
-            engine.set_factors(
-                start.get("user_factors", engine.rows(True, np.arange(users, dtype=np.int64))),
-                start.get("item_factors", engine.rows(False, np.arange(items, dtype=np.int64))))
+            engine.start_from(start.get("user_factors"), start.get("item_factors"))
 
     def _fold_in_users(self, user_items):
         return self._engine.fold_in_users(*_csr_arrays(user_items))

@@ -307,6 +307,30 @@ class Engine {
     model_->set_factors(std::move(u), std::move(i));
   }
 
+  /// After init(): a side given (an array of the model's width, e.g. a view of the factors of
+  /// the model being refitted) replaces the first min(its rows, the side's rows) rows of the
+  /// factors init() drew; None keeps the draw. One copy of the factors, made here, is all it
+  /// adds (a refit used to copy each side three times through NumPy).
+  void start_from(const std::optional<FloatArray>& users, const std::optional<FloatArray>& items) {
+    if (!users && !items) return;
+    const Compute compute(ctx_.threads());
+    const std::unique_lock lock(mu_);
+    Matrix u = model_->user_factors(), i = model_->item_factors();
+    auto copy_rows = [](const FloatArray& a, Matrix& m, const char* what) {
+      if (a.ndim() != 2 || a.shape(1) != m.cols)
+        fail("{} to start from has shape ({}, {}); expected {} columns", what, a.shape(0),
+             a.ndim() == 2 ? a.shape(1) : 0, m.cols);
+      const int64_t n = std::min<int64_t>(a.shape(0), m.rows);
+      std::memcpy(m.data.data(), a.data(), static_cast<size_t>(n * m.cols) * sizeof(float));
+    };
+    if (users) copy_rows(*users, u, "user_factors");
+    if (items) copy_rows(*items, i, "item_factors");
+    wrote();
+    retire(users_slot_, user_matrix());
+    retire(items_slot_, item_matrix());
+    model_->set_factors(std::move(u), std::move(i));
+  }
+
   /// (users, items): the rows of the two factor matrices.
   py::tuple sizes() const {
     const std::shared_lock lock(mu_);
@@ -729,6 +753,7 @@ void bind_models(py::module_& m) {
       .def("user_address", &Engine::user_address)
       .def("item_address", &Engine::item_address)
       .def("set_factors", &Engine::set_factors)
+      .def("start_from", &Engine::start_from, py::arg("users"), py::arg("items"))
       .def("sizes", &Engine::sizes)
       .def("rows", &Engine::rows, py::arg("users"), py::arg("ids"))
       .def("recommend", &Engine::recommend, py::arg("queries"), py::arg("k"),
