@@ -268,6 +268,12 @@ class Run:
         return self.info.get("train_seconds")
 
     @property
+    def init_from(self):
+        """dict or None: Where a warm-started run started (``model.init_from``): the export, its
+        version and creation time, the run it came from, and the users and items matched."""
+        return self.info.get("init_from")
+
+    @property
     def export(self):
         """pathlib.Path or None: The run's export (``export.enabled``), if it made one."""
         inside = self.directory / "export"

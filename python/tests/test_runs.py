@@ -87,6 +87,28 @@ def test_a_run_reads_its_files(tmp_path):
         recforge.Run(tmp_path)
 
 
+def test_a_warm_started_run_says_where_it_started(tmp_path):
+    """model.init_from through recforge.train: the run starts from an earlier run's export, and
+    Run.init_from is run.json's record of it (a cold run has none)."""
+    first = recforge.train(config(tmp_path, "first", export={"enabled": True}))
+    assert first.init_from is None
+    warm = recforge.train(config(tmp_path, "warm"),
+                          overrides=[f"model.init_from={first.directory}"])
+    users, items = first.user_factors.shape[0], first.item_factors.shape[0]
+    assert warm.init_from == {
+        "export": str(first.directory / "export"), "version": "v-1",
+        "created": json.loads(
+            (first.directory / "export" / "current" / "manifest.json").read_text())["created"],
+        "source_run": str(first.directory), "users": users, "users_matched": users,
+        "items": items, "items_matched": items}
+    # The same data and seed: the warm run's first iteration starts from the first run's end,
+    # so its loss is no higher than the first run's last (each CG half-step only lowers it), up
+    # to the two evaluations' rounding: float32 Gram sums over at most 250 rows, γ_250 each.
+    assert warm.history[0]["loss"] <= first.history[-1]["loss"] * (1 + 2 * 250 * 2.0**-24)
+    with pytest.raises(ValueError, match="model.init_from"):
+        recforge.train(config(tmp_path, "bad"), overrides=["model.init_from=" + str(tmp_path)])
+
+
 def test_overrides_device_and_progress_are_applied_in_order(tmp_path):
     run = recforge.train(config(tmp_path), overrides=("model.factors=4", "model.factors=3",
                                                       "run.name=o"), device="cpu",
