@@ -64,9 +64,10 @@ int cmd_report_user() {
   if (j.contains("warm_start")) {  // model.init_from: the model started from another export
     const auto& w = j["warm_start"];
     const auto& held = w["trained_on_user"];
-    out += fmt::format("the model started from the export {} ({}), which was trained on this "
+    out += fmt::format("the model started from the export {}{}, which was trained on this "
                        "user's data: {}\n",
-                       scalar(w["export"]), scalar(w["version"]),
+                       scalar(w["export"]),
+                       w["version"].is_null() ? std::string() : " (" + scalar(w["version"]) + ")",
                        held.is_null() ? "unknown" : held.get<bool>() ? "yes" : "no");
     if (w.contains("note")) out += scalar(w["note"]) + "\n";
   }

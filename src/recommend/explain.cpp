@@ -338,6 +338,26 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   if (run) {
     nlohmann::ordered_json w = warm_start_of(*run, user);
     if (!w.is_null()) j["warm_start"] = std::move(w);
+  } else if (const nlohmann::json* m = r.manifest()) {
+    // An export of a warm-started run: its config names where the run started; whether that
+    // export was trained on the user is the run's report to give (it holds the record).
+    const nlohmann::json cfg = m->value("config", nlohmann::json::object());
+    const nlohmann::json model = cfg.is_object() ? cfg.value("model", nlohmann::json::object())
+                                                 : nlohmann::json::object();
+    const nlohmann::json from = model.is_object() ? model.value("init_from", nlohmann::json())
+                                                  : nlohmann::json();
+    if (from.is_string() && !from.get<std::string>().empty()) {
+      const nlohmann::json source = m->value("source", nlohmann::json::object());
+      const std::string run_dir =
+          source.is_object() ? source.value("run_dir", std::string()) : std::string();
+      j["warm_start"] = {{"export", from.get<std::string>()},
+                         {"version", nullptr},
+                         {"trained_on_user", nullptr},
+                         {"note", "this export's model was warm-started from that export "
+                                  "(model.init_from, as its training named it); `recforge "
+                                  "report-user " + (run_dir.empty() ? std::string("RUN") : run_dir) +
+                                  "` says whether it was trained on this user"}};
+    }
   }
 
   j["recommendations"] = report_recommendations(r, user, k);

@@ -169,6 +169,16 @@ TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
   ASSERT_EQ(new_user.rc, 0) << new_user.out;
   const nlohmann::json report = json_of(new_user.out);
   EXPECT_EQ(report["warm_start"]["trained_on_user"], false) << new_user.out;
+  // The run's export names its start and points at the run for the answer.
+  const Result from_export = recforge(d.t, "report-user runs/day2/export --user u20");
+  EXPECT_EQ(from_export.rc, 0) << from_export.out;
+  EXPECT_NE(from_export.out.find("the model started from the export runs/day1, which was trained "
+                                 "on this user's data: unknown"),
+            std::string::npos)
+      << from_export.out;
+  EXPECT_NE(from_export.out.find("recforge report-user " + d.t.file("runs/day2") + "` says"),
+            std::string::npos)
+      << from_export.out;
   fs::rename(d.t.file("runs/day1/export"), d.t.file("runs/day1/export-moved"));
   const Result gone = recforge(d.t, "report-user runs/day2 --user u20 --format json");
   ASSERT_EQ(gone.rc, 0) << gone.out;
