@@ -139,6 +139,11 @@ struct Artifact {
 /// it; they still load, and folding in from them is refused with a request to export again.
 nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total);
 
+/// The string at `pointer` (a JSON pointer such as "/model/type") of a manifest, or "" when it
+/// is absent or not a string (fields that load() does not check, read by callers that can do
+/// without them).
+std::string manifest_text(const nlohmann::json& manifest, const char* pointer);
+
 /// True when `dir` holds a `current` link or a manifest.json (an artifact rather than a run
 /// directory).
 bool is_artifact(const std::string& dir);

@@ -298,6 +298,13 @@ std::optional<std::string> read_current(const DirReader& root) {
 
 }  // namespace
 
+std::string manifest_text(const nlohmann::json& manifest, const char* pointer) {
+  const nlohmann::json::json_pointer p(pointer);
+  if (!manifest.contains(p)) return {};
+  const nlohmann::json& v = manifest.at(p);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
 long version_number(const std::string& name) {
   if (name.size() < 3 || name.size() > 11 || name.compare(0, 2, "v-") != 0) return -1;
   if (name.find_first_not_of("0123456789", 2) != std::string::npos) return -1;

@@ -270,8 +270,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const auto tt = Clock::now();
   if (warm)
     model.init([&](Matrix& users, int64_t first_user, Matrix& items, int64_t first_item) {
-      pipeline::warm_rows(init_source->export_.users, warm->user_rows, users, first_user);
-      pipeline::warm_rows(init_source->export_.items, warm->item_rows, items, first_item);
+      pipeline::apply_warm_start(*init_source, *warm, users, items, first_user, first_item);
     });
   else
     model.init();

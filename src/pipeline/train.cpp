@@ -275,8 +275,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     model->init(data.users.size(), data.items.size());
     if (warm) {  // the matched rows from the export, the others as init() drew them
       Matrix users = model->user_factors(), items = model->item_factors();
-      warm_rows(init->export_.users, warm->user_rows, users);
-      warm_rows(init->export_.items, warm->item_rows, items);
+      apply_warm_start(*init, *warm, users, items);
       model->set_factors(std::move(users), std::move(items));
     }
     run["history"] = fit(*model, data, cfg, options, run);

@@ -10,19 +10,7 @@
 
 namespace recforge::pipeline {
 
-namespace {
-
 namespace fs = std::filesystem;
-
-// The manifest's string at m[a][b], or "" when absent or not a string.
-std::string manifest_string(const nlohmann::json& m, const char* a, const char* b = nullptr) {
-  if (!m.contains(a)) return {};
-  const nlohmann::json& v = b ? (m[a].is_object() && m[a].contains(b) ? m[a][b] : nlohmann::json())
-                              : m[a];
-  return v.is_string() ? v.get<std::string>() : std::string();
-}
-
-}  // namespace
 
 std::optional<InitSource> open_init_from(const config::Config& cfg) {
   const config::Settings& s = cfg.settings();
@@ -47,22 +35,16 @@ std::optional<InitSource> open_init_from(const config::Config& cfg) {
   src.dir = dir;
   src.export_ = artifact::load(dir, /*with_index=*/false);
   const nlohmann::json& m = src.export_.manifest;
-  const std::string type = manifest_string(m, "model", "type");
+  const std::string type = artifact::manifest_text(m, "/model/type");
   if (type != s.model.type)
-    fail("{}: model.init_from {} holds a{} {} model, but this run trains {} (model.type), whose "
-         "factors mean something else; start from an export of a {} model or leave "
+    fail("{}: model.init_from {} holds a model of type {}, but this run trains {} (model.type), "
+         "whose factors mean something else; start from an export of a {} model or leave "
          "model.init_from empty",
-         where, dir, type.empty() || std::string("aeiou").find(type[0]) == std::string::npos ? "" : "n",
-         type.empty() ? "(unnamed)" : type, s.model.type, s.model.type);
+         where, dir, type.empty() ? "(unnamed)" : type, s.model.type, s.model.type);
   const int dim = embedding_dimension(s);
-  const bool bias = s.model.item_bias && s.model.type != "ials" && s.model.type != "ccl";
-  // The manifest's model.parameters.item_bias (batch models write it; iALS has none).
-  bool export_bias = false;
-  if (m.contains("model") && m["model"].is_object() && m["model"].contains("parameters")) {
-    const nlohmann::json& params = m["model"]["parameters"];
-    export_bias = params.is_object() && params.contains("item_bias") &&
-                  params["item_bias"].is_boolean() && params["item_bias"].get<bool>();
-  }
+  const bool bias = dim != s.model.factors;  // the item bias column of bpr and softmax
+  const nlohmann::json::json_pointer bias_key("/model/parameters/item_bias");
+  const bool export_bias = m.contains(bias_key) && m.at(bias_key) == true;  // iALS has none
   if (src.export_.items.cols != dim || export_bias != bias)
     fail("{}: model.init_from {} has {} columns per item{}, but this run's model has {} "
          "(model.factors {}{}); start from an export of the same width or leave model.init_from "
@@ -120,8 +102,8 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
   const fs::path abs = fs::absolute(source.dir, ec).lexically_normal();
   w.record = {{"export", ec ? source.dir : abs.string()},
               {"version", a.version},
-              {"created", manifest_string(a.manifest, "created")},
-              {"source_run", manifest_string(a.manifest, "source", "run_dir")},
+              {"created", artifact::manifest_text(a.manifest, "/created")},
+              {"source_run", artifact::manifest_text(a.manifest, "/source/run_dir")},
               {"users", users.size()},
               {"users_matched", w.users_matched},
               {"items", items.size()},
@@ -147,6 +129,12 @@ void warm_rows(const Matrix& from, const std::vector<int64_t>& rows, Matrix& m,
     const int64_t src = rows[static_cast<size_t>(first_row + r)];
     if (src >= 0) std::copy_n(from.row(src), m.cols, m.row(r));
   }
+}
+
+void apply_warm_start(const InitSource& source, const WarmStart& warm, Matrix& users,
+                      Matrix& items, int64_t first_user, int64_t first_item) {
+  warm_rows(source.export_.users, warm.user_rows, users, first_user);
+  warm_rows(source.export_.items, warm.item_rows, items, first_item);
 }
 
 }  // namespace recforge::pipeline

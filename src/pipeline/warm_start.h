@@ -64,4 +64,10 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
 void warm_rows(const Matrix& from, const std::vector<int64_t>& rows, Matrix& m,
                int64_t first_row = 0);
 
+/// warm_rows of both sides: the export's user and item rows that `warm` matched into `users`
+/// and `items` (a model's initial factors, or a distributed rank's rows first_user.. and
+/// first_item..).
+void apply_warm_start(const InitSource& source, const WarmStart& warm, Matrix& users,
+                      Matrix& items, int64_t first_user = 0, int64_t first_item = 0);
+
 }  // namespace recforge::pipeline

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "artifact/artifact.h"
 #include "core/error.h"
 #include "core/secret.h"
 #include "models/model.h"
@@ -178,30 +179,31 @@ nlohmann::ordered_json report_recommendations(const Recommender& r, const std::s
   return out;
 }
 
-// Whether the export at `dir` (written from run `run`) holds `user`: its user_ids.txt lists the
-// raw id, or, when the run's config pseudonymises exports and its key can be read here, the
-// pseudonym. nullopt when that cannot be told (the key is unavailable).
-std::optional<bool> run_export_holds(const pipeline::OpenedRun& run, const std::string& dir,
-                                     const std::string& user, std::string& note) {
-  const config::ExportSection& e = run.config.settings().export_;
-  if (!e.pseudonymize) return export_holds(dir, user);
+// Whether the export at `dir` holds `user`: its user_ids.txt lists the raw id, or, when the
+// export is `pseudonymised`, the pseudonym under the run's key (export.pseudonymize) when that
+// key is the export's (`key_check`, the manifest's; empty: the run's own export, made with it).
+// nullopt, with `note` saying why, when that cannot be told.
+std::optional<bool> export_holds_user(const pipeline::OpenedRun& run, const std::string& dir,
+                                      const std::string& user, bool pseudonymised,
+                                      const std::string& key_check, std::string& note) {
+  if (!pseudonymised) return export_holds(dir, user);
   try {
-    const SecretKey key =
-        e.pseudonym_key_file
-            ? SecretKey::from_file(*e.pseudonym_key_file, run.config.where("export.pseudonym_key_file"))
-            : SecretKey::from_env(*e.pseudonym_key_env, run.config.where("export.pseudonym_key_env"));
-    return export_holds(dir, key.pseudonym(user));
+    const std::optional<SecretKey> key = pipeline::pseudonym_key(run.config);
+    if (!key) fail("the run does not pseudonymise its exports");
+    if (!key_check.empty() && key->check_value() != key_check)
+      fail("the run's key is not the export's");
+    return export_holds(dir, key->pseudonym(user));
   } catch (const Error& err) {
-    note = std::string("the export is pseudonymised and its key cannot be read here: ") + err.what();
+    note = std::string("the export is pseudonymised and this user's pseudonym cannot be made "
+                       "here: ") + err.what();
     return std::nullopt;
   }
 }
 
 // For a run warm-started from an export (run.json "init_from"): that export and whether the
-// version it started from was trained on `user` (its user_ids.txt lists the raw id, or the
-// pseudonym under the run's key when it is the export's); null with a note when that cannot be
-// told (the version is gone, or its pseudonyms are of a key not available here). A warm-started
-// model depends on the data its export was trained on, whoever is in this run's data.
+// version it started from was trained on `user` (export_holds_user); null with a note when the
+// version is gone. A warm-started model depends on the data its export was trained on, whoever
+// is in this run's data.
 nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::string& user) {
   const auto it = run.run.find("init_from");
   if (it == run.run.end() || !it->is_object()) return nullptr;
@@ -222,23 +224,13 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
                 "trained on this user cannot be told";
     return w;
   }
-  const nlohmann::json ids = manifest.value("user_ids", nlohmann::json::object());
-  const bool pseudonyms = ids.is_object() && ids.value("pseudonymized", false);
-  if (!pseudonyms) {
-    w["trained_on_user"] = export_holds(vdir, user);
-    return w;
-  }
-  try {
-    const std::optional<SecretKey> key = pipeline::pseudonym_key(run.config);
-    if (!key) fail("the run does not pseudonymise its exports");
-    if (key->check_value() != ids.value("key_check", std::string()))
-      fail("the run's key is not the export's");
-    w["trained_on_user"] = export_holds(vdir, key->pseudonym(user));
-  } catch (const Error& err) {
-    w["trained_on_user"] = nullptr;
-    w["note"] = std::string("the export it started from is pseudonymised and this user's "
-                            "pseudonym cannot be made here: ") + err.what();
-  }
+  const nlohmann::json::json_pointer pseudonymized("/user_ids/pseudonymized");
+  std::string note;
+  const std::optional<bool> held = export_holds_user(
+      run, vdir, user, manifest.contains(pseudonymized) && manifest.at(pseudonymized) == true,
+      artifact::manifest_text(manifest, "/user_ids/key_check"), note);
+  w["trained_on_user"] = held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr);
+  if (!note.empty()) w["note"] = note;
   return w;
 }
 
@@ -326,7 +318,8 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
       emb["export"] = dir;
       emb["export_exists"] = std::filesystem::exists(dir, ec);
       std::string note;
-      const std::optional<bool> held = run_export_holds(*run, dir, user, note);
+      const std::optional<bool> held = export_holds_user(
+          *run, dir, user, run->config.settings().export_.pseudonymize, {}, note);
       emb["in_export"] = held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr);
       if (!note.empty()) emb["in_export_note"] = note;
     } else {
@@ -341,16 +334,10 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   } else if (const nlohmann::json* m = r.manifest()) {
     // An export of a warm-started run: its config names where the run started; whether that
     // export was trained on the user is the run's report to give (it holds the record).
-    const nlohmann::json cfg = m->value("config", nlohmann::json::object());
-    const nlohmann::json model = cfg.is_object() ? cfg.value("model", nlohmann::json::object())
-                                                 : nlohmann::json::object();
-    const nlohmann::json from = model.is_object() ? model.value("init_from", nlohmann::json())
-                                                  : nlohmann::json();
-    if (from.is_string() && !from.get<std::string>().empty()) {
-      const nlohmann::json source = m->value("source", nlohmann::json::object());
-      const std::string run_dir =
-          source.is_object() ? source.value("run_dir", std::string()) : std::string();
-      j["warm_start"] = {{"export", from.get<std::string>()},
+    const std::string from = artifact::manifest_text(*m, "/config/model/init_from");
+    if (!from.empty()) {
+      const std::string run_dir = artifact::manifest_text(*m, "/source/run_dir");
+      j["warm_start"] = {{"export", from},
                          {"version", nullptr},
                          {"trained_on_user", nullptr},
                          {"note", "this export's model was warm-started from that export "

@@ -373,7 +373,7 @@ TEST(WarmStart, AnExportOfAnotherModelOrWidthOrNoExportIsRefused) {
       {"--set model.init_from=runs/first --set model.factors=16",
        "runs/first/export has 8 columns per item, but this run's model has 16 (model.factors 16)"},
       {"--set model.init_from=runs/first --set model.type=bpr",
-       "runs/first/export holds an ials model, but this run trains bpr (model.type)"},
+       "runs/first/export holds a model of type ials, but this run trains bpr (model.type)"},
       {"--set model.init_from=runs/bpr --set model.type=bpr --set model.factors=7 "
        "--set model.item_bias=true",
        "runs/bpr/export has 8 columns per item, but this run's model has 8 (model.factors 7 "
