@@ -100,7 +100,9 @@ def test_a_warm_started_run_says_where_it_started(tmp_path):
         "created": json.loads(
             (first.directory / "export" / "current" / "manifest.json").read_text())["created"],
         "source_run": str(first.directory), "users": users, "users_matched": users,
-        "items": items, "items_matched": items}
+        "items": items, "items_matched": items, "users_departed": 0,
+        # The first run began the chain of warm starts; this is its first warm start.
+        "lineage": {"started": first.info["created"], "warm_starts": 1}}
     # The same data and seed: the warm run's first iteration starts from the first run's end,
     # so its loss is no higher than the first run's last (each CG half-step only lowers it), up
     # to the two evaluations' rounding: float32 Gram sums over at most 250 rows, γ_250 each.

@@ -36,6 +36,7 @@
 #include "pipeline/evaluate.h"
 #include "pipeline/run.h"
 #include "pipeline/train.h"
+#include "pipeline/warm_start.h"
 #include "core/fs.h"
 #include "data/weight.h"
 #include "eval/topk.h"
@@ -249,6 +250,24 @@ int cmd_info() {
                             w.at("export").get<std::string>(), w.at("version").get<std::string>(),
                             w.at("users_matched").get<long long>(), w.at("users").get<long long>(),
                             w.at("items_matched").get<long long>(), w.at("items").get<long long>());
+        if (w.value("users_departed", 0LL) > 0)
+          text += fmt::format("           {} user(s) of that export are not in this run's data\n",
+                              w.at("users_departed").get<long long>());
+      }
+      if (run.contains("init_from_skipped"))  // model.init_from_max_age_days
+        text += fmt::format("started    from random factors, not from {}: {}\n",
+                            run["init_from_skipped"].at("export").get<std::string>(),
+                            run["init_from_skipped"].at("reason").get<std::string>());
+      if (run.contains("model") && !run["model"].is_null()) {  // when the chain of warm starts the model is in began
+        const nlohmann::json lineage = pipeline::run_lineage(run);
+        const nlohmann::json& started = lineage.at("started");
+        text += fmt::format("lineage    {}\n",
+                            started.is_string() && lineage.at("warm_starts").is_number()
+                                ? fmt::format("chain of warm starts began {}, {} warm start(s) "
+                                              "since",
+                                              started.get<std::string>(),
+                                              lineage.at("warm_starts").get<long long>())
+                                : std::string("not recorded (warm-started by an older recforge)"));
       }
       if (!stats.is_null()) {
         text += fmt::format("users      {}\nitems      {}\n", stats.at("users").get<long long>(),

@@ -557,6 +557,13 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "the same type and width; each user and item found there by id starts from its row, "
           "the others from random factors (empty: all random). Refused when a user it was "
           "trained on has opted out since; `recforge forget` ignores it.");
+  f.field(&ModelSection::init_from_max_age_days, "model.init_from_max_age_days",
+          "Bounds a chain of warm starts: when the cold-started run that `model.init_from`'s "
+          "chain began with was created more than this many days ago (or the export does not "
+          "record when), this run starts from random factors instead and begins a new chain, so "
+          "that data which left (deleted users, `data.max_age_days`) leaves the models within "
+          "this many days. 0: no bound.")
+      .ge(0);
 }
 
 void EvalSection::declare(Fields<EvalSection>& f) {

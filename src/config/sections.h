@@ -145,6 +145,7 @@ struct ModelSection {
   int64_t eval_every = 0;
   int64_t patience = 0;
   std::string init_from;
+  int64_t init_from_max_age_days = 0;
   /// Declares every field: path, doc text, bounds, enum names (sections.cpp).
   static void declare(Fields<ModelSection>& f);
 };

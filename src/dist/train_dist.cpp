@@ -256,10 +256,14 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
 
   // model.init_from: opened and matched on rank 0 first (its error is every rank's), then on
   // the others; each rank copies the export's rows of its own users and items.
+  // One clock for model.init_from_max_age_days: rank 0's, so that every rank decides alike.
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  comm.broadcast(&now, sizeof now, 0);
   std::optional<pipeline::InitSource> init_source;
   std::optional<pipeline::WarmStart> warm;
+  nlohmann::json init_skipped;
   auto open_warm = [&] {
-    init_source = pipeline::open_init_from(cfg);
+    init_source = pipeline::open_init_from(cfg, static_cast<std::time_t>(now), &init_skipped);
     if (init_source)
       warm = pipeline::match_init_from(*init_source, cfg, data.users, data.items,
                                        pipeline::opt_out_ids(cfg));
@@ -414,8 +418,10 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   std::string final_dir, export_error;
   on_root(comm, [&] {
     write_file_atomic(dir->file("stats.json"), data.stats.dump(2) + "\n");
+    // Created when training began (the clock model.init_from_max_age_days used), as a single
+    // process's run.json says when its data was read.
     nlohmann::json run = {{"recforge_version", RECFORGE_VERSION},
-                          {"created", utc_now()},
+                          {"created", utc_string(static_cast<std::time_t>(now))},
                           {"config_source", cfg.source()},
                           {"device", on_gpu ? ctx.device().name() : std::string("cpu")},
                           {"threads", ctx.threads()},
@@ -435,6 +441,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         {"peak_rss_bytes", peak_rss}};
     if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();
     if (warm) run["init_from"] = warm->record;
+    if (!init_skipped.is_null()) run["init_from_skipped"] = init_skipped;
     write_npy(dir->file("user_factors.npy"), whole.user_factors());
     write_npy(dir->file("item_factors.npy"), whole.item_factors());
     write_file_atomic(dir->file("metrics.json"), metrics.dump(2) + "\n");
@@ -453,7 +460,9 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.index = pipeline::index_options(s);
         in.metrics = metrics;
         in.config = cfg.to_json();
-        in.source = {{"run_dir", dir->final_path()}, {"data_fingerprint", data.fingerprint}};
+        in.source = {{"run_dir", dir->final_path()},
+                     {"data_fingerprint", data.fingerprint},
+                     {"lineage", pipeline::run_lineage(run)}};
         in.train_weight_total = data.train_weight_total;
         in.pseudonym_key = pipeline::pseudonym_key(cfg);
         in.opt_out = pipeline::opt_out_ids(cfg);

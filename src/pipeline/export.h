@@ -22,11 +22,13 @@ namespace recforge::pipeline {
 std::optional<SecretKey> pseudonym_key(const config::Config& cfg);
 
 /// The artifact contents of a trained model: its factors, the data's id maps and training items,
-/// the `index` section of `cfg`, the run's metrics and the resolved config. The result points
-/// into `model` and `data`.
+/// the `index` section of `cfg`, the run's metrics, the resolved config and its source (the run
+/// directory, the data's fingerprint and the run's lineage, pipeline::run_lineage of its
+/// run.json). The result points into `model` and `data`.
 artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
                                    const models::Model& model, const nlohmann::json& metrics,
-                                   const std::string& run_dir, const std::string& fingerprint);
+                                   const std::string& run_dir, const std::string& fingerprint,
+                                   const nlohmann::json& lineage);
 
 /// Exports the run in `run_dir` to `out`. `overrides` ("index.key=value") change the index
 /// settings of the run's config; other sections cannot be changed at export time. Returns `out`.

@@ -221,7 +221,9 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     fail("{}: model.init_from is set, but model.type none trains no model to start",
          cfg.where("model.init_from"));
   // model.init_from is opened and checked against the model before the data is read.
-  const std::optional<InitSource> init = model ? open_init_from(cfg) : std::nullopt;
+  nlohmann::json init_skipped;  // model.init_from_max_age_days: why the run starts cold
+  const std::optional<InitSource> init =
+      model ? open_init_from(cfg, std::time(nullptr), &init_skipped) : std::nullopt;
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);
   if (exporting && !export_out.empty()) {  // an export there would take the run's place
@@ -263,6 +265,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     check_validation_sample(cfg, users, sampled);
   }
   if (options.on_dataset) options.on_dataset(data, run);
+  if (!init_skipped.is_null()) run["init_from_skipped"] = init_skipped;
   std::optional<WarmStart> warm;
   if (init) {
     warm = match_init_from(*init, cfg, data.users, data.items, opt_out_ids(cfg));
@@ -303,7 +306,8 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       export_to = export_out.empty() ? dir.final_path() + "/export" : export_out;
       try {
         artifact::write(
-            export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint()),
+            export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint(),
+                         run_lineage(run)),
             export_out.empty() ? dir.file("export") : export_out, export_to);
         run["export"] = export_to;
       } catch (const std::exception& e) {

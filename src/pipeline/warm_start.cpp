@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "pipeline/export.h"
@@ -12,7 +13,35 @@ namespace recforge::pipeline {
 
 namespace fs = std::filesystem;
 
-std::optional<InitSource> open_init_from(const config::Config& cfg) {
+nlohmann::json run_lineage(const nlohmann::json& run) {
+  if (const auto it = run.find("init_from"); it != run.end()) {
+    if (const auto l = it->find("lineage"); l != it->end()) return *l;
+    return {{"started", nullptr}, {"warm_starts", nullptr}};  // warm, lineage not recorded
+  }
+  return {{"started", run.value("created", "")}, {"warm_starts", 0}};
+}
+
+namespace {
+
+// Why a warm start from `src` would continue a chain older than model.init_from_max_age_days
+// allows (empty: it may continue).
+std::string chain_too_old(const InitSource& src, int64_t max_days, std::time_t now) {
+  if (max_days <= 0) return "";
+  const nlohmann::json& started = src.lineage.at("started");
+  const std::optional<std::time_t> t =
+      started.is_string() ? parse_utc(started.get<std::string>()) : std::nullopt;
+  if (!t) return "it does not record when its chain of warm starts began";
+  const double days = std::difftime(now, *t) / 86400.0;
+  if (days <= static_cast<double>(max_days)) return "";
+  return fmt::format("its chain of warm starts began with a run created {} ({:.1f} days ago), "
+                     "more than model.init_from_max_age_days {} ago",
+                     started.get<std::string>(), days, max_days);
+}
+
+}  // namespace
+
+std::optional<InitSource> open_init_from(const config::Config& cfg, std::time_t now,
+                                         nlohmann::json* skipped) {
   const config::Settings& s = cfg.settings();
   const std::string& from = s.model.init_from;
   if (from.empty()) return std::nullopt;
@@ -54,6 +83,25 @@ std::optional<InitSource> open_init_from(const config::Config& cfg) {
   if (!src.export_.key_check.empty()) {
     std::optional<SecretKey> key = pseudonym_key(cfg);
     if (key && key->check_value() == src.export_.key_check) src.key = std::move(key);
+  }
+  const nlohmann::json::json_pointer lineage_key("/source/lineage");
+  src.lineage = m.contains(lineage_key) && m.at(lineage_key).is_object()
+                    ? m.at(lineage_key)
+                    : nlohmann::json{{"started", nullptr}, {"warm_starts", nullptr}};
+  for (const char* field : {"started", "warm_starts"})
+    if (!src.lineage.contains(field)) src.lineage[field] = nullptr;
+  if (const std::string why = chain_too_old(src, s.model.init_from_max_age_days, now);
+      !why.empty()) {
+    log().info("{}: this run starts from random factors, not from model.init_from {}: {}; its "
+               "export begins a new chain",
+               where, dir, why);
+    if (skipped)
+      *skipped = {{"export", dir},
+                  {"version", src.export_.version},
+                  {"lineage", src.lineage},
+                  {"max_age_days", s.model.init_from_max_age_days},
+                  {"reason", why}};
+    return std::nullopt;
   }
   return src;
 }
@@ -98,6 +146,10 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
         w.user_rows[static_cast<size_t>(u)] = *row;
         ++w.users_matched;
       }
+  if (can_match_users) w.users_departed = a.user_ids.size() - w.users_matched;
+  nlohmann::json lineage = source.lineage;
+  if (lineage["warm_starts"].is_number_integer())
+    lineage["warm_starts"] = lineage["warm_starts"].get<int64_t>() + 1;
   std::error_code ec;
   const fs::path abs = fs::absolute(source.dir, ec).lexically_normal();
   w.record = {{"export", ec ? source.dir : abs.string()},
@@ -107,7 +159,9 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
               {"users", users.size()},
               {"users_matched", w.users_matched},
               {"items", items.size()},
-              {"items_matched", w.items_matched}};
+              {"items_matched", w.items_matched},
+              {"users_departed", w.users_departed},
+              {"lineage", lineage}};
   if (!can_match_users)
     log().warn("warm start from {}: its user ids are pseudonyms of a key this run does not have "
                "(export.pseudonymize), so every user starts from random factors; only the "
@@ -117,6 +171,14 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
              "the others from random ones",
              source.dir, a.version.empty() ? "" : " (" + a.version + ")", w.users_matched,
              users.size(), w.items_matched, items.size());
+  if (w.users_departed > 0)
+    log().info("warm start: {} user(s) the export was trained on are not in this run's data; "
+               "their data stays in the items' factors until a run starts from random factors "
+               "(model.init_from_max_age_days bounds how long: {})",
+               w.users_departed,
+               cfg.settings().model.init_from_max_age_days > 0
+                   ? fmt::format("{} days", cfg.settings().model.init_from_max_age_days)
+                   : std::string("not set"));
   return w;
 }
 

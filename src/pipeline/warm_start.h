@@ -10,7 +10,13 @@
 /// the data its export was trained on, so a warm start is refused when a user that export
 /// trained on has opted out since (privacy.opt_out), and `recforge forget` always retrains from
 /// random factors (docs/privacy.md).
+///
+/// Each run and export records its lineage: when the chain of warm starts it belongs to began
+/// (the creation time of the chain's cold-started run) and how many warm starts followed.
+/// model.init_from_max_age_days bounds that age: an older chain is not continued, so the data
+/// of users who left the data without opting out leaves the models within that many days.
 
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,21 +37,39 @@ struct InitSource {
   /// The run's pseudonymisation key when the export's user ids are pseudonyms made with it;
   /// nullopt for raw ids, or when the run has no such key (users are then not matched).
   std::optional<SecretKey> key;
+  /// The export's lineage (manifest source.lineage): {"started": the UTC time its chain's
+  /// cold-started run was created, "warm_starts": how many since}; both null when the export
+  /// does not record it.
+  nlohmann::json lineage;
 };
 
+/// The lineage of a run from its run.json: its init_from record's, or, for a cold-started run,
+/// {"started": its creation time, "warm_starts": 0}. Exports record it as source.lineage.
+nlohmann::json run_lineage(const nlohmann::json& run);
+
 /// Opens model.init_from: an export directory, or a run directory holding one in export/.
-/// Returns nullopt when the setting is empty. Throws recforge::Error with one sentence naming
-/// the setting when the path holds no export, or the export's model type or dimension is not
-/// this run's (model.type, model.factors and model.item_bias).
-std::optional<InitSource> open_init_from(const config::Config& cfg);
+/// Returns nullopt when the setting is empty, and also when model.init_from_max_age_days is set
+/// and the export's chain began more than that many days before `now` or does not say when:
+/// the run then starts from random factors (logged), and `*skipped`, when given, receives
+/// run.json's "init_from_skipped" record (the export, its lineage, the bound, why). Throws
+/// recforge::Error with one sentence naming the setting when the path holds no export, or the
+/// export's model type or dimension is not this run's (model.type, model.factors and
+/// model.item_bias).
+std::optional<InitSource> open_init_from(const config::Config& cfg,
+                                         std::time_t now = std::time(nullptr),
+                                         nlohmann::json* skipped = nullptr);
 
 /// Where each row of this run's data starts: the export's row of the same id, or -1 (random).
 struct WarmStart {
   std::vector<int64_t> user_rows;  ///< per user of the run: the export's row, or -1
   std::vector<int64_t> item_rows;  ///< per item of the run: the export's row, or -1
   int64_t users_matched = 0, items_matched = 0;
+  /// Users of the export that are not in this run's data (they left it, or retention or the
+  /// cleaning filters dropped them): their data stays in the items' factors. 0 when users are
+  /// not matched (pseudonyms without the key).
+  int64_t users_departed = 0;
   /// run.json's "init_from": the export, its version and creation time, the run it came from,
-  /// and the counts matched.
+  /// the counts matched and departed, and the run's lineage (the export's, one warm start on).
   nlohmann::json record;
 };
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "config/config.h"
+#include "core/clock.h"
 #include "core/npy.h"
 #include "pipeline/dataset.h"
 #include "pipeline/warm_start.h"
@@ -157,6 +158,21 @@ TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
   EXPECT_EQ(run["init_from"]["export"], d.t.file("runs/day1/export"));
   EXPECT_EQ(run["init_from"]["users_matched"], 50);
   EXPECT_EQ(run["init_from"]["items_matched"], 35);
+  // u0-u9 of day 1 are not in day 2: their data stays in the items' factors, which is said.
+  EXPECT_EQ(run["init_from"]["users_departed"], 10);
+  EXPECT_NE(b.out.find("10 user(s) the export was trained on are not in this run's data"),
+            std::string::npos)
+      << b.out;
+  // The lineage: day 1 began a chain when its run was created; day 2 is its first warm start,
+  // and each export records its run's lineage.
+  const nlohmann::json day1_run = read_json(d.t.file("runs/day1/run.json"));
+  const nlohmann::json day1_lineage =
+      read_json(d.t.file("runs/day1/export/v-1/manifest.json"))["source"]["lineage"];
+  EXPECT_EQ(day1_lineage, (nlohmann::json{{"started", day1_run["created"]}, {"warm_starts", 0}}));
+  EXPECT_EQ(run["init_from"]["lineage"],
+            (nlohmann::json{{"started", day1_run["created"]}, {"warm_starts", 1}}));
+  EXPECT_EQ(read_json(d.t.file("runs/day2/export/v-1/manifest.json"))["source"]["lineage"],
+            run["init_from"]["lineage"]);
   // The data-access report of a warm-started run says whether the export it started from was
   // trained on the user: u20 was in day 1, u65 is new on day 2.
   const Result old_user = recforge(d.t, "report-user runs/day2 --user u20");
@@ -187,7 +203,12 @@ TEST(WarmStart, EachRowStartsFromTheExportRowOfItsIdAndTheOthersFromTheirOwn) {
   fs::rename(d.t.file("runs/day1/export-moved"), d.t.file("runs/day1/export"));
   const Result info = recforge(d.t, "info runs/day2");
   EXPECT_NE(info.out.find("started    from " + d.t.file("runs/day1/export") +
-                          " (v-1): 50 of 60 users, 35 of 40 items"),
+                          " (v-1): 50 of 60 users, 35 of 40 items\n"
+                          "           10 user(s) of that export are not in this run's data\n"),
+            std::string::npos)
+      << info.out;
+  EXPECT_NE(info.out.find("lineage    chain of warm starts began " +
+                          day1_run["created"].get<std::string>() + ", 1 warm start(s) since"),
             std::string::npos)
       << info.out;
 }
@@ -353,11 +374,96 @@ TEST(WarmStart, TheNightlyLoopStartsFromTheExportItReplaces) {
     const nlohmann::json run = read_json(d.t.file("runs/" + name + "/run.json"));
     EXPECT_EQ(run["init_from"]["version"], "v-" + std::to_string(night - 1));
     EXPECT_EQ(run["init_from"]["source_run"], d.t.file("runs/night" + std::to_string(night - 1)));
+    // One chain, begun by night 1's cold run.
+    EXPECT_EQ(run["init_from"]["lineage"]["started"],
+              read_json(d.t.file("runs/night1/run.json"))["created"]);
+    EXPECT_EQ(run["init_from"]["lineage"]["warm_starts"], night - 1);
     EXPECT_EQ(fs::read_symlink(d.t.file("serving/current")).string(),
               "v-" + std::to_string(night));
   }
   const Result rec = recforge(d.t, "recommend serving --user u3 --k 5");
   EXPECT_EQ(rec.rc, 0) << rec.out;
+}
+
+// model.init_from_max_age_days bounds a chain of warm starts: an export whose chain began with
+// a run created more days ago than that (or that does not record when) is not continued; the
+// run trains from random factors, as if model.init_from were empty, to the bit, says why in
+// its log and run.json, and its export begins a new chain. Within the bound the warm start
+// goes on. The old run here is made old by dating its run.json back 40 days before exporting
+// it (run.json is not among the files its checksums cover).
+TEST(WarmStart, AChainOlderThanTheBoundStartsAgainFromRandomFactors) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=old --set export.enabled=false").rc, 0);
+  nlohmann::json old = read_json(d.t.file("runs/old/run.json"));
+  const std::string forty_days_ago = utc_string(std::time(nullptr) - 40 * 86400);
+  old["created"] = forty_days_ago;
+  test::write_file(d.t.file("runs/old/run.json"), old.dump(2));
+  const Result e = recforge(d.t, "export runs/old --out old-export");
+  ASSERT_EQ(e.rc, 0) << e.out;
+  const std::string manifest = d.t.file("old-export/v-1/manifest.json");
+  EXPECT_EQ(read_json(manifest)["source"]["lineage"],
+            (nlohmann::json{{"started", forty_days_ago}, {"warm_starts", 0}}));
+
+  const std::string day2 = " --set data.path=" + d.day2;
+  const std::string from = " --set model.init_from=old-export";
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=cold" + day2).rc, 0);
+  const Result bounded = recforge(
+      d.t, "train c.yaml --set run.name=bounded --set model.init_from_max_age_days=30" + day2 + from);
+  ASSERT_EQ(bounded.rc, 0) << bounded.out;
+  EXPECT_NE(bounded.out.find("this run starts from random factors, not from model.init_from "
+                             "old-export: its chain of warm starts began with a "
+                             "run created " + forty_days_ago + " (40.0 days ago), more than "
+                             "model.init_from_max_age_days 30 ago"),
+            std::string::npos)
+      << bounded.out;
+  const nlohmann::json run = read_json(d.t.file("runs/bounded/run.json"));
+  EXPECT_EQ(run.count("init_from"), 0u);
+  EXPECT_EQ(run["init_from_skipped"]["max_age_days"], 30);
+  EXPECT_EQ(run["init_from_skipped"]["lineage"]["started"], forty_days_ago);
+  for (const char* file : {"user_factors.npy", "item_factors.npy"})
+    EXPECT_EQ(test::read_file(d.t.file(std::string("runs/bounded/") + file)),
+              test::read_file(d.t.file(std::string("runs/cold/") + file)))
+        << file;
+  EXPECT_EQ(read_json(d.t.file("runs/bounded/export/v-1/manifest.json"))["source"]["lineage"],
+            (nlohmann::json{{"started", run["created"]}, {"warm_starts", 0}}));
+  const Result info = recforge(d.t, "info runs/bounded");
+  EXPECT_NE(info.out.find("started    from random factors, not from old-export: its chain of "
+                          "warm starts began with a run created " + forty_days_ago),
+            std::string::npos)
+      << info.out;
+
+  // Within the bound (and with none) the chain goes on.
+  for (const char* bound : {"41", "0"}) {
+    const std::string name = std::string("within-") + bound;
+    const Result w = recforge(d.t, "train c.yaml --set run.name=" + name +
+                                       " --set model.init_from_max_age_days=" + bound + day2 + from);
+    ASSERT_EQ(w.rc, 0) << w.out;
+    const nlohmann::json r = read_json(d.t.file("runs/" + name + "/run.json"));
+    EXPECT_EQ(r.count("init_from_skipped"), 0u) << bound;
+    EXPECT_EQ(r["init_from"]["users_matched"], 50) << bound;
+    EXPECT_EQ(r["init_from"]["lineage"],
+              (nlohmann::json{{"started", forty_days_ago}, {"warm_starts", 1}}))
+        << bound;
+  }
+
+  // An export that does not record its lineage (written before recforge did) is not continued
+  // under a bound, since its age is unknown; without a bound it is.
+  nlohmann::json m = read_json(manifest);
+  m["source"].erase("lineage");
+  test::write_file(manifest, m.dump(2));
+  const Result unknown = recforge(
+      d.t, "train c.yaml --set run.name=unknown --set model.init_from_max_age_days=365" + day2 + from);
+  ASSERT_EQ(unknown.rc, 0) << unknown.out;
+  EXPECT_EQ(read_json(d.t.file("runs/unknown/run.json"))["init_from_skipped"]["reason"],
+            "it does not record when its chain of warm starts began");
+  const Result unbounded = recforge(d.t, "train c.yaml --set run.name=unbounded" + day2 + from);
+  ASSERT_EQ(unbounded.rc, 0) << unbounded.out;
+  const nlohmann::json u = read_json(d.t.file("runs/unbounded/run.json"));
+  EXPECT_EQ(u["init_from"]["lineage"],
+            (nlohmann::json{{"started", nullptr}, {"warm_starts", nullptr}}));
+  const Result info_u = recforge(d.t, "info runs/unbounded");
+  EXPECT_NE(info_u.out.find("lineage    not recorded"), std::string::npos) << info_u.out;
 }
 
 TEST(WarmStart, AnExportOfAnotherModelOrWidthOrNoExportIsRefused) {

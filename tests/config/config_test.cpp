@@ -175,9 +175,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "model.history_weight",
                            "model.dropout",
                            "eval.validation_sample",
-                           "model.init_from"})
+                           "model.init_from",
+                           "model.init_from_max_age_days"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 109u);
+  EXPECT_EQ(params().size(), 110u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "core/clock.h"
 #include "dist_launch.h"
 #include "test_util.h"
 
@@ -128,6 +129,28 @@ TEST(DistTrain, AWarmStartAtTwoAndThreeRanksEqualsOneProcess) {
     EXPECT_EQ(run["init_from"], one["init_from"]) << P;
     EXPECT_LE(run["history"][0]["loss"].get<double>(), last * (1 + 1e-3)) << P;
   }
+  // model.init_from_max_age_days, decided on rank 0's clock for every rank: an export whose
+  // chain began 40 days ago is not continued under a 30-day bound, so two ranks train from
+  // random factors, as the cold base run did (within the runs' 1e-3).
+  const std::string manifest =
+      dir.file("runs/base/export/" + fs::read_symlink(dir.file("runs/base/export/current")).string() +
+               "/manifest.json");
+  nlohmann::json m = read_json(manifest);
+  m["source"]["lineage"]["started"] = utc_string(std::time(nullptr) - 40 * 86400);
+  test::write_file(manifest, m.dump(2));
+  test::write_file(dir.file("warm.yaml"), warm);
+  const Result bounded = run_ranks(2, dir.str(), "train warm.yaml --set run.name=bounded "
+                                                 "--set model.init_from_max_age_days=30");
+  ASSERT_EQ(bounded.rc, 0) << bounded.out;
+  const nlohmann::json b = read_json(dir.file("runs/bounded/run.json"));
+  EXPECT_EQ(b.count("init_from"), 0u) << b.dump();
+  EXPECT_EQ(b["init_from_skipped"]["max_age_days"], 30) << b.dump();
+  const nlohmann::json cold = read_json(dir.file("runs/base/run.json"))["history"];
+  ASSERT_EQ(b["history"].size(), cold.size());
+  for (size_t i = 0; i < cold.size(); ++i)
+    EXPECT_NEAR(b["history"][i]["loss"].get<double>(), cold[i]["loss"].get<double>(),
+                1e-3 * cold[i]["loss"].get<double>())
+        << i;
 }
 
 TEST(DistTrain, AValidationSampleScoresTheSameUsersAsOneProcess) {
