@@ -23,6 +23,11 @@
 ///   opt_out.txt        the user ids of privacy.opt_out at export time, sorted, one per line
 ///                      (pseudonyms when the export is pseudonymised); absent in exports of
 ///                      earlier recforge, which load with an empty list
+///   chain_users.txt    users that earlier models of this model's chain of warm starts
+///                      (model.init_from) were trained on and this export does not hold, as
+///                      HMAC-SHA256(salt, tagged id) in hex, sorted (the manifest's
+///                      "chain_users": salt and the key checks of pseudonymised ids); only in
+///                      exports of warm-started runs with such users
 ///   seen_indptr.npy    int64 (users + 1): CSR offsets of each user's training items
 ///   seen_indices.npy   int32 (nnz): item rows, sorted within each user
 ///   seen_data.npy      float32 (nnz): the confidences the model trained on, parallel to
@@ -59,6 +64,9 @@ const std::vector<std::string>& optional_files();
 constexpr const char* kPseudonymScheme = "hmac-sha256";
 /// The optional file of the training confidences (written since explain; not in data_files()).
 constexpr const char* kSeenDataFile = "seen_data.npy";
+/// The file of a warm-started model's chain users (ExportInput::chain_users), only in version
+/// directories (no link beside `current`): absent from most exports.
+constexpr const char* kChainUsersFile = "chain_users.txt";
 /// The symbolic link naming the version in service.
 constexpr const char* kCurrentLink = "current";
 /// N of a version directory name "v-<N>" (N ≥ 1, no leading zero), or -1 for any other name.
@@ -86,6 +94,11 @@ struct ExportInput {
   /// The user ids of privacy.opt_out at export time (pipeline::opt_out_ids), written to
   /// opt_out.txt.
   std::vector<std::string> opt_out;
+  /// chain_users.txt and the manifest's "chain_users" (written when `chain_users` is not
+  /// empty): pipeline::ChainUsers of a warm-started run.
+  std::vector<std::string> chain_users;  ///< sorted hex hashes
+  std::string chain_salt;                ///< 64 hex characters
+  std::vector<std::string> chain_key_checks;
 };
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty
@@ -126,6 +139,11 @@ struct Artifact {
   /// opt_out.txt: the opted-out user ids (pseudonyms when pseudonymised), sorted; empty for
   /// exports without the file.
   std::vector<std::string> opt_out;
+  /// chain_users.txt (sorted hashes) and the manifest's "chain_users" salt and key checks;
+  /// empty for exports without the file.
+  std::vector<std::string> chain_users;
+  std::string chain_salt;
+  std::vector<std::string> chain_key_checks;
   /// The manifest's "user_ids": {"key_check"} of a pseudonymised export; "" when its user ids
   /// are raw.
   std::string key_check;

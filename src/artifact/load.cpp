@@ -197,23 +197,40 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
            check ? check->dump() : "missing");
     a.key_check = check->get<std::string>();
   }
-  // The opt-out list: absent in exports of earlier recforge (an empty list).
-  if (files->contains("opt_out.txt")) {
-    const std::string path = v.shown("opt_out.txt");
-    const std::shared_ptr<const MappedFile> file = verified("opt_out.txt");  // mapped while read
+  // Sorted id lists, each id once: absent in exports that have none (an empty list).
+  auto sorted_lines = [&](const char* name, std::vector<std::string>& out) {
+    if (!files->contains(name)) return;
+    const std::string path = v.shown(name);
+    const std::shared_ptr<const MappedFile> file = verified(name);  // mapped while read
     const std::string_view bytes = file->bytes();
     size_t start = 0;
     while (start < bytes.size()) {
       size_t end = bytes.find('\n', start);
       if (end == std::string_view::npos) end = bytes.size();
-      a.opt_out.emplace_back(bytes.substr(start, end - start));
-      if (a.opt_out.back().empty() ||
-          (a.opt_out.size() > 1 && a.opt_out.back() <= a.opt_out[a.opt_out.size() - 2]))
+      out.emplace_back(bytes.substr(start, end - start));
+      if (out.back().empty() || (out.size() > 1 && out.back() <= out[out.size() - 2]))
         fail("{}: line {} is empty or out of order; expected non-empty ids in increasing order, "
              "each once",
-             path, a.opt_out.size());
+             path, out.size());
       start = end + 1;
     }
+  };
+  sorted_lines("opt_out.txt", a.opt_out);  // absent in exports of earlier recforge
+  sorted_lines(kChainUsersFile, a.chain_users);  // only after warm starts
+  if (!a.chain_users.empty()) {
+    const nlohmann::json* chain = field(m, "chain_users");
+    const nlohmann::json* salt = chain ? field(*chain, "salt") : nullptr;
+    const nlohmann::json* checks = chain ? field(*chain, "key_checks") : nullptr;
+    const bool hex_salt = salt && salt->is_string() && salt->get<std::string>().size() == 64 &&
+                          salt->get<std::string>().find_first_not_of("0123456789abcdef") ==
+                              std::string::npos;
+    if (!hex_salt || !checks || !checks->is_array() ||
+        !std::all_of(checks->begin(), checks->end(), [](const auto& c) { return c.is_string(); }))
+      fail("{}: chain_users is {}; expected {{\"salt\": 64 hex characters, \"key_checks\": "
+           "[strings]}} beside chain_users.txt",
+           mpath, chain ? chain->dump() : "missing");
+    a.chain_salt = salt->get<std::string>();
+    a.chain_key_checks = checks->get<std::vector<std::string>>();
   }
 
   const std::string indptr_path = v.shown("seen_indptr.npy");
@@ -271,7 +288,8 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
     const auto& known = data_files();
     const auto& optional = optional_files();
     if (std::find(known.begin(), known.end(), name) == known.end() &&
-        std::find(optional.begin(), optional.end(), name) == optional.end())
+        std::find(optional.begin(), optional.end(), name) == optional.end() &&
+        name != kChainUsersFile)  // read above
       verified(name);
   }
   return a;

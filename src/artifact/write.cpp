@@ -377,6 +377,13 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   opt_out.erase(std::unique(opt_out.begin(), opt_out.end()), opt_out.end());
   write_ids(S + "opt_out.txt", opt_out, "opted-out user");
   written("opt_out.txt", {{"lines", opt_out.size()}});
+  if (!in.chain_users.empty()) {
+    RF_ASSERT(std::is_sorted(in.chain_users.begin(), in.chain_users.end()) &&
+                  in.chain_salt.size() == 64,
+              "export: chain users unsorted or without their salt");
+    write_ids(S + kChainUsersFile, in.chain_users, "chain user");
+    written(kChainUsersFile, {{"lines", in.chain_users.size()}});
+  }
   write_npy(S + "seen_indptr.npy", std::vector<int64_t>(seen.indptr.begin(), seen.indptr.end()));
   written("seen_indptr.npy", {{"dtype", "int64"}, {"shape", {seen.rows + 1}}});
   write_npy(S + "seen_indices.npy", std::vector<int32_t>(seen.indices.begin(), seen.indices.end()));
@@ -419,6 +426,8 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     manifest["user_ids"]["scheme"] = kPseudonymScheme;
     manifest["user_ids"]["key_check"] = key->check_value();
   }
+  if (!in.chain_users.empty())
+    manifest["chain_users"] = {{"salt", in.chain_salt}, {"key_checks", in.chain_key_checks}};
   if (const nlohmann::json fold = fold_in_section(in.config, in.train_weight_total); !fold.is_null())
     manifest["fold_in"] = ordered(fold);
   manifest["files"] = ordered(files);

@@ -268,6 +268,12 @@ int cmd_info() {
                                               started.get<std::string>(),
                                               lineage.at("warm_starts").get<long long>())
                                 : std::string("not recorded (warm-started by an older recforge)"));
+        const nlohmann::json::json_pointer chain("/init_from/chain_users/count");
+        if (run.contains(chain) && run.at(chain).get<long long>() > 0)
+          text += fmt::format("           carries {} user(s) that earlier models of the chain "
+                              "were trained on and this run's data lacks (chain_users.txt, "
+                              "hashed)\n",
+                              run.at(chain).get<long long>());
       }
       if (!stats.is_null()) {
         text += fmt::format("users      {}\nitems      {}\n", stats.at("users").get<long long>(),

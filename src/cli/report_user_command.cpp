@@ -70,6 +70,12 @@ int cmd_report_user() {
                        w["version"].is_null() ? std::string() : " (" + scalar(w["version"]) + ")",
                        held.is_null() ? "unknown" : held.get<bool>() ? "yes" : "no");
     if (w.contains("note")) out += scalar(w["note"]) + "\n";
+    if (w.contains("earlier_in_chain"))  // users of earlier models of its chain of warm starts
+      out += fmt::format("an earlier model of its chain of warm starts was trained on this "
+                         "user's data without that export holding them: {}\n",
+                         w["earlier_in_chain"].is_null()               ? "unknown"
+                         : w["earlier_in_chain"].get<bool>() ? "yes"
+                                                             : "no");
   }
   const auto& r = j["recommendations"];
   out += fmt::format("top {} recommendations{}{}:\n", r["k"].get<int64_t>(),

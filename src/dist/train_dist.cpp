@@ -442,6 +442,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();
     if (warm) run["init_from"] = warm->record;
     if (!init_skipped.is_null()) run["init_from_skipped"] = init_skipped;
+    if (warm && !warm->chain.hashes.empty())  // for `recforge export RUN` (open_run)
+      pipeline::write_chain_users(dir->file(pipeline::kChainUsersFile), warm->chain.hashes);
     write_npy(dir->file("user_factors.npy"), whole.user_factors());
     write_npy(dir->file("item_factors.npy"), whole.item_factors());
     write_file_atomic(dir->file("metrics.json"), metrics.dump(2) + "\n");
@@ -460,9 +462,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.index = pipeline::index_options(s);
         in.metrics = metrics;
         in.config = cfg.to_json();
-        in.source = {{"run_dir", dir->final_path()},
-                     {"data_fingerprint", data.fingerprint},
-                     {"lineage", pipeline::run_lineage(run)}};
+        in.source = {{"run_dir", dir->final_path()}, {"data_fingerprint", data.fingerprint}};
+        pipeline::set_lineage(in, run, warm ? warm->chain.hashes : std::vector<std::string>{});
         in.train_weight_total = data.train_weight_total;
         in.pseudonym_key = pipeline::pseudonym_key(cfg);
         in.opt_out = pipeline::opt_out_ids(cfg);

@@ -29,7 +29,8 @@ std::optional<SecretKey> pseudonym_key(const config::Config& cfg) {
 artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
                                    const models::Model& model, const nlohmann::json& metrics,
                                    const std::string& run_dir, const std::string& fingerprint,
-                                   const nlohmann::json& lineage) {
+                                   const nlohmann::json& run,
+                                   const std::vector<std::string>& chain_users) {
   artifact::ExportInput in;
   in.model_type = model.type();
   in.model_parameters = model.describe();
@@ -41,7 +42,8 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.index = index_options(cfg.settings());
   in.metrics = metrics;
   in.config = cfg.to_json();
-  in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}, {"lineage", lineage}};
+  in.source = {{"run_dir", run_dir}, {"data_fingerprint", fingerprint}};
+  set_lineage(in, run, chain_users);
   in.train_weight_total =  // what bm25 weighting of a user folded in from the export needs
       data::bm25_corpus(data.split.train, data.users.size(), data.items.size()).total_weight;
   in.pseudonym_key = pseudonym_key(cfg);
@@ -62,7 +64,7 @@ std::string export_run(const std::string& run_dir, const std::string& out,
   // The run's metrics as open_run verified them (not read again).
   const artifact::ExportInput in =
       export_input(r.config, r.data, *r.model, r.metrics, run_dir, r.data.fingerprint(),
-                   run_lineage(r.run));
+                   r.run, r.chain_users);
   return artifact::write(in, out);
 }
 

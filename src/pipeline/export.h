@@ -23,12 +23,14 @@ std::optional<SecretKey> pseudonym_key(const config::Config& cfg);
 
 /// The artifact contents of a trained model: its factors, the data's id maps and training items,
 /// the `index` section of `cfg`, the run's metrics, the resolved config and its source (the run
-/// directory, the data's fingerprint and the run's lineage, pipeline::run_lineage of its
-/// run.json). The result points into `model` and `data`.
+/// directory, the data's fingerprint), and what it records of its chain of warm starts
+/// (pipeline::set_lineage of its run.json `run` and the hashes of its chain_users.txt). The
+/// result points into `model` and `data`.
 artifact::ExportInput export_input(const config::Config& cfg, const Dataset& data,
                                    const models::Model& model, const nlohmann::json& metrics,
                                    const std::string& run_dir, const std::string& fingerprint,
-                                   const nlohmann::json& lineage);
+                                   const nlohmann::json& run,
+                                   const std::vector<std::string>& chain_users);
 
 /// Exports the run in `run_dir` to `out`. `overrides` ("index.key=value") change the index
 /// settings of the run's config; other sections cannot be changed at export time. Returns `out`.

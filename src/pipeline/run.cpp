@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/npy.h"
 #include "pipeline/options.h"
+#include "pipeline/warm_start.h"
 
 namespace recforge::pipeline {
 namespace fs = std::filesystem;
@@ -34,8 +35,9 @@ nlohmann::json read_run_json(const std::string& dir) {
 }
 
 const std::vector<std::string>& checksummed_run_files() {
-  static const std::vector<std::string> files = {"config.yaml", "stats.json", "metrics.json",
-                                                 "user_factors.npy", "item_factors.npy"};
+  static const std::vector<std::string> files = {"config.yaml",      "stats.json",
+                                                 "metrics.json",     "user_factors.npy",
+                                                 "item_factors.npy", kChainUsersFile};
   return files;
 }
 
@@ -57,7 +59,7 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   if (!d) fail("{}: no such run directory", dir);
   const std::optional<std::string> run_text = d->read("run.json");
   if (!run_text) fail("{}: not a recforge run directory (run.json is missing)", dir);
-  OpenedRun r{dir, config::Config::defaults(), {}, {}, nullptr, nlohmann::json::object()};
+  OpenedRun r{dir, config::Config::defaults(), {}, {}, nullptr, nlohmann::json::object(), {}};
   try {
     r.run = nlohmann::json::parse(*run_text);
   } catch (const nlohmann::json::exception& e) {
@@ -109,6 +111,10 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
     }
   }
 
+  // A warm-started run's chain users (pipeline::ChainUsers), which its exports carry on.
+  const nlohmann::json::json_pointer chain_count("/init_from/chain_users/count");
+  if (r.run.contains(chain_count) && r.run.at(chain_count) != 0)
+    r.chain_users = parse_chain_users(*read(kChainUsersFile, true), d->shown(kChainUsersFile));
   r.config = config::Config::parse(config_text, d->shown("config.yaml"));
   set_progress_mode(r.config.settings().run.progress);
   const Context ctx = Context::create("cpu", static_cast<int>(r.config.settings().train.threads));

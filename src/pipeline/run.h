@@ -23,6 +23,8 @@ struct OpenedRun {
   Dataset data;                           ///< the data, re-prepared and verified
   std::unique_ptr<models::Model> model;   ///< the model with the saved factors
   nlohmann::json metrics;                 ///< its metrics.json (verified), or an empty object
+  /// A warm-started run's chain_users.txt (verified; pipeline::ChainUsers), or empty.
+  std::vector<std::string> chain_users;
 };
 
 /// Parses a JSON file; throws recforge::Error naming the file when it is missing or invalid.

@@ -4,7 +4,9 @@
 #include <filesystem>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "pipeline/export.h"
 #include "pipeline/options.h"
@@ -12,6 +14,54 @@
 namespace recforge::pipeline {
 
 namespace fs = std::filesystem;
+
+std::string ChainUsers::hash(const std::string& id, const std::string& key_check) const {
+  return hmac_sha256_hex(salt, key_check.empty() ? "raw:" + id
+                                                 : "pseudonym:" + key_check + ":" + id);
+}
+
+bool ChainUsers::holds(const std::string& raw, const std::optional<SecretKey>& key) const {
+  if (std::binary_search(hashes.begin(), hashes.end(), hash(raw))) return true;
+  if (!key) return false;
+  const std::string check = key->check_value();
+  return std::find(key_checks.begin(), key_checks.end(), check) != key_checks.end() &&
+         std::binary_search(hashes.begin(), hashes.end(), hash(key->pseudonym(raw), check));
+}
+
+void write_chain_users(const std::string& path, const std::vector<std::string>& hashes) {
+  std::string text;
+  text.reserve(hashes.size() * 65);
+  for (const std::string& h : hashes) text += h + "\n";
+  write_file_atomic(path, text);
+}
+
+std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& shown) {
+  std::vector<std::string> hashes;
+  size_t start = 0;
+  while (start < bytes.size()) {
+    size_t end = bytes.find('\n', start);
+    if (end == std::string_view::npos) end = bytes.size();
+    hashes.emplace_back(bytes.substr(start, end - start));
+    const std::string& h = hashes.back();
+    if (h.size() != 64 || h.find_first_not_of("0123456789abcdef") != std::string::npos ||
+        (hashes.size() > 1 && h <= hashes[hashes.size() - 2]))
+      fail("{}: line {} is not a hash in order; expected 64 lowercase hex characters per line, "
+           "increasing",
+           shown, hashes.size());
+    start = end + 1;
+  }
+  return hashes;
+}
+
+void set_lineage(artifact::ExportInput& in, const nlohmann::json& run,
+                 const std::vector<std::string>& hashes) {
+  in.source["lineage"] = run_lineage(run);
+  if (hashes.empty()) return;
+  const nlohmann::json& meta = run.at("init_from").at("chain_users");
+  in.chain_salt = meta.at("salt").get<std::string>();
+  in.chain_key_checks = meta.at("key_checks").get<std::vector<std::string>>();
+  in.chain_users = hashes;
+}
 
 nlohmann::json run_lineage(const nlohmann::json& run) {
   if (const auto it = run.find("init_from"); it != run.end()) {
@@ -80,10 +130,10 @@ std::optional<InitSource> open_init_from(const config::Config& cfg, std::time_t 
          "empty",
          where, dir, src.export_.items.cols, export_bias ? " (an item bias among them)" : "", dim,
          s.model.factors, bias ? " and the item bias column" : "");
-  if (!src.export_.key_check.empty()) {
-    std::optional<SecretKey> key = pseudonym_key(cfg);
-    if (key && key->check_value() == src.export_.key_check) src.key = std::move(key);
-  }
+  // The run's key, when the export's users or its chain's are pseudonyms to match or check.
+  if (!src.export_.key_check.empty() || !src.export_.chain_key_checks.empty())
+    src.run_key = pseudonym_key(cfg);
+  if (src.run_key && src.run_key->check_value() == src.export_.key_check) src.key = src.run_key;
   const nlohmann::json::json_pointer lineage_key("/source/lineage");
   src.lineage = m.contains(lineage_key) && m.at(lineage_key).is_object()
                     ? m.at(lineage_key)
@@ -117,6 +167,18 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
   auto export_id = [&](const std::string& raw) {
     return pseudonyms ? source.key->pseudonym(raw) : raw;
   };
+  WarmStart w;
+  // The users earlier models of the export's chain were trained on (a new chain's salt is
+  // derived from the export, so that the same export gives the same hashes).
+  ChainUsers& chain = w.chain;
+  chain.salt = !a.chain_salt.empty()
+                   ? a.chain_salt
+                   : hmac_sha256_hex("recforge chain users v1",
+                                     artifact::manifest_text(a.manifest, "/created") + "\n" +
+                                         artifact::manifest_text(a.manifest, "/source/run_dir") +
+                                         "\n" + a.version);
+  chain.key_checks = a.chain_key_checks;
+  chain.hashes = a.chain_users;
   if (!opt_out.empty()) {
     if (!can_match_users)
       fail("{}: model.init_from {} holds pseudonymised user ids of a key this run does not have "
@@ -124,15 +186,30 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
            "against the users its factors were trained on; give the run the export's key or "
            "leave model.init_from empty",
            where, source.dir, opt_out.size());
-    int64_t trained_on = 0;
-    for (const std::string& id : opt_out) trained_on += a.user_ids.find(export_id(id)) ? 1 : 0;
-    if (trained_on > 0)
-      fail("{}: model.init_from {} was trained on {} user(s) now on the privacy.opt_out list, so "
-           "its factors carry their data; train this run from random factors (leave "
+    for (const std::string& check : chain.key_checks)
+      if (!source.run_key || source.run_key->check_value() != check)
+        fail("{}: model.init_from {} carries the users of earlier models of its chain of warm "
+             "starts as pseudonyms of a key this run does not have (export.pseudonymize), so the "
+             "{} user(s) of privacy.opt_out cannot be checked against them; give the run that "
+             "key or leave model.init_from empty",
+             where, source.dir, opt_out.size());
+    int64_t trained_on = 0, through_chain = 0;
+    for (const std::string& id : opt_out) {
+      if (a.user_ids.find(export_id(id)))
+        ++trained_on;
+      else if (chain.holds(id, source.run_key))
+        ++through_chain;
+    }
+    if (trained_on + through_chain > 0)
+      fail("{}: model.init_from {} was trained on {} user(s) now on the privacy.opt_out list{}, "
+           "so its factors carry their data; train this run from random factors (leave "
            "model.init_from empty) and warm-start later runs from its export",
-           where, source.dir, trained_on);
+           where, source.dir, trained_on + through_chain,
+           through_chain > 0 ? fmt::format(" ({} of them through an earlier model of its chain "
+                                           "of warm starts)",
+                                           through_chain)
+                             : std::string());
   }
-  WarmStart w;
   w.user_rows.assign(static_cast<size_t>(users.size()), -1);
   w.item_rows.assign(static_cast<size_t>(items.size()), -1);
   for (int64_t i = 0; i < items.size(); ++i)
@@ -140,13 +217,30 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
       w.item_rows[static_cast<size_t>(i)] = *row;
       ++w.items_matched;
     }
+  std::vector<char> held(static_cast<size_t>(a.user_ids.size()), 0);  // export rows matched
   if (can_match_users)
     for (int64_t u = 0; u < users.size(); ++u)
       if (const auto row = a.user_ids.find(export_id(users.external(static_cast<data::index_t>(u))))) {
         w.user_rows[static_cast<size_t>(u)] = *row;
+        held[static_cast<size_t>(*row)] = 1;
         ++w.users_matched;
       }
   if (can_match_users) w.users_departed = a.user_ids.size() - w.users_matched;
+  // The export's users this run does not hold join the chain's (all of them when users are not
+  // matched: their rows are not used, but the items' factors carry their data).
+  bool added = false;
+  for (int64_t r = 0; r < a.user_ids.size(); ++r)
+    if (!held[static_cast<size_t>(r)]) {
+      chain.hashes.push_back(
+          chain.hash(a.user_ids.external(static_cast<data::index_t>(r)), a.key_check));
+      added = true;
+    }
+  if (added && pseudonyms &&
+      std::find(chain.key_checks.begin(), chain.key_checks.end(), a.key_check) ==
+          chain.key_checks.end())
+    chain.key_checks.push_back(a.key_check);
+  std::sort(chain.hashes.begin(), chain.hashes.end());
+  chain.hashes.erase(std::unique(chain.hashes.begin(), chain.hashes.end()), chain.hashes.end());
   nlohmann::json lineage = source.lineage;
   if (lineage["warm_starts"].is_number_integer())
     lineage["warm_starts"] = lineage["warm_starts"].get<int64_t>() + 1;
@@ -161,7 +255,11 @@ WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
               {"items", items.size()},
               {"items_matched", w.items_matched},
               {"users_departed", w.users_departed},
-              {"lineage", lineage}};
+              {"lineage", lineage},
+              {"chain_users",
+               {{"salt", chain.salt},
+                {"key_checks", chain.key_checks},
+                {"count", chain.hashes.size()}}}};
   if (!can_match_users)
     log().warn("warm start from {}: its user ids are pseudonyms of a key this run does not have "
                "(export.pseudonymize), so every user starts from random factors; only the "

@@ -29,6 +29,27 @@
 
 namespace recforge::pipeline {
 
+/// The users whose data a warm-started model carries without holding their rows: those that an
+/// earlier model of its chain of warm starts was trained on and that its own data does not
+/// hold (they left the source, or retention or the cleaning filters dropped them). Exports
+/// carry them forward (chain_users.txt), so that an opt-out is checked against every user a
+/// chain was trained on, not only the last export's. Held as HMAC-SHA256(salt, tag + id) in
+/// hex, keyed by the salt's 64 hex characters as text: tag "raw:" before a raw id, or
+/// "pseudonym:<key check>:" before a pseudonym (an export of export.pseudonymize, whose raw ids
+/// are unknown); the key checks of such pseudonyms are listed. The hashes are a
+/// pseudonymisation: whoever holds them and can enumerate candidate ids can test them.
+struct ChainUsers {
+  std::string salt;                     ///< 64 hex characters, kept along the chain
+  std::vector<std::string> key_checks;  ///< of the keys of "pseudonym:" entries
+  std::vector<std::string> hashes;      ///< sorted, each once
+  /// The hash of a raw id (`key_check` empty) or of a pseudonym made with the key of
+  /// `key_check`.
+  std::string hash(const std::string& id, const std::string& key_check = "") const;
+  /// Whether the user of raw id `raw` is among them: by raw id, and by pseudonym under `key`
+  /// when the entries include pseudonyms of that key.
+  bool holds(const std::string& raw, const std::optional<SecretKey>& key) const;
+};
+
 /// The export that model.init_from names, loaded (factors and ids; not its Faiss index) and
 /// checked against the run's model.
 struct InitSource {
@@ -37,6 +58,9 @@ struct InitSource {
   /// The run's pseudonymisation key when the export's user ids are pseudonyms made with it;
   /// nullopt for raw ids, or when the run has no such key (users are then not matched).
   std::optional<SecretKey> key;
+  /// The run's pseudonymisation key (export.pseudonymize), read when the export or its chain
+  /// users hold pseudonyms; nullopt otherwise.
+  std::optional<SecretKey> run_key;
   /// The export's lineage (manifest source.lineage): {"started": the UTC time its chain's
   /// cold-started run was created, "warm_starts": how many since}; both null when the export
   /// does not record it.
@@ -46,6 +70,22 @@ struct InitSource {
 /// The lineage of a run from its run.json: its init_from record's, or, for a cold-started run,
 /// {"started": its creation time, "warm_starts": 0}. Exports record it as source.lineage.
 nlohmann::json run_lineage(const nlohmann::json& run);
+
+/// The run directory's file of a warm-started run's ChainUsers hashes (checksummed in
+/// run.json; its salt and key checks are in run.json's init_from.chain_users).
+constexpr const char* kChainUsersFile = artifact::kChainUsersFile;
+
+/// Writes `hashes` to `path` (kChainUsersFile in a run directory), one per line.
+void write_chain_users(const std::string& path, const std::vector<std::string>& hashes);
+/// Parses write_chain_users's bytes; throws recforge::Error naming `shown` when a line is not a
+/// 64-hex-character hash in increasing order.
+std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& shown);
+
+/// What an export of a run records of its chain of warm starts: source.lineage (run_lineage of
+/// its run.json) and, for a warm-started run, its chain's users (`hashes`, the run's
+/// chain_users.txt; the salt and key checks from run.json).
+void set_lineage(artifact::ExportInput& in, const nlohmann::json& run,
+                 const std::vector<std::string>& hashes);
 
 /// Opens model.init_from: an export directory, or a run directory holding one in export/.
 /// Returns nullopt when the setting is empty, and also when model.init_from_max_age_days is set
@@ -68,6 +108,8 @@ struct WarmStart {
   /// cleaning filters dropped them): their data stays in the items' factors. 0 when users are
   /// not matched (pseudonyms without the key).
   int64_t users_departed = 0;
+  /// The chain's users this run carries: the export's and its users not in this run's data.
+  ChainUsers chain;
   /// run.json's "init_from": the export, its version and creation time, the run it came from,
   /// the counts matched and departed, and the run's lineage (the export's, one warm start on).
   nlohmann::json record;
@@ -78,7 +120,8 @@ struct WarmStart {
 /// (export.pseudonymize); without that key users start at random (logged). Throws
 /// recforge::Error when the export holds a user who is on this run's opt-out list
 /// (`opt_out`: pipeline::opt_out_ids), since its factors carry that user's data; also when the
-/// list is not empty and the export's pseudonyms cannot be checked against it (no key).
+/// list is not empty and the export's pseudonyms cannot be checked against it (no key). The
+/// check covers the export's chain users (ChainUsers) as well as its user ids.
 WarmStart match_init_from(const InitSource& source, const config::Config& cfg,
                           const data::IdMap& users, const data::IdMap& items,
                           const std::vector<std::string>& opt_out);

@@ -10,6 +10,7 @@
 #include "models/model.h"
 #include "pipeline/export.h"
 #include "pipeline/run.h"
+#include "pipeline/warm_start.h"
 
 namespace recforge::recommend {
 namespace {
@@ -210,6 +211,28 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
   const std::string dir = it->value("export", std::string());
   const std::string version = it->value("version", std::string());
   nlohmann::ordered_json w = {{"export", dir}, {"version", version}};
+  // Whether an earlier model of the chain was trained on the user although the starting export
+  // does not hold them (pipeline::ChainUsers, the run's chain_users.txt): null when the chain's
+  // pseudonyms are of a key the run cannot give.
+  const nlohmann::json::json_pointer chain_ptr("/chain_users");
+  if (it->contains(chain_ptr) && it->at(chain_ptr).is_object()) {
+    const nlohmann::json& meta = it->at(chain_ptr);
+    pipeline::ChainUsers chain;
+    chain.salt = meta.value("salt", std::string());
+    chain.key_checks = meta.value("key_checks", std::vector<std::string>());
+    chain.hashes = run.chain_users;
+    std::optional<SecretKey> key;
+    if (!chain.key_checks.empty()) try {
+        key = pipeline::pseudonym_key(run.config);
+      } catch (const Error&) {
+      }
+    const bool checkable =
+        chain.key_checks.empty() ||
+        (key && chain.key_checks.size() == 1 && chain.key_checks[0] == key->check_value());
+    const bool held = chain.holds(user, key);
+    w["earlier_in_chain"] = held || checkable ? nlohmann::ordered_json(held)
+                                              : nlohmann::ordered_json(nullptr);
+  }
   const std::string vdir = version.empty() ? dir : dir + "/" + version;
   std::error_code ec;
   nlohmann::json manifest;

@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/npy.h"
 #include "pipeline/dataset.h"
 #include "pipeline/warm_start.h"
@@ -330,6 +331,127 @@ TEST(WarmStart, AnExportTrainedOnAUserWhoOptedOutSinceIsRefused) {
                                   "privacy.opt_out=opt-out.txt" + day2);
   EXPECT_EQ(ok.rc, 0) << ok.out;
   EXPECT_EQ(read_json(d.t.file("runs/ok/run.json"))["init_from"]["users_matched"], 50);
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::vector<std::string> lines;
+  std::istringstream in(test::read_file(path));
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+// An opt-out is checked against every user a chain of warm starts was trained on, not only the
+// users of the export it starts from: each warm-started run carries the users of its export
+// that its data lacks (salted hashes, chain_users.txt in the run and its exports), and a later
+// warm start refuses an export whose chain holds an opted-out user. Day 1 trains on u0-u59,
+// day 2 (u10-u69) starts from it; u3 is in no export after day 1's.
+TEST(WarmStart, AnOptOutReachesBackThroughTheChainOfWarmStarts) {
+  Days d;
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=day1").rc, 0);
+  const std::string day2 = " --set data.path=" + d.day2;
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=day2 --set model.init_from=runs/day1" +
+                              day2).rc, 0);
+  // A cold run carries no chain users.
+  EXPECT_FALSE(fs::exists(d.t.file("runs/day1/chain_users.txt")));
+  EXPECT_FALSE(read_json(d.t.file("runs/day1/export/v-1/manifest.json")).contains("chain_users"));
+  // Day 2 carries u0-u9, hashed as ChainUsers says (computed here independently).
+  const nlohmann::json chain = read_json(d.t.file("runs/day2/run.json"))["init_from"]["chain_users"];
+  const std::string salt = chain["salt"];
+  EXPECT_EQ(chain["count"], 10);
+  EXPECT_EQ(chain["key_checks"], nlohmann::json::array());
+  std::vector<std::string> expected;
+  for (int u = 0; u < 10; ++u) expected.push_back(hmac_sha256_hex(salt, "raw:u" + std::to_string(u)));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(lines_of(d.t.file("runs/day2/chain_users.txt")), expected);
+  // Its export carries them on, as does an export of the run made later.
+  EXPECT_EQ(lines_of(d.t.file("runs/day2/export/v-1/chain_users.txt")), expected);
+  EXPECT_EQ(read_json(d.t.file("runs/day2/export/v-1/manifest.json"))["chain_users"]["salt"], salt);
+  const Result info = recforge(d.t, "info runs/day2");
+  EXPECT_NE(info.out.find("carries 10 user(s) that earlier models of the chain were trained on"),
+            std::string::npos)
+      << info.out;
+  ASSERT_EQ(recforge(d.t, "export runs/day2 --out again").rc, 0);
+  EXPECT_EQ(lines_of(d.t.file("again/v-1/chain_users.txt")), expected);
+
+  // Day 3 from day 2's export: u3 opted out since, so day 2's export is refused (day 1's
+  // model trained on u3); a user no model saw is not in the way, and the chain goes on with
+  // the same users.
+  test::write_file(d.t.file("opt-out.txt"), "u3\nu200\n");
+  const std::string day3 =
+      "train c.yaml --set run.name=day3 --set model.init_from=runs/day2" + day2;
+  const Result refused = recforge(d.t, day3 + " --set privacy.opt_out=opt-out.txt");
+  EXPECT_EQ(refused.rc, 1) << refused.out;
+  EXPECT_NE(refused.out.find("was trained on 1 user(s) now on the privacy.opt_out list (1 of them "
+                             "through an earlier model of its chain of warm starts)"),
+            std::string::npos)
+      << refused.out;
+  EXPECT_EQ(refused.out.find("u3"), std::string::npos) << refused.out;
+  EXPECT_FALSE(fs::exists(d.t.file("runs/day3")));
+  test::write_file(d.t.file("opt-out.txt"), "u200\n");
+  const Result day3_run = recforge(d.t, day3 + " --set privacy.opt_out=opt-out.txt");
+  ASSERT_EQ(day3_run.rc, 0) << day3_run.out;
+  EXPECT_EQ(lines_of(d.t.file("runs/day3/chain_users.txt")), expected);
+
+  // u3 comes back: day 4 trains on day 1's data from day 3's export, which does not hold u3,
+  // but day 1's model was trained on u3, which the data-access report says.
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=day4 --set model.init_from=runs/day3").rc, 0);
+  for (const auto& [user, earlier] : {std::pair<std::string, bool>{"u3", true}, {"u20", false}}) {
+    const Result rep = recforge(d.t, "report-user runs/day4 --format json --user " + user);
+    ASSERT_EQ(rep.rc, 0) << rep.out;
+    const nlohmann::json w = json_of(rep.out)["warm_start"];
+    EXPECT_EQ(w["trained_on_user"], !earlier) << user;  // u20 is in day 3's export
+    EXPECT_EQ(w["earlier_in_chain"], earlier) << user;
+  }
+  const Result rep = recforge(d.t, "report-user runs/day4 --user u3");
+  EXPECT_NE(rep.out.find("an earlier model of its chain of warm starts was trained on this user's "
+                         "data without that export holding them: yes"),
+            std::string::npos)
+      << rep.out;
+
+  // The run's copy is covered by its checksums: a changed file is not exported.
+  test::write_file(d.t.file("runs/day2/chain_users.txt"), expected[1] + "\n");
+  const Result damaged = recforge(d.t, "export runs/day2 --out again2");
+  EXPECT_EQ(damaged.rc, 1) << damaged.out;
+  EXPECT_NE(damaged.out.find("chain_users.txt"), std::string::npos) << damaged.out;
+  EXPECT_FALSE(fs::exists(d.t.file("again2")));
+}
+
+// With pseudonymised exports the chain holds pseudonyms (their raw ids are unknown), checked
+// with the run's key: the same key finds an opted-out user of day 1; after a key rotation the
+// chain's pseudonyms cannot be checked, and a warm start with an opt-out list is refused.
+TEST(WarmStart, AChainOfPseudonymisedExportsIsCheckedWithItsKeys) {
+  Days d;
+  test::write_file(d.t.file("key"), "warm-start-test-key-0123456789");
+  test::write_file(d.t.file("new-key"), "the-rotated-key-of-next-month-42");
+  test::write_file(d.t.file("opt-out.txt"), "u3\n");
+  const std::string pseudo = "  pseudonymize: true\n  pseudonym_key_file: key\n";
+  test::write_file(d.t.file("c.yaml"), config(d.t, d.day1, "", pseudo));
+  ASSERT_EQ(recforge(d.t, "train c.yaml --set run.name=day1").rc, 0);
+  const std::string key_check =
+      read_json(d.t.file("runs/day1/export/v-1/manifest.json"))["user_ids"]["key_check"];
+  const std::string day2 = " --set data.path=" + d.day2;
+  for (const char* key : {"key", "new-key"}) {
+    const std::string name = std::string("day2-") + key;
+    ASSERT_EQ(recforge(d.t, "train c.yaml --set model.init_from=runs/day1 --set run.name=" + name +
+                                " --set export.pseudonym_key_file=" + key + day2).rc, 0);
+    const nlohmann::json chain =
+        read_json(d.t.file("runs/" + name + "/run.json"))["init_from"]["chain_users"];
+    // The same key: u0-u9 left; another key: no user matched, so all 60 are carried.
+    EXPECT_EQ(chain["count"], std::string(key) == "key" ? 10 : 60) << key;
+    EXPECT_EQ(chain["key_checks"], nlohmann::json::array({key_check})) << key;
+    const Result r = recforge(d.t, "train c.yaml --set run.name=day3 --set model.init_from=runs/" +
+                                       name + " --set export.pseudonym_key_file=" + key + day2 +
+                                       " --set privacy.opt_out=opt-out.txt");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find(std::string(key) == "key"
+                             ? "(1 of them through an earlier model of its chain of warm starts)"
+                             : "carries the users of earlier models of its chain of warm starts "
+                               "as pseudonyms of a key this run does not have"),
+              std::string::npos)
+        << key << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d.t.file("runs/day3")));
+  }
 }
 
 TEST(WarmStart, ForgetRetrainsFromRandomFactors) {
