@@ -173,8 +173,10 @@ bool is_artifact(const std::string& dir);
 /// FloatStore), the shapes of all arrays and lists against the manifest, and that the factors
 /// are finite. A version removed while it is read (two exports within one load) is read again
 /// from `current`. Throws recforge::Error with one sentence naming the file and what is wrong.
-/// Without `with_index`, index.faiss is neither read nor checked and `index` stays empty (what
-/// a warm start, model.init_from, needs is the factors and ids).
-Artifact load(const std::string& dir, bool with_index = true);
+/// Without `with_index`, index.faiss is neither read nor checked and `index` stays empty;
+/// without `with_seen`, neither are the seen lists (seen_indptr.npy, seen_indices.npy,
+/// seen_data.npy) and `seen` stays empty (what a warm start, model.init_from, needs is the
+/// factors and ids: the seen lists grow with the interactions).
+Artifact load(const std::string& dir, bool with_index = true, bool with_seen = true);
 
 }  // namespace recforge::artifact

@@ -101,7 +101,7 @@ void check_factors(const std::string& path, const Matrix& m, int64_t rows, int64
 
 /// Reads one version directory (or a flat export): manifest, then each file once.
 Artifact load_version(const DirReader& v, const std::string& dir, const std::string& version,
-                      bool with_index) {
+                      bool with_index, bool with_seen) {
   Artifact a;
   a.dir = dir;
   a.version = version;
@@ -233,45 +233,47 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
     a.chain_key_checks = checks->get<std::vector<std::string>>();
   }
 
-  const std::string indptr_path = v.shown("seen_indptr.npy");
-  const std::string indices_path = v.shown("seen_indices.npy");
-  std::vector<int64_t> indptr = parse_npy_i64(verified("seen_indptr.npy")->bytes(), indptr_path);
-  if (static_cast<int64_t>(indptr.size()) != n_users + 1)
-    fail("{}: {} offsets, expected users + 1 = {} as manifest.json counts", indptr_path,
-         indptr.size(), n_users + 1);
-  if (indptr.front() != 0 || indptr.back() != nnz)
-    fail("{}: offsets run from {} to {}, expected 0 to {} (counts.seen)", indptr_path,
-         indptr.front(), indptr.back(), nnz);
-  std::vector<int32_t> indices =
-      parse_npy_i32(verified("seen_indices.npy")->bytes(), indices_path);
-  if (static_cast<int64_t>(indices.size()) != nnz)
-    fail("{}: {} entries, expected {} (counts.seen in manifest.json)", indices_path,
-         indices.size(), nnz);
-  for (int64_t u = 0; u < n_users; ++u) {
-    if (indptr[u + 1] < indptr[u] || indptr[u + 1] > nnz)
-      fail("{}: offset {} is out of order; expected non-decreasing offsets", indptr_path, u + 1);
-    for (int64_t e = indptr[u]; e < indptr[u + 1]; ++e)
-      if (indices[e] < 0 || indices[e] >= n_items ||
-          (e > indptr[u] && indices[e] <= indices[e - 1]))
-        fail(
-            "{}: entry {} (user row {}) is {}; expected increasing item rows from 0 to {} within "
-            "a user",
-            indices_path, e, u, indices[e], n_items - 1);
-  }
-  a.seen.rows = n_users;
-  a.seen.cols = n_items;
-  a.seen.indptr = std::move(indptr);  // moved, not copied: the Csr's types are the file's
-  a.seen.indices = std::move(indices);
-  if (files->contains(kSeenDataFile)) {  // optional: exports before it lack it
-    const std::string data_path = v.shown(kSeenDataFile);
-    std::vector<float> data = parse_npy_f32_vector(verified(kSeenDataFile)->bytes(), data_path);
-    if (static_cast<int64_t>(data.size()) != nnz)
-      fail("{}: {} entries, expected {} (counts.seen in manifest.json)", data_path, data.size(),
-           nnz);
-    for (size_t e = 0; e < data.size(); ++e)
-      if (!std::isfinite(data[e]) || data[e] < 0)
-        fail("{}: entry {} is {}; expected finite confidences >= 0", data_path, e, data[e]);
-    a.seen.data = std::move(data);
+  if (with_seen) {  // the training items per user (a warm start does not need them)
+    const std::string indptr_path = v.shown("seen_indptr.npy");
+    const std::string indices_path = v.shown("seen_indices.npy");
+    std::vector<int64_t> indptr = parse_npy_i64(verified("seen_indptr.npy")->bytes(), indptr_path);
+    if (static_cast<int64_t>(indptr.size()) != n_users + 1)
+      fail("{}: {} offsets, expected users + 1 = {} as manifest.json counts", indptr_path,
+           indptr.size(), n_users + 1);
+    if (indptr.front() != 0 || indptr.back() != nnz)
+      fail("{}: offsets run from {} to {}, expected 0 to {} (counts.seen)", indptr_path,
+           indptr.front(), indptr.back(), nnz);
+    std::vector<int32_t> indices =
+        parse_npy_i32(verified("seen_indices.npy")->bytes(), indices_path);
+    if (static_cast<int64_t>(indices.size()) != nnz)
+      fail("{}: {} entries, expected {} (counts.seen in manifest.json)", indices_path,
+           indices.size(), nnz);
+    for (int64_t u = 0; u < n_users; ++u) {
+      if (indptr[u + 1] < indptr[u] || indptr[u + 1] > nnz)
+        fail("{}: offset {} is out of order; expected non-decreasing offsets", indptr_path, u + 1);
+      for (int64_t e = indptr[u]; e < indptr[u + 1]; ++e)
+        if (indices[e] < 0 || indices[e] >= n_items ||
+            (e > indptr[u] && indices[e] <= indices[e - 1]))
+          fail(
+              "{}: entry {} (user row {}) is {}; expected increasing item rows from 0 to {} within "
+              "a user",
+              indices_path, e, u, indices[e], n_items - 1);
+    }
+    a.seen.rows = n_users;
+    a.seen.cols = n_items;
+    a.seen.indptr = std::move(indptr);  // moved, not copied: the Csr's types are the file's
+    a.seen.indices = std::move(indices);
+    if (files->contains(kSeenDataFile)) {  // optional: exports before it lack it
+      const std::string data_path = v.shown(kSeenDataFile);
+      std::vector<float> data = parse_npy_f32_vector(verified(kSeenDataFile)->bytes(), data_path);
+      if (static_cast<int64_t>(data.size()) != nnz)
+        fail("{}: {} entries, expected {} (counts.seen in manifest.json)", data_path, data.size(),
+             nnz);
+      for (size_t e = 0; e < data.size(); ++e)
+        if (!std::isfinite(data[e]) || data[e] < 0)
+          fail("{}: entry {} is {}; expected finite confidences >= 0", data_path, e, data[e]);
+      a.seen.data = std::move(data);
+    }
   }
 
   if (with_index) {
@@ -330,7 +332,7 @@ long version_number(const std::string& name) {
   return std::stol(name.substr(2));
 }
 
-Artifact load(const std::string& dir, bool with_index) {
+Artifact load(const std::string& dir, bool with_index, bool with_seen) {
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     std::optional<DirReader> root = DirReader::open(dir, dir);
     if (!root) {
@@ -350,10 +352,10 @@ Artifact load(const std::string& dir, bool with_index) {
     }
     const std::optional<std::string> target = read_current(*root);
     try {
-      if (!target) return load_version(*root, dir, "", with_index);  // the flat layout of earlier recforge
+      if (!target) return load_version(*root, dir, "", with_index, with_seen);  // the flat layout of earlier recforge
       const std::optional<DirReader> v = DirReader::open(*target, dir + "/" + *target, root->fd());
       if (!v) continue;  // removed since `current` was read: read it again
-      return load_version(*v, dir, *target, with_index);
+      return load_version(*v, dir, *target, with_index, with_seen);
     } catch (const Vanished&) {
       continue;
     }

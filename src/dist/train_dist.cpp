@@ -263,10 +263,13 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   std::optional<pipeline::WarmStart> warm;
   nlohmann::json init_skipped;
   auto open_warm = [&] {
+    const auto t_init = Clock::now();
     init_source = pipeline::open_init_from(cfg, static_cast<std::time_t>(now), &init_skipped);
-    if (init_source)
+    if (init_source) {
       warm = pipeline::match_init_from(*init_source, cfg, data.users, data.items,
                                        pipeline::opt_out_ids(cfg));
+      warm->record["seconds"] = seconds_since(t_init);  // opened and matched (rank 0's is kept)
+    }
   };
   on_root(comm, open_warm);
   if (comm.rank() != 0) open_warm();

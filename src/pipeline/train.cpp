@@ -222,8 +222,10 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
          cfg.where("model.init_from"));
   // model.init_from is opened and checked against the model before the data is read.
   nlohmann::json init_skipped;  // model.init_from_max_age_days: why the run starts cold
+  const auto t_init = Clock::now();
   const std::optional<InitSource> init =
       model ? open_init_from(cfg, std::time(nullptr), &init_skipped) : std::nullopt;
+  const double init_seconds = seconds_since(t_init);
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);
   if (exporting && !export_out.empty()) {  // an export there would take the run's place
@@ -268,7 +270,9 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   if (!init_skipped.is_null()) run["init_from_skipped"] = init_skipped;
   std::optional<WarmStart> warm;
   if (init) {
+    const auto t_match = Clock::now();
     warm = match_init_from(*init, cfg, data.users, data.items, opt_out_ids(cfg));
+    warm->record["seconds"] = init_seconds + seconds_since(t_match);  // opened and matched
     run["init_from"] = warm->record;
   }
   std::string export_to, export_error;  // where the export goes; why it failed

@@ -112,7 +112,7 @@ std::optional<InitSource> open_init_from(const config::Config& cfg, std::time_t 
   }
   InitSource src;
   src.dir = dir;
-  src.export_ = artifact::load(dir, /*with_index=*/false);
+  src.export_ = artifact::load(dir, /*with_index=*/false, /*with_seen=*/false);
   const nlohmann::json& m = src.export_.manifest;
   const std::string type = artifact::manifest_text(m, "/model/type");
   if (type != s.model.type)

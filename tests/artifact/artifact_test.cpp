@@ -233,6 +233,19 @@ TEST(Artifact, LoadingRefusesDamageWithOneSentenceNamingTheFile) {
                         "with {} bytes)",
                         v, m0["files"]["seen_indices.npy"]["bytes"].get<uint64_t>()));
 
+  // What a warm start reads (factors and ids, with_index and with_seen false) does not need
+  // the seen lists or the index: it loads without them, and the full load still refuses.
+  {
+    const artifact::Artifact part = artifact::load(dir, false, false);
+    EXPECT_EQ(part.seen.rows, 0);
+    EXPECT_EQ(part.users.rows, f.in.users->rows);
+    EXPECT_EQ(part.item_ids.size(), f.in.item_ids->size());
+    fresh();
+    const artifact::Artifact whole = artifact::load(dir);
+    EXPECT_EQ(whole.seen.rows, f.in.users->rows);
+    EXPECT_EQ(whole.seen.nnz(), f.in.seen->nnz());
+  }
+
   fresh();
   nlohmann::json m = manifest_of(dir);
   m["format_version"] = 2;
@@ -453,6 +466,41 @@ TEST(Artifact, FlatExportsOfEarlierBuildsLoadAndTheNextExportConvertsThem) {
   EXPECT_EQ(got.items.data, b.items.data);
   EXPECT_TRUE(fs::is_symlink(dir + "/current"));
   EXPECT_TRUE(fs::is_symlink(dir + "/item_factors.npy"));
+}
+
+// chain_users.txt (a warm-started model's chain users, pipeline::ChainUsers) round-trips with
+// the manifest's salt and key checks, is only in the version directory (no link beside
+// `current`), is covered by the checksums, and a manifest without its salt is refused.
+TEST(Artifact, ChainUsersRoundTripAndAreChecked) {
+  test::TempDir t;
+  Fixture f;
+  const std::string dir = t.file("exp");
+  ExportInput in = f.in;
+  in.chain_salt = std::string(64, 'a');
+  in.chain_key_checks = {"0123456789abcdef"};
+  in.chain_users = {std::string(64, '1'), std::string(64, '2')};
+  write(in, dir);
+  const Artifact a = load(dir);
+  EXPECT_EQ(a.chain_users, in.chain_users);
+  EXPECT_EQ(a.chain_salt, in.chain_salt);
+  EXPECT_EQ(a.chain_key_checks, in.chain_key_checks);
+  EXPECT_TRUE(fs::exists(dir + "/v-1/chain_users.txt"));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dir + "/chain_users.txt")));
+  // Without chain users: no file, no manifest field, empty lists.
+  write(f.in, t.file("plain"));
+  EXPECT_TRUE(load(t.file("plain")).chain_users.empty());
+  EXPECT_FALSE(manifest_of(t.file("plain/v-1")).contains("chain_users"));
+
+  test::write_file(dir + "/v-1/chain_users.txt", std::string(64, '1') + "\n");
+  EXPECT_NE(load_error(dir).find(dir + "/v-1/chain_users.txt: "), std::string::npos)
+      << load_error(dir);
+  write(in, dir);  // v-2
+  nlohmann::json m = manifest_of(dir + "/v-2");
+  m["chain_users"].erase("salt");
+  test::write_file(dir + "/v-2/manifest.json", m.dump(2));
+  EXPECT_NE(load_error(dir).find("manifest.json: chain_users is {\"key_checks\":"),
+            std::string::npos)
+      << load_error(dir);
 }
 
 TEST(Artifact, NonFiniteFactorsAreNeitherExportedNorLoaded) {
