@@ -270,8 +270,47 @@ class Run:
     @property
     def init_from(self):
         """dict or None: Where a warm-started run started (``model.init_from``): the export, its
-        version and creation time, the run it came from, and the users and items matched."""
+        version and creation time, the run it came from, the users and items matched, the
+        export's users not in this run's data, the lineage and the chain's users."""
         return self.info.get("init_from")
+
+    def metrics_by_activity(self, edges=(5, 10, 20, 50, 100)):
+        """Test metrics by user activity, as ``recforge evaluate RUN --by-activity``.
+
+        The run is reopened (its data re-prepared and checked) and its test users scored again on
+        the CPU at its ``eval.ks``; users are grouped by the interactions their ranking came from
+        (training interactions, or fold-in interactions for held-out users), and each group's
+        metrics are the means over its users: equal, to the bit, to an evaluation of those users
+        alone.
+
+        Parameters
+        ----------
+        edges : sequence of int, optional
+            Upper ends of the groups but the last, increasing whole numbers >= 1: the default
+            gives 0-5, 6-10, 11-20, 21-50, 51-100 and 101+.
+
+        Returns
+        -------
+        list of dict
+            One per group, in order: ``min``, ``max`` (None for the last), ``users``, and each
+            metric (``"ndcg@20"``, ...; None in a group without users).
+
+        Raises
+        ------
+        ValueError
+            For edges that are not increasing whole numbers >= 1, a run that cannot be reopened,
+            or one without test users.
+        """
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, collections.abc.Iterable):
+            raise ValueError(f"edges: expected a list of whole numbers, got {type(edges).__name__}")
+        values = list(edges)
+        for e in values:
+            if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
+                raise ValueError(
+                    f"edges: expected whole numbers >= 1 in increasing order, got {e!r} "
+                    f"({type(e).__name__})"
+                )
+        return json.loads(_recforge._by_activity(str(self.directory), [int(e) for e in values]))
 
     @property
     def export(self):

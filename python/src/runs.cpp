@@ -7,6 +7,7 @@
 /// Recommender's query methods are const and thread-safe, so concurrent queries from Python
 /// threads run in parallel.
 
+#include <fmt/ranges.h>
 #include <pybind11/stl.h>
 
 #include <optional>
@@ -20,6 +21,7 @@
 #include "core/error.h"
 #include "core/secret.h"
 #include "pipeline/evaluate.h"
+#include "pipeline/run.h"
 #include "pipeline/train.h"
 #include "recommend/explain.h"
 #include "recommend/recommend.h"
@@ -196,12 +198,27 @@ py::list compare_paired(const std::vector<std::string>& dirs, bool each, double 
   return out;
 }
 
+// The test metrics of a run by user activity, as `recforge evaluate RUN --by-activity` gives
+// them (pipeline::activity_json, JSON text), without the GIL.
+std::string by_activity(const std::string& dir, const std::vector<int64_t>& edges) {
+  py::gil_scoped_release release;
+  pipeline::check_activity_edges(edges, fmt::format("edges {}", fmt::join(edges, ",")));
+  const pipeline::OpenedRun r = pipeline::open_run(dir, "evaluate");
+  const pipeline::UserMetrics m = pipeline::evaluate_per_user(
+      *r.model, r.data, pipeline::Part::kTest, pipeline::eval_ks(r.config));
+  if (m.metrics.users == 0)
+    fail("{}: the run has no test users to evaluate (split or eval.test)", dir);
+  return pipeline::activity_json(m, pipeline::by_activity(m, edges)).dump();
+}
+
 void bind_runs(py::module_& m) {
   m.def("_train", &train, py::arg("path"), py::arg("yaml"), py::arg("overrides"),
         "pipeline::train on a config file (path) or YAML text (yaml, named \"config dict\"); "
         "returns the run directory.");
   m.def("_compare_paired", &compare_paired, py::arg("dirs"), py::arg("each"), py::arg("level"),
         "sweep::paired_comparison of run directories: one dict per metric and column.");
+  m.def("_by_activity", &by_activity, py::arg("dir"), py::arg("edges"),
+        "Test metrics by activity bucket of a run directory, as JSON text.");
   m.def("_config_json", &config_json, py::arg("path"),
         "A run's config.yaml, resolved, as JSON text.");
 

@@ -4,7 +4,9 @@ and sentences, overrides, relative paths, Ctrl-C, and what a Run reads from its 
 import json
 import os
 import pathlib
+import re
 import signal
+import subprocess
 import threading
 
 import numpy as np
@@ -230,6 +232,38 @@ def test_a_dict_without_run_name_makes_a_run_named_run(tmp_path):
     # A second one follows run.exists like any other run, and an override names it.
     assert recforge.train(c).directory == tmp_path / "runs" / "run.1"
     assert recforge.train(c, overrides=["run.name=x"]).directory == tmp_path / "runs" / "x"
+
+
+def test_metrics_by_activity_are_the_clis_and_add_up_to_the_test_metrics(tmp_path):
+    run = recforge.train(config(tmp_path))
+    test = run.metrics["test"]
+    groups = run.metrics_by_activity([15, 20])
+    assert [(g["min"], g["max"]) for g in groups] == [(0, 15), (16, 20), (21, None)]
+    assert sum(g["users"] for g in groups) == test["users"]
+    assert all(g["users"] > 0 for g in groups)  # 20 interactions per user on average
+    names = [f"{m}@{k}" for m in ("recall", "precision", "ndcg", "map", "hit_rate") for k in (5, 10)]
+    for name in names:
+        # The groups' means weighted by their users are the test mean (values in [0, 1] over a
+        # few hundred users, summed in another grouping: a few ulps apart).
+        mean = sum(g["users"] * g[name] for g in groups) / test["users"]
+        assert abs(mean - test[name]) < 1e-13, name
+    # One group holding every user is the whole evaluation; an empty one has no means.
+    whole, empty = run.metrics_by_activity([10**9])
+    assert whole["users"] == test["users"] and empty["users"] == 0
+    assert all(abs(whole[n] - test[n]) < 1e-13 for n in names)
+    assert all(empty[n] is None for n in names)
+    if os.environ.get("RECFORGE_CLI"):  # the CLI's figures, to the bit
+        out = tmp_path / "by.json"
+        subprocess.run([os.environ["RECFORGE_CLI"], "evaluate", str(run.directory),
+                        "--activity-edges", "15,20", "--out", str(out)], check=True,
+                       capture_output=True)
+        assert json.loads(out.read_text())["test_by_activity"] == groups
+    for bad, says in (([5, 5], "edges 5,5: expected increasing whole numbers >= 1"),
+                      ([0], "edges 0: expected increasing"),
+                      ([2.5], "edges: expected whole numbers >= 1 in increasing order, got 2.5"),
+                      ("5,10", "edges: expected a list of whole numbers, got str")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            run.metrics_by_activity(bad)
 
 
 def test_compare_paired_tests_runs_user_by_user_and_refuses_another_split(tmp_path):

@@ -338,15 +338,9 @@ std::vector<int64_t> int_list(const std::string& text, const char* option) {
 nlohmann::json print_by_activity(const pipeline::UserMetrics& m, const std::vector<int64_t>& edges) {
   const std::vector<pipeline::ActivityBucket> buckets = pipeline::by_activity(m, edges);
   std::vector<std::string> titles;
-  nlohmann::json out = nlohmann::json::array();
-  for (const pipeline::ActivityBucket& b : buckets) {
+  for (const pipeline::ActivityBucket& b : buckets)
     titles.push_back(b.high < 0 ? fmt::format("{}+", b.low) : fmt::format("{}-{}", b.low, b.high));
-    nlohmann::json j = {{"min", b.low}, {"max", b.high < 0 ? nlohmann::json(nullptr) : nlohmann::json(b.high)},
-                        {"users", b.users}};
-    for (size_t n = 0; n < m.per_user.names.size(); ++n)
-      j[m.per_user.names[n]] = b.users > 0 ? nlohmann::json(b.means[n]) : nlohmann::json(nullptr);
-    out.push_back(j);
-  }
+  const nlohmann::json out = pipeline::activity_json(m, buckets);
   std::printf("test by activity (users by the interactions their ranking came from: training, or "
               "fold-in for held-out users)\n");
   std::printf("  %-14s", "interactions");

@@ -260,4 +260,17 @@ std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<
   return out;
 }
 
+nlohmann::json activity_json(const UserMetrics& m, const std::vector<ActivityBucket>& buckets) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const ActivityBucket& b : buckets) {
+    nlohmann::json j = {{"min", b.low},
+                        {"max", b.high < 0 ? nlohmann::json(nullptr) : nlohmann::json(b.high)},
+                        {"users", b.users}};
+    for (size_t n = 0; n < m.per_user.names.size(); ++n)
+      j[m.per_user.names[n]] = b.users > 0 ? nlohmann::json(b.means[n]) : nlohmann::json(nullptr);
+    out.push_back(j);
+  }
+  return out;
+}
+
 }  // namespace recforge::pipeline

@@ -72,6 +72,11 @@ void check_activity_edges(const std::vector<int64_t>& edges, const std::string& 
 /// increasing positive integers.
 std::vector<ActivityBucket> by_activity(const UserMetrics& m, const std::vector<int64_t>& edges);
 
+/// by_activity's buckets as `recforge evaluate --by-activity` writes them ("test_by_activity"):
+/// one object per bucket, {"min", "max" (null for the last), "users", and each metric's mean
+/// (null in an empty bucket)}.
+nlohmann::json activity_json(const UserMetrics& m, const std::vector<ActivityBucket>& buckets);
+
 /// Whether eval.validation_sample = `fraction` scores the user with external id `id`: when a
 /// fixed hash of the id (stable_hash64, salted) is below fraction × 2^64. So the same users at
 /// every evaluation and in every run on data with these ids, whatever order they are numbered
