@@ -24,6 +24,7 @@
 #include "artifact/artifact.h"
 #include "artifact/files.h"
 #include "core/error.h"
+#include "core/text.h"
 
 namespace recforge::artifact {
 
@@ -71,14 +72,7 @@ std::string string_field(const nlohmann::json& m, const std::string& mpath, cons
 
 /// Parses an id list (one per line) and checks its length and uniqueness.
 data::IdMap parse_ids(std::string_view bytes, const std::string& path, int64_t expected) {
-  std::vector<std::string> ids;
-  size_t start = 0;
-  while (start < bytes.size()) {
-    size_t end = bytes.find('\n', start);
-    if (end == std::string_view::npos) end = bytes.size();
-    ids.emplace_back(bytes.substr(start, end - start));
-    start = end + 1;
-  }
+  std::vector<std::string> ids = split_lines(bytes);
   if (static_cast<int64_t>(ids.size()) != expected)
     fail("{}: {} ids, expected {} as manifest.json counts", path, ids.size(), expected);
   std::unordered_map<std::string_view, size_t> unique;  // id → its first line
@@ -200,20 +194,13 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   // Sorted id lists, each id once: absent in exports that have none (an empty list).
   auto sorted_lines = [&](const char* name, std::vector<std::string>& out) {
     if (!files->contains(name)) return;
-    const std::string path = v.shown(name);
     const std::shared_ptr<const MappedFile> file = verified(name);  // mapped while read
-    const std::string_view bytes = file->bytes();
-    size_t start = 0;
-    while (start < bytes.size()) {
-      size_t end = bytes.find('\n', start);
-      if (end == std::string_view::npos) end = bytes.size();
-      out.emplace_back(bytes.substr(start, end - start));
-      if (out.back().empty() || (out.size() > 1 && out.back() <= out[out.size() - 2]))
+    out = split_lines(file->bytes());
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].empty() || (i > 0 && out[i] <= out[i - 1]))
         fail("{}: line {} is empty or out of order; expected non-empty ids in increasing order, "
              "each once",
-             path, out.size());
-      start = end + 1;
-    }
+             v.shown(name), i + 1);
   };
   sorted_lines("opt_out.txt", a.opt_out);  // absent in exports of earlier recforge
   sorted_lines(kChainUsersFile, a.chain_users);  // only after warm starts

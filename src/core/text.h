@@ -4,12 +4,18 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace recforge {
 
 /// `s` as a decimal integer (an optional leading '+' or '-', then digits only, within int64),
 /// or nullopt for anything else (empty, spaces, trailing characters, overflow).
 std::optional<int64_t> parse_int64(std::string_view s);
+
+/// The lines of `bytes` ('\n'-separated; a final '\n' ends the last line rather than starting an
+/// empty one): what recforge's one-id-per-line files hold.
+std::vector<std::string> split_lines(std::string_view bytes);
 
 }  // namespace recforge

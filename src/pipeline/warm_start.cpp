@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "pipeline/export.h"
 #include "pipeline/options.h"
 
@@ -36,19 +37,14 @@ void write_chain_users(const std::string& path, const std::vector<std::string>& 
 }
 
 std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& shown) {
-  std::vector<std::string> hashes;
-  size_t start = 0;
-  while (start < bytes.size()) {
-    size_t end = bytes.find('\n', start);
-    if (end == std::string_view::npos) end = bytes.size();
-    hashes.emplace_back(bytes.substr(start, end - start));
-    const std::string& h = hashes.back();
+  std::vector<std::string> hashes = split_lines(bytes);
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    const std::string& h = hashes[i];
     if (h.size() != 64 || h.find_first_not_of("0123456789abcdef") != std::string::npos ||
-        (hashes.size() > 1 && h <= hashes[hashes.size() - 2]))
+        (i > 0 && h <= hashes[i - 1]))
       fail("{}: line {} is not a hash in order; expected 64 lowercase hex characters per line, "
            "increasing",
-           shown, hashes.size());
-    start = end + 1;
+           shown, i + 1);
   }
   return hashes;
 }

@@ -41,6 +41,15 @@ def train(recforge, config, out, name, sets):
             "ndcg": test["ndcg@20"], "init_from": run.get("init_from")}
 
 
+def data_path(recforge, config):
+    """The data.path of a config as recforge resolves it (`recforge config`'s
+    `  path: "FILE"  # where it was set` line)."""
+    cfg = subprocess.run([recforge, "config", config], check=True, capture_output=True,
+                         text=True).stdout
+    return next(l.split(":", 1)[1].split("#")[0].strip().strip('"') for l in cfg.splitlines()
+                if l.startswith("  path:"))
+
+
 def lists(recforge, run_dir, path):
     subprocess.run([recforge, "recommend", run_dir, "--all", "--k", "20", "--out", path],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,11 +95,7 @@ def main():
     if os.path.exists(a.out):
         sys.exit(f"--out {a.out} exists; give a new directory")
     os.makedirs(a.out)
-    cfg = subprocess.run([a.recforge, "config", a.config], check=True, capture_output=True,
-                         text=True).stdout
-    # "  path: \"FILE\"  # where it was set"
-    path = next(l.split(":", 1)[1].split("#")[0].strip().strip('"') for l in cfg.splitlines()
-                if l.startswith("  path:"))
+    path = data_path(a.recforge, a.config)
     rng = random.Random(a.seed)
     day1 = f"{a.out}/day1.txt"
     kept = dropped = 0

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from bench_warm_start import data_path  # beside this script
+
 
 def train(recforge, config, out, name, sets):
     cmd = [recforge, "train", config, "--set", f"run.dir={out}/runs", "--set", f"run.name={name}",
@@ -56,10 +58,7 @@ def main():
     if os.path.exists(a.out):
         sys.exit(f"--out {a.out} exists; give a new directory")
     os.makedirs(a.out)
-    cfg = subprocess.run([a.recforge, "config", a.config], check=True, capture_output=True,
-                         text=True).stdout
-    path = next(l.split(":", 1)[1].split("#")[0].strip().strip('"') for l in cfg.splitlines()
-                if l.startswith("  path:"))
+    path = data_path(a.recforge, a.config)
     rng = random.Random(a.seed)
     rest = f"{a.out}/left.txt"
     with open(path) as src, open(rest, "w") as dst:  # adjacency lines: user item item ...
