@@ -201,6 +201,17 @@ std::optional<bool> export_holds_user(const pipeline::OpenedRun& run, const std:
   }
 }
 
+// Whether `chain` (pipeline::ChainUsers) holds the user of raw id `user`: true or false, or null
+// when it does not and some of its pseudonyms are of a key other than `key` (they cannot be
+// checked).
+nlohmann::ordered_json chain_holds(const pipeline::ChainUsers& chain, const std::string& user,
+                                   const std::optional<SecretKey>& key) {
+  if (chain.holds(user, key)) return true;
+  for (const std::string& check : chain.key_checks)
+    if (!key || key->check_value() != check) return nullptr;
+  return false;
+}
+
 // For a run warm-started from an export (run.json "init_from"): that export and whether the
 // version it started from was trained on `user` (export_holds_user); null with a note when the
 // version is gone. A warm-started model depends on the data its export was trained on, whoever
@@ -212,26 +223,19 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
   const std::string version = it->value("version", std::string());
   nlohmann::ordered_json w = {{"export", dir}, {"version", version}};
   // Whether an earlier model of the chain was trained on the user although the starting export
-  // does not hold them (pipeline::ChainUsers, the run's chain_users.txt): null when the chain's
-  // pseudonyms are of a key the run cannot give.
+  // does not hold them (the run's chain_users.txt).
   const nlohmann::json::json_pointer chain_ptr("/chain_users");
   if (it->contains(chain_ptr) && it->at(chain_ptr).is_object()) {
     const nlohmann::json& meta = it->at(chain_ptr);
-    pipeline::ChainUsers chain;
-    chain.salt = meta.value("salt", std::string());
-    chain.key_checks = meta.value("key_checks", std::vector<std::string>());
-    chain.hashes = run.chain_users;
     std::optional<SecretKey> key;
-    if (!chain.key_checks.empty()) try {
+    if (!meta.value("key_checks", std::vector<std::string>()).empty()) try {
         key = pipeline::pseudonym_key(run.config);
       } catch (const Error&) {
       }
-    const bool checkable =
-        chain.key_checks.empty() ||
-        (key && chain.key_checks.size() == 1 && chain.key_checks[0] == key->check_value());
-    const bool held = chain.holds(user, key);
-    w["earlier_in_chain"] = held || checkable ? nlohmann::ordered_json(held)
-                                              : nlohmann::ordered_json(nullptr);
+    w["earlier_in_chain"] =
+        chain_holds({meta.value("salt", std::string()),
+                     meta.value("key_checks", std::vector<std::string>()), run.chain_users},
+                    user, key);
   }
   const std::string vdir = version.empty() ? dir : dir + "/" + version;
   std::error_code ec;
@@ -367,6 +371,15 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
                                   "(model.init_from, as its training named it); `recforge "
                                   "report-user " + (run_dir.empty() ? std::string("RUN") : run_dir) +
                                   "` says whether it was trained on this user"}};
+      // Its chain users (chain_users.txt), recorded since exports record their lineage: an
+      // export of an older build cannot tell.
+      const nlohmann::json::json_pointer lineage("/source/lineage");
+      j["warm_start"]["earlier_in_chain"] =
+          m->contains(lineage)
+              ? chain_holds({r.chain_salt(), r.chain_key_checks(), r.chain_users()}, user,
+                            r.pseudonym_key() ? std::optional<SecretKey>(*r.pseudonym_key())
+                                              : std::nullopt)
+              : nlohmann::ordered_json(nullptr);
     }
   }
 

@@ -373,6 +373,21 @@ bool Recommender::is_export() const { return impl_->artifact != nullptr; }
 const nlohmann::json* Recommender::manifest() const {
   return impl_->artifact ? &impl_->artifact->manifest : nullptr;
 }
+const std::vector<std::string>& Recommender::chain_users() const {
+  static const std::vector<std::string> none;
+  return impl_->artifact ? impl_->artifact->chain_users : none;
+}
+const std::string& Recommender::chain_salt() const {
+  static const std::string none;
+  return impl_->artifact ? impl_->artifact->chain_salt : none;
+}
+const std::vector<std::string>& Recommender::chain_key_checks() const {
+  static const std::vector<std::string> none;
+  return impl_->artifact ? impl_->artifact->chain_key_checks : none;
+}
+const SecretKey* Recommender::pseudonym_key() const {
+  return impl_->key ? &*impl_->key : nullptr;
+}
 Metric Recommender::default_metric() const { return impl_->metric; }
 const data::IdMap& Recommender::user_ids() const { return *impl_->user_ids; }
 const data::IdMap& Recommender::item_ids() const { return *impl_->item_ids; }

@@ -141,6 +141,14 @@ class Recommender {
   /// An export's manifest.json as loaded at open (of the version `current` named then);
   /// nullptr for a run directory.
   const nlohmann::json* manifest() const;
+  /// An export's users that earlier models of its chain of warm starts were trained on
+  /// (pipeline::ChainUsers: its chain_users.txt hashes, the manifest's salt and key checks)
+  /// and the key it was opened with; empty lists and nullptr for a run directory or an export
+  /// without them.
+  const std::vector<std::string>& chain_users() const;
+  const std::string& chain_salt() const;
+  const std::vector<std::string>& chain_key_checks() const;
+  const SecretKey* pseudonym_key() const;
   /// The metric of kDefault for recommend: an export's manifest metric, dot for runs.
   Metric default_metric() const;
   /// Raw ids by row.

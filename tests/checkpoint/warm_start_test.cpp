@@ -403,6 +403,12 @@ TEST(WarmStart, AnOptOutReachesBackThroughTheChainOfWarmStarts) {
     EXPECT_EQ(w["trained_on_user"], !earlier) << user;  // u20 is in day 3's export
     EXPECT_EQ(w["earlier_in_chain"], earlier) << user;
   }
+  // The run's export answers the same from its own chain_users.txt.
+  for (const auto& [user, earlier] : {std::pair<std::string, bool>{"u3", true}, {"u20", false}}) {
+    const Result rep = recforge(d.t, "report-user runs/day4/export --format json --user " + user);
+    ASSERT_EQ(rep.rc, 0) << rep.out;
+    EXPECT_EQ(json_of(rep.out)["warm_start"]["earlier_in_chain"], earlier) << user;
+  }
   const Result rep = recforge(d.t, "report-user runs/day4 --user u3");
   EXPECT_NE(rep.out.find("an earlier model of its chain of warm starts was trained on this user's "
                          "data without that export holding them: yes"),
