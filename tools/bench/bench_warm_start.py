@@ -9,7 +9,11 @@ once day 1's are rotated onto today's (factors are defined up to a rotation).
 
   .venv/bin/python tools/bench/bench_warm_start.py --recforge build/cpu/recforge \\
       --config configs/gowalla-ials.yaml [--drop 0.05] [--new-users 0.03] [--iterations 1 2 4] \\
+      [--cold-iterations N...] [--model-seeds 1 2 3] [--warm-set KEY=VALUE]... \\
       [--out /tmp/warm-start]
+
+A non-deterministic trainer (BPR, softmax and CCL on several threads: Hogwild) needs
+--model-seeds with at least 3 seeds; each row is then the mean ± sample sd over them.
 
 Run from the repository root (the config's data paths are relative to it). Everything it writes
 goes under --out (the day-1 file, runs, recommendation lists), which must not exist yet.
@@ -89,6 +93,14 @@ def main():
     ap.add_argument("--drop", type=float, default=0.05, help="share of interactions day 1 lacks")
     ap.add_argument("--new-users", type=float, default=0.03, help="share of users day 1 lacks")
     ap.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--cold-iterations", type=int, nargs="*",
+                    help="iteration counts of the cold day-2 runs (default: --iterations)")
+    ap.add_argument("--model-seeds", type=int, nargs="+",
+                    help="train each day-2 row once per model.seed and report mean ± sample sd "
+                         "(non-deterministic trainers: at least 3); default: the config's seed")
+    ap.add_argument("--warm-set", action="append", default=[],
+                    help="KEY=VALUE for an extra warm row family (repeatable; all in one family), "
+                         "e.g. model.learning_rate=0.0003")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="/tmp/warm-start")
     a = ap.parse_args()
@@ -115,27 +127,46 @@ def main():
           f"{base['train']:.1f} s training")
     day1_lists = lists(a.recforge, base["dir"], f"{a.out}/day1-lists.csv")
     day1_items = items(f"{base['dir']}/export")
-    rows = []
-    for start in ["cold", "warm"]:
-        for n in a.iterations:
-            sets = [f"model.iterations={n}", "export.enabled=true"]
-            if start == "warm":
-                sets.append(f"model.init_from={base['dir']}")
-            r = train(a.recforge, a.config, a.out, f"{start}-{n}", sets)
-            now = lists(a.recforge, r["dir"], f"{a.out}/{start}-{n}-lists.csv")
-            shared = [u for u in now if u in day1_lists]
-            overlap = sum(len(now[u] & day1_lists[u]) for u in shared) / (20 * len(shared))
-            cosine, common = aligned_cosine(day1_items, items(f"{r['dir']}/export"))
-            rows.append((start, n, r, overlap, cosine, len(shared), common))
+    families = [("cold", [], a.iterations if a.cold_iterations is None else a.cold_iterations),
+                ("warm", [f"model.init_from={base['dir']}"], a.iterations)]
+    if a.warm_set:
+        families.append((f"warm, {', '.join(a.warm_set)}",
+                         [f"model.init_from={base['dir']}", *a.warm_set], a.iterations))
+    seeds = a.model_seeds or [None]
+    rows, matched, counts = [], None, None
+    for f, (start, extra, iterations) in enumerate(families):
+        for n in iterations:
+            runs = []
+            for seed in seeds:
+                name = f"f{f}-{n}" + ("" if seed is None else f"-s{seed}")
+                sets = [f"model.iterations={n}", "export.enabled=true", *extra]
+                if seed is not None:
+                    sets.append(f"model.seed={seed}")
+                r = train(a.recforge, a.config, a.out, name, sets)
+                now = lists(a.recforge, r["dir"], f"{a.out}/{name}-lists.csv")
+                shared = [u for u in now if u in day1_lists]
+                overlap = sum(len(now[u] & day1_lists[u]) for u in shared) / (20 * len(shared))
+                cosine, common = aligned_cosine(day1_items, items(f"{r['dir']}/export"))
+                runs.append((r["recall"], r["ndcg"], r["train"], overlap, cosine))
+                counts = (len(shared), common)
+                matched = matched or r["init_from"]
+            rows.append((start, n, np.array(runs)))
+
+    def cell(values, digits):
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+    print(f"day 2: {len(seeds)} run(s) per row" +
+          ("" if seeds == [None] else f" (model.seed {', '.join(map(str, seeds))}; mean ± sample sd)"))
     print("| start | iterations | test Recall@20 | test NDCG@20 | training s | top-20 overlap with "
           "day 1 | item cosine with day 1, aligned |")
     print("|---|---|---|---|---|---|---|")
-    for start, n, r, overlap, cosine, users, common in rows:
-        print(f"| {start} | {n} | {r['recall']:.4f} | {r['ndcg']:.4f} | {r['train']:.1f} | "
-              f"{overlap:.3f} | {cosine:.3f} |")
-    print(f"(overlap over {rows[0][5]} users in both days' lists, cosine over {rows[0][6]} items)")
-    warm = next(r for s, n, r, *_ in rows if s == "warm")
-    print("warm start matched:", json.dumps(warm["init_from"]))
+    for start, n, v in rows:
+        print(f"| {start} | {n} | {cell(v[:, 0], 4)} | {cell(v[:, 1], 4)} | {cell(v[:, 2], 1)} | "
+              f"{cell(v[:, 3], 3)} | {cell(v[:, 4], 3)} |")
+    print(f"(overlap over {counts[0]} users in both days' lists, cosine over {counts[1]} items)")
+    print("warm start matched:", json.dumps(matched))
 
 
 if __name__ == "__main__":
