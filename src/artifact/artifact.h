@@ -157,6 +157,10 @@ struct Artifact {
 /// it; they still load, and folding in from them is refused with a request to export again.
 nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight_total);
 
+/// Parses chain_users.txt (of an export, or of a warm-started run's directory): one
+/// is_hex_digest hash per line, increasing. Throws recforge::Error naming `path` and the line.
+std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& path);
+
 /// The string at `pointer` (a JSON pointer such as "/model/type") of a manifest, or "" when it
 /// is absent or not a string (fields that load() does not check, read by callers that can do
 /// without them).

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +25,7 @@
 #include "artifact/artifact.h"
 #include "artifact/files.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/text.h"
 
 namespace recforge::artifact {
@@ -156,7 +158,9 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
   // viewed in place, so that the mapping stays and is shared with other processes).
   // A file missing because its directory was removed meanwhile is not a defect of the export:
   // the caller reads `current` again.
+  std::set<std::string> read;  // the files verified so far
   auto verified = [&](const std::string& name) {
+    read.insert(name);
     std::shared_ptr<const MappedFile> file = v.map(name);
     const std::string path = v.shown(name);
     const nlohmann::json& entry = (*files)[name];
@@ -191,26 +195,21 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
            check ? check->dump() : "missing");
     a.key_check = check->get<std::string>();
   }
-  // Sorted id lists, each id once: absent in exports that have none (an empty list).
-  auto sorted_lines = [&](const char* name, std::vector<std::string>& out) {
-    if (!files->contains(name)) return;
-    const std::shared_ptr<const MappedFile> file = verified(name);  // mapped while read
-    out = split_lines(file->bytes());
-    for (size_t i = 0; i < out.size(); ++i)
-      if (out[i].empty() || (i > 0 && out[i] <= out[i - 1]))
+  // The opt-out list, sorted, each id once: absent in exports of earlier recforge (empty).
+  if (files->contains("opt_out.txt")) {
+    a.opt_out = split_lines(verified("opt_out.txt")->bytes());
+    for (size_t i = 0; i < a.opt_out.size(); ++i)
+      if (a.opt_out[i].empty() || (i > 0 && a.opt_out[i] <= a.opt_out[i - 1]))
         fail("{}: line {} is empty or out of order; expected non-empty ids in increasing order, "
              "each once",
-             v.shown(name), i + 1);
-  };
-  sorted_lines("opt_out.txt", a.opt_out);  // absent in exports of earlier recforge
-  sorted_lines(kChainUsersFile, a.chain_users);  // only after warm starts
-  if (!a.chain_users.empty()) {
+             v.shown("opt_out.txt"), i + 1);
+  }
+  if (files->contains(kChainUsersFile)) {  // only after warm starts
+    a.chain_users = parse_chain_users(verified(kChainUsersFile)->bytes(), v.shown(kChainUsersFile));
     const nlohmann::json* chain = field(m, "chain_users");
     const nlohmann::json* salt = chain ? field(*chain, "salt") : nullptr;
     const nlohmann::json* checks = chain ? field(*chain, "key_checks") : nullptr;
-    const bool hex_salt = salt && salt->is_string() && salt->get<std::string>().size() == 64 &&
-                          salt->get<std::string>().find_first_not_of("0123456789abcdef") ==
-                              std::string::npos;
+    const bool hex_salt = salt && salt->is_string() && is_hex_digest(salt->get<std::string>());
     if (!hex_salt || !checks || !checks->is_array() ||
         !std::all_of(checks->begin(), checks->end(), [](const auto& c) { return c.is_string(); }))
       fail("{}: chain_users is {}; expected {{\"salt\": 64 hex characters, \"key_checks\": "
@@ -272,13 +271,12 @@ Artifact load_version(const DirReader& v, const std::string& dir, const std::str
            index_path, a.index.size(), a.index.dim(), n_items, dim);
   }
 
-  // Files listed beyond those of the format are checked too.
+  // Files listed beyond those of the format, and not read above, are checked too.
   for (const auto& [name, entry] : files->items()) {
     const auto& known = data_files();
     const auto& optional = optional_files();
     if (std::find(known.begin(), known.end(), name) == known.end() &&
-        std::find(optional.begin(), optional.end(), name) == optional.end() &&
-        name != kChainUsersFile)  // read above
+        std::find(optional.begin(), optional.end(), name) == optional.end() && !read.count(name))
       verified(name);
   }
   return a;
@@ -304,6 +302,16 @@ std::optional<std::string> read_current(const DirReader& root) {
 }
 
 }  // namespace
+
+std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& path) {
+  std::vector<std::string> hashes = split_lines(bytes);
+  for (size_t i = 0; i < hashes.size(); ++i)
+    if (!is_hex_digest(hashes[i]) || (i > 0 && hashes[i] <= hashes[i - 1]))
+      fail("{}: line {} is not a hash in order; expected 64 lowercase hex characters per line, "
+           "increasing",
+           path, i + 1);
+  return hashes;
+}
 
 std::string manifest_text(const nlohmann::json& manifest, const char* pointer) {
   const nlohmann::json::json_pointer p(pointer);

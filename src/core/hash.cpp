@@ -87,4 +87,8 @@ uint64_t stable_hash64(std::string_view s) {
   return h ^ (h >> 31);
 }
 
+bool is_hex_digest(std::string_view s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
 }  // namespace recforge

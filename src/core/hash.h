@@ -35,6 +35,10 @@ std::string sha256_file(const std::string& path);
 /// Used for pseudonymised user ids (export.pseudonymize) and salted membership sets.
 std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 
+/// Whether `s` has the shape of a SHA-256 or HMAC-SHA256 digest as recforge writes them: 64
+/// lowercase hex characters (salts and salted hashes are checked with it when read back).
+bool is_hex_digest(std::string_view s);
+
 /// A fixed 64-bit hash of a byte string: FNV-1a (64-bit), then splitmix64's finaliser to spread
 /// its bits. The same value on every platform and in every recforge version, for choices that
 /// must not change from run to run (eval.validation_sample's users). Not for secrets.

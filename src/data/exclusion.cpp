@@ -12,15 +12,6 @@
 #include "core/hash.h"
 
 namespace recforge::data {
-namespace {
-
-bool is_hex64(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-}  // namespace
 
 std::string UserExclusion::salt_for_sources(const std::vector<std::string>& source_hashes) {
   std::string joined;
@@ -54,7 +45,7 @@ UserExclusion UserExclusion::from_json(const nlohmann::json& j, const std::strin
            "forgotten",
            where, key);
   const auto salt = j.find("salt");
-  if (salt == j.end() || !salt->is_string() || !is_hex64(salt->get<std::string>()))
+  if (salt == j.end() || !salt->is_string() || !is_hex_digest(salt->get<std::string>()))
     fail("{}: \"excluded_users.salt\" is missing or not 64 lowercase hex characters", where);
   UserExclusion e(salt->get<std::string>());
   for (const auto& [name, set] : {std::pair{"opt_out", Set::kOptOut},
@@ -67,7 +58,7 @@ UserExclusion UserExclusion::from_json(const nlohmann::json& j, const std::strin
            list->type_name());
     for (size_t k = 0; k < list->size(); ++k) {
       const nlohmann::json& h = (*list)[k];
-      if (!h.is_string() || !is_hex64(h.get<std::string>()))
+      if (!h.is_string() || !is_hex_digest(h.get<std::string>()))
         fail("{}: \"excluded_users.{}\"[{}] is not 64 lowercase hex characters", where, name, k);
       e.add_hash(set, h.get<std::string>());
     }

@@ -114,7 +114,8 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   // A warm-started run's chain users (pipeline::ChainUsers), which its exports carry on.
   const nlohmann::json::json_pointer chain_count("/init_from/chain_users/count");
   if (r.run.contains(chain_count) && r.run.at(chain_count) != 0)
-    r.chain_users = parse_chain_users(*read(kChainUsersFile, true), d->shown(kChainUsersFile));
+    r.chain_users =
+        artifact::parse_chain_users(*read(kChainUsersFile, true), d->shown(kChainUsersFile));
   r.config = config::Config::parse(config_text, d->shown("config.yaml"));
   set_progress_mode(r.config.settings().run.progress);
   const Context ctx = Context::create("cpu", static_cast<int>(r.config.settings().train.threads));

@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "core/text.h"
 #include "pipeline/export.h"
 #include "pipeline/options.h"
 
@@ -34,19 +33,6 @@ void write_chain_users(const std::string& path, const std::vector<std::string>& 
   text.reserve(hashes.size() * 65);
   for (const std::string& h : hashes) text += h + "\n";
   write_file_atomic(path, text);
-}
-
-std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& shown) {
-  std::vector<std::string> hashes = split_lines(bytes);
-  for (size_t i = 0; i < hashes.size(); ++i) {
-    const std::string& h = hashes[i];
-    if (h.size() != 64 || h.find_first_not_of("0123456789abcdef") != std::string::npos ||
-        (i > 0 && h <= hashes[i - 1]))
-      fail("{}: line {} is not a hash in order; expected 64 lowercase hex characters per line, "
-           "increasing",
-           shown, i + 1);
-  }
-  return hashes;
 }
 
 void set_lineage(artifact::ExportInput& in, const nlohmann::json& run,

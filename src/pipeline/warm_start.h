@@ -75,11 +75,9 @@ nlohmann::json run_lineage(const nlohmann::json& run);
 /// run.json; its salt and key checks are in run.json's init_from.chain_users).
 constexpr const char* kChainUsersFile = artifact::kChainUsersFile;
 
-/// Writes `hashes` to `path` (kChainUsersFile in a run directory), one per line.
+/// Writes `hashes` to `path` (kChainUsersFile in a run directory), one per line; read back by
+/// artifact::parse_chain_users.
 void write_chain_users(const std::string& path, const std::vector<std::string>& hashes);
-/// Parses write_chain_users's bytes; throws recforge::Error naming `shown` when a line is not a
-/// 64-hex-character hash in increasing order.
-std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& shown);
 
 /// What an export of a run records of its chain of warm starts: source.lineage (run_lineage of
 /// its run.json) and, for a warm-started run, its chain's users (`hashes`, the run's

@@ -224,18 +224,16 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
   nlohmann::ordered_json w = {{"export", dir}, {"version", version}};
   // Whether an earlier model of the chain was trained on the user although the starting export
   // does not hold them (the run's chain_users.txt).
-  const nlohmann::json::json_pointer chain_ptr("/chain_users");
-  if (it->contains(chain_ptr) && it->at(chain_ptr).is_object()) {
-    const nlohmann::json& meta = it->at(chain_ptr);
+  if (const auto meta = it->find("chain_users"); meta != it->end() && meta->is_object()) {
+    const pipeline::ChainUsers chain{meta->value("salt", std::string()),
+                                     meta->value("key_checks", std::vector<std::string>()),
+                                     run.chain_users};
     std::optional<SecretKey> key;
-    if (!meta.value("key_checks", std::vector<std::string>()).empty()) try {
+    if (!chain.key_checks.empty()) try {
         key = pipeline::pseudonym_key(run.config);
       } catch (const Error&) {
       }
-    w["earlier_in_chain"] =
-        chain_holds({meta.value("salt", std::string()),
-                     meta.value("key_checks", std::vector<std::string>()), run.chain_users},
-                    user, key);
+    w["earlier_in_chain"] = chain_holds(chain, user, key);
   }
   const std::string vdir = version.empty() ? dir : dir + "/" + version;
   std::error_code ec;

@@ -45,6 +45,13 @@ def train(recforge, config, out, name, sets):
             "ndcg": test["ndcg@20"], "init_from": run.get("init_from")}
 
 
+def new_out(path):
+    """Creates --out, which must not exist yet (everything a benchmark writes goes there)."""
+    if os.path.exists(path):
+        sys.exit(f"--out {path} exists; give a new directory")
+    os.makedirs(path)
+
+
 def data_path(recforge, config):
     """The data.path of a config as recforge resolves it (`recforge config`'s
     `  path: "FILE"  # where it was set` line)."""
@@ -104,9 +111,7 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="/tmp/warm-start")
     a = ap.parse_args()
-    if os.path.exists(a.out):
-        sys.exit(f"--out {a.out} exists; give a new directory")
-    os.makedirs(a.out)
+    new_out(a.out)
     path = data_path(a.recforge, a.config)
     rng = random.Random(a.seed)
     day1 = f"{a.out}/day1.txt"

@@ -23,22 +23,16 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 
-from bench_warm_start import data_path  # beside this script
+import bench_warm_start as ws  # beside this script
 
 
 def train(recforge, config, out, name, sets):
-    cmd = [recforge, "train", config, "--set", f"run.dir={out}/runs", "--set", f"run.name={name}",
-           "--set", "run.progress=off", "--set", "model.iterations=1", "--set",
-           "export.enabled=true", "--set", "eval.test=false"]
-    for s in sets:
-        cmd += ["--set", s]
-    t0 = time.time()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    d = f"{out}/runs/{name}"
-    return d, time.time() - t0, json.load(open(f"{d}/run.json"))
+    """One exported one-iteration run (bench_warm_start.train): its directory and run.json."""
+    d = ws.train(recforge, config, out, name,
+                 ["model.iterations=1", "export.enabled=true", *sets])["dir"]
+    return d, json.load(open(f"{d}/run.json"))
 
 
 def size(path):
@@ -55,10 +49,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="/tmp/ws-cost")
     a = ap.parse_args()
-    if os.path.exists(a.out):
-        sys.exit(f"--out {a.out} exists; give a new directory")
-    os.makedirs(a.out)
-    path = data_path(a.recforge, a.config)
+    ws.new_out(a.out)
+    path = ws.data_path(a.recforge, a.config)
     rng = random.Random(a.seed)
     rest = f"{a.out}/left.txt"
     with open(path) as src, open(rest, "w") as dst:  # adjacency lines: user item item ...
@@ -69,10 +61,10 @@ def main():
     with open(opt_out, "w") as f:
         f.write("".join(f"never-seen-{i}\n" for i in range(a.opt_out)))
 
-    base, _, _ = train(a.recforge, a.config, a.out, "base", [])
-    left, _, left_run = train(a.recforge, a.config, a.out, "left",
+    base, _ = train(a.recforge, a.config, a.out, "base", [])
+    left, left_run = train(a.recforge, a.config, a.out, "left",
                               [f"data.path={rest}", f"model.init_from={base}"])
-    nxt, _, next_run = train(a.recforge, a.config, a.out, "next",
+    nxt, next_run = train(a.recforge, a.config, a.out, "next",
                              [f"data.path={rest}", f"model.init_from={left}",
                               f"privacy.opt_out={opt_out}"])
     t0 = time.time()
