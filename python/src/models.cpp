@@ -309,25 +309,30 @@ class Engine {
 
   /// After init(): a side given (an array of the model's width, e.g. a view of the factors of
   /// the model being refitted) replaces the first min(its rows, the side's rows) rows of the
-  /// factors init() drew; None keeps the draw. One copy of the factors, made here, is all it
-  /// adds (a refit used to copy each side three times through NumPy).
+  /// factors init() drew; None keeps the draw. The rows are written into the drawn matrices,
+  /// which are moved out of the model and back through set_factors (so the model resets what it
+  /// derives from its factors) without a copy: a refit holds the old model's factors and the
+  /// new one's, nothing more (it used to copy each side once here, and three times through
+  /// NumPy before that).
   void start_from(const std::optional<FloatArray>& users, const std::optional<FloatArray>& items) {
     if (!users && !items) return;
-    const Compute compute(ctx_.threads());
     const std::unique_lock lock(mu_);
-    Matrix u = model_->user_factors(), i = model_->item_factors();
-    auto copy_rows = [](const FloatArray& a, Matrix& m, const char* what) {
-      if (a.ndim() != 2 || a.shape(1) != m.cols)
-        fail("{} to start from has shape ({}, {}); expected {} columns", what, a.shape(0),
-             a.ndim() == 2 ? a.shape(1) : 0, m.cols);
-      const int64_t n = std::min<int64_t>(a.shape(0), m.rows);
-      std::memcpy(m.data.data(), a.data(), static_cast<size_t>(n * m.cols) * sizeof(float));
+    auto check = [](const std::optional<FloatArray>& a, const Matrix& m, const char* what) {
+      if (a && (a->ndim() != 2 || a->shape(1) != m.cols))
+        fail("{} to start from has shape ({}, {}); expected {} columns", what, a->shape(0),
+             a->ndim() == 2 ? a->shape(1) : 0, m.cols);
     };
-    if (users) copy_rows(*users, u, "user_factors");
-    if (items) copy_rows(*items, i, "item_factors");
+    check(users, user_matrix(), "user_factors");
+    check(items, item_matrix(), "item_factors");
+    Matrix u = std::move(user_matrix()), i = std::move(item_matrix());
+    auto copy_rows = [](const std::optional<FloatArray>& a, Matrix& m) {
+      if (!a) return;
+      const int64_t n = std::min<int64_t>(a->shape(0), m.rows);
+      std::memcpy(m.data.data(), a->data(), static_cast<size_t>(n * m.cols) * sizeof(float));
+    };
+    copy_rows(users, u);
+    copy_rows(items, i);
     wrote();
-    retire(users_slot_, user_matrix());
-    retire(items_slot_, item_matrix());
     model_->set_factors(std::move(u), std::move(i));
   }
 
