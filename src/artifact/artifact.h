@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "core/npy.h"
 #include "core/secret.h"
 #include "data/csr.h"
@@ -96,8 +97,8 @@ struct ExportInput {
   std::vector<std::string> opt_out;
   /// chain_users.txt and the manifest's "chain_users" (written when `chain_users` is not
   /// empty): pipeline::ChainUsers of a warm-started run.
-  std::vector<std::string> chain_users;  ///< sorted hex hashes
-  std::string chain_salt;                ///< 64 hex characters
+  std::vector<Digest> chain_users;  ///< sorted, each once
+  std::string chain_salt;           ///< 64 hex characters
   std::vector<std::string> chain_key_checks;
 };
 
@@ -141,7 +142,7 @@ struct Artifact {
   std::vector<std::string> opt_out;
   /// chain_users.txt (sorted hashes) and the manifest's "chain_users" salt and key checks;
   /// empty for exports without the file.
-  std::vector<std::string> chain_users;
+  std::vector<Digest> chain_users;
   std::string chain_salt;
   std::vector<std::string> chain_key_checks;
   /// The manifest's "user_ids": {"key_check"} of a pseudonymised export; "" when its user ids
@@ -159,7 +160,10 @@ nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight
 
 /// Parses chain_users.txt (of an export, or of a warm-started run's directory): one
 /// is_hex_digest hash per line, increasing. Throws recforge::Error naming `path` and the line.
-std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& path);
+std::vector<Digest> parse_chain_users(std::string_view bytes, const std::string& path);
+
+/// The text of chain_users.txt for sorted `hashes`: their hex, one per line.
+std::string chain_users_text(const std::vector<Digest>& hashes);
 
 /// The string at `pointer` (a JSON pointer such as "/model/type") of a manifest, or "" when it
 /// is absent or not a string (fields that load() does not check, read by callers that can do

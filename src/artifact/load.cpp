@@ -303,14 +303,28 @@ std::optional<std::string> read_current(const DirReader& root) {
 
 }  // namespace
 
-std::vector<std::string> parse_chain_users(std::string_view bytes, const std::string& path) {
-  std::vector<std::string> hashes = split_lines(bytes);
-  for (size_t i = 0; i < hashes.size(); ++i)
-    if (!is_hex_digest(hashes[i]) || (i > 0 && hashes[i] <= hashes[i - 1]))
+std::vector<Digest> parse_chain_users(std::string_view bytes, const std::string& path) {
+  std::vector<Digest> hashes;
+  hashes.reserve(bytes.size() / 65);
+  for_each_line(bytes, [&](std::string_view line) {
+    const std::optional<Digest> h = parse_hex_digest(line);
+    if (!h || (!hashes.empty() && *h <= hashes.back()))
       fail("{}: line {} is not a hash in order; expected 64 lowercase hex characters per line, "
            "increasing",
-           path, i + 1);
+           path, hashes.size() + 1);
+    hashes.push_back(*h);
+  });
   return hashes;
+}
+
+std::string chain_users_text(const std::vector<Digest>& hashes) {
+  std::string text;
+  text.reserve(hashes.size() * 65);
+  for (const Digest& h : hashes) {
+    text += to_hex(h);
+    text += '\n';
+  }
+  return text;
 }
 
 std::string manifest_text(const nlohmann::json& manifest, const char* pointer) {

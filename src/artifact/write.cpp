@@ -381,7 +381,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     RF_ASSERT(std::is_sorted(in.chain_users.begin(), in.chain_users.end()) &&
                   in.chain_salt.size() == 64,
               "export: chain users unsorted or without their salt");
-    write_ids(S + kChainUsersFile, in.chain_users, "chain user");
+    write_file_atomic(S + kChainUsersFile, chain_users_text(in.chain_users));
     written(kChainUsersFile, {{"lines", in.chain_users.size()}});
   }
   write_npy(S + "seen_indptr.npy", std::vector<int64_t>(seen.indptr.begin(), seen.indptr.end()));

@@ -47,18 +47,34 @@ std::string Sha256::hex() {
   return to_hex(digest, len);
 }
 
-std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+Digest hmac_sha256(std::string_view key, std::string_view message) {
+  Digest digest;
   unsigned int len = 0;
   // An empty key is a valid HMAC key; HMAC() wants a non-null pointer for it.
   static const unsigned char kEmpty = 0;
   const unsigned char* k = key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
   const unsigned char* m =
       message.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(message.data());
-  RF_ASSERT(HMAC(EVP_sha256(), k, static_cast<int>(key.size()), m, message.size(), digest, &len) !=
+  RF_ASSERT(HMAC(EVP_sha256(), k, static_cast<int>(key.size()), m, message.size(), digest.data(), &len) !=
                 nullptr,
             "HMAC-SHA256 failed");
-  return to_hex(digest, len);
+  RF_ASSERT(len == digest.size(), "HMAC-SHA256 gave a digest of another size");
+  return digest;
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  return to_hex(hmac_sha256(key, message));
+}
+
+std::string to_hex(const Digest& d) { return to_hex(d.data(), static_cast<unsigned>(d.size())); }
+
+std::optional<Digest> parse_hex_digest(std::string_view s) {
+  if (!is_hex_digest(s)) return std::nullopt;
+  const auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  Digest d;
+  for (size_t i = 0; i < d.size(); ++i)
+    d[i] = static_cast<unsigned char>(nibble(s[2 * i]) << 4 | nibble(s[2 * i + 1]));
+  return d;
 }
 
 std::string sha256_file(const std::string& path) {

@@ -15,13 +15,7 @@ std::optional<int64_t> parse_int64(std::string_view s) {
 
 std::vector<std::string> split_lines(std::string_view bytes) {
   std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < bytes.size()) {
-    size_t end = bytes.find('\n', start);
-    if (end == std::string_view::npos) end = bytes.size();
-    lines.emplace_back(bytes.substr(start, end - start));
-    start = end + 1;
-  }
+  for_each_line(bytes, [&](std::string_view line) { lines.emplace_back(line); });
   return lines;
 }
 

@@ -446,7 +446,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     if (warm) run["init_from"] = warm->record;
     if (!init_skipped.is_null()) run["init_from_skipped"] = init_skipped;
     if (warm && !warm->chain.hashes.empty())  // for `recforge export RUN` (open_run)
-      pipeline::write_chain_users(dir->file(pipeline::kChainUsersFile), warm->chain.hashes);
+      write_file_atomic(dir->file(pipeline::kChainUsersFile),
+                        artifact::chain_users_text(warm->chain.hashes));
     write_npy(dir->file("user_factors.npy"), whole.user_factors());
     write_npy(dir->file("item_factors.npy"), whole.item_factors());
     write_file_atomic(dir->file("metrics.json"), metrics.dump(2) + "\n");
@@ -466,7 +467,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.metrics = metrics;
         in.config = cfg.to_json();
         in.source = {{"run_dir", dir->final_path()}, {"data_fingerprint", data.fingerprint}};
-        pipeline::set_lineage(in, run, warm ? warm->chain.hashes : std::vector<std::string>{});
+        pipeline::set_lineage(in, run, warm ? warm->chain.hashes : std::vector<Digest>{});
         in.train_weight_total = data.train_weight_total;
         in.pseudonym_key = pipeline::pseudonym_key(cfg);
         in.opt_out = pipeline::opt_out_ids(cfg);

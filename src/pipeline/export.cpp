@@ -30,7 +30,7 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
                                    const models::Model& model, const nlohmann::json& metrics,
                                    const std::string& run_dir, const std::string& fingerprint,
                                    const nlohmann::json& run,
-                                   const std::vector<std::string>& chain_users) {
+                                   const std::vector<Digest>& chain_users) {
   artifact::ExportInput in;
   in.model_type = model.type();
   in.model_parameters = model.describe();

@@ -30,7 +30,7 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
                                    const models::Model& model, const nlohmann::json& metrics,
                                    const std::string& run_dir, const std::string& fingerprint,
                                    const nlohmann::json& run,
-                                   const std::vector<std::string>& chain_users);
+                                   const std::vector<Digest>& chain_users);
 
 /// Exports the run in `run_dir` to `out`. `overrides` ("index.key=value") change the index
 /// settings of the run's config; other sections cannot be changed at export time. Returns `out`.

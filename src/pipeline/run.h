@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/hash.h"
 #include "models/model.h"
 #include "pipeline/dataset.h"
 
@@ -24,7 +25,7 @@ struct OpenedRun {
   std::unique_ptr<models::Model> model;   ///< the model with the saved factors
   nlohmann::json metrics;                 ///< its metrics.json (verified), or an empty object
   /// A warm-started run's chain_users.txt (verified; pipeline::ChainUsers), or empty.
-  std::vector<std::string> chain_users;
+  std::vector<Digest> chain_users;
 };
 
 /// Parses a JSON file; throws recforge::Error naming the file when it is missing or invalid.

@@ -290,7 +290,8 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
     if (warm && !warm->chain.hashes.empty())  // for `recforge export RUN` (open_run)
-      write_chain_users(dir.file(kChainUsersFile), warm->chain.hashes);
+      write_file_atomic(dir.file(kChainUsersFile),
+                        artifact::chain_users_text(warm->chain.hashes));
     write_npy(dir.file("user_factors.npy"), model->user_factors());
     write_npy(dir.file("item_factors.npy"), model->item_factors());
     nlohmann::json metrics = nlohmann::json::object();
@@ -313,7 +314,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       try {
         artifact::write(
             export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint(),
-                         run, warm ? warm->chain.hashes : std::vector<std::string>{}),
+                         run, warm ? warm->chain.hashes : std::vector<Digest>{}),
             export_out.empty() ? dir.file("export") : export_out, export_to);
         run["export"] = export_to;
       } catch (const std::exception& e) {

@@ -15,28 +15,21 @@ namespace recforge::pipeline {
 
 namespace fs = std::filesystem;
 
-std::string ChainUsers::hash(const std::string& id, const std::string& key_check) const {
-  return hmac_sha256_hex(salt, key_check.empty() ? "raw:" + id
+Digest ChainUsers::hash(const std::string& id, const std::string& key_check) const {
+  return hmac_sha256(salt, key_check.empty() ? "raw:" + id
                                                  : "pseudonym:" + key_check + ":" + id);
 }
 
 bool ChainUsers::holds(const std::string& raw, const std::optional<SecretKey>& key) const {
   if (std::binary_search(hashes.begin(), hashes.end(), hash(raw))) return true;
-  if (!key) return false;
+  if (!key || key_checks.empty()) return false;
   const std::string check = key->check_value();
   return std::find(key_checks.begin(), key_checks.end(), check) != key_checks.end() &&
          std::binary_search(hashes.begin(), hashes.end(), hash(key->pseudonym(raw), check));
 }
 
-void write_chain_users(const std::string& path, const std::vector<std::string>& hashes) {
-  std::string text;
-  text.reserve(hashes.size() * 65);
-  for (const std::string& h : hashes) text += h + "\n";
-  write_file_atomic(path, text);
-}
-
 void set_lineage(artifact::ExportInput& in, const nlohmann::json& run,
-                 const std::vector<std::string>& hashes) {
+                 const std::vector<Digest>& hashes) {
   in.source["lineage"] = run_lineage(run);
   if (hashes.empty()) return;
   const nlohmann::json& meta = run.at("init_from").at("chain_users");

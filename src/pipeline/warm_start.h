@@ -24,6 +24,7 @@
 
 #include "artifact/artifact.h"
 #include "config/config.h"
+#include "core/hash.h"
 #include "core/secret.h"
 #include "data/interactions.h"
 
@@ -33,18 +34,18 @@ namespace recforge::pipeline {
 /// earlier model of its chain of warm starts was trained on and that its own data does not
 /// hold (they left the source, or retention or the cleaning filters dropped them). Exports
 /// carry them forward (chain_users.txt), so that an opt-out is checked against every user a
-/// chain was trained on, not only the last export's. Held as HMAC-SHA256(salt, tag + id) in
-/// hex, keyed by the salt's 64 hex characters as text: tag "raw:" before a raw id, or
+/// chain was trained on, not only the last export's. Held as HMAC-SHA256(salt, tag + id) (32
+/// bytes each; their hex in files), keyed by the salt's 64 hex characters as text: tag "raw:" before a raw id, or
 /// "pseudonym:<key check>:" before a pseudonym (an export of export.pseudonymize, whose raw ids
 /// are unknown); the key checks of such pseudonyms are listed. The hashes are a
 /// pseudonymisation: whoever holds them and can enumerate candidate ids can test them.
 struct ChainUsers {
   std::string salt;                     ///< 64 hex characters, kept along the chain
   std::vector<std::string> key_checks;  ///< of the keys of "pseudonym:" entries
-  std::vector<std::string> hashes;      ///< sorted, each once
+  std::vector<Digest> hashes;           ///< sorted, each once
   /// The hash of a raw id (`key_check` empty) or of a pseudonym made with the key of
   /// `key_check`.
-  std::string hash(const std::string& id, const std::string& key_check = "") const;
+  Digest hash(const std::string& id, const std::string& key_check = "") const;
   /// Whether the user of raw id `raw` is among them: by raw id, and by pseudonym under `key`
   /// when the entries include pseudonyms of that key.
   bool holds(const std::string& raw, const std::optional<SecretKey>& key) const;
@@ -72,18 +73,15 @@ struct InitSource {
 nlohmann::json run_lineage(const nlohmann::json& run);
 
 /// The run directory's file of a warm-started run's ChainUsers hashes (checksummed in
-/// run.json; its salt and key checks are in run.json's init_from.chain_users).
+/// run.json; its salt and key checks are in run.json's init_from.chain_users), written as
+/// artifact::chain_users_text and read back by artifact::parse_chain_users.
 constexpr const char* kChainUsersFile = artifact::kChainUsersFile;
-
-/// Writes `hashes` to `path` (kChainUsersFile in a run directory), one per line; read back by
-/// artifact::parse_chain_users.
-void write_chain_users(const std::string& path, const std::vector<std::string>& hashes);
 
 /// What an export of a run records of its chain of warm starts: source.lineage (run_lineage of
 /// its run.json) and, for a warm-started run, its chain's users (`hashes`, the run's
 /// chain_users.txt; the salt and key checks from run.json).
 void set_lineage(artifact::ExportInput& in, const nlohmann::json& run,
-                 const std::vector<std::string>& hashes);
+                 const std::vector<Digest>& hashes);
 
 /// Opens model.init_from: an export directory, or a run directory holding one in export/.
 /// Returns nullopt when the setting is empty, and also when model.init_from_max_age_days is set

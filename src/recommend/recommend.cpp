@@ -373,8 +373,8 @@ bool Recommender::is_export() const { return impl_->artifact != nullptr; }
 const nlohmann::json* Recommender::manifest() const {
   return impl_->artifact ? &impl_->artifact->manifest : nullptr;
 }
-const std::vector<std::string>& Recommender::chain_users() const {
-  static const std::vector<std::string> none;
+const std::vector<Digest>& Recommender::chain_users() const {
+  static const std::vector<Digest> none;
   return impl_->artifact ? impl_->artifact->chain_users : none;
 }
 const std::string& Recommender::chain_salt() const {

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "core/npy.h"
 #include "core/secret.h"
 #include "data/csr.h"
@@ -145,7 +146,7 @@ class Recommender {
   /// (pipeline::ChainUsers: its chain_users.txt hashes, the manifest's salt and key checks)
   /// and the key it was opened with; empty lists and nullptr for a run directory or an export
   /// without them.
-  const std::vector<std::string>& chain_users() const;
+  const std::vector<Digest>& chain_users() const;
   const std::string& chain_salt() const;
   const std::vector<std::string>& chain_key_checks() const;
   const SecretKey* pseudonym_key() const;

@@ -478,10 +478,12 @@ TEST(Artifact, ChainUsersRoundTripAndAreChecked) {
   ExportInput in = f.in;
   in.chain_salt = std::string(64, 'a');
   in.chain_key_checks = {"0123456789abcdef"};
-  in.chain_users = {std::string(64, '1'), std::string(64, '2')};
+  in.chain_users = {*parse_hex_digest(std::string(64, '1')), *parse_hex_digest("2" + std::string(63, 'f'))};
   write(in, dir);
   const Artifact a = load(dir);
   EXPECT_EQ(a.chain_users, in.chain_users);
+  EXPECT_EQ(test::read_file(dir + "/v-1/chain_users.txt"),
+            std::string(64, '1') + "\n2" + std::string(63, 'f') + "\n");
   EXPECT_EQ(a.chain_salt, in.chain_salt);
   EXPECT_EQ(a.chain_key_checks, in.chain_key_checks);
   EXPECT_TRUE(fs::exists(dir + "/v-1/chain_users.txt"));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <vector>
@@ -35,6 +36,32 @@ TEST(Hash, HmacSha256MatchesRfc4231) {
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
   EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+// The 32-byte digest is the hex digest's bytes (RFC 4231 case 2: first byte 0x5b, last 0x43),
+// its hex parses back, anything but 64 lowercase hex characters does not, and digests order
+// as their hex texts do (files of sorted hashes are read into sorted vectors).
+TEST(Hash, DigestBytesAreTheHexDigestsBytesAndOrderAsTheirHex) {
+  const Digest d = hmac_sha256("Jefe", "what do ya want for nothing?");
+  EXPECT_EQ(d.front(), 0x5b);
+  EXPECT_EQ(d.back(), 0x43);
+  EXPECT_EQ(to_hex(d), hmac_sha256_hex("Jefe", "what do ya want for nothing?"));
+  EXPECT_EQ(parse_hex_digest(to_hex(d)), d);
+  const std::string hex = to_hex(d);
+  std::string upper = hex;
+  upper[0] = 'B';  // "5b..." with an upper-case letter
+  upper[1] = 'B';
+  for (const std::string& bad : {hex.substr(1), hex + "0", upper, std::string(63, '0') + "g", std::string()})
+    EXPECT_FALSE(parse_hex_digest(bad).has_value()) << bad;
+  std::vector<std::string> texts;
+  std::vector<Digest> digests;
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back(hmac_sha256_hex("k", std::to_string(i)));
+    digests.push_back(hmac_sha256("k", std::to_string(i)));
+  }
+  std::sort(texts.begin(), texts.end());
+  std::sort(digests.begin(), digests.end());
+  for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(to_hex(digests[i]), texts[i]) << i;
 }
 
 TEST(Hash, StableHash64IsFnv1aThenTheSplitmixFinaliser) {
