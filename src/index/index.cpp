@@ -7,6 +7,7 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "eval/topk.h"
 #include "index/faiss_cuda.h"
 
 namespace recforge::index {
@@ -665,7 +667,44 @@ void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
           k, ivf ? fmt::format(" with nprobe {}", nprobe) : std::string(), kGpuMaxSelect);
   }
   try {
-    index_->search(n, x, k, scores, labels);
+    const faiss::IndexIVF* ivf = as_ivf(index_.get());
+    const auto* cells = ivf ? dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer) : nullptr;
+    if (cells == nullptr || cells->ntotal != static_cast<faiss::Index::idx_t>(ivf->nlist)) {
+      index_->search(n, x, k, scores, labels);
+      return;
+    }
+    // IVF: the cells a query probes are the top nprobe of its exact centroid scores
+    // (eval::topk: the GEMM only picks candidates, the ranking and scores are summed in double
+    // in a fixed order), not of Faiss's quantizer search, which scores a slice of 20 queries or
+    // more with a GEMM and smaller ones one query at a time: at a near-tie between two cells the
+    // two summations disagree, and a user's list changed with the batch it was served in. The
+    // lists are then scanned per query, as Faiss's own search does.
+    const int64_t nprobe = std::clamp<int64_t>(static_cast<int64_t>(ivf->nprobe), 1,
+                                               static_cast<int64_t>(ivf->nlist));
+    const eval::TopK probe = eval::topk(x, n, cells->get_xb(), cells->ntotal, d,
+                                        static_cast<int>(nprobe));
+    const std::vector<faiss::Index::idx_t> assign(probe.items.begin(), probe.items.end());
+    faiss::SearchParametersIVF params;  // the nprobe of `assign`'s rows, whatever the index holds
+    params.nprobe = static_cast<size_t>(nprobe);
+    params.max_codes = ivf->max_codes;
+    // One slice of the queries per thread, as IndexIVF::search does (search_preassigned itself
+    // runs on one thread in Faiss's default parallel mode).
+    const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n));
+    std::string error;
+#pragma omp parallel for num_threads(static_cast<int>(slices)) schedule(static, 1)
+    for (int64_t t = 0; t < slices; ++t) {
+      const int64_t i0 = n * t / slices, i1 = n * (t + 1) / slices;
+      try {
+        ivf->search_preassigned(i1 - i0, x + i0 * d, k, assign.data() + i0 * nprobe,
+                                probe.scores.data() + i0 * nprobe, scores + i0 * k,
+                                labels + i0 * k, false, &params);
+      } catch (const std::exception& e) {
+#pragma omp critical(recforge_ivf_search)
+        if (error.empty()) error = e.what();
+      }
+    }
+    if (!error.empty())
+      throw InternalError(fmt::format("Faiss search failed: {}", error), __FILE__, __LINE__);
   } catch (const faiss::FaissException& e) {
     throw InternalError(fmt::format("Faiss search failed: {}", e.what()), __FILE__, __LINE__);
   }

@@ -2,12 +2,19 @@
 // exact masked top-k of eval::topk.
 #include "index/index.h"
 
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/index_io.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
+#include <numeric>
 #include <cmath>
 #include <set>
 
+#include "core/context.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/topk.h"
@@ -393,6 +400,72 @@ TEST(ItemIndex, ParametersThatDoNotFitTheDataAreRefusedByKey) {
   EXPECT_EQ(resolve_pq_m(64), 16);
   EXPECT_EQ(resolve_pq_m(7), 1);
   EXPECT_EQ(resolve_pq_m(12), 3);
+}
+
+// An IVF list does not depend on the other queries of the batch. The cells here come in pairs
+// whose centroids hold the same values in other orders (pair p on coordinates 8p..8p+7,
+// values from 2^24 down to 2^-3, so that a float sum of them depends on its order), and query p
+// is 1 on pair p's coordinates: it ties the pair's two cells exactly (in double, where the
+// products and sums of these values are exact), and only float rounding could choose between
+// them. Faiss's quantizer search scores the centroids with a GEMM for 20 queries or more and
+// one query at a time below, two orders of summation (with Faiss's quantizer, 43% of such
+// queries probed another cell alone than in a batch of 40 on the AMD VM); recforge ranks the cells by exact scores
+// (eval::topk), so a query probes the lower cell of its pair alone and in any batch. One item
+// per cell, equal to its centroid, shows which cell a query probed (nprobe 1).
+TEST(ItemIndex, AnIvfListIsTheSameAloneAndInAnyBatch) {
+  test::TempDir t;
+  constexpr int d = 64, kPairs = 8, kCells = 2 * kPairs;
+  std::vector<float> cells(static_cast<size_t>(kCells * d), 0.f);
+  Rng rng(11);
+  for (int c = 0; c < kCells; ++c) {  // each centroid its own order of the values
+    float block[8] = {16777216.f, 1.f, -16777216.f, 0.125f, 3.f, 1048576.f, -1048576.f, 0.5f};
+    for (int j = 7; j > 0; --j) std::swap(block[j], block[rng.below(static_cast<uint64_t>(j) + 1)]);
+    std::copy(block, block + 8, cells.begin() + c * d + 8 * (c / 2));
+  }
+  // 40 queries on one thread (Faiss splits a batch among its threads): one slice of 20 or more,
+  // which Faiss's quantizer would score with its GEMM.
+  Context::create("cpu", 1);
+  constexpr int kBatch = 5 * kPairs;
+  std::vector<float> queries(static_cast<size_t>(kBatch * d), 0.f);
+  for (int q = 0; q < kBatch; ++q)
+    for (int j = 0; j < 8; ++j) queries[static_cast<size_t>(q * d + 8 * (q % kPairs) + j)] = 1.f;
+  for (const Type type : {Type::kIvfFlat, Type::kIvfPq}) {
+    SCOPED_TRACE(type == Type::kIvfFlat ? "ivf_flat" : "ivf_pq");
+    {
+      faiss::IndexFlatIP quantizer(d);
+      quantizer.add(kCells, cells.data());
+      std::unique_ptr<faiss::IndexIVF> ivf;
+      if (type == Type::kIvfFlat) {
+        ivf = std::make_unique<faiss::IndexIVFFlat>(&quantizer, d, kCells,
+                                                    faiss::METRIC_INNER_PRODUCT);
+      } else {  // 8 sub-quantizers of 4 bits, trained on the (zero) residuals of the items
+        auto pq = std::make_unique<faiss::IndexIVFPQ>(&quantizer, d, kCells, 8, 4,
+                                                      faiss::METRIC_INNER_PRODUCT);
+        pq->pq.cp.min_points_per_centroid = 1;  // 16 residuals for 16 codes: no warning
+        pq->train(kCells, cells.data());
+        ivf = std::move(pq);
+      }
+      ASSERT_TRUE(ivf->is_trained);
+      ivf->nprobe = 1;
+      std::vector<faiss::Index::idx_t> cell_of(kCells);
+      std::iota(cell_of.begin(), cell_of.end(), 0);
+      ivf->add_core(kCells, cells.data(), nullptr, cell_of.data());  // item i in cell i
+      faiss::write_index(ivf.get(), t.file("pairs.faiss").c_str());
+    }
+    const ItemIndex idx = ItemIndex::read(t.file("pairs.faiss"), type, Metric::kInnerProduct);
+    std::vector<float> batch_scores(kBatch);
+    std::vector<int64_t> batch_labels(kBatch);
+    idx.search(queries.data(), kBatch, 1, batch_scores.data(), batch_labels.data());
+    for (int q = 0; q < kBatch; ++q) {
+      float score = 0;
+      int64_t label = -1;
+      idx.search(queries.data() + static_cast<size_t>(q) * d, 1, 1, &score, &label);
+      EXPECT_EQ(batch_labels[static_cast<size_t>(q)], label) << "query " << q;
+      EXPECT_EQ(batch_scores[static_cast<size_t>(q)], score) << "query " << q;
+      EXPECT_EQ(label, 2 * (q % kPairs)) << "query " << q << ": the lower cell of the tied pair";
+    }
+  }
+  Context::create("cpu", 0);
 }
 
 TEST(ItemIndex, WriteAndReadBackGiveTheSameResults) {
