@@ -1,13 +1,16 @@
 // Fuzz target: loading an export (src/artifact/load.cpp) and the .npy and id files inside it.
-// At start-up a small valid export is written (5 users, 4 items, dimension 3, flat index). The
-// input is a manifest.json, optionally followed by sections "\n--8<-- NAME\n<bytes>" that
-// replace the data file NAME (not index.faiss: Faiss's own reader is not ours to fuzz); the
+// At start-up a small valid export is written (5 users, 4 items, dimension 3, flat index, three
+// chain users). The input is a manifest.json, optionally followed by sections
+// "\n--8<-- NAME\n<bytes>" that replace the data file NAME, optional ones and chain_users.txt
+// included (not index.faiss: Faiss's own reader is not ours to fuzz); the
 // size and SHA-256 of a replaced file are written into the manifest's entry for it when the
 // manifest is a JSON object with one, so that the fuzzer gets past the checksums to the shape
 // and content checks. An export that loads must be consistent with itself.
 // RECFORGE_FUZZ_SEED_DIR=DIR writes the valid manifest to DIR/valid.json (the seed corpus).
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 
 #include "artifact/artifact.h"
 #include "core/hash.h"
@@ -45,6 +48,11 @@ const Base& base() {
     in.item_ids = &item_ids;
     in.seen = &seen;
     in.metrics = {{"test", {{"recall@10", 0.5}}}};
+    // Users of an earlier model of its chain of warm starts (chain_users.txt).
+    in.chain_salt = hmac_sha256_hex("fuzz", "salt");
+    for (const char* id : {"gone-1", "gone-2", "gone-3"})
+      in.chain_users.push_back(hmac_sha256(in.chain_salt, std::string("raw:") + id));
+    std::sort(in.chain_users.begin(), in.chain_users.end());
     Base out;
     out.dir = (fuzz::scratch() / "base").string();
     artifact::write(in, out.dir);
@@ -69,7 +77,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::pair<std::string, std::string_view>> files;
   for (const auto& [name, body] : sections.files) {
     const auto& known = artifact::data_files();
-    if (name != "index.faiss" && std::find(known.begin(), known.end(), name) != known.end())
+    const auto& optional = artifact::optional_files();
+    if (name != "index.faiss" && (std::find(known.begin(), known.end(), name) != known.end() ||
+                                  std::find(optional.begin(), optional.end(), name) != optional.end() ||
+                                  name == artifact::kChainUsersFile))
       files.emplace_back(name, body);
   }
   // A fresh copy of the valid export, then the input's manifest and files.
@@ -102,7 +113,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const artifact::Artifact a = artifact::load(dir.string());
     RF_ASSERT(a.users.rows == a.user_ids.size() && a.items.rows == a.item_ids.size() &&
                   a.users.cols == a.items.cols && a.seen.rows == a.users.rows &&
-                  a.seen.cols == a.items.rows && a.index.size() == a.items.rows,
+                  a.seen.cols == a.items.rows && a.index.size() == a.items.rows &&
+                  std::adjacent_find(a.chain_users.begin(), a.chain_users.end(),
+                                     std::greater_equal<>()) == a.chain_users.end() &&
+                  (a.chain_users.empty() || a.chain_salt.size() == 64),
               "artifact::load: a loaded export disagrees with itself");
   });
   return 0;
