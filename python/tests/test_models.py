@@ -984,7 +984,9 @@ def query(k):
 threads = [threading.Thread(target=query, args=(k,)) for k in range(4)]
 for t in threads:
     t.start()
-while not errors and min(counts[:4]) < 20 and counts[4] < 100000:  # queries between writes
+# Until every thread made 20 queries and the writer 20 writes (on a loaded machine the query
+# threads, which release the GIL, could make their 20 before this thread wrote once).
+while not errors and (min(counts[:4]) < 20 or counts[4] < 20) and counts[4] < 100000:
     m.item_factors = items  # the same values: every cache is void, every answer the same
     counts[4] += 1
 done.set()
