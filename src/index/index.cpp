@@ -298,7 +298,27 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
     fail("index: Faiss could not build the {} index over ({}, {}) item factors: {}",
          type_name(o.type), n, d, e.what());
   }
+  out.note_cells();
   return out;
+}
+
+namespace {
+
+/// The IVF index's cells as a flat matrix of centroids (what ItemIndex::search ranks exactly),
+/// or nullptr for other indices and quantizers.
+const faiss::IndexFlat* ivf_cells(const faiss::Index* i) {
+  const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(i);
+  const auto* cells = ivf ? dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer) : nullptr;
+  return cells && cells->ntotal == static_cast<faiss::Index::idx_t>(ivf->nlist) ? cells : nullptr;
+}
+
+}  // namespace
+
+void ItemIndex::note_cells() {
+  const faiss::IndexFlat* cells = ivf_cells(index_.get());
+  cell_norm_ = cells ? eval::max_row_norm(cells->get_xb(), cells->ntotal,
+                                          static_cast<int>(cells->d))
+                     : -1;
 }
 
 namespace {
@@ -619,6 +639,7 @@ ItemIndex ItemIndex::from_bytes(std::string_view bytes, const std::string& path,
     fail("{}: the Faiss index is not of type {} as the manifest says", path, type_name(type));
   if (i->metric_type != faiss::METRIC_INNER_PRODUCT)
     fail("{}: the Faiss index does not use the inner-product metric", path);
+  out.note_cells();
   return out;
 }
 
@@ -667,12 +688,12 @@ void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
           k, ivf ? fmt::format(" with nprobe {}", nprobe) : std::string(), kGpuMaxSelect);
   }
   try {
-    const faiss::IndexIVF* ivf = as_ivf(index_.get());
-    const auto* cells = ivf ? dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer) : nullptr;
-    if (cells == nullptr || cells->ntotal != static_cast<faiss::Index::idx_t>(ivf->nlist)) {
+    const faiss::IndexFlat* cells = ivf_cells(index_.get());
+    if (cells == nullptr) {
       index_->search(n, x, k, scores, labels);
       return;
     }
+    const faiss::IndexIVF* ivf = as_ivf(index_.get());
     // IVF: the cells a query probes are the top nprobe of its exact centroid scores
     // (eval::topk: the GEMM only picks candidates, the ranking and scores are summed in double
     // in a fixed order), not of Faiss's quantizer search, which scores a slice of 20 queries or
@@ -682,7 +703,8 @@ void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
     const int64_t nprobe = std::clamp<int64_t>(static_cast<int64_t>(ivf->nprobe), 1,
                                                static_cast<int64_t>(ivf->nlist));
     const eval::TopK probe = eval::topk(x, n, cells->get_xb(), cells->ntotal, d,
-                                        static_cast<int>(nprobe));
+                                        static_cast<int>(nprobe), nullptr, {}, nullptr,
+                                        cell_norm_);
     const std::vector<faiss::Index::idx_t> assign(probe.items.begin(), probe.items.end());
     faiss::SearchParametersIVF params;  // the nprobe of `assign`'s rows, whatever the index holds
     params.nprobe = static_cast<size_t>(nprobe);

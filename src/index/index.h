@@ -148,6 +148,11 @@ class ItemIndex {
   Type type_ = Type::kFlat;
   Metric metric_ = Metric::kInnerProduct;
   nlohmann::json build_info_ = nlohmann::json::object();
+  // An IVF index's largest centroid norm (eval::max_row_norm), which eval::topk needs to choose
+  // each query's cells: computed once when the index is built or read, not per search; -1 for
+  // other indices.
+  double cell_norm_ = -1;
+  void note_cells();
 };
 
 }  // namespace recforge::index
