@@ -92,7 +92,7 @@ int cmd_forget() {
   std::string src = a.run_dir;
   while (src.size() > 1 && src.back() == '/') src.pop_back();
   std::error_code ec;
-  if (!fs::is_directory(src, ec)) fail("forget {}: no such run directory", src);
+  if (!fs::is_directory(src, ec)) fail("forget {}", pipeline::no_run_directory(src));
   if (!is_run_directory(src))
     fail("forget {}: not a recforge run directory (expected the run.json that recforge train "
          "writes)",

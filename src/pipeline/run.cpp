@@ -27,8 +27,17 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
+std::string no_run_directory(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec))
+    return fmt::format("{}: is not a directory; expected a run directory (the directory "
+                       "holding the run.json that recforge train writes)",
+                       dir);
+  return fmt::format("{}: no such run directory", dir);
+}
+
 nlohmann::json read_run_json(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("{}: no such run directory", dir);
+  if (!fs::is_directory(dir)) fail("{}", no_run_directory(dir));
   const std::string path = dir + "/run.json";
   if (!fs::exists(path)) fail("{}: not a recforge run directory (run.json is missing)", dir);
   return read_json(path);
@@ -55,8 +64,10 @@ nlohmann::json run_file_checksums(const std::string& dir) {
 OpenedRun open_run(const std::string& dir, const std::string& verb) {
   // The directory is opened once and each file read once: its size and SHA-256 (recorded by
   // train in run.json "files") are checked on the bytes that are then parsed.
+  std::error_code kind;
+  if (fs::exists(dir, kind) && !fs::is_directory(dir, kind)) fail("{}", no_run_directory(dir));
   const std::optional<artifact::DirReader> d = artifact::DirReader::open(dir, dir);
-  if (!d) fail("{}: no such run directory", dir);
+  if (!d) fail("{}", no_run_directory(dir));
   const std::optional<std::string> run_text = d->read("run.json");
   if (!run_text) fail("{}: not a recforge run directory (run.json is missing)", dir);
   OpenedRun r{dir, config::Config::defaults(), {}, {}, nullptr, nlohmann::json::object(), {}};

@@ -33,6 +33,9 @@ nlohmann::json read_json(const std::string& path);
 
 /// Reads `dir/run.json`; throws recforge::Error when `dir` is not a finished run.
 nlohmann::json read_run_json(const std::string& dir);
+/// The sentence for a `dir` that is not a directory: "DIR: no such run directory", or, when a
+/// something else has that name, that it is not a directory and a run directory was expected.
+std::string no_run_directory(const std::string& dir);
 
 /// The files of a run directory whose size and SHA-256 run.json records in "files".
 const std::vector<std::string>& checksummed_run_files();

@@ -334,6 +334,12 @@ TEST(Cli, VerbsThatNeedAModelSaySoForRunsWithoutOne) {
   const Result missing = run(t.str(), "evaluate runs/none");
   EXPECT_EQ(missing.rc, 1);
   EXPECT_NE(missing.out.find("runs/none: no such run directory"), std::string::npos);
+  // A file where a run directory is expected (a config given to a verb that takes a run).
+  const Result file = run(t.str(), "evaluate small.yaml");
+  EXPECT_EQ(file.rc, 1);
+  EXPECT_NE(file.out.find("small.yaml: is not a directory; expected a run directory"),
+            std::string::npos)
+      << file.out;
 }
 
 // The rank, item and score of each CSV line "user,rank,item,score" of a recommend (or similar)
