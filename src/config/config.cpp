@@ -122,6 +122,21 @@ bool in_bounds(const Param& p, double v) {
   return true;
 }
 
+constexpr int64_t kInt32Max = 2147483647;
+
+/// The refusal of an integer beyond what a 32-bit `int` holds (Param::int32), else "".
+std::string int32_refusal(const Param& p, const std::vector<int64_t>& values,
+                          const std::string& shown) {
+  if (!p.int32) return "";
+  for (int64_t v : values)
+    if (v > kInt32Max)
+      return fmt::format("expected {}{}{} (recforge keeps it in a 32-bit integer), got {}",
+                         p.type == Type::kIntList ? "a list of integers" : "an integer",
+                         bounds_text(p), p.min ? " and at most 2147483647" : " at most 2147483647",
+                         shown);
+  return "";
+}
+
 /// What a valid value looks like, for "expected ..." messages.
 std::string expected_text(const Param& p) {
   switch (p.type) {
@@ -175,6 +190,7 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
     case Type::kInt: {
       const auto v = parse_int(n);
       if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
+      if (std::string why = int32_refusal(p, {*v}, render(n)); !why.empty()) return why;
       out->i = *v;
       break;
     }
@@ -208,23 +224,26 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
     }
     case Type::kIntList: {
       std::vector<int64_t> list;
+      std::string shown = render(n);
       if (n.IsScalar()) {
         const auto v = parse_int(n);
         if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
         list.push_back(*v);
       } else if (n.IsSequence()) {
         bool ok = true;
-        std::vector<std::string> shown;
+        std::vector<std::string> elements;
         for (const YAML::Node& e : n) {
           const auto v = parse_int(e);
           ok = ok && v && in_bounds(p, static_cast<double>(*v));
           if (v) list.push_back(*v);
-          shown.push_back(render(e));
+          elements.push_back(render(e));
         }
-        if (!ok) return "expected " + expected_text(p) + ", got [" + join(shown, ", ") + "]";
+        shown = "[" + join(elements, ", ") + "]";
+        if (!ok) return "expected " + expected_text(p) + ", got " + shown;
       } else {
         return fail_text;
       }
+      if (std::string why = int32_refusal(p, list, shown); !why.empty()) return why;
       out->list = std::move(list);
       break;
     }
@@ -846,7 +865,9 @@ std::string markdown_reference(const std::vector<Param>& table,
       "(`0.5`, `1e-3`); *boolean* is `true` or `false` (`yes`/`no` and `on`/`off` also work); "
       "*string* is any text (quote it only when YAML requires); *enum* is one of the listed "
       "words; *integer list* is `[20, 50]` or a single integer.\n"
-      "- Ranges: `[a, b]` includes both ends, `(a, b)` excludes them.\n";
+      "- Ranges: `[a, b]` includes both ends, `(a, b)` excludes them. An integer is at most "
+      "2147483647 (2^31 - 1, recforge keeps most in 32 bits) besides its range, except the "
+      "seeds and `synthetic.interactions`.\n";
   for (const std::string& name : section_names(table)) {
     out += "\n## " + name + "\n\n";
     for (const Section& s : section_list)

@@ -44,6 +44,9 @@ struct Param {
   bool min_exclusive = false;
   /// Whether `max` itself is excluded.
   bool max_exclusive = false;
+  /// An integer (or integer list) that the code uses as a 32-bit `int`: values above 2^31 - 1
+  /// are refused besides `max` (which the reference shows; this limit is stated once for all).
+  bool int32 = false;
   /// Allowed values of a kEnum parameter.
   std::vector<std::string> choices;
   /// Defaults that depend on `model.type`: (type, YAML text) pairs. A value still at a default

@@ -123,6 +123,13 @@ class Fields {
     Decl& le(double v) { return p_.max = v, p_.max_exclusive = false, *this; }
     /// Upper bound, excluded.
     Decl& lt(double v) { return p_.max = v, p_.max_exclusive = true, *this; }
+    /// An integer that the code keeps in 64 bits (a seed, a count of interactions): integers
+    /// are otherwise limited to 2^31 - 1 (Param::int32), since most are used as `int`.
+    Decl& any_int64() {
+      RF_ASSERT(p_.type == Type::kInt, "config parameter '" + p_.path + "': any_int64 needs an int");
+      p_.int32 = false;
+      return *this;
+    }
     /// The names a string field may take (it becomes an enum).
     Decl& one_of(std::vector<std::string> names) {
       RF_ASSERT(p_.type == Type::kString,
@@ -165,6 +172,9 @@ class Fields {
     p.optional = K::optional;
     p.default_yaml = K::yaml(S{}.*member);
     p.description = std::move(doc);
+    // Integers are read as int64 and most are used as `int` (factors, iterations, cutoffs...):
+    // a larger value must be refused, not wrapped (Decl::any_int64 lifts it where 64 bits hold).
+    p.int32 = p.type == Type::kInt || p.type == Type::kIntList;
     d_.params.push_back(std::move(p));
     S Settings::*section = section_;
     d_.access.push_back({[section, member](Settings& s, const Config::Value& v) {
@@ -222,7 +232,8 @@ void RunSection::declare(Fields<RunSection>& f) {
           "an earlier recforge run (anything else is refused before training), `error` stops.")
       .one_of({"suffix", "overwrite", "error"});
   f.field(&RunSection::seed, "run.seed", "Master seed of the run's random number generators.")
-      .ge(0);
+      .ge(0)
+      .any_int64();
   f.field(&RunSection::log_level, "run.log_level",
           "Least severe level of log messages that are shown and written to the run's log.")
       .one_of({"trace", "debug", "info", "warn", "error"});
@@ -318,7 +329,8 @@ void SyntheticSection::declare(Fields<SyntheticSection>& f) {
   f.field(&SyntheticSection::items, "synthetic.items", "Number of items.").ge(2);
   f.field(&SyntheticSection::interactions, "synthetic.interactions",
           "Target number of interactions before duplicates are combined.")
-      .ge(1);
+      .ge(1)
+      .any_int64();
   f.field(&SyntheticSection::communities, "synthetic.communities",
           "Number of communities that users and items are divided into.")
       .ge(1);
@@ -342,7 +354,8 @@ void SyntheticSection::declare(Fields<SyntheticSection>& f) {
       .one_of({"binary", "counts"});
   f.field(&SyntheticSection::seed, "synthetic.seed",
           "Seed of the generator, independent of `run.seed`.")
-      .ge(0);
+      .ge(0)
+      .any_int64();
 }
 
 void SplitSection::declare(Fields<SplitSection>& f) {
@@ -451,7 +464,8 @@ void ModelSection::declare(Fields<ModelSection>& f) {
       .ge(0)
       .le(100);
   f.field(&ModelSection::seed, "model.seed", "Seed of the initial factors; unset uses `run.seed`.")
-      .ge(0);
+      .ge(0)
+      .any_int64();
   f.field(&ModelSection::solver, "model.solver",
           "Per-row solve: `cg` runs `cg_steps` conjugate-gradient steps warm-started from the "
           "previous factors; `cholesky` solves each row's normal equations exactly.")
@@ -634,7 +648,8 @@ void IndexSection::declare(Fields<IndexSection>& f) {
   f.field(&IndexSection::seed, "index.seed",
           "Seed of the index training (k-means, sampling, HNSW levels); unset "
           "uses `run.seed`.")
-      .ge(0);
+      .ge(0)
+      .any_int64();
 }
 
 void ExportSection::declare(Fields<ExportSection>& f) {

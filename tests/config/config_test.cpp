@@ -397,6 +397,24 @@ TEST(ConfigErrors, Integers) {
   EXPECT_EQ(error_of("synthetic:\n  items: 1\n"),
             "x.yaml:2:3: synthetic.items: expected an integer >= 2, got 1");
   EXPECT_EQ(error_of("run:\n  seed: +5\n"), "");
+  // Integers the code keeps in 32 bits are refused past 2^31 - 1 instead of wrapping
+  // (4294967360 factors would have become 64); the seeds and the synthetic interaction count
+  // keep 64 bits.
+  EXPECT_EQ(error_of("model:\n  factors: 4294967360\n"),
+            "x.yaml:2:3: model.factors: expected an integer >= 1 and at most 2147483647 (recforge "
+            "keeps it in a 32-bit integer), got 4294967360");
+  EXPECT_EQ(error_of("model:\n  factors: 2147483648\n"),
+            "x.yaml:2:3: model.factors: expected an integer >= 1 and at most 2147483647 (recforge "
+            "keeps it in a 32-bit integer), got 2147483648");
+  EXPECT_EQ(error_of("eval:\n  ks: [20, 4294967316]\n"),
+            "x.yaml:2:3: eval.ks: expected a list of integers >= 1 and at most 2147483647 "
+            "(recforge keeps it in a 32-bit integer), got [20, 4294967316]");
+  EXPECT_EQ(error_of("index:\n  ef_search: 2147483647\n"), "");
+  EXPECT_EQ(error_of("run:\n  seed: 1099511627776\n"), "");
+  EXPECT_EQ(error_of("model:\n  seed: 1099511627776\n"), "");
+  EXPECT_EQ(error_of("index:\n  seed: 1099511627776\n"), "");
+  EXPECT_EQ(error_of("synthetic:\n  seed: 1099511627776\n"), "");
+  EXPECT_EQ(error_of("synthetic:\n  interactions: 5000000000\n"), "");
 }
 
 TEST(ConfigErrors, Floats) {
