@@ -7,7 +7,12 @@
 
 namespace recforge::data {
 
-IdMap::IdMap(std::vector<std::string> ids) : ids_(std::move(ids)) {}
+IdMap::IdMap(std::vector<std::string> ids) : ids_(std::move(ids)) {
+  if (size() > kMaxIds)
+    fail("{} distinct ids; recforge numbers users and items with 32-bit integers, so a data set "
+         "holds at most {} users and {} items",
+         size(), kMaxIds, kMaxIds);
+}
 
 IdMap::IdMap(IdMap&& other) noexcept
     : ids_(std::move(other.ids_)),

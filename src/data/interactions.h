@@ -17,12 +17,15 @@ namespace recforge::data {
 using index_t = int32_t;
 /// Offset into interaction arrays. 64 bits: more than 2^31 interactions are representable.
 using offset_t = int64_t;
+/// The most users, and the most items, a data set may hold: their indices are index_t.
+constexpr int64_t kMaxIds = 2147483647;
 
 /// Maps external ids (kept as text) to dense indices 0..n-1 and back.
 class IdMap {
  public:
   IdMap() = default;
-  /// Builds a map from external ids listed in dense-index order (ids must be unique).
+  /// Builds a map from external ids listed in dense-index order (ids must be unique). Throws
+  /// recforge::Error for more than kMaxIds ids.
   explicit IdMap(std::vector<std::string> ids);
   /// A copy builds its own lookup table (the original's points into the original's strings).
   IdMap(const IdMap& other) : ids_(other.ids_) {}

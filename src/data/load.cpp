@@ -286,7 +286,9 @@ bool is_index(const std::string& s) {
 // (numerically or as text) and returns the temporary→final renumbering.
 class Interner {
  public:
-  explicit Interner(bool strings) : strings_(strings) {}
+  Interner(bool strings, int64_t max_ids) : strings_(strings), max_ids_(max_ids) {}
+  /// The index of `id`, numbered in order of first appearance; -1 for a new id when max_ids
+  /// are held already (not added).
   index_t intern(int64_t id) {
     // Ids in [0, kDense) index a table directly (at most 64 MiB): a hash map's cache misses
     // made interning the slowest part of parsing with a million users (2.2–2.9M lines/s).
@@ -296,18 +298,25 @@ class Interner {
         dense_.resize(std::min<size_t>(std::max(k + 1, 2 * dense_.size()), kDense), -1);
       index_t& slot = dense_[k];
       if (slot < 0) {
+        if (full()) return -1;
         slot = static_cast<index_t>(int_ids_.size());
         int_ids_.push_back(id);
       }
       return slot;
     }
-    auto [it, inserted] = ints_.try_emplace(id, static_cast<index_t>(int_ids_.size()));
-    if (inserted) int_ids_.push_back(id);
+    const auto [it, inserted] = ints_.try_emplace(id, static_cast<index_t>(int_ids_.size()));
+    if (!inserted) return it->second;
+    if (full()) {
+      ints_.erase(it);
+      return -1;
+    }
+    int_ids_.push_back(id);
     return it->second;
   }
   index_t intern(std::string_view id) {
     auto it = strs_.find(id);
     if (it != strs_.end()) return it->second;
+    if (full()) return -1;
     storage_.emplace_back(id);
     const index_t idx = static_cast<index_t>(str_ids_.size());
     str_ids_.push_back(storage_.back());
@@ -315,6 +324,7 @@ class Interner {
     return idx;
   }
   int64_t size() const { return strings_ ? static_cast<int64_t>(str_ids_.size()) : static_cast<int64_t>(int_ids_.size()); }
+  int64_t max_ids() const { return max_ids_; }
   IdMap finish(std::vector<index_t>& renumber) const {
     const size_t n = static_cast<size_t>(size());
     std::vector<index_t> order(n);
@@ -334,7 +344,9 @@ class Interner {
 
  private:
   static constexpr int64_t kDense = int64_t{1} << 24;
+  bool full() const { return size() >= max_ids_; }
   bool strings_;
+  int64_t max_ids_;
   std::vector<index_t> dense_;  // id → temporary index (−1: not seen), for ids below kDense
   std::unordered_map<int64_t, index_t> ints_;  // the other ids
   std::vector<int64_t> int_ids_;
@@ -622,7 +634,7 @@ class FileParser {
         return false;
       }
       out = in.intern(field);
-      return true;
+      return out >= 0 || too_many(in, what, line_no);
     }
     int64_t v;
     if (!parse_int(field, v)) {
@@ -633,7 +645,14 @@ class FileParser {
       return false;
     }
     out = in.intern(v);
-    return true;
+    return out >= 0 || too_many(in, what, line_no);
+  }
+
+  // A new id beyond Interner::max_ids: the whole load is refused (not a malformed line).
+  [[noreturn]] bool too_many(const Interner& in, const char* what, int64_t line_no) {
+    fail("{}:{}: more than {} distinct {} ids; recforge numbers users and items with 32-bit "
+         "integers (at most {} of each)",
+         path_, line_number(line_no), in.max_ids(), what, kMaxIds);
   }
 
   void parse_delimited(std::string_view line, int64_t line_no, Interactions& out) {
@@ -888,7 +907,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
 
   if (sources.empty()) check_sources(paths);
   Loaded d;
-  Interner users(o.string_ids), items(o.string_ids);
+  Interner users(o.string_ids, o.max_ids), items(o.string_ids, o.max_ids);
   for (const auto& p : paths) {
     d.parts.emplace_back();
     FileParser(p, o, users, items, d.report).parse(d.parts.back());
@@ -924,7 +943,7 @@ Loaded load_shard(const std::vector<std::string>& paths, const LoadOptions& o, S
             "load_shard: shard index outside 0 .. count - 1");
   check_sources(paths);
   Loaded d;
-  Interner users(o.string_ids), items(o.string_ids);
+  Interner users(o.string_ids, o.max_ids), items(o.string_ids, o.max_ids);
   for (const auto& p : paths) {
     d.parts.emplace_back();
     FileParser(p, o, users, items, d.report).parse_shard(shard, d.parts.back());

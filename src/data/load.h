@@ -45,6 +45,9 @@ struct LoadOptions {
   /// Users whose interactions are dropped from every file before anything else
   /// (`exclude_users`); part of the cache key through its fingerprint. nullptr: none.
   std::shared_ptr<const UserExclusion> exclusion;
+  /// The most distinct user ids, and item ids, the files may hold (indices are 32-bit:
+  /// kMaxIds); a file with more is refused at the line of the first id beyond. Tests lower it.
+  int64_t max_ids = kMaxIds;
 
   /// A canonical text of the options, hashed into the cache key.
   std::string fingerprint() const;

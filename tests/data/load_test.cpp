@@ -91,6 +91,41 @@ TEST(Load, SmallLargeAndNegativeIntegerIdsAreNumberedInNumericOrder) {
                                  T{"5", "-7", 1.f}, T{"5", "5", 1.f}}));
 }
 
+// Users and items are numbered with 32-bit indices: a file with more distinct ids than
+// LoadOptions::max_ids (kMaxIds outside tests) is refused at the line of the first id beyond,
+// whatever data.on_error says, for integer ids (the dense table below 2^24 and the hash map
+// above) and text ids; as many as max_ids load.
+TEST(Load, MoreDistinctIdsThanIndicesHoldAreRefusedAtTheFirstIdBeyond) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.max_ids = 3;
+  const auto users = write_file(t.file("users.csv"), "1,1\n20000000000,1\n1,2\n3,2\n4,1\n");
+  EXPECT_EQ(load_error({users}, o),
+            users + ":5: more than 3 distinct user ids; recforge numbers users and items with "
+                    "32-bit integers (at most 2147483647 of each)");
+  o.skip_errors = true;
+  EXPECT_EQ(load_error({users}, o).substr(0, users.size() + 33),
+            users + ":5: more than 3 distinct user ids");
+  o.skip_errors = false;
+  const auto items = write_file(t.file("items.csv"), "1,7\n1,30000000000\n2,7\n2,9\n1,30000000001\n");
+  EXPECT_EQ(load_error({items}, o).substr(0, items.size() + 33),
+            items + ":5: more than 3 distinct item ids");
+  // Ids seen before the limit was reached are still accepted after it.
+  const auto full = write_file(t.file("full.csv"), "1,7\n20000000000,8\n3,9\n1,9\n3,8\n20000000000,7\n");
+  const Loaded d = load({full}, o);
+  EXPECT_EQ(d.users.size(), 3);
+  EXPECT_EQ(d.items.size(), 3);
+  EXPECT_EQ(d.parts[0].size(), 6);
+  o.string_ids = true;
+  const auto text = write_file(t.file("text.csv"), "a,x\nb,x\nc,y\nb,z\nd,x\n");
+  EXPECT_EQ(load_error({text}, o).substr(0, text.size() + 33),
+            text + ":5: more than 3 distinct user ids");
+  // The second file of a load shares the numbering: its ids count towards the same limit.
+  const auto second = write_file(t.file("second.csv"), "3,8\n1,w\n");
+  EXPECT_EQ(load_error({full, second}, o).substr(0, second.size() + 33),
+            second + ":2: more than 3 distinct item ids");
+}
+
 TEST(Load, DetectsTabsAndSpacesAndStringIds) {
   TempDir t;
   LoadOptions o = no_cache();
