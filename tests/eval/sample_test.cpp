@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/metrics.h"
+#include "eval/topk.h"
 #include "pipeline/dataset.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/options.h"
@@ -203,6 +204,53 @@ TEST(ValidationSample, AUsersMembershipDependsOnItsIdAloneAndSharesNest) {
     }
   }
   for (const std::string& id : ids) ASSERT_TRUE(in_validation_sample(id, 1.0));
+}
+
+TEST(Evaluate, ManyQueryUsersAreRankedInChunksAsInOneCall) {
+  // The CPU evaluation gathers the query users' rows a chunk of about 64 MiB at a time (at least
+  // 1,024 users): at 16,384 factors a chunk is 1,024 users, so the ~2,500 test users below take
+  // three. Metrics and per-user values must equal one eval::topk call over every query row, to
+  // the bit, with the training items masked.
+  config::Config cfg = config::Config::defaults();
+  for (const std::string& s : std::vector<std::string>{
+           "data.format=synthetic", "synthetic.users=2500", "synthetic.items=300",
+           "synthetic.interactions=40000", "split.method=leave_last",
+           "split.validation_fraction=0", "model.factors=16384", "run.progress=off"})
+    cfg.set(s);
+  const Dataset data = prepare_dataset(cfg);
+  const int d = 16384;
+  auto model = make_model(cfg, Context::create("cpu", 2));
+  Rng rng(11);
+  Matrix u{data.users.size(), d, {}}, i{data.items.size(), d, {}};
+  for (Matrix* m : {&u, &i}) {
+    m->data.resize(static_cast<size_t>(m->rows * m->cols));
+    for (float& x : m->data) x = static_cast<float>(0.01 * rng.normal());
+  }
+  model->set_factors(u, i);
+
+  const UserMetrics got = evaluate_per_user(*model, data, Part::kTest, {5, 20});
+  const eval::Metrics whole = evaluate(*model, data, Part::kTest, {5, 20}, 1.0);
+  ASSERT_GT(got.metrics.users, 2048);  // more than two chunks
+
+  const data::Csr truth = data::Csr::from_interactions(
+      data.users.size(), data.items.size(), data.split.test,
+      std::vector<float>(static_cast<size_t>(data.split.test.size()), 1.f));
+  std::vector<data::index_t> rows;
+  for (int64_t r = 0; r < truth.rows; ++r)
+    if (truth.row_size(r) > 0) rows.push_back(static_cast<data::index_t>(r));
+  std::vector<float> queries;
+  for (const data::index_t r : rows) queries.insert(queries.end(), u.row(r), u.row(r) + d);
+  const eval::TopK top =
+      eval::topk(queries.data(), static_cast<int64_t>(rows.size()), i.data.data(), i.rows, d, 20,
+                 &data.user_items, rows);
+  eval::MetricsOptions mo;
+  mo.ks = {5, 20};
+  eval::PerUserMetrics want_users;
+  const eval::Metrics want = eval::compute_metrics(top, rows, truth, i.rows, mo, &want_users);
+  EXPECT_EQ(got.metrics.to_json(), want.to_json());
+  EXPECT_EQ(whole.to_json(), want.to_json());
+  EXPECT_EQ(got.per_user.values, want_users.values);
+  EXPECT_GT(want.recall[1], 0);
 }
 
 }  // namespace
