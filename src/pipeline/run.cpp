@@ -94,8 +94,7 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
         dir);
   // A file's bytes, checked against run.json when it lists checksums. The factors and the
   // config must be listed there.
-  auto read = [&](const std::string& name, bool required) -> std::optional<std::string> {
-    std::optional<std::string> bytes = d->read(name);
+  auto check = [&](const std::string& name, bool required, std::optional<std::string_view> bytes) {
     const std::string shown = d->shown(name);
     if (files && files->contains(name)) {
       if (!bytes)
@@ -109,11 +108,22 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
            shown);
     }
     if (!bytes && required) fail("{}: missing; expected the file that training wrote", shown);
+  };
+  auto read = [&](const std::string& name, bool required) -> std::optional<std::string> {
+    std::optional<std::string> bytes = d->read(name);
+    check(name, required, bytes ? std::optional<std::string_view>(*bytes) : std::nullopt);
     return bytes;
   };
+  // The factors: mapped, checked and then viewed in place (copied only when written), so that
+  // reopening a run does not hold its factors twice (file bytes and parsed matrix).
+  auto mapped = [&](const std::string& name) {
+    std::shared_ptr<const artifact::MappedFile> file = d->map(name);
+    check(name, true, file ? std::optional<std::string_view>(file->bytes()) : std::nullopt);
+    return file;
+  };
   const std::string config_text = *read("config.yaml", true);
-  std::string user_bytes = *read("user_factors.npy", true);
-  std::string item_bytes = *read("item_factors.npy", true);
+  const std::shared_ptr<const artifact::MappedFile> user_file = mapped("user_factors.npy");
+  const std::shared_ptr<const artifact::MappedFile> item_file = mapped("item_factors.npy");
   if (const std::optional<std::string> metrics = read("metrics.json", false)) {
     try {
       r.metrics = nlohmann::json::parse(*metrics);
@@ -173,10 +183,8 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
     cpu_config.set("model.dtype=float32");
   }
   r.model = make_model(cpu_config, ctx);
-  Matrix users = parse_npy(user_bytes, d->shown("user_factors.npy"));
-  std::string().swap(user_bytes);
-  Matrix items = parse_npy(item_bytes, d->shown("item_factors.npy"));
-  std::string().swap(item_bytes);
+  Matrix users = parse_npy_view(user_file->bytes(), user_file, d->shown("user_factors.npy"));
+  Matrix items = parse_npy_view(item_file->bytes(), item_file, d->shown("item_factors.npy"));
   const int dim = embedding_dimension(r.config.settings());
   if (users.rows != r.data.users.size() || items.rows != r.data.items.size() ||
       users.cols != items.cols || users.cols != dim)
