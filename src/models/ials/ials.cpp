@@ -67,7 +67,6 @@ Ials::Ials(IalsOptions options, int threads) : o_(options), threads_(threads) {
 std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64_t n_items,
                                     int threads) {
   const double k = o.factors, f = sizeof(float), rows = static_cast<double>(n_users + n_items);
-  const double longer = static_cast<double>(std::max(n_users, n_items));
   const double per_thread =
       f * (5 * 64 * k + (1 << 18) + 256 * k +                     // CG blocks, gather, rotation
            (o.solve.cholesky ? k * k + 257 * k : 0) +              // Cholesky systems
@@ -76,7 +75,9 @@ std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64
   threads = std::max(threads, openblas_get_num_threads());        // OpenBLAS's pool threads too
   return {{"factors", rows * k * f},
           {"Gram and eigenvector matrices", 4 * k * k * f},       // G, basis, LAPACK work
-          {"rotated and weighted copies", 2 * longer * k * f},
+          // Training rotates both sides in place (solve_half); what is copied is the items: scaled
+          // by their weights (model.unobserved_exp) and rotated for a fold-in (split.method users).
+          {"weighted and rotated copies of the items", 2 * static_cast<double>(n_items) * k * f},
           {fmt::format("buffers of {} threads", threads), threads * per_thread}};
 }
 
