@@ -3,6 +3,13 @@
 // sorted keys (every offset written exactly once, no atomics). The transpose sorts keys
 // (column << 32 | row) built from a CSR. 64-bit offsets throughout.
 #include <cub/device/device_radix_sort.cuh>
+#include <cub/version.cuh>
+
+// sort_pairs passes nnz as int64_t: DeviceRadixSort takes 64-bit item counts since CUB 1.16
+// (NVIDIA/cub#340); an older CUB took `int num_items` and would sort only part of a data set of
+// 2^31 interactions or more.
+static_assert(CUB_VERSION >= 101600,
+              "recforge needs CUB 1.16 or later (a CUDA toolkit from 2022 on) for 64-bit sort sizes");
 
 #include "backend/cuda/launch.h"
 #include "backend/cuda/common.cuh"
