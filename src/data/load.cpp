@@ -649,7 +649,9 @@ class FileParser {
   }
 
   // A new id beyond Interner::max_ids: the whole load is refused (not a malformed line).
-  [[noreturn]] bool too_many(const Interner& in, const char* what, int64_t line_no) {
+  // Out of line: the message's formatting stays out of id(), which runs for every field.
+  [[noreturn, gnu::noinline, gnu::cold]] bool too_many(const Interner& in, const char* what,
+                                                       int64_t line_no) {
     fail("{}:{}: more than {} distinct {} ids; recforge numbers users and items with 32-bit "
          "integers (at most {} of each)",
          path_, line_number(line_no), in.max_ids(), what, kMaxIds);
