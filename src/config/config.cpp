@@ -122,7 +122,7 @@ bool in_bounds(const Param& p, double v) {
   return true;
 }
 
-constexpr int64_t kInt32Max = 2147483647;
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
 /// The refusal of an integer beyond what a 32-bit `int` holds (Param::int32), else "".
 std::string int32_refusal(const Param& p, const std::vector<int64_t>& values,
@@ -130,10 +130,10 @@ std::string int32_refusal(const Param& p, const std::vector<int64_t>& values,
   if (!p.int32) return "";
   for (int64_t v : values)
     if (v > kInt32Max)
-      return fmt::format("expected {}{}{} (recforge keeps it in a 32-bit integer), got {}",
+      return fmt::format("expected {}{}{} at most {} (recforge keeps it in a 32-bit integer), "
+                         "got {}",
                          p.type == Type::kIntList ? "a list of integers" : "an integer",
-                         bounds_text(p), p.min ? " and at most 2147483647" : " at most 2147483647",
-                         shown);
+                         bounds_text(p), p.min ? " and" : "", kInt32Max, shown);
   return "";
 }
 

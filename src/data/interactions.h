@@ -3,6 +3,7 @@
 /// In-memory interactions (COO) and the maps between external ids and dense indices.
 
 #include <cstdint>
+#include <limits>
 #include <atomic>
 #include <mutex>
 #include <optional>
@@ -18,7 +19,7 @@ using index_t = int32_t;
 /// Offset into interaction arrays. 64 bits: more than 2^31 interactions are representable.
 using offset_t = int64_t;
 /// The most users, and the most items, a data set may hold: their indices are index_t.
-constexpr int64_t kMaxIds = 2147483647;
+constexpr int64_t kMaxIds = std::numeric_limits<index_t>::max();
 
 /// Maps external ids (kept as text) to dense indices 0..n-1 and back.
 class IdMap {

@@ -94,13 +94,6 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   const pipeline::ScoredRows scored =
       pipeline::scored_rows(truth, data.users, data.ials.users.begin, sample);
   const std::vector<data::index_t>& rows = scored.rows;
-  const Matrix& users = model.users();
-  Matrix queries;
-  queries.rows = static_cast<int64_t>(rows.size());
-  queries.cols = d;
-  queries.data.resize(static_cast<size_t>(queries.rows * d));
-  for (size_t q = 0; q < rows.size(); ++q)
-    std::copy(users.row(rows[q]), users.row(rows[q]) + d, queries.row(static_cast<int64_t>(q)));
   const size_t nk = ks.size();
   // Per cutoff: recall, precision, ndcg, map, hit_rate summed over users; then users, then the
   // users with a truth item (sampled or not).
@@ -109,7 +102,7 @@ eval::Metrics evaluate_sharded(const Comm& comm, const IalsDist& model, const Ma
   std::vector<uint8_t> covered(nk * static_cast<size_t>(ni), 0);
   if (!rows.empty()) {
     const eval::TopK top =
-        eval::topk(queries.data.data(), queries.rows, items.data.data(), ni, d, k, &mask, rows);
+        eval::topk_rows(model.users().data.data(), rows, items.data.data(), ni, d, k, &mask);
     const eval::Metrics m = eval::compute_metrics(top, rows, truth, ni, mo);
     const double n = static_cast<double>(m.users);
     for (size_t j = 0; j < nk; ++j) {

@@ -341,6 +341,34 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
                              global_exclude, max_item_norm, nullptr);
 }
 
+TopK topk_rows(const float* rows_of, const std::vector<index_t>& rows, const float* items,
+               int64_t n_items, int d, int k, const data::Csr* exclude) {
+  // Gathering every query row at once doubled an evaluation's memory at scale (8.2 GiB more for
+  // 2.15M users × 1024 factors).
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t chunk =
+      std::max<int64_t>(1024, (int64_t{64} << 20) / (int64_t{4} * std::max(d, 1)));
+  const double norm = max_row_norm(items, n_items, d);
+  TopK all;
+  all.n = n;
+  all.k = k;
+  all.items.reserve(static_cast<size_t>(n * k));
+  all.scores.reserve(static_cast<size_t>(n * k));
+  std::vector<float> queries;
+  for (int64_t q0 = 0; q0 < n; q0 += chunk) {
+    const std::vector<index_t> part_rows(rows.begin() + q0, rows.begin() + std::min(n, q0 + chunk));
+    queries.clear();
+    for (const index_t r : part_rows)
+      queries.insert(queries.end(), rows_of + static_cast<int64_t>(r) * d,
+                     rows_of + (static_cast<int64_t>(r) + 1) * d);
+    const TopK part = topk(queries.data(), static_cast<int64_t>(part_rows.size()), items, n_items,
+                           d, k, exclude, part_rows, nullptr, norm);
+    all.items.insert(all.items.end(), part.items.begin(), part.items.end());
+    all.scores.insert(all.scores.end(), part.scores.begin(), part.scores.end());
+  }
+  return all;
+}
+
 TopK detail::topk_scored(const float* queries, int64_t n_q, const float* items, int64_t n_items,
                          int d, int k, const data::Csr* exclude,
                          const std::vector<index_t>& query_rows,

@@ -46,6 +46,13 @@ TopK topk(const float* queries, int64_t n_q, const float* items, int64_t n_items
           const std::vector<data::index_t>* global_exclude = nullptr,
           double max_item_norm = -1);
 
+/// `topk` of the rows `rows` of the row-major matrix `rows_of` (d floats each) as queries, each
+/// masked by its own row of `exclude` (query_rows = rows), without gathering every query row at
+/// once: about 64 MiB of them at a time (at least 1,024), the largest item norm computed once. A
+/// query's list does not depend on the other queries of a call, so the result is one call's.
+TopK topk_rows(const float* rows_of, const std::vector<data::index_t>& rows, const float* items,
+               int64_t n_items, int d, int k, const data::Csr* exclude = nullptr);
+
 /// The score that `topk` and `topk_naive` report for a query and an item row of d floats:
 /// Σ query_c · item_c summed in double in a fixed order, then rounded to float. It does not
 /// depend on the CPU, the compiler's vectorisation or FMA contraction (products of floats are

@@ -86,40 +86,6 @@ eval::Metrics rank_and_score(const models::Model& model, const Matrix& queries, 
   return eval::compute_metrics(top, query_users, truth, items.rows, mo, per_user);
 }
 
-// The CPU top-k of rows `query_users` of `users`, gathered a chunk of about 64 MiB at a time:
-// gathering every query row at once doubled an evaluation's memory at scale (8.2 GiB more for
-// 2.15M users × 1024 factors). A query's list does not depend on the other queries of a call
-// (eval::topk), so the chunks give the lists of one call; the largest item norm is computed once.
-eval::TopK topk_of_rows(const Matrix& users, const std::vector<data::index_t>& query_users,
-                        const Matrix& items, int k, const data::Csr& mask) {
-  const int d = static_cast<int>(items.cols);
-  const int64_t n = static_cast<int64_t>(query_users.size());
-  const int64_t chunk = std::max<int64_t>(1024, (int64_t{64} << 20) / (int64_t{4} * std::max(d, 1)));
-  const double norm = eval::max_row_norm(items.data.data(), items.rows, d);
-  eval::TopK all;
-  all.n = n;
-  all.k = k;
-  all.items.reserve(static_cast<size_t>(n * k));
-  all.scores.reserve(static_cast<size_t>(n * k));
-  Matrix queries;
-  queries.cols = d;
-  for (int64_t q0 = 0; q0 < n; q0 += chunk) {
-    const int64_t nb = std::min(chunk, n - q0);
-    queries.rows = nb;
-    queries.data.resize(static_cast<size_t>(nb * d));
-    const std::vector<data::index_t> rows(query_users.begin() + q0, query_users.begin() + q0 + nb);
-    for (int64_t q = 0; q < nb; ++q)
-      std::copy(users.row(rows[static_cast<size_t>(q)]), users.row(rows[static_cast<size_t>(q)]) + d,
-                queries.row(q));
-    const eval::TopK part =
-        eval::topk(queries.data.data(), nb, items.data.data(), items.rows, d, k, &mask, rows,
-                   nullptr, norm);
-    all.items.insert(all.items.end(), part.items.begin(), part.items.end());
-    all.scores.insert(all.scores.end(), part.scores.begin(), part.scores.end());
-  }
-  return all;
-}
-
 // Ranks the users `query_users` (rows of `truth`, the part's held-out items) of `part` and scores
 // them.
 eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
@@ -158,7 +124,8 @@ eval::Metrics score(const models::Model& model, const Dataset& data, Part part,
     mask = membership(nu, ni, concat(data.split.train, data.split.validation));
   const data::Csr& m = mask.indptr.empty() ? data.user_items : mask;
   if (per_user || !model.cuda()) {  // on the CPU: the query rows in chunks
-    const eval::TopK top = topk_of_rows(users, query_users, items, k, m);
+    const eval::TopK top =
+        eval::topk_rows(users.data.data(), query_users, items.data.data(), items.rows, d, k, &m);
     return eval::compute_metrics(top, query_users, truth, items.rows, mo, per_user);
   }
   queries.rows = static_cast<int64_t>(query_users.size());

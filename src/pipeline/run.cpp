@@ -65,7 +65,7 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   // The directory is opened once and each file read once: its size and SHA-256 (recorded by
   // train in run.json "files") are checked on the bytes that are then parsed.
   std::error_code kind;
-  if (fs::exists(dir, kind) && !fs::is_directory(dir, kind)) fail("{}", no_run_directory(dir));
+  if (!fs::is_directory(dir, kind)) fail("{}", no_run_directory(dir));
   const std::optional<artifact::DirReader> d = artifact::DirReader::open(dir, dir);
   if (!d) fail("{}", no_run_directory(dir));
   const std::optional<std::string> run_text = d->read("run.json");
