@@ -20,7 +20,7 @@
 namespace recforge::data {
 
 /// Bumped whenever the cache layout or the loader's output changes.
-inline constexpr int kCacheVersion = 4;
+inline constexpr int kCacheVersion = 5;
 
 /// Reads a cache file written for `options` and `parts` input files (0: any number). Returns
 /// nullopt when it is absent, and (after a warning) when it is not a regular file, truncated, of

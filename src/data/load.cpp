@@ -538,7 +538,11 @@ class FileParser {
       else delim_ = ' ';
     }
     Fields fields;
-    if (o_.header) split_fields(first_line, delim_, fields);
+    // Every line has the first line's number of fields (header or not): a line with more or
+    // fewer is malformed, so a file of another shape (one user and all their items per line,
+    // which is data.format: adjacency) is not read as one interaction per line.
+    if (split_fields(first_line, delim_, fields)) fields_expected_ = static_cast<int>(fields.size());
+    if (!o_.header) fields.clear();
     const std::vector<std::string_view>& header = fields.value;
     auto resolve = [&](const std::string& spec, const char* key) -> int {
       if (is_index(spec)) {
@@ -667,6 +671,10 @@ class FileParser {
                                      min_fields_, delimiter_name(delim_), fields_.size()));
       return;
     }
+    if (fields_expected_ > 0 && static_cast<int>(fields_.size()) != fields_expected_) [[unlikely]] {
+      bad(line_no, line, other_field_count());
+      return;
+    }
     index_t u, i;
     if (!id(static_cast<size_t>(user_col_), users_, u, "user", line_no, line)) return;
     if (!id(static_cast<size_t>(item_col_), items_, i, "item", line_no, line)) return;
@@ -736,7 +744,18 @@ class FileParser {
   int64_t lines_before_ = 0;
   bool lines_before_known_ = true;
   char delim_ = ' ';
+  // A line's field count other than the first line's, in words (out of the per-line path).
+  [[gnu::noinline, gnu::cold]] std::string other_field_count() const {
+    return fmt::format(
+        "expected {} fields separated by {}, as the first line has, got {}{}", fields_expected_,
+        delimiter_name(delim_), fields_.size(),
+        delim_ == ' ' || fields_.size() > static_cast<size_t>(fields_expected_) + 1
+            ? " (for one user and all their items on a line, set data.format: adjacency)"
+            : "");
+  }
+
   int user_col_ = 0, item_col_ = 1, weight_col_ = -1, time_col_ = -1, min_fields_ = 2;
+  int fields_expected_ = 0;  // the first line's fields (0: not known)
   Fields fields_;
   std::vector<index_t> items_buf_;
 };

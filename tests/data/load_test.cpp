@@ -353,6 +353,44 @@ TEST(Load, MalformedLinesFailWithFileLineAndText) {
   EXPECT_EQ(d.parts[0].size(), 3);
 }
 
+TEST(Load, EveryLineHasTheFirstLinesNumberOfFields) {
+  // A file of one user and their items per line (Gowalla's split) read as delimited took the
+  // first two fields of each line and trained on a few percent of the data; now the second
+  // line's other count of fields is malformed, and says which format reads it.
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.delimiter = ' ';
+  const auto adj = write_file(t.file("adj.txt"), "0 1 2 3 4\n1 2 3\n2 4 5 6 7 8\n");
+  EXPECT_EQ(load_error({adj}, o),
+            adj + ":2: expected 5 fields separated by spaces, as the first line has, got 3 (for "
+                  "one user and all their items on a line, set data.format: adjacency): "
+                  "\"<user id> 2 3\" (set data.on_error: skip to skip such lines)");
+  o.skip_errors = true;
+  const Loaded skipped = load({adj}, o);
+  EXPECT_EQ(skipped.report.skipped_lines, 2);  // 1 2 3 and 2 4 5 6 7 8
+  EXPECT_EQ(skipped.parts[0].size(), 1);
+  // With another delimiter, the hint when a line has two or more fields more.
+  o.skip_errors = false;
+  const auto wide = write_file(t.file("wide.csv"), "u,i,w\n1,2,1\n3,4,1,9,9\n5,6,1,\n");
+  o.delimiter = ',';
+  o.header = true;
+  o.user_col = "u";
+  o.item_col = "i";
+  EXPECT_EQ(load_error({wide}, o),
+            wide + ":3: expected 3 fields separated by \",\", as the first line has, got 5 (for "
+                   "one user and all their items on a line, set data.format: adjacency): "
+                   "\"<user id>,4,1,9,9\" (set data.on_error: skip to skip such lines)");
+  // A trailing delimiter is one more (empty) field; quoted delimiters are not fields.
+  const auto trailing = write_file(t.file("trailing.csv"), "u,i,w\n1,2,1\n5,6,1,\n");
+  EXPECT_NE(load_error({trailing}, o).find(":3: expected 3 fields separated by \",\", as the "
+                                           "first line has, got 4: "),
+            std::string::npos);
+  o.string_ids = true;
+  const auto quoted = write_file(t.file("quoted.csv"), "u,i,w\n\"a,b\",x,1\nc,\"y,z\",2\n");
+  const Loaded q = load({quoted}, o);
+  EXPECT_EQ(q.parts[0].size(), 2);
+}
+
 TEST(Load, BadValuesAreNamed) {
   TempDir t;
   LoadOptions o = no_cache();
