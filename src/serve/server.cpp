@@ -119,6 +119,11 @@ std::string current_version(const std::string& dir) {
 /// manifest. `current` is read before and after the load; versions only grow, so equal reads
 /// mean the load read that version. Throws recforge::Error.
 std::shared_ptr<const State> load_state(const std::string& dir, const ServerOptions& o) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec))
+    fail("{}: no such export directory; recforge serve answers from an export: write one with "
+         "`recforge export RUN_DIR --out EXPORT_DIR`",
+         dir);
   if (!artifact::is_artifact(dir))
     fail("{} is not an export (it holds neither manifest.json nor a `current` link); recforge "
          "serve answers from exports only: write one with `recforge export RUN_DIR --out EXPORT_DIR`",
@@ -427,8 +432,10 @@ struct Server::Impl {
             if (!x.is_number())
               http_fail(400, fmt::format("{}.weights must hold numbers, but holds {}", where, quoted(x)));
             const double v = x.get<double>();
-            if (!std::isfinite(v) || v < 0 || v > 3.4e38)
-              http_fail(400, fmt::format("{}.weights must be finite numbers >= 0, got {}", where, quoted(x)));
+            if (!std::isfinite(v) || v < 0 || v > std::numeric_limits<float>::max())
+              http_fail(400, fmt::format("{}.weights must be finite numbers >= 0 and at most {:g} "
+                                         "(the largest float), got {}",
+                                         where, std::numeric_limits<float>::max(), quoted(x)));
             u.weights.push_back(static_cast<float>(v));
           }
         }
@@ -622,7 +629,10 @@ struct Server::Impl {
         if (r.path != req.path) continue;
         endpoint = r.path;
         methods.push_back(r.method);
-        if (r.method == req.method) route = &r;
+        // HEAD is GET without the body (RFC 9110 9.3.2; load balancers probe with it): the
+        // library sends the headers of the GET answer and drops its body.
+        if (r.method == "GET") methods.push_back("HEAD");
+        if (r.method == req.method || (r.method == "GET" && req.method == "HEAD")) route = &r;
       }
       if (body_error) http_fail(400, *body_error);
       if (methods.empty())

@@ -255,6 +255,22 @@ TEST_F(ServeTest, AnswersEqualTheLibrarys) {
     EXPECT_EQ(get(c, "/healthz").status, 200);
     EXPECT_EQ(get(c, "/readyz").status, 200);
   }
+  // HEAD (a load balancer's probe): GET's status and headers, no body; not a method of POST-only
+  // paths.
+  {
+    for (const char* path : {"/healthz", "/readyz", "/v1/info"}) {
+      SCOPED_TRACE(path);
+      const httplib::Result h = c.Head(path);
+      ASSERT_TRUE(h);
+      EXPECT_EQ(h->status, 200);
+      EXPECT_EQ(h->body, "");
+      EXPECT_EQ(h->get_header_value("Content-Type"), "application/json");
+    }
+    const httplib::Result h = c.Head("/admin/reload");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 405);
+    EXPECT_EQ(h->get_header_value("Allow"), "POST");
+  }
 }
 
 TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
@@ -312,9 +328,9 @@ TEST_F(ServeTest, EveryBadRequestGetsItsStatusAndSentence) {
       {"GET", "/v1/recommend?user=" + u + "&items=x,y", "", 404, "none of the 2 candidate items"},
       {"POST", "/v1/recommend", "{\"users\": [\"x\"], \"new_users\": [{\"items\": [\"y\"]}]}", 404, "none of the 2 users and new users is known"},
       {"GET", "/v2/recommend", "", 404, "no such path /v2/recommend"},
-      {"DELETE", "/v1/recommend", "", 405, "/v1/recommend does not take DELETE; it takes GET, POST"},
+      {"DELETE", "/v1/recommend", "", 405, "/v1/recommend does not take DELETE; it takes GET, HEAD, POST"},
       {"GET", "/admin/reload", "", 405, "it takes POST"},
-      {"DELETE", "/v1/similar-items", "", 405, "/v1/similar-items does not take DELETE; it takes GET, POST"},
+      {"DELETE", "/v1/similar-items", "", 405, "/v1/similar-items does not take DELETE; it takes GET, HEAD, POST"},
       {"POST", "/v1/similar-items?item=" + i, "{\"items\": [\"" + i + "\"]}", 400, "unknown query parameter 'item'"},
       {"POST", "/v1/similar-items", "{\"k\": 3}", 400, "body field 'items' is required"},
       {"POST", "/v1/similar-items", "{\"items\": []}", 400, "body field 'items' is empty"},
@@ -399,7 +415,10 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
   // An export that cannot be loaded: the first load fails, /healthz still answers, the rest 503.
   {
     Running r(options(dir_->file("no-such-export")));
-    EXPECT_NE(r.server->wait_loaded().find("is not an export"), std::string::npos);
+    EXPECT_EQ(r.server->wait_loaded(),
+              dir_->file("no-such-export") +
+                  ": no such export directory; recforge serve answers from an export: write one "
+                  "with `recforge export RUN_DIR --out EXPORT_DIR`");
     auto c = r.client();
     EXPECT_EQ(get(c, "/healthz").status, 200);
     for (const std::string path : {"/readyz", "/v1/info", "/v1/recommend?user=1"}) {
@@ -864,7 +883,7 @@ TEST_F(ServeTest, AnExportThatCannotLoadEndsTheBinaryWithStatusOne) {
   Child child({dir_->file("no-such-export"), "--listen", "127.0.0.1:0"}, dir_->file("noload.err"));
   EXPECT_GT(child.port(), 0) << "first line: " << child.first_line();
   EXPECT_EQ(child.wait(), 1);
-  EXPECT_NE(test::read_file(dir_->file("noload.err")).find("is not an export"), std::string::npos)
+  EXPECT_NE(test::read_file(dir_->file("noload.err")).find(": no such export directory"), std::string::npos)
       << test::read_file(dir_->file("noload.err"));
 }
 
