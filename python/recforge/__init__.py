@@ -8,7 +8,9 @@
 - ``recforge.evaluation``: implicit 0.7's ``implicit.evaluation`` (splits and ranking metrics).
 - ``recforge.nearest_neighbours``: implicit's ``bm25_weight``, ``tfidf_weight`` and ``normalize``.
 - ``recforge.als`` and ``recforge.bpr``: implicit's module paths of the two classes, so that
-  ``import recforge as implicit`` runs code written as ``implicit.als.AlternatingLeastSquares``.
+  ``import recforge as implicit`` runs code written as ``implicit.als.AlternatingLeastSquares``;
+  ``recforge.utils.ParameterWarning`` (also ``recforge.ParameterWarning``) is
+  ``implicit.utils.ParameterWarning``'s place.
 
 See docs/python.md.
 """
@@ -44,12 +46,13 @@ _choose_blas_kernels()
 
 from ._recforge import __version__, cuda_compiled, cuda_device_count  # noqa: E402
 from .models import (  # noqa: E402
-    AlternatingLeastSquares, BayesianPersonalizedRanking, CosineContrastive, SampledSoftmax)
+    AlternatingLeastSquares, BayesianPersonalizedRanking, CosineContrastive, ParameterWarning,
+    SampledSoftmax)
 from .runs import Export, RecommendationList, Run, compare_paired, train  # noqa: E402
-from . import als, bpr, evaluation, nearest_neighbours  # noqa: E402
+from . import als, bpr, evaluation, nearest_neighbours, utils  # noqa: E402
 
 __all__ = ["__version__", "cuda_compiled", "cuda_device_count"]
 __all__ += ["AlternatingLeastSquares", "BayesianPersonalizedRanking", "SampledSoftmax",
-            "CosineContrastive"]
+            "CosineContrastive", "ParameterWarning"]
 __all__ += ["train", "Run", "compare_paired", "Export", "RecommendationList", "evaluation", "nearest_neighbours",
-            "als", "bpr"]
+            "als", "bpr", "utils"]

@@ -204,8 +204,14 @@ def ranking_metrics_at_k(model, train_user_items, test_user_items, K=10, show_pr
             ndcg += ((hit * cg).sum(axis=1) / cg_sum[cap - 1]).sum()
             n_hit = hits_so_far[:, -1]
             n_neg = n_items - n_pos
-            auc = (np.where(hit, 0, hits_so_far).sum(axis=1) +
-                   (n_hit + n_pos) / 2.0 * (n_neg - (K - n_hit)))
+            # implicit's AUC, over the places the list fills: a list shorter than K (fewer
+            # items than K can be shown) has no negatives in its padding. Counting the padding
+            # as ranked negatives (K - hits) gave AUCs below 0 once K passed what a user can be
+            # shown.
+            listed = ids >= 0
+            listed_neg = listed.sum(axis=1) - n_hit
+            auc = (np.where(hit | ~listed, 0, hits_so_far).sum(axis=1) +
+                   (n_hit + n_pos) / 2.0 * (n_neg - listed_neg))
             mean_auc += (auc / (n_pos * n_neg)).sum()
             if bar is not None:
                 bar.update(len(block))

@@ -65,6 +65,9 @@ def _csr(matrix, name, rows=None, cols=None):
             f"{name} must be a scipy.sparse CSR matrix (users × items for user_items, items × "
             f"users for item_users); got {type(matrix).__name__}"
         )
+    if matrix.ndim == 1:
+        # A row of a csr_array (A[u]) is a 1-D sparse array: one row, as a matrix's A[u] is.
+        matrix = sparse.csr_matrix(matrix.reshape((1, matrix.shape[0])))
     if matrix.format != "csr":
         start = time.time()
         kind = type(matrix).__name__
@@ -83,12 +86,39 @@ def _csr(matrix, name, rows=None, cols=None):
         raise ValueError(f"{name} has {matrix.shape[1]} columns; expected {cols}")
     if matrix.dtype.kind not in "biuf":
         raise ValueError(f"{name} has values of type {matrix.dtype}; expected real numbers")
+    _check_csr_structure(matrix, name)
     if matrix.dtype != np.float32:
         matrix = matrix.astype(np.float32)
     if not matrix.has_canonical_format:
         matrix = matrix.copy()
         matrix.sum_duplicates()
     return matrix
+
+
+def _check_csr_structure(matrix, name):
+    """Refuses a CSR matrix whose arrays do not describe one (SciPy builds it from any arrays,
+    and its own sum_duplicates or astype then read out of bounds and crash the process), with
+    the sentences of the engine's check."""
+    rows, cols = matrix.shape
+    indptr, indices = np.asarray(matrix.indptr), np.asarray(matrix.indices)
+    nnz = len(indices)
+    if indptr.ndim != 1 or len(indptr) != rows + 1:
+        raise ValueError(f"{name}: indptr has {indptr.size} entries; expected rows + 1 = {rows + 1}")
+    if indices.ndim != 1 or np.ndim(matrix.data) != 1 or len(matrix.data) != nnz:
+        raise ValueError(f"{name}: indices ({indices.size}) and data ({np.size(matrix.data)}) must "
+                         f"be 1-D arrays of the same length")
+    if indptr[0] != 0 or indptr[-1] != nnz:
+        raise ValueError(f"{name}: indptr runs from {int(indptr[0])} to {int(indptr[-1])}; "
+                         f"expected 0 to the number of stored values {nnz}")
+    down = np.flatnonzero(np.diff(indptr) < 0)
+    if down.size:
+        raise ValueError(f"{name}: indptr decreases at row {int(down[0])}; expected a CSR matrix")
+    if nnz:
+        outside = np.flatnonzero((indices < 0) | (indices >= cols))
+        if outside.size:
+            e = int(outside[0])
+            row = int(np.searchsorted(indptr, e, side="right")) - 1
+            raise ValueError(f"{name}: column {int(indices[e])} in row {row} is outside [0, {cols})")
 
 
 def _csr_arrays(matrix):
@@ -255,6 +285,23 @@ class MatrixFactorizationBase:
                 raise
             del p["user_factors"], p["item_factors"]
             self._engine = engine
+
+    # -- pickle and copy (joblib, multiprocessing, copy.deepcopy), as implicit's models ------
+
+    def __getstate__(self):
+        """The arguments and the factors (copied out of the engine, which is not pickled: it is
+        built again from them)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_engine", "_pending")}
+        if self._engine is not None:
+            state["_pending"] = {w: np.array(self._get(w)) for w in ("user_factors", "item_factors")}
+        else:
+            state["_pending"] = {w: np.array(a) for w, a in self._pending.items()}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._engine = None
+        self._sync()
 
     def factors_dim(self):
         """Columns of the factor matrices (``factors``, + 1 with ``item_bias``)."""
@@ -734,7 +781,12 @@ class MatrixFactorizationBase:
                 # implicit's BPR layout: its item bias is the last column (users hold 1 there),
                 # which is recforge's item_bias layout
                 kwargs["item_bias"] = True
-            kwargs["factors"] = dim - (1 if kwargs.get("item_bias", False) else 0)
+            saved = dim - (1 if kwargs.get("item_bias", False) else 0)
+            if "factors" in overrides and overrides["factors"] != saved:
+                raise ValueError(f"load: factors={overrides['factors']!r}, but the saved factors "
+                                 f"have {saved} columns (factors is read from them); leave "
+                                 f"factors out")
+            kwargs["factors"] = saved
         model = cls(**kwargs)
         if factors:
             model.user_factors = factors.get("user_factors")
@@ -752,8 +804,10 @@ class MatrixFactorizationBase:
 
 
 def _count(N, name):
-    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 0:
-        raise ValueError(f"{name} must be an integer >= 0; got {N!r}")
+    # At most the engine's 32-bit list length (a larger N was a pybind TypeError that printed
+    # the factor arrays).
+    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or not 0 <= N <= _MAX_ROWS:
+        raise ValueError(f"{name} must be an integer from 0 to {_MAX_ROWS}; got {N!r}")
     return int(N)
 
 
@@ -890,8 +944,11 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         """
         self._need_fit()
         n_users, n_items = self._sizes()
+        for name, v in (("userid", userid), ("itemid", itemid)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"explain: {name} must be one integer; got {type(v).__name__}")
         ui = _csr(user_items, "user_items", cols=n_items)
-        uid, _ = _ids(userid, "userid", ui.shape[0] if ui.shape[0] > 1 else userid + 1)
+        uid, _ = _ids(userid, "userid", ui.shape[0] if ui.shape[0] > 1 else int(userid) + 1)
         iid, _ = _ids(itemid, "itemid", n_items)
         row = ui[uid] if ui.shape[0] > 1 else ui
         user = None

@@ -117,8 +117,11 @@ data::Csr make_csr(const std::string& what, const Int64Array& indptr, const Int3
     if (p[0] != 0 || p[rows] != nnz)
       fail("{}: indptr runs from {} to {}; expected 0 to the number of stored values {}", what,
            p[0], p[rows], nnz);
-    for (int64_t r = 0; r < rows; ++r) {
+    // All of indptr first: a row's entries are read only once every offset is known to be
+    // within [0, nnz] (a decrease after an offset past nnz read beyond the arrays).
+    for (int64_t r = 0; r < rows; ++r)
       if (p[r + 1] < p[r]) fail("{}: indptr decreases at row {}; expected a CSR matrix", what, r);
+    for (int64_t r = 0; r < rows; ++r) {
       for (int64_t e = p[r]; e < p[r + 1]; ++e) {
         if (ix[e] < 0 || ix[e] >= cols)
           fail("{}: column {} in row {} is outside [0, {})", what, ix[e], r, cols);

@@ -114,17 +114,49 @@ def test_metrics_by_hand():
     assert m["map"] == pytest.approx(((1 / 1 + 2 / 3) / 2 + 0) / 2)
     ideal0 = 1 + 1 / math.log2(3)
     assert m["ndcg"] == pytest.approx(((1 + 1 / math.log2(4)) / ideal0 + 0) / 2)
-    # AUC, implicit's: user 0 (2 positives, 8 negatives) misses once at rank 2 with 1 hit
-    # before it, then the 7 unranked negatives count (2 + 2) / 2 each: (1 + 14) / 16; user 1
-    # (1 positive, 9 negatives) misses 3 times with no hit, then 6 × (0 + 1) / 2: 3 / 9.
-    assert m["auc"] == pytest.approx((15 / 16 + 3 / 9) / 2)
+    # AUC, implicit's over the places a list fills: user 0 (2 positives, 8 negatives) misses
+    # once at rank 2 with 1 hit before it, then the 7 unranked negatives count (2 + 2) / 2 each:
+    # (1 + 14) / 16; user 1 (1 positive, 9 negatives) has an empty list (its -1 places are no
+    # items), so all 9 negatives tie with the positive: 9 × (0 + 1) / 2 / 9 = 1 / 2. implicit
+    # counts the 3 places as negatives ranked above the positive: 3 / 9.
+    assert m["auc"] == pytest.approx((15 / 16 + 1 / 2) / 2)
     assert evaluation.precision_at_k(model, train, test, K=3, show_progress=False) == m["precision"]
     assert evaluation.mean_average_precision_at_k(model, train, test, K=3,
                                                   show_progress=False) == m["map"]
     assert evaluation.AUC_at_k(model, train, test, K=3, show_progress=False) == m["auc"]
     theirs = implicits(model, train, test, 3)
     for name in m:
-        assert m[name] == pytest.approx(theirs[name], rel=1e-12)
+        if name != "auc":
+            assert m[name] == pytest.approx(theirs[name], rel=1e-12)
+    assert theirs["auc"] == pytest.approx((15 / 16 + 3 / 9) / 2)
+
+
+def test_auc_of_lists_shorter_than_k_stays_in_0_1_and_is_the_tied_ranking():
+    # K above what a user can be shown (training items filtered): the padding counted as
+    # ranked negatives gave an AUC of -15. Against a brute-force AUC of each user's ranking
+    # (the list, then every unlisted item tied at the bottom; ties count 1/2).
+    small = sp.random(50, 40, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    model = recforge.AlternatingLeastSquares(factors=8, iterations=2, random_state=1)
+    model.fit(small, show_progress=False)
+    test = sp.random(50, 40, density=0.1, format="csr", dtype=np.float32, random_state=3)
+    for K in (40, 1000):
+        m = evaluation.ranking_metrics_at_k(model, small, test, K=K, show_progress=False)
+        assert 0 <= m["auc"] <= 1
+        ids, _ = model.recommend(np.arange(50), small, N=K)
+        aucs = []
+        for u in range(50):
+            pos = set(test[u].indices)
+            if not pos:
+                continue
+            listed = [i for i in ids[u] if i >= 0]
+            place = {i: r for r, i in enumerate(listed)}
+            bottom = len(listed)  # every unlisted item shares the last place
+            pairs = [(p, n) for p in pos for n in range(40) if n not in pos]
+            won = sum(1.0 if place.get(p, bottom) < place.get(n, bottom) else
+                      0.5 if place.get(p, bottom) == place.get(n, bottom) else 0.0
+                      for p, n in pairs)
+            aucs.append(won / len(pairs))
+        assert m["auc"] == pytest.approx(np.mean(aucs), rel=1e-12)
 
 
 def test_leave_k_out_split_holds_out_k_entries_of_each_eligible_user():

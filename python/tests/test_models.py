@@ -2,12 +2,15 @@
 brute force, explanations decompose the score, factors are shared with the engine, and errors
 are one clear sentence."""
 
+import copy
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -714,6 +717,90 @@ def test_bad_input_gets_one_clear_sentence(als, data):
         als.user_factors = np.zeros(3)
     with pytest.raises(ValueError, match="has no factors yet; call fit"):
         recforge.BayesianPersonalizedRanking().recommend(0, data[:1])
+
+
+def test_csr_arrays_that_describe_no_matrix_are_refused_not_crashing(als, data):
+    # SciPy builds a csr_matrix from any arrays; its sum_duplicates (and the engine's reading of
+    # a row before all of indptr was checked) then read out of bounds: a segfault or "double
+    # free" that ended the process. Each case is run in this process: a crash fails the suite.
+    def broken(indptr_change=None, index_change=None):
+        b = data.copy()  # then its arrays changed in place, which SciPy does not check again
+        if indptr_change:
+            b.indptr[indptr_change[0]] = indptr_change[1]
+        if index_change:
+            b.indices[index_change[0]] = index_change[1]
+        return b
+    cases = [
+        (broken(indptr_change=(5, 10**6)), r"user_items: indptr decreases at row 5; expected a "
+                                            r"CSR matrix"),
+        (broken(indptr_change=(5, int(data.indptr[4]) - 3)),
+         r"user_items: indptr decreases at row 4; expected a CSR matrix"),
+        (broken(indptr_change=(len(data.indptr) - 1, data.nnz + 1)),
+         rf"user_items: indptr runs from 0 to {data.nnz + 1}; expected 0 to the number of stored "
+         rf"values {data.nnz}"),
+        (broken(index_change=(int(data.indptr[7]), 500)),
+         r"user_items: column 500 in row 7 is outside \[0, 120\)"),
+    ]
+    for bad, message in cases:
+        for canonical in (True, False):
+            bad.has_canonical_format = canonical
+            with pytest.raises(ValueError, match=message):
+                recforge.AlternatingLeastSquares(factors=2, iterations=1).fit(bad, show_progress=False)
+            with pytest.raises(ValueError, match=message):
+                als.recommend(np.arange(data.shape[0]), bad)
+
+
+def test_arguments_beyond_what_the_engine_takes_are_sentences(als, data, tmp_path):
+    # N past the engine's 32-bit list length: a pybind TypeError that printed the factors.
+    with pytest.raises(ValueError, match=r"^N must be an integer from 0 to 2147483647; got "
+                                         r"10000000000$"):
+        als.recommend(0, data[0], N=10**10)
+    with pytest.raises(ValueError, match=r"^N must be an integer from 0 to 2147483647"):
+        als.similar_items(0, N=2**31)
+    # load(factors=...) that the saved arrays contradict was ignored without a word.
+    path = str(tmp_path / "als.npz")
+    als.save(path)
+    with pytest.raises(ValueError, match=r"^load: factors=8, but the saved factors have 16 "
+                                         r"columns \(factors is read from them\); leave factors out"):
+        recforge.AlternatingLeastSquares.load(path, factors=8)
+    assert recforge.AlternatingLeastSquares.load(path, factors=16).factors == 16
+    # explain takes one user and one item (an array leaked NumPy's "truth value" error).
+    with pytest.raises(ValueError, match=r"^explain: userid must be one integer; got ndarray$"):
+        als.explain(np.arange(2), data[:2], itemid=1)
+    with pytest.raises(ValueError, match=r"^explain: itemid must be one integer; got list$"):
+        als.explain(0, data, itemid=[1])
+
+
+def test_a_row_of_a_csr_array_is_one_row(als, data):
+    # csr_array's A[u] is a 1-D sparse array: it was converted with a warning, then refused.
+    arr = sp.csr_array(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids, scores = als.recommend(3, arr[3], N=5)
+    expected = als.recommend(3, data[3], N=5)
+    assert np.array_equal(ids, expected[0]) and np.array_equal(scores, expected[1])
+    assert recforge.ParameterWarning is recforge.utils.ParameterWarning
+    assert recforge.utils.ParameterWarning is recforge.models.ParameterWarning
+
+
+def test_models_pickle_and_deep_copy_with_their_factors(data):
+    # joblib, multiprocessing and copy.deepcopy (implicit's models pickle): the arguments and
+    # the factors travel, the engine is built again from them.
+    for cls in (recforge.AlternatingLeastSquares, recforge.BayesianPersonalizedRanking,
+                recforge.SampledSoftmax, recforge.CosineContrastive):
+        m = cls(factors=8, iterations=2, random_state=1)
+        m.fit(data, show_progress=False)
+        want = m.recommend(np.arange(10), data[:10], N=7)
+        for copied in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+            assert repr(copied) == repr(m)
+            assert np.array_equal(copied.user_factors, m.user_factors)
+            assert np.array_equal(copied.item_factors, m.item_factors)
+            got = copied.recommend(np.arange(10), data[:10], N=7)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+            copied.user_factors[0] = 0  # a copy, not a view of the original's engine
+            assert np.any(m.user_factors[0] != 0)
+    unfitted = pickle.loads(pickle.dumps(recforge.AlternatingLeastSquares(factors=4)))
+    assert unfitted.user_factors is None and unfitted.factors == 4
 
 
 def test_bad_hyperparameters_name_the_argument():
