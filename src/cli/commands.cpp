@@ -101,11 +101,21 @@ config::Config resume_config(std::vector<std::string> sets) {
     fail("train --resume {}: there is no checkpoint {} to continue from (one is written every "
          "train.checkpoint_every iterations and removed when the run completes)",
          g.resume, ckpt);
-  sets.push_back("run.dir=" + nlohmann::json(parent).dump());
-  sets.push_back("run.name=" + nlohmann::json(name).dump());
+  const std::string dir_set = "run.dir=" + nlohmann::json(parent).dump();
+  const std::string name_set = "run.name=" + nlohmann::json(name).dump();
+  sets.push_back(dir_set);
+  sets.push_back(name_set);
   if (!g.config_path.empty()) return config::Config::load(g.config_path, sets);
   const nlohmann::json meta = pipeline::read_checkpoint_json(ckpt);
-  return config::Config::parse(meta.value("config_yaml", ""), ckpt + "/checkpoint.json", sets);
+  const std::string file = ckpt + "/checkpoint.json";
+  config::Config cfg = config::Config::parse(meta.value("config_yaml", ""), file, sets);
+  // The values re-read from the checkpoint, and the run's name and directory given back by
+  // --resume, keep the origins they had when the run started (its config file, --set,
+  // default): the resumed run's config.yaml and run.json name those, not the checkpoint,
+  // which is removed when the run completes.
+  cfg.restore_origins(meta.value("config_origins", nlohmann::json()), file,
+                      {"--set " + dir_set, "--set " + name_set});
+  return cfg;
 }
 
 
@@ -182,7 +192,14 @@ int cmd_datagen() {
   if (g.items > 0) sets.push_back("synthetic.items=" + std::to_string(g.items));
   if (g.interactions > 0) sets.push_back("synthetic.interactions=" + std::to_string(g.interactions));
   if (g.seed >= 0) sets.push_back("synthetic.seed=" + std::to_string(g.seed));
-  const config::Config cfg = load_config(g.config_path, sets);
+  config::Config cfg = load_config(g.config_path, sets);
+  // datagen has no --communities: a small --items lowers the default 16 communities to one per
+  // item rather than refusing (a value the user set is kept, and refused if too large).
+  const config::SyntheticSection& syn = cfg.settings().synthetic;
+  if (cfg.where("synthetic.communities") == "default" && syn.communities > syn.items) {
+    sets.push_back("synthetic.communities=" + std::to_string(syn.items));
+    cfg = load_config(g.config_path, sets);
+  }
   set_progress_mode(cfg.settings().run.progress);
   const auto data = data::generate_synthetic(pipeline::synthetic_options(cfg));
   data::write_synthetic_csv(data, g.out);
@@ -495,9 +512,9 @@ std::vector<float> weight_list(const std::string& text) {
     }
     if (t.empty() || used != t.size() || !std::isfinite(x) || x < 0 ||
         x > std::numeric_limits<float>::max())
-      fail("recommend --weights {}: \"{}\" is not a weight; expected finite numbers >= 0 like "
-           "1,2.5,4",
-           text, s);
+      fail("recommend --weights {}: \"{}\" is not a weight; expected finite numbers >= 0 and "
+           "at most {:g} (the largest float) like 1,2.5,4",
+           text, s, std::numeric_limits<float>::max());
     w.push_back(static_cast<float>(x));
   }
   return w;
@@ -723,6 +740,23 @@ CLI::Validator int_range(int64_t lo, int64_t hi) {
       fmt::format("INT in [{}, {}]", lo, hi));
 }
 
+// A file to write (--out of datagen, evaluate, recommend, similar, index-bench), checked before
+// any work: not a directory, and in a directory that exists.
+static CLI::Validator output_file() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        std::error_code ec;
+        if (v.empty()) return "expected a file name, got \"\"";
+        if (fs::is_directory(v, ec))
+          return fmt::format("\"{}\" is a directory; expected the name of a file to write", v);
+        const fs::path dir = fs::absolute(v).parent_path();
+        if (!fs::is_directory(dir, ec))
+          return fmt::format("\"{}\": the directory {} does not exist", v, dir.string());
+        return "";
+      },
+      "FILE");
+}
+
 // How recommend and similar open their source: --pseudonym-key-file / --pseudonym-key-env.
 recommend::OpenOptions open_options(const char* verb) {
   recommend::OpenOptions o;
@@ -769,7 +803,9 @@ void register_commands(CLI::App& app) {
   auto* datagen = app.add_subcommand(
       "datagen", "Write a synthetic implicit-feedback set (planted communities, power-law "
                  "popularity, activity skew, timestamps) as CSV");
-  datagen->add_option("--out", g.out, "Output CSV file (user,item,weight,timestamp)")->required();
+  datagen->add_option("--out", g.out, "Output CSV file (user,item,weight,timestamp)")
+      ->required()
+      ->check(output_file());
   datagen->add_option("--config", g.config_path, "Take the synthetic: section from this config");
   datagen->add_option("--users", g.users, "Number of users (synthetic.users)")
       ->check(int_range(1, kMaxInt));
@@ -784,7 +820,8 @@ void register_commands(CLI::App& app) {
 
   auto* evaluate = app.add_subcommand("evaluate", "Recompute a run's metrics from its saved factors");
   evaluate->add_option("run_dir", g.run_dir, "Run directory")->required();
-  evaluate->add_option("--out", g.out, "Also write the metrics as JSON to this file");
+  evaluate->add_option("--out", g.out, "Also write the metrics as JSON to this file")
+      ->check(output_file());
   evaluate->add_flag("--by-activity", g.by_activity,
                      "Also the test metrics of users grouped by their number of training "
                      "interactions (fold-in interactions for held-out users), scored on the CPU");
@@ -811,7 +848,8 @@ void register_commands(CLI::App& app) {
                         "turned into confidences by the run's weighting section");
   recommend->add_flag("--all", g.all, "Top-k for every user, written to --out");
   recommend->add_option("--out", g.out,
-                        "Write the output to this file instead of stdout (required by --all)");
+                        "Write the output to this file instead of stdout (required by --all)")
+      ->check(output_file());
   recommend->add_option("--format", g.format,
                         "csv (user,rank,item,score with a header; a new user's user column is "
                         "empty) or json (one object {\"user\", \"items\": [{\"item\", "
@@ -859,7 +897,8 @@ void register_commands(CLI::App& app) {
   similar->add_option("--format", g.format,
                       "csv (item,rank,similar_item,score or user,rank,similar_user,score) or json")
       ->check(CLI::IsMember({"csv", "json"}));
-  similar->add_option("--out", g.out, "Write the output to this file instead of stdout");
+  similar->add_option("--out", g.out, "Write the output to this file instead of stdout")
+      ->check(output_file());
   add_key_options(similar);
   g_actions["similar"] = cmd_similar;
 
@@ -890,7 +929,8 @@ void register_commands(CLI::App& app) {
                                               "(default: all)")
       ->check(int_range(1, std::numeric_limits<int64_t>::max()));
   bench->add_option("--out", g.out,
-                    "Also write the table as CSV (for tools/plot/plot_index_bench.py)");
+                    "Also write the table as CSV (for tools/plot/plot_index_bench.py)")
+      ->check(output_file());
   add_sets(bench);
   g_actions["index-bench"] = cmd_index_bench;
 

@@ -7,10 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+
+#include <fmt/ranges.h>
 
 #include "config/config.h"
 #include "core/error.h"
@@ -112,12 +117,62 @@ void plot(const std::string& csv, const std::string& png, const std::string& met
   std::printf("plot: %s\n", png.c_str());
 }
 
+// The first line of a file, or "" when it cannot be read.
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// compare writes curves.csv, curves.png and paired.csv into --out, replacing what an earlier
+// compare wrote there; a file of those names that compare did not write is refused (before any
+// work), as are run, sweep and export directories of other owners.
+void check_compare_out(const std::string& out) {
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  if (!fs::is_directory(out, ec))
+    fail("--out {}: exists and is not a directory; expected a directory for compare's files", out);
+  const auto ours = [&](const std::string& name, const std::string& header) {
+    const std::string file = out + "/" + name;
+    if (!fs::exists(file, ec)) return false;
+    if (first_line(file).rfind(header, 0) == 0) return true;
+    fail("--out {}: {} exists and was not written by recforge compare (its first line is not "
+         "\"{}...\"); choose another --out",
+         out, file, header);
+  };
+  const bool curves = ours("curves.csv", "run,iteration,seconds,loss");
+  ours("paired.csv", "column,baseline,metric,users,");
+  if (!curves && fs::exists(out + "/curves.png", ec))
+    fail("--out {}: {}/curves.png exists without the curves.csv that recforge compare writes "
+         "beside it; choose another --out",
+         out, out);
+}
+
+// --metric NAME@K needs a K that some run evaluated (eval.ks), else there is no curve to show.
+void check_compare_metric(const std::vector<sweep::RunInfo>& runs, const std::string& metric) {
+  const std::string digits = metric.substr(metric.find('@') + 1);
+  int64_t k = -1;  // a K beyond int64 is in no list
+  std::from_chars(digits.data(), digits.data() + digits.size(), k);
+  std::vector<int> all;
+  for (const sweep::RunInfo& r : runs)
+    for (const int x : pipeline::eval_ks(r.config))
+      if (std::find(all.begin(), all.end(), x) == all.end()) all.push_back(x);
+  if (std::find(all.begin(), all.end(), k) == all.end()) {
+    std::sort(all.begin(), all.end());
+    fail("--metric {}: no run evaluated K = {} (their eval.ks hold {}); expected one of those",
+         metric, digits, fmt::join(all, ", "));
+  }
+}
+
 int cmd_compare() {
   const std::vector<sweep::RunInfo> runs = sweep::read_runs(g_compare.dirs);
   const std::string metric =
       g_compare.metric.empty() ? runs.front().config.settings().eval.metric : g_compare.metric;
   const std::string why = config::find_param("eval.metric")->check(metric);
   if (!why.empty()) fail("--metric {}: {}", metric, why);
+  check_compare_metric(runs, metric);
+  check_compare_out(g_compare.out);
   const sweep::Comparison c = sweep::compare(runs, metric, !g_compare.each);
   // The paired test reopens and scores every run first, so that a refusal comes before any output.
   std::optional<sweep::PairedComparison> paired;

@@ -20,6 +20,29 @@ bool is_column_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// v is "YYYY-MM-DD" (digits and '-' at those places): whether it names a day of the proleptic
+// Gregorian calendar (data::retention_reference reads it the same way).
+bool is_calendar_date(const std::string& v) {
+  const auto num = [&](size_t at, size_t n, int& out) {
+    const auto [end, ec] = std::from_chars(v.data() + at, v.data() + at + n, out);
+    return ec == std::errc() && end == v.data() + at + n;
+  };
+  int y = 0, m = 0, d = 0;
+  if (!num(0, 4, y) || !num(5, 2, m) || !num(8, 2, d) || m < 1 || m > 12 || d < 1) return false;
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return d <= kDays[m - 1] + (m == 2 && leap ? 1 : 0);
+}
+
+void check_run(const Config& cfg) {
+  const std::string& name = cfg.settings().run.name;
+  // The rule of StagedDir (core/fs.cpp), checked here so that `recforge config` refuses it too.
+  if (!name.empty() && (name.find('/') != std::string::npos || name[0] == '.'))
+    fail("{}: run.name \"{}\": expected a non-empty name without '/' that does not start with "
+         "'.'",
+         cfg.where("run.name"), name);
+}
+
 void check_data(const Config& cfg) {
   const Settings& s = cfg.settings();
   const DataSection& d = s.data;
@@ -141,6 +164,12 @@ void check_eval(const Config& cfg) {
       cfg.where(cfg.where("eval.metric") == "default" ? "eval.ks" : "eval.metric");
   if (!parsed || std::find(e.ks.begin(), e.ks.end(), value) == e.ks.end())
     fail("{}: eval.metric {} uses K = {}, which is not in eval.ks", at, e.metric, k);
+  // The metrics are keyed by K: a repeated cutoff would only be caught at the first evaluation,
+  // after training.
+  for (size_t i = 0; i < e.ks.size(); ++i)
+    if (std::find(e.ks.begin(), e.ks.begin() + static_cast<std::ptrdiff_t>(i), e.ks[i]) !=
+        e.ks.begin() + static_cast<std::ptrdiff_t>(i))
+      fail("{}: eval.ks lists {} twice; expected distinct cutoffs", cfg.where("eval.ks"), e.ks[i]);
 }
 
 void check_privacy(const Config& cfg) {
@@ -168,13 +197,17 @@ void check_privacy(const Config& cfg) {
     const bool digits = std::all_of(v.begin() + (v[0] == '-' ? 1 : 0), v.end(),
                                     [](char c) { return c >= '0' && c <= '9'; }) &&
                         v != "-";
-    const bool date = v.size() == 10 && v[4] == '-' && v[7] == '-' &&
-                      std::all_of(v.begin(), v.end(), [](char c) {
-                        return (c >= '0' && c <= '9') || c == '-';
-                      });
-    if (!digits && !date)
+    const bool date_shape = v.size() == 10 && v[4] == '-' && v[7] == '-' &&
+                            std::all_of(v.begin(), v.end(), [](char c) {
+                              return (c >= '0' && c <= '9') || c == '-';
+                            });
+    if (!digits && !date_shape)
       fail("{}: data.max_age_from \"{}\": expected a UTC date YYYY-MM-DD or an integer "
            "timestamp",
+           cfg.where("data.max_age_from"), v);
+    if (date_shape && !is_calendar_date(v))
+      fail("{}: data.max_age_from \"{}\": not a valid date; expected a UTC date YYYY-MM-DD such "
+           "as 2024-01-31",
            cfg.where("data.max_age_from"), v);
   }
 }
@@ -193,6 +226,7 @@ void check_export(const Config& cfg) {
 }  // namespace
 
 void check(const Config& cfg) {
+  check_run(cfg);
   check_data(cfg);
   check_split(cfg);
   check_model(cfg);

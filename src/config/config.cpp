@@ -608,6 +608,12 @@ void Config::set(const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     fail("{}: {}: invalid YAML value: {}", prefix, path, e.msg);
   }
+  // Text that YAML reads as nothing (",", "#x") is what was typed, not null: a value refused
+  // is then quoted as given ("got \",\"", not "got null"). Only ~, null and the empty text unset.
+  const std::string raw = trim(assignment.substr(eq + 1));
+  if (value.IsNull() && !raw.empty() && raw != "~" && raw != "null" && raw != "Null" &&
+      raw != "NULL")
+    value = YAML::Node(raw);
   require_utf8_scalars(value, prefix);
   ConfigBuilder::store(*this, idx, value, prefix, prefix);
   ConfigBuilder::resolve_model_defaults(*this);
@@ -649,6 +655,30 @@ bool Config::is_set(const std::string& path) const {
 }
 std::string Config::where(const std::string& path) const {
   return values_[index_of(path, std::nullopt)].where;
+}
+
+nlohmann::json Config::origins() const {
+  nlohmann::json where = nlohmann::json::object();
+  for (size_t i = 0; i < table_->size(); ++i) where[(*table_)[i].path] = values_[i].where;
+  return {{"source", source_}, {"where", std::move(where)}};
+}
+
+void Config::restore_origins(const nlohmann::json& recorded, const std::string& replaced,
+                             const std::vector<std::string>& also) {
+  if (!recorded.is_object() || !recorded.contains("where") || !recorded["where"].is_object())
+    return;
+  const nlohmann::json& where = recorded["where"];
+  for (size_t i = 0; i < table_->size(); ++i) {
+    Value& v = values_[i];
+    const auto it = where.find((*table_)[i].path);
+    if (it == where.end() || !it->is_string()) continue;
+    const bool reread = v.where.rfind(replaced, 0) == 0 &&
+                        (v.where.size() == replaced.size() || v.where[replaced.size()] == ':');
+    if (reread || std::find(also.begin(), also.end(), v.where) != also.end())
+      v.where = it->get<std::string>();
+  }
+  if (recorded.contains("source") && recorded["source"].is_string())
+    source_ = recorded["source"].get<std::string>();
 }
 
 std::string Config::to_yaml() const {

@@ -138,6 +138,15 @@ class Config {
   /// The source file name given to load/parse ("" for defaults()).
   const std::string& source() const { return source_; }
 
+  /// Every value's origin (where()) by path, and the source, as JSON: what a checkpoint keeps
+  /// so that a resumed run's config.yaml and run.json name the files the values came from.
+  nlohmann::json origins() const;
+  /// Restores what origins() recorded: the source, and the origin of each value whose where()
+  /// is now `replaced` (the checkpoint file it was re-read from) or one of `also` (the
+  /// assignments that name the run on `train --resume`). Values set otherwise keep theirs.
+  void restore_origins(const nlohmann::json& recorded, const std::string& replaced,
+                       const std::vector<std::string>& also);
+
   /// Fully resolved config as YAML: every parameter, sections in table order, strings quoted
   /// where needed, unset optionals as comment lines `# key: (unset)`. parse() of the result gives
   /// an equal Config.

@@ -139,8 +139,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
-    fs::remove(tmp, ec);
-    fail("{}: cannot move the finished file into place: {}", path, ec.message());
+    const std::string why = fs::is_directory(path) ? "it is a directory" : ec.message();
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    fail("{}: cannot move the finished file into place: {}", path, why);
   }
 }
 

@@ -56,6 +56,9 @@ struct ShardedDataset {
   std::optional<data::UserExclusion> excluded;
   /// The data fingerprint of pipeline::Dataset::unordered_fingerprint, the same on every rank.
   std::string fingerprint;
+  /// The digest of the split's weights and timestamps (pipeline::Dataset::values_digest), the
+  /// same on every rank.
+  std::string values;
 };
 
 /// Refuses, with one sentence naming the setting, what a distributed run cannot do: synthetic

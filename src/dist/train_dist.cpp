@@ -423,6 +423,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
                           {"threads", ctx.threads()},
                           {"data_fingerprint", data.fingerprint},
                           {"data_fingerprint_kind", "unordered"},
+                          {"data_values", data.values},
                           {"model", models::describe_ials(io)},
                           {"history", history},
                           {"train_seconds", train_seconds}};

@@ -178,6 +178,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
       {"config_hash", c.config_hash},
       {"config", c.config},
       {"config_yaml", c.config_yaml},
+      {"config_origins", c.config_origins},
       {"data_fingerprint", c.data_fingerprint},
       {"arrays_dir", arrays},
       {"arrays", names},
@@ -227,6 +228,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
     c.config_hash = j.at("config_hash").get<std::string>();
     c.config = j.at("config");
     c.config_yaml = j.at("config_yaml").get<std::string>();
+    c.config_origins = j.value("config_origins", nlohmann::json());
     c.data_fingerprint = j.at("data_fingerprint").get<std::string>();
     c.model.values = j.at("model_state");
     const nlohmann::json& f = j.at("fit");

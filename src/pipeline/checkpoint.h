@@ -33,6 +33,7 @@ struct Checkpoint {
   std::string config_hash;        ///< config_hash() of the run's config
   nlohmann::json config;          ///< checkpoint_config() of the run's config
   std::string config_yaml;        ///< the run's resolved config (what `train --resume` loads)
+  nlohmann::json config_origins;  ///< its Config::origins() (null in older checkpoints)
   std::string data_fingerprint;   ///< pipeline::Dataset::fingerprint() of the run's data
   Matrix users, items;            ///< the factors after `iteration` iterations
   models::TrainingState model;    ///< Model::training_state() then

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "core/error.h"
@@ -190,18 +191,19 @@ void check_confidences(const config::Config& cfg, const data::Interactions& x,
   while (k < static_cast<data::offset_t>(conf.size()) && std::isfinite(conf[k])) ++k;
   if (k == static_cast<data::offset_t>(conf.size())) return;
   const config::Settings& s = cfg.settings();
+  // The user by the length of their id: errors and logs hold no raw user ids (docs/privacy.md).
   const std::string user = users.external(x.users[k]), item = items.external(x.items[k]);
   if (!std::isfinite(x.weights[k]))  // each weight was read in range: a sum of duplicates
-    fail("{}: the weights of user \"{}\" and item \"{}\" sum to {}, past float32's largest "
-         "value 3.4e38 (data.duplicates: {} adds the weights of repeated pairs); lower the "
-         "weights or set data.duplicates: max",
-         s.data.path ? *s.data.path : std::string("the data"), user, item, x.weights[k],
-         s.data.duplicates);
-  fail("{}: weighting.scheme {} turns the weight {} of user \"{}\" and item \"{}\" into the "
-       "confidence {}, past float32's largest value 3.4e38; lower weighting.alpha ({}) or the "
-       "weights",
-       cfg.where("weighting.scheme"), s.weighting.scheme, x.weights[k], user, item, conf[k],
-       s.weighting.alpha);
+    fail("{}: the weights of a user (an id of {} byte{}) and item \"{}\" sum to {}, past "
+         "float32's largest value 3.4e38 (data.duplicates: {} adds the weights of repeated "
+         "pairs); lower the weights or set data.duplicates: max",
+         s.data.path ? *s.data.path : std::string("the data"), user.size(),
+         user.size() == 1 ? "" : "s", item, x.weights[k], s.data.duplicates);
+  fail("{}: weighting.scheme {} turns the weight {} of a user (an id of {} byte{}) and item "
+       "\"{}\" into the confidence {}, past float32's largest value 3.4e38; lower "
+       "weighting.alpha ({}) or the weights",
+       cfg.where("weighting.scheme"), s.weighting.scheme, x.weights[k], user.size(),
+       user.size() == 1 ? "" : "s", item, conf[k], s.weighting.alpha);
 }
 
 Dataset prepare_dataset(const config::Config& cfg,
@@ -391,6 +393,22 @@ void PairDigest::add(int part, const data::Interactions& x) {
   for (data::offset_t k = 0; k < x.size(); ++k) add(part, x.users[k], x.items[k]);
 }
 
+void PairDigest::add_values(int part, const data::Interactions& x) {
+  const uint64_t salt = mix64(static_cast<uint64_t>(part) ^ 0x76616C7565733031ULL);  // "values01"
+  for (data::offset_t k = 0; k < x.size(); ++k) {
+    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(x.users[k])) << 32) |
+                         static_cast<uint32_t>(x.items[k]);
+    uint32_t w = 0;
+    std::memcpy(&w, &x.weights[k], sizeof w);
+    const uint64_t t = x.has_times() ? static_cast<uint64_t>(x.times[k]) : 0;
+    const uint64_t h = mix64(mix64(key ^ salt) + mix64(w ^ (salt << 1)) + mix64(t ^ (salt >> 1)));
+    sum[0] += h;
+    sum[1] += mix64(h ^ 0xD1B54A32D192ED03ULL);
+  }
+}
+
+std::string PairDigest::hex() const { return fmt::format("{:016x}{:016x}", sum[0], sum[1]); }
+
 std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& items,
                                   const PairDigest& digest) {
   Sha256 h;
@@ -402,7 +420,7 @@ std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& i
     }
     h.update("--\n", 3);
   }
-  h.update(fmt::format("{:016x}{:016x}", digest.sum[0], digest.sum[1]));
+  h.update(digest.hex());
   return h.hex();
 }
 
@@ -413,6 +431,15 @@ std::string Dataset::unordered_fingerprint() const {
                         &split.test_foldin})
     d.add(part++, *x);
   return pipeline::unordered_fingerprint(users, items, d);
+}
+
+std::string Dataset::values_digest() const {
+  PairDigest d;
+  int part = 0;
+  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
+                        &split.test_foldin})
+    d.add_values(part++, *x);
+  return d.hex();
 }
 
 }  // namespace recforge::pipeline

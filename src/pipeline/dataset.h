@@ -39,6 +39,10 @@ struct Dataset {
   /// PairDigest of the split's parts. What a distributed run, which holds the split in pieces,
   /// writes (run.json "data_fingerprint_kind": "unordered").
   std::string unordered_fingerprint() const;
+  /// What both fingerprints leave out: the split's weights and timestamps, as the hex of a
+  /// PairDigest::add_values of its parts (order-free, so a distributed run writes the same).
+  /// run.json "data_values"; checked when a run is reopened.
+  std::string values_digest() const;
 };
 
 /// An order-free digest of the (part, user, item) triples of a split: two 64-bit sums of a
@@ -49,6 +53,12 @@ struct PairDigest {
   uint64_t sum[2] = {0, 0};
   void add(int part, data::index_t user, data::index_t item);
   void add(int part, const data::Interactions& x);
+  /// Adds each interaction's (part, user, item, weight, timestamp): a digest of the values
+  /// that `add` leaves out (Dataset::values_digest; kept apart from it, so that the
+  /// fingerprints of runs written before it stay valid).
+  void add_values(int part, const data::Interactions& x);
+  /// The two sums as 32 hexadecimal digits.
+  std::string hex() const;
   /// Adds another digest (of other pieces).
   void merge(const PairDigest& other) {
     sum[0] += other.sum[0];

@@ -174,6 +174,12 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
     fail("{}: the data named in config.yaml is no longer what this run was trained on (its "
          "fingerprint changed); retrain, or restore the original files",
          dir);
+  // The weights and timestamps (runs written before they were recorded have no "data_values").
+  const std::string values = text_field("data_values");
+  if (!values.empty() && r.data.values_digest() != values)
+    fail("{}: the data named in config.yaml has other weights or timestamps than this run was "
+         "trained on (the same users, items and split); retrain, or restore the original files",
+         dir);
   // Reopened runs compute on the CPU, which holds float32 factors: a run trained on a GPU with
   // float16 or bfloat16 storage saved its factors as float32 (the stored values, exactly).
   config::Config cpu_config = r.config;

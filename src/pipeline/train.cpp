@@ -63,6 +63,7 @@ void save_checkpoint(const std::string& dir, const models::Model& model, const D
   c.config_hash = config_hash(cfg);
   c.config = checkpoint_config(cfg);
   c.config_yaml = cfg.to_yaml();
+  c.config_origins = cfg.origins();
   c.data_fingerprint = data.fingerprint();
   c.users = model.user_factors();
   c.items = model.item_factors();
@@ -259,6 +260,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
                         {"device", ctx.device().name()},
                         {"threads", ctx.threads()},
                         {"data_fingerprint", data.fingerprint()},
+                        {"data_values", data.values_digest()},
                         {"model", nullptr}};
   // Who was excluded, as salted hashes only, so that open_run re-prepares the same data.
   if (data.excluded && !data.excluded->empty()) run["excluded_users"] = data.excluded->to_json();

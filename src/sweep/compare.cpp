@@ -404,15 +404,18 @@ PairedComparison paired_comparison(const Comparison& c, const std::vector<int>& 
         for (size_t u = 0; u < um.users.size(); ++u) {
           const auto at = index.find(um.users[u]);
           if (at == index.end())
-            differs(fmt::format("user \"{}\" is a test user of {} only", um.users[u], dir));
+            differs(fmt::format("a user (an id of {} byte{}) is a test user of {} only",
+                                um.users[u].size(), um.users[u].size() == 1 ? "" : "s", dir));
           else if (truth[at->second] != um.truth[u])
-            differs(fmt::format("user \"{}\" has other test items", um.users[u]));
+            differs(fmt::format("a user (an id of {} byte{}) has other test items",
+                                um.users[u].size(), um.users[u].size() == 1 ? "" : "s"));
         }
         if (um.users.size() != users.size()) {  // fewer: name one of the first run's missing
           const std::unordered_set<std::string> have(um.users.begin(), um.users.end());
           for (const std::string& id : users)
             if (!have.count(id))
-              differs(fmt::format("user \"{}\" is a test user of {} only", id, first_dir));
+              differs(fmt::format("a user (an id of {} byte{}) is a test user of {} only",
+                                  id.size(), id.size() == 1 ? "" : "s", first_dir));
         }
       }
       std::vector<std::vector<double>>& sum = sums[col];

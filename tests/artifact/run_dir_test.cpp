@@ -249,6 +249,57 @@ TEST(RunDir, ARunReopenedFromAnotherDirectorySaysWhereItsRelativeDataPathIsRead)
   EXPECT_EQ(run(t.str(), "evaluate runs/g").rc, 0);
 }
 
+TEST(RunDir, OtherWeightsOrTimestampsInTheDataAreRefusedWhenTheRunIsReopened) {
+  // The fingerprint covers the id maps and the split: a file whose weights (or timestamps)
+  // changed but whose pairs did not was reopened, and report-user and explain showed values the
+  // model never trained on. run.json's "data_values" (a digest of both) is now checked too.
+  test::TempDir t;
+  std::string text = "user,item,rating,ts\n";
+  for (int u = 0; u < 40; ++u)
+    for (int j = 0; j < 6; ++j)
+      text += fmt::format("{},{},{},{}\n", u, (u * 7 + j * 3) % 30, 1 + (u + j) % 5, 1000 + 10 * j);
+  test::write_file(t.file("r.csv"), text);
+  test::write_file(t.file("w.yaml"),
+                   "run:\n  name: w\n  progress: off\ndata:\n  format: delimited\n  header: "
+                   "true\n  path: r.csv\n  weight_col: rating\n  time_col: ts\nsplit:\n  method: "
+                   "leave_last\nmodel:\n  factors: 4\n  iterations: 1\n");
+  const Result trained = run(t.str(), "train w.yaml");
+  ASSERT_EQ(trained.rc, 0) << trained.out;
+  const nlohmann::json original = read_json(t.file("runs/w/run.json"));
+  ASSERT_TRUE(original["data_values"].is_string());
+  EXPECT_EQ(original["data_values"].get<std::string>().size(), 32u);
+  const std::string refused =
+      "recforge: error: runs/w: the data named in config.yaml has other weights or timestamps "
+      "than this run was trained on (the same users, items and split); retrain, or restore the "
+      "original files";
+  // user 3's first line: "3,21,4,1000". Another weight; then another (still earliest) timestamp.
+  const std::string line = "\n3,21,4,1000\n";
+  ASSERT_NE(text.find(line), std::string::npos);
+  for (const std::string& edited : {"\n3,21,5,1000\n", "\n3,21,4,999\n"}) {
+    std::string changed = text;
+    changed.replace(changed.find(line), line.size(), edited);
+    test::write_file(t.file("r.csv"), changed);
+    for (const char* cmd : {"evaluate runs/w", "recommend runs/w --user 3",
+                            "explain runs/w --user 3 --item 21"}) {
+      const Result r = run(t.str(), cmd);
+      EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+      EXPECT_EQ(error_lines(r), std::vector<std::string>{refused}) << cmd << "\n" << r.out;
+    }
+  }
+  // The original file opens again; a run.json without "data_values" (an earlier recforge's)
+  // opens on changed weights, as it did.
+  test::write_file(t.file("r.csv"), text);
+  EXPECT_EQ(run(t.str(), "evaluate runs/w").rc, 0);
+  nlohmann::json older = original;
+  older.erase("data_values");
+  test::write_file(t.file("runs/w/run.json"), older.dump(2));
+  std::string changed = text;
+  changed.replace(changed.find(line), line.size(), "\n3,21,5,1000\n");
+  test::write_file(t.file("r.csv"), changed);
+  const Result old_run = run(t.str(), "evaluate runs/w");
+  EXPECT_EQ(old_run.rc, 0) << old_run.out;
+}
+
 TEST(Info, VerifiesAnExportAndRefusesMalformedManifestsAsUserErrors) {
   RunFixture f;
   ASSERT_EQ(run(f.t.str(), "export runs/small --out exp").rc, 0);

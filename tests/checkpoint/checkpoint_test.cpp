@@ -489,6 +489,20 @@ void kill_and_rerun(const std::string& model, int every, const std::string& resu
   EXPECT_FALSE(nlohmann::json::parse(read_file(t.file("runs/whole/run.json")))
                    .contains("resumed_from_iteration"));
   EXPECT_FALSE(fs::exists(ckpt)) << "the checkpoint outlived its complete run";
+  // The resumed run's config.yaml and run.json name where each value came from when the run
+  // started (they named the checkpoint's JSON, removed by now, for every key, defaults too).
+  const std::string yaml = read_file(t.file("runs/ck/config.yaml"));
+  EXPECT_EQ(yaml.find("checkpoint.json"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("# Resolved recforge configuration (from ck.yaml)."), std::string::npos)
+      << yaml;
+  EXPECT_NE(yaml.find("  factors: 16  # ck.yaml:"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find(fmt::format("  checkpoint_every: {}  # --set train.checkpoint_every={}\n",
+                                  every, every)),
+            std::string::npos)
+      << yaml;
+  EXPECT_NE(yaml.find("  exists: suffix\n"), std::string::npos) << yaml;  // a default
+  EXPECT_EQ(nlohmann::json::parse(read_file(t.file("runs/ck/run.json")))["config_source"],
+            "ck.yaml");
 }
 
 TEST(CheckpointKill, IalsRerunEndsWithTheFactorsOfAnUninterruptedRun) {

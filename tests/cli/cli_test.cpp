@@ -214,12 +214,13 @@ TEST(Cli, OverflowingValuesFailTheRunWithTheirCause) {
                                  "  weight_col: w\n  cache: false\nsplit:\n  method: none\n"
                                  "model:\n  factors: 4\n  iterations: 2\n");
   expect_one_line_error(t, "train dup.yaml",
-                        "dup.csv: the weights of user \"1\" and item \"1\" sum to inf");
+                        "dup.csv: the weights of a user (an id of 1 byte) and item \"1\" sum to inf");
   expect_one_line_error(t,
                         "train dup.yaml --set data.duplicates=max --set weighting.scheme=linear "
                         "--set weighting.alpha=1e10",
                         "--set weighting.scheme=linear: weighting.scheme linear turns the weight "
-                        "3e+38 of user \"1\" and item \"1\" into the confidence inf");
+                        "3e+38 of a user (an id of 1 byte) and item \"1\" into the "
+                        "confidence inf");
   expect_one_line_error(t, "train dup.yaml --set data.path=big.csv",
                         "big.csv:2: weight \"1e39\" is not a finite number in float32's range");
   write_file(t.file("ok.yaml"), small_config());
@@ -298,6 +299,38 @@ TEST(Cli, RecommendBoundsKAndItsOutput) {
   r = run(t.str(), "datagen --out d.csv --users 0");
   EXPECT_NE(r.out.find("--users: must be an integer from 1 to 2147483647, got \"0\""),
             std::string::npos) << r.out;
+  // --out naming a directory, or a file in a directory that does not exist: refused before any
+  // work (the finished file's rename said "cannot move ...: Success", evaluate and index-bench
+  // after printing their tables).
+  fs::create_directories(t.file("adir"));
+  for (const std::string verb : {"recommend runs/small --all", "similar runs/small --all",
+                                 "evaluate runs/small", "index-bench runs/small --users 5",
+                                 "datagen --users 5 --items 5 --interactions 10"}) {
+    r = run(t.str(), verb + " --out adir");
+    EXPECT_NE(r.rc, 0) << verb << "\n" << r.out;
+    EXPECT_NE(r.out.find("--out: \"adir\" is a directory; expected the name of a file to write"),
+              std::string::npos)
+        << verb << "\n" << r.out;
+    EXPECT_EQ(r.out.find("recall@"), std::string::npos) << verb << "\n" << r.out;
+    r = run(t.str(), verb + " --out nodir/x.csv");
+    EXPECT_NE(r.rc, 0) << verb << "\n" << r.out;
+    EXPECT_NE(r.out.find("--out: \"nodir/x.csv\": the directory " + t.file("nodir") +
+                         " does not exist"),
+              std::string::npos)
+        << verb << "\n" << r.out;
+  }
+  EXPECT_TRUE(fs::is_empty(t.file("adir")));
+  EXPECT_FALSE(fs::exists(t.file("nodir")));
+  // datagen's default 16 communities follow a smaller --items (they were refused, naming a
+  // setting datagen has no flag for).
+  r = run(t.str(), "datagen --out tiny.csv --users 20 --items 10 --interactions 100");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  r = run(t.str(), "datagen --out tiny.csv --users 20 --items 10 --interactions 100 --set "
+                   "synthetic.communities=12");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("synthetic.communities must be between 1 and synthetic.items (10), got 12"),
+            std::string::npos)
+      << r.out;
   r = run(t.str(), "recommend runs/small --user 3 --k 500");
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("--k 500 is above the number of items, 200"), std::string::npos) << r.out;

@@ -549,6 +549,12 @@ TEST(ConfigSet, ErrorsNameTheArgument) {
             "--set run.seed=[1, 2]: run.seed: expected an integer >= 0, got a list");
   EXPECT_EQ(set_error("run.seed="),
             "--set run.seed=: run.seed: expected an integer >= 0, got null");
+  // Text that YAML reads as nothing is quoted as typed ("got null" for a comma).
+  EXPECT_EQ(set_error("data.delimiter=,"),
+            "--set data.delimiter=,: data.delimiter: expected one of auto, comma, tab, space, "
+            "whitespace, semicolon, pipe, got \",\"");
+  EXPECT_EQ(set_error("run.seed=~"),
+            "--set run.seed=~: run.seed: expected an integer >= 0, got null");
   EXPECT_EQ(set_error("data.path=[a"),
             "--set data.path=[a: data.path: invalid YAML value: end of sequence flow not found");
 }

@@ -371,6 +371,23 @@ const std::vector<CrossCase>& cross_cases() {
       {"model:\n  factors: 10\nindex:\n  type: ivf_pq\n  pq_m: 4\nexport:\n  enabled: true\n",
        "x.yaml:5:3: index.pq_m 4: expected a divisor of the factor dimension 10 (or 0 to choose "
        "one)"},
+      // A repeated cutoff failed only at the first evaluation, after training.
+      {"eval:\n  ks: [20, 10, 20]\n",
+       "x.yaml:2:3: eval.ks lists 20 twice; expected distinct cutoffs"},
+      // Refused by train's run directory only, without a location.
+      {"run:\n  name: a/b\n",
+       "x.yaml:2:3: run.name \"a/b\": expected a non-empty name without '/' that does not start "
+       "with '.'"},
+      {"run:\n  name: .hidden\n",
+       "x.yaml:2:3: run.name \".hidden\": expected a non-empty name without '/' that does not "
+       "start with '.'"},
+      // The shape of a date that is not a day: refused by train's retention only.
+      {"data:\n  path: a.csv\n  time_col: \"3\"\n  max_age_days: 10\n  max_age_from: 2023-02-29\n",
+       "x.yaml:5:3: data.max_age_from \"2023-02-29\": not a valid date; expected a UTC date "
+       "YYYY-MM-DD such as 2024-01-31"},
+      {"data:\n  path: a.csv\n  time_col: \"3\"\n  max_age_days: 10\n  max_age_from: 2023-13-01\n",
+       "x.yaml:5:3: data.max_age_from \"2023-13-01\": not a valid date; expected a UTC date "
+       "YYYY-MM-DD such as 2024-01-31"},
   };
   return cases;
 }
@@ -397,6 +414,9 @@ TEST(ConfigCheck, EachCaseIsValidOnceTheOtherKeyAgrees) {
       "model:\n  type: bpr\n  item_bias: true\n  factors: 11\nindex:\n  type: ivf_pq\n  pq_m: "
       "4\nexport:\n  enabled: true\n",
       "model:\n  type: none\n  patience: 2\n",
+      "eval:\n  ks: [20, 10]\n",
+      "run:\n  name: a.b\n",
+      "data:\n  path: a.csv\n  time_col: \"3\"\n  max_age_days: 10\n  max_age_from: 2024-02-29\n",
   };
   for (const std::string& y : fixed) EXPECT_EQ(parse_error(y), "") << y;
 }

@@ -79,14 +79,14 @@ TEST(Dataset, ConfidencesPastFloat32AreRefusedNamingTheUserTheItemAndTheCause) {
                                "u,i,w\n1,10,1\n1,11,1\n2,10,3e38\n2,11,1\n2,10,3e38\n2,12,1\n"
                                "3,11,1\n3,12,1\n");
   EXPECT_EQ(error_of(weighted_config(path, {})),
-            path + ": the weights of user \"2\" and item \"10\" sum to inf, past float32's largest "
-                   "value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
+            path + ": the weights of a user (an id of 1 byte) and item \"10\" sum to inf, past "
+                   "float32's largest value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
                    "the weights or set data.duplicates: max");
   EXPECT_NO_THROW(prepare_dataset(weighted_config(path, {"data.duplicates=max"})));
   const std::string linear = error_of(weighted_config(
       path, {"data.duplicates=max", "weighting.scheme=linear", "weighting.alpha=1e10"}));
-  EXPECT_NE(linear.find("weighting.scheme linear turns the weight 3e+38 of user \"2\" and item "
-                        "\"10\" into the confidence inf, past float32's largest value 3.4e38; "
+  EXPECT_NE(linear.find("weighting.scheme linear turns the weight 3e+38 of a user (an id of 1 byte) "
+                        "and item \"10\" into the confidence inf, past float32's largest value 3.4e38; "
                         "lower weighting.alpha (10000000000) or the weights"),
             std::string::npos)
       << linear;
@@ -116,8 +116,8 @@ TEST(Dataset, ConfidencesPastFloat32AreRefusedNamingTheUserTheItemAndTheCause) {
   std::vector<std::string> sets = users_split;
   sets.push_back("run.seed=" + std::to_string(seed));
   EXPECT_EQ(error_of(weighted_config(path, sets)),
-            path + ": the weights of user \"2\" and item \"10\" sum to inf, past float32's largest "
-                   "value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
+            path + ": the weights of a user (an id of 1 byte) and item \"10\" sum to inf, past "
+                   "float32's largest value 3.4e38 (data.duplicates: sum adds the weights of repeated pairs); lower "
                    "the weights or set data.duplicates: max");
 }
 

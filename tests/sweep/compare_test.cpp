@@ -323,10 +323,10 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("compare --paired: " + r.dir("d") +
                                          " holds out other test items than " + r.dir("a") +
-                                         " (user \""),
+                                         " (a user (an id of "),
               std::string::npos)
         << e.what();
-    EXPECT_NE(std::string(e.what()).find("\" has other test items)"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(" has other test items)"), std::string::npos)
         << e.what();
   }
   // A run with fewer test users is refused in either order, naming a user only the other has.
@@ -335,7 +335,7 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
       paired_comparison(compare(read_runs({r.dir(first), r.dir(second)}), "ndcg@20"), {20});
       ADD_FAILURE() << "runs with other test users were compared";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("\" is a test user of " + r.dir("a") + " only)"),
+      EXPECT_NE(std::string(e.what()).find(") is a test user of " + r.dir("a") + " only)"),
                 std::string::npos)
           << e.what();
     }
@@ -352,7 +352,7 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
   const test::Result refused =
       run_recforge(r.t.str(), "compare runs/a runs/d --paired --out cmp2");
   EXPECT_NE(refused.rc, 0);
-  EXPECT_NE(refused.out.find("runs/d holds out other test items than runs/a (user \""),
+  EXPECT_NE(refused.out.find("runs/d holds out other test items than runs/a (a user (an id of "),
             std::string::npos)
       << refused.out;
   EXPECT_FALSE(fs::exists(r.t.file("cmp2")));
@@ -377,6 +377,47 @@ TEST(Compare, CliWritesTheCsvAndSaysWhenThePlotIsSkipped) {
     ASSERT_EQ(no_mpl.rc, 0) << no_mpl.out;
     EXPECT_NE(no_mpl.out.find("plot skipped: matplotlib is not installed in"), std::string::npos)
         << no_mpl.out;
+  }
+}
+
+TEST(Compare, CliRefusesAMetricNoRunEvaluatedAndFilesItDidNotWrite) {
+  const Runs r;
+  // K = 30 is in no run's eval.ks: the table showed "-" and the plot told to train with
+  // model.eval_every > 0, which these runs did.
+  test::Result out = run_recforge(r.t.str(), "compare runs/a runs/b --metric ndcg@30 --out cmp",
+                                  "RECFORGE_PYTHON=/nonexistent/python");
+  EXPECT_EQ(out.rc, 1) << out.out;
+  EXPECT_NE(out.out.find("recforge: error: --metric ndcg@30: no run evaluated K = 30 (their "
+                         "eval.ks hold 10, 20); expected one of those"),
+            std::string::npos)
+      << out.out;
+  EXPECT_FALSE(fs::exists(r.t.file("cmp")));
+  // compare's own files are replaced on a second compare into the same directory.
+  out = run_recforge(r.t.str(), "compare runs/a runs/b --out cmp", "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  out = run_recforge(r.t.str(), "compare runs/a runs/c --out cmp", "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  EXPECT_NE(test::read_file(r.t.file("cmp/curves.csv")).find("\nc,"), std::string::npos);
+  // A curves.csv, paired.csv or curves.png that compare did not write is refused before any
+  // output, and left as it was.
+  for (const char* name : {"curves.csv", "paired.csv", "curves.png"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = r.t.file(std::string("mine-") + name);
+    fs::create_directories(dir);
+    write_file(dir + "/" + name, "my own notes\n");
+    out = run_recforge(r.t.str(), std::string("compare runs/a runs/b --out mine-") + name,
+                       "RECFORGE_PYTHON=/nonexistent/python");
+    EXPECT_EQ(out.rc, 1) << out.out;
+    EXPECT_EQ(out.out.find("model.factors"), std::string::npos) << out.out;  // no table printed
+    EXPECT_NE(out.out.find("recforge: error: --out mine-"), std::string::npos) << out.out;
+    EXPECT_NE(out.out.find(std::string(name) == "curves.png"
+                               ? "curves.png exists without the curves.csv that recforge compare "
+                                 "writes beside it; choose another --out"
+                               : " exists and was not written by recforge compare"),
+              std::string::npos)
+        << out.out;
+    EXPECT_EQ(test::read_file(dir + "/" + name), "my own notes\n");
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
   }
 }
 
