@@ -383,6 +383,7 @@ class Engine {
       check_queries(queries, items);
       ex.cols = items.rows;
       const std::shared_ptr<const Derived> d = derived(1, false);
+      check_searched(d->max_norm, false);
       r = eval::topk(queries.data(), nq, items.data.data(), items.rows,
                      static_cast<int>(items.cols), k, masked ? &ex : nullptr, {},
                      global_exclude ? &global : nullptr, d->max_norm);
@@ -406,6 +407,7 @@ class Engine {
       std::vector<float> unit_queries(queries.data(), queries.data() + nq * d);
       for (int64_t q = 0; q < nq; ++q) to_unit(unit_queries.data() + q * d, d);
       const std::shared_ptr<const Derived> der = derived(side_of(users), true);
+      check_searched(der->max_norm, users);
       r = eval::topk(unit_queries.data(), nq, der->unit.data(), m.rows, d, k, nullptr, {},
                      global_exclude ? &global : nullptr, der->unit_max_norm);
     }
@@ -673,6 +675,23 @@ class Engine {
   static void check_queries(const FloatArray& queries, const Matrix& m) {
     if (queries.ndim() != 2 || queries.shape(1) != m.cols)
       throw InternalError("queries must be 2-D with the factors' columns", __FILE__, __LINE__);
+    // Factors written through the NumPy views are not checked when written: a NaN ranked every
+    // item -inf and returned the first ids as if they were a list.
+    const float* q = queries.data();
+    const int64_t n = queries.shape(0) * queries.shape(1);
+    for (int64_t e = 0; e < n; ++e)
+      if (!std::isfinite(q[e]))
+        fail("the factors of query {} of this call hold {} (column {}); expected finite factors "
+             "(a NaN or an infinity was written into user_factors or item_factors)",
+             e / queries.shape(1), q[e], e % queries.shape(1));
+  }
+
+  /// The largest row norm of the rows searched, NaN or infinite when a row is not finite.
+  static void check_searched(double max_norm, bool users) {
+    if (!std::isfinite(max_norm))
+      fail("{} hold a NaN or an infinity; expected finite factors (written into the array, or "
+           "assigned)",
+           users ? "user_factors" : "item_factors");
   }
 
   static std::vector<data::index_t> sorted_ids(const std::optional<Int32Array>& a) {

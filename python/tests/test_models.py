@@ -771,6 +771,26 @@ def test_arguments_beyond_what_the_engine_takes_are_sentences(als, data, tmp_pat
         als.explain(0, data, itemid=[1])
 
 
+def test_non_finite_factors_written_into_the_views_are_refused_at_query(als, data):
+    # A NaN written through user_factors ranked every item -inf and returned ids 0, 1, 2 as a
+    # list; now the query says what holds it.
+    m = copy.deepcopy(als)
+    m.user_factors[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^the factors of query 0 of this call hold nan \(column "
+                                         r"2\); expected finite factors"):
+        m.recommend(4, data[4])
+    with pytest.raises(ValueError, match=r"^user_factors hold a NaN or an infinity"):
+        m.similar_users(0)
+    ids, _ = m.recommend(3, data[3], N=5)  # other users still answer
+    assert np.array_equal(ids, als.recommend(3, data[3], N=5)[0])
+    m = copy.deepcopy(als)
+    m.item_factors[7, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^item_factors hold a NaN or an infinity"):
+        m.recommend(3, data[3])
+    with pytest.raises(ValueError, match=r"^item_factors hold a NaN or an infinity"):
+        m.similar_items(0)
+
+
 def test_a_row_of_a_csr_array_is_one_row(als, data):
     # csr_array's A[u] is a 1-D sparse array: it was converted with a warning, then refused.
     arr = sp.csr_array(data)
