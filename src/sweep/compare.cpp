@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <optional>
 #include <cctype>
 #include <filesystem>
 #include <map>
@@ -101,7 +102,16 @@ std::vector<RunInfo> read_runs(const std::vector<std::string>& dirs) {
   if (dirs.empty()) fail("compare: give at least one run directory");
   std::vector<RunInfo> runs;
   std::map<std::string, int> names;
+  std::map<std::string, std::string> given;  // the same directory named twice: one run
   for (const std::string& d : dirs) {
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(d, ec);
+    if (!ec) {
+      const auto [at, fresh] = given.emplace(canonical.string(), d);
+      if (!fresh)
+        fail("compare: {} is given twice (as {} and {}); give each run once", at->first,
+             at->second, d);
+    }
     RunInfo r;
     r.dir = d;
     r.run = pipeline::read_run_json(d);
@@ -173,11 +183,30 @@ std::string group_label(const std::vector<RunInfo>& runs, const std::vector<size
   return fmt::format("{} ×{}", prefix, group.size());
 }
 
-/// The iteration and value of the best point of `curve` (the first of equal ones).
-std::string best_point(const Curve& curve) {
-  const auto best = std::max_element(
-      curve.begin(), curve.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-  return best == curve.end() ? "-" : fmt::format("{} ({:.4f})", best->first, best->second);
+/// The best point of a group's mean validation curve (`curves`: the curves of its `size` runs
+/// that have one) among the iterations that every run evaluated: a point that only some runs
+/// reached (the others stopped early, or trained fewer iterations) is the mean of fewer runs and
+/// not comparable with the others. When no iteration has every run, the best point of all,
+/// marked " (n of N)".
+std::string best_group_point(std::vector<Curve> curves, size_t size) {
+  if (curves.empty()) return "-";
+  std::stable_sort(curves.begin(), curves.end(),
+                   [](const Curve& a, const Curve& b) { return a.size() < b.size(); });
+  std::vector<const Curve*> ptrs;
+  for (const Curve& cv : curves) ptrs.push_back(&cv);
+  const Curve mean = mean_curve(ptrs);
+  std::vector<size_t> runs(mean.size(), 0);
+  for (size_t k = 0; k < mean.size(); ++k)
+    for (const Curve& cv : curves)
+      runs[k] += std::any_of(cv.begin(), cv.end(),
+                             [&](const auto& q) { return q.first == mean[k].first; });
+  const bool any_full = std::find(runs.begin(), runs.end(), size) != runs.end();
+  std::optional<size_t> best;
+  for (size_t k = 0; k < mean.size(); ++k)
+    if ((!any_full || runs[k] == size) && (!best || mean[k].second > mean[*best].second)) best = k;
+  std::string out = fmt::format("{} ({:.4f})", mean[*best].first, mean[*best].second);
+  if (runs[*best] < size) out += fmt::format(" ({} of {})", runs[*best], size);
+  return out;
 }
 
 /// "mean ± std" of `values` over a group of `size` runs ("-" for none; " (n of N)" when some
@@ -256,12 +285,7 @@ Comparison compare(const std::vector<RunInfo>& runs, const std::string& metric, 
       iterations.push_back(*lo == *hi ? std::to_string(*lo) : fmt::format("{}–{}", *lo, *hi));
     }
     seconds.push_back(group_cell(secs, g.size(), 2));
-    // The best point of the mean curve, over the iterations of the longest curve.
-    std::stable_sort(curves.begin(), curves.end(),
-                     [](const Curve& a, const Curve& b) { return a.size() < b.size(); });
-    std::vector<const Curve*> ptrs;
-    for (const Curve& cv : curves) ptrs.push_back(&cv);
-    best.push_back(best_point(mean_curve(ptrs)));
+    best.push_back(best_group_point(std::move(curves), g.size()));
   }
   c.training.emplace_back("iterations trained", iterations);
   c.training.emplace_back("train seconds", seconds);

@@ -206,6 +206,29 @@ TEST(Compare, SeedRunsOfOneConfigAreOneColumn) {
                                      [](auto& a, auto& b) { return a.second < b.second; });
   EXPECT_EQ(row(c, "best mean validation ndcg@20 at iteration")[1],
             fmt::format("{} ({:.4f})", best->first, best->second));
+  {
+    // A run of the group that stopped an iteration early (as early stopping or a sweep's
+    // stopped seed leaves it), beside one whose last point is the best of all: that point is
+    // one run's, not the group's mean, and is not the group's best.
+    const std::string one = dirs[3] + "/run.json", two = dirs[4] + "/run.json";
+    const std::string one_text = test::read_file(one), two_text = test::read_file(two);
+    nlohmann::json a = nlohmann::json::parse(one_text), b = nlohmann::json::parse(two_text);
+    a["history"].back()["validation"]["ndcg@20"] = 0.99;
+    b["history"].erase(b["history"].size() - 1);
+    write_file(one, a.dump());
+    write_file(two, b.dump());
+    std::map<int, double> both;
+    for (const nlohmann::json* run : {&a, &b})
+      for (const auto& e : (*run)["history"])
+        both[e["iteration"].get<int>()] += e["validation"]["ndcg@20"].get<double>() / 2;
+    both.erase(std::prev(both.end()));  // the last iteration: one run only
+    const auto top = std::max_element(both.begin(), both.end(),
+                                      [](auto& x, auto& y) { return x.second < y.second; });
+    EXPECT_EQ(row(compare(read_runs(dirs), "ndcg@20"), "best mean validation ndcg@20 at iteration")[1],
+              fmt::format("{} ({:.4f})", top->first, top->second));
+    write_file(one, one_text);
+    write_file(two, two_text);
+  }
 
   // The table aligns by terminal columns and names each group's runs.
   const std::string table = format_comparison(c);
@@ -309,9 +332,11 @@ TEST(Compare, PairedTestOfTheColumnsOnTheTestUsers) {
   EXPECT_EQ(csv[1][2], "recall@10");
   EXPECT_EQ(std::stod(csv[1][4]), p.rows[0].d.mean);  // shortest round-trip form
 
-  // The same run twice: every difference 0, p 1.
+  // The same run twice (a copy of its directory: one directory given twice is refused): every
+  // difference 0, p 1.
+  fs::copy(r.dir("a"), r.dir("a-copy"), fs::copy_options::recursive);
   const PairedComparison same =
-      paired_comparison(compare(read_runs({r.dir("a"), r.dir("a")}), "ndcg@20", false), {20});
+      paired_comparison(compare(read_runs({r.dir("a"), r.dir("a-copy")}), "ndcg@20", false), {20});
   for (const PairedComparison::Row& row : same.rows) {
     EXPECT_EQ(row.d.mean, 0) << row.metric;
     EXPECT_EQ(row.d.p, 1) << row.metric;
@@ -419,6 +444,20 @@ TEST(Compare, CliRefusesAMetricNoRunEvaluatedAndFilesItDidNotWrite) {
     EXPECT_EQ(test::read_file(dir + "/" + name), "my own notes\n");
     EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
   }
+}
+
+TEST(Compare, ARunGivenTwiceIsRefused) {
+  // It was counted as two seed runs of one config (± 0.0000, a paired test of a run with itself).
+  const Runs r;
+  for (const char* second : {"runs/a", "runs/a/", "runs/../runs/a"}) {
+    const test::Result out = run_recforge(
+        r.t.str(), std::string("compare runs/a runs/b ") + second + " --out cmp");
+    EXPECT_EQ(out.rc, 1) << out.out;
+    EXPECT_EQ(out.out, fmt::format("recforge: error: compare: {} is given twice (as runs/a and "
+                                   "{}); give each run once\n",
+                                   fs::weakly_canonical(r.dir("a")).string(), second));
+  }
+  EXPECT_FALSE(fs::exists(r.t.file("cmp")));
 }
 
 TEST(Compare, CliPlotsWithTheProjectVenv) {
