@@ -13,10 +13,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 #include <fmt/ranges.h>
 
+#include "cli/commands.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -209,7 +211,7 @@ void register_sweep_commands(CLI::App& app, std::map<std::string, std::function<
   sw->add_option("sweep_file", g_sweep.file, "Sweep YAML file")->required();
   sw->add_option("--parallel", g_sweep.parallel,
                  "Trials run at once on the CPU, train.threads split between them (default 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, std::numeric_limits<int>::max()));
   sw->add_option("--set", g_sweep.sets,
                  "Override a value of the base config, e.g. --set model.iterations=5 (repeatable)")
       ->type_name("KEY=VALUE");

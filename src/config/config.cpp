@@ -657,6 +657,10 @@ std::string Config::where(const std::string& path) const {
   return values_[index_of(path, std::nullopt)].where;
 }
 
+void Config::set_where(const std::string& path, const std::string& where) {
+  values_[index_of(path, std::nullopt)].where = where;
+}
+
 nlohmann::json Config::origins() const {
   nlohmann::json where = nlohmann::json::object();
   for (size_t i = 0; i < table_->size(); ++i) where[(*table_)[i].path] = values_[i].where;

@@ -138,6 +138,10 @@ class Config {
   /// The source file name given to load/parse ("" for defaults()).
   const std::string& source() const { return source_; }
 
+  /// Names `where` as the origin of the value at `path` (a known parameter): for values set by
+  /// code on behalf of a file, such as a sweep's searched values.
+  void set_where(const std::string& path, const std::string& where);
+
   /// Every value's origin (where()) by path, and the source, as JSON: what a checkpoint keeps
   /// so that a resumed run's config.yaml and run.json name the files the values came from.
   nlohmann::json origins() const;

@@ -1,5 +1,6 @@
 #include "pipeline/run.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -36,10 +37,27 @@ std::string no_run_directory(const std::string& dir) {
   return fmt::format("{}: no such run directory", dir);
 }
 
+// "DIR: not a recforge run directory (run.json is missing)", and where DIR is a sweep trial
+// trained with seeds (its runs are DIR/seed-N), which ones to name instead.
+static std::string not_a_run(const std::string& dir) {
+  std::vector<std::string> seeds;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("seed-", 0) == 0 && fs::exists(e.path() / "run.json", ec)) seeds.push_back(name);
+  }
+  std::sort(seeds.begin(), seeds.end());
+  std::string out = fmt::format("{}: not a recforge run directory (run.json is missing)", dir);
+  if (!seeds.empty())
+    out += fmt::format("; it is a sweep trial of {} seed runs: name them ({}/{}{})", seeds.size(),
+                       dir, seeds.front(), seeds.size() > 1 ? ", ..." : "");
+  return out;
+}
+
 nlohmann::json read_run_json(const std::string& dir) {
   if (!fs::is_directory(dir)) fail("{}", no_run_directory(dir));
   const std::string path = dir + "/run.json";
-  if (!fs::exists(path)) fail("{}: not a recforge run directory (run.json is missing)", dir);
+  if (!fs::exists(path)) fail("{}", not_a_run(dir));
   return read_json(path);
 }
 
@@ -69,7 +87,7 @@ OpenedRun open_run(const std::string& dir, const std::string& verb) {
   const std::optional<artifact::DirReader> d = artifact::DirReader::open(dir, dir);
   if (!d) fail("{}", no_run_directory(dir));
   const std::optional<std::string> run_text = d->read("run.json");
-  if (!run_text) fail("{}: not a recforge run directory (run.json is missing)", dir);
+  if (!run_text) fail("{}", not_a_run(dir));
   OpenedRun r{dir, config::Config::defaults(), {}, {}, nullptr, nlohmann::json::object(), {}};
   try {
     r.run = nlohmann::json::parse(*run_text);

@@ -41,13 +41,18 @@ std::string metric_value(const nlohmann::json& metrics, const std::string& name,
   return exact ? fmt::format("{}", v) : fmt::format("{:.4f}", v);
 }
 
-/// Trials with a score first (best first, then by id), then the others by id.
+/// Whether a trial can be the best (Runner::choose_best): finished, with a score.
+bool eligible(const TrialRecord& t) { return t.status == "finished" && t.score.has_value(); }
+
+/// The finished trials with a score first (best first, then by id), then the stopped ones with
+/// a score (never the best, however good their score so far), then the others by id.
 std::vector<const TrialRecord*> ranked(const SweepSpec& spec,
                                        const std::vector<TrialRecord>& trials) {
   std::vector<const TrialRecord*> out;
   for (const TrialRecord& t : trials) out.push_back(&t);
+  const auto group = [](const TrialRecord* t) { return eligible(*t) ? 0 : t->score ? 1 : 2; };
   std::stable_sort(out.begin(), out.end(), [&](const TrialRecord* a, const TrialRecord* b) {
-    if (a->score.has_value() != b->score.has_value()) return a->score.has_value();
+    if (group(a) != group(b)) return group(a) < group(b);
     if (!a->score) return false;
     return spec.maximize ? *a->score > *b->score : *a->score < *b->score;
   });
@@ -158,7 +163,7 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
   out += " best iteration | iterations | seconds |\n" + rule + "---:|---:|---:|\n";
   int rank = 0;
   for (const TrialRecord* t : ranked(spec, trials)) {
-    out += fmt::format("| {} | {} | {} |", t->score ? std::to_string(++rank) : "", t->name,
+    out += fmt::format("| {} | {} | {} |", eligible(*t) ? std::to_string(++rank) : "", t->name,
                        status_text(t->status));
     for (size_t i = 0; i < spec.space.size(); ++i)
       out += " " + md_cell(i < t->values.size() ? value_label(t->values[i]) : "") + " |";

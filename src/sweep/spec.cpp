@@ -151,6 +151,8 @@ void set_at(config::Config& c, const std::string& path, const std::string& text,
     if (msg.rfind(prefix, 0) == 0) msg.erase(0, prefix.size());
     throw Error(where + ": " + msg);
   }
+  // Later checks of the trial's config (config::check) name the sweep file, not a --set.
+  c.set_where(path, where);
 }
 
 /// Checks one value node against parameter `p` (through the config's own validation) and returns
@@ -427,9 +429,11 @@ EarlyStop parse_early_stop(const YAML::Node& n, const std::string& name) {
         "..., eta: ..., grace: ...}}, got {}",
         location(name, n.Mark()), render(n));
   bool has_rule = false;
+  std::vector<std::pair<std::string, std::string>> given;  // (key, location) besides rule
   for (const auto& kv : n) {
     const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
     const std::string at = location(name, kv.first.Mark());
+    if (k != "rule") given.emplace_back(k, at);
     if (k == "rule") {
       e.rule = rule(kv.second, "early_stop.rule");
       has_rule = true;
@@ -446,6 +450,15 @@ EarlyStop parse_early_stop(const YAML::Node& n, const std::string& name) {
   if (!has_rule)
     fail("{}: early_stop: the rule is missing; add rule: median or rule: halving",
          location(name, n.Mark()));
+  // A key the rule does not read was accepted and dropped (eta with median, any with none).
+  for (const auto& [k, at] : given) {
+    const bool read = e.rule == EarlyStop::Rule::kHalving ||
+                      (e.rule == EarlyStop::Rule::kMedian && k != "eta");
+    if (!read)
+      fail("{}: early_stop.{}: the rule {} does not use it ({}); remove it", at, k, e.name(),
+           e.rule == EarlyStop::Rule::kMedian ? "median takes min_trials and grace"
+                                               : "none stops nothing");
+  }
   return e;
 }
 
@@ -693,6 +706,20 @@ SweepSpec parse_sweep(const std::string& text, const std::string& name,
     s.score = word(top["score"], name, "score", {"final", "best_iteration"}) == "final"
                   ? Score::kFinal
                   : Score::kBestIteration;
+
+  // A --set of a searched parameter changed the base's value, which every trial replaces: it
+  // was recorded in sweep.json's base and never trained with.
+  for (const std::string& a : sets) {
+    const size_t eq = a.find('=');
+    std::string key = eq == std::string::npos ? a : a.substr(0, eq);
+    key.erase(0, key.find_first_not_of(" \t"));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    for (const Dimension& d : s.space)
+      if (d.path == key)
+        fail("--set {}: {} is searched by the sweep ({}: {}), so each trial sets it; remove the "
+             "--set, or the parameter from the sweep",
+             a, key, d.where, s.search == Search::kList ? "points" : "space");
+  }
 
   // early stopping and scoring by the best iteration need per-iteration validation metrics
   if (top.count("early_stop")) s.early_stop = parse_early_stop(top["early_stop"], name);

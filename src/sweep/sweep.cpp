@@ -153,6 +153,7 @@ class Runner {
 
  private:
   void prepare_state();
+  void check_same_data(const nlohmann::json& old, const nlohmann::json& now) const;
   void save_locked();
   void worker();
   void run_trial(size_t i);
@@ -171,6 +172,7 @@ class Runner {
   std::vector<Point> points_;
   std::vector<TrialRecord> trials_;
   nlohmann::json best_test_;
+  nlohmann::json data_;  // the data's fingerprint and values digest (sweep.json "data")
   std::mutex mu_;
   size_t next_ = 0;
   int threads_ = 0;          // per trial; 0: the base config's
@@ -179,6 +181,79 @@ class Runner {
 };
 
 // ---- State ------------------------------------------------------------------------------------
+
+// "base config (model.iterations, ...)": the keys of the base config (sections of keys, as
+// SweepSpec::definition writes it) whose values differ from those the sweep began with.
+std::string base_change(const nlohmann::json& old_definition, const nlohmann::json& now) {
+  const nlohmann::json was = old_definition.is_object() && old_definition.contains("base")
+                                 ? old_definition["base"]
+                                 : nlohmann::json::object();
+  std::vector<std::string> keys;
+  auto add = [&](const std::string& section, const std::string& key) {
+    const std::string path = section + "." + key;
+    if (std::find(keys.begin(), keys.end(), path) == keys.end()) keys.push_back(path);
+  };
+  for (const nlohmann::json* side : {&was, &now}) {
+    if (!side->is_object()) continue;
+    const nlohmann::json& other = side == &was ? now : was;
+    for (const auto& [section, values] : side->items()) {
+      if (!values.is_object()) continue;
+      for (const auto& [key, v] : values.items()) {
+        const bool same = other.is_object() && other.contains(section) &&
+                          other[section].is_object() && other[section].contains(key) &&
+                          other[section][key].dump() == v.dump();
+        if (!same) add(section, key);
+      }
+    }
+  }
+  if (keys.empty()) return "base config";
+  constexpr size_t kShown = 5;
+  std::string list = fmt::format("{}", fmt::join(keys.begin(), keys.begin() +
+                                                 static_cast<std::ptrdiff_t>(std::min(keys.size(), kShown)), ", "));
+  if (keys.size() > kShown) list += fmt::format(", and {} more", keys.size() - kShown);
+  return fmt::format("base config ({})", list);
+}
+
+// The data fingerprint a finished run of an older sweep (whose sweep.json has no "data") was
+// trained on: any trial's run.json, or a seed run's; "" when none finished.
+std::string trained_fingerprint(const std::string& out) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("trial-", 0) != 0) continue;
+    std::vector<fs::path> runs = {e.path()};
+    for (const auto& s : fs::directory_iterator(e.path(), ec))
+      if (s.is_directory() && s.path().filename().string().rfind("seed-", 0) == 0)
+        runs.push_back(s.path());
+    for (const fs::path& r : runs) {
+      const fs::path file = r / "run.json";
+      if (!fs::exists(file, ec)) continue;
+      const nlohmann::json run = pipeline::read_json(file.string());
+      if (run.value("data_fingerprint", nlohmann::json()).is_string())
+        return run["data_fingerprint"].get<std::string>();
+    }
+  }
+  return "";
+}
+
+void Runner::check_same_data(const nlohmann::json& old, const nlohmann::json& now) const {
+  if (old.is_null()) return;
+  std::string what;
+  if (old.contains("data") && old["data"].is_object()) {
+    if (old["data"].value("fingerprint", "") != now["fingerprint"])
+      what = "its users, items or split";
+    else if (old["data"].value("values", "") != now["values"])
+      what = "its weights or timestamps";
+  } else if (const std::string fp = trained_fingerprint(spec_.out);
+             !fp.empty() && fp != now["fingerprint"].get<std::string>()) {
+    what = "its users, items or split";
+  }
+  if (!what.empty())
+    fail("{}: the data of the sweep in {} changed since it began ({} differ from what its "
+         "trials were trained on), so new trials would be scored on another validation set; "
+         "restore the data files, or choose another out: to start a new sweep",
+         spec_.file, spec_.out, what);
+}
 
 void Runner::prepare_state() {
   nlohmann::json old;
@@ -239,6 +314,7 @@ void Runner::save_locked() {
                                 {"updated", utc_now()},
                                 {"definition", def},
                                 {"hash", h.hex()},
+                                {"data", data_},
                                 {"trials", trials},
                                 {"best", best_test_}};
   write_file_atomic(state_path_, state.dump(2) + "\n");
@@ -675,18 +751,33 @@ SweepResult Runner::run() {
              d.where, d.path, options_.parallel, d.path);
   points_ = expand(spec_);
   if (points_.empty()) fail("{}: the sweep has no trials", spec_.file);
+  // Each trial's combination of values, checked as `recforge train` would check it, before any
+  // trial runs (a list search's point that broke a check failed when its turn came).
+  for (size_t i = 0; i < points_.size(); ++i) {
+    const config::Config c =
+        trial_config(spec_, points_[i], spec_.out, trial_name(static_cast<int>(i + 1), points_.size()),
+                     0);
+    try {
+      config::check(c);
+    } catch (const Error& e) {
+      fail("{}: {} ({}) cannot run: {}", spec_.file,
+           trial_name(static_cast<int>(i + 1), points_.size()), point_text(spec_, points_[i]),
+           e.what());
+    }
+  }
   state_path_ = spec_.out + "/sweep.json";
   sweep_log_ = spec_.out + "/sweep.log";
 
   // Refuse a directory that is not this sweep's before anything runs.
+  nlohmann::json old;
   if (fs::exists(state_path_)) {
-    const nlohmann::json old = pipeline::read_json(state_path_);
+    old = pipeline::read_json(state_path_);
     const nlohmann::json def = spec_.definition();
     std::vector<std::string> changed;
     for (const auto& [key, value] : def.items())
       if (!old.contains("definition") || !old["definition"].contains(key) ||
           old["definition"][key].dump() != value.dump())
-        changed.push_back(key == "base" ? "base config" : key);
+        changed.push_back(key == "base" ? base_change(old["definition"], value) : key);
     if (!changed.empty())
       fail(
           "{}: the sweep in {} was started with a different {} (sweep.json keeps the definition "
@@ -719,6 +810,10 @@ SweepResult Runner::run() {
       const auto [users, sampled] = pipeline::validation_sample_size(data, probe);
       pipeline::check_validation_sample(probe, users, sampled);
     }
+    // Every trial trains on this data (data.*, split.* and run.seed are not searched): a sweep
+    // resumed on other data would rank trials scored on different validation sets.
+    data_ = {{"fingerprint", data.fingerprint()}, {"values", data.values_digest()}};
+    check_same_data(old, data_);
   }
 
   std::error_code ec;

@@ -331,7 +331,9 @@ TEST(SweepRun, RefusalsComeBeforeAnyTrial) {
   EXPECT_NE(r.out.find("was started with a different space"), std::string::npos) << r.out;
   write_file(t.file("s.yaml"), tiny_base() + "space:\n  model.factors: [4, 8]\nseed: 1\nout: sw\n");
   r = run_recforge(t.str(), "sweep s.yaml --set model.iterations=2");
-  EXPECT_NE(r.out.find("was started with a different base config"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("was started with a different base config (model.iterations) (sweep.json"),
+            std::string::npos)
+      << r.out;
   EXPECT_EQ(test::read_file(t.file("sw/sweep.json")), state);  // untouched by the refusals
   // Log settings are not part of the definition.
   r = run_recforge(t.str(), "sweep s.yaml --set run.log_level=error");
@@ -359,6 +361,83 @@ TEST(SweepRun, RefusalsComeBeforeAnyTrial) {
       << r.out;
 }
 
+TEST(SweepRun, ATrialWhoseCombinationBreaksACheckIsRefusedBeforeAnyTrial) {
+  // A list search's point that broke a cross-parameter check failed when its turn came (after
+  // the trials before it), blaming a --set the user never typed.
+  TempDir t;
+  write_file(t.file("l.yaml"), tiny_base() +
+                                   "search: list\npoints:\n  - {model.factors: 16}\n"
+                                   "  - {model.eval_every: 0, model.patience: 2}\nout: sw\n");
+  const test::Result r = run_recforge(t.str(), "sweep l.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out,
+            "recforge: error: l.yaml: trial-002 (model.factors 8, model.eval_every 0, "
+            "model.patience 2) cannot run: l.yaml:11:27: model.patience needs model.eval_every > "
+            "0\n");
+  EXPECT_FALSE(fs::exists(t.file("sw")));
+}
+
+TEST(SweepRun, AResumedSweepRefusesDataThatChangedSinceItsTrialsTrained) {
+  // Trials trained on other data than the ones before them were ranked together (the data
+  // file was edited between a kill and the resume).
+  TempDir t;
+  std::string csv = "user,item,weight,time\n";
+  for (int u = 0; u < 150; ++u)
+    for (int j = 0; j < 12; ++j)
+      csv += fmt::format("{},{},{},{}\n", u, (u * 7 + j * 5) % 90, 1 + (u + j) % 4, 100 + j);
+  write_file(t.file("d.csv"), csv);
+  write_file(t.file("s.yaml"),
+             "base:\n  run: {progress: off, log_level: warn}\n"
+             "  data: {path: d.csv, header: true, user_col: user, item_col: item, weight_col: "
+             "weight, time_col: time, cache: false}\n"
+             "  split: {method: leave_last, validation_fraction: 0.1}\n"
+             "  model: {factors: 8, iterations: 2, eval_every: 1}\n  eval: {ks: [10, 20]}\n"
+             "space:\n  model.factors: [4, 8, 16]\nout: sw\n");
+  const test::Result killed =
+      run_recforge(t.str(), "sweep s.yaml", "RECFORGE_TEST_SWEEP_KILL_AFTER=1");
+  ASSERT_EQ(killed.rc, 137) << killed.out;
+  const nlohmann::json state = read_json_file(t.file("sw/sweep.json"));
+  ASSERT_TRUE(state["data"]["fingerprint"].is_string());
+  EXPECT_EQ(state["data"]["fingerprint"],
+            read_json_file(t.file("sw/trial-001/run.json"))["data_fingerprint"]);
+  const std::string refused = "recforge: error: s.yaml: the data of the sweep in sw changed since "
+                              "it began ({} differ from what its trials were trained on), so new "
+                              "trials would be scored on another validation set; restore the data "
+                              "files, or choose another out: to start a new sweep\n";
+  // Another weight (the same pairs and split); then fewer lines.
+  std::string weight = csv;
+  const std::string first = "\n0,0,1,100\n";
+  ASSERT_NE(weight.find(first), std::string::npos);
+  weight.replace(weight.find(first), first.size(), "\n0,0,2,100\n");
+  write_file(t.file("d.csv"), weight);
+  // The refusal is the last line (the data's load is logged before it).
+  const auto ends_with = [](const std::string& out, const std::string& tail) {
+    return out.size() >= tail.size() && out.compare(out.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  test::Result r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(ends_with(r.out, fmt::format(fmt::runtime(refused), "its weights or timestamps")))
+      << r.out;
+  write_file(t.file("d.csv"), csv.substr(0, csv.rfind('\n', csv.size() / 2) + 1));
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(ends_with(r.out, fmt::format(fmt::runtime(refused), "its users, items or split")))
+      << r.out;
+  // A sweep.json of an earlier recforge (no "data"): the trials' run.json say what they trained on.
+  nlohmann::json older = read_json_file(t.file("sw/sweep.json"));
+  older.erase("data");
+  write_file(t.file("sw/sweep.json"), older.dump(2));
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(ends_with(r.out, fmt::format(fmt::runtime(refused), "its users, items or split")))
+      << r.out;
+  // The original data: the sweep continues where it stopped.
+  write_file(t.file("d.csv"), csv);
+  r = run_recforge(t.str(), "sweep s.yaml");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("3 trials (grid search), 1 already done"), std::string::npos) << r.out;
+}
+
 TEST(SweepRun, HelpAndCommandLineMistakes) {
   TempDir t;
   for (const char* verb : {"sweep", "compare"}) {
@@ -367,7 +446,15 @@ TEST(SweepRun, HelpAndCommandLineMistakes) {
     EXPECT_NE(r.out.find("Usage:"), std::string::npos) << r.out;
   }
   write_file(t.file("s.yaml"), tiny_base() + "space:\n  train.threads: [1, 2]\nout: sw\n");
-  EXPECT_NE(run_recforge(t.str(), "sweep s.yaml --parallel 0").rc, 0);
+  for (const char* bad : {"0", "abc"}) {  // was CLI11's "not in range 0.000000 to 1.79...e+308"
+    const test::Result p = run_recforge(t.str(), std::string("sweep s.yaml --parallel ") + bad);
+    EXPECT_NE(p.rc, 0);
+    EXPECT_NE(p.out.find(fmt::format("--parallel: must be an integer from 1 to 2147483647, got "
+                                     "\"{}\"",
+                                     bad)),
+              std::string::npos)
+        << p.out;
+  }
   const test::Result r = run_recforge(t.str(), "sweep s.yaml --parallel 2");
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.out,

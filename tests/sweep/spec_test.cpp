@@ -431,6 +431,13 @@ TEST(SweepSpec, InvalidSpacesAreRefusedWithTheirLocation) {
        "t.yaml:10:28: early_stop.etaa: unknown key; did you mean \"eta\"?"},
       {"space:\n  model.eval_every: [0, 1]\nearly_stop: median\n",
        "t.yaml:9:3: model.eval_every: early_stop median needs model.eval_every > 0 in every trial"},
+      // A key of the other rule was accepted and dropped.
+      {"space:\n  model.factors: [4]\nearly_stop: {rule: median, eta: 3}\n",
+       "t.yaml:10:28: early_stop.eta: the rule median does not use it (median takes min_trials "
+       "and grace); remove it"},
+      {"space:\n  model.factors: [4]\nearly_stop: {rule: none, grace: 2}\n",
+       "t.yaml:10:26: early_stop.grace: the rule none does not use it (none stops nothing); "
+       "remove it"},
   };
   for (const auto& [text, want] : cases) {
     const std::string got = error_of(text);
@@ -453,6 +460,17 @@ TEST(SweepSpec, BaseWithoutValidationOrPerIterationMetricsIsRefused) {
   // An inline base's own mistakes keep the sweep file's line and column.
   EXPECT_EQ(parse_sweep_error("base:\n  model:\n    factors: 0\nspace:\n  model.iterations: [1]\n"),
             "s.yaml:3:5: model.factors: expected an integer >= 1, got 0");
+}
+
+TEST(SweepSpec, ASetOfASearchedParameterIsRefused) {
+  // Every trial replaces it: the --set was recorded in sweep.json's base and never trained with.
+  EXPECT_EQ(error_of("space:\n  model.factors: [4, 16]\n", {"model.factors=8"}),
+            "--set model.factors=8: model.factors is searched by the sweep (t.yaml:9:3: space), "
+            "so each trial sets it; remove the --set, or the parameter from the sweep");
+  EXPECT_EQ(error_of("search: list\npoints:\n  - {model.factors: 4}\n", {" model.factors = 8"}),
+            "--set  model.factors = 8: model.factors is searched by the sweep (t.yaml:10:6: "
+            "points), so each trial sets it; remove the --set, or the parameter from the sweep");
+  EXPECT_EQ(error_of("space:\n  model.factors: [4, 16]\n", {"model.iterations=2"}), "");
 }
 
 TEST(SweepSpec, TrialAndBestConfigs) {
@@ -592,6 +610,42 @@ TEST(SweepSpec, EscapesThatDecodeToNonUtf8BytesAreAUserError) {
   const std::string v = parse_sweep_error("space:\n  run.name: [\"a\\_b\"]\n");
   EXPECT_NE(v.find("s.yaml:2:14"), std::string::npos) << v;
   EXPECT_NE(v.find("0xA0"), std::string::npos) << v;
+}
+
+}  // namespace
+}  // namespace recforge::sweep
+
+namespace recforge::sweep {
+namespace {
+
+TEST(SweepReport, TrialsStoppedEarlyComeAfterTheFinishedOnesHoweverGoodTheirScore) {
+  // A trial stopped early is never the best (choose_best): ranked above the finished ones by
+  // its score so far, results.md put the chosen best at rank 4 under three stopped trials.
+  const SweepSpec spec = parse_sweep(kBase + "space:\n  model.factors: [4, 8, 16, 32, 64]\n",
+                                     "t.yaml");
+  std::vector<TrialRecord> trials(5);
+  const std::vector<std::pair<std::string, std::optional<double>>> rows = {
+      {"finished", 0.10}, {"stopped_early", 0.30}, {"finished", 0.20}, {"failed", std::nullopt},
+      {"stopped_early", 0.25}};
+  for (size_t i = 0; i < trials.size(); ++i) {
+    trials[i].id = static_cast<int>(i + 1);
+    trials[i].name = fmt::format("trial-00{}", i + 1);
+    trials[i].values = {static_cast<int64_t>(4) << i};
+    trials[i].status = rows[i].first;
+    trials[i].score = rows[i].second;
+    if (rows[i].second) trials[i].validation = {{"ndcg@20", *rows[i].second}};
+  }
+  const std::string md = results_md(spec, trials, nlohmann::json());
+  std::vector<std::string> order;
+  for (size_t at = md.find("\n| "); at != std::string::npos; at = md.find("\n| ", at + 1)) {
+    const std::string line = md.substr(at + 1, md.find('\n', at + 1) - at - 1);
+    const size_t t = line.find("trial-");
+    if (t != std::string::npos) order.push_back(line.substr(0, t + 9));
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"| 1 | trial-003", "| 2 | trial-001",
+                                             "|  | trial-002", "|  | trial-005",
+                                             "|  | trial-004"}))
+      << md;
 }
 
 }  // namespace
