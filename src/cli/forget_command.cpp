@@ -40,6 +40,12 @@ ForgetArgs g_forget;
 std::vector<std::string> requested_ids(const std::string& value) {
   std::error_code ec;
   if (fs::exists(value, ec)) return data::read_user_id_file(value, "forget --users");
+  // A path that does not exist was taken as one user id ("0 of the 1 user id(s) given occur in
+  // the data") and the retraining completed: an operator's typo looked like an erasure.
+  if (value.find('/') != std::string::npos)
+    fail("forget --users {}: no such file (a value with '/' is read as a file of user ids, one "
+         "per line); give the file's path, or the ids comma-separated",
+         value);
   std::vector<std::string> ids;
   size_t b = 0;
   while (b <= value.size()) {
@@ -145,6 +151,18 @@ int cmd_forget() {
     const int purged = data::purge_cache_for_sources(cache_dir, sources, &unattributed);
     log().info("forget: removed {} data cache file(s) made from the run's data files in {}",
                purged, cache_dir);
+    // Entries made from other versions of the data files (edited since the run trained, as
+    // removing the users from the source does, or earlier ones) are not found by the sources'
+    // digests: every entry that lists a forgotten user goes too.
+    std::set<std::string> canonical;  // the ids given, as the data's ids compare
+    for (const std::string& id : given) canonical.insert(pipeline::canonical_user_id(cfg, id));
+    const int holding = data::purge_cache_holding_users(cache_dir, [&](const std::string& id) {
+      return canonical.count(pipeline::canonical_user_id(cfg, id)) > 0;
+    });
+    if (holding > 0)
+      log().info("forget: removed {} other data cache file(s) in {} that held the users (made "
+                 "from other versions of the data files)",
+                 holding, cache_dir);
     if (unattributed > 0)
       log().warn("forget: {} data cache file(s) of an earlier recforge in {} record no source "
                  "files and may hold the users; remove them by hand",

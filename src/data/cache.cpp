@@ -516,6 +516,73 @@ void write_cache(const std::string& path, const Loaded& d, const std::vector<std
 
 namespace recforge::data {
 
+namespace {
+// Whether the cache file at `path` (this layout) lists a user id that `holds` accepts: reads
+// the header, the source digests and the user ids, nothing after them.
+bool entry_holds_user(const std::string& path, const std::function<bool(const std::string&)>& holds) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+  if (fd < 0) return false;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return false;
+  }
+  File f(::fdopen(fd, "rb"));
+  if (!f) {
+    ::close(fd);
+    return false;
+  }
+  char magic[8];
+  int32_t version;
+  uint64_t payload, n_users;
+  uint32_t n;
+  if (std::fread(magic, 1, 8, f.get()) != 8 || std::memcmp(magic, kMagic, 8) != 0 ||
+      std::fread(&version, sizeof version, 1, f.get()) != 1 || version != kCacheVersion ||
+      std::fread(&payload, sizeof payload, 1, f.get()) != 1 ||
+      std::fread(&n, sizeof n, 1, f.get()) != 1 || n > kMaxParts ||
+      std::fseek(f.get(), static_cast<long>(n) * static_cast<long>(kDigestBytes), SEEK_CUR) != 0 ||
+      std::fread(&n_users, sizeof n_users, 1, f.get()) != 1 ||
+      n_users > static_cast<uint64_t>(st.st_size) / 5)
+    return false;
+  std::string id;
+  for (uint64_t k = 0; k < n_users; ++k) {
+    uint32_t len;
+    if (std::fread(&len, sizeof len, 1, f.get()) != 1 || len > static_cast<uint64_t>(st.st_size))
+      return false;
+    id.resize(len);
+    if (len > 0 && std::fread(id.data(), 1, len, f.get()) != len) return false;
+    if (holds(id)) return true;
+  }
+  return false;
+}
+}  // namespace
+
+int purge_cache_holding_users(const std::string& dir,
+                              const std::function<bool(const std::string&)>& holds) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  std::vector<fs::path> entries;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code sec;
+    if (name.size() == 64 + std::strlen(".rfcache") && is_hex64(std::string_view(name).substr(0, 64)) &&
+        name.compare(64, std::string::npos, ".rfcache") == 0 && !it->is_symlink(sec) &&
+        it->is_regular_file(sec))
+      entries.push_back(it->path());
+  }
+  int removed = 0;
+  for (const fs::path& p : entries) {
+    if (!entry_holds_user(p.string(), holds)) continue;
+    std::error_code rec;
+    if (!fs::remove(p, rec))
+      fail("{}: cannot remove the data cache file that holds a forgotten user: {}", p.string(),
+           rec.message());
+    ++removed;
+  }
+  if (removed > 0) sync_directory(dir);
+  return removed;
+}
+
 int purge_cache_for_sources(const std::string& dir, const std::vector<std::string>& hashes,
                             int* unattributed) {
   if (unattributed) *unattributed = 0;

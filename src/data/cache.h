@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +48,14 @@ void write_cache(const std::string& path, const Loaded& data,
 /// `unattributed` (optional) receives the number of cache files of earlier layouts, which
 /// record no sources and are left in place. Throws recforge::Error naming a matching file that
 /// cannot be removed.
+/// Removes from `dir` every cache file (`<64 hex>.rfcache`, of this layout) whose user ids
+/// include one that `holds` accepts, whatever it was made from: the entries of other versions
+/// of the data files (edited since, or before the one a run trained on) and of other configs
+/// that read them. Reads each entry's user ids only. Returns the number of files removed;
+/// throws recforge::Error naming a matching file that cannot be removed.
+int purge_cache_holding_users(const std::string& dir,
+                              const std::function<bool(const std::string&)>& holds);
+
 int purge_cache_for_sources(const std::string& dir, const std::vector<std::string>& hashes,
                             int* unattributed = nullptr);
 

@@ -156,6 +156,44 @@ TEST(Forget, NoByteOfTheUserIsLeftInTheNewRunItsExportOrTheCache) {
   EXPECT_TRUE(fs::exists(d.t.file("runs/src/item_factors.npy")));
 }
 
+TEST(Forget, CacheEntriesOfOtherVersionsOfTheDataThatHoldTheUserAreRemovedToo) {
+  // The docs' procedure: remove the user from the source, then forget. The run's own cache
+  // entry is then made from a file version that no longer exists (its digest no longer
+  // matches), and an earlier version's entry may sit beside it: both kept the raw id.
+  Data d;
+  d.config("src", "data.csv");
+  const std::string all = test::read_file(d.t.file("data.csv"));
+  // An earlier version of the file (without its last line) trained once: its own entry.
+  write_file(d.t.file("data.csv"), all.substr(0, all.rfind('\n', all.size() - 2) + 1));
+  ASSERT_EQ(run(d.t.str(), "train src.yaml --set run.name=day1").rc, 0);
+  write_file(d.t.file("data.csv"), all);
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  // A third entry from another config (weights ignored) of the same file holds the user too,
+  // and one of a file without the user stays.
+  ASSERT_EQ(run(d.t.str(), "train src.yaml --set run.name=unweighted --set data.weight_col=").rc, 0);
+  d.config("other", "stripped.csv");
+  ASSERT_EQ(run(d.t.str(), "train other.yaml").rc, 0);
+  std::vector<std::string> before;
+  for (const auto& e : fs::directory_iterator(d.t.file("cache"))) before.push_back(e.path().string());
+  ASSERT_EQ(before.size(), 4u);
+  ASSERT_EQ(files_holding(d.t.file("cache"), kErased).size(), 3u);
+  // The user removed from the source first, as privacy.md says, then forgotten.
+  std::string without;
+  for (const std::string& l : lines_of(all))
+    if (l.rfind(std::string(kErased) + ",", 0) != 0) without += l + "\n";
+  write_file(d.t.file("data.csv"), without);
+  const Result f = run(d.t.str(), "forget runs/src --users " + std::string(kErased));
+  ASSERT_EQ(f.rc, 0) << f.out;
+  EXPECT_NE(f.out.find("forget: removed 3 other data cache file(s) in cache that held the users "
+                       "(made from other versions of the data files)"),
+            std::string::npos)
+      << f.out;
+  EXPECT_EQ(files_holding(d.t.file("cache"), kErased), std::vector<std::string>{});
+  size_t left = 0;  // the entry of stripped.csv, which never held the user, stays
+  for (const std::string& p : before) left += fs::exists(p);
+  EXPECT_EQ(left, 1u);
+}
+
 TEST(Forget, ASecondForgetAccumulatesAndRemoveSourceRemovesOnlyTheSource) {
   Data d;
   d.config("src", "data.csv", "export:\n  enabled: true\n");
@@ -212,6 +250,11 @@ TEST(Forget, BadInputIsOneSentenceAndExitStatusOne) {
   write_file(d.t.file("empty.txt"), "# nobody\n\n");
   expect_one_line_error(d, "forget runs/src --users empty.txt", "forget --users: no user ids given");
   expect_one_line_error(d, "forget runs/src --users u01 --name src", "that is the source run's own name");
+  // A file path that does not exist was one user id, and the erasure "completed".
+  expect_one_line_error(d, "forget runs/src --users requests/erase.txt",
+                        "forget --users requests/erase.txt: no such file (a value with '/' is "
+                        "read as a file of user ids, one per line); give the file's path, or the "
+                        "ids comma-separated");
   std::vector<std::string> runs;
   for (const auto& e : fs::directory_iterator(d.t.file("runs"))) runs.push_back(e.path().filename());
   EXPECT_EQ(runs, (std::vector<std::string>{"src"})) << "a run was left behind";
