@@ -170,7 +170,9 @@ int cmd_train() {
     std::optional<config::Config> cfg;
     try {
       if (!g.resume.empty())
-        fail("train --resume: a distributed run writes no checkpoints yet; run without --resume");
+        fail("train --resume: a distributed run resumes by running the same command again (its "
+             "checkpoint, written every train.checkpoint_every iterations, is found by the "
+             "run's name); run the mpirun command without --resume");
       cfg = config::Config::load(g.config_path, sets);
     } catch (const Error& e) {  // every process reads the same config
       throw dist::CollectiveError(e.what());
@@ -297,9 +299,13 @@ int cmd_info() {
                             stats.at("items").get<long long>());
         for (const char* part : {"train", "validation", "test"}) {
           if (!stats.contains(part)) continue;
-          text += fmt::format("{:<10} {} interactions, density {:.3g}\n", part,
+          // A distributed run's stats.json counts the interactions only.
+          text += fmt::format("{:<10} {} interactions{}\n", part,
                               stats[part].at("interactions").get<long long>(),
-                              stats[part].at("density").get<double>());
+                              stats[part].contains("density")
+                                  ? fmt::format(", density {:.3g}",
+                                                stats[part]["density"].get<double>())
+                                  : "");
         }
       }
     } catch (const nlohmann::json::exception& e) {

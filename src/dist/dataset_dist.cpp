@@ -187,6 +187,9 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   data::LoadOptions lo = pipeline::load_options(cfg);
   lo.exclusion = excl;
   lo.use_cache = false;
+  if (me == 0 && cfg.settings().data.cache)
+    log().info("data.cache is not used by a distributed run (each process parses only its byte "
+               "range of the files)");
 
   // 1. This rank's byte ranges, its users excluded.
   data::Loaded local = data::load_shard(paths, lo, data::Shard{me, P});

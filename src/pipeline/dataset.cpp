@@ -97,8 +97,29 @@ std::vector<std::string> opt_out_ids(const config::Config& cfg) {
   const std::string setting =
       fmt::format("privacy.opt_out (set at {})", cfg.where("privacy.opt_out"));
   std::set<std::string> ids;
-  for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting))
+  const bool integers = s.data.id_type != "string" || s.data.format == "synthetic";
+  int64_t entry = 0, hashes = 0, not_integers = 0, first_bad = 0;
+  for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting)) {
+    ++entry;
+    // An id that cannot match any user (1.67e2, "167 # asked in May" for integer ids) kept
+    // the user in training with only an info line counting unmatched ids. (A shared list may
+    // hold other systems' ids too: they stay, warned about.)
+    std::string_view v = id;
+    if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
+    if (integers && !parse_int64(v) && ++not_integers == 1) first_bad = entry;
+    if (!integers && id.find(" #") != std::string::npos) ++hashes;
     ids.insert(canonical_user_id(cfg, std::move(id)));
+  }
+  if (not_integers > 0)
+    log().warn("{}: {} id(s) are not integers (the first is id {} of the file), so they can "
+               "match no user (data.id_type is int): a decimal point, an exponent or a comment "
+               "after the id makes it another id ('#' starts a comment only at the start of a "
+               "line)",
+               *s.privacy.opt_out, not_integers, first_bad);
+  if (hashes > 0)
+    log().warn("{}: {} id(s) hold \" #\" ('#' starts a comment only at the start of a line): "
+               "each is taken whole as one user id",
+               *s.privacy.opt_out, hashes);
   return {ids.begin(), ids.end()};
 }
 

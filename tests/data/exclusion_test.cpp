@@ -450,6 +450,24 @@ TEST(OptOut, AppliesToSyntheticUserIds) {
   EXPECT_EQ(some.stats()["privacy"]["opt_out_users"].get<int64_t>(), 2);
 }
 
+TEST(OptOut, IdsThatAreNoIntegersAreWarnedAboutForIntegerIds) {
+  // "1.67e2" or "167 # asked in May" can match no integer id: the user stayed in training with
+  // only an info line counting unmatched ids. A warning now says why.
+  TempDir t;
+  const std::string opt = write_file(t.file("opt.txt"), "3\n1.67e2\n167 # asked in May\nghost\n");
+  const std::string cfg = write_file(
+      t.file("o.yaml"), "run:\n  progress: off\ndata:\n  format: synthetic\n  cache: false\n"
+                        "synthetic:\n  users: 50\n  items: 40\n  interactions: 800\n"
+                        "model:\n  factors: 4\n  iterations: 1\nprivacy:\n  opt_out: " + opt + "\n");
+  const test::Result r = test::run_recforge(t.str(), "train o.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find(opt + ": 3 id(s) are not integers (the first is id 2 of the file), so "
+                             "they can match no user (data.id_type is int)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("asked in May"), std::string::npos) << "the file's content is quoted";
+}
+
 TEST(OptOut, AnUnreadableOrBadOptOutFileIsOneSentenceNamingTheSetting) {
   OptOutData d;
   config::Config c = d.config(d.path, "ials", "x", false);
