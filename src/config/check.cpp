@@ -12,6 +12,8 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "data/retention.h"
 
 namespace recforge::config {
 namespace {
@@ -20,24 +22,11 @@ bool is_column_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// v is "YYYY-MM-DD" (digits and '-' at those places): whether it names a day of the proleptic
-// Gregorian calendar (data::retention_reference reads it the same way).
-bool is_calendar_date(const std::string& v) {
-  const auto num = [&](size_t at, size_t n, int& out) {
-    const auto [end, ec] = std::from_chars(v.data() + at, v.data() + at + n, out);
-    return ec == std::errc() && end == v.data() + at + n;
-  };
-  int y = 0, m = 0, d = 0;
-  if (!num(0, 4, y) || !num(5, 2, m) || !num(8, 2, d) || m < 1 || m > 12 || d < 1) return false;
-  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return d <= kDays[m - 1] + (m == 2 && leap ? 1 : 0);
-}
-
 void check_run(const Config& cfg) {
   const std::string& name = cfg.settings().run.name;
-  // The rule of StagedDir (core/fs.cpp), checked here so that `recforge config` refuses it too.
-  if (!name.empty() && (name.find('/') != std::string::npos || name[0] == '.'))
+  // StagedDir's rule, checked here so that `recforge config` refuses it too (empty: the config
+  // file's name).
+  if (!name.empty() && !valid_run_name(name))
     fail("{}: run.name \"{}\": expected a non-empty name without '/' that does not start with "
          "'.'",
          cfg.where("run.name"), name);
@@ -205,7 +194,7 @@ void check_privacy(const Config& cfg) {
       fail("{}: data.max_age_from \"{}\": expected a UTC date YYYY-MM-DD or an integer "
            "timestamp",
            cfg.where("data.max_age_from"), v);
-    if (date_shape && !is_calendar_date(v))
+    if (date_shape && !data::utc_date_days(v))
       fail("{}: data.max_age_from \"{}\": not a valid date; expected a UTC date YYYY-MM-DD such "
            "as 2024-01-31",
            cfg.where("data.max_age_from"), v);

@@ -256,9 +256,13 @@ int remove_stale_run_debris(const std::string& root) {
   return tidied;
 }
 
+bool valid_run_name(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name[0] != '.';
+}
+
 StagedDir::StagedDir(const std::string& root, const std::string& name, const std::string& exists)
     : root_(root), exists_(exists) {
-  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
+  if (!valid_run_name(name))
     fail("run.name \"{}\": expected a non-empty name without '/' that does not start with '.'",
          name);
   std::error_code ec;

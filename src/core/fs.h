@@ -73,6 +73,10 @@ int remove_stale_run_debris(const std::string& root);
 /// object is destroyed uncommitted (an error), the staging directory is removed, so no partial
 /// run is left behind; it is also removed when SIGINT or SIGTERM stops the process (see
 /// install_interrupt_cleanup).
+/// Whether `name` can name a run directory: not empty, no '/', not starting with '.' (the
+/// staging and checkpoint directories' prefix).
+bool valid_run_name(const std::string& name);
+
 class StagedDir {
  public:
   /// Claims `root/name`. `exists` decides what happens when it already exists or another live

@@ -231,9 +231,15 @@ const char* check_report(LoadReport& r) {
   return nullptr;
 }
 
-// The source digests at the start of a cache file (`sources_at`), read without the payload:
-// nullopt when the file is not a cache file of this version or is too short to tell.
-std::optional<std::vector<std::string>> read_sources(const std::string& path) {
+// A cache file of this version opened and read up to the end of its source digests (the user
+// ids follow), or nullopt when it is not one or is too short to tell.
+struct CacheHead {
+  File f;                            // positioned after the source digests
+  uint64_t bytes = 0;                // the file's size
+  std::vector<std::string> sources;  // the source digests
+};
+
+std::optional<CacheHead> open_cache_head(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
   if (fd < 0) return std::nullopt;
   struct stat st {};
@@ -259,7 +265,15 @@ std::optional<std::vector<std::string>> read_sources(const std::string& path) {
   for (auto& h : out)
     if (std::fread(h.data(), 1, kDigestBytes, f.get()) != kDigestBytes || !is_hex64(h))
       return std::nullopt;
-  return out;
+  return CacheHead{std::move(f), static_cast<uint64_t>(st.st_size), std::move(out)};
+}
+
+// The source digests at the start of a cache file (`sources_at`), read without the payload:
+// nullopt when the file is not a cache file of this version or is too short to tell.
+std::optional<std::vector<std::string>> read_sources(const std::string& path) {
+  std::optional<CacheHead> head = open_cache_head(path);
+  if (!head) return std::nullopt;
+  return std::move(head->sources);
 }
 
 // The version of a file that starts with the cache magic, or 0.
@@ -520,37 +534,17 @@ namespace {
 // Whether the cache file at `path` (this layout) lists a user id that `holds` accepts: reads
 // the header, the source digests and the user ids, nothing after them.
 bool entry_holds_user(const std::string& path, const std::function<bool(const std::string&)>& holds) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-  if (fd < 0) return false;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return false;
-  }
-  File f(::fdopen(fd, "rb"));
-  if (!f) {
-    ::close(fd);
-    return false;
-  }
-  char magic[8];
-  int32_t version;
-  uint64_t payload, n_users;
-  uint32_t n;
-  if (std::fread(magic, 1, 8, f.get()) != 8 || std::memcmp(magic, kMagic, 8) != 0 ||
-      std::fread(&version, sizeof version, 1, f.get()) != 1 || version != kCacheVersion ||
-      std::fread(&payload, sizeof payload, 1, f.get()) != 1 ||
-      std::fread(&n, sizeof n, 1, f.get()) != 1 || n > kMaxParts ||
-      std::fseek(f.get(), static_cast<long>(n) * static_cast<long>(kDigestBytes), SEEK_CUR) != 0 ||
-      std::fread(&n_users, sizeof n_users, 1, f.get()) != 1 ||
-      n_users > static_cast<uint64_t>(st.st_size) / 5)
-    return false;
+  const std::optional<CacheHead> head = open_cache_head(path);
+  if (!head) return false;
+  std::FILE* f = head->f.get();
+  uint64_t n_users;  // as write_ids writes them: a count, then each id's length and bytes
+  if (std::fread(&n_users, sizeof n_users, 1, f) != 1 || n_users > head->bytes / 5) return false;
   std::string id;
   for (uint64_t k = 0; k < n_users; ++k) {
     uint32_t len;
-    if (std::fread(&len, sizeof len, 1, f.get()) != 1 || len > static_cast<uint64_t>(st.st_size))
-      return false;
+    if (std::fread(&len, sizeof len, 1, f) != 1 || len > head->bytes) return false;
     id.resize(len);
-    if (len > 0 && std::fread(id.data(), 1, len, f.get()) != len) return false;
+    if (len > 0 && std::fread(id.data(), 1, len, f) != len) return false;
     if (holds(id)) return true;
   }
   return false;

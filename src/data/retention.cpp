@@ -43,6 +43,17 @@ int64_t units_per_day(TimeUnit unit) {
   return 86400;
 }
 
+std::optional<int64_t> utc_date_days(std::string_view v) {
+  if (v.size() != 10 || v[4] != '-' || v[7] != '-') return std::nullopt;
+  const std::optional<int64_t> y = parse_int64(v.substr(0, 4)), m = parse_int64(v.substr(5, 2)),
+                               d = parse_int64(v.substr(8, 2));
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (!y || !m || !d || *y < 0 || *m < 1 || *m > 12 || *d < 1 ||
+      *d > kDays[*m - 1] + (*m == 2 && leap(*y) ? 1 : 0))
+    return std::nullopt;
+  return days_from_civil(*y, *m, *d);
+}
+
 int64_t retention_reference(const std::string& v, TimeUnit unit) {
   const bool date_shape = v.size() == 10 && v[4] == '-' && v[7] == '-';
   if (!date_shape) {
@@ -53,17 +64,13 @@ int64_t retention_reference(const std::string& v, TimeUnit unit) {
            v);
     return *t;
   }
-  const std::optional<int64_t> y = parse_int64(v.substr(0, 4)), m = parse_int64(v.substr(5, 2)),
-                               d = parse_int64(v.substr(8, 2));
-  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (!y || !m || !d || *y < 0 || *m < 1 || *m > 12 || *d < 1 ||
-      *d > kDays[*m - 1] + (*m == 2 && leap(*y) ? 1 : 0))
+  const std::optional<int64_t> days = utc_date_days(v);
+  if (!days)
     fail("data.max_age_from \"{}\": not a valid date; expected a UTC date YYYY-MM-DD such as "
          "2024-01-31",
          v);
-  const int64_t days = days_from_civil(*y, *m, *d);
   // Within int64 for every unit: |days| < 4e6, times 8.64e10 microseconds per day < 3.5e17.
-  return days * units_per_day(unit);
+  return *days * units_per_day(unit);
 }
 
 int64_t retention_cutoff(int64_t reference, int64_t max_age_days, TimeUnit unit) {

@@ -5,7 +5,9 @@
 /// without interactions vanishes as if it had never been in the files.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace recforge::data {
 
@@ -19,6 +21,11 @@ enum class TimeUnit { kSeconds, kMilliseconds, kMicroseconds, kDays };
 TimeUnit time_unit_from(const std::string& name);
 /// Timestamp units in one day (86400 for seconds, 1 for days).
 int64_t units_per_day(TimeUnit unit);
+
+/// Days from 1970-01-01 to the UTC date `v` ("YYYY-MM-DD", a day of the proleptic Gregorian
+/// calendar); nullopt for anything else (another shape, or a day that does not exist such as
+/// 2023-02-29). The one reading of a date, for retention_reference and config::check.
+std::optional<int64_t> utc_date_days(std::string_view v);
 
 /// The reference moment named by `data.max_age_from`, in `unit`: an integer is a timestamp as it
 /// is; a UTC date YYYY-MM-DD is the start of that day (00:00:00 UTC). Throws recforge::Error

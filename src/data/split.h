@@ -3,6 +3,7 @@
 /// Train/validation/test splits of an interaction set. Every split is deterministic in its seed
 /// and independent of the number of threads: each user draws from its own random stream.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 
@@ -65,6 +66,11 @@ struct Split {
   Interactions test;               ///< held-out interactions for the final evaluation
   Interactions validation_foldin;  ///< users method: validation users' visible history
   Interactions test_foldin;        ///< users method: test users' visible history
+  /// The five parts in their fixed order (0 train, 1 validation, 2 test, 3 validation fold-in,
+  /// 4 test fold-in): the order fingerprints and digests number them by.
+  std::array<const Interactions*, 5> parts() const {
+    return {&train, &validation, &test, &validation_foldin, &test_foldin};
+  }
 };
 
 /// Splits `all` (users 0..n_users-1). For kGiven, pass the given test set as `given_test` (then

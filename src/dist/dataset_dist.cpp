@@ -400,17 +400,9 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
     }
     d.excluded = std::move(matched);
   }
-  pipeline::PairDigest digest, values;
-  {
-    int part = 0;
-    for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
-                          &split.test_foldin}) {
-      values.add_values(part, *x);
-      digest.add(part++, *x);
-    }
-  }
-  d.fingerprint = pipeline::unordered_fingerprint(users, items, sum_digest(comm, digest));
-  d.values = sum_digest(comm, values).hex();
+  d.fingerprint =
+      pipeline::unordered_fingerprint(users, items, sum_digest(comm, pipeline::pair_digest(split)));
+  d.values = sum_digest(comm, pipeline::values_digest(split)).hex();
 
   int64_t sums[10] = {rep.lines,
                       rep.skipped_lines,

@@ -101,14 +101,14 @@ std::vector<std::string> opt_out_ids(const config::Config& cfg) {
   int64_t entry = 0, hashes = 0, not_integers = 0, first_bad = 0;
   for (std::string& id : data::read_user_id_file(*s.privacy.opt_out, setting)) {
     ++entry;
+    if (!integers && id.find(" #") != std::string::npos) ++hashes;
+    std::string canonical = canonical_user_id(cfg, std::move(id));
     // An id that cannot match any user (1.67e2, "167 # asked in May" for integer ids) kept
     // the user in training with only an info line counting unmatched ids. (A shared list may
-    // hold other systems' ids too: they stay, warned about.)
-    std::string_view v = id;
-    if (v.size() > 1 && v.front() == '+') v.remove_prefix(1);
-    if (integers && !parse_int64(v) && ++not_integers == 1) first_bad = entry;
-    if (!integers && id.find(" #") != std::string::npos) ++hashes;
-    ids.insert(canonical_user_id(cfg, std::move(id)));
+    // hold other systems' ids too: they stay, warned about.) canonical_user_id rewrites every
+    // integer id, so one that is no integer comes back unparsed.
+    if (integers && !parse_int64(canonical) && ++not_integers == 1) first_bad = entry;
+    ids.insert(std::move(canonical));
   }
   if (not_integers > 0)
     log().warn("{}: {} id(s) are not integers (the first is id {} of the file), so they can "
@@ -379,8 +379,7 @@ std::string Dataset::fingerprint() const {
     }
     h.update("--\n", 3);
   }
-  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
-                        &split.test_foldin}) {
+  for (const data::Interactions* x : split.parts()) {
     h.update(x->users.data(), x->users.size() * sizeof(data::index_t));
     h.update(x->items.data(), x->items.size() * sizeof(data::index_t));
     h.update("|", 1);
@@ -445,22 +444,24 @@ std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& i
   return h.hex();
 }
 
-std::string Dataset::unordered_fingerprint() const {
+PairDigest pair_digest(const data::Split& split) {
   PairDigest d;
   int part = 0;
-  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
-                        &split.test_foldin})
-    d.add(part++, *x);
-  return pipeline::unordered_fingerprint(users, items, d);
+  for (const data::Interactions* x : split.parts()) d.add(part++, *x);
+  return d;
 }
 
-std::string Dataset::values_digest() const {
+PairDigest values_digest(const data::Split& split) {
   PairDigest d;
   int part = 0;
-  for (const auto* x : {&split.train, &split.validation, &split.test, &split.validation_foldin,
-                        &split.test_foldin})
-    d.add_values(part++, *x);
-  return d.hex();
+  for (const data::Interactions* x : split.parts()) d.add_values(part++, *x);
+  return d;
 }
+
+std::string Dataset::unordered_fingerprint() const {
+  return pipeline::unordered_fingerprint(users, items, pair_digest(split));
+}
+
+std::string Dataset::values_digest() const { return pipeline::values_digest(split).hex(); }
 
 }  // namespace recforge::pipeline

@@ -66,6 +66,11 @@ struct PairDigest {
   }
 };
 
+/// PairDigest::add of every part of `split` (numbered as Split::parts), and PairDigest::add_values
+/// of them: a split's pieces (a rank's) digested apart add up to the whole split's digests.
+PairDigest pair_digest(const data::Split& split);
+PairDigest values_digest(const data::Split& split);
+
 /// The unordered fingerprint (Dataset::unordered_fingerprint) of id maps and a split's digest.
 std::string unordered_fingerprint(const data::IdMap& users, const data::IdMap& items,
                                   const PairDigest& digest);
