@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -87,6 +88,41 @@ std::string sha256_file(const std::string& path) {
   const bool bad = std::ferror(f);
   std::fclose(f);
   if (bad) fail("{}: read error while hashing", path);
+  return h.hex();
+}
+
+std::string sha256_file_sample(const std::string& path, int64_t* size, int blocks,
+                               int64_t block_bytes) {
+  RF_ASSERT(blocks >= 2 && block_bytes >= 1, "sha256_file_sample: at least two blocks of a byte");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("{}: cannot open file: {}", path, std::strerror(errno));
+  bool bad = std::fseek(f, 0, SEEK_END) != 0;
+  const int64_t n = bad ? -1 : static_cast<int64_t>(std::ftell(f));
+  bad = bad || n < 0;
+  Sha256 h;
+  h.update(&n, sizeof n);
+  std::vector<char> buf(static_cast<size_t>(block_bytes));
+  // Whole when small; else block b at b * (n - block) / (blocks - 1), so the last ends at n.
+  const bool whole = n <= static_cast<int64_t>(blocks) * block_bytes;
+  for (int b = 0; !bad && b < (whole ? 1 : blocks); ++b) {
+    const int64_t at = whole ? 0 : b * (n - block_bytes) / (blocks - 1);
+    if (std::fseek(f, static_cast<long>(at), SEEK_SET) != 0) {
+      bad = true;
+      break;
+    }
+    int64_t left = whole ? n : block_bytes;
+    while (left > 0) {
+      const size_t got = std::fread(buf.data(), 1, static_cast<size_t>(std::min<int64_t>(left, block_bytes)), f);
+      if (got == 0) break;
+      h.update(buf.data(), got);
+      left -= static_cast<int64_t>(got);
+    }
+    bad = bad || left != 0;
+  }
+  bad = bad || std::ferror(f);
+  std::fclose(f);
+  if (bad) fail("{}: read error while hashing", path);
+  if (size) *size = n;
   return h.hex();
 }
 

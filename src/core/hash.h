@@ -33,6 +33,15 @@ class Sha256 {
 /// SHA-256 hex digest of a whole file; throws recforge::Error naming the file when unreadable.
 std::string sha256_file(const std::string& path);
 
+/// SHA-256 hex digest of a file's size and of `blocks` blocks of `block_bytes` bytes spread
+/// evenly over it, the first and the last included (of the whole file when it is no larger than
+/// blocks * block_bytes): whether two readers see the same version of a large file, at the cost
+/// of reading at most blocks * block_bytes of it. A file of the same size that differs only
+/// outside the blocks gives the same digest. Throws recforge::Error naming the file when
+/// unreadable; `size`, when given, receives the file's size in bytes.
+std::string sha256_file_sample(const std::string& path, int64_t* size = nullptr, int blocks = 64,
+                               int64_t block_bytes = int64_t{64} << 10);
+
 /// HMAC-SHA256 (RFC 2104, OpenSSL) of `message` under `key`, as 64 lowercase hex characters.
 /// Used for pseudonymised user ids (export.pseudonymize) and salted membership sets.
 std::string hmac_sha256_hex(std::string_view key, std::string_view message);

@@ -240,10 +240,10 @@ void check_options(const Interactions& all, const SplitOptions& o) {
     check_fraction("split.validation_fraction", o.validation_fraction, false);
 }
 
-// Fails when a part the options ask for came out empty: a test set for every method but none,
-// a validation set when validation_fraction > 0 (0 means "no validation set" and is allowed).
-void require_parts(const Split& out, const SplitOptions& o) {
-  if (o.method != SplitMethod::kNone && out.test.size() == 0) {
+}  // namespace
+
+void require_split_parts(int64_t test_size, int64_t validation_size, const SplitOptions& o) {
+  if (o.method != SplitMethod::kNone && test_size == 0) {
     switch (o.method) {
       case SplitMethod::kGiven:
         fail("split.method given: the test file (data.test_path) has no interactions left after "
@@ -274,7 +274,7 @@ void require_parts(const Split& out, const SplitOptions& o) {
         break;
     }
   }
-  if (o.validation_fraction > 0 && out.validation.size() == 0) {
+  if (o.validation_fraction > 0 && validation_size == 0) {
     if (o.method == SplitMethod::kLeaveLast)
       fail("split.validation_fraction {} left the validation set empty: with split.method "
            "leave_last no user has more than split.leave_k {} train interaction(s) left; set "
@@ -287,10 +287,8 @@ void require_parts(const Split& out, const SplitOptions& o) {
   }
 }
 
-}  // namespace
-
 Split split_interactions(const Interactions& all, int64_t n_users, const SplitOptions& o,
-                         const Interactions* given_test) {
+                         const Interactions* given_test, bool check_parts) {
   RF_ASSERT((o.method == SplitMethod::kGiven) == (given_test != nullptr),
             "split_interactions: given_test must be set exactly for method given");
   check_options(all, o);
@@ -370,7 +368,7 @@ Split split_interactions(const Interactions& all, int64_t n_users, const SplitOp
   out.test = o.method == SplitMethod::kGiven ? *given_test : s.collect(kTest);
   out.validation_foldin = s.collect(kValidationFoldin);
   out.test_foldin = s.collect(kTestFoldin);
-  if (all.size() > 0) require_parts(out, o);
+  if (check_parts && all.size() > 0) require_split_parts(out.test.size(), out.validation.size(), o);
   return out;
 }
 

@@ -78,8 +78,15 @@ struct Split {
 /// every interaction of `all` lands in exactly one part (plus the given test set for kGiven).
 /// Each user's choices come from Rng(derive_seed(seed, stream + user)), with distinct stream
 /// offsets for the test and the validation split. Throws recforge::Error for invalid options or
-/// when a method needs timestamps that `all` lacks.
+/// when a method needs timestamps that `all` lacks, and (check_parts) when a part the options ask
+/// for came out empty (require_split_parts).
 Split split_interactions(const Interactions& all, int64_t n_users, const SplitOptions& o,
-                         const Interactions* given_test = nullptr);
+                         const Interactions* given_test = nullptr, bool check_parts = true);
+
+/// Throws recforge::Error, one sentence naming the setting, when a part the options ask for is
+/// empty: the test set for every method but none, the validation set when
+/// validation_fraction > 0 (0 means no validation set). A distributed run checks the sizes
+/// summed over its processes, as one process checks its split.
+void require_split_parts(int64_t test_size, int64_t validation_size, const SplitOptions& o);
 
 }  // namespace recforge::data

@@ -19,22 +19,6 @@ constexpr const char* kMeta = "checkpoint.json";
 
 std::string iteration_dir(int iteration) { return fmt::format("it-{:06}", iteration); }
 
-// Every rank learns whether `ok` held on all of them; throws the first failing rank's message
-// (by rank order) on every rank otherwise.
-void agree(const Comm& comm, const std::string& error) {
-  if (!comm.any(!error.empty())) return;
-  std::vector<int64_t> lengths;
-  const std::vector<char> all =
-      comm.allgatherv(std::vector<char>(error.begin(), error.end()), &lengths);
-  size_t pos = 0;
-  for (size_t r = 0; r < lengths.size(); ++r) {
-    if (lengths[r] > 0)
-      throw CollectiveError(fmt::format("process {} of {}: {}", r, comm.size(),
-                                        std::string(all.data() + pos, static_cast<size_t>(lengths[r]))));
-    pos += static_cast<size_t>(lengths[r]);
-  }
-}
-
 void write_rows(const std::string& dir, const std::string& name, const Matrix& m) {
   const std::string path = dir + "/" + name + ".npy";
   write_npy(path, m);
@@ -44,7 +28,8 @@ void write_rows(const std::string& dir, const std::string& name, const Matrix& m
 }  // namespace
 
 void write_dist_checkpoint(const Comm& comm, const std::string& dir, const config::Config& cfg,
-                           const std::string& fingerprint, const DistCheckpoint& c) {
+                           const std::string& fingerprint, const std::string& values,
+                           const DistCheckpoint& c) {
   const std::string it = iteration_dir(c.iteration);
   const std::string mine = fmt::format("{}/{}/rank-{}", dir, it, comm.rank());
   std::string error;
@@ -78,6 +63,7 @@ void write_dist_checkpoint(const Comm& comm, const std::string& dir, const confi
           {"config", pipeline::checkpoint_config(cfg)},
           {"config_yaml", cfg.to_yaml()},
           {"data_fingerprint", fingerprint},
+          {"data_values", values},
           {"arrays_dir", it},
           {"with_best", c.best_users.rows > 0 || c.best_items.rows > 0},
           {"fit",
@@ -101,8 +87,8 @@ void write_dist_checkpoint(const Comm& comm, const std::string& dir, const confi
 }
 
 bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config::Config& cfg,
-                          const std::string& fingerprint, int64_t users, int64_t items, int k,
-                          DistCheckpoint& c) {
+                          const std::string& fingerprint, const std::string& values,
+                          int64_t users, int64_t items, int k, DistCheckpoint& c) {
   // Rank 0 reads and checks checkpoint.json and shares it.
   std::string meta_text, error;
   if (comm.rank() == 0 && fs::exists(dir + "/" + kMeta)) {
@@ -128,7 +114,8 @@ bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config
       check.config_hash = j.at("config_hash").get<std::string>();
       check.config = j.at("config");
       check.data_fingerprint = j.at("data_fingerprint").get<std::string>();
-      pipeline::check_checkpoint(check, cfg, fingerprint, dir);
+      check.data_values = j.value("data_values", std::string());
+      pipeline::check_checkpoint(check, cfg, fingerprint, values, dir);
     } catch (const Error& e) {
       error = e.what();
     } catch (const nlohmann::json::exception& e) {

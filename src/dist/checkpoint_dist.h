@@ -15,7 +15,7 @@
 /// every rank and rank 0 see (a shared file system across machines).
 ///
 /// A checkpoint is resumed only by a job of the same number of processes, config (the keys of
-/// pipeline::checkpoint_config) and data (the unordered fingerprint).
+/// pipeline::checkpoint_config) and data (the unordered fingerprint and the values digest).
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -43,13 +43,15 @@ struct DistCheckpoint {
 /// Writes the checkpoint of iteration c.iteration into `dir` (see the file comment). Collective;
 /// throws CollectiveError on every rank when any rank could not write.
 void write_dist_checkpoint(const Comm& comm, const std::string& dir, const config::Config& cfg,
-                           const std::string& fingerprint, const DistCheckpoint& c);
+                           const std::string& fingerprint, const std::string& values,
+                           const DistCheckpoint& c);
 
 /// Reads the checkpoint in `dir` when there is one: false on every rank without one. Refuses
 /// (CollectiveError) a checkpoint of another number of processes, config or data, or whose
 /// rows do not match the rank's `users` × `items` rows of `k` factors. Collective.
 bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config::Config& cfg,
-                          const std::string& fingerprint, int64_t users, int64_t items, int k,
+                          const std::string& fingerprint, const std::string& values,
+                          int64_t users, int64_t items, int k,
                           DistCheckpoint& c);
 
 }  // namespace recforge::dist

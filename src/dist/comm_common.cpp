@@ -2,11 +2,13 @@
 /// The parts of dist::Comm that do not depend on MPI (comm_common.h), in both builds.
 #include "dist/comm_common.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
 #include "dist/comm.h"
+#include "dist/errors.h"
 
 namespace recforge::dist {
 namespace {
@@ -56,6 +58,24 @@ int launched_size() {
 Comm& world() {
   static Comm w;
   return w;
+}
+
+void agree(const Comm& comm, const std::string& error) {
+  if (!comm.any(!error.empty())) return;
+  std::vector<int64_t> lengths;
+  const std::vector<char> all =
+      comm.allgatherv(std::vector<char>(error.begin(), error.end()), &lengths);
+  std::vector<std::string> errors;
+  size_t pos = 0;
+  for (const int64_t n : lengths) {
+    errors.emplace_back(all.data() + pos, static_cast<size_t>(n));
+    pos += static_cast<size_t>(n);
+  }
+  if (std::all_of(errors.begin(), errors.end(), [&](const std::string& e) { return e == errors[0]; }))
+    throw CollectiveError(errors[0]);
+  for (size_t r = 0; r < errors.size(); ++r)
+    if (!errors[r].empty())
+      throw CollectiveError(fmt::format("process {} of {}: {}", r, comm.size(), errors[r]));
 }
 
 int64_t set_max_piece_bytes(int64_t bytes) {

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "dist/errors.h"
 #include "core/log.h"
 #include "core/text.h"
@@ -168,6 +169,98 @@ pipeline::PairDigest sum_digest(const Comm& comm, const pipeline::PairDigest& mi
   return all;
 }
 
+// Every rank's `mine`, by rank (a collective).
+std::vector<std::string> gather_strings(const Comm& comm, const std::string& mine) {
+  std::vector<int64_t> lengths;
+  const std::vector<char> all = comm.allgatherv(std::vector<char>(mine.begin(), mine.end()), &lengths);
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (const int64_t n : lengths) {
+    out.emplace_back(all.data() + pos, static_cast<size_t>(n));
+    pos += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+// The first rank whose value differs from rank 0's, or -1.
+int first_other(const std::vector<std::string>& values) {
+  for (size_t r = 1; r < values.size(); ++r)
+    if (values[r] != values[0]) return static_cast<int>(r);
+  return -1;
+}
+
+constexpr const char* kSameInputs =
+    "every process must run the same command on the same files, seen at the same path "
+    "(docs/distributed.md)";
+
+// Every rank runs the same configuration: the settings after --set, compared key by key.
+void check_same_config(const Comm& comm, const config::Config& cfg) {
+  const std::vector<std::string> all = gather_strings(comm, cfg.to_json().dump());
+  const int r = first_other(all);
+  if (r < 0) return;
+  const nlohmann::json a = nlohmann::json::parse(all[0]), b = nlohmann::json::parse(all[r]);
+  for (const auto& [section, keys] : a.items())
+    for (const auto& [key, value] : keys.items())
+      if (!b.contains(section) || !b[section].contains(key) || b[section][key] != value)
+        fail_collective("{}.{} is {} in process {} of {} but {} in process 0; {}", section, key,
+                        b.contains(section) && b[section].contains(key) ? b[section][key].dump()
+                                                                         : std::string("unset"),
+                        r, comm.size(), value.dump(), kSameInputs);
+  fail_collective("the configuration of process {} of {} differs from process 0's; {}", r,
+                  comm.size(), kSameInputs);
+}
+
+// Every rank reads the same version of each data file: the same size and the same sampled
+// digest (sha256_file_sample: a file that differs only between its sampled blocks passes). A
+// file missing on some ranks is one error, said once.
+void check_same_files(const Comm& comm, const std::vector<std::string>& paths) {
+  std::vector<std::string> mine(paths.size());
+  std::string error;
+  try {
+    for (size_t f = 0; f < paths.size(); ++f) {
+      int64_t size = 0;
+      mine[f] = sha256_file_sample(paths[f], &size);
+      mine[f] = std::to_string(size) + " " + mine[f];
+    }
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  agree(comm, error);
+  for (size_t f = 0; f < paths.size(); ++f) {
+    const std::vector<std::string> all = gather_strings(comm, mine[f]);
+    const int r = first_other(all);
+    if (r < 0) continue;
+    const std::string size0 = all[0].substr(0, all[0].find(' ')), size = all[r].substr(0, all[r].find(' '));
+    fail_collective("{}: process {} of {} reads another version of the file than process 0 ({}); {}",
+                    paths[f], r, comm.size(),
+                    size == size0 ? "the same size, other bytes"
+                                  : fmt::format("{} bytes, process 0 {} bytes", size, size0),
+                    kSameInputs);
+  }
+}
+
+// Every rank excludes the same users: the same salt (which follows the data files' whole
+// content), the same opt-out ids and the same forgotten users.
+void check_same_exclusion(const Comm& comm, const config::Config& cfg,
+                          const std::vector<std::string>& listed, const data::UserExclusion* excl) {
+  const std::vector<std::string> salts = gather_strings(comm, excl ? excl->salt() : std::string());
+  if (const int r = first_other(salts); r >= 0)
+    fail_collective("process {} of {} reads other data than process 0: the SHA-256 of its data "
+                    "files differs (the salt of the excluded users' hashes follows it); {}",
+                    r, comm.size(), kSameInputs);
+  Sha256 h;
+  for (const std::string& id : listed) h.update(id.data(), id.size());
+  const std::vector<std::string> opt_out = gather_strings(comm, h.hex());
+  if (const int r = first_other(opt_out); r >= 0)
+    fail_collective("{}: process {} of {} reads other user ids from the file than process 0; {}",
+                    cfg.settings().privacy.opt_out.value_or("privacy.opt_out"), r, comm.size(),
+                    kSameInputs);
+  const std::vector<std::string> all = gather_strings(comm, excl ? excl->fingerprint() : std::string());
+  if (const int r = first_other(all); r >= 0)
+    fail_collective("process {} of {} forgets other users than process 0; {}", r, comm.size(),
+                    kSameInputs);
+}
+
 }  // namespace
 
 ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
@@ -178,12 +271,24 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   const int P = comm.size(), me = comm.rank();
   const data::SplitOptions so = pipeline::split_options(cfg);
   const bool given = so.method == data::SplitMethod::kGiven;
-  std::vector<std::string> listed;
-  const auto excl = pipeline::user_exclusion(cfg, exclusion, true, listed);
+  check_same_config(comm, cfg);
   if (!s.data.path)
     fail_collective("{}: data.path is not set; data.format {} reads interactions from a file",
          cfg.source().empty() ? std::string("config") : cfg.source(), s.data.format);
   const std::vector<std::string> paths = pipeline::data_paths(cfg);
+  check_same_files(comm, paths);
+  std::vector<std::string> listed;
+  std::shared_ptr<const data::UserExclusion> excl;
+  {
+    std::string error;
+    try {
+      excl = pipeline::user_exclusion(cfg, exclusion, true, listed);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    agree(comm, error);
+  }
+  check_same_exclusion(comm, cfg, listed, excl.get());
   data::LoadOptions lo = pipeline::load_options(cfg);
   lo.exclusion = excl;
   lo.use_cache = false;
@@ -328,11 +433,17 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   }
 
   // 5. Split, weight, and the rows of the rank's users and items.
-  data::Split split = data::split_interactions(train0, nu, so, given ? &parts[1] : nullptr);
+  // The parts' emptiness is decided over all ranks (one rank's users may leave a part empty).
+  data::Split split = data::split_interactions(train0, nu, so, given ? &parts[1] : nullptr, false);
   parts.clear();
   d.train_size = comm.sum(static_cast<int64_t>(split.train.size()));
   d.validation_size = comm.sum(static_cast<int64_t>(split.validation.size()));
   d.test_size = comm.sum(static_cast<int64_t>(split.test.size()));
+  try {
+    data::require_split_parts(d.test_size, d.validation_size, so);
+  } catch (const Error& e) {
+    throw CollectiveError(e.what());
+  }
   if (d.train_size == 0) fail_collective("the split left no training interactions");
   {
     double w = 0;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <string>
 #include <utility>
 
 #include "core/error.h"
@@ -23,5 +24,13 @@ template <typename... Args>
 [[noreturn]] void fail_collective(fmt::format_string<Args...> format, Args&&... args) {
   throw CollectiveError(fmt::format(format, std::forward<Args>(args)...));
 }
+
+class Comm;
+
+/// Every rank learns whether an error happened on any rank (`error` is this rank's message, empty
+/// when none): returns when none did; otherwise every rank throws the same CollectiveError, the
+/// message itself when every rank had the same one (a missing file every rank misses), else the
+/// first failing rank's message (by rank order) prefixed with "process R of P: ". A collective.
+void agree(const Comm& comm, const std::string& error);
 
 }  // namespace recforge::dist

@@ -292,7 +292,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   int start = 0;
   {
     DistCheckpoint c;
-    if (read_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, data.ials.users.size(),
+    if (read_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, data.values, data.ials.users.size(),
                              data.ials.items.size(), io.factors, c)) {
       start = c.iteration;
       model.resume(std::move(c.users), std::move(c.items), start);
@@ -357,7 +357,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
       c.best = best;
       c.best_iter = best_iter;
       c.since_best = since_best;
-      write_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, c);
+      write_dist_checkpoint(comm, checkpoint, cfg, data.fingerprint, data.values, c);
     }
   }
   if (patience > 0 && best_iter > 0 && best_iter != io.iterations) {

@@ -180,6 +180,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
       {"config_yaml", c.config_yaml},
       {"config_origins", c.config_origins},
       {"data_fingerprint", c.data_fingerprint},
+      {"data_values", c.data_values},
       {"arrays_dir", arrays},
       {"arrays", names},
       {"model_state", c.model.values},
@@ -230,6 +231,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
     c.config_yaml = j.at("config_yaml").get<std::string>();
     c.config_origins = j.value("config_origins", nlohmann::json());
     c.data_fingerprint = j.at("data_fingerprint").get<std::string>();
+    c.data_values = j.value("data_values", std::string());
     c.model.values = j.at("model_state");
     const nlohmann::json& f = j.at("fit");
     c.fit.history = f.at("history");
@@ -291,7 +293,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
 }
 
 void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std::string& fingerprint,
-                      const std::string& dir) {
+                      const std::string& values, const std::string& dir) {
   const std::string how = fmt::format(
       "run with the settings it was written with, or remove {} to start the run over", dir);
   if (c.config_hash != config_hash(cfg)) {
@@ -314,6 +316,13 @@ void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std:
          dir, short_hash(c.data_fingerprint), short_hash(fingerprint),
          opt_out ? fmt::format("or the opt-out list {} (privacy.opt_out) ", *opt_out) : "", dir);
   }
+  // The same users, items and split, other weights or timestamps: the factors were fitted to the
+  // old confidences, and the run would finish as a mix of both.
+  if (!c.data_values.empty() && c.data_values != values)
+    fail("{}: this checkpoint was written from data with other weights or timestamps (values "
+         "digest {}, now {}; the same users, items and split): restore the data files, or remove "
+         "{} to start the run over",
+         dir, short_hash(c.data_values), short_hash(values), dir);
 }
 
 void remove_checkpoint(const std::string& dir) {

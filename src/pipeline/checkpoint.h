@@ -35,6 +35,7 @@ struct Checkpoint {
   std::string config_yaml;        ///< the run's resolved config (what `train --resume` loads)
   nlohmann::json config_origins;  ///< its Config::origins() (null in older checkpoints)
   std::string data_fingerprint;   ///< pipeline::Dataset::fingerprint() of the run's data
+  std::string data_values;        ///< its Dataset::values_digest() (empty in older checkpoints)
   Matrix users, items;            ///< the factors after `iteration` iterations
   models::TrainingState model;    ///< Model::training_state() then
   FitProgress fit;                ///< the training loop's progress then
@@ -75,10 +76,11 @@ Checkpoint read_checkpoint(const std::string& dir);
 [[noreturn]] void checkpoint_damaged(const std::string& dir, const std::string& what);
 
 /// Throws recforge::Error, one sentence naming the first differing config key (or the data
-/// fingerprint), when checkpoint `c` in `dir` was not written by a run of `cfg` on data with
-/// `fingerprint`; the checkpoint is left in place.
+/// fingerprint, or its weights and timestamps), when checkpoint `c` in `dir` was not written by
+/// a run of `cfg` on data with `fingerprint` and values digest `values` (not compared when the
+/// checkpoint has none); the checkpoint is left in place.
 void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std::string& fingerprint,
-                      const std::string& dir);
+                      const std::string& values, const std::string& dir);
 
 /// Removes the checkpoint directory `dir` (nothing when absent); a failure is logged as a
 /// warning, since the run it belonged to is complete.

@@ -65,6 +65,7 @@ void save_checkpoint(const std::string& dir, const models::Model& model, const D
   c.config_yaml = cfg.to_yaml();
   c.config_origins = cfg.origins();
   c.data_fingerprint = data.fingerprint();
+  c.data_values = data.values_digest();
   c.users = model.user_factors();
   c.items = model.item_factors();
   c.model = model.training_state();
@@ -84,7 +85,7 @@ int resume_from(const std::string& dir, models::Model& model, const Dataset& dat
                 const config::Config& cfg, FitProgress& p, const TrainOptions& options) {
   if (!has_checkpoint(dir)) return 0;
   Checkpoint c = read_checkpoint(dir);
-  check_checkpoint(c, cfg, data.fingerprint(), dir);
+  check_checkpoint(c, cfg, data.fingerprint(), data.values_digest(), dir);
   if (!model.can_checkpoint())
     fail("{}: {} models on this device cannot resume from a checkpoint; remove {} to start the "
          "run over",

@@ -217,6 +217,7 @@ Checkpoint small_checkpoint(int iteration, float value) {
   c.users = test::random_matrix(5, 3, 1);
   c.items = test::random_matrix(4, 3, 2);
   c.users.data[0] = value;
+  c.data_values = "00112233445566778899aabbccddeeff";
   for (int k = 1; k <= iteration; ++k) c.fit.history.push_back({{"iteration", k}});
   return c;
 }
@@ -232,6 +233,7 @@ TEST(CheckpointFiles, ReplacingKeepsOneWholeCheckpointAndOnlyRemovesItsOwnFiles)
   write_file(dir + "/arrays-000006-1-1/users.npy", "half");
   write_file(dir + "/notes.txt", "mine");
   EXPECT_EQ(pipeline::read_checkpoint(dir).iteration, 2);
+  EXPECT_EQ(pipeline::read_checkpoint(dir).data_values, "00112233445566778899aabbccddeeff");
   EXPECT_EQ(pipeline::read_checkpoint(dir).users.data[0], 2.f);
 
   pipeline::write_checkpoint(dir, small_checkpoint(4, 4.f));
@@ -292,18 +294,18 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
   c.config_hash = pipeline::config_hash(cfg);
   c.config = pipeline::checkpoint_config(cfg);
   c.data_fingerprint = "0123456789abcdef0123";
-  EXPECT_NO_THROW(pipeline::check_checkpoint(c, cfg, c.data_fingerprint, "runs/.r.checkpoint"));
+  EXPECT_NO_THROW(pipeline::check_checkpoint(c, cfg, c.data_fingerprint, c.data_values, "runs/.r.checkpoint"));
   // Settings that do not change what training computes may differ.
   config::Config same = cfg;
   for (const char* s : {"run.log_level=debug", "train.threads=3", "train.checkpoint_every=5",
                         "export.enabled=true", "index.type=hnsw", "eval.test=false", "run.name=x"})
     same.set(s);
-  EXPECT_NO_THROW(pipeline::check_checkpoint(c, same, c.data_fingerprint, "runs/.r.checkpoint"));
+  EXPECT_NO_THROW(pipeline::check_checkpoint(c, same, c.data_fingerprint, c.data_values, "runs/.r.checkpoint"));
 
   config::Config other = cfg;
   other.set("model.factors=16");
   try {
-    pipeline::check_checkpoint(c, other, c.data_fingerprint, "runs/.r.checkpoint");
+    pipeline::check_checkpoint(c, other, c.data_fingerprint, c.data_values, "runs/.r.checkpoint");
     ADD_FAILURE() << "a checkpoint of other settings was accepted";
   } catch (const Error& e) {
     const std::string m = e.what();
@@ -314,7 +316,7 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
   }
   try {
-    pipeline::check_checkpoint(c, cfg, "fedcba9876543210fedc", "runs/.r.checkpoint");
+    pipeline::check_checkpoint(c, cfg, "fedcba9876543210fedc", c.data_values, "runs/.r.checkpoint");
     ADD_FAILURE() << "a checkpoint of other data was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("written from different data (data fingerprint "
@@ -322,6 +324,23 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
               std::string::npos)
         << e.what();
   }
+  // The same fingerprint, other weights or timestamps (the values digest): refused; a checkpoint
+  // written before the digest was recorded (none) is not compared.
+  Checkpoint cv = c;
+  cv.data_values = "00112233445566778899aabbccddeeff";
+  EXPECT_NO_THROW(pipeline::check_checkpoint(cv, cfg, c.data_fingerprint, cv.data_values, "runs/.r.checkpoint"));
+  try {
+    pipeline::check_checkpoint(cv, cfg, c.data_fingerprint, "ffeeddccbbaa99887766554433221100",
+                               "runs/.r.checkpoint");
+    ADD_FAILURE() << "a checkpoint of other weights was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "runs/.r.checkpoint: this checkpoint was written from data with other weights or "
+              "timestamps (values digest 001122334455, now ffeeddccbbaa; the same users, items and "
+              "split): restore the data files, or remove runs/.r.checkpoint to start the run over");
+  }
+  EXPECT_NO_THROW(pipeline::check_checkpoint(c, cfg, c.data_fingerprint, "ffeeddccbbaa99887766554433221100",
+                                             "runs/.r.checkpoint"));
   // With an opt-out list, the message names it too: it is read again when training resumes.
   config::Config opted = cfg;
   opted.set("privacy.opt_out=opt-out.txt");
@@ -329,7 +348,7 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
   co.config_hash = pipeline::config_hash(opted);
   co.config = pipeline::checkpoint_config(opted);
   try {
-    pipeline::check_checkpoint(co, opted, "fedcba9876543210fedc", "runs/.r.checkpoint");
+    pipeline::check_checkpoint(co, opted, "fedcba9876543210fedc", c.data_values, "runs/.r.checkpoint");
     ADD_FAILURE() << "a checkpoint of other data was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("the data files or the opt-out list opt-out.txt "
@@ -541,7 +560,8 @@ TEST(CheckpointKill, ACheckpointOfOtherSettingsOrDataIsRefusedAndKept) {
   ASSERT_EQ(gen.rc, 0) << gen.out;
   write_file(t.file("ck.yaml"),
              "run:\n  name: ck\n  progress: lines\n"
-             "data:\n  path: data.csv\n  header: true\n  time_col: \"3\"\n  cache: false\n"
+             "data:\n  path: data.csv\n  header: true\n  time_col: \"3\"\n  weight_col: weight\n"
+             "  cache: false\n"
              "split:\n  method: leave_last\n"
              "train:\n  threads: 1\n  checkpoint_every: 1\n"
              "model:\n  type: ials\n  factors: 16\n  iterations: 30\n");
@@ -565,6 +585,18 @@ TEST(CheckpointKill, ACheckpointOfOtherSettingsOrDataIsRefusedAndKept) {
                "fingerprint ");
   EXPECT_EQ(read_file(ckpt + "/checkpoint.json"), before);
   EXPECT_FALSE(fs::exists(t.file("runs/ck")));
+  // The same users, items and split, one weight changed (the first line's: user,item,w,time).
+  {
+    const size_t line = data.find('\n') + 1;
+    const size_t w = data.find(',', data.find(',', line) + 1) + 1;
+    std::string edited = data;
+    edited.replace(w, data.find(',', w) - w, data.compare(w, data.find(',', w) - w, "5") == 0 ? "6" : "5");
+    write_file(t.file("data.csv"), edited);
+    expect_error(run(t.str(), "train ck.yaml"),
+                 "runs/.ck.checkpoint: this checkpoint was written from data with other weights or "
+                 "timestamps (values digest ");
+    EXPECT_EQ(read_file(ckpt + "/checkpoint.json"), before);
+  }
   // With the data restored, thread count and logging may change; the run then completes and
   // the checkpoint goes.
   write_file(t.file("data.csv"), data);

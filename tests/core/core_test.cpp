@@ -30,6 +30,55 @@ TEST(Hash, KnownSha256Vectors) {
   EXPECT_THROW(sha256_file(t.file("missing")), Error);
 }
 
+// The sampled digest equals SHA-256 of the size (8 bytes, native order) followed by the
+// sampled blocks, computed here from the bytes: the whole file when small; else blocks at
+// b * (n - block) / (blocks - 1). A change inside a block or of the size changes it; one between
+// blocks does not (its stated limit).
+TEST(Hash, SampledFileDigestHashesTheSizeAndEvenlySpacedBlocks) {
+  TempDir t;
+  auto expected = [](const std::string& bytes, int blocks, int64_t block) {
+    Sha256 h;
+    const int64_t n = static_cast<int64_t>(bytes.size());
+    h.update(&n, sizeof n);
+    if (n <= blocks * block) {
+      h.update(bytes.data(), bytes.size());
+    } else {
+      for (int b = 0; b < blocks; ++b)
+        h.update(bytes.data() + b * (n - block) / (blocks - 1), static_cast<size_t>(block));
+    }
+    return h.hex();
+  };
+  std::string bytes(1000, 'a');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>('a' + i % 26);
+  test::write_file(t.file("f"), bytes);
+  int64_t size = 0;
+  const std::string d = sha256_file_sample(t.file("f"), &size, 4, 10);  // blocks at 0, 330, 660, 990
+  EXPECT_EQ(size, 1000);
+  EXPECT_EQ(d, expected(bytes, 4, 10));
+  std::string edited = bytes;
+  edited[335] = '#';  // inside the second block
+  test::write_file(t.file("f"), edited);
+  EXPECT_NE(sha256_file_sample(t.file("f"), nullptr, 4, 10), d);
+  edited = bytes;
+  edited[999] = '#';  // the last byte
+  test::write_file(t.file("f"), edited);
+  EXPECT_NE(sha256_file_sample(t.file("f"), nullptr, 4, 10), d);
+  edited = bytes;
+  edited[100] = '#';  // between blocks: not seen
+  test::write_file(t.file("f"), edited);
+  EXPECT_EQ(sha256_file_sample(t.file("f"), nullptr, 4, 10), d);
+  test::write_file(t.file("f"), bytes + "x");  // one byte longer
+  EXPECT_NE(sha256_file_sample(t.file("f"), nullptr, 4, 10), d);
+  // At most blocks * block bytes: the whole file, so any change is seen.
+  test::write_file(t.file("g"), bytes.substr(0, 40));
+  EXPECT_EQ(sha256_file_sample(t.file("g"), &size, 4, 10), expected(bytes.substr(0, 40), 4, 10));
+  EXPECT_EQ(size, 40);
+  test::write_file(t.file("g"), "");
+  EXPECT_EQ(sha256_file_sample(t.file("g"), &size, 4, 10), expected("", 4, 10));
+  EXPECT_EQ(size, 0);
+  EXPECT_THROW(sha256_file_sample(t.file("missing")), Error);
+}
+
 TEST(Hash, HmacSha256MatchesRfc4231) {
   // RFC 4231 test cases 1 and 2.
   EXPECT_EQ(hmac_sha256_hex(std::string(20, '\x0b'), "Hi There"),

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "dist_launch.h"
 #include "test_util.h"
 
@@ -309,6 +310,24 @@ TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
   EXPECT_NE(one.rc, 0);
   EXPECT_NE(one.out.find("written by a distributed run of 2 processes"), std::string::npos)
       << one.out;
+  // One weight changed (the same users, items and split): refused, the checkpoint kept; the
+  // data restored, the job resumes.
+  const std::string csv = test::read_file(dir.file("syn.csv"));
+  {
+    const size_t line = csv.find('\n') + 1;  // the first interaction: user,item,weight,time
+    const size_t w = csv.find(',', csv.find(',', line) + 1) + 1;
+    const size_t end = csv.find(',', w);
+    std::string edited = csv;
+    edited.replace(w, end - w, csv.compare(w, end - w, "7") == 0 ? "8" : "7");
+    test::write_file(dir.file("syn.csv"), edited);
+    const Result weighed = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
+    EXPECT_EQ(weighed.rc, 1) << weighed.out;
+    EXPECT_NE(weighed.out.find("this checkpoint was written from data with other weights or timestamps"),
+              std::string::npos)
+        << weighed.out;
+    EXPECT_TRUE(fs::exists(meta));
+    test::write_file(dir.file("syn.csv"), csv);
+  }
 
   const Result again = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
   ASSERT_EQ(again.rc, 0) << again.out;
@@ -428,6 +447,158 @@ TEST(DistTrain, ASolveErrorOnOneRankNamesTheIterationAndEndsTheJob) {
                                             "true\n  weight_col: w\nsplit:\n  method: none\n", 2));
   expect_job_ends_saying(
       dir, 2, {" of 2: iALS iteration 1, user factors: the conjugate gradient of 1 of "});
+}
+
+// The split's emptiness checks count every rank's part: here the second half of the users (the
+// second rank's) have one interaction each, which random and validation splits keep in train, so
+// that rank's test and validation parts are empty while the whole split's are not. The job trains
+// as one process does (same part sizes, same test users); a split empty on every rank is refused
+// once, with the single-process sentence.
+TEST(DistTrain, APartEmptyOnOneRankButNotOverallTrainsAsOneProcessDoes) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string text = "user,item\n";
+  for (int u = 0; u < 100; ++u)
+    for (int j = 0; j < (u < 50 ? 12 : 1); ++j) text += std::to_string(u) + "," + std::to_string((u * 7 + j * 5) % 60) + "\n";
+  test::write_file(dir.file("skew.csv"), text);
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), "data:\n  format: delimited\n  path: skew.csv\n  header: "
+                                            "true\nsplit:\n  method: random\n  test_fraction: 0.25\n"
+                                            "  validation_fraction: 0.2\n", 2));
+  for (int P : {0, 2}) {
+    const Result r = run_ranks(P, dir.str(), "train c.yaml --set run.name=p" + std::to_string(P));
+    ASSERT_EQ(r.rc, 0) << "P=" << P << "\n" << r.out;
+  }
+  const nlohmann::json one = read_json(dir.file("runs/p0/stats.json"));
+  const nlohmann::json two = read_json(dir.file("runs/p2/stats.json"));
+  ASSERT_GT(one["test"]["interactions"].get<int64_t>(), 0);
+  EXPECT_EQ(two["test"]["interactions"], one["test"]["interactions"]);
+  EXPECT_EQ(two["validation"]["interactions"], one["validation"]["interactions"]);
+  EXPECT_EQ(two["train"]["interactions"], one["train"]["interactions"]);
+  EXPECT_EQ(read_json(dir.file("runs/p2/metrics.json"))["test"]["users"],
+            read_json(dir.file("runs/p0/metrics.json"))["test"]["users"]);
+  // Empty on every rank: one interaction per user leaves no test interaction anywhere.
+  std::string ones = "user,item\n";
+  for (int u = 0; u < 100; ++u) ones += std::to_string(u) + "," + std::to_string(u % 60) + "\n";
+  test::write_file(dir.file("skew.csv"), ones);
+  const Result r = run_ranks(2, dir.str(), "train c.yaml --set run.name=empty");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  const std::string says = "split.test_fraction 0.25 left the test set empty";
+  ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << "said more than once:\n" << r.out;
+  EXPECT_EQ(r.out.find("process 1 of 2"), std::string::npos) << r.out;
+}
+
+// Each rank in its own working directory `DIR/rR` (R its rank), where the config's relative
+// paths (data.path, privacy.opt_out) lead to that rank's copy of the files: a cluster where
+// one machine holds another version behind the same path. `extra` follows the command.
+Result run_ranks_apart(int P, const TempDir& dir, const std::string& extra = "") {
+  return test::run_shell("cd '" + dir.str() + "' && " + test::mpirun_command(P) +
+                         " bash -c 'cd r$OMPI_COMM_WORLD_RANK && exec \"$0\" train ../c.yaml " + extra +
+                         "' '" + RECFORGE_BINARY + "'");
+}
+
+// The job ends with one sentence naming what differs between the ranks, said once, and leaves
+// no run.
+void expect_apart_fails(const TempDir& dir, int P, const std::string& says, const std::string& extra = "") {
+  const Result r = run_ranks_apart(P, dir, extra);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  ASSERT_NE(r.out.find(says), std::string::npos) << says << "\n" << r.out;
+  EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << "said more than once:\n" << r.out;
+  EXPECT_NE(r.out.find("every process must run the same command on the same files"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir.file("runs/c"))) << r.out;
+}
+
+// A rank that reads another version of a data file or of the opt-out list, or runs another
+// configuration, is found before any work: the job would otherwise split overlapping byte
+// ranges, or train users another rank's list opts out.
+TEST(DistTrain, RanksThatReadOtherFilesOrSettingsAreRefusedNamingWhat) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  const std::string data = synthetic_data(dir);
+  const std::string csv = test::read_file(dir.file("syn.csv"));
+  const std::string first_user = csv.substr(csv.find('\n') + 1, csv.find(',', csv.find('\n')) - csv.find('\n') - 1);
+  test::write_file(dir.file("c.yaml"),
+                   config(dir.file("runs"), data, 2, "privacy:\n  opt_out: opt-out.txt\n"));
+  auto lay_out = [&](const std::string& csv1, const std::string& opt_out1) {
+    for (int r = 0; r < 2; ++r) {
+      fs::create_directories(dir.file("r" + std::to_string(r)));
+      test::write_file(dir.file("r" + std::to_string(r) + "/syn.csv"), r == 0 ? csv : csv1);
+      test::write_file(dir.file("r" + std::to_string(r) + "/opt-out.txt"),
+                       r == 0 ? first_user + "\n" : opt_out1);
+    }
+  };
+  // The same files everywhere train.
+  lay_out(csv, first_user + "\n");
+  const Result same = run_ranks_apart(2, dir);
+  ASSERT_EQ(same.rc, 0) << same.out;
+  EXPECT_EQ(read_json(dir.file("runs/c/run.json"))["excluded_users"]["opt_out"].size(), 1u);
+  fs::remove_all(dir.file("runs"));
+  // A shorter file on rank 1 (its last 10 lines missing).
+  std::string shorter = csv;
+  for (int j = 0; j < 11; ++j) shorter.erase(shorter.rfind('\n', shorter.size() - 2) + 1);
+  lay_out(shorter, first_user + "\n");
+  expect_apart_fails(dir, 2,
+                     "syn.csv: process 1 of 2 reads another version of the file than process 0 (" +
+                         std::to_string(shorter.size()) + " bytes, process 0 " +
+                         std::to_string(csv.size()) + " bytes)");
+  // One digit changed in the middle: the same size, other bytes.
+  std::string edited = csv;
+  const size_t at = edited.find_first_of("123456789", edited.size() / 2);
+  edited[at] = edited[at] == '1' ? '2' : '1';
+  lay_out(edited, first_user + "\n");
+  expect_apart_fails(dir, 2, "syn.csv: process 1 of 2 reads another version of the file than "
+                             "process 0 (the same size, other bytes)");
+  // The opt-out list empty on rank 1: its share of the user would have been trained.
+  lay_out(csv, "");
+  expect_apart_fails(dir, 2, "opt-out.txt: process 1 of 2 reads other user ids from the file than "
+                             "process 0");
+  // Another setting on rank 1.
+  lay_out(csv, first_user + "\n");
+  expect_apart_fails(dir, 2, "model.factors is 17 in process 1 of 2 but 16 in process 0",
+                     "--set model.factors=$((16 + OMPI_COMM_WORLD_RANK))");
+  // A file past the sampled digest's 4 MiB, edited between two sampled blocks: the sizes and
+  // samples agree, but with an opt-out list every rank hashes the files whole for the salt.
+  {
+    const Result g = test::run_recforge(dir.str(), "datagen --users 20000 --items 3000 "
+                                                   "--interactions 300000 --seed 6 --out big.csv");
+    ASSERT_EQ(g.rc, 0) << g.out;
+    const std::string big = test::read_file(dir.file("big.csv"));
+    ASSERT_GT(big.size(), size_t{4} << 20);  // past 64 blocks of 64 KiB
+    const size_t n = big.size(), block = 64 << 10;
+    // Between block 0 (ends at 64 KiB) and block 1 (starts at (n - 64 KiB) / 63).
+    const size_t gap = block + ((n - block) / 63 - block) / 2;
+    std::string between = big;
+    const size_t at_digit = between.find_first_of("123456789", gap);
+    ASSERT_LT(at_digit, (n - block) / 63);
+    between[at_digit] = between[at_digit] == '1' ? '2' : '1';
+    int64_t s0 = 0, s1 = 0;
+    test::write_file(dir.file("r0/syn.csv"), big);
+    test::write_file(dir.file("r1/syn.csv"), between);
+    ASSERT_EQ(sha256_file_sample(dir.file("r0/syn.csv"), &s0), sha256_file_sample(dir.file("r1/syn.csv"), &s1));
+    expect_apart_fails(dir, 2, "process 1 of 2 reads other data than process 0: the SHA-256 of its data files differs");
+    lay_out(csv, first_user + "\n");
+  }
+  // A file missing on rank 1 only is that rank's error, said once; missing on every rank, the
+  // one sentence without a rank.
+  fs::remove(dir.file("r1/syn.csv"));
+  {
+    const Result r = run_ranks_apart(2, dir);
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const std::string says = "process 1 of 2: syn.csv:";
+    ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << r.out;
+  }
+  fs::remove(dir.file("r0/syn.csv"));
+  {
+    const Result r = run_ranks_apart(2, dir);
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const std::string says = "syn.csv:";
+    ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << "said more than once:\n" << r.out;
+    EXPECT_EQ(r.out.find("process 1 of 2"), std::string::npos) << r.out;
+  }
 }
 
 // The pids of the ranks of the mpirun job `mpirun_pid` (its children that hold
