@@ -192,9 +192,9 @@ int cmd_forget() {
       log().info("forget: removed {} earlier version(s) of the export {}", removed, a.export_dir);
   }
   std::printf("%s\n", dir.c_str());
-  // An export the source wrote elsewhere is not touched without --export.
-  if (source_run.contains("export") && source_run["export"].is_string()) {
-    const std::string old_export = source_run["export"].get<std::string>();
+  // The exports of the source written elsewhere (by training or later by recforge export) are
+  // not touched without --export.
+  for (const std::string& old_export : pipeline::run_exports(src, source_run)) {
     const bool inside = normalized(old_export).rfind(from + "/", 0) == 0;
     if (!inside && (a.export_dir.empty() || normalized(old_export) != normalized(a.export_dir)) &&
         artifact::is_artifact(old_export))

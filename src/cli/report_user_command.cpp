@@ -55,12 +55,24 @@ int cmd_report_user() {
   const auto& e = j["embedding"];
   if (e.is_null())
     out += "embedding: none\n";
-  else
+  else {
+    // Several exports (training's and those written later by recforge export): one line each.
+    const bool several = e.contains("exports") && e["exports"].size() > 1;
+    const auto yes_no = [](const nlohmann::json& b) {
+      return b.is_null() ? "unknown" : b.get<bool>() ? "yes" : "no";
+    };
     out += fmt::format("embedding: {} dimensions, norm {:.6g}; stored in an export: {}{}\n",
-                       e["dim"].get<int64_t>(), e["norm"].get<double>(),
-                       e["in_export"].is_null() ? "unknown" : e["in_export"].get<bool>() ? "yes" : "no",
-                       e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
-  if (!e.is_null() && e.contains("in_export_note")) out += scalar(e["in_export_note"]) + "\n";
+                       e["dim"].get<int64_t>(), e["norm"].get<double>(), yes_no(e["in_export"]),
+                       several || e["export"].is_null() ? "" : " (" + scalar(e["export"]) + ")");
+    if (several)
+      for (const auto& x : e["exports"]) {
+        out += fmt::format("  export {}: {}\n", scalar(x["export"]),
+                           x["exists"].get<bool>() ? yes_no(x["holds_user"]) : "no (no longer there)");
+        if (x.contains("note")) out += "  " + scalar(x["note"]) + "\n";
+      }
+  }
+  if (!e.is_null() && e.contains("in_export_note") && !(e.contains("exports") && e["exports"].size() > 1))
+    out += scalar(e["in_export_note"]) + "\n";
   if (j.contains("warm_start")) {  // model.init_from: the model started from another export
     const auto& w = j["warm_start"];
     const auto& held = w["trained_on_user"];
@@ -78,6 +90,11 @@ int cmd_report_user() {
                                                              : "no");
   }
   const auto& r = j["recommendations"];
+  if (r.is_null()) {  // a user the run's data lacks, reported for its warm start
+    out += scalar(j["recommendations_note"]) + "\n";
+    std::fputs(out.c_str(), stdout);
+    return 0;
+  }
   out += fmt::format("top {} recommendations{}{}:\n", r["k"].get<int64_t>(),
                      r["personalised"].get<bool>() ? "" : " (not personalised: popularity)",
                      r.contains("method") ? " (explained by " + scalar(r["method"]) + ")" : "");

@@ -65,7 +65,9 @@ std::string export_run(const std::string& run_dir, const std::string& out,
   const artifact::ExportInput in =
       export_input(r.config, r.data, *r.model, r.metrics, run_dir, r.data.fingerprint(),
                    r.run, r.chain_users);
-  return artifact::write(in, out);
+  const std::string written = artifact::write(in, out);
+  record_export(run_dir, out);  // so that forget and report-user of the run know it
+  return written;
 }
 
 }  // namespace recforge::pipeline

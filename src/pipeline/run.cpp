@@ -1,6 +1,11 @@
 #include "pipeline/run.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -9,6 +14,7 @@
 #include "artifact/files.h"
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/npy.h"
@@ -51,6 +57,45 @@ static std::string not_a_run(const std::string& dir) {
   if (!seeds.empty())
     out += fmt::format("; it is a sweep trial of {} seed runs: name them ({}/{}{})", seeds.size(),
                        dir, seeds.front(), seeds.size() > 1 ? ", ..." : "");
+  return out;
+}
+
+void record_export(const std::string& run_dir, const std::string& export_dir) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(export_dir, ec);
+  if (!ec) abs = fs::weakly_canonical(abs, ec).lexically_normal();
+  const std::string path = run_dir + "/" + kExportsFile;
+  const std::string line = (ec ? fs::path(export_dir) : abs).string() + "\n";
+  const int fd = create_file(path, O_APPEND);
+  bool ok = fd >= 0;
+  int err = errno;
+  if (ok) {
+    ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    if (!ok) err = errno;
+    ::close(fd);
+  }
+  if (!ok)
+    log().warn("{}: cannot record the export {} there ({}): forget and report-user of the run will "
+               "not know it; give it to forget as --export {}",
+               path, export_dir, std::strerror(err), export_dir);
+}
+
+std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann::json& run) {
+  std::vector<std::string> out, seen;
+  const auto add = [&](const std::string& dir) {
+    std::error_code ec;
+    fs::path key = fs::absolute(dir, ec);
+    if (!ec) key = fs::weakly_canonical(key, ec).lexically_normal();
+    const std::string k = ec ? dir : key.string();
+    if (std::find(seen.begin(), seen.end(), k) != seen.end()) return;
+    seen.push_back(k);
+    out.push_back(dir);
+  };
+  if (run.is_object() && run.contains("export") && run["export"].is_string())
+    add(run["export"].get<std::string>());
+  std::ifstream in(run_dir + "/" + kExportsFile);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.front() == '/') add(line);
   return out;
 }
 

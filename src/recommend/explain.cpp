@@ -64,6 +64,36 @@ bool export_holds(const std::string& dir, const std::string& user) {
   return false;
 }
 
+nlohmann::ordered_json chain_holds(const pipeline::ChainUsers& chain, const std::string& user,
+                                   const std::optional<SecretKey>& key);  // below
+
+// For an export of a warm-started run (its manifest's config names model.init_from): that
+// export, and whether an earlier model of its chain was trained on `user` (its chain_users.txt;
+// null for exports of builds before lineage was recorded); null for other exports.
+nlohmann::ordered_json export_warm_start(const Recommender& r, const std::string& user) {
+  const nlohmann::json* m = r.manifest();
+  if (!m) return nullptr;
+  const std::string from = artifact::manifest_text(*m, "/config/model/init_from");
+  if (from.empty()) return nullptr;
+  // Whether that export was trained on the user is the run's report to give (it holds the
+  // record).
+  const std::string run_dir = artifact::manifest_text(*m, "/source/run_dir");
+  nlohmann::ordered_json w = {{"export", from},
+                              {"version", nullptr},
+                              {"trained_on_user", nullptr},
+                              {"note", "this export's model was warm-started from that export "
+                                       "(model.init_from, as its training named it); `recforge "
+                                       "report-user " + (run_dir.empty() ? std::string("RUN") : run_dir) +
+                                       "` says whether it was trained on this user"}};
+  const nlohmann::json::json_pointer lineage("/source/lineage");
+  w["earlier_in_chain"] =
+      m->contains(lineage)
+          ? chain_holds({r.chain_salt(), r.chain_key_checks(), r.chain_users()}, user,
+                        r.pseudonym_key() ? std::optional<SecretKey>(*r.pseudonym_key()) : std::nullopt)
+          : nlohmann::ordered_json(nullptr);
+  return w;
+}
+
 }  // namespace
 
 std::vector<ItemExplanation> explain(const Recommender& r, const std::string& user_raw,
@@ -265,9 +295,31 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   const std::string user = trim(user_raw);
   const bool opted = r.opted_out(user);
   const std::optional<data::index_t> row = r.user_row(user);
-  if (!row && !opted) user_row(r, user);  // the unknown-user sentence
   nlohmann::ordered_json j = {
       {"user", user}, {"source", kind(r)}, {"path", r.path()}, {"opted_out", opted}};
+  if (!row && !opted) {
+    // Not in this run's data: still reported when its model depends on their data through a
+    // warm start (the export it started from was trained on them, or an earlier model of its
+    // chain was); otherwise the unknown-user sentence.
+    nlohmann::ordered_json w = r.run() ? warm_start_of(*r.run(), user) : export_warm_start(r, user);
+    const bool depends = w.is_object() && (w.value("trained_on_user", nlohmann::ordered_json()) == true ||
+                                           w.value("earlier_in_chain", nlohmann::ordered_json()) == true);
+    if (!depends) user_row(r, user);  // throws the unknown-user sentence
+    j["training"] = {{"count", 0}, {"interactions", nlohmann::ordered_json::array()}};
+    j["validation"] = nullptr;
+    j["test"] = nullptr;
+    j["held_note"] = fmt::format(
+        "this {}'s data does not hold the user, and it has no embedding of theirs; its model was "
+        "warm-started (model.init_from) from factors trained on their data (below), so it still "
+        "depends on it",
+        kind(r));
+    j["embedding"] = nullptr;
+    j["warm_start"] = std::move(w);
+    j["recommendations"] = nullptr;
+    j["recommendations_note"] = fmt::format(
+        "the user is unknown to this {}: it answers them as any unknown user, with no list", kind(r));
+    return j;
+  }
   if (!row) {
     // Opted out before training: their lines were dropped, so nothing of theirs is held here.
     j["training"] = {{"count", 0}, {"interactions", nlohmann::ordered_json::array()}};
@@ -336,49 +388,48 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
     emb["in_export"] = true;
     emb["export"] = r.path();
   } else {
-    const auto it = run->run.find("export");
-    if (it != run->run.end() && it->is_string()) {
-      const std::string dir = it->get<std::string>();
+    // Every export of the run: training's (run.json "export") and those `recforge export` wrote
+    // later (exports.txt). "export" and "in_export" keep their meaning for the first; "exports"
+    // lists each, and "in_export" is true when any of them holds the user.
+    const std::vector<std::string> dirs = pipeline::run_exports(run->dir, run->run);
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    bool any = false, unknown = false;
+    for (const std::string& dir : dirs) {
       std::error_code ec;
-      emb["export"] = dir;
-      emb["export_exists"] = std::filesystem::exists(dir, ec);
-      std::string note;
-      const std::optional<bool> held = export_holds_user(
-          *run, dir, user, run->config.settings().export_.pseudonymize, {}, note);
-      emb["in_export"] = held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr);
-      if (!note.empty()) emb["in_export_note"] = note;
-    } else {
-      emb["export"] = nullptr;
-      emb["in_export"] = false;
+      const bool exists = std::filesystem::exists(dir, ec);
+      std::string note, key_check;
+      if (std::ifstream m(dir + "/manifest.json"); m) {
+        const nlohmann::json j = nlohmann::json::parse(m, nullptr, false);
+        if (!j.is_discarded()) key_check = artifact::manifest_text(j, "/user_ids/key_check");
+      }
+      const std::optional<bool> held =
+          exists ? export_holds_user(*run, dir, user, run->config.settings().export_.pseudonymize,
+                                     key_check, note)
+                 : std::optional<bool>(false);
+      any = any || held.value_or(false);
+      unknown = unknown || !held;
+      nlohmann::ordered_json e = {{"export", dir}, {"exists", exists},
+                                  {"holds_user", held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr)}};
+      if (!note.empty()) e["note"] = note;
+      if (all.empty()) {
+        emb["export"] = dir;
+        emb["export_exists"] = exists;
+        if (!note.empty()) emb["in_export_note"] = note;
+      }
+      all.push_back(std::move(e));
     }
+    if (dirs.empty()) emb["export"] = nullptr;
+    emb["in_export"] = any ? nlohmann::ordered_json(true)
+                           : unknown ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(false);
+    emb["exports"] = std::move(all);
   }
   j["embedding"] = std::move(emb);
   if (run) {
     nlohmann::ordered_json w = warm_start_of(*run, user);
     if (!w.is_null()) j["warm_start"] = std::move(w);
-  } else if (const nlohmann::json* m = r.manifest()) {
-    // An export of a warm-started run: its config names where the run started; whether that
-    // export was trained on the user is the run's report to give (it holds the record).
-    const std::string from = artifact::manifest_text(*m, "/config/model/init_from");
-    if (!from.empty()) {
-      const std::string run_dir = artifact::manifest_text(*m, "/source/run_dir");
-      j["warm_start"] = {{"export", from},
-                         {"version", nullptr},
-                         {"trained_on_user", nullptr},
-                         {"note", "this export's model was warm-started from that export "
-                                  "(model.init_from, as its training named it); `recforge "
-                                  "report-user " + (run_dir.empty() ? std::string("RUN") : run_dir) +
-                                  "` says whether it was trained on this user"}};
-      // Its chain users (chain_users.txt), recorded since exports record their lineage: an
-      // export of an older build cannot tell.
-      const nlohmann::json::json_pointer lineage("/source/lineage");
-      j["warm_start"]["earlier_in_chain"] =
-          m->contains(lineage)
-              ? chain_holds({r.chain_salt(), r.chain_key_checks(), r.chain_users()}, user,
-                            r.pseudonym_key() ? std::optional<SecretKey>(*r.pseudonym_key())
-                                              : std::nullopt)
-              : nlohmann::ordered_json(nullptr);
-    }
+  } else {
+    nlohmann::ordered_json w = export_warm_start(r, user);
+    if (!w.is_null()) j["warm_start"] = std::move(w);
   }
 
   j["recommendations"] = report_recommendations(r, user, k);

@@ -392,6 +392,31 @@ TEST(WarmStart, AnOptOutReachesBackThroughTheChainOfWarmStarts) {
   const Result day3_run = recforge(d.t, day3 + " --set privacy.opt_out=opt-out.txt");
   ASSERT_EQ(day3_run.rc, 0) << day3_run.out;
   EXPECT_EQ(lines_of(d.t.file("runs/day3/chain_users.txt")), expected);
+  // Users day 3's data lacks but its model depends on are reported, with no data of theirs: u5
+  // (day 2's export, which day 3 started from, holds no u5; day 1's model was trained on them)
+  // from the run and from its export; u60 is in day 2's data. A user no model saw is unknown.
+  for (const std::string& path : {std::string("runs/day3"), std::string("runs/day3/export")}) {
+    const Result rep = recforge(d.t, "report-user " + path + " --format json --user u5");
+    ASSERT_EQ(rep.rc, 0) << path << "\n" << rep.out;
+    const nlohmann::json j = json_of(rep.out);
+    EXPECT_EQ(j["training"]["count"], 0) << path;
+    EXPECT_TRUE(j["embedding"].is_null()) << path;
+    EXPECT_TRUE(j["recommendations"].is_null()) << path;
+    EXPECT_EQ(j["warm_start"]["earlier_in_chain"], true) << path;
+    const Result text = recforge(d.t, "report-user " + path + " --user u5");
+    ASSERT_EQ(text.rc, 0) << text.out;
+    EXPECT_NE(text.out.find("data does not hold the user, and it has no embedding of theirs"),
+              std::string::npos)
+        << text.out;
+  }
+  {
+    const Result rep = recforge(d.t, "report-user runs/day2 --format json --user u5");
+    ASSERT_EQ(rep.rc, 0) << rep.out;
+    EXPECT_EQ(json_of(rep.out)["warm_start"]["trained_on_user"], true);  // day 1's export holds u5
+    const Result unknown = recforge(d.t, "report-user runs/day3 --user u999");
+    EXPECT_EQ(unknown.rc, 1) << unknown.out;
+    EXPECT_NE(unknown.out.find("user \"u999\" is not in this run"), std::string::npos) << unknown.out;
+  }
 
   // u3 comes back: day 4 trains on day 1's data from day 3's export, which does not hold u3,
   // but day 1's model was trained on u3, which the data-access report says.

@@ -221,6 +221,47 @@ TEST(Forget, ASecondForgetAccumulatesAndRemoveSourceRemovesOnlyTheSource) {
   EXPECT_EQ(stats["privacy"]["forgotten_users"], 2);
 }
 
+// An export written after training with `recforge export RUN --out DIR` is recorded in the run's
+// exports.txt: report-user says whether it holds the user, and forget names it as still holding
+// the forgotten users (it named only training's export, and report-user said "no").
+TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser) {
+  Data d;
+  d.config("src", "data.csv", "export:\n  enabled: true\n");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  for (const char* out : {"later", "runs/src/export"}) {  // a second writing of training's export
+    const Result e = run(d.t.str(), std::string("export runs/src --out ") + out);
+    ASSERT_EQ(e.rc, 0) << e.out;
+  }
+  const std::string later = fs::weakly_canonical(d.t.file("later")).string();
+  const Result report = run(d.t.str(), std::string("report-user runs/src --user ") + kErased + " --format json");
+  ASSERT_EQ(report.rc, 0) << report.out;
+  const auto j = nlohmann::json::parse(report.out.substr(report.out.find('{')));
+  const auto& exports = j["embedding"]["exports"];
+  ASSERT_EQ(exports.size(), 2u) << report.out;  // training's, then later (the second writing once)
+  EXPECT_EQ(exports[1]["export"], later);
+  EXPECT_EQ(exports[1]["holds_user"], true);
+  EXPECT_EQ(j["embedding"]["in_export"], true);
+  const Result text = run(d.t.str(), "report-user runs/src --user u07");
+  ASSERT_EQ(text.rc, 0) << text.out;
+  EXPECT_NE(text.out.find("  export " + later + ": yes\n"), std::string::npos) << text.out;
+  // forget names it; with --export it is replaced and not named.
+  const Result f = run(d.t.str(), std::string("forget runs/src --users ") + kErased + " --name one");
+  ASSERT_EQ(f.rc, 0) << f.out;
+  EXPECT_NE(f.out.find("the source run's export " + later + " still holds the forgotten users; "
+                       "replace it with forget --export " + later + ", or remove it"),
+            std::string::npos)
+      << f.out;
+  const Result g = run(d.t.str(), std::string("forget runs/src --users ") + kErased + " --name two --export later");
+  ASSERT_EQ(g.rc, 0) << g.out;
+  EXPECT_EQ(g.out.find("the source run's export " + later), std::string::npos) << g.out;
+  const std::vector<std::string> users = lines_of(test::read_file(d.t.file("later/user_ids.txt")));
+  EXPECT_EQ(std::count(users.begin(), users.end(), kErased), 0);
+  // forget's export is the new run's (its run.json); the source's exports.txt lists the two that
+  // `recforge export` wrote, absolute, in order.
+  EXPECT_EQ(test::read_file(d.t.file("runs/src/exports.txt")),
+            later + "\n" + fs::weakly_canonical(d.t.file("runs/src/export")).string() + "\n");
+}
+
 // A user mistake: exit status 1, exactly one error line containing `expected`, no new run.
 void expect_one_line_error(const Data& d, const std::string& args, const std::string& expected) {
   const Result r = run(d.t.str(), args);

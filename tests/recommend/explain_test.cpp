@@ -284,7 +284,12 @@ TEST(Explain, ReportUserListsWhatTheRunHoldsAboutTheUser) {
   EXPECT_EQ(rep["validation"]["count"], 0);
   const double norm = std::sqrt(dot(rec.user_factors().row(u), rec.user_factors().row(u), 8));
   EXPECT_NEAR(rep["embedding"]["norm"].get<double>(), norm, 1e-12 * norm);
-  EXPECT_EQ(rep["embedding"]["in_export"], false);  // run.json names no export
+  // run.json names no export; the one `recforge export` wrote (train_run) is in exports.txt.
+  EXPECT_EQ(rep["embedding"]["in_export"], true);
+  ASSERT_EQ(rep["embedding"]["exports"].size(), 1u);
+  EXPECT_EQ(rep["embedding"]["exports"][0]["export"],
+            std::filesystem::weakly_canonical(t.file("r-export")).string());
+  EXPECT_EQ(rep["embedding"]["exports"][0]["holds_user"], true);
   const auto& recs = rep["recommendations"]["items"];
   ASSERT_EQ(recs.size(), 5u);
   Options o;
