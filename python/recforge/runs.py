@@ -541,7 +541,8 @@ class Export:
         user : str or list of str
             A user id, or a list of them for a batch (scored together).
         N : int, optional
-            The number of items per user (clamped to the number of items).
+            The number of items per user (clamped to the number of items; 0 gives arrays with
+            no columns, as the model classes do).
         filter_items : list of str, optional
             Item ids never to recommend.
         items : list of str, optional
@@ -562,8 +563,8 @@ class Export:
         """
         single = isinstance(user, (str, np.str_))
         users = _strings(user, "user")
-        result = self._request(users, N, filter_items, items, filter_already_liked_items, exact)
-        return self._lists("recommend", result, single)
+        return _none_when_zero(N, lambda k: self._lists("recommend", self._request(
+            users, k, filter_items, items, filter_already_liked_items, exact), single))
 
     def recommend_lists(self, users, N=10, filter_items=None, items=None,
                         filter_already_liked_items=True, exact=False):
@@ -578,10 +579,14 @@ class Export:
             an opted-out user, whose list holds the most popular training items).
         """
         users = _strings(users, "users")
-        result = self._request(users, N, filter_items, items, filter_already_liked_items, exact)
-        lists, unknown, _, _ = result
-        self._check_unknown("recommend_lists", unknown)
-        return [RecommendationList(q, np.array(i, dtype=str), s, p) for q, i, s, p in lists]
+
+        def answer(k):
+            lists, unknown, _, _ = self._request(users, k, filter_items, items,
+                                                 filter_already_liked_items, exact)
+            self._check_unknown("recommend_lists", unknown)
+            return [RecommendationList(q, np.array(i, dtype=str), s, p) for q, i, s, p in lists]
+
+        return _none_when_zero(N, answer)
 
     def fold_in(self, liked_items, weights=None):
         """The factors of a new user from their items, by the model's own solve.
@@ -625,16 +630,15 @@ class Export:
         scores : numpy.ndarray of float32
         """
         liked = _strings(liked_items, "liked_items")
-        result = self._s.recommend_new_user(
+        return _none_when_zero(N, lambda k: self._lists("recommend_new_user", self._s.recommend_new_user(
             liked,
             _weights(weights, liked),
-            _count(N),
+            k,
             _strings(filter_items, "filter_items", allow_none=True) or [],
             _strings(items, "items", allow_none=True),
             not filter_already_liked_items,
             bool(exact),
-        )
-        return self._lists("recommend_new_user", result, True)
+        ), True))
 
     def _similar(self, method, query, N, metric, exact):
         single = isinstance(query, (str, np.str_))
@@ -676,7 +680,7 @@ class Export:
         ids : numpy.ndarray of str
         scores : numpy.ndarray of float32
         """
-        return self._similar("similar_items", item, N, metric, exact)
+        return _none_when_zero(N, lambda k: self._similar("similar_items", item, k, metric, exact))
 
     def similar_users(self, user, N=10, metric="default", exact=False):
         """The users most similar to a user (itself and opted-out users left out).
@@ -698,7 +702,7 @@ class Export:
         ids : numpy.ndarray of str
         scores : numpy.ndarray of float32
         """
-        return self._similar("similar_users", user, N, metric, exact)
+        return _none_when_zero(N, lambda k: self._similar("similar_users", user, k, metric, exact))
 
     def explain(self, user, item, N=10):
         """Why the model scores an item for a user, as ``recforge explain --format json``.
@@ -732,10 +736,25 @@ def _one(value, name):
     return str(value)
 
 
-def _count(n):
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"N: expected an integer >= 1, got {n!r}")
+def _count(n, minimum=1):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < minimum:
+        raise ValueError(f"N: expected an integer >= {minimum}, got {n!r}")
     return int(n)
+
+
+def _none_when_zero(n, answer):
+    """N=0 (as the model classes allow): the answer to N=1, checked as any, cut to no columns.
+
+    ``answer(k)`` answers with k >= 1 (the engine's lists have at least one place).
+    """
+    k = _count(n, minimum=0)
+    result = answer(max(k, 1))
+    if k > 0:
+        return result
+    if isinstance(result, list):  # recommend_lists
+        return [r._replace(ids=r.ids[:0], scores=r.scores[:0]) for r in result]
+    ids, scores = result
+    return ids[..., :0], scores[..., :0]
 
 
 def _weights(weights, items):

@@ -305,8 +305,22 @@ def test_unknown_ids_and_bad_arguments_raise_one_sentence(exp, trained):
         exp.recommend(exp.user_ids[0])[0])
     with pytest.raises(ValueError, match=r"similar_items: item \"zz\"|\"zz\" is not in"):
         exp.similar_items(["zz", exp.item_ids[0]])
-    with pytest.raises(ValueError, match=r"N: expected an integer >= 1, got 0"):
-        exp.recommend(exp.user_ids[0], N=0)
+    # N=0 is empty arrays, as the model classes answer; the users and items are still checked.
+    user, item = exp.user_ids[0], exp.item_ids[0]
+    for ids, scores, shape in [(*exp.recommend(user, N=0), (0,)),
+                               (*exp.recommend([user, exp.user_ids[1]], N=0), (2, 0)),
+                               (*exp.recommend_new_user([item], N=0), (0,)),
+                               (*exp.similar_items(item, N=0), (0,)),
+                               (*exp.similar_items([item, exp.item_ids[1]], N=0), (2, 0)),
+                               (*exp.similar_users(user, N=0), (0,))]:
+        assert ids.shape == shape and scores.shape == shape
+        assert ids.dtype.kind == "U" and scores.dtype == np.float32
+    lists = exp.recommend_lists([user], N=0)
+    assert len(lists) == 1 and lists[0].user == user and lists[0].ids.shape == (0,)
+    with pytest.raises(ValueError, match=r'recommend: user "nobody" is not in'):
+        exp.recommend([user, "nobody"], N=0)
+    with pytest.raises(ValueError, match=r"N: expected an integer >= 0, got -1"):
+        exp.recommend(user, N=-1)
     with pytest.raises(ValueError, match=r"user: expected a str or a list of str, got int"):
         exp.recommend(5)
     with pytest.raises(ValueError, match=r'metric: expected "default", "dot" or "cosine"'):

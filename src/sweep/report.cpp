@@ -61,6 +61,19 @@ std::vector<const TrialRecord*> ranked(const SweepSpec& spec,
 
 std::string status_text(const std::string& s) { return s == "stopped_early" ? "stopped early" : s; }
 
+// The iterations a trial trained: for seeds, the range over its seed runs when they differ (a
+// seed stopped early trains fewer than the seeds before it, and the metrics average them all),
+// "A-B" (`dash` between).
+std::string iterations_text(const TrialRecord& t, const char* dash) {
+  int lo = t.iterations, hi = t.iterations;
+  for (const SeedRun& r : t.seed_runs) {
+    if (r.status == "failed") continue;
+    lo = std::min(lo, r.iterations);
+    hi = std::max(hi, r.iterations);
+  }
+  return lo == hi ? std::to_string(hi) : fmt::format("{}{}{}", lo, dash, hi);
+}
+
 }  // namespace
 
 std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& trials) {
@@ -85,7 +98,7 @@ std::string results_csv(const SweepSpec& spec, const std::vector<TrialRecord>& t
       out += "," + (done || t.status == "failed" ? std::to_string(t.seed_runs.size()) : "");
     }
     out += "," + (done ? std::to_string(t.best_iteration) : std::string());
-    out += "," + (done ? std::to_string(t.iterations) : std::string());
+    out += "," + (done ? iterations_text(t, "-") : std::string());
     out +=
         "," + (t.status == "pending" || t.status == "running" ? std::string()
                                                               : fmt::format("{:.2f}", t.seconds));
@@ -177,7 +190,7 @@ std::string results_md(const SweepSpec& spec, const std::vector<TrialRecord>& tr
     for (const std::string& m : shown) out += " " + metric_value(t->validation, m, false) + " |";
     const bool done = t->status == "finished" || t->status == "stopped_early";
     out += fmt::format(" {} | {} | {} |\n", done ? std::to_string(t->best_iteration) : "",
-                       done ? std::to_string(t->iterations) : "",
+                       done ? iterations_text(*t, "–") : "",
                        done || t->status == "failed" ? fmt::format("{:.1f}", t->seconds) : "");
   }
   for (const TrialRecord& t : trials)

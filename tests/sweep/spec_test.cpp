@@ -648,5 +648,48 @@ TEST(SweepReport, TrialsStoppedEarlyComeAfterTheFinishedOnesHoweverGoodTheirScor
       << md;
 }
 
+// A seeded trial whose last seed stopped early trained fewer iterations in that seed than in
+// the others, and its metrics average them all: the iterations column gives the range over its
+// seeds (it gave the last seed's count alone); a failed seed does not count.
+TEST(SweepReport, ASeededTrialsIterationsAreTheRangeOverItsSeeds) {
+  const SweepSpec spec = parse_sweep(kBase + "seeds: [1, 2, 3]\nspace:\n  model.factors: [4, 8]\n",
+                                     "t.yaml");
+  std::vector<TrialRecord> trials(2);
+  for (size_t i = 0; i < trials.size(); ++i) {
+    trials[i].id = static_cast<int>(i + 1);
+    trials[i].name = fmt::format("trial-00{}", i + 1);
+    trials[i].values = {static_cast<int64_t>(4) << i};
+    trials[i].score = 0.1 * static_cast<double>(i + 1);
+    trials[i].validation = {{"ndcg@20", *trials[i].score}};
+    for (int seed = 1; seed <= 3; ++seed) {
+      SeedRun r;
+      r.seed = seed;
+      r.status = "finished";
+      r.iterations = 12;
+      trials[i].seed_runs.push_back(r);
+    }
+  }
+  trials[0].status = "stopped_early";
+  trials[0].seed_runs[2].status = "stopped_early";
+  trials[0].seed_runs[2].iterations = 4;
+  trials[0].iterations = 4;  // summarize_seeds: the last seed's
+  trials[1].status = "finished";
+  trials[1].iterations = 12;
+  trials[1].seed_runs[0].iterations = 2;  // a failed seed's count is not shown
+  trials[1].seed_runs[0].status = "failed";
+  const std::string md = results_md(spec, trials, nlohmann::json());
+  const auto row = [&](const std::string& name) {
+    const size_t at = md.find("| " + name + " |");
+    return md.substr(at, md.find('\n', at) - at);
+  };
+  EXPECT_NE(row("trial-001").find("| 4–12 |"), std::string::npos) << md;
+  EXPECT_NE(row("trial-002").find("| 12 |"), std::string::npos) << md;
+  EXPECT_EQ(row("trial-002").find("2–12"), std::string::npos) << md;
+  const std::string csv = results_csv(spec, trials);
+  EXPECT_NE(csv.find("\ntrial-001,stopped_early,"), std::string::npos) << csv;
+  const std::string line1 = csv.substr(csv.find("\ntrial-001") + 1, csv.find('\n', csv.find("\ntrial-001") + 1) - csv.find("\ntrial-001") - 1);
+  EXPECT_NE(line1.find(",4-12,"), std::string::npos) << csv;
+}
+
 }  // namespace
 }  // namespace recforge::sweep
