@@ -144,7 +144,6 @@ std::shared_ptr<const State> load_state(const std::string& dir, const ServerOpti
     s->load_seconds = seconds;
     s->loaded_unix =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    std::error_code ec;
     const fs::path manifest = (before.empty() ? fs::path(dir) : fs::path(dir) / before) / "manifest.json";
     if (!fs::exists(manifest, ec)) continue;  // replaced by two newer exports since
     s->manifest = pipeline::read_json(manifest.string());

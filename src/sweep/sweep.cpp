@@ -66,7 +66,7 @@ class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
     const std::string path = dir + "/.sweep.lock";
-    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    fd_ = create_file(path, 0);  // privacy.file_mode, as the sweep's other files
     if (fd_ < 0) fail("{}: cannot create the sweep's lock file", path);
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
@@ -816,8 +816,11 @@ SweepResult Runner::run() {
     check_same_data(old, data_);
   }
 
+  // The sweep directory, its lock and its reports take the base's privacy.file_mode, as the
+  // trials do (the directory took the umask).
+  set_file_mode(file_mode_from(spec_.base.settings().privacy.file_mode));
   std::error_code ec;
-  fs::create_directories(spec_.out, ec);
+  recforge::create_directories(spec_.out, ec);
   if (ec) fail("{}: cannot create the sweep directory: {}", spec_.out, ec.message());
   DirLock lock(spec_.out);
   auto remove_staged = [&](const fs::path& dir) {  // runs killed while staged

@@ -275,7 +275,7 @@ TEST(RunDir, OtherWeightsOrTimestampsInTheDataAreRefusedWhenTheRunIsReopened) {
   // user 3's first line: "3,21,4,1000". Another weight; then another (still earliest) timestamp.
   const std::string line = "\n3,21,4,1000\n";
   ASSERT_NE(text.find(line), std::string::npos);
-  for (const std::string& edited : {"\n3,21,5,1000\n", "\n3,21,4,999\n"}) {
+  for (const char* edited : {"\n3,21,5,1000\n", "\n3,21,4,999\n"}) {
     std::string changed = text;
     changed.replace(changed.find(line), line.size(), edited);
     test::write_file(t.file("r.csv"), changed);

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <set>
+#include <tuple>
+
+#include <sys/stat.h>
 
 #include "config/config.h"
 #include "helpers.h"
@@ -39,6 +42,35 @@ bool has_partial(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().filename().string().find(".partial-") != std::string::npos) return true;
   return false;
+}
+
+// The sweep directory itself, its lock, reports and trials take the base's privacy.file_mode
+// (the directory and the lock took the umask); with `umask`, the umask's modes.
+TEST(SweepRun, TheSweepDirectoryAndEverythingInItTakeTheFileMode) {
+  const mode_t old_umask = ::umask(022);
+  for (const auto& [mode, file, dir] : {std::tuple<const char*, mode_t, mode_t>{"owner", 0600, 0700},
+                                        {"group", 0640, 0750}, {"umask", 0644, 0755}}) {
+    SCOPED_TRACE(mode);
+    TempDir t;
+    write_file(t.file("s.yaml"), tiny_base(2) + "  privacy: {file_mode: " + mode + "}\n" +
+                                     "space:\n  model.factors: [4, 8]\nout: sw\n");
+    const test::Result r = run_recforge(t.str(), "sweep s.yaml");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    int files = 0, dirs = 0;
+    const auto check = [&](const fs::path& p) {
+      struct stat st {};
+      ASSERT_EQ(::lstat(p.c_str(), &st), 0) << p;
+      if (S_ISLNK(st.st_mode)) return;
+      (S_ISDIR(st.st_mode) ? dirs : files) += 1;
+      EXPECT_EQ(st.st_mode & 07777, S_ISDIR(st.st_mode) ? dir : file) << p;
+    };
+    check(t.file("sw"));
+    for (const auto& e : fs::recursive_directory_iterator(t.file("sw"))) check(e.path());
+    EXPECT_TRUE(fs::exists(t.file("sw/.sweep.lock")));
+    EXPECT_GE(files, 10);  // sweep.json, results, best.yaml, the lock, two trials' files
+    EXPECT_GE(dirs, 3);
+  }
+  ::umask(old_umask);
 }
 
 TEST(SweepRun, ResumesAfterAKillWithoutRerunningFinishedTrials) {
