@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "dist/errors.h"
+#include "models/model.h"
 #include "pipeline/checkpoint.h"
 
 namespace recforge::dist {
@@ -136,14 +137,26 @@ bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config
   meta_text.resize(static_cast<size_t>(n));
   comm.broadcast(meta_text.data(), n, 0);
   const nlohmann::json j = nlohmann::json::parse(meta_text);
-  c.iteration = j.at("iteration").get<int>();
-  const nlohmann::json& f = j.at("fit");
-  c.history = f.at("history");
-  c.best = f.at("best").get<double>();
-  c.best_iter = f.at("best_iteration").get<int>();
-  c.since_best = f.at("since_best").get<int64_t>();
-  const std::string mine =
-      fmt::format("{}/{}/rank-{}", dir, j.at("arrays_dir").get<std::string>(), comm.rank());
+  std::string mine;
+  try {
+    // Every rank reads the same checkpoint.json (broadcast), so these checks agree.
+    c.iteration = j.at("iteration").get<int>();
+    const nlohmann::json& f = j.at("fit");
+    c.history = f.at("history");
+    c.best = f.at("best").get<double>();
+    c.best_iter = f.at("best_iteration").get<int>();
+    c.since_best = f.at("since_best").get<int64_t>();
+    mine = fmt::format("{}/{}/rank-{}", dir, j.at("arrays_dir").get<std::string>(), comm.rank());
+    if (c.iteration < 1 || !c.history.is_array() || c.history.size() != static_cast<size_t>(c.iteration) ||
+        c.best_iter < 0 || c.best_iter > c.iteration || c.since_best < 0)
+      error = fmt::format("{}: the checkpoint is damaged (iteration {} with {} history entries, best "
+                          "iteration {}); remove {} to start the run over",
+                          dir, c.iteration, c.history.is_array() ? c.history.size() : 0, c.best_iter, dir);
+  } catch (const nlohmann::json::exception& e) {
+    error = fmt::format("{}: the checkpoint is damaged ({}); remove {} to start the run over", dir,
+                        e.what(), dir);
+  }
+  agree(comm, error);
   try {
     c.users = read_npy(mine + "/users.npy");
     c.items = read_npy(mine + "/items.npy");
@@ -156,6 +169,20 @@ bool read_dist_checkpoint(const Comm& comm, const std::string& dir, const config
           dir, fmt::format("rank {}'s rows are {} × {} and {} × {}, expected {} × {} and {} × {}",
                            comm.rank(), c.users.rows, c.users.cols, c.items.rows, c.items.cols,
                            users, k, items, k));
+    if (j.value("with_best", false) &&
+        (c.best_users.rows != users || c.best_items.rows != items || c.best_users.cols != k ||
+         c.best_items.cols != k))
+      pipeline::checkpoint_damaged(dir, fmt::format("rank {}'s best rows are not of its rows' shapes",
+                                                    comm.rank()));
+    // Training writes finite rows only; a NaN resumed from would surface as an overflow error
+    // blaming the weights.
+    for (const auto& [what, m] : {std::pair<const char*, const Matrix*>{"user", &c.users},
+                                  {"item", &c.items},
+                                  {"best user", &c.best_users},
+                                  {"best item", &c.best_items}})
+      if (!models::all_finite(*m))
+        pipeline::checkpoint_damaged(
+            dir, fmt::format("rank {}'s {} rows hold NaN or infinity", comm.rank(), what));
   } catch (const Error& e) {
     error = e.what();
   }

@@ -336,6 +336,11 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
     rep.retention_reference = reference;
     rep.retention_cutoff = cutoff;
     rep.retention_dropped = dropped;
+    const int64_t dropped_all = comm.sum(dropped);
+    if (me == 0)  // the line one process logs (pipeline::prepare_dataset), with every rank's count
+      log().info("retention: dropped {} interaction(s) with a timestamp before {} ({} days before "
+                 "{}, data.max_age_days)",
+                 dropped_all, cutoff, lo.max_age_days, reference);
     if (comm.sum(static_cast<int64_t>(local.parts.front().size())) == 0)
       fail_collective("{}: data.max_age_days {} drops every interaction: none is at or after the cutoff {} "
            "({} days before {}; the newest is {}); raise data.max_age_days or change "

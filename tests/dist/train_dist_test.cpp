@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -328,6 +329,23 @@ TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
     EXPECT_TRUE(fs::exists(meta));
     test::write_file(dir.file("syn.csv"), csv);
   }
+  // A NaN in rank 1's rows (the last float of its users.npy): the checkpoint is damaged, said
+  // once, naming the rank; restored, the job resumes.
+  {
+    const std::string rows = dir.file("runs/.b.checkpoint/" + read_json(meta)["arrays_dir"].get<std::string>() +
+                                      "/rank-1/users.npy");
+    const std::string original = test::read_file(rows);
+    std::string damaged = original;
+    const float nan = std::nanf("");
+    std::memcpy(&damaged[damaged.size() - sizeof nan], &nan, sizeof nan);
+    test::write_file(rows, damaged);
+    const Result r = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const std::string says = "the checkpoint is damaged (rank 1's user rows hold NaN or infinity)";
+    ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << r.out;
+    test::write_file(rows, original);
+  }
 
   const Result again = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=b");
   ASSERT_EQ(again.rc, 0) << again.out;
@@ -487,6 +505,28 @@ TEST(DistTrain, APartEmptyOnOneRankButNotOverallTrainsAsOneProcessDoes) {
   ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << "said more than once:\n" << r.out;
   EXPECT_EQ(r.out.find("process 1 of 2"), std::string::npos) << r.out;
+}
+
+// Retention (data.max_age_days) counts back from the newest timestamp of every rank: the same
+// interactions dropped as by one process, and the same log line, said once by rank 0.
+TEST(DistTrain, RetentionDropsWhatOneProcessDropsAndSaysItOnce) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  test::write_file(dir.file("c.yaml"), config(dir.file("runs"), synthetic_data(dir), 2));
+  std::map<int, std::string> said;
+  for (int P : {0, 2}) {
+    const Result r = run_ranks(P, dir.str(), "train c.yaml --set data.max_age_days=60 "
+                                             "--set run.log_level=info --set run.name=p" + std::to_string(P));
+    ASSERT_EQ(r.rc, 0) << "P=" << P << "\n" << r.out;
+    const size_t at = r.out.find("retention: dropped ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_EQ(at, r.out.rfind("retention: dropped ")) << r.out;
+    said[P] = r.out.substr(at, r.out.find('\n', at) - at);
+  }
+  EXPECT_EQ(said[2], said[0]);
+  const nlohmann::json one = read_json(dir.file("runs/p0/stats.json"))["retention"];
+  EXPECT_GT(one["dropped_interactions"].get<int64_t>(), 0) << one.dump();
+  EXPECT_EQ(read_json(dir.file("runs/p2/stats.json"))["retention"], one);
 }
 
 // Each rank in its own working directory `DIR/rR` (R its rank), where the config's relative
