@@ -832,7 +832,8 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
     Minimises Σ_observed alpha·c_ui (1 − x_uᵀy_i)² + unobserved_weight Σ_all (x_uᵀy_i)² +
     regularization Σ (‖x_u‖² + ‖y_i‖²) (with ``reg_exp`` 0). implicit's loss weighs an observed
     pair by alpha·c_ui alone; recforge adds the unobserved term over every pair, so an observed
-    pair weighs alpha·c_ui + unobserved_weight (docs/models.md).
+    pair weighs alpha·c_ui + unobserved_weight (docs/models.md), unless
+    ``observed_weight="replaced"``, which is implicit's objective (fit BM25 weights so).
 
     Parameters
     ----------
@@ -864,6 +865,11 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         Weight of every pair's squared score (``model.unobserved_weight``); 1.0 is implicit's.
     reg_exp : float, keyword only
         Frequency scaling of λ, λ·(n + 1)^reg_exp (``model.reg_exp``); 0.0 is implicit's.
+    observed_weight : {"added", "replaced"}, keyword only
+        ``model.observed_weight``: "added" (default) weighs an observed pair alpha·c_ui +
+        unobserved_weight; "replaced" weighs it alpha·c_ui, as implicit does, so that
+        confidences below unobserved_weight / alpha (BM25 weights) weigh an observed pair below
+        an unobserved one. "replaced" trains on the CPU.
     solver : {"cg", "cholesky"} or None, keyword only
         The per-row solve (``model.solver``); None follows ``use_cg``.
     cg_steps : int, keyword only
@@ -882,13 +888,15 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         ("iterations", "model.iterations", None),
         ("unobserved_weight", "model.unobserved_weight", None),
         ("reg_exp", "model.reg_exp", None),
+        ("observed_weight", "model.observed_weight", None),
         ("cg_steps", "model.cg_steps", None),
     )
 
     def __init__(self, factors=100, regularization=0.01, alpha=1.0, dtype=np.float32,
                  use_native=True, use_cg=True, use_gpu=None, iterations=15,
                  calculate_training_loss=False, num_threads=0, random_state=None, *,
-                 unobserved_weight=1.0, reg_exp=0.0, solver=None, cg_steps=3, device="auto"):
+                 unobserved_weight=1.0, reg_exp=0.0, solver=None, cg_steps=3, device="auto",
+                 observed_weight="added"):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -899,6 +907,7 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         self.calculate_training_loss = calculate_training_loss
         self.unobserved_weight = unobserved_weight
         self.reg_exp = reg_exp
+        self.observed_weight = observed_weight
         self.solver = solver
         self.cg_steps = cg_steps
         super().__init__(num_threads=num_threads, random_state=random_state, device=device,
@@ -965,6 +974,7 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
                 "use_cg": self.use_cg, "iterations": self.iterations,
                 "calculate_training_loss": self.calculate_training_loss,
                 "unobserved_weight": self.unobserved_weight, "reg_exp": self.reg_exp,
+                "observed_weight": self.observed_weight,
                 "solver": self.solver, "cg_steps": self.cg_steps}
 
 

@@ -249,6 +249,42 @@ def test_recalculate_user_with_cholesky_is_the_exact_solve(data):
     assert np.linalg.norm(f - x) <= 4 * kappa * 8 * U32 * np.linalg.norm(x) + 1e-12
 
 
+def test_replaced_observed_weight_is_implicits_objective(data, tmp_path):
+    """observed_weight="replaced": an observed pair weighs alpha·c alone, as in implicit, so the
+    user's system is YᵀY + λI + Σ (alpha·c − 1) y yᵀ (unobserved_weight 1), here with
+    confidences 0.3 (below 1: observed pairs weigh less than unobserved ones). Fold-in and
+    explain solve it; saving keeps the setting."""
+    scaled = data.astype(np.float32) * 0.3
+    m = recforge.AlternatingLeastSquares(factors=8, iterations=2, regularization=0.1,
+                                         use_cg=False, random_state=1, num_threads=2,
+                                         observed_weight="replaced")
+    m.fit(scaled, show_progress=False)
+    Y = m.item_factors.astype(np.float64)
+    row = scaled[4]
+    A = Y.T @ Y + 0.1 * np.eye(8)
+    b = np.zeros(8)
+    for j, c in zip(row.indices, row.data):
+        A += (c - 1.0) * np.outer(Y[j], Y[j])
+        b += c * Y[j]
+    x = np.linalg.solve(A, b)
+    f = m.recalculate_user(4, row)
+    kappa = np.linalg.cond(A)
+    assert np.linalg.norm(f - x) <= 4 * kappa * 8 * U32 * np.linalg.norm(x) + 1e-12
+    # The default's system (observed pairs weigh c + 1) has another answer on the same Y.
+    added = A + sum(np.outer(Y[j], Y[j]) for j in row.indices)
+    assert np.linalg.norm(np.linalg.solve(added, b) - x) > 100 * (
+        4 * kappa * 8 * U32 * np.linalg.norm(x))
+    # explain decomposes the score of the same exact solve.
+    item = int(row.indices[0])
+    total, _, _ = m.explain(4, scaled, item)
+    assert abs(total - x @ Y[item]) <= 1e-4 * (1 + abs(x @ Y[item]))
+    path = str(tmp_path / "replaced")
+    m.save(path)
+    assert recforge.AlternatingLeastSquares.load(path).observed_weight == "replaced"
+    with pytest.raises(ValueError, match=r"model.observed_weight"):
+        recforge.AlternatingLeastSquares(observed_weight="total")
+
+
 # (c) similar items and users ----------------------------------------------------------------
 
 

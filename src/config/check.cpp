@@ -92,6 +92,11 @@ void check_model(const Config& cfg) {
         "{}: model.regularization and model.unobserved_weight are both 0, so rows with fewer "
         "interactions than factors have no unique solution; set either above 0",
         cfg.where("model.regularization"));
+  if (m.type == "ials" && m.observed_weight == "replaced" && m.unobserved_exp != 0)
+    fail("{}: model.observed_weight replaced subtracts one unobserved weight from every observed "
+         "pair, which per-item unobserved weights (model.unobserved_exp {}) do not have; set "
+         "model.unobserved_exp: 0 or model.observed_weight: added",
+         cfg.where("model.observed_weight"), m.unobserved_exp);
   if (m.type != "bpr" && m.type != "softmax" && m.type != "ccl") return;
   if ((m.type == "softmax" || m.type == "ccl") && m.negatives == 0 && !m.in_batch)
     fail(

@@ -453,6 +453,14 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "popularity^beta and mean 1; 0 weights all items alike.")
       .ge(0)
       .le(2);
+  f.field(&ModelSection::observed_weight, "model.observed_weight",
+          "iALS: how an observed pair's loss weight combines with unobserved_weight. `added`: "
+          "unobserved_weight + alpha * confidence (iALS, Rendle et al. 2022); `replaced`: alpha "
+          "* confidence alone (Hu, Koren and Volinsky 2008; implicit's ALS, whose "
+          "unobserved_weight is 1), so a confidence below unobserved_weight / alpha weighs an "
+          "observed pair below an unobserved one (BM25 weights). `replaced` needs "
+          "unobserved_exp 0 and trains on the CPU.")
+      .one_of({"added", "replaced"});
   f.field(&ModelSection::alpha, "model.alpha",
           "Confidence scale: an observed pair's loss weight is alpha times its confidence "
           "from the `weighting` section.")

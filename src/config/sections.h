@@ -119,6 +119,7 @@ struct ModelSection {
   double reg_offset = 1.0;
   double unobserved_weight = 0.05;
   double unobserved_exp = 0;
+  std::string observed_weight = "added";
   double alpha = 1.0;
   double init_std = 0.1;
   std::optional<int64_t> seed;

@@ -186,6 +186,11 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   set_progress_mode(me == 0 ? s.run.progress : std::string("off"));
   const Context ctx = Context::create(rank_device(s.train.device, comm), static_cast<int>(s.train.threads));
   const bool on_gpu = ctx.device().kind == Device::Kind::kCuda;
+  if (comm.any(on_gpu) && io.solve.observed_offset != 0)
+    fail_collective("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels "
+                    "weigh observed pairs as `added`); set train.device: cpu or "
+                    "model.observed_weight: added",
+                    cfg.where("model.observed_weight"));
   const bool exporting = s.export_.enabled;
   const std::string& export_out = s.export_.out;
 

@@ -38,6 +38,7 @@ models::IalsOptions ials_options(const config::Settings& s) {
   p.reg_exp = s.model.reg_exp;
   p.reg_offset = s.model.reg_offset;
   p.unobserved_weight = s.model.unobserved_weight;
+  p.observed_offset = s.model.observed_weight == "replaced" ? s.model.unobserved_weight : 0.0;
   p.alpha = s.model.alpha;
   p.cholesky = s.model.solver == "cholesky";
   p.cg_steps = static_cast<int>(s.model.cg_steps);
@@ -106,6 +107,11 @@ std::unique_ptr<models::Model> make_model(const config::Config& cfg, const Conte
         "{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
         "factors in float32 only; set model.dtype: float32 or train.device: cuda",
         cfg.where("model.dtype"), backend::cuda::storage_name(o.ials.dtype));
+  if (o.family == models::ModelOptions::Family::kIals && ctx.device().kind != Device::Kind::kCpu &&
+      o.ials.solve.observed_offset != 0)
+    fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
+         "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
+         cfg.where("model.observed_weight"));
   return models::make_model(o, ctx);
 }
 

@@ -176,9 +176,10 @@ TEST(ConfigTable, HasTheExpectedSections) {
                            "model.dropout",
                            "eval.validation_sample",
                            "model.init_from",
-                           "model.init_from_max_age_days"})
+                           "model.init_from_max_age_days",
+                           "model.observed_weight"})
     EXPECT_NE(find_param(path), nullptr) << path;
-  EXPECT_EQ(params().size(), 110u);
+  EXPECT_EQ(params().size(), 111u);
 }
 
 // ---- Defaults -------------------------------------------------------------------------------

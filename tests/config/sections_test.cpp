@@ -319,6 +319,10 @@ const std::vector<CrossCase>& cross_cases() {
       {"model:\n  regularization: 0\n  unobserved_weight: 0\n",
        "x.yaml:2:3: model.regularization and model.unobserved_weight are both 0, so rows with "
        "fewer interactions than factors have no unique solution; set either above 0"},
+      {"model:\n  unobserved_exp: 0.5\n  observed_weight: replaced\n",
+       "x.yaml:3:3: model.observed_weight replaced subtracts one unobserved weight from every "
+       "observed pair, which per-item unobserved weights (model.unobserved_exp 0.5) do not have; "
+       "set model.unobserved_exp: 0 or model.observed_weight: added"},
       {"model:\n  type: softmax\n  negatives: 0\n  in_batch: false\n",
        "x.yaml:3:3: model.negatives is 0 and model.in_batch is false, so the softmax has no "
        "negatives to compare each positive with; set model.negatives above 0 or model.in_batch: "

@@ -105,6 +105,17 @@ TEST(DistTrain, SyntheticSetAtTwoAndThreeRanksEqualsOneProcess) {
   expect_same_as_one_process(dir, config(dir.file("runs"), synthetic_data(dir)));
 }
 
+// model.observed_weight replaced (implicit's objective) is the same solve and loss across ranks.
+TEST(DistTrain, ReplacedObservedWeightAtTwoAndThreeRanksEqualsOneProcess) {
+  if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
+  TempDir dir;
+  std::string yaml = config(dir.file("runs"), synthetic_data(dir));
+  const std::string ials = "  type: ials\n";
+  yaml.replace(yaml.find(ials), ials.size(), ials + "  observed_weight: replaced\n");
+  expect_same_as_one_process(dir, yaml);
+  EXPECT_EQ(read_json(dir.file("runs/p2/run.json"))["model"]["observed_weight"], "replaced");
+}
+
 TEST(DistTrain, AWarmStartAtTwoAndThreeRanksEqualsOneProcess) {
   // model.init_from: each rank copies the export's rows of its own users and items, so the
   // runs start where one process starts (a cold start would be iterations 1-3 instead of 4-6,

@@ -36,10 +36,10 @@ void dense_system(const Csr& r, int64_t u, const Matrix& y, const IalsSolveParam
   }
   for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
     const float* yi = y.row(r.indices[e]);
-    const double w = p.alpha * r.data[e];
+    const double w = p.alpha * r.data[e], q = w - p.observed_offset;
     for (int s = 0; s < k; ++s) {
       b[s] += w * yi[s];
-      for (int t = 0; t < k; ++t) a[s * k + t] += w * yi[s] * yi[t];
+      for (int t = 0; t < k; ++t) a[s * k + t] += q * yi[s] * yi[t];
     }
   }
   const double lam = backend::cpu::row_regularization(p, r.row_size(u));
@@ -86,6 +86,83 @@ IalsSolveParams params(bool cholesky, int cg_steps = 3,
   p.cholesky = cholesky;
   p.cg_steps = cg_steps;
   return p;
+}
+
+// model.observed_weight replaced (observed_offset = α0): the objective of Hu et al. and
+// implicit, Σ_u,i w_ui (p_ui − x·y)² + λ‖x‖² with w = alpha·c on observed pairs and α0 on the
+// others. Its normal equations, written here pair by pair in double (no Gram matrix, no offset),
+// against the Cholesky solve, and CG (dense and in the eigenbasis, many steps) against it, on
+// confidences 0.2-1 below α0 = 1, where an observed pair weighs less than an unobserved one;
+// and the observed part of the loss (with the Gram term, the whole objective) pair by pair.
+TEST(IalsSolve, ReplacedObservedWeightSolvesImplicitsObjective) {
+  for (int k : {5, 16}) {
+    Csr r = random_csr(40, 30, 6, 500 + k);
+    for (float& v : r.data) v *= 0.2f;  // 0.2 .. 1
+    const Matrix y = random_matrix(30, k, 600 + k);
+    IalsSolveParams p = params(true);
+    p.unobserved_weight = 1.0;
+    p.alpha = 1.0;
+    p.observed_offset = 1.0;
+    Matrix x = random_matrix(40, k, 700 + k);
+    backend::cpu::solve_side(r, y, x, p, 2);
+    for (int64_t u = 0; u < r.rows; ++u) {
+      if (r.row_size(u) == 0) continue;
+      std::vector<double> a(static_cast<size_t>(k) * k, 0.0), b(static_cast<size_t>(k), 0.0);
+      std::vector<double> w(static_cast<size_t>(y.rows), p.unobserved_weight);
+      for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+        w[static_cast<size_t>(r.indices[e])] = p.alpha * r.data[e];
+        for (int s = 0; s < k; ++s) b[s] += p.alpha * r.data[e] * y.row(r.indices[e])[s];
+      }
+      for (int64_t i = 0; i < y.rows; ++i)
+        for (int s = 0; s < k; ++s)
+          for (int t = 0; t < k; ++t) a[s * k + t] += w[i] * y.row(i)[s] * y.row(i)[t];
+      const double lam = backend::cpu::row_regularization(p, r.row_size(u));
+      for (int s = 0; s < k; ++s) a[s * k + s] += lam;
+      // Solve a·z = b (Gaussian elimination, partial pivoting).
+      std::vector<double> z = b;
+      for (int col = 0; col < k; ++col) {
+        int piv = col;
+        for (int row = col + 1; row < k; ++row)
+          if (std::fabs(a[row * k + col]) > std::fabs(a[piv * k + col])) piv = row;
+        for (int t = 0; t < k; ++t) std::swap(a[col * k + t], a[piv * k + t]);
+        std::swap(z[col], z[piv]);
+        for (int row = col + 1; row < k; ++row) {
+          const double f = a[row * k + col] / a[col * k + col];
+          for (int t = col; t < k; ++t) a[row * k + t] -= f * a[col * k + t];
+          z[row] -= f * z[col];
+        }
+      }
+      for (int row = k - 1; row >= 0; --row) {
+        for (int t = row + 1; t < k; ++t) z[row] -= a[row * k + t] * z[t];
+        z[row] /= a[row * k + row];
+      }
+      for (int c = 0; c < k; ++c)
+        EXPECT_NEAR(x.row(u)[c], z[c], 1e-4 * (1 + std::fabs(z[c]))) << "k=" << k << " u=" << u;
+      // The offset's reference (dense_system with w − offset) is the same system.
+      const auto ref = dense_solve(r, u, y, p);
+      for (int c = 0; c < k; ++c) EXPECT_NEAR(ref[c], z[c], 1e-9 * (1 + std::fabs(z[c])));
+    }
+    for (const auto basis : {backend::cpu::CgBasis::kDense, backend::cpu::CgBasis::kEigen}) {
+      Matrix cg = random_matrix(40, k, 700 + k);
+      IalsSolveParams pc = p;
+      pc.cholesky = false;
+      pc.cg_steps = 80;
+      pc.cg_basis = basis;
+      backend::cpu::solve_side(r, y, cg, pc, 2);
+      double max_err = 0;
+      for (size_t j = 0; j < x.data.size(); ++j)
+        max_err = std::max(max_err, static_cast<double>(std::fabs(x.data[j] - cg.data[j])));
+      EXPECT_LT(max_err, 1e-3) << "k=" << k;
+    }
+    double observed = 0;
+    for (int64_t u = 0; u < r.rows; ++u)
+      for (auto e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
+        double s = 0;
+        for (int c = 0; c < k; ++c) s += static_cast<double>(x.row(u)[c]) * y.row(r.indices[e])[c];
+        observed += p.alpha * r.data[e] * (1 - s) * (1 - s) - p.unobserved_weight * s * s;
+      }
+    EXPECT_NEAR(backend::cpu::observed_term(r, x, y, p), observed, 1e-6 * (1 + std::fabs(observed)));
+  }
 }
 
 TEST(IalsSolve, CholeskyEqualsDenseNormalEquations) {

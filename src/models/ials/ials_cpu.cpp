@@ -52,14 +52,15 @@ inline void axpy(float a, const float* x, float* y, int k) {
 }
 
 // out += Σ_e c_e y_e over the interactions [begin, end) of one row, with
-// c_e = α·data_e·(target − sign·(y_e·v)) and y_e = row_of(e). A chunk's dot products come first,
+// c_e = α·data_e·(target − sign·(y_e·v)) and y_e = row_of(e); with an offset o (observed_offset,
+// model.observed_weight replaced), c_e = α·data_e·target − sign·(α·data_e − o)·(y_e·v). A chunk's dot products come first,
 // independent of each other, then its updates, four rows per pass over `out`: one row's update
 // no longer waits for the reduction of its own dot product (with the prefetch across rows, about
 // 10% less time per iteration at 64 and 256 factors on the benchmark's synthetic set).
 template <typename RowOf>
 inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, float alpha,
-                              float target, float sign, const float* v, float* out, int k,
-                              RowOf row_of) {
+                              float offset, float target, float sign, const float* v, float* out,
+                              int k, RowOf row_of) {
   constexpr int kChunk = 16;
   const float* rows[kChunk];
   float coef[kChunk];
@@ -67,7 +68,10 @@ inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, 
     const int m = static_cast<int>(std::min<offset_t>(kChunk, end - e0));
     for (int i = 0; i < m; ++i) {
       rows[i] = row_of(e0 + i);
-      coef[i] = alpha * r.data[e0 + i] * (target - sign * dot(rows[i], v, k));
+      const float w = alpha * r.data[e0 + i];
+      // Without an offset, the expression of the iALS solve as it always was (the same bits).
+      coef[i] = offset == 0.f ? w * (target - sign * dot(rows[i], v, k))
+                              : w * target - sign * (w - offset) * dot(rows[i], v, k);
     }
     int i = 0;
     for (; i + 4 <= m; i += 4) {  // added in the order of the rows, as one axpy after another
@@ -182,6 +186,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
   const int k = static_cast<int>(y.cols);
   const int nb = static_cast<int>(r1 - r0);
   const float alpha = static_cast<float>(p.alpha);
+  const float offset = static_cast<float>(p.observed_offset);
   float* xb = x.row(r0);
   if (gram.basis) {  // x̃ = x Q, Q's columns the eigenvectors (the rows of `basis`)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, k, 1.f, xb, k, gram.basis, k, 0.f,
@@ -218,7 +223,7 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
     } else {
       s.start[j] = -1;
     }
-    add_weighted_rows(r, r.indptr[u], r.indptr[u + 1], alpha, 1.f, 1.f, xu, ru, k, [&](offset_t e) {
+    add_weighted_rows(r, r.indptr[u], r.indptr[u + 1], alpha, offset, 1.f, 1.f, xu, ru, k, [&](offset_t e) {
       prefetch_row(r, y, e, block_end, k);
       const float* yi = y.row(r.indices[e]);
       if (!dst) return yi;
@@ -251,10 +256,10 @@ void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x
       const offset_t first = r.indptr[u];
       if (s.start[j] >= 0) {
         const float* g = s.gathered.data() + s.start[j];
-        add_weighted_rows(r, first, r.indptr[u + 1], alpha, 0.f, -1.f, pu, apu, k,
+        add_weighted_rows(r, first, r.indptr[u + 1], alpha, offset, 0.f, -1.f, pu, apu, k,
                           [&](offset_t e) { return g + (e - first) * k; });
       } else {
-        add_weighted_rows(r, first, r.indptr[u + 1], alpha, 0.f, -1.f, pu, apu, k, [&](offset_t e) {
+        add_weighted_rows(r, first, r.indptr[u + 1], alpha, offset, 0.f, -1.f, pu, apu, k, [&](offset_t e) {
           prefetch_row(r, y, e, block_end, k);
           return y.row(r.indices[e]);
         });
@@ -320,7 +325,7 @@ struct CholScratch {
 // smaller. The solution is rounded once to float. False when A is not positive definite in
 // double either, or x does not fit a float.
 bool cholesky_row_double(const data::Csr& r, int64_t u, const Matrix& y, const float* g,
-                         float gs, float lam, float alpha, float* xu) {
+                         float gs, float lam, float alpha, float offset, float* xu) {
   const int k = static_cast<int>(y.cols);
   std::vector<double> a(static_cast<size_t>(k) * k, 0.0), b(static_cast<size_t>(k), 0.0);
   for (int c1 = 0; c1 < k; ++c1) {  // the lower triangle, as in the float system
@@ -332,11 +337,12 @@ bool cholesky_row_double(const data::Csr& r, int64_t u, const Matrix& y, const f
   for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
     const float* yi = y.row(r.indices[e]);
     const double w = static_cast<double>(alpha) * r.data[e];
+    const double q = w - offset;  // the quadratic weight (observed_offset)
     for (int c1 = 0; c1 < k; ++c1) {
-      const double wy = w * yi[c1];
-      b[static_cast<size_t>(c1)] += wy;
+      b[static_cast<size_t>(c1)] += w * yi[c1];
+      const double qy = q * yi[c1];
       double* ar = a.data() + static_cast<size_t>(c1) * k;
-      for (int c2 = 0; c2 <= c1; ++c2) ar[c2] += wy * yi[c2];
+      for (int c2 = 0; c2 <= c1; ++c2) ar[c2] += qy * yi[c2];
     }
   }
   if (!cholesky_solve(a.data(), b.data(), k)) return false;
@@ -361,6 +367,7 @@ bool cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
   for (int c = 0; c < k; ++c) s.a[static_cast<size_t>(c) * k + c] += lam;
   std::fill(s.b.begin(), s.b.end(), 0.f);
   const float alpha = static_cast<float>(p.alpha);
+  const float offset = static_cast<float>(p.observed_offset);
   for (offset_t e0 = r.indptr[u]; e0 < r.indptr[u + 1]; e0 += CholScratch::kChunk) {
     const offset_t e1 = std::min<offset_t>(e0 + CholScratch::kChunk, r.indptr[u + 1]);
     const int m = static_cast<int>(e1 - e0);
@@ -374,6 +381,16 @@ bool cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
     }
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, 1.f, s.rows.data(), k, 1.f, s.a.data(),
                 k);
+    if (offset > 0) {  // observed_offset: − o · Σ y yᵀ over the chunk's rows
+      const float so = std::sqrt(offset);
+      for (offset_t e = e0; e < e1; ++e) {
+        const float* yi = y.row(r.indices[e]);
+        float* dst = s.rows.data() + (e - e0) * k;
+        for (int c = 0; c < k; ++c) dst[c] = so * yi[c];
+      }
+      cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, m, -1.f, s.rows.data(), k, 1.f,
+                  s.a.data(), k);
+    }
   }
   if (!cholesky_solve(s.a.data(), s.b.data(), k)) {
     // Confidences near float's limit (a fold-in's raw weights) overflow the system: the input's
@@ -388,7 +405,7 @@ bool cholesky_row(const data::Csr& r, int64_t u, const Matrix& y, const float* g
       fail("{}: a row's system overflowed float32 (alpha {} times confidences up to {}); "
            "expected smaller weights (confidences)",
            p.where, alpha, largest);
-    if (cholesky_row_double(r, u, y, g, gs, lam, alpha, xu)) return true;
+    if (cholesky_row_double(r, u, y, g, gs, lam, alpha, offset, xu)) return true;
     // With λ > 0 the exact A is positive definite: only its condition (the confidences'
     // range against λ) defeats even double precision.
     if (lam > 0)
@@ -684,8 +701,9 @@ double observed_term(const data::Csr& r, const Matrix& x, const Matrix& y,
   for (int64_t u = 0; u < r.rows; ++u) {
     const float* xu = x.row(u);
     for (offset_t e = r.indptr[u]; e < r.indptr[u + 1]; ++e) {
-      const double err = 1.0 - dot(xu, y.row(r.indices[e]), k);
-      observed += p.alpha * r.data[e] * err * err;
+      const double s = dot(xu, y.row(r.indices[e]), k), err = 1.0 - s;
+      // observed_offset: the unobserved weight the Gram term gave this pair, taken back.
+      observed += p.alpha * r.data[e] * err * err - p.observed_offset * s * s;
     }
   }
   return observed;

@@ -30,6 +30,10 @@ struct IalsSolveParams {
   double reg_offset = 1.0;          ///< ν
   double unobserved_weight = 0.05;  ///< α0
   double alpha = 1.0;               ///< observed weight = alpha × CSR value
+  /// Subtracted from an observed pair's quadratic weight: 0 for iALS (an observed pair weighs
+  /// α0 + alpha·c through the Gram matrix), α0 for model.observed_weight replaced (it weighs
+  /// alpha·c, as in Hu et al. and implicit). The right-hand side is Σ alpha·c·y either way.
+  double observed_offset = 0;
   bool cholesky = false;            ///< exact solve instead of CG
   int cg_steps = 3;                 ///< CG steps per row (warm-started)
   CgBasis cg_basis = CgBasis::kAuto;

@@ -99,7 +99,7 @@ std::vector<models::Explanation> explain_user(const data::Csr& row, const Matrix
   for (int64_t e = 0; e < n; ++e) {
     const int64_t j = row.indices[e];
     t[e] = p.alpha * static_cast<double>(row.data[e]);
-    add_outer(a, k, y.row(j), t[e]);
+    add_outer(a, k, y.row(j), t[e] - p.observed_offset);  // model.observed_weight replaced
     for (int64_t c = 0; c < k; ++c) b[c] += t[e] * y.row(j)[c];
   }
   const double lambda = row_regularization(p, n);
