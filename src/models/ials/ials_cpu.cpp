@@ -57,10 +57,10 @@ inline void axpy(float a, const float* x, float* y, int k) {
 // independent of each other, then its updates, four rows per pass over `out`: one row's update
 // no longer waits for the reduction of its own dot product (with the prefetch across rows, about
 // 10% less time per iteration at 64 and 256 factors on the benchmark's synthetic set).
-template <typename RowOf>
-inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, float alpha,
-                              float offset, float target, float sign, const float* v, float* out,
-                              int k, RowOf row_of) {
+template <bool kOffset, typename RowOf>
+inline void add_weighted_rows_as(const data::Csr& r, offset_t begin, offset_t end, float alpha,
+                                 float offset, float target, float sign, const float* v,
+                                 float* out, int k, RowOf row_of) {
   constexpr int kChunk = 16;
   const float* rows[kChunk];
   float coef[kChunk];
@@ -69,9 +69,10 @@ inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, 
     for (int i = 0; i < m; ++i) {
       rows[i] = row_of(e0 + i);
       const float w = alpha * r.data[e0 + i];
-      // Without an offset, the expression of the iALS solve as it always was (the same bits).
-      coef[i] = offset == 0.f ? w * (target - sign * dot(rows[i], v, k))
-                              : w * target - sign * (w - offset) * dot(rows[i], v, k);
+      if constexpr (kOffset)
+        coef[i] = w * target - sign * (w - offset) * dot(rows[i], v, k);
+      else  // the iALS solve's expression as it always was (the same bits, no test in the loop)
+        coef[i] = w * (target - sign * dot(rows[i], v, k));
     }
     int i = 0;
     for (; i + 4 <= m; i += 4) {  // added in the order of the rows, as one axpy after another
@@ -83,6 +84,16 @@ inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, 
     }
     for (; i < m; ++i) axpy(coef[i], rows[i], out, k);
   }
+}
+
+template <typename RowOf>
+inline void add_weighted_rows(const data::Csr& r, offset_t begin, offset_t end, float alpha,
+                              float offset, float target, float sign, const float* v, float* out,
+                              int k, RowOf row_of) {
+  if (offset == 0.f)
+    add_weighted_rows_as<false>(r, begin, end, alpha, offset, target, sign, v, out, k, row_of);
+  else
+    add_weighted_rows_as<true>(r, begin, end, alpha, offset, target, sign, v, out, k, row_of);
 }
 
 // Rows solved together (at most): their Gram products become one GEMM (BLAS-3) instead of one
