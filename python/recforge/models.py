@@ -869,7 +869,7 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         ``model.observed_weight``: "added" (default) weighs an observed pair alpha·c_ui +
         unobserved_weight; "replaced" weighs it alpha·c_ui, as implicit does, so that
         confidences below unobserved_weight / alpha (BM25 weights) weigh an observed pair below
-        an unobserved one. "replaced" trains on the CPU.
+        an unobserved one. "replaced" trains on the CPU (``device="auto"`` stays there).
     solver : {"cg", "cholesky"} or None, keyword only
         The per-row solve (``model.solver``); None follows ``use_cg``.
     cg_steps : int, keyword only

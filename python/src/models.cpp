@@ -184,7 +184,7 @@ class Engine {
   /// config::parse and config::check; `name` stands for the file name in its sentences.
   Engine(const std::string& yaml, const std::string& name)
       : cfg_(config::Config::parse(yaml, name)),
-        ctx_(Context::create(cfg_.settings().train.device,
+        ctx_(Context::create(pipeline::training_device(cfg_.settings()),
                              static_cast<int>(cfg_.settings().train.threads))),
         model_(pipeline::make_model(cfg_, ctx_)) {
     if (!model_) fail("{}: model.type none has no model", name);

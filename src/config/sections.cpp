@@ -459,7 +459,8 @@ void ModelSection::declare(Fields<ModelSection>& f) {
           "* confidence alone (Hu, Koren and Volinsky 2008; implicit's ALS, whose "
           "unobserved_weight is 1), so a confidence below unobserved_weight / alpha weighs an "
           "observed pair below an unobserved one (BM25 weights). `replaced` needs "
-          "unobserved_exp 0 and trains on the CPU.")
+          "unobserved_exp 0 and trains on the CPU (train.device auto stays there; cuda is "
+          "refused).")
       .one_of({"added", "replaced"});
   f.field(&ModelSection::alpha, "model.alpha",
           "Confidence scale: an observed pair's loss weight is alpha times its confidence "

@@ -184,7 +184,8 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const std::string level = s.run.log_level;
   set_log_level(me == 0 || level == "warn" || level == "error" ? level : std::string("warn"));
   set_progress_mode(me == 0 ? s.run.progress : std::string("off"));
-  const Context ctx = Context::create(rank_device(s.train.device, comm), static_cast<int>(s.train.threads));
+  const Context ctx =
+      Context::create(rank_device(pipeline::training_device(s), comm), static_cast<int>(s.train.threads));
   const bool on_gpu = ctx.device().kind == Device::Kind::kCuda;
   if (comm.any(on_gpu) && io.solve.observed_offset != 0)
     fail_collective("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels "

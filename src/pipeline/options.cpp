@@ -132,6 +132,12 @@ index::Options index_options(const config::Settings& s) {
   return o;
 }
 
+std::string training_device(const config::Settings& s) {
+  if (s.train.device == "auto" && s.model.type == "ials" && s.model.observed_weight == "replaced")
+    return "cpu";
+  return s.train.device;
+}
+
 int embedding_dimension(const config::Settings& s) {
   const std::string& type = s.model.type;
   const int k = static_cast<int>(s.model.factors);

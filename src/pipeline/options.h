@@ -42,6 +42,11 @@ index::Options index_options(const config::Settings& s);
 /// item bias of a bpr or softmax model with model.item_bias.
 int embedding_dimension(const config::Settings& s);
 
+/// The device a run of `s` trains on, as Context::create takes it: train.device, except that
+/// `auto` stays on the CPU for what trains on the CPU only (iALS with model.observed_weight
+/// replaced), where it would take a GPU and be refused.
+std::string training_device(const config::Settings& s);
+
 /// Why the training loss of the config's model on `user_items` (confidences) became NaN or
 /// infinite, as the end of the error that stops the run: iALS's largest confidence and alpha,
 /// the softmax temperature, or diverging factors, with the setting to change.

@@ -209,7 +209,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   set_file_mode(file_mode_from(s.privacy.file_mode));  // of the run directory, checkpoints, export
   set_log_level(s.run.log_level);
   set_progress_mode(s.run.progress);
-  const Context ctx = Context::create(s.train.device, static_cast<int>(s.train.threads));
+  const Context ctx = Context::create(training_device(s), static_cast<int>(s.train.threads));
   const std::vector<int> ks = eval_ks(cfg);
   auto model = make_model(cfg, ctx);
   const bool exporting = model && s.export_.enabled;
