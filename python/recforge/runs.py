@@ -669,7 +669,7 @@ class Export:
         item : str or list of str
             An item id, or a list of them (then 2-D results, padded as in :meth:`recommend`).
         N : int, optional
-            The number of items.
+            The number of items (0: no columns).
         metric : {"default", "dot", "cosine"}, optional
             ``"default"`` is the source's own (an export's metric, dot for a run directory).
         exact : bool, optional
@@ -691,7 +691,7 @@ class Export:
             A user id, or a list of them (then 2-D results, padded as in :meth:`recommend`).
             An opted-out user gets an empty list.
         N : int, optional
-            The number of users.
+            The number of users (0: no columns).
         metric : {"default", "dot", "cosine"}, optional
             ``"default"`` is the dot product.
         exact : bool, optional

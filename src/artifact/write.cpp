@@ -47,6 +47,11 @@ nlohmann::json fold_in_section(const nlohmann::json& config, double train_weight
   const nlohmann::json* weighting = section("weighting");
   if (!config.is_object() || !model || !weighting) return nullptr;
   nlohmann::json out = {{"model", *model}, {"weighting", *weighting}};
+  // Keys added after exports were first read, written only when they change the fold-in, so
+  // that a server of an earlier recforge (whose fold-in refuses a key it does not know) still
+  // opens the exports that do not use them.
+  for (const auto& [key, fresh] : {std::pair<const char*, const char*>{"observed_weight", "added"}})
+    if (out["model"].contains(key) && out["model"][key] == fresh) out["model"].erase(key);
   if (const nlohmann::json* run = section("run"); run && run->contains("seed"))
     out["seed"] = (*run)["seed"];
   if (const nlohmann::json* train = section("train"); train && train->contains("threads"))

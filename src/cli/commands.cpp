@@ -168,15 +168,19 @@ int cmd_train() {
   // One process of `mpirun -np P recforge train CONFIG` (P > 1), or --distributed.
   if (dist::world().distributed() || g.distributed) {
     std::optional<config::Config> cfg;
+    std::string error;
     try {
       if (!g.resume.empty())
         fail("train --resume: a distributed run resumes by running the same command again (its "
              "checkpoint, written every train.checkpoint_every iterations, is found by the "
              "run's name); run the mpirun command without --resume");
       cfg = config::Config::load(g.config_path, sets);
-    } catch (const Error& e) {  // every process reads the same config
-      throw dist::CollectiveError(e.what());
+    } catch (const Error& e) {
+      error = e.what();
     }
+    // A config that one process cannot read (a missing file on one host) ends every process:
+    // said once, by rank when only some failed.
+    dist::agree(dist::world(), error);
     const std::string dir = dist::train_distributed(*cfg, dist::world());
     if (dist::world().rank() == 0) std::printf("%s\n", dir.c_str());
     return 0;

@@ -55,6 +55,16 @@ int create_file(const std::string& path, int flags) {
   return fd;
 }
 
+int open_or_create_file(const std::string& path, int flags) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | flags);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    const int made = create_file(path, flags | O_EXCL);
+    if (made >= 0 || errno != EEXIST) return made;  // else another process made it meanwhile
+  }
+  return -1;
+}
+
 std::FILE* create_file_stream(const std::string& path) {
   const int fd = create_file(path);
   if (fd < 0) return nullptr;

@@ -33,6 +33,10 @@ FileMode file_mode();
 /// the umask made it). `flags` are added to O_WRONLY | O_CREAT | O_CLOEXEC. Returns the fd, or -1
 /// with errno set.
 int create_file(const std::string& path, int flags = O_TRUNC);
+/// Opens the existing file `path` for writing (`flags` added to O_WRONLY | O_CLOEXEC), leaving
+/// its mode as it is, or creates it as create_file does when there is none. Returns the fd, or
+/// -1 with errno set.
+int open_or_create_file(const std::string& path, int flags);
 /// create_file as a stdio stream ("wb"); nullptr with errno set on failure.
 std::FILE* create_file_stream(const std::string& path);
 /// Creates the directory `path` and any missing directories above it with the process-wide

@@ -193,23 +193,6 @@ constexpr const char* kSameInputs =
     "every process must run the same command on the same files, seen at the same path "
     "(docs/distributed.md)";
 
-// Every rank runs the same configuration: the settings after --set, compared key by key.
-void check_same_config(const Comm& comm, const config::Config& cfg) {
-  const std::vector<std::string> all = gather_strings(comm, cfg.to_json().dump());
-  const int r = first_other(all);
-  if (r < 0) return;
-  const nlohmann::json a = nlohmann::json::parse(all[0]), b = nlohmann::json::parse(all[r]);
-  for (const auto& [section, keys] : a.items())
-    for (const auto& [key, value] : keys.items())
-      if (!b.contains(section) || !b[section].contains(key) || b[section][key] != value)
-        fail_collective("{}.{} is {} in process {} of {} but {} in process 0; {}", section, key,
-                        b.contains(section) && b[section].contains(key) ? b[section][key].dump()
-                                                                         : std::string("unset"),
-                        r, comm.size(), value.dump(), kSameInputs);
-  fail_collective("the configuration of process {} of {} differs from process 0's; {}", r,
-                  comm.size(), kSameInputs);
-}
-
 // Every rank reads the same version of each data file: the same size and the same sampled
 // digest (sha256_file_sample: a file that differs only between its sampled blocks passes). A
 // file missing on some ranks is one error, said once.
@@ -262,6 +245,29 @@ void check_same_exclusion(const Comm& comm, const config::Config& cfg,
 }
 
 }  // namespace
+
+void check_same_config(const Comm& comm, const config::Config& cfg) {
+  // What one host may set for itself: its device (cuda:N pins a rank's GPU), its threads, and
+  // what it logs; none changes what is computed.
+  nlohmann::json mine = cfg.to_json();
+  for (const char* key : {"train.device", "train.threads", "run.log_level", "run.progress"}) {
+    const std::string k = key, section = k.substr(0, k.find('.'));
+    if (mine.contains(section)) mine[section].erase(k.substr(k.find('.') + 1));
+  }
+  const std::vector<std::string> all = gather_strings(comm, mine.dump());
+  const int r = first_other(all);
+  if (r < 0) return;
+  const nlohmann::json a = nlohmann::json::parse(all[0]), b = nlohmann::json::parse(all[r]);
+  for (const auto& [section, keys] : a.items())
+    for (const auto& [key, value] : keys.items())
+      if (!b.contains(section) || !b[section].contains(key) || b[section][key] != value)
+        fail_collective("{}.{} is {} in process {} of {} but {} in process 0; {}", section, key,
+                        b.contains(section) && b[section].contains(key) ? b[section][key].dump()
+                                                                         : std::string("unset"),
+                        r, comm.size(), value.dump(), kSameInputs);
+  fail_collective("the configuration of process {} of {} differs from process 0's; {}", r,
+                  comm.size(), kSameInputs);
+}
 
 ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
                                std::shared_ptr<const data::UserExclusion> exclusion) {

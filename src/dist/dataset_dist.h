@@ -66,6 +66,12 @@ struct ShardedDataset {
 /// time without split.cutoff, and models other than iALS. The same on every rank.
 void check_distributable(const config::Config& cfg);
 
+/// Refuses (CollectiveError, said once) a job whose ranks run different settings after --set,
+/// naming the first key that differs and the ranks; train.device, train.threads, run.log_level
+/// and run.progress may differ per host. Collective: the first thing a distributed run does, so
+/// that every later decision from the config is the same on every rank.
+void check_same_config(const Comm& comm, const config::Config& cfg);
+
 /// Prepares the rank's share (see the file comment). Collective. `exclusion` as in
 /// pipeline::prepare_dataset.
 ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,

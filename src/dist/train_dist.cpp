@@ -42,10 +42,12 @@ double seconds_since(Clock::time_point t) {
 // rank has one and NCCL is built in, else the CPU; cuda takes GPU (local rank mod the GPUs this
 // machine has), so that ranks on one machine use different GPUs; cuda:N takes GPU N.
 std::string rank_device(const std::string& spec, const Comm& comm) {
+  // Every rank takes part in the one collective, whatever its own spec (train.device may differ
+  // between hosts); a rank set to cpu counts as one without a GPU.
+  const int gpus = spec == "cpu" ? 0 : backend::cuda_device_count();
+  const bool everywhere = !comm.any(gpus == 0 || !nccl_available());
   if (spec == "cpu") return spec;
-  const int gpus = backend::cuda_device_count();
   if (spec == "auto") {
-    const bool everywhere = !comm.any(gpus == 0 || !nccl_available());
     if (!everywhere) return "cpu";
   } else if (spec != "cuda") {
     return spec;  // cuda:N
@@ -165,6 +167,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const config::Settings& s = cfg.settings();
   models::IalsOptions io;
   std::vector<int> ks;
+  check_same_config(comm, cfg);  // before any decision taken from it
   try {  // decided alike on every rank from the config
     config::check(cfg);
     check_distributable(cfg);
@@ -187,7 +190,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const Context ctx =
       Context::create(rank_device(pipeline::training_device(s), comm), static_cast<int>(s.train.threads));
   const bool on_gpu = ctx.device().kind == Device::Kind::kCuda;
-  if (comm.any(on_gpu) && io.solve.observed_offset != 0)
+  if (comm.any(on_gpu) && io.observed_weight == "replaced")
     fail_collective("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels "
                     "weigh observed pairs as `added`); set train.device: cpu or "
                     "model.observed_weight: added",
@@ -473,6 +476,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.opt_out = pipeline::opt_out_ids(cfg);
         artifact::write(in, export_out.empty() ? dir->file("export") : export_out, export_to);
         run["export"] = export_to;
+        pipeline::record_export(dir->staging(), export_to);
       } catch (const std::exception& e) {
         export_error = e.what();
         run["export_error"] = export_error;

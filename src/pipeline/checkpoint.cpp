@@ -298,14 +298,24 @@ void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std:
       "run with the settings it was written with, or remove {} to start the run over", dir);
   if (c.config_hash != config_hash(cfg)) {
     const nlohmann::json now = checkpoint_config(cfg);
+    // A key the checkpoint lacks is one added to recforge after it was written (such as
+    // model.observed_weight): at its default, the run computes what the checkpoint's did.
+    config::Config fresh = config::Config::defaults();  // defaults may follow model.type
+    fresh.set("model.type=" + cfg.settings().model.type);
+    const nlohmann::json defaults = checkpoint_config(fresh);
+    bool differs = false;
     for (const auto& [path, value] : now.items()) {
       if (c.config.contains(path) && c.config[path] == value) continue;
+      if (!c.config.contains(path) && defaults.contains(path) && defaults[path] == value) continue;
       const std::string then = c.config.contains(path) ? c.config[path].dump() : "(no value)";
       fail("{}: this checkpoint was written with {} {}, but this run has {} {} ({}); {}", dir,
            path, then, path, value.dump(), cfg.where(path), how);
     }
-    fail("{}: this checkpoint was written with a different config (config hash {}, now {}); {}",
-         dir, short_hash(c.config_hash), short_hash(config_hash(cfg)), how);
+    for (const auto& [path, value] : c.config.items())
+      differs = differs || !now.contains(path);  // a key this recforge no longer has
+    if (differs || c.config.empty())
+      fail("{}: this checkpoint was written with a different config (config hash {}, now {}); {}",
+           dir, short_hash(c.config_hash), short_hash(config_hash(cfg)), how);
   }
   if (c.data_fingerprint != fingerprint) {
     // The opt-out list is read again when training resumes: a user added to it (or removed)

@@ -32,6 +32,7 @@ models::IalsOptions ials_options(const config::Settings& s) {
   o.iterations = static_cast<int>(s.model.iterations);
   o.init_std = s.model.init_std;
   o.unobserved_exp = s.model.unobserved_exp;
+  o.observed_weight = s.model.observed_weight;
   o.seed = model_seed(s);
   auto& p = o.solve;
   p.regularization = s.model.regularization;
@@ -105,10 +106,12 @@ std::unique_ptr<models::Model> make_model(const config::Config& cfg, const Conte
       o.ials.dtype != backend::cuda::Storage::kFloat32)
     fail(
         "{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
-        "factors in float32 only; set model.dtype: float32 or train.device: cuda",
-        cfg.where("model.dtype"), backend::cuda::storage_name(o.ials.dtype));
+        "factors in float32 only; set model.dtype: float32{}",
+        cfg.where("model.dtype"), backend::cuda::storage_name(o.ials.dtype),
+        o.ials.observed_weight == "replaced" ? " (model.observed_weight replaced trains on the CPU)"
+                                              : " or train.device: cuda");
   if (o.family == models::ModelOptions::Family::kIals && ctx.device().kind != Device::Kind::kCpu &&
-      o.ials.solve.observed_offset != 0)
+      o.ials.observed_weight == "replaced")
     fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
          "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
          cfg.where("model.observed_weight"));

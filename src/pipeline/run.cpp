@@ -66,7 +66,7 @@ void record_export(const std::string& run_dir, const std::string& export_dir) {
   if (!ec) abs = fs::weakly_canonical(abs, ec).lexically_normal();
   const std::string path = run_dir + "/" + kExportsFile;
   const std::string line = (ec ? fs::path(export_dir) : abs).string() + "\n";
-  const int fd = create_file(path, O_APPEND);
+  const int fd = open_or_create_file(path, O_APPEND);
   bool ok = fd >= 0;
   int err = errno;
   if (ok) {
@@ -86,16 +86,20 @@ std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann:
     std::error_code ec;
     fs::path key = fs::absolute(dir, ec);
     if (!ec) key = fs::weakly_canonical(key, ec).lexically_normal();
+    if (!ec && !key.has_filename()) key = key.parent_path();  // "exp/" is "exp"
     const std::string k = ec ? dir : key.string();
     if (std::find(seen.begin(), seen.end(), k) != seen.end()) return;
     seen.push_back(k);
     out.push_back(dir);
   };
-  if (run.is_object() && run.contains("export") && run["export"].is_string())
-    add(run["export"].get<std::string>());
+  // exports.txt: absolute paths, training's first (runs since 2026-12-07); then run.json's
+  // export, which is relative when run.dir or export.out was (for earlier runs, the only record
+  // of training's export, resolved against the current directory).
   std::ifstream in(run_dir + "/" + kExportsFile);
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line.front() == '/') add(line);
+  if (run.is_object() && run.contains("export") && run["export"].is_string())
+    add(run["export"].get<std::string>());
   return out;
 }
 

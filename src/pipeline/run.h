@@ -44,9 +44,9 @@ const std::vector<std::string>& checksummed_run_files();
 /// train stores in run.json "files" once the files are written.
 nlohmann::json run_file_checksums(const std::string& dir);
 
-/// The file of a run directory that lists the exports `recforge export` wrote from the run, one
-/// absolute path per line, appended (the export training wrote is run.json's "export"): what
-/// forget and report-user read to know every export that holds the run's users.
+/// The file of a run directory that lists the exports written from the run, one absolute path
+/// per line, appended: training's (also run.json's "export") and each of `recforge export`.
+/// What forget and report-user read to know every export that holds the run's users.
 constexpr const char* kExportsFile = "exports.txt";
 
 /// Appends `export_dir`, made absolute, to the run's exports.txt. A run directory that cannot be
@@ -54,8 +54,9 @@ constexpr const char* kExportsFile = "exports.txt";
 /// export, not an error: the export itself is complete.
 void record_export(const std::string& run_dir, const std::string& export_dir);
 
-/// Every export recorded for the run in `run_dir` whose run.json is `run`: run.json's "export"
-/// first (as training wrote it), then those of exports.txt in the order written; each directory
+/// Every export recorded for the run in `run_dir` whose run.json is `run`: those of exports.txt
+/// in the order written (training's first, since training records its export there too), then
+/// run.json's "export" (the only record in runs trained before exports.txt); each directory
 /// once (compared as absolute, normalised paths). A line that is no absolute path is skipped.
 std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann::json& run);
 

@@ -320,6 +320,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
                          run, warm ? warm->chain.hashes : std::vector<Digest>{}),
             export_out.empty() ? dir.file("export") : export_out, export_to);
         run["export"] = export_to;
+        record_export(dir.staging(), export_to);  // absolute, whatever directory reads it later
       } catch (const std::exception& e) {
         // The trained run is kept: it can be exported again without training again.
         export_error = e.what();

@@ -414,8 +414,9 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
       if (all.empty()) {
         emb["export"] = dir;
         emb["export_exists"] = exists;
-        if (!note.empty()) emb["in_export_note"] = note;
       }
+      // Why "in_export" may be unknown: the first export that could not be checked.
+      if (!note.empty() && !emb.contains("in_export_note")) emb["in_export_note"] = note;
       all.push_back(std::move(e));
     }
     if (dirs.empty()) emb["export"] = nullptr;

@@ -66,7 +66,7 @@ class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
     const std::string path = dir + "/.sweep.lock";
-    fd_ = create_file(path, 0);  // privacy.file_mode, as the sweep's other files
+    fd_ = open_or_create_file(path, 0);  // privacy.file_mode when new, as the sweep's files
     if (fd_ < 0) fail("{}: cannot create the sweep's lock file", path);
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);

@@ -324,6 +324,23 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
               std::string::npos)
         << e.what();
   }
+  // A checkpoint of a recforge before a key existed (no model.observed_weight in it, and so
+  // another config hash): resumed when the run has that key at its default, refused otherwise.
+  Checkpoint older = c;
+  older.config.erase("model.observed_weight");
+  older.config_hash = "0000000000000000";
+  EXPECT_NO_THROW(pipeline::check_checkpoint(older, cfg, c.data_fingerprint, c.data_values, "runs/.r.checkpoint"));
+  config::Config replaced = cfg;
+  replaced.set("model.observed_weight=replaced");
+  try {
+    pipeline::check_checkpoint(older, replaced, c.data_fingerprint, c.data_values, "runs/.r.checkpoint");
+    ADD_FAILURE() << "a checkpoint without the key was taken for replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("written with model.observed_weight (no value), but this "
+                                         "run has model.observed_weight \"replaced\""),
+              std::string::npos)
+        << e.what();
+  }
   // The same fingerprint, other weights or timestamps (the values digest): refused; a checkpoint
   // written before the digest was recorded (none) is not compared.
   Checkpoint cv = c;

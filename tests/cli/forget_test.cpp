@@ -256,10 +256,11 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
   EXPECT_EQ(g.out.find("the source run's export " + later), std::string::npos) << g.out;
   const std::vector<std::string> users = lines_of(test::read_file(d.t.file("later/user_ids.txt")));
   EXPECT_EQ(std::count(users.begin(), users.end(), kErased), 0);
-  // forget's export is the new run's (its run.json); the source's exports.txt lists the two that
-  // `recforge export` wrote, absolute, in order.
+  // forget's export is the new run's; the source's exports.txt lists training's export and the
+  // two that `recforge export` wrote, absolute, in order.
+  const std::string inside = fs::weakly_canonical(d.t.file("runs/src/export")).string();
   EXPECT_EQ(test::read_file(d.t.file("runs/src/exports.txt")),
-            later + "\n" + fs::weakly_canonical(d.t.file("runs/src/export")).string() + "\n");
+            inside + "\n" + later + "\n" + inside + "\n");
 }
 
 // A user mistake: exit status 1, exactly one error line containing `expected`, no new run.

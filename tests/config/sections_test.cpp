@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "models/ials/ials.h"
 #include "pipeline/options.h"
 #include "pipeline/train.h"
 #include "test_util.h"
@@ -560,6 +561,27 @@ TEST(PipelineOptions, ModelSectionReachesTheSolverOptions) {
   Config none = b;
   none.set("model.type=none");
   EXPECT_EQ(pipeline::model_options(none.settings()).family, models::ModelOptions::Family::kNone);
+}
+
+// model.observed_weight replaced trains on the CPU only: train.device auto stays there (it would
+// take a GPU that then refuses it); an explicit device, other models and `added` are as set.
+// Its offset is unobserved_weight, and the model description names the setting.
+TEST(PipelineOptions, ReplacedObservedWeightKeepsAutoOnTheCpu) {
+  Config c = Config::defaults();
+  EXPECT_EQ(pipeline::training_device(c.settings()), "auto");
+  c.set("model.observed_weight=replaced");
+  c.set("model.unobserved_weight=0.5");
+  EXPECT_EQ(pipeline::training_device(c.settings()), "cpu");
+  EXPECT_EQ(pipeline::ials_options(c.settings()).solve.observed_offset, 0.5);
+  c.set("train.device=cuda:1");
+  EXPECT_EQ(pipeline::training_device(c.settings()), "cuda:1");  // refused later, with a sentence
+  c.set("train.device=auto");
+  c.set("model.type=bpr");
+  EXPECT_EQ(pipeline::training_device(c.settings()), "auto");
+  c.set("model.type=ials");
+  c.set("model.unobserved_weight=0");
+  EXPECT_EQ(pipeline::ials_options(c.settings()).solve.observed_offset, 0.0);
+  EXPECT_EQ(models::describe_ials(pipeline::ials_options(c.settings()))["observed_weight"], "replaced");
 }
 
 TEST(PipelineOptions, IndexSectionAndItsSeedFallback) {

@@ -609,6 +609,28 @@ TEST(DistTrain, RanksThatReadOtherFilesOrSettingsAreRefusedNamingWhat) {
   lay_out(csv, first_user + "\n");
   expect_apart_fails(dir, 2, "model.factors is 17 in process 1 of 2 but 16 in process 0",
                      "--set model.factors=$((16 + OMPI_COMM_WORLD_RANK))");
+  // Settings that decide before the data is read (the model type, checked for what trains
+  // across processes) are compared first too; a rank's threads and log level may differ.
+  expect_apart_fails(dir, 2, "model.type is \"bpr\" in process 1 of 2 but \"ials\" in process 0",
+                     "--set model.type=$([ $OMPI_COMM_WORLD_RANK = 1 ] && echo bpr || echo ials)");
+  {
+    const Result r = run_ranks_apart(2, dir, "--set train.threads=$((1 + OMPI_COMM_WORLD_RANK)) "
+                                             "--set run.log_level=$([ $OMPI_COMM_WORLD_RANK = 1 ] "
+                                             "&& echo debug || echo info)");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    fs::remove_all(dir.file("runs"));
+  }
+  // A config file that one host lacks: that rank's error, said once.
+  {
+    test::write_file(dir.file("r0/own.yaml"), test::read_file(dir.file("c.yaml")));
+    const Result r = test::run_shell("cd '" + dir.str() + "' && " + test::mpirun_command(2) +
+                                     " bash -c 'cd r$OMPI_COMM_WORLD_RANK && exec \"$0\" train own.yaml' '" +
+                                     RECFORGE_BINARY + "'");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const std::string says = "process 1 of 2: own.yaml";
+    ASSERT_NE(r.out.find(says), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(says), r.out.rfind(says)) << r.out;
+  }
   // A file past the sampled digest's 4 MiB, edited between two sampled blocks: the sizes and
   // samples agree, but with an opt-out list every rank hashes the files whole for the salt.
   {

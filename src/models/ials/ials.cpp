@@ -162,7 +162,7 @@ nlohmann::json describe_ials(const IalsOptions& o_) {
           {"reg_offset", s.reg_offset},
           {"unobserved_weight", s.unobserved_weight},
           {"unobserved_exp", o_.unobserved_exp},
-          {"observed_weight", s.observed_offset != 0 ? "replaced" : "added"},
+          {"observed_weight", o_.observed_weight},
           {"alpha", s.alpha},
           {"init_std", o_.init_std},
           {"seed", o_.seed},

@@ -21,6 +21,9 @@ struct IalsOptions {
   double init_std = 0.1;                  ///< initial factors ~ N(0, (init_std/√factors)²)
   uint64_t seed = 42;                     ///< seed of the initial factors
   double unobserved_exp = 0.0;            ///< β of the per-item unobserved weights (0: uniform)
+  /// model.observed_weight as configured, "added" or "replaced" (solve.observed_offset is its
+  /// effect: unobserved_weight when replaced, which is 0 with unobserved_weight 0).
+  std::string observed_weight = "added";
   backend::cpu::IalsSolveParams solve;    ///< λ, exponent, offset, α0, alpha, solver
   /// Factor storage type (`model.dtype`); the CPU stores float32 only.
   backend::cuda::Storage dtype = backend::cuda::Storage::kFloat32;

@@ -190,8 +190,9 @@ void gram_times(const GramOp& op, const float* in, float* out, int nb, int k) {
 }
 
 // Blocked CG for rows [r0, r1) of `r`: x ← x + steps of CG on
-// (G + Σ w y yᵀ + λ_u I) x = Σ w y, warm-started from x. With an eigenbasis `y` is the other
-// side already rotated into it, and the block's rows are rotated in here and back at the end.
+// (G + Σ (w − o) y yᵀ + λ_u I) x = Σ w y (o = p.observed_offset), warm-started from x. With an
+// eigenbasis `y` is the other side already rotated into it, and the block's rows are rotated in
+// here and back at the end.
 void cg_block(const data::Csr& r, const Matrix& y, const GramOp& gram, Matrix& x, int64_t r0,
               int64_t r1, const IalsSolveParams& p, const float* row_w, CgScratch& s) {
   const int k = static_cast<int>(y.cols);
@@ -320,7 +321,8 @@ bool use_eigenbasis(const IalsSolveParams& p, int k, int64_t rows, int64_t other
   return eigen_pays(p, k, rows, 2 * rows + other_rows);
 }
 
-// Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows), b = Σ w y.
+// Exact solve of row u: A = G + λ I + Σ w y yᵀ (via SYRK on sqrt(w)-scaled rows; minus
+// o·Σ y yᵀ by a second SYRK when o = observed_offset > 0), b = Σ w y.
 struct CholScratch {
   explicit CholScratch(int k)
       : a(static_cast<size_t>(k) * k), b(k), rows(kChunk * static_cast<size_t>(k)) {}

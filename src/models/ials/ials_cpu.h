@@ -109,8 +109,9 @@ std::vector<float> gram_eigen(std::vector<float>& basis, int k, const std::strin
 /// m ← m Q in place, Q's columns the rows of `basis` (into G's eigenbasis), `threads` threads.
 void rotate_rows(Matrix& m, const std::vector<float>& basis, int threads);
 
-/// The observed part of the objective over the rows of `r`: Σ_rows Σ_e alpha·r_e·(1 − x_row·y_col)²
-/// (x: r.rows × k, y: the rows that r's columns index).
+/// The observed part of the objective over the rows of `r`: Σ_rows Σ_e alpha·r_e·(1 − s)² − o·s²
+/// with s = x_row·y_col and o = p.observed_offset (x: r.rows × k, y: the rows that r's columns
+/// index).
 double observed_term(const data::Csr& r, const Matrix& x, const Matrix& y, const IalsSolveParams& p);
 
 /// The regularisation of the rows of `r`'s matrix: Σ_rows λ (n_row + ν)^e ‖x_row‖².
@@ -141,8 +142,8 @@ namespace recforge::backend::cpu {
 /// The exact decomposition of one user's iALS solve, in double. With t_j = alpha · r_uj the
 /// confidences of the user's training items I_u (the values of the 1-row CSR `row`), c_j the
 /// per-item unobserved weights (`col_weights`, 1 when empty), n = |I_u| and λ_u = λ (n + ν)^e:
-///   A = α0 Σ_{all j} c_j y_j y_jᵀ + Σ_{j∈I_u} t_j y_j y_jᵀ + λ_u I,   b = Σ_{j∈I_u} t_j y_j,
-/// the system that solve_side's Cholesky and CG (approximately) solve for x_u. Then
+///   A = α0 Σ_{all j} c_j y_j y_jᵀ + Σ_{j∈I_u} (t_j − o) y_j y_jᵀ + λ_u I,   b = Σ_{j∈I_u} t_j y_j,
+/// o = p.observed_offset (0, or α0 with model.observed_weight replaced), the system that solve_side's Cholesky and CG (approximately) solve for x_u. Then
 ///   score(u, i) = y_iᵀ A⁻¹ b = Σ_{j∈I_u} t_j · y_iᵀ A⁻¹ y_j,
 /// and item j contributes t_j · y_iᵀ A⁻¹ y_j = t_j · w·y_j with w = A⁻¹ y_i (A symmetric),
 /// computed from one Cholesky factorisation of A per user and one solve per explained item.
