@@ -399,8 +399,9 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
       const bool exists = std::filesystem::exists(dir, ec);
       std::string note, key_check;
       if (std::ifstream m(dir + "/manifest.json"); m) {
-        const nlohmann::json j = nlohmann::json::parse(m, nullptr, false);
-        if (!j.is_discarded()) key_check = artifact::manifest_text(j, "/user_ids/key_check");
+        const nlohmann::json manifest = nlohmann::json::parse(m, nullptr, false);
+        if (!manifest.is_discarded())
+          key_check = artifact::manifest_text(manifest, "/user_ids/key_check");
       }
       const std::optional<bool> held =
           exists ? export_holds_user(*run, dir, user, run->config.settings().export_.pseudonymize,
@@ -408,16 +409,18 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
                  : std::optional<bool>(false);
       any = any || held.value_or(false);
       unknown = unknown || !held;
-      nlohmann::ordered_json e = {{"export", dir}, {"exists", exists},
-                                  {"holds_user", held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr)}};
-      if (!note.empty()) e["note"] = note;
+      nlohmann::ordered_json entry = {
+          {"export", dir},
+          {"exists", exists},
+          {"holds_user", held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr)}};
+      if (!note.empty()) entry["note"] = note;
       if (all.empty()) {
         emb["export"] = dir;
         emb["export_exists"] = exists;
       }
       // Why "in_export" may be unknown: the first export that could not be checked.
       if (!note.empty() && !emb.contains("in_export_note")) emb["in_export_note"] = note;
-      all.push_back(std::move(e));
+      all.push_back(std::move(entry));
     }
     if (dirs.empty()) emb["export"] = nullptr;
     emb["in_export"] = any ? nlohmann::ordered_json(true)
