@@ -298,6 +298,12 @@ int cmd_info() {
                               "hashed)\n",
                               run.at(chain).get<long long>());
       }
+      // Every export written from the run (training's and recforge export's, exports.txt): what
+      // forget and report-user consider.
+      for (const std::string& e : pipeline::run_exports(g.run_dir, run)) {
+        text += fmt::format("export     {}{}\n", e,
+                            artifact::is_artifact(e) ? "" : " (no longer there)");
+      }
       if (!stats.is_null()) {
         text += fmt::format("users      {}\nitems      {}\n", stats.at("users").get<long long>(),
                             stats.at("items").get<long long>());

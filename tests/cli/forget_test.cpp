@@ -233,6 +233,13 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
     ASSERT_EQ(e.rc, 0) << e.out;
   }
   const std::string later = fs::weakly_canonical(d.t.file("later")).string();
+  // recforge info lists them, training's first.
+  const Result info = run(d.t.str(), "info runs/src");
+  ASSERT_EQ(info.rc, 0) << info.out;
+  const std::string inside_export = fs::weakly_canonical(d.t.file("runs/src/export")).string();
+  EXPECT_NE(info.out.find("export     " + inside_export + "\nexport     " + later + "\n"),
+            std::string::npos)
+      << info.out;
   const Result report = run(d.t.str(), std::string("report-user runs/src --user ") + kErased + " --format json");
   ASSERT_EQ(report.rc, 0) << report.out;
   const auto j = nlohmann::json::parse(report.out.substr(report.out.find('{')));
