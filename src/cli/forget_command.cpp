@@ -153,15 +153,18 @@ int cmd_forget() {
                purged, cache_dir);
     // Entries made from other versions of the data files (edited since the run trained, as
     // removing the users from the source does, or earlier ones) are not found by the sources'
-    // digests: every entry that lists a forgotten user goes too.
+    // digests: every entry that lists a forgotten user's id goes too. Entries record the files'
+    // digests, not their paths, so this includes other data sets in the same cache directory
+    // with that id (re-made by their next run).
     std::set<std::string> canonical;  // the ids given, as the data's ids compare
     for (const std::string& id : given) canonical.insert(pipeline::canonical_user_id(cfg, id));
     const int holding = data::purge_cache_holding_users(cache_dir, [&](const std::string& id) {
       return canonical.count(pipeline::canonical_user_id(cfg, id)) > 0;
     });
     if (holding > 0)
-      log().info("forget: removed {} other data cache file(s) in {} that held the users (made "
-                 "from other versions of the data files)",
+      log().info("forget: removed {} other data cache file(s) in {} that held the users' ids "
+                 "(made from other versions of the data files, or from other data with those "
+                 "ids; they are made again when needed)",
                  holding, cache_dir);
     if (unattributed > 0)
       log().warn("forget: {} data cache file(s) of an earlier recforge in {} record no source "

@@ -187,8 +187,19 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   const std::string level = s.run.log_level;
   set_log_level(me == 0 || level == "warn" || level == "error" ? level : std::string("warn"));
   set_progress_mode(me == 0 ? s.run.progress : std::string("off"));
-  const Context ctx =
-      Context::create(rank_device(pipeline::training_device(s), comm), static_cast<int>(s.train.threads));
+  // A device every rank lacks (cuda in a build without it) is said once; one rank's, by rank.
+  std::optional<Context> made;
+  {
+    const std::string device = rank_device(pipeline::training_device(s), comm);
+    std::string error;
+    try {
+      made.emplace(Context::create(device, static_cast<int>(s.train.threads)));
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    agree(comm, error);
+  }
+  const Context& ctx = *made;
   const bool on_gpu = ctx.device().kind == Device::Kind::kCuda;
   if (comm.any(on_gpu) && io.observed_weight == "replaced")
     fail_collective("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels "

@@ -66,6 +66,11 @@ void record_export(const std::string& run_dir, const std::string& export_dir) {
   if (!ec) abs = fs::weakly_canonical(abs, ec).lexically_normal();
   const std::string path = run_dir + "/" + kExportsFile;
   const std::string line = (ec ? fs::path(export_dir) : abs).string() + "\n";
+  {  // a directory written to again (a new version of the same export) is listed once
+    std::ifstream in(path);
+    for (std::string l; std::getline(in, l);)
+      if (l + "\n" == line) return;
+  }
   const int fd = open_or_create_file(path, O_APPEND);
   bool ok = fd >= 0;
   int err = errno;
@@ -92,14 +97,28 @@ std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann:
     seen.push_back(k);
     out.push_back(dir);
   };
-  // exports.txt: absolute paths, training's first (runs since 2026-12-07); then run.json's
-  // export, which is relative when run.dir or export.out was (for earlier runs, the only record
-  // of training's export, resolved against the current directory).
+  // exports.txt: absolute paths, training's first (runs since 2026-12-07).
   std::ifstream in(run_dir + "/" + kExportsFile);
+  const bool listed = static_cast<bool>(in);
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line.front() == '/') add(line);
-  if (run.is_object() && run.contains("export") && run["export"].is_string())
-    add(run["export"].get<std::string>());
+  // run.json's export: relative to the directory training ran in when run.dir or export.out was
+  // relative, which is not known here. Absolute, it is taken as it is; relative, as the run's own
+  // export/ when it names that one ("<...>/<run name>/export") and it is there; otherwise only
+  // for runs without exports.txt (trained before it; resolved against the current directory),
+  // since exports.txt holds training's export absolutely.
+  if (run.is_object() && run.contains("export") && run["export"].is_string()) {
+    const fs::path e = run["export"].get<std::string>();
+    fs::path dir = fs::path(run_dir).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();
+    std::error_code ec;
+    const bool own = (e.lexically_normal() == fs::path("export") ||
+                      e.lexically_normal().parent_path().filename() == dir.filename()) &&
+                     e.filename() == "export" && fs::exists(dir / "export", ec);
+    if (e.is_absolute()) add(e.string());
+    else if (own) add((dir / "export").string());
+    else if (!listed) add(e.string());
+  }
   return out;
 }
 

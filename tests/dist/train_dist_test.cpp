@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/context.h"
 #include "core/hash.h"
 #include "dist_launch.h"
 #include "test_util.h"
@@ -433,6 +434,17 @@ TEST(DistTrain, ABadConfigIsSaidOnceAndEveryRankExitsWithOne) {
   ASSERT_NE(r.out.find(sentence), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find(sentence), r.out.rfind(sentence)) << "said more than once:\n" << r.out;
   EXPECT_FALSE(fs::exists(dir.file("runs/c")));
+  // A device no rank has (train.device cuda on a machine without a GPU, or a build without
+  // CUDA): every rank's same error, said once (each rank printed it).
+  if (backend::cuda_device_count() == 0) {
+    const Result d = run_ranks(2, dir.str(), "train c.yaml --set train.device=cuda");
+    EXPECT_EQ(d.rc, 1) << d.out;
+    const std::string error = "recforge: error: ";
+    ASSERT_NE(d.out.find(error), std::string::npos) << d.out;
+    EXPECT_EQ(d.out.find(error), d.out.rfind(error)) << "said more than once:\n" << d.out;
+    EXPECT_EQ(d.out.find("process 1 of 2"), std::string::npos) << d.out;
+    EXPECT_FALSE(fs::exists(dir.file("runs/c")));
+  }
 }
 
 // `train c.yaml` in `dir` as P ranks fails within 60 s, its output holding every one of `says`,
