@@ -53,11 +53,11 @@ int cmd_report_user() {
   }
   if (j.contains("held_out_note")) out += scalar(j["held_out_note"]) + "\n";
   const auto& e = j["embedding"];
+  // Several exports (training's and those written later by recforge export): one line each.
+  const bool several = !e.is_null() && e.contains("exports") && e["exports"].size() > 1;
   if (e.is_null())
     out += "embedding: none\n";
   else {
-    // Several exports (training's and those written later by recforge export): one line each.
-    const bool several = e.contains("exports") && e["exports"].size() > 1;
     const auto yes_no = [](const nlohmann::json& b) {
       return b.is_null() ? "unknown" : b.get<bool>() ? "yes" : "no";
     };
@@ -71,7 +71,7 @@ int cmd_report_user() {
         if (x.contains("note")) out += "  " + scalar(x["note"]) + "\n";
       }
   }
-  if (!e.is_null() && e.contains("in_export_note") && !(e.contains("exports") && e["exports"].size() > 1))
+  if (!e.is_null() && e.contains("in_export_note") && !several)
     out += scalar(e["in_export_note"]) + "\n";
   if (j.contains("warm_start")) {  // model.init_from: the model started from another export
     const auto& w = j["warm_start"];

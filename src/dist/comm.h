@@ -192,4 +192,7 @@ Comm& world();
 /// rank must set the same value, outside any collective.
 int64_t set_max_piece_bytes(int64_t bytes);
 
+/// Every rank's `mine`, by rank (an allgatherv of the bytes). Collective.
+std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine);
+
 }  // namespace recforge::dist

@@ -60,17 +60,21 @@ Comm& world() {
   return w;
 }
 
-void agree(const Comm& comm, const std::string& error) {
-  if (!comm.any(!error.empty())) return;
+std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
   std::vector<int64_t> lengths;
-  const std::vector<char> all =
-      comm.allgatherv(std::vector<char>(error.begin(), error.end()), &lengths);
-  std::vector<std::string> errors;
+  const std::vector<char> all = comm.allgatherv(std::vector<char>(mine.begin(), mine.end()), &lengths);
+  std::vector<std::string> out;
   size_t pos = 0;
   for (const int64_t n : lengths) {
-    errors.emplace_back(all.data() + pos, static_cast<size_t>(n));
+    out.emplace_back(all.data() + pos, static_cast<size_t>(n));
     pos += static_cast<size_t>(n);
   }
+  return out;
+}
+
+void agree(const Comm& comm, const std::string& error) {
+  if (!comm.any(!error.empty())) return;
+  const std::vector<std::string> errors = allgather_strings(comm, error);
   if (std::all_of(errors.begin(), errors.end(), [&](const std::string& e) { return e == errors[0]; }))
     throw CollectiveError(errors[0]);
   for (size_t r = 0; r < errors.size(); ++r)

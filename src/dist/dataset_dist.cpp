@@ -169,19 +169,6 @@ pipeline::PairDigest sum_digest(const Comm& comm, const pipeline::PairDigest& mi
   return all;
 }
 
-// Every rank's `mine`, by rank (a collective).
-std::vector<std::string> gather_strings(const Comm& comm, const std::string& mine) {
-  std::vector<int64_t> lengths;
-  const std::vector<char> all = comm.allgatherv(std::vector<char>(mine.begin(), mine.end()), &lengths);
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (const int64_t n : lengths) {
-    out.emplace_back(all.data() + pos, static_cast<size_t>(n));
-    pos += static_cast<size_t>(n);
-  }
-  return out;
-}
-
 // The first rank whose value differs from rank 0's, or -1.
 int first_other(const std::vector<std::string>& values) {
   for (size_t r = 1; r < values.size(); ++r)
@@ -210,7 +197,7 @@ void check_same_files(const Comm& comm, const std::vector<std::string>& paths) {
   }
   agree(comm, error);
   for (size_t f = 0; f < paths.size(); ++f) {
-    const std::vector<std::string> all = gather_strings(comm, mine[f]);
+    const std::vector<std::string> all = allgather_strings(comm, mine[f]);
     const int r = first_other(all);
     if (r < 0) continue;
     const std::string size0 = all[0].substr(0, all[0].find(' ')), size = all[r].substr(0, all[r].find(' '));
@@ -226,19 +213,19 @@ void check_same_files(const Comm& comm, const std::vector<std::string>& paths) {
 // content), the same opt-out ids and the same forgotten users.
 void check_same_exclusion(const Comm& comm, const config::Config& cfg,
                           const std::vector<std::string>& listed, const data::UserExclusion* excl) {
-  const std::vector<std::string> salts = gather_strings(comm, excl ? excl->salt() : std::string());
+  const std::vector<std::string> salts = allgather_strings(comm, excl ? excl->salt() : std::string());
   if (const int r = first_other(salts); r >= 0)
     fail_collective("process {} of {} reads other data than process 0: the SHA-256 of its data "
                     "files differs (the salt of the excluded users' hashes follows it); {}",
                     r, comm.size(), kSameInputs);
   Sha256 h;
   for (const std::string& id : listed) h.update(id.data(), id.size());
-  const std::vector<std::string> opt_out = gather_strings(comm, h.hex());
+  const std::vector<std::string> opt_out = allgather_strings(comm, h.hex());
   if (const int r = first_other(opt_out); r >= 0)
     fail_collective("{}: process {} of {} reads other user ids from the file than process 0; {}",
                     cfg.settings().privacy.opt_out.value_or("privacy.opt_out"), r, comm.size(),
                     kSameInputs);
-  const std::vector<std::string> all = gather_strings(comm, excl ? excl->fingerprint() : std::string());
+  const std::vector<std::string> all = allgather_strings(comm, excl ? excl->fingerprint() : std::string());
   if (const int r = first_other(all); r >= 0)
     fail_collective("process {} of {} forgets other users than process 0; {}", r, comm.size(),
                     kSameInputs);
@@ -254,7 +241,7 @@ void check_same_config(const Comm& comm, const config::Config& cfg) {
     const std::string k = key, section = k.substr(0, k.find('.'));
     if (mine.contains(section)) mine[section].erase(k.substr(k.find('.') + 1));
   }
-  const std::vector<std::string> all = gather_strings(comm, mine.dump());
+  const std::vector<std::string> all = allgather_strings(comm, mine.dump());
   const int r = first_other(all);
   if (r < 0) return;
   const nlohmann::json a = nlohmann::json::parse(all[0]), b = nlohmann::json::parse(all[r]);
