@@ -219,7 +219,8 @@ def test_ctrl_c_during_training_raises_keyboard_interrupt_and_leaves_no_run(tmp_
     finally:
         stop.set()
         watcher.join()
-    assert list(runs.iterdir()) == []  # neither the run nor its staging directory
+    # Neither the run nor its staging directory, nor runs/, which this run created.
+    assert not runs.exists(), list(runs.iterdir())
     # The process goes on normally: a next run trains to the end.
     c["model"]["iterations"] = 2
     assert recforge.train(c).history[-1]["iteration"] == 2

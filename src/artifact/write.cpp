@@ -313,7 +313,9 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
   check_finite_input(items, "the item factors");
 
   std::error_code ec;
-  recforge::create_directories(out.parent_path().string(), ec);  // existing ones untouched
+  // Existing directories untouched; those made here are removed again if the export fails.
+  MadeDirs parents;
+  parents.create(out.parent_path().string(), ec);
   if (ec)
     fail("{}: cannot create the parent directory: {}", out.parent_path().string(), ec.message());
   recover_siblings(out);
@@ -522,6 +524,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     }
     sync_path(out.parent_path().string(), true);
   }
+  parents.keep();
   log().info("exported {} users, {} items ({} index, {}) to {}", users.rows, items.rows,
              index::type_name(in.index.type), index::metric_name(in.index.metric),
              shown_as.empty() ? out_s : shown_as);

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
     exit_now(1);
   }
   const recforge::dist::Comm& world = recforge::dist::world();
+  if (world.distributed()) recforge::set_interrupt_process(world.rank(), world.size());
   try {
     if (world.distributed() && g_verb != "recforge train")
       throw recforge::dist::CollectiveError(

@@ -184,7 +184,8 @@ int cmd_compare() {
   std::fputs(sweep::format_comparison(c).c_str(), stdout);
   if (paired) std::fputs(sweep::format_paired(*paired).c_str(), stdout);
   std::error_code ec;
-  fs::create_directories(g_compare.out, ec);
+  MadeDirs made;  // removed again if writing fails
+  made.create(g_compare.out, ec);
   if (ec) fail("--out {}: cannot create the directory: {}", g_compare.out, ec.message());
   if (paired) {
     const std::string file = g_compare.out + "/paired.csv";
@@ -195,6 +196,7 @@ int cmd_compare() {
   write_file_atomic(csv, sweep::curves_csv(runs));
   std::printf("curves: %s\n", csv.c_str());
   plot(csv, g_compare.out + "/curves.png", metric);
+  made.keep();
   std::fflush(stdout);
   return 0;
 }

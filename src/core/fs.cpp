@@ -84,7 +84,8 @@ int make_directory(const std::string& path) {
   return 0;
 }
 
-bool create_directories(const std::string& path, std::error_code& ec) {
+bool create_directories(const std::string& path, std::error_code& ec,
+                        std::vector<std::string>* made) {
   ec.clear();
   if (path.empty()) return true;
   // The missing directories, deepest first; existing ones are never touched.
@@ -98,16 +99,42 @@ bool create_directories(const std::string& path, std::error_code& ec) {
     if (!p.has_parent_path()) break;
   }
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
-    if (make_directory(it->string()) != 0 && errno != EEXIST) {
+    if (make_directory(it->string()) != 0) {
+      if (errno == EEXIST) continue;  // made meanwhile by someone else: not ours
       ec = std::error_code(errno, std::generic_category());
       return false;
     }
+    if (made) made->push_back(it->string());
   }
   if (!fs::is_directory(path, ec)) {
     if (!ec) ec = std::make_error_code(std::errc::not_a_directory);
     return false;
   }
   return true;
+}
+
+bool MadeDirs::create(const std::string& path, std::error_code& ec) {
+  std::vector<std::string> made;
+  const bool ok = create_directories(path, ec, &made);
+  for (const std::string& d : made) {
+    add_interrupt_cleanup(d, false);  // outermost first: removed after what is inside
+    made_.push_back(d);
+  }
+  return ok;
+}
+
+void MadeDirs::keep() {
+  for (const std::string& d : made_) remove_interrupt_cleanup(d);
+  made_.clear();
+}
+
+MadeDirs::~MadeDirs() {
+  without_interrupt_cleanup([this] {
+    for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
+      remove_interrupt_cleanup(*it);
+      ::rmdir(it->c_str());  // only while empty: another run may have begun to use it
+    }
+  });
 }
 
 void apply_file_mode(const std::string& path, bool directory) {
@@ -276,7 +303,7 @@ StagedDir::StagedDir(const std::string& root, const std::string& name, const std
     fail("run.name \"{}\": expected a non-empty name without '/' that does not start with '.'",
          name);
   std::error_code ec;
-  create_directories(root, ec);
+  made_.create(root, ec);
   if (ec) fail("{}: cannot create the runs directory: {}", root, ec.message());
   if (const int n = remove_stale_run_debris(root); n > 0)
     log().info("{}: tidied {} unfinished run director{} left by processes that no longer exist",
@@ -304,7 +331,14 @@ StagedDir::StagedDir(const std::string& root, const std::string& name, const std
         (fs::path(root) / fmt::format(".{}.partial-{}", leaf, getpid())).string();
     add_interrupt_cleanup(staging, true);
     long other = -1;
-    if (make_directory(staging) != 0) {
+    int made = make_directory(staging);
+    if (made != 0 && errno == ENOENT) {
+      // The runs directory was removed meanwhile (another run that created it failed): again.
+      made_.create(root, ec);
+      if (ec) fail("{}: cannot create the runs directory: {}", root, ec.message());
+      made = make_directory(staging);
+    }
+    if (made != 0) {
       const int err = errno;
       remove_interrupt_cleanup(staging);
       if (err != EEXIST)
@@ -398,6 +432,7 @@ const std::string& StagedDir::commit() {
     remove_interrupt_cleanup(staging_);
     committed_ = true;
   });
+  made_.keep();
   sync_path(root_, true);
   return final_;
 }
@@ -417,6 +452,7 @@ CleanupRegistry& registry() {
 }
 
 int g_signal_pipe[2] = {-1, -1};
+std::atomic<int> g_rank{-1}, g_size{0};  // set_interrupt_process
 
 extern "C" void on_stop_signal(int sig) {
   const int saved = errno;
@@ -465,6 +501,11 @@ void run_interrupt_cleanup() {
   r.paths.clear();
 }
 
+void set_interrupt_process(int rank, int size) {
+  g_rank = rank;
+  g_size = size;
+}
+
 void install_interrupt_cleanup() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -479,8 +520,15 @@ void install_interrupt_cleanup() {
         return;
       }
       run_interrupt_cleanup();
-      std::fprintf(stderr, "recforge: stopped by signal %d (%s); unfinished run files removed\n",
-                   sig, strsignal(sig));
+      if (g_size.load() > 1)
+        std::fprintf(stderr,
+                     "recforge: process %d of %d stopped by signal %d (%s), as mpirun stops every "
+                     "process of the job when one of them fails or the job is stopped; unfinished "
+                     "run files removed\n",
+                     g_rank.load(), g_size.load(), sig, strsignal(sig));
+      else
+        std::fprintf(stderr, "recforge: stopped by signal %d (%s); unfinished run files removed\n",
+                     sig, strsignal(sig));
       ::_exit(128 + sig);
     }).detach();
     for (const int sig : {SIGINT, SIGTERM}) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace recforge {
 
@@ -42,7 +43,28 @@ std::FILE* create_file_stream(const std::string& path);
 /// Creates the directory `path` and any missing directories above it with the process-wide
 /// mode (0700/0750, or the umask's). Directories that already exist are left exactly as they are.
 /// Returns false with `ec` set on failure.
-bool create_directories(const std::string& path, std::error_code& ec);
+/// `made`, when given, receives the directories it created, outermost first.
+bool create_directories(const std::string& path, std::error_code& ec,
+                        std::vector<std::string>* made = nullptr);
+
+/// The directories that create_directories made for an output that may not be finished (a run's
+/// runs/ directory, an export's parent): unless keep() is called, they are removed when the
+/// object is destroyed or SIGINT/SIGTERM stops the process, deepest first and each only while
+/// it is empty, so that a failed command leaves no directory behind that it created.
+class MadeDirs {
+ public:
+  MadeDirs() = default;
+  ~MadeDirs();
+  MadeDirs(const MadeDirs&) = delete;
+  MadeDirs& operator=(const MadeDirs&) = delete;
+  /// create_directories(path, ec), remembering what it made.
+  bool create(const std::string& path, std::error_code& ec);
+  /// The output is in place: its directories stay.
+  void keep();
+
+ private:
+  std::vector<std::string> made_;
+};
 /// Creates one directory with the process-wide mode; returns mkdir's result (errno set on -1).
 int make_directory(const std::string& path);
 /// Gives `path`, a file or directory that recforge itself has just created but could not create
@@ -103,6 +125,7 @@ class StagedDir {
 
  private:
   void abandon();  // removes the staging directory
+  MadeDirs made_;  // the runs directory, when this run created it: removed unless committed
   std::string root_, exists_, staging_, final_;
   bool replace_ = false;  // final_ held an earlier run when the object was created
   bool committed_ = false;
@@ -122,6 +145,10 @@ bool remove_interrupt_cleanup(const std::string& path);
 void without_interrupt_cleanup(const std::function<void()>& f);
 /// Removes every registered path now and forgets them (what the signal thread does).
 void run_interrupt_cleanup();
+/// Names this process in the line printed when SIGINT/SIGTERM stops it ("process 0 of 2"): a
+/// process of an mpirun job, which mpirun stops when another process fails. Call before the
+/// signal can arrive (after MPI starts).
+void set_interrupt_process(int rank, int size);
 /// Makes SIGINT and SIGTERM (unless ignored on entry) remove the registered paths and exit with
 /// status 128 + the signal number. The handler only writes the signal number to a pipe
 /// (async-signal-safe); a dedicated thread reads it and does the removal. Call once, early.

@@ -233,6 +233,18 @@ void check_same_exclusion(const Comm& comm, const config::Config& cfg,
 
 }  // namespace
 
+void check_same_input(const Comm& comm, const std::string& what, const std::string& digest) {
+  const std::vector<std::string> all = allgather_strings(comm, digest);
+  const int r = first_other(all);
+  if (r < 0) return;
+  if (all[r].empty() != all[0].empty())
+    fail_collective("{}: process {} of {} {} it but process 0 {}; {}", what, r, comm.size(),
+                    all[r].empty() ? "does not use" : "uses", all[r].empty() ? "does" : "does not",
+                    kSameInputs);
+  fail_collective("{}: process {} of {} reads another version of it than process 0; {}", what, r,
+                  comm.size(), kSameInputs);
+}
+
 void check_same_config(const Comm& comm, const config::Config& cfg) {
   // What one host may set for itself: its device (cuda:N pins a rank's GPU), its threads, and
   // what it logs; none changes what is computed.

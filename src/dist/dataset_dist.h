@@ -72,6 +72,11 @@ void check_distributable(const config::Config& cfg);
 /// that every later decision from the config is the same on every rank.
 void check_same_config(const Comm& comm, const config::Config& cfg);
 
+/// Refuses (CollectiveError, said once) a job whose ranks read different versions of one input
+/// other than the data files: `digest` is this rank's (empty when it has none), `what` names the
+/// input ("model.init_from exp"). Collective.
+void check_same_input(const Comm& comm, const std::string& what, const std::string& digest);
+
 /// Prepares the rank's share (see the file comment). Collective. `exclusion` as in
 /// pipeline::prepare_dataset.
 ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,

@@ -12,9 +12,11 @@
 #include "core/clock.h"
 #include "core/context.h"
 #include "core/fs.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "dist/checkpoint_dist.h"
 #include "dist/dataset_dist.h"
+#include "dist/errors.h"
 #include "pipeline/checkpoint.h"
 #include "dist/ials_dist.h"
 #include "dist/nccl_comm.h"
@@ -285,7 +287,25 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     }
   };
   on_root(comm, open_warm);
-  if (comm.rank() != 0) open_warm();
+  {
+    std::string error;  // the export missing or unreadable on some ranks only: said once
+    if (comm.rank() != 0) try {
+        open_warm();
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    agree(comm, error);
+  }
+  if (!s.model.init_from.empty()) {
+    // Every rank starts from the same export: the same manifest, which checksums its files.
+    std::string digest;
+    if (init_source) {
+      Sha256 h;
+      h.update(init_source->export_.manifest.dump());
+      digest = h.hex();
+    }
+    check_same_input(comm, "model.init_from " + s.model.init_from, digest);
+  }
 
   const auto tt = Clock::now();
   if (warm)
@@ -480,7 +500,9 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.index = pipeline::index_options(s);
         in.metrics = metrics;
         in.config = cfg.to_json();
-        in.source = {{"run_dir", dir->final_path()}, {"data_fingerprint", data.fingerprint}};
+        in.source = {{"run_dir", dir->final_path()},
+                     {"run_created", run.value("created", "")},
+                     {"data_fingerprint", data.fingerprint}};
         pipeline::set_lineage(in, run, warm ? warm->chain.hashes : std::vector<Digest>{});
         in.train_weight_total = data.train_weight_total;
         in.pseudonym_key = pipeline::pseudonym_key(cfg);

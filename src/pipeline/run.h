@@ -57,7 +57,10 @@ void record_export(const std::string& run_dir, const std::string& export_dir);
 /// Every export recorded for the run in `run_dir` whose run.json is `run`: those of exports.txt
 /// in the order written (training's first, since training records its export there too), then
 /// run.json's "export" (the only record in runs trained before exports.txt); each directory
-/// once (compared as absolute, normalised paths). A line that is no absolute path is skipped.
+/// once (compared as absolute, normalised paths). A line that is no absolute path is skipped,
+/// and so is a directory that now holds another run's export (its manifest's source names
+/// another run directory or another run.json "created"; exports written before the manifest
+/// recorded "run_created" are kept).
 std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann::json& run);
 
 /// Reopens a run that has a trained model. The directory is opened once and each file read

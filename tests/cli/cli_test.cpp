@@ -74,6 +74,7 @@ bool runs_dir_has_no_run(const std::string& dir) {
 // `runs_may_exist`) no run left behind.
 void expect_one_line_error(const TempDir& t, const std::string& args, const std::string& expected,
                            bool runs_may_exist = false) {
+  const bool had_runs = fs::exists(t.file("runs"));
   const Result r = run(t.str(), args);
   EXPECT_EQ(r.rc, 1) << r.out;
   const auto lines = r.lines();
@@ -84,6 +85,8 @@ void expect_one_line_error(const TempDir& t, const std::string& args, const std:
   EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
   if (!runs_may_exist) {
     EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
+    if (!had_runs)
+      EXPECT_FALSE(fs::exists(t.file("runs"))) << "the runs directory it created was left behind";
   }
 }
 

@@ -280,6 +280,18 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
   // training's export is a new version of it).
   const std::string inside = fs::weakly_canonical(d.t.file("runs/src/export")).string();
   EXPECT_EQ(test::read_file(d.t.file("runs/src/exports.txt")), inside + "\n" + later + "\n");
+  // `later` now holds run two's export (its manifest's source names runs/two and two's creation
+  // time): info, report-user and forget of src no longer list it as src's; info of two does.
+  const Result src_info = run(d.t.str(), "info runs/src");
+  ASSERT_EQ(src_info.rc, 0) << src_info.out;
+  EXPECT_NE(src_info.out.find("export     " + inside_export + "\n"), std::string::npos) << src_info.out;
+  EXPECT_EQ(src_info.out.find(later), std::string::npos) << src_info.out;
+  const Result two_info = run(d.t.str(), "info runs/two");
+  ASSERT_EQ(two_info.rc, 0) << two_info.out;
+  EXPECT_NE(two_info.out.find("export     " + later + "\n"), std::string::npos) << two_info.out;
+  const Result src_report = run(d.t.str(), "report-user runs/src --user u08");
+  ASSERT_EQ(src_report.rc, 0) << src_report.out;
+  EXPECT_EQ(src_report.out.find(later), std::string::npos) << src_report.out;
 }
 
 // A user mistake: exit status 1, exactly one error line containing `expected`, no new run.

@@ -148,7 +148,8 @@ TEST(RunDir, InterruptedTrainingRemovesItsStagingDirectory) {
     EXPECT_NE(c.output().find("recforge: stopped by signal " + std::to_string(sig)),
               std::string::npos)
         << c.output();
-    EXPECT_TRUE(fs::is_empty(t.file("runs"))) << "left: " << entries(t.file("runs")).front();
+    // The runs directory was this run's own: it goes too.
+    EXPECT_FALSE(fs::exists(t.file("runs"))) << "left: " << entries(t.file("runs")).front();
   }
 }
 
@@ -301,7 +302,61 @@ TEST(RunDir, AnExportTargetThatIsNotAnExportIsRefusedBeforeTraining) {
             std::string::npos)
       << out2;
   EXPECT_EQ(out2.find("dataset:"), std::string::npos) << out2;
-  EXPECT_TRUE(fs::is_empty(t.file("runs")));
+  EXPECT_FALSE(fs::exists(t.file("runs")));  // created by the failed run, removed with it
+}
+
+// A command that fails leaves no directory behind that it created: the runs directory (and those
+// above it) of a run whose data fails to load or that is stopped, the parents of an export that
+// fails. Directories that were there before stay, with what they hold.
+TEST(RunDir, AFailedCommandRemovesTheDirectoriesItCreatedAndNothingElse) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  write_file(t.file("bad.csv"), "1,2\n1,3\n2\n");
+  write_file(t.file("bad.yaml"), "data:\n  path: bad.csv\n  cache: false\n");
+  // The data fails to load after the run claimed its name in new/deep/runs.
+  {
+    const auto [rc, out] = run(t.str(), "train bad.yaml --set run.dir=new/deep/runs");
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("recforge: error: bad.csv:3: "), std::string::npos) << out;
+    EXPECT_FALSE(fs::exists(t.file("new"))) << out;
+  }
+  fs::create_directories(t.file("kept"));
+  write_file(t.file("kept/notes.txt"), "keep");
+  {
+    const auto [rc, out] = run(t.str(), "train bad.yaml --set run.dir=kept/runs");
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_EQ(entries(t.file("kept")), std::vector<std::string>{"notes.txt"});
+    EXPECT_EQ(read_file(t.file("kept/notes.txt")), "keep");
+  }
+  // Stopped by SIGTERM while training.
+  {
+    const Child c =
+        start(t.str(), "train small.yaml --set model.iterations=1000000 --set run.dir=stopped/runs");
+    const std::string log = t.file("stopped/runs/.small.partial-" + std::to_string(c.pid) + "/log.txt");
+    ASSERT_TRUE(wait_until([&] { return read_file(log).find("iteration 1/") != std::string::npos; }))
+        << c.output();
+    ASSERT_EQ(kill(c.pid, SIGTERM), 0);
+    const int status = finish(c);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+    EXPECT_FALSE(fs::exists(t.file("stopped"))) << c.output();
+  }
+  // An export that fails (files limited to 16 KiB, which seen_indices.npy exceeds as in
+  // AnExportThatFailsAfterTrainingKeepsTheRunAndSaysHowToExportIt) into directories it created.
+  ASSERT_EQ(run(t.str(), "train small.yaml --set synthetic.interactions=40000").first, 0);
+  {
+    const auto [rc, out] = run(t.str(), "export runs/small --out out/deep/exp",
+                               "ulimit -f 16 && trap '' XFSZ && exec");
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("seen_indices.npy"), std::string::npos) << out;
+    EXPECT_FALSE(fs::exists(t.file("out"))) << out;
+  }
+  // Where it can write, the same command keeps what it made.
+  {
+    const auto [rc, out] = run(t.str(), "export runs/small --out out/deep/exp");
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_TRUE(fs::exists(t.file("out/deep/exp/manifest.json")));
+  }
 }
 
 TEST(RunDir, AnExportThatFailsAfterTrainingKeepsTheRunAndSaysHowToExportIt) {

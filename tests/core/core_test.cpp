@@ -207,6 +207,43 @@ TEST(FileAtomic, WritesWholeFileAndLeavesNoTemporaries) {
   EXPECT_THROW(write_file_atomic(t.file("no/such/dir/x"), "x"), Error);
 }
 
+// The directories an unfinished output created are removed when it is abandoned, deepest first
+// and each only while empty; those that existed before, and everything once kept, stay.
+TEST(MadeDirs, RemovesOnlyWhatItCreatedAndOnlyWhileEmpty) {
+  TempDir t;
+  fs::create_directories(t.file("a"));
+  write_file_atomic(t.file("a/keep.txt"), "k");
+  std::error_code ec;
+  {
+    MadeDirs made;
+    ASSERT_TRUE(made.create(t.file("a/b/c/d"), ec)) << ec.message();
+    EXPECT_TRUE(fs::is_directory(t.file("a/b/c/d")));
+  }
+  EXPECT_FALSE(fs::exists(t.file("a/b")));
+  EXPECT_EQ(test::read_file(t.file("a/keep.txt")), "k");
+  {
+    MadeDirs made;
+    ASSERT_TRUE(made.create(t.file("a/b/c"), ec)) << ec.message();
+    write_file_atomic(t.file("a/b/other.txt"), "o");  // written there meanwhile by someone else
+  }
+  EXPECT_FALSE(fs::exists(t.file("a/b/c")));
+  EXPECT_EQ(test::read_file(t.file("a/b/other.txt")), "o");  // b is not empty: it stays
+  {
+    MadeDirs made;
+    ASSERT_TRUE(made.create(t.file("x/y"), ec)) << ec.message();
+    made.keep();
+  }
+  EXPECT_TRUE(fs::is_directory(t.file("x/y")));
+  // Below a file: the error, and the file untouched.
+  write_file_atomic(t.file("file"), "f");
+  {
+    MadeDirs made;
+    EXPECT_FALSE(made.create(t.file("file/z"), ec));
+    EXPECT_TRUE(ec);
+  }
+  EXPECT_EQ(test::read_file(t.file("file")), "f");
+}
+
 TEST(StagedDir, AppearsOnlyOnCommitAndVanishesOnError) {
   TempDir t;
   const std::string root = t.file("runs");
@@ -218,7 +255,7 @@ TEST(StagedDir, AppearsOnlyOnCommitAndVanishesOnError) {
     // Destroyed without commit: as if an error was thrown.
   }
   EXPECT_FALSE(fs::exists(root + "/exp"));
-  EXPECT_TRUE(fs::is_empty(root));
+  EXPECT_FALSE(fs::exists(root));  // it created the runs directory: removed with the staging one
   {
     StagedDir d(root, "exp", "suffix");
     write_file_atomic(d.file("x"), "1");

@@ -621,6 +621,26 @@ TEST(DistTrain, RanksThatReadOtherFilesOrSettingsAreRefusedNamingWhat) {
   lay_out(csv, first_user + "\n");
   expect_apart_fails(dir, 2, "model.factors is 17 in process 1 of 2 but 16 in process 0",
                      "--set model.factors=$((16 + OMPI_COMM_WORLD_RANK))");
+  // Another warm-start export behind model.init_from on rank 1 (one trained with another seed):
+  // the ranks would start from other factors. The same export everywhere trains.
+  for (int r = 0; r < 2; ++r) {
+    const Result w = test::run_recforge(
+        dir.file("r" + std::to_string(r)),
+        "train ../c.yaml --set run.name=w" + std::to_string(r) + " --set run.seed=" +
+            std::to_string(r + 1) + " --set export.enabled=true --set export.out=exp");
+    ASSERT_EQ(w.rc, 0) << w.out;
+  }
+  expect_apart_fails(dir, 2, "model.init_from exp: process 1 of 2 reads another version of it than "
+                             "process 0", "--set model.init_from=exp");
+  fs::remove_all(dir.file("r1/exp"));
+  fs::copy(dir.file("r0/exp"), dir.file("r1/exp"),
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  {
+    const Result r = run_ranks_apart(2, dir, "--set model.init_from=exp");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(read_json(dir.file("runs/c/run.json")).contains("init_from"));
+    fs::remove_all(dir.file("runs"));
+  }
   // Settings that decide before the data is read (the model type, checked for what trains
   // across processes) are compared first too; a rank's threads and log level may differ.
   expect_apart_fails(dir, 2, "model.type is \"bpr\" in process 1 of 2 but \"ials\" in process 0",
@@ -760,9 +780,17 @@ TEST(DistTrain, ARankKilledMidTrainingEndsTheJobNamingTheCause) {
   const std::string out = test::read_file(log);
   EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
   for (const auto& [rank, p] : rank_pids(pid)) ADD_FAILURE() << "rank " << rank << " still runs";
-  // The other ranks were stopped by mpirun's SIGTERM: rank 0 removed its staging directory.
+  // The other ranks were stopped by mpirun's SIGTERM, and say so as processes of the job (not as
+  // a stop the user asked for); rank 0 removed its staging directory and the runs directory it
+  // had created.
+  EXPECT_NE(out.find(" of 3 stopped by signal 15 (Terminated), as mpirun stops every process of "
+                     "the job when one of them fails or the job is stopped"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("recforge: stopped by signal"), std::string::npos) << out;
   if (fs::exists(dir.file("runs")))
     for (const auto& e : fs::directory_iterator(dir.file("runs"))) ADD_FAILURE() << "left " << e.path();
+  EXPECT_FALSE(fs::exists(dir.file("runs")));
 }
 
 }  // namespace
