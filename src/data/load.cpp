@@ -911,13 +911,16 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   RF_ASSERT(!paths.empty(), "load: no paths");
   std::string cache_path;
   std::vector<std::string> sources;
-  if (o.use_cache && !o.cache_dir.empty()) {
-    sources = source_hashes(paths);
+  const auto cache_path_for = [&](const LoadOptions& opts) {
     Sha256 key;
     key.update(fmt::format("recforge-cache-v{};", kCacheVersion));
     for (const auto& h : sources) key.update(h + ";");
-    key.update(o.fingerprint());
-    cache_path = o.cache_dir + "/" + key.hex() + ".rfcache";
+    key.update(opts.fingerprint());
+    return o.cache_dir + "/" + key.hex() + ".rfcache";
+  };
+  if (o.use_cache && !o.cache_dir.empty()) {
+    sources = source_hashes(paths);
+    cache_path = cache_path_for(o);
     if (auto cached = read_cache(cache_path, o, paths.size())) {
       cached->report.from_cache = true;
       cached->report.cache_file = cache_path;
@@ -954,6 +957,27 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   if (!cache_path.empty()) {
     d.report.cache_file = cache_path;
     write_cache(cache_path, d, sources);
+    // An exclusion listing ids the data lacks loads what its matched ids alone load, and a run
+    // reopened later (recommend, evaluate, export) excludes those only (run.json records no
+    // others): the same entry under that key too, a hard link (no second copy; a purge finds
+    // both names), so that reopening does not parse the files again.
+    if (o.exclusion && !o.exclusion->empty()) {
+      UserExclusion matched(o.exclusion->salt());
+      for (const auto& h : d.report.opt_out_matched) matched.add_hash(UserExclusion::Set::kOptOut, h);
+      for (const auto& h : d.report.forgotten_matched)
+        matched.add_hash(UserExclusion::Set::kForgotten, h);
+      if (matched.fingerprint() != o.exclusion->fingerprint()) {
+        LoadOptions as_matched = o;  // none matched: what loading without an exclusion gives
+        if (!matched.empty())
+          as_matched.exclusion = std::make_shared<const UserExclusion>(std::move(matched));
+        else
+          as_matched.exclusion = nullptr;
+        const std::string alias = cache_path_for(as_matched);
+        if (::link(cache_path.c_str(), alias.c_str()) != 0 && errno != EEXIST)
+          log().debug("data cache: cannot link {} to {}: {}", alias, cache_path,
+                      std::strerror(errno));
+      }
+    }
   }
   return d;
 }

@@ -242,8 +242,11 @@ TEST(Exclusion, TheCacheEntryHoldsNoExcludedUserAndKeepsTheCounts) {
   o.exclusion = f.exclusion();
   const Loaded first = load(f.paths, o);
   ASSERT_FALSE(first.report.from_cache);
+  // One entry under two names: the exclusion's key, and (a hard link) the key of the ids it
+  // matched (bob and dan, not "nobody"), which a reopened run's exclusion from run.json has.
   const auto files = files_in(o.cache_dir);
-  ASSERT_EQ(files.size(), 1u);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_TRUE(fs::equivalent(files[0], files[1]));
   const std::string bytes = test::read_file(files[0].string());
   EXPECT_EQ(bytes.find("bob"), std::string::npos);
   EXPECT_EQ(bytes.find("dan"), std::string::npos);
@@ -254,13 +257,36 @@ TEST(Exclusion, TheCacheEntryHoldsNoExcludedUserAndKeepsTheCounts) {
   EXPECT_EQ(again.report.opt_out_interactions, 4);
   EXPECT_EQ(again.report.forgotten_matched, first.report.forgotten_matched);
   EXPECT_TRUE(again.report.exclusion_applied);
+  {
+    auto matched = std::make_shared<UserExclusion>(o.exclusion->salt());
+    for (const auto& h : first.report.opt_out_matched) matched->add_hash(Set::kOptOut, h);
+    for (const auto& h : first.report.forgotten_matched) matched->add_hash(Set::kForgotten, h);
+    ASSERT_EQ(matched->opt_out().size(), 1u);  // bob
+    LoadOptions reopened = o;
+    reopened.exclusion = matched;
+    const Loaded r = load(f.paths, reopened);
+    EXPECT_TRUE(r.report.from_cache);
+    expect_same_data(r, first);
+    EXPECT_EQ(files_in(o.cache_dir).size(), 2u);
+  }
   // Another exclusion is another cache entry, never the first one's data.
   LoadOptions none = o;
   none.exclusion = nullptr;
   const Loaded all = load(f.paths, none);
   EXPECT_FALSE(all.report.from_cache);
   EXPECT_TRUE(all.users.find("bob").has_value());
-  EXPECT_EQ(files_in(o.cache_dir).size(), 2u);
+  EXPECT_EQ(files_in(o.cache_dir).size(), 3u);
+  // An exclusion that matches nobody loads what no exclusion loads: that entry, linked again.
+  fs::remove_all(o.cache_dir);
+  LoadOptions nobody = o;
+  auto e = std::make_shared<UserExclusion>(o.exclusion->salt());
+  e->add(Set::kOptOut, "nobody");
+  nobody.exclusion = e;
+  const Loaded n = load(f.paths, nobody);
+  EXPECT_FALSE(n.report.from_cache);
+  const Loaded plain = load(f.paths, none);
+  EXPECT_TRUE(plain.report.from_cache);
+  expect_same_data(plain, all);
 }
 
 TEST(Exclusion, PurgeRemovesTheEntriesOfTheSourcesAndNothingElse) {
