@@ -104,8 +104,9 @@ struct ExportInput {
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty
 /// directory or an earlier recforge export, below a writable directory. Returns `out`
-/// normalized; throws recforge::Error naming it otherwise. `write` checks the same first.
-std::string check_target(const std::string& out);
+/// normalized; throws recforge::Error naming it otherwise, and `option` (what set the path:
+/// "--out", "export.out") in the advice to choose another. `write` checks the same first.
+std::string check_target(const std::string& out, const std::string& option = "--out");
 
 /// Writes an artifact to `out` and returns `out`. Refuses non-finite factors, and an `out` that
 /// exists and is not a recforge export (an empty directory is fine). Throws recforge::Error.
@@ -173,6 +174,11 @@ std::string manifest_text(const nlohmann::json& manifest, const char* pointer);
 /// True when `dir` holds a `current` link or a manifest.json (an artifact rather than a run
 /// directory).
 bool is_artifact(const std::string& dir);
+
+/// Where an export interrupted between moving the previous export at `dir` aside and the new one
+/// in (file systems without an atomic exchange) left that previous export (`<dir>.old-<pid>`),
+/// when `dir` is missing and such an export is there; "" otherwise. For the error that names it.
+std::string export_left_aside(const std::string& dir);
 
 /// Loads `dir`: resolves `current` once and maps every file of that version read-only once,
 /// through one descriptor of its directory (a flat export: of `dir`), verifying the format

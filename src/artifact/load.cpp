@@ -341,22 +341,27 @@ long version_number(const std::string& name) {
   return std::stol(name.substr(2));
 }
 
+std::string export_left_aside(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dir, ec))) return "";
+  const fs::path abs = fs::absolute(fs::path(dir), ec).lexically_normal();
+  const fs::path name = abs.has_filename() ? abs.filename() : abs.parent_path().filename();
+  const fs::path parent = abs.has_filename() ? abs.parent_path() : abs.parent_path().parent_path();
+  const std::string prefix = name.string() + ".old-";
+  for (const auto& e : fs::directory_iterator(parent, ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0 && is_artifact(e.path().string()))
+      return e.path().string();
+  return "";
+}
+
 Artifact load(const std::string& dir, bool with_index, bool with_seen) {
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     std::optional<DirReader> root = DirReader::open(dir, dir);
     if (!root) {
-      // An export interrupted between moving the old one aside and the new one in (only on
-      // file systems without atomic exchange) leaves the old one at <dir>.old-<pid>.
-      std::error_code ec;
-      const fs::path abs = fs::absolute(fs::path(dir), ec).lexically_normal();
-      const std::string prefix =
-          (abs.has_filename() ? abs.filename() : abs.parent_path().filename()).string() + ".old-";
-      for (const auto& e : fs::directory_iterator(abs.parent_path(), ec))
-        if (e.path().filename().string().rfind(prefix, 0) == 0 && is_artifact(e.path().string()))
-          fail(
-              "{}: no such export directory; an interrupted export left the previous one at {} "
-              "(rename it back, or export again)",
-              dir, e.path().string());
+      if (const std::string aside = export_left_aside(dir); !aside.empty())
+        fail("{}: no such export directory; an interrupted export left the previous one at {} "
+             "(rename it back, or export again)",
+             dir, aside);
       fail("{}: no such export directory", dir);
     }
     const std::optional<std::string> target = read_current(*root);

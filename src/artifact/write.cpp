@@ -233,7 +233,8 @@ std::string normalized_target(const std::string& out_arg) {
 
 /// What is at the export path `out` (shown as `out_s`); refuses anything that is not an
 /// earlier export (or nothing, or an empty directory).
-Layout inspect_target(const fs::path& out, const std::string& out_s) {
+Layout inspect_target(const fs::path& out, const std::string& out_s,
+                      const std::string& option = "--out") {
   std::error_code ec;
   Layout layout = Layout::kNone;
   if (fs::exists(fs::symlink_status(out, ec))) {
@@ -244,8 +245,8 @@ Layout inspect_target(const fs::path& out, const std::string& out_s) {
       const std::string target = fs::read_symlink(out / kCurrentLink, ec).string();
       if (ec || version_number(target) < 0)
         fail("{}/{}: does not point to a version directory v-<N>; expected a recforge export at "
-             "{} (choose another --out or remove it)",
-             out_s, kCurrentLink, out_s);
+             "{} (choose another {} or remove it)",
+             out_s, kCurrentLink, out_s, option);
       layout = Layout::kVersioned;
     } else if (!fs::is_empty(out, ec)) {
       bool ours = false;
@@ -257,8 +258,8 @@ Layout inspect_target(const fs::path& out, const std::string& out_s) {
       if (!ours)
         fail(
             "{}: exists and is not a recforge export (no recforge manifest.json); choose another "
-            "--out or remove it",
-            out_s);
+            "{} or remove it",
+            out_s, option);
       // The whole directory is replaced: it must hold nothing but the export.
       std::vector<std::string> known = data_files();
       known.push_back("manifest.json");
@@ -280,11 +281,11 @@ Layout inspect_target(const fs::path& out, const std::string& out_s) {
 
 }  // namespace
 
-std::string check_target(const std::string& out_arg) {
+std::string check_target(const std::string& out_arg, const std::string& option) {
   const std::string out_s = normalized_target(out_arg);
   fs::path out(out_s);
   if (out.parent_path().empty()) out = fs::path(".") / out;
-  inspect_target(out, out_s);
+  inspect_target(out, out_s, option);
   // The nearest existing folder above it must take new entries.
   fs::path above = out.parent_path();
   std::error_code ec;

@@ -193,6 +193,12 @@ int cmd_train() {
 }
 
 int cmd_datagen() {
+  for (const std::string& set : g.sets)  // anything else would be ignored without a word
+    if (set.rfind("synthetic.", 0) != 0 && set.rfind("run.progress=", 0) != 0 &&
+        set.rfind("run.log_level=", 0) != 0)
+      fail("--set {}: datagen takes synthetic.* settings (and run.progress, run.log_level); it "
+           "generates data and trains nothing",
+           set);
   std::vector<std::string> sets = g.sets;
   if (g.users > 0) sets.push_back("synthetic.users=" + std::to_string(g.users));
   if (g.items > 0) sets.push_back("synthetic.items=" + std::to_string(g.items));
@@ -622,7 +628,15 @@ int cmd_similar() {
     // Blocks of items, each one call (one GEMM or one batched index search); the lists keep
     // pointers to the id map's strings, not copies.
     const data::IdMap& ids = rec.item_ids();
-    std::vector<std::string> wanted = g.all ? std::vector<std::string>() : split_list(g.item_list);
+    std::vector<std::string> wanted;
+    if (!g.all) {  // unknown ids are skipped with a warning each, as recommend --users does
+      std::vector<recommend::Unknown> unknown;
+      for (const std::string& id : split_list(g.item_list)) {
+        if (ids.find(recommend::trim(id))) wanted.push_back(id);
+        else unknown.push_back({recommend::trim(id), "items"});
+      }
+      warn_unknown("similar", unknown);
+    }
     const int64_t n = g.all ? ids.size() : static_cast<int64_t>(wanted.size());
     if (g.all)
       check_output_size(n, static_cast<int>(std::min<int64_t>(g.k, std::max<int64_t>(n - 1, 0))),
@@ -736,10 +750,9 @@ int cmd_index_bench() {
   return 0;
 }
 
-void add_sets(CLI::App* c) {
-  c->add_option("--set", g.sets,
-                "Override a config value, e.g. --set model.factors=128 (repeatable)")
-      ->type_name("KEY=VALUE");
+void add_sets(CLI::App* c, const std::string& help =
+                               "Override a config value, e.g. --set model.factors=128 (repeatable)") {
+  c->add_option("--set", g.sets, help)->type_name("KEY=VALUE");
 }
 
 }  // namespace
@@ -831,7 +844,8 @@ void register_commands(CLI::App& app) {
       ->check(int_range(1, std::numeric_limits<int64_t>::max()));
   datagen->add_option("--seed", g.seed, "Random seed (synthetic.seed)")
       ->check(int_range(0, std::numeric_limits<int64_t>::max()));
-  add_sets(datagen);
+  add_sets(datagen, "Override a synthetic.* value of the generator, e.g. --set "
+                    "synthetic.communities=32 (repeatable; run.progress and run.log_level too)");
   g_actions["datagen"] = cmd_datagen;
 
   auto* evaluate = app.add_subcommand("evaluate", "Recompute a run's metrics from its saved factors");
@@ -947,7 +961,8 @@ void register_commands(CLI::App& app) {
   bench->add_option("--out", g.out,
                     "Also write the table as CSV (for tools/plot/plot_index_bench.py)")
       ->check(output_file());
-  add_sets(bench);
+  add_sets(bench, "Override an index.* value of the export or run, e.g. --set index.nlist=256 "
+                  "(repeatable)");
   g_actions["index-bench"] = cmd_index_bench;
 
   auto* info = app.add_subcommand(

@@ -97,6 +97,20 @@ void check_model(const Config& cfg) {
          "pair, which per-item unobserved weights (model.unobserved_exp {}) do not have; set "
          "model.unobserved_exp: 0 or model.observed_weight: added",
          cfg.where("model.observed_weight"), m.unobserved_exp);
+  // The device where the config names it (train.device auto is decided on the machine, in
+  // pipeline::make_model, with the same sentences).
+  const std::string& device = cfg.settings().train.device;
+  const bool cuda = device.rfind("cuda", 0) == 0;
+  if (m.type == "ials" && m.observed_weight == "replaced" && cuda)
+    fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
+         "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
+         cfg.where("model.observed_weight"));
+  if (m.type == "ials" && m.dtype != "float32" && (device == "cpu" || m.observed_weight == "replaced"))
+    fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU ({}), which "
+         "stores factors in float32 only; set model.dtype: float32{}",
+         cfg.where("model.dtype"), m.dtype,
+         device == "cpu" ? "train.device cpu" : "model.observed_weight replaced",
+         device == "cpu" ? " or train.device: cuda" : "");
   if (m.type != "bpr" && m.type != "softmax" && m.type != "ccl") return;
   if ((m.type == "softmax" || m.type == "ccl") && m.negatives == 0 && !m.in_batch)
     fail(

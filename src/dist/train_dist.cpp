@@ -218,7 +218,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
   on_root(comm, [&] {
     if (exporting) {
       index::check_dimension(pipeline::index_options(s), io.factors);
-      if (!export_out.empty()) artifact::check_target(export_out);
+      if (!export_out.empty()) artifact::check_target(export_out, "export.out");
       pipeline::pseudonym_key(cfg);
     }
     dir.emplace(s.run.dir, pipeline::run_name(cfg), s.run.exists);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/blas.h"
 #include "core/error.h"
 
 namespace recforge::models {
@@ -59,6 +60,18 @@ std::string format_bytes(double bytes) {
     ++u;
   }
   return u == 0 ? fmt::format("{:.0f} bytes", bytes) : fmt::format("{:.3g} {}", bytes, units[u]);
+}
+
+int buffer_threads(int train_threads, std::string* lower) {
+  const int pool = openblas_get_num_threads();
+  if (pool <= train_threads) {
+    *lower = "train.threads";
+    return train_threads;
+  }
+  *lower = fmt::format("OPENBLAS_NUM_THREADS (OpenBLAS's own pool of {} threads, more than "
+                       "train.threads {})",
+                       pool, train_threads);
+  return pool;
 }
 
 void check_memory(const std::string& what, const std::vector<MemoryPart>& parts,

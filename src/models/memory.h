@@ -30,6 +30,11 @@ double available_memory(std::string* source = nullptr);
 /// "1.5 GiB", "300 MiB", "12 KiB".
 std::string format_bytes(double bytes);
 
+/// The threads whose per-thread buffers a memory estimate counts: `train_threads`, or OpenBLAS's
+/// own pool when it is larger. `lower` receives what lowers them: "train.threads", or, when the
+/// pool is the larger, its environment variable with the counts.
+int buffer_threads(int train_threads, std::string* lower);
+
 /// Fails (recforge::Error) when the parts sum to more than available_memory(): one sentence
 /// with `what` (e.g. "iALS with model.factors 10000000"), the estimated total, its largest parts,
 /// the memory available and `lower` (the settings to lower).

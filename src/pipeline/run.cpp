@@ -11,6 +11,7 @@
 #include <optional>
 #include <utility>
 
+#include "artifact/artifact.h"
 #include "artifact/files.h"
 
 #include "core/error.h"
@@ -40,6 +41,10 @@ std::string no_run_directory(const std::string& dir) {
     return fmt::format("{}: is not a directory; expected a run directory (the directory "
                        "holding the run.json that recforge train writes)",
                        dir);
+  if (const std::string aside = artifact::export_left_aside(dir); !aside.empty())
+    return fmt::format("{}: no such run directory or export; an interrupted export left the "
+                       "previous export at {} (rename it back, or export again)",
+                       dir, aside);
   return fmt::format("{}: no such run directory", dir);
 }
 

@@ -216,7 +216,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   const std::string& export_out = s.export_.out;
   if (exporting) {  // refuse what would fail the export before training, not after
     index::check_dimension(index_options(s), embedding_dimension(s));
-    if (!export_out.empty()) artifact::check_target(export_out);
+    if (!export_out.empty()) artifact::check_target(export_out, "export.out");
     pseudonym_key(cfg);  // a missing or short key fails now, not after training
   }
   if (!model && !s.model.init_from.empty())

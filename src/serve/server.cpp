@@ -120,10 +120,15 @@ std::string current_version(const std::string& dir) {
 /// mean the load read that version. Throws recforge::Error.
 std::shared_ptr<const State> load_state(const std::string& dir, const ServerOptions& o) {
   std::error_code ec;
-  if (!fs::exists(dir, ec))
+  if (!fs::exists(dir, ec)) {
+    if (const std::string aside = artifact::export_left_aside(dir); !aside.empty())
+      fail("{}: no such export directory; an interrupted export left the previous one at {} "
+           "(rename it back, or export again)",
+           dir, aside);
     fail("{}: no such export directory; recforge serve answers from an export: write one with "
          "`recforge export RUN_DIR --out EXPORT_DIR`",
          dir);
+  }
   if (!artifact::is_artifact(dir))
     fail("{} is not an export (it holds neither manifest.json nor a `current` link); recforge "
          "serve answers from exports only: write one with `recforge export RUN_DIR --out EXPORT_DIR`",

@@ -762,6 +762,18 @@ TEST(ArtifactCrash, WithoutAtomicExchangeTheOldExportIsRecoverable) {
                 ": no such export directory; an interrupted export left "
                 "the previous one at " +
                 old + " (rename it back, or export again)");
+  // The commands that open an export or a run by that path say so too (they said "no such run
+  // directory"), and serve.
+  for (const std::string cmd : {"recommend exp --user 1", "info exp", "similar exp --item 1",
+                                 "serve exp --listen 127.0.0.1:0"}) {
+    const test::Result r = test::run_shell("cd '" + f.t.str() + "' && timeout 60 '" +
+                                           RECFORGE_BINARY + "' " + cmd);  // serve: never hangs
+    EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("the previous " + std::string(cmd.rfind("serve", 0) == 0 ? "one" : "export") +
+                         " at " + old + " (rename it back, or export again)"),
+              std::string::npos)
+        << cmd << "\n" << r.out;
+  }
   // The next export first moves the old one back, so killing it too keeps the old export.
   auto [pid2, fd2] =
       start_export(f.t.str(), "ivf_flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=index.faiss"});

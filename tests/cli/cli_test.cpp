@@ -85,8 +85,9 @@ void expect_one_line_error(const TempDir& t, const std::string& args, const std:
   EXPECT_NE(errors[0].find(expected), std::string::npos) << errors[0];
   if (!runs_may_exist) {
     EXPECT_TRUE(runs_dir_has_no_run(t.str())) << "a run directory was left behind";
-    if (!had_runs)
+    if (!had_runs) {
       EXPECT_FALSE(fs::exists(t.file("runs"))) << "the runs directory it created was left behind";
+    }
   }
 }
 
@@ -179,6 +180,11 @@ TEST(Cli, BadInputGetsOneClearSentence) {
   write_file(t.file("neg.csv"), "1,2,1\n1,3,-4\n");
   write_file(t.file("empty.csv"), "");
   const std::string data = "data:\n  weight_col: \"2\"\n  cache: false\n  path: ";
+  // datagen would ignore any other setting: refused, nothing written.
+  expect_one_line_error(t, "datagen --out gen.csv --set model.factors=3",
+                        "--set model.factors=3: datagen takes synthetic.* settings (and "
+                        "run.progress, run.log_level); it generates data and trains nothing");
+  EXPECT_FALSE(fs::exists(t.file("gen.csv")));
   write_file(t.file("malformed.yaml"), data + "bad.csv\n");
   expect_one_line_error(t, "train malformed.yaml",
                         "bad.csv:3: expected at least 3 fields separated by \",\", got 2: \"<user id>,3\"");
@@ -266,6 +272,23 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
                         "iALS with model.factors 10000000 needs about");
   expect_one_line_error(t, "train ok.yaml --set model.type=softmax --set model.factors=10000000",
                         "softmax with model.factors 10000000 needs about");
+  // The advice names what lowers the threads counted: OpenBLAS's own pool when it is the larger.
+  for (const char* type : {"ials", "bpr"}) {
+    const std::string args = std::string("train ok.yaml --set model.factors=10000000 --set "
+                                         "train.threads=1 --set model.type=") + type;
+    const test::Result pool = test::run_recforge(t.str(), args, "OPENBLAS_NUM_THREADS=2");
+    EXPECT_EQ(pool.rc, 1) << pool.out;
+    if (std::string(type) == "ials") {  // among the two largest parts there
+      EXPECT_NE(pool.out.find("buffers of 2 threads"), std::string::npos) << pool.out;
+    }
+    EXPECT_NE(pool.out.find(" or OPENBLAS_NUM_THREADS (OpenBLAS's own pool of 2 threads, more "
+                            "than train.threads 1)"),
+              std::string::npos)
+        << pool.out;
+    const test::Result one = test::run_recforge(t.str(), args, "OPENBLAS_NUM_THREADS=1");
+    EXPECT_EQ(one.rc, 1) << one.out;
+    EXPECT_NE(one.out.find(" or train.threads\n"), std::string::npos) << one.out;
+  }
   if (test::kAddressSanitizer)
     GTEST_SKIP() << "ulimit -v cannot apply under AddressSanitizer (its shadow memory reserves "
                     "terabytes of address space); the estimates above were checked";
@@ -586,6 +609,15 @@ TEST(Cli, ExportThenRecommendFromTheArtifactAlone) {
   const Result sim_list = run(t.str(), "similar elsewhere --items 7,2 --k 4");
   ASSERT_EQ(sim_list.rc, 0) << sim_list.out;
   EXPECT_EQ(body(sim_list.out), body(sim.out) + body(sim2.out));
+  // An unknown id among them is skipped with a warning naming it; the others are answered (as
+  // recommend --users and the server's similar-items do).
+  const Result sim_unknown = run(t.str(), "similar elsewhere --items 7,zz,2 --k 4");
+  ASSERT_EQ(sim_unknown.rc, 0) << sim_unknown.out;
+  EXPECT_NE(sim_unknown.out.find("similar --items: item \"zz\" is not in elsewhere; skipped"),
+            std::string::npos)
+      << sim_unknown.out;
+  EXPECT_NE(sim_unknown.out.find(body(sim.out) + body(sim2.out)), std::string::npos)
+      << sim_unknown.out;
   const Result sim_all = run(t.str(), "similar elsewhere --all --k 4 --out all.csv");
   ASSERT_EQ(sim_all.rc, 0) << sim_all.out;
   {

@@ -289,7 +289,8 @@ TEST(RunDir, AnExportTargetThatIsNotAnExportIsRefusedBeforeTraining) {
   write_file(t.file("mine/notes.txt"), "keep");
   const auto [rc, out] = run(t.str(), "train small.yaml");
   EXPECT_EQ(rc, 1);
-  EXPECT_NE(out.find("recforge: error: mine: exists and is not a recforge export"),
+  EXPECT_NE(out.find("recforge: error: mine: exists and is not a recforge export (no recforge "
+                     "manifest.json); choose another export.out or remove it"),
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("dataset:"), std::string::npos) << out;

@@ -324,6 +324,18 @@ const std::vector<CrossCase>& cross_cases() {
        "x.yaml:3:3: model.observed_weight replaced subtracts one unobserved weight from every "
        "observed pair, which per-item unobserved weights (model.unobserved_exp 0.5) do not have; "
        "set model.unobserved_exp: 0 or model.observed_weight: added"},
+      // The device where the config names it (auto is decided on the machine, by make_model).
+      {"train:\n  device: cuda:1\nmodel:\n  observed_weight: replaced\n",
+       "x.yaml:4:3: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
+       "observed pairs as `added`); set train.device: cpu or model.observed_weight: added"},
+      {"train:\n  device: cpu\nmodel:\n  dtype: float16\n",
+       "x.yaml:4:3: model.dtype float16 needs a CUDA device, but this run trains on the CPU "
+       "(train.device cpu), which stores factors in float32 only; set model.dtype: float32 or "
+       "train.device: cuda"},
+      {"model:\n  dtype: bfloat16\n  observed_weight: replaced\n",
+       "x.yaml:2:3: model.dtype bfloat16 needs a CUDA device, but this run trains on the CPU "
+       "(model.observed_weight replaced), which stores factors in float32 only; set model.dtype: "
+       "float32"},
       {"model:\n  type: softmax\n  negatives: 0\n  in_batch: false\n",
        "x.yaml:3:3: model.negatives is 0 and model.in_batch is false, so the softmax has no "
        "negatives to compare each positive with; set model.negatives above 0 or model.in_batch: "

@@ -225,14 +225,15 @@ void BatchModel::init(int64_t n_users, int64_t n_items) {
                          : p.optimizer == backend::Optimizer::kAdagrad ? 1
                                                                        : 0;
     const double b = static_cast<double>(p.batch_size), c = b + p.negatives;
-    const int threads = std::max(threads_, openblas_get_num_threads());  // and OpenBLAS's pool
+    std::string lower;
+    const int threads = buffer_threads(threads_, &lower);  // and OpenBLAS's pool
     check_memory(fmt::format("{} with model.factors {}", type(), p.factors),
                  {{"factors", (rows + (aggregating() ? static_cast<double>(n_users) : 0.0)) * d * f},
                   {"optimizer state", state * rows * d * f},
                   {"batch buffers", f * (b * c + 2 * (b + c) * d)},
                   {fmt::format("buffers of {} threads", threads),
                    threads * (kPerThreadReserve + f * (128 * 2048 + 128 * d + 128 * 1024))}},
-                 "model.factors, model.batch_size or train.threads");
+                 "model.factors, model.batch_size or " + lower);
   }
   std::tie(users_, items_) = initial_embeddings(o_, n_users, n_items);
   if (aggregating()) rows_ = users_;  // the served vectors are aggregated after each epoch

@@ -72,7 +72,8 @@ std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64
            (o.solve.cholesky ? k * k + 257 * k : 0) +              // Cholesky systems
            128 * 2048 + 128 * k + 128 * 1024) +                    // evaluation tiles
       kPerThreadReserve;                                           // BLAS buffer, malloc arena
-  threads = std::max(threads, openblas_get_num_threads());        // OpenBLAS's pool threads too
+  std::string lower;
+  threads = buffer_threads(threads, &lower);                       // OpenBLAS's pool threads too
   return {{"factors", rows * k * f},
           {"Gram and eigenvector matrices", 4 * k * k * f},       // G, basis, LAPACK work
           // Training rotates both sides in place (solve_half); what is copied is the items: scaled
@@ -82,8 +83,10 @@ std::vector<MemoryPart> ials_memory(const IalsOptions& o, int64_t n_users, int64
 }
 
 void Ials::init(int64_t n_users, int64_t n_items) {
+  std::string lower;
+  buffer_threads(threads_, &lower);
   check_memory(fmt::format("iALS with model.factors {}", o_.factors),
-               ials_memory(o_, n_users, n_items, threads_), "model.factors or train.threads");
+               ials_memory(o_, n_users, n_items, threads_), "model.factors or " + lower);
   drop_prepared();
   std::tie(users_, items_) = initial_factors(o_, n_users, n_items);
   iterations_done_ = 0;
