@@ -100,6 +100,9 @@ struct ExportInput {
   std::vector<Digest> chain_users;  ///< sorted, each once
   std::string chain_salt;           ///< 64 hex characters
   std::vector<std::string> chain_key_checks;
+  /// What set the output directory, named in the advice of an error about it ("--out",
+  /// "export.out").
+  std::string out_option = "--out";
 };
 
 /// Checks, without writing anything, that `out` may receive an export: a new path, an empty

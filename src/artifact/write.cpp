@@ -321,7 +321,7 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     fail("{}: cannot create the parent directory: {}", out.parent_path().string(), ec.message());
   recover_siblings(out);
 
-  const Layout layout = inspect_target(out, out_s);
+  const Layout layout = inspect_target(out, out_s, in.out_option);
 
   // Where the files go: a new version inside a versioned export, or v-1 of a whole new export
   // directory staged beside `out`.
@@ -339,7 +339,9 @@ std::string write(const ExportInput& in, const std::string& out_arg, const std::
     files_dir = staging / "v-1";
   }
   fs::remove_all(staging, ec);
-  recforge::create_directories(files_dir.string(), ec);  // privacy.file_mode
+  // privacy.file_mode; with the parents, in case a concurrent export that made them removed
+  // them meanwhile (the staging directories themselves go with Cleanup).
+  parents.create(files_dir.string(), ec);
   if (ec) fail("{}: cannot create the staging directory: {}", staging.string(), ec.message());
   struct Cleanup {  // removes the staging directory unless it was moved into place
     fs::path p;

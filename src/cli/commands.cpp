@@ -630,11 +630,18 @@ int cmd_similar() {
     const data::IdMap& ids = rec.item_ids();
     std::vector<std::string> wanted;
     if (!g.all) {  // unknown ids are skipped with a warning each, as recommend --users does
+      const std::vector<std::string> asked = split_list(g.item_list);
       std::vector<recommend::Unknown> unknown;
-      for (const std::string& id : split_list(g.item_list)) {
+      for (const std::string& id : asked) {
         if (ids.find(recommend::trim(id))) wanted.push_back(id);
         else unknown.push_back({recommend::trim(id), "items"});
       }
+      if (wanted.empty() && asked.size() == 1)  // its own sentence, as --item gives
+        rec.similar_items_batch(asked, static_cast<int>(g.k), o);
+      if (wanted.empty())
+        fail("{}: none of the {} items asked for is in this {}; expected item ids of its "
+             "training data",
+             rec.path(), asked.size(), rec.is_export() ? "export" : "run");
       warn_unknown("similar", unknown);
     }
     const int64_t n = g.all ? ids.size() : static_cast<int64_t>(wanted.size());

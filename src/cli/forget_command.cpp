@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 
 struct ForgetArgs {
   std::string run_dir, users, name, export_dir;
-  bool remove_source = false;
+  bool remove_source = false, remove_exports = false;
 };
 
 ForgetArgs g_forget;
@@ -174,6 +174,7 @@ int cmd_forget() {
 
   pipeline::TrainOptions options;
   options.exclusion = exclusion;
+  options.export_out_option = "forget --export";
   const std::string from = normalized(src);
   int64_t found = 0;
   options.on_dataset = [&](const pipeline::Dataset& data, nlohmann::json& run) {
@@ -196,14 +197,28 @@ int cmd_forget() {
   }
   std::printf("%s\n", dir.c_str());
   // The exports of the source written elsewhere (by training or later by recforge export) are
-  // not touched without --export.
+  // not touched without --export or --remove-exports. run_exports lists only directories that
+  // still hold the source's export (not one another run's export replaced since).
   for (const std::string& old_export : pipeline::run_exports(src, source_run)) {
     const bool inside = normalized(old_export).rfind(from + "/", 0) == 0;
-    if (!inside && (a.export_dir.empty() || normalized(old_export) != normalized(a.export_dir)) &&
-        artifact::is_artifact(old_export))
+    if (inside || (!a.export_dir.empty() && normalized(old_export) == normalized(a.export_dir)) ||
+        !artifact::is_artifact(old_export))
+      continue;
+    if (!a.remove_exports) {
       std::printf("the source run's export %s still holds the forgotten users; replace it with "
-                  "forget --export %s, or remove it\n",
+                  "forget --export %s, remove it, or use --remove-exports\n",
                   old_export.c_str(), old_export.c_str());
+      continue;
+    }
+    // Renamed away first, so that a reader never finds half of it; then removed.
+    fs::path away = fs::path(normalized(old_export));
+    away += fmt::format(".removing-{}", getpid());
+    fs::rename(old_export, away, ec);
+    fs::remove_all(ec ? fs::path(old_export) : away, ec);
+    if (ec)
+      fail("forget --remove-exports: cannot remove the source run's export {}: {}", old_export,
+           ec.message());
+    std::printf("removed the source run's export %s\n", old_export.c_str());
   }
   if (a.remove_source) {
     if (!is_run_directory(src))
@@ -240,6 +255,9 @@ void register_forget_command(CLI::App& app, std::map<std::string, std::function<
       ->type_name("DIR");
   c->add_flag("--remove-source", g_forget.remove_source,
               "Remove the source run directory once the new run is complete");
+  c->add_flag("--remove-exports", g_forget.remove_exports,
+              "Remove the source run's exports outside its directory (those recorded in its "
+              "exports.txt that still hold its export) once the new run is complete");
   actions["forget"] = cmd_forget;
 }
 

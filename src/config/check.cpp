@@ -105,12 +105,15 @@ void check_model(const Config& cfg) {
     fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
          "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
          cfg.where("model.observed_weight"));
-  if (m.type == "ials" && m.dtype != "float32" && (device == "cpu" || m.observed_weight == "replaced"))
+  // Replaced first: it keeps the run on the CPU whatever the device, so a CUDA device is no
+  // way out there.
+  const bool replaced = m.observed_weight == "replaced";
+  if (m.type == "ials" && m.dtype != "float32" && (device == "cpu" || replaced))
     fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU ({}), which "
          "stores factors in float32 only; set model.dtype: float32{}",
          cfg.where("model.dtype"), m.dtype,
-         device == "cpu" ? "train.device cpu" : "model.observed_weight replaced",
-         device == "cpu" ? " or train.device: cuda" : "");
+         replaced ? "model.observed_weight replaced" : "train.device cpu",
+         replaced ? "" : " or train.device: cuda");
   if (m.type != "bpr" && m.type != "softmax" && m.type != "ccl") return;
   if ((m.type == "softmax" || m.type == "ccl") && m.negatives == 0 && !m.in_batch)
     fail(

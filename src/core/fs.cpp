@@ -114,12 +114,17 @@ bool create_directories(const std::string& path, std::error_code& ec,
 }
 
 bool MadeDirs::create(const std::string& path, std::error_code& ec) {
-  std::vector<std::string> made;
-  const bool ok = create_directories(path, ec, &made);
-  for (const std::string& d : made) {
-    add_interrupt_cleanup(d, false);  // outermost first: removed after what is inside
-    made_.push_back(d);
-  }
+  bool ok = false;
+  // Made and registered with the cleanup held off, so that a signal between the two cannot
+  // leave one behind.
+  without_interrupt_cleanup([&] {
+    std::vector<std::string> made;
+    ok = create_directories(path, ec, &made);
+    for (const std::string& d : made) {
+      add_interrupt_cleanup(d, false);  // outermost first: removed after what is inside
+      made_.push_back(d);
+    }
+  });
   return ok;
 }
 
@@ -333,9 +338,15 @@ StagedDir::StagedDir(const std::string& root, const std::string& name, const std
     long other = -1;
     int made = make_directory(staging);
     if (made != 0 && errno == ENOENT) {
-      // The runs directory was removed meanwhile (another run that created it failed): again.
+      // The runs directory was removed meanwhile (another run that created it failed): again,
+      // with the staging directory registered after it (removed before it on a signal).
+      remove_interrupt_cleanup(staging);
       made_.create(root, ec);
-      if (ec) fail("{}: cannot create the runs directory: {}", root, ec.message());
+      add_interrupt_cleanup(staging, true);
+      if (ec) {
+        remove_interrupt_cleanup(staging);
+        fail("{}: cannot create the runs directory: {}", root, ec.message());
+      }
       made = make_directory(staging);
     }
     if (made != 0) {

@@ -549,6 +549,15 @@ bool entry_holds_user(const std::string& path, const std::function<bool(const st
   }
   return false;
 }
+
+// Whether `p` is the last name of its file: an entry linked under a second key (data::load, for
+// an exclusion listing ids the data lacks) is one entry, counted once when removed.
+bool last_link(const fs::path& p) {
+  std::error_code ec;
+  const uintmax_t n = fs::hard_link_count(p, ec);
+  return ec || n <= 1;
+}
+
 }  // namespace
 
 int purge_cache_holding_users(const std::string& dir,
@@ -567,11 +576,12 @@ int purge_cache_holding_users(const std::string& dir,
   int removed = 0;
   for (const fs::path& p : entries) {
     if (!entry_holds_user(p.string(), holds)) continue;
+    const bool last_name = last_link(p);
     std::error_code rec;
     if (!fs::remove(p, rec))
       fail("{}: cannot remove the data cache file that holds a forgotten user: {}", p.string(),
            rec.message());
-    ++removed;
+    removed += last_name;
   }
   if (removed > 0) sync_directory(dir);
   return removed;
@@ -607,9 +617,10 @@ int purge_cache_for_sources(const std::string& dir, const std::vector<std::strin
   std::vector<std::string> removed_keys;
   for (const fs::path& p : entries) {
     if (made_from(p)) {
+      const bool last_name = last_link(p);
       std::error_code rec;
       if (fs::remove(p, rec)) {
-        ++removed;
+        removed += last_name;
         removed_keys.push_back(p.filename().string().substr(0, 64));
       } else {
         fail("{}: cannot remove the data cache file made from the forgotten data: {}",

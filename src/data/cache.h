@@ -41,21 +41,22 @@ std::optional<Loaded> read_cache(const std::string& path, const LoadOptions& opt
 void write_cache(const std::string& path, const Loaded& data,
                  const std::vector<std::string>& sources = {});
 
-/// Removes from `dir` every cache file (`<64 hex>.rfcache`) made from a file whose content
-/// SHA-256 is in `hashes`, the temporary files being written for them (`<key>.rfcache.tmp.*`,
-/// and temporaries whose own header names such a source), and the temporaries of dead writers
-/// (sweep_stale_cache_temps). No other file is touched. Returns the number of files removed;
-/// `unattributed` (optional) receives the number of cache files of earlier layouts, which
-/// record no sources and are left in place. Throws recforge::Error naming a matching file that
-/// cannot be removed.
 /// Removes from `dir` every cache file (`<64 hex>.rfcache`, of this layout) whose user ids
 /// include one that `holds` accepts, whatever it was made from: the entries of other versions
 /// of the data files (edited since, or before the one a run trained on) and of other configs
-/// that read them. Reads each entry's user ids only. Returns the number of files removed;
-/// throws recforge::Error naming a matching file that cannot be removed.
+/// that read them. Reads each entry's user ids only. Returns the number of entries removed (an
+/// entry linked under two keys counts once); throws recforge::Error naming a matching file
+/// that cannot be removed.
 int purge_cache_holding_users(const std::string& dir,
                               const std::function<bool(const std::string&)>& holds);
 
+/// Removes from `dir` every cache file (`<64 hex>.rfcache`) made from a file whose content
+/// SHA-256 is in `hashes`, the temporary files being written for them (`<key>.rfcache.tmp.*`,
+/// and temporaries whose own header names such a source), and the temporaries of dead writers
+/// (sweep_stale_cache_temps). No other file is touched. Returns the number of files removed (an
+/// entry linked under two keys counts once); `unattributed` (optional) receives the number of
+/// cache files of earlier layouts, which record no sources and are left in place. Throws
+/// recforge::Error naming a matching file that cannot be removed.
 int purge_cache_for_sources(const std::string& dir, const std::vector<std::string>& hashes,
                             int* unattributed = nullptr);
 

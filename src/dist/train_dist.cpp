@@ -507,6 +507,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.train_weight_total = data.train_weight_total;
         in.pseudonym_key = pipeline::pseudonym_key(cfg);
         in.opt_out = pipeline::opt_out_ids(cfg);
+        in.out_option = "export.out";
         artifact::write(in, export_out.empty() ? dir->file("export") : export_out, export_to);
         run["export"] = export_to;
         pipeline::record_export(dir->staging(), export_to);

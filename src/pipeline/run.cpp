@@ -92,10 +92,12 @@ void record_export(const std::string& run_dir, const std::string& export_dir) {
 
 namespace {
 
-// True when the export in `dir` says it was written from another run than `run_dir` (run.json
-// `run`): a later export of another run to the same place replaced it.
-bool now_another_runs_export(const std::string& dir, const std::string& run_dir,
-                             const nlohmann::json& run) {
+// True when the export in `dir` says it was written from another run than the one whose run.json
+// is `run`: a later export of another run to the same place replaced it. Runs are told apart by
+// run.json's "created" alone, never by path: one run is reached by many paths (a symlink, ".",
+// a copy or a move keep it), and hiding one of its exports from forget and report-user would be
+// worse than listing another run's export made in the same second.
+bool now_another_runs_export(const std::string& dir, const nlohmann::json& run) {
   nlohmann::json manifest;
   try {
     std::ifstream in(dir + "/manifest.json");
@@ -107,16 +109,10 @@ bool now_another_runs_export(const std::string& dir, const std::string& run_dir,
   const auto source = manifest.find("source");
   if (source == manifest.end() || !source->is_object()) return false;
   const auto created = source->find("run_created");
-  const auto source_dir = source->find("run_dir");
-  if (created == source->end() || !created->is_string() || source_dir == source->end() ||
-      !source_dir->is_string() || !run.is_object() || !run.contains("created"))
+  if (created == source->end() || !created->is_string() || created->get<std::string>().empty() ||
+      !run.is_object() || !run.contains("created"))
     return false;  // written before exports recorded their run
-  const auto leaf = [](const std::string& p) {
-    fs::path q = fs::path(p).lexically_normal();
-    if (!q.has_filename()) q = q.parent_path();
-    return q.filename().string();
-  };
-  return *created != run["created"] || leaf(source_dir->get<std::string>()) != leaf(run_dir);
+  return *created != run["created"];
 }
 
 }  // namespace
@@ -124,7 +120,7 @@ bool now_another_runs_export(const std::string& dir, const std::string& run_dir,
 std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann::json& run) {
   std::vector<std::string> out, seen;
   const auto add = [&](const std::string& dir) {
-    if (now_another_runs_export(dir, run_dir, run)) return;
+    if (now_another_runs_export(dir, run)) return;
     std::error_code ec;
     fs::path key = fs::absolute(dir, ec);
     if (!ec) key = fs::weakly_canonical(key, ec).lexically_normal();

@@ -216,7 +216,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   const std::string& export_out = s.export_.out;
   if (exporting) {  // refuse what would fail the export before training, not after
     index::check_dimension(index_options(s), embedding_dimension(s));
-    if (!export_out.empty()) artifact::check_target(export_out, "export.out");
+    if (!export_out.empty()) artifact::check_target(export_out, options.export_out_option);
     pseudonym_key(cfg);  // a missing or short key fails now, not after training
   }
   if (!model && !s.model.init_from.empty())
@@ -315,10 +315,11 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       // Inside the run directory (staged with it) unless export.out names another place.
       export_to = export_out.empty() ? dir.final_path() + "/export" : export_out;
       try {
-        artifact::write(
-            export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint(),
-                         run, warm ? warm->chain.hashes : std::vector<Digest>{}),
-            export_out.empty() ? dir.file("export") : export_out, export_to);
+        artifact::ExportInput in =
+            export_input(cfg, data, *model, metrics, dir.final_path(), data.fingerprint(), run,
+                         warm ? warm->chain.hashes : std::vector<Digest>{});
+        in.out_option = options.export_out_option;
+        artifact::write(in, export_out.empty() ? dir.file("export") : export_out, export_to);
         run["export"] = export_to;
         record_export(dir.staging(), export_to);  // absolute, whatever directory reads it later
       } catch (const std::exception& e) {

@@ -38,6 +38,9 @@ struct TrainOptions {
   /// removed (a checkpoint already written is kept, as after a kill). The Python package's
   /// Ctrl-C (it checks for a pending signal here).
   std::function<bool()> interrupted;
+  /// What set export.out, named in the advice of an error about that directory ("export.out";
+  /// `recforge forget` gives "--export").
+  std::string export_out_option = "export.out";
 };
 
 /// What train throws when TrainOptions::interrupted asked it to stop.

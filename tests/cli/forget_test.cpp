@@ -252,6 +252,18 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
     ++listed;
   EXPECT_EQ(listed, 2u) << elsewhere.out;
   EXPECT_EQ(elsewhere.out.find("no longer there"), std::string::npos) << elsewhere.out;
+  // The run reached through a symlink, from inside it, or copied: the same run, the same
+  // exports (an export's run is told by run.json's creation time, not by a path).
+  fs::create_directory_symlink("runs/src", d.t.file("latest"));
+  fs::copy(d.t.file("runs/src"), d.t.file("copied"), fs::copy_options::recursive);
+  for (const auto& [cwd, arg] : {std::pair<std::string, std::string>{d.t.str(), "latest"},
+                                 {d.t.file("runs/src"), "."},
+                                 {d.t.str(), "copied"}}) {
+    const Result r = run(cwd, "info " + arg);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("export     " + later + "\n"), std::string::npos) << arg << "\n" << r.out;
+  }
+  fs::remove_all(d.t.file("copied"));
   const Result report = run(d.t.str(), std::string("report-user runs/src --user ") + kErased + " --format json");
   ASSERT_EQ(report.rc, 0) << report.out;
   const auto j = nlohmann::json::parse(report.out.substr(report.out.find('{')));
@@ -267,7 +279,8 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
   const Result f = run(d.t.str(), std::string("forget runs/src --users ") + kErased + " --name one");
   ASSERT_EQ(f.rc, 0) << f.out;
   EXPECT_NE(f.out.find("the source run's export " + later + " still holds the forgotten users; "
-                       "replace it with forget --export " + later + ", or remove it"),
+                       "replace it with forget --export " + later +
+                       ", remove it, or use --remove-exports"),
             std::string::npos)
       << f.out;
   const Result g = run(d.t.str(), std::string("forget runs/src --users ") + kErased + " --name two --export later");
@@ -292,6 +305,21 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
   const Result src_report = run(d.t.str(), "report-user runs/src --user u08");
   ASSERT_EQ(src_report.rc, 0) << src_report.out;
   EXPECT_EQ(src_report.out.find(later), std::string::npos) << src_report.out;
+  // --remove-exports removes the source's exports outside it that still hold its export (one
+  // written since with recforge export), not `later` (run two's now) nor the one inside it.
+  ASSERT_EQ(run(d.t.str(), "export runs/src --out other").rc, 0);
+  const std::string other = fs::weakly_canonical(d.t.file("other")).string();
+  const Result h = run(d.t.str(), std::string("forget runs/src --users ") + kErased +
+                                      " --name three --remove-exports");
+  ASSERT_EQ(h.rc, 0) << h.out;
+  EXPECT_NE(h.out.find("removed the source run's export " + other + "\n"), std::string::npos)
+      << h.out;
+  EXPECT_EQ(h.out.find("still holds the forgotten users; replace"), std::string::npos) << h.out;
+  EXPECT_FALSE(fs::exists(d.t.file("other")));
+  for (const auto& e : fs::directory_iterator(d.t.str()))
+    EXPECT_EQ(e.path().filename().string().find(".removing-"), std::string::npos) << e.path();
+  EXPECT_TRUE(fs::exists(d.t.file("later/manifest.json")));
+  EXPECT_TRUE(fs::exists(d.t.file("runs/src/export/manifest.json")));
 }
 
 // A user mistake: exit status 1, exactly one error line containing `expected`, no new run.
@@ -323,6 +351,12 @@ TEST(Forget, BadInputIsOneSentenceAndExitStatusOne) {
   write_file(d.t.file("empty.txt"), "# nobody\n\n");
   expect_one_line_error(d, "forget runs/src --users empty.txt", "forget --users: no user ids given");
   expect_one_line_error(d, "forget runs/src --users u01 --name src", "that is the source run's own name");
+  fs::create_directories(d.t.file("notexp"));
+  write_file(d.t.file("notexp/mine.txt"), "keep");
+  expect_one_line_error(d, "forget runs/src --users u01 --export notexp",
+                        "notexp: exists and is not a recforge export (no recforge manifest.json); "
+                        "choose another forget --export or remove it");
+  EXPECT_EQ(test::read_file(d.t.file("notexp/mine.txt")), "keep");
   // A file path that does not exist was one user id, and the erasure "completed".
   expect_one_line_error(d, "forget runs/src --users requests/erase.txt",
                         "forget --users requests/erase.txt: no such file (a value with '/' is "

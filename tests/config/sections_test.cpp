@@ -332,6 +332,10 @@ const std::vector<CrossCase>& cross_cases() {
        "x.yaml:4:3: model.dtype float16 needs a CUDA device, but this run trains on the CPU "
        "(train.device cpu), which stores factors in float32 only; set model.dtype: float32 or "
        "train.device: cuda"},
+      {"train:\n  device: cpu\nmodel:\n  dtype: float16\n  observed_weight: replaced\n",
+       "x.yaml:4:3: model.dtype float16 needs a CUDA device, but this run trains on the CPU "
+       "(model.observed_weight replaced), which stores factors in float32 only; set model.dtype: "
+       "float32"},
       {"model:\n  dtype: bfloat16\n  observed_weight: replaced\n",
        "x.yaml:2:3: model.dtype bfloat16 needs a CUDA device, but this run trains on the CPU "
        "(model.observed_weight replaced), which stores factors in float32 only; set model.dtype: "

@@ -287,6 +287,10 @@ TEST(Exclusion, TheCacheEntryHoldsNoExcludedUserAndKeepsTheCounts) {
   const Loaded plain = load(f.paths, none);
   EXPECT_TRUE(plain.report.from_cache);
   expect_same_data(plain, all);
+  // One entry under two names: a purge removes both and counts one.
+  ASSERT_EQ(files_in(o.cache_dir).size(), 2u);
+  EXPECT_EQ(purge_cache_for_sources(o.cache_dir, {sha256_file(f.paths[0])}), 1);
+  EXPECT_TRUE(files_in(o.cache_dir).empty());
 }
 
 TEST(Exclusion, PurgeRemovesTheEntriesOfTheSourcesAndNothingElse) {
