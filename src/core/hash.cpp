@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -141,6 +142,19 @@ uint64_t stable_hash64(std::string_view s) {
 
 bool is_hex_digest(std::string_view s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+std::string random_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1)
+    throw InternalError("random_id: OpenSSL's random generator failed", __FILE__, __LINE__);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char b : bytes) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 15]);
+  }
+  return out;
 }
 
 }  // namespace recforge

@@ -68,4 +68,9 @@ bool is_hex_digest(std::string_view s);
 /// must not change from run to run (eval.validation_sample's users). Not for secrets.
 uint64_t stable_hash64(std::string_view s);
 
+/// 32 lowercase hex characters of 128 random bits (OpenSSL's generator): an identifier no other
+/// run or file will have, such as a run's run.json "id". Throws InternalError if the generator
+/// fails.
+std::string random_id();
+
 }  // namespace recforge

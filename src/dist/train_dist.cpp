@@ -457,6 +457,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
     // Created when training began (the clock model.init_from_max_age_days used), as a single
     // process's run.json says when its data was read.
     nlohmann::json run = {{"recforge_version", RECFORGE_VERSION},
+                          {"id", random_id()},  // which run an export came from (run_exports)
                           {"created", utc_string(static_cast<std::time_t>(now))},
                           {"config_source", cfg.source()},
                           {"device", on_gpu ? ctx.device().name() : std::string("cpu")},
@@ -501,7 +502,7 @@ std::string train_distributed(const config::Config& cfg, const Comm& comm) {
         in.metrics = metrics;
         in.config = cfg.to_json();
         in.source = {{"run_dir", dir->final_path()},
-                     {"run_created", run.value("created", "")},
+                     {"run_id", run.value("id", "")},
                      {"data_fingerprint", data.fingerprint}};
         pipeline::set_lineage(in, run, warm ? warm->chain.hashes : std::vector<Digest>{});
         in.train_weight_total = data.train_weight_total;

@@ -43,7 +43,7 @@ artifact::ExportInput export_input(const config::Config& cfg, const Dataset& dat
   in.metrics = metrics;
   in.config = cfg.to_json();
   in.source = {{"run_dir", run_dir},
-               {"run_created", run.value("created", "")},  // which run, for run_exports
+               {"run_id", run.value("id", "")},  // which run, for run_exports
                {"data_fingerprint", fingerprint}};
   set_lineage(in, run, chain_users);
   in.train_weight_total =  // what bm25 weighting of a user folded in from the export needs

@@ -94,9 +94,9 @@ namespace {
 
 // True when the export in `dir` says it was written from another run than the one whose run.json
 // is `run`: a later export of another run to the same place replaced it. Runs are told apart by
-// run.json's "created" alone, never by path: one run is reached by many paths (a symlink, ".",
-// a copy or a move keep it), and hiding one of its exports from forget and report-user would be
-// worse than listing another run's export made in the same second.
+// run.json's random "id", never by path: one run is reached by many paths (a symlink, ".", a
+// copy or a move keep it), and hiding one of its exports from forget and report-user would be
+// worse than listing another's.
 bool now_another_runs_export(const std::string& dir, const nlohmann::json& run) {
   nlohmann::json manifest;
   try {
@@ -108,11 +108,11 @@ bool now_another_runs_export(const std::string& dir, const nlohmann::json& run) 
   }
   const auto source = manifest.find("source");
   if (source == manifest.end() || !source->is_object()) return false;
-  const auto created = source->find("run_created");
-  if (created == source->end() || !created->is_string() || created->get<std::string>().empty() ||
-      !run.is_object() || !run.contains("created"))
-    return false;  // written before exports recorded their run
-  return *created != run["created"];
+  const auto id = source->find("run_id");
+  if (id == source->end() || !id->is_string() || id->get<std::string>().empty() ||
+      !run.is_object() || !run.contains("id"))
+    return false;  // written before exports recorded their run, or from such a run
+  return *id != run["id"];
 }
 
 }  // namespace

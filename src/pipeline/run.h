@@ -58,9 +58,9 @@ void record_export(const std::string& run_dir, const std::string& export_dir);
 /// in the order written (training's first, since training records its export there too), then
 /// run.json's "export" (the only record in runs trained before exports.txt); each directory
 /// once (compared as absolute, normalised paths). A line that is no absolute path is skipped,
-/// and so is a directory that now holds another run's export (its manifest's source.run_created
-/// is not this run.json's "created"; runs are not told apart by path, which a symlink, a copy or
-/// a move changes; exports written before the manifest recorded it are kept).
+/// and so is a directory that now holds another run's export (its manifest's source.run_id is
+/// not this run.json's random "id"; runs are not told apart by path, which a symlink, a copy or
+/// a move changes; exports and runs written before they recorded it are kept).
 std::vector<std::string> run_exports(const std::string& run_dir, const nlohmann::json& run);
 
 /// Reopens a run that has a trained model. The directory is opened once and each file read

@@ -256,6 +256,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
              stats["train"]["density"].get<double>());
 
   nlohmann::json run = {{"recforge_version", RECFORGE_VERSION},
+                        {"id", random_id()},  // which run an export came from (run_exports)
                         {"created", utc_now()},
                         {"config_source", cfg.source()},
                         {"device", ctx.device().name()},
