@@ -97,23 +97,7 @@ void check_model(const Config& cfg) {
          "pair, which per-item unobserved weights (model.unobserved_exp {}) do not have; set "
          "model.unobserved_exp: 0 or model.observed_weight: added",
          cfg.where("model.observed_weight"), m.unobserved_exp);
-  // The device where the config names it (train.device auto is decided on the machine, in
-  // pipeline::make_model, with the same sentences).
-  const std::string& device = cfg.settings().train.device;
-  const bool cuda = device.rfind("cuda", 0) == 0;
-  if (m.type == "ials" && m.observed_weight == "replaced" && cuda)
-    fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
-         "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
-         cfg.where("model.observed_weight"));
-  // Replaced first: it keeps the run on the CPU whatever the device, so a CUDA device is no
-  // way out there.
-  const bool replaced = m.observed_weight == "replaced";
-  if (m.type == "ials" && m.dtype != "float32" && (device == "cpu" || replaced))
-    fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU ({}), which "
-         "stores factors in float32 only; set model.dtype: float32{}",
-         cfg.where("model.dtype"), m.dtype,
-         replaced ? "model.observed_weight replaced" : "train.device cpu",
-         replaced ? "" : " or train.device: cuda");
+  check_model_device(cfg, cfg.settings().train.device);  // where the config names it
   if (m.type != "bpr" && m.type != "softmax" && m.type != "ccl") return;
   if ((m.type == "softmax" || m.type == "ccl") && m.negatives == 0 && !m.in_batch)
     fail(
@@ -235,6 +219,25 @@ void check_export(const Config& cfg) {
 }
 
 }  // namespace
+
+void check_model_device(const Config& cfg, const std::string& device) {
+  const ModelSection& m = cfg.settings().model;
+  if (m.type != "ials") return;
+  const bool replaced = m.observed_weight == "replaced";
+  if (replaced && device.rfind("cuda", 0) == 0)
+    fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
+         "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
+         cfg.where("model.observed_weight"));
+  // Replaced keeps the run on the CPU whatever the device: a CUDA device is no way out there.
+  if (m.dtype != "float32" && (device == "cpu" || replaced))
+    fail("{}: model.dtype {} needs a CUDA device, but this run trains on the CPU{}, which stores "
+         "factors in float32 only; set model.dtype: float32{}",
+         cfg.where("model.dtype"), m.dtype,
+         replaced                                   ? " (model.observed_weight replaced)"
+         : cfg.settings().train.device == "cpu" ? " (train.device cpu)"
+                                                    : "",
+         replaced ? "" : " or train.device: cuda");
+}
 
 void check(const Config& cfg) {
   check_run(cfg);

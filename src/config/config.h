@@ -197,6 +197,12 @@ class Config {
 /// where those are known. Only for configs of the built-in table.
 void check(const Config& cfg);
 
+/// The model settings that depend on the device the run trains on: `device` is "cpu", "cuda" or
+/// "cuda:N", or "auto" while the machine has not decided (only what holds on any device is then
+/// refused). check() calls it with train.device as set; pipeline::make_model with the device
+/// the run got, so both refuse with the same sentences.
+void check_model_device(const Config& cfg, const std::string& device);
+
 namespace detail {
 /// Stores `v` into the field of params()[index] in `s` (sections.cpp).
 void store_field(Settings& s, size_t index, const Config::Value& v);

@@ -102,19 +102,7 @@ models::ModelOptions model_options(const config::Settings& s) {
 
 std::unique_ptr<models::Model> make_model(const config::Config& cfg, const Context& ctx) {
   const models::ModelOptions o = model_options(cfg.settings());
-  if (o.family == models::ModelOptions::Family::kIals && ctx.device().kind == Device::Kind::kCpu &&
-      o.ials.dtype != backend::cuda::Storage::kFloat32)
-    fail(
-        "{}: model.dtype {} needs a CUDA device, but this run trains on the CPU, which stores "
-        "factors in float32 only; set model.dtype: float32{}",
-        cfg.where("model.dtype"), backend::cuda::storage_name(o.ials.dtype),
-        o.ials.observed_weight == "replaced" ? " (model.observed_weight replaced trains on the CPU)"
-                                              : " or train.device: cuda");
-  if (o.family == models::ModelOptions::Family::kIals && ctx.device().kind != Device::Kind::kCpu &&
-      o.ials.observed_weight == "replaced")
-    fail("{}: model.observed_weight replaced trains on the CPU only (the CUDA kernels weigh "
-         "observed pairs as `added`); set train.device: cpu or model.observed_weight: added",
-         cfg.where("model.observed_weight"));
+  config::check_model_device(cfg, ctx.device().kind == Device::Kind::kCpu ? "cpu" : "cuda");
   return models::make_model(o, ctx);
 }
 
