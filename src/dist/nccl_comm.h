@@ -41,7 +41,9 @@ class NcclComm {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  int rank_ = 0, size_ = 1;
+  // Used by nccl_comm.cpp only, which builds without NCCL do not compile.
+  [[maybe_unused]] int rank_ = 0;
+  [[maybe_unused]] int size_ = 1;
   int64_t bytes_sent_ = 0;
 };
 

@@ -41,7 +41,9 @@ std::vector<std::string> metric_names(const std::vector<const nlohmann::json*>& 
       const auto m = std::find(kMetricOrder.begin(), kMetricOrder.end(), name.substr(0, at));
       const std::pair<size_t, int> key{static_cast<size_t>(m - kMetricOrder.begin()),
                                        std::atoi(name.c_str() + at + 1)};
-      if (std::none_of(keyed.begin(), keyed.end(), [&](const auto& e) { return e.second == name; }))
+      // A structured binding cannot be captured before C++20 (clang refuses it).
+      const std::string& metric = name;
+      if (std::none_of(keyed.begin(), keyed.end(), [&](const auto& e) { return e.second == metric; }))
         keyed.push_back({key, name});
     }
   }

@@ -85,7 +85,8 @@ TEST(UserExclusion, FromJsonRefusesEveryOtherShapeNamingRunJson) {
        "unknown field \"raw\""},
   };
   for (const auto& [j, expected] : cases) {
-    const std::string e = error_of([&] { UserExclusion::from_json(j, "runs/x/run.json"); });
+    const nlohmann::json& bad = j;  // a structured binding is not captured before C++20
+    const std::string e = error_of([&] { UserExclusion::from_json(bad, "runs/x/run.json"); });
     EXPECT_EQ(e.rfind("runs/x/run.json: ", 0), 0u) << e;
     EXPECT_NE(e.find(expected), std::string::npos) << e;
   }

@@ -532,7 +532,7 @@ TEST(IalsSolve, EigenframeHalvesEqualDenseUpToARotation) {
   // Scores of all (user, item) pairs, then the Gram entries of all item pairs.
   auto invariants = [&](const double* x, const double* y) {
     std::vector<double> v;
-    auto dot = [k](const double* a, const double* b) {
+    auto dot = [&](const double* a, const double* b) {
       double s = 0;
       for (int c = 0; c < k; ++c) s += a[c] * b[c];
       return s;

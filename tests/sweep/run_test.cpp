@@ -57,12 +57,13 @@ TEST(SweepRun, TheSweepDirectoryAndEverythingInItTakeTheFileMode) {
     const test::Result r = run_recforge(t.str(), "sweep s.yaml");
     ASSERT_EQ(r.rc, 0) << r.out;
     int files = 0, dirs = 0;
+    const mode_t file_mode = file, dir_mode = dir;  // bindings are not captured before C++20
     const auto check = [&](const fs::path& p) {
       struct stat st {};
       ASSERT_EQ(::lstat(p.c_str(), &st), 0) << p;
       if (S_ISLNK(st.st_mode)) return;
       (S_ISDIR(st.st_mode) ? dirs : files) += 1;
-      EXPECT_EQ(st.st_mode & 07777, S_ISDIR(st.st_mode) ? dir : file) << p;
+      EXPECT_EQ(st.st_mode & 07777, S_ISDIR(st.st_mode) ? dir_mode : file_mode) << p;
     };
     check(t.file("sw"));
     for (const auto& e : fs::recursive_directory_iterator(t.file("sw"))) check(e.path());

@@ -2,8 +2,10 @@
 # Fuzzing: builds the libFuzzer targets (preset `fuzz`: clang, ASan + UBSan, in build/fuzz) and
 # runs each one for a bounded time on a copy of its committed seed corpus fuzz/corpus/<target>/
 # (plus fuzz/regressions/<target>/), so the repository is never modified.
-#   tools/ci/fuzz.sh [--seconds N] [TARGET...]   N seconds per target (default 45); all targets
-#                                             (fuzz/*_fuzz.cpp) unless some are named
+#   tools/ci/fuzz.sh [--seconds N] [--jobs J] [TARGET...]
+#     N seconds per target (default 45); all targets (fuzz/*_fuzz.cpp) unless some are named; J
+#     targets at a time (default: the number of usable CPUs), each on one CPU (libFuzzer runs one
+#     input at a time), so each target gets its N seconds of one CPU whatever J is
 # A recforge::Error on bad input is the expected answer; a crash, sanitizer report, other
 # exception, leak, input slower than 10 s or heavier than 2 GB is a finding. Exit status 0: no
 # finding; 1: a finding (the reproducer and the log are kept under the printed directory; copy
@@ -14,18 +16,25 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 seconds=45
+jobs=$(nproc 2>/dev/null || echo 1)
 targets=()
 while (($#)); do
   case "$1" in
     --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
     --seconds=*) seconds=${1#--seconds=}; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    -*) echo "fuzz: unknown option $1 (usage: tools/ci/fuzz.sh [--seconds N] [TARGET...])" >&2; exit 2 ;;
+    --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
+    --jobs=*) jobs=${1#--jobs=}; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -*) echo "fuzz: unknown option $1 (usage: tools/ci/fuzz.sh [--seconds N] [--jobs J] [TARGET...])" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz: --seconds $seconds is not a positive whole number of seconds" >&2
+  exit 2
+fi
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: --jobs $jobs is not a positive whole number" >&2
   exit 2
 fi
 all=()
@@ -58,15 +67,15 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN
 export LSAN_OPTIONS="suppressions=$root/tools/ci/sanitizer-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1  # inputs are tiny; threads only add noise
 
-failed=()
-for t in "${targets[@]}"; do
-  dir="$work/$t"
+# fuzz_one TARGET: runs one target in $work/TARGET and prints its one-line result; the exit
+# status says whether it found something.
+fuzz_one() {
+  local t=$1 dir="$work/$1" status=0 runs cov found f
   mkdir -p "$dir/corpus" "$dir/findings"
   cp -R "fuzz/corpus/$t/." "$dir/corpus/"
   if [[ -d "fuzz/regressions/$t" ]]; then cp -R "fuzz/regressions/$t/." "$dir/corpus/"; fi
-  dict=()
+  local dict=()
   if [[ -f "fuzz/$t.dict" ]]; then dict=("-dict=$root/fuzz/$t.dict"); fi
-  status=0
   # timeout: a last guard should libFuzzer itself hang (it stops at -max_total_time). TMPDIR:
   # the target's scratch directory goes under $dir, so that a crash (which skips the target's
   # own clean-up at exit) leaves nothing outside the work directory.
@@ -77,13 +86,27 @@ for t in "${targets[@]}"; do
   cov=$(grep -oE "cov: [0-9]+" "$dir/log" | tail -n 1 || true)
   found=$(find "$dir/findings" -type f | sort)
   if ((status != 0)) || [[ -n "$found" ]]; then
-    failed+=("$t")
-    echo "fuzz: $t: FINDING (exit status $status) after ${runs:-?} runs; log: $dir/log"
-    grep -E "ERROR: |runtime error|SUMMARY|terminate called|what\(\)" "$dir/log" | head -n 8 | sed 's/^/  /' || true
-    for f in $found; do echo "  reproducer: $f (replay: build/fuzz/fuzz/fuzz-$t $f)"; done
-  else
-    echo "fuzz: $t: no finding in ${seconds} s (${runs:-?} runs, ${cov:-cov: ?})"
+    # One write, so that the lines of targets finishing together do not interleave.
+    {
+      echo "fuzz: $t: FINDING (exit status $status) after ${runs:-?} runs; log: $dir/log"
+      grep -E "ERROR: |runtime error|SUMMARY|terminate called|what\(\)" "$dir/log" | head -n 8 | sed 's/^/  /' || true
+      for f in $found; do echo "  reproducer: $f (replay: build/fuzz/fuzz/fuzz-$t $f)"; done
+    } | cat
+    return 1
   fi
+  echo "fuzz: $t: no finding in ${seconds} s (${runs:-?} runs, ${cov:-cov: ?})"
+}
+
+# Up to $jobs targets at a time; each result line is printed as its target finishes.
+pids=()
+for t in "${targets[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
+  fuzz_one "$t" &
+  pids+=("$!")
+done
+failed=()
+for k in "${!targets[@]}"; do
+  wait "${pids[$k]}" || failed+=("${targets[$k]}")
 done
 
 if ((${#failed[@]})); then
@@ -91,4 +114,4 @@ if ((${#failed[@]})); then
   echo "fuzz: FAILED: findings in ${failed[*]} (kept under $work)"
   exit 1
 fi
-echo "fuzz: passed: ${#targets[@]} target(s), ${seconds} s each, no finding"
+echo "fuzz: passed: ${#targets[@]} target(s), ${seconds} s each, $jobs at a time, no finding"
