@@ -16,14 +16,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 seconds=45
-jobs=$(nproc 2>/dev/null || echo 1)
+parallel=$(nproc 2>/dev/null || echo 1)
 targets=()
 while (($#)); do
   case "$1" in
     --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
     --seconds=*) seconds=${1#--seconds=}; shift ;;
-    --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
-    --jobs=*) jobs=${1#--jobs=}; shift ;;
+    --jobs) parallel=${2:?--jobs needs a number}; shift 2 ;;
+    --jobs=*) parallel=${1#--jobs=}; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "fuzz: unknown option $1 (usage: tools/ci/fuzz.sh [--seconds N] [--jobs J] [TARGET...])" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
@@ -33,8 +33,8 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz: --seconds $seconds is not a positive whole number of seconds" >&2
   exit 2
 fi
-if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
-  echo "fuzz: --jobs $jobs is not a positive whole number" >&2
+if ! [[ "$parallel" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: --jobs $parallel is not a positive whole number" >&2
   exit 2
 fi
 all=()
@@ -86,21 +86,24 @@ fuzz_one() {
   cov=$(grep -oE "cov: [0-9]+" "$dir/log" | tail -n 1 || true)
   found=$(find "$dir/findings" -type f | sort)
   if ((status != 0)) || [[ -n "$found" ]]; then
-    # One write, so that the lines of targets finishing together do not interleave.
-    {
+    # Gathered first and printed by one printf, so that the report stays in one piece when
+    # another target finishes at the same time.
+    local report
+    report=$(
       echo "fuzz: $t: FINDING (exit status $status) after ${runs:-?} runs; log: $dir/log"
       grep -E "ERROR: |runtime error|SUMMARY|terminate called|what\(\)" "$dir/log" | head -n 8 | sed 's/^/  /' || true
       for f in $found; do echo "  reproducer: $f (replay: build/fuzz/fuzz/fuzz-$t $f)"; done
-    } | cat
+    )
+    printf '%s\n' "$report"
     return 1
   fi
   echo "fuzz: $t: no finding in ${seconds} s (${runs:-?} runs, ${cov:-cov: ?})"
 }
 
-# Up to $jobs targets at a time; each result line is printed as its target finishes.
+# Up to $parallel targets at a time; each result line is printed as its target finishes.
 pids=()
 for t in "${targets[@]}"; do
-  while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
+  while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
   fuzz_one "$t" &
   pids+=("$!")
 done
@@ -114,4 +117,4 @@ if ((${#failed[@]})); then
   echo "fuzz: FAILED: findings in ${failed[*]} (kept under $work)"
   exit 1
 fi
-echo "fuzz: passed: ${#targets[@]} target(s), ${seconds} s each, $jobs at a time, no finding"
+echo "fuzz: passed: ${#targets[@]} target(s), ${seconds} s each, $parallel at a time, no finding"
