@@ -19,6 +19,16 @@
 #                             1 s later, SIGKILL; rank 0 removes its staging directory on SIGTERM,
 #                             which on a loaded 2-core machine can take longer than 1 s (mpirun waits this
 #                             long also when the ranks end at once: 3 s, not more)
+#   --mca orte_tmpdir_base DIR
+#                             each job keeps its session directory under its own new directory,
+#                             removed when the job ends: jobs started side by side (ctest -j) all
+#                             use Open MPI's shared top one, /tmp/ompi.HOST.UID, which the first to
+#                             end removes while another is creating it; that one's mpirun then fails
+#                             ("A call to mkdir was unable to create the desired directory ...
+#                             File exists", once in 1800 runs of six loops of `-np 1 /bin/true`)
+# This script runs mpirun as its child, not in its place: it waits for it, passes on TERM, INT
+# and HUP, removes the session directory and exits with mpirun's status (128 + N where a signal
+# N ended it). The ranks are mpirun's children, the grandchildren of this script.
 # RECFORGE_MPIEXEC names the launcher (CMake's MPIEXEC_EXECUTABLE; default: mpirun on PATH).
 # Open MPI refuses to run as root unless told; containers often run as root.
 set -euo pipefail
@@ -26,6 +36,20 @@ if [[ $(id -u) -eq 0 ]]; then
   export OMPI_ALLOW_RUN_AS_ROOT="${OMPI_ALLOW_RUN_AS_ROOT:-1}"
   export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}"
 fi
-exec "${RECFORGE_MPIEXEC:-mpirun}" --oversubscribe --bind-to none \
+session=$(mktemp -d "${TMPDIR:-/tmp}/recforge-mpirun.XXXXXX")
+# Without job control a command started with & reads /dev/null; <&0 keeps this script's input.
+"${RECFORGE_MPIEXEC:-mpirun}" --oversubscribe --bind-to none \
   --mca pml ob1 --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-  --mca odls_base_sigkill_timeout 3 "$@"
+  --mca odls_base_sigkill_timeout 3 --mca orte_tmpdir_base "$session" "$@" <&0 &
+job=$!
+trap 'kill -s TERM "$job" 2>/dev/null || true' TERM
+trap 'kill -s INT "$job" 2>/dev/null || true' INT
+trap 'kill -s HUP "$job" 2>/dev/null || true' HUP
+# wait returns early (above 128) when a trapped signal arrives; wait again until mpirun has ended.
+while true; do
+  rc=0
+  wait "$job" || rc=$?
+  kill -0 "$job" 2>/dev/null || break
+done
+rm -rf -- "$session"
+exit "$rc"

@@ -31,7 +31,7 @@ namespace fs = std::filesystem;
 using test::Result;
 using test::TempDir;
 
-std::map<int, pid_t> rank_pids(pid_t mpirun_pid);  // below
+std::map<int, pid_t> rank_pids(pid_t launcher);  // below
 
 nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(test::read_file(path));
@@ -706,10 +706,10 @@ TEST(DistTrain, RanksThatReadOtherFilesOrSettingsAreRefusedNamingWhat) {
   }
 }
 
-// The pids of the ranks of the mpirun job `mpirun_pid` (its children that hold
-// OMPI_COMM_WORLD_RANK), by rank.
-std::map<int, pid_t> rank_pids(pid_t mpirun_pid) {
-  std::map<int, pid_t> out;
+// The pids of the ranks of the mpirun job started as `launcher` (tests/dist/mpirun.sh, whose
+// mpirun child starts them: the processes below it that hold OMPI_COMM_WORLD_RANK), by rank.
+std::map<int, pid_t> rank_pids(pid_t launcher) {
+  std::map<pid_t, pid_t> parent;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -722,12 +722,24 @@ std::map<int, pid_t> rank_pids(pid_t mpirun_pid) {
     char state;
     pid_t ppid = 0;
     rest >> state >> ppid;
-    if (ppid != mpirun_pid) continue;
-    const std::string env = test::read_file((e.path() / "environ").string());
+    parent[static_cast<pid_t>(std::stol(name))] = ppid;
+  }
+  const auto below_launcher = [&](pid_t p) {
+    for (int depth = 0; depth < 64 && parent.count(p); ++depth) {
+      p = parent[p];
+      if (p == launcher) return true;
+    }
+    return false;
+  };
+  std::map<int, pid_t> out;
+  for (const auto& entry : parent) {
+    const pid_t pid = entry.first;
+    if (!below_launcher(pid)) continue;
+    const std::string env = test::read_file("/proc/" + std::to_string(pid) + "/environ");
     const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
     const size_t at = env.find(key);
     if (at == std::string::npos) continue;
-    out[std::stoi(env.substr(at + key.size()))] = static_cast<pid_t>(std::stol(name));
+    out[std::stoi(env.substr(at + key.size()))] = pid;
   }
   return out;
 }
@@ -779,7 +791,12 @@ TEST(DistTrain, ARankKilledMidTrainingEndsTheJobNamingTheCause) {
   EXPECT_NE(WEXITSTATUS(status), 0);
   const std::string out = test::read_file(log);
   EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
-  for (const auto& [rank, p] : rank_pids(pid)) ADD_FAILURE() << "rank " << rank << " still runs";
+  // The ranks seen before the kill have ended (a process that has ended, or a zombie, shows no
+  // environment; the launcher has been waited for, so its descendants cannot be looked up).
+  for (const auto& [rank, p] : ranks)
+    if (test::read_file("/proc/" + std::to_string(p) + "/environ").find("OMPI_COMM_WORLD_RANK=") !=
+        std::string::npos)
+      ADD_FAILURE() << "rank " << rank << " (pid " << p << ") still runs";
   // The other ranks were stopped by mpirun's SIGTERM, and say so as processes of the job (not as
   // a stop the user asked for); rank 0 removed its staging directory and the runs directory it
   // had created.
