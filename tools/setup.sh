@@ -27,7 +27,7 @@ packages=(
   nlohmann-json3-dev     # JSON (run metadata, manifests)
   libboost-dev           # Boost.Math headers: Student's t for the paired test (recforge compare --paired)
   libssl-dev             # SHA-256 (data cache keys, artifact checksums)
-  clang libclang-rt-dev libomp-dev  # fuzzing: clang, libFuzzer + sanitizer runtimes, OpenMP (tools/ci/fuzz.sh)
+  clang libclang-rt-dev libomp-dev lld  # sanitizer and fuzzing build (preset debug): clang, libFuzzer + sanitizer runtimes, OpenMP, linker
   libcpp-httplib-dev     # HTTP server (recforge serve)
   wrk                    # HTTP load generator (tools/bench/bench-serve.sh)
   curl                   # HTTP client of tools/bench/bench-serve.sh (readiness, reloads, metrics)

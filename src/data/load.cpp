@@ -671,7 +671,8 @@ class FileParser {
                                      min_fields_, delimiter_name(delim_), fields_.size()));
       return;
     }
-    if (fields_expected_ > 0 && static_cast<int>(fields_.size()) != fields_expected_) [[unlikely]] {
+    if (__builtin_expect(
+            fields_expected_ > 0 && static_cast<int>(fields_.size()) != fields_expected_, 0)) {
       bad(line_no, line, other_field_count());
       return;
     }

@@ -280,8 +280,12 @@ TEST(DistTrain, OptOutAndExportMatchOneProcess) {
 TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
   if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
   TempDir dir;
+  // 100 iterations: the job is killed as soon as its first checkpoint (iteration 3) appears, and
+  // each iteration writes or waits on checkpoint files, so about 3 s of release-build run are
+  // left to kill it in (a job that ends first is a skip, not a pass).
+  constexpr int kIterations = 100;
   test::write_file(dir.file("c.yaml"),
-                   config(dir.file("runs"), synthetic_data(dir), 400));
+                   config(dir.file("runs"), synthetic_data(dir), kIterations));
   const Result ref = run_ranks(2, dir.str(), "train c.yaml --set train.checkpoint_every=3 --set run.name=ref");
   ASSERT_EQ(ref.rc, 0) << ref.out;
   EXPECT_FALSE(fs::exists(dir.file("runs/.ref.checkpoint")));  // removed once complete
@@ -367,7 +371,7 @@ TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
             test::read_file(dir.file("runs/ref/user_factors.npy")));
   EXPECT_EQ(test::read_file(dir.file("runs/b/item_factors.npy")),
             test::read_file(dir.file("runs/ref/item_factors.npy")));
-  EXPECT_EQ(read_json(dir.file("runs/b/run.json"))["history"].size(), 400u);
+  EXPECT_EQ(read_json(dir.file("runs/b/run.json"))["history"].size(), size_t{kIterations});
   EXPECT_FALSE(fs::exists(dir.file("runs/.b.checkpoint")));
 }
 

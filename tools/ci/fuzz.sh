@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzing: builds the libFuzzer targets (preset `fuzz`: clang, ASan + UBSan, in build/fuzz) and
+# Fuzzing: builds the libFuzzer targets (preset `debug`: clang, ASan + UBSan, in build/debug) and
 # runs each one for a bounded time on a copy of its committed seed corpus fuzz/corpus/<target>/
 # (plus fuzz/regressions/<target>/), so the repository is never modified.
 #   tools/ci/fuzz.sh [--seconds N] [--jobs J] [TARGET...]
@@ -51,8 +51,8 @@ if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ not found; run tools/setup.sh (it installs clang and libFuzzer)" >&2
   exit 2
 fi
-echo "fuzz: building the fuzz preset (build/fuzz)"
-if ! { cmake --preset fuzz >/dev/null && cmake --build --preset fuzz; }; then
+echo "fuzz: building the fuzz targets of the debug preset (build/debug)"
+if ! { cmake --preset debug >/dev/null && cmake --build --preset debug --target fuzz-targets; }; then
   echo "fuzz: the build failed" >&2
   exit 2
 fi
@@ -79,7 +79,7 @@ fuzz_one() {
   # timeout: a last guard should libFuzzer itself hang (it stops at -max_total_time). TMPDIR:
   # the target's scratch directory goes under $dir, so that a crash (which skips the target's
   # own clean-up at exit) leaves nothing outside the work directory.
-  TMPDIR="$dir" timeout $((seconds + 300)) "build/fuzz/fuzz/fuzz-$t" -max_total_time="$seconds" \
+  TMPDIR="$dir" timeout $((seconds + 300)) "build/debug/fuzz/fuzz-$t" -max_total_time="$seconds" \
     -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$dir/findings/" "${dict[@]}" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
   runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$dir/log" | grep -oE "[0-9]+$" | tail -n 1 || true)
@@ -92,7 +92,7 @@ fuzz_one() {
     report=$(
       echo "fuzz: $t: FINDING (exit status $status) after ${runs:-?} runs; log: $dir/log"
       grep -E "ERROR: |runtime error|SUMMARY|terminate called|what\(\)" "$dir/log" | head -n 8 | sed 's/^/  /' || true
-      for f in $found; do echo "  reproducer: $f (replay: build/fuzz/fuzz/fuzz-$t $f)"; done
+      for f in $found; do echo "  reproducer: $f (replay: build/debug/fuzz/fuzz-$t $f)"; done
     )
     printf '%s\n' "$report"
     return 1
