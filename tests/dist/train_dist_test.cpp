@@ -280,9 +280,9 @@ TEST(DistTrain, OptOutAndExportMatchOneProcess) {
 TEST(DistTrain, AKilledJobResumesFromItsCheckpointToTheSameFactors) {
   if (!test::mpi_built()) GTEST_SKIP() << test::mpi_skip_reason();
   TempDir dir;
-  // 100 iterations: the job is killed as soon as its first checkpoint (iteration 3) appears, and
-  // each iteration writes or waits on checkpoint files, so about 3 s of release-build run are
-  // left to kill it in (a job that ends first is a skip, not a pass).
+  // 100 iterations: the job is killed as soon as its first checkpoint (iteration 3) appears, so
+  // 97 iterations, each writing or waiting on checkpoint files, are left to kill it in (a job
+  // that ends first is a skip, not a pass).
   constexpr int kIterations = 100;
   test::write_file(dir.file("c.yaml"),
                    config(dir.file("runs"), synthetic_data(dir), kIterations));
