@@ -1,6 +1,7 @@
 #include "data/interactions.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "core/error.h"
@@ -139,6 +140,19 @@ offset_t combine_duplicates(Interactions& x, int64_t n_users, Duplicates rule) {
   const offset_t removed = n - out.size();
   x = std::move(out);
   return removed;
+}
+
+void check_combined_weights(const Interactions& x, const IdMap& users, const IdMap& items,
+                            const std::string& file) {
+  for (offset_t k = 0; k < x.size(); ++k) {
+    if (std::isfinite(x.weights[k]))
+      continue;
+    const size_t user = users.external(x.users[k]).size();
+    fail("{}: the weights of a user (an id of {} byte{}) and item \"{}\" sum to {}, past "
+         "float32's largest value 3.4e38 (data.duplicates: sum adds the weights of repeated "
+         "pairs); lower the weights or set data.duplicates: max",
+         file, user, user == 1 ? "" : "s", items.external(x.items[k]), x.weights[k]);
+  }
 }
 
 }  // namespace recforge::data

@@ -102,4 +102,11 @@ enum class Duplicates { kSum, kMax, kLast };
 /// the latest timestamp. Returns the number of interactions removed by combining.
 offset_t combine_duplicates(Interactions& x, int64_t n_users, Duplicates rule);
 
+/// Throws recforge::Error when a weight of `x` is not finite after combine_duplicates: every
+/// weight was read finite, so a sum of repeated pairs went past float32's largest value. Names
+/// `file`, the item and the user by the length of their id (errors hold no raw user ids).
+/// Called before anything is cached or trained, on every part (test included).
+void check_combined_weights(const Interactions& x, const IdMap& users, const IdMap& items,
+                            const std::string& file);
+
 }  // namespace recforge::data

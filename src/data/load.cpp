@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "data/cache.h"
 
 namespace recforge::data {
@@ -163,7 +164,13 @@ std::string shown(std::string_view s, size_t total = std::string_view::npos) {
     else if (c == '\n') out += "\\n";
     else if (c == '\t') out += "\\t";
     else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
+    else if (c < 0x80) out += static_cast<char>(c);
+    else if (const size_t len = utf8_sequence_length(s.substr(0, cut), k); len > 0) {
+      out.append(s.substr(k, len));
+      k += len - 1;
+    } else {
+      out += fmt::format("\\x{:02x}", c);  // not UTF-8: messages stay UTF-8 text
+    }
   }
   if (cut < s.size())
     out += fmt::format("\xE2\x80\xA6 ({} bytes)", total == std::string_view::npos ? s.size() : total);
@@ -561,6 +568,17 @@ class FileParser {
              key, shown(spec));
       for (size_t k = 0; k < header.size(); ++k)
         if (trim(header[k]) == spec) return static_cast<int>(k);
+      // A number among the "column names" says that the first line is data (data.header true
+      // on a file without a header line): listing it would quote a user id.
+      for (const std::string_view f : header) {
+        double number = 0;
+        if (parse_double(trim(f), number))
+          fail("{}:{}: data.{}: no column named \"{}\" in the header, and the first line looks "
+               "like data rather than column names (it holds numbers; its {} fields are not "
+               "shown, as one may be a user id); set data.header: false and give 0-based column "
+               "indexes, or add a header line",
+               path_, line_no, key, shown(spec), header.size());
+      }
       std::string names;
       constexpr size_t kListed = 20;
       for (size_t k = 0; k < std::min(header.size(), kListed); ++k)
@@ -636,6 +654,21 @@ class FileParser {
                         what, quoted(), static_cast<unsigned char>(raw[at])),
             static_cast<size_t>(raw.data() - line.data()) + at + 1);
         return false;
+      }
+      // Ids go into JSON answers and the export's id files, which are UTF-8 text: another
+      // encoding (Latin-1 "caf\xe9") is refused here rather than breaking every JSON output later.
+      if (std::any_of(field.begin(), field.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+        const std::string_view raw = fields_.raw[k];
+        const size_t at = first_non_utf8(raw);
+        if (at != std::string_view::npos) {
+          bad(line_no, line,
+              fmt::format("{} id {} holds byte 0x{:02X}, which is not UTF-8; expected UTF-8 text "
+                          "(convert the file, e.g. with iconv)",
+                          what, quoted(),
+                          static_cast<unsigned char>(raw[at])),
+              static_cast<size_t>(raw.data() - line.data()) + at + 1);
+          return false;
+        }
       }
       out = in.intern(field);
       return out >= 0 || too_many(in, what, line_no);
@@ -848,11 +881,13 @@ std::string default_cache_dir() {
   return ".recforge-cache";
 }
 
-void clean(Loaded& d, const LoadOptions& o) {
+void clean(Loaded& d, const LoadOptions& o, const std::vector<std::string>& paths) {
   LoadReport& r = d.report;
   const int64_t n_users = d.users.size(), n_items = d.items.size();
-  for (auto& part : d.parts) {
+  for (size_t p = 0; p < d.parts.size(); ++p) {
+    Interactions& part = d.parts[p];
     r.duplicates_combined += combine_duplicates(part, n_users, o.duplicates);
+    check_combined_weights(part, d.users, d.items, paths[std::min(p, paths.size() - 1)]);
     if (o.min_weight > 0) {
       const offset_t before = part.size();
       offset_t w = 0;
@@ -942,7 +977,7 @@ Loaded load(const std::vector<std::string>& paths, const LoadOptions& o) {
   if (o.exclusion) exclude_users(d, *o.exclusion);
   apply_retention(d, o, paths.front());  // data.max_age_days: after the exclusion (an excluded user's
   // newest timestamp must not set the reference), before any cleaning
-  clean(d, o);
+  clean(d, o, paths);
   if (d.parts.front().size() == 0 && d.report.opt_out_users + d.report.forgotten_users > 0)
     fail("{}: no interactions left after excluding {} opted-out and {} forgotten user(s) and "
          "filtering (min_weight {}, min_user_interactions {}, min_item_interactions {})",

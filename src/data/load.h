@@ -129,7 +129,8 @@ std::vector<std::string> source_hashes(const std::vector<std::string>& paths);
 
 /// Applies duplicate combining, min_weight and the per-user/item minimums to already-mapped
 /// interactions (used by `load` and by in-memory data such as the synthetic generator).
-void clean(Loaded& data, const LoadOptions& options);
+/// `paths` names the source of each part in errors (the last one names any further parts).
+void clean(Loaded& data, const LoadOptions& options, const std::vector<std::string>& paths);
 
 /// The cache directory used when `data.cache_dir` is empty: $XDG_CACHE_HOME/recforge or
 /// ~/.cache/recforge.

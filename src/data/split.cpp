@@ -307,11 +307,21 @@ Split split_interactions(const Interactions& all, int64_t n_users, const SplitOp
       if (timed) {
         const double cutoff = o.cutoff ? *o.cutoff : quantile(all.times, o.cutoff_quantile);
         s.time_cutoff(cutoff, kTest);
-        if (s.count(kTrain) == 0)
-          fail(
-              "split.cutoff {} puts every interaction in test; expected a cutoff after the "
-              "earliest timestamp {}",
-              cutoff, *std::min_element(all.times.begin(), all.times.end()));
+        if (s.count(kTrain) == 0) {
+          const int64_t earliest = *std::min_element(all.times.begin(), all.times.end());
+          if (o.cutoff)
+            fail(
+                "split.cutoff {} puts every interaction in test; expected a cutoff after the "
+                "earliest timestamp {}",
+                cutoff, earliest);
+          fail("split.cutoff_quantile {} gives the cutoff {}, the earliest timestamp, which puts "
+               "every interaction in test{}; set split.cutoff after it, or use another "
+               "split.method",
+               o.cutoff_quantile, cutoff, earliest,
+               *std::max_element(all.times.begin(), all.times.end()) == earliest
+                   ? " (every interaction has that timestamp)"
+                   : "");
+        }
       }
       break;
     case SplitMethod::kUsers: {

@@ -371,8 +371,10 @@ ShardedDataset prepare_sharded(const config::Config& cfg, const Comm& comm,
   for (data::Interactions& x : local.parts) parts.push_back(redistribute(comm, std::move(x), pre_users, false));
   local.parts.clear();
   int64_t duplicates = 0, light = 0;
-  for (data::Interactions& x : parts) {
+  for (size_t p = 0; p < parts.size(); ++p) {
+    data::Interactions& x = parts[p];
     duplicates += data::combine_duplicates(x, nu0, lo.duplicates);
+    data::check_combined_weights(x, users, items, paths[std::min(p, paths.size() - 1)]);
     light += drop_light(x, lo.min_weight);
   }
   data::Interactions& train0 = parts.front();

@@ -250,7 +250,7 @@ Dataset prepare_dataset(const config::Config& cfg,
     data::LoadOptions lo = load_options(cfg);
     if (excl) data::exclude_users(loaded, *excl);
     data::apply_retention(loaded, lo, "synthetic data");  // data.max_age_days
-    data::clean(loaded, lo);
+    data::clean(loaded, lo, {"synthetic data"});
   } else {
     if (!s.data.path)
       fail("{}: data.path is not set; data.format {} reads interactions from a file",

@@ -563,5 +563,69 @@ TEST(IdMapLookup, ACopyOutlivesItsOriginalAndManyThreadsFindAtOnce) {
   for (int t = 0; t < 8; ++t) EXPECT_EQ(wrong[static_cast<size_t>(t)], 0) << "thread " << t;
 }
 
+// Ids go into JSON and the export's id files: bytes of another encoding (Latin-1 "caf\xe9") are
+// refused where they are read, not by every JSON output later.
+TEST(Load, StringIdsThatAreNotUtf8AreRefusedAtFileLineColumn) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  EXPECT_EQ(load_error({write_file(t.file("l.csv"), "ann,caf\xC3\xA9\nbob,caf\xE9\n")}, o),
+            t.file("l.csv") + ":2:8: item id \"caf\\xe9\" holds byte 0xE9, which is not UTF-8; "
+                              "expected UTF-8 text (convert the file, e.g. with iconv): "
+                              "\"<user id>,caf\\xe9\" (set data.on_error: skip to skip such lines)");
+  // A user id is not shown, nor its bytes in the line.
+  const std::string user = load_error({write_file(t.file("u.csv"), "ann,x\nQ\xF0\x9FRS,x\n")}, o);
+  EXPECT_NE(user.find(t.file("u.csv") + ":2:2: user id of 5 bytes holds byte 0xF0, which is not "
+                                        "UTF-8"),
+            std::string::npos)
+      << user;
+  EXPECT_EQ(user.find("RS"), std::string::npos) << user;
+  // UTF-8 of every length is read as it is.
+  const Loaded d = load({write_file(t.file("ok.csv"), "\xC3\xA9,\xE2\x82\xAC\n\xF0\x9F\x98\x80,x\n")}, o);
+  EXPECT_EQ(d.items.ids(), (std::vector<std::string>{"x", "\xE2\x82\xAC"}));
+  o.skip_errors = true;
+  const Loaded skipped = load({write_file(t.file("s.csv"), "ann,x\nbob,\xFF\ncid,y\n")}, o);
+  EXPECT_EQ(skipped.report.skipped_lines, 1);
+  EXPECT_EQ(skipped.users.ids(), (std::vector<std::string>{"ann", "cid"}));
+}
+
+// data.header: true on a file without a header line: its first line is data, and listing its
+// "column names" would quote a user id.
+TEST(Load, AFirstLineOfDataTakenForTheHeaderIsNotListed) {
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.header = true;
+  o.user_col = "userId";
+  o.string_ids = true;
+  const std::string msg = load_error(
+      {write_file(t.file("h.csv"), "secretuser42,item9,3,1600000000\nann,item2,1,1600000001\n")}, o);
+  EXPECT_EQ(msg, t.file("h.csv") + ":1: data.user_col: no column named \"userId\" in the header, "
+                                   "and the first line looks like data rather than column names "
+                                   "(it holds numbers; its 4 fields are not shown, as one may be "
+                                   "a user id); set data.header: false and give 0-based column "
+                                   "indexes, or add a header line");
+  EXPECT_EQ(msg.find("secretuser42"), std::string::npos);
+}
+
+// A sum of duplicates past float32 is refused where the duplicates are combined, in every part
+// (the test file's too), before a cache entry is written.
+TEST(Load, DuplicatesThatSumPastFloat32AreRefusedBeforeTheCacheEntry) {
+  TempDir t;
+  LoadOptions o;
+  o.cache_dir = t.file("cache");
+  o.weight_col = "2";
+  const auto train = write_file(t.file("train.csv"), "1,10,1\n1,11,1\n2,10,1\n2,11,1\n");
+  const auto test = write_file(t.file("test.csv"), "1,10,3e38\n1,10,3e38\n");
+  EXPECT_EQ(load_error({train, test}, o),
+            test + ": the weights of a user (an id of 1 byte) and item \"10\" sum to inf, past "
+                   "float32's largest value 3.4e38 (data.duplicates: sum adds the weights of "
+                   "repeated pairs); lower the weights or set data.duplicates: max");
+  std::error_code ec;
+  EXPECT_TRUE(!std::filesystem::exists(t.file("cache"), ec) ||
+              std::filesystem::is_empty(t.file("cache"), ec));
+  o.duplicates = Duplicates::kMax;
+  EXPECT_EQ(load({train, test}, o).parts[1].weights, std::vector<float>{3e38f});
+}
+
 }  // namespace
 }  // namespace recforge::data
