@@ -23,6 +23,10 @@ bool is_column_index(const std::string& s) {
 }
 
 void check_run(const Config& cfg) {
+  if (cfg.settings().run.dir.empty())
+    fail("{}: run.dir is empty; expected the directory in which run directories are created "
+         "(`.` for the current one)",
+         cfg.where("run.dir"));
   const std::string& name = cfg.settings().run.name;
   // StagedDir's rule, checked here so that `recforge config` refuses it too (empty: the config
   // file's name).
@@ -32,14 +36,51 @@ void check_run(const Config& cfg) {
          cfg.where("run.name"), name);
 }
 
+// A file setting given as "" would reach the system calls as an empty path ("": no such file),
+// named nowhere; unset is how a file setting says "none".
+void check_file_settings(const Config& cfg) {
+  const Settings& s = cfg.settings();
+  const std::pair<const char*, const std::optional<std::string>*> files[] = {
+      {"data.path", &s.data.path},
+      {"data.test_path", &s.data.test_path},
+      {"privacy.opt_out", &s.privacy.opt_out},
+      {"export.pseudonym_key_file", &s.export_.pseudonym_key_file},
+      {"export.pseudonym_key_env", &s.export_.pseudonym_key_env}};
+  for (const auto& [key, value] : files)
+    if (*value && (*value)->empty())
+      fail("{}: {} is empty; expected a {}, or leave the key out", cfg.where(key), key,
+           std::string(key) == "export.pseudonym_key_env" ? "variable name" : "file name");
+}
+
 void check_data(const Config& cfg) {
   const Settings& s = cfg.settings();
   const DataSection& d = s.data;
+  check_file_settings(cfg);
+  if (d.format == "synthetic") {
+    // generate_synthetic's checks that relate two settings, so that `recforge config` refuses
+    // them too.
+    const SyntheticSection& syn = s.synthetic;
+    if (syn.interactions < syn.users)
+      fail("{}: synthetic.interactions must be at least synthetic.users ({}) since every user "
+           "makes at least one draw, got {}",
+           cfg.where("synthetic.interactions"), syn.users, syn.interactions);
+    if (syn.communities > syn.items)
+      fail("{}: synthetic.communities must be between 1 and synthetic.items ({}), got {}",
+           cfg.where("synthetic.communities"), syn.items, syn.communities);
+  }
+  if (d.format == "adjacency" && d.max_age_days > 0)
+    fail("{}: data.max_age_days needs timestamps, which data.format adjacency does not have "
+         "(one user per line, items only); set data.max_age_days: 0 or use data.format "
+         "delimited with data.time_col",
+         cfg.where("data.max_age_days"));
   if (d.format == "adjacency" && (d.weight_col || d.time_col))
     fail(
         "{}: data.format adjacency has no weight or time columns; remove data.weight_col and "
         "data.time_col",
         cfg.where(d.weight_col ? "data.weight_col" : "data.time_col"));
+  if (d.format == "delimited" && d.user_col == d.item_col)
+    fail("{}: data.item_col is \"{}\", the same column as data.user_col; expected two columns",
+         cfg.where("data.item_col"), d.item_col);
   if (d.format == "delimited" && !d.header) {
     // A column given by name can only be found in a header line.
     const std::pair<const char*, std::optional<std::string>> columns[] = {
@@ -73,6 +114,11 @@ void check_split(const Config& cfg) {
   if (!given && s.data.test_path)
     fail("{}: data.test_path is only read by split.method given (split.method is {})",
          cfg.where("data.test_path"), method);
+  if (s.data.format == "adjacency" && (method == "leave_last" || method == "time"))
+    fail("{}: split.method {} needs timestamps, which data.format adjacency does not have (one "
+         "user per line, items only); use random or users, or data.format delimited with "
+         "data.time_col",
+         cfg.where("split.method"), method);
   if (s.data.format == "delimited" && (method == "leave_last" || method == "time") &&
       !s.data.time_col)
     fail("{}: split.method {} needs timestamps: set data.time_col", cfg.where("split.method"),

@@ -412,6 +412,48 @@ std::string location(const std::string& name, const YAML::Mark& m) {
   return fmt::format("{}:{}:{}", name, m.line + 1, m.column + 1);
 }
 
+// Every quoted scalar (key or value) of `node` ends on the line it starts on. yaml-cpp lets a
+// double- or single-quoted value whose closing quote is missing run on over the following lines
+// (folded into spaces) up to the end of the file, so `name: "exp1` would swallow the sections
+// below it without an error. A config never needs a value over several lines. Called after
+// require_utf8_scalars, which bounds the number of nodes.
+void require_closed_quotes(const YAML::Node& node, const std::string& text, const std::string& name) {
+  if (node.IsScalar()) {
+    const YAML::Mark m = node.Mark();
+    // yaml-cpp counts positions after a byte order mark.
+    const size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+    if (m.is_null() || m.pos < 0 || static_cast<size_t>(m.pos) + bom >= text.size()) return;
+    const size_t at = static_cast<size_t>(m.pos) + bom;
+    const char quote = text[at];
+    if (quote != '"' && quote != '\'') return;
+    for (size_t i = at + 1; i < text.size(); ++i) {
+      const char ch = text[i];
+      if (ch == '\n' || ch == '\r') break;
+      if (quote == '"' && ch == '\\') {
+        ++i;  // an escaped character (\" included)
+        continue;
+      }
+      if (ch == quote) {
+        if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+          ++i;  // '' is a quote inside a single-quoted value
+          continue;
+        }
+        return;
+      }
+    }
+    fail("{}: the value quoted with {} here has no closing {} on its line; a config value is "
+         "one line (close the quote)",
+         location(name, m), quote, quote);
+  } else if (node.IsSequence()) {
+    for (const YAML::Node& e : node) require_closed_quotes(e, text, name);
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      require_closed_quotes(kv.first, text, name);
+      require_closed_quotes(kv.second, text, name);
+    }
+  }
+}
+
 }  // namespace
 
 // ---- Public helpers ---------------------------------------------------------------------------
@@ -462,11 +504,18 @@ struct ConfigBuilder {
     require_utf8(yaml_text, name);
     YAML::Node root;
     try {
-      root = YAML::Load(yaml_text);
+      std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+      // A second document (after "---") would otherwise be ignored without a word.
+      if (documents.size() > 1)
+        fail("{}: a second YAML document starts here (after \"---\"); a config is one "
+             "document: merge the two or remove the \"---\" line",
+             location(name, documents[1].Mark()));
+      if (!documents.empty()) root = documents[0];
     } catch (const YAML::Exception& e) {
       fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
     }
     require_utf8_scalars(root, name);
+    require_closed_quotes(root, yaml_text, name);
     apply_document(c, root, name);
     resolve_model_defaults(c);
     for (const std::string& o : overrides) c.set(o);
@@ -573,7 +622,17 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
   std::string text;
   char buf[65536];
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  // A config is a small text file; a device or a runaway pipe (/dev/zero) must not be read
+  // until memory runs out.
+  constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    text.append(buf, n);
+    if (text.size() > kMaxConfigBytes) {
+      std::fclose(f);
+      fail("{}: the config file is over 1 MiB; expected a YAML config of a few hundred lines",
+           path);
+    }
+  }
   const int read_errno = std::ferror(f) ? errno : 0;
   std::fclose(f);
   if (read_errno) fail("{}: cannot read config file: {}", path, std::strerror(read_errno));
@@ -615,6 +674,7 @@ void Config::set(const std::string& assignment) {
       raw != "NULL")
     value = YAML::Node(raw);
   require_utf8_scalars(value, prefix);
+  require_closed_quotes(value, assignment.substr(eq + 1), prefix);
   ConfigBuilder::store(*this, idx, value, prefix, prefix);
   ConfigBuilder::resolve_model_defaults(*this);
 }
@@ -782,7 +842,17 @@ bool operator==(const Settings& a, const Settings& b) {
   return true;
 }
 
-void require_utf8_scalars(const YAML::Node& node, const std::string& name) {
+namespace {
+
+// A config has a few hundred values; YAML aliases (`*a`) can make a short text expand to
+// exponentially many, each visited by every walk over the document.
+constexpr int64_t kMaxConfigNodes = 100000;
+
+void require_utf8_scalars(const YAML::Node& node, const std::string& name, int64_t& visited) {
+  if (++visited > kMaxConfigNodes)
+    fail("{}: the document expands to over {} values (YAML aliases?); a config is a few hundred "
+         "settings",
+         name, kMaxConfigNodes);
   if (node.IsScalar()) {
     const std::string& text = node.Scalar();
     const size_t i = first_non_utf8(text);
@@ -790,14 +860,26 @@ void require_utf8_scalars(const YAML::Node& node, const std::string& name) {
       fail("{}: this value decodes to byte 0x{:02X}, which is not UTF-8 (yaml-cpp turns the "
            "escapes \\_ and \\N into single bytes); write the character itself",
            location(name, node.Mark()), static_cast<unsigned char>(text[i]));
+    // "\0" in a double-quoted value: a path or name with a NUL would be cut there by every
+    // system call, so another file than the one shown would be read or written.
+    if (text.find('\0') != std::string::npos)
+      fail("{}: this value holds a NUL byte (the escape \\0); settings are text without NUL",
+           location(name, node.Mark()));
   } else if (node.IsSequence()) {
-    for (const YAML::Node& e : node) require_utf8_scalars(e, name);
+    for (const YAML::Node& e : node) require_utf8_scalars(e, name, visited);
   } else if (node.IsMap()) {
     for (const auto& kv : node) {
-      require_utf8_scalars(kv.first, name);
-      require_utf8_scalars(kv.second, name);
+      require_utf8_scalars(kv.first, name, visited);
+      require_utf8_scalars(kv.second, name, visited);
     }
   }
+}
+
+}  // namespace
+
+void require_utf8_scalars(const YAML::Node& node, const std::string& name) {
+  int64_t visited = 0;
+  require_utf8_scalars(node, name, visited);
 }
 
 // ---- Markdown reference -----------------------------------------------------------------------

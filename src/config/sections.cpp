@@ -347,7 +347,8 @@ void SyntheticSection::declare(Fields<SyntheticSection>& f) {
       .ge(0);
   f.field(&SyntheticSection::days, "synthetic.days",
           "Time span of the generated timestamps, in days.")
-      .ge(1);
+      .ge(1)
+      .le(365000);
   f.field(&SyntheticSection::weights, "synthetic.weights",
           "Interaction weights: `binary` is 1 per (user, item) pair, `counts` the number of "
           "times the pair was drawn.")

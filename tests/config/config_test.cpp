@@ -702,17 +702,18 @@ TEST(ConfigDump, YamlRoundTripsTrickyValues) {
   const Config c = Config::parse(
       "run:\n  name: \"true\"\n  dir: \"/tmp/my runs/#1\"\n  progress: \"off\"\n"
       "train:\n  device: cuda:3\n"
-      "data:\n  path: \"a: b\"\n  test_path: \"\"\n  user_col: 0\n  item_col: \"1.5\"\n"
+      "data:\n  path: \"a: b\"\n  test_path: \"#\"\n  user_col: 0\n  item_col: \"1.5\"\n"
       "  weight_col: \"null\"\n  time_col: \"-x\"\n  cache_dir: \"~\"\n  min_weight: 0.1\n"
       "  header: true\n"  // column names need a header line (config::check)
       "split:\n  method: given\n  cutoff: 1e-7\n  test_fraction: 0.30000000000000004\n"
-      "weighting:\n  bm25_k1: 123456789012345678\n",
+      "weighting:\n  bm25_k1: 123456789012345678\nexport:\n  out: \"\"\n",
       "x.yaml", {"run.seed=9223372036854775807", "data.delimiter=pipe"});
   const std::string yaml = c.to_yaml();
   const Config back = Config::parse(yaml, "back.yaml");
   EXPECT_EQ(back, c) << yaml;
   EXPECT_EQ(back.get_string("run.name"), "true");
-  EXPECT_EQ(back.get_string("data.test_path"), "");
+  EXPECT_EQ(back.get_string("data.test_path"), "#");
+  EXPECT_EQ(back.get_string("export.out"), "");
   EXPECT_EQ(back.get_string("data.weight_col"), "null");
   EXPECT_EQ(back.get_string("data.cache_dir"), "~");
   EXPECT_EQ(back.get_float("split.test_fraction"), 0.30000000000000004);
@@ -817,6 +818,105 @@ TEST(ConfigStrings, EscapesThatDecodeToNonUtf8BytesAreRefused) {
   const Config c = Config::parse("data:\n  path: \"a\\xA0b\\u00e9\"\n", "x.yaml");
   EXPECT_EQ(*c.settings().data.path, "a\xC2\xA0" "b\xC3\xA9");
   EXPECT_EQ(Config::parse(c.to_yaml(), "back.yaml"), c);
+}
+
+// yaml-cpp lets a quoted value without its closing quote run on to the end of the file, folding
+// the lines below it (whole sections) into the value.
+TEST(ConfigStrings, AQuotedValueWithoutItsClosingQuoteIsRefusedNotTheRestOfTheFile) {
+  EXPECT_EQ(error_of("run:\n  name: \"exp1\nmodel:\n  type: bogus\n  factors: -3\n"),
+            "x.yaml:2:9: the value quoted with \" here has no closing \" on its line; a config "
+            "value is one line (close the quote)");
+  EXPECT_EQ(error_of("run:\n  name: 'exp1\n"),
+            "x.yaml:2:9: the value quoted with ' here has no closing ' on its line; a config "
+            "value is one line (close the quote)");
+  // A key too, and after a byte order mark.
+  EXPECT_NE(error_of("run:\n  \"name: x\n").find("x.yaml:2:3: the value quoted with \""),
+            std::string::npos);
+  EXPECT_NE(error_of("\xEF\xBB\xBFrun:\n  name: \"ab\nmodel:\n  factors: 3\n")
+                .find("x.yaml:2:9: the value quoted with \""),
+            std::string::npos);
+  EXPECT_EQ(Config::parse("\xEF\xBB\xBFrun:\n  name: \"ab\"\n", "x.yaml").settings().run.name, "ab");
+  // Quotes inside a quoted value ('' and \") and quotes in plain values stay as they were.
+  const Config c = Config::parse(
+      "run:\n  name: 'it''s'\n  dir: \"a\\\"b\"  # \"comment\n  seed: 3\ndata:\n  path: x'y\"z\n",
+      "x.yaml");
+  EXPECT_EQ(c.settings().run.name, "it's");
+  EXPECT_EQ(c.settings().run.dir, "a\"b");
+  EXPECT_EQ(c.settings().run.seed, 3);
+  EXPECT_EQ(*c.settings().data.path, "x'y\"z");
+  EXPECT_NE(set_error("run.name=\"abc").find("--set run.name=\"abc"), std::string::npos);
+}
+
+TEST(ConfigStrings, ASecondYamlDocumentIsRefusedNotIgnored) {
+  EXPECT_EQ(error_of("run:\n  name: x\n---\nmodel:\n  factors: -5\n"),
+            "x.yaml:4:1: a second YAML document starts here (after \"---\"); a config is one "
+            "document: merge the two or remove the \"---\" line");
+  // One document that starts with "---" is one document.
+  EXPECT_EQ(Config::parse("---\nrun:\n  seed: 4\n", "x.yaml").settings().run.seed, 4);
+}
+
+TEST(ConfigStrings, ANulByteIsRefused) {
+  EXPECT_EQ(error_of("run:\n  name: \"a\\0b\"\n"),
+            "x.yaml:2:9: this value holds a NUL byte (the escape \\0); settings are text "
+            "without NUL");
+  EXPECT_NE(set_error("data.path=\"x.csv\\0y\"").find("holds a NUL byte"), std::string::npos);
+}
+
+TEST(ConfigStrings, AliasesThatExpandBeyondAnyConfigAreRefusedQuickly) {
+  // Each line doubles the values: 2^31 of them unbounded.
+  std::string yaml = "a0: &a0 [x, x]\n";
+  for (int i = 1; i <= 30; ++i)
+    yaml += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" +
+            std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + "]\n";
+  const std::string e = error_of(yaml);
+  EXPECT_NE(e.find("x.yaml: the document expands to over 100000 values (YAML aliases?)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(ConfigErrors, AConfigFileOverOneMiBIsNotReadToTheEnd) {
+  try {
+    Config::load("/dev/zero");
+    FAIL() << "no error";
+  } catch (const recforge::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "/dev/zero: the config file is over 1 MiB; expected a YAML "
+                                     "config of a few hundred lines");
+  }
+}
+
+TEST(ConfigErrors, EmptyDirectoryAndFileSettingsNameTheirKey) {
+  EXPECT_EQ(error_of("run:\n  dir: \"\"\n"),
+            "x.yaml:2:3: run.dir is empty; expected the directory in which run directories are "
+            "created (`.` for the current one)");
+  for (const std::string key : {"data.path", "privacy.opt_out"})
+    EXPECT_EQ(error_of("", {key + "=\"\""}),
+              "--set " + key + "=\"\": " + key + " is empty; expected a file name, or leave the "
+              "key out");
+}
+
+TEST(ConfigErrors, AdjacencyDataWithATimeSplitOrRetentionSaysItHasNoTimestamps) {
+  EXPECT_EQ(error_of("data:\n  format: adjacency\n  path: x\nsplit:\n  method: leave_last\n"),
+            "x.yaml:5:3: split.method leave_last needs timestamps, which data.format adjacency "
+            "does not have (one user per line, items only); use random or users, or data.format "
+            "delimited with data.time_col");
+  EXPECT_NE(error_of("data:\n  format: adjacency\n  path: x\n  max_age_days: 3\n")
+                .find("x.yaml:4:3: data.max_age_days needs timestamps, which data.format "
+                      "adjacency does not have"),
+            std::string::npos);
+}
+
+TEST(ConfigErrors, SyntheticSettingsThatGenerationRefusesAreRefusedByConfig) {
+  const std::string syn = "data:\n  format: synthetic\nsynthetic:\n  items: 50\n";
+  EXPECT_EQ(error_of(syn + "  communities: 60\n"),
+            "x.yaml:5:3: synthetic.communities must be between 1 and synthetic.items (50), got "
+            "60");
+  EXPECT_EQ(error_of(syn + "  users: 100\n  interactions: 99\n"),
+            "x.yaml:6:3: synthetic.interactions must be at least synthetic.users (100) since "
+            "every user makes at least one draw, got 99");
+  EXPECT_NE(error_of(syn + "  days: 365001\n").find("expected an integer in [1, 365000]"),
+            std::string::npos);
+  // Settings of a section the data does not use are not checked against each other.
+  EXPECT_EQ(error_of("data:\n  path: x\nsynthetic:\n  items: 50\n  communities: 60\n"), "");
 }
 
 }  // namespace
