@@ -143,6 +143,12 @@ recommend::Result Batcher::submit(std::shared_ptr<Pending> p) {
   return answer.get();
 }
 
+void Batcher::wake() {
+  // Under the lock: a worker between its predicate and its wait would miss a bare notify.
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();
+}
+
 std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<std::mutex>& lock) {
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -176,7 +182,8 @@ std::vector<std::shared_ptr<Batcher::Pending>> Batcher::take(std::unique_lock<st
     };
     // Wait for company until the oldest has waited max_wait or the batch is full, or no company
     // can come; another worker may take `first` meanwhile, in which case start over.
-    cv_.wait_until(lock, first->queued_at + o_.max_wait, [&] {
+    // Not past the first's deadline: company found after it would not save it.
+    cv_.wait_until(lock, std::min(first->queued_at + o_.max_wait, first->deadline), [&] {
       return stopping_ || queue_.empty() || queue_.front() != first || alone() ||
              mates() >= o_.max_batch;
     });

@@ -63,6 +63,10 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
+  /// Says that a request of the server ended (BatcherOptions::in_server went down): a worker
+  /// waiting for company for a queued request re-checks whether any can still come.
+  void wake();
+
   /// One user's answer: a Result with one list (none when the user is unknown to `rec`, which
   /// is then in Result::unknown with field "users", as are unknown exclude and candidate ids
   /// with theirs). Computed in one Recommender::recommend call together with concurrent

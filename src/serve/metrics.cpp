@@ -42,8 +42,26 @@ const std::vector<double>& batch_size_buckets() {
   return b;
 }
 
-void Metrics::observe_request(const std::string& endpoint, const std::string& method, int code,
+namespace {
+
+// The method label of a request: one of HTTP's methods, else "other". The HTTP library hands on
+// whatever the request line said (any bytes, thousands of them), and each distinct label is a
+// series kept for the server's life: a client could grow memory and the /metrics text without
+// bound, and put bytes into it that are not UTF-8.
+const std::string& method_label(const std::string& method) {
+  static const std::string known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                      "OPTIONS", "PATCH",   "TRACE", "CONNECT"};
+  static const std::string other = "other";
+  for (const std::string& k : known)
+    if (method == k) return k;
+  return other;
+}
+
+}  // namespace
+
+void Metrics::observe_request(const std::string& endpoint, const std::string& raw_method, int code,
                               double seconds) {
+  const std::string& method = method_label(raw_method);
   std::lock_guard<std::mutex> lock(mu_);
   ++requests_[{endpoint, method, code}];
   if (seconds < 0) return;  // no duration (answered by the HTTP library before routing)

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <condition_variable>
@@ -37,10 +38,11 @@ using Clock = std::chrono::steady_clock;
 struct HttpError {
   int status;
   std::string message;
+  json extra;  // further fields of the error's body (an object), or null
 };
 
-[[noreturn]] void http_fail(int status, std::string message) {
-  throw HttpError{status, std::move(message)};
+[[noreturn]] void http_fail(int status, std::string message, json extra = nullptr) {
+  throw HttpError{status, std::move(message), std::move(extra)};
 }
 
 /// The deepest nesting a request body may have. The bodies this server reads are at most four
@@ -386,7 +388,8 @@ struct Server::Impl {
     if (!v.is_number_integer())
       http_fail(400, fmt::format("body field 'k' must be an integer from 1 to {} (--max-k), got {}",
                                  o.max_k, quoted(v)));
-    return parse_k(std::to_string(v.get<int64_t>()), o.max_k, "body field 'k'");
+    // dump(): the digits sent, also past int64 (an unsigned value read as int64 would wrap).
+    return parse_k(v.dump(), o.max_k, "body field 'k'");
   }
 
   json recommend_post(const httplib::Request& req, httplib::Response&, Clock::time_point deadline) {
@@ -458,6 +461,7 @@ struct Server::Impl {
     std::vector<std::string> known;
     for (const auto& u : users) {
       const std::string id = recommend::trim(u);
+      if (id.empty()) http_fail(400, "body field 'users' holds an empty id; expected user ids");
       if (s->rec->knows_user(id))
         known.push_back(id);
       else
@@ -510,7 +514,8 @@ struct Server::Impl {
     }
     if (Clock::now() > deadline) throw DeadlinePassed{};
     if (results.empty())
-      http_fail(404, fmt::format("none of the {} users and new users is known", n));
+      http_fail(404, fmt::format("none of the {} users and new users is known (listed in 'unknown')", n),
+                {{"unknown", std::move(unknown)}, {"export", s->version}});
     return {{"results", std::move(results)}, {"unknown", std::move(unknown)}, {"export", s->version}};
   }
 
@@ -563,7 +568,9 @@ struct Server::Impl {
       else
         unknown.push_back({{"id", id}, {"field", "items"}});
     }
-    if (known.empty()) http_fail(404, fmt::format("none of the {} items is known", items.size()));
+    if (known.empty())
+      http_fail(404, fmt::format("none of the {} items is known (listed in 'unknown')", items.size()),
+                {{"unknown", std::move(unknown)}, {"export", s->version}});
     const recommend::Result r = batcher->similar_items(s->rec, known, k, so, deadline);
     if (Clock::now() > deadline) throw DeadlinePassed{};
     if (r.lists.size() != known.size())
@@ -611,8 +618,13 @@ struct Server::Impl {
 
   bool authorized(const httplib::Request& req) const {
     if (o.admin_token.empty()) return true;
+    // The scheme's name is case-insensitive (RFC 9110 11.1): "bearer TOKEN" is the same.
     const std::string expected = "Bearer " + o.admin_token;
-    const std::string& got = req.get_header_value("Authorization");
+    std::string got = req.get_header_value("Authorization");
+    if (got.size() >= 7 && got[6] == ' ' &&
+        std::equal(got.begin(), got.begin() + 6, "bearer",
+                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+      got.replace(0, 6, "Bearer");
     // Constant time in the token's contents: every byte of the expected value is compared.
     unsigned char diff = got.size() == expected.size() ? 0 : 1;
     for (size_t i = 0; i < expected.size(); ++i)
@@ -655,6 +667,8 @@ struct Server::Impl {
     } catch (const HttpError& e) {
       status = e.status;
       out = {{"error", e.message}};
+      if (e.extra.is_object())
+        for (const auto& [key, value] : e.extra.items()) out[key] = value;
     } catch (const TimedOut&) {
       status = 503;
       out = {{"error", fmt::format("the request ran past its timeout of {} ms (--timeout-ms)", o.timeout_ms)}};
@@ -753,15 +767,25 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
       [&m](const httplib::Request& req, httplib::Response& res) { return m.library_error(req, res); }));
   // A request is in flight (recforge_requests_in_flight) from routing, body reading included,
   // to its answer.
-  auto plain = [&m](const httplib::Request& req, httplib::Response& res) {
+  // Every answer is JSON made for its request: a Range header would have the library cut it to
+  // a fragment still sent as 200 (or as multipart/byteranges). The library's Request object is
+  // its own, non-const, handed to the handlers as const; its parsed ranges are dropped so that the
+  // whole answer goes out.
+  auto whole_answers = [](const httplib::Request& req) {
+    const_cast<httplib::Request&>(req).ranges.clear();
+  };
+  auto plain = [&m, whole_answers](const httplib::Request& req, httplib::Response& res) {
+    whole_answers(req);
     m.metrics.begin_request();
     m.handle(req, res, nullptr);
     m.metrics.end_request();
+    if (m.batcher) m.batcher->wake();
   };
   // Bodies are read here, bounded by --max-body-bytes also when they come in chunks (the
   // library bounds only a declared Content-Length).
-  auto with_body = [&m](const httplib::Request& req, httplib::Response& res,
-                        const httplib::ContentReader& reader) {
+  auto with_body = [&m, whole_answers](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& reader) {
+    whole_answers(req);
     m.metrics.begin_request();
     std::string body;
     bool over = false;
@@ -773,6 +797,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     // answer.
     const size_t drain = std::max<size_t>(4 * m.o.max_body_bytes, size_t{1} << 20);
     size_t dropped = 0;
+    const auto reading = Clock::now();
     const bool ok = !has_body || reader([&](const char* data, size_t n) {
       if (over || body.size() + n > m.o.max_body_bytes) {
         over = true;
@@ -785,6 +810,10 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     std::string error;
     if (over || res.status == 413)
       error = fmt::format("the request body is over the limit of {} bytes (--max-body-bytes)", m.o.max_body_bytes);
+    else if (!ok && Clock::now() - reading >= std::chrono::milliseconds(m.o.timeout_ms))
+      // The library's read timeout is --timeout-ms: the rest of the body did not come in time.
+      error = fmt::format("the request body was not received within the read timeout of {} ms "
+                          "(--timeout-ms)", m.o.timeout_ms);
     else if (!ok)
       error = "the request body could not be read (incomplete or malformed)";
     if (!error.empty()) res.set_header("Connection", "close");
@@ -792,6 +821,7 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     copy.body = std::move(body);
     m.handle(copy, res, error.empty() ? nullptr : &error);
     m.metrics.end_request();
+    if (m.batcher) m.batcher->wake();
   };
   m.svr.Get(".*", plain);
   m.svr.Options(".*", plain);

@@ -31,6 +31,7 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "pipeline/export.h"
 #include "pipeline/train.h"
 #include "recommend/recommend.h"
@@ -428,7 +429,9 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
     }
   }
   // A request whose batch waits longer than its timeout. It waits for company only while
-  // another request is in the server: a POST whose body is still coming, on a plain socket.
+  // another request is in the server: a POST whose body is still coming, on a plain socket, a
+  // byte every 20 ms (the server's read timeout is --timeout-ms too: a POST silent for 100 ms
+  // would end, and the waiting request would go).
   {
     ServerOptions o = options(dir_->file("exp-a"));
     o.batch_wait = std::chrono::milliseconds(3000);
@@ -438,8 +441,27 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
     const int fd = connect_to(r.server->port());
     ASSERT_GE(fd, 0);
     const std::string partial = "POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+                                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
     ASSERT_EQ(::send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+    std::atomic<bool> trickling{true};
+    std::thread trickle([&] {
+      for (int n = 0; trickling && n < 900; ++n) {
+        if (::send(fd, " ", 1, MSG_NOSIGNAL) != 1) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    struct EndPost {  // stops the trickle, then closes the socket (also when a test fails)
+      std::atomic<bool>& flag;
+      std::thread& t;
+      int fd;
+      void operator()() {
+        flag = false;
+        if (t.joinable()) t.join();
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+      }
+      ~EndPost() { (*this)(); }
+    } end_post{trickling, trickle, fd};
     auto c = r.client();
     // Two in flight: the POST and this scrape of /metrics.
     bool posting = false;
@@ -447,10 +469,9 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
          !posting && std::chrono::steady_clock::now() < until;
          std::this_thread::sleep_for(std::chrono::milliseconds(1)))
       posting = get(c, "/metrics").text.find("recforge_requests_in_flight 2\n") != std::string::npos;
-    if (!posting) ::close(fd);
     ASSERT_TRUE(posting) << "the POST was never in flight";
     const Reply rep = get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0));
-    ::close(fd);
+    end_post();
     EXPECT_EQ(rep.status, 503) << rep.text;
     EXPECT_NE(rep.text.find("timeout of 100 ms (--timeout-ms)"), std::string::npos) << rep.text;
   }
@@ -465,6 +486,137 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
     auto c = r.client();
     EXPECT_EQ(get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0)).status, 200);
   }
+}
+
+/// Sends `request` on a new connection and returns the first response (its headers, and its
+/// body by Content-Length: the library may keep the connection open after an error).
+std::string exchange(int port, const std::string& request) {
+  const int fd = connect_to(port);
+  if (fd < 0) return "(no connection)";
+  std::string response;
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+      response.append(buf, static_cast<size_t>(n));
+      const size_t end = response.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      std::smatch m;
+      const std::string head = response.substr(0, end);
+      const size_t length = std::regex_search(head, m, std::regex("Content-Length: ([0-9]+)", std::regex::icase))
+                                ? std::stoul(m[1].str())
+                                : 0;
+      if (response.size() >= end + 4 + length) break;
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+/// Waits until /metrics says `n` requests are in flight (the scrape included).
+bool in_flight(httplib::Client& c, int n) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(std::chrono::milliseconds(1)))
+    if (get(c, "/metrics").text.find("recforge_requests_in_flight " + std::to_string(n) + "\n") !=
+        std::string::npos)
+      return true;
+  return false;
+}
+
+// A Range header would have the library cut a JSON answer to a fragment sent as 200; the method
+// of a request the library refuses would have become a metrics label of its own, kept for the
+// server's life (memory and /metrics without bound, bytes that are not UTF-8).
+TEST_F(ServeTest, RangeHeadersLeaveAnswersWholeAndOddMethodsShareOneMetricsLabel) {
+  Running r(options(dir_->file("exp-a")));
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  auto c = r.client();
+  const std::string path = "/v1/recommend?user=" + lib_a_->user_ids().external(0) + "&k=2";
+  const Reply whole = get(c, path);
+  ASSERT_EQ(whole.status, 200) << whole.text;
+  for (const char* range : {"bytes=0-10", "bytes=0-10,20-30"}) {
+    const auto res = c.Get(path.c_str(), {{"Range", range}});
+    ASSERT_TRUE(res) << range;
+    EXPECT_EQ(res->status, 200) << range;
+    EXPECT_EQ(res->body, whole.text) << range;
+    EXPECT_FALSE(res->has_header("Content-Range")) << range;
+  }
+  for (int i = 0; i < 50; ++i) {
+    const std::string method = "M" + std::to_string(i) + std::string(200, 'X');
+    EXPECT_EQ(exchange(r.server->port(), method + " /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                  .rfind("HTTP/1.1 400 ", 0),
+              0u);
+  }
+  exchange(r.server->port(), "G\xFFT /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string metrics = get(c, "/metrics").text;
+  EXPECT_EQ(metrics.find("XXXX"), std::string::npos);
+  EXPECT_EQ(first_non_utf8(metrics), std::string_view::npos);
+  EXPECT_NE(metrics.find("recforge_http_requests_total{endpoint=\"other\",method=\"other\",code=\"400\"} 51"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(ServeTest, APostOfUnknownIdsListsThemAndAnEmptyIdOrAHugeKIsSaidAsSent) {
+  Running r(options(dir_->file("exp-a")));
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  auto c = r.client();
+  Reply rep = post(c, "/v1/recommend", R"({"users": ["zz", "yy"]})");
+  EXPECT_EQ(rep.status, 404) << rep.text;
+  EXPECT_EQ(rep.body["error"], "none of the 2 users and new users is known (listed in 'unknown')");
+  EXPECT_EQ(rep.body["unknown"], json::parse(R"([{"id": "zz", "field": "users"}, {"id": "yy", "field": "users"}])"));
+  rep = post(c, "/v1/similar-items", R"({"items": ["zz"]})");
+  EXPECT_EQ(rep.status, 404) << rep.text;
+  EXPECT_EQ(rep.body["unknown"], json::parse(R"([{"id": "zz", "field": "items"}])"));
+  rep = post(c, "/v1/recommend", R"({"users": [""]})");
+  EXPECT_EQ(rep.status, 400) << rep.text;
+  EXPECT_EQ(rep.body["error"], "body field 'users' holds an empty id; expected user ids");
+  const std::string u = lib_a_->user_ids().external(0);
+  for (const std::string k : {"18446744073709551615", "9223372036854775808"}) {
+    rep = post(c, "/v1/recommend", "{\"users\": [\"" + u + "\"], \"k\": " + k + "}");
+    EXPECT_EQ(rep.status, 400) << rep.text;
+    EXPECT_NE(rep.text.find("got \\\"" + k + "\\\""), std::string::npos) << rep.text;
+  }
+}
+
+// A request that waits for company while another request is in the server stops waiting when
+// that one ends, not at --batch-wait-ms.
+TEST_F(ServeTest, ARequestWaitingForCompanyGoesWhenTheOtherRequestEnds) {
+  ServerOptions o = options(dir_->file("exp-a"));
+  o.batch_wait = std::chrono::milliseconds(60000);
+  o.timeout_ms = 120000;
+  Running r(o);
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  const int fd = connect_to(r.server->port());
+  ASSERT_GE(fd, 0);
+  const std::string partial = "POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+  ASSERT_EQ(::send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  auto c = r.client();
+  if (!in_flight(c, 2)) ::close(fd);
+  ASSERT_TRUE(in_flight(c, 2)) << "the POST was never in flight";
+  auto waiting = std::async(std::launch::async, [&] {
+    auto mine = r.client();
+    mine.set_read_timeout(20, 0);  // a third of --batch-wait-ms
+    return get(mine, "/v1/recommend?user=" + lib_a_->user_ids().external(0));
+  });
+  ASSERT_TRUE(in_flight(c, 3)) << "the GET was never in flight";
+  ::close(fd);  // the POST ends (its body never completes)
+  const Reply rep = waiting.get();
+  EXPECT_EQ(rep.status, 200) << rep.text;
+}
+
+TEST_F(ServeTest, ABodyThatStopsComingPastTheReadTimeoutSaysSo) {
+  ServerOptions o = options(dir_->file("exp-a"));
+  o.timeout_ms = 300;
+  Running r(o);
+  ASSERT_EQ(r.server->wait_loaded(), "");
+  const std::string response = exchange(
+      r.server->port(), "POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                        "application/json\r\nContent-Length: 100\r\n\r\n{\"users\"");
+  EXPECT_EQ(response.rfind("HTTP/1.1 400 ", 0), 0u) << response;
+  EXPECT_NE(response.find("the request body was not received within the read timeout of 300 ms "
+                          "(--timeout-ms)"),
+            std::string::npos)
+      << response;
 }
 
 TEST_F(ServeTest, SixteenConcurrentKeepAliveClientsGetTheSequentialAnswers) {
@@ -607,6 +759,11 @@ TEST_F(ServeTest, AdminTokenIsRequiredWhenGiven) {
   EXPECT_EQ(rep.status, 401) << rep.text;
   rep = reply(c.Post("/admin/reload", {{"Authorization", "Bearer s3cret-token"}}, "", "application/json"));
   EXPECT_EQ(rep.status, 200) << rep.text;
+  // The scheme's name is case-insensitive (RFC 9110 11.1); the token is not.
+  rep = reply(c.Post("/admin/reload", {{"Authorization", "bearer s3cret-token"}}, "", "application/json"));
+  EXPECT_EQ(rep.status, 200) << rep.text;
+  rep = reply(c.Post("/admin/reload", {{"Authorization", "BEARER S3CRET-TOKEN"}}, "", "application/json"));
+  EXPECT_EQ(rep.status, 401) << rep.text;
   EXPECT_EQ(get(c, "/v1/info").status, 200);  // the other endpoints need no token
 
   const std::string empty = test::write_file(dir_->file("empty-token"), "\n");
