@@ -178,6 +178,15 @@ std::string manifest_text(const nlohmann::json& manifest, const char* pointer);
 /// directory).
 bool is_artifact(const std::string& dir);
 
+/// True when `dir` has a recforge manifest.json (a file, or the link into its current version)
+/// whose "format" is kFormatName: another program's manifest.json does not make it an export.
+bool has_export_manifest(const std::string& dir);
+
+/// The innermost run directory or export that holds `path` (itself included when `self`),
+/// following links and ".." first, as "the run directory D" or "the export D"; "" when none.
+/// Files recforge did not write have no place there.
+std::string recforge_owner(const std::string& path, bool self);
+
 /// Where an export interrupted between moving the previous export at `dir` aside and the new one
 /// in (file systems without an atomic exchange) left that previous export (`<dir>.old-<pid>`),
 /// when `dir` is missing and such an export is there; "" otherwise. For the error that names it.

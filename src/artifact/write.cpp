@@ -66,6 +66,28 @@ bool is_artifact(const std::string& dir) {
          fs::is_symlink(fs::path(dir) / kCurrentLink, ec);
 }
 
+bool has_export_manifest(const std::string& dir) {
+  std::error_code ec;
+  const fs::path manifest = fs::path(dir) / "manifest.json";
+  if (!fs::is_regular_file(manifest, ec)) return false;
+  std::ifstream mf(manifest);
+  const auto j = nlohmann::json::parse(mf, nullptr, false);
+  return j.is_object() && j.contains("format") && j["format"] == kFormatName;
+}
+
+std::string recforge_owner(const std::string& path, bool self) {
+  std::error_code ec;
+  fs::path d = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) return "";
+  if (!self) d = d.parent_path();
+  for (; !d.empty(); d = d.parent_path()) {
+    if (is_run_directory(d.string())) return "the run directory " + d.string();
+    if (has_export_manifest(d.string())) return "the export " + d.string();
+    if (d == d.root_path()) break;
+  }
+  return "";
+}
+
 namespace {
 
 /// Test hook: RECFORGE_TEST_EXPORT_PAUSE_AFTER=<step> makes the writer announce the step on
@@ -92,25 +114,65 @@ long sibling_pid(const std::string& entry, const std::string& name, const std::s
   return std::stol(digits);
 }
 
+/// The largest process id of this system (/proc/sys/kernel/pid_max): a name with a larger
+/// number was not made by a process.
+long max_pid() {
+  long v = 0;
+  if (std::FILE* f = std::fopen("/proc/sys/kernel/pid_max", "r")) {
+    if (std::fscanf(f, "%ld", &v) != 1) v = 0;
+    std::fclose(f);
+  }
+  return v > 0 ? v : 4194304;  // the kernel's limit (PID_MAX_LIMIT on 64-bit)
+}
+
+/// Whether `dir` holds what an export's staging directory beside `out` holds (v-1, and then
+/// the `current` link and the links to its files) and nothing else: a user's directory of the
+/// same name pattern holds other things, and is left alone.
+bool is_staging_dir(const fs::path& dir) {
+  std::error_code ec;
+  bool has_version = false;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string entry = e.path().filename().string();
+    if (entry == "v-1") {
+      has_version = true;
+      continue;
+    }
+    const auto& files = data_files();
+    const auto& optional = optional_files();
+    if (entry != kCurrentLink && entry != "manifest.json" &&
+        std::find(files.begin(), files.end(), entry) == files.end() &&
+        std::find(optional.begin(), optional.end(), entry) == optional.end())
+      return false;
+  }
+  return !ec && has_version;
+}
+
 /// Tidies what interrupted exports of dead processes left beside `out`: an old export moved
-/// aside while `out` is absent is moved back; staging directories are removed.
+/// aside while `out` is absent is moved back, or removed when `out` is in place; staging
+/// directories are removed. Only entries named `<out>.old-<pid>` (an export) and
+/// `<out>.tmp-<pid>` (a staging directory, is_staging_dir) of a process that is gone are
+/// touched: anything else of those names is not recforge's.
 void recover_siblings(const fs::path& out) {
   const std::string name = out.filename().string();
+  const long pid_limit = max_pid();
+  auto ours = [&](long pid) { return pid > 0 && pid <= pid_limit && process_gone(pid); };
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
     const std::string entry = e.path().filename().string();
-    const long old_pid = sibling_pid(entry, name, "old");
-    if (old_pid > 0 && process_gone(old_pid)) {
-      if (!fs::exists(out) && is_artifact(e.path().string())) {
-        fs::rename(e.path(), out, ec);
+    std::error_code e2;
+    if (ours(sibling_pid(entry, name, "old")) && !fs::is_symlink(e.path(), e2) &&
+        is_artifact(e.path().string())) {
+      if (!fs::exists(out, e2)) {
+        fs::rename(e.path(), out, e2);
         log().warn("export: restored {} from {} (left by an interrupted export)", out.string(),
                    e.path().string());
       } else {
-        fs::remove_all(e.path(), ec);
+        fs::remove_all(e.path(), e2);
       }
     }
-    const long tmp_pid = sibling_pid(entry, name, "tmp");
-    if (tmp_pid > 0 && process_gone(tmp_pid)) fs::remove_all(e.path(), ec);
+    if (ours(sibling_pid(entry, name, "tmp")) && !fs::is_symlink(e.path(), e2) &&
+        is_staging_dir(e.path()))
+      fs::remove_all(e.path(), e2);
   }
 }
 
@@ -237,6 +299,21 @@ Layout inspect_target(const fs::path& out, const std::string& out_s,
                       const std::string& option = "--out") {
   std::error_code ec;
   Layout layout = Layout::kNone;
+  // The swap renames `out` itself: through a symbolic link it would replace the link (an
+  // export's own `current` included) with a directory, and the export it named would stay.
+  if (fs::is_symlink(out, ec)) {
+    const fs::path target = fs::read_symlink(out, ec);
+    fail("{}: is a symbolic link (to {}); give the export directory itself as {}", out_s,
+         target.string(), option);
+  }
+  // Inside an export (its version directories, its `current`): the export is the unit.
+  for (fs::path d = fs::weakly_canonical(fs::absolute(out).parent_path(), ec); !ec && !d.empty();
+       d = d.parent_path()) {
+    if (has_export_manifest(d.string()))
+      fail("{}: is inside the export {}; give that export (or a new directory outside it) as {}",
+           out_s, d.string(), option);
+    if (d == d.root_path()) break;
+  }
   if (fs::exists(fs::symlink_status(out, ec))) {
     if (!fs::is_directory(out, ec))
       fail("{}: exists and is not a directory; expected a new path or an earlier recforge export",

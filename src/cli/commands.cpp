@@ -74,14 +74,15 @@ struct Options {
 Options g;
 std::map<std::string, std::function<int()>> g_actions;
 
-config::Config load_config(const std::string& path, std::vector<std::string> sets) {
+config::Config load_config(const std::string& path, std::vector<std::string> sets,
+                           config::Config::Checks checks = config::Config::Checks::kAll) {
   return path.empty() ? [&] {
     config::Config c = config::Config::defaults();
     for (const auto& s : sets) c.set(s);
-    config::check(c);
+    if (checks == config::Config::Checks::kAll) config::check(c);
     return c;
   }()
-                      : config::Config::load(path, sets);
+                      : config::Config::load(path, sets, checks);
 }
 
 using pipeline::read_json;
@@ -204,14 +205,19 @@ int cmd_datagen() {
   if (g.items > 0) sets.push_back("synthetic.items=" + std::to_string(g.items));
   if (g.interactions > 0) sets.push_back("synthetic.interactions=" + std::to_string(g.interactions));
   if (g.seed >= 0) sets.push_back("synthetic.seed=" + std::to_string(g.seed));
-  config::Config cfg = load_config(g.config_path, sets);
   // datagen has no --communities: a small --items lowers the default 16 communities to one per
-  // item rather than refusing (a value the user set is kept, and refused if too large).
-  const config::SyntheticSection& syn = cfg.settings().synthetic;
-  if (cfg.where("synthetic.communities") == "default" && syn.communities > syn.items) {
-    sets.push_back("synthetic.communities=" + std::to_string(syn.items));
-    cfg = load_config(g.config_path, sets);
+  // item rather than refusing (a value the user set is kept, and refused if too large), so the
+  // settings are read once without the checks that relate them.
+  {
+    const config::Config first = load_config(g.config_path, sets, config::Config::Checks::kValuesOnly);
+    const config::SyntheticSection& syn = first.settings().synthetic;
+    if (first.where("synthetic.communities") == "default" && syn.communities > syn.items)
+      sets.push_back("synthetic.communities=" + std::to_string(syn.items));
   }
+  const config::Config cfg = load_config(g.config_path, sets);
+  std::error_code ec;
+  if (!g.config_path.empty() && fs::equivalent(g.out, g.config_path, ec))
+    fail("datagen --out {}: that is the config file it reads; write the data elsewhere", g.out);
   set_progress_mode(cfg.settings().run.progress);
   const auto data = data::generate_synthetic(pipeline::synthetic_options(cfg));
   data::write_synthetic_csv(data, g.out);
@@ -429,7 +435,7 @@ int cmd_evaluate() {
     }
     if (per_user) out["test_by_activity"] = print_by_activity(*per_user, edges);
   }
-  if (!g.out.empty()) write_file_atomic(g.out, out.dump(2) + "\n");
+  if (!g.out.empty()) write_output_file(g.out, out.dump(2) + "\n");
   return 0;
 }
 
@@ -491,7 +497,7 @@ void emit(const std::string& text, const std::string& what) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return;
   }
-  write_file_atomic(g.out, text);
+  write_output_file(g.out, text);
   log().info("wrote {} to {}", what, g.out);
 }
 
@@ -751,7 +757,7 @@ int cmd_index_bench() {
     std::printf("%-10s %-10s %8s %10.4f %12.1f\n", r.method.c_str(), r.param.c_str(),
                 r.param == "-" ? "-" : std::to_string(r.value).c_str(), r.recall, r.qps);
   if (!g.out.empty()) {
-    write_file_atomic(g.out, index::bench_csv(rows, static_cast<int>(g.k), n_users));
+    write_output_file(g.out, index::bench_csv(rows, static_cast<int>(g.k), n_users));
     log().info("wrote {}", g.out);
   }
   return 0;
@@ -777,7 +783,8 @@ CLI::Validator int_range(int64_t lo, int64_t hi) {
 }
 
 // A file to write (--out of datagen, evaluate, recommend, similar, index-bench), checked before
-// any work: not a directory, and in a directory that exists.
+// any work: not a directory, in a directory that exists, and not inside a run directory or an
+// export.
 static CLI::Validator output_file() {
   return CLI::Validator(
       [](std::string& v) -> std::string {
@@ -788,6 +795,11 @@ static CLI::Validator output_file() {
         const fs::path dir = fs::absolute(v).parent_path();
         if (!fs::is_directory(dir, ec))
           return fmt::format("\"{}\": the directory {} does not exist", v, dir.string());
+        // Run directories and exports are recforge's, written once and read as a whole: a file
+        // written into one would replace one of its files (run.json, a factor file) or sit
+        // among them. Checked on the resolved path, so that a link or ".." leads nowhere else.
+        const std::string owner = artifact::recforge_owner(v, false);
+        if (!owner.empty()) return fmt::format("\"{}\" is inside {}; write it elsewhere", v, owner);
         return "";
       },
       "FILE");

@@ -41,8 +41,9 @@ std::vector<std::string> requested_ids(const std::string& value) {
   std::error_code ec;
   if (fs::exists(value, ec)) return data::read_user_id_file(value, "forget --users");
   // A path that does not exist was taken as one user id ("0 of the 1 user id(s) given occur in
-  // the data") and the retraining completed: an operator's typo looked like an erasure.
-  if (value.find('/') != std::string::npos)
+  // the data") and the retraining completed: an operator's typo looked like an erasure. A value
+  // with a comma is a list of ids (which may hold '/'), and is not echoed.
+  if (value.find('/') != std::string::npos && value.find(',') == std::string::npos)
     fail("forget --users {}: no such file (a value with '/' is read as a file of user ids, one "
          "per line); give the file's path, or the ids comma-separated",
          value);
@@ -108,7 +109,20 @@ int cmd_forget() {
     fail("forget --users: no user ids given; expected a file of user ids (one per line) or a "
          "comma-separated list ID,ID,...");
   const nlohmann::json source_run = pipeline::read_run_json(src);
-  const fs::path src_path(src);
+  const std::string from = normalized(src);
+  if (a.remove_source && fs::is_symlink(src, ec))
+    fail("forget --remove-source: {} is a symbolic link (to {}); give the run directory itself, "
+         "which is what would be removed",
+         src, from);
+  if (a.remove_source && !a.export_dir.empty() &&
+      (normalized(a.export_dir) + "/").rfind(from + "/", 0) == 0)
+    fail("forget --export {}: that is inside the source run {}, which --remove-source removes; "
+         "write the export elsewhere",
+         a.export_dir, src);
+  // "." or "..": the new run goes beside the run directory those name, not inside it.
+  const fs::path src_path =
+      fs::path(src).filename() == "." || fs::path(src).filename() == ".." ? fs::path(from)
+                                                                          : fs::path(src);
   const std::string parent = src_path.has_parent_path() ? src_path.parent_path().string() : ".";
   const std::string src_name = src_path.filename().string();
   const std::string name = a.name.empty() ? src_name + "-forget" : a.name;
@@ -175,7 +189,6 @@ int cmd_forget() {
   pipeline::TrainOptions options;
   options.exclusion = exclusion;
   options.export_out_option = "forget --export";
-  const std::string from = normalized(src);
   int64_t found = 0;
   options.on_dataset = [&](const pipeline::Dataset& data, nlohmann::json& run) {
     const auto& matched = data.load_report.forgotten_matched;
@@ -183,6 +196,22 @@ int cmd_forget() {
       return std::binary_search(matched.begin(), matched.end(), h);
     });
     const int64_t n = static_cast<int64_t>(requested.size());
+    // Nothing to erase: none of the ids occurs, and the data is what the source trained on (its
+    // fingerprint; data edited since, such as with the users' lines removed, still needs the
+    // retraining), so the new run would equal the source and only look like an erasure (and
+    // --remove-source would then remove the source). Said before anything is written.
+    const auto source_fingerprint = source_run.find("data_fingerprint");
+    if (found == 0 && source_fingerprint != source_run.end() &&
+        *source_fingerprint == run["data_fingerprint"]) {
+      std::error_code e2;
+      fail("forget --users: none of the {} user id(s) given occurs in the run's data, which is "
+           "unchanged since it trained, so there is nothing to forget; no new run was made and "
+           "nothing was removed{}",
+           n,
+           a.users.find(',') == std::string::npos && !fs::exists(a.users, e2)
+               ? " (the value was read as one user id, since no file of that name exists)"
+               : "");
+    }
     run["forgotten_from"] = from;
     run["forget"] = {{"requested_users", n}, {"found_users", found}, {"not_found_users", n - found}};
     // Counts only: the ids are never written.
@@ -210,21 +239,28 @@ int cmd_forget() {
                   old_export.c_str(), old_export.c_str());
       continue;
     }
-    // Renamed away first, so that a reader never finds half of it; then removed.
-    fs::path away = fs::path(normalized(old_export));
+    // Renamed away first, so that a reader never finds half of it; then removed. Through a
+    // symbolic link, the directory it names is removed (the export recforge wrote), and the link
+    // is left.
+    const fs::path real = fs::path(normalized(old_export));
+    fs::path away = real;
     away += fmt::format(".removing-{}", getpid());
-    fs::rename(old_export, away, ec);
-    fs::remove_all(ec ? fs::path(old_export) : away, ec);
+    fs::rename(real, away, ec);
+    fs::remove_all(ec ? real : away, ec);
     if (ec)
       fail("forget --remove-exports: cannot remove the source run's export {}: {}", old_export,
            ec.message());
-    std::printf("removed the source run's export %s\n", old_export.c_str());
+    if (real != fs::path(old_export).lexically_normal() && fs::is_symlink(old_export, ec))
+      std::printf("removed the source run's export %s (the directory %s, which the link names)\n",
+                  old_export.c_str(), real.c_str());
+    else
+      std::printf("removed the source run's export %s\n", old_export.c_str());
   }
   if (a.remove_source) {
     if (!is_run_directory(src))
       fail("forget --remove-source: {} is no longer a recforge run directory; it was not removed",
            src);
-    fs::remove_all(src, ec);
+    fs::remove_all(from, ec);  // the resolved path: "." itself cannot be removed
     if (ec) fail("forget --remove-source: cannot remove {}: {}", src, ec.message());
     std::printf("removed the source run %s\n", src.c_str());
   } else {

@@ -1,8 +1,10 @@
 // recforge: the command-line tool. Each verb is usable on its own; errors print one line.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -78,6 +80,21 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("recforge ") + RECFORGE_VERSION);
   recforge::cli::register_commands(app);
+  // A first word that is no command (a typo, `recforge validate`) was "A subcommand is
+  // required": say which word, and what the commands are.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "recforge: error: unknown command '%s'; the commands are %s (recforge "
+                   "--help)\n", argv[1], names.c_str());
+      exit_now(static_cast<int>(CLI::ExitCodes::RequiredError));  // CLI11's status, as before
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -99,7 +116,16 @@ int main(int argc, char** argv) {
       throw recforge::dist::CollectiveError(
           g_verb + " runs as one process; only `recforge train` runs across the processes of "
                    "mpirun (mpirun -np P recforge train CONFIG)");
-    const int rc = recforge::cli::run_selected(app);
+    int rc = recforge::cli::run_selected(app);
+    // What a command printed (recommendations, JSON) is only written when flushed: a full disk
+    // or a closed descriptor shows here, and a truncated answer must not exit 0.
+    errno = 0;
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      const int err = errno;
+      std::fprintf(stderr, "recforge: error: %s: cannot write its output to standard output: %s\n",
+                   g_verb.c_str(), err != 0 ? std::strerror(err) : "write error");
+      if (rc == 0) rc = 1;
+    }
     recforge::dist::finalize();
     g_main_returned = true;
     return rc;

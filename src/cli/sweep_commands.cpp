@@ -18,6 +18,7 @@
 
 #include <fmt/ranges.h>
 
+#include "artifact/artifact.h"
 #include "cli/commands.h"
 #include "config/config.h"
 #include "core/error.h"
@@ -132,6 +133,10 @@ std::string first_line(const std::string& path) {
 // work), as are run, sweep and export directories of other owners.
 void check_compare_out(const std::string& out) {
   std::error_code ec;
+  const std::string owner = artifact::recforge_owner(out, true);
+  if (!owner.empty())
+    fail("--out {}: is inside {}, whose files compare's would sit among; choose another --out",
+         out, owner);
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec))
     fail("--out {}: exists and is not a directory; expected a directory for compare's files", out);

@@ -158,12 +158,33 @@ void sync_path(const std::string& path, bool directory) {
   if (rc != 0) fail("{}: cannot flush to disk: {}", path, std::strerror(err));
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
+namespace {
+
+// write_file_atomic and write_output_file. `output`: a user's --out file, whose symbolic link is
+// followed (the file it names is replaced, the link stays) and whose permission bits are kept
+// when it exists (under privacy.file_mode umask).
+void write_atomic(std::string path, const std::string& text, bool output) {
+  std::error_code ec;
+  if (output && fs::is_symlink(path, ec)) {
+    const fs::path target = fs::weakly_canonical(path, ec);
+    if (!ec) path = target.string();
+  }
+  struct stat existing {};
+  const bool keep_mode = output && file_mode() == FileMode::kUmask &&
+                         ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  // Removed if SIGINT or SIGTERM stops the process while it is written (a recommend --all
+  // output can take minutes and gigabytes).
+  add_interrupt_cleanup(tmp, false);
+  struct Unregister {
+    const std::string& p;
+    ~Unregister() { remove_interrupt_cleanup(p); }
+  } unregister{tmp};
   const int fd = create_file(tmp);
   if (fd < 0) fail("{}: cannot write file: {}", path, std::strerror(errno));
   int err = 0;
-  for (size_t done = 0; done < text.size();) {
+  if (keep_mode && ::fchmod(fd, existing.st_mode & 07777) != 0) err = errno;
+  for (size_t done = 0; err == 0 && done < text.size();) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -178,14 +199,23 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     ::unlink(tmp.c_str());
     fail("{}: write failed: {}", path, std::strerror(err));
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
+  without_interrupt_cleanup([&] { fs::rename(tmp, path, ec); });
   if (ec) {
     const std::string why = fs::is_directory(path) ? "it is a directory" : ec.message();
     std::error_code ignored;
     fs::remove(tmp, ignored);
     fail("{}: cannot move the finished file into place: {}", path, why);
   }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  write_atomic(path, text, false);
+}
+
+void write_output_file(const std::string& path, const std::string& text) {
+  write_atomic(path, text, true);
 }
 
 bool is_run_directory(const std::string& dir) {

@@ -81,6 +81,11 @@ void sync_path(const std::string& path, bool directory);
 /// flushed to disk, then renamed). Throws recforge::Error naming the path on failure.
 void write_file_atomic(const std::string& path, const std::string& text);
 
+/// write_file_atomic for a file the user named (--out): a symbolic link is followed (the file
+/// it names is replaced and the link stays), and an existing file keeps its permission bits
+/// (with privacy.file_mode umask; other modes set theirs).
+void write_output_file(const std::string& path, const std::string& text);
+
 /// Whether `dir` is a recforge run directory: a directory holding a run.json object with the
 /// "recforge_version" and "status" fields that `recforge train` writes.
 bool is_run_directory(const std::string& dir);

@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/rng.h"
 
@@ -263,6 +264,12 @@ void write_synthetic_csv(const SyntheticData& d, const std::string& path) {
   const Interactions& x = d.x;
   RF_ASSERT(x.has_times() || x.size() == 0, "write_synthetic_csv: interactions without times");
   const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
+  // Removed if SIGINT or SIGTERM stops the process while it is written.
+  add_interrupt_cleanup(tmp, false);
+  struct Unregister {
+    const std::string& p;
+    ~Unregister() { remove_interrupt_cleanup(p); }
+  } unregister{tmp};
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("cannot write synthetic data to {}: {}", path, std::strerror(errno));
   int err = 0;  // errno of the first failure
@@ -278,8 +285,13 @@ void write_synthetic_csv(const SyntheticData& d, const std::string& path) {
     if (buf.size() >= (1u << 20)) flush(buf);
   }
   flush(buf);
+  // On disk before the name: a crash must not leave a short file under the final name.
+  if (err == 0 && (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)) err = errno ? errno : EIO;
   if (std::fclose(f) != 0 && err == 0) err = errno ? errno : EIO;
-  if (err == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) err = errno ? errno : EIO;
+  if (err == 0)
+    without_interrupt_cleanup([&] {
+      if (std::rename(tmp.c_str(), path.c_str()) != 0) err = errno ? errno : EIO;
+    });
   if (err != 0) {
     std::remove(tmp.c_str());
     fail("cannot write synthetic data to {}: {}", path, std::strerror(err));

@@ -789,5 +789,42 @@ TEST(ArtifactCrash, WithoutAtomicExchangeTheOldExportIsRecoverable) {
   EXPECT_EQ(f.entries(), (std::vector<std::string>{"exp", "runs", "small.yaml"}));
 }
 
+// Only what an interrupted export of a process that is gone left beside the export is tidied:
+// a user's directories named like it (a dated backup exp.old-20240101, exp.tmp-31337 holding
+// their files) stay as they are, also when exp/ is absent.
+TEST(ArtifactCrash, AUsersDirectoriesNamedLikeAnInterruptedExportsAreLeftAlone) {
+  CrashFixture f;
+  // A stale staging directory of a new export (exp/ absent), left by a killed writer.
+  fs::remove_all(f.t.file("exp"));
+  auto [pid, fd] = start_export(f.t.str(), "flat", {"RECFORGE_TEST_EXPORT_PAUSE_AFTER=index.faiss"});
+  ASSERT_TRUE(wait_for_line(fd, "export: paused after index.faiss"));
+  kill_and_reap(pid, fd);
+  const std::string stale = f.t.file(fmt::format("exp.tmp-{}", pid));
+  ASSERT_TRUE(fs::exists(stale + "/v-1/index.faiss"));
+  for (const char* dir : {"exp.old-20240101", "exp.tmp-31337", "exp.tmp-31338"})
+    fs::create_directories(f.t.file(dir));
+  test::write_file(f.t.file("exp.old-20240101/notes.txt"), "mine");
+  test::write_file(f.t.file("exp.tmp-31338/notes.txt"), "mine too");
+  ASSERT_EQ(run_cli(f.t.str(), "export runs/small --out exp"), 0);
+  EXPECT_EQ(export_type(f.t.file("exp")), "flat");
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_EQ(test::read_file(f.t.file("exp.old-20240101/notes.txt")), "mine");
+  EXPECT_EQ(test::read_file(f.t.file("exp.tmp-31338/notes.txt")), "mine too");
+  EXPECT_TRUE(fs::is_directory(f.t.file("exp.tmp-31337")));
+  // The export's own `current` link and version directories are not export targets: the swap
+  // would have replaced the link with a directory (and the export would no longer load).
+  for (const auto& [out, says] : std::vector<std::pair<std::string, std::string>>{
+           {"exp/current", "exp/current: is a symbolic link (to v-1); give the export directory "
+                           "itself as --out"},
+           {"exp/v-1", "exp/v-1: is inside the export " + fs::canonical(f.t.file("exp")).string() +
+                           "; give that export (or a new directory outside it) as --out"}}) {
+    const test::Result r = test::run_recforge(f.t.str(), "export runs/small --out " + out);
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("recforge: error: " + says), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(export_type(f.t.file("exp")), "flat");
+  EXPECT_TRUE(fs::is_symlink(f.t.file("exp/current")));
+}
+
 }  // namespace
 }  // namespace recforge::artifact

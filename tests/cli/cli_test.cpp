@@ -317,6 +317,69 @@ TEST(Cli, MemoryLimitsEndTheRunWithOneSentence) {
   }
 }
 
+// A first word that is no command names itself and the commands (it was "A subcommand is
+// required").
+TEST(Cli, AnUnknownCommandIsNamedWithTheCommands) {
+  TempDir t;
+  const Result r = run(t.str(), "validate x.yaml");
+  EXPECT_EQ(r.rc, 106) << r.out;
+  EXPECT_NE(r.out.find("recforge: error: unknown command 'validate'; the commands are train, "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(", forget, "), std::string::npos) << r.out;
+}
+
+// --out never lands inside a run directory or an export (it replaced run.json or a factor file,
+// and the run or export could not be read again), nor on the config datagen reads; an existing
+// file keeps its permission bits and a link to it stays a link; output that could not be
+// written to standard output is an error, not exit 0 with a truncated answer.
+TEST(Cli, OutputsStayOutOfRunsAndExportsKeepTheUsersFileAndAreWrittenInFull) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config("export:\n  enabled: true\n"));
+  ASSERT_EQ(run(t.str(), "train small.yaml").rc, 0);
+  const std::string run_json = test::read_file(t.file("runs/small/run.json"));
+  const std::string run_dir = fs::canonical(t.file("runs/small")).string();
+  for (const auto& [verb, out, where] : std::vector<std::array<std::string, 3>>{
+           {"recommend runs/small --all", "runs/small/run.json", "the run directory " + run_dir},
+           {"index-bench runs/small --users 5", "runs/small/config.yaml", "the run directory " + run_dir},
+           {"evaluate runs/small", "runs/small/export/metrics.json", "the export " + run_dir + "/export"},
+           {"similar runs/small/export --all", "runs/small/export/current/item_ids.txt",
+            "the export " + run_dir + "/export/v-1"}}) {
+    const Result r = run(t.str(), verb + " --out " + out);
+    EXPECT_NE(r.rc, 0) << verb << "\n" << r.out;
+    EXPECT_NE(r.out.find("--out: \"" + out + "\" is inside " + where + "; write it elsewhere"),
+              std::string::npos)
+        << verb << "\n" << r.out;
+  }
+  EXPECT_EQ(test::read_file(t.file("runs/small/run.json")), run_json);
+  EXPECT_EQ(run(t.str(), "info runs/small/export").rc, 0);
+  Result r = run(t.str(), "datagen --config small.yaml --out small.yaml");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("datagen --out small.yaml: that is the config file it reads"), std::string::npos) << r.out;
+  EXPECT_EQ(test::read_file(t.file("small.yaml")), small_config("export:\n  enabled: true\n"));
+
+  write_file(t.file("recs.csv"), "old\n");
+  fs::permissions(t.file("recs.csv"), fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink("recs.csv", t.file("latest.csv"));
+  r = run(t.str(), "recommend runs/small --all --k 2 --out latest.csv");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(fs::is_symlink(t.file("latest.csv")));
+  EXPECT_EQ(fs::status(t.file("recs.csv")).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(test::read_file(t.file("recs.csv")).rfind("user,rank,item,score\n", 0), 0u);
+
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full to write to";
+  for (const std::string verb : {"recommend runs/small --users 0,1 --k 3", "info runs/small",
+                                 "config small.yaml"}) {
+    const test::Result full =
+        test::run_shell("cd '" + t.str() + "' && ('" + RECFORGE_BINARY + "' " + verb + " >/dev/full)");
+    EXPECT_EQ(full.rc, 1) << verb << "\n" << full.out;
+    EXPECT_NE(full.out.find(": cannot write its output to standard output: No space left on device"),
+              std::string::npos)
+        << verb << "\n" << full.out;
+  }
+}
+
 // Integer options state their range; --k above the number of items is clamped with a warning;
 // recommend --all announces a large CSV (over 100 MiB) and refuses one that the memory holding the
 // lists and their text cannot take, before computing anything or creating the file.

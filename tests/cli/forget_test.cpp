@@ -367,5 +367,45 @@ TEST(Forget, BadInputIsOneSentenceAndExitStatusOne) {
   EXPECT_EQ(runs, (std::vector<std::string>{"src"})) << "a run was left behind";
 }
 
+// What forget would remove is checked before anything is trained: a typo in a file name (read as
+// one id that the data lacks), a source given as a link (removing the link would leave the run),
+// an export inside the source that --remove-source would take with it.
+TEST(Forget, NothingToForgetOrARemovalThatWouldMissOrTakeTheResultIsRefusedFirst) {
+  Data d;
+  d.config("src", "data.csv");
+  ASSERT_EQ(run(d.t.str(), "train src.yaml").rc, 0);
+  write_file(d.t.file("forget-ids.txt"), "u07\n");
+  expect_one_line_error(d, "forget runs/src --users forget-id.txt --remove-source",
+                        "forget --users: none of the 1 user id(s) given occurs in the run's data, "
+                        "which is unchanged since it trained, so there is nothing to forget; no "
+                        "new run was made and nothing was removed (the value was read as one "
+                        "user id, since no file of that name exists)");
+  expect_one_line_error(d, "forget runs/src --users nobody-1,nobody-2",
+                        "none of the 2 user id(s) given occurs in the run's data");
+  fs::create_symlink("src", d.t.file("runs/link"));
+  expect_one_line_error(d, "forget runs/link --users u07 --remove-source",
+                        "forget --remove-source: runs/link is a symbolic link (to " +
+                            fs::canonical(d.t.file("runs/src")).string() +
+                            "); give the run directory itself, which is what would be removed");
+  expect_one_line_error(d, "forget runs/src --users u07 --export runs/src/clean --remove-source",
+                        "forget --export runs/src/clean: that is inside the source run runs/src, "
+                        "which --remove-source removes; write the export elsewhere");
+  std::vector<std::string> runs;
+  for (const auto& e : fs::directory_iterator(d.t.file("runs"))) runs.push_back(e.path().filename());
+  std::sort(runs.begin(), runs.end());
+  EXPECT_EQ(runs, (std::vector<std::string>{"link", "src"})) << "a run was left behind";
+  EXPECT_TRUE(fs::exists(d.t.file("runs/src/run.json")));
+  // A list of ids with a '/' is a list, not a file name, and is never echoed.
+  const Result listed = run(d.t.str(), "forget runs/src --users 'org/zq-user,u07' --name listed");
+  EXPECT_EQ(listed.rc, 0) << listed.out;
+  EXPECT_EQ(listed.out.find("zq-user"), std::string::npos) << listed.out;
+  // A source named with a final "." forgets into a run beside it, and --remove-source removes
+  // the source itself.
+  const Result dot = run(d.t.str(), "forget runs/src/. --users u07 --name dot --remove-source");
+  ASSERT_EQ(dot.rc, 0) << dot.out;
+  EXPECT_TRUE(fs::exists(d.t.file("runs/dot/run.json")));
+  EXPECT_FALSE(fs::exists(d.t.file("runs/src")));
+}
+
 }  // namespace
 }  // namespace recforge

@@ -423,6 +423,20 @@ TEST(Compare, CliRefusesAMetricNoRunEvaluatedAndFilesItDidNotWrite) {
   out = run_recforge(r.t.str(), "compare runs/a runs/c --out cmp", "RECFORGE_PYTHON=/nonexistent/python");
   ASSERT_EQ(out.rc, 0) << out.out;
   EXPECT_NE(test::read_file(r.t.file("cmp/curves.csv")).find("\nc,"), std::string::npos);
+  // A run directory (or a directory inside one) is refused before any output: compare's files
+  // would sit among the run's.
+  for (const std::string inside : {"runs/a", "runs/a/cmp"}) {
+    out = run_recforge(r.t.str(), "compare runs/a runs/b --out " + inside,
+                       "RECFORGE_PYTHON=/nonexistent/python");
+    EXPECT_EQ(out.rc, 1) << out.out;
+    EXPECT_NE(out.out.find("recforge: error: --out " + inside + ": is inside the run directory " +
+                           fs::canonical(r.t.file("runs/a")).string() +
+                           ", whose files compare's would sit among; choose another --out"),
+              std::string::npos)
+        << out.out;
+  }
+  EXPECT_FALSE(fs::exists(r.t.file("runs/a/curves.csv")));
+  EXPECT_FALSE(fs::exists(r.t.file("runs/a/cmp")));
   // A curves.csv, paired.csv or curves.png that compare did not write is refused before any
   // output, and left as it was.
   for (const char* name : {"curves.csv", "paired.csv", "curves.png"}) {
