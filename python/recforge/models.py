@@ -13,6 +13,7 @@ argument and its config key.
 """
 
 import json
+import os
 import re
 import time
 import warnings
@@ -135,7 +136,7 @@ _MAX_ROWS = 2**31 - 1
 
 def _ids(ids, name, limit, allow_new=False):
     """Integer ids as an int64 array (a scalar stays a scalar), checked against [0, limit)."""
-    scalar = np.isscalar(ids)
+    scalar = np.ndim(ids) == 0  # a 0-d array too
     a = np.asarray(ids)
     if a.dtype.kind not in "iu":
         if a.size == 0:
@@ -144,14 +145,17 @@ def _ids(ids, name, limit, allow_new=False):
             raise ValueError(f"{name} must be an integer or an array of integers; got {a.dtype}")
     if a.ndim > 1:
         raise ValueError(f"{name} must be an integer or a 1-D array; it has shape {a.shape}")
-    a = a.astype(np.int64)
-    if a.size and a.min() < 0:
-        raise IndexError(f"{name} {int(a.min())} is negative; expected ids in [0, {limit})")
-    if not allow_new and a.size and a.max() >= limit:
-        raise IndexError(f"{name} {int(a.max())} is not in the model; expected ids in [0, {limit})")
-    if allow_new and a.size and a.max() >= _MAX_ROWS:
-        raise IndexError(f"{name} {int(a.max())} is beyond the engine's ids; expected ids in "
+    # The range is checked before the cast to int64, which wraps uint64 values above its largest
+    # to negative ones.
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if lo < 0:
+        raise IndexError(f"{name} {lo} is negative; expected ids in [0, {limit})")
+    if not allow_new and a.size and hi >= limit:
+        raise IndexError(f"{name} {hi} is not in the model; expected ids in [0, {limit})")
+    if allow_new and hi >= _MAX_ROWS:
+        raise IndexError(f"{name} {hi} is beyond the engine's ids; expected ids in "
                          f"[0, {_MAX_ROWS}) (its user and item indices are 32-bit, as implicit's)")
+    a = a.astype(np.int64)
     return (int(a), True) if scalar else (a, False)
 
 
@@ -217,7 +221,13 @@ class MatrixFactorizationBase:
             if isinstance(rs, np.random.RandomState):
                 self._seed = int(rs.randint(2**31))
             else:
-                self._seed = int(np.random.default_rng(rs).integers(2**31))
+                try:
+                    self._seed = int(np.random.default_rng(rs).integers(2**31))
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"{type(self).__name__} argument 'random_state' (model.seed): expected an "
+                        f"int, None, a numpy.random.Generator or RandomState, got {rs!r}"
+                    ) from None
         return self._seed
 
     def _build_engine(self):
@@ -481,19 +491,21 @@ class MatrixFactorizationBase:
             (factors,) for an int ``userid``, else (len(userid), factors).
         """
         self._need_fit()
-        n = 1 if np.isscalar(userid) else len(userid)
+        scalar = np.ndim(userid) == 0  # a 0-d array too
+        n = 1 if scalar else len(userid)
         ui = _csr(user_items, "user_items", rows=n, cols=self._sizes()[1])
         f = self._fold_in_users(ui)
-        return f[0] if np.isscalar(userid) else f
+        return f[0] if scalar else f
 
     def recalculate_item(self, itemid, item_users):
         """Factors of item(s) computed from ``item_users`` (one row of user confidences per
         item) by the model's solve with users and items exchanged; see ``recalculate_user``."""
         self._need_fit()
-        n = 1 if np.isscalar(itemid) else len(itemid)
+        scalar = np.ndim(itemid) == 0  # a 0-d array too
+        n = 1 if scalar else len(itemid)
         iu = _csr(item_users, "item_users", rows=n, cols=self._sizes()[0])
         f = self._engine.fold_in_items(*_csr_arrays(iu))
-        return f[0] if np.isscalar(itemid) else f
+        return f[0] if scalar else f
 
     def partial_fit_users(self, userids, user_items):
         """Recomputes the factors of ``userids`` from their rows of ``user_items``.
@@ -580,13 +592,14 @@ class MatrixFactorizationBase:
         self._need_fit()
         n_users, n_items = self._sizes()
         N = _count(N, "N")
-        scalar = np.isscalar(userid)
+        scalar = np.ndim(userid) == 0  # a 0-d array too
         n_q = 1 if scalar else len(np.atleast_1d(userid))
         if filter_already_liked_items or recalculate_user:
             ui = _csr(user_items, "user_items", cols=n_items)
             if ui.shape[0] != n_q:
                 raise ValueError(f"user_items has {ui.shape[0]} rows; expected one for each of "
                                  f"the {n_q} users in userid")
+            _check_values(ui, "user_items")
         if recalculate_user:
             queries = np.ascontiguousarray(self._fold_in_users(ui))
         else:
@@ -608,12 +621,15 @@ class MatrixFactorizationBase:
         ex_ptr = ex_ind = None
         if filter_already_liked_items:
             ex_ptr, ex_ind, _ = _csr_arrays(ui)
-        if N == 0:
+        # The engine pads its lists to the k it is given: at most the items, padded here to N.
+        k = min(N, n_items)
+        if k == 0:
             ids = np.zeros((n_q, 0), dtype=np.int32)
             scores = np.zeros((n_q, 0), dtype=np.float32)
         else:
             ids, scores = self._engine.recommend(np.ascontiguousarray(queries, dtype=np.float32),
-                                                 N, ex_ptr, ex_ind, global_exclude)
+                                                 k, ex_ptr, ex_ind, global_exclude)
+        ids, scores = _padded(ids, scores, N)
         if scalar:
             return ids[0], scores[0]
         return ids, scores
@@ -646,7 +662,7 @@ class MatrixFactorizationBase:
         n_items = self._sizes()[1]
         if recalculate_item:
             q = self.recalculate_item(itemid, item_users)
-            scalar = np.isscalar(itemid)
+            scalar = np.ndim(itemid) == 0
         else:
             iid, scalar = _ids(itemid, "itemid", n_items)
             q = self._engine.rows(False, np.atleast_1d(iid))
@@ -684,7 +700,7 @@ class MatrixFactorizationBase:
         n = self._sizes()[0 if users else 1]
         global_exclude = None
         if only is not None:
-            if filter_ids is not None and len(filter_ids):
+            if filter_ids is not None and np.size(filter_ids):
                 raise ValueError(f"give {only_name} or {filter_name}, not both")
             sel, _ = _ids(only, only_name, n)
             sel = np.unique(np.atleast_1d(sel))
@@ -695,12 +711,14 @@ class MatrixFactorizationBase:
         elif filter_ids is not None:
             f, _ = _ids(filter_ids, filter_name, n)
             global_exclude = np.unique(np.atleast_1d(f)).astype(np.int32)
-        if N == 0:
+        k = min(N, n)  # at most the rows searched, padded to N
+        if k == 0:
             ids = np.zeros((len(q), 0), dtype=np.int32)
             scores = np.zeros((len(q), 0), dtype=np.float32)
         else:
             ids, scores = self._engine.similar(users, np.ascontiguousarray(q, dtype=np.float32),
-                                               N, global_exclude)
+                                               k, global_exclude)
+        ids, scores = _padded(ids, scores, N)
         if scalar:
             return ids[0], scores[0]
         return ids, scores
@@ -718,9 +736,11 @@ class MatrixFactorizationBase:
 
         Parameters
         ----------
-        fileobj_or_path : str or file-like
+        fileobj_or_path : str, os.PathLike or file-like
             Path (``.npz`` is appended by NumPy when missing) or open binary file.
         """
+        if isinstance(fileobj_or_path, os.PathLike):
+            fileobj_or_path = os.fspath(fileobj_or_path)
         args = dict(self._saved())
         args["num_threads"] = self.num_threads
         args["device"] = str(self.device)
@@ -738,8 +758,8 @@ class MatrixFactorizationBase:
 
         Parameters
         ----------
-        fileobj_or_path : str or file-like
-            The ``.npz`` file (``.npz`` is appended to a path without it).
+        fileobj_or_path : str, os.PathLike or file-like
+            The ``.npz`` file (``.npz`` is appended to a path without it, as ``save`` does).
         **overrides
             Constructor arguments that replace the saved ones, for example ``device="cpu"``
             (and ``dtype=np.float32`` for float16 factors) to load a model saved on a GPU
@@ -749,6 +769,8 @@ class MatrixFactorizationBase:
         -------
         The model, with its factors; keys that this class does not know are refused.
         """
+        if isinstance(fileobj_or_path, os.PathLike):
+            fileobj_or_path = os.fspath(fileobj_or_path)
         if isinstance(fileobj_or_path, str) and not fileobj_or_path.endswith(".npz"):
             fileobj_or_path += ".npz"
         kwargs, factors = {}, {}
@@ -801,6 +823,34 @@ class MatrixFactorizationBase:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{a}={getattr(self, a)!r}' for a, _, _ in self._keys)})"
+
+
+def _padded(ids, scores, N):
+    """The engine's (queries, k) lists padded to N columns with id -1 and score -inf, as the
+    engine pads them: the engine is asked for at most the number of rows it searches, so its
+    work and memory follow the model's size, not N."""
+    n_q, k = ids.shape
+    if k >= N:
+        return ids, scores
+    out_ids = np.full((n_q, N), -1, dtype=ids.dtype)
+    out_scores = np.full((n_q, N), -np.inf, dtype=scores.dtype)
+    out_ids[:, :k] = ids
+    out_scores[:, :k] = scores
+    return out_ids, out_scores
+
+
+def _check_values(matrix, name):
+    """Refuses NaN, infinite and negative values of a CSR matrix that only filters (fit and the
+    fold-ins refuse them in the engine), with the engine's sentence."""
+    data = np.asarray(matrix.data)
+    bad = np.flatnonzero(~(np.isfinite(data) & (data >= 0)))
+    if bad.size:
+        e = int(bad[0])
+        row = int(np.searchsorted(matrix.indptr, e, side="right")) - 1
+        v = data[e]
+        text = ("-nan" if np.signbit(v) else "nan") if np.isnan(v) else str(v).removesuffix(".0")
+        raise ValueError(f"{name} has the value {text} at (row {row}, column "
+                         f"{int(matrix.indices[e])}); expected finite values >= 0")
 
 
 def _count(N, name):
@@ -963,8 +1013,9 @@ class AlternatingLeastSquares(MatrixFactorizationBase):
         user = None
         if uid < n_users:
             user = self._engine.rows(True, np.array([uid]))[0]
+        n = None if N is None else _count(N, "N")  # None: every contribution
         ex = self._engine.explain(*_csr_arrays(row), user, [iid])[0]
-        top = [(int(i), float(c)) for i, c, _, _ in ex["contributions"][:N]]
+        top = [(int(i), float(c)) for i, c, _, _ in ex["contributions"][:n]]
         weights = None if ex["cholesky"] is None else (ex["cholesky"], True)
         return float(ex["score"]), top, weights
 

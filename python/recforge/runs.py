@@ -18,12 +18,32 @@ from . import _recforge
 __all__ = ["train", "Run", "Export", "RecommendationList"]
 
 
-def _strings(value, name, *, allow_none=False):
+def _text(value, name, what="id"):
+    """``value`` (a str) as the engine can take it: UTF-8 text without a NUL character (pybind
+    refused a lone surrogate with a TypeError that dumped the signature, and the engine's
+    messages stopped at a NUL, naming another id)."""
+    value = str(value)
+    if "\x00" in value:
+        raise ValueError(
+            f"{name}: the {what} {value!r} holds a NUL character (at index "
+            f"{value.index(chr(0))}); expected text without one"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{name}: the {what} {value!r} is not valid text (a lone surrogate at index "
+            f"{e.start}, which UTF-8 cannot encode)"
+        ) from None
+    return value
+
+
+def _strings(value, name, *, allow_none=False, what="id"):
     """``value`` (one str or an iterable of str) as a list of str, naming ``name`` if not."""
     if value is None and allow_none:
         return None
     if isinstance(value, (str, np.str_)):
-        return [str(value)]
+        return [_text(value, name, what)]
     if isinstance(value, (bytes, collections.abc.Mapping)) or not isinstance(
         value, collections.abc.Iterable
     ):
@@ -35,7 +55,7 @@ def _strings(value, name, *, allow_none=False):
                 f"{name}: expected a str or a list of str, got an element of type "
                 f"{type(v).__name__} ({v!r})"
             )
-        out.append(str(v))
+        out.append(_text(v, name, what))
     return out
 
 
@@ -109,7 +129,7 @@ def train(config, *, overrides=(), device=None, show_progress=None):
         On Ctrl-C, checked before each iteration: the unfinished run directory is removed (a
         checkpoint written by ``train.checkpoint_every`` is kept, and a rerun continues from it).
     """
-    sets = _strings(overrides, "overrides")
+    sets = _strings(overrides, "overrides", what="assignment")
     if device is not None:
         if not isinstance(device, str):
             raise ValueError(f"device: expected a str such as \"cpu\", got {type(device).__name__}")
@@ -117,11 +137,16 @@ def train(config, *, overrides=(), device=None, show_progress=None):
     if show_progress is not None:
         sets.append(f"run.progress={'auto' if show_progress else 'off'}")
     if isinstance(config, collections.abc.Mapping):
-        # A dict has no file name to name the run after: "run", as the CLI's fallback.
+        # A dict has no file name to name the run after: "run", as the CLI's fallback, unless
+        # the dict or an override names it (an empty name, as in a file, names nothing).
         run_section = config.get("run")
-        if not (isinstance(run_section, collections.abc.Mapping) and "name" in run_section) and \
-                not any(s.startswith("run.name=") for s in sets):
-            sets.insert(0, "run.name=run")
+        named = isinstance(run_section, collections.abc.Mapping) and \
+            run_section.get("name") not in (None, "")
+        for s in sets:
+            if s.startswith("run.name="):
+                named = s[len("run.name="):].strip() not in ("", '""', "''")
+        if not named:
+            sets.append("run.name=run")
         directory = _recforge._train(None, _dict_to_yaml(config), sets)
     elif isinstance(config, (str, os.PathLike)):
         directory = _recforge._train(os.fspath(config), "", sets)
@@ -497,8 +522,19 @@ class Export:
         Returns
         -------
         bool
+
+        Raises
+        ------
+        ValueError
+            For an id the source does not know (as :meth:`recommend` raises), including a raw id
+            of a pseudonymised export opened without its key.
         """
-        return self._s.opted_out(_one(user, "user"))
+        user = _one(user, "user")
+        if not self._s.knows_user(user):
+            # The engine's sentence for an unknown user: a request for it alone fails before
+            # anything is scored.
+            self._s.recommend([user], 1, [], None, False, True)
+        return self._s.opted_out(user)
 
     # ---- Queries ----------------------------------------------------------------------------
 
@@ -522,12 +558,24 @@ class Export:
             return np.array(ids, dtype=str), scores
         return _pad([(ids, scores) for _, ids, scores, _ in lists], k)
 
+    def _eligible(self, filter_items, items):
+        """(exclude, candidates) of a request. ``items=[]`` lets no item be recommended: every
+        list is empty, as the model classes answer it (the engine refuses an empty candidate
+        list, so it gets one item, excluded; the users are still checked)."""
+        exclude = _strings(filter_items, "filter_items", allow_none=True) or []
+        candidates = _strings(items, "items", allow_none=True)
+        if candidates == [] and len(self.item_factors):
+            candidates = [str(self.item_ids[0])]
+            exclude = exclude + candidates
+        return exclude, candidates
+
     def _request(self, users, N, filter_items, items, filter_already_liked_items, exact):
+        exclude, candidates = self._eligible(filter_items, items)
         return self._s.recommend(
             users,
             _count(N),
-            _strings(filter_items, "filter_items", allow_none=True) or [],
-            _strings(items, "items", allow_none=True),
+            exclude,
+            candidates,
             not filter_already_liked_items,
             bool(exact),
         )
@@ -539,14 +587,16 @@ class Export:
         Parameters
         ----------
         user : str or list of str
-            A user id, or a list of them for a batch (scored together).
+            A user id, or a list of them for a batch (scored together; an empty list gives
+            arrays with no rows).
         N : int, optional
-            The number of items per user (clamped to the number of items; 0 gives arrays with
-            no columns, as the model classes do).
+            The number of items per user, at most 2**31 - 1 (clamped to the number of items; 0
+            gives arrays with no columns, as the model classes do).
         filter_items : list of str, optional
             Item ids never to recommend.
         items : list of str, optional
-            When given, only these items may be recommended (scored exactly).
+            When given, only these items may be recommended (scored exactly); an empty list
+            gives empty lists, as the model classes' ``items=[]`` does.
         filter_already_liked_items : bool, optional
             Leave out the user's training items (default True).
         exact : bool, optional
@@ -563,6 +613,11 @@ class Export:
         """
         single = isinstance(user, (str, np.str_))
         users = _strings(user, "user")
+        if not users:
+            # No users: no rows, of the width a batch has (N clamped to the number of items).
+            n = _count(N, minimum=0)
+            self._eligible(filter_items, items)
+            return _pad([], min(n, len(self.item_factors)))
         return _none_when_zero(N, lambda k: self._lists("recommend", self._request(
             users, k, filter_items, items, filter_already_liked_items, exact), single))
 
@@ -579,6 +634,10 @@ class Export:
             an opted-out user, whose list holds the most popular training items).
         """
         users = _strings(users, "users")
+        if not users:
+            _count(N, minimum=0)
+            self._eligible(filter_items, items)
+            return []
 
         def answer(k):
             lists, unknown, _, _ = self._request(users, k, filter_items, items,
@@ -630,12 +689,13 @@ class Export:
         scores : numpy.ndarray of float32
         """
         liked = _strings(liked_items, "liked_items")
+        exclude, candidates = self._eligible(filter_items, items)
         return _none_when_zero(N, lambda k: self._lists("recommend_new_user", self._s.recommend_new_user(
             liked,
             _weights(weights, liked),
             k,
-            _strings(filter_items, "filter_items", allow_none=True) or [],
-            _strings(items, "items", allow_none=True),
+            exclude,
+            candidates,
             not filter_already_liked_items,
             bool(exact),
         ), True))
@@ -693,7 +753,8 @@ class Export:
         N : int, optional
             The number of users (0: no columns).
         metric : {"default", "dot", "cosine"}, optional
-            ``"default"`` is the dot product.
+            ``"default"`` is the source's own (an export's metric, dot for a run directory), as
+            in :meth:`similar_items`.
         exact : bool, optional
             Accepted for symmetry; users are always scored exactly.
 
@@ -733,12 +794,19 @@ class Export:
 def _one(value, name):
     if not isinstance(value, (str, np.str_)):
         raise ValueError(f"{name}: expected a str, got {type(value).__name__}")
-    return str(value)
+    return _text(value, name)
+
+
+# The engine's list length is a 32-bit int (a larger N was a pybind TypeError with its
+# signature).
+_MAX_N = 2**31 - 1
 
 
 def _count(n, minimum=1):
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < minimum:
         raise ValueError(f"N: expected an integer >= {minimum}, got {n!r}")
+    if n > _MAX_N:
+        raise ValueError(f"N: expected an integer of at most {_MAX_N} (2**31 - 1), got {n!r}")
     return int(n)
 
 
@@ -760,7 +828,10 @@ def _none_when_zero(n, answer):
 def _weights(weights, items):
     if weights is None:
         return []
-    w = np.asarray(weights, dtype=np.float64).ravel()
+    try:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"weights: expected a list of numbers ({e})") from None
     n = 1 if isinstance(items, (str, np.str_)) else len(items)
     if w.size != n:
         raise ValueError(f"weights: expected one weight per item ({n}), got {w.size}")

@@ -382,3 +382,110 @@ def test_concurrent_queries_equal_sequential_ones(exp):
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(3):
             assert list(pool.map(query, users)) == sequential
+
+
+def test_n_past_the_engines_limit_and_ids_that_are_not_text_are_one_sentence(exp):
+    # Before: pybind's TypeError with its signature dump (N), or the engine's message cut at the
+    # NUL, naming another, valid id.
+    user, item = exp.user_ids[0], exp.item_ids[0]
+    for call in (lambda: exp.recommend(user, N=2**31), lambda: exp.similar_items(item, N=2**40),
+                 lambda: exp.recommend_lists([user], N=2**31),
+                 lambda: exp.explain(user, item, N=2**31)):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(e.value).startswith("N: expected an integer of at most 2147483647 (2**31 - 1), "
+                                       "got ")
+    # The limit itself is taken, clamped to the number of items.
+    assert list(exp.recommend(user, N=2**31 - 1)[0]) == list(
+        exp.recommend(user, N=len(exp.item_ids))[0])
+    with pytest.raises(ValueError) as e:
+        exp.recommend("\ud800")
+    assert str(e.value) == ("user: the id '\\ud800' is not valid text (a lone surrogate at index "
+                            "0, which UTF-8 cannot encode)")
+    with pytest.raises(ValueError, match=r"^item: the id 'a\\udc80' is not valid text"):
+        exp.similar_items(["12", "a\udc80"])
+    with pytest.raises(ValueError) as e:
+        exp.recommend(user + "\x00junk")
+    assert str(e.value) == (f"user: the id {user + chr(0) + 'junk'!r} holds a NUL character (at "
+                            f"index {len(user)}); expected text without one")
+    with pytest.raises(ValueError, match=r"^liked_items: the id .* holds a NUL character"):
+        exp.recommend_new_user([item, "1\x00"])
+    with pytest.raises(ValueError, match=r"^user: the id .* holds a NUL character"):
+        exp.opted_out("1\x00")
+    with pytest.raises(ValueError, match=r"^filter_items: the id .* holds a NUL character"):
+        exp.recommend(user, filter_items=["\x00"])
+
+
+def test_opted_out_of_an_unknown_id_raises_as_recommend_does(exp, trained):
+    # Before: False, as for a known user who did not opt out.
+    for source, user in [(exp, "no-such-user"),
+                         (recforge.Export(trained["pseudo"]), exp.user_ids[0])]:  # raw, no key
+        with pytest.raises(ValueError) as by_recommend:
+            source.recommend(user)
+        with pytest.raises(ValueError) as by_opted_out:
+            source.opted_out(user)
+        assert str(by_opted_out.value) == str(by_recommend.value)
+        assert f'user "{user}" is not in this export' in str(by_opted_out.value)
+    keyed = recforge.Export(trained["pseudo"], pseudonym_key_file=trained["key"])
+    assert keyed.opted_out(exp.user_ids[0]) is False
+    assert exp.opted_out(OPTED_OUT[0]) is True  # opted out at training: no row, still known
+
+
+def test_an_empty_batch_and_an_empty_candidate_list_give_empty_answers(exp):
+    # Before: the engine's "none of the 0 users asked for" and "none of the 0 candidate items".
+    ids, scores = exp.recommend([], N=5)
+    assert ids.shape == scores.shape == (0, 5) and ids.dtype.kind == "U"
+    assert scores.dtype == np.float32
+    ids, scores = exp.recommend([], N=10**6)  # as a batch's width: N clamped to the items
+    assert ids.shape == (0, len(exp.item_ids))
+    assert exp.recommend([], N=0)[0].shape == (0, 0)
+    assert exp.recommend_lists([]) == []
+    with pytest.raises(ValueError, match=r"N: expected an integer >= 0, got -1"):
+        exp.recommend([], N=-1)
+    with pytest.raises(ValueError, match=r"filter_items: expected a str or a list of str"):
+        exp.recommend_lists([], filter_items=5)
+    # items=[]: no item may be recommended, so every list is empty, as the model classes'
+    # items=[] (1-D arrays of length 0 for one user; a batch's rows all padding).
+    user, other = exp.user_ids[0], exp.user_ids[1]
+    ids, scores = exp.recommend(user, N=5, items=[])
+    assert ids.shape == scores.shape == (0,) and ids.dtype.kind == "U"
+    assert scores.dtype == np.float32
+    ids, scores = exp.recommend([user, other], N=5, items=[])
+    assert ids.tolist() == [[""] * 5] * 2 and np.all(scores == -np.inf)
+    lists = exp.recommend_lists([user, OPTED_OUT[0]], N=5, items=[])
+    assert [(l.user, l.ids.tolist(), l.personalised) for l in lists] == [
+        (user, [], True), (OPTED_OUT[0], [], False)]
+    assert exp.recommend_new_user([exp.item_ids[0]], N=5, items=[])[0].shape == (0,)
+    # The users and liked items are checked as in any request.
+    with pytest.raises(ValueError, match=r'user "nobody" is not in this export'):
+        exp.recommend("nobody", items=[])
+    with pytest.raises(ValueError, match=r'recommend: user "nobody" is not in'):
+        exp.recommend([user, "nobody"], items=[])
+    with pytest.raises(ValueError, match=r'recommend_new_user: liked_items "zz" is not in'):
+        exp.recommend_new_user([exp.item_ids[0], "zz"], items=[])
+
+
+def test_fold_in_weights_that_are_not_numbers_name_weights(exp):
+    # Before: NumPy's bare "could not convert string to float: 'a'".
+    with pytest.raises(ValueError) as e:
+        exp.fold_in([exp.item_ids[0]], weights=["a"])
+    assert str(e.value) == ("weights: expected a list of numbers (could not convert string to "
+                            "float: 'a')")
+    with pytest.raises(ValueError, match=r"^weights: expected a list of numbers"):
+        exp.recommend_new_user([exp.item_ids[0]], weights=[object()])
+
+
+def test_similar_users_default_is_the_exports_metric(trained):
+    config = base_config(trained["tmp"], "cosine")
+    config["index"] = {"metric": "cosine"}
+    cosine = recforge.Export(recforge.train(config).export)
+    assert cosine.metric == "cosine"
+    user = cosine.user_ids[0]
+    ids, scores = cosine.similar_users(user, N=5)
+    cos_ids, cos_scores = cosine.similar_users(user, N=5, metric="cosine")
+    assert list(ids) == list(cos_ids) and np.array_equal(scores, cos_scores)
+    assert np.all(scores <= 1 + 1e-6)
+    assert not np.array_equal(scores, cosine.similar_users(user, N=5, metric="dot")[1])
+    doc = " ".join(recforge.Export.similar_users.__doc__.split())
+    assert ("``\"default\"`` is the source's own (an export's metric, dot for a run "
+            "directory)") in doc

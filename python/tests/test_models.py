@@ -5,6 +5,7 @@ are one clear sentence."""
 import copy
 import json
 import os
+import pathlib
 import pickle
 import signal
 import subprocess
@@ -1422,3 +1423,130 @@ def test_a_refit_at_another_width_starts_from_random_factors(data):
                                              num_threads=1)
     fresh.fit(data, show_progress=False)
     np.testing.assert_array_equal(m.item_factors, fresh.item_factors)
+
+
+def test_save_and_load_take_a_pathlike(tmp_path, als):
+    # Before: save(Path("m")) wrote m.npz, and load(Path("m")) looked for "m".
+    path = pathlib.Path(tmp_path / "model")
+    als.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+    m = recforge.AlternatingLeastSquares.load(path)
+    np.testing.assert_array_equal(m.item_factors, als.item_factors)
+    m = recforge.AlternatingLeastSquares.load(tmp_path / "model.npz")
+    np.testing.assert_array_equal(m.user_factors, als.user_factors)
+
+
+def test_similar_with_items_and_a_single_filter_id_is_the_recommend_sentence(als):
+    # Before: TypeError "object of type 'int' has no len()".
+    with pytest.raises(ValueError, match=r"^give items or filter_items, not both$"):
+        als.similar_items(0, N=2, items=[1, 2], filter_items=3)
+    with pytest.raises(ValueError, match=r"^give users or filter_users, not both$"):
+        als.similar_users(0, N=2, users=[1, 2], filter_users=3)
+    ids, _ = als.similar_items(0, N=2, items=[1, 2, 3], filter_items=[])
+    assert set(ids.tolist()) <= {1, 2, 3}
+
+
+def test_recommend_refuses_values_that_fit_refuses(als, data):
+    # Before: NaN or negative values in user_items were taken as they filter.
+    for value, text in [(np.nan, "nan"), (-np.nan, "-nan"), (-2.0, "-2"), (np.inf, "inf")]:
+        bad = data[:4].copy()
+        bad.data[bad.indptr[2] + 1] = value
+        sentence = (f"user_items has the value {text} at (row 2, column "
+                    f"{bad.indices[bad.indptr[2] + 1]}); expected finite values >= 0")
+        with pytest.raises(ValueError) as e:
+            als.recommend(np.arange(4), bad)
+        assert str(e.value) == sentence
+        with pytest.raises(ValueError) as e:  # the engine's own check, the same sentence
+            als.recalculate_user(np.arange(4), bad)
+        assert str(e.value) == sentence
+    # Without filtering (nor recalculate_user) user_items is unused, as documented.
+    als.recommend(np.arange(4), bad, filter_already_liked_items=False)
+
+
+def test_a_zero_dimensional_array_is_one_id(als, data):
+    # Before: recalculate_user(np.array(3), ...) raised "len() of unsized object".
+    np.testing.assert_array_equal(als.recalculate_user(np.array(3), data[3]),
+                                  als.recalculate_user(3, data[3]))
+    assert als.recalculate_item(np.array(3), data.T.tocsr()[3]).shape == (16,)
+    ids, scores = als.recommend(np.array(3), data[3], N=4)
+    assert ids.shape == scores.shape == (4,)
+    np.testing.assert_array_equal(ids, als.recommend(3, data[3], N=4)[0])
+    assert als.similar_items(np.array(3), N=4)[0].shape == (4,)
+
+
+def test_uint64_ids_beyond_int64_are_refused_naming_the_value(als, data):
+    # Before: the cast to int64 wrapped 2**63 + 5 to a negative id.
+    with pytest.raises(IndexError) as e:
+        als.recommend(np.array([2**63 + 5], np.uint64), data[[3]])
+    assert str(e.value) == ("userid 9223372036854775813 is not in the model; expected ids in "
+                            "[0, 300)")
+    with pytest.raises(IndexError, match=r"^itemid 18446744073709551615 is not in the model"):
+        als.similar_items(np.array([2**64 - 1], np.uint64))
+    with pytest.raises(IndexError, match=r"^userids 9223372036854775808 is beyond the engine's"):
+        als.partial_fit_users(np.array([2**63], np.uint64), data[[3]])
+    ids, _ = als.recommend(np.array([3], np.uint64), data[[3]], N=3)
+    np.testing.assert_array_equal(ids[0], als.recommend(3, data[3], N=3)[0])
+
+
+def test_explain_refuses_a_negative_n(als, data):
+    # Before: N=-1 dropped the last contribution ([:-1]) without a word.
+    with pytest.raises(ValueError, match=r"^N must be an integer from 0 to 2147483647; got -1$"):
+        als.explain(0, data, 3, N=-1)
+    everything = als.explain(0, data, 3, N=None)[1]
+    assert len(everything) == data[0].nnz
+    assert als.explain(0, data, 3, N=2)[1] == everything[:2]
+    assert als.explain(0, data, 3, N=0)[1] == []
+
+
+def test_a_random_state_numpy_cannot_seed_from_is_one_sentence():
+    # Before: NumPy's TypeError from SeedSequence.
+    with pytest.raises(ValueError) as e:
+        recforge.AlternatingLeastSquares(random_state="seed")
+    assert str(e.value) == ("AlternatingLeastSquares argument 'random_state' (model.seed): "
+                            "expected an int, None, a numpy.random.Generator or RandomState, "
+                            "got 'seed'")
+    with pytest.raises(ValueError, match=r"^BayesianPersonalizedRanking argument 'random_state'"):
+        recforge.BayesianPersonalizedRanking(random_state=1.5)
+    recforge.AlternatingLeastSquares(random_state=np.random.default_rng(0))
+
+
+class _Recording:
+    """The engine, recording the k of its top-k calls."""
+
+    def __init__(self, engine):
+        self.engine, self.ks = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def recommend(self, queries, k, *rest):
+        self.ks.append(k)
+        return self.engine.recommend(queries, k, *rest)
+
+    def similar(self, users, queries, k, *rest):
+        self.ks.append(k)
+        return self.engine.similar(users, queries, k, *rest)
+
+
+def test_an_n_past_the_items_asks_the_engine_for_the_items_only(als, data):
+    # Before: the engine was asked for N places per query (N = 2**31 - 1 was a bad_alloc); now
+    # for at most the rows searched, and the lists are padded to N as documented.
+    real = als._engine
+    expected_ids, expected_scores = als.recommend(np.arange(3), data[:3], N=120)
+    sim_ids, sim_scores = als.similar_items(np.arange(3), N=120)
+    als._engine = _Recording(real)
+    try:
+        ids, scores = als.recommend(np.arange(3), data[:3], N=1000)
+        s_ids, s_scores = als.similar_items(np.arange(3), N=1000)
+        u_ids, _ = als.similar_users(0, N=10**6)
+        assert als._engine.ks == [120, 120, 300]
+    finally:
+        als._engine = real
+    assert ids.shape == scores.shape == s_ids.shape == (3, 1000) and u_ids.shape == (10**6,)
+    assert ids.dtype == np.int32 and scores.dtype == np.float32
+    np.testing.assert_array_equal(ids[:, :120], expected_ids)
+    np.testing.assert_array_equal(scores[:, :120], expected_scores)
+    assert np.all(ids[:, 120:] == -1) and np.all(scores[:, 120:] == -np.inf)
+    np.testing.assert_array_equal(s_ids[:, :120], sim_ids)
+    np.testing.assert_array_equal(s_scores[:, :120], sim_scores)
+    assert np.all(s_ids[:, 120:] == -1) and np.all(u_ids[300:] == -1)

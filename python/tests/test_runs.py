@@ -235,6 +235,16 @@ def test_a_dict_without_run_name_makes_a_run_named_run(tmp_path):
     assert recforge.train(c, overrides=["run.name=x"]).directory == tmp_path / "runs" / "x"
 
 
+def test_a_dict_with_an_empty_run_name_makes_a_run_named_run(tmp_path):
+    # Before: an empty name fell back to the config's source, a directory named "config dict".
+    c = config(tmp_path, name="")
+    assert recforge.train(c).directory == tmp_path / "runs" / "run"
+    assert recforge.train(c, overrides=["run.name=y"]).directory == tmp_path / "runs" / "y"
+    named = config(tmp_path, name="z")
+    assert recforge.train(named, overrides=['run.name=""']).directory == tmp_path / "runs" / "run.1"
+    assert not (tmp_path / "runs" / "config dict").exists()
+
+
 def test_metrics_by_activity_are_the_clis_and_add_up_to_the_test_metrics(tmp_path):
     run = recforge.train(config(tmp_path))
     test = run.metrics["test"]
