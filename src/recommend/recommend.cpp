@@ -9,6 +9,7 @@
 
 #include "artifact/artifact.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/exclusion.h"
 #include "data/weight.h"
 #include "index/filtered_search.h"
@@ -342,7 +343,9 @@ Recommender Recommender::open(const std::string& path, const OpenOptions& opts) 
       m.key = opts.pseudonym_key;
     }
   } else {
-    if (opts.pseudonym_key)
+    // A key with a path that is not a run directory: open_run's sentence (no such directory,
+    // not a run) says what is wrong with the path.
+    if (opts.pseudonym_key && is_run_directory(path))
       fail("{}: {} is a run directory, whose user ids are raw; a pseudonymisation key is for "
            "pseudonymised exports only",
            opts.key_where, path);

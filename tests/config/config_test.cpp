@@ -894,6 +894,12 @@ TEST(ConfigErrors, EmptyDirectoryAndFileSettingsNameTheirKey) {
               "key out");
 }
 
+TEST(ConfigErrors, OneColumnForUsersAndItemsIsRefused) {
+  EXPECT_EQ(error_of("data:\n  path: x\n  user_col: \"1\"\n  item_col: \"1\"\n"),
+            "x.yaml:4:3: data.item_col is \"1\", the same column as data.user_col; expected two "
+            "columns");
+}
+
 TEST(ConfigErrors, AdjacencyDataWithATimeSplitOrRetentionSaysItHasNoTimestamps) {
   EXPECT_EQ(error_of("data:\n  format: adjacency\n  path: x\nsplit:\n  method: leave_last\n"),
             "x.yaml:5:3: split.method leave_last needs timestamps, which data.format adjacency "

@@ -223,8 +223,15 @@ TEST(RecommendPrivacy, ARunDirectoryReadsTheOptOutFileAsItIsNow) {
   k.pseudonym_key = SecretKey::from_bytes(kKey, "test");
   k.key_where = "--pseudonym-key-file key.txt";
   const std::string key_err = error_of([&] { Recommender::open(run, k); });
-  EXPECT_NE(key_err.find("--pseudonym-key-file key.txt: "), std::string::npos) << key_err;
+  EXPECT_NE(key_err.find("--pseudonym-key-file key.txt: " + run +
+                         " is a run directory, whose user ids are raw"),
+            std::string::npos)
+      << key_err;
   EXPECT_EQ(key_err.find(kKey), std::string::npos) << key_err;
+  // A path that is no run directory is said as such, key or not (it was called a run directory).
+  const std::string missing = error_of([&] { Recommender::open(run + "-nowhere", k); });
+  EXPECT_EQ(missing.find("is a run directory"), std::string::npos) << missing;
+  EXPECT_NE(missing.find(run + "-nowhere: no such run directory"), std::string::npos) << missing;
 }
 
 TEST(RecommendPrivacy, IntegerIdsOfTheOptOutFileAreCanonicalEverywhere) {
