@@ -412,6 +412,55 @@ std::string location(const std::string& name, const YAML::Mark& m) {
   return fmt::format("{}:{}:{}", name, m.line + 1, m.column + 1);
 }
 
+// What YAML::Load would ignore without a word: a second document (a line "---" after content,
+// or content after a "..." line), and a first document that yaml-cpp read as empty although
+// the text holds more than comments (a first line starting with ',' made the whole file read as
+// null, that is all defaults).
+void require_one_document(const YAML::Node& root, const std::string& text, const std::string& name) {
+  auto marker = [](const std::string& line, const char* m) {
+    return line.compare(0, 3, m) == 0 &&
+           (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+  };
+  bool ended = false;
+  std::string first;  // the first line of content, trimmed
+  size_t first_line = 0, first_col = 0, line_no = 0;
+  for (size_t b = 0; b < text.size();) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) e = text.size();
+    std::string line = text.substr(b, e - b);
+    b = e + 1;
+    if (++line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+    if (marker(line, "---")) {
+      if (!first.empty() || ended)
+        fail("{}:{}:1: a second YAML document starts here (\"---\"); a config is one document: "
+             "merge the two or remove the \"---\" line",
+             name, line_no);
+      continue;
+    }
+    if (marker(line, "...")) {
+      ended = true;
+      continue;
+    }
+    const size_t at = line.find_first_not_of(" \t\r");
+    if (at == std::string::npos || line[at] == '#' || (line[at] == '%' && first.empty())) continue;
+    if (ended)
+      fail("{}:{}:{}: this follows the end of the YAML document (\"...\"); a config is one "
+           "document: remove the \"...\" line",
+           name, line_no, at + 1);
+    if (first.empty()) {
+      first = line.substr(at, line.find_last_not_of(" \t\r") + 1 - at);
+      first_line = line_no;
+      first_col = at + 1;
+    }
+  }
+  // "~" or "null" alone is a null document on purpose (all defaults).
+  if (!first.empty() && (!root.IsDefined() || root.IsNull()) && first != "~" &&
+      first != "null" && first != "Null" && first != "NULL")
+    fail("{}:{}:{}: invalid YAML: the document cannot start with this line (yaml-cpp reads the "
+         "whole file as empty); expected `section:` lines such as `model:`",
+         name, first_line, first_col);
+}
+
 // Every quoted scalar (key or value) of `node` ends on the line it starts on. yaml-cpp lets a
 // double- or single-quoted value whose closing quote is missing run on over the following lines
 // (folded into spaces) up to the end of the file, so `name: "exp1` would swallow the sections
@@ -504,16 +553,13 @@ struct ConfigBuilder {
     require_utf8(yaml_text, name);
     YAML::Node root;
     try {
-      std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
-      // A second document (after "---") would otherwise be ignored without a word.
-      if (documents.size() > 1)
-        fail("{}: a second YAML document starts here (after \"---\"); a config is one "
-             "document: merge the two or remove the \"---\" line",
-             location(name, documents[1].Mark()));
-      if (!documents.empty()) root = documents[0];
+      // YAML::Load reads the first document only (YAML::LoadAll never returns on some inputs,
+      // e.g. a line starting with ','); require_one_document says what it would ignore.
+      root = YAML::Load(yaml_text);
     } catch (const YAML::Exception& e) {
       fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
     }
+    require_one_document(root, yaml_text, name);
     require_utf8_scalars(root, name);
     require_closed_quotes(root, yaml_text, name);
     apply_document(c, root, name);

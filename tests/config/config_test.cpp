@@ -849,10 +849,24 @@ TEST(ConfigStrings, AQuotedValueWithoutItsClosingQuoteIsRefusedNotTheRestOfTheFi
 
 TEST(ConfigStrings, ASecondYamlDocumentIsRefusedNotIgnored) {
   EXPECT_EQ(error_of("run:\n  name: x\n---\nmodel:\n  factors: -5\n"),
-            "x.yaml:4:1: a second YAML document starts here (after \"---\"); a config is one "
+            "x.yaml:3:1: a second YAML document starts here (\"---\"); a config is one "
             "document: merge the two or remove the \"---\" line");
-  // One document that starts with "---" is one document.
-  EXPECT_EQ(Config::parse("---\nrun:\n  seed: 4\n", "x.yaml").settings().run.seed, 4);
+  EXPECT_EQ(error_of("run:\n  name: x\n...\n# done\nmodel:\n  factors: -5\n"),
+            "x.yaml:5:1: this follows the end of the YAML document (\"...\"); a config is one "
+            "document: remove the \"...\" line");
+  // One document that starts with "---" (after comments and a directive) is one document.
+  EXPECT_EQ(Config::parse("# c\n%YAML 1.2\n---\nrun:\n  seed: 4\n...\n", "x.yaml").settings().run.seed, 4);
+}
+
+// yaml-cpp reads a file whose first line of content starts with ',' as an empty document: the
+// whole config was all defaults (and YAML::LoadAll never returned on it: the fuzz target's
+// timeout).
+TEST(ConfigStrings, AFileThatYamlCppReadsAsEmptyIsRefusedUnlessItSaysNull) {
+  EXPECT_EQ(error_of("# settings\n,1#]x\nrun:\n  seed: 3\n"),
+            "x.yaml:2:1: invalid YAML: the document cannot start with this line (yaml-cpp reads "
+            "the whole file as empty); expected `section:` lines such as `model:`");
+  EXPECT_EQ(error_of("~\n"), "");
+  EXPECT_EQ(error_of("# only comments\n\n"), "");
 }
 
 TEST(ConfigStrings, ANulByteIsRefused) {
