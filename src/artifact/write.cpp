@@ -126,25 +126,25 @@ long max_pid() {
 }
 
 /// Whether `dir` holds what an export's staging directory beside `out` holds (v-1, and then
-/// the `current` link and the links to its files) and nothing else: a user's directory of the
-/// same name pattern holds other things, and is left alone.
+/// the `current` link and the links to its files), or what an atomic exchange put there (the
+/// flat-layout export it replaced: manifest.json and the files), and nothing else: a user's
+/// directory of the same name pattern holds other things, and is left alone.
 bool is_staging_dir(const fs::path& dir) {
   std::error_code ec;
-  bool has_version = false;
+  bool has_export_part = false;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string entry = e.path().filename().string();
-    if (entry == "v-1") {
-      has_version = true;
+    if (entry == "v-1" || entry == "manifest.json") {
+      has_export_part = true;
       continue;
     }
     const auto& files = data_files();
     const auto& optional = optional_files();
-    if (entry != kCurrentLink && entry != "manifest.json" &&
-        std::find(files.begin(), files.end(), entry) == files.end() &&
+    if (entry != kCurrentLink && std::find(files.begin(), files.end(), entry) == files.end() &&
         std::find(optional.begin(), optional.end(), entry) == optional.end())
       return false;
   }
-  return !ec && has_version;
+  return !ec && has_export_part;
 }
 
 /// Tidies what interrupted exports of dead processes left beside `out`: an old export moved

@@ -257,9 +257,10 @@ void TrainSection::declare(Fields<TrainSection>& f) {
       .one_of({"auto", "on", "off"});
   f.field(&TrainSection::checkpoint_every, "train.checkpoint_every",
           "Write a checkpoint every N iterations (epochs for `bpr` and `softmax`) to "
-          "`<run.dir>/.<run.name>.checkpoint/`, atomically; running the same command again "
-          "after a crash or kill, or `recforge train --resume <run.dir>/<run.name>`, continues "
-          "from it, and it is removed when the run completes. 0 writes none.")
+          "`<run.dir>/.<name>.checkpoint/` (`<name>` the run directory's: `run.name`, or "
+          "`run.name.1`, ... that `run.exists: suffix` gave it), atomically; running the same "
+          "command again after a crash or kill, or `recforge train --resume <run.dir>/<name>`, "
+          "continues from it, and it is removed when the run completes. 0 writes none.")
       .ge(0);
 }
 

@@ -249,9 +249,10 @@ long pid_after(const std::string& entry, const std::string& tag) {
 /// Whether every entry of `dir` is a file that a run writes into its staging directory (or its
 /// temporary file while being written), so that removing it cannot remove anything else.
 bool holds_only_run_files(const fs::path& dir) {
-  static const char* const known[] = {"config.yaml",      "log.txt",  "stats.json",
-                                      "metrics.json",     "run.json", "user_factors.npy",
-                                      "item_factors.npy", "export"};
+  static const char* const known[] = {"config.yaml",      "log.txt",         "stats.json",
+                                      "metrics.json",     "run.json",        "user_factors.npy",
+                                      "item_factors.npy", "export",          "chain_users.txt",
+                                      "exports.txt"};
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();

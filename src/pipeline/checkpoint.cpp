@@ -69,8 +69,9 @@ void write_synced(const std::string& path, const std::string& text) {
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
+    const std::string why = ec.message();  // before the removal resets `ec`
     fs::remove(tmp, ec);
-    fail("{}: cannot move the checkpoint file into place: {}", path, ec.message());
+    fail("{}: cannot move the checkpoint file into place: {}", path, why);
   }
 }
 
@@ -181,6 +182,7 @@ void write_checkpoint(const std::string& dir, const Checkpoint& c) {
       {"config_origins", c.config_origins},
       {"data_fingerprint", c.data_fingerprint},
       {"data_values", c.data_values},
+      {"start", c.start},
       {"arrays_dir", arrays},
       {"arrays", names},
       {"model_state", c.model.values},
@@ -232,6 +234,7 @@ Checkpoint read_checkpoint(const std::string& dir) {
     c.config_origins = j.value("config_origins", nlohmann::json());
     c.data_fingerprint = j.at("data_fingerprint").get<std::string>();
     c.data_values = j.value("data_values", std::string());
+    c.start = j.value("start", nlohmann::json());
     c.model.values = j.at("model_state");
     const nlohmann::json& f = j.at("fit");
     c.fit.history = f.at("history");

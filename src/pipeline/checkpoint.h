@@ -39,6 +39,9 @@ struct Checkpoint {
   Matrix users, items;            ///< the factors after `iteration` iterations
   models::TrainingState model;    ///< Model::training_state() then
   FitProgress fit;                ///< the training loop's progress then
+  /// What the factors started from: "random", or {export, version, created} of model.init_from
+  /// (null in checkpoints of earlier builds).
+  nlohmann::json start;
 };
 
 /// `<run_dir>/.<name>.checkpoint`: where the checkpoint of run `<run_dir>/<name>` lives.

@@ -52,12 +52,31 @@ struct LogFileGuard {
   ~LogFileGuard() { close_log_file(); }
 };
 
-// Writes the checkpoint of the training state after iteration `it`.
+// What the run's factors started from, as a checkpoint records it: "random", or the
+// model.init_from export version (run.json's init_from, set before fit).
+nlohmann::json start_of(const nlohmann::json& run) {
+  if (!run.contains("init_from")) return "random";
+  const nlohmann::json& i = run["init_from"];
+  return {{"export", i.value("export", "")},
+          {"version", i.value("version", "")},
+          {"created", i.value("created", "")}};
+}
+
+std::string start_text(const nlohmann::json& start) {
+  if (!start.is_object()) return "random factors";
+  const std::string version = start.value("version", "");
+  return fmt::format("the export {}{}", start.value("export", ""),
+                     version.empty() ? "" : " (" + version + ")");
+}
+
+// Writes the checkpoint of the training state after iteration `it`; `start` is start_of(run).
 void save_checkpoint(const std::string& dir, const models::Model& model, const Dataset& data,
-                     const config::Config& cfg, int it, const FitProgress& p) {
+                     const config::Config& cfg, int it, const FitProgress& p,
+                     const nlohmann::json& start) {
   const auto t0 = Clock::now();
   Checkpoint c;
   c.iteration = it;
+  c.start = start;
   c.iterations = model.iterations();
   c.model_type = model.type();
   c.config_hash = config_hash(cfg);
@@ -82,10 +101,21 @@ void save_checkpoint(const std::string& dir, const models::Model& model, const D
 // Restores model and progress from the checkpoint in `dir` when there is one; returns the
 // iteration it reached (0 without a checkpoint).
 int resume_from(const std::string& dir, models::Model& model, const Dataset& data,
-                const config::Config& cfg, FitProgress& p, const TrainOptions& options) {
+                const config::Config& cfg, FitProgress& p, const TrainOptions& options,
+                const nlohmann::json& start) {
   if (!has_checkpoint(dir)) return 0;
   Checkpoint c = read_checkpoint(dir);
   check_checkpoint(c, cfg, data.fingerprint(), data.values_digest(), dir);
+  // The checkpoint's factors go on from what the run started from then; this run would start
+  // from something else now (model.init_from_max_age_days passed since, or another version of
+  // the export is in place): resuming would record one start and continue another, and carry a
+  // warm start past its age bound. Checkpoints of earlier builds record no start.
+  if (!c.start.is_null() && c.start != start)
+    fail("{}: this checkpoint continues factors that started from {}, but this run would start "
+         "from {} now{}; remove {} to start the run over",
+         dir, start_text(c.start), start_text(start),
+         start.is_object() ? "" : " (model.init_from_max_age_days, or model.init_from changed)",
+         dir);
   if (!model.can_checkpoint())
     fail("{}: {} models on this device cannot resume from a checkpoint; remove {} to start the "
          "run over",
@@ -121,9 +151,11 @@ void stop_if_interrupted(const TrainOptions& options) {
 // Trains `model`, evaluating on validation every eval_every iterations and stopping after
 // `patience` evaluations without improvement (restoring the best factors). With
 // train.checkpoint_every, writes a checkpoint every that many iterations and continues from
-// the run's checkpoint when there is one (noting that in `run`). Returns the history.
+// the run's checkpoint `checkpoint` when there is one (noting that in `run`). Returns the
+// history.
 nlohmann::json fit(models::Model& model, const Dataset& data, const config::Config& cfg,
-                   const TrainOptions& options, nlohmann::json& run) {
+                   const TrainOptions& options, nlohmann::json& run,
+                   const std::string& checkpoint) {
   const config::Settings& s = cfg.settings();
   const std::string& metric = s.eval.metric;
   const int64_t every = s.model.eval_every;
@@ -139,9 +171,9 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
     fail("{}: train.checkpoint_every is {}, but {} models on this device cannot write "
          "checkpoints; set it to 0",
          cfg.where("train.checkpoint_every"), checkpoint_every, model.type());
-  const std::string checkpoint = checkpoint_dir(cfg);
   FitProgress p;
-  const int start = resume_from(checkpoint, model, data, cfg, p, options);
+  const nlohmann::json started_from = start_of(run);
+  const int start = resume_from(checkpoint, model, data, cfg, p, options, started_from);
   if (start > 0) run["resumed_from_iteration"] = start;  // train_seconds are this process's
   nlohmann::json& history = p.history;
   const int iterations = model.iterations();
@@ -188,7 +220,7 @@ nlohmann::json fit(models::Model& model, const Dataset& data, const config::Conf
     log().info("{}", line);
     history.push_back(h);
     if (checkpoint_every > 0 && it % checkpoint_every == 0 && it < iterations)
-      save_checkpoint(checkpoint, model, data, cfg, it, p);
+      save_checkpoint(checkpoint, model, data, cfg, it, p, started_from);
   }
   if (patience > 0 && p.best_iter > 0 && p.best_iter != iterations) {
     log().info("keeping the factors of iteration {} (best validation {} {:.4f})", p.best_iter,
@@ -230,6 +262,11 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   const double init_seconds = seconds_since(t_init);
   // Claims the final name by creating the staging directory (so run.dir must be writable).
   StagedDir dir(s.run.dir, run_name(cfg), s.run.exists);
+  // The checkpoint goes with the name claimed (`name.1` when run.exists: suffix gave one, also
+  // to a run started beside one of that name that still trains): two runs never share one, and
+  // `train --resume runs/name.1` or the same command again finds it.
+  const std::string checkpoint =
+      checkpoint_dir(s.run.dir, std::filesystem::path(dir.final_path()).filename().string());
   if (exporting && !export_out.empty()) {  // an export there would take the run's place
     namespace fs = std::filesystem;
     const fs::path out = fs::weakly_canonical(fs::absolute(export_out));
@@ -289,7 +326,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
       apply_warm_start(*init, *warm, users, items);
       model->set_factors(std::move(users), std::move(items));
     }
-    run["history"] = fit(*model, data, cfg, options, run);
+    run["history"] = fit(*model, data, cfg, options, run, checkpoint);
     stop_if_interrupted(options);
     run["train_seconds"] = seconds_since(tt);
     run["model"] = model->describe();
@@ -342,7 +379,7 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
     log().warn("run saved without its export in {:.2f} s", run["seconds"].get<double>());
   close_log_file();
   const std::string final_dir = dir.commit();
-  remove_checkpoint(checkpoint_dir(cfg));  // the run is complete: nothing to resume
+  remove_checkpoint(checkpoint);  // the run is complete: nothing to resume
   if (!export_error.empty()) {
     const std::string message = fmt::format(
         "export to {} failed after training: {}; the trained run is kept in {}, export it again "

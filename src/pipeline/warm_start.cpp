@@ -99,6 +99,12 @@ std::optional<InitSource> open_init_from(const config::Config& cfg, std::time_t 
   const bool bias = dim != s.model.factors;  // the item bias column of bpr and softmax
   const nlohmann::json::json_pointer bias_key("/model/parameters/item_bias");
   const bool export_bias = m.contains(bias_key) && m.at(bias_key) == true;  // iALS has none
+  if (src.export_.items.cols == dim && export_bias != bias)
+    fail("{}: model.init_from {} was trained {} an item bias column, and this run's model has "
+         "{} (model.item_bias {}): its columns would mean something else; start from an export "
+         "of the same model.item_bias or leave model.init_from empty",
+         where, dir, export_bias ? "with" : "without", bias ? "one" : "none",
+         bias ? "true" : "false");
   if (src.export_.items.cols != dim || export_bias != bias)
     fail("{}: model.init_from {} has {} columns per item{}, but this run's model has {} "
          "(model.factors {}{}); start from an export of the same width or leave model.init_from "

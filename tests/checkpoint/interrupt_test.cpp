@@ -134,5 +134,67 @@ TEST(TrainInterrupt, ACheckpointWithDamagedProgressIsRefusedAndKept) {
   EXPECT_EQ(fs::path(pipeline::train(cfg)).filename().string(), "r");
 }
 
+// The checkpoint goes with the name the run claimed: a run that got `r.1` (run.exists: suffix,
+// as a second run started beside a training `r` does) checkpoints to `.r.1.checkpoint`, never
+// into the other run's, and running it again, or resuming runs/r.1, continues from there.
+TEST(TrainInterrupt, ARunGivenASuffixedNameKeepsItsOwnCheckpoint) {
+  TempDir t;
+  const config::Config cfg = small_config(t, true);
+  ASSERT_EQ(fs::path(pipeline::train(cfg)).filename().string(), "r");
+  pipeline::TrainOptions options;
+  int asked = 0;
+  options.interrupted = [&] { return ++asked == 4; };  // before iteration 3
+  EXPECT_THROW(pipeline::train(cfg, options), pipeline::Interrupted);
+  EXPECT_TRUE(pipeline::has_checkpoint(t.file("runs/.r.1.checkpoint")));
+  EXPECT_FALSE(fs::exists(t.file("runs/.r.checkpoint")));
+  int resumed = -1;
+  pipeline::TrainOptions again;
+  again.on_resume = [&](int iteration, const nlohmann::json&) { resumed = iteration; };
+  EXPECT_EQ(fs::path(pipeline::train(cfg, again)).filename().string(), "r.1");
+  EXPECT_EQ(resumed, 2);
+  EXPECT_FALSE(fs::exists(t.file("runs/.r.1.checkpoint")));  // removed when the run completed
+}
+
+// A warm-started run whose model.init_from is past model.init_from_max_age_days when it is
+// resumed would start from random factors now: continuing the checkpoint's warm-started factors
+// would carry the old chain past its bound while the run recorded a cold start. Refused, kept.
+TEST(TrainInterrupt, AWarmStartPastItsAgeBoundIsNotContinuedFromItsCheckpoint) {
+  TempDir t;
+  config::Config source = small_config(t, false);
+  source.set("run.name=src");
+  source.set("export.enabled=true");
+  const std::string src = pipeline::train(source);
+  config::Config cfg = small_config(t, true);
+  cfg.set("model.init_from=" + nlohmann::json(src).dump());
+  cfg.set("model.init_from_max_age_days=30");
+  pipeline::TrainOptions options;
+  int asked = 0;
+  options.interrupted = [&] { return ++asked == 4; };
+  EXPECT_THROW(pipeline::train(cfg, options), pipeline::Interrupted);
+  const std::string checkpoint = t.file("runs/.r.checkpoint");
+  ASSERT_TRUE(pipeline::has_checkpoint(checkpoint));
+  // The export's chain began 400 days ago: a run started now trains from random factors.
+  const std::string manifest = src + "/export/v-1/manifest.json";
+  nlohmann::json m = nlohmann::json::parse(test::read_file(manifest));
+  m["source"]["lineage"]["started"] = "2020-01-01T00:00:00Z";
+  test::write_file(manifest, m.dump(1));
+  try {
+    pipeline::train(cfg);
+    ADD_FAILURE() << "the checkpoint's warm-started factors were continued";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(checkpoint + ": this checkpoint continues factors that started from the "
+                                     "export "),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("but this run would start from random factors now "
+                        "(model.init_from_max_age_days, or model.init_from changed); remove " +
+                        checkpoint + " to start the run over"),
+              std::string::npos)
+        << what;
+  }
+  EXPECT_TRUE(pipeline::has_checkpoint(checkpoint));
+}
+
 }  // namespace
 }  // namespace recforge

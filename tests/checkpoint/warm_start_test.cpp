@@ -635,8 +635,8 @@ TEST(WarmStart, AnExportOfAnotherModelOrWidthOrNoExportIsRefused) {
        "runs/first/export holds a model of type ials, but this run trains bpr (model.type)"},
       {"--set model.init_from=runs/bpr --set model.type=bpr --set model.factors=7 "
        "--set model.item_bias=true",
-       "runs/bpr/export has 8 columns per item, but this run's model has 8 (model.factors 7 "
-       "and the item bias column)"},
+       "runs/bpr/export was trained without an item bias column, and this run's model has one "
+       "(model.item_bias true): its columns would mean something else"},
       {"--set model.init_from=runs/bare", "model.init_from is runs/bare, which holds no export"},
       {"--set model.init_from=runs/none", "model.init_from is runs/none, which does not exist"},
   };

@@ -189,6 +189,8 @@ TEST(RunDir, StaleDebrisOfDeadProcessesIsRemovedAndNothingElse) {
   // Removed: staging directories of a dead process (as a kill leaves them).
   dir(".x.partial-" + dead, {"config.yaml", "log.txt", "stats.json", "run.json.tmp." + dead});
   dir(".y.1.partial-" + dead, {});
+  // A warm-started run's (its chain users) killed after it recorded an export.
+  dir(".z.partial-" + dead, {"config.yaml", "chain_users.txt", "exports.txt", "user_factors.npy"});
   // An old run moved aside by an overwrite killed before the new one was moved in: restored.
   dir(".gone.old-" + dead, {"config.yaml"});
   write_file(runs + "/.gone.old-" + dead + "/run.json", run_json);
@@ -213,7 +215,7 @@ TEST(RunDir, StaleDebrisOfDeadProcessesIsRemovedAndNothingElse) {
   EXPECT_EQ(read_file(runs + "/.x.checkpoint/state.bin"), "x");
   EXPECT_EQ(read_file(runs + "/data/ratings.csv"), "x");
   EXPECT_EQ(nlohmann::json::parse(read_file(runs + "/small/run.json"))["status"], "complete");
-  EXPECT_NE(out.find("runs: tidied 4 unfinished run directories"), std::string::npos) << out;
+  EXPECT_NE(out.find("runs: tidied 5 unfinished run directories"), std::string::npos) << out;
 }
 
 TEST(RunDir, OverwriteReplacesOnlyARecforgeRun) {
