@@ -733,6 +733,12 @@ int cmd_index_bench() {
   in.items = a ? &a->items : &items;
   in.seen = a ? &a->seen : &seen;
   in.index = a ? &a->index : &idx;
+  // Recall at a k past the items is recall at all of them (it printed recall@2147483647).
+  if (g.k > in.index->size()) {
+    log().warn("--k {} is above the number of items, {}; recall is measured at k {}", g.k,
+               in.index->size(), in.index->size());
+    g.k = in.index->size();
+  }
   in.k = static_cast<int>(g.k);
   in.max_users = g.bench_users;
   const bool ivf = in.index->type() == index::Type::kIvfFlat || in.index->type() == index::Type::kIvfPq;

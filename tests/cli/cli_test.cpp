@@ -765,6 +765,16 @@ TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {
   EXPECT_DOUBLE_EQ(recall(rows[4]), 1.0);  // all cells: exhaustive
   // From the export (its index as written), HNSW from --set, and mistakes.
   EXPECT_EQ(run(t.str(), "index-bench runs/small/export --k 5 --users 50").rc, 0);
+  // A k past the items is recall at all of them, said so (it printed recall@100000).
+  const Result wide = run(t.str(), "index-bench runs/small/export --k 100000 --users 20");
+  EXPECT_EQ(wide.rc, 0) << wide.out;
+  const std::string ids = test::read_file(t.file("runs/small/export/item_ids.txt"));
+  const std::string n_items = std::to_string(std::count(ids.begin(), ids.end(), '\n'));
+  EXPECT_NE(wide.out.find("--k 100000 is above the number of items, " + n_items +
+                          "; recall is measured at k " + n_items),
+            std::string::npos)
+      << wide.out;
+  EXPECT_NE(wide.out.find("recall@" + n_items), std::string::npos) << wide.out;
   const Result h = run(t.str(), "index-bench runs/small --k 5 --set index.type=hnsw --ef-search 16,64");
   EXPECT_EQ(h.rc, 0) << h.out;
   EXPECT_NE(h.out.find("hnsw       ef_search        64"), std::string::npos) << h.out;
