@@ -182,10 +182,10 @@ bool is_artifact(const std::string& dir);
 /// whose "format" is kFormatName: another program's manifest.json does not make it an export.
 bool has_export_manifest(const std::string& dir);
 
-/// The innermost run directory or export that holds `path` (itself included when `self`),
-/// following links and ".." first, as "the run directory D" or "the export D"; "" when none.
-/// Files recforge did not write have no place there.
-std::string recforge_owner(const std::string& path, bool self);
+/// The innermost run directory (with `runs`) or export that holds `path` (itself included when
+/// `self`), following links and ".." first, as "the run directory D" or "the export D"; "" when
+/// none. Files recforge did not write have no place there.
+std::string recforge_owner(const std::string& path, bool self, bool runs = true);
 
 /// Where an export interrupted between moving the previous export at `dir` aside and the new one
 /// in (file systems without an atomic exchange) left that previous export (`<dir>.old-<pid>`),

@@ -75,13 +75,13 @@ bool has_export_manifest(const std::string& dir) {
   return j.is_object() && j.contains("format") && j["format"] == kFormatName;
 }
 
-std::string recforge_owner(const std::string& path, bool self) {
+std::string recforge_owner(const std::string& path, bool self, bool runs) {
   std::error_code ec;
   fs::path d = fs::weakly_canonical(fs::absolute(path), ec);
   if (ec) return "";
   if (!self) d = d.parent_path();
   for (; !d.empty(); d = d.parent_path()) {
-    if (is_run_directory(d.string())) return "the run directory " + d.string();
+    if (runs && is_run_directory(d.string())) return "the run directory " + d.string();
     if (has_export_manifest(d.string())) return "the export " + d.string();
     if (d == d.root_path()) break;
   }
@@ -306,14 +306,11 @@ Layout inspect_target(const fs::path& out, const std::string& out_s,
     fail("{}: is a symbolic link (to {}); give the export directory itself as {}", out_s,
          target.string(), option);
   }
-  // Inside an export (its version directories, its `current`): the export is the unit.
-  for (fs::path d = fs::weakly_canonical(fs::absolute(out).parent_path(), ec); !ec && !d.empty();
-       d = d.parent_path()) {
-    if (has_export_manifest(d.string()))
-      fail("{}: is inside the export {}; give that export (or a new directory outside it) as {}",
-           out_s, d.string(), option);
-    if (d == d.root_path()) break;
-  }
+  // Inside an export (its version directories, its `current`): the export is the unit. (An
+  // export inside a run directory is where training puts it.)
+  if (const std::string owner = recforge_owner(out.string(), false, false); !owner.empty())
+    fail("{}: is inside {}; give that export (or a new directory outside it) as {}", out_s,
+         owner, option);
   if (fs::exists(fs::symlink_status(out, ec))) {
     if (!fs::is_directory(out, ec))
       fail("{}: exists and is not a directory; expected a new path or an earlier recforge export",

@@ -461,44 +461,70 @@ void require_one_document(const YAML::Node& root, const std::string& text, const
          name, first_line, first_col);
 }
 
-// Every quoted scalar (key or value) of `node` ends on the line it starts on. yaml-cpp lets a
-// double- or single-quoted value whose closing quote is missing run on over the following lines
-// (folded into spaces) up to the end of the file, so `name: "exp1` would swallow the sections
-// below it without an error. A config never needs a value over several lines. Called after
-// require_utf8_scalars, which bounds the number of nodes.
-void require_closed_quotes(const YAML::Node& node, const std::string& text, const std::string& name) {
-  if (node.IsScalar()) {
-    const YAML::Mark m = node.Mark();
-    // yaml-cpp counts positions after a byte order mark.
-    const size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
-    if (m.is_null() || m.pos < 0 || static_cast<size_t>(m.pos) + bom >= text.size()) return;
-    const size_t at = static_cast<size_t>(m.pos) + bom;
-    const char quote = text[at];
-    if (quote != '"' && quote != '\'') return;
-    for (size_t i = at + 1; i < text.size(); ++i) {
-      const char ch = text[i];
-      if (ch == '\n' || ch == '\r') break;
-      if (quote == '"' && ch == '\\') {
-        ++i;  // an escaped character (\" included)
+// A quoted scalar (key or value) ends on the line it starts on. yaml-cpp lets a double- or
+// single-quoted value whose closing quote is missing run on over the following lines (folded
+// into spaces) up to the end of the file, so `name: "exp1` would swallow the sections below it
+// without an error. A config never needs a value over several lines.
+void check_closed_quote(const YAML::Node& node, const std::string& text, const std::string& name) {
+  const YAML::Mark m = node.Mark();
+  // yaml-cpp counts positions after a byte order mark.
+  const size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  if (m.is_null() || m.pos < 0 || static_cast<size_t>(m.pos) + bom >= text.size()) return;
+  const size_t at = static_cast<size_t>(m.pos) + bom;
+  const char quote = text[at];
+  if (quote != '"' && quote != '\'') return;
+  for (size_t i = at + 1; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '\n' || ch == '\r') break;
+    if (quote == '"' && ch == '\\') {
+      ++i;  // an escaped character (\" included)
+      continue;
+    }
+    if (ch == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is a quote inside a single-quoted value
         continue;
       }
-      if (ch == quote) {
-        if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
-          ++i;  // '' is a quote inside a single-quoted value
-          continue;
-        }
-        return;
-      }
+      return;
     }
-    fail("{}: the value quoted with {} here has no closing {} on its line; a config value is "
-         "one line (close the quote)",
-         location(name, m), quote, quote);
+  }
+  fail("{}: the value quoted with {} here has no closing {} on its line; a config value is "
+       "one line (close the quote)",
+       location(name, m), quote, quote);
+}
+
+// A config has a few hundred values; YAML aliases (`*a`) can make a short text expand to
+// exponentially many, each visited by every walk over the document.
+constexpr int64_t kMaxConfigNodes = 100000;
+
+// Every scalar (key or value) of `node`: UTF-8 after yaml-cpp's escapes, no NUL, and, when
+// `text` (the YAML the node was read from) is given, check_closed_quote. One walk, bounded to
+// kMaxConfigNodes visits.
+void check_scalars(const YAML::Node& node, const std::string& name, const std::string* text,
+                   int64_t& visited) {
+  if (++visited > kMaxConfigNodes)
+    fail("{}: the document expands to over {} values (YAML aliases?); a config is a few hundred "
+         "settings",
+         name, kMaxConfigNodes);
+  if (node.IsScalar()) {
+    const std::string& value = node.Scalar();
+    const size_t i = first_non_utf8(value);
+    if (i != std::string::npos)
+      fail("{}: this value decodes to byte 0x{:02X}, which is not UTF-8 (yaml-cpp turns the "
+           "escapes \\_ and \\N into single bytes); write the character itself",
+           location(name, node.Mark()), static_cast<unsigned char>(value[i]));
+    // "\0" in a double-quoted value: a path or name with a NUL would be cut there by every
+    // system call, so another file than the one shown would be read or written.
+    if (value.find('\0') != std::string::npos)
+      fail("{}: this value holds a NUL byte (the escape \\0); settings are text without NUL",
+           location(name, node.Mark()));
+    if (text) check_closed_quote(node, *text, name);
   } else if (node.IsSequence()) {
-    for (const YAML::Node& e : node) require_closed_quotes(e, text, name);
+    for (const YAML::Node& e : node) check_scalars(e, name, text, visited);
   } else if (node.IsMap()) {
     for (const auto& kv : node) {
-      require_closed_quotes(kv.first, text, name);
-      require_closed_quotes(kv.second, text, name);
+      check_scalars(kv.first, name, text, visited);
+      check_scalars(kv.second, name, text, visited);
     }
   }
 }
@@ -560,8 +586,8 @@ struct ConfigBuilder {
       fail("{}: invalid YAML: {}", location(name, e.mark), e.msg);
     }
     require_one_document(root, yaml_text, name);
-    require_utf8_scalars(root, name);
-    require_closed_quotes(root, yaml_text, name);
+    int64_t visited = 0;
+    check_scalars(root, name, &yaml_text, visited);
     apply_document(c, root, name);
     resolve_model_defaults(c);
     for (const std::string& o : overrides) c.set(o);
@@ -719,8 +745,9 @@ void Config::set(const std::string& assignment) {
   if (value.IsNull() && !raw.empty() && raw != "~" && raw != "null" && raw != "Null" &&
       raw != "NULL")
     value = YAML::Node(raw);
-  require_utf8_scalars(value, prefix);
-  require_closed_quotes(value, assignment.substr(eq + 1), prefix);
+  const std::string value_text = assignment.substr(eq + 1);
+  int64_t visited = 0;
+  check_scalars(value, prefix, &value_text, visited);
   ConfigBuilder::store(*this, idx, value, prefix, prefix);
   ConfigBuilder::resolve_model_defaults(*this);
 }
@@ -888,44 +915,9 @@ bool operator==(const Settings& a, const Settings& b) {
   return true;
 }
 
-namespace {
-
-// A config has a few hundred values; YAML aliases (`*a`) can make a short text expand to
-// exponentially many, each visited by every walk over the document.
-constexpr int64_t kMaxConfigNodes = 100000;
-
-void require_utf8_scalars(const YAML::Node& node, const std::string& name, int64_t& visited) {
-  if (++visited > kMaxConfigNodes)
-    fail("{}: the document expands to over {} values (YAML aliases?); a config is a few hundred "
-         "settings",
-         name, kMaxConfigNodes);
-  if (node.IsScalar()) {
-    const std::string& text = node.Scalar();
-    const size_t i = first_non_utf8(text);
-    if (i != std::string::npos)
-      fail("{}: this value decodes to byte 0x{:02X}, which is not UTF-8 (yaml-cpp turns the "
-           "escapes \\_ and \\N into single bytes); write the character itself",
-           location(name, node.Mark()), static_cast<unsigned char>(text[i]));
-    // "\0" in a double-quoted value: a path or name with a NUL would be cut there by every
-    // system call, so another file than the one shown would be read or written.
-    if (text.find('\0') != std::string::npos)
-      fail("{}: this value holds a NUL byte (the escape \\0); settings are text without NUL",
-           location(name, node.Mark()));
-  } else if (node.IsSequence()) {
-    for (const YAML::Node& e : node) require_utf8_scalars(e, name, visited);
-  } else if (node.IsMap()) {
-    for (const auto& kv : node) {
-      require_utf8_scalars(kv.first, name, visited);
-      require_utf8_scalars(kv.second, name, visited);
-    }
-  }
-}
-
-}  // namespace
-
 void require_utf8_scalars(const YAML::Node& node, const std::string& name) {
   int64_t visited = 0;
-  require_utf8_scalars(node, name, visited);
+  check_scalars(node, name, nullptr, visited);
 }
 
 // ---- Markdown reference -----------------------------------------------------------------------

@@ -412,6 +412,53 @@ int connect_to(int port) {
   return fd;
 }
 
+/// Sends `request` on a new connection and returns the first response (its headers, and its
+/// body by Content-Length: the library may keep the connection open after an error).
+std::string exchange(int port, const std::string& request) {
+  const int fd = connect_to(port);
+  if (fd < 0) return "(no connection)";
+  std::string response;
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+      response.append(buf, static_cast<size_t>(n));
+      const size_t end = response.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      std::smatch m;
+      const std::string head = response.substr(0, end);
+      const size_t length = std::regex_search(head, m, std::regex("Content-Length: ([0-9]+)", std::regex::icase))
+                                ? std::stoul(m[1].str())
+                                : 0;
+      if (response.size() >= end + 4 + length) break;
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+/// Waits until /metrics says `n` requests are in flight (the scrape included).
+bool in_flight(httplib::Client& c, int n) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(std::chrono::milliseconds(1)))
+    if (get(c, "/metrics").text.find("recforge_requests_in_flight " + std::to_string(n) + "\n") !=
+        std::string::npos)
+      return true;
+  return false;
+}
+
+/// A connected socket, closed when it goes out of scope (a failed assertion included), so that
+/// the server never waits on a half-sent request of a test that ended.
+struct Socket {
+  int fd;
+  explicit Socket(int port) : fd(connect_to(port)) {}
+  ~Socket() { close(); }
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
 TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
   // An export that cannot be loaded: the first load fails, /healthz still answers, the rest 503.
   {
@@ -464,12 +511,7 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
     } end_post{trickling, trickle, fd};
     auto c = r.client();
     // Two in flight: the POST and this scrape of /metrics.
-    bool posting = false;
-    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-         !posting && std::chrono::steady_clock::now() < until;
-         std::this_thread::sleep_for(std::chrono::milliseconds(1)))
-      posting = get(c, "/metrics").text.find("recforge_requests_in_flight 2\n") != std::string::npos;
-    ASSERT_TRUE(posting) << "the POST was never in flight";
+    ASSERT_TRUE(in_flight(c, 2)) << "the POST was never in flight";
     const Reply rep = get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0));
     end_post();
     EXPECT_EQ(rep.status, 503) << rep.text;
@@ -486,41 +528,6 @@ TEST_F(ServeTest, NotReadyAnswers503UntilAnExportLoadsAndTimeoutsAre503) {
     auto c = r.client();
     EXPECT_EQ(get(c, "/v1/recommend?user=" + lib_a_->user_ids().external(0)).status, 200);
   }
-}
-
-/// Sends `request` on a new connection and returns the first response (its headers, and its
-/// body by Content-Length: the library may keep the connection open after an error).
-std::string exchange(int port, const std::string& request) {
-  const int fd = connect_to(port);
-  if (fd < 0) return "(no connection)";
-  std::string response;
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
-      response.append(buf, static_cast<size_t>(n));
-      const size_t end = response.find("\r\n\r\n");
-      if (end == std::string::npos) continue;
-      std::smatch m;
-      const std::string head = response.substr(0, end);
-      const size_t length = std::regex_search(head, m, std::regex("Content-Length: ([0-9]+)", std::regex::icase))
-                                ? std::stoul(m[1].str())
-                                : 0;
-      if (response.size() >= end + 4 + length) break;
-    }
-  }
-  ::close(fd);
-  return response;
-}
-
-/// Waits until /metrics says `n` requests are in flight (the scrape included).
-bool in_flight(httplib::Client& c, int n) {
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-       std::chrono::steady_clock::now() < until;
-       std::this_thread::sleep_for(std::chrono::milliseconds(1)))
-    if (get(c, "/metrics").text.find("recforge_requests_in_flight " + std::to_string(n) + "\n") !=
-        std::string::npos)
-      return true;
-  return false;
 }
 
 // A Range header would have the library cut a JSON answer to a fragment sent as 200; the method
@@ -585,21 +592,21 @@ TEST_F(ServeTest, ARequestWaitingForCompanyGoesWhenTheOtherRequestEnds) {
   o.timeout_ms = 120000;
   Running r(o);
   ASSERT_EQ(r.server->wait_loaded(), "");
-  const int fd = connect_to(r.server->port());
-  ASSERT_GE(fd, 0);
+  Socket post(r.server->port());
+  ASSERT_GE(post.fd, 0);
   const std::string partial = "POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
-  ASSERT_EQ(::send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  ASSERT_EQ(::send(post.fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
   auto c = r.client();
-  if (!in_flight(c, 2)) ::close(fd);
   ASSERT_TRUE(in_flight(c, 2)) << "the POST was never in flight";
   auto waiting = std::async(std::launch::async, [&] {
     auto mine = r.client();
     mine.set_read_timeout(20, 0);  // a third of --batch-wait-ms
     return get(mine, "/v1/recommend?user=" + lib_a_->user_ids().external(0));
   });
-  ASSERT_TRUE(in_flight(c, 3)) << "the GET was never in flight";
-  ::close(fd);  // the POST ends (its body never completes)
+  if (!in_flight(c, 3)) post.close();  // the GET is then answered; the failure is said below
+  ASSERT_TRUE(post.fd >= 0) << "the GET was never in flight";
+  post.close();  // the POST ends (its body never completes)
   const Reply rep = waiting.get();
   EXPECT_EQ(rep.status, 200) << rep.text;
 }
