@@ -61,10 +61,6 @@ std::vector<std::string> section_names(const std::vector<Param>& table) {
   return out;
 }
 
-const std::regex& int_re() {
-  static const std::regex re("[-+]?[0-9]+");
-  return re;
-}
 const std::regex& float_re() {
   static const std::regex re("[-+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?");
   return re;
@@ -137,6 +133,16 @@ std::string int32_refusal(const Param& p, const std::vector<int64_t>& values,
   return "";
 }
 
+/// The refusal of a whole number beyond what a 64-bit integer holds.
+std::string int64_refusal(const Param& p, const std::string& shown) {
+  if (p.int32) return int32_refusal(p, {std::numeric_limits<int64_t>::max()}, shown);
+  return fmt::format("expected {}{}{} between {} and {} (recforge keeps it in a 64-bit integer), "
+                     "got {}",
+                     p.type == Type::kIntList ? "a list of integers" : "an integer", bounds_text(p),
+                     p.min || p.max ? " and" : "", std::numeric_limits<int64_t>::min(),
+                     std::numeric_limits<int64_t>::max(), shown);
+}
+
 /// What a valid value looks like, for "expected ..." messages.
 std::string expected_text(const Param& p) {
   switch (p.type) {
@@ -156,15 +162,58 @@ std::string expected_text(const Param& p) {
   return "";
 }
 
-std::optional<int64_t> parse_int(const YAML::Node& n) {
+/// A plain scalar read as an integer: "-12", "+7", or decimal notation whose value is a whole
+/// number ("1.5e9", "2000.0"; configs often write timestamps so), read exactly from its digits,
+/// never through a double. nullopt for anything else; `*overflow` is set for a whole number
+/// beyond int64.
+std::optional<int64_t> parse_int(const YAML::Node& n, bool* overflow = nullptr) {
+  if (overflow) *overflow = false;
   if (!n.IsScalar() || !is_plain(n)) return std::nullopt;
-  std::string s = n.Scalar();
-  if (!std::regex_match(s, int_re())) return std::nullopt;
-  if (s[0] == '+') s.erase(0, 1);
-  int64_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
+  const std::string& s = n.Scalar();
+  if (!std::regex_match(s, float_re())) return std::nullopt;
+  size_t i = 0;
+  const bool negative = s[0] == '-';
+  if (s[0] == '-' || s[0] == '+') ++i;
+  std::string digits;  // the value is digits * 10^exponent
+  int64_t exponent = 0;
+  bool after_point = false;
+  for (; i < s.size() && s[i] != 'e' && s[i] != 'E'; ++i) {
+    if (s[i] == '.') {
+      after_point = true;
+    } else {
+      digits += s[i];
+      if (after_point) --exponent;
+    }
+  }
+  digits.erase(0, std::min(digits.find_first_not_of('0'), digits.size()));
+  if (digits.empty()) return 0;  // 0, -0.0, 0e99...
+  while (digits.back() == '0') digits.pop_back(), ++exponent;
+  if (i < s.size()) {  // the exponent
+    std::string e = s.substr(i + 1);
+    if (!e.empty() && e[0] == '+') e.erase(0, 1);
+    int64_t written = 0;
+    const auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), written);
+    const bool read = ec == std::errc() && end == e.data() + e.size();
+    if (!read || written > 100000 || written < -100000) {  // far beyond int64, or a tiny fraction
+      if (overflow && e[0] != '-') *overflow = true;
+      return std::nullopt;
+    }
+    exponent += written;
+  }
+  if (exponent < 0) return std::nullopt;  // a fraction remains (trailing zeros are gone)
+  if (static_cast<int64_t>(digits.size()) + exponent > 19) {
+    if (overflow) *overflow = true;
+    return std::nullopt;
+  }
+  digits.append(static_cast<size_t>(exponent), '0');
+  uint64_t magnitude = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude);
+  const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) + (negative ? 1 : 0);
+  if (ec != std::errc() || end != digits.data() + digits.size() || magnitude > limit) {
+    if (overflow) *overflow = true;
+    return std::nullopt;
+  }
+  return negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
 }
 
 std::optional<double> parse_float(const YAML::Node& n) {
@@ -188,7 +237,9 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
   }
   switch (p.type) {
     case Type::kInt: {
-      const auto v = parse_int(n);
+      bool overflow = false;
+      const auto v = parse_int(n, &overflow);
+      if (overflow) return int64_refusal(p, render(n));
       if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
       if (std::string why = int32_refusal(p, {*v}, render(n)); !why.empty()) return why;
       out->i = *v;
@@ -226,19 +277,24 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
       std::vector<int64_t> list;
       std::string shown = render(n);
       if (n.IsScalar()) {
-        const auto v = parse_int(n);
+        bool overflow = false;
+        const auto v = parse_int(n, &overflow);
+        if (overflow) return int64_refusal(p, shown);
         if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
         list.push_back(*v);
       } else if (n.IsSequence()) {
-        bool ok = true;
+        bool ok = true, overflow = false;
         std::vector<std::string> elements;
         for (const YAML::Node& e : n) {
-          const auto v = parse_int(e);
+          bool beyond = false;
+          const auto v = parse_int(e, &beyond);
+          overflow = overflow || beyond;
           ok = ok && v && in_bounds(p, static_cast<double>(*v));
           if (v) list.push_back(*v);
           elements.push_back(render(e));
         }
         shown = "[" + join(elements, ", ") + "]";
+        if (overflow) return int64_refusal(p, shown);
         if (!ok) return "expected " + expected_text(p) + ", got " + shown;
       } else {
         return fail_text;
@@ -1017,13 +1073,14 @@ std::string markdown_reference(const std::vector<Param>& table,
       "general default in the Default column (for example `model.negatives`): a setting left "
       "out takes the default of the `model.type` in force, wherever that is given. `recforge "
       "config FILE` prints every value with where it came from.\n"
-      "- Types: *integer* is a whole number; *number* is an integer or a decimal "
+      "- Types: *integer* is a whole number, in any notation without a fraction (`64`, `1.5e9`, "
+      "read exactly, never rounded); *number* is an integer or a decimal "
       "(`0.5`, `1e-3`); *boolean* is `true` or `false` (`yes`/`no` and `on`/`off` also work); "
       "*string* is any text (quote it only when YAML requires); *enum* is one of the listed "
       "words; *integer list* is `[20, 50]` or a single integer.\n"
       "- Ranges: `[a, b]` includes both ends, `(a, b)` excludes them. An integer is at most "
       "2147483647 (2^31 - 1, recforge keeps most in 32 bits) besides its range, except the "
-      "seeds and `synthetic.interactions`.\n";
+      "seeds, `synthetic.interactions` and `split.cutoff` (64 bits).\n";
   for (const std::string& name : section_names(table)) {
     out += "\n## " + name + "\n\n";
     for (const Section& s : section_list)

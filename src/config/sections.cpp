@@ -376,8 +376,10 @@ void SplitSection::declare(Fields<SplitSection>& f) {
           "Number of interactions per user held out by `leave_last`.")
       .ge(1);
   f.field(&SplitSection::cutoff, "split.cutoff",
-          "Timestamp that separates training from test for `time`; unset uses "
-          "`split.cutoff_quantile`.");
+          "Timestamp that separates training from test for `time`, in the data's time unit: "
+          "interactions at or after it are test (nanosecond timestamps are exact); unset uses "
+          "`split.cutoff_quantile`.")
+      .any_int64();
   f.field(&SplitSection::cutoff_quantile, "split.cutoff_quantile",
           "Quantile of all timestamps used as the cutoff when `split.cutoff` is unset.")
       .gt(0)

@@ -90,7 +90,7 @@ struct SplitSection {
   std::string method = "random";
   double test_fraction = 0.2;
   int64_t leave_k = 1;
-  std::optional<double> cutoff;
+  std::optional<int64_t> cutoff;
   double cutoff_quantile = 0.8;
   double heldout_users = 0.1;
   double validation_fraction = 0;

@@ -56,17 +56,24 @@ int64_t holdout_count(int64_t n, double fraction) {
   return std::min<int64_t>(std::llround(static_cast<double>(n) * fraction), n - 1);
 }
 
-// The q-quantile of `v` with linear interpolation between order statistics (numpy's default).
-double quantile(std::vector<int64_t> v, double q) {
+// The cutoff at the q-quantile of `v`, linearly interpolated between order statistics (numpy's
+// default): the smallest integer at or above that quantile, so `time >= cutoff` takes exactly
+// the times at or above it.
+int64_t quantile_cutoff(std::vector<int64_t> v, double q) {
   RF_ASSERT(!v.empty(), "quantile of an empty set");
   const double pos = q * static_cast<double>(v.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(pos));
   std::nth_element(v.begin(), v.begin() + lo, v.end());
-  const double v_lo = static_cast<double>(v[lo]);
+  const int64_t v_lo = v[lo];
   const double frac = pos - static_cast<double>(lo);
   if (frac <= 0 || lo + 1 >= v.size()) return v_lo;
-  const double v_hi = static_cast<double>(*std::min_element(v.begin() + lo + 1, v.end()));
-  return v_lo + frac * (v_hi - v_lo);
+  const int64_t v_hi = *std::min_element(v.begin() + lo + 1, v.end());
+  // v_lo + ceil(frac * (v_hi - v_lo)) in integers: never above v_hi, exact for any int64 times.
+  const uint64_t gap = static_cast<uint64_t>(v_hi) - static_cast<uint64_t>(v_lo);
+  const auto step = static_cast<uint64_t>(
+      std::min(std::ceil(static_cast<long double>(frac) * static_cast<long double>(gap)),
+               static_cast<long double>(gap)));
+  return static_cast<int64_t>(static_cast<uint64_t>(v_lo) + step);
 }
 
 // Labels every interaction with its part; each pass moves some kTrain interactions elsewhere.
@@ -122,11 +129,11 @@ class Splitter {
   }
 
   // Train interactions with time >= cutoff → `to`.
-  void time_cutoff(double cutoff, Part to) {
+  void time_cutoff(int64_t cutoff, Part to) {
     const offset_t n = x_.size();
 #pragma omp parallel for schedule(static)
     for (offset_t k = 0; k < n; ++k)
-      if (part_[k] == kTrain && static_cast<double>(x_.times[k]) >= cutoff) part_[k] = to;
+      if (part_[k] == kTrain && x_.times[k] >= cutoff) part_[k] = to;
   }
 
   // Timestamps of the current train interactions.
@@ -224,8 +231,6 @@ void check_options(const Interactions& all, const SplitOptions& o) {
       if (o.leave_k < 1) fail("split.leave_k must be at least 1, got {}", o.leave_k);
       break;
     case SplitMethod::kTime:
-      if (o.cutoff && !std::isfinite(*o.cutoff))
-        fail("split.cutoff must be a finite timestamp, got {}", *o.cutoff);
       if (!o.cutoff) check_fraction("split.cutoff_quantile", o.cutoff_quantile, false);
       break;
     case SplitMethod::kGiven:
@@ -305,7 +310,7 @@ Split split_interactions(const Interactions& all, int64_t n_users, const SplitOp
       break;
     case SplitMethod::kTime:
       if (timed) {
-        const double cutoff = o.cutoff ? *o.cutoff : quantile(all.times, o.cutoff_quantile);
+        const int64_t cutoff = o.cutoff ? *o.cutoff : quantile_cutoff(all.times, o.cutoff_quantile);
         s.time_cutoff(cutoff, kTest);
         if (s.count(kTrain) == 0) {
           const int64_t earliest = *std::min_element(all.times.begin(), all.times.end());
@@ -349,7 +354,7 @@ Split split_interactions(const Interactions& all, int64_t n_users, const SplitOp
       case SplitMethod::kTime: {
         const std::vector<int64_t> t = s.train_times();
         if (t.empty()) break;
-        const double cutoff = quantile(t, 1.0 - o.validation_fraction);
+        const int64_t cutoff = quantile_cutoff(t, 1.0 - o.validation_fraction);
         s.time_cutoff(cutoff, kValidation);
         if (s.count(kTrain) == 0)
           fail(

@@ -49,7 +49,7 @@ struct SplitOptions {
   SplitMethod method = SplitMethod::kRandom;  ///< how test interactions are chosen
   double test_fraction = 0.2;        ///< random/users: fraction of a user's interactions in test
   int leave_k = 1;                   ///< leave_last: interactions per user in test
-  std::optional<double> cutoff;      ///< time: explicit cutoff timestamp
+  std::optional<int64_t> cutoff;     ///< time: explicit cutoff timestamp
   double cutoff_quantile = 0.8;      ///< time: quantile of all timestamps used without `cutoff`
   double heldout_users = 0.1;        ///< users: fraction of users held out
   double validation_fraction = 0.0;  ///< > 0: also carve a validation set from train

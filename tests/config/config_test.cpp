@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <algorithm>
 #include <cstdlib>
@@ -286,7 +287,7 @@ TEST(ConfigParse, ReadsEveryTypeAndRecordsWhere) {
   EXPECT_EQ(c.get_float("data.min_weight"), -2.0);
   EXPECT_EQ(c.get_string("data.time_col"), "ts");
   EXPECT_EQ(c.get_string("train.device"), "cuda:1");
-  EXPECT_EQ(c.get_float("split.cutoff"), 1.5e9);
+  EXPECT_EQ(c.get_int("split.cutoff"), 1500000000);  // a whole number in decimal notation
   EXPECT_EQ(c.where("data.item_col"), "default");
   EXPECT_EQ(c.source(), "configs/x.yaml");
 }
@@ -380,6 +381,33 @@ TEST(ConfigErrors, PrivacySettingsThatCannotWorkTogether) {
             "\"everyone\"");
 }
 
+TEST(ConfigValues, WholeNumbersAreReadExactlyInAnyDecimalNotation) {
+  // Integers are read from their digits, never through a double: a nanosecond timestamp above
+  // 2^53 keeps its last digit (a double would round 1700000000000000001 to ...000).
+  const std::pair<const char*, int64_t> cases[] = {
+      {"1700000000000000001", 1700000000000000001},
+      {"1.700000000000000001e18", 1700000000000000001},
+      {"1.5e9", 1500000000},
+      {"15E+8", 1500000000},
+      {"2000.000", 2000},
+      {"+0.0e99", 0},
+      {"-0", 0},
+      {"-120e-1", -12},
+      {"-9223372036854775808", std::numeric_limits<int64_t>::min()},
+      {"9.223372036854775807e18", std::numeric_limits<int64_t>::max()},
+  };
+  for (const auto& [text, value] : cases) {
+    const Config c = Config::parse(std::string("split:\n  cutoff: ") + text + "\n", "x.yaml");
+    EXPECT_EQ(c.get_int("split.cutoff"), value) << text;
+  }
+  EXPECT_EQ(Config::parse("model:\n  factors: 6.4e1\n", "x.yaml").get_int("model.factors"), 64);
+  EXPECT_NE(error_of("split:\n  cutoff: 9223372036854775808\n").find("64-bit"), std::string::npos);
+  EXPECT_NE(error_of("split:\n  cutoff: -9.223372036854775809e18\n").find("64-bit"),
+            std::string::npos);
+  EXPECT_EQ(error_of("split:\n  cutoff: 1500000000.5\n"),
+            "x.yaml:2:3: split.cutoff: expected an integer, got 1500000000.5");
+}
+
 TEST(ConfigErrors, Integers) {
   EXPECT_EQ(error_of("run:\n  seed: abc\n"),
             "x.yaml:2:3: run.seed: expected an integer >= 0, got \"abc\"");
@@ -392,12 +420,26 @@ TEST(ConfigErrors, Integers) {
   EXPECT_EQ(error_of("run:\n  seed: \"42\"\n"),
             "x.yaml:2:3: run.seed: expected an integer >= 0, got \"42\"");
   EXPECT_EQ(error_of("run:\n  seed: 99999999999999999999\n"),
-            "x.yaml:2:3: run.seed: expected an integer >= 0, got 99999999999999999999");
+            "x.yaml:2:3: run.seed: expected an integer >= 0 and between -9223372036854775808 and "
+            "9223372036854775807 (recforge keeps it in a 64-bit integer), got "
+            "99999999999999999999");
+  EXPECT_EQ(error_of("run:\n  seed: 1e19\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0 and between -9223372036854775808 and "
+            "9223372036854775807 (recforge keeps it in a 64-bit integer), got 1e19");
+  EXPECT_EQ(error_of("eval:\n  ks: [10, 1e30]\n"),
+            "x.yaml:2:3: eval.ks: expected a list of integers >= 1 and at most 2147483647 "
+            "(recforge keeps it in a 32-bit integer), got [10, 1e30]");
+  // A fraction is not an integer, however it is written; a tiny exponent is still a fraction.
+  EXPECT_EQ(error_of("run:\n  seed: 15e-1\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got 15e-1");
+  EXPECT_EQ(error_of("run:\n  seed: 1e-99999999999999999999\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got 1e-99999999999999999999");
   EXPECT_EQ(error_of("data:\n  min_user_interactions: 0\n"),
             "x.yaml:2:3: data.min_user_interactions: expected an integer >= 1, got 0");
   EXPECT_EQ(error_of("synthetic:\n  items: 1\n"),
             "x.yaml:2:3: synthetic.items: expected an integer >= 2, got 1");
   EXPECT_EQ(error_of("run:\n  seed: +5\n"), "");
+  EXPECT_EQ(error_of("run:\n  seed: 9223372036854775807\n"), "");
   // Integers the code keeps in 32 bits are refused past 2^31 - 1 instead of wrapping
   // (4294967360 factors would have become 64); the seeds and the synthetic interaction count
   // keep 64 bits.
@@ -572,7 +614,7 @@ TEST(ConfigSet, OverridesApplyAfterTheFileInOrder) {
   EXPECT_EQ(c.where("data.delimiter"), "--set data.delimiter=comma");
   EXPECT_FALSE(c.is_set("data.path"));  // an empty value is YAML null
   EXPECT_EQ(c.where("data.path"), "--set data.path=");
-  EXPECT_EQ(c.get_float("split.cutoff"), 100.0);
+  EXPECT_EQ(c.get_int("split.cutoff"), 100);
   EXPECT_EQ(c.where("data.header"), "default");
   EXPECT_EQ(c.source(), file);
 
@@ -705,7 +747,7 @@ TEST(ConfigDump, YamlRoundTripsTrickyValues) {
       "data:\n  path: \"a: b\"\n  test_path: \"#\"\n  user_col: 0\n  item_col: \"1.5\"\n"
       "  weight_col: \"null\"\n  time_col: \"-x\"\n  cache_dir: \"~\"\n  min_weight: 0.1\n"
       "  header: true\n"  // column names need a header line (config::check)
-      "split:\n  method: given\n  cutoff: 1e-7\n  test_fraction: 0.30000000000000004\n"
+      "split:\n  method: given\n  cutoff: 1700000000000000001\n  test_fraction: 0.30000000000000004\n"
       "weighting:\n  bm25_k1: 123456789012345678\nexport:\n  out: \"\"\n",
       "x.yaml", {"run.seed=9223372036854775807", "data.delimiter=pipe"});
   const std::string yaml = c.to_yaml();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -168,12 +169,42 @@ TEST(Split, TimeUsesTheCutoffOrTheQuantile) {
   EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({1}));    // time 8
   EXPECT_EQ(items_of(s.test, 1), std::vector<index_t>({100}));  // kept though u1 has no train
   EXPECT_EQ(s.train.size(), 8);
-  o.cutoff = 5.0;  // times 5..9
+  o.cutoff = 5;  // times 5..9
   s = split_interactions(x, 2, o);
   expect_partition(x, s);
   EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({1, 3, 5, 8}));
-  o.cutoff = -1.0;  // everything in test: a mistake
+  o.cutoff = -1;  // everything in test: a mistake
   EXPECT_NE(error_of(x, 2, o).find("split.cutoff"), std::string::npos);
+}
+
+TEST(Split, TimeCutoffsAreExactForNanosecondTimestamps) {
+  // Nanosecond timestamps 1 ns apart, above 2^53 (where doubles are 256 ns apart): the cutoff,
+  // given or a quantile, separates them exactly.
+  constexpr int64_t t0 = 1700000000000000000;
+  Interactions x;
+  x.enable_times();
+  for (int k = 0; k < 5; ++k) x.push(0, k, 1, t0 + k);
+  SplitOptions o;
+  o.method = SplitMethod::kTime;
+  o.cutoff = t0 + 3;
+  Split s = split_interactions(x, 1, o);
+  expect_partition(x, s);
+  EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({3, 4}));
+  o.cutoff.reset();
+  o.cutoff_quantile = 0.5;  // position 2: the cutoff is t0 + 2
+  s = split_interactions(x, 1, o);
+  EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({2, 3, 4}));
+  o.cutoff_quantile = 0.55;  // position 2.2: t0 + 2.2, so t0 + 3 and later
+  s = split_interactions(x, 1, o);
+  EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({3, 4}));
+  // The extremes of int64 (an interpolation across the whole range must not overflow).
+  Interactions wide;
+  wide.enable_times();
+  wide.push(0, 0, 1, std::numeric_limits<int64_t>::min());
+  wide.push(0, 1, 1, std::numeric_limits<int64_t>::max());
+  o.cutoff_quantile = 0.5;  // halfway: -0.5, so the cutoff is 0
+  s = split_interactions(wide, 1, o);
+  EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({1}));
 }
 
 TEST(Split, UsersHoldsOutWholeUsersWithFoldIn) {
@@ -351,7 +382,7 @@ TEST(Split, ValidationIsCarvedFromTrainByTheSameMethod) {
     x.enable_times();
     add_user(x, 0, 10);  // times 0..9
     o.method = SplitMethod::kTime;
-    o.cutoff = 8.0;
+    o.cutoff = 8;
     const Split s = split_interactions(x, 1, o);
     expect_partition(x, s);
     EXPECT_EQ(items_of(s.test, 0), std::vector<index_t>({8, 9}));
