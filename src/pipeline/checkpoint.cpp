@@ -27,9 +27,11 @@ constexpr const char* kMeta = "checkpoint.json";
 
 // Parameters that do not change what training computes (see checkpoint_config).
 bool outside_training(const std::string& path) {
+  // train.device is where the run computes, like train.threads: `auto` already resumes on
+  // whatever the machine has, and `--device cpu` must resume an `auto` run on a CPU machine.
   static const char* const kKeys[] = {
       "run.name",   "run.dir",        "run.exists",             "run.log_level",
-      "run.progress", "train.threads", "train.checkpoint_every", "data.cache",
+      "run.progress", "train.threads", "train.device", "train.checkpoint_every", "data.cache",
       "data.cache_dir", "eval.test"};
   for (const char* k : kKeys)
     if (path == k) return true;
@@ -314,8 +316,8 @@ void check_checkpoint(const Checkpoint& c, const config::Config& cfg, const std:
       fail("{}: this checkpoint was written with {} {}, but this run has {} {} ({}); {}", dir,
            path, then, path, value.dump(), cfg.where(path), how);
     }
-    for (const auto& [path, value] : c.config.items())
-      differs = differs || !now.contains(path);  // a key this recforge no longer has
+    for (const auto& [path, value] : c.config.items())  // a key this recforge no longer has
+      differs = differs || (!now.contains(path) && !outside_training(path));
     if (differs || c.config.empty())
       fail("{}: this checkpoint was written with a different config (config hash {}, now {}); {}",
            dir, short_hash(c.config_hash), short_hash(config_hash(cfg)), how);

@@ -298,7 +298,8 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
   // Settings that do not change what training computes may differ.
   config::Config same = cfg;
   for (const char* s : {"run.log_level=debug", "train.threads=3", "train.checkpoint_every=5",
-                        "export.enabled=true", "index.type=hnsw", "eval.test=false", "run.name=x"})
+                        "export.enabled=true", "index.type=hnsw", "eval.test=false", "run.name=x",
+                        "train.device=cpu"})
     same.set(s);
   EXPECT_NO_THROW(pipeline::check_checkpoint(c, same, c.data_fingerprint, c.data_values, "runs/.r.checkpoint"));
 
@@ -330,6 +331,15 @@ TEST(CheckpointFiles, OtherSettingsOrDataAreRefusedNamingWhatDiffers) {
   older.config.erase("model.observed_weight");
   older.config_hash = "0000000000000000";
   EXPECT_NO_THROW(pipeline::check_checkpoint(older, cfg, c.data_fingerprint, c.data_values, "runs/.r.checkpoint"));
+  // A checkpoint written when train.device was in the hash (an `auto` run) resumes with
+  // --device cpu: the device is where a run computes, not what it computes.
+  Checkpoint with_device = c;
+  with_device.config["train.device"] = "auto";
+  with_device.config_hash = "1111111111111111";
+  config::Config on_cpu = cfg;
+  on_cpu.set("train.device=cpu");
+  EXPECT_NO_THROW(pipeline::check_checkpoint(with_device, on_cpu, c.data_fingerprint, c.data_values,
+                                             "runs/.r.checkpoint"));
   config::Config replaced = cfg;
   replaced.set("model.observed_weight=replaced");
   try {
