@@ -192,13 +192,20 @@ int cmd_compare() {
   MadeDirs made;  // removed again if writing fails
   made.create(g_compare.out, ec);
   if (ec) fail("--out {}: cannot create the directory: {}", g_compare.out, ec.message());
-  if (paired) {
-    const std::string file = g_compare.out + "/paired.csv";
-    write_file_atomic(file, sweep::paired_csv(*paired));
-    std::printf("paired: %s\n", file.c_str());
-  }
+  // Both files or neither: a paired.csv of these runs beside an earlier compare's curves.csv
+  // would pass for one comparison.
+  const std::string file = g_compare.out + "/paired.csv";
   const std::string csv = g_compare.out + "/curves.csv";
-  write_file_atomic(csv, sweep::curves_csv(runs));
+  std::vector<std::pair<std::string, std::string>> files;
+  if (paired) files.emplace_back(file, sweep::paired_csv(*paired));
+  files.emplace_back(csv, sweep::curves_csv(runs));
+  write_files_atomic(files);
+  // What an earlier compare wrote here (check_compare_out made sure of that) and this one does
+  // not write again describes other runs: a paired.csv without --paired, and the plot until
+  // plot() draws the new one (it may be skipped).
+  if (!paired) fs::remove(file, ec);
+  fs::remove(g_compare.out + "/curves.png", ec);
+  if (paired) std::printf("paired: %s\n", file.c_str());
   std::printf("curves: %s\n", csv.c_str());
   plot(csv, g_compare.out + "/curves.png", metric);
   made.keep();

@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -160,30 +162,19 @@ void sync_path(const std::string& path, bool directory) {
 
 namespace {
 
-// write_file_atomic and write_output_file. `output`: a user's --out file, whose symbolic link is
-// followed (the file it names is replaced, the link stays) and whose permission bits are kept
-// when it exists (under privacy.file_mode umask).
-void write_atomic(std::string path, const std::string& text, bool output) {
-  std::error_code ec;
-  if (output && fs::is_symlink(path, ec)) {
-    const fs::path target = fs::weakly_canonical(path, ec);
-    if (!ec) path = target.string();
-  }
-  struct stat existing {};
-  const bool keep_mode = output && file_mode() == FileMode::kUmask &&
-                         ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  // Removed if SIGINT or SIGTERM stops the process while it is written (a recommend --all
-  // output can take minutes and gigabytes).
-  add_interrupt_cleanup(tmp, false);
-  struct Unregister {
-    const std::string& p;
-    ~Unregister() { remove_interrupt_cleanup(p); }
-  } unregister{tmp};
+// The temporary file beside `path` that write_atomic and write_files_atomic write first.
+std::string temporary_name(const std::string& path) {
+  return fmt::format("{}.tmp.{}", path, getpid());
+}
+
+// Writes `text` to `tmp`, flushed to disk; `mode` (when >= 0) is given to it. On failure `tmp`
+// is removed and the error names `path`.
+void write_synced_file(const std::string& tmp, const std::string& path, const std::string& text,
+                       int mode) {
   const int fd = create_file(tmp);
   if (fd < 0) fail("{}: cannot write file: {}", path, std::strerror(errno));
   int err = 0;
-  if (keep_mode && ::fchmod(fd, existing.st_mode & 07777) != 0) err = errno;
+  if (mode >= 0 && ::fchmod(fd, static_cast<mode_t>(mode)) != 0) err = errno;
   for (size_t done = 0; err == 0 && done < text.size();) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
@@ -199,7 +190,13 @@ void write_atomic(std::string path, const std::string& text, bool output) {
     ::unlink(tmp.c_str());
     fail("{}: write failed: {}", path, std::strerror(err));
   }
-  without_interrupt_cleanup([&] { fs::rename(tmp, path, ec); });
+}
+
+// Renames the finished `tmp` to `path` (the caller holds the interrupt cleanup off); on failure
+// `tmp` is removed and the error names `path`.
+void move_into_place(const std::string& tmp, const std::string& path) {
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
   if (ec) {
     const std::string why = fs::is_directory(path) ? "it is a directory" : ec.message();
     std::error_code ignored;
@@ -208,7 +205,65 @@ void write_atomic(std::string path, const std::string& text, bool output) {
   }
 }
 
+// Test hook: RECFORGE_TEST_OUTPUT_PAUSE=<file name> makes write_output_file say on stderr that
+// the temporary file of an output of that name is written, and sleep before moving it into
+// place, so that a test can interrupt it there.
+void maybe_pause_output(const std::string& path) {
+  const char* want = std::getenv("RECFORGE_TEST_OUTPUT_PAUSE");
+  if (want == nullptr || fs::path(path).filename() != want) return;
+  std::fprintf(stderr, "output: paused before moving %s into place\n", path.c_str());
+  std::fflush(stderr);
+  for (;;) ::pause();
+}
+
+// write_file_atomic and write_output_file. `output`: a user's --out file, whose symbolic link is
+// followed (the file it names is replaced, the link stays) and whose permission bits are kept
+// when it exists (under privacy.file_mode umask).
+void write_atomic(std::string path, const std::string& text, bool output) {
+  std::error_code ec;
+  if (output && fs::is_symlink(path, ec)) {
+    const fs::path target = fs::weakly_canonical(path, ec);
+    if (!ec) path = target.string();
+  }
+  struct stat existing {};
+  const bool keep_mode = output && file_mode() == FileMode::kUmask &&
+                         ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  const std::string tmp = temporary_name(path);
+  // Removed if SIGINT or SIGTERM stops the process while it is written (a recommend --all
+  // output can take minutes and gigabytes).
+  const InterruptCleanup cleanup(tmp);
+  write_synced_file(tmp, path, text, keep_mode ? static_cast<int>(existing.st_mode & 07777) : -1);
+  if (output) maybe_pause_output(path);
+  without_interrupt_cleanup([&] { move_into_place(tmp, path); });
+}
+
 }  // namespace
+
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<std::unique_ptr<InterruptCleanup>> cleanups;
+  std::vector<std::string> written;
+  try {
+    for (const auto& [path, text] : files) {
+      const std::string tmp = temporary_name(path);
+      cleanups.push_back(std::make_unique<InterruptCleanup>(tmp));
+      write_synced_file(tmp, path, text, -1);
+      written.push_back(tmp);
+    }
+  } catch (...) {
+    for (const std::string& tmp : written) ::unlink(tmp.c_str());
+    throw;
+  }
+  without_interrupt_cleanup([&] {
+    for (size_t i = 0; i < files.size(); ++i) {
+      try {
+        move_into_place(written[i], files[i].first);
+      } catch (...) {
+        for (size_t j = i + 1; j < files.size(); ++j) ::unlink(written[j].c_str());
+        throw;
+      }
+    }
+  });
+}
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   write_atomic(path, text, false);
@@ -294,7 +349,8 @@ bool exchange_paths(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-int remove_stale_run_debris(const std::string& root) {
+int remove_stale_run_debris(const std::string& root, bool any_pid) {
+  const auto stale = [any_pid](long pid) { return any_pid ? pid > 0 : process_gone(pid); };
   std::error_code ec;
   std::vector<fs::path> entries;
   for (const auto& e : fs::directory_iterator(root, ec)) entries.push_back(e.path());
@@ -304,7 +360,7 @@ int remove_stale_run_debris(const std::string& root) {
     const std::string f = p.filename().string();
     const size_t tag = f.rfind(".partial-");
     if (f.empty() || f[0] != '.' || tag == std::string::npos || tag < 2) continue;
-    if (!process_gone(pid_after(f, ".partial-")) || !fs::is_directory(p, ec) ||
+    if (!stale(pid_after(f, ".partial-")) || !fs::is_directory(p, ec) ||
         !holds_only_run_files(p))
       continue;
     fs::remove_all(p, ec);
@@ -314,7 +370,7 @@ int remove_stale_run_debris(const std::string& root) {
     const std::string f = p.filename().string();
     const size_t tag = f.rfind(".old-");
     if (f.empty() || f[0] != '.' || tag == std::string::npos || tag < 2) continue;
-    if (!process_gone(pid_after(f, ".old-")) || !is_run_directory(p.string())) continue;
+    if (!stale(pid_after(f, ".old-")) || !is_run_directory(p.string())) continue;
     // An overwrite interrupted between its two renames: the old run is all there is.
     const fs::path name = p.parent_path() / f.substr(1, tag - 1);
     if (!fs::exists(name, ec)) {

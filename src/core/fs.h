@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace recforge {
@@ -86,6 +87,11 @@ void write_file_atomic(const std::string& path, const std::string& text);
 /// (with privacy.file_mode umask; other modes set theirs).
 void write_output_file(const std::string& path, const std::string& text);
 
+/// Writes several (path, text) files so that none is replaced unless all were written: each
+/// goes to a synced temporary file first (removed again if any fails), then all are renamed
+/// into place. For outputs that belong together (compare's paired.csv and curves.csv).
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files);
+
 /// Whether `dir` is a recforge run directory: a directory holding a run.json object with the
 /// "recforge_version" and "status" fields that `recforge train` writes.
 bool is_run_directory(const std::string& dir);
@@ -94,8 +100,10 @@ bool is_run_directory(const std::string& dir);
 /// staging directories `.<name>.partial-<pid>` holding only files a run writes, and earlier
 /// runs moved aside as `.<name>.old-<pid>` (moved back to `<name>` when that is absent, removed
 /// otherwise). Anything else (other folders, `.<name>.checkpoint/`, what live processes are
-/// writing) is kept. Returns how many entries were tidied.
-int remove_stale_run_debris(const std::string& root);
+/// writing) is kept. Returns how many entries were tidied. `any_pid`: every such entry is stale
+/// whatever its pid (the caller holds a lock that every writer of `root` takes, as a sweep does
+/// on its directory; a restarted container reuses pids).
+int remove_stale_run_debris(const std::string& root, bool any_pid = false);
 
 /// A run directory under construction. Files are written into the hidden staging directory
 /// `root/.<final name>.partial-<pid>`, created when the object is: it claims the final name
@@ -145,6 +153,20 @@ void add_interrupt_cleanup(const std::string& path, bool recursive = true);
 /// Forgets `path` (it was moved into place or removed normally); false when it was not
 /// registered.
 bool remove_interrupt_cleanup(const std::string& path);
+/// add_interrupt_cleanup(path, false) for the lifetime of the object: a temporary file that is
+/// forgotten (left to its owner) however the scope ends.
+class InterruptCleanup {
+ public:
+  explicit InterruptCleanup(std::string path) : path_(std::move(path)) {
+    add_interrupt_cleanup(path_, false);
+  }
+  ~InterruptCleanup() { remove_interrupt_cleanup(path_); }
+  InterruptCleanup(const InterruptCleanup&) = delete;
+  InterruptCleanup& operator=(const InterruptCleanup&) = delete;
+
+ private:
+  std::string path_;
+};
 /// Runs `f` (e.g. a rename that moves a registered path into place) while no interrupt cleanup
 /// can run, so that the cleanup never removes half of something that is being moved.
 void without_interrupt_cleanup(const std::function<void()>& f);

@@ -265,11 +265,7 @@ void write_synthetic_csv(const SyntheticData& d, const std::string& path) {
   RF_ASSERT(x.has_times() || x.size() == 0, "write_synthetic_csv: interactions without times");
   const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
   // Removed if SIGINT or SIGTERM stops the process while it is written.
-  add_interrupt_cleanup(tmp, false);
-  struct Unregister {
-    const std::string& p;
-    ~Unregister() { remove_interrupt_cleanup(p); }
-  } unregister{tmp};
+  const InterruptCleanup cleanup(tmp);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("cannot write synthetic data to {}: {}", path, std::strerror(errno));
   int err = 0;  // errno of the first failure

@@ -157,6 +157,30 @@ TEST(RunDir, InterruptedTrainingRemovesItsStagingDirectory) {
   }
 }
 
+TEST(RunDir, InterruptedOutputFileRemovesItsTemporaryAndKeepsTheEarlierFile) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config());
+  ASSERT_EQ(run(t.str(), "train small.yaml").first, 0);
+  write_file(t.file("recs.json"), "an earlier answer\n");
+  for (const int sig : {SIGINT, SIGTERM}) {
+    // The test hook stops recommend with its answer in the temporary file, not yet renamed.
+    const Child c = start(t.str(), "recommend runs/small --all --k 3 --out recs.json",
+                          "export RECFORGE_TEST_OUTPUT_PAUSE=recs.json && exec");
+    ASSERT_TRUE(wait_until([&] {
+      return c.output().find("output: paused before moving recs.json into place") !=
+             std::string::npos;
+    })) << c.output();
+    const std::string tmp = t.file("recs.json.tmp." + std::to_string(c.pid));
+    EXPECT_GT(fs::file_size(tmp), 100u);  // the whole answer, written
+    ASSERT_EQ(kill(c.pid, sig), 0);
+    const int status = finish(c);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 128 + sig);
+    EXPECT_FALSE(fs::exists(tmp)) << "the unfinished output is left";
+    EXPECT_EQ(read_file(t.file("recs.json")), "an earlier answer\n");
+  }
+}
+
 TEST(RunDir, InterruptedExportRemovesItsStagingDirectory) {
   TempDir t;
   write_file(t.file("small.yaml"), small_config());

@@ -207,6 +207,21 @@ TEST(FileAtomic, WritesWholeFileAndLeavesNoTemporaries) {
   EXPECT_THROW(write_file_atomic(t.file("no/such/dir/x"), "x"), Error);
 }
 
+TEST(FileAtomic, SeveralFilesAreAllReplacedOrNoneIs) {
+  TempDir t;
+  write_file_atomic(t.file("a.csv"), "old a");
+  // The second file cannot be written: the first keeps its old contents, no temporary is left.
+  EXPECT_THROW(write_files_atomic({{t.file("a.csv"), "new a"}, {t.file("no/dir/b.csv"), "b"}}),
+               Error);
+  EXPECT_EQ(test::read_file(t.file("a.csv")), "old a");
+  int files = 0;
+  for (auto& e : fs::directory_iterator(t.str())) (void)e, ++files;
+  EXPECT_EQ(files, 1);
+  write_files_atomic({{t.file("a.csv"), "new a"}, {t.file("b.csv"), "b"}});
+  EXPECT_EQ(test::read_file(t.file("a.csv")), "new a");
+  EXPECT_EQ(test::read_file(t.file("b.csv")), "b");
+}
+
 // The directories an unfinished output created are removed when it is abandoned, deepest first
 // and each only while empty; those that existed before, and everything once kept, stay.
 TEST(MadeDirs, RemovesOnlyWhatItCreatedAndOnlyWhileEmpty) {
@@ -323,6 +338,19 @@ TEST(InterruptCleanup, RemovesRegisteredPathsOnlyAsAsked) {
   EXPECT_TRUE(fs::exists(t.file("forgotten")));
   run_interrupt_cleanup();  // the list was emptied
   EXPECT_TRUE(fs::exists(t.file("full/f")));
+  // The scoped registration of a temporary file: removed while in scope, forgotten after.
+  test::write_file(t.file("tmp"), "x");
+  {
+    const InterruptCleanup guard(t.file("tmp"));
+    run_interrupt_cleanup();
+    EXPECT_FALSE(fs::exists(t.file("tmp")));
+  }
+  test::write_file(t.file("tmp"), "x");
+  {
+    const InterruptCleanup guard(t.file("tmp"));
+  }
+  run_interrupt_cleanup();
+  EXPECT_TRUE(fs::exists(t.file("tmp")));
 }
 
 }  // namespace

@@ -423,6 +423,18 @@ TEST(Compare, CliRefusesAMetricNoRunEvaluatedAndFilesItDidNotWrite) {
   out = run_recforge(r.t.str(), "compare runs/a runs/c --out cmp", "RECFORGE_PYTHON=/nonexistent/python");
   ASSERT_EQ(out.rc, 0) << out.out;
   EXPECT_NE(test::read_file(r.t.file("cmp/curves.csv")).find("\nc,"), std::string::npos);
+  // What an earlier compare wrote and this one does not write again goes: its paired.csv and
+  // its plot would describe other runs than the new curves.csv.
+  out = run_recforge(r.t.str(), "compare runs/a runs/b --paired --out cmp",
+                     "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  ASSERT_TRUE(fs::exists(r.t.file("cmp/paired.csv")));
+  write_file(r.t.file("cmp/curves.png"), "the plot of runs a and b");
+  out = run_recforge(r.t.str(), "compare runs/a runs/c --out cmp", "RECFORGE_PYTHON=/nonexistent/python");
+  ASSERT_EQ(out.rc, 0) << out.out;
+  EXPECT_FALSE(fs::exists(r.t.file("cmp/paired.csv")));
+  EXPECT_FALSE(fs::exists(r.t.file("cmp/curves.png")));
+  EXPECT_NE(test::read_file(r.t.file("cmp/curves.csv")).find("\nc,"), std::string::npos);
   // A run directory (or a directory inside one) is refused before any output: compare's files
   // would sit among the run's.
   for (const std::string inside : {"runs/a", "runs/a/cmp"}) {
