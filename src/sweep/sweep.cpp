@@ -823,16 +823,9 @@ SweepResult Runner::run() {
   recforge::create_directories(spec_.out, ec);
   if (ec) fail("{}: cannot create the sweep directory: {}", spec_.out, ec.message());
   DirLock lock(spec_.out);
-  auto remove_staged = [&](const fs::path& dir) {  // runs killed while staged
-    std::vector<fs::path> stale;
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string f = e.path().filename().string();
-      if (f[0] == '.' &&
-          (f.find(".partial-") != std::string::npos || f.find(".old-") != std::string::npos))
-        stale.push_back(e.path());
-    }
-    for (const fs::path& p : stale) fs::remove_all(p, ec);
-  };
+  // Runs killed while staged, or between the two renames of an overwrite (the old run is moved
+  // back when it is all there is). Under the lock nothing else writes here, whatever the pids.
+  const auto remove_staged = [](const fs::path& dir) { remove_stale_run_debris(dir.string(), true); };
   remove_staged(spec_.out);
   if (!spec_.seeds.empty())  // seed runs are staged inside their trial's directory (and best/)
     for (const auto& e : fs::directory_iterator(spec_.out)) {

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "helpers.h"
@@ -113,6 +114,17 @@ TEST(SweepRun, ResumesAfterAKillWithoutRerunningFinishedTrials) {
   EXPECT_NE(again.out.find("5 already done"), std::string::npos) << again.out;
   EXPECT_NE(again.out.find("already evaluated on test"), std::string::npos) << again.out;
   EXPECT_EQ(mtime(t.file("a/trial-001/run.json")), t1);
+
+  // A trial killed between the two renames of an overwrite left only `.trial-002.old-PID` (the
+  // pid of a live process here: under the sweep's lock every pid is stale): it is moved back,
+  // not removed, and the trial is not trained again.
+  const std::string old = t.file("a/.trial-002.old-" + std::to_string(::getpid()));
+  fs::rename(t.file("a/trial-002"), old);
+  const test::Result restored = run_recforge(t.str(), "sweep a.yaml");
+  ASSERT_EQ(restored.rc, 0) << restored.out;
+  EXPECT_NE(restored.out.find("5 already done"), std::string::npos) << restored.out;
+  EXPECT_FALSE(fs::exists(old));
+  EXPECT_EQ(mtime(t.file("a/trial-002/metrics.json")), t2);
 
   // An uninterrupted sweep draws the same trials and gets the same results.
   const test::Result whole = run_recforge(t.str(), "sweep b.yaml");
