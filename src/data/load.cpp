@@ -207,8 +207,9 @@ struct Fields {
 
 // Splits one line into fields. Whitespace mode (' ') splits on runs of spaces/tabs; other
 // delimiters split exactly and honour double-quoted fields ("a,b"; "" inside quotes is one ").
-// Returns false on an unterminated quote.
-bool split_fields(std::string_view line, char delim, Fields& out) {
+// Returns nullptr, or what is wrong with the quoting (a quote left open, or text between a
+// closing quote and the next delimiter).
+const char* split_fields(std::string_view line, char delim, Fields& out) {
   out.clear();
   size_t i = 0;
   const size_t n = line.size();
@@ -220,14 +221,14 @@ bool split_fields(std::string_view line, char delim, Fields& out) {
       while (i < n && line[i] != ' ' && line[i] != '\t') ++i;
       out.push(line.substr(b, i - b), line.substr(b, i - b));
     }
-    return true;
+    return nullptr;
   }
   while (true) {
     if (i < n && line[i] == '"') {
       size_t j = i + 1;
       bool escaped = false;
       while (true) {
-        if (j >= n) return false;
+        if (j >= n) return "unterminated quoted field";
         if (line[j] == '"') {
           if (j + 1 < n && line[j + 1] == '"') {
             escaped = true;
@@ -251,7 +252,9 @@ bool split_fields(std::string_view line, char delim, Fields& out) {
         out.push(raw, raw);
       }
       i = j + 1;
-      if (i < n && line[i] != delim) return false;
+      if (i < n && line[i] != delim)
+        return "text after the closing quote of a quoted field (a '\"' inside a quoted field is "
+               "written as two)";
     } else {
       const size_t b = i;
       while (i < n && line[i] != delim) ++i;
@@ -264,7 +267,12 @@ bool split_fields(std::string_view line, char delim, Fields& out) {
       break;
     }
   }
-  return true;
+  return nullptr;
+}
+
+// split_fields' complaint after "has": "an unterminated quoted field", "text after ...".
+std::string why_article(const char* why) {
+  return why[0] == 'u' ? std::string("an ") + why : std::string(why);
 }
 
 std::string_view trim(std::string_view s) {
@@ -548,7 +556,13 @@ class FileParser {
     // Every line has the first line's number of fields (header or not): a line with more or
     // fewer is malformed, so a file of another shape (one user and all their items per line,
     // which is data.format: adjacency) is not read as one interaction per line.
-    if (split_fields(first_line, delim_, fields)) fields_expected_ = static_cast<int>(fields.size());
+    // A first line that cannot be split would leave that count unknown (and the header empty):
+    // refused whatever data.on_error says. Not quoted: it may hold a user id.
+    if (const char* why = split_fields(first_line, delim_, fields))
+      fail("{}:{}: the first line{} has {}; every line must have the first line's number of "
+           "fields, so it cannot be skipped, even with data.on_error: skip; fix that line",
+           path_, line_no, o_.header ? " (the header)" : "", why_article(why));
+    fields_expected_ = static_cast<int>(fields.size());
     if (!o_.header) fields.clear();
     const std::vector<std::string_view>& header = fields.value;
     auto resolve = [&](const std::string& spec, const char* key) -> int {
@@ -566,8 +580,15 @@ class FileParser {
         fail("data.{}: column \"{}\" is a name, which needs data.header: true (or give a 0-based "
              "column index)",
              key, shown(spec));
-      for (size_t k = 0; k < header.size(); ++k)
-        if (trim(header[k]) == spec) return static_cast<int>(k);
+      for (size_t k = 0; k < header.size(); ++k) {
+        if (trim(header[k]) != spec) continue;
+        for (size_t other = k + 1; other < header.size(); ++other)
+          if (trim(header[other]) == spec)
+            fail("{}:{}: data.{}: the header names two columns \"{}\" (0-based columns {} and "
+                 "{}); give the column's 0-based index instead",
+                 path_, line_no, key, shown(spec), k, other);
+        return static_cast<int>(k);
+      }
       // A number among the "column names" says that the first line is data (data.header true
       // on a file without a header line): listing it would quote a user id.
       for (const std::string_view f : header) {
@@ -695,8 +716,8 @@ class FileParser {
   }
 
   void parse_delimited(std::string_view line, int64_t line_no, Interactions& out) {
-    if (!split_fields(line, delim_, fields_)) {
-      bad(line_no, line, "unterminated quoted field");
+    if (const char* why = split_fields(line, delim_, fields_)) {
+      bad(line_no, line, why);
       return;
     }
     if (static_cast<int>(fields_.size()) < min_fields_) {
@@ -748,8 +769,8 @@ class FileParser {
 
   void parse_adjacency(std::string_view line, int64_t line_no, Interactions& out) {
     // A quote left open leaves no fields (and fields_[0] below would be out of bounds).
-    if (!split_fields(line, delim_, fields_)) {
-      bad(line_no, line, "unterminated quoted field");
+    if (const char* why = split_fields(line, delim_, fields_)) {
+      bad(line_no, line, why);
       return;
     }
     index_t u;

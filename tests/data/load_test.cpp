@@ -429,9 +429,14 @@ TEST(Load, MalformedLinesAreQuotedWithTheirUserIdReplaced) {
        "\"<user id>,item1,abc\""},
       {"hygiene-user-0002\n",
        ":1: expected at least 3 fields separated by \",\", got 1: \"<user id>\""},
-      {"hygiene-user-0003,\"item1,1\n", ":1: unterminated quoted field: \"<user id>,\"item1,1\""},
-      {"\"hygiene-user-0004,item1,1\n",
-       ":1: unterminated quoted field: (the line's 26 bytes are not shown: it may hold a user id)"},
+      // (A first line whose quoting is broken is refused on its own: TEST below.)
+      {"u,i,1\nhygiene-user-0003,\"item1,1\n",
+       ":2: unterminated quoted field: \"<user id>,\"item1,1\""},
+      {"u,i,1\n\"hygiene-user-0004,item1,1\n",
+       ":2: unterminated quoted field: (the line's 26 bytes are not shown: it may hold a user id)"},
+      {"u,i,1\nhygiene-user-0008,\"item\"1,1\n",
+       ":2: text after the closing quote of a quoted field (a '\"' inside a quoted field is "
+       "written as two): \"<user id>,\"item\"1,1\""},
       {"hygiene\x02user-0005,item1,1\n",
        ":1:8: user id of 17 bytes contains the control character 0x02, expected printable text: "
        "\"<user id>,item1,1\""},
@@ -458,6 +463,35 @@ TEST(Load, MalformedLinesAreQuotedWithTheirUserIdReplaced) {
             adj + ":1:27: item id \"it\\x01zz\" contains the control character 0x01, expected "
                   "printable text: \"<user id> item1 it\\x01zz\" (set data.on_error: skip to "
                   "skip such lines)");
+}
+
+TEST(Load, AFirstLineWithBrokenQuotingIsRefusedEvenWhenSkippingBadLines) {
+  // The first line gives the number of fields every line must have: skipped, it left that
+  // check off for the whole file (and a header of no columns).
+  TempDir t;
+  LoadOptions o = no_cache();
+  o.string_ids = true;
+  o.delimiter = ',';
+  o.skip_errors = true;
+  const std::string p = write_file(t.file("q.csv"), "\"someone,item1\nu1,i1\nu2,i2,3,4\n");
+  EXPECT_EQ(load_error({p}, o),
+            p + ":1: the first line has an unterminated quoted field; every line must have the "
+                "first line's number of fields, so it cannot be skipped, even with "
+                "data.on_error: skip; fix that line");
+  o.header = true;
+  o.user_col = "user";
+  o.item_col = "item";
+  const std::string h = write_file(t.file("h.csv"), "user,\"item\"x\nu1,i1\n");
+  EXPECT_EQ(load_error({h}, o),
+            h + ":1: the first line (the header) has text after the closing quote of a quoted "
+                "field (a '\"' inside a quoted field is written as two); every line must have "
+                "the first line's number of fields, so it cannot be skipped, even with "
+                "data.on_error: skip; fix that line");
+  // A name the header gives twice is ambiguous (it took the first column, silently).
+  const std::string d = write_file(t.file("d.csv"), "user,item,score,item\nu1,i1,1,i2\n");
+  EXPECT_EQ(load_error({d}, o),
+            d + ":1: data.item_col: the header names two columns \"item\" (0-based columns 1 "
+                "and 3); give the column's 0-based index instead");
 }
 
 TEST(Load, MissingEmptyAndHeaderOnlyFiles) {
