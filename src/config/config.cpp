@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <regex>
@@ -87,6 +88,15 @@ bool looks_literal(const std::string& s) {
 }
 
 bool is_plain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+/// A plain scalar, or one with one of YAML's core-schema tags `core` (`!!int 8`); a quoted
+/// scalar ("8") or another tag (`!!str 8`) is text.
+bool plain_or_tagged(const YAML::Node& n, std::initializer_list<const char*> core) {
+  if (is_plain(n)) return true;
+  for (const char* c : core)
+    if (n.Tag() == std::string("tag:yaml.org,2002:") + c) return true;
+  return false;
+}
 
 /// "got ..." text for a node: null, a list, a mapping, a literal as written, or quoted text.
 std::string render(const YAML::Node& n) {
@@ -168,7 +178,7 @@ std::string expected_text(const Param& p) {
 /// beyond int64.
 std::optional<int64_t> parse_int(const YAML::Node& n, bool* overflow = nullptr) {
   if (overflow) *overflow = false;
-  if (!n.IsScalar() || !is_plain(n)) return std::nullopt;
+  if (!n.IsScalar() || !plain_or_tagged(n, {"int", "float"})) return std::nullopt;
   const std::string& s = n.Scalar();
   if (!std::regex_match(s, float_re())) return std::nullopt;
   size_t i = 0;
@@ -217,7 +227,7 @@ std::optional<int64_t> parse_int(const YAML::Node& n, bool* overflow = nullptr) 
 }
 
 std::optional<double> parse_float(const YAML::Node& n) {
-  if (!n.IsScalar() || !is_plain(n)) return std::nullopt;
+  if (!n.IsScalar() || !plain_or_tagged(n, {"float", "int"})) return std::nullopt;
   std::string s = n.Scalar();
   if (!std::regex_match(s, float_re())) return std::nullopt;
   if (s[0] == '+') s.erase(0, 1);
@@ -252,7 +262,8 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
       break;
     }
     case Type::kBool: {
-      const auto v = n.IsScalar() && is_plain(n) ? bool_word(n.Scalar()) : std::nullopt;
+      const auto v =
+          n.IsScalar() && plain_or_tagged(n, {"bool"}) ? bool_word(n.Scalar()) : std::nullopt;
       if (!v) return fail_text;
       out->b = *v;
       break;

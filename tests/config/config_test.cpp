@@ -440,6 +440,20 @@ TEST(ConfigErrors, Integers) {
             "x.yaml:2:3: synthetic.items: expected an integer >= 2, got 1");
   EXPECT_EQ(error_of("run:\n  seed: +5\n"), "");
   EXPECT_EQ(error_of("run:\n  seed: 9223372036854775807\n"), "");
+  // YAML's own tags for the type are accepted; another tag, or quotes, make text.
+  const Config tagged = Config::parse(
+      "run:\n  seed: !!int 8\nsplit:\n  test_fraction: !!float 0.25\ndata:\n  header: !!bool "
+      "yes\nmodel:\n  regularization: !!int 2\n",
+      "x.yaml");
+  EXPECT_EQ(tagged.get_int("run.seed"), 8);
+  EXPECT_EQ(tagged.get_float("split.test_fraction"), 0.25);
+  EXPECT_TRUE(tagged.get_bool("data.header"));
+  EXPECT_EQ(tagged.get_float("model.regularization"), 2.0);
+  EXPECT_EQ(error_of("run:\n  seed: !!str 8\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got \"8\"");
+  EXPECT_EQ(error_of("run:\n  seed: !!float 8.5\n"),
+            "x.yaml:2:3: run.seed: expected an integer >= 0, got \"8.5\"");
+  EXPECT_EQ(Config::parse("run:\n  seed: !!float 8\n", "x.yaml").get_int("run.seed"), 8);
   // Integers the code keeps in 32 bits are refused past 2^31 - 1 instead of wrapping
   // (4294967360 factors would have become 64); the seeds and the synthetic interaction count
   // keep 64 bits.
