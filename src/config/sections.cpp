@@ -630,8 +630,8 @@ void IndexSection::declare(Fields<IndexSection>& f) {
           "the CPU; the exported index file is a CPU index either way.")
       .one_of({"auto", "cpu", "cuda"});
   f.field(&IndexSection::nlist, "index.nlist",
-          "Number of IVF cells (`ivf_flat`, `ivf_pq`); 0 picks 4 * sqrt(items), at most the "
-          "number of training vectors.")
+          "Number of IVF cells (`ivf_flat`, `ivf_pq`); 0 picks 4 * sqrt(items), at most one cell "
+          "per 39 training vectors (Faiss's minimum for k-means).")
       .ge(0);
   f.field(&IndexSection::nprobe, "index.nprobe",
           "IVF cells visited per query (stored in the index file; at most `nlist` are used).")
@@ -641,9 +641,10 @@ void IndexSection::declare(Fields<IndexSection>& f) {
           "dimension; 0 picks the largest divisor that leaves at least 4 dimensions each.")
       .ge(0);
   f.field(&IndexSection::pq_nbits, "index.pq_nbits",
-          "Bits per sub-quantizer code of `ivf_pq`; training needs at least 2^pq_nbits vectors.")
+          "Bits per sub-quantizer code of `ivf_pq` (Faiss's IVF-PQ takes at most 8); training "
+          "needs at least 2^pq_nbits vectors.")
       .ge(1)
-      .le(16);
+      .le(8);
   f.field(&IndexSection::hnsw_m, "index.hnsw_m", "Graph neighbours per node of `hnsw`.")
       .ge(2)
       .le(1024);
@@ -651,8 +652,9 @@ void IndexSection::declare(Fields<IndexSection>& f) {
           "Candidate list size while building `hnsw`.")
       .ge(1);
   f.field(&IndexSection::ef_search, "index.ef_search",
-          "Candidate list size while searching `hnsw` (stored in the index file; a query for "
-          "more than ef_search results uses its k instead).")
+          "Candidate list size while searching `hnsw` (stored in the index file; recforge "
+          "searches a query for more than ef_search results with its k instead, where stock "
+          "Faiss keeps ef_search).")
       .ge(1);
   f.field(&IndexSection::train_sample, "index.train_sample",
           "Item vectors sampled (seeded) to train the IVF cells and the product quantizer; all "

@@ -72,7 +72,10 @@ eval::TopK search_filtered(const SearchFn& search, const float* queries, int64_t
   auto fill = [&](int64_t q, const float* sc, const int64_t* lab, int64_t fetched) {
     int placed = 0;
     for (int64_t j = 0; j < fetched && placed < k; ++j) {
-      if (lab[j] < 0) break;
+      if (lab[j] < 0) {
+        ++st.short_lists;
+        break;
+      }
       const index_t item = static_cast<index_t>(lab[j]);
       if (excluded(q, item)) continue;
       out.items[static_cast<size_t>(q * k + placed)] = item;

@@ -31,6 +31,10 @@ struct FilterStats {
   int searches = 0;       ///< calls of the search function
   int groups = 0;         ///< distinct numbers of results asked (one or more calls each)
   int64_t max_fetch = 0;  ///< largest number of results asked for one query
+  /// Queries whose list has fewer than k items because the index returned fewer candidates
+  /// than asked (an IVF search finds only the items of the cells it probes), not because fewer
+  /// are eligible.
+  int64_t short_lists = 0;
 };
 
 /// Top-k of `n` queries (n × d) over `n_items` items through `search`, skipping for query q the

@@ -187,6 +187,29 @@ void check_dimension(const Options& o, int64_t d) {
   if (o.device == IndexDevice::kCuda) choose_gpu(o.device, o.type, m, o.pq_nbits);
 }
 
+int64_t resolve_nlist(const Options& o, int64_t n_items) {
+  if (o.nlist > 0) return o.nlist;
+  const int64_t n_train = std::min(n_items, o.train_sample);
+  const int64_t by_size = std::llround(4 * std::sqrt(static_cast<double>(n_items)));
+  return std::clamp<int64_t>(std::min(by_size, n_train / 39), 1, std::max<int64_t>(n_train, 1));
+}
+
+void check_item_count(const Options& o, int64_t n_items) {
+  if (o.type != Type::kIvfFlat && o.type != Type::kIvfPq) return;
+  const int64_t n_train = std::min(n_items, o.train_sample);
+  const int64_t nlist = resolve_nlist(o, n_items);
+  if (nlist > n_train)
+    fail(
+        "index.nlist {}: expected at most the number of training vectors, {} (the items, or "
+        "index.train_sample when smaller)",
+        nlist, n_train);
+  if (o.type == Type::kIvfPq && (int64_t{1} << o.pq_nbits) > n_train)
+    fail(
+        "index.pq_nbits {}: the product quantizer needs at least 2^{} = {} training vectors, "
+        "there are {}; expected a smaller index.pq_nbits",
+        o.pq_nbits, o.pq_nbits, int64_t{1} << o.pq_nbits, n_train);
+}
+
 void normalize_rows(float* x, int64_t n, int d) {
   for (int64_t r = 0; r < n; ++r) {
     float* row = x + r * d;
@@ -236,16 +259,9 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
       out.index_ = std::move(h);
     } else {
       const int64_t n_train = std::min(n, o.train_sample);
-      const int64_t nlist =
-          o.nlist > 0 ? o.nlist
-                      : std::clamp<int64_t>(std::llround(4 * std::sqrt(static_cast<double>(n))), 1,
-                                            n_train);
-      if (nlist > n_train)
-        fail(
-            "index.nlist {}: expected at most the number of training vectors, {} (the items, or "
-            "index.train_sample when smaller)",
-            nlist, n_train);
+      const int64_t nlist = resolve_nlist(o, n);
       check_dimension(o, d);
+      check_item_count(o, n);
       auto* quantizer = new faiss::IndexFlatIP(d);
       std::unique_ptr<faiss::IndexIVF> ivf;
       if (o.type == Type::kIvfFlat) {
@@ -253,13 +269,6 @@ ItemIndex ItemIndex::build(const Matrix& items, const Options& o) {
                                                     faiss::METRIC_INNER_PRODUCT);
       } else {
         const int64_t m = o.pq_m > 0 ? o.pq_m : resolve_pq_m(d);
-        if ((int64_t{1} << o.pq_nbits) > n_train) {
-          delete quantizer;
-          fail(
-              "index.pq_nbits {}: the product quantizer needs at least 2^{} = {} training "
-              "vectors, there are {}; expected a smaller index.pq_nbits",
-              o.pq_nbits, o.pq_nbits, int64_t{1} << o.pq_nbits, n_train);
-        }
         auto pq = std::make_unique<faiss::IndexIVFPQ>(
             quantizer, d, static_cast<size_t>(nlist), static_cast<size_t>(m),
             static_cast<size_t>(o.pq_nbits), faiss::METRIC_INNER_PRODUCT);
@@ -689,6 +698,16 @@ void ItemIndex::search(const float* queries, int64_t n, int k, float* scores,
   }
   try {
     const faiss::IndexFlat* cells = ivf_cells(index_.get());
+    if (const faiss::IndexHNSW* h = as_hnsw(index_.get())) {
+      // Faiss sizes its result heap by max(efSearch, k) but stops exploring after efSearch
+      // steps: a query for more than ef_search results explores k candidates instead, as
+      // index.ef_search promises (a small ef_search gave far lower recall for a large fetch).
+      faiss::SearchParametersHNSW params;
+      params.efSearch = std::max(h->hnsw.efSearch, k);
+      params.check_relative_distance = h->hnsw.check_relative_distance;
+      index_->search(n, x, k, scores, labels, &params);
+      return;
+    }
     if (cells == nullptr) {
       index_->search(n, x, k, scores, labels);
       return;

@@ -80,6 +80,16 @@ int64_t resolve_pq_m(int64_t d);
 /// Throws recforge::Error naming the key.
 void check_dimension(const Options& options, int64_t d);
 
+/// The IVF cells for `n_items` items: index.nlist, or when it is 0 about 4·sqrt(n) but at most
+/// one cell per 39 training vectors (Faiss's minimum), at least 1.
+int64_t resolve_nlist(const Options& options, int64_t n_items);
+
+/// Checks the options that depend on the number of items (known once the data is read, before
+/// training): an IVF index's nlist and an IVF-PQ's 2^pq_nbits codes need that many training
+/// vectors (the items, or index.train_sample when smaller). Throws recforge::Error naming the
+/// key.
+void check_item_count(const Options& options, int64_t n_items);
+
 /// Scales each row of an n × d row-major matrix to unit L2 norm (zero rows stay zero).
 void normalize_rows(float* x, int64_t n, int d);
 

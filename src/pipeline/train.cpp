@@ -291,6 +291,8 @@ std::string train(const config::Config& cfg, const TrainOptions& options) {
   log().info("dataset: {} users, {} items, {} train interactions (density {:.3g})",
              data.users.size(), data.items.size(), data.split.train.size(),
              stats["train"]["density"].get<double>());
+  // The index settings that depend on the number of items, now that it is known.
+  if (exporting) index::check_item_count(index_options(s), data.items.size());
 
   nlohmann::json run = {{"recforge_version", RECFORGE_VERSION},
                         {"id", random_id()},  // which run an export came from (run_exports)

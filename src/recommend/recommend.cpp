@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <atomic>
 #include <mutex>
 #include <numeric>
 #include <unordered_set>
@@ -10,6 +11,7 @@
 #include "artifact/artifact.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/log.h"
 #include "data/exclusion.h"
 #include "data/weight.h"
 #include "index/filtered_search.h"
@@ -143,6 +145,25 @@ struct Recommender::Impl {
     return mask;
   }
 
+  /// Says (once per process: a server would say it for every request) that `short_lists` of
+  /// `n` lists came back shorter than k because the index returned fewer candidates than asked.
+  void warn_short_lists(int64_t short_lists, int64_t n, int k) const {
+    static std::atomic<bool> said{false};
+    if (said.exchange(true)) return;
+    const nlohmann::json d = index->describe();
+    const std::string type = d.value("type", std::string("ANN"));
+    const std::string fix =
+        d.contains("nprobe")
+            ? fmt::format(" (an IVF search finds only the items of the {} of its {} cells it "
+                          "probes); raise index.nprobe (export --set index.nprobe=N) or ask for "
+                          "exact scores (--exact)",
+                          d["nprobe"].get<int64_t>(), d["nlist"].get<int64_t>())
+            : "; ask for exact scores (--exact) for full lists";
+    log().warn("{}: {} of {} lists hold fewer than k = {} items: the {} index returned fewer "
+               "candidates than asked{} (said once)",
+               path, short_lists, n, k, type, fix);
+  }
+
   /// Top-k of `n` queries over the items: through the index when allowed (an export, !exact,
   /// no candidate subset, the index's metric), else exactly by `by`.
   eval::TopK score_items(const float* q, int64_t n, Metric by, int k, const data::Csr* mask,
@@ -162,7 +183,11 @@ struct Recommender::Impl {
     if (!exact && index_fits) {
       const index::SearchFn search = [this](const float* x, int64_t m, int kk, float* s,
                                             int64_t* l) { index->search(x, m, kk, s, l); };
-      return index::search_filtered(search, q, n, d, items->rows, k, mask, rows, &global);
+      index::FilterStats stats;
+      eval::TopK top =
+          index::search_filtered(search, q, n, d, items->rows, k, mask, rows, &global, &stats);
+      if (stats.short_lists > 0) warn_short_lists(stats.short_lists, n, k);
+      return top;
     }
     if (!cosine)
       return eval::topk(q, n, items->data.data(), items->rows, d, k, mask, rows, &global,
@@ -419,6 +444,7 @@ std::optional<data::index_t> Recommender::user_row(const std::string& id) const 
 bool Recommender::opted_out(const std::string& id) const {
   return impl_->resolve_user(trim(id)).opted_out;
 }
+std::string Recommender::pseudonym_hint() const { return impl_->pseudonym_hint(); }
 bool Recommender::row_opted_out(data::index_t row) const {
   return impl_->opted_row.at(static_cast<size_t>(row)) != 0;
 }

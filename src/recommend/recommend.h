@@ -183,6 +183,9 @@ class Recommender {
   std::optional<data::index_t> user_row(const std::string& id) const;
   /// Whether `id` (same resolution) opted out of personalisation.
   bool opted_out(const std::string& id) const;
+  /// What to add to "user X is not in this export" ("" or " (its user ids are pseudonymised:
+  /// ...)" when they are and no key was given).
+  std::string pseudonym_hint() const;
   /// Whether the user of row `row` opted out.
   bool row_opted_out(data::index_t row) const;
   /// The number of opted-out ids the source lists (rows or not).

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -155,6 +156,29 @@ TEST(Cli, SetOverridesAndInfo) {
                               0),
             0u)
       << damaged.out;
+}
+
+// A time split's test users without a training interaction are scored with factors the model
+// never learned: said, with their number (they were counted in silence).
+TEST(Cli, ATimeSplitSaysHowManyTestUsersHaveNoTrainingInteraction) {
+  TempDir t;
+  std::string csv = "user,item,ts\n";
+  for (int u = 0; u < 6; ++u)
+    for (int i = 0; i < 5; ++i) csv += fmt::format("u{},i{},{}\n", u, (u + i) % 8, 10 * i + u);
+  csv += "new1,i1,100\nnew2,i2,101\n";  // only after the cutoff
+  write_file(t.file("d.csv"), csv);
+  write_file(t.file("c.yaml"),
+             "data: {path: d.csv, header: true, user_col: user, item_col: item, time_col: ts, "
+             "cache: false, id_type: string}\nsplit: {method: time, cutoff: 40}\n"
+             "model: {type: ials, factors: 4, iterations: 1}\n");
+  const Result r = run(t.str(), "train c.yaml");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("split (time): 2 of the 8 test users have no training interaction: the "
+                       "model learns no embedding of theirs"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(nlohmann::json::parse(test::read_file(t.file("runs/c/metrics.json")))["test"]["users"],
+            8);
 }
 
 TEST(Cli, DatagenThenTrainOnTheCsv) {
@@ -367,6 +391,16 @@ TEST(Cli, OutputsStayOutOfRunsAndExportsKeepTheUsersFileAndAreWrittenInFull) {
   EXPECT_EQ(fs::status(t.file("recs.csv")).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_EQ(test::read_file(t.file("recs.csv")).rfind("user,rank,item,score\n", 0), 0u);
+  // datagen writes its CSV in pieces, and the same way (it replaced the link by a file, 0644).
+  write_file(t.file("gen.csv"), "old\n");
+  fs::permissions(t.file("gen.csv"), fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink("gen.csv", t.file("latest-gen.csv"));
+  r = run(t.str(), "datagen --out latest-gen.csv --users 10 --items 5 --interactions 20");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(fs::is_symlink(t.file("latest-gen.csv")));
+  EXPECT_EQ(fs::status(t.file("gen.csv")).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(test::read_file(t.file("gen.csv")).rfind("user,item,weight,timestamp\n", 0), 0u);
 
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full to write to";
   for (const std::string verb : {"recommend runs/small --users 0,1 --k 3", "info runs/small",
@@ -744,6 +778,24 @@ TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {
   const auto runj = nlohmann::json::parse(test::read_file(t.file("runs/small/run.json")));
   EXPECT_EQ(runj["export"], "runs/small/export");
   EXPECT_EQ(run(t.str(), "recommend runs/small/export --user 5 --k 3").rc, 0);
+  {
+    // Lists the IVF index cannot fill (2 of 8 cells probed, k = every item) are said, with the
+    // fix, once (they were written short in silence, "wrote top-k lists").
+    const std::string ids = test::read_file(t.file("runs/small/export/item_ids.txt"));
+    const auto n = std::count(ids.begin(), ids.end(), '\n');
+    const Result all = run(t.str(), "recommend runs/small/export --all --k " + std::to_string(n) +
+                                        " --out all.csv");
+    ASSERT_EQ(all.rc, 0) << all.out;
+    const std::regex said(" of [0-9]+ lists hold fewer than k = " + std::to_string(n) +
+                          " items: the ivf_flat index returned fewer candidates than asked \\(an "
+                          "IVF search finds only the items of the 2 of its 8 cells it probes\\); "
+                          "raise index.nprobe");
+    EXPECT_TRUE(std::regex_search(all.out, said)) << all.out;
+    const Result exact = run(t.str(), "recommend runs/small/export --all --exact --k " +
+                                          std::to_string(n) + " --out exact.csv");
+    ASSERT_EQ(exact.rc, 0) << exact.out;
+    EXPECT_EQ(exact.out.find("lists hold fewer"), std::string::npos) << exact.out;
+  }
 
   const Result b = run(t.str(), "index-bench runs/small --k 10 --nprobe 1,2,8 --out bench.csv");
   ASSERT_EQ(b.rc, 0) << b.out;
@@ -794,6 +846,17 @@ TEST(Cli, TrainCanExportAndIndexBenchMeasuresRecall) {
   fs::remove_all(t.file("runs"));
   expect_one_line_error(t, "train pq.yaml",
                         "index.pq_m 3: expected a divisor of the factor dimension 8 (or 0 to choose one)");
+  // So is one that cannot fit the number of items, once the data is read (it failed at the
+  // export, after training).
+  write_file(t.file("nlist.yaml"), small_config("model:\n  factors: 8\nindex:\n  type: ivf_flat\n  "
+                                                "nlist: 100000\nexport:\n  enabled: true\n"));
+  const Result nlist = run(t.str(), "train nlist.yaml");
+  EXPECT_EQ(nlist.rc, 1) << nlist.out;
+  EXPECT_NE(nlist.out.find("index.nlist 100000: expected at most the number of training vectors"),
+            std::string::npos)
+      << nlist.out;
+  EXPECT_EQ(nlist.out.find("iteration 1/"), std::string::npos) << nlist.out;
+  EXPECT_FALSE(fs::exists(t.file("runs/nlist")));
 }
 
 TEST(Cli, AValidationSampleIsTheSameUsersAtEveryEvaluationAndWhenReevaluated) {
