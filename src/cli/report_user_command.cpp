@@ -95,7 +95,15 @@ int cmd_report_user() {
     std::fputs(out.c_str(), stdout);
     return 0;
   }
-  out += fmt::format("top {} recommendations{}{}:\n", r["k"].get<int64_t>(),
+  // The lists leave out the user's training items: fewer than k remain when the catalog is
+  // small (k itself is at most the number of items).
+  const int64_t listed = static_cast<int64_t>(r["items"].size());
+  const int64_t k = r["k"].get<int64_t>();
+  out += fmt::format("top {} recommendations{}{}{}:\n", listed,
+                     listed < k ? fmt::format(" (of k = {}: no more items are eligible; a "
+                                              "user's training items are never recommended)",
+                                              k)
+                                : std::string(),
                      r["personalised"].get<bool>() ? "" : " (not personalised: popularity)",
                      r.contains("method") ? " (explained by " + scalar(r["method"]) + ")" : "");
   int rank = 0;

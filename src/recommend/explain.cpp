@@ -23,8 +23,8 @@ data::index_t user_row(const Recommender& r, const std::string& raw) {
   const std::string user = trim(raw);
   const auto u = r.user_row(user);
   if (!u)
-    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data", r.path(),
-         user, kind(r));
+    fail("{}: user \"{}\" is not in this {}; expected a user id of its training data{}", r.path(),
+         user, kind(r), r.pseudonym_hint());
   return *u;
 }
 
@@ -245,15 +245,22 @@ nlohmann::ordered_json chain_holds(const pipeline::ChainUsers& chain, const std:
 // For a run warm-started from an export (run.json "init_from"): that export and whether the
 // version it started from was trained on `user` (export_holds_user); null with a note when the
 // version is gone. A warm-started model depends on the data its export was trained on, whoever
-// is in this run's data.
-nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::string& user) {
+// is in this run's data. `*in_chain` is set when the run's chain users hold the user (the model
+// depends on their data, whether or not the export version can still tell through whom).
+nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::string& user,
+                                     bool* in_chain_out) {
+  *in_chain_out = false;
   const auto it = run.run.find("init_from");
   if (it == run.run.end() || !it->is_object()) return nullptr;
   const std::string dir = it->value("export", std::string());
   const std::string version = it->value("version", std::string());
   nlohmann::ordered_json w = {{"export", dir}, {"version", version}};
   // Whether an earlier model of the chain was trained on the user although the starting export
-  // does not hold them (the run's chain_users.txt).
+  // does not hold them. The run's chain_users.txt holds the export's own chain users and the
+  // export's users this run's data lacks (pipeline::WarmStart::chain), so an entry there is an
+  // earlier model's user only when the export does not hold them (an export's chain never
+  // holds its own users); unknown when that cannot be told.
+  nlohmann::ordered_json in_chain;  // null: no chain recorded
   if (const auto meta = it->find("chain_users"); meta != it->end() && meta->is_object()) {
     const pipeline::ChainUsers chain{meta->value("salt", std::string()),
                                      meta->value("key_checks", std::vector<std::string>()),
@@ -263,8 +270,15 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
         key = pipeline::pseudonym_key(run.config);
       } catch (const Error&) {
       }
-    w["earlier_in_chain"] = chain_holds(chain, user, key);
+    in_chain = chain_holds(chain, user, key);
+    *in_chain_out = in_chain == true;
   }
+  const auto earlier = [&](const nlohmann::ordered_json& trained_on_user) {
+    if (in_chain.is_null() || in_chain == false) return in_chain;
+    if (trained_on_user == true) return nlohmann::ordered_json(false);
+    return trained_on_user == false ? nlohmann::ordered_json(true) : nlohmann::ordered_json(nullptr);
+  };
+  const bool chain_recorded = it->contains("chain_users") && (*it)["chain_users"].is_object();
   const std::string vdir = version.empty() ? dir : dir + "/" + version;
   std::error_code ec;
   nlohmann::json manifest;
@@ -275,6 +289,7 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
   }
   if (!manifest.is_object() || !std::filesystem::exists(vdir + "/user_ids.txt", ec)) {
     w["trained_on_user"] = nullptr;
+    if (chain_recorded) w["earlier_in_chain"] = earlier(nullptr);
     w["note"] = "the export version the run started from is no longer there, so whether it was "
                 "trained on this user cannot be told";
     return w;
@@ -285,6 +300,7 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
       run, vdir, user, manifest.contains(pseudonymized) && manifest.at(pseudonymized) == true,
       artifact::manifest_text(manifest, "/user_ids/key_check"), note);
   w["trained_on_user"] = held ? nlohmann::ordered_json(*held) : nlohmann::ordered_json(nullptr);
+  if (chain_recorded) w["earlier_in_chain"] = earlier(w["trained_on_user"]);
   if (!note.empty()) w["note"] = note;
   return w;
 }
@@ -301,9 +317,12 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
     // Not in this run's data: still reported when its model depends on their data through a
     // warm start (the export it started from was trained on them, or an earlier model of its
     // chain was); otherwise the unknown-user sentence.
-    nlohmann::ordered_json w = r.run() ? warm_start_of(*r.run(), user) : export_warm_start(r, user);
-    const bool depends = w.is_object() && (w.value("trained_on_user", nlohmann::ordered_json()) == true ||
-                                           w.value("earlier_in_chain", nlohmann::ordered_json()) == true);
+    bool in_chain = false;
+    nlohmann::ordered_json w =
+        r.run() ? warm_start_of(*r.run(), user, &in_chain) : export_warm_start(r, user);
+    const bool depends =
+        in_chain || (w.is_object() && (w.value("trained_on_user", nlohmann::ordered_json()) == true ||
+                                       w.value("earlier_in_chain", nlohmann::ordered_json()) == true));
     if (!depends) user_row(r, user);  // throws the unknown-user sentence
     j["training"] = {{"count", 0}, {"interactions", nlohmann::ordered_json::array()}};
     j["validation"] = nullptr;
@@ -429,7 +448,8 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   }
   j["embedding"] = std::move(emb);
   if (run) {
-    nlohmann::ordered_json w = warm_start_of(*run, user);
+    bool in_chain = false;
+    nlohmann::ordered_json w = warm_start_of(*run, user, &in_chain);
     if (!w.is_null()) j["warm_start"] = std::move(w);
   } else {
     nlohmann::ordered_json w = export_warm_start(r, user);

@@ -133,6 +133,20 @@ TEST(ArtifactPrivacy, PseudonymisedExportsHoldNoRawIdAndTheKeyNowhere) {
   const Ran sim = run(t.str(), "similar exp --user 3 --k 5 --format json --pseudonym-key-file " + key_file);
   printed.push_back(sim.out);
   EXPECT_EQ(sim.rc, 0) << sim.out;
+  // A raw id without the key is not in the export, and every command says why (explain and
+  // report-user said only "not in this export": no data about them, a data-access answer would
+  // conclude).
+  for (const std::string verb : {"recommend exp --user 3", "similar exp --user 3",
+                                 "explain exp --user 3 --item 1", "report-user exp --user 3"}) {
+    const Ran without = run(t.str(), verb);
+    printed.push_back(without.out);
+    EXPECT_EQ(without.rc, 1) << verb << "\n" << without.out;
+    EXPECT_NE(without.out.find("user \"3\" is not in this export; expected a user id of its "
+                               "training data (its user ids are pseudonymised: give the "
+                               "pseudonym, or the raw id with the key"),
+              std::string::npos)
+        << verb << "\n" << without.out;
+  }
 
   // The opted-out user: the training popularity (counted here from the seen lists), flagged.
   const Artifact a = load(t.file("exp"));

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <sstream>
 
 #include "core/npy.h"
@@ -275,6 +276,16 @@ TEST(Forget, ExportsWrittenLaterWithRecforgeExportAreKnownToForgetAndReportUser)
   const Result text = run(d.t.str(), "report-user runs/src --user u07");
   ASSERT_EQ(text.rc, 0) << text.out;
   EXPECT_NE(text.out.find("  export " + later + ": yes\n"), std::string::npos) << text.out;
+  // A k past what is eligible: the heading counts the items listed (it said "top K" over fewer).
+  const Result wide = run(d.t.str(), "report-user runs/src --user u07 --k 100000");
+  ASSERT_EQ(wide.rc, 0) << wide.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(wide.out, m, std::regex("top ([0-9]+) recommendations \\(of k = "
+                                                        "([0-9]+): no more items are eligible")))
+      << wide.out;
+  EXPECT_LT(std::stoi(m[1]), std::stoi(m[2]));
+  const std::string after = wide.out.substr(static_cast<size_t>(m.position(0)));
+  EXPECT_EQ(std::count(after.begin(), after.end(), '\n') - 1, std::stoi(m[1])) << wide.out;
   // forget names it; with --export it is replaced and not named.
   const Result f = run(d.t.str(), std::string("forget runs/src --users ") + kErased + " --name one");
   ASSERT_EQ(f.rc, 0) << f.out;
