@@ -322,6 +322,28 @@ Dataset prepare_dataset(const config::Config& cfg,
       check_confidences(cfg, *x, data::confidence(*x, nu, ni, d.weighting), d.users, d.items);
   d.user_items = data::Csr::from_interactions(nu, ni, d.split.train, d.confidence);
   d.item_users = d.user_items.transpose();
+  // Held-out users without a training interaction (a time split's new users; the users split
+  // folds its held-out users in instead): the model has no embedding of theirs, yet they are
+  // scored. Said, so that nobody reads their arbitrary lists as the model's quality.
+  if (so.method != data::SplitMethod::kUsers)
+    for (const auto& [part, name] : {std::pair{&d.split.validation, "validation"},
+                                     std::pair{&d.split.test, "test"}}) {
+      std::vector<char> held(static_cast<size_t>(nu), 0);
+      for (const data::index_t u : part->users) held[static_cast<size_t>(u)] = 1;
+      int64_t users = 0, cold = 0;
+      for (int64_t u = 0; u < nu; ++u) {
+        if (!held[static_cast<size_t>(u)]) continue;
+        ++users;
+        cold += d.user_items.row_size(u) == 0;
+      }
+      if (cold > 0)
+        log().warn(
+            "split ({}): {} of the {} {} users have no training interaction: the model learns "
+            "no embedding of theirs (their lists are arbitrary), yet they count in the {} "
+            "metrics; split.method users evaluates new users by folding in part of their "
+            "interactions",
+            s.split.method, cold, users, name, name);
+    }
   return d;
 }
 
