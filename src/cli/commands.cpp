@@ -221,7 +221,16 @@ int cmd_datagen() {
   set_progress_mode(cfg.settings().run.progress);
   const auto data = data::generate_synthetic(pipeline::synthetic_options(cfg));
   data::write_synthetic_csv(data, g.out);
-  log().info("wrote {} interactions ({} users, {} items) to {}", data.x.size(), data.users.size(),
+  // The users and items that occur (a sparse draw can leave some of synthetic.items out).
+  std::vector<char> user_seen(static_cast<size_t>(data.users.size()), 0);
+  std::vector<char> item_seen(static_cast<size_t>(data.items.size()), 0);
+  for (data::offset_t k = 0; k < data.x.size(); ++k) {
+    user_seen[static_cast<size_t>(data.x.users[k])] = 1;
+    item_seen[static_cast<size_t>(data.x.items[k])] = 1;
+  }
+  const auto count = [](const std::vector<char>& v) { return std::count(v.begin(), v.end(), 1); };
+  log().info("wrote {} interactions ({} users, {} items of the {} and {} drawn from) to {}",
+             data.x.size(), count(user_seen), count(item_seen), data.users.size(),
              data.items.size(), g.out);
   return 0;
 }

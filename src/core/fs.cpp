@@ -220,24 +220,33 @@ void maybe_pause_output(const std::string& path) {
 // followed (the file it names is replaced, the link stays) and whose permission bits are kept
 // when it exists (under privacy.file_mode umask).
 void write_atomic(std::string path, const std::string& text, bool output) {
-  std::error_code ec;
-  if (output && fs::is_symlink(path, ec)) {
-    const fs::path target = fs::weakly_canonical(path, ec);
-    if (!ec) path = target.string();
-  }
-  struct stat existing {};
-  const bool keep_mode = output && file_mode() == FileMode::kUmask &&
-                         ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  int mode = -1;
+  if (output) path = output_target(path, &mode);
   const std::string tmp = temporary_name(path);
   // Removed if SIGINT or SIGTERM stops the process while it is written (a recommend --all
   // output can take minutes and gigabytes).
   const InterruptCleanup cleanup(tmp);
-  write_synced_file(tmp, path, text, keep_mode ? static_cast<int>(existing.st_mode & 07777) : -1);
+  write_synced_file(tmp, path, text, mode);
   if (output) maybe_pause_output(path);
   without_interrupt_cleanup([&] { move_into_place(tmp, path); });
 }
 
 }  // namespace
+
+std::string output_target(const std::string& path, int* mode) {
+  std::error_code ec;
+  std::string target = path;
+  if (fs::is_symlink(path, ec)) {
+    const fs::path resolved = fs::weakly_canonical(path, ec);
+    if (!ec) target = resolved.string();
+  }
+  struct stat existing {};
+  *mode = file_mode() == FileMode::kUmask && ::stat(target.c_str(), &existing) == 0 &&
+                  S_ISREG(existing.st_mode)
+              ? static_cast<int>(existing.st_mode & 07777)
+              : -1;
+  return target;
+}
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
   std::vector<std::unique_ptr<InterruptCleanup>> cleanups;
@@ -621,11 +630,11 @@ void install_interrupt_cleanup() {
       if (g_size.load() > 1)
         std::fprintf(stderr,
                      "recforge: process %d of %d stopped by signal %d (%s), as mpirun stops every "
-                     "process of the job when one of them fails or the job is stopped; unfinished "
-                     "run files removed\n",
+                     "process of the job when one of them fails or the job is stopped; its unfinished "
+                     "output removed\n",
                      g_rank.load(), g_size.load(), sig, strsignal(sig));
       else
-        std::fprintf(stderr, "recforge: stopped by signal %d (%s); unfinished run files removed\n",
+        std::fprintf(stderr, "recforge: stopped by signal %d (%s); its unfinished output removed\n",
                      sig, strsignal(sig));
       ::_exit(128 + sig);
     }).detach();

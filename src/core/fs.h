@@ -87,6 +87,11 @@ void write_file_atomic(const std::string& path, const std::string& text);
 /// (with privacy.file_mode umask; other modes set theirs).
 void write_output_file(const std::string& path, const std::string& text);
 
+/// Where write_output_file writes `path`: the file a symbolic link there names (the link stays),
+/// else `path`; `*mode` receives the permission bits an existing regular file there has, under
+/// privacy.file_mode umask (it keeps them), else -1. For outputs written in pieces (datagen).
+std::string output_target(const std::string& path, int* mode);
+
 /// Writes several (path, text) files so that none is replaced unless all were written: each
 /// goes to a synced temporary file first (removed again if any fails), then all are renamed
 /// into place. For outputs that belong together (compare's paired.csv and curves.csv).

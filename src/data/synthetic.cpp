@@ -1,6 +1,7 @@
 #include "data/synthetic.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -260,15 +261,19 @@ SyntheticData generate_synthetic(const SyntheticOptions& o) {
   return out;
 }
 
-void write_synthetic_csv(const SyntheticData& d, const std::string& path) {
+void write_synthetic_csv(const SyntheticData& d, const std::string& out) {
   const Interactions& x = d.x;
   RF_ASSERT(x.has_times() || x.size() == 0, "write_synthetic_csv: interactions without times");
+  // As write_output_file: through a symbolic link, keeping an existing file's permission bits.
+  int mode = -1;
+  const std::string path = output_target(out, &mode);
   const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
   // Removed if SIGINT or SIGTERM stops the process while it is written.
   const InterruptCleanup cleanup(tmp);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("cannot write synthetic data to {}: {}", path, std::strerror(errno));
   int err = 0;  // errno of the first failure
+  if (mode >= 0 && ::fchmod(::fileno(f), static_cast<mode_t>(mode)) != 0) err = errno;
   auto flush = [&](fmt::memory_buffer& b) {
     if (err == 0 && std::fwrite(b.data(), 1, b.size(), f) != b.size()) err = errno ? errno : EIO;
     b.clear();
