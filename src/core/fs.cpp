@@ -618,26 +618,35 @@ void install_interrupt_cleanup() {
   std::call_once(once, [] {
     if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) return;  // no cleanup; default handling stays
     ::fcntl(g_signal_pipe[1], F_SETFL, O_NONBLOCK);
-    std::thread([] {
-      unsigned char sig = 0;
-      for (;;) {
-        const ssize_t n = ::read(g_signal_pipe[0], &sig, 1);
-        if (n == 1) break;
-        if (n < 0 && errno == EINTR) continue;
-        return;
-      }
-      run_interrupt_cleanup();
-      if (g_size.load() > 1)
-        std::fprintf(stderr,
-                     "recforge: process %d of %d stopped by signal %d (%s), as mpirun stops every "
-                     "process of the job when one of them fails or the job is stopped; its unfinished "
-                     "output removed\n",
-                     g_rank.load(), g_size.load(), sig, strsignal(sig));
-      else
-        std::fprintf(stderr, "recforge: stopped by signal %d (%s); its unfinished output removed\n",
-                     sig, strsignal(sig));
-      ::_exit(128 + sig);
-    }).detach();
+    // Under a tight address-space limit (ulimit -v) the thread's stack may not be had: the
+    // process then keeps the default handling of the signals instead of aborting at start.
+    try {
+      std::thread([] {
+        unsigned char sig = 0;
+        for (;;) {
+          const ssize_t n = ::read(g_signal_pipe[0], &sig, 1);
+          if (n == 1) break;
+          if (n < 0 && errno == EINTR) continue;
+          return;
+        }
+        run_interrupt_cleanup();
+        if (g_size.load() > 1)
+          std::fprintf(stderr,
+                       "recforge: process %d of %d stopped by signal %d (%s), as mpirun stops "
+                       "every process of the job when one of them fails or the job is stopped; "
+                       "its unfinished output removed\n",
+                       g_rank.load(), g_size.load(), sig, strsignal(sig));
+        else
+          std::fprintf(stderr,
+                       "recforge: stopped by signal %d (%s); its unfinished output removed\n", sig,
+                       strsignal(sig));
+        ::_exit(128 + sig);
+      }).detach();
+    } catch (const std::system_error&) {
+      ::close(g_signal_pipe[0]);
+      ::close(g_signal_pipe[1]);
+      return;
+    }
     for (const int sig : {SIGINT, SIGTERM}) {
       struct sigaction old {};
       if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;
