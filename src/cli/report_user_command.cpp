@@ -49,6 +49,11 @@ int cmd_report_user() {
     if (p.is_null()) continue;
     out += fmt::format("{}: {} interactions", part, p["count"].get<int64_t>());
     for (const auto& x : p["interactions"]) out += " " + scalar(x["item"]);
+    if (p.contains("history")) {  // the users split's fold-in history of a held-out user
+      out += fmt::format("; history given at evaluation: {} interactions",
+                         p["history_count"].get<int64_t>());
+      for (const auto& x : p["history"]) out += " " + scalar(x["item"]);
+    }
     out += "\n";
   }
   if (j.contains("held_out_note")) out += scalar(j["held_out_note"]) + "\n";
@@ -117,6 +122,7 @@ int cmd_report_user() {
     }
     out += "\n";
   }
+  if (r.contains("explanations_note")) out += "note: " + scalar(r["explanations_note"]) + "\n";
   if (r.contains("explanations_unavailable"))
     out += "no explanations: " + scalar(r["explanations_unavailable"]) + "\n";
   std::fputs(out.c_str(), stdout);

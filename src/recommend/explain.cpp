@@ -188,9 +188,14 @@ nlohmann::ordered_json report_recommendations(const Recommender& r, const std::s
   for (const Scored& s : list.items) ids.push_back(s.id);
   std::vector<ItemExplanation> why;
   std::string why_not;
+  const std::optional<data::index_t> row = r.user_row(user);
+  const data::Csr& seen = r.seen();
   if (!list.personalised)
     why_not = "the user opted out of personalisation: these are the most popular items of the "
               "training data (score: their number of training users)";
+  else if (row && seen.row_size(*row) == 0)
+    why_not = "the user has no training interaction: the model learned nothing of theirs, so "
+              "nothing explains these scores and the list is arbitrary";
   else
     try {
       if (!ids.empty()) why = explain(r, user, ids);
@@ -207,6 +212,16 @@ nlohmann::ordered_json report_recommendations(const Recommender& r, const std::s
       {"k", res.k}, {"personalised", list.personalised}, {"items", std::move(recs)}};
   if (!why.empty()) out["method"] = why[0].method;
   if (!why_not.empty()) out["explanations_unavailable"] = why_not;
+  // An export of index.metric cosine ranks and scores by cosine, as it serves; the contributions
+  // decompose the model's score u·v, of which the cosine is u·v / (|u| |v|).
+  if (list.personalised && r.default_metric() == Metric::kCosine) {
+    out["score_metric"] = "cosine";
+    if (!why.empty())
+      out["explanations_note"] =
+          "the scores are cosine similarities (the export's index.metric), as it serves them; "
+          "each item's contributions sum to the model's score u\u00b7v of the item (explain "
+          "shows it), which divided by |u| |v| is that cosine";
+  }
   return out;
 }
 
@@ -387,12 +402,21 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
       nlohmann::ordered_json list = interactions_of(p, u, r.item_ids());
       nlohmann::ordered_json out = {{"present", !list.empty()}, {"count", list.size()},
                                     {"interactions", std::move(list)}};
-      const size_t h = interactions_of(history, u, r.item_ids()).size();
-      if (h > 0) out["history_count"] = h;  // the `users` split's given history
+      // The `users` split's given history of a held-out user: data the run holds about them.
+      nlohmann::ordered_json given = interactions_of(history, u, r.item_ids());
+      if (!given.empty()) {
+        out["history_count"] = given.size();
+        out["history"] = std::move(given);
+      }
       return out;
     };
     j["validation"] = part(s.validation, s.validation_foldin);
     j["test"] = part(s.test, s.test_foldin);
+    if (e == b && (j["validation"].contains("history") || j["test"].contains("history")))
+      j["held_note"] =
+          "split.method users held this user out of training: the model learned nothing of "
+          "theirs (their embedding is zero); evaluation folds them in from the history listed "
+          "under validation/test";
   } else {
     j["validation"] = nullptr;
     j["test"] = nullptr;

@@ -257,6 +257,37 @@ TEST(Explain, BprRanksTheTrainingItemsByCosineAndDoesNotClaimASum) {
   }
 }
 
+// A user the `users` split held out of training: the report lists the history the run holds for
+// evaluation and says the model learned nothing of theirs (it showed a zero embedding, score-0
+// lists "because of" nothing, and the history only as a count).
+TEST(Explain, ReportUserSaysAUserHeldOutOfTrainingWasNotLearned) {
+  TempDir t;
+  const std::string yaml = "run:\n  name: u\n  dir: " + t.str() +
+                           "\n  progress: off\n  seed: 11\n"
+                           "data:\n  format: synthetic\n  cache: false\n"
+                           "synthetic:\n  users: 120\n  items: 90\n  interactions: 2500\n"
+                           "split:\n  method: users\n  heldout_users: 0.2\n  test_fraction: 0.3\n"
+                           "model:\n  factors: 8\n  iterations: 2\n";
+  const std::string run = pipeline::train(config::Config::parse(yaml, "u.yaml"));
+  const Recommender rec = Recommender::open(run);
+  const data::Split& s = rec.run()->data.split;
+  ASSERT_GT(s.test_foldin.size(), 0);
+  const data::index_t u = s.test_foldin.users[0];
+  size_t given = 0;
+  for (data::offset_t k = 0; k < s.test_foldin.size(); ++k) given += s.test_foldin.users[k] == u;
+  const nlohmann::ordered_json rep = report_user(rec, rec.user_ids().external(u), 5);
+  EXPECT_EQ(rep["training"]["count"], 0);
+  EXPECT_EQ(rep["test"]["history_count"], given);
+  EXPECT_EQ(rep["test"]["history"].size(), given);
+  EXPECT_NE(rep["held_note"].get<std::string>().find("split.method users held this user out"),
+            std::string::npos);
+  const auto& recs = rep["recommendations"];
+  EXPECT_NE(recs["explanations_unavailable"].get<std::string>().find("no training interaction"),
+            std::string::npos);
+  ASSERT_FALSE(recs["items"].empty());
+  EXPECT_FALSE(recs["items"][0].contains("explained_by"));
+}
+
 TEST(Explain, ReportUserListsWhatTheRunHoldsAboutTheUser) {
   TempDir t;
   const std::string run = train_run(t, "r", "model:\n  factors: 8\n  iterations: 3\n");
@@ -311,6 +342,27 @@ TEST(Explain, ReportUserListsWhatTheRunHoldsAboutTheUser) {
   EXPECT_TRUE(rep2["test"].is_null());
   EXPECT_EQ(rep2["embedding"]["in_export"], true);
   EXPECT_EQ(rep2["training"]["count"], row.nnz());
+  EXPECT_FALSE(rep2["recommendations"].contains("score_metric"));  // an inner-product export
+
+  // An export of index.metric cosine lists and scores by cosine, as it serves, and says that
+  // the contributions decompose u·v (the report paired cosines with them unannounced).
+  train_run(t, "c", "model:\n  factors: 8\n  iterations: 3\nindex:\n  metric: cosine\n");
+  const Recommender cexp = Recommender::open(t.file("c-export"));
+  const nlohmann::ordered_json rep3 = report_user(cexp, user, 5);
+  const auto& crecs = rep3["recommendations"];
+  EXPECT_EQ(crecs["score_metric"], "cosine");
+  EXPECT_NE(crecs["explanations_note"].get<std::string>().find("divided by |u| |v| is that cosine"),
+            std::string::npos);
+  const data::index_t cu = *cexp.user_row(user);
+  const float* xu = cexp.user_factors().row(cu);
+  ASSERT_EQ(crecs["items"].size(), 5u);
+  for (const auto& x : crecs["items"]) {
+    const float* yi = cexp.item_factors().row(*cexp.item_ids().find(x["item"].get<std::string>()));
+    const double cosine = dot(xu, yi, 8) / std::sqrt(dot(xu, xu, 8) * dot(yi, yi, 8));
+    // float32 scoring of unit vectors: a dot of 8 terms within 8·2^-24 of the exact one, and
+    // each normalisation within a few units of 2^-24 more.
+    EXPECT_NEAR(x["score"].get<double>(), cosine, 16 * 8 * std::ldexp(1.0, -24)) << x["item"];
+  }
 }
 
 TEST(Explain, OptedOutUsersAreReportedAsSuchAndNotExplained) {
