@@ -372,6 +372,15 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// split_list for a list of ids that must name at least one ("--items ," named none, and was
+// answered "none of the 0 items asked for is in this run").
+std::vector<std::string> id_list(const std::string& s, const char* option) {
+  std::vector<std::string> out = split_list(s);
+  if (out.empty())
+    fail("{} \"{}\": lists no id; expected ids separated by commas", option, s);
+  return out;
+}
+
 // Parses "1,2,4" into positive integers for --nprobe, --ef-search and --activity-edges; an empty
 // entry ("1,,2", "1,") is refused too.
 std::vector<int64_t> int_list(const std::string& text, const char* option) {
@@ -444,6 +453,11 @@ int cmd_evaluate() {
     }
     if (per_user) out["test_by_activity"] = print_by_activity(*per_user, edges);
   }
+  // Nothing held out (split.method none): nothing to score, said instead of an empty answer.
+  if (out.empty())
+    fail("evaluate {}: the run holds no validation or test interactions to score (split.method "
+         "{}); train with a split that holds some out",
+         g.run_dir, r.config.settings().split.method);
   if (!g.out.empty()) write_output_file(g.out, out.dump(2) + "\n");
   return 0;
 }
@@ -581,7 +595,7 @@ int cmd_recommend() {
   recommend::Options o;
   o.k = static_cast<int>(g.k);
   o.exclude = split_list(g.exclude);
-  if (!g.candidates.empty()) o.candidates = split_list(g.candidates);
+  if (!g.candidates.empty()) o.candidates = id_list(g.candidates, "--candidates");
   o.include_seen = g.include_seen;
   o.exact = g.exact;
   const int64_t n_items = rec.item_ids().size();
@@ -607,9 +621,9 @@ int cmd_recommend() {
   }
   recommend::Result r;
   if (!g.item_list.empty())
-    r = rec.recommend_new_user(split_list(g.item_list), weight_list(g.weights), o);
+    r = rec.recommend_new_user(id_list(g.item_list, "--items"), weight_list(g.weights), o);
   else
-    r = rec.recommend(g.user.empty() ? split_list(g.user_list) : std::vector<std::string>{g.user}, o);
+    r = rec.recommend(g.user.empty() ? id_list(g.user_list, "--users") : std::vector<std::string>{g.user}, o);
   warn_unknown("recommend", r.unknown);
   emit(format_lists(out_lists(r, !g.item_list.empty()), columns, "user", "items", "item",
                     g.user_list.empty(), personalised_column),
@@ -645,7 +659,7 @@ int cmd_similar() {
     const data::IdMap& ids = rec.item_ids();
     std::vector<std::string> wanted;
     if (!g.all) {  // unknown ids are skipped with a warning each, as recommend --users does
-      const std::vector<std::string> asked = split_list(g.item_list);
+      const std::vector<std::string> asked = id_list(g.item_list, "--items");
       std::vector<recommend::Unknown> unknown;
       for (const std::string& id : asked) {
         if (ids.find(recommend::trim(id))) wanted.push_back(id);
@@ -916,8 +930,10 @@ void register_commands(CLI::App& app) {
       ->check(output_file());
   recommend->add_option("--format", g.format,
                         "csv (user,rank,item,score with a header; a new user's user column is "
-                        "empty) or json (one object {\"user\", \"items\": [{\"item\", "
-                        "\"score\"}]} per user; an array for --users and --all)")
+                        "empty; a trailing personalised column when the source lists opted-out "
+                        "users) or json (one object {\"user\", \"items\": [{\"item\", "
+                        "\"score\"}], \"personalised\"} per user; an array for --users and "
+                        "--all)")
       ->check(CLI::IsMember({"csv", "json"}));
   recommend->add_option("--k", g.k,
                         "Number of items (default 10; at most the number of items, with a warning "
@@ -995,8 +1011,8 @@ void register_commands(CLI::App& app) {
   bench->add_option("--out", g.out,
                     "Also write the table as CSV (for tools/plot/plot_index_bench.py)")
       ->check(output_file());
-  add_sets(bench, "Override an index.* value of the export or run, e.g. --set index.nlist=256 "
-                  "(repeatable)");
+  add_sets(bench, "Override an index.* value of a run directory (an export's index is fixed), "
+                  "e.g. --set index.nlist=256 (repeatable)");
   g_actions["index-bench"] = cmd_index_bench;
 
   auto* info = app.add_subcommand(

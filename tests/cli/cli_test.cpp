@@ -181,6 +181,23 @@ TEST(Cli, ATimeSplitSaysHowManyTestUsersHaveNoTrainingInteraction) {
             8);
 }
 
+// Questions with nothing to answer are refused in one sentence: evaluate of a run that holds
+// nothing out (it printed nothing and wrote "{}"), and id lists that name no id.
+TEST(Cli, EvaluateWithNothingHeldOutAndEmptyIdListsAreRefused) {
+  TempDir t;
+  write_file(t.file("small.yaml"), small_config("model:\n  factors: 4\n  iterations: 1\n"));
+  ASSERT_EQ(run(t.str(), "train small.yaml --set split.method=none").rc, 0);
+  expect_one_line_error(t, "evaluate runs/small --out ev.json",
+                        "evaluate runs/small: the run holds no validation or test interactions to "
+                        "score (split.method none); train with a split that holds some out",
+                        true);
+  EXPECT_FALSE(fs::exists(t.file("ev.json")));
+  for (const std::string verb : {"similar runs/small --items ,", "recommend runs/small --users ,",
+                                 "recommend runs/small --items ,",
+                                 "recommend runs/small --user 0 --candidates ,"})
+    expect_one_line_error(t, verb, " \",\": lists no id; expected ids separated by commas", true);
+}
+
 TEST(Cli, DatagenThenTrainOnTheCsv) {
   TempDir t;
   const Result g = run(t.str(), "datagen --out syn.csv --users 500 --items 300 --interactions 20000 --seed 3");
