@@ -1,5 +1,5 @@
 // `recforge explain`: the score of one (user, item) pair, split into the contributions of the
-// user's training items (exact for iALS, item similarity for bpr and softmax).
+// user's training items (exact for iALS, item similarity for bpr, softmax and ccl).
 #include "cli/explain_command.h"
 
 #include "cli/commands.h"
@@ -66,7 +66,7 @@ void register_explain_command(CLI::App& app,
   auto* c = app.add_subcommand(
       "explain",
       "Why a model scores an item for a user: the contributions of the user's training items "
-      "(iALS: exact, summing to the score; bpr/softmax: training items by item similarity)");
+      "(iALS: exact, summing to the score; bpr/softmax/ccl: training items by item similarity)");
   c->add_option("path", g_args.path, "Run directory or export directory")->required();
   c->add_option("--user", g_args.user, "External user id")->required();
   c->add_option("--item", g_args.item, "External item id")->required();

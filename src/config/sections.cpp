@@ -662,7 +662,8 @@ void IndexSection::declare(Fields<IndexSection>& f) {
       .ge(1);
   f.field(&IndexSection::seed, "index.seed",
           "Seed of the index training (k-means, sampling, HNSW levels); unset "
-          "uses `run.seed`.")
+          "uses `run.seed`. IVF indexes are the same file from build to build; an HNSW graph "
+          "built on several threads is not (Faiss links nodes in parallel).")
       .ge(0)
       .any_int64();
 }
