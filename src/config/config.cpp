@@ -285,31 +285,26 @@ std::string convert(const Param& p, const YAML::Node& n, Config::Value* out) {
       break;
     }
     case Type::kIntList: {
+      // A single integer is a list of one; every element is read as kInt reads its value.
+      if (!n.IsScalar() && !n.IsSequence()) return fail_text;
+      std::vector<YAML::Node> nodes;
+      if (n.IsScalar()) nodes.push_back(n);
+      else
+        for (const YAML::Node& e : n) nodes.push_back(e);
       std::vector<int64_t> list;
-      std::string shown = render(n);
-      if (n.IsScalar()) {
-        bool overflow = false;
-        const auto v = parse_int(n, &overflow);
-        if (overflow) return int64_refusal(p, shown);
-        if (!v || !in_bounds(p, static_cast<double>(*v))) return fail_text;
-        list.push_back(*v);
-      } else if (n.IsSequence()) {
-        bool ok = true, overflow = false;
-        std::vector<std::string> elements;
-        for (const YAML::Node& e : n) {
-          bool beyond = false;
-          const auto v = parse_int(e, &beyond);
-          overflow = overflow || beyond;
-          ok = ok && v && in_bounds(p, static_cast<double>(*v));
-          if (v) list.push_back(*v);
-          elements.push_back(render(e));
-        }
-        shown = "[" + join(elements, ", ") + "]";
-        if (overflow) return int64_refusal(p, shown);
-        if (!ok) return "expected " + expected_text(p) + ", got " + shown;
-      } else {
-        return fail_text;
+      std::vector<std::string> elements;
+      bool ok = true, overflow = false;
+      for (const YAML::Node& e : nodes) {
+        bool beyond = false;
+        const auto v = parse_int(e, &beyond);
+        overflow = overflow || beyond;
+        ok = ok && v && in_bounds(p, static_cast<double>(*v));
+        if (v) list.push_back(*v);
+        elements.push_back(render(e));
       }
+      const std::string shown = n.IsScalar() ? render(n) : "[" + join(elements, ", ") + "]";
+      if (overflow) return int64_refusal(p, shown);
+      if (!ok) return "expected " + expected_text(p) + ", got " + shown;
       if (std::string why = int32_refusal(p, list, shown); !why.empty()) return why;
       out->list = std::move(list);
       break;

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
+#include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -249,25 +249,27 @@ std::string output_target(const std::string& path, int* mode) {
 }
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
-  std::vector<std::unique_ptr<InterruptCleanup>> cleanups;
-  std::vector<std::string> written;
+  std::list<InterruptCleanup> cleanups;  // one per temporary, until the renames are done
+  const auto remove_temporaries = [&](size_t from, size_t to) {
+    for (size_t j = from; j < to; ++j) ::unlink(temporary_name(files[j].first).c_str());
+  };
+  size_t written = 0;
   try {
     for (const auto& [path, text] : files) {
-      const std::string tmp = temporary_name(path);
-      cleanups.push_back(std::make_unique<InterruptCleanup>(tmp));
-      write_synced_file(tmp, path, text, -1);
-      written.push_back(tmp);
+      cleanups.emplace_back(temporary_name(path));
+      write_synced_file(temporary_name(path), path, text, -1);  // removes its own on failure
+      ++written;
     }
   } catch (...) {
-    for (const std::string& tmp : written) ::unlink(tmp.c_str());
+    remove_temporaries(0, written);
     throw;
   }
   without_interrupt_cleanup([&] {
     for (size_t i = 0; i < files.size(); ++i) {
       try {
-        move_into_place(written[i], files[i].first);
+        move_into_place(temporary_name(files[i].first), files[i].first);
       } catch (...) {
-        for (size_t j = i + 1; j < files.size(); ++j) ::unlink(written[j].c_str());
+        remove_temporaries(i + 1, files.size());
         throw;
       }
     }

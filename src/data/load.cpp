@@ -270,11 +270,6 @@ const char* split_fields(std::string_view line, char delim, Fields& out) {
   return nullptr;
 }
 
-// split_fields' complaint after "has": "an unterminated quoted field", "text after ...".
-std::string why_article(const char* why) {
-  return why[0] == 'u' ? std::string("an ") + why : std::string(why);
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
@@ -559,9 +554,10 @@ class FileParser {
     // A first line that cannot be split would leave that count unknown (and the header empty):
     // refused whatever data.on_error says. Not quoted: it may hold a user id.
     if (const char* why = split_fields(first_line, delim_, fields))
-      fail("{}:{}: the first line{} has {}; every line must have the first line's number of "
-           "fields, so it cannot be skipped, even with data.on_error: skip; fix that line",
-           path_, line_no, o_.header ? " (the header)" : "", why_article(why));
+      fail("{}:{}: the first line{} has broken quoting: {}; every line must have the first "
+           "line's number of fields, so it cannot be skipped, even with data.on_error: skip; fix "
+           "that line",
+           path_, line_no, o_.header ? " (the header)" : "", why);
     fields_expected_ = static_cast<int>(fields.size());
     if (!o_.header) fields.clear();
     const std::vector<std::string_view>& header = fields.value;

@@ -177,8 +177,9 @@ namespace {
 
 // The top-k answer of the report: personalised (each with its 3 largest contributions) or, for
 // an opted-out user, the popularity list.
+// `row`: the user's factor row (none for a user opted out before training).
 nlohmann::ordered_json report_recommendations(const Recommender& r, const std::string& user,
-                                              int k) {
+                                              std::optional<data::index_t> row, int k) {
   Options o;
   o.k = k;
   o.exact = true;
@@ -188,12 +189,10 @@ nlohmann::ordered_json report_recommendations(const Recommender& r, const std::s
   for (const Scored& s : list.items) ids.push_back(s.id);
   std::vector<ItemExplanation> why;
   std::string why_not;
-  const std::optional<data::index_t> row = r.user_row(user);
-  const data::Csr& seen = r.seen();
   if (!list.personalised)
     why_not = "the user opted out of personalisation: these are the most popular items of the "
               "training data (score: their number of training users)";
-  else if (row && seen.row_size(*row) == 0)
+  else if (row && r.seen().row_size(*row) == 0)
     why_not = "the user has no training interaction: the model learned nothing of theirs, so "
               "nothing explains these scores and the list is arbitrary";
   else
@@ -263,8 +262,8 @@ nlohmann::ordered_json chain_holds(const pipeline::ChainUsers& chain, const std:
 // is in this run's data. `*in_chain` is set when the run's chain users hold the user (the model
 // depends on their data, whether or not the export version can still tell through whom).
 nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::string& user,
-                                     bool* in_chain_out) {
-  *in_chain_out = false;
+                                     bool* in_chain_out = nullptr) {
+  if (in_chain_out) *in_chain_out = false;
   const auto it = run.run.find("init_from");
   if (it == run.run.end() || !it->is_object()) return nullptr;
   const std::string dir = it->value("export", std::string());
@@ -275,7 +274,8 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
   // export's users this run's data lacks (pipeline::WarmStart::chain), so an entry there is an
   // earlier model's user only when the export does not hold them (an export's chain never
   // holds its own users); unknown when that cannot be told.
-  nlohmann::ordered_json in_chain;  // null: no chain recorded
+  nlohmann::ordered_json in_chain;  // null: unknown (pseudonyms of another key)
+  bool chain_recorded = false;
   if (const auto meta = it->find("chain_users"); meta != it->end() && meta->is_object()) {
     const pipeline::ChainUsers chain{meta->value("salt", std::string()),
                                      meta->value("key_checks", std::vector<std::string>()),
@@ -285,15 +285,15 @@ nlohmann::ordered_json warm_start_of(const pipeline::OpenedRun& run, const std::
         key = pipeline::pseudonym_key(run.config);
       } catch (const Error&) {
       }
+    chain_recorded = true;
     in_chain = chain_holds(chain, user, key);
-    *in_chain_out = in_chain == true;
+    if (in_chain_out) *in_chain_out = in_chain == true;
   }
   const auto earlier = [&](const nlohmann::ordered_json& trained_on_user) {
     if (in_chain.is_null() || in_chain == false) return in_chain;
     if (trained_on_user == true) return nlohmann::ordered_json(false);
     return trained_on_user == false ? nlohmann::ordered_json(true) : nlohmann::ordered_json(nullptr);
   };
-  const bool chain_recorded = it->contains("chain_users") && (*it)["chain_users"].is_object();
   const std::string vdir = version.empty() ? dir : dir + "/" + version;
   std::error_code ec;
   nlohmann::json manifest;
@@ -362,7 +362,7 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
     j["held_note"] = "the user opted out before training: their interactions were dropped from "
                      "every part of the data, and no embedding was made";
     j["embedding"] = nullptr;
-    j["recommendations"] = report_recommendations(r, user, k);
+    j["recommendations"] = report_recommendations(r, user, std::nullopt, k);
     return j;
   }
   const data::index_t u = *row;
@@ -472,15 +472,14 @@ nlohmann::ordered_json report_user(const Recommender& r, const std::string& user
   }
   j["embedding"] = std::move(emb);
   if (run) {
-    bool in_chain = false;
-    nlohmann::ordered_json w = warm_start_of(*run, user, &in_chain);
+    nlohmann::ordered_json w = warm_start_of(*run, user);
     if (!w.is_null()) j["warm_start"] = std::move(w);
   } else {
     nlohmann::ordered_json w = export_warm_start(r, user);
     if (!w.is_null()) j["warm_start"] = std::move(w);
   }
 
-  j["recommendations"] = report_recommendations(r, user, k);
+  j["recommendations"] = report_recommendations(r, user, u, k);
   return j;
 }
 

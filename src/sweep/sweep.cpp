@@ -825,12 +825,12 @@ SweepResult Runner::run() {
   DirLock lock(spec_.out);
   // Runs killed while staged, or between the two renames of an overwrite (the old run is moved
   // back when it is all there is). Under the lock nothing else writes here, whatever the pids.
-  const auto remove_staged = [](const fs::path& dir) { remove_stale_run_debris(dir.string(), true); };
-  remove_staged(spec_.out);
+  remove_stale_run_debris(spec_.out, true);
   if (!spec_.seeds.empty())  // seed runs are staged inside their trial's directory (and best/)
     for (const auto& e : fs::directory_iterator(spec_.out)) {
       const std::string f = e.path().filename().string();
-      if (e.is_directory() && (f.rfind("trial-", 0) == 0 || f == "best")) remove_staged(e.path());
+      if (e.is_directory() && (f.rfind("trial-", 0) == 0 || f == "best"))
+        remove_stale_run_debris(e.path().string(), true);
     }
   log_to_file(sweep_log_);
   struct CloseLog {

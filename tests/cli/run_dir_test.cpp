@@ -29,11 +29,28 @@ using test::read_file;
 using test::TempDir;
 using test::write_file;
 
-// A started process: its pid and the file that collects its stdout and stderr.
+// A started process: its pid and the file that collects its stdout and stderr. It owns the
+// process: one that finish() has not reaped when the test leaves its scope (a failed ASSERT, an
+// exception) is killed and reaped, so that no recforge paused or training forever outlives it.
 struct Child {
   pid_t pid = -1;
   std::string out_file;
+  mutable bool reaped = false;  // set by finish()
   std::string output() const { return read_file(out_file); }
+
+  Child() = default;
+  Child(Child&& o) noexcept : pid(o.pid), out_file(std::move(o.out_file)), reaped(o.reaped) {
+    o.pid = -1;
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child& operator=(Child&&) = delete;
+  ~Child() {
+    if (pid <= 0 || reaped) return;
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
 };
 
 std::string sh_quoted(const std::string& s) { return "'" + s + "'"; }
@@ -67,11 +84,15 @@ Child start(const std::string& cwd, const std::string& args, const std::string& 
 int finish(const Child& c) {
   int status = 0;
   for (int i = 0; i < 6000; ++i) {
-    if (waitpid(c.pid, &status, WNOHANG) == c.pid) return status;
+    if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+      c.reaped = true;
+      return status;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   kill(c.pid, SIGKILL);
   waitpid(c.pid, &status, 0);
+  c.reaped = true;
   ADD_FAILURE() << "recforge did not exit within a minute; killed it. Output:\n" << c.output();
   return status;
 }
@@ -126,7 +147,7 @@ pid_t dead_pid() {
 
 // Starts a training that runs until it is stopped, and waits until it is iterating.
 Child start_endless(const TempDir& t, const std::string& name) {
-  const Child c = start(t.str(), "train small.yaml --set model.iterations=1000000 --name " + name);
+  Child c = start(t.str(), "train small.yaml --set model.iterations=1000000 --name " + name);
   const std::string log =
       t.file("runs/." + name + ".partial-" + std::to_string(c.pid) + "/log.txt");
   EXPECT_TRUE(wait_until([&] { return read_file(log).find("iteration 1/") != std::string::npos; }))

@@ -475,18 +475,18 @@ TEST(Load, AFirstLineWithBrokenQuotingIsRefusedEvenWhenSkippingBadLines) {
   o.skip_errors = true;
   const std::string p = write_file(t.file("q.csv"), "\"someone,item1\nu1,i1\nu2,i2,3,4\n");
   EXPECT_EQ(load_error({p}, o),
-            p + ":1: the first line has an unterminated quoted field; every line must have the "
-                "first line's number of fields, so it cannot be skipped, even with "
+            p + ":1: the first line has broken quoting: unterminated quoted field; every line "
+                "must have the first line's number of fields, so it cannot be skipped, even with "
                 "data.on_error: skip; fix that line");
   o.header = true;
   o.user_col = "user";
   o.item_col = "item";
   const std::string h = write_file(t.file("h.csv"), "user,\"item\"x\nu1,i1\n");
   EXPECT_EQ(load_error({h}, o),
-            h + ":1: the first line (the header) has text after the closing quote of a quoted "
-                "field (a '\"' inside a quoted field is written as two); every line must have "
-                "the first line's number of fields, so it cannot be skipped, even with "
-                "data.on_error: skip; fix that line");
+            h + ":1: the first line (the header) has broken quoting: text after the closing "
+                "quote of a quoted field (a '\"' inside a quoted field is written as two); every "
+                "line must have the first line's number of fields, so it cannot be skipped, even "
+                "with data.on_error: skip; fix that line");
   // A name the header gives twice is ambiguous (it took the first column, silently).
   const std::string d = write_file(t.file("d.csv"), "user,item,score,item\nu1,i1,1,i2\n");
   EXPECT_EQ(load_error({d}, o),
